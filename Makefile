@@ -1,0 +1,173 @@
+# libdualwrite -- zero-downtime schema migrations on SQLite.
+#
+# Targets: all (default), test, demo, sanitize, valgrind, install, uninstall,
+# clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
+# PREFIX, DESTDIR, INCLUDE_PATH, LIBRARY_PATH, PKGCONF_PATH.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define DW_VERSION_MAJOR \([0-9]*\)/\1/p' include/dualwrite.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define DW_VERSION_MINOR \([0-9]*\)/\1/p' include/dualwrite.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define DW_VERSION_PATCH \([0-9]*\)/\1/p' include/dualwrite.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+INCLUDE_PATH ?= include
+LIBRARY_PATH ?= lib
+PKGCONF_PATH ?= $(LIBRARY_PATH)/pkgconfig
+INSTALL_INCLUDE_PATH = $(DESTDIR)$(PREFIX)/$(INCLUDE_PATH)
+INSTALL_LIBRARY_PATH = $(DESTDIR)$(PREFIX)/$(LIBRARY_PATH)
+INSTALL_PKGCONF_PATH = $(DESTDIR)$(PREFIX)/$(PKGCONF_PATH)
+INSTALL ?= install
+
+# Where objects go; `make sanitize` builds a second tree beside the first.
+BUILD ?= build
+
+OPTIMIZATION ?= -O2
+WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wformat=2 -Wvla
+DEBUG ?= -g
+# The user's CFLAGS come last so they can override ours.
+REAL_CFLAGS = -std=c11 $(OPTIMIZATION) $(DEBUG) $(WARNINGS) -fPIC \
+              -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -Iinclude \
+              $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS)
+REAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+LIBS = -lsqlite3
+
+LIB_NAME = libdualwrite
+STLIB = $(LIB_NAME).a
+DYLIB_SONAME = $(LIB_NAME).so.$(VERSION_MAJOR)
+DYLIB_REAL = $(LIB_NAME).so.$(VERSION)
+DYLIB = $(LIB_NAME).so
+PC_FILE = dualwrite.pc
+
+LIB_SRC = $(wildcard lib/*.c)
+LIB_OBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+TEST_SRC = $(wildcard test/test_*.c)
+TEST_BIN = $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRC))
+TEST_SUPPORT_OBJ = $(BUILD)/test/support.o
+EXAMPLE_SRC = $(wildcard examples/*.c)
+EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+
+DEPS_LIB_STAMP = $(BUILD)/.deps-library
+DEPS_TEST_STAMP = $(BUILD)/.deps-test
+
+.PHONY: all test demo sanitize valgrind install uninstall clean \
+        check-header check-symbols check-install examples deps
+
+all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
+
+deps: $(DEPS_TEST_STAMP)
+
+$(DEPS_LIB_STAMP): scripts/ensure-deps.sh
+	@mkdir -p $(@D)
+	@CC="$(CC)" sh scripts/ensure-deps.sh library
+	@touch $@
+
+$(DEPS_TEST_STAMP): scripts/ensure-deps.sh
+	@mkdir -p $(@D)
+	@CC="$(CC)" sh scripts/ensure-deps.sh test
+	@touch $@
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -c -o $@ $<
+
+$(STLIB): $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(DYLIB_SONAME): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(DYLIB_SONAME) -o $@ $^ $(REAL_LDFLAGS) $(LIBS)
+
+$(DYLIB): $(DYLIB_SONAME)
+	ln -sf $(DYLIB_SONAME) $@
+
+$(PC_FILE): Makefile include/dualwrite.h
+	@printf '%s\n' \
+	  'prefix=$(PREFIX)' \
+	  'exec_prefix=$${prefix}' \
+	  'libdir=$${exec_prefix}/$(LIBRARY_PATH)' \
+	  'includedir=$${prefix}/$(INCLUDE_PATH)' \
+	  '' \
+	  'Name: dualwrite' \
+	  'Description: zero-downtime schema migrations on SQLite: dual writes, shadow reads, stored stages' \
+	  'Version: $(VERSION)' \
+	  'Requires.private: sqlite3' \
+	  'Libs: -L$${libdir} -ldualwrite' \
+	  'Libs.private: -lsqlite3' \
+	  'Cflags: -I$${includedir}' > $@
+
+# ---- tests -----------------------------------------------------------------
+
+$(BUILD)/test/support.o: test/support.c test/support.h include/dualwrite.h | $(DEPS_TEST_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -Ilib -c -o $@ $<
+
+$(BUILD)/test/%: test/%.c test/support.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -Ilib -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) -lcmocka $(LIBS)
+
+# Tests link a static library built from this tree's objects (so that a
+# sanitizer build tests sanitized objects).
+$(BUILD)/$(STLIB): $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# TEST_WRAP runs each test program (valgrind uses it).
+TEST_WRAP ?=
+test: $(TEST_BIN) check-header all
+	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
+	@$(MAKE) --no-print-directory check-symbols check-install
+
+check-header:
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/dualwrite.h
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_only.c
+	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c++ test/header_only.c
+
+check-symbols: $(DYLIB_SONAME)
+	@sh test/check-symbols.sh $(DYLIB_SONAME)
+
+check-install: all
+	@sh test/check-install.sh "$(MAKE)"
+
+sanitize:
+	$(MAKE) test BUILD=build/sanitize OPTIMIZATION=-O1 \
+	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+valgrind: $(TEST_BIN)
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq valgrind; \
+	  else echo "valgrind is missing: sudo apt-get install valgrind" >&2; exit 1; fi; }
+	@BUILD=$(BUILD) TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
+	  sh test/run-tests.sh $(TEST_BIN)
+
+# ---- examples --------------------------------------------------------------
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/$(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< $(BUILD)/$(STLIB) $(REAL_LDFLAGS) $(LIBS)
+
+examples: $(EXAMPLE_BIN)
+
+demo: $(BUILD)/examples/incident_statuses
+	@rm -f $(BUILD)/incident_statuses.db*
+	$(BUILD)/examples/incident_statuses $(BUILD)/incident_statuses.db
+
+# ---- install ---------------------------------------------------------------
+
+install: all
+	$(INSTALL) -d $(INSTALL_INCLUDE_PATH) $(INSTALL_LIBRARY_PATH) $(INSTALL_PKGCONF_PATH)
+	$(INSTALL) -m 644 include/dualwrite.h $(INSTALL_INCLUDE_PATH)
+	$(INSTALL) -m 644 $(STLIB) $(INSTALL_LIBRARY_PATH)
+	$(INSTALL) -m 755 $(DYLIB_SONAME) $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL)
+	ln -sf $(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME)
+	ln -sf $(DYLIB_SONAME) $(INSTALL_LIBRARY_PATH)/$(DYLIB)
+	$(INSTALL) -m 644 $(PC_FILE) $(INSTALL_PKGCONF_PATH)
+
+uninstall:
+	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_LIBRARY_PATH)/$(STLIB) \
+	      $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME) \
+	      $(INSTALL_LIBRARY_PATH)/$(DYLIB) $(INSTALL_PKGCONF_PATH)/$(PC_FILE)
+
+clean:
+	rm -rf build $(STLIB) $(DYLIB) $(DYLIB_SONAME) $(PC_FILE)

@@ -1,0 +1,805 @@
+/*
+ * dualwrite.h -- the public interface of libdualwrite.
+ *
+ * libdualwrite makes zero-downtime schema migrations routine on SQLite. An
+ * application keeps using its own SQL; it calls the library around each write
+ * and read of the data being migrated:
+ *
+ *   - dw_write() runs the application's write for the old model and for the
+ *     new model (or mirrors the key through the mapping) inside one
+ *     transaction or SAVEPOINT, in the order the migration's stage says, and
+ *     keeps both writes or neither;
+ *   - dw_read() reads the side the stage trusts, and at SHADOW and LIVE also
+ *     the other side, compares the two field by field and reports every
+ *     disagreement, while always returning the trusted answer;
+ *   - the stage (one of six, see dw_stage) is stored in the application's own
+ *     database, so every connection and every process follows one switch.
+ *
+ * This header is the contract. For each function it states what each argument
+ * means, what NULL means, the result codes, who owns returned memory and what
+ * may be called from which thread.
+ *
+ * Conventions
+ *   - Every name starts with dw_ or DW_.
+ *   - Functions return an int result code: DW_OK (0) on success, a negative
+ *     DW_E... code on failure. dw_errmsg() gives the handle's message for the
+ *     last failure, dw_errstr() a fixed text for a code.
+ *   - Output parameters come first, callbacks take `void *payload` last.
+ *   - Options structs begin with a `version` field and have a ..._INIT macro;
+ *     a NULL options pointer means the defaults.
+ *   - The library borrows the caller's sqlite3 connection: it never closes it,
+ *     never calls sqlite3_config(), and puts back any per-connection setting
+ *     it changes while it works.
+ *   - All memory the library allocates comes from sqlite3_malloc64() and is
+ *     released with sqlite3_free(), so an allocator installed with
+ *     sqlite3_config(SQLITE_CONFIG_MALLOC) governs SQLite and the library
+ *     together.
+ *
+ * Thread safety
+ *   A dw_migration handle and every dw_row are used by one thread at a time,
+ *   exactly as the sqlite3 connection they sit on (SQLite's "multi-thread"
+ *   mode). Different handles, on different connections, may be used from
+ *   different threads at once. dw_version(), dw_version_number(), dw_errstr(),
+ *   dw_stage_name(), dw_stage_parse() and the dw_value constructors are safe
+ *   from any thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DUALWRITE_H
+#define DUALWRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && (__GNUC__ >= 4)
+#define DW_API __attribute__((visibility("default")))
+#else
+#define DW_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define DW_VERSION_MAJOR 0
+#define DW_VERSION_MINOR 1
+#define DW_VERSION_PATCH 0
+/** The version this header belongs to, as text. */
+#define DW_VERSION "0.1.0"
+/** MAJOR * 1000000 + MINOR * 1000 + PATCH. */
+#define DW_VERSION_NUMBER                                                      \
+    (DW_VERSION_MAJOR * 1000000 + DW_VERSION_MINOR * 1000 + DW_VERSION_PATCH)
+
+/** The version of the library actually linked, e.g. "0.1.0". Static string. */
+DW_API const char *dw_version(void);
+/** The linked library's DW_VERSION_NUMBER. */
+DW_API int dw_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Result codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum dw_result {
+    DW_OK = 0,
+    /** A database error or an error no other code describes; dw_errmsg()
+     *  carries SQLite's message. */
+    DW_ERROR = -1,
+    /** A bad argument or a call out of order (NULL where a value is needed,
+     *  an unknown stage, a callback the stage needs is missing). */
+    DW_EMISUSE = -2,
+    /** An allocation failed. Nothing was half-applied. */
+    DW_ENOMEM = -3,
+    /** The database was locked (SQLITE_BUSY or SQLITE_LOCKED). Nothing was
+     *  applied; the same call may be retried. */
+    DW_EBUSY = -4,
+    /** No such row (dw_read) or no such migration (dw_open without a spec). */
+    DW_ENOTFOUND = -5,
+    /** The spec does not fit the schema: unknown table or column, key that
+     *  is not unique, a mapping expression that does not prepare. */
+    DW_ESCHEMA = -6,
+    /** A migration of that name is stored with a different spec; open it
+     *  with DW_OPEN_REDEFINE to replace the stored spec. */
+    DW_ESPEC = -7,
+    /** Test mode only: the two sides disagree. The authoritative row was
+     *  still returned. */
+    DW_EMISMATCH = -8,
+    /** A write violated a constraint (UNIQUE, NOT NULL, CHECK, FOREIGN KEY);
+     *  dw_errside() names the side, dw_errmsg() the constraint. */
+    DW_ECONSTRAINT = -9,
+    /** An application callback returned a failure. */
+    DW_ECALLBACK = -10
+} dw_result;
+
+/** A fixed English text for a result code; "unknown error" for other
+ *  values. Never NULL, static storage. */
+DW_API const char *dw_errstr(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Stages                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The six stages of a migration.
+ *
+ * | stage      | reads run    | returned | compared | writes, in order | trusted |
+ * |------------|--------------|----------|----------|------------------|---------|
+ * | OFF        | old          | old      | no       | old              | old     |
+ * | DUAL_WRITE | old          | old      | no       | old, then new    | old     |
+ * | SHADOW     | old and new  | old      | yes      | old, then new    | old     |
+ * | LIVE       | new and old  | new      | yes      | new, then old    | new     |
+ * | RAMPDOWN   | new          | new      | no       | new, then old    | new     |
+ * | COMPLETE   | new          | new      | no       | new              | new     |
+ */
+typedef enum dw_stage {
+    DW_STAGE_OFF = 0,
+    DW_STAGE_DUAL_WRITE = 1,
+    DW_STAGE_SHADOW = 2,
+    DW_STAGE_LIVE = 3,
+    DW_STAGE_RAMPDOWN = 4,
+    DW_STAGE_COMPLETE = 5
+} dw_stage;
+
+/** The upper-case name of a stage ("OFF", "DUAL_WRITE", ...), or NULL for a
+ *  value that is not a stage. Static storage. */
+DW_API const char *dw_stage_name(int stage);
+
+/** Parses a stage name, case-insensitively, into *out. DW_EMISUSE if either
+ *  pointer is NULL or the name is not a stage. */
+DW_API int dw_stage_parse(int *out, const char *name);
+
+/** The two sides of a migration. */
+typedef enum dw_side {
+    DW_SIDE_NONE = 0,
+    DW_SIDE_OLD = 1,
+    DW_SIDE_NEW = 2
+} dw_side;
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Storage classes; the numbers are SQLite's (SQLITE_INTEGER ...). */
+typedef enum dw_type {
+    DW_TYPE_INTEGER = 1,
+    DW_TYPE_FLOAT = 2,
+    DW_TYPE_TEXT = 3,
+    DW_TYPE_BLOB = 4,
+    DW_TYPE_NULL = 5
+} dw_type;
+
+/**
+ * One typed value: a key column, or a column of a dw_row.
+ *
+ * `i` holds an INTEGER, `f` a FLOAT; `p` points at the bytes of a TEXT
+ * (UTF-8) or BLOB and `n` counts them. A value passed in by the caller may set
+ * `n` to -1 for a NUL-terminated text. A dw_value never owns its bytes: the
+ * one who made it does (see dw_row_value() for values inside a row).
+ */
+typedef struct dw_value {
+    int type;
+    int64_t i;
+    double f;
+    const void *p;
+    int n;
+} dw_value;
+
+/** Value constructors. They copy nothing: text and blob values point at the
+ *  caller's bytes, which must outlive the value's use. Thread safe. */
+DW_API dw_value dw_int(int64_t v);
+DW_API dw_value dw_float(double v);
+/** A NUL-terminated text; NULL gives a NULL value. */
+DW_API dw_value dw_text(const char *s);
+/** A text of n bytes (need not be NUL-terminated); NULL gives a NULL value. */
+DW_API dw_value dw_text_n(const char *s, int n);
+/** A blob of n bytes; NULL with n == 0 gives an empty blob. */
+DW_API dw_value dw_blob(const void *p, int n);
+DW_API dw_value dw_null(void);
+
+/**
+ * Type-aware equality, the rule every comparison in the library uses unless
+ * a custom comparator says otherwise: NULL equals NULL; INTEGER and FLOAT are
+ * equal when numerically equal (as SQLite's IS operator); otherwise the
+ * storage classes must match and so must the bytes (TEXT is compared byte by
+ * byte, no collation). So NULL differs from empty text, 5 differs from '5',
+ * and a TEXT differs from a BLOB holding the same bytes. Returns 1 when
+ * equal, 0 otherwise; two NULL pointers are equal, one NULL pointer is not.
+ */
+DW_API int dw_value_equal(const dw_value *a, const dw_value *b);
+
+/* ------------------------------------------------------------------------ */
+/* Rows                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A row of named, typed values. Rows are what read callbacks fill, what
+ * mapping callbacks take and produce, and what dw_read() returns. A row owns
+ * copies of its names and of its text and blob bytes. Column names are
+ * matched exactly (case-sensitively); setting a name that is present replaces
+ * its value in place.
+ */
+typedef struct dw_row dw_row;
+
+/** Creates an empty row in *out. DW_EMISUSE if out is NULL, DW_ENOMEM. The
+ *  caller owns the row and frees it with dw_row_free(). */
+DW_API int dw_row_new(dw_row **out);
+/** Frees a row and everything in it. NULL is a harmless no-op. */
+DW_API void dw_row_free(dw_row *row);
+/** Removes every column, keeping the row for reuse. NULL is a no-op. */
+DW_API void dw_row_clear(dw_row *row);
+/** Number of columns; 0 for NULL. */
+DW_API int dw_row_count(const dw_row *row);
+/** Name of column i (0-based), or NULL when out of range. Owned by the row,
+ *  valid until the row is changed or freed. */
+DW_API const char *dw_row_name(const dw_row *row, int i);
+/** Index of the column named `name`, or -1 when absent or an argument is
+ *  NULL. */
+DW_API int dw_row_find(const dw_row *row, const char *name);
+/** Value of column i, or NULL when out of range. The value and its bytes are
+ *  owned by the row, valid until the row is changed or freed. Text values
+ *  are NUL-terminated (n does not count the terminator). */
+DW_API const dw_value *dw_row_value(const dw_row *row, int i);
+/** Value of the column named `name`, or NULL when absent. Same lifetime as
+ *  dw_row_value(). */
+DW_API const dw_value *dw_row_get(const dw_row *row, const char *name);
+
+/** Sets the column `name` to a copy of *v (NULL v sets SQL NULL). Appends
+ *  the column when absent. DW_EMISUSE for a NULL row or name, an empty name,
+ *  or a value whose type is not a dw_type; DW_ENOMEM (the row is then
+ *  unchanged). */
+DW_API int dw_row_set(dw_row *row, const char *name, const dw_value *v);
+DW_API int dw_row_set_int(dw_row *row, const char *name, int64_t v);
+DW_API int dw_row_set_float(dw_row *row, const char *name, double v);
+/** NULL text sets SQL NULL. */
+DW_API int dw_row_set_text(dw_row *row, const char *name, const char *s);
+DW_API int dw_row_set_blob(dw_row *row, const char *name, const void *p,
+                           int n);
+DW_API int dw_row_set_null(dw_row *row, const char *name);
+/** Appends every column of the statement's current result row, named by
+ *  sqlite3_column_name(), with its value -- the usual way for a read
+ *  callback to fill its row after sqlite3_step() returned SQLITE_ROW. */
+DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
+
+/* ------------------------------------------------------------------------ */
+/* Migration spec                                                            */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * One side of a migration: a table, its key columns and the columns that make
+ * up this side's model.
+ *
+ * The key columns must be exactly the columns of the table's PRIMARY KEY or
+ * of a UNIQUE index (not partial), INTEGER or TEXT, on rowid and WITHOUT
+ * ROWID tables alike. Both sides name their key columns in the same order and
+ * hold the same key values: old key column i corresponds to new key column i.
+ *
+ * `columns` lists this side's non-key columns. NULL means: for the new side
+ * with an SQL up mapping, the columns the mapping names; otherwise every
+ * non-key, non-generated column of the table. When both sides are one table,
+ * each side must list its own columns and the lists must not overlap.
+ */
+typedef struct dw_side_spec {
+    const char *table;
+    const char *const *key_columns;
+    int nkey_columns;
+    const char *const *columns;
+    int ncolumns;
+} dw_side_spec;
+
+/** One target column of an SQL mapping and the SQL expression, over the
+ *  source side's row, that computes it. The expression is evaluated as a
+ *  result column of `SELECT ... FROM "source_table" WHERE key`, so it may
+ *  name the source's columns (qualified with the table name where a subquery
+ *  needs it), call functions and contain scalar subqueries. It must be one
+ *  read-only expression. */
+typedef struct dw_column_map {
+    const char *column;
+    const char *expr;
+} dw_column_map;
+
+/**
+ * A C mapping callback, for transforms SQL cannot express. `in` holds the
+ * source side's key columns and model columns; the callback sets every
+ * target model column in `out` (an empty row it does not own). Key columns
+ * it leaves out are copied by the library. Return DW_OK, or any other value
+ * to fail the operation (reported as DW_ECALLBACK).
+ */
+typedef int (*dw_map_fn)(dw_row *out, const dw_row *in, void *payload);
+
+/** Flags for dw_options.flags. */
+enum {
+    /** Replace a stored spec that differs from this one; the change is
+     *  recorded in the history with `reason`. */
+    DW_OPEN_REDEFINE = 1u << 0,
+    /** Test mode: dw_read() returns DW_EMISMATCH when the sides disagree
+     *  (after filling the result row with the authoritative answer). */
+    DW_OPEN_TEST_MODE = 1u << 1,
+    /** Repair-queue policy: when the non-authoritative write fails, keep the
+     *  authoritative one, roll back only the failed side and record the key
+     *  in the durable repair queue (dw_repair_count()); dw_write() then
+     *  returns DW_OK. Without it, both writes or neither. */
+    DW_OPEN_REPAIR_QUEUE = 1u << 2,
+    /** Print each mismatch as one line on stderr (as logged: redacted by
+     *  default), for development. */
+    DW_OPEN_LOG_STDERR = 1u << 3,
+    /** Log raw values of differing columns instead of their type, length
+     *  and digest, except for columns listed in `redact_columns`. */
+    DW_OPEN_LOG_RAW_VALUES = 1u << 4,
+    /** Do not write mismatches to the built-in log table. */
+    DW_OPEN_NO_LOG_TABLE = 1u << 5
+};
+
+/** A mismatch reported to the sink; see dw_mismatch. */
+typedef struct dw_mismatch dw_mismatch;
+/** Called once for each mismatch found by a comparison, after the read's
+ *  transaction has ended. The mismatch and everything it points to are valid
+ *  only during the call. */
+typedef void (*dw_mismatch_fn)(const dw_mismatch *mismatch, void *payload);
+
+#define DW_OPTIONS_VERSION 1
+
+/**
+ * Everything dw_open() needs. Start from DW_OPTIONS_INIT and set fields.
+ * Every string and array is copied by dw_open(); none need outlive it.
+ */
+typedef struct dw_options {
+    /** DW_OPTIONS_VERSION. */
+    unsigned int version;
+    /** The migration's name: 1 to 200 bytes of UTF-8, no NUL. */
+    const char *name;
+    dw_side_spec old_side;
+    dw_side_spec new_side;
+    /** The up mapping (old row to new row): either `up` with `nup` entries,
+     *  one per new model column, or `up_fn`. Exactly one is required. */
+    const dw_column_map *up;
+    int nup;
+    dw_map_fn up_fn;
+    /** The optional down mapping (new row to old row), same rules; needed
+     *  to mirror writes to the old side at LIVE and RAMPDOWN when no
+     *  old-side write callback is given. */
+    const dw_column_map *down;
+    int ndown;
+    dw_map_fn down_fn;
+    /** Payload for up_fn and down_fn. */
+    void *map_payload;
+    /** Identifies what C mapping callbacks do; stored in the spec digest, so
+     *  changing it marks the spec as changed. NULL when no callbacks. */
+    const char *map_version;
+    /** DW_OPEN_... flags. */
+    unsigned int flags;
+    /** Why the spec is (re)defined; recorded in the history. May be NULL. */
+    const char *reason;
+    /** Columns whose values are never logged raw, even with
+     *  DW_OPEN_LOG_RAW_VALUES. */
+    const char *const *redact_columns;
+    int nredact_columns;
+    /** Most distinct (key, difference) entries kept in the log table for
+     *  this migration; further new entries are counted and dropped.
+     *  0 means the default, 1000. */
+    int log_cap;
+    /** Optional sink for every mismatch, with its payload. */
+    dw_mismatch_fn mismatch_fn;
+    void *mismatch_payload;
+} dw_options;
+
+#define DW_OPTIONS_INIT                                                        \
+    {                                                                          \
+        DW_OPTIONS_VERSION, NULL, {NULL, NULL, 0, NULL, 0},                    \
+            {NULL, NULL, 0, NULL, 0}, NULL, 0, NULL, NULL, 0, NULL, NULL,      \
+            NULL, 0u, NULL, NULL, 0, 0, NULL, NULL                             \
+    }
+
+/* ------------------------------------------------------------------------ */
+/* Migration handle                                                          */
+/* ------------------------------------------------------------------------ */
+
+/** A migration opened on a borrowed connection. */
+typedef struct dw_migration dw_migration;
+
+/**
+ * Opens (and on first use defines) a migration on the caller's connection.
+ *
+ * Creates the library's state tables (named dw_*) on first use. Checks the
+ * spec against the schema: both tables exist, every named column exists
+ * (PRAGMA table_xinfo), the key columns are unique, every mapping
+ * expression prepares -- with double-quoted string literals disabled, so a
+ * misspelled column is an error rather than a string. The spec's digest is
+ * then compared with the stored one: a new name stores the spec at stage OFF;
+ * the same spec opens it; a different spec fails with DW_ESPEC unless
+ * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
+ * the redefinition in the history.
+ *
+ * @param out   receives the handle; set to NULL on failure. Must not be NULL.
+ * @param db    the caller's open connection; borrowed, never closed. It must
+ *              outlive the handle.
+ * @param opts  the spec and policies; must not be NULL.
+ * @param errmsg if not NULL, receives a message on failure (NULL on success),
+ *              to be freed with sqlite3_free() -- there is no handle yet to
+ *              ask.
+ * @return DW_OK; DW_EMISUSE (bad options), DW_ESCHEMA, DW_ESPEC, DW_EBUSY,
+ *         DW_ENOMEM, DW_ERROR. On failure nothing is stored.
+ */
+DW_API int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
+                   char **errmsg);
+
+/** Closes a handle, freeing everything it holds (not the connection, not the
+ *  stored migration). NULL is a harmless no-op. */
+DW_API void dw_close(dw_migration *h);
+
+/** The message for the last failure on this handle, or "not an error" after
+ *  a success. Owned by the handle, valid until its next call. NULL handle
+ *  gives a static message. */
+DW_API const char *dw_errmsg(const dw_migration *h);
+
+/** The side the last failure on this handle concerned (DW_SIDE_NONE when it
+ *  concerned neither, or after a success). */
+DW_API int dw_errside(const dw_migration *h);
+
+/** The migration's name, owned by the handle. NULL for a NULL handle. */
+DW_API const char *dw_name(const dw_migration *h);
+
+/** The connection the handle borrows. NULL for a NULL handle. */
+DW_API sqlite3 *dw_db(const dw_migration *h);
+
+/** The spec's digest as 64 lower-case hex digits, owned by the handle. */
+DW_API const char *dw_spec_digest(const dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Stage                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** Reads the stored stage into *out, seeing any change committed by any
+ *  connection. DW_EMISUSE for NULL arguments, DW_EBUSY, DW_ERROR. */
+DW_API int dw_stage_get(int *out, dw_migration *h);
+
+/** Flags for dw_stage_set(). */
+enum {
+    /** Allow a forward move of more than one stage; recorded as forced. */
+    DW_STAGE_FORCE = 1u << 0
+};
+
+/**
+ * Moves the migration to `stage`, recording time, from, to, reason and
+ * whether it was forced in the history (the move and its record commit
+ * together). Forward moves go one stage at a time unless DW_STAGE_FORCE is
+ * given; backward moves may go any distance. Setting the current stage is a
+ * no-op that records nothing. Every other connection and process sees the
+ * change on its next operation. If called inside the caller's transaction,
+ * it becomes part of it.
+ *
+ * @param reason why, recorded; may be NULL.
+ * @return DW_OK; DW_EMISUSE (NULL handle, not a stage, a jump without
+ *         DW_STAGE_FORCE); DW_EBUSY; DW_ERROR.
+ */
+DW_API int dw_stage_set(dw_migration *h, int stage, const char *reason,
+                        unsigned int flags);
+
+/** One entry of the history. Strings are valid only during the callback. */
+typedef struct dw_history_entry {
+    int64_t id;
+    /** Seconds since the Unix epoch, with milliseconds. */
+    double time;
+    /** "stage", "define" or "redefine". */
+    const char *event;
+    /** Stages before and after (both the current stage for define events). */
+    int from_stage;
+    int to_stage;
+    int forced;
+    /** The reason given, or NULL. */
+    const char *reason;
+} dw_history_entry;
+
+/** Return non-zero to stop the iteration early. */
+typedef int (*dw_history_fn)(const dw_history_entry *entry, void *payload);
+
+/** Calls fn for each history entry of this migration, oldest first. Stops
+ *  early (returning DW_OK) when fn returns non-zero. */
+DW_API int dw_history(dw_migration *h, dw_history_fn fn, void *payload);
+
+/* ------------------------------------------------------------------------ */
+/* Writes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * An application write for one side: runs the SQL that writes (inserts,
+ * updates or deletes) the row of `key` on that side, on `db`. Return 0 on
+ * success; an SQLite result code (e.g. the one sqlite3_step() returned) or
+ * any other non-zero value on failure. It must not commit, roll back or
+ * release the library's savepoint.
+ */
+typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
+                           void *payload);
+
+/**
+ * Writes one key through the migration.
+ *
+ * Follows the stage table: the authoritative side's write runs first, then
+ * (at DUAL_WRITE, SHADOW, LIVE and RAMPDOWN) the other side's. The
+ * authoritative side's callback is required; the other side's may be NULL,
+ * in which case the library syncs that side from the authoritative row
+ * through the mapping (up at DUAL_WRITE and SHADOW, down at LIVE and
+ * RAMPDOWN) -- and when the authoritative row no longer exists (the write
+ * deleted it), the other side's row is deleted too.
+ *
+ * Everything runs in one transaction: outside a transaction the call begins
+ * one with BEGIN IMMEDIATE (so a busy database is met before anything is
+ * written) and commits it; inside the caller's transaction it runs in a
+ * SAVEPOINT that nests in it. If either side fails, both are rolled back and
+ * the error names the side (dw_errside()), unless the migration was opened
+ * with DW_OPEN_REPAIR_QUEUE, in which case a failure of the non-authoritative
+ * side keeps the authoritative write and queues the key for repair.
+ *
+ * @param key, nkey the key values, one per key column, in order.
+ * @param write_old the old side's write, or NULL (see above).
+ * @param write_new the new side's write, or NULL (see above).
+ * @param payload   passed to both callbacks.
+ * @return DW_OK; DW_EMISUSE (NULL handle or key, wrong key count or type, a
+ *         callback the stage needs is missing, no down mapping when one is
+ *         needed); DW_EBUSY (nothing applied); DW_ECONSTRAINT, DW_ECALLBACK,
+ *         DW_ERROR, DW_ENOMEM (nothing applied, dw_errside() says which
+ *         side failed).
+ */
+DW_API int dw_write(dw_migration *h, const dw_value *key, int nkey,
+                    dw_write_fn write_old, dw_write_fn write_new,
+                    void *payload);
+
+/**
+ * Mirrors one key for code that already wrote the authoritative side itself:
+ * syncs the other side from the authoritative row through the mapping (or
+ * deletes it when the authoritative row is gone). A no-op at OFF and
+ * COMPLETE. Atomic as dw_write(), with the same result codes.
+ */
+DW_API int dw_mirror(dw_migration *h, const dw_value *key, int nkey);
+
+/** Number of keys waiting in the repair queue for this migration, in *out. */
+DW_API int dw_repair_count(int64_t *out, dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Reads and comparison                                                      */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * An application read for one side: fills `out` (an empty row) with the row
+ * of `key` in the comparison shape -- both sides' read callbacks must name
+ * the same columns for the same data. Return DW_OK when the row exists,
+ * DW_ENOTFOUND when it does not, anything else on failure.
+ */
+typedef int (*dw_read_fn)(dw_row *out, sqlite3 *db, const dw_value *key,
+                          int nkey, void *payload);
+
+/** A custom comparator for one column: return 0 when the two values are
+ *  equal, 1 when they differ, -1 to use dw_value_equal(). */
+typedef int (*dw_compare_fn)(const char *column, const dw_value *old_value,
+                             const dw_value *new_value, void *payload);
+
+/** A normaliser, applied to a copy of each side's row before comparing
+ *  (trim text, round floats, drop columns...). `side` says which row it is.
+ *  Return DW_OK, or anything else to skip the comparison (counted as an
+ *  error). It never changes the row dw_read() returns. */
+typedef int (*dw_normalize_fn)(dw_row *row, int side, void *payload);
+
+/** Progress handler signature, as sqlite3_progress_handler(). */
+typedef int (*dw_progress_fn)(void *payload);
+
+/** Orders for dw_read_options.order. */
+enum {
+    /** Read the authoritative side first (the default). */
+    DW_ORDER_AUTHORITATIVE_FIRST = 0,
+    /** Pick the order at random on each read, so neither side always reads
+     *  from a cache the other warmed. */
+    DW_ORDER_RANDOM = 1
+};
+
+#define DW_READ_OPTIONS_VERSION 1
+
+/** How dw_read() compares; set per handle with dw_set_read_options(). */
+typedef struct dw_read_options {
+    unsigned int version;
+    /** Columns left out of the comparison. */
+    const char *const *ignore_columns;
+    int nignore_columns;
+    /** Optional custom comparator and normaliser, with compare_payload. */
+    dw_compare_fn compare;
+    dw_normalize_fn normalize;
+    void *compare_payload;
+    /** Share of reads at SHADOW and LIVE that also read and compare the
+     *  other side, from 0.0 (never) to 1.0 (always, the default). */
+    double sample_ratio;
+    /** DW_ORDER_AUTHORITATIVE_FIRST or DW_ORDER_RANDOM. */
+    int order;
+    /** Time budget in milliseconds for the non-authoritative read; 0 means
+     *  none. Enforced with SQLite's progress handler: a read over budget is
+     *  interrupted, counted as a timeout and not compared. */
+    int budget_ms;
+    /** SQLite keeps no way to ask for a connection's progress handler. If
+     *  the application uses one on this connection, name it here: the
+     *  library calls it while the budget applies and puts it back after.
+     *  Otherwise the connection is left with no progress handler. */
+    dw_progress_fn app_progress;
+    void *app_progress_payload;
+    int app_progress_ops;
+} dw_read_options;
+
+#define DW_READ_OPTIONS_INIT                                                   \
+    {                                                                          \
+        DW_READ_OPTIONS_VERSION, NULL, 0, NULL, NULL, NULL, 1.0,               \
+            DW_ORDER_AUTHORITATIVE_FIRST, 0, NULL, NULL, 0                     \
+    }
+
+/** Sets how this handle's reads compare; the struct and its arrays are
+ *  copied. NULL restores the defaults. DW_EMISUSE for a NULL handle, an
+ *  unknown version, a ratio outside [0, 1], a negative budget or an unknown
+ *  order; DW_ENOMEM. */
+DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
+
+/**
+ * Reads one key through the migration and returns the authoritative answer.
+ *
+ * Reads the side(s) the stage table names, in one read transaction (or in
+ * the caller's). At SHADOW and LIVE (for the sampled share) it also reads the
+ * other side, within the time budget, and compares the two rows field by
+ * field; every disagreement -- a row on one side only, or a column whose
+ * values differ -- is counted and reported (sink, log table, stderr). What
+ * is returned never depends on the other side: its failure, slowness or
+ * disagreement is counted, never returned (except DW_EMISMATCH in test
+ * mode).
+ *
+ * With NULL callbacks the library reads through the spec: the old side's row
+ * as stored (key and old model columns) when old is authoritative, the new
+ * side's (key and new model columns) when new is; the comparison then runs in
+ * the new model's shape, the old row mapped up.
+ *
+ * @param out  a row the caller owns; cleared, then filled with the
+ *             authoritative row. Must not be NULL.
+ * @param read_old, read_new the sides' reads, or NULL to read through the
+ *             spec. Give both or neither: the comparison needs one shape.
+ * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
+ *         is empty); DW_EMISMATCH (test mode); DW_EMISUSE; DW_EBUSY;
+ *         DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
+ *         authoritative read.
+ */
+DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
+                   int nkey, dw_read_fn read_old, dw_read_fn read_new,
+                   void *payload);
+
+/**
+ * Compares one key through the spec now, whatever the stage: the old row
+ * mapped up against the new row. Sets *equal to 1 when they agree, 0 when
+ * not; a disagreement is reported like a shadow read's (sink, log, stderr,
+ * counters). The same mechanism as dw_read()'s comparison, for tests and
+ * spot checks. DW_EMISUSE, DW_EBUSY, DW_ERROR, DW_ENOMEM.
+ */
+DW_API int dw_compare(int *equal, dw_migration *h, const dw_value *key,
+                      int nkey);
+
+/* ------------------------------------------------------------------------ */
+/* Mismatches                                                                */
+/* ------------------------------------------------------------------------ */
+
+/** Kinds of mismatch. */
+typedef enum dw_mismatch_kind {
+    /** The old side has the row, the new side does not. */
+    DW_MISMATCH_MISSING_NEW = 1,
+    /** The new side has the row, the old side does not. */
+    DW_MISMATCH_EXTRA_NEW = 2,
+    /** Both have the row; some columns differ. */
+    DW_MISMATCH_DIFFERENT = 3
+} dw_mismatch_kind;
+
+/** One differing column. */
+typedef struct dw_diff {
+    const char *column;
+    /** The values, only when raw values may be shown for this column
+     *  (DW_OPEN_LOG_RAW_VALUES and not redacted); NULL otherwise. A column
+     *  present on one side only has a NULL-typed value on the other. */
+    const dw_value *old_value;
+    const dw_value *new_value;
+    /** Always set: "type(length):digest" of each value, e.g.
+     *  "text(9):3f2a91c07b5d4e18", or the raw value when it may be shown. */
+    const char *old_desc;
+    const char *new_desc;
+} dw_diff;
+
+/** A mismatch, as given to the sink and kept in the log. */
+struct dw_mismatch {
+    const char *migration;
+    /** The key as JSON-style text: [42] or ["org-7",3]. */
+    const char *key;
+    int kind;
+    /** 16 hex digits identifying this key's difference; the log's
+     *  de-duplication uses (key, digest). */
+    const char *digest;
+    const dw_diff *diffs;
+    int ndiffs;
+};
+
+/** One entry of the mismatch log table. Valid only during the callback. */
+typedef struct dw_mismatch_entry {
+    const char *key;
+    const char *digest;
+    int kind;
+    /** The redacted (or raw, if allowed) differences as one line of text. */
+    const char *detail;
+    int64_t count;
+    double first_seen;
+    double last_seen;
+} dw_mismatch_entry;
+
+typedef int (*dw_mismatch_entry_fn)(const dw_mismatch_entry *entry,
+                                    void *payload);
+
+/** Calls fn for up to `limit` logged mismatches of this migration (limit <= 0
+ *  means all), most recently seen first; stops early when fn returns
+ *  non-zero. */
+DW_API int dw_mismatch_log(dw_migration *h, int limit,
+                           dw_mismatch_entry_fn fn, void *payload);
+
+/** Counts of the log: distinct entries kept, and new entries dropped because
+ *  the cap was reached. Either out pointer may be NULL. */
+DW_API int dw_mismatch_log_count(int64_t *entries, int64_t *dropped,
+                                 dw_migration *h);
+
+/** Empties this migration's mismatch log and its dropped count. */
+DW_API int dw_mismatch_log_clear(dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Counters for one side. Latencies in nanoseconds. */
+typedef struct dw_side_metrics {
+    uint64_t reads;
+    uint64_t read_errors;
+    /** Non-authoritative reads stopped by the time budget. */
+    uint64_t read_timeouts;
+    uint64_t writes;
+    uint64_t write_errors;
+    uint64_t latency_count;
+    uint64_t latency_total_ns;
+    uint64_t latency_max_ns;
+} dw_side_metrics;
+
+#define DW_METRICS_VERSION 1
+
+/** The handle's counters since it was opened or last reset. In memory, per
+ *  handle (not shared between processes). */
+typedef struct dw_metrics {
+    unsigned int version;
+    /** dw_read() calls. */
+    uint64_t reads;
+    /** Reads that compared both sides, and how they came out. */
+    uint64_t comparisons;
+    uint64_t matches;
+    uint64_t mismatches;
+    /** Reads at SHADOW or LIVE left uncompared by the sampling ratio. */
+    uint64_t skipped;
+    /** Comparisons abandoned because the other side failed or timed out. */
+    uint64_t compare_errors;
+    /** dw_write() and dw_mirror() calls that succeeded. */
+    uint64_t writes;
+    /** Non-authoritative writes that failed (rolled back or queued). */
+    uint64_t mirror_failures;
+    /** Keys put in the repair queue. */
+    uint64_t repairs_queued;
+    /** Mismatches the log table could not record (busy, full). */
+    uint64_t log_errors;
+    dw_side_metrics old_side;
+    dw_side_metrics new_side;
+} dw_metrics;
+
+/** Copies the counters into *out (whose version must be
+ *  DW_METRICS_VERSION or 0). */
+DW_API int dw_metrics_get(dw_metrics *out, const dw_migration *h);
+/** Sets every counter to zero. NULL is a no-op. */
+DW_API void dw_metrics_reset(dw_migration *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DUALWRITE_H */

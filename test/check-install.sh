@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs into a scratch prefix, then builds and runs a program against it
+# with pkg-config alone, as a user of the installed library would.
+set -eu
+MAKE=${1:-make}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+$MAKE --no-print-directory -s install PREFIX="$tmp/prefix" >/dev/null
+for f in include/dualwrite.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc; do
+    [ -e "$tmp/prefix/$f" ] || { echo "check-install: $f not installed" >&2; exit 1; }
+done
+cat > "$tmp/prog.c" <<'PROG'
+#include <dualwrite.h>
+#include <stdio.h>
+#include <string.h>
+int main(void)
+{
+    if (strcmp(dw_version(), DW_VERSION) != 0) return 1;
+    printf("linked libdualwrite %s\n", dw_version());
+    return 0;
+}
+PROG
+export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
+${CC:-cc} -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs dualwrite)
+LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/prog"
+ldd "$tmp/prog" | grep -q "$tmp/prefix/lib/libdualwrite.so.0" \
+    || { echo "check-install: program did not load the installed shared library" >&2; exit 1; }
+echo "check-install: install into a prefix and a pkg-config build work"
