@@ -1,0 +1,95 @@
+#include "support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void test_db_open(test_db *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *base = getenv("TMPDIR");
+    snprintf(t->dir, sizeof t->dir, "%s/dwtest.XXXXXX", base ? base : "/tmp");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->path, sizeof t->path, "%s/test.db", t->dir);
+    t->db = test_db_connect(t);
+    exec_ok(t->db, "PRAGMA journal_mode=WAL");
+}
+
+sqlite3 *test_db_connect(const test_db *t)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(t->path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+void test_db_close(test_db *t)
+{
+    char path[320];
+    if (t->db) {
+        assert_int_equal(sqlite3_close(t->db), SQLITE_OK);
+        t->db = NULL;
+    }
+    unlink(t->path);
+    snprintf(path, sizeof path, "%s-wal", t->path);
+    unlink(path);
+    snprintf(path, sizeof path, "%s-shm", t->path);
+    unlink(path);
+    snprintf(path, sizeof path, "%s-journal", t->path);
+    unlink(path);
+    rmdir(t->dir);
+}
+
+void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        print_error("SQL failed: %s\n  in: %s\n", err ? err : "?", sql);
+    sqlite3_free(err);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+int exec_err(sqlite3 *db, const char *sql)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    assert_int_not_equal(rc, SQLITE_OK);
+    return rc;
+}
+
+int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        print_error("prepare failed: %s\n  in: %s\n", sqlite3_errmsg(db), sql);
+    assert_int_equal(rc, SQLITE_OK);
+    int64_t v = -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else
+        assert_int_equal(rc, SQLITE_DONE);
+    sqlite3_finalize(st);
+    return v;
+}
+
+const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        print_error("prepare failed: %s\n  in: %s\n", sqlite3_errmsg(db), sql);
+    assert_int_equal(rc, SQLITE_OK);
+    buf[0] = '\0';
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc != SQLITE_ROW)
+        assert_int_equal(rc, SQLITE_DONE);
+    sqlite3_finalize(st);
+    return buf;
+}

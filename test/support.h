@@ -1,0 +1,50 @@
+/* Helpers shared by the cmocka test programs. */
+#ifndef DW_TEST_SUPPORT_H
+#define DW_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "dualwrite.h"
+
+/* A fresh database file in a private temporary directory, in WAL mode, with a
+ * busy timeout. Returns the connection; the path is kept for test_reopen(). */
+typedef struct test_db {
+    char dir[256];
+    char path[300];
+    sqlite3 *db;
+} test_db;
+
+void test_db_open(test_db *t);
+/* Opens another connection on the same file (caller closes it). */
+sqlite3 *test_db_connect(const test_db *t);
+void test_db_close(test_db *t);
+
+/* Runs SQL (several statements allowed); fails the test on error. */
+void exec_ok(sqlite3 *db, const char *sql);
+/* Runs SQL expecting an error; returns the SQLite result code. */
+int exec_err(sqlite3 *db, const char *sql);
+/* The first column of the first row of a query as an integer (-1 when no
+ * row); fails the test on error. */
+int64_t query_int(sqlite3 *db, const char *sql);
+/* The same as text, copied into buf (empty string when NULL or no row). */
+const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
+
+/* Asserts a dw_ call's result, printing dw_errmsg() when it differs. */
+#define assert_dw(h, call, expected)                                           \
+    do {                                                                       \
+        int rc_ = (call);                                                      \
+        if (rc_ != (expected))                                                 \
+            print_error("%s returned %d (%s), expected %d: %s\n", #call, rc_,  \
+                        dw_errstr(rc_), (int)(expected), dw_errmsg(h));        \
+        assert_int_equal(rc_, (expected));                                     \
+    } while (0)
+
+#define assert_dw_ok(h, call) assert_dw(h, call, DW_OK)
+
+#endif
