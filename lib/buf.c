@@ -1,0 +1,112 @@
+/* Growable strings for SQL text, keys, specs and log lines. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void dw_buf_init(dw_buf *b) { memset(b, 0, sizeof *b); }
+
+void dw_buf_free(dw_buf *b)
+{
+    dw__free(b->p);
+    dw_buf_init(b);
+}
+
+void dw_buf_reset(dw_buf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+static int grow(dw_buf *b, size_t extra)
+{
+    if (b->oom)
+        return 0;
+    if (b->len + extra + 1 <= b->cap)
+        return 1;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = dw__realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return 0;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+void dw_buf_add(dw_buf *b, const char *s, size_t n)
+{
+    if (!grow(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void dw_buf_puts(dw_buf *b, const char *s) { dw_buf_add(b, s, strlen(s)); }
+
+void dw_buf_printf(dw_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (!s) {
+        b->oom = 1;
+        return;
+    }
+    dw_buf_puts(b, s);
+    sqlite3_free(s);
+}
+
+void dw_buf_ident(dw_buf *b, const char *name)
+{
+    dw_buf_add(b, "\"", 1);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            dw_buf_add(b, "\"\"", 2);
+        else
+            dw_buf_add(b, p, 1);
+    }
+    dw_buf_add(b, "\"", 1);
+}
+
+void dw_buf_json(dw_buf *b, const char *s, size_t n)
+{
+    dw_buf_add(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            dw_buf_add(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            dw_buf_add(b, esc, 6);
+        } else {
+            dw_buf_add(b, (const char *)&s[i], 1);
+        }
+    }
+    dw_buf_add(b, "\"", 1);
+}
+
+char *dw_buf_take(dw_buf *b)
+{
+    if (b->oom) {
+        dw_buf_free(b);
+        return NULL;
+    }
+    if (!b->p && !grow(b, 0))
+        return NULL;
+    if (b->len == 0)
+        b->p[0] = '\0';
+    char *p = b->p;
+    dw_buf_init(b);
+    return p;
+}

@@ -1,0 +1,77 @@
+/* Result codes, their texts and the per-handle message. */
+#include "internal.h"
+
+const char *dw_errstr(int code)
+{
+    switch (code) {
+    case DW_OK: return "not an error";
+    case DW_ERROR: return "database error";
+    case DW_EMISUSE: return "bad argument or call out of order";
+    case DW_ENOMEM: return "out of memory";
+    case DW_EBUSY: return "database is busy; nothing was applied, retry";
+    case DW_ENOTFOUND: return "not found";
+    case DW_ESCHEMA: return "the spec does not match the schema";
+    case DW_ESPEC: return "a different spec is stored under this name";
+    case DW_EMISMATCH: return "the old and new models disagree";
+    case DW_ECONSTRAINT: return "constraint violated";
+    case DW_ECALLBACK: return "an application callback failed";
+    default: return "unknown error";
+    }
+}
+
+const char *dw__side_word(int side)
+{
+    return side == DW_SIDE_OLD ? "old" : side == DW_SIDE_NEW ? "new" : "no";
+}
+
+int dw__from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE: return DW_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return DW_EBUSY;
+    case SQLITE_NOMEM: return DW_ENOMEM;
+    case SQLITE_CONSTRAINT: return DW_ECONSTRAINT;
+    case SQLITE_MISUSE: return DW_EMISUSE;
+    default: return DW_ERROR;
+    }
+}
+
+int dw__error(dw_migration *h, int code, int side, const char *fmt, ...)
+{
+    if (!h)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    dw__free(h->errmsg);
+    /* When even the message cannot be allocated, the code still stands. */
+    h->errmsg = msg;
+    h->errcode = code;
+    h->errside = side;
+    return code;
+}
+
+void dw__clear_error(dw_migration *h)
+{
+    if (h->errcode != DW_OK || h->errmsg) {
+        dw__free(h->errmsg);
+        h->errmsg = NULL;
+        h->errcode = DW_OK;
+        h->errside = DW_SIDE_NONE;
+    }
+}
+
+const char *dw_errmsg(const dw_migration *h)
+{
+    if (!h)
+        return "NULL migration handle";
+    if (h->errcode == DW_OK)
+        return "not an error";
+    return h->errmsg ? h->errmsg : dw_errstr(h->errcode);
+}
+
+int dw_errside(const dw_migration *h) { return h ? h->errside : DW_SIDE_NONE; }

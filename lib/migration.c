@@ -1,0 +1,123 @@
+/* Opening and closing a migration handle. */
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_LOG_CAP 1000
+
+static void set_errmsg(char **errmsg, const dw_migration *h, int rc)
+{
+    if (!errmsg)
+        return;
+    *errmsg = sqlite3_mprintf("%s", h ? dw_errmsg(h) : dw_errstr(rc));
+}
+
+int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
+            char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (!out) {
+        set_errmsg(errmsg, NULL, DW_EMISUSE);
+        return DW_EMISUSE;
+    }
+    *out = NULL;
+    if (!db || !opts) {
+        if (errmsg)
+            *errmsg = sqlite3_mprintf("dw_open: %s is NULL",
+                                      !db ? "the connection" : "the options");
+        return DW_EMISUSE;
+    }
+    dw_migration *h = dw__calloc(sizeof *h);
+    if (!h) {
+        set_errmsg(errmsg, NULL, DW_ENOMEM);
+        return DW_ENOMEM;
+    }
+    h->db = db;
+    h->ops = &dw__sqlite_backend;
+    h->flags = opts->version == DW_OPTIONS_VERSION ? opts->flags : 0;
+    h->log_cap = opts->log_cap > 0 ? opts->log_cap : DEFAULT_LOG_CAP;
+    h->mismatch_fn = opts->mismatch_fn;
+    h->mismatch_payload = opts->mismatch_payload;
+    dw_read_options defaults = DW_READ_OPTIONS_INIT;
+    h->ropts = defaults;
+    h->metrics.version = DW_METRICS_VERSION;
+    sqlite3_randomness(sizeof h->rng, &h->rng);
+    h->rng |= 1;
+
+    int rc = dw__spec_copy(h, opts);
+    if (rc == DW_OK)
+        rc = h->ops->attach(h);
+    if (rc != DW_OK) {
+        if (rc == DW_ENOMEM && !h->errmsg)
+            dw__error(h, rc, DW_SIDE_NONE, "out of memory");
+        goto fail;
+    }
+
+    /* Creating the state tables, checking the spec and storing it is one
+     * transaction: a failure leaves nothing behind. */
+    int scope;
+    rc = h->ops->begin(h, 1, &scope);
+    if (rc != DW_OK)
+        goto fail;
+    rc = h->ops->state_init(h);
+    if (rc == DW_OK)
+        rc = h->ops->validate(h);
+    char *text = NULL;
+    if (rc == DW_OK) {
+        text = dw__spec_text(&h->spec);
+        if (!text)
+            rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    if (rc == DW_OK) {
+        dw_sha256 s;
+        unsigned char d[32];
+        dw_sha256_init(&s);
+        dw_sha256_update(&s, text, strlen(text));
+        dw_sha256_final(&s, d);
+        dw_hex(h->digest, d, 32);
+        rc = h->ops->migration_load(h, text, h->digest,
+                                    (h->flags & DW_OPEN_REDEFINE) != 0,
+                                    opts->reason);
+    }
+    dw__free(text);
+    if (rc == DW_OK)
+        rc = h->ops->commit(h, scope);
+    else
+        h->ops->rollback(h, scope);
+    if (rc != DW_OK)
+        goto fail;
+    dw__clear_error(h);
+    *out = h;
+    return DW_OK;
+
+fail:
+    set_errmsg(errmsg, h, rc);
+    dw_close(h);
+    return rc;
+}
+
+void dw_close(dw_migration *h)
+{
+    if (!h)
+        return;
+    if (h->ops)
+        h->ops->detach(h);
+    dw__spec_free(&h->spec);
+    dw_name_set_free(&h->redact);
+    dw_name_set_free(&h->ignore);
+    for (int i = 0; i < h->ropts.nignore_columns; i++)
+        dw__free((char *)h->ropts.ignore_columns[i]);
+    dw__free((void *)h->ropts.ignore_columns);
+    dw__free(h->errmsg);
+    dw__free(h);
+}
+
+const char *dw_name(const dw_migration *h) { return h ? h->spec.name : NULL; }
+
+sqlite3 *dw_db(const dw_migration *h) { return h ? h->db : NULL; }
+
+const char *dw_spec_digest(const dw_migration *h)
+{
+    return h ? h->digest : NULL;
+}

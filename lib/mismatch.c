@@ -1,0 +1,152 @@
+/* Reporting a mismatch: to the application's sink, to the de-duplicated and
+ * capped log table, and to stderr for development -- redacted by default. */
+#include <stdio.h>
+
+#include "internal.h"
+
+static void detail_line(dw_buf *b, const dw_outcome *o)
+{
+    if (o->kind == DW_MISMATCH_MISSING_NEW) {
+        dw_buf_puts(b, "row missing on the new side");
+        return;
+    }
+    if (o->kind == DW_MISMATCH_EXTRA_NEW) {
+        dw_buf_puts(b, "row only on the new side");
+        return;
+    }
+    for (int i = 0; i < o->ndiffs; i++) {
+        const dw_diff *d = &o->diffs[i];
+        dw_buf_printf(b, "%s%s: old=%s new=%s", i ? "; " : "", d->column,
+                      d->old_desc, d->new_desc);
+    }
+}
+
+void dw__report(dw_migration *h, const dw_value *key, int nkey,
+                const dw_outcome *o)
+{
+    dw_buf key_text, detail;
+    dw_buf_init(&key_text);
+    dw_buf_init(&detail);
+    dw__key_text(&key_text, key, nkey);
+    detail_line(&detail, o);
+    if (key_text.oom || detail.oom) {
+        h->metrics.log_errors++;
+        goto done;
+    }
+    if (h->mismatch_fn) {
+        dw_mismatch m;
+        m.migration = h->spec.name;
+        m.key = key_text.p;
+        m.kind = o->kind;
+        m.digest = o->digest;
+        m.diffs = o->diffs;
+        m.ndiffs = o->ndiffs;
+        h->mismatch_fn(&m, h->mismatch_payload);
+    }
+    if (h->flags & DW_OPEN_LOG_STDERR)
+        fprintf(stderr, "libdualwrite: mismatch in %s at key %s: %s\n",
+                h->spec.name, key_text.p, detail.p);
+    if (!(h->flags & DW_OPEN_NO_LOG_TABLE)) {
+        /* The log write must never change what the read returned: a
+         * failure here is counted, not reported. */
+        int code = h->errcode, side = h->errside;
+        char *msg = h->errmsg;
+        h->errmsg = NULL;
+        int scope;
+        int rc = h->ops->begin(h, 1, &scope);
+        if (rc == DW_OK) {
+            rc = h->ops->log_mismatch(h, key_text.p, o->digest, o->kind,
+                                      detail.p);
+            if (rc >= 0)
+                rc = h->ops->commit(h, scope);
+            else
+                h->ops->rollback(h, scope);
+        }
+        if (rc != DW_OK)
+            h->metrics.log_errors++;
+        dw__free(h->errmsg);
+        h->errmsg = msg;
+        h->errcode = code;
+        h->errside = side;
+    }
+done:
+    dw_buf_free(&key_text);
+    dw_buf_free(&detail);
+}
+
+/* Runs one backend call in a read scope. */
+static int in_read_scope(dw_migration *h, int write,
+                         int (*fn)(dw_migration *, void *), void *arg)
+{
+    int scope;
+    int rc = h->ops->begin(h, write, &scope);
+    if (rc != DW_OK)
+        return rc;
+    rc = fn(h, arg);
+    if (rc == DW_OK)
+        rc = h->ops->commit(h, scope);
+    else
+        h->ops->rollback(h, scope);
+    return rc;
+}
+
+typedef struct list_args {
+    int limit;
+    dw_mismatch_entry_fn fn;
+    void *payload;
+    int64_t *entries, *dropped;
+} list_args;
+
+static int do_list(dw_migration *h, void *arg)
+{
+    list_args *a = arg;
+    return h->ops->log_list(h, a->limit, a->fn, a->payload);
+}
+
+static int do_count(dw_migration *h, void *arg)
+{
+    list_args *a = arg;
+    int64_t e = 0, d = 0;
+    int rc = h->ops->log_count(h, &e, &d);
+    if (a->entries)
+        *a->entries = e;
+    if (a->dropped)
+        *a->dropped = d;
+    return rc;
+}
+
+static int do_clear(dw_migration *h, void *arg)
+{
+    (void)arg;
+    return h->ops->log_clear(h);
+}
+
+int dw_mismatch_log(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
+                    void *payload)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!fn)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_mismatch_log: no callback");
+    list_args a = {limit, fn, payload, NULL, NULL};
+    return in_read_scope(h, 0, do_list, &a);
+}
+
+int dw_mismatch_log_count(int64_t *entries, int64_t *dropped, dw_migration *h)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    list_args a = {0, NULL, NULL, entries, dropped};
+    return in_read_scope(h, 0, do_count, &a);
+}
+
+int dw_mismatch_log_clear(dw_migration *h)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    return in_read_scope(h, 1, do_clear, NULL);
+}

@@ -1,0 +1,358 @@
+/* The SQLite backend: statement cache, transactions, the stage-cache check,
+ * the time budget, and the ops table that gathers the sqlite_*.c files. */
+#include <string.h>
+#include <time.h>
+
+#include "sqlite_backend.h"
+
+static const char *const fixed_sql[ST_READ_SIDE] = {
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT dw_op",
+    [ST_RELEASE] = "RELEASE dw_op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO dw_op",
+    [ST_SIDE_SAVEPOINT] = "SAVEPOINT dw_side",
+    [ST_SIDE_RELEASE] = "RELEASE dw_side",
+    [ST_SIDE_ROLLBACK_TO] = "ROLLBACK TO dw_side",
+    [ST_SCHEMA_VERSION] =
+        "SELECT value FROM dw_meta WHERE key = 'schema_version'",
+    [ST_MIGRATION_FIND] =
+        "SELECT id, stage, spec_digest FROM dw_migrations WHERE name = ?1",
+    [ST_MIGRATION_INSERT] =
+        "INSERT INTO dw_migrations(name, stage, spec, spec_digest, created, "
+        "updated) VALUES(?1, 0, ?2, ?3, ?4, ?4)",
+    [ST_MIGRATION_REDEFINE] =
+        "UPDATE dw_migrations SET spec = ?2, spec_digest = ?3, updated = ?4 "
+        "WHERE id = ?1",
+    [ST_STAGE_LOAD] = "SELECT stage FROM dw_migrations WHERE id = ?1",
+    [ST_STAGE_STORE] =
+        "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
+    [ST_HISTORY_ADD] =
+        "INSERT INTO dw_history(migration_id, time, event, from_stage, "
+        "to_stage, forced, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_HISTORY_LIST] =
+        "SELECT id, time, event, from_stage, to_stage, forced, reason "
+        "FROM dw_history WHERE migration_id = ?1 ORDER BY id",
+    [ST_REPAIR_ADD] =
+        "INSERT INTO dw_repair_queue(migration_id, key, side, error, attempts, "
+        "first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?5) "
+        "ON CONFLICT(migration_id, key) DO UPDATE SET side = excluded.side, "
+        "error = excluded.error, attempts = attempts + 1, "
+        "last_seen = excluded.last_seen",
+    [ST_REPAIR_COUNT] =
+        "SELECT count(*) FROM dw_repair_queue WHERE migration_id = ?1",
+    [ST_LOG_BUMP] =
+        "UPDATE dw_mismatch_log SET count = count + 1, last_seen = ?4 "
+        "WHERE migration_id = ?1 AND key = ?2 AND digest = ?3",
+    [ST_LOG_INSERT] =
+        "INSERT INTO dw_mismatch_log(migration_id, key, digest, kind, detail, "
+        "count, first_seen, last_seen) SELECT ?1, ?2, ?3, ?5, ?6, 1, ?4, ?4 "
+        "WHERE (SELECT count(*) FROM dw_mismatch_log WHERE migration_id = ?1) "
+        "< ?7",
+    [ST_LOG_DROPPED] = "UPDATE dw_migrations SET mismatch_dropped = "
+                       "mismatch_dropped + 1 WHERE id = ?1",
+    [ST_LOG_LIST] =
+        "SELECT key, digest, kind, detail, count, first_seen, last_seen "
+        "FROM dw_mismatch_log WHERE migration_id = ?1 "
+        "ORDER BY last_seen DESC, key LIMIT ?2",
+    [ST_LOG_COUNT] =
+        "SELECT (SELECT count(*) FROM dw_mismatch_log WHERE migration_id = "
+        "?1), mismatch_dropped FROM dw_migrations WHERE id = ?1",
+    [ST_LOG_CLEAR] = "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
+    [ST_LOG_CLEAR_DROPPED] =
+        "UPDATE dw_migrations SET mismatch_dropped = 0 WHERE id = ?1",
+};
+
+void dw__dqs_off(sqlite3 *db, dqs_saved *saved)
+{
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, -1, &saved->dml);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, -1, &saved->ddl);
+    if (saved->dml)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)0);
+    if (saved->ddl)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)0);
+}
+
+void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved)
+{
+    if (saved->dml)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 1, (int *)0);
+    if (saved->ddl)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 1, (int *)0);
+}
+
+int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what)
+{
+    int code = dw__from_sqlite(rc);
+    if (code == DW_OK)
+        code = DW_ERROR;
+    const char *msg = sqlite3_errmsg(h->db);
+    if (side != DW_SIDE_NONE)
+        return dw__error(h, code, side, "%s side: %s (table \"%s\"): %s",
+                         dw__side_word(side), what,
+                         h->spec.side[side].table, msg);
+    return dw__error(h, code, side, "%s: %s", what, msg);
+}
+
+int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
+                const char **tail)
+{
+    dqs_saved saved;
+    dw__dqs_off(h->db, &saved);
+    int rc = sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+                                tail);
+    dw__dqs_restore(h->db, &saved);
+    return rc;
+}
+
+sqlite3_stmt *dw__stmt(dw_migration *h, int id)
+{
+    sqlite_backend *bk = BK(h);
+    if (bk->st[id])
+        return bk->st[id];
+    const char *sql = id < ST_READ_SIDE ? fixed_sql[id] : bk->sql[id];
+    if (!sql) {
+        dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                  "internal: statement %d has no SQL", id);
+        return NULL;
+    }
+    int rc = dw__prepare(h, sql, &bk->st[id], NULL);
+    if (rc != SQLITE_OK) {
+        dw__sqlite_error(h, rc, DW_SIDE_NONE, "preparing the library's SQL");
+        sqlite3_finalize(bk->st[id]);
+        bk->st[id] = NULL;
+    }
+    return bk->st[id];
+}
+
+int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    if (rc != SQLITE_DONE)
+        dw__sqlite_error(h, rc, side, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey)
+{
+    for (int i = 0; i < nkey; i++) {
+        int rc = dw__bind_value(st, i + 1, &key[i]);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+/* ---- transactions --------------------------------------------------------- */
+
+enum { SCOPE_NONE = 0, SCOPE_OWN = 1, SCOPE_SAVEPOINT = 2 };
+
+static int run_fixed(dw_migration *h, int id, const char *what)
+{
+    sqlite3_stmt *st = dw__stmt(h, id);
+    if (!st)
+        return h->errcode;
+    int rc = dw__run(h, st, DW_SIDE_NONE, what);
+    return rc == SQLITE_OK ? DW_OK : h->errcode;
+}
+
+static int be_begin(dw_migration *h, int write, int *scope)
+{
+    *scope = SCOPE_NONE;
+    if (sqlite3_get_autocommit(h->db)) {
+        /* IMMEDIATE takes the write lock first, so a busy database is met
+         * before anything is written. */
+        int rc = run_fixed(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
+                           "beginning a transaction");
+        if (rc == DW_OK)
+            *scope = SCOPE_OWN;
+        return rc;
+    }
+    if (!write)
+        return DW_OK;
+    int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
+    if (rc == DW_OK)
+        *scope = SCOPE_SAVEPOINT;
+    return rc;
+}
+
+static void be_rollback(dw_migration *h, int scope)
+{
+    /* Keep the error that made us roll back. */
+    int code = h->errcode, side = h->errside;
+    char *msg = h->errmsg;
+    h->errmsg = NULL;
+    if (scope == SCOPE_OWN && !sqlite3_get_autocommit(h->db)) {
+        run_fixed(h, ST_ROLLBACK, "rolling back");
+    } else if (scope == SCOPE_SAVEPOINT && !sqlite3_get_autocommit(h->db)) {
+        run_fixed(h, ST_ROLLBACK_TO, "rolling back to the savepoint");
+        run_fixed(h, ST_RELEASE, "releasing the savepoint");
+    }
+    BK(h)->version_valid = 0;
+    dw__free(h->errmsg);
+    h->errmsg = msg;
+    h->errcode = code;
+    h->errside = side;
+}
+
+static int be_commit(dw_migration *h, int scope)
+{
+    sqlite_backend *bk = BK(h);
+    if (scope == SCOPE_OWN) {
+        int rc = run_fixed(h, ST_COMMIT, "committing");
+        if (rc != DW_OK) {
+            be_rollback(h, scope);
+            return rc;
+        }
+        /* Our own commit moved the data version on; no other writer could
+         * commit while we held the write lock, so the cached stage holds. */
+        if (bk->version_valid)
+            sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+                                 &bk->data_version);
+        return DW_OK;
+    }
+    if (scope == SCOPE_SAVEPOINT)
+        return run_fixed(h, ST_RELEASE, "releasing the savepoint");
+    return DW_OK;
+}
+
+static int be_side_savepoint(dw_migration *h)
+{
+    return run_fixed(h, ST_SIDE_SAVEPOINT, "opening a savepoint");
+}
+
+static int be_side_release(dw_migration *h, int rollback)
+{
+    if (sqlite3_get_autocommit(h->db))
+        return DW_OK; /* SQLite already rolled everything back */
+    if (rollback) {
+        int rc = run_fixed(h, ST_SIDE_ROLLBACK_TO, "rolling back one side");
+        if (rc != DW_OK)
+            return rc;
+    }
+    return run_fixed(h, ST_SIDE_RELEASE, "releasing a savepoint");
+}
+
+/* ---- the stage cache check ------------------------------------------------ */
+
+static int be_state_unchanged(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    unsigned int v;
+    /* The pager's data version is current only inside a read transaction. */
+    if (!bk->version_valid ||
+        sqlite3_txn_state(h->db, "main") < SQLITE_TXN_READ ||
+        sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) !=
+            SQLITE_OK)
+        return 0;
+    return v == bk->data_version;
+}
+
+static void be_state_remember(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    bk->version_valid =
+        sqlite3_txn_state(h->db, "main") >= SQLITE_TXN_READ &&
+        sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+                             &bk->data_version) == SQLITE_OK;
+}
+
+/* ---- time budget ------------------------------------------------------------ */
+
+static int budget_check(void *payload)
+{
+    sqlite_backend *bk = payload;
+    if (bk->app_progress && bk->app_progress(bk->app_progress_payload))
+        return 1;
+    if (dw__now_ns() >= bk->deadline_ns) {
+        bk->expired = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Virtual machine steps between two looks at the clock. */
+#define BUDGET_OPS 1000
+
+static void be_budget_start(dw_migration *h, int ms)
+{
+    sqlite_backend *bk = BK(h);
+    bk->expired = 0;
+    bk->deadline_ns = dw__now_ns() + (uint64_t)ms * 1000000u;
+    bk->app_progress = h->ropts.app_progress;
+    bk->app_progress_payload = h->ropts.app_progress_payload;
+    sqlite3_progress_handler(h->db, BUDGET_OPS, budget_check, bk);
+}
+
+static int be_budget_stop(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    /* SQLite cannot tell us the previous handler; put back the one the
+     * application declared, or none. */
+    if (h->ropts.app_progress)
+        sqlite3_progress_handler(h->db, h->ropts.app_progress_ops,
+                                 h->ropts.app_progress,
+                                 h->ropts.app_progress_payload);
+    else
+        sqlite3_progress_handler(h->db, 0, NULL, NULL);
+    return bk->expired;
+}
+
+/* ---- attach and detach ------------------------------------------------------ */
+
+static int be_attach(dw_migration *h)
+{
+    h->backend = dw__calloc(sizeof(sqlite_backend));
+    return h->backend ? DW_OK : DW_ENOMEM;
+}
+
+static void be_detach(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    if (!bk)
+        return;
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(bk->st[i]);
+        dw__free(bk->sql[i]);
+    }
+    dw__free(bk);
+    h->backend = NULL;
+}
+
+const dw_backend_ops dw__sqlite_backend = {
+    "sqlite",
+    be_attach,
+    be_detach,
+    dw__sqlite_state_init,
+    dw__sqlite_validate,
+    be_begin,
+    be_commit,
+    be_rollback,
+    be_side_savepoint,
+    be_side_release,
+    be_state_unchanged,
+    be_state_remember,
+    dw__sqlite_migration_load,
+    dw__sqlite_stage_load,
+    dw__sqlite_stage_store,
+    dw__sqlite_history,
+    dw__sqlite_repair_enqueue,
+    dw__sqlite_repair_count,
+    dw__sqlite_log_mismatch,
+    dw__sqlite_log_list,
+    dw__sqlite_log_count,
+    dw__sqlite_log_clear,
+    dw__sqlite_read_side,
+    dw__sqlite_read_mapped,
+    dw__sqlite_sync_sql,
+    dw__sqlite_upsert_row,
+    dw__sqlite_delete_row,
+    be_budget_start,
+    be_budget_stop,
+};

@@ -1,0 +1,234 @@
+/* The SQLite backend's row work: reading a side, reading a side mapped into
+ * the other's shape, syncing, upserting and deleting one key. The SQL is
+ * generated once per handle from the validated spec, every name quoted,
+ * every value bound. */
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+static void add_list(dw_buf *b, char **names, int n, int first)
+{
+    for (int i = 0; i < n; i++) {
+        if (!first || i)
+            dw_buf_add(b, ", ", 2);
+        dw_buf_ident(b, names[i]);
+    }
+}
+
+static void add_where_key(dw_buf *b, const dw_side_def *d)
+{
+    dw_buf_puts(b, " WHERE ");
+    for (int i = 0; i < d->nkey; i++) {
+        if (i)
+            dw_buf_puts(b, " AND ");
+        dw_buf_ident(b, d->key[i]);
+        dw_buf_printf(b, " = ?%d", i + 1);
+    }
+}
+
+static void add_conflict_update(dw_buf *b, const dw_side_def *d)
+{
+    dw_buf_puts(b, " ON CONFLICT(");
+    add_list(b, d->key, d->nkey, 1);
+    dw_buf_puts(b, ") DO UPDATE SET ");
+    for (int i = 0; i < d->ncols; i++) {
+        if (i)
+            dw_buf_add(b, ", ", 2);
+        dw_buf_ident(b, d->cols[i]);
+        dw_buf_puts(b, " = excluded.");
+        dw_buf_ident(b, d->cols[i]);
+    }
+}
+
+static int keep_sql(dw_migration *h, int id, dw_buf *b)
+{
+    char *sql = dw_buf_take(b);
+    if (!sql)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    BK(h)->sql[id] = sql;
+    return DW_OK;
+}
+
+int dw__build_row_sql(dw_migration *h)
+{
+    const dw_spec *s = &h->spec;
+    dw_buf b;
+    int rc = DW_OK;
+    for (int side = DW_SIDE_OLD; rc == DW_OK && side <= DW_SIDE_NEW; side++) {
+        const dw_side_def *d = &s->side[side];
+        const dw_side_def *src = &s->side[side == DW_SIDE_OLD ? DW_SIDE_NEW
+                                                               : DW_SIDE_OLD];
+        /* SELECT key, cols FROM side WHERE key */
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "SELECT ");
+        add_list(&b, d->key, d->nkey, 1);
+        add_list(&b, d->cols, d->ncols, 0);
+        dw_buf_puts(&b, " FROM ");
+        dw_buf_ident(&b, d->table);
+        add_where_key(&b, d);
+        if ((rc = keep_sql(h, ST_READ_SIDE + side, &b)) != DW_OK)
+            break;
+
+        /* DELETE FROM side WHERE key */
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "DELETE FROM ");
+        dw_buf_ident(&b, d->table);
+        add_where_key(&b, d);
+        if ((rc = keep_sql(h, ST_DELETE + side, &b)) != DW_OK)
+            break;
+
+        if (!s->map[side].present)
+            continue; /* this side is never a mapping's target */
+
+        /* INSERT INTO side(key, cols) VALUES(...) ON CONFLICT DO UPDATE */
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "INSERT INTO ");
+        dw_buf_ident(&b, d->table);
+        dw_buf_puts(&b, "(");
+        add_list(&b, d->key, d->nkey, 1);
+        add_list(&b, d->cols, d->ncols, 0);
+        dw_buf_puts(&b, ") VALUES(");
+        for (int i = 0; i < d->nkey + d->ncols; i++)
+            dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
+        dw_buf_puts(&b, ")");
+        add_conflict_update(&b, d);
+        if ((rc = keep_sql(h, ST_UPSERT + side, &b)) != DW_OK)
+            break;
+
+        char **exprs = s->map[side].exprs;
+        if (!exprs)
+            continue; /* a C mapping: no SQL to generate */
+
+        /* SELECT src.key AS key, (expr) AS col FROM src WHERE key */
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "SELECT ");
+        for (int i = 0; i < d->nkey; i++) {
+            dw_buf_puts(&b, i ? ", " : "");
+            dw_buf_ident(&b, src->key[i]);
+            dw_buf_puts(&b, " AS ");
+            dw_buf_ident(&b, d->key[i]);
+        }
+        for (int i = 0; i < d->ncols; i++) {
+            dw_buf_printf(&b, ", (%s) AS ", exprs[i]);
+            dw_buf_ident(&b, d->cols[i]);
+        }
+        dw_buf_puts(&b, " FROM ");
+        dw_buf_ident(&b, src->table);
+        add_where_key(&b, src);
+        if ((rc = keep_sql(h, ST_READ_MAPPED + side, &b)) != DW_OK)
+            break;
+
+        /* INSERT INTO side(key, cols) SELECT key, (expr) FROM src WHERE key
+         * ON CONFLICT(key) DO UPDATE -- never OR IGNORE or REPLACE, which
+         * would drop or delete rows on another UNIQUE key. */
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "INSERT INTO ");
+        dw_buf_ident(&b, d->table);
+        dw_buf_puts(&b, "(");
+        add_list(&b, d->key, d->nkey, 1);
+        add_list(&b, d->cols, d->ncols, 0);
+        dw_buf_puts(&b, ") SELECT ");
+        add_list(&b, src->key, src->nkey, 1);
+        for (int i = 0; i < d->ncols; i++)
+            dw_buf_printf(&b, ", (%s)", exprs[i]);
+        dw_buf_puts(&b, " FROM ");
+        dw_buf_ident(&b, src->table);
+        add_where_key(&b, src);
+        add_conflict_update(&b, d);
+        if ((rc = keep_sql(h, ST_SYNC + side, &b)) != DW_OK)
+            break;
+    }
+    return rc;
+}
+
+/* Steps a keyed SELECT and copies its one row into out. */
+static int read_row(dw_migration *h, int id, int side, const dw_value *key,
+                    dw_row *out, const char *what)
+{
+    sqlite3_stmt *st = dw__stmt(h, id);
+    if (!st)
+        return h->errcode;
+    int nkey = h->spec.side[side].nkey;
+    int rc = dw__bind_key(st, key, nkey);
+    int result = DW_OK;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        result = dw_row_set_columns(out, st);
+        if (result != DW_OK)
+            dw__error(h, result, side, "%s side: out of memory",
+                      dw__side_word(side));
+    } else if (rc == SQLITE_DONE) {
+        result = DW_ENOTFOUND;
+    } else {
+        result = dw__sqlite_error(h, rc, side, what);
+    }
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_read_side(dw_migration *h, int side, const dw_value *key,
+                         dw_row *out)
+{
+    return read_row(h, ST_READ_SIDE + side, side, key, out, "reading the row");
+}
+
+int dw__sqlite_read_mapped(dw_migration *h, int target, const dw_value *key,
+                           dw_row *out)
+{
+    int source = target == DW_SIDE_NEW ? DW_SIDE_OLD : DW_SIDE_NEW;
+    return read_row(h, ST_READ_MAPPED + target, source, key, out,
+                    "mapping the row");
+}
+
+int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
+                        int *found)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_SYNC + target);
+    if (!st)
+        return h->errcode;
+    int rc = dw__bind_key(st, key, h->spec.side[target].nkey);
+    if (rc == SQLITE_OK)
+        rc = dw__run(h, st, target, "syncing the row through the mapping");
+    else
+        sqlite3_reset(st);
+    if (rc != SQLITE_OK)
+        return h->errcode;
+    /* An upsert changes exactly one row when the source row exists. */
+    *found = sqlite3_changes(h->db) > 0;
+    return DW_OK;
+}
+
+int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
+                          const dw_row *row)
+{
+    const dw_side_def *d = &h->spec.side[side];
+    sqlite3_stmt *st = dw__stmt(h, ST_UPSERT + side);
+    if (!st)
+        return h->errcode;
+    int rc = dw__bind_key(st, key, d->nkey);
+    for (int i = 0; rc == SQLITE_OK && i < d->ncols; i++) {
+        const dw_value *v = dw_row_get(row, d->cols[i]);
+        rc = dw__bind_value(st, d->nkey + i + 1, v);
+    }
+    if (rc == SQLITE_OK)
+        rc = dw__run(h, st, side, "writing the mapped row");
+    else {
+        sqlite3_reset(st);
+        dw__sqlite_error(h, rc, side, "binding the mapped row");
+    }
+    return rc == SQLITE_OK ? DW_OK : h->errcode;
+}
+
+int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_DELETE + side);
+    if (!st)
+        return h->errcode;
+    int rc = dw__bind_key(st, key, h->spec.side[side].nkey);
+    if (rc == SQLITE_OK)
+        rc = dw__run(h, st, side, "deleting the row");
+    else
+        sqlite3_reset(st);
+    return rc == SQLITE_OK ? DW_OK : h->errcode;
+}

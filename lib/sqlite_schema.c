@@ -1,0 +1,519 @@
+/* The SQLite backend's schema work: the library's state tables, and checking
+ * a spec against the application's schema. Every name is looked up with
+ * bound parameters (pragma table-valued functions) and quoted when used. */
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+#define STATE_SCHEMA_VERSION 1
+
+static const char state_ddl[] =
+    "CREATE TABLE IF NOT EXISTS dw_meta("
+    "  key TEXT PRIMARY KEY, value NOT NULL);"
+    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 1)"
+    "  ON CONFLICT(key) DO NOTHING;"
+    "CREATE TABLE IF NOT EXISTS dw_migrations("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  stage INTEGER NOT NULL CHECK (stage BETWEEN 0 AND 5),"
+    "  spec TEXT NOT NULL,"
+    "  spec_digest TEXT NOT NULL,"
+    "  created REAL NOT NULL,"
+    "  updated REAL NOT NULL,"
+    "  mismatch_dropped INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS dw_history("
+    "  id INTEGER PRIMARY KEY,"
+    "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
+    "  time REAL NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  from_stage INTEGER,"
+    "  to_stage INTEGER,"
+    "  forced INTEGER NOT NULL DEFAULT 0,"
+    "  reason TEXT);"
+    "CREATE INDEX IF NOT EXISTS dw_history_by_migration"
+    "  ON dw_history(migration_id, id);"
+    "CREATE TABLE IF NOT EXISTS dw_repair_queue("
+    "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
+    "  key TEXT NOT NULL,"
+    "  side INTEGER NOT NULL,"
+    "  error TEXT,"
+    "  attempts INTEGER NOT NULL,"
+    "  first_seen REAL NOT NULL,"
+    "  last_seen REAL NOT NULL,"
+    "  PRIMARY KEY (migration_id, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dw_mismatch_log("
+    "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
+    "  key TEXT NOT NULL,"
+    "  digest TEXT NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  count INTEGER NOT NULL,"
+    "  first_seen REAL NOT NULL,"
+    "  last_seen REAL NOT NULL,"
+    "  PRIMARY KEY (migration_id, key, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS dw_mismatch_log_by_time"
+    "  ON dw_mismatch_log(migration_id, last_seen);";
+
+static const char *const state_tables[] = {
+    "dw_meta", "dw_migrations", "dw_history", "dw_repair_queue",
+    "dw_mismatch_log"};
+
+int dw__sqlite_state_init(dw_migration *h)
+{
+    /* Creating a table that exists changes nothing, so only create when
+     * one is missing: a fully set-up database sees no DDL at all. */
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT count(*) FROM sqlite_schema WHERE type = "
+                         "'table' AND name IN ('dw_meta', 'dw_migrations', "
+                         "'dw_history', 'dw_repair_queue', 'dw_mismatch_log')",
+                         &st, NULL);
+    int present = 0;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        present = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                "reading the schema");
+    if (present < 5) {
+        dqs_saved saved;
+        dw__dqs_off(h->db, &saved);
+        rc = sqlite3_exec(h->db, state_ddl, NULL, NULL, NULL);
+        dw__dqs_restore(h->db, &saved);
+        if (rc != SQLITE_OK)
+            return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                    "creating the state tables");
+    }
+    st = dw__stmt(h, ST_SCHEMA_VERSION);
+    if (!st)
+        return h->errcode;
+    int version = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                "reading the state schema version");
+    if (version != STATE_SCHEMA_VERSION)
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "the state tables are at schema version %d; this "
+                         "library (%s) knows version %d",
+                         version, DW_VERSION, STATE_SCHEMA_VERSION);
+    return DW_OK;
+}
+
+/* ---- the application's schema ------------------------------------------------ */
+
+typedef struct table_info {
+    char *name; /* as the schema spells it */
+    int ncols;
+    char **cols;
+    int *pk;     /* position in the primary key, 0 when not in it */
+    int *hidden; /* 0 normal, 2 or 3 generated */
+} table_info;
+
+static void table_info_free(table_info *t)
+{
+    for (int i = 0; i < t->ncols; i++)
+        dw__free(t->cols[i]);
+    dw__free(t->cols);
+    dw__free(t->pk);
+    dw__free(t->hidden);
+    dw__free(t->name);
+    memset(t, 0, sizeof *t);
+}
+
+static int load_table(dw_migration *h, int side, table_info *t)
+{
+    const char *table = h->spec.side[side].table;
+    const char *which = dw__side_word(side);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_strnicmp(table, "sqlite_", 7) == 0)
+        return dw__error(h, DW_ESCHEMA, side,
+                         "%s side: table \"%s\" has the reserved sqlite_ "
+                         "prefix",
+                         which, table);
+    for (size_t i = 0; i < sizeof state_tables / sizeof *state_tables; i++)
+        if (sqlite3_stricmp(table, state_tables[i]) == 0)
+            return dw__error(h, DW_ESCHEMA, side,
+                             "%s side: \"%s\" is one of libdualwrite's own "
+                             "state tables",
+                             which, table);
+
+    rc = dw__prepare(h,
+                     "SELECT name, type FROM main.sqlite_schema WHERE name = "
+                     "?1 COLLATE NOCASE AND type IN ('table', 'view')",
+                     &st, NULL);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, side, "reading the schema");
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return dw__error(h, DW_ESCHEMA, side, "%s side: no such table: \"%s\"",
+                         which, table);
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return dw__sqlite_error(h, rc, side, "reading the schema");
+    }
+    if (strcmp((const char *)sqlite3_column_text(st, 1), "view") == 0) {
+        sqlite3_finalize(st);
+        return dw__error(h, DW_ESCHEMA, side,
+                         "%s side: \"%s\" is a view; a side must be a table",
+                         which, table);
+    }
+    t->name = dw__strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (!t->name)
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+
+    rc = dw__prepare(h,
+                     "SELECT name, pk, hidden FROM pragma_table_xinfo(?1) "
+                     "ORDER BY cid",
+                     &st, NULL);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, side, "reading the table's columns");
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    int cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (t->ncols == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **cols = dw__realloc(t->cols, sizeof(char *) * (size_t)cap);
+            if (cols)
+                t->cols = cols;
+            int *pk = cols ? dw__realloc(t->pk, sizeof(int) * (size_t)cap) : NULL;
+            if (pk)
+                t->pk = pk;
+            int *hid = pk ? dw__realloc(t->hidden, sizeof(int) * (size_t)cap)
+                          : NULL;
+            if (hid)
+                t->hidden = hid;
+            if (!hid) {
+                sqlite3_finalize(st);
+                return dw__error(h, DW_ENOMEM, side, "out of memory");
+            }
+        }
+        t->cols[t->ncols] = dw__strdup((const char *)sqlite3_column_text(st, 0));
+        if (!t->cols[t->ncols]) {
+            sqlite3_finalize(st);
+            return dw__error(h, DW_ENOMEM, side, "out of memory");
+        }
+        t->pk[t->ncols] = sqlite3_column_int(st, 1);
+        t->hidden[t->ncols] = sqlite3_column_int(st, 2);
+        t->ncols++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return dw__sqlite_error(h, rc, side, "reading the table's columns");
+    return DW_OK;
+}
+
+static int find_col(const table_info *t, const char *name)
+{
+    for (int i = 0; i < t->ncols; i++)
+        if (sqlite3_stricmp(t->cols[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Replaces each name with the schema's spelling; fails on unknown names. */
+static int canonical_names(dw_migration *h, int side, const table_info *t,
+                           char **names, int n, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        int c = find_col(t, names[i]);
+        if (c < 0)
+            return dw__error(h, DW_ESCHEMA, side,
+                             "%s side: table \"%s\" has no %s column \"%s\"",
+                             dw__side_word(side), t->name, what, names[i]);
+        for (int j = 0; j < i; j++)
+            if (sqlite3_stricmp(names[j], t->cols[c]) == 0)
+                return dw__error(h, DW_EMISUSE, side,
+                                 "%s side: column \"%s\" is named twice",
+                                 dw__side_word(side), t->cols[c]);
+        char *copy = dw__strdup(t->cols[c]);
+        if (!copy)
+            return dw__error(h, DW_ENOMEM, side, "out of memory");
+        dw__free(names[i]);
+        names[i] = copy;
+    }
+    return DW_OK;
+}
+
+static int same_set(char **a, int na, char **b, int nb)
+{
+    if (na != nb)
+        return 0;
+    for (int i = 0; i < na; i++) {
+        int found = 0;
+        for (int j = 0; j < nb && !found; j++)
+            found = sqlite3_stricmp(a[i], b[j]) == 0;
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+/* The key must be the primary key or a full (not partial) UNIQUE index, so
+ * that it names one row and can be an upsert's conflict target. */
+static int key_is_unique(dw_migration *h, int side, const table_info *t,
+                         int *unique)
+{
+    const dw_side_def *d = &h->spec.side[side];
+    char *pk[64];
+    int npk = 0;
+    *unique = 0;
+    for (int i = 0; i < t->ncols && npk < 64; i++)
+        if (t->pk[i] > 0)
+            pk[npk++] = t->cols[i];
+    if (npk > 0 && same_set(d->key, d->nkey, pk, npk)) {
+        *unique = 1;
+        return DW_OK;
+    }
+
+    sqlite3_stmt *list = NULL, *info = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT name FROM pragma_index_list(?1) WHERE "
+                         "\"unique\" AND NOT partial",
+                         &list, NULL);
+    if (rc == SQLITE_OK)
+        rc = dw__prepare(h, "SELECT name FROM pragma_index_info(?1)", &info,
+                         NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(list, 1, t->name, -1, SQLITE_STATIC);
+    while (!*unique && (rc = sqlite3_step(list)) == SQLITE_ROW) {
+        char *cols[64];
+        int ncols = 0, expression = 0;
+        sqlite3_bind_text(info, 1, (const char *)sqlite3_column_text(list, 0),
+                          -1, SQLITE_TRANSIENT);
+        while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(info, 0);
+            if (!name || ncols == 64)
+                expression = 1;
+            else if (!(cols[ncols++] = dw__strdup(name)))
+                expression = 1, rc = SQLITE_NOMEM;
+        }
+        sqlite3_reset(info);
+        if (rc == SQLITE_DONE && !expression)
+            *unique = same_set(d->key, d->nkey, cols, ncols);
+        for (int i = 0; i < ncols; i++)
+            dw__free(cols[i]);
+        if (rc != SQLITE_DONE)
+            goto fail;
+        rc = SQLITE_ROW;
+    }
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+fail:
+    sqlite3_finalize(list);
+    sqlite3_finalize(info);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, side, "reading the table's indexes");
+    return DW_OK;
+}
+
+static int check_side(dw_migration *h, int side, table_info *t)
+{
+    dw_spec *s = &h->spec;
+    dw_side_def *d = &s->side[side];
+    const char *which = dw__side_word(side);
+    int rc = load_table(h, side, t);
+    if (rc != DW_OK)
+        return rc;
+    char *table = dw__strdup(t->name);
+    if (!table)
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    dw__free(d->table);
+    d->table = table;
+
+    if ((rc = canonical_names(h, side, t, d->key, d->nkey, "key")) != DW_OK)
+        return rc;
+    int unique;
+    if ((rc = key_is_unique(h, side, t, &unique)) != DW_OK)
+        return rc;
+    if (!unique)
+        return dw__error(h, DW_ESCHEMA, side,
+                         "%s side: the key columns of table \"%s\" are not "
+                         "unique: they must be its PRIMARY KEY or a UNIQUE "
+                         "index (not partial)",
+                         which, t->name);
+
+    if (d->ncols < 0) {
+        /* Default columns: an SQL mapping's targets, else every non-key,
+         * non-generated column. */
+        int target_map = s->raw_map[side] != NULL;
+        if (!target_map && s->same_table)
+            return dw__error(h, DW_EMISUSE, side,
+                             "%s side: when both sides are one table, list "
+                             "each side's columns",
+                             which);
+        int n = target_map ? s->nraw_map[side] : t->ncols;
+        d->cols = dw__calloc(sizeof(char *) * (size_t)(n ? n : 1));
+        if (!d->cols)
+            return dw__error(h, DW_ENOMEM, side, "out of memory");
+        d->ncols = 0;
+        for (int i = 0; i < n; i++) {
+            const char *name = target_map ? s->raw_map[side][i].column
+                                          : t->cols[i];
+            if (!target_map) {
+                int is_key = 0;
+                for (int k = 0; k < d->nkey; k++)
+                    is_key |= sqlite3_stricmp(d->key[k], name) == 0;
+                if (is_key || t->hidden[i] != 0)
+                    continue;
+            }
+            if (!(d->cols[d->ncols] = dw__strdup(name)))
+                return dw__error(h, DW_ENOMEM, side, "out of memory");
+            d->ncols++;
+        }
+    }
+    if ((rc = canonical_names(h, side, t, d->cols, d->ncols, "")) != DW_OK)
+        return rc;
+    if (d->ncols == 0)
+        return dw__error(h, DW_EMISUSE, side,
+                         "%s side: no model columns besides the key", which);
+    for (int i = 0; i < d->ncols; i++) {
+        for (int k = 0; k < d->nkey; k++)
+            if (sqlite3_stricmp(d->cols[i], d->key[k]) == 0)
+                return dw__error(h, DW_EMISUSE, side,
+                                 "%s side: key column \"%s\" is also listed "
+                                 "as a model column",
+                                 which, d->cols[i]);
+        int c = find_col(t, d->cols[i]);
+        if (s->map[side].present && t->hidden[c] != 0)
+            return dw__error(h, DW_ESCHEMA, side,
+                             "%s side: column \"%s\" is generated and cannot "
+                             "be written by a mapping",
+                             which, d->cols[i]);
+    }
+    return DW_OK;
+}
+
+/* Aligns SQL expressions with the target's columns and checks that each
+ * prepares on its own, read-only, as one expression. */
+static int check_mapping(dw_migration *h, int target)
+{
+    dw_spec *s = &h->spec;
+    dw_side_def *d = &s->side[target];
+    int source = target == DW_SIDE_NEW ? DW_SIDE_OLD : DW_SIDE_NEW;
+    const char *which = target == DW_SIDE_NEW ? "up" : "down";
+    if (!s->raw_map[target])
+        return DW_OK;
+    if (s->nraw_map[target] != d->ncols) {
+        /* Name the first column without an expression, or the extra. */
+        for (int i = 0; i < d->ncols; i++) {
+            int found = 0;
+            for (int j = 0; j < s->nraw_map[target] && !found; j++)
+                found = sqlite3_stricmp(s->raw_map[target][j].column,
+                                        d->cols[i]) == 0;
+            if (!found)
+                return dw__error(h, DW_EMISUSE, target,
+                                 "%s mapping: no expression for %s column "
+                                 "\"%s\"",
+                                 which, dw__side_word(target), d->cols[i]);
+        }
+    }
+    s->map[target].exprs = dw__calloc(sizeof(char *) * (size_t)d->ncols);
+    if (!s->map[target].exprs)
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    for (int j = 0; j < s->nraw_map[target]; j++) {
+        const dw_column_map *m = &s->raw_map[target][j];
+        int i;
+        for (i = 0; i < d->ncols; i++)
+            if (sqlite3_stricmp(m->column, d->cols[i]) == 0)
+                break;
+        if (i == d->ncols)
+            return dw__error(h, DW_ESCHEMA, target,
+                             "%s mapping: \"%s\" is not a column of the %s "
+                             "side (table \"%s\")",
+                             which, m->column, dw__side_word(target),
+                             d->table);
+        if (s->map[target].exprs[i])
+            return dw__error(h, DW_EMISUSE, target,
+                             "%s mapping: column \"%s\" has two expressions",
+                             which, d->cols[i]);
+        if (!(s->map[target].exprs[i] = dw__strdup(m->expr)))
+            return dw__error(h, DW_ENOMEM, target, "out of memory");
+
+        dw_buf sql;
+        dw_buf_init(&sql);
+        dw_buf_printf(&sql, "SELECT (%s) FROM ", m->expr);
+        dw_buf_ident(&sql, s->side[source].table);
+        if (sql.oom) {
+            dw_buf_free(&sql);
+            return dw__error(h, DW_ENOMEM, target, "out of memory");
+        }
+        sqlite3_stmt *st = NULL;
+        const char *tail = NULL;
+        int rc = dw__prepare(h, sql.p, &st, &tail);
+        int extra = 0;
+        if (rc == SQLITE_OK && tail)
+            while (*tail == ' ' || *tail == '\t' || *tail == '\n' ||
+                   *tail == '\r')
+                tail++;
+        if (rc == SQLITE_OK && tail && *tail)
+            extra = 1;
+        int readonly = rc == SQLITE_OK && st && sqlite3_stmt_readonly(st);
+        sqlite3_finalize(st);
+        dw_buf_free(&sql);
+        if (rc == SQLITE_NOMEM)
+            return dw__error(h, DW_ENOMEM, target, "out of memory");
+        if (rc != SQLITE_OK)
+            return dw__error(h, DW_ESCHEMA, target,
+                             "%s mapping for column \"%s\": %s (in the "
+                             "expression: %s)",
+                             which, d->cols[i], sqlite3_errmsg(h->db), m->expr);
+        if (extra || !readonly)
+            return dw__error(h, DW_ESCHEMA, target,
+                             "%s mapping for column \"%s\": not one read-only "
+                             "expression: %s",
+                             which, d->cols[i], m->expr);
+    }
+    return DW_OK;
+}
+
+int dw__sqlite_validate(dw_migration *h)
+{
+    dw_spec *s = &h->spec;
+    table_info t[3];
+    memset(t, 0, sizeof t);
+    int rc = check_side(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
+    if (rc == DW_OK)
+        rc = check_side(h, DW_SIDE_NEW, &t[DW_SIDE_NEW]);
+    if (rc == DW_OK && s->same_table) {
+        const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+        if (!same_set(o->key, o->nkey, n->key, n->nkey))
+            rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                           "both sides are table \"%s\" but name different "
+                           "key columns",
+                           o->table);
+        for (int i = 0; rc == DW_OK && i < o->ncols; i++)
+            for (int j = 0; rc == DW_OK && j < n->ncols; j++)
+                if (sqlite3_stricmp(o->cols[i], n->cols[j]) == 0)
+                    rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                                   "both sides are table \"%s\" and both list "
+                                   "column \"%s\"; each column belongs to one "
+                                   "side",
+                                   o->table, o->cols[i]);
+    }
+    if (rc == DW_OK)
+        rc = check_mapping(h, DW_SIDE_NEW);
+    if (rc == DW_OK)
+        rc = check_mapping(h, DW_SIDE_OLD);
+    if (rc == DW_OK)
+        rc = dw__build_row_sql(h);
+    /* Prepare every row statement now, so a problem shows at open. */
+    for (int id = ST_READ_SIDE; rc == DW_OK && id < ST_COUNT; id++)
+        if (BK(h)->sql[id] && !dw__stmt(h, id))
+            rc = h->errcode == DW_ERROR ? DW_ESCHEMA : h->errcode;
+    table_info_free(&t[DW_SIDE_OLD]);
+    table_info_free(&t[DW_SIDE_NEW]);
+    return rc;
+}

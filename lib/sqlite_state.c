@@ -1,0 +1,297 @@
+/* The SQLite backend's stored state: the migration row, its stage and
+ * history, the repair queue and the mismatch log. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+static int add_history(dw_migration *h, const char *event, int from, int to,
+                       int forced, const char *reason)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_HISTORY_ADD);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_double(st, 2, dw__wall_time());
+    sqlite3_bind_text(st, 3, event, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, from);
+    sqlite3_bind_int(st, 5, to);
+    sqlite3_bind_int(st, 6, forced);
+    if (reason)
+        sqlite3_bind_text(st, 7, reason, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 7);
+    return dw__run(h, st, DW_SIDE_NONE, "recording the history") == SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
+                              const char *digest, int redefine,
+                              const char *reason)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_FIND);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        h->id = sqlite3_column_int64(st, 0);
+        h->stage = sqlite3_column_int(st, 1);
+        char stored[65];
+        snprintf(stored, sizeof stored, "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+        sqlite3_reset(st);
+        if (strcmp(stored, digest) == 0)
+            return DW_OK;
+        if (!redefine)
+            return dw__error(h, DW_ESPEC, DW_SIDE_NONE,
+                             "migration \"%s\" is stored with a different "
+                             "spec (stored digest %.12s, this spec %.12s); "
+                             "open with DW_OPEN_REDEFINE to replace it",
+                             h->spec.name, stored, digest);
+        st = dw__stmt(h, ST_MIGRATION_REDEFINE);
+        if (!st)
+            return h->errcode;
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_text(st, 2, spec_text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 4, dw__wall_time());
+        if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
+            return h->errcode;
+        return add_history(h, "redefine", h->stage, h->stage, 0, reason);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                "looking up the migration");
+    st = dw__stmt(h, ST_MIGRATION_INSERT);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, spec_text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, dw__wall_time());
+    if (dw__run(h, st, DW_SIDE_NONE, "storing the migration") != SQLITE_OK)
+        return h->errcode;
+    h->id = sqlite3_last_insert_rowid(h->db);
+    h->stage = DW_STAGE_OFF;
+    return add_history(h, "define", DW_STAGE_OFF, DW_STAGE_OFF, 0, reason);
+}
+
+int dw__sqlite_stage_load(dw_migration *h, int *stage)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_STAGE_LOAD);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc = sqlite3_step(st);
+    int result = DW_OK;
+    if (rc == SQLITE_ROW)
+        *stage = sqlite3_column_int(st, 0);
+    else if (rc == SQLITE_DONE)
+        result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                           "migration \"%s\" is no longer stored in this "
+                           "database",
+                           h->spec.name);
+    else
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading the stage");
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_stage_store(dw_migration *h, int from, int to,
+                           const char *reason, int forced)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_STAGE_STORE);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int(st, 2, to);
+    sqlite3_bind_double(st, 3, dw__wall_time());
+    if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
+        return h->errcode;
+    return add_history(h, "stage", from, to, forced, reason);
+}
+
+int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_HISTORY_LIST);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        dw_history_entry e;
+        e.id = sqlite3_column_int64(st, 0);
+        e.time = sqlite3_column_double(st, 1);
+        e.event = (const char *)sqlite3_column_text(st, 2);
+        e.from_stage = sqlite3_column_int(st, 3);
+        e.to_stage = sqlite3_column_int(st, 4);
+        e.forced = sqlite3_column_int(st, 5);
+        e.reason = (const char *)sqlite3_column_text(st, 6);
+        if (!e.event) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (fn(&e, payload)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "reading the history");
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
+                              const char *error)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_REPAIR_ADD);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, side);
+    sqlite3_bind_text(st, 4, error, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 5, dw__wall_time());
+    return dw__run(h, st, DW_SIDE_NONE, "queueing the key for repair") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+/* Runs a statement bound to the migration id that returns one row of
+ * integers. */
+static int query_ints(dw_migration *h, int id, int64_t *a, int64_t *b,
+                      const char *what)
+{
+    sqlite3_stmt *st = dw__stmt(h, id);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc = sqlite3_step(st);
+    int result = DW_OK;
+    if (rc == SQLITE_ROW) {
+        if (a)
+            *a = sqlite3_column_int64(st, 0);
+        if (b)
+            *b = sqlite3_column_int64(st, 1);
+    } else {
+        result = dw__sqlite_error(h, rc == SQLITE_DONE ? SQLITE_ERROR : rc,
+                                  DW_SIDE_NONE, what);
+    }
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_repair_count(dw_migration *h, int64_t *out)
+{
+    return query_ints(h, ST_REPAIR_COUNT, out, NULL,
+                      "counting the repair queue");
+}
+
+int dw__sqlite_log_mismatch(dw_migration *h, const char *key,
+                            const char *digest, int kind, const char *detail)
+{
+    double now = dw__wall_time();
+    sqlite3_stmt *st = dw__stmt(h, ST_LOG_BUMP);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, now);
+    if (dw__run(h, st, DW_SIDE_NONE, "logging a mismatch") != SQLITE_OK)
+        return h->errcode;
+    if (sqlite3_changes(h->db) > 0)
+        return 1;
+
+    st = dw__stmt(h, ST_LOG_INSERT);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, now);
+    sqlite3_bind_int(st, 5, kind);
+    sqlite3_bind_text(st, 6, detail, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, h->log_cap);
+    if (dw__run(h, st, DW_SIDE_NONE, "logging a mismatch") != SQLITE_OK)
+        return h->errcode;
+    if (sqlite3_changes(h->db) > 0)
+        return 1;
+
+    /* Over the cap: count what was dropped, keep nothing else. */
+    st = dw__stmt(h, ST_LOG_DROPPED);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    if (dw__run(h, st, DW_SIDE_NONE, "counting a dropped mismatch") !=
+        SQLITE_OK)
+        return h->errcode;
+    return 0;
+}
+
+int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
+                        void *payload)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_LOG_LIST);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        dw_mismatch_entry e;
+        e.key = (const char *)sqlite3_column_text(st, 0);
+        e.digest = (const char *)sqlite3_column_text(st, 1);
+        e.kind = sqlite3_column_int(st, 2);
+        e.detail = (const char *)sqlite3_column_text(st, 3);
+        e.count = sqlite3_column_int64(st, 4);
+        e.first_seen = sqlite3_column_double(st, 5);
+        e.last_seen = sqlite3_column_double(st, 6);
+        if (!e.key || !e.digest || !e.detail) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (fn(&e, payload)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "reading the mismatch log");
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_log_count(dw_migration *h, int64_t *entries, int64_t *dropped)
+{
+    return query_ints(h, ST_LOG_COUNT, entries, dropped,
+                      "counting the mismatch log");
+}
+
+int dw__sqlite_log_clear(dw_migration *h)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_LOG_CLEAR);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    if (dw__run(h, st, DW_SIDE_NONE, "clearing the mismatch log") !=
+        SQLITE_OK)
+        return h->errcode;
+    st = dw__stmt(h, ST_LOG_CLEAR_DROPPED);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    return dw__run(h, st, DW_SIDE_NONE, "clearing the mismatch log") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}

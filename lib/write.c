@@ -1,0 +1,318 @@
+/* Writes: dw_write() and dw_mirror() orchestrate, in the stage table's order,
+ * the application's writes and sync(key) -- the one mechanism that makes a
+ * side equal map(authoritative row), or deletes it when that row is gone. */
+#include <string.h>
+
+#include "internal.h"
+
+int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
+{
+    int want = h->spec.side[DW_SIDE_OLD].nkey;
+    if (!key)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "the key is NULL");
+    if (nkey != want)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "the key has %d values; migration \"%s\" has %d key "
+                         "columns",
+                         nkey, h->spec.name, want);
+    for (int i = 0; i < nkey; i++) {
+        if (key[i].type != DW_TYPE_INTEGER && key[i].type != DW_TYPE_TEXT)
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                             "key value %d is not INTEGER or TEXT", i);
+        if (!dw__value_valid(&key[i]))
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                             "key value %d is malformed", i);
+    }
+    return DW_OK;
+}
+
+int dw__has_mapping(const dw_migration *h, int target)
+{
+    return h->spec.map[target].present;
+}
+
+static int other_side(int side)
+{
+    return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
+}
+
+/* The source row of `key` mapped into target's shape (key columns named as
+ * the target names them) through a C mapping callback. */
+static int map_callback(dw_migration *h, int target, const dw_value *key,
+                        dw_row *out)
+{
+    int source = other_side(target);
+    const dw_side_def *d = &h->spec.side[target];
+    const char *dir = target == DW_SIDE_NEW ? "up" : "down";
+    dw_row *in = NULL, *mapped = NULL;
+    int rc = dw_row_new(&in);
+    if (rc == DW_OK)
+        rc = dw_row_new(&mapped);
+    if (rc != DW_OK) {
+        dw_row_free(in);
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    }
+    rc = h->ops->read_side(h, source, key, in);
+    if (rc != DW_OK)
+        goto done;
+    int cb = h->spec.map[target].fn(mapped, in, h->spec.map_payload);
+    if (cb != DW_OK) {
+        rc = dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK, target,
+                       "%s side: the %s mapping callback failed (%d)",
+                       dw__side_word(target), dir, cb);
+        goto done;
+    }
+    for (int i = 0; rc == DW_OK && i < d->nkey; i++)
+        rc = dw_row_set(out, d->key[i], &key[i]);
+    for (int i = 0; rc == DW_OK && i < d->ncols; i++) {
+        const dw_value *v = dw_row_get(mapped, d->cols[i]);
+        if (!v)
+            rc = dw__error(h, DW_ECALLBACK, target,
+                           "%s side: the %s mapping callback did not set "
+                           "column \"%s\"",
+                           dw__side_word(target), dir, d->cols[i]);
+        else
+            rc = dw_row_set(out, d->cols[i], v);
+    }
+    if (rc == DW_ENOMEM)
+        dw__error(h, DW_ENOMEM, target, "out of memory");
+done:
+    dw_row_free(in);
+    dw_row_free(mapped);
+    return rc;
+}
+
+/* The source row mapped into target's shape, through whichever kind of
+ * mapping the spec has. DW_ENOTFOUND when the source row is absent. */
+static int map_row(dw_migration *h, int target, const dw_value *key,
+                   dw_row *out)
+{
+    if (h->spec.map[target].exprs)
+        return h->ops->read_mapped(h, target, key, out);
+    return map_callback(h, target, key, out);
+}
+
+int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out)
+{
+    return map_row(h, DW_SIDE_NEW, key, out);
+}
+
+/* Syncs through a C mapping: map the source row, then upsert it, or delete
+ * the target row when the source row is gone. */
+static int sync_callback(dw_migration *h, int target, const dw_value *key)
+{
+    dw_row *row = NULL;
+    if (dw_row_new(&row) != DW_OK)
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    int rc = map_callback(h, target, key, row);
+    if (rc == DW_ENOTFOUND)
+        rc = h->ops->delete_row(h, target, key);
+    else if (rc == DW_OK)
+        rc = h->ops->upsert_row(h, target, key, row);
+    dw_row_free(row);
+    return rc;
+}
+
+int dw__sync(dw_migration *h, int target, const dw_value *key)
+{
+    if (!h->spec.map[target].exprs)
+        return sync_callback(h, target, key);
+    int found = 0;
+    int rc = h->ops->sync_sql(h, target, key, &found);
+    if (rc == DW_OK && !found)
+        rc = h->ops->delete_row(h, target, key);
+    return rc;
+}
+
+/* Maps what an application callback returned to a result code, with a
+ * message naming the side. */
+int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc)
+{
+    int code;
+    const char *detail;
+    if (cbrc < 0 && cbrc >= DW_ECALLBACK) {
+        code = cbrc == DW_ENOMEM || cbrc == DW_EBUSY ||
+                       cbrc == DW_ECONSTRAINT
+                   ? cbrc
+                   : DW_ECALLBACK;
+        detail = dw_errstr(cbrc);
+    } else if (cbrc > 0) {
+        switch (cbrc & 0xff) {
+        case SQLITE_CONSTRAINT: code = DW_ECONSTRAINT; break;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED: code = DW_EBUSY; break;
+        case SQLITE_NOMEM: code = DW_ENOMEM; break;
+        default: code = DW_ECALLBACK; break;
+        }
+        /* The connection's message belongs to this failure only when it
+         * carries the same code. */
+        detail = (sqlite3_errcode(h->db) & 0xff) == (cbrc & 0xff)
+                     ? sqlite3_errmsg(h->db)
+                     : sqlite3_errstr(cbrc);
+    } else {
+        code = DW_ECALLBACK;
+        detail = "callback failed";
+    }
+    return dw__error(h, code, side,
+                     "%s side: the %s callback failed (table \"%s\"): %s "
+                     "(returned %d)",
+                     dw__side_word(side), what, h->spec.side[side].table,
+                     detail, cbrc);
+}
+
+/* One side's write: the application's callback, or sync through the
+ * mapping when there is none. */
+static int write_side(dw_migration *h, int side, dw_write_fn fn,
+                      const dw_value *key, int nkey, void *payload)
+{
+    dw_side_metrics *m = dw__side_metrics(h, side);
+    uint64_t t0 = dw__now_ns();
+    int rc;
+    if (fn) {
+        int cbrc = fn(h->db, key, nkey, payload);
+        rc = cbrc == 0 ? DW_OK : dw__callback_failed(h, side, "write", cbrc);
+    } else {
+        rc = dw__sync(h, side, key);
+    }
+    dw__side_latency(m, dw__now_ns() - t0);
+    if (rc == DW_OK)
+        m->writes++;
+    else
+        m->write_errors++;
+    return rc;
+}
+
+/* Runs the non-authoritative side under the repair-queue policy: its own
+ * savepoint, and on failure the key goes to the queue instead. */
+static int write_other_or_queue(dw_migration *h, int side, dw_write_fn fn,
+                                const dw_value *key, int nkey, void *payload)
+{
+    int rc = h->ops->side_savepoint(h);
+    if (rc != DW_OK)
+        return rc;
+    rc = write_side(h, side, fn, key, nkey, payload);
+    if (rc == DW_OK)
+        return h->ops->side_release(h, 0);
+    h->metrics.mirror_failures++;
+    if (rc == DW_EBUSY || h->ops->side_release(h, 1) != DW_OK)
+        return rc; /* nothing to keep: the whole write rolls back */
+    char *error = dw__strdup(dw_errmsg(h));
+    dw_buf key_text;
+    dw_buf_init(&key_text);
+    dw__key_text(&key_text, key, nkey);
+    if (!error || key_text.oom) {
+        dw__free(error);
+        dw_buf_free(&key_text);
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    }
+    rc = h->ops->repair_enqueue(h, key_text.p, side, error);
+    dw__free(error);
+    dw_buf_free(&key_text);
+    if (rc == DW_OK) {
+        h->metrics.repairs_queued++;
+        dw__clear_error(h);
+    }
+    return rc;
+}
+
+/* The common body of dw_write() and dw_mirror(). With mirror_only the
+ * authoritative side was written by the caller. */
+static int do_write(dw_migration *h, const dw_value *key, int nkey,
+                    dw_write_fn write_old, dw_write_fn write_new,
+                    void *payload, int mirror_only)
+{
+    int rc = dw__check_key(h, key, nkey);
+    if (rc != DW_OK)
+        return rc;
+    int scope, stage;
+    rc = h->ops->begin(h, 1, &scope);
+    if (rc != DW_OK)
+        return rc;
+    rc = dw__stage_current(h, &stage);
+    if (rc != DW_OK)
+        goto fail;
+
+    int auth = stage <= DW_STAGE_SHADOW ? DW_SIDE_OLD : DW_SIDE_NEW;
+    int other = other_side(auth);
+    int both = stage != DW_STAGE_OFF && stage != DW_STAGE_COMPLETE;
+    dw_write_fn auth_fn = auth == DW_SIDE_OLD ? write_old : write_new;
+    dw_write_fn other_fn = auth == DW_SIDE_OLD ? write_new : write_old;
+
+    if (!mirror_only && !auth_fn) {
+        rc = dw__error(h, DW_EMISUSE, auth,
+                       "at stage %s the %s model is written first: a "
+                       "%s-side write callback is required",
+                       dw_stage_name(stage), dw__side_word(auth),
+                       dw__side_word(auth));
+        goto fail;
+    }
+    if (both && !other_fn && !dw__has_mapping(h, other)) {
+        rc = dw__error(h, DW_EMISUSE, other,
+                       "at stage %s the %s side is written too, and there is "
+                       "neither a %s-side write callback nor a %s mapping",
+                       dw_stage_name(stage), dw__side_word(other),
+                       dw__side_word(other),
+                       other == DW_SIDE_NEW ? "up" : "down");
+        goto fail;
+    }
+    if (!mirror_only) {
+        rc = write_side(h, auth, auth_fn, key, nkey, payload);
+        if (rc != DW_OK)
+            goto fail;
+    }
+    if (both) {
+        if (h->flags & DW_OPEN_REPAIR_QUEUE) {
+            rc = write_other_or_queue(h, other, other_fn, key, nkey, payload);
+        } else {
+            rc = write_side(h, other, other_fn, key, nkey, payload);
+            if (rc != DW_OK)
+                h->metrics.mirror_failures++;
+        }
+        if (rc != DW_OK)
+            goto fail;
+    }
+    rc = h->ops->commit(h, scope);
+    if (rc == DW_OK)
+        h->metrics.writes++;
+    return rc;
+fail:
+    h->ops->rollback(h, scope);
+    return rc;
+}
+
+int dw_write(dw_migration *h, const dw_value *key, int nkey,
+             dw_write_fn write_old, dw_write_fn write_new, void *payload)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    return do_write(h, key, nkey, write_old, write_new, payload, 0);
+}
+
+int dw_mirror(dw_migration *h, const dw_value *key, int nkey)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    return do_write(h, key, nkey, NULL, NULL, NULL, 1);
+}
+
+int dw_repair_count(int64_t *out, dw_migration *h)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!out)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_repair_count: out is NULL");
+    int scope;
+    int rc = h->ops->begin(h, 0, &scope);
+    if (rc != DW_OK)
+        return rc;
+    rc = h->ops->repair_count(h, out);
+    if (rc == DW_OK)
+        rc = h->ops->commit(h, scope);
+    else
+        h->ops->rollback(h, scope);
+    return rc;
+}
