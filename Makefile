@@ -102,7 +102,7 @@ $(BUILD)/test/support.o: test/support.c test/support.h include/dualwrite.h | $(D
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -c -o $@ $<
 
-$(BUILD)/test/%: test/%.c test/support.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
+$(BUILD)/test/%: test/%.c test/support.h include/dualwrite_cmocka.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) -lcmocka $(LIBS)
 
@@ -123,6 +123,7 @@ check-header:
 	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/dualwrite.h
 	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_only.c
 	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c++ test/header_only.c
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_cmocka.c
 
 check-symbols: $(DYLIB_SONAME)
 	@sh test/check-symbols.sh $(DYLIB_SONAME)
@@ -157,7 +158,7 @@ demo: $(BUILD)/examples/incident_statuses
 
 install: all
 	$(INSTALL) -d $(INSTALL_INCLUDE_PATH) $(INSTALL_LIBRARY_PATH) $(INSTALL_PKGCONF_PATH)
-	$(INSTALL) -m 644 include/dualwrite.h $(INSTALL_INCLUDE_PATH)
+	$(INSTALL) -m 644 include/dualwrite.h include/dualwrite_cmocka.h $(INSTALL_INCLUDE_PATH)
 	$(INSTALL) -m 644 $(STLIB) $(INSTALL_LIBRARY_PATH)
 	$(INSTALL) -m 755 $(DYLIB_SONAME) $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL)
 	ln -sf $(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME)
@@ -165,7 +166,8 @@ install: all
 	$(INSTALL) -m 644 $(PC_FILE) $(INSTALL_PKGCONF_PATH)
 
 uninstall:
-	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_LIBRARY_PATH)/$(STLIB) \
+	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_INCLUDE_PATH)/dualwrite_cmocka.h \
+	      $(INSTALL_LIBRARY_PATH)/$(STLIB) \
 	      $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME) \
 	      $(INSTALL_LIBRARY_PATH)/$(DYLIB) $(INSTALL_PKGCONF_PATH)/$(PC_FILE)
 

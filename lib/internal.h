@@ -226,6 +226,11 @@ void dw__spec_free(dw_spec *s);
 /* Canonical text of a validated spec (for the digest and for storage). */
 char *dw__spec_text(const dw_spec *s);
 
+/* Runs fn(h, arg) inside a read (write = 0) or write scope: the caller's
+ * transaction, or one of our own, committed when fn succeeds. */
+int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
+                 void *arg);
+
 /* ---- stage, sync, compare, report ---------------------------------------------------- */
 
 /* The stage in force for this operation (cached unless something changed);

@@ -121,3 +121,18 @@ const char *dw_spec_digest(const dw_migration *h)
 {
     return h ? h->digest : NULL;
 }
+
+int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
+                 void *arg)
+{
+    int scope;
+    int rc = h->ops->begin(h, write, &scope);
+    if (rc != DW_OK)
+        return rc;
+    rc = fn(h, arg);
+    if (rc == DW_OK)
+        rc = h->ops->commit(h, scope);
+    else
+        h->ops->rollback(h, scope);
+    return rc;
+}

@@ -74,22 +74,6 @@ done:
     dw_buf_free(&detail);
 }
 
-/* Runs one backend call in a read scope. */
-static int in_read_scope(dw_migration *h, int write,
-                         int (*fn)(dw_migration *, void *), void *arg)
-{
-    int scope;
-    int rc = h->ops->begin(h, write, &scope);
-    if (rc != DW_OK)
-        return rc;
-    rc = fn(h, arg);
-    if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
-    else
-        h->ops->rollback(h, scope);
-    return rc;
-}
-
 typedef struct list_args {
     int limit;
     dw_mismatch_entry_fn fn;
@@ -131,7 +115,7 @@ int dw_mismatch_log(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_mismatch_log: no callback");
     list_args a = {limit, fn, payload, NULL, NULL};
-    return in_read_scope(h, 0, do_list, &a);
+    return dw__in_scope(h, 0, do_list, &a);
 }
 
 int dw_mismatch_log_count(int64_t *entries, int64_t *dropped, dw_migration *h)
@@ -140,7 +124,7 @@ int dw_mismatch_log_count(int64_t *entries, int64_t *dropped, dw_migration *h)
         return DW_EMISUSE;
     dw__clear_error(h);
     list_args a = {0, NULL, NULL, entries, dropped};
-    return in_read_scope(h, 0, do_count, &a);
+    return dw__in_scope(h, 0, do_count, &a);
 }
 
 int dw_mismatch_log_clear(dw_migration *h)
@@ -148,5 +132,5 @@ int dw_mismatch_log_clear(dw_migration *h)
     if (!h)
         return DW_EMISUSE;
     dw__clear_error(h);
-    return in_read_scope(h, 1, do_clear, NULL);
+    return dw__in_scope(h, 1, do_clear, NULL);
 }

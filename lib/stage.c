@@ -41,6 +41,11 @@ int dw__stage_current(dw_migration *h, int *stage)
     return DW_OK;
 }
 
+static int current_stage(dw_migration *h, void *out)
+{
+    return dw__stage_current(h, out);
+}
+
 int dw_stage_get(int *out, dw_migration *h)
 {
     if (!h)
@@ -49,16 +54,7 @@ int dw_stage_get(int *out, dw_migration *h)
     if (!out)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_stage_get: out is NULL");
-    int scope;
-    int rc = h->ops->begin(h, 0, &scope);
-    if (rc != DW_OK)
-        return rc;
-    rc = dw__stage_current(h, out);
-    if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
-    else
-        h->ops->rollback(h, scope);
-    return rc;
+    return dw__in_scope(h, 0, current_stage, out);
 }
 
 int dw_stage_set(dw_migration *h, int stage, const char *reason,
@@ -100,6 +96,17 @@ int dw_stage_set(dw_migration *h, int stage, const char *reason,
     return rc;
 }
 
+typedef struct history_args {
+    dw_history_fn fn;
+    void *payload;
+} history_args;
+
+static int list_history(dw_migration *h, void *arg)
+{
+    history_args *a = arg;
+    return h->ops->history(h, a->fn, a->payload);
+}
+
 int dw_history(dw_migration *h, dw_history_fn fn, void *payload)
 {
     if (!h)
@@ -108,14 +115,6 @@ int dw_history(dw_migration *h, dw_history_fn fn, void *payload)
     if (!fn)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_history: no callback");
-    int scope;
-    int rc = h->ops->begin(h, 0, &scope);
-    if (rc != DW_OK)
-        return rc;
-    rc = h->ops->history(h, fn, payload);
-    if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
-    else
-        h->ops->rollback(h, scope);
-    return rc;
+    history_args a = {fn, payload};
+    return dw__in_scope(h, 0, list_history, &a);
 }

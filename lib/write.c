@@ -297,6 +297,11 @@ int dw_mirror(dw_migration *h, const dw_value *key, int nkey)
     return do_write(h, key, nkey, NULL, NULL, NULL, 1);
 }
 
+static int count_repairs(dw_migration *h, void *out)
+{
+    return h->ops->repair_count(h, out);
+}
+
 int dw_repair_count(int64_t *out, dw_migration *h)
 {
     if (!h)
@@ -305,14 +310,5 @@ int dw_repair_count(int64_t *out, dw_migration *h)
     if (!out)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_repair_count: out is NULL");
-    int scope;
-    int rc = h->ops->begin(h, 0, &scope);
-    if (rc != DW_OK)
-        return rc;
-    rc = h->ops->repair_count(h, out);
-    if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
-    else
-        h->ops->rollback(h, scope);
-    return rc;
+    return dw__in_scope(h, 0, count_repairs, out);
 }

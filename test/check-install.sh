@@ -6,7 +6,7 @@ MAKE=${1:-make}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $MAKE --no-print-directory -s install PREFIX="$tmp/prefix" >/dev/null
-for f in include/dualwrite.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc; do
+for f in include/dualwrite.h include/dualwrite_cmocka.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc; do
     [ -e "$tmp/prefix/$f" ] || { echo "check-install: $f not installed" >&2; exit 1; }
 done
 cat > "$tmp/prog.c" <<'PROG'
