@@ -139,6 +139,13 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "options version %u is not %d (use DW_OPTIONS_INIT)",
                          o->version, DW_OPTIONS_VERSION);
+    const unsigned int known = DW_OPEN_REDEFINE | DW_OPEN_TEST_MODE |
+                               DW_OPEN_REPAIR_QUEUE | DW_OPEN_LOG_STDERR |
+                               DW_OPEN_LOG_RAW_VALUES | DW_OPEN_NO_LOG_TABLE;
+    if (o->flags & ~known)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "unknown flags 0x%x in the options",
+                         o->flags & ~known);
     if (!o->name || !o->name[0])
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "the migration needs a name");

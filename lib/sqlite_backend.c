@@ -83,6 +83,21 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved)
         sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 1, (int *)0);
 }
 
+int dw__own_step_begin(sqlite3 *db)
+{
+    int dml = 0;
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, -1, &dml);
+    if (dml)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)0);
+    return dml;
+}
+
+void dw__own_step_end(sqlite3 *db, int dml)
+{
+    if (dml)
+        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 1, (int *)0);
+}
+
 int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what)
 {
     int code = dw__from_sqlite(rc);

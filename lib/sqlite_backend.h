@@ -82,6 +82,12 @@ typedef struct dqs_saved {
 } dqs_saved;
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved);
 void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
+/* Around stepping a row statement: SQLite re-prepares a statement after any
+ * schema change, under the connection's setting at that moment, so a column
+ * dropped since would turn "col" into a string. Returns the DML setting to
+ * hand back to dw__own_step_end(). */
+int dw__own_step_begin(sqlite3 *db);
+void dw__own_step_end(sqlite3 *db, int dml);
 
 /* Entry points of the sqlite_*.c files, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);

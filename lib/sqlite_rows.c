@@ -141,6 +141,16 @@ int dw__build_row_sql(dw_migration *h)
     return rc;
 }
 
+/* dw__run() with our DQS rule in force. */
+static int run_own(dw_migration *h, sqlite3_stmt *st, int side,
+                   const char *what)
+{
+    int dqs = dw__own_step_begin(h->db);
+    int rc = dw__run(h, st, side, what);
+    dw__own_step_end(h->db, dqs);
+    return rc;
+}
+
 /* Steps a keyed SELECT and copies its one row into out. */
 static int read_row(dw_migration *h, int id, int side, const dw_value *key,
                     dw_row *out, const char *what)
@@ -151,8 +161,11 @@ static int read_row(dw_migration *h, int id, int side, const dw_value *key,
     int nkey = h->spec.side[side].nkey;
     int rc = dw__bind_key(st, key, nkey);
     int result = DW_OK;
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
+        int dqs = dw__own_step_begin(h->db);
         rc = sqlite3_step(st);
+        dw__own_step_end(h->db, dqs);
+    }
     if (rc == SQLITE_ROW) {
         result = dw_row_set_columns(out, st);
         if (result != DW_OK)
@@ -189,7 +202,7 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
         return h->errcode;
     int rc = dw__bind_key(st, key, h->spec.side[target].nkey);
     if (rc == SQLITE_OK)
-        rc = dw__run(h, st, target, "syncing the row through the mapping");
+        rc = run_own(h, st, target, "syncing the row through the mapping");
     else
         sqlite3_reset(st);
     if (rc != SQLITE_OK)
@@ -212,7 +225,7 @@ int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
         rc = dw__bind_value(st, d->nkey + i + 1, v);
     }
     if (rc == SQLITE_OK)
-        rc = dw__run(h, st, side, "writing the mapped row");
+        rc = run_own(h, st, side, "writing the mapped row");
     else {
         sqlite3_reset(st);
         dw__sqlite_error(h, rc, side, "binding the mapped row");
@@ -227,7 +240,7 @@ int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)
         return h->errcode;
     int rc = dw__bind_key(st, key, h->spec.side[side].nkey);
     if (rc == SQLITE_OK)
-        rc = dw__run(h, st, side, "deleting the row");
+        rc = run_own(h, st, side, "deleting the row");
     else
         sqlite3_reset(st);
     return rc == SQLITE_OK ? DW_OK : h->errcode;
