@@ -2,7 +2,8 @@
 #
 # Targets: all (default), test, demo, sanitize, valgrind, install, uninstall,
 # clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
-# PREFIX, DESTDIR, INCLUDE_PATH, LIBRARY_PATH, PKGCONF_PATH.
+# PREFIX, DESTDIR, includedir, libdir, pkgconfigdir. (Not LIBRARY_PATH: GCC
+# reads that one from the environment.)
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define DW_VERSION_MAJOR \([0-9]*\)/\1/p' include/dualwrite.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define DW_VERSION_MINOR \([0-9]*\)/\1/p' include/dualwrite.h)
@@ -10,12 +11,12 @@ VERSION_PATCH := $(shell sed -n 's/^\#define DW_VERSION_PATCH \([0-9]*\)/\1/p' i
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 PREFIX ?= /usr/local
-INCLUDE_PATH ?= include
-LIBRARY_PATH ?= lib
-PKGCONF_PATH ?= $(LIBRARY_PATH)/pkgconfig
-INSTALL_INCLUDE_PATH = $(DESTDIR)$(PREFIX)/$(INCLUDE_PATH)
-INSTALL_LIBRARY_PATH = $(DESTDIR)$(PREFIX)/$(LIBRARY_PATH)
-INSTALL_PKGCONF_PATH = $(DESTDIR)$(PREFIX)/$(PKGCONF_PATH)
+includedir ?= $(PREFIX)/include
+libdir ?= $(PREFIX)/lib
+pkgconfigdir ?= $(libdir)/pkgconfig
+INSTALL_INCLUDE_PATH = $(DESTDIR)$(includedir)
+INSTALL_LIBRARY_PATH = $(DESTDIR)$(libdir)
+INSTALL_PKGCONF_PATH = $(DESTDIR)$(pkgconfigdir)
 INSTALL ?= install
 
 # Where objects go; `make sanitize` builds a second tree beside the first.
@@ -81,12 +82,14 @@ $(DYLIB_SONAME): $(LIB_OBJ)
 $(DYLIB): $(DYLIB_SONAME)
 	ln -sf $(DYLIB_SONAME) $@
 
-$(PC_FILE): Makefile include/dualwrite.h
+# Written on every run, so that `make install PREFIX=...` after a plain
+# `make` installs a file naming the right directories.
+.PHONY: $(PC_FILE)
+$(PC_FILE):
 	@printf '%s\n' \
 	  'prefix=$(PREFIX)' \
-	  'exec_prefix=$${prefix}' \
-	  'libdir=$${exec_prefix}/$(LIBRARY_PATH)' \
-	  'includedir=$${prefix}/$(INCLUDE_PATH)' \
+	  'libdir=$(libdir)' \
+	  'includedir=$(includedir)' \
 	  '' \
 	  'Name: dualwrite' \
 	  'Description: zero-downtime schema migrations on SQLite: dual writes, shadow reads, stored stages' \

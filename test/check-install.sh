@@ -23,6 +23,8 @@ PROG
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
 ${CC:-cc} -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs dualwrite)
 LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/prog"
-ldd "$tmp/prog" | grep -q "$tmp/prefix/lib/libdualwrite.so.0" \
+LD_LIBRARY_PATH="$tmp/prefix/lib" ldd "$tmp/prog" | grep -q "$tmp/prefix/lib/libdualwrite.so.0" \
     || { echo "check-install: program did not load the installed shared library" >&2; exit 1; }
+# Put back the tree's own dualwrite.pc, which install rewrote for $tmp.
+$MAKE --no-print-directory -s dualwrite.pc
 echo "check-install: install into a prefix and a pkg-config build work"

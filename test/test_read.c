@@ -1,0 +1,991 @@
+/* Tests for the read side of the stage table: dw_read(), dw_compare() and the
+ * read options (sampling, order, time budget, ignore, comparator,
+ * normaliser), and test mode. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "support.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static const char *const k_id[] = {"id"};
+
+static int set_stage(dw_migration *h, int stage)
+{
+    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
+}
+
+static dw_metrics metrics(dw_migration *h)
+{
+    dw_metrics m;
+    memset(&m, 0, sizeof m);
+    m.version = DW_METRICS_VERSION;
+    assert_dw_ok(h, dw_metrics_get(&m, h));
+    return m;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The sink: remembers the last mismatch. */
+typedef struct sink_rec {
+    int calls;
+    int kind;
+    int ndiffs;
+    char key[64];
+    char cols[8][32];
+    int autocommit; /* sqlite3_get_autocommit() during the call */
+    sqlite3 *db;
+} sink_rec;
+
+static void sink(const dw_mismatch *m, void *payload)
+{
+    sink_rec *s = payload;
+    s->calls++;
+    s->kind = m->kind;
+    s->ndiffs = m->ndiffs;
+    snprintf(s->key, sizeof s->key, "%s", m->key ? m->key : "(null)");
+    for (int i = 0; i < 8; i++)
+        s->cols[i][0] = '\0';
+    for (int i = 0; i < m->ndiffs && i < 8; i++)
+        snprintf(s->cols[i], sizeof s->cols[i], "%s",
+                 m->diffs[i].column ? m->diffs[i].column : "(null)");
+    if (s->db)
+        s->autocommit = sqlite3_get_autocommit(s->db);
+}
+
+static int sink_has_col(const sink_rec *s, const char *col)
+{
+    for (int i = 0; i < s->ndiffs && i < 8; i++)
+        if (strcmp(s->cols[i], col) == 0)
+            return 1;
+    return 0;
+}
+
+/* What the application read callbacks return for each side. */
+typedef struct side_data {
+    int rc;          /* returned instead of DW_OK when not DW_OK */
+    const char *name;
+    const char *note; /* column left out when NULL */
+    int64_t qty;
+    const char *updated; /* column left out when NULL */
+    int slow;        /* run a slow query first */
+} side_data;
+
+typedef struct rd {
+    char order[16];
+    int n;
+    int calls[3];
+    side_data s[3];
+    int autocommit_in_read; /* 1 if any read ran in autocommit mode */
+} rd;
+
+static void rd_init(rd *r)
+{
+    memset(r, 0, sizeof *r);
+    r->s[DW_SIDE_OLD].name = "old-val";
+    r->s[DW_SIDE_NEW].name = "new-val";
+    r->s[DW_SIDE_OLD].qty = 1;
+    r->s[DW_SIDE_NEW].qty = 1;
+}
+
+static void rd_begin(rd *r)
+{
+    r->n = 0;
+    r->order[0] = '\0';
+}
+
+#define SLOW_SQL                                                               \
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "           \
+    "WHERE x < 100000000) SELECT count(*) FROM c"
+
+static int fill(rd *r, int side, dw_row *out, sqlite3 *db, const dw_value *key,
+                int nkey)
+{
+    r->calls[side]++;
+    if (r->n < (int)sizeof r->order - 1) {
+        r->order[r->n++] = side == DW_SIDE_OLD ? 'O' : 'N';
+        r->order[r->n] = '\0';
+    }
+    if (sqlite3_get_autocommit(db))
+        r->autocommit_in_read = 1;
+    const side_data *d = &r->s[side];
+    if (d->slow) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, SLOW_SQL, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW)
+            return rc;
+    }
+    if (d->rc != DW_OK)
+        return d->rc;
+    if (nkey != 1 || !key)
+        return 99;
+    int rc = dw_row_set(out, "id", &key[0]);
+    if (rc == DW_OK)
+        rc = dw_row_set_text(out, "name", d->name);
+    if (rc == DW_OK && d->note)
+        rc = dw_row_set_text(out, "note", d->note);
+    if (rc == DW_OK)
+        rc = dw_row_set_int(out, "qty", d->qty);
+    if (rc == DW_OK && d->updated)
+        rc = dw_row_set_text(out, "updated_at", d->updated);
+    return rc;
+}
+
+static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+                    void *payload)
+{
+    return fill(payload, DW_SIDE_OLD, out, db, key, nkey);
+}
+
+static int read_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+                    void *payload)
+{
+    return fill(payload, DW_SIDE_NEW, out, db, key, nkey);
+}
+
+static const char *out_text(const dw_row *row, const char *col)
+{
+    const dw_value *v = dw_row_get(row, col);
+    if (!v)
+        return "(absent)";
+    if (v->type != DW_TYPE_TEXT)
+        return "(not text)";
+    return (const char *)v->p;
+}
+
+/* A fixture: two tables, identity mapping on name; the callbacks ignore them. */
+typedef struct fx {
+    test_db t;
+    dw_migration *h;
+    sink_rec sr;
+    rd r;
+    dw_row *out;
+} fx;
+
+static void fx_open(fx *f, unsigned int flags)
+{
+    memset(f, 0, sizeof *f);
+    test_db_open(&f->t);
+    exec_ok(f->t.db, "PRAGMA synchronous=NORMAL");
+    exec_ok(f->t.db,
+            "CREATE TABLE r_old(id INTEGER PRIMARY KEY, name TEXT);"
+            "CREATE TABLE r_new(id INTEGER PRIMARY KEY, name TEXT);");
+    static const dw_column_map up[] = {{"name", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "reads";
+    o.old_side.table = "r_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "r_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.flags = flags;
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &f->sr;
+    char *err = NULL;
+    int rc = dw_open(&f->h, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    f->sr.db = f->t.db;
+    rd_init(&f->r);
+    assert_int_equal(dw_row_new(&f->out), DW_OK);
+}
+
+static void fx_close(fx *f)
+{
+    dw_row_free(f->out);
+    dw_close(f->h);
+    test_db_close(&f->t);
+}
+
+static int fx_read(fx *f, int64_t id)
+{
+    dw_value k = dw_int(id);
+    rd_begin(&f->r);
+    return dw_read(f->out, f->h, &k, 1, read_old, read_new, &f->r);
+}
+
+/* ---- the stage table ------------------------------------------------------------------- */
+
+static void test_every_stage(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    static const struct {
+        int stage;
+        const char *order;
+        const char *returned;
+        int compared;
+    } want[] = {
+        {DW_STAGE_OFF, "O", "old-val", 0},
+        {DW_STAGE_DUAL_WRITE, "O", "old-val", 0},
+        {DW_STAGE_SHADOW, "ON", "old-val", 1},
+        {DW_STAGE_LIVE, "NO", "new-val", 1},
+        {DW_STAGE_RAMPDOWN, "N", "new-val", 0},
+        {DW_STAGE_COMPLETE, "N", "new-val", 0},
+    };
+    for (int i = 0; i < 6; i++) {
+        if (i > 0)
+            assert_dw_ok(f.h, set_stage(f.h, want[i].stage));
+        int stage = -1;
+        assert_dw_ok(f.h, dw_stage_get(&stage, f.h));
+        assert_int_equal(stage, want[i].stage);
+        dw_metrics_reset(f.h);
+        f.sr.calls = 0;
+
+        /* sides that differ */
+        f.r.s[DW_SIDE_OLD].name = "old-val";
+        f.r.s[DW_SIDE_NEW].name = "new-val";
+        assert_dw_ok(f.h, fx_read(&f, 42));
+        if (strcmp(f.r.order, want[i].order) != 0)
+            print_error("stage %s: reads ran \"%s\", expected \"%s\"\n",
+                        dw_stage_name(want[i].stage), f.r.order, want[i].order);
+        assert_string_equal(f.r.order, want[i].order);
+        assert_string_equal(out_text(f.out, "name"), want[i].returned);
+        assert_non_null(dw_row_get(f.out, "id"));
+        assert_true(dw_row_get(f.out, "id")->i == 42);
+        dw_metrics m = metrics(f.h);
+        assert_int_equal((int)m.reads, 1);
+        assert_int_equal((int)m.comparisons, want[i].compared);
+        assert_int_equal((int)m.mismatches, want[i].compared);
+        assert_int_equal((int)m.matches, 0);
+        assert_int_equal((int)m.skipped, 0);
+        assert_int_equal((int)m.compare_errors, 0);
+        assert_int_equal(f.sr.calls, want[i].compared);
+        if (want[i].compared) {
+            assert_int_equal(f.sr.kind, DW_MISMATCH_DIFFERENT);
+            assert_string_equal(f.sr.key, "[42]");
+            assert_int_equal(f.sr.ndiffs, 1);
+            assert_string_equal(f.sr.cols[0], "name");
+        }
+
+        /* sides that agree */
+        f.r.s[DW_SIDE_NEW].name = "old-val";
+        assert_dw_ok(f.h, fx_read(&f, 42));
+        assert_string_equal(f.r.order, want[i].order);
+        assert_string_equal(out_text(f.out, "name"), "old-val");
+        m = metrics(f.h);
+        assert_int_equal((int)m.reads, 2);
+        assert_int_equal((int)m.comparisons, 2 * want[i].compared);
+        assert_int_equal((int)m.matches, want[i].compared);
+        assert_int_equal((int)m.mismatches, want[i].compared);
+        assert_int_equal(f.sr.calls, want[i].compared);
+    }
+    fx_close(&f);
+}
+
+static void test_read_transaction_and_sink_timing(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.sr.autocommit = -1;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(f.r.order, "ON");
+    /* both reads in one read transaction */
+    assert_int_equal(f.r.autocommit_in_read, 0);
+    /* the sink runs after the read's transaction ended */
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.autocommit, 1);
+    assert_int_equal(sqlite3_get_autocommit(f.t.db), 1);
+
+    /* inside the caller's transaction, it stays the caller's */
+    exec_ok(f.t.db, "BEGIN");
+    f.r.autocommit_in_read = 0;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal(f.r.autocommit_in_read, 0);
+    assert_int_equal(sqlite3_get_autocommit(f.t.db), 0);
+    exec_ok(f.t.db, "COMMIT");
+    fx_close(&f);
+}
+
+/* ---- the returned row never depends on the other side ------------------------------------ */
+
+static void test_other_side_failures(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+
+    /* the new read fails */
+    dw_metrics_reset(f.h);
+    f.r.s[DW_SIDE_NEW].rc = 1234;
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    assert_string_equal(f.r.order, "ON");
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal((int)m.matches, 0);
+    assert_int_equal((int)m.new_side.read_errors, 1);
+    assert_int_equal((int)m.old_side.read_errors, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* the new side has no row */
+    dw_metrics_reset(f.h);
+    f.r.s[DW_SIDE_NEW].rc = DW_ENOTFOUND;
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    m = metrics(f.h);
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
+    assert_string_equal(f.sr.key, "[42]");
+
+    /* the old side has no row, the new one has */
+    dw_metrics_reset(f.h);
+    f.sr.calls = 0;
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    f.r.s[DW_SIDE_OLD].rc = DW_ENOTFOUND;
+    assert_int_equal(dw_row_set_text(f.out, "junk", "x"), DW_OK);
+    assert_dw(f.h, fx_read(&f, 43), DW_ENOTFOUND);
+    assert_int_equal(dw_row_count(f.out), 0);
+    m = metrics(f.h);
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_EXTRA_NEW);
+    assert_string_equal(f.sr.key, "[43]");
+
+    /* neither side: not found, no mismatch */
+    dw_metrics_reset(f.h);
+    f.sr.calls = 0;
+    f.r.s[DW_SIDE_NEW].rc = DW_ENOTFOUND;
+    assert_dw(f.h, fx_read(&f, 44), DW_ENOTFOUND);
+    m = metrics(f.h);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* the authoritative read fails: that is returned */
+    f.r.s[DW_SIDE_OLD].rc = 1234;
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    assert_dw(f.h, fx_read(&f, 45), DW_ECALLBACK);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* at LIVE, the old side is the other side */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 46));
+    assert_string_equal(f.r.order, "NO");
+    assert_string_equal(out_text(f.out, "name"), "new-val");
+    m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.old_side.read_errors, 1);
+    assert_int_equal(f.sr.calls, 0);
+
+    f.r.s[DW_SIDE_OLD].rc = DW_OK;
+    f.r.s[DW_SIDE_NEW].rc = DW_ENOTFOUND;
+    assert_dw(f.h, fx_read(&f, 47), DW_ENOTFOUND);
+    assert_int_equal(dw_row_count(f.out), 0);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
+    assert_string_equal(f.sr.key, "[47]");
+    fx_close(&f);
+}
+
+/* ---- reads through the spec ---------------------------------------------------------------- */
+
+typedef struct sfx {
+    test_db t;
+    dw_migration *h;
+    sink_rec sr;
+    dw_row *out;
+} sfx;
+
+static void sfx_open(sfx *f, unsigned int flags)
+{
+    memset(f, 0, sizeof *f);
+    test_db_open(&f->t);
+    exec_ok(f->t.db,
+            "CREATE TABLE s_old(id INTEGER PRIMARY KEY, name TEXT, price INTEGER);"
+            "CREATE TABLE s_new(id INTEGER PRIMARY KEY, title TEXT, cents INTEGER);"
+            "INSERT INTO s_old VALUES(1, 'widget', 5);"
+            "INSERT INTO s_new VALUES(1, 'widget', 500);"
+            "INSERT INTO s_new VALUES(2, 'ghost', 100);"
+            "INSERT INTO s_old VALUES(3, 'lonely', 1);");
+    static const dw_column_map up[] = {{"title", "name"},
+                                       {"cents", "price * 100"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "spec_reads";
+    o.old_side.table = "s_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "s_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 2;
+    o.flags = flags;
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &f->sr;
+    char *err = NULL;
+    int rc = dw_open(&f->h, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_int_equal(dw_row_new(&f->out), DW_OK);
+}
+
+static void sfx_close(sfx *f)
+{
+    dw_row_free(f->out);
+    dw_close(f->h);
+    test_db_close(&f->t);
+}
+
+static void test_read_through_spec(void **state)
+{
+    (void)state;
+    sfx f;
+    sfx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_value k = dw_int(1);
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
+    assert_int_equal(dw_row_count(f.out), 3);
+    assert_true(dw_row_get(f.out, "id")->i == 1);
+    assert_string_equal(out_text(f.out, "name"), "widget");
+    assert_non_null(dw_row_get(f.out, "price"));
+    assert_true(dw_row_get(f.out, "price")->i == 5);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* a divergence injected on the new side */
+    exec_ok(f.t.db, "UPDATE s_new SET cents = 999 WHERE id = 1");
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
+    assert_true(dw_row_get(f.out, "price")->i == 5);
+    m = metrics(f.h);
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_DIFFERENT);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "cents");
+    assert_string_equal(f.sr.key, "[1]");
+
+    /* a row only on the new side */
+    dw_value k2 = dw_int(2);
+    assert_dw(f.h, dw_read(f.out, f.h, &k2, 1, NULL, NULL, NULL), DW_ENOTFOUND);
+    assert_int_equal(dw_row_count(f.out), 0);
+    assert_int_equal(f.sr.calls, 2);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_EXTRA_NEW);
+    /* a row only on the old side */
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k3, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f.out, "name"), "lonely");
+    assert_int_equal(f.sr.calls, 3);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
+
+    /* at LIVE the new row comes back, in the new shape */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
+    assert_int_equal(dw_row_count(f.out), 3);
+    assert_string_equal(out_text(f.out, "title"), "widget");
+    assert_true(dw_row_get(f.out, "cents")->i == 999);
+    assert_null(dw_row_get(f.out, "price"));
+    assert_int_equal(f.sr.calls, 4);
+    assert_string_equal(f.sr.cols[0], "cents");
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k2, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f.out, "title"), "ghost");
+    assert_int_equal(f.sr.kind, DW_MISMATCH_EXTRA_NEW);
+    sfx_close(&f);
+}
+
+static void test_compare_through_spec(void **state)
+{
+    (void)state;
+    sfx f;
+    sfx_open(&f, 0);
+    dw_value k = dw_int(1);
+    int equal = -1;
+    /* whatever the stage: here OFF */
+    assert_dw_ok(f.h, dw_compare(&equal, f.h, &k, 1));
+    assert_int_equal(equal, 1);
+    assert_int_equal(f.sr.calls, 0);
+    exec_ok(f.t.db, "UPDATE s_new SET title = 'WIDGET' WHERE id = 1");
+    equal = -1;
+    assert_dw_ok(f.h, dw_compare(&equal, f.h, &k, 1));
+    assert_int_equal(equal, 0);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_DIFFERENT);
+    assert_string_equal(f.sr.cols[0], "title");
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.mismatches, 1);
+    /* one side only */
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(f.h, dw_compare(&equal, f.h, &k3, 1));
+    assert_int_equal(equal, 0);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
+    /* misuse */
+    assert_int_equal(dw_compare(NULL, f.h, &k, 1), DW_EMISUSE);
+    assert_int_equal(dw_compare(&equal, NULL, &k, 1), DW_EMISUSE);
+    assert_int_equal(dw_compare(&equal, f.h, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_compare(&equal, f.h, &k, 2), DW_EMISUSE);
+    sfx_close(&f);
+}
+
+/* ---- sampling and order --------------------------------------------------------------------- */
+
+static void test_sampling(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+
+    ro.sample_ratio = 0.0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    for (int i = 0; i < 50; i++) {
+        assert_dw_ok(f.h, fx_read(&f, i + 1));
+        assert_string_equal(out_text(f.out, "name"), "old-val");
+    }
+    assert_int_equal(f.r.calls[DW_SIDE_NEW], 0);
+    assert_int_equal(f.r.calls[DW_SIDE_OLD], 50);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.reads, 50);
+    assert_int_equal((int)m.skipped, 50);
+    assert_int_equal((int)m.comparisons, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    ro.sample_ratio = 1.0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    f.r.calls[DW_SIDE_NEW] = 0;
+    for (int i = 0; i < 50; i++)
+        assert_dw_ok(f.h, fx_read(&f, i + 1));
+    assert_int_equal(f.r.calls[DW_SIDE_NEW], 50);
+    m = metrics(f.h);
+    assert_int_equal((int)m.comparisons, 50);
+    assert_int_equal((int)m.mismatches, 50);
+    assert_int_equal((int)m.skipped, 0);
+
+    /* a half share samples some and skips some */
+    ro.sample_ratio = 0.5;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    for (int i = 0; i < 400; i++)
+        assert_dw_ok(f.h, fx_read(&f, 7));
+    m = metrics(f.h);
+    assert_int_equal((int)(m.comparisons + m.skipped), 400);
+    assert_true(m.comparisons > 100 && m.comparisons < 300);
+
+    /* NULL restores the defaults: everything compared */
+    ro.sample_ratio = 0.0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    assert_dw_ok(f.h, dw_set_read_options(f.h, NULL));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal((int)metrics(f.h).comparisons, 1);
+
+    /* invalid options */
+    ro = (dw_read_options)DW_READ_OPTIONS_INIT;
+    ro.sample_ratio = -0.1;
+    assert_int_equal(dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    ro.sample_ratio = 1.5;
+    assert_int_equal(dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    ro.sample_ratio = 1.0;
+    ro.budget_ms = -1;
+    assert_int_equal(dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    ro.budget_ms = 0;
+    ro.order = 7;
+    assert_int_equal(dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    ro.order = DW_ORDER_AUTHORITATIVE_FIRST;
+    ro.version = DW_READ_OPTIONS_VERSION + 50;
+    assert_int_equal(dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    ro.version = DW_READ_OPTIONS_VERSION;
+    assert_int_equal(dw_set_read_options(NULL, &ro), DW_EMISUSE);
+    fx_close(&f);
+}
+
+static void test_random_order(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.order = DW_ORDER_RANDOM;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    f.r.s[DW_SIDE_NEW].name = "old-val"; /* agree: no log writes */
+    int old_first = 0, new_first = 0;
+    for (int i = 0; i < 200; i++) {
+        assert_dw_ok(f.h, fx_read(&f, 5));
+        assert_int_equal(f.r.n, 2);
+        assert_string_equal(out_text(f.out, "name"), "old-val");
+        if (strcmp(f.r.order, "ON") == 0)
+            old_first++;
+        else if (strcmp(f.r.order, "NO") == 0)
+            new_first++;
+        else
+            fail_msg("unexpected order %s", f.r.order);
+    }
+    assert_true(old_first > 0);
+    assert_true(new_first > 0);
+    assert_int_equal((int)metrics(f.h).comparisons, 200);
+    assert_int_equal((int)metrics(f.h).matches, 200);
+
+    /* the default order is authoritative first, always */
+    assert_dw_ok(f.h, dw_set_read_options(f.h, NULL));
+    for (int i = 0; i < 20; i++) {
+        assert_dw_ok(f.h, fx_read(&f, 5));
+        assert_string_equal(f.r.order, "ON");
+    }
+    fx_close(&f);
+}
+
+/* ---- time budget ----------------------------------------------------------------------------- */
+
+#define LONGISH_SQL                                                            \
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "           \
+    "WHERE x < 3000000) SELECT count(*) FROM c"
+
+static void test_time_budget(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 50;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+
+    f.r.s[DW_SIDE_NEW].slow = 1;
+    double t0 = now_s();
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    double elapsed = now_s() - t0;
+    if (elapsed >= 2.0)
+        print_error("read took %.3f s\n", elapsed);
+    assert_true(elapsed < 2.0);
+    assert_string_equal(f.r.order, "ON");
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 1);
+    assert_int_equal((int)m.old_side.read_timeouts, 0);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* no leftover progress handler: a long-ish query runs to the end */
+    assert_int_equal((int)query_int(f.t.db, LONGISH_SQL), 3000000);
+    sqlite3_sleep(120); /* well past the budget */
+    assert_int_equal((int)query_int(f.t.db, LONGISH_SQL), 3000000);
+
+    /* fast reads under the same budget compare normally */
+    f.r.s[DW_SIDE_NEW].slow = 0;
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 1);
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal((int)query_int(f.t.db, LONGISH_SQL), 3000000);
+    fx_close(&f);
+}
+
+static int app_progress_calls;
+
+static int app_progress(void *payload)
+{
+    int *n = payload;
+    (*n)++;
+    return 0;
+}
+
+static void test_time_budget_app_progress(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    app_progress_calls = 0;
+    sqlite3_progress_handler(f.t.db, 1000, app_progress, &app_progress_calls);
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 50;
+    ro.app_progress = app_progress;
+    ro.app_progress_payload = &app_progress_calls;
+    ro.app_progress_ops = 1000;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    f.r.s[DW_SIDE_NEW].slow = 1;
+    double t0 = now_s();
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    assert_true(now_s() - t0 < 2.0);
+    assert_int_equal((int)metrics(f.h).new_side.read_timeouts, 1);
+    /* the application's handler ran while the budget applied */
+    assert_true(app_progress_calls > 0);
+    /* and it is back afterwards */
+    int before = app_progress_calls;
+    assert_int_equal((int)query_int(f.t.db, LONGISH_SQL), 3000000);
+    assert_true(app_progress_calls > before);
+    sqlite3_progress_handler(f.t.db, 0, NULL, NULL);
+    fx_close(&f);
+}
+
+/* ---- ignore, comparator, normaliser ---------------------------------------------------------- */
+
+static void test_ignore_columns(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_OLD].name = "same";
+    f.r.s[DW_SIDE_NEW].name = "same";
+    f.r.s[DW_SIDE_OLD].updated = "2024-01-01";
+    f.r.s[DW_SIDE_NEW].updated = "2024-02-02";
+
+    /* without ignore: a mismatch on updated_at */
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "updated_at");
+
+    static const char *const ignore[] = {"updated_at"};
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.ignore_columns = ignore;
+    ro.nignore_columns = 1;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 1);
+    /* the ignored column is still returned */
+    assert_string_equal(out_text(f.out, "updated_at"), "2024-01-01");
+
+    /* another column still counts */
+    f.r.s[DW_SIDE_NEW].name = "other";
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal(f.sr.calls, 2);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "name");
+    fx_close(&f);
+}
+
+typedef struct cmp_ctx {
+    int compare_calls;
+    int normalize_sides;
+    int normalize_fail;
+} cmp_ctx;
+
+static int ascii_ieq(const dw_value *a, const dw_value *b)
+{
+    if (a->n != b->n)
+        return 0;
+    const unsigned char *x = a->p, *y = b->p;
+    for (int i = 0; i < a->n; i++) {
+        unsigned char cx = x[i], cy = y[i];
+        if (cx >= 'A' && cx <= 'Z')
+            cx = (unsigned char)(cx - 'A' + 'a');
+        if (cy >= 'A' && cy <= 'Z')
+            cy = (unsigned char)(cy - 'A' + 'a');
+        if (cx != cy)
+            return 0;
+    }
+    return 1;
+}
+
+static int cmp_name_nocase(const char *column, const dw_value *old_value,
+                           const dw_value *new_value, void *payload)
+{
+    cmp_ctx *c = payload;
+    c->compare_calls++;
+    if (strcmp(column, "name") != 0)
+        return -1;
+    if (old_value->type != DW_TYPE_TEXT || new_value->type != DW_TYPE_TEXT)
+        return -1;
+    return ascii_ieq(old_value, new_value) ? 0 : 1;
+}
+
+static int normalize_trim(dw_row *row, int side, void *payload)
+{
+    cmp_ctx *c = payload;
+    c->normalize_sides |= 1 << side;
+    if (c->normalize_fail)
+        return 1;
+    for (int i = 0; i < dw_row_count(row); i++) {
+        const dw_value *v = dw_row_value(row, i);
+        if (v->type != DW_TYPE_TEXT)
+            continue;
+        char buf[128];
+        const char *s = v->p;
+        int a = 0, b = v->n;
+        while (a < b && s[a] == ' ')
+            a++;
+        while (b > a && s[b - 1] == ' ')
+            b--;
+        if (b - a >= (int)sizeof buf)
+            return 2;
+        memcpy(buf, s + a, (size_t)(b - a));
+        buf[b - a] = '\0';
+        char name[64];
+        snprintf(name, sizeof name, "%s", dw_row_name(row, i));
+        int rc = dw_row_set_text(row, name, buf);
+        if (rc != DW_OK)
+            return rc;
+    }
+    return DW_OK;
+}
+
+static void test_comparator_and_normaliser(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    cmp_ctx c;
+    memset(&c, 0, sizeof c);
+    f.r.s[DW_SIDE_OLD].name = "Widget";
+    f.r.s[DW_SIDE_NEW].name = "WIDGET";
+    f.r.s[DW_SIDE_OLD].note = "  hi  ";
+    f.r.s[DW_SIDE_NEW].note = " hi";
+
+    /* control: without them the rows differ in name and note */
+    assert_dw_ok(f.h, fx_read(&f, 9));
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.ndiffs, 2);
+    assert_true(sink_has_col(&f.sr, "name"));
+    assert_true(sink_has_col(&f.sr, "note"));
+
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.compare = cmp_name_nocase;
+    ro.normalize = normalize_trim;
+    ro.compare_payload = &c;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 9));
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 1);
+    assert_true(c.compare_calls > 0);
+    assert_int_equal(c.normalize_sides, (1 << DW_SIDE_OLD) | (1 << DW_SIDE_NEW));
+    /* the returned row is not normalised */
+    assert_string_equal(out_text(f.out, "name"), "Widget");
+    assert_string_equal(out_text(f.out, "note"), "  hi  ");
+
+    /* a column the comparator defers (-1) still differs by the default rule */
+    f.r.s[DW_SIDE_NEW].qty = 2;
+    assert_dw_ok(f.h, fx_read(&f, 9));
+    assert_int_equal(f.sr.calls, 2);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "qty");
+    f.r.s[DW_SIDE_NEW].qty = 1;
+
+    /* at LIVE the new row comes back, not normalised either */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 9));
+    assert_string_equal(out_text(f.out, "name"), "WIDGET");
+    assert_string_equal(out_text(f.out, "note"), " hi");
+    assert_int_equal((int)metrics(f.h).matches, 1);
+
+    /* a normaliser failure skips the comparison, counted as an error */
+    c.normalize_fail = 1;
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 9));
+    assert_string_equal(out_text(f.out, "name"), "WIDGET");
+    m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.matches, 0);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 2);
+    fx_close(&f);
+}
+
+/* ---- test mode ---------------------------------------------------------------------------------- */
+
+static void test_test_mode(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_TEST_MODE);
+    /* nothing compared at OFF: no mismatch to return */
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw(f.h, fx_read(&f, 1), DW_EMISMATCH);
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    assert_true(dw_row_get(f.out, "id")->i == 1);
+    assert_int_equal(f.sr.calls, 1);
+
+    f.r.s[DW_SIDE_NEW].name = "old-val";
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    f.r.s[DW_SIDE_NEW].name = "new-val";
+    assert_dw(f.h, fx_read(&f, 1), DW_EMISMATCH);
+    assert_string_equal(out_text(f.out, "name"), "new-val");
+    fx_close(&f);
+}
+
+/* ---- misuse ---------------------------------------------------------------------------------------- */
+
+static void test_read_misuse(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_value k = dw_int(1);
+    dw_value k2[2] = {dw_int(1), dw_int(2)};
+    assert_int_equal(dw_read(NULL, f.h, &k, 1, read_old, read_new, &f.r), DW_EMISUSE);
+    assert_int_equal(dw_read(f.out, NULL, &k, 1, read_old, read_new, &f.r), DW_EMISUSE);
+    assert_dw(f.h, dw_read(f.out, f.h, NULL, 1, read_old, read_new, &f.r), DW_EMISUSE);
+    assert_dw(f.h, dw_read(f.out, f.h, k2, 2, read_old, read_new, &f.r), DW_EMISUSE);
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 0, read_old, read_new, &f.r), DW_EMISUSE);
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 1, read_old, NULL, &f.r), DW_EMISUSE);
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 1, NULL, read_new, &f.r), DW_EMISUSE);
+    assert_int_equal(f.r.calls[DW_SIDE_OLD], 0);
+    assert_int_equal(f.r.calls[DW_SIDE_NEW], 0);
+    assert_int_equal(f.sr.calls, 0);
+    /* the handle still works */
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    fx_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_stage),
+        cmocka_unit_test(test_read_transaction_and_sink_timing),
+        cmocka_unit_test(test_other_side_failures),
+        cmocka_unit_test(test_read_through_spec),
+        cmocka_unit_test(test_compare_through_spec),
+        cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_random_order),
+        cmocka_unit_test(test_time_budget),
+        cmocka_unit_test(test_time_budget_app_progress),
+        cmocka_unit_test(test_ignore_columns),
+        cmocka_unit_test(test_comparator_and_normaliser),
+        cmocka_unit_test(test_test_mode),
+        cmocka_unit_test(test_read_misuse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

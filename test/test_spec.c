@@ -1,0 +1,964 @@
+/* Tests for dw_open(): validation of the spec against the schema, misuse,
+ * hostile identifiers, C mapping callbacks. */
+#include "support.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static const char *const k_id[] = {"id"};
+
+/* Rows stored in dw_migrations under `name` (0 when the table is absent). */
+static int64_t stored_count(sqlite3 *db, const char *name)
+{
+    if (query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
+                      "AND name='dw_migrations'") == 0)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                         "SELECT count(*) FROM dw_migrations WHERE name = ?1",
+                         -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int table_exists(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                         "SELECT count(*) FROM sqlite_master WHERE type='table' "
+                         "AND name = ?1",
+                         -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* dw_open must fail with code1 (or code2 when not 0), set *out to NULL, give
+ * a message containing `needle` (when not NULL) and store nothing. */
+static void open_fails2(sqlite3 *db, const dw_options *o, int code1, int code2,
+                        const char *needle)
+{
+    int dummy = 0;
+    dw_migration *h = (dw_migration *)(void *)&dummy;
+    char *err = NULL;
+    int rc = dw_open(&h, db, o, &err);
+    if (rc != code1 && (code2 == 0 || rc != code2))
+        print_error("dw_open returned %d (%s), expected %d/%d: %s\n", rc,
+                    dw_errstr(rc), code1, code2, err ? err : "(no message)");
+    assert_true(rc == code1 || (code2 != 0 && rc == code2));
+    assert_null(h);
+    assert_non_null(err);
+    assert_true(strlen(err) > 0);
+    if (needle && !strstr(err, needle))
+        print_error("message \"%s\" does not mention \"%s\"\n", err, needle);
+    if (needle)
+        assert_non_null(strstr(err, needle));
+    sqlite3_free(err);
+    if (db && o && o->name)
+        assert_int_equal(stored_count(db, o->name), 0);
+}
+
+static void open_fails(sqlite3 *db, const dw_options *o, int code,
+                       const char *needle)
+{
+    open_fails2(db, o, code, 0, needle);
+}
+
+static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open returned %d (%s): %s\n", rc, dw_errstr(rc),
+                    err ? err : "(no message)");
+    assert_int_equal(rc, DW_OK);
+    assert_non_null(h);
+    assert_null(err);
+    return h;
+}
+
+static void make_items(sqlite3 *db)
+{
+    exec_ok(db,
+            "CREATE TABLE items_old(id INTEGER PRIMARY KEY, name TEXT, price INTEGER);"
+            "CREATE TABLE items_new(id INTEGER PRIMARY KEY, title TEXT, cents INTEGER);"
+            "INSERT INTO items_old VALUES(1, 'widget', 5);"
+            "INSERT INTO items_new VALUES(1, 'widget', 500);");
+}
+
+static const dw_column_map items_up[] = {{"title", "name"},
+                                         {"cents", "price * 100"}};
+
+static dw_options items_opts(const char *name)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = name;
+    o.old_side.table = "items_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "items_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = items_up;
+    o.nup = 2;
+    return o;
+}
+
+static int set_stage(dw_migration *h, int stage)
+{
+    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
+}
+
+/* ---- a plain spec opens ------------------------------------------------------------ */
+
+static void test_open_rowid_integer_pk(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("items");
+    dw_migration *h = open_ok(t.db, &o);
+    assert_string_equal(dw_name(h), "items");
+    assert_ptr_equal(dw_db(h), t.db);
+    const char *d = dw_spec_digest(h);
+    assert_non_null(d);
+    assert_int_equal((int)strlen(d), 64);
+    for (int i = 0; i < 64; i++)
+        assert_true(isdigit((unsigned char)d[i]) || (d[i] >= 'a' && d[i] <= 'f'));
+    int stage = -1;
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_OFF);
+    assert_int_equal(stored_count(t.db, "items"), 1);
+    dw_close(h);
+    /* the same spec opens again, and a NULL errmsg is fine */
+    h = NULL;
+    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    assert_non_null(h);
+    dw_close(h);
+    assert_int_equal(stored_count(t.db, "items"), 1);
+    dw_close(NULL);
+    test_db_close(&t);
+}
+
+/* ---- unknown names ------------------------------------------------------------------- */
+
+static void test_unknown_tables(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("m_old_table");
+    o.old_side.table = "nosuch_old_tbl";
+    open_fails(t.db, &o, DW_ESCHEMA, "nosuch_old_tbl");
+
+    o = items_opts("m_new_table");
+    o.new_side.table = "nosuch_new_tbl";
+    open_fails(t.db, &o, DW_ESCHEMA, "nosuch_new_tbl");
+    test_db_close(&t);
+}
+
+static void test_unknown_key_column(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char *const bad_key[] = {"idd_x"};
+    dw_options o = items_opts("m_key_old");
+    o.old_side.key_columns = bad_key;
+    open_fails(t.db, &o, DW_ESCHEMA, "idd_x");
+
+    o = items_opts("m_key_new");
+    o.new_side.key_columns = bad_key;
+    open_fails(t.db, &o, DW_ESCHEMA, "idd_x");
+    test_db_close(&t);
+}
+
+static void test_unknown_model_column(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char *const old_cols[] = {"name", "pricex_q"};
+    dw_options o = items_opts("m_model_old");
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 2;
+    open_fails(t.db, &o, DW_ESCHEMA, "pricex_q");
+
+    static const char *const new_cols[] = {"title", "centz_q"};
+    static const dw_column_map up2[] = {{"title", "name"}, {"centz_q", "price"}};
+    o = items_opts("m_model_new");
+    o.new_side.columns = new_cols;
+    o.new_side.ncolumns = 2;
+    o.up = up2;
+    o.nup = 2;
+    open_fails(t.db, &o, DW_ESCHEMA, "centz_q");
+    test_db_close(&t);
+}
+
+static void test_unknown_mapping_target(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const dw_column_map up[] = {{"titlex_q", "name"},
+                                       {"cents", "price * 100"}};
+    dw_options o = items_opts("m_target");
+    o.up = up;
+    open_fails(t.db, &o, DW_ESCHEMA, "titlex_q");
+
+    /* a down mapping into an unknown old column as well */
+    static const dw_column_map down[] = {{"namez_q", "title"},
+                                         {"price", "cents / 100"}};
+    o = items_opts("m_target_down");
+    o.down = down;
+    o.ndown = 2;
+    open_fails(t.db, &o, DW_ESCHEMA, "namez_q");
+    test_db_close(&t);
+}
+
+/* ---- key uniqueness ----------------------------------------------------------------------- */
+
+static void test_key_not_unique(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE a_old(id INTEGER, code TEXT, sub INTEGER, v TEXT);"
+            "CREATE INDEX a_old_code ON a_old(code);"
+            "CREATE UNIQUE INDEX a_old_partial ON a_old(sub) WHERE sub > 0;"
+            "CREATE TABLE a_new(id INTEGER PRIMARY KEY, code TEXT UNIQUE,"
+            "  sub INTEGER UNIQUE, v TEXT);"
+            "CREATE TABLE c_old(org TEXT, num INTEGER, v TEXT,"
+            "  PRIMARY KEY(org, num)) WITHOUT ROWID;"
+            "CREATE TABLE c_new(org TEXT, num INTEGER, v TEXT,"
+            "  PRIMARY KEY(org, num)) WITHOUT ROWID;");
+    static const dw_column_map up[] = {{"v", "v"}};
+    static const char *const kid[] = {"id"};
+    static const char *const kcode[] = {"code"};
+    static const char *const ksub[] = {"sub"};
+    static const char *const korg[] = {"org"};
+    static const char *const vcol[] = {"v"};
+
+    dw_options o = DW_OPTIONS_INIT;
+    o.old_side.table = "a_old";
+    o.old_side.columns = vcol;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "a_new";
+    o.new_side.columns = vcol;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.old_side.nkey_columns = 1;
+    o.new_side.nkey_columns = 1;
+
+    /* no index at all */
+    o.name = "nu_plain";
+    o.old_side.key_columns = kid;
+    o.new_side.key_columns = kid;
+    open_fails(t.db, &o, DW_ESCHEMA, NULL);
+
+    /* an index that is not unique */
+    o.name = "nu_index";
+    o.old_side.key_columns = kcode;
+    o.new_side.key_columns = kcode;
+    open_fails(t.db, &o, DW_ESCHEMA, NULL);
+
+    /* a partial unique index does not make a key */
+    o.name = "nu_partial";
+    o.old_side.key_columns = ksub;
+    o.new_side.key_columns = ksub;
+    open_fails(t.db, &o, DW_ESCHEMA, NULL);
+
+    /* part of a composite primary key is not unique */
+    o.name = "nu_prefix";
+    o.old_side.table = "c_old";
+    o.new_side.table = "c_new";
+    o.old_side.key_columns = korg;
+    o.new_side.key_columns = korg;
+    open_fails(t.db, &o, DW_ESCHEMA, NULL);
+    test_db_close(&t);
+}
+
+static void test_composite_key_without_rowid(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE c_old(org TEXT, num INTEGER, body TEXT,"
+            "  PRIMARY KEY(org, num)) WITHOUT ROWID;"
+            "CREATE TABLE c_new(org TEXT, num INTEGER, body2 TEXT,"
+            "  PRIMARY KEY(org, num)) WITHOUT ROWID;"
+            "INSERT INTO c_old VALUES('org-7', 3, 'hello');"
+            "INSERT INTO c_new VALUES('org-7', 3, 'HELLO');");
+    static const char *const key[] = {"org", "num"};
+    static const dw_column_map up[] = {{"body2", "upper(body)"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "composite";
+    o.old_side.table = "c_old";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 2;
+    o.new_side.table = "c_new";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 2;
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_ok(t.db, &o);
+    int equal = -1;
+    dw_value kv[2] = {dw_text("org-7"), dw_int(3)};
+    assert_dw_ok(h, dw_compare(&equal, h, kv, 2));
+    assert_int_equal(equal, 1);
+    dw_close(h);
+
+    /* the key columns in the other order still name the primary key */
+    static const char *const rkey[] = {"num", "org"};
+    o.name = "composite_rev";
+    o.old_side.key_columns = rkey;
+    o.new_side.key_columns = rkey;
+    h = open_ok(t.db, &o);
+    dw_close(h);
+
+    /* key counts that differ between the sides */
+    static const char *const one[] = {"org"};
+    o.name = "composite_count";
+    o.old_side.key_columns = key;
+    o.new_side.key_columns = one;
+    o.new_side.nkey_columns = 1;
+    open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
+    test_db_close(&t);
+}
+
+static void test_key_unique_index(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE u_old(id INTEGER PRIMARY KEY, code TEXT NOT NULL, v TEXT);"
+            "CREATE UNIQUE INDEX u_old_code ON u_old(code);"
+            "CREATE TABLE u_new(rid INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE,"
+            "  w TEXT);"
+            "INSERT INTO u_old VALUES(10, 'abc', 'x');"
+            "INSERT INTO u_new VALUES(99, 'abc', 'x!');");
+    static const char *const kcode[] = {"code"};
+    static const char *const oldc[] = {"v"};
+    static const char *const newc[] = {"w"};
+    static const dw_column_map up[] = {{"w", "v || '!'"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "unique_index";
+    o.old_side.table = "u_old";
+    o.old_side.key_columns = kcode;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = oldc;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "u_new";
+    o.new_side.key_columns = kcode;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = newc;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_ok(t.db, &o);
+    int equal = -1;
+    dw_value kv = dw_text("abc");
+    assert_dw_ok(h, dw_compare(&equal, h, &kv, 1));
+    assert_int_equal(equal, 1);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* ---- mapping expressions ------------------------------------------------------------------- */
+
+static int dqs_get(sqlite3 *db, int op)
+{
+    int v = -7;
+    assert_int_equal(sqlite3_db_config(db, op, -1, &v), SQLITE_OK);
+    assert_true(v == 0 || v == 1);
+    return v;
+}
+
+static void dqs_set(sqlite3 *db, int op, int on)
+{
+    int v = -7;
+    assert_int_equal(sqlite3_db_config(db, op, on, &v), SQLITE_OK);
+    assert_int_equal(v, on);
+}
+
+static void test_misspelled_expression(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+
+    int dml0 = dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML);
+    int ddl0 = dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL);
+
+    dw_column_map up[2] = {{"title", "upper(nmae)"}, {"cents", "price * 100"}};
+    dw_options o = items_opts("m_typo");
+    o.up = up;
+    open_fails(t.db, &o, DW_ESCHEMA, "nmae");
+    assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), dml0);
+    assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL), ddl0);
+
+    /* with double-quoted strings enabled on the connection, "nmae" would be
+     * a string: the library must still reject it, and put the setting back */
+    for (int on = 1; on >= 0; on--) {
+        dqs_set(t.db, SQLITE_DBCONFIG_DQS_DML, on);
+        dqs_set(t.db, SQLITE_DBCONFIG_DQS_DDL, on);
+        up[0].expr = "\"nmae\"";
+        o = items_opts(on ? "m_dq_on" : "m_dq_off");
+        o.up = up;
+        open_fails(t.db, &o, DW_ESCHEMA, "nmae");
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL), on);
+
+        up[0].expr = "upper(\"nmae\") || 'x'";
+        o = items_opts(on ? "m_dq2_on" : "m_dq2_off");
+        o.up = up;
+        open_fails(t.db, &o, DW_ESCHEMA, "nmae");
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
+
+        /* a successful open restores it as well */
+        up[0].expr = "upper(\"name\")";
+        o = items_opts(on ? "m_ok_on" : "m_ok_off");
+        o.up = up;
+        dw_migration *h = open_ok(t.db, &o);
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL), on);
+        int equal = -1;
+        dw_value k = dw_int(1);
+        assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
+        assert_int_equal(equal, 0); /* 'WIDGET' vs 'widget' */
+        assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
+        dw_close(h);
+    }
+    /* the application's own double-quoted string still works when enabled */
+    dqs_set(t.db, SQLITE_DBCONFIG_DQS_DML, 1);
+    char buf[32];
+    assert_string_equal(query_text(t.db, "SELECT \"nmae\"", buf, sizeof buf),
+                        "nmae");
+
+    /* an expression that is not SQL at all */
+    up[0].expr = "name +* ) (";
+    o = items_opts("m_syntax");
+    o.up = up;
+    open_fails(t.db, &o, DW_ESCHEMA, NULL);
+    /* an empty expression */
+    up[0].expr = "";
+    o = items_opts("m_empty");
+    o.up = up;
+    open_fails2(t.db, &o, DW_ESCHEMA, DW_EMISUSE, NULL);
+    test_db_close(&t);
+}
+
+static void test_expression_smuggling(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    const char *evil[] = {
+        "1); DROP TABLE items_old; --",
+        "1; DROP TABLE items_old",
+        "1 FROM items_old; DROP TABLE items_old; SELECT 1",
+        "(SELECT 1); DELETE FROM items_old",
+        "name FROM items_old; DELETE FROM items_old; --",
+        "1 /* */; DROP TABLE items_old",
+    };
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        dw_column_map up[2] = {{"title", evil[i]}, {"cents", "price"}};
+        char name[32];
+        snprintf(name, sizeof name, "evil_%d", (int)i);
+        dw_options o = items_opts(name);
+        o.up = up;
+        int dummy = 0;
+        dw_migration *h = (dw_migration *)(void *)&dummy;
+        char *err = NULL;
+        int rc = dw_open(&h, t.db, &o, &err);
+        if (rc == DW_OK)
+            print_error("expression accepted: %s\n", evil[i]);
+        assert_true(rc < 0);
+        assert_null(h);
+        assert_non_null(err);
+        sqlite3_free(err);
+        assert_int_equal(table_exists(t.db, "items_old"), 1);
+        assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_old"), 1);
+        assert_int_equal(stored_count(t.db, name), 0);
+    }
+    test_db_close(&t);
+}
+
+/* ---- misuse --------------------------------------------------------------------------------- */
+
+static int noop_map(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)out;
+    (void)in;
+    (void)payload;
+    return DW_OK;
+}
+
+static void test_open_misuse(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+
+    dw_options o = items_opts("m_both");
+    o.up_fn = noop_map;
+    o.map_version = "v1";
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+
+    o = items_opts("m_neither");
+    o.up = NULL;
+    o.nup = 0;
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+
+    o = items_opts("m_nup_no_up");
+    o.up = NULL;
+    o.nup = 2;
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+
+    o = items_opts(NULL);
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+    o = items_opts("");
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+    char longname[202];
+    memset(longname, 'n', 201);
+    longname[201] = '\0';
+    o = items_opts(longname);
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+
+    o = items_opts("m_null_db");
+    open_fails(NULL, &o, DW_EMISUSE, NULL);
+    assert_int_equal(stored_count(t.db, "m_null_db"), 0);
+
+    open_fails(t.db, NULL, DW_EMISUSE, NULL);
+
+    o = items_opts("m_version");
+    o.version = DW_OPTIONS_VERSION + 100;
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+    o.version = 0;
+    open_fails(t.db, &o, DW_EMISUSE, NULL);
+
+    o = items_opts("m_null_out");
+    char *err = NULL;
+    assert_int_equal(dw_open(NULL, t.db, &o, &err), DW_EMISUSE);
+    sqlite3_free(err);
+    assert_int_equal(stored_count(t.db, "m_null_out"), 0);
+
+    o = items_opts("m_null_table");
+    o.old_side.table = NULL;
+    open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
+
+    o = items_opts("m_no_key");
+    o.old_side.key_columns = NULL;
+    o.old_side.nkey_columns = 0;
+    o.new_side.key_columns = NULL;
+    o.new_side.nkey_columns = 0;
+    open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
+
+    /* a 200-byte name is allowed */
+    memset(longname, 'n', 200);
+    longname[200] = '\0';
+    o = items_opts(longname);
+    dw_migration *h = open_ok(t.db, &o);
+    assert_string_equal(dw_name(h), longname);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* ---- hostile identifiers -------------------------------------------------------------------- */
+
+#define H_OLD_SQL "\"we\"\"ird;--old\""
+#define H_NEW_SQL "\"new \"\"tbl\"\"; -- 名前\""
+#define H_KEY_SQL "\"id\"\"; --\""
+
+typedef struct hostile_row {
+    const char *sel;
+    const char *ord;
+    int64_t size;
+} hostile_row;
+
+static int hostile_write_old(sqlite3 *db, const dw_value *key, int nkey,
+                             void *payload)
+{
+    const hostile_row *r = payload;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(nkey, 1);
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
+        "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL ") DO UPDATE "
+        "SET \"select\" = excluded.\"select\", \"or\"\"der\" = "
+        "excluded.\"or\"\"der\", \"größe\" = excluded.\"größe\"",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    sqlite3_bind_text(st, 2, r->sel, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, r->ord, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, r->size);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+typedef struct sink_rec {
+    int calls;
+    int kind;
+    int ndiffs;
+    char key[64];
+    char migration[128];
+    char col0[64];
+} sink_rec;
+
+static void sink(const dw_mismatch *m, void *payload)
+{
+    sink_rec *s = payload;
+    s->calls++;
+    s->kind = m->kind;
+    s->ndiffs = m->ndiffs;
+    snprintf(s->key, sizeof s->key, "%s", m->key);
+    snprintf(s->migration, sizeof s->migration, "%s", m->migration);
+    snprintf(s->col0, sizeof s->col0, "%s",
+             m->ndiffs > 0 && m->diffs[0].column ? m->diffs[0].column : "");
+}
+
+static void test_hostile_identifiers(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE " H_OLD_SQL "(" H_KEY_SQL " INTEGER PRIMARY KEY,"
+            " \"select\" TEXT, \"or\"\"der\" TEXT, \"größe\" INTEGER);"
+            "CREATE TABLE " H_NEW_SQL "(" H_KEY_SQL " INTEGER PRIMARY KEY,"
+            " \"名前\" TEXT, \"order\" TEXT, \"a;b--c\" INTEGER);");
+    static const char *const key[] = {"id\"; --"};
+    static const char *const old_cols[] = {"select", "or\"der", "größe"};
+    static const dw_column_map up[] = {{"名前", "\"select\""},
+                                       {"order", "\"or\"\"der\""},
+                                       {"a;b--c", "\"größe\" * 2"}};
+    const char *mname = "mig \"x\"; DROP TABLE y; --'";
+    sink_rec sr;
+    memset(&sr, 0, sizeof sr);
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = mname;
+    o.old_side.table = "we\"ird;--old";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 3;
+    o.new_side.table = "new \"tbl\"; -- 名前";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 3;
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &sr;
+    dw_migration *h = open_ok(t.db, &o);
+    assert_int_equal(stored_count(t.db, mname), 1);
+    assert_string_equal(dw_name(h), mname);
+
+    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    dw_value k = dw_int(1);
+    hostile_row r = {"sel 'one'", "ord \"1\"", 21};
+    assert_dw_ok(h, dw_write(h, &k, 1, hostile_write_old, NULL, &r));
+    char buf[128];
+    assert_string_equal(
+        query_text(t.db,
+                   "SELECT \"名前\" || '|' || \"order\" || '|' || \"a;b--c\" "
+                   "FROM " H_NEW_SQL " WHERE " H_KEY_SQL " = 1",
+                   buf, sizeof buf),
+        "sel 'one'|ord \"1\"|42");
+    /* an update mirrors too */
+    r.sel = "größe; --";
+    r.size = 50;
+    assert_dw_ok(h, dw_write(h, &k, 1, hostile_write_old, NULL, &r));
+    assert_string_equal(
+        query_text(t.db,
+                   "SELECT \"名前\" || '|' || \"order\" || '|' || \"a;b--c\" "
+                   "FROM " H_NEW_SQL " WHERE " H_KEY_SQL " = 1",
+                   buf, sizeof buf),
+        "größe; --|ord \"1\"|100");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM " H_NEW_SQL), 1);
+
+    /* reads through the spec compare correctly */
+    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_row *out = NULL;
+    assert_int_equal(dw_row_new(&out), DW_OK);
+    dw_metrics_reset(h);
+    assert_dw_ok(h, dw_read(out, h, &k, 1, NULL, NULL, NULL));
+    assert_int_equal(dw_row_count(out), 4);
+    assert_non_null(dw_row_get(out, "id\"; --"));
+    assert_true(dw_row_get(out, "id\"; --")->i == 1);
+    assert_non_null(dw_row_get(out, "select"));
+    assert_string_equal((const char *)dw_row_get(out, "select")->p, "größe; --");
+    assert_non_null(dw_row_get(out, "or\"der"));
+    assert_string_equal((const char *)dw_row_get(out, "or\"der")->p, "ord \"1\"");
+    assert_non_null(dw_row_get(out, "größe"));
+    assert_true(dw_row_get(out, "größe")->i == 50);
+    dw_metrics m;
+    memset(&m, 0, sizeof m);
+    m.version = DW_METRICS_VERSION;
+    assert_dw_ok(h, dw_metrics_get(&m, h));
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(sr.calls, 0);
+
+    /* a divergence on the new side names the hostile column */
+    exec_ok(t.db, "UPDATE " H_NEW_SQL " SET \"order\" = 'zzz'");
+    assert_dw_ok(h, dw_read(out, h, &k, 1, NULL, NULL, NULL));
+    assert_dw_ok(h, dw_metrics_get(&m, h));
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal(sr.calls, 1);
+    assert_int_equal(sr.kind, DW_MISMATCH_DIFFERENT);
+    assert_int_equal(sr.ndiffs, 1);
+    assert_string_equal(sr.col0, "order");
+    assert_string_equal(sr.key, "[1]");
+    assert_string_equal(sr.migration, mname);
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
+    assert_int_equal(equal, 0);
+    dw_row_free(out);
+    dw_close(h);
+
+    assert_int_equal(table_exists(t.db, "we\"ird;--old"), 1);
+    assert_int_equal(table_exists(t.db, "new \"tbl\"; -- 名前"), 1);
+    test_db_close(&t);
+}
+
+/* ---- C mapping callbacks ------------------------------------------------------------------- */
+
+typedef struct map_ctx {
+    int calls;
+    int saw_key;
+    int fail;
+} map_ctx;
+
+static int items_up_fn(dw_row *out, const dw_row *in, void *payload)
+{
+    map_ctx *c = payload;
+    c->calls++;
+    if (c->fail)
+        return 42;
+    const dw_value *id = dw_row_get(in, "id");
+    const dw_value *name = dw_row_get(in, "name");
+    const dw_value *price = dw_row_get(in, "price");
+    if (id && id->type == DW_TYPE_INTEGER)
+        c->saw_key = 1;
+    if (!name || !price)
+        return 1;
+    char buf[64];
+    int rc;
+    if (name->type == DW_TYPE_TEXT) {
+        size_t n = 0;
+        const char *s = name->p;
+        for (; n < sizeof buf - 1 && n < (size_t)name->n; n++)
+            buf[n] = (char)toupper((unsigned char)s[n]);
+        buf[n] = '\0';
+        rc = dw_row_set_text(out, "title", buf);
+    } else {
+        rc = dw_row_set_null(out, "title");
+    }
+    if (rc != DW_OK)
+        return rc;
+    return dw_row_set_int(out, "cents", price->i * 100 + 1);
+}
+
+typedef struct item {
+    const char *name;
+    int64_t price;
+} item;
+
+static int items_write_old(sqlite3 *db, const dw_value *key, int nkey,
+                           void *payload)
+{
+    const item *it = payload;
+    sqlite3_stmt *st = NULL;
+    (void)nkey;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
+                                "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+                                "price = excluded.price",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    sqlite3_bind_text(st, 2, it->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, it->price);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static void test_up_fn_and_map_version(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    map_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    dw_options o = items_opts("cmap");
+    o.up = NULL;
+    o.nup = 0;
+    o.up_fn = items_up_fn;
+    o.map_payload = &ctx;
+    o.map_version = "v1";
+    dw_migration *h = open_ok(t.db, &o);
+    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+
+    dw_value k = dw_int(2);
+    item it = {"gadget", 7};
+    assert_dw_ok(h, dw_write(h, &k, 1, items_write_old, NULL, &it));
+    assert_true(ctx.calls >= 1);
+    assert_int_equal(ctx.saw_key, 1);
+    char buf[64];
+    assert_string_equal(query_text(t.db,
+                                   "SELECT title || '|' || cents FROM items_new "
+                                   "WHERE id = 2",
+                                   buf, sizeof buf),
+                        "GADGET|701");
+
+    /* a failing callback fails the write, and nothing is applied */
+    ctx.fail = 1;
+    dw_value k3 = dw_int(3);
+    item it3 = {"nope", 1};
+    assert_dw(h, dw_write(h, &k3, 1, items_write_old, NULL, &it3), DW_ECALLBACK);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_old WHERE id = 3"), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_new WHERE id = 3"), 0);
+    ctx.fail = 0;
+
+    /* the comparison uses the callback too */
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
+    assert_int_equal(equal, 1);
+    dw_close(h);
+
+    /* same map_version reopens; another one is a different spec */
+    h = open_ok(t.db, &o);
+    char digest_v1[65];
+    snprintf(digest_v1, sizeof digest_v1, "%s", dw_spec_digest(h));
+    dw_close(h);
+    char stored_before[80], stored_after[80];
+    query_text(t.db, "SELECT spec_digest FROM dw_migrations WHERE name = 'cmap'",
+               stored_before, sizeof stored_before);
+    o.map_version = "v2";
+    int dummy = 0;
+    h = (dw_migration *)(void *)&dummy;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ESPEC);
+    assert_null(h);
+    assert_non_null(err);
+    assert_true(strlen(err) > 0);
+    sqlite3_free(err);
+    /* ... and it was not stored: the stored spec is v1's, which still opens */
+    assert_int_equal(stored_count(t.db, "cmap"), 1);
+    query_text(t.db, "SELECT spec_digest FROM dw_migrations WHERE name = 'cmap'",
+               stored_after, sizeof stored_after);
+    assert_string_equal(stored_before, stored_after);
+    o.map_version = "v1";
+    h = open_ok(t.db, &o);
+    assert_string_equal(dw_spec_digest(h), digest_v1);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* ---- one table, new columns ------------------------------------------------------------------ */
+
+static void test_same_table_overlap(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT,"
+                  " full_name TEXT);"
+                  "INSERT INTO people VALUES(1, 'ann', 'ann');");
+    static const char *const both[] = {"name", "full_name"};
+    static const char *const newc[] = {"full_name"};
+    static const char *const oldc[] = {"name"};
+    static const dw_column_map up[] = {{"full_name", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "same_overlap";
+    o.old_side.table = "people";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = both;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "people";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = newc;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
+
+    /* no lists at all: the old side's default takes every column */
+    o.name = "same_default";
+    o.old_side.columns = NULL;
+    o.old_side.ncolumns = 0;
+    o.new_side.columns = NULL;
+    o.new_side.ncolumns = 0;
+    open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
+
+    /* disjoint lists work */
+    o.name = "same_ok";
+    o.old_side.columns = oldc;
+    o.old_side.ncolumns = 1;
+    o.new_side.columns = newc;
+    o.new_side.ncolumns = 1;
+    dw_migration *h = open_ok(t.db, &o);
+    int equal = -1;
+    dw_value k = dw_int(1);
+    assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
+    assert_int_equal(equal, 1);
+    exec_ok(t.db, "UPDATE people SET full_name = 'Ann B' WHERE id = 1");
+    assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
+    assert_int_equal(equal, 0);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_rowid_integer_pk),
+        cmocka_unit_test(test_unknown_tables),
+        cmocka_unit_test(test_unknown_key_column),
+        cmocka_unit_test(test_unknown_model_column),
+        cmocka_unit_test(test_unknown_mapping_target),
+        cmocka_unit_test(test_key_not_unique),
+        cmocka_unit_test(test_composite_key_without_rowid),
+        cmocka_unit_test(test_key_unique_index),
+        cmocka_unit_test(test_misspelled_expression),
+        cmocka_unit_test(test_expression_smuggling),
+        cmocka_unit_test(test_open_misuse),
+        cmocka_unit_test(test_hostile_identifiers),
+        cmocka_unit_test(test_up_fn_and_map_version),
+        cmocka_unit_test(test_same_table_overlap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

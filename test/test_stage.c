@@ -1,0 +1,627 @@
+/* Tests of the stored stage: names, moves, history, sharing between
+ * connections, spec (re)definition and the state tables. */
+#include "support.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- fixture ------------------------------------------------------------ */
+
+typedef struct fixture {
+    test_db t;
+    sqlite3 *db2;
+    dw_migration *h;
+    dw_migration *h2;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    test_db_open(&f->t);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    dw_close(f->h);
+    dw_close(f->h2);
+    if (f->db2)
+        sqlite3_close(f->db2);
+    test_db_close(&f->t);
+    free(f);
+    return 0;
+}
+
+static const char *const ITEM_KEY[] = {"id"};
+static const char *const OLD_COLS[] = {"name", "qty"};
+static const char *const NEW_COLS[] = {"title", "quantity"};
+
+static void create_items(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " qty INTEGER);"
+                "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
+                " title TEXT NOT NULL, quantity INTEGER);");
+}
+
+/* Opens migration `name` over items -> items_v2 with the given expression
+ * for the title column. */
+static int open_items(dw_migration **out, sqlite3 *db, const char *name,
+                      const char *title_expr, unsigned flags,
+                      const char *reason, char **errmsg)
+{
+    dw_column_map up[2] = {{"title", title_expr}, {"quantity", "qty"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = name;
+    o.old_side.table = "items";
+    o.old_side.key_columns = ITEM_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = OLD_COLS;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = ITEM_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = NEW_COLS;
+    o.new_side.ncolumns = 2;
+    o.up = up;
+    o.nup = 2;
+    o.flags = flags;
+    o.reason = reason;
+    return dw_open(out, db, &o, errmsg);
+}
+
+static dw_migration *open_items_ok(sqlite3 *db, const char *name)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = open_items(&h, db, name, "upper(name)", 0, "initial", &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_non_null(h);
+    return h;
+}
+
+static int stage_of(dw_migration *h)
+{
+    int s = -99;
+    assert_dw_ok(h, dw_stage_get(&s, h));
+    return s;
+}
+
+/* ---- history collection ------------------------------------------------- */
+
+#define MAX_EVENTS 32
+
+typedef struct event {
+    int64_t id;
+    double time;
+    char event[32];
+    int from, to, forced;
+    int has_reason;
+    char reason[64];
+} event;
+
+typedef struct history {
+    event e[MAX_EVENTS];
+    int n;
+    int stop_after; /* 0: never stop */
+    int calls;
+} history;
+
+static int collect(const dw_history_entry *entry, void *payload)
+{
+    history *hs = payload;
+    hs->calls++;
+    if (hs->n < MAX_EVENTS) {
+        event *e = &hs->e[hs->n++];
+        e->id = entry->id;
+        e->time = entry->time;
+        snprintf(e->event, sizeof e->event, "%s",
+                 entry->event ? entry->event : "(null)");
+        e->from = entry->from_stage;
+        e->to = entry->to_stage;
+        e->forced = entry->forced;
+        e->has_reason = entry->reason != NULL;
+        snprintf(e->reason, sizeof e->reason, "%s",
+                 entry->reason ? entry->reason : "");
+    }
+    return hs->stop_after > 0 && hs->calls >= hs->stop_after;
+}
+
+static void get_history(history *hs, dw_migration *h)
+{
+    memset(hs, 0, sizeof *hs);
+    assert_dw_ok(h, dw_history(h, collect, hs));
+}
+
+static int history_len(dw_migration *h)
+{
+    history hs;
+    get_history(&hs, h);
+    return hs.n;
+}
+
+/* ---- write callback used to observe a handle's stage -------------------- */
+
+static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    assert_int_equal(nkey, 1);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
+        " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = excluded.qty",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_new_migration_starts_off(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "items_title");
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_string_equal(dw_name(f->h), "items_title");
+    assert_ptr_equal(dw_db(f->h), f->t.db);
+    const char *d = dw_spec_digest(f->h);
+    assert_non_null(d);
+    assert_int_equal(strlen(d), 64);
+    for (const char *p = d; *p; p++)
+        assert_true(isdigit((unsigned char)*p) || (*p >= 'a' && *p <= 'f'));
+}
+
+static void test_stage_names_round_trip(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"OFF",  "DUAL_WRITE", "SHADOW",
+                                        "LIVE", "RAMPDOWN",   "COMPLETE"};
+    for (int s = 0; s < 6; s++) {
+        const char *n = dw_stage_name(s);
+        assert_non_null(n);
+        assert_string_equal(n, names[s]);
+        int out = -1;
+        assert_int_equal(dw_stage_parse(&out, n), DW_OK);
+        assert_int_equal(out, s);
+    }
+    assert_null(dw_stage_name(-1));
+    assert_null(dw_stage_name(6));
+
+    static const struct {
+        const char *text;
+        int stage;
+    } mixed[] = {{"off", DW_STAGE_OFF},       {"dual_write", DW_STAGE_DUAL_WRITE},
+                 {"Shadow", DW_STAGE_SHADOW}, {"lIvE", DW_STAGE_LIVE},
+                 {"rampDown", DW_STAGE_RAMPDOWN}, {"complete", DW_STAGE_COMPLETE}};
+    for (size_t i = 0; i < sizeof mixed / sizeof mixed[0]; i++) {
+        int out = -1;
+        assert_int_equal(dw_stage_parse(&out, mixed[i].text), DW_OK);
+        assert_int_equal(out, mixed[i].stage);
+    }
+
+    int out = -1;
+    assert_int_equal(dw_stage_parse(&out, "bogus"), DW_EMISUSE);
+    assert_int_equal(dw_stage_parse(&out, ""), DW_EMISUSE);
+    assert_int_equal(dw_stage_parse(&out, "DUAL-WRITE"), DW_EMISUSE);
+    assert_int_equal(dw_stage_parse(&out, "LIVE "), DW_EMISUSE);
+    assert_int_equal(dw_stage_parse(&out, NULL), DW_EMISUSE);
+    assert_int_equal(dw_stage_parse(NULL, "LIVE"), DW_EMISUSE);
+}
+
+static void test_stage_forward_one_step(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_COMPLETE; s++) {
+        assert_dw_ok(f->h, dw_stage_set(f->h, s, "next", 0));
+        assert_int_equal(stage_of(f->h), s);
+    }
+    history hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.n, 6); /* define + five moves */
+    for (int i = 1; i < 6; i++) {
+        assert_string_equal(hs.e[i].event, "stage");
+        assert_int_equal(hs.e[i].from, i - 1);
+        assert_int_equal(hs.e[i].to, i);
+        assert_int_equal(hs.e[i].forced, 0);
+    }
+}
+
+static void test_stage_forward_jump_needs_force(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    int before = history_len(f->h);
+
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "jump", 0), DW_EMISUSE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, "jump", 0),
+              DW_EMISUSE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_int_equal(history_len(f->h), before);
+
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "forced jump",
+                                    DW_STAGE_FORCE));
+    assert_int_equal(stage_of(f->h), DW_STAGE_LIVE);
+
+    /* From LIVE, a jump of two is refused too. */
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, NULL, 0), DW_EMISUSE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_LIVE);
+
+    history hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.n, before + 1);
+    event *e = &hs.e[hs.n - 1];
+    assert_string_equal(e->event, "stage");
+    assert_int_equal(e->from, DW_STAGE_OFF);
+    assert_int_equal(e->to, DW_STAGE_LIVE);
+    assert_int_equal(e->forced, 1);
+    assert_string_equal(e->reason, "forced jump");
+}
+
+static void test_stage_backward_any_distance(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, "to the end",
+                                    DW_STAGE_FORCE));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_RAMPDOWN, "back one", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_RAMPDOWN);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "back three", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back one", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, NULL,
+                                    DW_STAGE_FORCE));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "all the way", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+
+    history hs;
+    get_history(&hs, f->h);
+    event *e = &hs.e[hs.n - 1];
+    assert_string_equal(e->event, "stage");
+    assert_int_equal(e->from, DW_STAGE_COMPLETE);
+    assert_int_equal(e->to, DW_STAGE_OFF);
+    assert_int_equal(e->forced, 0);
+    assert_string_equal(e->reason, "all the way");
+}
+
+static void test_stage_set_current_records_nothing(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    int n = history_len(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "same", 0));
+    assert_int_equal(history_len(f->h), n);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    n = history_len(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "same", 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "same",
+                                    DW_STAGE_FORCE));
+    assert_int_equal(history_len(f->h), n);
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+}
+
+static void test_history_events(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    double now = (double)time(NULL);
+    f->h = open_items_ok(f->t.db, "hist");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "start dual", 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "roll back", 0));
+
+    history hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.n, 4);
+
+    assert_string_equal(hs.e[0].event, "define");
+    assert_int_equal(hs.e[0].from, DW_STAGE_OFF);
+    assert_int_equal(hs.e[0].to, DW_STAGE_OFF);
+    assert_true(hs.e[0].has_reason);
+    assert_string_equal(hs.e[0].reason, "initial");
+
+    assert_string_equal(hs.e[1].event, "stage");
+    assert_int_equal(hs.e[1].from, DW_STAGE_OFF);
+    assert_int_equal(hs.e[1].to, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(hs.e[1].forced, 0);
+    assert_true(hs.e[1].has_reason);
+    assert_string_equal(hs.e[1].reason, "start dual");
+
+    assert_string_equal(hs.e[2].event, "stage");
+    assert_int_equal(hs.e[2].from, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(hs.e[2].to, DW_STAGE_SHADOW);
+    assert_false(hs.e[2].has_reason);
+
+    assert_string_equal(hs.e[3].event, "stage");
+    assert_int_equal(hs.e[3].from, DW_STAGE_SHADOW);
+    assert_int_equal(hs.e[3].to, DW_STAGE_OFF);
+    assert_string_equal(hs.e[3].reason, "roll back");
+
+    for (int i = 0; i < hs.n; i++) {
+        if (hs.e[i].time < now - 60.0 || hs.e[i].time > now + 60.0)
+            fail_msg("history entry %d time %.3f not within a minute of %.0f",
+                     i, hs.e[i].time, now);
+        if (i > 0) {
+            assert_true(hs.e[i].id > hs.e[i - 1].id);
+            assert_true(hs.e[i].time >= hs.e[i - 1].time);
+        }
+    }
+
+    /* Another migration's history is not mixed in. */
+    dw_migration *other = NULL;
+    char *err = NULL;
+    assert_int_equal(open_items(&other, f->t.db, "other", "lower(name)", 0,
+                                NULL, &err),
+                     DW_OK);
+    sqlite3_free(err);
+    assert_dw_ok(other, dw_stage_set(other, DW_STAGE_DUAL_WRITE, "x", 0));
+    assert_int_equal(history_len(f->h), 4);
+    assert_int_equal(history_len(other), 2);
+    dw_close(other);
+}
+
+static void test_history_early_stop(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "a", 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "b", 0));
+
+    history hs;
+    memset(&hs, 0, sizeof hs);
+    hs.stop_after = 1;
+    assert_dw_ok(f->h, dw_history(f->h, collect, &hs));
+    assert_int_equal(hs.calls, 1);
+    assert_string_equal(hs.e[0].event, "define");
+
+    memset(&hs, 0, sizeof hs);
+    hs.stop_after = 2;
+    assert_dw_ok(f->h, dw_history(f->h, collect, &hs));
+    assert_int_equal(hs.calls, 2);
+    assert_string_equal(hs.e[1].reason, "a");
+}
+
+static void test_stage_seen_by_other_connection(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->db2 = test_db_connect(&f->t);
+    f->h = open_items_ok(f->t.db, "shared");  /* connection A */
+    f->h2 = open_items_ok(f->db2, "shared");  /* connection B */
+    assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
+
+    /* At OFF, B writes only the old side. */
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(f->h2, dw_write(f->h2, &k1, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=1"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+
+    /* A moves forward; B's very next operation (a write) follows. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "go", 0));
+    dw_value k2 = dw_int(2);
+    assert_dw_ok(f->h2, dw_write(f->h2, &k2, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=2"), 1);
+    char buf[64];
+    assert_string_equal(
+        query_text(f->t.db, "SELECT title FROM items_v2 WHERE id=2", buf,
+                   sizeof buf),
+        "THING");
+    assert_int_equal(query_int(f->t.db, "SELECT quantity FROM items_v2 WHERE id=2"), 4);
+    assert_int_equal(stage_of(f->h2), DW_STAGE_DUAL_WRITE);
+
+    /* A moves back; B's next write goes to the old side only again. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back", 0));
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(f->h2, dw_write(f->h2, &k3, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=3"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 0);
+    assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
+
+    /* And stage_get alone sees the change too. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "again", 0));
+    assert_int_equal(stage_of(f->h2), DW_STAGE_DUAL_WRITE);
+    /* B moving is seen by A as well. */
+    assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_SHADOW, "from B", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_OFF, "from B", 0));
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+}
+
+static void test_reopen_same_spec_keeps_stage(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    int n = history_len(f->h);
+    dw_close(f->h);
+    f->h = NULL;
+
+    f->h = open_items_ok(f->t.db, "m");
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    assert_string_equal(dw_spec_digest(f->h), digest);
+    assert_int_equal(history_len(f->h), n); /* no new define event */
+}
+
+static void test_reopen_different_spec(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    int n = history_len(f->h);
+    dw_close(f->h);
+    f->h = NULL;
+
+    /* A different up expression is a different spec. */
+    dw_migration *h = (dw_migration *)&h; /* must be set to NULL */
+    char *err = NULL;
+    int rc = open_items(&h, f->t.db, "m", "lower(name)", 0, "changed", &err);
+    assert_int_equal(rc, DW_ESPEC);
+    assert_null(h);
+    assert_non_null(err);
+    assert_true(strlen(err) > 0);
+    sqlite3_free(err);
+
+    /* Nothing was stored by the failed open. */
+    f->h = open_items_ok(f->t.db, "m");
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+    assert_string_equal(dw_spec_digest(f->h), digest);
+    assert_int_equal(history_len(f->h), n);
+    dw_close(f->h);
+    f->h = NULL;
+
+    /* With DW_OPEN_REDEFINE the new spec replaces the stored one. */
+    err = NULL;
+    rc = open_items(&f->h, f->t.db, "m", "lower(name)", DW_OPEN_REDEFINE,
+                    "fix title case", &err);
+    if (rc != DW_OK)
+        print_error("redefine: %s\n", err ? err : "(no message)");
+    assert_int_equal(rc, DW_OK);
+    assert_null(err);
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+    assert_string_not_equal(dw_spec_digest(f->h), digest);
+    assert_int_equal(strlen(dw_spec_digest(f->h)), 64);
+
+    history hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.n, n + 1);
+    event *e = &hs.e[hs.n - 1];
+    assert_string_equal(e->event, "redefine");
+    assert_string_equal(e->reason, "fix title case");
+    assert_int_equal(e->from, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(e->to, DW_STAGE_DUAL_WRITE);
+
+    /* The new spec is in force: the old one is now the different one. */
+    dw_migration *h3 = NULL;
+    err = NULL;
+    rc = open_items(&h3, f->t.db, "m", "upper(name)", 0, NULL, &err);
+    assert_int_equal(rc, DW_ESPEC);
+    assert_null(h3);
+    assert_non_null(err);
+    sqlite3_free(err);
+
+    /* And the new spec is used by writes: title = lower(name). */
+    dw_value k = dw_int(7);
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
+    char buf[64];
+    assert_string_equal(query_text(f->t.db,
+                                   "SELECT title FROM items_v2 WHERE id=7",
+                                   buf, sizeof buf),
+                        "thing");
+}
+
+static void test_misuse(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    int n = history_len(f->h);
+
+    assert_int_equal(dw_stage_set(NULL, DW_STAGE_DUAL_WRITE, NULL, 0),
+                     DW_EMISUSE);
+    assert_dw(f->h, dw_stage_set(f->h, -1, NULL, 0), DW_EMISUSE);
+    assert_non_null(dw_errmsg(f->h));
+    assert_dw(f->h, dw_stage_set(f->h, 6, NULL, DW_STAGE_FORCE), DW_EMISUSE);
+    assert_dw(f->h, dw_stage_set(f->h, 6, NULL, 0), DW_EMISUSE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_int_equal(history_len(f->h), n);
+
+    int s = -1;
+    assert_int_equal(dw_stage_get(NULL, f->h), DW_EMISUSE);
+    assert_int_equal(dw_stage_get(&s, NULL), DW_EMISUSE);
+
+    const char *m = dw_errmsg(NULL);
+    assert_non_null(m);
+    assert_null(dw_name(NULL));
+    assert_null(dw_db(NULL));
+
+    /* After a success the message is "not an error". */
+    assert_dw_ok(f->h, dw_stage_get(&s, f->h));
+    assert_string_equal(dw_errmsg(f->h), "not an error");
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NONE);
+
+    dw_close(NULL); /* harmless */
+}
+
+static void test_state_tables_exist(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema"
+                                        " WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
+                     0);
+    f->h = open_items_ok(f->t.db, "m");
+    static const char *const tables[] = {"dw_meta", "dw_migrations",
+                                         "dw_history", "dw_repair_queue",
+                                         "dw_mismatch_log"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM sqlite_schema WHERE type='table'"
+                 " AND name='%s'",
+                 tables[i]);
+        if (query_int(f->t.db, sql) != 1)
+            fail_msg("state table %s missing", tables[i]);
+    }
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_meta"
+                                        " WHERE key='schema_version'"),
+                     1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"), 1);
+
+    /* A second open (same or other migration) leaves one schema version. */
+    dw_close(f->h);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_meta"
+                                        " WHERE key='schema_version'"),
+                     1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_new_migration_starts_off, setup, teardown),
+        cmocka_unit_test(test_stage_names_round_trip),
+        cmocka_unit_test_setup_teardown(test_stage_forward_one_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_forward_jump_needs_force, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_backward_any_distance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_set_current_records_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_early_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_seen_by_other_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_same_spec_keeps_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_different_spec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_tables_exist, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1151 @@
+/* Tests of the write side of the stage table: dw_write() and dw_mirror(). */
+#include "support.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- fixture ------------------------------------------------------------ */
+
+typedef struct fixture {
+    test_db t;
+    sqlite3 *db2;
+    dw_migration *h;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    test_db_open(&f->t);
+    *state = f;
+    return 0;
+}
+
+static void fixture_close(fixture *f)
+{
+    dw_close(f->h);
+    f->h = NULL;
+    if (f->db2) {
+        sqlite3_close(f->db2);
+        f->db2 = NULL;
+    }
+    test_db_close(&f->t);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    fixture_close(f);
+    free(f);
+    return 0;
+}
+
+/* A fresh database for the next round of a loop. */
+static void fixture_reset(fixture *f)
+{
+    fixture_close(f);
+    test_db_open(&f->t);
+}
+
+/* ---- call log ----------------------------------------------------------- */
+
+static char g_log[64];
+
+static void log_call(char c)
+{
+    size_t n = strlen(g_log);
+    if (n + 1 < sizeof g_log) {
+        g_log[n] = c;
+        g_log[n + 1] = '\0';
+    }
+}
+
+static void log_reset(void)
+{
+    g_log[0] = '\0';
+}
+
+/* ---- items / items_v2 --------------------------------------------------- */
+
+static const char *const ITEM_KEY[] = {"id"};
+static const char *const OLD_COLS[] = {"name", "qty"};
+static const char *const NEW_COLS[] = {"title", "quantity"};
+static const dw_column_map UP[] = {{"title", "upper(name)"},
+                                   {"quantity", "qty"}};
+static const dw_column_map DOWN[] = {{"name", "lower(title)"},
+                                     {"qty", "quantity"}};
+
+static void create_items(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " qty INTEGER);"
+                "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
+                " title TEXT NOT NULL UNIQUE, quantity INTEGER);");
+}
+
+static int open_items(fixture *f, unsigned flags, int with_down)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_v2";
+    o.old_side.table = "items";
+    o.old_side.key_columns = ITEM_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = OLD_COLS;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = ITEM_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = NEW_COLS;
+    o.new_side.ncolumns = 2;
+    o.up = UP;
+    o.nup = 2;
+    if (with_down) {
+        o.down = DOWN;
+        o.ndown = 2;
+    }
+    o.flags = flags;
+    o.reason = "test";
+    char *err = NULL;
+    int rc = dw_open(&f->h, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    return rc;
+}
+
+/* Creates the tables, opens the migration and moves it to `stage`. */
+static void items_at(fixture *f, int stage, unsigned flags, int with_down)
+{
+    create_items(f->t.db);
+    assert_int_equal(open_items(f, flags, with_down), DW_OK);
+    assert_dw_ok(f->h, dw_stage_set(f->h, stage, "test", DW_STAGE_FORCE));
+}
+
+static void set_stage(dw_migration *h, int stage)
+{
+    assert_dw_ok(h, dw_stage_set(h, stage, "test", DW_STAGE_FORCE));
+}
+
+/* What the write callbacks write. A NULL name or title violates NOT NULL;
+ * a non-zero *_ret is returned after the write succeeded (a plain callback
+ * failure). */
+typedef struct wctx {
+    const char *name;
+    int64_t qty;
+    const char *title;
+    int64_t quantity;
+    int old_ret;
+    int new_ret;
+} wctx;
+
+static int run_upsert(sqlite3 *db, const char *sql, int64_t id,
+                      const char *text, int64_t num)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (text)
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, num);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int run_delete(sqlite3 *db, const char *sql, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    const wctx *c = payload;
+    log_call('o');
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    int rc = run_upsert(db,
+                        "INSERT INTO items(id, name, qty) VALUES(?1, ?2, ?3)"
+                        " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+                        " qty = excluded.qty",
+                        key[0].i, c->name, c->qty);
+    return rc ? rc : c->old_ret;
+}
+
+static int w_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    const wctx *c = payload;
+    log_call('n');
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    int rc = run_upsert(db,
+                        "INSERT INTO items_v2(id, title, quantity)"
+                        " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
+                        " title = excluded.title, quantity = excluded.quantity",
+                        key[0].i, c->title, c->quantity);
+    return rc ? rc : c->new_ret;
+}
+
+static int d_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    log_call('o');
+    if (nkey != 1)
+        return 99;
+    return run_delete(db, "DELETE FROM items WHERE id = ?1", key[0].i);
+}
+
+static int d_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    log_call('n');
+    if (nkey != 1)
+        return 99;
+    return run_delete(db, "DELETE FROM items_v2 WHERE id = ?1", key[0].i);
+}
+
+/* Full table contents as one line of text. */
+static const char *dump_old(sqlite3 *db, char *buf, size_t n)
+{
+    return query_text(db,
+                      "SELECT group_concat(id || ',' || quote(name) || ',' ||"
+                      " quote(qty), ';') FROM (SELECT * FROM items ORDER BY id)",
+                      buf, n);
+}
+
+static const char *dump_new(sqlite3 *db, char *buf, size_t n)
+{
+    return query_text(db,
+                      "SELECT group_concat(id || ',' || quote(title) || ',' ||"
+                      " quote(quantity), ';') FROM (SELECT * FROM items_v2"
+                      " ORDER BY id)",
+                      buf, n);
+}
+
+static int contains_ci(const char *hay, const char *needle)
+{
+    if (!hay)
+        return 0;
+    size_t n = strlen(needle);
+    for (const char *p = hay; *p; p++) {
+        size_t i = 0;
+        while (i < n && p[i] &&
+               tolower((unsigned char)p[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+static int old_is_authoritative(int stage)
+{
+    return stage <= DW_STAGE_SHADOW;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+/* Which callbacks run, in which order, at every stage. */
+static void test_order_every_stage(void **state)
+{
+    fixture *f = *state;
+    static const char *const order[] = {"o", "on", "on", "no", "no", "n"};
+    for (int s = 0; s < 6; s++) {
+        fixture_reset(f);
+        items_at(f, s, 0, 1);
+        log_reset();
+        wctx c = {"Widget", 5, "WIDGET", 6, 0, 0};
+        dw_value k = dw_int(10);
+        int rc = dw_write(f->h, &k, 1, w_old, w_new, &c);
+        char o[128], n[128], got[400], want[400];
+        dump_old(f->t.db, o, sizeof o);
+        dump_new(f->t.db, n, sizeof n);
+        snprintf(got, sizeof got, "%s rc=%d calls=%s old=[%s] new=[%s]",
+                 dw_stage_name(s), rc, g_log, o, n);
+        int writes_old = s <= DW_STAGE_RAMPDOWN;
+        int writes_new = s >= DW_STAGE_DUAL_WRITE;
+        snprintf(want, sizeof want, "%s rc=0 calls=%s old=[%s] new=[%s]",
+                 dw_stage_name(s), order[s], writes_old ? "10,'Widget',5" : "",
+                 writes_new ? "10,'WIDGET',6" : "");
+        if (rc != DW_OK)
+            print_error("%s\n", dw_errmsg(f->h));
+        assert_string_equal(got, want);
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(dw_errside(f->h), DW_SIDE_NONE);
+    }
+}
+
+/* Old authoritative, write_new NULL: the new side follows through `up`. */
+static void test_mirror_up(void **state)
+{
+    fixture *f = *state;
+    for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_SHADOW; s++) {
+        fixture_reset(f);
+        items_at(f, s, 0, 1);
+        exec_ok(f->t.db, "INSERT INTO items VALUES(2, 'other', 1);"
+                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+        char o[128], n[128];
+        dw_value k = dw_int(1);
+
+        log_reset();
+        wctx c = {"Widget", 5, NULL, 0, 0, 0};
+        assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c));
+        assert_string_equal(g_log, "o");
+        assert_string_equal(dump_old(f->t.db, o, sizeof o),
+                            "1,'Widget',5;2,'other',1");
+        assert_string_equal(dump_new(f->t.db, n, sizeof n),
+                            "1,'WIDGET',5;2,'ZZZ',9");
+
+        /* An update of the old row updates the new row. */
+        wctx c2 = {"Gadget", 7, NULL, 0, 0, 0};
+        assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c2));
+        assert_string_equal(dump_new(f->t.db, n, sizeof n),
+                            "1,'GADGET',7;2,'ZZZ',9");
+    }
+}
+
+/* New authoritative, write_old NULL: the old side follows through `down`. */
+static void test_mirror_down(void **state)
+{
+    fixture *f = *state;
+    for (int s = DW_STAGE_LIVE; s <= DW_STAGE_RAMPDOWN; s++) {
+        fixture_reset(f);
+        items_at(f, s, 0, 1);
+        exec_ok(f->t.db, "INSERT INTO items VALUES(2, 'other', 1);"
+                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+        char o[128], n[128];
+        dw_value k = dw_int(1);
+
+        log_reset();
+        wctx c = {NULL, 0, "WIDGET", 5, 0, 0};
+        assert_dw_ok(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c));
+        assert_string_equal(g_log, "n");
+        assert_string_equal(dump_new(f->t.db, n, sizeof n),
+                            "1,'WIDGET',5;2,'ZZZ',9");
+        assert_string_equal(dump_old(f->t.db, o, sizeof o),
+                            "1,'widget',5;2,'other',1");
+
+        wctx c2 = {NULL, 0, "GADGET", 7, 0, 0};
+        assert_dw_ok(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c2));
+        assert_string_equal(dump_old(f->t.db, o, sizeof o),
+                            "1,'gadget',7;2,'other',1");
+    }
+}
+
+/* The authoritative callback is required; the down mapping is required to
+ * mirror to the old side. */
+static void test_missing_callback_is_misuse(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_OFF, 0, 1);
+    wctx c = {"Widget", 5, "WIDGET", 5, 0, 0};
+    dw_value k = dw_int(1);
+    char o[128], n[128];
+    for (int s = 0; s < 6; s++) {
+        set_stage(f->h, s);
+        log_reset();
+        int rc;
+        if (old_is_authoritative(s))
+            rc = dw_write(f->h, &k, 1, NULL, w_new, &c);
+        else
+            rc = dw_write(f->h, &k, 1, w_old, NULL, &c);
+        if (rc != DW_EMISUSE)
+            fail_msg("%s: authoritative callback NULL gave %d, want %d",
+                     dw_stage_name(s), rc, DW_EMISUSE);
+        assert_int_equal(dw_write(f->h, &k, 1, NULL, NULL, &c), DW_EMISUSE);
+        assert_string_equal(dump_old(f->t.db, o, sizeof o), "");
+        assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    }
+    assert_int_equal(dw_write(NULL, &k, 1, w_old, w_new, &c), DW_EMISUSE);
+
+    /* No down mapping: mirroring to the old side is impossible. */
+    fixture_reset(f);
+    items_at(f, DW_STAGE_LIVE, 0, 0);
+    for (int s = DW_STAGE_LIVE; s <= DW_STAGE_RAMPDOWN; s++) {
+        set_stage(f->h, s);
+        log_reset();
+        assert_dw(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c), DW_EMISUSE);
+        assert_string_equal(dump_old(f->t.db, o, sizeof o), "");
+        assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    }
+    /* ... but with both callbacks given it works. */
+    log_reset();
+    set_stage(f->h, DW_STAGE_LIVE);
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
+    assert_string_equal(g_log, "no");
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Widget',5");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'WIDGET',5");
+    /* And at COMPLETE no down mapping is needed. */
+    set_stage(f->h, DW_STAGE_COMPLETE);
+    wctx c2 = {NULL, 0, "DONE", 1, 0, 0};
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c2));
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'DONE',1");
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Widget',5");
+}
+
+/* Deletes mirror as deletes, in both directions. */
+static void test_delete_mirrors(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2),"
+                     " (3, 'c', 3);"
+                     "INSERT INTO items_v2 VALUES(1, 'A', 1), (2, 'B', 2),"
+                     " (3, 'C', 3);");
+    char o[128], n[128];
+    dw_value k1 = dw_int(1);
+    log_reset();
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, d_old, NULL, NULL));
+    assert_string_equal(g_log, "o");
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "2,'b',2;3,'c',3");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "2,'B',2;3,'C',3");
+
+    set_stage(f->h, DW_STAGE_LIVE);
+    dw_value k2 = dw_int(2);
+    log_reset();
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, NULL, d_new, NULL));
+    assert_string_equal(g_log, "n");
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "3,'c',3");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "3,'C',3");
+
+    /* Deleting a key absent on both sides is fine and changes nothing. */
+    dw_value k9 = dw_int(9);
+    assert_dw_ok(f->h, dw_write(f->h, &k9, 1, NULL, d_new, NULL));
+    set_stage(f->h, DW_STAGE_SHADOW);
+    assert_dw_ok(f->h, dw_write(f->h, &k9, 1, d_old, NULL, NULL));
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "3,'c',3");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "3,'C',3");
+}
+
+/* dw_mirror for code that wrote the authoritative side itself. */
+static void test_dw_mirror(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_SHADOW, 0, 1);
+    char o[128], n[128];
+    dw_value k = dw_int(1);
+
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'Apple', 3)");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'APPLE',3");
+    exec_ok(f->t.db, "UPDATE items SET name = 'Pear', qty = NULL WHERE id = 1");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'PEAR',NULL");
+    exec_ok(f->t.db, "DELETE FROM items WHERE id = 1");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
+
+    /* At OFF: a no-op, the stale new row stays. */
+    set_stage(f->h, DW_STAGE_OFF);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'Apple', 3);"
+                     "INSERT INTO items_v2 VALUES(1, 'STALE', 0);");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Apple',3");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
+    exec_ok(f->t.db, "DELETE FROM items");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
+
+    /* At COMPLETE: a no-op as well, both sides untouched. */
+    set_stage(f->h, DW_STAGE_COMPLETE);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'old', 1)");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'old',1");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
+
+    /* At LIVE it syncs the old side down. */
+    set_stage(f->h, DW_STAGE_LIVE);
+    assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
+    assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'stale',0");
+    assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
+
+    assert_int_equal(dw_mirror(NULL, &k, 1), DW_EMISUSE);
+    assert_int_equal(dw_mirror(f->h, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_mirror(f->h, &k, 0), DW_EMISUSE);
+}
+
+/* Both writes or neither, at every stage that writes two sides. */
+static void test_both_or_neither(void **state)
+{
+    fixture *f = *state;
+    enum { SECOND_CONSTRAINT, SECOND_PLAIN, FIRST_CONSTRAINT, FIRST_PLAIN };
+    static const char *const case_names[] = {
+        "second-constraint", "second-plain", "first-constraint", "first-plain"};
+    items_at(f, DW_STAGE_OFF, 0, 1);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1), (2, 'plum', 2);"
+                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1),"
+                     " (2, 'PLUM', 2);");
+    char o0[256], n0[256], o1[256], n1[256];
+    dump_old(f->t.db, o0, sizeof o0);
+    dump_new(f->t.db, n0, sizeof n0);
+
+    for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_RAMPDOWN; s++) {
+        set_stage(f->h, s);
+        int old_first = old_is_authoritative(s);
+        for (int cs = 0; cs < 4; cs++) {
+            /* Updates of key 1 that would change both rows. */
+            wctx c = {"pear", 5, "PEAR", 5, 0, 0};
+            int fail_old = (cs == SECOND_CONSTRAINT || cs == SECOND_PLAIN)
+                               ? !old_first
+                               : old_first;
+            int constraint = cs == SECOND_CONSTRAINT || cs == FIRST_CONSTRAINT;
+            if (fail_old) {
+                if (constraint)
+                    c.name = NULL;
+                else
+                    c.old_ret = 1;
+            } else {
+                if (constraint)
+                    c.title = NULL;
+                else
+                    c.new_ret = 1;
+            }
+            int second_fails = cs == SECOND_CONSTRAINT || cs == SECOND_PLAIN;
+            log_reset();
+            dw_value k = dw_int(1);
+            int rc = dw_write(f->h, &k, 1, w_old, w_new, &c);
+            const char *msg = dw_errmsg(f->h);
+            dump_old(f->t.db, o1, sizeof o1);
+            dump_new(f->t.db, n1, sizeof n1);
+
+            char got[300], want[300];
+            snprintf(got, sizeof got,
+                     "%s %s rc=%d side=%d msg_names_side=%d calls=%s"
+                     " old_same=%d new_same=%d autocommit=%d",
+                     dw_stage_name(s), case_names[cs], rc, dw_errside(f->h),
+                     contains_ci(msg, fail_old ? "old" : "new"), g_log,
+                     strcmp(o0, o1) == 0, strcmp(n0, n1) == 0,
+                     sqlite3_get_autocommit(f->t.db));
+            const char *calls = old_first ? (second_fails ? "on" : "o")
+                                          : (second_fails ? "no" : "n");
+            snprintf(want, sizeof want,
+                     "%s %s rc=%d side=%d msg_names_side=1 calls=%s"
+                     " old_same=1 new_same=1 autocommit=1",
+                     dw_stage_name(s), case_names[cs],
+                     constraint ? DW_ECONSTRAINT : DW_ECALLBACK,
+                     fail_old ? DW_SIDE_OLD : DW_SIDE_NEW, calls);
+            if (strcmp(got, want) != 0)
+                print_error("errmsg: %s\n", msg ? msg : "(null)");
+            assert_string_equal(got, want);
+        }
+
+        /* A mirror (NULL callback) failing on the new side's UNIQUE
+         * title: key 1 renamed to 'plum' maps to 'PLUM', taken by key 2. */
+        if (old_first) {
+            wctx c = {"plum", 9, NULL, 0, 0, 0};
+            dw_value k = dw_int(1);
+            log_reset();
+            int rc = dw_write(f->h, &k, 1, w_old, NULL, &c);
+            const char *msg = dw_errmsg(f->h);
+            dump_old(f->t.db, o1, sizeof o1);
+            dump_new(f->t.db, n1, sizeof n1);
+            char got[300], want[300];
+            snprintf(got, sizeof got,
+                     "%s mirror-unique rc=%d side=%d msg_names_side=%d"
+                     " old_same=%d new_same=%d autocommit=%d",
+                     dw_stage_name(s), rc, dw_errside(f->h),
+                     contains_ci(msg, "new"), strcmp(o0, o1) == 0,
+                     strcmp(n0, n1) == 0, sqlite3_get_autocommit(f->t.db));
+            snprintf(want, sizeof want,
+                     "%s mirror-unique rc=%d side=%d msg_names_side=1"
+                     " old_same=1 new_same=1 autocommit=1",
+                     dw_stage_name(s), DW_ECONSTRAINT, DW_SIDE_NEW);
+            if (strcmp(got, want) != 0)
+                print_error("errmsg: %s\n", msg ? msg : "(null)");
+            assert_string_equal(got, want);
+        }
+    }
+
+    /* After all the failures a good write still works and resets the
+     * error state. */
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    wctx ok = {"kiwi", 4, "KIWI", 4, 0, 0};
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &ok));
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NONE);
+    assert_string_equal(dw_errmsg(f->h), "not an error");
+}
+
+/* dw_write nests in the caller's transaction as a SAVEPOINT. */
+static void test_nesting_in_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    char o[128], n[128];
+    sqlite3 *db = f->t.db;
+
+    exec_ok(db, "BEGIN");
+    wctx c1 = {"one", 1, "ONE", 1, 0, 0};
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c1));
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
+    exec_ok(db, "ROLLBACK");
+    assert_string_equal(dump_old(db, o, sizeof o), "");
+    assert_string_equal(dump_new(db, n, sizeof n), "");
+
+    /* Same with the mirror. */
+    exec_ok(db, "BEGIN");
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, NULL, &c1));
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    exec_ok(db, "ROLLBACK");
+    assert_string_equal(dump_old(db, o, sizeof o), "");
+    assert_string_equal(dump_new(db, n, sizeof n), "");
+
+    exec_ok(db, "BEGIN");
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c1));
+    wctx c2 = {"two", 2, NULL, 2, 0, 0}; /* new side violates NOT NULL */
+    dw_value k2 = dw_int(2);
+    assert_dw(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2), DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    /* A plain callback failure inside the transaction, too. */
+    wctx c3 = {"three", 3, "THREE", 3, 0, 1};
+    dw_value k3 = dw_int(3);
+    assert_dw(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &c3), DW_ECALLBACK);
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'ONE',1");
+    exec_ok(db, "COMMIT");
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'ONE',1");
+
+    /* Inside the caller's own SAVEPOINT too. */
+    exec_ok(db, "SAVEPOINT app");
+    wctx c4 = {"four", 4, "FOUR", 4, 0, 0};
+    dw_value k4 = dw_int(4);
+    assert_dw_ok(f->h, dw_write(f->h, &k4, 1, w_old, NULL, &c4));
+    exec_ok(db, "ROLLBACK TO app; RELEASE app");
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'ONE',1");
+}
+
+/* ---- composite and text keys -------------------------------------------- */
+
+static const char *const ACCT_KEY[] = {"org", "num"};
+static const char *const ACCT_OLD_COLS[] = {"balance"};
+static const char *const ACCT_NEW_COLS[] = {"balance_cents"};
+
+static int acct_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    const int64_t *balance = payload;
+    log_call('o');
+    if (nkey != 2 || key[0].type != DW_TYPE_TEXT ||
+        key[1].type != DW_TYPE_INTEGER)
+        return 99;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO acct(org, num, balance) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(org, num) DO UPDATE SET balance = excluded.balance",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, key[1].i);
+    sqlite3_bind_int64(st, 3, *balance);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int acct_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    log_call('o');
+    if (nkey != 2)
+        return 99;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "DELETE FROM acct WHERE org=?1 AND num=?2",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, key[1].i);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int acct_v2_put(sqlite3 *db, const dw_value *key, int nkey,
+                       void *payload)
+{
+    const int64_t *cents = payload;
+    log_call('n');
+    if (nkey != 2)
+        return 99;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO acct_v2(org, num, balance_cents) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(org, num) DO UPDATE SET"
+        " balance_cents = excluded.balance_cents",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, key[1].i);
+    sqlite3_bind_int64(st, 3, *cents);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static const char *dump_acct(sqlite3 *db, const char *table, char *buf,
+                             size_t n)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT group_concat(org || ',' || num || ',' || quote(%s), ';')"
+             " FROM (SELECT * FROM %s ORDER BY org, num)",
+             strcmp(table, "acct") == 0 ? "balance" : "balance_cents", table);
+    return query_text(db, sql, buf, n);
+}
+
+static void test_composite_text_key(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "CREATE TABLE acct(org TEXT, num INTEGER, balance INTEGER,"
+                " PRIMARY KEY(org, num)) WITHOUT ROWID;"
+                "CREATE TABLE acct_v2(org TEXT, num INTEGER,"
+                " balance_cents INTEGER, PRIMARY KEY(org, num)) WITHOUT ROWID;"
+                "INSERT INTO acct VALUES('org-7', 4, 1), ('org-8', 3, 2);"
+                "INSERT INTO acct_v2 VALUES('org-7', 4, 100), ('org-8', 3, 200);");
+    static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
+    static const dw_column_map down[] = {{"balance", "balance_cents / 100"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "acct_cents";
+    o.old_side.table = "acct";
+    o.old_side.key_columns = ACCT_KEY;
+    o.old_side.nkey_columns = 2;
+    o.old_side.columns = ACCT_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "acct_v2";
+    o.new_side.key_columns = ACCT_KEY;
+    o.new_side.nkey_columns = 2;
+    o.new_side.columns = ACCT_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.down = down;
+    o.ndown = 1;
+    char *err = NULL;
+    int rc = dw_open(&f->h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    char a[256], b[256];
+    dw_value key[2] = {dw_text("org-7"), dw_int(3)};
+    int64_t bal = 12;
+    log_reset();
+    assert_dw_ok(f->h, dw_write(f->h, key, 2, acct_put, NULL, &bal));
+    assert_string_equal(g_log, "o");
+    assert_string_equal(dump_acct(db, "acct", a, sizeof a),
+                        "org-7,3,12;org-7,4,1;org-8,3,2");
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,3,1200;org-7,4,100;org-8,3,200");
+    bal = 15;
+    assert_dw_ok(f->h, dw_write(f->h, key, 2, acct_put, NULL, &bal));
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,3,1500;org-7,4,100;org-8,3,200");
+
+    /* dw_mirror, with a text key that is not NUL-terminated. */
+    exec_ok(db, "UPDATE acct SET balance = 20 WHERE org = 'org-7' AND num = 3");
+    dw_value key_n[2] = {dw_text_n("org-7xyz", 5), dw_int(3)};
+    assert_dw_ok(f->h, dw_mirror(f->h, key_n, 2));
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,3,2000;org-7,4,100;org-8,3,200");
+
+    /* Wrong key counts and a NULL key are misuse; nothing runs. */
+    log_reset();
+    assert_dw(f->h, dw_write(f->h, key, 1, acct_put, NULL, &bal), DW_EMISUSE);
+    dw_value key3[3] = {dw_text("org-7"), dw_int(3), dw_int(1)};
+    assert_dw(f->h, dw_write(f->h, key3, 3, acct_put, NULL, &bal), DW_EMISUSE);
+    assert_dw(f->h, dw_write(f->h, NULL, 2, acct_put, NULL, &bal), DW_EMISUSE);
+    assert_dw(f->h, dw_write(f->h, NULL, 0, acct_put, NULL, &bal), DW_EMISUSE);
+    assert_dw(f->h, dw_mirror(f->h, key, 1), DW_EMISUSE);
+    assert_dw(f->h, dw_mirror(f->h, NULL, 2), DW_EMISUSE);
+    assert_string_equal(g_log, "");
+    assert_string_equal(dump_acct(db, "acct", a, sizeof a),
+                        "org-7,3,20;org-7,4,1;org-8,3,2");
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,3,2000;org-7,4,100;org-8,3,200");
+
+    /* Delete through the old callback removes only that key's new row. */
+    assert_dw_ok(f->h, dw_write(f->h, key, 2, acct_del, NULL, NULL));
+    assert_string_equal(dump_acct(db, "acct", a, sizeof a),
+                        "org-7,4,1;org-8,3,2");
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,4,100;org-8,3,200");
+
+    /* At LIVE the old side follows the new one down. */
+    set_stage(f->h, DW_STAGE_LIVE);
+    dw_value k9[2] = {dw_text("org-9"), dw_int(1)};
+    int64_t cents = 700;
+    log_reset();
+    assert_dw_ok(f->h, dw_write(f->h, k9, 2, NULL, acct_v2_put, &cents));
+    assert_string_equal(g_log, "n");
+    assert_string_equal(dump_acct(db, "acct", a, sizeof a),
+                        "org-7,4,1;org-8,3,2;org-9,1,7");
+    assert_string_equal(dump_acct(db, "acct_v2", b, sizeof b),
+                        "org-7,4,100;org-8,3,200;org-9,1,700");
+}
+
+/* ---- one table with new columns ------------------------------------------ */
+
+typedef struct incident {
+    const char *status;
+} incident;
+
+static int inc_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    const incident *in = payload;
+    log_call('o');
+    if (nkey != 1)
+        return 99;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO incidents(id, status) VALUES(?1, ?2)"
+        " ON CONFLICT(id) DO UPDATE SET status = excluded.status",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    sqlite3_bind_text(st, 2, in->status, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int inc_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    log_call('o');
+    if (nkey != 1)
+        return 99;
+    return run_delete(db, "DELETE FROM incidents WHERE id = ?1", key[0].i);
+}
+
+static const char *dump_incidents(sqlite3 *db, char *buf, size_t n)
+{
+    return query_text(db,
+                      "SELECT group_concat(id || ',' || quote(status) || ',' ||"
+                      " quote(status_code), ';') FROM (SELECT * FROM incidents"
+                      " ORDER BY id)",
+                      buf, n);
+}
+
+static void test_same_table_new_columns(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "CREATE TABLE incidents(id INTEGER PRIMARY KEY, status TEXT,"
+                " status_code INTEGER)");
+    static const char *const key[] = {"id"};
+    static const char *const oldc[] = {"status"};
+    static const char *const newc[] = {"status_code"};
+    static const dw_column_map up[] = {
+        {"status_code",
+         "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "incident_codes";
+    o.old_side.table = "incidents";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = oldc;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "incidents";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = newc;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    char *err = NULL;
+    int rc = dw_open(&f->h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+
+    char buf[256];
+    incident open_ = {"open"}, closed = {"closed"};
+    dw_value k1 = dw_int(1), k2 = dw_int(2);
+
+    /* At OFF only the old column is written. */
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, inc_put, NULL, &open_));
+    assert_string_equal(dump_incidents(db, buf, sizeof buf), "1,'open',NULL");
+
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, inc_put, NULL, &open_));
+    assert_string_equal(dump_incidents(db, buf, sizeof buf),
+                        "1,'open',NULL;2,'open',1");
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, inc_put, NULL, &closed));
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, inc_put, NULL, &closed));
+    assert_string_equal(dump_incidents(db, buf, sizeof buf),
+                        "1,'closed',2;2,'closed',2");
+
+    /* A delete through the old callback removes the row. */
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, inc_del, NULL, NULL));
+    assert_string_equal(dump_incidents(db, buf, sizeof buf), "1,'closed',2");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM incidents"), 1);
+
+    /* dw_mirror fills the new column from the old one. */
+    exec_ok(db, "UPDATE incidents SET status = 'open' WHERE id = 1");
+    assert_dw_ok(f->h, dw_mirror(f->h, &k1, 1));
+    assert_string_equal(dump_incidents(db, buf, sizeof buf), "1,'open',1");
+}
+
+/* ---- repair-queue policy ------------------------------------------------- */
+
+static void get_metrics(dw_metrics *m, dw_migration *h)
+{
+    memset(m, 0, sizeof *m);
+    m->version = DW_METRICS_VERSION;
+    assert_dw_ok(h, dw_metrics_get(m, h));
+}
+
+static int64_t repair_count(dw_migration *h)
+{
+    int64_t n = -1;
+    assert_dw_ok(h, dw_repair_count(&n, h));
+    return n;
+}
+
+static void test_repair_queue(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, DW_OPEN_REPAIR_QUEUE, 1);
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "INSERT INTO items VALUES(1, 'apple', 1);"
+                "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    char o[256], n[256], n0[256];
+    dump_new(db, n0, sizeof n0);
+    assert_int_equal(repair_count(f->h), 0);
+
+    /* The new-side write fails: the old write is kept, the key queued. */
+    wctx c = {"pear", 2, NULL, 2, 0, 0};
+    dw_value k2 = dw_int(2);
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c));
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1;2,'pear',2");
+    assert_string_equal(dump_new(db, n, sizeof n), n0);
+    assert_int_equal(repair_count(f->h), 1);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    dw_metrics m;
+    get_metrics(&m, f->h);
+    assert_int_equal(m.mirror_failures, 1);
+    assert_int_equal(m.repairs_queued, 1);
+
+    /* The same key failing again is not queued twice. */
+    wctx c2 = {"plum", 3, NULL, 3, 0, 1};
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2));
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1;2,'plum',3");
+    assert_string_equal(dump_new(db, n, sizeof n), n0);
+    assert_int_equal(repair_count(f->h), 1);
+    get_metrics(&m, f->h);
+    assert_int_equal(m.mirror_failures, 2);
+
+    /* A failing mirror (NULL callback, UNIQUE title) is queued too. */
+    wctx c3 = {"apple", 3, NULL, 0, 0, 0};
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(f->h, dw_write(f->h, &k3, 1, w_old, NULL, &c3));
+    assert_string_equal(dump_old(db, o, sizeof o),
+                        "1,'apple',1;2,'plum',3;3,'apple',3");
+    assert_string_equal(dump_new(db, n, sizeof n), n0);
+    assert_int_equal(repair_count(f->h), 2);
+
+    /* The authoritative side failing still fails the whole write. */
+    wctx bad = {NULL, 4, "FIG", 4, 0, 0};
+    dw_value k4 = dw_int(4);
+    assert_dw(f->h, dw_write(f->h, &k4, 1, w_old, w_new, &bad), DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_OLD);
+    assert_string_equal(dump_old(db, o, sizeof o),
+                        "1,'apple',1;2,'plum',3;3,'apple',3");
+    assert_string_equal(dump_new(db, n, sizeof n), n0);
+    assert_int_equal(repair_count(f->h), 2);
+
+    /* At LIVE the old side is the one that may fail and be queued. */
+    set_stage(f->h, DW_STAGE_LIVE);
+    wctx c5 = {NULL, 5, "KIWI", 5, 0, 0};
+    dw_value k5 = dw_int(5);
+    assert_dw_ok(f->h, dw_write(f->h, &k5, 1, w_old, w_new, &c5));
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'APPLE',1;5,'KIWI',5");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=5"), 0);
+    assert_int_equal(repair_count(f->h), 3);
+
+    /* Without the flag the same failure rolls back both sides. */
+    fixture_reset(f);
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    db = f->t.db;
+    exec_ok(db, "INSERT INTO items VALUES(1, 'apple', 1);"
+                "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    assert_dw(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c), DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1");
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'APPLE',1");
+    assert_int_equal(repair_count(f->h), 0);
+    get_metrics(&m, f->h);
+    assert_int_equal(m.mirror_failures, 1);
+    assert_int_equal(m.repairs_queued, 0);
+}
+
+/* ---- busy ---------------------------------------------------------------- */
+
+static void test_busy(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    sqlite3 *db = f->t.db;
+    sqlite3_busy_timeout(db, 50);
+    f->db2 = test_db_connect(&f->t);
+    exec_ok(f->db2, "BEGIN IMMEDIATE");
+
+    char o[128], n[128];
+    wctx c = {"apple", 1, "APPLE", 1, 0, 0};
+    dw_value k = dw_int(1);
+    log_reset();
+    assert_dw(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c), DW_EBUSY);
+    assert_string_equal(g_log, "");
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_dw(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c), DW_EBUSY);
+    assert_string_equal(g_log, "");
+    assert_dw(f->h, dw_mirror(f->h, &k, 1), DW_EBUSY);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_string_equal(dump_old(db, o, sizeof o), "");
+    assert_string_equal(dump_new(db, n, sizeof n), "");
+
+    /* Once the other connection commits, the same write succeeds. */
+    exec_ok(f->db2, "COMMIT");
+    log_reset();
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
+    assert_string_equal(g_log, "on");
+    assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1");
+    assert_string_equal(dump_new(db, n, sizeof n), "1,'APPLE',1");
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static void test_metrics(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    dw_metrics m;
+    wctx c = {"apple", 1, "APPLE", 1, 0, 0};
+    dw_value k1 = dw_int(1), k2 = dw_int(2);
+
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 0);
+    assert_int_equal(m.old_side.writes, 0);
+    assert_int_equal(m.new_side.writes, 0);
+
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c));
+    wctx c2 = {"pear", 2, "PEAR", 2, 0, 0};
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2));
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 2);
+    assert_int_equal(m.old_side.writes, 2);
+    assert_int_equal(m.new_side.writes, 2);
+    assert_int_equal(m.old_side.write_errors, 0);
+    assert_int_equal(m.new_side.write_errors, 0);
+    assert_int_equal(m.mirror_failures, 0);
+
+    /* OFF writes only the old side. */
+    set_stage(f->h, DW_STAGE_OFF);
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c));
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 3);
+    assert_int_equal(m.old_side.writes, 3);
+    assert_int_equal(m.new_side.writes, 2);
+
+    /* COMPLETE writes only the new side. */
+    set_stage(f->h, DW_STAGE_COMPLETE);
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c));
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 4);
+    assert_int_equal(m.old_side.writes, 3);
+    assert_int_equal(m.new_side.writes, 3);
+
+    /* A failing new side at DUAL_WRITE. */
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    wctx bad_new = {"fig", 3, "FIG", 3, 0, 1};
+    dw_value k3 = dw_int(3);
+    assert_dw(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &bad_new),
+              DW_ECALLBACK);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 4);
+    assert_int_equal(m.new_side.write_errors, 1);
+    assert_int_equal(m.old_side.write_errors, 0);
+    assert_int_equal(m.mirror_failures, 1);
+
+    /* A failing old (authoritative) side. */
+    wctx bad_old = {NULL, 3, "FIG", 3, 0, 0};
+    assert_dw(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &bad_old),
+              DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_OLD);
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 4);
+    assert_int_equal(m.old_side.write_errors, 1);
+    assert_int_equal(m.new_side.write_errors, 1);
+    assert_int_equal(m.mirror_failures, 1);
+
+    /* dw_mirror counts as a write. */
+    assert_dw_ok(f->h, dw_mirror(f->h, &k1, 1));
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 5);
+
+    /* Version 0 is accepted too; reset zeroes everything. */
+    dw_metrics m0;
+    memset(&m0, 0xff, sizeof m0);
+    m0.version = 0;
+    assert_dw_ok(f->h, dw_metrics_get(&m0, f->h));
+    assert_int_equal(m0.writes, 5);
+    dw_metrics_reset(f->h);
+    dw_metrics_reset(NULL);
+    get_metrics(&m, f->h);
+    assert_int_equal(m.writes, 0);
+    assert_int_equal(m.mirror_failures, 0);
+    assert_int_equal(m.old_side.writes, 0);
+    assert_int_equal(m.new_side.writes, 0);
+    assert_int_equal(m.old_side.write_errors, 0);
+    assert_int_equal(m.new_side.write_errors, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_order_every_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_callback_is_misuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_mirrors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dw_mirror, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_both_or_neither, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nesting_in_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_composite_text_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_table_new_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
