@@ -98,7 +98,7 @@ typedef enum dw_result {
     /** The database was locked (SQLITE_BUSY or SQLITE_LOCKED). Nothing was
      *  applied; the same call may be retried. */
     DW_EBUSY = -4,
-    /** No such row (dw_read) or no such migration (dw_open without a spec). */
+    /** No such row (dw_read, and read callbacks). */
     DW_ENOTFOUND = -5,
     /** The spec does not fit the schema: unknown table or column, key that
      *  is not unique, a mapping expression that does not prepare. */
@@ -375,7 +375,8 @@ typedef struct dw_options {
     /** Why the spec is (re)defined; recorded in the history. May be NULL. */
     const char *reason;
     /** Columns whose values are never logged raw, even with
-     *  DW_OPEN_LOG_RAW_VALUES. */
+     *  DW_OPEN_LOG_RAW_VALUES. Matched as SQLite matches names (ASCII case
+     *  ignored). */
     const char *const *redact_columns;
     int nredact_columns;
     /** Most distinct (key, difference) entries kept in the log table for
@@ -600,7 +601,7 @@ enum {
 /** How dw_read() compares; set per handle with dw_set_read_options(). */
 typedef struct dw_read_options {
     unsigned int version;
-    /** Columns left out of the comparison. */
+    /** Columns left out of the comparison (ASCII case ignored). */
     const char *const *ignore_columns;
     int nignore_columns;
     /** Optional custom comparator and normaliser, with compare_payload. */

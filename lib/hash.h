@@ -12,6 +12,12 @@
 extern _Thread_local int dw__hash_oom;
 #define uthash_nonfatal_oom(obj) (dw__hash_oom = 1)
 
+/* Column names are matched as SQLite matches them: ASCII case folded. */
+unsigned dw__hash_nocase(const void *key, unsigned len);
+#define HASH_FUNCTION(keyptr, keylen, hashv)                                   \
+    ((hashv) = dw__hash_nocase((keyptr), (unsigned)(keylen)))
+#define HASH_KEYCMP(a, b, n) sqlite3_strnicmp((const char *)(a), (const char *)(b), (int)(n))
+
 #include <uthash.h>
 
 #endif

@@ -5,6 +5,20 @@
 
 _Thread_local int dw__hash_oom;
 
+unsigned dw__hash_nocase(const void *key, unsigned len)
+{
+    /* FNV-1a over the ASCII-lower-cased bytes. */
+    const unsigned char *p = key;
+    unsigned h = 2166136261u;
+    for (unsigned i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + ('a' - 'A'));
+        h = (h ^ c) * 16777619u;
+    }
+    return h;
+}
+
 struct dw_name_entry {
     UT_hash_handle hh;
     char name[];

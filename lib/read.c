@@ -45,6 +45,8 @@ int dw_set_read_options(dw_migration *h, const dw_read_options *opts)
         goto nomem;
     for (int i = 0; i < n; i++) {
         if (!opts->ignore_columns[i]) {
+            for (int j = 0; j < i; j++)
+                dw__free(names[j]);
             dw__free(names);
             dw_name_set_free(&ignore);
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -132,8 +134,13 @@ static int read_other(dw_migration *h, const read_ctx *c, int side,
     if (budget > 0)
         h->ops->budget_start(h, budget);
     int rc = read_compared(h, c, side, out);
-    if (budget > 0 && h->ops->budget_stop(h))
+    if (budget > 0 && h->ops->budget_stop(h)) {
+        /* Whatever the interrupted read made of it, a read over budget is
+         * not an answer: never compare it. */
         dw__side_metrics(h, side)->read_timeouts++;
+        if (rc == DW_OK || rc == DW_ENOTFOUND)
+            rc = dw__error(h, DW_ERROR, side, "over the time budget");
+    }
     timed(h, side, rc, t0);
     if (rc != DW_OK && rc != DW_ENOTFOUND)
         dw__clear_error(h);
@@ -209,10 +216,10 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     } else {
         h->ops->rollback(h, scope);
     }
-    if (rc != DW_OK && rc != DW_ENOTFOUND) {
-        dw_row_clear(out);
+    if (rc != DW_OK)
+        dw_row_clear(out); /* NOTFOUND and errors return an empty row */
+    if (rc != DW_OK && rc != DW_ENOTFOUND)
         goto done;
-    }
 
     int mismatch = 0;
     if (compare) {

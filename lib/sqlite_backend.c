@@ -179,21 +179,25 @@ static int run_fixed(dw_migration *h, int id, const char *what)
 
 static int be_begin(dw_migration *h, int write, int *scope)
 {
+    sqlite_backend *bk = BK(h);
     *scope = SCOPE_NONE;
+    bk->scope = SCOPE_NONE;
+    bk->write = write;
+    bk->verified = 0;
     if (sqlite3_get_autocommit(h->db)) {
         /* IMMEDIATE takes the write lock first, so a busy database is met
          * before anything is written. */
         int rc = run_fixed(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
                            "beginning a transaction");
         if (rc == DW_OK)
-            *scope = SCOPE_OWN;
+            *scope = bk->scope = SCOPE_OWN;
         return rc;
     }
     if (!write)
         return DW_OK;
     int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
     if (rc == DW_OK)
-        *scope = SCOPE_SAVEPOINT;
+        *scope = bk->scope = SCOPE_SAVEPOINT;
     return rc;
 }
 
@@ -219,17 +223,32 @@ static void be_rollback(dw_migration *h, int scope)
 static int be_commit(dw_migration *h, int scope)
 {
     sqlite_backend *bk = BK(h);
+    if (scope != SCOPE_NONE && sqlite3_get_autocommit(h->db)) {
+        /* SQLite itself rolled the transaction back (an interrupt, a full
+         * disk, OR ROLLBACK in the application's SQL). A read keeps what it
+         * read; a write has nothing left to keep. */
+        bk->version_valid = 0;
+        if (!bk->write)
+            return DW_OK;
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "SQLite rolled back the transaction during the "
+                         "operation; nothing was applied");
+    }
     if (scope == SCOPE_OWN) {
         int rc = run_fixed(h, ST_COMMIT, "committing");
         if (rc != DW_OK) {
             be_rollback(h, scope);
             return rc;
         }
-        /* Our own commit moved the data version on; no other writer could
-         * commit while we held the write lock, so the cached stage holds. */
-        if (bk->version_valid)
+        /* When the stage was checked inside this transaction, our own commit
+         * is the only change since (a write held the lock; a read commits
+         * nothing), so the cache holds at the new data version. Otherwise
+         * the commit may have absorbed other connections' changes. */
+        if (bk->verified && bk->version_valid)
             sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
                                  &bk->data_version);
+        else
+            bk->version_valid = 0;
         return DW_OK;
     }
     if (scope == SCOPE_SAVEPOINT)
@@ -245,7 +264,7 @@ static int be_side_savepoint(dw_migration *h)
 static int be_side_release(dw_migration *h, int rollback)
 {
     if (sqlite3_get_autocommit(h->db))
-        return DW_OK; /* SQLite already rolled everything back */
+        return DW_ERROR; /* SQLite rolled everything back: nothing to keep */
     if (rollback) {
         int rc = run_fixed(h, ST_SIDE_ROLLBACK_TO, "rolling back one side");
         if (rc != DW_OK)
@@ -256,26 +275,34 @@ static int be_side_release(dw_migration *h, int rollback)
 
 /* ---- the stage cache check ------------------------------------------------ */
 
+/* The data version does not move for this connection's own uncommitted
+ * changes, nor when a transaction rolls back, so the cache is trusted only
+ * inside a transaction of our own; inside the caller's, the stage is read. */
 static int be_state_unchanged(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     unsigned int v;
     /* The pager's data version is current only inside a read transaction. */
-    if (!bk->version_valid ||
+    if (!bk->version_valid || bk->scope != SCOPE_OWN ||
         sqlite3_txn_state(h->db, "main") < SQLITE_TXN_READ ||
         sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) !=
             SQLITE_OK)
         return 0;
-    return v == bk->data_version;
+    if (v != bk->data_version)
+        return 0;
+    bk->verified = 1;
+    return 1;
 }
 
 static void be_state_remember(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     bk->version_valid =
+        bk->scope == SCOPE_OWN &&
         sqlite3_txn_state(h->db, "main") >= SQLITE_TXN_READ &&
         sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
                              &bk->data_version) == SQLITE_OK;
+    bk->verified = bk->version_valid;
 }
 
 /* ---- time budget ------------------------------------------------------------ */
@@ -283,8 +310,12 @@ static void be_state_remember(dw_migration *h)
 static int budget_check(void *payload)
 {
     sqlite_backend *bk = payload;
-    if (bk->app_progress && bk->app_progress(bk->app_progress_payload))
-        return 1;
+    /* The application's handler keeps its own cadence. */
+    if (bk->app_progress && (bk->app_calls += BUDGET_OPS) >= bk->app_every) {
+        bk->app_calls = 0;
+        if (bk->app_progress(bk->app_progress_payload))
+            return 1;
+    }
     if (dw__now_ns() >= bk->deadline_ns) {
         bk->expired = 1;
         return 1;
@@ -292,8 +323,6 @@ static int budget_check(void *payload)
     return 0;
 }
 
-/* Virtual machine steps between two looks at the clock. */
-#define BUDGET_OPS 1000
 
 static void be_budget_start(dw_migration *h, int ms)
 {
@@ -302,6 +331,8 @@ static void be_budget_start(dw_migration *h, int ms)
     bk->deadline_ns = dw__now_ns() + (uint64_t)ms * 1000000u;
     bk->app_progress = h->ropts.app_progress;
     bk->app_progress_payload = h->ropts.app_progress_payload;
+    bk->app_every = h->ropts.app_progress_ops;
+    bk->app_calls = 0;
     sqlite3_progress_handler(h->db, BUDGET_OPS, budget_check, bk);
 }
 

@@ -50,12 +50,22 @@ typedef struct sqlite_backend {
      * stage was last read (SQLITE_FCNTL_DATA_VERSION). */
     unsigned int data_version;
     int version_valid;
+    /* The current operation: its scope, whether it writes, and whether the
+     * stage was checked inside it (only then may a commit keep the cache). */
+    int scope;
+    int write;
+    int verified;
     /* Time budget. */
     uint64_t deadline_ns;
     int expired;
     dw_progress_fn app_progress;
     void *app_progress_payload;
+    int app_every;
+    int app_calls;
 } sqlite_backend;
+
+/* Virtual machine steps between two looks at the clock under a budget. */
+#define BUDGET_OPS 1000
 
 #define BK(h) ((sqlite_backend *)(h)->backend)
 

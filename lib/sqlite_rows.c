@@ -141,6 +141,15 @@ int dw__build_row_sql(dw_migration *h)
     return rc;
 }
 
+/* A value could not be bound (too big, out of memory): an error, never a
+ * silent "no such row". */
+static int bind_failed(dw_migration *h, sqlite3_stmt *st, int rc, int side)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return dw__sqlite_error(h, rc, side, "binding a value");
+}
+
 /* dw__run() with our DQS rule in force. */
 static int run_own(dw_migration *h, sqlite3_stmt *st, int side,
                    const char *what)
@@ -161,7 +170,9 @@ static int read_row(dw_migration *h, int id, int side, const dw_value *key,
     int nkey = h->spec.side[side].nkey;
     int rc = dw__bind_key(st, key, nkey);
     int result = DW_OK;
-    if (rc == SQLITE_OK) {
+    if (rc != SQLITE_OK)
+        return bind_failed(h, st, rc, side);
+    {
         int dqs = dw__own_step_begin(h->db);
         rc = sqlite3_step(st);
         dw__own_step_end(h->db, dqs);
@@ -204,7 +215,7 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     if (rc == SQLITE_OK)
         rc = run_own(h, st, target, "syncing the row through the mapping");
     else
-        sqlite3_reset(st);
+        bind_failed(h, st, rc, target);
     if (rc != SQLITE_OK)
         return h->errcode;
     /* An upsert changes exactly one row when the source row exists. */
@@ -226,10 +237,8 @@ int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
     }
     if (rc == SQLITE_OK)
         rc = run_own(h, st, side, "writing the mapped row");
-    else {
-        sqlite3_reset(st);
-        dw__sqlite_error(h, rc, side, "binding the mapped row");
-    }
+    else
+        bind_failed(h, st, rc, side);
     return rc == SQLITE_OK ? DW_OK : h->errcode;
 }
 
@@ -242,6 +251,6 @@ int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)
     if (rc == SQLITE_OK)
         rc = run_own(h, st, side, "deleting the row");
     else
-        sqlite3_reset(st);
+        bind_failed(h, st, rc, side);
     return rc == SQLITE_OK ? DW_OK : h->errcode;
 }

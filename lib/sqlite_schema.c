@@ -162,7 +162,12 @@ static int load_table(dw_migration *h, int side, table_info *t)
         sqlite3_finalize(st);
         return dw__sqlite_error(h, rc, side, "reading the schema");
     }
-    if (strcmp((const char *)sqlite3_column_text(st, 1), "view") == 0) {
+    const char *type = (const char *)sqlite3_column_text(st, 1);
+    if (!type) {
+        sqlite3_finalize(st);
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    }
+    if (strcmp(type, "view") == 0) {
         sqlite3_finalize(st);
         return dw__error(h, DW_ESCHEMA, side,
                          "%s side: \"%s\" is a view; a side must be a table",

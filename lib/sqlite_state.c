@@ -39,8 +39,12 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         h->id = sqlite3_column_int64(st, 0);
         h->stage = sqlite3_column_int(st, 1);
         char stored[65];
-        snprintf(stored, sizeof stored, "%s",
-                 (const char *)sqlite3_column_text(st, 2));
+        const char *text = (const char *)sqlite3_column_text(st, 2);
+        if (!text) {
+            sqlite3_reset(st);
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        }
+        snprintf(stored, sizeof stored, "%s", text);
         sqlite3_reset(st);
         if (strcmp(stored, digest) == 0)
             return DW_OK;

@@ -69,8 +69,13 @@ int dw_value_equal(const dw_value *a, const dw_value *b)
     if (!a || !b)
         return a == b;
     int ta = a->type, tb = b->type;
-    if (ta == DW_TYPE_INTEGER && tb == DW_TYPE_FLOAT)
+    if (ta == DW_TYPE_INTEGER && tb == DW_TYPE_FLOAT) {
+        /* Equal only when the float is exactly that integer; the range
+         * check keeps the cast defined. */
+        if (!(b->f >= -9223372036854775808.0 && b->f < 9223372036854775808.0))
+            return 0;
         return (double)a->i == b->f && (int64_t)b->f == a->i;
+    }
     if (ta == DW_TYPE_FLOAT && tb == DW_TYPE_INTEGER)
         return dw_value_equal(b, a);
     if (ta != tb)
