@@ -80,18 +80,33 @@ int dw__build_row_sql(dw_migration *h)
         if (!s->map[side].present)
             continue; /* this side is never a mapping's target */
 
-        /* INSERT INTO side(key, cols) VALUES(...) ON CONFLICT DO UPDATE */
+        /* Write bound values: ?1.. the key, then the columns. When both
+         * sides are one table the row is shared and already exists whenever
+         * its source does, so it is an UPDATE of this side's columns (an
+         * INSERT would trip NOT NULL on the other side's columns). */
         dw_buf_init(&b);
-        dw_buf_puts(&b, "INSERT INTO ");
-        dw_buf_ident(&b, d->table);
-        dw_buf_puts(&b, "(");
-        add_list(&b, d->key, d->nkey, 1);
-        add_list(&b, d->cols, d->ncols, 0);
-        dw_buf_puts(&b, ") VALUES(");
-        for (int i = 0; i < d->nkey + d->ncols; i++)
-            dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
-        dw_buf_puts(&b, ")");
-        add_conflict_update(&b, d);
+        if (s->same_table) {
+            dw_buf_puts(&b, "UPDATE ");
+            dw_buf_ident(&b, d->table);
+            dw_buf_puts(&b, " SET ");
+            for (int i = 0; i < d->ncols; i++) {
+                dw_buf_puts(&b, i ? ", " : "");
+                dw_buf_ident(&b, d->cols[i]);
+                dw_buf_printf(&b, " = ?%d", d->nkey + i + 1);
+            }
+            add_where_key(&b, d);
+        } else {
+            dw_buf_puts(&b, "INSERT INTO ");
+            dw_buf_ident(&b, d->table);
+            dw_buf_puts(&b, "(");
+            add_list(&b, d->key, d->nkey, 1);
+            add_list(&b, d->cols, d->ncols, 0);
+            dw_buf_puts(&b, ") VALUES(");
+            for (int i = 0; i < d->nkey + d->ncols; i++)
+                dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
+            dw_buf_puts(&b, ")");
+            add_conflict_update(&b, d);
+        }
         if ((rc = keep_sql(h, ST_UPSERT + side, &b)) != DW_OK)
             break;
 
@@ -118,23 +133,36 @@ int dw__build_row_sql(dw_migration *h)
         if ((rc = keep_sql(h, ST_READ_MAPPED + side, &b)) != DW_OK)
             break;
 
-        /* INSERT INTO side(key, cols) SELECT key, (expr) FROM src WHERE key
-         * ON CONFLICT(key) DO UPDATE -- never OR IGNORE or REPLACE, which
-         * would drop or delete rows on another UNIQUE key. */
+        /* Sync in one statement. Two tables: INSERT ... SELECT ... ON
+         * CONFLICT(key) DO UPDATE -- never OR IGNORE or REPLACE, which would
+         * drop or delete rows on another UNIQUE key. One table: UPDATE the
+         * side's columns from the same row. */
         dw_buf_init(&b);
-        dw_buf_puts(&b, "INSERT INTO ");
-        dw_buf_ident(&b, d->table);
-        dw_buf_puts(&b, "(");
-        add_list(&b, d->key, d->nkey, 1);
-        add_list(&b, d->cols, d->ncols, 0);
-        dw_buf_puts(&b, ") SELECT ");
-        add_list(&b, src->key, src->nkey, 1);
-        for (int i = 0; i < d->ncols; i++)
-            dw_buf_printf(&b, ", (%s)", exprs[i]);
-        dw_buf_puts(&b, " FROM ");
-        dw_buf_ident(&b, src->table);
-        add_where_key(&b, src);
-        add_conflict_update(&b, d);
+        if (s->same_table) {
+            dw_buf_puts(&b, "UPDATE ");
+            dw_buf_ident(&b, d->table);
+            dw_buf_puts(&b, " SET ");
+            for (int i = 0; i < d->ncols; i++) {
+                dw_buf_puts(&b, i ? ", " : "");
+                dw_buf_ident(&b, d->cols[i]);
+                dw_buf_printf(&b, " = (%s)", exprs[i]);
+            }
+            add_where_key(&b, d);
+        } else {
+            dw_buf_puts(&b, "INSERT INTO ");
+            dw_buf_ident(&b, d->table);
+            dw_buf_puts(&b, "(");
+            add_list(&b, d->key, d->nkey, 1);
+            add_list(&b, d->cols, d->ncols, 0);
+            dw_buf_puts(&b, ") SELECT ");
+            add_list(&b, src->key, src->nkey, 1);
+            for (int i = 0; i < d->ncols; i++)
+                dw_buf_printf(&b, ", (%s)", exprs[i]);
+            dw_buf_puts(&b, " FROM ");
+            dw_buf_ident(&b, src->table);
+            add_where_key(&b, src);
+            add_conflict_update(&b, d);
+        }
         if ((rc = keep_sql(h, ST_SYNC + side, &b)) != DW_OK)
             break;
     }
@@ -218,7 +246,8 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
         bind_failed(h, st, rc, target);
     if (rc != SQLITE_OK)
         return h->errcode;
-    /* An upsert changes exactly one row when the source row exists. */
+    /* The upsert (or the one-table UPDATE) changes exactly one row when the
+     * source row exists. */
     *found = sqlite3_changes(h->db) > 0;
     return DW_OK;
 }
