@@ -51,7 +51,7 @@ EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
 
-.PHONY: all test demo sanitize valgrind install uninstall clean \
+.PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps
 
 all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
@@ -94,9 +94,8 @@ $(PC_FILE):
 	  'Name: dualwrite' \
 	  'Description: zero-downtime schema migrations on SQLite: dual writes, shadow reads, stored stages' \
 	  'Version: $(VERSION)' \
-	  'Requires.private: sqlite3' \
+	  'Requires: sqlite3' \
 	  'Libs: -L$${libdir} -ldualwrite' \
-	  'Libs.private: -lsqlite3' \
 	  'Cflags: -I$${includedir}' > $@
 
 # ---- tests -----------------------------------------------------------------
@@ -117,8 +116,10 @@ $(BUILD)/$(STLIB): $(LIB_OBJ)
 
 # TEST_WRAP runs each test program (valgrind uses it).
 TEST_WRAP ?=
-test: $(TEST_BIN) check-header all
+run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
+
+test: run-tests check-header all
 	@$(MAKE) --no-print-directory check-symbols check-install
 
 check-header:
@@ -134,8 +135,10 @@ check-symbols: $(DYLIB_SONAME)
 check-install: all
 	@sh test/check-install.sh "$(MAKE)"
 
+# The test programs only, from their own build tree: the installed
+# libraries are never built with sanitizers.
 sanitize:
-	$(MAKE) test BUILD=build/sanitize OPTIMIZATION=-O1 \
+	$(MAKE) run-tests BUILD=build/sanitize OPTIMIZATION=-O1 \
 	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
 valgrind: $(TEST_BIN)

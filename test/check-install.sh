@@ -13,10 +13,16 @@ cat > "$tmp/prog.c" <<'PROG'
 #include <dualwrite.h>
 #include <stdio.h>
 #include <string.h>
+/* Uses SQLite directly too, as every user does: the .pc must link both. */
 int main(void)
 {
+    sqlite3 *db = NULL;
     if (strcmp(dw_version(), DW_VERSION) != 0) return 1;
-    printf("linked libdualwrite %s\n", dw_version());
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK) return 1;
+    int stage = -1;
+    if (dw_stage_parse(&stage, "shadow") != DW_OK || stage != DW_STAGE_SHADOW) return 1;
+    sqlite3_close(db);
+    printf("linked libdualwrite %s with SQLite %s\n", dw_version(), sqlite3_libversion());
     return 0;
 }
 PROG
