@@ -719,6 +719,94 @@ static void test_flood(void **state)
     mfx_close(&f);
 }
 
+/* ---- regressions: names matched as SQLite matches them ---------------------------- */
+
+/* Redaction and ignore lists name columns case-insensitively (ASCII), as
+ * SQLite does: "FULL" redacts the column "full", "NICKNAME" ignores
+ * "nickname". */
+static void test_redact_and_ignore_case_insensitive(void **state)
+{
+    (void)state;
+    mfx f;
+    memset(&f, 0, sizeof f);
+    test_db_open(&f.t);
+    exec_ok(f.t.db,
+            "CREATE TABLE c_old(id INTEGER PRIMARY KEY, nickname TEXT, full TEXT);"
+            "CREATE TABLE c_new(id INTEGER PRIMARY KEY, nickname TEXT, full TEXT);"
+            "INSERT INTO c_old VALUES(42, 'alpha', 'secret-ssn');"
+            "INSERT INTO c_new VALUES(42, 'beta', 'other-ssn');");
+    static const dw_column_map up[] = {{"nickname", "nickname"},
+                                       {"full", "full"}};
+    static const char *const redact_upper[] = {"FULL"};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "mm_case";
+    o.old_side.table = "c_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "c_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 2;
+    o.flags = DW_OPEN_LOG_RAW_VALUES;
+    o.redact_columns = redact_upper;
+    o.nredact_columns = 1;
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &f.s;
+    char *err = NULL;
+    int rc = dw_open(&f.h, f.t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_int_equal(dw_row_new(&f.out), DW_OK);
+
+    /* Redaction: "full" is never shown raw, "nickname" is. */
+    assert_dw_ok(f.h, mfx_read(&f, 42));
+    assert_int_equal(f.s.calls, 1);
+    assert_int_equal(f.s.ndiffs, 2);
+    const mdiff *d = find_diff(&f.s, "full");
+    assert_non_null(d);
+    assert_int_equal(d->has_old, 0);
+    assert_int_equal(d->has_new, 0);
+    assert_null(strstr(d->old_desc, "secret-ssn"));
+    assert_null(strstr(d->new_desc, "other-ssn"));
+    d = find_diff(&f.s, "nickname");
+    assert_non_null(d);
+    assert_string_equal(d->old_raw, "alpha");
+    assert_int_equal(query_int(f.t.db, "SELECT count(*) FROM dw_mismatch_log"), 1);
+    assert_int_equal(log_rows_like(f.t.db, "%secret-ssn%"), 0);
+    assert_int_equal(log_rows_like(f.t.db, "%other-ssn%"), 0);
+    assert_int_equal(log_rows_like(f.t.db, "%alpha%"), 1);
+    lrec r;
+    memset(&r, 0, sizeof r);
+    assert_dw_ok(f.h, dw_mismatch_log(f.h, 0, log_cb, &r));
+    assert_int_equal(r.n, 1);
+    assert_null(strstr(r.e[0].detail, "secret-ssn"));
+    assert_null(strstr(r.e[0].detail, "other-ssn"));
+
+    /* Ignore: with "full" made equal, "NICKNAME" leaves nothing to differ. */
+    exec_ok(f.t.db, "UPDATE c_new SET full = 'secret-ssn' WHERE id = 42");
+    static const char *const ignore_upper[] = {"NICKNAME"};
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.ignore_columns = ignore_upper;
+    ro.nignore_columns = 1;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    f.s.calls = 0;
+    assert_dw_ok(f.h, mfx_read(&f, 42));
+    dw_metrics m;
+    memset(&m, 0, sizeof m);
+    m.version = DW_METRICS_VERSION;
+    assert_dw_ok(f.h, dw_metrics_get(&m, f.h));
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal(f.s.calls, 0);
+    mfx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_log_clear),
         cmocka_unit_test(test_log_stderr),
         cmocka_unit_test(test_flood),
+        cmocka_unit_test(test_redact_and_ignore_case_insensitive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -970,6 +970,93 @@ static void test_read_misuse(void **state)
     fx_close(&f);
 }
 
+/* ---- regressions ------------------------------------------------------------------------------- */
+
+/* A new-side read whose query is interrupted by the budget, and that (like
+ * many applications) maps every step result other than SQLITE_ROW to "not
+ * found": the read is over budget, so it is a timeout and never compared --
+ * not a "missing on the new side" mismatch. */
+static int read_new_slow_notfound(dw_row *out, sqlite3 *db,
+                                  const dw_value *key, int nkey, void *payload)
+{
+    (void)payload;
+    if (nkey != 1)
+        return 99;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "SELECT ?1 AS id, 'old-val' AS name, 1 AS qty"
+        " WHERE (" SLOW_SQL ") > 0",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    rc = sqlite3_step(st);
+    int result = DW_ENOTFOUND;
+    if (rc == SQLITE_ROW)
+        result = dw_row_set_columns(out, st);
+    sqlite3_finalize(st);
+    return result;
+}
+
+static void test_time_budget_notfound_is_timeout(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 1;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+
+    dw_value k = dw_int(7);
+    double t0 = now_s();
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, read_old,
+                              read_new_slow_notfound, &f.r));
+    assert_true(now_s() - t0 < 2.0);
+    assert_true(dw_row_get(f.out, "id")->i == 7);
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal(f.sr.calls, 0);
+    int64_t entries = -1;
+    assert_dw_ok(f.h, dw_mismatch_log_count(&entries, NULL, f.h));
+    assert_int_equal((int)entries, 0);
+    assert_int_equal((int)query_int(f.t.db, "SELECT count(*) FROM dw_mismatch_log"), 0);
+    fx_close(&f);
+}
+
+/* A rejected ignore list (a NULL entry) frees what was copied before the
+ * NULL was met. */
+static void test_read_options_null_ignore_no_leak(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    static const char *const ig[] = {
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "b", NULL};
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.ignore_columns = ig;
+    ro.nignore_columns = 3;
+    /* once first, so the handle's error message is already allocated */
+    assert_dw(f.h, dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    sqlite3_int64 before = sqlite3_memory_used();
+    for (int i = 0; i < 1000; i++)
+        assert_dw(f.h, dw_set_read_options(f.h, &ro), DW_EMISUSE);
+    sqlite3_int64 after = sqlite3_memory_used();
+    if (after != before)
+        print_error("%lld bytes leaked over 1000 calls\n",
+                    (long long)(after - before));
+    assert_true(after == before);
+    /* the handle still reads */
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,6 +1073,8 @@ int main(void)
         cmocka_unit_test(test_comparator_and_normaliser),
         cmocka_unit_test(test_test_mode),
         cmocka_unit_test(test_read_misuse),
+        cmocka_unit_test(test_time_budget_notfound_is_timeout),
+        cmocka_unit_test(test_read_options_null_ignore_no_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

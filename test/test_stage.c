@@ -606,6 +606,152 @@ static void test_state_tables_exist(void **state)
                      1);
 }
 
+/* ---- regression: the cached stage ---------------------------------------- */
+
+typedef enum other_call {
+    CALL_HISTORY,
+    CALL_REPAIR_COUNT,
+    CALL_MISMATCH_LOG_COUNT,
+    CALL_COMPARE,
+    NCALLS
+} other_call;
+
+static void run_other_call(dw_migration *h, other_call which)
+{
+    switch (which) {
+    case CALL_HISTORY: {
+        history hs;
+        get_history(&hs, h);
+        assert_true(hs.n > 0);
+        break;
+    }
+    case CALL_REPAIR_COUNT: {
+        int64_t n = -1;
+        assert_dw_ok(h, dw_repair_count(&n, h));
+        assert_int_equal(n, 0);
+        break;
+    }
+    case CALL_MISMATCH_LOG_COUNT: {
+        int64_t entries = -1, dropped = -1;
+        assert_dw_ok(h, dw_mismatch_log_count(&entries, &dropped, h));
+        break;
+    }
+    case CALL_COMPARE: {
+        int equal = -1;
+        dw_value none = dw_int(999999);
+        assert_dw_ok(h, dw_compare(&equal, h, &none, 1));
+        assert_int_equal(equal, 1);
+        break;
+    }
+    default:
+        fail();
+    }
+}
+
+/* A handle's cached stage must not survive a call that reads state without
+ * re-checking the stage: connection A writes at OFF (caching it), connection
+ * B moves the migration to DUAL_WRITE, A makes some other call, and A's next
+ * write must write the new side too. */
+static void test_stage_cache_refreshed_after_other_calls(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->db2 = test_db_connect(&f->t);
+    char mode[16];
+    assert_string_equal(query_text(f->t.db, "PRAGMA journal_mode", mode,
+                                   sizeof mode),
+                        "wal");
+    f->h = open_items_ok(f->t.db, "cached");  /* connection A */
+    f->h2 = open_items_ok(f->db2, "cached");  /* connection B */
+
+    for (int which = 0; which < NCALLS; which++) {
+        int64_t base = 10 * (which + 1);
+        char sql[128];
+
+        /* A writes at OFF: only the old side, and the stage is cached. */
+        dw_value k1 = dw_int(base + 1);
+        assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM items_v2 WHERE id=%lld",
+                 (long long)(base + 1));
+        assert_int_equal(query_int(f->t.db, sql), 0);
+
+        /* B moves forward; A makes a non-stage call, then writes. */
+        assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_DUAL_WRITE, "go", 0));
+        run_other_call(f->h, (other_call)which);
+        dw_value k2 = dw_int(base + 2);
+        assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM items WHERE id=%lld",
+                 (long long)(base + 2));
+        assert_int_equal(query_int(f->t.db, sql), 1);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM items_v2 WHERE id=%lld",
+                 (long long)(base + 2));
+        if (query_int(f->t.db, sql) != 1)
+            print_error("after call %d A still wrote at OFF\n", which);
+        assert_int_equal(query_int(f->t.db, sql), 1);
+        assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+
+        /* B moves back for the next round. */
+        assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_OFF, "back", 0));
+    }
+}
+
+/* A stage set inside the caller's transaction that the caller rolls back is
+ * not the stage: the next write follows the stored stage (OFF). */
+static void test_stage_set_rolled_back_by_caller(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "rb");
+
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
+
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "try", 0));
+    exec_ok(f->t.db, "ROLLBACK");
+
+    assert_int_equal(query_int(f->t.db, "SELECT stage FROM dw_migrations"
+                                        " WHERE name='rb'"),
+                     DW_STAGE_OFF);
+    /* The write comes first: nothing else may refresh the handle's view. */
+    dw_value k2 = dw_int(2);
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=2"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+}
+
+/* Two handles on one connection inside one caller transaction: B moves the
+ * stage, and A -- whose OFF is cached from an earlier write -- must then
+ * write both sides. */
+static void test_stage_two_handles_one_transaction(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "two");
+    f->h2 = open_items_ok(f->t.db, "two");
+
+    /* A caches OFF, once before and once inside the transaction. */
+    dw_value k0 = dw_int(1);
+    assert_dw_ok(f->h, dw_write(f->h, &k0, 1, put_old, NULL, NULL));
+    exec_ok(f->t.db, "BEGIN");
+    dw_value k1 = dw_int(2);
+    assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+
+    assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_DUAL_WRITE, "go", 0));
+    dw_value k2 = dw_int(3);
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=3"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
+    exec_ok(f->t.db, "COMMIT");
+
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id<3"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -622,6 +768,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_different_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_tables_exist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_cache_refreshed_after_other_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_set_rolled_back_by_caller, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1130,6 +1130,128 @@ static void test_metrics(void **state)
     assert_int_equal(m.new_side.write_errors, 0);
 }
 
+/* ---- regressions --------------------------------------------------------- */
+
+/* A new-side write whose statement makes SQLite itself roll back the whole
+ * transaction (INSERT OR ROLLBACK meeting a PRIMARY KEY conflict). */
+static int w_new_or_rollback(sqlite3 *db, const dw_value *key, int nkey,
+                             void *payload)
+{
+    (void)payload;
+    log_call('n');
+    if (nkey != 1)
+        return 99;
+    return run_upsert(db,
+                      "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
+                      " VALUES(?1, ?2, ?3)",
+                      key[0].i, "CLASH", 1);
+}
+
+/* With the repair-queue policy, a non-authoritative failure that SQLite
+ * answered by rolling back the transaction cannot keep the authoritative
+ * write nor queue the key: the write fails, and nothing is left behind. */
+static void test_repair_queue_sqlite_rollback(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, DW_OPEN_REPAIR_QUEUE, 1);
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "INSERT INTO items_v2 VALUES(5, 'PRE5', 0);"
+                "INSERT INTO items_v2 VALUES(6, 'PRE6', 0);");
+    wctx c = {"pear", 2, NULL, 0, 0, 0};
+
+    /* At the top level. */
+    dw_value k5 = dw_int(5);
+    int rc = dw_write(f->h, &k5, 1, w_old, w_new_or_rollback, &c);
+    assert_int_not_equal(rc, DW_OK);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=5"), 0);
+    assert_int_equal(repair_count(f->h), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM dw_repair_queue"), 0);
+
+    /* Inside the caller's transaction: that transaction is gone too. */
+    exec_ok(db, "BEGIN");
+    exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
+    dw_value k6 = dw_int(6);
+    rc = dw_write(f->h, &k6, 1, w_old, w_new_or_rollback, &c);
+    assert_int_not_equal(rc, DW_OK);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=6"), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=100"), 0);
+    assert_int_equal(repair_count(f->h), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM dw_repair_queue"), 0);
+
+    /* The handle still writes. */
+    dw_value k7 = dw_int(7);
+    wctx ok = {"plum", 3, NULL, 0, 0, 0};
+    assert_dw_ok(f->h, dw_write(f->h, &k7, 1, w_old, NULL, &ok));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items_v2 WHERE id=7"), 1);
+}
+
+/* A key SQLite refuses to bind (longer than SQLITE_LIMIT_LENGTH) is an
+ * error, not a silent success. */
+static void test_mirror_bind_failure(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "CREATE TABLE acct(org TEXT, num INTEGER, balance INTEGER,"
+                " PRIMARY KEY(org, num)) WITHOUT ROWID;"
+                "CREATE TABLE acct_v2(org TEXT, num INTEGER,"
+                " balance_cents INTEGER, PRIMARY KEY(org, num)) WITHOUT ROWID;");
+    static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "acct_bind";
+    o.old_side.table = "acct";
+    o.old_side.key_columns = ACCT_KEY;
+    o.old_side.nkey_columns = 2;
+    o.old_side.columns = ACCT_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "acct_v2";
+    o.new_side.key_columns = ACCT_KEY;
+    o.new_side.nkey_columns = 2;
+    o.new_side.columns = ACCT_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    char *err = NULL;
+    int rc = dw_open(&f->h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    enum { BIG = 5000 };
+    char *big = malloc(BIG + 1);
+    assert_non_null(big);
+    memset(big, 'k', BIG);
+    big[BIG] = '\0';
+    /* The row exists on the old side. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO acct VALUES(?1, 1, 7)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, big, BIG, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+
+    int old_limit = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1000);
+    dw_value key[2] = {dw_text(big), dw_int(1)};
+    rc = dw_mirror(f->h, key, 2);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(f->h));
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, old_limit);
+    free(big);
+
+    if (rc == DW_OK)
+        print_error("dw_mirror of an unbindable key returned DW_OK\n");
+    assert_int_not_equal(rc, DW_OK);
+    assert_string_not_equal(msg, "not an error");
+    assert_true(msg[0] != '\0');
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM acct_v2"), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM acct"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1146,6 +1268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_bind_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
