@@ -40,6 +40,16 @@ static void add_conflict_update(dw_buf *b, const dw_side_def *d)
     }
 }
 
+/* INSERT INTO "side"("k", ..., "c", ...  -- the caller closes the list. */
+static void add_insert_head(dw_buf *b, const dw_side_def *d)
+{
+    dw_buf_puts(b, "INSERT INTO ");
+    dw_buf_ident(b, d->table);
+    dw_buf_puts(b, "(");
+    add_list(b, d->key, d->nkey, 1);
+    add_list(b, d->cols, d->ncols, 0);
+}
+
 static int keep_sql(dw_migration *h, int id, dw_buf *b)
 {
     char *sql = dw_buf_take(b);
@@ -96,11 +106,7 @@ int dw__build_row_sql(dw_migration *h)
             }
             add_where_key(&b, d);
         } else {
-            dw_buf_puts(&b, "INSERT INTO ");
-            dw_buf_ident(&b, d->table);
-            dw_buf_puts(&b, "(");
-            add_list(&b, d->key, d->nkey, 1);
-            add_list(&b, d->cols, d->ncols, 0);
+            add_insert_head(&b, d);
             dw_buf_puts(&b, ") VALUES(");
             for (int i = 0; i < d->nkey + d->ncols; i++)
                 dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
@@ -149,11 +155,7 @@ int dw__build_row_sql(dw_migration *h)
             }
             add_where_key(&b, d);
         } else {
-            dw_buf_puts(&b, "INSERT INTO ");
-            dw_buf_ident(&b, d->table);
-            dw_buf_puts(&b, "(");
-            add_list(&b, d->key, d->nkey, 1);
-            add_list(&b, d->cols, d->ncols, 0);
+            add_insert_head(&b, d);
             dw_buf_puts(&b, ") SELECT ");
             add_list(&b, src->key, src->nkey, 1);
             for (int i = 0; i < d->ncols; i++)

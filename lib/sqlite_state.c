@@ -118,6 +118,18 @@ int dw__sqlite_stage_store(dw_migration *h, int from, int to,
     return add_history(h, "stage", from, to, forced, reason);
 }
 
+/* Ends a listing loop: SQLITE_DONE (run out, or stopped by the callback)
+ * is success, anything else an error. */
+static int end_listing(dw_migration *h, sqlite3_stmt *st, int rc,
+                       const char *what)
+{
+    int result =
+        rc == SQLITE_DONE ? DW_OK
+                          : dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+    sqlite3_reset(st);
+    return result;
+}
+
 int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_HISTORY_LIST);
@@ -143,12 +155,7 @@ int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
             break;
         }
     }
-    int result = rc == SQLITE_DONE
-                     ? DW_OK
-                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                        "reading the history");
-    sqlite3_reset(st);
-    return result;
+    return end_listing(h, st, rc, "reading the history");
 }
 
 int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
@@ -267,12 +274,7 @@ int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
             break;
         }
     }
-    int result = rc == SQLITE_DONE
-                     ? DW_OK
-                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                        "reading the mismatch log");
-    sqlite3_reset(st);
-    return result;
+    return end_listing(h, st, rc, "reading the mismatch log");
 }
 
 int dw__sqlite_log_count(dw_migration *h, int64_t *entries, int64_t *dropped)
