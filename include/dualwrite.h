@@ -113,11 +113,20 @@ typedef enum dw_result {
      *  dw_errside() names the side, dw_errmsg() the constraint. */
     DW_ECONSTRAINT = -9,
     /** An application callback returned a failure. */
-    DW_ECALLBACK = -10
+    DW_ECALLBACK = -10,
+    /** A gate refused the operation: a stage move to LIVE or COMPLETE
+     *  without a finished backfill and a clean verification since (see
+     *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
+     *  what is missing. Nothing was changed. */
+    DW_EGATE = -11,
+    /** Not an error: a long operation (dw_backfill()) stopped before the
+     *  end because its time limit ran out or a callback asked it to stop.
+     *  Its work so far is committed; call again to go on. */
+    DW_MORE = 1
 } dw_result;
 
-/** A fixed English text for a result code; "unknown error" for other
- *  values. Never NULL, static storage. */
+/** A fixed English text for a result code (DW_MORE included); "unknown
+ *  error" for other values. Never NULL, static storage. */
 DW_API const char *dw_errstr(int code);
 
 /* ------------------------------------------------------------------------ */
@@ -341,14 +350,16 @@ typedef struct dw_mismatch dw_mismatch;
  *  only during the call. */
 typedef void (*dw_mismatch_fn)(const dw_mismatch *mismatch, void *payload);
 
-#define DW_OPTIONS_VERSION 1
+/** Version 2 added `setup_sql`. A version 1 struct (without it) is still
+ *  accepted. */
+#define DW_OPTIONS_VERSION 2
 
 /**
  * Everything dw_open() needs. Start from DW_OPTIONS_INIT and set fields.
  * Every string and array is copied by dw_open(); none need outlive it.
  */
 typedef struct dw_options {
-    /** DW_OPTIONS_VERSION. */
+    /** DW_OPTIONS_VERSION (or 1, for a struct without setup_sql). */
     unsigned int version;
     /** The migration's name: 1 to 200 bytes of UTF-8, no NUL. */
     const char *name;
@@ -386,13 +397,23 @@ typedef struct dw_options {
     /** Optional sink for every mismatch, with its payload. */
     dw_mismatch_fn mismatch_fn;
     void *mismatch_payload;
+    /** Optional idempotent SQL (one or more statements) that dw_backfill()
+     *  runs, in the same transaction as its first batch, before copying any
+     *  row: for dependent data the new model needs first, such as one
+     *  status row per organisation. It runs again when a backfill starts
+     *  over, so it must be safe to repeat (INSERT ... ON CONFLICT DO
+     *  NOTHING, not a plain INSERT). Part of the spec and its digest. Each
+     *  statement is prepared at dw_open(), so it must name existing tables
+     *  (DML, not DDL); double-quoted string literals are off, as for
+     *  mappings. NULL or "" for none. */
+    const char *setup_sql;
 } dw_options;
 
 #define DW_OPTIONS_INIT                                                        \
     {                                                                          \
         DW_OPTIONS_VERSION, NULL, {NULL, NULL, 0, NULL, 0},                    \
             {NULL, NULL, 0, NULL, 0}, NULL, 0, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0u, NULL, NULL, 0, 0, NULL, NULL                             \
+            NULL, 0u, NULL, NULL, 0, 0, NULL, NULL, NULL                       \
     }
 
 /* ------------------------------------------------------------------------ */
@@ -467,15 +488,29 @@ enum {
 /**
  * Moves the migration to `stage`, recording time, from, to, reason and
  * whether it was forced in the history (the move and its record commit
- * together). Forward moves go one stage at a time unless DW_STAGE_FORCE is
- * given; backward moves may go any distance. Setting the current stage is a
- * no-op that records nothing. Every other connection and process sees the
- * change on its next operation. If called inside the caller's transaction,
- * it becomes part of it.
+ * together). Every other connection and process sees the change on its next
+ * operation. If called inside the caller's transaction, it becomes part of
+ * it. Setting the current stage is a no-op that records nothing.
  *
- * @param reason why, recorded; may be NULL.
- * @return DW_OK; DW_EMISUSE (NULL handle, not a stage, a jump without
- *         DW_STAGE_FORCE); DW_EBUSY; DW_ERROR.
+ * Rules:
+ *   - Forward moves go one stage at a time; DW_STAGE_FORCE allows a jump.
+ *     Backward moves may go any distance (rolling back is always allowed).
+ *   - Gates: a forward move to LIVE or to COMPLETE needs a finished backfill
+ *     (dw_backfill()) and a clean verification of every key (dw_verify()
+ *     without a range) that began after the backfill finished. A closed gate
+ *     refuses with DW_EGATE and a message saying what is missing, unless
+ *     DW_STAGE_FORCE is given together with a non-empty reason; the history
+ *     then records the move as forced, with the reason and the gate passed.
+ *   - Entering OFF or COMPLETE stops writes to one side, so a finished
+ *     backfill no longer counts: the next move through a gate needs a new
+ *     backfill and verification.
+ *   - A migration whose old model was dropped by dw_contract() stays at
+ *     COMPLETE until dw_restore() puts the old model back.
+ *
+ * @param reason why, recorded; may be NULL except when forcing a gate.
+ * @return DW_OK; DW_EGATE (a gate is closed); DW_EMISUSE (NULL handle, not a
+ *         stage, a jump without DW_STAGE_FORCE, forcing a gate without a
+ *         reason, leaving COMPLETE after the contract); DW_EBUSY; DW_ERROR.
  */
 DW_API int dw_stage_set(dw_migration *h, int stage, const char *reason,
                         unsigned int flags);
@@ -485,7 +520,8 @@ typedef struct dw_history_entry {
     int64_t id;
     /** Seconds since the Unix epoch, with milliseconds. */
     double time;
-    /** "stage", "define" or "redefine". */
+    /** "stage", "define", "redefine", "backfill" (one finished), "contract"
+     *  or "restore". */
     const char *event;
     /** Stages before and after (both the current stage for define events). */
     int from_stage;
@@ -493,6 +529,9 @@ typedef struct dw_history_entry {
     int forced;
     /** The reason given, or NULL. */
     const char *reason;
+    /** What the library adds, or NULL: the gate a forced move passed, the
+     *  rows a backfill copied, the backup file and digest of a contract. */
+    const char *detail;
 } dw_history_entry;
 
 /** Return non-zero to stop the iteration early. */
@@ -747,6 +786,336 @@ DW_API int dw_mismatch_log_count(int64_t *entries, int64_t *dropped,
 
 /** Empties this migration's mismatch log and its dropped count. */
 DW_API int dw_mismatch_log_clear(dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Backfill                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Flags for dw_backfill_options.flags. */
+enum {
+    /** Start over from the first key (and run setup_sql again), whatever
+     *  was done before. A backfill is always safe to run again. */
+    DW_BACKFILL_RESTART = 1u << 0
+};
+
+/** Where a backfill stands: given to the progress callback after each batch
+ *  and returned by dw_backfill() and dw_backfill_status(). Counts cover the
+ *  whole backfill since it (re)started, across calls and processes. */
+typedef struct dw_backfill_progress {
+    /** The side copied from (the authoritative side when it started) and
+     *  the side written; DW_SIDE_NONE when no backfill was ever started. */
+    int source;
+    int target;
+    /** Source keys passed so far, and the estimated total: the source's
+     *  row count when the backfill started (never less than rows_done). */
+    int64_t rows_done;
+    int64_t rows_total;
+    /** Target rows inserted or changed, and target rows deleted because
+     *  their source row was gone. */
+    int64_t rows_written;
+    int64_t rows_deleted;
+    /** Batches committed. */
+    int64_t batches;
+    /** Rate of this call in source keys per second, and the estimated
+     *  seconds left at that rate; both 0 when not known yet. */
+    double rows_per_second;
+    double seconds_left;
+    /** Length of the last batch's transaction and the longest of this
+     *  call, in milliseconds, and the size chosen for the next batch. */
+    double last_batch_ms;
+    double max_batch_ms;
+    int next_batch_rows;
+    /** 1 when every key has been copied. */
+    int finished;
+    /** 1 when the stage left the backfill's range since: it must start
+     *  over (the next dw_backfill() does so by itself). */
+    int stale;
+} dw_backfill_progress;
+
+/** Called after each committed batch. Return 0 to go on, non-zero to stop
+ *  (dw_backfill() then returns DW_MORE; the batch is kept). */
+typedef int (*dw_backfill_progress_fn)(const dw_backfill_progress *progress,
+                                       void *payload);
+
+/** Called before each batch after the first of a call. Return 0 to go on,
+ *  a positive number of milliseconds to hold (the library sleeps, without
+ *  any lock, then asks again), or a negative value to stop (DW_MORE). */
+typedef int (*dw_throttle_fn)(void *payload);
+
+#define DW_BACKFILL_OPTIONS_VERSION 1
+
+typedef struct dw_backfill_options {
+    unsigned int version;
+    /** Rows in the first batch; later batches adapt towards batch_ms.
+     *  0 means the default, 1000. */
+    int batch_rows;
+    /** The batch time aimed at, in milliseconds: the size grows or shrinks
+     *  (at most twofold per batch) so a batch holds the write lock about
+     *  this long. 0 means the default, 20; negative keeps batch_rows. */
+    int batch_ms;
+    /** Upper bound for the adapted size; 0 means the default, 100000. */
+    int max_batch_rows;
+    /** Sleep between batches, in milliseconds, without any lock. */
+    int pause_ms;
+    /** Stop, returning DW_MORE, once this many milliseconds have passed
+     *  (checked between batches; at least one batch runs per call): the
+     *  incremental form for programs with their own event loop. 0 means
+     *  no limit. */
+    int time_limit_ms;
+    /** DW_BACKFILL_... flags. */
+    unsigned int flags;
+    dw_backfill_progress_fn progress;
+    dw_throttle_fn throttle;
+    void *payload;
+} dw_backfill_options;
+
+#define DW_BACKFILL_OPTIONS_INIT                                               \
+    {                                                                          \
+        DW_BACKFILL_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0u, NULL, NULL, NULL       \
+    }
+
+/**
+ * Copies the existing rows from the authoritative side to the other through
+ * the mapping (old to new up to SHADOW; new to old at LIVE and RAMPDOWN, to
+ * rebuild the old model for a rollback).
+ *
+ * The source is read in key order, in pages of keys after a stored cursor.
+ * Each batch is one short BEGIN IMMEDIATE transaction that makes the
+ * target's rows for those keys equal to the mapped source rows, deletes the
+ * target's rows in that key range whose source row is gone, and stores the
+ * cursor -- all committed together, so a crash, a kill or a stop resumes
+ * exactly after the last committed batch. Live writes go on between batches;
+ * because they are mirrored (the stage is at least DUAL_WRITE), a key the
+ * backfill already passed stays in agreement. The work ends at the largest
+ * source key present when the backfill started: later keys were written to
+ * both sides, so a steady stream of inserts cannot keep it running.
+ *
+ * It never uses INSERT OR IGNORE or REPLACE: a constraint violation on the
+ * target (say, a UNIQUE column of the new model that two old rows share)
+ * stops it with DW_ECONSTRAINT and a message naming the constraint and the
+ * key; that batch is rolled back, nothing is dropped or replaced, and the
+ * cursor stays where it was. With an SQL mapping a batch is a few set-based
+ * statements; with a C mapping callback, one sync per key.
+ *
+ * A backfill that finished is done: calling again returns DW_OK at once,
+ * unless DW_BACKFILL_RESTART is given or the stage moved to OFF or COMPLETE
+ * since (the backfill went stale and starts over by itself). One that was
+ * begun under the other authoritative side (the stage crossed SHADOW/LIVE)
+ * is refused: restart it.
+ *
+ * @param out  if not NULL, receives where the backfill stands on return
+ *             (also on failure).
+ * @param opts NULL for the defaults.
+ * @return DW_OK (finished); DW_MORE (stopped early by time_limit_ms, the
+ *         progress callback or the throttle; committed work is kept);
+ *         DW_EBUSY (another connection holds the write lock: nothing of the
+ *         batch applied, the cursor unchanged, retry); DW_ECONSTRAINT;
+ *         DW_ECALLBACK (a mapping callback failed); DW_EMISUSE (bad options,
+ *         a stage without two models -- OFF or COMPLETE --, called inside a
+ *         transaction, a backfill begun under the other authoritative side,
+ *         a key column holding NULL or a value that is not INTEGER, REAL or
+ *         TEXT); DW_ERROR; DW_ENOMEM.
+ */
+DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
+                       const dw_backfill_options *opts);
+
+/** Reads where the stored backfill stands into *out, without doing any
+ *  work (rate fields 0). DW_EMISUSE for NULL arguments; DW_EBUSY;
+ *  DW_ERROR. */
+DW_API int dw_backfill_status(dw_backfill_progress *out, dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Verification                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define DW_VERIFY_OPTIONS_VERSION 1
+
+typedef struct dw_verify_options {
+    unsigned int version;
+    /** An optional key range, both ends inclusive: `from` with nfrom values
+     *  (one per key column) or NULL for the first key, `to` with nto values
+     *  or NULL for the last. A run over a range is stored but opens no
+     *  gate. */
+    const dw_value *from;
+    int nfrom;
+    const dw_value *to;
+    int nto;
+    /** Keys compared per read transaction; 0 means the default, 1000. */
+    int chunk_rows;
+    /** How many divergent keys are passed to `fn` and stored with their
+     *  differences; 0 means the default, 10; negative means none. Every
+     *  divergent key is stored for dw_repair_divergent() regardless. */
+    int report_limit;
+    /** Called for each of the first report_limit divergences, with the
+     *  differences described as the mismatch log describes them (redacted
+     *  unless DW_OPEN_LOG_RAW_VALUES). May be NULL. */
+    dw_mismatch_fn fn;
+    void *payload;
+} dw_verify_options;
+
+#define DW_VERIFY_OPTIONS_INIT                                                 \
+    {                                                                          \
+        DW_VERIFY_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, NULL, NULL          \
+    }
+
+/** The outcome of one verification run. */
+typedef struct dw_verify_result {
+    /** The stored run's id; 0 when no run is stored (dw_verify_last()). */
+    int64_t run_id;
+    /** Seconds since the Unix epoch when it began, and how long it took. */
+    double started;
+    double seconds;
+    /** Distinct keys seen on either side. */
+    int64_t keys;
+    /** Keys the old side has and the new side lacks, the reverse, and keys
+     *  on both sides whose rows differ. */
+    int64_t missing;
+    int64_t extra;
+    int64_t different;
+    /** 1 when the range covered every key. */
+    int full;
+    /** 1 when missing, extra and different are all 0. */
+    int clean;
+    /** 1 when the run ran to the end (a stored run cut short by a failure
+     *  or a crash has 0 and counts nothing). */
+    int finished;
+} dw_verify_result;
+
+/**
+ * Compares every key of both sides -- the old row mapped up against the new
+ * row, with the handle's read options (ignored columns, comparator,
+ * normaliser) -- and counts keys missing on the new side, extra on the new
+ * side and different. The same comparison as dw_read()'s shadow reads and
+ * dw_compare(); divergences are not written to the mismatch log.
+ *
+ * It streams: each chunk of keys is read in one short read transaction
+ * (which never blocks writers in WAL mode), memory does not grow with the
+ * table, and the data is joined inside SQLite. Each run is stored (when,
+ * how long, the counts, every divergent key) and a clean run over every key
+ * is what the LIVE and COMPLETE gates look for. Works at any stage while
+ * both models exist.
+ *
+ * @param out  receives the counts; must not be NULL.
+ * @param opts NULL for the defaults.
+ * @return DW_OK whether or not divergences were found (see out->clean);
+ *         DW_EMISUSE (bad options or range, called inside a transaction,
+ *         the old model dropped by the contract); DW_EBUSY; DW_ECALLBACK (a
+ *         mapping callback or the normaliser failed); DW_ERROR; DW_ENOMEM.
+ */
+DW_API int dw_verify(dw_verify_result *out, dw_migration *h,
+                     const dw_verify_options *opts);
+
+/** The last stored verification run of this migration, ranged or not, in
+ *  *out; all zero (run_id 0) when there is none. DW_EMISUSE, DW_EBUSY,
+ *  DW_ERROR. */
+DW_API int dw_verify_last(dw_verify_result *out, dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Repair                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** What a repair did. */
+typedef struct dw_repair_result {
+    /** Keys synced from the authoritative side. */
+    int64_t repaired;
+    /** Keys whose sync failed; they stay listed (queue entries get another
+     *  attempt and the new error). */
+    int64_t failed;
+} dw_repair_result;
+
+/**
+ * Re-syncs `count` keys from the authoritative side: the other side's row
+ * is made equal to the mapped authoritative row, or deleted when that row
+ * is gone -- the same sync dual writes use. `keys` holds count * nkey
+ * values, one key after another. All in one transaction (or a SAVEPOINT in
+ * the caller's): a failure rolls every key of the call back.
+ *
+ * @param out if not NULL, receives the counts.
+ * @return DW_OK; DW_EMISUSE (bad keys, a stage without two models, the old
+ *         model dropped); DW_EBUSY; DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR,
+ *         DW_ENOMEM (nothing applied; the message names the key).
+ */
+DW_API int dw_repair_keys(dw_repair_result *out, dw_migration *h,
+                          const dw_value *keys, int nkey, int count);
+
+/**
+ * Re-syncs every key the last verification run found divergent and has not
+ * repaired yet, in batches of short transactions (so it resumes after a
+ * stop), marking each as repaired. A key whose sync fails is left listed and
+ * the others go on; the call then returns the first failure's code, with a
+ * message naming its key. Verify again afterwards: a gate needs a clean run.
+ * Outside a transaction only. Result codes as dw_repair_keys().
+ */
+DW_API int dw_repair_divergent(dw_repair_result *out, dw_migration *h);
+
+/**
+ * Drains the repair queue (keys whose mirror write failed under
+ * DW_OPEN_REPAIR_QUEUE): each key is re-synced from the authoritative side
+ * and removed from the queue in the same transaction. A key whose sync
+ * fails again stays queued with attempts + 1 and the new error; the others
+ * go on, and the call returns the first failure's code. Outside a
+ * transaction only. Result codes as dw_repair_keys().
+ */
+DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
+/* Contract: dropping the old model, and putting it back                     */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Drops the old model once the migration is COMPLETE, after a backup that
+ * was written and checked.
+ *
+ * 1. Writes the old model to a new SQLite file at `backup_path`: for two
+ *    tables, the whole old table (with its definition, its indexes and, for
+ *    a rowid table, its rowids); for one table, the key and the old model's
+ *    columns. Also stores what dw_restore() needs: the definitions, the
+ *    migration and the row count and content digest (SHA-256 over every
+ *    row in key order, values typed).
+ * 2. Reads the file back through a connection of its own and checks the
+ *    row count and digest against the source.
+ * 3. In one transaction on the caller's connection: checks the stage is
+ *    still COMPLETE and the source still has that count and digest, drops
+ *    the old table (two tables) or the old columns (ALTER TABLE DROP
+ *    COLUMN, one table), and records the contract -- file, rows, digest --
+ *    in the history. If anything fails, nothing is dropped.
+ *
+ * Afterwards the migration stays at COMPLETE and works on the new model
+ * alone; dw_open() still opens it (the old side's names come from the
+ * stored spec), and operations that need the old model say it was dropped.
+ *
+ * @param backup_path a file that must not exist yet; never overwritten.
+ * @param reason      recorded in the history; may be NULL.
+ * @return DW_OK; DW_EGATE (not at COMPLETE); DW_EMISUSE (NULL arguments,
+ *         the file exists, called inside a transaction, already
+ *         contracted); DW_ERROR (the backup could not be written or does
+ *         not check out -- its file is then removed -- or SQLite refused to
+ *         drop, e.g. an index or view still needs a column); DW_EBUSY;
+ *         DW_ENOMEM. On any failure the old model is untouched.
+ */
+DW_API int dw_contract(dw_migration *h, const char *backup_path,
+                       const char *reason);
+
+/**
+ * Puts the old model back from a backup dw_contract() wrote: checks the
+ * file (it must be this migration's, and its rows must match its stored
+ * count and digest), recreates the old table (or re-adds the old columns
+ * with their declared types and defaults -- ALTER TABLE cannot re-add a NOT
+ * NULL column without a default, so that constraint is left off), copies
+ * the rows back, checks the count and digest again, and moves the migration
+ * to RAMPDOWN -- all in one transaction, recorded in the history.
+ *
+ * The restored rows are those of the contract; writes since went to the new
+ * model only. At RAMPDOWN dw_backfill() copies new to old, so run it and
+ * dw_verify() before moving further back.
+ *
+ * @return DW_OK; DW_EMISUSE (NULL arguments, not contracted, called inside
+ *         a transaction, a backup of another migration, the old table
+ *         exists again); DW_ERROR (unreadable file, or its rows do not
+ *         match its digest); DW_EBUSY; DW_ENOMEM.
+ */
+DW_API int dw_restore(dw_migration *h, const char *backup_path,
+                      const char *reason);
 
 /* ------------------------------------------------------------------------ */
 /* Metrics                                                                   */

@@ -64,16 +64,77 @@ void dw_buf_printf(dw_buf *b, const char *fmt, ...)
     sqlite3_free(s);
 }
 
+/* Backticks, not double quotes: SQLite never reads a backtick-quoted token
+ * as a string literal, whatever the connection's double-quoted-string
+ * setting -- so a name that no longer exists is an error even when SQLite
+ * re-prepares the statement after a schema change. */
 void dw_buf_ident(dw_buf *b, const char *name)
 {
-    dw_buf_add(b, "\"", 1);
+    dw_buf_add(b, "`", 1);
     for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            dw_buf_add(b, "\"\"", 2);
+        if (*p == '`')
+            dw_buf_add(b, "``", 2);
         else
             dw_buf_add(b, p, 1);
     }
-    dw_buf_add(b, "\"", 1);
+    dw_buf_add(b, "`", 1);
+}
+
+/* Copies a quoted token or comment that starts at p, unchanged; returns
+ * where it ends. */
+static const char *copy_span(dw_buf *b, const char *p)
+{
+    const char *q = p + 1;
+    if (p[0] == '-') {
+        while (*q && *q != '\n')
+            q++;
+    } else if (p[0] == '/') {
+        q++;
+        while (*q && !(q[0] == '*' && q[1] == '/'))
+            q++;
+        q += *q ? 2 : 0;
+    } else {
+        char close = p[0] == '[' ? ']' : p[0];
+        for (; *q; q++)
+            if (*q == close) {
+                if (close != ']' && q[1] == close)
+                    q++;
+                else
+                    break;
+            }
+        q += *q ? 1 : 0;
+    }
+    dw_buf_add(b, p, (size_t)(q - p));
+    return q;
+}
+
+void dw_buf_sql(dw_buf *b, const char *sql)
+{
+    const char *p = sql;
+    while (*p) {
+        if (*p == '\'' || *p == '`' || *p == '[' ||
+            (p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+            p = copy_span(b, p);
+        } else if (*p == '"') {
+            /* "name" becomes `name`: "" inside is one quote, a backtick
+             * is doubled. */
+            dw_buf_add(b, "`", 1);
+            for (p++; *p; p++) {
+                if (*p == '"' && p[1] == '"')
+                    dw_buf_add(b, p++, 1);
+                else if (*p == '"')
+                    break;
+                else if (*p == '`')
+                    dw_buf_add(b, "``", 2);
+                else
+                    dw_buf_add(b, p, 1);
+            }
+            p += *p ? 1 : 0;
+            dw_buf_add(b, "`", 1);
+        } else {
+            dw_buf_add(b, p++, 1);
+        }
+    }
 }
 
 void dw_buf_json(dw_buf *b, const char *s, size_t n)
@@ -109,4 +170,12 @@ char *dw_buf_take(dw_buf *b)
     char *p = b->p;
     dw_buf_init(b);
     return p;
+}
+
+void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
+                   const char *after)
+{
+    dw_buf_puts(b, before);
+    dw_buf_sql(b, sql);
+    dw_buf_puts(b, after);
 }

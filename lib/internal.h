@@ -33,8 +33,17 @@ void dw_buf_add(dw_buf *b, const char *s, size_t n);
 void dw_buf_puts(dw_buf *b, const char *s);
 /* sqlite3_mprintf() formats, so %q and %!g work (hence no printf check). */
 void dw_buf_printf(dw_buf *b, const char *fmt, ...);
-/* An SQL identifier in double quotes, embedded double quotes doubled. */
+/* An SQL identifier in backticks, embedded backticks doubled. */
 void dw_buf_ident(dw_buf *b, const char *name);
+/* SQL text from the spec (a mapping expression, setup SQL), with every
+ * double-quoted token turned into a backtick-quoted identifier. Only for
+ * text that prepared with double-quoted string literals off, where such a
+ * token can only be an identifier: the meaning is kept, and no later
+ * re-prepare can turn a vanished name into a string. */
+void dw_buf_sql(dw_buf *b, const char *sql);
+/* before, dw_buf_sql(sql), after. */
+void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
+                   const char *after);
 /* A JSON string literal. */
 void dw_buf_json(dw_buf *b, const char *s, size_t n);
 /* Hands the text over (caller frees with dw__free); NULL after OOM. */
@@ -112,7 +121,44 @@ typedef struct dw_spec {
     /* Mapping pairs as given, until validation aligns them with columns. */
     dw_column_map *raw_map[3];
     int nraw_map[3];
+    char *setup_sql; /* NULL when none */
 } dw_spec;
+
+/* ---- stored state of the longer operations ----------------------------------- */
+
+enum { DW_BF_NONE = 0, DW_BF_RUNNING = 1, DW_BF_DONE = 2, DW_BF_STALE = 3 };
+
+/* The stored backfill. Keys are key text ([42], ["a",3]), owned. */
+typedef struct dw_backfill_state {
+    int state;     /* DW_BF_... */
+    int source;
+    char *cursor;  /* last key done; NULL before the first batch */
+    char *end_key; /* largest source key at the start; NULL: source empty */
+    int64_t rows_done, rows_total, rows_written, rows_deleted, batches;
+    double started;
+} dw_backfill_state;
+
+void dw__backfill_state_free(dw_backfill_state *s);
+
+/* What the LIVE and COMPLETE gates look at. */
+typedef struct dw_gate_facts {
+    int backfill;           /* DW_BF_... */
+    int64_t clean_run;      /* a clean full run since the backfill, or 0 */
+    dw_verify_result last;  /* the last full finished run since, if any */
+} dw_gate_facts;
+
+/* One key of a verification chunk: present on which sides, its values. */
+typedef struct dw_verify_row {
+    int in_old, in_new;
+    const dw_value *key; /* nkey values */
+    const dw_value *a;   /* old: mapped up (SQL mapping) or as stored */
+    const dw_value *b;   /* new model columns */
+} dw_verify_row;
+
+typedef int (*dw_key_fn)(dw_migration *h, const dw_value *key, void *arg);
+typedef int (*dw_keytext_fn)(dw_migration *h, const char *key, void *arg);
+typedef int (*dw_verify_row_fn)(dw_migration *h, const dw_verify_row *row,
+                                void *arg);
 
 /* ---- the backend seam ------------------------------------------------------------
  * Every SQL statement and every database call of the library sits behind this
@@ -142,9 +188,17 @@ typedef struct dw_backend_ops {
     int (*migration_load)(dw_migration *h, const char *spec_text,
                           const char *digest, int redefine,
                           const char *reason);
+    /* Whether a stored migration of this name was contracted (before
+     * validation, which then takes the old side from the stored spec). */
+    int (*migration_peek)(dw_migration *h, int *contracted);
+    /* Loads stage and h->contracted. */
     int (*stage_load)(dw_migration *h, int *stage);
+    /* Stores the stage and its history entry; entering OFF or COMPLETE
+     * marks a backfill stale. */
     int (*stage_store)(dw_migration *h, int from, int to, const char *reason,
-                       int forced);
+                       int forced, const char *detail);
+    int (*history_add)(dw_migration *h, const char *event, int from, int to,
+                       int forced, const char *reason, const char *detail);
     int (*history)(dw_migration *h, dw_history_fn fn, void *payload);
     int (*repair_enqueue)(dw_migration *h, const char *key, int side,
                           const char *error);
@@ -170,6 +224,63 @@ typedef struct dw_backend_ops {
     int (*upsert_row)(dw_migration *h, int side, const dw_value *key,
                       const dw_row *row);
     int (*delete_row)(dw_migration *h, int side, const dw_value *key);
+    /* Key ranges, bounds as key text (NULL: open): after lo (from lo when
+     * lo_incl), up to and including hi. */
+    /* The key `offset` rows into the range in key order, or *key = NULL. */
+    int (*range_key_at)(dw_migration *h, int side, const char *lo,
+                        int lo_incl, const char *hi, int offset, char **key);
+    /* The smaller of the keys `offset` rows into the range on each side
+     * (so a chunk up to it holds at most offset + 1 keys of either), or
+     * NULL when both sides have fewer. */
+    int (*chunk_end)(dw_migration *h, const char *lo, int lo_incl,
+                     const char *hi, int offset, char **key);
+    /* The largest key of a side, or NULL when it is empty. */
+    int (*range_last)(dw_migration *h, int side, char **key);
+    int (*range_count)(dw_migration *h, int side, const char *lo,
+                       const char *hi, int64_t *n);
+    /* Rows of `side` whose key columns hold NULL (never addressable). */
+    int (*null_keys)(dw_migration *h, int side, int64_t *n);
+    /* Target rows in range := mapped source rows (SQL mapping, set-based),
+     * never OR IGNORE or REPLACE; *written counts rows changed. */
+    int (*range_copy)(dw_migration *h, int target, const char *lo,
+                      const char *hi, int64_t *written);
+    /* Deletes target rows in range whose source row is gone. */
+    int (*range_delete_orphans)(dw_migration *h, int target, const char *lo,
+                                const char *hi, int64_t *deleted);
+    /* Calls fn for each key of the side in range, in key order. */
+    int (*range_keys)(dw_migration *h, int side, const char *lo,
+                      const char *hi, dw_key_fn fn, void *arg);
+    /* Both sides of the range joined on the key, in the comparison shape:
+     * fn for every key present on either side. */
+    int (*verify_range)(dw_migration *h, const char *lo, int lo_incl,
+                        const char *hi, dw_verify_row_fn fn, void *arg);
+    int (*run_setup)(dw_migration *h);
+    /* Backfill state (state DW_BF_NONE when none is stored). Storing with
+     * state DW_BF_DONE also remembers the last verification run so far. */
+    int (*backfill_load)(dw_migration *h, dw_backfill_state *st);
+    int (*backfill_store)(dw_migration *h, const dw_backfill_state *st);
+    int (*gate_facts)(dw_migration *h, dw_gate_facts *g);
+    /* Verification runs. */
+    int (*verify_start)(dw_migration *h, int full, const char *from,
+                        const char *to, dw_verify_result *r);
+    int (*verify_key)(dw_migration *h, int64_t run, const char *key,
+                      int kind, const char *detail);
+    int (*verify_finish)(dw_migration *h, const dw_verify_result *r);
+    int (*verify_last)(dw_migration *h, dw_verify_result *r);
+    /* Repair lists, in key-text order after `after` (NULL: from the
+     * start), up to limit keys; then marking or removing one. */
+    int (*divergent_list)(dw_migration *h, const char *after, int limit,
+                          dw_keytext_fn fn, void *arg);
+    int (*divergent_done)(dw_migration *h, const char *key);
+    int (*queue_list)(dw_migration *h, const char *after, int limit,
+                      dw_keytext_fn fn, void *arg);
+    int (*queue_remove)(dw_migration *h, const char *key);
+    /* Parses key text back into typed values (owned by *store). */
+    int (*key_parse)(dw_migration *h, const char *text, dw_value **key,
+                     void **store);
+    /* Contract and restore, whole (see dw_contract()). */
+    int (*contract)(dw_migration *h, const char *path, const char *reason);
+    int (*restore)(dw_migration *h, const char *path, const char *reason);
     /* Time budget on the connection for the non-authoritative read. */
     void (*budget_start)(dw_migration *h, int ms);
     int (*budget_stop)(dw_migration *h); /* 1 when the budget ran out */
@@ -196,6 +307,8 @@ struct dw_migration {
     /* Stage cache, valid while ops->state_unchanged() says so. */
     int stage;
     int stage_cached;
+    /* The old model was dropped by dw_contract() (loaded with the stage). */
+    int contracted;
 
     /* Read options, deep-copied. */
     dw_read_options ropts;
@@ -246,6 +359,10 @@ int dw__has_mapping(const dw_migration *h, int target);
 int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc);
 /* The old row mapped up into the new model's shape (SQL or callback). */
 int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
+/* A source row already read (`in`: key and columns as the source names
+ * them) mapped into target's shape by the C mapping callback. */
+int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
+                         const dw_row *in, dw_row *out);
 
 /* A comparison's outcome. */
 typedef struct dw_outcome {
@@ -264,6 +381,28 @@ void dw__outcome_free(dw_outcome *o);
 /* Sink, log table, stderr. */
 void dw__report(dw_migration *h, const dw_value *key, int nkey,
                 const dw_outcome *o);
+
+/* One line describing an outcome's differences, as the log stores it. */
+void dw__detail_line(dw_buf *b, const dw_outcome *o);
+/* The public view of an outcome for a sink. */
+void dw__mismatch_view(dw_mismatch *m, const dw_migration *h,
+                       const char *key_text, const dw_outcome *o);
+
+/* ---- the longer operations ------------------------------------------------------ */
+
+/* DW_EMISUSE unless outside any transaction: for operations that run many
+ * short transactions of their own. */
+int dw__need_autocommit(dw_migration *h, const char *what);
+/* DW_EMISUSE when the stage has no second model to work on, or the old
+ * model was dropped. Call inside the operation's transaction. */
+int dw__need_two_models(dw_migration *h, int stage, const char *what);
+/* The side the stage trusts. */
+int dw__authoritative(int stage);
+/* Syncs one key of the repair and backfill paths in a nested savepoint, so
+ * a failure leaves the enclosing batch intact. */
+int dw__sync_guarded(dw_migration *h, int target, const dw_value *key);
+/* Sleeps without holding any lock. */
+void dw__sleep_ms(int ms);
 
 /* ---- metrics ---------------------------------------------------------------------- */
 

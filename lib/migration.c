@@ -35,7 +35,7 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     }
     h->db = db;
     h->ops = &dw__sqlite_backend;
-    h->flags = opts->version == DW_OPTIONS_VERSION ? opts->flags : 0;
+    h->flags = opts->flags;
     h->log_cap = opts->log_cap > 0 ? opts->log_cap : DEFAULT_LOG_CAP;
     h->mismatch_fn = opts->mismatch_fn;
     h->mismatch_payload = opts->mismatch_payload;
@@ -61,6 +61,8 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     if (rc != DW_OK)
         goto fail;
     rc = h->ops->state_init(h);
+    if (rc == DW_OK)
+        rc = h->ops->migration_peek(h, &h->contracted);
     if (rc == DW_OK)
         rc = h->ops->validate(h);
     char *text = NULL;

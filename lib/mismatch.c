@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-static void detail_line(dw_buf *b, const dw_outcome *o)
+void dw__detail_line(dw_buf *b, const dw_outcome *o)
 {
     if (o->kind == DW_MISMATCH_MISSING_NEW) {
         dw_buf_puts(b, "row missing on the new side");
@@ -21,6 +21,17 @@ static void detail_line(dw_buf *b, const dw_outcome *o)
     }
 }
 
+void dw__mismatch_view(dw_mismatch *m, const dw_migration *h,
+                       const char *key_text, const dw_outcome *o)
+{
+    m->migration = h->spec.name;
+    m->key = key_text;
+    m->kind = o->kind;
+    m->digest = o->digest;
+    m->diffs = o->diffs;
+    m->ndiffs = o->ndiffs;
+}
+
 void dw__report(dw_migration *h, const dw_value *key, int nkey,
                 const dw_outcome *o)
 {
@@ -28,19 +39,14 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
     dw_buf_init(&key_text);
     dw_buf_init(&detail);
     dw__key_text(&key_text, key, nkey);
-    detail_line(&detail, o);
+    dw__detail_line(&detail, o);
     if (key_text.oom || detail.oom) {
         h->metrics.log_errors++;
         goto done;
     }
     if (h->mismatch_fn) {
         dw_mismatch m;
-        m.migration = h->spec.name;
-        m.key = key_text.p;
-        m.kind = o->kind;
-        m.digest = o->digest;
-        m.diffs = o->diffs;
-        m.ndiffs = o->ndiffs;
+        dw__mismatch_view(&m, h, key_text.p, o);
         h->mismatch_fn(&m, h->mismatch_payload);
     }
     if (h->flags & DW_OPEN_LOG_STDERR)

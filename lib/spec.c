@@ -135,9 +135,10 @@ static int copy_raw_map(dw_spec *s, int target, const dw_column_map *m, int n)
 int dw__spec_copy(dw_migration *h, const dw_options *o)
 {
     int rc;
-    if (o->version != DW_OPTIONS_VERSION)
+    if (o->version != 1 && o->version != DW_OPTIONS_VERSION)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "options version %u is not %d (use DW_OPTIONS_INIT)",
+                         "options version %u is not 1 or %d (use "
+                         "DW_OPTIONS_INIT)",
                          o->version, DW_OPTIONS_VERSION);
     const unsigned int known = DW_OPEN_REDEFINE | DW_OPEN_TEST_MODE |
                                DW_OPEN_REPAIR_QUEUE | DW_OPEN_LOG_STDERR |
@@ -186,6 +187,10 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
     if (o->map_version && !(s->map_version = dw__strdup(o->map_version)))
         goto nomem;
     s->same_table = sqlite3_stricmp(o->old_side.table, o->new_side.table) == 0;
+    /* Version 1 structs end before setup_sql. */
+    if (o->version >= 2 && o->setup_sql && o->setup_sql[0] &&
+        !(s->setup_sql = dw__strdup(o->setup_sql)))
+        goto nomem;
     for (int i = 0; o->redact_columns && i < o->nredact_columns; i++)
         if (dw_name_set_add(&h->redact, o->redact_columns[i]) != DW_OK)
             goto nomem;
@@ -211,6 +216,7 @@ void dw__spec_free(dw_spec *s)
         dw__free(s->raw_map[side]);
     }
     dw__free(s->map_version);
+    dw__free(s->setup_sql);
     memset(s, 0, sizeof *s);
 }
 
@@ -274,6 +280,11 @@ char *dw__spec_text(const dw_spec *s)
     json_map(&b, s, DW_SIDE_NEW);
     dw_buf_puts(&b, ",\"down\":");
     json_map(&b, s, DW_SIDE_OLD);
+    /* Only when present, so specs without it keep their 0.1 digests. */
+    if (s->setup_sql) {
+        dw_buf_puts(&b, ",\"setup\":");
+        dw_buf_json(&b, s->setup_sql, strlen(s->setup_sql));
+    }
     dw_buf_puts(&b, "}");
     return dw_buf_take(&b);
 }

@@ -19,22 +19,25 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_SCHEMA_VERSION] =
         "SELECT value FROM dw_meta WHERE key = 'schema_version'",
     [ST_MIGRATION_FIND] =
-        "SELECT id, stage, spec_digest FROM dw_migrations WHERE name = ?1",
+        "SELECT id, stage, spec_digest, contracted FROM dw_migrations "
+        "WHERE name = ?1",
     [ST_MIGRATION_INSERT] =
         "INSERT INTO dw_migrations(name, stage, spec, spec_digest, created, "
         "updated) VALUES(?1, 0, ?2, ?3, ?4, ?4)",
     [ST_MIGRATION_REDEFINE] =
         "UPDATE dw_migrations SET spec = ?2, spec_digest = ?3, updated = ?4 "
         "WHERE id = ?1",
-    [ST_STAGE_LOAD] = "SELECT stage FROM dw_migrations WHERE id = ?1",
+    [ST_STAGE_LOAD] =
+        "SELECT stage, contracted FROM dw_migrations WHERE id = ?1",
     [ST_STAGE_STORE] =
         "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
     [ST_HISTORY_ADD] =
         "INSERT INTO dw_history(migration_id, time, event, from_stage, "
-        "to_stage, forced, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "to_stage, forced, reason, detail) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_HISTORY_LIST] =
-        "SELECT id, time, event, from_stage, to_stage, forced, reason "
-        "FROM dw_history WHERE migration_id = ?1 ORDER BY id",
+        "SELECT id, time, event, from_stage, to_stage, forced, reason, "
+        "detail FROM dw_history WHERE migration_id = ?1 ORDER BY id",
     [ST_REPAIR_ADD] =
         "INSERT INTO dw_repair_queue(migration_id, key, side, error, attempts, "
         "first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?5) "
@@ -83,21 +86,6 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved)
         sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 1, (int *)0);
 }
 
-int dw__own_step_begin(sqlite3 *db)
-{
-    int dml = 0;
-    sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, -1, &dml);
-    if (dml)
-        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)0);
-    return dml;
-}
-
-void dw__own_step_end(sqlite3 *db, int dml)
-{
-    if (dml)
-        sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 1, (int *)0);
-}
-
 int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what)
 {
     int code = dw__from_sqlite(rc);
@@ -114,10 +102,16 @@ int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what)
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
                 const char **tail)
 {
+    return sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+                              tail);
+}
+
+int dw__prepare_strict(dw_migration *h, const char *sql, sqlite3_stmt **out,
+                       const char **tail)
+{
     dqs_saved saved;
     dw__dqs_off(h->db, &saved);
-    int rc = sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
-                                tail);
+    int rc = sqlite3_prepare_v2(h->db, sql, -1, out, tail);
     dw__dqs_restore(h->db, &saved);
     return rc;
 }
@@ -367,6 +361,7 @@ static void be_detach(dw_migration *h)
         sqlite3_finalize(bk->st[i]);
         dw__free(bk->sql[i]);
     }
+    dw__range_finalize(bk);
     dw__free(bk);
     h->backend = NULL;
 }
@@ -385,8 +380,10 @@ const dw_backend_ops dw__sqlite_backend = {
     be_state_unchanged,
     be_state_remember,
     dw__sqlite_migration_load,
+    dw__sqlite_migration_peek,
     dw__sqlite_stage_load,
     dw__sqlite_stage_store,
+    dw__sqlite_history_add,
     dw__sqlite_history,
     dw__sqlite_repair_enqueue,
     dw__sqlite_repair_count,
@@ -399,6 +396,30 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_sync_sql,
     dw__sqlite_upsert_row,
     dw__sqlite_delete_row,
+    dw__sqlite_range_key_at,
+    dw__sqlite_chunk_end,
+    dw__sqlite_range_last,
+    dw__sqlite_range_count,
+    dw__sqlite_null_keys,
+    dw__sqlite_range_copy,
+    dw__sqlite_range_delete_orphans,
+    dw__sqlite_range_keys,
+    dw__sqlite_verify_range,
+    dw__sqlite_run_setup,
+    dw__sqlite_backfill_load,
+    dw__sqlite_backfill_store,
+    dw__sqlite_gate_facts,
+    dw__sqlite_verify_start,
+    dw__sqlite_verify_key,
+    dw__sqlite_verify_finish,
+    dw__sqlite_verify_last,
+    dw__sqlite_divergent_list,
+    dw__sqlite_divergent_done,
+    dw__sqlite_queue_list,
+    dw__sqlite_queue_remove,
+    dw__sqlite_key_parse,
+    dw__sqlite_contract,
+    dw__sqlite_restore,
     be_budget_start,
     be_budget_stop,
 };

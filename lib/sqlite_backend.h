@@ -43,8 +43,25 @@ enum stmt_id {
     ST_COUNT = ST_DELETE + 3
 };
 
+/* Key-range statements, generated on first use per (kind, side, bounds). */
+enum range_kind {
+    RK_KEY_AT,
+    RK_LAST,
+    RK_COUNT,
+    RK_NULLS,
+    RK_COPY,
+    RK_DELETE,
+    RK_KEYS,
+    RK_VERIFY,
+    RK_CHUNK_END,
+    RK_KINDS
+};
+/* Bounds of a range statement: which of ?1 (lo) and ?2 (hi) it has. */
+enum { RB_LO = 1, RB_LO_INCL = 2, RB_HI = 4, RB_VARIANTS = 8 };
+
 typedef struct sqlite_backend {
     sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *range[RK_KINDS][3][RB_VARIANTS];
     char *sql[ST_COUNT]; /* generated SQL of the row statements */
     /* Stage cache validity: the main database's data version when the
      * stage was last read (SQLITE_FCNTL_DATA_VERSION). */
@@ -69,12 +86,21 @@ typedef struct sqlite_backend {
 
 #define BK(h) ((sqlite_backend *)(h)->backend)
 
-/* The statement for id, prepared on first use with double-quoted string
- * literals disabled. NULL on failure (error set on h). */
+/* The statement for id, prepared on first use. The library's own SQL
+ * quotes every name with backticks and turns the spec's double-quoted
+ * identifiers into backticks, so it never depends on the connection's
+ * double-quoted-string setting -- and never changes that setting while
+ * statements may be running (a change aborts running compound statements,
+ * the application's included). NULL on failure (error set on h). */
 sqlite3_stmt *dw__stmt(dw_migration *h, int id);
-/* Prepares arbitrary SQL the same way (caller finalizes). */
+/* Prepares the library's SQL (caller finalizes). */
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
                 const char **tail);
+/* Prepares SQL from the spec, as written, with double-quoted string
+ * literals off, so a misspelled "name" is an error: only while dw_open()
+ * checks the spec. */
+int dw__prepare_strict(dw_migration *h, const char *sql, sqlite3_stmt **out,
+                       const char **tail);
 /* Steps a statement that returns no rows to completion and resets it.
  * Returns an SQLite code; on failure the error is set on h. */
 int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what);
@@ -92,12 +118,7 @@ typedef struct dqs_saved {
 } dqs_saved;
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved);
 void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
-/* Around stepping a row statement: SQLite re-prepares a statement after any
- * schema change, under the connection's setting at that moment, so a column
- * dropped since would turn "col" into a string. Returns the DML setting to
- * hand back to dw__own_step_end(). */
-int dw__own_step_begin(sqlite3 *db);
-void dw__own_step_end(sqlite3 *db, int dml);
+
 
 /* Entry points of the sqlite_*.c files, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);
@@ -107,7 +128,7 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *reason);
 int dw__sqlite_stage_load(dw_migration *h, int *stage);
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,
-                           const char *reason, int forced);
+                           const char *reason, int forced, const char *detail);
 int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload);
 int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
                               const char *error);
@@ -127,5 +148,60 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
 int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
                           const dw_row *row);
 int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key);
+int dw__sqlite_migration_peek(dw_migration *h, int *contracted);
+int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
+                           int to, int forced, const char *reason,
+                           const char *detail);
+
+/* sqlite_range.c */
+int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
+                            int lo_incl, const char *hi, int offset,
+                            char **key);
+int dw__sqlite_range_last(dw_migration *h, int side, char **key);
+int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
+                         const char *hi, int offset, char **key);
+int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
+                           const char *hi, int64_t *n);
+int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
+int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
+                          const char *hi, int64_t *written);
+int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
+                                    const char *lo, const char *hi,
+                                    int64_t *deleted);
+int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
+                          const char *hi, dw_key_fn fn, void *arg);
+int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
+                            const char *hi, dw_verify_row_fn fn, void *arg);
+int dw__sqlite_run_setup(dw_migration *h);
+int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
+                         void **store);
+/* Typed key values of columns first..first+n-1 of the current row, and
+ * their key text; DW_EMISUSE for a NULL or BLOB key value. */
+int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
+                 dw_value *out, int side);
+int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
+                      int side, char **text);
+void dw__range_finalize(sqlite_backend *bk);
+
+/* sqlite_runs.c */
+int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
+int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
+int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g);
+int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
+                            const char *to, dw_verify_result *r);
+int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,
+                          int kind, const char *detail);
+int dw__sqlite_verify_finish(dw_migration *h, const dw_verify_result *r);
+int dw__sqlite_verify_last(dw_migration *h, dw_verify_result *r);
+int dw__sqlite_divergent_list(dw_migration *h, const char *after, int limit,
+                              dw_keytext_fn fn, void *arg);
+int dw__sqlite_divergent_done(dw_migration *h, const char *key);
+int dw__sqlite_queue_list(dw_migration *h, const char *after, int limit,
+                          dw_keytext_fn fn, void *arg);
+int dw__sqlite_queue_remove(dw_migration *h, const char *key);
+
+/* sqlite_contract.c */
+int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
+int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
 
 #endif

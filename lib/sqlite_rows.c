@@ -130,7 +130,7 @@ int dw__build_row_sql(dw_migration *h)
             dw_buf_ident(&b, d->key[i]);
         }
         for (int i = 0; i < d->ncols; i++) {
-            dw_buf_printf(&b, ", (%s) AS ", exprs[i]);
+            dw_buf_sql_in(&b, ", (", exprs[i], ") AS ");
             dw_buf_ident(&b, d->cols[i]);
         }
         dw_buf_puts(&b, " FROM ");
@@ -151,7 +151,7 @@ int dw__build_row_sql(dw_migration *h)
             for (int i = 0; i < d->ncols; i++) {
                 dw_buf_puts(&b, i ? ", " : "");
                 dw_buf_ident(&b, d->cols[i]);
-                dw_buf_printf(&b, " = (%s)", exprs[i]);
+                dw_buf_sql_in(&b, " = (", exprs[i], ")");
             }
             add_where_key(&b, d);
         } else {
@@ -159,7 +159,7 @@ int dw__build_row_sql(dw_migration *h)
             dw_buf_puts(&b, ") SELECT ");
             add_list(&b, src->key, src->nkey, 1);
             for (int i = 0; i < d->ncols; i++)
-                dw_buf_printf(&b, ", (%s)", exprs[i]);
+                dw_buf_sql_in(&b, ", (", exprs[i], ")");
             dw_buf_puts(&b, " FROM ");
             dw_buf_ident(&b, src->table);
             add_where_key(&b, src);
@@ -180,16 +180,6 @@ static int bind_failed(dw_migration *h, sqlite3_stmt *st, int rc, int side)
     return dw__sqlite_error(h, rc, side, "binding a value");
 }
 
-/* dw__run() with our DQS rule in force. */
-static int run_own(dw_migration *h, sqlite3_stmt *st, int side,
-                   const char *what)
-{
-    int dqs = dw__own_step_begin(h->db);
-    int rc = dw__run(h, st, side, what);
-    dw__own_step_end(h->db, dqs);
-    return rc;
-}
-
 /* Steps a keyed SELECT and copies its one row into out. */
 static int read_row(dw_migration *h, int id, int side, const dw_value *key,
                     dw_row *out, const char *what)
@@ -202,11 +192,7 @@ static int read_row(dw_migration *h, int id, int side, const dw_value *key,
     int result = DW_OK;
     if (rc != SQLITE_OK)
         return bind_failed(h, st, rc, side);
-    {
-        int dqs = dw__own_step_begin(h->db);
-        rc = sqlite3_step(st);
-        dw__own_step_end(h->db, dqs);
-    }
+    rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         result = dw_row_set_columns(out, st);
         if (result != DW_OK)
@@ -243,7 +229,7 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
         return h->errcode;
     int rc = dw__bind_key(st, key, h->spec.side[target].nkey);
     if (rc == SQLITE_OK)
-        rc = run_own(h, st, target, "syncing the row through the mapping");
+        rc = dw__run(h, st, target, "syncing the row through the mapping");
     else
         bind_failed(h, st, rc, target);
     if (rc != SQLITE_OK)
@@ -267,7 +253,7 @@ int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
         rc = dw__bind_value(st, d->nkey + i + 1, v);
     }
     if (rc == SQLITE_OK)
-        rc = run_own(h, st, side, "writing the mapped row");
+        rc = dw__run(h, st, side, "writing the mapped row");
     else
         bind_failed(h, st, rc, side);
     return rc == SQLITE_OK ? DW_OK : h->errcode;
@@ -280,7 +266,7 @@ int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)
         return h->errcode;
     int rc = dw__bind_key(st, key, h->spec.side[side].nkey);
     if (rc == SQLITE_OK)
-        rc = run_own(h, st, side, "deleting the row");
+        rc = dw__run(h, st, side, "deleting the row");
     else
         bind_failed(h, st, rc, side);
     return rc == SQLITE_OK ? DW_OK : h->errcode;

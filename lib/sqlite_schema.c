@@ -5,12 +5,62 @@
 
 #include "sqlite_backend.h"
 
-#define STATE_SCHEMA_VERSION 1
+/* Version 2 (0.2) added the backfill, verification and contract state. */
+#define STATE_SCHEMA_VERSION 2
+
+/* The tables version 2 added; created by the upgrade from version 1 too.
+ * Keys are stored as key text ([42], ["org-7",3]) and read back typed with
+ * json_each(). */
+#define STATE_DDL_V2_TABLES                                                    \
+    "CREATE TABLE IF NOT EXISTS dw_backfill("                                  \
+    "  migration_id INTEGER PRIMARY KEY REFERENCES dw_migrations(id),"         \
+    "  source INTEGER NOT NULL,"                                               \
+    "  state TEXT NOT NULL CHECK (state IN ('running', 'done', 'stale')),"     \
+    "  cursor TEXT,"                                                           \
+    "  end_key TEXT,"                                                          \
+    "  rows_done INTEGER NOT NULL DEFAULT 0,"                                  \
+    "  rows_total INTEGER NOT NULL DEFAULT 0,"                                 \
+    "  rows_written INTEGER NOT NULL DEFAULT 0,"                               \
+    "  rows_deleted INTEGER NOT NULL DEFAULT 0,"                               \
+    "  batches INTEGER NOT NULL DEFAULT 0,"                                    \
+    "  started REAL NOT NULL,"                                                 \
+    "  updated REAL NOT NULL,"                                                 \
+    "  finished REAL,"                                                         \
+    "  verify_after INTEGER NOT NULL DEFAULT 0);"                              \
+    "CREATE TABLE IF NOT EXISTS dw_verify_runs("                               \
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                  \
+    "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"            \
+    "  started REAL NOT NULL,"                                                 \
+    "  seconds REAL,"                                                          \
+    "  full INTEGER NOT NULL,"                                                 \
+    "  range_from TEXT,"                                                       \
+    "  range_to TEXT,"                                                         \
+    "  finished INTEGER NOT NULL DEFAULT 0,"                                   \
+    "  keys INTEGER NOT NULL DEFAULT 0,"                                       \
+    "  missing INTEGER NOT NULL DEFAULT 0,"                                    \
+    "  extra INTEGER NOT NULL DEFAULT 0,"                                      \
+    "  different INTEGER NOT NULL DEFAULT 0);"                                 \
+    "CREATE INDEX IF NOT EXISTS dw_verify_runs_by_migration"                   \
+    "  ON dw_verify_runs(migration_id, id);"                                   \
+    "CREATE TABLE IF NOT EXISTS dw_verify_keys("                               \
+    "  run_id INTEGER NOT NULL REFERENCES dw_verify_runs(id),"                 \
+    "  key TEXT NOT NULL,"                                                     \
+    "  kind INTEGER NOT NULL,"                                                 \
+    "  detail TEXT,"                                                           \
+    "  repaired INTEGER NOT NULL DEFAULT 0,"                                   \
+    "  PRIMARY KEY (run_id, key)) WITHOUT ROWID;"
+
+/* From version 1 (0.1): new columns, then the new tables. */
+static const char state_upgrade_v1[] =
+    "ALTER TABLE dw_migrations ADD COLUMN contracted INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE dw_history ADD COLUMN detail TEXT;" STATE_DDL_V2_TABLES
+    "UPDATE dw_meta SET value = 2 WHERE key = 'schema_version';";
 
 static const char state_ddl[] =
     "CREATE TABLE IF NOT EXISTS dw_meta("
     "  key TEXT PRIMARY KEY, value NOT NULL);"
-    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 1)"
+    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 2)"
     "  ON CONFLICT(key) DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS dw_migrations("
     "  id INTEGER PRIMARY KEY,"
@@ -20,7 +70,8 @@ static const char state_ddl[] =
     "  spec_digest TEXT NOT NULL,"
     "  created REAL NOT NULL,"
     "  updated REAL NOT NULL,"
-    "  mismatch_dropped INTEGER NOT NULL DEFAULT 0);"
+    "  mismatch_dropped INTEGER NOT NULL DEFAULT 0,"
+    "  contracted INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS dw_history("
     "  id INTEGER PRIMARY KEY,"
     "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
@@ -29,7 +80,8 @@ static const char state_ddl[] =
     "  from_stage INTEGER,"
     "  to_stage INTEGER,"
     "  forced INTEGER NOT NULL DEFAULT 0,"
-    "  reason TEXT);"
+    "  reason TEXT,"
+    "  detail TEXT);"
     "CREATE INDEX IF NOT EXISTS dw_history_by_migration"
     "  ON dw_history(migration_id, id);"
     "CREATE TABLE IF NOT EXISTS dw_repair_queue("
@@ -52,11 +104,25 @@ static const char state_ddl[] =
     "  last_seen REAL NOT NULL,"
     "  PRIMARY KEY (migration_id, key, digest)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS dw_mismatch_log_by_time"
-    "  ON dw_mismatch_log(migration_id, last_seen);";
+    "  ON dw_mismatch_log(migration_id, last_seen);"
+    STATE_DDL_V2_TABLES;
 
 static const char *const state_tables[] = {
-    "dw_meta", "dw_migrations", "dw_history", "dw_repair_queue",
-    "dw_mismatch_log"};
+    "dw_meta",        "dw_migrations", "dw_history",     "dw_repair_queue",
+    "dw_mismatch_log", "dw_backfill",  "dw_verify_runs", "dw_verify_keys"};
+
+#define NSTATE_TABLES ((int)(sizeof state_tables / sizeof *state_tables))
+
+/* Runs a script of the library's own DDL with double-quoted literals off. */
+static int run_script(dw_migration *h, const char *sql, const char *what)
+{
+    dqs_saved saved;
+    dw__dqs_off(h->db, &saved);
+    int rc = sqlite3_exec(h->db, sql, NULL, NULL, NULL);
+    dw__dqs_restore(h->db, &saved);
+    return rc == SQLITE_OK ? DW_OK
+                           : dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+}
 
 int dw__sqlite_state_init(dw_migration *h)
 {
@@ -66,7 +132,8 @@ int dw__sqlite_state_init(dw_migration *h)
     int rc = dw__prepare(h,
                          "SELECT count(*) FROM sqlite_schema WHERE type = "
                          "'table' AND name IN ('dw_meta', 'dw_migrations', "
-                         "'dw_history', 'dw_repair_queue', 'dw_mismatch_log')",
+                         "'dw_history', 'dw_repair_queue', 'dw_mismatch_log', "
+                         "'dw_backfill', 'dw_verify_runs', 'dw_verify_keys')",
                          &st, NULL);
     int present = 0;
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -77,26 +144,39 @@ int dw__sqlite_state_init(dw_migration *h)
     if (rc != SQLITE_OK)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                 "reading the schema");
-    if (present < 5) {
-        dqs_saved saved;
-        dw__dqs_off(h->db, &saved);
-        rc = sqlite3_exec(h->db, state_ddl, NULL, NULL, NULL);
-        dw__dqs_restore(h->db, &saved);
-        if (rc != SQLITE_OK)
-            return dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                    "creating the state tables");
+    /* A version 1 database has five of them; its upgrade adds the rest. */
+    if (present == 0) {
+        if ((rc = run_script(h, state_ddl, "creating the state tables")) !=
+            DW_OK)
+            return rc;
+        present = NSTATE_TABLES;
     }
-    st = dw__stmt(h, ST_SCHEMA_VERSION);
-    if (!st)
-        return h->errcode;
     int version = 0;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                "reading the state schema version");
+    for (int pass = 0; pass < 2; pass++) {
+        st = dw__stmt(h, ST_SCHEMA_VERSION);
+        if (!st)
+            return h->errcode;
+        rc = sqlite3_step(st);
+        version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                    "reading the state schema version");
+        if (pass == 0 && version == 1 && present < NSTATE_TABLES) {
+            rc = run_script(h, state_upgrade_v1,
+                            "upgrading the state tables from version 1");
+            if (rc != DW_OK)
+                return rc;
+        } else if (pass == 0 && version == STATE_SCHEMA_VERSION &&
+                   present < NSTATE_TABLES) {
+            /* Some were dropped by hand: put back what is missing. */
+            if ((rc = run_script(h, state_ddl,
+                                 "creating the state tables")) != DW_OK)
+                return rc;
+        } else {
+            break;
+        }
+    }
     if (version != STATE_SCHEMA_VERSION)
         return dw__error(h, DW_ERROR, DW_SIDE_NONE,
                          "the state tables are at schema version %d; this "
@@ -285,7 +365,7 @@ static int key_is_unique(dw_migration *h, int side, const table_info *t,
     sqlite3_stmt *list = NULL, *info = NULL;
     int rc = dw__prepare(h,
                          "SELECT name FROM pragma_index_list(?1) WHERE "
-                         "\"unique\" AND NOT partial",
+                         "`unique` AND NOT partial",
                          &list, NULL);
     if (rc == SQLITE_OK)
         rc = dw__prepare(h, "SELECT name FROM pragma_index_info(?1)", &info,
@@ -401,8 +481,105 @@ static int check_side(dw_migration *h, int side, table_info *t)
     return DW_OK;
 }
 
+/* After the contract the old table is gone: its side is taken from the
+ * stored spec (names as the schema spelled them when it was defined). */
+static int old_side_from_store(dw_migration *h)
+{
+    dw_side_def *d = &h->spec.side[DW_SIDE_OLD];
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT json_extract(spec, '$.old.table'), "
+                         "json_extract(spec, '$.old.columns') FROM "
+                         "dw_migrations WHERE name = ?1",
+                         &st, NULL);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the stored spec");
+    sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    const char *table = rc == SQLITE_ROW
+                            ? (const char *)sqlite3_column_text(st, 0)
+                            : NULL;
+    const char *cols = rc == SQLITE_ROW
+                           ? (const char *)sqlite3_column_text(st, 1)
+                           : NULL;
+    int result = DW_OK;
+    if (!table || !cols)
+        result = dw__error(h, DW_ERROR, DW_SIDE_OLD,
+                           "old side: the stored spec of \"%s\" cannot be "
+                           "read",
+                           h->spec.name);
+    else if (sqlite3_stricmp(table, d->table) != 0)
+        result = dw__error(h, DW_ESPEC, DW_SIDE_OLD,
+                           "old side: migration \"%s\" was contracted with "
+                           "old table \"%s\", not \"%s\"",
+                           h->spec.name, table, d->table);
+    char *tcopy = result == DW_OK ? dw__strdup(table) : NULL;
+    char *ccopy = result == DW_OK ? dw__strdup(cols) : NULL;
+    sqlite3_finalize(st);
+    if (result == DW_OK && (!tcopy || !ccopy))
+        result = dw__error(h, DW_ENOMEM, DW_SIDE_OLD, "out of memory");
+    if (result != DW_OK) {
+        dw__free(tcopy);
+        dw__free(ccopy);
+        return result;
+    }
+    dw__free(d->table);
+    d->table = tcopy;
+    if (d->ncols < 0) {
+        /* Default columns: those stored. */
+        rc = dw__prepare(h, "SELECT value FROM json_each(?1)", &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, ccopy, -1, SQLITE_STATIC);
+            d->cols = dw__calloc(sizeof(char *) * (strlen(ccopy) + 1));
+            d->ncols = 0;
+            if (!d->cols)
+                rc = SQLITE_NOMEM;
+            while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 0);
+                if (!name || !(d->cols[d->ncols] = dw__strdup(name)))
+                    rc = SQLITE_NOMEM;
+                else
+                    d->ncols++, rc = SQLITE_OK;
+            }
+            if (rc == SQLITE_DONE)
+                rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) {
+            dw__free(ccopy);
+            return dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                    "reading the stored spec");
+        }
+    }
+    dw__free(ccopy);
+    return DW_OK;
+}
+
+/* Prepares each statement of the spec's setup SQL, so a typo shows at
+ * open rather than at the first backfill. */
+static int check_setup(dw_migration *h)
+{
+    const char *sql = h->spec.setup_sql;
+    while (sql && *sql) {
+        sqlite3_stmt *st = NULL;
+        const char *tail = NULL;
+        int rc = dw__prepare_strict(h, sql, &st, &tail);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_NOMEM)
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        if (rc != SQLITE_OK)
+            return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE, "setup SQL: %s",
+                             sqlite3_errmsg(h->db));
+        if (!tail || tail == sql)
+            break;
+        sql = tail;
+    }
+    return DW_OK;
+}
+
 /* Aligns SQL expressions with the target's columns and checks that each
- * prepares on its own, read-only, as one expression. */
+ * prepares on its own, read-only, as one expression (unless its source
+ * table was dropped by the contract). */
 static int check_mapping(dw_migration *h, int target)
 {
     dw_spec *s = &h->spec;
@@ -447,6 +624,8 @@ static int check_mapping(dw_migration *h, int target)
         if (!(s->map[target].exprs[i] = dw__strdup(m->expr)))
             return dw__error(h, DW_ENOMEM, target, "out of memory");
 
+        if (h->contracted && source == DW_SIDE_OLD)
+            continue;
         dw_buf sql;
         dw_buf_init(&sql);
         dw_buf_printf(&sql, "SELECT (%s) FROM ", m->expr);
@@ -457,7 +636,7 @@ static int check_mapping(dw_migration *h, int target)
         }
         sqlite3_stmt *st = NULL;
         const char *tail = NULL;
-        int rc = dw__prepare(h, sql.p, &st, &tail);
+        int rc = dw__prepare_strict(h, sql.p, &st, &tail);
         int extra = 0;
         if (rc == SQLITE_OK && tail)
             while (*tail == ' ' || *tail == '\t' || *tail == '\n' ||
@@ -489,9 +668,12 @@ int dw__sqlite_validate(dw_migration *h)
     dw_spec *s = &h->spec;
     table_info t[3];
     memset(t, 0, sizeof t);
-    int rc = check_side(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
+    int rc = h->contracted ? old_side_from_store(h)
+                           : check_side(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
     if (rc == DW_OK)
         rc = check_side(h, DW_SIDE_NEW, &t[DW_SIDE_NEW]);
+    if (rc == DW_OK && !h->contracted)
+        rc = check_setup(h);
     if (rc == DW_OK && s->same_table) {
         const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
         if (!same_set(o->key, o->nkey, n->key, n->nkey))
@@ -514,8 +696,10 @@ int dw__sqlite_validate(dw_migration *h)
         rc = check_mapping(h, DW_SIDE_OLD);
     if (rc == DW_OK)
         rc = dw__build_row_sql(h);
-    /* Prepare every row statement now, so a problem shows at open. */
-    for (int id = ST_READ_SIDE; rc == DW_OK && id < ST_COUNT; id++)
+    /* Prepare every row statement now, so a problem shows at open (not
+     * after the contract: most of them name the dropped old model). */
+    for (int id = ST_READ_SIDE; rc == DW_OK && !h->contracted && id < ST_COUNT;
+         id++)
         if (BK(h)->sql[id] && !dw__stmt(h, id))
             rc = h->errcode == DW_ERROR ? DW_ESCHEMA : h->errcode;
     table_info_free(&t[DW_SIDE_OLD]);

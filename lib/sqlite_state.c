@@ -5,8 +5,9 @@
 
 #include "sqlite_backend.h"
 
-static int add_history(dw_migration *h, const char *event, int from, int to,
-                       int forced, const char *reason)
+int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
+                           int to, int forced, const char *reason,
+                           const char *detail)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_HISTORY_ADD);
     if (!st)
@@ -21,6 +22,10 @@ static int add_history(dw_migration *h, const char *event, int from, int to,
         sqlite3_bind_text(st, 7, reason, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 7);
+    if (detail)
+        sqlite3_bind_text(st, 8, detail, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
     return dw__run(h, st, DW_SIDE_NONE, "recording the history") == SQLITE_OK
                ? DW_OK
                : h->errcode;
@@ -38,6 +43,7 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
     if (rc == SQLITE_ROW) {
         h->id = sqlite3_column_int64(st, 0);
         h->stage = sqlite3_column_int(st, 1);
+        h->contracted = sqlite3_column_int(st, 3);
         char stored[65];
         const char *text = (const char *)sqlite3_column_text(st, 2);
         if (!text) {
@@ -63,7 +69,8 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         sqlite3_bind_double(st, 4, dw__wall_time());
         if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
             return h->errcode;
-        return add_history(h, "redefine", h->stage, h->stage, 0, reason);
+        return dw__sqlite_history_add(h, "redefine", h->stage, h->stage, 0,
+                                      reason, NULL);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -80,7 +87,8 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         return h->errcode;
     h->id = sqlite3_last_insert_rowid(h->db);
     h->stage = DW_STAGE_OFF;
-    return add_history(h, "define", DW_STAGE_OFF, DW_STAGE_OFF, 0, reason);
+    return dw__sqlite_history_add(h, "define", DW_STAGE_OFF, DW_STAGE_OFF, 0,
+                                  reason, NULL);
 }
 
 int dw__sqlite_stage_load(dw_migration *h, int *stage)
@@ -91,9 +99,10 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     sqlite3_bind_int64(st, 1, h->id);
     int rc = sqlite3_step(st);
     int result = DW_OK;
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         *stage = sqlite3_column_int(st, 0);
-    else if (rc == SQLITE_DONE)
+        h->contracted = sqlite3_column_int(st, 1);
+    } else if (rc == SQLITE_DONE)
         result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                            "migration \"%s\" is no longer stored in this "
                            "database",
@@ -104,8 +113,45 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     return result;
 }
 
+/* Entering OFF or COMPLETE stops writes to one side: a backfill done
+ * before no longer holds. */
+static int backfill_goes_stale(dw_migration *h)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "UPDATE dw_backfill SET state = 'stale', updated = ?2 "
+                         "WHERE migration_id = ?1",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_double(st, 2, dw__wall_time());
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? DW_OK
+                           : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                              "marking the backfill stale");
+}
+
+int dw__sqlite_migration_peek(dw_migration *h, int *contracted)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_FIND);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *contracted = rc == SQLITE_ROW && sqlite3_column_int(st, 3);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? DW_OK
+               : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking up the migration");
+}
+
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,
-                           const char *reason, int forced)
+                           const char *reason, int forced, const char *detail)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_STAGE_STORE);
     if (!st)
@@ -115,7 +161,11 @@ int dw__sqlite_stage_store(dw_migration *h, int from, int to,
     sqlite3_bind_double(st, 3, dw__wall_time());
     if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
         return h->errcode;
-    return add_history(h, "stage", from, to, forced, reason);
+    if ((to == DW_STAGE_OFF || to == DW_STAGE_COMPLETE) &&
+        backfill_goes_stale(h) != DW_OK)
+        return h->errcode;
+    return dw__sqlite_history_add(h, "stage", from, to, forced, reason,
+                                  detail);
 }
 
 /* Ends a listing loop: SQLITE_DONE (run out, or stopped by the callback)
@@ -146,6 +196,7 @@ int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
         e.to_stage = sqlite3_column_int(st, 4);
         e.forced = sqlite3_column_int(st, 5);
         e.reason = (const char *)sqlite3_column_text(st, 6);
+        e.detail = (const char *)sqlite3_column_text(st, 7);
         if (!e.event) {
             rc = SQLITE_NOMEM;
             break;

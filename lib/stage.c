@@ -57,6 +57,104 @@ int dw_stage_get(int *out, dw_migration *h)
     return dw__in_scope(h, 0, current_stage, out);
 }
 
+/* Whether the gates into LIVE and COMPLETE are open; when closed, *why says
+ * what is missing (owned by the caller). */
+static int gate_open(dw_migration *h, int *open, char **why)
+{
+    dw_gate_facts g;
+    *open = 0;
+    *why = NULL;
+    int rc = h->ops->gate_facts(h, &g);
+    if (rc != DW_OK)
+        return rc;
+    if (g.backfill == DW_BF_DONE && g.clean_run) {
+        *open = 1;
+        return DW_OK;
+    }
+    if (g.backfill == DW_BF_NONE)
+        *why = sqlite3_mprintf("no backfill has run (dw_backfill)");
+    else if (g.backfill == DW_BF_RUNNING)
+        *why = sqlite3_mprintf("the backfill has not finished");
+    else if (g.backfill == DW_BF_STALE)
+        *why = sqlite3_mprintf("the backfill went stale when the stage "
+                               "entered OFF or COMPLETE; run it again");
+    else if (!g.last.run_id)
+        *why = sqlite3_mprintf("no verification of every key since the "
+                               "backfill finished (dw_verify)");
+    else
+        *why = sqlite3_mprintf("the last verification since the backfill "
+                               "(run %lld) found %lld missing, %lld extra "
+                               "and %lld different keys",
+                               (long long)g.last.run_id,
+                               (long long)g.last.missing,
+                               (long long)g.last.extra,
+                               (long long)g.last.different);
+    return *why ? DW_OK : dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
+                                    "out of memory");
+}
+
+/* Checks a move and stores it with its history entry. */
+static int move_stage(dw_migration *h, int stage, const char *reason,
+                      unsigned int flags)
+{
+    int from = 0, force = (flags & DW_STAGE_FORCE) != 0;
+    int rc = dw__stage_current(h, &from);
+    if (rc != DW_OK || stage == from)
+        return rc;
+    if (h->contracted)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "the old model of %s was dropped by the contract; "
+                         "it stays at COMPLETE until dw_restore() puts the "
+                         "old model back",
+                         h->spec.name);
+    if (stage > from + 1 && !force)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "moving %s from %s to %s skips a stage; move one "
+                         "stage at a time or pass DW_STAGE_FORCE",
+                         h->spec.name, dw_stage_name(from),
+                         dw_stage_name(stage));
+    int forced = stage > from + 1;
+    char *detail = NULL;
+    /* The gates sit before LIVE and before COMPLETE; a forced jump over
+     * one still passes it. */
+    if (stage > from && (stage == DW_STAGE_COMPLETE ||
+                         (from < DW_STAGE_LIVE && stage >= DW_STAGE_LIVE))) {
+        int open;
+        char *why;
+        if ((rc = gate_open(h, &open, &why)) != DW_OK)
+            return rc;
+        if (!open && !force) {
+            rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,
+                           "the gate into %s is closed for %s: %s; or pass "
+                           "DW_STAGE_FORCE with a reason",
+                           dw_stage_name(stage), h->spec.name, why);
+            sqlite3_free(why);
+            return rc;
+        }
+        if (!open && (!reason || !reason[0])) {
+            sqlite3_free(why);
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                             "forcing %s into %s past a closed gate needs a "
+                             "reason",
+                             h->spec.name, dw_stage_name(stage));
+        }
+        if (!open) {
+            forced = 1;
+            detail = sqlite3_mprintf("gate forced: %s", why);
+            sqlite3_free(why);
+            if (!detail)
+                return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        }
+    }
+    rc = h->ops->stage_store(h, from, stage, reason, forced, detail);
+    sqlite3_free(detail);
+    if (rc == DW_OK) {
+        h->stage = stage;
+        h->ops->state_remember(h);
+    }
+    return rc;
+}
+
 int dw_stage_set(dw_migration *h, int stage, const char *reason,
                  unsigned int flags)
 {
@@ -69,24 +167,11 @@ int dw_stage_set(dw_migration *h, int stage, const char *reason,
     if (flags & ~(unsigned int)DW_STAGE_FORCE)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "unknown flags 0x%x for dw_stage_set", flags);
-    int scope, from = 0;
+    int scope;
     int rc = h->ops->begin(h, 1, &scope);
     if (rc != DW_OK)
         return rc;
-    rc = dw__stage_current(h, &from);
-    if (rc == DW_OK && stage > from + 1 && !(flags & DW_STAGE_FORCE))
-        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                       "moving %s from %s to %s skips a stage; move one stage "
-                       "at a time or pass DW_STAGE_FORCE",
-                       h->spec.name, dw_stage_name(from), dw_stage_name(stage));
-    if (rc == DW_OK && stage != from) {
-        int forced = stage > from + 1;
-        rc = h->ops->stage_store(h, from, stage, reason, forced);
-        if (rc == DW_OK) {
-            h->stage = stage;
-            h->ops->state_remember(h);
-        }
-    }
+    rc = move_stage(h, stage, reason, flags);
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else

@@ -36,25 +36,15 @@ static int other_side(int side)
     return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
 }
 
-/* The source row of `key` mapped into target's shape (key columns named as
- * the target names them) through a C mapping callback. */
-static int map_callback(dw_migration *h, int target, const dw_value *key,
-                        dw_row *out)
+int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
+                         const dw_row *in, dw_row *out)
 {
-    int source = other_side(target);
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";
-    dw_row *in = NULL, *mapped = NULL;
-    int rc = dw_row_new(&in);
-    if (rc == DW_OK)
-        rc = dw_row_new(&mapped);
-    if (rc != DW_OK) {
-        dw_row_free(in);
+    dw_row *mapped = NULL;
+    if (dw_row_new(&mapped) != DW_OK)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
-    }
-    rc = h->ops->read_side(h, source, key, in);
-    if (rc != DW_OK)
-        goto done;
+    int rc = DW_OK;
     int cb = h->spec.map[target].fn(mapped, in, h->spec.map_payload);
     if (cb != DW_OK) {
         rc = dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK, target,
@@ -77,8 +67,22 @@ static int map_callback(dw_migration *h, int target, const dw_value *key,
     if (rc == DW_ENOMEM)
         dw__error(h, DW_ENOMEM, target, "out of memory");
 done:
-    dw_row_free(in);
     dw_row_free(mapped);
+    return rc;
+}
+
+/* The source row of `key` mapped into target's shape (key columns named as
+ * the target names them) through a C mapping callback. */
+static int map_callback(dw_migration *h, int target, const dw_value *key,
+                        dw_row *out)
+{
+    dw_row *in = NULL;
+    if (dw_row_new(&in) != DW_OK)
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    int rc = h->ops->read_side(h, other_side(target), key, in);
+    if (rc == DW_OK)
+        rc = dw__map_callback_row(h, target, key, in, out);
+    dw_row_free(in);
     return rc;
 }
 

@@ -93,3 +93,15 @@ const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size)
     sqlite3_finalize(st);
     return buf;
 }
+
+void backfill_and_verify(dw_migration *h)
+{
+    assert_dw_ok(h, dw_backfill(NULL, h, NULL));
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    if (!r.clean)
+        print_error("verification: %lld missing, %lld extra, %lld different\n",
+                    (long long)r.missing, (long long)r.extra,
+                    (long long)r.different);
+    assert_true(r.clean);
+}

@@ -47,4 +47,8 @@ const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
 
 #define assert_dw_ok(h, call) assert_dw(h, call, DW_OK)
 
+/* Runs the whole backfill and a verification of every key, and asserts the
+ * verification is clean: what opens the gates into LIVE and COMPLETE. */
+void backfill_and_verify(dw_migration *h);
+
 #endif

@@ -86,6 +86,7 @@ static void sync_keeps_not_null_columns(int with_callback)
 
     /* And down, at LIVE: the old column follows the new one. */
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(h);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
     exec_ok(t.db, "UPDATE tickets SET status_code = 2 WHERE id = 1");
     dw_value key = dw_int(1);

@@ -46,8 +46,11 @@ static void test_renamed_column_is_an_error_not_a_string(void **state)
     int rc;
     dw_migration *h = open_items(t.db, 0, &rc);
     assert_int_equal(rc, DW_OK);
-    for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_LIVE; s++)
+    for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_LIVE; s++) {
+        if (s == DW_STAGE_LIVE)
+            backfill_and_verify(h);
         assert_dw_ok(h, dw_stage_set(h, s, NULL, 0));
+    }
 
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);

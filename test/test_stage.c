@@ -229,12 +229,16 @@ static void test_stage_forward_one_step(void **state)
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_COMPLETE; s++) {
+        if (s == DW_STAGE_LIVE)
+            backfill_and_verify(f->h);
         assert_dw_ok(f->h, dw_stage_set(f->h, s, "next", 0));
         assert_int_equal(stage_of(f->h), s);
     }
     history hs;
     get_history(&hs, f->h);
-    assert_int_equal(hs.n, 6); /* define + five moves */
+    assert_int_equal(hs.n, 7); /* define + five moves + the backfill */
+    assert_string_equal(hs.e[3].event, "backfill");
+    memmove(&hs.e[3], &hs.e[4], sizeof hs.e[0] * 3);
     for (int i = 1; i < 6; i++) {
         assert_string_equal(hs.e[i].event, "stage");
         assert_int_equal(hs.e[i].from, i - 1);
@@ -289,7 +293,7 @@ static void test_stage_backward_any_distance(void **state)
     assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back one", 0));
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, NULL,
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, "again",
                                     DW_STAGE_FORCE));
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "all the way", 0));
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);

@@ -1,0 +1,447 @@
+/* The backfill: keyset-paged batches from the authoritative side to the
+ * other, each one short write transaction that commits its rows and its
+ * cursor together. The batch size adapts towards a target time, so no
+ * batch holds the write lock for long. */
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_BATCH_ROWS 1000
+#define DEFAULT_BATCH_MS 20
+#define DEFAULT_MAX_BATCH_ROWS 100000
+
+int dw__authoritative(int stage)
+{
+    return stage <= DW_STAGE_SHADOW ? DW_SIDE_OLD : DW_SIDE_NEW;
+}
+
+int dw__need_autocommit(dw_migration *h, const char *what)
+{
+    if (!sqlite3_get_autocommit(h->db))
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s runs short transactions of its own; call it "
+                         "outside a transaction",
+                         what);
+    return DW_OK;
+}
+
+int dw__need_two_models(dw_migration *h, int stage, const char *what)
+{
+    if (h->contracted)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s needs the old model of %s, which the contract "
+                         "dropped; dw_restore() puts it back",
+                         what, h->spec.name);
+    if (stage == DW_STAGE_OFF || stage == DW_STAGE_COMPLETE)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s needs both models written: %s is at stage %s, "
+                         "where only the %s model is",
+                         what, h->spec.name, dw_stage_name(stage),
+                         stage == DW_STAGE_OFF ? "old" : "new");
+    return DW_OK;
+}
+
+void dw__sleep_ms(int ms)
+{
+    if (ms > 0)
+        sqlite3_sleep(ms);
+}
+
+typedef struct run {
+    dw_backfill_options o;
+    dw_backfill_progress p;
+    dw_backfill_state st;
+    int fresh;        /* start over in the next batch */
+    int64_t counted;  /* the source's rows, counted before a fresh start */
+    int batch_rows;
+    uint64_t t0;
+    int64_t rows_at_t0;
+} run;
+
+static int check_options(dw_migration *h, const dw_backfill_options *in,
+                         dw_backfill_options *o)
+{
+    dw_backfill_options defaults = DW_BACKFILL_OPTIONS_INIT;
+    *o = in ? *in : defaults;
+    if (o->version != DW_BACKFILL_OPTIONS_VERSION)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "backfill options version %u is not %d (use "
+                         "DW_BACKFILL_OPTIONS_INIT)",
+                         o->version, DW_BACKFILL_OPTIONS_VERSION);
+    if (o->batch_rows < 0 || o->max_batch_rows < 0 || o->pause_ms < 0 ||
+        o->time_limit_ms < 0)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "backfill options: batch_rows, max_batch_rows, "
+                         "pause_ms and time_limit_ms must not be negative");
+    if (o->flags & ~(unsigned int)DW_BACKFILL_RESTART)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "unknown backfill flags 0x%x", o->flags);
+    if (!o->batch_rows)
+        o->batch_rows = DEFAULT_BATCH_ROWS;
+    if (!o->max_batch_rows)
+        o->max_batch_rows = DEFAULT_MAX_BATCH_ROWS;
+    if (o->batch_rows > o->max_batch_rows)
+        o->max_batch_rows = o->batch_rows;
+    if (!o->batch_ms)
+        o->batch_ms = DEFAULT_BATCH_MS;
+    return DW_OK;
+}
+
+static void fill_progress(run *r, int finished)
+{
+    dw_backfill_progress *p = &r->p;
+    const dw_backfill_state *st = &r->st;
+    p->source = st->source;
+    p->target = st->source == DW_SIDE_OLD   ? DW_SIDE_NEW
+                : st->source == DW_SIDE_NEW ? DW_SIDE_OLD
+                                            : DW_SIDE_NONE;
+    p->rows_done = st->rows_done;
+    p->rows_total = st->rows_total > st->rows_done ? st->rows_total
+                                                   : st->rows_done;
+    p->rows_written = st->rows_written;
+    p->rows_deleted = st->rows_deleted;
+    p->batches = st->batches;
+    p->finished = finished || st->state == DW_BF_DONE;
+    p->stale = st->state == DW_BF_STALE;
+    p->next_batch_rows = r->batch_rows;
+    double secs = (double)(dw__now_ns() - r->t0) / 1e9;
+    int64_t done = st->rows_done - r->rows_at_t0;
+    p->rows_per_second = secs > 0 && done > 0 ? (double)done / secs : 0;
+    p->seconds_left =
+        p->rows_per_second > 0
+            ? (double)(p->rows_total - p->rows_done) / p->rows_per_second
+            : 0;
+    if (p->finished)
+        p->seconds_left = 0;
+}
+
+/* Before the batches: where the stored backfill stands, and for a fresh
+ * start the row count (an estimate for progress) and the NULL-key check
+ * -- scans that must not hold the write lock. */
+static int survey(dw_migration *h, void *arg)
+{
+    run *r = arg;
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc == DW_OK)
+        rc = dw__need_two_models(h, stage, "the backfill");
+    dw__backfill_state_free(&r->st);
+    if (rc == DW_OK)
+        rc = h->ops->backfill_load(h, &r->st);
+    if (rc != DW_OK)
+        return rc;
+    int source = dw__authoritative(stage);
+    r->fresh = (r->o.flags & DW_BACKFILL_RESTART) ||
+               r->st.state == DW_BF_NONE || r->st.state == DW_BF_STALE;
+    if (!r->fresh)
+        return DW_OK;
+    int64_t nulls = 0;
+    rc = h->ops->null_keys(h, source, &nulls);
+    if (rc == DW_OK && nulls > 0)
+        return dw__error(h, DW_EMISUSE, source,
+                         "%s side: %lld rows of table \"%s\" have NULL in a "
+                         "key column; they cannot be copied or addressed, "
+                         "so the backfill will not start",
+                         dw__side_word(source), (long long)nulls,
+                         h->spec.side[source].table);
+    if (rc == DW_OK)
+        rc = h->ops->range_count(h, source, NULL, NULL, &r->counted);
+    return rc;
+}
+
+typedef struct sync_args {
+    int target;
+    int64_t synced;
+} sync_args;
+
+/* Appends to the handle's message, keeping its code and side. */
+static void add_to_message(dw_migration *h, const char *fmt, const char *arg)
+{
+    char *msg = dw__strdup(dw_errmsg(h));
+    char *more = sqlite3_mprintf(fmt, arg);
+    if (msg && more)
+        dw__error(h, h->errcode, h->errside, "%s%s", msg, more);
+    dw__free(msg);
+    sqlite3_free(more);
+}
+
+static int sync_one(dw_migration *h, const dw_value *key, void *arg)
+{
+    sync_args *a = arg;
+    int rc = dw__sync(h, a->target, key);
+    if (rc == DW_OK) {
+        a->synced++;
+        return DW_OK;
+    }
+    dw_buf text;
+    dw_buf_init(&text);
+    dw__key_text(&text, key, h->spec.side[a->target].nkey);
+    if (!text.oom)
+        add_to_message(h, " (at key %s)", text.p);
+    dw_buf_free(&text);
+    return rc;
+}
+
+/* Names the key a set-based copy failed on: syncs the batch's keys one by
+ * one, inside the doomed transaction, until one fails the same way. */
+static int name_failing_key(dw_migration *h, int target, const char *lo,
+                            const char *hi)
+{
+    char *msg = dw__strdup(dw_errmsg(h));
+    int code = h->errcode;
+    sync_args a = {target, 0};
+    int source = target == DW_SIDE_NEW ? DW_SIDE_OLD : DW_SIDE_NEW;
+    int rc = h->ops->range_keys(h, source, lo, hi, sync_one, &a);
+    if (rc == DW_OK) {
+        /* Not reproduced key by key: keep the set-based error. */
+        if (msg)
+            dw__error(h, code, target, "%s", msg);
+        rc = code;
+    }
+    dw__free(msg);
+    return rc;
+}
+
+/* One batch, inside its own write transaction. */
+static int batch(dw_migration *h, run *r, int *finished)
+{
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc == DW_OK)
+        rc = dw__need_two_models(h, stage, "the backfill");
+    if (rc != DW_OK)
+        return rc;
+    int source = dw__authoritative(stage);
+    int target = source == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
+    dw_backfill_state *st = &r->st;
+    dw__backfill_state_free(st);
+    if ((rc = h->ops->backfill_load(h, st)) != DW_OK)
+        return rc;
+    if (!r->fresh && st->state == DW_BF_DONE) {
+        *finished = 1;
+        return DW_OK;
+    }
+    if (r->fresh || st->state != DW_BF_RUNNING) {
+        /* Start (over): the end is the largest key now; later keys are
+         * written to both sides by the application. */
+        dw__backfill_state_free(st);
+        st->state = DW_BF_RUNNING;
+        st->source = source;
+        st->rows_total = r->counted;
+        st->started = dw__wall_time();
+        if ((rc = h->ops->range_last(h, source, &st->end_key)) != DW_OK ||
+            (rc = h->ops->run_setup(h)) != DW_OK)
+            return rc;
+    } else if (st->source != source) {
+        return dw__error(h, DW_EMISUSE, target,
+                         "this backfill copies from the %s side, but at "
+                         "stage %s the %s side is authoritative; writing "
+                         "into it is refused: restart the backfill "
+                         "(DW_BACKFILL_RESTART)",
+                         dw__side_word(st->source), dw_stage_name(stage),
+                         dw__side_word(source));
+    }
+
+    /* The batch's range: after the cursor, up to the key batch_rows on,
+     * or to the end. */
+    const char *lo = st->cursor;
+    char *hi = NULL;
+    int last = 1;
+    if (st->end_key) {
+        rc = h->ops->range_key_at(h, source, lo, 0, st->end_key,
+                                  r->batch_rows - 1, &hi);
+        if (rc != DW_OK)
+            return rc;
+        last = hi == NULL || strcmp(hi, st->end_key) == 0;
+    }
+    const char *upper = last ? st->end_key : hi;
+    int64_t passed = 0, written = 0, deleted = 0;
+    if (st->end_key) {
+        if (last)
+            rc = h->ops->range_count(h, source, lo, upper, &passed);
+        else
+            passed = r->batch_rows;
+        if (rc == DW_OK && h->spec.map[target].exprs) {
+            rc = h->ops->range_copy(h, target, lo, upper, &written);
+            if (rc == DW_ECONSTRAINT)
+                rc = name_failing_key(h, target, lo, upper);
+        } else if (rc == DW_OK) {
+            sync_args a = {target, 0};
+            rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
+            written = a.synced;
+        }
+    }
+    /* Rows of the target whose source is gone: within the batch's range,
+     * and past the end on the last batch. */
+    if (rc == DW_OK)
+        rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
+                                          &deleted);
+    if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
+        add_to_message(h,
+                       lo ? "; the backfill stopped and kept nothing of "
+                            "this batch; its cursor stays after key %s"
+                          : "; the backfill stopped and kept nothing of "
+                            "this batch; its cursor stays at the start%s",
+                       lo ? lo : "");
+    if (rc != DW_OK) {
+        dw__free(hi);
+        return rc;
+    }
+    dw__free(st->cursor);
+    st->cursor = last ? NULL : hi;
+    st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
+    st->rows_done += passed;
+    st->rows_written += written;
+    st->rows_deleted += deleted;
+    st->batches++;
+    rc = h->ops->backfill_store(h, st);
+    if (rc == DW_OK && last) {
+        char *detail = sqlite3_mprintf(
+            "%s to %s: %lld keys, %lld rows written, %lld deleted, %lld "
+            "batches",
+            dw__side_word(source), dw__side_word(target),
+            (long long)st->rows_done, (long long)st->rows_written,
+            (long long)st->rows_deleted, (long long)st->batches);
+        rc = detail ? h->ops->history_add(h, "backfill", stage, stage, 0,
+                                          NULL, detail)
+                    : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        sqlite3_free(detail);
+    }
+    *finished = last;
+    return rc;
+}
+
+static int batch_in_transaction(dw_migration *h, run *r, int *finished)
+{
+    int scope;
+    int rc = h->ops->begin(h, 1, &scope);
+    if (rc != DW_OK)
+        return rc;
+    rc = batch(h, r, finished);
+    if (rc == DW_OK)
+        rc = h->ops->commit(h, scope);
+    else
+        h->ops->rollback(h, scope);
+    if (rc == DW_OK)
+        r->fresh = 0;
+    return rc;
+}
+
+/* The next batch's size: towards the target time, at most twice or half
+ * the last. */
+static void adapt(run *r, double ms)
+{
+    if (r->o.batch_ms < 0)
+        return;
+    double want = r->o.batch_ms;
+    double factor = ms > 0 ? want / ms : 2.0;
+    if (factor > 2.0)
+        factor = 2.0;
+    if (factor < 0.5)
+        factor = 0.5;
+    double next = r->batch_rows * factor;
+    if (next < 1)
+        next = 1;
+    if (next > r->o.max_batch_rows)
+        next = r->o.max_batch_rows;
+    r->batch_rows = (int)next;
+}
+
+static int time_left_ms(const run *r)
+{
+    if (!r->o.time_limit_ms)
+        return -1;
+    double spent = (double)(dw__now_ns() - r->t0) / 1e6;
+    return spent >= r->o.time_limit_ms ? 0 : (int)(r->o.time_limit_ms - spent);
+}
+
+/* Between batches: the time limit, the throttle and the pause. 0 to go
+ * on, 1 to stop. */
+static int hold(run *r)
+{
+    if (time_left_ms(r) == 0)
+        return 1;
+    if (r->o.pause_ms)
+        dw__sleep_ms(r->o.pause_ms);
+    while (r->o.throttle) {
+        int ms = r->o.throttle(r->o.payload);
+        if (ms < 0)
+            return 1;
+        if (ms == 0)
+            break;
+        int left = time_left_ms(r);
+        if (left == 0)
+            return 1;
+        dw__sleep_ms(left > 0 && left < ms ? left : ms);
+    }
+    return time_left_ms(r) == 0;
+}
+
+int dw_backfill(dw_backfill_progress *out, dw_migration *h,
+                const dw_backfill_options *opts)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    run r;
+    memset(&r, 0, sizeof r);
+    int rc = check_options(h, opts, &r.o);
+    if (rc == DW_OK)
+        rc = dw__need_autocommit(h, "dw_backfill");
+    if (rc != DW_OK)
+        return rc;
+    r.batch_rows = r.o.batch_rows;
+    r.t0 = dw__now_ns();
+    rc = dw__in_scope(h, 0, survey, &r);
+    r.rows_at_t0 = r.fresh ? 0 : r.st.rows_done;
+    int finished = rc == DW_OK && !r.fresh && r.st.state == DW_BF_DONE;
+    for (int first = 1; rc == DW_OK && !finished; first = 0) {
+        if (!first && hold(&r)) {
+            rc = DW_MORE;
+            break;
+        }
+        uint64_t b0 = dw__now_ns();
+        rc = batch_in_transaction(h, &r, &finished);
+        if (rc != DW_OK)
+            break;
+        double ms = (double)(dw__now_ns() - b0) / 1e6;
+        r.p.last_batch_ms = ms;
+        if (ms > r.p.max_batch_ms)
+            r.p.max_batch_ms = ms;
+        adapt(&r, ms);
+        fill_progress(&r, finished);
+        if (r.o.progress && r.o.progress(&r.p, r.o.payload) && !finished)
+            rc = DW_MORE;
+    }
+    fill_progress(&r, finished);
+    if (out)
+        *out = r.p;
+    dw__backfill_state_free(&r.st);
+    return rc;
+}
+
+static int load_status(dw_migration *h, void *arg)
+{
+    return h->ops->backfill_load(h, arg);
+}
+
+int dw_backfill_status(dw_backfill_progress *out, dw_migration *h)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!out)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_backfill_status: out is NULL");
+    run r;
+    memset(&r, 0, sizeof r);
+    r.t0 = dw__now_ns();
+    int rc = dw__in_scope(h, 0, load_status, &r.st);
+    r.rows_at_t0 = r.st.rows_done;
+    fill_progress(&r, 0);
+    *out = r.p;
+    dw__backfill_state_free(&r.st);
+    return rc;
+}

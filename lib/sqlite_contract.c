@@ -1,0 +1,950 @@
+/* The SQLite backend's contract and restore: the old model written to a
+ * separate SQLite file, checked through a connection of its own, and only
+ * then dropped; and put back from such a file. The library opens these
+ * backup connections itself and closes them before returning. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sqlite_backend.h"
+
+#define BACKUP_FORMAT 1
+#define BACKUP_SCHEMA "dw_backup"
+
+/* What is backed up: `cols` of `table`, ordered by `key` (a prefix of
+ * cols for one table, the old side's key for two). */
+typedef struct model {
+    char *table;
+    char **cols;
+    int ncols;
+    char **key;
+    int nkey;
+    char *table_sql;   /* two tables: the CREATE TABLE text */
+    char *index_sql;   /* two tables: JSON array of CREATE INDEX texts */
+    char *coldefs;     /* one table: JSON [[name, type, notnull, default]] */
+} model;
+
+static void model_free(model *m)
+{
+    for (int i = 0; i < m->ncols; i++)
+        dw__free(m->cols[i]);
+    dw__free(m->cols);
+    for (int i = 0; i < m->nkey; i++)
+        dw__free(m->key[i]);
+    dw__free(m->key);
+    dw__free(m->table);
+    dw__free(m->table_sql);
+    dw__free(m->index_sql);
+    dw__free(m->coldefs);
+    memset(m, 0, sizeof *m);
+}
+
+static int nomem(dw_migration *h)
+{
+    return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+}
+
+/* An error on a connection of our own (the backup's). */
+static int db_error(dw_migration *h, sqlite3 *db, int rc, const char *what,
+                    const char *path)
+{
+    int code = dw__from_sqlite(rc);
+    return dw__error(h, code == DW_OK ? DW_ERROR : code, DW_SIDE_NONE,
+                     "%s (backup \"%s\"): %s", what, path,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+/* Runs one statement of SQL text on db, with parameters bound as text. */
+static int exec1(dw_migration *h, sqlite3 *db, const char *sql,
+                 const char *a1, const char *a2, const char *what,
+                 const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
+    if (rc == SQLITE_OK && tail && *tail) {
+        sqlite3_finalize(st);
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "%s: not one statement: %s", what, sql);
+    }
+    if (rc == SQLITE_OK && a1)
+        rc = sqlite3_bind_text(st, 1, a1, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && a2)
+        rc = sqlite3_bind_text(st, 2, a2, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ;
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    int result = rc == SQLITE_OK ? DW_OK : db_error(h, db, rc, what, path);
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* Runs a statement built in b on db. */
+static int exec_buf(dw_migration *h, sqlite3 *db, dw_buf *b, const char *what,
+                    const char *path)
+{
+    int rc = b->oom ? nomem(h) : exec1(h, db, b->p, NULL, NULL, what, path);
+    dw_buf_free(b);
+    return rc;
+}
+
+static void add_names(dw_buf *b, const char *alias, char **names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        dw_buf_puts(b, i ? ", " : "");
+        if (alias) {
+            dw_buf_ident(b, alias);
+            dw_buf_puts(b, ".");
+        }
+        dw_buf_ident(b, names[i]);
+    }
+}
+
+/* Row count and SHA-256 (hex) of the model's rows in schema.table, in key
+ * order (BINARY, so every copy sorts alike), values typed. */
+static int digest(dw_migration *h, sqlite3 *db, const char *schema,
+                  const model *m, int64_t *rows, char hex[65],
+                  const char *path)
+{
+    dw_buf b;
+    dw_buf_init(&b);
+    dw_buf_puts(&b, "SELECT ");
+    add_names(&b, NULL, m->cols, m->ncols);
+    dw_buf_puts(&b, " FROM ");
+    dw_buf_ident(&b, schema);
+    dw_buf_puts(&b, ".");
+    dw_buf_ident(&b, m->table);
+    dw_buf_puts(&b, " ORDER BY ");
+    for (int i = 0; i < m->nkey; i++) {
+        dw_buf_puts(&b, i ? ", " : "");
+        dw_buf_ident(&b, m->key[i]);
+        dw_buf_puts(&b, " COLLATE BINARY");
+    }
+    if (b.oom) {
+        dw_buf_free(&b);
+        return nomem(h);
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, b.p, -1, &st, NULL);
+    dw_buf_free(&b);
+    dw_sha256 s;
+    dw_sha256_init(&s);
+    *rows = 0;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        static const unsigned char row_mark = 0x1e;
+        dw_sha256_update(&s, &row_mark, 1);
+        for (int i = 0; i < m->ncols; i++) {
+            dw_value v;
+            switch (sqlite3_column_type(st, i)) {
+            case SQLITE_INTEGER: v = dw_int(sqlite3_column_int64(st, i)); break;
+            case SQLITE_FLOAT: v = dw_float(sqlite3_column_double(st, i)); break;
+            case SQLITE_TEXT:
+                v = dw_text_n((const char *)sqlite3_column_text(st, i),
+                              sqlite3_column_bytes(st, i));
+                if (!v.p)
+                    v = dw_text_n("", 0);
+                break;
+            case SQLITE_BLOB:
+                v = dw_blob(sqlite3_column_blob(st, i),
+                            sqlite3_column_bytes(st, i));
+                break;
+            default: v = dw_null(); break;
+            }
+            dw_sha256_value(&s, &v);
+        }
+        (*rows)++;
+        rc = SQLITE_OK;
+    }
+    int result = rc == SQLITE_DONE || rc == SQLITE_OK
+                     ? DW_OK
+                     : db_error(h, db, rc, "reading the rows to check them",
+                                path);
+    sqlite3_finalize(st);
+    unsigned char d[32];
+    dw_sha256_final(&s, d);
+    dw_hex(hex, d, 32);
+    return result;
+}
+
+/* ---- what the old model is -------------------------------------------------- */
+
+static int push(char ***list, int *n, const char *s)
+{
+    char **l = dw__realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+    if (!l)
+        return DW_ENOMEM;
+    *list = l;
+    if (!(l[*n] = dw__strdup(s)))
+        return DW_ENOMEM;
+    (*n)++;
+    return DW_OK;
+}
+
+/* From the live schema of main, before the contract. */
+static int describe_model(dw_migration *h, model *m)
+{
+    const dw_spec *s = &h->spec;
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    memset(m, 0, sizeof *m);
+    if (!(m->table = dw__strdup(o->table)))
+        return nomem(h);
+    for (int i = 0; i < o->nkey; i++)
+        if (push(&m->key, &m->nkey, o->key[i]) != DW_OK)
+            return nomem(h);
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (s->same_table) {
+        /* The key and the old columns, with their declarations. */
+        for (int i = 0; i < o->nkey; i++)
+            if (push(&m->cols, &m->ncols, o->key[i]) != DW_OK)
+                return nomem(h);
+        for (int i = 0; i < o->ncols; i++)
+            if (push(&m->cols, &m->ncols, o->cols[i]) != DW_OK)
+                return nomem(h);
+        rc = dw__prepare(h,
+                         "SELECT json_group_array(json_array(name, type, "
+                         "`notnull`, dflt_value)) FROM "
+                         "pragma_table_xinfo(?1) WHERE name IN (SELECT value "
+                         "FROM json_each(?2))",
+                         &st, NULL);
+        dw_buf names;
+        dw_buf_init(&names);
+        dw_buf_puts(&names, "[");
+        for (int i = 0; i < m->ncols; i++) {
+            dw_buf_puts(&names, i ? "," : "");
+            dw_buf_json(&names, m->cols[i], strlen(m->cols[i]));
+        }
+        dw_buf_puts(&names, "]");
+        if (rc == SQLITE_OK && !names.oom) {
+            sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, names.p, -1, SQLITE_STATIC);
+            if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *j = (const char *)sqlite3_column_text(st, 0);
+                rc = j && (m->coldefs = dw__strdup(j)) ? SQLITE_OK
+                                                       : SQLITE_NOMEM;
+            }
+        }
+        if (names.oom)
+            rc = SQLITE_NOMEM;
+        dw_buf_free(&names);
+        sqlite3_finalize(st);
+        return rc == SQLITE_OK ? DW_OK
+                               : dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                                  "reading the old columns");
+    }
+    /* Two tables: the whole table -- every stored column, its definition
+     * and its indexes. */
+    rc = dw__prepare(h,
+                     "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden "
+                     "= 0 ORDER BY cid",
+                     &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            if (!name || push(&m->cols, &m->ncols, name) != DW_OK) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK)
+        rc = dw__prepare(h,
+                         "SELECT (SELECT sql FROM main.sqlite_schema WHERE "
+                         "type = 'table' AND name = ?1), (SELECT "
+                         "json_group_array(sql) FROM main.sqlite_schema "
+                         "WHERE type = 'index' AND tbl_name = ?1 AND sql IS "
+                         "NOT NULL)",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            const char *ix = (const char *)sqlite3_column_text(st, 1);
+            m->table_sql = t ? dw__strdup(t) : NULL;
+            m->index_sql = ix ? dw__strdup(ix) : NULL;
+            rc = m->table_sql && m->index_sql ? SQLITE_OK : SQLITE_NOMEM;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? DW_OK
+                           : dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                              "reading the old table");
+}
+
+/* The backup table's definition for one table: key and old columns, with
+ * no declared type (so no affinity changes a value) and no constraints --
+ * it holds copies. The declarations are kept in the metadata. */
+static void backup_table_sql(dw_buf *b, const model *m)
+{
+    dw_buf_puts(b, "CREATE TABLE ");
+    dw_buf_ident(b, m->table);
+    dw_buf_puts(b, "(");
+    for (int i = 0; i < m->ncols; i++) {
+        dw_buf_puts(b, i ? ", " : "");
+        dw_buf_ident(b, m->cols[i]);
+    }
+    dw_buf_puts(b, ")");
+}
+
+static void remove_backup(const char *path)
+{
+    static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        char *p = sqlite3_mprintf("%s%s", path, suffixes[i]);
+        if (p)
+            remove(p);
+        sqlite3_free(p);
+    }
+}
+
+static int attach(dw_migration *h, const char *path)
+{
+    return exec1(h, h->db, "ATTACH ?1 AS " BACKUP_SCHEMA, path, NULL,
+                 "attaching the backup", path);
+}
+
+static void detach(dw_migration *h)
+{
+    /* Keep the error that brought us here. */
+    int code = h->errcode, side = h->errside;
+    char *msg = h->errmsg;
+    h->errmsg = NULL;
+    exec1(h, h->db, "DETACH " BACKUP_SCHEMA, NULL, NULL, "detaching", "");
+    dw__free(h->errmsg);
+    h->errmsg = msg;
+    h->errcode = code;
+    h->errside = side;
+}
+
+static int meta_put(dw_migration *h, const char *key, const char *value,
+                    const char *path)
+{
+    return exec1(h, h->db,
+                 "INSERT INTO " BACKUP_SCHEMA ".dw_backup_meta(key, value) "
+                 "VALUES(?1, ?2)",
+                 key, value, "writing the backup", path);
+}
+
+static int names_json(dw_migration *h, char **names, int n, char **out)
+{
+    dw_buf b;
+    dw_buf_init(&b);
+    dw_buf_puts(&b, "[");
+    for (int i = 0; i < n; i++) {
+        dw_buf_puts(&b, i ? "," : "");
+        dw_buf_json(&b, names[i], strlen(names[i]));
+    }
+    dw_buf_puts(&b, "]");
+    return (*out = dw_buf_take(&b)) ? DW_OK : nomem(h);
+}
+
+/* Step 1: the file, its table and its metadata, copied in one transaction
+ * that only reads main. */
+static int write_backup(dw_migration *h, const model *m, const char *path,
+                        int64_t *rows, char hex[65])
+{
+    sqlite3 *bdb = NULL;
+    int rc = sqlite3_open_v2(path, &bdb,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_error(h, bdb, rc, "creating the backup file", path);
+        sqlite3_close(bdb);
+        return rc;
+    }
+    rc = exec1(h, bdb,
+               "CREATE TABLE dw_backup_meta(key TEXT PRIMARY KEY, value)",
+               NULL, NULL, "creating the backup", path);
+    if (rc == DW_OK && m->table_sql) {
+        rc = exec1(h, bdb, m->table_sql, NULL, NULL,
+                   "creating the backup table", path);
+    } else if (rc == DW_OK) {
+        dw_buf b;
+        dw_buf_init(&b);
+        backup_table_sql(&b, m);
+        rc = exec_buf(h, bdb, &b, "creating the backup table", path);
+    }
+    sqlite3_close(bdb);
+    if (rc != DW_OK || (rc = attach(h, path)) != DW_OK)
+        return rc;
+
+    char *cols = NULL, *key = NULL, *count = NULL;
+    rc = exec1(h, h->db, "BEGIN", NULL, NULL, "beginning the backup", path);
+    if (rc == DW_OK) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "INSERT INTO " BACKUP_SCHEMA ".");
+        dw_buf_ident(&b, m->table);
+        dw_buf_puts(&b, "(");
+        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_puts(&b, ") SELECT ");
+        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_puts(&b, " FROM main.");
+        dw_buf_ident(&b, m->table);
+        rc = exec_buf(h, h->db, &b, "copying the old model", path);
+    }
+    char copy_hex[65];
+    int64_t copy_rows = 0;
+    if (rc == DW_OK)
+        rc = digest(h, h->db, "main", m, rows, hex, path);
+    if (rc == DW_OK)
+        rc = digest(h, h->db, BACKUP_SCHEMA, m, &copy_rows, copy_hex, path);
+    if (rc == DW_OK && (copy_rows != *rows || strcmp(copy_hex, hex) != 0))
+        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                       "the backup's copy differs from the old model");
+    if (rc == DW_OK && ((rc = names_json(h, m->cols, m->ncols, &cols)) ==
+                            DW_OK &&
+                        (rc = names_json(h, m->key, m->nkey, &key)) == DW_OK &&
+                        !(count = sqlite3_mprintf("%lld", (long long)*rows))))
+        rc = nomem(h);
+    char format[16];
+    snprintf(format, sizeof format, "%d", BACKUP_FORMAT);
+    const char *const meta[][2] = {
+        {"format", format},
+        {"migration", h->spec.name},
+        {"spec_digest", h->digest},
+        {"kind", m->table_sql ? "table" : "columns"},
+        {"table", m->table},
+        {"columns", cols},
+        {"key", key},
+        {"table_sql", m->table_sql},
+        {"index_sql", m->index_sql},
+        {"column_defs", m->coldefs},
+        {"rows", count},
+        {"sha256", hex},
+    };
+    for (size_t i = 0; rc == DW_OK && i < sizeof meta / sizeof *meta; i++)
+        if (meta[i][1])
+            rc = meta_put(h, meta[i][0], meta[i][1], path);
+    if (rc == DW_OK)
+        rc = exec1(h, h->db, "COMMIT", NULL, NULL, "committing the backup",
+                   path);
+    if (rc != DW_OK && !sqlite3_get_autocommit(h->db))
+        exec1(h, h->db, "ROLLBACK", NULL, NULL, "rolling back", path);
+    detach(h);
+    dw__free(cols);
+    dw__free(key);
+    sqlite3_free(count);
+    return rc;
+}
+
+/* Reads one metadata value of a backup (owned by the caller). */
+static int meta_get(dw_migration *h, sqlite3 *db, const char *key,
+                    char **out, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT value FROM dw_backup_meta WHERE key = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *v = (const char *)sqlite3_column_text(st, 0);
+            rc = v && (*out = dw__strdup(v)) ? SQLITE_DONE : SQLITE_NOMEM;
+        }
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : db_error(h, db, rc, "reading the backup's metadata",
+                                path);
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* Names from a JSON array, through db. */
+static int json_names(dw_migration *h, sqlite3 *db, const char *json,
+                      char ***out, int *n, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM json_each(?1)", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *v = (const char *)sqlite3_column_text(st, 0);
+            if (!v || push(out, n, v) != DW_OK) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : db_error(h, db, rc, "reading the backup's metadata",
+                                path);
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* Step 2 of the contract, step 1 of a restore: the file alone, through a
+ * read-only connection of its own -- its metadata, and its rows against
+ * the stored count and digest. Fills m from the file when `load`. */
+static int check_backup(dw_migration *h, const char *path, model *m, int load,
+                        int64_t *rows, char hex[65])
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_error(h, db, rc, "opening the backup", path);
+        sqlite3_close(db);
+        return rc;
+    }
+    char *format = NULL, *name = NULL, *count = NULL, *sha = NULL;
+    char *kind = NULL, *cols = NULL, *key = NULL;
+    rc = meta_get(h, db, "format", &format, path);
+    if (rc == DW_OK)
+        rc = meta_get(h, db, "migration", &name, path);
+    if (rc == DW_OK)
+        rc = meta_get(h, db, "rows", &count, path);
+    if (rc == DW_OK)
+        rc = meta_get(h, db, "sha256", &sha, path);
+    if (rc == DW_OK && (!format || !name || !count || !sha ||
+                        atoi(format) != BACKUP_FORMAT))
+        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                       "\"%s\" is not a libdualwrite backup this version "
+                       "can read",
+                       path);
+    if (rc == DW_OK && strcmp(name, h->spec.name) != 0)
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "backup \"%s\" belongs to migration \"%s\", not "
+                       "\"%s\"",
+                       path, name, h->spec.name);
+    if (rc == DW_OK && load) {
+        memset(m, 0, sizeof *m);
+        rc = meta_get(h, db, "kind", &kind, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "table", &m->table, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "columns", &cols, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "key", &key, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "table_sql", &m->table_sql, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "index_sql", &m->index_sql, path);
+        if (rc == DW_OK)
+            rc = meta_get(h, db, "column_defs", &m->coldefs, path);
+        if (rc == DW_OK && (!kind || !m->table || !cols || !key ||
+                            (strcmp(kind, "table") == 0
+                                 ? !m->table_sql || !m->index_sql
+                                 : !m->coldefs)))
+            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                           "backup \"%s\": its metadata is incomplete", path);
+        if (rc == DW_OK)
+            rc = json_names(h, db, cols, &m->cols, &m->ncols, path);
+        if (rc == DW_OK)
+            rc = json_names(h, db, key, &m->key, &m->nkey, path);
+    }
+    int64_t found_rows = 0;
+    char found[65];
+    if (rc == DW_OK)
+        rc = digest(h, db, "main", m, &found_rows, found, path);
+    if (rc == DW_OK && (strtoll(count, NULL, 10) != found_rows ||
+                        strcmp(sha, found) != 0))
+        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                       "backup \"%s\" does not check out: it holds %lld rows "
+                       "with digest %.16s, its record says %s rows with "
+                       "digest %.16s",
+                       path, (long long)found_rows, found, count, sha);
+    if (rc == DW_OK) {
+        *rows = found_rows;
+        memcpy(hex, found, 65);
+    }
+    sqlite3_close(db);
+    dw__free(format);
+    dw__free(name);
+    dw__free(count);
+    dw__free(sha);
+    dw__free(kind);
+    dw__free(cols);
+    dw__free(key);
+    return rc;
+}
+
+static int set_contracted(dw_migration *h, int value)
+{
+    return exec1(h, h->db,
+                 value ? "UPDATE dw_migrations SET contracted = 1 WHERE name "
+                         "= ?1"
+                       : "UPDATE dw_migrations SET contracted = 0 WHERE name "
+                         "= ?1",
+                 h->spec.name, NULL, "recording the contract", "");
+}
+
+/* Step 3: under the write lock, the source once more, then the drop. */
+static int drop_old(dw_migration *h, const model *m, const char *path,
+                    int64_t rows, const char *hex, const char *reason)
+{
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc == DW_OK && (stage != DW_STAGE_COMPLETE || h->contracted))
+        return dw__error(h, DW_EGATE, DW_SIDE_NONE,
+                         "%s left COMPLETE (or was contracted) while the "
+                         "backup was written; nothing was dropped",
+                         h->spec.name);
+    int64_t now_rows = 0;
+    char now[65];
+    if (rc == DW_OK)
+        rc = digest(h, h->db, "main", m, &now_rows, now, path);
+    if (rc == DW_OK && (now_rows != rows || strcmp(now, hex) != 0))
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "the old model changed while the backup was being "
+                         "written (%lld rows now, %lld backed up); nothing "
+                         "was dropped",
+                         (long long)now_rows, (long long)rows);
+    if (rc != DW_OK)
+        return rc;
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    if (!h->spec.same_table) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "DROP TABLE main.");
+        dw_buf_ident(&b, o->table);
+        rc = exec_buf(h, h->db, &b, "dropping the old table", path);
+    }
+    for (int i = 0; rc == DW_OK && h->spec.same_table && i < o->ncols; i++) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "ALTER TABLE main.");
+        dw_buf_ident(&b, o->table);
+        dw_buf_puts(&b, " DROP COLUMN ");
+        dw_buf_ident(&b, o->cols[i]);
+        rc = exec_buf(h, h->db, &b, "dropping an old column", path);
+    }
+    if (rc == DW_OK)
+        rc = set_contracted(h, 1);
+    char *detail = rc == DW_OK ? sqlite3_mprintf(
+                                     "backup %s: %lld rows, sha256 %s", path,
+                                     (long long)rows, hex)
+                               : NULL;
+    if (rc == DW_OK && !detail)
+        rc = nomem(h);
+    if (rc == DW_OK)
+        rc = dw__sqlite_history_add(h, "contract", stage, stage, 0, reason,
+                                    detail);
+    sqlite3_free(detail);
+    if (rc == DW_OK)
+        h->contracted = 1;
+    return rc;
+}
+
+static int read_model(dw_migration *h, void *arg)
+{
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc != DW_OK)
+        return rc;
+    if (h->contracted)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "the old model of %s was already dropped by a "
+                         "contract",
+                         h->spec.name);
+    if (stage != DW_STAGE_COMPLETE)
+        return dw__error(h, DW_EGATE, DW_SIDE_NONE,
+                         "the contract drops the old model only at COMPLETE; "
+                         "%s is at %s",
+                         h->spec.name, dw_stage_name(stage));
+    return describe_model(h, arg);
+}
+
+typedef struct drop_args {
+    const model *m;
+    const char *path, *reason, *hex;
+    int64_t rows;
+} drop_args;
+
+static int drop_in_scope(dw_migration *h, void *arg)
+{
+    drop_args *a = arg;
+    return drop_old(h, a->m, a->path, a->rows, a->hex, a->reason);
+}
+
+int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
+{
+    if (access(path, F_OK) == 0)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "backup \"%s\" exists; the contract never "
+                         "overwrites a file",
+                         path);
+    model m;
+    memset(&m, 0, sizeof m);
+    int rc = dw__in_scope(h, 0, read_model, &m);
+    int64_t rows = 0, checked_rows = 0;
+    char hex[65] = "", checked[65] = "";
+    int created = 0;
+    if (rc == DW_OK) {
+        created = 1;
+        rc = write_backup(h, &m, path, &rows, hex);
+    }
+    if (rc == DW_OK)
+        rc = check_backup(h, path, &m, 0, &checked_rows, checked);
+    if (rc == DW_OK && (checked_rows != rows || strcmp(checked, hex) != 0))
+        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                       "backup \"%s\" does not match the old model", path);
+    if (rc == DW_OK) {
+        drop_args a = {&m, path, reason, hex, rows};
+        rc = dw__in_scope(h, 1, drop_in_scope, &a);
+    }
+    if (rc != DW_OK && created) {
+        char *msg = sqlite3_mprintf("%s; backup \"%s\" was removed",
+                                    dw_errmsg(h), path);
+        remove_backup(path);
+        if (msg)
+            dw__error(h, h->errcode, DW_SIDE_NONE, "%s", msg);
+        sqlite3_free(msg);
+    }
+    model_free(&m);
+    return rc;
+}
+
+/* ---- restore ------------------------------------------------------------------- */
+
+/* Runs one stored CREATE statement, refusing anything else. */
+static int run_stored_ddl(dw_migration *h, const char *sql, const char *path)
+{
+    if (sqlite3_strnicmp(sql, "CREATE TABLE ", 13) != 0 &&
+        sqlite3_strnicmp(sql, "CREATE INDEX ", 13) != 0 &&
+        sqlite3_strnicmp(sql, "CREATE UNIQUE INDEX ", 20) != 0)
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "backup \"%s\": not a definition: %.60s", path, sql);
+    return exec1(h, h->db, sql, NULL, NULL, "recreating the old model", path);
+}
+
+static int restore_table(dw_migration *h, const model *m, const char *path,
+                         int64_t rows, const char *hex)
+{
+    int64_t n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT count(*) FROM main.sqlite_schema WHERE name "
+                         "= ?1 COLLATE NOCASE",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0), rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the schema");
+    if (n)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                         "table \"%s\" exists again; a restore will not "
+                         "replace it",
+                         m->table);
+    rc = run_stored_ddl(h, m->table_sql, path);
+    char **ix = NULL;
+    int nix = 0;
+    if (rc == DW_OK)
+        rc = json_names(h, h->db, m->index_sql, &ix, &nix, path);
+    for (int i = 0; rc == DW_OK && i < nix; i++)
+        rc = run_stored_ddl(h, ix[i], path);
+    for (int i = 0; i < nix; i++)
+        dw__free(ix[i]);
+    dw__free(ix);
+    if (rc == DW_OK) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "INSERT INTO main.");
+        dw_buf_ident(&b, m->table);
+        dw_buf_puts(&b, "(");
+        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_puts(&b, ") SELECT ");
+        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_puts(&b, " FROM " BACKUP_SCHEMA ".");
+        dw_buf_ident(&b, m->table);
+        rc = exec_buf(h, h->db, &b, "copying the rows back", path);
+    }
+    int64_t got = 0;
+    char found[65];
+    if (rc == DW_OK)
+        rc = digest(h, h->db, "main", m, &got, found, path);
+    if (rc == DW_OK && (got != rows || strcmp(found, hex) != 0))
+        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                       "the restored table does not match the backup");
+    return rc;
+}
+
+static int restore_columns(dw_migration *h, const model *m, const char *path)
+{
+    /* Re-add each old column as declared; ALTER TABLE cannot re-add NOT
+     * NULL without a default, so that constraint is left off. */
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT json_extract(value, '$[0]'), "
+                         "json_extract(value, '$[1]'), json_extract(value, "
+                         "'$[3]') FROM json_each(?1) WHERE "
+                         "json_extract(value, '$[0]') NOT IN (SELECT value "
+                         "FROM json_each(?2))",
+                         &st, NULL);
+    char *key = NULL;
+    if (rc == SQLITE_OK && names_json(h, m->key, m->nkey, &key) != DW_OK)
+        rc = SQLITE_NOMEM;
+    int result = DW_OK;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->coldefs, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            const char *type = (const char *)sqlite3_column_text(st, 1);
+            const char *dflt = (const char *)sqlite3_column_text(st, 2);
+            dw_buf b;
+            dw_buf_init(&b);
+            dw_buf_puts(&b, "ALTER TABLE main.");
+            dw_buf_ident(&b, m->table);
+            dw_buf_puts(&b, " ADD COLUMN ");
+            dw_buf_ident(&b, name ? name : "");
+            if (type && *type)
+                dw_buf_printf(&b, " %s", type);
+            if (dflt)
+                dw_buf_printf(&b, " DEFAULT %s", dflt);
+            result = exec_buf(h, h->db, &b, "re-adding an old column", path);
+        }
+        if (result == DW_OK && rc != SQLITE_DONE)
+            result = dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                      "reading the backup's columns");
+    } else {
+        result = dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                  "reading the backup's columns");
+    }
+    sqlite3_finalize(st);
+    dw__free(key);
+    if (result != DW_OK)
+        return result;
+
+    /* Copy the values back by key, then check every backed-up row whose key
+     * still exists now holds them. */
+    dw_buf b, join;
+    dw_buf_init(&b);
+    dw_buf_init(&join);
+    for (int i = 0; i < m->nkey; i++) {
+        dw_buf_puts(&join, i ? " AND " : "");
+        dw_buf_puts(&join, "dw_t.");
+        dw_buf_ident(&join, m->key[i]);
+        dw_buf_puts(&join, " = dw_b.");
+        dw_buf_ident(&join, m->key[i]);
+    }
+    dw_buf_puts(&b, "UPDATE main.");
+    dw_buf_ident(&b, m->table);
+    dw_buf_puts(&b, " AS dw_t SET ");
+    for (int i = m->nkey; i < m->ncols; i++) {
+        dw_buf_puts(&b, i > m->nkey ? ", " : "");
+        dw_buf_ident(&b, m->cols[i]);
+        dw_buf_puts(&b, " = dw_b.");
+        dw_buf_ident(&b, m->cols[i]);
+    }
+    dw_buf_puts(&b, " FROM " BACKUP_SCHEMA ".");
+    dw_buf_ident(&b, m->table);
+    dw_buf_puts(&b, " AS dw_b WHERE ");
+    dw_buf_add(&b, join.p ? join.p : "", join.len);
+    result = join.oom ? nomem(h)
+                      : exec_buf(h, h->db, &b, "copying the columns back",
+                                 path);
+    if (result == DW_OK) {
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "SELECT count(*), coalesce(sum(");
+        for (int i = m->nkey; i < m->ncols; i++) {
+            dw_buf_puts(&b, i > m->nkey ? " AND " : "");
+            dw_buf_puts(&b, "dw_t.");
+            dw_buf_ident(&b, m->cols[i]);
+            dw_buf_puts(&b, " IS dw_b.");
+            dw_buf_ident(&b, m->cols[i]);
+        }
+        dw_buf_puts(&b, "), 0) FROM " BACKUP_SCHEMA ".");
+        dw_buf_ident(&b, m->table);
+        dw_buf_puts(&b, " AS dw_b JOIN main.");
+        dw_buf_ident(&b, m->table);
+        dw_buf_puts(&b, " AS dw_t ON ");
+        dw_buf_add(&b, join.p ? join.p : "", join.len);
+        st = NULL;
+        rc = b.oom ? SQLITE_NOMEM : dw__prepare(h, b.p, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (sqlite3_column_int64(st, 0) != sqlite3_column_int64(st, 1))
+                result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                                   "the restored columns do not match the "
+                                   "backup");
+            rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK)
+            result = dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                      "checking the restored columns");
+        sqlite3_finalize(st);
+        dw_buf_free(&b);
+    }
+    dw_buf_free(&join);
+    return result;
+}
+
+typedef struct restore_args {
+    const model *m;
+    const char *path, *reason, *hex;
+    int64_t rows;
+} restore_args;
+
+static int restore_in_scope(dw_migration *h, void *arg)
+{
+    restore_args *a = arg;
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc != DW_OK)
+        return rc;
+    if (!h->contracted)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s was not contracted: its old model is in place",
+                         h->spec.name);
+    rc = a->m->table_sql ? restore_table(h, a->m, a->path, a->rows, a->hex)
+                         : restore_columns(h, a->m, a->path);
+    if (rc == DW_OK)
+        rc = set_contracted(h, 0);
+    sqlite3_stmt *st = rc == DW_OK ? dw__stmt(h, ST_STAGE_STORE) : NULL;
+    if (rc == DW_OK && !st)
+        rc = h->errcode;
+    if (rc == DW_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_int(st, 2, DW_STAGE_RAMPDOWN);
+        sqlite3_bind_double(st, 3, dw__wall_time());
+        if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
+            rc = h->errcode;
+    }
+    char *detail = rc == DW_OK ? sqlite3_mprintf(
+                                     "from backup %s: %lld rows, sha256 %s",
+                                     a->path, (long long)a->rows, a->hex)
+                               : NULL;
+    if (rc == DW_OK && !detail)
+        rc = nomem(h);
+    if (rc == DW_OK)
+        rc = dw__sqlite_history_add(h, "restore", stage, DW_STAGE_RAMPDOWN,
+                                    0, a->reason, detail);
+    sqlite3_free(detail);
+    if (rc == DW_OK) {
+        h->contracted = 0;
+        h->stage = DW_STAGE_RAMPDOWN;
+        h->ops->state_remember(h);
+    }
+    return rc;
+}
+
+int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason)
+{
+    model m;
+    memset(&m, 0, sizeof m);
+    int64_t rows = 0;
+    char hex[65] = "";
+    int rc = check_backup(h, path, &m, 1, &rows, hex);
+    if (rc == DW_OK)
+        rc = attach(h, path);
+    if (rc == DW_OK) {
+        restore_args a = {&m, path, reason, hex, rows};
+        rc = dw__in_scope(h, 1, restore_in_scope, &a);
+        detach(h);
+    }
+    model_free(&m);
+    return rc;
+}

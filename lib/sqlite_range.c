@@ -1,0 +1,705 @@
+/* The SQLite backend's work over key ranges: paging through a side in key
+ * order, set-based backfill batches, the join that verification streams, and
+ * key text read back into typed values. Bounds arrive as key text ([42],
+ * ["org-7",3]) and are bound once, unpacked by json_extract() -- a constant
+ * SQLite computes once per statement, so the key's index serves the range. */
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+static int other(int side) { return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD; }
+
+/* "alias"."k" or ("alias"."k1", "alias"."k2"); alias may be NULL. */
+static void add_key_tuple(dw_buf *b, const dw_side_def *d, const char *alias)
+{
+    if (d->nkey > 1)
+        dw_buf_puts(b, "(");
+    for (int i = 0; i < d->nkey; i++) {
+        dw_buf_puts(b, i ? ", " : "");
+        if (alias) {
+            dw_buf_ident(b, alias);
+            dw_buf_puts(b, ".");
+        }
+        dw_buf_ident(b, d->key[i]);
+    }
+    if (d->nkey > 1)
+        dw_buf_puts(b, ")");
+}
+
+/* The key text in parameter ?param, unpacked into a tuple. */
+static void add_key_param(dw_buf *b, int nkey, int param)
+{
+    if (nkey > 1)
+        dw_buf_puts(b, "(");
+    for (int i = 0; i < nkey; i++)
+        dw_buf_printf(b, "%sjson_extract(?%d, '$[%d]')", i ? ", " : "", param,
+                      i);
+    if (nkey > 1)
+        dw_buf_puts(b, ")");
+}
+
+/* " WHERE <bounds>" (always a WHERE: an upsert's SELECT needs one). */
+static void add_range(dw_buf *b, const dw_side_def *d, const char *alias,
+                      int bounds)
+{
+    dw_buf_puts(b, " WHERE 1");
+    if (bounds & RB_LO) {
+        dw_buf_puts(b, " AND ");
+        add_key_tuple(b, d, alias);
+        dw_buf_puts(b, bounds & RB_LO_INCL ? " >= " : " > ");
+        add_key_param(b, d->nkey, 1);
+    }
+    if (bounds & RB_HI) {
+        dw_buf_puts(b, " AND ");
+        add_key_tuple(b, d, alias);
+        dw_buf_puts(b, " <= ");
+        add_key_param(b, d->nkey, 2);
+    }
+}
+
+static void add_order(dw_buf *b, const dw_side_def *d, const char *alias,
+                      const char *dir)
+{
+    dw_buf_puts(b, " ORDER BY ");
+    for (int i = 0; i < d->nkey; i++) {
+        dw_buf_puts(b, i ? ", " : "");
+        if (alias) {
+            dw_buf_ident(b, alias);
+            dw_buf_puts(b, ".");
+        }
+        dw_buf_ident(b, d->key[i]);
+        dw_buf_puts(b, dir);
+    }
+}
+
+static void add_columns(dw_buf *b, const char *alias, char **names, int n,
+                        int first)
+{
+    for (int i = 0; i < n; i++) {
+        dw_buf_puts(b, first && i == 0 ? "" : ", ");
+        if (alias) {
+            dw_buf_ident(b, alias);
+            dw_buf_puts(b, ".");
+        }
+        dw_buf_ident(b, names[i]);
+    }
+}
+
+/* a."k1" = b."k1" AND ... */
+static void add_key_join(dw_buf *b, const dw_side_def *da, const char *a,
+                         const dw_side_def *db, const char *bn)
+{
+    for (int i = 0; i < da->nkey; i++) {
+        dw_buf_puts(b, i ? " AND " : "");
+        dw_buf_ident(b, a);
+        dw_buf_puts(b, ".");
+        dw_buf_ident(b, da->key[i]);
+        dw_buf_puts(b, " = ");
+        dw_buf_ident(b, bn);
+        dw_buf_puts(b, ".");
+        dw_buf_ident(b, db->key[i]);
+    }
+}
+
+/* The old side in the comparison shape: key, then the up mapping's
+ * expressions (SQL) or the old columns as stored (a C mapping). */
+static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    char **exprs = s->map[DW_SIDE_NEW].exprs;
+    int na = exprs ? s->side[DW_SIDE_NEW].ncols : o->ncols;
+    dw_buf_puts(b, "SELECT ");
+    for (int i = 0; i < o->nkey; i++) {
+        dw_buf_printf(b, "%s", i ? ", " : "");
+        dw_buf_ident(b, o->key[i]);
+        dw_buf_printf(b, " AS dw_k%d", i);
+    }
+    for (int i = 0; i < na; i++) {
+        if (exprs)
+            dw_buf_sql_in(b, ", (", exprs[i], ")");
+        else {
+            dw_buf_puts(b, ", ");
+            dw_buf_ident(b, o->cols[i]);
+        }
+        dw_buf_printf(b, " AS dw_a%d", i);
+    }
+    dw_buf_puts(b, " FROM ");
+    dw_buf_ident(b, o->table);
+    add_range(b, o, NULL, bounds);
+}
+
+static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    /* Keys on the old side (with the new row when there is one)... */
+    dw_buf_puts(b, "SELECT 1, ");
+    dw_buf_ident(b, "dw_n");
+    dw_buf_puts(b, ".");
+    dw_buf_ident(b, n->key[0]);
+    dw_buf_puts(b, " IS NOT NULL");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, ", dw_o.dw_k%d", i);
+    for (int i = 0; i < na; i++)
+        dw_buf_printf(b, ", dw_o.dw_a%d", i);
+    add_columns(b, "dw_n", n->cols, n->ncols, 0);
+    dw_buf_puts(b, " FROM (");
+    add_old_shape(b, s, bounds);
+    dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
+    dw_buf_ident(b, n->table);
+    dw_buf_puts(b, " AS dw_n ON ");
+    for (int i = 0; i < n->nkey; i++) {
+        dw_buf_puts(b, i ? " AND " : "");
+        dw_buf_puts(b, "dw_n.");
+        dw_buf_ident(b, n->key[i]);
+        dw_buf_printf(b, " = dw_o.dw_k%d", i);
+    }
+    /* ...then keys only on the new side. */
+    dw_buf_puts(b, " UNION ALL SELECT 0, 1");
+    add_columns(b, "dw_n", n->key, n->nkey, 0);
+    for (int i = 0; i < na; i++)
+        dw_buf_puts(b, ", NULL");
+    add_columns(b, "dw_n", n->cols, n->ncols, 0);
+    dw_buf_puts(b, " FROM ");
+    dw_buf_ident(b, n->table);
+    dw_buf_puts(b, " AS dw_n");
+    add_range(b, n, "dw_n", bounds);
+    dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+    dw_buf_ident(b, o->table);
+    dw_buf_puts(b, " AS dw_o WHERE ");
+    add_key_join(b, o, "dw_o", n, "dw_n");
+    dw_buf_puts(b, ")");
+}
+
+/* Target rows in range := mapped source rows. Two tables: an upsert on the
+ * key that leaves equal rows alone; one table: an UPDATE of the side's
+ * columns. Never OR IGNORE or REPLACE. */
+static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
+{
+    const dw_side_def *t = &s->side[target], *src = &s->side[other(target)];
+    char **exprs = s->map[target].exprs;
+    if (s->same_table) {
+        dw_buf_puts(b, "UPDATE ");
+        dw_buf_ident(b, t->table);
+        dw_buf_puts(b, " SET ");
+        for (int i = 0; i < t->ncols; i++) {
+            dw_buf_puts(b, i ? ", " : "");
+            dw_buf_ident(b, t->cols[i]);
+            dw_buf_sql_in(b, " = (", exprs[i], ")");
+        }
+        add_range(b, t, NULL, bounds);
+        return;
+    }
+    dw_buf_puts(b, "INSERT INTO ");
+    dw_buf_ident(b, t->table);
+    dw_buf_puts(b, "(");
+    add_columns(b, NULL, t->key, t->nkey, 1);
+    add_columns(b, NULL, t->cols, t->ncols, 0);
+    dw_buf_puts(b, ") SELECT ");
+    add_columns(b, NULL, src->key, src->nkey, 1);
+    for (int i = 0; i < t->ncols; i++)
+        dw_buf_sql_in(b, ", (", exprs[i], ")");
+    dw_buf_puts(b, " FROM ");
+    dw_buf_ident(b, src->table);
+    add_range(b, src, src->table, bounds);
+    dw_buf_puts(b, " ON CONFLICT(");
+    add_columns(b, NULL, t->key, t->nkey, 1);
+    dw_buf_puts(b, ") DO UPDATE SET ");
+    for (int i = 0; i < t->ncols; i++) {
+        dw_buf_puts(b, i ? ", " : "");
+        dw_buf_ident(b, t->cols[i]);
+        dw_buf_puts(b, " = excluded.");
+        dw_buf_ident(b, t->cols[i]);
+    }
+    dw_buf_puts(b, " WHERE ");
+    for (int i = 0; i < t->ncols; i++) {
+        dw_buf_puts(b, i ? " OR " : "");
+        dw_buf_ident(b, t->table);
+        dw_buf_puts(b, ".");
+        dw_buf_ident(b, t->cols[i]);
+        dw_buf_puts(b, " IS NOT excluded.");
+        dw_buf_ident(b, t->cols[i]);
+    }
+}
+
+static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
+                      int bounds)
+{
+    const dw_side_def *d = &s->side[side];
+    switch (kind) {
+    case RK_KEY_AT:
+    case RK_KEYS:
+    case RK_LAST:
+        dw_buf_puts(b, "SELECT ");
+        add_columns(b, NULL, d->key, d->nkey, 1);
+        dw_buf_puts(b, " FROM ");
+        dw_buf_ident(b, d->table);
+        add_range(b, d, NULL, bounds);
+        add_order(b, d, NULL, kind == RK_LAST ? " DESC" : "");
+        if (kind == RK_KEY_AT)
+            dw_buf_puts(b, " LIMIT 1 OFFSET ?3");
+        else if (kind == RK_LAST)
+            dw_buf_puts(b, " LIMIT 1");
+        break;
+    case RK_COUNT:
+        dw_buf_puts(b, "SELECT count(*) FROM ");
+        dw_buf_ident(b, d->table);
+        add_range(b, d, NULL, bounds);
+        break;
+    case RK_NULLS:
+        dw_buf_puts(b, "SELECT count(*) FROM ");
+        dw_buf_ident(b, d->table);
+        dw_buf_puts(b, " WHERE ");
+        for (int i = 0; i < d->nkey; i++) {
+            dw_buf_puts(b, i ? " OR " : "");
+            dw_buf_ident(b, d->key[i]);
+            dw_buf_puts(b, " IS NULL");
+        }
+        break;
+    case RK_COPY:
+        build_copy(b, s, side, bounds);
+        break;
+    case RK_DELETE: {
+        const dw_side_def *src = &s->side[other(side)];
+        dw_buf_puts(b, "DELETE FROM ");
+        dw_buf_ident(b, d->table);
+        add_range(b, d, d->table, bounds);
+        dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+        dw_buf_ident(b, src->table);
+        dw_buf_puts(b, " AS dw_src WHERE ");
+        add_key_join(b, src, "dw_src", d, d->table);
+        dw_buf_puts(b, ")");
+        break;
+    }
+    case RK_VERIFY:
+        build_verify(b, s, bounds);
+        break;
+    case RK_CHUNK_END:
+        /* The smaller of the two sides' keys ?3 rows into the range. */
+        for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+            const dw_side_def *e = &s->side[sd];
+            dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
+                                             : " UNION ALL SELECT * FROM (SELECT ");
+            for (int i = 0; i < e->nkey; i++) {
+                dw_buf_puts(b, i ? ", " : "");
+                dw_buf_ident(b, e->key[i]);
+                dw_buf_printf(b, " AS dw_k%d", i);
+            }
+            dw_buf_puts(b, " FROM ");
+            dw_buf_ident(b, e->table);
+            add_range(b, e, NULL, bounds);
+            add_order(b, e, NULL, "");
+            dw_buf_puts(b, " LIMIT 1 OFFSET ?3)");
+        }
+        dw_buf_puts(b, " ORDER BY ");
+        for (int i = 0; i < d->nkey; i++)
+            dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+        dw_buf_puts(b, " LIMIT 1");
+        break;
+    }
+}
+
+/* The statement for (kind, side, bounds), with the bounds bound. */
+static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
+                                const char *lo, int lo_incl, const char *hi)
+{
+    sqlite_backend *bk = BK(h);
+    int bounds = (lo ? RB_LO | (lo_incl ? RB_LO_INCL : 0) : 0) |
+                 (hi ? RB_HI : 0);
+    sqlite3_stmt **slot = &bk->range[kind][side][bounds];
+    if (!*slot) {
+        dw_buf b;
+        dw_buf_init(&b);
+        build_sql(&b, &h->spec, kind, side, bounds);
+        if (b.oom) {
+            dw_buf_free(&b);
+            dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+            return NULL;
+        }
+        int rc = dw__prepare(h, b.p, slot, NULL);
+        dw_buf_free(&b);
+        if (rc != SQLITE_OK) {
+            dw__sqlite_error(h, rc, side, "preparing a key-range statement");
+            sqlite3_finalize(*slot);
+            *slot = NULL;
+            return NULL;
+        }
+    }
+    sqlite3_stmt *st = *slot;
+    if ((lo && sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC) != SQLITE_OK) ||
+        (hi && sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC) != SQLITE_OK)) {
+        dw__sqlite_error(h, SQLITE_NOMEM, side, "binding a key range");
+        return NULL;
+    }
+    return st;
+}
+
+void dw__range_finalize(sqlite_backend *bk)
+{
+    for (int k = 0; k < RK_KINDS; k++)
+        for (int s = 0; s < 3; s++)
+            for (int v = 0; v < RB_VARIANTS; v++)
+                sqlite3_finalize(bk->range[k][s][v]);
+}
+
+
+static int finish(dw_migration *h, sqlite3_stmt *st, int rc, int side,
+                  const char *what)
+{
+    int result = rc == SQLITE_DONE || rc == SQLITE_OK
+                     ? DW_OK
+                     : (h->errcode != DW_OK && rc == SQLITE_ABORT
+                            ? h->errcode
+                            : dw__sqlite_error(h, rc, side, what));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
+                 dw_value *out, int side)
+{
+    for (int i = 0; i < n; i++) {
+        int c = first + i;
+        switch (sqlite3_column_type(st, c)) {
+        case SQLITE_INTEGER:
+            out[i] = dw_int(sqlite3_column_int64(st, c));
+            break;
+        case SQLITE_FLOAT:
+            out[i] = dw_float(sqlite3_column_double(st, c));
+            break;
+        case SQLITE_TEXT: {
+            const char *p = (const char *)sqlite3_column_text(st, c);
+            if (!p)
+                return dw__error(h, DW_ENOMEM, side, "out of memory");
+            out[i] = dw_text_n(p, sqlite3_column_bytes(st, c));
+            break;
+        }
+        default:
+            return dw__error(h, DW_EMISUSE, side,
+                             "%s side: table \"%s\" has a row whose key "
+                             "column \"%s\" holds %s; keys must be INTEGER, "
+                             "REAL or TEXT",
+                             dw__side_word(side), h->spec.side[side].table,
+                             h->spec.side[side].key[i],
+                             sqlite3_column_type(st, c) == SQLITE_NULL
+                                 ? "NULL"
+                                 : "a BLOB");
+        }
+    }
+    return DW_OK;
+}
+
+int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
+                      int side, char **text)
+{
+    dw_value key[64];
+    *text = NULL;
+    int rc = dw__stmt_key(h, st, first, n, key, side);
+    if (rc != DW_OK)
+        return rc;
+    dw_buf b;
+    dw_buf_init(&b);
+    dw__key_text(&b, key, n);
+    if (!(*text = dw_buf_take(&b)))
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    return DW_OK;
+}
+
+int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
+                            int lo_incl, const char *hi, int offset,
+                            char **key)
+{
+    *key = NULL;
+    sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int(st, 3, offset);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int r = dw__stmt_key_text(h, st, 0, h->spec.side[side].nkey, side, key);
+        if (r != DW_OK) {
+            sqlite3_reset(st);
+            return r;
+        }
+        rc = SQLITE_DONE;
+    }
+    return finish(h, st, rc, side, "paging through the keys");
+}
+
+int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
+                         const char *hi, int offset, char **key)
+{
+    *key = NULL;
+    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
+                                  hi);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int(st, 3, offset);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int r = dw__stmt_key_text(h, st, 0, h->spec.side[DW_SIDE_OLD].nkey,
+                                  DW_SIDE_OLD, key);
+        if (r != DW_OK) {
+            sqlite3_reset(st);
+            return r;
+        }
+        rc = SQLITE_DONE;
+    }
+    return finish(h, st, rc, DW_SIDE_NONE, "dividing the keys into chunks");
+}
+
+int dw__sqlite_range_last(dw_migration *h, int side, char **key)
+{
+    *key = NULL;
+    sqlite3_stmt *st = range_stmt(h, RK_LAST, side, NULL, 0, NULL);
+    if (!st)
+        return h->errcode;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int r = dw__stmt_key_text(h, st, 0, h->spec.side[side].nkey, side, key);
+        if (r != DW_OK) {
+            sqlite3_reset(st);
+            return r;
+        }
+        rc = SQLITE_DONE;
+    }
+    return finish(h, st, rc, side, "finding the last key");
+}
+
+static int count_stmt(dw_migration *h, sqlite3_stmt *st, int side,
+                      int64_t *n, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *n = sqlite3_column_int64(st, 0);
+        rc = SQLITE_DONE;
+    }
+    return finish(h, st, rc, side, what);
+}
+
+int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
+                           const char *hi, int64_t *n)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_COUNT, side, lo, 0, hi);
+    return st ? count_stmt(h, st, side, n, "counting rows") : h->errcode;
+}
+
+int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_NULLS, side, NULL, 0, NULL);
+    return st ? count_stmt(h, st, side, n, "looking for NULL keys")
+              : h->errcode;
+}
+
+static int run_changes(dw_migration *h, sqlite3_stmt *st, int side,
+                       int64_t *changed, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    if (rc == SQLITE_DONE)
+        *changed = sqlite3_changes64(h->db);
+    return finish(h, st, rc, side, what);
+}
+
+int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
+                          const char *hi, int64_t *written)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_COPY, target, lo, 0, hi);
+    return st ? run_changes(h, st, target, written,
+                            "copying rows through the mapping")
+              : h->errcode;
+}
+
+int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
+                                    const char *lo, const char *hi,
+                                    int64_t *deleted)
+{
+    *deleted = 0;
+    if (h->spec.same_table)
+        return DW_OK; /* one row holds both sides: nothing can be orphaned */
+    sqlite3_stmt *st = range_stmt(h, RK_DELETE, target, lo, 0, hi);
+    return st ? run_changes(h, st, target, deleted,
+                            "deleting rows whose source is gone")
+              : h->errcode;
+}
+
+int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
+                          const char *hi, dw_key_fn fn, void *arg)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_KEYS, side, lo, 0, hi);
+    if (!st)
+        return h->errcode;
+    int nkey = h->spec.side[side].nkey, rc, result = DW_OK;
+    dw_value key[64];
+    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        result = dw__stmt_key(h, st, 0, nkey, key, side);
+        if (result == DW_OK)
+            result = fn(h, key, arg);
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return result;
+    }
+    return finish(h, st, rc, side, "listing keys");
+}
+
+/* A column's value as a dw_value pointing into the statement. */
+static int column_value(sqlite3_stmt *st, int c, dw_value *v)
+{
+    switch (sqlite3_column_type(st, c)) {
+    case SQLITE_INTEGER: *v = dw_int(sqlite3_column_int64(st, c)); break;
+    case SQLITE_FLOAT: *v = dw_float(sqlite3_column_double(st, c)); break;
+    case SQLITE_TEXT: {
+        const char *p = (const char *)sqlite3_column_text(st, c);
+        if (!p)
+            return DW_ENOMEM;
+        *v = dw_text_n(p, sqlite3_column_bytes(st, c));
+        break;
+    }
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_column_blob(st, c);
+        int n = sqlite3_column_bytes(st, c);
+        if (!p && n)
+            return DW_ENOMEM;
+        *v = dw_blob(p, n);
+        break;
+    }
+    default: *v = dw_null(); break;
+    }
+    return DW_OK;
+}
+
+int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
+                            const char *hi, dw_verify_row_fn fn, void *arg)
+{
+    const dw_spec *s = &h->spec;
+    int nkey = s->side[DW_SIDE_OLD].nkey;
+    int na = s->map[DW_SIDE_NEW].exprs ? s->side[DW_SIDE_NEW].ncols
+                                       : s->side[DW_SIDE_OLD].ncols;
+    int nb = s->side[DW_SIDE_NEW].ncols;
+    int ncols = nkey + na + nb;
+    sqlite3_stmt *st = range_stmt(h, RK_VERIFY, DW_SIDE_NEW, lo, lo_incl, hi);
+    if (!st)
+        return h->errcode;
+    dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
+    if (!vals) {
+        sqlite3_reset(st);
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    int rc, result = DW_OK;
+    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        dw_verify_row row;
+        row.in_old = sqlite3_column_int(st, 0);
+        row.in_new = sqlite3_column_int(st, 1);
+        int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
+        result = dw__stmt_key(h, st, 2, nkey, vals, side);
+        for (int i = nkey; result == DW_OK && i < ncols; i++)
+            if (column_value(st, 2 + i, &vals[i]) != DW_OK)
+                result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
+                                   "out of memory");
+        if (result != DW_OK)
+            break;
+        row.key = vals;
+        row.a = vals + nkey;
+        row.b = vals + nkey + na;
+        result = fn(h, &row, arg);
+    }
+    dw__free(vals);
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return result;
+    }
+    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+}
+
+int dw__sqlite_run_setup(dw_migration *h)
+{
+    if (!h->spec.setup_sql)
+        return DW_OK;
+    dw_buf sql;
+    dw_buf_init(&sql);
+    dw_buf_sql(&sql, h->spec.setup_sql);
+    if (sql.oom) {
+        dw_buf_free(&sql);
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    char *err = NULL;
+    int rc = sqlite3_exec(h->db, sql.p, NULL, NULL, &err);
+    dw_buf_free(&sql);
+    if (rc == SQLITE_OK)
+        return DW_OK;
+    int code = dw__from_sqlite(rc);
+    dw__error(h, code == DW_OK ? DW_ERROR : code, DW_SIDE_NONE,
+              "the spec's setup SQL failed: %s",
+              err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    return h->errcode;
+}
+
+int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
+                         void **store)
+{
+    /* The statement owns nothing we return: copy the values into one block
+     * (values first, then their bytes). */
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    sqlite3_stmt *st = NULL;
+    *key = NULL;
+    *store = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT type, value FROM json_each(?1) ORDER BY key",
+                         &st, NULL);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading a stored key");
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    size_t bytes = sizeof(dw_value) * (size_t)nkey;
+    char *block = dw__malloc(bytes + strlen(text) + 1);
+    dw_value *vals = (dw_value *)block;
+    char *tail = block ? block + bytes : NULL;
+    int n = 0, result = block ? DW_OK : DW_ENOMEM;
+    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        if (n == nkey || !type) {
+            result = type ? DW_ERROR : DW_ENOMEM;
+            break;
+        }
+        if (strcmp(type, "integer") == 0) {
+            vals[n++] = dw_int(sqlite3_column_int64(st, 1));
+        } else if (strcmp(type, "real") == 0) {
+            vals[n++] = dw_float(sqlite3_column_double(st, 1));
+        } else if (strcmp(type, "text") == 0) {
+            /* The unescaped text is never longer than its JSON form. */
+            int len = sqlite3_column_bytes(st, 1);
+            const char *p = (const char *)sqlite3_column_text(st, 1);
+            if (!p) {
+                result = DW_ENOMEM;
+                break;
+            }
+            memcpy(tail, p, (size_t)len);
+            tail[len] = '\0';
+            vals[n++] = dw_text_n(tail, len);
+            tail += len + 1;
+        } else {
+            result = DW_ERROR;
+        }
+    }
+    if (result == DW_OK && rc != SQLITE_DONE)
+        result = rc == SQLITE_NOMEM ? DW_ENOMEM : DW_ERROR;
+    sqlite3_finalize(st);
+    if (result == DW_OK && n != nkey)
+        result = DW_ERROR;
+    if (result != DW_OK) {
+        dw__free(block);
+        if (result == DW_ENOMEM)
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                         "stored key %s is not a key of migration \"%s\"",
+                         text, h->spec.name);
+    }
+    *key = vals;
+    *store = block;
+    return DW_OK;
+}

@@ -1,0 +1,378 @@
+/* The SQLite backend's record of the longer operations: the backfill's
+ * cursor and counts, verification runs and their divergent keys, what the
+ * gates look at, and the lists repairs work through. */
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+static const char *const bf_state_names[] = {NULL, "running", "done",
+                                             "stale"};
+
+/* Prepared per call: these run a few times per batch or run, never on the
+ * per-key hot path. */
+static int prepare(dw_migration *h, const char *sql, sqlite3_stmt **st)
+{
+    int rc = dw__prepare(h, sql, st, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                "preparing the library's SQL");
+    }
+    return DW_OK;
+}
+
+static int run_once(dw_migration *h, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int result = rc == SQLITE_DONE || rc == SQLITE_ROW
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+    sqlite3_finalize(st);
+    return result;
+}
+
+static char *column_dup(sqlite3_stmt *st, int c, int *oom)
+{
+    if (sqlite3_column_type(st, c) == SQLITE_NULL)
+        return NULL;
+    const char *p = (const char *)sqlite3_column_text(st, c);
+    char *copy = p ? dw__strdup(p) : NULL;
+    if (!copy)
+        *oom = 1;
+    return copy;
+}
+
+void dw__backfill_state_free(dw_backfill_state *s)
+{
+    dw__free(s->cursor);
+    dw__free(s->end_key);
+    memset(s, 0, sizeof *s);
+}
+
+int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
+{
+    sqlite3_stmt *st = NULL;
+    memset(s, 0, sizeof *s);
+    int rc = prepare(h,
+                     "SELECT state, source, cursor, end_key, rows_done, "
+                     "rows_total, rows_written, rows_deleted, batches, "
+                     "started FROM dw_backfill WHERE migration_id = ?1",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    rc = sqlite3_step(st);
+    int oom = 0;
+    if (rc == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        for (int i = DW_BF_RUNNING; state && i <= DW_BF_STALE; i++)
+            if (strcmp(state, bf_state_names[i]) == 0)
+                s->state = i;
+        oom = !state;
+        s->source = sqlite3_column_int(st, 1);
+        s->cursor = column_dup(st, 2, &oom);
+        s->end_key = column_dup(st, 3, &oom);
+        s->rows_done = sqlite3_column_int64(st, 4);
+        s->rows_total = sqlite3_column_int64(st, 5);
+        s->rows_written = sqlite3_column_int64(st, 6);
+        s->rows_deleted = sqlite3_column_int64(st, 7);
+        s->batches = sqlite3_column_int64(st, 8);
+        s->started = sqlite3_column_double(st, 9);
+        rc = SQLITE_DONE;
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "reading the backfill state");
+    sqlite3_finalize(st);
+    if (result == DW_OK && oom)
+        result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    if (result != DW_OK)
+        dw__backfill_state_free(s);
+    return result;
+}
+
+int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *s)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(
+        h,
+        "INSERT INTO dw_backfill(migration_id, source, state, cursor, "
+        "end_key, rows_done, rows_total, rows_written, rows_deleted, "
+        "batches, started, updated, finished, verify_after) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "CASE WHEN ?3 = 'done' THEN ?12 END, "
+        "CASE WHEN ?3 = 'done' THEN (SELECT coalesce(max(id), 0) FROM "
+        "dw_verify_runs WHERE migration_id = ?1) ELSE 0 END) "
+        "ON CONFLICT(migration_id) DO UPDATE SET source = excluded.source, "
+        "state = excluded.state, cursor = excluded.cursor, "
+        "end_key = excluded.end_key, rows_done = excluded.rows_done, "
+        "rows_total = excluded.rows_total, "
+        "rows_written = excluded.rows_written, "
+        "rows_deleted = excluded.rows_deleted, batches = excluded.batches, "
+        "started = excluded.started, updated = excluded.updated, "
+        "finished = excluded.finished, verify_after = excluded.verify_after",
+        &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int(st, 2, s->source);
+    sqlite3_bind_text(st, 3, bf_state_names[s->state], -1, SQLITE_STATIC);
+    if (s->cursor)
+        sqlite3_bind_text(st, 4, s->cursor, -1, SQLITE_STATIC);
+    if (s->end_key)
+        sqlite3_bind_text(st, 5, s->end_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, s->rows_done);
+    sqlite3_bind_int64(st, 7, s->rows_total);
+    sqlite3_bind_int64(st, 8, s->rows_written);
+    sqlite3_bind_int64(st, 9, s->rows_deleted);
+    sqlite3_bind_int64(st, 10, s->batches);
+    sqlite3_bind_double(st, 11, s->started);
+    sqlite3_bind_double(st, 12, dw__wall_time());
+    return run_once(h, st, "storing the backfill state");
+}
+
+static void run_from_stmt(sqlite3_stmt *st, dw_verify_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->run_id = sqlite3_column_int64(st, 0);
+    r->started = sqlite3_column_double(st, 1);
+    r->seconds = sqlite3_column_double(st, 2);
+    r->full = sqlite3_column_int(st, 3);
+    r->finished = sqlite3_column_int(st, 4);
+    r->keys = sqlite3_column_int64(st, 5);
+    r->missing = sqlite3_column_int64(st, 6);
+    r->extra = sqlite3_column_int64(st, 7);
+    r->different = sqlite3_column_int64(st, 8);
+    r->clean = r->finished && !r->missing && !r->extra && !r->different;
+}
+
+#define RUN_COLUMNS                                                            \
+    "id, started, coalesce(seconds, 0), full, finished, keys, missing, "       \
+    "extra, different"
+
+/* One run chosen by `where` (bound: ?1 the migration, ?2 a run id). */
+static int load_run(dw_migration *h, const char *where, int64_t after,
+                    dw_verify_result *r)
+{
+    sqlite3_stmt *st = NULL;
+    dw_buf sql;
+    dw_buf_init(&sql);
+    dw_buf_printf(&sql,
+                  "SELECT " RUN_COLUMNS " FROM dw_verify_runs WHERE "
+                  "migration_id = ?1 AND id > ?2 %s ORDER BY id DESC LIMIT 1",
+                  where);
+    if (sql.oom) {
+        dw_buf_free(&sql);
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    int rc = prepare(h, sql.p, &st);
+    dw_buf_free(&sql);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int64(st, 2, after);
+    memset(r, 0, sizeof *r);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        run_from_stmt(st, r);
+        rc = SQLITE_DONE;
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "reading verification runs");
+    sqlite3_finalize(st);
+    return result;
+}
+
+int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
+{
+    memset(g, 0, sizeof *g);
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "SELECT state, verify_after FROM dw_backfill WHERE "
+                     "migration_id = ?1",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    int64_t after = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        for (int i = DW_BF_RUNNING; state && i <= DW_BF_STALE; i++)
+            if (strcmp(state, bf_state_names[i]) == 0)
+                g->backfill = i;
+        after = sqlite3_column_int64(st, 1);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                "reading the backfill state");
+    if (g->backfill != DW_BF_DONE)
+        return DW_OK;
+    dw_verify_result clean;
+    rc = load_run(h,
+                  "AND full AND finished AND missing = 0 AND extra = 0 AND "
+                  "different = 0",
+                  after, &clean);
+    if (rc == DW_OK)
+        rc = load_run(h, "AND full AND finished", after, &g->last);
+    g->clean_run = clean.run_id;
+    return rc;
+}
+
+int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
+                            const char *to, dw_verify_result *r)
+{
+    /* Only the latest run's divergent keys are kept for repair. */
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "DELETE FROM dw_verify_keys WHERE run_id IN (SELECT id "
+                     "FROM dw_verify_runs WHERE migration_id = ?1)",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    if ((rc = run_once(h, st, "clearing old divergent keys")) != DW_OK)
+        return rc;
+    rc = prepare(h,
+                 "INSERT INTO dw_verify_runs(migration_id, started, full, "
+                 "range_from, range_to) VALUES(?1, ?2, ?3, ?4, ?5)",
+                 &st);
+    if (rc != DW_OK)
+        return rc;
+    memset(r, 0, sizeof *r);
+    r->started = dw__wall_time();
+    r->full = full;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_double(st, 2, r->started);
+    sqlite3_bind_int(st, 3, full);
+    if (from)
+        sqlite3_bind_text(st, 4, from, -1, SQLITE_STATIC);
+    if (to)
+        sqlite3_bind_text(st, 5, to, -1, SQLITE_STATIC);
+    if ((rc = run_once(h, st, "storing the verification run")) != DW_OK)
+        return rc;
+    r->run_id = sqlite3_last_insert_rowid(h->db);
+    return DW_OK;
+}
+
+int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,
+                          int kind, const char *detail)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "INSERT INTO dw_verify_keys(run_id, key, kind, detail) "
+                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, kind);
+    if (detail)
+        sqlite3_bind_text(st, 4, detail, -1, SQLITE_STATIC);
+    return run_once(h, st, "storing a divergent key");
+}
+
+int dw__sqlite_verify_finish(dw_migration *h, const dw_verify_result *r)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "UPDATE dw_verify_runs SET seconds = ?2, finished = 1, "
+                     "keys = ?3, missing = ?4, extra = ?5, different = ?6 "
+                     "WHERE id = ?1",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, r->run_id);
+    sqlite3_bind_double(st, 2, r->seconds);
+    sqlite3_bind_int64(st, 3, r->keys);
+    sqlite3_bind_int64(st, 4, r->missing);
+    sqlite3_bind_int64(st, 5, r->extra);
+    sqlite3_bind_int64(st, 6, r->different);
+    return run_once(h, st, "storing the verification result");
+}
+
+int dw__sqlite_verify_last(dw_migration *h, dw_verify_result *r)
+{
+    return load_run(h, "", 0, r);
+}
+
+/* Lists key text in order after `after` from a query bound with the
+ * migration (?1), the position (?2) and the limit (?3). */
+static int list_keys(dw_migration *h, const char *sql, const char *after,
+                     int limit, dw_keytext_fn fn, void *arg, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h, sql, &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    if (after)
+        sqlite3_bind_text(st, 2, after, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, limit);
+    int result = DW_OK;
+    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        result = key ? fn(h, key, arg)
+                     : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    if (result == DW_OK && rc != SQLITE_DONE)
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+    sqlite3_finalize(st);
+    return result;
+}
+
+int dw__sqlite_divergent_list(dw_migration *h, const char *after, int limit,
+                              dw_keytext_fn fn, void *arg)
+{
+    return list_keys(h,
+                     "SELECT key FROM dw_verify_keys WHERE run_id = (SELECT "
+                     "max(id) FROM dw_verify_runs WHERE migration_id = ?1) "
+                     "AND NOT repaired AND (?2 IS NULL OR key > ?2) "
+                     "ORDER BY key LIMIT ?3",
+                     after, limit, fn, arg, "listing divergent keys");
+}
+
+int dw__sqlite_divergent_done(dw_migration *h, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "UPDATE dw_verify_keys SET repaired = 1 WHERE run_id = "
+                     "(SELECT max(id) FROM dw_verify_runs WHERE "
+                     "migration_id = ?1) AND key = ?2",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    return run_once(h, st, "marking a key repaired");
+}
+
+int dw__sqlite_queue_list(dw_migration *h, const char *after, int limit,
+                          dw_keytext_fn fn, void *arg)
+{
+    return list_keys(h,
+                     "SELECT key FROM dw_repair_queue WHERE migration_id = ?1 "
+                     "AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3",
+                     after, limit, fn, arg, "listing the repair queue");
+}
+
+int dw__sqlite_queue_remove(dw_migration *h, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "DELETE FROM dw_repair_queue WHERE migration_id = ?1 AND "
+                     "key = ?2",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    return run_once(h, st, "removing a key from the repair queue");
+}

@@ -1,0 +1,333 @@
+/* Verification: every key of both sides compared in the comparison shape,
+ * chunk by chunk, each chunk one short read transaction in which SQLite
+ * joins the two sides; divergences are counted, the first few described,
+ * and every divergent key stored for repair. */
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_CHUNK_ROWS 1000
+#define DEFAULT_REPORT_LIMIT 10
+
+typedef struct pending {
+    char *key;
+    char *detail;
+    int kind;
+} pending;
+
+typedef struct verify_run {
+    dw_verify_options o;
+    dw_verify_result r;
+    char *from, *to;     /* key text of the range, or NULL */
+    int64_t reported;
+    /* This chunk's divergent keys, written after its read transaction. */
+    pending *pend;
+    int npend, cappend;
+    /* Rows reused from key to key. */
+    dw_row *old_row, *new_row, *in_row;
+    /* The chunk being compared. */
+    const char *lo, *hi;
+    int lo_incl;
+} verify_run;
+
+static void pending_clear(verify_run *v)
+{
+    for (int i = 0; i < v->npend; i++) {
+        dw__free(v->pend[i].key);
+        dw__free(v->pend[i].detail);
+    }
+    v->npend = 0;
+}
+
+static int check_range_key(dw_migration *h, const dw_value *key, int nkey,
+                           const char *which, char **text)
+{
+    *text = NULL;
+    if (!key)
+        return nkey == 0 ? DW_OK
+                         : dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                                     "verify options: `%s` is NULL but its "
+                                     "count is %d",
+                                     which, nkey);
+    int rc = dw__check_key(h, key, nkey);
+    if (rc != DW_OK)
+        return rc;
+    dw_buf b;
+    dw_buf_init(&b);
+    dw__key_text(&b, key, nkey);
+    if (!(*text = dw_buf_take(&b)))
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    return DW_OK;
+}
+
+static int check_options(dw_migration *h, const dw_verify_options *in,
+                         verify_run *v)
+{
+    dw_verify_options defaults = DW_VERIFY_OPTIONS_INIT;
+    v->o = in ? *in : defaults;
+    if (v->o.version != DW_VERIFY_OPTIONS_VERSION)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "verify options version %u is not %d (use "
+                         "DW_VERIFY_OPTIONS_INIT)",
+                         v->o.version, DW_VERIFY_OPTIONS_VERSION);
+    if (v->o.chunk_rows < 0)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "verify options: chunk_rows is negative");
+    if (!v->o.chunk_rows)
+        v->o.chunk_rows = DEFAULT_CHUNK_ROWS;
+    if (!v->o.report_limit)
+        v->o.report_limit = DEFAULT_REPORT_LIMIT;
+    int rc = check_range_key(h, v->o.from, v->o.nfrom, "from", &v->from);
+    if (rc == DW_OK)
+        rc = check_range_key(h, v->o.to, v->o.nto, "to", &v->to);
+    return rc;
+}
+
+/* Fills `row` with the key (named as the new side names it) and values. */
+static int fill_row(dw_migration *h, dw_row *row, const dw_value *key,
+                    char **names, int n, const char *const *keynames,
+                    const dw_value *vals)
+{
+    int nkey = h->spec.side[DW_SIDE_NEW].nkey;
+    int rc = DW_OK;
+    dw_row_clear(row);
+    for (int i = 0; rc == DW_OK && i < nkey; i++)
+        rc = dw_row_set(row, keynames[i], &key[i]);
+    for (int i = 0; rc == DW_OK && i < n; i++)
+        rc = dw_row_set(row, names[i], &vals[i]);
+    return rc == DW_OK ? DW_OK
+                       : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+}
+
+/* Both rows of one key in the comparison shape. */
+static int shape_rows(dw_migration *h, verify_run *v, const dw_verify_row *vr)
+{
+    const dw_spec *s = &h->spec;
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int rc = DW_OK;
+    if (vr->in_new)
+        rc = fill_row(h, v->new_row, vr->key, n->cols, n->ncols,
+                      (const char *const *)n->key, vr->b);
+    if (rc != DW_OK || !vr->in_old)
+        return rc;
+    if (s->map[DW_SIDE_NEW].exprs)
+        return fill_row(h, v->old_row, vr->key, n->cols, n->ncols,
+                        (const char *const *)n->key, vr->a);
+    /* A C mapping: the old row as stored, then through the callback. */
+    rc = fill_row(h, v->in_row, vr->key, o->cols, o->ncols,
+                  (const char *const *)o->key, vr->a);
+    if (rc == DW_OK) {
+        dw_row_clear(v->old_row);
+        rc = dw__map_callback_row(h, DW_SIDE_NEW, vr->key, v->in_row,
+                                  v->old_row);
+    }
+    return rc;
+}
+
+static int plainly_equal(const dw_migration *h, const dw_verify_row *vr)
+{
+    if (h->ropts.normalize || h->ropts.compare ||
+        !h->spec.map[DW_SIDE_NEW].exprs)
+        return 0;
+    for (int i = 0; i < h->spec.side[DW_SIDE_NEW].ncols; i++)
+        if (!dw_value_equal(&vr->a[i], &vr->b[i]))
+            return 0;
+    return 1;
+}
+
+static int remember(dw_migration *h, verify_run *v, const dw_value *key,
+                    const dw_outcome *oc)
+{
+    if (v->npend == v->cappend) {
+        int cap = v->cappend ? v->cappend * 2 : 64;
+        pending *p = dw__realloc(v->pend, sizeof(pending) * (size_t)cap);
+        if (!p)
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        v->pend = p;
+        v->cappend = cap;
+    }
+    dw_buf kb, db;
+    dw_buf_init(&kb);
+    dw_buf_init(&db);
+    dw__key_text(&kb, key, h->spec.side[DW_SIDE_NEW].nkey);
+    int report = v->o.report_limit > 0 && v->reported < v->o.report_limit;
+    if (report)
+        dw__detail_line(&db, oc);
+    pending *p = &v->pend[v->npend];
+    p->kind = oc->kind;
+    p->key = dw_buf_take(&kb);
+    p->detail = report ? dw_buf_take(&db) : NULL;
+    dw_buf_free(&db);
+    if (!p->key || (report && !p->detail)) {
+        dw__free(p->key);
+        dw__free(p->detail);
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    v->npend++;
+    if (report) {
+        v->reported++;
+        if (v->o.fn) {
+            dw_mismatch m;
+            dw__mismatch_view(&m, h, p->key, oc);
+            v->o.fn(&m, v->o.payload);
+        }
+    }
+    return DW_OK;
+}
+
+static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
+{
+    verify_run *v = arg;
+    v->r.keys++;
+    if (vr->in_old && vr->in_new && plainly_equal(h, vr))
+        return DW_OK;
+    int rc = shape_rows(h, v, vr);
+    if (rc != DW_OK)
+        return rc;
+    dw_outcome oc;
+    rc = dw__compare_rows(h, &oc, v->old_row, vr->in_old, v->new_row,
+                          vr->in_new);
+    if (rc == DW_ECALLBACK)
+        return dw__error(h, rc, DW_SIDE_NONE,
+                         "the read options' normaliser failed");
+    if (rc != DW_OK)
+        return dw__error(h, rc, DW_SIDE_NONE, "out of memory");
+    if (oc.kind == DW_MISMATCH_MISSING_NEW)
+        v->r.missing++;
+    else if (oc.kind == DW_MISMATCH_EXTRA_NEW)
+        v->r.extra++;
+    else if (oc.kind == DW_MISMATCH_DIFFERENT)
+        v->r.different++;
+    if (oc.kind)
+        rc = remember(h, v, vr->key, &oc);
+    dw__outcome_free(&oc);
+    return rc;
+}
+
+/* One chunk: its end, then the joined rows, in one read transaction. */
+static int read_chunk(dw_migration *h, void *arg)
+{
+    verify_run *v = arg;
+    char **end = (char **)&v->hi;
+    int rc = h->ops->chunk_end(h, v->lo, v->lo_incl, v->to,
+                               v->o.chunk_rows - 1, end);
+    if (rc != DW_OK)
+        return rc;
+    return h->ops->verify_range(h, v->lo, v->lo_incl, v->hi ? v->hi : v->to,
+                                compare_one, v);
+}
+
+static int write_pending(dw_migration *h, void *arg)
+{
+    verify_run *v = arg;
+    int rc = DW_OK;
+    for (int i = 0; rc == DW_OK && i < v->npend; i++)
+        rc = h->ops->verify_key(h, v->r.run_id, v->pend[i].key,
+                                v->pend[i].kind, v->pend[i].detail);
+    return rc;
+}
+
+static int start_run(dw_migration *h, void *arg)
+{
+    verify_run *v = arg;
+    int stage;
+    int rc = dw__stage_current(h, &stage);
+    if (rc == DW_OK && h->contracted)
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "verification needs the old model of %s, which the "
+                       "contract dropped; dw_restore() puts it back",
+                       h->spec.name);
+    if (rc == DW_OK)
+        rc = h->ops->verify_start(h, !v->from && !v->to, v->from, v->to,
+                                  &v->r);
+    return rc;
+}
+
+static int finish_run(dw_migration *h, void *arg)
+{
+    verify_run *v = arg;
+    return h->ops->verify_finish(h, &v->r);
+}
+
+static int run_chunks(dw_migration *h, verify_run *v)
+{
+    char *lo = v->from;
+    v->from = NULL; /* owned by lo from here */
+    v->lo_incl = lo != NULL;
+    int rc = DW_OK;
+    for (;;) {
+        v->lo = lo;
+        v->hi = NULL;
+        rc = dw__in_scope(h, 0, read_chunk, v);
+        if (rc == DW_OK && v->npend)
+            rc = dw__in_scope(h, 1, write_pending, v);
+        pending_clear(v);
+        dw__free(lo);
+        lo = (char *)v->hi;
+        v->hi = NULL;
+        if (rc != DW_OK || !lo)
+            break;
+        v->lo_incl = 0;
+    }
+    dw__free(lo);
+    return rc;
+}
+
+int dw_verify(dw_verify_result *out, dw_migration *h,
+              const dw_verify_options *opts)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!out)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_verify: out is NULL");
+    verify_run v;
+    memset(&v, 0, sizeof v);
+    int rc = check_options(h, opts, &v);
+    if (rc == DW_OK)
+        rc = dw__need_autocommit(h, "dw_verify");
+    if (rc == DW_OK && (dw_row_new(&v.old_row) != DW_OK ||
+                        dw_row_new(&v.new_row) != DW_OK ||
+                        dw_row_new(&v.in_row) != DW_OK))
+        rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    uint64_t t0 = dw__now_ns();
+    if (rc == DW_OK)
+        rc = dw__in_scope(h, 1, start_run, &v);
+    if (rc == DW_OK)
+        rc = run_chunks(h, &v);
+    if (rc == DW_OK) {
+        v.r.seconds = (double)(dw__now_ns() - t0) / 1e9;
+        v.r.finished = 1;
+        v.r.clean = !v.r.missing && !v.r.extra && !v.r.different;
+        rc = dw__in_scope(h, 1, finish_run, &v);
+    }
+    if (rc == DW_OK)
+        *out = v.r;
+    pending_clear(&v);
+    dw__free(v.pend);
+    dw__free(v.from);
+    dw__free(v.to);
+    dw_row_free(v.old_row);
+    dw_row_free(v.new_row);
+    dw_row_free(v.in_row);
+    return rc;
+}
+
+static int last_run(dw_migration *h, void *arg)
+{
+    return h->ops->verify_last(h, arg);
+}
+
+int dw_verify_last(dw_verify_result *out, dw_migration *h)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!out)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_verify_last: out is NULL");
+    return dw__in_scope(h, 0, last_run, out);
+}
