@@ -1,0 +1,130 @@
+/* The library's own state tables: a database written by 0.1 (state schema
+ * version 1) is upgraded in place, keeping its migrations, stages and
+ * history; a version from the future is refused. */
+#include "support.h"
+
+#include <string.h>
+
+static const char *const key_cols[] = {"id"};
+static const dw_column_map up[] = {{"title", "upper(name)"}};
+
+static int open_items(dw_migration **h, sqlite3 *db)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_v2";
+    o.old_side.table = "items";
+    o.old_side.key_columns = key_cols;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = key_cols;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    return dw_open(h, db, &o, NULL);
+}
+
+/* Turns the state tables back into what 0.1 created. */
+static void downgrade_to_v1(sqlite3 *db)
+{
+    exec_ok(db, "DROP TABLE dw_backfill; DROP TABLE dw_verify_keys;"
+                "DROP TABLE dw_verify_runs;"
+                "ALTER TABLE dw_migrations DROP COLUMN contracted;"
+                "ALTER TABLE dw_history DROP COLUMN detail;"
+                "UPDATE dw_meta SET value = 1 WHERE key = 'schema_version'");
+}
+
+static void test_version_1_is_upgraded(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk');");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    char digest[65];
+    strcpy(digest, dw_spec_digest(h));
+    dw_close(h);
+    downgrade_to_v1(t.db);
+
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    /* Same migration, same spec digest, same stage and history. */
+    assert_string_equal(dw_spec_digest(h), digest);
+    int stage = -1;
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
+                                     "'schema_version'"),
+                     2);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history"), 2);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history WHERE "
+                                     "detail IS NULL"),
+                     2);
+    /* The new work runs on the upgraded tables. */
+    backfill_and_verify(h);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 2);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static void test_missing_table_is_put_back(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    dw_close(h);
+    exec_ok(t.db, "DROP TABLE dw_verify_keys");
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
+                                     "WHERE name = 'dw_verify_keys'"),
+                     1);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static void test_future_version_is_refused(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    dw_close(h);
+    exec_ok(t.db, "UPDATE dw_meta SET value = 3 WHERE key = "
+                  "'schema_version'");
+    char *err = NULL;
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_v2";
+    o.old_side.table = "items";
+    o.old_side.key_columns = key_cols;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = key_cols;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);
+    assert_null(h);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "version 3"));
+    sqlite3_free(err);
+    test_db_close(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version_1_is_upgraded),
+        cmocka_unit_test(test_missing_table_is_put_back),
+        cmocka_unit_test(test_future_version_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
