@@ -11,24 +11,33 @@
  * This program moves the tracker from the old model to the new one without
  * stopping it, one reversible stage at a time:
  *
- *   1. schema v1 and some data;
- *   2. expand: add the new column and table, create every organisation's
- *      default statuses, open the migration (stage OFF);
- *   3. DUAL_WRITE: every write of the data access layer goes to both models;
- *   4. copy the incidents that existed before dual writing began;
- *   5. SHADOW: reads still trust the old model but also read and compare
- *      the new one -- a deliberate divergence is caught, logged and repaired;
+ *   1. schema v1, with a thousand incidents already in it;
+ *   2. expand: add the new column and table, open the migration (stage OFF);
+ *      the spec carries the SQL that creates each organisation's default
+ *      statuses (the dependent data);
+ *   3. DUAL_WRITE: every DAO write goes to both models, while dw_backfill()
+ *      copies the incidents that existed before, in batches, resumably;
+ *   4. SHADOW: reads still trust the old model but also compare the new one;
+ *      the gate into LIVE stays shut until dw_verify() finds both models
+ *      equal;
+ *   5. a deliberate divergence, caught by a shadow read and by verification,
+ *      repaired with dw_repair_divergent();
  *   6. LIVE: reads trust the new model; a flip back to SHADOW and forward;
- *   7. RAMPDOWN and COMPLETE: the old column stops being written.
+ *   7. RAMPDOWN and COMPLETE: the old column stops being written;
+ *   8. contract: incidents.status is backed up to a file of its own, the
+ *      backup checked, and the column dropped;
+ *   9. the way back: dw_restore() puts the column back, the backfill brings
+ *      it up to date, and the contract runs again.
  *
  * The application talks to its data through a small DAO (dao_...). Only the
- * DAO calls dw_write() and dw_read(); the story in main() calls the DAO, plus
- * what an operator would do by hand: move the stage, run the copy, inspect
- * the tables.
+ * DAO calls dw_write(), dw_mirror() and dw_read(); the story in main() calls
+ * the DAO, plus what an operator would do by hand: move the stage, run the
+ * backfill, verify, repair, contract, and inspect the tables.
  *
  * Run it with `make demo`, or: incident_statuses [DATABASE-FILE]
  * (default incident_statuses.db; the file must not hold an incident tracker
- * already).
+ * already). The backups go to a fresh temporary directory, removed at the
+ * end.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -36,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -293,6 +303,28 @@ static int dao_list_by_status(dao *d, const char *status, incident_fn fn,
     return DW_OK;
 }
 
+/* A job that predates the migration writes the old column with its own SQL.
+ * It calls dw_mirror() in the same transaction, so the new model follows.
+ * (dw_mirror() syncs from the trusted side: this job must be ported to the
+ * DAO before the new model is trusted at LIVE.) */
+static int dao_job_resolve(dao *d, long long incident_id)
+{
+    dw_value key = dw_int(incident_id);
+    sqlite3_stmt *stmt;
+    int rc;
+
+    exec_sql(d->db, "BEGIN IMMEDIATE");
+    stmt = prepare(d->db, "UPDATE incidents SET status = 'resolved'"
+                          " WHERE id = ?1 AND status = 'monitoring'");
+    sqlite3_bind_int64(stmt, 1, incident_id);
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        die("resolving an incident", sqlite3_errmsg(d->db));
+    sqlite3_finalize(stmt);
+    rc = dw_mirror(d->mig, &key, 1);
+    exec_sql(d->db, rc == DW_OK ? "COMMIT" : "ROLLBACK");
+    return rc;
+}
+
 /* incident_statuses itself is not part of the migration: it is new, only
  * the new model uses it, and plain SQL writes it. */
 static void dao_add_status(dao *d, long long organisation_id,
@@ -315,11 +347,12 @@ static void dao_add_status(dao *d, long long organisation_id,
 
 static const char *const organisations[] = {"Acme", "Globex", "Initech"};
 
+/* The recent incidents, ids 1 to 20; the story follows a few of them. */
 static const struct {
     int organisation_id;
     const char *title;
     const char *status;
-} seed_incidents[] = {
+} recent_incidents[] = {
     {1, "Checkout returns 502", "resolved"},
     {2, "Login emails delayed", "resolved"},
     {3, "Reports export times out", "monitoring"},
@@ -342,7 +375,9 @@ static const struct {
     {2, "Nightly backups late", "monitoring"},
 };
 
-#define NINCIDENTS ((int)(sizeof seed_incidents / sizeof seed_incidents[0]))
+#define NRECENT ((int)(sizeof recent_incidents / sizeof recent_incidents[0]))
+/* Ids NRECENT + 1 to NINCIDENTS: older incidents, all resolved. */
+#define NINCIDENTS 1000
 
 static void create_schema_v1(sqlite3 *db)
 {
@@ -369,15 +404,28 @@ static void create_schema_v1(sqlite3 *db)
     sqlite3_finalize(stmt);
     stmt = prepare(db, "INSERT INTO incidents (organisation_id, title, status)"
                        " VALUES (?1, ?2, ?3)");
-    for (i = 0; i < (size_t)NINCIDENTS; i++) {
-        sqlite3_bind_int(stmt, 1, seed_incidents[i].organisation_id);
-        sqlite3_bind_text(stmt, 2, seed_incidents[i].title, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, seed_incidents[i].status, -1,
+    for (i = 0; i < (size_t)NRECENT; i++) {
+        sqlite3_bind_int(stmt, 1, recent_incidents[i].organisation_id);
+        sqlite3_bind_text(stmt, 2, recent_incidents[i].title, -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, recent_incidents[i].status, -1,
                           SQLITE_STATIC);
         if (sqlite3_step(stmt) != SQLITE_DONE)
             die("seeding incidents", sqlite3_errmsg(db));
         sqlite3_reset(stmt);
     }
+    sqlite3_finalize(stmt);
+    stmt = prepare(db, "WITH RECURSIVE n (i) AS"
+                       " (SELECT ?1 UNION ALL SELECT i + 1 FROM n"
+                       "  WHERE i < ?2)"
+                       " INSERT INTO incidents"
+                       "  (id, organisation_id, title, status)"
+                       " SELECT i, 1 + i % 3, 'Older incident ' || i,"
+                       "  'resolved' FROM n");
+    sqlite3_bind_int(stmt, 1, NRECENT + 1);
+    sqlite3_bind_int(stmt, 2, NINCIDENTS);
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        die("seeding older incidents", sqlite3_errmsg(db));
     sqlite3_finalize(stmt);
     exec_sql(db, "COMMIT");
 }
@@ -398,29 +446,23 @@ static void expand_schema(sqlite3 *db)
     exec_sql(db, "COMMIT");
 }
 
-/* The dependent data: every organisation gets the four statuses the old
- * code hard-wired. Safe to run again: it only adds what is missing. */
-static int create_default_statuses(sqlite3 *db)
-{
-    sqlite3_stmt *stmt = prepare(
-        db,
-        "WITH defaults (pos, name, category) AS (VALUES"
-        "  (1, 'investigating', 'open'), (2, 'identified', 'open'),"
-        "  (3, 'monitoring', 'open'), (4, 'resolved', 'closed'))"
-        " INSERT INTO incident_statuses (organisation_id, name, category)"
-        " SELECT o.id, d.name, d.category FROM organisations o, defaults d"
-        " WHERE NOT EXISTS (SELECT 1 FROM incident_statuses s"
-        "   WHERE s.organisation_id = o.id AND s.name = d.name)"
-        " ORDER BY o.id, d.pos");
-    if (sqlite3_step(stmt) != SQLITE_DONE)
-        die("creating default statuses", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    return sqlite3_changes(db);
-}
-
 /* ------------------------------------------------------------------------ */
 /* The migration                                                             */
 /* ------------------------------------------------------------------------ */
+
+/* The dependent data: every organisation gets the four statuses the old
+ * code hard-wired. dw_backfill() runs this before it copies any incident
+ * (and again whenever a backfill starts over), so it must be safe to
+ * repeat: ON CONFLICT DO NOTHING adds only what is missing. ("WHERE true"
+ * tells SQLite's parser that ON starts the upsert, not a join constraint.) */
+static const char default_statuses_sql[] =
+    "WITH defaults (pos, name, category) AS (VALUES"
+    "  (1, 'investigating', 'open'), (2, 'identified', 'open'),"
+    "  (3, 'monitoring', 'open'), (4, 'resolved', 'closed'))"
+    " INSERT INTO incident_statuses (organisation_id, name, category)"
+    " SELECT o.id, d.name, d.category FROM organisations o, defaults d"
+    " WHERE true ORDER BY o.id, d.pos"
+    " ON CONFLICT (organisation_id, name) DO NOTHING";
 
 static dw_migration *open_migration(sqlite3 *db)
 {
@@ -456,6 +498,7 @@ static dw_migration *open_migration(sqlite3 *db)
     opts.nup = 1;
     opts.down = down;
     opts.ndown = 1;
+    opts.setup_sql = default_statuses_sql;
     opts.reason = "customisable statuses per organisation";
     rc = dw_open(&h, db, &opts, &err);
     if (rc != DW_OK) {
@@ -485,23 +528,52 @@ static void move_stage(dw_migration *h, int to, const char *reason)
            dw_stage_name(to), reason);
 }
 
+/* Asks for LIVE where the gate must refuse, and shows why it did. */
+static void try_live(dw_migration *h)
+{
+    int rc = dw_stage_set(h, DW_STAGE_LIVE, "looks fine to me", 0);
+    if (rc == DW_OK)
+        die("dw_stage_set", "the gate into LIVE opened too early");
+    if (rc != DW_EGATE)
+        check_dw(h, rc, "dw_stage_set");
+    printf("  ask for LIVE: refused (%s)\n", dw_errstr(rc));
+    printf("    %s\n", dw_errmsg(h));
+}
+
+static int has_old_column(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM pragma_table_xinfo('incidents')"
+                         " WHERE name = 'status'") != 0;
+}
+
 /* Shows both models of one incident, straight from the table. */
 static void show_both_models(sqlite3 *db, long long incident_id)
 {
+    int old_column = has_old_column(db);
     sqlite3_stmt *stmt = prepare(
-        db, "SELECT i.status, i.incident_status_id, s.name FROM incidents i"
-            " LEFT JOIN incident_statuses s ON s.id = i.incident_status_id"
-            " WHERE i.id = ?1");
+        db, old_column
+                ? "SELECT i.status, i.incident_status_id, s.name"
+                  " FROM incidents i LEFT JOIN incident_statuses s"
+                  " ON s.id = i.incident_status_id WHERE i.id = ?1"
+                : "SELECT NULL, i.incident_status_id, s.name"
+                  " FROM incidents i LEFT JOIN incident_statuses s"
+                  " ON s.id = i.incident_status_id WHERE i.id = ?1");
+    char status[48];
+
     sqlite3_bind_int64(stmt, 1, incident_id);
     if (sqlite3_step(stmt) != SQLITE_ROW)
         die("inspecting an incident", sqlite3_errmsg(db));
-    if (sqlite3_column_type(stmt, 1) == SQLITE_NULL)
-        printf("    row: status = '%s', incident_status_id = NULL\n",
-               (const char *)sqlite3_column_text(stmt, 0));
+    if (old_column)
+        snprintf(status, sizeof status, "'%s'",
+                 (const char *)sqlite3_column_text(stmt, 0));
     else
-        printf("    row: status = '%s', incident_status_id = %lld"
-               " ('%s')\n",
-               (const char *)sqlite3_column_text(stmt, 0),
+        snprintf(status, sizeof status, "(dropped)");
+    if (sqlite3_column_type(stmt, 1) == SQLITE_NULL)
+        printf("    #%lld: status = %s, incident_status_id = NULL\n",
+               incident_id, status);
+    else
+        printf("    #%lld: status = %s, incident_status_id = %lld ('%s')\n",
+               incident_id, status,
                (long long)sqlite3_column_int64(stmt, 1),
                (const char *)sqlite3_column_text(stmt, 2));
     sqlite3_finalize(stmt);
@@ -511,6 +583,11 @@ static long long count_new_model_rows(sqlite3 *db)
 {
     return query_int(db, "SELECT count(*) FROM incidents"
                          " WHERE incident_status_id IS NOT NULL");
+}
+
+static long long count_statuses(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM incident_statuses");
 }
 
 static dw_metrics metrics_of(const dw_migration *h)
@@ -551,24 +628,168 @@ static int print_mismatch(const dw_mismatch_entry *e, void *payload)
     return 0;
 }
 
+/* ---- backfill ---- */
+
+/* What the progress callback needs: where to stop, if anywhere. */
+typedef struct backfill_watch {
+    int64_t stop_after_batches; /* 0: run to the end */
+} backfill_watch;
+
+static int print_progress(const dw_backfill_progress *p, void *payload)
+{
+    const backfill_watch *w = payload;
+    printf("    %4lld / %lld rows  %3d%%  %9.0f rows/s\n",
+           (long long)p->rows_done, (long long)p->rows_total,
+           p->rows_total ? (int)(100 * p->rows_done / p->rows_total) : 100,
+           p->rows_per_second);
+    return w->stop_after_batches != 0 &&
+           p->batches >= w->stop_after_batches;
+}
+
+/* Runs dw_backfill() with the progress shown; stops after a given number of
+ * batches (in all, across calls) when asked to. Returns DW_OK (finished) or
+ * DW_MORE (stopped as asked; the next call resumes). */
+static int run_backfill(dw_migration *h, dw_backfill_progress *out,
+                        int64_t stop_after_batches)
+{
+    dw_backfill_options opts = DW_BACKFILL_OPTIONS_INIT;
+    backfill_watch w;
+    int rc;
+
+    /* 250 rows a batch, every batch: a fixed size makes the demo print the
+     * same lines on every run. A service keeps the default, batches that
+     * adapt to hold the write lock about 20 ms each. */
+    opts.batch_rows = 250;
+    opts.batch_ms = -1;
+    opts.progress = print_progress;
+    w.stop_after_batches = stop_after_batches;
+    opts.payload = &w;
+    rc = dw_backfill(out, h, &opts);
+    if (rc == DW_MORE && stop_after_batches == 0)
+        die("dw_backfill", "stopped before the end without being asked to");
+    if (rc != DW_MORE)
+        check_dw(h, rc, "dw_backfill");
+    return rc;
+}
+
+/* ---- verification ---- */
+
+/* The divergences a verification reports, kept to print after its counts. */
+typedef struct divergences {
+    char text[1024];
+    size_t len;
+} divergences;
+
+static void add_line(divergences *v, const char *line)
+{
+    size_t n = strlen(line);
+    if (n < sizeof v->text - v->len) {
+        memcpy(v->text + v->len, line, n + 1);
+        v->len += n;
+    }
+}
+
+/* dw_verify()'s report callback: the differences come described as the
+ * mismatch log describes them, redacted. */
+static void collect_divergence(const dw_mismatch *m, void *payload)
+{
+    divergences *v = payload;
+    char line[320];
+    int i;
+    snprintf(line, sizeof line, "    key %s, %s\n", m->key,
+             mismatch_kind_name(m->kind));
+    add_line(v, line);
+    for (i = 0; i < m->ndiffs; i++) {
+        snprintf(line, sizeof line, "      %s: old=%s new=%s\n",
+                 m->diffs[i].column, m->diffs[i].old_desc,
+                 m->diffs[i].new_desc);
+        add_line(v, line);
+    }
+}
+
+static dw_verify_result verify(dw_migration *h)
+{
+    dw_verify_options opts = DW_VERIFY_OPTIONS_INIT;
+    dw_verify_result r;
+    divergences v;
+
+    memset(&v, 0, sizeof v);
+    opts.fn = collect_divergence;
+    opts.payload = &v;
+    check_dw(h, dw_verify(&r, h, &opts), "dw_verify");
+    printf("  dw_verify (run %lld): %lld keys, %lld missing, %lld extra,"
+           " %lld different: %s\n",
+           (long long)r.run_id, (long long)r.keys, (long long)r.missing,
+           (long long)r.extra, (long long)r.different,
+           r.clean ? "clean" : "NOT clean");
+    fputs(v.text, stdout);
+    return r;
+}
+
+static dw_verify_result verify_clean(dw_migration *h)
+{
+    dw_verify_result r = verify(h);
+    if (!r.clean)
+        die("dw_verify", "the models were expected to agree");
+    return r;
+}
+
+/* ---- history ---- */
+
+static void format_time(char *out, size_t size, double t)
+{
+    time_t seconds = (time_t)t;
+    int millis = (int)((t - (double)seconds) * 1000.0);
+    struct tm *tm = gmtime(&seconds);
+    char hms[16];
+
+    if (tm == NULL || strftime(hms, sizeof hms, "%H:%M:%S", tm) == 0)
+        snprintf(out, size, "?");
+    else
+        snprintf(out, size, "%s.%03d", hms, millis);
+}
+
 static int print_history(const dw_history_entry *e, void *payload)
 {
-    time_t seconds = (time_t)e->time;
-    int millis = (int)((e->time - (double)seconds) * 1000.0);
     char when[32];
-    struct tm *tm = gmtime(&seconds);
 
     (void)payload;
-    if (tm == NULL || strftime(when, sizeof when, "%H:%M:%S", tm) == 0)
-        snprintf(when, sizeof when, "?");
-    if (strcmp(e->event, "stage") == 0)
-        printf("  %s.%03d  %-10s -> %-10s %s%s\n", when, millis,
+    format_time(when, sizeof when, e->time);
+    if (strcmp(e->event, "stage") == 0 || strcmp(e->event, "restore") == 0)
+        printf("  %s  %-10s -> %-10s %s%s%s\n", when,
                dw_stage_name(e->from_stage), dw_stage_name(e->to_stage),
+               strcmp(e->event, "restore") == 0 ? "restore: " : "",
                e->forced ? "(forced) " : "", e->reason ? e->reason : "");
     else
-        printf("  %s.%03d  %-24s %s\n", when, millis, e->event,
-               e->reason ? e->reason : "");
+        /* define, backfill (what it copied), contract (the reason; the
+         * backup file is printed where the contract runs) */
+        printf("  %s  %-24s %s\n", when, e->event,
+               e->reason ? e->reason : e->detail ? e->detail : "");
     return 0;
+}
+
+/* Finds the newest history entry of one kind and prints its detail. */
+typedef struct last_event {
+    const char *event;
+    char detail[512];
+} last_event;
+
+static int remember_event(const dw_history_entry *e, void *payload)
+{
+    last_event *l = payload;
+    if (strcmp(e->event, l->event) == 0)
+        snprintf(l->detail, sizeof l->detail, "%s",
+                 e->detail ? e->detail : "(no detail)");
+    return 0;
+}
+
+static void print_last_event(dw_migration *h, const char *event)
+{
+    last_event l;
+    memset(&l, 0, sizeof l);
+    l.event = event;
+    check_dw(h, dw_history(h, remember_event, &l), "dw_history");
+    printf("  history: %s\n    %s\n", event, l.detail);
 }
 
 /* Collects "#4, #6, ..." from dao_list_by_status(). */
@@ -624,6 +845,17 @@ static void set_status_or_die(dao *d, long long id, const char *status)
     }
 }
 
+/* A fresh directory for the backups, and the path of one file in it. */
+static void make_backup_dir(char *dir, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || tmp[0] == '\0')
+        tmp = "/tmp";
+    snprintf(dir, size, "%s/dualwrite-demo-XXXXXX", tmp);
+    if (mkdtemp(dir) == NULL)
+        die(dir, "cannot create a temporary directory");
+}
+
 /* ------------------------------------------------------------------------ */
 /* The story                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -634,9 +866,11 @@ int main(int argc, char **argv)
     sqlite3 *db = NULL;
     dao d;
     incident inc;
-    dw_value key;
-    long long ids[NINCIDENTS];
-    int stage, i, n, rc;
+    dw_backfill_progress bf;
+    dw_verify_result vr;
+    dw_repair_result rr;
+    char dir[256], backup1[320], backup2[320];
+    int stage, rc;
     dw_metrics before, after;
 
     memset(&d, 0, sizeof d);
@@ -648,6 +882,10 @@ int main(int argc, char **argv)
                   " WHERE type = 'table' AND name = 'incidents'") != 0)
         die(path, "already holds an incident tracker; remove it or name"
                   " another file");
+    /* As a service would run: WAL, so readers (verification included) never
+     * block the writer, and commits that wait for the disk only at
+     * checkpoints. */
+    exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
 
     printf("libdualwrite %s -- customisable incident statuses, without"
            " downtime\n", dw_version());
@@ -656,8 +894,10 @@ int main(int argc, char **argv)
     /* 1 ----------------------------------------------------------------- */
     section("1. Schema v1: the status is hard-coded text");
     create_schema_v1(db);
-    printf("  %d organisations, %d incidents\n",
-           (int)(sizeof organisations / sizeof organisations[0]), NINCIDENTS);
+    printf("  %d organisations, %d incidents (#1-#%d recent, the rest"
+           " older and resolved)\n",
+           (int)(sizeof organisations / sizeof organisations[0]), NINCIDENTS,
+           NRECENT);
     printf("  incidents.status is one of: investigating, identified,"
            " monitoring, resolved\n");
 
@@ -666,22 +906,35 @@ int main(int argc, char **argv)
     expand_schema(db);
     printf("  added table incident_statuses and column"
            " incidents.incident_status_id\n");
-    n = create_default_statuses(db);
-    printf("  created %d default statuses (4 per organisation)\n", n);
-    n = create_default_statuses(db);
-    printf("  ran it again: %d more (safe to re-run)\n", n);
     d.db = db;
     d.mig = open_migration(db);
     check_dw(d.mig, dw_row_new(&d.row), "dw_row_new");
     check_dw(d.mig, dw_stage_get(&stage, d.mig), "dw_stage_get");
     printf("  opened migration \"%s\" at stage %s (nothing changes yet)\n",
            dw_name(d.mig), dw_stage_name(stage));
+    printf("  its spec carries the setup SQL for the dependent data (4"
+           " statuses per organisation);\n"
+           "  incident_statuses holds %lld rows until the backfill runs it\n",
+           count_statuses(db));
 
     /* 3 ----------------------------------------------------------------- */
-    section("3. DUAL_WRITE: every DAO write goes to both models");
+    section("3. DUAL_WRITE: write both models, backfill the older rows");
+    /* The DAO's new-side write needs the statuses, and the backfill's first
+     * batch creates them: run it right after the switch. */
     move_stage(d.mig, DW_STAGE_DUAL_WRITE, "expand is deployed everywhere");
+    printf("  dw_backfill, 250 rows a batch (this call stops after 2"
+           " batches):\n");
+    rc = run_backfill(d.mig, &bf, 2);
+    if (rc != DW_MORE)
+        die("dw_backfill", "the first call was expected to stop early");
+    printf("  returned DW_MORE: %lld rows committed with the cursor;"
+           " the next call resumes\n", (long long)bf.rows_done);
+    printf("  the first batch ran the setup SQL first: %lld statuses\n",
+           count_statuses(db));
+
+    printf("  meanwhile the service writes through the DAO:\n");
     set_status_or_die(&d, 4, "identified");
-    printf("  incident #4 set to 'identified' through the DAO\n");
+    printf("  incident #4 set to 'identified'\n");
     show_both_models(db, 4);
     rc = dao_set_status(&d, 9, "resloved");
     if (rc == DW_OK)
@@ -692,34 +945,33 @@ int main(int argc, char **argv)
            side_name(dw_errside(d.mig)));
     printf("    the DAO's reason: %s\n", d.why[0] ? d.why : dw_errmsg(d.mig));
     show_both_models(db, 9);
-    printf("  incidents already in the new model: %lld of %d\n",
-           count_new_model_rows(db), NINCIDENTS);
 
-    /* 4 ----------------------------------------------------------------- */
-    section("4. Copy the existing incidents to the new model");
-    {
-        sqlite3_stmt *stmt =
-            prepare(db, "SELECT id FROM incidents ORDER BY id");
-        n = 0;
-        while (n < NINCIDENTS && sqlite3_step(stmt) == SQLITE_ROW)
-            ids[n++] = sqlite3_column_int64(stmt, 0);
-        sqlite3_finalize(stmt);
-    }
-    for (i = 0; i < n; i++) {
-        key = dw_int(ids[i]);
-        check_dw(d.mig, dw_mirror(d.mig, &key, 1), "dw_mirror");
-    }
-    printf("  mirrored %d incidents one by one with dw_mirror()\n", n);
+    printf("  dw_backfill again, resuming after row %lld:\n",
+           (long long)bf.rows_done);
+    (void)run_backfill(d.mig, &bf, 0);
+    printf("  finished: %lld rows written in %lld batches; longest batch"
+           " %.1f ms\n",
+           (long long)bf.rows_written, (long long)bf.batches,
+           bf.max_batch_ms);
     printf("  incidents in the new model: %lld of %d\n",
            count_new_model_rows(db), NINCIDENTS);
 
-    /* 5 ----------------------------------------------------------------- */
-    section("5. SHADOW: reads trust the old model and compare the new one");
-    move_stage(d.mig, DW_STAGE_SHADOW, "copy finished, start comparing");
+    /* 4 ----------------------------------------------------------------- */
+    section("4. SHADOW: compare on every read; verify before trusting");
+    move_stage(d.mig, DW_STAGE_SHADOW, "backfill finished, start comparing");
     read_all(&d);
     printf("  read all %d incidents through the DAO\n", NINCIDENTS);
     print_metrics(d.mig);
+    check_dw(d.mig, dao_job_resolve(&d, 3), "dao_job_resolve");
+    printf("  an old job resolves #3 with its own SQL, then dw_mirror()"
+           " in its transaction:\n");
+    show_both_models(db, 3);
+    try_live(d.mig);
+    vr = verify_clean(d.mig);
+    printf("  the gate into LIVE is open\n");
 
+    /* 5 ----------------------------------------------------------------- */
+    section("5. A divergence: caught, repaired, verified");
     printf("  someone bypasses the DAO and marks #7 resolved in the new"
            " model only:\n");
     {
@@ -742,13 +994,16 @@ int main(int argc, char **argv)
     check_dw(d.mig, dw_mismatch_log(d.mig, 10, print_mismatch, NULL),
              "dw_mismatch_log");
     printf("    (values are redacted by default: type(length):digest)\n");
-    print_metrics(d.mig);
-
-    key = dw_int(7);
-    check_dw(d.mig, dw_mirror(d.mig, &key, 1), "dw_mirror");
-    printf("  repaired: dw_mirror(#7) copies the trusted row to the new"
-           " model\n");
+    vr = verify(d.mig);
+    if (vr.clean || vr.different != 1)
+        die("dw_verify", "the divergence was not found");
+    printf("    (verification compares through the spec: the old row mapped"
+           " up, against the new row)\n");
+    check_dw(d.mig, dw_repair_divergent(&rr, d.mig), "dw_repair_divergent");
+    printf("  dw_repair_divergent: %lld key re-synced from the trusted old"
+           " model\n", (long long)rr.repaired);
     show_both_models(db, 7);
+    vr = verify_clean(d.mig);
     before = metrics_of(d.mig);
     check_dw(d.mig, dao_get_incident(&d, 7, &inc), "dao_get_incident");
     after = metrics_of(d.mig);
@@ -756,11 +1011,10 @@ int main(int argc, char **argv)
         die("shadow read", "the repaired incident did not match");
     printf("  the DAO reads #7 again: '%s', and the models match\n",
            inc.status);
-    print_metrics(d.mig);
 
     /* 6 ----------------------------------------------------------------- */
     section("6. LIVE: reads trust the new model; both are still written");
-    move_stage(d.mig, DW_STAGE_LIVE, "no mismatches since the repair");
+    move_stage(d.mig, DW_STAGE_LIVE, "verified clean after the repair");
     check_dw(d.mig, dao_get_incident(&d, 7, &inc), "dao_get_incident");
     printf("  the DAO reads #7: '%s' (now the new model's answer)\n",
            inc.status);
@@ -784,26 +1038,72 @@ int main(int argc, char **argv)
     read_all(&d);
     printf("  read all %d incidents: from the new model only, no longer"
            " compared\n", NINCIDENTS);
-    print_metrics(d.mig);
+    vr = verify_clean(d.mig);
     move_stage(d.mig, DW_STAGE_COMPLETE,
                "nothing reads incidents.status any more");
     set_status_or_die(&d, 12, "resolved");
     printf("  incident #12 set to 'resolved': only the new model is"
            " written\n");
     show_both_models(db, 12);
+
+    /* 8 ----------------------------------------------------------------- */
+    section("8. Contract: back up incidents.status, check it, drop it");
+    make_backup_dir(dir, sizeof dir);
+    snprintf(backup1, sizeof backup1, "%s/incidents.status.db", dir);
+    snprintf(backup2, sizeof backup2, "%s/incidents.status-2.db", dir);
+    check_dw(d.mig, dw_contract(d.mig, backup1, "statuses live in their own"
+                                               " table now"),
+             "dw_contract");
+    printf("  dw_contract: backup written, read back and checked; then the"
+           " column dropped\n");
+    print_last_event(d.mig, "contract");
+    show_both_models(db, 12);
     dao_add_status(&d, 1, "waiting on vendor", "open");
     set_status_or_die(&d, 13, "waiting on vendor");
     check_dw(d.mig, dao_get_incident(&d, 13, &inc), "dao_get_incident");
     printf("  Acme adds a status of its own; #13 is now '%s'\n", inc.status);
-    printf("  next: back up incidents.status, then drop it\n");
+    show_both_models(db, 13);
+
+    /* 9 ----------------------------------------------------------------- */
+    section("9. The way back: restore, catch up, contract again");
+    check_dw(d.mig, dw_restore(d.mig, backup1, "a report still reads"
+                                              " incidents.status"),
+             "dw_restore");
+    check_dw(d.mig, dw_stage_get(&stage, d.mig), "dw_stage_get");
+    printf("  dw_restore: the column is back as the backup had it; stage"
+           " %s\n", dw_stage_name(stage));
+    show_both_models(db, 13);
+    printf("    (#13 changed after the contract: its old column is behind)\n");
+    printf("  dw_backfill, from the trusted new model to the old this"
+           " time:\n");
+    (void)run_backfill(d.mig, &bf, 0);
+    printf("  the setup SQL ran again and added nothing: %lld statuses\n",
+           count_statuses(db));
+    show_both_models(db, 13);
+    vr = verify_clean(d.mig);
+    move_stage(d.mig, DW_STAGE_COMPLETE, "the report reads the new table");
+    check_dw(d.mig, dw_contract(d.mig, backup2, "the report moved too"),
+             "dw_contract");
+    printf("  dw_contract again, to a second file\n");
+    print_last_event(d.mig, "contract");
 
     section("History of the migration");
     check_dw(d.mig, dw_history(d.mig, print_history, NULL), "dw_history");
+    check_dw(d.mig, dw_verify_last(&vr, d.mig), "dw_verify_last");
+    check_dw(d.mig, dw_backfill_status(&bf, d.mig), "dw_backfill_status");
+    printf("  last verification: run %lld, %lld keys, %s; last backfill:"
+           " %s\n",
+           (long long)vr.run_id, (long long)vr.keys,
+           vr.clean ? "clean" : "NOT clean",
+           bf.stale ? "stale (the stage entered COMPLETE since)"
+                    : bf.finished ? "finished" : "not finished");
 
     dw_row_free(d.row);
     dw_close(d.mig);
     if (sqlite3_close(db) != SQLITE_OK)
         die("closing the database", sqlite3_errmsg(db));
+    if (remove(backup1) != 0 || remove(backup2) != 0 || rmdir(dir) != 0)
+        fprintf(stderr, "incident_statuses: could not remove %s\n", dir);
     printf("\ndone.\n");
     return EXIT_SUCCESS;
 }

@@ -68,10 +68,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define DW_VERSION_MAJOR 0
-#define DW_VERSION_MINOR 1
+#define DW_VERSION_MINOR 2
 #define DW_VERSION_PATCH 0
 /** The version this header belongs to, as text. */
-#define DW_VERSION "0.1.0"
+#define DW_VERSION "0.2.0"
 /** MAJOR * 1000000 + MINOR * 1000 + PATCH. */
 #define DW_VERSION_NUMBER                                                      \
     (DW_VERSION_MAJOR * 1000000 + DW_VERSION_MINOR * 1000 + DW_VERSION_PATCH)
@@ -397,11 +397,13 @@ typedef struct dw_options {
     /** Optional sink for every mismatch, with its payload. */
     dw_mismatch_fn mismatch_fn;
     void *mismatch_payload;
-    /** Optional idempotent SQL (one or more statements) that dw_backfill()
-     *  runs, in the same transaction as its first batch, before copying any
-     *  row: for dependent data the new model needs first, such as one
-     *  status row per organisation. It runs again when a backfill starts
-     *  over, so it must be safe to repeat (INSERT ... ON CONFLICT DO
+    /** Optional idempotent SQL (one or more statements) for dependent data
+     *  the new model needs first, such as one status row per organisation.
+     *  It runs in the transaction of the stage move that leaves OFF (before
+     *  the first dual write) and again in the transaction of a backfill's
+     *  first batch, before copying any row (rows added since are covered).
+     *  It runs again whenever a backfill starts over, so it must be safe to
+     *  repeat (INSERT ... ON CONFLICT DO
      *  NOTHING, not a plain INSERT). Part of the spec and its digest. Each
      *  statement is prepared at dw_open(), so it must name existing tables
      *  (DML, not DDL); double-quoted string literals are off, as for
@@ -496,14 +498,18 @@ enum {
  *   - Forward moves go one stage at a time; DW_STAGE_FORCE allows a jump.
  *     Backward moves may go any distance (rolling back is always allowed).
  *   - Gates: a forward move to LIVE or to COMPLETE needs a finished backfill
- *     (dw_backfill()) and a clean verification of every key (dw_verify()
- *     without a range) that began after the backfill finished. A closed gate
+ *     (dw_backfill()) and a verification of every key (dw_verify() without a
+ *     range) that began after the backfill finished, the latest of which
+ *     found the two models equal (a later dirty run closes the gate again).
+ *     A closed gate
  *     refuses with DW_EGATE and a message saying what is missing, unless
  *     DW_STAGE_FORCE is given together with a non-empty reason; the history
  *     then records the move as forced, with the reason and the gate passed.
  *   - Entering OFF or COMPLETE stops writes to one side, so a finished
  *     backfill no longer counts: the next move through a gate needs a new
  *     backfill and verification.
+ *   - Leaving OFF runs the spec's setup_sql first, in the same transaction,
+ *     so dependent data exists before the first dual write.
  *   - A migration whose old model was dropped by dw_contract() stays at
  *     COMPLETE until dw_restore() puts the old model back.
  *

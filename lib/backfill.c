@@ -289,6 +289,8 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     dw__free(st->cursor);
     st->cursor = last ? NULL : hi;
+    if (last)
+        dw__free(hi);
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
     st->rows_written += written;

@@ -143,7 +143,6 @@ void dw__backfill_state_free(dw_backfill_state *s);
 /* What the LIVE and COMPLETE gates look at. */
 typedef struct dw_gate_facts {
     int backfill;           /* DW_BF_... */
-    int64_t clean_run;      /* a clean full run since the backfill, or 0 */
     dw_verify_result last;  /* the last full finished run since, if any */
 } dw_gate_facts;
 

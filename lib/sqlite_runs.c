@@ -214,15 +214,7 @@ int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
                                 "reading the backfill state");
     if (g->backfill != DW_BF_DONE)
         return DW_OK;
-    dw_verify_result clean;
-    rc = load_run(h,
-                  "AND full AND finished AND missing = 0 AND extra = 0 AND "
-                  "different = 0",
-                  after, &clean);
-    if (rc == DW_OK)
-        rc = load_run(h, "AND full AND finished", after, &g->last);
-    g->clean_run = clean.run_id;
-    return rc;
+    return load_run(h, "AND full AND finished", after, &g->last);
 }
 
 int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,

@@ -67,7 +67,9 @@ static int gate_open(dw_migration *h, int *open, char **why)
     int rc = h->ops->gate_facts(h, &g);
     if (rc != DW_OK)
         return rc;
-    if (g.backfill == DW_BF_DONE && g.clean_run) {
+    /* The latest full verification since the backfill decides: a later
+     * dirty run closes the gate an earlier clean one opened. */
+    if (g.backfill == DW_BF_DONE && g.last.run_id && g.last.clean) {
         *open = 1;
         return DW_OK;
     }
@@ -145,6 +147,13 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
             if (!detail)
                 return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         }
+    }
+    /* Dependent data first, then dual writes (DESIGN: the new model's
+     * writes may need it from the first one). */
+    if (from == DW_STAGE_OFF && stage != DW_STAGE_OFF &&
+        (rc = h->ops->run_setup(h)) != DW_OK) {
+        sqlite3_free(detail);
+        return rc;
     }
     rc = h->ops->stage_store(h, from, stage, reason, forced, detail);
     sqlite3_free(detail);
