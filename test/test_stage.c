@@ -756,6 +756,82 @@ static void test_stage_two_handles_one_transaction(void **state)
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id<3"), 0);
 }
 
+/* A clean verification opens the LIVE gate; a later dirty one closes it
+ * again, until the divergence is repaired and verified away. */
+static void test_later_dirty_verification_closes_gate(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(f->h);
+    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'drift' WHERE id = 2");
+    dw_verify_result r;
+    assert_dw_ok(f->h, dw_verify(&r, f->h, NULL));
+    assert_int_equal(r.different, 1);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 0), DW_EGATE);
+    assert_non_null(strstr(dw_errmsg(f->h), "1 different"));
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    dw_repair_result rep;
+    assert_dw_ok(f->h, dw_repair_divergent(&rep, f->h));
+    assert_int_equal(rep.repaired, 1);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 0), DW_EGATE);
+    assert_dw_ok(f->h, dw_verify(&r, f->h, NULL));
+    assert_true(r.clean);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 0));
+}
+
+/* Dependent data exists before the first dual write: leaving OFF runs the
+ * spec's setup SQL in the same transaction as the move. */
+static void test_setup_sql_runs_when_leaving_off(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "CREATE TABLE units(name TEXT PRIMARY KEY);"
+                     "INSERT INTO items VALUES(1, 'a', 1)");
+    dw_column_map up[2] = {{"title", "upper(name)"}, {"quantity", "qty"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "m";
+    o.old_side.table = "items";
+    o.old_side.key_columns = ITEM_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = OLD_COLS;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = ITEM_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = NEW_COLS;
+    o.new_side.ncolumns = 2;
+    o.up = up;
+    o.nup = 2;
+    o.setup_sql = "INSERT INTO units VALUES('each') ON CONFLICT DO NOTHING";
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 0);
+    /* Rolled back with the move when the caller rolls back. */
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
+    exec_ok(f->t.db, "ROLLBACK");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 0);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
+    /* Idempotent: the backfill runs it again and nothing doubles. */
+    assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
+    /* A failing setup refuses the move and leaves the stage at OFF. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, NULL, 0));
+    exec_ok(f->t.db, "CREATE TRIGGER no_units BEFORE INSERT ON units BEGIN "
+                     "SELECT RAISE(ABORT, 'units are frozen'); END;"
+                     "DELETE FROM units");
+    assert_int_not_equal(dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0),
+                         DW_OK);
+    assert_non_null(strstr(dw_errmsg(f->h), "units are frozen"));
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +851,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stage_cache_refreshed_after_other_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_set_rolled_back_by_caller, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_later_dirty_verification_closes_gate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
