@@ -1073,9 +1073,9 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * was written and checked.
  *
  * 1. Writes the old model to a new SQLite file at `backup_path`: for two
- *    tables, the whole old table (with its definition, its indexes and, for
- *    a rowid table, its rowids); for one table, the key and the old model's
- *    columns. Also stores what dw_restore() needs: the definitions, the
+ *    tables, the whole old table (its definition, indexes and triggers and,
+ *    for a rowid table whose rowid is not a column, its rowids); for one
+ *    table, the key and the old model's columns. Also stores what dw_restore() needs: the definitions, the
  *    migration and the row count and content digest (SHA-256 over every
  *    row in key order, values typed).
  * 2. Reads the file back through a connection of its own and checks the
@@ -1095,9 +1095,10 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * @return DW_OK; DW_EGATE (not at COMPLETE); DW_EMISUSE (NULL arguments,
  *         the file exists, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
- *         not check out -- its file is then removed -- or SQLite refused to
- *         drop, e.g. an index or view still needs a column); DW_EBUSY;
- *         DW_ENOMEM. On any failure the old model is untouched.
+ *         not check out, or SQLite refused to drop, e.g. an index or view
+ *         still needs a column); DW_ECONSTRAINT (a foreign key still points
+ *         at the old table); DW_EBUSY; DW_ENOMEM. On any failure the old
+ *         model is untouched and the backup file removed.
  */
 DW_API int dw_contract(dw_migration *h, const char *backup_path,
                        const char *reason);
@@ -1116,8 +1117,8 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  * dw_verify() before moving further back.
  *
  * @return DW_OK; DW_EMISUSE (NULL arguments, not contracted, called inside
- *         a transaction, a backup of another migration, the old table
- *         exists again); DW_ERROR (unreadable file, or its rows do not
+ *         a transaction, a backup of another migration or of this one under
+ *         a spec redefined since, the old table exists again); DW_ERROR (unreadable file, or its rows do not
  *         match its digest); DW_EBUSY; DW_ENOMEM.
  */
 DW_API int dw_restore(dw_migration *h, const char *backup_path,

@@ -21,7 +21,8 @@ typedef struct model {
     char **key;
     int nkey;
     char *table_sql;   /* two tables: the CREATE TABLE text */
-    char *index_sql;   /* two tables: JSON array of CREATE INDEX texts */
+    char *index_sql;   /* two tables: JSON array of its CREATE INDEX and
+                          CREATE TRIGGER texts, run after the rows */
     char *coldefs;     /* one table: JSON [[name, type, notnull, default]] */
 } model;
 
@@ -235,9 +236,32 @@ static int describe_model(dw_migration *h, model *m)
                                : dw__sqlite_error(h, rc, DW_SIDE_OLD,
                                                   "reading the old columns");
     }
-    /* Two tables: the whole table -- every stored column, its definition
-     * and its indexes. */
+    /* Two tables: the whole table -- its rowids when they are not a column
+     * (other data may point at them), every stored column, its definition,
+     * its indexes and triggers. */
     rc = dw__prepare(h,
+                     "SELECT (SELECT wr FROM pragma_table_list WHERE schema = "
+                     "'main' AND name = ?1) = 0 AND NOT (SELECT count(*) = 1 "
+                     "AND sum(upper(type) = 'INTEGER') = 1 FROM "
+                     "pragma_table_xinfo(?1) WHERE pk > 0), (SELECT value "
+                     "FROM json_each('[\"rowid\",\"_rowid_\",\"oid\"]') "
+                     "WHERE value NOT IN (SELECT lower(name) FROM "
+                     "pragma_table_xinfo(?1)) LIMIT 1)",
+                     &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 1);
+            rc = SQLITE_OK;
+            if (sqlite3_column_int(st, 0) && name &&
+                push(&m->cols, &m->ncols, name) != DW_OK)
+                rc = SQLITE_NOMEM;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK)
+        rc = dw__prepare(h,
                      "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden "
                      "= 0 ORDER BY cid",
                      &st, NULL);
@@ -259,8 +283,8 @@ static int describe_model(dw_migration *h, model *m)
                          "SELECT (SELECT sql FROM main.sqlite_schema WHERE "
                          "type = 'table' AND name = ?1), (SELECT "
                          "json_group_array(sql) FROM main.sqlite_schema "
-                         "WHERE type = 'index' AND tbl_name = ?1 AND sql IS "
-                         "NOT NULL)",
+                         "WHERE type IN ('index', 'trigger') AND tbl_name = "
+                         "?1 AND sql IS NOT NULL)",
                          &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
@@ -516,6 +540,15 @@ static int check_backup(dw_migration *h, const char *path, model *m, int load,
                        "backup \"%s\" belongs to migration \"%s\", not "
                        "\"%s\"",
                        path, name, h->spec.name);
+    char *spec = NULL;
+    if (rc == DW_OK && load)
+        rc = meta_get(h, db, "spec_digest", &spec, path);
+    if (rc == DW_OK && load && (!spec || strcmp(spec, h->digest) != 0))
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "backup \"%s\" was taken under spec %.12s; migration "
+                       "\"%s\" now has spec %.12s (redefined since)",
+                       path, spec ? spec : "(none)", h->spec.name, h->digest);
+    dw__free(spec);
     if (rc == DW_OK && load) {
         memset(m, 0, sizeof *m);
         rc = meta_get(h, db, "kind", &kind, path);
@@ -630,8 +663,6 @@ static int drop_old(dw_migration *h, const model *m, const char *path,
         rc = dw__sqlite_history_add(h, "contract", stage, stage, 0, reason,
                                     detail);
     sqlite3_free(detail);
-    if (rc == DW_OK)
-        h->contracted = 1;
     return rc;
 }
 
@@ -691,6 +722,8 @@ int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
     if (rc == DW_OK) {
         drop_args a = {&m, path, reason, hex, rows};
         rc = dw__in_scope(h, 1, drop_in_scope, &a);
+        if (rc == DW_OK)
+            h->contracted = 1; /* committed */
     }
     if (rc != DW_OK && created) {
         char *msg = sqlite3_mprintf("%s; backup \"%s\" was removed",
@@ -711,7 +744,8 @@ static int run_stored_ddl(dw_migration *h, const char *sql, const char *path)
 {
     if (sqlite3_strnicmp(sql, "CREATE TABLE ", 13) != 0 &&
         sqlite3_strnicmp(sql, "CREATE INDEX ", 13) != 0 &&
-        sqlite3_strnicmp(sql, "CREATE UNIQUE INDEX ", 20) != 0)
+        sqlite3_strnicmp(sql, "CREATE UNIQUE INDEX ", 20) != 0 &&
+        sqlite3_strnicmp(sql, "CREATE TRIGGER ", 15) != 0)
         return dw__error(h, DW_ERROR, DW_SIDE_NONE,
                          "backup \"%s\": not a definition: %.60s", path, sql);
     return exec1(h, h->db, sql, NULL, NULL, "recreating the old model", path);
@@ -740,15 +774,6 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
                          "replace it",
                          m->table);
     rc = run_stored_ddl(h, m->table_sql, path);
-    char **ix = NULL;
-    int nix = 0;
-    if (rc == DW_OK)
-        rc = json_names(h, h->db, m->index_sql, &ix, &nix, path);
-    for (int i = 0; rc == DW_OK && i < nix; i++)
-        rc = run_stored_ddl(h, ix[i], path);
-    for (int i = 0; i < nix; i++)
-        dw__free(ix[i]);
-    dw__free(ix);
     if (rc == DW_OK) {
         dw_buf b;
         dw_buf_init(&b);
@@ -762,6 +787,16 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
         dw_buf_ident(&b, m->table);
         rc = exec_buf(h, h->db, &b, "copying the rows back", path);
     }
+    /* Indexes and triggers after the rows, so no trigger fires on them. */
+    char **ix = NULL;
+    int nix = 0;
+    if (rc == DW_OK)
+        rc = json_names(h, h->db, m->index_sql, &ix, &nix, path);
+    for (int i = 0; rc == DW_OK && i < nix; i++)
+        rc = run_stored_ddl(h, ix[i], path);
+    for (int i = 0; i < nix; i++)
+        dw__free(ix[i]);
+    dw__free(ix);
     int64_t got = 0;
     char found[65];
     if (rc == DW_OK)

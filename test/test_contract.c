@@ -1,0 +1,2049 @@
+/* Tests of the stage gates, the contract (dropping the old model after a
+ * checked backup) and the restore that puts it back. */
+#include "support.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- fixture ------------------------------------------------------------ */
+
+typedef struct fixture {
+    test_db t;
+    sqlite3 *db2;
+    dw_migration *h;
+    dw_migration *h2;
+    int vfs_registered;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    test_db_open(&f->t);
+    *state = f;
+    return 0;
+}
+
+static void corrupt_vfs_unregister(void);
+
+/* Closes everything, removes every file of the private directory (the
+ * backups too), then the directory. */
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    dw_close(f->h);
+    dw_close(f->h2);
+    if (f->db2)
+        sqlite3_close(f->db2);
+    if (f->t.db) {
+        sqlite3_close(f->t.db);
+        f->t.db = NULL;
+    }
+    DIR *d = opendir(f->t.dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[600];
+            snprintf(p, sizeof p, "%s/%s", f->t.dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    test_db_close(&f->t);
+    if (f->vfs_registered)
+        corrupt_vfs_unregister();
+    free(f);
+    return 0;
+}
+
+/* A path inside the test database's private directory. */
+static const char *in_dir(const fixture *f, const char *name, char *buf,
+                          size_t size)
+{
+    snprintf(buf, size, "%s/%s", f->t.dir, name);
+    return buf;
+}
+
+static int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void read_file(const char *path, char *buf, size_t size)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, size - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* A plain connection on a backup file, without the library. */
+static sqlite3 *open_plain(const char *path, int writable)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db,
+                             writable ? SQLITE_OPEN_READWRITE
+                                      : SQLITE_OPEN_READONLY,
+                             NULL);
+    if (rc != SQLITE_OK)
+        print_error("opening %s: %s\n", path, sqlite3_errmsg(db));
+    assert_int_equal(rc, SQLITE_OK);
+    return db;
+}
+
+static void assert_msg_has(dw_migration *h, const char *needle)
+{
+    const char *m = dw_errmsg(h);
+    if (!m || !strstr(m, needle))
+        fail_msg("message \"%s\" does not contain \"%s\"", m ? m : "(null)",
+                 needle);
+}
+
+static int stage_of(dw_migration *h)
+{
+    int s = -99;
+    assert_dw_ok(h, dw_stage_get(&s, h));
+    return s;
+}
+
+/* ---- history ------------------------------------------------------------ */
+
+typedef struct hist_entry {
+    char event[32];
+    int from, to, forced;
+    int has_reason;
+    char reason[128];
+    int has_detail;
+    char detail[1024];
+} hist_entry;
+
+typedef struct hist {
+    int n;
+    hist_entry last;
+    int ncontract, nrestore;
+    hist_entry last_contract;
+    hist_entry last_restore;
+} hist;
+
+static void copy_entry(hist_entry *e, const dw_history_entry *in)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->event, sizeof e->event, "%s", in->event ? in->event : "");
+    e->from = in->from_stage;
+    e->to = in->to_stage;
+    e->forced = in->forced;
+    e->has_reason = in->reason != NULL;
+    snprintf(e->reason, sizeof e->reason, "%s", in->reason ? in->reason : "");
+    e->has_detail = in->detail != NULL;
+    snprintf(e->detail, sizeof e->detail, "%s", in->detail ? in->detail : "");
+}
+
+static int collect(const dw_history_entry *entry, void *payload)
+{
+    hist *hs = payload;
+    hs->n++;
+    copy_entry(&hs->last, entry);
+    if (entry->event && strcmp(entry->event, "contract") == 0) {
+        hs->ncontract++;
+        copy_entry(&hs->last_contract, entry);
+    }
+    if (entry->event && strcmp(entry->event, "restore") == 0) {
+        hs->nrestore++;
+        copy_entry(&hs->last_restore, entry);
+    }
+    return 0;
+}
+
+static void get_history(hist *hs, dw_migration *h)
+{
+    memset(hs, 0, sizeof *hs);
+    assert_dw_ok(h, dw_history(h, collect, hs));
+}
+
+static int history_len(dw_migration *h)
+{
+    hist hs;
+    get_history(&hs, h);
+    return hs.n;
+}
+
+/* The last history entry is a stage move from -> to with this forced flag
+ * and, when `gate_forced`, a detail starting with "gate forced:"; otherwise
+ * no detail. */
+static void assert_last_move(dw_migration *h, int from, int to, int forced,
+                             int gate_forced, const char *reason)
+{
+    hist hs;
+    get_history(&hs, h);
+    assert_string_equal(hs.last.event, "stage");
+    assert_int_equal(hs.last.from, from);
+    assert_int_equal(hs.last.to, to);
+    assert_int_equal(hs.last.forced, forced);
+    if (reason) {
+        assert_true(hs.last.has_reason);
+        assert_string_equal(hs.last.reason, reason);
+    }
+    if (gate_forced) {
+        assert_true(hs.last.has_detail);
+        if (strncmp(hs.last.detail, "gate forced:", 12) != 0)
+            fail_msg("detail \"%s\" does not start with \"gate forced:\"",
+                     hs.last.detail);
+    } else if (hs.last.has_detail) {
+        fail_msg("a move through an open gate has detail \"%s\"",
+                 hs.last.detail);
+    }
+}
+
+/* A forward move refused by a closed gate: DW_EGATE, the message names
+ * what is missing, and nothing changed. */
+static void assert_gate_closed(dw_migration *h, int to, const char *needle)
+{
+    int before = stage_of(h);
+    int n = history_len(h);
+    assert_dw(h, dw_stage_set(h, to, "try", 0), DW_EGATE);
+    assert_msg_has(h, needle);
+    assert_int_equal(stage_of(h), before);
+    assert_int_equal(history_len(h), n);
+}
+
+/* ---- the two-table migration: items -> items_v2 -------------------------- */
+
+static const char *const KEY[] = {"id"};
+static const char *const OLD_COLS[] = {"name", "qty", "note"};
+static const char *const NEW_COLS[] = {"title", "quantity", "note"};
+static const dw_column_map UP[] = {
+    {"title", "upper(name)"}, {"quantity", "qty"}, {"note", "note"}};
+static const dw_column_map DOWN[] = {
+    {"name", "lower(title)"}, {"qty", "quantity"}, {"note", "note"}};
+
+#define ITEMS_OLD_SQL                                                          \
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"           \
+    " qty INTEGER DEFAULT 0 CHECK (qty >= 0), note TEXT)"
+#define NITEMS 20
+
+/* The old table with three indexes (one unique, one partial) and NITEMS
+ * rows of varied types -- a REAL, a NULL, a BLOB -- whose note holds the
+ * text MARKER; the new table empty. */
+static void create_items(sqlite3 *db)
+{
+    exec_ok(db, ITEMS_OLD_SQL ";"
+                "CREATE INDEX items_name ON items(name);"
+                "CREATE UNIQUE INDEX items_name_qty ON items(name, qty);"
+                "CREATE INDEX items_big ON items(qty) WHERE qty > 10;"
+                "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
+                " title TEXT NOT NULL, quantity INTEGER, note TEXT);");
+    exec_ok(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                "FROM n WHERE i < 20) INSERT INTO items(id, name, qty, note) "
+                "SELECT i, 'item ' || i, i * 2, 'MARKER row ' || i FROM n;"
+                "UPDATE items SET qty = 2.5 WHERE id = 9;"
+                "UPDATE items SET note = NULL WHERE id = 7;"
+                "UPDATE items SET note = x'00ff10' WHERE id = 11;");
+}
+
+static void items_options(dw_options *o, const char *name)
+{
+    dw_options d = DW_OPTIONS_INIT;
+    *o = d;
+    o->name = name;
+    o->old_side.table = "items";
+    o->old_side.key_columns = KEY;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = OLD_COLS;
+    o->old_side.ncolumns = 3;
+    o->new_side.table = "items_v2";
+    o->new_side.key_columns = KEY;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = NEW_COLS;
+    o->new_side.ncolumns = 3;
+    o->up = UP;
+    o->nup = 3;
+    o->down = DOWN;
+    o->ndown = 3;
+    o->reason = "initial";
+}
+
+static dw_migration *open_items(sqlite3 *db)
+{
+    dw_options o;
+    items_options(&o, "items_rename");
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_non_null(h);
+    return h;
+}
+
+/* A row of the new model written by the application at COMPLETE (or the
+ * old model before). */
+typedef struct item_write {
+    const char *text; /* title (new) or name (old) */
+    int64_t qty;
+    const char *note;
+    int remove;
+} item_write;
+
+static int run_item_sql(sqlite3 *db, const char *sql, const dw_value *key,
+                        const item_write *w)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    if (!w->remove) {
+        sqlite3_bind_text(st, 2, w->text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, w->qty);
+        if (w->note)
+            sqlite3_bind_text(st, 4, w->note, -1, SQLITE_STATIC);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int write_item_new(sqlite3 *db, const dw_value *key, int nkey,
+                          void *payload)
+{
+    const item_write *w = payload;
+    assert_int_equal(nkey, 1);
+    return run_item_sql(
+        db,
+        w->remove ? "DELETE FROM items_v2 WHERE id = ?1"
+                  : "INSERT INTO items_v2(id, title, quantity, note) "
+                    "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
+                    "title = excluded.title, quantity = excluded.quantity, "
+                    "note = excluded.note",
+        key, w);
+}
+
+static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
+                          void *payload)
+{
+    const item_write *w = payload;
+    assert_int_equal(nkey, 1);
+    return run_item_sql(
+        db,
+        w->remove ? "DELETE FROM items WHERE id = ?1"
+                  : "INSERT INTO items(id, name, qty, note) "
+                    "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
+                    "name = excluded.name, qty = excluded.qty, "
+                    "note = excluded.note",
+        key, w);
+}
+
+static void put_new(dw_migration *h, int64_t id, const char *title,
+                    int64_t qty, const char *note)
+{
+    item_write w = {title, qty, note, 0};
+    dw_value key = dw_int(id);
+    assert_dw_ok(h, dw_write(h, &key, 1, NULL, write_item_new, &w));
+}
+
+static void delete_new(dw_migration *h, int64_t id)
+{
+    item_write w = {NULL, 0, NULL, 1};
+    dw_value key = dw_int(id);
+    assert_dw_ok(h, dw_write(h, &key, 1, NULL, write_item_new, &w));
+}
+
+/* Every item row as one text, for before/after comparisons. */
+#define ITEMS_SNAPSHOT                                                         \
+    "SELECT group_concat(r, '|') FROM (SELECT id || ':' || quote(name) || "   \
+    "':' || quote(qty) || ':' || typeof(qty) || ':' || quote(note) AS r "     \
+    "FROM items ORDER BY id)"
+
+/* The stored definitions of the old table and its indexes, as one text. */
+#define ITEMS_SCHEMA                                                           \
+    "SELECT group_concat(type || ':' || name || ':' || sql, '|') FROM "       \
+    "(SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = 'items' "    \
+    "AND sql IS NOT NULL ORDER BY name)"
+
+static int64_t schema_count(sqlite3 *db, const char *table)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sqlite_schema WHERE tbl_name = '%s' "
+             "COLLATE NOCASE",
+             table);
+    return query_int(db, sql);
+}
+
+static int64_t attached_backups(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM pragma_database_list WHERE "
+                         "name <> 'main' AND name <> 'temp'");
+}
+
+/* Moves through every stage to COMPLETE, opening the gates properly. */
+static void reach_complete(dw_migration *h)
+{
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+}
+
+static int stop_after_first(const dw_backfill_progress *p, void *payload)
+{
+    int *calls = payload;
+    (*calls)++;
+    (void)p;
+    return 1;
+}
+
+/* Starts a backfill and stops it after its first batch of `rows`. */
+static void partial_backfill(dw_migration *h, unsigned int flags, int rows,
+                             dw_backfill_progress *out)
+{
+    int calls = 0;
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = rows;
+    o.batch_ms = -1;
+    o.flags = flags;
+    o.progress = stop_after_first;
+    o.payload = &calls;
+    assert_dw(h, dw_backfill(out, h, &o), DW_MORE);
+    assert_int_equal(calls, 1);
+    assert_int_equal(out->finished, 0);
+    assert_int_equal(out->rows_done, rows);
+}
+
+static void verify_full(dw_migration *h, dw_verify_result *r)
+{
+    assert_dw_ok(h, dw_verify(r, h, NULL));
+    assert_int_equal(r->full, 1);
+    assert_int_equal(r->finished, 1);
+}
+
+static void verify_ranged(dw_migration *h, int64_t lo, int64_t hi,
+                          dw_verify_result *r)
+{
+    dw_value from = dw_int(lo), to = dw_int(hi);
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.from = &from;
+    o.nfrom = 1;
+    o.to = &to;
+    o.nto = 1;
+    assert_dw_ok(h, dw_verify(r, h, &o));
+    assert_int_equal(r->full, 0);
+    assert_int_equal(r->finished, 1);
+}
+
+/* ---- gates ---------------------------------------------------------------- */
+
+/* SHADOW -> LIVE and RAMPDOWN -> COMPLETE, refused for each missing piece
+ * with a message naming it, and allowed after a finished backfill and a
+ * clean full verification that began after it. */
+static void test_gate_states(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "DELETE FROM items");
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    /* Rows written through the migration: both sides agree from the
+     * start, so even verifications before the backfill come out clean. */
+    for (int i = 1; i <= NITEMS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "item %d", i);
+        item_write w = {name, i, NULL, 0};
+        dw_value key = dw_int(i);
+        assert_dw_ok(h, dw_write(h, &key, 1, write_item_old, NULL, &w));
+    }
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"),
+                     NITEMS);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+
+    /* No backfill at all, even with a clean full verification. */
+    assert_gate_closed(h, DW_STAGE_LIVE, "no backfill");
+    dw_verify_result r;
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_gate_closed(h, DW_STAGE_LIVE, "no backfill");
+
+    /* A backfill stopped early by its progress callback. */
+    dw_backfill_progress p;
+    partial_backfill(h, 0, 5, &p);
+    assert_int_equal(p.source, DW_SIDE_OLD);
+    assert_gate_closed(h, DW_STAGE_LIVE, "has not finished");
+    /* A clean full verification while it runs does not count... */
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_gate_closed(h, DW_STAGE_LIVE, "has not finished");
+
+    /* ... not even once the backfill is finished. */
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, NITEMS);
+    assert_gate_closed(h, DW_STAGE_LIVE, "no verification of every key");
+
+    /* A clean verification over a range (here every key) opens nothing. */
+    verify_ranged(h, 1, NITEMS, &r);
+    assert_true(r.clean);
+    assert_int_equal(r.keys, NITEMS);
+    assert_gate_closed(h, DW_STAGE_LIVE, "no verification of every key");
+
+    /* A dirty verification: one missing, one extra, one different; the
+     * message gives the counts. */
+    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'WRONG' WHERE id = 3;"
+                     "DELETE FROM items_v2 WHERE id = 4;"
+                     "INSERT INTO items_v2 VALUES(99, 'EXTRA', 1, NULL);");
+    verify_full(h, &r);
+    assert_false(r.clean);
+    assert_int_equal(r.missing, 1);
+    assert_int_equal(r.extra, 1);
+    assert_int_equal(r.different, 1);
+    char want[128];
+    snprintf(want, sizeof want,
+             "(run %lld) found 1 missing, 1 extra and 1 different keys",
+             (long long)r.run_id);
+    assert_gate_closed(h, DW_STAGE_LIVE, want);
+
+    /* Repaired and verified clean: the gate opens, and the move is an
+     * ordinary one. */
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 3);
+    verify_full(h, &r);
+    assert_true(r.clean);
+
+    /* The latest full verification decides: a dirty run after the clean
+     * one closes the gate again, the next clean one reopens it. */
+    exec_ok(f->t.db, "UPDATE items_v2 SET quantity = -1 WHERE id IN (6, 8)");
+    verify_full(h, &r);
+    assert_int_equal(r.different, 2);
+    snprintf(want, sizeof want,
+             "(run %lld) found 0 missing, 0 extra and 2 different keys",
+             (long long)r.run_id);
+    assert_gate_closed(h, DW_STAGE_LIVE, want);
+    exec_ok(f->t.db, "UPDATE items_v2 SET quantity = id WHERE id IN (6, 8)");
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "gate open", 0));
+    assert_int_equal(stage_of(h), DW_STAGE_LIVE);
+    assert_last_move(h, DW_STAGE_SHADOW, DW_STAGE_LIVE, 0, 0, "gate open");
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+
+    /* RAMPDOWN -> COMPLETE: the same gate. A new backfill (new to old)
+     * stopped early closes it... */
+    partial_backfill(h, DW_BACKFILL_RESTART, 4, &p);
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_int_equal(p.target, DW_SIDE_OLD);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "has not finished");
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "has not finished");
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.finished, 1);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
+    verify_ranged(h, 1, 1000, &r);
+    assert_true(r.clean);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
+    exec_ok(f->t.db, "UPDATE items SET qty = 1000 WHERE id = 5");
+    verify_full(h, &r);
+    assert_int_equal(r.missing, 0);
+    assert_int_equal(r.extra, 0);
+    assert_int_equal(r.different, 1);
+    snprintf(want, sizeof want,
+             "(run %lld) found 0 missing, 0 extra and 1 different keys",
+             (long long)r.run_id);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, want);
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(query_int(f->t.db, "SELECT qty FROM items WHERE id = 5"),
+                     5);
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "done", 0));
+    assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE, 0, 0, "done");
+}
+
+/* Forcing a closed gate needs a reason and is recorded as forced, with the
+ * gate in the detail; a move through an open gate is not forced. */
+static void test_gate_forced(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    assert_last_move(h, DW_STAGE_DUAL_WRITE, DW_STAGE_SHADOW, 0, 0, NULL);
+
+    int n = history_len(h);
+    assert_dw(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_msg_has(h, "reason");
+    assert_dw(h, dw_stage_set(h, DW_STAGE_LIVE, "", DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_msg_has(h, "reason");
+    assert_int_equal(stage_of(h), DW_STAGE_SHADOW);
+    assert_int_equal(history_len(h), n);
+
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "incident 42",
+                                 DW_STAGE_FORCE));
+    assert_int_equal(stage_of(h), DW_STAGE_LIVE);
+    assert_last_move(h, DW_STAGE_SHADOW, DW_STAGE_LIVE, 1, 1, "incident 42");
+    hist hs;
+    get_history(&hs, h);
+    assert_non_null(strstr(hs.last.detail, "no backfill"));
+
+    /* LIVE -> RAMPDOWN has no gate. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_last_move(h, DW_STAGE_LIVE, DW_STAGE_RAMPDOWN, 0, 0, NULL);
+
+    /* The COMPLETE gate is closed too; the same rules. */
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "no backfill");
+    n = history_len(h);
+    assert_dw(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_dw(h, dw_stage_set(h, DW_STAGE_COMPLETE, "", DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    assert_int_equal(history_len(h), n);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "deadline",
+                                 DW_STAGE_FORCE));
+    assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE, 1, 1,
+                     "deadline");
+
+    /* A jump over a closed gate needs a reason as well. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "back", 0));
+    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_OFF, 0, 0, "back");
+    n = history_len(h);
+    assert_dw(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_int_equal(stage_of(h), DW_STAGE_OFF);
+    assert_int_equal(history_len(h), n);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "jump", DW_STAGE_FORCE));
+    assert_last_move(h, DW_STAGE_OFF, DW_STAGE_LIVE, 1, 1, "jump");
+
+    /* Opened properly, the gate lets an ordinary move through: not forced,
+     * no detail. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "ready", 0));
+    assert_last_move(h, DW_STAGE_SHADOW, DW_STAGE_LIVE, 0, 0, "ready");
+
+    /* A forced jump through an open gate is a forced jump, not a forced
+     * gate. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "skip shadow",
+                                 DW_STAGE_FORCE));
+    assert_last_move(h, DW_STAGE_DUAL_WRITE, DW_STAGE_LIVE, 1, 0,
+                     "skip shadow");
+}
+
+/* A finished backfill goes stale when the stage enters OFF or COMPLETE;
+ * backward moves never need a gate. */
+static void test_gate_staleness(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(h);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.stale, 0);
+
+    /* Entering OFF: stale. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "roll back", 0));
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.stale, 1);
+    assert_int_equal(p.finished, 0);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    assert_gate_closed(h, DW_STAGE_LIVE, "stale");
+    /* A verification alone does not help... */
+    dw_verify_result r;
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_gate_closed(h, DW_STAGE_LIVE, "stale");
+    /* ... the backfill starts over by itself, and then needs its own
+     * verification. */
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.stale, 0);
+    assert_int_equal(p.rows_done, NITEMS);
+    assert_gate_closed(h, DW_STAGE_LIVE, "no verification of every key");
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+
+    /* Entering COMPLETE: stale. */
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.stale, 1);
+
+    /* At COMPLETE only the new side is written. */
+    put_new(h, 2, "CHANGED", 7, "n2");
+    put_new(h, 50, "FIFTY", 50, NULL);
+    delete_new(h, 3);
+    char buf[64];
+    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
+                                            "id = 2",
+                                   buf, sizeof buf),
+                        "item 2");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
+                                        "id IN (3, 50)"),
+                     1);
+
+    /* Back to RAMPDOWN (no gate), forward again: the gate is closed. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "undo", 0));
+    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_RAMPDOWN, 0, 0, "undo");
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "stale");
+    /* The new backfill copies new -> old. */
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_int_equal(p.target, DW_SIDE_OLD);
+    assert_int_equal(p.rows_deleted, 1);
+    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty || "
+                                            "'/' || note FROM items WHERE "
+                                            "id = 2",
+                                   buf, sizeof buf),
+                        "changed/7/n2");
+    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty FROM "
+                                            "items WHERE id = 50",
+                                   buf, sizeof buf),
+                        "fifty/50");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
+                                        "id = 3"),
+                     0);
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
+    verify_full(h, &r);
+    assert_true(r.clean);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+    assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE, 0, 0, NULL);
+
+    /* Stale again: every backward move still goes, one at a time and by
+     * a jump, into LIVE included. */
+    for (int s = DW_STAGE_RAMPDOWN; s >= DW_STAGE_OFF; s--) {
+        assert_dw_ok(h, dw_stage_set(h, s, "back", 0));
+        assert_last_move(h, s + 1, s, 0, 0, "back");
+    }
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "force",
+                                 DW_STAGE_FORCE));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "far back", 0));
+    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_DUAL_WRITE, 0, 0,
+                     "far back");
+}
+
+/* ---- contract ------------------------------------------------------------- */
+
+/* The checks that a failed or refused contract left everything as it was. */
+static void assert_not_contracted(fixture *f, dw_migration *h,
+                                  const char *snapshot, const char *schema)
+{
+    char buf[4096];
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
+                        schema);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.ncontract, 0);
+    /* Operations that need the old model still work. */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+}
+
+static void test_contract_refusals(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    char snapshot[4096], schema[4096], path[400], other[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+
+    /* Before COMPLETE: at OFF, and at RAMPDOWN reached properly. */
+    assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
+    assert_msg_has(h, "COMPLETE");
+    assert_false(file_exists(path));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
+    assert_msg_has(h, "COMPLETE");
+    assert_false(file_exists(path));
+    assert_not_contracted(f, h, snapshot, schema);
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+
+    /* The backup path exists: never overwritten. */
+    in_dir(f, "precious.bak", other, sizeof other);
+    write_file(other, "precious bytes");
+    assert_dw(h, dw_contract(h, other, NULL), DW_EMISUSE);
+    char content[64];
+    read_file(other, content, sizeof content);
+    assert_string_equal(content, "precious bytes");
+    assert_not_contracted(f, h, snapshot, schema);
+
+    /* NULL or empty path. */
+    assert_dw(h, dw_contract(h, NULL, NULL), DW_EMISUSE);
+    assert_dw(h, dw_contract(h, "", NULL), DW_EMISUSE);
+
+    /* Inside the caller's transaction. */
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw(h, dw_contract(h, path, NULL), DW_EMISUSE);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
+    exec_ok(f->t.db, "ROLLBACK");
+    assert_false(file_exists(path));
+
+    /* A backup that cannot be created (no such directory). */
+    in_dir(f, "no-such-dir/items.bak", other, sizeof other);
+    assert_dw(h, dw_contract(h, other, NULL), DW_ERROR);
+    assert_false(file_exists(other));
+    assert_not_contracted(f, h, snapshot, schema);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+
+    /* None of that got in the way: the contract itself goes through. */
+    assert_dw_ok(h, dw_contract(h, path, "now"));
+    assert_true(file_exists(path));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
+/* The contracted migration, from any handle: reads and writes of the new
+ * model work, everything that needs the old model says it was dropped. */
+static void assert_contracted(fixture *f, dw_migration *h, int64_t id)
+{
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    dw_value k5 = dw_int(5);
+    assert_dw_ok(h, dw_read(row, h, &k5, 1, NULL, NULL, NULL));
+    const dw_value *title = dw_row_get(row, "title");
+    assert_non_null(title);
+    assert_int_equal(title->type, DW_TYPE_TEXT);
+    assert_string_equal((const char *)title->p, "ITEM 5");
+    dw_row_free(row);
+
+    put_new(h, id, "WRITTEN AFTER", 3, "late");
+    char sql[128], buf[64];
+    snprintf(sql, sizeof sql, "SELECT title FROM items_v2 WHERE id = %lld",
+             (long long)id);
+    assert_string_equal(query_text(f->t.db, sql, buf, sizeof buf),
+                        "WRITTEN AFTER");
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+
+    assert_dw(h, dw_backfill(NULL, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    dw_value key = dw_int(1);
+    dw_repair_result rr;
+    assert_dw(h, dw_repair_keys(&rr, h, &key, 1, 1), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+
+    for (int s = DW_STAGE_OFF; s < DW_STAGE_COMPLETE; s++) {
+        assert_dw(h, dw_stage_set(h, s, "back", 0), DW_EMISUSE);
+        assert_msg_has(h, "contract");
+        assert_dw(h, dw_stage_set(h, s, "back", DW_STAGE_FORCE), DW_EMISUSE);
+    }
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "same", 0));
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+
+    char again[400];
+    in_dir(f, "again.bak", again, sizeof again);
+    assert_dw(h, dw_contract(h, again, NULL), DW_EMISUSE);
+    assert_false(file_exists(again));
+    assert_int_equal(attached_backups(f->t.db), 0);
+}
+
+static void test_contract_two_tables(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    /* A second connection's handle, opened before the contract. */
+    f->db2 = test_db_connect(&f->t);
+    f->h2 = open_items(f->db2);
+    reach_complete(h);
+
+    char snapshot[4096], table_sql[512], path[400], buf[4096];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, "SELECT sql FROM sqlite_schema WHERE name = 'items'",
+               table_sql, sizeof table_sql);
+    in_dir(f, "items.bak", path, sizeof path);
+    int n = history_len(h);
+
+    assert_dw_ok(h, dw_contract(h, path, "old model retired"));
+
+    /* The old table and its indexes are gone; the new one is whole. */
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"),
+                     NITEMS);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    char journal[420];
+    snprintf(journal, sizeof journal, "%s-journal", path);
+    assert_false(file_exists(journal));
+
+    /* The history: one contract event naming the file, rows and digest. */
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.n, n + 1);
+    assert_int_equal(hs.ncontract, 1);
+    assert_string_equal(hs.last.event, "contract");
+    assert_int_equal(hs.last.from, DW_STAGE_COMPLETE);
+    assert_int_equal(hs.last.to, DW_STAGE_COMPLETE);
+    assert_int_equal(hs.last.forced, 0);
+    assert_string_equal(hs.last.reason, "old model retired");
+    assert_true(hs.last.has_detail);
+    assert_non_null(strstr(hs.last.detail, path));
+    assert_non_null(strstr(hs.last.detail, "20 rows"));
+    const char *sha = strstr(hs.last.detail, "sha256 ");
+    assert_non_null(sha);
+    sha += 7;
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", sha);
+    assert_int_equal(strlen(digest), 64);
+    assert_int_equal(strspn(digest, "0123456789abcdef"), 64);
+
+    /* The backup, read without the library. */
+    sqlite3 *b = open_plain(path, 0);
+    assert_int_equal(query_int(b, "SELECT count(*) FROM items"), NITEMS);
+    assert_string_equal(query_text(b, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_string_equal(query_text(b, "SELECT name FROM items WHERE id = 12",
+                                   buf, sizeof buf),
+                        "item 12");
+    assert_string_equal(query_text(b, "SELECT typeof(qty) || qty FROM items "
+                                      "WHERE id = 9",
+                                   buf, sizeof buf),
+                        "real2.5");
+    assert_string_equal(query_text(b, "SELECT quote(note) FROM items WHERE "
+                                      "id = 11",
+                                   buf, sizeof buf),
+                        "X'00FF10'");
+    assert_string_equal(query_text(b, "SELECT value FROM dw_backup_meta "
+                                      "WHERE key = 'migration'",
+                                   buf, sizeof buf),
+                        "items_rename");
+    assert_string_equal(query_text(b, "SELECT value FROM dw_backup_meta "
+                                      "WHERE key = 'table_sql'",
+                                   buf, sizeof buf),
+                        table_sql);
+    assert_string_equal(query_text(b, "SELECT value FROM dw_backup_meta "
+                                      "WHERE key = 'rows'",
+                                   buf, sizeof buf),
+                        "20");
+    assert_string_equal(query_text(b, "SELECT value FROM dw_backup_meta "
+                                      "WHERE key = 'sha256'",
+                                   buf, sizeof buf),
+                        digest);
+    /* Each index definition is stored, and nothing else. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(
+                         b,
+                         "SELECT value FROM json_each((SELECT value FROM "
+                         "dw_backup_meta WHERE key = 'index_sql')) ORDER BY "
+                         "value",
+                         -1, &st, NULL),
+                     SQLITE_OK);
+    static const char *const want_ix[] = {
+        "CREATE INDEX items_big ON items(qty) WHERE qty > 10",
+        "CREATE INDEX items_name ON items(name)",
+        "CREATE UNIQUE INDEX items_name_qty ON items(name, qty)"};
+    int nix = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        assert_true(nix < 3);
+        assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                            want_ix[nix]);
+        nix++;
+    }
+    assert_int_equal(nix, 3);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(b), SQLITE_OK);
+
+    /* The contracted migration works on the new model alone. */
+    assert_contracted(f, h, 101);
+    /* The other connection's handle follows. */
+    assert_contracted(f, f->h2, 102);
+
+    /* A new handle on the same options opens and behaves the same. */
+    dw_close(h);
+    f->h = h = open_items(f->t.db);
+    assert_contracted(f, h, 103);
+    get_history(&hs, h);
+    assert_int_equal(hs.ncontract, 1);
+}
+
+/* ---- a VFS that damages what is written to "...corrupt.bak" ---------------- */
+
+typedef struct shim_file {
+    sqlite3_file base;
+    sqlite3_file *real;
+    int corrupt;
+} shim_file;
+
+static sqlite3_vfs *shim_orig;
+static sqlite3_vfs shim_vfs;
+static int shim_damaged; /* writes changed */
+
+#define REAL(f) (((shim_file *)(f))->real)
+
+static int shim_close(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xClose(REAL(f));
+}
+
+static int shim_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), buf, amt, off);
+}
+
+static int shim_write(sqlite3_file *f, const void *buf, int amt,
+                      sqlite3_int64 off)
+{
+    shim_file *s = (shim_file *)f;
+    if (!s->corrupt || amt < 6)
+        return s->real->pMethods->xWrite(s->real, buf, amt, off);
+    char *copy = malloc((size_t)amt);
+    if (!copy)
+        return SQLITE_IOERR_NOMEM;
+    memcpy(copy, buf, (size_t)amt);
+    int changed = 0;
+    for (int i = 0; i + 6 <= amt; i++)
+        if (memcmp(copy + i, "MARKER", 6) == 0) {
+            memcpy(copy + i, "BROKEN", 6);
+            changed = 1;
+        }
+    shim_damaged += changed;
+    int rc = s->real->pMethods->xWrite(s->real, copy, amt, off);
+    free(copy);
+    return rc;
+}
+
+static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+
+static int shim_sync(sqlite3_file *f, int flags)
+{
+    return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+
+static int shim_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+
+static int shim_lock(sqlite3_file *f, int lock)
+{
+    return REAL(f)->pMethods->xLock(REAL(f), lock);
+}
+
+static int shim_unlock(sqlite3_file *f, int lock)
+{
+    return REAL(f)->pMethods->xUnlock(REAL(f), lock);
+}
+
+static int shim_check_reserved(sqlite3_file *f, int *out)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+
+static int shim_file_control(sqlite3_file *f, int op, void *arg)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+
+static int shim_sector_size(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+
+static int shim_device_characteristics(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+
+static int shim_shm_map(sqlite3_file *f, int region, int size, int extend,
+                        void volatile **pp)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), region, size, extend, pp);
+}
+
+static int shim_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+}
+
+static void shim_shm_barrier(sqlite3_file *f)
+{
+    REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+
+static int shim_shm_unmap(sqlite3_file *f, int del)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+static int shim_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
+{
+    /* No memory-mapped pages: every read goes through xRead. */
+    (void)f;
+    (void)off;
+    (void)amt;
+    *pp = NULL;
+    return SQLITE_OK;
+}
+
+static int shim_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    (void)f;
+    (void)off;
+    (void)p;
+    return SQLITE_OK;
+}
+
+static const sqlite3_io_methods shim_io = {
+    3,
+    shim_close,
+    shim_read,
+    shim_write,
+    shim_truncate,
+    shim_sync,
+    shim_file_size,
+    shim_lock,
+    shim_unlock,
+    shim_check_reserved,
+    shim_file_control,
+    shim_sector_size,
+    shim_device_characteristics,
+    shim_shm_map,
+    shim_shm_lock,
+    shim_shm_barrier,
+    shim_shm_unmap,
+    shim_fetch,
+    shim_unfetch,
+};
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
+                     int flags, int *out_flags)
+{
+    (void)vfs;
+    shim_file *s = (shim_file *)f;
+    s->real = (sqlite3_file *)(s + 1);
+    s->corrupt = name && ends_with(name, "corrupt.bak");
+    int rc = shim_orig->xOpen(shim_orig, name, s->real, flags, out_flags);
+    if (rc != SQLITE_OK) {
+        if (s->real->pMethods)
+            s->real->pMethods->xClose(s->real);
+        s->base.pMethods = NULL;
+        return rc;
+    }
+    s->base.pMethods = &shim_io;
+    return SQLITE_OK;
+}
+
+static int shim_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+    (void)vfs;
+    return shim_orig->xDelete(shim_orig, name, sync_dir);
+}
+
+static int shim_access(sqlite3_vfs *vfs, const char *name, int flags,
+                       int *out)
+{
+    (void)vfs;
+    return shim_orig->xAccess(shim_orig, name, flags, out);
+}
+
+static int shim_full_pathname(sqlite3_vfs *vfs, const char *name, int n,
+                              char *out)
+{
+    (void)vfs;
+    return shim_orig->xFullPathname(shim_orig, name, n, out);
+}
+
+static void *shim_dl_open(sqlite3_vfs *vfs, const char *name)
+{
+    (void)vfs;
+    return shim_orig->xDlOpen(shim_orig, name);
+}
+
+static void shim_dl_error(sqlite3_vfs *vfs, int n, char *msg)
+{
+    (void)vfs;
+    shim_orig->xDlError(shim_orig, n, msg);
+}
+
+static void (*shim_dl_sym(sqlite3_vfs *vfs, void *p, const char *sym))(void)
+{
+    (void)vfs;
+    return shim_orig->xDlSym(shim_orig, p, sym);
+}
+
+static void shim_dl_close(sqlite3_vfs *vfs, void *p)
+{
+    (void)vfs;
+    shim_orig->xDlClose(shim_orig, p);
+}
+
+static int shim_randomness(sqlite3_vfs *vfs, int n, char *out)
+{
+    (void)vfs;
+    return shim_orig->xRandomness(shim_orig, n, out);
+}
+
+static int shim_sleep(sqlite3_vfs *vfs, int us)
+{
+    (void)vfs;
+    return shim_orig->xSleep(shim_orig, us);
+}
+
+static int shim_current_time(sqlite3_vfs *vfs, double *out)
+{
+    (void)vfs;
+    return shim_orig->xCurrentTime(shim_orig, out);
+}
+
+static int shim_last_error(sqlite3_vfs *vfs, int n, char *out)
+{
+    (void)vfs;
+    return shim_orig->xGetLastError(shim_orig, n, out);
+}
+
+static int shim_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
+{
+    (void)vfs;
+    return shim_orig->xCurrentTimeInt64(shim_orig, out);
+}
+
+/* Registers the damaging VFS as the default, wrapping the default one. */
+static void corrupt_vfs_register(fixture *f)
+{
+    shim_orig = sqlite3_vfs_find(NULL);
+    assert_non_null(shim_orig);
+    assert_true(shim_orig->iVersion >= 2);
+    memset(&shim_vfs, 0, sizeof shim_vfs);
+    shim_vfs.iVersion = 2;
+    shim_vfs.szOsFile = (int)sizeof(shim_file) + shim_orig->szOsFile;
+    shim_vfs.mxPathname = shim_orig->mxPathname;
+    shim_vfs.zName = "dw_test_corrupt";
+    shim_vfs.xOpen = shim_open;
+    shim_vfs.xDelete = shim_delete;
+    shim_vfs.xAccess = shim_access;
+    shim_vfs.xFullPathname = shim_full_pathname;
+    shim_vfs.xDlOpen = shim_dl_open;
+    shim_vfs.xDlError = shim_dl_error;
+    shim_vfs.xDlSym = shim_dl_sym;
+    shim_vfs.xDlClose = shim_dl_close;
+    shim_vfs.xRandomness = shim_randomness;
+    shim_vfs.xSleep = shim_sleep;
+    shim_vfs.xCurrentTime = shim_current_time;
+    shim_vfs.xGetLastError = shim_last_error;
+    shim_vfs.xCurrentTimeInt64 = shim_current_time64;
+    shim_damaged = 0;
+    assert_int_equal(sqlite3_vfs_register(&shim_vfs, 1), SQLITE_OK);
+    f->vfs_registered = 1;
+}
+
+static void corrupt_vfs_unregister(void)
+{
+    sqlite3_vfs_unregister(&shim_vfs);
+}
+
+/* The backup written does not read back as it was written: the contract
+ * fails, drops nothing and removes the file. */
+static void test_contract_backup_does_not_check_out(void **state)
+{
+    fixture *f = *state;
+    /* The test's connection is reopened through the damaging VFS, so the
+     * backup (written through it, attached) is damaged too. */
+    assert_int_equal(sqlite3_close(f->t.db), SQLITE_OK);
+    corrupt_vfs_register(f);
+    f->t.db = test_db_connect(&f->t);
+    char name[64];
+    assert_string_equal(query_text(f->t.db, "PRAGMA journal_mode", name,
+                                   sizeof name),
+                        "wal");
+
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char snapshot[4096], schema[4096], path[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items-corrupt.bak", path, sizeof path);
+    assert_int_equal(shim_damaged, 0);
+
+    /* The digest check catches it (were SQLite to notice the damage
+     * first, that would be DW_ERROR as well). */
+    assert_dw(h, dw_contract(h, path, "should not happen"), DW_ERROR);
+    assert_true(shim_damaged > 0); /* the VFS did damage the backup */
+    assert_msg_has(h, "removed");
+    assert_false(file_exists(path));
+
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    char buf[4096];
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
+                        schema);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.ncontract, 0);
+    /* Not contracted: a verification still runs, and the stage can still
+     * move back. */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "not dropped", 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+
+    /* A path the VFS leaves alone works. */
+    in_dir(f, "items-good.bak", path, sizeof path);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
+/* ---- SQLite refuses the drop ----------------------------------------------- */
+
+static void contract_refused_by_foreign_key(fixture *f, int deferred)
+{
+    create_items(f->t.db);
+    exec_ok(f->t.db, "PRAGMA foreign_keys = ON");
+    exec_ok(f->t.db, deferred
+                         ? "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                           "item_id INTEGER REFERENCES items(id) DEFERRABLE "
+                           "INITIALLY DEFERRED)"
+                         : "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                           "item_id INTEGER REFERENCES items(id))");
+    exec_ok(f->t.db, "INSERT INTO orders VALUES(1, 4), (2, 9)");
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char snapshot[4096], schema[4096], path[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+
+    /* The header promises DW_ERROR when SQLite refuses the drop; the
+     * library passes SQLite's constraint code on as DW_ECONSTRAINT. Either
+     * is a refusal. */
+    int rc = dw_contract(h, path, NULL);
+    if (rc != DW_ERROR && rc != DW_ECONSTRAINT)
+        print_error("dw_contract returned %d (%s): %s\n", rc, dw_errstr(rc),
+                    dw_errmsg(h));
+    assert_true(rc == DW_ERROR || rc == DW_ECONSTRAINT);
+    assert_msg_has(h, "FOREIGN KEY");
+    assert_false(file_exists(path));
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(query_int(f->t.db, "PRAGMA foreign_keys"), 1);
+    assert_not_contracted(f, h, snapshot, schema);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM orders"), 2);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "not dropped", 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+
+    /* Without the references the drop goes through. */
+    exec_ok(f->t.db, "DELETE FROM orders");
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
+static void test_contract_drop_refused_foreign_key(void **state)
+{
+    contract_refused_by_foreign_key(*state, 0);
+}
+
+static void test_contract_drop_refused_deferred_foreign_key(void **state)
+{
+    contract_refused_by_foreign_key(*state, 1);
+}
+
+/* ---- one table ----------------------------------------------------------- */
+
+static const char *const T_OLD[] = {"status", "prio"};
+static const char *const T_NEW[] = {"status_code", "priority"};
+static const dw_column_map T_UP[] = {
+    {"status_code",
+     "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"},
+    {"priority", "prio"}};
+static const dw_column_map T_DOWN[] = {
+    {"status", "CASE status_code WHEN 1 THEN 'open' WHEN 2 THEN 'closed' END"},
+    {"prio", "priority"}};
+
+#define TICKETS_SNAPSHOT                                                       \
+    "SELECT group_concat(r, '|') FROM (SELECT id || ':' || quote(owner) || "  \
+    "':' || quote(status) || ':' || quote(prio) || ':' || "                   \
+    "quote(status_code) || ':' || quote(priority) AS r FROM tickets ORDER "   \
+    "BY id)"
+
+static void create_tickets(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE tickets(id INTEGER PRIMARY KEY,"
+                " owner TEXT NOT NULL,"
+                " status TEXT NOT NULL DEFAULT 'open',"
+                " prio INTEGER DEFAULT 3,"
+                " status_code INTEGER, priority INTEGER);"
+                "INSERT INTO tickets(id, owner, status, prio) VALUES"
+                " (1, 'ann', 'open', 1), (2, 'bob', 'closed', 2),"
+                " (3, 'cy', 'open', NULL), (4, 'di', 'closed', 5),"
+                " (5, 'ed', 'open', 3), (6, 'flo', 'closed', 4);");
+}
+
+static dw_migration *open_tickets(sqlite3 *db)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "ticket_codes";
+    o.old_side.table = "tickets";
+    o.old_side.key_columns = KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = T_OLD;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "tickets";
+    o.new_side.key_columns = KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = T_NEW;
+    o.new_side.ncolumns = 2;
+    o.up = T_UP;
+    o.nup = 2;
+    o.down = T_DOWN;
+    o.ndown = 2;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+typedef struct ticket_write {
+    const char *owner;
+    int code;
+    int priority;
+    int remove;
+} ticket_write;
+
+static int write_ticket_new(sqlite3 *db, const dw_value *key, int nkey,
+                            void *payload)
+{
+    const ticket_write *w = payload;
+    assert_int_equal(nkey, 1);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        w->remove ? "DELETE FROM tickets WHERE id = ?1"
+                  : "INSERT INTO tickets(id, owner, status_code, priority) "
+                    "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
+                    "status_code = excluded.status_code, "
+                    "priority = excluded.priority",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    if (!w->remove) {
+        sqlite3_bind_text(st, 2, w->owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, w->code);
+        sqlite3_bind_int(st, 4, w->priority);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static void put_ticket(dw_migration *h, int64_t id, const char *owner,
+                       int code, int priority, int remove)
+{
+    ticket_write w = {owner, code, priority, remove};
+    dw_value key = dw_int(id);
+    assert_dw_ok(h, dw_write(h, &key, 1, NULL, write_ticket_new, &w));
+}
+
+/* The table's columns as "name type notnull default|..." */
+#define TICKETS_COLUMNS                                                        \
+    "SELECT group_concat(name || ' ' || type || ' ' || \"notnull\" || ' ' "   \
+    "|| ifnull(dflt_value, '-'), '|') FROM (SELECT * FROM "                   \
+    "pragma_table_xinfo('tickets') ORDER BY cid)"
+
+static void test_contract_one_table(void **state)
+{
+    fixture *f = *state;
+    create_tickets(f->t.db);
+    f->h = open_tickets(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char before[1024], buf[1024], path[400];
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    assert_string_equal(before,
+                        "1:'ann':'open':1:1:1|2:'bob':'closed':2:2:2|"
+                        "3:'cy':'open':NULL:1:NULL|4:'di':'closed':5:2:5|"
+                        "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4");
+    in_dir(f, "tickets.bak", path, sizeof path);
+
+    assert_dw_ok(h, dw_contract(h, path, "drop the text status"));
+    /* The old columns are gone; the key, the new columns, the column no
+     * side owns and every row stay. */
+    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+                        "id INTEGER 0 -|owner TEXT 1 -|status_code INTEGER 0 "
+                        "-|priority INTEGER 0 -");
+    assert_string_equal(
+        query_text(f->t.db,
+                   "SELECT group_concat(id || owner || status_code || "
+                   "ifnull(priority, '-'), ',') FROM (SELECT * FROM tickets "
+                   "ORDER BY id)",
+                   buf, sizeof buf),
+        "1ann11,2bob22,3cy1-,4di25,5ed13,6flo24");
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.ncontract, 1);
+    assert_non_null(strstr(hs.last_contract.detail, path));
+    assert_non_null(strstr(hs.last_contract.detail, "6 rows"));
+
+    /* The backup holds the key and the old columns. */
+    sqlite3 *b = open_plain(path, 0);
+    assert_string_equal(
+        query_text(b,
+                   "SELECT group_concat(id || ':' || quote(status) || ':' || "
+                   "quote(prio), '|') FROM (SELECT * FROM tickets ORDER BY "
+                   "id)",
+                   buf, sizeof buf),
+        "1:'open':1|2:'closed':2|3:'open':NULL|4:'closed':5|5:'open':3|"
+        "6:'closed':4");
+    assert_int_equal(sqlite3_close(b), SQLITE_OK);
+
+    /* The contracted one-table migration: new-model writes work, the old
+     * model is refused. */
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    assert_dw(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0), DW_EMISUSE);
+    put_ticket(h, 7, "gus", 2, 9, 0); /* a new row */
+    put_ticket(h, 3, "cy", 2, 8, 0);  /* a changed row */
+    put_ticket(h, 2, NULL, 0, 0, 1);  /* a deleted row */
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(h, dw_read(row, h, &k3, 1, NULL, NULL, NULL));
+    assert_int_equal(dw_row_get(row, "status_code")->i, 2);
+    assert_int_equal(dw_row_get(row, "priority")->i, 8);
+    assert_int_equal(dw_row_find(row, "status"), -1);
+    dw_row_free(row);
+
+    /* Restore: the old columns come back with their types and defaults
+     * (NOT NULL left off), holding the backed-up values where the row is
+     * still there; the row added since gets the defaults. */
+    assert_dw_ok(h, dw_restore(h, path, "put it back"));
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+                        "id INTEGER 0 -|owner TEXT 1 -|status_code INTEGER 0 "
+                        "-|priority INTEGER 0 -|status TEXT 0 'open'|"
+                        "prio INTEGER 0 3");
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+        "1:'ann':'open':1:1:1|3:'cy':'open':NULL:2:8|4:'di':'closed':5:2:5|"
+        "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4|7:'gus':'open':3:2:9");
+    get_history(&hs, h);
+    assert_int_equal(hs.nrestore, 1);
+    assert_string_equal(hs.last.event, "restore");
+    assert_int_equal(hs.last.from, DW_STAGE_COMPLETE);
+    assert_int_equal(hs.last.to, DW_STAGE_RAMPDOWN);
+    assert_string_equal(hs.last.reason, "put it back");
+
+    /* At RAMPDOWN the backfill brings the old columns up to date. */
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+        "1:'ann':'open':1:1:1|3:'cy':'closed':8:2:8|4:'di':'closed':5:2:5|"
+        "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4|7:'gus':'closed':9:2:9");
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+    assert_int_equal(r.keys, 6);
+}
+
+/* An index or a view that needs an old column makes ALTER TABLE DROP
+ * COLUMN fail: the contract fails whole (no column dropped, not even the
+ * first), and removes its backup. */
+static void test_contract_one_table_drop_refused(void **state)
+{
+    fixture *f = *state;
+    create_tickets(f->t.db);
+    f->h = open_tickets(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char before[1024], cols[1024], buf[1024], path[400];
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    in_dir(f, "tickets.bak", path, sizeof path);
+
+    static const char *const blockers[][2] = {
+        /* prio is dropped second: status must come back too. */
+        {"CREATE INDEX tickets_prio ON tickets(prio)",
+         "DROP INDEX tickets_prio"},
+        {"CREATE VIEW open_tickets AS SELECT id FROM tickets WHERE status = "
+         "'open'",
+         "DROP VIEW open_tickets"},
+    };
+    for (size_t i = 0; i < sizeof blockers / sizeof blockers[0]; i++) {
+        exec_ok(f->t.db, blockers[i][0]);
+        int rc = dw_contract(h, path, NULL);
+        if (rc != DW_ERROR)
+            print_error("dw_contract returned %d: %s\n", rc, dw_errmsg(h));
+        assert_int_equal(rc, DW_ERROR);
+        assert_false(file_exists(path));
+        assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf,
+                                       sizeof buf),
+                            cols);
+        assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf,
+                                       sizeof buf),
+                            before);
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(attached_backups(f->t.db), 0);
+        hist hs;
+        get_history(&hs, h);
+        assert_int_equal(hs.ncontract, 0);
+        dw_verify_result r;
+        assert_dw_ok(h, dw_verify(&r, h, NULL));
+        assert_true(r.clean);
+        exec_ok(f->t.db, blockers[i][1]);
+    }
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                        "pragma_table_xinfo('tickets') WHERE "
+                                        "name IN ('status', 'prio')"),
+                     0);
+}
+
+/* A one-table migration contracted, then opened again on a new handle,
+ * which then restores. */
+static void test_one_table_reopen_and_restore(void **state)
+{
+    fixture *f = *state;
+    create_tickets(f->t.db);
+    f->h = open_tickets(f->t.db);
+    reach_complete(f->h);
+    char before[1024], buf[1024], path[400];
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    in_dir(f, "tickets.bak", path, sizeof path);
+    assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
+    dw_close(f->h);
+    f->h = open_tickets(f->t.db);
+    dw_migration *h = f->h;
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_dw(h, dw_backfill(NULL, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    put_ticket(h, 1, "ann", 2, 1, 0);
+    assert_dw_ok(h, dw_restore(h, path, NULL));
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    /* Row 1's old columns are as backed up ('open'), before the backfill. */
+    assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        "1:'ann':'open':1:2:1|2:'bob':'closed':2:2:2|"
+                        "3:'cy':'open':NULL:1:NULL|4:'di':'closed':5:2:5|"
+                        "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4");
+    assert_dw_ok(h, dw_backfill(NULL, h, NULL));
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+    assert_string_equal(query_text(f->t.db, "SELECT status FROM tickets "
+                                            "WHERE id = 1",
+                                   buf, sizeof buf),
+                        "closed");
+}
+
+/* ---- restore -------------------------------------------------------------- */
+
+static void test_restore_two_tables(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    /* A trigger belongs to the old table too: it comes back, and does not
+     * fire on the rows the restore copies. */
+    exec_ok(f->t.db, "CREATE TABLE audit(id);"
+                     "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
+                     "INSERT INTO audit VALUES(new.id); END;");
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char snapshot[4096], schema[4096], path[400], buf[4096];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+
+    /* Writes at COMPLETE go to the new model only. */
+    put_new(h, 2, "RENAMED", 40, "changed");
+    put_new(h, 100, "BRAND NEW", 1, NULL);
+    delete_new(h, 3);
+
+    assert_dw_ok(h, dw_restore(h, path, "roll back the contract"));
+    /* The table as it was defined, its indexes, exactly the backed-up
+     * rows. */
+    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
+                        schema);
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
+                     NITEMS);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema "
+                                        "WHERE name = 'items_audit'"),
+                     1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM audit"), 0);
+    assert_string_equal(query_text(f->t.db, "PRAGMA integrity_check", buf,
+                                   sizeof buf),
+                        "ok");
+    assert_int_equal(attached_backups(f->t.db), 0);
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.nrestore, 1);
+    assert_string_equal(hs.last.event, "restore");
+    assert_int_equal(hs.last.from, DW_STAGE_COMPLETE);
+    assert_int_equal(hs.last.to, DW_STAGE_RAMPDOWN);
+    assert_string_equal(hs.last.reason, "roll back the contract");
+    assert_true(hs.last.has_detail);
+    assert_non_null(strstr(hs.last.detail, path));
+
+    /* The gate into COMPLETE is closed (the backfill went stale). */
+    assert_gate_closed(h, DW_STAGE_COMPLETE, "stale");
+    /* The backfill, at RAMPDOWN, brings the old side up to date. */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_int_equal(r.different, 1);
+    assert_int_equal(r.missing, 1);
+    assert_int_equal(r.extra, 1);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_int_equal(p.finished, 1);
+    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty || "
+                                            "'/' || note FROM items WHERE "
+                                            "id = 2",
+                                   buf, sizeof buf),
+                        "renamed/40/changed");
+    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
+                                            "id = 100",
+                                   buf, sizeof buf),
+                        "brand new");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
+                                        "id = 3"),
+                     0);
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+    /* And the migration goes on as before: forward again, or back. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
+}
+
+/* The second pair: tags (a rowid table with a TEXT key) -> tags_v2. */
+static const char *const TAG_KEY[] = {"tag"};
+static const dw_column_map TAG_UP[] = {{"colour", "color"}};
+static const dw_column_map TAG_DOWN[] = {{"color", "colour"}};
+
+static void create_tags(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE tags(tag TEXT PRIMARY KEY, color TEXT);"
+                "CREATE TABLE tags_v2(tag TEXT PRIMARY KEY, colour TEXT);");
+}
+
+/* Both sides' columns left NULL: the defaults. */
+static dw_migration *open_tags(sqlite3 *db)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "tag_colour";
+    o.old_side.table = "tags";
+    o.old_side.key_columns = TAG_KEY;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "tags_v2";
+    o.new_side.key_columns = TAG_KEY;
+    o.new_side.nkey_columns = 1;
+    o.up = TAG_UP;
+    o.nup = 1;
+    o.down = TAG_DOWN;
+    o.ndown = 1;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+/* The migration is still contracted, and nothing of the old table came
+ * back. */
+static void assert_still_contracted(fixture *f, dw_migration *h)
+{
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    assert_dw(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0), DW_EMISUSE);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.nrestore, 0);
+}
+
+static void test_restore_refusals(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    char snapshot[4096], path[400], copy[400], other[400], buf[4096];
+    in_dir(f, "items.bak", path, sizeof path);
+    in_dir(f, "items-copy.bak", copy, sizeof copy);
+    in_dir(f, "tags.bak", other, sizeof other);
+
+    /* Another migration, contracted to its own backup. */
+    create_tags(f->t.db);
+    f->h2 = open_tags(f->t.db);
+    exec_ok(f->t.db, "INSERT INTO tags VALUES('red', 'ff0000'), "
+                     "('green', '00ff00')");
+    reach_complete(f->h2);
+    assert_dw_ok(f->h2, dw_contract(f->h2, other, NULL));
+    assert_int_equal(schema_count(f->t.db, "tags"), 0);
+
+    reach_complete(h);
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    copy_file(path, copy);
+
+    /* NULL, empty, inside a transaction. */
+    assert_dw(h, dw_restore(h, NULL, NULL), DW_EMISUSE);
+    assert_dw(h, dw_restore(h, "", NULL), DW_EMISUSE);
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw(h, dw_restore(h, path, NULL), DW_EMISUSE);
+    exec_ok(f->t.db, "ROLLBACK");
+    assert_still_contracted(f, h);
+
+    /* A missing file: an error, and no file is created. */
+    char missing[400];
+    in_dir(f, "missing.bak", missing, sizeof missing);
+    assert_dw(h, dw_restore(h, missing, NULL), DW_ERROR);
+    assert_false(file_exists(missing));
+    assert_still_contracted(f, h);
+
+    /* A backup of another migration. */
+    assert_dw(h, dw_restore(h, other, NULL), DW_EMISUSE);
+    assert_msg_has(h, "tag_colour");
+    assert_still_contracted(f, h);
+    assert_int_equal(schema_count(f->t.db, "tags"), 0);
+
+    /* A tampered backup: one value changed. */
+    sqlite3 *b = open_plain(path, 1);
+    exec_ok(b, "UPDATE items SET qty = 999 WHERE id = 4");
+    assert_int_equal(sqlite3_close(b), SQLITE_OK);
+    assert_dw(h, dw_restore(h, path, NULL), DW_ERROR);
+    assert_msg_has(h, "does not check out");
+    assert_still_contracted(f, h);
+    /* The old table made again by hand (in another case): the restore will
+     * not replace it. */
+    exec_ok(f->t.db, "CREATE TABLE Items(x); INSERT INTO Items VALUES(42)");
+    assert_dw(h, dw_restore(h, copy, NULL), DW_EMISUSE);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"), 1);
+    assert_int_equal(query_int(f->t.db, "SELECT x FROM items"), 42);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    exec_ok(f->t.db, "DROP TABLE Items");
+    assert_still_contracted(f, h);
+
+    /* The untouched copy restores. */
+    assert_dw_ok(h, dw_restore(h, copy, NULL));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+
+    /* Not contracted (any more): refused, nothing touched. */
+    assert_dw(h, dw_restore(h, copy, NULL), DW_EMISUSE);
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.nrestore, 1);
+
+    /* The other migration is still contracted, and its own backup still
+     * restores it. */
+    dw_verify_result r;
+    assert_dw(f->h2, dw_verify(&r, f->h2, NULL), DW_EMISUSE);
+    assert_dw_ok(f->h2, dw_restore(f->h2, other, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags"), 2);
+}
+
+/* The header promises the backup keeps a rowid table's rowids; a restore
+ * must give each row back its rowid, gaps included. */
+static void test_restore_keeps_rowids(void **state)
+{
+    fixture *f = *state;
+    create_tags(f->t.db);
+    f->h = open_tags(f->t.db);
+    dw_migration *h = f->h;
+    exec_ok(f->t.db, "INSERT INTO tags VALUES('a', '1'), ('b', '2'), "
+                     "('c', '3'), ('d', '4'), ('e', '5'), ('f', '6');"
+                     "DELETE FROM tags WHERE tag IN ('b', 'd');");
+    char before[256], buf[256], path[400];
+    const char *rowids = "SELECT group_concat(rowid || tag, ',') FROM "
+                         "(SELECT rowid, tag FROM tags ORDER BY rowid)";
+    query_text(f->t.db, rowids, before, sizeof before);
+    assert_string_equal(before, "1a,3c,5e,6f");
+    reach_complete(h);
+    in_dir(f, "tags.bak", path, sizeof path);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+
+    sqlite3 *b = open_plain(path, 0);
+    query_text(b, rowids, buf, sizeof buf);
+    assert_int_equal(sqlite3_close(b), SQLITE_OK);
+    if (strcmp(buf, before) != 0)
+        print_error("backup rowids: %s, table had %s\n", buf, before);
+
+    assert_dw_ok(h, dw_restore(h, path, NULL));
+    assert_string_equal(query_text(f->t.db, rowids, buf, sizeof buf), before);
+}
+
+/* A migration with default column lists, contracted, opened again on a
+ * new handle (its old columns then come from the stored spec), and
+ * restored through that handle. */
+static void test_reopen_default_columns_and_restore(void **state)
+{
+    fixture *f = *state;
+    create_tags(f->t.db);
+    exec_ok(f->t.db, "INSERT INTO tags VALUES('red', 'ff0000'), "
+                     "('green', '00ff00'), ('blue', NULL)");
+    f->h = open_tags(f->t.db);
+    char digest[65], path[400], buf[256];
+    snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
+    reach_complete(f->h);
+    in_dir(f, "tags.bak", path, sizeof path);
+    assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
+    dw_close(f->h);
+    f->h = NULL;
+
+    f->h = open_tags(f->t.db);
+    dw_migration *h = f->h;
+    assert_string_equal(dw_spec_digest(h), digest);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_int_equal(schema_count(f->t.db, "tags"), 0);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    dw_value k = dw_text("red");
+    assert_dw_ok(h, dw_read(row, h, &k, 1, NULL, NULL, NULL));
+    assert_string_equal((const char *)dw_row_get(row, "colour")->p, "ff0000");
+    dw_row_free(row);
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+    assert_dw(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0), DW_EMISUSE);
+    exec_ok(f->t.db, "UPDATE tags_v2 SET colour = '0000ff' WHERE tag = "
+                     "'blue'");
+
+    assert_dw_ok(h, dw_restore(h, path, NULL));
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+    assert_string_equal(
+        query_text(f->t.db,
+                   "SELECT group_concat(tag || '=' || ifnull(color, '-'), "
+                   "',') FROM (SELECT * FROM tags ORDER BY tag)",
+                   buf, sizeof buf),
+        "blue=-,green=00ff00,red=ff0000");
+    assert_dw_ok(h, dw_backfill(NULL, h, NULL));
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_true(r.clean);
+    assert_string_equal(query_text(f->t.db, "SELECT color FROM tags WHERE "
+                                            "tag = 'blue'",
+                                   buf, sizeof buf),
+                        "0000ff");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gate_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_forced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_staleness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_refusals, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_two_tables, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_backup_does_not_check_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_drop_refused_foreign_key,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_drop_refused_deferred_foreign_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_one_table, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_contract_one_table_drop_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_table_reopen_and_restore,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_two_tables, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refusals, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reopen_default_columns_and_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_keeps_rowids, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
