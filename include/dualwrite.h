@@ -900,7 +900,10 @@ typedef struct dw_backfill_options {
  * target (say, a UNIQUE column of the new model that two old rows share)
  * stops it with DW_ECONSTRAINT and a message naming the constraint and the
  * key; that batch is rolled back, nothing is dropped or replaced, and the
- * cursor stays where it was. With an SQL mapping a batch is a few set-based
+ * cursor stays where it was. (A batch deletes its range's orphaned target
+ * rows before copying, so a value they held is free again; a value held by a
+ * target row of a later range, or two values swapped between keys, still
+ * stops it: fix that row and call again.) With an SQL mapping a batch is a few set-based
  * statements; with a C mapping callback, one sync per key.
  *
  * A backfill that finished is done: calling again returns DW_OK at once,

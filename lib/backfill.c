@@ -256,7 +256,12 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     const char *upper = last ? st->end_key : hi;
     int64_t passed = 0, written = 0, deleted = 0;
-    if (st->end_key) {
+    /* First the target's rows whose source is gone -- within the batch's
+     * range, and past the end on the last batch -- so a value they hold
+     * (a UNIQUE email, say) is free for the rows copied next. */
+    rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
+                                      &deleted);
+    if (rc == DW_OK && st->end_key) {
         if (last)
             rc = h->ops->range_count(h, source, lo, upper, &passed);
         else
@@ -271,11 +276,6 @@ static int batch(dw_migration *h, run *r, int *finished)
             written = a.synced;
         }
     }
-    /* Rows of the target whose source is gone: within the batch's range,
-     * and past the end on the last batch. */
-    if (rc == DW_OK)
-        rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
-                                          &deleted);
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
         add_to_message(h,
                        lo ? "; the backfill stopped and kept nothing of "

@@ -1,0 +1,2146 @@
+/* Tests of the backfill: dw_backfill() and dw_backfill_status(). Every test
+ * ends by comparing the two sides twice over: dw_verify() must be clean, and
+ * plain SQL over both tables must find exactly the rows the mapping says.
+ *
+ * Child processes (kills, a concurrent writer) are this same program,
+ * re-executed with CHILD_FLAG: a fresh process inherits no SQLite state from
+ * the parent (SQLite forbids carrying connections across fork()), and under
+ * valgrind it runs natively, so a child killed with SIGKILL or ending with
+ * its connection open is not reported as a leak. */
+#include "support.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHILD_FLAG "--dw-backfill-child"
+
+/* Exit codes of a child that was not killed. */
+enum {
+    CHILD_USAGE = 20,
+    CHILD_OPEN = 21,
+    CHILD_PROBE = 22,
+    CHILD_DW_OPEN = 23,
+    CHILD_NOT_KILLED = 24,
+    CHILD_BACKFILL_FAILED = 25,
+    CHILD_WRITE_FAILED = 26
+};
+
+/* This program's path, for re-executing it as a child. */
+static char g_self[4096];
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- fixture ------------------------------------------------------------ */
+
+typedef struct fixture {
+    test_db t;
+    sqlite3 *db2;
+    dw_migration *h;
+    dw_migration *h2;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    test_db_open(&f->t);
+    *state = f;
+    return 0;
+}
+
+static void fixture_close(fixture *f)
+{
+    dw_close(f->h2);
+    f->h2 = NULL;
+    dw_close(f->h);
+    f->h = NULL;
+    if (f->db2) {
+        sqlite3_close(f->db2);
+        f->db2 = NULL;
+    }
+    test_db_close(&f->t);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    fixture_close(f);
+    free(f);
+    return 0;
+}
+
+/* A fresh database for the next round of a loop. */
+static void fixture_reset(fixture *f)
+{
+    fixture_close(f);
+    test_db_open(&f->t);
+}
+
+/* ---- probe(x): identity, or SIGKILL on its K-th call --------------------- */
+
+/* The mapping expression of the U_PROBE spec calls probe() once per copied
+ * row, so in a child the K-th call is the K-th row its copy statement
+ * reaches: killing there dies inside the batch's INSERT ... SELECT. */
+static int g_probe_kill_at;
+static int g_probe_calls;
+
+static void probe_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    if (g_probe_kill_at > 0 && ++g_probe_calls == g_probe_kill_at)
+        raise(SIGKILL);
+    sqlite3_result_value(ctx, argv[0]);
+}
+
+static int register_probe(sqlite3 *db)
+{
+    return sqlite3_create_function(db, "probe", 1, SQLITE_UTF8, NULL, probe_fn,
+                                   NULL, NULL);
+}
+
+/* ---- users / users_v2 ---------------------------------------------------- */
+
+enum {
+    U_PROBE = 1u << 0, /* display = upper(probe(name)) */
+    U_SETUP = 1u << 1, /* setup SQL that counts its runs */
+    U_FN = 1u << 2     /* C mapping callback instead of SQL up */
+};
+
+static const char *const ID_KEY[] = {"id"};
+static const char *const USER_OLD_COLS[] = {"name", "email"};
+static const char *const USER_NEW_COLS[] = {"display", "email"};
+static const dw_column_map USER_UP[] = {{"display", "upper(name)"},
+                                        {"email", "email"}};
+static const dw_column_map USER_UP_PROBE[] = {
+    {"display", "upper(probe(name))"}, {"email", "email"}};
+static const dw_column_map USER_DOWN[] = {{"name", "lower(display)"},
+                                          {"email", "email"}};
+/* Not idempotent on purpose: each run leaves a row, so the test can count
+ * the runs (leaving OFF runs it once, each fresh backfill once more). */
+static const char USER_SETUP_SQL[] = "INSERT INTO setup_runs(at) VALUES(1)";
+
+/* The C mapping: the same transform as USER_UP, and a way to fail. */
+typedef struct map_ctx {
+    int calls;
+    int64_t fail_id;
+} map_ctx;
+
+static map_ctx g_map;
+
+static int users_up_fn(dw_row *out, const dw_row *in, void *payload)
+{
+    map_ctx *m = payload;
+    m->calls++;
+    const dw_value *id = dw_row_get(in, "id");
+    const dw_value *name = dw_row_get(in, "name");
+    const dw_value *email = dw_row_get(in, "email");
+    if (!id || !email || !name)
+        return 77; /* the library must pass key and model columns */
+    if (m->fail_id && id->type == DW_TYPE_INTEGER && id->i == m->fail_id)
+        return 42;
+    int rc;
+    if (name->type == DW_TYPE_TEXT) {
+        char buf[256];
+        int n = name->n < (int)sizeof buf - 1 ? name->n : (int)sizeof buf - 1;
+        for (int i = 0; i < n; i++)
+            buf[i] = (char)toupper((unsigned char)((const char *)name->p)[i]);
+        buf[n] = '\0';
+        rc = dw_row_set_text(out, "display", buf);
+    } else {
+        rc = dw_row_set_null(out, "display");
+    }
+    return rc != DW_OK ? rc : dw_row_set(out, "email", email);
+}
+
+static void fill_users_options(dw_options *o, unsigned variant)
+{
+    dw_options d = DW_OPTIONS_INIT;
+    *o = d;
+    o->name = "users_v2";
+    o->old_side.table = "users";
+    o->old_side.key_columns = ID_KEY;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = USER_OLD_COLS;
+    o->old_side.ncolumns = 2;
+    o->new_side.table = "users_v2";
+    o->new_side.key_columns = ID_KEY;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = USER_NEW_COLS;
+    o->new_side.ncolumns = 2;
+    if (variant & U_FN) {
+        o->up_fn = users_up_fn;
+        o->map_payload = &g_map;
+        o->map_version = "users_up_fn v1";
+    } else {
+        o->up = variant & U_PROBE ? USER_UP_PROBE : USER_UP;
+        o->nup = 2;
+    }
+    o->down = USER_DOWN;
+    o->ndown = 2;
+    if (variant & U_SETUP)
+        o->setup_sql = USER_SETUP_SQL;
+    o->reason = "test";
+}
+
+static dw_migration *open_spec(sqlite3 *db, const dw_options *o)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_non_null(h);
+    return h;
+}
+
+/* users(id, name, email) with n rows, ids step, 2*step, ...; users_v2 empty;
+ * setup_runs for the setup SQL. */
+static void create_users(sqlite3 *db, int n, int step, int unique_email)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT,"
+             " email TEXT);"
+             "CREATE TABLE users_v2(id INTEGER PRIMARY KEY, display TEXT,"
+             " email TEXT%s);"
+             "CREATE TABLE setup_runs(n INTEGER PRIMARY KEY, at INTEGER);"
+             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+             " WHERE i < %d) INSERT INTO users SELECT i * %d,"
+             " 'user' || (i * %d), 'u' || (i * %d) || '@example.com' FROM c;",
+             unique_email ? " UNIQUE" : "", n, step, step, step);
+    exec_ok(db, sql);
+}
+
+static void open_users(fixture *f, unsigned variant)
+{
+    dw_options o;
+    fill_users_options(&o, variant);
+    assert_int_equal(register_probe(f->t.db), SQLITE_OK);
+    f->h = open_spec(f->t.db, &o);
+}
+
+/* A second connection with its own handle on the same migration. */
+static void open_users_second(fixture *f, unsigned variant)
+{
+    dw_options o;
+    fill_users_options(&o, variant);
+    f->db2 = test_db_connect(&f->t);
+    assert_int_equal(register_probe(f->db2), SQLITE_OK);
+    f->h2 = open_spec(f->db2, &o);
+}
+
+static void set_stage(dw_migration *h, int stage)
+{
+    assert_dw_ok(h, dw_stage_set(h, stage, "test", DW_STAGE_FORCE));
+}
+
+static void users_at(fixture *f, int n, unsigned variant, int stage)
+{
+    create_users(f->t.db, n, 1, 0);
+    open_users(f, variant);
+    set_stage(f->h, stage);
+}
+
+/* Fixed-size batches: batch_ms < 0 keeps batch_rows. */
+static dw_backfill_options fixed_batches(int rows)
+{
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = rows;
+    o.batch_ms = -1;
+    return o;
+}
+
+static dw_backfill_progress status_of(dw_migration *h)
+{
+    dw_backfill_progress p;
+    memset(&p, 0xff, sizeof p);
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    return p;
+}
+
+/* A verification of every key is clean and saw `keys` keys (-1: any). */
+static void verify_clean(dw_migration *h, int64_t keys)
+{
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    if (!r.clean)
+        print_error("verification: %lld missing, %lld extra, %lld different\n",
+                    (long long)r.missing, (long long)r.extra,
+                    (long long)r.different);
+    assert_true(r.clean);
+    assert_true(r.full);
+    assert_true(r.finished);
+    if (keys >= 0)
+        assert_int_equal(r.keys, keys);
+}
+
+/* The new side holds exactly the old rows mapped up: same count, and every
+ * old row has its new row with the mapped values (ids are keys, so equal
+ * counts and a full join mean equal sets). */
+static void assert_users_match(sqlite3 *db)
+{
+    int64_t n_old = query_int(db, "SELECT count(*) FROM users");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2"), n_old);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users AS o JOIN"
+                                   " users_v2 AS n ON n.id = o.id AND"
+                                   " n.display IS upper(o.name) AND"
+                                   " n.email IS o.email"),
+                     n_old);
+}
+
+static int contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        print_error("expected \"%s\" in: %s\n", needle, haystack);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- writes for users (no cmocka asserts: children use them too) --------- */
+
+typedef struct uwrite {
+    const char *name;
+    const char *email;
+} uwrite;
+
+/* Runs one statement with ?1 = id and optional texts ?2, ?3. 0 or the
+ * SQLite code. */
+static int run_sql_key(sqlite3 *db, const char *sql, int64_t id,
+                       const char *t2, const char *t3)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_text(st, 2, t2, -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_text(st, 3, t3, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static const char OLD_UPSERT[] =
+    "INSERT INTO users(id, name, email) VALUES(?1, ?2, ?3) ON CONFLICT(id)"
+    " DO UPDATE SET name = excluded.name, email = excluded.email";
+static const char NEW_UPSERT[] =
+    "INSERT INTO users_v2(id, display, email) VALUES(?1, upper(?2), ?3)"
+    " ON CONFLICT(id) DO UPDATE SET display = excluded.display,"
+    " email = excluded.email";
+static const char OLD_DELETE[] = "DELETE FROM users WHERE id = ?1";
+static const char NEW_DELETE[] = "DELETE FROM users_v2 WHERE id = ?1";
+
+static int w_old_upsert(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    const uwrite *u = payload;
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    return run_sql_key(db, OLD_UPSERT, key[0].i, u->name, u->email);
+}
+
+static int w_new_upsert(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    const uwrite *u = payload;
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    return run_sql_key(db, NEW_UPSERT, key[0].i, u->name, u->email);
+}
+
+static int w_old_delete(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    (void)payload;
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    return run_sql_key(db, OLD_DELETE, key[0].i, NULL, NULL);
+}
+
+static int w_new_delete(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    (void)payload;
+    if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
+        return 99;
+    return run_sql_key(db, NEW_DELETE, key[0].i, NULL, NULL);
+}
+
+/* The application's own SQL on the old side, then dw_mirror(). */
+static int sql_then_mirror(sqlite3 *db, dw_migration *h, const char *sql,
+                           int64_t id, const char *name, const char *email)
+{
+    int rc = run_sql_key(db, sql, id, name, email);
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+        return DW_EBUSY;
+    if (rc)
+        return DW_ERROR;
+    dw_value k = dw_int(id);
+    return dw_mirror(h, &k, 1);
+}
+
+/* One of five kinds of dual write of key id: through dw_write() with the
+ * library mirroring, with both callbacks, by SQL + dw_mirror(), and
+ * deletes both ways. */
+static int dual_write(sqlite3 *db, dw_migration *h, int kind, int64_t id,
+                      const char *name)
+{
+    char email[64];
+    snprintf(email, sizeof email, "%s@w.example", name);
+    uwrite u = {name, email};
+    dw_value k = dw_int(id);
+    switch (kind) {
+    case 0: return dw_write(h, &k, 1, w_old_upsert, NULL, &u);
+    case 1: return dw_write(h, &k, 1, w_old_upsert, w_new_upsert, &u);
+    case 2: return sql_then_mirror(db, h, OLD_UPSERT, id, name, email);
+    case 3: return dw_write(h, &k, 1, w_old_delete, w_new_delete, NULL);
+    default: return sql_then_mirror(db, h, OLD_DELETE, id, NULL, NULL);
+    }
+}
+
+/* ---- history -------------------------------------------------------------- */
+
+typedef struct hist {
+    int backfills;
+    int defines;
+    char detail[512];
+} hist;
+
+static int on_history(const dw_history_entry *e, void *payload)
+{
+    hist *hs = payload;
+    if (strcmp(e->event, "backfill") == 0) {
+        hs->backfills++;
+        snprintf(hs->detail, sizeof hs->detail, "%s",
+                 e->detail ? e->detail : "");
+    } else if (strcmp(e->event, "define") == 0) {
+        hs->defines++;
+    }
+    return 0;
+}
+
+static hist history_of(dw_migration *h)
+{
+    hist hs;
+    memset(&hs, 0, sizeof hs);
+    assert_dw_ok(h, dw_history(h, on_history, &hs));
+    return hs;
+}
+
+/* ---- a generic progress recorder ------------------------------------------ */
+
+typedef struct prog_log {
+    int calls;
+    int stop_after; /* return 1 from this call on; 0 = never */
+    int64_t first_rows_done;
+    int64_t first_batches;
+    int sources_wrong; /* calls whose source was not `want_source` */
+    int want_source;
+} prog_log;
+
+static int on_progress_log(const dw_backfill_progress *p, void *payload)
+{
+    prog_log *l = payload;
+    if (++l->calls == 1) {
+        l->first_rows_done = p->rows_done;
+        l->first_batches = p->batches;
+    }
+    if (l->want_source && p->source != l->want_source)
+        l->sources_wrong++;
+    return l->stop_after && l->calls >= l->stop_after;
+}
+
+/* Runs a backfill that stops after `batches` more batches (DW_MORE). */
+static dw_backfill_progress backfill_partly(dw_migration *h, int batch_rows,
+                                            int batches)
+{
+    prog_log l = {0};
+    l.stop_after = batches;
+    dw_backfill_options o = fixed_batches(batch_rows);
+    o.progress = on_progress_log;
+    o.payload = &l;
+    dw_backfill_progress p;
+    assert_dw(h, dw_backfill(&p, h, &o), DW_MORE);
+    assert_int_equal(l.calls, batches);
+    assert_int_equal(p.finished, 0);
+    return p;
+}
+
+/* ---- children -------------------------------------------------------------- */
+
+static int g_child_kill_after; /* batches; 0 = never */
+static int g_child_batches;
+
+static int child_progress(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    if (g_child_kill_after && ++g_child_batches == g_child_kill_after)
+        raise(SIGKILL); /* the batch is committed: dies between batches */
+    return 0;
+}
+
+/* Dual writes of random keys in [1, range] until the parent closes the stop
+ * pipe; one byte on report_fd after each write. */
+static int child_writer(sqlite3 *db, dw_migration *h, unsigned seed,
+                        int range, int report_fd, int stop_fd)
+{
+    uint32_t x = seed;
+    int fl = fcntl(report_fd, F_GETFL);
+    fcntl(report_fd, F_SETFL, fl | O_NONBLOCK); /* never block on a full pipe */
+    time_t t0 = time(NULL);
+    for (int n = 0; time(NULL) - t0 < 60; n++) {
+        struct pollfd pf = {stop_fd, POLLIN, 0};
+        if (poll(&pf, 1, 0) > 0)
+            break; /* the parent closed its end */
+        x = x * 1103515245u + 12345u;
+        int64_t id = 1 + (int64_t)((x >> 8) % (uint32_t)range);
+        int kind = (int)((x >> 4) % 5);
+        char name[32];
+        snprintf(name, sizeof name, "w%d", n);
+        int rc, tries = 0;
+        while ((rc = dual_write(db, h, kind, id, name)) == DW_EBUSY &&
+               tries++ < 1000)
+            sleep_ms(1);
+        if (rc != DW_OK) {
+            fprintf(stderr, "writer child: write %d of key %lld: %d %s\n",
+                    kind, (long long)id, rc, dw_errmsg(h));
+            _exit(CHILD_WRITE_FAILED);
+        }
+        char c = 'w';
+        if (write(report_fd, &c, 1) < 0) {
+            /* a full pipe: the parent has enough to read */
+        }
+        sleep_ms(1); /* leave the write lock free for the backfill now and then */
+    }
+    return 0;
+}
+
+/* argv: self CHILD_FLAG mode path a b [c d]
+ *   kill-copy  path K batch_rows: SIGKILL on the K-th probe() call
+ *   kill-after path n batch_rows: SIGKILL after the n-th committed batch
+ *   writer     path seed range report_fd stop_fd */
+static int child_main(int argc, char **argv)
+{
+    if (argc < 6)
+        _exit(CHILD_USAGE);
+    const char *mode = argv[2], *path = argv[3];
+    int a = atoi(argv[4]), b = atoi(argv[5]);
+    int writer = strcmp(mode, "writer") == 0;
+    if (writer && argc < 8)
+        _exit(CHILD_USAGE);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        _exit(CHILD_OPEN);
+    sqlite3_busy_timeout(db, 5000); /* as test_db_connect() */
+    if (register_probe(db) != SQLITE_OK)
+        _exit(CHILD_PROBE);
+    if (strcmp(mode, "kill-copy") == 0)
+        g_probe_kill_at = a;
+    else if (strcmp(mode, "kill-after") == 0)
+        g_child_kill_after = a;
+    else if (!writer)
+        _exit(CHILD_USAGE);
+    dw_options o;
+    fill_users_options(&o, writer ? 0 : U_PROBE);
+    dw_migration *h = NULL;
+    char *err = NULL;
+    if (dw_open(&h, db, &o, &err) != DW_OK) {
+        fprintf(stderr, "child: dw_open: %s\n", err ? err : "?");
+        _exit(CHILD_DW_OPEN);
+    }
+    int code;
+    if (writer) {
+        code = child_writer(db, h, (unsigned)a, b, atoi(argv[6]),
+                            atoi(argv[7]));
+    } else {
+        dw_backfill_options bo = fixed_batches(b);
+        bo.progress = child_progress;
+        int rc = dw_backfill(NULL, h, &bo);
+        if (rc != DW_OK)
+            fprintf(stderr, "child: dw_backfill: %d %s\n", rc, dw_errmsg(h));
+        code = rc == DW_OK ? CHILD_NOT_KILLED : CHILD_BACKFILL_FAILED;
+    }
+    dw_close(h);
+    sqlite3_close(db);
+    return code;
+}
+
+static pid_t spawn_child(char *const args[])
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(g_self, args);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* waitpid() with a deadline, so a hung child fails the test instead of
+ * hanging it. */
+static int wait_child(pid_t pid)
+{
+    int status = 0;
+    for (int ms = 0; ms < 60000; ms++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        assert_true(r == 0 || (r < 0 && errno == EINTR));
+        sleep_ms(1);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("child %d did not end within 60 s", (int)pid);
+    return status;
+}
+
+static void assert_killed(int status)
+{
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+        print_error("child was not killed: %s %d\n",
+                    WIFEXITED(status) ? "exit code" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status)
+                                      : WTERMSIG(status));
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+}
+
+/* Runs a backfill child on the fixture's file and expects it killed. */
+static void run_killed_child(fixture *f, const char *mode, int arg,
+                             int batch_rows)
+{
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%d", arg);
+    snprintf(b, sizeof b, "%d", batch_rows);
+    char *args[] = {g_self,  (char *)CHILD_FLAG, (char *)mode, f->t.path,
+                    a,       b,                  NULL};
+    assert_killed(wait_child(spawn_child(args)));
+}
+
+/* ===================================================================== */
+/* 1. Basic                                                               */
+/* ===================================================================== */
+
+typedef struct basic_ctx {
+    dw_migration *h2; /* reads the stored state from another connection */
+    int calls;
+    int64_t batch_rows, total;
+    int bad;
+    char why[256];
+} basic_ctx;
+
+static int basic_progress(const dw_backfill_progress *p, void *payload)
+{
+    basic_ctx *c = payload;
+    c->calls++;
+    int64_t want = c->calls * c->batch_rows < c->total
+                       ? c->calls * c->batch_rows
+                       : c->total;
+    dw_backfill_progress s;
+    int src = dw_backfill_status(&s, c->h2);
+    if (c->bad)
+        return 0;
+    if (p->rows_done != want || p->batches != c->calls ||
+        p->rows_total != c->total || p->next_batch_rows != c->batch_rows ||
+        p->source != DW_SIDE_OLD || p->target != DW_SIDE_NEW ||
+        p->finished != (want == c->total) || p->stale)
+        snprintf(c->why, sizeof c->why,
+                 "call %d: rows_done %lld batches %lld total %lld next %d "
+                 "source %d target %d finished %d",
+                 c->calls, (long long)p->rows_done, (long long)p->batches,
+                 (long long)p->rows_total, p->next_batch_rows, p->source,
+                 p->target, p->finished);
+    /* Each batch is committed before the callback: another connection
+     * already sees its cursor and counts. */
+    else if (src != DW_OK || s.rows_done != p->rows_done ||
+             s.batches != p->batches || s.finished != p->finished)
+        snprintf(c->why, sizeof c->why,
+                 "call %d: other connection sees rows_done %lld batches %lld "
+                 "(rc %d)",
+                 c->calls, (long long)s.rows_done, (long long)s.batches, src);
+    else
+        return 0;
+    c->bad = 1;
+    return 0;
+}
+
+static void test_basic(void **state)
+{
+    fixture *f = *state;
+    enum { B = 64 };
+    sqlite3 *db = f->t.db;
+    create_users(db, 3000, 1, 0);
+    /* Gaps in the old keys, for orphans to sit in. */
+    exec_ok(db, "DELETE FROM users WHERE id % 100 = 0");
+    const int64_t n = 2970;
+    /* On the new side before the backfill: 5 orphans (before the first
+     * key, in gaps, after the last key), 10 stale rows that must be
+     * rewritten and 10 rows already equal that must be left alone. */
+    exec_ok(db, "INSERT INTO users_v2 VALUES(-5, 'ORPHAN', 'o1'),"
+                " (100, 'ORPHAN', 'o2'), (1500, 'ORPHAN', 'o3'),"
+                " (3000, 'ORPHAN', 'o4'), (5000, 'ORPHAN', 'o5');"
+                "INSERT INTO users_v2 SELECT id, 'stale', email FROM users"
+                " WHERE id BETWEEN 1 AND 10;"
+                "INSERT INTO users_v2 SELECT id, upper(name), email FROM users"
+                " WHERE id BETWEEN 11 AND 20;");
+    open_users(f, 0);
+    open_users_second(f, 0);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    /* Nothing started yet. */
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.source, DW_SIDE_NONE);
+    assert_int_equal(s.rows_done, 0);
+    assert_int_equal(s.batches, 0);
+    assert_int_equal(s.finished, 0);
+
+    basic_ctx c = {f->h2, 0, B, n, 0, ""};
+    dw_backfill_options o = fixed_batches(B);
+    o.progress = basic_progress;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    if (c.bad)
+        print_error("%s\n", c.why);
+    assert_false(c.bad);
+    const int64_t batches = (n + B - 1) / B; /* 47 */
+    assert_int_equal(c.calls, batches);
+    assert_int_equal(p.source, DW_SIDE_OLD);
+    assert_int_equal(p.target, DW_SIDE_NEW);
+    assert_int_equal(p.rows_done, n);
+    assert_int_equal(p.rows_total, n);
+    assert_int_equal(p.batches, batches);
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.stale, 0);
+    assert_int_equal(p.rows_written, n - 10); /* equal rows not rewritten */
+    assert_int_equal(p.rows_deleted, 5);
+    assert_true(p.seconds_left == 0);
+    assert_true(p.max_batch_ms >= p.last_batch_ms);
+
+    /* The stored state says the same. */
+    s = status_of(f->h);
+    assert_int_equal(s.source, DW_SIDE_OLD);
+    assert_int_equal(s.target, DW_SIDE_NEW);
+    assert_int_equal(s.rows_done, n);
+    assert_int_equal(s.rows_total, n);
+    assert_int_equal(s.rows_written, n - 10);
+    assert_int_equal(s.rows_deleted, 5);
+    assert_int_equal(s.batches, batches);
+    assert_int_equal(s.finished, 1);
+    assert_int_equal(s.stale, 0);
+
+    /* One history event, with the counts. */
+    hist hs = history_of(f->h);
+    assert_int_equal(hs.backfills, 1);
+    assert_true(contains(hs.detail, "old to new"));
+    assert_true(contains(hs.detail, "2970 keys"));
+
+    /* Orphans gone, every row mapped. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2 WHERE"
+                                   " display = 'ORPHAN' OR display = 'stale'"),
+                     0);
+    assert_users_match(db);
+    verify_clean(f->h, n);
+
+    /* A finished backfill is done: DW_OK at once, no batch, no write. */
+    int total = sqlite3_total_changes(db);
+    c.calls = 0;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(c.calls, 0);
+    assert_int_equal(sqlite3_total_changes(db), total);
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.batches, batches);
+    assert_int_equal(p.rows_done, n);
+    assert_int_equal(history_of(f->h).backfills, 1);
+    assert_users_match(db);
+}
+
+/* ===================================================================== */
+/* 2. Kill and resume                                                     */
+/* ===================================================================== */
+
+enum { KILL_N = 1000, KILL_B = 100 };
+
+/* The stored state after a kill once `committed` rows were committed: the
+ * cursor is after key `committed` (keys are 1..N), the new side holds
+ * exactly those rows. */
+static void assert_killed_state(fixture *f, int64_t committed)
+{
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.rows_done, committed);
+    assert_int_equal(s.batches, committed / KILL_B);
+    assert_int_equal(s.finished, committed == KILL_N);
+    assert_int_equal(s.source, committed ? DW_SIDE_OLD : DW_SIDE_NONE);
+    if (committed)
+        assert_int_equal(s.rows_total, KILL_N);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+                     committed);
+    assert_int_equal(query_int(f->t.db, "SELECT count(DISTINCT id) FROM"
+                                        " users_v2 WHERE id BETWEEN 1 AND"
+                                        " 1000"),
+                     committed);
+    if (committed)
+        assert_int_equal(query_int(f->t.db, "SELECT max(id) FROM users_v2"),
+                         committed);
+}
+
+/* The parent resumes and finishes: nothing missing, nothing twice, every
+ * row written exactly once over the whole backfill. */
+static void resume_and_check(fixture *f)
+{
+    dw_backfill_options o = fixed_batches(KILL_B);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, KILL_N);
+    assert_int_equal(p.rows_total, KILL_N);
+    assert_int_equal(p.batches, KILL_N / KILL_B);
+    assert_int_equal(p.rows_written, KILL_N);
+    assert_int_equal(p.rows_deleted, 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+                     KILL_N);
+    assert_int_equal(query_int(f->t.db, "SELECT count(DISTINCT id) FROM"
+                                        " users_v2"),
+                     KILL_N);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, KILL_N);
+    assert_int_equal(history_of(f->h).backfills, 1);
+}
+
+static void kill_fixture(fixture *f)
+{
+    /* probe() is an identity here, so the spec prepares in the parent. */
+    users_at(f, KILL_N, U_PROBE, DW_STAGE_DUAL_WRITE);
+}
+
+static void test_kill_mid_batch(void **state)
+{
+    fixture *f = *state;
+    /* Calls of probe() = rows reached by the copy: first row, middle of the
+     * first batch, its last row, first row of the second batch, middle of
+     * a later one, the very last rows. */
+    static const int ks[] = {1, 57, 100, 101, 350, 999, 1000};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        if (i)
+            fixture_reset(f);
+        kill_fixture(f);
+        run_killed_child(f, "kill-copy", ks[i], KILL_B);
+        /* The batch being copied is lost whole; those before it stay. */
+        assert_killed_state(f, (ks[i] - 1) / KILL_B * KILL_B);
+        resume_and_check(f);
+    }
+}
+
+static void test_kill_between_batches(void **state)
+{
+    fixture *f = *state;
+    static const int ns[] = {1, 4, 9, 10};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        if (i)
+            fixture_reset(f);
+        kill_fixture(f);
+        run_killed_child(f, "kill-after", ns[i], KILL_B);
+        assert_killed_state(f, ns[i] * KILL_B);
+        if (ns[i] * KILL_B == KILL_N) {
+            /* Killed after the last batch committed: already done, the
+             * parent has nothing to copy. */
+            prog_log l = {0};
+            dw_backfill_options o = fixed_batches(KILL_B);
+            o.progress = on_progress_log;
+            o.payload = &l;
+            int total = sqlite3_total_changes(f->t.db);
+            assert_dw_ok(f->h, dw_backfill(NULL, f->h, &o));
+            assert_int_equal(l.calls, 0);
+            assert_int_equal(sqlite3_total_changes(f->t.db), total);
+        }
+        resume_and_check(f);
+    }
+}
+
+/* Kills in a row, each child resuming where the last one died. */
+static void test_kill_chain(void **state)
+{
+    fixture *f = *state;
+    kill_fixture(f);
+    run_killed_child(f, "kill-copy", 250, KILL_B); /* dies in batch 3 */
+    assert_killed_state(f, 200);
+    run_killed_child(f, "kill-copy", 150, KILL_B); /* resumes at 200; dies at
+                                                      row 350, batch 4 */
+    assert_killed_state(f, 300);
+    run_killed_child(f, "kill-after", 2, KILL_B); /* commits 4 and 5 */
+    assert_killed_state(f, 500);
+    run_killed_child(f, "kill-copy", 1, KILL_B); /* dies on its first row */
+    assert_killed_state(f, 500);
+    resume_and_check(f);
+}
+
+/* ===================================================================== */
+/* 3. Writes from another connection while the backfill runs               */
+/* ===================================================================== */
+
+typedef struct live_ctx {
+    sqlite3 *db2;
+    dw_migration *h2;
+    int calls;
+    int writes;
+    int failed;
+    char why[512];
+} live_ctx;
+
+static void live_write(live_ctx *c, int kind, int64_t id, const char *name)
+{
+    if (c->failed || id < 1)
+        return;
+    int rc = dual_write(c->db2, c->h2, kind, id, name);
+    if (rc != DW_OK) {
+        c->failed = 1;
+        snprintf(c->why, sizeof c->why, "write kind %d key %lld: %d %s", kind,
+                 (long long)id, rc, dw_errmsg(c->h2));
+    }
+    c->writes++;
+}
+
+/* Old keys are 2, 4, ... 2N, so the cursor after rows_done rows is key
+ * 2 * rows_done; odd keys are free for inserts. */
+static int live_progress(const dw_backfill_progress *p, void *payload)
+{
+    live_ctx *c = payload;
+    c->calls++;
+    if (p->finished)
+        return 0;
+    int64_t cur = 2 * p->rows_done;
+    char name[32];
+    snprintf(name, sizeof name, "live%d", c->calls);
+    live_write(c, 2, cur - 4, name);   /* update, passed (SQL + mirror) */
+    live_write(c, 0, cur + 40, name);  /* update, not reached */
+    live_write(c, 3, cur - 20, name);  /* delete, passed */
+    live_write(c, 4, cur + 120, name); /* delete, not reached */
+    live_write(c, 1, cur - 7, name);   /* insert, passed */
+    live_write(c, 0, cur + 61, name);  /* insert, not reached */
+    live_write(c, 2, 100000 + c->calls, name); /* insert past the end */
+    return 0;
+}
+
+static void test_writes_during_backfill(void **state)
+{
+    fixture *f = *state;
+    enum { N = 1500, B = 50 };
+    create_users(f->t.db, N, 2, 0);
+    open_users(f, 0);
+    open_users_second(f, 0);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    live_ctx c = {f->db2, f->h2, 0, 0, 0, ""};
+    dw_backfill_options o = fixed_batches(B);
+    o.progress = live_progress;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    if (c.failed)
+        print_error("%s\n", c.why);
+    assert_false(c.failed);
+    /* Inserts and deletes ahead of the cursor move it a little either
+     * way, so the count of batches is only about N / B. */
+    assert_true(c.calls >= N / B - 2 && c.calls <= N / B + 2);
+    assert_int_equal(p.batches, c.calls);
+    assert_int_equal(c.writes, 7 * (c.calls - 1));
+    assert_int_equal(p.finished, 1);
+
+    /* Rows deleted ahead of the cursor were not brought back, rows
+     * updated ahead were not overwritten with older values, rows
+     * inserted past the end were kept. */
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
+                                        " id > 100000"),
+                     c.calls - 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, -1);
+}
+
+/* A writer process doing dual writes while this one backfills. */
+typedef struct proc_ctx {
+    int fd;         /* reads one byte per write of the child */
+    int64_t seen;   /* bytes read during the backfill */
+    int timeouts;   /* callbacks that waited for a write in vain */
+    int calls;
+} proc_ctx;
+
+static int64_t drain(int fd)
+{
+    char buf[256];
+    int64_t n = 0;
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        n += r;
+    return n;
+}
+
+/* Waits (without any lock held) until the writer reported a new write, so
+ * every batch is followed by at least one concurrent write. */
+static int proc_progress(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    proc_ctx *c = payload;
+    c->calls++;
+    int64_t got = drain(c->fd);
+    if (!got) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        if (poll(&pf, 1, 10000) > 0)
+            got = drain(c->fd);
+        if (!got)
+            c->timeouts++;
+    }
+    c->seen += got;
+    return 0;
+}
+
+static void set_fd_flag(int fd, int getcmd, int setcmd, int flag)
+{
+    int fl = fcntl(fd, getcmd);
+    assert_true(fl >= 0);
+    assert_int_equal(fcntl(fd, setcmd, fl | flag), 0);
+}
+
+static void test_writer_process_during_backfill(void **state)
+{
+    fixture *f = *state;
+    enum { N = 2000, B = 40 };
+    users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
+
+    int rep[2], stop[2];
+    assert_int_equal(pipe(rep), 0);
+    assert_int_equal(pipe(stop), 0);
+    /* Our ends must not leak into the child: it sees the stop pipe close
+     * only when no process holds its write end. */
+    set_fd_flag(rep[0], F_GETFD, F_SETFD, FD_CLOEXEC);
+    set_fd_flag(stop[1], F_GETFD, F_SETFD, FD_CLOEXEC);
+    set_fd_flag(rep[0], F_GETFL, F_SETFL, O_NONBLOCK);
+    char fd_rep[16], fd_stop[16];
+    snprintf(fd_rep, sizeof fd_rep, "%d", rep[1]);
+    snprintf(fd_stop, sizeof fd_stop, "%d", stop[0]);
+    char *args[] = {g_self,  (char *)CHILD_FLAG, (char *)"writer",
+                    f->t.path, (char *)"12345",  (char *)"2200",
+                    fd_rep,  fd_stop,            NULL};
+    pid_t pid = spawn_child(args);
+    close(rep[1]);
+    close(stop[0]);
+
+    /* The writer is running before the backfill starts. */
+    proc_ctx c = {rep[0], 0, 0, 0};
+    struct pollfd pf = {rep[0], POLLIN, 0};
+    assert_true(poll(&pf, 1, 10000) > 0);
+    assert_true(drain(rep[0]) > 0);
+
+    dw_backfill_options o = fixed_batches(B);
+    o.progress = proc_progress;
+    o.payload = &c;
+    dw_backfill_progress p;
+    int rc, tries = 0;
+    while ((rc = dw_backfill(&p, f->h, &o)) == DW_EBUSY && tries++ < 100)
+        ;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(f->h));
+    const int64_t during = c.seen; /* writes reported while it ran */
+
+    close(stop[1]); /* tell the writer to stop */
+    int status = wait_child(pid);
+    drain(rep[0]);
+    close(rep[0]);
+
+    if (rc != DW_OK)
+        print_error("dw_backfill: %d %s\n", rc, msg);
+    assert_int_equal(rc, DW_OK);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_error("writer child: %s %d\n",
+                    WIFEXITED(status) ? "exit code" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status)
+                                      : WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(c.timeouts, 0);
+    assert_true(during >= c.calls); /* interleaved, batch after batch */
+    assert_int_equal(p.finished, 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, -1);
+}
+
+/* ===================================================================== */
+/* 4. A steady stream of inserts does not keep it running                  */
+/* ===================================================================== */
+
+typedef struct stream_ctx {
+    sqlite3 *db2;
+    dw_migration *h2;
+    int calls;
+    int max_calls;
+    int per_call;
+    int64_t next_id;
+    int64_t inserted;
+    int failed;
+    char why[512];
+} stream_ctx;
+
+static int stream_progress(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    stream_ctx *s = payload;
+    if (++s->calls > s->max_calls)
+        return 1; /* runaway: stop it, the test fails on the count */
+    if (s->failed)
+        return 0;
+    /* More new keys than a batch copies, mirrored, in one transaction of
+     * the other connection (dw_mirror nests in it). */
+    int rc = sqlite3_exec(s->db2, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    for (int i = 0; rc == SQLITE_OK && i < s->per_call; i++) {
+        int64_t id = s->next_id++;
+        char name[32];
+        snprintf(name, sizeof name, "stream%lld", (long long)id);
+        rc = run_sql_key(s->db2, OLD_UPSERT, id, name, "s@example.com");
+        if (rc == SQLITE_OK) {
+            dw_value k = dw_int(id);
+            int drc = dw_mirror(s->h2, &k, 1);
+            if (drc != DW_OK) {
+                snprintf(s->why, sizeof s->why, "dw_mirror %lld: %s",
+                         (long long)id, dw_errmsg(s->h2));
+                rc = SQLITE_ERROR;
+            }
+        }
+        if (rc == SQLITE_OK)
+            s->inserted++;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db2, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        if (!s->why[0])
+            snprintf(s->why, sizeof s->why, "insert: %s",
+                     sqlite3_errmsg(s->db2));
+        sqlite3_exec(s->db2, "ROLLBACK", NULL, NULL, NULL);
+        s->failed = 1;
+    }
+    return 0;
+}
+
+static void test_insert_stream_terminates(void **state)
+{
+    fixture *f = *state;
+    enum { N = 600, B = 50, PER_CALL = 60 };
+    users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
+    open_users_second(f, 0);
+
+    stream_ctx s = {f->db2, f->h2, 0, N / B + 3, PER_CALL, N + 1, 0, 0, ""};
+    dw_backfill_options o = fixed_batches(B);
+    o.progress = stream_progress;
+    o.payload = &s;
+    dw_backfill_progress p;
+    int rc = dw_backfill(&p, f->h, &o);
+    if (s.failed)
+        print_error("%s\n", s.why);
+    assert_false(s.failed);
+    if (s.calls > s.max_calls)
+        print_error("the backfill chased the inserts: %d batches\n", s.calls);
+    assert_true(s.calls <= s.max_calls);
+    assert_dw_ok(f->h, rc);
+    /* It ended at the last key present when it started. */
+    assert_int_equal(s.calls, N / B);
+    assert_int_equal(p.batches, N / B);
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(s.inserted, (int64_t)PER_CALL * (N / B));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"),
+                     N + s.inserted);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N + s.inserted);
+}
+
+/* ===================================================================== */
+/* 5. A UNIQUE violation on the new side                                  */
+/* ===================================================================== */
+
+static void test_unique_violation(void **state)
+{
+    fixture *f = *state;
+    enum { N = 40, B = 5 };
+    create_users(f->t.db, N, 1, 1);
+    /* 7 shares 3's email (across batches: 3 is copied before); 23 shares
+     * 21's (inside one batch). */
+    exec_ok(f->t.db, "UPDATE users SET email = 'u3@example.com' WHERE id = 7;"
+                     "UPDATE users SET email = 'u21@example.com' WHERE"
+                     " id = 23;");
+    open_users(f, 0);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    dw_backfill_options o = fixed_batches(B);
+    dw_backfill_progress p;
+
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECONSTRAINT);
+    const char *msg = dw_errmsg(f->h);
+    assert_true(contains(msg, "UNIQUE constraint failed"));
+    assert_true(contains(msg, "users_v2.email"));
+    assert_true(contains(msg, "[7]"));
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+    /* The first batch kept, nothing of the second, the cursor after 5. */
+    assert_int_equal(p.rows_done, 5);
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.rows_done, 5);
+    assert_int_equal(s.batches, 1);
+    assert_int_equal(s.finished, 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 5);
+    assert_int_equal(query_int(f->t.db, "SELECT max(id) FROM users_v2"), 5);
+    /* Nothing dropped or replaced: the old side is whole, 7 still holds
+     * the duplicate, and the new row of 3 is intact. */
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"), N);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users WHERE"
+                                        " id = 7 AND email ="
+                                        " 'u3@example.com'"),
+                     1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
+                                        " id = 3 AND display = 'USER3' AND"
+                                        " email = 'u3@example.com'"),
+                     1);
+
+    /* Fix 7 (not mirrored: it has no new row yet); the next stop is 23,
+     * named although the set-based copy failed on the batch as a whole. */
+    exec_ok(f->t.db, "UPDATE users SET email = 'seven@example.com' WHERE"
+                     " id = 7");
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECONSTRAINT);
+    msg = dw_errmsg(f->h);
+    assert_true(contains(msg, "UNIQUE constraint failed"));
+    assert_true(contains(msg, "users_v2.email"));
+    assert_true(contains(msg, "[23]"));
+    s = status_of(f->h);
+    assert_int_equal(s.rows_done, 20);
+    assert_int_equal(s.batches, 4);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 20);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
+                                        " id BETWEEN 21 AND 25"),
+                     0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"), N);
+
+    /* Fix 23 through a mirrored write; then it finishes. */
+    uwrite u = {"user23", "twentythree@example.com"};
+    dw_value k = dw_int(23);
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old_upsert, NULL, &u));
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, N);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N);
+}
+
+/* A new-side orphan holds a UNIQUE value that a source row of the same
+ * batch now has (user 4 deleted and its email given to user 5 while the
+ * migration was at OFF). The batch makes its key range equal to the source,
+ * in which no two rows share an email: it must succeed. */
+static void test_orphan_holding_unique_value(void **state)
+{
+    fixture *f = *state;
+    create_users(f->t.db, 10, 1, 1);
+    open_users(f, 0);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "rollback", 0));
+    /* At OFF writes reach the old side only. */
+    exec_ok(f->t.db, "DELETE FROM users WHERE id = 4;"
+                     "UPDATE users SET email = 'u4@example.com' WHERE id = 5;");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "again", 0));
+    dw_backfill_options o = fixed_batches(100);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.rows_deleted, 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 9);
+}
+
+/* ===================================================================== */
+/* 6. Busy                                                                */
+/* ===================================================================== */
+
+static void test_busy(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300, B = 50 };
+    users_at(f, N, U_SETUP, DW_STAGE_DUAL_WRITE);
+    /* Leaving OFF ran the setup once. */
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"), 1);
+    sqlite3 *other = test_db_connect(&f->t);
+    /* Keep the test fast: the library's connection gives up after 20 ms. */
+    sqlite3_busy_timeout(f->t.db, 20);
+    dw_backfill_options o = fixed_batches(B);
+    dw_backfill_progress p;
+
+    /* Before anything started: busy, nothing stored, setup not run. */
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO setup_runs(at) VALUES(0)");
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EBUSY);
+    exec_ok(other, "COMMIT");
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.source, DW_SIDE_NONE);
+    assert_int_equal(s.rows_done, 0);
+    /* The stage move's run and the other connection's row; the backfill's
+     * setup did not run. */
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"
+                                        " WHERE at = 1"),
+                     1);
+
+    /* Midway: busy leaves the cursor and counts as they were. */
+    backfill_partly(f->h, B, 2);
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO setup_runs(at) VALUES(0)");
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EBUSY);
+    assert_int_equal(p.rows_done, 2 * B); /* out is filled on failure too */
+    s = status_of(f->h); /* a reader is not blocked by the writer (WAL) */
+    assert_int_equal(s.rows_done, 2 * B);
+    assert_int_equal(s.batches, 2);
+    assert_int_equal(s.finished, 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+                     2 * B);
+    exec_ok(other, "COMMIT");
+    assert_int_equal(sqlite3_close(other), SQLITE_OK);
+
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    sqlite3_busy_timeout(f->t.db, 5000);
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.batches, N / B);
+    assert_int_equal(p.rows_written, N);
+    /* Setup ran once more, with the first committed batch. */
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"
+                                        " WHERE at = 1"),
+                     2);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N);
+}
+
+/* ===================================================================== */
+/* 7. Composite key, TEXT + INTEGER, WITHOUT ROWID                         */
+/* ===================================================================== */
+
+static const char *const LINE_KEY[] = {"org", "n"};
+static const char *const LINE_OLD_COLS[] = {"qty"};
+static const char *const LINE_NEW_COLS[] = {"amount"};
+static const dw_column_map LINE_UP[] = {{"amount", "qty * 10"}};
+static const dw_column_map LINE_DOWN[] = {{"qty", "amount / 10"}};
+
+static void test_composite_key(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    /* Org names that need escaping as JSON or SQL, that look like numbers
+     * (text order: '10' < '9'), and integers beyond 2^53. */
+    exec_ok(db,
+            "CREATE TABLE lines(org TEXT NOT NULL, n INTEGER NOT NULL,"
+            " qty INTEGER, PRIMARY KEY(org, n)) WITHOUT ROWID;"
+            "CREATE TABLE lines_v2(org TEXT NOT NULL, n INTEGER NOT NULL,"
+            " amount INTEGER, PRIMARY KEY(org, n)) WITHOUT ROWID;"
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+            " WHERE i < 37), o(org) AS (VALUES('a'), ('b'), ('o\"q'),"
+            " ('it''s'), ('x]y'), ('z\xc3\xa9'), ('10'), ('9'),"
+            " ('tab' || char(9) || 'x'), ('back\\slash'))"
+            " INSERT INTO lines SELECT org, i, i * 3 FROM o, c;"
+            "INSERT INTO lines VALUES('b', -5, 1), ('b', 9007199254740993, 2),"
+            " ('b', -9007199254740993, 3), ('b', 9223372036854775807, 4);"
+            /* New side: a stale row, and orphans in the middle of an org,
+             * between orgs and past a big key. */
+            "INSERT INTO lines_v2 VALUES('a', 5, 0), ('b', 20000, 1),"
+            " ('aa', 1, 1), ('b', 9007199254740992, 1);");
+    const int64_t total = 10 * 37 + 4;
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "lines_v2";
+    o.old_side.table = "lines";
+    o.old_side.key_columns = LINE_KEY;
+    o.old_side.nkey_columns = 2;
+    o.old_side.columns = LINE_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "lines_v2";
+    o.new_side.key_columns = LINE_KEY;
+    o.new_side.nkey_columns = 2;
+    o.new_side.columns = LINE_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    o.up = LINE_UP;
+    o.nup = 1;
+    o.down = LINE_DOWN;
+    o.ndown = 1;
+    f->h = open_spec(db, &o);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    /* 10 rows a batch: boundaries fall inside each 37-row org. Stop after
+     * one batch: exactly the first ten keys in key order were copied. */
+    backfill_partly(f->h, 10, 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM (SELECT org, n, qty"
+                                   " FROM lines ORDER BY org, n LIMIT 10) AS o"
+                                   " JOIN lines_v2 AS v USING(org, n) WHERE"
+                                   " v.amount = o.qty * 10"),
+                     10);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM lines_v2 WHERE"
+                                   " (org, n) <= ('10', 10)"),
+                     10);
+    backfill_partly(f->h, 10, 1); /* second batch ends at ('10', 20) */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM lines_v2 WHERE"
+                                   " org = '10'"),
+                     20);
+
+    dw_backfill_options bo = fixed_batches(10);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &bo));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, total);
+    assert_int_equal(p.batches, (total + 9) / 10);
+    assert_int_equal(p.rows_deleted, 3);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM lines_v2"), total);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM lines AS o JOIN"
+                                   " lines_v2 AS v USING(org, n) WHERE"
+                                   " v.amount IS o.qty * 10"),
+                     total);
+    verify_clean(f->h, total);
+}
+
+/* ===================================================================== */
+/* 8. Incremental: time limit, throttle, progress stop; bad options         */
+/* ===================================================================== */
+
+typedef struct throttle_ctx {
+    int calls;
+    int ret;
+} throttle_ctx;
+
+static int throttle(void *payload)
+{
+    throttle_ctx *t = payload;
+    t->calls++;
+    return t->ret;
+}
+
+static void test_incremental(void **state)
+{
+    fixture *f = *state;
+    enum { N = 100, B = 10 };
+    users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
+    dw_backfill_progress p;
+
+    /* A 40 ms limit and a throttle that asks for 1 s holds: each call runs
+     * its one batch, then runs out of time while held. */
+    throttle_ctx t = {0, 1000};
+    dw_backfill_options o = fixed_batches(B);
+    o.time_limit_ms = 40;
+    o.throttle = throttle;
+    o.payload = &t;
+    int calls = 0, rc;
+    do {
+        rc = dw_backfill(&p, f->h, &o);
+        calls++;
+        assert_int_equal(p.batches, calls);
+        assert_int_equal(p.rows_done, calls * B);
+        /* The work so far is committed. */
+        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+                         calls * B);
+        if (rc == DW_MORE) {
+            assert_int_equal(p.finished, 0);
+            assert_int_equal(status_of(f->h).rows_done, calls * B);
+        }
+        assert_true(calls <= N / B);
+    } while (rc == DW_MORE);
+    assert_dw_ok(f->h, rc);
+    assert_int_equal(calls, N / B);
+    assert_int_equal(p.finished, 1);
+    /* Asked before a second batch (unless a slow first batch, say under
+     * valgrind, used up the time already). */
+    assert_true(t.calls >= 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N);
+
+    /* A progress callback that always asks to stop: one batch per call,
+     * and the last one still reports DW_OK. */
+    dw_backfill_options restart = fixed_batches(B);
+    restart.flags = DW_BACKFILL_RESTART;
+    prog_log l = {0};
+    l.stop_after = 1;
+    restart.progress = on_progress_log;
+    restart.payload = &l;
+    calls = 0;
+    do {
+        rc = dw_backfill(&p, f->h, &restart);
+        restart.flags = 0;
+        calls++;
+        assert_int_equal(p.batches, calls);
+        assert_true(calls <= N / B);
+    } while (rc == DW_MORE);
+    assert_dw_ok(f->h, rc);
+    assert_int_equal(calls, N / B);
+    assert_int_equal(l.calls, N / B);
+
+    /* A throttle returning a negative value stops before the second
+     * batch. */
+    t.calls = 0;
+    t.ret = -1;
+    dw_backfill_options neg = fixed_batches(B);
+    neg.flags = DW_BACKFILL_RESTART;
+    neg.throttle = throttle;
+    neg.payload = &t;
+    assert_dw(f->h, dw_backfill(&p, f->h, &neg), DW_MORE);
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(p.batches, 1);
+    assert_int_equal(p.rows_done, B);
+    assert_int_equal(p.finished, 0);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, N);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N);
+}
+
+/* Without batch_ms < 0 the size adapts: batches far below the target time
+ * double it each time, up to max_batch_rows. */
+typedef struct adapt_log {
+    int calls;
+    int64_t rows_done[8];
+    int next[8];
+} adapt_log;
+
+static int on_adapt(const dw_backfill_progress *p, void *payload)
+{
+    adapt_log *a = payload;
+    a->rows_done[a->calls] = p->rows_done;
+    a->next[a->calls] = p->next_batch_rows;
+    return ++a->calls == 7;
+}
+
+static void test_batch_size_adapts(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 200, 0, DW_STAGE_DUAL_WRITE);
+    /* Batches of 1, 2, 4, 8, 16, 16, 16 rows. */
+    static const int64_t want[] = {1, 3, 7, 15, 31, 47, 63};
+    static const int next[] = {2, 4, 8, 16, 16, 16, 16};
+    adapt_log a;
+    memset(&a, 0, sizeof a);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 1;
+    o.batch_ms = 5000; /* any batch here is far shorter */
+    o.max_batch_rows = 16;
+    o.progress = on_adapt;
+    o.payload = &a;
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_MORE);
+    assert_int_equal(a.calls, 7);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(a.rows_done[i], want[i]);
+        assert_int_equal(a.next[i], next[i]);
+    }
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 63);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(p.rows_done, 200);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 200);
+}
+
+static void test_bad_options(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 50, 0, DW_STAGE_DUAL_WRITE);
+    dw_backfill_progress p;
+    for (int i = 0; i < 7; i++) {
+        dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+        const char *word = NULL;
+        switch (i) {
+        case 0: o.version = 0; word = "version"; break;
+        case 1: o.version = DW_BACKFILL_OPTIONS_VERSION + 1; word = "version"; break;
+        case 2: o.batch_rows = -1; word = "batch_rows"; break;
+        case 3: o.max_batch_rows = -1; word = "max_batch_rows"; break;
+        case 4: o.pause_ms = -1; word = "pause_ms"; break;
+        case 5: o.time_limit_ms = -1; word = "time_limit_ms"; break;
+        default: o.flags = 1u << 7; word = "flags"; break;
+        }
+        assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+        assert_true(contains(dw_errmsg(f->h), word));
+    }
+    assert_dw(NULL, dw_backfill(&p, NULL, NULL), DW_EMISUSE);
+    assert_dw(f->h, dw_backfill_status(NULL, f->h), DW_EMISUSE);
+    /* Nothing was started. */
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.source, DW_SIDE_NONE);
+    assert_int_equal(s.batches, 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    /* Negative batch_ms is not an error: it keeps the size fixed. */
+    dw_backfill_options o = fixed_batches(7);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.next_batch_rows, 7);
+    assert_int_equal(p.batches, 8);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 50);
+}
+
+/* ===================================================================== */
+/* 9. Refusals                                                            */
+/* ===================================================================== */
+
+static void test_refusals(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 30, 0, DW_STAGE_OFF);
+    dw_backfill_progress p;
+
+    /* OFF: the new model is not written yet. */
+    assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "OFF"));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+
+    /* Inside the caller's transaction: refused, the transaction kept. */
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "transaction"));
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
+    exec_ok(f->t.db, "ROLLBACK");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    assert_int_equal(status_of(f->h).source, DW_SIDE_NONE);
+
+    /* COMPLETE: the old model is not written any more. */
+    set_stage(f->h, DW_STAGE_COMPLETE);
+    assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "COMPLETE"));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+
+    /* Back at DUAL_WRITE it works. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "back", 0));
+    backfill_and_verify(f->h);
+    assert_users_match(f->t.db);
+}
+
+static const char *const CODE_KEY[] = {"code"};
+static const char *const ACCT_OLD_COLS[] = {"balance"};
+static const char *const ACCT_NEW_COLS[] = {"cents"};
+static const dw_column_map ACCT_UP[] = {{"cents", "balance * 100"}};
+
+static void test_null_key_refused(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    /* A UNIQUE key column allows NULL, several times. */
+    exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
+                "CREATE TABLE accounts_v2(code TEXT PRIMARY KEY,"
+                " cents INTEGER);"
+                "INSERT INTO accounts VALUES('a', 1), (NULL, 2), ('b', 3),"
+                " (NULL, 4), (NULL, 5), ('c', 6);");
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "accounts_v2";
+    o.old_side.table = "accounts";
+    o.old_side.key_columns = CODE_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = ACCT_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "accounts_v2";
+    o.new_side.key_columns = CODE_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = ACCT_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    o.up = ACCT_UP;
+    o.nup = 1;
+    f->h = open_spec(db, &o);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "3 rows"));
+    assert_true(contains(dw_errmsg(f->h), "NULL"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 0);
+    assert_int_equal(status_of(f->h).source, DW_SIDE_NONE);
+
+    exec_ok(db, "DELETE FROM accounts WHERE code IS NULL");
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(p.rows_done, 3);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM accounts AS o JOIN"
+                                   " accounts_v2 AS n USING(code) WHERE"
+                                   " n.cents = o.balance * 100"),
+                     3);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 3);
+    verify_clean(f->h, 3);
+}
+
+/* ===================================================================== */
+/* 10. Restart and staleness                                              */
+/* ===================================================================== */
+
+static void test_restart_and_stale(void **state)
+{
+    fixture *f = *state;
+    enum { N = 500, B = 50 };
+    sqlite3 *db = f->t.db;
+    users_at(f, N, U_SETUP, DW_STAGE_DUAL_WRITE);
+    dw_backfill_options o = fixed_batches(B);
+    dw_backfill_progress p;
+    /* Leaving OFF ran the setup once, the backfill's first batch again. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 1);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 2);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o)); /* done: no setup */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 2);
+
+    /* Damage the new side, then start over on purpose. */
+    exec_ok(db, "DELETE FROM users_v2 WHERE id % 7 = 0;"
+                "UPDATE users_v2 SET display = 'x' WHERE id % 11 = 0");
+    const int64_t damaged = N / 7 + (N / 11 - N / 77);
+    prog_log l = {0};
+    dw_backfill_options r = fixed_batches(B);
+    r.flags = DW_BACKFILL_RESTART;
+    r.progress = on_progress_log;
+    r.payload = &l;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &r));
+    /* Counted from zero again. */
+    assert_int_equal(l.first_rows_done, B);
+    assert_int_equal(l.first_batches, 1);
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.batches, N / B);
+    assert_int_equal(p.rows_written, damaged);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 3);
+    assert_int_equal(history_of(f->h).backfills, 2);
+    assert_users_match(db);
+    verify_clean(f->h, N);
+
+    /* OFF makes it stale; writes at OFF reach the old side only. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "roll back", 0));
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.stale, 1);
+    assert_int_equal(s.finished, 0);
+    exec_ok(db, "WITH RECURSIVE c(i) AS (SELECT 501 UNION ALL SELECT i + 1"
+                " FROM c WHERE i < 520) INSERT INTO users SELECT i, 'late' || i,"
+                " 'l' || i FROM c;"
+                "UPDATE users SET name = 'renamed' WHERE id <= 5;"
+                "DELETE FROM users WHERE id BETWEEN 10 AND 12;");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "again", 0));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 4);
+    s = status_of(f->h);
+    assert_int_equal(s.stale, 1);
+    assert_int_equal(s.finished, 0);
+
+    /* The next backfill starts over by itself, with setup again. */
+    l = (prog_log){0};
+    dw_backfill_options again = fixed_batches(B);
+    again.progress = on_progress_log;
+    again.payload = &l;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &again));
+    assert_int_equal(l.first_rows_done, B);
+    assert_int_equal(l.first_batches, 1);
+    assert_int_equal(p.rows_done, N + 20 - 3);
+    assert_int_equal(p.rows_total, N + 20 - 3);
+    assert_int_equal(p.batches, (N + 20 - 3 + B - 1) / B);
+    assert_int_equal(p.rows_deleted, 3);
+    assert_int_equal(p.rows_written, 20 + 5);
+    assert_int_equal(p.stale, 0);
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 5);
+    assert_users_match(db);
+    verify_clean(f->h, N + 20 - 3);
+}
+
+/* ===================================================================== */
+/* 11. setup_sql                                                          */
+/* ===================================================================== */
+
+static const char *const TICKET_OLD_COLS[] = {"org", "status"};
+static const char *const TICKET_NEW_COLS[] = {"org", "status_id"};
+static const dw_column_map TICKET_UP[] = {
+    {"org", "org"},
+    {"status_id", "(SELECT s.id FROM statuses AS s WHERE s.org ="
+                  " tickets.org AND s.name = tickets.status)"}};
+static const char TICKET_SETUP[] =
+    "INSERT INTO statuses(org, name) SELECT DISTINCT org, status FROM tickets"
+    " WHERE status IS NOT NULL ON CONFLICT DO NOTHING";
+
+static void fill_ticket_options(dw_options *o, const char *setup_sql)
+{
+    dw_options d = DW_OPTIONS_INIT;
+    *o = d;
+    o->name = "ticket_statuses";
+    o->old_side.table = "tickets";
+    o->old_side.key_columns = ID_KEY;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = TICKET_OLD_COLS;
+    o->old_side.ncolumns = 2;
+    o->new_side.table = "tickets_v2";
+    o->new_side.key_columns = ID_KEY;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = TICKET_NEW_COLS;
+    o->new_side.ncolumns = 2;
+    o->up = TICKET_UP;
+    o->nup = 2;
+    o->setup_sql = setup_sql;
+}
+
+static void create_tickets(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE tickets(id INTEGER PRIMARY KEY, org TEXT NOT"
+                " NULL, status TEXT);"
+                "CREATE TABLE statuses(id INTEGER PRIMARY KEY, org TEXT NOT"
+                " NULL, name TEXT NOT NULL, UNIQUE(org, name));"
+                "CREATE TABLE tickets_v2(id INTEGER PRIMARY KEY, org TEXT NOT"
+                " NULL, status_id INTEGER NOT NULL REFERENCES statuses(id));"
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM"
+                " c WHERE i < 60) INSERT INTO tickets SELECT i, 'org' || (i % 4),"
+                " CASE i % 3 WHEN 0 THEN 'open' WHEN 1 THEN 'closed' ELSE"
+                " 'wontfix' END FROM c;");
+}
+
+static void test_setup_sql(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    create_tickets(db);
+    const int64_t pairs = query_int(db, "SELECT count(*) FROM (SELECT DISTINCT"
+                                        " org, status FROM tickets)");
+    assert_int_equal(pairs, 12);
+    /* A first batch that fails: ticket 3 has no status, so its status_id
+     * would be NULL. */
+    exec_ok(db, "UPDATE tickets SET status = NULL WHERE id = 3");
+    dw_options o;
+    fill_ticket_options(&o, TICKET_SETUP);
+    f->h = open_spec(db, &o);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    /* Leaving OFF ran the setup. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM statuses"), pairs);
+    /* Rows added since (an import writing the old table only) need two
+     * more statuses: the backfill's own setup run must add them before
+     * copying (they sit in the last batch, the setup runs in the first). */
+    exec_ok(db, "INSERT INTO tickets VALUES(61, 'org9', 'open'),"
+                " (62, 'org9', 'closed')");
+    dw_backfill_options bo = fixed_batches(10);
+    dw_backfill_progress p;
+
+    assert_dw(f->h, dw_backfill(&p, f->h, &bo), DW_ECONSTRAINT);
+    assert_true(contains(dw_errmsg(f->h), "NOT NULL"));
+    assert_true(contains(dw_errmsg(f->h), "[3]"));
+    /* The backfill's setup rows went with the failed batch. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM statuses"), pairs);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM statuses WHERE"
+                                   " org = 'org9'"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets_v2"), 0);
+    assert_int_equal(status_of(f->h).source, DW_SIDE_NONE);
+
+    /* Fixed, but a later batch fails: the setup committed with the first
+     * batch stays. */
+    exec_ok(db, "UPDATE tickets SET status = 'open' WHERE id = 3;"
+                "UPDATE tickets SET status = NULL WHERE id = 35;");
+    assert_dw(f->h, dw_backfill(&p, f->h, &bo), DW_ECONSTRAINT);
+    assert_true(contains(dw_errmsg(f->h), "[35]"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM statuses"), pairs + 2);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets_v2"), 30);
+    assert_int_equal(status_of(f->h).rows_done, 30);
+
+    exec_ok(db, "UPDATE tickets SET status = 'open' WHERE id = 35");
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &bo));
+    assert_int_equal(p.rows_done, 62);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM statuses"), pairs + 2);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets_v2"), 62);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets AS t JOIN"
+                                   " tickets_v2 AS v USING(id) JOIN statuses"
+                                   " AS s ON s.id = v.status_id WHERE"
+                                   " s.org = t.org AND s.name = t.status AND"
+                                   " v.org = t.org"),
+                     62);
+    verify_clean(f->h, 62);
+}
+
+static void test_setup_sql_missing_table(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    create_tickets(db);
+    dw_options o;
+    fill_ticket_options(&o, "INSERT INTO nosuch(x) VALUES(1)");
+    dw_migration *h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h, db, &o, &err), DW_ESCHEMA);
+    assert_null(h);
+    assert_non_null(err);
+    assert_true(contains(err, "nosuch"));
+    sqlite3_free(err);
+    /* Nothing was stored: the same name opens with another spec, as a new
+     * definition. */
+    fill_ticket_options(&o, TICKET_SETUP);
+    f->h = open_spec(db, &o);
+    assert_int_equal(history_of(f->h).defines, 1);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(f->h);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets_v2"), 60);
+}
+
+/* ===================================================================== */
+/* 12. Direction                                                          */
+/* ===================================================================== */
+
+/* The old side holds exactly the new rows mapped down. */
+static void assert_users_match_down(sqlite3 *db)
+{
+    int64_t n_new = query_int(db, "SELECT count(*) FROM users_v2");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users"), n_new);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2 AS n JOIN"
+                                   " users AS o ON o.id = n.id AND"
+                                   " o.name IS lower(n.display) AND"
+                                   " o.email IS n.email"),
+                     n_new);
+}
+
+static void test_direction_at_live(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300 };
+    sqlite3 *db = f->t.db;
+    users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(f->h);
+    /* Through the gates, unforced. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 0));
+
+    /* Still the finished old-to-new backfill: done. */
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(p.source, DW_SIDE_OLD);
+    assert_int_equal(p.finished, 1);
+
+    /* The old side drifts; new-only rows appear. */
+    exec_ok(db, "DELETE FROM users WHERE id <= 5;"
+                "UPDATE users SET name = 'zzz' WHERE id BETWEEN 10 AND 14;"
+                "INSERT INTO users VALUES(1000, 'orphan', 'o'),"
+                " (1001, 'orphan', 'o');"
+                "INSERT INTO users_v2 VALUES(2000, 'NEW2000', 'n2000'),"
+                " (2001, 'NEW2001', 'n2001');");
+    prog_log l = {0};
+    l.want_source = DW_SIDE_NEW;
+    dw_backfill_options o = fixed_batches(32);
+    o.flags = DW_BACKFILL_RESTART;
+    o.progress = on_progress_log;
+    o.payload = &l;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(l.sources_wrong, 0);
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_int_equal(p.target, DW_SIDE_OLD);
+    assert_int_equal(p.rows_done, N + 2);
+    assert_int_equal(p.rows_deleted, 2);
+    assert_int_equal(p.rows_written, 5 + 5 + 2);
+    hist hs = history_of(f->h);
+    assert_int_equal(hs.backfills, 2);
+    assert_true(contains(hs.detail, "new to old"));
+    assert_users_match_down(db);
+    assert_users_match(db);
+    verify_clean(f->h, N + 2);
+}
+
+static void test_direction_change_refused(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300, B = 50 };
+    sqlite3 *db = f->t.db;
+    users_at(f, N, 0, DW_STAGE_SHADOW);
+    backfill_partly(f->h, B, 2);
+    /* Forced past the closed gate. */
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "forced for the test",
+                                    DW_STAGE_FORCE));
+    int64_t old_rows = query_int(db, "SELECT count(*) FROM users");
+    int64_t new_rows = query_int(db, "SELECT count(*) FROM users_v2");
+    dw_backfill_progress p;
+    dw_backfill_options o = fixed_batches(B);
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "restart"));
+    /* Nothing written either way, the stored backfill as it was. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users"), old_rows);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2"), new_rows);
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.source, DW_SIDE_OLD);
+    assert_int_equal(s.rows_done, 2 * B);
+    assert_int_equal(s.finished, 0);
+
+    /* Restarted, it copies new to old: the old side becomes the 100 rows
+     * the new side has. */
+    o.flags = DW_BACKFILL_RESTART;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_int_equal(p.rows_done, 2 * B);
+    assert_int_equal(p.rows_deleted, N - 2 * B);
+    assert_int_equal(p.rows_written, 0); /* rows 1..100 agreed already */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users"), 2 * B);
+    assert_users_match_down(db);
+    verify_clean(f->h, 2 * B);
+}
+
+/* ===================================================================== */
+/* 13. C mapping callback; one-table migration                             */
+/* ===================================================================== */
+
+static void test_callback_mapping(void **state)
+{
+    fixture *f = *state;
+    enum { N = 200, B = 7 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
+    exec_ok(f->t.db, "INSERT INTO users_v2 VALUES(5000, 'ORPHAN', 'o');"
+                     "INSERT INTO users_v2 VALUES(3, 'stale', 'x')");
+    dw_backfill_options o = fixed_batches(B);
+    dw_backfill_progress p;
+
+    /* The callback fails on key 50: that batch (50..56) is dropped, the
+     * ones before kept, the key named. */
+    g_map.fail_id = 50;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECALLBACK);
+    assert_true(contains(dw_errmsg(f->h), "[50]"));
+    assert_int_equal(status_of(f->h).rows_done, 49);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
+                                        " id BETWEEN 1 AND 200"),
+                     49);
+
+    g_map.fail_id = 0;
+    g_map.calls = 0;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_true(g_map.calls >= N - 49);
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.batches, (N + B - 1) / B);
+    assert_int_equal(p.rows_deleted, 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, N);
+}
+
+static const char *const TK_OLD_COLS[] = {"status"};
+static const char *const TK_NEW_COLS[] = {"status_code"};
+static const dw_column_map TK_UP[] = {
+    {"status_code", "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
+static const dw_column_map TK_DOWN[] = {
+    {"status", "CASE status_code WHEN 1 THEN 'open' WHEN 2 THEN 'closed' END"}};
+
+static int tk_up_fn(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *s = dw_row_get(in, "status");
+    if (!s || s->type != DW_TYPE_TEXT)
+        return dw_row_set_null(out, "status_code");
+    const char *t = (const char *)s->p;
+    return strcmp(t, "open") == 0     ? dw_row_set_int(out, "status_code", 1)
+           : strcmp(t, "closed") == 0 ? dw_row_set_int(out, "status_code", 2)
+                                      : dw_row_set_null(out, "status_code");
+}
+
+static void one_table(fixture *f, int with_callback)
+{
+    enum { N = 300 };
+    sqlite3 *db = f->t.db;
+    /* owner and status are NOT NULL: an INSERT instead of an UPDATE would
+     * fail. */
+    exec_ok(db, "CREATE TABLE tickets(id INTEGER PRIMARY KEY,"
+                " owner TEXT NOT NULL, status TEXT NOT NULL,"
+                " status_code INTEGER);"
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+                " WHERE i < 300) INSERT INTO tickets SELECT i, 'owner' || i,"
+                " CASE WHEN i % 3 = 0 THEN 'closed' ELSE 'open' END,"
+                " CASE WHEN i <= 10 THEN 9 END FROM c;");
+    int64_t sum_before = query_int(db, "SELECT sum(length(owner) * id +"
+                                       " length(status)) FROM tickets");
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "status_codes";
+    o.old_side.table = "tickets";
+    o.old_side.key_columns = ID_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = TK_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "tickets";
+    o.new_side.key_columns = ID_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = TK_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    if (with_callback) {
+        o.up_fn = tk_up_fn;
+        o.map_version = "tk_up_fn v1";
+    } else {
+        o.up = TK_UP;
+        o.nup = 1;
+    }
+    o.down = TK_DOWN;
+    o.ndown = 1;
+    f->h = open_spec(db, &o);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    dw_backfill_options bo = fixed_batches(16);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &bo));
+    assert_int_equal(p.finished, 1);
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.batches, (N + 15) / 16);
+    assert_int_equal(p.rows_deleted, 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets"), N);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tickets WHERE"
+                                   " status_code IS CASE status WHEN 'open'"
+                                   " THEN 1 WHEN 'closed' THEN 2 END"),
+                     N);
+    /* The old model's columns are untouched. */
+    assert_int_equal(query_int(db, "SELECT sum(length(owner) * id +"
+                                   " length(status)) FROM tickets"),
+                     sum_before);
+    verify_clean(f->h, N);
+}
+
+static void test_one_table_sql(void **state)
+{
+    one_table(*state, 0);
+}
+
+static void test_one_table_callback(void **state)
+{
+    one_table(*state, 1);
+}
+
+/* ===================================================================== */
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
+        return child_main(argc, argv);
+    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
+    if (n > 0)
+        g_self[n] = '\0';
+    else
+        snprintf(g_self, sizeof g_self, "%s", argv[0]);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_mid_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_during_backfill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_process_during_backfill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_insert_stream_terminates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unique_violation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_holding_unique_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_composite_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_size_adapts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_null_key_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_and_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql_missing_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direction_at_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direction_change_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_table_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_table_callback, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
