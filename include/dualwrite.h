@@ -957,7 +957,8 @@ typedef struct dw_verify_options {
     int report_limit;
     /** Called for each of the first report_limit divergences, with the
      *  differences described as the mismatch log describes them (redacted
-     *  unless DW_OPEN_LOG_RAW_VALUES). May be NULL. */
+     *  unless DW_OPEN_LOG_RAW_VALUES), once the chunk's read transaction
+     *  has ended -- so it may write on the connection. May be NULL. */
     dw_mismatch_fn fn;
     void *payload;
 } dw_verify_options;

@@ -9,10 +9,15 @@
 #define DEFAULT_CHUNK_ROWS 1000
 #define DEFAULT_REPORT_LIMIT 10
 
+/* A divergent key of the chunk. The first report_limit keep their outcome
+ * and the rows it points into, for the callback after the chunk's read
+ * transaction has ended (so it may write on the connection). */
 typedef struct pending {
     char *key;
     char *detail;
     int kind;
+    dw_outcome *outcome;
+    dw_row *rows[2];
 } pending;
 
 typedef struct verify_run {
@@ -33,8 +38,14 @@ typedef struct verify_run {
 static void pending_clear(verify_run *v)
 {
     for (int i = 0; i < v->npend; i++) {
-        dw__free(v->pend[i].key);
-        dw__free(v->pend[i].detail);
+        pending *p = &v->pend[i];
+        dw__free(p->key);
+        dw__free(p->detail);
+        if (p->outcome)
+            dw__outcome_free(p->outcome);
+        dw__free(p->outcome);
+        dw_row_free(p->rows[0]);
+        dw_row_free(p->rows[1]);
     }
     v->npend = 0;
 }
@@ -135,8 +146,10 @@ static int plainly_equal(const dw_migration *h, const dw_verify_row *vr)
     return 1;
 }
 
+/* Keeps a divergent key for after the chunk; a reported one takes over the
+ * outcome and the compared rows (the handle gets fresh ones). */
 static int remember(dw_migration *h, verify_run *v, const dw_value *key,
-                    const dw_outcome *oc)
+                    dw_outcome *oc)
 {
     if (v->npend == v->cappend) {
         int cap = v->cappend ? v->cappend * 2 : 64;
@@ -146,32 +159,44 @@ static int remember(dw_migration *h, verify_run *v, const dw_value *key,
         v->pend = p;
         v->cappend = cap;
     }
+    int report = v->o.report_limit > 0 && v->reported < v->o.report_limit;
+    pending *p = &v->pend[v->npend];
+    memset(p, 0, sizeof *p);
     dw_buf kb, db;
     dw_buf_init(&kb);
     dw_buf_init(&db);
     dw__key_text(&kb, key, h->spec.side[DW_SIDE_NEW].nkey);
-    int report = v->o.report_limit > 0 && v->reported < v->o.report_limit;
     if (report)
         dw__detail_line(&db, oc);
-    pending *p = &v->pend[v->npend];
     p->kind = oc->kind;
     p->key = dw_buf_take(&kb);
     p->detail = report ? dw_buf_take(&db) : NULL;
     dw_buf_free(&db);
-    if (!p->key || (report && !p->detail)) {
+    dw_row *fresh[2] = {NULL, NULL};
+    if (report && (!(p->outcome = dw__malloc(sizeof *p->outcome)) ||
+                   dw_row_new(&fresh[0]) != DW_OK ||
+                   dw_row_new(&fresh[1]) != DW_OK)) {
+        dw_row_free(fresh[0]);
+        dw_row_free(fresh[1]);
+        dw__free(p->outcome);
+        p->outcome = NULL;
+        report = -1;
+    }
+    if (!p->key || (report && !p->detail) || report < 0) {
         dw__free(p->key);
         dw__free(p->detail);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    v->npend++;
     if (report) {
+        *p->outcome = *oc;
+        memset(oc, 0, sizeof *oc);
+        p->rows[0] = v->old_row;
+        p->rows[1] = v->new_row;
+        v->old_row = fresh[0];
+        v->new_row = fresh[1];
         v->reported++;
-        if (v->o.fn) {
-            dw_mismatch m;
-            dw__mismatch_view(&m, h, p->key, oc);
-            v->o.fn(&m, v->o.payload);
-        }
     }
+    v->npend++;
     return DW_OK;
 }
 
@@ -200,7 +225,7 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
         v->r.different++;
     if (oc.kind)
         rc = remember(h, v, vr->key, &oc);
-    dw__outcome_free(&oc);
+    dw__outcome_free(&oc); /* a no-op when remember() took it */
     return rc;
 }
 
@@ -259,6 +284,13 @@ static int run_chunks(dw_migration *h, verify_run *v)
         v->lo = lo;
         v->hi = NULL;
         rc = dw__in_scope(h, 0, read_chunk, v);
+        /* Outside any transaction of ours: the callback, then the keys. */
+        for (int i = 0; rc == DW_OK && v->o.fn && i < v->npend; i++)
+            if (v->pend[i].outcome) {
+                dw_mismatch m;
+                dw__mismatch_view(&m, h, v->pend[i].key, v->pend[i].outcome);
+                v->o.fn(&m, v->o.payload);
+            }
         if (rc == DW_OK && v->npend)
             rc = dw__in_scope(h, 1, write_pending, v);
         pending_clear(v);
