@@ -923,8 +923,11 @@ typedef struct dw_backfill_options {
  *         a stage without two models -- OFF or COMPLETE --, called inside a
  *         transaction, a backfill begun under the other authoritative side,
  *         a key column holding NULL or a value that is not INTEGER, REAL or
- *         TEXT); DW_ERROR; DW_ENOMEM.
- */
+ *         TEXT, or a key that cannot be paged through: a text with a NUL
+ *         byte, an infinite or NaN real); DW_ESPEC (another connection
+ *         redefined the spec: reopen); DW_ERROR; DW_ENOMEM. Redefining the
+ *         spec (DW_OPEN_REDEFINE) makes a finished backfill stale, as
+ *         entering OFF or COMPLETE does. */
 DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
                        const dw_backfill_options *opts);
 
@@ -1009,8 +1012,11 @@ typedef struct dw_verify_result {
  * @param opts NULL for the defaults.
  * @return DW_OK whether or not divergences were found (see out->clean);
  *         DW_EMISUSE (bad options or range, called inside a transaction,
- *         the old model dropped by the contract); DW_EBUSY; DW_ECALLBACK (a
- *         mapping callback or the normaliser failed); DW_ERROR; DW_ENOMEM.
+ *         the old model dropped by the contract, a row of either side with
+ *         NULL in a key column, a key that cannot be paged through -- a text
+ *         with a NUL byte, an infinite or NaN real); DW_ESPEC (another
+ *         connection redefined the spec); DW_EBUSY; DW_ECALLBACK (a mapping
+ *         callback or the normaliser failed); DW_ERROR; DW_ENOMEM.
  */
 DW_API int dw_verify(dw_verify_result *out, dw_migration *h,
                      const dw_verify_options *opts);
@@ -1100,9 +1106,11 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *         the file exists, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
  *         not check out, or SQLite refused to drop, e.g. an index or view
- *         still needs a column); DW_ECONSTRAINT (a foreign key still points
- *         at the old table); DW_EBUSY; DW_ENOMEM. On any failure the old
- *         model is untouched and the backup file removed.
+ *         still needs a column); DW_ECONSTRAINT (another table has a
+ *         foreign key to the old table: dropping it could cascade into that
+ *         table, whatever PRAGMA foreign_keys says); DW_EBUSY; DW_ENOMEM.
+ *         On any failure the old model is untouched and the backup file
+ *         removed.
  */
 DW_API int dw_contract(dw_migration *h, const char *backup_path,
                        const char *reason);
@@ -1110,9 +1118,11 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
 /**
  * Puts the old model back from a backup dw_contract() wrote: checks the
  * file (it must be this migration's, and its rows must match its stored
- * count and digest), recreates the old table (or re-adds the old columns
- * with their declared types and defaults -- ALTER TABLE cannot re-add a NOT
- * NULL column without a default, so that constraint is left off), copies
+ * count and digest), recreates the old table with its indexes and triggers
+ * (or re-adds the old columns with their declared types and constant
+ * defaults -- ALTER TABLE cannot re-add NOT NULL without a default, an
+ * expression default, COLLATE, CHECK or REFERENCES, so those are left off),
+ * copies
  * the rows back, checks the count and digest again, and moves the migration
  * to RAMPDOWN -- all in one transaction, recorded in the history.
  *

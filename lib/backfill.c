@@ -115,6 +115,25 @@ static void fill_progress(run *r, int finished)
         p->seconds_left = 0;
 }
 
+int dw__no_null_keys(dw_migration *h, int side, const char *what)
+{
+    int64_t nulls = 0;
+    int rc = h->ops->null_keys(h, side, &nulls);
+    if (rc == DW_OK && nulls > 0)
+        return dw__error(h, DW_EMISUSE, side,
+                         "%s side: %lld rows of table \"%s\" have NULL in a "
+                         "key column; they cannot be addressed, so %s will "
+                         "not run",
+                         dw__side_word(side), (long long)nulls,
+                         h->spec.side[side].table, what);
+    return rc;
+}
+
+static int null_key_check(dw_migration *h, int side)
+{
+    return dw__no_null_keys(h, side, "the backfill");
+}
+
 /* Before the batches: where the stored backfill stands, and for a fresh
  * start the row count (an estimate for progress) and the NULL-key check
  * -- scans that must not hold the write lock. */
@@ -135,15 +154,7 @@ static int survey(dw_migration *h, void *arg)
                r->st.state == DW_BF_NONE || r->st.state == DW_BF_STALE;
     if (!r->fresh)
         return DW_OK;
-    int64_t nulls = 0;
-    rc = h->ops->null_keys(h, source, &nulls);
-    if (rc == DW_OK && nulls > 0)
-        return dw__error(h, DW_EMISUSE, source,
-                         "%s side: %lld rows of table \"%s\" have NULL in a "
-                         "key column; they cannot be copied or addressed, "
-                         "so the backfill will not start",
-                         dw__side_word(source), (long long)nulls,
-                         h->spec.side[source].table);
+    rc = null_key_check(h, source);
     if (rc == DW_OK)
         rc = h->ops->range_count(h, source, NULL, NULL, &r->counted);
     return rc;
@@ -211,6 +222,8 @@ static int batch(dw_migration *h, run *r, int *finished)
         rc = dw__need_two_models(h, stage, "the backfill");
     if (rc != DW_OK)
         return rc;
+    if ((rc = h->ops->spec_current(h)) != DW_OK)
+        return rc;
     int source = dw__authoritative(stage);
     int target = source == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
     dw_backfill_state *st = &r->st;
@@ -223,7 +236,10 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     if (r->fresh || st->state != DW_BF_RUNNING) {
         /* Start (over): the end is the largest key now; later keys are
-         * written to both sides by the application. */
+         * written to both sides by the application. Went stale since the
+         * survey: look for NULL keys here. */
+        if (!r->fresh && (rc = null_key_check(h, source)) != DW_OK)
+            return rc;
         dw__backfill_state_free(st);
         st->state = DW_BF_RUNNING;
         st->source = source;
@@ -253,6 +269,13 @@ static int batch(dw_migration *h, run *r, int *finished)
         if (rc != DW_OK)
             return rc;
         last = hi == NULL || strcmp(hi, st->end_key) == 0;
+        if (hi && lo && strcmp(hi, lo) == 0) {
+            dw__free(hi);
+            return dw__error(h, DW_ERROR, source,
+                             "the backfill does not advance past key %s; "
+                             "its text does not read back as the same key",
+                             lo);
+        }
     }
     const char *upper = last ? st->end_key : hi;
     int64_t passed = 0, written = 0, deleted = 0;

@@ -259,6 +259,8 @@ typedef struct dw_backend_ops {
     int (*backfill_load)(dw_migration *h, dw_backfill_state *st);
     int (*backfill_store)(dw_migration *h, const dw_backfill_state *st);
     int (*gate_facts)(dw_migration *h, dw_gate_facts *g);
+    /* DW_ESPEC when another connection redefined the stored spec. */
+    int (*spec_current)(dw_migration *h);
     /* Verification runs. */
     int (*verify_start)(dw_migration *h, int full, const char *from,
                         const char *to, dw_verify_result *r);
@@ -395,6 +397,8 @@ int dw__need_autocommit(dw_migration *h, const char *what);
 /* DW_EMISUSE when the stage has no second model to work on, or the old
  * model was dropped. Call inside the operation's transaction. */
 int dw__need_two_models(dw_migration *h, int stage, const char *what);
+/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key. */
+int dw__no_null_keys(dw_migration *h, int side, const char *what);
 /* The side the stage trusts. */
 int dw__authoritative(int stage);
 /* Syncs one key of the repair and backfill paths in a nested savepoint, so

@@ -409,6 +409,7 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_backfill_load,
     dw__sqlite_backfill_store,
     dw__sqlite_gate_facts,
+    dw__sqlite_spec_current,
     dw__sqlite_verify_start,
     dw__sqlite_verify_key,
     dw__sqlite_verify_finish,

@@ -187,6 +187,7 @@ void dw__range_finalize(sqlite_backend *bk);
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
 int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g);
+int dw__sqlite_spec_current(dw_migration *h);
 int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
                             const char *to, dw_verify_result *r);
 int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,

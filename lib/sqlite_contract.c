@@ -611,16 +611,55 @@ static int set_contracted(dw_migration *h, int value)
                  h->spec.name, NULL, "recording the contract", "");
 }
 
+/* A foreign key pointing at the old table would make DROP TABLE delete or
+ * change the other table's rows (ON DELETE CASCADE / SET NULL), which the
+ * backup does not hold -- refused whatever PRAGMA foreign_keys says. */
+static int no_references(dw_migration *h, const char *table)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT m.name FROM main.sqlite_schema AS m, "
+                         "pragma_foreign_key_list(m.name) AS f WHERE m.type = "
+                         "'table' AND f.`table` = ?1 COLLATE NOCASE AND "
+                         "m.name <> ?1 COLLATE NOCASE LIMIT 1",
+                         &st, NULL);
+    int result = DW_OK;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            result = dw__error(h, DW_ECONSTRAINT, DW_SIDE_OLD,
+                               "table \"%s\" has a FOREIGN KEY to the old "
+                               "table \"%s\"; dropping it would change that "
+                               "table's rows, so nothing was dropped",
+                               (const char *)sqlite3_column_text(st, 0),
+                               table);
+        else if (rc != SQLITE_DONE)
+            result = dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                      "looking for foreign keys");
+    } else {
+        result = dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                  "looking for foreign keys");
+    }
+    sqlite3_finalize(st);
+    return result;
+}
+
 /* Step 3: under the write lock, the source once more, then the drop. */
 static int drop_old(dw_migration *h, const model *m, const char *path,
                     int64_t rows, const char *hex, const char *reason)
 {
     int stage;
     int rc = dw__stage_current(h, &stage);
-    if (rc == DW_OK && (stage != DW_STAGE_COMPLETE || h->contracted))
-        return dw__error(h, DW_EGATE, DW_SIDE_NONE,
-                         "%s left COMPLETE (or was contracted) while the "
+    if (rc == DW_OK && h->contracted)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s was contracted by another connection while the "
                          "backup was written; nothing was dropped",
+                         h->spec.name);
+    if (rc == DW_OK && stage != DW_STAGE_COMPLETE)
+        return dw__error(h, DW_EGATE, DW_SIDE_NONE,
+                         "%s left COMPLETE while the backup was written; "
+                         "nothing was dropped",
                          h->spec.name);
     int64_t now_rows = 0;
     char now[65];
@@ -635,6 +674,8 @@ static int drop_old(dw_migration *h, const model *m, const char *path,
     if (rc != DW_OK)
         return rc;
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    if (!h->spec.same_table && (rc = no_references(h, o->table)) != DW_OK)
+        return rc;
     if (!h->spec.same_table) {
         dw_buf b;
         dw_buf_init(&b);
@@ -838,7 +879,10 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
             dw_buf_ident(&b, name ? name : "");
             if (type && *type)
                 dw_buf_printf(&b, " %s", type);
-            if (dflt)
+            /* ALTER TABLE takes only a constant default: an expression
+             * (CURRENT_TIMESTAMP, "(...)") is left off, as NOT NULL is. */
+            if (dflt && dflt[0] != '(' &&
+                sqlite3_strnicmp(dflt, "CURRENT_", 8) != 0)
                 dw_buf_printf(&b, " DEFAULT %s", dflt);
             result = exec_buf(h, h->db, &b, "re-adding an old column", path);
         }

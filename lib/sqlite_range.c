@@ -398,6 +398,19 @@ int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
     int rc = dw__stmt_key(h, st, first, n, key, side);
     if (rc != DW_OK)
         return rc;
+    /* Bounds travel as key text and come back through json_extract(): a
+     * NUL inside a text or an infinite or NaN real would not. */
+    for (int i = 0; i < n; i++)
+        if ((key[i].type == DW_TYPE_TEXT &&
+             memchr(key[i].p, 0, (size_t)key[i].n)) ||
+            (key[i].type == DW_TYPE_FLOAT &&
+             (key[i].f != key[i].f || key[i].f - key[i].f != 0)))
+            return dw__error(h, DW_EMISUSE, side,
+                             "%s side: table \"%s\" has a key in column "
+                             "\"%s\" that cannot be paged through (a text "
+                             "with a NUL byte, or an infinite or NaN real)",
+                             dw__side_word(side), h->spec.side[side].table,
+                             h->spec.side[side].key[i]);
     dw_buf b;
     dw_buf_init(&b);
     dw__key_text(&b, key, n);

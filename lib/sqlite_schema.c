@@ -113,13 +113,11 @@ static const char *const state_tables[] = {
 
 #define NSTATE_TABLES ((int)(sizeof state_tables / sizeof *state_tables))
 
-/* Runs a script of the library's own DDL with double-quoted literals off. */
+/* Runs a script of the library's own DDL (no double-quoted tokens in it, so
+ * the connection's setting does not matter and is left alone). */
 static int run_script(dw_migration *h, const char *sql, const char *what)
 {
-    dqs_saved saved;
-    dw__dqs_off(h->db, &saved);
     int rc = sqlite3_exec(h->db, sql, NULL, NULL, NULL);
-    dw__dqs_restore(h->db, &saved);
     return rc == SQLITE_OK ? DW_OK
                            : dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
 }
@@ -570,6 +568,20 @@ static int check_setup(dw_migration *h)
         if (rc != SQLITE_OK)
             return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE, "setup SQL: %s",
                              sqlite3_errmsg(h->db));
+        /* It runs inside the library's transactions: it must not end
+         * them. */
+        const char *word = sql;
+        while (*word == ' ' || *word == '\t' || *word == '\n' || *word == '\r')
+            word++;
+        static const char *const control[] = {"BEGIN",    "COMMIT",  "END",
+                                              "ROLLBACK", "RELEASE", "SAVEPOINT"};
+        for (size_t i = 0; i < sizeof control / sizeof *control; i++)
+            if (sqlite3_strnicmp(word, control[i], (int)strlen(control[i])) ==
+                0)
+                return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE,
+                                 "setup SQL: %s is not allowed; the setup "
+                                 "runs inside the library's transaction",
+                                 control[i]);
         if (!tail || tail == sql)
             break;
         sql = tail;
@@ -644,7 +656,8 @@ static int check_mapping(dw_migration *h, int target)
                 tail++;
         if (rc == SQLITE_OK && tail && *tail)
             extra = 1;
-        int readonly = rc == SQLITE_OK && st && sqlite3_stmt_readonly(st);
+        int readonly = rc == SQLITE_OK && st && sqlite3_stmt_readonly(st) &&
+                       sqlite3_column_count(st) == 1;
         sqlite3_finalize(st);
         dw_buf_free(&sql);
         if (rc == SQLITE_NOMEM)
@@ -663,6 +676,79 @@ static int check_mapping(dw_migration *h, int target)
     return DW_OK;
 }
 
+/* How a key column compares: its affinity class (from the declared type,
+ * by SQLite's rules) and the collation of a unique index over it. */
+static int key_traits(dw_migration *h, int side, int i, char cls[2],
+                      char coll[32])
+{
+    const dw_side_def *d = &h->spec.side[side];
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT upper(coalesce((SELECT type FROM "
+                         "pragma_table_xinfo(?1) WHERE name = ?2), '')), "
+                         "coalesce((SELECT x.coll FROM pragma_index_list(?1) "
+                         "AS l, pragma_index_xinfo(l.name) AS x WHERE "
+                         "l.`unique` AND x.name = ?2 AND x.key LIMIT 1), "
+                         "'BINARY')",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, d->table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->key[i], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    if (rc == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        const char *c = (const char *)sqlite3_column_text(st, 1);
+        if (!type || !c) {
+            rc = SQLITE_NOMEM;
+        } else {
+            /* Numbers order alike whatever their numeric affinity. */
+            cls[0] = strstr(type, "INT")                          ? 'N'
+                     : strstr(type, "CHAR") || strstr(type, "CLOB") ||
+                               strstr(type, "TEXT")
+                         ? 'T'
+                     : !*type || strstr(type, "BLOB") ? 'B'
+                                                      : 'N';
+            cls[1] = '\0';
+            sqlite3_snprintf(32, coll, "%s", c);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? DW_OK
+                           : dw__sqlite_error(h, rc, side,
+                                              "reading the key's type");
+}
+
+/* Key ranges and joins are computed on each side with its own affinity and
+ * collation; keys that compare differently would page and join wrongly. */
+static int keys_compare_alike(dw_migration *h)
+{
+    static const char *const class_word[] = {"numeric", "text", "untyped"};
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    for (int i = 0; i < o->nkey; i++) {
+        char ca[2], cb[2], la[32], lb[32];
+        int rc = key_traits(h, DW_SIDE_OLD, i, ca, la);
+        if (rc == DW_OK)
+            rc = key_traits(h, DW_SIDE_NEW, i, cb, lb);
+        if (rc != DW_OK)
+            return rc;
+        if (ca[0] != cb[0] || sqlite3_stricmp(la, lb) != 0) {
+            int wa = ca[0] == 'N' ? 0 : ca[0] == 'T' ? 1 : 2;
+            int wb = cb[0] == 'N' ? 0 : cb[0] == 'T' ? 1 : 2;
+            return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE,
+                             "key column %d compares differently on the two "
+                             "sides: old \"%s\" is %s with collation %s, new "
+                             "\"%s\" is %s with collation %s; keys must hold "
+                             "and order the same values on both sides",
+                             i + 1, o->key[i], class_word[wa], la,
+                             h->spec.side[DW_SIDE_NEW].key[i], class_word[wb],
+                             lb);
+        }
+    }
+    return DW_OK;
+}
+
 int dw__sqlite_validate(dw_migration *h)
 {
     dw_spec *s = &h->spec;
@@ -672,6 +758,8 @@ int dw__sqlite_validate(dw_migration *h)
                            : check_side(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
     if (rc == DW_OK)
         rc = check_side(h, DW_SIDE_NEW, &t[DW_SIDE_NEW]);
+    if (rc == DW_OK && !h->contracted && !s->same_table)
+        rc = keys_compare_alike(h);
     if (rc == DW_OK && !h->contracted)
         rc = check_setup(h);
     if (rc == DW_OK && s->same_table) {

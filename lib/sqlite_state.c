@@ -31,6 +31,27 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
                : h->errcode;
 }
 
+/* A backfill done before no longer holds: the stage entered OFF or
+ * COMPLETE (writes to one side stopped), or the spec was redefined. */
+static int backfill_goes_stale(dw_migration *h)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "UPDATE dw_backfill SET state = 'stale', updated = ?2 "
+                         "WHERE migration_id = ?1",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_double(st, 2, dw__wall_time());
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? DW_OK
+                           : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                              "marking the backfill stale");
+}
+
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *digest, int redefine,
                               const char *reason)
@@ -68,6 +89,9 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 4, dw__wall_time());
         if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
+            return h->errcode;
+        /* What was copied and verified was under the old mapping. */
+        if (backfill_goes_stale(h) != DW_OK)
             return h->errcode;
         return dw__sqlite_history_add(h, "redefine", h->stage, h->stage, 0,
                                       reason, NULL);
@@ -111,27 +135,6 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
         result = dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading the stage");
     sqlite3_reset(st);
     return result;
-}
-
-/* Entering OFF or COMPLETE stops writes to one side: a backfill done
- * before no longer holds. */
-static int backfill_goes_stale(dw_migration *h)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h,
-                         "UPDATE dw_backfill SET state = 'stale', updated = ?2 "
-                         "WHERE migration_id = ?1",
-                         &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, h->id);
-        sqlite3_bind_double(st, 2, dw__wall_time());
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? DW_OK
-                           : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                              "marking the backfill stale");
 }
 
 int dw__sqlite_migration_peek(dw_migration *h, int *contracted)

@@ -263,6 +263,12 @@ static int start_run(dw_migration *h, void *arg)
                        "contract dropped; dw_restore() puts it back",
                        h->spec.name);
     if (rc == DW_OK)
+        rc = h->ops->spec_current(h);
+    if (rc == DW_OK)
+        rc = dw__no_null_keys(h, DW_SIDE_OLD, "verification");
+    if (rc == DW_OK)
+        rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
+    if (rc == DW_OK)
         rc = h->ops->verify_start(h, !v->from && !v->to, v->from, v->to,
                                   &v->r);
     return rc;
@@ -294,6 +300,11 @@ static int run_chunks(dw_migration *h, verify_run *v)
         if (rc == DW_OK && v->npend)
             rc = dw__in_scope(h, 1, write_pending, v);
         pending_clear(v);
+        /* After an exclusive start, the end must lie beyond it. */
+        if (rc == DW_OK && !v->lo_incl && v->hi && lo &&
+            strcmp(v->hi, lo) == 0)
+            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                           "verification does not advance past key %s", lo);
         dw__free(lo);
         lo = (char *)v->hi;
         v->hi = NULL;
