@@ -2106,6 +2106,82 @@ static void test_one_table_callback(void **state)
 
 /* ===================================================================== */
 
+/* Keys that cannot travel as key text, and NULL keys the ranges cannot
+ * see: refused with a message instead of a backfill that never ends or a
+ * verification that skips rows. */
+static dw_migration *open_codes(sqlite3 *db)
+{
+    static const char *const key[] = {"code"};
+    static const dw_column_map up[] = {{"label", "upper(name)"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "codes";
+    o.old_side.table = "codes";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "codes_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    return h;
+}
+
+static void test_unpageable_keys_refused(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code REAL UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code REAL UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES(1.5, 'a'), (9e999, 'inf'),"
+                  " (2.5, 'b');");
+    dw_migration *h = open_codes(t.db);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 1;
+    o.batch_ms = -1;
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "infinite"));
+    dw_close(h);
+    test_db_close(&t);
+
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code TEXT UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code TEXT UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES('a', 'a'), ('n' || char(0) || "
+                  "'l', 'nul'), ('z', 'z');");
+    h = open_codes(t.db);
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "NUL"));
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static void test_null_keys_refuse_verification(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code TEXT UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code TEXT UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES('a', 'a'), ('b', 'b'), ('c', 'c');");
+    dw_migration *h = open_codes(t.db);
+    backfill_and_verify(h);
+    /* A row the library can never address appears on the new side. */
+    exec_ok(t.db, "INSERT INTO codes_v2 VALUES(NULL, 'stray')");
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    for (vo.chunk_rows = 1; vo.chunk_rows <= 4; vo.chunk_rows += 3) {
+        dw_verify_result r;
+        assert_dw(h, dw_verify(&r, h, &vo), DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "NULL"));
+        assert_non_null(strstr(dw_errmsg(h), "codes_v2"));
+    }
+    dw_close(h);
+    test_db_close(&t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
@@ -2118,6 +2194,8 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+        cmocka_unit_test(test_unpageable_keys_refused),
+        cmocka_unit_test(test_null_keys_refuse_verification),
         cmocka_unit_test_setup_teardown(test_kill_mid_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_chain, setup, teardown),

@@ -2014,10 +2014,92 @@ static void test_reopen_default_columns_and_restore(void **state)
                         "0000ff");
 }
 
+/* ON DELETE CASCADE from another table: dropping the old table would delete
+ * that table's rows, which no backup holds -- refused, nothing changed,
+ * whether or not foreign keys are enforced on the connection. */
+static void test_contract_refuses_cascading_key(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "CREATE TABLE notes(id INTEGER PRIMARY KEY, item_id "
+                     "INTEGER REFERENCES items(id) ON DELETE CASCADE);"
+                     "INSERT INTO notes VALUES(1, 4), (2, 9);"
+                     "PRAGMA foreign_keys = ON");
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    for (int enforced = 1; enforced >= 0; enforced--) {
+        exec_ok(f->t.db, enforced ? "PRAGMA foreign_keys = ON"
+                                  : "PRAGMA foreign_keys = OFF");
+        assert_dw(h, dw_contract(h, path, NULL), DW_ECONSTRAINT);
+        assert_msg_has(h, "notes");
+        assert_false(file_exists(path));
+        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM notes"), 2);
+        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
+                         NITEMS);
+    }
+}
+
+/* One table, an old column whose default is an expression: ALTER TABLE
+ * cannot re-add that default, so the restore re-adds the column without
+ * it (documented) instead of failing for good. */
+static void test_restore_expression_default(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->t.db, "CREATE TABLE events(id INTEGER PRIMARY KEY, created "
+                     "TEXT DEFAULT CURRENT_TIMESTAMP, size INTEGER DEFAULT 7,"
+                     " kind TEXT, kind_code INTEGER);"
+                     "INSERT INTO events(id, created, kind) VALUES"
+                     "(1, '2026-01-01', 'a'), (2, '2026-02-02', 'b');");
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"created", "size", "kind"};
+    static const char *const new_cols[] = {"kind_code"};
+    static const dw_column_map up[] = {{"kind_code", "unicode(kind)"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "events";
+    o.old_side.table = "events";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 3;
+    o.new_side = o.old_side;
+    o.new_side.columns = new_cols;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char path[400], buf[256];
+    in_dir(f, "events.bak", path, sizeof path);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    assert_dw_ok(h, dw_restore(h, path, "back"));
+    assert_string_equal(
+        query_text(f->t.db,
+                   "SELECT group_concat(id || ':' || created || ':' || size "
+                   "|| ':' || kind, '|') FROM (SELECT * FROM events ORDER BY "
+                   "id)",
+                   buf, sizeof buf),
+        "1:2026-01-01:7:a|2:2026-02-02:7:b");
+    /* The constant default came back, the expression did not. */
+    assert_string_equal(
+        query_text(f->t.db,
+                   "SELECT group_concat(name || '=' || ifnull(dflt_value, "
+                   "'-'), ',') FROM pragma_table_info('events') WHERE name "
+                   "IN ('created', 'size')",
+                   buf, sizeof buf),
+        "created=-,size=7");
+    assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gate_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_refuses_cascading_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_expression_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_forced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_staleness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_refusals, setup,

@@ -942,6 +942,80 @@ static void test_same_table_overlap(void **state)
     test_db_close(&t);
 }
 
+/* Ranges and joins run on each side with that side's ordering: keys that
+ * compare differently (a type change, a collation) are refused at open --
+ * verification used to page round in circles over them. */
+static void test_keys_must_compare_alike(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *old_key, *new_key, *needle;
+    } cases[] = {
+        {"id INTEGER PRIMARY KEY", "id TEXT PRIMARY KEY", "numeric"},
+        {"id TEXT COLLATE NOCASE PRIMARY KEY", "id TEXT PRIMARY KEY",
+         "NOCASE"},
+        {"id TEXT PRIMARY KEY", "id BLOB PRIMARY KEY", "untyped"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        test_db t;
+        test_db_open(&t);
+        char *sql = sqlite3_mprintf(
+            "CREATE TABLE items_old(%s, name TEXT, price INTEGER);"
+            "CREATE TABLE items_new(%s, title TEXT, cents INTEGER);",
+            cases[i].old_key, cases[i].new_key);
+        exec_ok(t.db, sql);
+        sqlite3_free(sql);
+        dw_options o = items_opts("keys");
+        open_fails(t.db, &o, DW_ESCHEMA, cases[i].needle);
+        test_db_close(&t);
+    }
+    /* Numbers order alike whatever their numeric affinity. */
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items_old(id INTEGER PRIMARY KEY, name TEXT,"
+                  " price INTEGER);"
+                  "CREATE TABLE items_new(id BIGINT PRIMARY KEY, title TEXT,"
+                  " cents INTEGER) WITHOUT ROWID;");
+    dw_options o = items_opts("keys");
+    dw_close(open_ok(t.db, &o));
+    test_db_close(&t);
+}
+
+/* A mapping expression is one value: "a), (b" must not slip through and
+ * shift every column after it. */
+static void test_mapping_is_one_column(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const dw_column_map two[] = {{"title", "name), (price"},
+                                        {"cents", "price * 100"}};
+    dw_options o = items_opts("one_column");
+    o.up = two;
+    open_fails(t.db, &o, DW_ESCHEMA, "title");
+    test_db_close(&t);
+}
+
+/* The setup SQL runs inside the library's transactions and must not end
+ * them. */
+static void test_setup_sql_cannot_end_transactions(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "COMMIT", "  rollback", "INSERT INTO items_new VALUES(9, 'x', 1); END",
+        "SAVEPOINT s", "BEGIN; INSERT INTO items_new VALUES(9, 'x', 1)"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        test_db t;
+        test_db_open(&t);
+        make_items(t.db);
+        dw_options o = items_opts("setup");
+        o.setup_sql = bad[i];
+        open_fails(t.db, &o, DW_ESCHEMA, "setup SQL");
+        test_db_close(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -959,6 +1033,9 @@ int main(void)
         cmocka_unit_test(test_hostile_identifiers),
         cmocka_unit_test(test_up_fn_and_map_version),
         cmocka_unit_test(test_same_table_overlap),
+        cmocka_unit_test(test_keys_must_compare_alike),
+        cmocka_unit_test(test_mapping_is_one_column),
+        cmocka_unit_test(test_setup_sql_cannot_end_transactions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -832,6 +832,42 @@ static void test_setup_sql_runs_when_leaving_off(void **state)
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
 }
 
+/* What was copied and verified under one mapping says nothing about
+ * another: a redefinition makes the backfill stale (closing the gate), and
+ * a handle still holding the old spec is refused. */
+static void test_redefine_makes_backfill_stale(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    backfill_and_verify(f->h);
+    dw_migration *h2 = NULL;
+    char *err = NULL;
+    assert_int_equal(open_items(&h2, f->t.db, "m", "lower(name)",
+                                DW_OPEN_REDEFINE, "lower case", &err),
+                     DW_OK);
+    dw_backfill_progress p;
+    assert_dw_ok(h2, dw_backfill_status(&p, h2));
+    assert_int_equal(p.stale, 1);
+    assert_dw(h2, dw_stage_set(h2, DW_STAGE_LIVE, NULL, 0), DW_EGATE);
+    assert_non_null(strstr(dw_errmsg(h2), "stale"));
+    /* The first handle copies with the old mapping: refused. */
+    assert_dw(f->h, dw_backfill(NULL, f->h, NULL), DW_ESPEC);
+    assert_dw(f->h, dw_verify(&(dw_verify_result){0}, f->h, NULL), DW_ESPEC);
+    /* The new one backfills and verifies, and the gate opens. */
+    backfill_and_verify(h2);
+    char buf[16];
+    assert_string_equal(query_text(f->t.db, "SELECT title FROM items_v2 "
+                                            "WHERE id = 1",
+                                   buf, sizeof buf),
+                        "a");
+    assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_LIVE, NULL, 0));
+    dw_close(h2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -853,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_dirty_verification_closes_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redefine_makes_backfill_stale, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
