@@ -726,15 +726,16 @@ static int read_model(dw_migration *h, void *arg)
     return describe_model(h, arg);
 }
 
-typedef struct drop_args {
+/* What the last step of a contract or a restore works from. */
+typedef struct step_args {
     const model *m;
     const char *path, *reason, *hex;
     int64_t rows;
-} drop_args;
+} step_args;
 
 static int drop_in_scope(dw_migration *h, void *arg)
 {
-    drop_args *a = arg;
+    step_args *a = arg;
     return drop_old(h, a->m, a->path, a->rows, a->hex, a->reason);
 }
 
@@ -761,7 +762,7 @@ int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
         rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                        "backup \"%s\" does not match the old model", path);
     if (rc == DW_OK) {
-        drop_args a = {&m, path, reason, hex, rows};
+        step_args a = {&m, path, reason, hex, rows};
         rc = dw__in_scope(h, 1, drop_in_scope, &a);
         if (rc == DW_OK)
             h->contracted = 1; /* committed */
@@ -961,15 +962,9 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
     return result;
 }
 
-typedef struct restore_args {
-    const model *m;
-    const char *path, *reason, *hex;
-    int64_t rows;
-} restore_args;
-
 static int restore_in_scope(dw_migration *h, void *arg)
 {
-    restore_args *a = arg;
+    step_args *a = arg;
     int stage;
     int rc = dw__stage_current(h, &stage);
     if (rc != DW_OK)
@@ -1020,7 +1015,7 @@ int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason)
     if (rc == DW_OK)
         rc = attach(h, path);
     if (rc == DW_OK) {
-        restore_args a = {&m, path, reason, hex, rows};
+        step_args a = {&m, path, reason, hex, rows};
         rc = dw__in_scope(h, 1, restore_in_scope, &a);
         detach(h);
     }

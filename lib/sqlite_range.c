@@ -419,65 +419,54 @@ int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
     return DW_OK;
 }
 
-int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
-                            int lo_incl, const char *hi, int offset,
-                            char **key)
+/* Steps a statement that yields at most one key; *key gets its text, or
+ * NULL when there is none. */
+static int one_key(dw_migration *h, sqlite3_stmt *st, int side, char **key,
+                   const char *what)
 {
     *key = NULL;
-    sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
-    sqlite3_bind_int(st, 3, offset);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        int r = dw__stmt_key_text(h, st, 0, h->spec.side[side].nkey, side, key);
+        int nkey = h->spec.side[side == DW_SIDE_NONE ? DW_SIDE_OLD : side].nkey;
+        int r = dw__stmt_key_text(h, st, 0, nkey,
+                                  side == DW_SIDE_NONE ? DW_SIDE_OLD : side,
+                                  key);
         if (r != DW_OK) {
             sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
             return r;
         }
         rc = SQLITE_DONE;
     }
-    return finish(h, st, rc, side, "paging through the keys");
+    return finish(h, st, rc, side, what);
+}
+
+int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
+                            int lo_incl, const char *hi, int offset,
+                            char **key)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
+    if (st)
+        sqlite3_bind_int(st, 3, offset);
+    return one_key(h, st, side, key, "paging through the keys");
 }
 
 int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
                          const char *hi, int offset, char **key)
 {
-    *key = NULL;
     sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
                                   hi);
-    if (!st)
-        return h->errcode;
-    sqlite3_bind_int(st, 3, offset);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int r = dw__stmt_key_text(h, st, 0, h->spec.side[DW_SIDE_OLD].nkey,
-                                  DW_SIDE_OLD, key);
-        if (r != DW_OK) {
-            sqlite3_reset(st);
-            return r;
-        }
-        rc = SQLITE_DONE;
-    }
-    return finish(h, st, rc, DW_SIDE_NONE, "dividing the keys into chunks");
+    if (st)
+        sqlite3_bind_int(st, 3, offset);
+    return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
 int dw__sqlite_range_last(dw_migration *h, int side, char **key)
 {
-    *key = NULL;
-    sqlite3_stmt *st = range_stmt(h, RK_LAST, side, NULL, 0, NULL);
-    if (!st)
-        return h->errcode;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int r = dw__stmt_key_text(h, st, 0, h->spec.side[side].nkey, side, key);
-        if (r != DW_OK) {
-            sqlite3_reset(st);
-            return r;
-        }
-        rc = SQLITE_DONE;
-    }
-    return finish(h, st, rc, side, "finding the last key");
+    return one_key(h, range_stmt(h, RK_LAST, side, NULL, 0, NULL), side, key,
+                   "finding the last key");
 }
 
 static int count_stmt(dw_migration *h, sqlite3_stmt *st, int side,
