@@ -1060,7 +1060,8 @@ DW_API int dw_repair_keys(dw_repair_result *out, dw_migration *h,
  * stop), marking each as repaired. A key whose sync fails is left listed and
  * the others go on; the call then returns the first failure's code, with a
  * message naming its key. Verify again afterwards: a gate needs a clean run.
- * Outside a transaction only. Result codes as dw_repair_keys().
+ * Outside a transaction only. `out`, if not NULL, receives the counts
+ * (also on failure). Result codes as dw_repair_keys().
  */
 DW_API int dw_repair_divergent(dw_repair_result *out, dw_migration *h);
 
@@ -1070,7 +1071,8 @@ DW_API int dw_repair_divergent(dw_repair_result *out, dw_migration *h);
  * and removed from the queue in the same transaction. A key whose sync
  * fails again stays queued with attempts + 1 and the new error; the others
  * go on, and the call returns the first failure's code. Outside a
- * transaction only. Result codes as dw_repair_keys().
+ * transaction only. `out`, if not NULL, receives the counts (also on
+ * failure). Result codes as dw_repair_keys().
  */
 DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
 

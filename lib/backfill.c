@@ -165,17 +165,6 @@ typedef struct sync_args {
     int64_t synced;
 } sync_args;
 
-/* Appends to the handle's message, keeping its code and side. */
-static void add_to_message(dw_migration *h, const char *fmt, const char *arg)
-{
-    char *msg = dw__strdup(dw_errmsg(h));
-    char *more = sqlite3_mprintf(fmt, arg);
-    if (msg && more)
-        dw__error(h, h->errcode, h->errside, "%s%s", msg, more);
-    dw__free(msg);
-    sqlite3_free(more);
-}
-
 static int sync_one(dw_migration *h, const dw_value *key, void *arg)
 {
     sync_args *a = arg;
@@ -188,7 +177,7 @@ static int sync_one(dw_migration *h, const dw_value *key, void *arg)
     dw_buf_init(&text);
     dw__key_text(&text, key, h->spec.side[a->target].nkey);
     if (!text.oom)
-        add_to_message(h, " (at key %s)", text.p);
+        dw__error_append(h, " (at key %s)", text.p);
     dw_buf_free(&text);
     return rc;
 }
@@ -300,7 +289,7 @@ static int batch(dw_migration *h, run *r, int *finished)
         }
     }
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
-        add_to_message(h,
+        dw__error_append(h,
                        lo ? "; the backfill stopped and kept nothing of "
                             "this batch; its cursor stays after key %s"
                           : "; the backfill stopped and kept nothing of "

@@ -80,6 +80,19 @@ void dw_buf_ident(dw_buf *b, const char *name)
     dw_buf_add(b, "`", 1);
 }
 
+void dw_buf_ident_list(dw_buf *b, const char *alias, char *const *names,
+                       int n, int first)
+{
+    for (int i = 0; i < n; i++) {
+        dw_buf_puts(b, first && i == 0 ? "" : ", ");
+        if (alias) {
+            dw_buf_ident(b, alias);
+            dw_buf_puts(b, ".");
+        }
+        dw_buf_ident(b, names[i]);
+    }
+}
+
 /* Copies a quoted token or comment that starts at p, unchanged; returns
  * where it ends. */
 static const char *copy_span(dw_buf *b, const char *p)

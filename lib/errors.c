@@ -77,3 +77,30 @@ const char *dw_errmsg(const dw_migration *h)
 }
 
 int dw_errside(const dw_migration *h) { return h ? h->errside : DW_SIDE_NONE; }
+
+void dw__error_stash(dw_migration *h, dw_error_stash *saved)
+{
+    saved->code = h->errcode;
+    saved->side = h->errside;
+    saved->msg = h->errmsg;
+    h->errmsg = NULL;
+}
+
+void dw__error_unstash(dw_migration *h, dw_error_stash *saved)
+{
+    dw__free(h->errmsg);
+    h->errmsg = saved->msg;
+    h->errcode = saved->code;
+    h->errside = saved->side;
+    saved->msg = NULL;
+}
+
+void dw__error_append(dw_migration *h, const char *fmt, const char *arg)
+{
+    char *msg = dw__strdup(dw_errmsg(h));
+    char *more = sqlite3_mprintf(fmt, arg);
+    if (msg && more)
+        dw__error(h, h->errcode, h->errside, "%s%s", msg, more);
+    dw__free(msg);
+    sqlite3_free(more);
+}

@@ -35,6 +35,10 @@ void dw_buf_puts(dw_buf *b, const char *s);
 void dw_buf_printf(dw_buf *b, const char *fmt, ...);
 /* An SQL identifier in backticks, embedded backticks doubled. */
 void dw_buf_ident(dw_buf *b, const char *name);
+/* `alias`.`a`, `alias`.`b`, ... (alias may be NULL); `first` says the list
+ * opens its clause, else a comma precedes its first name too. */
+void dw_buf_ident_list(dw_buf *b, const char *alias, char *const *names,
+                       int n, int first);
 /* SQL text from the spec (a mapping expression, setup SQL), with every
  * double-quoted token turned into a backtick-quoted identifier. Only for
  * text that prepared with double-quoted string literals off, where such a
@@ -329,6 +333,17 @@ struct dw_migration {
 int dw__error(dw_migration *h, int code, int side, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void dw__clear_error(dw_migration *h);
+/* Takes the handle's error aside while cleanup runs (which may fail on its
+ * own), then puts it back, dropping whatever the cleanup set. */
+typedef struct dw_error_stash {
+    int code, side;
+    char *msg;
+} dw_error_stash;
+void dw__error_stash(dw_migration *h, dw_error_stash *saved);
+void dw__error_unstash(dw_migration *h, dw_error_stash *saved);
+/* Appends to the handle's message (fmt has one %s for arg), keeping its
+ * code and side. */
+void dw__error_append(dw_migration *h, const char *fmt, const char *arg);
 /* Maps an SQLite result code to a DW_ code. */
 int dw__from_sqlite(int rc);
 const char *dw__side_word(int side);

@@ -55,9 +55,8 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
     if (!(h->flags & DW_OPEN_NO_LOG_TABLE)) {
         /* The log write must never change what the read returned: a
          * failure here is counted, not reported. */
-        int code = h->errcode, side = h->errside;
-        char *msg = h->errmsg;
-        h->errmsg = NULL;
+        dw_error_stash saved;
+        dw__error_stash(h, &saved);
         int scope;
         int rc = h->ops->begin(h, 1, &scope);
         if (rc == DW_OK) {
@@ -70,10 +69,7 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
         }
         if (rc != DW_OK)
             h->metrics.log_errors++;
-        dw__free(h->errmsg);
-        h->errmsg = msg;
-        h->errcode = code;
-        h->errside = side;
+        dw__error_unstash(h, &saved);
     }
 done:
     dw_buf_free(&key_text);

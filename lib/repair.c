@@ -30,14 +30,6 @@ static int repair_target(dw_migration *h, int *target)
     return rc;
 }
 
-static void name_key(dw_migration *h, const char *key)
-{
-    char *msg = dw__strdup(dw_errmsg(h));
-    if (msg)
-        dw__error(h, h->errcode, h->errside, "%s (repairing key %s)", msg,
-                  key);
-    dw__free(msg);
-}
 
 typedef struct keys_args {
     const dw_value *keys;
@@ -57,7 +49,7 @@ static int repair_each(dw_migration *h, void *arg)
             dw_buf_init(&b);
             dw__key_text(&b, key, a->nkey);
             if (!b.oom)
-                name_key(h, b.p);
+                dw__error_append(h, " (repairing key %s)", b.p);
             dw_buf_free(&b);
         }
     }
@@ -134,7 +126,7 @@ static int repair_listed(dw_migration *h, list_run *l, int target,
     /* Busy, or SQLite gave up the whole transaction: stop here. */
     if (rc == DW_EBUSY || sqlite3_get_autocommit(h->db))
         return rc;
-    name_key(h, text);
+    dw__error_append(h, " (repairing key %s)", text);
     l->res.failed++;
     if (!l->first_msg) {
         l->first_code = rc;

@@ -198,9 +198,8 @@ static int be_begin(dw_migration *h, int write, int *scope)
 static void be_rollback(dw_migration *h, int scope)
 {
     /* Keep the error that made us roll back. */
-    int code = h->errcode, side = h->errside;
-    char *msg = h->errmsg;
-    h->errmsg = NULL;
+    dw_error_stash saved;
+    dw__error_stash(h, &saved);
     if (scope == SCOPE_OWN && !sqlite3_get_autocommit(h->db)) {
         run_fixed(h, ST_ROLLBACK, "rolling back");
     } else if (scope == SCOPE_SAVEPOINT && !sqlite3_get_autocommit(h->db)) {
@@ -208,10 +207,7 @@ static void be_rollback(dw_migration *h, int scope)
         run_fixed(h, ST_RELEASE, "releasing the savepoint");
     }
     BK(h)->version_valid = 0;
-    dw__free(h->errmsg);
-    h->errmsg = msg;
-    h->errcode = code;
-    h->errside = side;
+    dw__error_unstash(h, &saved);
 }
 
 static int be_commit(dw_migration *h, int scope)

@@ -182,6 +182,9 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
 int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                       int side, char **text);
 void dw__range_finalize(sqlite_backend *bk);
+/* A column of the current row as a dw_value pointing into the statement
+ * (valid until it steps again); DW_ENOMEM when SQLite could not convert. */
+int dw__column_value(sqlite3_stmt *st, int c, dw_value *v);
 
 /* sqlite_runs.c */
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);

@@ -92,18 +92,6 @@ static int exec_buf(dw_migration *h, sqlite3 *db, dw_buf *b, const char *what,
     return rc;
 }
 
-static void add_names(dw_buf *b, const char *alias, char **names, int n)
-{
-    for (int i = 0; i < n; i++) {
-        dw_buf_puts(b, i ? ", " : "");
-        if (alias) {
-            dw_buf_ident(b, alias);
-            dw_buf_puts(b, ".");
-        }
-        dw_buf_ident(b, names[i]);
-    }
-}
-
 /* Row count and SHA-256 (hex) of the model's rows in schema.table, in key
  * order (BINARY, so every copy sorts alike), values typed. */
 static int digest(dw_migration *h, sqlite3 *db, const char *schema,
@@ -113,7 +101,7 @@ static int digest(dw_migration *h, sqlite3 *db, const char *schema,
     dw_buf b;
     dw_buf_init(&b);
     dw_buf_puts(&b, "SELECT ");
-    add_names(&b, NULL, m->cols, m->ncols);
+    dw_buf_ident_list(&b, NULL, m->cols, m->ncols, 1);
     dw_buf_puts(&b, " FROM ");
     dw_buf_ident(&b, schema);
     dw_buf_puts(&b, ".");
@@ -137,25 +125,15 @@ static int digest(dw_migration *h, sqlite3 *db, const char *schema,
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         static const unsigned char row_mark = 0x1e;
         dw_sha256_update(&s, &row_mark, 1);
-        for (int i = 0; i < m->ncols; i++) {
+        for (int i = 0; rc == SQLITE_ROW && i < m->ncols; i++) {
             dw_value v;
-            switch (sqlite3_column_type(st, i)) {
-            case SQLITE_INTEGER: v = dw_int(sqlite3_column_int64(st, i)); break;
-            case SQLITE_FLOAT: v = dw_float(sqlite3_column_double(st, i)); break;
-            case SQLITE_TEXT:
-                v = dw_text_n((const char *)sqlite3_column_text(st, i),
-                              sqlite3_column_bytes(st, i));
-                if (!v.p)
-                    v = dw_text_n("", 0);
-                break;
-            case SQLITE_BLOB:
-                v = dw_blob(sqlite3_column_blob(st, i),
-                            sqlite3_column_bytes(st, i));
-                break;
-            default: v = dw_null(); break;
-            }
-            dw_sha256_value(&s, &v);
+            if (dw__column_value(st, i, &v) != DW_OK)
+                rc = SQLITE_NOMEM;
+            else
+                dw_sha256_value(&s, &v);
         }
+        if (rc != SQLITE_ROW)
+            break;
         (*rows)++;
         rc = SQLITE_OK;
     }
@@ -337,14 +315,10 @@ static int attach(dw_migration *h, const char *path)
 static void detach(dw_migration *h)
 {
     /* Keep the error that brought us here. */
-    int code = h->errcode, side = h->errside;
-    char *msg = h->errmsg;
-    h->errmsg = NULL;
+    dw_error_stash saved;
+    dw__error_stash(h, &saved);
     exec1(h, h->db, "DETACH " BACKUP_SCHEMA, NULL, NULL, "detaching", "");
-    dw__free(h->errmsg);
-    h->errmsg = msg;
-    h->errcode = code;
-    h->errside = side;
+    dw__error_unstash(h, &saved);
 }
 
 static int meta_put(dw_migration *h, const char *key, const char *value,
@@ -406,9 +380,9 @@ static int write_backup(dw_migration *h, const model *m, const char *path,
         dw_buf_puts(&b, "INSERT INTO " BACKUP_SCHEMA ".");
         dw_buf_ident(&b, m->table);
         dw_buf_puts(&b, "(");
-        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_ident_list(&b, NULL, m->cols, m->ncols, 1);
         dw_buf_puts(&b, ") SELECT ");
-        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_ident_list(&b, NULL, m->cols, m->ncols, 1);
         dw_buf_puts(&b, " FROM main.");
         dw_buf_ident(&b, m->table);
         rc = exec_buf(h, h->db, &b, "copying the old model", path);
@@ -822,9 +796,9 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
         dw_buf_puts(&b, "INSERT INTO main.");
         dw_buf_ident(&b, m->table);
         dw_buf_puts(&b, "(");
-        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_ident_list(&b, NULL, m->cols, m->ncols, 1);
         dw_buf_puts(&b, ") SELECT ");
-        add_names(&b, NULL, m->cols, m->ncols);
+        dw_buf_ident_list(&b, NULL, m->cols, m->ncols, 1);
         dw_buf_puts(&b, " FROM " BACKUP_SCHEMA ".");
         dw_buf_ident(&b, m->table);
         rc = exec_buf(h, h->db, &b, "copying the rows back", path);

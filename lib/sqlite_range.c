@@ -14,14 +14,7 @@ static void add_key_tuple(dw_buf *b, const dw_side_def *d, const char *alias)
 {
     if (d->nkey > 1)
         dw_buf_puts(b, "(");
-    for (int i = 0; i < d->nkey; i++) {
-        dw_buf_puts(b, i ? ", " : "");
-        if (alias) {
-            dw_buf_ident(b, alias);
-            dw_buf_puts(b, ".");
-        }
-        dw_buf_ident(b, d->key[i]);
-    }
+    dw_buf_ident_list(b, alias, d->key, d->nkey, 1);
     if (d->nkey > 1)
         dw_buf_puts(b, ")");
 }
@@ -69,19 +62,6 @@ static void add_order(dw_buf *b, const dw_side_def *d, const char *alias,
         }
         dw_buf_ident(b, d->key[i]);
         dw_buf_puts(b, dir);
-    }
-}
-
-static void add_columns(dw_buf *b, const char *alias, char **names, int n,
-                        int first)
-{
-    for (int i = 0; i < n; i++) {
-        dw_buf_puts(b, first && i == 0 ? "" : ", ");
-        if (alias) {
-            dw_buf_ident(b, alias);
-            dw_buf_puts(b, ".");
-        }
-        dw_buf_ident(b, names[i]);
     }
 }
 
@@ -142,7 +122,7 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_printf(b, ", dw_o.dw_k%d", i);
     for (int i = 0; i < na; i++)
         dw_buf_printf(b, ", dw_o.dw_a%d", i);
-    add_columns(b, "dw_n", n->cols, n->ncols, 0);
+    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
     dw_buf_puts(b, " FROM (");
     add_old_shape(b, s, bounds);
     dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
@@ -156,10 +136,10 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
     }
     /* ...then keys only on the new side. */
     dw_buf_puts(b, " UNION ALL SELECT 0, 1");
-    add_columns(b, "dw_n", n->key, n->nkey, 0);
+    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
     for (int i = 0; i < na; i++)
         dw_buf_puts(b, ", NULL");
-    add_columns(b, "dw_n", n->cols, n->ncols, 0);
+    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
     dw_buf_puts(b, " FROM ");
     dw_buf_ident(b, n->table);
     dw_buf_puts(b, " AS dw_n");
@@ -193,17 +173,17 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     dw_buf_puts(b, "INSERT INTO ");
     dw_buf_ident(b, t->table);
     dw_buf_puts(b, "(");
-    add_columns(b, NULL, t->key, t->nkey, 1);
-    add_columns(b, NULL, t->cols, t->ncols, 0);
+    dw_buf_ident_list(b, NULL, t->key, t->nkey, 1);
+    dw_buf_ident_list(b, NULL, t->cols, t->ncols, 0);
     dw_buf_puts(b, ") SELECT ");
-    add_columns(b, NULL, src->key, src->nkey, 1);
+    dw_buf_ident_list(b, NULL, src->key, src->nkey, 1);
     for (int i = 0; i < t->ncols; i++)
         dw_buf_sql_in(b, ", (", exprs[i], ")");
     dw_buf_puts(b, " FROM ");
     dw_buf_ident(b, src->table);
     add_range(b, src, src->table, bounds);
     dw_buf_puts(b, " ON CONFLICT(");
-    add_columns(b, NULL, t->key, t->nkey, 1);
+    dw_buf_ident_list(b, NULL, t->key, t->nkey, 1);
     dw_buf_puts(b, ") DO UPDATE SET ");
     for (int i = 0; i < t->ncols; i++) {
         dw_buf_puts(b, i ? ", " : "");
@@ -231,7 +211,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_KEYS:
     case RK_LAST:
         dw_buf_puts(b, "SELECT ");
-        add_columns(b, NULL, d->key, d->nkey, 1);
+        dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
         dw_buf_puts(b, " FROM ");
         dw_buf_ident(b, d->table);
         add_range(b, d, NULL, bounds);
@@ -548,8 +528,7 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
     return finish(h, st, rc, side, "listing keys");
 }
 
-/* A column's value as a dw_value pointing into the statement. */
-static int column_value(sqlite3_stmt *st, int c, dw_value *v)
+int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
 {
     switch (sqlite3_column_type(st, c)) {
     case SQLITE_INTEGER: *v = dw_int(sqlite3_column_int64(st, c)); break;
@@ -599,7 +578,7 @@ int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
         int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
         result = dw__stmt_key(h, st, 2, nkey, vals, side);
         for (int i = nkey; result == DW_OK && i < ncols; i++)
-            if (column_value(st, 2 + i, &vals[i]) != DW_OK)
+            if (dw__column_value(st, 2 + i, &vals[i]) != DW_OK)
                 result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
                                    "out of memory");
         if (result != DW_OK)

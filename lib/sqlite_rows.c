@@ -6,15 +6,6 @@
 
 #include "sqlite_backend.h"
 
-static void add_list(dw_buf *b, char **names, int n, int first)
-{
-    for (int i = 0; i < n; i++) {
-        if (!first || i)
-            dw_buf_add(b, ", ", 2);
-        dw_buf_ident(b, names[i]);
-    }
-}
-
 static void add_where_key(dw_buf *b, const dw_side_def *d)
 {
     dw_buf_puts(b, " WHERE ");
@@ -29,7 +20,7 @@ static void add_where_key(dw_buf *b, const dw_side_def *d)
 static void add_conflict_update(dw_buf *b, const dw_side_def *d)
 {
     dw_buf_puts(b, " ON CONFLICT(");
-    add_list(b, d->key, d->nkey, 1);
+    dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
     dw_buf_puts(b, ") DO UPDATE SET ");
     for (int i = 0; i < d->ncols; i++) {
         if (i)
@@ -46,8 +37,8 @@ static void add_insert_head(dw_buf *b, const dw_side_def *d)
     dw_buf_puts(b, "INSERT INTO ");
     dw_buf_ident(b, d->table);
     dw_buf_puts(b, "(");
-    add_list(b, d->key, d->nkey, 1);
-    add_list(b, d->cols, d->ncols, 0);
+    dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
+    dw_buf_ident_list(b, NULL, d->cols, d->ncols, 0);
 }
 
 static int keep_sql(dw_migration *h, int id, dw_buf *b)
@@ -71,8 +62,8 @@ int dw__build_row_sql(dw_migration *h)
         /* SELECT key, cols FROM side WHERE key */
         dw_buf_init(&b);
         dw_buf_puts(&b, "SELECT ");
-        add_list(&b, d->key, d->nkey, 1);
-        add_list(&b, d->cols, d->ncols, 0);
+        dw_buf_ident_list(&b, NULL, d->key, d->nkey, 1);
+        dw_buf_ident_list(&b, NULL, d->cols, d->ncols, 0);
         dw_buf_puts(&b, " FROM ");
         dw_buf_ident(&b, d->table);
         add_where_key(&b, d);
@@ -157,7 +148,7 @@ int dw__build_row_sql(dw_migration *h)
         } else {
             add_insert_head(&b, d);
             dw_buf_puts(&b, ") SELECT ");
-            add_list(&b, src->key, src->nkey, 1);
+            dw_buf_ident_list(&b, NULL, src->key, src->nkey, 1);
             for (int i = 0; i < d->ncols; i++)
                 dw_buf_sql_in(&b, ", (", exprs[i], ")");
             dw_buf_puts(&b, " FROM ");
