@@ -1141,6 +1141,241 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
                       const char *reason);
 
 /* ------------------------------------------------------------------------ */
+/* Key routing: per-key overrides, canaries, promote on write                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The stage can differ per key. The *effective stage* of a key is
+ *   1. its override, when one is set (dw_override_set(), or promote on
+ *      write);
+ *   2. else the canary stage, when the key is in the canary (its bucket is
+ *      below the canary percentage, or its old row matches the cohort
+ *      predicate);
+ *   3. else the migration's stage.
+ * dw_write(), dw_mirror() and dw_read() follow the key's effective stage,
+ * row by row of the stage table. With no override stored and no canary
+ * configured, nothing extra is read: the routing settings are loaded with
+ * the stage, from the same row, only when something was committed.
+ *
+ * Moving a key. A side the new stage writes or trusts may not have been
+ * written for the key before (the new model at OFF, the old one at
+ * COMPLETE). So whenever a key changes effective stage by an explicit act
+ * -- an override set or cleared, a promotion on write, a write that moves
+ * its old row into or out of the cohort -- the library syncs it in the same
+ * transaction: when the stage it leaves trusts one side and the stage it
+ * enters writes the other, that other side is made equal to the trusted
+ * row mapped (or deleted when that row is gone), exactly as a dual write
+ * would. This needs a mapping in that direction (up, or down), else the
+ * move is refused with DW_EMISUSE. So swapping a key back to OFF carries
+ * its latest data, as the trusted side holds it, into the old model.
+ *
+ * Changing the canary (dw_routing_set()) moves whole sets of keys at once
+ * and syncs none of them, so it is checked instead: every side a moved key
+ * will trust must have been written for it where it was, and when keys
+ * move between stages that trust different sides, the gate of the
+ * migration must be open (a finished backfill and a clean verification
+ * since, as for LIVE), or DW_STAGE_FORCE be given with a reason. A change
+ * that starts writing a side some keys did not get before makes the
+ * backfill stale, so the gates want a new backfill and verification.
+ *
+ * The backfill brings every key's other side level with the side its
+ * effective stage trusts; repairs sync each key from that side too.
+ * dw_contract() refuses while an override or the canary keeps any key
+ * below COMPLETE.
+ *
+ * Key text. Keys are shown, stored and hashed as text: "[" the key values
+ * separated by "," "]". An INTEGER is written in decimal ("-" for negative
+ * numbers, no "+", no leading zeros); a TEXT as a JSON string: a double
+ * quote, then each byte of the value -- '"' and '\' each preceded by '\',
+ * a byte below 0x20 as \u00 and two lower-case hex digits, every other
+ * byte as it is (UTF-8 is not checked) -- then a double quote. No spaces.
+ * Examples: [42]  [-7]  ["org-7",3]  ["a\"b"].
+ *
+ * Buckets. The bucket of a key is a number from 0 to 9999: the first 8
+ * bytes of the SHA-256 digest of its key text, read as an unsigned
+ * big-endian 64-bit number, modulo 10000. A key is in a canary of P
+ * percent when its bucket is below round(P * 100), so raising P only adds
+ * keys. Pinned vectors (any SHA-256 tool can check them):
+ *   [1]                    -> 5302
+ *   [42]                   -> 9599
+ *   [-7]                   -> 4876
+ *   [9223372036854775807]  -> 8833
+ *   ["org-7",3]            -> 892
+ *   ["a\"b"]               -> 6810   (the text a"b)
+ *   ["a\u000ab"]           -> 5251   (a, a newline, b)
+ *   the one-letter text U+00E9, whose key text is the 6 bytes
+ *   5B 22 C3 A9 22 5D     -> 8354
+ */
+
+/** The number of buckets: a bucket is 0 to DW_BUCKETS - 1. */
+#define DW_BUCKETS 10000
+
+/** Where a key's effective stage comes from (dw_key_stage()). */
+typedef enum dw_route {
+    DW_ROUTE_MIGRATION = 0,
+    DW_ROUTE_CANARY = 1,
+    DW_ROUTE_OVERRIDE = 2
+} dw_route;
+
+/** dw_routing.promote_stage when writes promote nothing. */
+#define DW_PROMOTE_NONE (-1)
+
+#define DW_ROUTING_VERSION 1
+
+/**
+ * A migration's routing settings, stored with it (every connection and
+ * process follows them). Start from DW_ROUTING_INIT.
+ */
+typedef struct dw_routing {
+    unsigned int version;
+    /** Share of keys in the canary by bucket, 0 to 100 in steps of 0.01
+     *  (rounded to the nearest step). 0: none by percentage. */
+    double canary_percent;
+    /** A cohort: an SQL expression over the old table's columns (e.g.
+     *  "organisation_id = 'org-7'"); keys whose old row makes it true are in
+     *  the canary. NULL or "": none. It is SQL run as given, like a mapping:
+     *  one read-only expression, no parameters, no second statement; names
+     *  in double quotes are identifiers, strings take single quotes. A key
+     *  with no old row is not in the cohort. */
+    const char *canary_cohort;
+    /** The effective stage of keys in the canary. */
+    int canary_stage;
+    /** When a key without an override, whose effective stage is below this
+     *  stage, is written through dw_write() or dw_mirror(), it moves to this
+     *  stage (synced as above) and gets an override recording it was
+     *  promoted -- in the write's transaction, after the write.
+     *  DW_PROMOTE_NONE (the default): no promotion. */
+    int promote_stage;
+} dw_routing;
+
+#define DW_ROUTING_INIT                                                        \
+    {                                                                          \
+        DW_ROUTING_VERSION, 0.0, NULL, DW_STAGE_OFF, DW_PROMOTE_NONE           \
+    }
+
+/**
+ * The bucket of a key (see "Buckets" above) into *out. Needs no handle: any
+ * program can compute it. DW_OK; DW_EMISUSE (NULL out or key, nkey < 1, a
+ * value that is not INTEGER or TEXT); DW_ENOMEM.
+ */
+DW_API int dw_key_bucket(int *out, const dw_value *key, int nkey);
+
+/**
+ * The effective stage of one key now, into *stage, and where it comes from
+ * (a dw_route) into *route, which may be NULL. Reads in its own read
+ * transaction or the caller's. DW_OK; DW_EMISUSE (NULL handle or stage, a
+ * bad key); DW_EBUSY; DW_ERROR; DW_ENOMEM.
+ */
+DW_API int dw_key_stage(int *stage, int *route, dw_migration *h,
+                        const dw_value *key, int nkey);
+
+/**
+ * Sets the override of `count` keys to `stage`: a published list of records
+ * to move ahead (or hold back, or swap back). `keys` holds count * nkey
+ * values, one key after another. Each key whose effective stage changes is
+ * synced as described above. All in one transaction (or a SAVEPOINT in the
+ * caller's): on any failure nothing of the call is kept. Recorded in the
+ * history (event "override", detail "N keys to STAGE").
+ *
+ * @param reason recorded; may be NULL.
+ * @return DW_OK; DW_EMISUSE (NULL handle or keys, count < 1, a bad key, not
+ *         a stage, no mapping for a sync the move needs, the old model
+ *         dropped); DW_EBUSY; DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR,
+ *         DW_ENOMEM (nothing applied; the message names the key).
+ */
+DW_API int dw_override_set(dw_migration *h, const dw_value *keys, int nkey,
+                           int count, int stage, const char *reason);
+
+/**
+ * Removes the override of `count` keys; each then follows the canary or the
+ * migration again, and is synced if its effective stage changes. Keys
+ * without an override are left alone. Atomic and recorded as
+ * dw_override_set(), with the same result codes.
+ *
+ * @param cleared if not NULL, receives how many overrides were removed.
+ */
+DW_API int dw_override_clear(int *cleared, dw_migration *h,
+                             const dw_value *keys, int nkey, int count,
+                             const char *reason);
+
+/** One stored override. Strings are valid only during the callback. */
+typedef struct dw_override_entry {
+    /** The key text. */
+    const char *key;
+    int stage;
+    /** 1 when a write promoted the key, 0 when dw_override_set() set it. */
+    int promoted;
+    /** Seconds since the Unix epoch when it was set. */
+    double time;
+} dw_override_entry;
+
+/** Return non-zero to stop the iteration early. */
+typedef int (*dw_override_fn)(const dw_override_entry *entry, void *payload);
+
+/** Calls fn for each override of this migration, in key text order. Stops
+ *  early (returning DW_OK) when fn returns non-zero. DW_EMISUSE for a NULL
+ *  handle or fn; DW_EBUSY; DW_ERROR. */
+DW_API int dw_override_list(dw_migration *h, dw_override_fn fn,
+                            void *payload);
+
+/**
+ * Replaces the migration's routing settings (canary and promotion) and
+ * records the change in the history (event "routing"). The checks of
+ * "Changing the canary" above apply. Inside the caller's transaction it
+ * becomes part of it.
+ *
+ * @param r      the settings; NULL means none (DW_ROUTING_INIT).
+ * @param reason recorded; required when DW_STAGE_FORCE passes a closed gate.
+ * @param flags  0 or DW_STAGE_FORCE.
+ * @return DW_OK; DW_EGATE (the gate is closed); DW_EMISUSE (NULL handle,
+ *         unknown version or flags, a percentage outside 0..100, not a
+ *         stage, a cohort that is not one read-only expression over the old
+ *         table, a move that would trust a side not written for the keys,
+ *         forcing without a reason, the old model dropped); DW_EBUSY;
+ *         DW_ERROR; DW_ENOMEM.
+ */
+DW_API int dw_routing_set(dw_migration *h, const dw_routing *r,
+                          const char *reason, unsigned int flags);
+
+/**
+ * The stored routing settings into *out. out->canary_cohort points into the
+ * handle and stays valid until the next call on the handle (NULL when there
+ * is none). DW_OK; DW_EMISUSE; DW_EBUSY; DW_ERROR.
+ */
+DW_API int dw_routing_get(dw_routing *out, dw_migration *h);
+
+/** Where the keys stand (dw_routing_count()). */
+typedef struct dw_routing_progress {
+    /** Distinct keys on either side. */
+    int64_t keys;
+    /** Those keys by effective stage, indexed by dw_stage. */
+    int64_t by_stage[6];
+    /** Those keys by where their stage comes from: overridden (promoted
+     *  ones included), promoted by a write, in the canary. */
+    int64_t overridden;
+    int64_t promoted;
+    int64_t in_canary;
+    /** Overrides stored for keys present on neither side (deleted rows). */
+    int64_t overrides_without_row;
+    /** Rows of the old model, and how many of them have a row in the new
+     *  model (by key; verification says whether they are equal). */
+    int64_t old_rows;
+    int64_t covered;
+    /** Rows of the new model. */
+    int64_t new_rows;
+} dw_routing_progress;
+
+/**
+ * Counts keys per effective stage and how much of the old model the new one
+ * covers. Reads every key of both sides in one read transaction (or the
+ * caller's): it does not block writers in WAL mode, but its cost grows with
+ * the table (a hash per key, a lookup per key when overrides exist, the
+ * cohort per key when one is set). DW_OK; DW_EMISUSE (NULL arguments, the
+ * old model dropped); DW_EBUSY; DW_ERROR; DW_ENOMEM.
+ */
+DW_API int dw_routing_count(dw_routing_progress *out, dw_migration *h);
+
+/* ------------------------------------------------------------------------ */
 /* Metrics                                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -182,6 +182,38 @@ static int sync_one(dw_migration *h, const dw_value *key, void *arg)
     return rc;
 }
 
+/* With keys routed to stages of their own, each key is brought level from
+ * the side its own stage trusts, one by one. */
+typedef struct routed_args {
+    int stage;
+    int64_t synced;
+} routed_args;
+
+static int sync_routed(dw_migration *h, const dw_value *key, void *arg)
+{
+    routed_args *a = arg;
+    int eff;
+    int rc = dw__key_route(h, key, a->stage, &eff, NULL);
+    if (rc != DW_OK)
+        return rc;
+    int target = dw__authoritative(eff) == DW_SIDE_OLD ? DW_SIDE_NEW
+                                                       : DW_SIDE_OLD;
+    sync_args one = {target, 0};
+    rc = sync_one(h, key, &one);
+    a->synced += one.synced;
+    return rc;
+}
+
+/* Whether some key may trust the side the backfill writes. */
+static int routed_elsewhere(const dw_migration *h, int source)
+{
+    if (!dw__route_active(h))
+        return 0;
+    const dw_route_state *r = &h->route;
+    return r->overrides > 0 ||
+           dw__authoritative(r->canary_stage) != source;
+}
+
 /* Names the key a set-based copy failed on: syncs the batch's keys one by
  * one, inside the doomed transaction, until one fails the same way. */
 static int name_failing_key(dw_migration *h, int target, const char *lo,
@@ -268,6 +300,21 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     const char *upper = last ? st->end_key : hi;
     int64_t passed = 0, written = 0, deleted = 0;
+    if (routed_elsewhere(h, source)) {
+        /* Every key of either side in range (and past the end on the last
+         * batch), from the side its own stage trusts. */
+        routed_args a = {stage, 0};
+        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, last ? NULL : upper,
+                                sync_routed, &a);
+        written = a.synced;
+        if (rc == DW_OK && st->end_key) {
+            if (last)
+                rc = h->ops->range_count(h, source, lo, upper, &passed);
+            else
+                passed = r->batch_rows;
+        }
+        goto batch_done;
+    }
     /* First the target's rows whose source is gone -- within the batch's
      * range, and past the end on the last batch -- so a value they hold
      * (a UNIQUE email, say) is free for the rows copied next. */
@@ -288,6 +335,7 @@ static int batch(dw_migration *h, run *r, int *finished)
             written = a.synced;
         }
     }
+batch_done:
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
         dw__error_append(h,
                        lo ? "; the backfill stopped and kept nothing of "

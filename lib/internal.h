@@ -163,6 +163,15 @@ typedef int (*dw_keytext_fn)(dw_migration *h, const char *key, void *arg);
 typedef int (*dw_verify_row_fn)(dw_migration *h, const dw_verify_row *row,
                                 void *arg);
 
+/* The routing settings, loaded with the stage. */
+typedef struct dw_route_state {
+    int buckets;       /* keys whose bucket is below are in the canary */
+    int canary_stage;
+    char *cohort;      /* predicate over the old row, owned; NULL: none */
+    int promote_stage; /* DW_PROMOTE_NONE: none */
+    int64_t overrides; /* overrides stored */
+} dw_route_state;
+
 /* ---- the backend seam ------------------------------------------------------------
  * Every SQL statement and every database call of the library sits behind this
  * table, so that another database is an added file, not a rewrite. */
@@ -250,7 +259,8 @@ typedef struct dw_backend_ops {
     /* Deletes target rows in range whose source row is gone. */
     int (*range_delete_orphans)(dw_migration *h, int target, const char *lo,
                                 const char *hi, int64_t *deleted);
-    /* Calls fn for each key of the side in range, in key order. */
+    /* Calls fn for each key of the side in range, in key order;
+     * DW_SIDE_NONE: the keys of either side. */
     int (*range_keys)(dw_migration *h, int side, const char *lo,
                       const char *hi, dw_key_fn fn, void *arg);
     /* Both sides of the range joined on the key, in the comparison shape:
@@ -262,6 +272,8 @@ typedef struct dw_backend_ops {
      * state DW_BF_DONE also remembers the last verification run so far. */
     int (*backfill_load)(dw_migration *h, dw_backfill_state *st);
     int (*backfill_store)(dw_migration *h, const dw_backfill_state *st);
+    /* Marks a stored backfill stale (no longer counts for the gates). */
+    int (*backfill_stale)(dw_migration *h);
     int (*gate_facts)(dw_migration *h, dw_gate_facts *g);
     /* DW_ESPEC when another connection redefined the stored spec. */
     int (*spec_current)(dw_migration *h);
@@ -283,6 +295,26 @@ typedef struct dw_backend_ops {
     /* Parses key text back into typed values (owned by *store). */
     int (*key_parse)(dw_migration *h, const char *text, dw_value **key,
                      void **store);
+    /* Overrides: *stage of one key (DW_ENOTFOUND when none), set, remove,
+     * list, and counts by stage; overrides_bump keeps the count stored with
+     * the routing settings. */
+    int (*override_get)(dw_migration *h, const char *key, int *stage);
+    int (*override_put)(dw_migration *h, const char *key, int stage,
+                        int promoted);
+    int (*override_delete)(dw_migration *h, const char *key, int *deleted);
+    int (*override_list)(dw_migration *h, dw_override_fn fn, void *payload);
+    int (*override_stats)(dw_migration *h, int64_t by_stage[6],
+                          int64_t *promoted);
+    int (*overrides_bump)(dw_migration *h, int64_t delta);
+    /* Stores the canary and promotion settings. */
+    int (*routing_store)(dw_migration *h, const dw_route_state *r);
+    /* DW_EMISUSE with a message unless pred is one read-only expression
+     * over the old table. */
+    int (*cohort_check)(dw_migration *h, const char *pred);
+    /* Whether the old row of key matches h->route.cohort (0 when absent). */
+    int (*cohort_member)(dw_migration *h, const dw_value *key, int *member);
+    /* Old rows whose key has a new row. */
+    int (*covered)(dw_migration *h, int64_t *n);
     /* Contract and restore, whole (see dw_contract()). */
     int (*contract)(dw_migration *h, const char *path, const char *reason);
     int (*restore)(dw_migration *h, const char *path, const char *reason);
@@ -314,6 +346,10 @@ struct dw_migration {
     int stage_cached;
     /* The old model was dropped by dw_contract() (loaded with the stage). */
     int contracted;
+    /* Key routing, loaded with the stage. */
+    dw_route_state route;
+    /* Key text of the key being routed, reused. */
+    dw_buf route_key;
 
     /* Read options, deep-copied. */
     dw_read_options ropts;
@@ -421,6 +457,29 @@ int dw__authoritative(int stage);
 int dw__sync_guarded(dw_migration *h, int target, const dw_value *key);
 /* Sleeps without holding any lock. */
 void dw__sleep_ms(int ms);
+
+/* ---- key routing ----------------------------------------------------------------- */
+
+/* Whether any key may have a stage other than the migration's. */
+int dw__route_active(const dw_migration *h);
+/* The effective stage of key given the migration's stage (call inside the
+ * operation's transaction, after dw__stage_current()); route may be NULL. */
+int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
+                  int *route);
+/* After a write at effective stage eff: promotion, or a move into or out
+ * of the cohort, synced. */
+int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
+                          int eff, int route);
+/* DW_EGATE unless every key is at COMPLETE whatever its route. */
+int dw__route_allows_contract(dw_migration *h);
+/* Whether the gates into LIVE and COMPLETE are open; when closed, *why
+ * says what is missing (sqlite3_free). */
+int dw__gate_open(dw_migration *h, int *open, char **why);
+/* Stores loaded routing settings in the handle (copies cohort). */
+int dw__route_loaded(dw_migration *h, int buckets, int canary_stage,
+                     const char *cohort, int promote_stage,
+                     int64_t overrides);
+void dw__route_free(dw_migration *h);
 
 /* ---- metrics ---------------------------------------------------------------------- */
 

@@ -42,6 +42,7 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     dw_read_options defaults = DW_READ_OPTIONS_INIT;
     h->ropts = defaults;
     h->metrics.version = DW_METRICS_VERSION;
+    h->route.promote_stage = DW_PROMOTE_NONE;
     sqlite3_randomness(sizeof h->rng, &h->rng);
     h->rng |= 1;
 
@@ -106,6 +107,7 @@ void dw_close(dw_migration *h)
     if (h->ops)
         h->ops->detach(h);
     dw__spec_free(&h->spec);
+    dw__route_free(h);
     dw_name_set_free(&h->redact);
     dw_name_set_free(&h->ignore);
     for (int i = 0; i < h->ropts.nignore_columns; i++)

@@ -173,6 +173,9 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     if (rc != DW_OK)
         return rc;
     rc = dw__stage_current(h, &stage);
+    /* Each key reads as its own stage says (override, canary). */
+    if (rc == DW_OK && dw__route_active(h))
+        rc = dw__key_route(h, key, stage, &stage, NULL);
     if (rc != DW_OK) {
         h->ops->rollback(h, scope);
         return rc;

@@ -17,16 +17,23 @@ int dw__sync_guarded(dw_migration *h, int target, const dw_value *key)
     return rc != DW_OK ? rc : release;
 }
 
-/* The side a repair writes now, after checking there are two models. */
-static int repair_target(dw_migration *h, int *target)
+/* The migration's stage, after checking there are two models. */
+static int repair_stage(dw_migration *h, int *stage)
 {
-    int stage;
-    int rc = dw__stage_current(h, &stage);
+    int rc = dw__stage_current(h, stage);
+    return rc == DW_OK ? dw__need_two_models(h, *stage, "a repair") : rc;
+}
+
+/* The side a repair of this key writes: the one its own stage does not
+ * trust. */
+static int repair_target(dw_migration *h, int stage, const dw_value *key,
+                         int *target)
+{
+    int eff;
+    int rc = dw__key_route(h, key, stage, &eff, NULL);
     if (rc == DW_OK)
-        rc = dw__need_two_models(h, stage, "a repair");
-    if (rc == DW_OK)
-        *target = dw__authoritative(stage) == DW_SIDE_OLD ? DW_SIDE_NEW
-                                                          : DW_SIDE_OLD;
+        *target = dw__authoritative(eff) == DW_SIDE_OLD ? DW_SIDE_NEW
+                                                        : DW_SIDE_OLD;
     return rc;
 }
 
@@ -39,11 +46,13 @@ typedef struct keys_args {
 static int repair_each(dw_migration *h, void *arg)
 {
     keys_args *a = arg;
-    int target;
-    int rc = repair_target(h, &target);
+    int stage, target;
+    int rc = repair_stage(h, &stage);
     for (int i = 0; rc == DW_OK && i < a->count; i++) {
         const dw_value *key = a->keys + (size_t)i * (size_t)a->nkey;
-        rc = dw__sync(h, target, key);
+        rc = repair_target(h, stage, key, &target);
+        if (rc == DW_OK)
+            rc = dw__sync(h, target, key);
         if (rc != DW_OK) {
             dw_buf b;
             dw_buf_init(&b);
@@ -109,12 +118,15 @@ static void drop_keys(list_run *l)
 }
 
 /* One key of the list: synced and struck off, or left with its error. */
-static int repair_listed(dw_migration *h, list_run *l, int target,
+static int repair_listed(dw_migration *h, list_run *l, int stage,
                          const char *text)
 {
     dw_value *key;
-    void *store;
+    void *store = NULL;
+    int target = DW_SIDE_NONE;
     int rc = h->ops->key_parse(h, text, &key, &store);
+    if (rc == DW_OK)
+        rc = repair_target(h, stage, key, &target);
     if (rc == DW_OK)
         rc = dw__sync_guarded(h, target, key);
     dw__free(store);
@@ -140,15 +152,15 @@ static int repair_listed(dw_migration *h, list_run *l, int target,
 static int list_batch(dw_migration *h, void *arg)
 {
     list_run *l = arg;
-    int target;
-    int rc = repair_target(h, &target);
+    int stage;
+    int rc = repair_stage(h, &stage);
     if (rc == DW_OK)
         rc = l->queue ? h->ops->queue_list(h, l->after, REPAIR_BATCH,
                                            collect, l)
                       : h->ops->divergent_list(h, l->after, REPAIR_BATCH,
                                                collect, l);
     for (int i = 0; rc == DW_OK && i < l->nkeys; i++)
-        rc = repair_listed(h, l, target, l->keys[i]);
+        rc = repair_listed(h, l, stage, l->keys[i]);
     return rc;
 }
 

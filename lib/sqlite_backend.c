@@ -28,7 +28,9 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "UPDATE dw_migrations SET spec = ?2, spec_digest = ?3, updated = ?4 "
         "WHERE id = ?1",
     [ST_STAGE_LOAD] =
-        "SELECT stage, contracted FROM dw_migrations WHERE id = ?1",
+        "SELECT stage, contracted, canary_buckets, canary_stage, "
+        "canary_cohort, promote_stage, overrides FROM dw_migrations "
+        "WHERE id = ?1",
     [ST_STAGE_STORE] =
         "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
     [ST_HISTORY_ADD] =
@@ -66,6 +68,26 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_LOG_CLEAR] = "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
     [ST_LOG_CLEAR_DROPPED] =
         "UPDATE dw_migrations SET mismatch_dropped = 0 WHERE id = ?1",
+    [ST_OVERRIDE_GET] =
+        "SELECT stage FROM dw_overrides WHERE migration_id = ?1 AND key = ?2",
+    [ST_OVERRIDE_PUT] =
+        "INSERT INTO dw_overrides(migration_id, key, stage, promoted, time) "
+        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(migration_id, key) DO UPDATE "
+        "SET stage = excluded.stage, promoted = excluded.promoted, "
+        "time = excluded.time",
+    [ST_OVERRIDE_DELETE] =
+        "DELETE FROM dw_overrides WHERE migration_id = ?1 AND key = ?2",
+    [ST_OVERRIDE_LIST] =
+        "SELECT key, stage, promoted, time FROM dw_overrides "
+        "WHERE migration_id = ?1 ORDER BY key",
+    [ST_OVERRIDE_STATS] =
+        "SELECT stage, count(*), sum(promoted) FROM dw_overrides "
+        "WHERE migration_id = ?1 GROUP BY stage",
+    [ST_OVERRIDES_BUMP] =
+        "UPDATE dw_migrations SET overrides = overrides + ?2 WHERE id = ?1",
+    [ST_ROUTING_STORE] =
+        "UPDATE dw_migrations SET canary_buckets = ?2, canary_stage = ?3, "
+        "canary_cohort = ?4, promote_stage = ?5, updated = ?6 WHERE id = ?1",
 };
 
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved)
@@ -358,6 +380,8 @@ static void be_detach(dw_migration *h)
         dw__free(bk->sql[i]);
     }
     dw__range_finalize(bk);
+    sqlite3_finalize(bk->cohort);
+    dw__free(bk->cohort_pred);
     dw__free(bk);
     h->backend = NULL;
 }
@@ -404,6 +428,7 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_run_setup,
     dw__sqlite_backfill_load,
     dw__sqlite_backfill_store,
+    dw__sqlite_backfill_stale,
     dw__sqlite_gate_facts,
     dw__sqlite_spec_current,
     dw__sqlite_verify_start,
@@ -415,6 +440,16 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_queue_list,
     dw__sqlite_queue_remove,
     dw__sqlite_key_parse,
+    dw__sqlite_override_get,
+    dw__sqlite_override_put,
+    dw__sqlite_override_delete,
+    dw__sqlite_override_list,
+    dw__sqlite_override_stats,
+    dw__sqlite_overrides_bump,
+    dw__sqlite_routing_store,
+    dw__sqlite_cohort_check,
+    dw__sqlite_cohort_member,
+    dw__sqlite_covered,
     dw__sqlite_contract,
     dw__sqlite_restore,
     be_budget_start,

@@ -34,6 +34,13 @@ enum stmt_id {
     ST_LOG_COUNT,
     ST_LOG_CLEAR,
     ST_LOG_CLEAR_DROPPED,
+    ST_OVERRIDE_GET,
+    ST_OVERRIDE_PUT,
+    ST_OVERRIDE_DELETE,
+    ST_OVERRIDE_LIST,
+    ST_OVERRIDE_STATS,
+    ST_OVERRIDES_BUMP,
+    ST_ROUTING_STORE,
     /* Row statements, generated from the spec; [side] offsets. */
     ST_READ_SIDE,            /* + side: key and columns of one side */
     ST_READ_MAPPED = ST_READ_SIDE + 3, /* + target: source mapped by SQL */
@@ -54,6 +61,7 @@ enum range_kind {
     RK_KEYS,
     RK_VERIFY,
     RK_CHUNK_END,
+    RK_COVERED, /* old keys that have a new row */
     RK_KINDS
 };
 /* Bounds of a range statement: which of ?1 (lo) and ?2 (hi) it has. */
@@ -79,6 +87,9 @@ typedef struct sqlite_backend {
     void *app_progress_payload;
     int app_every;
     int app_calls;
+    /* The cohort test for one key, and the predicate it was built from. */
+    sqlite3_stmt *cohort;
+    char *cohort_pred;
 } sqlite_backend;
 
 /* Virtual machine steps between two looks at the clock under a budget. */
@@ -189,6 +200,7 @@ int dw__column_value(sqlite3_stmt *st, int c, dw_value *v);
 /* sqlite_runs.c */
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
+int dw__sqlite_backfill_stale(dw_migration *h);
 int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g);
 int dw__sqlite_spec_current(dw_migration *h);
 int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
@@ -203,6 +215,23 @@ int dw__sqlite_divergent_done(dw_migration *h, const char *key);
 int dw__sqlite_queue_list(dw_migration *h, const char *after, int limit,
                           dw_keytext_fn fn, void *arg);
 int dw__sqlite_queue_remove(dw_migration *h, const char *key);
+
+/* sqlite_route.c */
+int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage);
+int dw__sqlite_override_put(dw_migration *h, const char *key, int stage,
+                            int promoted);
+int dw__sqlite_override_delete(dw_migration *h, const char *key,
+                               int *deleted);
+int dw__sqlite_override_list(dw_migration *h, dw_override_fn fn,
+                             void *payload);
+int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
+                              int64_t *promoted);
+int dw__sqlite_overrides_bump(dw_migration *h, int64_t delta);
+int dw__sqlite_routing_store(dw_migration *h, const dw_route_state *r);
+int dw__sqlite_cohort_check(dw_migration *h, const char *pred);
+int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
+                             int *member);
+int dw__sqlite_covered(dw_migration *h, int64_t *n);
 
 /* sqlite_contract.c */
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);

@@ -202,9 +202,29 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     }
 }
 
+/* The keys of either side in range, each once, in key order. */
+static void build_keys_both(dw_buf *b, const dw_spec *s, int bounds)
+{
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        const dw_side_def *d = &s->side[sd];
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT " : " UNION SELECT ");
+        dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
+        dw_buf_puts(b, " FROM ");
+        dw_buf_ident(b, d->table);
+        add_range(b, d, NULL, bounds);
+    }
+    dw_buf_puts(b, " ORDER BY ");
+    for (int i = 0; i < s->side[DW_SIDE_OLD].nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+}
+
 static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
                       int bounds)
 {
+    if (side == DW_SIDE_NONE) {
+        build_keys_both(b, s, bounds);
+        return;
+    }
     const dw_side_def *d = &s->side[side];
     switch (kind) {
     case RK_KEY_AT:
@@ -254,6 +274,17 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_VERIFY:
         build_verify(b, s, bounds);
         break;
+    case RK_COVERED: {
+        const dw_side_def *n = &s->side[DW_SIDE_NEW];
+        dw_buf_puts(b, "SELECT count(*) FROM ");
+        dw_buf_ident(b, d->table);
+        dw_buf_puts(b, " AS dw_o WHERE EXISTS (SELECT 1 FROM ");
+        dw_buf_ident(b, n->table);
+        dw_buf_puts(b, " AS dw_n WHERE ");
+        add_key_join(b, d, "dw_o", n, "dw_n");
+        dw_buf_puts(b, ")");
+        break;
+    }
     case RK_CHUNK_END:
         /* The smaller of the two sides' keys ?3 rows into the range. */
         for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
@@ -356,6 +387,14 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
             break;
         }
         default:
+            if (side == DW_SIDE_NONE)
+                return dw__error(h, DW_EMISUSE, side,
+                                 "a row of either side has %s in key column "
+                                 "%d; keys must be INTEGER, REAL or TEXT",
+                                 sqlite3_column_type(st, c) == SQLITE_NULL
+                                     ? "NULL"
+                                     : "a BLOB",
+                                 i + 1);
             return dw__error(h, DW_EMISUSE, side,
                              "%s side: table \"%s\" has a row whose key "
                              "column \"%s\" holds %s; keys must be INTEGER, "
@@ -467,6 +506,14 @@ int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
     return st ? count_stmt(h, st, side, n, "counting rows") : h->errcode;
 }
 
+int dw__sqlite_covered(dw_migration *h, int64_t *n)
+{
+    sqlite3_stmt *st = range_stmt(h, RK_COVERED, DW_SIDE_OLD, NULL, 0, NULL);
+    return st ? count_stmt(h, st, DW_SIDE_NONE, n,
+                           "counting old rows the new model covers")
+              : h->errcode;
+}
+
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 {
     sqlite3_stmt *st = range_stmt(h, RK_NULLS, side, NULL, 0, NULL);
@@ -513,7 +560,8 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
     sqlite3_stmt *st = range_stmt(h, RK_KEYS, side, lo, 0, hi);
     if (!st)
         return h->errcode;
-    int nkey = h->spec.side[side].nkey, rc, result = DW_OK;
+    int nkey = h->spec.side[side ? side : DW_SIDE_OLD].nkey, rc;
+    int result = DW_OK;
     dw_value key[64];
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         result = dw__stmt_key(h, st, 0, nkey, key, side);

@@ -1,12 +1,14 @@
 /* The SQLite backend's schema work: the library's state tables, and checking
  * a spec against the application's schema. Every name is looked up with
  * bound parameters (pragma table-valued functions) and quoted when used. */
+#include <stdio.h>
 #include <string.h>
 
 #include "sqlite_backend.h"
 
-/* Version 2 (0.2) added the backfill, verification and contract state. */
-#define STATE_SCHEMA_VERSION 2
+/* Version 2 (0.2) added the backfill, verification and contract state;
+ * version 3 (0.3) the key routing. */
+#define STATE_SCHEMA_VERSION 3
 
 /* The tables version 2 added; created by the upgrade from version 1 too.
  * Keys are stored as key text ([42], ["org-7",3]) and read back typed with
@@ -50,6 +52,25 @@
     "  repaired INTEGER NOT NULL DEFAULT 0,"                                   \
     "  PRIMARY KEY (run_id, key)) WITHOUT ROWID;"
 
+/* The table version 3 added: per-key stage overrides (promoted = 1 when a
+ * write set it). */
+#define STATE_DDL_V3_TABLES                                                    \
+    "CREATE TABLE IF NOT EXISTS dw_overrides("                                 \
+    "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"            \
+    "  key TEXT NOT NULL,"                                                     \
+    "  stage INTEGER NOT NULL CHECK (stage BETWEEN 0 AND 5),"                  \
+    "  promoted INTEGER NOT NULL DEFAULT 0,"                                   \
+    "  time REAL NOT NULL,"                                                    \
+    "  PRIMARY KEY (migration_id, key)) WITHOUT ROWID;"
+
+/* The routing columns of dw_migrations (version 3). */
+#define STATE_ROUTING_COLUMNS                                                  \
+    "  canary_buckets INTEGER NOT NULL DEFAULT 0,"                             \
+    "  canary_stage INTEGER NOT NULL DEFAULT 0,"                               \
+    "  canary_cohort TEXT,"                                                    \
+    "  promote_stage INTEGER NOT NULL DEFAULT -1,"                             \
+    "  overrides INTEGER NOT NULL DEFAULT 0"
+
 /* From version 1 (0.1): new columns, then the new tables. */
 static const char state_upgrade_v1[] =
     "ALTER TABLE dw_migrations ADD COLUMN contracted INTEGER NOT NULL "
@@ -57,10 +78,23 @@ static const char state_upgrade_v1[] =
     "ALTER TABLE dw_history ADD COLUMN detail TEXT;" STATE_DDL_V2_TABLES
     "UPDATE dw_meta SET value = 2 WHERE key = 'schema_version';";
 
+/* From version 2 (0.2): the routing columns and the overrides table. */
+static const char state_upgrade_v2[] =
+    "ALTER TABLE dw_migrations ADD COLUMN canary_buckets INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE dw_migrations ADD COLUMN canary_stage INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE dw_migrations ADD COLUMN canary_cohort TEXT;"
+    "ALTER TABLE dw_migrations ADD COLUMN promote_stage INTEGER NOT NULL "
+    "  DEFAULT -1;"
+    "ALTER TABLE dw_migrations ADD COLUMN overrides INTEGER NOT NULL "
+    "  DEFAULT 0;" STATE_DDL_V3_TABLES
+    "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version';";
+
 static const char state_ddl[] =
     "CREATE TABLE IF NOT EXISTS dw_meta("
     "  key TEXT PRIMARY KEY, value NOT NULL);"
-    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 2)"
+    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 3)"
     "  ON CONFLICT(key) DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS dw_migrations("
     "  id INTEGER PRIMARY KEY,"
@@ -71,7 +105,7 @@ static const char state_ddl[] =
     "  created REAL NOT NULL,"
     "  updated REAL NOT NULL,"
     "  mismatch_dropped INTEGER NOT NULL DEFAULT 0,"
-    "  contracted INTEGER NOT NULL DEFAULT 0);"
+    "  contracted INTEGER NOT NULL DEFAULT 0," STATE_ROUTING_COLUMNS ");"
     "CREATE TABLE IF NOT EXISTS dw_history("
     "  id INTEGER PRIMARY KEY,"
     "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
@@ -105,11 +139,12 @@ static const char state_ddl[] =
     "  PRIMARY KEY (migration_id, key, digest)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS dw_mismatch_log_by_time"
     "  ON dw_mismatch_log(migration_id, last_seen);"
-    STATE_DDL_V2_TABLES;
+    STATE_DDL_V2_TABLES STATE_DDL_V3_TABLES;
 
 static const char *const state_tables[] = {
     "dw_meta",        "dw_migrations", "dw_history",     "dw_repair_queue",
-    "dw_mismatch_log", "dw_backfill",  "dw_verify_runs", "dw_verify_keys"};
+    "dw_mismatch_log", "dw_backfill",  "dw_verify_runs", "dw_verify_keys",
+    "dw_overrides"};
 
 #define NSTATE_TABLES ((int)(sizeof state_tables / sizeof *state_tables))
 
@@ -131,7 +166,8 @@ int dw__sqlite_state_init(dw_migration *h)
                          "SELECT count(*) FROM sqlite_schema WHERE type = "
                          "'table' AND name IN ('dw_meta', 'dw_migrations', "
                          "'dw_history', 'dw_repair_queue', 'dw_mismatch_log', "
-                         "'dw_backfill', 'dw_verify_runs', 'dw_verify_keys')",
+                         "'dw_backfill', 'dw_verify_runs', 'dw_verify_keys', "
+                         "'dw_overrides')",
                          &st, NULL);
     int present = 0;
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -149,8 +185,12 @@ int dw__sqlite_state_init(dw_migration *h)
             return rc;
         present = NSTATE_TABLES;
     }
+    /* Upgrades run one version at a time, each in the caller's write
+     * transaction (dw_open holds one), so a failure keeps the old version. */
+    static const char *const upgrades[] = {NULL, state_upgrade_v1,
+                                           state_upgrade_v2};
     int version = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    for (;;) {
         st = dw__stmt(h, ST_SCHEMA_VERSION);
         if (!st)
             return h->errcode;
@@ -160,20 +200,23 @@ int dw__sqlite_state_init(dw_migration *h)
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                     "reading the state schema version");
-        if (pass == 0 && version == 1 && present < NSTATE_TABLES) {
-            rc = run_script(h, state_upgrade_v1,
-                            "upgrading the state tables from version 1");
-            if (rc != DW_OK)
+        if (version >= 1 && version < STATE_SCHEMA_VERSION) {
+            char what[64];
+            snprintf(what, sizeof what,
+                     "upgrading the state tables from version %d", version);
+            if ((rc = run_script(h, upgrades[version], what)) != DW_OK)
                 return rc;
-        } else if (pass == 0 && version == STATE_SCHEMA_VERSION &&
-                   present < NSTATE_TABLES) {
-            /* Some were dropped by hand: put back what is missing. */
-            if ((rc = run_script(h, state_ddl,
-                                 "creating the state tables")) != DW_OK)
-                return rc;
-        } else {
-            break;
+            present = -1; /* recount after the upgrade */
+            continue;
         }
+        break;
+    }
+    if (version == STATE_SCHEMA_VERSION && present != NSTATE_TABLES &&
+        present != -1) {
+        /* Some were dropped by hand: put back what is missing. */
+        if ((rc = run_script(h, state_ddl, "creating the state tables")) !=
+            DW_OK)
+            return rc;
     }
     if (version != STATE_SCHEMA_VERSION)
         return dw__error(h, DW_ERROR, DW_SIDE_NONE,

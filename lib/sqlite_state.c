@@ -33,7 +33,7 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
 
 /* A backfill done before no longer holds: the stage entered OFF or
  * COMPLETE (writes to one side stopped), or the spec was redefined. */
-static int backfill_goes_stale(dw_migration *h)
+int dw__sqlite_backfill_stale(dw_migration *h)
 {
     sqlite3_stmt *st = NULL;
     int rc = dw__prepare(h,
@@ -91,7 +91,7 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
             return h->errcode;
         /* What was copied and verified was under the old mapping. */
-        if (backfill_goes_stale(h) != DW_OK)
+        if (dw__sqlite_backfill_stale(h) != DW_OK)
             return h->errcode;
         return dw__sqlite_history_add(h, "redefine", h->stage, h->stage, 0,
                                       reason, NULL);
@@ -126,6 +126,14 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     if (rc == SQLITE_ROW) {
         *stage = sqlite3_column_int(st, 0);
         h->contracted = sqlite3_column_int(st, 1);
+        const char *cohort = (const char *)sqlite3_column_text(st, 4);
+        if (!cohort && sqlite3_column_type(st, 4) != SQLITE_NULL)
+            result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        else
+            result = dw__route_loaded(h, sqlite3_column_int(st, 2),
+                                      sqlite3_column_int(st, 3), cohort,
+                                      sqlite3_column_int(st, 5),
+                                      sqlite3_column_int64(st, 6));
     } else if (rc == SQLITE_DONE)
         result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                            "migration \"%s\" is no longer stored in this "
@@ -165,7 +173,7 @@ int dw__sqlite_stage_store(dw_migration *h, int from, int to,
     if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
         return h->errcode;
     if ((to == DW_STAGE_OFF || to == DW_STAGE_COMPLETE) &&
-        backfill_goes_stale(h) != DW_OK)
+        dw__sqlite_backfill_stale(h) != DW_OK)
         return h->errcode;
     return dw__sqlite_history_add(h, "stage", from, to, forced, reason,
                                   detail);

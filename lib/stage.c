@@ -57,9 +57,7 @@ int dw_stage_get(int *out, dw_migration *h)
     return dw__in_scope(h, 0, current_stage, out);
 }
 
-/* Whether the gates into LIVE and COMPLETE are open; when closed, *why says
- * what is missing (owned by the caller). */
-static int gate_open(dw_migration *h, int *open, char **why)
+int dw__gate_open(dw_migration *h, int *open, char **why)
 {
     dw_gate_facts g;
     *open = 0;
@@ -123,7 +121,7 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
                          (from < DW_STAGE_LIVE && stage >= DW_STAGE_LIVE))) {
         int open;
         char *why;
-        if ((rc = gate_open(h, &open, &why)) != DW_OK)
+        if ((rc = dw__gate_open(h, &open, &why)) != DW_OK)
             return rc;
         if (!open && !force) {
             rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,

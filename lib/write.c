@@ -119,6 +119,12 @@ static int sync_callback(dw_migration *h, int target, const dw_value *key)
 
 int dw__sync(dw_migration *h, int target, const dw_value *key)
 {
+    if (!dw__has_mapping(h, target))
+        return dw__error(h, DW_EMISUSE, target,
+                         "copying a row into the %s model needs the %s "
+                         "mapping, which the spec of %s does not have",
+                         dw__side_word(target),
+                         target == DW_SIDE_NEW ? "up" : "down", h->spec.name);
     if (!h->spec.map[target].exprs)
         return sync_callback(h, target, key);
     int found = 0;
@@ -235,6 +241,13 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
     rc = dw__stage_current(h, &stage);
     if (rc != DW_OK)
         goto fail;
+    /* The key's own stage: its override, the canary's, or the
+     * migration's (no database work when no key is routed). */
+    int migration_stage = stage, route = DW_ROUTE_MIGRATION;
+    if (dw__route_active(h) &&
+        (rc = dw__key_route(h, key, migration_stage, &stage, &route)) !=
+            DW_OK)
+        goto fail;
 
     int auth = stage <= DW_STAGE_SHADOW ? DW_SIDE_OLD : DW_SIDE_NEW;
     int other = other_side(auth);
@@ -275,6 +288,10 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
         if (rc != DW_OK)
             goto fail;
     }
+    if ((h->route.promote_stage != DW_PROMOTE_NONE || h->route.cohort) &&
+        (rc = dw__route_after_write(h, key, migration_stage, stage, route)) !=
+            DW_OK)
+        goto fail;
     rc = h->ops->commit(h, scope);
     if (rc == DW_OK)
         h->metrics.writes++;

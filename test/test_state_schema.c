@@ -23,9 +23,22 @@ static int open_items(dw_migration **h, sqlite3 *db)
     return dw_open(h, db, &o, NULL);
 }
 
+/* Turns the state tables back into what 0.2 created. */
+static void downgrade_to_v2(sqlite3 *db)
+{
+    exec_ok(db, "DROP TABLE dw_overrides;"
+                "ALTER TABLE dw_migrations DROP COLUMN canary_buckets;"
+                "ALTER TABLE dw_migrations DROP COLUMN canary_stage;"
+                "ALTER TABLE dw_migrations DROP COLUMN canary_cohort;"
+                "ALTER TABLE dw_migrations DROP COLUMN promote_stage;"
+                "ALTER TABLE dw_migrations DROP COLUMN overrides;"
+                "UPDATE dw_meta SET value = 2 WHERE key = 'schema_version'");
+}
+
 /* Turns the state tables back into what 0.1 created. */
 static void downgrade_to_v1(sqlite3 *db)
 {
+    downgrade_to_v2(db);
     exec_ok(db, "DROP TABLE dw_backfill; DROP TABLE dw_verify_keys;"
                 "DROP TABLE dw_verify_runs;"
                 "ALTER TABLE dw_migrations DROP COLUMN contracted;"
@@ -57,7 +70,7 @@ static void test_version_1_is_upgraded(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
                                      "'schema_version'"),
-                     2);
+                     3);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history"), 2);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history WHERE "
                                      "detail IS NULL"),
@@ -65,6 +78,47 @@ static void test_version_1_is_upgraded(void **state)
     /* The new work runs on the upgraded tables. */
     backfill_and_verify(h);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 2);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static void test_version_2_is_upgraded(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk');");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    backfill_and_verify(h);
+    dw_close(h);
+    downgrade_to_v2(t.db);
+
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    int stage = -1;
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
+                                     "'schema_version'"),
+                     3);
+    /* No routing after the upgrade; the backfill done before still counts
+     * and overrides work on the new table. */
+    dw_routing r;
+    assert_dw_ok(h, dw_routing_get(&r, h));
+    assert_int_equal(r.promote_stage, DW_PROMOTE_NONE);
+    assert_null(r.canary_cohort);
+    assert_true(r.canary_percent == 0.0);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, "on", 0));
+    dw_value key = dw_int(1);
+    assert_dw_ok(h, dw_override_set(h, &key, 1, 1, DW_STAGE_DUAL_WRITE,
+                                    "hold"));
+    int route = -1;
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, &key, 1));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(route, DW_ROUTE_OVERRIDE);
     dw_close(h);
     test_db_close(&t);
 }
@@ -98,7 +152,7 @@ static void test_future_version_is_refused(void **state)
     dw_migration *h = NULL;
     assert_int_equal(open_items(&h, t.db), DW_OK);
     dw_close(h);
-    exec_ok(t.db, "UPDATE dw_meta SET value = 3 WHERE key = "
+    exec_ok(t.db, "UPDATE dw_meta SET value = 4 WHERE key = "
                   "'schema_version'");
     char *err = NULL;
     dw_options o = DW_OPTIONS_INIT;
@@ -114,7 +168,7 @@ static void test_future_version_is_refused(void **state)
     assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);
     assert_null(h);
     assert_non_null(err);
-    assert_non_null(strstr(err, "version 3"));
+    assert_non_null(strstr(err, "version 4"));
     sqlite3_free(err);
     test_db_close(&t);
 }
@@ -123,6 +177,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_1_is_upgraded),
+        cmocka_unit_test(test_version_2_is_upgraded),
         cmocka_unit_test(test_missing_table_is_put_back),
         cmocka_unit_test(test_future_version_is_refused),
     };

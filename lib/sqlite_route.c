@@ -1,0 +1,258 @@
+/* The SQLite backend's key routing: stored overrides, the routing settings
+ * and the cohort predicate, tested against one key's old row. */
+#include <string.h>
+
+#include "sqlite_backend.h"
+
+int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_GET);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), result;
+    if (rc == SQLITE_ROW) {
+        *stage = sqlite3_column_int(st, 0);
+        result = DW_OK;
+    } else if (rc == SQLITE_DONE) {
+        result = DW_ENOTFOUND;
+    } else {
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "reading the key's override");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
+
+int dw__sqlite_override_put(dw_migration *h, const char *key, int stage,
+                            int promoted)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_PUT);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, stage);
+    sqlite3_bind_int(st, 4, promoted);
+    sqlite3_bind_double(st, 5, dw__wall_time());
+    return dw__run(h, st, DW_SIDE_NONE, "storing the key's override") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+int dw__sqlite_override_delete(dw_migration *h, const char *key, int *deleted)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_DELETE);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__run(h, st, DW_SIDE_NONE, "removing the key's override") !=
+        SQLITE_OK)
+        return h->errcode;
+    *deleted = sqlite3_changes(h->db) > 0;
+    return DW_OK;
+}
+
+int dw__sqlite_override_list(dw_migration *h, dw_override_fn fn,
+                             void *payload)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_LIST);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        dw_override_entry e;
+        e.key = (const char *)sqlite3_column_text(st, 0);
+        e.stage = sqlite3_column_int(st, 1);
+        e.promoted = sqlite3_column_int(st, 2);
+        e.time = sqlite3_column_double(st, 3);
+        if (!e.key) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (fn(&e, payload)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "listing the overrides");
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
+                              int64_t *promoted)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_STATS);
+    if (!st)
+        return h->errcode;
+    memset(by_stage, 0, 6 * sizeof *by_stage);
+    *promoted = 0;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int stage = sqlite3_column_int(st, 0);
+        if (stage >= DW_STAGE_OFF && stage <= DW_STAGE_COMPLETE)
+            by_stage[stage] = sqlite3_column_int64(st, 1);
+        *promoted += sqlite3_column_int64(st, 2);
+    }
+    int result = rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                        "counting the overrides");
+    sqlite3_reset(st);
+    return result;
+}
+
+int dw__sqlite_overrides_bump(dw_migration *h, int64_t delta)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDES_BUMP);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int64(st, 2, delta);
+    return dw__run(h, st, DW_SIDE_NONE, "counting the overrides") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+int dw__sqlite_routing_store(dw_migration *h, const dw_route_state *r)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_ROUTING_STORE);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int(st, 2, r->buckets);
+    sqlite3_bind_int(st, 3, r->canary_stage);
+    if (r->cohort)
+        sqlite3_bind_text(st, 4, r->cohort, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_int(st, 5, r->promote_stage);
+    sqlite3_bind_double(st, 6, dw__wall_time());
+    return dw__run(h, st, DW_SIDE_NONE, "storing the routing settings") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+/* SELECT 1 FROM old WHERE (pred) [AND key = ?1 ...]. The predicate ends a
+ * line before the closing parenthesis, so a trailing -- comment in it
+ * cannot swallow what follows. */
+static char *cohort_sql(dw_migration *h, const char *pred, int keyed)
+{
+    const dw_side_def *d = &h->spec.side[DW_SIDE_OLD];
+    dw_buf b;
+    dw_buf_init(&b);
+    dw_buf_puts(&b, "SELECT 1 FROM ");
+    dw_buf_ident(&b, d->table);
+    dw_buf_sql_in(&b, " WHERE (", pred, "\n)");
+    for (int i = 0; keyed && i < d->nkey; i++) {
+        dw_buf_puts(&b, " AND ");
+        dw_buf_ident(&b, d->key[i]);
+        dw_buf_printf(&b, " = ?%d", i + 1);
+    }
+    if (keyed)
+        dw_buf_puts(&b, " LIMIT 1");
+    return dw_buf_take(&b);
+}
+
+static int only_space(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';')
+            return 0;
+    return 1;
+}
+
+int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+{
+    char *sql = cohort_sql(h, pred, 0);
+    if (!sql)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = dw__prepare(h, sql, &st, &tail);
+    int result = DW_OK;
+    if (rc != SQLITE_OK)
+        result = dw__error(h, rc == SQLITE_NOMEM ? DW_ENOMEM : DW_EMISUSE,
+                           DW_SIDE_OLD,
+                           "the cohort predicate does not compile as an "
+                           "expression over table \"%s\": %s",
+                           h->spec.side[DW_SIDE_OLD].table,
+                           sqlite3_errmsg(h->db));
+    else if (!st || (tail && !only_space(tail)))
+        result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                           "the cohort predicate must be one expression, "
+                           "not statements");
+    else if (!sqlite3_stmt_readonly(st))
+        result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                           "the cohort predicate must only read");
+    else if (sqlite3_bind_parameter_count(st) != 0)
+        result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                           "the cohort predicate must not have parameters");
+    else if (sqlite3_column_count(st) != 1)
+        result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                           "the cohort predicate must be one expression");
+    sqlite3_finalize(st);
+    dw__free(sql);
+    return result;
+}
+
+/* The keyed cohort statement for the handle's predicate, rebuilt when the
+ * stored predicate changed. */
+static sqlite3_stmt *cohort_stmt(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    const char *pred = h->route.cohort;
+    if (bk->cohort && bk->cohort_pred && strcmp(bk->cohort_pred, pred) == 0)
+        return bk->cohort;
+    sqlite3_finalize(bk->cohort);
+    bk->cohort = NULL;
+    dw__free(bk->cohort_pred);
+    bk->cohort_pred = dw__strdup(pred);
+    char *sql = cohort_sql(h, pred, 1);
+    if (!bk->cohort_pred || !sql) {
+        dw__free(sql);
+        dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        return NULL;
+    }
+    int rc = dw__prepare(h, sql, &bk->cohort, NULL);
+    dw__free(sql);
+    if (rc != SQLITE_OK) {
+        dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                         "preparing the stored cohort predicate");
+        sqlite3_finalize(bk->cohort);
+        bk->cohort = NULL;
+    }
+    return bk->cohort;
+}
+
+int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
+                             int *member)
+{
+    sqlite3_stmt *st = cohort_stmt(h);
+    if (!st)
+        return h->errcode;
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    int rc = dw__bind_key(st, key, nkey);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    *member = rc == SQLITE_ROW;
+    int result = rc == SQLITE_ROW || rc == SQLITE_DONE
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                        "testing the cohort predicate");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return result;
+}
