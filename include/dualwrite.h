@@ -68,10 +68,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define DW_VERSION_MAJOR 0
-#define DW_VERSION_MINOR 2
+#define DW_VERSION_MINOR 3
 #define DW_VERSION_PATCH 0
 /** The version this header belongs to, as text. */
-#define DW_VERSION "0.2.0"
+#define DW_VERSION "0.3.0"
 /** MAJOR * 1000000 + MINOR * 1000 + PATCH. */
 #define DW_VERSION_NUMBER                                                      \
     (DW_VERSION_MAJOR * 1000000 + DW_VERSION_MINOR * 1000 + DW_VERSION_PATCH)
@@ -526,8 +526,10 @@ typedef struct dw_history_entry {
     int64_t id;
     /** Seconds since the Unix epoch, with milliseconds. */
     double time;
-    /** "stage", "define", "redefine", "backfill" (one finished), "contract"
-     *  or "restore". */
+    /** "stage", "define", "redefine", "backfill" (one finished), "contract",
+     *  "restore", "override" (a dw_override_set() or dw_override_clear()
+     *  call; promotions on write are not recorded here but in the
+     *  overrides) or "routing" (dw_routing_set()). */
     const char *event;
     /** Stages before and after (both the current stage for define events). */
     int from_stage;
@@ -564,7 +566,10 @@ typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
 /**
  * Writes one key through the migration.
  *
- * Follows the stage table: the authoritative side's write runs first, then
+ * Follows the stage table at the key's effective stage (see "Key routing":
+ * its override, else the canary's stage, else the migration's; with no
+ * routing configured, the migration's): the authoritative side's write runs
+ * first, then
  * (at DUAL_WRITE, SHADOW, LIVE and RAMPDOWN) the other side's. The
  * authoritative side's callback is required; the other side's may be NULL,
  * in which case the library syncs that side from the authoritative row
@@ -579,6 +584,12 @@ typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
  * the error names the side (dw_errside()), unless the migration was opened
  * with DW_OPEN_REPAIR_QUEUE, in which case a failure of the non-authoritative
  * side keeps the authoritative write and queues the key for repair.
+ *
+ * After the write, in the same transaction: when promotion on write is set
+ * and the key has no override and a lower effective stage, the key moves to
+ * the promotion stage (synced, override stored); when a cohort is set and
+ * the write moved the old row into or out of it, the key is synced for its
+ * new effective stage. A failure there rolls the whole write back.
  *
  * @param key, nkey the key values, one per key column, in order.
  * @param write_old the old side's write, or NULL (see above).
@@ -686,7 +697,8 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
 /**
  * Reads one key through the migration and returns the authoritative answer.
  *
- * Reads the side(s) the stage table names, in one read transaction (or in
+ * Reads the side(s) the stage table names for the key's effective stage (see
+ * "Key routing"), in one read transaction (or in
  * the caller's). At SHADOW and LIVE (for the sampled share) it also reads the
  * other side, within the time budget, and compares the two rows field by
  * field; every disagreement -- a row on one side only, or a column whose
@@ -883,7 +895,13 @@ typedef struct dw_backfill_options {
 /**
  * Copies the existing rows from the authoritative side to the other through
  * the mapping (old to new up to SHADOW; new to old at LIVE and RAMPDOWN, to
- * rebuild the old model for a rollback).
+ * rebuild the old model for a rollback). When keys are routed to stages of
+ * their own (see "Key routing") such that some may trust the side the
+ * backfill writes -- any override stored, or a canary whose stage trusts
+ * the other side -- each key of either side in the batch's range is
+ * instead synced on its own, from the side its own effective stage trusts
+ * (slower: one sync per key), so a routed key's data is never overwritten
+ * from the side it does not trust.
  *
  * The source is read in key order, in pages of keys after a stored cursor.
  * Each batch is one short BEGIN IMMEDIATE transaction that makes the
@@ -1040,7 +1058,8 @@ typedef struct dw_repair_result {
 } dw_repair_result;
 
 /**
- * Re-syncs `count` keys from the authoritative side: the other side's row
+ * Re-syncs `count` keys from the authoritative side -- the side the key's
+ * effective stage trusts (see "Key routing"): the other side's row
  * is made equal to the mapped authoritative row, or deleted when that row
  * is gone -- the same sync dual writes use. `keys` holds count * nkey
  * values, one key after another. All in one transaction (or a SAVEPOINT in
@@ -1102,9 +1121,14 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * alone; dw_open() still opens it (the old side's names come from the
  * stored spec), and operations that need the old model say it was dropped.
  *
+ * Refused while routing keeps any key below COMPLETE: an override at an
+ * earlier stage, or a canary whose stage is not COMPLETE (checked before the
+ * backup and again in step 3).
+ *
  * @param backup_path a file that must not exist yet; never overwritten.
  * @param reason      recorded in the history; may be NULL.
- * @return DW_OK; DW_EGATE (not at COMPLETE); DW_EMISUSE (NULL arguments,
+ * @return DW_OK; DW_EGATE (not at COMPLETE, or keys routed below it);
+ *         DW_EMISUSE (NULL arguments,
  *         the file exists, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
  *         not check out, or SQLite refused to drop, e.g. an index or view
@@ -1180,6 +1204,9 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  *
  * The backfill brings every key's other side level with the side its
  * effective stage trusts; repairs sync each key from that side too.
+ * Verification compares every key whatever its stage, so a key held at OFF
+ * or COMPLETE by routing and written since shows as divergent (only one
+ * side is written there); a repair brings it level, and the gates see it.
  * dw_contract() refuses while an override or the canary keeps any key
  * below COMPLETE.
  *

@@ -17,9 +17,6 @@ int dw_contract(dw_migration *h, const char *backup_path, const char *reason)
     if (!h)
         return DW_EMISUSE;
     int rc = check_call(h, backup_path, "dw_contract");
-    /* Keys routed below COMPLETE still use the old model. */
-    if (rc == DW_OK && !h->contracted)
-        rc = dw__route_allows_contract(h);
     return rc == DW_OK ? h->ops->contract(h, backup_path, reason) : rc;
 }
 

@@ -470,7 +470,8 @@ int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
  * of the cohort, synced. */
 int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
                           int eff, int route);
-/* DW_EGATE unless every key is at COMPLETE whatever its route. */
+/* DW_EGATE unless every key is at COMPLETE whatever its route (call inside
+ * the contract's transactions). */
 int dw__route_allows_contract(dw_migration *h);
 /* Whether the gates into LIVE and COMPLETE are open; when closed, *why
  * says what is missing (sqlite3_free). */

@@ -686,9 +686,8 @@ int dw_routing_count(dw_routing_progress *out, dw_migration *h)
 
 /* ---- contract ------------------------------------------------------------------------ */
 
-static int contract_allowed(dw_migration *h, void *arg)
+int dw__route_allows_contract(dw_migration *h)
 {
-    (void)arg;
     int stage;
     int64_t by_stage[6], promoted, below = 0;
     int rc = dw__stage_current(h, &stage);
@@ -710,9 +709,4 @@ static int contract_allowed(dw_migration *h, void *arg)
                        "first",
                        (long long)below, h->spec.name);
     return rc;
-}
-
-int dw__route_allows_contract(dw_migration *h)
-{
-    return dw__in_scope(h, 0, contract_allowed, NULL);
 }

@@ -635,6 +635,9 @@ static int drop_old(dw_migration *h, const model *m, const char *path,
                          "%s left COMPLETE while the backup was written; "
                          "nothing was dropped",
                          h->spec.name);
+    /* Checked again under the write lock: routing may have changed. */
+    if (rc == DW_OK)
+        rc = dw__route_allows_contract(h);
     int64_t now_rows = 0;
     char now[65];
     if (rc == DW_OK)
@@ -697,7 +700,9 @@ static int read_model(dw_migration *h, void *arg)
                          "the contract drops the old model only at COMPLETE; "
                          "%s is at %s",
                          h->spec.name, dw_stage_name(stage));
-    return describe_model(h, arg);
+    /* Keys routed below COMPLETE still use the old model. */
+    int rc2 = dw__route_allows_contract(h);
+    return rc2 == DW_OK ? describe_model(h, arg) : rc2;
 }
 
 /* What the last step of a contract or a restore works from. */
