@@ -196,9 +196,7 @@ static int sync_routed(dw_migration *h, const dw_value *key, void *arg)
     int rc = dw__key_route(h, key, a->stage, &eff, NULL);
     if (rc != DW_OK)
         return rc;
-    int target = dw__authoritative(eff) == DW_SIDE_OLD ? DW_SIDE_NEW
-                                                       : DW_SIDE_OLD;
-    sync_args one = {target, 0};
+    sync_args one = {dw__other_side(dw__authoritative(eff)), 0};
     rc = sync_one(h, key, &one);
     a->synced += one.synced;
     return rc;
@@ -246,7 +244,7 @@ static int batch(dw_migration *h, run *r, int *finished)
     if ((rc = h->ops->spec_current(h)) != DW_OK)
         return rc;
     int source = dw__authoritative(stage);
-    int target = source == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
+    int target = dw__other_side(source);
     dw_backfill_state *st = &r->st;
     dw__backfill_state_free(st);
     if ((rc = h->ops->backfill_load(h, st)) != DW_OK)

@@ -452,6 +452,8 @@ int dw__need_two_models(dw_migration *h, int stage, const char *what);
 int dw__no_null_keys(dw_migration *h, int side, const char *what);
 /* The side the stage trusts. */
 int dw__authoritative(int stage);
+/* The other of DW_SIDE_OLD and DW_SIDE_NEW. */
+int dw__other_side(int side);
 /* Syncs one key of the repair and backfill paths in a nested savepoint, so
  * a failure leaves the enclosing batch intact. */
 int dw__sync_guarded(dw_migration *h, int target, const dw_value *key);

@@ -180,8 +180,8 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         h->ops->rollback(h, scope);
         return rc;
     }
-    int auth = stage <= DW_STAGE_SHADOW ? DW_SIDE_OLD : DW_SIDE_NEW;
-    int other = auth == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
+    int auth = dw__authoritative(stage);
+    int other = dw__other_side(auth);
     int compare = stage == DW_STAGE_SHADOW || stage == DW_STAGE_LIVE;
     if (compare && !sampled(h)) {
         compare = 0;

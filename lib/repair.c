@@ -32,8 +32,7 @@ static int repair_target(dw_migration *h, int stage, const dw_value *key,
     int eff;
     int rc = dw__key_route(h, key, stage, &eff, NULL);
     if (rc == DW_OK)
-        *target = dw__authoritative(eff) == DW_SIDE_OLD ? DW_SIDE_NEW
-                                                        : DW_SIDE_OLD;
+        *target = dw__other_side(dw__authoritative(eff));
     return rc;
 }
 

@@ -5,11 +5,6 @@
 
 #include "internal.h"
 
-static int other_side(int side)
-{
-    return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
-}
-
 /* The sides a stage writes, as bits (1 << side). */
 static unsigned written(int stage)
 {
@@ -160,7 +155,7 @@ int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
  * `to` writes the other, that side is made equal to the trusted row. */
 static int move_key(dw_migration *h, const dw_value *key, int from, int to)
 {
-    int target = other_side(dw__authoritative(from));
+    int target = dw__other_side(dw__authoritative(from));
     if (from == to || !(written(to) & (1u << target)))
         return DW_OK;
     int rc = dw__sync(h, target, key);

@@ -7,8 +7,6 @@
 
 #include "sqlite_backend.h"
 
-static int other(int side) { return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD; }
-
 /* "alias"."k" or ("alias"."k1", "alias"."k2"); alias may be NULL. */
 static void add_key_tuple(dw_buf *b, const dw_side_def *d, const char *alias)
 {
@@ -156,7 +154,7 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
  * columns. Never OR IGNORE or REPLACE. */
 static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
 {
-    const dw_side_def *t = &s->side[target], *src = &s->side[other(target)];
+    const dw_side_def *t = &s->side[target], *src = &s->side[dw__other_side(target)];
     char **exprs = s->map[target].exprs;
     if (s->same_table) {
         dw_buf_puts(b, "UPDATE ");
@@ -260,7 +258,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         build_copy(b, s, side, bounds);
         break;
     case RK_DELETE: {
-        const dw_side_def *src = &s->side[other(side)];
+        const dw_side_def *src = &s->side[dw__other_side(side)];
         dw_buf_puts(b, "DELETE FROM ");
         dw_buf_ident(b, d->table);
         add_range(b, d, d->table, bounds);

@@ -31,7 +31,7 @@ int dw__has_mapping(const dw_migration *h, int target)
     return h->spec.map[target].present;
 }
 
-static int other_side(int side)
+int dw__other_side(int side)
 {
     return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
 }
@@ -79,7 +79,7 @@ static int map_callback(dw_migration *h, int target, const dw_value *key,
     dw_row *in = NULL;
     if (dw_row_new(&in) != DW_OK)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
-    int rc = h->ops->read_side(h, other_side(target), key, in);
+    int rc = h->ops->read_side(h, dw__other_side(target), key, in);
     if (rc == DW_OK)
         rc = dw__map_callback_row(h, target, key, in, out);
     dw_row_free(in);
@@ -249,8 +249,8 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
             DW_OK)
         goto fail;
 
-    int auth = stage <= DW_STAGE_SHADOW ? DW_SIDE_OLD : DW_SIDE_NEW;
-    int other = other_side(auth);
+    int auth = dw__authoritative(stage);
+    int other = dw__other_side(auth);
     int both = stage != DW_STAGE_OFF && stage != DW_STAGE_COMPLETE;
     dw_write_fn auth_fn = auth == DW_SIDE_OLD ? write_old : write_new;
     dw_write_fn other_fn = auth == DW_SIDE_OLD ? write_new : write_old;
