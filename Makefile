@@ -156,9 +156,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/$(STLIB)
 
 examples: $(EXAMPLE_BIN)
 
-demo: $(BUILD)/examples/incident_statuses
-	@rm -f $(BUILD)/incident_statuses.db*
+demo: $(BUILD)/examples/incident_statuses $(BUILD)/examples/lazy_inventory
+	@rm -f $(BUILD)/incident_statuses.db* $(BUILD)/lazy_inventory.db*
 	$(BUILD)/examples/incident_statuses $(BUILD)/incident_statuses.db
+	$(BUILD)/examples/lazy_inventory $(BUILD)/lazy_inventory.db
 
 # ---- install ---------------------------------------------------------------
 

@@ -1198,9 +1198,21 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * will trust must have been written for it where it was, and when keys
  * move between stages that trust different sides, the gate of the
  * migration must be open (a finished backfill and a clean verification
- * since, as for LIVE), or DW_STAGE_FORCE be given with a reason. A change
+ * since, as for LIVE), or DW_STAGE_FORCE be given with a reason (moving
+ * keys back to a stage that trusts the old model is a rollback and, as for
+ * the migration's stage, is not gated). A change
  * that starts writing a side some keys did not get before makes the
  * backfill stale, so the gates want a new backfill and verification.
+ *
+ * Setup SQL. While the migration is at OFF its setup_sql has not run; an
+ * override, a canary or a promotion stage that writes the new model runs it
+ * first (dw_override_set(), dw_routing_set()), so dependent data exists
+ * before any key is copied. It must be safe to run again.
+ *
+ * Callbacks. With routing, which side a key trusts varies per key: give
+ * dw_write() both sides' callbacks (or mappings), and code that writes a
+ * side itself before dw_mirror() must write the side dw_key_stage() says the
+ * key trusts -- dw_mirror() makes the other side equal to it.
  *
  * The backfill brings every key's other side level with the side its
  * effective stage trusts; repairs sync each key from that side too.

@@ -298,7 +298,8 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     const char *upper = last ? st->end_key : hi;
     int64_t passed = 0, written = 0, deleted = 0;
-    if (routed_elsewhere(h, source)) {
+    int routed = routed_elsewhere(h, source);
+    if (routed) {
         /* Every key of either side in range (and past the end on the last
          * batch), from the side its own stage trusts. */
         routed_args a = {stage, 0};
@@ -357,9 +358,10 @@ batch_done:
     rc = h->ops->backfill_store(h, st);
     if (rc == DW_OK && last) {
         char *detail = sqlite3_mprintf(
-            "%s to %s: %lld keys, %lld rows written, %lld deleted, %lld "
+            "%s to %s%s: %lld keys, %lld rows written, %lld deleted, %lld "
             "batches",
             dw__side_word(source), dw__side_word(target),
+            routed ? " (routed keys from the side their stage trusts)" : "",
             (long long)st->rows_done, (long long)st->rows_written,
             (long long)st->rows_deleted, (long long)st->batches);
         rc = detail ? h->ops->history_add(h, "backfill", stage, stage, 0,

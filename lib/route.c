@@ -210,6 +210,16 @@ int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
 
 /* ---- overrides ------------------------------------------------------------------ */
 
+/* While the migration is at OFF no setup SQL has run; keys routed to a
+ * stage that writes the new model need its dependent data first, as the
+ * migration leaving OFF would. */
+static int setup_before_new_writes(dw_migration *h, int stage, int to)
+{
+    if (stage != DW_STAGE_OFF || !(written(to) & (1u << DW_SIDE_NEW)))
+        return DW_OK;
+    return h->ops->run_setup(h);
+}
+
 typedef struct override_args {
     const dw_value *keys;
     int nkey, count, stage, clear;
@@ -272,15 +282,18 @@ static int override_all(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = need_old_model(h, a->clear ? "dw_override_clear"
                                         : "dw_override_set");
+    if (rc == DW_OK && !a->clear)
+        rc = setup_before_new_writes(h, stage, a->stage);
     for (int i = 0; rc == DW_OK && i < a->count; i++)
         rc = override_one(h, a, stage,
                           a->keys + (size_t)i * (size_t)a->nkey);
     if (rc != DW_OK || !a->changed)
         return rc;
-    char *detail = a->clear ? sqlite3_mprintf("%d overrides cleared",
-                                              a->changed)
-                            : sqlite3_mprintf("%d keys to %s", a->changed,
-                                              dw_stage_name(a->stage));
+    const char *s = a->changed == 1 ? "" : "s";
+    char *detail = a->clear ? sqlite3_mprintf("%d override%s cleared",
+                                              a->changed, s)
+                            : sqlite3_mprintf("%d key%s to %s", a->changed,
+                                              s, dw_stage_name(a->stage));
     if (!detail)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     rc = h->ops->history_add(h, "override", stage, stage, 0, a->reason,
@@ -427,7 +440,10 @@ static int check_bulk_move(dw_migration *h, int s0, int s1, const char *who,
                          "set overrides (which sync each key)",
                          who, dw_stage_name(s0), dw_stage_name(s1),
                          dw__side_word(trust), dw_stage_name(s0));
-    if (dw__authoritative(s0) != trust)
+    /* Trusting the new model needs it complete for the keys: the gate.
+     * Going back to the old model, which s0 still writes, is a rollback
+     * and, as for the migration's stage, not gated. */
+    if (dw__authoritative(s0) == DW_SIDE_OLD && trust == DW_SIDE_NEW)
         *gate = 1;
     if (written(s1) & ~written(s0))
         *stale = 1;
@@ -470,6 +486,10 @@ static int apply_routing(dw_migration *h, void *arg)
         rc = need_old_model(h, "dw_routing_set");
     if (rc == DW_OK && want->cohort)
         rc = h->ops->cohort_check(h, want->cohort);
+    if (rc == DW_OK && canary_on(want))
+        rc = setup_before_new_writes(h, stage, want->canary_stage);
+    if (rc == DW_OK && want->promote_stage != DW_PROMOTE_NONE)
+        rc = setup_before_new_writes(h, stage, want->promote_stage);
     if (rc != DW_OK)
         return rc;
 
@@ -501,9 +521,9 @@ static int apply_routing(dw_migration *h, void *arg)
             return rc;
         if (!open && !a->force) {
             rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,
-                           "the canary change moves keys between stages that "
-                           "trust different models, and the gate of %s is "
-                           "closed: %s; or pass DW_STAGE_FORCE with a reason",
+                           "the canary change moves keys from the old model "
+                           "to the new one, and the gate of %s is closed: %s; "
+                           "or pass DW_STAGE_FORCE with a reason",
                            h->spec.name, why);
             sqlite3_free(why);
             return rc;
