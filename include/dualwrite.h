@@ -608,8 +608,11 @@ DW_API int dw_write(dw_migration *h, const dw_value *key, int nkey,
 /**
  * Mirrors one key for code that already wrote the authoritative side itself:
  * syncs the other side from the authoritative row through the mapping (or
- * deletes it when the authoritative row is gone). A no-op at OFF and
- * COMPLETE. Atomic as dw_write(), with the same result codes.
+ * deletes it when the authoritative row is gone). The authoritative side
+ * is the one the key's effective stage trusts (dw_key_stage()). Syncs
+ * nothing at OFF and COMPLETE, but promotion on write and cohort moves
+ * apply as for dw_write(). Atomic as dw_write(), with the same result
+ * codes.
  */
 DW_API int dw_mirror(dw_migration *h, const dw_value *key, int nkey);
 
@@ -1190,8 +1193,17 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * enters writes the other, that other side is made equal to the trusted
  * row mapped (or deleted when that row is gone), exactly as a dual write
  * would. This needs a mapping in that direction (up, or down), else the
- * move is refused with DW_EMISUSE. So swapping a key back to OFF carries
- * its latest data, as the trusted side holds it, into the old model.
+ * move is refused with DW_EMISUSE: moves use the spec's mappings, never the
+ * application's write callbacks. The rule is applied as stated even when
+ * the other side was written at the stage left too (LIVE to RAMPDOWN
+ * re-copies the old row), so a write queued for repair is not lost. So
+ * swapping a key back to OFF carries its latest data, as the trusted side
+ * holds it, into the old model.
+ *
+ * Only writes through the library are watched: an application that changes
+ * an old row itself, moving it into or out of the cohort, moves the key
+ * without a sync (call dw_mirror() for the key afterwards, or
+ * dw_repair_keys()).
  *
  * Changing the canary (dw_routing_set()) moves whole sets of keys at once
  * and syncs none of them, so it is checked instead: every side a moved key
@@ -1215,7 +1227,9 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * key trusts -- dw_mirror() makes the other side equal to it.
  *
  * The backfill brings every key's other side level with the side its
- * effective stage trusts; repairs sync each key from that side too.
+ * effective stage trusts; repairs sync each key from that side too. Both
+ * still need the migration's own stage to have two models (not OFF or
+ * COMPLETE), whatever the keys' stages.
  * Verification compares every key whatever its stage, so a key held at OFF
  * or COMPLETE by routing and written since shows as divergent (only one
  * side is written there); a repair brings it level, and the gates see it.
@@ -1328,8 +1342,9 @@ DW_API int dw_override_set(dw_migration *h, const dw_value *keys, int nkey,
 /**
  * Removes the override of `count` keys; each then follows the canary or the
  * migration again, and is synced if its effective stage changes. Keys
- * without an override are left alone. Atomic and recorded as
- * dw_override_set(), with the same result codes.
+ * without an override are left alone. Atomic as dw_override_set(), with
+ * the same result codes; recorded in the history as event "override" with
+ * detail "N overrides cleared".
  *
  * @param cleared if not NULL, receives how many overrides were removed.
  */
@@ -1390,7 +1405,8 @@ typedef struct dw_routing_progress {
     /** Those keys by effective stage, indexed by dw_stage. */
     int64_t by_stage[6];
     /** Those keys by where their stage comes from: overridden (promoted
-     *  ones included), promoted by a write, in the canary. */
+     *  ones included), overridden by a promotion on write, in the
+     *  canary. */
     int64_t overridden;
     int64_t promoted;
     int64_t in_canary;

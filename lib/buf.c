@@ -93,11 +93,13 @@ void dw_buf_ident_list(dw_buf *b, const char *alias, char *const *names,
     }
 }
 
-/* Copies a quoted token or comment that starts at p, unchanged; returns
- * where it ends. */
-static const char *copy_span(dw_buf *b, const char *p)
+/* Where a quoted token or comment that starts at p ends; *closed says
+ * whether it was closed before the text ran out (a line comment always
+ * is). */
+static const char *span_end(const char *p, int *closed)
 {
     const char *q = p + 1;
+    *closed = 1;
     if (p[0] == '-') {
         while (*q && *q != '\n')
             q++;
@@ -105,6 +107,7 @@ static const char *copy_span(dw_buf *b, const char *p)
         q++;
         while (*q && !(q[0] == '*' && q[1] == '/'))
             q++;
+        *closed = *q != '\0';
         q += *q ? 2 : 0;
     } else {
         char close = p[0] == '[' ? ']' : p[0];
@@ -115,18 +118,53 @@ static const char *copy_span(dw_buf *b, const char *p)
                 else
                     break;
             }
+        *closed = *q != '\0';
         q += *q ? 1 : 0;
     }
+    return q;
+}
+
+static int span_start(const char *p)
+{
+    return *p == '\'' || *p == '"' || *p == '`' || *p == '[' ||
+           (p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*');
+}
+
+/* Copies a quoted token or comment that starts at p, unchanged; returns
+ * where it ends. */
+static const char *copy_span(dw_buf *b, const char *p)
+{
+    int closed;
+    const char *q = span_end(p, &closed);
     dw_buf_add(b, p, (size_t)(q - p));
     return q;
+}
+
+int dw_sql_balanced(const char *sql)
+{
+    int depth = 0;
+    for (const char *p = sql; *p;) {
+        if (span_start(p)) {
+            int closed;
+            p = span_end(p, &closed);
+            if (!closed)
+                return 0;
+            continue;
+        }
+        if (*p == '(')
+            depth++;
+        else if ((*p == ')' && --depth < 0) || *p == ';')
+            return 0;
+        p++;
+    }
+    return depth == 0;
 }
 
 void dw_buf_sql(dw_buf *b, const char *sql)
 {
     const char *p = sql;
     while (*p) {
-        if (*p == '\'' || *p == '`' || *p == '[' ||
-            (p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+        if (*p != '"' && span_start(p)) {
             p = copy_span(b, p);
         } else if (*p == '"') {
             /* "name" becomes `name`: "" inside is one quote, a backtick

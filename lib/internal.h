@@ -45,6 +45,10 @@ void dw_buf_ident_list(dw_buf *b, const char *alias, char *const *names,
  * token can only be an identifier: the meaning is kept, and no later
  * re-prepare can turn a vanished name into a string. */
 void dw_buf_sql(dw_buf *b, const char *sql);
+/* 1 when SQL text is one self-contained piece: parentheses balanced and
+ * never closing more than were opened, no ';', every quote and block
+ * comment closed (so it cannot close or end what it is put inside). */
+int dw_sql_balanced(const char *sql);
 /* before, dw_buf_sql(sql), after. */
 void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
                    const char *after);
@@ -295,10 +299,12 @@ typedef struct dw_backend_ops {
     /* Parses key text back into typed values (owned by *store). */
     int (*key_parse)(dw_migration *h, const char *text, dw_value **key,
                      void **store);
-    /* Overrides: *stage of one key (DW_ENOTFOUND when none), set, remove,
+    /* Overrides: *stage of one key and whether a write promoted it
+     * (promoted may be NULL; DW_ENOTFOUND when none), set, remove,
      * list, and counts by stage; overrides_bump keeps the count stored with
      * the routing settings. */
-    int (*override_get)(dw_migration *h, const char *key, int *stage);
+    int (*override_get)(dw_migration *h, const char *key, int *stage,
+                        int *promoted);
     int (*override_put)(dw_migration *h, const char *key, int stage,
                         int promoted);
     int (*override_delete)(dw_migration *h, const char *key, int *deleted);
@@ -346,6 +352,9 @@ struct dw_migration {
     int stage_cached;
     /* The old model was dropped by dw_contract() (loaded with the stage). */
     int contracted;
+    /* Per key column: 'N' numeric affinity, 'T' text, 'B' none (a key
+     * has at most 64 columns: the primary key's). */
+    char key_class[64];
     /* Key routing, loaded with the stage. */
     dw_route_state route;
     /* Key text of the key being routed, reused. */

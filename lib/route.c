@@ -138,7 +138,7 @@ int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
     if (rc != DW_OK)
         return rc;
     if (h->route.overrides > 0) {
-        rc = h->ops->override_get(h, h->route_key.p, eff);
+        rc = h->ops->override_get(h, h->route_key.p, eff, NULL);
         if (rc == DW_OK) {
             *route = DW_ROUTE_OVERRIDE;
             return DW_OK;
@@ -651,23 +651,27 @@ static int count_key(dw_migration *h, const dw_value *key, void *arg)
         return rc;
     a->p->keys++;
     a->p->by_stage[eff]++;
-    if (route == DW_ROUTE_OVERRIDE)
-        a->p->overridden++;
-    else if (route == DW_ROUTE_CANARY)
+    if (route == DW_ROUTE_CANARY)
         a->p->in_canary++;
-    return DW_OK;
+    if (route != DW_ROUTE_OVERRIDE)
+        return DW_OK;
+    a->p->overridden++;
+    int promoted = 0;
+    rc = h->ops->override_get(h, h->route_key.p, &eff, &promoted);
+    a->p->promoted += promoted;
+    return rc;
 }
 
 static int progress(dw_migration *h, void *arg)
 {
     progress_args *a = arg;
     dw_routing_progress *p = a->p;
-    int64_t by_stage[6], stored = 0;
+    int64_t by_stage[6], stored = 0, promoted = 0;
     int rc = dw__stage_current(h, &a->stage);
     if (rc == DW_OK)
         rc = need_old_model(h, "dw_routing_count");
     if (rc == DW_OK)
-        rc = h->ops->override_stats(h, by_stage, &p->promoted);
+        rc = h->ops->override_stats(h, by_stage, &promoted);
     for (int s = 0; s < 6; s++)
         stored += by_stage[s];
     if (rc == DW_OK)

@@ -69,7 +69,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_LOG_CLEAR_DROPPED] =
         "UPDATE dw_migrations SET mismatch_dropped = 0 WHERE id = ?1",
     [ST_OVERRIDE_GET] =
-        "SELECT stage FROM dw_overrides WHERE migration_id = ?1 AND key = ?2",
+        "SELECT stage, promoted FROM dw_overrides "
+        "WHERE migration_id = ?1 AND key = ?2",
     [ST_OVERRIDE_PUT] =
         "INSERT INTO dw_overrides(migration_id, key, stage, promoted, time) "
         "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(migration_id, key) DO UPDATE "

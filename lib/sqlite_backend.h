@@ -217,7 +217,8 @@ int dw__sqlite_queue_list(dw_migration *h, const char *after, int limit,
 int dw__sqlite_queue_remove(dw_migration *h, const char *key);
 
 /* sqlite_route.c */
-int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage);
+int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
+                            int *promoted);
 int dw__sqlite_override_put(dw_migration *h, const char *key, int stage,
                             int promoted);
 int dw__sqlite_override_delete(dw_migration *h, const char *key,

@@ -4,7 +4,8 @@
 
 #include "sqlite_backend.h"
 
-int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage)
+int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
+                            int *promoted)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_OVERRIDE_GET);
     if (!st)
@@ -14,6 +15,8 @@ int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage)
     int rc = sqlite3_step(st), result;
     if (rc == SQLITE_ROW) {
         *stage = sqlite3_column_int(st, 0);
+        if (promoted)
+            *promoted = sqlite3_column_int(st, 1);
         result = DW_OK;
     } else if (rc == SQLITE_DONE) {
         result = DW_ENOTFOUND;
@@ -145,9 +148,10 @@ int dw__sqlite_routing_store(dw_migration *h, const dw_route_state *r)
                : h->errcode;
 }
 
-/* SELECT 1 FROM old WHERE (pred) [AND key = ?1 ...]. The predicate ends a
+/* SELECT 1 FROM old WHERE [key = ?1 AND ...] (pred). The predicate ends a
  * line before the closing parenthesis, so a trailing -- comment in it
- * cannot swallow what follows. */
+ * cannot swallow what follows; dw_sql_balanced() keeps it from closing the
+ * parenthesis itself. */
 static char *cohort_sql(dw_migration *h, const char *pred, int keyed)
 {
     const dw_side_def *d = &h->spec.side[DW_SIDE_OLD];
@@ -155,12 +159,12 @@ static char *cohort_sql(dw_migration *h, const char *pred, int keyed)
     dw_buf_init(&b);
     dw_buf_puts(&b, "SELECT 1 FROM ");
     dw_buf_ident(&b, d->table);
-    dw_buf_sql_in(&b, " WHERE (", pred, "\n)");
+    dw_buf_puts(&b, " WHERE ");
     for (int i = 0; keyed && i < d->nkey; i++) {
-        dw_buf_puts(&b, " AND ");
         dw_buf_ident(&b, d->key[i]);
-        dw_buf_printf(&b, " = ?%d", i + 1);
+        dw_buf_printf(&b, " = ?%d AND ", i + 1);
     }
+    dw_buf_sql_in(&b, "(", pred, "\n)");
     if (keyed)
         dw_buf_puts(&b, " LIMIT 1");
     return dw_buf_take(&b);
@@ -169,19 +173,22 @@ static char *cohort_sql(dw_migration *h, const char *pred, int keyed)
 static int only_space(const char *s)
 {
     for (; *s; s++)
-        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';')
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
             return 0;
     return 1;
 }
 
-int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+/* Prepares the unkeyed (keyed = 0) or keyed form and checks its shape:
+ * one read-only statement with only the key's parameters. */
+static int cohort_form_ok(dw_migration *h, const char *pred, int keyed)
 {
-    char *sql = cohort_sql(h, pred, 0);
+    char *sql = cohort_sql(h, pred, keyed);
     if (!sql)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     int rc = dw__prepare(h, sql, &st, &tail);
+    int want = keyed ? h->spec.side[DW_SIDE_OLD].nkey : 0;
     int result = DW_OK;
     if (rc != SQLITE_OK)
         result = dw__error(h, rc == SQLITE_NOMEM ? DW_ENOMEM : DW_EMISUSE,
@@ -197,15 +204,23 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
     else if (!sqlite3_stmt_readonly(st))
         result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
                            "the cohort predicate must only read");
-    else if (sqlite3_bind_parameter_count(st) != 0)
+    else if (sqlite3_bind_parameter_count(st) != want)
         result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
                            "the cohort predicate must not have parameters");
-    else if (sqlite3_column_count(st) != 1)
-        result = dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
-                           "the cohort predicate must be one expression");
     sqlite3_finalize(st);
     dw__free(sql);
     return result;
+}
+
+int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+{
+    if (!dw_sql_balanced(pred))
+        return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                         "the cohort predicate must be one expression: its "
+                         "parentheses do not balance, a quote or comment is "
+                         "not closed, or it has a ';'");
+    int rc = cohort_form_ok(h, pred, 0);
+    return rc == DW_OK ? cohort_form_ok(h, pred, 1) : rc;
 }
 
 /* The keyed cohort statement for the handle's predicate, rebuilt when the

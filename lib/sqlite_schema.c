@@ -776,6 +776,7 @@ static int keys_compare_alike(dw_migration *h)
             rc = key_traits(h, DW_SIDE_NEW, i, cb, lb);
         if (rc != DW_OK)
             return rc;
+        h->key_class[i] = ca[0];
         if (ca[0] != cb[0] || sqlite3_stricmp(la, lb) != 0) {
             int wa = ca[0] == 'N' ? 0 : ca[0] == 'T' ? 1 : 2;
             int wb = cb[0] == 'N' ? 0 : cb[0] == 'T' ? 1 : 2;

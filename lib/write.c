@@ -22,6 +22,19 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
         if (!dw__value_valid(&key[i]))
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                              "key value %d is malformed", i);
+        /* The column's affinity would convert the value, so the row found
+         * would not be the key given: one key, two texts ([1], ["1"]) in
+         * overrides, buckets, queues and logs. */
+        char cls = h->key_class[i];
+        if ((cls == 'N' && key[i].type == DW_TYPE_TEXT) ||
+            (cls == 'T' && key[i].type == DW_TYPE_INTEGER))
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                             "key value %d is %s, but key column \"%s\" has "
+                             "%s affinity: pass %s",
+                             i, cls == 'N' ? "TEXT" : "INTEGER",
+                             h->spec.side[DW_SIDE_OLD].key[i],
+                             cls == 'N' ? "numeric" : "text",
+                             cls == 'N' ? "an INTEGER" : "a TEXT");
     }
     return DW_OK;
 }
