@@ -355,6 +355,8 @@ struct dw_migration {
     /* Per key column: 'N' numeric affinity, 'T' text, 'B' none (a key
      * has at most 64 columns: the primary key's). */
     char key_class[64];
+    /* A key column's collation is not BINARY (routing refuses). */
+    int keys_fold;
     /* Key routing, loaded with the stage. */
     dw_route_state route;
     /* Key text of the key being routed, reused. */

@@ -227,8 +227,17 @@ typedef struct override_args {
     int changed;
 } override_args;
 
+/* Routing changes need the old model, and keys one spelling each: a
+ * collation that makes "ANN" and "ann" one row would give it two texts,
+ * two overrides and two buckets. */
 static int need_old_model(dw_migration *h, const char *what)
 {
+    if (h->keys_fold)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s: a key column of %s has a collation other than "
+                         "BINARY, so one row has several key spellings; "
+                         "routing needs BINARY keys",
+                         what, h->spec.name);
     if (!h->contracted)
         return DW_OK;
     return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -440,10 +449,10 @@ static int check_bulk_move(dw_migration *h, int s0, int s1, const char *who,
                          "set overrides (which sync each key)",
                          who, dw_stage_name(s0), dw_stage_name(s1),
                          dw__side_word(trust), dw_stage_name(s0));
-    /* Trusting the new model needs it complete for the keys: the gate.
-     * Going back to the old model, which s0 still writes, is a rollback
-     * and, as for the migration's stage, not gated. */
-    if (dw__authoritative(s0) == DW_SIDE_OLD && trust == DW_SIDE_NEW)
+    /* The side to be trusted must be complete for the keys, which only a
+     * finished backfill and a clean verification show -- going back too:
+     * keys that passed through COMPLETE left the old model behind. */
+    if (dw__authoritative(s0) != trust)
         *gate = 1;
     if (written(s1) & ~written(s0))
         *stale = 1;
@@ -521,9 +530,9 @@ static int apply_routing(dw_migration *h, void *arg)
             return rc;
         if (!open && !a->force) {
             rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,
-                           "the canary change moves keys from the old model "
-                           "to the new one, and the gate of %s is closed: %s; "
-                           "or pass DW_STAGE_FORCE with a reason",
+                           "the canary change moves keys between stages that "
+                           "trust different models, and the gate of %s is "
+                           "closed: %s; or pass DW_STAGE_FORCE with a reason",
                            h->spec.name, why);
             sqlite3_free(why);
             return rc;
@@ -596,13 +605,16 @@ int dw_routing_set(dw_migration *h, const dw_routing *r, const char *reason,
     memset(&a, 0, sizeof a);
     a.want.buckets = (int)(r->canary_percent * 100.0 + 0.5); /* rounded */
     a.want.canary_stage = r->canary_stage;
-    a.want.cohort = r->canary_cohort && r->canary_cohort[0]
-                        ? (char *)r->canary_cohort
-                        : NULL;
+    /* A copy: r->canary_cohort may be the handle's own string (from
+     * dw_routing_get()), which reloading the stage frees. */
+    if (r->canary_cohort && r->canary_cohort[0] &&
+        !(a.want.cohort = dw__strdup(r->canary_cohort)))
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     a.want.promote_stage = r->promote_stage;
     a.reason = reason;
     a.force = (flags & DW_STAGE_FORCE) != 0;
     int rc = dw__in_scope(h, 1, apply_routing, &a);
+    dw__free(a.want.cohort);
     if (rc != DW_OK)
         h->stage_cached = 0;
     return rc;
@@ -666,7 +678,7 @@ static int progress(dw_migration *h, void *arg)
 {
     progress_args *a = arg;
     dw_routing_progress *p = a->p;
-    int64_t by_stage[6], stored = 0, promoted = 0;
+    int64_t by_stage[6] = {0}, stored = 0, promoted = 0;
     int rc = dw__stage_current(h, &a->stage);
     if (rc == DW_OK)
         rc = need_old_model(h, "dw_routing_count");

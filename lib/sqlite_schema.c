@@ -763,6 +763,20 @@ static int key_traits(dw_migration *h, int side, int i, char cls[2],
                                               "reading the key's type");
 }
 
+/* One table: its key columns' affinity classes and whether one folds. */
+static int key_classes(dw_migration *h)
+{
+    for (int i = 0; i < h->spec.side[DW_SIDE_OLD].nkey; i++) {
+        char c[2], coll[32];
+        int rc = key_traits(h, DW_SIDE_OLD, i, c, coll);
+        if (rc != DW_OK)
+            return rc;
+        h->key_class[i] = c[0];
+        h->keys_fold |= sqlite3_stricmp(coll, "BINARY") != 0;
+    }
+    return DW_OK;
+}
+
 /* Key ranges and joins are computed on each side with its own affinity and
  * collation; keys that compare differently would page and join wrongly. */
 static int keys_compare_alike(dw_migration *h)
@@ -777,6 +791,7 @@ static int keys_compare_alike(dw_migration *h)
         if (rc != DW_OK)
             return rc;
         h->key_class[i] = ca[0];
+        h->keys_fold |= sqlite3_stricmp(la, "BINARY") != 0;
         if (ca[0] != cb[0] || sqlite3_stricmp(la, lb) != 0) {
             int wa = ca[0] == 'N' ? 0 : ca[0] == 'T' ? 1 : 2;
             int wb = cb[0] == 'N' ? 0 : cb[0] == 'T' ? 1 : 2;
@@ -804,6 +819,8 @@ int dw__sqlite_validate(dw_migration *h)
         rc = check_side(h, DW_SIDE_NEW, &t[DW_SIDE_NEW]);
     if (rc == DW_OK && !h->contracted && !s->same_table)
         rc = keys_compare_alike(h);
+    if (rc == DW_OK && !h->contracted && s->same_table)
+        rc = key_classes(h);
     if (rc == DW_OK && !h->contracted)
         rc = check_setup(h);
     if (rc == DW_OK && s->same_table) {

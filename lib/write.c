@@ -5,6 +5,35 @@
 
 #include "internal.h"
 
+/* Whether numeric affinity would turn this text into a number: a decimal
+ * literal, spaces around it allowed. */
+static int converts_to_number(const dw_value *v)
+{
+    const char *p = v->p, *end = p + dw__value_len(v);
+    int digits = 0;
+    while (p < end && *p == ' ')
+        p++;
+    while (end > p && end[-1] == ' ')
+        end--;
+    if (p < end && (*p == '+' || *p == '-'))
+        p++;
+    for (; p < end && *p >= '0' && *p <= '9'; p++)
+        digits++;
+    if (p < end && *p == '.')
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+            digits++;
+    if (digits && p < end && (*p == 'e' || *p == 'E')) {
+        const char *q = p + 1;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        if (q < end && *q >= '0' && *q <= '9') {
+            for (p = q; p < end && *p >= '0' && *p <= '9'; p++)
+                ;
+        }
+    }
+    return digits > 0 && p == end;
+}
+
 int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
 {
     int want = h->spec.side[DW_SIDE_OLD].nkey;
@@ -26,12 +55,13 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
          * would not be the key given: one key, two texts ([1], ["1"]) in
          * overrides, buckets, queues and logs. */
         char cls = h->key_class[i];
-        if ((cls == 'N' && key[i].type == DW_TYPE_TEXT) ||
+        if ((cls == 'N' && key[i].type == DW_TYPE_TEXT &&
+             converts_to_number(&key[i])) ||
             (cls == 'T' && key[i].type == DW_TYPE_INTEGER))
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                              "key value %d is %s, but key column \"%s\" has "
-                             "%s affinity: pass %s",
-                             i, cls == 'N' ? "TEXT" : "INTEGER",
+                             "%s affinity, which converts it: pass %s",
+                             i, cls == 'N' ? "a numeric TEXT" : "INTEGER",
                              h->spec.side[DW_SIDE_OLD].key[i],
                              cls == 'N' ? "numeric" : "text",
                              cls == 'N' ? "an INTEGER" : "a TEXT");

@@ -1764,7 +1764,10 @@ static void test_canary_makes_backfill_stale(void **state)
 
 /* Moving canary keys back to a stage that trusts the old model is a
  * rollback: not gated, as for the migration's stage. Forward again is. */
-static void test_canary_rollback_not_gated(void **state)
+/* Moving canary keys back to the old model is gated too: keys that went
+ * through COMPLETE left the old model behind, and only a backfill and a
+ * clean verification show it complete again. */
+static void test_canary_rollback_gated(void **state)
 {
     fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
@@ -1776,20 +1779,45 @@ static void test_canary_rollback_not_gated(void **state)
     dw_verify_result v;
     assert_dw_ok(h, dw_verify(&v, h, NULL));
     assert_false(v.clean);
+    assert_dw(h, set_canary(h, 40, NULL, DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0,
+                            "roll back"),
+              DW_EGATE);
+    assert_msg_has(h, "different");
+    dw_routing r;
+    assert_dw_ok(h, dw_routing_get(&r, h));
+    assert_int_equal(r.canary_stage, DW_STAGE_LIVE);
+    /* Forced, with a reason, it passes and the history says so. */
     assert_dw_ok(h, set_canary(h, 40, NULL, DW_STAGE_SHADOW, DW_PROMOTE_NONE,
-                               0, "roll back"));
+                               DW_STAGE_FORCE, "roll back"));
     last_event l;
     last_history(h, &l);
     assert_string_equal(l.event, "routing");
-    assert_int_equal(l.forced, 0);
-    assert_dw(h, set_canary(h, 40, NULL, DW_STAGE_LIVE, DW_PROMOTE_NONE, 0,
-                            NULL),
-              DW_EGATE);
-    assert_msg_has(h, "different");
-    /* Clearing a canary at LIVE outright is a rollback too. */
-    assert_dw_ok(h, set_canary(h, 40, NULL, DW_STAGE_LIVE, DW_PROMOTE_NONE,
-                               DW_STAGE_FORCE, "again"));
+    assert_int_equal(l.forced, 1);
+    /* Back between two stages that trust the old model: no gate. */
     assert_dw_ok(h, dw_routing_set(h, NULL, "all back", 0));
+}
+
+/* dw_routing_get() hands out the handle's own cohort string; passing the
+ * struct back while the stored routing changes under it must not read
+ * freed memory (ASan and valgrind watch this test). */
+static void test_get_modify_set(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 10, DW_STAGE_OFF);
+    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_SHADOW,
+                               DW_PROMOTE_NONE, 0, NULL));
+    dw_routing r;
+    assert_dw_ok(h, dw_routing_get(&r, h));
+    /* Another handle changes the cohort: the next call reloads it. */
+    dw_migration *h2 = open_items_ok(f->t.db);
+    assert_dw_ok(h2, set_canary(h2, 0, "org = 'org-8'", DW_STAGE_SHADOW,
+                                DW_PROMOTE_NONE, 0, NULL));
+    r.canary_percent = 1.0;
+    assert_dw_ok(h, dw_routing_set(h, &r, "widen", 0));
+    dw_routing now;
+    assert_dw_ok(h, dw_routing_get(&now, h));
+    assert_string_equal(now.canary_cohort, "org = 'org-7'");
+    dw_close(h2);
 }
 
 /* At OFF the setup SQL has not run; routing that makes keys write the new
@@ -2174,7 +2202,8 @@ int main(void)
         T(test_repair_queue_respects_overrides),
         T(test_canary_checks),
         T(test_canary_makes_backfill_stale),
-        T(test_canary_rollback_not_gated),
+        T(test_canary_rollback_gated),
+        T(test_get_modify_set),
         T(test_setup_sql_before_routed_writes),
         T(test_routing_count),
         T(test_routing_count_promoted_without_row),
