@@ -1202,8 +1202,11 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  *
  * Only writes through the library are watched: an application that changes
  * an old row itself, moving it into or out of the cohort, moves the key
- * without a sync (call dw_mirror() for the key afterwards, or
- * dw_repair_keys()).
+ * without a sync, and when the two stages trust different models nothing
+ * can tell afterwards which side is current. So change the cohort's
+ * columns only through dw_write(); dw_mirror() refuses (DW_EMISUSE) a key
+ * that is not overridden while a cohort is set and the canary and the
+ * migration trust different models.
  *
  * Changing the canary (dw_routing_set()) moves whole sets of keys at once
  * and syncs none of them, so it is checked instead: every side a moved key
@@ -1224,10 +1227,13 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * Callbacks. With routing, which side a key trusts varies per key: give
  * dw_write() both sides' callbacks (or mappings), and code that writes a
  * side itself before dw_mirror() must write the side dw_key_stage() says the
- * key trusts -- dw_mirror() makes the other side equal to it.
+ * key trusts -- dw_mirror() makes the other side equal to it (and see the
+ * cohort rule above).
  *
  * The backfill brings every key's other side level with the side its
- * effective stage trusts; repairs sync each key from that side too. Both
+ * effective stage trusts (a key held at OFF or COMPLETE on the other model
+ * than the migration's is left alone); repairs sync each key from that
+ * side too. Both
  * still need the migration's own stage to have two models (not OFF or
  * COMPLETE), whatever the keys' stages.
  * Verification compares every key whatever its stage, so a key held at OFF
@@ -1287,9 +1293,12 @@ typedef struct dw_routing {
     /** A cohort: an SQL expression over the old table's columns (e.g.
      *  "organisation_id = 'org-7'"); keys whose old row makes it true are in
      *  the canary. NULL or "": none. It is SQL run as given, like a mapping:
-     *  one read-only expression, no parameters, no second statement; names
-     *  in double quotes are identifiers, strings take single quotes. A key
-     *  with no old row is not in the cohort. */
+     *  one read-only expression, no parameters, no second statement, no
+     *  subquery; names in double quotes are identifiers, strings take
+     *  single quotes. It must depend on the old row alone (no random(), no
+     *  time): the library watches writes through it to move keys, and
+     *  cannot see anything else change. A key with no old row is not in
+     *  the cohort. */
     const char *canary_cohort;
     /** The effective stage of keys in the canary. */
     int canary_stage;

@@ -196,6 +196,12 @@ static int sync_routed(dw_migration *h, const dw_value *key, void *arg)
     int rc = dw__key_route(h, key, a->stage, &eff, NULL);
     if (rc != DW_OK)
         return rc;
+    /* A key held at OFF or COMPLETE uses one model: nothing to level, and
+     * no mapping needed for it (unless that model is the source, which
+     * the plain backfill would copy too). */
+    if ((eff == DW_STAGE_OFF || eff == DW_STAGE_COMPLETE) &&
+        dw__authoritative(eff) != dw__authoritative(a->stage))
+        return DW_OK;
     sync_args one = {dw__other_side(dw__authoritative(eff)), 0};
     rc = sync_one(h, key, &one);
     a->synced += one.synced;

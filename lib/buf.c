@@ -1,4 +1,5 @@
 /* Growable strings for SQL text, keys, specs and log lines. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -138,6 +139,25 @@ static const char *copy_span(dw_buf *b, const char *p)
     const char *q = span_end(p, &closed);
     dw_buf_add(b, p, (size_t)(q - p));
     return q;
+}
+
+int dw_sql_has_word(const char *sql, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = sql; *p;) {
+        if (span_start(p)) {
+            int closed;
+            p = span_end(p, &closed);
+            continue;
+        }
+        int starts = p == sql || !(isalnum((unsigned char)p[-1]) ||
+                                   p[-1] == '_' || p[-1] == '$');
+        if (starts && sqlite3_strnicmp(p, word, (int)n) == 0 &&
+            !(isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '$'))
+            return 1;
+        p++;
+    }
+    return 0;
 }
 
 int dw_sql_balanced(const char *sql)

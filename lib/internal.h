@@ -49,6 +49,8 @@ void dw_buf_sql(dw_buf *b, const char *sql);
  * never closing more than were opened, no ';', every quote and block
  * comment closed (so it cannot close or end what it is put inside). */
 int dw_sql_balanced(const char *sql);
+/* 1 when the keyword appears in SQL text outside quotes and comments. */
+int dw_sql_has_word(const char *sql, const char *word);
 /* before, dw_buf_sql(sql), after. */
 void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
                    const char *after);

@@ -219,6 +219,12 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
                          "the cohort predicate must be one expression: its "
                          "parentheses do not balance, a quote or comment is "
                          "not closed, or it has a ';'");
+    /* Membership must follow the row alone: a subquery could read rows
+     * that change without a write to this key, moving it unsynced. */
+    if (dw_sql_has_word(pred, "SELECT"))
+        return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
+                         "the cohort predicate must depend on the old row "
+                         "alone: no subqueries");
     int rc = cohort_form_ok(h, pred, 0);
     return rc == DW_OK ? cohort_form_ok(h, pred, 1) : rc;
 }

@@ -292,6 +292,21 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
             DW_OK)
         goto fail;
 
+    /* The cohort is tested on the old row the caller already changed, so
+     * when the canary and the migration trust different sides, the side
+     * written is unknown: syncing from the wrong one would undo it. */
+    if (mirror_only && h->route.cohort && route != DW_ROUTE_OVERRIDE &&
+        dw__authoritative(h->route.canary_stage) !=
+            dw__authoritative(migration_stage)) {
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "dw_mirror cannot tell which model the caller wrote: "
+                       "the cohort is tested on the changed old row, and "
+                       "the canary (%s) and the migration (%s) trust "
+                       "different models; write through dw_write()",
+                       dw_stage_name(h->route.canary_stage),
+                       dw_stage_name(migration_stage));
+        goto fail;
+    }
     int auth = dw__authoritative(stage);
     int other = dw__other_side(auth);
     int both = stage != DW_STAGE_OFF && stage != DW_STAGE_COMPLETE;

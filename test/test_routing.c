@@ -1797,6 +1797,38 @@ static void test_canary_rollback_gated(void **state)
     assert_dw_ok(h, dw_routing_set(h, NULL, "all back", 0));
 }
 
+/* Cohort membership must follow the row alone: a subquery is refused,
+ * and dw_mirror() refuses when the cohort could have moved the key between
+ * models it cannot tell apart. */
+static void test_cohort_row_alone_and_mirror(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
+    assert_dw(h, set_canary(h, 0, "id IN (SELECT id FROM items_v2)",
+                            DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0, NULL),
+              DW_EMISUSE);
+    assert_msg_has(h, "subquer");
+    /* The word inside a string is data, not a subquery. */
+    assert_dw_ok(h, set_canary(h, 0, "name <> 'select'", DW_STAGE_SHADOW,
+                               DW_PROMOTE_NONE, 0, NULL));
+    /* Canary at SHADOW and migration at DUAL_WRITE trust the same model:
+     * dw_mirror works. */
+    dw_value k = dw_int(3);
+    assert_dw_ok(h, dw_mirror(h, &k, 1));
+    backfill_and_verify(h);
+    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE,
+                               DW_PROMOTE_NONE, 0, NULL));
+    /* Now they differ: which side did the caller write? Refused, and the
+     * caller's change is left as it was. */
+    exec_ok(f->t.db, "UPDATE items SET name = 'mine' WHERE id = 1");
+    k = dw_int(1);
+    assert_dw(h, dw_mirror(h, &k, 1), DW_EMISUSE);
+    assert_msg_has(h, "dw_mirror cannot tell");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
+                                        "id = 1 AND name = 'mine'"),
+                     1);
+}
+
 /* dw_routing_get() hands out the handle's own cohort string; passing the
  * struct back while the stored routing changes under it must not read
  * freed memory (ASan and valgrind watch this test). */
@@ -2204,6 +2236,7 @@ int main(void)
         T(test_canary_makes_backfill_stale),
         T(test_canary_rollback_gated),
         T(test_get_modify_set),
+        T(test_cohort_row_alone_and_mirror),
         T(test_setup_sql_before_routed_writes),
         T(test_routing_count),
         T(test_routing_count_promoted_without_row),
