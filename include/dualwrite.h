@@ -1317,7 +1317,7 @@ typedef struct dw_routing {
 
 /**
  * The bucket of a key (see "Buckets" above) into *out. Needs no handle: any
- * program can compute it. DW_OK; DW_EMISUSE (NULL out or key, nkey < 1, a
+ * program can compute it. A pure function: safe from any thread. DW_OK; DW_EMISUSE (NULL out or key, nkey < 1, a
  * value that is not INTEGER or TEXT); DW_ENOMEM.
  */
 DW_API int dw_key_bucket(int *out, const dw_value *key, int nkey);

@@ -304,43 +304,36 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
     const char *upper = last ? st->end_key : hi;
     int64_t passed = 0, written = 0, deleted = 0;
+    /* The source keys this batch passes. */
+    if (st->end_key && last)
+        rc = h->ops->range_count(h, source, lo, upper, &passed);
+    else if (st->end_key)
+        passed = r->batch_rows;
     int routed = routed_elsewhere(h, source);
-    if (routed) {
+    if (rc == DW_OK && routed) {
         /* Every key of either side in range (and past the end on the last
          * batch), from the side its own stage trusts. */
         routed_args a = {stage, 0};
         rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, last ? NULL : upper,
                                 sync_routed, &a);
         written = a.synced;
-        if (rc == DW_OK && st->end_key) {
-            if (last)
-                rc = h->ops->range_count(h, source, lo, upper, &passed);
-            else
-                passed = r->batch_rows;
-        }
-        goto batch_done;
-    }
-    /* First the target's rows whose source is gone -- within the batch's
-     * range, and past the end on the last batch -- so a value they hold
-     * (a UNIQUE email, say) is free for the rows copied next. */
-    rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
-                                      &deleted);
-    if (rc == DW_OK && st->end_key) {
-        if (last)
-            rc = h->ops->range_count(h, source, lo, upper, &passed);
-        else
-            passed = r->batch_rows;
-        if (rc == DW_OK && h->spec.map[target].exprs) {
+    } else if (rc == DW_OK) {
+        /* First the target's rows whose source is gone -- within the
+         * batch's range, and past the end on the last batch -- so a value
+         * they hold (a UNIQUE email, say) is free for the rows copied
+         * next. */
+        rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
+                                          &deleted);
+        if (rc == DW_OK && st->end_key && h->spec.map[target].exprs) {
             rc = h->ops->range_copy(h, target, lo, upper, &written);
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
-        } else if (rc == DW_OK) {
+        } else if (rc == DW_OK && st->end_key) {
             sync_args a = {target, 0};
             rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
             written = a.synced;
         }
     }
-batch_done:
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
         dw__error_append(h,
                        lo ? "; the backfill stopped and kept nothing of "

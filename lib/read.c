@@ -174,7 +174,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         return rc;
     rc = dw__stage_current(h, &stage);
     /* Each key reads as its own stage says (override, canary). */
-    if (rc == DW_OK && dw__route_active(h))
+    if (rc == DW_OK)
         rc = dw__key_route(h, key, stage, &stage, NULL);
     if (rc != DW_OK) {
         h->ops->rollback(h, scope);

@@ -117,6 +117,10 @@ int dw__prepare_strict(dw_migration *h, const char *sql, sqlite3_stmt **out,
 int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what);
 /* Sets h's error from an SQLite failure, naming the side and what failed. */
 int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what);
+/* Ends a listing loop: SQLITE_DONE (run out, or stopped by the callback)
+ * is success, anything else an error (naming `what`); resets st. */
+int dw__end_listing(dw_migration *h, sqlite3_stmt *st, int rc,
+                    const char *what);
 /* Binds a key to parameters 1..nkey. */
 int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey);
 /* Builds the row statements' SQL from a validated spec. */

@@ -83,12 +83,7 @@ int dw__sqlite_override_list(dw_migration *h, dw_override_fn fn,
             break;
         }
     }
-    int result = rc == SQLITE_DONE
-                     ? DW_OK
-                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                        "listing the overrides");
-    sqlite3_reset(st);
-    return result;
+    return dw__end_listing(h, st, rc, "listing the overrides");
 }
 
 int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
@@ -107,12 +102,7 @@ int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
             by_stage[stage] = sqlite3_column_int64(st, 1);
         *promoted += sqlite3_column_int64(st, 2);
     }
-    int result = rc == SQLITE_DONE
-                     ? DW_OK
-                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                        "counting the overrides");
-    sqlite3_reset(st);
-    return result;
+    return dw__end_listing(h, st, rc, "counting the overrides");
 }
 
 int dw__sqlite_overrides_bump(dw_migration *h, int64_t delta)

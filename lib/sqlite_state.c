@@ -179,10 +179,8 @@ int dw__sqlite_stage_store(dw_migration *h, int from, int to,
                                   detail);
 }
 
-/* Ends a listing loop: SQLITE_DONE (run out, or stopped by the callback)
- * is success, anything else an error. */
-static int end_listing(dw_migration *h, sqlite3_stmt *st, int rc,
-                       const char *what)
+int dw__end_listing(dw_migration *h, sqlite3_stmt *st, int rc,
+                    const char *what)
 {
     int result =
         rc == SQLITE_DONE ? DW_OK
@@ -217,7 +215,7 @@ int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
             break;
         }
     }
-    return end_listing(h, st, rc, "reading the history");
+    return dw__end_listing(h, st, rc, "reading the history");
 }
 
 int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
@@ -336,7 +334,7 @@ int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
             break;
         }
     }
-    return end_listing(h, st, rc, "reading the mismatch log");
+    return dw__end_listing(h, st, rc, "reading the mismatch log");
 }
 
 int dw__sqlite_log_count(dw_migration *h, int64_t *entries, int64_t *dropped)

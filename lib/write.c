@@ -286,10 +286,9 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
         goto fail;
     /* The key's own stage: its override, the canary's, or the
      * migration's (no database work when no key is routed). */
-    int migration_stage = stage, route = DW_ROUTE_MIGRATION;
-    if (dw__route_active(h) &&
-        (rc = dw__key_route(h, key, migration_stage, &stage, &route)) !=
-            DW_OK)
+    int migration_stage = stage, route;
+    if ((rc = dw__key_route(h, key, migration_stage, &stage, &route)) !=
+        DW_OK)
         goto fail;
 
     /* The cohort is tested on the old row the caller already changed, so
