@@ -44,7 +44,7 @@ LIB_SRC = $(wildcard lib/*.c)
 LIB_OBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRC))
-TEST_SUPPORT_OBJ = $(BUILD)/test/support.o
+TEST_SUPPORT_OBJ = $(BUILD)/test/support.o $(BUILD)/test/fault.o
 EXAMPLE_SRC = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
@@ -100,11 +100,11 @@ $(PC_FILE):
 
 # ---- tests -----------------------------------------------------------------
 
-$(BUILD)/test/support.o: test/support.c test/support.h include/dualwrite.h | $(DEPS_TEST_STAMP)
+$(BUILD)/test/%.o: test/%.c test/support.h test/fault.h include/dualwrite.h | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -c -o $@ $<
 
-$(BUILD)/test/%: test/%.c test/support.h include/dualwrite_cmocka.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
+$(BUILD)/test/%: test/%.c test/support.h test/fault.h include/dualwrite_cmocka.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) -lcmocka $(LIBS)
 
