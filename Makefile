@@ -1,7 +1,7 @@
 # libdualwrite -- zero-downtime schema migrations on SQLite.
 #
-# Targets: all (default), test, demo, sanitize, valgrind, install, uninstall,
-# clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
+# Targets: all (default), test, demo, sanitize, valgrind, coverage, fuzz,
+# install, uninstall, clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
 # PREFIX, DESTDIR, includedir, libdir, pkgconfigdir. (Not LIBRARY_PATH: GCC
 # reads that one from the environment.)
 
@@ -52,7 +52,7 @@ DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
-        check-header check-symbols check-install examples deps
+        check-header check-symbols check-install examples deps coverage
 
 all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
 
@@ -147,6 +147,13 @@ valgrind: $(TEST_BIN)
 	  else echo "valgrind is missing: sudo apt-get install valgrind" >&2; exit 1; fi; }
 	@BUILD=$(BUILD) TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  sh test/run-tests.sh $(TEST_BIN)
+
+# Line and branch coverage of lib/ over the whole test suite, from its own
+# build tree (gcov comes with gcc).
+coverage:
+	@rm -f build/coverage/lib/*.gcda build/coverage/test/*.gcda
+	@$(MAKE) --no-print-directory run-tests BUILD=build/coverage OPTIMIZATION=-O0 SAN_FLAGS=--coverage
+	@sh scripts/coverage.sh build/coverage
 
 # ---- examples --------------------------------------------------------------
 

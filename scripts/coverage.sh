@@ -1,0 +1,38 @@
+#!/bin/sh
+# Line and branch coverage of lib/ from a build made with --coverage whose
+# tests have run. Writes one annotated lib/*.c.gcov per source file into
+# BUILD/gcov (uncovered lines are marked #####) and prints per-file and total
+# figures. Usage: scripts/coverage.sh BUILD
+set -eu
+build=$1
+out="$build/gcov"
+rm -rf "$out"
+mkdir -p "$out"
+root=$(pwd)
+# gcov writes its .gcov files into the current directory.
+cd "$out"
+gcov -b -o "$root/$build/lib" "$root"/lib/*.c >summary.txt 2>/dev/null
+# Keep only the library's own files (not system headers).
+for f in *.gcov; do
+    case "$f" in
+        *.c.gcov) [ -f "$root/lib/${f%.gcov}" ] || rm -f "$f" ;;
+        *) rm -f "$f" ;;
+    esac
+done
+awk '
+function pct_of(line,   a) { match(line, /[0-9.]+%/); return substr(line, RSTART, RLENGTH - 1) + 0 }
+function count_of(line) { sub(/.* of /, "", line); return line + 0 }
+/^File / { file = $2; gsub("\047", "", file); keep = (file ~ /^lib\/[^\/]*\.c$/) && !(file in lines) }
+/^$/ { keep = 0 }
+keep && /^Lines executed:/ {
+    n = count_of($0); p = pct_of($0); lt += n; lh += p * n / 100
+    lines[file] = sprintf("%6.2f%% of %5d lines", p, n) }
+keep && /^Taken at least once:/ {
+    n = count_of($0); p = pct_of($0); bt += n; bh += p * n / 100
+    br[file] = sprintf("%6.2f%% of %5d branches", p, n) }
+END {
+    for (f in lines) printf "%-24s %s   %s\n", f, lines[f], (f in br) ? br[f] : "no branches"
+    printf "total lib/: lines %.2f%% (%d of %d), branches taken %.2f%% (%d of %d)\n",
+        100 * lh / lt, lh + 0.5, lt, 100 * bh / bt, bh + 0.5, bt
+}' summary.txt | sort
+echo "annotated sources: $out/*.c.gcov (uncovered lines marked #####)"
