@@ -496,7 +496,7 @@ enum {
  *
  * Rules:
  *   - Forward moves go one stage at a time; DW_STAGE_FORCE allows a jump.
- *     Backward moves may go any distance (rolling back is always allowed).
+ *     Backward moves may go any distance, through one gate (below).
  *   - Gates: a forward move to LIVE or to COMPLETE needs a finished backfill
  *     (dw_backfill()) and a verification of every key (dw_verify() without a
  *     range) that began after the backfill finished, the latest of which
@@ -508,6 +508,15 @@ enum {
  *   - Entering OFF or COMPLETE stops writes to one side, so a finished
  *     backfill no longer counts: the next move through a gate needs a new
  *     backfill and verification.
+ *   - Going back to trusting the old model (from LIVE, RAMPDOWN or
+ *     COMPLETE to SHADOW, DUAL_WRITE or OFF) is gated only after the stage
+ *     entered COMPLETE, where the old model stopped being written (a
+ *     dw_restore() puts back the rows as backed up, not the writes made
+ *     since): it then needs a backfill finished since, which at RAMPDOWN or
+ *     LIVE copies the new model into the old one. No verification is
+ *     required, so flipping LIVE back to SHADOW at the first sign of
+ *     trouble stays a plain move. DW_STAGE_FORCE with a reason passes it
+ *     as it passes the other gates.
  *   - Leaving OFF runs the spec's setup_sql first, in the same transaction,
  *     so dependent data exists before the first dual write.
  *   - A migration whose old model was dropped by dw_contract() stays at

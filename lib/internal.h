@@ -154,6 +154,9 @@ void dw__backfill_state_free(dw_backfill_state *s);
 typedef struct dw_gate_facts {
     int backfill;           /* DW_BF_... */
     dw_verify_result last;  /* the last full finished run since, if any */
+    /* The stage entered COMPLETE (the old model stopped being written)
+     * after the last finished backfill: the old model may lack rows. */
+    int old_behind;
 } dw_gate_facts;
 
 /* One key of a verification chunk: present on which sides, its values. */

@@ -212,6 +212,28 @@ int dw__sqlite_spec_current(dw_migration *h)
     return result;
 }
 
+/* Entering OFF or COMPLETE marks the backfill stale, so with no finished
+ * backfill since, the latest of those entries says which model missed
+ * writes: COMPLETE stops writing the old one. */
+static int old_behind(dw_migration *h, int *behind)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h,
+                     "SELECT to_stage FROM dw_history WHERE migration_id = ?1 "
+                     "AND event = 'stage' AND to_stage IN (0, 5) "
+                     "ORDER BY id DESC LIMIT 1",
+                     &st);
+    if (rc != DW_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    rc = sqlite3_step(st);
+    *behind = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == DW_STAGE_COMPLETE;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? DW_OK
+               : dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading the history");
+}
+
 int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
 {
     memset(g, 0, sizeof *g);
@@ -238,7 +260,7 @@ int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                 "reading the backfill state");
     if (g->backfill != DW_BF_DONE)
-        return DW_OK;
+        return old_behind(h, &g->old_behind);
     return load_run(h, "AND full AND finished", after, &g->last);
 }
 

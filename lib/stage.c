@@ -93,6 +93,28 @@ int dw__gate_open(dw_migration *h, int *open, char **why)
                                     "out of memory");
 }
 
+/* The gate of a move back to trusting the old model: closed while the old
+ * model may lack writes made at COMPLETE (no backfill, which at RAMPDOWN
+ * or LIVE copies from the new model, has finished since). A clean
+ * verification is not required, so that flipping back at the first sign of
+ * trouble in the new model stays a plain move. */
+static int old_model_gate(dw_migration *h, int *open, char **why)
+{
+    dw_gate_facts g;
+    int rc = h->ops->gate_facts(h, &g);
+    if (rc != DW_OK)
+        return rc;
+    *open = !g.old_behind;
+    if (*open)
+        return DW_OK;
+    *why = sqlite3_mprintf("the old model missed the writes made at "
+                           "COMPLETE and no backfill has finished since "
+                           "(at RAMPDOWN or LIVE, dw_backfill copies from "
+                           "the new model)");
+    return *why ? DW_OK : dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
+                                    "out of memory");
+}
+
 /* Checks a move and stores it with its history entry. */
 static int move_stage(dw_migration *h, int stage, const char *reason,
                       unsigned int flags)
@@ -115,36 +137,40 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
                          dw_stage_name(stage));
     int forced = stage > from + 1;
     char *detail = NULL;
+    int open = 1;
+    char *why = NULL;
     /* The gates sit before LIVE and before COMPLETE; a forced jump over
-     * one still passes it. */
+     * one still passes it. Going back to trusting the old model has its
+     * own gate: the old model must not have missed writes at COMPLETE. */
     if (stage > from && (stage == DW_STAGE_COMPLETE ||
-                         (from < DW_STAGE_LIVE && stage >= DW_STAGE_LIVE))) {
-        int open;
-        char *why;
-        if ((rc = dw__gate_open(h, &open, &why)) != DW_OK)
-            return rc;
-        if (!open && !force) {
-            rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,
-                           "the gate into %s is closed for %s: %s; or pass "
-                           "DW_STAGE_FORCE with a reason",
-                           dw_stage_name(stage), h->spec.name, why);
-            sqlite3_free(why);
-            return rc;
-        }
-        if (!open && (!reason || !reason[0])) {
-            sqlite3_free(why);
-            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                             "forcing %s into %s past a closed gate needs a "
-                             "reason",
-                             h->spec.name, dw_stage_name(stage));
-        }
-        if (!open) {
-            forced = 1;
-            detail = sqlite3_mprintf("gate forced: %s", why);
-            sqlite3_free(why);
-            if (!detail)
-                return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        }
+                         (from < DW_STAGE_LIVE && stage >= DW_STAGE_LIVE)))
+        rc = dw__gate_open(h, &open, &why);
+    else if (dw__authoritative(from) == DW_SIDE_NEW &&
+             dw__authoritative(stage) == DW_SIDE_OLD)
+        rc = old_model_gate(h, &open, &why);
+    if (rc != DW_OK)
+        return rc;
+    if (!open && !force) {
+        rc = dw__error(h, DW_EGATE, DW_SIDE_NONE,
+                       "the gate into %s is closed for %s: %s; or pass "
+                       "DW_STAGE_FORCE with a reason",
+                       dw_stage_name(stage), h->spec.name, why);
+        sqlite3_free(why);
+        return rc;
+    }
+    if (!open && (!reason || !reason[0])) {
+        sqlite3_free(why);
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "forcing %s into %s past a closed gate needs a "
+                         "reason",
+                         h->spec.name, dw_stage_name(stage));
+    }
+    if (!open) {
+        forced = 1;
+        detail = sqlite3_mprintf("gate forced: %s", why);
+        sqlite3_free(why);
+        if (!detail)
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     /* Dependent data first, then dual writes (DESIGN: the new model's
      * writes may need it from the first one). */

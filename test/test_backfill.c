@@ -1620,8 +1620,13 @@ static void test_refusals(void **state)
     assert_true(contains(dw_errmsg(f->h), "COMPLETE"));
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
 
-    /* Back at DUAL_WRITE it works. */
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "back", 0));
+    /* Back at DUAL_WRITE it works. (Nothing was written at COMPLETE, so
+     * forcing the gate back to the old model loses nothing.) */
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "back", 0),
+              DW_EGATE);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE,
+                                    "nothing written at COMPLETE",
+                                    DW_STAGE_FORCE));
     backfill_and_verify(f->h);
     assert_users_match(f->t.db);
 }

@@ -638,9 +638,11 @@ static void test_gate_forced(void **state)
     assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE, 1, 1,
                      "deadline");
 
-    /* A jump over a closed gate needs a reason as well. */
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "back", 0));
-    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_OFF, 0, 0, "back");
+    /* A jump over a closed gate needs a reason as well. (Going back from
+     * COMPLETE to trusting the old model passes a gate too.) */
+    assert_gate_closed(h, DW_STAGE_OFF, "missed the writes made at COMPLETE");
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "back", DW_STAGE_FORCE));
+    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_OFF, 1, 1, "back");
     n = history_len(h);
     assert_dw(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, DW_STAGE_FORCE),
               DW_EMISUSE);
@@ -752,16 +754,36 @@ static void test_gate_staleness(void **state)
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
     assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE, 0, 0, NULL);
 
-    /* Stale again: every backward move still goes, one at a time and by
-     * a jump, into LIVE included. */
-    for (int s = DW_STAGE_RAMPDOWN; s >= DW_STAGE_OFF; s--) {
+    /* Stale again, and the old model missed the writes made at COMPLETE:
+     * backward moves that keep trusting the new model go, but trusting
+     * the old one again waits for a backfill from the new model. */
+    put_new(h, 4, "LATE", 4, NULL);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "back", 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "back", 0));
+    assert_last_move(h, DW_STAGE_RAMPDOWN, DW_STAGE_LIVE, 0, 0, "back");
+    assert_gate_closed(h, DW_STAGE_SHADOW, "missed the writes made at COMPLETE");
+    assert_gate_closed(h, DW_STAGE_OFF, "missed the writes made at COMPLETE");
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
+                                            "id = 4",
+                                   buf, sizeof buf),
+                        "late");
+    /* No verification is needed to go back: flipping back stays a plain
+     * move once the old model has every row. */
+    for (int s = DW_STAGE_SHADOW; s >= DW_STAGE_OFF; s--) {
         assert_dw_ok(h, dw_stage_set(h, s, "back", 0));
         assert_last_move(h, s + 1, s, 0, 0, "back");
     }
+    /* A jump back from COMPLETE passes the gate only by force. */
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "force",
                                  DW_STAGE_FORCE));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "far back", 0));
-    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_DUAL_WRITE, 0, 0,
+    assert_gate_closed(h, DW_STAGE_DUAL_WRITE, "missed the writes");
+    assert_dw(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "far back",
+                                 DW_STAGE_FORCE));
+    assert_last_move(h, DW_STAGE_COMPLETE, DW_STAGE_DUAL_WRITE, 1, 1,
                      "far back");
 }
 
@@ -1760,8 +1782,11 @@ static void test_restore_two_tables(void **state)
     assert_true(hs.last.has_detail);
     assert_non_null(strstr(hs.last.detail, path));
 
-    /* The gate into COMPLETE is closed (the backfill went stale). */
+    /* The gate into COMPLETE is closed (the backfill went stale), and so
+     * is the way back to trusting the restored old model, which lacks the
+     * writes made at COMPLETE: a shadow read would serve "item 2". */
     assert_gate_closed(h, DW_STAGE_COMPLETE, "stale");
+    assert_gate_closed(h, DW_STAGE_SHADOW, "missed the writes made at COMPLETE");
     /* The backfill, at RAMPDOWN, brings the old side up to date. */
     dw_verify_result r;
     assert_dw_ok(h, dw_verify(&r, h, NULL));
