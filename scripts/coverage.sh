@@ -8,17 +8,15 @@ build=$1
 out="$build/gcov"
 rm -rf "$out"
 mkdir -p "$out"
-root=$(pwd)
-# gcov writes its .gcov files into the current directory.
-cd "$out"
-gcov -b -o "$root/$build/lib" "$root"/lib/*.c >summary.txt 2>/dev/null
-# Keep only the library's own files (not system headers).
+# gcov writes its .gcov files into the current directory and finds the
+# sources by the relative paths they were compiled with: run it here, then
+# move the library's files away.
+gcov -b -o "$build/lib" lib/*.c >"$out/summary.txt" 2>/dev/null
 for f in *.gcov; do
-    case "$f" in
-        *.c.gcov) [ -f "$root/lib/${f%.gcov}" ] || rm -f "$f" ;;
-        *) rm -f "$f" ;;
-    esac
+    [ -e "$f" ] || continue
+    if [ -f "lib/${f%.gcov}" ]; then mv "$f" "$out/"; else rm -f "$f"; fi
 done
+cd "$out"
 awk '
 function pct_of(line,   a) { match(line, /[0-9.]+%/); return substr(line, RSTART, RLENGTH - 1) + 0 }
 function count_of(line) { sub(/.* of /, "", line); return line + 0 }
