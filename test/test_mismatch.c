@@ -34,7 +34,7 @@ typedef struct mdiff {
     int has_old, has_new;
     int old_type, new_type;
     char old_raw[64], new_raw[64];
-    char old_desc[160], new_desc[160];
+    char old_desc[256], new_desc[256];
 } mdiff;
 
 typedef struct msink {
@@ -349,6 +349,51 @@ static void test_sink_raw_values_with_redaction(void **state)
     assert_null(strstr(d->new_desc, "swordfish"));
     assert_int_equal(strncmp(d->old_desc, "text(7):", 8), 0);
     assert_int_equal(strncmp(d->new_desc, "text(9):", 8), 0);
+    mfx_close(&f);
+}
+
+/* Raw values of every type are logged in SQL literal form, and long ones
+ * are cut (the log must not grow with the value). */
+static void test_sink_raw_values_every_type(void **state)
+{
+    (void)state;
+    mfx f;
+    mfx_open(&f, "mm_raw_types", DW_OPEN_LOG_RAW_VALUES, 0, 0);
+    /* Columns without a declared type keep every value as given. */
+    dw_close(f.h);
+    exec_ok(f.t.db, "DROP TABLE m_old; DROP TABLE m_new;"
+                    "CREATE TABLE m_old(id INTEGER PRIMARY KEY, nickname, secret);"
+                    "CREATE TABLE m_new(id INTEGER PRIMARY KEY, nickname, secret);");
+    f.h = mfx_migration(&f, "mm_raw_untyped", DW_OPEN_LOG_RAW_VALUES, 0, 0);
+    exec_ok(f.t.db, "INSERT INTO m_old VALUES(1, 1.5, x'00ff');"
+                    "INSERT INTO m_new VALUES(1, 7, NULL);"
+                    "INSERT INTO m_old VALUES(2, printf('%.300c', 'a'),"
+                    "  zeroblob(150));"
+                    "INSERT INTO m_new VALUES(2, 'short', x'01');");
+    assert_dw_ok(f.h, mfx_read(&f, 1));
+    const mdiff *d = find_diff(&f.s, "nickname");
+    assert_non_null(d);
+    assert_int_equal(d->old_type, DW_TYPE_FLOAT);
+    assert_string_equal(d->old_desc, "1.5");
+    assert_string_equal(d->new_desc, "7");
+    d = find_diff(&f.s, "secret");
+    assert_non_null(d);
+    assert_string_equal(d->old_desc, "x'00ff'");
+    assert_string_equal(d->new_desc, "NULL");
+
+    assert_dw_ok(f.h, mfx_read(&f, 2));
+    d = find_diff(&f.s, "nickname");
+    assert_non_null(d);
+    /* 200 characters shown, then the full length. */
+    assert_int_equal(strlen(d->old_desc), 1 + 200 + 1 + strlen("...(300 bytes)"));
+    assert_non_null(strstr(d->old_desc, "'...(300 bytes)"));
+    d = find_diff(&f.s, "secret");
+    assert_non_null(d);
+    /* 100 bytes shown as 200 hex digits. */
+    assert_int_equal(strncmp(d->old_desc, "x'0000", 6), 0);
+    assert_int_equal(strlen(d->old_desc), 2 + 200 + 1 + strlen("...(150 bytes)"));
+    assert_non_null(strstr(d->old_desc, "'...(150 bytes)"));
+    assert_string_equal(d->new_desc, "x'01'");
     mfx_close(&f);
 }
 
@@ -821,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_log_clear),
         cmocka_unit_test(test_log_stderr),
         cmocka_unit_test(test_flood),
+        cmocka_unit_test(test_sink_raw_values_every_type),
         cmocka_unit_test(test_redact_and_ignore_case_insensitive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
