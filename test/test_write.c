@@ -1252,6 +1252,64 @@ static void test_mirror_bind_failure(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM acct"), 1);
 }
 
+/* A TEXT key that a numeric key column would convert names another row
+ * than the one given; every call refuses it. Which texts convert is asked of
+ * SQLite itself, so the library's rule cannot drift from it. */
+static void test_numeric_text_keys_follow_sqlite(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->t.db, "CREATE TABLE codes(code NUMERIC PRIMARY KEY, v TEXT);"
+                     "CREATE TABLE codes_v2(code NUMERIC PRIMARY KEY, v TEXT);"
+                     "CREATE TABLE probe(k NUMERIC);");
+    static const char *const CODE[] = {"code"};
+    static const dw_column_map UPV[] = {{"v", "v"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "codes";
+    o.old_side.table = "codes";
+    o.old_side.key_columns = CODE;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "codes_v2";
+    o.new_side.key_columns = CODE;
+    o.new_side.nkey_columns = 1;
+    o.up = UPV;
+    o.nup = 1;
+    char *err = NULL;
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, &err), DW_OK);
+    static const char *const TEXTS[] = {
+        "12",   " 12 ", "+4",   "-3",   "1.5",  ".5",   "5.",  "1e5",
+        "1E+5", "2e-3", " -7.25e2 ", "1e",  "1e+", "e5",   "1.2.3", "abc",
+        "12a",  "",     " ",    "+",    "-",    ".",   "0x10", "1 2", "١٢"};
+    int refused = 0;
+    for (size_t i = 0; i < sizeof TEXTS / sizeof *TEXTS; i++) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(f->t.db,
+                                            "INSERT INTO probe VALUES(?1) "
+                                            "RETURNING typeof(k)",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, TEXTS[i], -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        int converts = strcmp((const char *)sqlite3_column_text(st, 0),
+                              "text") != 0;
+        sqlite3_finalize(st);
+        dw_value k = dw_text(TEXTS[i]);
+        int stage, route;
+        int rc = dw_key_stage(&stage, &route, f->h, &k, 1);
+        if (rc != (converts ? DW_EMISUSE : DW_OK))
+            print_error("key '%s': SQLite %s it, dw_key_stage gave %d: %s\n",
+                        TEXTS[i], converts ? "converts" : "keeps", rc,
+                        dw_errmsg(f->h));
+        assert_int_equal(rc, converts ? DW_EMISUSE : DW_OK);
+        if (converts) {
+            assert_non_null(strstr(dw_errmsg(f->h), "numeric"));
+            refused++;
+        }
+    }
+    /* Both kinds were tried. */
+    assert_true(refused >= 8);
+    assert_true(refused <= (int)(sizeof TEXTS / sizeof *TEXTS) - 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1270,6 +1328,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_bind_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_numeric_text_keys_follow_sqlite, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
