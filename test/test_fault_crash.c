@@ -36,6 +36,7 @@
  * natively. */
 #include "fault.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -480,13 +481,22 @@ static int setup(void **state)
     return 0;
 }
 
+/* Every file of the directory goes: a crash can leave SQLite's orphaned
+ * super-journals (work.db-mj...) beside the known ones. */
 static int teardown(void **state)
 {
     crash_fixture *fx = *state;
-    remove_db(fx->tmpl);
-    remove_db(fx->tmpl_backup);
-    remove_db(fx->work.path);
-    remove_db(fx->backup);
+    DIR *d = opendir(fx->dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char p[600];
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d)
+        closedir(d);
     rmdir(fx->dir);
     free(fx);
     return 0;
