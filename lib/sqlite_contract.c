@@ -723,7 +723,10 @@ int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
     if (access(path, F_OK) == 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "backup \"%s\" exists; the contract never "
-                         "overwrites a file",
+                         "overwrites a file (an interrupted contract may "
+                         "have left it; until a contract succeeds the old "
+                         "model is still there, and the file can be "
+                         "removed or another path chosen)",
                          path);
     model m;
     memset(&m, 0, sizeof m);
