@@ -155,6 +155,9 @@ coverage:
 	@$(MAKE) --no-print-directory run-tests BUILD=build/coverage OPTIMIZATION=-O0 SAN_FLAGS=--coverage
 	@sh scripts/coverage.sh build/coverage
 
+# The libFuzzer target over the spec (make fuzz, FUZZ_SECONDS=60).
+include fuzz/fuzz.mk
+
 # ---- examples --------------------------------------------------------------
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/$(STLIB)
