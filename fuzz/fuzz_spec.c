@@ -154,6 +154,7 @@ static const char *const dict_setup[] = {
     "ROLLBACK",
     "INSERT INTO statuses(code, label) VALUES(3, 'x')",
     "",
+    "/* a comment first */ COMMIT",
 };
 
 static const char *const dict_cohorts[] = {

@@ -490,6 +490,20 @@ static int table_slot(int slot)
     return slot == SLOT_OLD_TABLE || slot == SLOT_NEW_TABLE;
 }
 
+/* The combination under test, named by the teardown if it fails. */
+static const char *scenario_kind;
+static int scenario_slot, scenario_name;
+
+static int teardown_scenario(void **state)
+{
+    (void)state;
+    if (scenario_kind)
+        print_error("failed in: %s, hostile %s as the %s\n", scenario_kind,
+                    hostiles[scenario_name].label, slot_names[scenario_slot]);
+    scenario_kind = NULL;
+    return 0;
+}
+
 /* A hostile name that exists in the schema: everything works. */
 static void world_works(int slot, const char *hostile_name)
 {
@@ -675,6 +689,9 @@ static void test_hostile_identifiers(void **state)
                  strcmp(hostiles[i].label, "invalid UTF-8") == 0))
                 continue;
             tried++;
+            scenario_slot = slot;
+            scenario_name = i;
+            scenario_kind = "a refused spec";
             if (!name[0] && slot != SLOT_REASON) {
                 world_refused(slot, name, DW_EMISUSE, 0);
                 refused++;
@@ -689,16 +706,19 @@ static void test_hostile_identifiers(void **state)
                 world_refused(slot, name, DW_ESCHEMA, 1);
                 refused += 2;
             } else {
+                scenario_kind = "a working migration";
                 world_works(slot, name);
                 worked++;
                 if (schema_slot(slot)) {
                     /* The same name on a schema without it. */
+                    scenario_kind = "a spec naming what is missing";
                     world_refused(slot, name, DW_ESCHEMA, 0);
                     refused++;
                 }
             }
         }
     }
+    scenario_kind = NULL;
     print_message("hostile identifiers: %d names x %d slots: %d combinations "
                   "tried in %d migrations (%d worked end to end, %d refused "
                   "as expected)\n",
@@ -1092,12 +1112,14 @@ static void test_setup_sql_hidden_commit(void **state)
              * leaves the stage changed. */
             uint64_t before = db_digest(db);
             rc = dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0);
+            char *msg = strdup(dw_errmsg(h));
             int stage = -1;
             dw_stage_get(&stage, h);
-            print_error("setup \"%s\" accepted; stage move: %d %s; stage now "
-                        "%d; database %s\n",
-                        hidden[i], rc, dw_errmsg(h), stage,
+            print_error("setup \"%s\" accepted; stage move: %d (%s); stage "
+                        "now %d; database %s\n",
+                        hidden[i], rc, msg ? msg : "", stage,
                         db_digest(db) == before ? "unchanged" : "changed");
+            free(msg);
             rc = DW_OK;
         }
         dw_close(h);
@@ -2464,7 +2486,8 @@ static void test_mismatch_flood(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hostile_identifiers),
+        cmocka_unit_test_teardown(test_hostile_identifiers,
+                                  teardown_scenario),
         cmocka_unit_test(test_hostile_row_names),
         cmocka_unit_test(test_hostile_stage_parse),
         cmocka_unit_test(test_hostile_backup_paths),
