@@ -1137,7 +1137,9 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * earlier stage, or a canary whose stage is not COMPLETE (checked before the
  * backup and again in step 3).
  *
- * @param backup_path a file that must not exist yet; never overwritten.
+ * @param backup_path a file that must not exist yet; never overwritten. A
+ *                    plain path: one starting with "file:" (which SQLite
+ *                    may read as a URI) and ":memory:" are refused.
  * @param reason      recorded in the history; may be NULL.
  * @return DW_OK; DW_EGATE (not at COMPLETE, or keys routed below it);
  *         DW_EMISUSE (NULL arguments,
@@ -1166,9 +1168,12 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  *
  * The restored rows are those of the contract; writes since went to the new
  * model only. At RAMPDOWN dw_backfill() copies new to old, so run it and
- * dw_verify() before moving further back.
+ * dw_verify() before moving further back (dw_stage_set() refuses to trust
+ * the old model again until a backfill has finished).
  *
- * @return DW_OK; DW_EMISUSE (NULL arguments, not contracted, called inside
+ * @param backup_path the backup; a plain path, as for dw_contract().
+ * @return DW_OK; DW_EMISUSE (NULL arguments, a "file:" or ":memory:" path,
+ *         not contracted, called inside
  *         a transaction, a backup of another migration or of this one under
  *         a spec redefined since, the old table exists again); DW_ERROR (unreadable file, or its rows do not
  *         match its digest); DW_EBUSY; DW_ENOMEM.

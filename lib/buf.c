@@ -69,6 +69,12 @@ void dw_buf_printf(dw_buf *b, const char *fmt, ...)
  * as a string literal, whatever the connection's double-quoted-string
  * setting -- so a name that no longer exists is an error even when SQLite
  * re-prepares the statement after a schema change. */
+void dw_buf_table(dw_buf *b, const char *name)
+{
+    dw_buf_puts(b, "main.");
+    dw_buf_ident(b, name);
+}
+
 void dw_buf_ident(dw_buf *b, const char *name)
 {
     dw_buf_add(b, "`", 1);
@@ -158,6 +164,51 @@ int dw_sql_has_word(const char *sql, const char *word)
         p++;
     }
     return 0;
+}
+
+int dw_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned c = *p++;
+        int more;
+        unsigned min;
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf)
+            more = 1, min = 0x80, c &= 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            more = 2, min = 0x800, c &= 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            more = 3, min = 0x10000, c &= 0x07;
+        else
+            return 0;
+        if (end - p < more)
+            return 0;
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return 0;
+            c = (c << 6) | (*p & 0x3f);
+        }
+        /* No overlong forms, no surrogates, nothing past U+10FFFF. */
+        if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+            return 0;
+    }
+    return 1;
+}
+
+const char *dw_sql_skip_space(const char *sql)
+{
+    for (;;) {
+        while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' ||
+               *sql == '\f' || *sql == '\v')
+            sql++;
+        if (!((sql[0] == '-' && sql[1] == '-') ||
+              (sql[0] == '/' && sql[1] == '*')))
+            return sql;
+        int closed;
+        sql = span_end(sql, &closed);
+    }
 }
 
 int dw_sql_balanced(const char *sql)

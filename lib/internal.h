@@ -35,6 +35,9 @@ void dw_buf_puts(dw_buf *b, const char *s);
 void dw_buf_printf(dw_buf *b, const char *fmt, ...);
 /* An SQL identifier in backticks, embedded backticks doubled. */
 void dw_buf_ident(dw_buf *b, const char *name);
+/* A side's table, in the main schema that dw_open() checked it in: a TEMP
+ * table of the same name must not take its place. */
+void dw_buf_table(dw_buf *b, const char *name);
 /* `alias`.`a`, `alias`.`b`, ... (alias may be NULL); `first` says the list
  * opens its clause, else a comma precedes its first name too. */
 void dw_buf_ident_list(dw_buf *b, const char *alias, char *const *names,
@@ -49,6 +52,12 @@ void dw_buf_sql(dw_buf *b, const char *sql);
  * never closing more than were opened, no ';', every quote and block
  * comment closed (so it cannot close or end what it is put inside). */
 int dw_sql_balanced(const char *sql);
+/* Where the first token of SQL text starts: past white space and
+ * comments. */
+const char *dw_sql_skip_space(const char *sql);
+/* 1 when the n bytes are well-formed UTF-8 (no overlong forms, no
+ * surrogates). */
+int dw_utf8_valid(const char *s, size_t n);
 /* 1 when the keyword appears in SQL text outside quotes and comments. */
 int dw_sql_has_word(const char *sql, const char *word);
 /* before, dw_buf_sql(sql), after. */

@@ -153,6 +153,9 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
     if (strlen(o->name) > NAME_MAX_BYTES)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "migration name longer than %d bytes", NAME_MAX_BYTES);
+    if (!dw_utf8_valid(o->name, strlen(o->name)))
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "the migration name is not valid UTF-8");
     if ((rc = check_side(h, "old", &o->old_side)) != DW_OK ||
         (rc = check_side(h, "new", &o->new_side)) != DW_OK ||
         (rc = check_mapping(h, "up", o->up, o->nup, o->up_fn, 1)) != DW_OK ||

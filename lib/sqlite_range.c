@@ -102,7 +102,7 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_printf(b, " AS dw_a%d", i);
     }
     dw_buf_puts(b, " FROM ");
-    dw_buf_ident(b, o->table);
+    dw_buf_table(b, o->table);
     add_range(b, o, NULL, bounds);
 }
 
@@ -124,7 +124,7 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
     dw_buf_puts(b, " FROM (");
     add_old_shape(b, s, bounds);
     dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
-    dw_buf_ident(b, n->table);
+    dw_buf_table(b, n->table);
     dw_buf_puts(b, " AS dw_n ON ");
     for (int i = 0; i < n->nkey; i++) {
         dw_buf_puts(b, i ? " AND " : "");
@@ -139,11 +139,11 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_puts(b, ", NULL");
     dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
     dw_buf_puts(b, " FROM ");
-    dw_buf_ident(b, n->table);
+    dw_buf_table(b, n->table);
     dw_buf_puts(b, " AS dw_n");
     add_range(b, n, "dw_n", bounds);
     dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
-    dw_buf_ident(b, o->table);
+    dw_buf_table(b, o->table);
     dw_buf_puts(b, " AS dw_o WHERE ");
     add_key_join(b, o, "dw_o", n, "dw_n");
     dw_buf_puts(b, ")");
@@ -158,7 +158,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     char **exprs = s->map[target].exprs;
     if (s->same_table) {
         dw_buf_puts(b, "UPDATE ");
-        dw_buf_ident(b, t->table);
+        dw_buf_table(b, t->table);
         dw_buf_puts(b, " SET ");
         for (int i = 0; i < t->ncols; i++) {
             dw_buf_puts(b, i ? ", " : "");
@@ -169,7 +169,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
         return;
     }
     dw_buf_puts(b, "INSERT INTO ");
-    dw_buf_ident(b, t->table);
+    dw_buf_table(b, t->table);
     dw_buf_puts(b, "(");
     dw_buf_ident_list(b, NULL, t->key, t->nkey, 1);
     dw_buf_ident_list(b, NULL, t->cols, t->ncols, 0);
@@ -178,7 +178,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     for (int i = 0; i < t->ncols; i++)
         dw_buf_sql_in(b, ", (", exprs[i], ")");
     dw_buf_puts(b, " FROM ");
-    dw_buf_ident(b, src->table);
+    dw_buf_table(b, src->table);
     add_range(b, src, src->table, bounds);
     dw_buf_puts(b, " ON CONFLICT(");
     dw_buf_ident_list(b, NULL, t->key, t->nkey, 1);
@@ -208,7 +208,7 @@ static void build_keys_both(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT " : " UNION SELECT ");
         dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
         dw_buf_puts(b, " FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         add_range(b, d, NULL, bounds);
     }
     dw_buf_puts(b, " ORDER BY ");
@@ -231,7 +231,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         dw_buf_puts(b, "SELECT ");
         dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
         dw_buf_puts(b, " FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         add_range(b, d, NULL, bounds);
         add_order(b, d, NULL, kind == RK_LAST ? " DESC" : "");
         if (kind == RK_KEY_AT)
@@ -241,12 +241,12 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         break;
     case RK_COUNT:
         dw_buf_puts(b, "SELECT count(*) FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         add_range(b, d, NULL, bounds);
         break;
     case RK_NULLS:
         dw_buf_puts(b, "SELECT count(*) FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         dw_buf_puts(b, " WHERE ");
         for (int i = 0; i < d->nkey; i++) {
             dw_buf_puts(b, i ? " OR " : "");
@@ -260,10 +260,10 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_DELETE: {
         const dw_side_def *src = &s->side[dw__other_side(side)];
         dw_buf_puts(b, "DELETE FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         add_range(b, d, d->table, bounds);
         dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
-        dw_buf_ident(b, src->table);
+        dw_buf_table(b, src->table);
         dw_buf_puts(b, " AS dw_src WHERE ");
         add_key_join(b, src, "dw_src", d, d->table);
         dw_buf_puts(b, ")");
@@ -275,9 +275,9 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
         dw_buf_puts(b, "SELECT count(*) FROM ");
-        dw_buf_ident(b, d->table);
+        dw_buf_table(b, d->table);
         dw_buf_puts(b, " AS dw_o WHERE EXISTS (SELECT 1 FROM ");
-        dw_buf_ident(b, n->table);
+        dw_buf_table(b, n->table);
         dw_buf_puts(b, " AS dw_n WHERE ");
         add_key_join(b, d, "dw_o", n, "dw_n");
         dw_buf_puts(b, ")");
@@ -295,7 +295,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
                 dw_buf_printf(b, " AS dw_k%d", i);
             }
             dw_buf_puts(b, " FROM ");
-            dw_buf_ident(b, e->table);
+            dw_buf_table(b, e->table);
             add_range(b, e, NULL, bounds);
             add_order(b, e, NULL, "");
             dw_buf_puts(b, " LIMIT 1 OFFSET ?3)");

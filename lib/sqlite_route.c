@@ -148,7 +148,7 @@ static char *cohort_sql(dw_migration *h, const char *pred, int keyed)
     dw_buf b;
     dw_buf_init(&b);
     dw_buf_puts(&b, "SELECT 1 FROM ");
-    dw_buf_ident(&b, d->table);
+    dw_buf_table(&b, d->table);
     dw_buf_puts(&b, " WHERE ");
     for (int i = 0; keyed && i < d->nkey; i++) {
         dw_buf_ident(&b, d->key[i]);

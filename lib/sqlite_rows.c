@@ -35,7 +35,7 @@ static void add_conflict_update(dw_buf *b, const dw_side_def *d)
 static void add_insert_head(dw_buf *b, const dw_side_def *d)
 {
     dw_buf_puts(b, "INSERT INTO ");
-    dw_buf_ident(b, d->table);
+    dw_buf_table(b, d->table);
     dw_buf_puts(b, "(");
     dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
     dw_buf_ident_list(b, NULL, d->cols, d->ncols, 0);
@@ -65,7 +65,7 @@ int dw__build_row_sql(dw_migration *h)
         dw_buf_ident_list(&b, NULL, d->key, d->nkey, 1);
         dw_buf_ident_list(&b, NULL, d->cols, d->ncols, 0);
         dw_buf_puts(&b, " FROM ");
-        dw_buf_ident(&b, d->table);
+        dw_buf_table(&b, d->table);
         add_where_key(&b, d);
         if ((rc = keep_sql(h, ST_READ_SIDE + side, &b)) != DW_OK)
             break;
@@ -73,7 +73,7 @@ int dw__build_row_sql(dw_migration *h)
         /* DELETE FROM side WHERE key */
         dw_buf_init(&b);
         dw_buf_puts(&b, "DELETE FROM ");
-        dw_buf_ident(&b, d->table);
+        dw_buf_table(&b, d->table);
         add_where_key(&b, d);
         if ((rc = keep_sql(h, ST_DELETE + side, &b)) != DW_OK)
             break;
@@ -88,7 +88,7 @@ int dw__build_row_sql(dw_migration *h)
         dw_buf_init(&b);
         if (s->same_table) {
             dw_buf_puts(&b, "UPDATE ");
-            dw_buf_ident(&b, d->table);
+            dw_buf_table(&b, d->table);
             dw_buf_puts(&b, " SET ");
             for (int i = 0; i < d->ncols; i++) {
                 dw_buf_puts(&b, i ? ", " : "");
@@ -125,7 +125,7 @@ int dw__build_row_sql(dw_migration *h)
             dw_buf_ident(&b, d->cols[i]);
         }
         dw_buf_puts(&b, " FROM ");
-        dw_buf_ident(&b, src->table);
+        dw_buf_table(&b, src->table);
         add_where_key(&b, src);
         if ((rc = keep_sql(h, ST_READ_MAPPED + side, &b)) != DW_OK)
             break;
@@ -137,7 +137,7 @@ int dw__build_row_sql(dw_migration *h)
         dw_buf_init(&b);
         if (s->same_table) {
             dw_buf_puts(&b, "UPDATE ");
-            dw_buf_ident(&b, d->table);
+            dw_buf_table(&b, d->table);
             dw_buf_puts(&b, " SET ");
             for (int i = 0; i < d->ncols; i++) {
                 dw_buf_puts(&b, i ? ", " : "");
@@ -152,7 +152,7 @@ int dw__build_row_sql(dw_migration *h)
             for (int i = 0; i < d->ncols; i++)
                 dw_buf_sql_in(&b, ", (", exprs[i], ")");
             dw_buf_puts(&b, " FROM ");
-            dw_buf_ident(&b, src->table);
+            dw_buf_table(&b, src->table);
             add_where_key(&b, src);
             add_conflict_update(&b, d);
         }

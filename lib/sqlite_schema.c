@@ -613,9 +613,7 @@ static int check_setup(dw_migration *h)
                              sqlite3_errmsg(h->db));
         /* It runs inside the library's transactions: it must not end
          * them. */
-        const char *word = sql;
-        while (*word == ' ' || *word == '\t' || *word == '\n' || *word == '\r')
-            word++;
+        const char *word = dw_sql_skip_space(sql);
         static const char *const control[] = {"BEGIN",    "COMMIT",  "END",
                                               "ROLLBACK", "RELEASE", "SAVEPOINT"};
         for (size_t i = 0; i < sizeof control / sizeof *control; i++)
@@ -679,12 +677,21 @@ static int check_mapping(dw_migration *h, int target)
         if (!(s->map[target].exprs[i] = dw__strdup(m->expr)))
             return dw__error(h, DW_ENOMEM, target, "out of memory");
 
+        /* The expression is put between parentheses in every row
+         * statement: it must not close them, end the statement, or leave a
+         * quote or comment open to swallow what follows. */
+        if (!dw_sql_balanced(m->expr))
+            return dw__error(h, DW_ESCHEMA, target,
+                             "%s mapping for column \"%s\": not one "
+                             "expression (unbalanced parentheses, ';', or an "
+                             "unclosed quote or comment): %s",
+                             which, d->cols[i], m->expr);
         if (h->contracted && source == DW_SIDE_OLD)
             continue;
         dw_buf sql;
         dw_buf_init(&sql);
         dw_buf_printf(&sql, "SELECT (%s) FROM ", m->expr);
-        dw_buf_ident(&sql, s->side[source].table);
+        dw_buf_table(&sql, s->side[source].table);
         if (sql.oom) {
             dw_buf_free(&sql);
             return dw__error(h, DW_ENOMEM, target, "out of memory");
