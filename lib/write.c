@@ -9,6 +9,8 @@
  * literal, spaces around it allowed. */
 static int converts_to_number(const dw_value *v)
 {
+    if (!v->p) /* an empty text given as (NULL, 0) */
+        return 0;
     const char *p = v->p, *end = p + dw__value_len(v);
     int digits = 0;
     while (p < end && *p == ' ')
