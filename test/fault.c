@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- failing allocator ---------------------------------------------------- */
@@ -28,20 +31,99 @@ static int mem_should_fail(void)
     return 0;
 }
 
+/* Every live allocation with the mark it was made under, so that what a
+ * known leak lost can be taken back (fault_mem_reclaim): open addressing,
+ * linear probing, in memory of its own (libc's, not SQLite's). */
+typedef struct live_entry {
+    void *p;
+    uint64_t mark;
+} live_entry;
+
+static live_entry *g_live;
+static size_t g_live_cap; /* a power of two */
+static size_t g_live_n;
+static uint64_t g_mark = 1;
+
+static size_t live_slot(const void *p)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p >> 4;
+    h *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 20) & (g_live_cap - 1);
+}
+
+static void live_put(void *p, uint64_t mark);
+
+static void live_grow(void)
+{
+    live_entry *old = g_live;
+    size_t cap = g_live_cap;
+    g_live_cap = cap ? cap * 2 : 4096;
+    g_live = calloc(g_live_cap, sizeof *g_live);
+    if (!g_live)
+        abort();
+    g_live_n = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (old[i].p)
+            live_put(old[i].p, old[i].mark);
+    free(old);
+}
+
+static void live_put(void *p, uint64_t mark)
+{
+    if (2 * (g_live_n + 1) > g_live_cap)
+        live_grow();
+    size_t i = live_slot(p);
+    while (g_live[i].p)
+        i = (i + 1) & (g_live_cap - 1);
+    g_live[i].p = p;
+    g_live[i].mark = mark;
+    g_live_n++;
+}
+
+/* Removes p; returns its mark (0 when it was not there). */
+static uint64_t live_take(void *p)
+{
+    if (!g_live_cap)
+        return 0;
+    size_t i = live_slot(p);
+    while (g_live[i].p && g_live[i].p != p)
+        i = (i + 1) & (g_live_cap - 1);
+    if (!g_live[i].p)
+        return 0;
+    uint64_t mark = g_live[i].mark;
+    g_live[i].p = NULL;
+    g_live_n--;
+    /* Backward shift: entries after the hole that probed past it move in. */
+    for (size_t j = (i + 1) & (g_live_cap - 1); g_live[j].p;
+         j = (j + 1) & (g_live_cap - 1)) {
+        size_t home = live_slot(g_live[j].p);
+        if (((j - home) & (g_live_cap - 1)) >= ((j - i) & (g_live_cap - 1))) {
+            g_live[i] = g_live[j];
+            g_live[j].p = NULL;
+            i = j;
+        }
+    }
+    return mark;
+}
+
 static void *mem_malloc(int n)
 {
     if (mem_should_fail())
         return NULL;
     void *p = g_real_mem.xMalloc(n);
-    if (p)
+    if (p) {
         g_mem_outstanding++;
+        live_put(p, g_mark);
+    }
     return p;
 }
 
 static void mem_free(void *p)
 {
-    if (p)
+    if (p) {
         g_mem_outstanding--;
+        live_take(p);
+    }
     g_real_mem.xFree(p);
 }
 
@@ -49,7 +131,13 @@ static void *mem_realloc(void *p, int n)
 {
     if (mem_should_fail())
         return NULL;
-    return g_real_mem.xRealloc(p, n);
+    void *q = g_real_mem.xRealloc(p, n);
+    if (q && p) {
+        /* Keeps the mark it was first made under. */
+        uint64_t mark = live_take(p);
+        live_put(q, mark ? mark : g_mark);
+    }
+    return q;
 }
 
 static int mem_size(void *p) { return g_real_mem.xSize(p); }
@@ -97,6 +185,23 @@ int fault_mem_disarm(void)
 
 int64_t fault_mem_outstanding(void) { return g_mem_outstanding; }
 
+uint64_t fault_mem_mark(void) { return ++g_mark; }
+
+int fault_mem_reclaim(uint64_t mark)
+{
+    int n = 0;
+    for (size_t i = 0; i < g_live_cap;) {
+        if (g_live[i].p && g_live[i].mark >= mark) {
+            /* mem_free() shifts a later entry into slot i: look again. */
+            mem_free(g_live[i].p);
+            n++;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
 /* ---- failing VFS ---------------------------------------------------------- */
 
 typedef struct fault_file {
@@ -117,6 +222,7 @@ static int g_crash_at; /* 0: no crash armed */
 static int g_crash_code;
 static int g_sync_count; /* syncs since the crash was armed */
 static int g_calls[3];   /* write, sync, truncate since the arm */
+static int g_skip_sync;  /* xSync counts but does not reach the disk */
 
 #define REAL(f) (((fault_file *)(f))->real)
 
@@ -171,6 +277,8 @@ static int ff_sync(sqlite3_file *f, int flags)
 {
     if (io_should_fail(FAULT_SYNC))
         return io_error(SQLITE_IOERR_FSYNC);
+    if (g_skip_sync)
+        return SQLITE_OK;
     return REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 
@@ -407,6 +515,8 @@ int fault_vfs_disarm(void)
     return g_io_failed;
 }
 
+void fault_vfs_real_sync(int on) { g_skip_sync = !on; }
+
 int fault_vfs_calls(unsigned kinds)
 {
     return ((kinds & FAULT_WRITE) ? g_calls[0] : 0) +
@@ -453,7 +563,14 @@ void world_create(sqlite3 *db, int rows)
 
 int world_open(dw_migration **out, sqlite3 *db, char **errmsg)
 {
+    return world_open_flags(out, db, 0, errmsg);
+}
+
+int world_open_flags(dw_migration **out, sqlite3 *db, unsigned flags,
+                     char **errmsg)
+{
     dw_options o = DW_OPTIONS_INIT;
+    o.flags = flags;
     o.name = WORLD_NAME;
     o.old_side.table = "items";
     o.old_side.key_columns = WORLD_KEY;
@@ -554,8 +671,33 @@ static char *query_all(sqlite3 *db, const char *sql, const char *row_sep)
     return out;
 }
 
+static int table_exists(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT 1 FROM sqlite_schema"
+                                        " WHERE type = 'table' AND name = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    assert_true(rc == SQLITE_ROW || rc == SQLITE_DONE);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW;
+}
+
+static char *dup_text(const char *s)
+{
+    char *p = strdup(s);
+    assert_non_null(p);
+    return p;
+}
+
 char *world_dump(sqlite3 *db, int side)
 {
+    /* After dw_contract() the old table is gone. */
+    if (side == DW_SIDE_OLD && !table_exists(db, "items"))
+        return dup_text("(dropped)");
     return query_all(db,
                      side == DW_SIDE_OLD
                          ? "SELECT id, name, qty FROM items ORDER BY id"
@@ -565,6 +707,8 @@ char *world_dump(sqlite3 *db, int side)
 
 char *world_disagreeing(sqlite3 *db)
 {
+    if (!table_exists(db, "items"))
+        return dup_text("");
     return query_all(
         db,
         "SELECT o.id FROM items o LEFT JOIN items_v2 n ON n.id = o.id"
@@ -606,6 +750,33 @@ static int list_has(const char *list, const char *key)
     return 0;
 }
 
+/* A broken rule fails the test -- unless the walk excuses that check while
+ * a library defect is open (fault_op.skip_mem, skip_io), or
+ * DW_FAULT_KEEP_GOING is set (to survey every defect in one run): then it
+ * is counted, and printed unless quiet. */
+static int g_soft;
+static int g_soft_quiet;
+static int g_soft_broken;
+
+static void rule_broken(const char *fmt, ...)
+{
+    int soft = g_soft || getenv("DW_FAULT_KEEP_GOING") != NULL;
+    if (!soft || !g_soft_quiet) {
+        char msg[4000];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (soft)
+            print_message("  (known defect, check skipped) %s", msg);
+        else
+            print_error("%s", msg);
+    }
+    if (!soft)
+        fail();
+    g_soft_broken++;
+}
+
 void world_check(sqlite3 *db, const char *where, int authoritative,
                  const world_snapshot *before, const world_snapshot *after,
                  const char *may_diverge)
@@ -617,11 +788,10 @@ void world_check(sqlite3 *db, const char *where, int authoritative,
                        : authoritative == DW_SIDE_OLD ? after->old_side
                                                       : after->new_side;
     if (strcmp(now, was) != 0 && (!will || strcmp(now, will) != 0)) {
-        print_error("%s: the %s side holds neither what it held nor what "
+        rule_broken("%s: the %s side holds neither what it held nor what "
                     "was written:\n--- now\n%s\n--- before\n%s\n--- after\n%s\n",
                     where, authoritative == DW_SIDE_OLD ? "old" : "new", now,
                     was, will ? will : "(none)");
-        fail();
     }
     free(now);
 
@@ -631,10 +801,9 @@ void world_check(sqlite3 *db, const char *where, int authoritative,
     for (char *tok = strtok(copy, ", "); tok; tok = strtok(NULL, ", ")) {
         if (!list_has(before->disagreeing, tok) &&
             !list_has(may_diverge, tok)) {
-            print_error("%s: key %s of old and new disagrees, and agreed "
+            rule_broken("%s: key %s of old and new disagrees, and agreed "
                         "before (disagreeing now: %s; before: %s)\n",
                         where, tok, disagreeing, before->disagreeing);
-            fail();
         }
     }
     free(copy);
@@ -643,8 +812,7 @@ void world_check(sqlite3 *db, const char *where, int authoritative,
     char ok[64];
     query_text(db, "PRAGMA integrity_check", ok, sizeof ok);
     if (strcmp(ok, "ok") != 0) {
-        print_error("%s: integrity_check: %s\n", where, ok);
-        fail();
+        rule_broken("%s: integrity_check: %s\n", where, ok);
     }
     world_state_check(db, where);
 }
@@ -685,9 +853,1607 @@ void world_state_check(sqlite3 *db, const char *where)
     for (size_t i = 0; i < sizeof STATE_RULES / sizeof *STATE_RULES; i++) {
         int64_t broken = query_int(db, STATE_RULES[i]);
         if (broken != 0) {
-            print_error("%s: %lld state rows break the rule:\n  %s\n", where,
+            rule_broken("%s: %lld state rows break the rule:\n  %s\n", where,
                         (long long)broken, STATE_RULES[i]);
-            fail();
         }
     }
+}
+
+/* ---- the whole database as text ------------------------------------------ */
+
+typedef struct text_list {
+    char **items;
+    size_t n, cap;
+} text_list;
+
+static void text_list_add(text_list *l, char *item)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->items = realloc(l->items, l->cap * sizeof *l->items);
+        assert_non_null(l->items);
+    }
+    l->items[l->n++] = item;
+}
+
+static int text_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One row as text: values by type, '|' between them. */
+static char *row_text(sqlite3_stmt *st, int state)
+{
+    size_t cap = 64, len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+        char num[32];
+        const char *v;
+        size_t n;
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_NULL: v = "NULL"; n = 4; break;
+        case SQLITE_INTEGER:
+            n = (size_t)snprintf(num, sizeof num, "%lld",
+                                 (long long)sqlite3_column_int64(st, i));
+            v = num;
+            break;
+        case SQLITE_FLOAT:
+            /* In the library's tables a REAL is a time, different from
+             * run to run; its presence is what counts. */
+            n = (size_t)snprintf(num, sizeof num, "%.17g",
+                                 sqlite3_column_double(st, i));
+            v = num;
+            if (state) {
+                v = "R";
+                n = 1;
+            }
+            break;
+        default:
+            v = (const char *)sqlite3_column_text(st, i);
+            n = (size_t)sqlite3_column_bytes(st, i);
+            if (!v) {
+                v = "";
+                n = 0;
+            }
+            break;
+        }
+        if (len + n + 8 > cap) {
+            while (len + n + 8 > cap)
+                cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        if (i)
+            out[len++] = '|';
+        if (sqlite3_column_type(st, i) == SQLITE_TEXT)
+            out[len++] = '\'';
+        memcpy(out + len, v, n);
+        len += n;
+        if (sqlite3_column_type(st, i) == SQLITE_TEXT)
+            out[len++] = '\'';
+    }
+    out[len] = '\0';
+    return out;
+}
+
+char *fault_db_dump(sqlite3 *db)
+{
+    text_list lines = {NULL, 0, 0};
+    sqlite3_stmt *schema = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT type, name, tbl_name, sql FROM"
+                                        " sqlite_schema ORDER BY type, name",
+                                        -1, &schema, NULL),
+                     SQLITE_OK);
+    text_list tables = {NULL, 0, 0};
+    while (sqlite3_step(schema) == SQLITE_ROW) {
+        text_list_add(&lines, row_text(schema, 0));
+        const char *name = (const char *)sqlite3_column_text(schema, 1);
+        if (strcmp((const char *)sqlite3_column_text(schema, 0), "table") ==
+                0 &&
+            strncmp(name, "sqlite_", 7) != 0)
+            text_list_add(&tables, dup_text(name));
+    }
+    assert_int_equal(sqlite3_finalize(schema), SQLITE_OK);
+    for (size_t t = 0; t < tables.n; t++) {
+        char *sql = sqlite3_mprintf("SELECT * FROM \"%w\"", tables.items[t]);
+        assert_non_null(sql);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_free(sql);
+        int state = strncmp(tables.items[t], "dw_", 3) == 0;
+        size_t first = lines.n;
+        char head[300];
+        snprintf(head, sizeof head, "== %s", tables.items[t]);
+        text_list_add(&lines, dup_text(head));
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            text_list_add(&lines, row_text(st, state));
+        assert_int_equal(rc, SQLITE_DONE);
+        sqlite3_finalize(st);
+        /* Rows in a stable order, whatever order the table gives. */
+        qsort(lines.items + first + 1, lines.n - first - 1, sizeof *lines.items,
+              text_cmp);
+        free(tables.items[t]);
+    }
+    free(tables.items);
+    size_t len = 0;
+    for (size_t i = 0; i < lines.n; i++)
+        len += strlen(lines.items[i]) + 1;
+    char *out = malloc(len + 1);
+    assert_non_null(out);
+    char *p = out;
+    for (size_t i = 0; i < lines.n; i++) {
+        size_t n = strlen(lines.items[i]);
+        memcpy(p, lines.items[i], n);
+        p[n] = '\n';
+        p += n + 1;
+        free(lines.items[i]);
+    }
+    *p = '\0';
+    free(lines.items);
+    return out;
+}
+
+/* ---- the walk ------------------------------------------------------------ */
+
+#define WORLD_ROWS 8
+
+struct fault_world {
+    const fault_op *op;
+    int wal;
+    test_db t;            /* t.dir private, t.path the working copy */
+    unsigned char *image; /* the starting database file */
+    size_t image_len;
+    char *before, *after; /* fault_db_dump of each */
+    world_snapshot sb, sa;
+    int stage_before, stage_after;
+    int wal_empty;        /* opening the handle leaves the log empty */
+    fault_stats stats;
+    int skipped;          /* points that hit a check excused by a defect */
+};
+
+int fault_stride(void)
+{
+    const char *s = getenv("DW_FAULT_STRIDE");
+    int n = s ? atoi(s) : 1;
+    return n > 1 ? n : 1;
+}
+
+static void unlink_suffixed(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    char p[400];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+        unlink(p);
+    }
+}
+
+/* The backup file an operation writes, in the world's directory. */
+static void backup_path(const char *dir, const char *name, char *buf,
+                        size_t size)
+{
+    snprintf(buf, size, "%s/%s", dir, name);
+}
+
+#define OP_BACKUP "backup.db"
+#define SETUP_BACKUP "setup-backup.db"
+
+/* Puts the starting database back in place, and removes what a run left. */
+static void world_restore_file(fault_world *w)
+{
+    char p[400];
+    unlink_suffixed(w->t.path);
+    backup_path(w->t.dir, OP_BACKUP, p, sizeof p);
+    unlink_suffixed(p);
+    FILE *f = fopen(w->t.path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(w->image, 1, w->image_len, f), w->image_len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static dw_migration *open_flags_ok(sqlite3 *db, unsigned flags)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = world_open_flags(&h, db, flags, &err);
+    if (rc != DW_OK)
+        print_error("world_open: %s: %s\n", dw_errstr(rc), err ? err : "?");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+static int stored_stage(sqlite3 *db)
+{
+    if (!table_exists(db, "dw_migrations"))
+        return -1;
+    return (int)query_int(db, "SELECT stage FROM dw_migrations");
+}
+
+/* Every connection of a walk goes through FAULT_VFS, so that its syncs
+ * can skip the disk (fault_vfs_real_sync); it fails nothing unless armed. */
+static sqlite3 *plain_connect(const fault_world *w)
+{
+    return test_db_connect_vfs(&w->t);
+}
+
+static void close_db(sqlite3 *db)
+{
+    if (db)
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The first line where two dumps differ, for the report. */
+static void difference(char *buf, size_t size, const char *what,
+                       const char *now, const char *expected)
+{
+    const char *a = now, *b = expected;
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    while (a > now && a[-1] != '\n') {
+        a--;
+        b--;
+    }
+    int na = (int)strcspn(a, "\n"), nb = (int)strcspn(b, "\n");
+    snprintf(buf, size, "\n  %s differs at:\n    now:      %.*s\n"
+                        "    expected: %.*s",
+             what, na > 300 ? 300 : na, a, nb > 300 ? 300 : nb, b);
+}
+
+fault_world *fault_world_build(const fault_op *op, int wal)
+{
+    fault_world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->op = op;
+    w->wal = wal;
+    test_db_open(&w->t);
+    close_db(w->t.db);
+    unlink_suffixed(w->t.path);
+    /* Small pages: the file is copied for every failure point. */
+    w->t.db = plain_connect(w);
+    exec_ok(w->t.db, "PRAGMA page_size=1024");
+    exec_ok(w->t.db, wal ? "PRAGMA journal_mode=WAL"
+                         : "PRAGMA journal_mode=DELETE");
+    world_create(w->t.db, WORLD_ROWS);
+    fault_ctx c;
+    memset(&c, 0, sizeof c);
+    c.db = w->t.db;
+    c.dir = w->t.dir;
+    c.op = op;
+    assert_int_equal(dw_row_new(&c.row), DW_OK);
+    if (!(op->flags & FAULT_OP_BARE))
+        c.h = open_flags_ok(c.db, op->open_flags);
+    if (op->setup)
+        op->setup(&c);
+    dw_close(c.h);
+    dw_row_free(c.row);
+    close_db(w->t.db);
+    w->t.db = NULL;
+
+    FILE *f = fopen(w->t.path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    assert_true(size > 0);
+    rewind(f);
+    w->image_len = (size_t)size;
+    w->image = malloc(w->image_len);
+    assert_non_null(w->image);
+    assert_int_equal(fread(w->image, 1, w->image_len, f), w->image_len);
+    fclose(f);
+
+    sqlite3 *fresh = plain_connect(w);
+    w->before = fault_db_dump(fresh);
+    world_snapshot_take(&w->sb, fresh);
+    w->stage_before = stored_stage(fresh);
+    /* A point that leaves the database as before passes on that: so the
+     * starting database must pass the checks itself. */
+    char where[300];
+    snprintf(where, sizeof where, "%s (starting database)", op->name);
+    world_check(fresh, where, op->authoritative, &w->sb, NULL,
+                op->may_diverge);
+    if (op->check)
+        op->check(&c, fresh, where, DW_OK);
+    close_db(fresh);
+
+    /* The faultless run gives "after" (and must leak nothing). */
+    world_restore_file(w);
+    int64_t base = fault_mem_outstanding();
+    memset(&c, 0, sizeof c);
+    c.dir = w->t.dir;
+    c.op = op;
+    c.db = plain_connect(w);
+    assert_int_equal(dw_row_new(&c.row), DW_OK);
+    if (!(op->flags & FAULT_OP_OPENS))
+        c.h = open_flags_ok(c.db, op->open_flags);
+    char log[400];
+    snprintf(log, sizeof log, "%s-wal", w->t.path);
+    struct stat sb;
+    w->wal_empty = stat(log, &sb) == 0 && sb.st_size == 0;
+    int rc = op->run(&c);
+    if (rc != op->ok_code)
+        print_error("%s: the faultless run returned %d (%s): %s\n", op->name,
+                    rc, dw_errstr(rc), c.h ? dw_errmsg(c.h) : c.open_err);
+    assert_int_equal(rc, op->ok_code);
+    fresh = plain_connect(w);
+    w->after = fault_db_dump(fresh);
+    world_snapshot_take(&w->sa, fresh);
+    w->stage_after = stored_stage(fresh);
+    snprintf(where, sizeof where, "%s (faultless run)", op->name);
+    world_check(fresh, where, op->authoritative, &w->sb, &w->sa,
+                op->may_diverge);
+    if (op->check)
+        op->check(&c, fresh, where, rc);
+    close_db(fresh);
+    c.stage_after = w->stage_after;
+    if (op->finish)
+        op->finish(&c, where);
+    dw_close(c.h);
+    dw_row_free(c.row);
+    sqlite3_free(c.open_err);
+    close_db(c.db);
+    if (fault_mem_outstanding() != base)
+        print_error("%s: the faultless run leaked %lld allocations\n",
+                    op->name, (long long)(fault_mem_outstanding() - base));
+    assert_int_equal(fault_mem_outstanding(), base);
+    return w;
+}
+
+void fault_world_free(fault_world *w)
+{
+    if (!w)
+        return;
+    char p[400];
+    unlink_suffixed(w->t.path);
+    backup_path(w->t.dir, OP_BACKUP, p, sizeof p);
+    unlink_suffixed(p);
+    backup_path(w->t.dir, SETUP_BACKUP, p, sizeof p);
+    unlink_suffixed(p);
+    test_db_close(&w->t);
+    free(w->image);
+    free(w->before);
+    free(w->after);
+    world_snapshot_free(&w->sb);
+    world_snapshot_free(&w->sa);
+    free(w);
+}
+
+void fault_world_stats(const fault_world *w, fault_stats *out)
+{
+    *out = w->stats;
+    out->skipped = w->skipped;
+}
+
+static const char *err_name(int err)
+{
+    return err == SQLITE_FULL ? "FULL" : "IOERR";
+}
+
+static void plan_name(char *buf, size_t size, const fault_plan *p, int wal)
+{
+    if (!p->io) {
+        snprintf(buf, size, "oom %s", p->persistent ? "persistent" : "once");
+        return;
+    }
+    snprintf(buf, size, "io %s %s%s%s %s %s", wal ? "wal" : "rollback",
+             (p->kinds & FAULT_WRITE) ? "write" : "",
+             (p->kinds & FAULT_SYNC) ? "sync" : "",
+             (p->kinds & FAULT_TRUNCATE) ? "truncate" : "", err_name(p->err),
+             p->persistent ? "persistent" : "once");
+}
+
+/* A broken rule: fails the test, unless the operation is excused from that
+ * check while a defect is open -- then counted and the walk goes on. */
+static void broken(fault_world *w, unsigned skip, unsigned check,
+                   const char *where, const char *fmt, ...)
+{
+    (void)w;
+    char msg[3000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int soft = g_soft;
+    g_soft = soft || (skip & check);
+    rule_broken("%s: %s\n", where, msg);
+    g_soft = soft;
+}
+
+static void arm(const fault_plan *p, int n)
+{
+    if (p->io)
+        fault_vfs_arm(p->kinds, n, p->persistent, p->err);
+    else
+        fault_mem_arm(n, p->persistent);
+}
+
+static int disarm(const fault_plan *p)
+{
+    return p->io ? fault_vfs_disarm() : fault_mem_disarm();
+}
+
+/* The operation's connection. Under I/O faults in WAL mode it checkpoints
+ * after every commit and truncates the log when it restarts it, so that a
+ * commit whose log write went through can meet a failing checkpoint, and
+ * truncation gets walked too. */
+static sqlite3 *op_connect(const fault_world *w, const fault_plan *p)
+{
+    sqlite3 *db = plain_connect(w);
+    if (p->io && w->wal)
+        exec_ok(db, "PRAGMA wal_autocheckpoint=1;"
+                    "PRAGMA journal_size_limit=0");
+    return db;
+}
+
+static int code_allowed(const fault_op *op, const fault_plan *p, int rc)
+{
+    unsigned allowed = FAULT_CODE(op->ok_code);
+    allowed |= p->io ? FAULT_CODE(DW_ERROR) | op->io_codes
+                     : FAULT_CODE(DW_ENOMEM) | op->mem_codes;
+    return rc >= -15 && rc <= 15 && (allowed & FAULT_CODE(rc)) != 0;
+}
+
+/* Rule 2: the database after the fault, on a fresh connection. */
+static int check_after_fault(fault_world *w, const fault_plan *p,
+                             fault_ctx *c, const char *where, int rc,
+                             unsigned skip)
+{
+    const fault_op *op = w->op;
+    sqlite3 *fresh = plain_connect(w);
+    char ok[64];
+    query_text(fresh, "PRAGMA integrity_check", ok, sizeof ok);
+    if (strcmp(ok, "ok") != 0)
+        broken(w, skip, FAULT_SKIP_STATE, where, "integrity_check: %s", ok);
+    char *now = fault_db_dump(fresh);
+    int as_before = strcmp(now, w->before) == 0;
+    int as_after = strcmp(now, w->after) == 0;
+    int ok_rc = rc == op->ok_code;
+    /* DW_FAULT_DUMP=text prints the database after points whose
+     * description contains it (e.g. "N=129]"). */
+    const char *dump = getenv("DW_FAULT_DUMP");
+    if (dump && strstr(where, dump))
+        fprintf(stderr, "%s: returned %d (%s)\n%s\n", where, rc,
+                c->h ? dw_errmsg(c->h) : "", now);
+    if (op->flags & FAULT_OP_ATOMIC) {
+        if (!as_before && !as_after) {
+            char d1[800], d2[800];
+            difference(d1, sizeof d1, "from before", now, w->before);
+            difference(d2, sizeof d2, "from after", now, w->after);
+            broken(w, skip, FAULT_SKIP_STATE, where,
+                   "returned %d (%s) and left the database neither as "
+                   "before nor as after the operation (half applied)%s%s",
+                   rc, dw_errstr(rc), d1, d2);
+        } else if (ok_rc && !as_after && !(op->flags & FAULT_OP_READS)) {
+            broken(w, skip, FAULT_SKIP_STATE, where,
+                   "returned %d (%s) but nothing was applied", rc,
+                   dw_errstr(rc));
+        } else if (!ok_rc && !p->io && !as_before) {
+            /* Memory cannot fail a commit that already happened: an
+             * error must mean nothing was applied. */
+            broken(w, skip, FAULT_SKIP_STATE, where,
+                   "returned %d (%s: %s) but the operation was applied",
+                   rc, dw_errstr(rc), c->h ? dw_errmsg(c->h) : "");
+        }
+    }
+    g_soft = (skip & FAULT_SKIP_STATE) != 0;
+    if (!as_before && !as_after) {
+        world_check(fresh, where, op->authoritative, &w->sb, &w->sa,
+                    op->may_diverge);
+        if (ok_rc && !(op->flags & FAULT_OP_READS)) {
+            char *side = world_dump(fresh, op->authoritative);
+            const char *want = op->authoritative == DW_SIDE_OLD
+                                   ? w->sa.old_side
+                                   : w->sa.new_side;
+            if (strcmp(side, want) != 0)
+                broken(w, skip, FAULT_SKIP_STATE, where,
+                       "returned %d (%s) but the %s side is not as the "
+                       "faultless run left it",
+                       rc, dw_errstr(rc),
+                       op->authoritative == DW_SIDE_OLD ? "old" : "new");
+            free(side);
+        }
+    } else {
+        /* As before or after: those passed world_check when built. */
+        world_state_check(fresh, where);
+    }
+    if (op->flags & FAULT_OP_STAGE) {
+        int s = stored_stage(fresh);
+        if (s != w->stage_before && s != w->stage_after)
+            broken(w, skip, FAULT_SKIP_STATE, where,
+                   "the stored stage is %d, neither %d nor %d", s,
+                   w->stage_before, w->stage_after);
+    }
+    if (op->check)
+        op->check(c, fresh, where, rc);
+    g_soft = 0;
+    free(now);
+    close_db(fresh);
+    return as_after ? 1 : as_before ? 0 : 2;
+}
+
+/* Copies a file if it exists. */
+static void copy_file(const char *from, const char *to)
+{
+    unlink(to);
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return;
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* The database as a crash would leave it now, opened elsewhere (a hot
+ * journal is rolled back, a log recovered): as before or as after, and as
+ * after when the call said it was done. */
+static void check_crash_copy(fault_world *w, fault_ctx *c,
+                             const char *where, int rc, unsigned skip)
+{
+    static const char *const suffixes[] = {"", "-wal", "-journal"};
+    const fault_op *op = w->op;
+    char from[400], to[420], crash[300];
+    snprintf(crash, sizeof crash, "%s/crash.db", w->t.dir);
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        snprintf(from, sizeof from, "%s%s", w->t.path, suffixes[i]);
+        snprintf(to, sizeof to, "%s%s", crash, suffixes[i]);
+        copy_file(from, to);
+    }
+    snprintf(to, sizeof to, "%s-shm", crash);
+    unlink(to);
+    test_db t = w->t;
+    snprintf(t.path, sizeof t.path, "%s", crash);
+    sqlite3 *db = test_db_connect(&t);
+    char ok[64];
+    query_text(db, "PRAGMA integrity_check", ok, sizeof ok);
+    char *now = fault_db_dump(db);
+    if (op->check) {
+        char at[400];
+        snprintf(at, sizeof at, "%s, after a crash", where);
+        g_soft = (skip & FAULT_SKIP_STATE) != 0;
+        op->check(c, db, at, rc);
+        g_soft = 0;
+    }
+    close_db(db);
+    unlink_suffixed(crash);
+    int as_before = strcmp(now, w->before) == 0;
+    int as_after = strcmp(now, w->after) == 0;
+    if (strcmp(ok, "ok") != 0)
+        broken(w, skip, FAULT_SKIP_STATE, where,
+               "after a crash here, integrity_check: %s", ok);
+    if (!as_before && !as_after)
+        broken(w, skip, FAULT_SKIP_STATE, where,
+               "returned %d (%s), and a crash here would leave the database "
+               "neither as before nor as after",
+               rc, dw_errstr(rc));
+    else if (rc == op->ok_code && !as_after &&
+             !(op->flags & FAULT_OP_READS))
+        broken(w, skip, FAULT_SKIP_STATE, where,
+               "returned %d (%s), but a crash here would lose the operation",
+               rc, dw_errstr(rc));
+    else if (rc != op->ok_code && as_after && !as_before)
+        w->stats.crash_applied++;
+    free(now);
+}
+
+/* One failure point. Returns 0 when no fault fired (the walk is over). */
+
+static int walk_point(fault_world *w, const fault_plan *p, int n)
+{
+    const fault_op *op = w->op;
+    unsigned skip = p->io ? op->skip_io : op->skip_mem;
+    char plan[100], where[300];
+    plan_name(plan, sizeof plan, p, w->wal);
+    snprintf(where, sizeof where, "%s [%s, N=%d]", op->name, plan, n);
+
+    world_restore_file(w);
+    /* The first excused check of a walk is printed, the rest counted. */
+    g_soft_quiet = w->skipped > 0;
+    g_soft_broken = 0;
+    int64_t base = fault_mem_outstanding();
+    uint64_t mark = fault_mem_mark();
+    fault_ctx c;
+    memset(&c, 0, sizeof c);
+    c.dir = w->t.dir;
+    c.op = op;
+    c.stage_after = w->stage_after;
+    c.db = op_connect(w, p);
+    assert_int_equal(dw_row_new(&c.row), DW_OK);
+    if (!(op->flags & FAULT_OP_OPENS))
+        c.h = open_flags_ok(c.db, op->open_flags);
+
+    arm(p, n);
+    int rc = op->run(&c);
+    int fired = disarm(p);
+
+    if (fired) {
+        /* Rule 1: the result code and its message. */
+        const char *msg = op->flags & FAULT_OP_OPENS
+                              ? (c.h ? dw_errmsg(c.h) : c.open_err)
+                              : dw_errmsg(c.h);
+        if (!code_allowed(op, p, rc))
+            broken(w, skip, FAULT_SKIP_CODE, where,
+                   "returned %d (%s): %s", rc, dw_errstr(rc),
+                   msg ? msg : "(no message)");
+        if (rc != op->ok_code && rc < 0) {
+            /* dw_open may lack the memory for its message. */
+            int may_lack = (op->flags & FAULT_OP_OPENS) && rc == DW_ENOMEM;
+            if ((!msg && !may_lack) ||
+                (msg && (!*msg || strcmp(msg, "not an error") == 0)))
+                broken(w, skip, FAULT_SKIP_CODE, where,
+                       "returned %d (%s) with no message", rc,
+                       dw_errstr(rc));
+            const char *words = p->err == SQLITE_FULL ? "full" : "I/O";
+            if (p->io && msg && rc != DW_ENOMEM && !strstr(msg, words))
+                broken(w, skip, FAULT_SKIP_CODE, where,
+                       "returned %d (%s) with a message not naming the "
+                       "I/O problem: %s",
+                       rc, dw_errstr(rc), msg);
+        }
+        if (!sqlite3_get_autocommit(c.db)) {
+            broken(w, skip, FAULT_SKIP_TXN, where,
+                   "returned %d (%s) and left a transaction open", rc,
+                   dw_errstr(rc));
+            sqlite3_exec(c.db, "ROLLBACK", NULL, NULL, NULL);
+        }
+
+        /* Rule 2. In WAL mode every commit appends to the log, which the
+         * starting database does not have: while it is still empty nothing
+         * was committed and the database is as before (the checks on the
+         * starting database hold). */
+        char wal[400];
+        snprintf(wal, sizeof wal, "%s-wal", w->t.path);
+        struct stat sb;
+        int untouched = w->wal && w->wal_empty && rc != op->ok_code &&
+                        stat(wal, &sb) == 0 && sb.st_size == 0;
+        /* What a crash right after the error would leave (the files as
+         * they are, the log not yet given up by a clean close) must hold
+         * the operation whole or not at all too. */
+        if (p->io && !untouched && (op->flags & FAULT_OP_ATOMIC))
+            check_crash_copy(w, &c, where, rc, skip);
+        /* For I/O the faulted connection goes first: what counts is what
+         * the file holds once nobody has it open. */
+        if (p->io) {
+            dw_close(c.h);
+            c.h = NULL;
+            close_db(c.db);
+            c.db = NULL;
+        }
+        int state = untouched ? 0 : check_after_fault(w, p, &c, where, rc,
+                                                      skip);
+        w->stats.points++;
+        if (rc == op->ok_code)
+            w->stats.ok++;
+        else if (state == 0)
+            w->stats.failed_before++;
+        else if (state == 1)
+            w->stats.failed_after++;
+        else
+            w->stats.failed_other++;
+
+        /* Rule 3: the same operation again, without faults. */
+        if (p->io) {
+            c.db = op_connect(w, p);
+            if (!(op->flags & FAULT_OP_OPENS))
+                c.h = open_flags_ok(c.db, op->open_flags);
+        }
+        if (rc != op->ok_code) {
+            sqlite3_free(c.open_err);
+            c.open_err = NULL;
+            dw_row_clear(c.row);
+            c.rerun = 1;
+            int again = op->run(&c);
+            if (again != op->ok_code)
+                broken(w, skip, FAULT_SKIP_RERUN, where,
+                       "repeated without faults after returning %d, it "
+                       "returned %d (%s): %s",
+                       rc, again, dw_errstr(again),
+                       c.h ? dw_errmsg(c.h) : c.open_err);
+        }
+        if (op->flags & FAULT_OP_ATOMIC) {
+            char *now = fault_db_dump(c.db);
+            if (strcmp(now, w->after) != 0) {
+                char d[800];
+                difference(d, sizeof d, "the database", now, w->after);
+                broken(w, skip, FAULT_SKIP_RERUN, where,
+                       "after the faultless repeat the database is not as "
+                       "after the faultless run%s",
+                       d);
+            }
+            free(now);
+        }
+        if (op->finish) {
+            g_soft = (skip & FAULT_SKIP_RERUN) != 0;
+            op->finish(&c, where);
+            g_soft = 0;
+        }
+    } else if (rc != op->ok_code) {
+        broken(w, skip, FAULT_SKIP_CODE, where,
+               "no fault fired, yet it returned %d (%s): %s", rc,
+               dw_errstr(rc), c.h ? dw_errmsg(c.h) : c.open_err);
+    }
+
+    /* Rule 4. */
+    dw_close(c.h);
+    dw_row_free(c.row);
+    sqlite3_free(c.open_err);
+    close_db(c.db);
+    int64_t left = fault_mem_outstanding() - base;
+    if (left != 0) {
+        broken(w, skip, FAULT_SKIP_LEAK, where,
+               "%lld allocations outstanding after everything was closed",
+               (long long)left);
+        /* Excused: take it back, so the process still ends clean. */
+        fault_mem_reclaim(mark);
+    }
+    if (g_soft_broken)
+        w->skipped++;
+    return fired != 0;
+}
+
+int fault_walk(fault_world *w, const fault_plan *p)
+{
+    int stride = p->stride > 1 ? p->stride : 1;
+    int points = 0;
+    for (int n = 1; walk_point(w, p, n); n += stride)
+        points++;
+    return points;
+}
+
+/* ---- the operations ------------------------------------------------------ */
+
+static world_item CHANGED = {"changed", 33, 0};
+static world_item DELETED = {NULL, 0, 1};
+
+/* The keys of the world that disagree, as a subquery of ids. */
+#define DISAGREEING_IDS                                                        \
+    "SELECT o.id AS id FROM items o LEFT JOIN items_v2 n ON n.id = o.id"       \
+    "  WHERE n.id IS NULL OR n.label IS NOT upper(o.name)"                     \
+    "     OR n.qty IS NOT o.qty"                                               \
+    " UNION SELECT n.id FROM items_v2 n"                                       \
+    "  WHERE NOT EXISTS (SELECT 1 FROM items o WHERE o.id = n.id)"
+
+static void op_failed(const fault_ctx *c, const char *what)
+{
+    rule_broken("%s%s: %s\n", c->op->name, c->rerun ? " (repeat)" : "", what);
+}
+
+/* Moves forward one stage at a time, opening the gates on the way. */
+static void to_stage(fault_ctx *c, int stage)
+{
+    int now;
+    assert_dw_ok(c->h, dw_stage_get(&now, c->h));
+    for (; now < stage; now++) {
+        if (now + 1 == DW_STAGE_LIVE || now + 1 == DW_STAGE_COMPLETE)
+            backfill_and_verify(c->h);
+        assert_dw_ok(c->h, dw_stage_set(c->h, now + 1, "setup", 0));
+    }
+}
+
+static void setup_dual(fault_ctx *c) { to_stage(c, DW_STAGE_DUAL_WRITE); }
+static void setup_shadow(fault_ctx *c) { to_stage(c, DW_STAGE_SHADOW); }
+static void setup_live(fault_ctx *c) { to_stage(c, DW_STAGE_LIVE); }
+static void setup_rampdown(fault_ctx *c) { to_stage(c, DW_STAGE_RAMPDOWN); }
+static void setup_complete(fault_ctx *c) { to_stage(c, DW_STAGE_COMPLETE); }
+
+/* At SHADOW, both sides equal, the gate into LIVE open. */
+static void setup_shadow_open(fault_ctx *c)
+{
+    to_stage(c, DW_STAGE_SHADOW);
+    backfill_and_verify(c->h);
+}
+
+/* At SHADOW after a backfill, then key 4 changed and key 6 lost on the new
+ * side behind the library's back. */
+static void setup_divergent(fault_ctx *c)
+{
+    to_stage(c, DW_STAGE_SHADOW);
+    assert_dw_ok(c->h, dw_backfill(NULL, c->h, NULL));
+    exec_ok(c->db, "UPDATE items_v2 SET label = 'WRONG' WHERE id = 4;"
+                   "DELETE FROM items_v2 WHERE id = 6");
+}
+
+/* ---- dw_open ---- */
+
+static int run_open(fault_ctx *c)
+{
+    return world_open_flags(&c->h, c->db, c->op->open_flags, &c->open_err);
+}
+
+/* ---- writes ---- */
+
+static int write_key(fault_ctx *c, int64_t id, dw_write_fn old_fn,
+                     dw_write_fn new_fn, world_item *it)
+{
+    dw_value key = dw_int(id);
+    return dw_write(c->h, &key, 1, old_fn, new_fn, it);
+}
+
+/* The authoritative side's callback only: the library syncs the other. */
+static int run_write_old(fault_ctx *c)
+{
+    return write_key(c, 3, world_write_old, NULL, &CHANGED);
+}
+
+static int run_write_new(fault_ctx *c)
+{
+    return write_key(c, 3, NULL, world_write_new, &CHANGED);
+}
+
+static int run_delete_old(fault_ctx *c)
+{
+    return write_key(c, 5, world_write_old, NULL, &DELETED);
+}
+
+static int run_mirror(fault_ctx *c)
+{
+    dw_value key = dw_int(2);
+    return dw_mirror(c->h, &key, 1);
+}
+
+/* The application changed key 2's old row itself. */
+static void setup_mirror(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    exec_ok(c->db, "UPDATE items SET name = 'mirrored', qty = 22 WHERE id = 2");
+}
+
+/* Key 3 is queued for repair exactly when it disagrees. */
+static void check_queue_3(fault_ctx *c, sqlite3 *fresh, const char *where,
+                          int rc)
+{
+    (void)c;
+    (void)rc;
+    int64_t queued = query_int(
+        fresh, "SELECT count(*) FROM dw_repair_queue WHERE key = '[3]'");
+    int64_t differs = query_int(fresh, "SELECT count(*) FROM (" DISAGREEING_IDS
+                                       ") WHERE id = 3");
+    if (queued != differs) {
+        rule_broken("%s: key 3 is %squeued for repair and %s\n", where,
+                    queued ? "" : "not ", differs ? "disagrees" : "agrees");
+    }
+}
+
+static int fail_write(sqlite3 *db, const dw_value *key, int nkey,
+                      void *payload)
+{
+    (void)db;
+    (void)key;
+    (void)nkey;
+    (void)payload;
+    return SQLITE_ERROR;
+}
+
+/* Key 3 written to the old side and queued: its new-side write failed. */
+static void setup_queued(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    assert_dw_ok(c->h, write_key(c, 3, world_write_old, fail_write, &CHANGED));
+    int64_t n = 0;
+    assert_dw_ok(c->h, dw_repair_count(&n, c->h));
+    assert_int_equal(n, 1);
+}
+
+/* ---- reads ---- */
+
+static int run_read(fault_ctx *c, int64_t id, int64_t qty)
+{
+    dw_value key = dw_int(id);
+    int rc = dw_read(c->row, c->h, &key, 1, NULL, NULL, NULL);
+    if (rc == DW_OK) {
+        const dw_value *v = dw_row_get(c->row, "qty");
+        if (!v || v->type != DW_TYPE_INTEGER || v->i != qty ||
+            dw_row_count(c->row) != 3)
+            op_failed(c, "dw_read returned DW_OK without the row");
+    }
+    return rc;
+}
+
+static int run_read_3(fault_ctx *c) { return run_read(c, 3, 3); }
+static int run_read_4(fault_ctx *c) { return run_read(c, 4, 4); }
+
+static void setup_mismatch(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    exec_ok(c->db, "UPDATE items_v2 SET label = 'WRONG' WHERE id = 4");
+}
+
+/* The mismatch of key 4 is logged once or not at all (a failed log write
+ * is counted, not returned). */
+static void check_logged_once(fault_ctx *c, sqlite3 *fresh,
+                              const char *where, int rc)
+{
+    (void)c;
+    (void)rc;
+    int64_t n = query_int(fresh, "SELECT count(*) FROM dw_mismatch_log"
+                                 " WHERE key != '[4]' OR count != 1");
+    if (n != 0) {
+        rule_broken("%s: the mismatch log holds %lld entries other than one"
+                    " sighting of key 4\n",
+                    where, (long long)n);
+    }
+}
+
+/* ---- stage moves ---- */
+
+static int run_stage(fault_ctx *c, int stage, unsigned flags)
+{
+    return dw_stage_set(c->h, stage, "fault walk", flags);
+}
+
+static int run_to_dual(fault_ctx *c)
+{
+    return run_stage(c, DW_STAGE_DUAL_WRITE, 0);
+}
+static int run_to_shadow(fault_ctx *c)
+{
+    return run_stage(c, DW_STAGE_SHADOW, 0);
+}
+static int run_to_live(fault_ctx *c) { return run_stage(c, DW_STAGE_LIVE, 0); }
+static int run_to_live_forced(fault_ctx *c)
+{
+    return run_stage(c, DW_STAGE_LIVE, DW_STAGE_FORCE);
+}
+
+/* The handle follows the stored stage: it reports it, and a write with
+ * the callback of the side that stage trusts goes through. */
+static void finish_stage(fault_ctx *c, const char *where)
+{
+    int stage = -1;
+    int rc = dw_stage_get(&stage, c->h);
+    if (rc != DW_OK || stage != c->stage_after) {
+        rule_broken("%s: the handle reports stage %d (rc %d), the database "
+                    "holds %d\n",
+                    where, stage, rc, c->stage_after);
+    }
+    int new_trusted = stage >= DW_STAGE_LIVE;
+    rc = write_key(c, 3, new_trusted ? NULL : world_write_old,
+                   new_trusted ? world_write_new : NULL, &CHANGED);
+    if (rc != DW_OK) {
+        rule_broken("%s: a write at the stage reached failed: %d (%s): %s\n",
+                    where, rc, dw_errstr(rc), dw_errmsg(c->h));
+    }
+}
+
+/* ---- backfill ---- */
+
+static int stop_after_one(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+/* One batch of 3 rows: 8 rows make three batches. */
+static int run_batch(fault_ctx *c)
+{
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 3;
+    o.batch_ms = -1;
+    o.progress = stop_after_one;
+    return dw_backfill(NULL, c->h, &o);
+}
+
+static void setup_batches(fault_ctx *c, int batches)
+{
+    to_stage(c, DW_STAGE_DUAL_WRITE);
+    for (int i = 0; i < batches; i++)
+        assert_dw(c->h, run_batch(c), DW_MORE);
+}
+
+static void setup_batch_0(fault_ctx *c) { setup_batches(c, 0); }
+static void setup_batch_1(fault_ctx *c) { setup_batches(c, 1); }
+static void setup_batch_2(fault_ctx *c) { setup_batches(c, 2); }
+
+/* The stored cursor never passes a key that was not copied. */
+static void check_cursor(fault_ctx *c, sqlite3 *fresh, const char *where,
+                         int rc)
+{
+    (void)c;
+    (void)rc;
+    char state[32], cursor[64];
+    query_text(fresh, "SELECT state FROM dw_backfill", state, sizeof state);
+    query_text(fresh, "SELECT cursor FROM dw_backfill", cursor, sizeof cursor);
+    long long upto = -1;
+    if (strcmp(state, "done") == 0)
+        upto = WORLD_ROWS;
+    else if (cursor[0] && sscanf(cursor, "[%lld]", &upto) != 1)
+        upto = -2;
+    if (upto == -2) {
+        rule_broken("%s: the backfill cursor %s is not a key\n", where,
+                    cursor);
+    }
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (" DISAGREEING_IDS ") WHERE id <= %lld",
+             upto);
+    int64_t behind = query_int(fresh, sql);
+    if (behind != 0) {
+        rule_broken("%s: the backfill (%s, cursor %s) has passed %lld keys "
+                    "that were not copied\n",
+                    where, state, cursor, (long long)behind);
+    }
+}
+
+/* The rest of the backfill, then a clean verification. */
+static void finish_backfill(fault_ctx *c, const char *where)
+{
+    int rc = dw_backfill(NULL, c->h, NULL);
+    dw_verify_result r;
+    if (rc == DW_OK)
+        rc = dw_verify(&r, c->h, NULL);
+    if (rc != DW_OK || !r.clean) {
+        rule_broken("%s: resuming the backfill: %d (%s): %s\n", where, rc,
+                    dw_errstr(rc), dw_errmsg(c->h));
+    }
+}
+
+/* ---- verification ---- */
+
+static int run_verify(fault_ctx *c, int64_t missing, int64_t different)
+{
+    dw_verify_result r;
+    int rc = dw_verify(&r, c->h, NULL);
+    if (rc == DW_OK &&
+        (!r.finished || !r.full || r.missing != missing || r.extra != 0 ||
+         r.different != different || r.keys != WORLD_ROWS))
+        op_failed(c, "dw_verify returned DW_OK with wrong counts");
+    return rc;
+}
+
+static int run_verify_clean(fault_ctx *c) { return run_verify(c, 0, 0); }
+static int run_verify_divergent(fault_ctx *c) { return run_verify(c, 1, 1); }
+
+static void setup_backfilled(fault_ctx *c)
+{
+    to_stage(c, DW_STAGE_SHADOW);
+    assert_dw_ok(c->h, dw_backfill(NULL, c->h, NULL));
+}
+
+/* A run cut short counts nothing; a finished one counts right. */
+static void check_runs(sqlite3 *fresh, const char *where, int64_t missing,
+                       int64_t different)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM dw_verify_runs WHERE"
+             " (NOT finished AND missing + extra + different > 0)"
+             " OR (finished AND (missing != %lld OR different != %lld"
+             "  OR extra != 0 OR keys != %d))",
+             (long long)missing, (long long)different, WORLD_ROWS);
+    int64_t bad = query_int(fresh, sql);
+    if (bad != 0) {
+        rule_broken("%s: %lld stored verification runs count wrong\n", where,
+                    (long long)bad);
+    }
+}
+
+static void check_runs_clean(fault_ctx *c, sqlite3 *fresh, const char *where,
+                             int rc)
+{
+    (void)c;
+    (void)rc;
+    check_runs(fresh, where, 0, 0);
+}
+
+static void check_runs_divergent(fault_ctx *c, sqlite3 *fresh,
+                                 const char *where, int rc)
+{
+    (void)c;
+    (void)rc;
+    check_runs(fresh, where, 1, 1);
+}
+
+/* ---- repairs ---- */
+
+static int run_repair_keys(fault_ctx *c)
+{
+    dw_value keys[2] = {dw_int(4), dw_int(6)};
+    dw_repair_result r;
+    int rc = dw_repair_keys(&r, c->h, keys, 1, 2);
+    if (rc == DW_OK && (r.repaired != 2 || r.failed != 0))
+        op_failed(c, "dw_repair_keys returned DW_OK with wrong counts");
+    return rc;
+}
+
+static void setup_verified_divergent(fault_ctx *c)
+{
+    setup_divergent(c);
+    dw_verify_result r;
+    assert_dw_ok(c->h, dw_verify(&r, c->h, NULL));
+    assert_int_equal(r.missing + r.different, 2);
+}
+
+static int run_repair_divergent(fault_ctx *c)
+{
+    dw_repair_result r;
+    int rc = dw_repair_divergent(&r, c->h);
+    /* A repeat finds what the failed run left. */
+    if (rc == DW_OK && !c->rerun && (r.repaired != 2 || r.failed != 0))
+        op_failed(c, "dw_repair_divergent returned DW_OK with wrong counts");
+    return rc;
+}
+
+/* A key marked repaired agrees. */
+static void check_marked_repaired(fault_ctx *c, sqlite3 *fresh,
+                                  const char *where, int rc)
+{
+    (void)c;
+    (void)rc;
+    int64_t bad = query_int(
+        fresh, "SELECT count(*) FROM dw_verify_keys k WHERE k.repaired"
+               " AND EXISTS (SELECT 1 FROM (" DISAGREEING_IDS ") d"
+               " WHERE '[' || d.id || ']' = k.key)");
+    if (bad != 0) {
+        rule_broken("%s: %lld keys are marked repaired and disagree\n",
+                    where, (long long)bad);
+    }
+}
+
+static int run_repair_queue(fault_ctx *c)
+{
+    dw_repair_result r;
+    int rc = dw_repair_queue(&r, c->h);
+    if (rc == DW_OK && (r.repaired != 1 || r.failed != 0))
+        op_failed(c, "dw_repair_queue returned DW_OK with wrong counts");
+    return rc;
+}
+
+/* ---- routing ---- */
+
+static int run_override_live(fault_ctx *c)
+{
+    dw_value keys[2] = {dw_int(2), dw_int(3)};
+    return dw_override_set(c->h, keys, 1, 2, DW_STAGE_LIVE, "fault walk");
+}
+
+static int run_override_dual(fault_ctx *c)
+{
+    dw_value key = dw_int(2);
+    return dw_override_set(c->h, &key, 1, 1, DW_STAGE_DUAL_WRITE,
+                           "fault walk");
+}
+
+/* Keys 2 and 3 at LIVE, key 3 written there. */
+static void setup_overridden(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    assert_dw_ok(c->h, run_override_live(c));
+    assert_dw_ok(c->h, write_key(c, 3, NULL, world_write_new, &CHANGED));
+}
+
+static int run_override_clear(fault_ctx *c)
+{
+    dw_value keys[2] = {dw_int(2), dw_int(3)};
+    int cleared = -1;
+    int rc = dw_override_clear(&cleared, c->h, keys, 1, 2, "fault walk");
+    if (rc == DW_OK && cleared != 2)
+        op_failed(c, "dw_override_clear returned DW_OK with a wrong count");
+    return rc;
+}
+
+static int run_routing(fault_ctx *c)
+{
+    dw_routing r = DW_ROUTING_INIT;
+    r.canary_percent = 50;
+    r.canary_stage = DW_STAGE_LIVE;
+    r.promote_stage = DW_STAGE_LIVE;
+    return dw_routing_set(c->h, &r, "fault walk", 0);
+}
+
+/* ---- contract and restore ---- */
+
+static int run_contract(fault_ctx *c)
+{
+    char path[400];
+    backup_path(c->dir, OP_BACKUP, path, sizeof path);
+    return dw_contract(c->h, path, "fault walk");
+}
+
+/* Contracted exactly when the backup exists, and then it holds the rows. */
+static void check_backup(fault_ctx *c, sqlite3 *fresh, const char *where,
+                         int rc)
+{
+    (void)rc;
+    char path[400];
+    backup_path(c->dir, OP_BACKUP, path, sizeof path);
+    int contracted = !table_exists(fresh, "items");
+    int present = access(path, F_OK) == 0;
+    if (contracted != present) {
+        rule_broken("%s: the old table is %s and the backup %s\n", where,
+                    contracted ? "dropped" : "kept",
+                    present ? "exists" : "is missing");
+    }
+    if (present) {
+        sqlite3 *b = NULL;
+        assert_int_equal(
+            sqlite3_open_v2(path, &b, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        int64_t rows = query_int(b, "SELECT count(*) FROM items");
+        close_db(b);
+        if (rows != WORLD_ROWS) {
+            rule_broken("%s: the backup holds %lld rows\n", where,
+                        (long long)rows);
+        }
+    }
+}
+
+static void setup_contracted(fault_ctx *c)
+{
+    to_stage(c, DW_STAGE_COMPLETE);
+    char path[400];
+    backup_path(c->dir, SETUP_BACKUP, path, sizeof path);
+    assert_dw_ok(c->h, dw_contract(c->h, path, "setup"));
+}
+
+static int run_restore(fault_ctx *c)
+{
+    char path[400];
+    backup_path(c->dir, SETUP_BACKUP, path, sizeof path);
+    return dw_restore(c->h, path, "fault walk");
+}
+
+/* ---- listings ---- */
+
+typedef struct listing {
+    int n;
+    int last_to;
+    int64_t count;
+} listing;
+
+static int count_history(const dw_history_entry *e, void *payload)
+{
+    listing *l = payload;
+    l->n++;
+    l->last_to = e->to_stage;
+    return 0;
+}
+
+static int run_history(fault_ctx *c)
+{
+    listing l = {0, -1, 0};
+    int rc = dw_history(c->h, count_history, &l);
+    /* define, DUAL_WRITE, SHADOW */
+    if (rc == DW_OK && (l.n != 3 || l.last_to != DW_STAGE_SHADOW))
+        op_failed(c, "dw_history returned DW_OK with missing entries");
+    return rc;
+}
+
+static int count_log(const dw_mismatch_entry *e, void *payload)
+{
+    listing *l = payload;
+    l->n++;
+    l->count += e->count;
+    return 0;
+}
+
+/* Mismatches of keys 4 and 6 logged by shadow reads. */
+static void setup_logged(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    exec_ok(c->db, "UPDATE items_v2 SET label = 'WRONG' WHERE id IN (4, 6)");
+    assert_dw_ok(c->h, run_read_4(c));
+    dw_row_clear(c->row);
+    dw_value key = dw_int(6);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw_ok(c->h, dw_read(row, c->h, &key, 1, NULL, NULL, NULL));
+    dw_row_free(row);
+}
+
+static int run_mismatch_log(fault_ctx *c)
+{
+    listing l = {0, -1, 0};
+    int rc = dw_mismatch_log(c->h, 0, count_log, &l);
+    if (rc == DW_OK && (l.n != 2 || l.count != 2))
+        op_failed(c, "dw_mismatch_log returned DW_OK with missing entries");
+    return rc;
+}
+
+/* ---- the catalogue ---- */
+
+/* DEFECT 1: when the rollback of the library's own transaction meets an
+ * allocation failure (always under a persistent one; once when the single
+ * failure falls in it), the transaction stays open on the caller's
+ * connection and the call still returns. The handle later takes it for the
+ * caller's transaction: its writes go into savepoints inside it and are
+ * never committed, and other connections are locked out. The walk rolls
+ * back for the handle and goes on. */
+#define DEFECT_1 FAULT_SKIP_TXN
+/* DEFECT 2: dw_verify leaks a divergent key's outcome and its two rows when
+ * the key's text (or its detail) cannot be allocated (verify.c remember():
+ * the failure path frees key and detail only). */
+#define DEFECT_2 FAULT_SKIP_LEAK
+/* DEFECT 3: a queued key whose repair fails before its target side is known
+ * (the stored key does not parse for lack of memory) is queued again with
+ * side 0, replacing the side recorded (repair.c repair_listed()). */
+#define DEFECT_3 FAULT_SKIP_STATE
+/* DEFECT 4: a contract that fails under a lasting allocation failure leaves
+ * its backup file behind (remove_backup() builds each path with
+ * sqlite3_mprintf and skips it when that fails): the old model is kept, but
+ * the next dw_contract to that path is refused (DW_EMISUSE, file exists). */
+#define DEFECT_4 (FAULT_SKIP_STATE | FAULT_SKIP_RERUN)
+/* DEFECT 5: a restore whose DETACH of the backup meets an allocation
+ * failure leaves the backup attached to the caller's connection: every
+ * later dw_restore (and dw_contract) on it fails with "database dw_backup is
+ * already in use" until the application detaches it. */
+#define DEFECT_5 FAULT_SKIP_RERUN
+/* DEFECT 6: when the contract's final COMMIT fails after its log write went
+ * through (WAL mode, the sync fails), dw_contract returns DW_ERROR and
+ * removes the backup -- but the commit is in the log: after a crash the
+ * recovered database has the old table dropped, and its backup is gone.
+ * (A failed commit may be durable; the backup must then be kept.) */
+#define DEFECT_6 FAULT_SKIP_STATE
+
+#define ATOMIC_IO (FAULT_OP_ATOMIC | FAULT_OP_IO)
+#define STAGE_IO (FAULT_OP_ATOMIC | FAULT_OP_IO | FAULT_OP_STAGE)
+#define READ (FAULT_OP_ATOMIC | FAULT_OP_READS)
+/* Writes through application callbacks: an I/O error inside one is the
+ * callback's failure (DW_ECALLBACK, the message names the error). */
+#define CB_IO FAULT_CODE(DW_ECALLBACK)
+
+const fault_op fault_ops[] = {
+    {.name = "dw_open (first definition)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .run = run_open, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_open (stored migration)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC, .setup = setup_shadow_open,
+     .run = run_open, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+
+    /* The trusted side's callback only: the library syncs the other. */
+    {.name = "dw_write@OFF", .flags = ATOMIC_IO, .run = run_write_old,
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+    {.name = "dw_write@DUAL_WRITE", .flags = ATOMIC_IO, .setup = setup_dual,
+     .run = run_write_old, .authoritative = DW_SIDE_OLD, .io_codes = CB_IO,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_write@SHADOW", .flags = ATOMIC_IO,
+     .setup = setup_shadow_open, .run = run_write_old,
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+    {.name = "dw_write@LIVE", .flags = ATOMIC_IO, .setup = setup_live,
+     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_write@RAMPDOWN", .flags = ATOMIC_IO, .setup = setup_rampdown,
+     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO,
+     .skip_mem = DEFECT_1},
+    /* Only the new side is written: key 3 leaves the old one behind. */
+    {.name = "dw_write@COMPLETE", .flags = ATOMIC_IO, .setup = setup_complete,
+     .run = run_write_new, .authoritative = DW_SIDE_NEW, .may_diverge = "3",
+     .io_codes = CB_IO, .skip_mem = DEFECT_1},
+    {.name = "dw_write delete@SHADOW", .flags = ATOMIC_IO,
+     .setup = setup_shadow_open, .run = run_delete_old,
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+    /* A failed mirror keeps the old side's write and queues the key. */
+    {.name = "dw_write repair-queue@SHADOW", .flags = FAULT_OP_IO,
+     .open_flags = DW_OPEN_REPAIR_QUEUE, .setup = setup_shadow_open,
+     .run = run_write_old, .authoritative = DW_SIDE_OLD, .may_diverge = "3",
+     .io_codes = CB_IO, .check = check_queue_3, .skip_mem = DEFECT_1},
+    {.name = "dw_mirror@SHADOW", .flags = ATOMIC_IO, .setup = setup_mirror,
+     .run = run_mirror, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+
+    {.name = "dw_read@OFF", .flags = READ, .run = run_read_3,
+     .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_read@DUAL_WRITE", .flags = READ, .setup = setup_dual,
+     .run = run_read_3, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_read@SHADOW", .flags = READ, .setup = setup_shadow_open,
+     .run = run_read_3, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_read@LIVE", .flags = READ, .setup = setup_live,
+     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+    {.name = "dw_read@RAMPDOWN", .flags = READ, .setup = setup_rampdown,
+     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+    {.name = "dw_read@COMPLETE", .flags = READ, .setup = setup_complete,
+     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+    /* The mismatch is logged in a transaction of its own. */
+    {.name = "dw_read mismatch@SHADOW", .flags = FAULT_OP_READS,
+     .setup = setup_mismatch, .run = run_read_4,
+     .authoritative = DW_SIDE_OLD, .check = check_logged_once,
+     .skip_mem = DEFECT_1},
+
+    {.name = "dw_stage_set OFF->DUAL_WRITE (setup SQL)", .flags = STAGE_IO,
+     .run = run_to_dual, .authoritative = DW_SIDE_OLD,
+     .finish = finish_stage, .skip_mem = DEFECT_1},
+    {.name = "dw_stage_set DUAL_WRITE->SHADOW", .flags = STAGE_IO,
+     .setup = setup_dual, .run = run_to_shadow, .authoritative = DW_SIDE_OLD,
+     .finish = finish_stage, .skip_mem = DEFECT_1},
+    {.name = "dw_stage_set SHADOW->LIVE (gate open)", .flags = STAGE_IO,
+     .setup = setup_shadow_open, .run = run_to_live,
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_stage_set SHADOW->LIVE (forced)", .flags = STAGE_IO,
+     .setup = setup_shadow, .run = run_to_live_forced,
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
+     .skip_mem = DEFECT_1},
+    /* Refused: it writes nothing, so the I/O walk finds no point. */
+    {.name = "dw_stage_set SHADOW->LIVE (gate closed)", .flags = STAGE_IO,
+     .setup = setup_shadow, .run = run_to_live, .ok_code = DW_EGATE,
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
+     .skip_mem = DEFECT_1},
+
+    {.name = "dw_backfill first batch", .flags = ATOMIC_IO,
+     .setup = setup_batch_0, .run = run_batch, .ok_code = DW_MORE,
+     .authoritative = DW_SIDE_OLD, .check = check_cursor,
+     .finish = finish_backfill, .skip_mem = DEFECT_1},
+    {.name = "dw_backfill middle batch", .flags = ATOMIC_IO,
+     .setup = setup_batch_1, .run = run_batch, .ok_code = DW_MORE,
+     .authoritative = DW_SIDE_OLD, .check = check_cursor,
+     .finish = finish_backfill, .skip_mem = DEFECT_1},
+    {.name = "dw_backfill last batch", .flags = ATOMIC_IO,
+     .setup = setup_batch_2, .run = run_batch, .authoritative = DW_SIDE_OLD,
+     .check = check_cursor, .finish = finish_backfill,
+     .skip_mem = DEFECT_1},
+
+    /* Runs are stored as they go: a failed one stays, counting nothing. */
+    {.name = "dw_verify clean", .flags = FAULT_OP_IO,
+     .setup = setup_backfilled, .run = run_verify_clean,
+     .authoritative = DW_SIDE_OLD, .check = check_runs_clean,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_verify divergent", .flags = FAULT_OP_IO,
+     .setup = setup_divergent, .run = run_verify_divergent,
+     .authoritative = DW_SIDE_OLD, .check = check_runs_divergent,
+     .skip_mem = DEFECT_1 | DEFECT_2},
+
+    {.name = "dw_repair_keys", .flags = ATOMIC_IO, .setup = setup_divergent,
+     .run = run_repair_keys, .authoritative = DW_SIDE_OLD,
+     .skip_mem = DEFECT_1},
+    /* Batches of short transactions: some keys may be done. */
+    {.name = "dw_repair_divergent", .flags = FAULT_OP_IO,
+     .setup = setup_verified_divergent, .run = run_repair_divergent,
+     .authoritative = DW_SIDE_OLD, .check = check_marked_repaired,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_repair_queue", .flags = FAULT_OP_IO,
+     .open_flags = DW_OPEN_REPAIR_QUEUE, .setup = setup_queued,
+     .run = run_repair_queue, .authoritative = DW_SIDE_OLD,
+     .check = check_queue_3, .skip_mem = DEFECT_1 | DEFECT_3},
+
+    {.name = "dw_override_set@SHADOW", .flags = ATOMIC_IO,
+     .setup = setup_shadow_open, .run = run_override_live,
+     .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_override_set@OFF (setup SQL)", .flags = ATOMIC_IO,
+     .run = run_override_dual, .authoritative = DW_SIDE_OLD,
+     .skip_mem = DEFECT_1},
+    {.name = "dw_override_clear", .flags = ATOMIC_IO,
+     .setup = setup_overridden, .run = run_override_clear,
+     .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+    {.name = "dw_routing_set", .flags = ATOMIC_IO, .setup = setup_shadow_open,
+     .run = run_routing, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+
+    {.name = "dw_contract", .flags = STAGE_IO, .setup = setup_complete,
+     .run = run_contract, .authoritative = DW_SIDE_NEW,
+     .check = check_backup, .finish = finish_stage,
+     .skip_mem = DEFECT_1 | DEFECT_4, .skip_io = DEFECT_6},
+    {.name = "dw_restore", .flags = STAGE_IO, .setup = setup_contracted,
+     .run = run_restore, .authoritative = DW_SIDE_NEW,
+     .finish = finish_stage, .skip_mem = DEFECT_1 | DEFECT_5},
+
+    {.name = "dw_history", .flags = READ, .setup = setup_shadow,
+     .run = run_history, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+    {.name = "dw_mismatch_log", .flags = READ, .setup = setup_logged,
+     .run = run_mismatch_log, .authoritative = DW_SIDE_OLD,
+     .skip_mem = DEFECT_1},
+};
+
+const int fault_nops = (int)(sizeof fault_ops / sizeof *fault_ops);
+
+/* ---- running the walks in parallel --------------------------------------- */
+
+static int fault_jobs(void)
+{
+    const char *s = getenv("DW_FAULT_JOBS");
+    if (s)
+        return atoi(s) > 1 ? atoi(s) : 1;
+    /* valgrind follows forks; one process keeps its leak report simple. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload"))
+        return 1;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 4 ? 4 : (int)n;
+}
+
+/* One worker: takes test numbers from the queue until it is empty; after
+ * each, writes the number and the test's results to `out`. */
+static int worker(int queue, FILE *out, const char *group,
+                  const struct CMUnitTest *tests, size_t slot_size)
+{
+    int failed = 0;
+    unsigned char i;
+    while (read(queue, &i, 1) == 1) {
+        failed += _cmocka_run_group_tests(group, &tests[i], 1, NULL, NULL);
+        const char *slot = tests[i].initial_state;
+        int index = i;
+        assert_int_equal(fwrite(&index, sizeof index, 1, out), 1);
+        assert_int_equal(fwrite(slot, slot_size, 1, out), 1);
+        fflush(out);
+    }
+    return failed;
+}
+
+int fault_run_tests(const char *group, const struct CMUnitTest *tests,
+                    size_t n, void *results, size_t slot_size)
+{
+    int jobs = fault_jobs();
+    if (jobs <= 1 || n <= 1)
+        return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    assert_true(n <= 255);
+    if ((size_t)jobs > n)
+        jobs = (int)n;
+    const char *base = getenv("TMPDIR");
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/dwfault.XXXXXX", base ? base : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    int queue[2];
+    assert_int_equal(pipe(queue), 0);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)i;
+        assert_int_equal(write(queue[1], &b, 1), 1);
+    }
+    close(queue[1]);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pids[8];
+    for (int k = 0; k < jobs; k++) {
+        char log[340], res[340];
+        snprintf(log, sizeof log, "%s/%d.log", dir, k);
+        snprintf(res, sizeof res, "%s/%d.res", dir, k);
+        pids[k] = fork();
+        assert_true(pids[k] >= 0);
+        if (pids[k] == 0) {
+            FILE *l = fopen(log, "w");
+            FILE *r = fopen(res, "wb");
+            if (!l || !r)
+                _exit(125);
+            dup2(fileno(l), 1);
+            dup2(fileno(l), 2);
+            int failed = worker(queue[0], r, group, tests, slot_size);
+            fclose(r);
+            fflush(stdout);
+            fflush(stderr);
+            exit(failed > 100 ? 100 : failed);
+        }
+    }
+    close(queue[0]);
+    int failed = 0;
+    for (int k = 0; k < jobs; k++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+        char path[340];
+        snprintf(path, sizeof path, "%s/%d.log", dir, k);
+        FILE *l = fopen(path, "r");
+        if (l) {
+            char buf[4096];
+            size_t got;
+            while ((got = fread(buf, 1, sizeof buf, l)) > 0)
+                fwrite(buf, 1, got, stdout);
+            fclose(l);
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/%d.res", dir, k);
+        FILE *r = fopen(path, "rb");
+        int index;
+        while (r && fread(&index, sizeof index, 1, r) == 1) {
+            assert_true(index >= 0 && (size_t)index < n);
+            char *slot = tests[index].initial_state;
+            assert_true(slot >= (char *)results);
+            assert_int_equal(fread(slot, slot_size, 1, r), 1);
+        }
+        if (r)
+            fclose(r);
+        unlink(path);
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 125) {
+            failed += WEXITSTATUS(status);
+        } else {
+            printf("fault worker %d died (status %d)\n", k, status);
+            failed++;
+        }
+    }
+    fflush(stdout);
+    rmdir(dir);
+    return failed;
 }

@@ -31,6 +31,12 @@ void fault_mem_arm(int n, int persistent);
 int fault_mem_disarm(void);
 /* Allocations made and not yet freed, through the installed allocator. */
 int64_t fault_mem_outstanding(void);
+/* Starts a new mark and returns it: allocations made from now on carry it. */
+uint64_t fault_mem_mark(void);
+/* Frees every live allocation made since `mark` (what a known leak lost,
+ * so that the process ends clean under valgrind and LeakSanitizer);
+ * returns how many. */
+int fault_mem_reclaim(uint64_t mark);
 
 /* ---- failing VFS ---------------------------------------------------------- */
 
@@ -57,6 +63,12 @@ int fault_vfs_disarm(void);
 /* Calls of the kinds counted since the last arm (or since registration). */
 int fault_vfs_calls(unsigned kinds);
 
+/* With 0, FAULT_VFS's xSync counts (and fails, crashes) as armed but does
+ * not reach the disk: what a process crash leaves is the same (the kernel
+ * keeps written pages), and walks of thousands of commits run in seconds
+ * instead of minutes. 1 (the default) syncs for real. */
+void fault_vfs_real_sync(int on);
+
 /* A connection on t's file through FAULT_VFS, with a busy timeout. */
 sqlite3 *test_db_connect_vfs(const test_db *t);
 
@@ -80,6 +92,10 @@ void world_create(sqlite3 *db, int rows);
 int world_open(dw_migration **out, sqlite3 *db, char **errmsg);
 /* dw_open that must succeed. */
 dw_migration *world_open_ok(sqlite3 *db);
+/* world_open with DW_OPEN_... flags (DW_OPEN_REPAIR_QUEUE, ...): the same
+ * spec and digest, another policy. */
+int world_open_flags(dw_migration **out, sqlite3 *db, unsigned flags,
+                     char **errmsg);
 
 /* What a write does, for the dw_write_fn callbacks below: upsert the row
  * (name, qty), or delete it. */
@@ -97,7 +113,8 @@ int world_write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload);
 /* What a check compares: the contents of one side, one row per line in key
  * order ("id|name|qty"), and the keys where old and new disagree (", "
  * separated, in order; "" when they agree everywhere). Both malloc'd, free()
- * them. */
+ * them. Once dw_contract() dropped the old table, its dump is "(dropped)"
+ * and nothing is said to disagree (there is nothing to compare with). */
 char *world_dump(sqlite3 *db, int side);
 char *world_disagreeing(sqlite3 *db);
 
@@ -131,5 +148,151 @@ void world_check(sqlite3 *db, const char *where, int authoritative,
  * counts matching dw_overrides, no verification keys without their run.
  * Fails the test, printing `where`, otherwise. */
 void world_state_check(sqlite3 *db, const char *where);
+
+/* Every table of the database (the schema too) as text, rows in order, for
+ * telling "as before" and "as after" apart from anything else. In the
+ * library's dw_* tables a REAL value (always a time) shows as "R", so two
+ * runs of one operation at different times dump alike. malloc'd. */
+char *fault_db_dump(sqlite3 *db);
+
+/* ---- the walk --------------------------------------------------------------
+ *
+ * One engine for every fault program: an operation (fault_op) runs on a
+ * copy of a starting database (built once per operation and journal mode,
+ * then copied for each failure point), under a plan (fault_plan) that fails
+ * the Nth allocation or the Nth write, sync or truncate. For each N, until
+ * no fault fired:
+ *   1. the result is the faultless run's code or the fault's (DW_ENOMEM for
+ *      memory, DW_ERROR naming the I/O problem), or one the operation lists,
+ *      with a message; the connection is left outside any transaction;
+ *   2. on a fresh connection (for I/O, after closing the faulted one): the
+ *      whole database is as before or as after the faultless run (atomic
+ *      operations; DW_OK means after; a memory failure means before), or
+ *      else passes world_check() and the operation's own check; PRAGMA
+ *      integrity_check says ok;
+ *   3. the failed operation, repeated without faults (memory: on the same
+ *      handle; I/O: on a new connection through the VFS), gives the
+ *      faultless code and the after state, and the operation's finish step
+ *      passes;
+ *   4. everything closed, the allocations outstanding are as before.
+ */
+
+/* The engine's view of one run, given to an operation's callbacks. */
+typedef struct fault_ctx {
+    sqlite3 *db;      /* the connection the operation runs on */
+    dw_migration *h;  /* its handle; NULL before a FAULT_OP_OPENS run */
+    char *open_err;   /* dw_open's message (FAULT_OP_OPENS), sqlite3_free'd */
+    const char *dir;  /* the world's private directory (backups go there) */
+    const struct fault_op *op;
+    dw_row *row;      /* an empty row for reads, made before the fault */
+    int stage_after;  /* the stored stage after the faultless run */
+    int rerun;        /* 1 when the run repeats a failed one without faults */
+} fault_ctx;
+
+/* Flags of a fault_op. */
+enum {
+    /* The run opens the handle itself (dw_open walks). */
+    FAULT_OP_OPENS = 1u << 0,
+    /* No migration is stored in the starting database (first dw_open). */
+    FAULT_OP_BARE = 1u << 1,
+    /* All or nothing: the whole database is as before or as after. */
+    FAULT_OP_ATOMIC = 1u << 2,
+    /* A read: DW_OK may leave the database as before (a log write that
+     * failed is counted, not returned). */
+    FAULT_OP_READS = 1u << 3,
+    /* Writes to the file: walked by the I/O program too. */
+    FAULT_OP_IO = 1u << 4,
+    /* A stage move: the stored stage must be the old one or the new one. */
+    FAULT_OP_STAGE = 1u << 5
+};
+
+/* Checks an operation may be excused from while a library defect is open
+ * (fault_op.skip_mem, skip_io); the walk still counts and prints them. */
+enum {
+    FAULT_SKIP_CODE = 1u << 0,      /* an unexpected result code */
+    FAULT_SKIP_STATE = 1u << 1,     /* the database after the fault */
+    FAULT_SKIP_RERUN = 1u << 2,     /* the faultless repeat */
+    FAULT_SKIP_LEAK = 1u << 3,      /* allocations outstanding */
+    FAULT_SKIP_TXN = 1u << 4        /* a transaction left open */
+};
+
+/* A set of result codes, for fault_op.mem_codes and io_codes. */
+#define FAULT_CODE(c) (1u << ((c) < 0 ? -(c) : 16 + (c)))
+
+typedef struct fault_op {
+    const char *name;
+    unsigned flags;      /* FAULT_OP_... */
+    unsigned open_flags; /* DW_OPEN_... of the operation's handle */
+    /* Brings the starting database (the world, 8 rows, its migration
+     * open in c->h unless FAULT_OP_BARE) to the operation's starting
+     * state. NULL: the world as created, at OFF. */
+    void (*setup)(fault_ctx *c);
+    /* The operation; returns its result code. */
+    int (*run)(fault_ctx *c);
+    int ok_code;         /* what run returns without faults */
+    int authoritative;   /* the side world_check compares */
+    const char *may_diverge; /* keys allowed to disagree afterwards */
+    unsigned mem_codes;  /* further codes allowed under a memory fault */
+    unsigned io_codes;   /* ... under an I/O fault */
+    /* Further checks of the state after a fault, on a fresh connection
+     * (rc: what the faulted run returned). May be NULL. */
+    void (*check)(fault_ctx *c, sqlite3 *fresh, const char *where, int rc);
+    /* After the faultless repeat, on its handle: carries the operation
+     * to its end (e.g. the rest of a backfill) and checks it. May be NULL. */
+    void (*finish)(fault_ctx *c, const char *where);
+    unsigned skip_mem, skip_io; /* FAULT_SKIP_... while a defect is open */
+} fault_op;
+
+/* What to fail. */
+typedef struct fault_plan {
+    int io;          /* 0: allocations; 1: VFS calls of `kinds` */
+    unsigned kinds;  /* FAULT_WRITE, FAULT_SYNC, FAULT_TRUNCATE */
+    int err;         /* SQLITE_IOERR or SQLITE_FULL */
+    int persistent;  /* every call from the Nth on fails, not only the Nth */
+    int stride;      /* walk N = 1, 1 + stride, ... (0 or 1: every N) */
+} fault_plan;
+
+/* The operations both fault programs walk (dw_open, writes at every stage,
+ * reads, stage moves, backfill batches, verification, repairs, routing,
+ * contract and restore, listings). */
+extern const fault_op fault_ops[];
+extern const int fault_nops;
+
+/* The starting database of one operation, in WAL (wal = 1) or rollback
+ * journal mode, with its before and after pictures. */
+typedef struct fault_world fault_world;
+fault_world *fault_world_build(const fault_op *op, int wal);
+/* Walks one plan; returns the number of failure points (N where a fault
+ * fired). Fails the test on the first broken rule, naming op, plan and N. */
+int fault_walk(fault_world *w, const fault_plan *plan);
+/* How the points of a world's walks so far came out. */
+typedef struct fault_stats {
+    int points;        /* failure points walked */
+    int ok;            /* the call returned its faultless code anyway */
+    int failed_before; /* it failed and nothing was applied */
+    int failed_after;  /* it failed after applying the operation whole (a
+                          commit already safe when the error came) */
+    int failed_other;  /* it failed leaving another state (operations
+                          that work in several transactions) */
+    int crash_applied; /* I/O: it failed, and a crash right then would
+                          leave the operation applied (whole) */
+    int skipped;       /* points that hit a check excused by a defect */
+} fault_stats;
+void fault_world_stats(const fault_world *w, fault_stats *out);
+void fault_world_free(fault_world *w);
+
+/* The stride the environment asks for: DW_FAULT_STRIDE (valgrind runs
+ * thin the walk with it), else 1. */
+int fault_stride(void);
+
+/* Runs cmocka tests spread over worker processes, each taking the next test
+ * as it frees up: DW_FAULT_JOBS of them, else one per processor (at most
+ * 4; one under valgrind). Test i's initial_state must point at its own
+ * `slot_size` bytes inside `results`, where it leaves what it found: the
+ * worker's copy is brought back. The workers' output is printed in turn.
+ * Returns the number of failed tests (a worker that dies fails the test it
+ * was running). */
+int fault_run_tests(const char *group, const struct CMUnitTest *tests,
+                    size_t n, void *results, size_t slot_size);
 
 #endif
