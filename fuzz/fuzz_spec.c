@@ -33,14 +33,6 @@
 
 #include "dualwrite.h"
 
-/* Known library defects the target steers around, so a long run can look
- * for new ones; set to 0 (-DFUZZ_FILTER_KNOWN_DEFECTS=0) once they are
- * fixed. See fuzz_setup_ok() and fuzz_value(); their reproducers are in
- * fuzz/defects/. */
-#ifndef FUZZ_FILTER_KNOWN_DEFECTS
-#define FUZZ_FILTER_KNOWN_DEFECTS 1
-#endif
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* -DFUZZ_TRACE prints each call and its result, to see what an input
@@ -142,6 +134,7 @@ static const char *const dict_exprs[] = {
     "v", "w", "\"x y\"", "\"we\"\"ird\"", "org", "num * 2", "score",
     "coalesce(title, 'none')", "(SELECT 1", "1; SELECT 2", "count(*)",
     "zeroblob(3)", "'it''s'", "typeof(name)", "-- c", "",
+    "name) FROM users_v2 WHERE id = ?1 --", "name), (name",
 };
 
 static const char *const dict_setup[] = {
@@ -665,28 +658,6 @@ static void fuzz_mapping(fz *f, dw_column_map *maps, const dw_column_map **m,
     *n = fz_pick(f, 16) == 0 ? -(int)fz_pick(f, 3) : count;
 }
 
-#if FUZZ_FILTER_KNOWN_DEFECTS
-/* DEFECT (reported with test/test_bad_input.c): setup SQL that starts with
- * a comment passes dw_open()'s check for transaction control, and a
- * COMMIT in it makes a failing dw_stage_set() keep the stage. Until that
- * is fixed, setup SQL naming any transaction keyword is left out. */
-static int fuzz_setup_ok(const char *sql)
-{
-    static const char *const words[] = {"begin", "commit", "end",
-                                        "rollback", "release", "savepoint"};
-    for (const char *p = sql; *p; p++)
-        for (size_t i = 0; i < COUNT(words); i++)
-            if (sqlite3_strnicmp(p, words[i], (int)strlen(words[i])) == 0)
-                return 0;
-    return 1;
-}
-#else
-static int fuzz_setup_ok(const char *sql)
-{
-    (void)sql;
-    return 1;
-}
-#endif
 
 static void fuzz_spec(fz *f)
 {
@@ -737,8 +708,7 @@ static void fuzz_spec(fz *f)
         o->mismatch_payload = f;
     }
     if (fz_pick(f, 4) == 0) {
-        const char *setup = fz_str(f, dict_setup, COUNT(dict_setup));
-        o->setup_sql = fuzz_setup_ok(setup) ? setup : NULL;
+        o->setup_sql = fz_str(f, dict_setup, COUNT(dict_setup));
     }
 }
 
@@ -770,12 +740,6 @@ static void fuzz_value(fz *f, dw_value *v)
         v->p = NULL;
         if (v->type == DW_TYPE_TEXT && v->n == -1)
             v->p = "nul-terminated";
-#if FUZZ_FILTER_KNOWN_DEFECTS
-        /* DEFECT: an empty TEXT key without a pointer makes the key check
-         * compute NULL + 0 (lib/write.c, converts_to_number). */
-        if (v->type == DW_TYPE_TEXT && v->n == 0)
-            v->p = "";
-#endif
         break;
     }
 }

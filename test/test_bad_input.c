@@ -6,8 +6,8 @@
  * exists, the library must work with it exactly as with a plain one (it
  * quotes, never splices); where it does not, the call fails with the code
  * the header gives and a message naming the problem, and nothing is
- * stored. Test cases marked DEFECT reproduce library defects and are
- * skipped until lib/ is fixed. */
+ * stored. The cases after test_text_key_with_nul reproduce defects these
+ * tests found (fixed in lib/ since); they stay as regression tests. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -684,11 +684,8 @@ static void test_hostile_identifiers(void **state)
     for (int i = 0; i < NHOSTILE; i++) {
         const char *name = hostiles[i].name;
         for (int slot = 0; slot < NSLOTS; slot++) {
-            /* Not applicable: an empty name cannot be a column to ignore,
-             * an invalid UTF-8 migration name has a test of its own. */
-            if ((slot == SLOT_IGNORE && !name[0]) ||
-                (slot == SLOT_NAME &&
-                 strcmp(hostiles[i].label, "invalid UTF-8") == 0))
+            /* Not applicable: an empty name cannot be a column to ignore. */
+            if (slot == SLOT_IGNORE && !name[0])
                 continue;
             tried++;
             scenario_slot = slot;
@@ -697,7 +694,10 @@ static void test_hostile_identifiers(void **state)
             if (!name[0] && slot != SLOT_REASON) {
                 world_refused(slot, name, DW_EMISUSE, 0);
                 refused++;
-            } else if (slot == SLOT_NAME && strlen(name) > 200) {
+            } else if (slot == SLOT_NAME &&
+                       (strlen(name) > 200 ||
+                        strcmp(hostiles[i].label, "invalid UTF-8") == 0)) {
+                /* The name is 1 to 200 bytes of UTF-8. */
                 world_refused(slot, name, DW_EMISUSE, 0);
                 refused++;
             } else if (table_slot(slot) &&
@@ -1133,18 +1133,15 @@ static void test_hostile_backup_paths(void **state)
                   n);
 }
 
-/* DEFECT: dw_contract() checks that the backup path does not exist with
- * access(), but SQLite (built with SQLITE_USE_URI, as Debian's is) opens a
- * "file:" path as a URI, which names another file. So "file:/dir/x.db"
- * passes the check while /dir/x.db exists, and the contract writes its
- * backup tables INTO that existing database and drops the old model --
- * against "a file that must not exist yet; never overwritten" (header,
- * dw_contract). Expected: DW_EMISUSE and nothing touched (or URIs refused
- * outright). */
+/* Was a defect: dw_contract() checked that the backup path does not exist
+ * with access(), but SQLite (built with SQLITE_USE_URI, as Debian's is)
+ * opens a "file:" path as a URI naming another file, so "file:/dir/x.db"
+ * passed the check while /dir/x.db existed and the contract wrote its
+ * backup INTO that database ("never overwritten", says the header). Now
+ * "file:" and ":memory:" paths are refused (DW_EMISUSE) by both calls. */
 static void test_contract_uri_path_overwrites(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once dw_contract() refuses the URI path */
     tmpdir d;
     tmpdir_make(&d);
     char victim[512], uri[600];
@@ -1159,8 +1156,27 @@ static void test_contract_uri_path_overwrites(void **state)
     plain p;
     plain_open(&p, NULL);
     plain_complete(&p);
-    assert_fails(p.h, dw_contract(p.h, uri, NULL), DW_EMISUSE);
+    assert_fails_nothing_stored(p.h, p.db, dw_contract(p.h, uri, NULL),
+                                DW_EMISUSE);
+    assert_fails_nothing_stored(p.h, p.db, dw_contract(p.h, ":memory:", NULL),
+                                DW_EMISUSE);
+    assert_fails_nothing_stored(p.h, p.db,
+                                dw_contract(p.h, "file::memory:", NULL),
+                                DW_EMISUSE);
     assert_old_table_intact(p.db);
+    /* The restore reads only plain paths too. */
+    char backup[512];
+    snprintf(backup, sizeof backup, "%s/b.db", d.path);
+    assert_dw_ok(p.h, dw_contract(p.h, backup, NULL));
+    char backup_uri[600];
+    snprintf(backup_uri, sizeof backup_uri, "file:%s", backup);
+    assert_fails_nothing_stored(p.h, p.db, dw_restore(p.h, backup_uri, NULL),
+                                DW_EMISUSE);
+    assert_fails_nothing_stored(p.h, p.db, dw_restore(p.h, ":memory:", NULL),
+                                DW_EMISUSE);
+    assert_dw_ok(p.h, dw_restore(p.h, backup, NULL));
+    assert_old_table_intact(p.db);
+    unlink_quiet(backup);
     assert_int_equal(sqlite3_open(victim, &v), SQLITE_OK);
     assert_true(db_digest(v) == victim_before);
     close_db(v);
@@ -1171,18 +1187,15 @@ static void test_contract_uri_path_overwrites(void **state)
 
 /* ---- SQL the spec carries ----------------------------------------------- */
 
-/* DEFECT: a mapping expression is checked as "SELECT (expr) FROM source"
- * and then spliced into every row statement, but nothing stops it from
+/* Was a defect: a mapping expression was checked as "SELECT (expr) FROM
+ * source" and spliced into every row statement, and nothing stopped it from
  * closing the parenthesis it is put in: "v) AS w FROM other WHERE id = ?1
- * --" prepares, and then the sync reads another table and the upsert loses
- * its ON CONFLICT clause (the second write of a key fails UNIQUE). The
- * header says a mapping is "one read-only expression" and dw_open() checks
- * "every mapping expression prepares" (DW_ESCHEMA); the cohort predicate
- * already gets dw_sql_balanced(). Expected: DW_ESCHEMA at dw_open(). */
+ * --" prepared, then the sync read another table and the upsert lost its
+ * ON CONFLICT clause. A mapping is "one read-only expression" (header):
+ * DW_ESCHEMA at dw_open(), nothing stored. */
 static void test_mapping_expression_escape(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once mapping expressions must be balanced */
     sqlite3 *db = mem_db();
     exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
                 "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
@@ -1216,17 +1229,14 @@ static void test_mapping_expression_escape(void **state)
     close_db(db);
 }
 
-/* DEFECT: setup SQL that ends the library's transaction is refused only
- * when its first word is one (BEGIN, COMMIT...); a leading comment hides
- * it. "/ * * / COMMIT" is accepted by dw_open(), and dw_stage_set() out of
- * OFF then returns DW_ERROR ("nothing was applied") while the new stage
- * stays committed. Header: setup SQL "may not end transactions" (refused
- * at open, DW_ESCHEMA as for "COMMIT"), and a failed stage move changes
- * nothing. Expected: DW_ESCHEMA at dw_open(). */
+/* Was a defect: setup SQL that ends the library's transaction was refused
+ * only when its first word was one (BEGIN, COMMIT...); a leading comment
+ * hid it, "/ * * / COMMIT" passed dw_open(), and dw_stage_set() out of OFF
+ * then returned DW_ERROR ("nothing was applied") with the new stage
+ * committed. Refused at open (DW_ESCHEMA) as plain "COMMIT" is. */
 static void test_setup_sql_hidden_commit(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once the check skips comments */
     static const char *const hidden[] = {
         "/**/COMMIT", "-- note\nCOMMIT", "/* x */ ROLLBACK",
         "-- c\nBEGIN", "/**/END",
@@ -1290,18 +1300,14 @@ static void test_setup_sql_transaction_control(void **state)
     }
 }
 
-/* DEFECT: dw_open() checks a side's table in main.sqlite_schema, but the
- * statements name it unqualified, which SQLite resolves to a TEMP table
- * of the same name first. With "CREATE TEMP TABLE t_new(...)" beside
- * main.t_new, dw_write() syncs into temp.t_new and main.t_new -- the
- * table the spec was checked against -- never gets the row. Names are
- * data and must mean the table that was checked. Expected: the write
- * reaches main.t_new (qualify the names with main), or dw_open() refuses
- * the ambiguity. */
+/* Was a defect: dw_open() checks a side's table in main.sqlite_schema, but
+ * the statements named it unqualified, which SQLite resolves to a TEMP
+ * table of the same name first: dw_write() synced into temp.t_new, never
+ * into the checked main.t_new. Names must mean the table that was checked:
+ * the write reaches main.t_new (or dw_open() refuses the ambiguity). */
 static void test_temp_table_shadows_side(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once the side tables are qualified */
     plain p;
     p.db = mem_db();
     exec_ok(p.db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
@@ -1326,14 +1332,12 @@ static void test_temp_table_shadows_side(void **state)
     plain_close(&p);
 }
 
-/* DEFECT (minor): the header says the migration's name is "1 to 200
- * bytes of UTF-8", and dw_open() returns DW_EMISUSE for bad options, but a
- * name of invalid UTF-8 ("\xff\xfe") is accepted and stored. Expected:
- * DW_EMISUSE (or the header says the bytes are not checked). */
+/* Was a defect: the migration's name is "1 to 200 bytes of UTF-8"
+ * (header), but invalid UTF-8 was accepted and stored. DW_EMISUSE, nothing
+ * stored. */
 static void test_migration_name_invalid_utf8(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once the name is checked (or documented) */
     sqlite3 *db = mem_db();
     exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
                 "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
@@ -1348,20 +1352,15 @@ static void test_migration_name_invalid_utf8(void **state)
     close_db(db);
 }
 
-/* DEFECT: a key {DW_TYPE_TEXT, p = NULL, n = 0} is an empty text by the
- * library's own rule (dw__value_valid() accepts it; dw_value says the
- * caller's bytes are p and n), but on a numeric key column the key check
- * runs converts_to_number(), which computes v->p + 0 with v->p NULL
- * (lib/write.c) -- undefined behaviour. gcc's UBSan does not check it, so
- * this passes under `make sanitize`; clang's does: make CC=clang
- * BUILD=build/clang-san OPTIMIZATION=-O1 SAN_FLAGS="-fsanitize=address,
- * undefined -fno-sanitize-recover=all" build/clang-san/test/test_bad_input
- * (and fuzz/defects/text_key_null_pointer with the fuzz target). Expected:
- * the same answer as dw_text(""), with no undefined behaviour. */
+/* Was a defect (found by the fuzzer): a key {DW_TYPE_TEXT, p = NULL, n =
+ * 0} is an empty text by the library's own rule, but on a numeric key
+ * column the key check computed v->p + 0 with v->p NULL -- undefined
+ * behaviour that clang's UBSan reports and gcc's does not check (build
+ * with CC=clang and SAN_FLAGS="-fsanitize=address,undefined
+ * -fno-sanitize-recover=all" to see it). The same answer as dw_text(""). */
 static void test_empty_text_key_without_pointer(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once converts_to_number() checks p */
     plain p;
     plain_open(&p, NULL);
     dw_value bare = dw_text(""), empty = dw_text("");
