@@ -70,7 +70,7 @@ static void live_grow(void)
 
 static void live_put(void *p, uint64_t mark)
 {
-    if (2 * (g_live_n + 1) > g_live_cap)
+    if (2 * (g_live_n + 1) > g_live_cap || !g_live)
         live_grow();
     size_t i = live_slot(p);
     while (g_live[i].p)
@@ -104,6 +104,14 @@ static uint64_t live_take(void *p)
         }
     }
     return mark;
+}
+
+/* At exit, so that valgrind finds nothing of ours still reachable. */
+static void live_free(void)
+{
+    free(g_live);
+    g_live = NULL;
+    g_live_cap = g_live_n = 0;
 }
 
 static void *mem_malloc(int n)
@@ -166,6 +174,7 @@ void fault_mem_install(void)
      * their failure points. */
     assert_int_equal(sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0), SQLITE_OK);
     assert_int_equal(sqlite3_initialize(), SQLITE_OK);
+    atexit(live_free);
     g_mem_installed = 1;
 }
 
@@ -184,6 +193,7 @@ int fault_mem_disarm(void)
 }
 
 int64_t fault_mem_outstanding(void) { return g_mem_outstanding; }
+
 
 uint64_t fault_mem_mark(void) { return ++g_mark; }
 
@@ -1106,6 +1116,15 @@ static void difference(char *buf, size_t size, const char *what,
              what, na > 300 ? 300 : na, a, nb > 300 ? 300 : nb, b);
 }
 
+/* Whether the working copy's WAL holds nothing (or is not there yet). */
+static int log_empty(const fault_world *w)
+{
+    char log[400];
+    snprintf(log, sizeof log, "%s-wal", w->t.path);
+    struct stat sb;
+    return stat(log, &sb) != 0 || sb.st_size == 0;
+}
+
 fault_world *fault_world_build(const fault_op *op, int wal)
 {
     fault_world *w = calloc(1, sizeof *w);
@@ -1172,10 +1191,7 @@ fault_world *fault_world_build(const fault_op *op, int wal)
     assert_int_equal(dw_row_new(&c.row), DW_OK);
     if (!(op->flags & FAULT_OP_OPENS))
         c.h = open_flags_ok(c.db, op->open_flags);
-    char log[400];
-    snprintf(log, sizeof log, "%s-wal", w->t.path);
-    struct stat sb;
-    w->wal_empty = stat(log, &sb) == 0 && sb.st_size == 0;
+    w->wal_empty = log_empty(w);
     int rc = op->run(&c);
     if (rc != op->ok_code)
         print_error("%s: the faultless run returned %d (%s): %s\n", op->name,
@@ -1374,7 +1390,7 @@ static int check_after_fault(fault_world *w, const fault_plan *p,
     g_soft = 0;
     free(now);
     close_db(fresh);
-    return as_after ? 1 : as_before ? 0 : 2;
+    return as_before ? 0 : as_after ? 1 : 2;
 }
 
 /* Copies a file if it exists. */
@@ -1508,14 +1524,11 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
         }
 
         /* Rule 2. In WAL mode every commit appends to the log, which the
-         * starting database does not have: while it is still empty nothing
-         * was committed and the database is as before (the checks on the
-         * starting database hold). */
-        char wal[400];
-        snprintf(wal, sizeof wal, "%s-wal", w->t.path);
-        struct stat sb;
+         * starting database does not have: while it is still missing or
+         * empty nothing was committed and the database is as before (the
+         * checks on the starting database hold). */
         int untouched = w->wal && w->wal_empty && rc != op->ok_code &&
-                        stat(wal, &sb) == 0 && sb.st_size == 0;
+                        log_empty(w);
         /* What a crash right after the error would leave (the files as
          * they are, the log not yet given up by a clean close) must hold
          * the operation whole or not at all too. */
