@@ -7,7 +7,8 @@
  * quotes, never splices); where it does not, the call fails with the code
  * the header gives and a message naming the problem, and nothing is
  * stored. The cases after test_text_key_with_nul reproduce defects these
- * tests found (fixed in lib/ since); they stay as regression tests. */
+ * tests found; the fixed ones stay as regression tests, those marked
+ * DEFECT are skipped until lib/ is fixed. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -1378,6 +1379,102 @@ static void test_empty_text_key_without_pointer(void **state)
     plain_close(&p);
 }
 
+/* DEFECT: a mapping expression may hold a parameter ("v || ?1"): dw_open()
+ * accepts it, and then each statement binds it to something else -- the
+ * key in a dual write (w = 'hello7'), a range bound or nothing in the
+ * backfill (w = NULL for every row, overwriting the dual write), something
+ * else again in the verification (it finds no difference while dw_compare()
+ * does). A mapping is "one read-only expression" over the source row
+ * (header, dw_column_map), the same text for mirroring, backfill and
+ * verification; the cohort predicate already refuses parameters.
+ * Expected: DW_ESCHEMA (or DW_EMISUSE) at dw_open(), nothing stored. */
+static void test_mapping_expression_parameters(void **state)
+{
+    (void)state;
+    skip(); /* DEFECT: remove once mapping expressions may not bind */
+    static const char *const exprs[] = {"v || ?1", "coalesce(?2, v)", "?",
+                                        "v || :name", "@x", "$y || v"};
+    for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
+        for (int down = 0; down < 2; down++) {
+            sqlite3 *db = mem_db();
+            exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                        "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
+            dw_options o;
+            plain_options(&o);
+            dw_column_map up[] = {{"w", exprs[i]}}, dn[] = {{"v", exprs[i]}};
+            if (down)
+                o.down = dn;
+            else
+                o.up = up;
+            uint64_t before = db_digest(db);
+            dw_migration *h = NULL;
+            char *err = NULL;
+            int rc = dw_open(&h, db, &o, &err);
+            if (rc != DW_ESCHEMA && rc != DW_EMISUSE)
+                print_error("%s mapping \"%s\": %d %s\n", down ? "down" : "up",
+                            exprs[i], rc, err ? err : "");
+            sqlite3_free(err);
+            dw_close(h);
+            assert_true(rc == DW_ESCHEMA || rc == DW_EMISUSE);
+            assert_true(db_digest(db) == before);
+            close_db(db);
+        }
+    }
+}
+
+/* DEFECT: the key must be "exactly the columns of the table's PRIMARY KEY
+ * or of a UNIQUE index" (header, dw_side_spec), but the check compares
+ * with the first 64 primary key columns only: on a table whose primary key
+ * has 65 columns, a key naming 64 of them is taken as unique. Two old rows
+ * that share those 64 values then are one key to the library (the
+ * backfill copies one of them). Expected: DW_ESCHEMA at dw_open(). */
+static void test_key_part_of_wide_primary_key(void **state)
+{
+    (void)state;
+    skip(); /* DEFECT: remove once the key check sees every PK column */
+    char sql[4096];
+    static char names[64][8];
+    const char *keys[64];
+    sqlite3 *db = mem_db();
+    for (int t = 0; t < 2; t++) {
+        int npk = t == 0 ? 65 : 64, used = 0;
+        used += snprintf(sql + used, sizeof sql - (size_t)used,
+                         "CREATE TABLE %s(", t == 0 ? "wide" : "wide_new");
+        for (int i = 0; i < npk; i++)
+            used += snprintf(sql + used, sizeof sql - (size_t)used,
+                             "c%d INTEGER NOT NULL, ", i);
+        used += snprintf(sql + used, sizeof sql - (size_t)used,
+                         "%s TEXT, PRIMARY KEY(", t == 0 ? "v" : "w");
+        for (int i = 0; i < npk; i++)
+            used += snprintf(sql + used, sizeof sql - (size_t)used, "%sc%d",
+                             i ? ", " : "", i);
+        snprintf(sql + used, sizeof sql - (size_t)used, "))");
+        exec_ok(db, sql);
+    }
+    for (int i = 0; i < 64; i++) {
+        snprintf(names[i], sizeof names[i], "c%d", i);
+        keys[i] = names[i];
+    }
+    static const dw_column_map up[] = {{"w", "v"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "wide";
+    o.old_side.table = "wide";
+    o.old_side.key_columns = keys;
+    o.old_side.nkey_columns = 64;
+    o.new_side.table = "wide_new";
+    o.new_side.key_columns = keys;
+    o.new_side.nkey_columns = 64;
+    o.up = up;
+    o.nup = 1;
+    uint64_t before = db_digest(db);
+    dw_migration *h = NULL;
+    int rc = dw_open(&h, db, &o, NULL);
+    dw_close(h);
+    assert_int_equal(rc, DW_ESCHEMA);
+    assert_true(db_digest(db) == before);
+    close_db(db);
+}
+
 /* Cohort predicates are SQL like mappings: names in double quotes are
  * identifiers, anything that is not one expression is refused. */
 static void test_hostile_cohort(void **state)
@@ -2664,6 +2761,8 @@ int main(void)
         cmocka_unit_test(test_temp_table_shadows_side),
         cmocka_unit_test(test_migration_name_invalid_utf8),
         cmocka_unit_test(test_empty_text_key_without_pointer),
+        cmocka_unit_test(test_mapping_expression_parameters),
+        cmocka_unit_test(test_key_part_of_wide_primary_key),
         cmocka_unit_test(test_null_version_codes_stages),
         cmocka_unit_test(test_null_values),
         cmocka_unit_test(test_null_rows),
