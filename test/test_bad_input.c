@@ -1422,6 +1422,96 @@ static void test_mapping_expression_parameters(void **state)
     }
 }
 
+/* DEFECT: an aggregate in a mapping expression ("count(*)", "max(v)")
+ * passes dw_open() -- it is one read-only expression -- but makes every
+ * keyed statement an aggregate query, which yields a row even when the
+ * key has none: a dual write that deletes an old row then INSERTs a
+ * garbage row (key NULL, so a fresh rowid) into the new table instead of
+ * deleting the key's row, a shadow read of a key absent on both sides
+ * counts a mismatch, and the set-based backfill collapses the whole table
+ * into one row. A window function ("row_number() OVER ()") gives other
+ * values per statement too. A mapping is an expression over the source row
+ * (header, dw_column_map). Expected: DW_ESCHEMA at dw_open() (an aggregate
+ * inside a scalar subquery stays allowed). */
+static int delete_old_plain(sqlite3 *db, const dw_value *key, int nkey,
+                            void *payload)
+{
+    (void)payload;
+    (void)nkey;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "DELETE FROM t_old WHERE id = ?1", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, key[0].i);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void test_mapping_expression_aggregate(void **state)
+{
+    (void)state;
+    /* Allowed: the aggregate is inside a scalar subquery. The dual write
+     * of a deleted row deletes the new row and nothing else. */
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                "INSERT INTO t_old VALUES(1, 'a'), (2, 'b');");
+    dw_options o;
+    plain_options(&o);
+    dw_column_map sub[] = {{"w", "(SELECT count(*) FROM t_old AS o2 "
+                                 "WHERE o2.v <= t_old.v)"}};
+    o.up = sub;
+    o.down = NULL;
+    o.ndown = 0;
+    dw_migration *h = NULL;
+    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, DW_STAGE_FORCE));
+    assert_dw_ok(h, dw_backfill(NULL, h, NULL));
+    assert_int_equal(query_int(db, "SELECT group_concat(id || '=' || w) = "
+                                   "'1=1,2=2' FROM t_new"),
+                     1);
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(h, dw_write(h, &k1, 1, delete_old_plain, NULL, NULL));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM t_new"), 1);
+    dw_close(h);
+    close_db(db);
+
+    skip(); /* DEFECT: remove once aggregates and windows are refused */
+    static const char *const exprs[] = {"count(*)", "max(v)",
+                                        "group_concat(v)", "sum(length(v))",
+                                        "row_number() OVER ()"};
+    for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
+        db = mem_db();
+        exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                    "INSERT INTO t_old VALUES(1, 'a'), (2, 'b');");
+        plain_options(&o);
+        dw_column_map up[] = {{"w", exprs[i]}};
+        o.up = up;
+        o.down = NULL;
+        o.ndown = 0;
+        uint64_t before = db_digest(db);
+        h = NULL;
+        int rc = dw_open(&h, db, &o, NULL);
+        if (rc == DW_OK) {
+            /* What goes wrong when it is accepted. */
+            assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+            assert_dw_ok(h, dw_write(h, &k1, 1, delete_old_plain, NULL, NULL));
+            print_error("up mapping \"%s\" accepted; after the dual write "
+                        "deleting key 1 (never in t_new), t_new holds %lld "
+                        "rows\n",
+                        exprs[i],
+                        (long long)query_int(db, "SELECT count(*) FROM t_new"));
+        }
+        dw_close(h);
+        assert_int_equal(rc, DW_ESCHEMA);
+        assert_true(db_digest(db) == before);
+        close_db(db);
+    }
+}
+
 /* DEFECT: the key must be "exactly the columns of the table's PRIMARY KEY
  * or of a UNIQUE index" (header, dw_side_spec), but the check compares
  * with the first 64 primary key columns only: on a table whose primary key
@@ -2762,6 +2852,7 @@ int main(void)
         cmocka_unit_test(test_migration_name_invalid_utf8),
         cmocka_unit_test(test_empty_text_key_without_pointer),
         cmocka_unit_test(test_mapping_expression_parameters),
+        cmocka_unit_test(test_mapping_expression_aggregate),
         cmocka_unit_test(test_key_part_of_wide_primary_key),
         cmocka_unit_test(test_null_version_codes_stages),
         cmocka_unit_test(test_null_values),
