@@ -1009,6 +1009,78 @@ static int write_old_plain(sqlite3 *db, const dw_value *key, int nkey,
     return rc;
 }
 
+/* redact_columns and ignore_columns match names as SQLite does: ASCII
+ * case ignored, other bytes exact (so "\xc3\x89" is not "\xc3\xa9"). */
+typedef struct redact_case {
+    const char *column, *listed;
+    int same; /* does SQLite take them for one name? */
+} redact_case;
+
+static void test_redact_ignore_name_case(void **state)
+{
+    (void)state;
+    static const redact_case cases[] = {
+        {"MiXeD", "mixed", 1},
+        {"we\"IRD", "WE\"ird", 1},
+        {"\xc3\x89t\xc3\xa9", "\xc3\xa9t\xc3\xa9", 0},
+        {"abc", "abc ", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int ignore = 0; ignore < 2; ignore++) {
+            sqlite3 *db = mem_db();
+            execf(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                      "CREATE TABLE t_new(id INTEGER PRIMARY KEY, \"%w\" TEXT);"
+                      "INSERT INTO t_old VALUES(1, 'a');"
+                      "INSERT INTO t_new VALUES(1, 'zzz');",
+                  cases[i].column);
+            dw_options o;
+            plain_options(&o);
+            dw_column_map up[] = {{cases[i].column, "v"}};
+            const char *listed[] = {cases[i].listed};
+            o.up = up;
+            o.down = NULL;
+            o.ndown = 0;
+            o.flags = DW_OPEN_LOG_RAW_VALUES;
+            if (!ignore) {
+                o.redact_columns = listed;
+                o.nredact_columns = 1;
+            }
+            dw_migration *h = NULL;
+            assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
+            if (ignore) {
+                dw_read_options ro = DW_READ_OPTIONS_INIT;
+                ro.ignore_columns = listed;
+                ro.nignore_columns = 1;
+                assert_dw_ok(h, dw_set_read_options(h, &ro));
+            }
+            assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL,
+                                         DW_STAGE_FORCE));
+            dw_row *out = NULL;
+            assert_int_equal(dw_row_new(&out), DW_OK);
+            dw_value k = dw_int(1);
+            assert_dw_ok(h, dw_read(out, h, &k, 1, NULL, NULL, NULL));
+            dw_metrics m = {0};
+            assert_int_equal(dw_metrics_get(&m, h), DW_OK);
+            log_check lc;
+            memset(&lc, 0, sizeof lc);
+            lc.column = cases[i].column;
+            assert_dw_ok(h, dw_mismatch_log(h, 0, check_log, &lc));
+            if (ignore) {
+                assert_int_equal(m.mismatches, cases[i].same ? 0 : 1);
+            } else {
+                assert_int_equal(m.mismatches, 1);
+                assert_int_equal(lc.entries, 1);
+                /* Raw values show unless the column is redacted. */
+                assert_int_equal(strstr(lc.detail, "'zzz'") != NULL,
+                                 !cases[i].same);
+            }
+            dw_row_free(out);
+            dw_close(h);
+            close_db(db);
+        }
+    }
+}
+
 /* ---- backup paths ---------------------------------------------------------- */
 
 /* Brings the plain migration to COMPLETE so it may be contracted. */
@@ -2839,6 +2911,7 @@ int main(void)
         cmocka_unit_test_teardown(test_hostile_identifiers,
                                   teardown_scenario),
         cmocka_unit_test(test_hostile_one_table),
+        cmocka_unit_test(test_redact_ignore_name_case),
         cmocka_unit_test(test_hostile_row_names),
         cmocka_unit_test(test_hostile_stage_parse),
         cmocka_unit_test(test_hostile_backup_paths),
