@@ -194,6 +194,8 @@ static int run_fixed(dw_migration *h, int id, const char *what)
     return rc == SQLITE_OK ? DW_OK : h->errcode;
 }
 
+static void be_rollback(dw_migration *h, int scope);
+
 static int be_begin(dw_migration *h, int write, int *scope)
 {
     sqlite_backend *bk = BK(h);
@@ -201,17 +203,26 @@ static int be_begin(dw_migration *h, int write, int *scope)
     bk->scope = SCOPE_NONE;
     bk->write = write;
     bk->verified = 0;
-    if (sqlite3_get_autocommit(h->db)) {
+    int own = sqlite3_get_autocommit(h->db);
+    if (!own && !write)
+        return DW_OK;
+    /* The way out is prepared before the way in: a rollback that could not
+     * be prepared (out of memory) would leave the transaction open on the
+     * caller's connection. */
+    if ((own && !dw__stmt(h, ST_ROLLBACK)) ||
+        (!own && (!dw__stmt(h, ST_ROLLBACK_TO) || !dw__stmt(h, ST_RELEASE))))
+        return h->errcode;
+    if (own) {
         /* IMMEDIATE takes the write lock first, so a busy database is met
          * before anything is written. */
         int rc = run_fixed(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
                            "beginning a transaction");
         if (rc == DW_OK)
             *scope = bk->scope = SCOPE_OWN;
+        else /* a BEGIN can fail after opening the transaction */
+            be_rollback(h, SCOPE_OWN);
         return rc;
     }
-    if (!write)
-        return DW_OK;
     int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
     if (rc == DW_OK)
         *scope = bk->scope = SCOPE_SAVEPOINT;
@@ -223,11 +234,21 @@ static void be_rollback(dw_migration *h, int scope)
     /* Keep the error that made us roll back. */
     dw_error_stash saved;
     dw__error_stash(h, &saved);
-    if (scope == SCOPE_OWN && !sqlite3_get_autocommit(h->db)) {
+    /* A rollback that fails (out of memory) is tried again: what it leaves
+     * open would be taken for the caller's transaction later. */
+    for (int tries = 0; tries < 3 && scope == SCOPE_OWN &&
+                        !sqlite3_get_autocommit(h->db);
+         tries++)
         run_fixed(h, ST_ROLLBACK, "rolling back");
-    } else if (scope == SCOPE_SAVEPOINT && !sqlite3_get_autocommit(h->db)) {
-        run_fixed(h, ST_ROLLBACK_TO, "rolling back to the savepoint");
-        run_fixed(h, ST_RELEASE, "releasing the savepoint");
+    if (scope == SCOPE_SAVEPOINT && !sqlite3_get_autocommit(h->db)) {
+        int rc = DW_ERROR;
+        for (int tries = 0; tries < 3 && rc != DW_OK; tries++)
+            rc = run_fixed(h, ST_ROLLBACK_TO, "rolling back to the savepoint");
+        rc = DW_ERROR;
+        for (int tries = 0; tries < 3 && rc != DW_OK &&
+                            !sqlite3_get_autocommit(h->db);
+             tries++)
+            rc = run_fixed(h, ST_RELEASE, "releasing the savepoint");
     }
     BK(h)->version_valid = 0;
     dw__error_unstash(h, &saved);
