@@ -1760,6 +1760,111 @@ static void test_text_key_with_nul(void **state)
     close_db(db);
 }
 
+/* Keys are values too: extreme integers (past 2^53, which a JSON reader
+ * might turn into a REAL) and texts with quotes, backslashes, control
+ * bytes, invalid UTF-8 and JSON-looking content travel as key text through
+ * the backfill's and the verification's page bounds, the divergent-key
+ * list, the overrides and the buckets, and must come back the same key. */
+static const char *const hostile_text_keys[] = {
+    "a\"b", "a\\b", "\x01", "\xff\xfe", "\xc3\xa9", "\x7f", "", "\\u0000",
+    "[1]", "\"", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\nb", "1e5", "z",
+};
+
+static void keys_round_trip(sqlite3 *db, const char *type, const dw_value *keys,
+                            int n)
+{
+    execf(db, "CREATE TABLE t_old(k %s PRIMARY KEY, v TEXT);"
+              "CREATE TABLE t_new(k %s PRIMARY KEY, w TEXT);",
+          type, type);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t_old VALUES(?1, 'v')",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        if (keys[i].type == DW_TYPE_INTEGER)
+            sqlite3_bind_int64(st, 1, keys[i].i);
+        else
+            sqlite3_bind_text(st, 1, keys[i].p, keys[i].n, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    static const char *const k[] = {"k"};
+    static const dw_column_map up[] = {{"w", "v"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "keys";
+    o.old_side.table = "t_old";
+    o.old_side.key_columns = k;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "t_new";
+    o.new_side.key_columns = k;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = NULL;
+    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, DW_STAGE_FORCE));
+    /* One key per batch and per chunk: every key is a page bound. */
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.batch_rows = 1;
+    bo.batch_ms = -1;
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, &bo));
+    assert_int_equal(p.rows_written, n);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM (SELECT k FROM t_old "
+                                   "EXCEPT SELECT k FROM t_new)"),
+                     0);
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.chunk_rows = 1;
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &vo));
+    assert_int_equal(r.keys, n);
+    assert_true(r.clean);
+    /* Every key divergent, then repaired from its stored key text. */
+    exec_ok(db, "UPDATE t_new SET w = 'bad'");
+    assert_dw_ok(h, dw_verify(&r, h, &vo));
+    assert_int_equal(r.different, n);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, n);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM t_new WHERE w = 'bad'"),
+                     0);
+    /* Overrides by key text find their keys again. */
+    assert_dw_ok(h, dw_override_set(h, keys, 1, n, DW_STAGE_LIVE, NULL));
+    for (int i = 0; i < n; i++) {
+        int stage = -1, route = -1;
+        assert_dw_ok(h, dw_key_stage(&stage, &route, h, &keys[i], 1));
+        assert_int_equal(stage, DW_STAGE_LIVE);
+        assert_int_equal(route, DW_ROUTE_OVERRIDE);
+    }
+    dw_routing_progress rp;
+    assert_dw_ok(h, dw_routing_count(&rp, h));
+    assert_int_equal(rp.keys, n);
+    assert_int_equal(rp.overridden, n);
+    assert_int_equal(rp.overrides_without_row, 0);
+    dw_close(h);
+}
+
+static void test_hostile_keys(void **state)
+{
+    (void)state;
+    dw_value ints[] = {dw_int(INT64_MAX),          dw_int(INT64_MAX - 1),
+                       dw_int(INT64_MIN),          dw_int(INT64_MIN + 1),
+                       dw_int(0),                  dw_int(-1),
+                       dw_int(9007199254740993LL), dw_int(9007199254740992LL)};
+    sqlite3 *db = mem_db();
+    keys_round_trip(db, "INTEGER", ints, (int)(sizeof ints / sizeof *ints));
+    close_db(db);
+
+    enum { NTEXT = sizeof hostile_text_keys / sizeof *hostile_text_keys };
+    dw_value texts[NTEXT];
+    for (int i = 0; i < NTEXT; i++)
+        texts[i] = dw_text(hostile_text_keys[i]);
+    db = mem_db();
+    keys_round_trip(db, "TEXT", texts, NTEXT);
+    close_db(db);
+}
+
 /* ---- NULL and out-of-range arguments to every public function ----------- */
 
 /* Every public function these tests call is recorded, and the last test
@@ -2918,6 +3023,7 @@ int main(void)
         cmocka_unit_test(test_hostile_cohort),
         cmocka_unit_test(test_setup_sql_transaction_control),
         cmocka_unit_test(test_text_key_with_nul),
+        cmocka_unit_test(test_hostile_keys),
         cmocka_unit_test(test_contract_uri_path_overwrites),
         cmocka_unit_test(test_mapping_expression_escape),
         cmocka_unit_test(test_setup_sql_hidden_commit),
