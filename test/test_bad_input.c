@@ -1595,7 +1595,7 @@ static void test_key_part_of_wide_primary_key(void **state)
     (void)state;
     skip(); /* DEFECT: remove once the key check sees every PK column */
     char sql[4096];
-    static char names[64][8];
+    static char names[64][16];
     const char *keys[64];
     sqlite3 *db = mem_db();
     for (int t = 0; t < 2; t++) {
