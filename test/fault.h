@@ -169,12 +169,22 @@ char *fault_db_dump(sqlite3 *db);
  *      whole database is as before or as after the faultless run (atomic
  *      operations; DW_OK means after; a memory failure means before), or
  *      else passes world_check() and the operation's own check; PRAGMA
- *      integrity_check says ok;
+ *      integrity_check says ok. In WAL mode a log still empty proves that
+ *      nothing was committed, and the checks of the starting database
+ *      stand. Under I/O faults, a copy of the files as a crash right after
+ *      the error would leave them must hold the operation whole or not at
+ *      all too (a failed commit may have reached the log);
  *   3. the failed operation, repeated without faults (memory: on the same
  *      handle; I/O: on a new connection through the VFS), gives the
  *      faultless code and the after state, and the operation's finish step
  *      passes;
  *   4. everything closed, the allocations outstanding are as before.
+ *
+ * Environment: DW_FAULT_STRIDE=k walks every kth N only (valgrind);
+ * DW_FAULT_JOBS=n sets the worker processes (fault_run_tests);
+ * DW_FAULT_KEEP_GOING=1 reports every broken rule and goes on, to survey
+ * defects in one run; DW_FAULT_DUMP=text prints the database after the
+ * points whose description contains the text (e.g. "N=129]").
  */
 
 /* The engine's view of one run, given to an operation's callbacks. */
