@@ -27,36 +27,42 @@ static const struct {
 } KINDS[] = {
     {FAULT_WRITE, "write"}, {FAULT_SYNC, "sync"}, {FAULT_TRUNCATE, "truncate"}};
 
-/* Points per journal mode and kind, summed over both errors and both
- * persistences. */
+/* One operation in one journal mode: a test each, so that the workers
+ * share the walks out evenly. Points per kind, summed over both errors and
+ * both persistences. */
 typedef struct slot {
     const fault_op *op;
-    int points[2][3];
-    fault_stats stats[2];
+    int wal;
+    char name[128];
+    int points[3];
+    fault_stats stats;
     int done;
 } slot;
 
-static slot slots[64];
+static slot slots[2 * 64];
 
 static void test_io(void **state)
 {
     slot *s = *state;
-    for (int wal = 1; wal >= 0; wal--) {
-        fault_world *w = fault_world_build(s->op, wal);
-        for (int k = 0; k < 3; k++) {
-            static const int errs[] = {SQLITE_IOERR, SQLITE_FULL};
-            for (int e = 0; e < 2; e++) {
-                for (int persistent = 0; persistent < 2; persistent++) {
-                    fault_plan p = {1, KINDS[k].kind, errs[e], persistent,
-                                    fault_stride()};
-                    s->points[wal][k] += fault_walk(w, &p);
-                }
+    fault_world *w = fault_world_build(s->op, s->wal);
+    for (int k = 0; k < 3; k++) {
+        static const int errs[] = {SQLITE_IOERR, SQLITE_FULL};
+        for (int e = 0; e < 2; e++) {
+            for (int persistent = 0; persistent < 2; persistent++) {
+                fault_plan p = {1, KINDS[k].kind, errs[e], persistent,
+                                fault_stride()};
+                s->points[k] += fault_walk(w, &p);
             }
         }
-        fault_world_stats(w, &s->stats[wal]);
-        fault_world_free(w);
     }
+    fault_world_stats(w, &s->stats);
     s->done = 1;
+    fault_world_free(w);
+}
+
+static int selected(const fault_op *op, const char *only)
+{
+    return (op->flags & FAULT_OP_IO) && (!only || strstr(op->name, only));
 }
 
 int main(void)
@@ -65,50 +71,51 @@ int main(void)
     fault_mem_install();
     fault_vfs_register();
     fault_vfs_real_sync(0);
-    struct CMUnitTest tests[64];
+    struct CMUnitTest tests[2 * 64];
     assert_true(fault_nops <= 64);
     const char *only = getenv("DW_FAULT_ONLY");
     size_t n = 0;
-    for (int i = 0; i < fault_nops; i++) {
-        slots[i].op = &fault_ops[i];
-        if (!(fault_ops[i].flags & FAULT_OP_IO) ||
-            (only && !strstr(fault_ops[i].name, only)))
+    for (int i = 0; i < 2 * fault_nops; i++) {
+        slot *s = &slots[i];
+        s->op = &fault_ops[i / 2];
+        s->wal = i % 2 == 0;
+        snprintf(s->name, sizeof s->name, "%s [%s]", s->op->name,
+                 s->wal ? "wal" : "rollback");
+        if (!selected(s->op, only))
             continue;
-        struct CMUnitTest t = {fault_ops[i].name, test_io, NULL, NULL,
-                               &slots[i]};
+        struct CMUnitTest t = {s->name, test_io, NULL, NULL, s};
         tests[n++] = t;
     }
-    /* Each operation's walks in a worker process of their own. */
     int failed = fault_run_tests("fault_io", tests, n, slots, sizeof *slots);
+
     long total[2] = {0, 0};
     int nops = 0;
     for (int i = 0; i < fault_nops; i++) {
-        const slot *s = &slots[i];
-        if (!(s->op->flags & FAULT_OP_IO) ||
-            (only && !strstr(s->op->name, only)))
+        if (!selected(&fault_ops[i], only))
             continue;
         nops++;
-        if (!s->done) {
-            printf("io: %s not walked to the end (failed)\n", s->op->name);
-            continue;
-        }
-        for (int wal = 1; wal >= 0; wal--) {
+        for (int m = 0; m < 2; m++) {
+            const slot *s = &slots[2 * i + m];
+            const char *mode = s->wal ? "wal" : "rollback";
+            if (!s->done) {
+                printf("io: %s %s not walked to the end (failed)\n",
+                       s->op->name, mode);
+                continue;
+            }
             for (int k = 0; k < 3; k++) {
-                printf("io: %s %s %s %d points\n", s->op->name,
-                       wal ? "wal" : "rollback", KINDS[k].name,
-                       s->points[wal][k]);
-                total[wal] += s->points[wal][k];
+                printf("io: %s %s %s %d points\n", s->op->name, mode,
+                       KINDS[k].name, s->points[k]);
+                total[s->wal] += s->points[k];
             }
             /* How they came out: the call succeeded anyway, failed with
              * nothing applied, failed after its commit was safe (applied
              * whole), or (several transactions) failed part way; and how
              * many failed calls a crash right after would have applied. */
-            const fault_stats *st = &s->stats[wal];
+            const fault_stats *st = &s->stats;
             printf("io: %s %s outcomes [ok %d, undone %d, applied %d, part "
                    "%d; applied after a crash %d",
-                   s->op->name, wal ? "wal" : "rollback", st->ok,
-                   st->failed_before, st->failed_after, st->failed_other,
-                   st->crash_applied);
+                   s->op->name, mode, st->ok, st->failed_before,
+                   st->failed_after, st->failed_other, st->crash_applied);
             if (st->skipped)
                 printf("; %d hit a known defect", st->skipped);
             printf("]\n");

@@ -13,23 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One walk: an operation, failing once or from the Nth on. A test each, so
+ * that the workers share the long walks out evenly. */
 typedef struct slot {
     const fault_op *op;
-    int once, persistent;
+    int persistent;
+    char name[128];
+    int points;
     fault_stats stats;
     int done;
 } slot;
 
-static slot slots[64];
+static slot slots[2 * 64];
 
 static void test_oom(void **state)
 {
     slot *s = *state;
     fault_world *w = fault_world_build(s->op, 1);
-    fault_plan p = {0, 0, 0, 0, fault_stride()};
-    s->once = fault_walk(w, &p);
-    p.persistent = 1;
-    s->persistent = fault_walk(w, &p);
+    fault_plan p = {0, 0, 0, s->persistent, fault_stride()};
+    s->points = fault_walk(w, &p);
     fault_world_stats(w, &s->stats);
     s->done = 1;
     fault_world_free(w);
@@ -40,44 +42,48 @@ int main(void)
     /* Before any connection: the allocator is installed process-wide. */
     fault_mem_install();
     fault_vfs_real_sync(0);
-    struct CMUnitTest tests[64];
+    struct CMUnitTest tests[2 * 64];
     assert_true(fault_nops <= 64);
-    /* DW_FAULT_ONLY=text walks the operations whose name contains it. */
     const char *only = getenv("DW_FAULT_ONLY");
     size_t n = 0;
-    for (int i = 0; i < fault_nops; i++) {
-        slots[i].op = &fault_ops[i];
-        if (only && !strstr(fault_ops[i].name, only))
+    for (int i = 0; i < 2 * fault_nops; i++) {
+        slot *s = &slots[i];
+        s->op = &fault_ops[i / 2];
+        s->persistent = i % 2;
+        snprintf(s->name, sizeof s->name, "%s [%s]", s->op->name,
+                 s->persistent ? "persistent" : "once");
+        if (only && !strstr(s->op->name, only))
             continue;
-        struct CMUnitTest t = {fault_ops[i].name, test_oom, NULL, NULL,
-                               &slots[i]};
+        struct CMUnitTest t = {s->name, test_oom, NULL, NULL, s};
         tests[n++] = t;
     }
-    /* Each operation's walks in a worker process of their own. */
     int failed = fault_run_tests("fault_oom", tests, n, slots, sizeof *slots);
+
     long total = 0;
     int nops = 0;
     for (int i = 0; i < fault_nops; i++) {
-        const slot *s = &slots[i];
-        if (only && !strstr(s->op->name, only))
+        const slot *once = &slots[2 * i], *pers = &slots[2 * i + 1];
+        if (only && !strstr(once->op->name, only))
             continue;
         nops++;
-        if (!s->done) {
-            printf("oom: %s not walked to the end (failed)\n", s->op->name);
+        if (!once->done || !pers->done) {
+            printf("oom: %s not walked to the end (failed)\n", once->op->name);
             continue;
         }
         /* How the points came out: the call succeeded anyway, failed with
          * nothing applied, failed after applying all, or (operations of
          * several transactions) failed part way. */
+        const fault_stats *a = &once->stats, *b = &pers->stats;
         printf("oom: %s %d points (%d once, %d persistent) [ok %d, undone "
                "%d, applied %d, part %d",
-               s->op->name, s->once + s->persistent, s->once, s->persistent,
-               s->stats.ok, s->stats.failed_before, s->stats.failed_after,
-               s->stats.failed_other);
-        if (s->stats.skipped)
-            printf("; %d hit a known defect", s->stats.skipped);
+               once->op->name, once->points + pers->points, once->points,
+               pers->points, a->ok + b->ok, a->failed_before + b->failed_before,
+               a->failed_after + b->failed_after,
+               a->failed_other + b->failed_other);
+        if (a->skipped + b->skipped)
+            printf("; %d hit a known defect", a->skipped + b->skipped);
         printf("]\n");
-        total += s->once + s->persistent;
+        total += once->points + pers->points;
     }
     printf("oom: total %ld points over %d operations%s\n", total, nops,
            fault_stride() > 1 ? " (thinned by DW_FAULT_STRIDE)" : "");
