@@ -381,46 +381,9 @@ static int old_table_exists(sqlite3 *db)
 }
 
 /* Everything an operation may change, without the timestamps (which differ
- * from run to run). Two pictures are equal when the databases hold the
- * same data and state. */
-static const char *const PICTURE_SQL[] = {
-    "SELECT type, name, tbl_name, sql FROM sqlite_schema"
-    "  WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
-    "SELECT id, label, qty FROM items_v2 ORDER BY id",
-    "SELECT tag FROM item_tags ORDER BY tag",
-    "SELECT id, name, stage, spec_digest, contracted, mismatch_dropped,"
-    "  canary_buckets, canary_stage, canary_cohort, promote_stage, overrides"
-    "  FROM dw_migrations ORDER BY id",
-    "SELECT id, migration_id, event, from_stage, to_stage, forced, reason,"
-    "  detail FROM dw_history ORDER BY id",
-    "SELECT migration_id, source, state, cursor, end_key, rows_done,"
-    "  rows_total, rows_written, rows_deleted, batches, finished IS NOT NULL,"
-    "  verify_after FROM dw_backfill ORDER BY migration_id",
-    "SELECT id, full, range_from, range_to, finished, keys, missing, extra,"
-    "  different FROM dw_verify_runs ORDER BY id",
-    "SELECT run_id, key, kind, repaired FROM dw_verify_keys ORDER BY 1, 2",
-    "SELECT key, side, attempts FROM dw_repair_queue ORDER BY 1",
-    "SELECT key, digest, kind, count FROM dw_mismatch_log ORDER BY 1, 2",
-    "SELECT key, stage, promoted FROM dw_overrides ORDER BY 1",
-    "SELECT key, value FROM dw_meta ORDER BY 1",
-};
-
-static char *picture(sqlite3 *db)
-{
-    text t = {NULL, 0, 0};
-    text_add(&t, "-- items\n");
-    if (old_table_exists(db))
-        dump_into(&t, db, "SELECT id, name, qty FROM items ORDER BY id");
-    else
-        text_add(&t, "(dropped)\n");
-    for (size_t i = 0; i < sizeof PICTURE_SQL / sizeof *PICTURE_SQL; i++) {
-        text_add(&t, "-- ");
-        text_add(&t, PICTURE_SQL[i]);
-        text_add(&t, "\n");
-        dump_into(&t, db, PICTURE_SQL[i]);
-    }
-    return t.p;
-}
+ * from run to run): the whole database, as fault_db_dump() writes it. Two
+ * pictures are equal when the databases hold the same data and state. */
+static char *picture(sqlite3 *db) { return fault_db_dump(db); }
 
 /* Prints the first line where two pictures part. */
 static void print_difference(const char *name, const char *a, const char *b)
