@@ -34,6 +34,19 @@
  *     released with sqlite3_free(), so an allocator installed with
  *     sqlite3_config(SQLITE_CONFIG_MALLOC) governs SQLite and the library
  *     together.
+ *   - A failed call leaves the connection as it found it: outside a
+ *     transaction, or inside the caller's with the library's savepoint
+ *     rolled back. One exception: when memory runs out for good, even the
+ *     library's ROLLBACK can fail (SQLite must prepare it again and
+ *     cannot). The call then returns DW_ENOMEM, dw_errmsg() says that the
+ *     library's transaction (or savepoint) is still open, and the handle's
+ *     next call -- any call, dw_close() included -- rolls it back before
+ *     doing anything else. Until then the application's own statements on
+ *     the connection would join that transaction and be rolled back with
+ *     it: run ROLLBACK first (inside your own transaction: roll it back
+ *     rather than commit it). dw_open() has no handle to do this later and
+ *     may lack the memory for a message: after DW_ENOMEM from dw_open(),
+ *     check sqlite3_get_autocommit().
  *
  * Thread safety
  *   A dw_migration handle and every dw_row are used by one thread at a time,
@@ -93,7 +106,8 @@ typedef enum dw_result {
     /** A bad argument or a call out of order (NULL where a value is needed,
      *  an unknown stage, a callback the stage needs is missing). */
     DW_EMISUSE = -2,
-    /** An allocation failed. Nothing was half-applied. */
+    /** An allocation failed. Nothing was half-applied (see the conventions
+     *  above for the one case where a transaction is left open). */
     DW_ENOMEM = -3,
     /** The database was locked (SQLITE_BUSY or SQLITE_LOCKED). Nothing was
      *  applied; the same call may be retried. */
@@ -305,7 +319,9 @@ typedef struct dw_side_spec {
  *  result column of `SELECT ... FROM "source_table" WHERE key`, so it may
  *  name the source's columns (qualified with the table name where a subquery
  *  needs it), call functions and contain scalar subqueries. It must be one
- *  read-only expression. */
+ *  read-only expression over one row: no parameters, and no aggregate or
+ *  window function outside a scalar subquery (dw_open() refuses them with
+ *  DW_ESCHEMA). */
 typedef struct dw_column_map {
     const char *column;
     const char *expr;
@@ -1137,20 +1153,28 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * earlier stage, or a canary whose stage is not COMPLETE (checked before the
  * backup and again in step 3).
  *
- * @param backup_path a file that must not exist yet; never overwritten. A
- *                    plain path: one starting with "file:" (which SQLite
- *                    may read as a URI) and ":memory:" are refused.
+ * @param backup_path a new file; never overwritten. An existing file there
+ *                    is used only when it is a complete backup of this
+ *                    migration's old model exactly as it is now (what a
+ *                    contract whose commit failed leaves, see below); any
+ *                    other is refused. A plain path: one starting with
+ *                    "file:" (which SQLite may read as a URI) and ":memory:"
+ *                    are refused.
  * @param reason      recorded in the history; may be NULL.
  * @return DW_OK; DW_EGATE (not at COMPLETE, or keys routed below it);
  *         DW_EMISUSE (NULL arguments,
- *         the file exists, called inside a transaction, already
+ *         another file exists there, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
  *         not check out, or SQLite refused to drop, e.g. an index or view
  *         still needs a column); DW_ECONSTRAINT (another table has a
  *         foreign key to the old table: dropping it could cascade into that
  *         table, whatever PRAGMA foreign_keys says); DW_EBUSY; DW_ENOMEM.
  *         On any failure the old model is untouched and the backup file
- *         removed.
+ *         this call wrote is removed -- except when the final COMMIT itself
+ *         failed: that commit may still prove durable (in WAL mode its pages
+ *         can be in the log, and a crash then leaves the old model
+ *         dropped), so the backup is kept and dw_errmsg() says so; calling
+ *         dw_contract() again with the same path uses it.
  */
 DW_API int dw_contract(dw_migration *h, const char *backup_path,
                        const char *reason);

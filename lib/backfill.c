@@ -17,6 +17,9 @@ int dw__authoritative(int stage)
 
 int dw__need_autocommit(dw_migration *h, const char *what)
 {
+    int rc = h->ops->settle(h);
+    if (rc != DW_OK)
+        return rc;
     if (!sqlite3_get_autocommit(h->db))
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s runs short transactions of its own; call it "
@@ -382,7 +385,7 @@ static int batch_in_transaction(dw_migration *h, run *r, int *finished)
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else
-        h->ops->rollback(h, scope);
+        rc = dw__rollback(h, scope, rc);
     if (rc == DW_OK)
         r->fresh = 0;
     return rc;

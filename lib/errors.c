@@ -73,6 +73,17 @@ const char *dw_errmsg(const dw_migration *h)
         return "NULL migration handle";
     if (h->errcode == DW_OK)
         return "not an error";
+    /* Static text: it must reach the caller when no memory is left. */
+    if (h->left_open == DW_LEFT_TXN)
+        return "out of memory, and the library's transaction could not be "
+               "rolled back: it is still open on the connection. Run "
+               "ROLLBACK, or make any call on the handle, which rolls it "
+               "back first";
+    if (h->left_open == DW_LEFT_SAVEPOINT)
+        return "out of memory, and the library's savepoint could not be "
+               "rolled back: it is still open in your transaction. Roll "
+               "your transaction back rather than commit it (any call on "
+               "the handle rolls the savepoint back first)";
     return h->errmsg ? h->errmsg : dw_errstr(h->errcode);
 }
 
@@ -103,4 +114,19 @@ void dw__error_append(dw_migration *h, const char *fmt, const char *arg)
         dw__error(h, h->errcode, h->errside, "%s%s", msg, more);
     dw__free(msg);
     sqlite3_free(more);
+}
+
+int dw__left_open_rc(dw_migration *h, int rc)
+{
+    if (!h->left_open)
+        return rc;
+    h->errcode = DW_ENOMEM; /* dw_errmsg() says what is left open */
+    h->errside = DW_SIDE_NONE;
+    return DW_ENOMEM;
+}
+
+int dw__rollback(dw_migration *h, int scope, int rc)
+{
+    h->ops->rollback(h, scope);
+    return dw__left_open_rc(h, rc);
 }

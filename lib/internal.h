@@ -206,6 +206,10 @@ typedef struct dw_backend_ops {
     /* Transactions: begin a write (BEGIN IMMEDIATE or SAVEPOINT) or read
      * scope; *own says whether a top-level transaction was begun. */
     int (*begin)(dw_migration *h, int write, int *own);
+    /* Ends a transaction or savepoint of ours that an earlier call could
+     * not roll back (h->left_open; begin does this first); DW_OK when none
+     * is left. */
+    int (*settle)(dw_migration *h);
     int (*commit)(dw_migration *h, int own);
     void (*rollback)(dw_migration *h, int own);
     /* A nested savepoint around one side's write (repair-queue policy). */
@@ -387,7 +391,14 @@ struct dw_migration {
     int errcode;
     int errside;
     char *errmsg;
+    /* DW_LEFT_TXN or DW_LEFT_SAVEPOINT while a transaction or savepoint of
+     * ours that a failed call could not roll back (its rollback lacked
+     * memory, every try) is still open on the caller's connection; the
+     * message then says so, whatever else it said. */
+    int left_open;
 };
+
+enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };
 
 /* ---- errors ------------------------------------------------------------------- */
 
@@ -405,6 +416,11 @@ void dw__error_unstash(dw_migration *h, dw_error_stash *saved);
 /* Appends to the handle's message (fmt has one %s for arg), keeping its
  * code and side. */
 void dw__error_append(dw_migration *h, const char *fmt, const char *arg);
+/* Rolls back the scope begun for a failed call; returns rc, or DW_ENOMEM
+ * when the rollback itself lacked memory and left it open. */
+int dw__rollback(dw_migration *h, int scope, int rc);
+/* rc, or DW_ENOMEM (the handle's code too) while h->left_open. */
+int dw__left_open_rc(dw_migration *h, int rc);
 /* Maps an SQLite result code to a DW_ code. */
 int dw__from_sqlite(int rc);
 const char *dw__side_word(int side);

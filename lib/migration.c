@@ -87,7 +87,7 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else
-        h->ops->rollback(h, scope);
+        rc = dw__rollback(h, scope, rc);
     if (rc != DW_OK)
         goto fail;
     dw__clear_error(h);
@@ -137,6 +137,6 @@ int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else
-        h->ops->rollback(h, scope);
+        rc = dw__rollback(h, scope, rc);
     return rc;
 }

@@ -65,7 +65,7 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
             if (rc >= 0)
                 rc = h->ops->commit(h, scope);
             else
-                h->ops->rollback(h, scope);
+                rc = dw__rollback(h, scope, rc);
         }
         if (rc != DW_OK)
             h->metrics.log_errors++;

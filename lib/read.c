@@ -176,10 +176,8 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     /* Each key reads as its own stage says (override, canary). */
     if (rc == DW_OK)
         rc = dw__key_route(h, key, stage, &stage, NULL);
-    if (rc != DW_OK) {
-        h->ops->rollback(h, scope);
-        return rc;
-    }
+    if (rc != DW_OK)
+        return dw__rollback(h, scope, rc);
     int auth = dw__authoritative(stage);
     int other = dw__other_side(auth);
     int compare = stage == DW_STAGE_SHADOW || stage == DW_STAGE_LIVE;
@@ -193,8 +191,8 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     if (compare && (dw_row_new(&other_row) != DW_OK ||
                     (auth_reshaped && dw_row_new(&auth_cmp) != DW_OK))) {
         dw_row_free(other_row);
-        h->ops->rollback(h, scope);
-        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        return dw__rollback(h, scope, DW_ENOMEM);
     }
 
     int other_first = compare && h->ropts.order == DW_ORDER_RANDOM &&
@@ -217,7 +215,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         if (end != DW_OK)
             rc = end;
     } else {
-        h->ops->rollback(h, scope);
+        rc = dw__rollback(h, scope, rc);
     }
     if (rc != DW_OK)
         dw_row_clear(out); /* NOTFOUND and errors return an empty row */
@@ -258,6 +256,11 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         rc = dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
                        "test mode: the old and new models disagree at this "
                        "key (see the mismatch log)");
+    /* The mismatch log's own transaction may be what was left open. */
+    if (h->left_open) {
+        dw_row_clear(out);
+        rc = dw__left_open_rc(h, rc);
+    }
 done:
     dw_row_free(other_row);
     dw_row_free(auth_cmp);
@@ -294,7 +297,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
         if (rc == DW_OK)
             rc = h->ops->commit(h, scope);
         else
-            h->ops->rollback(h, scope);
+            rc = dw__rollback(h, scope, rc);
     }
     if (rc == DW_OK) {
         dw_outcome o;
@@ -316,5 +319,6 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     }
     dw_row_free(old_row);
     dw_row_free(new_row);
-    return rc;
+    /* The mismatch log's own transaction may be what was left open. */
+    return dw__left_open_rc(h, rc);
 }

@@ -14,6 +14,14 @@ int dw__sync_guarded(dw_migration *h, int target, const dw_value *key)
         return rc;
     rc = dw__sync(h, target, key);
     int release = h->ops->side_release(h, rc != DW_OK);
+    /* A sync whose release failed is a failure: undo it, or the key would
+     * be queued again (or counted failed) with its sync kept. */
+    if (rc == DW_OK && release != DW_OK) {
+        dw_error_stash saved;
+        dw__error_stash(h, &saved);
+        h->ops->side_release(h, 1);
+        dw__error_unstash(h, &saved);
+    }
     return rc != DW_OK ? rc : release;
 }
 
@@ -143,6 +151,8 @@ static int repair_listed(dw_migration *h, list_run *l, int stage,
         l->first_code = rc;
         l->first_msg = dw__strdup(dw_errmsg(h));
     }
+    /* With the target unknown (the key did not parse), the queue keeps the
+     * side it holds. */
     if (l->queue)
         return h->ops->repair_enqueue(h, text, target, dw_errmsg(h));
     return DW_OK;

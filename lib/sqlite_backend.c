@@ -43,7 +43,9 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_REPAIR_ADD] =
         "INSERT INTO dw_repair_queue(migration_id, key, side, error, attempts, "
         "first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?5) "
-        "ON CONFLICT(migration_id, key) DO UPDATE SET side = excluded.side, "
+        /* A failed repair that never learnt its side keeps the stored one */
+        "ON CONFLICT(migration_id, key) DO UPDATE SET side = CASE WHEN "
+        "excluded.side IN (1, 2) THEN excluded.side ELSE side END, "
         "error = excluded.error, attempts = attempts + 1, "
         "last_seen = excluded.last_seen",
     [ST_REPAIR_COUNT] =
@@ -196,11 +198,31 @@ static int run_fixed(dw_migration *h, int id, const char *what)
 
 static void be_rollback(dw_migration *h, int scope);
 
+/* Ends what an earlier call could not roll back, before anything else runs:
+ * otherwise the open transaction would be taken for the caller's, and the
+ * handle's writes would go into it and never commit. */
+int dw__sqlite_settle(dw_migration *h)
+{
+    int left = h->left_open;
+    if (!BK(h) || !left)
+        return DW_OK;
+    h->left_open = 0;
+    /* Ended meanwhile by the application (a ROLLBACK of its own): the
+     * savepoint went with the transaction. */
+    if (sqlite3_get_autocommit(h->db))
+        return DW_OK;
+    be_rollback(h, left == DW_LEFT_TXN ? SCOPE_OWN : SCOPE_SAVEPOINT);
+    return dw__left_open_rc(h, DW_OK);
+}
+
 static int be_begin(dw_migration *h, int write, int *scope)
 {
     sqlite_backend *bk = BK(h);
     *scope = SCOPE_NONE;
     bk->scope = SCOPE_NONE;
+    int settled = dw__sqlite_settle(h);
+    if (settled != DW_OK)
+        return settled;
     bk->write = write;
     bk->verified = 0;
     int own = sqlite3_get_autocommit(h->db);
@@ -220,7 +242,7 @@ static int be_begin(dw_migration *h, int write, int *scope)
         if (rc == DW_OK)
             *scope = bk->scope = SCOPE_OWN;
         else /* a BEGIN can fail after opening the transaction */
-            be_rollback(h, SCOPE_OWN);
+            rc = dw__rollback(h, SCOPE_OWN, rc);
         return rc;
     }
     int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
@@ -240,18 +262,27 @@ static void be_rollback(dw_migration *h, int scope)
                         !sqlite3_get_autocommit(h->db);
          tries++)
         run_fixed(h, ST_ROLLBACK, "rolling back");
+    int released = 1;
     if (scope == SCOPE_SAVEPOINT && !sqlite3_get_autocommit(h->db)) {
         int rc = DW_ERROR;
         for (int tries = 0; tries < 3 && rc != DW_OK; tries++)
             rc = run_fixed(h, ST_ROLLBACK_TO, "rolling back to the savepoint");
-        rc = DW_ERROR;
+        /* A savepoint not rolled back must not be released: that would
+         * keep its half-done work in the caller's transaction. */
+        released = rc == DW_OK;
+        rc = released ? DW_ERROR : DW_OK;
         for (int tries = 0; tries < 3 && rc != DW_OK &&
                             !sqlite3_get_autocommit(h->db);
              tries++)
             rc = run_fixed(h, ST_RELEASE, "releasing the savepoint");
+        released = released && rc == DW_OK;
     }
     BK(h)->version_valid = 0;
     dw__error_unstash(h, &saved);
+    /* Still open: dw_errmsg() says so, and the next call ends it. */
+    if (scope != SCOPE_NONE && !sqlite3_get_autocommit(h->db) &&
+        (scope == SCOPE_OWN || !released))
+        h->left_open = scope == SCOPE_OWN ? DW_LEFT_TXN : DW_LEFT_SAVEPOINT;
 }
 
 static int be_commit(dw_migration *h, int scope)
@@ -270,10 +301,8 @@ static int be_commit(dw_migration *h, int scope)
     }
     if (scope == SCOPE_OWN) {
         int rc = run_fixed(h, ST_COMMIT, "committing");
-        if (rc != DW_OK) {
-            be_rollback(h, scope);
-            return rc;
-        }
+        if (rc != DW_OK)
+            return dw__rollback(h, scope, rc);
         /* When the stage was checked inside this transaction, our own commit
          * is the only change since (a write held the lock; a read commits
          * nothing), so the cache holds at the new data version. Otherwise
@@ -397,6 +426,8 @@ static void be_detach(dw_migration *h)
     sqlite_backend *bk = BK(h);
     if (!bk)
         return;
+    /* Nobody is left to end it later. */
+    dw__sqlite_settle(h);
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(bk->st[i]);
         dw__free(bk->sql[i]);
@@ -415,6 +446,7 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_state_init,
     dw__sqlite_validate,
     be_begin,
+    dw__sqlite_settle,
     be_commit,
     be_rollback,
     be_side_savepoint,

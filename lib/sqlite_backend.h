@@ -137,6 +137,8 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
 
 /* Entry points of the sqlite_*.c files, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);
+/* The backend's settle operation (see dw_backend_ops). */
+int dw__sqlite_settle(dw_migration *h);
 int dw__sqlite_validate(dw_migration *h);
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *digest, int redefine,

@@ -295,29 +295,69 @@ static void backup_table_sql(dw_buf *b, const model *m)
     dw_buf_puts(b, ")");
 }
 
-static void remove_backup(const char *path)
+/* The backup's file and the journals SQLite may leave beside it, named
+ * before anything is created: removing them must not need memory. */
+#define BACKUP_FILES 4
+typedef struct backup_files {
+    char *name[BACKUP_FILES];
+} backup_files;
+
+static int backup_files_name(dw_migration *h, const char *path,
+                             backup_files *f)
 {
-    static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-        char *p = sqlite3_mprintf("%s%s", path, suffixes[i]);
-        if (p)
-            remove(p);
-        sqlite3_free(p);
-    }
+    static const char *const suffixes[BACKUP_FILES] = {"", "-journal", "-wal",
+                                                       "-shm"};
+    int rc = DW_OK;
+    for (int i = 0; i < BACKUP_FILES; i++)
+        if (!(f->name[i] = sqlite3_mprintf("%s%s", path, suffixes[i])))
+            rc = nomem(h);
+    return rc;
 }
 
+static void backup_files_remove(const backup_files *f)
+{
+    for (int i = 0; i < BACKUP_FILES; i++)
+        if (f->name[i])
+            remove(f->name[i]);
+}
+
+static void backup_files_free(backup_files *f)
+{
+    for (int i = 0; i < BACKUP_FILES; i++)
+        sqlite3_free(f->name[i]);
+}
+
+static int detach_once(dw_migration *h)
+{
+    return exec1(h, h->db, "DETACH " BACKUP_SCHEMA, NULL, NULL,
+                 "detaching the backup", "");
+}
+
+/* The schema name is the library's own; one still attached is what a
+ * DETACH that lacked memory left behind, and goes first. */
 static int attach(dw_migration *h, const char *path)
 {
+    if (sqlite3_db_filename(h->db, BACKUP_SCHEMA)) {
+        int rc = detach_once(h);
+        if (rc != DW_OK)
+            return rc;
+    }
     return exec1(h, h->db, "ATTACH ?1 AS " BACKUP_SCHEMA, path, NULL,
                  "attaching the backup", path);
 }
 
 static void detach(dw_migration *h)
 {
-    /* Keep the error that brought us here. */
+    /* Keep the error that brought us here. A DETACH that fails (it must be
+     * prepared, ATTACH having expired every statement) is tried again;
+     * if it still fails, the next attach() ends it. */
     dw_error_stash saved;
     dw__error_stash(h, &saved);
-    exec1(h, h->db, "DETACH " BACKUP_SCHEMA, NULL, NULL, "detaching", "");
+    for (int tries = 0;
+         tries < 3 && sqlite3_db_filename(h->db, BACKUP_SCHEMA) &&
+         detach_once(h) != DW_OK;
+         tries++)
+        ;
     dw__error_unstash(h, &saved);
 }
 
@@ -373,7 +413,8 @@ static int write_backup(dw_migration *h, const model *m, const char *path,
         return rc;
 
     char *cols = NULL, *key = NULL, *count = NULL;
-    rc = exec1(h, h->db, "BEGIN", NULL, NULL, "beginning the backup", path);
+    int scope;
+    rc = h->ops->begin(h, 1, &scope);
     if (rc == DW_OK) {
         dw_buf b;
         dw_buf_init(&b);
@@ -421,10 +462,9 @@ static int write_backup(dw_migration *h, const model *m, const char *path,
         if (meta[i][1])
             rc = meta_put(h, meta[i][0], meta[i][1], path);
     if (rc == DW_OK)
-        rc = exec1(h, h->db, "COMMIT", NULL, NULL, "committing the backup",
-                   path);
-    if (rc != DW_OK && !sqlite3_get_autocommit(h->db))
-        exec1(h, h->db, "ROLLBACK", NULL, NULL, "rolling back", path);
+        rc = h->ops->commit(h, scope);
+    else if (scope)
+        rc = dw__rollback(h, scope, rc);
     detach(h);
     dw__free(cols);
     dw__free(key);
@@ -712,51 +752,118 @@ typedef struct step_args {
     int64_t rows;
 } step_args;
 
-static int drop_in_scope(dw_migration *h, void *arg)
+static int same_text(const char *a, const char *b)
 {
-    step_args *a = arg;
-    return drop_old(h, a->m, a->path, a->rows, a->hex, a->reason);
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_names(char **a, int na, char **b, int nb)
+{
+    if (na != nb)
+        return 0;
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* An existing file at the backup path is used only when it is a complete
+ * backup of this migration's old model exactly as described now -- what a
+ * contract whose commit failed leaves behind (drop_old() then checks the
+ * rows against it once more, under the write lock). Anything else is
+ * refused: the contract never overwrites a file. */
+static int existing_backup(dw_migration *h, const model *m, const char *path,
+                           int64_t *rows, char hex[65])
+{
+    model found;
+    memset(&found, 0, sizeof found);
+    int rc = check_backup(h, path, &found, 1, rows, hex);
+    if (rc == DW_OK &&
+        !(same_text(found.table, m->table) &&
+          same_text(found.table_sql, m->table_sql) &&
+          same_text(found.index_sql, m->index_sql) &&
+          same_text(found.coldefs, m->coldefs) &&
+          same_names(found.cols, found.ncols, m->cols, m->ncols) &&
+          same_names(found.key, found.nkey, m->key, m->nkey)))
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "it describes the old model otherwise than it is now");
+    int64_t now_rows = 0;
+    char now[65];
+    if (rc == DW_OK)
+        rc = digest(h, h->db, "main", m, &now_rows, now, path);
+    if (rc == DW_OK && (now_rows != *rows || strcmp(now, hex) != 0))
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "it holds %lld rows with digest %.16s, the old model "
+                       "now %lld rows with digest %.16s",
+                       (long long)*rows, hex, (long long)now_rows, now);
+    model_free(&found);
+    if (rc == DW_OK || rc == DW_ENOMEM)
+        return rc;
+    char *why = dw__strdup(dw_errmsg(h));
+    rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                   "backup \"%s\" exists and is not a backup of the old "
+                   "model as it is now (%s); the contract never overwrites a "
+                   "file: remove it or choose another path",
+                   path, why ? why : "out of memory");
+    dw__free(why);
+    return rc;
 }
 
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
 {
-    if (access(path, F_OK) == 0)
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "backup \"%s\" exists; the contract never "
-                         "overwrites a file (an interrupted contract may "
-                         "have left it; until a contract succeeds the old "
-                         "model is still there, and the file can be "
-                         "removed or another path chosen)",
-                         path);
     model m;
     memset(&m, 0, sizeof m);
-    int rc = dw__in_scope(h, 0, read_model, &m);
+    backup_files files;
+    memset(&files, 0, sizeof files);
+    int rc = backup_files_name(h, path, &files);
+    if (rc == DW_OK)
+        rc = dw__in_scope(h, 0, read_model, &m);
     int64_t rows = 0, checked_rows = 0;
     char hex[65] = "", checked[65] = "";
     int created = 0;
-    if (rc == DW_OK) {
+    if (rc == DW_OK && access(path, F_OK) == 0) {
+        rc = existing_backup(h, &m, path, &rows, hex);
+    } else if (rc == DW_OK) {
         created = 1;
         rc = write_backup(h, &m, path, &rows, hex);
-    }
-    if (rc == DW_OK)
-        rc = check_backup(h, path, &m, 0, &checked_rows, checked);
-    if (rc == DW_OK && (checked_rows != rows || strcmp(checked, hex) != 0))
-        rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                       "backup \"%s\" does not match the old model", path);
-    if (rc == DW_OK) {
-        step_args a = {&m, path, reason, hex, rows};
-        rc = dw__in_scope(h, 1, drop_in_scope, &a);
         if (rc == DW_OK)
-            h->contracted = 1; /* committed */
+            rc = check_backup(h, path, &m, 0, &checked_rows, checked);
+        if (rc == DW_OK &&
+            (checked_rows != rows || strcmp(checked, hex) != 0))
+            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                           "backup \"%s\" does not match the old model",
+                           path);
     }
-    if (rc != DW_OK && created) {
-        char *msg = sqlite3_mprintf("%s; backup \"%s\" was removed",
-                                    dw_errmsg(h), path);
-        remove_backup(path);
-        if (msg)
-            dw__error(h, h->errcode, DW_SIDE_NONE, "%s", msg);
-        sqlite3_free(msg);
+    /* The drop and its record, in one transaction. */
+    int committing = 0;
+    if (rc == DW_OK) {
+        int scope;
+        rc = h->ops->begin(h, 1, &scope);
+        if (rc == DW_OK)
+            rc = drop_old(h, &m, path, rows, hex, reason);
+        if (rc == DW_OK) {
+            committing = 1;
+            rc = h->ops->commit(h, scope);
+            if (rc == DW_OK)
+                h->contracted = 1;
+        } else if (scope) {
+            rc = dw__rollback(h, scope, rc);
+        }
     }
+    if (rc != DW_OK && committing) {
+        /* A commit that failed may still reach the disk (in WAL mode its
+         * frames can be in the log): the old model may be dropped after a
+         * crash, and its backup must then be there. */
+        dw__error_append(h,
+                         "; backup \"%s\" was kept, as the failed commit may "
+                         "still prove durable: a dw_contract() to the same "
+                         "path uses it",
+                         path);
+    } else if (rc != DW_OK && created) {
+        backup_files_remove(&files);
+        dw__error_append(h, "; backup \"%s\" was removed", path);
+    }
+    backup_files_free(&files);
     model_free(&m);
     return rc;
 }

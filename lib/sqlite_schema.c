@@ -393,12 +393,14 @@ static int key_is_unique(dw_migration *h, int side, const table_info *t,
 {
     const dw_side_def *d = &h->spec.side[side];
     char *pk[64];
-    int npk = 0;
+    int npk = 0, wide = 0;
     *unique = 0;
-    for (int i = 0; i < t->ncols && npk < 64; i++)
-        if (t->pk[i] > 0)
+    for (int i = 0; i < t->ncols; i++)
+        if (t->pk[i] > 0 && !(wide = npk == 64))
             pk[npk++] = t->cols[i];
-    if (npk > 0 && same_set(d->key, d->nkey, pk, npk)) {
+    /* A primary key wider than any key can be is never the key: comparing
+     * its first 64 columns would take part of it for the whole. */
+    if (npk > 0 && !wide && same_set(d->key, d->nkey, pk, npk)) {
         *unique = 1;
         return DW_OK;
     }
@@ -688,10 +690,15 @@ static int check_mapping(dw_migration *h, int target)
                              which, d->cols[i], m->expr);
         if (h->contracted && source == DW_SIDE_OLD)
             continue;
+        /* An expression over one row: in WHERE, SQLite itself refuses
+         * aggregate and window functions (one inside a scalar subquery is
+         * that subquery's business, and allowed). The statement is only
+         * prepared, never run. */
         dw_buf sql;
         dw_buf_init(&sql);
         dw_buf_printf(&sql, "SELECT (%s) FROM ", m->expr);
         dw_buf_table(&sql, s->side[source].table);
+        dw_buf_printf(&sql, " WHERE (%s) IS NOT NULL", m->expr);
         if (sql.oom) {
             dw_buf_free(&sql);
             return dw__error(h, DW_ENOMEM, target, "out of memory");
@@ -708,6 +715,8 @@ static int check_mapping(dw_migration *h, int target)
             extra = 1;
         int readonly = rc == SQLITE_OK && st && sqlite3_stmt_readonly(st) &&
                        sqlite3_column_count(st) == 1;
+        /* Every statement would bind a parameter to something else. */
+        int params = rc == SQLITE_OK && st && sqlite3_bind_parameter_count(st);
         sqlite3_finalize(st);
         dw_buf_free(&sql);
         if (rc == SQLITE_NOMEM)
@@ -715,8 +724,19 @@ static int check_mapping(dw_migration *h, int target)
         if (rc != SQLITE_OK)
             return dw__error(h, DW_ESCHEMA, target,
                              "%s mapping for column \"%s\": %s (in the "
-                             "expression: %s)",
-                             which, d->cols[i], sqlite3_errmsg(h->db), m->expr);
+                             "expression: %s)%s",
+                             which, d->cols[i], sqlite3_errmsg(h->db), m->expr,
+                             strstr(sqlite3_errmsg(h->db), "misuse of")
+                                 ? "; a mapping is an expression over one "
+                                   "row, without aggregate or window "
+                                   "functions"
+                                 : "");
+        if (params)
+            return dw__error(h, DW_ESCHEMA, target,
+                             "%s mapping for column \"%s\": a parameter in "
+                             "the expression (%s); a mapping is computed "
+                             "from the row alone",
+                             which, d->cols[i], m->expr);
         if (extra || !readonly)
             return dw__error(h, DW_ESCHEMA, target,
                              "%s mapping for column \"%s\": not one read-only "

@@ -208,7 +208,7 @@ int dw_stage_set(dw_migration *h, int stage, const char *reason,
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else
-        h->ops->rollback(h, scope);
+        rc = dw__rollback(h, scope, rc);
     if (rc != DW_OK)
         h->stage_cached = 0;
     return rc;

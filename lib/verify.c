@@ -175,16 +175,16 @@ static int remember(dw_migration *h, verify_run *v, const dw_value *key,
     dw_row *fresh[2] = {NULL, NULL};
     if (report && (!(p->outcome = dw__malloc(sizeof *p->outcome)) ||
                    dw_row_new(&fresh[0]) != DW_OK ||
-                   dw_row_new(&fresh[1]) != DW_OK)) {
+                   dw_row_new(&fresh[1]) != DW_OK))
+        report = -1;
+    if (!p->key || (report && !p->detail) || report < 0) {
+        /* Whatever was taken before the failure goes back. */
         dw_row_free(fresh[0]);
         dw_row_free(fresh[1]);
         dw__free(p->outcome);
-        p->outcome = NULL;
-        report = -1;
-    }
-    if (!p->key || (report && !p->detail) || report < 0) {
         dw__free(p->key);
         dw__free(p->detail);
+        memset(p, 0, sizeof *p);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     if (report) {

@@ -356,8 +356,7 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
         h->metrics.writes++;
     return rc;
 fail:
-    h->ops->rollback(h, scope);
-    return rc;
+    return dw__rollback(h, scope, rc);
 }
 
 int dw_write(dw_migration *h, const dw_value *key, int nkey,

@@ -1497,6 +1497,7 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
         const char *msg = op->flags & FAULT_OP_OPENS
                               ? (c.h ? dw_errmsg(c.h) : c.open_err)
                               : dw_errmsg(c.h);
+        c.msg = msg ? strdup(msg) : NULL;
         if (!code_allowed(op, p, rc))
             broken(w, skip, FAULT_SKIP_CODE, where,
                    "returned %d (%s): %s", rc, dw_errstr(rc),
@@ -1517,10 +1518,36 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
                        rc, dw_errstr(rc), msg);
         }
         if (!sqlite3_get_autocommit(c.db)) {
-            broken(w, skip, FAULT_SKIP_TXN, where,
-                   "returned %d (%s) and left a transaction open", rc,
-                   dw_errstr(rc));
-            sqlite3_exec(c.db, "ROLLBACK", NULL, NULL, NULL);
+            /* Only a rollback that itself lacks memory, every try of it
+             * (a lasting failure), may leave the library's transaction
+             * open; the call must say so, and the handle's next call
+             * ends it before anything else (after dw_open there is no
+             * handle: the application rolls back, as the message says). */
+            int told = p->persistent && !p->io && rc == DW_ENOMEM &&
+                       (msg ? strstr(msg, "is still open") 
+                                  != NULL
+                            /* dw_open may lack the memory for any message;
+                             * its header says to check for this. */
+                            : (op->flags & FAULT_OP_OPENS) != 0);
+            if (!told)
+                broken(w, skip, FAULT_SKIP_TXN, where,
+                       "returned %d (%s) and left a transaction open "
+                       "without saying so: %s",
+                       rc, dw_errstr(rc), msg ? msg : "(no message)");
+            int settled = 0;
+            if (told && c.h) {
+                int stage;
+                settled = dw_stage_get(&stage, c.h) == DW_OK &&
+                          sqlite3_get_autocommit(c.db);
+                if (!settled)
+                    broken(w, skip, FAULT_SKIP_TXN, where,
+                           "the next call did not end the transaction left "
+                           "open: %s",
+                           dw_errmsg(c.h));
+            }
+            if (!settled)
+                sqlite3_exec(c.db, "ROLLBACK", NULL, NULL, NULL);
+            w->stats.left_open++;
         }
 
         /* Rule 2. In WAL mode every commit appends to the log, which the
@@ -1601,6 +1628,7 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
     dw_close(c.h);
     dw_row_free(c.row);
     sqlite3_free(c.open_err);
+    free(c.msg);
     close_db(c.db);
     int64_t left = fault_mem_outstanding() - base;
     if (left != 0) {
@@ -2074,16 +2102,18 @@ static int run_contract(fault_ctx *c)
     return dw_contract(c->h, path, "fault walk");
 }
 
-/* Contracted exactly when the backup exists, and then it holds the rows. */
+/* Never contracted without the backup, which holds the rows. A backup
+ * with the old table still there only after a failed commit (it may yet
+ * prove durable), which the message says. */
 static void check_backup(fault_ctx *c, sqlite3 *fresh, const char *where,
                          int rc)
 {
-    (void)rc;
     char path[400];
     backup_path(c->dir, OP_BACKUP, path, sizeof path);
     int contracted = !table_exists(fresh, "items");
     int present = access(path, F_OK) == 0;
-    if (contracted != present) {
+    int kept = rc != DW_OK && c->msg && strstr(c->msg, "was kept");
+    if (contracted != present && !(present && kept)) {
         rule_broken("%s: the old table is %s and the backup %s\n", where,
                     contracted ? "dropped" : "kept",
                     present ? "exists" : "is missing");
@@ -2175,38 +2205,6 @@ static int run_mismatch_log(fault_ctx *c)
 
 /* ---- the catalogue ---- */
 
-/* DEFECT 1: when the rollback of the library's own transaction meets an
- * allocation failure (always under a persistent one; once when the single
- * failure falls in it), the transaction stays open on the caller's
- * connection and the call still returns. The handle later takes it for the
- * caller's transaction: its writes go into savepoints inside it and are
- * never committed, and other connections are locked out. The walk rolls
- * back for the handle and goes on. */
-#define DEFECT_1 FAULT_SKIP_TXN
-/* DEFECT 2: dw_verify leaks a divergent key's outcome and its two rows when
- * the key's text (or its detail) cannot be allocated (verify.c remember():
- * the failure path frees key and detail only). */
-#define DEFECT_2 FAULT_SKIP_LEAK
-/* DEFECT 3: a queued key whose repair fails before its target side is known
- * (the stored key does not parse for lack of memory) is queued again with
- * side 0, replacing the side recorded (repair.c repair_listed()). */
-#define DEFECT_3 FAULT_SKIP_STATE
-/* DEFECT 4: a contract that fails under a lasting allocation failure leaves
- * its backup file behind (remove_backup() builds each path with
- * sqlite3_mprintf and skips it when that fails): the old model is kept, but
- * the next dw_contract to that path is refused (DW_EMISUSE, file exists). */
-#define DEFECT_4 (FAULT_SKIP_STATE | FAULT_SKIP_RERUN)
-/* DEFECT 5: a restore whose DETACH of the backup meets an allocation
- * failure leaves the backup attached to the caller's connection: every
- * later dw_restore (and dw_contract) on it fails with "database dw_backup is
- * already in use" until the application detaches it. */
-#define DEFECT_5 FAULT_SKIP_RERUN
-/* DEFECT 6: when the contract's final COMMIT fails after its log write went
- * through (WAL mode, the sync fails), dw_contract returns DW_ERROR and
- * removes the backup -- but the commit is in the log: after a crash the
- * recovered database has the old table dropped, and its backup is gone.
- * (A failed commit may be durable; the backup must then be kept.) */
-#define DEFECT_6 FAULT_SKIP_STATE
 
 #define ATOMIC_IO (FAULT_OP_ATOMIC | FAULT_OP_IO)
 #define STAGE_IO (FAULT_OP_ATOMIC | FAULT_OP_IO | FAULT_OP_STAGE)
@@ -2218,140 +2216,125 @@ static int run_mismatch_log(fault_ctx *c)
 const fault_op fault_ops[] = {
     {.name = "dw_open (first definition)",
      .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
-     .run = run_open, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_open, .authoritative = DW_SIDE_OLD},
     {.name = "dw_open (stored migration)",
      .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC, .setup = setup_shadow_open,
-     .run = run_open, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_open, .authoritative = DW_SIDE_OLD},
 
     /* The trusted side's callback only: the library syncs the other. */
     {.name = "dw_write@OFF", .flags = ATOMIC_IO, .run = run_write_old,
-     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO},
     {.name = "dw_write@DUAL_WRITE", .flags = ATOMIC_IO, .setup = setup_dual,
-     .run = run_write_old, .authoritative = DW_SIDE_OLD, .io_codes = CB_IO,
-     .skip_mem = DEFECT_1},
+     .run = run_write_old, .authoritative = DW_SIDE_OLD, .io_codes = CB_IO},
     {.name = "dw_write@SHADOW", .flags = ATOMIC_IO,
      .setup = setup_shadow_open, .run = run_write_old,
-     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO},
     {.name = "dw_write@LIVE", .flags = ATOMIC_IO, .setup = setup_live,
-     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO,
-     .skip_mem = DEFECT_1},
+     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO},
     {.name = "dw_write@RAMPDOWN", .flags = ATOMIC_IO, .setup = setup_rampdown,
-     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO,
-     .skip_mem = DEFECT_1},
+     .run = run_write_new, .authoritative = DW_SIDE_NEW, .io_codes = CB_IO},
     /* Only the new side is written: key 3 leaves the old one behind. */
     {.name = "dw_write@COMPLETE", .flags = ATOMIC_IO, .setup = setup_complete,
      .run = run_write_new, .authoritative = DW_SIDE_NEW, .may_diverge = "3",
-     .io_codes = CB_IO, .skip_mem = DEFECT_1},
+     .io_codes = CB_IO},
     {.name = "dw_write delete@SHADOW", .flags = ATOMIC_IO,
      .setup = setup_shadow_open, .run = run_delete_old,
-     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .io_codes = CB_IO},
     /* A failed mirror keeps the old side's write and queues the key. */
     {.name = "dw_write repair-queue@SHADOW", .flags = FAULT_OP_IO,
      .open_flags = DW_OPEN_REPAIR_QUEUE, .setup = setup_shadow_open,
      .run = run_write_old, .authoritative = DW_SIDE_OLD, .may_diverge = "3",
-     .io_codes = CB_IO, .check = check_queue_3, .skip_mem = DEFECT_1},
+     .io_codes = CB_IO, .check = check_queue_3},
     {.name = "dw_mirror@SHADOW", .flags = ATOMIC_IO, .setup = setup_mirror,
-     .run = run_mirror, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_mirror, .authoritative = DW_SIDE_OLD},
 
     {.name = "dw_read@OFF", .flags = READ, .run = run_read_3,
-     .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD},
     {.name = "dw_read@DUAL_WRITE", .flags = READ, .setup = setup_dual,
-     .run = run_read_3, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_read_3, .authoritative = DW_SIDE_OLD},
     {.name = "dw_read@SHADOW", .flags = READ, .setup = setup_shadow_open,
-     .run = run_read_3, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_read_3, .authoritative = DW_SIDE_OLD},
     {.name = "dw_read@LIVE", .flags = READ, .setup = setup_live,
-     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+     .run = run_read_3, .authoritative = DW_SIDE_NEW},
     {.name = "dw_read@RAMPDOWN", .flags = READ, .setup = setup_rampdown,
-     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+     .run = run_read_3, .authoritative = DW_SIDE_NEW},
     {.name = "dw_read@COMPLETE", .flags = READ, .setup = setup_complete,
-     .run = run_read_3, .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+     .run = run_read_3, .authoritative = DW_SIDE_NEW},
     /* The mismatch is logged in a transaction of its own. */
     {.name = "dw_read mismatch@SHADOW", .flags = FAULT_OP_READS,
      .setup = setup_mismatch, .run = run_read_4,
-     .authoritative = DW_SIDE_OLD, .check = check_logged_once,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .check = check_logged_once},
 
     {.name = "dw_stage_set OFF->DUAL_WRITE (setup SQL)", .flags = STAGE_IO,
      .run = run_to_dual, .authoritative = DW_SIDE_OLD,
-     .finish = finish_stage, .skip_mem = DEFECT_1},
+     .finish = finish_stage},
     {.name = "dw_stage_set DUAL_WRITE->SHADOW", .flags = STAGE_IO,
      .setup = setup_dual, .run = run_to_shadow, .authoritative = DW_SIDE_OLD,
-     .finish = finish_stage, .skip_mem = DEFECT_1},
+     .finish = finish_stage},
     {.name = "dw_stage_set SHADOW->LIVE (gate open)", .flags = STAGE_IO,
      .setup = setup_shadow_open, .run = run_to_live,
-     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage},
     {.name = "dw_stage_set SHADOW->LIVE (forced)", .flags = STAGE_IO,
      .setup = setup_shadow, .run = run_to_live_forced,
-     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage},
     /* Refused: it writes nothing, so the I/O walk finds no point. */
     {.name = "dw_stage_set SHADOW->LIVE (gate closed)", .flags = STAGE_IO,
      .setup = setup_shadow, .run = run_to_live, .ok_code = DW_EGATE,
-     .authoritative = DW_SIDE_OLD, .finish = finish_stage,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage},
 
     {.name = "dw_backfill first batch", .flags = ATOMIC_IO,
      .setup = setup_batch_0, .run = run_batch, .ok_code = DW_MORE,
      .authoritative = DW_SIDE_OLD, .check = check_cursor,
-     .finish = finish_backfill, .skip_mem = DEFECT_1},
+     .finish = finish_backfill},
     {.name = "dw_backfill middle batch", .flags = ATOMIC_IO,
      .setup = setup_batch_1, .run = run_batch, .ok_code = DW_MORE,
      .authoritative = DW_SIDE_OLD, .check = check_cursor,
-     .finish = finish_backfill, .skip_mem = DEFECT_1},
+     .finish = finish_backfill},
     {.name = "dw_backfill last batch", .flags = ATOMIC_IO,
      .setup = setup_batch_2, .run = run_batch, .authoritative = DW_SIDE_OLD,
-     .check = check_cursor, .finish = finish_backfill,
-     .skip_mem = DEFECT_1},
+     .check = check_cursor, .finish = finish_backfill},
 
     /* Runs are stored as they go: a failed one stays, counting nothing. */
     {.name = "dw_verify clean", .flags = FAULT_OP_IO,
      .setup = setup_backfilled, .run = run_verify_clean,
-     .authoritative = DW_SIDE_OLD, .check = check_runs_clean,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .check = check_runs_clean},
     {.name = "dw_verify divergent", .flags = FAULT_OP_IO,
      .setup = setup_divergent, .run = run_verify_divergent,
-     .authoritative = DW_SIDE_OLD, .check = check_runs_divergent,
-     .skip_mem = DEFECT_1 | DEFECT_2},
+     .authoritative = DW_SIDE_OLD, .check = check_runs_divergent},
 
     {.name = "dw_repair_keys", .flags = ATOMIC_IO, .setup = setup_divergent,
-     .run = run_repair_keys, .authoritative = DW_SIDE_OLD,
-     .skip_mem = DEFECT_1},
+     .run = run_repair_keys, .authoritative = DW_SIDE_OLD},
     /* Batches of short transactions: some keys may be done. */
     {.name = "dw_repair_divergent", .flags = FAULT_OP_IO,
      .setup = setup_verified_divergent, .run = run_repair_divergent,
-     .authoritative = DW_SIDE_OLD, .check = check_marked_repaired,
-     .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD, .check = check_marked_repaired},
     {.name = "dw_repair_queue", .flags = FAULT_OP_IO,
      .open_flags = DW_OPEN_REPAIR_QUEUE, .setup = setup_queued,
      .run = run_repair_queue, .authoritative = DW_SIDE_OLD,
-     .check = check_queue_3, .skip_mem = DEFECT_1 | DEFECT_3},
+     .check = check_queue_3},
 
     {.name = "dw_override_set@SHADOW", .flags = ATOMIC_IO,
      .setup = setup_shadow_open, .run = run_override_live,
-     .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_OLD},
     {.name = "dw_override_set@OFF (setup SQL)", .flags = ATOMIC_IO,
-     .run = run_override_dual, .authoritative = DW_SIDE_OLD,
-     .skip_mem = DEFECT_1},
+     .run = run_override_dual, .authoritative = DW_SIDE_OLD},
     {.name = "dw_override_clear", .flags = ATOMIC_IO,
      .setup = setup_overridden, .run = run_override_clear,
-     .authoritative = DW_SIDE_NEW, .skip_mem = DEFECT_1},
+     .authoritative = DW_SIDE_NEW},
     {.name = "dw_routing_set", .flags = ATOMIC_IO, .setup = setup_shadow_open,
-     .run = run_routing, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_routing, .authoritative = DW_SIDE_OLD},
 
     {.name = "dw_contract", .flags = STAGE_IO, .setup = setup_complete,
      .run = run_contract, .authoritative = DW_SIDE_NEW,
-     .check = check_backup, .finish = finish_stage,
-     .skip_mem = DEFECT_1 | DEFECT_4, .skip_io = DEFECT_6},
+     .check = check_backup, .finish = finish_stage},
     {.name = "dw_restore", .flags = STAGE_IO, .setup = setup_contracted,
      .run = run_restore, .authoritative = DW_SIDE_NEW,
-     .finish = finish_stage, .skip_mem = DEFECT_1 | DEFECT_5},
+     .finish = finish_stage},
 
     {.name = "dw_history", .flags = READ, .setup = setup_shadow,
-     .run = run_history, .authoritative = DW_SIDE_OLD, .skip_mem = DEFECT_1},
+     .run = run_history, .authoritative = DW_SIDE_OLD},
     {.name = "dw_mismatch_log", .flags = READ, .setup = setup_logged,
-     .run = run_mismatch_log, .authoritative = DW_SIDE_OLD,
-     .skip_mem = DEFECT_1},
+     .run = run_mismatch_log, .authoritative = DW_SIDE_OLD},
 };
 
 const int fault_nops = (int)(sizeof fault_ops / sizeof *fault_ops);

@@ -197,6 +197,8 @@ typedef struct fault_ctx {
     dw_row *row;      /* an empty row for reads, made before the fault */
     int stage_after;  /* the stored stage after the faultless run */
     int rerun;        /* 1 when the run repeats a failed one without faults */
+    char *msg;        /* the faulted run's message, kept past the handle's
+                         close (malloc'd; NULL when it had none) */
 } fault_ctx;
 
 /* Flags of a fault_op. */
@@ -286,6 +288,9 @@ typedef struct fault_stats {
                           that work in several transactions) */
     int crash_applied; /* I/O: it failed, and a crash right then would
                           leave the operation applied (whole) */
+    int left_open;     /* memory: the rollback itself lacked memory, the
+                          call said the transaction is still open, and
+                          the handle's next call ended it */
     int skipped;       /* points that hit a check excused by a defect */
 } fault_stats;
 void fault_world_stats(const fault_world *w, fault_stats *out);

@@ -7,8 +7,7 @@
  * quotes, never splices); where it does not, the call fails with the code
  * the header gives and a message naming the problem, and nothing is
  * stored. The cases after test_text_key_with_nul reproduce defects these
- * tests found; the fixed ones stay as regression tests, those marked
- * DEFECT are skipped until lib/ is fixed. */
+ * tests found, now fixed; they stay as regression tests. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -1451,19 +1450,18 @@ static void test_empty_text_key_without_pointer(void **state)
     plain_close(&p);
 }
 
-/* DEFECT: a mapping expression may hold a parameter ("v || ?1"): dw_open()
- * accepts it, and then each statement binds it to something else -- the
+/* A mapping expression may not hold a parameter ("v || ?1"). dw_open()
+ * accepted one, and then each statement binds it to something else -- the
  * key in a dual write (w = 'hello7'), a range bound or nothing in the
  * backfill (w = NULL for every row, overwriting the dual write), something
  * else again in the verification (it finds no difference while dw_compare()
  * does). A mapping is "one read-only expression" over the source row
  * (header, dw_column_map), the same text for mirroring, backfill and
  * verification; the cohort predicate already refuses parameters.
- * Expected: DW_ESCHEMA (or DW_EMISUSE) at dw_open(), nothing stored. */
+ * Now refused: DW_ESCHEMA at dw_open(), nothing stored. */
 static void test_mapping_expression_parameters(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once mapping expressions may not bind */
     static const char *const exprs[] = {"v || ?1", "coalesce(?2, v)", "?",
                                         "v || :name", "@x", "$y || v"};
     for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
@@ -1494,8 +1492,8 @@ static void test_mapping_expression_parameters(void **state)
     }
 }
 
-/* DEFECT: an aggregate in a mapping expression ("count(*)", "max(v)")
- * passes dw_open() -- it is one read-only expression -- but makes every
+/* An aggregate in a mapping expression ("count(*)", "max(v)") passed
+ * dw_open() -- it is one read-only expression -- but made every
  * keyed statement an aggregate query, which yields a row even when the
  * key has none: a dual write that deletes an old row then INSERTs a
  * garbage row (key NULL, so a fresh rowid) into the new table instead of
@@ -1503,8 +1501,8 @@ static void test_mapping_expression_parameters(void **state)
  * counts a mismatch, and the set-based backfill collapses the whole table
  * into one row. A window function ("row_number() OVER ()") gives other
  * values per statement too. A mapping is an expression over the source row
- * (header, dw_column_map). Expected: DW_ESCHEMA at dw_open() (an aggregate
- * inside a scalar subquery stays allowed). */
+ * (header, dw_column_map). Now refused: DW_ESCHEMA at dw_open() (an
+ * aggregate inside a scalar subquery stays allowed). */
 static int delete_old_plain(sqlite3 *db, const dw_value *key, int nkey,
                             void *payload)
 {
@@ -1550,7 +1548,6 @@ static void test_mapping_expression_aggregate(void **state)
     dw_close(h);
     close_db(db);
 
-    skip(); /* DEFECT: remove once aggregates and windows are refused */
     static const char *const exprs[] = {"count(*)", "max(v)",
                                         "group_concat(v)", "sum(length(v))",
                                         "row_number() OVER ()"};
@@ -1584,16 +1581,15 @@ static void test_mapping_expression_aggregate(void **state)
     }
 }
 
-/* DEFECT: the key must be "exactly the columns of the table's PRIMARY KEY
- * or of a UNIQUE index" (header, dw_side_spec), but the check compares
- * with the first 64 primary key columns only: on a table whose primary key
- * has 65 columns, a key naming 64 of them is taken as unique. Two old rows
- * that share those 64 values then are one key to the library (the
- * backfill copies one of them). Expected: DW_ESCHEMA at dw_open(). */
+/* The key must be "exactly the columns of the table's PRIMARY KEY or of a
+ * UNIQUE index" (header, dw_side_spec), but the check compared with the
+ * first 64 primary key columns only: on a table whose primary key has 65
+ * columns, a key naming 64 of them was taken as unique. Two old rows that
+ * share those 64 values then were one key to the library (the backfill
+ * copied one of them). Now refused: DW_ESCHEMA at dw_open(). */
 static void test_key_part_of_wide_primary_key(void **state)
 {
     (void)state;
-    skip(); /* DEFECT: remove once the key check sees every PK column */
     char sql[4096];
     static char names[64][16];
     const char *keys[64];

@@ -869,6 +869,62 @@ static void test_contract_refusals(void **state)
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }
 
+/* Fails the nth commit on the connection from now on (SQLite then rolls it
+ * back: a COMMIT that did not go through). */
+static int commits_to_fail;
+static int fail_nth_commit(void *payload)
+{
+    (void)payload;
+    return --commits_to_fail == 0;
+}
+
+/* A contract whose final COMMIT fails keeps its backup, since such a commit
+ * may still prove durable (WAL); the next contract to that path uses the
+ * file when it is a backup of the old model exactly as it is now, and
+ * refuses it otherwise. */
+static void test_contract_failed_commit_keeps_backup(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char snapshot[4096], schema[4096], path[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+
+    /* Commit 1 writes the backup, commit 2 drops the old table. */
+    commits_to_fail = 2;
+    sqlite3_commit_hook(f->t.db, fail_nth_commit, NULL);
+    assert_int_not_equal(dw_contract(h, path, "first try"), DW_OK);
+    sqlite3_commit_hook(f->t.db, NULL, NULL);
+    assert_msg_has(h, "was kept");
+    assert_true(file_exists(path));
+    assert_not_contracted(f, h, snapshot, schema);
+    assert_int_equal(attached_backups(f->t.db), 0);
+
+    /* The old model changed since: the file is not its backup. */
+    exec_ok(f->t.db, "UPDATE items SET name = 'changed' WHERE id = 2");
+    assert_dw(h, dw_contract(h, path, "changed"), DW_EMISUSE);
+    assert_msg_has(h, "not a backup of the old model as it is now");
+    assert_true(file_exists(path));
+    assert_int_not_equal(schema_count(f->t.db, "items"), 0);
+
+    /* As it was: the kept backup is used, and the contract goes through. */
+    exec_ok(f->t.db, "UPDATE items SET name = 'item 2' WHERE id = 2");
+    query_text(f->t.db, ITEMS_SNAPSHOT, schema, sizeof schema);
+    assert_string_equal(schema, snapshot);
+    assert_dw_ok(h, dw_contract(h, path, "second try"));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_true(file_exists(path));
+
+    /* And it restores. */
+    assert_dw_ok(h, dw_restore(h, path, "back"));
+    query_text(f->t.db, ITEMS_SNAPSHOT, schema, sizeof schema);
+    assert_string_equal(schema, snapshot);
+}
+
 /* The contracted migration, from any handle: reads and writes of the new
  * model work, everything that needs the old model says it was dropped. */
 static void assert_contracted(fixture *f, dw_migration *h, int64_t id)
@@ -2127,6 +2183,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_expression_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_forced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_staleness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_failed_commit_keeps_backup,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_refusals, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_two_tables, setup,

@@ -575,7 +575,9 @@ typedef struct walk {
     int landed[3]; /* crash points found as before, as after, between */
     /* contract: crash points that left a backup file behind uncontracted */
     int leftover_backups;
-    int leftover_whole;
+    int leftover_whole; /* of them complete: the finishing contract used it */
+    char *reused;       /* such a backup's bytes, until the finish checks */
+    size_t reused_size;
 } walk;
 
 static void reset_work(walk *w)
@@ -892,9 +894,11 @@ static int backup_is_whole(const char *path)
 }
 
 /* The contract crashed before its commit: the old table is whole and the
- * migration not contracted. A backup file left behind must be refused, by
- * the contract (it never reuses a file) and by the restore, and neither
- * may change it. */
+ * migration not contracted. A backup file left behind is either complete
+ * (the crash came after the backup's own commit): a backup of the old
+ * model exactly as it is, which the finishing contract to that path then
+ * uses, unchanged; or partial, and refused by the contract and the restore
+ * alike, neither changing it, and removed (what an operator does next). */
 static void contract_not_done(walk *w, sqlite3 *db, dw_migration *h,
                               const char *where)
 {
@@ -902,20 +906,24 @@ static void contract_not_done(walk *w, sqlite3 *db, dw_migration *h,
     if (!file_exists(fx->backup))
         return;
     w->leftover_backups++;
-    w->leftover_whole += backup_is_whole(fx->backup);
+    if (backup_is_whole(fx->backup)) {
+        w->leftover_whole++;
+        w->reused = read_all(fx->backup, &w->reused_size);
+        return;
+    }
     size_t n0, n1;
     char *was = read_all(fx->backup, &n0);
     int rc = dw_contract(h, fx->backup, "crash: again");
     if (rc != DW_EMISUSE || !strstr(dw_errmsg(h), "exists")) {
-        print_error("%s: dw_contract on the backup file a crash left behind "
-                    "returned %d (%s): %s\n",
+        print_error("%s: dw_contract on the partial backup file a crash "
+                    "left behind returned %d (%s): %s\n",
                     where, rc, dw_errstr(rc), dw_errmsg(h));
         fail();
     }
     rc = dw_restore(h, fx->backup, "crash: left behind");
     if (rc == DW_OK) {
-        print_error("%s: dw_restore trusted the backup file a crash left "
-                    "behind\n",
+        print_error("%s: dw_restore trusted the partial backup file a crash "
+                    "left behind\n",
                     where);
         fail();
     }
@@ -924,7 +932,7 @@ static void contract_not_done(walk *w, sqlite3 *db, dw_migration *h,
     free(was);
     free(is);
     classify(w, db, where); /* still as before */
-    remove_db(fx->backup);  /* what an operator does next */
+    remove_db(fx->backup);
 }
 
 static void check_point(walk *w, int n, int crashed)
@@ -995,6 +1003,16 @@ static void check_point(walk *w, int n, int crashed)
                         dw_errstr(rc), dw_errmsg(h));
         assert_int_equal(rc, DW_OK);
         expect_after(w, db, where);
+        if (w->reused) {
+            /* The contract used the complete backup as it was. */
+            size_t size;
+            char *is = read_all(fx->backup, &size);
+            assert_true(is && size == w->reused_size &&
+                        memcmp(is, w->reused, size) == 0);
+            free(is);
+            free(w->reused);
+            w->reused = NULL;
+        }
     }
     if (w->op == OP_BACKFILL) {
         dw_verify_result v;
@@ -1110,7 +1128,7 @@ static void walk_op(crash_fixture *fx, const char *label, int op, int arg)
         printf("%d between batches, ", w.landed[AT_BETWEEN]);
     printf("%d as after)", w.landed[AT_AFTER]);
     if (op == OP_CONTRACT)
-        printf("; %d left a backup file, %d of them whole",
+        printf("; %d left a backup file, %d of them whole (used by the next contract)",
                w.leftover_backups, w.leftover_whole);
     printf("\n");
     /* Every sync of the run was a crash point, and there was one at least. */

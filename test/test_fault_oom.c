@@ -80,6 +80,10 @@ int main(void)
                pers->points, a->ok + b->ok, a->failed_before + b->failed_before,
                a->failed_after + b->failed_after,
                a->failed_other + b->failed_other);
+        if (a->left_open + b->left_open)
+            printf("; %d left the transaction open, as said, until the next "
+                   "call",
+                   a->left_open + b->left_open);
         if (a->skipped + b->skipped)
             printf("; %d hit a known defect", a->skipped + b->skipped);
         printf("]\n");
