@@ -217,6 +217,7 @@ int fault_mem_reclaim(uint64_t mark)
 typedef struct fault_file {
     sqlite3_file base;
     sqlite3_file *real; /* follows this struct in the same allocation */
+    int hooked;         /* its writes go through the write hook */
 } fault_file;
 
 static sqlite3_vfs *g_real_vfs;
@@ -233,6 +234,9 @@ static int g_crash_code;
 static int g_sync_count; /* syncs since the crash was armed */
 static int g_calls[3];   /* write, sync, truncate since the arm */
 static int g_skip_sync;  /* xSync counts but does not reach the disk */
+static char g_hook_suffix[64];
+static fault_write_fn g_hook;
+static void *g_hook_payload;
 
 #define REAL(f) (((fault_file *)(f))->real)
 
@@ -273,7 +277,16 @@ static int ff_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 {
     if (io_should_fail(FAULT_WRITE))
         return io_error(SQLITE_IOERR_WRITE);
-    return REAL(f)->pMethods->xWrite(REAL(f), buf, n, off);
+    if (!((fault_file *)f)->hooked || !g_hook)
+        return REAL(f)->pMethods->xWrite(REAL(f), buf, n, off);
+    char *copy = malloc((size_t)n);
+    if (!copy)
+        return SQLITE_IOERR_NOMEM;
+    memcpy(copy, buf, (size_t)n);
+    g_hook(copy, n, g_hook_payload);
+    int rc = REAL(f)->pMethods->xWrite(REAL(f), copy, n, off);
+    free(copy);
+    return rc;
 }
 
 static int ff_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -364,6 +377,9 @@ static int fv_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
     (void)vfs;
     fault_file *ff = (fault_file *)f;
     ff->real = (sqlite3_file *)(ff + 1);
+    size_t len = name ? strlen(name) : 0, slen = strlen(g_hook_suffix);
+    ff->hooked = g_hook && slen && len >= slen &&
+                 strcmp(name + len - slen, g_hook_suffix) == 0;
     memset(ff->real, 0, (size_t)g_real_vfs->szOsFile);
     int rc = g_real_vfs->xOpen(g_real_vfs, name, ff->real, flags, out_flags);
     /* SQLite calls xClose only when pMethods is set, so set it only on
@@ -497,6 +513,22 @@ void fault_vfs_register(void)
                      NULL};
     g_fault_vfs = v;
     assert_int_equal(sqlite3_vfs_register(&g_fault_vfs, 0), SQLITE_OK);
+}
+
+void fault_vfs_write_hook(const char *suffix, fault_write_fn fn,
+                          void *payload)
+{
+    assert_true(!fn || (suffix && strlen(suffix) < sizeof g_hook_suffix));
+    snprintf(g_hook_suffix, sizeof g_hook_suffix, "%s", fn ? suffix : "");
+    g_hook = fn;
+    g_hook_payload = payload;
+}
+
+void fault_vfs_default(int on)
+{
+    fault_vfs_register();
+    assert_int_equal(
+        sqlite3_vfs_register(on ? &g_fault_vfs : g_real_vfs, 1), SQLITE_OK);
 }
 
 void fault_vfs_arm(unsigned kinds, int n, int persistent, int err)

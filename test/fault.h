@@ -69,6 +69,18 @@ int fault_vfs_calls(unsigned kinds);
  * instead of minutes. 1 (the default) syncs for real. */
 void fault_vfs_real_sync(int on);
 
+/* Passes the bytes of every xWrite through FAULT_VFS, to files whose name
+ * ends with `suffix` (among those opened from now on), to fn, which may
+ * change them before they are written. fn NULL removes the hook. */
+typedef void (*fault_write_fn)(char *buf, int n, void *payload);
+void fault_vfs_write_hook(const char *suffix, fault_write_fn fn,
+                          void *payload);
+
+/* With 1, FAULT_VFS becomes the default VFS: every connection opened
+ * without a VFS name, and every ATTACH, goes through it. 0 puts the real
+ * default back. */
+void fault_vfs_default(int on);
+
 /* A connection on t's file through FAULT_VFS, with a busy timeout. */
 sqlite3 *test_db_connect_vfs(const test_db *t);
 

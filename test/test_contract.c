@@ -1,6 +1,6 @@
 /* Tests of the stage gates, the contract (dropping the old model after a
  * checked backup) and the restore that puts it back. */
-#include "support.h"
+#include "fault.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -1094,288 +1094,37 @@ static void test_contract_two_tables(void **state)
     assert_int_equal(hs.ncontract, 1);
 }
 
-/* ---- a VFS that damages what is written to "...corrupt.bak" ---------------- */
+/* ---- damage to what is written to "...corrupt.bak" ------------------------ */
 
-typedef struct shim_file {
-    sqlite3_file base;
-    sqlite3_file *real;
-    int corrupt;
-} shim_file;
+static int damaged_writes;
 
-static sqlite3_vfs *shim_orig;
-static sqlite3_vfs shim_vfs;
-static int shim_damaged; /* writes changed */
-
-#define REAL(f) (((shim_file *)(f))->real)
-
-static int shim_close(sqlite3_file *f)
+/* A fault_vfs write hook: every "MARKER" written becomes "BROKEN". */
+static void damage_markers(char *buf, int n, void *payload)
 {
-    return REAL(f)->pMethods->xClose(REAL(f));
-}
-
-static int shim_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
-{
-    return REAL(f)->pMethods->xRead(REAL(f), buf, amt, off);
-}
-
-static int shim_write(sqlite3_file *f, const void *buf, int amt,
-                      sqlite3_int64 off)
-{
-    shim_file *s = (shim_file *)f;
-    if (!s->corrupt || amt < 6)
-        return s->real->pMethods->xWrite(s->real, buf, amt, off);
-    char *copy = malloc((size_t)amt);
-    if (!copy)
-        return SQLITE_IOERR_NOMEM;
-    memcpy(copy, buf, (size_t)amt);
+    (void)payload;
     int changed = 0;
-    for (int i = 0; i + 6 <= amt; i++)
-        if (memcmp(copy + i, "MARKER", 6) == 0) {
-            memcpy(copy + i, "BROKEN", 6);
+    for (int i = 0; i + 6 <= n; i++)
+        if (memcmp(buf + i, "MARKER", 6) == 0) {
+            memcpy(buf + i, "BROKEN", 6);
             changed = 1;
         }
-    shim_damaged += changed;
-    int rc = s->real->pMethods->xWrite(s->real, copy, amt, off);
-    free(copy);
-    return rc;
+    damaged_writes += changed;
 }
 
-static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-    return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-
-static int shim_sync(sqlite3_file *f, int flags)
-{
-    return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-
-static int shim_file_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-    return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-
-static int shim_lock(sqlite3_file *f, int lock)
-{
-    return REAL(f)->pMethods->xLock(REAL(f), lock);
-}
-
-static int shim_unlock(sqlite3_file *f, int lock)
-{
-    return REAL(f)->pMethods->xUnlock(REAL(f), lock);
-}
-
-static int shim_check_reserved(sqlite3_file *f, int *out)
-{
-    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-
-static int shim_file_control(sqlite3_file *f, int op, void *arg)
-{
-    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-
-static int shim_sector_size(sqlite3_file *f)
-{
-    return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-
-static int shim_device_characteristics(sqlite3_file *f)
-{
-    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-
-static int shim_shm_map(sqlite3_file *f, int region, int size, int extend,
-                        void volatile **pp)
-{
-    return REAL(f)->pMethods->xShmMap(REAL(f), region, size, extend, pp);
-}
-
-static int shim_shm_lock(sqlite3_file *f, int offset, int n, int flags)
-{
-    return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
-}
-
-static void shim_shm_barrier(sqlite3_file *f)
-{
-    REAL(f)->pMethods->xShmBarrier(REAL(f));
-}
-
-static int shim_shm_unmap(sqlite3_file *f, int del)
-{
-    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
-
-static int shim_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
-{
-    /* No memory-mapped pages: every read goes through xRead. */
-    (void)f;
-    (void)off;
-    (void)amt;
-    *pp = NULL;
-    return SQLITE_OK;
-}
-
-static int shim_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
-{
-    (void)f;
-    (void)off;
-    (void)p;
-    return SQLITE_OK;
-}
-
-static const sqlite3_io_methods shim_io = {
-    3,
-    shim_close,
-    shim_read,
-    shim_write,
-    shim_truncate,
-    shim_sync,
-    shim_file_size,
-    shim_lock,
-    shim_unlock,
-    shim_check_reserved,
-    shim_file_control,
-    shim_sector_size,
-    shim_device_characteristics,
-    shim_shm_map,
-    shim_shm_lock,
-    shim_shm_barrier,
-    shim_shm_unmap,
-    shim_fetch,
-    shim_unfetch,
-};
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
-                     int flags, int *out_flags)
-{
-    (void)vfs;
-    shim_file *s = (shim_file *)f;
-    s->real = (sqlite3_file *)(s + 1);
-    s->corrupt = name && ends_with(name, "corrupt.bak");
-    int rc = shim_orig->xOpen(shim_orig, name, s->real, flags, out_flags);
-    if (rc != SQLITE_OK) {
-        if (s->real->pMethods)
-            s->real->pMethods->xClose(s->real);
-        s->base.pMethods = NULL;
-        return rc;
-    }
-    s->base.pMethods = &shim_io;
-    return SQLITE_OK;
-}
-
-static int shim_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
-{
-    (void)vfs;
-    return shim_orig->xDelete(shim_orig, name, sync_dir);
-}
-
-static int shim_access(sqlite3_vfs *vfs, const char *name, int flags,
-                       int *out)
-{
-    (void)vfs;
-    return shim_orig->xAccess(shim_orig, name, flags, out);
-}
-
-static int shim_full_pathname(sqlite3_vfs *vfs, const char *name, int n,
-                              char *out)
-{
-    (void)vfs;
-    return shim_orig->xFullPathname(shim_orig, name, n, out);
-}
-
-static void *shim_dl_open(sqlite3_vfs *vfs, const char *name)
-{
-    (void)vfs;
-    return shim_orig->xDlOpen(shim_orig, name);
-}
-
-static void shim_dl_error(sqlite3_vfs *vfs, int n, char *msg)
-{
-    (void)vfs;
-    shim_orig->xDlError(shim_orig, n, msg);
-}
-
-static void (*shim_dl_sym(sqlite3_vfs *vfs, void *p, const char *sym))(void)
-{
-    (void)vfs;
-    return shim_orig->xDlSym(shim_orig, p, sym);
-}
-
-static void shim_dl_close(sqlite3_vfs *vfs, void *p)
-{
-    (void)vfs;
-    shim_orig->xDlClose(shim_orig, p);
-}
-
-static int shim_randomness(sqlite3_vfs *vfs, int n, char *out)
-{
-    (void)vfs;
-    return shim_orig->xRandomness(shim_orig, n, out);
-}
-
-static int shim_sleep(sqlite3_vfs *vfs, int us)
-{
-    (void)vfs;
-    return shim_orig->xSleep(shim_orig, us);
-}
-
-static int shim_current_time(sqlite3_vfs *vfs, double *out)
-{
-    (void)vfs;
-    return shim_orig->xCurrentTime(shim_orig, out);
-}
-
-static int shim_last_error(sqlite3_vfs *vfs, int n, char *out)
-{
-    (void)vfs;
-    return shim_orig->xGetLastError(shim_orig, n, out);
-}
-
-static int shim_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
-{
-    (void)vfs;
-    return shim_orig->xCurrentTimeInt64(shim_orig, out);
-}
-
-/* Registers the damaging VFS as the default, wrapping the default one. */
+/* The fault VFS, as the default one (so the attached backup and the
+ * contract's own read-back go through it too), damaging the backup. */
 static void corrupt_vfs_register(fixture *f)
 {
-    shim_orig = sqlite3_vfs_find(NULL);
-    assert_non_null(shim_orig);
-    assert_true(shim_orig->iVersion >= 2);
-    memset(&shim_vfs, 0, sizeof shim_vfs);
-    shim_vfs.iVersion = 2;
-    shim_vfs.szOsFile = (int)sizeof(shim_file) + shim_orig->szOsFile;
-    shim_vfs.mxPathname = shim_orig->mxPathname;
-    shim_vfs.zName = "dw_test_corrupt";
-    shim_vfs.xOpen = shim_open;
-    shim_vfs.xDelete = shim_delete;
-    shim_vfs.xAccess = shim_access;
-    shim_vfs.xFullPathname = shim_full_pathname;
-    shim_vfs.xDlOpen = shim_dl_open;
-    shim_vfs.xDlError = shim_dl_error;
-    shim_vfs.xDlSym = shim_dl_sym;
-    shim_vfs.xDlClose = shim_dl_close;
-    shim_vfs.xRandomness = shim_randomness;
-    shim_vfs.xSleep = shim_sleep;
-    shim_vfs.xCurrentTime = shim_current_time;
-    shim_vfs.xGetLastError = shim_last_error;
-    shim_vfs.xCurrentTimeInt64 = shim_current_time64;
-    shim_damaged = 0;
-    assert_int_equal(sqlite3_vfs_register(&shim_vfs, 1), SQLITE_OK);
+    damaged_writes = 0;
+    fault_vfs_write_hook("corrupt.bak", damage_markers, NULL);
+    fault_vfs_default(1);
     f->vfs_registered = 1;
 }
 
 static void corrupt_vfs_unregister(void)
 {
-    sqlite3_vfs_unregister(&shim_vfs);
+    fault_vfs_default(0);
+    fault_vfs_write_hook(NULL, NULL, NULL);
 }
 
 /* The backup written does not read back as it was written: the contract
@@ -1401,12 +1150,12 @@ static void test_contract_backup_does_not_check_out(void **state)
     query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items-corrupt.bak", path, sizeof path);
-    assert_int_equal(shim_damaged, 0);
+    assert_int_equal(damaged_writes, 0);
 
     /* The digest check catches it (were SQLite to notice the damage
      * first, that would be DW_ERROR as well). */
     assert_dw(h, dw_contract(h, path, "should not happen"), DW_ERROR);
-    assert_true(shim_damaged > 0); /* the VFS did damage the backup */
+    assert_true(damaged_writes > 0); /* the VFS did damage the backup */
     assert_msg_has(h, "removed");
     assert_false(file_exists(path));
 
