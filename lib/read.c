@@ -261,6 +261,12 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         dw_row_clear(out);
         rc = dw__left_open_rc(h, rc);
     }
+    /* A missing row is common on a hot path: the fixed text, allocated
+     * nowhere. */
+    if (rc == DW_ENOTFOUND && h->errcode == DW_OK) {
+        h->errcode = DW_ENOTFOUND;
+        h->errside = auth;
+    }
 done:
     dw_row_free(other_row);
     dw_row_free(auth_cmp);

@@ -40,8 +40,12 @@ static void free_names(char **names, int n)
 static int check_names(dw_migration *h, const char *what,
                        const char *const *names, int n)
 {
-    if (n < 0 || (n > 0 && !names))
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "%s: bad list", what);
+    if (n < 0)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "%s: count %d is negative",
+                         what, n);
+    if (n > 0 && !names)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "%s: count is %d but the list is NULL", what, n);
     for (int i = 0; i < n; i++)
         if (!names[i] || !names[i][0])
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -168,7 +172,7 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
                          "they must correspond one to one",
                          o->old_side.nkey_columns, o->new_side.nkey_columns);
     if ((rc = check_names(h, "redact_columns", o->redact_columns,
-                          o->redact_columns ? o->nredact_columns : 0)) != DW_OK)
+                          o->nredact_columns)) != DW_OK)
         return rc;
     if (o->log_cap < 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "log_cap is negative");

@@ -2215,6 +2215,11 @@ static void test_null_open(void **state)
             what = "nredact -1";
             break;
         case 29: o.log_cap = -1, what = "log_cap -1"; break;
+        case 32:
+            o.redact_columns = NULL;
+            o.nredact_columns = 2;
+            what = "nredact without redact_columns";
+            break;
         case 30: o.log_cap = INT_MIN, what = "log_cap INT_MIN"; break;
         case 31:
             o.up = NULL;

@@ -372,6 +372,9 @@ static void test_other_side_failures(void **state)
     f.sr.calls = 0;
     f.r.s[DW_SIDE_NEW].rc = DW_ENOTFOUND;
     assert_dw(f.h, fx_read(&f, 44), DW_ENOTFOUND);
+    /* The message says so, and names the side read. */
+    assert_string_equal(dw_errmsg(f.h), dw_errstr(DW_ENOTFOUND));
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
     m = metrics(f.h);
     assert_int_equal((int)m.mismatches, 0);
     assert_int_equal(f.sr.calls, 0);
