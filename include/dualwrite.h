@@ -47,6 +47,12 @@
  *     rather than commit it). dw_open() has no handle to do this later and
  *     may lack the memory for a message: after DW_ENOMEM from dw_open(),
  *     check sqlite3_get_autocommit().
+ *   - "Nothing applied" after a failure holds for the database as the
+ *     connection sees it. When the final COMMIT itself fails with an I/O
+ *     error (DW_ERROR naming it), its pages may already be in the WAL, and
+ *     a crash before the next write can bring the transaction back:
+ *     whole, never in part. Treat such a write as "unknown" and read it
+ *     back.
  *
  * Thread safety
  *   A dw_migration handle and every dw_row are used by one thread at a time,
