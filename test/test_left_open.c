@@ -103,6 +103,27 @@ static int expire_and_fail(sqlite3 *db, const dw_value *key, int nkey,
     return SQLITE_ERROR;
 }
 
+/* At DUAL_WRITE, key 3 written through expire_and_fail -- inside a
+ * transaction of the caller's that changed key 4 first, when asked: the
+ * write's rollback cannot run, and the call says what it left open. */
+static dw_migration *write_left_open(test_db *t, int in_caller_txn)
+{
+    dw_migration *h = world_at_dual_write(t);
+    if (in_caller_txn) {
+        exec_ok(t->db, "BEGIN");
+        exec_ok(t->db, "UPDATE items SET qty = 55 WHERE id = 4");
+    }
+    dw_value key = dw_int(3);
+    int rc = dw_write(h, &key, 1, expire_and_fail, NULL, (void *)&WRITTEN);
+    assert_true(fault_mem_disarm() > 0);
+    assert_int_equal(rc, DW_ENOMEM);
+    assert_false(sqlite3_get_autocommit(t->db));
+    assert_non_null(strstr(dw_errmsg(h), in_caller_txn
+                                             ? "still open in your transaction"
+                                             : "still open on the connection"));
+    return h;
+}
+
 /* The write inside the caller's transaction: the library's savepoint.
  * SQLite itself rolls the caller's whole transaction back when a statement
  * meets an allocation failure, so a walk does not reach a savepoint left
@@ -111,16 +132,9 @@ static void test_savepoint_left_open(void **state)
 {
     (void)state;
     test_db t;
-    dw_migration *h = world_at_dual_write(&t);
-    dw_value key = dw_int(3);
-    exec_ok(t.db, "BEGIN");
-    exec_ok(t.db, "UPDATE items SET qty = 55 WHERE id = 4");
-    int rc = dw_write(h, &key, 1, expire_and_fail, NULL, (void *)&WRITTEN);
-    assert_true(fault_mem_disarm() > 0);
-    assert_int_equal(rc, DW_ENOMEM);
-    assert_false(sqlite3_get_autocommit(t.db));
-    assert_non_null(strstr(dw_errmsg(h), "still open in your transaction"));
+    dw_migration *h = write_left_open(&t, 1);
     assert_non_null(strstr(dw_errmsg(h), "rather than commit"));
+    dw_value key = dw_int(3);
 
     /* The next call rolls the savepoint back -- the half-done write goes,
      * the caller's work before it stays -- then writes inside the caller's
@@ -149,18 +163,13 @@ static void test_application_rolls_back(void **state)
 {
     (void)state;
     test_db t;
-    dw_migration *h = world_at_dual_write(&t);
-    dw_value key = dw_int(3);
-    int rc = dw_write(h, &key, 1, expire_and_fail, NULL, (void *)&WRITTEN);
-    assert_true(fault_mem_disarm() > 0);
-    assert_int_equal(rc, DW_ENOMEM);
-    assert_false(sqlite3_get_autocommit(t.db));
-    assert_non_null(strstr(dw_errmsg(h), "still open on the connection"));
+    dw_migration *h = write_left_open(&t, 0);
     exec_ok(t.db, "ROLLBACK");
     assert_int_equal(committed_qty(&t), 3);
     int stage;
     assert_int_equal(dw_stage_get(&stage, h), DW_OK);
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    dw_value key = dw_int(3);
     assert_int_equal(dw_write(h, &key, 1, world_write_old, NULL,
                               (void *)&WRITTEN),
                      DW_OK);
@@ -175,12 +184,7 @@ static void test_close_ends_it(void **state)
 {
     (void)state;
     test_db t;
-    dw_migration *h = world_at_dual_write(&t);
-    dw_value key = dw_int(3);
-    int rc = dw_write(h, &key, 1, expire_and_fail, NULL, (void *)&WRITTEN);
-    assert_true(fault_mem_disarm() > 0);
-    assert_int_equal(rc, DW_ENOMEM);
-    assert_false(sqlite3_get_autocommit(t.db));
+    dw_migration *h = write_left_open(&t, 0);
     dw_close(h);
     assert_true(sqlite3_get_autocommit(t.db));
     assert_int_equal(committed_qty(&t), 3);
