@@ -173,6 +173,17 @@ int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
+                      const char *text, const char *what)
+{
+    int rc = sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        return DW_OK;
+    /* The parameters bound so far go too: nothing is left half-bound. */
+    sqlite3_clear_bindings(st);
+    return dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+}
+
 int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey)
 {
     for (int i = 0; i < nkey; i++) {

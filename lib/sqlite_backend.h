@@ -123,6 +123,12 @@ int dw__end_listing(dw_migration *h, sqlite3_stmt *st, int rc,
                     const char *what);
 /* Binds a key to parameters 1..nkey. */
 int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey);
+/* Binds a key's text (static storage) as parameter i. A bind that fails --
+ * the text is longer than the connection's SQLITE_LIMIT_LENGTH -- would
+ * leave the parameter NULL and the statement matching nothing: it is an
+ * error instead (set on h; `what` names the statement's purpose). */
+int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
+                      const char *text, const char *what);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
 

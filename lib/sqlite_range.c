@@ -335,11 +335,9 @@ static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
         }
     }
     sqlite3_stmt *st = *slot;
-    if ((lo && sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC) != SQLITE_OK) ||
-        (hi && sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC) != SQLITE_OK)) {
-        dw__sqlite_error(h, SQLITE_NOMEM, side, "binding a key range");
+    if ((lo && dw__bind_key_text(h, st, 1, lo, "binding a key range")) ||
+        (hi && dw__bind_key_text(h, st, 2, hi, "binding a key range")))
         return NULL;
-    }
     return st;
 }
 
@@ -681,7 +679,10 @@ int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
                          &st, NULL);
     if (rc != SQLITE_OK)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading a stored key");
-    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 1, text, "reading a stored key")) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     size_t bytes = sizeof(dw_value) * (size_t)nkey;
     char *block = dw__malloc(bytes + strlen(text) + 1);
     dw_value *vals = (dw_value *)block;

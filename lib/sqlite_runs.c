@@ -311,7 +311,10 @@ int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key, "storing a divergent key")) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     sqlite3_bind_int(st, 3, kind);
     if (detail)
         sqlite3_bind_text(st, 4, detail, -1, SQLITE_STATIC);
@@ -389,7 +392,10 @@ int dw__sqlite_divergent_done(dw_migration *h, const char *key)
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key, "marking a key repaired")) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     return run_once(h, st, "marking a key repaired");
 }
 
@@ -412,6 +418,10 @@ int dw__sqlite_queue_remove(dw_migration *h, const char *key)
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key,
+                          "removing a key from the repair queue")) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     return run_once(h, st, "removing a key from the repair queue");
 }

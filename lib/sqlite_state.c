@@ -225,7 +225,8 @@ int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key, "queueing the key for repair"))
+        return h->errcode;
     sqlite3_bind_int(st, 3, side);
     sqlite3_bind_text(st, 4, error, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 5, dw__wall_time());

@@ -98,12 +98,15 @@ static void fixture_reset(fixture *f)
  * reaches: killing there dies inside the batch's INSERT ... SELECT. */
 static int g_probe_kill_at;
 static int g_probe_calls;
+static int g_probe_sleep_ms; /* > 0: each call sleeps that long (slow rows) */
 
 static void probe_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;
     if (g_probe_kill_at > 0 && ++g_probe_calls == g_probe_kill_at)
         raise(SIGKILL);
+    if (g_probe_sleep_ms > 0)
+        sqlite3_sleep(g_probe_sleep_ms);
     sqlite3_result_value(ctx, argv[0]);
 }
 
@@ -2187,6 +2190,362 @@ static void test_null_keys_refuse_verification(void **state)
     test_db_close(&t);
 }
 
+/* ===================================================================== */
+/* 12. Batch sizes, throttle, and changes between batches                 */
+/* ===================================================================== */
+
+/* A batch_rows above max_batch_rows is honoured: the maximum rises to it,
+ * so neither the first batch nor any later one is cut to the lower
+ * figure, and growth stops there. */
+static void test_batch_rows_above_max(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 50, 0, DW_STAGE_DUAL_WRITE);
+    adapt_log a;
+    memset(&a, 0, sizeof a);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 10;
+    o.max_batch_rows = 4;
+    o.batch_ms = 5000; /* every batch is far shorter: it would double */
+    o.progress = on_adapt;
+    o.payload = &a;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(a.calls, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(a.rows_done[i], 10 * (i + 1));
+        assert_int_equal(a.next[i], 10);
+    }
+    assert_true(p.finished);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 50);
+}
+
+/* Batches far slower than batch_ms halve the next batch each time (at
+ * most), and never go below one row. */
+static void test_slow_batches_shrink(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 8, U_PROBE, DW_STAGE_DUAL_WRITE);
+    adapt_log a;
+    memset(&a, 0, sizeof a);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 4;
+    o.batch_ms = 1;
+    o.progress = on_adapt;
+    o.payload = &a;
+    dw_backfill_progress p;
+    g_probe_sleep_ms = 5; /* per row copied: every batch takes > 2 ms */
+    int rc = dw_backfill(&p, f->h, &o);
+    g_probe_sleep_ms = 0;
+    assert_dw_ok(f->h, rc);
+    static const int64_t want[] = {4, 6, 7, 8};
+    static const int next[] = {2, 1, 1, 1};
+    assert_int_equal(a.calls, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a.rows_done[i], want[i]);
+        assert_int_equal(a.next[i], next[i]);
+    }
+    assert_int_equal(p.next_batch_rows, 1);
+    assert_true(p.finished);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 8);
+}
+
+/* A throttle that answers 0 ("go on now") is asked before each later
+ * batch and holds nothing: the backfill runs to the end in one call. */
+static void test_throttle_zero_goes_on(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 5, 0, DW_STAGE_DUAL_WRITE);
+    throttle_ctx t = {0, 0};
+    dw_backfill_options o = fixed_batches(1);
+    o.throttle = throttle;
+    o.payload = &t;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(t.calls, 4);
+    assert_int_equal(p.batches, 5);
+    assert_true(p.finished);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 5);
+}
+
+/* What another connection does between two batches, from the progress
+ * callback (which runs between them, outside any transaction). */
+enum { BETWEEN_STAGE_OFF, BETWEEN_FINISH, BETWEEN_STALE_NULL_KEY };
+
+typedef struct between_ctx {
+    fixture *f;
+    int action;
+    int calls;
+} between_ctx;
+
+static int act_between_batches(const dw_backfill_progress *p, void *payload)
+{
+    between_ctx *c = payload;
+    (void)p;
+    if (++c->calls != 1)
+        return 0;
+    dw_migration *h2 = c->f->h2;
+    switch (c->action) {
+    case BETWEEN_STAGE_OFF:
+        assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_OFF, "back off", 0));
+        break;
+    case BETWEEN_FINISH: {
+        dw_backfill_progress p2;
+        assert_dw_ok(h2, dw_backfill(&p2, h2, NULL));
+        assert_true(p2.finished);
+        break;
+    }
+    default:
+        /* Through OFF and back (the backfill goes stale), and a row the
+         * backfill cannot address appears. */
+        assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_OFF, "back off", 0));
+        assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_DUAL_WRITE, "again", 0));
+        exec_ok(c->f->db2, "INSERT INTO accounts VALUES(NULL, 9)");
+        break;
+    }
+    return 0;
+}
+
+/* The stage left the two models between two batches: the next batch
+ * refuses, and what the first committed stays. */
+static void test_stage_moved_between_batches(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
+    open_users_second(f, 0);
+    between_ctx c = {f, BETWEEN_STAGE_OFF, 0};
+    dw_backfill_options o = fixed_batches(3);
+    o.progress = act_between_batches;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+    assert_int_equal(c.calls, 1);
+    assert_true(contains(dw_errmsg(f->h), "needs both models written"));
+    assert_true(contains(dw_errmsg(f->h), "OFF"));
+    assert_false(p.finished);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 3);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    /* Entering OFF made the stored backfill stale. */
+    assert_true(status_of(f->h).stale);
+}
+
+/* Another connection finished the backfill between two batches: the next
+ * batch finds it done and stops, finished, without copying or recording
+ * anything again. */
+static void test_finished_elsewhere_between_batches(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
+    open_users_second(f, 0);
+    between_ctx c = {f, BETWEEN_FINISH, 0};
+    dw_backfill_options o = fixed_batches(3);
+    o.progress = act_between_batches;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(c.calls, 2);
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, 10);
+    assert_int_equal(history_of(f->h).backfills, 1);
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 10);
+}
+
+static dw_migration *open_accounts(sqlite3 *db)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "accounts_v2";
+    o.old_side.table = "accounts";
+    o.old_side.key_columns = CODE_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = ACCT_OLD_COLS;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "accounts_v2";
+    o.new_side.key_columns = CODE_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = ACCT_NEW_COLS;
+    o.new_side.ncolumns = 1;
+    o.up = ACCT_UP;
+    o.nup = 1;
+    return open_spec(db, &o);
+}
+
+/* The backfill went stale between two batches (the stage passed through
+ * OFF) while a row with a NULL key appeared: starting over, the next batch
+ * looks for NULL keys again and refuses, as a fresh backfill would. */
+static void test_stale_between_batches_null_key(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
+                "CREATE TABLE accounts_v2(code TEXT PRIMARY KEY,"
+                " cents INTEGER);"
+                "INSERT INTO accounts VALUES('a', 1), ('b', 2), ('c', 3),"
+                " ('d', 4);");
+    f->h = open_accounts(db);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    f->db2 = test_db_connect(&f->t);
+    f->h2 = open_accounts(f->db2);
+    between_ctx c = {f, BETWEEN_STALE_NULL_KEY, 0};
+    dw_backfill_options o = fixed_batches(2);
+    o.progress = act_between_batches;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "1 rows"));
+    assert_true(contains(dw_errmsg(f->h), "NULL"));
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    /* Nothing of the refused batch: only the first batch's two rows. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 2);
+
+    exec_ok(db, "DELETE FROM accounts WHERE code IS NULL");
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, 4);
+    verify_clean(f->h, 4);
+}
+
+/* ===================================================================== */
+/* 13. Key values of other storage classes                                */
+/* ===================================================================== */
+
+/* Finite REAL keys page, copy, verify and repair like any other: their key
+ * text ([1.5]) reads back as the same REAL. */
+static void test_real_keys(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code REAL UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code REAL UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES(1.5, 'a'), (2.25, 'b'),"
+                  " (-0.5, 'c'), (1e100, 'd'), (3, 'e'),"
+                  " (0.1, 'f');");
+    dw_migration *h = open_codes(t.db);
+    dw_backfill_options o = fixed_batches(2);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, &o));
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, 6);
+    assert_int_equal(p.batches, 3);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes AS o JOIN"
+                                     " codes_v2 AS n USING(code) WHERE"
+                                     " n.label = upper(o.name)"),
+                     6);
+    verify_clean(h, 6);
+
+    /* A divergent REAL key is stored, and repaired from its text. */
+    exec_ok(t.db, "UPDATE codes_v2 SET label = 'X' WHERE code = 2.25;"
+                  "UPDATE codes_v2 SET label = 'Y' WHERE code = 0.1");
+    dw_verify_result r;
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.chunk_rows = 2;
+    assert_dw_ok(h, dw_verify(&r, h, &vo));
+    assert_int_equal(r.different, 2);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 2);
+    assert_int_equal(rr.failed, 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2 WHERE"
+                                     " code = 2.25 AND label = 'B'"),
+                     1);
+    verify_clean(h, 6);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* A BLOB (or, met while paging, a NULL) in a key column cannot be a key:
+ * the backfill and the verification refuse with a message naming the
+ * side, table and column, and copy nothing; a routed backfill, which
+ * walks the keys of both sides, names what it met on either side. (A NULL
+ * key of the side not copied from lies outside every bounded range; only a
+ * batch over all the keys meets it -- verification refuses it anyway.) */
+static void test_blob_keys_refused(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES(1, 'a'), (x'0102', 'b'),"
+                  " (3, 'c');");
+    dw_migration *h = open_codes(t.db);
+    dw_backfill_options o = fixed_batches(1);
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(h), "old side"));
+    assert_true(contains(dw_errmsg(h), "\"codes\""));
+    assert_true(contains(dw_errmsg(h), "\"code\""));
+    assert_true(contains(dw_errmsg(h), "a BLOB"));
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(h), "a BLOB"));
+    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+
+    /* Only the new side holds odd keys; an override makes the backfill
+     * walk both sides' keys. */
+    exec_ok(t.db, "DELETE FROM codes WHERE typeof(code) = 'blob';"
+                  "INSERT INTO codes_v2 VALUES(x'0102', 'B')");
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(h, dw_override_set(h, &k1, 1, 1, DW_STAGE_SHADOW, NULL));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(h), "either side"));
+    assert_true(contains(dw_errmsg(h), "a BLOB in key column 1"));
+    /* A NULL key is outside every bounded range; a batch over all the
+     * keys (from the start again) meets it. */
+    exec_ok(t.db, "UPDATE codes_v2 SET code = NULL WHERE typeof(code) = "
+                  "'blob'");
+    dw_backfill_options whole = fixed_batches(100);
+    whole.flags = DW_BACKFILL_RESTART;
+    assert_dw(h, dw_backfill(NULL, h, &whole), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(h), "NULL in key column 1"));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+
+    exec_ok(t.db, "DELETE FROM codes_v2 WHERE code IS NULL");
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, &o));
+    assert_true(p.finished);
+    verify_clean(h, 2);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* A key within a few bytes of the connection's SQLITE_LIMIT_LENGTH has a
+ * key text (quotes, brackets) longer than the limit: binding the key range
+ * fails with SQLITE_TOOBIG. That was reported as out of memory whatever
+ * sqlite3_bind_text() returned -- DW_ENOMEM with the message "string or
+ * blob too big", and an application that retries on DW_ENOMEM would retry
+ * for ever. Now DW_ERROR, as for a too-big key bound by a read
+ * (test_bad_input.c, test_read_key_longer_than_length_limit). */
+static void test_key_text_longer_than_length_limit(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code TEXT UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code TEXT UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES('a', 'a'),"
+                  " (printf('%.3000c', 'z'), 'long'), ('zz', 'c');");
+    dw_migration *h = open_codes(t.db);
+    int old_limit = sqlite3_limit(t.db, SQLITE_LIMIT_LENGTH, 3001);
+    dw_backfill_options o = fixed_batches(1);
+    int rc = dw_backfill(NULL, h, &o);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(h));
+    sqlite3_limit(t.db, SQLITE_LIMIT_LENGTH, old_limit);
+    if (rc != DW_ERROR)
+        print_error("dw_backfill returned %d: %s\n", rc, msg);
+    assert_int_equal(rc, DW_ERROR);
+    assert_true(contains(msg, "too big"));
+    dw_close(h);
+    test_db_close(&t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
@@ -2224,6 +2583,15 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_callback_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_table_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_table_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_rows_above_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_batches_shrink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, setup, teardown),
+        cmocka_unit_test(test_real_keys),
+        cmocka_unit_test(test_blob_keys_refused),
+        cmocka_unit_test(test_key_text_longer_than_length_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

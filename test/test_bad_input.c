@@ -3011,6 +3011,160 @@ static void test_mismatch_flood(void **state)
     close_db(db);
 }
 
+/* The other ways a name can fail to be UTF-8: a sequence cut off at the
+ * end, a lead byte without its continuation byte, an overlong form, a
+ * UTF-16 surrogate and a code point past U+10FFFF. Each is DW_EMISUSE with
+ * a message, and nothing is stored; the same bytes well-formed open. */
+static void test_migration_name_malformed_utf8_forms(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "name\xc3",             /* two-byte sequence cut off at the end */
+        "na\xe2\x82",           /* three-byte sequence cut off */
+        "n\xc3(me",             /* lead byte, then no continuation byte */
+        "n\xe2\x28\xa1me",      /* ... in the middle of a sequence */
+        "\xe0\x80\xafname",     /* overlong form of '/' */
+        "\xc1\xbfname",         /* overlong two-byte form */
+        "\xed\xa0\x80name",     /* surrogate U+D800 */
+        "\xf4\x90\x80\x80name", /* U+110000, past the last code point */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sqlite3 *db = mem_db();
+        exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
+        dw_options o;
+        plain_options(&o);
+        o.name = bad[i];
+        dw_migration *h = (dw_migration *)(void *)&o;
+        char *err = NULL;
+        int rc = dw_open(&h, db, &o, &err);
+        if (rc != DW_EMISUSE)
+            print_error("name case %zu: dw_open returned %d (%s)\n", i, rc,
+                        err ? err : "(no message)");
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_null(h);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "UTF-8"));
+        sqlite3_free(err);
+        assert_int_equal(state_tables(db), 0);
+        close_db(db);
+    }
+    /* Well-formed two-, three- and four-byte sequences are names. */
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
+    dw_options o;
+    plain_options(&o);
+    o.name = "n\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x99\x82";
+    dw_migration *h = NULL;
+    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
+    assert_string_equal(dw_name(h), o.name);
+    dw_close(h);
+    close_db(db);
+}
+
+/* An application that lowers SQLITE_LIMIT_LENGTH (as SQLite advises for
+ * untrusted input) and is handed a key longer than the limit: the read is
+ * an error naming the problem, never "no such row", and no transaction is
+ * left open. */
+static void test_read_key_longer_than_length_limit(void **state)
+{
+    (void)state;
+    plain p;
+    plain_open(&p, NULL);
+    enum { BIG = 300 };
+    char long_key[BIG + 1];
+    memset(long_key, 'k', BIG);
+    long_key[BIG] = '\0';
+    int old_limit = sqlite3_limit(p.db, SQLITE_LIMIT_LENGTH, 100);
+    dw_row *out = NULL;
+    assert_dw_ok(NULL, dw_row_new(&out));
+    assert_dw_ok(p.h, dw_row_set_int(out, "stale", 1));
+    dw_value k = dw_text(long_key);
+    int rc = dw_read(out, p.h, &k, 1, NULL, NULL, NULL);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(p.h));
+    int side = dw_errside(p.h);
+    sqlite3_limit(p.db, SQLITE_LIMIT_LENGTH, old_limit);
+    if (rc != DW_ERROR)
+        print_error("dw_read returned %d: %s\n", rc, msg);
+    assert_int_equal(rc, DW_ERROR);
+    assert_int_equal(side, DW_SIDE_OLD);
+    assert_non_null(strstr(msg, "binding"));
+    assert_non_null(strstr(msg, "too big"));
+    assert_int_equal(dw_row_count(out), 0);
+    assert_int_equal(sqlite3_get_autocommit(p.db), 1);
+    /* Within the limit, the same handle reads. */
+    dw_value k1 = dw_int(1);
+    assert_dw_ok(p.h, dw_read(out, p.h, &k1, 1, NULL, NULL, NULL));
+    assert_string_equal((const char *)dw_row_get(out, "v")->p, "a");
+    dw_row_free(out);
+    plain_close(&p);
+}
+
+/* A C mapping makes a value longer than the connection's SQLITE_LIMIT_LENGTH
+ * (it doubles the old text): the dual write fails on the new side with the
+ * reason, and neither side keeps anything. */
+static int up_doubled(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *v = dw_row_get(in, "v");
+    if (!v || v->type != DW_TYPE_TEXT)
+        return dw_row_set_null(out, "w");
+    char *twice = malloc((size_t)v->n * 2 + 1);
+    if (!twice)
+        return DW_ENOMEM;
+    memcpy(twice, v->p, (size_t)v->n);
+    memcpy(twice + v->n, v->p, (size_t)v->n);
+    twice[v->n * 2] = '\0';
+    int rc = dw_row_set_text(out, "w", twice);
+    free(twice);
+    return rc;
+}
+
+static void test_mapped_value_longer_than_length_limit(void **state)
+{
+    (void)state;
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                "INSERT INTO t_old VALUES(1, printf('%.60c', 'v'));"
+                "INSERT INTO t_new VALUES(1, printf('%.120c', 'V'));");
+    dw_options o;
+    plain_options(&o);
+    o.up = NULL;
+    o.nup = 0;
+    o.up_fn = up_doubled;
+    o.map_version = "doubled v1";
+    o.down = NULL;
+    o.ndown = 0;
+    dw_migration *h = NULL;
+    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    uint64_t before = db_digest(db);
+    int old_limit = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 100);
+    dw_value k = dw_int(1);
+    int rc = dw_write(h, &k, 1, write_old_plain, NULL, NULL);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(h));
+    int side = dw_errside(h);
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, old_limit);
+    if (rc != DW_ERROR)
+        print_error("dw_write returned %d: %s\n", rc, msg);
+    assert_int_equal(rc, DW_ERROR);
+    assert_int_equal(side, DW_SIDE_NEW);
+    assert_non_null(strstr(msg, "new side"));
+    assert_non_null(strstr(msg, "too big"));
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_true(db_digest(db) == before);
+    /* Under the default limit the same write goes through. */
+    assert_dw_ok(h, dw_write(h, &k, 1, write_old_plain, NULL, NULL));
+    assert_int_equal(query_int(db, "SELECT length(w) FROM t_new WHERE id = 1"),
+                     122);
+    dw_close(h);
+    close_db(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3030,6 +3184,9 @@ int main(void)
         cmocka_unit_test(test_setup_sql_hidden_commit),
         cmocka_unit_test(test_temp_table_shadows_side),
         cmocka_unit_test(test_migration_name_invalid_utf8),
+        cmocka_unit_test(test_migration_name_malformed_utf8_forms),
+        cmocka_unit_test(test_read_key_longer_than_length_limit),
+        cmocka_unit_test(test_mapped_value_longer_than_length_limit),
         cmocka_unit_test(test_empty_text_key_without_pointer),
         cmocka_unit_test(test_mapping_expression_parameters),
         cmocka_unit_test(test_mapping_expression_aggregate),

@@ -1924,6 +1924,277 @@ static void test_restore_expression_default(void **state)
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
 }
 
+/* ---- changes by another connection between the contract's steps ---------- */
+
+/* The contract writes and checks its backup without the write lock, then
+ * takes it to drop the old model. What another connection does in
+ * between is simulated from a trace hook on the contract's connection:
+ * just before the last step's BEGIN IMMEDIATE (the second one of the
+ * call), another handle on another connection acts. */
+enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW };
+
+typedef struct race {
+    fixture *f;
+    int action;
+    int begins;
+    int acted;
+    char other_path[400];
+} race;
+
+static int race_trace(unsigned type, void *ctx, void *p, void *x)
+{
+    race *r = ctx;
+    (void)p;
+    if (type != SQLITE_TRACE_STMT || r->acted ||
+        strcmp((const char *)x, "BEGIN IMMEDIATE") != 0 || ++r->begins != 2)
+        return 0;
+    r->acted = 1;
+    dw_migration *h2 = r->f->h2;
+    switch (r->action) {
+    case RACE_CONTRACT:
+        assert_dw_ok(h2, dw_contract(h2, r->other_path, "the other one"));
+        break;
+    case RACE_LEAVE_COMPLETE:
+        assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_RAMPDOWN, "trouble",
+                                      DW_STAGE_FORCE));
+        break;
+    default:
+        exec_ok(r->f->db2, "UPDATE items SET note = 'late' WHERE id = 1");
+        break;
+    }
+    return 0;
+}
+
+/* Runs the contract with the race; returns its result code. */
+static int contract_with_race(fixture *f, race *r, const char *path)
+{
+    sqlite3_trace_v2(f->t.db, SQLITE_TRACE_STMT, race_trace, r);
+    int rc = dw_contract(f->h, path, "race");
+    sqlite3_trace_v2(f->t.db, 0, NULL, NULL);
+    assert_int_equal(r->acted, 1);
+    return rc;
+}
+
+static void race_setup(fixture *f, race *r, int action)
+{
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    reach_complete(f->h);
+    f->db2 = test_db_connect(&f->t);
+    f->h2 = open_items(f->db2);
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->action = action;
+    in_dir(f, "other.bak", r->other_path, sizeof r->other_path);
+}
+
+/* Another connection contracted meanwhile: nothing more is dropped, this
+ * call's backup is removed, the other's stays, one contract is recorded. */
+static void test_contract_race_contracted_elsewhere(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_CONTRACT);
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_EMISUSE);
+    assert_msg_has(f->h, "was contracted by another connection");
+    assert_msg_has(f->h, "nothing was dropped");
+    assert_msg_has(f->h, "was removed");
+    assert_false(file_exists(path));
+    assert_true(file_exists(r.other_path));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    hist hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.ncontract, 1);
+    assert_non_null(strstr(hs.last_contract.detail, r.other_path));
+    /* The other's backup restores it. */
+    assert_dw_ok(f->h, dw_restore(f->h, r.other_path, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
+                     NITEMS);
+}
+
+/* The stage left COMPLETE meanwhile: refused by the gate, nothing
+ * dropped, the backup removed. */
+static void test_contract_race_left_complete(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_LEAVE_COMPLETE);
+    char snapshot[4096], schema[4096], path[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
+    assert_msg_has(f->h, "left COMPLETE while the backup was written");
+    assert_false(file_exists(path));
+    assert_int_equal(stage_of(f->h), DW_STAGE_RAMPDOWN);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_not_contracted(f, f->h, snapshot, schema);
+}
+
+/* An old row changed meanwhile: the backup no longer holds the old model
+ * as it is, so nothing is dropped and the backup is removed. */
+static void test_contract_race_old_row_changed(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_OLD_ROW);
+    char schema[4096], path[400];
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_ERROR);
+    assert_msg_has(f->h, "the old model changed while the backup was being "
+                         "written");
+    assert_msg_has(f->h, "nothing was dropped");
+    assert_false(file_exists(path));
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    char snapshot[4096];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    assert_non_null(strstr(snapshot, "'late'"));
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+    /* Tried again, the contract goes through with the row as it is now. */
+    assert_dw_ok(f->h, dw_contract(f->h, path, "again"));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, schema,
+                                   sizeof schema),
+                        snapshot);
+}
+
+/* ---- a kept backup of the old model as it was described ------------------- */
+
+/* A backup kept by a failed commit no longer matches once the old table's
+ * definition changed (an index added): the contract refuses it without
+ * touching it, and uses it again once the definition is as it was. */
+static void test_contract_kept_backup_other_definition(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    commits_to_fail = 2;
+    sqlite3_commit_hook(f->t.db, fail_nth_commit, NULL);
+    assert_int_not_equal(dw_contract(h, path, "first try"), DW_OK);
+    sqlite3_commit_hook(f->t.db, NULL, NULL);
+    assert_true(file_exists(path));
+
+    exec_ok(f->t.db, "CREATE INDEX items_note ON items(note)");
+    char schema[4096], snapshot[4096];
+    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    assert_dw(h, dw_contract(h, path, "index added"), DW_EMISUSE);
+    assert_msg_has(h, "describes the old model otherwise than it is now");
+    assert_msg_has(h, "never overwrites a file");
+    assert_true(file_exists(path));
+    assert_not_contracted(f, h, snapshot, schema);
+
+    exec_ok(f->t.db, "DROP INDEX items_note");
+    assert_dw_ok(h, dw_contract(h, path, "as it was"));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
+/* ---- reopening a contracted migration with another spec ------------------- */
+
+/* After the contract the old side is taken from the stored spec: naming
+ * another old table is refused (DW_ESPEC) and stores nothing. A spec
+ * redefined since the contract does not match the backup, so the restore
+ * refuses it; redefined back, the backup restores. */
+static void test_restore_needs_the_contracted_spec(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    reach_complete(f->h);
+    char snapshot[4096], buf[4096], path[400];
+    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
+    dw_close(f->h);
+    f->h = NULL;
+    int n = query_int(f->t.db, "SELECT count(*) FROM dw_history");
+
+    dw_options o;
+    items_options(&o, "items_rename");
+    o.old_side.table = "items_gone";
+    dw_migration *h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h, f->t.db, &o, &err), DW_ESPEC);
+    assert_null(h);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "contracted with old table \"items\""));
+    sqlite3_free(err);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history"), n);
+
+    /* Redefined: the note is no longer copied as it is. */
+    static const dw_column_map up2[] = {
+        {"title", "upper(name)"}, {"quantity", "qty"}, {"note", "'-'"}};
+    items_options(&o, "items_rename");
+    o.up = up2;
+    o.flags = DW_OPEN_REDEFINE;
+    o.reason = "notes dropped";
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    assert_dw(f->h, dw_restore(f->h, path, NULL), DW_EMISUSE);
+    assert_msg_has(f->h, "was taken under spec");
+    assert_msg_has(f->h, "redefined since");
+    assert_still_contracted(f, f->h);
+    dw_close(f->h);
+
+    items_options(&o, "items_rename");
+    o.flags = DW_OPEN_REDEFINE;
+    o.reason = "back to the contracted spec";
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        snapshot);
+}
+
+/* ---- restoring old columns that were re-added by hand ---------------------- */
+
+/* One table: after the contract the application re-added a column under
+ * an old column's name. The restore cannot put that column back: it fails
+ * with SQLite's reason, adds no column, and the migration stays
+ * contracted; with the stray column gone it restores. */
+static void test_restore_column_exists_again(void **state)
+{
+    fixture *f = *state;
+    create_tickets(f->t.db);
+    f->h = open_tickets(f->t.db);
+    dw_migration *h = f->h;
+    reach_complete(h);
+    char before[1024], buf[1024], cols[1024], path[400];
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    in_dir(f, "tickets.bak", path, sizeof path);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+
+    exec_ok(f->t.db, "ALTER TABLE tickets ADD COLUMN prio TEXT");
+    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    assert_dw(h, dw_restore(h, path, "put it back"), DW_ERROR);
+    assert_msg_has(h, "re-adding an old column");
+    assert_msg_has(h, "prio");
+    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+                        cols);
+    assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
+    assert_int_equal(attached_backups(f->t.db), 0);
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    hist hs;
+    get_history(&hs, h);
+    assert_int_equal(hs.nrestore, 0);
+    dw_verify_result r;
+    assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
+    assert_msg_has(h, "contract");
+
+    exec_ok(f->t.db, "ALTER TABLE tickets DROP COLUMN prio");
+    assert_dw_ok(h, dw_restore(h, path, "put it back"));
+    assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1958,6 +2229,18 @@ int main(void)
             test_reopen_default_columns_and_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_keeps_rowids, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_race_contracted_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_race_left_complete,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_race_old_row_changed,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_kept_backup_other_definition, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_restore_needs_the_contracted_spec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_column_exists_again,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1060,6 +1060,190 @@ static void test_read_options_null_ignore_no_leak(void **state)
     fx_close(&f);
 }
 
+/* ---- reads that fail inside dw_compare() ------------------------------------------------ */
+
+/* dw_compare() reads both sides; when either read fails it returns that
+ * failure with SQLite's reason, counts no comparison, reports nothing and
+ * leaves no transaction open: a mapping that fails on one row (malformed
+ * JSON) and a new table whose model column was renamed away underneath. */
+static void test_compare_read_failures(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE c_old(id INTEGER PRIMARY KEY, attrs TEXT);"
+            "CREATE TABLE c_new(id INTEGER PRIMARY KEY, colour TEXT);"
+            "INSERT INTO c_old VALUES(1, '{\"colour\":\"red\"}'),"
+            " (2, 'not json');"
+            "INSERT INTO c_new VALUES(1, 'red'), (2, 'blue');");
+    static const dw_column_map up[] = {
+        {"colour", "json_extract(attrs, '$.colour')"}};
+    sink_rec sr;
+    memset(&sr, 0, sizeof sr);
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "compare_failures";
+    o.old_side.table = "c_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "c_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &sr;
+    dw_migration *h = NULL;
+    assert_dw_ok(NULL, dw_open(&h, t.db, &o, NULL));
+
+    dw_value k1 = dw_int(1), k2 = dw_int(2);
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, &k1, 1));
+    assert_int_equal(equal, 1);
+
+    /* The old row does not map. */
+    dw_metrics_reset(h);
+    equal = -1;
+    assert_dw(h, dw_compare(&equal, h, &k2, 1), DW_ERROR);
+    assert_non_null(strstr(dw_errmsg(h), "malformed JSON"));
+    assert_int_equal(equal, -1);
+    dw_metrics m = metrics(h);
+    assert_int_equal((int)m.comparisons, 0);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(sr.calls, 0);
+    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+
+    /* The new side's column is gone: its read fails. */
+    exec_ok(t.db, "ALTER TABLE c_new RENAME COLUMN colour TO color");
+    assert_dw(h, dw_compare(&equal, h, &k1, 1), DW_ERROR);
+    assert_non_null(strstr(dw_errmsg(h), "colour"));
+    assert_int_equal(equal, -1);
+    assert_int_equal((int)metrics(h).comparisons, 0);
+    assert_int_equal(sr.calls, 0);
+    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+
+    /* Put back, the same handle compares again. */
+    exec_ok(t.db, "ALTER TABLE c_new RENAME COLUMN color TO colour");
+    assert_dw_ok(h, dw_compare(&equal, h, &k1, 1));
+    assert_int_equal(equal, 1);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* ---- columns present on one side only ----------------------------------------------------- */
+
+/* A column only the new side's read returns compares against NULL: a value
+ * there is a difference on that column, a NULL there is none. */
+static void test_new_only_column_compares_against_null(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_OLD].name = "same";
+    f.r.s[DW_SIDE_NEW].name = "same";
+    f.r.s[DW_SIDE_NEW].updated = "2024-02-02"; /* the old read leaves it out */
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(out_text(f.out, "name"), "same");
+    assert_null(dw_row_get(f.out, "updated_at"));
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.comparisons, 1);
+    assert_int_equal((int)m.mismatches, 1);
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.kind, DW_MISMATCH_DIFFERENT);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "updated_at");
+
+    /* The same at LIVE, where the new row is the one returned. */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(out_text(f.out, "updated_at"), "2024-02-02");
+    assert_int_equal(f.sr.calls, 2);
+    assert_string_equal(f.sr.cols[0], "updated_at");
+    fx_close(&f);
+}
+
+/* ---- the application's progress handler under the budget -------------------------------- */
+
+static int app_progress_stop(void *payload)
+{
+    int *n = payload;
+    (*n)++;
+    return 1;
+}
+
+/* An application progress handler that asks SQLite to interrupt stops the
+ * non-authoritative read while the budget applies, as it would any other
+ * statement: that read counts as failed (not as over the budget), nothing
+ * is compared, and the authoritative answer is still returned. */
+static void test_app_progress_interrupts_other_read(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    int calls = 0;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 60000;
+    ro.app_progress = app_progress_stop;
+    ro.app_progress_payload = &calls;
+    ro.app_progress_ops = 1000;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    f.r.s[DW_SIDE_NEW].slow = 1;
+    double t0 = now_s();
+    assert_dw_ok(f.h, fx_read(&f, 42));
+    assert_true(now_s() - t0 < 2.0);
+    assert_true(calls > 0);
+    assert_string_equal(f.r.order, "ON");
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 0);
+    assert_int_equal((int)m.new_side.read_errors, 1);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.comparisons, 0);
+    assert_int_equal(f.sr.calls, 0);
+    sqlite3_progress_handler(f.t.db, 0, NULL, NULL);
+    fx_close(&f);
+}
+
+/* ---- an ignore list naming a column twice ------------------------------------------------- */
+
+/* Names in the ignore list match as SQLite matches names (ASCII case
+ * ignored); naming one column twice, in two spellings, is accepted and
+ * ignores it once. */
+static void test_ignore_column_named_twice(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_OLD].name = "same";
+    f.r.s[DW_SIDE_NEW].name = "same";
+    f.r.s[DW_SIDE_OLD].updated = "2024-01-01";
+    f.r.s[DW_SIDE_NEW].updated = "2024-02-02";
+    static const char *const ignore[] = {"updated_at", "UPDATED_AT",
+                                         "updated_at"};
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.ignore_columns = ignore;
+    ro.nignore_columns = 3;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.mismatches, 0);
+    assert_int_equal(f.sr.calls, 0);
+    /* Other columns still count. */
+    f.r.s[DW_SIDE_NEW].name = "other";
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal(f.sr.calls, 1);
+    assert_int_equal(f.sr.ndiffs, 1);
+    assert_string_equal(f.sr.cols[0], "name");
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1078,6 +1262,10 @@ int main(void)
         cmocka_unit_test(test_read_misuse),
         cmocka_unit_test(test_time_budget_notfound_is_timeout),
         cmocka_unit_test(test_read_options_null_ignore_no_leak),
+        cmocka_unit_test(test_compare_read_failures),
+        cmocka_unit_test(test_new_only_column_compares_against_null),
+        cmocka_unit_test(test_app_progress_interrupts_other_read),
+        cmocka_unit_test(test_ignore_column_named_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2198,6 +2198,290 @@ static void test_no_routing_no_extra_work(void **state)
     assert_int_equal(t.statements, base.statements);
 }
 
+/* ---- 8. a cohort predicate that fails, or no longer compiles ------------ */
+
+/* The cohort is SQL run against each key's old row; on a row where it
+ * raises an error (malformed JSON here), everything that needs the key's
+ * stage fails with SQLite's reason rather than guess: dw_key_stage(),
+ * dw_read(), dw_write() (before any callback runs), dw_routing_count() and
+ * a backfill that routes keys. Once the row is fixed, all of them work. */
+static void test_cohort_fails_on_a_row(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 0, DW_STAGE_DUAL_WRITE);
+    assert_dw_ok(h, set_canary(h, 0, "json_extract(org, '$.tier') = 'gold'",
+                               DW_STAGE_LIVE, DW_PROMOTE_NONE,
+                               DW_STAGE_FORCE, "gold customers first"));
+    /* The application's own SQL stores an org that is not JSON. */
+    exec_ok(f->t.db, "INSERT INTO items(id, org, name, qty) "
+                     "VALUES(2, 'org-1', 'plain', 2)");
+
+    dw_value k2 = dw_int(2);
+    int stage = -1;
+    assert_dw(h, dw_key_stage(&stage, NULL, h, &k2, 1), DW_ERROR);
+    assert_msg_has(h, "cohort");
+    assert_msg_has(h, "malformed JSON");
+
+    char shape[64];
+    assert_int_equal(read_shape(h, 2, shape, sizeof shape), DW_ERROR);
+    assert_msg_has(h, "malformed JSON");
+
+    rec r = make_rec("{\"tier\":\"gold\"}", "renamed", 3);
+    assert_dw(h, write_key(h, 2, &r), DW_ERROR);
+    assert_msg_has(h, "malformed JSON");
+    assert_string_equal(r.log, ""); /* no callback ran */
+    assert_string_equal(OLD_CELL(f->t.db, "name", 2), "plain");
+    assert_false(new_has(f->t.db, 2));
+    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+
+    dw_routing_progress p;
+    assert_dw(h, dw_routing_count(&p, h), DW_ERROR);
+    assert_msg_has(h, "malformed JSON");
+
+    dw_backfill_progress bp;
+    assert_dw(h, dw_backfill(&bp, h, NULL), DW_ERROR);
+    assert_msg_has(h, "malformed JSON");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+
+    /* Fixed, the key follows the migration again. */
+    exec_ok(f->t.db, "UPDATE items SET org = '{\"tier\":\"silver\"}' "
+                     "WHERE id = 2");
+    assert_key_stage(h, 2, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+    assert_dw_ok(h, dw_routing_count(&p, h));
+    assert_int_equal(p.keys, 1);
+    assert_int_equal(p.in_canary, 0);
+    assert_dw_ok(h, dw_backfill(&bp, h, NULL));
+    assert_true(bp.finished);
+    assert_true(new_has(f->t.db, 2));
+    r = make_rec("{\"tier\":\"gold\"}", "now gold", 3);
+    assert_dw_ok(h, write_key(h, 2, &r));
+    assert_key_stage(h, 2, DW_STAGE_LIVE, DW_ROUTE_CANARY);
+}
+
+/* The cohort names a column that was later dropped from the old table: a
+ * handle that had the predicate prepared and a handle opened afterwards
+ * both fail to route a key, naming the predicate and the column; clearing
+ * the routing settings is the way out. */
+static void test_stored_cohort_no_longer_compiles(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 3, DW_STAGE_DUAL_WRITE);
+    exec_ok(f->t.db, "ALTER TABLE items ADD COLUMN tier TEXT;"
+                     "UPDATE items SET tier = 'gold' WHERE id = 3");
+    assert_dw_ok(h, set_canary(h, 0, "tier = 'gold'", DW_STAGE_SHADOW,
+                               DW_PROMOTE_NONE, 0, NULL));
+    assert_key_stage(h, 3, DW_STAGE_SHADOW, DW_ROUTE_CANARY);
+    assert_key_stage(h, 1, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+
+    exec_ok(f->t.db, "ALTER TABLE items DROP COLUMN tier");
+    dw_value k1 = dw_int(1);
+    int stage = -1;
+    assert_dw(h, dw_key_stage(&stage, NULL, h, &k1, 1), DW_ERROR);
+    assert_msg_has(h, "tier");
+
+    f->db2 = test_db_connect(&f->t);
+    f->h2 = open_items_ok(f->db2);
+    assert_dw(f->h2, dw_key_stage(&stage, NULL, f->h2, &k1, 1), DW_ERROR);
+    assert_msg_has(f->h2, "preparing the stored cohort predicate");
+    assert_msg_has(f->h2, "tier");
+    rec r = make_rec("org-1", "renamed", 1);
+    assert_dw(f->h2, write_key(f->h2, 1, &r), DW_ERROR);
+    assert_string_equal(r.log, "");
+    assert_string_equal(OLD_CELL(f->t.db, "name", 1), "item 1");
+
+    /* Clearing the canary needs no predicate. */
+    assert_dw_ok(f->h2, dw_routing_set(f->h2, NULL, "cohort column dropped",
+                                       0));
+    assert_key_stage(f->h2, 1, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+    assert_key_stage(h, 3, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+    assert_dw_ok(f->h2, write_key(f->h2, 1, &r));
+    assert_string_equal(NEW_CELL(f->t.db, "title", 1), "renamed");
+}
+
+/* ---- 9. promotion that does not apply ----------------------------------- */
+
+/* Promotion moves only keys whose stage is below the promotion stage: a
+ * key already at it, or past it, is written as its stage says and gets no
+ * override. */
+static void test_promote_not_below(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 2, DW_STAGE_SHADOW);
+    for (int promote = DW_STAGE_DUAL_WRITE; promote <= DW_STAGE_SHADOW;
+         promote++) {
+        assert_dw_ok(h, set_canary(h, 0, NULL, DW_STAGE_OFF, promote, 0,
+                                   NULL));
+        rec r = make_rec("org-1", promote == DW_STAGE_SHADOW ? "at" : "past",
+                         promote);
+        assert_dw_ok(h, write_key(h, 1, &r));
+        assert_string_equal(r.log, "ON");
+        assert_key_stage(h, 1, DW_STAGE_SHADOW, DW_ROUTE_MIGRATION);
+        ov_list l;
+        list_overrides(h, &l);
+        assert_int_equal(l.n, 0);
+        assert_string_equal(NEW_CELL(f->t.db, "title", 1), r.name);
+    }
+}
+
+/* ---- 10. keys with a folding collation ---------------------------------- */
+
+/* A key column whose collation folds case ("Red" and "red" are one row)
+ * would give one row two key texts, two overrides, two buckets: the
+ * routing calls refuse with the reason, and change nothing; writes and
+ * reads without routing go on. */
+static void test_routing_refused_for_folding_keys(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->t.db,
+            "CREATE TABLE tags(name TEXT PRIMARY KEY COLLATE NOCASE,"
+            " colour TEXT);"
+            "CREATE TABLE tags_v2(name TEXT PRIMARY KEY COLLATE NOCASE,"
+            " hex TEXT);"
+            "INSERT INTO tags VALUES('Red', 'ff0000');");
+    static const char *const key[] = {"name"};
+    static const dw_column_map up[] = {{"hex", "colour"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "tags_nocase";
+    o.old_side.table = "tags";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "tags_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
+    dw_migration *h = f->h;
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+
+    dw_value k = dw_text("red");
+    assert_dw(h, dw_override_set(h, &k, 1, 1, DW_STAGE_SHADOW, "try"),
+              DW_EMISUSE);
+    assert_msg_has(h, "collation other than BINARY");
+    assert_dw(h, dw_override_clear(NULL, h, &k, 1, 1, "try"), DW_EMISUSE);
+    assert_msg_has(h, "collation other than BINARY");
+    assert_dw(h, set_canary(h, 50, NULL, DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0,
+                            NULL),
+              DW_EMISUSE);
+    assert_msg_has(h, "collation other than BINARY");
+    dw_routing_progress p;
+    assert_dw(h, dw_routing_count(&p, h), DW_EMISUSE);
+    assert_msg_has(h, "collation other than BINARY");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_overrides"),
+                     0);
+    dw_routing r;
+    assert_dw_ok(h, dw_routing_get(&r, h));
+    assert_true(r.canary_percent == 0.0);
+
+    /* Without routing, the key is the migration's. */
+    int stage = -1, route = -1;
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, &k, 1));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(route, DW_ROUTE_MIGRATION);
+    assert_dw_ok(h, dw_mirror(h, &k, 1));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags_v2 WHERE "
+                                        "hex = 'ff0000'"),
+                     1);
+}
+
+/* ---- 11. the backfill and keys held on the other model ------------------ */
+
+/* At LIVE the backfill copies new to old; a key held at OFF trusts (and
+ * writes) the old model alone, so its old row is the truth and its new row
+ * is left behind: the backfill leaves both alone, and verification shows
+ * the key as divergent, as the header says. */
+static void test_backfill_leaves_key_held_at_off(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
+    dw_backfill_progress bp;
+    assert_dw_ok(h, dw_backfill(&bp, h, NULL));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "test setup",
+                                 DW_STAGE_FORCE));
+    override1(h, 2, DW_STAGE_OFF);
+    rec r = make_rec("org-1", "written at off", 22);
+    dw_value k2 = dw_int(2);
+    assert_dw_ok(h, dw_write(h, &k2, 1, put_old, NULL, &r));
+    assert_string_equal(r.log, "O");
+    /* Key 3's old row drifts: LIVE trusts its new row. */
+    exec_ok(f->t.db, "UPDATE items SET name = 'stale' WHERE id = 3");
+
+    dw_backfill_options one_by_one = DW_BACKFILL_OPTIONS_INIT;
+    one_by_one.batch_rows = 1;
+    one_by_one.batch_ms = -1;
+    one_by_one.flags = DW_BACKFILL_RESTART; /* the last one copied up */
+    assert_dw_ok(h, dw_backfill(&bp, h, &one_by_one));
+    assert_true(bp.finished);
+    assert_string_equal(OLD_CELL(f->t.db, "name", 2), "written at off");
+    assert_string_equal(NEW_CELL(f->t.db, "title", 2), "item 2");
+    assert_string_equal(OLD_CELL(f->t.db, "name", 3), "item 3");
+
+    dw_verify_result v;
+    assert_dw_ok(h, dw_verify(&v, h, NULL));
+    assert_int_equal(v.keys, 4);
+    assert_int_equal(v.different, 1);
+}
+
+/* ---- 12. an override whose key text SQLite will not bind ------------------ */
+
+/* The override functions bound the key text without checking
+ * sqlite3_bind_text()'s result. When the key's text ("[\"kkk...\"]", four
+ * bytes longer than the key) exceeds the connection's SQLITE_LIMIT_LENGTH,
+ * the bind fails with SQLITE_TOOBIG; the parameter stayed NULL, the lookup
+ * found no override, and the key silently followed the migration's stage:
+ * dw_key_stage() answered DUAL_WRITE for a key overridden to LIVE, and
+ * dw_write() would have written old first and copied it over the new row
+ * the override trusts. Now an error naming the problem, and nothing
+ * written. */
+static void test_override_key_text_longer_than_length_limit(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->t.db, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
+                     "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
+    static const char *const key[] = {"name"};
+    static const dw_column_map up[] = {{"hex", "colour"}};
+    static const dw_column_map down[] = {{"colour", "hex"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "tags_long_keys";
+    o.old_side.table = "tags";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "tags_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.down = down;
+    o.ndown = 1;
+    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
+    dw_migration *h = f->h;
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    char text[151];
+    memset(text, 'k', 150);
+    text[150] = '\0';
+    dw_value k = dw_text(text);
+    assert_dw_ok(h, dw_override_set(h, &k, 1, 1, DW_STAGE_LIVE, NULL));
+    int stage = -1, route = -1;
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, &k, 1));
+    assert_int_equal(stage, DW_STAGE_LIVE);
+
+    /* The key (150 bytes) is within the limit, its text (154) is not. */
+    int old_limit = sqlite3_limit(f->t.db, SQLITE_LIMIT_LENGTH, 152);
+    int rc = dw_key_stage(&stage, &route, h, &k, 1);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", dw_errmsg(h));
+    int wrc = dw_write(h, &k, 1, NULL, NULL, NULL);
+    sqlite3_limit(f->t.db, SQLITE_LIMIT_LENGTH, old_limit);
+    if (rc == DW_OK)
+        print_error("dw_key_stage: stage %d route %d\n", stage, route);
+    assert_int_equal(rc, DW_ERROR);
+    assert_non_null(strstr(msg, "override"));
+    assert_non_null(strstr(msg, "too big"));
+    /* A write of that key fails too, before touching either side. */
+    assert_int_equal(wrc, DW_ERROR);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags_v2"), 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2243,6 +2527,12 @@ int main(void)
         T(test_contract_and_routing),
         T(test_misuse),
         T(test_no_routing_no_extra_work),
+        T(test_cohort_fails_on_a_row),
+        T(test_stored_cohort_no_longer_compiles),
+        T(test_promote_not_below),
+        T(test_routing_refused_for_folding_keys),
+        T(test_backfill_leaves_key_held_at_off),
+        T(test_override_key_text_longer_than_length_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

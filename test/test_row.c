@@ -320,6 +320,39 @@ static void test_row_misuse(void **state)
     dw_row_free(row);
 }
 
+/* A BLOB has no terminator to count to: a negative length (which a TEXT
+ * may give as -1) makes the value malformed. dw_row_set() and
+ * dw_row_set_blob() refuse it and leave the row as it was; dw_blob() never
+ * makes one. */
+static void test_row_blob_negative_length(void **state)
+{
+    (void)state;
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_int_equal(dw_row_set_blob(row, "keep", "ab", 2), DW_OK);
+    static const int lengths[] = {-1, -2, INT32_MIN};
+    for (size_t i = 0; i < sizeof lengths / sizeof *lengths; i++) {
+        dw_value bad = dw_blob("abc", 3);
+        bad.n = lengths[i];
+        assert_int_equal(dw_row_set(row, "fresh", &bad), DW_EMISUSE);
+        assert_int_equal(dw_row_set(row, "keep", &bad), DW_EMISUSE);
+        assert_int_equal(dw_row_set_blob(row, "fresh", "abc", lengths[i]),
+                         DW_EMISUSE);
+        /* The constructor never makes one: it gives an empty blob. */
+        assert_int_equal(dw_blob("abc", lengths[i]).n, 0);
+    }
+    assert_int_equal(dw_row_count(row), 1);
+    const dw_value *v = dw_row_get(row, "keep");
+    assert_int_equal(v->type, DW_TYPE_BLOB);
+    assert_int_equal(v->n, 2);
+    assert_memory_equal(v->p, "ab", 2);
+    /* A text may say -1 (NUL-terminated); a blob saying so is refused. */
+    dw_value text = {DW_TYPE_TEXT, 0, 0.0, "xyz", -1};
+    assert_int_equal(dw_row_set(row, "t", &text), DW_OK);
+    assert_int_equal(dw_row_get(row, "t")->n, 3);
+    dw_row_free(row);
+}
+
 /* ---- values ---------------------------------------------------------------- */
 
 static void test_value_constructors(void **state)
@@ -462,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_row_clear_and_reuse),
         cmocka_unit_test(test_row_set_columns_from_stmt),
         cmocka_unit_test(test_row_misuse),
+        cmocka_unit_test(test_row_blob_negative_length),
         cmocka_unit_test(test_value_constructors),
         cmocka_unit_test(test_value_equal),
         cmocka_unit_test(test_errstr),

@@ -1016,6 +1016,202 @@ static void test_setup_sql_cannot_end_transactions(void **state)
     }
 }
 
+/* ---- model column lists ------------------------------------------------------------------- */
+
+/* A side needs at least one model column besides its key: an empty list
+ * (not NULL, count 0), and a table whose only column is the key, are both
+ * refused with the reason, and nothing is stored. */
+static void test_no_model_columns(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char *const none[] = {"name"};
+    dw_options o = items_opts("m_empty_list");
+    o.old_side.columns = none; /* a list, with no entries */
+    o.old_side.ncolumns = 0;
+    open_fails(t.db, &o, DW_EMISUSE, "no model columns besides the key");
+
+    exec_ok(t.db, "CREATE TABLE keys_only(id INTEGER PRIMARY KEY);");
+    o = items_opts("m_keys_only");
+    o.old_side.table = "keys_only";
+    static const dw_column_map up[] = {{"title", "'t' || id"},
+                                       {"cents", "id"}};
+    o.up = up;
+    open_fails(t.db, &o, DW_EMISUSE, "no model columns besides the key");
+    test_db_close(&t);
+}
+
+/* A view is not a side, even one with the right columns. */
+static void test_side_is_a_view(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    exec_ok(t.db, "CREATE VIEW items_view AS SELECT id, title, cents FROM "
+                  "items_new;");
+    dw_options o = items_opts("m_view_new");
+    o.new_side.table = "items_view";
+    open_fails(t.db, &o, DW_ESCHEMA, "is a view");
+    o = items_opts("m_view_old");
+    o.old_side.table = "ITEMS_VIEW"; /* found whatever the case */
+    open_fails(t.db, &o, DW_ESCHEMA, "is a view");
+    test_db_close(&t);
+}
+
+/* One column named twice in a list -- the same name in another case is the
+ * same column to SQLite -- and a key column listed among the model columns
+ * are refused; nothing is stored. */
+static void test_column_listed_twice(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char *const twice[] = {"name", "price", "NAME"};
+    dw_options o = items_opts("m_twice");
+    o.old_side.columns = twice;
+    o.old_side.ncolumns = 3;
+    open_fails(t.db, &o, DW_EMISUSE, "named twice");
+
+    exec_ok(t.db, "CREATE TABLE pairs_old(a INTEGER, b INTEGER, v TEXT,"
+                  " PRIMARY KEY(a, b));"
+                  "CREATE TABLE pairs_new(a INTEGER, b INTEGER, w TEXT,"
+                  " PRIMARY KEY(a, b));");
+    static const char *const key_twice[] = {"a", "A"};
+    static const dw_column_map up[] = {{"w", "v"}};
+    o = items_opts("m_key_twice");
+    o.old_side.table = "pairs_old";
+    o.old_side.key_columns = key_twice;
+    o.old_side.nkey_columns = 2;
+    o.new_side.table = "pairs_new";
+    o.new_side.key_columns = key_twice;
+    o.new_side.nkey_columns = 2;
+    o.up = up;
+    o.nup = 1;
+    open_fails(t.db, &o, DW_EMISUSE, "named twice");
+
+    static const char *const with_key[] = {"name", "ID", "price"};
+    o = items_opts("m_key_as_model");
+    o.old_side.columns = with_key;
+    o.old_side.ncolumns = 3;
+    open_fails(t.db, &o, DW_EMISUSE, "is also listed as a model column");
+    test_db_close(&t);
+}
+
+/* A generated column cannot be a mapping's target: the mapping would have
+ * to write it. Listed on the side without a mapping into it, it may be
+ * compared. */
+static void test_generated_column_not_a_target(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE items_old(id INTEGER PRIMARY KEY, name TEXT,"
+            " price INTEGER);"
+            "CREATE TABLE items_new(id INTEGER PRIMARY KEY, title TEXT,"
+            " cents INTEGER, dollars INTEGER GENERATED ALWAYS AS"
+            " (cents / 100) STORED);");
+    static const char *const new_cols[] = {"title", "cents", "dollars"};
+    static const dw_column_map up[] = {
+        {"title", "name"}, {"cents", "price * 100"}, {"dollars", "price"}};
+    dw_options o = items_opts("m_generated");
+    o.new_side.columns = new_cols;
+    o.new_side.ncolumns = 3;
+    o.up = up;
+    o.nup = 3;
+    open_fails(t.db, &o, DW_ESCHEMA, "\"dollars\" is generated");
+    test_db_close(&t);
+}
+
+/* An SQL mapping must give exactly one expression for each target column:
+ * one missing, one for a column that is not in the side's list, one
+ * column given two (in two spellings), and one too many are each refused
+ * with a message naming the column. */
+static void test_mapping_columns_must_align(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char *const new_cols[] = {"title", "cents"};
+    static const dw_column_map missing[] = {{"title", "name"}};
+    static const dw_column_map stray[] = {{"title", "name"},
+                                          {"price", "price"}};
+    static const dw_column_map doubled[] = {{"title", "name"},
+                                            {"TITLE", "upper(name)"}};
+    static const dw_column_map extra[] = {
+        {"title", "name"}, {"cents", "price * 100"}, {"price", "price"}};
+    static const struct {
+        const char *name;
+        const dw_column_map *up;
+        int nup, code;
+        const char *needle;
+    } cases[] = {
+        {"m_missing", missing, 1, DW_EMISUSE,
+         "no expression for new column \"cents\""},
+        {"m_stray", stray, 2, DW_ESCHEMA,
+         "\"price\" is not a column of the new side"},
+        {"m_doubled", doubled, 2, DW_EMISUSE,
+         "column \"title\" has two expressions"},
+        {"m_extra", extra, 3, DW_ESCHEMA,
+         "\"price\" is not a column of the new side"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        dw_options o = items_opts(cases[i].name);
+        o.new_side.columns = new_cols;
+        o.new_side.ncolumns = 2;
+        o.up = cases[i].up;
+        o.nup = cases[i].nup;
+        open_fails(t.db, &o, cases[i].code, cases[i].needle);
+    }
+    /* The down mapping is held to the same rule. */
+    static const char *const old_cols[] = {"name", "price"};
+    static const dw_column_map down_missing[] = {{"name", "title"}};
+    dw_options o = items_opts("m_down_missing");
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 2;
+    o.down = down_missing;
+    o.ndown = 1;
+    open_fails(t.db, &o, DW_EMISUSE, "no expression for old column \"price\"");
+    test_db_close(&t);
+}
+
+/* Both sides in one table must name the same key columns: a row is one key
+ * for both models. */
+static void test_same_table_different_keys(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE people(id INTEGER PRIMARY KEY,"
+                  " code TEXT NOT NULL UNIQUE, name TEXT, full_name TEXT);"
+                  "INSERT INTO people VALUES(1, 'p1', 'ann', 'ann');");
+    static const char *const code_key[] = {"code"};
+    static const char *const newc[] = {"full_name"};
+    static const char *const oldc[] = {"name"};
+    static const dw_column_map up[] = {{"full_name", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "same_keys";
+    o.old_side.table = "people";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = oldc;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "people";
+    o.new_side.key_columns = code_key;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = newc;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    open_fails(t.db, &o, DW_EMISUSE, "name different key columns");
+    test_db_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1232,12 @@ int main(void)
         cmocka_unit_test(test_keys_must_compare_alike),
         cmocka_unit_test(test_mapping_is_one_column),
         cmocka_unit_test(test_setup_sql_cannot_end_transactions),
+        cmocka_unit_test(test_no_model_columns),
+        cmocka_unit_test(test_side_is_a_view),
+        cmocka_unit_test(test_column_listed_twice),
+        cmocka_unit_test(test_generated_column_not_a_target),
+        cmocka_unit_test(test_mapping_columns_must_align),
+        cmocka_unit_test(test_same_table_different_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

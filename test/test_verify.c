@@ -2252,6 +2252,145 @@ static void test_repair_queue(void **state)
     test_db_close(&t);
 }
 
+/* ---- queued keys from before the key columns were redefined --------------- */
+
+static const char *const k_org_id[] = {"org", "id"};
+
+/* p_old/p_new keyed on (org, id) and on id alone (every org is 'o'); p_new
+ * refuses b = 'bad', so a mirror of such a row fails and its key is
+ * queued. */
+static void pairs_schema(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE p_old(org TEXT NOT NULL, id INTEGER NOT NULL"
+                " UNIQUE, a TEXT, PRIMARY KEY(org, id));"
+                "CREATE TABLE p_new(org TEXT NOT NULL DEFAULT 'o',"
+                " id INTEGER NOT NULL"
+                " UNIQUE, b TEXT CHECK (b <> 'bad'), PRIMARY KEY(org, id));");
+}
+
+static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
+{
+    static const dw_column_map up[] = {{"b", "a"}};
+    static const char *const old_cols[] = {"a"};
+    static const char *const new_cols[] = {"b"};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "pairs";
+    o.old_side.table = "p_old";
+    o.old_side.key_columns = composite ? k_org_id : k_id;
+    o.old_side.nkey_columns = composite ? 2 : 1;
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "p_new";
+    o.new_side.key_columns = composite ? k_org_id : k_id;
+    o.new_side.nkey_columns = composite ? 2 : 1;
+    o.new_side.columns = new_cols;
+    o.new_side.ncolumns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.flags = DW_OPEN_REPAIR_QUEUE | flags;
+    o.reason = composite ? "keyed on (org, id)" : "keyed on id";
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+/* Writes the old row (org 'o', the key's id, a) through dw_write(); the
+ * mirror runs through the mapping. */
+static int write_pair_old(sqlite3 *db, const dw_value *key, int nkey,
+                          void *payload)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO p_old(org, id, a) VALUES('o', ?1,"
+                                " ?2) ON CONFLICT(org, id) DO UPDATE SET"
+                                " a = excluded.a",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[nkey - 1].i);
+    sqlite3_bind_text(st, 2, payload, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static void queue_bad_write(dw_migration *h, const dw_value *key, int nkey)
+{
+    int64_t before = queue_count(h);
+    assert_dw_ok(h, dw_write(h, key, nkey, write_pair_old, NULL,
+                             (void *)"bad"));
+    assert_int_equal(queue_count(h), before + 1);
+}
+
+/* The repair queue outlives a redefinition of the spec. Keys queued under
+ * other key columns -- ["o",1] under (org, id), [3] under (id) -- are not
+ * keys of the spec now: each is reported (DW_ERROR naming the stored key)
+ * and stays queued for its side, while the others are repaired; under a
+ * spec whose key they are, they repair. */
+static void test_repair_queue_keys_of_another_spec(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    pairs_schema(t.db);
+    dw_migration *h = open_pairs(t.db, 1, 0);
+    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    dw_value k1[2] = {dw_text("o"), dw_int(1)};
+    queue_bad_write(h, k1, 2);
+    dw_close(h);
+
+    /* Keyed on id alone now. */
+    h = open_pairs(t.db, 0, DW_OPEN_REDEFINE);
+    dw_value k2 = dw_int(2);
+    queue_bad_write(h, &k2, 1);
+    exec_ok(t.db, "UPDATE p_old SET a = 'good'");
+    dw_repair_result rr;
+    memset(&rr, 0x5a, sizeof rr);
+    assert_dw(h, dw_repair_queue(&rr, h), DW_ERROR);
+    assert_int_equal(rr.repaired, 1);
+    assert_int_equal(rr.failed, 1);
+    assert_non_null(strstr(dw_errmsg(h),
+                           "stored key [\"o\",1] is not a key of migration "
+                           "\"pairs\""));
+    assert_int_equal(queue_count(h), 1);
+    assert_int_equal(queue_attempts(t.db, "[\"o\",1]"), 2);
+    assert_int_equal(query_int(t.db, "SELECT side FROM dw_repair_queue"),
+                     DW_SIDE_NEW);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM p_new"), 1);
+    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+
+    dw_value k3 = dw_int(3);
+    queue_bad_write(h, &k3, 1);
+    exec_ok(t.db, "UPDATE p_old SET a = 'good'");
+    dw_close(h);
+
+    /* Back to (org, id): ["o",1] repairs, [3] is the stranger now. */
+    h = open_pairs(t.db, 1, DW_OPEN_REDEFINE);
+    assert_dw(h, dw_repair_queue(&rr, h), DW_ERROR);
+    assert_int_equal(rr.repaired, 1);
+    assert_int_equal(rr.failed, 1);
+    assert_non_null(strstr(dw_errmsg(h), "stored key [3] is not a key"));
+    assert_int_equal(queue_count(h), 1);
+    assert_int_equal(queue_attempts(t.db, "[3]"), 2);
+    dw_close(h);
+
+    h = open_pairs(t.db, 0, DW_OPEN_REDEFINE);
+    assert_dw_ok(h, dw_repair_queue(&rr, h));
+    assert_int_equal(rr.repaired, 1);
+    assert_int_equal(rr.failed, 0);
+    assert_int_equal(queue_count(h), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM p_new WHERE"
+                                     " b = 'good'"),
+                     3);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* Without the queue policy a failed mirror fails the whole write. */
 static void test_no_queue_without_flag(void **state)
 {
@@ -2728,6 +2867,7 @@ int main(void)
         cmocka_unit_test(test_repair_divergent_many_live),
         cmocka_unit_test(test_repair_divergent_failure),
         cmocka_unit_test(test_repair_queue),
+        cmocka_unit_test(test_repair_queue_keys_of_another_spec),
         cmocka_unit_test(test_no_queue_without_flag),
         cmocka_unit_test(test_key_names_differ),
         cmocka_unit_test(test_awkward_identifiers),

@@ -1310,6 +1310,233 @@ static void test_numeric_text_keys_follow_sqlite(void **state)
     assert_true(refused <= (int)(sizeof TEXTS / sizeof *TEXTS) - 8);
 }
 
+/* ---- C mapping callbacks ------------------------------------------------ */
+
+/* An up mapping callback: in mode 0 it forgets to set "quantity"; in mode 1
+ * it sets "title" to a BLOB and "quantity" to NULL. */
+static int up_fn_modes(dw_row *out, const dw_row *in, void *payload)
+{
+    const int *mode = payload;
+    (void)in;
+    if (*mode == 0)
+        return dw_row_set_text(out, "title", "ONLY TITLE");
+    int rc = dw_row_set_blob(out, "title", "HI", 2);
+    return rc != DW_OK ? rc : dw_row_set_null(out, "quantity");
+}
+
+static void open_items_up_fn(fixture *f, int *mode)
+{
+    create_items(f->t.db);
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_v2";
+    o.old_side.table = "items";
+    o.old_side.key_columns = ITEM_KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = OLD_COLS;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = ITEM_KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = NEW_COLS;
+    o.new_side.ncolumns = 2;
+    o.up_fn = up_fn_modes;
+    o.map_payload = mode;
+    o.map_version = "up_fn_modes v1";
+    char *err = NULL;
+    int rc = dw_open(&f->h, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+}
+
+/* A mapping callback that leaves a new-model column unset fails the dual
+ * write as a callback failure naming the column, on the new side, and
+ * neither side keeps anything. */
+static void test_mapping_callback_leaves_column_unset(void **state)
+{
+    fixture *f = *state;
+    int mode = 0;
+    open_items_up_fn(f, &mode);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1);"
+                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    char o0[256], n0[256], o1[256], n1[256];
+    dump_old(f->t.db, o0, sizeof o0);
+    dump_new(f->t.db, n0, sizeof n0);
+
+    for (int64_t id = 1; id <= 2; id++) { /* an update, then an insert */
+        wctx c = {"pear", 5, NULL, 0, 0, 0};
+        dw_value k = dw_int(id);
+        assert_dw(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c), DW_ECALLBACK);
+        assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+        assert_non_null(strstr(dw_errmsg(f->h), "up mapping callback"));
+        assert_non_null(strstr(dw_errmsg(f->h), "did not set column"));
+        assert_non_null(strstr(dw_errmsg(f->h), "\"quantity\""));
+        assert_string_equal(dump_old(f->t.db, o1, sizeof o1), o0);
+        assert_string_equal(dump_new(f->t.db, n1, sizeof n1), n0);
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    }
+    /* dw_mirror() of the stored row fails the same way. */
+    dw_value k1 = dw_int(1);
+    assert_dw(f->h, dw_mirror(f->h, &k1, 1), DW_ECALLBACK);
+    assert_non_null(strstr(dw_errmsg(f->h), "\"quantity\""));
+    assert_string_equal(dump_new(f->t.db, n1, sizeof n1), n0);
+}
+
+/* What a mapping callback sets is written as it is: a BLOB stays a BLOB,
+ * NULL stays NULL. */
+static void test_mapping_callback_blob_and_null(void **state)
+{
+    fixture *f = *state;
+    int mode = 1;
+    open_items_up_fn(f, &mode);
+    wctx c = {"kiwi", 3, NULL, 0, 0, 0};
+    dw_value k = dw_int(2);
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c));
+    char buf[64];
+    assert_string_equal(query_text(f->t.db,
+                                   "SELECT typeof(title) || ':' || hex(title) "
+                                   "|| ':' || typeof(quantity) FROM items_v2 "
+                                   "WHERE id = 2",
+                                   buf, sizeof buf),
+                        "blob:4849:null");
+    assert_int_equal(query_int(f->t.db, "SELECT qty FROM items WHERE id = 2"),
+                     3);
+}
+
+/* ---- what a write callback returns -------------------------------------- */
+
+/* Each kind of value a write callback may return, on either side: the
+ * library's own failure codes keep their meaning when they have one
+ * (busy, constraint, out of memory) and are a callback failure otherwise;
+ * SQLite codes map the same way; any other value is a callback failure.
+ * The message names the side, the table and what was returned, and
+ * nothing of the write is kept. */
+static void test_callback_result_codes(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1);"
+                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    char o0[256], n0[256], o1[256], n1[256];
+    dump_old(f->t.db, o0, sizeof o0);
+    dump_new(f->t.db, n0, sizeof n0);
+    static const struct {
+        int ret, code;
+        const char *detail;
+    } cases[] = {
+        {DW_EBUSY, DW_EBUSY, "database is busy"},
+        {DW_ECONSTRAINT, DW_ECONSTRAINT, "constraint violated"},
+        {DW_ENOMEM, DW_ENOMEM, "out of memory"},
+        {DW_ERROR, DW_ECALLBACK, "database error"},
+        {DW_EMISUSE, DW_ECALLBACK, "bad argument"},
+        {DW_ENOTFOUND, DW_ECALLBACK, "not found"},
+        {DW_ECALLBACK, DW_ECALLBACK, "an application callback failed"},
+        {SQLITE_BUSY, DW_EBUSY, "database is locked"},
+        {SQLITE_LOCKED, DW_EBUSY, "database table is locked"},
+        {SQLITE_BUSY_SNAPSHOT, DW_EBUSY, "database is locked"},
+        {SQLITE_NOMEM, DW_ENOMEM, "out of memory"},
+        {DW_EGATE, DW_ECALLBACK, "callback failed"},
+        {-42, DW_ECALLBACK, "callback failed"},
+        {INT32_MIN, DW_ECALLBACK, "callback failed"},
+    };
+    for (int side = DW_SIDE_OLD; side <= DW_SIDE_NEW; side++) {
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            wctx c = {"pear", 5, "PEAR", 5, 0, 0};
+            if (side == DW_SIDE_OLD)
+                c.old_ret = cases[i].ret;
+            else
+                c.new_ret = cases[i].ret;
+            dw_value k = dw_int(1);
+            int rc = dw_write(f->h, &k, 1, w_old, w_new, &c);
+            const char *msg = dw_errmsg(f->h);
+            char returned[32];
+            snprintf(returned, sizeof returned, "(returned %d)",
+                     cases[i].ret);
+            if (rc != cases[i].code || !strstr(msg, cases[i].detail) ||
+                !strstr(msg, returned))
+                print_error("side %d, callback returned %d: dw_write gave %d "
+                            "(%s), expected %d with \"%s\"\n",
+                            side, cases[i].ret, rc, msg, cases[i].code,
+                            cases[i].detail);
+            assert_int_equal(rc, cases[i].code);
+            assert_int_equal(dw_errside(f->h), side);
+            assert_non_null(strstr(msg, cases[i].detail));
+            assert_non_null(strstr(msg, returned));
+            assert_non_null(strstr(msg, side == DW_SIDE_OLD
+                                            ? "old side: the write callback"
+                                            : "new side: the write callback"));
+            assert_non_null(strstr(msg, side == DW_SIDE_OLD ? "\"items\""
+                                                            : "\"items_v2\""));
+            assert_string_equal(dump_old(f->t.db, o1, sizeof o1), o0);
+            assert_string_equal(dump_new(f->t.db, n1, sizeof n1), n0);
+            assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        }
+    }
+}
+
+/* ---- a callback that ends the library's transaction ---------------------- */
+
+/* A new-side write that treats a conflict as harmless: its INSERT OR
+ * ROLLBACK meets the primary key, SQLite rolls back the whole transaction,
+ * and the callback ignores the error and reports success -- which the
+ * header forbids (a callback must not end the library's transaction). */
+static int w_new_rollback_ignored(sqlite3 *db, const dw_value *key, int nkey,
+                                  void *payload)
+{
+    (void)payload;
+    log_call('n');
+    if (nkey != 1)
+        return 99;
+    (void)run_upsert(db,
+                     "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
+                     " VALUES(?1, ?2, ?3)",
+                     key[0].i, "CLASH", 1);
+    return 0;
+}
+
+/* The write cannot be reported as done when its transaction is gone: it
+ * fails with DW_ERROR saying so, at the top level and inside the caller's
+ * transaction (which went too), and nothing is applied. */
+static void test_callback_ends_transaction(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    sqlite3 *db = f->t.db;
+    exec_ok(db, "INSERT INTO items_v2 VALUES(5, 'PRE5', 0);");
+    char n0[256], n1[256];
+    dump_new(db, n0, sizeof n0);
+    wctx c = {"pear", 2, NULL, 0, 0, 0};
+
+    dw_value k5 = dw_int(5);
+    log_reset();
+    assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_rollback_ignored, &c),
+              DW_ERROR);
+    assert_string_equal(g_log, "on");
+    assert_non_null(strstr(dw_errmsg(f->h), "rolled back the transaction"));
+    assert_non_null(strstr(dw_errmsg(f->h), "nothing was applied"));
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
+    assert_string_equal(dump_new(db, n1, sizeof n1), n0);
+
+    exec_ok(db, "BEGIN");
+    exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
+    assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_rollback_ignored, &c),
+              DW_ERROR);
+    assert_non_null(strstr(dw_errmsg(f->h), "rolled back the transaction"));
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
+    assert_string_equal(dump_new(db, n1, sizeof n1), n0);
+
+    /* The handle still writes. */
+    wctx ok = {"plum", 3, NULL, 0, 0, 0};
+    dw_value k7 = dw_int(7);
+    assert_dw_ok(f->h, dw_write(f->h, &k7, 1, w_old, NULL, &ok));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items_v2 WHERE id=7"),
+                     1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1329,6 +1556,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mirror_bind_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_numeric_text_keys_follow_sqlite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_callback_leaves_column_unset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_result_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_ends_transaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
