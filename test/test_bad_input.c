@@ -3102,6 +3102,92 @@ static void test_read_key_longer_than_length_limit(void **state)
     plain_close(&p);
 }
 
+/* The limit a test lowers around one call, and what the call said. */
+typedef struct length_limit {
+    sqlite3 *db;
+    int old;
+    char msg[300];
+} length_limit;
+
+static void limit_lower(length_limit *l, sqlite3 *db, int limit)
+{
+    l->db = db;
+    l->old = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, limit);
+}
+
+/* Puts the limit back; returns rc after keeping the handle's message. */
+static int limit_restore(length_limit *l, dw_migration *h, int rc)
+{
+    snprintf(l->msg, sizeof l->msg, "%s", dw_errmsg(h));
+    sqlite3_limit(l->db, SQLITE_LIMIT_LENGTH, l->old);
+    return rc;
+}
+
+/* A text key within the connection's SQLITE_LIMIT_LENGTH whose stored text
+ * ('["..."]', four bytes longer) is not, in every call that stores or looks
+ * up a key's text: an error naming the problem -- never an override that
+ * silently does not apply, a false "out of memory", or a half-done
+ * change. */
+static void test_key_text_longer_than_length_limit(void **state)
+{
+    (void)state;
+    enum { LEN = 150 };
+    char text[LEN + 1];
+    length_limit l;
+    memset(text, 'k', LEN);
+    text[LEN] = '\0';
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id TEXT PRIMARY KEY, w TEXT);");
+    execf(db, "INSERT INTO t_old VALUES(%Q, 'x')", text);
+    plain p;
+    plain_open(&p, db);
+    dw_value k = dw_text(text);
+    assert_dw_ok(p.h, dw_stage_set(p.h, DW_STAGE_DUAL_WRITE, NULL, 0));
+
+    /* Recording the key as divergent (it has no new row yet). */
+    dw_verify_result r;
+    limit_lower(&l, db, LEN + 2);
+    int rc = limit_restore(&l, p.h, dw_verify(&r, p.h, NULL));
+    assert_int_equal(rc, DW_ERROR);
+    assert_non_null(strstr(l.msg, "too big"));
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_dw_ok(p.h, dw_verify(&r, p.h, NULL));
+    assert_int_equal(r.missing, 3); /* no new rows yet (plain's two, ours) */
+
+    /* Marking it repaired after the repair. */
+    dw_repair_result rr;
+    limit_lower(&l, db, LEN + 2);
+    rc = limit_restore(&l, p.h, dw_repair_divergent(&rr, p.h));
+    assert_int_equal(rc, DW_ERROR);
+    assert_non_null(strstr(l.msg, "too big"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM t_new"), 0);
+    assert_dw_ok(p.h, dw_repair_divergent(&rr, p.h));
+    assert_int_equal(rr.repaired, 3);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM t_new"), 3);
+
+    /* Storing an override. */
+    limit_lower(&l, db, LEN + 2);
+    rc = limit_restore(
+        &l, p.h, dw_override_set(p.h, &k, 1, 1, DW_STAGE_SHADOW, NULL));
+    assert_int_equal(rc, DW_ERROR);
+    assert_non_null(strstr(l.msg, "too big"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM dw_overrides"), 0);
+
+    /* Removing one. */
+    assert_dw_ok(p.h, dw_override_set(p.h, &k, 1, 1, DW_STAGE_SHADOW, NULL));
+    int cleared = -1;
+    limit_lower(&l, db, LEN + 2);
+    rc = limit_restore(&l, p.h,
+                       dw_override_clear(&cleared, p.h, &k, 1, 1, NULL));
+    assert_int_equal(rc, DW_ERROR);
+    assert_non_null(strstr(l.msg, "too big"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM dw_overrides"), 1);
+    assert_dw_ok(p.h, dw_override_clear(&cleared, p.h, &k, 1, 1, NULL));
+    assert_int_equal(cleared, 1);
+    plain_close(&p);
+}
+
 /* A C mapping makes a value longer than the connection's SQLITE_LIMIT_LENGTH
  * (it doubles the old text): the dual write fails on the new side with the
  * reason, and neither side keeps anything. */
@@ -3186,6 +3272,7 @@ int main(void)
         cmocka_unit_test(test_migration_name_invalid_utf8),
         cmocka_unit_test(test_migration_name_malformed_utf8_forms),
         cmocka_unit_test(test_read_key_longer_than_length_limit),
+        cmocka_unit_test(test_key_text_longer_than_length_limit),
         cmocka_unit_test(test_mapped_value_longer_than_length_limit),
         cmocka_unit_test(test_empty_text_key_without_pointer),
         cmocka_unit_test(test_mapping_expression_parameters),
