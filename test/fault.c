@@ -1836,6 +1836,39 @@ static int run_read(fault_ctx *c, int64_t id, int64_t qty)
 static int run_read_3(fault_ctx *c) { return run_read(c, 3, 3); }
 static int run_read_4(fault_ctx *c) { return run_read(c, 4, 4); }
 
+/* Key 4 disagrees: dw_compare() says so (and logs it). */
+static int run_compare_4(fault_ctx *c)
+{
+    dw_value key = dw_int(4);
+    int equal = -1;
+    int rc = dw_compare(&equal, c->h, &key, 1);
+    if (rc == DW_OK && equal != 0)
+        op_failed(c, "dw_compare returned DW_OK and called key 4 equal");
+    return rc;
+}
+
+/* Trims nothing, but makes the comparison work on copies of the rows. */
+static int normalize_noop(dw_row *row, int side, void *payload)
+{
+    (void)row;
+    (void)side;
+    (void)payload;
+    return DW_OK;
+}
+
+/* Read options with an ignore list and a normaliser, then a read of key 4
+ * whose only difference (the label) is ignored. */
+static int run_read_options(fault_ctx *c)
+{
+    static const char *const ignore[] = {"name", "label"};
+    dw_read_options o = DW_READ_OPTIONS_INIT;
+    o.ignore_columns = ignore;
+    o.nignore_columns = 2;
+    o.normalize = normalize_noop;
+    int rc = dw_set_read_options(c->h, &o);
+    return rc == DW_OK ? run_read(c, 4, 4) : rc;
+}
+
 static void setup_mismatch(fault_ctx *c)
 {
     setup_shadow_open(c);
@@ -1874,6 +1907,21 @@ static int run_to_shadow(fault_ctx *c)
     return run_stage(c, DW_STAGE_SHADOW, 0);
 }
 static int run_to_live(fault_ctx *c) { return run_stage(c, DW_STAGE_LIVE, 0); }
+static int run_to_shadow_back(fault_ctx *c)
+{
+    return run_stage(c, DW_STAGE_SHADOW, 0);
+}
+static int run_to_complete(fault_ctx *c)
+{
+    return run_stage(c, DW_STAGE_COMPLETE, 0);
+}
+
+/* At RAMPDOWN with the gate into COMPLETE open. */
+static void setup_rampdown_open(fault_ctx *c)
+{
+    setup_rampdown(c);
+    backfill_and_verify(c->h);
+}
 static int run_to_live_forced(fault_ctx *c)
 {
     return run_stage(c, DW_STAGE_LIVE, DW_STAGE_FORCE);
@@ -1986,6 +2034,34 @@ static int run_verify(fault_ctx *c, int64_t missing, int64_t different)
 }
 
 static int run_verify_clean(fault_ctx *c) { return run_verify(c, 0, 0); }
+
+/* Keys 2 to 6 only, in two chunks. */
+static int run_verify_range(fault_ctx *c)
+{
+    dw_value from = dw_int(2), to = dw_int(6);
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.from = &from;
+    o.nfrom = 1;
+    o.to = &to;
+    o.nto = 1;
+    o.chunk_rows = 3;
+    dw_verify_result r;
+    int rc = dw_verify(&r, c->h, &o);
+    if (rc == DW_OK && (!r.finished || r.full || r.keys != 5 || !r.clean))
+        op_failed(c, "a ranged dw_verify returned DW_OK with wrong counts");
+    return rc;
+}
+
+static int count_queue(fault_ctx *c)
+{
+    int64_t n = -1, entries = -1, dropped = -1;
+    int rc = dw_repair_count(&n, c->h);
+    if (rc == DW_OK)
+        rc = dw_mismatch_log_count(&entries, &dropped, c->h);
+    if (rc == DW_OK && (n != 1 || entries != 0 || dropped != 0))
+        op_failed(c, "the counts came back DW_OK and wrong");
+    return rc;
+}
 static int run_verify_divergent(fault_ctx *c) { return run_verify(c, 1, 1); }
 
 static void setup_backfilled(fault_ctx *c)
@@ -2123,6 +2199,53 @@ static int run_routing(fault_ctx *c)
     r.canary_stage = DW_STAGE_LIVE;
     r.promote_stage = DW_STAGE_LIVE;
     return dw_routing_set(c->h, &r, "fault walk", 0);
+}
+
+/* A canary chosen by a cohort predicate over the old row. */
+static int run_routing_cohort(fault_ctx *c)
+{
+    dw_routing r = DW_ROUTING_INIT;
+    r.canary_stage = DW_STAGE_LIVE;
+    r.canary_cohort = "qty > 4";
+    return dw_routing_set(c->h, &r, "fault walk", 0);
+}
+
+static void setup_cohort(fault_ctx *c)
+{
+    setup_shadow_open(c);
+    assert_dw_ok(c->h, run_routing_cohort(c));
+}
+
+/* Key 3 moves into the cohort (qty 3 -> 30): its stage changes with it. */
+static int run_write_into_cohort(fault_ctx *c)
+{
+    static const world_item into = {"item3", 30, 0};
+    return write_key(c, 3, world_write_old, NULL, (world_item *)&into);
+}
+
+static int run_routing_get(fault_ctx *c)
+{
+    dw_routing r;
+    int rc = dw_routing_get(&r, c->h);
+    if (rc == DW_OK && (!r.canary_cohort || strcmp(r.canary_cohort, "qty > 4") != 0))
+        op_failed(c, "dw_routing_get returned DW_OK without the cohort");
+    return rc;
+}
+
+static int count_override(const dw_override_entry *e, void *payload)
+{
+    (void)e;
+    (*(int *)payload)++;
+    return 0;
+}
+
+static int run_override_list(fault_ctx *c)
+{
+    int n = 0;
+    int rc = dw_override_list(c->h, count_override, &n);
+    if (rc == DW_OK && n != 2)
+        op_failed(c, "dw_override_list returned DW_OK without the overrides");
+    return rc;
 }
 
 /* ---- contract and restore ---- */
@@ -2296,6 +2419,12 @@ const fault_op fault_ops[] = {
     {.name = "dw_read mismatch@SHADOW", .flags = FAULT_OP_READS,
      .setup = setup_mismatch, .run = run_read_4,
      .authoritative = DW_SIDE_OLD, .check = check_logged_once},
+    {.name = "dw_compare mismatch@SHADOW", .flags = FAULT_OP_READS,
+     .setup = setup_mismatch, .run = run_compare_4,
+     .authoritative = DW_SIDE_OLD, .check = check_logged_once},
+    {.name = "dw_set_read_options + dw_read@SHADOW", .flags = READ,
+     .setup = setup_mismatch, .run = run_read_options,
+     .authoritative = DW_SIDE_OLD},
 
     {.name = "dw_stage_set OFF->DUAL_WRITE (setup SQL)", .flags = STAGE_IO,
      .run = run_to_dual, .authoritative = DW_SIDE_OLD,
@@ -2313,6 +2442,13 @@ const fault_op fault_ops[] = {
     {.name = "dw_stage_set SHADOW->LIVE (gate closed)", .flags = STAGE_IO,
      .setup = setup_shadow, .run = run_to_live, .ok_code = DW_EGATE,
      .authoritative = DW_SIDE_OLD, .finish = finish_stage},
+    {.name = "dw_stage_set LIVE->SHADOW (back)", .flags = STAGE_IO,
+     .setup = setup_live, .run = run_to_shadow_back,
+     .authoritative = DW_SIDE_OLD, .finish = finish_stage},
+    /* Entering COMPLETE marks the backfill stale. */
+    {.name = "dw_stage_set RAMPDOWN->COMPLETE", .flags = STAGE_IO,
+     .setup = setup_rampdown_open, .run = run_to_complete,
+     .authoritative = DW_SIDE_NEW, .finish = finish_stage},
 
     {.name = "dw_backfill first batch", .flags = ATOMIC_IO,
      .setup = setup_batch_0, .run = run_batch, .ok_code = DW_MORE,
@@ -2333,6 +2469,9 @@ const fault_op fault_ops[] = {
     {.name = "dw_verify divergent", .flags = FAULT_OP_IO,
      .setup = setup_divergent, .run = run_verify_divergent,
      .authoritative = DW_SIDE_OLD, .check = check_runs_divergent},
+    {.name = "dw_verify range", .flags = FAULT_OP_IO,
+     .setup = setup_backfilled, .run = run_verify_range,
+     .authoritative = DW_SIDE_OLD},
 
     {.name = "dw_repair_keys", .flags = ATOMIC_IO, .setup = setup_divergent,
      .run = run_repair_keys, .authoritative = DW_SIDE_OLD},
@@ -2355,6 +2494,16 @@ const fault_op fault_ops[] = {
      .authoritative = DW_SIDE_NEW},
     {.name = "dw_routing_set", .flags = ATOMIC_IO, .setup = setup_shadow_open,
      .run = run_routing, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_routing_set (cohort)", .flags = ATOMIC_IO,
+     .setup = setup_shadow_open, .run = run_routing_cohort,
+     .authoritative = DW_SIDE_OLD},
+    {.name = "dw_write into the cohort@SHADOW", .flags = ATOMIC_IO,
+     .setup = setup_cohort, .run = run_write_into_cohort,
+     .authoritative = DW_SIDE_NEW, .io_codes = CB_IO},
+    {.name = "dw_routing_get (cohort)", .flags = READ, .setup = setup_cohort,
+     .run = run_routing_get, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_override_list", .flags = READ, .setup = setup_overridden,
+     .run = run_override_list, .authoritative = DW_SIDE_NEW},
 
     {.name = "dw_contract", .flags = STAGE_IO, .setup = setup_complete,
      .run = run_contract, .authoritative = DW_SIDE_NEW,
@@ -2367,6 +2516,9 @@ const fault_op fault_ops[] = {
      .run = run_history, .authoritative = DW_SIDE_OLD},
     {.name = "dw_mismatch_log", .flags = READ, .setup = setup_logged,
      .run = run_mismatch_log, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_repair_count + dw_mismatch_log_count", .flags = READ,
+     .open_flags = DW_OPEN_REPAIR_QUEUE, .setup = setup_queued,
+     .run = count_queue, .authoritative = DW_SIDE_OLD},
 };
 
 const int fault_nops = (int)(sizeof fault_ops / sizeof *fault_ops);
