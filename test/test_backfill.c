@@ -1639,16 +1639,9 @@ static const char *const ACCT_OLD_COLS[] = {"balance"};
 static const char *const ACCT_NEW_COLS[] = {"cents"};
 static const dw_column_map ACCT_UP[] = {{"cents", "balance * 100"}};
 
-static void test_null_key_refused(void **state)
+/* Opens the accounts migration (code key, balance to cents) on db. */
+static dw_migration *open_accounts(sqlite3 *db)
 {
-    fixture *f = *state;
-    sqlite3 *db = f->t.db;
-    /* A UNIQUE key column allows NULL, several times. */
-    exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
-                "CREATE TABLE accounts_v2(code TEXT PRIMARY KEY,"
-                " cents INTEGER);"
-                "INSERT INTO accounts VALUES('a', 1), (NULL, 2), ('b', 3),"
-                " (NULL, 4), (NULL, 5), ('c', 6);");
     dw_options o = DW_OPTIONS_INIT;
     o.name = "accounts_v2";
     o.old_side.table = "accounts";
@@ -1663,7 +1656,20 @@ static void test_null_key_refused(void **state)
     o.new_side.ncolumns = 1;
     o.up = ACCT_UP;
     o.nup = 1;
-    f->h = open_spec(db, &o);
+    return open_spec(db, &o);
+}
+
+static void test_null_key_refused(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    /* A UNIQUE key column allows NULL, several times. */
+    exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
+                "CREATE TABLE accounts_v2(code TEXT PRIMARY KEY,"
+                " cents INTEGER);"
+                "INSERT INTO accounts VALUES('a', 1), (NULL, 2), ('b', 3),"
+                " (NULL, 4), (NULL, 5), ('c', 6);");
+    f->h = open_accounts(db);
     set_stage(f->h, DW_STAGE_DUAL_WRITE);
 
     dw_backfill_progress p;
@@ -2309,6 +2315,21 @@ static int act_between_batches(const dw_backfill_progress *p, void *payload)
     return 0;
 }
 
+/* Backfills f->h in batches of rows, the second handle doing action after
+ * the first batch; returns dw_backfill()'s result, and in *calls how many
+ * times the progress callback ran. */
+static int backfill_acting_between(fixture *f, int action, int rows,
+                                   dw_backfill_progress *p, int *calls)
+{
+    between_ctx c = {f, action, 0};
+    dw_backfill_options o = fixed_batches(rows);
+    o.progress = act_between_batches;
+    o.payload = &c;
+    int rc = dw_backfill(p, f->h, &o);
+    *calls = c.calls;
+    return rc;
+}
+
 /* The stage left the two models between two batches: the next batch
  * refuses, and what the first committed stays. */
 static void test_stage_moved_between_batches(void **state)
@@ -2316,13 +2337,10 @@ static void test_stage_moved_between_batches(void **state)
     fixture *f = *state;
     users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
-    between_ctx c = {f, BETWEEN_STAGE_OFF, 0};
-    dw_backfill_options o = fixed_batches(3);
-    o.progress = act_between_batches;
-    o.payload = &c;
+    int calls = 0;
     dw_backfill_progress p;
-    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
-    assert_int_equal(c.calls, 1);
+    assert_dw(f->h, backfill_acting_between(f, BETWEEN_STAGE_OFF, 3, &p, &calls), DW_EMISUSE);
+    assert_int_equal(calls, 1);
     assert_true(contains(dw_errmsg(f->h), "needs both models written"));
     assert_true(contains(dw_errmsg(f->h), "OFF"));
     assert_false(p.finished);
@@ -2340,37 +2358,15 @@ static void test_finished_elsewhere_between_batches(void **state)
     fixture *f = *state;
     users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
-    between_ctx c = {f, BETWEEN_FINISH, 0};
-    dw_backfill_options o = fixed_batches(3);
-    o.progress = act_between_batches;
-    o.payload = &c;
+    int calls = 0;
     dw_backfill_progress p;
-    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
-    assert_int_equal(c.calls, 2);
+    assert_dw_ok(f->h, backfill_acting_between(f, BETWEEN_FINISH, 3, &p, &calls));
+    assert_int_equal(calls, 2);
     assert_true(p.finished);
     assert_int_equal(p.rows_done, 10);
     assert_int_equal(history_of(f->h).backfills, 1);
     assert_users_match(f->t.db);
     verify_clean(f->h, 10);
-}
-
-static dw_migration *open_accounts(sqlite3 *db)
-{
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "accounts_v2";
-    o.old_side.table = "accounts";
-    o.old_side.key_columns = CODE_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = ACCT_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "accounts_v2";
-    o.new_side.key_columns = CODE_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = ACCT_NEW_COLS;
-    o.new_side.ncolumns = 1;
-    o.up = ACCT_UP;
-    o.nup = 1;
-    return open_spec(db, &o);
 }
 
 /* The backfill went stale between two batches (the stage passed through
@@ -2389,15 +2385,12 @@ static void test_stale_between_batches_null_key(void **state)
     set_stage(f->h, DW_STAGE_DUAL_WRITE);
     f->db2 = test_db_connect(&f->t);
     f->h2 = open_accounts(f->db2);
-    between_ctx c = {f, BETWEEN_STALE_NULL_KEY, 0};
-    dw_backfill_options o = fixed_batches(2);
-    o.progress = act_between_batches;
-    o.payload = &c;
+    int calls = 0;
     dw_backfill_progress p;
-    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+    assert_dw(f->h, backfill_acting_between(f, BETWEEN_STALE_NULL_KEY, 2, &p, &calls), DW_EMISUSE);
     assert_true(contains(dw_errmsg(f->h), "1 rows"));
     assert_true(contains(dw_errmsg(f->h), "NULL"));
-    assert_int_equal(c.calls, 1);
+    assert_int_equal(calls, 1);
     assert_int_equal(sqlite3_get_autocommit(db), 1);
     /* Nothing of the refused batch: only the first batch's two rows. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 2);

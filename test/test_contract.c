@@ -415,6 +415,15 @@ static void reach_complete(dw_migration *h)
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
 }
 
+/* Creates the items tables, opens f->h on them and takes it to COMPLETE. */
+static dw_migration *items_complete(fixture *f)
+{
+    create_items(f->t.db);
+    f->h = open_items(f->t.db);
+    reach_complete(f->h);
+    return f->h;
+}
+
 static int stop_after_first(const dw_backfill_progress *p, void *payload)
 {
     int *calls = payload;
@@ -885,10 +894,7 @@ static int fail_nth_commit(void *payload)
 static void test_contract_failed_commit_keeps_backup(void **state)
 {
     fixture *f = *state;
-    create_items(f->t.db);
-    f->h = open_items(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = items_complete(f);
     char snapshot[4096], schema[4096], path[400];
     query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
@@ -1142,10 +1148,7 @@ static void test_contract_backup_does_not_check_out(void **state)
                                    sizeof name),
                         "wal");
 
-    create_items(f->t.db);
-    f->h = open_items(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = items_complete(f);
     char snapshot[4096], schema[4096], path[400];
     query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
@@ -1299,6 +1302,15 @@ static dw_migration *open_tickets(sqlite3 *db)
     return h;
 }
 
+/* Creates the tickets table, opens f->h on it and takes it to COMPLETE. */
+static dw_migration *tickets_complete(fixture *f)
+{
+    create_tickets(f->t.db);
+    f->h = open_tickets(f->t.db);
+    reach_complete(f->h);
+    return f->h;
+}
+
 typedef struct ticket_write {
     const char *owner;
     int code;
@@ -1350,10 +1362,7 @@ static void put_ticket(dw_migration *h, int64_t id, const char *owner,
 static void test_contract_one_table(void **state)
 {
     fixture *f = *state;
-    create_tickets(f->t.db);
-    f->h = open_tickets(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = tickets_complete(f);
     char before[1024], buf[1024], path[400];
     query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
     assert_string_equal(before,
@@ -1450,10 +1459,7 @@ static void test_contract_one_table(void **state)
 static void test_contract_one_table_drop_refused(void **state)
 {
     fixture *f = *state;
-    create_tickets(f->t.db);
-    f->h = open_tickets(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = tickets_complete(f);
     char before[1024], cols[1024], buf[1024], path[400];
     query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
     query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
@@ -1502,9 +1508,7 @@ static void test_contract_one_table_drop_refused(void **state)
 static void test_one_table_reopen_and_restore(void **state)
 {
     fixture *f = *state;
-    create_tickets(f->t.db);
-    f->h = open_tickets(f->t.db);
-    reach_complete(f->h);
+    tickets_complete(f);
     char before[1024], buf[1024], path[400];
     query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
     in_dir(f, "tickets.bak", path, sizeof path);
@@ -1977,9 +1981,7 @@ static int contract_with_race(fixture *f, race *r, const char *path)
 
 static void race_setup(fixture *f, race *r, int action)
 {
-    create_items(f->t.db);
-    f->h = open_items(f->t.db);
-    reach_complete(f->h);
+    items_complete(f);
     f->db2 = test_db_connect(&f->t);
     f->h2 = open_items(f->db2);
     memset(r, 0, sizeof *r);
@@ -2072,10 +2074,7 @@ static void test_contract_race_old_row_changed(void **state)
 static void test_contract_kept_backup_other_definition(void **state)
 {
     fixture *f = *state;
-    create_items(f->t.db);
-    f->h = open_items(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = items_complete(f);
     char path[400];
     in_dir(f, "items.bak", path, sizeof path);
     commits_to_fail = 2;
@@ -2108,9 +2107,7 @@ static void test_contract_kept_backup_other_definition(void **state)
 static void test_restore_needs_the_contracted_spec(void **state)
 {
     fixture *f = *state;
-    create_items(f->t.db);
-    f->h = open_items(f->t.db);
-    reach_complete(f->h);
+    items_complete(f);
     char snapshot[4096], buf[4096], path[400];
     query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     in_dir(f, "items.bak", path, sizeof path);
@@ -2163,10 +2160,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
 static void test_restore_column_exists_again(void **state)
 {
     fixture *f = *state;
-    create_tickets(f->t.db);
-    f->h = open_tickets(f->t.db);
-    dw_migration *h = f->h;
-    reach_complete(h);
+    dw_migration *h = tickets_complete(f);
     char before[1024], buf[1024], cols[1024], path[400];
     query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
     in_dir(f, "tickets.bak", path, sizeof path);

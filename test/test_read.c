@@ -222,6 +222,52 @@ static int fx_read(fx *f, int64_t id)
     return dw_read(f->out, f->h, &k, 1, read_old, read_new, &f->r);
 }
 
+/* Opens the fixture at SHADOW with both sides' name "same" and the given
+ * updated_at values (NULL leaves the column out of that side's read). */
+static void fx_open_same_names(fx *f, const char *old_updated,
+                               const char *new_updated)
+{
+    fx_open(f, 0);
+    assert_dw_ok(f->h, set_stage(f->h, DW_STAGE_SHADOW));
+    f->r.s[DW_SIDE_OLD].name = "same";
+    f->r.s[DW_SIDE_NEW].name = "same";
+    f->r.s[DW_SIDE_OLD].updated = old_updated;
+    f->r.s[DW_SIDE_NEW].updated = new_updated;
+}
+
+/* Sets read options that ignore the given columns, and nothing else. */
+static void fx_set_ignore(fx *f, const char *const *cols, int ncols)
+{
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.ignore_columns = cols;
+    ro.nignore_columns = ncols;
+    assert_dw_ok(f->h, dw_set_read_options(f->h, &ro));
+}
+
+/* Sets read options with a time budget and an application progress handler
+ * called every 1000 operations. */
+static void fx_set_budget_app_progress(fx *f, int budget_ms, dw_progress_fn fn,
+                                       void *payload)
+{
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = budget_ms;
+    ro.app_progress = fn;
+    ro.app_progress_payload = payload;
+    ro.app_progress_ops = 1000;
+    assert_dw_ok(f->h, dw_set_read_options(f->h, &ro));
+}
+
+/* Makes the new side's name differ and checks that a read reports it, as
+ * the sink's call number calls, with "name" the one column different. */
+static void assert_name_still_counts(fx *f, int calls)
+{
+    f->r.s[DW_SIDE_NEW].name = "other";
+    assert_dw_ok(f->h, fx_read(f, 1));
+    assert_int_equal(f->sr.calls, calls);
+    assert_int_equal(f->sr.ndiffs, 1);
+    assert_string_equal(f->sr.cols[0], "name");
+}
+
 /* ---- the stage table ------------------------------------------------------------------- */
 
 static void test_every_stage(void **state)
@@ -725,12 +771,7 @@ static void test_time_budget_app_progress(void **state)
     assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
     app_progress_calls = 0;
     sqlite3_progress_handler(f.t.db, 1000, app_progress, &app_progress_calls);
-    dw_read_options ro = DW_READ_OPTIONS_INIT;
-    ro.budget_ms = 50;
-    ro.app_progress = app_progress;
-    ro.app_progress_payload = &app_progress_calls;
-    ro.app_progress_ops = 1000;
-    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    fx_set_budget_app_progress(&f, 50, app_progress, &app_progress_calls);
     f.r.s[DW_SIDE_NEW].slow = 1;
     double t0 = now_s();
     assert_dw_ok(f.h, fx_read(&f, 42));
@@ -752,12 +793,7 @@ static void test_ignore_columns(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_OLD].name = "same";
-    f.r.s[DW_SIDE_NEW].name = "same";
-    f.r.s[DW_SIDE_OLD].updated = "2024-01-01";
-    f.r.s[DW_SIDE_NEW].updated = "2024-02-02";
+    fx_open_same_names(&f, "2024-01-01", "2024-02-02");
 
     /* without ignore: a mismatch on updated_at */
     assert_dw_ok(f.h, fx_read(&f, 1));
@@ -766,10 +802,7 @@ static void test_ignore_columns(void **state)
     assert_string_equal(f.sr.cols[0], "updated_at");
 
     static const char *const ignore[] = {"updated_at"};
-    dw_read_options ro = DW_READ_OPTIONS_INIT;
-    ro.ignore_columns = ignore;
-    ro.nignore_columns = 1;
-    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    fx_set_ignore(&f, ignore, 1);
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 1));
     dw_metrics m = metrics(f.h);
@@ -781,11 +814,7 @@ static void test_ignore_columns(void **state)
     assert_string_equal(out_text(f.out, "updated_at"), "2024-01-01");
 
     /* another column still counts */
-    f.r.s[DW_SIDE_NEW].name = "other";
-    assert_dw_ok(f.h, fx_read(&f, 1));
-    assert_int_equal(f.sr.calls, 2);
-    assert_int_equal(f.sr.ndiffs, 1);
-    assert_string_equal(f.sr.cols[0], "name");
+    assert_name_still_counts(&f, 2);
     fx_close(&f);
 }
 
@@ -1138,11 +1167,8 @@ static void test_new_only_column_compares_against_null(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_OLD].name = "same";
-    f.r.s[DW_SIDE_NEW].name = "same";
-    f.r.s[DW_SIDE_NEW].updated = "2024-02-02"; /* the old read leaves it out */
+    /* the old read leaves updated_at out */
+    fx_open_same_names(&f, NULL, "2024-02-02");
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(out_text(f.out, "name"), "same");
@@ -1184,12 +1210,7 @@ static void test_app_progress_interrupts_other_read(void **state)
     fx_open(&f, 0);
     assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
     int calls = 0;
-    dw_read_options ro = DW_READ_OPTIONS_INIT;
-    ro.budget_ms = 60000;
-    ro.app_progress = app_progress_stop;
-    ro.app_progress_payload = &calls;
-    ro.app_progress_ops = 1000;
-    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    fx_set_budget_app_progress(&f, 60000, app_progress_stop, &calls);
     dw_metrics_reset(f.h);
     f.r.s[DW_SIDE_NEW].slow = 1;
     double t0 = now_s();
@@ -1217,18 +1238,10 @@ static void test_ignore_column_named_twice(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_OLD].name = "same";
-    f.r.s[DW_SIDE_NEW].name = "same";
-    f.r.s[DW_SIDE_OLD].updated = "2024-01-01";
-    f.r.s[DW_SIDE_NEW].updated = "2024-02-02";
+    fx_open_same_names(&f, "2024-01-01", "2024-02-02");
     static const char *const ignore[] = {"updated_at", "UPDATED_AT",
                                          "updated_at"};
-    dw_read_options ro = DW_READ_OPTIONS_INIT;
-    ro.ignore_columns = ignore;
-    ro.nignore_columns = 3;
-    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    fx_set_ignore(&f, ignore, 3);
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 1));
     dw_metrics m = metrics(f.h);
@@ -1236,11 +1249,7 @@ static void test_ignore_column_named_twice(void **state)
     assert_int_equal((int)m.mismatches, 0);
     assert_int_equal(f.sr.calls, 0);
     /* Other columns still count. */
-    f.r.s[DW_SIDE_NEW].name = "other";
-    assert_dw_ok(f.h, fx_read(&f, 1));
-    assert_int_equal(f.sr.calls, 1);
-    assert_int_equal(f.sr.ndiffs, 1);
-    assert_string_equal(f.sr.cols[0], "name");
+    assert_name_still_counts(&f, 1);
     fx_close(&f);
 }
 

@@ -2325,6 +2325,34 @@ static void test_promote_not_below(void **state)
 
 /* ---- 10. keys with a folding collation ---------------------------------- */
 
+/* Opens f->h as migration name on the tables tags and tags_v2 (key name,
+ * colour to hex, and hex back to colour when with_down) and moves it to
+ * DUAL_WRITE. */
+static dw_migration *tags_at_dual_write(fixture *f, const char *name,
+                                        int with_down)
+{
+    static const char *const key[] = {"name"};
+    static const dw_column_map up[] = {{"hex", "colour"}};
+    static const dw_column_map down[] = {{"colour", "hex"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = name;
+    o.old_side.table = "tags";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "tags_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    if (with_down) {
+        o.down = down;
+        o.ndown = 1;
+    }
+    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    return f->h;
+}
+
 /* A key column whose collation folds case ("Red" and "red" are one row)
  * would give one row two key texts, two overrides, two buckets: the
  * routing calls refuse with the reason, and change nothing; writes and
@@ -2338,21 +2366,7 @@ static void test_routing_refused_for_folding_keys(void **state)
             "CREATE TABLE tags_v2(name TEXT PRIMARY KEY COLLATE NOCASE,"
             " hex TEXT);"
             "INSERT INTO tags VALUES('Red', 'ff0000');");
-    static const char *const key[] = {"name"};
-    static const dw_column_map up[] = {{"hex", "colour"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tags_nocase";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
-    dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    dw_migration *h = tags_at_dual_write(f, "tags_nocase", 0);
 
     dw_value k = dw_text("red");
     assert_dw(h, dw_override_set(h, &k, 1, 1, DW_STAGE_SHADOW, "try"),
@@ -2438,24 +2452,7 @@ static void test_override_key_text_longer_than_length_limit(void **state)
     fixture *f = *state;
     exec_ok(f->t.db, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
                      "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
-    static const char *const key[] = {"name"};
-    static const dw_column_map up[] = {{"hex", "colour"}};
-    static const dw_column_map down[] = {{"colour", "hex"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tags_long_keys";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    o.down = down;
-    o.ndown = 1;
-    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
-    dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    dw_migration *h = tags_at_dual_write(f, "tags_long_keys", 1);
     char text[151];
     memset(text, 'k', 150);
     text[150] = '\0';

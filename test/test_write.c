@@ -85,20 +85,38 @@ static void create_items(sqlite3 *db)
                 " title TEXT NOT NULL UNIQUE, quantity INTEGER);");
 }
 
+/* Sets *o to the items migration's two sides, with no mapping yet. */
+static void items_options(dw_options *o)
+{
+    *o = (dw_options)DW_OPTIONS_INIT;
+    o->name = "items_v2";
+    o->old_side.table = "items";
+    o->old_side.key_columns = ITEM_KEY;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = OLD_COLS;
+    o->old_side.ncolumns = 2;
+    o->new_side.table = "items_v2";
+    o->new_side.key_columns = ITEM_KEY;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = NEW_COLS;
+    o->new_side.ncolumns = 2;
+}
+
+/* Opens f->h with *o, printing dw_open()'s message when it fails. */
+static int open_options(fixture *f, const dw_options *o)
+{
+    char *err = NULL;
+    int rc = dw_open(&f->h, f->t.db, o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    return rc;
+}
+
 static int open_items(fixture *f, unsigned flags, int with_down)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = ITEM_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = ITEM_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 2;
+    dw_options o;
+    items_options(&o);
     o.up = UP;
     o.nup = 2;
     if (with_down) {
@@ -107,12 +125,7 @@ static int open_items(fixture *f, unsigned flags, int with_down)
     }
     o.flags = flags;
     o.reason = "test";
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
-    return rc;
+    return open_options(f, &o);
 }
 
 /* Creates the tables, opens the migration and moves it to `stage`. */
@@ -716,20 +729,21 @@ static const char *dump_acct(sqlite3 *db, const char *table, char *buf,
     return query_text(db, sql, buf, n);
 }
 
-static void test_composite_text_key(void **state)
+#define ACCT_TABLES                                                            \
+    "CREATE TABLE acct(org TEXT, num INTEGER, balance INTEGER,"                \
+    " PRIMARY KEY(org, num)) WITHOUT ROWID;"                                   \
+    "CREATE TABLE acct_v2(org TEXT, num INTEGER,"                              \
+    " balance_cents INTEGER, PRIMARY KEY(org, num)) WITHOUT ROWID;"
+
+/* Opens f->h as migration name on the acct tables (a composite text and
+ * integer key, balance to cents), with the down mapping when with_down,
+ * and moves it to DUAL_WRITE. */
+static void acct_at_dual_write(fixture *f, const char *name, int with_down)
 {
-    fixture *f = *state;
-    sqlite3 *db = f->t.db;
-    exec_ok(db, "CREATE TABLE acct(org TEXT, num INTEGER, balance INTEGER,"
-                " PRIMARY KEY(org, num)) WITHOUT ROWID;"
-                "CREATE TABLE acct_v2(org TEXT, num INTEGER,"
-                " balance_cents INTEGER, PRIMARY KEY(org, num)) WITHOUT ROWID;"
-                "INSERT INTO acct VALUES('org-7', 4, 1), ('org-8', 3, 2);"
-                "INSERT INTO acct_v2 VALUES('org-7', 4, 100), ('org-8', 3, 200);");
     static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
     static const dw_column_map down[] = {{"balance", "balance_cents / 100"}};
     dw_options o = DW_OPTIONS_INIT;
-    o.name = "acct_cents";
+    o.name = name;
     o.old_side.table = "acct";
     o.old_side.key_columns = ACCT_KEY;
     o.old_side.nkey_columns = 2;
@@ -742,15 +756,22 @@ static void test_composite_text_key(void **state)
     o.new_side.ncolumns = 1;
     o.up = up;
     o.nup = 1;
-    o.down = down;
-    o.ndown = 1;
-    char *err = NULL;
-    int rc = dw_open(&f->h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    if (with_down) {
+        o.down = down;
+        o.ndown = 1;
+    }
+    assert_int_equal(open_options(f, &o), DW_OK);
     set_stage(f->h, DW_STAGE_DUAL_WRITE);
+}
+
+static void test_composite_text_key(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    exec_ok(db, ACCT_TABLES
+                "INSERT INTO acct VALUES('org-7', 4, 1), ('org-8', 3, 2);"
+                "INSERT INTO acct_v2 VALUES('org-7', 4, 100), ('org-8', 3, 200);");
+    acct_at_dual_write(f, "acct_cents", 1);
 
     char a[256], b[256];
     dw_value key[2] = {dw_text("org-7"), dw_int(3)};
@@ -1193,32 +1214,8 @@ static void test_mirror_bind_failure(void **state)
 {
     fixture *f = *state;
     sqlite3 *db = f->t.db;
-    exec_ok(db, "CREATE TABLE acct(org TEXT, num INTEGER, balance INTEGER,"
-                " PRIMARY KEY(org, num)) WITHOUT ROWID;"
-                "CREATE TABLE acct_v2(org TEXT, num INTEGER,"
-                " balance_cents INTEGER, PRIMARY KEY(org, num)) WITHOUT ROWID;");
-    static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "acct_bind";
-    o.old_side.table = "acct";
-    o.old_side.key_columns = ACCT_KEY;
-    o.old_side.nkey_columns = 2;
-    o.old_side.columns = ACCT_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "acct_v2";
-    o.new_side.key_columns = ACCT_KEY;
-    o.new_side.nkey_columns = 2;
-    o.new_side.columns = ACCT_NEW_COLS;
-    o.new_side.ncolumns = 1;
-    o.up = up;
-    o.nup = 1;
-    char *err = NULL;
-    int rc = dw_open(&f->h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    exec_ok(db, ACCT_TABLES);
+    acct_at_dual_write(f, "acct_bind", 0);
 
     enum { BIG = 5000 };
     char *big = malloc(BIG + 1);
@@ -1236,7 +1233,7 @@ static void test_mirror_bind_failure(void **state)
 
     int old_limit = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1000);
     dw_value key[2] = {dw_text(big), dw_int(1)};
-    rc = dw_mirror(f->h, key, 2);
+    int rc = dw_mirror(f->h, key, 2);
     char msg[256];
     snprintf(msg, sizeof msg, "%s", dw_errmsg(f->h));
     sqlite3_limit(db, SQLITE_LIMIT_LENGTH, old_limit);
@@ -1327,27 +1324,12 @@ static int up_fn_modes(dw_row *out, const dw_row *in, void *payload)
 static void open_items_up_fn(fixture *f, int *mode)
 {
     create_items(f->t.db);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = ITEM_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = ITEM_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 2;
+    dw_options o;
+    items_options(&o);
     o.up_fn = up_fn_modes;
     o.map_payload = mode;
     o.map_version = "up_fn_modes v1";
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    assert_int_equal(open_options(f, &o), DW_OK);
     set_stage(f->h, DW_STAGE_DUAL_WRITE);
 }
 
