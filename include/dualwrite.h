@@ -44,9 +44,15 @@
  *     doing anything else. Until then the application's own statements on
  *     the connection would join that transaction and be rolled back with
  *     it: run ROLLBACK first (inside your own transaction: roll it back
- *     rather than commit it). dw_open() has no handle to do this later and
- *     may lack the memory for a message: after DW_ENOMEM from dw_open(),
- *     check sqlite3_get_autocommit().
+ *     rather than commit it). After your ROLLBACK, the next call leaves
+ *     alone a transaction you began since when it can tell it from its
+ *     own: by its savepoint's name, or by the transaction's state (a
+ *     transaction of yours that has read after a failed read, or written
+ *     after a failed write, looks like the one left open and would be
+ *     rolled back). Safest: make a call on the handle, or run ROLLBACK,
+ *     before anything else on the connection. dw_open() has no handle to
+ *     do this later and may lack the memory for a message: after
+ *     DW_ENOMEM from dw_open(), check sqlite3_get_autocommit().
  *   - "Nothing applied" after a failure holds for the database as the
  *     connection sees it. When the final COMMIT itself fails with an I/O
  *     error (DW_ERROR naming it), its pages may already be in the WAL, and

@@ -222,7 +222,25 @@ int dw__sqlite_settle(dw_migration *h)
      * savepoint went with the transaction. */
     if (sqlite3_get_autocommit(h->db))
         return DW_OK;
-    be_rollback(h, left == DW_LEFT_TXN ? SCOPE_OWN : SCOPE_SAVEPOINT);
+    if (left == DW_LEFT_TXN) {
+        /* A transaction in another state than ours was left in is one the
+         * application began since (after a ROLLBACK of its own). */
+        if (sqlite3_txn_state(h->db, "main") != BK(h)->left_state)
+            return DW_OK;
+        be_rollback(h, SCOPE_OWN);
+        return dw__left_open_rc(h, DW_OK);
+    }
+    /* The savepoint is ours by name: when the application rolled its
+     * transaction back (and began another), it is gone. */
+    sqlite3_stmt *st = dw__stmt(h, ST_ROLLBACK_TO);
+    if (st && sqlite3_step(st) != SQLITE_DONE &&
+        strstr(sqlite3_errmsg(h->db), "no such savepoint")) {
+        sqlite3_reset(st);
+        return DW_OK;
+    }
+    if (st)
+        sqlite3_reset(st);
+    be_rollback(h, SCOPE_SAVEPOINT);
     return dw__left_open_rc(h, DW_OK);
 }
 
@@ -292,8 +310,10 @@ static void be_rollback(dw_migration *h, int scope)
     dw__error_unstash(h, &saved);
     /* Still open: dw_errmsg() says so, and the next call ends it. */
     if (scope != SCOPE_NONE && !sqlite3_get_autocommit(h->db) &&
-        (scope == SCOPE_OWN || !released))
+        (scope == SCOPE_OWN || !released)) {
         h->left_open = scope == SCOPE_OWN ? DW_LEFT_TXN : DW_LEFT_SAVEPOINT;
+        BK(h)->left_state = sqlite3_txn_state(h->db, "main");
+    }
 }
 
 static int be_commit(dw_migration *h, int scope)

@@ -80,6 +80,10 @@ typedef struct sqlite_backend {
     int scope;
     int write;
     int verified;
+    /* The main database's transaction state (SQLITE_TXN_READ or _WRITE)
+     * of a transaction of ours left open (h->left_open): how the next call
+     * tells it from one the application began since. */
+    int left_state;
     /* Time budget. */
     uint64_t deadline_ns;
     int expired;

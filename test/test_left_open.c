@@ -180,6 +180,43 @@ static void test_application_rolls_back(void **state)
     write_again_commits(&t, h);
 }
 
+/* The application rolled back itself and began a transaction of its own
+ * before the handle's next call: that call must not take the new
+ * transaction for the one it left, whether that was its own transaction
+ * (the new one has not written) or its savepoint (gone with the rollback,
+ * though the new transaction has written). The write joins the
+ * application's transaction, which commits whole. */
+static void app_rolls_back_and_begins(int in_caller_txn)
+{
+    test_db t;
+    dw_migration *h = write_left_open(&t, in_caller_txn);
+    exec_ok(t.db, "ROLLBACK");
+    exec_ok(t.db, "BEGIN");
+    if (in_caller_txn)
+        exec_ok(t.db, "UPDATE items SET qty = 66 WHERE id = 5");
+    else
+        assert_int_equal(query_int(t.db, "SELECT count(*) FROM items"), 5);
+    dw_value key = dw_int(3);
+    assert_int_equal(dw_write(h, &key, 1, world_write_old, NULL,
+                              (void *)&WRITTEN),
+                     DW_OK);
+    assert_false(sqlite3_get_autocommit(t.db));
+    exec_ok(t.db, "COMMIT");
+    assert_int_equal(committed_qty(&t), 77);
+    if (in_caller_txn)
+        assert_int_equal(query_int(t.db, "SELECT qty FROM items WHERE id = 5"),
+                         66);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static void test_app_rolls_back_and_begins(void **state)
+{
+    (void)state;
+    app_rolls_back_and_begins(0);
+    app_rolls_back_and_begins(1);
+}
+
 /* dw_close ends what was left open: nobody would later. */
 static void test_close_ends_it(void **state)
 {
@@ -199,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_own_transaction_left_open),
         cmocka_unit_test(test_savepoint_left_open),
         cmocka_unit_test(test_application_rolls_back),
+        cmocka_unit_test(test_app_rolls_back_and_begins),
         cmocka_unit_test(test_close_ends_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
