@@ -40,16 +40,16 @@
  *     library's ROLLBACK can fail (SQLite must prepare it again and
  *     cannot). The call then returns DW_ENOMEM, dw_errmsg() says that the
  *     library's transaction (or savepoint) is still open, and the handle's
- *     next call -- any call, dw_close() included -- rolls it back before
- *     doing anything else. Until then the application's own statements on
+ *     next call that reaches the database, dw_close() included, rolls it
+ *     back before doing anything else (another handle on the same
+ *     connection does not know of it). Until then the application's own statements on
  *     the connection would join that transaction and be rolled back with
  *     it: run ROLLBACK first (inside your own transaction: roll it back
  *     rather than commit it). After your ROLLBACK, the next call leaves
  *     alone a transaction you began since when it can tell it from its
- *     own: by its savepoint's name, or by the transaction's state (a
- *     transaction of yours that has read after a failed read, or written
- *     after a failed write, looks like the one left open and would be
- *     rolled back). Safest: make a call on the handle, or run ROLLBACK,
+ *     own: by its savepoint's name, or by the transaction's state (one of
+ *     yours in the state the library's was left in -- not yet read, read,
+ *     or written -- looks like it and would be rolled back). Safest: make a call on the handle, or run ROLLBACK,
  *     before anything else on the connection. dw_open() has no handle to
  *     do this later and may lack the memory for a message: after
  *     DW_ENOMEM from dw_open(), check sqlite3_get_autocommit().
@@ -1186,7 +1186,10 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *         failed: that commit may still prove durable (in WAL mode its pages
  *         can be in the log, and a crash then leaves the old model
  *         dropped), so the backup is kept and dw_errmsg() says so; calling
- *         dw_contract() again with the same path uses it.
+ *         dw_contract() again with the same path uses it. The backup is
+ *         kept too when the drop met a busy database or found the old
+ *         model contracted by another connection, whose contract may have
+ *         used this very file.
  */
 DW_API int dw_contract(dw_migration *h, const char *backup_path,
                        const char *reason);

@@ -77,13 +77,14 @@ const char *dw_errmsg(const dw_migration *h)
     if (h->left_open == DW_LEFT_TXN)
         return "out of memory, and the library's transaction could not be "
                "rolled back: it is still open on the connection. Run "
-               "ROLLBACK, or make any call on the handle, which rolls it "
-               "back first";
+               "ROLLBACK, or make a call on the handle that reaches the "
+               "database, which rolls it back first";
     if (h->left_open == DW_LEFT_SAVEPOINT)
         return "out of memory, and the library's savepoint could not be "
                "rolled back: it is still open in your transaction. Roll "
-               "your transaction back rather than commit it (any call on "
-               "the handle rolls the savepoint back first)";
+               "your transaction back rather than commit it (a call on the "
+               "handle that reaches the database rolls the savepoint back "
+               "first)";
     return h->errmsg ? h->errmsg : dw_errstr(h->errcode);
 }
 

@@ -497,7 +497,11 @@ int dw__authoritative(int stage);
 int dw__other_side(int side);
 /* Syncs one key of the repair and backfill paths in a nested savepoint, so
  * a failure leaves the enclosing batch intact. */
-int dw__sync_guarded(dw_migration *h, int target, const dw_value *key);
+/* dw__sync() in a savepoint of its own, undone on failure; *kept says the
+ * undo failed too (its work is still in the transaction, which must then
+ * be rolled back whole). */
+int dw__sync_guarded(dw_migration *h, int target, const dw_value *key,
+                     int *kept);
 /* Sleeps without holding any lock. */
 void dw__sleep_ms(int ms);
 

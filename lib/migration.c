@@ -95,6 +95,9 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     return DW_OK;
 
 fail:
+    /* The handle goes: what it left open is ended now, if it can be. */
+    if (h->left_open)
+        h->ops->settle(h);
     set_errmsg(errmsg, h, rc);
     dw_close(h);
     return rc;

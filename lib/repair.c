@@ -7,22 +7,28 @@
 /* Keys taken from a stored list per transaction. */
 #define REPAIR_BATCH 256
 
-int dw__sync_guarded(dw_migration *h, int target, const dw_value *key)
+int dw__sync_guarded(dw_migration *h, int target, const dw_value *key,
+                     int *kept)
 {
+    *kept = 0;
     int rc = h->ops->side_savepoint(h);
     if (rc != DW_OK)
         return rc;
     rc = dw__sync(h, target, key);
     int release = h->ops->side_release(h, rc != DW_OK);
+    if (rc != DW_OK) {
+        *kept = release != DW_OK; /* the failed sync could not be undone */
+        return rc;
+    }
     /* A sync whose release failed is a failure: undo it, or the key would
      * be queued again (or counted failed) with its sync kept. */
-    if (rc == DW_OK && release != DW_OK) {
+    if (release != DW_OK) {
         dw_error_stash saved;
         dw__error_stash(h, &saved);
-        h->ops->side_release(h, 1);
+        *kept = h->ops->side_release(h, 1) != DW_OK;
         dw__error_unstash(h, &saved);
     }
-    return rc != DW_OK ? rc : release;
+    return release;
 }
 
 /* The migration's stage, after checking there are two models. */
@@ -130,20 +136,21 @@ static int repair_listed(dw_migration *h, list_run *l, int stage,
 {
     dw_value *key;
     void *store = NULL;
-    int target = DW_SIDE_NONE;
+    int target = DW_SIDE_NONE, kept = 0;
     int rc = h->ops->key_parse(h, text, &key, &store);
     if (rc == DW_OK)
         rc = repair_target(h, stage, key, &target);
     if (rc == DW_OK)
-        rc = dw__sync_guarded(h, target, key);
+        rc = dw__sync_guarded(h, target, key, &kept);
     dw__free(store);
     if (rc == DW_OK) {
         l->res.repaired++;
         return l->queue ? h->ops->queue_remove(h, text)
                         : h->ops->divergent_done(h, text);
     }
-    /* Busy, or SQLite gave up the whole transaction: stop here. */
-    if (rc == DW_EBUSY || sqlite3_get_autocommit(h->db))
+    /* Busy, SQLite gave up the whole transaction, or the failed sync could
+     * not be undone (the batch must go whole): stop here. */
+    if (rc == DW_EBUSY || kept || sqlite3_get_autocommit(h->db))
         return rc;
     dw__error_append(h, " (repairing key %s)", text);
     l->res.failed++;

@@ -174,14 +174,14 @@ int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what)
 }
 
 int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
-                      const char *text, const char *what)
+                      const char *text, int side, const char *what)
 {
     int rc = sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         return DW_OK;
     /* The parameters bound so far go too: nothing is left half-bound. */
     sqlite3_clear_bindings(st);
-    return dw__sqlite_error(h, rc, DW_SIDE_NONE, what);
+    return dw__sqlite_error(h, rc, side, what);
 }
 
 int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey)
@@ -345,8 +345,12 @@ static int be_commit(dw_migration *h, int scope)
             bk->version_valid = 0;
         return DW_OK;
     }
-    if (scope == SCOPE_SAVEPOINT)
-        return run_fixed(h, ST_RELEASE, "releasing the savepoint");
+    if (scope == SCOPE_SAVEPOINT) {
+        /* Not released, the work stays in the caller's transaction: it
+         * goes, so that the failure leaves nothing. */
+        int rc = run_fixed(h, ST_RELEASE, "releasing the savepoint");
+        return rc == DW_OK ? DW_OK : dw__rollback(h, scope, rc);
+    }
     return DW_OK;
 }
 

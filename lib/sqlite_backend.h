@@ -132,7 +132,7 @@ int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey);
  * leave the parameter NULL and the statement matching nothing: it is an
  * error instead (set on h; `what` names the statement's purpose). */
 int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
-                      const char *text, const char *what);
+                      const char *text, int side, const char *what);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
 

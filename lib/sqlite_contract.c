@@ -797,7 +797,8 @@ static int existing_backup(dw_migration *h, const model *m, const char *path,
                        "now %lld rows with digest %.16s",
                        (long long)*rows, hex, (long long)now_rows, now);
     model_free(&found);
-    if (rc == DW_OK || rc == DW_ENOMEM)
+    /* A locked file or no memory is not a verdict on the file. */
+    if (rc == DW_OK || rc == DW_ENOMEM || rc == DW_EBUSY)
         return rc;
     char *why = dw__strdup(dw_errmsg(h));
     rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -835,8 +836,9 @@ int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
                            path);
     }
     /* The drop and its record, in one transaction. */
-    int committing = 0;
+    int committing = 0, dropping = 0;
     if (rc == DW_OK) {
+        dropping = 1;
         int scope;
         rc = h->ops->begin(h, 1, &scope);
         if (rc == DW_OK)
@@ -858,6 +860,15 @@ int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason)
                          "; backup \"%s\" was kept, as the failed commit may "
                          "still prove durable: a dw_contract() to the same "
                          "path uses it",
+                         path);
+    } else if (rc != DW_OK && dropping &&
+               (rc == DW_EBUSY || h->contracted)) {
+        /* Another connection's contract to the same path may have taken
+         * this file as its backup (it uses an existing complete one) and
+         * dropped the old model meanwhile. */
+        dw__error_append(h,
+                         "; backup \"%s\" was kept: another connection "
+                         "may have contracted with it",
                          path);
     } else if (rc != DW_OK && created) {
         backup_files_remove(&files);

@@ -335,8 +335,9 @@ static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
         }
     }
     sqlite3_stmt *st = *slot;
-    if ((lo && dw__bind_key_text(h, st, 1, lo, "binding a key range")) ||
-        (hi && dw__bind_key_text(h, st, 2, hi, "binding a key range")))
+    if ((lo &&
+         dw__bind_key_text(h, st, 1, lo, side, "binding a key range")) ||
+        (hi && dw__bind_key_text(h, st, 2, hi, side, "binding a key range")))
         return NULL;
     return st;
 }
@@ -679,7 +680,8 @@ int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
                          &st, NULL);
     if (rc != SQLITE_OK)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading a stored key");
-    if (dw__bind_key_text(h, st, 1, text, "reading a stored key")) {
+    if (dw__bind_key_text(h, st, 1, text, DW_SIDE_NONE,
+                          "reading a stored key")) {
         sqlite3_finalize(st);
         return h->errcode;
     }

@@ -11,7 +11,8 @@ int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key, "reading the key's override"))
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "reading the key's override"))
         return h->errcode;
     int rc = sqlite3_step(st), result;
     if (rc == SQLITE_ROW) {
@@ -37,7 +38,8 @@ int dw__sqlite_override_put(dw_migration *h, const char *key, int stage,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key, "storing the key's override"))
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "storing the key's override"))
         return h->errcode;
     sqlite3_bind_int(st, 3, stage);
     sqlite3_bind_int(st, 4, promoted);
@@ -54,7 +56,8 @@ int dw__sqlite_override_delete(dw_migration *h, const char *key, int *deleted)
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key, "removing the key's override"))
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "removing the key's override"))
         return h->errcode;
     if (dw__run(h, st, DW_SIDE_NONE, "removing the key's override") !=
         SQLITE_OK)

@@ -119,10 +119,13 @@ int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *s)
     sqlite3_bind_int64(st, 1, h->id);
     sqlite3_bind_int(st, 2, s->source);
     sqlite3_bind_text(st, 3, bf_state_names[s->state], -1, SQLITE_STATIC);
-    if (s->cursor)
-        sqlite3_bind_text(st, 4, s->cursor, -1, SQLITE_STATIC);
-    if (s->end_key)
-        sqlite3_bind_text(st, 5, s->end_key, -1, SQLITE_STATIC);
+    if ((s->cursor && dw__bind_key_text(h, st, 4, s->cursor, DW_SIDE_NONE,
+                                        "storing the backfill state")) ||
+        (s->end_key && dw__bind_key_text(h, st, 5, s->end_key, DW_SIDE_NONE,
+                                         "storing the backfill state"))) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     sqlite3_bind_int64(st, 6, s->rows_done);
     sqlite3_bind_int64(st, 7, s->rows_total);
     sqlite3_bind_int64(st, 8, s->rows_written);
@@ -290,10 +293,13 @@ int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
     sqlite3_bind_int64(st, 1, h->id);
     sqlite3_bind_double(st, 2, r->started);
     sqlite3_bind_int(st, 3, full);
-    if (from)
-        sqlite3_bind_text(st, 4, from, -1, SQLITE_STATIC);
-    if (to)
-        sqlite3_bind_text(st, 5, to, -1, SQLITE_STATIC);
+    if ((from && dw__bind_key_text(h, st, 4, from, DW_SIDE_NONE,
+                                   "storing the verification run")) ||
+        (to && dw__bind_key_text(h, st, 5, to, DW_SIDE_NONE,
+                                 "storing the verification run"))) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     if ((rc = run_once(h, st, "storing the verification run")) != DW_OK)
         return rc;
     r->run_id = sqlite3_last_insert_rowid(h->db);
@@ -311,7 +317,8 @@ int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, run);
-    if (dw__bind_key_text(h, st, 2, key, "storing a divergent key")) {
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "storing a divergent key")) {
         sqlite3_finalize(st);
         return h->errcode;
     }
@@ -355,8 +362,11 @@ static int list_keys(dw_migration *h, const char *sql, const char *after,
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, h->id);
-    if (after)
-        sqlite3_bind_text(st, 2, after, -1, SQLITE_TRANSIENT);
+    /* A NULL `after` would start the listing over from the first key. */
+    if (after && dw__bind_key_text(h, st, 2, after, DW_SIDE_NONE, what)) {
+        sqlite3_finalize(st);
+        return h->errcode;
+    }
     sqlite3_bind_int(st, 3, limit);
     int result = DW_OK;
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -392,7 +402,8 @@ int dw__sqlite_divergent_done(dw_migration *h, const char *key)
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key, "marking a key repaired")) {
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "marking a key repaired")) {
         sqlite3_finalize(st);
         return h->errcode;
     }
@@ -418,7 +429,7 @@ int dw__sqlite_queue_remove(dw_migration *h, const char *key)
     if (rc != DW_OK)
         return rc;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key,
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
                           "removing a key from the repair queue")) {
         sqlite3_finalize(st);
         return h->errcode;

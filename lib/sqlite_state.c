@@ -225,7 +225,8 @@ int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__bind_key_text(h, st, 2, key, "queueing the key for repair"))
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE,
+                          "queueing the key for repair"))
         return h->errcode;
     sqlite3_bind_int(st, 3, side);
     sqlite3_bind_text(st, 4, error, -1, SQLITE_STATIC);
@@ -274,7 +275,8 @@ int dw__sqlite_log_mismatch(dw_migration *h, const char *key,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE, "logging a mismatch"))
+        return h->errcode;
     sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 4, now);
     if (dw__run(h, st, DW_SIDE_NONE, "logging a mismatch") != SQLITE_OK)
@@ -286,7 +288,8 @@ int dw__sqlite_log_mismatch(dw_migration *h, const char *key,
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (dw__bind_key_text(h, st, 2, key, DW_SIDE_NONE, "logging a mismatch"))
+        return h->errcode;
     sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 4, now);
     sqlite3_bind_int(st, 5, kind);

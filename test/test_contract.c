@@ -2002,8 +2002,9 @@ static void test_contract_race_contracted_elsewhere(void **state)
     assert_dw(f->h, contract_with_race(f, &r, path), DW_EMISUSE);
     assert_msg_has(f->h, "was contracted by another connection");
     assert_msg_has(f->h, "nothing was dropped");
-    assert_msg_has(f->h, "was removed");
-    assert_false(file_exists(path));
+    /* Kept: the other contract might have been to this very path. */
+    assert_msg_has(f->h, "was kept");
+    assert_true(file_exists(path));
     assert_true(file_exists(r.other_path));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
     assert_int_equal(attached_backups(f->t.db), 0);
@@ -2016,6 +2017,25 @@ static void test_contract_race_contracted_elsewhere(void **state)
     assert_dw_ok(f->h, dw_restore(f->h, r.other_path, NULL));
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
                      NITEMS);
+}
+
+/* The same, the other contract to the same path: it finds this call's
+ * complete backup, uses it and drops the old model. The file is the only
+ * backup of the dropped model: this call must not remove it. */
+static void test_contract_race_same_path(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_CONTRACT);
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    snprintf(r.other_path, sizeof r.other_path, "%s", path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_EMISUSE);
+    assert_msg_has(f->h, "was kept");
+    assert_true(file_exists(path));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    assert_dw_ok(f->h, dw_restore(f->h, path, "from the shared backup"));
+    assert_int_not_equal(schema_count(f->t.db, "items"), 0);
 }
 
 /* The stage left COMPLETE meanwhile: refused by the gate, nothing
@@ -2225,6 +2245,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_race_contracted_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_race_same_path, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_left_complete,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_old_row_changed,
