@@ -1425,23 +1425,6 @@ static int check_after_fault(fault_world *w, const fault_plan *p,
     return as_before ? 0 : as_after ? 1 : 2;
 }
 
-/* Copies a file if it exists. */
-static void copy_file(const char *from, const char *to)
-{
-    unlink(to);
-    FILE *in = fopen(from, "rb");
-    if (!in)
-        return;
-    FILE *out = fopen(to, "wb");
-    assert_non_null(out);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 /* The database as a crash would leave it now, opened elsewhere (a hot
  * journal is rolled back, a log recovered): as before or as after, and as
  * after when the call said it was done. */
@@ -1455,7 +1438,7 @@ static void check_crash_copy(fault_world *w, fault_ctx *c,
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         snprintf(from, sizeof from, "%s%s", w->t.path, suffixes[i]);
         snprintf(to, sizeof to, "%s%s", crash, suffixes[i]);
-        copy_file(from, to);
+        test_copy_file(from, to);
     }
     snprintf(to, sizeof to, "%s-shm", crash);
     unlink(to);

@@ -105,3 +105,32 @@ void backfill_and_verify(dw_migration *h)
                     (long long)r.different);
     assert_true(r.clean);
 }
+
+int test_copy_file(const char *from, const char *to)
+{
+    unlink(to);
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return 0;
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    assert_int_equal(ferror(in), 0);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    return 1;
+}
+
+char test_self[4096];
+
+void test_self_init(const char *argv0)
+{
+    ssize_t n = readlink("/proc/self/exe", test_self, sizeof test_self - 1);
+    if (n > 0)
+        test_self[n] = '\0';
+    else
+        snprintf(test_self, sizeof test_self, "%s", argv0);
+}

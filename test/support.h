@@ -51,4 +51,13 @@ const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
  * verification is clean: what opens the gates into LIVE and COMPLETE. */
 void backfill_and_verify(dw_migration *h);
 
+/* Copies file `from` over `to` (removed first); returns 0, leaving no `to`,
+ * when `from` does not exist. Fails the test on an I/O error. */
+int test_copy_file(const char *from, const char *to);
+
+/* This program's own path, for re-running it as a child process: set by
+ * test_self_init() from /proc/self/exe (argv0 where that is missing). */
+extern char test_self[4096];
+void test_self_init(const char *argv0);
+
 #endif

@@ -36,7 +36,6 @@ enum {
 };
 
 /* This program's path, for re-executing it as a child. */
-static char g_self[4096];
 
 static void sleep_ms(int ms)
 {
@@ -596,7 +595,7 @@ static pid_t spawn_child(char *const args[])
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        execv(g_self, args);
+        execv(test_self, args);
         _exit(127);
     }
     assert_true(pid > 0);
@@ -639,7 +638,7 @@ static void run_killed_child(fixture *f, const char *mode, int arg,
     char a[32], b[32];
     snprintf(a, sizeof a, "%d", arg);
     snprintf(b, sizeof b, "%d", batch_rows);
-    char *args[] = {g_self,  (char *)CHILD_FLAG, (char *)mode, f->t.path,
+    char *args[] = {test_self,  (char *)CHILD_FLAG, (char *)mode, f->t.path,
                     a,       b,                  NULL};
     assert_killed(wait_child(spawn_child(args)));
 }
@@ -1044,7 +1043,7 @@ static void test_writer_process_during_backfill(void **state)
     char fd_rep[16], fd_stop[16];
     snprintf(fd_rep, sizeof fd_rep, "%d", rep[1]);
     snprintf(fd_stop, sizeof fd_stop, "%d", stop[0]);
-    char *args[] = {g_self,  (char *)CHILD_FLAG, (char *)"writer",
+    char *args[] = {test_self,  (char *)CHILD_FLAG, (char *)"writer",
                     f->t.path, (char *)"12345",  (char *)"2200",
                     fd_rep,  fd_stop,            NULL};
     pid_t pid = spawn_child(args);
@@ -2543,11 +2542,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
         return child_main(argc, argv);
-    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
-    if (n > 0)
-        g_self[n] = '\0';
-    else
-        snprintf(g_self, sizeof g_self, "%s", argv[0]);
+    test_self_init(argv[0]);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic, setup, teardown),

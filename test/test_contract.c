@@ -88,20 +88,6 @@ static void read_file(const char *path, char *buf, size_t size)
     fclose(fp);
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb");
-    assert_non_null(in);
-    FILE *out = fopen(to, "wb");
-    assert_non_null(out);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 /* A plain connection on a backup file, without the library. */
 static sqlite3 *open_plain(const char *path, int writable)
 {
@@ -1701,7 +1687,7 @@ static void test_restore_refusals(void **state)
     reach_complete(h);
     query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     assert_dw_ok(h, dw_contract(h, path, NULL));
-    copy_file(path, copy);
+    assert_true(test_copy_file(path, copy));
 
     /* NULL, empty, inside a transaction. */
     assert_dw(h, dw_restore(h, NULL, NULL), DW_EMISUSE);

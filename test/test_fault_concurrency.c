@@ -95,7 +95,6 @@ enum {
     CHILD_HUNG = 24
 };
 
-static char g_self[4096];
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -1420,14 +1419,14 @@ static pid_t spawn(const round_state *rs, const char *role, int index,
     snprintf(sfd, sizeof sfd, "%d", stop_fd);
     snprintf(dfd, sizeof dfd, "%d", done_fd);
     params_format(&rs->p, prm, sizeof prm);
-    char *args[] = {g_self, (char *)CHILD_FLAG, (char *)role, idx,
+    char *args[] = {test_self, (char *)CHILD_FLAG, (char *)role, idx,
                     (char *)rs->t.path, (char *)rs->t.dir, sfd, dfd,
                     prm, NULL};
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        execv(g_self, args);
+        execv(test_self, args);
         _exit(127);
     }
     assert_true(pid > 0);
@@ -1752,11 +1751,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
         return child_main(argc, argv);
-    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
-    if (n > 0)
-        g_self[n] = '\0';
-    else
-        snprintf(g_self, sizeof g_self, "%s", argv[0]);
+    test_self_init(argv[0]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checks_see_damage),
         cmocka_unit_test(test_round_1),

@@ -63,7 +63,6 @@ enum {
 /* No walk should come near this; a runaway one fails instead of looping. */
 #define MAX_POINTS 400
 
-static char g_self[4096];
 
 /* ---- operations (run by the child, and by the parent to finish) -------- */
 
@@ -223,13 +222,13 @@ static int run_child(const char *path, int n, int op, int arg,
     snprintf(ns, sizeof ns, "%d", n);
     snprintf(ops, sizeof ops, "%d", op);
     snprintf(args, sizeof args, "%d", arg);
-    char *argv[] = {g_self,        (char *)CHILD_FLAG, (char *)path, ns, ops,
+    char *argv[] = {test_self,        (char *)CHILD_FLAG, (char *)path, ns, ops,
                     args,          (char *)backup,     NULL};
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        execv(g_self, argv);
+        execv(test_self, argv);
         _exit(127);
     }
     assert_true(pid > 0);
@@ -288,18 +287,6 @@ static char *read_all(const char *path, size_t *n)
     assert_int_equal(ferror(f), 0);
     fclose(f);
     return p;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    size_t n;
-    char *p = read_all(from, &n);
-    assert_non_null(p);
-    FILE *f = fopen(to, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-    free(p);
 }
 
 /* A database file and whatever SQLite keeps beside it. */
@@ -585,9 +572,9 @@ static void reset_work(walk *w)
     crash_fixture *fx = w->fx;
     remove_db(fx->work.path);
     remove_db(fx->backup);
-    copy_file(fx->tmpl, fx->work.path);
+    assert_true(test_copy_file(fx->tmpl, fx->work.path));
     if (w->op == OP_RESTORE)
-        copy_file(fx->tmpl_backup, fx->backup);
+        assert_true(test_copy_file(fx->tmpl_backup, fx->backup));
 }
 
 static int read_syncs(const char *path)
@@ -1205,11 +1192,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
         return child_main(argc, argv);
-    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
-    if (n > 0)
-        g_self[n] = '\0';
-    else
-        snprintf(g_self, sizeof g_self, "%s", argv[0]);
+    test_self_init(argv[0]);
 
     const struct CMUnitTest tests[] = {
         CRASH_TEST(test_dual_writes, MODE_WAL),
