@@ -608,22 +608,29 @@ int world_open(dw_migration **out, sqlite3 *db, char **errmsg)
     return world_open_flags(out, db, 0, errmsg);
 }
 
+void world_options(dw_options *o)
+{
+    dw_options init = DW_OPTIONS_INIT;
+    *o = init;
+    o->name = WORLD_NAME;
+    o->old_side.table = "items";
+    o->old_side.key_columns = WORLD_KEY;
+    o->old_side.nkey_columns = 1;
+    o->new_side.table = "items_v2";
+    o->new_side.key_columns = WORLD_KEY;
+    o->new_side.nkey_columns = 1;
+    o->up = WORLD_UP;
+    o->nup = 2;
+    o->down = WORLD_DOWN;
+    o->ndown = 2;
+}
+
 int world_open_flags(dw_migration **out, sqlite3 *db, unsigned flags,
                      char **errmsg)
 {
-    dw_options o = DW_OPTIONS_INIT;
+    dw_options o;
+    world_options(&o);
     o.flags = flags;
-    o.name = WORLD_NAME;
-    o.old_side.table = "items";
-    o.old_side.key_columns = WORLD_KEY;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = WORLD_KEY;
-    o.new_side.nkey_columns = 1;
-    o.up = WORLD_UP;
-    o.nup = 2;
-    o.down = WORLD_DOWN;
-    o.ndown = 2;
     o.setup_sql = "INSERT INTO item_tags(tag) VALUES('default')"
                   "  ON CONFLICT(tag) DO NOTHING";
     return dw_open(out, db, &o, errmsg);

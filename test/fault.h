@@ -99,6 +99,9 @@ sqlite3 *test_db_connect_vfs(const test_db *t);
 /* Creates the tables and `rows` old rows: id 1..rows, name 'item<id>',
  * qty id. */
 void world_create(sqlite3 *db, int rows);
+/* The world's spec alone (items -> items_v2 through the mappings above, no
+ * setup SQL, no flags), for programs that build on it. */
+void world_options(dw_options *o);
 /* Opens (defining on first use) the world's migration; returns the dw code
  * (may fail under a fault). */
 int world_open(dw_migration **out, sqlite3 *db, char **errmsg);

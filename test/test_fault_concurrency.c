@@ -63,7 +63,7 @@
  *
  * Children are this program re-executed with CHILD_FLAG (a fresh process:
  * no SQLite state crosses fork(); under valgrind they run natively). */
-#include "support.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,32 +159,11 @@ static int params_parse(params *p, const char *s)
 
 /* ---- the migration ------------------------------------------------------ */
 
-static const char *const ID_KEY[] = {"id"};
-static const char *const OLD_COLS[] = {"name", "qty"};
-static const char *const NEW_COLS[] = {"label", "qty"};
-static const dw_column_map UP[] = {{"label", "upper(name)"}, {"qty", "qty"}};
-static const dw_column_map DOWN[] = {{"name", "lower(label)"},
-                                     {"qty", "qty"}};
-
+/* The fault world's spec (test/fault.h), without its setup SQL, reporting
+ * mismatches to fn. */
 static void fill_options(dw_options *o, dw_mismatch_fn fn, void *payload)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = "items_v2";
-    o->old_side.table = "items";
-    o->old_side.key_columns = ID_KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = OLD_COLS;
-    o->old_side.ncolumns = 2;
-    o->new_side.table = "items_v2";
-    o->new_side.key_columns = ID_KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = NEW_COLS;
-    o->new_side.ncolumns = 2;
-    o->up = UP;
-    o->nup = 2;
-    o->down = DOWN;
-    o->ndown = 2;
+    world_options(o);
     o->mismatch_fn = fn;
     o->mismatch_payload = payload;
     o->reason = "concurrency test";
