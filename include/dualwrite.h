@@ -480,7 +480,9 @@ DW_API int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
                    char **errmsg);
 
 /** Closes a handle, freeing everything it holds (not the connection, not the
- *  stored migration). NULL is a harmless no-op. */
+ *  stored migration). A transaction a failed call left open (see the
+ *  conventions at the top) is rolled back first, when memory allows. NULL
+ *  is a harmless no-op. */
 DW_API void dw_close(dw_migration *h);
 
 /** The message for the last failure on this handle, or "not an error" after
