@@ -265,7 +265,9 @@ typedef struct dw_row dw_row;
 DW_API int dw_row_new(dw_row **out);
 /** Frees a row and everything in it. NULL is a harmless no-op. */
 DW_API void dw_row_free(dw_row *row);
-/** Removes every column, keeping the row for reuse. NULL is a no-op. */
+/** Removes every column, keeping the row for reuse: its names and value
+ *  buffers (up to 4 KiB each) are kept for the next values set, so a row
+ *  filled again and again allocates nothing. NULL is a no-op. */
 DW_API void dw_row_clear(dw_row *row);
 /** Number of columns; 0 for NULL. */
 DW_API int dw_row_count(const dw_row *row);

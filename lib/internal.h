@@ -217,6 +217,13 @@ typedef struct dw_backend_ops {
     int (*side_release)(dw_migration *h, int rollback);
     /* Cheap check that nothing was committed since the stage was cached. */
     int (*state_unchanged)(dw_migration *h);
+    /* Outside any transaction: 1 when no transaction is open on the
+     * connection (the caller's, or one left open) and the stage is cached,
+     * so one statement may run without a transaction of ours. */
+    int (*idle)(dw_migration *h);
+    /* After statements run outside any transaction: whether the snapshot
+     * the last of them read still held the cached state. */
+    int (*state_seen_unchanged)(dw_migration *h);
     void (*state_remember)(dw_migration *h);
     /* The stored migration. */
     int (*migration_load)(dw_migration *h, const char *spec_text,
@@ -379,6 +386,9 @@ struct dw_migration {
     dw_route_state route;
     /* Key text of the key being routed, reused. */
     dw_buf route_key;
+
+    /* The rows a shadow read compares in, kept for the next read. */
+    dw_row *scratch[2];
 
     /* Read options, deep-copied. */
     dw_read_options ropts;

@@ -116,6 +116,8 @@ void dw_close(dw_migration *h)
     for (int i = 0; i < h->ropts.nignore_columns; i++)
         dw__free((char *)h->ropts.ignore_columns[i]);
     dw__free((void *)h->ropts.ignore_columns);
+    dw_row_free(h->scratch[0]);
+    dw_row_free(h->scratch[1]);
     dw__free(h->errmsg);
     dw__free(h);
 }

@@ -147,6 +147,144 @@ static int read_other(dw_migration *h, const read_ctx *c, int side,
     return rc;
 }
 
+static int compares_at(int stage)
+{
+    return stage == DW_STAGE_SHADOW || stage == DW_STAGE_LIVE;
+}
+
+/* What one read does for its key at a stage: which side answers and
+ * whether the other is read and compared. */
+typedef struct read_plan {
+    int auth;
+    int compare;
+    int skipped; /* the stage compares, but not this read (sampling) */
+} read_plan;
+
+static int make_plan(dw_migration *h, const read_ctx *c, int stage,
+                     int sample, read_plan *p)
+{
+    /* Each key reads as its own stage says (override, canary). */
+    int rc = dw__key_route(h, c->key, stage, &stage, NULL);
+    p->auth = dw__authoritative(stage);
+    p->compare = compares_at(stage) && sample;
+    p->skipped = compares_at(stage) && !sample;
+    return rc;
+}
+
+/* What the reads of one plan found. */
+typedef struct read_done {
+    int rc, rc_other, rc_cmp;
+    /* Through the spec with old authoritative, the returned row (as
+     * stored) is not the comparison shape: it is mapped up separately. */
+    int auth_reshaped;
+} read_done;
+
+/* The handle's scratch row i, empty. */
+static dw_row *scratch(dw_migration *h, int i)
+{
+    if (!h->scratch[i] && dw_row_new(&h->scratch[i]) != DW_OK)
+        return NULL;
+    dw_row_clear(h->scratch[i]);
+    return h->scratch[i];
+}
+
+/* Runs a plan's reads: the authoritative one into out, and when it
+ * compares, the other side (and the reshaped authoritative row) into the
+ * scratch rows. d->rc is the authoritative read's result. */
+static void run_plan(dw_migration *h, const read_ctx *c, const read_plan *p,
+                     dw_row *out, read_done *d)
+{
+    int other = dw__other_side(p->auth);
+    d->rc_other = DW_ENOTFOUND;
+    d->rc_cmp = DW_OK;
+    d->auth_reshaped = p->compare && !c->fn[DW_SIDE_OLD] &&
+                       p->auth == DW_SIDE_OLD;
+    dw_row_clear(out);
+    dw_row *other_row = p->compare ? scratch(h, 0) : NULL;
+    dw_row *auth_cmp = d->auth_reshaped ? scratch(h, 1) : NULL;
+    if ((p->compare && !other_row) || (d->auth_reshaped && !auth_cmp)) {
+        d->rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        return;
+    }
+    int other_first = p->compare && h->ropts.order == DW_ORDER_RANDOM &&
+                      (dw__random(h) & 1);
+    if (other_first)
+        d->rc_other = read_other(h, c, other, other_row);
+    uint64_t t0 = dw__now_ns();
+    d->rc = timed(h, p->auth, read_returned(h, c, p->auth, out), t0);
+    if (d->auth_reshaped && (d->rc == DW_OK || d->rc == DW_ENOTFOUND)) {
+        d->rc_cmp = read_compared(h, c, p->auth, auth_cmp);
+        if (d->rc_cmp != DW_OK && d->rc_cmp != DW_ENOTFOUND)
+            dw__clear_error(h);
+    }
+    if (p->compare && !other_first &&
+        (d->rc == DW_OK || d->rc == DW_ENOTFOUND))
+        d->rc_other = read_other(h, c, other, other_row);
+}
+
+/* Outside any transaction, with the stage cached and no key routed, a read
+ * that compares nothing is the application's own read and no more: no
+ * transaction of ours around it. The cache is checked after it, against
+ * the snapshot it read; when anything was committed since the cache was
+ * filled, *done stays 0 and the read is done again the careful way. */
+static int read_alone(dw_migration *h, const read_ctx *c, int sample,
+                      dw_row *out, int *auth, int *done)
+{
+    *done = 0;
+    if (!h->ops->idle(h) || dw__route_active(h) ||
+        (compares_at(h->stage) && sample))
+        return DW_OK;
+    *auth = dw__authoritative(h->stage);
+    dw_row_clear(out);
+    uint64_t t0 = dw__now_ns();
+    int rc = read_returned(h, c, *auth, out);
+    if (!h->ops->state_seen_unchanged(h)) {
+        dw__clear_error(h);
+        return DW_OK;
+    }
+    *done = 1;
+    timed(h, *auth, rc, t0);
+    if (compares_at(h->stage))
+        h->metrics.skipped++;
+    return rc;
+}
+
+/* Compares what a plan read and reports a disagreement; 1 when the sides
+ * disagreed. */
+static int compare_done(dw_migration *h, const read_ctx *c,
+                        const read_plan *p, const read_done *d,
+                        const dw_row *out)
+{
+    if (!((d->rc_other == DW_OK || d->rc_other == DW_ENOTFOUND) &&
+          (d->rc_cmp == DW_OK || d->rc_cmp == DW_ENOTFOUND))) {
+        h->metrics.compare_errors++;
+        return 0;
+    }
+    const dw_row *other_row = h->scratch[0];
+    const dw_row *auth_row = d->auth_reshaped ? h->scratch[1] : out;
+    int auth_found = d->auth_reshaped ? d->rc_cmp == DW_OK : d->rc == DW_OK;
+    int old_auth = p->auth == DW_SIDE_OLD;
+    dw_outcome o;
+    if (dw__compare_rows(h, &o, old_auth ? auth_row : other_row,
+                         old_auth ? auth_found : d->rc_other == DW_OK,
+                         old_auth ? other_row : auth_row,
+                         old_auth ? d->rc_other == DW_OK : auth_found) !=
+        DW_OK) {
+        h->metrics.compare_errors++;
+        return 0;
+    }
+    h->metrics.comparisons++;
+    int mismatch = o.kind != 0;
+    if (mismatch) {
+        h->metrics.mismatches++;
+        dw__report(h, c->key, c->nkey, &o);
+    } else {
+        h->metrics.matches++;
+    }
+    dw__outcome_free(&o);
+    return mismatch;
+}
+
 int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
             dw_read_fn read_old, dw_read_fn read_new, void *payload)
 {
@@ -167,49 +305,47 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     h->metrics.reads++;
 
     read_ctx c = {key, nkey, {NULL, read_old, read_new}, payload};
-    dw_row *other_row = NULL, *auth_cmp = NULL;
+    /* Whether this read is in the compared share, decided once. */
+    int sample = sampled(h);
+    int done, auth;
+    rc = read_alone(h, &c, sample, out, &auth, &done);
+    if (done)
+        goto finish;
+
     int scope, stage;
     rc = h->ops->begin(h, 0, &scope);
     if (rc != DW_OK)
         return rc;
-    rc = dw__stage_current(h, &stage);
-    /* Each key reads as its own stage says (override, canary). */
+    /* A cached stage is taken on trust and checked once the reads have
+     * opened the snapshot: the check needs one, and a BEGIN opens none. */
+    int guessed = h->stage_cached;
+    stage = h->stage;
+    if (!guessed)
+        rc = dw__stage_current(h, &stage);
+    read_plan p;
+    read_done d;
     if (rc == DW_OK)
-        rc = dw__key_route(h, key, stage, &stage, NULL);
+        rc = make_plan(h, &c, stage, sample, &p);
     if (rc != DW_OK)
         return dw__rollback(h, scope, rc);
-    int auth = dw__authoritative(stage);
-    int other = dw__other_side(auth);
-    int compare = stage == DW_STAGE_SHADOW || stage == DW_STAGE_LIVE;
-    if (compare && !sampled(h)) {
-        compare = 0;
+    run_plan(h, &c, &p, out, &d);
+    /* Also after a failed read: the stage may be why it failed. */
+    if (guessed && !h->ops->state_unchanged(h)) {
+        read_plan now;
+        rc = dw__stage_current(h, &stage);
+        if (rc == DW_OK)
+            rc = make_plan(h, &c, stage, sample, &now);
+        if (rc != DW_OK)
+            return dw__rollback(h, scope, rc);
+        if (now.auth != p.auth || now.compare != p.compare) {
+            p = now;
+            run_plan(h, &c, &p, out, &d);
+        }
+    }
+    if (p.skipped)
         h->metrics.skipped++;
-    }
-    /* Through the spec with old authoritative, the returned row (as
-     * stored) is not the comparison shape: map it up separately. */
-    int auth_reshaped = compare && !read_old && auth == DW_SIDE_OLD;
-    if (compare && (dw_row_new(&other_row) != DW_OK ||
-                    (auth_reshaped && dw_row_new(&auth_cmp) != DW_OK))) {
-        dw_row_free(other_row);
-        dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        return dw__rollback(h, scope, DW_ENOMEM);
-    }
-
-    int other_first = compare && h->ropts.order == DW_ORDER_RANDOM &&
-                      (dw__random(h) & 1);
-    int rc_other = DW_ENOTFOUND, rc_cmp = DW_OK;
-    if (other_first)
-        rc_other = read_other(h, &c, other, other_row);
-    uint64_t t0 = dw__now_ns();
-    rc = timed(h, auth, read_returned(h, &c, auth, out), t0);
-    if (auth_reshaped && (rc == DW_OK || rc == DW_ENOTFOUND)) {
-        rc_cmp = read_compared(h, &c, auth, auth_cmp);
-        if (rc_cmp != DW_OK && rc_cmp != DW_ENOTFOUND)
-            dw__clear_error(h);
-    }
-    if (compare && !other_first && (rc == DW_OK || rc == DW_ENOTFOUND))
-        rc_other = read_other(h, &c, other, other_row);
-
+    auth = p.auth;
+    rc = d.rc;
     if (rc == DW_OK || rc == DW_ENOTFOUND) {
         int end = h->ops->commit(h, scope);
         if (end != DW_OK)
@@ -220,39 +356,10 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     if (rc != DW_OK)
         dw_row_clear(out); /* NOTFOUND and errors return an empty row */
     if (rc != DW_OK && rc != DW_ENOTFOUND)
-        goto done;
+        return rc;
 
-    int mismatch = 0;
-    if (compare) {
-        int cmp_ok = (rc_other == DW_OK || rc_other == DW_ENOTFOUND) &&
-                     (rc_cmp == DW_OK || rc_cmp == DW_ENOTFOUND);
-        if (!cmp_ok) {
-            h->metrics.compare_errors++;
-        } else {
-            const dw_row *auth_row = auth_reshaped ? auth_cmp : out;
-            int auth_found = auth_reshaped ? rc_cmp == DW_OK : rc == DW_OK;
-            const dw_row *old_row = auth == DW_SIDE_OLD ? auth_row : other_row;
-            const dw_row *new_row = auth == DW_SIDE_OLD ? other_row : auth_row;
-            int old_found = auth == DW_SIDE_OLD ? auth_found : rc_other == DW_OK;
-            int new_found = auth == DW_SIDE_OLD ? rc_other == DW_OK : auth_found;
-            dw_outcome o;
-            if (dw__compare_rows(h, &o, old_row, old_found, new_row,
-                                 new_found) != DW_OK) {
-                h->metrics.compare_errors++;
-            } else {
-                h->metrics.comparisons++;
-                if (o.kind) {
-                    mismatch = 1;
-                    h->metrics.mismatches++;
-                    dw__report(h, key, nkey, &o);
-                } else {
-                    h->metrics.matches++;
-                }
-                dw__outcome_free(&o);
-            }
-        }
-    }
-    if (mismatch && (h->flags & DW_OPEN_TEST_MODE))
+    if (p.compare && compare_done(h, &c, &p, &d, out) &&
+        (h->flags & DW_OPEN_TEST_MODE))
         rc = dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
                        "test mode: the old and new models disagree at this "
                        "key (see the mismatch log)");
@@ -261,15 +368,13 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         dw_row_clear(out);
         rc = dw__left_open_rc(h, rc);
     }
+finish:
     /* A missing row is common on a hot path: the fixed text, allocated
      * nowhere. */
     if (rc == DW_ENOTFOUND && h->errcode == DW_OK) {
         h->errcode = DW_ENOTFOUND;
         h->errside = auth;
     }
-done:
-    dw_row_free(other_row);
-    dw_row_free(auth_cmp);
     return rc;
 }
 

@@ -3,16 +3,25 @@
 
 #include "internal.h"
 
+/* A row keeps its slots after dw_row_clear(): names and value buffers are
+ * reused by the next values set in the same order, so a row read again and
+ * again (a DAO's result row, the library's scratch rows) allocates nothing. */
 typedef struct dw_column {
     char *name;
-    dw_value v; /* v.p is owned for TEXT and BLOB */
+    dw_value v;    /* for TEXT and BLOB, v.p points into buf */
+    char *buf;     /* owned; kept across clears up to KEEP_BYTES */
+    size_t bufcap;
 } dw_column;
 
 struct dw_row {
     dw_column *cols;
-    int n;
+    int n;    /* columns present */
+    int kept; /* slots holding a name, n <= kept <= cap */
     int cap;
 };
+
+/* A value buffer larger than this is freed by a clear, not kept. */
+#define KEEP_BYTES 4096
 
 int dw_row_new(dw_row **out)
 {
@@ -22,19 +31,18 @@ int dw_row_new(dw_row **out)
     return *out ? DW_OK : DW_ENOMEM;
 }
 
-static void column_free(dw_column *c)
-{
-    dw__free(c->name);
-    if (c->v.type == DW_TYPE_TEXT || c->v.type == DW_TYPE_BLOB)
-        dw__free((void *)c->v.p);
-}
-
 void dw_row_clear(dw_row *row)
 {
     if (!row)
         return;
-    for (int i = 0; i < row->n; i++)
-        column_free(&row->cols[i]);
+    for (int i = 0; i < row->n; i++) {
+        dw_column *c = &row->cols[i];
+        if (c->bufcap > KEEP_BYTES) {
+            dw__free(c->buf);
+            c->buf = NULL;
+            c->bufcap = 0;
+        }
+    }
     row->n = 0;
 }
 
@@ -42,7 +50,10 @@ void dw_row_free(dw_row *row)
 {
     if (!row)
         return;
-    dw_row_clear(row);
+    for (int i = 0; i < row->kept; i++) {
+        dw__free(row->cols[i].name);
+        dw__free(row->cols[i].buf);
+    }
     dw__free(row->cols);
     dw__free(row);
 }
@@ -74,24 +85,34 @@ const dw_value *dw_row_get(const dw_row *row, const char *name)
     return dw_row_value(row, dw_row_find(row, name));
 }
 
-/* Copies a value's bytes; text gets a terminating NUL. */
-static int value_copy(dw_value *dst, const dw_value *src)
+/* Stores *v in slot c, its bytes copied into the slot's buffer (text gets a
+ * terminating NUL). v may point into that same buffer. On DW_ENOMEM the
+ * slot is unchanged. */
+static int slot_store(dw_column *c, const dw_value *v)
 {
-    *dst = *src;
-    dst->p = NULL;
-    if (src->type == DW_TYPE_TEXT || src->type == DW_TYPE_BLOB) {
-        int n = dw__value_len(src);
-        char *p = dw__malloc((size_t)n + 1);
-        if (!p)
-            return DW_ENOMEM;
-        if (n)
-            memcpy(p, src->p, (size_t)n);
-        p[n] = '\0';
-        dst->p = p;
-        dst->n = n;
+    dw_value copy = *v;
+    if (v->type == DW_TYPE_TEXT || v->type == DW_TYPE_BLOB) {
+        size_t n = (size_t)dw__value_len(v);
+        if (n + 1 > c->bufcap) {
+            char *buf = dw__malloc(n + 1);
+            if (!buf)
+                return DW_ENOMEM;
+            if (n)
+                memcpy(buf, v->p, n);
+            dw__free(c->buf);
+            c->buf = buf;
+            c->bufcap = n + 1;
+        } else if (n) {
+            memmove(c->buf, v->p, n);
+        }
+        c->buf[n] = '\0';
+        copy.p = c->buf;
+        copy.n = (int)n;
     } else {
-        dst->n = 0;
+        copy.p = NULL;
+        copy.n = 0;
     }
+    c->v = copy;
     return DW_OK;
 }
 
@@ -104,37 +125,39 @@ int dw_row_set(dw_row *row, const char *name, const dw_value *v)
         v = &null_value;
     if (!dw__value_valid(v))
         return DW_EMISUSE;
-    dw_value copy;
-    if (value_copy(&copy, v) != DW_OK)
-        return DW_ENOMEM;
     int i = dw_row_find(row, name);
-    if (i >= 0) {
-        dw_column *c = &row->cols[i];
-        if (c->v.type == DW_TYPE_TEXT || c->v.type == DW_TYPE_BLOB)
-            dw__free((void *)c->v.p);
-        c->v = copy;
-        return DW_OK;
-    }
-    char *name_copy = dw__strdup(name);
-    if (!name_copy)
-        goto nomem;
+    if (i >= 0)
+        return slot_store(&row->cols[i], v);
+    /* Appending: the next slot, whose name is reused when it matches. */
     if (row->n == row->cap) {
         int cap = row->cap ? row->cap * 2 : 8;
-        dw_column *cols = dw__realloc(row->cols, sizeof(dw_column) * (size_t)cap);
+        dw_column *cols =
+            dw__realloc(row->cols, sizeof(dw_column) * (size_t)cap);
         if (!cols)
-            goto nomem;
+            return DW_ENOMEM;
+        memset(cols + row->cap, 0, sizeof(dw_column) * (size_t)(cap - row->cap));
         row->cols = cols;
         row->cap = cap;
     }
-    row->cols[row->n].name = name_copy;
-    row->cols[row->n].v = copy;
+    dw_column *c = &row->cols[row->n];
+    if (row->n < row->kept && strcmp(c->name, name) == 0) {
+        if (slot_store(c, v) != DW_OK)
+            return DW_ENOMEM;
+        row->n++;
+        return DW_OK;
+    }
+    char *name_copy = dw__strdup(name);
+    if (!name_copy || slot_store(c, v) != DW_OK) {
+        dw__free(name_copy);
+        return DW_ENOMEM;
+    }
+    if (row->n < row->kept)
+        dw__free(c->name);
+    else
+        row->kept++;
+    c->name = name_copy;
     row->n++;
     return DW_OK;
-nomem:
-    dw__free(name_copy);
-    if (copy.type == DW_TYPE_TEXT || copy.type == DW_TYPE_BLOB)
-        dw__free((void *)copy.p);
-    return DW_ENOMEM;
 }
 
 int dw_row_set_int(dw_row *row, const char *name, int64_t v)

@@ -392,6 +392,25 @@ static int be_state_unchanged(dw_migration *h)
     return 1;
 }
 
+static int be_idle(dw_migration *h)
+{
+    return h->stage_cached && BK(h)->version_valid && !h->left_open &&
+           sqlite3_get_autocommit(h->db);
+}
+
+/* Outside a transaction the pager's data version is the one its last read
+ * transaction began with: equal to the cached one, nothing was committed
+ * between the cache and the snapshot the last statement read. */
+static int be_state_seen_unchanged(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    unsigned int v;
+    return bk->version_valid && sqlite3_get_autocommit(h->db) &&
+           sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+                                &v) == SQLITE_OK &&
+           v == bk->data_version;
+}
+
 static void be_state_remember(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
@@ -487,6 +506,8 @@ const dw_backend_ops dw__sqlite_backend = {
     be_side_savepoint,
     be_side_release,
     be_state_unchanged,
+    be_idle,
+    be_state_seen_unchanged,
     be_state_remember,
     dw__sqlite_migration_load,
     dw__sqlite_migration_peek,
