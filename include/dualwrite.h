@@ -742,10 +742,19 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * Reads one key through the migration and returns the authoritative answer.
  *
  * Reads the side(s) the stage table names for the key's effective stage (see
- * "Key routing"), in one read transaction (or in
- * the caller's). At SHADOW and LIVE (for the sampled share) it also reads the
- * other side, within the time budget, and compares the two rows field by
- * field; every disagreement -- a row on one side only, or a column whose
+ * "Key routing"). A read that compares both sides runs them in one read
+ * transaction (or in the caller's). A read that compares nothing -- at OFF,
+ * DUAL_WRITE, RAMPDOWN and COMPLETE, and the share sampling leaves out --
+ * adds no transaction of its own when the stage is cached and no key is
+ * routed: the callback runs as the application's own read would, so a
+ * callback that runs several statements and needs them to agree opens a
+ * transaction around dw_read() itself. The stage is checked against the
+ * snapshot the read saw; when another connection or handle changed the
+ * migration since, the read is done again in a transaction, so a read
+ * callback may be called twice in one dw_read().
+ *
+ * At SHADOW and LIVE (for the sampled share) it also reads the other side,
+ * within the time budget, and compares the two rows field by field; every disagreement -- a row on one side only, or a column whose
  * values differ -- is counted and reported (sink, log table, stderr). What
  * is returned never depends on the other side: its failure, slowness or
  * disagreement is counted, never returned (except DW_EMISMATCH in test

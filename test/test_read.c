@@ -461,17 +461,9 @@ typedef struct sfx {
     dw_row *out;
 } sfx;
 
-static void sfx_open(sfx *f, unsigned int flags)
+/* The spec of the sfx fixture, for a second handle on it too. */
+static dw_options sfx_options(void)
 {
-    memset(f, 0, sizeof *f);
-    test_db_open(&f->t);
-    exec_ok(f->t.db,
-            "CREATE TABLE s_old(id INTEGER PRIMARY KEY, name TEXT, price INTEGER);"
-            "CREATE TABLE s_new(id INTEGER PRIMARY KEY, title TEXT, cents INTEGER);"
-            "INSERT INTO s_old VALUES(1, 'widget', 5);"
-            "INSERT INTO s_new VALUES(1, 'widget', 500);"
-            "INSERT INTO s_new VALUES(2, 'ghost', 100);"
-            "INSERT INTO s_old VALUES(3, 'lonely', 1);");
     static const dw_column_map up[] = {{"title", "name"},
                                        {"cents", "price * 100"}};
     dw_options o = DW_OPTIONS_INIT;
@@ -484,6 +476,21 @@ static void sfx_open(sfx *f, unsigned int flags)
     o.new_side.nkey_columns = 1;
     o.up = up;
     o.nup = 2;
+    return o;
+}
+
+static void sfx_open(sfx *f, unsigned int flags)
+{
+    memset(f, 0, sizeof *f);
+    test_db_open(&f->t);
+    exec_ok(f->t.db,
+            "CREATE TABLE s_old(id INTEGER PRIMARY KEY, name TEXT, price INTEGER);"
+            "CREATE TABLE s_new(id INTEGER PRIMARY KEY, title TEXT, cents INTEGER);"
+            "INSERT INTO s_old VALUES(1, 'widget', 5);"
+            "INSERT INTO s_new VALUES(1, 'widget', 500);"
+            "INSERT INTO s_new VALUES(2, 'ghost', 100);"
+            "INSERT INTO s_old VALUES(3, 'lonely', 1);");
+    dw_options o = sfx_options();
     o.flags = flags;
     o.mismatch_fn = sink;
     o.mismatch_payload = &f->sr;
@@ -1234,6 +1241,129 @@ static void test_app_progress_interrupts_other_read(void **state)
 /* Names in the ignore list match as SQLite matches names (ASCII case
  * ignored); naming one column twice, in two spellings, is accepted and
  * ignores it once. */
+/* ---- the stage cache on the read path ------------------------------------------------ */
+
+static void test_uncompared_read_adds_no_transaction(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    /* Sides that agree: a logged mismatch commits, and the next read
+     * checks the stage again. */
+    f.r.s[DW_SIDE_NEW].name = "old-val";
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    /* The stage is cached by the move: the read is the application's alone,
+     * as it would run without the library. */
+    f.r.autocommit_in_read = 0;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(f.r.order, "O");
+    assert_int_equal(f.r.autocommit_in_read, 1);
+    /* A read that compares runs both in one transaction of ours. */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.autocommit_in_read = 0;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(f.r.order, "ON");
+    assert_int_equal(f.r.autocommit_in_read, 0);
+    /* The share left uncompared by sampling runs alone again. */
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.sample_ratio = 0.0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    f.r.autocommit_in_read = 0;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(f.r.order, "O");
+    assert_int_equal(f.r.autocommit_in_read, 1);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.reads, 3);
+    assert_int_equal((int)m.skipped, 1);
+    assert_int_equal((int)m.old_side.reads, 3);
+    assert_int_equal((int)m.new_side.reads, 1);
+    fx_close(&f);
+}
+
+/* Reads through h (which cached its stage) after `mover` moved the stage to
+ * LIVE: the new row must come back, in the new shape. */
+static void assert_read_follows_move(sfx *f, dw_migration *mover)
+{
+    dw_value k = dw_int(1);
+    assert_dw_ok(f->h, dw_read(f->out, f->h, &k, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f->out, "name"), "widget");
+    assert_dw_ok(mover, set_stage(mover, DW_STAGE_LIVE));
+    assert_dw_ok(f->h, dw_read(f->out, f->h, &k, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f->out, "title"), "widget");
+    assert_true(dw_row_get(f->out, "cents")->i == 500);
+    assert_null(dw_row_get(f->out, "name"));
+}
+
+static void test_read_sees_stage_moved_by_another_connection(void **state)
+{
+    (void)state;
+    for (int compared = 0; compared <= 1; compared++) {
+        sfx f;
+        sfx_open(&f, 0);
+        sqlite3 *db2 = test_db_connect(&f.t);
+        dw_options o = sfx_options();
+        dw_migration *h2 = NULL;
+        char *err = NULL;
+        assert_int_equal(dw_open(&h2, db2, &o, &err), DW_OK);
+        /* OFF reads alone; at SHADOW every read compares, in a
+         * transaction that trusts the cached stage until it is checked. */
+        assert_dw_ok(f.h, set_stage(f.h, compared ? DW_STAGE_SHADOW
+                                                   : DW_STAGE_DUAL_WRITE));
+        assert_read_follows_move(&f, h2);
+        dw_close(h2);
+        assert_int_equal(sqlite3_close(db2), SQLITE_OK);
+        sfx_close(&f);
+    }
+}
+
+static void test_read_sees_stage_moved_by_another_handle(void **state)
+{
+    (void)state;
+    /* Two handles on one connection: the data version moves with this
+     * connection's own commits too. */
+    sfx f;
+    sfx_open(&f, 0);
+    dw_options o = sfx_options();
+    dw_migration *h2 = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h2, f.t.db, &o, &err), DW_OK);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    assert_read_follows_move(&f, h2);
+    dw_close(h2);
+    sfx_close(&f);
+}
+
+static void test_read_sees_move_keeping_the_trusted_side(void **state)
+{
+    (void)state;
+    /* Cached at RAMPDOWN (new trusted); another connection moves to
+     * COMPLETE: the read answers from the new side and the handle has
+     * the new stage. */
+    sfx f;
+    sfx_open(&f, 0);
+    dw_value k = dw_int(1);
+    exec_ok(f.t.db, "UPDATE s_new SET cents = 500 WHERE id = 1;"
+                    "DELETE FROM s_new WHERE id = 2;"
+                    "INSERT INTO s_new VALUES(3, 'lonely', 100)");
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_RAMPDOWN));
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f.out, "title"), "widget");
+    sqlite3 *db2 = test_db_connect(&f.t);
+    dw_options o = sfx_options();
+    dw_migration *h2 = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h2, db2, &o, &err), DW_OK);
+    assert_dw_ok(h2, set_stage(h2, DW_STAGE_COMPLETE));
+    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
+    assert_string_equal(out_text(f.out, "title"), "widget");
+    int stage = -1;
+    assert_dw_ok(f.h, dw_stage_get(&stage, f.h));
+    assert_int_equal(stage, DW_STAGE_COMPLETE);
+    dw_close(h2);
+    assert_int_equal(sqlite3_close(db2), SQLITE_OK);
+    sfx_close(&f);
+}
+
 static void test_ignore_column_named_twice(void **state)
 {
     (void)state;
@@ -1275,6 +1405,10 @@ int main(void)
         cmocka_unit_test(test_new_only_column_compares_against_null),
         cmocka_unit_test(test_app_progress_interrupts_other_read),
         cmocka_unit_test(test_ignore_column_named_twice),
+        cmocka_unit_test(test_uncompared_read_adds_no_transaction),
+        cmocka_unit_test(test_read_sees_stage_moved_by_another_connection),
+        cmocka_unit_test(test_read_sees_stage_moved_by_another_handle),
+        cmocka_unit_test(test_read_sees_move_keeping_the_trusted_side),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -224,6 +224,75 @@ static void test_row_clear_and_reuse(void **state)
     dw_row_free(row);
 }
 
+/* Outstanding allocations through SQLite's allocator (the library's go
+ * there too); resets the high-water mark when `reset`. */
+static sqlite3_int64 allocations(sqlite3_int64 *high, int reset)
+{
+    sqlite3_int64 cur = 0, hi = 0;
+    sqlite3_status64(SQLITE_STATUS_MALLOC_COUNT, &cur, &hi, reset);
+    if (high)
+        *high = hi;
+    return cur;
+}
+
+static void test_row_reuse_keeps_storage(void **state)
+{
+    (void)state;
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "title", "first title"), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "status", "resolved"), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "id", 7), DW_OK);
+    /* Filled again in the same shape, with values no longer than before:
+     * nothing is allocated, not even for a moment. */
+    dw_row_clear(row);
+    sqlite3_int64 before = allocations(NULL, 1), high;
+    assert_int_equal(dw_row_set_text(row, "title", "second"), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "status", "open"), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "id", 8), DW_OK);
+    assert_int_equal(allocations(&high, 0), before);
+    assert_int_equal(high, before);
+    assert_int_equal(dw_row_count(row), 3);
+    assert_string_equal((const char *)dw_row_get(row, "title")->p, "second");
+    assert_int_equal(dw_row_get(row, "title")->n, 6);
+    assert_string_equal((const char *)dw_row_get(row, "status")->p, "open");
+    assert_true(dw_row_get(row, "id")->i == 8);
+
+    /* Another shape after a clear: names replaced, values right. */
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_int(row, "other", 1), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "status", "a longer status text"),
+                     DW_OK);
+    assert_int_equal(dw_row_count(row), 2);
+    assert_string_equal(dw_row_name(row, 0), "other");
+    assert_null(dw_row_get(row, "title"));
+    assert_string_equal((const char *)dw_row_get(row, "status")->p,
+                        "a longer status text");
+    /* A value set from the row itself. */
+    assert_int_equal(dw_row_set(row, "status", dw_row_get(row, "status")),
+                     DW_OK);
+    assert_string_equal((const char *)dw_row_get(row, "status")->p,
+                        "a longer status text");
+    /* A text that was a blob in the same slot, and the reverse. */
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_blob(row, "other", "\0\1\2", 3), DW_OK);
+    assert_int_equal(dw_row_set_null(row, "status"), DW_OK);
+    assert_int_equal(dw_row_get(row, "other")->type, DW_TYPE_BLOB);
+    assert_int_equal(dw_row_get(row, "other")->n, 3);
+    assert_memory_equal(dw_row_get(row, "other")->p, "\0\1\2", 3);
+    assert_int_equal(dw_row_get(row, "status")->type, DW_TYPE_NULL);
+    assert_null(dw_row_get(row, "status")->p);
+
+    /* A large value is not kept by a clear. */
+    static char big[10000];
+    memset(big, 'x', sizeof big - 1);
+    assert_int_equal(dw_row_set_text(row, "other", big), DW_OK);
+    sqlite3_int64 with_big = sqlite3_memory_used();
+    dw_row_clear(row);
+    assert_true(sqlite3_memory_used() <= with_big - 9999);
+    dw_row_free(row);
+}
+
 static void test_row_set_columns_from_stmt(void **state)
 {
     (void)state;
@@ -493,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_row_text_is_copied),
         cmocka_unit_test(test_row_blob_embedded_zeros_and_empty),
         cmocka_unit_test(test_row_clear_and_reuse),
+        cmocka_unit_test(test_row_reuse_keeps_storage),
         cmocka_unit_test(test_row_set_columns_from_stmt),
         cmocka_unit_test(test_row_misuse),
         cmocka_unit_test(test_row_blob_negative_length),
