@@ -91,6 +91,7 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_ROUTING_STORE] =
         "UPDATE dw_migrations SET canary_buckets = ?2, canary_stage = ?3, "
         "canary_cohort = ?4, promote_stage = ?5, updated = ?6 WHERE id = ?1",
+    [ST_KEY_PARSE] = "SELECT type, value FROM json_each(?1) ORDER BY key",
 };
 
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved)

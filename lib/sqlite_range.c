@@ -1,8 +1,9 @@
 /* The SQLite backend's work over key ranges: paging through a side in key
  * order, set-based backfill batches, the join that verification streams, and
  * key text read back into typed values. Bounds arrive as key text ([42],
- * ["org-7",3]) and are bound once, unpacked by json_extract() -- a constant
- * SQLite computes once per statement, so the key's index serves the range. */
+ * ["org-7",3]) and are bound as the typed values they hold -- never through
+ * a function in the statement, which would make SQLite keep a statement
+ * journal for every batch that writes. */
 #include <string.h>
 
 #include "sqlite_backend.h"
@@ -17,14 +18,19 @@ static void add_key_tuple(dw_buf *b, const dw_side_def *d, const char *alias)
         dw_buf_puts(b, ")");
 }
 
-/* The key text in parameter ?param, unpacked into a tuple. */
-static void add_key_param(dw_buf *b, int nkey, int param)
+/* Parameters of a range statement: ?1 the offset (paging), then the low
+ * bound's key values, then the high bound's. */
+#define P_OFFSET 1
+#define P_LO 2
+#define P_HI(nkey) (P_LO + (nkey))
+
+/* The parameters ?first.. of one bound, as a tuple. */
+static void add_key_param(dw_buf *b, int nkey, int first)
 {
     if (nkey > 1)
         dw_buf_puts(b, "(");
     for (int i = 0; i < nkey; i++)
-        dw_buf_printf(b, "%sjson_extract(?%d, '$[%d]')", i ? ", " : "", param,
-                      i);
+        dw_buf_printf(b, "%s?%d", i ? ", " : "", first + i);
     if (nkey > 1)
         dw_buf_puts(b, ")");
 }
@@ -38,13 +44,13 @@ static void add_range(dw_buf *b, const dw_side_def *d, const char *alias,
         dw_buf_puts(b, " AND ");
         add_key_tuple(b, d, alias);
         dw_buf_puts(b, bounds & RB_LO_INCL ? " >= " : " > ");
-        add_key_param(b, d->nkey, 1);
+        add_key_param(b, d->nkey, P_LO);
     }
     if (bounds & RB_HI) {
         dw_buf_puts(b, " AND ");
         add_key_tuple(b, d, alias);
         dw_buf_puts(b, " <= ");
-        add_key_param(b, d->nkey, 2);
+        add_key_param(b, d->nkey, P_HI(d->nkey));
     }
 }
 
@@ -235,7 +241,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         add_range(b, d, NULL, bounds);
         add_order(b, d, NULL, kind == RK_LAST ? " DESC" : "");
         if (kind == RK_KEY_AT)
-            dw_buf_puts(b, " LIMIT 1 OFFSET ?3");
+            dw_buf_puts(b, " LIMIT 1 OFFSET ?1");
         else if (kind == RK_LAST)
             dw_buf_puts(b, " LIMIT 1");
         break;
@@ -284,7 +290,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         break;
     }
     case RK_CHUNK_END:
-        /* The smaller of the two sides' keys ?3 rows into the range. */
+        /* The smaller of the two sides' keys ?1 rows into the range. */
         for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
             const dw_side_def *e = &s->side[sd];
             dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
@@ -298,7 +304,7 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
             dw_buf_table(b, e->table);
             add_range(b, e, NULL, bounds);
             add_order(b, e, NULL, "");
-            dw_buf_puts(b, " LIMIT 1 OFFSET ?3)");
+            dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
         }
         dw_buf_puts(b, " ORDER BY ");
         for (int i = 0; i < d->nkey; i++)
@@ -309,6 +315,32 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
 }
 
 /* The statement for (kind, side, bounds), with the bounds bound. */
+/* Binds the values of key text `text` to ?first.. (copied: the parsed
+ * values are freed here). On failure nothing stays bound. */
+static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
+                      const char *text, int side)
+{
+    dw_value *key;
+    void *store;
+    int rc = dw__sqlite_key_parse(h, text, &key, &store);
+    if (rc != DW_OK)
+        return rc;
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey, src = SQLITE_OK;
+    for (int i = 0; src == SQLITE_OK && i < nkey; i++) {
+        const dw_value *v = &key[i];
+        if (v->type == DW_TYPE_TEXT)
+            src = sqlite3_bind_text(st, first + i, v->p ? v->p : "",
+                                    dw__value_len(v), SQLITE_TRANSIENT);
+        else
+            src = dw__bind_value(st, first + i, v);
+    }
+    dw__free(store);
+    if (src == SQLITE_OK)
+        return DW_OK;
+    sqlite3_clear_bindings(st);
+    return dw__sqlite_error(h, src, side, "binding a key range");
+}
+
 static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
                                 const char *lo, int lo_incl, const char *hi)
 {
@@ -335,9 +367,9 @@ static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
         }
     }
     sqlite3_stmt *st = *slot;
-    if ((lo &&
-         dw__bind_key_text(h, st, 1, lo, side, "binding a key range")) ||
-        (hi && dw__bind_key_text(h, st, 2, hi, side, "binding a key range")))
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    if ((lo && bind_bound(h, st, P_LO, lo, side)) ||
+        (hi && bind_bound(h, st, P_HI(nkey), hi, side)))
         return NULL;
     return st;
 }
@@ -465,7 +497,7 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
 {
     sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
     if (st)
-        sqlite3_bind_int(st, 3, offset);
+        sqlite3_bind_int(st, P_OFFSET, offset);
     return one_key(h, st, side, key, "paging through the keys");
 }
 
@@ -475,7 +507,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
     sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
                                   hi);
     if (st)
-        sqlite3_bind_int(st, 3, offset);
+        sqlite3_bind_int(st, P_OFFSET, offset);
     return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
@@ -675,16 +707,12 @@ int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
     sqlite3_stmt *st = NULL;
     *key = NULL;
     *store = NULL;
-    int rc = dw__prepare(h,
-                         "SELECT type, value FROM json_each(?1) ORDER BY key",
-                         &st, NULL);
-    if (rc != SQLITE_OK)
-        return dw__sqlite_error(h, rc, DW_SIDE_NONE, "reading a stored key");
-    if (dw__bind_key_text(h, st, 1, text, DW_SIDE_NONE,
-                          "reading a stored key")) {
-        sqlite3_finalize(st);
+    if (!(st = dw__stmt(h, ST_KEY_PARSE)))
         return h->errcode;
-    }
+    if (dw__bind_key_text(h, st, 1, text, DW_SIDE_NONE,
+                          "reading a stored key"))
+        return h->errcode;
+    int rc;
     size_t bytes = sizeof(dw_value) * (size_t)nkey;
     char *block = dw__malloc(bytes + strlen(text) + 1);
     dw_value *vals = (dw_value *)block;
@@ -718,7 +746,8 @@ int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
     }
     if (result == DW_OK && rc != SQLITE_DONE)
         result = rc == SQLITE_NOMEM ? DW_ENOMEM : DW_ERROR;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     if (result == DW_OK && n != nkey)
         result = DW_ERROR;
     if (result != DW_OK) {

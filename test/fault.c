@@ -233,6 +233,7 @@ static int g_crash_at; /* 0: no crash armed */
 static int g_crash_code;
 static int g_sync_count; /* syncs since the crash was armed */
 static int g_calls[3];   /* write, sync, truncate since the arm */
+static int g_subjournals; /* statement journals opened since the arm */
 static int g_skip_sync;  /* xSync counts but does not reach the disk */
 static char g_hook_suffix[64];
 static fault_write_fn g_hook;
@@ -381,6 +382,8 @@ static int fv_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
     ff->hooked = g_hook && slen && len >= slen &&
                  strcmp(name + len - slen, g_hook_suffix) == 0;
     memset(ff->real, 0, (size_t)g_real_vfs->szOsFile);
+    if (flags & SQLITE_OPEN_SUBJOURNAL)
+        g_subjournals++;
     int rc = g_real_vfs->xOpen(g_real_vfs, name, ff->real, flags, out_flags);
     /* SQLite calls xClose only when pMethods is set, so set it only on
      * success (the real file's own pMethods says whether it needs closing). */
@@ -534,6 +537,7 @@ void fault_vfs_default(int on)
 void fault_vfs_arm(unsigned kinds, int n, int persistent, int err)
 {
     memset(g_calls, 0, sizeof g_calls);
+    g_subjournals = 0;
     g_io_kinds = kinds;
     g_io_count = 0;
     g_io_failed = 0;
@@ -558,6 +562,8 @@ int fault_vfs_disarm(void)
 }
 
 void fault_vfs_real_sync(int on) { g_skip_sync = !on; }
+
+int fault_vfs_subjournals(void) { return g_subjournals; }
 
 int fault_vfs_calls(unsigned kinds)
 {

@@ -62,6 +62,9 @@ void fault_vfs_crash_at_sync(int n, int code);
 int fault_vfs_disarm(void);
 /* Calls of the kinds counted since the last arm (or since registration). */
 int fault_vfs_calls(unsigned kinds);
+/* Statement journals written to a file (SQLite spills one past 64 KiB)
+ * since the last arm: what a statement that may abort midway costs. */
+int fault_vfs_subjournals(void);
 
 /* With 0, FAULT_VFS's xSync counts (and fails, crashes) as armed but does
  * not reach the disk: what a process crash leaves is the same (the kernel

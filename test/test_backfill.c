@@ -8,6 +8,7 @@
  * valgrind it runs natively, so a child killed with SIGKILL or ending with
  * its connection open is not reported as a leak. */
 #include "support.h"
+#include "fault.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1526,6 +1527,62 @@ static int on_adapt(const dw_backfill_progress *p, void *payload)
     return ++a->calls == 7;
 }
 
+/* A batch adds no statement journal of its own. SQLite keeps one for a
+ * statement that writes many rows inside a transaction and may fail midway
+ * -- a constraint on the target, or any SQL function (which may raise an
+ * error) -- writing every page it changes to a temporary file first. With
+ * typed key bounds (no function over them) a one-table copy through a
+ * mapping without functions into a column without constraints cannot fail
+ * midway, so its pages are written once, as the same UPDATE by hand. */
+static void test_batch_needs_no_statement_journal(void **state)
+{
+    (void)state;
+    fault_vfs_register();
+    fault_vfs_default(1);
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT,"
+            " name_v2 TEXT);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 20000)"
+            " INSERT INTO people(id, name) SELECT i, 'person ' || i FROM n");
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"name"};
+    static const char *const new_cols[] = {"name_v2"};
+    static const dw_column_map up[] = {{"name_v2", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "people";
+    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
+    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.batch_rows = 7000; /* three batches, each far past 64 KiB of pages */
+    bo.batch_ms = -1;
+    fault_vfs_arm(0, 0, 0, SQLITE_IOERR);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, &bo));
+    assert_int_equal((int)p.batches, 3);
+    assert_int_equal((int)p.rows_written, 20000);
+    assert_int_equal(fault_vfs_subjournals(), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM people"
+                                     " WHERE name_v2 = name"),
+                     20000);
+    /* The check itself: the same copy in one explicit transaction with a
+     * function over its bounds does need one. */
+    exec_ok(t.db, "BEGIN; UPDATE people SET name_v2 = name || '!'"
+                  " WHERE id > json_extract('[0]', '$[0]'); COMMIT");
+    assert_true(fault_vfs_subjournals() > 0);
+    fault_vfs_disarm();
+    dw_close(h);
+    test_db_close(&t);
+    fault_vfs_default(0);
+}
+
 static void test_batch_size_adapts(void **state)
 {
     fixture *f = *state;
@@ -2547,6 +2604,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
+        cmocka_unit_test(test_batch_needs_no_statement_journal),
         cmocka_unit_test(test_null_keys_refuse_verification),
         cmocka_unit_test_setup_teardown(test_kill_mid_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_between_batches, setup, teardown),
