@@ -891,8 +891,14 @@ typedef struct dw_backfill_progress {
      *  seconds left at that rate; both 0 when not known yet. */
     double rows_per_second;
     double seconds_left;
-    /** Length of the last batch's transaction and the longest of this
-     *  call, in milliseconds, and the size chosen for the next batch. */
+    /** How long the last batch held the write lock and the longest of
+     *  this call, in milliseconds (from its BEGIN IMMEDIATE's return to its
+     *  COMMIT's), and the size chosen for the next batch. In WAL mode with
+     *  SQLite's automatic checkpoint on, dw_backfill() starts that
+     *  checkpoint itself once a batch's commit has released the lock,
+     *  where the commit would have run it (the checkpoint does not hold
+     *  the write lock, and it is not counted here); the connection's
+     *  setting is as before when dw_backfill() returns. */
     double last_batch_ms;
     double max_batch_ms;
     int next_batch_rows;

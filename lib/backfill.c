@@ -375,17 +375,24 @@ static int batch(dw_migration *h, run *r, int *finished)
     return rc;
 }
 
-static int batch_in_transaction(dw_migration *h, run *r, int *finished)
+/* One batch in its own write transaction; *ms is how long it held the
+ * write lock (from the BEGIN's return to the commit's, the checkpoint
+ * after it left out). */
+static int batch_in_transaction(dw_migration *h, run *r, int *finished,
+                                double *ms)
 {
     int scope;
     int rc = h->ops->begin(h, 1, &scope);
     if (rc != DW_OK)
         return rc;
+    uint64_t locked = dw__now_ns();
     rc = batch(h, r, finished);
     if (rc == DW_OK)
         rc = h->ops->commit(h, scope);
     else
         rc = dw__rollback(h, scope, rc);
+    *ms = (double)(dw__now_ns() - locked) / 1e6;
+    h->ops->checkpoint_run(h);
     if (rc == DW_OK)
         r->fresh = 0;
     return rc;
@@ -461,16 +468,17 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
     rc = dw__in_scope(h, 0, survey, &r);
     r.rows_at_t0 = r.fresh ? 0 : r.st.rows_done;
     int finished = rc == DW_OK && !r.fresh && r.st.state == DW_BF_DONE;
+    if (rc == DW_OK && !finished)
+        h->ops->checkpoint_hold(h, 1);
     for (int first = 1; rc == DW_OK && !finished; first = 0) {
         if (!first && hold(&r)) {
             rc = DW_MORE;
             break;
         }
-        uint64_t b0 = dw__now_ns();
-        rc = batch_in_transaction(h, &r, &finished);
+        double ms;
+        rc = batch_in_transaction(h, &r, &finished, &ms);
         if (rc != DW_OK)
             break;
-        double ms = (double)(dw__now_ns() - b0) / 1e6;
         r.p.last_batch_ms = ms;
         if (ms > r.p.max_batch_ms)
             r.p.max_batch_ms = ms;
@@ -479,6 +487,7 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
         if (r.o.progress && r.o.progress(&r.p, r.o.payload) && !finished)
             rc = DW_MORE;
     }
+    h->ops->checkpoint_hold(h, 0);
     fill_progress(&r, finished);
     if (out)
         *out = r.p;

@@ -352,6 +352,12 @@ typedef struct dw_backend_ops {
     /* Time budget on the connection for the non-authoritative read. */
     void (*budget_start)(dw_migration *h, int ms);
     int (*budget_stop)(dw_migration *h); /* 1 when the budget ran out */
+    /* While held, the checkpoint a commit would start (SQLite's automatic
+     * one, in WAL mode) waits for checkpoint_run(): a backfill times how
+     * long each batch holds the write lock, and the checkpoint, which runs
+     * after the lock is released, is not part of that. */
+    void (*checkpoint_hold)(dw_migration *h, int hold);
+    void (*checkpoint_run)(dw_migration *h);
 } dw_backend_ops;
 
 extern const dw_backend_ops dw__sqlite_backend;

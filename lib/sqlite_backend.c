@@ -423,6 +423,59 @@ static void be_state_remember(dw_migration *h)
     bk->verified = bk->version_valid;
 }
 
+/* ---- checkpoints held during a backfill ------------------------------------ */
+
+/* In place of SQLite's automatic checkpoint while held: notes that one is
+ * due, as the default hook would start it (frames at least the limit). */
+static int note_checkpoint(void *arg, sqlite3 *db, const char *name,
+                           int frames)
+{
+    sqlite_backend *bk = arg;
+    (void)db;
+    (void)name;
+    if (frames >= bk->ckpt_every)
+        bk->ckpt_due = 1;
+    return SQLITE_OK;
+}
+
+static void be_checkpoint_run(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    if (!bk->ckpt_due)
+        return;
+    bk->ckpt_due = 0;
+    /* As SQLite's own: passive, its failure ignored (the next one
+     * retries). */
+    sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                              NULL);
+}
+
+/* Only the automatic checkpoint is held: PRAGMA wal_autocheckpoint reads
+ * 0 when it is off or the application set a WAL hook of its own, and then
+ * nothing is touched. */
+static void be_checkpoint_hold(dw_migration *h, int hold)
+{
+    sqlite_backend *bk = BK(h);
+    if (!hold) {
+        if (bk->ckpt_every > 0)
+            sqlite3_wal_autocheckpoint(h->db, bk->ckpt_every);
+        be_checkpoint_run(h);
+        bk->ckpt_every = 0;
+        return;
+    }
+    sqlite3_stmt *st = NULL;
+    int every = 0;
+    if (dw__prepare(h, "PRAGMA wal_autocheckpoint", &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        every = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (every <= 0)
+        return;
+    bk->ckpt_every = every;
+    bk->ckpt_due = 0;
+    sqlite3_wal_hook(h->db, note_checkpoint, bk);
+}
+
 /* ---- time budget ------------------------------------------------------------ */
 
 static int budget_check(void *payload)
@@ -565,4 +618,6 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_restore,
     be_budget_start,
     be_budget_stop,
+    be_checkpoint_hold,
+    be_checkpoint_run,
 };

@@ -95,6 +95,10 @@ typedef struct sqlite_backend {
     /* The cohort test for one key, and the predicate it was built from. */
     sqlite3_stmt *cohort;
     char *cohort_pred;
+    /* checkpoint_hold(): the automatic checkpoint's page count while held
+     * (0 when not), and whether a commit since has reached it. */
+    int ckpt_every;
+    int ckpt_due;
 } sqlite_backend;
 
 /* Virtual machine steps between two looks at the clock under a budget. */

@@ -1583,6 +1583,73 @@ static void test_batch_needs_no_statement_journal(void **state)
     fault_vfs_default(0);
 }
 
+/* Frames in the WAL now, without checkpointing anything. */
+static int64_t wal_frames(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(PASSIVE)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t frames = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    return frames;
+}
+
+static int app_hook_calls;
+static int app_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)arg;
+    (void)db;
+    (void)name;
+    (void)frames;
+    app_hook_calls++;
+    return SQLITE_OK;
+}
+
+/* The backfill starts SQLite's automatic checkpoint after each batch's
+ * commit instead of inside it, and leaves the connection as it found it:
+ * the same automatic checkpoint, or the application's own WAL hook. */
+static void test_checkpoints_after_batches(void **state)
+{
+    (void)state;
+    for (int app_hook = 0; app_hook <= 1; app_hook++) {
+        test_db t;
+        test_db_open(&t);
+        world_create(t.db, 20000);
+        dw_migration *h = world_open_ok(t.db);
+        assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+        exec_ok(t.db, "PRAGMA wal_checkpoint(TRUNCATE)");
+        if (app_hook)
+            sqlite3_wal_hook(t.db, app_wal_hook, NULL);
+        else
+            exec_ok(t.db, "PRAGMA wal_autocheckpoint = 20");
+        app_hook_calls = 0;
+        dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+        o.batch_rows = 2000;
+        o.batch_ms = -1;
+        dw_backfill_progress p;
+        assert_dw_ok(h, dw_backfill(&p, h, &o));
+        assert_int_equal((int)p.batches, 10);
+        if (app_hook) {
+            /* Untouched: the application's hook saw every commit, and
+             * nothing checkpointed the WAL. */
+            assert_int_equal(app_hook_calls, 10);
+            assert_int_equal(query_int(t.db, "PRAGMA wal_autocheckpoint"),
+                             0);
+            assert_true(wal_frames(t.db) > 100);
+        } else {
+            /* Checkpointed along the way (each batch writes more than 20
+             * pages, so the WAL restarts), and the setting is back. */
+            assert_true(wal_frames(t.db) < 100);
+            assert_int_equal(query_int(t.db, "PRAGMA wal_autocheckpoint"),
+                             20);
+        }
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
 static void test_batch_size_adapts(void **state)
 {
     fixture *f = *state;
@@ -2605,6 +2672,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
         cmocka_unit_test(test_batch_needs_no_statement_journal),
+        cmocka_unit_test(test_checkpoints_after_batches),
         cmocka_unit_test(test_null_keys_refuse_verification),
         cmocka_unit_test_setup_teardown(test_kill_mid_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_between_batches, setup, teardown),
