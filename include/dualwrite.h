@@ -299,7 +299,9 @@ DW_API int dw_row_set_blob(dw_row *row, const char *name, const void *p,
 DW_API int dw_row_set_null(dw_row *row, const char *name);
 /** Appends every column of the statement's current result row, named by
  *  sqlite3_column_name(), with its value -- the usual way for a read
- *  callback to fill its row after sqlite3_step() returned SQLITE_ROW. */
+ *  callback to fill its row after sqlite3_step() returned SQLITE_ROW.
+ *  DW_EMISUSE for a NULL argument or a column named "" (as dw_row_set());
+ *  DW_ENOMEM. */
 DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
 
 /* ------------------------------------------------------------------------ */
@@ -1515,7 +1517,7 @@ DW_API int dw_routing_count(dw_routing_progress *out, dw_migration *h);
 /* Metrics                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/** Counters for one side. Latencies in nanoseconds. */
+/** Counters for one side. */
 typedef struct dw_side_metrics {
     uint64_t reads;
     uint64_t read_errors;
@@ -1523,6 +1525,12 @@ typedef struct dw_side_metrics {
     uint64_t read_timeouts;
     uint64_t writes;
     uint64_t write_errors;
+    /** The operations timed on this side, their total and their longest
+     *  time, in nanoseconds. Every write and every read of a comparison is
+     *  timed; of the reads that compare nothing (the stage compares
+     *  nothing, or sampling left the read out), one in 16: two clock
+     *  readings are a measurable share of a read served from SQLite's
+     *  cache. The mean latency_total_ns / latency_count stands for all. */
     uint64_t latency_count;
     uint64_t latency_total_ns;
     uint64_t latency_max_ns;

@@ -406,8 +406,9 @@ static int be_state_seen_unchanged(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     unsigned int v;
+    /* NULL names the main database without a name lookup. */
     return bk->version_valid && sqlite3_get_autocommit(h->db) &&
-           sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+           sqlite3_file_control(h->db, NULL, SQLITE_FCNTL_DATA_VERSION,
                                 &v) == SQLITE_OK &&
            v == bk->data_version;
 }

@@ -1277,6 +1277,23 @@ static void test_uncompared_read_adds_no_transaction(void **state)
     assert_int_equal((int)m.skipped, 1);
     assert_int_equal((int)m.old_side.reads, 3);
     assert_int_equal((int)m.new_side.reads, 1);
+    /* Reads that compare nothing are timed one in 16; compared ones
+     * always. */
+    dw_metrics_reset(f.h);
+    for (int i = 0; i < 32; i++)
+        assert_dw_ok(f.h, fx_read(&f, 1));
+    m = metrics(f.h);
+    assert_int_equal((int)m.old_side.reads, 32);
+    assert_int_equal((int)m.old_side.latency_count, 2);
+    assert_int_equal((int)m.new_side.latency_count, 0);
+    ro.sample_ratio = 1.0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    dw_metrics_reset(f.h);
+    for (int i = 0; i < 4; i++)
+        assert_dw_ok(f.h, fx_read(&f, 1));
+    m = metrics(f.h);
+    assert_int_equal((int)m.old_side.latency_count, 4);
+    assert_int_equal((int)m.new_side.latency_count, 4);
     fx_close(&f);
 }
 

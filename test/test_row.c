@@ -332,6 +332,25 @@ static void test_row_set_columns_from_stmt(void **state)
     assert_memory_equal(v->p, "\x00\xff\x00\x01", 4);
     v = dw_row_get(row, "nul");
     assert_int_equal(v->type, DW_TYPE_NULL);
+    /* Filled again into the same row: the same values, nothing doubled. */
+    assert_int_equal(sqlite3_prepare_v2(t.db,
+                         "SELECT i, f, t, b, n AS nul FROM s", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_columns(row, st), DW_OK);
+    sqlite3_finalize(st);
+    assert_int_equal(dw_row_count(row), 5);
+    assert_string_equal((const char *)dw_row_get(row, "t")->p, "txt");
+    assert_memory_equal(dw_row_get(row, "b")->p, "\x00\xff\x00\x01", 4);
+    /* A column without a name is refused, as dw_row_set() refuses one. */
+    assert_int_equal(sqlite3_prepare_v2(t.db, "SELECT 1 AS \"\"", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_columns(row, st), DW_EMISUSE);
+    sqlite3_finalize(st);
     dw_row_free(row);
     test_db_close(&t);
 }
