@@ -1,7 +1,7 @@
 # libdualwrite -- zero-downtime schema migrations on SQLite.
 #
 # Targets: all (default), test, demo, sanitize, valgrind, coverage, fuzz,
-# install, uninstall, clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
+# bench, install, uninstall, clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
 # PREFIX, DESTDIR, includedir, libdir, pkgconfigdir. (Not LIBRARY_PATH: GCC
 # reads that one from the environment.)
 
@@ -52,7 +52,7 @@ DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
-        check-header check-symbols check-install examples deps coverage
+        check-header check-symbols check-install examples deps coverage bench
 
 all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
 
@@ -172,6 +172,21 @@ demo: $(BUILD)/examples/incident_statuses $(BUILD)/examples/lazy_inventory
 	@rm -f $(BUILD)/incident_statuses.db* $(BUILD)/lazy_inventory.db*
 	$(BUILD)/examples/incident_statuses $(BUILD)/incident_statuses.db
 	$(BUILD)/examples/lazy_inventory $(BUILD)/lazy_inventory.db
+
+# ---- benchmarks ------------------------------------------------------------
+
+# The library against the same SQL written by hand, as ratios (bench/bench.c
+# says what each figure compares). BENCH_ARGS passes options, for example
+# make bench BENCH_ARGS="--rows 100000 --only off_write,dual_write".
+BENCH_ARGS ?=
+BENCH_BIN = $(BUILD)/bench/bench
+
+$(BENCH_BIN): bench/bench.c include/dualwrite.h $(BUILD)/$(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< $(BUILD)/$(STLIB) $(REAL_LDFLAGS) $(LIBS)
+
+bench: $(BENCH_BIN)
+	@cd $(BUILD)/bench && ./bench $(BENCH_ARGS)
 
 # ---- install ---------------------------------------------------------------
 

@@ -170,7 +170,10 @@ int dw__run(dw_migration *h, sqlite3_stmt *st, int side, const char *what)
     if (rc != SQLITE_DONE)
         dw__sqlite_error(h, rc, side, what);
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    /* Values are bound without copies: none may outlive the call. (BEGIN,
+     * COMMIT and the like have none to drop.) */
+    if (sqlite3_bind_parameter_count(st) > 0)
+        sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -340,7 +343,7 @@ static int be_commit(dw_migration *h, int scope)
          * nothing), so the cache holds at the new data version. Otherwise
          * the commit may have absorbed other connections' changes. */
         if (bk->verified && bk->version_valid)
-            sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+            sqlite3_file_control(h->db, NULL, SQLITE_FCNTL_DATA_VERSION,
                                  &bk->data_version);
         else
             bk->version_valid = 0;
@@ -381,10 +384,13 @@ static int be_state_unchanged(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     unsigned int v;
-    /* The pager's data version is current only inside a read transaction. */
+    /* The pager's data version is current only inside a read transaction:
+     * our BEGIN IMMEDIATE opened one (still open unless SQLite rolled it
+     * back), a BEGIN opens none until a statement reads. */
     if (!bk->version_valid || bk->scope != SCOPE_OWN ||
-        sqlite3_txn_state(h->db, "main") < SQLITE_TXN_READ ||
-        sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) !=
+        (bk->write ? sqlite3_get_autocommit(h->db)
+                   : sqlite3_txn_state(h->db, "main") < SQLITE_TXN_READ) ||
+        sqlite3_file_control(h->db, NULL, SQLITE_FCNTL_DATA_VERSION, &v) !=
             SQLITE_OK)
         return 0;
     if (v != bk->data_version)
@@ -419,7 +425,7 @@ static void be_state_remember(dw_migration *h)
     bk->version_valid =
         bk->scope == SCOPE_OWN &&
         sqlite3_txn_state(h->db, "main") >= SQLITE_TXN_READ &&
-        sqlite3_file_control(h->db, "main", SQLITE_FCNTL_DATA_VERSION,
+        sqlite3_file_control(h->db, NULL, SQLITE_FCNTL_DATA_VERSION,
                              &bk->data_version) == SQLITE_OK;
     bk->verified = bk->version_valid;
 }
