@@ -3,24 +3,39 @@
  *
  * Builds the incident tracker of examples/incident_statuses.c at a chosen
  * size (incidents.status as text, moving to incident_statuses plus
- * incidents.incident_status_id) in a WAL database, then measures each
- * operation through the library and hand-written with statements prepared
- * once, alternating the two in small slices so that both meet the same
- * cache, WAL and checkpoint state. Each figure is the median over several
- * rounds of (library time / hand-written time), or for throughput the
- * inverse, printed as `name: value`.
+ * incidents.incident_status_id) in a WAL database (synchronous=NORMAL),
+ * then measures each operation through the library and written by hand
+ * with statements prepared once. Per-operation figures alternate the two
+ * in slices of 500 operations (the side that goes first alternates too),
+ * so that both meet the same cache and WAL state; each write slice ends
+ * with a checkpoint of the pages it wrote, timed with it. Whole-table
+ * figures alternate whole runs, each from the same starting state. Each
+ * figure is the median over several rounds of library time / hand-written
+ * time (for throughput, the inverse), printed as `name: value`, with the
+ * median absolute times beside it (_us per operation, _s per run).
  *
- *   bench [--rows N] [--rounds N] [--ops N] [--db PATH] [--no-rss]
+ *   bench [--rows N] [--rounds N] [--ops N] [--db PATH] [--only LIST]
+ *         [--batch-ms N] [--no-rss] [--verbose] [--side lib|raw]
  *
- * The hand-written side of each figure:
- *   off_write        BEGIN IMMEDIATE; UPDATE incidents SET status; COMMIT
- *   dual_write       the same with the mapping's UPDATE of
+ * What each figure runs through the library, and by hand:
+ *   off_write        dw_write() at OFF with the DAO's old-side write;
+ *                    BEGIN IMMEDIATE; UPDATE incidents SET status; COMMIT
+ *   dual_write       dw_write() at DUAL_WRITE, the new side through the
+ *                    mapping; the same plus the mapping's UPDATE of
  *                    incident_status_id (the statement the library runs)
- *   shadow_read      BEGIN; both DAO reads; field comparison; COMMIT
- *   shadow_read_sampled   one DAO read (autocommit)
- *   backfill         one UPDATE of the whole table through the mapping (the
- *                    one-table form of INSERT ... SELECT), in one transaction
- *   verify           SELECT count(*) over both EXCEPTs, in one transaction
+ *   shadow_read      dw_read() at SHADOW with the DAO's two read callbacks;
+ *                    BEGIN; both reads; field comparison; COMMIT
+ *   shadow_read_sampled   the same at a comparison ratio of 1%; one read
+ *   backfill         dw_backfill() of every row; one UPDATE of the whole
+ *                    table through the mapping (the one-table form of
+ *                    INSERT ... SELECT) in one transaction.
+ *                    backfill_max_batch_ms is the longest any batch held
+ *                    the write lock, over every run
+ *   verify           dw_verify(); SELECT count(*) over both EXCEPTs, in one
+ *                    transaction
+ *   rss_growth_ratio the peak resident memory of a fresh process running a
+ *                    backfill and a verification of rows rows, against one
+ *                    of rows / 10 rows
  *
  * SPDX-License-Identifier: MIT
  */
@@ -430,8 +445,8 @@ typedef struct figure {
 #define SLICE 500
 
 /* --side lib or --side raw: run one side only (for a profiler); the
- * ratios are then meaningless. */
-static int skip_lib, skip_raw;
+ * ratios are then meaningless. --verbose: every round on stderr. */
+static int skip_lib, skip_raw, verbose;
 
 /* Runs `ops` operations each way per round, in slices of SLICE that take
  * turns (the side that goes first alternates), after one warm-up slice of
@@ -472,8 +487,11 @@ static figure compare_ops(bench *b, op_fn lib, op_fn raw, int ops,
         ratios[r] = t_lib / t_raw;
         lib_us[r] = t_lib / n * 1e6;
         raw_us[r] = t_raw / n * 1e6;
-        if (getenv("BENCH_VERBOSE"))
-            fprintf(stderr, "bench: round %d: library %.2f us, by hand %.2f us, ratio %.3f\n", r, lib_us[r], raw_us[r], ratios[r]);
+        if (verbose)
+            fprintf(stderr,
+                    "bench: round %d: library %.2f us, by hand %.2f us, "
+                    "ratio %.3f\n",
+                    r, lib_us[r], raw_us[r], ratios[r]);
     }
     sqlite3_wal_autocheckpoint(b->db, 1000);
     figure f = {median(ratios, rounds), median(lib_us, rounds),
@@ -500,16 +518,14 @@ static void clear_new_model(bench *b)
 }
 
 static double max_batch_ms;
+static int batch_ms; /* --batch-ms: the backfill's batch target (0: default) */
 
 static double lib_backfill(bench *b)
 {
     dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
     dw_backfill_progress p;
     o.flags = DW_BACKFILL_RESTART;
-    if (getenv("BENCH_BATCH_MS"))
-        o.batch_ms = atoi(getenv("BENCH_BATCH_MS"));
-    if (getenv("BENCH_BATCH_ROWS"))
-        o.batch_rows = atoi(getenv("BENCH_BATCH_ROWS"));
+    o.batch_ms = batch_ms;
     double t0 = now_s();
     check_dw(b->h, dw_backfill(&p, b->h, &o), "dw_backfill");
     double t = now_s() - t0;
@@ -580,8 +596,11 @@ static figure compare_whole(bench *b, whole_fn lib, whole_fn raw,
                 raw_s[r] = raw(b);
         }
         ratios[r] = raw_s[r] / lib_s[r];
-        if (getenv("BENCH_VERBOSE"))
-            fprintf(stderr, "bench: round %d: library %.3f s, by hand %.3f s\n", r, lib_s[r], raw_s[r]);
+        if (verbose)
+            fprintf(stderr,
+                    "bench: round %d: library %.3f s, by hand %.3f s, "
+                    "ratio %.3f\n",
+                    r, lib_s[r], raw_s[r], ratios[r]);
     }
     figure f = {median(ratios, rounds), median(lib_s, rounds),
                 median(raw_s, rounds)};
@@ -678,7 +697,9 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench [--rows N] [--rounds N] [--ops N] [--db PATH]"
-            " [--no-rss]\n"
+            " [--only LIST]\n"
+            "             [--batch-ms N] [--no-rss] [--verbose]"
+            " [--side lib|raw]\n"
             "  --rows N    incidents in the table (default 1000000)\n"
             "  --rounds N  rounds per figure, the median is printed"
             " (default 7; whole-table figures use 5)\n"
@@ -689,6 +710,9 @@ static void usage(void)
             " dual_write,\n"
             "              backfill, verify, shadow_read, shadow_read_sampled,"
             " rss\n"
+            "  --batch-ms N    the backfill's batch target in ms (default:"
+            " the library's, 20)\n"
+            "  --verbose   every round's times on stderr\n"
             "  --side lib|raw  time one side only, for a profiler (ratios"
             " are then meaningless)\n"
             "  --no-rss    skip the memory figure (it builds a second"
@@ -711,6 +735,10 @@ int main(int argc, char **argv)
             want_rss = 0;
             continue;
         }
+        if (strcmp(a, "--verbose") == 0) {
+            verbose = 1;
+            continue;
+        }
         if (!v)
             usage();
         i++;
@@ -724,6 +752,8 @@ int main(int argc, char **argv)
             path = v;
         else if (strcmp(a, "--only") == 0)
             only = v;
+        else if (strcmp(a, "--batch-ms") == 0)
+            batch_ms = atoi(v);
         else if (strcmp(a, "--side") == 0 && strcmp(v, "lib") == 0)
             skip_raw = 1;
         else if (strcmp(a, "--side") == 0 && strcmp(v, "raw") == 0)
