@@ -253,6 +253,8 @@ static int read_alone(dw_migration *h, const read_ctx *c, int sample,
     }
     if (compares_at(h->stage))
         h->metrics.skipped++;
+    if (rc != DW_OK)
+        dw_row_clear(out); /* NOTFOUND and errors return an empty row */
     return rc;
 }
 
@@ -284,7 +286,15 @@ static int compare_done(dw_migration *h, const read_ctx *c,
     int mismatch = o.kind != 0;
     if (mismatch) {
         h->metrics.mismatches++;
+        /* The report points into the scratch rows; a read the sink makes on
+         * this handle gets rows of its own. */
+        dw_row *kept[2] = {h->scratch[0], h->scratch[1]};
+        h->scratch[0] = h->scratch[1] = NULL;
         dw__report(h, c->key, c->nkey, &o);
+        dw_row_free(h->scratch[0]);
+        dw_row_free(h->scratch[1]);
+        h->scratch[0] = kept[0];
+        h->scratch[1] = kept[1];
     } else {
         h->metrics.matches++;
     }

@@ -1241,6 +1241,94 @@ static void test_app_progress_interrupts_other_read(void **state)
 /* Names in the ignore list match as SQLite matches names (ASCII case
  * ignored); naming one column twice, in two spellings, is accepted and
  * ignores it once. */
+/* A read callback that fills its row, then fails. */
+static int fill_then_fail(dw_row *out, sqlite3 *db, const dw_value *key,
+                          int nkey, void *payload)
+{
+    (void)db;
+    (void)nkey;
+    (void)payload;
+    dw_row_set(out, "id", &key[0]);
+    dw_row_set_text(out, "name", "half");
+    return 77;
+}
+
+static void test_uncompared_read_failure_returns_empty_row(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    dw_value k = dw_int(1);
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 1, fill_then_fail, read_new,
+                           &f.r),
+              DW_ECALLBACK);
+    assert_int_equal(dw_row_count(f.out), 0);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    fx_close(&f);
+}
+
+/* A sink that reads through the same handle while it looks at the
+ * mismatch it was given. */
+typedef struct nested_sink {
+    fx *f;
+    int depth;
+    char before[32], after[32];
+} nested_sink;
+
+static void sink_reading_again(const dw_mismatch *m, void *payload)
+{
+    nested_sink *n = payload;
+    if (n->depth++ > 0)
+        return;
+    /* At SHADOW the new value is the other side's, in the library's own
+     * row for it. */
+    const dw_value *v = m->diffs[0].new_value;
+    snprintf(n->before, sizeof n->before, "%s", v ? (const char *)v->p : "");
+    n->f->r.s[DW_SIDE_OLD].name = "inner-old";
+    n->f->r.s[DW_SIDE_NEW].name = "inner-new";
+    dw_row *row = NULL;
+    dw_row_new(&row);
+    dw_value k = dw_int(2);
+    rd_begin(&n->f->r);
+    dw_read(row, n->f->h, &k, 1, read_old, read_new, &n->f->r);
+    dw_row_free(row);
+    v = m->diffs[0].new_value;
+    snprintf(n->after, sizeof n->after, "%s", v ? (const char *)v->p : "");
+}
+
+static void test_sink_may_read_through_the_handle(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_LOG_RAW_VALUES);
+    nested_sink n = {&f, 0, "", ""};
+    dw_close(f.h);
+    /* The same spec, with the nested sink. */
+    static const dw_column_map up[] = {{"name", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "reads";
+    o.old_side.table = "r_old";
+    o.old_side.key_columns = k_id;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "r_new";
+    o.new_side.key_columns = k_id;
+    o.new_side.nkey_columns = 1;
+    o.up = up;
+    o.nup = 1;
+    o.flags = DW_OPEN_LOG_RAW_VALUES;
+    o.mismatch_fn = sink_reading_again;
+    o.mismatch_payload = &n;
+    assert_int_equal(dw_open(&f.h, f.t.db, &o, NULL), DW_OK);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal(n.depth, 2);
+    /* What the sink was shown stayed put while it read again. */
+    assert_string_equal(n.before, "new-val");
+    assert_string_equal(n.after, "new-val");
+    fx_close(&f);
+}
+
 /* ---- the stage cache on the read path ------------------------------------------------ */
 
 static void test_uncompared_read_adds_no_transaction(void **state)
@@ -1423,6 +1511,8 @@ int main(void)
         cmocka_unit_test(test_app_progress_interrupts_other_read),
         cmocka_unit_test(test_ignore_column_named_twice),
         cmocka_unit_test(test_uncompared_read_adds_no_transaction),
+        cmocka_unit_test(test_uncompared_read_failure_returns_empty_row),
+        cmocka_unit_test(test_sink_may_read_through_the_handle),
         cmocka_unit_test(test_read_sees_stage_moved_by_another_connection),
         cmocka_unit_test(test_read_sees_stage_moved_by_another_handle),
         cmocka_unit_test(test_read_sees_move_keeping_the_trusted_side),
