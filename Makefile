@@ -52,7 +52,8 @@ DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
-        check-header check-symbols check-install examples deps coverage bench
+        check-header check-symbols check-install examples deps coverage bench \
+        check-bench
 
 all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
 
@@ -120,7 +121,7 @@ run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
 
 test: run-tests check-header all
-	@$(MAKE) --no-print-directory check-symbols check-install
+	@$(MAKE) --no-print-directory check-symbols check-install check-bench
 
 check-header:
 	@mkdir -p $(BUILD)
@@ -187,6 +188,21 @@ $(BENCH_BIN): bench/bench.c include/dualwrite.h $(BUILD)/$(STLIB)
 
 bench: $(BENCH_BIN)
 	@cd $(BUILD)/bench && ./bench $(BENCH_ARGS)
+
+# A run in miniature (under a second), from `make test`: the benchmark
+# builds, checks its own results and prints every figure.
+BENCH_FIGURES = off_write_ratio dual_write_ratio shadow_read_ratio \
+                shadow_read_sampled_ratio backfill_ratio backfill_max_batch_ms \
+                verify_ratio rss_growth_ratio
+check-bench: $(BENCH_BIN)
+	@cd $(BUILD)/bench && rm -f smoke.db* && \
+	  if ! ./bench --rows 2000 --rounds 1 --ops 500 --db smoke.db >smoke.out 2>&1; then \
+	    cat smoke.out; echo "check-bench: the benchmark failed" >&2; exit 1; fi; \
+	  for f in $(BENCH_FIGURES); do \
+	    grep -q "^$$f: [0-9]" smoke.out || { cat smoke.out; echo "check-bench: no $$f" >&2; exit 1; }; \
+	  done; \
+	  rm -f smoke.db* smoke.out; \
+	  echo "check-bench: the benchmark runs and prints every figure (2,000 rows, one round)"
 
 # ---- install ---------------------------------------------------------------
 
