@@ -1273,6 +1273,14 @@ static void test_uncompared_read_failure_returns_empty_row(void **state)
               DW_ECALLBACK);
     assert_int_equal(dw_row_count(f.out), 0);
     assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    /* Timed or not (one in 16 is), a failure is counted. */
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 1, fill_then_fail, read_new,
+                           &f.r),
+              DW_ECALLBACK);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.old_side.reads, 2);
+    assert_int_equal((int)m.old_side.read_errors, 2);
+    assert_int_equal((int)m.old_side.latency_count, 1);
     fx_close(&f);
 }
 
