@@ -702,7 +702,7 @@ static void usage(void)
             " [--side lib|raw]\n"
             "  --rows N    incidents in the table (default 1000000)\n"
             "  --rounds N  rounds per figure, the median is printed"
-            " (default 7; whole-table figures use 5)\n"
+            " (default 7)\n"
             "  --ops N     writes per round for each side, five times as many"
             " reads\n              (default 20000)\n"
             "  --db PATH   the database file (default bench.db; replaced)\n"
@@ -723,7 +723,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     long long rows = 1000000;
-    int rounds = 7, ops = 20000, whole_rounds = 5, want_rss = 1;
+    int rounds = 7, ops = 20000, want_rss = 1;
     const char *path = "bench.db";
 
     if (argc == 3 && strcmp(argv[1], "--rss-child") == 0)
@@ -763,8 +763,6 @@ int main(int argc, char **argv)
     }
     if (rows < 1000 || rounds < 1 || rounds > MAX_ROUNDS || ops < SLICE)
         usage();
-    if (whole_rounds > rounds)
-        whole_rounds = rounds;
 
     printf("sqlite_version: %s\n", sqlite3_libversion());
     printf("rows: %lld\n", rows);
@@ -798,7 +796,7 @@ int main(int argc, char **argv)
     /* Backfill and verification of the whole table. */
     if (wanted("backfill")) {
         figure f = compare_whole(&b, lib_backfill, raw_backfill,
-                                 clear_new_model, whole_rounds);
+                                 clear_new_model, rounds);
         printf("backfill_ratio: %.3f\n", f.ratio);
         printf("backfill_max_batch_ms: %.1f\n", max_batch_ms);
         printf("backfill_s: %.3f\nbackfill_raw_s: %.3f\n", f.lib_us,
@@ -809,7 +807,7 @@ int main(int argc, char **argv)
     lib_backfill(&b);
     if (wanted("verify")) {
         figure f =
-            compare_whole(&b, lib_verify, raw_verify, NULL, whole_rounds);
+            compare_whole(&b, lib_verify, raw_verify, NULL, rounds);
         printf("verify_ratio: %.3f\n", f.ratio);
         printf("verify_s: %.3f\nverify_raw_s: %.3f\n", f.lib_us, f.raw_us);
         fflush(stdout);

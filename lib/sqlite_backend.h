@@ -42,6 +42,9 @@ enum stmt_id {
     ST_OVERRIDES_BUMP,
     ST_ROUTING_STORE,
     ST_KEY_PARSE,
+    ST_BACKFILL_LOAD,
+    ST_BACKFILL_STORE,
+    ST_SPEC_DIGEST,
     /* Row statements, generated from the spec; [side] offsets. */
     ST_READ_SIDE,            /* + side: key and columns of one side */
     ST_READ_MAPPED = ST_READ_SIDE + 3, /* + target: source mapped by SQL */

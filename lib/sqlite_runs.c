@@ -52,17 +52,13 @@ void dw__backfill_state_free(dw_backfill_state *s)
 
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
 {
-    sqlite3_stmt *st = NULL;
     memset(s, 0, sizeof *s);
-    int rc = prepare(h,
-                     "SELECT state, source, cursor, end_key, rows_done, "
-                     "rows_total, rows_written, rows_deleted, batches, "
-                     "started FROM dw_backfill WHERE migration_id = ?1",
-                     &st);
-    if (rc != DW_OK)
-        return rc;
+    /* Kept prepared: a backfill reads and stores its state every batch. */
+    sqlite3_stmt *st = dw__stmt(h, ST_BACKFILL_LOAD);
+    if (!st)
+        return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     int oom = 0;
     if (rc == SQLITE_ROW) {
         const char *state = (const char *)sqlite3_column_text(st, 0);
@@ -85,7 +81,7 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
                      ? DW_OK
                      : dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                         "reading the backfill state");
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (result == DW_OK && oom)
         result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     if (result != DW_OK)
@@ -95,37 +91,17 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
 
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *s)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(
-        h,
-        "INSERT INTO dw_backfill(migration_id, source, state, cursor, "
-        "end_key, rows_done, rows_total, rows_written, rows_deleted, "
-        "batches, started, updated, finished, verify_after) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "CASE WHEN ?3 = 'done' THEN ?12 END, "
-        "CASE WHEN ?3 = 'done' THEN (SELECT coalesce(max(id), 0) FROM "
-        "dw_verify_runs WHERE migration_id = ?1) ELSE 0 END) "
-        "ON CONFLICT(migration_id) DO UPDATE SET source = excluded.source, "
-        "state = excluded.state, cursor = excluded.cursor, "
-        "end_key = excluded.end_key, rows_done = excluded.rows_done, "
-        "rows_total = excluded.rows_total, "
-        "rows_written = excluded.rows_written, "
-        "rows_deleted = excluded.rows_deleted, batches = excluded.batches, "
-        "started = excluded.started, updated = excluded.updated, "
-        "finished = excluded.finished, verify_after = excluded.verify_after",
-        &st);
-    if (rc != DW_OK)
-        return rc;
+    sqlite3_stmt *st = dw__stmt(h, ST_BACKFILL_STORE);
+    if (!st)
+        return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
     sqlite3_bind_int(st, 2, s->source);
     sqlite3_bind_text(st, 3, bf_state_names[s->state], -1, SQLITE_STATIC);
     if ((s->cursor && dw__bind_key_text(h, st, 4, s->cursor, DW_SIDE_NONE,
                                         "storing the backfill state")) ||
         (s->end_key && dw__bind_key_text(h, st, 5, s->end_key, DW_SIDE_NONE,
-                                         "storing the backfill state"))) {
-        sqlite3_finalize(st);
+                                         "storing the backfill state")))
         return h->errcode;
-    }
     sqlite3_bind_int64(st, 6, s->rows_done);
     sqlite3_bind_int64(st, 7, s->rows_total);
     sqlite3_bind_int64(st, 8, s->rows_written);
@@ -133,7 +109,10 @@ int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *s)
     sqlite3_bind_int64(st, 10, s->batches);
     sqlite3_bind_double(st, 11, s->started);
     sqlite3_bind_double(st, 12, dw__wall_time());
-    return run_once(h, st, "storing the backfill state");
+    return dw__run(h, st, DW_SIDE_NONE, "storing the backfill state") ==
+                   SQLITE_OK
+               ? DW_OK
+               : h->errcode;
 }
 
 static void run_from_stmt(sqlite3_stmt *st, dw_verify_result *r)
@@ -192,13 +171,11 @@ static int load_run(dw_migration *h, const char *where, int64_t after,
 
 int dw__sqlite_spec_current(dw_migration *h)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = prepare(h, "SELECT spec_digest FROM dw_migrations WHERE id = ?1",
-                     &st);
-    if (rc != DW_OK)
-        return rc;
+    sqlite3_stmt *st = dw__stmt(h, ST_SPEC_DIGEST);
+    if (!st)
+        return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     const char *d = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
                                      : NULL;
     int result = rc == SQLITE_ROW && d && strcmp(d, h->digest) == 0
@@ -211,7 +188,7 @@ int dw__sqlite_spec_current(dw_migration *h)
                                        h->spec.name)
                            : dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                               "reading the stored spec");
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return result;
 }
 
