@@ -1384,6 +1384,19 @@ static void test_uncompared_read_adds_no_transaction(void **state)
     fx_close(&f);
 }
 
+/* A second handle on the fixture's migration: on a connection of its own
+ * (*db2 is set; the caller closes it) or, with db2 NULL, on the same one. */
+static dw_migration *sfx_second_handle(sfx *f, sqlite3 **db2)
+{
+    sqlite3 *db = f->t.db;
+    if (db2)
+        db = *db2 = test_db_connect(&f->t);
+    dw_options o = sfx_options();
+    dw_migration *h2 = NULL;
+    assert_int_equal(dw_open(&h2, db, &o, NULL), DW_OK);
+    return h2;
+}
+
 /* Reads through h (which cached its stage) after `mover` moved the stage to
  * LIVE: the new row must come back, in the new shape. */
 static void assert_read_follows_move(sfx *f, dw_migration *mover)
@@ -1404,11 +1417,8 @@ static void test_read_sees_stage_moved_by_another_connection(void **state)
     for (int compared = 0; compared <= 1; compared++) {
         sfx f;
         sfx_open(&f, 0);
-        sqlite3 *db2 = test_db_connect(&f.t);
-        dw_options o = sfx_options();
-        dw_migration *h2 = NULL;
-        char *err = NULL;
-        assert_int_equal(dw_open(&h2, db2, &o, &err), DW_OK);
+        sqlite3 *db2 = NULL;
+        dw_migration *h2 = sfx_second_handle(&f, &db2);
         /* OFF reads alone; at SHADOW every read compares, in a
          * transaction that trusts the cached stage until it is checked. */
         assert_dw_ok(f.h, set_stage(f.h, compared ? DW_STAGE_SHADOW
@@ -1427,10 +1437,7 @@ static void test_read_sees_stage_moved_by_another_handle(void **state)
      * connection's own commits too. */
     sfx f;
     sfx_open(&f, 0);
-    dw_options o = sfx_options();
-    dw_migration *h2 = NULL;
-    char *err = NULL;
-    assert_int_equal(dw_open(&h2, f.t.db, &o, &err), DW_OK);
+    dw_migration *h2 = sfx_second_handle(&f, NULL);
     assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
     assert_read_follows_move(&f, h2);
     dw_close(h2);
@@ -1452,11 +1459,8 @@ static void test_read_sees_move_keeping_the_trusted_side(void **state)
     assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_RAMPDOWN));
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f.out, "title"), "widget");
-    sqlite3 *db2 = test_db_connect(&f.t);
-    dw_options o = sfx_options();
-    dw_migration *h2 = NULL;
-    char *err = NULL;
-    assert_int_equal(dw_open(&h2, db2, &o, &err), DW_OK);
+    sqlite3 *db2 = NULL;
+    dw_migration *h2 = sfx_second_handle(&f, &db2);
     assert_dw_ok(h2, set_stage(h2, DW_STAGE_COMPLETE));
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f.out, "title"), "widget");
