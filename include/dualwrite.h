@@ -756,8 +756,9 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * callback may be called twice in one dw_read().
  *
  * At SHADOW and LIVE (for the sampled share) it also reads the other side,
- * within the time budget, and compares the two rows field by field; every disagreement -- a row on one side only, or a column whose
- * values differ -- is counted and reported (sink, log table, stderr). What
+ * within the time budget, and compares the two rows field by field; every
+ * disagreement -- a row on one side only, or a column whose values
+ * differ -- is counted and reported (sink, log table, stderr). What
  * is returned never depends on the other side: its failure, slowness or
  * disagreement is counted, never returned (except DW_EMISMATCH in test
  * mode).
