@@ -100,6 +100,11 @@ void dw__value_desc_raw(dw_buf *b, const dw_value *v);
 int dw__bind_value(void *stmt, int idx, const dw_value *v);
 /* Deep copy of a row into an empty row. */
 int dw__row_copy(dw_row *dst, const dw_row *src);
+/* The value SQLite holds in cv, as a dw_value pointing into it (valid until
+ * the statement moves on). Call with the connection's mutex held: cv comes
+ * from sqlite3_column_value(). DW_ENOMEM when SQLite could not make the
+ * text or blob. */
+int dw__value_of(dw_value *out, sqlite3_value *cv);
 
 /* ---- name sets (uthash) ------------------------------------------------------ */
 

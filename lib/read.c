@@ -104,14 +104,21 @@ static int read_compared(dw_migration *h, const read_ctx *c, int side,
     return dw__map_old_up(h, c->key, out);
 }
 
-static int timed(dw_migration *h, int side, int rc, uint64_t t0)
+/* Counts one side's read. */
+static int counted(dw_migration *h, int side, int rc)
 {
     dw_side_metrics *m = dw__side_metrics(h, side);
-    dw__side_latency(m, dw__now_ns() - t0);
     m->reads++;
     if (rc != DW_OK && rc != DW_ENOTFOUND)
         m->read_errors++;
     return rc;
+}
+
+/* Counts one side's read begun at t0, with its time. */
+static int timed(dw_migration *h, int side, int rc, uint64_t t0)
+{
+    dw__side_latency(dw__side_metrics(h, side), dw__now_ns() - t0);
+    return counted(h, side, rc);
 }
 
 static int sampled(dw_migration *h)
@@ -243,14 +250,10 @@ static int read_alone(dw_migration *h, const read_ctx *c, int sample,
         return DW_OK;
     }
     *done = 1;
-    if (timing) {
+    if (timing)
         timed(h, *auth, rc, t0);
-    } else {
-        dw_side_metrics *m = dw__side_metrics(h, *auth);
-        m->reads++;
-        if (rc != DW_OK && rc != DW_ENOTFOUND)
-            m->read_errors++;
-    }
+    else
+        counted(h, *auth, rc);
     if (compares_at(h->stage))
         h->metrics.skipped++;
     if (rc != DW_OK)

@@ -198,6 +198,31 @@ int dw_row_set_null(dw_row *row, const char *name)
     return dw_row_set(row, name, &x);
 }
 
+int dw__value_of(dw_value *out, sqlite3_value *cv)
+{
+    switch (sqlite3_value_type(cv)) {
+    case SQLITE_INTEGER: *out = dw_int(sqlite3_value_int64(cv)); break;
+    case SQLITE_FLOAT: *out = dw_float(sqlite3_value_double(cv)); break;
+    case SQLITE_TEXT: {
+        const char *t = (const char *)sqlite3_value_text(cv);
+        if (!t)
+            return DW_ENOMEM;
+        *out = dw_text_n(t, sqlite3_value_bytes(cv));
+        break;
+    }
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_value_blob(cv);
+        int n = sqlite3_value_bytes(cv);
+        if (!p && n > 0)
+            return DW_ENOMEM;
+        *out = dw_blob(p, n);
+        break;
+    }
+    default: *out = dw_null(); break;
+    }
+    return DW_OK;
+}
+
 int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt)
 {
     if (!row || !stmt)
@@ -212,40 +237,13 @@ int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt)
     for (int i = 0; rc == DW_OK && i < n; i++) {
         const char *name = sqlite3_column_name(stmt, i);
         sqlite3_value *cv = sqlite3_column_value(stmt, i);
-        if (!name || !cv) {
+        dw_value v;
+        if (!name || !cv)
             rc = DW_ENOMEM;
-            break;
-        }
-        dw_value v = dw_null();
-        switch (sqlite3_value_type(cv)) {
-        case SQLITE_INTEGER: v = dw_int(sqlite3_value_int64(cv)); break;
-        case SQLITE_FLOAT: v = dw_float(sqlite3_value_double(cv)); break;
-        case SQLITE_TEXT: {
-            const char *t = (const char *)sqlite3_value_text(cv);
-            if (!t) {
-                rc = DW_ENOMEM;
-                continue;
-            }
-            v = dw_text_n(t, sqlite3_value_bytes(cv));
-            break;
-        }
-        case SQLITE_BLOB: {
-            const void *p = sqlite3_value_blob(cv);
-            int nb = sqlite3_value_bytes(cv);
-            if (!p && nb > 0) {
-                rc = DW_ENOMEM;
-                continue;
-            }
-            v = dw_blob(p, nb);
-            break;
-        }
-        default: break;
-        }
-        if (!*name) { /* dw_row_set() refuses an empty name */
+        else if (!*name) /* dw_row_set() refuses an empty name */
             rc = DW_EMISUSE;
-            break;
-        }
-        rc = row_put(row, name, &v);
+        else if ((rc = dw__value_of(&v, cv)) == DW_OK)
+            rc = row_put(row, name, &v);
     }
     sqlite3_mutex_leave(mutex);
     return rc;

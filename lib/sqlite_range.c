@@ -607,27 +607,11 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
 
 int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
 {
-    switch (sqlite3_column_type(st, c)) {
-    case SQLITE_INTEGER: *v = dw_int(sqlite3_column_int64(st, c)); break;
-    case SQLITE_FLOAT: *v = dw_float(sqlite3_column_double(st, c)); break;
-    case SQLITE_TEXT: {
-        const char *p = (const char *)sqlite3_column_text(st, c);
-        if (!p)
-            return DW_ENOMEM;
-        *v = dw_text_n(p, sqlite3_column_bytes(st, c));
-        break;
-    }
-    case SQLITE_BLOB: {
-        const void *p = sqlite3_column_blob(st, c);
-        int n = sqlite3_column_bytes(st, c);
-        if (!p && n)
-            return DW_ENOMEM;
-        *v = dw_blob(p, n);
-        break;
-    }
-    default: *v = dw_null(); break;
-    }
-    return DW_OK;
+    sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    sqlite3_mutex_enter(mutex);
+    int rc = dw__value_of(v, sqlite3_column_value(st, c));
+    sqlite3_mutex_leave(mutex);
+    return rc;
 }
 
 int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
