@@ -508,6 +508,173 @@ DW_API sqlite3 *dw_db(const dw_migration *h);
 DW_API const char *dw_spec_digest(const dw_migration *h);
 
 /* ------------------------------------------------------------------------ */
+/* Stored migrations                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A database holds each migration's spec, as JSON, beside its stage. A
+ * program without the application's dw_options -- an operator's tool, a
+ * dashboard -- lists the migrations (dw_list()) and opens one from its
+ * stored spec (dw_open_stored()), or from a spec written by hand
+ * (dw_open_json()).
+ *
+ * The spec as JSON. dw_open() stores exactly this text, and its SHA-256 is
+ * dw_spec_digest(): no white space, the members in this order, every
+ * string a JSON string escaped as key text escapes it (see "Key text"):
+ *
+ *   {"format":1,"old":SIDE,"new":SIDE,"up":MAP,"down":MAP,"setup":S}
+ *
+ *   SIDE  {"table":T,"key":[K,...],"columns":[C,...]}: the table, the key
+ *         columns in order, and the model columns dw_open() settled on
+ *         (those given, or the default), named as the schema spells them.
+ *   MAP   {"sql":{"column":"expression",...}}: one member per target
+ *         column, in the target side's column order;
+ *         {"callback":"map_version"}: a C mapping callback, with the
+ *         options' map_version (null for a NULL one; up and down name the
+ *         same);
+ *         null: no mapping (down only).
+ *   S     setup_sql; the member is left out when there is none.
+ *
+ * dw_open_json() also reads a spec written by hand, in a looser form:
+ * members in any order, white space anywhere; "format" may be left out (if
+ * present it must be the number 1); "columns" may be left out or null,
+ * meaning what a NULL dw_side_spec.columns means; "down" and "setup" may
+ * be left out. Anything else is refused with DW_EMISUSE and a message
+ * naming the member's path: text that is not JSON, a spec that is not an
+ * object, a member not listed here at any level (`spec: unknown member
+ * "new.colums"`), a member given twice, a value of another JSON type
+ * (`spec: "old.key" must be an array of strings`), a missing "old", "new",
+ * table, key or "up", a mapping with both or neither of "sql" and
+ * "callback", two callbacks naming different map_versions, a string with a
+ * NUL character. What the JSON says is then checked by dw_open() as its
+ * options are (the same rules, the same messages).
+ *
+ * Callback mappings. A mapping {"callback":...} is C code inside the
+ * application and cannot run elsewhere. A handle opened from such a spec
+ * opens only a migration already stored with exactly that spec (the same
+ * digest), and refuses with DW_EMISUSE, and a message saying to open the
+ * migration with dw_open() in the application that has the callbacks:
+ *   - to define the migration (no migration of that name is stored) or to
+ *     redefine it (DW_OPEN_REDEFINE); nothing is stored;
+ *   - dw_write() and dw_mirror() at a stage where the other side is synced
+ *     through a callback mapping (no write callback for that side given);
+ *   - dw_read() that compares with no read callbacks (the old row is mapped
+ *     up), and dw_compare() of a key whose old row exists;
+ *   - dw_backfill() and the repairs (dw_repair_keys(), dw_repair_divergent(),
+ *     dw_repair_queue()) when the mapping they copy through at the current
+ *     stage is a callback -- or either mapping, when keys are routed to
+ *     stages of their own (see "Key routing") -- and dw_verify() when the
+ *     up mapping is; these refuse before doing anything: no backfill
+ *     started, no verification run stored, no setup_sql run;
+ *   - dw_override_set(), dw_override_clear() and promotions on write whose
+ *     sync of a key goes through a callback (the call is rolled back
+ *     whole).
+ * Everything else works as on a handle dw_open() gave: the stage, its
+ * gates and history, dw_backfill_status(), dw_verify_last(), the mismatch
+ * log, the routing settings and overrides, dw_contract(), dw_restore(), and
+ * reads that compare nothing.
+ */
+
+/** One migration stored in a database (dw_list()). Strings are valid only
+ *  during the callback. */
+typedef struct dw_stored_migration {
+    const char *name;
+    /** A dw_stage. */
+    int stage;
+    /** The stored spec as JSON (the format dw_open_json() reads). */
+    const char *spec;
+    /** Its digest, 64 lower-case hex digits, as dw_spec_digest(). */
+    const char *spec_digest;
+    /** 1 when a mapping (up or down) is a C callback: see "Callback
+     *  mappings" above. */
+    int callbacks;
+    /** 1 when dw_contract() dropped the old model (and no dw_restore()
+     *  since). */
+    int contracted;
+    /** When the migration was defined, and when its spec, stage or routing
+     *  settings last changed: seconds since the Unix epoch. */
+    double created;
+    double updated;
+} dw_stored_migration;
+
+/** Return non-zero to stop the iteration early. */
+typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
+
+/**
+ * Calls fn for each migration stored in db's main database, in name order
+ * (bytewise), inside one read transaction of its own -- or the caller's
+ * transaction, when one is open. fn may read on the connection (what it
+ * writes joins that transaction); it must not commit or roll back. A
+ * database without the library's state
+ * tables has no migrations: DW_OK without a call, and nothing is created.
+ * Stops early (returning DW_OK) when fn returns non-zero.
+ *
+ * @param db      the connection; borrowed. Must not be NULL.
+ * @param fn      called for each migration; must not be NULL.
+ * @param payload passed to fn.
+ * @param errmsg  if not NULL, receives a message on failure (NULL on
+ *                success), to be freed with sqlite3_free().
+ * @return DW_OK; DW_EMISUSE (NULL db or fn); DW_EBUSY (the database is
+ *         locked; retry); DW_ERROR; DW_ENOMEM. When even ending its read
+ *         transaction lacked memory, the message says that it is still
+ *         open: run ROLLBACK (see the conventions at the top).
+ */
+DW_API int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg);
+
+/**
+ * Like dw_open(), with the spec given as JSON text (see "The spec as JSON"
+ * above) instead of dw_options: the JSON is read with SQLite's JSON
+ * functions on `db`, then dw_open() checks, stores or opens the migration
+ * exactly as it would from the equivalent options. The options not in the
+ * JSON are the defaults of DW_OPTIONS_INIT: no mismatch sink, redacted
+ * logging, the default log cap, no mapping payload. A spec with callback
+ * mappings opens only what is stored (see "Callback mappings").
+ *
+ * @param out       receives the handle; set to NULL on failure. Must not be
+ *                  NULL.
+ * @param db        the caller's connection, as for dw_open(). Must not be
+ *                  NULL.
+ * @param name      the migration's name, as dw_options.name.
+ * @param spec_json the spec, NUL-terminated; must not be NULL. Not kept.
+ * @param flags     DW_OPEN_... flags, as dw_options.flags.
+ * @param reason    why the spec is (re)defined, as dw_options.reason; may be
+ *                  NULL.
+ * @param errmsg    as for dw_open().
+ * @return as dw_open(): DW_OK; DW_EMISUSE (a NULL argument, a malformed
+ *         spec, bad options, defining or redefining with callback
+ *         mappings); DW_ESCHEMA; DW_ESPEC; DW_EBUSY; DW_ENOMEM; DW_ERROR.
+ *         On failure nothing is stored.
+ */
+DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
+                        const char *spec_json, unsigned int flags,
+                        const char *reason, char **errmsg);
+
+/**
+ * Opens a migration already stored in db, from its stored spec, without
+ * the application's options: reads the spec stored under `name`, then
+ * opens it as dw_open_json() does (the digest is then the stored one).
+ * With callback mappings the handle has no callbacks to run: see
+ * "Callback mappings" above for what it refuses. Never stores a spec; it
+ * does create or upgrade the state tables, as dw_open() does, once there is
+ * a migration to open.
+ *
+ * @param out    receives the handle; set to NULL on failure. Must not be
+ *               NULL.
+ * @param db     the caller's connection, as for dw_open(). Must not be NULL.
+ * @param name   the stored migration's name (matched exactly); must not be
+ *               NULL.
+ * @param flags  DW_OPEN_... flags for this handle, except DW_OPEN_REDEFINE.
+ * @param errmsg as for dw_open().
+ * @return DW_OK; DW_ENOTFOUND (no migration of that name stored, or no
+ *         state tables: `no migration named "x" in this database`);
+ *         DW_EMISUSE (a NULL argument, DW_OPEN_REDEFINE, an unknown flag);
+ *         DW_ESCHEMA (the schema no longer fits the stored spec); DW_EBUSY;
+ *         DW_ENOMEM; DW_ERROR.
+ */
+DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
+                          unsigned int flags, char **errmsg);
+
+/* ------------------------------------------------------------------------ */
 /* Stage                                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -518,7 +685,12 @@ DW_API int dw_stage_get(int *out, dw_migration *h);
 /** Flags for dw_stage_set(). */
 enum {
     /** Allow a forward move of more than one stage; recorded as forced. */
-    DW_STAGE_FORCE = 1u << 0
+    DW_STAGE_FORCE = 1u << 0,
+    /** Only check: apply every rule and gate below and return what the move
+     *  would return (DW_EGATE with the message saying what is missing, and
+     *  so on), but move nothing, record nothing and run no setup_sql. For
+     *  tools that show whether the next step is open. */
+    DW_STAGE_CHECK = 1u << 1
 };
 
 /**
@@ -557,6 +729,7 @@ enum {
  *     COMPLETE until dw_restore() puts the old model back.
  *
  * @param reason why, recorded; may be NULL except when forcing a gate.
+ * @param flags  0, or DW_STAGE_FORCE and DW_STAGE_CHECK, alone or together.
  * @return DW_OK; DW_EGATE (a gate is closed); DW_EMISUSE (NULL handle, not a
  *         stage, a jump without DW_STAGE_FORCE, forcing a gate without a
  *         reason, leaving COMPLETE after the contract); DW_EBUSY; DW_ERROR.

@@ -137,6 +137,8 @@ static int null_key_check(dw_migration *h, int side)
     return dw__no_null_keys(h, side, "the backfill");
 }
 
+static int routed_elsewhere(const dw_migration *h, int source);
+
 /* Before the batches: where the stored backfill stands, and for a fresh
  * start the row count (an estimate for progress) and the NULL-key check
  * -- scans that must not hold the write lock. */
@@ -147,6 +149,13 @@ static int survey(dw_migration *h, void *arg)
     int rc = dw__stage_current(h, &stage);
     if (rc == DW_OK)
         rc = dw__need_two_models(h, stage, "the backfill");
+    /* The mapping the batches would use (either one when routed keys
+     * trust the other side), before any state or setup SQL is touched. */
+    if (rc == DW_OK)
+        rc = dw__need_callback(
+            h, routed_elsewhere(h, dw__authoritative(stage))
+                   ? DW_SIDE_NONE
+                   : dw__other_side(dw__authoritative(stage)));
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);

@@ -230,9 +230,10 @@ typedef struct dw_backend_ops {
      * the last of them read still held the cached state. */
     int (*state_seen_unchanged)(dw_migration *h);
     void (*state_remember)(dw_migration *h);
-    /* The stored migration. */
+    /* The stored migration. Without `define`, a name not stored yet is
+     * DW_ENOTFOUND (nothing stored, no message) instead of a definition. */
     int (*migration_load)(dw_migration *h, const char *spec_text,
-                          const char *digest, int redefine,
+                          const char *digest, int redefine, int define,
                           const char *reason);
     /* Whether a stored migration of this name was contracted (before
      * validation, which then takes the old side from the stored spec). */
@@ -480,6 +481,17 @@ int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
  * them) mapped into target's shape by the C mapping callback. */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out);
+/* Stands in for the C mapping callbacks of a spec read as JSON
+ * (dw_open_json(), dw_open_stored()): it keeps the digest, and is never
+ * called -- dw__map_callback_row() refuses first. */
+int dw__unbound_map(dw_row *out, const dw_row *in, void *payload);
+/* Whether the mapping into target (DW_SIDE_NONE: either one) is that
+ * stand-in. */
+int dw__unbound(const dw_migration *h, int target);
+/* DW_EMISUSE, saying where to open the migration instead, when the
+ * mapping into target (DW_SIDE_NONE: either one) is that stand-in; for
+ * operations to refuse before doing anything. */
+int dw__need_callback(dw_migration *h, int target);
 
 /* A comparison's outcome. */
 typedef struct dw_outcome {

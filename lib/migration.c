@@ -47,6 +47,17 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     h->rng |= 1;
 
     int rc = dw__spec_copy(h, opts);
+    /* A spec read as JSON whose mappings are C callbacks (dw_open_json())
+     * opens what is stored, never more: only the application that has
+     * the callbacks knows what they do. */
+    int bound = !dw__unbound(h, DW_SIDE_NONE);
+    if (rc == DW_OK && !bound && (h->flags & DW_OPEN_REDEFINE))
+        rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                       "migration \"%s\": a spec whose mappings are C "
+                       "callbacks is redefined by the application that has "
+                       "the callbacks, with dw_open() and "
+                       "DW_OPEN_REDEFINE",
+                       h->spec.name);
     if (rc == DW_OK)
         rc = h->ops->attach(h);
     if (rc != DW_OK) {
@@ -81,7 +92,15 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
         dw_hex(h->digest, d, 32);
         rc = h->ops->migration_load(h, text, h->digest,
                                     (h->flags & DW_OPEN_REDEFINE) != 0,
-                                    opts->reason);
+                                    bound, opts->reason);
+        if (rc == DW_ENOTFOUND)
+            rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                           "migration \"%s\" is not stored in this "
+                           "database, and its spec maps rows with C "
+                           "callbacks: it must be defined by the "
+                           "application that has the callbacks, with "
+                           "dw_open()",
+                           h->spec.name);
     }
     dw__free(text);
     if (rc == DW_OK)

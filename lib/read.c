@@ -175,6 +175,10 @@ static int make_plan(dw_migration *h, const read_ctx *c, int stage,
     p->auth = dw__authoritative(stage);
     p->compare = compares_at(stage) && sample;
     p->skipped = compares_at(stage) && !sample;
+    /* A comparison through the spec maps the old row up: a handle without
+     * the up callback refuses rather than count every read an error. */
+    if (rc == DW_OK && p->compare && !c->fn[DW_SIDE_OLD])
+        rc = dw__need_callback(h, DW_SIDE_NEW);
     return rc;
 }
 

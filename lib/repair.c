@@ -31,11 +31,20 @@ int dw__sync_guarded(dw_migration *h, int target, const dw_value *key,
     return release;
 }
 
-/* The migration's stage, after checking there are two models. */
+/* The migration's stage, after checking there are two models and the
+ * mapping the repairs would use (either one when keys are routed), before
+ * any key is touched. */
 static int repair_stage(dw_migration *h, int *stage)
 {
     int rc = dw__stage_current(h, stage);
-    return rc == DW_OK ? dw__need_two_models(h, *stage, "a repair") : rc;
+    if (rc == DW_OK)
+        rc = dw__need_two_models(h, *stage, "a repair");
+    if (rc == DW_OK)
+        rc = dw__need_callback(h, dw__route_active(h)
+                                      ? DW_SIDE_NONE
+                                      : dw__other_side(
+                                            dw__authoritative(*stage)));
+    return rc;
 }
 
 /* The side a repair of this key writes: the one its own stage does not

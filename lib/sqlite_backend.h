@@ -159,7 +159,7 @@ int dw__sqlite_state_init(dw_migration *h);
 int dw__sqlite_settle(dw_migration *h);
 int dw__sqlite_validate(dw_migration *h);
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
-                              const char *digest, int redefine,
+                              const char *digest, int redefine, int define,
                               const char *reason);
 int dw__sqlite_stage_load(dw_migration *h, int *stage);
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,

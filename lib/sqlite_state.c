@@ -53,7 +53,7 @@ int dw__sqlite_backfill_stale(dw_migration *h)
 }
 
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
-                              const char *digest, int redefine,
+                              const char *digest, int redefine, int define,
                               const char *reason)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_FIND);
@@ -100,6 +100,8 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
     if (rc != SQLITE_DONE)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                 "looking up the migration");
+    if (!define)
+        return DW_ENOTFOUND;
     st = dw__stmt(h, ST_MIGRATION_INSERT);
     if (!st)
         return h->errcode;

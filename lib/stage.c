@@ -172,6 +172,10 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
         if (!detail)
             return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
+    if (flags & DW_STAGE_CHECK) {
+        sqlite3_free(detail);
+        return DW_OK;
+    }
     /* Dependent data first, then dual writes (DESIGN: the new model's
      * writes may need it from the first one). */
     if (from == DW_STAGE_OFF && stage != DW_STAGE_OFF &&
@@ -197,11 +201,11 @@ int dw_stage_set(dw_migration *h, int stage, const char *reason,
     if (!dw_stage_name(stage))
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%d is not a stage (0 to 5)", stage);
-    if (flags & ~(unsigned int)DW_STAGE_FORCE)
+    if (flags & ~(unsigned int)(DW_STAGE_FORCE | DW_STAGE_CHECK))
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "unknown flags 0x%x for dw_stage_set", flags);
     int scope;
-    int rc = h->ops->begin(h, 1, &scope);
+    int rc = h->ops->begin(h, !(flags & DW_STAGE_CHECK), &scope);
     if (rc != DW_OK)
         return rc;
     rc = move_stage(h, stage, reason, flags);

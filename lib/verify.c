@@ -330,6 +330,9 @@ int dw_verify(dw_verify_result *out, dw_migration *h,
     verify_run v;
     memset(&v, 0, sizeof v);
     int rc = check_options(h, opts, &v);
+    /* Every old row is mapped up: refused before a run is stored. */
+    if (rc == DW_OK)
+        rc = dw__need_callback(h, DW_SIDE_NEW);
     if (rc == DW_OK)
         rc = dw__need_autocommit(h, "dw_verify");
     if (rc == DW_OK && (dw_row_new(&v.old_row) != DW_OK ||

@@ -81,15 +81,48 @@ int dw__other_side(int side)
     return side == DW_SIDE_OLD ? DW_SIDE_NEW : DW_SIDE_OLD;
 }
 
+int dw__unbound_map(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)out;
+    (void)in;
+    (void)payload;
+    return DW_EMISUSE; /* never called: dw__map_callback_row() refuses */
+}
+
+int dw__unbound(const dw_migration *h, int target)
+{
+    if (target == DW_SIDE_NONE)
+        return dw__unbound(h, DW_SIDE_NEW) || dw__unbound(h, DW_SIDE_OLD);
+    return h->spec.map[target].fn == dw__unbound_map;
+}
+
+int dw__need_callback(dw_migration *h, int target)
+{
+    if (!dw__unbound(h, target))
+        return DW_OK;
+    const char *v = h->spec.map_version;
+    return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                     "migration \"%s\" maps rows with C callbacks "
+                     "(map_version %s%s%s), which run inside the "
+                     "application: open it there with dw_open() to write, "
+                     "compare, backfill, verify or repair",
+                     h->spec.name, v ? "\"" : "", v ? v : "none",
+                     v ? "\"" : "");
+}
+
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out)
 {
+    /* Every C mapping runs here: a handle opened from the stored spec has
+     * none to run. */
+    int rc = dw__need_callback(h, target);
+    if (rc != DW_OK)
+        return rc;
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";
     dw_row *mapped = NULL;
     if (dw_row_new(&mapped) != DW_OK)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
-    int rc = DW_OK;
     int cb = h->spec.map[target].fn(mapped, in, h->spec.map_payload);
     if (cb != DW_OK) {
         rc = dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK, target,
@@ -331,6 +364,10 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
                        other == DW_SIDE_NEW ? "up" : "down");
         goto fail;
     }
+    /* Before the first write: under DW_OPEN_REPAIR_QUEUE the mapping's
+     * refusal would queue the key instead of failing. */
+    if (both && !other_fn && (rc = dw__need_callback(h, other)) != DW_OK)
+        goto fail;
     if (!mirror_only) {
         rc = write_side(h, auth, auth_fn, key, nkey, payload);
         if (rc != DW_OK)

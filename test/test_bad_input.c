@@ -2246,6 +2246,60 @@ static void test_null_open(void **state)
     close_db(db);
 }
 
+static int list_noop(const dw_stored_migration *m, void *payload)
+{
+    (void)m;
+    (void)payload;
+    return 0;
+}
+
+/* dw_list(), dw_open_json() and dw_open_stored(): NULL arguments refused,
+ * with a message, *out set to NULL, and nothing created. */
+static void test_null_stored(void **state)
+{
+    (void)state;
+    sqlite3 *db = mem_db();
+    char *err = NULL;
+    dw_migration *h = NULL;
+    assert_int_equal(C(dw_list)(NULL, list_noop, NULL, &err), DW_EMISUSE);
+    assert_non_null(err);
+    sqlite3_free(err);
+    assert_int_equal(dw_list(db, NULL, NULL, &err), DW_EMISUSE);
+    assert_non_null(err);
+    sqlite3_free(err);
+    assert_int_equal(dw_list(NULL, NULL, NULL, NULL), DW_EMISUSE);
+
+    static const char spec[] =
+        "{\"old\":{\"table\":\"t_old\",\"key\":[\"id\"]},"
+        "\"new\":{\"table\":\"t_new\",\"key\":[\"id\"]},"
+        "\"up\":{\"sql\":{\"w\":\"v\"}}}";
+    assert_int_equal(C(dw_open_json)(NULL, db, "x", spec, 0, NULL, NULL),
+                     DW_EMISUSE);
+    for (int c = 0; c < 3; c++) {
+        h = (dw_migration *)&err;
+        err = NULL;
+        int rc = dw_open_json(&h, c == 0 ? NULL : db, c == 1 ? NULL : "x",
+                              c == 2 ? NULL : spec, 0, NULL, &err);
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_null(h);
+        assert_non_null(err);
+        sqlite3_free(err);
+    }
+    assert_int_equal(C(dw_open_stored)(NULL, db, "x", 0, NULL), DW_EMISUSE);
+    for (int c = 0; c < 3; c++) {
+        h = (dw_migration *)&err;
+        err = NULL;
+        int rc = dw_open_stored(&h, c == 0 ? NULL : db, c == 1 ? NULL : "x",
+                                c == 2 ? DW_OPEN_REDEFINE : 0, &err);
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_null(h);
+        assert_non_null(err);
+        sqlite3_free(err);
+    }
+    assert_int_equal(state_tables(db), 0);
+    close_db(db);
+}
+
 static void test_null_handle_accessors(void **state)
 {
     (void)state;
@@ -2290,7 +2344,7 @@ static void test_null_stage(void **state)
         assert_fails_nothing_stored(h, db,
                                     dw_stage_set(h, not_stages[i], "x", 0),
                                     DW_EMISUSE);
-    static const unsigned bad_flags[] = {2u, 4u, 1u << 31, ~0u};
+    static const unsigned bad_flags[] = {4u, 8u, 1u << 31, ~0u};
     for (size_t i = 0; i < sizeof bad_flags / sizeof *bad_flags; i++)
         assert_fails_nothing_stored(
             h, db, dw_stage_set(h, DW_STAGE_SHADOW, "x", bad_flags[i]),
@@ -3282,6 +3336,7 @@ int main(void)
         cmocka_unit_test(test_null_values),
         cmocka_unit_test(test_null_rows),
         cmocka_unit_test(test_null_open),
+        cmocka_unit_test(test_null_stored),
         cmocka_unit_test(test_null_handle_accessors),
         cmocka_unit_test(test_null_stage),
         cmocka_unit_test(test_null_writes),

@@ -26,6 +26,50 @@ typedef struct slot {
 
 static slot slots[2 * 64];
 
+/* ---- walked here only: reading what the database stores ---------------- */
+
+/* dw_open_stored() of the world's stored migration: reads the spec, takes
+ * the JSON apart through SQLite, then dw_open(). It stores nothing. */
+static int run_open_stored(fault_ctx *c)
+{
+    return dw_open_stored(&c->h, c->db, WORLD_NAME, c->op->open_flags,
+                          &c->open_err);
+}
+
+static int count_listed(const dw_stored_migration *m, void *payload)
+{
+    int *n = payload;
+    if (strcmp(m->name, WORLD_NAME) == 0 && m->stage == DW_STAGE_OFF &&
+        strlen(m->spec_digest) == 64 && !m->callbacks && !m->contracted)
+        ++*n;
+    return 0;
+}
+
+/* dw_list() in its own read transaction; its message goes where dw_open's
+ * does (no handle). */
+static int run_list(fault_ctx *c)
+{
+    int n = 0;
+    int rc = dw_list(c->db, count_listed, &n, &c->open_err);
+    if (rc == DW_OK)
+        assert_int_equal(n, 1);
+    return rc;
+}
+
+static const fault_op stored_ops[] = {
+    {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_open_stored, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_list", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_list, .authoritative = DW_SIDE_OLD},
+};
+
+#define NSTORED_OPS ((int)(sizeof stored_ops / sizeof *stored_ops))
+
+static const fault_op *op_at(int i)
+{
+    return i < fault_nops ? &fault_ops[i] : &stored_ops[i - fault_nops];
+}
+
 static void test_oom(void **state)
 {
     slot *s = *state;
@@ -43,12 +87,13 @@ int main(void)
     fault_mem_install();
     fault_vfs_real_sync(0);
     struct CMUnitTest tests[2 * 64];
-    assert_true(fault_nops <= 64);
+    int nops_all = fault_nops + NSTORED_OPS;
+    assert_true(nops_all <= 64);
     const char *only = getenv("DW_FAULT_ONLY");
     size_t n = 0;
-    for (int i = 0; i < 2 * fault_nops; i++) {
+    for (int i = 0; i < 2 * nops_all; i++) {
         slot *s = &slots[i];
-        s->op = &fault_ops[i / 2];
+        s->op = op_at(i / 2);
         s->persistent = i % 2;
         snprintf(s->name, sizeof s->name, "%s [%s]", s->op->name,
                  s->persistent ? "persistent" : "once");
@@ -61,7 +106,7 @@ int main(void)
 
     long total = 0;
     int nops = 0;
-    for (int i = 0; i < fault_nops; i++) {
+    for (int i = 0; i < nops_all; i++) {
         const slot *once = &slots[2 * i], *pers = &slots[2 * i + 1];
         if (only && !strstr(once->op->name, only))
             continue;

@@ -792,6 +792,50 @@ static void test_later_dirty_verification_closes_gate(void **state)
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 0));
 }
 
+/* DW_STAGE_CHECK answers what the move would return -- gates, jumps,
+ * forcing without a reason -- and moves nothing, records nothing and runs
+ * no setup SQL. */
+static void test_stage_check_moves_nothing(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1)");
+    f->h = open_items_ok(f->t.db, "m");
+    int before = history_len(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL,
+                                    DW_STAGE_CHECK));
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+    assert_int_equal(history_len(f->h), before);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, DW_STAGE_CHECK),
+              DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(f->h), "skips a stage"));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, DW_STAGE_CHECK),
+              DW_EGATE);
+    assert_non_null(strstr(dw_errmsg(f->h), "no backfill has run"));
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL,
+                                 DW_STAGE_CHECK | DW_STAGE_FORCE),
+              DW_EMISUSE);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "because",
+                                    DW_STAGE_CHECK | DW_STAGE_FORCE));
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    backfill_and_verify(f->h);
+    before = history_len(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL,
+                                    DW_STAGE_CHECK));
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    assert_int_equal(history_len(f->h), before);
+    /* Inside the caller's transaction it writes nothing either. */
+    exec_ok(f->t.db, "BEGIN");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL,
+                                    DW_STAGE_CHECK));
+    assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_READ);
+    exec_ok(f->t.db, "COMMIT");
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 1u << 7),
+              DW_EMISUSE);
+}
+
 /* Dependent data exists before the first dual write: leaving OFF runs the
  * spec's setup SQL in the same transaction as the move. */
 static void test_setup_sql_runs_when_leaving_off(void **state)
@@ -897,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stage_set_rolled_back_by_caller, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_dirty_verification_closes_gate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_check_moves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redefine_makes_backfill_stale, setup, teardown),
     };
