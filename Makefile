@@ -2,7 +2,7 @@
 #
 # Targets: all (default), test, demo, sanitize, valgrind, coverage, fuzz,
 # bench, install, uninstall, clean. The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS,
-# PREFIX, DESTDIR, includedir, libdir, pkgconfigdir. (Not LIBRARY_PATH: GCC
+# PREFIX, DESTDIR, includedir, libdir, pkgconfigdir, bindir, mandir. (Not LIBRARY_PATH: GCC
 # reads that one from the environment.)
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define DW_VERSION_MAJOR \([0-9]*\)/\1/p' include/dualwrite.h)
@@ -14,9 +14,13 @@ PREFIX ?= /usr/local
 includedir ?= $(PREFIX)/include
 libdir ?= $(PREFIX)/lib
 pkgconfigdir ?= $(libdir)/pkgconfig
+bindir ?= $(PREFIX)/bin
+mandir ?= $(PREFIX)/share/man
 INSTALL_INCLUDE_PATH = $(DESTDIR)$(includedir)
 INSTALL_LIBRARY_PATH = $(DESTDIR)$(libdir)
 INSTALL_PKGCONF_PATH = $(DESTDIR)$(pkgconfigdir)
+INSTALL_BIN_PATH = $(DESTDIR)$(bindir)
+INSTALL_MAN_PATH = $(DESTDIR)$(mandir)/man1
 INSTALL ?= install
 
 # Where objects go; `make sanitize` builds a second tree beside the first.
@@ -53,9 +57,12 @@ DEPS_TEST_STAMP = $(BUILD)/.deps-test
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps coverage bench \
-        check-bench
+        check-bench check-walkthrough
 
-all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE)
+DWCTL_SRC = $(wildcard tools/*.c)
+DWCTL = $(BUILD)/tools/dwctl
+
+all: $(STLIB) $(DYLIB_SONAME) $(DYLIB) $(PC_FILE) $(DWCTL)
 
 deps: $(DEPS_TEST_STAMP)
 
@@ -99,6 +106,14 @@ $(PC_FILE):
 	  'Libs: -L$${libdir} -ldualwrite' \
 	  'Cflags: -I$${includedir}' > $@
 
+# ---- dwctl -----------------------------------------------------------------
+
+# The command-line tool, linked with this tree's static library (so a
+# sanitizer build checks the tool too).
+$(DWCTL): $(DWCTL_SRC) tools/dwctl.h include/dualwrite.h $(BUILD)/$(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $(DWCTL_SRC) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) $(LIBS)
+
 # ---- tests -----------------------------------------------------------------
 
 $(BUILD)/test/%.o: test/%.c test/support.h test/fault.h include/dualwrite.h | $(DEPS_TEST_STAMP)
@@ -108,6 +123,9 @@ $(BUILD)/test/%.o: test/%.c test/support.h test/fault.h include/dualwrite.h | $(
 $(BUILD)/test/%: test/%.c test/support.h test/fault.h include/dualwrite_cmocka.h $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) -lcmocka $(LIBS)
+
+# The dwctl tests drive the built tool.
+$(BUILD)/test/test_dwctl: $(DWCTL)
 
 # Tests link a static library built from this tree's objects (so that a
 # sanitizer build tests sanitized objects).
@@ -121,7 +139,7 @@ run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
 
 test: run-tests check-header all
-	@$(MAKE) --no-print-directory check-symbols check-install check-bench
+	@$(MAKE) --no-print-directory check-symbols check-install check-walkthrough check-bench
 
 check-header:
 	@mkdir -p $(BUILD)
@@ -136,6 +154,10 @@ check-symbols: $(DYLIB_SONAME)
 check-install: all
 	@sh test/check-install.sh "$(MAKE)"
 
+# The README's dwctl walkthrough, run as written.
+check-walkthrough: $(DWCTL) | $(DEPS_TEST_STAMP)
+	@sh test/check-walkthrough.sh README.md $(DWCTL)
+
 # The test programs only, from their own build tree: the installed
 # libraries are never built with sanitizers.
 sanitize:
@@ -148,7 +170,9 @@ valgrind: $(TEST_BIN)
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq valgrind; \
 	  else echo "valgrind is missing: sudo apt-get install valgrind" >&2; exit 1; fi; }
-	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
+	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) \
+	  DW_TOOL_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
+	  TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  sh test/run-tests.sh $(TEST_BIN)
 
 # Line and branch coverage of lib/ over the whole test suite, from its own
@@ -214,12 +238,16 @@ install: all
 	ln -sf $(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME)
 	ln -sf $(DYLIB_SONAME) $(INSTALL_LIBRARY_PATH)/$(DYLIB)
 	$(INSTALL) -m 644 $(PC_FILE) $(INSTALL_PKGCONF_PATH)
+	$(INSTALL) -d $(INSTALL_BIN_PATH) $(INSTALL_MAN_PATH)
+	$(INSTALL) -m 755 $(DWCTL) $(INSTALL_BIN_PATH)/dwctl
+	$(INSTALL) -m 644 tools/dwctl.1 $(INSTALL_MAN_PATH)/dwctl.1
 
 uninstall:
 	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_INCLUDE_PATH)/dualwrite_cmocka.h \
 	      $(INSTALL_LIBRARY_PATH)/$(STLIB) \
 	      $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME) \
-	      $(INSTALL_LIBRARY_PATH)/$(DYLIB) $(INSTALL_PKGCONF_PATH)/$(PC_FILE)
+	      $(INSTALL_LIBRARY_PATH)/$(DYLIB) $(INSTALL_PKGCONF_PATH)/$(PC_FILE) \
+	      $(INSTALL_BIN_PATH)/dwctl $(INSTALL_MAN_PATH)/dwctl.1
 
 clean:
 	rm -rf build $(STLIB) $(DYLIB) $(DYLIB_SONAME) $(PC_FILE)

@@ -22,6 +22,8 @@ have_header uthash.h || missing="$missing uthash-dev"
 if [ "$want" = test ]; then
     have_cmocka || missing="$missing libcmocka-dev"
     command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+    # The README's dwctl walkthrough sets up its tables with the shell.
+    command -v sqlite3 >/dev/null 2>&1 || missing="$missing sqlite3"
 fi
 [ -z "$missing" ] && exit 0
 

@@ -6,7 +6,7 @@ MAKE=${1:-make}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $MAKE --no-print-directory -s install PREFIX="$tmp/prefix" >/dev/null
-for f in include/dualwrite.h include/dualwrite_cmocka.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc; do
+for f in include/dualwrite.h include/dualwrite_cmocka.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc bin/dwctl share/man/man1/dwctl.1; do
     [ -e "$tmp/prefix/$f" ] || { echo "check-install: $f not installed" >&2; exit 1; }
 done
 cat > "$tmp/prog.c" <<'PROG'
@@ -31,6 +31,11 @@ ${CC:-cc} -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs dualwrite)
 LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/prog"
 LD_LIBRARY_PATH="$tmp/prefix/lib" ldd "$tmp/prog" | grep -q "$tmp/prefix/lib/libdualwrite.so.0" \
     || { echo "check-install: program did not load the installed shared library" >&2; exit 1; }
+# The installed tool runs, and its man page is a man page.
+"$tmp/prefix/bin/dwctl" --version | grep -q "^dwctl " \
+    || { echo "check-install: the installed dwctl does not run" >&2; exit 1; }
+grep -q '^\.TH DWCTL 1' "$tmp/prefix/share/man/man1/dwctl.1" \
+    || { echo "check-install: dwctl.1 is not the man page" >&2; exit 1; }
 # Put back the tree's own dualwrite.pc, which install rewrote for $tmp.
 $MAKE --no-print-directory -s dualwrite.pc
 echo "check-install: install into a prefix and a pkg-config build work"

@@ -1,0 +1,961 @@
+/* dwctl, driven as an operator drives it: the built binary run on a real
+ * database file, its exit codes checked, its --json output parsed back with
+ * SQLite's JSON functions, its progress bar read through a
+ * pseudo-terminal. */
+#define _XOPEN_SOURCE 700 /* posix_openpt and friends */
+
+#include "support.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- running the tool ---------------------------------------------------- */
+
+static char dwctl_path[4200];
+
+typedef struct run_result {
+    int code; /* exit code, or 128 + signal */
+    char out[65536];
+    char err[8192];
+} run_result;
+
+static void read_all(int fd, char *buf, size_t size)
+{
+    size_t used = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + used, size - 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        if (used == size - 1) {
+            /* Drain the rest so the child never blocks on a full pipe. */
+            char sink[4096];
+            while (read(fd, sink, sizeof sink) > 0)
+                ;
+            break;
+        }
+    }
+    buf[used] = '\0';
+}
+
+static int wait_code(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    return WIFEXITED(status) ? WEXITSTATUS(status)
+                             : 128 + WTERMSIG(status);
+}
+
+/* The command line that runs dwctl with argv (NULL-terminated, without the
+ * program name), behind DW_TOOL_WRAP when set (`make valgrind` runs the
+ * tool under valgrind that way). `args` holds 64 entries; `words` keeps
+ * the wrapper's words. */
+static void tool_argv(const char **args, char *words, size_t size,
+                      const char *const *argv)
+{
+    int n = 0;
+    const char *wrap = getenv("DW_TOOL_WRAP");
+    snprintf(words, size, "%s", wrap ? wrap : "");
+    for (char *w = strtok(words, " "); w && n < 16; w = strtok(NULL, " "))
+        args[n++] = w;
+    args[n++] = dwctl_path;
+    for (int i = 0; argv[i] && n < 63; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+}
+
+/* Starts dwctl with argv (NULL-terminated, without the program name);
+ * its stdout comes back on *out_fd, stderr goes to a file read later. */
+static pid_t start(const char *const *argv, int *out_fd, const char *err_path,
+                   const char *input)
+{
+    const char *args[64];
+    char words[512];
+    tool_argv(args, words, sizeof words, argv);
+    int out[2], in[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(in), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(errfd, 2);
+        close(in[1]);
+        close(out[0]);
+        execvp(args[0], (char *const *)args);
+        _exit(127);
+    }
+    close(out[1]);
+    close(in[0]);
+    if (input) {
+        ssize_t w = write(in[1], input, strlen(input));
+        assert_int_equal(w, (ssize_t)strlen(input));
+    }
+    close(in[1]);
+    *out_fd = out[0];
+    return pid;
+}
+
+static const char err_file[] = "dwctl.stderr";
+
+static char *err_path(const test_db *t)
+{
+    static char path[400];
+    snprintf(path, sizeof path, "%s/%s", t->dir, err_file);
+    return path;
+}
+
+/* Runs dwctl to the end with optional standard input. */
+static int run_in(run_result *r, const test_db *t, const char *input,
+                  const char *const *argv)
+{
+    int fd;
+    pid_t pid = start(argv, &fd, err_path(t), input);
+    read_all(fd, r->out, sizeof r->out);
+    close(fd);
+    r->code = wait_code(pid);
+    FILE *f = fopen(err_path(t), "r");
+    size_t n = f ? fread(r->err, 1, sizeof r->err - 1, f) : 0;
+    r->err[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(err_path(t));
+    return r->code;
+}
+
+#define RUN(r, t, ...) run_in((r), (t), NULL, (const char *[]){__VA_ARGS__, NULL})
+
+/* Asserts the exit code, showing what the tool said when it differs. */
+#define assert_code(r, expected)                                               \
+    do {                                                                       \
+        if ((r)->code != (expected))                                           \
+            print_error("dwctl exited %d, expected %d\nstdout:\n%s\nstderr:\n%s" \
+                        "\n",                                                  \
+                        (r)->code, (expected), (r)->out, (r)->err);            \
+        assert_int_equal((r)->code, (expected));                               \
+    } while (0)
+
+#define assert_contains(haystack, needle)                                      \
+    do {                                                                       \
+        if (!strstr((haystack), (needle)))                                     \
+            print_error("\"%s\" not found in:\n%s\n", (needle), (haystack));   \
+        assert_non_null(strstr((haystack), (needle)));                         \
+    } while (0)
+
+/* A value out of a JSON document, by path, as text ("" for null or
+ * missing); fails the test when the document is not valid JSON. */
+static const char *json_at(sqlite3 *db, const char *doc, const char *path,
+                           char *buf, size_t size)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT json_valid(?1), "
+                                        "json_extract(?1, ?2)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    if (!sqlite3_column_int(st, 0))
+        print_error("not JSON:\n%s\n", doc);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    const unsigned char *v = sqlite3_column_text(st, 1);
+    snprintf(buf, size, "%s", v ? (const char *)v : "");
+    sqlite3_finalize(st);
+    return buf;
+}
+
+static int64_t json_int_at(sqlite3 *db, const char *doc, const char *path)
+{
+    char buf[64];
+    return strtoll(json_at(db, doc, path, buf, sizeof buf), NULL, 10);
+}
+
+/* The length of the JSON array at path. */
+static int64_t json_len_at(sqlite3 *db, const char *doc, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT json_array_length(?1, ?2)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+#define assert_json(db, doc, path, expected)                                   \
+    do {                                                                       \
+        char b_[512];                                                          \
+        assert_string_equal(json_at((db), (doc), (path), b_, sizeof b_),       \
+                            (expected));                                       \
+    } while (0)
+
+/* ---- the fixture --------------------------------------------------------- */
+
+/* items -> items_v2: label = 'item-' || name, tenths = qty * 10, and back.
+ * 3000 rows. */
+static void make_tables(test_db *t)
+{
+    test_db_open(t);
+    exec_ok(t->db,
+            "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "  qty INTEGER NOT NULL);"
+            "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, label TEXT, "
+            "  tenths INTEGER);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+            "  WHERE i < 3000) "
+            "INSERT INTO items SELECT i, 'n' || i, i % 17 FROM n;");
+}
+
+static void define_items(test_db *t)
+{
+    run_result r;
+    RUN(&r, t, t->path, "define", "items", "--old", "items", "--old-key",
+        "id", "--old-columns", "name, qty", "--new", "items_v2", "--new-key",
+        "id", "--up", "label='item-' || name", "--up", "tenths=qty * 10",
+        "--down", "name=substr(label, 6)", "--down", "qty=tenths / 10",
+        "--reason", "split names");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: defined at OFF");
+}
+
+static void done_tables(test_db *t)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/backup.db", t->dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/keys.txt", t->dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/spec.json", t->dir);
+    unlink(path);
+    test_db_close(t);
+}
+
+static void write_file(const test_db *t, const char *name, const char *text,
+                       char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s", t->dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* ---- help and usage ------------------------------------------------------ */
+
+static void test_help_and_usage(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    run_result r;
+    RUN(&r, &t, "--help");
+    assert_code(&r, 0);
+    static const char *const commands[] = {
+        "list",   "status", "define",   "stage",      "backfill", "verify",
+        "repair", "canary", "contract", "restore",    "history",  "mismatches"};
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        assert_contains(r.out, commands[i]);
+    assert_contains(r.out, "Exit codes:");
+    /* Each command's own help, whichever way it is asked for. */
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        char synopsis[64];
+        snprintf(synopsis, sizeof synopsis, "usage: dwctl DATABASE %s",
+                 commands[i]);
+        RUN(&r, &t, t.path, commands[i], "--help");
+        assert_code(&r, 0);
+        assert_contains(r.out, synopsis);
+        RUN(&r, &t, "help", commands[i]);
+        assert_code(&r, 0);
+        assert_contains(r.out, synopsis);
+    }
+    RUN(&r, &t, "--version");
+    assert_code(&r, 0);
+    assert_contains(r.out, DW_VERSION);
+
+    /* Bad usage exits 2 and says what is wrong. */
+    RUN(&r, &t, t.path, "frobnicate");
+    assert_code(&r, 2);
+    assert_contains(r.err, "no command \"frobnicate\"");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "x", "--bogus");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--bogus");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "x", "--json");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--json");
+    RUN(&r, &t, t.path, "status");
+    assert_code(&r, 2);
+    assert_contains(r.err, "argument is missing");
+    RUN(&r, &t, t.path, "status", "a", "b");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "stage", "items", "SIDEWAYS", "--reason", "x");
+    assert_code(&r, 2);
+    assert_contains(r.err, "not a stage");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--reason");
+    RUN(&r, &t, t.path, "backfill", "items", "--batch", "many");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--batch wants a whole number");
+    RUN(&r, &t, t.path, "history", "items", "--limit");
+    assert_code(&r, 2);
+    assert_contains(r.err, "needs a value");
+    RUN(&r, &t, t.path);
+    assert_code(&r, 2);
+    done_tables(&t);
+}
+
+/* ---- define -------------------------------------------------------------- */
+
+static void test_define_and_list(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 0);
+    assert_contains(r.out, "no migrations");
+    define_items(&t);
+
+    /* The same spec again changes nothing; another is refused without
+     * --redefine, and taken with it (the stage is kept). */
+    const char *const same[] = {
+        t.path,          "define",       "items",      "--old",
+        "items",         "--old-key",    "id",         "--old-columns",
+        "name,qty",      "--new",        "items_v2",   "--new-key",
+        "id",            "--up",         "label='item-' || name",
+        "--up",          "tenths=qty * 10",            "--down",
+        "name=substr(label, 6)",         "--down",     "qty=tenths / 10",
+        NULL};
+    run_in(&r, &t, NULL, same);
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: unchanged at OFF");
+    RUN(&r, &t, t.path, "define", "items", "--old", "items", "--old-key", "id",
+        "--old-columns", "name,qty", "--new", "items_v2", "--new-key", "id",
+        "--up", "label=name", "--up", "tenths=qty");
+    assert_code(&r, 1);
+    assert_contains(r.err, "items");
+    RUN(&r, &t, t.path, "define", "items", "--old", "items", "--old-key", "id",
+        "--old-columns", "name,qty", "--new", "items_v2", "--new-key", "id",
+        "--up", "label=name", "--up", "tenths=qty", "--redefine", "--reason",
+        "plain labels");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: redefined at OFF");
+
+    /* From a spec file: a same-table migration of its own. */
+    exec_ok(t.db, "ALTER TABLE items ADD COLUMN qty_text TEXT");
+    char spec[400];
+    write_file(&t, "spec.json",
+               "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
+               "\"columns\": [\"qty\"]},\n"
+               " \"new\": {\"table\": \"items\", \"key\": [\"id\"], "
+               "\"columns\": [\"qty_text\"]},\n"
+               " \"up\": {\"sql\": {\"qty_text\": \"CAST(qty AS TEXT)\"}}}\n",
+               spec, sizeof spec);
+    RUN(&r, &t, t.path, "define", "qty_as_text", "--file", spec);
+    assert_code(&r, 0);
+    assert_contains(r.out, "qty_as_text: defined at OFF");
+
+    /* Bad specs: each refused with a message, nothing stored. */
+    RUN(&r, &t, t.path, "define", "broken", "--old", "items", "--old-key",
+        "id", "--new", "items_v2", "--new-key", "id", "--up", "label=nmae");
+    assert_code(&r, 1);
+    assert_contains(r.err, "nmae");
+    RUN(&r, &t, t.path, "define", "broken", "--old", "items", "--old-key",
+        "id", "--new", "nowhere", "--new-key", "id", "--up", "label=name");
+    assert_code(&r, 1);
+    assert_contains(r.err, "nowhere");
+    RUN(&r, &t, t.path, "define", "broken", "--old", "items", "--old-key",
+        "id", "--new", "items_v2", "--new-key", "id", "--up", "label");
+    assert_code(&r, 2);
+    assert_contains(r.err, "COLUMN=EXPRESSION");
+    RUN(&r, &t, t.path, "define", "broken", "--old", "items", "--new",
+        "items_v2", "--new-key", "id", "--up", "label=name");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--old-key is missing");
+    write_file(&t, "spec.json", "{\"old\": {\"table\": \"items\"", spec,
+               sizeof spec);
+    RUN(&r, &t, t.path, "define", "broken", "--file", spec);
+    assert_code(&r, 1);
+    RUN(&r, &t, t.path, "define", "broken", "--file", spec, "--old", "items");
+    assert_code(&r, 2);
+    assert_contains(r.err, "do not go together");
+
+    /* list, as text and as JSON. */
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items");
+    assert_contains(r.out, "qty_as_text");
+    assert_true(strstr(r.out, "broken") == NULL);
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 0);
+    assert_int_equal(json_len_at(t.db, r.out, "$.migrations"), 2);
+    assert_json(t.db, r.out, "$.migrations[0].name", "items");
+    assert_json(t.db, r.out, "$.migrations[0].stage", "OFF");
+    assert_json(t.db, r.out, "$.migrations[0].health", "ok");
+    assert_json(t.db, r.out, "$.migrations[1].name", "qty_as_text");
+    assert_json(t.db, r.out, "$.migrations[0].backfill.state", "not started");
+
+    /* A migration that cannot be opened any more is listed with the
+     * reason, beside the others; the exit code says something failed. */
+    exec_ok(t.db, "ALTER TABLE items DROP COLUMN qty_text");
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 1);
+    assert_contains(r.out, "items                    OFF        ok");
+    assert_contains(r.out, "qty_as_text              OFF        cannot open: ");
+    assert_contains(r.err, "qty_text");
+
+    /* No such migration, no such file: distinct codes, and no file is
+     * created for a mistyped path. */
+    RUN(&r, &t, t.path, "status", "itmes");
+    assert_code(&r, 6);
+    assert_contains(r.err, "itmes");
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/nothere.db", t.dir);
+    RUN(&r, &t, missing, "list");
+    assert_code(&r, 1);
+    assert_int_equal(access(missing, F_OK), -1);
+    done_tables(&t);
+}
+
+/* ---- a whole migration --------------------------------------------------- */
+
+static void test_whole_migration(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.stage", "OFF");
+    assert_json(t.db, r.out, "$.next.action", "stage");
+    assert_json(t.db, r.out, "$.next.stage", "DUAL_WRITE");
+    assert_json(t.db, r.out, "$.spec.old.table", "items");
+
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "expand");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: OFF -> DUAL_WRITE");
+    /* A jump needs --force. */
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "hurry");
+    assert_code(&r, 1);
+    assert_contains(r.err, "skips a stage");
+
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "backfill    not started");
+    assert_contains(r.out, "backfill items, then stage SHADOW");
+
+    RUN(&r, &t, t.path, "backfill", "items", "--batch", "500");
+    assert_code(&r, 0);
+    /* Not a terminal: plain lines, no bar. */
+    assert_contains(r.out, "backfill items: ");
+    assert_contains(r.out, "rows/s");
+    assert_contains(r.out, "finished, 3000 rows");
+    assert_null(strchr(r.out, '\r'));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 3000);
+    assert_int_equal(
+        query_int(t.db, "SELECT count(*) FROM items_v2 WHERE label = "
+                        "'item-n7' AND tenths = 70"),
+        1);
+
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "compare");
+    assert_code(&r, 0);
+    /* The gate into LIVE is closed until a verification. */
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--check");
+    assert_code(&r, 3);
+    assert_contains(r.err, "no verification");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "go");
+    assert_code(&r, 3);
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "verify");
+    assert_json(t.db, r.out, "$.next.gate_open", "0");
+
+    RUN(&r, &t, t.path, "verify", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.keys", "3000");
+    assert_json(t.db, r.out, "$.clean", "1");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--check");
+    assert_code(&r, 0);
+    assert_contains(r.out, "allowed");
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "go");
+    assert_code(&r, 0);
+    assert_contains(r.out, "SHADOW -> LIVE");
+
+    /* Flipping back needs no gate. */
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "flip back");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "again");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "stage", "items", "RAMPDOWN", "--reason", "stop old");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "stage", "items", "COMPLETE", "--reason", "done");
+    assert_code(&r, 0);
+
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "contract");
+
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/backup.db", t.dir);
+    RUN(&r, &t, t.path, "contract", "items");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "contract", "items", "--backup", backup, "--reason",
+        "drop items");
+    assert_code(&r, 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
+                                     "WHERE name = 'items'"),
+                     0);
+    assert_int_equal(access(backup, F_OK), 0);
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_json(t.db, r.out, "$.migrations[0].contracted", "1");
+    RUN(&r, &t, t.path, "stage", "items", "RAMPDOWN", "--reason", "no");
+    assert_code(&r, 1);
+    assert_contains(r.err, "contract");
+
+    RUN(&r, &t, t.path, "restore", "items", "--backup", backup, "--reason",
+        "need it back");
+    assert_code(&r, 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items"), 3000);
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.stage", "RAMPDOWN");
+    assert_json(t.db, r.out, "$.contracted", "0");
+
+    /* The history tells the story, oldest first. */
+    RUN(&r, &t, t.path, "history", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.history[0].event", "define");
+    assert_json(t.db, r.out, "$.history[0].reason", "split names");
+    assert_json(t.db, r.out, "$.history[1].event", "stage");
+    assert_json(t.db, r.out, "$.history[1].to", "DUAL_WRITE");
+    assert_json(t.db, r.out, "$.history[#-1].event", "restore");
+    RUN(&r, &t, t.path, "history", "items", "--limit", "2");
+    assert_code(&r, 0);
+    assert_contains(r.out, "restore");
+    assert_true(strstr(r.out, "define") == NULL);
+    done_tables(&t);
+}
+
+/* ---- backfill: interrupted and resumed ----------------------------------- */
+
+static void test_backfill_interrupted_and_resumed(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    assert_code(&r, 0);
+
+    /* Small fixed batches with pauses: the run takes about 3 s, and is
+     * interrupted after its first progress line. */
+    int fd;
+    const char *const args[] = {t.path,       "backfill", "items",
+                                "--batch",    "50",       "--batch-ms",
+                                "-1",         "--pause-ms", "50",
+                                NULL};
+    pid_t pid = start(args, &fd, err_path(&t), NULL);
+    char line[512];
+    size_t used = 0;
+    while (used < sizeof line - 1 && !memchr(line, '\n', used)) {
+        ssize_t n = read(fd, line + used, sizeof line - 1 - used);
+        assert_true(n > 0);
+        used += (size_t)n;
+    }
+    line[used] = '\0';
+    assert_contains(line, "backfill items: 50/3000 rows");
+    assert_int_equal(kill(pid, SIGINT), 0);
+    read_all(fd, r.out, sizeof r.out);
+    close(fd);
+    assert_int_equal(wait_code(pid), 130);
+    assert_contains(r.out, "stopped after batch");
+    assert_contains(r.out, "run it again to resume");
+    unlink(err_path(&t));
+
+    /* Part of the rows were copied, each batch whole. */
+    int64_t copied = query_int(t.db, "SELECT count(*) FROM items_v2");
+    assert_true(copied >= 50 && copied < 3000);
+    assert_int_equal(copied % 50, 0);
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.backfill.state", "running");
+    assert_int_equal(json_int_at(t.db, r.out, "$.backfill.rows_done"),
+                     copied);
+    RUN(&r, &t, t.path, "list");
+    assert_contains(r.out, "backfill at ");
+
+    /* Again: it resumes after the last batch, and finishes. */
+    RUN(&r, &t, t.path, "backfill", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.outcome", "finished");
+    assert_json(t.db, r.out, "$.rows_done", "3000");
+    /* Counts cover the whole backfill, both runs. */
+    assert_int_equal(json_int_at(t.db, r.out, "$.rows_written"), 3000);
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    RUN(&r, &t, t.path, "verify", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "clean");
+    done_tables(&t);
+}
+
+/* ---- the progress bar on a terminal -------------------------------------- */
+
+static void test_progress_bar_on_a_terminal(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    char slave_name[256];
+    snprintf(slave_name, sizeof slave_name, "%s", ptsname(master));
+    const char *args[64];
+    char words[512];
+    tool_argv(args, words, sizeof words,
+              (const char *[]){t.path, "backfill", "items", "--batch", "100",
+                               "--batch-ms", "-1", "--pause-ms", "15", NULL});
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setsid();
+        int slave = open(slave_name, O_RDWR);
+        dup2(slave, 1);
+        dup2(slave, 2);
+        close(master);
+        execvp(args[0], (char *const *)args);
+        _exit(127);
+    }
+    /* Read until the child is gone (EIO on Linux once the slave closes). */
+    char out[65536];
+    size_t used = 0;
+    for (;;) {
+        struct pollfd p = {master, POLLIN, 0};
+        int ready = poll(&p, 1, 10000);
+        assert_true(ready > 0);
+        ssize_t n = read(master, out + used, sizeof out - 1 - used);
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        if (used == sizeof out - 1)
+            break;
+    }
+    out[used] = '\0';
+    close(master);
+    assert_int_equal(wait_code(pid), 0);
+    /* The bar is redrawn in place, with rows, rate and time left. */
+    assert_contains(out, "\r\033[K[");
+    assert_contains(out, "##");
+    assert_contains(out, "rows/s");
+    assert_contains(out, "s left");
+    assert_contains(out, "100.0%  3000/3000 rows");
+    assert_contains(out, "finished, 3000 rows");
+    int redraws = 0;
+    for (const char *p = out; (p = strstr(p, "\r\033[K")); p++)
+        redraws++;
+    assert_true(redraws >= 2);
+    assert_null(strstr(out, "backfill items: 100/3000"));
+    done_tables(&t);
+}
+
+/* ---- divergence: verify, mismatches, repair ------------------------------ */
+
+static void test_divergence_found_and_repaired(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    RUN(&r, &t, t.path, "backfill", "items");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    assert_code(&r, 0);
+
+    /* Someone writes the new model behind the library's back. */
+    exec_ok(t.db, "UPDATE items_v2 SET tenths = -1 WHERE id = 7;"
+                  "DELETE FROM items_v2 WHERE id = 8;");
+    RUN(&r, &t, t.path, "verify", "items", "--json");
+    assert_code(&r, 4);
+    assert_json(t.db, r.out, "$.clean", "0");
+    assert_json(t.db, r.out, "$.different", "1");
+    assert_json(t.db, r.out, "$.missing", "1");
+    assert_json(t.db, r.out, "$.divergent[0].key", "[7]");
+    assert_json(t.db, r.out, "$.divergent[0].kind", "different");
+    assert_json(t.db, r.out, "$.divergent[0].diffs[0].column", "tenths");
+    assert_json(t.db, r.out, "$.divergent[1].key", "[8]");
+    assert_json(t.db, r.out, "$.divergent[1].kind", "missing_new");
+    RUN(&r, &t, t.path, "verify", "items");
+    assert_code(&r, 4);
+    assert_contains(r.out, "DIVERGENT");
+    assert_contains(r.out, "[7] different: tenths:");
+
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "repair");
+    RUN(&r, &t, t.path, "list");
+    assert_contains(r.out, "found 2 divergent keys");
+
+    /* A shadow read in the application logs a mismatch. */
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open_stored(&h, t.db, "items", 0, &err);
+    if (rc != DW_OK)
+        print_error("%s\n", err);
+    assert_int_equal(rc, DW_OK);
+    int equal = 1;
+    dw_value key = dw_int(7);
+    assert_dw_ok(h, dw_compare(&equal, h, &key, 1));
+    assert_int_equal(equal, 0);
+    dw_close(h);
+    RUN(&r, &t, t.path, "mismatches", "items", "--json");
+    assert_code(&r, 4);
+    assert_json(t.db, r.out, "$.entries", "1");
+    assert_json(t.db, r.out, "$.mismatches[0].key", "[7]");
+    assert_json(t.db, r.out, "$.mismatches[0].kind", "different");
+    RUN(&r, &t, t.path, "mismatches", "items");
+    assert_code(&r, 4);
+    assert_contains(r.out, "[7] different x1");
+
+    RUN(&r, &t, t.path, "repair", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.divergent.repaired", "2");
+    assert_json(t.db, r.out, "$.divergent.failed", "0");
+    assert_int_equal(
+        query_int(t.db, "SELECT tenths FROM items_v2 WHERE id = 7"), 70);
+    RUN(&r, &t, t.path, "verify", "items");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "mismatches", "items", "--clear");
+    assert_code(&r, 4);
+    assert_contains(r.out, "cleared");
+    RUN(&r, &t, t.path, "mismatches", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "0 mismatches logged");
+    done_tables(&t);
+}
+
+/* ---- canary -------------------------------------------------------------- */
+
+static void test_canary(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    RUN(&r, &t, t.path, "backfill", "items");
+    assert_code(&r, 0);
+
+    RUN(&r, &t, t.path, "canary", "items", "--percent", "10");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--stage");
+    RUN(&r, &t, t.path, "canary", "items", "--percent", "10", "--stage",
+        "SHADOW", "--reason", "ten percent compare");
+    assert_code(&r, 0);
+    assert_contains(r.out, "canary 10.00% of keys at SHADOW");
+    /* Onto the new model needs the gate: no verification yet. */
+    RUN(&r, &t, t.path, "canary", "items", "--stage", "LIVE");
+    assert_code(&r, 3);
+    RUN(&r, &t, t.path, "canary", "items", "--cohort", "qty = 3");
+    assert_code(&r, 0);
+    assert_contains(r.out, "cohort \"qty = 3\" at SHADOW");
+    RUN(&r, &t, t.path, "canary", "items", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.percent", "10");
+    assert_json(t.db, r.out, "$.cohort", "qty = 3");
+    assert_json(t.db, r.out, "$.stage", "SHADOW");
+
+    /* A list of keys moves ahead: synced into the new model. */
+    char keys[400];
+    write_file(&t, "keys.txt", "# first movers\n[5]\n6\n\n[ 7 ]\n", keys,
+               sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "LIVE", "--reason", "friendly customers");
+    assert_code(&r, 0);
+    assert_contains(r.out, "3 keys now at LIVE");
+    RUN(&r, &t, t.path, "canary", "items", "--json");
+    assert_int_equal(json_len_at(t.db, r.out, "$.overrides"), 3);
+    assert_json(t.db, r.out, "$.overrides[0].key", "[5]");
+    assert_json(t.db, r.out, "$.overrides[0].stage", "LIVE");
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.canary.overrides", "3");
+
+    /* Keys from standard input, and removal. */
+    r.code = run_in(&r, &t, "[6]\n",
+                    (const char *[]){t.path, "canary", "items",
+                                     "--remove-keys", "-", NULL});
+    assert_code(&r, 0);
+    assert_contains(r.out, "1 overrides removed");
+
+    /* A bad line names the file and the line; nothing is applied. */
+    write_file(&t, "keys.txt", "[9]\n[1.5]\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 2);
+    assert_contains(r.err, "keys.txt:2:");
+    write_file(&t, "keys.txt", "[9]\n[9,1]\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 2);
+    assert_contains(r.err, "keys.txt:2:");
+    write_file(&t, "keys.txt", "[\"9\"]\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 1);
+    RUN(&r, &t, t.path, "canary", "items", "--json");
+    assert_int_equal(json_len_at(t.db, r.out, "$.overrides"), 2);
+
+    RUN(&r, &t, t.path, "canary", "items", "--percent", "101");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "canary", "items", "--clear", "--reason", "done");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: canary none");
+    RUN(&r, &t, t.path, "canary", "items", "--json");
+    assert_json(t.db, r.out, "$.percent", "0");
+    assert_json(t.db, r.out, "$.cohort", "");
+    done_tables(&t);
+}
+
+/* ---- a migration whose mappings are C callbacks ------------------------- */
+
+static int up_callback(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *qty = dw_row_get(in, "qty");
+    int rc = dw_row_set_text(out, "label", "cb");
+    if (rc == DW_OK)
+        rc = dw_row_set_int(out, "tenths", qty ? qty->i * 10 : 0);
+    return rc;
+}
+
+static void test_callback_migration(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"name", "qty"};
+    static const char *const new_cols[] = {"label", "tenths"};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "in_app";
+    o.old_side.table = "items";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = old_cols;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = new_cols;
+    o.new_side.ncolumns = 2;
+    o.up_fn = up_callback;
+    o.map_version = "labels v1";
+    dw_migration *h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_OK);
+    dw_close(h);
+
+    run_result r;
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 0);
+    assert_contains(r.out, "in_app");
+    assert_contains(r.out, "run in the application");
+    RUN(&r, &t, t.path, "stage", "in_app", "DUAL_WRITE", "--reason", "go");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "status", "in_app");
+    assert_code(&r, 0);
+    assert_contains(r.out, "up: C callback");
+    assert_contains(r.out, "inside the application");
+    RUN(&r, &t, t.path, "backfill", "in_app");
+    assert_code(&r, 1);
+    assert_contains(r.err, "application");
+    RUN(&r, &t, t.path, "verify", "in_app");
+    assert_code(&r, 1);
+    assert_contains(r.err, "application");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 0);
+    /* Defining one from the command line is SQL only. */
+    char spec[400];
+    write_file(&t, "spec.json",
+               "{\"old\": {\"table\": \"items\", \"key\": [\"id\"]},"
+               " \"new\": {\"table\": \"items_v2\", \"key\": [\"id\"]},"
+               " \"up\": {\"callback\": \"v9\"}}",
+               spec, sizeof spec);
+    RUN(&r, &t, t.path, "define", "other", "--file", spec);
+    assert_code(&r, 1);
+    assert_contains(r.err, "dw_open");
+    done_tables(&t);
+}
+
+/* ---- busy ---------------------------------------------------------------- */
+
+static void test_busy_database(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    /* Another process holds the write lock: exit 5, nothing moved. */
+    exec_ok(t.db, "BEGIN IMMEDIATE");
+    RUN(&r, &t, "--busy-timeout", "50", t.path, "stage", "items",
+        "DUAL_WRITE", "--reason", "x");
+    assert_code(&r, 5);
+    exec_ok(t.db, "COMMIT");
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.stage", "OFF");
+    RUN(&r, &t, "--busy-timeout", "soon", t.path, "list");
+    assert_code(&r, 2);
+    done_tables(&t);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    test_self_init(argv[0]);
+    /* The tool sits beside the tests: BUILD/tools/dwctl. */
+    char *slash = strrchr(test_self, '/');
+    assert_non_null(slash);
+    snprintf(dwctl_path, sizeof dwctl_path, "%.*s/../tools/dwctl",
+             (int)(slash - test_self), test_self);
+    if (access(dwctl_path, X_OK) != 0) {
+        fprintf(stderr, "test_dwctl: %s is not built\n", dwctl_path);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_usage),
+        cmocka_unit_test(test_define_and_list),
+        cmocka_unit_test(test_whole_migration),
+        cmocka_unit_test(test_backfill_interrupted_and_resumed),
+        cmocka_unit_test(test_progress_bar_on_a_terminal),
+        cmocka_unit_test(test_divergence_found_and_repaired),
+        cmocka_unit_test(test_canary),
+        cmocka_unit_test(test_callback_migration),
+        cmocka_unit_test(test_busy_database),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,482 @@
+/*
+ * dwctl -- the command-line tool for whoever moves a migration along.
+ *
+ *   dwctl [--busy-timeout MS] DATABASE COMMAND [ARGS] [OPTIONS]
+ *
+ * It opens the database file, opens each migration from the spec stored in
+ * it (dw_open_stored) and calls the library, so every move goes through the
+ * same rules and gates as an application's. This file reads the command
+ * line, prints help and maps results to exit codes; dwctl_show.c holds the
+ * commands that read, dwctl_act.c those that change something.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dwctl.h"
+
+#define DEFAULT_BUSY_MS 5000
+
+const command dwctl_commands[] = {
+    {"list", cmd_list, 0, 0, "", 1, "list",
+     "Lists every migration stored in the database with its stage and a\n"
+     "one-line health summary: backfill, last verification, logged\n"
+     "mismatches and queued repairs.\n"},
+    {"status", cmd_status, 1, 1, "", 1, "status NAME",
+     "Shows where one migration stands: stage, spec, canary and overrides,\n"
+     "backfill progress, the last verification, the mismatch log and the\n"
+     "repair queue, and the next step with whether its gate is open.\n"},
+    {"define", cmd_define, 1, 1,
+     "file= old= old-key= old-columns= new= new-key= new-columns= up= down= "
+     "setup= reason= redefine",
+     0,
+     "define NAME --file SPEC.json [--reason TEXT] [--redefine]\n"
+     "  define NAME --old TABLE --old-key COLS [--old-columns COLS]\n"
+     "              --new TABLE --new-key COLS [--new-columns COLS]\n"
+     "              --up COLUMN=EXPR... [--down COLUMN=EXPR...]\n"
+     "              [--setup SQL] [--reason TEXT] [--redefine]",
+     "Defines a migration whose mappings are SQL, at stage OFF. Both\n"
+     "tables and every named column must exist. COLS is a comma-separated\n"
+     "list; key columns correspond in order. Each --up gives one new-model\n"
+     "column and the SQL expression over the old row that computes it (the\n"
+     "first '=' separates them); --down does the same from new to old and is\n"
+     "needed to write the old model back at LIVE and RAMPDOWN. --setup is\n"
+     "idempotent SQL run before the first dual write (dependent data).\n"
+     "--file reads the same from a JSON spec:\n"
+     "  {\"old\": {\"table\": \"t\", \"key\": [\"id\"], \"columns\": [\"a\"]},\n"
+     "   \"new\": {\"table\": \"t2\", \"key\": [\"id\"]},\n"
+     "   \"up\": {\"sql\": {\"b\": \"upper(a)\"}},\n"
+     "   \"down\": {\"sql\": {\"a\": \"lower(b)\"}}, \"setup\": \"...\"}\n"
+     "Defining an existing migration with the same spec changes nothing;\n"
+     "a different spec is refused unless --redefine is given (the stage is\n"
+     "kept and the change recorded in the history).\n"},
+    {"stage", cmd_stage, 2, 2, "reason= force check", 0,
+     "stage NAME STAGE --reason TEXT [--force] [--check]",
+     "Moves the migration to STAGE (OFF, DUAL_WRITE, SHADOW, LIVE,\n"
+     "RAMPDOWN, COMPLETE; any case), through the library's rules: forward\n"
+     "one stage at a time, backward any distance. LIVE and COMPLETE need a\n"
+     "finished backfill and a clean verification of every key since. A\n"
+     "closed gate exits with 3 and says what is missing. --force jumps\n"
+     "stages or passes a closed gate; the history records it with the\n"
+     "reason. --check only says whether the move would be allowed.\n"},
+    {"backfill", cmd_backfill, 1, 1,
+     "batch= batch-ms= pause-ms= restart", 1,
+     "backfill NAME [--batch N] [--batch-ms N] [--pause-ms N] [--restart]",
+     "Copies the existing rows from the trusted model to the other, in\n"
+     "short batches. On a terminal it shows a progress bar (rows, rate,\n"
+     "time left); otherwise it prints a progress line about once a second.\n"
+     "Ctrl-C stops it after the current batch (exit 130); running it again\n"
+     "resumes where it stopped. --batch sets the first batch's rows;\n"
+     "--batch-ms the batch time aimed at (default 20; -1 keeps --batch\n"
+     "fixed); --pause-ms a pause between batches; --restart starts over.\n"},
+    {"verify", cmd_verify, 1, 1, "report=", 1,
+     "verify NAME [--report N]",
+     "Compares every key of both models and stores the run; a clean run\n"
+     "opens the gates into LIVE and COMPLETE. Exits with 4 when the models\n"
+     "differ. --report sets how many divergent keys are shown (default 10).\n"},
+    {"repair", cmd_repair, 1, 1, "", 1, "repair NAME",
+     "Re-syncs, from the trusted model, every key the last verification\n"
+     "found divergent and every key in the repair queue. Verify again\n"
+     "afterwards: a gate needs a clean run.\n"},
+    {"mismatches", cmd_mismatches, 1, 1, "limit= clear", 1,
+     "mismatches NAME [--limit N] [--clear]",
+     "Lists the mismatch log, most recently seen first (default limit\n"
+     "20; 0 for all). Exits with 4 when the log holds entries. --clear\n"
+     "empties the log after showing it.\n"},
+    {"history", cmd_history, 1, 1, "limit=", 1, "history NAME [--limit N]",
+     "Lists the migration's history, oldest first: definitions, stage\n"
+     "moves (forced ones with the gate they passed), backfills, routing\n"
+     "changes, contracts and restores. --limit N shows the last N.\n"},
+    {"canary", cmd_canary, 1, 1,
+     "percent= cohort= stage= add-keys= remove-keys= promote= clear reason= "
+     "force",
+     1,
+     "canary NAME [--percent P] [--cohort SQL] [--stage STAGE]\n"
+     "              [--promote STAGE|none] [--clear] [--reason TEXT] [--force]\n"
+     "  canary NAME --add-keys FILE [--stage STAGE] [--reason TEXT]\n"
+     "  canary NAME --remove-keys FILE [--reason TEXT]",
+     "Without options, shows the canary. --percent puts that share of keys\n"
+     "(by a stable hash) in the canary, --cohort the keys whose old row\n"
+     "makes the SQL expression true ('' removes it); --stage is the stage\n"
+     "those keys run at (needed the first time). --promote moves a key to\n"
+     "STAGE when it is written. --clear removes the canary and promotion.\n"
+     "Moving keys onto a model not verified needs the gate open or --force\n"
+     "with a reason.\n"
+     "--add-keys gives each key listed in FILE ('-' for stdin) an override\n"
+     "at --stage (default: the canary stage); --remove-keys removes theirs.\n"
+     "One key per line: [42], [\"org-7\",3], or a bare 42 or org-7 for a\n"
+     "one-column key (write [\"42\"] for a text that looks like a number);\n"
+     "empty lines and lines starting with # are skipped.\n"},
+    {"contract", cmd_contract, 1, 1, "backup= reason=", 0,
+     "contract NAME --backup FILE [--reason TEXT]",
+     "At COMPLETE, writes the old model to a new backup FILE, checks it,\n"
+     "and drops the old model. Nothing is dropped if anything fails.\n"},
+    {"restore", cmd_restore, 1, 1, "backup= reason=", 0,
+     "restore NAME --backup FILE [--reason TEXT]",
+     "Puts the old model back from a contract's backup and moves the\n"
+     "migration to RAMPDOWN; run backfill and verify before going back\n"
+     "further.\n"},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL}};
+
+static const char exit_codes_help[] =
+    "Exit codes:\n"
+    "  0    done\n"
+    "  1    the database or the library failed (the message says why)\n"
+    "  2    bad usage: unknown command or option, missing argument\n"
+    "  3    a gate refused the move (stage, canary, contract)\n"
+    "  4    divergence: verify found differences, or mismatches are logged\n"
+    "  5    the database stayed locked (busy); nothing was applied, retry\n"
+    "  6    no migration by that name in the database\n"
+    "  130  backfill interrupted after a committed batch; run it again\n";
+
+static void usage(FILE *f)
+{
+    fputs("usage: dwctl [--busy-timeout MS] DATABASE COMMAND [ARGS] "
+          "[OPTIONS]\n"
+          "       dwctl help [COMMAND] | --help | --version\n\n"
+          "Moves libdualwrite migrations stored in an SQLite database along\n"
+          "and shows where they stand.\n\nCommands:\n",
+          f);
+    for (const command *cmd = dwctl_commands; cmd->name; cmd++) {
+        const char *nl = strchr(cmd->synopsis, '\n');
+        fprintf(f, "  %.*s\n",
+                nl ? (int)(nl - cmd->synopsis) : (int)strlen(cmd->synopsis),
+                cmd->synopsis);
+    }
+    fputs("\nOptions for every command:\n"
+          "  --json             print the result as one JSON document\n"
+          "                     (commands that read, and backfill)\n"
+          "  --help             this command's help\n"
+          "  --busy-timeout MS  wait this long for a locked database\n"
+          "                     (default 5000; before DATABASE)\n\n",
+          f);
+    fputs(exit_codes_help, f);
+    fputs("\nMigrations whose mappings are C callbacks are listed and their\n"
+          "stage can be moved; their backfill, verification and repairs run\n"
+          "inside the application.\n",
+          f);
+}
+
+static void command_help(const command *cmd)
+{
+    printf("usage: dwctl DATABASE %s\n\n%s", cmd->synopsis, cmd->help);
+    if (cmd->reads)
+        printf("\n--json prints the result as one JSON document.\n");
+    printf("\n%s", exit_codes_help);
+}
+
+static const command *find_command(const char *name)
+{
+    for (const command *cmd = dwctl_commands; cmd->name; cmd++)
+        if (strcmp(cmd->name, name) == 0)
+            return cmd;
+    return NULL;
+}
+
+void say_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dwctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int fail(int rc, const char *msg)
+{
+    if (rc == DW_OK || rc == DW_MORE)
+        return EXIT_DONE;
+    say_error("%s", msg && msg[0] ? msg : dw_errstr(rc));
+    switch (rc) {
+    case DW_EGATE:
+        return EXIT_GATE;
+    case DW_EBUSY:
+        return EXIT_BUSY;
+    case DW_ENOTFOUND:
+        return EXIT_NOT_FOUND;
+    default:
+        return EXIT_ERROR;
+    }
+}
+
+int fail_h(int rc, dw_migration *h) { return fail(rc, dw_errmsg(h)); }
+
+int open_migration(dw_migration **out, dwctl *c)
+{
+    char *err = NULL;
+    int rc = dw_open_stored(out, c->db, c->args[0], 0, &err);
+    int code = fail(rc, err);
+    sqlite3_free(err);
+    return code;
+}
+
+const char *kind_words(int kind)
+{
+    return kind == DW_MISMATCH_MISSING_NEW ? "missing in new"
+           : kind == DW_MISMATCH_EXTRA_NEW ? "extra in new"
+                                           : "different";
+}
+
+const char *kind_name(int kind)
+{
+    return kind == DW_MISMATCH_MISSING_NEW ? "missing_new"
+           : kind == DW_MISMATCH_EXTRA_NEW ? "extra_new"
+                                           : "different";
+}
+
+char *canary_text(const dw_routing *r)
+{
+    if (!(r->canary_percent > 0) && !r->canary_cohort)
+        return sqlite3_mprintf("none");
+    if (!r->canary_cohort)
+        return sqlite3_mprintf("%.2f%% of keys at %s", r->canary_percent,
+                               dw_stage_name(r->canary_stage));
+    return sqlite3_mprintf("%.2f%% of keys and cohort \"%s\" at %s",
+                           r->canary_percent, r->canary_cohort,
+                           dw_stage_name(r->canary_stage));
+}
+
+const char *promote_name(const dw_routing *r)
+{
+    return r->promote_stage == DW_PROMOTE_NONE
+               ? NULL
+               : dw_stage_name(r->promote_stage);
+}
+
+const char *format_time(char *buf, size_t size, double t)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    if (t <= 0 || !gmtime_r(&s, &tm) ||
+        !strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm))
+        snprintf(buf, size, "-");
+    return buf;
+}
+
+const char *opt_value(const dwctl *c, const char *name)
+{
+    const char *v = NULL;
+    /* The last one given wins, as usual. */
+    for (int i = 0; i < c->nopts; i++)
+        if (strcmp(c->opts[i].name, name) == 0)
+            v = c->opts[i].value;
+    return v;
+}
+
+int opt_given(const dwctl *c, const char *name)
+{
+    for (int i = 0; i < c->nopts; i++)
+        if (strcmp(c->opts[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+int opt_int(const dwctl *c, const char *name, long min, long max, int *out)
+{
+    const char *v = opt_value(c, name);
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max) {
+        say_error("--%s wants a whole number from %ld to %ld, not \"%s\"",
+                  name, min, max, v);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+/* Whether `name` is in a command's option list, and whether it takes a
+ * value: 1 a switch, 2 with a value, 0 unknown. */
+static int option_kind(const command *cmd, const char *name, size_t len)
+{
+    if (len == 4 && strncmp(name, "help", 4) == 0)
+        return 1;
+    if (len == 4 && strncmp(name, "json", 4) == 0)
+        return cmd->reads;
+    const char *p = cmd->options;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " =");
+        if (n == len && strncmp(p, name, len) == 0)
+            return p[n] == '=' ? 2 : 1;
+        p += n;
+        if (*p == '=')
+            p++;
+    }
+    return 0;
+}
+
+static int usage_error(const command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dwctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "\nTry 'dwctl DATABASE %s --help'.\n", cmd->name);
+    else
+        fputs("\nTry 'dwctl --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* Reads the command's arguments and options (after COMMAND). */
+static int parse_command_line(dwctl *c, const command *cmd, int argc,
+                              char **argv)
+{
+    int only_args = 0;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (only_args || a[0] != '-' || a[1] == '\0') {
+            c->args[c->nargs++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        if (a[1] != '-')
+            return usage_error(cmd, "unknown option %s", a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int kind = option_kind(cmd, name, len);
+        if (!kind)
+            return usage_error(cmd, "%s takes no such option", a);
+        if (c->nopts == MAX_OPTIONS)
+            return usage_error(cmd, "too many options (at %s)", a);
+        opt *o = &c->opts[c->nopts++];
+        /* The name is cut at '=' in place: argv is ours to edit. */
+        if (eq)
+            a[2 + len] = '\0';
+        o->name = name;
+        o->value = eq ? eq + 1 : NULL;
+        if (kind == 1 && eq)
+            return usage_error(cmd, "--%s takes no value", o->name);
+        if (kind == 2 && !eq) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "--%s needs a value", o->name);
+            o->value = argv[++i];
+        }
+    }
+    if (c->nargs < cmd->min_args)
+        return usage_error(cmd, "%s: an argument is missing", cmd->name);
+    if (c->nargs > cmd->max_args)
+        return usage_error(cmd, "unexpected argument \"%s\"",
+                           c->args[cmd->max_args]);
+    c->json = opt_given(c, "json");
+    return EXIT_DONE;
+}
+
+/* --help anywhere: the help of the first command named, else the whole. */
+static int wants_help(int argc, char **argv)
+{
+    int help = 0;
+    const command *cmd = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            help = 1;
+        else if (!cmd && argv[i][0] != '-')
+            cmd = find_command(argv[i]);
+    }
+    if (!help)
+        return 0;
+    if (cmd)
+        command_help(cmd);
+    else
+        usage(stdout);
+    return 1;
+}
+
+static int open_database(dwctl *c, int busy_ms)
+{
+    /* Never create a file: a mistyped path should not become an empty
+     * database. */
+    int rc = sqlite3_open_v2(c->db_path, &c->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc != SQLITE_OK) {
+        say_error("cannot open %s: %s", c->db_path,
+                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        return EXIT_ERROR;
+    }
+    sqlite3_busy_timeout(c->db, busy_ms);
+    sqlite3_extended_result_codes(c->db, 1);
+    return EXIT_DONE;
+}
+
+int main(int argc, char **argv)
+{
+    if (wants_help(argc, argv))
+        return EXIT_DONE;
+    int i = 1, busy_ms = DEFAULT_BUSY_MS;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("dwctl %s (libdualwrite %s, SQLite %s)\n", DW_VERSION,
+                   dw_version(), sqlite3_libversion());
+            return EXIT_DONE;
+        } else if (strcmp(argv[i], "--busy-timeout") == 0 && i + 1 < argc) {
+            char *end;
+            long ms = strtol(argv[++i], &end, 10);
+            if (*end || end == argv[i] || ms < 0 || ms > 86400000)
+                return usage_error(NULL,
+                                   "--busy-timeout wants milliseconds, not "
+                                   "\"%s\"",
+                                   argv[i]);
+            busy_ms = (int)ms;
+        } else {
+            return usage_error(NULL, "unknown option %s before DATABASE",
+                               argv[i]);
+        }
+    }
+    if (i < argc && strcmp(argv[i], "help") == 0) {
+        const command *cmd = i + 1 < argc ? find_command(argv[i + 1]) : NULL;
+        if (i + 1 < argc && !cmd)
+            return usage_error(NULL, "no command \"%s\"", argv[i + 1]);
+        if (cmd)
+            command_help(cmd);
+        else
+            usage(stdout);
+        return EXIT_DONE;
+    }
+    if (argc - i < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    dwctl c;
+    memset(&c, 0, sizeof c);
+    c.db_path = argv[i];
+    const command *cmd = find_command(argv[i + 1]);
+    if (!cmd)
+        return usage_error(NULL, "no command \"%s\"", argv[i + 1]);
+    char *args[64];
+    c.args = args;
+    if (argc - i - 2 > (int)(sizeof args / sizeof *args))
+        return usage_error(cmd, "too many arguments for %s", cmd->name);
+    int code = parse_command_line(&c, cmd, argc - i - 2, argv + i + 2);
+    if (code != EXIT_DONE)
+        return code;
+    if ((code = open_database(&c, busy_ms)) != EXIT_DONE) {
+        sqlite3_close(c.db);
+        return code;
+    }
+    code = cmd->run(&c);
+    if (fflush(stdout) != 0 && code == EXIT_DONE) {
+        say_error("writing the output failed: %s", strerror(errno));
+        code = EXIT_ERROR;
+    }
+    sqlite3_close(c.db);
+    return code;
+}

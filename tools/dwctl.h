@@ -1,0 +1,138 @@
+/* dwctl -- what the parts of the command-line tool share: the parsed command
+ * line, the exit codes, output in text or JSON, and the commands. */
+#ifndef DWCTL_H
+#define DWCTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <sqlite3.h>
+
+#include <dualwrite.h>
+
+/* Exit codes (the man page and `dwctl --help` list them). */
+enum {
+    EXIT_DONE = 0,
+    EXIT_ERROR = 1,      /* the database or the library failed */
+    EXIT_USAGE = 2,      /* a bad command line */
+    EXIT_GATE = 3,       /* a gate refused the move */
+    EXIT_DIVERGED = 4,   /* the models disagree */
+    EXIT_BUSY = 5,       /* the database stayed locked; retry */
+    EXIT_NOT_FOUND = 6,  /* no such migration */
+    EXIT_STOPPED = 130   /* interrupted after a committed batch; run again */
+};
+
+#define MAX_OPTIONS 64
+
+/* One option as given: "--name value" or "--name=value" (value NULL for a
+ * switch). */
+typedef struct opt {
+    const char *name;
+    const char *value;
+} opt;
+
+typedef struct dwctl {
+    const char *db_path;
+    sqlite3 *db;
+    int json;
+    /* The command's positional arguments, after DATABASE and COMMAND. */
+    char **args;
+    int nargs;
+    opt opts[MAX_OPTIONS];
+    int nopts;
+} dwctl;
+
+/* A command: its name, its handler, and which options it takes. */
+typedef struct command {
+    const char *name;
+    int (*run)(dwctl *c);
+    /* Positional arguments: at least min_args, at most max_args. */
+    int min_args;
+    int max_args;
+    /* Options it accepts, "name" for a switch, "name=" for one taking a
+     * value; space separated. --help is accepted everywhere, --json where
+     * `reads` says. */
+    const char *options;
+    /* Whether it takes --json (the commands that read, and backfill). */
+    int reads;
+    const char *synopsis;
+    const char *help;
+} command;
+
+extern const command dwctl_commands[];
+
+/* The command line. */
+const char *opt_value(const dwctl *c, const char *name);
+int opt_given(const dwctl *c, const char *name);
+/* Parses an option's integer value into *out (left alone when absent);
+ * returns 0, or prints an error and returns -1. */
+int opt_int(const dwctl *c, const char *name, long min, long max, int *out);
+
+/* Messages on stderr, prefixed "dwctl: ". */
+void say_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The exit code for a library result, after printing msg for a failure. */
+int fail(int rc, const char *msg);
+/* The same, with the handle's message. */
+int fail_h(int rc, dw_migration *h);
+
+/* Opens the migration named by the first argument from its stored spec;
+ * prints the error and returns its exit code on failure, 0 on success. */
+int open_migration(dw_migration **out, dwctl *c);
+
+/* A mismatch kind in words ("missing in new") and as a JSON name
+ * ("missing_new"). */
+const char *kind_words(int kind);
+const char *kind_name(int kind);
+
+/* The canary in one line: "10.00% of keys and cohort "x" at LIVE", or
+ * "none"; to be freed with sqlite3_free() (NULL when out of memory). */
+char *canary_text(const dw_routing *r);
+
+/* The promotion stage's name, or NULL for none. */
+const char *promote_name(const dw_routing *r);
+
+/* Time as "2026-11-22 03:12:04 UTC" into buf. */
+const char *format_time(char *buf, size_t size, double t);
+
+/* JSON output: a writer that places commas and escapes strings. Nesting is
+ * tracked per level; keys are given with the value (NULL inside arrays). */
+typedef struct json_out {
+    FILE *f;
+    int depth;
+    int count[32];
+} json_out;
+
+void json_start(json_out *j, FILE *f);
+void json_object(json_out *j, const char *key);
+void json_array(json_out *j, const char *key);
+void json_end(json_out *j, char close);
+void json_str(json_out *j, const char *key, const char *v);
+void json_int(json_out *j, const char *key, int64_t v);
+void json_num(json_out *j, const char *key, double v);
+void json_bool(json_out *j, const char *key, int v);
+void json_null(json_out *j, const char *key);
+/* A dw_value as JSON (blobs as {"blob": hex}). */
+void json_value(json_out *j, const char *key, const dw_value *v);
+/* Ends the document with a newline. */
+void json_finish(json_out *j);
+/* Appends a JSON string literal for s to a growing sqlite3_str. */
+void json_quote(sqlite3_str *out, const char *s);
+
+/* The canary settings and overrides (canary without options). */
+int show_canary(dwctl *c, dw_migration *h);
+
+/* Commands (dwctl_show.c: what reads; dwctl_act.c: what changes). */
+int cmd_list(dwctl *c);
+int cmd_status(dwctl *c);
+int cmd_history(dwctl *c);
+int cmd_mismatches(dwctl *c);
+int cmd_define(dwctl *c);
+int cmd_stage(dwctl *c);
+int cmd_backfill(dwctl *c);
+int cmd_verify(dwctl *c);
+int cmd_repair(dwctl *c);
+int cmd_canary(dwctl *c);
+int cmd_contract(dwctl *c);
+int cmd_restore(dwctl *c);
+
+#endif

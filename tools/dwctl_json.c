@@ -1,0 +1,146 @@
+/* dwctl's JSON output: one small writer, so every reading command prints
+ * the same well-formed JSON that scripts parse back. */
+#include <math.h>
+#include <string.h>
+
+#include "dwctl.h"
+
+void json_quote(sqlite3_str *out, const char *s)
+{
+    sqlite3_str_appendchar(out, 1, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sqlite3_str_appendf(out, "\\%c", *p);
+        else if (*p == '\n')
+            sqlite3_str_appendall(out, "\\n");
+        else if (*p == '\t')
+            sqlite3_str_appendall(out, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            sqlite3_str_appendf(out, "\\u%04x", *p);
+        else
+            sqlite3_str_appendchar(out, 1, (char)*p);
+    }
+    sqlite3_str_appendchar(out, 1, '"');
+}
+
+static void put_string(FILE *f, const char *s)
+{
+    sqlite3_str *q = sqlite3_str_new(NULL);
+    json_quote(q, s);
+    char *text = sqlite3_str_finish(q);
+    /* Out of memory: the document would be wrong, so say so loudly. */
+    fputs(text ? text : "\"(out of memory)\"", f);
+    sqlite3_free(text);
+}
+
+/* The comma before a member and its key. */
+static void member(json_out *j, const char *key)
+{
+    if (j->depth > 0 && j->count[j->depth]++ > 0)
+        fputc(',', j->f);
+    if (key) {
+        put_string(j->f, key);
+        fputc(':', j->f);
+    }
+}
+
+void json_start(json_out *j, FILE *f)
+{
+    memset(j, 0, sizeof *j);
+    j->f = f;
+}
+
+static void open_level(json_out *j, const char *key, char c)
+{
+    member(j, key);
+    fputc(c, j->f);
+    if (j->depth < 31)
+        j->count[++j->depth] = 0;
+}
+
+void json_object(json_out *j, const char *key) { open_level(j, key, '{'); }
+
+void json_array(json_out *j, const char *key) { open_level(j, key, '['); }
+
+void json_end(json_out *j, char close)
+{
+    fputc(close, j->f);
+    if (j->depth > 0)
+        j->depth--;
+}
+
+void json_str(json_out *j, const char *key, const char *v)
+{
+    if (!v) {
+        json_null(j, key);
+        return;
+    }
+    member(j, key);
+    put_string(j->f, v);
+}
+
+void json_int(json_out *j, const char *key, int64_t v)
+{
+    member(j, key);
+    fprintf(j->f, "%lld", (long long)v);
+}
+
+void json_num(json_out *j, const char *key, double v)
+{
+    member(j, key);
+    /* JSON has no infinities or NaN. */
+    if (isfinite(v))
+        fprintf(j->f, "%.17g", v);
+    else
+        fputs("null", j->f);
+}
+
+void json_bool(json_out *j, const char *key, int v)
+{
+    member(j, key);
+    fputs(v ? "true" : "false", j->f);
+}
+
+void json_null(json_out *j, const char *key)
+{
+    member(j, key);
+    fputs("null", j->f);
+}
+
+void json_value(json_out *j, const char *key, const dw_value *v)
+{
+    switch (v->type) {
+    case DW_TYPE_INTEGER:
+        json_int(j, key, v->i);
+        break;
+    case DW_TYPE_FLOAT:
+        json_num(j, key, v->f);
+        break;
+    case DW_TYPE_TEXT: {
+        /* Text may hold NUL bytes: cut at the first, as C strings do. */
+        char *s = sqlite3_mprintf("%.*s", v->n, v->p ? (const char *)v->p : "");
+        json_str(j, key, s ? s : "(out of memory)");
+        sqlite3_free(s);
+        break;
+    }
+    case DW_TYPE_BLOB: {
+        json_object(j, key);
+        sqlite3_str *hex = sqlite3_str_new(NULL);
+        for (int i = 0; i < v->n; i++)
+            sqlite3_str_appendf(hex, "%02x", ((const unsigned char *)v->p)[i]);
+        char *s = sqlite3_str_finish(hex);
+        json_str(j, "blob", s ? s : "");
+        sqlite3_free(s);
+        json_end(j, '}');
+        break;
+    }
+    default:
+        json_null(j, key);
+    }
+}
+
+void json_finish(json_out *j)
+{
+    fputc('\n', j->f);
+    fflush(j->f);
+}
