@@ -236,6 +236,21 @@ static void define_items(test_db *t)
     assert_contains(r.out, "items: defined at OFF");
 }
 
+/* The items migration at DUAL_WRITE, backfilled or not, through the
+ * tool. */
+static void items_at_dual_write(test_db *t, int backfill)
+{
+    make_tables(t);
+    define_items(t);
+    run_result r;
+    RUN(&r, t, t->path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    assert_code(&r, 0);
+    if (backfill) {
+        RUN(&r, t, t->path, "backfill", "items");
+        assert_code(&r, 0);
+    }
+}
+
 static void done_tables(test_db *t)
 {
     char path[400];
@@ -561,11 +576,8 @@ static void test_backfill_interrupted_and_resumed(void **state)
 {
     (void)state;
     test_db t;
-    make_tables(&t);
-    define_items(&t);
+    items_at_dual_write(&t, 0);
     run_result r;
-    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
-    assert_code(&r, 0);
 
     /* Small fixed batches with pauses: the run takes about 3 s, and is
      * interrupted after its first progress line. */
@@ -623,10 +635,7 @@ static void test_progress_bar_on_a_terminal(void **state)
 {
     (void)state;
     test_db t;
-    make_tables(&t);
-    define_items(&t);
-    run_result r;
-    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    items_at_dual_write(&t, 0);
 
     int master = posix_openpt(O_RDWR | O_NOCTTY);
     assert_true(master >= 0);
@@ -688,12 +697,8 @@ static void test_divergence_found_and_repaired(void **state)
 {
     (void)state;
     test_db t;
-    make_tables(&t);
-    define_items(&t);
+    items_at_dual_write(&t, 1);
     run_result r;
-    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
-    RUN(&r, &t, t.path, "backfill", "items");
-    assert_code(&r, 0);
     RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
     assert_code(&r, 0);
 
@@ -764,12 +769,8 @@ static void test_canary(void **state)
 {
     (void)state;
     test_db t;
-    make_tables(&t);
-    define_items(&t);
+    items_at_dual_write(&t, 1);
     run_result r;
-    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
-    RUN(&r, &t, t.path, "backfill", "items");
-    assert_code(&r, 0);
 
     RUN(&r, &t, t.path, "canary", "items", "--percent", "10");
     assert_code(&r, 2);
