@@ -139,6 +139,29 @@ static int run_in(run_result *r, const test_db *t, const char *input,
 
 #define RUN(r, t, ...) run_in((r), (t), NULL, (const char *[]){__VA_ARGS__, NULL})
 
+/* Runs dwctl with its standard output on `out_path` (such as /dev/full);
+ * returns the exit code. */
+static int run_to(const char *out_path, const test_db *t,
+                  const char *const *argv)
+{
+    const char *args[64];
+    char words[512];
+    tool_argv(args, words, sizeof words, argv);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path(t), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(out, 1);
+        dup2(err, 2);
+        execvp(args[0], (char *const *)args);
+        _exit(127);
+    }
+    int code = wait_code(pid);
+    unlink(err_path(t));
+    return code;
+}
+
 /* Asserts the exit code, showing what the tool said when it differs. */
 #define assert_code(r, expected)                                               \
     do {                                                                       \
@@ -409,7 +432,8 @@ static void test_define_and_list(void **state)
     write_file(&t, "spec.json", "{\"old\": {\"table\": \"items\"", spec,
                sizeof spec);
     RUN(&r, &t, t.path, "define", "broken", "--file", spec);
-    assert_code(&r, 1);
+    assert_code(&r, 2);
+    assert_contains(r.err, "not valid JSON");
     RUN(&r, &t, t.path, "define", "broken", "--file", spec, "--old", "items");
     assert_code(&r, 2);
     assert_contains(r.err, "do not go together");
@@ -437,6 +461,11 @@ static void test_define_and_list(void **state)
     assert_contains(r.out, "items                    OFF        ok");
     assert_contains(r.out, "qty_as_text              OFF        cannot open: ");
     assert_contains(r.err, "qty_text");
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 1);
+    assert_json(t.db, r.out, "$.migrations[0].opened", "1");
+    assert_json(t.db, r.out, "$.migrations[1].opened", "0");
+    assert_json(t.db, r.out, "$.migrations[1].backfill", "");
 
     /* No such migration, no such file: distinct codes, and no file is
      * created for a mistyped path. */
@@ -473,8 +502,10 @@ static void test_whole_migration(void **state)
     assert_contains(r.out, "items: OFF -> DUAL_WRITE");
     /* A jump needs --force. */
     RUN(&r, &t, t.path, "stage", "items", "LIVE", "--reason", "hurry");
-    assert_code(&r, 1);
+    assert_code(&r, 2);
     assert_contains(r.err, "skips a stage");
+    /* In the tool's words, not the C API's. */
+    assert_contains(r.err, "or pass --force");
 
     RUN(&r, &t, t.path, "status", "items");
     assert_code(&r, 0);
@@ -544,8 +575,8 @@ static void test_whole_migration(void **state)
     RUN(&r, &t, t.path, "list", "--json");
     assert_json(t.db, r.out, "$.migrations[0].contracted", "1");
     RUN(&r, &t, t.path, "stage", "items", "RAMPDOWN", "--reason", "no");
-    assert_code(&r, 1);
-    assert_contains(r.err, "contract");
+    assert_code(&r, 2);
+    assert_contains(r.err, "dwctl restore");
 
     RUN(&r, &t, t.path, "restore", "items", "--backup", backup, "--reason",
         "need it back");
@@ -752,8 +783,15 @@ static void test_divergence_found_and_repaired(void **state)
     assert_json(t.db, r.out, "$.divergent.failed", "0");
     assert_int_equal(
         query_int(t.db, "SELECT tenths FROM items_v2 WHERE id = 7"), 70);
+    /* The gate still wants a clean verification after the repair. */
+    RUN(&r, &t, t.path, "status", "items");
+    assert_contains(r.out, "then verify items");
+    assert_contains(r.out, "gate        the gate into LIVE is closed");
     RUN(&r, &t, t.path, "verify", "items");
     assert_code(&r, 0);
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "stage");
+    assert_json(t.db, r.out, "$.next.gate_open", "1");
     RUN(&r, &t, t.path, "mismatches", "items", "--clear");
     assert_code(&r, 4);
     assert_contains(r.out, "cleared");
@@ -827,7 +865,8 @@ static void test_canary(void **state)
     write_file(&t, "keys.txt", "[\"9\"]\n", keys, sizeof keys);
     RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
         "SHADOW");
-    assert_code(&r, 1);
+    assert_code(&r, 2);
+    assert_contains(r.err, "pass an INTEGER");
     RUN(&r, &t, t.path, "canary", "items", "--json");
     assert_int_equal(json_len_at(t.db, r.out, "$.overrides"), 2);
 
@@ -893,11 +932,14 @@ static void test_callback_migration(void **state)
     assert_contains(r.out, "up: C callback");
     assert_contains(r.out, "inside the application");
     RUN(&r, &t, t.path, "backfill", "in_app");
-    assert_code(&r, 1);
-    assert_contains(r.err, "application");
+    assert_code(&r, 2);
+    assert_contains(r.err, "run inside the application");
     RUN(&r, &t, t.path, "verify", "in_app");
-    assert_code(&r, 1);
-    assert_contains(r.err, "application");
+    assert_code(&r, 2);
+    assert_contains(r.err, "run inside the application");
+    RUN(&r, &t, t.path, "repair", "in_app");
+    assert_code(&r, 2);
+    assert_contains(r.err, "run inside the application");
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 0);
     /* Defining one from the command line is SQL only. */
     char spec[400];
@@ -907,8 +949,201 @@ static void test_callback_migration(void **state)
                " \"up\": {\"callback\": \"v9\"}}",
                spec, sizeof spec);
     RUN(&r, &t, t.path, "define", "other", "--file", spec);
-    assert_code(&r, 1);
+    assert_code(&r, 2);
     assert_contains(r.err, "dw_open");
+    done_tables(&t);
+}
+
+/* ---- output that stays whole --------------------------------------------- */
+
+static void test_json_stays_valid(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    run_result r;
+    /* A name with quotes and a tab, a reason with a control character and
+     * bytes that are not UTF-8: every document still parses, and the name
+     * comes back as it went in. */
+    static const char odd[] = "odd \"name\"\twith tab";
+    RUN(&r, &t, t.path, "define", odd, "--old", "items", "--old-key", "id",
+        "--old-columns", "name,qty", "--new", "items_v2", "--new-key", "id",
+        "--up", "label=name", "--up", "tenths=qty", "--reason",
+        "r\x02\xfe\"q\\");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.migrations[0].name", odd);
+    RUN(&r, &t, t.path, "history", odd, "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.history[0].reason",
+                "r\x02\xc3\xbe\"q\\"); /* the stray byte as U+00FE */
+    RUN(&r, &t, t.path, "status", odd);
+    assert_code(&r, 0);
+    assert_contains(r.out, "stage 'odd \"name\"\twith tab' DUAL_WRITE");
+
+    /* Output that cannot be written is a failure, JSON or not. */
+    assert_int_equal(run_to("/dev/full", &t,
+                            (const char *[]){t.path, "status", odd, "--json",
+                                             NULL}),
+                     1);
+    assert_int_equal(run_to("/dev/full", &t,
+                            (const char *[]){t.path, "list", NULL}),
+                     1);
+    /* A command that fails prints no half document. */
+    char notdb[400];
+    write_file(&t, "spec.json", "this is not a database, just text\n", notdb,
+               sizeof notdb);
+    RUN(&r, &t, notdb, "list", "--json");
+    assert_code(&r, 1);
+    assert_string_equal(r.out, "");
+    done_tables(&t);
+}
+
+/* ---- the next step at COMPLETE, and the contract's keys ------------------ */
+
+static void test_contract_held_by_routed_keys(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 1);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    RUN(&r, &t, t.path, "verify", "items");
+    assert_code(&r, 0);
+    r.code = run_in(&r, &t, "[5]\n",
+                    (const char *[]){t.path, "canary", "items", "--add-keys",
+                                     "-", "--stage", "LIVE", NULL});
+    assert_code(&r, 0);
+    static const char *const stages[] = {"LIVE", "RAMPDOWN", "COMPLETE"};
+    for (int i = 0; i < 3; i++) {
+        RUN(&r, &t, t.path, "stage", "items", stages[i], "--reason", "on");
+        assert_code(&r, 0);
+    }
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "canary");
+    assert_json(t.db, r.out, "$.next.gate_open", "0");
+    assert_contains(r.out, "1 keys have overrides below COMPLETE");
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/backup.db", t.dir);
+    RUN(&r, &t, t.path, "contract", "items", "--backup", backup);
+    assert_code(&r, 3);
+    r.code = run_in(&r, &t, "5\n",
+                    (const char *[]){t.path, "canary", "items",
+                                     "--remove-keys", "-", "--json", NULL});
+    assert_code(&r, 0);
+    assert_int_equal(json_len_at(t.db, r.out, "$.overrides"), 0);
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.next.action", "contract");
+    assert_json(t.db, r.out, "$.next.gate_open", "1");
+    RUN(&r, &t, t.path, "contract", "items", "--backup", backup);
+    assert_code(&r, 0);
+    done_tables(&t);
+}
+
+/* ---- the command line's corners ------------------------------------------ */
+
+static void test_command_line_corners(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    /* A wide table: one --up per column, 40 of them. */
+    sqlite3_str *ddl = sqlite3_str_new(NULL);
+    sqlite3_str_appendall(ddl, "CREATE TABLE wide(id INTEGER PRIMARY KEY");
+    for (int i = 0; i < 40; i++)
+        sqlite3_str_appendf(ddl, ", c%d", i);
+    sqlite3_str_appendall(ddl, "); CREATE TABLE wide2(id INTEGER PRIMARY KEY");
+    for (int i = 0; i < 40; i++)
+        sqlite3_str_appendf(ddl, ", d%d", i);
+    sqlite3_str_appendall(ddl, ");");
+    char *sql = sqlite3_str_finish(ddl);
+    exec_ok(t.db, sql);
+    sqlite3_free(sql);
+    const char *argv[100];
+    char ups[40][32];
+    int n = 0;
+    argv[n++] = t.path;
+    argv[n++] = "define";
+    argv[n++] = "wide";
+    argv[n++] = "--old=wide";
+    argv[n++] = "--old-key=id";
+    argv[n++] = "--new=wide2";
+    argv[n++] = "--new-key=id";
+    for (int i = 0; i < 40; i++) {
+        snprintf(ups[i], sizeof ups[i], "--up=d%d=c%d", i, i);
+        argv[n++] = ups[i];
+    }
+    argv[n] = NULL;
+    run_result r;
+    run_in(&r, &t, NULL, argv);
+    assert_code(&r, 0);
+    assert_contains(r.out, "wide: defined at OFF");
+
+    /* --busy-timeout before DATABASE or after COMMAND, with = or not. */
+    RUN(&r, &t, "--busy-timeout=100", t.path, "list");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "list", "--busy-timeout", "100");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "list", "--busy-timeout=-4");
+    assert_code(&r, 2);
+
+    /* A forced check needs no reason; a real forced jump does. */
+    RUN(&r, &t, t.path, "stage", "wide", "SHADOW", "--check", "--force");
+    assert_code(&r, 0);
+    assert_contains(r.out, "allowed");
+    RUN(&r, &t, t.path, "history", "wide", "--json");
+    assert_int_equal(json_len_at(t.db, r.out, "$.history"), 1);
+
+    /* Keys: a byte-order mark is skipped; a number out of range, a "+5"
+     * and a NUL byte are refused with the file and the line. */
+    define_items(&t);
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    char keys[400];
+    write_file(&t, "keys.txt", "\xEF\xBB\xBF" "5\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys);
+    assert_code(&r, 2);
+    assert_contains(r.err, "--stage");
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.overrides[0].key", "[5]");
+    write_file(&t, "keys.txt", "6\n99999999999999999999\n", keys,
+               sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 2);
+    assert_contains(r.err, "keys.txt:2: 99999999999999999999 is not a whole");
+    write_file(&t, "keys.txt", "+5\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 2);
+    assert_contains(r.err, "keys.txt:1:");
+    r.code = run_in(&r, &t, "[6]\n",
+                    (const char *[]){t.path, "canary", "items",
+                                     "--remove-keys", "-", "--stage", "LIVE",
+                                     NULL});
+    assert_code(&r, 2);
+    FILE *f = fopen(keys, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite("1\n\0" "2\n", 1, 5, f), 5);
+    assert_int_equal(fclose(f), 0);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "SHADOW");
+    assert_code(&r, 1);
+    assert_contains(r.err, "NUL byte");
+    RUN(&r, &t, t.path, "canary", "items", "--json");
+    assert_int_equal(json_len_at(t.db, r.out, "$.overrides"), 1);
+
+    /* A finished backfill is not run again without --restart. */
+    RUN(&r, &t, t.path, "backfill", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "finished, 3000 rows");
+    RUN(&r, &t, t.path, "backfill", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "already finished");
+    RUN(&r, &t, t.path, "backfill", "items", "--json");
+    assert_json(t.db, r.out, "$.outcome", "already_finished");
     done_tables(&t);
 }
 
@@ -957,6 +1192,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_canary),
         cmocka_unit_test(test_callback_migration),
         cmocka_unit_test(test_busy_database),
+        cmocka_unit_test(test_json_stays_valid),
+        cmocka_unit_test(test_contract_held_by_routed_keys),
+        cmocka_unit_test(test_command_line_corners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

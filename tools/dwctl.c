@@ -25,7 +25,9 @@ const command dwctl_commands[] = {
     {"list", cmd_list, 0, 0, "", 1, "list",
      "Lists every migration stored in the database with its stage and a\n"
      "one-line health summary: backfill, last verification, logged\n"
-     "mismatches and queued repairs.\n"},
+     "mismatches and queued repairs. A migration that cannot be opened\n"
+     "(say, a table renamed under it) is listed with the reason, and the\n"
+     "exit code is 1.\n"},
     {"status", cmd_status, 1, 1, "", 1, "status NAME",
      "Shows where one migration stands: stage, spec, canary and overrides,\n"
      "backfill progress, the last verification, the mismatch log and the\n"
@@ -90,7 +92,8 @@ const command dwctl_commands[] = {
     {"history", cmd_history, 1, 1, "limit=", 1, "history NAME [--limit N]",
      "Lists the migration's history, oldest first: definitions, stage\n"
      "moves (forced ones with the gate they passed), backfills, routing\n"
-     "changes, contracts and restores. --limit N shows the last N.\n"},
+     "changes, contracts and restores. --limit N shows the last N (0, the\n"
+     "default, shows all).\n"},
     {"canary", cmd_canary, 1, 1,
      "percent= cohort= stage= add-keys= remove-keys= promote= clear reason= "
      "force",
@@ -126,7 +129,9 @@ static const char exit_codes_help[] =
     "Exit codes:\n"
     "  0    done\n"
     "  1    the database or the library failed (the message says why)\n"
-    "  2    bad usage: unknown command or option, missing argument\n"
+    "  2    bad usage: an unknown command or option, a missing or malformed\n"
+    "       argument, or a request refused as given (a stage jump without\n"
+    "       --force, a backfill at OFF, a malformed spec)\n"
     "  3    a gate refused the move (stage, canary, contract)\n"
     "  4    divergence: verify found differences, or mismatches are logged\n"
     "  5    the database stayed locked (busy); nothing was applied, retry\n"
@@ -141,18 +146,16 @@ static void usage(FILE *f)
           "Moves libdualwrite migrations stored in an SQLite database along\n"
           "and shows where they stand.\n\nCommands:\n",
           f);
-    for (const command *cmd = dwctl_commands; cmd->name; cmd++) {
-        const char *nl = strchr(cmd->synopsis, '\n');
-        fprintf(f, "  %.*s\n",
-                nl ? (int)(nl - cmd->synopsis) : (int)strlen(cmd->synopsis),
-                cmd->synopsis);
-    }
+    for (const command *cmd = dwctl_commands; cmd->name; cmd++)
+        fprintf(f, "  %s\n", cmd->synopsis);
     fputs("\nOptions for every command:\n"
           "  --json             print the result as one JSON document\n"
           "                     (commands that read, and backfill)\n"
-          "  --help             this command's help\n"
+          "  --help, -h         this command's help\n"
           "  --busy-timeout MS  wait this long for a locked database\n"
-          "                     (default 5000; before DATABASE)\n\n",
+          "                     (default 5000)\n\n"
+          "Text in --json output is UTF-8; a byte that is not (key text and\n"
+          "reasons are stored as given) appears as \\u00XX.\n\n",
           f);
     fputs(exit_codes_help, f);
     fputs("\nMigrations whose mappings are C callbacks are listed and their\n"
@@ -187,11 +190,47 @@ void say_error(const char *fmt, ...)
     va_end(ap);
 }
 
+/* The library's messages name its C flags and calls; an operator knows
+ * the options and commands. */
+static const char *const tool_words[][2] = {
+    {"DW_STAGE_FORCE", "--force"},
+    {"DW_OPEN_REDEFINE", "--redefine"},
+    {"dw_backfill()", "dwctl backfill"},
+    {"dw_backfill", "dwctl backfill"},
+    {"dw_verify()", "dwctl verify"},
+    {"dw_verify", "dwctl verify"},
+    {"dw_restore()", "dwctl restore"},
+};
+
+char *tool_message(const char *msg)
+{
+    sqlite3_str *out = sqlite3_str_new(NULL);
+    const char *p = msg;
+    while (*p) {
+        size_t i, n = sizeof tool_words / sizeof *tool_words;
+        for (i = 0; i < n; i++) {
+            size_t len = strlen(tool_words[i][0]);
+            /* Whole names only: not dw_verify inside dw_verify_last. */
+            if (strncmp(p, tool_words[i][0], len) == 0 &&
+                !(p[len] == '_' || (p[len] >= 'a' && p[len] <= 'z'))) {
+                sqlite3_str_appendall(out, tool_words[i][1]);
+                p += len;
+                break;
+            }
+        }
+        if (i == n)
+            sqlite3_str_appendchar(out, 1, *p++);
+    }
+    return sqlite3_str_finish(out);
+}
+
 int fail(int rc, const char *msg)
 {
     if (rc == DW_OK || rc == DW_MORE)
         return EXIT_DONE;
-    say_error("%s", msg && msg[0] ? msg : dw_errstr(rc));
+    char *words = tool_message(msg && msg[0] ? msg : dw_errstr(rc));
+    say_error("%s", words ? words : msg && msg[0] ? msg : dw_errstr(rc));
+    sqlite3_free(words);
     switch (rc) {
     case DW_EGATE:
         return EXIT_GATE;
@@ -199,12 +238,42 @@ int fail(int rc, const char *msg)
         return EXIT_BUSY;
     case DW_ENOTFOUND:
         return EXIT_NOT_FOUND;
+    case DW_EMISUSE:
+        /* The request as given is refused: a jump without --force, a
+         * backfill at OFF, a malformed spec. */
+        return EXIT_USAGE;
     default:
         return EXIT_ERROR;
     }
 }
 
-int fail_h(int rc, dw_migration *h) { return fail(rc, dw_errmsg(h)); }
+char *shell_word(const char *s)
+{
+    int plain = s[0] != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (*p >= '0' && *p <= '9') || strchr("_-./:+,=@%", *p);
+    if (plain)
+        return sqlite3_mprintf("%s", s);
+    sqlite3_str *out = sqlite3_str_new(NULL);
+    sqlite3_str_appendchar(out, 1, '\'');
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            sqlite3_str_appendall(out, "'\\''");
+        else
+            sqlite3_str_appendchar(out, 1, *p);
+    }
+    sqlite3_str_appendchar(out, 1, '\'');
+    return sqlite3_str_finish(out);
+}
+
+int fail_h(int rc, dw_migration *h)
+{
+    /* A failure of the tool's own (out of memory) leaves the handle's
+     * message at "not an error". */
+    const char *msg = dw_errmsg(h);
+    return fail(rc, strcmp(msg, "not an error") != 0 ? msg : dw_errstr(rc));
+}
 
 int open_migration(dw_migration **out, dwctl *c)
 {
@@ -301,6 +370,8 @@ static int option_kind(const command *cmd, const char *name, size_t len)
         return 1;
     if (len == 4 && strncmp(name, "json", 4) == 0)
         return cmd->reads;
+    if (len == 12 && strncmp(name, "busy-timeout", 12) == 0)
+        return 2;
     const char *p = cmd->options;
     while (*p) {
         while (*p == ' ')
@@ -355,8 +426,6 @@ static int parse_command_line(dwctl *c, const command *cmd, int argc,
         int kind = option_kind(cmd, name, len);
         if (!kind)
             return usage_error(cmd, "%s takes no such option", a);
-        if (c->nopts == MAX_OPTIONS)
-            return usage_error(cmd, "too many options (at %s)", a);
         opt *o = &c->opts[c->nopts++];
         /* The name is cut at '=' in place: argv is ours to edit. */
         if (eq)
@@ -417,6 +486,38 @@ static int open_database(dwctl *c, int busy_ms)
     return EXIT_DONE;
 }
 
+static int parse_busy_ms(const char *v, int *out)
+{
+    char *end;
+    errno = 0;
+    long ms = strtol(v, &end, 10);
+    if (errno || *end || end == v || ms < 0 || ms > 86400000)
+        return usage_error(NULL,
+                           "--busy-timeout wants milliseconds (0 to "
+                           "86400000), not \"%s\"",
+                           v);
+    *out = (int)ms;
+    return EXIT_DONE;
+}
+
+/* Runs the command on the database, once the command line is read. */
+static int run(dwctl *c, const command *cmd, int busy_ms)
+{
+    const char *busy = opt_value(c, "busy-timeout");
+    int code = busy ? parse_busy_ms(busy, &busy_ms) : EXIT_DONE;
+    if (code == EXIT_DONE)
+        code = open_database(c, busy_ms);
+    if (code == EXIT_DONE)
+        code = cmd->run(c);
+    /* Output that did not reach its file is a failure, JSON included. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && code == EXIT_DONE) {
+        say_error("writing the output failed: %s", strerror(errno));
+        code = EXIT_ERROR;
+    }
+    sqlite3_close(c->db);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     if (wants_help(argc, argv))
@@ -427,15 +528,12 @@ int main(int argc, char **argv)
             printf("dwctl %s (libdualwrite %s, SQLite %s)\n", DW_VERSION,
                    dw_version(), sqlite3_libversion());
             return EXIT_DONE;
+        } else if (strncmp(argv[i], "--busy-timeout=", 15) == 0) {
+            if (parse_busy_ms(argv[i] + 15, &busy_ms) != EXIT_DONE)
+                return EXIT_USAGE;
         } else if (strcmp(argv[i], "--busy-timeout") == 0 && i + 1 < argc) {
-            char *end;
-            long ms = strtol(argv[++i], &end, 10);
-            if (*end || end == argv[i] || ms < 0 || ms > 86400000)
-                return usage_error(NULL,
-                                   "--busy-timeout wants milliseconds, not "
-                                   "\"%s\"",
-                                   argv[i]);
-            busy_ms = (int)ms;
+            if (parse_busy_ms(argv[++i], &busy_ms) != EXIT_DONE)
+                return EXIT_USAGE;
         } else {
             return usage_error(NULL, "unknown option %s before DATABASE",
                                argv[i]);
@@ -461,22 +559,19 @@ int main(int argc, char **argv)
     const command *cmd = find_command(argv[i + 1]);
     if (!cmd)
         return usage_error(NULL, "no command \"%s\"", argv[i + 1]);
-    char *args[64];
-    c.args = args;
-    if (argc - i - 2 > (int)(sizeof args / sizeof *args))
-        return usage_error(cmd, "too many arguments for %s", cmd->name);
-    int code = parse_command_line(&c, cmd, argc - i - 2, argv + i + 2);
-    if (code != EXIT_DONE)
-        return code;
-    if ((code = open_database(&c, busy_ms)) != EXIT_DONE) {
-        sqlite3_close(c.db);
-        return code;
-    }
-    code = cmd->run(&c);
-    if (fflush(stdout) != 0 && code == EXIT_DONE) {
-        say_error("writing the output failed: %s", strerror(errno));
+    /* No more arguments or options than words on the command line. */
+    c.args = sqlite3_malloc64(sizeof *c.args * (size_t)argc);
+    c.opts = sqlite3_malloc64(sizeof *c.opts * (size_t)argc);
+    int code;
+    if (!c.args || !c.opts) {
+        say_error("out of memory");
         code = EXIT_ERROR;
+    } else {
+        code = parse_command_line(&c, cmd, argc - i - 2, argv + i + 2);
+        if (code == EXIT_DONE)
+            code = run(&c, cmd, busy_ms);
     }
-    sqlite3_close(c.db);
+    sqlite3_free(c.args);
+    sqlite3_free(c.opts);
     return code;
 }

@@ -22,8 +22,6 @@ enum {
     EXIT_STOPPED = 130   /* interrupted after a committed batch; run again */
 };
 
-#define MAX_OPTIONS 64
-
 /* One option as given: "--name value" or "--name=value" (value NULL for a
  * switch). */
 typedef struct opt {
@@ -35,10 +33,11 @@ typedef struct dwctl {
     const char *db_path;
     sqlite3 *db;
     int json;
-    /* The command's positional arguments, after DATABASE and COMMAND. */
+    /* The command's positional arguments, after DATABASE and COMMAND, and
+     * its options (both arrays sized for the whole command line). */
     char **args;
     int nargs;
-    opt opts[MAX_OPTIONS];
+    opt *opts;
     int nopts;
 } dwctl;
 
@@ -68,9 +67,19 @@ int opt_given(const dwctl *c, const char *name);
  * returns 0, or prints an error and returns -1. */
 int opt_int(const dwctl *c, const char *name, long min, long max, int *out);
 
+/* A word for a shell command line: as it is when it needs no quoting,
+ * else in single quotes; to be freed with sqlite3_free(). */
+char *shell_word(const char *s);
+
+/* A library message with its names for flags and calls put in the tool's
+ * words ("--force" for DW_STAGE_FORCE); to be freed with sqlite3_free(). */
+char *tool_message(const char *msg);
+
 /* Messages on stderr, prefixed "dwctl: ". */
 void say_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The exit code for a library result, after printing msg for a failure. */
+/* The exit code for a library result, after printing msg for a failure
+ * (with the library's names for its flags and calls put in the tool's
+ * words). */
 int fail(int rc, const char *msg);
 /* The same, with the handle's message. */
 int fail_h(int rc, dw_migration *h);
@@ -98,11 +107,16 @@ const char *format_time(char *buf, size_t size, double t);
  * tracked per level; keys are given with the value (NULL inside arrays). */
 typedef struct json_out {
     FILE *f;
+    char *text;
+    size_t size;
     int depth;
     int count[32];
 } json_out;
 
-void json_start(json_out *j, FILE *f);
+/* Starts a document, built in memory; json_finish() prints it on stdout,
+ * json_drop() forgets it (a command that failed halfway). */
+void json_start(json_out *j);
+void json_drop(json_out *j);
 void json_object(json_out *j, const char *key);
 void json_array(json_out *j, const char *key);
 void json_end(json_out *j, char close);
@@ -111,11 +125,16 @@ void json_int(json_out *j, const char *key, int64_t v);
 void json_num(json_out *j, const char *key, double v);
 void json_bool(json_out *j, const char *key, int v);
 void json_null(json_out *j, const char *key);
+/* A member whose value is JSON text already (a stored spec). */
+void json_raw(json_out *j, const char *key, const char *json);
 /* A dw_value as JSON (blobs as {"blob": hex}). */
 void json_value(json_out *j, const char *key, const dw_value *v);
-/* Ends the document with a newline. */
+/* Ends the document with a newline and prints it. */
 void json_finish(json_out *j);
-/* Appends a JSON string literal for s to a growing sqlite3_str. */
+/* Whether s is UTF-8 throughout. */
+int utf8_valid(const char *s);
+/* Appends a JSON string literal for s to a growing sqlite3_str (bytes that
+ * are not UTF-8 as \u00XX, so the document stays valid JSON). */
 void json_quote(sqlite3_str *out, const char *s);
 
 /* The canary settings and overrides (canary without options). */

@@ -111,7 +111,8 @@ static char *spec_from_options(const dwctl *c)
     return spec;
 }
 
-/* A whole file ("-": standard input) as a NUL-terminated string. */
+/* A whole file ("-": standard input) as a NUL-terminated string, for
+ * text: a file holding a NUL byte is refused (the rest would be lost). */
 static char *read_file(const char *path)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -122,14 +123,25 @@ static char *read_file(const char *path)
     sqlite3_str *out = sqlite3_str_new(NULL);
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    int nul = 0;
+    errno = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        nul |= memchr(buf, '\0', n) != NULL;
         sqlite3_str_append(out, buf, (int)n);
-    int bad = ferror(f);
+    }
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
     if (f != stdin)
         fclose(f);
+    int str_rc = sqlite3_str_errcode(out);
     char *text = sqlite3_str_finish(out);
-    if (bad) {
-        say_error("cannot read %s", path);
+    if (err || str_rc != SQLITE_OK || nul) {
+        if (err)
+            say_error("cannot read %s: %s", path, strerror(err));
+        else if (str_rc != SQLITE_OK)
+            say_error("cannot read %s: %s", path,
+                      str_rc == SQLITE_TOOBIG ? "too big" : "out of memory");
+        else
+            say_error("%s holds a NUL byte: not a text file", path);
         sqlite3_free(text);
         return NULL;
     }
@@ -216,6 +228,9 @@ int cmd_stage(dwctl *c)
                   "history)");
         return EXIT_USAGE;
     }
+    /* A check records nothing, so it needs no reason, even forced. */
+    if (check && (!reason || !reason[0]))
+        reason = "check";
     dw_migration *h = NULL;
     int code = open_migration(&h, c);
     if (code != EXIT_DONE)
@@ -237,9 +252,6 @@ int cmd_stage(dwctl *c)
                    dw_stage_name(to));
     }
     code = fail_h(rc, h);
-    if (rc == DW_EGATE && !check)
-        say_error("to move past the gate anyway: --force with a --reason "
-                  "(recorded in the history)");
     dw_close(h);
     return code;
 }
@@ -256,8 +268,10 @@ static void on_interrupt(int sig)
 
 typedef struct progress_state {
     const char *name;
+    /* Where progress goes: stdout, or stderr when stdout carries JSON;
+     * NULL for nowhere (JSON, and stderr is no terminal). */
+    FILE *out;
     int tty;
-    int json;
     double last_print;
     int drawn;
 } progress_state;
@@ -269,7 +283,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void draw_bar(const dw_backfill_progress *p)
+static void draw_bar(FILE *f, const dw_backfill_progress *p)
 {
     enum { WIDTH = 30 };
     double share = p->rows_total > 0
@@ -283,25 +297,27 @@ static void draw_bar(const dw_backfill_progress *p)
     memset(bar + full, '.', (size_t)(WIDTH - full));
     bar[WIDTH] = '\0';
     /* \r and erase-line: the bar is redrawn in place. */
-    fprintf(stdout, "\r\033[K[%s] %5.1f%%  %lld/%lld rows  %.0f rows/s  ",
-            bar, share * 100.0, (long long)p->rows_done,
-            (long long)p->rows_total, p->rows_per_second);
+    fprintf(f, "\r\033[K[%s] %5.1f%%  %lld/%lld rows  %.0f rows/s  ", bar,
+            share * 100.0, (long long)p->rows_done, (long long)p->rows_total,
+            p->rows_per_second);
     if (p->seconds_left > 0)
-        fprintf(stdout, "%.0fs left", p->seconds_left);
+        fprintf(f, "%.0fs left", p->seconds_left);
     else
-        fprintf(stdout, "--s left");
-    fflush(stdout);
+        fprintf(f, "--s left");
+    fflush(f);
 }
 
-static void print_line(const char *name, const dw_backfill_progress *p)
+static void print_line(FILE *f, const char *name,
+                       const dw_backfill_progress *p)
 {
-    printf("backfill %s: %lld/%lld rows (%.1f%%), %.0f rows/s, %.0f s left\n",
-           name, (long long)p->rows_done, (long long)p->rows_total,
-           p->rows_total > 0
-               ? 100.0 * (double)p->rows_done / (double)p->rows_total
-               : 100.0,
-           p->rows_per_second, p->seconds_left);
-    fflush(stdout);
+    fprintf(f, "backfill %s: %lld/%lld rows (%.1f%%), %.0f rows/s, %.0f s "
+               "left\n",
+            name, (long long)p->rows_done, (long long)p->rows_total,
+            p->rows_total > 0
+                ? 100.0 * (double)p->rows_done / (double)p->rows_total
+                : 100.0,
+            p->rows_per_second, p->seconds_left);
+    fflush(f);
 }
 
 static int on_progress(const dw_backfill_progress *p, void *payload)
@@ -311,15 +327,13 @@ static int on_progress(const dw_backfill_progress *p, void *payload)
     /* A bar redrawn ten times a second, a line about once a second (and
      * always the first batch's, so a log shows the run began). */
     double every = ps->tty ? 0.1 : 1.0;
-    if (!ps->json || ps->tty) {
-        if (!ps->drawn || t - ps->last_print >= every || p->finished) {
-            if (ps->tty)
-                draw_bar(p);
-            else
-                print_line(ps->name, p);
-            ps->last_print = t;
-            ps->drawn = 1;
-        }
+    if (!ps->drawn || t - ps->last_print >= every || p->finished) {
+        if (ps->out && ps->tty)
+            draw_bar(ps->out, p);
+        else if (ps->out)
+            print_line(ps->out, ps->name, p);
+        ps->last_print = t;
+        ps->drawn = 1;
     }
     return interrupted;
 }
@@ -334,7 +348,7 @@ static void json_progress(const char *name, const char *outcome,
                           const dw_backfill_progress *p)
 {
     json_out j;
-    json_start(&j, stdout);
+    json_start(&j);
     json_object(&j, NULL);
     json_str(&j, "name", name);
     json_str(&j, "outcome", outcome);
@@ -347,6 +361,30 @@ static void json_progress(const char *name, const char *outcome,
     json_bool(&j, "finished", p->finished);
     json_end(&j, '}');
     json_finish(&j);
+}
+
+/* Ctrl-C (or a TERM) stops the backfill after the batch in hand; a second
+ * one kills at once, which is safe too: each batch commits whole. A signal
+ * the caller ignores (a background job) stays ignored. */
+static void catch_interrupts(struct sigaction old[2])
+{
+    static const int sigs[2] = {SIGINT, SIGTERM};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 2; i++) {
+        sigaction(sigs[i], NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static void restore_interrupts(const struct sigaction old[2])
+{
+    sigaction(SIGINT, &old[0], NULL);
+    sigaction(SIGTERM, &old[1], NULL);
 }
 
 int cmd_backfill(dwctl *c)
@@ -364,40 +402,42 @@ int cmd_backfill(dwctl *c)
     int code = open_migration(&h, c);
     if (code != EXIT_DONE)
         return code;
-    progress_state ps = {dw_name(h), isatty(STDOUT_FILENO), c->json, 0, 0};
+    progress_state ps;
+    memset(&ps, 0, sizeof ps);
+    ps.name = dw_name(h);
+    ps.out = c->json ? stderr : stdout;
+    ps.tty = isatty(fileno(ps.out));
+    if (c->json && !ps.tty)
+        ps.out = NULL;
     o.progress = on_progress;
     o.throttle = on_throttle;
     o.payload = &ps;
-    /* Ctrl-C (or a TERM) stops after the batch in hand; a second one
-     * kills at once, which is safe too: each batch commits whole. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = (int)SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    struct sigaction old[2];
+    catch_interrupts(old);
     dw_backfill_progress p;
     memset(&p, 0, sizeof p);
     int rc = dw_backfill(&p, h, &o);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    if (ps.tty && ps.drawn) {
+    restore_interrupts(old);
+    if (ps.out && ps.tty && ps.drawn) {
         if (rc == DW_OK)
-            draw_bar(&p);
-        fputc('\n', stdout);
+            draw_bar(ps.out, &p);
+        fputc('\n', ps.out);
     }
     const char *name = dw_name(h);
-    if (rc == DW_OK) {
-        if (c->json)
-            json_progress(name, "finished", &p);
-        else
-            printf("backfill %s: finished, %lld rows (%lld written, %lld "
-                   "deleted) in %lld batches; longest batch %.1f ms\n",
-                   name, (long long)p.rows_done, (long long)p.rows_written,
-                   (long long)p.rows_deleted, (long long)p.batches,
-                   p.max_batch_ms);
-    } else if (rc == DW_MORE) {
+    /* No batch ran: it had finished before (a backfill is done once). */
+    int before = rc == DW_OK && !ps.drawn;
+    if (rc == DW_OK && c->json)
+        json_progress(name, before ? "already_finished" : "finished", &p);
+    else if (rc == DW_OK)
+        printf("backfill %s: %s, %lld rows (%lld written, %lld deleted) in "
+               "%lld batches%s",
+               name, before ? "already finished" : "finished",
+               (long long)p.rows_done, (long long)p.rows_written,
+               (long long)p.rows_deleted, (long long)p.batches,
+               before ? "; --restart copies again\n" : "");
+    if (rc == DW_OK && !c->json && !before)
+        printf("; longest batch %.1f ms\n", p.max_batch_ms);
+    if (rc == DW_MORE) {
         if (c->json)
             json_progress(name, "stopped", &p);
         else
@@ -406,9 +446,9 @@ int cmd_backfill(dwctl *c)
                    name, (long long)p.batches, (long long)p.rows_done,
                    (long long)p.rows_total);
         code = EXIT_STOPPED;
-    }
-    if (rc != DW_MORE)
+    } else {
         code = fail_h(rc, h);
+    }
     dw_close(h);
     return code;
 }
@@ -473,7 +513,7 @@ int cmd_verify(dwctl *c)
     char *items = sqlite3_str_finish(r.json_items);
     if (rc == DW_OK && c->json) {
         json_out j;
-        json_start(&j, stdout);
+        json_start(&j);
         json_object(&j, NULL);
         json_str(&j, "name", dw_name(h));
         json_int(&j, "run_id", v.run_id);
@@ -483,7 +523,9 @@ int cmd_verify(dwctl *c)
         json_int(&j, "different", v.different);
         json_bool(&j, "clean", v.clean);
         json_num(&j, "seconds", v.seconds);
-        fprintf(stdout, ",\"divergent\":[%s]", items ? items : "");
+        char *list = sqlite3_mprintf("[%s]", items ? items : "");
+        json_raw(&j, "divergent", list ? list : "[]");
+        sqlite3_free(list);
         json_end(&j, '}');
         json_finish(&j);
     } else if (rc == DW_OK) {
@@ -525,7 +567,7 @@ int cmd_repair(dwctl *c)
     }
     if (c->json) {
         json_out j;
-        json_start(&j, stdout);
+        json_start(&j);
         json_object(&j, NULL);
         json_str(&j, "name", dw_name(h));
         json_object(&j, "divergent");
@@ -600,19 +642,31 @@ static int key_list_add(key_list *k, dw_value v, const char *text)
     return 0;
 }
 
-/* One line: a JSON array of integers and strings, or one bare value.
- * Returns the number of values, or -1 (message printed). */
+/* One line: a JSON array of integers and strings, or one bare value: a
+ * whole number when it starts like one, else a text. Returns the number of
+ * values, or -1 (message printed, naming the file and line). */
 static int parse_key_line(key_list *k, sqlite3 *db, const char *line,
                           const char *path, int lineno)
 {
+    if (!utf8_valid(line)) {
+        say_error("%s:%d: not UTF-8 text", path, lineno);
+        return -1;
+    }
     if (line[0] != '[') {
+        int numeric = line[0] == '-' || line[0] == '+' ||
+                      (line[0] >= '0' && line[0] <= '9');
         char *end;
         errno = 0;
-        long long n = strtoll(line, &end, 10);
-        int is_int = !errno && end != line && !*end &&
-                     (line[0] == '-' || (line[0] >= '0' && line[0] <= '9'));
-        if ((is_int ? key_list_add(k, dw_int(n), NULL)
-                    : key_list_add(k, dw_null(), line)) != 0) {
+        long long n = numeric ? strtoll(line, &end, 10) : 0;
+        if (numeric && (errno || *end || line[0] == '+')) {
+            say_error("%s:%d: %s is not a whole number from %lld to %lld "
+                      "(for a text key, write [\"%s\"])",
+                      path, lineno, line, (long long)INT64_MIN,
+                      (long long)INT64_MAX, line);
+            return -1;
+        }
+        if ((numeric ? key_list_add(k, dw_int(n), NULL)
+                     : key_list_add(k, dw_null(), line)) != 0) {
             say_error("out of memory");
             return -1;
         }
@@ -632,12 +686,13 @@ static int parse_key_line(key_list *k, sqlite3 *db, const char *line,
         int bad;
         if (strcmp(type, "integer") == 0)
             bad = key_list_add(k, dw_int(sqlite3_column_int64(st, 1)), NULL);
-        else if (strcmp(type, "text") == 0)
+        else if (strcmp(type, "text") == 0 &&
+                 utf8_valid((const char *)sqlite3_column_text(st, 1)))
             bad = key_list_add(k, dw_null(),
                                (const char *)sqlite3_column_text(st, 1));
         else {
-            say_error("%s:%d: a key value must be an integer or a string, "
-                      "not %s",
+            say_error("%s:%d: a key value must be an integer or a UTF-8 "
+                      "string, not %s",
                       path, lineno, type);
             sqlite3_finalize(st);
             return -1;
@@ -659,12 +714,14 @@ static int parse_key_line(key_list *k, sqlite3 *db, const char *line,
     return n;
 }
 
+/* The keys listed in a file: 0; -1 for a line that is not a key (the
+ * message names it); -2 when the file cannot be read. */
 static int read_keys(key_list *k, sqlite3 *db, const char *path)
 {
     memset(k, 0, sizeof *k);
     char *text = read_file(path);
     if (!text)
-        return -1;
+        return -2;
     int lineno = 0, ok = 0;
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
@@ -674,6 +731,9 @@ static int read_keys(key_list *k, sqlite3 *db, const char *path)
         /* Trim spaces and a CR. */
         while (*line == ' ' || *line == '\t')
             line++;
+        /* A byte-order mark some editors write first. */
+        if (lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+            line += 3;
         char *e = line + strlen(line);
         while (e > line && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
             *--e = '\0';
@@ -722,28 +782,40 @@ static int parse_stage_opt(const dwctl *c, const char *name, int *out)
 static int canary_keys(dwctl *c, dw_migration *h, const dw_routing *r)
 {
     int add = opt_given(c, "add-keys");
-    key_list k;
-    if (read_keys(&k, c->db,
-                  opt_value(c, add ? "add-keys" : "remove-keys")) != 0)
+    int has_canary = r->canary_percent > 0 || r->canary_cohort;
+    int stage = r->canary_stage;
+    if (!add && opt_given(c, "stage")) {
+        say_error("canary: --remove-keys takes no --stage: the keys follow "
+                  "the canary or the migration again");
         return EXIT_USAGE;
-    int rc, stage = r->canary_stage, cleared = 0;
+    }
+    if (add && !opt_given(c, "stage") && !has_canary) {
+        say_error("canary: say which stage the keys move to with --stage "
+                  "STAGE (there is no canary stage to follow)");
+        return EXIT_USAGE;
+    }
+    if (add && parse_stage_opt(c, "stage", &stage) != 0)
+        return EXIT_USAGE;
+    key_list k;
+    int bad = read_keys(&k, c->db,
+                        opt_value(c, add ? "add-keys" : "remove-keys"));
+    if (bad)
+        return bad == -2 ? EXIT_ERROR : EXIT_USAGE;
+    int rc, cleared = 0;
     const char *reason = opt_value(c, "reason");
     if (add) {
-        if (parse_stage_opt(c, "stage", &stage) != 0) {
-            key_list_free(&k);
-            return EXIT_USAGE;
-        }
         rc = dw_override_set(h, k.values, k.nkey, k.count, stage, reason);
-        if (rc == DW_OK)
+        if (rc == DW_OK && !c->json)
             printf("%s: %d keys now at %s\n", dw_name(h), k.count,
                    dw_stage_name(stage));
     } else {
         rc = dw_override_clear(&cleared, h, k.values, k.nkey, k.count, reason);
-        if (rc == DW_OK)
+        if (rc == DW_OK && !c->json)
             printf("%s: %d overrides removed\n", dw_name(h), cleared);
     }
     key_list_free(&k);
-    return fail_h(rc, h);
+    /* With --json, the canary as it now stands. */
+    return rc == DW_OK && c->json ? show_canary(c, h) : fail_h(rc, h);
 }
 
 int cmd_canary(dwctl *c)
@@ -808,14 +880,13 @@ int cmd_canary(dwctl *c)
         if (code == EXIT_DONE) {
             rc = dw_routing_set(h, &next, opt_value(c, "reason"),
                                 opt_given(c, "force") ? DW_STAGE_FORCE : 0);
-            char *canary = rc == DW_OK ? canary_text(&next) : NULL;
+            char *canary = rc == DW_OK && !c->json ? canary_text(&next)
+                                                   : NULL;
             if (canary)
                 printf("%s: canary %s\n", dw_name(h), canary);
             sqlite3_free(canary);
-            code = fail_h(rc, h);
-            if (rc == DW_EGATE)
-                say_error("to move the keys anyway: --force with a --reason "
-                          "(recorded in the history)");
+            code = rc == DW_OK && c->json ? show_canary(c, h)
+                                          : fail_h(rc, h);
         }
         sqlite3_free(cohort);
     }

@@ -15,14 +15,26 @@ typedef struct standing {
     int64_t mismatches_dropped;
     int64_t repair_queue;
     dw_routing routing;
+    char *cohort; /* the routing's cohort, copied: the handle's copy lasts
+                     only until its next call */
     int64_t overrides;
+    int64_t overrides_below_complete;
 } standing;
 
 static int count_override(const dw_override_entry *e, void *payload)
 {
-    (void)e;
-    (*(int64_t *)payload)++;
+    standing *s = payload;
+    s->overrides++;
+    if (e->stage < DW_STAGE_COMPLETE)
+        s->overrides_below_complete++;
     return 0;
+}
+
+static void standing_free(standing *s)
+{
+    sqlite3_free(s->cohort);
+    s->cohort = NULL;
+    s->routing.canary_cohort = NULL;
 }
 
 static int read_standing(standing *s, dw_migration *h)
@@ -35,10 +47,13 @@ static int read_standing(standing *s, dw_migration *h)
         (rc = dw_mismatch_log_count(&s->mismatches, &s->mismatches_dropped,
                                     h)) != DW_OK ||
         (rc = dw_repair_count(&s->repair_queue, h)) != DW_OK ||
-        (rc = dw_routing_get(&s->routing, h)) != DW_OK ||
-        (rc = dw_override_list(h, count_override, &s->overrides)) != DW_OK)
+        (rc = dw_routing_get(&s->routing, h)) != DW_OK)
         return rc;
-    return DW_OK;
+    if (s->routing.canary_cohort &&
+        !(s->cohort = sqlite3_mprintf("%s", s->routing.canary_cohort)))
+        return DW_ENOMEM;
+    s->routing.canary_cohort = s->cohort;
+    return dw_override_list(h, count_override, s);
 }
 
 static const char *backfill_state(const dw_backfill_progress *b)
@@ -158,6 +173,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
             ls->code = code;
         line = sqlite3_mprintf("cannot open: %s", err ? err : dw_errmsg(h));
         sqlite3_free(msg);
+        standing_free(&s);
         memset(&s, 0, sizeof s);
         s.stage = m->stage;
     } else {
@@ -173,10 +189,13 @@ static int list_one(const dw_stored_migration *m, void *payload)
         json_str(j, "stage", dw_stage_name(s.stage));
         json_bool(j, "callbacks", m->callbacks);
         json_bool(j, "contracted", m->contracted);
-        json_backfill(j, &s.backfill);
-        json_verify(j, &s.verify);
-        json_int(j, "mismatches", s.mismatches);
-        json_int(j, "repair_queue", s.repair_queue);
+        if (rc == DW_OK) {
+            json_backfill(j, &s.backfill);
+            json_verify(j, &s.verify);
+            json_int(j, "mismatches", s.mismatches);
+            json_int(j, "repair_queue", s.repair_queue);
+        }
+        json_bool(j, "opened", rc == DW_OK);
         json_str(j, "health", line ? line : "(out of memory)");
         json_end(j, '}');
     } else {
@@ -186,6 +205,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
                line ? line : "(out of memory)");
     }
     sqlite3_free(line);
+    standing_free(&s);
     dw_close(h);
     ls->count++;
     return 0;
@@ -197,13 +217,15 @@ int cmd_list(dwctl *c)
     memset(&ls, 0, sizeof ls);
     ls.c = c;
     if (c->json) {
-        json_start(&ls.j, stdout);
+        json_start(&ls.j);
         json_object(&ls.j, NULL);
         json_array(&ls.j, "migrations");
     }
     char *err = NULL;
     int rc = dw_list(c->db, list_one, &ls, &err);
     if (rc != DW_OK) {
+        if (c->json)
+            json_drop(&ls.j);
         int code = fail(rc, err);
         sqlite3_free(err);
         return code;
@@ -243,11 +265,31 @@ static int find_spec(const dw_stored_migration *m, void *payload)
 
 /* What to do next and whether the library would allow it now. */
 typedef struct next_step {
-    const char *action; /* "stage", "backfill", "verify", "repair", ... */
-    int stage;          /* the stage the move goes to, or -1 */
+    /* "stage", "backfill", "verify", "repair" (then verify), "canary" (its
+     * keys hold the contract back), "contract", or "done". */
+    const char *action;
+    int stage;          /* the stage the next move goes to, or -1 */
     int gate_open;
-    char *why;          /* the gate's message when closed */
+    char *why;          /* what closes the gate, when it is closed */
 } next_step;
+
+/* The contract's own gate, beside being at COMPLETE: no key routed below
+ * it (the library checks the same, and says so when asked to contract). */
+static char *contract_blocked(const standing *s)
+{
+    const dw_routing *r = &s->routing;
+    if (s->overrides_below_complete)
+        return sqlite3_mprintf("the contract is held back: %lld keys have "
+                               "overrides below COMPLETE (canary "
+                               "--remove-keys)",
+                               (long long)s->overrides_below_complete);
+    if ((r->canary_percent > 0 || r->canary_cohort) &&
+        r->canary_stage != DW_STAGE_COMPLETE)
+        return sqlite3_mprintf("the contract is held back: the canary runs "
+                               "at %s (canary --clear)",
+                               dw_stage_name(r->canary_stage));
+    return NULL;
+}
 
 static int plan_next(next_step *n, dw_migration *h, const standing *s)
 {
@@ -259,55 +301,71 @@ static int plan_next(next_step *n, dw_migration *h, const standing *s)
         return DW_OK;
     }
     if (s->stage == DW_STAGE_COMPLETE) {
-        n->action = "contract";
+        n->why = contract_blocked(s);
+        n->gate_open = !n->why;
+        n->action = n->gate_open ? "contract" : "canary";
         return DW_OK;
     }
     n->stage = s->stage + 1;
     int rc = dw_stage_set(h, n->stage, "check", DW_STAGE_CHECK);
     if (rc == DW_EGATE) {
         n->gate_open = 0;
-        n->why = sqlite3_mprintf("%s", dw_errmsg(h));
+        n->why = tool_message(dw_errmsg(h));
     } else if (rc != DW_OK) {
         return rc;
     }
     int bf_done = s->backfill.finished && !s->backfill.stale;
     int dirty = s->verify.run_id && s->verify.finished && !s->verify.clean;
     /* At DUAL_WRITE the move to SHADOW has no gate, but comparing before
-     * the backfill would only report the rows not copied yet. */
-    if (!bf_done && s->stage != DW_STAGE_OFF && !s->callbacks)
+     * the backfill would only report the rows not copied yet. Callback
+     * migrations backfill and verify in the application. */
+    if (s->callbacks || s->stage == DW_STAGE_OFF)
+        n->action = "stage";
+    else if (!bf_done)
         n->action = "backfill";
-    else if (!n->gate_open && dirty && !s->callbacks)
+    else if (!n->gate_open && dirty)
         n->action = "repair";
-    else if (!n->gate_open && !s->callbacks)
+    else if (!n->gate_open)
         n->action = "verify";
     else
         n->action = "stage";
     return DW_OK;
 }
 
-static void print_next(const char *db, const char *name,
+static void print_next(const char *db_path, const char *migration,
                        const next_step *n)
 {
-    if (strcmp(n->action, "done") == 0) {
+    char *db = shell_word(db_path), *name = shell_word(migration);
+    if (!db || !name) {
+        sqlite3_free(db);
+        sqlite3_free(name);
+        return;
+    }
+    const char *a = n->action;
+    if (strcmp(a, "done") == 0)
         printf("next        nothing: the old model was dropped (restore puts "
                "it back)\n");
-        return;
-    }
-    if (strcmp(n->action, "contract") == 0) {
+    else if (strcmp(a, "contract") == 0)
         printf("next        dwctl %s contract %s --backup FILE\n", db, name);
-        return;
-    }
-    if (strcmp(n->action, "stage") == 0)
+    else if (strcmp(a, "canary") == 0)
+        printf("next        dwctl %s canary %s, then contract\n", db, name);
+    else if (strcmp(a, "stage") == 0)
         printf("next        dwctl %s stage %s %s --reason TEXT\n", db, name,
                dw_stage_name(n->stage));
+    else if (strcmp(a, "repair") == 0)
+        printf("next        dwctl %s repair %s (if not done since the last "
+               "verification), then verify %s\n",
+               db, name, name);
     else
-        printf("next        dwctl %s %s %s, then stage %s\n", db, n->action,
-               name, dw_stage_name(n->stage));
-    if (n->gate_open)
-        printf("gate        open into %s\n", dw_stage_name(n->stage));
-    else
-        printf("gate        closed into %s: %s\n", dw_stage_name(n->stage),
-               n->why ? n->why : "?");
+        printf("next        dwctl %s %s %s, then stage %s\n", db, a, name,
+               dw_stage_name(n->stage));
+    const char *into = n->stage >= 0 ? dw_stage_name(n->stage) : "contract";
+    if (strcmp(a, "done") != 0 && n->gate_open)
+        printf("gate        open into %s\n", into);
+    else if (strcmp(a, "done") != 0)
+        printf("gate        %s\n", n->why ? n->why : "closed");
+    sqlite3_free(db);
+    sqlite3_free(name);
 }
 
 static int print_mismatch_line(const dw_mismatch_entry *e, void *payload)
@@ -431,7 +489,7 @@ int show_canary(dwctl *c, dw_migration *h)
         return fail_h(rc, h);
     if (c->json) {
         json_out j;
-        json_start(&j, stdout);
+        json_start(&j);
         json_object(&j, NULL);
         json_str(&j, "name", dw_name(h));
         json_routing_members(&j, &r);
@@ -439,7 +497,10 @@ int show_canary(dwctl *c, dw_migration *h)
         rc = dw_override_list(h, list_override, &j);
         json_end(&j, ']');
         json_end(&j, '}');
-        json_finish(&j);
+        if (rc == DW_OK)
+            json_finish(&j);
+        else
+            json_drop(&j);
         return fail_h(rc, h);
     }
     char *canary = canary_text(&r);
@@ -451,9 +512,10 @@ int show_canary(dwctl *c, dw_migration *h)
     return fail_h(rc, h);
 }
 
-static void print_status(dwctl *c, dw_migration *h, const found_spec *f,
-                         const standing *s, const next_step *n)
+static int print_status(dwctl *c, dw_migration *h, const found_spec *f,
+                        const standing *s, const next_step *n)
 {
+    int rc = DW_OK;
     char when[64];
     char *old_side = describe_side(c->db, f->spec, "old");
     char *new_side = describe_side(c->db, f->spec, "new");
@@ -497,20 +559,21 @@ static void print_status(dwctl *c, dw_migration *h, const found_spec *f,
     printf("mismatches  %lld logged, %lld dropped by the cap\n",
            (long long)s->mismatches, (long long)s->mismatches_dropped);
     if (s->mismatches)
-        dw_mismatch_log(h, 3, print_mismatch_line, NULL);
+        rc = dw_mismatch_log(h, 3, print_mismatch_line, NULL);
     printf("repairs     %lld keys queued\n", (long long)s->repair_queue);
     if (f->callbacks)
         printf("note        the mappings are C callbacks: backfill, verify "
                "and repair run inside the application\n");
     print_next(c->db_path, dw_name(h), n);
+    return rc;
 }
 
-static void json_status(dwctl *c, dw_migration *h, const found_spec *f,
-                        const standing *s, const next_step *n)
+static int json_status(dwctl *c, dw_migration *h, const found_spec *f,
+                       const standing *s, const next_step *n)
 {
     (void)c;
     json_out j;
-    json_start(&j, stdout);
+    json_start(&j);
     json_object(&j, NULL);
     json_str(&j, "name", dw_name(h));
     json_str(&j, "stage", dw_stage_name(s->stage));
@@ -518,7 +581,7 @@ static void json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_bool(&j, "callbacks", f->callbacks);
     json_bool(&j, "contracted", f->contracted);
     /* The stored spec is JSON already: parsed back, not quoted. */
-    fprintf(stdout, ",\"spec\":%s", f->spec);
+    json_raw(&j, "spec", f->spec);
     json_routing(&j, s);
     json_backfill(&j, &s->backfill);
     json_verify(&j, &s->verify);
@@ -526,7 +589,7 @@ static void json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_int(&j, "entries", s->mismatches);
     json_int(&j, "dropped", s->mismatches_dropped);
     json_array(&j, "latest");
-    dw_mismatch_log(h, 3, json_mismatch, &j);
+    int rc = dw_mismatch_log(h, 3, json_mismatch, &j);
     json_end(&j, ']');
     json_end(&j, '}');
     json_int(&j, "repair_queue", s->repair_queue);
@@ -537,7 +600,11 @@ static void json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_str(&j, "gate", n->why);
     json_end(&j, '}');
     json_end(&j, '}');
-    json_finish(&j);
+    if (rc == DW_OK)
+        json_finish(&j);
+    else
+        json_drop(&j);
+    return rc;
 }
 
 int cmd_status(dwctl *c)
@@ -554,6 +621,7 @@ int cmd_status(dwctl *c)
     if (rc == DW_OK && !f.spec)
         rc = DW_ENOMEM;
     standing s;
+    memset(&s, 0, sizeof s);
     next_step n;
     memset(&n, 0, sizeof n);
     if (rc == DW_OK && (rc = read_standing(&s, h)) == DW_OK) {
@@ -561,13 +629,11 @@ int cmd_status(dwctl *c)
         s.contracted = f.contracted;
         rc = plan_next(&n, h, &s);
     }
-    if (rc == DW_OK) {
-        if (c->json)
-            json_status(c, h, &f, &s, &n);
-        else
-            print_status(c, h, &f, &s, &n);
-    }
+    if (rc == DW_OK)
+        rc = c->json ? json_status(c, h, &f, &s, &n)
+                     : print_status(c, h, &f, &s, &n);
     code = err ? fail(rc, err) : fail_h(rc, h);
+    standing_free(&s);
     sqlite3_free(err);
     sqlite3_free(f.spec);
     sqlite3_free(n.why);
@@ -648,7 +714,7 @@ int cmd_history(dwctl *c)
         hs.skip = total > limit ? total - limit : 0;
     }
     if (c->json) {
-        json_start(&hs.j, stdout);
+        json_start(&hs.j);
         json_object(&hs.j, NULL);
         json_str(&hs.j, "name", dw_name(h));
         json_array(&hs.j, "history");
@@ -659,6 +725,8 @@ int cmd_history(dwctl *c)
         json_end(&hs.j, ']');
         json_end(&hs.j, '}');
         json_finish(&hs.j);
+    } else if (c->json) {
+        json_drop(&hs.j);
     }
     code = fail_h(rc, h);
     dw_close(h);
@@ -680,7 +748,7 @@ int cmd_mismatches(dwctl *c)
     int rc = dw_mismatch_log_count(&entries, &dropped, h);
     if (rc == DW_OK && c->json) {
         json_out j;
-        json_start(&j, stdout);
+        json_start(&j);
         json_object(&j, NULL);
         json_str(&j, "name", dw_name(h));
         json_int(&j, "entries", entries);
@@ -689,7 +757,10 @@ int cmd_mismatches(dwctl *c)
         rc = dw_mismatch_log(h, limit, json_mismatch, &j);
         json_end(&j, ']');
         json_end(&j, '}');
-        json_finish(&j);
+        if (rc == DW_OK)
+            json_finish(&j);
+        else
+            json_drop(&j);
     } else if (rc == DW_OK) {
         printf("%s: %lld mismatches logged, %lld dropped by the cap\n",
                dw_name(h), (long long)entries, (long long)dropped);
