@@ -131,6 +131,8 @@ void json_raw(json_out *j, const char *key, const char *json);
 void json_value(json_out *j, const char *key, const dw_value *v);
 /* Ends the document with a newline and prints it. */
 void json_finish(json_out *j);
+/* json_finish() after DW_OK, else json_drop(). */
+void json_close(json_out *j, int rc);
 /* Whether s is UTF-8 throughout. */
 int utf8_valid(const char *s);
 /* Appends a JSON string literal for s to a growing sqlite3_str (bytes that

@@ -218,3 +218,11 @@ void json_finish(json_out *j)
     j->f = NULL;
     json_drop(j);
 }
+
+void json_close(json_out *j, int rc)
+{
+    if (rc == DW_OK)
+        json_finish(j);
+    else
+        json_drop(j);
+}

@@ -497,10 +497,7 @@ int show_canary(dwctl *c, dw_migration *h)
         rc = dw_override_list(h, list_override, &j);
         json_end(&j, ']');
         json_end(&j, '}');
-        if (rc == DW_OK)
-            json_finish(&j);
-        else
-            json_drop(&j);
+        json_close(&j, rc);
         return fail_h(rc, h);
     }
     char *canary = canary_text(&r);
@@ -600,10 +597,7 @@ static int json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_str(&j, "gate", n->why);
     json_end(&j, '}');
     json_end(&j, '}');
-    if (rc == DW_OK)
-        json_finish(&j);
-    else
-        json_drop(&j);
+    json_close(&j, rc);
     return rc;
 }
 
@@ -721,12 +715,10 @@ int cmd_history(dwctl *c)
     }
     if (rc == DW_OK)
         rc = dw_history(h, show_entry, &hs);
-    if (c->json && rc == DW_OK) {
+    if (c->json) {
         json_end(&hs.j, ']');
         json_end(&hs.j, '}');
-        json_finish(&hs.j);
-    } else if (c->json) {
-        json_drop(&hs.j);
+        json_close(&hs.j, rc);
     }
     code = fail_h(rc, h);
     dw_close(h);
@@ -757,10 +749,7 @@ int cmd_mismatches(dwctl *c)
         rc = dw_mismatch_log(h, limit, json_mismatch, &j);
         json_end(&j, ']');
         json_end(&j, '}');
-        if (rc == DW_OK)
-            json_finish(&j);
-        else
-            json_drop(&j);
+        json_close(&j, rc);
     } else if (rc == DW_OK) {
         printf("%s: %lld mismatches logged, %lld dropped by the cap\n",
                dw_name(h), (long long)entries, (long long)dropped);
