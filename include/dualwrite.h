@@ -1461,9 +1461,10 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * will trust must have been written for it where it was, and when keys
  * move between stages that trust different sides, the gate of the
  * migration must be open (a finished backfill and a clean verification
- * since, as for LIVE), or DW_STAGE_FORCE be given with a reason (moving
- * keys back to a stage that trusts the old model is a rollback and, as for
- * the migration's stage, is not gated). A change
+ * since, as for LIVE), or DW_STAGE_FORCE be given with a reason -- in both
+ * directions: unlike the migration's own stage, moving canary keys back to
+ * a stage that trusts the old model is gated too, since keys that went
+ * through COMPLETE left the old model behind. A change
  * that starts writing a side some keys did not get before makes the
  * backfill stale, so the gates want a new backfill and verification.
  *

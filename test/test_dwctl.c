@@ -820,6 +820,25 @@ static void test_canary(void **state)
     /* Onto the new model needs the gate: no verification yet. */
     RUN(&r, &t, t.path, "canary", "items", "--stage", "LIVE");
     assert_code(&r, 3);
+    assert_contains(r.err, "--force");
+    /* Forcing the gate needs a reason, and the history records it. */
+    RUN(&r, &t, t.path, "canary", "items", "--stage", "LIVE", "--force");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "canary", "items", "--stage", "LIVE", "--force",
+        "--reason", "the ten percent are staff");
+    assert_code(&r, 0);
+    assert_contains(r.out, "at LIVE");
+    RUN(&r, &t, t.path, "history", "items", "--json", "--limit", "1");
+    assert_json(t.db, r.out, "$.history[0].event", "routing");
+    assert_json(t.db, r.out, "$.history[0].forced", "1");
+    assert_json(t.db, r.out, "$.history[0].reason", "the ten percent are staff");
+    /* Back to SHADOW is gated too (keys that went through COMPLETE left
+     * the old model behind): forced again. */
+    RUN(&r, &t, t.path, "canary", "items", "--stage", "SHADOW");
+    assert_code(&r, 3);
+    RUN(&r, &t, t.path, "canary", "items", "--stage", "SHADOW", "--force",
+        "--reason", "back to comparing");
+    assert_code(&r, 0);
     RUN(&r, &t, t.path, "canary", "items", "--cohort", "qty = 3");
     assert_code(&r, 0);
     assert_contains(r.out, "cohort \"qty = 3\" at SHADOW");

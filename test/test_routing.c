@@ -1762,8 +1762,6 @@ static void test_canary_makes_backfill_stale(void **state)
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
 }
 
-/* Moving canary keys back to a stage that trusts the old model is a
- * rollback: not gated, as for the migration's stage. Forward again is. */
 /* Moving canary keys back to the old model is gated too: keys that went
  * through COMPLETE left the old model behind, and only a backfill and a
  * clean verification show it complete again. */
