@@ -601,6 +601,18 @@ static void test_whole_migration(void **state)
     done_tables(&t);
 }
 
+/* Reads the tool's output until its first line (a progress line). */
+static void first_line(int fd, char *line, size_t size)
+{
+    size_t used = 0;
+    while (used < size - 1 && !memchr(line, '\n', used)) {
+        ssize_t n = read(fd, line + used, size - 1 - used);
+        assert_true(n > 0);
+        used += (size_t)n;
+    }
+    line[used] = '\0';
+}
+
 /* ---- backfill: interrupted and resumed ----------------------------------- */
 
 static void test_backfill_interrupted_and_resumed(void **state)
@@ -619,13 +631,7 @@ static void test_backfill_interrupted_and_resumed(void **state)
                                 NULL};
     pid_t pid = start(args, &fd, err_path(&t), NULL);
     char line[512];
-    size_t used = 0;
-    while (used < sizeof line - 1 && !memchr(line, '\n', used)) {
-        ssize_t n = read(fd, line + used, sizeof line - 1 - used);
-        assert_true(n > 0);
-        used += (size_t)n;
-    }
-    line[used] = '\0';
+    first_line(fd, line, sizeof line);
     assert_contains(line, "backfill items: 50/3000 rows");
     assert_int_equal(kill(pid, SIGINT), 0);
     read_all(fd, r.out, sizeof r.out);
@@ -657,6 +663,46 @@ static void test_backfill_interrupted_and_resumed(void **state)
     RUN(&r, &t, t.path, "verify", "items");
     assert_code(&r, 0);
     assert_contains(r.out, "clean");
+    done_tables(&t);
+}
+
+/* SIGTERM stops a backfill as Ctrl-C does; a SIGINT the caller ignores (a
+ * background job) stays ignored, and the backfill runs to the end. */
+static void test_backfill_signals(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 0);
+    run_result r;
+    const char *const args[] = {t.path,     "backfill",   "items",
+                                "--batch",  "50",         "--batch-ms",
+                                "-1",       "--pause-ms", "20",
+                                "--restart", NULL};
+    char line[512];
+    int fd;
+    pid_t pid = start(args, &fd, err_path(&t), NULL);
+    first_line(fd, line, sizeof line);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    read_all(fd, r.out, sizeof r.out);
+    close(fd);
+    assert_int_equal(wait_code(pid), 130);
+    assert_contains(r.out, "stopped after batch");
+
+    /* Ignored before exec, ignored after. */
+    struct sigaction ignore, old;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    assert_int_equal(sigaction(SIGINT, &ignore, &old), 0);
+    pid = start(args, &fd, err_path(&t), NULL);
+    assert_int_equal(sigaction(SIGINT, &old, NULL), 0);
+    first_line(fd, line, sizeof line);
+    assert_int_equal(kill(pid, SIGINT), 0);
+    read_all(fd, r.out, sizeof r.out);
+    close(fd);
+    assert_int_equal(wait_code(pid), 0);
+    assert_contains(r.out, "finished, 3000 rows");
+    unlink(err_path(&t));
     done_tables(&t);
 }
 
@@ -1206,6 +1252,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_define_and_list),
         cmocka_unit_test(test_whole_migration),
         cmocka_unit_test(test_backfill_interrupted_and_resumed),
+        cmocka_unit_test(test_backfill_signals),
         cmocka_unit_test(test_progress_bar_on_a_terminal),
         cmocka_unit_test(test_divergence_found_and_repaired),
         cmocka_unit_test(test_canary),
