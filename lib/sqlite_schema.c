@@ -356,7 +356,7 @@ static int canonical_names(dw_migration *h, int side, const table_info *t,
         int c = find_col(t, names[i]);
         if (c < 0)
             return dw__error(h, DW_ESCHEMA, side,
-                             "%s side: table \"%s\" has no %s column \"%s\"",
+                             "%s side: table \"%s\" has no %scolumn \"%s\"",
                              dw__side_word(side), t->name, what, names[i]);
         for (int j = 0; j < i; j++)
             if (sqlite3_stricmp(names[j], t->cols[c]) == 0)
@@ -461,7 +461,7 @@ static int check_side(dw_migration *h, int side, table_info *t)
     dw__free(d->table);
     d->table = table;
 
-    if ((rc = canonical_names(h, side, t, d->key, d->nkey, "key")) != DW_OK)
+    if ((rc = canonical_names(h, side, t, d->key, d->nkey, "key ")) != DW_OK)
         return rc;
     int unique;
     if ((rc = key_is_unique(h, side, t, &unique)) != DW_OK)

@@ -158,6 +158,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
     dw_migration *h = NULL;
     char *err = NULL;
     standing s;
+    memset(&s, 0, sizeof s);
     int rc = dw_open_stored(&h, ls->c->db, m->name, 0, &err);
     if (rc == DW_OK)
         rc = read_standing(&s, h);
