@@ -655,7 +655,7 @@ static int parse_key_line(key_list *k, sqlite3 *db, const char *line,
     if (line[0] != '[') {
         int numeric = line[0] == '-' || line[0] == '+' ||
                       (line[0] >= '0' && line[0] <= '9');
-        char *end;
+        char *end = NULL;
         errno = 0;
         long long n = numeric ? strtoll(line, &end, 10) : 0;
         if (numeric && (errno || *end || line[0] == '+')) {
