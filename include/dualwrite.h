@@ -470,6 +470,16 @@ typedef struct dw_migration dw_migration;
  * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
  * the redefinition in the history.
  *
+ * Locking: opening a migration already stored with the same spec, on state
+ * tables that are current, takes only a read transaction (no write lock):
+ * it does not wait for another connection's write transaction, and in WAL
+ * mode runs beside it. Defining, redefining, or creating or upgrading the
+ * state tables takes the write lock (BEGIN IMMEDIATE, all in one
+ * transaction); when the database is locked, that is DW_EBUSY once the
+ * connection's busy timeout runs out, and nothing is stored. Inside the
+ * caller's transaction the open is part of it (what it stores, in a
+ * savepoint of the library's).
+ *
  * @param out   receives the handle; set to NULL on failure. Must not be NULL.
  * @param db    the caller's open connection; borrowed, never closed. It must
  *              outlive the handle.

@@ -125,6 +125,8 @@ typedef struct dw_side_def {
     int nkey;
     char **cols;
     int ncols;
+    /* No columns were given: validation fills cols (ncols -1 until then). */
+    int cols_default;
 } dw_side_def;
 
 /* A mapping into one target side: SQL expressions aligned with the target's
@@ -203,10 +205,15 @@ typedef struct dw_backend_ops {
     const char *name;
     int (*attach)(dw_migration *h);
     void (*detach)(dw_migration *h);
-    /* Creates the state tables if needed and checks their version. */
+    /* Creates the state tables if needed and checks their version. In a
+     * read scope it writes nothing: DW__NEED_WRITE when it would create,
+     * upgrade or put back a table. */
     int (*state_init)(dw_migration *h);
     /* Checks the spec against the schema, filling default column lists and
-     * aligning SQL mappings with target columns. */
+     * aligning SQL mappings with target columns. May run again on the same
+     * handle (dw_open's second attempt): it starts over from the spec as
+     * given (dw__spec_unvalidate()) and from no row statements, so what the
+     * first run derived neither leaks nor outlives a schema change. */
     int (*validate)(dw_migration *h);
     /* Transactions: begin a write (BEGIN IMMEDIATE or SAVEPOINT) or read
      * scope; *own says whether a top-level transaction was begun. */
@@ -231,7 +238,9 @@ typedef struct dw_backend_ops {
     int (*state_seen_unchanged)(dw_migration *h);
     void (*state_remember)(dw_migration *h);
     /* The stored migration. Without `define`, a name not stored yet is
-     * DW_ENOTFOUND (nothing stored, no message) instead of a definition. */
+     * DW_ENOTFOUND (nothing stored, no message) instead of a definition.
+     * In a read scope it stores nothing: DW__NEED_WRITE when it would
+     * define the migration or store a redefinition. */
     int (*migration_load)(dw_migration *h, const char *spec_text,
                           const char *digest, int redefine, int define,
                           const char *reason);
@@ -425,6 +434,11 @@ struct dw_migration {
 
 enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };
 
+/* Internal, never returned to the caller: a step of dw_open() that runs in
+ * its first, read-only attempt (a read scope) would have to write, so the
+ * open starts over in a write scope. Positive, apart from DW_MORE. */
+#define DW__NEED_WRITE 64
+
 /* ---- errors ------------------------------------------------------------------- */
 
 int dw__error(dw_migration *h, int code, int side, const char *fmt, ...)
@@ -454,6 +468,10 @@ const char *dw__side_word(int side);
 
 int dw__spec_copy(dw_migration *h, const dw_options *o);
 void dw__spec_free(dw_spec *s);
+/* Drops what validation derived from the schema (the mappings aligned with
+ * columns, default column lists), for validating again. Names validation
+ * respelled as the schema spells them stay: they match the same. */
+void dw__spec_unvalidate(dw_spec *s);
 /* Canonical text of a validated spec (for the digest and for storage). */
 char *dw__spec_text(const dw_spec *s);
 

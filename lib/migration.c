@@ -67,46 +67,58 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     }
 
     /* Creating the state tables, checking the spec and storing it is one
-     * transaction: a failure leaves nothing behind. */
-    int scope;
-    rc = h->ops->begin(h, 1, &scope);
-    if (rc != DW_OK)
-        goto fail;
-    rc = h->ops->state_init(h);
-    if (rc == DW_OK)
-        rc = h->ops->migration_peek(h, &h->contracted);
-    if (rc == DW_OK)
-        rc = h->ops->validate(h);
-    char *text = NULL;
-    if (rc == DW_OK) {
-        text = dw__spec_text(&h->spec);
-        if (!text)
-            rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+     * transaction: a failure leaves nothing behind. It is first tried in a
+     * read scope, which opens a migration already stored with this spec
+     * without the write lock; a step that would write (state tables to
+     * create or upgrade, a spec to store) answers DW__NEED_WRITE, and the
+     * whole open starts over in a write scope, on what is there then. */
+    for (int write = 0; write <= 1; write++) {
+        int scope;
+        rc = h->ops->begin(h, write, &scope);
+        if (rc != DW_OK)
+            break;
+        rc = h->ops->state_init(h);
+        if (rc == DW_OK)
+            rc = h->ops->migration_peek(h, &h->contracted);
+        if (rc == DW_OK)
+            rc = h->ops->validate(h);
+        char *text = NULL;
+        if (rc == DW_OK) {
+            text = dw__spec_text(&h->spec);
+            if (!text)
+                rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        }
+        if (rc == DW_OK) {
+            dw_sha256 s;
+            unsigned char d[32];
+            dw_sha256_init(&s);
+            dw_sha256_update(&s, text, strlen(text));
+            dw_sha256_final(&s, d);
+            dw_hex(h->digest, d, 32);
+            rc = h->ops->migration_load(h, text, h->digest,
+                                        (h->flags & DW_OPEN_REDEFINE) != 0,
+                                        bound, opts->reason);
+            if (rc == DW_ENOTFOUND)
+                rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                               "migration \"%s\" is not stored in this "
+                               "database, and its spec maps rows with C "
+                               "callbacks: it must be defined by the "
+                               "application that has the callbacks, with "
+                               "dw_open()",
+                               h->spec.name);
+        }
+        dw__free(text);
+        if (rc == DW__NEED_WRITE && write)
+            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                           "internal: a write scope asked for a write "
+                           "scope");
+        if (rc == DW_OK)
+            rc = h->ops->commit(h, scope);
+        else
+            rc = dw__rollback(h, scope, rc);
+        if (rc != DW__NEED_WRITE)
+            break;
     }
-    if (rc == DW_OK) {
-        dw_sha256 s;
-        unsigned char d[32];
-        dw_sha256_init(&s);
-        dw_sha256_update(&s, text, strlen(text));
-        dw_sha256_final(&s, d);
-        dw_hex(h->digest, d, 32);
-        rc = h->ops->migration_load(h, text, h->digest,
-                                    (h->flags & DW_OPEN_REDEFINE) != 0,
-                                    bound, opts->reason);
-        if (rc == DW_ENOTFOUND)
-            rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                           "migration \"%s\" is not stored in this "
-                           "database, and its spec maps rows with C "
-                           "callbacks: it must be defined by the "
-                           "application that has the callbacks, with "
-                           "dw_open()",
-                           h->spec.name);
-    }
-    dw__free(text);
-    if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
-    else
-        rc = dw__rollback(h, scope, rc);
     if (rc != DW_OK)
         goto fail;
     dw__clear_error(h);

@@ -115,6 +115,7 @@ static int copy_side(dw_side_def *d, const dw_side_spec *s)
         d->cols = copy_names(s->columns, s->ncolumns, &rc);
     } else {
         d->ncols = -1; /* filled in by validation */
+        d->cols_default = 1;
     }
     return rc;
 }
@@ -225,6 +226,22 @@ void dw__spec_free(dw_spec *s)
     dw__free(s->map_version);
     dw__free(s->setup_sql);
     memset(s, 0, sizeof *s);
+}
+
+void dw__spec_unvalidate(dw_spec *s)
+{
+    for (int side = DW_SIDE_OLD; side <= DW_SIDE_NEW; side++) {
+        dw_side_def *d = &s->side[side];
+        /* The aligned expressions first: their count is the columns'. */
+        if (s->map[side].exprs)
+            free_names(s->map[side].exprs, d->ncols);
+        s->map[side].exprs = NULL;
+        if (d->cols_default) {
+            free_names(d->cols, d->ncols);
+            d->cols = NULL;
+            d->ncols = -1;
+        }
+    }
 }
 
 static void json_names(dw_buf *b, char **names, int n)

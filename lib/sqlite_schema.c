@@ -178,15 +178,21 @@ int dw__sqlite_state_init(dw_migration *h)
     if (rc != SQLITE_OK)
         return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                 "reading the schema");
+    /* dw_open()'s read-only attempt: anything to create, upgrade or put
+     * back takes its write attempt. */
+    int read_only = !BK(h)->write;
     /* A version 1 database has five of them; its upgrade adds the rest. */
     if (present == 0) {
+        if (read_only)
+            return DW__NEED_WRITE;
         if ((rc = run_script(h, state_ddl, "creating the state tables")) !=
             DW_OK)
             return rc;
         present = NSTATE_TABLES;
     }
     /* Upgrades run one version at a time, each in the caller's write
-     * transaction (dw_open holds one), so a failure keeps the old version. */
+     * transaction (dw_open's write attempt holds one), so a failure keeps
+     * the old version. */
     static const char *const upgrades[] = {NULL, state_upgrade_v1,
                                            state_upgrade_v2};
     int version = 0;
@@ -201,6 +207,8 @@ int dw__sqlite_state_init(dw_migration *h)
             return dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                     "reading the state schema version");
         if (version >= 1 && version < STATE_SCHEMA_VERSION) {
+            if (read_only)
+                return DW__NEED_WRITE;
             char what[64];
             snprintf(what, sizeof what,
                      "upgrading the state tables from version %d", version);
@@ -214,6 +222,8 @@ int dw__sqlite_state_init(dw_migration *h)
     if (version == STATE_SCHEMA_VERSION && present != NSTATE_TABLES &&
         present != -1) {
         /* Some were dropped by hand: put back what is missing. */
+        if (read_only)
+            return DW__NEED_WRITE;
         if ((rc = run_script(h, state_ddl, "creating the state tables")) !=
             DW_OK)
             return rc;
@@ -835,11 +845,35 @@ static int keys_compare_alike(dw_migration *h)
     return DW_OK;
 }
 
+/* What an earlier validation on this handle derived from the schema goes:
+ * dw_open() validates again in its write attempt, against the schema it
+ * then commits with. */
+static void unvalidate(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    dw__spec_unvalidate(&h->spec);
+    for (int id = ST_READ_SIDE; id < ST_COUNT; id++) {
+        sqlite3_finalize(bk->st[id]);
+        bk->st[id] = NULL;
+        dw__free(bk->sql[id]);
+        bk->sql[id] = NULL;
+    }
+    for (int k = 0; k < RK_KINDS; k++)
+        for (int side = 0; side < 3; side++)
+            for (int v = 0; v < RB_VARIANTS; v++) {
+                sqlite3_finalize(bk->range[k][side][v]);
+                bk->range[k][side][v] = NULL;
+            }
+    memset(h->key_class, 0, sizeof h->key_class);
+    h->keys_fold = 0;
+}
+
 int dw__sqlite_validate(dw_migration *h)
 {
     dw_spec *s = &h->spec;
     table_info t[3];
     memset(t, 0, sizeof t);
+    unvalidate(h);
     int rc = h->contracted ? old_side_from_store(h)
                            : check_side(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
     if (rc == DW_OK)

@@ -81,6 +81,9 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                              "spec (stored digest %.12s, this spec %.12s); "
                              "open with DW_OPEN_REDEFINE to replace it",
                              h->spec.name, stored, digest);
+        /* dw_open()'s read-only attempt stores nothing. */
+        if (!BK(h)->write)
+            return DW__NEED_WRITE;
         st = dw__stmt(h, ST_MIGRATION_REDEFINE);
         if (!st)
             return h->errcode;
@@ -102,6 +105,8 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                                 "looking up the migration");
     if (!define)
         return DW_ENOTFOUND;
+    if (!BK(h)->write)
+        return DW__NEED_WRITE;
     st = dw__stmt(h, ST_MIGRATION_INSERT);
     if (!st)
         return h->errcode;

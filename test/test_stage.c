@@ -921,6 +921,212 @@ static void test_redefine_makes_backfill_stale(void **state)
     dw_close(h2);
 }
 
+/* ---- opening beside another connection's write transaction -------------- */
+
+/* A migration stored with the same spec opens in a read transaction: in WAL
+ * mode it does not wait for another connection's write transaction (busy
+ * timeout 0), and the handle reads. What must write -- a definition, a
+ * redefinition -- still takes the write lock: DW_EBUSY, nothing stored. */
+static void test_open_stored_spec_beside_writer(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "go", 0));
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
+    int events = history_len(f->h);
+    dw_close(f->h);
+    f->h = NULL;
+
+    f->db2 = test_db_connect(&f->t);
+    exec_ok(f->db2, "BEGIN IMMEDIATE;"
+                    "INSERT INTO items VALUES(100, 'pending', 1)");
+    sqlite3_busy_timeout(f->t.db, 0);
+
+    /* The same spec: opens, and works. */
+    char *err = NULL;
+    int rc = open_items(&f->h, f->t.db, "m", "upper(name)", 0, NULL, &err);
+    if (rc != DW_OK)
+        print_error("dw_open beside a writer: %d %s\n", rc,
+                    err ? err : "(no message)");
+    assert_int_equal(rc, DW_OK);
+    assert_null(err);
+    assert_true(sqlite3_get_autocommit(f->t.db));
+    assert_string_equal(dw_spec_digest(f->h), digest);
+    assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
+    assert_int_equal(history_len(f->h), events);
+    /* DW_OPEN_REDEFINE with the stored spec has nothing to store. */
+    assert_int_equal(open_items(&f->h2, f->t.db, "m", "upper(name)",
+                                DW_OPEN_REDEFINE, "same", NULL),
+                     DW_OK);
+    assert_int_equal(stage_of(f->h2), DW_STAGE_DUAL_WRITE);
+    dw_close(f->h2);
+    f->h2 = NULL;
+    /* Another spec without DW_OPEN_REDEFINE is refused as before. */
+    dw_migration *h = (dw_migration *)&h;
+    rc = open_items(&h, f->t.db, "m", "lower(name)", 0, NULL, &err);
+    assert_int_equal(rc, DW_ESPEC);
+    assert_null(h);
+    sqlite3_free(err);
+    err = NULL;
+
+    /* Defining a new migration must write: busy, and nothing stored. */
+    h = (dw_migration *)&h;
+    rc = open_items(&h, f->t.db, "other", "upper(name)", 0, "new", &err);
+    assert_int_equal(rc, DW_EBUSY);
+    assert_null(h);
+    assert_non_null(err);
+    sqlite3_free(err);
+    err = NULL;
+    assert_true(sqlite3_get_autocommit(f->t.db));
+    /* So must a redefinition. */
+    h = (dw_migration *)&h;
+    rc = open_items(&h, f->t.db, "m", "lower(name)", DW_OPEN_REDEFINE,
+                    "lower", &err);
+    assert_int_equal(rc, DW_EBUSY);
+    assert_null(h);
+    sqlite3_free(err);
+    err = NULL;
+    assert_true(sqlite3_get_autocommit(f->t.db));
+
+    exec_ok(f->db2, "COMMIT");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
+                     1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history"),
+                     events);
+    char buf[80];
+    assert_string_equal(query_text(f->t.db,
+                                   "SELECT spec_digest FROM dw_migrations "
+                                   "WHERE name = 'm'",
+                                   buf, sizeof buf),
+                        digest);
+
+    /* The lock released, both go through; the redefinition is recorded. */
+    sqlite3_busy_timeout(f->t.db, 5000);
+    assert_int_equal(open_items(&f->h2, f->t.db, "other", "upper(name)", 0,
+                                "new", NULL),
+                     DW_OK);
+    assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
+    dw_close(f->h2);
+    f->h2 = NULL;
+    assert_int_equal(open_items(&f->h2, f->t.db, "m", "lower(name)",
+                                DW_OPEN_REDEFINE, "lower", NULL),
+                     DW_OK);
+    assert_string_not_equal(dw_spec_digest(f->h2), digest);
+    history hs;
+    get_history(&hs, f->h2);
+    assert_int_equal(hs.n, events + 1);
+    assert_string_equal(hs.e[hs.n - 1].event, "redefine");
+    assert_string_equal(hs.e[hs.n - 1].reason, "lower");
+}
+
+/* Inside the caller's transaction the open is part of it: a stored spec is
+ * only read, a definition is stored in it and goes with its rollback. */
+static void test_open_inside_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    dw_close(f->h);
+    f->h = NULL;
+
+    exec_ok(f->t.db, "BEGIN");
+    f->h = open_items_ok(f->t.db, "m");
+    assert_false(sqlite3_get_autocommit(f->t.db));
+    assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_READ);
+    f->h2 = open_items_ok(f->t.db, "defined_inside");
+    assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_WRITE);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
+                     2);
+    exec_ok(f->t.db, "ROLLBACK");
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
+                     1);
+    assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
+}
+
+/* Between the read attempt and the write attempt another connection may
+ * commit: the write attempt starts over on what is there then. The busy
+ * handler of the opening connection runs the other's SQL and commits it,
+ * then lets the open take the lock. */
+typedef struct meanwhile {
+    sqlite3 *other;
+    const char *sql;
+    int calls;
+} meanwhile;
+
+static int commit_meanwhile(void *payload, int count)
+{
+    meanwhile *m = payload;
+    (void)count;
+    if (m->calls++ == 0)
+        exec_ok(m->other, m->sql);
+    return m->calls < 10;
+}
+
+static void test_open_redone_after_other_commit(void **state)
+{
+    fixture *f = *state;
+    create_items(f->t.db);
+    f->db2 = test_db_connect(&f->t);
+    meanwhile m = {f->db2, NULL, 0};
+
+    /* Another connection defines the same migration meanwhile: it is
+     * opened, defined once. */
+    dw_migration *other = NULL;
+    f->h2 = open_items_ok(f->db2, "seed"); /* the state tables */
+    exec_ok(f->db2, "BEGIN IMMEDIATE");
+    assert_int_equal(open_items(&other, f->db2, "m", "upper(name)", 0,
+                                "by the other", NULL),
+                     DW_OK);
+    dw_close(other);
+    m.sql = "COMMIT";
+    sqlite3_busy_handler(f->t.db, commit_meanwhile, &m);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_true(m.calls > 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history "
+                                        "WHERE event = 'define' AND "
+                                        "reason = 'by the other'"),
+                     1);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history "
+                                        "WHERE event = 'define'"),
+                     2); /* seed and m */
+
+    /* Another connection adds a column meanwhile: with default columns
+     * the spec stored is checked against the schema of the write. */
+    static const char *const key[] = {"id"};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "defaults";
+    o.old_side.table = "items";
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    dw_column_map up[2] = {{"title", "name"}, {"quantity", "qty"}};
+    o.up = up;
+    o.nup = 2;
+    exec_ok(f->db2, "BEGIN IMMEDIATE");
+    m.sql = "ALTER TABLE items ADD COLUMN colour TEXT; COMMIT";
+    m.calls = 0;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    assert_int_equal(rc, DW_OK);
+    assert_true(m.calls > 0);
+    char buf[400];
+    query_text(f->t.db,
+               "SELECT json_extract(spec, '$.old.columns') FROM "
+               "dw_migrations WHERE name = 'defaults'",
+               buf, sizeof buf);
+    assert_string_equal(buf, "[\"name\",\"qty\",\"colour\"]");
+    dw_close(h);
+    sqlite3_busy_handler(f->t.db, NULL, NULL);
+    sqlite3_busy_timeout(f->t.db, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -944,6 +1150,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stage_check_moves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redefine_makes_backfill_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_stored_spec_beside_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_inside_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_redone_after_other_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -173,6 +173,82 @@ static void test_future_version_is_refused(void **state)
     test_db_close(&t);
 }
 
+static int64_t schema_version(sqlite3 *db)
+{
+    return query_int(db, "SELECT value FROM dw_meta WHERE key = "
+                         "'schema_version'");
+}
+
+/* Creating, upgrading or putting back state tables takes the write lock,
+ * in one transaction with the rest of the open: while another connection
+ * holds it, DW_EBUSY and nothing changed; once it is free, the open does
+ * it all. */
+static void test_state_work_takes_the_write_lock(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
+    sqlite3 *other = test_db_connect(&t);
+    sqlite3_busy_timeout(t.db, 0);
+    const char *count_state =
+        "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'dw\\_%' "
+        "ESCAPE '\\'";
+
+    /* No state tables yet. */
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO items VALUES(1, 'lamp')");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_EBUSY);
+    assert_null(h);
+    assert_true(sqlite3_get_autocommit(t.db));
+    assert_int_equal(query_int(t.db, count_state), 0);
+    exec_ok(other, "COMMIT");
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    dw_close(h);
+    int64_t tables = query_int(t.db, count_state);
+
+    /* Version 2: the upgrade waits for the lock. */
+    downgrade_to_v2(t.db);
+    int64_t downgraded = query_int(t.db, count_state);
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO items VALUES(2, 'desk')");
+    assert_int_equal(open_items(&h, t.db), DW_EBUSY);
+    assert_null(h);
+    assert_int_equal(dw_open_stored(&h, t.db, "items_v2", 0, NULL), DW_EBUSY);
+    assert_null(h);
+    assert_true(sqlite3_get_autocommit(t.db));
+    assert_int_equal(schema_version(t.db), 2);
+    assert_int_equal(query_int(t.db, count_state), downgraded);
+    exec_ok(other, "COMMIT");
+    h = NULL;
+    char *err = NULL;
+    int rc = dw_open_stored(&h, t.db, "items_v2", 0, &err);
+    if (rc != DW_OK)
+        print_error("dw_open_stored: %s\n", err ? err : "(no message)");
+    assert_int_equal(rc, DW_OK);
+    dw_close(h);
+    assert_int_equal(schema_version(t.db), 3);
+    assert_int_equal(query_int(t.db, count_state), tables);
+
+    /* A table dropped by hand is put back under the lock too. */
+    exec_ok(t.db, "DROP TABLE dw_verify_keys");
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO items VALUES(3, 'rug')");
+    assert_int_equal(open_items(&h, t.db), DW_EBUSY);
+    assert_int_equal(query_int(t.db, count_state), tables - 1);
+    exec_ok(other, "COMMIT");
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_int_equal(query_int(t.db, count_state), tables);
+    /* Current tables, a stored spec: opens beside the writer. */
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO items VALUES(4, 'cup')");
+    dw_migration *h2 = NULL;
+    assert_int_equal(open_items(&h2, t.db), DW_OK);
+    exec_ok(other, "COMMIT");
+    dw_close(h2);
+    dw_close(h);
+    sqlite3_close(other);
+    test_db_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_version_2_is_upgraded),
         cmocka_unit_test(test_missing_table_is_put_back),
         cmocka_unit_test(test_future_version_is_refused),
+        cmocka_unit_test(test_state_work_takes_the_write_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

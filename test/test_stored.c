@@ -1078,6 +1078,61 @@ static void test_list_busy(void **state)
     test_db_close(&t);
 }
 
+/* What an operator's tool does while the application writes (WAL mode,
+ * another connection in a write transaction, busy timeout 0): every
+ * migration stored opens from its stored spec -- SQL or callback mappings
+ * -- in a read transaction, and reads; nothing waits, nothing is stored. */
+static void test_open_stored_beside_writer(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("items");
+    dw_migration *app = open_ok(t.db, &o);
+    assert_dw_ok(app, dw_stage_set(app, DW_STAGE_DUAL_WRITE, "go", 0));
+    dw_options c = callback_opts("with_callbacks");
+    dw_close(open_ok(t.db, &c));
+    char spec[1024];
+    stored_spec(t.db, "items", spec, sizeof spec);
+    int64_t events = query_int(t.db, "SELECT count(*) FROM dw_history");
+
+    sqlite3 *other = test_db_connect(&t);
+    exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO tags DEFAULT VALUES");
+    sqlite3_busy_timeout(t.db, 0);
+
+    dw_migration *h = stored_ok(t.db, "items", 0);
+    assert_true(sqlite3_get_autocommit(t.db));
+    assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
+    int stage = -1;
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    dw_close(h);
+    h = stored_ok(t.db, "with_callbacks", 0);
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_OFF);
+    dw_close(h);
+    h = json_ok(t.db, "items", spec, 0);
+    assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
+    dw_close(h);
+    assert_int_equal(list_count(t.db), 2);
+    /* Not stored: still not found, and nothing stored. */
+    h = (dw_migration *)(void *)&stage;
+    char *err = NULL;
+    int rc = dw_open_stored(&h, t.db, "nope", 0, &err);
+    refused(rc, h, err, DW_ENOTFOUND, "no migration named \"nope\"");
+
+    exec_ok(other, "COMMIT");
+    sqlite3_close(other);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history"),
+                     events);
+    assert_int_equal(list_count(t.db), 2);
+    dw_close(app);
+    test_db_close(&t);
+}
+
 /* ---- dw_open_stored misuse ------------------------------------------------------- */
 
 static int never(const dw_stored_migration *m, void *payload)
@@ -1175,6 +1230,7 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_list_version1_state),
         cmocka_unit_test(test_list_busy),
+        cmocka_unit_test(test_open_stored_beside_writer),
         cmocka_unit_test(test_open_stored_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
