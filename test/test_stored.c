@@ -586,17 +586,12 @@ typedef struct item {
     int64_t price;
 } item;
 
-static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+/* Upserts the item through `sql` (?1 id, ?2 name, ?3 price). */
+static int write_item(sqlite3 *db, const char *sql, const dw_value *key,
+                      const item *it)
 {
-    const item *it = payload;
-    (void)nkey;
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO items_old(id, name, price) "
-                                "VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE "
-                                "SET name = excluded.name, price = "
-                                "excluded.price",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_int64(st, 1, key[0].i);
@@ -607,25 +602,24 @@ static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
+static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)nkey;
+    return write_item(db,
+                      "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, "
+                      "?3) ON CONFLICT(id) DO UPDATE SET name = "
+                      "excluded.name, price = excluded.price",
+                      key, payload);
+}
+
 static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
-    const item *it = payload;
     (void)nkey;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO items_new(id, title, cents) "
-                                "VALUES(?1, upper(?2), ?3 * 100) ON "
-                                "CONFLICT(id) DO UPDATE SET title = "
-                                "excluded.title, cents = excluded.cents",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, it->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, it->price);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return write_item(db,
+                      "INSERT INTO items_new(id, title, cents) VALUES(?1, "
+                      "upper(?2), ?3 * 100) ON CONFLICT(id) DO UPDATE SET "
+                      "title = excluded.title, cents = excluded.cents",
+                      key, payload);
 }
 
 /* One row by id through `sql`, into out. */
