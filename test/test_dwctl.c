@@ -437,6 +437,11 @@ static void test_define_and_list(void **state)
     RUN(&r, &t, t.path, "define", "broken", "--file", spec, "--old", "items");
     assert_code(&r, 2);
     assert_contains(r.err, "do not go together");
+    RUN(&r, &t, t.path, "define", "broken", "--old", "items", "--old-key",
+        "id", "--new", "items_v2", "--new-key", "id", "--up",
+        "label='caf\xe9'");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--up is not UTF-8");
 
     /* list, as text and as JSON. */
     RUN(&r, &t, t.path, "list");

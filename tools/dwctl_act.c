@@ -78,6 +78,19 @@ static int json_mapping(sqlite3_str *out, const dwctl *c, const char *dir)
     return n;
 }
 
+/* The options that describe a spec (instead of --file). */
+static const char *const spec_options[] = {
+    "old", "old-key", "old-columns", "new", "new-key",
+    "new-columns", "up", "down", "setup"};
+
+static int is_spec_option(const char *name)
+{
+    for (size_t i = 0; i < sizeof spec_options / sizeof *spec_options; i++)
+        if (strcmp(name, spec_options[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The spec the options describe, as the JSON dw_open_json() reads. */
 static char *spec_from_options(const dwctl *c)
 {
@@ -86,6 +99,14 @@ static char *spec_from_options(const dwctl *c)
     for (size_t i = 0; i < sizeof needed / sizeof *needed; i++)
         if (!opt_value(c, needed[i])) {
             say_error("define: --%s is missing (or give --file)", needed[i]);
+            return NULL;
+        }
+    /* SQL text is UTF-8; JSON would carry another byte as another
+     * character. */
+    for (int i = 0; i < c->nopts; i++)
+        if (is_spec_option(c->opts[i].name) &&
+            !utf8_valid(c->opts[i].value)) {
+            say_error("define: --%s is not UTF-8 text", c->opts[i].name);
             return NULL;
         }
     sqlite3_str *out = sqlite3_str_new(NULL);
@@ -165,15 +186,12 @@ static int find_digest(const dw_stored_migration *m, void *payload)
 
 int cmd_define(dwctl *c)
 {
-    static const char *const spec_opts[] = {
-        "old", "old-key", "old-columns", "new", "new-key",
-        "new-columns", "up", "down", "setup"};
     char *spec = NULL;
     if (opt_value(c, "file")) {
-        for (size_t i = 0; i < sizeof spec_opts / sizeof *spec_opts; i++)
-            if (opt_given(c, spec_opts[i])) {
+        for (int i = 0; i < c->nopts; i++)
+            if (is_spec_option(c->opts[i].name)) {
                 say_error("define: --file and --%s do not go together",
-                          spec_opts[i]);
+                          c->opts[i].name);
                 return EXIT_USAGE;
             }
         if (!(spec = read_file(opt_value(c, "file"))))
@@ -455,6 +473,17 @@ int cmd_backfill(dwctl *c)
 
 /* ---- verify -------------------------------------------------------------- */
 
+/* "what: dwctl DB VERB NAME", quoted for a shell where needed. */
+static void print_hint(const char *what, const char *db_path,
+                       const char *verb, const char *migration)
+{
+    char *db = shell_word(db_path), *name = shell_word(migration);
+    if (db && name)
+        printf("%s: dwctl %s %s %s\n", what, db, verb, name);
+    sqlite3_free(db);
+    sqlite3_free(name);
+}
+
 typedef struct verify_report {
     int json;
     sqlite3_str *json_items;
@@ -535,7 +564,7 @@ int cmd_verify(dwctl *c)
                v.clean ? "clean" : "DIVERGENT", (long long)v.missing,
                (long long)v.extra, (long long)v.different);
         if (!v.clean)
-            printf("repair with: dwctl %s repair %s\n", c->db_path, dw_name(h));
+            print_hint("repair with", c->db_path, "repair", dw_name(h));
     }
     sqlite3_free(items);
     code = fail_h(rc, h);
@@ -586,8 +615,7 @@ int cmd_repair(dwctl *c)
                dw_name(h), (long long)div.repaired, (long long)div.failed,
                (long long)queue.repaired, (long long)queue.failed);
         if (rc == DW_OK && div.repaired)
-            printf("verify again: dwctl %s verify %s\n", c->db_path,
-                   dw_name(h));
+            print_hint("verify again", c->db_path, "verify", dw_name(h));
     }
     code = fail(rc, first);
     sqlite3_free(first);
