@@ -664,9 +664,11 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
  * the application's options: reads the spec stored under `name`, then
  * opens it as dw_open_json() does (the digest is then the stored one).
  * With callback mappings the handle has no callbacks to run: see
- * "Callback mappings" above for what it refuses. Never stores a spec; it
- * does create or upgrade the state tables, as dw_open() does, once there is
- * a migration to open.
+ * "Callback mappings" above for what it refuses. Never stores a spec: a
+ * migration another connection removes between the read and the open is
+ * DW_ENOTFOUND, and one it redefines meanwhile is read again (up to three
+ * times, then DW_ESPEC). It does create or upgrade the state tables, as
+ * dw_open() does, once there is a migration to open.
  *
  * @param out    receives the handle; set to NULL on failure. Must not be
  *               NULL.
@@ -678,7 +680,8 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
  * @return DW_OK; DW_ENOTFOUND (no migration of that name stored, or no
  *         state tables: `no migration named "x" in this database`);
  *         DW_EMISUSE (a NULL argument, DW_OPEN_REDEFINE, an unknown flag);
- *         DW_ESCHEMA (the schema no longer fits the stored spec); DW_EBUSY;
+ *         DW_ESCHEMA (the schema no longer fits the stored spec); DW_ESPEC
+ *         (redefined by others at each of three reads); DW_EBUSY;
  *         DW_ENOMEM; DW_ERROR.
  */
 DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,

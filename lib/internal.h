@@ -499,6 +499,10 @@ int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
  * them) mapped into target's shape by the C mapping callback. */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out);
+/* dw_open(), and for dw_open_stored() with `stored_only`: then a name
+ * not stored (any more) is DW_ENOTFOUND instead of a definition. */
+int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
+             int stored_only, char **errmsg);
 /* Stands in for the C mapping callbacks of a spec read as JSON
  * (dw_open_json(), dw_open_stored()): it keeps the digest, and is never
  * called -- dw__map_callback_row() refuses first. */

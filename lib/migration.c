@@ -15,6 +15,12 @@ static void set_errmsg(char **errmsg, const dw_migration *h, int rc)
 int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
             char **errmsg)
 {
+    return dw__open(out, db, opts, 0, errmsg);
+}
+
+int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
+             int stored_only, char **errmsg)
+{
     if (errmsg)
         *errmsg = NULL;
     if (!out) {
@@ -97,8 +103,12 @@ int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
             dw_hex(h->digest, d, 32);
             rc = h->ops->migration_load(h, text, h->digest,
                                         (h->flags & DW_OPEN_REDEFINE) != 0,
-                                        bound, opts->reason);
-            if (rc == DW_ENOTFOUND)
+                                        bound && !stored_only, opts->reason);
+            if (rc == DW_ENOTFOUND && stored_only)
+                rc = dw__error(h, DW_ENOTFOUND, DW_SIDE_NONE,
+                               "no migration named \"%s\" in this database",
+                               h->spec.name);
+            else if (rc == DW_ENOTFOUND)
                 rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                                "migration \"%s\" is not stored in this "
                                "database, and its spec maps rows with C "

@@ -578,18 +578,12 @@ static void map_options(const parse *p, int target, const dw_column_map **map,
     }
 }
 
-int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
-                 const char *spec_json, unsigned int flags,
-                 const char *reason, char **errmsg)
+/* dw_open_json(), or with `stored_only` what dw_open_stored() opens: a
+ * migration stored under this name, never a definition. */
+static int open_json(dw_migration **out, sqlite3 *db, const char *name,
+                     const char *spec_json, unsigned int flags,
+                     const char *reason, int stored_only, char **errmsg)
 {
-    if (errmsg)
-        *errmsg = NULL;
-    if (!out)
-        return say(errmsg, DW_EMISUSE, "dw_open_json: out is NULL");
-    *out = NULL;
-    if (!db || !spec_json)
-        return say(errmsg, DW_EMISUSE, "dw_open_json: %s is NULL",
-                   !db ? "the connection" : "the spec");
     parse p;
     memset(&p, 0, sizeof p);
     p.db = db;
@@ -616,12 +610,31 @@ int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
     o.flags = flags;
     o.reason = reason;
     o.setup_sql = p.setup;
-    rc = dw_open(out, db, &o, errmsg);
+    rc = dw__open(out, db, &o, stored_only, errmsg);
     parse_free(&p);
     return rc;
 }
 
+int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
+                 const char *spec_json, unsigned int flags,
+                 const char *reason, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (!out)
+        return say(errmsg, DW_EMISUSE, "dw_open_json: out is NULL");
+    *out = NULL;
+    if (!db || !spec_json)
+        return say(errmsg, DW_EMISUSE, "dw_open_json: %s is NULL",
+                   !db ? "the connection" : "the spec");
+    return open_json(out, db, name, spec_json, flags, reason, 0, errmsg);
+}
+
 /* ---- stored migrations ------------------------------------------------------ */
+
+static int open_stored_once(dw_migration **out, sqlite3 *db,
+                            const char *name, unsigned int flags,
+                            char **errmsg);
 
 int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                    unsigned int flags, char **errmsg)
@@ -638,6 +651,24 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
         return say(errmsg, DW_EMISUSE,
                    "dw_open_stored: DW_OPEN_REDEFINE has nothing to "
                    "redefine with: the spec is the stored one");
+    /* The spec is read, then opened in a transaction of dw_open()'s: one
+     * redefined in between is read again (a few times), one removed in
+     * between is not found -- never defined again. */
+    int rc = DW_ESPEC;
+    for (int attempt = 0; rc == DW_ESPEC && attempt < 3; attempt++) {
+        if (errmsg) {
+            sqlite3_free(*errmsg);
+            *errmsg = NULL;
+        }
+        rc = open_stored_once(out, db, name, flags, errmsg);
+    }
+    return rc;
+}
+
+static int open_stored_once(dw_migration **out, sqlite3 *db,
+                            const char *name, unsigned int flags,
+                            char **errmsg)
+{
     int have = 0;
     int rc = have_migrations(db, &have, errmsg);
     if (rc != DW_OK)
@@ -666,7 +697,7 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                                        "database",
                  name);
     if (rc == DW_OK)
-        rc = dw_open_json(out, db, name, spec, flags, NULL, errmsg);
+        rc = open_json(out, db, name, spec, flags, NULL, 1, errmsg);
     dw__free(spec);
     return rc;
 }

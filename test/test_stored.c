@@ -1127,6 +1127,76 @@ static void test_open_stored_beside_writer(void **state)
     test_db_close(&t);
 }
 
+/* ---- dw_open_stored racing another connection ---------------------------- */
+
+/* Between dw_open_stored()'s read of the spec and the transaction that
+ * opens it, another connection redefines or removes the migration: run
+ * from a trace callback at that transaction's BEGIN. */
+typedef struct race {
+    sqlite3 *other;
+    int redefine; /* else remove the migration's row */
+    int fired;
+} race;
+
+static const dw_column_map items_up_upper[] = {{"title", "upper(name)"},
+                                               {"cents", "price * 100"}};
+
+static int race_at_begin(unsigned type, void *ctx, void *p, void *x)
+{
+    race *r = ctx;
+    (void)type;
+    (void)x;
+    const char *sql = sqlite3_sql((sqlite3_stmt *)p);
+    if (r->fired || !sql || strncmp(sql, "BEGIN", 5) != 0)
+        return 0;
+    r->fired = 1;
+    if (r->redefine) {
+        dw_options o = items_opts("m");
+        o.up = items_up_upper;
+        o.flags = DW_OPEN_REDEFINE;
+        dw_close(open_ok(r->other, &o));
+    } else {
+        exec_ok(r->other, "DELETE FROM dw_migrations WHERE name = 'm'");
+    }
+    return 0;
+}
+
+static void test_open_stored_races(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("m");
+    dw_close(open_ok(t.db, &o));
+    race r = {test_db_connect(&t), 1, 0};
+    /* Redefined in between: the new spec is read again and opened. */
+    sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, race_at_begin, &r);
+    dw_migration *h = stored_ok(t.db, "m", 0);
+    assert_true(r.fired);
+    char buf[80];
+    assert_string_equal(dw_spec_digest(h),
+                        query_text(t.db, "SELECT spec_digest FROM "
+                                         "dw_migrations WHERE name = 'm'",
+                                   buf, sizeof buf));
+    dw_close(h);
+    /* Removed in between: not found, and not defined again. */
+    r.redefine = 0;
+    r.fired = 0;
+    char *err = NULL;
+    h = NULL;
+    assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_ENOTFOUND);
+    assert_true(r.fired);
+    assert_null(h);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "no migration named \"m\""));
+    sqlite3_free(err);
+    sqlite3_trace_v2(t.db, 0, NULL, NULL);
+    assert_int_equal(list_count(t.db), 0);
+    sqlite3_close(r.other);
+    test_db_close(&t);
+}
+
 /* ---- dw_open_stored misuse ------------------------------------------------------- */
 
 static int never(const dw_stored_migration *m, void *payload)
@@ -1226,6 +1296,7 @@ int main(void)
         cmocka_unit_test(test_list_busy),
         cmocka_unit_test(test_open_stored_beside_writer),
         cmocka_unit_test(test_open_stored_misuse),
+        cmocka_unit_test(test_open_stored_races),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
