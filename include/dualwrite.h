@@ -472,8 +472,8 @@ typedef struct dw_migration dw_migration;
  *
  * Locking: opening a migration already stored with the same spec, on state
  * tables that are current, takes only a read transaction (no write lock):
- * it does not wait for another connection's write transaction, and in WAL
- * mode runs beside it. Defining, redefining, or creating or upgrading the
+ * in WAL mode it runs beside another connection's write transaction (in
+ * rollback-journal mode a reader still waits while a writer commits). Defining, redefining, or creating or upgrading the
  * state tables takes the write lock (BEGIN IMMEDIATE, all in one
  * transaction); when the database is locked, that is DW_EBUSY once the
  * connection's busy timeout runs out, and nothing is stored. Inside the
@@ -613,8 +613,10 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
 /**
  * Calls fn for each migration stored in db's main database, in name order
  * (bytewise), inside one read transaction of its own -- or the caller's
- * transaction, when one is open. fn may read on the connection (what it
- * writes joins that transaction); it must not commit or roll back. A
+ * transaction, when one is open. fn may read on the connection; what it
+ * writes joins that transaction, and in dw_list()'s own is committed at the
+ * end -- or, when that COMMIT fails (DW_EBUSY, DW_ERROR), rolled back with
+ * it. fn must not commit or roll back. A
  * database without the library's state
  * tables has no migrations: DW_OK without a call, and nothing is created.
  * Stops early (returning DW_OK) when fn returns non-zero.

@@ -79,8 +79,14 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
             return dw__error(h, DW_ESPEC, DW_SIDE_NONE,
                              "migration \"%s\" is stored with a different "
                              "spec (stored digest %.12s, this spec %.12s); "
-                             "open with DW_OPEN_REDEFINE to replace it",
-                             h->spec.name, stored, digest);
+                             "%s",
+                             h->spec.name, stored, digest,
+                             dw__unbound(h, DW_SIDE_NONE)
+                                 ? "its mappings are C callbacks: the "
+                                   "application that has them redefines "
+                                   "it, with dw_open()"
+                                 : "open with DW_OPEN_REDEFINE to replace "
+                                   "it");
         /* dw_open()'s read-only attempt stores nothing. */
         if (!BK(h)->write)
             return DW__NEED_WRITE;

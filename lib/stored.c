@@ -632,9 +632,40 @@ int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
 
 /* ---- stored migrations ------------------------------------------------------ */
 
-static int open_stored_once(dw_migration **out, sqlite3 *db,
-                            const char *name, unsigned int flags,
-                            char **errmsg);
+/* The spec stored under `name`, copied into *spec (NULL when there is
+ * none: DW_ENOTFOUND). */
+static int read_stored_spec(sqlite3 *db, const char *name, char **spec,
+                            char **errmsg)
+{
+    *spec = NULL;
+    int have = 0;
+    int rc = have_migrations(db, &have, errmsg);
+    if (rc != DW_OK)
+        return rc;
+    if (have) {
+        sqlite3_stmt *st = NULL;
+        int src = prepare(db,
+                          "SELECT spec FROM main.dw_migrations WHERE name = ?1",
+                          &st);
+        if (src == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            src = sqlite3_step(st);
+        }
+        if (src == SQLITE_ROW) {
+            const char *text = (const char *)sqlite3_column_text(st, 0);
+            if (!text || !(*spec = dw__strdup(text)))
+                rc = say(errmsg, DW_ENOMEM, "out of memory");
+        } else if (src != SQLITE_DONE) {
+            rc = say_sqlite(errmsg, db, src, "reading the stored spec");
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == DW_OK && !*spec)
+        rc = say(errmsg, DW_ENOTFOUND, "no migration named \"%s\" in this "
+                                       "database",
+                 name);
+    return rc;
+}
 
 int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                    unsigned int flags, char **errmsg)
@@ -652,53 +683,38 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                    "dw_open_stored: DW_OPEN_REDEFINE has nothing to "
                    "redefine with: the spec is the stored one");
     /* The spec is read, then opened in a transaction of dw_open()'s: one
-     * redefined in between is read again (a few times), one removed in
-     * between is not found -- never defined again. */
-    int rc = DW_ESPEC;
-    for (int attempt = 0; rc == DW_ESPEC && attempt < 3; attempt++) {
+     * redefined in between is read again, one removed in between is not
+     * found -- never defined again. The same text read twice that still
+     * does not match means the schema changed under it. */
+    char *last = NULL;
+    int rc = DW_ESPEC, attempt;
+    for (attempt = 0; rc == DW_ESPEC && attempt < 3; attempt++) {
         if (errmsg) {
             sqlite3_free(*errmsg);
             *errmsg = NULL;
         }
-        rc = open_stored_once(out, db, name, flags, errmsg);
+        char *spec = NULL;
+        rc = read_stored_spec(db, name, &spec, errmsg);
+        if (rc == DW_OK && last && strcmp(last, spec) == 0)
+            rc = say(errmsg, DW_ESCHEMA,
+                     "migration \"%s\": the schema no longer reads as its "
+                     "stored spec (a table or column renamed or respelled?); "
+                     "the application that defined it must redefine it",
+                     name);
+        else if (rc == DW_OK)
+            rc = open_json(out, db, name, spec, flags, NULL, 1, errmsg);
+        dw__free(last);
+        last = spec;
     }
-    return rc;
-}
-
-static int open_stored_once(dw_migration **out, sqlite3 *db,
-                            const char *name, unsigned int flags,
-                            char **errmsg)
-{
-    int have = 0;
-    int rc = have_migrations(db, &have, errmsg);
-    if (rc != DW_OK)
-        return rc;
-    char *spec = NULL;
-    if (have) {
-        sqlite3_stmt *st = NULL;
-        int src = prepare(db,
-                          "SELECT spec FROM main.dw_migrations WHERE name = ?1",
-                          &st);
-        if (src == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-            src = sqlite3_step(st);
-        }
-        if (src == SQLITE_ROW) {
-            const char *text = (const char *)sqlite3_column_text(st, 0);
-            if (!text || !(spec = dw__strdup(text)))
-                rc = say(errmsg, DW_ENOMEM, "out of memory");
-        } else if (src != SQLITE_DONE) {
-            rc = say_sqlite(errmsg, db, src, "reading the stored spec");
-        }
-        sqlite3_finalize(st);
+    dw__free(last);
+    if (rc == DW_ESPEC) {
+        if (errmsg)
+            sqlite3_free(*errmsg);
+        rc = say(errmsg, DW_ESPEC,
+                 "migration \"%s\" was redefined by another connection "
+                 "each of the %d times it was read; try again",
+                 name, attempt);
     }
-    if (rc == DW_OK && !spec)
-        rc = say(errmsg, DW_ENOTFOUND, "no migration named \"%s\" in this "
-                                       "database",
-                 name);
-    if (rc == DW_OK)
-        rc = open_json(out, db, name, spec, flags, NULL, 1, errmsg);
-    dw__free(spec);
     return rc;
 }
 
@@ -712,6 +728,11 @@ static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
     sqlite3_reset(commit);
     if (end == SQLITE_DONE)
         return rc;
+    /* What fn wrote joined this transaction, and goes with it: say so. */
+    if (rc == DW_OK)
+        rc = say_sqlite(errmsg, db, end,
+                        "dw_list: committing (what the callback wrote is "
+                        "rolled back)");
     if (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ||
         sqlite3_get_autocommit(db))
         return rc;
@@ -747,9 +768,13 @@ int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg)
     if (own && ((rc = prepare(db, "BEGIN", &begin)) != SQLITE_OK ||
                 (rc = prepare(db, "COMMIT", &commit)) != SQLITE_OK ||
                 (rc = sqlite3_step(begin)) != SQLITE_DONE)) {
+        int code = say_sqlite(errmsg, db, rc, "dw_list: beginning a read");
         sqlite3_finalize(begin);
         sqlite3_finalize(commit);
-        return say_sqlite(errmsg, db, rc, "dw_list: beginning a read");
+        /* A BEGIN can fail after opening the transaction. */
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return code;
     }
     sqlite3_finalize(begin);
     int have = 0;

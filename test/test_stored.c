@@ -1197,6 +1197,80 @@ static void test_open_stored_races(void **state)
     test_db_close(&t);
 }
 
+/* What a dw_list() callback writes commits with the listing; when that
+ * COMMIT fails, the write is rolled back and dw_list() says so. */
+typedef struct list_writer {
+    dw_migration *h;
+    int rc;
+} list_writer;
+
+static int move_stage_in_listing(const dw_stored_migration *m, void *payload)
+{
+    list_writer *w = payload;
+    (void)m;
+    w->rc = dw_stage_set(w->h, DW_STAGE_DUAL_WRITE, "from the listing", 0);
+    return 0;
+}
+
+static void test_list_callback_write_lost_is_reported(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "PRAGMA journal_mode=DELETE");
+    make_items(t.db);
+    dw_options o = items_opts("m");
+    list_writer w = {open_ok(t.db, &o), -1};
+    /* A reader elsewhere holds its lock: the listing's COMMIT is busy. */
+    sqlite3 *other = test_db_connect(&t);
+    exec_ok(other, "BEGIN");
+    assert_int_equal(query_int(other, "SELECT count(*) FROM dw_migrations"),
+                     1);
+    sqlite3_busy_timeout(t.db, 0);
+    char *err = NULL;
+    assert_int_equal(dw_list(t.db, move_stage_in_listing, &w, &err),
+                     DW_EBUSY);
+    assert_int_equal(w.rc, DW_OK);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "rolled back"));
+    sqlite3_free(err);
+    assert_true(sqlite3_get_autocommit(t.db));
+    exec_ok(other, "COMMIT");
+    int stage = -1;
+    assert_dw_ok(w.h, dw_stage_get(&stage, w.h));
+    assert_int_equal(stage, DW_STAGE_OFF);
+    /* Unlocked, the same write commits with the listing. */
+    assert_int_equal(dw_list(t.db, move_stage_in_listing, &w, &err), DW_OK);
+    assert_dw_ok(w.h, dw_stage_get(&stage, w.h));
+    assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
+    dw_close(w.h);
+    sqlite3_close(other);
+    test_db_close(&t);
+}
+
+/* A schema that no longer reads as the stored spec (a column respelled:
+ * the spec names columns as the schema spells them) is DW_ESCHEMA, not a
+ * redefinition by others. */
+static void test_open_stored_schema_respelled(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("m");
+    dw_close(open_ok(t.db, &o));
+    exec_ok(t.db, "ALTER TABLE items_old RENAME COLUMN name TO tmp;"
+                  "ALTER TABLE items_old RENAME COLUMN tmp TO NAME;");
+    dw_migration *h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_ESCHEMA);
+    assert_null(h);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "no longer reads as its stored spec"));
+    sqlite3_free(err);
+    test_db_close(&t);
+}
+
 /* ---- dw_open_stored misuse ------------------------------------------------------- */
 
 static int never(const dw_stored_migration *m, void *payload)
@@ -1297,6 +1371,8 @@ int main(void)
         cmocka_unit_test(test_open_stored_beside_writer),
         cmocka_unit_test(test_open_stored_misuse),
         cmocka_unit_test(test_open_stored_races),
+        cmocka_unit_test(test_list_callback_write_lost_is_reported),
+        cmocka_unit_test(test_open_stored_schema_respelled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
