@@ -127,8 +127,6 @@ void json_bool(json_out *j, const char *key, int v);
 void json_null(json_out *j, const char *key);
 /* A member whose value is JSON text already (a stored spec). */
 void json_raw(json_out *j, const char *key, const char *json);
-/* A dw_value as JSON (blobs as {"blob": hex}). */
-void json_value(json_out *j, const char *key, const dw_value *v);
 /* Ends the document with a newline and prints it. */
 void json_finish(json_out *j);
 /* json_finish() after DW_OK, else json_drop(). */

@@ -176,38 +176,6 @@ void json_raw(json_out *j, const char *key, const char *json)
     fputs(json, j->f);
 }
 
-void json_value(json_out *j, const char *key, const dw_value *v)
-{
-    switch (v->type) {
-    case DW_TYPE_INTEGER:
-        json_int(j, key, v->i);
-        break;
-    case DW_TYPE_FLOAT:
-        json_num(j, key, v->f);
-        break;
-    case DW_TYPE_TEXT: {
-        /* Text may hold NUL bytes: cut at the first, as C strings do. */
-        char *s = sqlite3_mprintf("%.*s", v->n, v->p ? (const char *)v->p : "");
-        json_str(j, key, s ? s : "(out of memory)");
-        sqlite3_free(s);
-        break;
-    }
-    case DW_TYPE_BLOB: {
-        json_object(j, key);
-        sqlite3_str *hex = sqlite3_str_new(NULL);
-        for (int i = 0; i < v->n; i++)
-            sqlite3_str_appendf(hex, "%02x", ((const unsigned char *)v->p)[i]);
-        char *s = sqlite3_str_finish(hex);
-        json_str(j, "blob", s ? s : "");
-        sqlite3_free(s);
-        json_end(j, '}');
-        break;
-    }
-    default:
-        json_null(j, key);
-    }
-}
-
 void json_finish(json_out *j)
 {
     fputc('\n', j->f);
