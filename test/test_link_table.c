@@ -1,0 +1,540 @@
+/* A side whose model is its key alone: a many-to-many link table. The old
+ * side tag_item(tag_id, item_id) becomes tag_item_v2 (WITHOUT ROWID) with an
+ * added position, and every stage, backfill, verify, repair, routing, the
+ * contract and the restore work on it; presence is what is compared. Also a
+ * key-only new side (a column dropped), the constraint a key-only upsert
+ * must still report, and the one-table case that cannot be key-only. */
+#include "support.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const link_key[] = {"tag_id", "item_id"};
+static const dw_column_map link_up[] = {{"position", "0"}};
+
+#define LINK_SCHEMA                                                            \
+    "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id INTEGER NOT "     \
+    "NULL, PRIMARY KEY(tag_id, item_id));"                                    \
+    "CREATE TABLE tag_item_v2(tag_id INTEGER NOT NULL, item_id INTEGER NOT "  \
+    "NULL, position INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(tag_id, "         \
+    "item_id)) WITHOUT ROWID;"
+
+static dw_options link_opts(const char *name)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = name;
+    o.old_side.table = "tag_item";
+    o.old_side.key_columns = link_key;
+    o.old_side.nkey_columns = 2;
+    o.new_side.table = "tag_item_v2";
+    o.new_side.key_columns = link_key;
+    o.new_side.nkey_columns = 2;
+    o.up = link_up;
+    o.nup = 1;
+    return o;
+}
+
+static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : dw_errstr(rc));
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+/* The key (tag_id, item_id) as two values in k. */
+static const dw_value *link(dw_value k[2], int tag, int item)
+{
+    k[0] = dw_int(tag);
+    k[1] = dw_int(item);
+    return k;
+}
+
+/* Write callbacks: each writes one side's row of the key, by SQL. */
+typedef struct link_write {
+    int insert;   /* 1 insert, 0 delete */
+    int position; /* of a new-side row */
+} link_write;
+
+static int run_keyed(sqlite3 *db, const char *sql, const dw_value *key,
+                     int position)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    sqlite3_bind_int64(st, 2, key[1].i);
+    if (sqlite3_bind_parameter_count(st) == 3)
+        sqlite3_bind_int(st, 3, position);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *p)
+{
+    const link_write *w = p;
+    assert_int_equal(nkey, 2);
+    return run_keyed(db,
+                     w->insert ? "INSERT INTO tag_item VALUES(?1, ?2)"
+                               : "DELETE FROM tag_item WHERE tag_id = ?1 AND "
+                                 "item_id = ?2",
+                     key, 0);
+}
+
+static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *p)
+{
+    const link_write *w = p;
+    assert_int_equal(nkey, 2);
+    return run_keyed(db,
+                     w->insert ? "INSERT INTO tag_item_v2 VALUES(?1, ?2, ?3)"
+                               : "DELETE FROM tag_item_v2 WHERE tag_id = ?1 "
+                                 "AND item_id = ?2",
+                     key, w->position);
+}
+
+static const link_write add_link = {1, 0};
+static const link_write drop_link = {0, 0};
+
+static int has_row(sqlite3 *db, const char *table, int tag, int item)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s WHERE tag_id = %d AND item_id = %d",
+             table, tag, item);
+    return (int)query_int(db, sql);
+}
+
+/* Old and new hold the same links, every new row at position 0 (what the
+ * up mapping gives). */
+static void assert_level(sqlite3 *db)
+{
+    assert_int_equal(query_int(db, "SELECT count(*) FROM (SELECT tag_id, "
+                                   "item_id FROM tag_item EXCEPT SELECT "
+                                   "tag_id, item_id FROM tag_item_v2)"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM (SELECT tag_id, "
+                                   "item_id FROM tag_item_v2 EXCEPT SELECT "
+                                   "tag_id, item_id FROM tag_item)"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM tag_item_v2 WHERE "
+                                   "position <> 0"),
+                     0);
+}
+
+/* Mismatch kinds the sink saw, by kind. */
+typedef struct seen {
+    int kinds[4];
+} seen;
+
+static void sink(const dw_mismatch *m, void *payload)
+{
+    seen *s = payload;
+    assert_true(m->kind >= 1 && m->kind <= 3);
+    s->kinds[m->kind]++;
+}
+
+static void verify_counts(dw_migration *h, int64_t missing, int64_t extra,
+                          int64_t different)
+{
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, NULL));
+    assert_int_equal(r.missing, missing);
+    assert_int_equal(r.extra, extra);
+    assert_int_equal(r.different, different);
+    assert_int_equal(r.clean, missing + extra + different == 0);
+}
+
+static void stage_to(dw_migration *h, int stage)
+{
+    assert_dw_ok(h, dw_stage_set(h, stage, "link table", 0));
+}
+
+/* The stored spec: the old side's columns are [] and the down mapping is
+ * the key alone, an SQL mapping with no expressions. */
+static void check_stored_spec(sqlite3 *db)
+{
+    char buf[512];
+    query_text(db, "SELECT spec FROM dw_migrations WHERE name = 'links'",
+               buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"old\":{\"table\":\"tag_item\",\"key\":"
+                                "[\"tag_id\",\"item_id\"],\"columns\":[]}"));
+    assert_non_null(strstr(buf, "\"down\":{\"sql\":{}}"));
+}
+
+/* Stages OFF to SHADOW: dual writes, mirror, backfill, shadow reads. */
+static void expand(test_db *t, dw_migration *h, seen *s)
+{
+    dw_value k[2];
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    /* An insert reaches both sides; the new row gets the mapped position. */
+    assert_dw_ok(h, dw_write(h, link(k, 4, 13), 2, write_old, NULL,
+                             (void *)&add_link));
+    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 1);
+    /* Mirroring a key twice keeps it (the second sync finds the row). */
+    assert_dw_ok(h, dw_mirror(h, link(k, 4, 13), 2));
+    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 1);
+    /* A delete reaches both sides. */
+    assert_dw_ok(h, dw_write(h, link(k, 4, 13), 2, write_old, NULL,
+                             (void *)&drop_link));
+    assert_int_equal(has_row(t->db, "tag_item", 4, 13), 0);
+    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 0);
+    /* The application wrote the old side itself: dw_mirror() follows. */
+    exec_ok(t->db, "INSERT INTO tag_item VALUES(6, 15)");
+    assert_dw_ok(h, dw_mirror(h, link(k, 6, 15), 2));
+    assert_int_equal(has_row(t->db, "tag_item_v2", 6, 15), 1);
+    exec_ok(t->db, "DELETE FROM tag_item WHERE tag_id = 6");
+    assert_dw_ok(h, dw_mirror(h, link(k, 6, 15), 2));
+    assert_int_equal(has_row(t->db, "tag_item_v2", 6, 15), 0);
+
+    /* The links from before are copied by the backfill. */
+    assert_int_equal(query_int(t->db, "SELECT count(*) FROM tag_item_v2"), 0);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_int_equal(query_int(t->db, "SELECT count(*) FROM tag_item_v2"), 4);
+    assert_level(t->db);
+
+    /* Shadow reads: the key alone is the old row; presence is compared. */
+    stage_to(h, DW_STAGE_SHADOW);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw_ok(h, dw_read(row, h, link(k, 1, 10), 2, NULL, NULL, NULL));
+    assert_int_equal(dw_row_count(row), 2);
+    assert_int_equal(dw_row_get(row, "item_id")->i, 10);
+    dw_metrics m;
+    memset(&m, 0, sizeof m);
+    assert_dw_ok(h, dw_metrics_get(&m, h));
+    assert_int_equal(m.matches, 1);
+    assert_int_equal(m.mismatches, 0);
+    /* A link lost on the new side: the read still answers from the old
+     * side, and reports the row missing. */
+    exec_ok(t->db, "DELETE FROM tag_item_v2 WHERE tag_id = 2 AND item_id = "
+                   "10");
+    assert_dw_ok(h, dw_read(row, h, link(k, 2, 10), 2, NULL, NULL, NULL));
+    assert_int_equal(dw_row_get(row, "tag_id")->i, 2);
+    assert_int_equal(s->kinds[DW_MISMATCH_MISSING_NEW], 1);
+    /* A link only the new side has: not found (old is trusted), reported
+     * as extra. */
+    exec_ok(t->db, "INSERT INTO tag_item_v2 VALUES(9, 99, 0)");
+    assert_dw(h, dw_read(row, h, link(k, 9, 99), 2, NULL, NULL, NULL),
+              DW_ENOTFOUND);
+    assert_int_equal(s->kinds[DW_MISMATCH_EXTRA_NEW], 1);
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, link(k, 9, 99), 2));
+    assert_int_equal(equal, 0);
+    assert_dw_ok(h, dw_compare(&equal, h, link(k, 1, 11), 2));
+    assert_int_equal(equal, 1);
+    /* A new column that disagrees with the mapping is a difference. */
+    exec_ok(t->db, "UPDATE tag_item_v2 SET position = 5 WHERE tag_id = 1 AND "
+                   "item_id = 11");
+    assert_dw_ok(h, dw_compare(&equal, h, link(k, 1, 11), 2));
+    assert_int_equal(equal, 0);
+    assert_int_equal(s->kinds[DW_MISMATCH_DIFFERENT], 1);
+    dw_row_free(row);
+}
+
+/* Verify finds the three divergences, repair mends them, verify is clean. */
+static void verify_and_repair(test_db *t, dw_migration *h)
+{
+    verify_counts(h, 1, 1, 1);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 3);
+    assert_int_equal(rr.failed, 0);
+    assert_int_equal(has_row(t->db, "tag_item_v2", 2, 10), 1);
+    assert_int_equal(has_row(t->db, "tag_item_v2", 9, 99), 0);
+    assert_level(t->db);
+    verify_counts(h, 0, 0, 0);
+}
+
+/* One key routed ahead to LIVE while the migration is at SHADOW: the new
+ * side is written first and the link table follows through the down
+ * mapping (the key alone). */
+static void routed_key(test_db *t, dw_migration *h)
+{
+    dw_value k[2];
+    assert_dw_ok(h, dw_override_set(h, link(k, 3, 12), 2, 1, DW_STAGE_LIVE,
+                                    "canary link"));
+    int stage = -1, route = -1;
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, link(k, 3, 12), 2));
+    assert_int_equal(stage, DW_STAGE_LIVE);
+    assert_int_equal(route, DW_ROUTE_OVERRIDE);
+    assert_dw_ok(h, dw_write(h, link(k, 3, 12), 2, NULL, write_new,
+                             (void *)&drop_link));
+    assert_int_equal(has_row(t->db, "tag_item", 3, 12), 0);
+    assert_int_equal(has_row(t->db, "tag_item_v2", 3, 12), 0);
+    assert_dw_ok(h, dw_write(h, link(k, 3, 12), 2, NULL, write_new,
+                             (void *)&add_link));
+    assert_int_equal(has_row(t->db, "tag_item", 3, 12), 1);
+    assert_int_equal(has_row(t->db, "tag_item_v2", 3, 12), 1);
+    /* Its reads are answered by the new side, with the new column. */
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw_ok(h, dw_read(row, h, link(k, 3, 12), 2, NULL, NULL, NULL));
+    assert_int_equal(dw_row_count(row), 3);
+    assert_int_equal(dw_row_get(row, "position")->i, 0);
+    dw_row_free(row);
+    int cleared = 0;
+    assert_dw_ok(h, dw_override_clear(&cleared, h, link(k, 3, 12), 2, 1,
+                                      "canary done"));
+    assert_int_equal(cleared, 1);
+    assert_level(t->db);
+}
+
+/* LIVE and RAMPDOWN: the new side is written first, the link table follows
+ * (inserts and deletes). */
+static void trust_new(test_db *t, dw_migration *h)
+{
+    dw_value k[2];
+    stage_to(h, DW_STAGE_LIVE);
+    assert_dw_ok(h, dw_write(h, link(k, 7, 16), 2, NULL, write_new,
+                             (void *)&add_link));
+    assert_int_equal(has_row(t->db, "tag_item", 7, 16), 1);
+    /* Mirroring an existing link again keeps it on the link table. */
+    assert_dw_ok(h, dw_mirror(h, link(k, 7, 16), 2));
+    assert_int_equal(has_row(t->db, "tag_item", 7, 16), 1);
+    assert_dw_ok(h, dw_write(h, link(k, 1, 10), 2, NULL, write_new,
+                             (void *)&drop_link));
+    assert_int_equal(has_row(t->db, "tag_item", 1, 10), 0);
+    dw_metrics before, after;
+    memset(&before, 0, sizeof before);
+    memset(&after, 0, sizeof after);
+    assert_dw_ok(h, dw_metrics_get(&before, h));
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw_ok(h, dw_read(row, h, link(k, 7, 16), 2, NULL, NULL, NULL));
+    dw_row_free(row);
+    assert_dw_ok(h, dw_metrics_get(&after, h));
+    assert_int_equal(after.matches, before.matches + 1);
+    assert_level(t->db);
+    stage_to(h, DW_STAGE_RAMPDOWN);
+    assert_dw_ok(h, dw_write(h, link(k, 8, 17), 2, NULL, write_new,
+                             (void *)&add_link));
+    assert_int_equal(has_row(t->db, "tag_item", 8, 17), 1);
+    verify_counts(h, 0, 0, 0);
+    stage_to(h, DW_STAGE_COMPLETE);
+}
+
+/* The contract backs the link table up and drops it; the restore puts it
+ * back, and the backfill at RAMPDOWN brings it level with the new side. */
+static void contract_and_restore(test_db *t, dw_migration *h)
+{
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/links.backup", t->dir);
+    int64_t links = query_int(t->db, "SELECT count(*) FROM tag_item");
+    assert_dw_ok(h, dw_contract(h, backup, "drop the link table"));
+    assert_int_equal(query_int(t->db, "SELECT count(*) FROM sqlite_schema "
+                                      "WHERE name = 'tag_item'"),
+                     0);
+    /* The new side goes on alone; the handle reopens from the store. */
+    dw_value k[2];
+    assert_dw_ok(h, dw_write(h, link(k, 5, 18), 2, NULL, write_new,
+                             (void *)&add_link));
+    dw_close(h);
+    dw_options o = link_opts("links");
+    h = open_ok(t->db, &o);
+
+    assert_dw_ok(h, dw_restore(h, backup, "bring it back"));
+    assert_int_equal(query_int(t->db, "SELECT count(*) FROM tag_item"), links);
+    assert_int_equal(has_row(t->db, "tag_item", 5, 18), 0);
+    int stage = -1;
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_RAMPDOWN);
+    backfill_and_verify(h);
+    assert_int_equal(has_row(t->db, "tag_item", 5, 18), 1);
+    assert_level(t->db);
+    dw_close(h);
+    remove(backup);
+}
+
+static void test_link_table_lifecycle(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, 11), "
+                              "(2, 10), (3, 12);");
+    seen s;
+    memset(&s, 0, sizeof s);
+    dw_options o = link_opts("links");
+    o.mismatch_fn = sink;
+    o.mismatch_payload = &s;
+    dw_migration *h = open_ok(t.db, &o);
+    check_stored_spec(t.db);
+    /* The stored spec opens as it was stored (same digest). */
+    dw_migration *stored = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open_stored(&stored, t.db, "links", 0, &err), DW_OK);
+    assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
+    dw_close(stored);
+
+    expand(&t, h, &s);
+    verify_and_repair(&t, h);
+    routed_key(&t, h);
+    trust_new(&t, h);
+    contract_and_restore(&t, h);
+    test_db_close(&t);
+}
+
+/* A key-only side's upsert absorbs only the conflict on its key: another
+ * UNIQUE constraint is reported, in a dual write and in the backfill. */
+static void test_key_only_upsert_reports_other_constraints(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    /* Each item has one tag at most on the old side. */
+    exec_ok(t.db, LINK_SCHEMA "CREATE UNIQUE INDEX one_tag ON "
+                              "tag_item(item_id);"
+                              "INSERT INTO tag_item VALUES(1, 10);");
+    dw_options o = link_opts("links");
+    dw_migration *h = open_ok(t.db, &o);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_SHADOW);
+    stage_to(h, DW_STAGE_LIVE);
+    dw_value k[2];
+    /* The down mirror of (2, 10) meets one_tag: both writes roll back. */
+    assert_dw(h, dw_write(h, link(k, 2, 10), 2, NULL, write_new,
+                          (void *)&add_link),
+              DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(h), DW_SIDE_OLD);
+    assert_non_null(strstr(dw_errmsg(h), "UNIQUE"));
+    assert_int_equal(has_row(t.db, "tag_item_v2", 2, 10), 0);
+    /* Written past the library, the backfill (new to old at RAMPDOWN)
+     * stops on it, naming the key. */
+    stage_to(h, DW_STAGE_RAMPDOWN);
+    exec_ok(t.db, "INSERT INTO tag_item_v2 VALUES(2, 10, 0)");
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.flags = DW_BACKFILL_RESTART;
+    assert_dw(h, dw_backfill(NULL, h, &bo), DW_ECONSTRAINT);
+    assert_non_null(strstr(dw_errmsg(h), "[2,10]"));
+    assert_int_equal(has_row(t.db, "tag_item", 2, 10), 0);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* The new side can be the key alone too (a column dropped): no up mapping
+ * is needed, and the down mapping fills the old column back. */
+static void test_key_only_new_side(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id "
+                  "INTEGER NOT NULL, note TEXT, PRIMARY KEY(tag_id, "
+                  "item_id));"
+                  "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
+                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT "
+                  "ROWID;"
+                  "INSERT INTO tag_item_v1 VALUES(1, 10, 'a'), (2, 20, "
+                  "'b');");
+    static const dw_column_map down[] = {{"note", "'restored'"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "drop_note";
+    o.old_side.table = "tag_item_v1";
+    o.old_side.key_columns = link_key;
+    o.old_side.nkey_columns = 2;
+    o.new_side.table = "tag_item";
+    o.new_side.key_columns = link_key;
+    o.new_side.nkey_columns = 2;
+    o.down = down;
+    o.ndown = 1;
+    dw_migration *h = open_ok(t.db, &o);
+    char buf[512];
+    query_text(t.db, "SELECT spec FROM dw_migrations WHERE name = "
+                     "'drop_note'",
+               buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"up\":{\"sql\":{}}"));
+    dw_migration *stored = NULL;
+    assert_int_equal(dw_open_stored(&stored, t.db, "drop_note", 0, NULL),
+                     DW_OK);
+    assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
+    dw_close(stored);
+
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    dw_value k[2];
+    exec_ok(t.db, "INSERT INTO tag_item_v1 VALUES(3, 30, 'c')");
+    assert_dw_ok(h, dw_mirror(h, link(k, 3, 30), 2));
+    assert_dw_ok(h, dw_mirror(h, link(k, 3, 30), 2));
+    assert_int_equal(has_row(t.db, "tag_item", 3, 30), 1);
+    backfill_and_verify(h);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM tag_item"), 3);
+    stage_to(h, DW_STAGE_SHADOW);
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, link(k, 2, 20), 2));
+    assert_int_equal(equal, 1);
+    stage_to(h, DW_STAGE_LIVE);
+    exec_ok(t.db, "INSERT INTO tag_item VALUES(4, 40)");
+    assert_dw_ok(h, dw_mirror(h, link(k, 4, 40), 2));
+    char note[16];
+    assert_string_equal(query_text(t.db, "SELECT note FROM tag_item_v1 WHERE "
+                                         "tag_id = 4",
+                                   note, sizeof note),
+                        "restored");
+    dw_close(h);
+
+    /* Without a down mapping the old side has columns to fill: an up
+     * mapping missing for a new side with columns is still refused. */
+    dw_options bad = o;
+    bad.name = "needs_up";
+    bad.new_side.table = "tag_item_v1";
+    bad.old_side.table = "tag_item";
+    bad.down = NULL;
+    bad.ndown = 0;
+    char *err = NULL;
+    h = NULL;
+    assert_int_equal(dw_open(&h, t.db, &bad, &err), DW_EMISUSE);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "an up mapping is required"));
+    sqlite3_free(err);
+    test_db_close(&t);
+}
+
+/* Both sides one table: the row is shared, so a side of the key alone
+ * would have nothing of its own. Refused, saying why. */
+static void test_one_table_side_needs_columns(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
+                  "INTEGER NOT NULL, position INTEGER, PRIMARY KEY(tag_id, "
+                  "item_id));");
+    static const char *const none[] = {"unused"};
+    static const char *const position[] = {"position"};
+    dw_options o = link_opts("one_table");
+    o.new_side.table = "tag_item";
+    o.old_side.columns = none;
+    o.old_side.ncolumns = 0;
+    o.new_side.columns = position;
+    o.new_side.ncolumns = 1;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_EMISUSE);
+    assert_null(h);
+    assert_non_null(err);
+    if (!strstr(err, "shares its rows"))
+        print_error("message: %s\n", err);
+    assert_non_null(strstr(err, "old side: no model columns besides the key"));
+    assert_non_null(strstr(err, "shares its rows"));
+    sqlite3_free(err);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"), 0);
+    test_db_close(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_link_table_lifecycle),
+        cmocka_unit_test(test_key_only_upsert_reports_other_constraints),
+        cmocka_unit_test(test_key_only_new_side),
+        cmocka_unit_test(test_one_table_side_needs_columns),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
