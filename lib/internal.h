@@ -135,6 +135,9 @@ typedef struct dw_map_def {
     char **exprs; /* exprs[i] computes target cols[i]; NULL when none */
     dw_map_fn fn;
     int present;
+    /* None was given and the target is its key alone: validation made an
+     * SQL mapping of no expressions (undone with the validation). */
+    int implied;
 } dw_map_def;
 
 typedef struct dw_spec {

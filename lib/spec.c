@@ -70,9 +70,10 @@ static int check_side(dw_migration *h, const char *which, const dw_side_spec *s)
     return rc;
 }
 
+/* Whether a mapping is required depends on the target's columns, which
+ * only validation knows: a target of the key alone needs none. */
 static int check_mapping(dw_migration *h, const char *which,
-                         const dw_column_map *map, int n, dw_map_fn fn,
-                         int required)
+                         const dw_column_map *map, int n, dw_map_fn fn)
 {
     if (map && fn)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -82,13 +83,9 @@ static int check_mapping(dw_migration *h, const char *which,
     if (!map && n != 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s mapping: a count without expressions", which);
-    if (map && n <= 0)
+    if (map && n < 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "%s mapping: no expressions", which);
-    if (required && !map && !fn)
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "an %s mapping is required (expressions or callback)",
-                         which);
+                         "%s mapping: count %d is negative", which, n);
     for (int i = 0; map && i < n; i++) {
         if (!map[i].column || !map[i].column[0] || !map[i].expr ||
             !map[i].expr[0])
@@ -124,7 +121,9 @@ static int copy_raw_map(dw_spec *s, int target, const dw_column_map *m, int n)
 {
     if (!m)
         return DW_OK;
-    s->raw_map[target] = dw__calloc(sizeof(dw_column_map) * (size_t)n);
+    /* No expressions at all is a mapping into a side of the key alone. */
+    s->raw_map[target] =
+        dw__calloc(sizeof(dw_column_map) * (size_t)(n ? n : 1));
     if (!s->raw_map[target])
         return DW_ENOMEM;
     s->nraw_map[target] = n;
@@ -163,8 +162,8 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
                          "the migration name is not valid UTF-8");
     if ((rc = check_side(h, "old", &o->old_side)) != DW_OK ||
         (rc = check_side(h, "new", &o->new_side)) != DW_OK ||
-        (rc = check_mapping(h, "up", o->up, o->nup, o->up_fn, 1)) != DW_OK ||
-        (rc = check_mapping(h, "down", o->down, o->ndown, o->down_fn, 0)) !=
+        (rc = check_mapping(h, "up", o->up, o->nup, o->up_fn)) != DW_OK ||
+        (rc = check_mapping(h, "down", o->down, o->ndown, o->down_fn)) !=
             DW_OK)
         return rc;
     if (o->old_side.nkey_columns != o->new_side.nkey_columns)
@@ -188,7 +187,7 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
         copy_raw_map(s, DW_SIDE_OLD, o->down, o->ndown) != DW_OK)
         goto nomem;
     s->map[DW_SIDE_NEW].fn = o->up_fn;
-    s->map[DW_SIDE_NEW].present = 1;
+    s->map[DW_SIDE_NEW].present = o->up || o->up_fn;
     s->map[DW_SIDE_OLD].fn = o->down_fn;
     s->map[DW_SIDE_OLD].present = o->down || o->down_fn;
     s->map_payload = o->map_payload;
@@ -236,6 +235,8 @@ void dw__spec_unvalidate(dw_spec *s)
         if (s->map[side].exprs)
             free_names(s->map[side].exprs, d->ncols);
         s->map[side].exprs = NULL;
+        if (s->map[side].implied)
+            s->map[side].present = s->map[side].implied = 0;
         if (d->cols_default) {
             free_names(d->cols, d->ncols);
             d->cols = NULL;

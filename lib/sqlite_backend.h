@@ -143,6 +143,10 @@ int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
                       const char *text, int side, const char *what);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
+/* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for
+ * side d; DO NOTHING for a side of the key alone. The target is the key
+ * alone either way, so any other UNIQUE constraint still fails. */
+void dw__add_conflict_update(dw_buf *b, const dw_side_def *d);
 
 /* Double-quoted string literals off, and back, for our own SQL. */
 typedef struct dqs_saved {

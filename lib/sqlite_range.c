@@ -186,16 +186,9 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, src->table);
     add_range(b, src, src->table, bounds);
-    dw_buf_puts(b, " ON CONFLICT(");
-    dw_buf_ident_list(b, NULL, t->key, t->nkey, 1);
-    dw_buf_puts(b, ") DO UPDATE SET ");
-    for (int i = 0; i < t->ncols; i++) {
-        dw_buf_puts(b, i ? ", " : "");
-        dw_buf_ident(b, t->cols[i]);
-        dw_buf_puts(b, " = excluded.");
-        dw_buf_ident(b, t->cols[i]);
-    }
-    dw_buf_puts(b, " WHERE ");
+    dw__add_conflict_update(b, t);
+    if (t->ncols > 0)
+        dw_buf_puts(b, " WHERE ");
     for (int i = 0; i < t->ncols; i++) {
         dw_buf_puts(b, i ? " OR " : "");
         dw_buf_ident(b, t->table);

@@ -17,10 +17,14 @@ static void add_where_key(dw_buf *b, const dw_side_def *d)
     }
 }
 
-static void add_conflict_update(dw_buf *b, const dw_side_def *d)
+void dw__add_conflict_update(dw_buf *b, const dw_side_def *d)
 {
     dw_buf_puts(b, " ON CONFLICT(");
     dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
+    if (d->ncols == 0) {
+        dw_buf_puts(b, ") DO NOTHING");
+        return;
+    }
     dw_buf_puts(b, ") DO UPDATE SET ");
     for (int i = 0; i < d->ncols; i++) {
         if (i)
@@ -102,7 +106,7 @@ int dw__build_row_sql(dw_migration *h)
             for (int i = 0; i < d->nkey + d->ncols; i++)
                 dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
             dw_buf_puts(&b, ")");
-            add_conflict_update(&b, d);
+            dw__add_conflict_update(&b, d);
         }
         if ((rc = keep_sql(h, ST_UPSERT + side, &b)) != DW_OK)
             break;
@@ -154,7 +158,7 @@ int dw__build_row_sql(dw_migration *h)
             dw_buf_puts(&b, " FROM ");
             dw_buf_table(&b, src->table);
             add_where_key(&b, src);
-            add_conflict_update(&b, d);
+            dw__add_conflict_update(&b, d);
         }
         if ((rc = keep_sql(h, ST_SYNC + side, &b)) != DW_OK)
             break;
@@ -212,6 +216,26 @@ int dw__sqlite_read_mapped(dw_migration *h, int target, const dw_value *key,
                     "mapping the row");
 }
 
+/* Whether the source row of `key` exists, through the statement that maps
+ * it into target's shape. */
+static int source_exists(dw_migration *h, int target, const dw_value *key,
+                         int *found)
+{
+    int source = dw__other_side(target);
+    sqlite3_stmt *st = dw__stmt(h, ST_READ_MAPPED + target);
+    if (!st)
+        return h->errcode;
+    int rc = dw__bind_key(st, key, h->spec.side[source].nkey);
+    if (rc != SQLITE_OK)
+        return bind_failed(h, st, rc, source);
+    rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return dw__sqlite_error(h, rc, source, "reading the source row");
+    return DW_OK;
+}
+
 int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
                         int *found)
 {
@@ -226,9 +250,13 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     if (rc != SQLITE_OK)
         return h->errcode;
     /* The upsert (or the one-table UPDATE) changes exactly one row when the
-     * source row exists. */
+     * source row exists -- except into a side of the key alone, whose
+     * DO NOTHING leaves a row already there unchanged: then the source
+     * is asked. */
     *found = sqlite3_changes(h->db) > 0;
-    return DW_OK;
+    if (*found || h->spec.side[target].ncols > 0)
+        return DW_OK;
+    return source_exists(h, target, key, found);
 }
 
 int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,

@@ -514,9 +514,16 @@ static int check_side(dw_migration *h, int side, table_info *t)
     }
     if ((rc = canonical_names(h, side, t, d->cols, d->ncols, "")) != DW_OK)
         return rc;
-    if (d->ncols == 0)
+    /* A side of the key alone (a link table) is compared by presence; in
+     * one table the row is both sides', so that side would have nothing
+     * of its own to write or compare. */
+    if (d->ncols == 0 && s->same_table)
         return dw__error(h, DW_EMISUSE, side,
-                         "%s side: no model columns besides the key", which);
+                         "%s side: no model columns besides the key; both "
+                         "sides are table \"%s\", which shares its rows "
+                         "between them, so each side needs columns of its "
+                         "own",
+                         which, t->name);
     for (int i = 0; i < d->ncols; i++) {
         for (int k = 0; k < d->nkey; k++)
             if (sqlite3_stricmp(d->cols[i], d->key[k]) == 0)
@@ -651,6 +658,20 @@ static int check_mapping(dw_migration *h, int target)
     dw_side_def *d = &s->side[target];
     int source = target == DW_SIDE_NEW ? DW_SIDE_OLD : DW_SIDE_NEW;
     const char *which = target == DW_SIDE_NEW ? "up" : "down";
+    dw_map_def *map = &s->map[target];
+    if (!map->present && d->ncols == 0) {
+        /* A target of the key alone: its row is the source's key, an SQL
+         * mapping of no expressions. */
+        if (!(map->exprs = dw__calloc(sizeof(char *))))
+            return dw__error(h, DW_ENOMEM, target, "out of memory");
+        map->present = map->implied = 1;
+        return DW_OK;
+    }
+    if (!map->present && target == DW_SIDE_NEW)
+        return dw__error(h, DW_EMISUSE, target,
+                         "an up mapping is required (expressions or "
+                         "callback): the new side has model columns "
+                         "besides the key");
     if (!s->raw_map[target])
         return DW_OK;
     if (s->nraw_map[target] != d->ncols) {
@@ -667,7 +688,8 @@ static int check_mapping(dw_migration *h, int target)
                                  which, dw__side_word(target), d->cols[i]);
         }
     }
-    s->map[target].exprs = dw__calloc(sizeof(char *) * (size_t)d->ncols);
+    s->map[target].exprs =
+        dw__calloc(sizeof(char *) * (size_t)(d->ncols ? d->ncols : 1));
     if (!s->map[target].exprs)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
     for (int j = 0; j < s->nraw_map[target]; j++) {
