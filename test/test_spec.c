@@ -1018,10 +1018,11 @@ static void test_setup_sql_cannot_end_transactions(void **state)
 
 /* ---- model column lists ------------------------------------------------------------------- */
 
-/* A side needs at least one model column besides its key: an empty list
- * (not NULL, count 0), and a table whose only column is the key, are both
- * refused with the reason, and nothing is stored. */
-static void test_no_model_columns(void **state)
+/* A side may be its key alone: an empty list (not NULL, count 0), or a
+ * table whose only column is the key. An SQL mapping naming no column,
+ * whose targets would be the side's columns, is refused: a count left at
+ * 0 would otherwise make the side its key alone. */
+static void test_key_only_sides(void **state)
 {
     (void)state;
     test_db t;
@@ -1031,7 +1032,11 @@ static void test_no_model_columns(void **state)
     dw_options o = items_opts("m_empty_list");
     o.old_side.columns = none; /* a list, with no entries */
     o.old_side.ncolumns = 0;
-    open_fails(t.db, &o, DW_EMISUSE, "no model columns besides the key");
+    dw_close(open_ok(t.db, &o));
+    assert_int_equal(query_int(t.db, "SELECT json_array_length(spec, "
+                                     "'$.old.columns') FROM dw_migrations "
+                                     "WHERE name = 'm_empty_list'"),
+                     0);
 
     exec_ok(t.db, "CREATE TABLE keys_only(id INTEGER PRIMARY KEY);");
     o = items_opts("m_keys_only");
@@ -1039,7 +1044,11 @@ static void test_no_model_columns(void **state)
     static const dw_column_map up[] = {{"title", "'t' || id"},
                                        {"cents", "id"}};
     o.up = up;
-    open_fails(t.db, &o, DW_EMISUSE, "no model columns besides the key");
+    dw_close(open_ok(t.db, &o));
+
+    o = items_opts("m_nup_0");
+    o.nup = 0;
+    open_fails(t.db, &o, DW_EMISUSE, "up mapping: no expressions");
     test_db_close(&t);
 }
 
@@ -1232,7 +1241,7 @@ int main(void)
         cmocka_unit_test(test_keys_must_compare_alike),
         cmocka_unit_test(test_mapping_is_one_column),
         cmocka_unit_test(test_setup_sql_cannot_end_transactions),
-        cmocka_unit_test(test_no_model_columns),
+        cmocka_unit_test(test_key_only_sides),
         cmocka_unit_test(test_side_is_a_view),
         cmocka_unit_test(test_column_listed_twice),
         cmocka_unit_test(test_generated_column_not_a_target),
