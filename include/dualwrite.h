@@ -323,6 +323,18 @@ DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
  * with an SQL up mapping, the columns the mapping names; otherwise every
  * non-key, non-generated column of the table. When both sides are one table,
  * each side must list its own columns and the lists must not overlap.
+ *
+ * A side may be its key alone -- a many-to-many link table such as
+ * tag_item(tag_id, item_id), or a list given with ncolumns 0: its row is
+ * its key, so reads, dw_compare() and dw_verify() compare presence (a row
+ * on one side only), and a mapping into it needs no expressions (give none;
+ * the stored spec shows it as {"sql":{}}). Rows are written into it with
+ * INSERT ... ON CONFLICT(key) DO NOTHING, so a violation of any other
+ * constraint (a UNIQUE index over part of the key, say) still fails the
+ * write with DW_ECONSTRAINT. Every stage, the backfill, repairs, routing,
+ * dw_contract() and dw_restore() work on such a side. When both sides are
+ * one table the row is shared, so a side of the key alone would have
+ * nothing of its own: dw_open() refuses it with DW_EMISUSE.
  */
 typedef struct dw_side_spec {
     const char *table;
@@ -400,13 +412,18 @@ typedef struct dw_options {
     dw_side_spec old_side;
     dw_side_spec new_side;
     /** The up mapping (old row to new row): either `up` with `nup` entries,
-     *  one per new model column, or `up_fn`. Exactly one is required. */
+     *  one per new model column, or `up_fn`. Exactly one is required,
+     *  unless the new side is its key alone (see dw_side_spec), which needs
+     *  neither. `up` with nup 0 is a mapping into no column: refused when
+     *  the new side's columns would default to its targets (a count left
+     *  at 0), so list them (as empty) for a side of the key alone. */
     const dw_column_map *up;
     int nup;
     dw_map_fn up_fn;
     /** The optional down mapping (new row to old row), same rules; needed
      *  to mirror writes to the old side at LIVE and RAMPDOWN when no
-     *  old-side write callback is given. */
+     *  old-side write callback is given. An old side of the key alone has
+     *  one without being given it: its row is the key. */
     const dw_column_map *down;
     int ndown;
     dw_map_fn down_fn;
@@ -540,7 +557,8 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *         columns in order, and the model columns dw_open() settled on
  *         (those given, or the default), named as the schema spells them.
  *   MAP   {"sql":{"column":"expression",...}}: one member per target
- *         column, in the target side's column order;
+ *         column, in the target side's column order ({"sql":{}} into a
+ *         side of the key alone, given or not);
  *         {"callback":"map_version"}: a C mapping callback, with the
  *         options' map_version (null for a NULL one; up and down name the
  *         same);
