@@ -4,7 +4,7 @@
  * contract and the restore work on it; presence is what is compared. Also a
  * key-only new side (a column dropped), the constraint a key-only upsert
  * must still report, and the one-table case that cannot be key-only. */
-#include "support.h"
+#include "fault.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -529,13 +529,80 @@ static void test_one_table_side_needs_columns(void **state)
     test_db_close(&t);
 }
 
+/* Opens the link-table migration and mirrors `key` into the link table
+ * twice (the second sync finds the row there). */
+static int open_and_mirror(sqlite3 *db, const dw_value *key, int *first)
+{
+    dw_options o = link_opts("links");
+    dw_migration *h = NULL;
+    int rc = dw_open(&h, db, &o, NULL);
+    *first = rc;
+    if (rc == DW_OK)
+        rc = *first = dw_mirror(h, key, 2);
+    if (rc == DW_OK)
+        rc = dw_mirror(h, key, 2);
+    dw_close(h);
+    return rc;
+}
+
+/* Out of memory at each allocation, N = 1, 2, ..., of opening the
+ * migration and mirroring into its side of the key alone (at LIVE): the
+ * result is DW_ENOMEM or DW_OK, nothing leaks, and the link is in the
+ * table exactly when a mirror succeeded -- a failed second sync never
+ * takes it out. */
+static void test_key_only_out_of_memory(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10);");
+    dw_options o = link_opts("links");
+    dw_migration *h = open_ok(t.db, &o);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_SHADOW);
+    stage_to(h, DW_STAGE_LIVE);
+    dw_close(h);
+    /* One connection at a time: SQLite keeps a closed file's descriptor
+     * (and an allocation) while another connection holds locks on it. */
+    assert_int_equal(sqlite3_close(t.db), SQLITE_OK);
+    t.db = NULL;
+    int fired = 1, points = 0;
+    for (int n = 1; fired; n += fault_stride()) {
+        int64_t before = fault_mem_outstanding();
+        sqlite3 *db = test_db_connect(&t);
+        exec_ok(db, "PRAGMA synchronous = OFF"); /* hundreds of commits */
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT INTO tag_item_v2 VALUES(%d, 1, 0)",
+                 100 + n);
+        exec_ok(db, sql);
+        dw_value k[2];
+        fault_mem_arm(n, n % 2);
+        int first = DW_OK;
+        int rc = open_and_mirror(db, link(k, 100 + n, 1), &first);
+        fired = fault_mem_disarm() > 0;
+        points = n;
+        if (rc != DW_OK && rc != DW_ENOMEM)
+            print_error("N = %d: %d (%s)\n", n, rc, dw_errstr(rc));
+        assert_true(rc == DW_OK || rc == DW_ENOMEM);
+        assert_int_equal(has_row(db, "tag_item", 100 + n, 1), first == DW_OK);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+        assert_int_equal(fault_mem_outstanding(), before);
+    }
+    assert_true(points > 100); /* the walk went through it all */
+    test_db_close(&t);
+}
+
 int main(void)
 {
+    /* Before any connection: the counting allocator, for the OOM walk. */
+    fault_mem_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_link_table_lifecycle),
         cmocka_unit_test(test_key_only_upsert_reports_other_constraints),
         cmocka_unit_test(test_key_only_new_side),
         cmocka_unit_test(test_one_table_side_needs_columns),
+        cmocka_unit_test(test_key_only_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
