@@ -54,52 +54,46 @@ static const dw_value *link(dw_value k[2], int tag, int item)
     return k;
 }
 
-/* Write callbacks: each writes one side's row of the key, by SQL. */
+/* The write callback of either side: inserts or deletes the key's row of
+ * one table by SQL (a new-side row takes its default position). */
 typedef struct link_write {
-    int insert;   /* 1 insert, 0 delete */
-    int position; /* of a new-side row */
+    const char *table;
+    int insert; /* 1 insert, 0 delete */
 } link_write;
 
-static int run_keyed(sqlite3 *db, const char *sql, const dw_value *key,
-                     int position)
+static int write_row(sqlite3 *db, const dw_value *key, int nkey, void *p)
 {
+    const link_write *w = p;
+    assert_int_equal(nkey, 2);
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             w->insert ? "INSERT INTO %s(tag_id, item_id) VALUES(?1, ?2)"
+                       : "DELETE FROM %s WHERE tag_id = ?1 AND item_id = ?2",
+             w->table);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_int64(st, 1, key[0].i);
     sqlite3_bind_int64(st, 2, key[1].i);
-    if (sqlite3_bind_parameter_count(st) == 3)
-        sqlite3_bind_int(st, 3, position);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : rc;
 }
 
-static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *p)
-{
-    const link_write *w = p;
-    assert_int_equal(nkey, 2);
-    return run_keyed(db,
-                     w->insert ? "INSERT INTO tag_item VALUES(?1, ?2)"
-                               : "DELETE FROM tag_item WHERE tag_id = ?1 AND "
-                                 "item_id = ?2",
-                     key, 0);
-}
+enum { DROP = 0, ADD = 1 };
 
-static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *p)
+/* dw_write() of a link, the trusted side by write_row(), the other synced. */
+static int write_through(dw_migration *h, int trusted, int tag, int item,
+                         int insert)
 {
-    const link_write *w = p;
-    assert_int_equal(nkey, 2);
-    return run_keyed(db,
-                     w->insert ? "INSERT INTO tag_item_v2 VALUES(?1, ?2, ?3)"
-                               : "DELETE FROM tag_item_v2 WHERE tag_id = ?1 "
-                                 "AND item_id = ?2",
-                     key, w->position);
+    dw_value k[2];
+    link_write w = {trusted == DW_SIDE_OLD ? "tag_item" : "tag_item_v2",
+                    insert};
+    return dw_write(h, link(k, tag, item), 2,
+                    trusted == DW_SIDE_OLD ? write_row : NULL,
+                    trusted == DW_SIDE_NEW ? write_row : NULL, &w);
 }
-
-static const link_write add_link = {1, 0};
-static const link_write drop_link = {0, 0};
 
 static int has_row(sqlite3 *db, const char *table, int tag, int item)
 {
@@ -125,6 +119,26 @@ static void assert_level(sqlite3 *db)
     assert_int_equal(query_int(db, "SELECT count(*) FROM tag_item_v2 WHERE "
                                    "position <> 0"),
                      0);
+}
+
+/* Writes a link through the migration, the trusted side by its callback
+ * and the other synced, and checks both tables hold it after an insert and
+ * neither after a delete. */
+static void write_link(sqlite3 *db, dw_migration *h, int trusted, int tag,
+                       int item, int insert)
+{
+    assert_dw_ok(h, write_through(h, trusted, tag, item, insert));
+    assert_int_equal(has_row(db, "tag_item", tag, item), insert);
+    assert_int_equal(has_row(db, "tag_item_v2", tag, item), insert);
+}
+
+/* Mirrors a link and checks the other table then holds it, or not. */
+static void mirror_link(sqlite3 *db, dw_migration *h, const char *other,
+                        int tag, int item, int present)
+{
+    dw_value k[2];
+    assert_dw_ok(h, dw_mirror(h, link(k, tag, item), 2));
+    assert_int_equal(has_row(db, other, tag, item), present);
 }
 
 /* Mismatch kinds the sink saw, by kind. */
@@ -172,25 +186,16 @@ static void expand(test_db *t, dw_migration *h, seen *s)
 {
     dw_value k[2];
     stage_to(h, DW_STAGE_DUAL_WRITE);
-    /* An insert reaches both sides; the new row gets the mapped position. */
-    assert_dw_ok(h, dw_write(h, link(k, 4, 13), 2, write_old, NULL,
-                             (void *)&add_link));
-    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 1);
-    /* Mirroring a key twice keeps it (the second sync finds the row). */
-    assert_dw_ok(h, dw_mirror(h, link(k, 4, 13), 2));
-    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 1);
-    /* A delete reaches both sides. */
-    assert_dw_ok(h, dw_write(h, link(k, 4, 13), 2, write_old, NULL,
-                             (void *)&drop_link));
-    assert_int_equal(has_row(t->db, "tag_item", 4, 13), 0);
-    assert_int_equal(has_row(t->db, "tag_item_v2", 4, 13), 0);
+    /* An insert reaches both sides; the new row gets the mapped position;
+     * mirroring it again keeps it. A delete reaches both sides. */
+    write_link(t->db, h, DW_SIDE_OLD, 4, 13, ADD);
+    mirror_link(t->db, h, "tag_item_v2", 4, 13, 1);
+    write_link(t->db, h, DW_SIDE_OLD, 4, 13, DROP);
     /* The application wrote the old side itself: dw_mirror() follows. */
     exec_ok(t->db, "INSERT INTO tag_item VALUES(6, 15)");
-    assert_dw_ok(h, dw_mirror(h, link(k, 6, 15), 2));
-    assert_int_equal(has_row(t->db, "tag_item_v2", 6, 15), 1);
+    mirror_link(t->db, h, "tag_item_v2", 6, 15, 1);
     exec_ok(t->db, "DELETE FROM tag_item WHERE tag_id = 6");
-    assert_dw_ok(h, dw_mirror(h, link(k, 6, 15), 2));
-    assert_int_equal(has_row(t->db, "tag_item_v2", 6, 15), 0);
+    mirror_link(t->db, h, "tag_item_v2", 6, 15, 0);
 
     /* The links from before are copied by the backfill. */
     assert_int_equal(query_int(t->db, "SELECT count(*) FROM tag_item_v2"), 0);
@@ -264,14 +269,8 @@ static void routed_key(test_db *t, dw_migration *h)
     assert_dw_ok(h, dw_key_stage(&stage, &route, h, link(k, 3, 12), 2));
     assert_int_equal(stage, DW_STAGE_LIVE);
     assert_int_equal(route, DW_ROUTE_OVERRIDE);
-    assert_dw_ok(h, dw_write(h, link(k, 3, 12), 2, NULL, write_new,
-                             (void *)&drop_link));
-    assert_int_equal(has_row(t->db, "tag_item", 3, 12), 0);
-    assert_int_equal(has_row(t->db, "tag_item_v2", 3, 12), 0);
-    assert_dw_ok(h, dw_write(h, link(k, 3, 12), 2, NULL, write_new,
-                             (void *)&add_link));
-    assert_int_equal(has_row(t->db, "tag_item", 3, 12), 1);
-    assert_int_equal(has_row(t->db, "tag_item_v2", 3, 12), 1);
+    write_link(t->db, h, DW_SIDE_NEW, 3, 12, DROP);
+    write_link(t->db, h, DW_SIDE_NEW, 3, 12, ADD);
     /* Its reads are answered by the new side, with the new column. */
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);
@@ -292,15 +291,10 @@ static void trust_new(test_db *t, dw_migration *h)
 {
     dw_value k[2];
     stage_to(h, DW_STAGE_LIVE);
-    assert_dw_ok(h, dw_write(h, link(k, 7, 16), 2, NULL, write_new,
-                             (void *)&add_link));
-    assert_int_equal(has_row(t->db, "tag_item", 7, 16), 1);
     /* Mirroring an existing link again keeps it on the link table. */
-    assert_dw_ok(h, dw_mirror(h, link(k, 7, 16), 2));
-    assert_int_equal(has_row(t->db, "tag_item", 7, 16), 1);
-    assert_dw_ok(h, dw_write(h, link(k, 1, 10), 2, NULL, write_new,
-                             (void *)&drop_link));
-    assert_int_equal(has_row(t->db, "tag_item", 1, 10), 0);
+    write_link(t->db, h, DW_SIDE_NEW, 7, 16, ADD);
+    mirror_link(t->db, h, "tag_item", 7, 16, 1);
+    write_link(t->db, h, DW_SIDE_NEW, 1, 10, DROP);
     dw_metrics before, after;
     memset(&before, 0, sizeof before);
     memset(&after, 0, sizeof after);
@@ -313,9 +307,7 @@ static void trust_new(test_db *t, dw_migration *h)
     assert_int_equal(after.matches, before.matches + 1);
     assert_level(t->db);
     stage_to(h, DW_STAGE_RAMPDOWN);
-    assert_dw_ok(h, dw_write(h, link(k, 8, 17), 2, NULL, write_new,
-                             (void *)&add_link));
-    assert_int_equal(has_row(t->db, "tag_item", 8, 17), 1);
+    write_link(t->db, h, DW_SIDE_NEW, 8, 17, ADD);
     verify_counts(h, 0, 0, 0);
     stage_to(h, DW_STAGE_COMPLETE);
 }
@@ -332,9 +324,7 @@ static void contract_and_restore(test_db *t, dw_migration *h)
                                       "WHERE name = 'tag_item'"),
                      0);
     /* The new side goes on alone; the handle reopens from the store. */
-    dw_value k[2];
-    assert_dw_ok(h, dw_write(h, link(k, 5, 18), 2, NULL, write_new,
-                             (void *)&add_link));
+    assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 5, 18, ADD));
     dw_close(h);
     dw_options o = link_opts("links");
     h = open_ok(t->db, &o);
@@ -381,6 +371,18 @@ static void test_link_table_lifecycle(void **state)
     test_db_close(&t);
 }
 
+/* The link-table migration defined, backfilled, verified and at LIVE. */
+static dw_migration *open_at_live(sqlite3 *db)
+{
+    dw_options o = link_opts("links");
+    dw_migration *h = open_ok(db, &o);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_SHADOW);
+    stage_to(h, DW_STAGE_LIVE);
+    return h;
+}
+
 /* A key-only side's upsert absorbs only the conflict on its key: another
  * UNIQUE constraint is reported, in a dual write and in the backfill. */
 static void test_key_only_upsert_reports_other_constraints(void **state)
@@ -392,17 +394,9 @@ static void test_key_only_upsert_reports_other_constraints(void **state)
     exec_ok(t.db, LINK_SCHEMA "CREATE UNIQUE INDEX one_tag ON "
                               "tag_item(item_id);"
                               "INSERT INTO tag_item VALUES(1, 10);");
-    dw_options o = link_opts("links");
-    dw_migration *h = open_ok(t.db, &o);
-    stage_to(h, DW_STAGE_DUAL_WRITE);
-    backfill_and_verify(h);
-    stage_to(h, DW_STAGE_SHADOW);
-    stage_to(h, DW_STAGE_LIVE);
-    dw_value k[2];
+    dw_migration *h = open_at_live(t.db);
     /* The down mirror of (2, 10) meets one_tag: both writes roll back. */
-    assert_dw(h, dw_write(h, link(k, 2, 10), 2, NULL, write_new,
-                          (void *)&add_link),
-              DW_ECONSTRAINT);
+    assert_dw(h, write_through(h, DW_SIDE_NEW, 2, 10, ADD), DW_ECONSTRAINT);
     assert_int_equal(dw_errside(h), DW_SIDE_OLD);
     assert_non_null(strstr(dw_errmsg(h), "UNIQUE"));
     assert_int_equal(has_row(t.db, "tag_item_v2", 2, 10), 0);
@@ -435,14 +429,11 @@ static void test_key_only_new_side(void **state)
                   "INSERT INTO tag_item_v1 VALUES(1, 10, 'a'), (2, 20, "
                   "'b');");
     static const dw_column_map down[] = {{"note", "'restored'"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "drop_note";
+    dw_options o = link_opts("drop_note");
     o.old_side.table = "tag_item_v1";
-    o.old_side.key_columns = link_key;
-    o.old_side.nkey_columns = 2;
     o.new_side.table = "tag_item";
-    o.new_side.key_columns = link_key;
-    o.new_side.nkey_columns = 2;
+    o.up = NULL; /* into the key alone: none needed */
+    o.nup = 0;
     o.down = down;
     o.ndown = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -460,9 +451,8 @@ static void test_key_only_new_side(void **state)
     stage_to(h, DW_STAGE_DUAL_WRITE);
     dw_value k[2];
     exec_ok(t.db, "INSERT INTO tag_item_v1 VALUES(3, 30, 'c')");
-    assert_dw_ok(h, dw_mirror(h, link(k, 3, 30), 2));
-    assert_dw_ok(h, dw_mirror(h, link(k, 3, 30), 2));
-    assert_int_equal(has_row(t.db, "tag_item", 3, 30), 1);
+    mirror_link(t.db, h, "tag_item", 3, 30, 1);
+    mirror_link(t.db, h, "tag_item", 3, 30, 1);
     backfill_and_verify(h);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM tag_item"), 3);
     stage_to(h, DW_STAGE_SHADOW);
@@ -556,13 +546,7 @@ static void test_key_only_out_of_memory(void **state)
     test_db t;
     test_db_open(&t);
     exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10);");
-    dw_options o = link_opts("links");
-    dw_migration *h = open_ok(t.db, &o);
-    stage_to(h, DW_STAGE_DUAL_WRITE);
-    backfill_and_verify(h);
-    stage_to(h, DW_STAGE_SHADOW);
-    stage_to(h, DW_STAGE_LIVE);
-    dw_close(h);
+    dw_close(open_at_live(t.db));
     /* One connection at a time: SQLite keeps a closed file's descriptor
      * (and an allocation) while another connection holds locks on it. */
     assert_int_equal(sqlite3_close(t.db), SQLITE_OK);
