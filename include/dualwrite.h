@@ -414,9 +414,7 @@ typedef struct dw_options {
     /** The up mapping (old row to new row): either `up` with `nup` entries,
      *  one per new model column, or `up_fn`. Exactly one is required,
      *  unless the new side is its key alone (see dw_side_spec), which needs
-     *  neither. `up` with nup 0 is a mapping into no column: refused when
-     *  the new side's columns would default to its targets (a count left
-     *  at 0), so list them (as empty) for a side of the key alone. */
+     *  neither. */
     const dw_column_map *up;
     int nup;
     dw_map_fn up_fn;
@@ -557,8 +555,9 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *         columns in order, and the model columns dw_open() settled on
  *         (those given, or the default), named as the schema spells them.
  *   MAP   {"sql":{"column":"expression",...}}: one member per target
- *         column, in the target side's column order ({"sql":{}} into a
- *         side of the key alone, given or not);
+ *         column, in the target side's column order; {"sql":{}} into a
+ *         side of the key alone (read back, it stands for no mapping
+ *         given, which is all such a side needs);
  *         {"callback":"map_version"}: a C mapping callback, with the
  *         options' map_version (null for a NULL one; up and down name the
  *         same);

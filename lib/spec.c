@@ -83,9 +83,9 @@ static int check_mapping(dw_migration *h, const char *which,
     if (!map && n != 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s mapping: a count without expressions", which);
-    if (map && n < 0)
+    if (map && n <= 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "%s mapping: count %d is negative", which, n);
+                         "%s mapping: no expressions", which);
     for (int i = 0; map && i < n; i++) {
         if (!map[i].column || !map[i].column[0] || !map[i].expr ||
             !map[i].expr[0])
@@ -121,9 +121,7 @@ static int copy_raw_map(dw_spec *s, int target, const dw_column_map *m, int n)
 {
     if (!m)
         return DW_OK;
-    /* No expressions at all is a mapping into a side of the key alone. */
-    s->raw_map[target] =
-        dw__calloc(sizeof(dw_column_map) * (size_t)(n ? n : 1));
+    s->raw_map[target] = dw__calloc(sizeof(dw_column_map) * (size_t)n);
     if (!s->raw_map[target])
         return DW_ENOMEM;
     s->nraw_map[target] = n;

@@ -492,15 +492,6 @@ static int check_side(dw_migration *h, int side, table_info *t)
                              "%s side: when both sides are one table, list "
                              "each side's columns",
                              which);
-        /* Columns taken from a mapping that names none would make the side
-         * its key alone: likely a count left at 0, so it must be said. */
-        if (target_map && s->nraw_map[side] == 0)
-            return dw__error(h, DW_EMISUSE, side,
-                             "%s mapping: no expressions, and the %s side's "
-                             "columns are the ones it names; for a side of "
-                             "the key alone, list its columns as empty or "
-                             "give no mapping",
-                             side == DW_SIDE_NEW ? "up" : "down", which);
         int n = target_map ? s->nraw_map[side] : t->ncols;
         d->cols = dw__calloc(sizeof(char *) * (size_t)(n ? n : 1));
         if (!d->cols)

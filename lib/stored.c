@@ -552,9 +552,8 @@ static void parse_free(parse *p)
     sqlite3_free(p->msg);
 }
 
-/* An empty list given as [] or {} is a list, not an absent one. */
+/* An empty list given as [] is a list, not an absent one. */
 static const char *const no_names[1] = {NULL};
-static const dw_column_map no_maps[1] = {{NULL, NULL}};
 
 static void side_options(const parse *p, int side, dw_side_spec *s)
 {
@@ -567,11 +566,13 @@ static void side_options(const parse *p, int side, dw_side_spec *s)
     }
 }
 
+/* {"sql":{}} maps into no column: what dw_open() stores for a side of the
+ * key alone, which is given no mapping. */
 static void map_options(const parse *p, int target, const dw_column_map **map,
                         int *n, dw_map_fn *fn)
 {
-    if (p->has_sql[target]) {
-        *map = p->map[target].n ? p->map[target].v : no_maps;
+    if (p->has_sql[target] && p->map[target].n) {
+        *map = p->map[target].v;
         *n = p->map[target].n;
     } else if (p->has_callback[target]) {
         *fn = dw__unbound_map;

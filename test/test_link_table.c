@@ -469,6 +469,32 @@ static void test_key_only_new_side(void **state)
                         "restored");
     dw_close(h);
 
+    /* Written by hand, {"sql":{}} is no mapping: enough for the key
+     * alone, and refused for a new side with columns. */
+    char *err = NULL;
+    h = NULL;
+    assert_int_equal(dw_open_json(&h, t.db, "by_hand",
+                                  "{\"old\":{\"table\":\"tag_item_v1\","
+                                  "\"key\":[\"tag_id\",\"item_id\"]},"
+                                  "\"new\":{\"table\":\"tag_item\","
+                                  "\"key\":[\"tag_id\",\"item_id\"]},"
+                                  "\"up\":{\"sql\":{}}}",
+                                  0, NULL, &err),
+                     DW_OK);
+    dw_close(h);
+    h = NULL;
+    assert_int_equal(dw_open_json(&h, t.db, "by_hand_bad",
+                                  "{\"old\":{\"table\":\"tag_item\","
+                                  "\"key\":[\"tag_id\",\"item_id\"]},"
+                                  "\"new\":{\"table\":\"tag_item_v1\","
+                                  "\"key\":[\"tag_id\",\"item_id\"]},"
+                                  "\"up\":{\"sql\":{}}}",
+                                  0, NULL, &err),
+                     DW_EMISUSE);
+    assert_non_null(strstr(err, "an up mapping is required"));
+    sqlite3_free(err);
+    err = NULL;
+
     /* Without a down mapping the old side has columns to fill: an up
      * mapping missing for a new side with columns is still refused. */
     dw_options bad = o;
@@ -477,7 +503,6 @@ static void test_key_only_new_side(void **state)
     bad.old_side.table = "tag_item";
     bad.down = NULL;
     bad.ndown = 0;
-    char *err = NULL;
     h = NULL;
     assert_int_equal(dw_open(&h, t.db, &bad, &err), DW_EMISUSE);
     assert_non_null(err);

@@ -1019,9 +1019,8 @@ static void test_setup_sql_cannot_end_transactions(void **state)
 /* ---- model column lists ------------------------------------------------------------------- */
 
 /* A side may be its key alone: an empty list (not NULL, count 0), or a
- * table whose only column is the key. An SQL mapping naming no column,
- * whose targets would be the side's columns, is refused: a count left at
- * 0 would otherwise make the side its key alone. */
+ * table whose only column is the key. An SQL mapping of no expressions is
+ * still refused: a side of the key alone is given no mapping. */
 static void test_key_only_sides(void **state)
 {
     (void)state;
