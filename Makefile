@@ -54,6 +54,12 @@ EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
+# Only the README's two set-up commands install missing packages (as root,
+# with apt-get); every other target names them and stops.
+ifneq ($(filter demo test,$(MAKECMDGOALS)),)
+DEPS_INSTALL = --install
+endif
+ENSURE_DEPS = CC="$(CC)" sh scripts/ensure-deps.sh $(DEPS_INSTALL)
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps coverage bench \
@@ -68,12 +74,12 @@ deps: $(DEPS_TEST_STAMP)
 
 $(DEPS_LIB_STAMP): scripts/ensure-deps.sh
 	@mkdir -p $(@D)
-	@CC="$(CC)" sh scripts/ensure-deps.sh library
+	@$(ENSURE_DEPS) library
 	@touch $@
 
 $(DEPS_TEST_STAMP): scripts/ensure-deps.sh
 	@mkdir -p $(@D)
-	@CC="$(CC)" sh scripts/ensure-deps.sh test
+	@$(ENSURE_DEPS) test
 	@touch $@
 
 $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
@@ -167,9 +173,7 @@ sanitize:
 # The fault walks are thinned to every 10th failure point under valgrind
 # (the whole walk would take about 45 minutes there).
 valgrind: $(TEST_BIN)
-	@command -v valgrind >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq valgrind; \
-	  else echo "valgrind is missing: sudo apt-get install valgrind" >&2; exit 1; fi; }
+	@sh scripts/ensure-deps.sh valgrind
 	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) \
 	  DW_TOOL_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
@@ -241,6 +245,7 @@ install: all
 	$(INSTALL) -d $(INSTALL_BIN_PATH) $(INSTALL_MAN_PATH)
 	$(INSTALL) -m 755 $(DWCTL) $(INSTALL_BIN_PATH)/dwctl
 	$(INSTALL) -m 644 tools/dwctl.1 $(INSTALL_MAN_PATH)/dwctl.1
+	@[ -n "$(DESTDIR)" ] || sh scripts/loader-cache.sh "$(libdir)"
 
 uninstall:
 	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_INCLUDE_PATH)/dualwrite_cmocka.h \
