@@ -63,7 +63,7 @@ ENSURE_DEPS = CC="$(CC)" sh scripts/ensure-deps.sh $(DEPS_INSTALL)
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps coverage bench \
-        check-bench check-walkthrough
+        check-bench check-walkthrough check-deps
 
 DWCTL_SRC = $(wildcard tools/*.c)
 DWCTL = $(BUILD)/tools/dwctl
@@ -145,7 +145,7 @@ run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
 
 test: run-tests check-header all
-	@$(MAKE) --no-print-directory check-symbols check-install check-walkthrough check-bench
+	@$(MAKE) --no-print-directory check-symbols check-install check-deps check-walkthrough check-bench
 
 check-header:
 	@mkdir -p $(BUILD)
@@ -159,6 +159,10 @@ check-symbols: $(DYLIB_SONAME)
 
 check-install: all
 	@sh test/check-install.sh "$(MAKE)"
+
+# Only `make demo` and `make test` install missing packages.
+check-deps:
+	@sh test/check-deps.sh "$(MAKE)"
 
 # The README's dwctl walkthrough, run as written.
 check-walkthrough: $(DWCTL) | $(DEPS_TEST_STAMP)
