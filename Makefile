@@ -54,10 +54,16 @@ EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 DEPS_LIB_STAMP = $(BUILD)/.deps-library
 DEPS_TEST_STAMP = $(BUILD)/.deps-test
+# Only the README's two set-up commands install missing packages (as root,
+# with apt-get); every other target names them and stops.
+ifneq ($(filter demo test,$(MAKECMDGOALS)),)
+DEPS_INSTALL = --install
+endif
+ENSURE_DEPS = CC="$(CC)" sh scripts/ensure-deps.sh $(DEPS_INSTALL)
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps coverage bench \
-        check-bench check-walkthrough
+        check-bench check-walkthrough check-deps
 
 DWCTL_SRC = $(wildcard tools/*.c)
 DWCTL = $(BUILD)/tools/dwctl
@@ -68,12 +74,12 @@ deps: $(DEPS_TEST_STAMP)
 
 $(DEPS_LIB_STAMP): scripts/ensure-deps.sh
 	@mkdir -p $(@D)
-	@CC="$(CC)" sh scripts/ensure-deps.sh library
+	@$(ENSURE_DEPS) library
 	@touch $@
 
 $(DEPS_TEST_STAMP): scripts/ensure-deps.sh
 	@mkdir -p $(@D)
-	@CC="$(CC)" sh scripts/ensure-deps.sh test
+	@$(ENSURE_DEPS) test
 	@touch $@
 
 $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
@@ -139,7 +145,7 @@ run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
 
 test: run-tests check-header all
-	@$(MAKE) --no-print-directory check-symbols check-install check-walkthrough check-bench
+	@$(MAKE) --no-print-directory check-symbols check-install check-deps check-walkthrough check-bench
 
 check-header:
 	@mkdir -p $(BUILD)
@@ -154,6 +160,10 @@ check-symbols: $(DYLIB_SONAME)
 check-install: all
 	@sh test/check-install.sh "$(MAKE)"
 
+# Only `make demo` and `make test` install missing packages.
+check-deps:
+	@sh test/check-deps.sh "$(MAKE)"
+
 # The README's dwctl walkthrough, run as written.
 check-walkthrough: $(DWCTL) | $(DEPS_TEST_STAMP)
 	@sh test/check-walkthrough.sh README.md $(DWCTL)
@@ -167,9 +177,7 @@ sanitize:
 # The fault walks are thinned to every 10th failure point under valgrind
 # (the whole walk would take about 45 minutes there).
 valgrind: $(TEST_BIN)
-	@command -v valgrind >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq valgrind; \
-	  else echo "valgrind is missing: sudo apt-get install valgrind" >&2; exit 1; fi; }
+	@sh scripts/ensure-deps.sh valgrind
 	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) \
 	  DW_TOOL_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
@@ -241,6 +249,7 @@ install: all
 	$(INSTALL) -d $(INSTALL_BIN_PATH) $(INSTALL_MAN_PATH)
 	$(INSTALL) -m 755 $(DWCTL) $(INSTALL_BIN_PATH)/dwctl
 	$(INSTALL) -m 644 tools/dwctl.1 $(INSTALL_MAN_PATH)/dwctl.1
+	@[ -n "$(DESTDIR)" ] || sh scripts/loader-cache.sh "$(libdir)"
 
 uninstall:
 	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_INCLUDE_PATH)/dualwrite_cmocka.h \

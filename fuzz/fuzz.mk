@@ -30,25 +30,11 @@ FUZZ_RUN_FLAGS ?= -max_len=2048 -timeout=30 -rss_limit_mb=2048
 
 .PHONY: fuzz fuzz-build
 
-# clang and its libFuzzer/sanitizer runtime: installed with apt-get when
-# missing and running as root, as scripts/ensure-deps.sh does for headers.
-$(FUZZ_DEPS_STAMP): fuzz/fuzz.mk
+# clang and its libFuzzer/sanitizer runtime; when missing, the packages
+# are named and the build stops.
+$(FUZZ_DEPS_STAMP): fuzz/fuzz.mk scripts/ensure-deps.sh
 	@mkdir -p $(@D)
-	@probe() { printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
-	    | $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c - -o $(@D)/.probe >/dev/null 2>&1; }; \
-	if ! probe; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "fuzz: installing clang and libclang-rt-14-dev" >&2; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >&2 || exit 1; \
-	    probe || { echo "fuzz: $(FUZZ_CC) still cannot build a libFuzzer target" >&2; exit 1; }; \
-	  else \
-	    echo "fuzz: $(FUZZ_CC) with libFuzzer and the sanitizer runtimes is missing;" >&2; \
-	    echo "fuzz: install them with: sudo apt-get install clang libclang-rt-14-dev" >&2; \
-	    exit 1; \
-	  fi; \
-	fi; \
-	rm -f $(@D)/.probe
+	@FUZZ_CC="$(FUZZ_CC)" sh scripts/ensure-deps.sh fuzz
 	@touch $@
 
 $(FUZZ_DIR)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP) $(FUZZ_DEPS_STAMP)

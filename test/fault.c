@@ -1270,13 +1270,7 @@ void fault_world_free(fault_world *w)
 {
     if (!w)
         return;
-    char p[400];
-    unlink_suffixed(w->t.path);
-    backup_path(w->t.dir, OP_BACKUP, p, sizeof p);
-    unlink_suffixed(p);
-    backup_path(w->t.dir, SETUP_BACKUP, p, sizeof p);
-    unlink_suffixed(p);
-    test_db_close(&w->t);
+    test_db_close(&w->t); /* and the backups beside the database */
     free(w->image);
     free(w->before);
     free(w->after);
@@ -2552,8 +2546,11 @@ static int worker(int queue, FILE *out, const char *group,
     return failed;
 }
 
-int fault_run_tests(const char *group, const struct CMUnitTest *tests,
-                    size_t n, void *results, size_t slot_size)
+/* Runs the tests, in workers when there are several, which keep their
+ * logs and results in `dir`. */
+static int run_tests_in(const char *dir, const char *group,
+                        const struct CMUnitTest *tests, size_t n,
+                        void *results, size_t slot_size)
 {
     int jobs = fault_jobs();
     if (jobs <= 1 || n <= 1)
@@ -2561,10 +2558,6 @@ int fault_run_tests(const char *group, const struct CMUnitTest *tests,
     assert_true(n <= 255);
     if ((size_t)jobs > n)
         jobs = (int)n;
-    const char *base = getenv("TMPDIR");
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/dwfault.XXXXXX", base ? base : "/tmp");
-    assert_non_null(mkdtemp(dir));
     int queue[2];
     assert_int_equal(pipe(queue), 0);
     for (size_t i = 0; i < n; i++) {
@@ -2631,6 +2624,26 @@ int fault_run_tests(const char *group, const struct CMUnitTest *tests,
         }
     }
     fflush(stdout);
-    rmdir(dir);
+    return failed;
+}
+
+int fault_run_tests(const char *group, const struct CMUnitTest *tests,
+                    size_t n, void *results, size_t slot_size)
+{
+    /* The tests' own directories go in the run's, which is removed whole
+     * at the end: a test that fails half-way leaves its world behind. */
+    const char *base = getenv("TMPDIR");
+    char *saved = base ? strdup(base) : NULL;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/dwfault.XXXXXX", base ? base : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(setenv("TMPDIR", dir, 1), 0);
+    int failed = run_tests_in(dir, group, tests, n, results, slot_size);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+    test_remove_tree(dir);
     return failed;
 }

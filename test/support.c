@@ -1,5 +1,6 @@
 #include "support.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,19 +29,32 @@ sqlite3 *test_db_connect(const test_db *t)
 
 void test_db_close(test_db *t)
 {
-    char path[320];
     if (t->db) {
         assert_int_equal(sqlite3_close(t->db), SQLITE_OK);
         t->db = NULL;
     }
-    unlink(t->path);
-    snprintf(path, sizeof path, "%s-wal", t->path);
-    unlink(path);
-    snprintf(path, sizeof path, "%s-shm", t->path);
-    unlink(path);
-    snprintf(path, sizeof path, "%s-journal", t->path);
-    unlink(path);
-    rmdir(t->dir);
+    /* The whole directory: a failed multi-database commit leaves SQLite's
+     * super-journals (test.db-mj...) beside the database. */
+    test_remove_tree(t->dir);
+}
+
+void test_remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        unlink(path);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char child[4096];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        test_remove_tree(child);
+    }
+    closedir(d);
+    rmdir(path);
 }
 
 void exec_ok(sqlite3 *db, const char *sql)

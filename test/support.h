@@ -23,7 +23,10 @@ typedef struct test_db {
 void test_db_open(test_db *t);
 /* Opens another connection on the same file (caller closes it). */
 sqlite3 *test_db_connect(const test_db *t);
+/* Closes the connection and removes the directory with all it holds. */
 void test_db_close(test_db *t);
+/* Removes a file, or a directory and everything under it. */
+void test_remove_tree(const char *path);
 
 /* Runs SQL (several statements allowed); fails the test on error. */
 void exec_ok(sqlite3 *db, const char *sql);

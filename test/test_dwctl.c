@@ -1246,9 +1246,28 @@ static void test_busy_database(void **state)
     done_tables(&t);
 }
 
+/* The tests signal the tool and expect its default reactions, so they must
+ * not inherit a caller's: a shell starting `make test &` from a script
+ * ignores SIGINT in it, and exec keeps that. The tests that want a signal
+ * ignored say so themselves. */
+static void reset_inherited_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE};
+    struct sigaction dfl;
+    sigset_t none;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
+    reset_inherited_signals();
     test_self_init(argv[0]);
     /* The tool sits beside the tests: BUILD/tools/dwctl. */
     char *slash = strrchr(test_self, '/');
