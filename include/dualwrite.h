@@ -147,6 +147,12 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** Test mode only: a read could not compare the two sides -- the other
+     *  side's read failed or ran over the time budget, the old row did not
+     *  map up, or the normaliser failed. dw_errmsg() says why and
+     *  dw_errside() names the side; the authoritative row was still
+     *  returned, as with DW_EMISMATCH. */
+    DW_ENOCOMPARE = -14,
     /** Not an error: a long operation (dw_backfill()) stopped before the
      *  end because its time limit ran out or a callback asked it to stop.
      *  Its work so far is committed; call again to go on. */
