@@ -993,8 +993,7 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  *             spec. Give both or neither: the comparison needs one shape.
  * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
  *         is empty); DW_EMISMATCH, DW_ENOCOMPARE (test mode); DW_EMISUSE;
- *         DW_EBUSY;
- *         DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
+ *         DW_EBUSY; DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
  *         authoritative read.
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
