@@ -147,6 +147,12 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** Test mode only: a read could not compare the two sides -- the other
+     *  side's read failed or ran over the time budget, the old row did not
+     *  map up, or the normaliser failed. dw_errmsg() says why and
+     *  dw_errside() names the side; the authoritative row was still
+     *  returned, as with DW_EMISMATCH. */
+    DW_ENOCOMPARE = -14,
     /** Not an error: a long operation (dw_backfill()) stopped before the
      *  end because its time limit ran out or a callback asked it to stop.
      *  Its work so far is committed; call again to go on. */
@@ -371,8 +377,10 @@ enum {
     /** Replace a stored spec that differs from this one; the change is
      *  recorded in the history with `reason`. */
     DW_OPEN_REDEFINE = 1u << 0,
-    /** Test mode: dw_read() returns DW_EMISMATCH when the sides disagree
-     *  (after filling the result row with the authoritative answer). */
+    /** Test mode: dw_read() returns DW_EMISMATCH when the sides disagree,
+     *  and DW_ENOCOMPARE when they could not be compared (the other side's
+     *  read failed or ran over the time budget, the normaliser failed),
+     *  after filling the result row with the authoritative answer. */
     DW_OPEN_TEST_MODE = 1u << 1,
     /** Repair-queue policy: when the non-authoritative write fails, keep the
      *  authoritative one, roll back only the failed side and record the key
@@ -889,14 +897,19 @@ typedef int (*dw_compare_fn)(const char *column, const dw_value *old_value,
 
 /** A normaliser, applied to a copy of each side's row before comparing
  *  (trim text, round floats, drop columns...). `side` says which row it is.
- *  Return DW_OK, or anything else to skip the comparison (counted as an
- *  error). It never changes the row dw_read() returns. */
+ *  Return DW_OK, or anything else to skip the comparison (counted in
+ *  compare_errors; in test mode dw_read() then returns DW_ENOCOMPARE). It
+ *  never changes the row dw_read() returns. */
 typedef int (*dw_normalize_fn)(dw_row *row, int side, void *payload);
 
 /** Progress handler signature, as sqlite3_progress_handler(). */
 typedef int (*dw_progress_fn)(void *payload);
 
-/** Orders for dw_read_options.order. */
+/** Orders for dw_read_options.order. There is no concurrent order: both
+ *  reads run on the caller's one connection, which runs one statement at a
+ *  time, inside one read transaction so that both see the same snapshot
+ *  (reads on a second connection could see another commit between them
+ *  and report a difference that is not there). */
 enum {
     /** Read the authoritative side first (the default). */
     DW_ORDER_AUTHORITATIVE_FIRST = 0,
@@ -918,13 +931,21 @@ typedef struct dw_read_options {
     dw_normalize_fn normalize;
     void *compare_payload;
     /** Share of reads at SHADOW and LIVE that also read and compare the
-     *  other side, from 0.0 (never) to 1.0 (always, the default). */
+     *  other side, from 0.0 (never) to 1.0 (always, the default). A read
+     *  left out does not read the other side at all (unlike LaunchDarkly's
+     *  check ratio, which reads both sides and skips only the comparison):
+     *  the other side's counters and latency then cover only the sampled
+     *  reads. */
     double sample_ratio;
     /** DW_ORDER_AUTHORITATIVE_FIRST or DW_ORDER_RANDOM. */
     int order;
     /** Time budget in milliseconds for the non-authoritative read; 0 means
-     *  none. Enforced with SQLite's progress handler: a read over budget is
-     *  interrupted, counted as a timeout and not compared. */
+     *  none. A read that took longer than its budget is counted in
+     *  read_timeouts and never compared. Only time spent in SQLite
+     *  statements can be interrupted (with SQLite's progress handler): a
+     *  read callback's time outside SQLite (sleeping, waiting on a lock or
+     *  a network, computing) runs to its end before it is found over
+     *  budget, so the caller waits for it. */
     int budget_ms;
     /** SQLite keeps no way to ask for a connection's progress handler. If
      *  the application uses one on this connection, name it here: the
@@ -967,8 +988,16 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * disagreement -- a row on one side only, or a column whose values
  * differ -- is counted and reported (sink, log table, stderr). What
  * is returned never depends on the other side: its failure, slowness or
- * disagreement is counted, never returned (except DW_EMISMATCH in test
- * mode).
+ * disagreement is counted, never returned -- except in test mode, where a
+ * disagreement returns DW_EMISMATCH and a comparison that could not be
+ * made (the other read failed or ran over budget, the old row did not map
+ * up, the normaliser failed) returns DW_ENOCOMPARE, saying why, both with
+ * `out` filled as without test mode. When the authoritative read fails,
+ * the other side is still read, for its counters and its time (as
+ * Scientist and LaunchDarkly's Migrator do), nothing is compared, and the
+ * authoritative failure is returned unchanged, its message and side
+ * included; after DW_EBUSY or DW_ENOMEM it is not read (it would only fail
+ * too, and make the caller wait twice).
  *
  * With NULL callbacks the library reads through the spec: the old side's row
  * as stored (key and old model columns) when old is authoritative, the new
@@ -980,8 +1009,8 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * @param read_old, read_new the sides' reads, or NULL to read through the
  *             spec. Give both or neither: the comparison needs one shape.
  * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
- *         is empty); DW_EMISMATCH (test mode); DW_EMISUSE; DW_EBUSY;
- *         DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
+ *         is empty); DW_EMISMATCH, DW_ENOCOMPARE (test mode); DW_EMISUSE;
+ *         DW_EBUSY; DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
  *         authoritative read.
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
@@ -1730,7 +1759,9 @@ DW_API int dw_routing_count(dw_routing_progress *out, dw_migration *h);
 typedef struct dw_side_metrics {
     uint64_t reads;
     uint64_t read_errors;
-    /** Non-authoritative reads stopped by the time budget. */
+    /** Non-authoritative reads that took longer than the time budget
+     *  (interrupted in SQLite, or over it when they ended); also counted
+     *  in read_errors. */
     uint64_t read_timeouts;
     uint64_t writes;
     uint64_t write_errors;
@@ -1759,7 +1790,9 @@ typedef struct dw_metrics {
     uint64_t mismatches;
     /** Reads at SHADOW or LIVE left uncompared by the sampling ratio. */
     uint64_t skipped;
-    /** Comparisons abandoned because the other side failed or timed out. */
+    /** Reads that were to compare but could not: a side's read failed
+     *  (the authoritative one included) or ran over the time budget, the
+     *  old row did not map up, or the normaliser failed. */
     uint64_t compare_errors;
     /** dw_write() and dw_mirror() calls that succeeded. */
     uint64_t writes;

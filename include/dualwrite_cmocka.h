@@ -8,8 +8,11 @@
  *
  *   assert_dw_no_divergence(h);
  *       Fails the test when the migration has seen any disagreement: a
- *       mismatch counted by this handle, or an entry in its mismatch log
- *       (written by any handle, any process). Prints the first differences.
+ *       mismatch counted by this handle, a comparison this handle could
+ *       not make (a side's read failed or ran over the time budget, or the
+ *       normaliser failed: a new model whose reads fail never passes), or
+ *       an entry in its mismatch log (written by any handle, any process).
+ *       Prints the first differences.
  *
  *   assert_dw_key_agrees(h, key, nkey);
  *       Compares one key now (dw_compare) and fails, printing the
@@ -60,8 +63,9 @@ static inline int dw_cmocka_entry_(const dw_mismatch_entry *e, void *payload)
 }
 
 /**
- * Counts the divergence a migration has seen: mismatches counted by this
- * handle plus entries in its mismatch log (0 means none), and writes a
+ * Counts the divergence a migration has seen: mismatches and comparisons
+ * that could not be made (dw_metrics.compare_errors), counted by this
+ * handle, plus entries in its mismatch log (0 means none), and writes a
  * readable report of the first DW_CMOCKA_SHOWN entries into report (which
  * may be NULL). Returns a negative DW_ code when the log cannot be read.
  */
@@ -83,18 +87,22 @@ static inline int64_t dw_cmocka_divergence(dw_migration *h, char *report,
         return rc;
     if ((rc = dw_mismatch_log_count(&entries, &dropped, h)) != DW_OK)
         return rc;
-    if (m.mismatches == 0 && entries == 0 && dropped == 0)
+    if (m.mismatches == 0 && m.compare_errors == 0 && entries == 0 &&
+        dropped == 0)
         return 0;
     snprintf(line, sizeof line,
-             "migration %s diverges: %llu mismatch(es) counted by this "
-             "handle, %lld logged entr%s, %lld dropped\n",
-             dw_name(h), (unsigned long long)m.mismatches, (long long)entries,
+             "migration %s diverges: %llu mismatch(es) and %llu "
+             "comparison(s) that could not be made (a read failed or ran "
+             "over its budget, or the normaliser failed), counted by this "
+             "handle; %lld logged entr%s, %lld dropped\n",
+             dw_name(h), (unsigned long long)m.mismatches,
+             (unsigned long long)m.compare_errors, (long long)entries,
              entries == 1 ? "y" : "ies", (long long)dropped);
     dw_cmocka_append_(&r, line);
     if ((rc = dw_mismatch_log(h, DW_CMOCKA_SHOWN, dw_cmocka_entry_, &r)) !=
         DW_OK)
         return rc;
-    return (int64_t)m.mismatches + entries + dropped;
+    return (int64_t)(m.mismatches + m.compare_errors) + entries + dropped;
 }
 
 static inline void dw_cmocka_no_divergence_(dw_migration *h,

@@ -105,9 +105,12 @@ static int normalise(dw_migration *h, dw_outcome *o, int side,
     if (dw_row_new(&o->norm[side]) != DW_OK ||
         dw__row_copy(o->norm[side], *row) != DW_OK)
         return DW_ENOMEM;
-    if (h->ropts.normalize(o->norm[side], side, h->ropts.compare_payload) !=
-        DW_OK)
-        return DW_ECALLBACK;
+    int r = h->ropts.normalize(o->norm[side], side, h->ropts.compare_payload);
+    if (r != DW_OK)
+        return dw__error(h, DW_ECALLBACK, side,
+                         "the read options' normaliser failed on the %s "
+                         "row (returned %d)",
+                         dw__side_word(side), r);
     *row = o->norm[side];
     return DW_OK;
 }
@@ -155,6 +158,8 @@ int dw__compare_rows(dw_migration *h, dw_outcome *o, const dw_row *old_row,
         if (!equal_values(h, name, ov, &null_value))
             rc = add_diff(h, o, &cap, name, ov, &null_value);
     }
+    if (rc == DW_ENOMEM)
+        dw__error(h, rc, DW_SIDE_NONE, "out of memory");
     if (rc != DW_OK) {
         dw__outcome_free(o);
         return rc;

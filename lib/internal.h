@@ -529,6 +529,8 @@ typedef struct dw_outcome {
     char digest[17];
 } dw_outcome;
 
+/* DW_OK, or DW_ECALLBACK (the normaliser failed) or DW_ENOMEM with the
+ * handle's message set. */
 int dw__compare_rows(dw_migration *h, dw_outcome *out, const dw_row *old_row,
                      int old_found, const dw_row *new_row, int new_found);
 void dw__outcome_free(dw_outcome *o);

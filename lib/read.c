@@ -104,6 +104,8 @@ static int read_compared(dw_migration *h, const read_ctx *c, int side,
     return dw__map_old_up(h, c->key, out);
 }
 
+static int read_ok(int rc) { return rc == DW_OK || rc == DW_ENOTFOUND; }
+
 /* Counts one side's read. */
 static int counted(dw_migration *h, int side, int rc)
 {
@@ -131,26 +133,67 @@ static int sampled(dw_migration *h)
     return (double)(dw__random(h) >> 11) * (1.0 / 9007199254740992.0) < r;
 }
 
-/* The non-authoritative read, within the time budget. Its failure is
- * counted and forgotten: it must not reach the caller. */
-static int read_other(dw_migration *h, const read_ctx *c, int side,
-                      dw_row *out)
+/* What the reads of one plan found. */
+typedef struct read_done {
+    int rc, rc_other, rc_cmp;
+    /* Through the spec with old authoritative, the returned row (as
+     * stored) is not the comparison shape: it is mapped up separately. */
+    int auth_reshaped;
+    /* Why the sides could not be compared: the first failure met (code,
+     * side, message owned), for test mode to report. */
+    dw_error_stash why;
+} read_done;
+
+/* Takes the handle's error for failure rc as why nothing was compared
+ * (when it is the first reason) and clears it: only test mode passes it
+ * on. */
+static void keep_why(dw_migration *h, read_done *d, int rc)
 {
+    if (d->why.code == DW_OK) {
+        dw__error_stash(h, &d->why);
+        if (d->why.code == DW_OK)
+            d->why.code = rc;
+    }
+    dw__clear_error(h);
+}
+
+static void forget_why(read_done *d)
+{
+    dw__free(d->why.msg);
+    memset(&d->why, 0, sizeof d->why);
+}
+
+/* The non-authoritative read, within the time budget. Its failure must not
+ * reach the caller: it is counted, kept in d as why nothing was compared,
+ * and the handle's message is left as it was. */
+static int read_other(dw_migration *h, const read_ctx *c, int side,
+                      dw_row *out, read_done *d)
+{
+    dw_error_stash before;
+    dw__error_stash(h, &before);
+    dw__clear_error(h);
     int budget = h->ropts.budget_ms;
     uint64_t t0 = dw__now_ns();
     if (budget > 0)
         h->ops->budget_start(h, budget);
     int rc = read_compared(h, c, side, out);
-    if (budget > 0 && h->ops->budget_stop(h)) {
-        /* Whatever the interrupted read made of it, a read over budget is
-         * not an answer: never compare it. */
+    int interrupted = budget > 0 && h->ops->budget_stop(h);
+    uint64_t ns = dw__now_ns() - t0;
+    /* SQLite interrupts only its own statements: a callback's time spent
+     * elsewhere runs to its end, and is over budget all the same. Whatever
+     * the read made of it, a read over budget is not an answer: never
+     * compare it. */
+    if (interrupted || (budget > 0 && ns >= (uint64_t)budget * 1000000u)) {
         dw__side_metrics(h, side)->read_timeouts++;
-        if (rc == DW_OK || rc == DW_ENOTFOUND)
-            rc = dw__error(h, DW_ERROR, side, "over the time budget");
+        rc = dw__error(h, DW_ERROR, side,
+                       "%s side: the read took longer than its %d ms budget",
+                       dw__side_word(side), budget);
     }
-    timed(h, side, rc, t0);
-    if (rc != DW_OK && rc != DW_ENOTFOUND)
-        dw__clear_error(h);
+    dw__side_latency(dw__side_metrics(h, side), ns);
+    counted(h, side, rc);
+    if (!read_ok(rc))
+        keep_why(h, d, rc);
+    dw__error_unstash(h, &before);
     return rc;
 }
 
@@ -182,14 +225,6 @@ static int make_plan(dw_migration *h, const read_ctx *c, int stage,
     return rc;
 }
 
-/* What the reads of one plan found. */
-typedef struct read_done {
-    int rc, rc_other, rc_cmp;
-    /* Through the spec with old authoritative, the returned row (as
-     * stored) is not the comparison shape: it is mapped up separately. */
-    int auth_reshaped;
-} read_done;
-
 /* The handle's scratch row i, empty. */
 static dw_row *scratch(dw_migration *h, int i)
 {
@@ -199,13 +234,24 @@ static dw_row *scratch(dw_migration *h, int i)
     return h->scratch[i];
 }
 
+/* After a failed authoritative read the other side is still read, for its
+ * counters and its time, as Scientist and LaunchDarkly's Migrator do --
+ * unless the database is locked or memory ran out, which would only fail
+ * it too (and make the caller wait twice). */
+static int reads_other_after(int rc)
+{
+    return rc != DW_EBUSY && rc != DW_ENOMEM;
+}
+
 /* Runs a plan's reads: the authoritative one into out, and when it
  * compares, the other side (and the reshaped authoritative row) into the
- * scratch rows. d->rc is the authoritative read's result. */
+ * scratch rows. d->rc is the authoritative read's result, with its
+ * message on the handle. */
 static void run_plan(dw_migration *h, const read_ctx *c, const read_plan *p,
                      dw_row *out, read_done *d)
 {
     int other = dw__other_side(p->auth);
+    forget_why(d);
     d->rc_other = DW_ENOTFOUND;
     d->rc_cmp = DW_OK;
     d->auth_reshaped = p->compare && !c->fn[DW_SIDE_OLD] &&
@@ -220,17 +266,16 @@ static void run_plan(dw_migration *h, const read_ctx *c, const read_plan *p,
     int other_first = p->compare && h->ropts.order == DW_ORDER_RANDOM &&
                       (dw__random(h) & 1);
     if (other_first)
-        d->rc_other = read_other(h, c, other, other_row);
+        d->rc_other = read_other(h, c, other, other_row, d);
     uint64_t t0 = dw__now_ns();
     d->rc = timed(h, p->auth, read_returned(h, c, p->auth, out), t0);
-    if (d->auth_reshaped && (d->rc == DW_OK || d->rc == DW_ENOTFOUND)) {
+    if (d->auth_reshaped && read_ok(d->rc)) {
         d->rc_cmp = read_compared(h, c, p->auth, auth_cmp);
-        if (d->rc_cmp != DW_OK && d->rc_cmp != DW_ENOTFOUND)
-            dw__clear_error(h);
+        if (!read_ok(d->rc_cmp))
+            keep_why(h, d, d->rc_cmp);
     }
-    if (p->compare && !other_first &&
-        (d->rc == DW_OK || d->rc == DW_ENOTFOUND))
-        d->rc_other = read_other(h, c, other, other_row);
+    if (p->compare && !other_first && reads_other_after(d->rc))
+        d->rc_other = read_other(h, c, other, other_row, d);
 }
 
 /* Outside any transaction, with the stage cached and no key routed, a read
@@ -265,29 +310,31 @@ static int read_alone(dw_migration *h, const read_ctx *c, int sample,
     return rc;
 }
 
-/* Compares what a plan read and reports a disagreement; 1 when the sides
- * disagreed. */
+/* How a compared read came out. */
+enum { SIDES_AGREE, SIDES_DIFFER, SIDES_UNCOMPARED };
+
+/* Compares what a plan read and reports a disagreement; returns one of
+ * SIDES_... (d->why says why when uncompared). */
 static int compare_done(dw_migration *h, const read_ctx *c,
-                        const read_plan *p, const read_done *d,
-                        const dw_row *out)
+                        const read_plan *p, read_done *d, const dw_row *out)
 {
-    if (!((d->rc_other == DW_OK || d->rc_other == DW_ENOTFOUND) &&
-          (d->rc_cmp == DW_OK || d->rc_cmp == DW_ENOTFOUND))) {
+    if (!read_ok(d->rc_other) || !read_ok(d->rc_cmp)) {
         h->metrics.compare_errors++;
-        return 0;
+        return SIDES_UNCOMPARED;
     }
     const dw_row *other_row = h->scratch[0];
     const dw_row *auth_row = d->auth_reshaped ? h->scratch[1] : out;
     int auth_found = d->auth_reshaped ? d->rc_cmp == DW_OK : d->rc == DW_OK;
     int old_auth = p->auth == DW_SIDE_OLD;
     dw_outcome o;
-    if (dw__compare_rows(h, &o, old_auth ? auth_row : other_row,
-                         old_auth ? auth_found : d->rc_other == DW_OK,
-                         old_auth ? other_row : auth_row,
-                         old_auth ? d->rc_other == DW_OK : auth_found) !=
-        DW_OK) {
+    int rc = dw__compare_rows(h, &o, old_auth ? auth_row : other_row,
+                              old_auth ? auth_found : d->rc_other == DW_OK,
+                              old_auth ? other_row : auth_row,
+                              old_auth ? d->rc_other == DW_OK : auth_found);
+    if (rc != DW_OK) {
         h->metrics.compare_errors++;
-        return 0;
+        keep_why(h, d, rc);
+        return SIDES_UNCOMPARED;
     }
     h->metrics.comparisons++;
     int mismatch = o.kind != 0;
@@ -306,7 +353,25 @@ static int compare_done(dw_migration *h, const read_ctx *c,
         h->metrics.matches++;
     }
     dw__outcome_free(&o);
-    return mismatch;
+    return mismatch ? SIDES_DIFFER : SIDES_AGREE;
+}
+
+/* Test mode fails a compared read whose sides disagree or could not be
+ * compared -- a new model whose reads fail must not pass a test -- with
+ * the authoritative row left in place. */
+static int test_mode_rc(dw_migration *h, int verdict, const read_done *d,
+                        int rc)
+{
+    if (verdict == SIDES_DIFFER)
+        return dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
+                         "test mode: the old and new models disagree at "
+                         "this key (see the mismatch log)");
+    if (verdict == SIDES_UNCOMPARED)
+        return dw__error(h, DW_ENOCOMPARE, d->why.side,
+                         "test mode: the old and new models could not be "
+                         "compared at this key: %s",
+                         d->why.msg ? d->why.msg : dw_errstr(d->why.code));
+    return rc;
 }
 
 int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
@@ -347,7 +412,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     if (!guessed)
         rc = dw__stage_current(h, &stage);
     read_plan p;
-    read_done d;
+    read_done d = {0};
     if (rc == DW_OK)
         rc = make_plan(h, &c, stage, sample, &p);
     if (rc != DW_OK)
@@ -359,8 +424,10 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         rc = dw__stage_current(h, &stage);
         if (rc == DW_OK)
             rc = make_plan(h, &c, stage, sample, &now);
-        if (rc != DW_OK)
+        if (rc != DW_OK) {
+            forget_why(&d);
             return dw__rollback(h, scope, rc);
+        }
         if (now.auth != p.auth || now.compare != p.compare) {
             p = now;
             run_plan(h, &c, &p, out, &d);
@@ -379,14 +446,21 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     }
     if (rc != DW_OK)
         dw_row_clear(out); /* NOTFOUND and errors return an empty row */
-    if (rc != DW_OK && rc != DW_ENOTFOUND)
+    if (!read_ok(rc)) {
+        /* The authoritative failure is returned as it is; whatever was
+         * planned for comparison was not compared. */
+        if (p.compare)
+            h->metrics.compare_errors++;
+        forget_why(&d);
         return rc;
+    }
 
-    if (p.compare && compare_done(h, &c, &p, &d, out) &&
-        (h->flags & DW_OPEN_TEST_MODE))
-        rc = dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
-                       "test mode: the old and new models disagree at this "
-                       "key (see the mismatch log)");
+    if (p.compare) {
+        int verdict = compare_done(h, &c, &p, &d, out);
+        if (h->flags & DW_OPEN_TEST_MODE)
+            rc = test_mode_rc(h, verdict, &d, rc);
+    }
+    forget_why(&d);
     /* The mismatch log's own transaction may be what was left open. */
     if (h->left_open) {
         dw_row_clear(out);
@@ -448,8 +522,6 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
                 h->metrics.matches++;
             }
             dw__outcome_free(&o);
-        } else {
-            dw__error(h, rc, DW_SIDE_NONE, "comparing: %s", dw_errstr(rc));
         }
     }
     dw_row_free(old_row);

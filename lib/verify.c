@@ -212,11 +212,8 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
     dw_outcome oc;
     rc = dw__compare_rows(h, &oc, v->old_row, vr->in_old, v->new_row,
                           vr->in_new);
-    if (rc == DW_ECALLBACK)
-        return dw__error(h, rc, DW_SIDE_NONE,
-                         "the read options' normaliser failed");
     if (rc != DW_OK)
-        return dw__error(h, rc, DW_SIDE_NONE, "out of memory");
+        return rc; /* the message says why */
     if (oc.kind == DW_MISMATCH_MISSING_NEW)
         v->r.missing++;
     else if (oc.kind == DW_MISMATCH_EXTRA_NEW)

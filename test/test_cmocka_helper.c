@@ -2,9 +2,18 @@
  * tests would use them. */
 #include "support.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dualwrite_cmocka.h"
+
+/* Run as a child process: the tests whose assertions must fail. */
+#define CHILD_FLAG "--child-broken-new-reads"
 
 typedef struct fixture {
     test_db t;
@@ -117,11 +126,206 @@ static void test_divergence_is_counted_and_described(void **state)
     close_fixture(&f);
 }
 
-int main(void)
+/* ---- a new model whose reads fail ----------------------------------------- */
+
+/* The application's read of the old model, in the new model's shape. */
+static int read_old_items(dw_row *out, sqlite3 *db, const dw_value *key,
+                          int nkey, void *payload)
 {
+    (void)nkey;
+    (void)payload;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT id, upper(name) AS title FROM items WHERE id = ?1", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    rc = sqlite3_step(st);
+    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
+                 : rc == SQLITE_DONE ? DW_ENOTFOUND
+                                     : rc;
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* The application's read of a new model that is broken. */
+static int read_new_broken(dw_row *out, sqlite3 *db, const dw_value *key,
+                           int nkey, void *payload)
+{
+    (void)out;
+    (void)db;
+    (void)key;
+    (void)nkey;
+    (void)payload;
+    return 1;
+}
+
+static int read_with_broken_new(fixture *f, int64_t id, dw_row *row)
+{
+    dw_value key = dw_int(id);
+    return dw_read(row, f->h, &key, 1, read_old_items, read_new_broken,
+                   NULL);
+}
+
+/* Reads through a broken new model count as comparisons that could not
+ * be made, which the helpers count with the divergence: at SHADOW, where
+ * the caller still gets the old row, and at LIVE, where the new read's
+ * failure is the caller's. */
+static void test_broken_new_reads_count_as_divergence(void **state)
+{
+    (void)state;
+    fixture f;
+    open_fixture(&f);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw_ok(f.h, read_with_broken_new(&f, 1, row));
+    assert_string_equal(dw_row_get(row, "title")->p, "LAMP");
+    char report[1024];
+    assert_int_equal(dw_cmocka_divergence(f.h, report, sizeof report), 1);
+    assert_non_null(strstr(report, "1 comparison(s) that could not be made"));
+
+    assert_dw_ok(f.h, dw_stage_set(f.h, DW_STAGE_LIVE, "test",
+                                   DW_STAGE_FORCE));
+    assert_dw(f.h, read_with_broken_new(&f, 1, row), DW_ECALLBACK);
+    assert_int_equal(dw_cmocka_divergence(f.h, NULL, 0), 2);
+    dw_row_free(row);
+    close_fixture(&f);
+}
+
+static int child_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    *state = f;
+    open_fixture(f);
+    return 0;
+}
+
+static int child_teardown(void **state)
+{
+    close_fixture(*state);
+    free(*state);
+    return 0;
+}
+
+/* Each must fail: the test reads through a broken new model, never looks
+ * at what dw_read() returned, and trusts the helper. */
+static void child_shadow_reads(void **state)
+{
+    fixture *f = *state;
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    read_with_broken_new(f, 1, row);
+    dw_row_free(row);
+    assert_dw_no_divergence(f->h);
+}
+
+static void child_live_reads(void **state)
+{
+    fixture *f = *state;
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "test",
+                                    DW_STAGE_FORCE));
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    read_with_broken_new(f, 2, row);
+    dw_row_free(row);
+    assert_dw_no_divergence(f->h);
+}
+
+static int child_main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(child_shadow_reads, child_setup,
+                                        child_teardown),
+        cmocka_unit_test_setup_teardown(child_live_reads, child_setup,
+                                        child_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+/* Runs the child tests with their output in a file; returns the wait
+ * status. */
+static int run_child(const char *out_path)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        char *args[] = {test_self, (char *)CHILD_FLAG, NULL};
+        execv(test_self, args);
+        _exit(127);
+    }
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    assert_int_equal(r, pid);
+    return status;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    text[n] = '\0';
+    fclose(in);
+    return text;
+}
+
+/* Shows the child's output, each line indented so that the test runner
+ * does not take the child's counts for ours. */
+static void show_child_output(const char *text)
+{
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, '\n');
+        int len = end ? (int)(end - p) : (int)strlen(p);
+        print_error("  child| %.*s\n", len, p);
+        p += len + (end ? 1 : 0);
+    }
+}
+
+/* A test whose new-side reads fail is failed by assert_dw_no_divergence,
+ * at SHADOW and at LIVE, with a message that says why. */
+static void test_assertion_fails_on_broken_new_reads(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    char out_path[400];
+    snprintf(out_path, sizeof out_path, "%s/child.out", t.dir);
+    int status = run_child(out_path);
+    const char *text = read_file(out_path);
+    unlink(out_path);
+    test_db_close(&t);
+    int two_failed = WIFEXITED(status) && WEXITSTATUS(status) == 2;
+    int explained =
+        strstr(text, "[  FAILED  ] child_shadow_reads") &&
+        strstr(text, "[  FAILED  ] child_live_reads") &&
+        strstr(text, "1 comparison(s) that could not be made");
+    if (!two_failed || !explained)
+        show_child_output(text);
+    assert_true(two_failed);
+    assert_true(explained);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], CHILD_FLAG) == 0)
+        return child_main();
+    test_self_init(argv[0]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_agreeing_models_pass),
         cmocka_unit_test(test_divergence_is_counted_and_described),
+        cmocka_unit_test(test_broken_new_reads_count_as_divergence),
+        cmocka_unit_test(test_assertion_fails_on_broken_new_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,6 +78,7 @@ typedef struct side_data {
     int64_t qty;
     const char *updated; /* column left out when NULL */
     int slow;        /* run a slow query first */
+    int idle_ms;     /* spend this long outside SQLite first */
 } side_data;
 
 typedef struct rd {
@@ -118,6 +119,10 @@ static int fill(rd *r, int side, dw_row *out, sqlite3 *db, const dw_value *key,
     if (sqlite3_get_autocommit(db))
         r->autocommit_in_read = 1;
     const side_data *d = &r->s[side];
+    if (d->idle_ms) {
+        struct timespec ts = {d->idle_ms / 1000, (d->idle_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (d->slow) {
         sqlite3_stmt *st = NULL;
         int rc = sqlite3_prepare_v2(db, SLOW_SQL, -1, &st, NULL);
@@ -457,6 +462,59 @@ static void test_other_side_failures(void **state)
     assert_int_equal(f.sr.calls, 1);
     assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
     assert_string_equal(f.sr.key, "[47]");
+    fx_close(&f);
+}
+
+/* When the trusted side's read fails, the other side is still read, for
+ * its counters and its time, as the peers (Scientist, LaunchDarkly's
+ * Migrator) do; nothing is compared and the trusted failure comes back
+ * unchanged, its message and side included, whatever the other read did.
+ * A locked database or exhausted memory would only fail the other read
+ * too: it is not tried then. */
+static void test_trusted_read_failure_still_reads_other(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_metrics_reset(f.h);
+    f.r.s[DW_SIDE_OLD].rc = 1234;
+    assert_dw(f.h, fx_read(&f, 1), DW_ECALLBACK);
+    assert_string_equal(f.r.order, "ON");
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_non_null(strstr(dw_errmsg(f.h), "old side: the read callback"));
+    assert_non_null(strstr(dw_errmsg(f.h), "returned 1234"));
+    assert_int_equal(dw_row_count(f.out), 0);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.old_side.read_errors, 1);
+    assert_int_equal((int)m.new_side.reads, 1);
+    assert_int_equal((int)m.new_side.read_errors, 0);
+    assert_int_equal((int)m.new_side.latency_count, 1);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.comparisons, 0);
+    assert_int_equal(f.sr.calls, 0);
+
+    /* the other read failing as well changes nothing the caller sees */
+    f.r.s[DW_SIDE_NEW].rc = 99;
+    assert_dw(f.h, fx_read(&f, 1), DW_ECALLBACK);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_non_null(strstr(dw_errmsg(f.h), "returned 1234"));
+    assert_int_equal((int)metrics(f.h).new_side.read_errors, 1);
+
+    /* at LIVE the new side is trusted and the old one still read */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    dw_metrics_reset(f.h);
+    f.r.s[DW_SIDE_OLD].rc = DW_OK;
+    assert_dw(f.h, fx_read(&f, 1), DW_ECALLBACK);
+    assert_string_equal(f.r.order, "NO");
+    assert_int_equal(dw_errside(f.h), DW_SIDE_NEW);
+    assert_non_null(strstr(dw_errmsg(f.h), "returned 99"));
+    assert_int_equal((int)metrics(f.h).old_side.reads, 1);
+
+    /* busy: not tried again on the other side */
+    f.r.s[DW_SIDE_NEW].rc = DW_EBUSY;
+    assert_dw(f.h, fx_read(&f, 1), DW_EBUSY);
+    assert_string_equal(f.r.order, "N");
     fx_close(&f);
 }
 
@@ -802,6 +860,47 @@ static void test_time_budget_app_progress(void **state)
     fx_close(&f);
 }
 
+/* The budget can interrupt only SQLite statements. A read callback that
+ * spends its time elsewhere runs to its end, but a read that took longer
+ * than its budget is still counted as over it and never compared. */
+static void test_time_budget_counts_time_outside_sqlite(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 50;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    f.r.s[DW_SIDE_NEW].name = "old-val"; /* compared, the sides would agree */
+    f.r.s[DW_SIDE_NEW].idle_ms = 200;
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 1);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.comparisons, 0);
+    assert_int_equal((int)m.matches, 0);
+    assert_true(m.new_side.latency_max_ns >= 200000000u);
+
+    /* at LIVE the old side's read is the one with the budget */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    dw_metrics_reset(f.h);
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    m = metrics(f.h);
+    assert_int_equal((int)m.new_side.read_timeouts, 0);
+    assert_int_equal((int)m.matches, 1);
+    f.r.s[DW_SIDE_NEW].idle_ms = 0;
+    f.r.s[DW_SIDE_OLD].idle_ms = 200;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    m = metrics(f.h);
+    assert_int_equal((int)m.old_side.read_timeouts, 1);
+    assert_int_equal((int)m.matches, 1);
+    assert_int_equal((int)m.compare_errors, 1);
+    fx_close(&f);
+}
+
 /* ---- ignore, comparator, normaliser ---------------------------------------------------------- */
 
 static void test_ignore_columns(void **state)
@@ -992,6 +1091,94 @@ static void test_test_mode(void **state)
     fx_close(&f);
 }
 
+/* In test mode a read whose other side fails cannot be compared, and a
+ * test of a new model whose reads are broken must fail as a disagreement
+ * does: DW_ENOCOMPARE, naming the side and why, with the trusted row still
+ * returned. A failure of the trusted side is returned as it is. */
+static void test_test_mode_other_read_fails(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_NEW].name = "old-val";
+    f.r.s[DW_SIDE_NEW].rc = 1234;
+    assert_dw(f.h, fx_read(&f, 1), DW_ENOCOMPARE);
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    assert_int_equal(dw_errside(f.h), DW_SIDE_NEW);
+    assert_non_null(strstr(dw_errmsg(f.h), "could not be compared"));
+    assert_non_null(strstr(dw_errmsg(f.h), "new side: the read callback"));
+    assert_int_equal((int)metrics(f.h).compare_errors, 1);
+    assert_int_equal(f.sr.calls, 0);
+    /* the code has a text of its own */
+    assert_string_not_equal(dw_errstr(DW_ENOCOMPARE), dw_errstr(12345));
+    assert_string_not_equal(dw_errstr(DW_ENOCOMPARE), dw_errstr(DW_EMISMATCH));
+
+    /* at LIVE the old side is the other one */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    f.r.s[DW_SIDE_OLD].rc = 1234;
+    assert_dw(f.h, fx_read(&f, 2), DW_ENOCOMPARE);
+    assert_true(dw_row_get(f.out, "id")->i == 2);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_non_null(strstr(dw_errmsg(f.h), "old side: the read callback"));
+
+    /* the trusted side's own failure is what comes back */
+    f.r.s[DW_SIDE_OLD].rc = DW_OK;
+    f.r.s[DW_SIDE_NEW].rc = 4321;
+    assert_dw(f.h, fx_read(&f, 3), DW_ECALLBACK);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_NEW);
+    assert_non_null(strstr(dw_errmsg(f.h), "returned 4321"));
+    assert_int_equal(dw_row_count(f.out), 0);
+
+    /* a read over the budget is not compared either */
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.budget_ms = 10;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    f.r.s[DW_SIDE_OLD].idle_ms = 40;
+    assert_dw(f.h, fx_read(&f, 4), DW_ENOCOMPARE);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_non_null(strstr(dw_errmsg(f.h), "10 ms budget"));
+
+    /* once both sides read and agree, the read passes */
+    f.r.s[DW_SIDE_OLD].idle_ms = 0;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, NULL));
+    assert_dw_ok(f.h, fx_read(&f, 5));
+    assert_int_equal(f.sr.calls, 0);
+    fx_close(&f);
+}
+
+/* In test mode a normaliser that fails leaves the read uncompared: that
+ * fails the read too, saying so, with the trusted row returned. */
+static void test_test_mode_normaliser_fails(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_NEW].name = "old-val";
+    cmp_ctx c;
+    memset(&c, 0, sizeof c);
+    c.normalize_fail = 1;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.normalize = normalize_trim;
+    ro.compare_payload = &c;
+    assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
+    assert_dw(f.h, fx_read(&f, 1), DW_ENOCOMPARE);
+    assert_string_equal(out_text(f.out, "name"), "old-val");
+    assert_non_null(strstr(dw_errmsg(f.h), "normaliser failed on the old row"));
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 1);
+    assert_int_equal((int)m.comparisons, 0);
+
+    c.normalize_fail = 0;
+    assert_dw_ok(f.h, fx_read(&f, 1));
+    assert_int_equal((int)metrics(f.h).matches, 1);
+    fx_close(&f);
+}
+
 /* ---- misuse ---------------------------------------------------------------------------------------- */
 
 static void test_read_misuse(void **state)
@@ -1059,8 +1246,11 @@ static void test_time_budget_notfound_is_timeout(void **state)
 
     dw_value k = dw_int(7);
     double t0 = now_s();
-    assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, read_old,
-                              read_new_slow_notfound, &f.r));
+    /* Test mode: a read left uncompared fails, saying why. */
+    assert_dw(f.h, dw_read(f.out, f.h, &k, 1, read_old,
+                           read_new_slow_notfound, &f.r),
+              DW_ENOCOMPARE);
+    assert_non_null(strstr(dw_errmsg(f.h), "budget"));
     assert_true(now_s() - t0 < 2.0);
     assert_true(dw_row_get(f.out, "id")->i == 7);
     assert_string_equal(out_text(f.out, "name"), "old-val");
@@ -1506,6 +1696,10 @@ int main(void)
         cmocka_unit_test(test_ignore_columns),
         cmocka_unit_test(test_comparator_and_normaliser),
         cmocka_unit_test(test_test_mode),
+        cmocka_unit_test(test_test_mode_other_read_fails),
+        cmocka_unit_test(test_test_mode_normaliser_fails),
+        cmocka_unit_test(test_time_budget_counts_time_outside_sqlite),
+        cmocka_unit_test(test_trusted_read_failure_still_reads_other),
         cmocka_unit_test(test_read_misuse),
         cmocka_unit_test(test_time_budget_notfound_is_timeout),
         cmocka_unit_test(test_read_options_null_ignore_no_leak),
