@@ -247,7 +247,8 @@ typedef struct dw_backend_ops {
     /* Whether a stored migration of this name was contracted (before
      * validation, which then takes the old side from the stored spec). */
     int (*migration_peek)(dw_migration *h, int *contracted);
-    /* Loads stage and h->contracted. */
+    /* Loads stage, h->contracted, the routing settings and h->redefined,
+     * in one statement. */
     int (*stage_load)(dw_migration *h, int *stage);
     /* Stores the stage and its history entry; entering OFF or COMPLETE
      * marks a backfill stale. */
@@ -319,8 +320,6 @@ typedef struct dw_backend_ops {
     /* Marks a stored backfill stale (no longer counts for the gates). */
     int (*backfill_stale)(dw_migration *h);
     int (*gate_facts)(dw_migration *h, dw_gate_facts *g);
-    /* DW_ESPEC when another connection redefined the stored spec. */
-    int (*spec_current)(dw_migration *h);
     /* Verification runs. */
     int (*verify_start)(dw_migration *h, int full, const char *from,
                         const char *to, dw_verify_result *r);
@@ -398,6 +397,9 @@ struct dw_migration {
     int stage_cached;
     /* The old model was dropped by dw_contract() (loaded with the stage). */
     int contracted;
+    /* The stored spec is no longer this handle's (loaded with the stage):
+     * the migration was redefined since the handle was opened. */
+    int redefined;
     /* Per key column: 'N' numeric affinity, 'T' text, 'B' none (a key
      * has at most 64 columns: the primary key's). */
     char key_class[64];
@@ -483,7 +485,9 @@ int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
 /* ---- stage, sync, compare, report ---------------------------------------------------- */
 
 /* The stage in force for this operation (cached unless something changed);
- * call inside the operation's transaction. */
+ * call inside the operation's transaction. DW_ESPEC when the migration was
+ * redefined since the handle was opened: the one check that keeps an
+ * outdated mapping from writing or comparing. */
 int dw__stage_current(dw_migration *h, int *stage);
 int dw__check_key(dw_migration *h, const dw_value *key, int nkey);
 /* Makes `target` equal map(source row), or deletes it when the source row

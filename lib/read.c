@@ -419,8 +419,12 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     read_ctx c = {key, nkey, {NULL, NULL, NULL}, NULL};
-    int scope, rc_old = DW_OK, rc_new = DW_OK;
+    int scope, stage, rc_old = DW_OK, rc_new = DW_OK;
     rc = h->ops->begin(h, 0, &scope);
+    /* Compared through this handle's mapping: only while it is the
+     * stored one. */
+    if (rc == DW_OK && (rc = dw__stage_current(h, &stage)) != DW_OK)
+        rc = dw__rollback(h, scope, rc);
     if (rc == DW_OK) {
         rc_old = read_compared(h, &c, DW_SIDE_OLD, old_row);
         if (rc_old == DW_OK || rc_old == DW_ENOTFOUND)

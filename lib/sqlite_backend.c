@@ -29,8 +29,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "WHERE id = ?1",
     [ST_STAGE_LOAD] =
         "SELECT stage, contracted, canary_buckets, canary_stage, "
-        "canary_cohort, promote_stage, overrides FROM dw_migrations "
-        "WHERE id = ?1",
+        "canary_cohort, promote_stage, overrides, spec_digest = ?2 "
+        "FROM dw_migrations WHERE id = ?1",
     [ST_STAGE_STORE] =
         "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
     [ST_HISTORY_ADD] =
@@ -112,7 +112,6 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "rows_deleted = excluded.rows_deleted, batches = excluded.batches, "
         "started = excluded.started, updated = excluded.updated, "
         "finished = excluded.finished, verify_after = excluded.verify_after",
-    [ST_SPEC_DIGEST] = "SELECT spec_digest FROM dw_migrations WHERE id = ?1",
 };
 
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved)
@@ -622,7 +621,6 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_backfill_store,
     dw__sqlite_backfill_stale,
     dw__sqlite_gate_facts,
-    dw__sqlite_spec_current,
     dw__sqlite_verify_start,
     dw__sqlite_verify_key,
     dw__sqlite_verify_finish,

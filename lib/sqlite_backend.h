@@ -44,7 +44,6 @@ enum stmt_id {
     ST_KEY_PARSE,
     ST_BACKFILL_LOAD,
     ST_BACKFILL_STORE,
-    ST_SPEC_DIGEST,
     /* Row statements, generated from the spec; [side] offsets. */
     ST_READ_SIDE,            /* + side: key and columns of one side */
     ST_READ_MAPPED = ST_READ_SIDE + 3, /* + target: source mapped by SQL */
@@ -226,7 +225,6 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
 int dw__sqlite_backfill_stale(dw_migration *h);
 int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g);
-int dw__sqlite_spec_current(dw_migration *h);
 int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
                             const char *to, dw_verify_result *r);
 int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,
