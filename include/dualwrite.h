@@ -132,7 +132,13 @@ typedef enum dw_result {
      *  is not unique, a mapping expression that does not prepare. */
     DW_ESCHEMA = -6,
     /** A migration of that name is stored with a different spec; open it
-     *  with DW_OPEN_REDEFINE to replace the stored spec. */
+     *  with DW_OPEN_REDEFINE to replace the stored spec. From a handle that
+     *  is already open: the migration was redefined (by another connection
+     *  or another handle) since this handle was opened, and every call that
+     *  reads the stage -- writes, mirrors, reads, comparisons, repairs, key
+     *  moves, stage moves, backfill, verification, contract -- refuses with
+     *  nothing done rather than map rows through the outdated spec. Close
+     *  the handle and open the migration again. */
     DW_ESPEC = -7,
     /** Test mode only: the two sides disagree. The authoritative row was
      *  still returned. */
@@ -470,7 +476,10 @@ typedef struct dw_migration dw_migration;
  * then compared with the stored one: a new name stores the spec at stage OFF;
  * the same spec opens it; a different spec fails with DW_ESPEC unless
  * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
- * the redefinition in the history.
+ * the redefinition in the history. Handles opened earlier, on any
+ * connection, then refuse with DW_ESPEC (see there): the check travels with
+ * the stage, read in the same statement, so it costs a write or a read
+ * nothing more.
  *
  * Locking: opening a migration already stored with the same spec, on state
  * tables that are current, takes only a read transaction (no write lock):
@@ -830,9 +839,10 @@ typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
  * @param payload   passed to both callbacks.
  * @return DW_OK; DW_EMISUSE (NULL handle or key, wrong key count or type, a
  *         callback the stage needs is missing, no down mapping when one is
- *         needed); DW_EBUSY (nothing applied); DW_ECONSTRAINT, DW_ECALLBACK,
- *         DW_ERROR, DW_ENOMEM (nothing applied, dw_errside() says which
- *         side failed).
+ *         needed); DW_EBUSY (nothing applied); DW_ESPEC (the migration was
+ *         redefined since the handle was opened: nothing written, reopen);
+ *         DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR, DW_ENOMEM (nothing
+ *         applied, dw_errside() says which side failed).
  */
 DW_API int dw_write(dw_migration *h, const dw_value *key, int nkey,
                     dw_write_fn write_old, dw_write_fn write_new,
@@ -964,7 +974,8 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  *             spec. Give both or neither: the comparison needs one shape.
  * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
  *         is empty); DW_EMISMATCH (test mode); DW_EMISUSE; DW_EBUSY;
- *         DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
+ *         DW_ESPEC (the migration was redefined since the handle was
+ *         opened: nothing compared or logged, reopen); DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
  *         authoritative read.
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
@@ -976,7 +987,8 @@ DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
  * mapped up against the new row. Sets *equal to 1 when they agree, 0 when
  * not; a disagreement is reported like a shadow read's (sink, log, stderr,
  * counters). The same mechanism as dw_read()'s comparison, for tests and
- * spot checks. DW_EMISUSE, DW_EBUSY, DW_ERROR, DW_ENOMEM.
+ * spot checks. DW_EMISUSE, DW_EBUSY, DW_ESPEC (redefined since the handle
+ * was opened: nothing compared, reopen), DW_ERROR, DW_ENOMEM.
  */
 DW_API int dw_compare(int *equal, dw_migration *h, const dw_value *key,
                       int nkey);
@@ -1194,8 +1206,8 @@ typedef struct dw_backfill_options {
  *         transaction, a backfill begun under the other authoritative side,
  *         a key column holding NULL or a value that is not INTEGER, REAL or
  *         TEXT, or a key that cannot be paged through: a text with a NUL
- *         byte, an infinite or NaN real); DW_ESPEC (another connection
- *         redefined the spec: reopen); DW_ERROR; DW_ENOMEM. Redefining the
+ *         byte, an infinite or NaN real); DW_ESPEC (the spec was
+ *         redefined since the handle was opened: reopen); DW_ERROR; DW_ENOMEM. Redefining the
  *         spec (DW_OPEN_REDEFINE) makes a finished backfill stale, as
  *         entering OFF or COMPLETE does. */
 DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
@@ -1284,8 +1296,8 @@ typedef struct dw_verify_result {
  *         DW_EMISUSE (bad options or range, called inside a transaction,
  *         the old model dropped by the contract, a row of either side with
  *         NULL in a key column, a key that cannot be paged through -- a text
- *         with a NUL byte, an infinite or NaN real); DW_ESPEC (another
- *         connection redefined the spec); DW_EBUSY; DW_ECALLBACK (a mapping
+ *         with a NUL byte, an infinite or NaN real); DW_ESPEC (the spec was
+ *         redefined since the handle was opened); DW_EBUSY; DW_ECALLBACK (a mapping
  *         callback or the normaliser failed); DW_ERROR; DW_ENOMEM.
  */
 DW_API int dw_verify(dw_verify_result *out, dw_migration *h,
