@@ -36,7 +36,25 @@
  *     together.
  *   - A failed call leaves the connection as it found it: outside a
  *     transaction, or inside the caller's with the library's savepoint
- *     rolled back. One exception: when memory runs out for good, even the
+ *     rolled back -- unless the database itself rolled back the caller's
+ *     whole transaction during the call. SQLite does so on some errors
+ *     (SQLITE_IOERR, SQLITE_FULL, SQLITE_NOMEM, SQLITE_INTERRUPT, and
+ *     SQLITE_BUSY in some cases), also on errors the library tolerates
+ *     (the compared side's read, a mismatch-log write), and SQL a callback
+ *     runs may end the transaction too. Every call that can run inside
+ *     the caller's transaction (writes, mirrors, reads and comparisons,
+ *     repairs, overrides and routing, stage moves, dw_open()) then
+ *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
+ *     names the error that caused it. The connection is then outside any
+ *     transaction and all the transaction did is gone: do not go on with
+ *     it -- every statement run now would commit on its own, and your
+ *     COMMIT would fail with "no transaction is active" --, but start it
+ *     over from BEGIN, or give it up. As a guard for code that goes on
+ *     regardless, the handle's next call made outside any transaction is
+ *     refused with DW_EROLLEDBACK too, nothing done (once: the call after
+ *     it runs; a call made inside a transaction, one begun since, runs at
+ *     once). Other handles on the connection know nothing of it.
+ *   - When memory runs out for good, even the
  *     library's ROLLBACK can fail (SQLite must prepare it again and
  *     cannot). The call then returns DW_ENOMEM, dw_errmsg() says that the
  *     library's transaction (or savepoint) is still open, and the handle's
@@ -153,6 +171,16 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** The database rolled back the caller's whole transaction during a
+     *  call made inside it (SQLite does so on an I/O error, a full disk,
+     *  running out of memory, and some interrupts and busy errors): what
+     *  the transaction did before the call is gone too, and the connection
+     *  is outside any transaction. Do not go on with that transaction --
+     *  statements run now would each commit on their own: start it over
+     *  (BEGIN, then all of its work again), or give it up. The handle's
+     *  next call made outside a transaction is refused with this code too,
+     *  once (see the conventions at the top). */
+    DW_EROLLEDBACK = -13,
     /** Not an error: a long operation (dw_backfill()) stopped before the
      *  end because its time limit ran out or a callback asked it to stop.
      *  Its work so far is committed; call again to go on. */
@@ -842,7 +870,9 @@ typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
  *         needed); DW_EBUSY (nothing applied); DW_ESPEC (the migration was
  *         redefined since the handle was opened: nothing written, reopen);
  *         DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR, DW_ENOMEM (nothing
- *         applied, dw_errside() says which side failed).
+ *         applied, dw_errside() says which side failed); DW_EROLLEDBACK
+ *         (inside the caller's transaction, which the database rolled
+ *         back meanwhile: see the conventions at the top).
  */
 DW_API int dw_write(dw_migration *h, const dw_value *key, int nkey,
                     dw_write_fn write_old, dw_write_fn write_new,
@@ -975,7 +1005,10 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
  *         is empty); DW_EMISMATCH (test mode); DW_EMISUSE; DW_EBUSY;
  *         DW_ESPEC (the migration was redefined since the handle was
- *         opened: nothing compared or logged, reopen); DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
+ *         opened: nothing compared or logged, reopen); DW_EROLLEDBACK
+ *         (inside the caller's transaction, which the database rolled back
+ *         meanwhile, perhaps on the compared side's read or the mismatch
+ *         log's write; `out` is empty); DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
  *         authoritative read.
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,

@@ -432,6 +432,10 @@ struct dw_migration {
      * memory, every try) is still open on the caller's connection; the
      * message then says so, whatever else it said. */
     int left_open;
+    /* The database rolled back the caller's transaction during the last
+     * call, which returned DW_EROLLEDBACK: the next call made outside any
+     * transaction is refused (once), as it would commit on its own. */
+    int txn_lost;
 };
 
 enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };
@@ -462,6 +466,16 @@ void dw__error_append(dw_migration *h, const char *fmt, const char *arg);
 int dw__rollback(dw_migration *h, int scope, int rc);
 /* rc, or DW_ENOMEM (the handle's code too) while h->left_open. */
 int dw__left_open_rc(dw_migration *h, int rc);
+/* The backend found the caller's transaction, open when the call began,
+ * gone after it: sets DW_EROLLEDBACK, its message after the error that
+ * caused it (if any), and h->txn_lost. */
+int dw__txn_lost(dw_migration *h);
+/* rc, or DW_EROLLEDBACK when this call lost the caller's transaction. */
+int dw__txn_lost_rc(dw_migration *h, int rc);
+/* DW_EROLLEDBACK, once, for the first call after one that lost the
+ * caller's transaction when it runs outside any transaction (`own`: it
+ * would begin its own); clears the mark. */
+int dw__txn_lost_refuse(dw_migration *h, int own);
 /* Maps an SQLite result code to a DW_ code. */
 int dw__from_sqlite(int rc);
 const char *dw__side_word(int side);

@@ -387,10 +387,11 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         rc = dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
                        "test mode: the old and new models disagree at this "
                        "key (see the mismatch log)");
-    /* The mismatch log's own transaction may be what was left open. */
-    if (h->left_open) {
+    /* The mismatch log's own transaction may be what was left open, or
+     * its write what lost the caller's. */
+    if (h->left_open || h->txn_lost) {
         dw_row_clear(out);
-        rc = dw__left_open_rc(h, rc);
+        rc = dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
     }
 finish:
     /* A missing row is common on a hot path: the fixed text, allocated
@@ -458,6 +459,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     }
     dw_row_free(old_row);
     dw_row_free(new_row);
-    /* The mismatch log's own transaction may be what was left open. */
-    return dw__left_open_rc(h, rc);
+    /* The mismatch log's own transaction may be what was left open, or
+     * its write what lost the caller's. */
+    return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
 }

@@ -83,6 +83,9 @@ typedef struct sqlite_backend {
     int scope;
     int write;
     int verified;
+    /* The caller had a transaction open when the operation began: if it is
+     * gone at the end, SQLite rolled it back (DW_EROLLEDBACK). */
+    int caller_txn;
     /* The main database's transaction state (SQLITE_TXN_READ or _WRITE)
      * of a transaction of ours left open (h->left_open): how the next call
      * tells it from one the application began since. */
