@@ -2195,6 +2195,184 @@ static void test_restore_column_exists_again(void **state)
                         before);
 }
 
+
+/* ---- two migrations over one old model ------------------------------------ */
+
+/* A second migration of the items table: items -> items_v3. */
+static const char *const COPY_OLD[] = {"name", "qty"};
+static const char *const COPY_NEW[] = {"label", "amount"};
+static const dw_column_map COPY_UP[] = {{"label", "name"},
+                                        {"amount", "qty"}};
+
+static dw_migration *open_items_copy(sqlite3 *db)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_copy";
+    o.old_side.table = "items";
+    o.old_side.key_columns = KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = COPY_OLD;
+    o.old_side.ncolumns = 2;
+    o.new_side.table = "items_v3";
+    o.new_side.key_columns = KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = COPY_NEW;
+    o.new_side.ncolumns = 2;
+    o.up = COPY_UP;
+    o.nup = 2;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    return h;
+}
+
+/* The contract refuses while another migration still uses its old table
+ * below COMPLETE; once that one is at COMPLETE too, the first contract
+ * keeps the table for it, and the second drops it. Both restore. */
+static void test_contract_old_table_shared(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    dw_migration *b = f->h2 = open_items_copy(f->t.db);
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_SHADOW, NULL, 0));
+    char path_a[400], path_b[400], buf[4096], before[4096];
+    in_dir(f, "a.bak", path_a, sizeof path_a);
+    in_dir(f, "b.bak", path_b, sizeof path_b);
+
+    /* Refused, naming the other migration and what it uses; nothing
+     * dropped, no backup left. */
+    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    int n = history_len(a);
+    assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
+    assert_msg_has(a, "\"items_copy\"");
+    assert_msg_has(a, "old side");
+    assert_msg_has(a, "\"items\"");
+    assert_msg_has(a, "SHADOW");
+    assert_false(file_exists(path_a));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+    assert_int_equal(history_len(a), n);
+    /* The other still reads and writes its old table. */
+    item_write w = {"kept", 4, NULL, 0};
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(b, dw_write(b, &k3, 1, write_item_old, NULL, &w));
+    assert_int_equal(
+        query_int(f->t.db, "SELECT amount FROM items_v3 WHERE id = 3"), 4);
+
+    /* The other at COMPLETE: the first contract backs the table up and
+     * keeps it, for the other's contract, which drops it. */
+    backfill_and_verify(b);
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_LIVE, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_COMPLETE, NULL, 0));
+    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    assert_dw_ok(a, dw_contract(a, path_a, "first"));
+    assert_int_equal(schema_count(f->t.db, "items"), 4); /* and indexes */
+    hist hs;
+    get_history(&hs, a);
+    assert_int_equal(hs.ncontract, 1);
+    assert_non_null(strstr(hs.last_contract.detail, "kept"));
+    assert_non_null(strstr(hs.last_contract.detail, "\"items_copy\""));
+    dw_verify_result r;
+    assert_dw(a, dw_verify(&r, a, NULL), DW_EMISUSE); /* contracted */
+    assert_int_equal(stage_of(b), DW_STAGE_COMPLETE);
+    assert_dw_ok(b, dw_contract(b, path_b, "second"));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    get_history(&hs, b);
+    assert_null(strstr(hs.last_contract.detail, "kept"));
+
+    /* Both still open, from what is stored. */
+    dw_close(f->h);
+    dw_close(f->h2);
+    f->h = f->h2 = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open_stored(&f->h, f->t.db, "items_rename", 0, &err),
+                     DW_OK);
+    assert_int_equal(dw_open_stored(&f->h2, f->t.db, "items_copy", 0, &err),
+                     DW_OK);
+    a = f->h;
+    b = f->h2;
+
+    /* Restore: the first recreates the table from its backup; the second
+     * then finds it in place, as its backup holds it. */
+    assert_dw_ok(a, dw_restore(a, path_a, "back"));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+    assert_dw_ok(b, dw_restore(b, path_b, "back too"));
+    assert_int_equal(stage_of(a), DW_STAGE_RAMPDOWN);
+    assert_int_equal(stage_of(b), DW_STAGE_RAMPDOWN);
+    get_history(&hs, b);
+    assert_non_null(strstr(hs.last_restore.detail, "in place"));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+}
+
+/* The table is another migration's new side: never dropped. And one-table
+ * columns another migration reads: refused while it is below COMPLETE. */
+static void test_contract_shared_new_side_and_columns(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = tickets_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE ticket_log(id INTEGER PRIMARY KEY, "
+                     "state TEXT)");
+    static const char *const LOG_OLD[] = {"status"};
+    static const char *const LOG_NEW[] = {"state"};
+    static const dw_column_map LOG_UP[] = {{"state", "status"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "ticket_log";
+    o.old_side.table = "tickets";
+    o.old_side.key_columns = KEY;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = LOG_OLD;
+    o.old_side.ncolumns = 1;
+    o.new_side.table = "ticket_log";
+    o.new_side.key_columns = KEY;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = LOG_NEW;
+    o.new_side.ncolumns = 1;
+    o.up = LOG_UP;
+    o.nup = 1;
+    char *err = NULL;
+    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    char path[400], cols[1024], buf[1024];
+    in_dir(f, "t.bak", path, sizeof path);
+    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "\"ticket_log\"");
+    assert_msg_has(a, "status");
+    assert_msg_has(a, "OFF");
+    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+                        cols);
+    assert_false(file_exists(path));
+    dw_close(f->h2);
+    f->h2 = NULL;
+
+    /* A migration into the old table (its new side): refused at any
+     * stage. */
+    exec_ok(f->t.db, "DELETE FROM dw_migrations WHERE name = 'ticket_log'");
+    exec_ok(f->t.db, "CREATE TABLE legacy(id INTEGER PRIMARY KEY, st TEXT)");
+    static const char *const IN_OLD[] = {"st"};
+    static const dw_column_map IN_UP[] = {{"status", "st"}};
+    o.name = "into_tickets";
+    o.old_side.table = "legacy";
+    o.old_side.columns = IN_OLD;
+    o.new_side.table = "tickets";
+    o.new_side.columns = LOG_OLD;
+    o.up = IN_UP;
+    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "\"into_tickets\"");
+    assert_msg_has(a, "new side");
+    assert_false(file_exists(path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2243,6 +2421,10 @@ int main(void)
             test_restore_needs_the_contracted_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_column_exists_again,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_old_table_shared, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_shared_new_side_and_columns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
