@@ -1422,6 +1422,30 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * earlier stage, or a canary whose stage is not COMPLETE (checked before the
  * backup and again in step 3).
  *
+ * Other migrations stored in the database (checked before the backup and
+ * again in step 3), for what the contract would drop -- the old table, or
+ * with one table the old columns:
+ *   - one that has it (or one of those columns, key included) as its new
+ *     side, at any stage, contracted or not: refused (DW_EGATE), as it is
+ *     that migration's model;
+ *   - one not contracted that has it as its old side below COMPLETE, or at
+ *     COMPLETE with keys routed below it: refused (DW_EGATE), as it still
+ *     reads and writes it; the message names that migration, what it uses
+ *     and its stage;
+ *   - one not contracted that has it as its old side at COMPLETE, every key
+ *     there: it no longer reads or writes the old model, but its own
+ *     contract will back it up. The contract goes on, with its backup, and
+ *     keeps the old model in place for that migration (the history entry
+ *     says so); that migration's contract, the last, drops it.
+ *   - with two tables, one of other tables whose mapping expressions, setup
+ *     SQL or cohort (not contracted) name the old table (a subquery):
+ *     refused (DW_EGATE), as they would no longer prepare; redefine it
+ *     without the old table first. (The text is searched for the name as
+ *     an identifier, bare or quoted; with one table, such texts are not
+ *     searched for the old columns.)
+ * So two migrations of one old model are contracted in turn once both are
+ * at COMPLETE.
+ *
  * @param backup_path a new file; never overwritten. An existing file there
  *                    is used only when it is a complete backup of this
  *                    migration's old model exactly as it is now (what a
@@ -1430,7 +1454,8 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *                    "file:" (which SQLite may read as a URI) and ":memory:"
  *                    are refused.
  * @param reason      recorded in the history; may be NULL.
- * @return DW_OK; DW_EGATE (not at COMPLETE, or keys routed below it);
+ * @return DW_OK; DW_EGATE (not at COMPLETE, keys routed below it, or
+ *         another migration still uses the old model, see above);
  *         DW_EMISUSE (NULL arguments,
  *         another file exists there, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
@@ -1461,6 +1486,14 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  * copies
  * the rows back, checks the count and digest again, and moves the migration
  * to RAMPDOWN -- all in one transaction, recorded in the history.
+ *
+ * When the old model is there already, exactly as the backup holds it --
+ * the contract kept it for another migration, or the restore of another
+ * migration of the same old model put it back --, it is taken as it is and
+ * nothing is copied (the history entry says so); there in any other form,
+ * the restore is refused. So of two migrations of one old model, contracted
+ * in turn, either is restored first (from its own backup), and the other
+ * then too while nothing has written the old model since.
  *
  * The restored rows are those of the contract; writes since went to the new
  * model only. At RAMPDOWN dw_backfill() copies new to old, so run it and

@@ -60,6 +60,10 @@ const char *dw_sql_skip_space(const char *sql);
 int dw_utf8_valid(const char *s, size_t n);
 /* 1 when the keyword appears in SQL text outside quotes and comments. */
 int dw_sql_has_word(const char *sql, const char *word);
+/* 1 when the name appears in SQL text as an identifier, bare or quoted
+ * ("name", `name`, [name]), case-insensitively, outside string literals
+ * and comments. */
+int dw_sql_names(const char *sql, const char *name);
 /* before, dw_buf_sql(sql), after. */
 void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
                    const char *after);

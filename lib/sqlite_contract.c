@@ -734,6 +734,64 @@ static int other_users(dw_migration *h, char **kept_for)
     return result;
 }
 
+/* Another stored migration whose mapping expressions, setup SQL or cohort
+ * (not contracted) name the old table, which would then no longer prepare:
+ * DW_EGATE. Only with two tables, and for migrations whose sides are other
+ * tables (for those of the old table, other_users() decides). */
+static int named_by_others(dw_migration *h)
+{
+    static const char sql[] =
+        "WITH others AS (SELECT * FROM dw_migrations WHERE id <> ?1 AND "
+        "json_extract(spec, '$.old.table') <> ?2 COLLATE NOCASE AND "
+        "json_extract(spec, '$.new.table') <> ?2 COLLATE NOCASE) "
+        "SELECT m.name, 'mapping', j.value FROM others AS m, "
+        "json_each(m.spec, '$.up.sql') AS j UNION ALL "
+        "SELECT m.name, 'mapping', j.value FROM others AS m, "
+        "json_each(m.spec, '$.down.sql') AS j UNION ALL "
+        "SELECT name, 'setup SQL', json_extract(spec, '$.setup') FROM others "
+        "UNION ALL SELECT name, 'cohort', canary_cohort FROM others WHERE "
+        "contracted = 0";
+    const char *table = h->spec.side[DW_SIDE_OLD].table;
+    if (h->spec.same_table)
+        return DW_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h, sql, &st, NULL);
+    int result = DW_OK;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+    }
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 2);
+        rc = SQLITE_OK;
+        if (text && dw_sql_names(text, table)) {
+            result = dw__error(h, DW_EGATE, DW_SIDE_OLD,
+                               "the %s of migration \"%s\" names table "
+                               "\"%s\"; nothing was dropped: redefine that "
+                               "migration without it first",
+                               (const char *)sqlite3_column_text(st, 1),
+                               (const char *)sqlite3_column_text(st, 0),
+                               table);
+            break;
+        }
+    }
+    if (result == DW_OK && rc != SQLITE_DONE)
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking for other migrations of the old "
+                                  "model");
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* What other migrations allow: DW_EGATE, or the old model dropped, or kept
+ * for the one in *kept_for. */
+static int others_allow_drop(dw_migration *h, char **kept_for)
+{
+    *kept_for = NULL;
+    int rc = named_by_others(h);
+    return rc == DW_OK ? other_users(h, kept_for) : rc;
+}
+
 /* Drops the old table, or the old columns. */
 static int drop_model(dw_migration *h, const char *path)
 {
@@ -791,7 +849,7 @@ static int drop_old(dw_migration *h, const model *m, const char *path,
                          (long long)now_rows, (long long)rows);
     char *kept_for = NULL;
     if (rc == DW_OK)
-        rc = other_users(h, &kept_for);
+        rc = others_allow_drop(h, &kept_for);
     if (rc == DW_OK && !kept_for)
         rc = drop_model(h, path);
     if (rc == DW_OK)
@@ -836,7 +894,7 @@ static int read_model(dw_migration *h, void *arg)
     char *kept_for = NULL;
     int rc2 = dw__route_allows_contract(h);
     if (rc2 == DW_OK)
-        rc2 = other_users(h, &kept_for);
+        rc2 = others_allow_drop(h, &kept_for);
     dw__free(kept_for);
     return rc2 == DW_OK ? describe_model(h, arg) : rc2;
 }

@@ -2373,6 +2373,46 @@ static void test_contract_shared_new_side_and_columns(void **state)
     assert_false(file_exists(path));
 }
 
+
+/* Another migration's mapping reads the old table in a subquery: refused
+ * until that migration is redefined without it. */
+static void test_contract_table_named_by_other_mapping(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    create_tags(f->t.db);
+    static const dw_column_map LOOKUP[] = {
+        {"colour", "coalesce(color, (SELECT min(name) FROM \"items\"))"}};
+    static const dw_column_map PLAIN[] = {{"colour", "color"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "tag_lookup";
+    o.old_side.table = "tags";
+    o.old_side.key_columns = TAG_KEY;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "tags_v2";
+    o.new_side.key_columns = TAG_KEY;
+    o.new_side.nkey_columns = 1;
+    o.up = LOOKUP;
+    o.nup = 1;
+    char *err = NULL;
+    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "mapping of migration \"tag_lookup\"");
+    assert_msg_has(a, "\"items\"");
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_false(file_exists(path));
+
+    dw_close(f->h2);
+    f->h2 = NULL;
+    o.up = PLAIN;
+    o.flags = DW_OPEN_REDEFINE;
+    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_dw_ok(a, dw_contract(a, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2425,6 +2465,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_shared_new_side_and_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_table_named_by_other_mapping, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
