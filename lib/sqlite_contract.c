@@ -1066,8 +1066,10 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
         return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the schema");
     if (n)
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
-                         "table \"%s\" exists again; a restore will not "
-                         "replace it",
+                         "table \"%s\" exists again, and not as backed up "
+                         "(created again, or kept by the contract for "
+                         "another migration and written since); a restore "
+                         "will not replace it",
                          m->table);
     rc = run_stored_ddl(h, m->table_sql, path);
     if (rc == DW_OK) {
