@@ -2198,35 +2198,57 @@ static void test_restore_column_exists_again(void **state)
 
 /* ---- two migrations over one old model ------------------------------------ */
 
-/* A second migration of the items table: items -> items_v3. */
-static const char *const COPY_OLD[] = {"name", "qty"};
-static const char *const COPY_NEW[] = {"label", "amount"};
-static const dw_column_map COPY_UP[] = {{"label", "name"},
-                                        {"amount", "qty"}};
+/* One side of a migration built by pair_open(). */
+typedef struct side_spec {
+    const char *table;
+    const char *const *cols;
+    int ncols;
+} side_spec;
 
-static dw_migration *open_items_copy(sqlite3 *db)
+/* Opens (defining, or with `flags` redefining) migration `name` from
+ * `old_s` to `new_s`, keyed by `key`, mapped up by `up` alone. */
+static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
+                     const char *const *key, side_spec old_s,
+                     side_spec new_s, const dw_column_map *up, int nup,
+                     unsigned flags)
 {
     dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_copy";
-    o.old_side.table = "items";
-    o.old_side.key_columns = KEY;
+    o.name = name;
+    o.old_side.table = old_s.table;
+    o.old_side.key_columns = key;
     o.old_side.nkey_columns = 1;
-    o.old_side.columns = COPY_OLD;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v3";
-    o.new_side.key_columns = KEY;
+    o.old_side.columns = old_s.cols;
+    o.old_side.ncolumns = old_s.ncols;
+    o.new_side.table = new_s.table;
+    o.new_side.key_columns = key;
     o.new_side.nkey_columns = 1;
-    o.new_side.columns = COPY_NEW;
-    o.new_side.ncolumns = 2;
-    o.up = COPY_UP;
-    o.nup = 2;
-    dw_migration *h = NULL;
+    o.new_side.columns = new_s.cols;
+    o.new_side.ncolumns = new_s.ncols;
+    o.up = up;
+    o.nup = nup;
+    o.flags = flags;
     char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
+    int rc = dw_open(out, db, &o, &err);
     if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
+        print_error("dw_open %s: %d %s\n", name, rc,
+                    err ? err : "(no message)");
     sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    return rc;
+}
+
+/* A second migration of the items table: items -> items_v3. */
+static dw_migration *open_items_copy(sqlite3 *db)
+{
+    static const char *const OLD[] = {"name", "qty"};
+    static const char *const NEW[] = {"label", "amount"};
+    static const dw_column_map COPY_UP[] = {{"label", "name"},
+                                            {"amount", "qty"}};
+    dw_migration *h = NULL;
+    assert_int_equal(pair_open(&h, db, "items_copy", KEY,
+                               (side_spec){"items", OLD, 2},
+                               (side_spec){"items_v3", NEW, 2}, COPY_UP, 2,
+                               0),
+                     DW_OK);
     return h;
 }
 
@@ -2325,22 +2347,11 @@ static void test_contract_shared_new_side_and_columns(void **state)
     static const char *const LOG_OLD[] = {"status"};
     static const char *const LOG_NEW[] = {"state"};
     static const dw_column_map LOG_UP[] = {{"state", "status"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "ticket_log";
-    o.old_side.table = "tickets";
-    o.old_side.key_columns = KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = LOG_OLD;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "ticket_log";
-    o.new_side.key_columns = KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = LOG_NEW;
-    o.new_side.ncolumns = 1;
-    o.up = LOG_UP;
-    o.nup = 1;
-    char *err = NULL;
-    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_int_equal(pair_open(&f->h2, f->t.db, "ticket_log", KEY,
+                               (side_spec){"tickets", LOG_OLD, 1},
+                               (side_spec){"ticket_log", LOG_NEW, 1}, LOG_UP,
+                               1, 0),
+                     DW_OK);
     char path[400], cols[1024], buf[1024];
     in_dir(f, "t.bak", path, sizeof path);
     query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
@@ -2354,19 +2365,16 @@ static void test_contract_shared_new_side_and_columns(void **state)
     dw_close(f->h2);
     f->h2 = NULL;
 
-    /* A migration into the old table (its new side): refused at any
-     * stage. */
-    exec_ok(f->t.db, "DELETE FROM dw_migrations WHERE name = 'ticket_log'");
+    /* A migration into the old columns (its new side): refused at any
+     * stage, and named first. */
     exec_ok(f->t.db, "CREATE TABLE legacy(id INTEGER PRIMARY KEY, st TEXT)");
     static const char *const IN_OLD[] = {"st"};
     static const dw_column_map IN_UP[] = {{"status", "st"}};
-    o.name = "into_tickets";
-    o.old_side.table = "legacy";
-    o.old_side.columns = IN_OLD;
-    o.new_side.table = "tickets";
-    o.new_side.columns = LOG_OLD;
-    o.up = IN_UP;
-    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_int_equal(pair_open(&f->h2, f->t.db, "into_tickets", KEY,
+                               (side_spec){"legacy", IN_OLD, 1},
+                               (side_spec){"tickets", LOG_OLD, 1}, IN_UP, 1,
+                               0),
+                     DW_OK);
     assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
     assert_msg_has(a, "\"into_tickets\"");
     assert_msg_has(a, "new side");
@@ -2384,18 +2392,10 @@ static void test_contract_table_named_by_other_mapping(void **state)
     static const dw_column_map LOOKUP[] = {
         {"colour", "coalesce(color, (SELECT min(name) FROM \"items\"))"}};
     static const dw_column_map PLAIN[] = {{"colour", "color"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tag_lookup";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = TAG_KEY;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = TAG_KEY;
-    o.new_side.nkey_columns = 1;
-    o.up = LOOKUP;
-    o.nup = 1;
-    char *err = NULL;
-    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    side_spec old_s = {"tags", NULL, 0}, new_s = {"tags_v2", NULL, 0};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "tag_lookup", TAG_KEY, old_s,
+                               new_s, LOOKUP, 1, 0),
+                     DW_OK);
     char path[400];
     in_dir(f, "a.bak", path, sizeof path);
     assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
@@ -2406,9 +2406,9 @@ static void test_contract_table_named_by_other_mapping(void **state)
 
     dw_close(f->h2);
     f->h2 = NULL;
-    o.up = PLAIN;
-    o.flags = DW_OPEN_REDEFINE;
-    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_int_equal(pair_open(&f->h2, f->t.db, "tag_lookup", TAG_KEY, old_s,
+                               new_s, PLAIN, 1, DW_OPEN_REDEFINE),
+                     DW_OK);
     assert_dw_ok(a, dw_contract(a, path, NULL));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }

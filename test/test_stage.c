@@ -1164,18 +1164,25 @@ static void outdated_handle_refuses(sqlite3 *db, dw_migration *stale)
                      0);
 }
 
-/* A handle opened before another connection redefined the migration
- * mirrors through the old mapping no more: its writes and compared reads
- * are refused, while the stored spec's comparison finds the key changed. */
-static void test_redefined_by_other_connection_refuses(void **state)
+/* Migration "m" at SHADOW in f->h, with row 7 written through it. */
+static void shadow_with_row(fixture *f)
 {
-    fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
     dw_value k = dw_int(7);
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
+}
+
+/* A handle opened before another connection redefined the migration
+ * mirrors through the old mapping no more: its writes and compared reads
+ * are refused, while the stored spec's comparison finds the key changed. */
+static void test_redefined_by_other_connection_refuses(void **state)
+{
+    fixture *f = *state;
+    shadow_with_row(f);
+    dw_value k = dw_int(7);
 
     f->db2 = test_db_connect(&f->t);
     char *err = NULL;
@@ -1201,12 +1208,8 @@ static void test_redefined_by_other_connection_refuses(void **state)
 static void test_redefined_by_other_handle_refuses(void **state)
 {
     fixture *f = *state;
-    create_items(f->t.db);
-    f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    shadow_with_row(f);
     dw_value k = dw_int(7);
-    assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
 
     char *err = NULL;
     int rc = open_items(&f->h2, f->t.db, "m", "lower(name)",
