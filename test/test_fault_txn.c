@@ -124,6 +124,27 @@ static int op_override(fixture *f)
     return dw_override_set(f->h, &k, 1, 1, DW_STAGE_SHADOW, NULL);
 }
 
+/* Key 2 is on the old side only: a compared read (at SHADOW) or a
+ * comparison finds it missing and logs it, and that write is what
+ * fails. */
+static int op_read(fixture *f)
+{
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    dw_value k = dw_int(2);
+    int rc = dw_read(row, f->h, &k, 1, NULL, NULL, NULL);
+    assert_int_equal(dw_row_count(row), 0);
+    dw_row_free(row);
+    return rc;
+}
+
+static int op_compare(fixture *f)
+{
+    dw_value k = dw_int(2);
+    int equal = -1;
+    return dw_compare(&equal, f->h, &k, 1);
+}
+
 static void test_write_disk_full(void **state)
 {
     lost_in(*state, SQLITE_FULL, op_write, "dw_write");
@@ -147,6 +168,18 @@ static void test_stage_set_io_error(void **state)
 static void test_override_io_error(void **state)
 {
     lost_in(*state, SQLITE_IOERR, op_override, "dw_override_set");
+}
+
+static void test_read_log_io_error(void **state)
+{
+    fixture *f = *state;
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    lost_in(f, SQLITE_IOERR, op_read, "dw_read");
+}
+
+static void test_compare_log_io_error(void **state)
+{
+    lost_in(*state, SQLITE_IOERR, op_compare, "dw_compare");
 }
 
 /* The refusal is the next call's only: a caller that read the code and
@@ -179,6 +212,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mirror_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_set_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_override_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_log_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compare_log_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
