@@ -36,7 +36,25 @@
  *     together.
  *   - A failed call leaves the connection as it found it: outside a
  *     transaction, or inside the caller's with the library's savepoint
- *     rolled back. One exception: when memory runs out for good, even the
+ *     rolled back -- unless the database itself rolled back the caller's
+ *     whole transaction during the call. SQLite does so on some errors
+ *     (SQLITE_IOERR, SQLITE_FULL, SQLITE_NOMEM, SQLITE_INTERRUPT, and
+ *     SQLITE_BUSY in some cases), also on errors the library tolerates
+ *     (the compared side's read, a mismatch-log write), and SQL a callback
+ *     runs may end the transaction too. Every call that can run inside
+ *     the caller's transaction (writes, mirrors, reads and comparisons,
+ *     repairs, overrides and routing, stage moves, dw_open()) then
+ *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
+ *     names the error that caused it. The connection is then outside any
+ *     transaction and all the transaction did is gone: do not go on with
+ *     it -- every statement run now would commit on its own, and your
+ *     COMMIT would fail with "no transaction is active" --, but start it
+ *     over from BEGIN, or give it up. As a guard for code that goes on
+ *     regardless, the handle's next call made outside any transaction is
+ *     refused with DW_EROLLEDBACK too, nothing done (once: the call after
+ *     it runs; a call made inside a transaction, one begun since, runs at
+ *     once). Other handles on the connection know nothing of it.
+ *   - When memory runs out for good, even the
  *     library's ROLLBACK can fail (SQLite must prepare it again and
  *     cannot). The call then returns DW_ENOMEM, dw_errmsg() says that the
  *     library's transaction (or savepoint) is still open, and the handle's
@@ -132,7 +150,13 @@ typedef enum dw_result {
      *  is not unique, a mapping expression that does not prepare. */
     DW_ESCHEMA = -6,
     /** A migration of that name is stored with a different spec; open it
-     *  with DW_OPEN_REDEFINE to replace the stored spec. */
+     *  with DW_OPEN_REDEFINE to replace the stored spec. From a handle that
+     *  is already open: the migration was redefined (by another connection
+     *  or another handle) since this handle was opened, and every call that
+     *  reads the stage -- writes, mirrors, reads, comparisons, repairs, key
+     *  moves, stage moves, backfill, verification, contract -- refuses with
+     *  nothing done rather than map rows through the outdated spec. Close
+     *  the handle and open the migration again. */
     DW_ESPEC = -7,
     /** Test mode only: the two sides disagree. The authoritative row was
      *  still returned. */
@@ -147,6 +171,16 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** The database rolled back the caller's whole transaction during a
+     *  call made inside it (SQLite does so on an I/O error, a full disk,
+     *  running out of memory, and some interrupts and busy errors): what
+     *  the transaction did before the call is gone too, and the connection
+     *  is outside any transaction. Do not go on with that transaction --
+     *  statements run now would each commit on their own: start it over
+     *  (BEGIN, then all of its work again), or give it up. The handle's
+     *  next call made outside a transaction is refused with this code too,
+     *  once (see the conventions at the top). */
+    DW_EROLLEDBACK = -13,
     /** Test mode only: a read could not compare the two sides -- the other
      *  side's read failed or ran over the time budget, the old row did not
      *  map up, or the normaliser failed. dw_errmsg() says why and
@@ -493,7 +527,10 @@ typedef struct dw_migration dw_migration;
  * then compared with the stored one: a new name stores the spec at stage OFF;
  * the same spec opens it; a different spec fails with DW_ESPEC unless
  * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
- * the redefinition in the history.
+ * the redefinition in the history. Handles opened earlier, on any
+ * connection, then refuse with DW_ESPEC (see there): the check travels with
+ * the stage, read in the same statement, so it costs a write or a read
+ * nothing more.
  *
  * Locking: opening a migration already stored with the same spec, on state
  * tables that are current, takes only a read transaction (no write lock):
@@ -855,9 +892,12 @@ typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
  * @param payload   passed to both callbacks.
  * @return DW_OK; DW_EMISUSE (NULL handle or key, wrong key count or type, a
  *         callback the stage needs is missing, no down mapping when one is
- *         needed); DW_EBUSY (nothing applied); DW_ECONSTRAINT, DW_ECALLBACK,
- *         DW_ERROR, DW_ENOMEM (nothing applied, dw_errside() says which
- *         side failed).
+ *         needed); DW_EBUSY (nothing applied); DW_ESPEC (the migration was
+ *         redefined since the handle was opened: nothing written, reopen);
+ *         DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR, DW_ENOMEM (nothing
+ *         applied, dw_errside() says which side failed); DW_EROLLEDBACK
+ *         (inside the caller's transaction, which the database rolled
+ *         back meanwhile: see the conventions at the top).
  */
 DW_API int dw_write(dw_migration *h, const dw_value *key, int nkey,
                     dw_write_fn write_old, dw_write_fn write_new,
@@ -1010,8 +1050,12 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  *             spec. Give both or neither: the comparison needs one shape.
  * @return DW_OK; DW_ENOTFOUND (the authoritative side has no such row, `out`
  *         is empty); DW_EMISMATCH, DW_ENOCOMPARE (test mode); DW_EMISUSE;
- *         DW_EBUSY; DW_ECALLBACK, DW_ERROR, DW_ENOMEM for a failure of the
- *         authoritative read.
+ *         DW_EBUSY; DW_ESPEC (the migration was redefined since the handle
+ *         was opened: nothing compared or logged, reopen); DW_EROLLEDBACK
+ *         (inside the caller's transaction, which the database rolled back
+ *         meanwhile, perhaps on the compared side's read or the mismatch
+ *         log's write; `out` is empty); DW_ECALLBACK, DW_ERROR, DW_ENOMEM
+ *         for a failure of the authoritative read.
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
                    int nkey, dw_read_fn read_old, dw_read_fn read_new,
@@ -1022,7 +1066,8 @@ DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
  * mapped up against the new row. Sets *equal to 1 when they agree, 0 when
  * not; a disagreement is reported like a shadow read's (sink, log, stderr,
  * counters). The same mechanism as dw_read()'s comparison, for tests and
- * spot checks. DW_EMISUSE, DW_EBUSY, DW_ERROR, DW_ENOMEM.
+ * spot checks. DW_EMISUSE, DW_EBUSY, DW_ESPEC (redefined since the handle
+ * was opened: nothing compared, reopen), DW_ERROR, DW_ENOMEM.
  */
 DW_API int dw_compare(int *equal, dw_migration *h, const dw_value *key,
                       int nkey);
@@ -1240,8 +1285,8 @@ typedef struct dw_backfill_options {
  *         transaction, a backfill begun under the other authoritative side,
  *         a key column holding NULL or a value that is not INTEGER, REAL or
  *         TEXT, or a key that cannot be paged through: a text with a NUL
- *         byte, an infinite or NaN real); DW_ESPEC (another connection
- *         redefined the spec: reopen); DW_ERROR; DW_ENOMEM. Redefining the
+ *         byte, an infinite or NaN real); DW_ESPEC (the spec was
+ *         redefined since the handle was opened: reopen); DW_ERROR; DW_ENOMEM. Redefining the
  *         spec (DW_OPEN_REDEFINE) makes a finished backfill stale, as
  *         entering OFF or COMPLETE does. */
 DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
@@ -1330,8 +1375,8 @@ typedef struct dw_verify_result {
  *         DW_EMISUSE (bad options or range, called inside a transaction,
  *         the old model dropped by the contract, a row of either side with
  *         NULL in a key column, a key that cannot be paged through -- a text
- *         with a NUL byte, an infinite or NaN real); DW_ESPEC (another
- *         connection redefined the spec); DW_EBUSY; DW_ECALLBACK (a mapping
+ *         with a NUL byte, an infinite or NaN real); DW_ESPEC (the spec was
+ *         redefined since the handle was opened); DW_EBUSY; DW_ECALLBACK (a mapping
  *         callback or the normaliser failed); DW_ERROR; DW_ENOMEM.
  */
 DW_API int dw_verify(dw_verify_result *out, dw_migration *h,
@@ -1423,6 +1468,30 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * earlier stage, or a canary whose stage is not COMPLETE (checked before the
  * backup and again in step 3).
  *
+ * Other migrations stored in the database (checked before the backup and
+ * again in step 3), for what the contract would drop -- the old table, or
+ * with one table the old columns:
+ *   - one that has it (or one of those columns, key included) as its new
+ *     side, at any stage, contracted or not: refused (DW_EGATE), as it is
+ *     that migration's model;
+ *   - one not contracted that has it as its old side below COMPLETE, or at
+ *     COMPLETE with keys routed below it: refused (DW_EGATE), as it still
+ *     reads and writes it; the message names that migration, what it uses
+ *     and its stage;
+ *   - one not contracted that has it as its old side at COMPLETE, every key
+ *     there: it no longer reads or writes the old model, but its own
+ *     contract will back it up. The contract goes on, with its backup, and
+ *     keeps the old model in place for that migration (the history entry
+ *     says so); that migration's contract, the last, drops it.
+ *   - with two tables, one of other tables whose mapping expressions, setup
+ *     SQL or cohort (not contracted) name the old table (a subquery):
+ *     refused (DW_EGATE), as they would no longer prepare; redefine it
+ *     without the old table first. (The text is searched for the name as
+ *     an identifier, bare or quoted; with one table, such texts are not
+ *     searched for the old columns.)
+ * So two migrations of one old model are contracted in turn once both are
+ * at COMPLETE.
+ *
  * @param backup_path a new file; never overwritten. An existing file there
  *                    is used only when it is a complete backup of this
  *                    migration's old model exactly as it is now (what a
@@ -1431,7 +1500,8 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *                    "file:" (which SQLite may read as a URI) and ":memory:"
  *                    are refused.
  * @param reason      recorded in the history; may be NULL.
- * @return DW_OK; DW_EGATE (not at COMPLETE, or keys routed below it);
+ * @return DW_OK; DW_EGATE (not at COMPLETE, keys routed below it, or
+ *         another migration still uses the old model, see above);
  *         DW_EMISUSE (NULL arguments,
  *         another file exists there, called inside a transaction, already
  *         contracted); DW_ERROR (the backup could not be written or does
@@ -1462,6 +1532,14 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  * copies
  * the rows back, checks the count and digest again, and moves the migration
  * to RAMPDOWN -- all in one transaction, recorded in the history.
+ *
+ * When the old model is there already, exactly as the backup holds it --
+ * the contract kept it for another migration, or the restore of another
+ * migration of the same old model put it back --, it is taken as it is and
+ * nothing is copied (the history entry says so); there in any other form,
+ * the restore is refused. So of two migrations of one old model, contracted
+ * in turn, either is restored first (from its own backup), and the other
+ * then too while nothing has written the old model since.
  *
  * The restored rows are those of the contract; writes since went to the new
  * model only. At RAMPDOWN dw_backfill() copies new to old, so run it and

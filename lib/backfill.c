@@ -259,8 +259,6 @@ static int batch(dw_migration *h, run *r, int *finished)
         rc = dw__need_two_models(h, stage, "the backfill");
     if (rc != DW_OK)
         return rc;
-    if ((rc = h->ops->spec_current(h)) != DW_OK)
-        return rc;
     int source = dw__authoritative(stage);
     int target = dw__other_side(source);
     dw_backfill_state *st = &r->st;

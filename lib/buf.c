@@ -147,13 +147,21 @@ static const char *copy_span(dw_buf *b, const char *p)
     return q;
 }
 
-int dw_sql_has_word(const char *sql, const char *word)
+/* Whether word appears in SQL text as a bare word, or with `quoted` also
+ * as a quoted identifier ("w", `w`, [w]), case-insensitively; never in a
+ * string literal or a comment. */
+static int find_word(const char *sql, const char *word, int quoted)
 {
     size_t n = strlen(word);
     for (const char *p = sql; *p;) {
         if (span_start(p)) {
             int closed;
-            p = span_end(p, &closed);
+            const char *q = span_end(p, &closed);
+            if (quoted && (*p == '"' || *p == '`' || *p == '[') && closed &&
+                (size_t)(q - p) == n + 2 &&
+                sqlite3_strnicmp(p + 1, word, (int)n) == 0)
+                return 1;
+            p = q;
             continue;
         }
         int starts = p == sql || !(isalnum((unsigned char)p[-1]) ||
@@ -164,6 +172,16 @@ int dw_sql_has_word(const char *sql, const char *word)
         p++;
     }
     return 0;
+}
+
+int dw_sql_has_word(const char *sql, const char *word)
+{
+    return find_word(sql, word, 0);
+}
+
+int dw_sql_names(const char *sql, const char *name)
+{
+    return find_word(sql, name, 1);
 }
 
 int dw_utf8_valid(const char *s, size_t n)

@@ -16,6 +16,9 @@ const char *dw_errstr(int code)
     case DW_ECONSTRAINT: return "constraint violated";
     case DW_ECALLBACK: return "an application callback failed";
     case DW_EGATE: return "refused by a gate (dw_errmsg says what is missing)";
+    case DW_EROLLEDBACK:
+        return "the database rolled back the caller's transaction; start it "
+               "over";
     case DW_ENOCOMPARE:
         return "test mode: the old and new models could not be compared";
     case DW_MORE: return "stopped before the end; call again to go on";
@@ -131,5 +134,48 @@ int dw__left_open_rc(dw_migration *h, int rc)
 int dw__rollback(dw_migration *h, int scope, int rc)
 {
     h->ops->rollback(h, scope);
-    return dw__left_open_rc(h, rc);
+    return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
+}
+
+int dw__txn_lost(dw_migration *h)
+{
+    static const char lost[] = "the database rolled back your transaction";
+    static const char rest[] =
+        " (SQLite does on an I/O error, a full disk, running out of memory, "
+        "and some interrupts): what it did before this call is gone too, "
+        "and the connection is outside any transaction. Do not go on with "
+        "it -- statements run now commit on their own --: start it over "
+        "with BEGIN, or give it up";
+    int side = h->errcode != DW_OK ? h->errside : DW_SIDE_NONE;
+    char *cause = h->errcode != DW_OK ? dw__strdup(dw_errmsg(h)) : NULL;
+    if (cause)
+        dw__error(h, DW_EROLLEDBACK, side, "%s; %s with it%s", cause, lost,
+                  rest);
+    else
+        dw__error(h, DW_EROLLEDBACK, side, "%s during this call%s", lost,
+                  rest);
+    dw__free(cause);
+    h->txn_lost = 1;
+    return DW_EROLLEDBACK;
+}
+
+int dw__txn_lost_rc(dw_migration *h, int rc)
+{
+    return h->txn_lost ? DW_EROLLEDBACK : rc;
+}
+
+int dw__txn_lost_refuse(dw_migration *h, int own)
+{
+    if (!h->txn_lost)
+        return DW_OK;
+    h->txn_lost = 0;
+    if (!own)
+        return DW_OK; /* a transaction begun since: started over */
+    return dw__error(h, DW_EROLLEDBACK, DW_SIDE_NONE,
+                     "refused, nothing done: the previous call on this "
+                     "handle returned DW_EROLLEDBACK (the database rolled "
+                     "back your transaction), and this call, made outside "
+                     "any transaction, would commit on its own. Start the "
+                     "transaction over with BEGIN; this refusal is given "
+                     "once");
 }

@@ -60,6 +60,10 @@ const char *dw_sql_skip_space(const char *sql);
 int dw_utf8_valid(const char *s, size_t n);
 /* 1 when the keyword appears in SQL text outside quotes and comments. */
 int dw_sql_has_word(const char *sql, const char *word);
+/* 1 when the name appears in SQL text as an identifier, bare or quoted
+ * ("name", `name`, [name]), case-insensitively, outside string literals
+ * and comments. */
+int dw_sql_names(const char *sql, const char *name);
 /* before, dw_buf_sql(sql), after. */
 void dw_buf_sql_in(dw_buf *b, const char *before, const char *sql,
                    const char *after);
@@ -250,7 +254,8 @@ typedef struct dw_backend_ops {
     /* Whether a stored migration of this name was contracted (before
      * validation, which then takes the old side from the stored spec). */
     int (*migration_peek)(dw_migration *h, int *contracted);
-    /* Loads stage and h->contracted. */
+    /* Loads stage, h->contracted, the routing settings and h->redefined,
+     * in one statement. */
     int (*stage_load)(dw_migration *h, int *stage);
     /* Stores the stage and its history entry; entering OFF or COMPLETE
      * marks a backfill stale. */
@@ -322,8 +327,6 @@ typedef struct dw_backend_ops {
     /* Marks a stored backfill stale (no longer counts for the gates). */
     int (*backfill_stale)(dw_migration *h);
     int (*gate_facts)(dw_migration *h, dw_gate_facts *g);
-    /* DW_ESPEC when another connection redefined the stored spec. */
-    int (*spec_current)(dw_migration *h);
     /* Verification runs. */
     int (*verify_start)(dw_migration *h, int full, const char *from,
                         const char *to, dw_verify_result *r);
@@ -401,6 +404,9 @@ struct dw_migration {
     int stage_cached;
     /* The old model was dropped by dw_contract() (loaded with the stage). */
     int contracted;
+    /* The stored spec is no longer this handle's (loaded with the stage):
+     * the migration was redefined since the handle was opened. */
+    int redefined;
     /* Per key column: 'N' numeric affinity, 'T' text, 'B' none (a key
      * has at most 64 columns: the primary key's). */
     char key_class[64];
@@ -433,6 +439,10 @@ struct dw_migration {
      * memory, every try) is still open on the caller's connection; the
      * message then says so, whatever else it said. */
     int left_open;
+    /* The database rolled back the caller's transaction during the last
+     * call, which returned DW_EROLLEDBACK: the next call made outside any
+     * transaction is refused (once), as it would commit on its own. */
+    int txn_lost;
 };
 
 enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };
@@ -463,6 +473,16 @@ void dw__error_append(dw_migration *h, const char *fmt, const char *arg);
 int dw__rollback(dw_migration *h, int scope, int rc);
 /* rc, or DW_ENOMEM (the handle's code too) while h->left_open. */
 int dw__left_open_rc(dw_migration *h, int rc);
+/* The backend found the caller's transaction, open when the call began,
+ * gone after it: sets DW_EROLLEDBACK, its message after the error that
+ * caused it (if any), and h->txn_lost. */
+int dw__txn_lost(dw_migration *h);
+/* rc, or DW_EROLLEDBACK when this call lost the caller's transaction. */
+int dw__txn_lost_rc(dw_migration *h, int rc);
+/* DW_EROLLEDBACK, once, for the first call after one that lost the
+ * caller's transaction when it runs outside any transaction (`own`: it
+ * would begin its own); clears the mark. */
+int dw__txn_lost_refuse(dw_migration *h, int own);
 /* Maps an SQLite result code to a DW_ code. */
 int dw__from_sqlite(int rc);
 const char *dw__side_word(int side);
@@ -486,7 +506,9 @@ int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
 /* ---- stage, sync, compare, report ---------------------------------------------------- */
 
 /* The stage in force for this operation (cached unless something changed);
- * call inside the operation's transaction. */
+ * call inside the operation's transaction. DW_ESPEC when the migration was
+ * redefined since the handle was opened: the one check that keeps an
+ * outdated mapping from writing or comparing. */
 int dw__stage_current(dw_migration *h, int *stage);
 int dw__check_key(dw_migration *h, const dw_value *key, int nkey);
 /* Makes `target` equal map(source row), or deletes it when the source row

@@ -69,7 +69,12 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
         }
         if (rc != DW_OK)
             h->metrics.log_errors++;
-        dw__error_unstash(h, &saved);
+        /* Except when it lost the caller's transaction: that the caller
+         * must hear (dw__txn_lost_rc()). */
+        if (h->txn_lost)
+            dw__free(saved.msg);
+        else
+            dw__error_unstash(h, &saved);
     }
 done:
     dw_buf_free(&key_text);

@@ -461,10 +461,11 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
             rc = test_mode_rc(h, verdict, &d, rc);
     }
     forget_why(&d);
-    /* The mismatch log's own transaction may be what was left open. */
-    if (h->left_open) {
+    /* The mismatch log's own transaction may be what was left open, or
+     * its write what lost the caller's. */
+    if (h->left_open || h->txn_lost) {
         dw_row_clear(out);
-        rc = dw__left_open_rc(h, rc);
+        rc = dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
     }
 finish:
     /* A missing row is common on a hot path: the fixed text, allocated
@@ -493,8 +494,12 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     read_ctx c = {key, nkey, {NULL, NULL, NULL}, NULL};
-    int scope, rc_old = DW_OK, rc_new = DW_OK;
+    int scope, stage, rc_old = DW_OK, rc_new = DW_OK;
     rc = h->ops->begin(h, 0, &scope);
+    /* Compared through this handle's mapping: only while it is the
+     * stored one. */
+    if (rc == DW_OK && (rc = dw__stage_current(h, &stage)) != DW_OK)
+        rc = dw__rollback(h, scope, rc);
     if (rc == DW_OK) {
         rc_old = read_compared(h, &c, DW_SIDE_OLD, old_row);
         if (rc_old == DW_OK || rc_old == DW_ENOTFOUND)
@@ -526,6 +531,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     }
     dw_row_free(old_row);
     dw_row_free(new_row);
-    /* The mismatch log's own transaction may be what was left open. */
-    return dw__left_open_rc(h, rc);
+    /* The mismatch log's own transaction may be what was left open, or
+     * its write what lost the caller's. */
+    return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
 }

@@ -29,8 +29,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "WHERE id = ?1",
     [ST_STAGE_LOAD] =
         "SELECT stage, contracted, canary_buckets, canary_stage, "
-        "canary_cohort, promote_stage, overrides FROM dw_migrations "
-        "WHERE id = ?1",
+        "canary_cohort, promote_stage, overrides, spec_digest = ?2 "
+        "FROM dw_migrations WHERE id = ?1",
     [ST_STAGE_STORE] =
         "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
     [ST_HISTORY_ADD] =
@@ -112,7 +112,6 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "rows_deleted = excluded.rows_deleted, batches = excluded.batches, "
         "started = excluded.started, updated = excluded.updated, "
         "finished = excluded.finished, verify_after = excluded.verify_after",
-    [ST_SPEC_DIGEST] = "SELECT spec_digest FROM dw_migrations WHERE id = ?1",
 };
 
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved)
@@ -274,12 +273,17 @@ static int be_begin(dw_migration *h, int write, int *scope)
     sqlite_backend *bk = BK(h);
     *scope = SCOPE_NONE;
     bk->scope = SCOPE_NONE;
+    bk->caller_txn = 0;
     int settled = dw__sqlite_settle(h);
     if (settled != DW_OK)
         return settled;
     bk->write = write;
     bk->verified = 0;
     int own = sqlite3_get_autocommit(h->db);
+    int refused = dw__txn_lost_refuse(h, own);
+    if (refused != DW_OK)
+        return refused;
+    bk->caller_txn = !own;
     if (!own && !write)
         return DW_OK;
     /* The way out is prepared before the way in: a rollback that could not
@@ -333,6 +337,8 @@ static void be_rollback(dw_migration *h, int scope)
     }
     BK(h)->version_valid = 0;
     dw__error_unstash(h, &saved);
+    if (BK(h)->caller_txn && sqlite3_get_autocommit(h->db))
+        dw__txn_lost(h);
     /* Still open: dw_errmsg() says so, and the next call ends it. */
     if (scope != SCOPE_NONE && !sqlite3_get_autocommit(h->db) &&
         (scope == SCOPE_OWN || !released)) {
@@ -344,9 +350,16 @@ static void be_rollback(dw_migration *h, int scope)
 static int be_commit(dw_migration *h, int scope)
 {
     sqlite_backend *bk = BK(h);
+    if (bk->caller_txn && sqlite3_get_autocommit(h->db)) {
+        /* The caller's transaction, open when the call began, is gone:
+         * SQLite rolled it back on an error the call tolerated (a read of
+         * the other side), or a callback's SQL ended it. */
+        bk->version_valid = 0;
+        return dw__txn_lost(h);
+    }
     if (scope != SCOPE_NONE && sqlite3_get_autocommit(h->db)) {
-        /* SQLite itself rolled the transaction back (an interrupt, a full
-         * disk, OR ROLLBACK in the application's SQL). A read keeps what it
+        /* SQLite itself rolled our transaction back (an interrupt, a full
+         * disk, or ROLLBACK in the application's SQL). A read keeps what it
          * read; a write has nothing left to keep. */
         bk->version_valid = 0;
         if (!bk->write)
@@ -423,7 +436,7 @@ static int be_state_unchanged(dw_migration *h)
 static int be_idle(dw_migration *h)
 {
     return h->stage_cached && BK(h)->version_valid && !h->left_open &&
-           sqlite3_get_autocommit(h->db);
+           !h->txn_lost && sqlite3_get_autocommit(h->db);
 }
 
 /* Outside a transaction the pager's data version is the one its last read
@@ -622,7 +635,6 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_backfill_store,
     dw__sqlite_backfill_stale,
     dw__sqlite_gate_facts,
-    dw__sqlite_spec_current,
     dw__sqlite_verify_start,
     dw__sqlite_verify_key,
     dw__sqlite_verify_finish,

@@ -44,7 +44,6 @@ enum stmt_id {
     ST_KEY_PARSE,
     ST_BACKFILL_LOAD,
     ST_BACKFILL_STORE,
-    ST_SPEC_DIGEST,
     /* Row statements, generated from the spec; [side] offsets. */
     ST_READ_SIDE,            /* + side: key and columns of one side */
     ST_READ_MAPPED = ST_READ_SIDE + 3, /* + target: source mapped by SQL */
@@ -84,6 +83,9 @@ typedef struct sqlite_backend {
     int scope;
     int write;
     int verified;
+    /* The caller had a transaction open when the operation began: if it is
+     * gone at the end, SQLite rolled it back (DW_EROLLEDBACK). */
+    int caller_txn;
     /* The main database's transaction state (SQLITE_TXN_READ or _WRITE)
      * of a transaction of ours left open (h->left_open): how the next call
      * tells it from one the application began since. */
@@ -230,7 +232,6 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
 int dw__sqlite_backfill_stale(dw_migration *h);
 int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g);
-int dw__sqlite_spec_current(dw_migration *h);
 int dw__sqlite_verify_start(dw_migration *h, int full, const char *from,
                             const char *to, dw_verify_result *r);
 int dw__sqlite_verify_key(dw_migration *h, int64_t run, const char *key,

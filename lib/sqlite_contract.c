@@ -659,6 +659,165 @@ static int no_references(dw_migration *h, const char *table)
     return result;
 }
 
+/* Another stored migration that uses what the contract would drop (the old
+ * table, or the old columns when old and new share a table): one that has
+ * it as its new side, at any stage, contracted or not; one not contracted
+ * that has it as its old side. Such a use at COMPLETE with every key
+ * there no longer reads or writes it, so the contract keeps the old model
+ * for that migration's own contract (*kept_for, its name; dw__free), which
+ * drops it in turn; any other use refuses the contract (DW_EGATE). */
+static int other_users(dw_migration *h, char **kept_for)
+{
+    static const char sql[] =
+        "WITH dropped(name) AS (SELECT lower(value) FROM json_each(?3)), "
+        "uses AS (SELECT m.name AS name, s.side AS side, m.stage AS stage, "
+        "(SELECT group_concat(c.value, ', ') FROM json_each(m.spec, '$.' || "
+        "s.side || '.key') AS c WHERE lower(c.value) IN dropped) AS keys, "
+        "(SELECT group_concat(c.value, ', ') FROM json_each(m.spec, '$.' || "
+        "s.side || '.columns') AS c WHERE lower(c.value) IN dropped) AS cols, "
+        "s.side = 'old' AND m.stage = ?4 AND ((m.canary_buckets = 0 AND "
+        "m.canary_cohort IS NULL) OR m.canary_stage = ?4) AND NOT EXISTS "
+        "(SELECT 1 FROM dw_overrides AS o WHERE o.migration_id = m.id AND "
+        "o.stage < ?4) AS done FROM dw_migrations AS m, (SELECT 'old' AS side "
+        "UNION ALL SELECT 'new') AS s WHERE m.id <> ?1 AND (s.side = 'new' "
+        "OR m.contracted = 0) AND json_extract(m.spec, '$.' || s.side || "
+        "'.table') = ?2 COLLATE NOCASE) "
+        "SELECT name, side, stage, done, coalesce(keys || ', ' || cols, keys, "
+        "cols) FROM uses WHERE ?3 IS NULL OR keys IS NOT NULL OR cols IS NOT "
+        "NULL ORDER BY done, name LIMIT 1";
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    char *cols = NULL;
+    *kept_for = NULL;
+    if (h->spec.same_table && names_json(h, o->cols, o->ncols, &cols) != DW_OK)
+        return h->errcode;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h, sql, &st, NULL);
+    int result = DW_OK;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_text(st, 2, o->table, -1, SQLITE_STATIC);
+        if (cols)
+            sqlite3_bind_text(st, 3, cols, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, DW_STAGE_COMPLETE);
+        rc = sqlite3_step(st);
+    }
+    if (rc == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *side = (const char *)sqlite3_column_text(st, 1);
+        const char *used = (const char *)sqlite3_column_text(st, 4);
+        int stage = sqlite3_column_int(st, 2);
+        if (!name || !side || (cols && !used))
+            result = nomem(h);
+        else if (sqlite3_column_int(st, 3))
+            result = (*kept_for = dw__strdup(name)) ? DW_OK : nomem(h);
+        else
+            result = dw__error(
+                h, DW_EGATE, DW_SIDE_OLD,
+                "migration \"%s\" still uses %s%s%stable \"%s\" as its %s "
+                "side (at %s%s); nothing was dropped: %s",
+                name, cols ? "columns " : "", cols ? used : "",
+                cols ? " of " : "", o->table, side,
+                dw_stage_name(stage) ? dw_stage_name(stage) : "?",
+                stage == DW_STAGE_COMPLETE ? ", with keys routed below it"
+                                           : "",
+                strcmp(side, "new") == 0
+                    ? "it is that migration's model"
+                    : "take it to COMPLETE first, and the contract keeps "
+                      "the old model for that migration's own contract");
+    } else if (rc != SQLITE_DONE) {
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking for other migrations of the old "
+                                  "model");
+    }
+    sqlite3_finalize(st);
+    dw__free(cols);
+    return result;
+}
+
+/* Another stored migration whose mapping expressions, setup SQL or cohort
+ * (not contracted) name the old table, which would then no longer prepare:
+ * DW_EGATE. Only with two tables, and for migrations whose sides are other
+ * tables (for those of the old table, other_users() decides). */
+static int named_by_others(dw_migration *h)
+{
+    static const char sql[] =
+        "WITH others AS (SELECT * FROM dw_migrations WHERE id <> ?1 AND "
+        "json_extract(spec, '$.old.table') <> ?2 COLLATE NOCASE AND "
+        "json_extract(spec, '$.new.table') <> ?2 COLLATE NOCASE) "
+        "SELECT m.name, 'mapping', j.value FROM others AS m, "
+        "json_each(m.spec, '$.up.sql') AS j UNION ALL "
+        "SELECT m.name, 'mapping', j.value FROM others AS m, "
+        "json_each(m.spec, '$.down.sql') AS j UNION ALL "
+        "SELECT name, 'setup SQL', json_extract(spec, '$.setup') FROM others "
+        "UNION ALL SELECT name, 'cohort', canary_cohort FROM others WHERE "
+        "contracted = 0";
+    const char *table = h->spec.side[DW_SIDE_OLD].table;
+    if (h->spec.same_table)
+        return DW_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h, sql, &st, NULL);
+    int result = DW_OK;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+    }
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 2);
+        rc = SQLITE_OK;
+        if (text && dw_sql_names(text, table)) {
+            result = dw__error(h, DW_EGATE, DW_SIDE_OLD,
+                               "the %s of migration \"%s\" names table "
+                               "\"%s\"; nothing was dropped: redefine that "
+                               "migration without it first",
+                               (const char *)sqlite3_column_text(st, 1),
+                               (const char *)sqlite3_column_text(st, 0),
+                               table);
+            break;
+        }
+    }
+    if (result == DW_OK && rc != SQLITE_DONE)
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking for other migrations of the old "
+                                  "model");
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* What other migrations allow: DW_EGATE, or the old model dropped, or kept
+ * for the one in *kept_for. */
+static int others_allow_drop(dw_migration *h, char **kept_for)
+{
+    *kept_for = NULL;
+    int rc = named_by_others(h);
+    return rc == DW_OK ? other_users(h, kept_for) : rc;
+}
+
+/* Drops the old table, or the old columns. */
+static int drop_model(dw_migration *h, const char *path)
+{
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    int rc = DW_OK;
+    if (!h->spec.same_table && (rc = no_references(h, o->table)) != DW_OK)
+        return rc;
+    if (!h->spec.same_table) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "DROP TABLE main.");
+        dw_buf_ident(&b, o->table);
+        rc = exec_buf(h, h->db, &b, "dropping the old table", path);
+    }
+    for (int i = 0; rc == DW_OK && h->spec.same_table && i < o->ncols; i++) {
+        dw_buf b;
+        dw_buf_init(&b);
+        dw_buf_puts(&b, "ALTER TABLE main.");
+        dw_buf_ident(&b, o->table);
+        dw_buf_puts(&b, " DROP COLUMN ");
+        dw_buf_ident(&b, o->cols[i]);
+        rc = exec_buf(h, h->db, &b, "dropping an old column", path);
+    }
+    return rc;
+}
+
 /* Step 3: under the write lock, the source once more, then the drop. */
 static int drop_old(dw_migration *h, const model *m, const char *path,
                     int64_t rows, const char *hex, const char *reason)
@@ -688,33 +847,23 @@ static int drop_old(dw_migration *h, const model *m, const char *path,
                          "written (%lld rows now, %lld backed up); nothing "
                          "was dropped",
                          (long long)now_rows, (long long)rows);
-    if (rc != DW_OK)
-        return rc;
-    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
-    if (!h->spec.same_table && (rc = no_references(h, o->table)) != DW_OK)
-        return rc;
-    if (!h->spec.same_table) {
-        dw_buf b;
-        dw_buf_init(&b);
-        dw_buf_puts(&b, "DROP TABLE main.");
-        dw_buf_ident(&b, o->table);
-        rc = exec_buf(h, h->db, &b, "dropping the old table", path);
-    }
-    for (int i = 0; rc == DW_OK && h->spec.same_table && i < o->ncols; i++) {
-        dw_buf b;
-        dw_buf_init(&b);
-        dw_buf_puts(&b, "ALTER TABLE main.");
-        dw_buf_ident(&b, o->table);
-        dw_buf_puts(&b, " DROP COLUMN ");
-        dw_buf_ident(&b, o->cols[i]);
-        rc = exec_buf(h, h->db, &b, "dropping an old column", path);
-    }
+    char *kept_for = NULL;
+    if (rc == DW_OK)
+        rc = others_allow_drop(h, &kept_for);
+    if (rc == DW_OK && !kept_for)
+        rc = drop_model(h, path);
     if (rc == DW_OK)
         rc = set_contracted(h, 1);
-    char *detail = rc == DW_OK ? sqlite3_mprintf(
-                                     "backup %s: %lld rows, sha256 %s", path,
-                                     (long long)rows, hex)
-                               : NULL;
+    char *detail =
+        rc == DW_OK
+            ? sqlite3_mprintf("backup %s: %lld rows, sha256 %s%s%s%s", path,
+                              (long long)rows, hex,
+                              kept_for ? "; the old model was kept: it is "
+                                         "still the old model of \""
+                                       : "",
+                              kept_for ? kept_for : "", kept_for ? "\"" : "")
+            : NULL;
+    dw__free(kept_for);
     if (rc == DW_OK && !detail)
         rc = nomem(h);
     if (rc == DW_OK)
@@ -740,8 +889,13 @@ static int read_model(dw_migration *h, void *arg)
                          "the contract drops the old model only at COMPLETE; "
                          "%s is at %s",
                          h->spec.name, dw_stage_name(stage));
-    /* Keys routed below COMPLETE still use the old model. */
+    /* Keys routed below COMPLETE still use the old model, and so may other
+     * migrations. */
+    char *kept_for = NULL;
     int rc2 = dw__route_allows_contract(h);
+    if (rc2 == DW_OK)
+        rc2 = others_allow_drop(h, &kept_for);
+    dw__free(kept_for);
     return rc2 == DW_OK ? describe_model(h, arg) : rc2;
 }
 
@@ -912,8 +1066,10 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
         return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the schema");
     if (n)
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
-                         "table \"%s\" exists again; a restore will not "
-                         "replace it",
+                         "table \"%s\" exists again, and not as backed up "
+                         "(created again, or kept by the contract for "
+                         "another migration and written since); a restore "
+                         "will not replace it",
                          m->table);
     rc = run_stored_ddl(h, m->table_sql, path);
     if (rc == DW_OK) {
@@ -1062,6 +1218,53 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
     return result;
 }
 
+/* Whether the old model is there already, exactly as backed up: what a
+ * contract that kept it for another migration leaves, until that one's
+ * contract drops it (or what another's restore put back). Then the
+ * restore has nothing to recreate or copy. */
+static int in_place(dw_migration *h, const model *m, const char *path,
+                    int64_t rows, const char *hex, int *same)
+{
+    *same = 0;
+    char *cols = NULL;
+    if (names_json(h, m->cols, m->ncols, &cols) != DW_OK)
+        return h->errcode;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT CASE WHEN ?3 THEN (SELECT count(*) FROM "
+                         "main.sqlite_schema WHERE type = 'table' AND name = "
+                         "?1 COLLATE NOCASE) ELSE (SELECT count(*) = "
+                         "json_array_length(?2) FROM pragma_table_xinfo(?1, "
+                         "'main') WHERE lower(name) IN (SELECT lower(value) "
+                         "FROM json_each(?2))) END",
+                         &st, NULL);
+    int present = 0;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, cols, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, m->table_sql != NULL);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            present = sqlite3_column_int(st, 0), rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    dw__free(cols);
+    if (rc != SQLITE_OK)
+        return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the schema");
+    int64_t got = 0;
+    char found[65];
+    int result = present ? digest(h, h->db, "main", m, &got, found, path)
+                         : DW_OK;
+    /* Rows that do not read as the backup's are not it: the restore goes
+     * on, and refuses to replace them. */
+    if (result != DW_OK && result != DW_ENOMEM && result != DW_EBUSY) {
+        dw__clear_error(h);
+        return DW_OK;
+    }
+    *same = result == DW_OK && present && got == rows &&
+            strcmp(found, hex) == 0;
+    return result;
+}
+
 static int restore_in_scope(dw_migration *h, void *arg)
 {
     step_args *a = arg;
@@ -1073,8 +1276,12 @@ static int restore_in_scope(dw_migration *h, void *arg)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s was not contracted: its old model is in place",
                          h->spec.name);
-    rc = a->m->table_sql ? restore_table(h, a->m, a->path, a->rows, a->hex)
-                         : restore_columns(h, a->m, a->path);
+    int same = 0;
+    rc = in_place(h, a->m, a->path, a->rows, a->hex, &same);
+    if (rc == DW_OK && !same)
+        rc = a->m->table_sql
+                 ? restore_table(h, a->m, a->path, a->rows, a->hex)
+                 : restore_columns(h, a->m, a->path);
     if (rc == DW_OK)
         rc = set_contracted(h, 0);
     sqlite3_stmt *st = rc == DW_OK ? dw__stmt(h, ST_STAGE_STORE) : NULL;
@@ -1087,10 +1294,14 @@ static int restore_in_scope(dw_migration *h, void *arg)
         if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
             rc = h->errcode;
     }
-    char *detail = rc == DW_OK ? sqlite3_mprintf(
-                                     "from backup %s: %lld rows, sha256 %s",
-                                     a->path, (long long)a->rows, a->hex)
-                               : NULL;
+    char *detail =
+        rc == DW_OK
+            ? sqlite3_mprintf("from backup %s: %lld rows, sha256 %s%s",
+                              a->path, (long long)a->rows, a->hex,
+                              same ? "; the old model was in place, as "
+                                     "backed up: nothing copied"
+                                   : "")
+            : NULL;
     if (rc == DW_OK && !detail)
         rc = nomem(h);
     if (rc == DW_OK)

@@ -169,29 +169,6 @@ static int load_run(dw_migration *h, const char *where, int64_t after,
     return result;
 }
 
-int dw__sqlite_spec_current(dw_migration *h)
-{
-    sqlite3_stmt *st = dw__stmt(h, ST_SPEC_DIGEST);
-    if (!st)
-        return h->errcode;
-    sqlite3_bind_int64(st, 1, h->id);
-    int rc = sqlite3_step(st);
-    const char *d = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
-                                     : NULL;
-    int result = rc == SQLITE_ROW && d && strcmp(d, h->digest) == 0
-                     ? DW_OK
-                     : rc == SQLITE_ROW || rc == SQLITE_DONE
-                           ? dw__error(h, DW_ESPEC, DW_SIDE_NONE,
-                                       "migration \"%s\" was redefined by "
-                                       "another connection; close this "
-                                       "handle and open it with the new spec",
-                                       h->spec.name)
-                           : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                              "reading the stored spec");
-    sqlite3_reset(st);
-    return result;
-}
-
 /* Entering OFF or COMPLETE marks the backfill stale, so with no finished
  * backfill since, the latest of those entries says which model missed
  * writes: COMPLETE stops writing the old one. */

@@ -134,11 +134,13 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, h->digest, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     int result = DW_OK;
     if (rc == SQLITE_ROW) {
         *stage = sqlite3_column_int(st, 0);
         h->contracted = sqlite3_column_int(st, 1);
+        h->redefined = !sqlite3_column_int(st, 7);
         const char *cohort = (const char *)sqlite3_column_text(st, 4);
         if (!cohort && sqlite3_column_type(st, 4) != SQLITE_NULL)
             result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");

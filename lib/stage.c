@@ -31,6 +31,14 @@ int dw__stage_current(dw_migration *h, int *stage)
         return DW_OK;
     }
     int rc = h->ops->stage_load(h, &h->stage);
+    if (rc == DW_OK && h->redefined)
+        rc = dw__error(h, DW_ESPEC, DW_SIDE_NONE,
+                       "migration \"%s\" was redefined since this handle "
+                       "was opened (the stored spec is no longer its spec "
+                       "%.12s); nothing was done: close this handle and "
+                       "open the migration again, with the new spec or "
+                       "with dw_open_stored()",
+                       h->spec.name, h->digest);
     if (rc != DW_OK) {
         h->stage_cached = 0;
         return rc;

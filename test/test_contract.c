@@ -2195,6 +2195,224 @@ static void test_restore_column_exists_again(void **state)
                         before);
 }
 
+
+/* ---- two migrations over one old model ------------------------------------ */
+
+/* One side of a migration built by pair_open(). */
+typedef struct side_spec {
+    const char *table;
+    const char *const *cols;
+    int ncols;
+} side_spec;
+
+/* Opens (defining, or with `flags` redefining) migration `name` from
+ * `old_s` to `new_s`, keyed by `key`, mapped up by `up` alone. */
+static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
+                     const char *const *key, side_spec old_s,
+                     side_spec new_s, const dw_column_map *up, int nup,
+                     unsigned flags)
+{
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = name;
+    o.old_side.table = old_s.table;
+    o.old_side.key_columns = key;
+    o.old_side.nkey_columns = 1;
+    o.old_side.columns = old_s.cols;
+    o.old_side.ncolumns = old_s.ncols;
+    o.new_side.table = new_s.table;
+    o.new_side.key_columns = key;
+    o.new_side.nkey_columns = 1;
+    o.new_side.columns = new_s.cols;
+    o.new_side.ncolumns = new_s.ncols;
+    o.up = up;
+    o.nup = nup;
+    o.flags = flags;
+    char *err = NULL;
+    int rc = dw_open(out, db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open %s: %d %s\n", name, rc,
+                    err ? err : "(no message)");
+    sqlite3_free(err);
+    return rc;
+}
+
+/* A second migration of the items table: items -> items_v3. */
+static dw_migration *open_items_copy(sqlite3 *db)
+{
+    static const char *const OLD[] = {"name", "qty"};
+    static const char *const NEW[] = {"label", "amount"};
+    static const dw_column_map COPY_UP[] = {{"label", "name"},
+                                            {"amount", "qty"}};
+    dw_migration *h = NULL;
+    assert_int_equal(pair_open(&h, db, "items_copy", KEY,
+                               (side_spec){"items", OLD, 2},
+                               (side_spec){"items_v3", NEW, 2}, COPY_UP, 2,
+                               0),
+                     DW_OK);
+    return h;
+}
+
+/* The contract refuses while another migration still uses its old table
+ * below COMPLETE; once that one is at COMPLETE too, the first contract
+ * keeps the table for it, and the second drops it. Both restore. */
+static void test_contract_old_table_shared(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    dw_migration *b = f->h2 = open_items_copy(f->t.db);
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_SHADOW, NULL, 0));
+    char path_a[400], path_b[400], buf[4096], before[4096];
+    in_dir(f, "a.bak", path_a, sizeof path_a);
+    in_dir(f, "b.bak", path_b, sizeof path_b);
+
+    /* Refused, naming the other migration and what it uses; nothing
+     * dropped, no backup left. */
+    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    int n = history_len(a);
+    assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
+    assert_msg_has(a, "\"items_copy\"");
+    assert_msg_has(a, "old side");
+    assert_msg_has(a, "\"items\"");
+    assert_msg_has(a, "SHADOW");
+    assert_false(file_exists(path_a));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+    assert_int_equal(history_len(a), n);
+    /* The other still reads and writes its old table. */
+    item_write w = {"kept", 4, NULL, 0};
+    dw_value k3 = dw_int(3);
+    assert_dw_ok(b, dw_write(b, &k3, 1, write_item_old, NULL, &w));
+    assert_int_equal(
+        query_int(f->t.db, "SELECT amount FROM items_v3 WHERE id = 3"), 4);
+
+    /* The other at COMPLETE: the first contract backs the table up and
+     * keeps it, for the other's contract, which drops it. */
+    backfill_and_verify(b);
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_LIVE, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_RAMPDOWN, NULL, 0));
+    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_COMPLETE, NULL, 0));
+    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    assert_dw_ok(a, dw_contract(a, path_a, "first"));
+    assert_int_equal(schema_count(f->t.db, "items"), 4); /* and indexes */
+    hist hs;
+    get_history(&hs, a);
+    assert_int_equal(hs.ncontract, 1);
+    assert_non_null(strstr(hs.last_contract.detail, "kept"));
+    assert_non_null(strstr(hs.last_contract.detail, "\"items_copy\""));
+    dw_verify_result r;
+    assert_dw(a, dw_verify(&r, a, NULL), DW_EMISUSE); /* contracted */
+    assert_int_equal(stage_of(b), DW_STAGE_COMPLETE);
+    assert_dw_ok(b, dw_contract(b, path_b, "second"));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    get_history(&hs, b);
+    assert_null(strstr(hs.last_contract.detail, "kept"));
+
+    /* Both still open, from what is stored. */
+    dw_close(f->h);
+    dw_close(f->h2);
+    f->h = f->h2 = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open_stored(&f->h, f->t.db, "items_rename", 0, &err),
+                     DW_OK);
+    assert_int_equal(dw_open_stored(&f->h2, f->t.db, "items_copy", 0, &err),
+                     DW_OK);
+    a = f->h;
+    b = f->h2;
+
+    /* Restore: the first recreates the table from its backup; the second
+     * then finds it in place, as its backup holds it. */
+    assert_dw_ok(a, dw_restore(a, path_a, "back"));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+    assert_dw_ok(b, dw_restore(b, path_b, "back too"));
+    assert_int_equal(stage_of(a), DW_STAGE_RAMPDOWN);
+    assert_int_equal(stage_of(b), DW_STAGE_RAMPDOWN);
+    get_history(&hs, b);
+    assert_non_null(strstr(hs.last_restore.detail, "in place"));
+    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+                        before);
+}
+
+/* The table is another migration's new side: never dropped. And one-table
+ * columns another migration reads: refused while it is below COMPLETE. */
+static void test_contract_shared_new_side_and_columns(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = tickets_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE ticket_log(id INTEGER PRIMARY KEY, "
+                     "state TEXT)");
+    static const char *const LOG_OLD[] = {"status"};
+    static const char *const LOG_NEW[] = {"state"};
+    static const dw_column_map LOG_UP[] = {{"state", "status"}};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "ticket_log", KEY,
+                               (side_spec){"tickets", LOG_OLD, 1},
+                               (side_spec){"ticket_log", LOG_NEW, 1}, LOG_UP,
+                               1, 0),
+                     DW_OK);
+    char path[400], cols[1024], buf[1024];
+    in_dir(f, "t.bak", path, sizeof path);
+    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "\"ticket_log\"");
+    assert_msg_has(a, "status");
+    assert_msg_has(a, "OFF");
+    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+                        cols);
+    assert_false(file_exists(path));
+    dw_close(f->h2);
+    f->h2 = NULL;
+
+    /* A migration into the old columns (its new side): refused at any
+     * stage, and named first. */
+    exec_ok(f->t.db, "CREATE TABLE legacy(id INTEGER PRIMARY KEY, st TEXT)");
+    static const char *const IN_OLD[] = {"st"};
+    static const dw_column_map IN_UP[] = {{"status", "st"}};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "into_tickets", KEY,
+                               (side_spec){"legacy", IN_OLD, 1},
+                               (side_spec){"tickets", LOG_OLD, 1}, IN_UP, 1,
+                               0),
+                     DW_OK);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "\"into_tickets\"");
+    assert_msg_has(a, "new side");
+    assert_false(file_exists(path));
+}
+
+
+/* Another migration's mapping reads the old table in a subquery: refused
+ * until that migration is redefined without it. */
+static void test_contract_table_named_by_other_mapping(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    create_tags(f->t.db);
+    static const dw_column_map LOOKUP[] = {
+        {"colour", "coalesce(color, (SELECT min(name) FROM \"items\"))"}};
+    static const dw_column_map PLAIN[] = {{"colour", "color"}};
+    side_spec old_s = {"tags", NULL, 0}, new_s = {"tags_v2", NULL, 0};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "tag_lookup", TAG_KEY, old_s,
+                               new_s, LOOKUP, 1, 0),
+                     DW_OK);
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "mapping of migration \"tag_lookup\"");
+    assert_msg_has(a, "\"items\"");
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_false(file_exists(path));
+
+    dw_close(f->h2);
+    f->h2 = NULL;
+    assert_int_equal(pair_open(&f->h2, f->t.db, "tag_lookup", TAG_KEY, old_s,
+                               new_s, PLAIN, 1, DW_OPEN_REDEFINE),
+                     DW_OK);
+    assert_dw_ok(a, dw_contract(a, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2243,6 +2461,12 @@ int main(void)
             test_restore_needs_the_contracted_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_column_exists_again,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_old_table_shared, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_shared_new_side_and_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_table_named_by_other_mapping, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1127,6 +1127,105 @@ static void test_open_redone_after_other_commit(void **state)
     sqlite3_busy_timeout(f->t.db, 5000);
 }
 
+
+/* What one outdated handle must refuse: a write, a mirror, a compared read
+ * and a comparison, each with DW_ESPEC, a message saying to reopen, and
+ * nothing written. `stale` was opened before the spec was redefined. */
+static void outdated_handle_refuses(sqlite3 *db, dw_migration *stale)
+{
+    char before_old[256], before_new[256], after[256];
+    static const char *const DUMP_OLD =
+        "SELECT group_concat(id || ':' || name || ':' || qty, ',') FROM "
+        "(SELECT * FROM items ORDER BY id)";
+    static const char *const DUMP_NEW =
+        "SELECT group_concat(id || ':' || title || ':' || quantity, ',') "
+        "FROM (SELECT * FROM items_v2 ORDER BY id)";
+    query_text(db, DUMP_OLD, before_old, sizeof before_old);
+    query_text(db, DUMP_NEW, before_new, sizeof before_new);
+
+    dw_value k = dw_int(7), k9 = dw_int(9);
+    assert_dw(stale, dw_write(stale, &k9, 1, put_old, NULL, NULL), DW_ESPEC);
+    assert_non_null(strstr(dw_errmsg(stale), "redefined"));
+    assert_non_null(strstr(dw_errmsg(stale), "open"));
+    assert_dw(stale, dw_mirror(stale, &k, 1), DW_ESPEC);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_dw(stale, dw_read(row, stale, &k, 1, NULL, NULL, NULL), DW_ESPEC);
+    dw_row_free(row);
+    int equal = -1;
+    assert_dw(stale, dw_compare(&equal, stale, &k, 1), DW_ESPEC);
+    assert_int_equal(equal, -1);
+
+    assert_string_equal(query_text(db, DUMP_OLD, after, sizeof after),
+                        before_old);
+    assert_string_equal(query_text(db, DUMP_NEW, after, sizeof after),
+                        before_new);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM dw_mismatch_log"),
+                     0);
+}
+
+/* Migration "m" at SHADOW in f->h, with row 7 written through it. */
+static void shadow_with_row(fixture *f)
+{
+    create_items(f->t.db);
+    f->h = open_items_ok(f->t.db, "m");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    dw_value k = dw_int(7);
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
+}
+
+/* A handle opened before another connection redefined the migration
+ * mirrors through the old mapping no more: its writes and compared reads
+ * are refused, while the stored spec's comparison finds the key changed. */
+static void test_redefined_by_other_connection_refuses(void **state)
+{
+    fixture *f = *state;
+    shadow_with_row(f);
+    dw_value k = dw_int(7);
+
+    f->db2 = test_db_connect(&f->t);
+    char *err = NULL;
+    int rc = open_items(&f->h2, f->db2, "m", "lower(name)", DW_OPEN_REDEFINE,
+                        "lower case titles", &err);
+    if (rc != DW_OK)
+        print_error("redefine: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    int equal = -1;
+    assert_dw_ok(f->h2, dw_compare(&equal, f->h2, &k, 1));
+    assert_int_equal(equal, 0);
+    exec_ok(f->t.db, "DELETE FROM dw_mismatch_log");
+
+    outdated_handle_refuses(f->t.db, f->h);
+    /* Inside the caller's transaction too, where the stage is read. */
+    exec_ok(f->t.db, "BEGIN");
+    outdated_handle_refuses(f->t.db, f->h);
+    exec_ok(f->t.db, "COMMIT");
+}
+
+/* The same with both handles on one connection. */
+static void test_redefined_by_other_handle_refuses(void **state)
+{
+    fixture *f = *state;
+    shadow_with_row(f);
+    dw_value k = dw_int(7);
+
+    char *err = NULL;
+    int rc = open_items(&f->h2, f->t.db, "m", "lower(name)",
+                        DW_OPEN_REDEFINE, NULL, &err);
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    outdated_handle_refuses(f->t.db, f->h);
+    /* The handle that redefined writes through the new mapping. */
+    assert_dw_ok(f->h2, dw_write(f->h2, &k, 1, put_old, NULL, NULL));
+    char buf[64];
+    assert_string_equal(query_text(f->t.db,
+                                   "SELECT title FROM items_v2 WHERE id=7",
+                                   buf, sizeof buf),
+                        "thing");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1153,6 +1252,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_stored_spec_beside_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_inside_caller_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_redone_after_other_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_by_other_connection_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_by_other_handle_refuses, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1189,13 +1189,16 @@ static void test_repair_queue_sqlite_rollback(void **state)
     assert_int_equal(repair_count(f->h), 0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM dw_repair_queue"), 0);
 
-    /* Inside the caller's transaction: that transaction is gone too. */
+    /* Inside the caller's transaction: that transaction is gone too, and
+     * the call says so; the next call outside a transaction is refused. */
     exec_ok(db, "BEGIN");
     exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
     dw_value k6 = dw_int(6);
-    rc = dw_write(f->h, &k6, 1, w_old, w_new_or_rollback, &c);
-    assert_int_not_equal(rc, DW_OK);
+    assert_dw(f->h, dw_write(f->h, &k6, 1, w_old, w_new_or_rollback, &c),
+              DW_EROLLEDBACK);
     assert_int_equal(sqlite3_get_autocommit(db), 1);
+    int64_t n = -1;
+    assert_dw(f->h, dw_repair_count(&n, f->h), DW_EROLLEDBACK);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=6"), 0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=100"), 0);
     assert_int_equal(repair_count(f->h), 0);
@@ -1479,8 +1482,9 @@ static int w_new_rollback_ignored(sqlite3 *db, const dw_value *key, int nkey,
 }
 
 /* The write cannot be reported as done when its transaction is gone: it
- * fails with DW_ERROR saying so, at the top level and inside the caller's
- * transaction (which went too), and nothing is applied. */
+ * fails with DW_ERROR saying so at the top level, with DW_EROLLEDBACK
+ * inside the caller's transaction (which went too), and nothing is
+ * applied. */
 static void test_callback_ends_transaction(void **state)
 {
     fixture *f = *state;
@@ -1502,18 +1506,22 @@ static void test_callback_ends_transaction(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     assert_string_equal(dump_new(db, n1, sizeof n1), n0);
 
+    /* Inside the caller's transaction, which went too: DW_EROLLEDBACK,
+     * and the next call outside a transaction is refused once. */
     exec_ok(db, "BEGIN");
     exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
     assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_rollback_ignored, &c),
-              DW_ERROR);
-    assert_non_null(strstr(dw_errmsg(f->h), "rolled back the transaction"));
+              DW_EROLLEDBACK);
+    assert_non_null(strstr(dw_errmsg(f->h), "rolled back your transaction"));
     assert_int_equal(sqlite3_get_autocommit(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     assert_string_equal(dump_new(db, n1, sizeof n1), n0);
-
-    /* The handle still writes. */
     wctx ok = {"plum", 3, NULL, 0, 0, 0};
     dw_value k7 = dw_int(7);
+    assert_dw(f->h, dw_write(f->h, &k7, 1, w_old, NULL, &ok), DW_EROLLEDBACK);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
+
+    /* The handle still writes. */
     assert_dw_ok(f->h, dw_write(f->h, &k7, 1, w_old, NULL, &ok));
     assert_int_equal(query_int(db, "SELECT count(*) FROM items_v2 WHERE id=7"),
                      1);
