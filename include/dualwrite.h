@@ -147,6 +147,15 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** The library's stored state is damaged: a value no operation of the
+     *  library writes (a stage outside 0 to 5 or not a number, a routing
+     *  setting out of range, an override count that disagrees with the
+     *  overrides stored, a backfill cursor that is not a key of the
+     *  migration or lies past its end, a stored spec that does not parse or
+     *  does not match its digest). dw_errmsg() names the table and the row.
+     *  Nothing was changed; the state needs repair by hand (or the
+     *  migration defined again). */
+    DW_ECORRUPT = -12,
     /** Not an error: a long operation (dw_backfill()) stopped before the
      *  end because its time limit ran out or a callback asked it to stop.
      *  Its work so far is committed; call again to go on. */

@@ -116,6 +116,24 @@ typedef struct sqlite_backend {
  * statements may be running (a change aborts running compound statements,
  * the application's included). NULL on failure (error set on h). */
 sqlite3_stmt *dw__stmt(dw_migration *h, int id);
+/* Where a stored value sits, for a message about damaged state: the
+ * table, and the column and value that pick the row. */
+typedef struct state_row {
+    const char *table;
+    const char *id_column;
+    int64_t id;
+    const char *key; /* the row's key text too, when the table has keys */
+} state_row;
+/* DW_ECORRUPT with a message naming the migration, the table and the row,
+ * then the detail. */
+int dw__damaged(dw_migration *h, const state_row *at, const char *fmt, ...);
+/* Column c of the current row when it is an INTEGER from lo to hi; else
+ * DW_ECORRUPT naming the column, its value and the row. */
+int dw__column_int_in(dw_migration *h, sqlite3_stmt *st, int c, int64_t lo,
+                      int64_t hi, int64_t *out, const state_row *at);
+/* The same for a stage (0 to 5). */
+int dw__column_stage(dw_migration *h, sqlite3_stmt *st, int c, int *out,
+                     const state_row *at);
 /* Prepares the library's SQL (caller finalizes). */
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
                 const char **tail);

@@ -16,10 +16,10 @@ int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
         return h->errcode;
     int rc = sqlite3_step(st), result;
     if (rc == SQLITE_ROW) {
-        *stage = sqlite3_column_int(st, 0);
+        state_row at = {"dw_overrides", "migration_id", h->id, key};
+        result = dw__column_stage(h, st, 0, stage, &at);
         if (promoted)
-            *promoted = sqlite3_column_int(st, 1);
-        result = DW_OK;
+            *promoted = sqlite3_column_int(st, 1) != 0;
     } else if (rc == SQLITE_DONE) {
         result = DW_ENOTFOUND;
     } else {
@@ -74,20 +74,27 @@ int dw__sqlite_override_list(dw_migration *h, dw_override_fn fn,
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
     int rc;
+    int result = DW_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         dw_override_entry e;
         e.key = (const char *)sqlite3_column_text(st, 0);
-        e.stage = sqlite3_column_int(st, 1);
-        e.promoted = sqlite3_column_int(st, 2);
-        e.time = sqlite3_column_double(st, 3);
         if (!e.key) {
             rc = SQLITE_NOMEM;
             break;
         }
+        state_row at = {"dw_overrides", "migration_id", h->id, e.key};
+        if ((result = dw__column_stage(h, st, 1, &e.stage, &at)) != DW_OK)
+            break;
+        e.promoted = sqlite3_column_int(st, 2) != 0;
+        e.time = sqlite3_column_double(st, 3);
         if (fn(&e, payload)) {
             rc = SQLITE_DONE;
             break;
         }
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
     }
     return dw__end_listing(h, st, rc, "listing the overrides");
 }
@@ -102,11 +109,18 @@ int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
     *promoted = 0;
     sqlite3_bind_int64(st, 1, h->id);
     int rc;
+    int result = DW_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int stage = sqlite3_column_int(st, 0);
-        if (stage >= DW_STAGE_OFF && stage <= DW_STAGE_COMPLETE)
-            by_stage[stage] = sqlite3_column_int64(st, 1);
+        state_row at = {"dw_overrides", "migration_id", h->id, NULL};
+        int stage;
+        if ((result = dw__column_stage(h, st, 0, &stage, &at)) != DW_OK)
+            break;
+        by_stage[stage] = sqlite3_column_int64(st, 1);
         *promoted += sqlite3_column_int64(st, 2);
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
     }
     return dw__end_listing(h, st, rc, "counting the overrides");
 }

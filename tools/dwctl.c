@@ -138,6 +138,8 @@ static const char exit_codes_help[] =
     "  4    divergence: verify found differences, or mismatches are logged\n"
     "  5    the database stayed locked (busy); nothing was applied, retry\n"
     "  6    no migration by that name in the database\n"
+    "  7    the stored state is damaged (the message names the table and\n"
+    "       row, or the migration whose stored spec is damaged)\n"
     "  130  backfill interrupted after a committed batch; run it again\n";
 
 static void usage(FILE *f)
@@ -240,6 +242,8 @@ int fail(int rc, const char *msg)
         return EXIT_BUSY;
     case DW_ENOTFOUND:
         return EXIT_NOT_FOUND;
+    case DW_ECORRUPT:
+        return EXIT_DAMAGED;
     case DW_EMISUSE:
         /* The request as given is refused: a jump without --force, a
          * backfill at OFF, a malformed spec. */

@@ -19,6 +19,7 @@ enum {
     EXIT_DIVERGED = 4,   /* the models disagree */
     EXIT_BUSY = 5,       /* the database stayed locked; retry */
     EXIT_NOT_FOUND = 6,  /* no such migration */
+    EXIT_DAMAGED = 7,    /* the stored state is damaged */
     EXIT_STOPPED = 130   /* interrupted after a committed batch; run again */
 };
 
