@@ -159,6 +159,14 @@ int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey);
  * error instead (set on h; `what` names the statement's purpose). */
 int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
                       const char *text, int side, const char *what);
+/* How key column i of a side compares: its affinity class ('N', 'T' or
+ * 'B') and the collation of a unique index over it. */
+int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
+                          char coll[32]);
+/* Whether key text a comes before key text b in the old side's key order
+ * (both keys of the migration). */
+int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
+                          int *before);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
 

@@ -758,8 +758,8 @@ static int check_mapping(dw_migration *h, int target)
 
 /* How a key column compares: its affinity class (from the declared type,
  * by SQLite's rules) and the collation of a unique index over it. */
-static int key_traits(dw_migration *h, int side, int i, char cls[2],
-                      char coll[32])
+int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
+                          char coll[32])
 {
     const dw_side_def *d = &h->spec.side[side];
     sqlite3_stmt *st = NULL;
@@ -805,7 +805,7 @@ static int key_classes(dw_migration *h)
 {
     for (int i = 0; i < h->spec.side[DW_SIDE_OLD].nkey; i++) {
         char c[2], coll[32];
-        int rc = key_traits(h, DW_SIDE_OLD, i, c, coll);
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, c, coll);
         if (rc != DW_OK)
             return rc;
         h->key_class[i] = c[0];
@@ -822,9 +822,9 @@ static int keys_compare_alike(dw_migration *h)
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
     for (int i = 0; i < o->nkey; i++) {
         char ca[2], cb[2], la[32], lb[32];
-        int rc = key_traits(h, DW_SIDE_OLD, i, ca, la);
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, ca, la);
         if (rc == DW_OK)
-            rc = key_traits(h, DW_SIDE_NEW, i, cb, lb);
+            rc = dw__sqlite_key_traits(h, DW_SIDE_NEW, i, cb, lb);
         if (rc != DW_OK)
             return rc;
         h->key_class[i] = ca[0];
