@@ -57,8 +57,10 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_LOG_INSERT] =
         "INSERT INTO dw_mismatch_log(migration_id, key, digest, kind, detail, "
         "count, first_seen, last_seen) SELECT ?1, ?2, ?3, ?5, ?6, 1, ?4, ?4 "
-        "WHERE (SELECT count(*) FROM dw_mismatch_log WHERE migration_id = ?1) "
+        "WHERE (SELECT mismatch_entries FROM dw_migrations WHERE id = ?1) "
         "< ?7",
+    [ST_LOG_ADDED] = "UPDATE dw_migrations SET mismatch_entries = "
+                     "mismatch_entries + 1 WHERE id = ?1",
     [ST_LOG_DROPPED] = "UPDATE dw_migrations SET mismatch_dropped = "
                        "mismatch_dropped + 1 WHERE id = ?1",
     [ST_LOG_LIST] =
@@ -70,7 +72,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "?1), mismatch_dropped FROM dw_migrations WHERE id = ?1",
     [ST_LOG_CLEAR] = "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
     [ST_LOG_CLEAR_DROPPED] =
-        "UPDATE dw_migrations SET mismatch_dropped = 0 WHERE id = ?1",
+        "UPDATE dw_migrations SET mismatch_dropped = 0, mismatch_entries = 0 "
+        "WHERE id = ?1",
     [ST_OVERRIDE_GET] =
         "SELECT stage, promoted FROM dw_overrides "
         "WHERE migration_id = ?1 AND key = ?2",

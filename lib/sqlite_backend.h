@@ -29,6 +29,7 @@ enum stmt_id {
     ST_REPAIR_COUNT,
     ST_LOG_BUMP,
     ST_LOG_INSERT,
+    ST_LOG_ADDED,
     ST_LOG_DROPPED,
     ST_LOG_LIST,
     ST_LOG_COUNT,

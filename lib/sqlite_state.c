@@ -404,18 +404,17 @@ int dw__sqlite_log_mismatch(dw_migration *h, const char *key,
     sqlite3_bind_int(st, 7, h->log_cap);
     if (dw__run(h, st, DW_SIDE_NONE, "logging a mismatch") != SQLITE_OK)
         return h->errcode;
-    if (sqlite3_changes(h->db) > 0)
-        return 1;
-
-    /* Over the cap: count what was dropped, keep nothing else. */
-    st = dw__stmt(h, ST_LOG_DROPPED);
+    /* Logged: counted with the entries; over the cap: counted as dropped,
+     * nothing else kept. */
+    int logged = sqlite3_changes(h->db) > 0;
+    st = dw__stmt(h, logged ? ST_LOG_ADDED : ST_LOG_DROPPED);
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__run(h, st, DW_SIDE_NONE, "counting a dropped mismatch") !=
+    if (dw__run(h, st, DW_SIDE_NONE, "counting the mismatch log") !=
         SQLITE_OK)
         return h->errcode;
-    return 0;
+    return logged;
 }
 
 int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
