@@ -8,9 +8,10 @@
 static const char *const key_cols[] = {"id"};
 static const dw_column_map up[] = {{"title", "upper(name)"}};
 
-static int open_items(dw_migration **h, sqlite3 *db)
+static int open_items_capped(dw_migration **h, sqlite3 *db, int log_cap)
 {
     dw_options o = DW_OPTIONS_INIT;
+    o.log_cap = log_cap;
     o.name = "items_v2";
     o.old_side.table = "items";
     o.old_side.key_columns = key_cols;
@@ -21,6 +22,11 @@ static int open_items(dw_migration **h, sqlite3 *db)
     o.up = up;
     o.nup = 1;
     return dw_open(h, db, &o, NULL);
+}
+
+static int open_items(dw_migration **h, sqlite3 *db)
+{
+    return open_items_capped(h, db, 0);
 }
 
 /* Turns the state tables back into what 0.3 created. */
@@ -157,18 +163,7 @@ static void test_version_3_is_upgraded(void **state)
                   "SELECT id, '[' || n || ']', 'd', 3, 'x', 1, 0, 0 FROM "
                   "dw_migrations, (SELECT 10 AS n UNION ALL SELECT 11)");
 
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    o.log_cap = 3;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    assert_int_equal(open_items_capped(&h, t.db, 3), DW_OK);
     assert_int_equal(schema_version(t.db), 4);
     assert_int_equal(query_int(t.db, "SELECT mismatch_entries FROM "
                                      "dw_migrations"),
