@@ -1267,6 +1267,15 @@ static void test_damaged_state(void **state)
     RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
     assert_code(&r, 7);
     assert_true(strstr(r.out, "(null)") == NULL);
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 7);
+    assert_contains(r.out, "(not a stage)");
+    assert_contains(r.out, "cannot open: the stored state of migration "
+                           "\"items\" is damaged");
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 7);
+    assert_json(t.db, r.out, "$.migrations[0].stage", "");
+    assert_json(t.db, r.out, "$.migrations[0].opened", "0");
     exec_ok(t.db, "UPDATE dw_migrations SET stage = 'LIVE'");
     RUN(&r, &t, t.path, "history", "items");
     assert_code(&r, 7);

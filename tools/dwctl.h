@@ -101,8 +101,9 @@ const char *kind_name(int kind);
  * "none"; to be freed with sqlite3_free() (NULL when out of memory). */
 char *canary_text(const dw_routing *r);
 
-/* A stage's name, never NULL: a value that is no stage (read from a
- * damaged database) shows as "(not a stage)". */
+/* A stage's name for text output, never NULL: a value that is no stage
+ * (read from a damaged database) shows as "(not a stage)". (JSON output
+ * shows it as null.) */
 const char *stage_word(int stage);
 
 /* The promotion stage's name, or NULL for none. */

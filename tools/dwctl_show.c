@@ -187,7 +187,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
         json_out *j = &ls->j;
         json_object(j, NULL);
         json_str(j, "name", m->name);
-        json_str(j, "stage", stage_word(s.stage));
+        json_str(j, "stage", dw_stage_name(s.stage));
         json_bool(j, "callbacks", m->callbacks);
         json_bool(j, "contracted", m->contracted);
         if (rc == DW_OK) {
@@ -453,7 +453,7 @@ static void json_routing_members(json_out *j, const dw_routing *r)
 {
     json_num(j, "percent", r->canary_percent);
     json_str(j, "cohort", r->canary_cohort);
-    json_str(j, "stage", stage_word(r->canary_stage));
+    json_str(j, "stage", dw_stage_name(r->canary_stage));
     json_str(j, "promote", promote_name(r));
 }
 
@@ -471,7 +471,7 @@ static int list_override(const dw_override_entry *e, void *payload)
     if (j) {
         json_object(j, NULL);
         json_str(j, "key", e->key);
-        json_str(j, "stage", stage_word(e->stage));
+        json_str(j, "stage", dw_stage_name(e->stage));
         json_bool(j, "promoted", e->promoted);
         json_num(j, "time", e->time);
         json_end(j, '}');
@@ -574,7 +574,7 @@ static int json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_start(&j);
     json_object(&j, NULL);
     json_str(&j, "name", dw_name(h));
-    json_str(&j, "stage", stage_word(s->stage));
+    json_str(&j, "stage", dw_stage_name(s->stage));
     json_str(&j, "spec_digest", dw_spec_digest(h));
     json_bool(&j, "callbacks", f->callbacks);
     json_bool(&j, "contracted", f->contracted);
@@ -593,7 +593,7 @@ static int json_status(dwctl *c, dw_migration *h, const found_spec *f,
     json_int(&j, "repair_queue", s->repair_queue);
     json_object(&j, "next");
     json_str(&j, "action", n->action);
-    json_str(&j, "stage", n->stage >= 0 ? stage_word(n->stage) : NULL);
+    json_str(&j, "stage", n->stage >= 0 ? dw_stage_name(n->stage) : NULL);
     json_bool(&j, "gate_open", n->gate_open);
     json_str(&j, "gate", n->why);
     json_end(&j, '}');
@@ -664,8 +664,8 @@ static int show_entry(const dw_history_entry *e, void *payload)
         json_int(j, "id", e->id);
         json_num(j, "time", e->time);
         json_str(j, "event", e->event);
-        json_str(j, "from", stage_word(e->from_stage));
-        json_str(j, "to", stage_word(e->to_stage));
+        json_str(j, "from", dw_stage_name(e->from_stage));
+        json_str(j, "to", dw_stage_name(e->to_stage));
         json_bool(j, "forced", e->forced);
         json_str(j, "reason", e->reason);
         json_str(j, "detail", e->detail);
