@@ -358,6 +358,42 @@ static void test_forged_backfill_state_at_the_gate(void **state)
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
+/* ---- the stored spec ------------------------------------------------------------- */
+
+static int count_listed(const dw_stored_migration *m, void *payload)
+{
+    (void)m;
+    ++*(int *)payload;
+    return 0;
+}
+
+/* A spec truncated or edited by hand is not taken for a schema change:
+ * dw_open_stored() says it is damaged; dw_list() still lists it. */
+static void test_damaged_spec(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->other, "UPDATE dw_migrations SET spec = substr(spec, 1, 30)");
+    int listed = 0;
+    char *err = NULL;
+    assert_int_equal(dw_list(f->t.db, count_listed, &listed, &err), DW_OK);
+    assert_int_equal(listed, 1);
+    dw_migration *h2 = NULL;
+    assert_int_equal(dw_open_stored(&h2, f->t.db, "items_v2", 0, &err),
+                     DW_ECORRUPT);
+    assert_null(h2);
+    assert_non_null(strstr(err, "migration \"items_v2\": its stored spec is "
+                                "damaged"));
+    assert_non_null(strstr(err, "does not parse as JSON"));
+    sqlite3_free(err);
+    exec_ok(f->other, "UPDATE dw_migrations SET spec = '{\"format\":1}'");
+    err = NULL;
+    assert_int_equal(dw_open_stored(&h2, f->t.db, "items_v2", 0, &err),
+                     DW_ECORRUPT);
+    assert_non_null(strstr(err, "parses as JSON, but was changed"));
+    assert_null(strstr(err, "renamed"));
+    sqlite3_free(err);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -370,6 +406,7 @@ int main(void)
         T(test_redefined_migration_starts_clean),
         T(test_forged_backfill_cursor),
         T(test_forged_backfill_state_at_the_gate),
+        T(test_damaged_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
