@@ -36,6 +36,10 @@
  *   rss_growth_ratio the peak resident memory of a fresh process running a
  *                    backfill and a verification of rows rows, against one
  *                    of rows / 10 rows
+ *   mismatch_log_growth_ratio  the time of a dw_read() at SHADOW that logs
+ *                    a new mismatch with rows entries in the migration's
+ *                    log, against one with an empty log (its own database,
+ *                    log_cap two million); no hand-written side
  *
  * SPDX-License-Identifier: MIT
  */
@@ -676,6 +680,102 @@ static long measure_rss(const char *self, const char *path)
 
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* The mismatch log: logging a new mismatch with a big log and an empty one */
+/* ------------------------------------------------------------------------ */
+
+static dw_migration *log_migration(sqlite3 *db, const char *name)
+{
+    static const char *const key[] = {"id"};
+    static const dw_column_map up[] = {{"v", "v"}};
+    dw_options opts = DW_OPTIONS_INIT;
+    opts.name = name;
+    opts.old_side.table = "log_old";
+    opts.old_side.key_columns = key;
+    opts.old_side.nkey_columns = 1;
+    opts.new_side.table = "log_new";
+    opts.new_side.key_columns = key;
+    opts.new_side.nkey_columns = 1;
+    opts.up = up;
+    opts.nup = 1;
+    opts.log_cap = 2000000;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    if (dw_open(&h, db, &opts, &err) != DW_OK)
+        die("dw_open", err ? err : "(no message)");
+    check_dw(h, dw_stage_set(h, DW_STAGE_SHADOW, "bench", DW_STAGE_FORCE),
+             "dw_stage_set");
+    return h;
+}
+
+/* Seconds to read keys first..first+n-1, each logging a new mismatch. */
+static double log_reads(dw_migration *h, dw_row *row, long long first, int n)
+{
+    double t0 = now_s();
+    for (long long id = first; id < first + n; id++) {
+        dw_value key = dw_int(id);
+        check_dw(h, dw_read(row, h, &key, 1, NULL, NULL, NULL), "dw_read");
+    }
+    return now_s() - t0;
+}
+
+/* Two migrations over the same disagreeing tables: one whose log holds
+ * `entries` entries, one whose log is cleared every round; each round logs
+ * `n` new mismatches through each. */
+static double mismatch_log_growth(const char *path, long long entries, int n,
+                                  int rounds)
+{
+    char wal[4200];
+    remove(path);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    remove(wal);
+    sqlite3 *db = open_db(path);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE log_old(id INTEGER PRIMARY KEY, v TEXT);"
+             "CREATE TABLE log_new(id INTEGER PRIMARY KEY, v TEXT);"
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+             " WHERE x < %d) INSERT INTO log_old SELECT x, 'old' FROM c;"
+             "INSERT INTO log_new SELECT id, 'new' FROM log_old;",
+             n * rounds);
+    exec_sql(db, sql);
+    dw_migration *small = log_migration(db, "log_small");
+    dw_migration *big = log_migration(db, "log_big");
+    /* Filled by hand, with the entry count the library keeps. */
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+             " WHERE x < %lld) INSERT INTO dw_mismatch_log(migration_id, key,"
+             " digest, kind, detail, count, first_seen, last_seen) SELECT"
+             " m.id, '[' || -x || ']', 'd', 3, 'filled', 1, 0, 0 FROM c,"
+             " dw_migrations m WHERE m.name = 'log_big';"
+             "UPDATE dw_migrations SET mismatch_entries = %lld"
+             " WHERE name = 'log_big';",
+             entries, entries);
+    exec_sql(db, sql);
+    dw_row *row = NULL;
+    check_dw(small, dw_row_new(&row), "dw_row_new");
+    double ratios[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        check_dw(small, dw_mismatch_log_clear(small), "dw_mismatch_log_clear");
+        double t_small = log_reads(small, row, (long long)r * n + 1, n);
+        double t_big = log_reads(big, row, (long long)r * n + 1, n);
+        ratios[r] = t_big / t_small;
+        if (verbose)
+            fprintf(stderr,
+                    "bench: round %d: logging with %lld entries %.2f us, "
+                    "empty %.2f us\n",
+                    r, entries, t_big / n * 1e6, t_small / n * 1e6);
+    }
+    dw_row_free(row);
+    dw_close(small);
+    dw_close(big);
+    if (sqlite3_close(db) != SQLITE_OK)
+        die("closing", sqlite3_errmsg(db));
+    remove(path);
+    remove(wal);
+    return median(ratios, rounds);
+}
+
 static const char *only; /* --only: a comma-separated list of figures */
 
 static int wanted(const char *name)
@@ -709,7 +809,7 @@ static void usage(void)
             "  --only LIST run only these figures, comma-separated: off_write,"
             " dual_write,\n"
             "              backfill, verify, shadow_read, shadow_read_sampled,"
-            " rss\n"
+            " rss,\n              mismatch_log_growth\n"
             "  --batch-ms N    the backfill's batch target in ms (default:"
             " the library's, 20)\n"
             "  --verbose   every round's times on stderr\n"
@@ -839,6 +939,15 @@ int main(int argc, char **argv)
     dw_close(b.h);
     if (sqlite3_close(b.db) != SQLITE_OK)
         die("closing", sqlite3_errmsg(b.db));
+
+    if (wanted("mismatch_log_growth")) {
+        char log_path[4096];
+        snprintf(log_path, sizeof log_path, "%s.log", path);
+        printf("mismatch_log_growth_ratio: %.3f\n",
+               mismatch_log_growth(log_path, rows, ops / 10 > 0 ? ops / 10 : 1,
+                                   rounds));
+        fflush(stdout);
+    }
 
     if (want_rss && wanted("rss")) {
         /* Backfill plus verification at rows / 10 and at rows, each in a

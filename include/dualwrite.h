@@ -24,6 +24,11 @@
  *   - Functions return an int result code: DW_OK (0) on success, a negative
  *     DW_E... code on failure. dw_errmsg() gives the handle's message for the
  *     last failure, dw_errstr() a fixed text for a code.
+ *   - Every function that reads the library's stored state (the dw_*
+ *     tables) checks what it reads, and returns DW_ECORRUPT, the message
+ *     naming the table and row, for a value none of its operations writes
+ *     (a stage of 99, a backfill cursor past its end); the return lists
+ *     below leave it out. Nothing is changed by such a call.
  *   - Output parameters come first, callbacks take `void *payload` last.
  *   - Options structs begin with a `version` field and have a ..._INIT macro;
  *     a NULL options pointer means the defaults.
@@ -171,6 +176,15 @@ typedef enum dw_result {
      *  dw_stage_set()), or a contract before COMPLETE. dw_errmsg() says
      *  what is missing. Nothing was changed. */
     DW_EGATE = -11,
+    /** The library's stored state is damaged: a value no operation of the
+     *  library writes (a stage outside 0 to 5 or not a number, a routing
+     *  setting out of range, an override count that disagrees with the
+     *  overrides stored, a backfill cursor that is not a key of the
+     *  migration or lies past its end, a stored spec that does not parse or
+     *  does not match its digest). dw_errmsg() names the table and the row.
+     *  Nothing was changed; the state needs repair by hand (or the
+     *  migration defined again). */
+    DW_ECORRUPT = -12,
     /** The database rolled back the caller's whole transaction during a
      *  call made inside it (SQLite does so on an I/O error, a full disk,
      *  running out of memory, and some interrupts and busy errors): what
@@ -683,7 +697,9 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  * it. fn must not commit or roll back. A
  * database without the library's state
  * tables has no migrations: DW_OK without a call, and nothing is created.
- * Stops early (returning DW_OK) when fn returns non-zero.
+ * Stops early (returning DW_OK) when fn returns non-zero. A migration whose
+ * stored spec is damaged (not JSON) is listed all the same, with
+ * `callbacks` 0; dw_open_stored() on it says what is damaged.
  *
  * @param db      the connection; borrowed. Must not be NULL.
  * @param fn      called for each migration; must not be NULL.
@@ -747,8 +763,10 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
  *         state tables: `no migration named "x" in this database`);
  *         DW_EMISUSE (a NULL argument, DW_OPEN_REDEFINE, an unknown flag);
  *         DW_ESCHEMA (the schema no longer fits the stored spec); DW_ESPEC
- *         (redefined by others at each of three reads); DW_EBUSY;
- *         DW_ENOMEM; DW_ERROR.
+ *         (redefined by others at each of three reads); DW_ECORRUPT (the
+ *         stored spec is not the text its digest was taken of: truncated
+ *         or edited by hand; the message says whether it parses as JSON);
+ *         DW_EBUSY; DW_ENOMEM; DW_ERROR.
  */
 DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                           unsigned int flags, char **errmsg);
@@ -1687,8 +1705,12 @@ typedef struct dw_routing {
      *  subquery; names in double quotes are identifiers, strings take
      *  single quotes. It must depend on the old row alone (no random(), no
      *  time): the library watches writes through it to move keys, and
-     *  cannot see anything else change. A key with no old row is not in
-     *  the cohort. */
+     *  cannot see anything else change. dw_routing_set() refuses a call
+     *  to a function SQLite does not know as deterministic (random(),
+     *  randomblob(), changes(), last_insert_rowid(), CURRENT_TIMESTAMP, an
+     *  application function registered without SQLITE_DETERMINISTIC) and
+     *  a date or time function given 'now', naming it. A key with no old
+     *  row is not in the cohort. */
     const char *canary_cohort;
     /** The effective stage of keys in the canary. */
     int canary_stage;
@@ -1783,7 +1805,8 @@ DW_API int dw_override_list(dw_migration *h, dw_override_fn fn,
  * @return DW_OK; DW_EGATE (the gate is closed); DW_EMISUSE (NULL handle,
  *         unknown version or flags, a percentage outside 0..100, not a
  *         stage, a cohort that is not one read-only expression over the old
- *         table, a move that would trust a side not written for the keys,
+ *         table or that calls a non-deterministic function, a move that
+ *         would trust a side not written for the keys,
  *         forcing without a reason, the old model dropped); DW_EBUSY;
  *         DW_ERROR; DW_ENOMEM.
  */

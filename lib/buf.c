@@ -184,6 +184,62 @@ int dw_sql_names(const char *sql, const char *name)
     return find_word(sql, name, 1);
 }
 
+static int word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '$' ||
+           (unsigned char)c >= 0x80;
+}
+
+/* The name of a function called at p (a bare word or a quoted name, then
+ * '(' past any space and comments), or of a CURRENT_... keyword, into
+ * *name and *n, and where its arguments start into *args (NULL for a
+ * keyword); returns where the token ends. */
+static const char *call_at(const char *p, const char **name, size_t *n,
+                           const char **args)
+{
+    static const char *const clock_words[] = {"current_timestamp",
+                                              "current_time", "current_date"};
+    const char *end = p;
+    *name = NULL;
+    *args = NULL;
+    if (span_start(p)) {
+        int closed;
+        end = span_end(p, &closed);
+        if (*p == '\'' || *p == '-' || *p == '/' || !closed)
+            return end;
+        *name = p + 1;
+        *n = (size_t)(end - p) - 2;
+    } else {
+        while (word_char(*end))
+            end++;
+        if (end == p)
+            return p + 1;
+        *name = p;
+        *n = (size_t)(end - p);
+        for (size_t i = 0; i < 3; i++)
+            if (*n == strlen(clock_words[i]) &&
+                sqlite3_strnicmp(p, clock_words[i], (int)*n) == 0)
+                return end;
+    }
+    *args = dw_sql_skip_space(end) + 1;
+    if (*dw_sql_skip_space(end) != '(')
+        *name = *args = NULL;
+    return end;
+}
+
+int dw_sql_each_call(const char *sql, dw_call_fn fn, void *arg)
+{
+    for (const char *p = sql; *p;) {
+        const char *name, *args;
+        size_t n;
+        p = call_at(p, &name, &n, &args);
+        int rc = name ? fn(name, n, args, arg) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int dw_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;

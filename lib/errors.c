@@ -16,6 +16,7 @@ const char *dw_errstr(int code)
     case DW_ECONSTRAINT: return "constraint violated";
     case DW_ECALLBACK: return "an application callback failed";
     case DW_EGATE: return "refused by a gate (dw_errmsg says what is missing)";
+    case DW_ECORRUPT: return "stored state is damaged";
     case DW_EROLLEDBACK:
         return "the database rolled back the caller's transaction; start it "
                "over";

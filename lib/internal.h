@@ -58,6 +58,14 @@ const char *dw_sql_skip_space(const char *sql);
 /* 1 when the n bytes are well-formed UTF-8 (no overlong forms, no
  * surrogates). */
 int dw_utf8_valid(const char *s, size_t n);
+/* Calls fn with the name of each function SQL text calls (a bare or
+ * quoted name before '(', quotes left off; n bytes, not NUL-terminated)
+ * and where its arguments start (past the '('), and with each
+ * CURRENT_TIME, CURRENT_DATE and CURRENT_TIMESTAMP (args NULL); stops at
+ * fn's first non-zero return, which it returns. */
+typedef int (*dw_call_fn)(const char *name, size_t n, const char *args,
+                          void *arg);
+int dw_sql_each_call(const char *sql, dw_call_fn fn, void *arg);
 /* 1 when the keyword appears in SQL text outside quotes and comments. */
 int dw_sql_has_word(const char *sql, const char *word);
 /* 1 when the name appears in SQL text as an identifier, bare or quoted

@@ -29,7 +29,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "WHERE id = ?1",
     [ST_STAGE_LOAD] =
         "SELECT stage, contracted, canary_buckets, canary_stage, "
-        "canary_cohort, promote_stage, overrides, spec_digest = ?2 "
+        "canary_cohort, promote_stage, overrides, EXISTS (SELECT 1 FROM "
+        "dw_overrides WHERE migration_id = ?1), spec_digest = ?2 "
         "FROM dw_migrations WHERE id = ?1",
     [ST_STAGE_STORE] =
         "UPDATE dw_migrations SET stage = ?2, updated = ?3 WHERE id = ?1",
@@ -56,8 +57,10 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_LOG_INSERT] =
         "INSERT INTO dw_mismatch_log(migration_id, key, digest, kind, detail, "
         "count, first_seen, last_seen) SELECT ?1, ?2, ?3, ?5, ?6, 1, ?4, ?4 "
-        "WHERE (SELECT count(*) FROM dw_mismatch_log WHERE migration_id = ?1) "
+        "WHERE (SELECT mismatch_entries FROM dw_migrations WHERE id = ?1) "
         "< ?7",
+    [ST_LOG_ADDED] = "UPDATE dw_migrations SET mismatch_entries = "
+                     "mismatch_entries + 1 WHERE id = ?1",
     [ST_LOG_DROPPED] = "UPDATE dw_migrations SET mismatch_dropped = "
                        "mismatch_dropped + 1 WHERE id = ?1",
     [ST_LOG_LIST] =
@@ -69,7 +72,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "?1), mismatch_dropped FROM dw_migrations WHERE id = ?1",
     [ST_LOG_CLEAR] = "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
     [ST_LOG_CLEAR_DROPPED] =
-        "UPDATE dw_migrations SET mismatch_dropped = 0 WHERE id = ?1",
+        "UPDATE dw_migrations SET mismatch_dropped = 0, mismatch_entries = 0 "
+        "WHERE id = ?1",
     [ST_OVERRIDE_GET] =
         "SELECT stage, promoted FROM dw_overrides "
         "WHERE migration_id = ?1 AND key = ?2",
@@ -143,6 +147,70 @@ int dw__sqlite_error(dw_migration *h, int rc, int side, const char *what)
                          dw__side_word(side), what,
                          h->spec.side[side].table, msg);
     return dw__error(h, code, side, "%s: %s", what, msg);
+}
+
+int dw__damaged(dw_migration *h, const state_row *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *detail = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (!detail)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    dw__error(h, DW_ECORRUPT, DW_SIDE_NONE,
+              "the stored state of migration \"%s\" is damaged: table %s, "
+              "row with %s %lld%s%s: %s; nothing was changed",
+              h->spec.name, at->table, at->id_column, (long long)at->id,
+              at->key ? " and key " : "", at->key ? at->key : "", detail);
+    sqlite3_free(detail);
+    return DW_ECORRUPT;
+}
+
+/* A stored value as the message shows it: 99, 'LIVE', NULL. */
+static char *value_words(sqlite3_stmt *st, int c)
+{
+    switch (sqlite3_column_type(st, c)) {
+    case SQLITE_INTEGER:
+        return sqlite3_mprintf("%lld", sqlite3_column_int64(st, c));
+    case SQLITE_FLOAT:
+        return sqlite3_mprintf("the real %!.15g", sqlite3_column_double(st, c));
+    case SQLITE_TEXT:
+        return sqlite3_mprintf("the text '%.40q'", sqlite3_column_text(st, c));
+    case SQLITE_BLOB:
+        return sqlite3_mprintf("a blob");
+    default:
+        return sqlite3_mprintf("NULL");
+    }
+}
+
+int dw__column_int_in(dw_migration *h, sqlite3_stmt *st, int c, int64_t lo,
+                      int64_t hi, int64_t *out, const state_row *at)
+{
+    int64_t v = sqlite3_column_int64(st, c);
+    if (sqlite3_column_type(st, c) == SQLITE_INTEGER && v >= lo && v <= hi) {
+        *out = v;
+        return DW_OK;
+    }
+    char *words = value_words(st, c);
+    int rc = words ? dw__damaged(h, at,
+                                 "column %s holds %s, not a whole number "
+                                 "from %lld to %lld",
+                                 sqlite3_column_name(st, c), words,
+                                 (long long)lo, (long long)hi)
+                   : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    sqlite3_free(words);
+    return rc;
+}
+
+int dw__column_stage(dw_migration *h, sqlite3_stmt *st, int c, int *out,
+                     const state_row *at)
+{
+    int64_t v;
+    int rc = dw__column_int_in(h, st, c, DW_STAGE_OFF, DW_STAGE_COMPLETE, &v,
+                               at);
+    if (rc == DW_OK)
+        *out = (int)v;
+    return rc;
 }
 
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,

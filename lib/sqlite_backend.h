@@ -29,6 +29,7 @@ enum stmt_id {
     ST_REPAIR_COUNT,
     ST_LOG_BUMP,
     ST_LOG_INSERT,
+    ST_LOG_ADDED,
     ST_LOG_DROPPED,
     ST_LOG_LIST,
     ST_LOG_COUNT,
@@ -118,6 +119,24 @@ typedef struct sqlite_backend {
  * statements may be running (a change aborts running compound statements,
  * the application's included). NULL on failure (error set on h). */
 sqlite3_stmt *dw__stmt(dw_migration *h, int id);
+/* Where a stored value sits, for a message about damaged state: the
+ * table, and the column and value that pick the row. */
+typedef struct state_row {
+    const char *table;
+    const char *id_column;
+    int64_t id;
+    const char *key; /* the row's key text too, when the table has keys */
+} state_row;
+/* DW_ECORRUPT with a message naming the migration, the table and the row,
+ * then the detail. */
+int dw__damaged(dw_migration *h, const state_row *at, const char *fmt, ...);
+/* Column c of the current row when it is an INTEGER from lo to hi; else
+ * DW_ECORRUPT naming the column, its value and the row. */
+int dw__column_int_in(dw_migration *h, sqlite3_stmt *st, int c, int64_t lo,
+                      int64_t hi, int64_t *out, const state_row *at);
+/* The same for a stage (0 to 5). */
+int dw__column_stage(dw_migration *h, sqlite3_stmt *st, int c, int *out,
+                     const state_row *at);
 /* Prepares the library's SQL (caller finalizes). */
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
                 const char **tail);
@@ -143,6 +162,14 @@ int dw__bind_key(sqlite3_stmt *st, const dw_value *key, int nkey);
  * error instead (set on h; `what` names the statement's purpose). */
 int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
                       const char *text, int side, const char *what);
+/* How key column i of a side compares: its affinity class ('N', 'T' or
+ * 'B') and the collation of a unique index over it. */
+int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
+                          char coll[32]);
+/* Whether key text a comes before key text b in the old side's key order
+ * (both keys of the migration). */
+int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
+                          int *before);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
 /* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for

@@ -367,6 +367,56 @@ static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
     return st;
 }
 
+/* SELECT (?2 COLLATE c1, ?3 COLLATE c2) < (?4, ?5): the tuples compared
+ * with the key columns' collations (the affinities are the values' own:
+ * both keys were checked against the key's types). */
+static int key_before_sql(dw_migration *h, dw_buf *b)
+{
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    dw_buf_puts(b, "SELECT (");
+    for (int i = 0; i < nkey; i++) {
+        char cls[2], coll[32];
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, cls, coll);
+        if (rc != DW_OK)
+            return rc;
+        dw_buf_printf(b, "%s?%d COLLATE ", i ? ", " : "", P_LO + i);
+        dw_buf_ident(b, coll);
+    }
+    dw_buf_puts(b, ") < (");
+    for (int i = 0; i < nkey; i++)
+        dw_buf_printf(b, "%s?%d", i ? ", " : "", P_HI(nkey) + i);
+    dw_buf_puts(b, ")");
+    return b->oom ? dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory")
+                  : DW_OK;
+}
+
+int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
+                          int *before)
+{
+    dw_buf sql;
+    dw_buf_init(&sql);
+    sqlite3_stmt *st = NULL;
+    int rc = key_before_sql(h, &sql);
+    if (rc == DW_OK && dw__prepare(h, sql.p, &st, NULL) != SQLITE_OK)
+        rc = dw__sqlite_error(h, sqlite3_errcode(h->db), DW_SIDE_NONE,
+                              "comparing stored keys");
+    dw_buf_free(&sql);
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    if (rc == DW_OK)
+        rc = bind_bound(h, st, P_LO, a, DW_SIDE_NONE);
+    if (rc == DW_OK)
+        rc = bind_bound(h, st, P_HI(nkey), b, DW_SIDE_NONE);
+    if (rc == DW_OK) {
+        int step = sqlite3_step(st);
+        *before = step == SQLITE_ROW && sqlite3_column_int(st, 0);
+        if (step != SQLITE_ROW)
+            rc = dw__sqlite_error(h, step, DW_SIDE_NONE,
+                                  "comparing stored keys");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 void dw__range_finalize(sqlite_backend *bk)
 {
     for (int k = 0; k < RK_KINDS; k++)

@@ -16,10 +16,10 @@ int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
         return h->errcode;
     int rc = sqlite3_step(st), result;
     if (rc == SQLITE_ROW) {
-        *stage = sqlite3_column_int(st, 0);
+        state_row at = {"dw_overrides", "migration_id", h->id, key};
+        result = dw__column_stage(h, st, 0, stage, &at);
         if (promoted)
-            *promoted = sqlite3_column_int(st, 1);
-        result = DW_OK;
+            *promoted = sqlite3_column_int(st, 1) != 0;
     } else if (rc == SQLITE_DONE) {
         result = DW_ENOTFOUND;
     } else {
@@ -74,20 +74,27 @@ int dw__sqlite_override_list(dw_migration *h, dw_override_fn fn,
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
     int rc;
+    int result = DW_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         dw_override_entry e;
         e.key = (const char *)sqlite3_column_text(st, 0);
-        e.stage = sqlite3_column_int(st, 1);
-        e.promoted = sqlite3_column_int(st, 2);
-        e.time = sqlite3_column_double(st, 3);
         if (!e.key) {
             rc = SQLITE_NOMEM;
             break;
         }
+        state_row at = {"dw_overrides", "migration_id", h->id, e.key};
+        if ((result = dw__column_stage(h, st, 1, &e.stage, &at)) != DW_OK)
+            break;
+        e.promoted = sqlite3_column_int(st, 2) != 0;
+        e.time = sqlite3_column_double(st, 3);
         if (fn(&e, payload)) {
             rc = SQLITE_DONE;
             break;
         }
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
     }
     return dw__end_listing(h, st, rc, "listing the overrides");
 }
@@ -102,11 +109,18 @@ int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
     *promoted = 0;
     sqlite3_bind_int64(st, 1, h->id);
     int rc;
+    int result = DW_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int stage = sqlite3_column_int(st, 0);
-        if (stage >= DW_STAGE_OFF && stage <= DW_STAGE_COMPLETE)
-            by_stage[stage] = sqlite3_column_int64(st, 1);
+        state_row at = {"dw_overrides", "migration_id", h->id, NULL};
+        int stage;
+        if ((result = dw__column_stage(h, st, 0, &stage, &at)) != DW_OK)
+            break;
+        by_stage[stage] = sqlite3_column_int64(st, 1);
         *promoted += sqlite3_column_int64(st, 2);
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
     }
     return dw__end_listing(h, st, rc, "counting the overrides");
 }
@@ -208,6 +222,75 @@ static int cohort_form_ok(dw_migration *h, const char *pred, int keyed)
     return result;
 }
 
+/* The date and time functions: deterministic unless given 'now'. */
+static int clock_function(const char *name, size_t n)
+{
+    static const char *const names[] = {"date",      "time",     "datetime",
+                                        "julianday", "unixepoch", "strftime",
+                                        "timediff"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (n == strlen(names[i]) &&
+            sqlite3_strnicmp(name, names[i], (int)n) == 0)
+            return 1;
+    return 0;
+}
+
+typedef struct call_check {
+    dw_migration *h;
+    sqlite3_stmt *st;
+    int rc;
+} call_check;
+
+/* Refuses a call to a function that SQLite does not know as
+ * deterministic (every overload of it): random(), changes(),
+ * current_timestamp, an application function registered without
+ * SQLITE_DETERMINISTIC; and a date or time function given 'now'. Names
+ * that are no function (IN, CAST) pass. */
+static int deterministic_call(const char *name, size_t n, const char *args,
+                              void *arg)
+{
+    call_check *c = arg;
+    sqlite3_bind_text(c->st, 1, name, (int)n, SQLITE_STATIC);
+    int rc = sqlite3_step(c->st);
+    int known = rc == SQLITE_ROW && sqlite3_column_int(c->st, 0) > 0;
+    int deterministic = rc == SQLITE_ROW && sqlite3_column_int(c->st, 1);
+    sqlite3_reset(c->st);
+    if (rc != SQLITE_ROW)
+        c->rc = dw__sqlite_error(c->h, rc, DW_SIDE_OLD,
+                                 "looking up the cohort's functions");
+    else if (known && !deterministic)
+        c->rc = dw__error(c->h, DW_EMISUSE, DW_SIDE_OLD,
+                          "the cohort predicate calls %.*s(), which is not "
+                          "deterministic; a cohort must depend on the old "
+                          "row alone",
+                          (int)n, name);
+    else if (clock_function(name, n) &&
+             sqlite3_strnicmp(dw_sql_skip_space(args), "'now'", 5) == 0)
+        c->rc = dw__error(c->h, DW_EMISUSE, DW_SIDE_OLD,
+                          "the cohort predicate calls %.*s('now'), which "
+                          "is the time, not the row; a cohort must depend "
+                          "on the old row alone",
+                          (int)n, name);
+    return c->rc != DW_OK;
+}
+
+static int cohort_deterministic(dw_migration *h, const char *pred)
+{
+    call_check c = {h, NULL, DW_OK};
+    if (dw__prepare(h,
+                    "SELECT count(*), coalesce(min(flags & ?2), 0) FROM "
+                    "pragma_function_list WHERE name = ?1 COLLATE NOCASE",
+                    &c.st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(c.st);
+        return dw__sqlite_error(h, sqlite3_errcode(h->db), DW_SIDE_OLD,
+                                "looking up the cohort's functions");
+    }
+    sqlite3_bind_int(c.st, 2, SQLITE_DETERMINISTIC);
+    dw_sql_each_call(pred, deterministic_call, &c);
+    sqlite3_finalize(c.st);
+    return c.rc;
+}
+
 int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
 {
     if (!dw_sql_balanced(pred))
@@ -222,7 +305,9 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
                          "the cohort predicate must depend on the old row "
                          "alone: no subqueries");
     int rc = cohort_form_ok(h, pred, 0);
-    return rc == DW_OK ? cohort_form_ok(h, pred, 1) : rc;
+    if (rc == DW_OK)
+        rc = cohort_form_ok(h, pred, 1);
+    return rc == DW_OK ? cohort_deterministic(h, pred) : rc;
 }
 
 /* The keyed cohort statement for the handle's predicate, rebuilt when the

@@ -50,6 +50,85 @@ void dw__backfill_state_free(dw_backfill_state *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The backfill's state word (column c) as DW_BF_...; text the library
+ * never writes is damage. */
+static int bf_state_of(dw_migration *h, sqlite3_stmt *st, int c, int *state)
+{
+    const char *word = (const char *)sqlite3_column_text(st, c);
+    for (int i = DW_BF_RUNNING; word && i <= DW_BF_STALE; i++)
+        if (strcmp(word, bf_state_names[i]) == 0) {
+            *state = i;
+            return DW_OK;
+        }
+    if (!word && sqlite3_column_type(st, c) != SQLITE_NULL)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    state_row at = {"dw_backfill", "migration_id", h->id, NULL};
+    return dw__damaged(h, &at,
+                       "column state holds %s%s%s, not running, done or "
+                       "stale",
+                       word ? "'" : "NULL", word ? word : "",
+                       word ? "'" : "");
+}
+
+/* A stored key of the backfill (column `name`) must be a key of the
+ * migration: its number of values, and text where the key column has text
+ * affinity (which turns anything else into text). */
+static int stored_key_ok(dw_migration *h, const char *text, const char *name)
+{
+    dw_value *key;
+    void *store;
+    int rc = dw__sqlite_key_parse(h, text, &key, &store);
+    int col = -1;
+    for (int i = 0; rc == DW_OK && i < h->spec.side[DW_SIDE_OLD].nkey; i++)
+        if (h->key_class[i] == 'T' && key[i].type != DW_TYPE_TEXT)
+            col = col < 0 ? i : col;
+    if (rc == DW_OK)
+        dw__free(store);
+    if ((rc == DW_OK && col < 0) || rc == DW_ENOMEM)
+        return rc;
+    state_row at = {"dw_backfill", "migration_id", h->id, NULL};
+    return col < 0 ? dw__damaged(h, &at,
+                                 "column %s holds %s, which is not a key of "
+                                 "the migration",
+                                 name, text)
+                   : dw__damaged(h, &at,
+                                 "column %s holds %s, whose value %d is not "
+                                 "text, but key column \"%s\" has text "
+                                 "affinity",
+                                 name, text, col + 1,
+                                 h->spec.side[DW_SIDE_OLD].key[col]);
+}
+
+/* A running backfill's cursor is a key before its end: one past the end
+ * would finish it without copying anything. */
+static int cursor_ok(dw_migration *h, const dw_backfill_state *s)
+{
+    if (s->state != DW_BF_RUNNING)
+        return DW_OK;
+    state_row at = {"dw_backfill", "migration_id", h->id, NULL};
+    if (s->source != DW_SIDE_OLD && s->source != DW_SIDE_NEW)
+        return dw__damaged(h, &at, "column source holds %d, not 1 or 2",
+                           s->source);
+    int rc = s->end_key ? stored_key_ok(h, s->end_key, "end_key") : DW_OK;
+    if (rc != DW_OK || !s->cursor)
+        return rc;
+    if (!s->end_key)
+        return dw__damaged(h, &at,
+                           "column cursor holds %s, but end_key is NULL "
+                           "(the source was empty)",
+                           s->cursor);
+    int before = 0;
+    if ((rc = stored_key_ok(h, s->cursor, "cursor")) == DW_OK &&
+        (rc = dw__sqlite_key_before(h, s->cursor, s->end_key, &before)) ==
+            DW_OK &&
+        !before)
+        rc = dw__damaged(h, &at,
+                         "column cursor holds %s, which is not before the "
+                         "end key %s",
+                         s->cursor, s->end_key);
+    return rc;
+}
+
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
 {
     memset(s, 0, sizeof *s);
@@ -59,13 +138,9 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
     int rc = sqlite3_step(st);
-    int oom = 0;
+    int oom = 0, result = DW_OK;
     if (rc == SQLITE_ROW) {
-        const char *state = (const char *)sqlite3_column_text(st, 0);
-        for (int i = DW_BF_RUNNING; state && i <= DW_BF_STALE; i++)
-            if (strcmp(state, bf_state_names[i]) == 0)
-                s->state = i;
-        oom = !state;
+        result = bf_state_of(h, st, 0, &s->state);
         s->source = sqlite3_column_int(st, 1);
         s->cursor = column_dup(st, 2, &oom);
         s->end_key = column_dup(st, 3, &oom);
@@ -77,13 +152,14 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
         s->started = sqlite3_column_double(st, 9);
         rc = SQLITE_DONE;
     }
-    int result = rc == SQLITE_DONE
-                     ? DW_OK
-                     : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                        "reading the backfill state");
+    if (rc != SQLITE_DONE)
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "reading the backfill state");
     sqlite3_reset(st);
     if (result == DW_OK && oom)
         result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    if (result == DW_OK)
+        result = cursor_ok(h, s);
     if (result != DW_OK)
         dw__backfill_state_free(s);
     return result;
@@ -204,18 +280,18 @@ int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
     sqlite3_bind_int64(st, 1, h->id);
     int64_t after = 0;
     rc = sqlite3_step(st);
+    int result = DW_OK;
     if (rc == SQLITE_ROW) {
-        const char *state = (const char *)sqlite3_column_text(st, 0);
-        for (int i = DW_BF_RUNNING; state && i <= DW_BF_STALE; i++)
-            if (strcmp(state, bf_state_names[i]) == 0)
-                g->backfill = i;
+        result = bf_state_of(h, st, 0, &g->backfill);
         after = sqlite3_column_int64(st, 1);
         rc = SQLITE_DONE;
     }
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                "reading the backfill state");
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "reading the backfill state");
+    sqlite3_finalize(st);
+    if (result != DW_OK)
+        return result;
     if (g->backfill != DW_BF_DONE)
         return old_behind(h, &g->old_behind);
     return load_run(h, "AND full AND finished", after, &g->last);

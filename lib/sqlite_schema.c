@@ -7,8 +7,9 @@
 #include "sqlite_backend.h"
 
 /* Version 2 (0.2) added the backfill, verification and contract state;
- * version 3 (0.3) the key routing. */
-#define STATE_SCHEMA_VERSION 3
+ * version 3 (0.3) the key routing; version 4 the mismatch log's entry
+ * count. */
+#define STATE_SCHEMA_VERSION 4
 
 /* The tables version 2 added; created by the upgrade from version 1 too.
  * Keys are stored as key text ([42], ["org-7",3]) and read back typed with
@@ -91,10 +92,19 @@ static const char state_upgrade_v2[] =
     "  DEFAULT 0;" STATE_DDL_V3_TABLES
     "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version';";
 
+/* From version 3 (0.3): the log's entry count, kept with each insert and
+ * clear, so that the cap is checked without counting the log. */
+static const char state_upgrade_v3[] =
+    "ALTER TABLE dw_migrations ADD COLUMN mismatch_entries INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "UPDATE dw_migrations SET mismatch_entries = (SELECT count(*) FROM "
+    "  dw_mismatch_log WHERE migration_id = dw_migrations.id);"
+    "UPDATE dw_meta SET value = 4 WHERE key = 'schema_version';";
+
 static const char state_ddl[] =
     "CREATE TABLE IF NOT EXISTS dw_meta("
     "  key TEXT PRIMARY KEY, value NOT NULL);"
-    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 3)"
+    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 4)"
     "  ON CONFLICT(key) DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS dw_migrations("
     "  id INTEGER PRIMARY KEY,"
@@ -105,7 +115,8 @@ static const char state_ddl[] =
     "  created REAL NOT NULL,"
     "  updated REAL NOT NULL,"
     "  mismatch_dropped INTEGER NOT NULL DEFAULT 0,"
-    "  contracted INTEGER NOT NULL DEFAULT 0," STATE_ROUTING_COLUMNS ");"
+    "  contracted INTEGER NOT NULL DEFAULT 0," STATE_ROUTING_COLUMNS ","
+    "  mismatch_entries INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS dw_history("
     "  id INTEGER PRIMARY KEY,"
     "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"
@@ -194,7 +205,7 @@ int dw__sqlite_state_init(dw_migration *h)
      * transaction (dw_open's write attempt holds one), so a failure keeps
      * the old version. */
     static const char *const upgrades[] = {NULL, state_upgrade_v1,
-                                           state_upgrade_v2};
+                                           state_upgrade_v2, state_upgrade_v3};
     int version = 0;
     for (;;) {
         st = dw__stmt(h, ST_SCHEMA_VERSION);
@@ -780,8 +791,8 @@ static int check_mapping(dw_migration *h, int target)
 
 /* How a key column compares: its affinity class (from the declared type,
  * by SQLite's rules) and the collation of a unique index over it. */
-static int key_traits(dw_migration *h, int side, int i, char cls[2],
-                      char coll[32])
+int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
+                          char coll[32])
 {
     const dw_side_def *d = &h->spec.side[side];
     sqlite3_stmt *st = NULL;
@@ -827,7 +838,7 @@ static int key_classes(dw_migration *h)
 {
     for (int i = 0; i < h->spec.side[DW_SIDE_OLD].nkey; i++) {
         char c[2], coll[32];
-        int rc = key_traits(h, DW_SIDE_OLD, i, c, coll);
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, c, coll);
         if (rc != DW_OK)
             return rc;
         h->key_class[i] = c[0];
@@ -844,9 +855,9 @@ static int keys_compare_alike(dw_migration *h)
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
     for (int i = 0; i < o->nkey; i++) {
         char ca[2], cb[2], la[32], lb[32];
-        int rc = key_traits(h, DW_SIDE_OLD, i, ca, la);
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, ca, la);
         if (rc == DW_OK)
-            rc = key_traits(h, DW_SIDE_NEW, i, cb, lb);
+            rc = dw__sqlite_key_traits(h, DW_SIDE_NEW, i, cb, lb);
         if (rc != DW_OK)
             return rc;
         h->key_class[i] = ca[0];

@@ -52,6 +52,50 @@ int dw__sqlite_backfill_stale(dw_migration *h)
                                               "marking the backfill stale");
 }
 
+/* A migration row deleted by hand leaves its state rows behind, and the
+ * next definition may get its id back: a new migration starts with no
+ * backfill, verification, overrides, queue, log or history of its own. */
+static int forget_orphans(dw_migration *h)
+{
+    static const char *const sql[] = {
+        "DELETE FROM dw_verify_keys WHERE run_id IN (SELECT id FROM "
+        "dw_verify_runs WHERE migration_id = ?1)",
+        "DELETE FROM dw_verify_runs WHERE migration_id = ?1",
+        "DELETE FROM dw_backfill WHERE migration_id = ?1",
+        "DELETE FROM dw_overrides WHERE migration_id = ?1",
+        "DELETE FROM dw_repair_queue WHERE migration_id = ?1",
+        "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
+        "DELETE FROM dw_history WHERE migration_id = ?1"};
+    for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
+        sqlite3_stmt *st = NULL;
+        int rc = dw__prepare(h, sql[i], &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, h->id);
+            rc = sqlite3_step(st);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK)
+            return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                    "clearing the state a deleted migration "
+                                    "left");
+    }
+    return DW_OK;
+}
+
+/* The stage and contract flag of the migration's row (ST_MIGRATION_FIND). */
+static int found_row_checked(dw_migration *h, sqlite3_stmt *st)
+{
+    state_row at = {"dw_migrations", "id", h->id, NULL};
+    int64_t contracted;
+    int rc = dw__column_stage(h, st, 1, &h->stage, &at);
+    if (rc == DW_OK)
+        rc = dw__column_int_in(h, st, 3, 0, 1, &contracted, &at);
+    if (rc == DW_OK)
+        h->contracted = (int)contracted;
+    return rc;
+}
+
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *digest, int redefine, int define,
                               const char *reason)
@@ -63,8 +107,10 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         h->id = sqlite3_column_int64(st, 0);
-        h->stage = sqlite3_column_int(st, 1);
-        h->contracted = sqlite3_column_int(st, 3);
+        if (found_row_checked(h, st) != DW_OK) {
+            sqlite3_reset(st);
+            return h->errcode;
+        }
         char stored[65];
         const char *text = (const char *)sqlite3_column_text(st, 2);
         if (!text) {
@@ -124,8 +170,60 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         return h->errcode;
     h->id = sqlite3_last_insert_rowid(h->db);
     h->stage = DW_STAGE_OFF;
+    if (forget_orphans(h) != DW_OK)
+        return h->errcode;
     return dw__sqlite_history_add(h, "define", DW_STAGE_OFF, DW_STAGE_OFF, 0,
                                   reason, NULL);
+}
+
+/* The stored override count is a fast path that every override change
+ * keeps; the rows decide. A count that disagrees with them is damage. */
+static int overrides_loaded(dw_migration *h, sqlite3_stmt *st, int64_t *n,
+                            const state_row *at)
+{
+    int rc = dw__column_int_in(h, st, 6, 0, INT64_MAX, n, at);
+    int stored = sqlite3_column_int(st, 7);
+    if (rc == DW_OK && (*n > 0) != stored)
+        rc = dw__damaged(h, at,
+                         "column overrides counts %lld overrides, but table "
+                         "dw_overrides holds %s for it",
+                         (long long)*n, stored ? "some" : "none");
+    return rc;
+}
+
+/* The stage and routing row, each value checked: a forged stage must not
+ * act as some stage. */
+static int stage_row_loaded(dw_migration *h, sqlite3_stmt *st, int *stage)
+{
+    state_row at = {"dw_migrations", "id", h->id, NULL};
+    int64_t contracted, buckets, promote, overrides;
+    int canary;
+    /* Column 8: whether the stored spec is still the one this handle
+     * opened (see dw__stage_current). */
+    h->redefined = !sqlite3_column_int(st, 8);
+    int rc = dw__column_stage(h, st, 0, stage, &at);
+    if (rc == DW_OK)
+        rc = dw__column_int_in(h, st, 1, 0, 1, &contracted, &at);
+    if (rc == DW_OK)
+        rc = dw__column_int_in(h, st, 2, 0, DW_BUCKETS, &buckets, &at);
+    if (rc == DW_OK)
+        rc = dw__column_stage(h, st, 3, &canary, &at);
+    if (rc == DW_OK)
+        rc = dw__column_int_in(h, st, 5, DW_PROMOTE_NONE, DW_STAGE_COMPLETE,
+                               &promote, &at);
+    if (rc == DW_OK)
+        rc = overrides_loaded(h, st, &overrides, &at);
+    int type = sqlite3_column_type(st, 4);
+    if (rc == DW_OK && type != SQLITE_TEXT && type != SQLITE_NULL)
+        rc = dw__damaged(h, &at, "column canary_cohort holds no text");
+    if (rc != DW_OK)
+        return rc;
+    const char *cohort = (const char *)sqlite3_column_text(st, 4);
+    if (!cohort && type != SQLITE_NULL)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    h->contracted = (int)contracted;
+    return dw__route_loaded(h, (int)buckets, canary, cohort, (int)promote,
+                            overrides);
 }
 
 int dw__sqlite_stage_load(dw_migration *h, int *stage)
@@ -137,19 +235,9 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     sqlite3_bind_text(st, 2, h->digest, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     int result = DW_OK;
-    if (rc == SQLITE_ROW) {
-        *stage = sqlite3_column_int(st, 0);
-        h->contracted = sqlite3_column_int(st, 1);
-        h->redefined = !sqlite3_column_int(st, 7);
-        const char *cohort = (const char *)sqlite3_column_text(st, 4);
-        if (!cohort && sqlite3_column_type(st, 4) != SQLITE_NULL)
-            result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        else
-            result = dw__route_loaded(h, sqlite3_column_int(st, 2),
-                                      sqlite3_column_int(st, 3), cohort,
-                                      sqlite3_column_int(st, 5),
-                                      sqlite3_column_int64(st, 6));
-    } else if (rc == SQLITE_DONE)
+    if (rc == SQLITE_ROW)
+        result = stage_row_loaded(h, st, stage);
+    else if (rc == SQLITE_DONE)
         result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                            "migration \"%s\" is no longer stored in this "
                            "database",
@@ -211,13 +299,17 @@ int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
     int rc;
+    int result = DW_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         dw_history_entry e;
         e.id = sqlite3_column_int64(st, 0);
+        state_row at = {"dw_history", "id", e.id, NULL};
+        if ((result = dw__column_stage(h, st, 3, &e.from_stage, &at)) !=
+                DW_OK ||
+            (result = dw__column_stage(h, st, 4, &e.to_stage, &at)) != DW_OK)
+            break;
         e.time = sqlite3_column_double(st, 1);
         e.event = (const char *)sqlite3_column_text(st, 2);
-        e.from_stage = sqlite3_column_int(st, 3);
-        e.to_stage = sqlite3_column_int(st, 4);
         e.forced = sqlite3_column_int(st, 5);
         e.reason = (const char *)sqlite3_column_text(st, 6);
         e.detail = (const char *)sqlite3_column_text(st, 7);
@@ -229,6 +321,10 @@ int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload)
             rc = SQLITE_DONE;
             break;
         }
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
     }
     return dw__end_listing(h, st, rc, "reading the history");
 }
@@ -312,18 +408,17 @@ int dw__sqlite_log_mismatch(dw_migration *h, const char *key,
     sqlite3_bind_int(st, 7, h->log_cap);
     if (dw__run(h, st, DW_SIDE_NONE, "logging a mismatch") != SQLITE_OK)
         return h->errcode;
-    if (sqlite3_changes(h->db) > 0)
-        return 1;
-
-    /* Over the cap: count what was dropped, keep nothing else. */
-    st = dw__stmt(h, ST_LOG_DROPPED);
+    /* Logged: counted with the entries; over the cap: counted as dropped,
+     * nothing else kept. */
+    int logged = sqlite3_changes(h->db) > 0;
+    st = dw__stmt(h, logged ? ST_LOG_ADDED : ST_LOG_DROPPED);
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    if (dw__run(h, st, DW_SIDE_NONE, "counting a dropped mismatch") !=
+    if (dw__run(h, st, DW_SIDE_NONE, "counting the mismatch log") !=
         SQLITE_OK)
         return h->errcode;
-    return 0;
+    return logged;
 }
 
 int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,

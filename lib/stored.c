@@ -633,8 +633,22 @@ int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
 
 /* ---- stored migrations ------------------------------------------------------ */
 
+/* Whether a stored spec is the text its digest was taken of. */
+static int spec_intact(const char *spec, const char *digest)
+{
+    dw_sha256 s;
+    unsigned char d[32];
+    char hex[65];
+    dw_sha256_init(&s);
+    dw_sha256_update(&s, spec, strlen(spec));
+    dw_sha256_final(&s, d);
+    dw_hex(hex, d, 32);
+    return strcmp(hex, digest) == 0;
+}
+
 /* The spec stored under `name`, copied into *spec (NULL when there is
- * none: DW_ENOTFOUND). */
+ * none: DW_ENOTFOUND); DW_ECORRUPT when it is not the text its digest was
+ * taken of (truncated or edited by hand). */
 static int read_stored_spec(sqlite3 *db, const char *name, char **spec,
                             char **errmsg)
 {
@@ -646,7 +660,8 @@ static int read_stored_spec(sqlite3 *db, const char *name, char **spec,
     if (have) {
         sqlite3_stmt *st = NULL;
         int src = prepare(db,
-                          "SELECT spec FROM main.dw_migrations WHERE name = ?1",
+                          "SELECT spec, spec_digest, json_valid(spec) FROM "
+                          "main.dw_migrations WHERE name = ?1",
                           &st);
         if (src == SQLITE_OK) {
             sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -654,7 +669,21 @@ static int read_stored_spec(sqlite3 *db, const char *name, char **spec,
         }
         if (src == SQLITE_ROW) {
             const char *text = (const char *)sqlite3_column_text(st, 0);
-            if (!text || !(*spec = dw__strdup(text)))
+            const char *digest = (const char *)sqlite3_column_text(st, 1);
+            if (!text || !digest)
+                rc = say(errmsg, DW_ENOMEM, "out of memory");
+            else if (!spec_intact(text, digest))
+                rc = say(errmsg, DW_ECORRUPT,
+                         "migration \"%s\": its stored spec is damaged: the "
+                         "text in table dw_migrations %s and does not match "
+                         "its digest (%.12s); define the migration again "
+                         "from the application",
+                         name,
+                         sqlite3_column_int(st, 2) ? "parses as JSON, but "
+                                                     "was changed"
+                                                   : "does not parse as JSON",
+                         digest);
+            else if (!(*spec = dw__strdup(text)))
                 rc = say(errmsg, DW_ENOMEM, "out of memory");
         } else if (src != SQLITE_DONE) {
             rc = say_sqlite(errmsg, db, src, "reading the stored spec");
@@ -746,12 +775,13 @@ static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
                "open: run ROLLBACK");
 }
 
-/* A callback mapping names itself in the spec, as "callback" (no
- * json_valid() guard: it answers "not valid" when memory runs out). */
+/* A callback mapping names itself in the spec, as "callback"; NULL when
+ * the spec is not JSON -- damaged, or json_valid() ran out of memory,
+ * which an intact spec then tells. */
 #define LIST_SQL(contracted)                                                   \
-    "SELECT name, stage, spec, spec_digest, "                                  \
+    "SELECT name, stage, spec, spec_digest, CASE WHEN json_valid(spec) THEN "  \
     "json_type(spec, '$.up.callback') IS NOT NULL OR "                         \
-    "json_type(spec, '$.down.callback') IS NOT NULL, "                         \
+    "json_type(spec, '$.down.callback') IS NOT NULL END, "                     \
     contracted ", created, updated FROM main.dw_migrations ORDER BY name"
 
 int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg)
@@ -793,7 +823,9 @@ int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg)
             m.contracted = sqlite3_column_int(st, 5) != 0;
             m.created = sqlite3_column_double(st, 6);
             m.updated = sqlite3_column_double(st, 7);
-            if (!m.name || !m.spec || !m.spec_digest) {
+            if (!m.name || !m.spec || !m.spec_digest ||
+                (sqlite3_column_type(st, 4) == SQLITE_NULL &&
+                 spec_intact(m.spec, m.spec_digest))) {
                 rc = SQLITE_NOMEM;
                 break;
             }

@@ -1955,14 +1955,14 @@ static void test_null_version_codes_stages(void **state)
                                 DW_ENOMEM,     DW_EBUSY,      DW_ENOTFOUND,
                                 DW_ESCHEMA,    DW_ESPEC,      DW_EMISMATCH,
                                 DW_ECONSTRAINT, DW_ECALLBACK, DW_EGATE,
-                                DW_MORE};
+                                DW_ECORRUPT,   DW_MORE};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         const char *s = C(dw_errstr)(codes[i]);
         assert_non_null(s);
         assert_true(s[0] != '\0');
         assert_string_not_equal(s, "unknown error");
     }
-    static const int unknown[] = {2, -12, 12345, INT_MIN, INT_MAX};
+    static const int unknown[] = {2, -99, 12345, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
         assert_string_equal(dw_errstr(unknown[i]), "unknown error");
 

@@ -1264,6 +1264,127 @@ static void reset_inherited_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* ---- damaged state ------------------------------------------------------- */
+
+/* Stored state edited by hand: every command that reads it says what is
+ * damaged, naming the table and row, and exits 7 -- never a guess, never a
+ * "(null)" stage, never "bad usage". */
+static void test_damaged_state(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 0);
+    run_result r;
+    exec_ok(t.db, "PRAGMA ignore_check_constraints = 1;"
+                  "UPDATE dw_migrations SET stage = 99");
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 7);
+    assert_contains(r.err, "damaged");
+    assert_contains(r.err, "table dw_migrations, row with id 1");
+    assert_contains(r.err, "column stage holds 99");
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    assert_code(&r, 7);
+    assert_true(strstr(r.out, "(null)") == NULL);
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 7);
+    assert_contains(r.out, "(not a stage)");
+    assert_contains(r.out, "cannot open: the stored state of migration "
+                           "\"items\" is damaged");
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 7);
+    assert_json(t.db, r.out, "$.migrations[0].stage", "");
+    assert_json(t.db, r.out, "$.migrations[0].opened", "0");
+    exec_ok(t.db, "UPDATE dw_migrations SET stage = 'LIVE'");
+    RUN(&r, &t, t.path, "history", "items");
+    assert_code(&r, 7);
+    assert_contains(r.err, "column stage holds the text 'LIVE'");
+
+    /* A history row: the listing stops at it, naming it. */
+    exec_ok(t.db, "UPDATE dw_migrations SET stage = 1;"
+                  "UPDATE dw_history SET to_stage = -1 WHERE id = 2");
+    RUN(&r, &t, t.path, "history", "items");
+    assert_code(&r, 7);
+    assert_contains(r.err, "table dw_history, row with id 2");
+    assert_contains(r.err, "column to_stage holds -1");
+    assert_true(strstr(r.out, "(null)") == NULL);
+    exec_ok(t.db, "UPDATE dw_history SET to_stage = 1 WHERE id = 2");
+    RUN(&r, &t, t.path, "history", "items");
+    assert_code(&r, 0);
+    done_tables(&t);
+}
+
+/* A stored spec truncated or edited by hand: the commands on it exit 7
+ * saying so; `list` lists the other migrations and marks it. */
+static void test_damaged_spec(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    exec_ok(t.db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT);"
+                  "CREATE TABLE other_v2(id INTEGER PRIMARY KEY, v TEXT);");
+    run_result r;
+    RUN(&r, &t, t.path, "define", "other", "--old", "other", "--old-key",
+        "id", "--new", "other_v2", "--new-key", "id", "--up", "v=v");
+    assert_code(&r, 0);
+    exec_ok(t.db, "UPDATE dw_migrations SET spec = substr(spec, 1, 40) "
+                  "WHERE name = 'items'");
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 7);
+    assert_contains(r.err, "migration \"items\": its stored spec is damaged");
+    assert_contains(r.err, "does not parse as JSON");
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 7);
+    assert_contains(r.out, "other ");
+    assert_contains(r.out, "items ");
+    assert_contains(r.out, "cannot open: migration \"items\": its stored "
+                           "spec is damaged");
+    RUN(&r, &t, t.path, "list", "--json");
+    assert_code(&r, 7);
+    assert_int_equal(json_len_at(t.db, r.out, "$.migrations"), 2);
+    /* Valid JSON, but not what its digest was taken of. */
+    exec_ok(t.db, "UPDATE dw_migrations SET spec = (SELECT spec FROM "
+                  "dw_migrations WHERE name = 'other') WHERE name = 'items'");
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 7);
+    assert_contains(r.err, "parses as JSON, but was changed");
+    assert_true(strstr(r.err, "renamed") == NULL);
+    RUN(&r, &t, t.path, "status", "other");
+    assert_code(&r, 0);
+    done_tables(&t);
+}
+
+/* Numbers on the command line are decimal as the docs say: no hex, sign,
+ * exponent or spaces. */
+static void test_strict_numbers(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 1);
+    run_result r;
+    static const char *const bad[] = {"0x10", "1e1", " 5", "+5", "5 ",
+                                      "inf",  "nan", "-0", "101", "5.",
+                                      ".5",   ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        RUN(&r, &t, t.path, "canary", "items", "--percent", bad[i],
+            "--stage", "DUAL_WRITE");
+        assert_code(&r, 2);
+        assert_contains(r.err, "--percent wants a decimal number");
+    }
+    RUN(&r, &t, t.path, "canary", "items", "--percent", "12.5", "--stage",
+        "DUAL_WRITE", "--reason", "try");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "--busy-timeout", "0x10", "list");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "--busy-timeout", " 10", "list");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "backfill", "items", "--batch", "0x10");
+    assert_code(&r, 2);
+    RUN(&r, &t, t.path, "backfill", "items", "--batch", "+10");
+    assert_code(&r, 2);
+    done_tables(&t);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -1292,6 +1413,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_json_stays_valid),
         cmocka_unit_test(test_contract_held_by_routed_keys),
         cmocka_unit_test(test_command_line_corners),
+        cmocka_unit_test(test_damaged_state),
+        cmocka_unit_test(test_damaged_spec),
+        cmocka_unit_test(test_strict_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -537,6 +537,50 @@ static void diverge_keys(sqlite3 *db, int from, int to)
     exec_ok(db, sql);
 }
 
+/* The virtual machine steps of every statement on the connection while
+ * one read logs a new mismatch. */
+static int64_t steps_of_logging_read(mfx *f, int64_t id)
+{
+    int64_t entries, dropped, before;
+    log_counts(f->h, &before, &dropped);
+    for (sqlite3_stmt *st = sqlite3_next_stmt(f->t.db, NULL); st;
+         st = sqlite3_next_stmt(f->t.db, st))
+        sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 1);
+    assert_dw_ok(f->h, mfx_read(f, id));
+    int64_t steps = 0;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(f->t.db, NULL); st;
+         st = sqlite3_next_stmt(f->t.db, st))
+        steps += sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+    log_counts(f->h, &entries, &dropped);
+    assert_int_equal((int)(entries - before), 1);
+    return steps;
+}
+
+/* Logging a mismatch costs the same whatever the log holds: no statement
+ * it runs walks the log (the cap reads a kept count). */
+static void test_log_cost_flat(void **state)
+{
+    (void)state;
+    mfx f;
+    mfx_open(&f, "mm_flat", 0, 1000000, 0);
+    diverge_keys(f.t.db, 1, 3);
+    assert_dw_ok(f.h, mfx_read(&f, 1)); /* statements prepared */
+    int64_t small = steps_of_logging_read(&f, 2);
+    exec_ok(f.t.db,
+            "WITH RECURSIVE c(x) AS (SELECT 1000 UNION ALL SELECT x + 1 FROM c "
+            "WHERE x < 50999) INSERT INTO dw_mismatch_log(migration_id, key, "
+            "digest, kind, detail, count, first_seen, last_seen) SELECT id, "
+            "'[' || x || ']', 'd', 3, 'x', 1, 0, 0 FROM c, dw_migrations;"
+            "UPDATE dw_migrations SET mismatch_entries = mismatch_entries + "
+            "50000");
+    int64_t big = steps_of_logging_read(&f, 3);
+    if (big > small + 100)
+        print_error("steps with an empty log %lld, with 50000 entries %lld\n",
+                    (long long)small, (long long)big);
+    assert_true(big <= small + 100);
+    mfx_close(&f);
+}
+
 static void test_log_cap(void **state)
 {
     (void)state;
@@ -861,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_sink_column_on_one_side),
         cmocka_unit_test(test_log_dedup),
         cmocka_unit_test(test_log_cap),
+        cmocka_unit_test(test_log_cost_flat),
         cmocka_unit_test(test_log_redaction),
         cmocka_unit_test(test_no_log_table),
         cmocka_unit_test(test_log_clear),

@@ -1827,6 +1827,59 @@ static void test_cohort_row_alone_and_mirror(void **state)
                      1);
 }
 
+/* An application function registered without SQLITE_DETERMINISTIC. */
+static void app_flip(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    sqlite3_result_int(ctx, 1);
+}
+
+/* A cohort that calls a function whose result is not the row's alone is
+ * refused, naming the function; nothing is stored. Deterministic
+ * functions, date functions over the row, and keywords that look like
+ * calls pass. */
+static void test_cohort_refuses_non_deterministic(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(sqlite3_create_function(f->t.db, "app_flip", 0,
+                                             SQLITE_UTF8, NULL, app_flip,
+                                             NULL, NULL),
+                     SQLITE_OK);
+    static const struct {
+        const char *cohort, *named;
+    } refused[] = {
+        {"abs(random()) % 2 = 0", "random()"},
+        {"length(randomblob(id)) > 3", "randomblob()"},
+        {"id > changes()", "changes()"},
+        {"id = last_insert_rowid()", "last_insert_rowid()"},
+        {"org = 'org-7' AND \"RANDOM\" ( ) > 0", "RANDOM()"},
+        {"name < CURRENT_TIMESTAMP", "CURRENT_TIMESTAMP()"},
+        {"id < total_changes()", "total_changes()"},
+        {"app_flip()", "app_flip()"},
+        {"date('now') > '2020-01-01'", "date('now')"},
+        {"julianday( 'NOW' ) - id > 0", "julianday('now')"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        assert_dw(h, set_canary(h, 0, refused[i].cohort, DW_STAGE_SHADOW,
+                                DW_PROMOTE_NONE, 0, "try"),
+                  DW_EMISUSE);
+        if (!strstr(dw_errmsg(h), refused[i].named))
+            print_error("%s: %s\n", refused[i].cohort, dw_errmsg(h));
+        assert_msg_has(h, refused[i].named);
+        assert_msg_has(h, "old row alone");
+    }
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
+                                        "WHERE canary_cohort IS NOT NULL"),
+                     0);
+    assert_dw_ok(h, set_canary(h, 0,
+                               "abs(id) % 2 = 0 AND upper(org) LIKE 'ORG%' "
+                               "AND id IN (1, 2, 3) AND CAST(id AS TEXT) "
+                               "<> date(id, 'unixepoch') AND name <> 'now'",
+                               DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0, NULL));
+}
+
 /* dw_routing_get() hands out the handle's own cohort string; passing the
  * struct back while the stored routing changes under it must not read
  * freed memory (ASan and valgrind watch this test). */
@@ -2515,6 +2568,7 @@ int main(void)
         T(test_canary_makes_backfill_stale),
         T(test_canary_rollback_gated),
         T(test_get_modify_set),
+        T(test_cohort_refuses_non_deterministic),
         T(test_cohort_row_alone_and_mirror),
         T(test_setup_sql_before_routed_writes),
         T(test_routing_count),

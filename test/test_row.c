@@ -542,12 +542,12 @@ static void test_errstr(void **state)
     const int codes[] = {DW_OK,         DW_ERROR,     DW_EMISUSE,   DW_ENOMEM,
                          DW_EBUSY,      DW_ENOTFOUND, DW_ESCHEMA,   DW_ESPEC,
                          DW_EMISMATCH,  DW_ECONSTRAINT, DW_ECALLBACK, DW_EGATE,
-                         DW_MORE};
+                         DW_ECORRUPT,   DW_MORE};
     const int n = (int)(sizeof codes / sizeof codes[0]);
     const char *unknown = dw_errstr(12345);
     assert_non_null(unknown);
     assert_string_equal(unknown, "unknown error");
-    assert_string_equal(dw_errstr(-12), "unknown error");
+    assert_string_equal(dw_errstr(-99), "unknown error");
     assert_string_equal(dw_errstr(2), "unknown error");
     for (int a = 0; a < n; a++) {
         const char *s = dw_errstr(codes[a]);

@@ -8,9 +8,10 @@
 static const char *const key_cols[] = {"id"};
 static const dw_column_map up[] = {{"title", "upper(name)"}};
 
-static int open_items(dw_migration **h, sqlite3 *db)
+static int open_items_capped(dw_migration **h, sqlite3 *db, int log_cap)
 {
     dw_options o = DW_OPTIONS_INIT;
+    o.log_cap = log_cap;
     o.name = "items_v2";
     o.old_side.table = "items";
     o.old_side.key_columns = key_cols;
@@ -23,9 +24,22 @@ static int open_items(dw_migration **h, sqlite3 *db)
     return dw_open(h, db, &o, NULL);
 }
 
+static int open_items(dw_migration **h, sqlite3 *db)
+{
+    return open_items_capped(h, db, 0);
+}
+
+/* Turns the state tables back into what 0.3 created. */
+static void downgrade_to_v3(sqlite3 *db)
+{
+    exec_ok(db, "ALTER TABLE dw_migrations DROP COLUMN mismatch_entries;"
+                "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
+}
+
 /* Turns the state tables back into what 0.2 created. */
 static void downgrade_to_v2(sqlite3 *db)
 {
+    downgrade_to_v3(db);
     exec_ok(db, "DROP TABLE dw_overrides;"
                 "ALTER TABLE dw_migrations DROP COLUMN canary_buckets;"
                 "ALTER TABLE dw_migrations DROP COLUMN canary_stage;"
@@ -70,7 +84,7 @@ static void test_version_1_is_upgraded(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
                                      "'schema_version'"),
-                     3);
+                     4);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history"), 2);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history WHERE "
                                      "detail IS NULL"),
@@ -103,7 +117,7 @@ static void test_version_2_is_upgraded(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
                                      "'schema_version'"),
-                     3);
+                     4);
     /* No routing after the upgrade; the backfill done before still counts
      * and overrides work on the new table. */
     dw_routing r;
@@ -119,6 +133,55 @@ static void test_version_2_is_upgraded(void **state)
     assert_dw_ok(h, dw_key_stage(&stage, &route, h, &key, 1));
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(route, DW_ROUTE_OVERRIDE);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static int64_t schema_version(sqlite3 *db)
+{
+    return query_int(db, "SELECT value FROM dw_meta WHERE key = "
+                         "'schema_version'");
+}
+
+/* 0.3 counted the log for its cap on every insert; the upgrade stores
+ * each migration's entry count, which the cap then reads. */
+static void test_version_3_is_upgraded(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk');"
+                  "INSERT INTO items_v2 VALUES(1, 'lamp'), (2, 'rug');");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    dw_close(h);
+    downgrade_to_v3(t.db);
+    exec_ok(t.db, "INSERT INTO dw_mismatch_log(migration_id, key, digest, "
+                  "kind, detail, count, first_seen, last_seen) "
+                  "SELECT id, '[' || n || ']', 'd', 3, 'x', 1, 0, 0 FROM "
+                  "dw_migrations, (SELECT 10 AS n UNION ALL SELECT 11)");
+
+    assert_int_equal(open_items_capped(&h, t.db, 3), DW_OK);
+    assert_int_equal(schema_version(t.db), 4);
+    assert_int_equal(query_int(t.db, "SELECT mismatch_entries FROM "
+                                     "dw_migrations"),
+                     2);
+    /* The cap of 3 holds one more entry; the next is dropped. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, "go", 0));
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    for (int id = 1; id <= 2; id++) {
+        dw_value key = dw_int(id);
+        assert_dw_ok(h, dw_read(row, h, &key, 1, NULL, NULL, NULL));
+    }
+    dw_row_free(row);
+    int64_t entries = -1, dropped = -1;
+    assert_dw_ok(h, dw_mismatch_log_count(&entries, &dropped, h));
+    assert_int_equal(entries, 3);
+    assert_int_equal(dropped, 1);
     dw_close(h);
     test_db_close(&t);
 }
@@ -152,7 +215,7 @@ static void test_future_version_is_refused(void **state)
     dw_migration *h = NULL;
     assert_int_equal(open_items(&h, t.db), DW_OK);
     dw_close(h);
-    exec_ok(t.db, "UPDATE dw_meta SET value = 4 WHERE key = "
+    exec_ok(t.db, "UPDATE dw_meta SET value = 5 WHERE key = "
                   "'schema_version'");
     char *err = NULL;
     dw_options o = DW_OPTIONS_INIT;
@@ -168,15 +231,9 @@ static void test_future_version_is_refused(void **state)
     assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);
     assert_null(h);
     assert_non_null(err);
-    assert_non_null(strstr(err, "version 4"));
+    assert_non_null(strstr(err, "version 5"));
     sqlite3_free(err);
     test_db_close(&t);
-}
-
-static int64_t schema_version(sqlite3 *db)
-{
-    return query_int(db, "SELECT value FROM dw_meta WHERE key = "
-                         "'schema_version'");
 }
 
 /* Creating, upgrading or putting back state tables takes the write lock,
@@ -227,7 +284,7 @@ static void test_state_work_takes_the_write_lock(void **state)
         print_error("dw_open_stored: %s\n", err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);
     dw_close(h);
-    assert_int_equal(schema_version(t.db), 3);
+    assert_int_equal(schema_version(t.db), 4);
     assert_int_equal(query_int(t.db, count_state), tables);
 
     /* A table dropped by hand is put back under the lock too. */
@@ -254,6 +311,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_1_is_upgraded),
         cmocka_unit_test(test_version_2_is_upgraded),
+        cmocka_unit_test(test_version_3_is_upgraded),
         cmocka_unit_test(test_missing_table_is_put_back),
         cmocka_unit_test(test_future_version_is_refused),
         cmocka_unit_test(test_state_work_takes_the_write_lock),

@@ -138,6 +138,8 @@ static const char exit_codes_help[] =
     "  4    divergence: verify found differences, or mismatches are logged\n"
     "  5    the database stayed locked (busy); nothing was applied, retry\n"
     "  6    no migration by that name in the database\n"
+    "  7    the stored state is damaged (the message names the table and\n"
+    "       row, or the migration whose stored spec is damaged)\n"
     "  130  backfill interrupted after a committed batch; run it again\n";
 
 static void usage(FILE *f)
@@ -240,6 +242,8 @@ int fail(int rc, const char *msg)
         return EXIT_BUSY;
     case DW_ENOTFOUND:
         return EXIT_NOT_FOUND;
+    case DW_ECORRUPT:
+        return EXIT_DAMAGED;
     case DW_EMISUSE:
         /* The request as given is refused: a jump without --force, a
          * backfill at OFF, a malformed spec. */
@@ -306,17 +310,23 @@ char *canary_text(const dw_routing *r)
         return sqlite3_mprintf("none");
     if (!r->canary_cohort)
         return sqlite3_mprintf("%.2f%% of keys at %s", r->canary_percent,
-                               dw_stage_name(r->canary_stage));
+                               stage_word(r->canary_stage));
     return sqlite3_mprintf("%.2f%% of keys and cohort \"%s\" at %s",
                            r->canary_percent, r->canary_cohort,
-                           dw_stage_name(r->canary_stage));
+                           stage_word(r->canary_stage));
+}
+
+const char *stage_word(int stage)
+{
+    const char *name = dw_stage_name(stage);
+    return name ? name : "(not a stage)";
 }
 
 const char *promote_name(const dw_routing *r)
 {
     return r->promote_stage == DW_PROMOTE_NONE
                ? NULL
-               : dw_stage_name(r->promote_stage);
+               : stage_word(r->promote_stage);
 }
 
 const char *format_time(char *buf, size_t size, double t)
@@ -347,6 +357,27 @@ int opt_given(const dwctl *c, const char *name)
     return 0;
 }
 
+/* Decimal digits, after a '-' when `sign`; `point`: then optionally a '.'
+ * and more digits. No spaces, no '+', no hex, no exponent. */
+static int plain_number(const char *v, int sign, int point)
+{
+    if (sign && *v == '-')
+        v++;
+    const char *digits = v;
+    while (*v >= '0' && *v <= '9')
+        v++;
+    if (v == digits)
+        return 0;
+    if (point && *v == '.') {
+        const char *fraction = ++v;
+        while (*v >= '0' && *v <= '9')
+            v++;
+        if (v == fraction)
+            return 0;
+    }
+    return *v == '\0';
+}
+
 int opt_int(const dwctl *c, const char *name, long min, long max, int *out)
 {
     const char *v = opt_value(c, name);
@@ -355,12 +386,28 @@ int opt_int(const dwctl *c, const char *name, long min, long max, int *out)
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max) {
+    if (!plain_number(v, min < 0, 0) || errno || n < min || n > max) {
         say_error("--%s wants a whole number from %ld to %ld, not \"%s\"",
                   name, min, max, v);
         return -1;
     }
     *out = (int)n;
+    return 0;
+}
+
+int opt_percent(const dwctl *c, const char *name, double *out)
+{
+    const char *v = opt_value(c, name);
+    if (!v)
+        return 0;
+    double p = plain_number(v, 0, 1) ? strtod(v, NULL) : -1;
+    if (!(p >= 0 && p <= 100)) {
+        say_error("--%s wants a decimal number from 0 to 100 (such as 5 or "
+                  "12.5), not \"%s\"",
+                  name, v);
+        return -1;
+    }
+    *out = p;
     return 0;
 }
 
@@ -493,7 +540,7 @@ static int parse_busy_ms(const char *v, int *out)
     char *end;
     errno = 0;
     long ms = strtol(v, &end, 10);
-    if (errno || *end || end == v || ms < 0 || ms > 86400000)
+    if (!plain_number(v, 0, 0) || errno || ms > 86400000)
         return usage_error(NULL,
                            "--busy-timeout wants milliseconds (0 to "
                            "86400000), not \"%s\"",

@@ -19,6 +19,7 @@ enum {
     EXIT_DIVERGED = 4,   /* the models disagree */
     EXIT_BUSY = 5,       /* the database stayed locked; retry */
     EXIT_NOT_FOUND = 6,  /* no such migration */
+    EXIT_DAMAGED = 7,    /* the stored state is damaged */
     EXIT_STOPPED = 130   /* interrupted after a committed batch; run again */
 };
 
@@ -66,6 +67,9 @@ int opt_given(const dwctl *c, const char *name);
 /* Parses an option's integer value into *out (left alone when absent);
  * returns 0, or prints an error and returns -1. */
 int opt_int(const dwctl *c, const char *name, long min, long max, int *out);
+/* The same for a percentage: decimal digits, optionally a '.' and more,
+ * from 0 to 100 (no sign, exponent, hex or spaces). */
+int opt_percent(const dwctl *c, const char *name, double *out);
 
 /* A word for a shell command line: as it is when it needs no quoting,
  * else in single quotes; to be freed with sqlite3_free(). */
@@ -96,6 +100,11 @@ const char *kind_name(int kind);
 /* The canary in one line: "10.00% of keys and cohort "x" at LIVE", or
  * "none"; to be freed with sqlite3_free() (NULL when out of memory). */
 char *canary_text(const dw_routing *r);
+
+/* A stage's name for text output, never NULL: a value that is no stage
+ * (read from a damaged database) shows as "(not a stage)". (JSON output
+ * shows it as null.) */
+const char *stage_word(int stage);
 
 /* The promotion stage's name, or NULL for none. */
 const char *promote_name(const dw_routing *r);

@@ -222,7 +222,7 @@ int cmd_define(dwctl *c)
     rc = dw_stage_get(&stage, h);
     if (rc == DW_OK)
         printf("%s: %s at %s (spec %.16s)\n", name, what,
-               dw_stage_name(stage), dw_spec_digest(h));
+               stage_word(stage), dw_spec_digest(h));
     int code = fail_h(rc, h);
     dw_close(h);
     return code;
@@ -261,13 +261,13 @@ int cmd_stage(dwctl *c)
         rc = dw_stage_set(h, to, reason, flags);
     if (rc == DW_OK) {
         if (from == to)
-            printf("%s: already at %s\n", dw_name(h), dw_stage_name(to));
+            printf("%s: already at %s\n", dw_name(h), stage_word(to));
         else if (check)
             printf("%s: the move from %s to %s is allowed\n", dw_name(h),
-                   dw_stage_name(from), dw_stage_name(to));
+                   stage_word(from), stage_word(to));
         else
-            printf("%s: %s -> %s\n", dw_name(h), dw_stage_name(from),
-                   dw_stage_name(to));
+            printf("%s: %s -> %s\n", dw_name(h), stage_word(from),
+                   stage_word(to));
     }
     code = fail_h(rc, h);
     dw_close(h);
@@ -835,7 +835,7 @@ static int canary_keys(dwctl *c, dw_migration *h, const dw_routing *r)
         rc = dw_override_set(h, k.values, k.nkey, k.count, stage, reason);
         if (rc == DW_OK && !c->json)
             printf("%s: %d keys now at %s\n", dw_name(h), k.count,
-                   dw_stage_name(stage));
+                   stage_word(stage));
     } else {
         rc = dw_override_clear(&cleared, h, k.values, k.nkey, k.count, reason);
         if (rc == DW_OK && !c->json)
@@ -857,16 +857,8 @@ int cmd_canary(dwctl *c)
         return EXIT_USAGE;
     }
     double percent = 0;
-    if (opt_value(c, "percent")) {
-        char *end;
-        percent = strtod(opt_value(c, "percent"), &end);
-        if (end == opt_value(c, "percent") || *end || !(percent >= 0) ||
-            percent > 100) {
-            say_error("--percent wants a number from 0 to 100, not \"%s\"",
-                      opt_value(c, "percent"));
-            return EXIT_USAGE;
-        }
-    }
+    if (opt_percent(c, "percent", &percent) != 0)
+        return EXIT_USAGE;
     dw_migration *h = NULL;
     int code = open_migration(&h, c);
     if (code != EXIT_DONE)

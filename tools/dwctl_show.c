@@ -202,7 +202,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
     } else {
         if (ls->count == 0)
             printf("%-24s %-10s %s\n", "NAME", "STAGE", "HEALTH");
-        printf("%-24s %-10s %s\n", m->name, dw_stage_name(s.stage),
+        printf("%-24s %-10s %s\n", m->name, stage_word(s.stage),
                line ? line : "(out of memory)");
     }
     sqlite3_free(line);
@@ -288,7 +288,7 @@ static char *contract_blocked(const standing *s)
         r->canary_stage != DW_STAGE_COMPLETE)
         return sqlite3_mprintf("the contract is held back: the canary runs "
                                "at %s (canary --clear)",
-                               dw_stage_name(r->canary_stage));
+                               stage_word(r->canary_stage));
     return NULL;
 }
 
@@ -352,15 +352,15 @@ static void print_next(const char *db_path, const char *migration,
         printf("next        dwctl %s canary %s, then contract\n", db, name);
     else if (strcmp(a, "stage") == 0)
         printf("next        dwctl %s stage %s %s --reason TEXT\n", db, name,
-               dw_stage_name(n->stage));
+               stage_word(n->stage));
     else if (strcmp(a, "repair") == 0)
         printf("next        dwctl %s repair %s (if not done since the last "
                "verification), then verify %s\n",
                db, name, name);
     else
         printf("next        dwctl %s %s %s, then stage %s\n", db, a, name,
-               dw_stage_name(n->stage));
-    const char *into = n->stage >= 0 ? dw_stage_name(n->stage) : "contract";
+               stage_word(n->stage));
+    const char *into = n->stage >= 0 ? stage_word(n->stage) : "contract";
     if (strcmp(a, "done") != 0 && n->gate_open)
         printf("gate        open into %s\n", into);
     else if (strcmp(a, "done") != 0)
@@ -476,7 +476,7 @@ static int list_override(const dw_override_entry *e, void *payload)
         json_num(j, "time", e->time);
         json_end(j, '}');
     } else {
-        printf("  %s at %s%s\n", e->key, dw_stage_name(e->stage),
+        printf("  %s at %s%s\n", e->key, stage_word(e->stage),
                e->promoted ? " (promoted on write)" : "");
     }
     return 0;
@@ -518,7 +518,7 @@ static int print_status(dwctl *c, dw_migration *h, const found_spec *f,
     char *old_side = describe_side(c->db, f->spec, "old");
     char *new_side = describe_side(c->db, f->spec, "new");
     printf("migration   %s\n", dw_name(h));
-    printf("stage       %s\n", dw_stage_name(s->stage));
+    printf("stage       %s\n", stage_word(s->stage));
     printf("old model   %s%s\n", old_side ? old_side : "?",
            f->contracted ? " (dropped by the contract)" : "");
     printf("new model   %s\n", new_side ? new_side : "?");
@@ -675,10 +675,10 @@ static int show_entry(const dw_history_entry *e, void *payload)
     char when[64];
     printf("%s  %-9s", format_time(when, sizeof when, e->time), e->event);
     if (strcmp(e->event, "stage") == 0 || strcmp(e->event, "restore") == 0)
-        printf(" %s -> %s", dw_stage_name(e->from_stage),
-               dw_stage_name(e->to_stage));
+        printf(" %s -> %s", stage_word(e->from_stage),
+               stage_word(e->to_stage));
     else
-        printf(" at %s", dw_stage_name(e->to_stage));
+        printf(" at %s", stage_word(e->to_stage));
     if (e->forced)
         printf(" FORCED");
     if (e->reason)
