@@ -1955,7 +1955,8 @@ static void test_null_version_codes_stages(void **state)
                                 DW_ENOMEM,     DW_EBUSY,      DW_ENOTFOUND,
                                 DW_ESCHEMA,    DW_ESPEC,      DW_EMISMATCH,
                                 DW_ECONSTRAINT, DW_ECALLBACK, DW_EGATE,
-                                DW_ECORRUPT,   DW_MORE};
+                                DW_ECORRUPT,   DW_EROLLEDBACK, DW_ENOCOMPARE,
+                                DW_MORE};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         const char *s = C(dw_errstr)(codes[i]);
         assert_non_null(s);

@@ -542,7 +542,8 @@ static void test_errstr(void **state)
     const int codes[] = {DW_OK,         DW_ERROR,     DW_EMISUSE,   DW_ENOMEM,
                          DW_EBUSY,      DW_ENOTFOUND, DW_ESCHEMA,   DW_ESPEC,
                          DW_EMISMATCH,  DW_ECONSTRAINT, DW_ECALLBACK, DW_EGATE,
-                         DW_ECORRUPT,   DW_MORE};
+                         DW_ECORRUPT,   DW_EROLLEDBACK, DW_ENOCOMPARE,
+                         DW_MORE};
     const int n = (int)(sizeof codes / sizeof codes[0]);
     const char *unknown = dw_errstr(12345);
     assert_non_null(unknown);
