@@ -994,6 +994,88 @@ static void test_empty_sql_mapping_into_columns(void **state)
     test_db_close(&t);
 }
 
+/* Both sides of the key alone (a link table moved to another table, both
+ * mappings implied), and an up C callback over the key-only old side:
+ * redefined alike, one-side-only rows repaired, a failed down mirror
+ * queued for repair and drained once the trigger refusing it is gone, the
+ * contract and the restore. */
+static int map_up_position(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)in;
+    (void)payload;
+    return dw_row_set_int(out, "position", 0);
+}
+
+static void test_key_only_old_side_variants(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        test_db t;
+        test_db_open(&t);
+        exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, 11), "
+                                  "(2, 10), (3, 12);");
+        if (variant == 0)
+            exec_ok(t.db, "DROP TABLE tag_item_v2; CREATE TABLE tag_item_v2("
+                          "tag_id INTEGER NOT NULL, item_id INTEGER NOT NULL, "
+                          "UNIQUE(tag_id, item_id));");
+        dw_options o = link_opts("links");
+        o.up = NULL;
+        o.nup = 0;
+        if (variant == 1) {
+            o.up_fn = map_up_position;
+            o.map_version = "p0";
+        }
+        o.flags = DW_OPEN_REPAIR_QUEUE;
+        dw_migration *h = open_ok(t.db, &o);
+        /* Redefined with the same spec: the same digest. */
+        o.flags |= DW_OPEN_REDEFINE;
+        dw_migration *again = open_ok(t.db, &o);
+        assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
+        dw_close(again);
+        stage_to(h, DW_STAGE_DUAL_WRITE);
+        write_link(t.db, h, DW_SIDE_OLD, 4, 13, ADD);
+        backfill_and_verify(h);
+        exec_ok(t.db, "INSERT INTO tag_item_v2(tag_id, item_id) VALUES(9, 9);"
+                      "DELETE FROM tag_item_v2 WHERE tag_id = 1 AND item_id = 10;");
+        verify_counts(h, 1, 1, 0);
+        dw_repair_result rr;
+        assert_dw_ok(h, dw_repair_divergent(&rr, h));
+        assert_int_equal(rr.repaired, 2);
+        verify_counts(h, 0, 0, 0);
+        stage_to(h, DW_STAGE_SHADOW);
+        stage_to(h, DW_STAGE_LIVE);
+        /* A down mirror the link table refuses: queued. */
+        exec_ok(t.db, "CREATE TRIGGER no7 BEFORE INSERT ON tag_item WHEN "
+                      "NEW.tag_id = 7 BEGIN SELECT RAISE(ABORT, 'no 7'); "
+                      "END;");
+        assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 7, 12, ADD));
+        int64_t queued = 0;
+        assert_dw_ok(h, dw_repair_count(&queued, h));
+        assert_int_equal(queued, 1);
+        assert_int_equal(has_row(t.db, "tag_item", 7, 12), 0);
+        exec_ok(t.db, "DROP TRIGGER no7;");
+        assert_dw_ok(h, dw_repair_queue(&rr, h));
+        assert_int_equal(has_row(t.db, "tag_item", 7, 12), 1);
+        write_link(t.db, h, DW_SIDE_NEW, 7, 12, DROP);
+        backfill_and_verify(h);
+        stage_to(h, DW_STAGE_RAMPDOWN);
+        stage_to(h, DW_STAGE_COMPLETE);
+        char backup[400];
+        snprintf(backup, sizeof backup, "%s/both.backup", t.dir);
+        assert_dw_ok(h, dw_contract(h, backup, "drop"));
+        assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 8, 8, ADD));
+        dw_close(h);
+        o.flags = 0;
+        h = open_ok(t.db, &o);
+        assert_dw_ok(h, dw_restore(h, backup, "back"));
+        backfill_and_verify(h);
+        assert_int_equal(has_row(t.db, "tag_item", 8, 8), 1);
+        dw_close(h);
+        remove(backup);
+        test_db_close(&t);
+    }
+}
+
 int main(void)
 {
     /* Before any connection: the counting allocator, for the OOM walk. */
@@ -1009,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_link_table_promotion_and_canary),
         cmocka_unit_test(test_key_only_backfill_resumes),
         cmocka_unit_test(test_empty_sql_mapping_into_columns),
+        cmocka_unit_test(test_key_only_old_side_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
