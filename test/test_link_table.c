@@ -22,16 +22,25 @@ static const dw_column_map link_up[] = {{"position", "0"}};
     "NULL, position INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(tag_id, "         \
     "item_id)) WITHOUT ROWID;"
 
-static dw_options link_opts(const char *name)
+/* A migration from table old to table new, both keyed by the two columns
+ * of key, with no mapping yet. */
+static dw_options two_key_opts(const char *name, const char *old,
+                               const char *new, const char *const key[2])
 {
     dw_options o = DW_OPTIONS_INIT;
     o.name = name;
-    o.old_side.table = "tag_item";
-    o.old_side.key_columns = link_key;
+    o.old_side.table = old;
+    o.old_side.key_columns = key;
     o.old_side.nkey_columns = 2;
-    o.new_side.table = "tag_item_v2";
-    o.new_side.key_columns = link_key;
+    o.new_side.table = new;
+    o.new_side.key_columns = key;
     o.new_side.nkey_columns = 2;
+    return o;
+}
+
+static dw_options link_opts(const char *name)
+{
+    dw_options o = two_key_opts(name, "tag_item", "tag_item_v2", link_key);
     o.up = link_up;
     o.nup = 1;
     return o;
@@ -416,6 +425,19 @@ static void test_key_only_upsert_reports_other_constraints(void **state)
     test_db_close(&t);
 }
 
+/* tag_item_v1(tag_id, item_id, note) becomes tag_item, the key alone. */
+#define DROP_NOTE_SCHEMA                                                       \
+    "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id INTEGER NOT "  \
+    "NULL, note TEXT, PRIMARY KEY(tag_id, item_id));"                         \
+    "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id INTEGER NOT "     \
+    "NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT ROWID;"
+
+/* Into the key alone: no up mapping given. */
+static dw_options drop_note_opts(const char *name)
+{
+    return two_key_opts(name, "tag_item_v1", "tag_item", link_key);
+}
+
 /* The new side can be the key alone too (a column dropped): no up mapping
  * is needed, and the down mapping fills the old column back. */
 static void test_key_only_new_side(void **state)
@@ -423,20 +445,10 @@ static void test_key_only_new_side(void **state)
     (void)state;
     test_db t;
     test_db_open(&t);
-    exec_ok(t.db, "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, note TEXT, PRIMARY KEY(tag_id, "
-                  "item_id));"
-                  "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT "
-                  "ROWID;"
-                  "INSERT INTO tag_item_v1 VALUES(1, 10, 'a'), (2, 20, "
-                  "'b');");
+    exec_ok(t.db, DROP_NOTE_SCHEMA "INSERT INTO tag_item_v1 VALUES(1, 10, "
+                                  "'a'), (2, 20, 'b');");
     static const dw_column_map down[] = {{"note", "'restored'"}};
-    dw_options o = link_opts("drop_note");
-    o.old_side.table = "tag_item_v1";
-    o.new_side.table = "tag_item";
-    o.up = NULL; /* into the key alone: none needed */
-    o.nup = 0;
+    dw_options o = drop_note_opts("drop_note");
     o.down = down;
     o.ndown = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -514,6 +526,23 @@ static void test_key_only_new_side(void **state)
     test_db_close(&t);
 }
 
+/* An open refused with DW_EMISUSE and a message holding `reason` (err
+ * freed), leaving nothing stored: not even the state tables. */
+static void assert_refused(sqlite3 *db, int rc, const dw_migration *h,
+                           char *err, const char *reason)
+{
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_null(h);
+    assert_non_null(err);
+    if (!strstr(err, reason))
+        print_error("%s\n", err);
+    assert_non_null(strstr(err, reason));
+    sqlite3_free(err);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_schema "
+                                   "WHERE name = 'dw_migrations'"),
+                     0);
+}
+
 /* Both sides one table: the row is shared, so a side of the key alone
  * would have nothing of its own. Refused, saying why. */
 static void test_one_table_side_needs_columns(void **state)
@@ -534,16 +563,10 @@ static void test_one_table_side_needs_columns(void **state)
     o.new_side.ncolumns = 1;
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_EMISUSE);
-    assert_null(h);
-    assert_non_null(err);
-    assert_non_null(strstr(err, "old side: no model columns besides the key"));
-    assert_non_null(strstr(err, "shares its rows"));
-    sqlite3_free(err);
-    /* Nothing stored: not even the state tables. */
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
-                                     "WHERE name = 'dw_migrations'"),
-                     0);
+    int rc = dw_open(&h, t.db, &o, &err);
+    assert_refused(t.db, rc, h, err,
+                   "old side: no model columns besides the key; both sides "
+                   "are table \"tag_item\", which shares its rows");
     test_db_close(&t);
 }
 
@@ -624,14 +647,7 @@ static const dw_column_map member_down[] = {{"role", "'member'"}};
 
 static dw_options member_opts(const char *name)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "member_v1";
-    o.old_side.key_columns = member_key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "member";
-    o.new_side.key_columns = member_key;
-    o.new_side.nkey_columns = 2;
+    dw_options o = two_key_opts(name, "member_v1", "member", member_key);
     o.down = member_down;
     o.ndown = 1;
     return o;
@@ -911,20 +927,11 @@ static void test_key_only_backfill_resumes(void **state)
     (void)state;
     test_db t;
     test_db_open(&t);
-    exec_ok(t.db, "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, note TEXT, PRIMARY KEY(tag_id, "
-                  "item_id));"
-                  "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT "
-                  "ROWID;"
-                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
-                  "FROM n WHERE i < 50) INSERT INTO tag_item_v1 SELECT i % 7, "
-                  "i, 'n' FROM n;");
-    dw_options o = link_opts("resume");
-    o.old_side.table = "tag_item_v1";
-    o.new_side.table = "tag_item";
-    o.up = NULL;
-    o.nup = 0;
+    exec_ok(t.db, DROP_NOTE_SCHEMA "WITH RECURSIVE n(i) AS (SELECT 1 UNION "
+                                  "ALL SELECT i + 1 FROM n WHERE i < 50) "
+                                  "INSERT INTO tag_item_v1 SELECT i % 7, i, "
+                                  "'n' FROM n;");
+    dw_options o = drop_note_opts("resume");
     dw_migration *h = open_ok(t.db, &o);
     stage_to(h, DW_STAGE_DUAL_WRITE);
     /* Some are there already. */
@@ -979,18 +986,9 @@ static void test_empty_sql_mapping_into_columns(void **state)
     for (int i = 0; i < 2; i++) {
         dw_migration *h = NULL;
         char *err = NULL;
-        assert_int_equal(dw_open_json(&h, t.db, "empty", spec[i], 0, NULL,
-                                      &err),
-                         DW_EMISUSE);
-        assert_null(h);
-        if (!strstr(err, reason[i]))
-            print_error("%s\n", err);
-        assert_non_null(strstr(err, reason[i]));
-        sqlite3_free(err);
+        int rc = dw_open_json(&h, t.db, "empty", spec[i], 0, NULL, &err);
+        assert_refused(t.db, rc, h, err, reason[i]);
     }
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
-                                     "WHERE name = 'dw_migrations'"),
-                     0);
     test_db_close(&t);
 }
 
@@ -1006,72 +1004,86 @@ static int map_up_position(dw_row *out, const dw_row *in, void *payload)
     return dw_row_set_int(out, "position", 0);
 }
 
+/* At LIVE under DW_OPEN_REPAIR_QUEUE: a down mirror the link table refuses
+ * is queued, and drained once the trigger refusing it is gone. */
+static void queue_and_drain(sqlite3 *db, dw_migration *h)
+{
+    exec_ok(db, "CREATE TRIGGER no7 BEFORE INSERT ON tag_item WHEN "
+                "NEW.tag_id = 7 BEGIN SELECT RAISE(ABORT, 'no 7'); END;");
+    assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 7, 12, ADD));
+    int64_t queued = 0;
+    assert_dw_ok(h, dw_repair_count(&queued, h));
+    assert_int_equal(queued, 1);
+    assert_int_equal(has_row(db, "tag_item", 7, 12), 0);
+    exec_ok(db, "DROP TRIGGER no7;");
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_queue(&rr, h));
+    assert_int_equal(has_row(db, "tag_item", 7, 12), 1);
+    write_link(db, h, DW_SIDE_NEW, 7, 12, DROP);
+}
+
+/* The migration of o over the link table: its stages, repairs, the
+ * queue, the contract and the restore. */
+static void walk_link_stages(test_db *t, dw_options *o)
+{
+    o->flags = DW_OPEN_REPAIR_QUEUE;
+    dw_migration *h = open_ok(t->db, o);
+    /* Redefined with the same spec: the same digest. */
+    o->flags |= DW_OPEN_REDEFINE;
+    dw_migration *again = open_ok(t->db, o);
+    assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
+    dw_close(again);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    write_link(t->db, h, DW_SIDE_OLD, 4, 13, ADD);
+    backfill_and_verify(h);
+    exec_ok(t->db, "INSERT INTO tag_item_v2(tag_id, item_id) VALUES(9, 9);"
+                   "DELETE FROM tag_item_v2 WHERE tag_id = 1 AND item_id = "
+                   "10;");
+    verify_counts(h, 1, 1, 0);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 2);
+    verify_counts(h, 0, 0, 0);
+    stage_to(h, DW_STAGE_SHADOW);
+    stage_to(h, DW_STAGE_LIVE);
+    queue_and_drain(t->db, h);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_RAMPDOWN);
+    stage_to(h, DW_STAGE_COMPLETE);
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/both.backup", t->dir);
+    assert_dw_ok(h, dw_contract(h, backup, "drop"));
+    assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 8, 8, ADD));
+    dw_close(h);
+    o->flags = 0;
+    h = open_ok(t->db, o);
+    assert_dw_ok(h, dw_restore(h, backup, "back"));
+    backfill_and_verify(h);
+    assert_int_equal(has_row(t->db, "tag_item", 8, 8), 1);
+    dw_close(h);
+    remove(backup);
+}
+
 static void test_key_only_old_side_variants(void **state)
 {
     (void)state;
-    for (int variant = 0; variant < 2; variant++) {
+    for (int up_callback = 0; up_callback <= 1; up_callback++) {
         test_db t;
         test_db_open(&t);
-        exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, 11), "
-                                  "(2, 10), (3, 12);");
-        if (variant == 0)
-            exec_ok(t.db, "DROP TABLE tag_item_v2; CREATE TABLE tag_item_v2("
-                          "tag_id INTEGER NOT NULL, item_id INTEGER NOT NULL, "
-                          "UNIQUE(tag_id, item_id));");
+        exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, "
+                                  "11), (2, 10), (3, 12);");
         dw_options o = link_opts("links");
         o.up = NULL;
         o.nup = 0;
-        if (variant == 1) {
+        if (up_callback) {
             o.up_fn = map_up_position;
             o.map_version = "p0";
+        } else {
+            exec_ok(t.db, "DROP TABLE tag_item_v2; CREATE TABLE tag_item_v2("
+                          "tag_id INTEGER NOT NULL, item_id INTEGER NOT NULL, "
+                          "UNIQUE(tag_id, item_id));");
         }
-        o.flags = DW_OPEN_REPAIR_QUEUE;
-        dw_migration *h = open_ok(t.db, &o);
-        /* Redefined with the same spec: the same digest. */
-        o.flags |= DW_OPEN_REDEFINE;
-        dw_migration *again = open_ok(t.db, &o);
-        assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
-        dw_close(again);
-        stage_to(h, DW_STAGE_DUAL_WRITE);
-        write_link(t.db, h, DW_SIDE_OLD, 4, 13, ADD);
-        backfill_and_verify(h);
-        exec_ok(t.db, "INSERT INTO tag_item_v2(tag_id, item_id) VALUES(9, 9);"
-                      "DELETE FROM tag_item_v2 WHERE tag_id = 1 AND item_id = 10;");
-        verify_counts(h, 1, 1, 0);
-        dw_repair_result rr;
-        assert_dw_ok(h, dw_repair_divergent(&rr, h));
-        assert_int_equal(rr.repaired, 2);
-        verify_counts(h, 0, 0, 0);
-        stage_to(h, DW_STAGE_SHADOW);
-        stage_to(h, DW_STAGE_LIVE);
-        /* A down mirror the link table refuses: queued. */
-        exec_ok(t.db, "CREATE TRIGGER no7 BEFORE INSERT ON tag_item WHEN "
-                      "NEW.tag_id = 7 BEGIN SELECT RAISE(ABORT, 'no 7'); "
-                      "END;");
-        assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 7, 12, ADD));
-        int64_t queued = 0;
-        assert_dw_ok(h, dw_repair_count(&queued, h));
-        assert_int_equal(queued, 1);
-        assert_int_equal(has_row(t.db, "tag_item", 7, 12), 0);
-        exec_ok(t.db, "DROP TRIGGER no7;");
-        assert_dw_ok(h, dw_repair_queue(&rr, h));
-        assert_int_equal(has_row(t.db, "tag_item", 7, 12), 1);
-        write_link(t.db, h, DW_SIDE_NEW, 7, 12, DROP);
-        backfill_and_verify(h);
-        stage_to(h, DW_STAGE_RAMPDOWN);
-        stage_to(h, DW_STAGE_COMPLETE);
-        char backup[400];
-        snprintf(backup, sizeof backup, "%s/both.backup", t.dir);
-        assert_dw_ok(h, dw_contract(h, backup, "drop"));
-        assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 8, 8, ADD));
-        dw_close(h);
-        o.flags = 0;
-        h = open_ok(t.db, &o);
-        assert_dw_ok(h, dw_restore(h, backup, "back"));
-        backfill_and_verify(h);
-        assert_int_equal(has_row(t.db, "tag_item", 8, 8), 1);
-        dw_close(h);
-        remove(backup);
+        walk_link_stages(&t, &o);
         test_db_close(&t);
     }
 }
