@@ -1247,8 +1247,9 @@ static void test_busy_database(void **state)
 }
 
 /* A new model of the key alone (a link table) is defined from options with
- * no --up: it needs no mapping. Into a new model with columns, no --up is
- * refused with the library's reason. */
+ * no --up: it needs no mapping, and the status shows it has no columns.
+ * Into a new model with columns, no --up is refused with the library's
+ * reason. */
 static void test_define_key_only(void **state)
 {
     (void)state;
@@ -1269,6 +1270,11 @@ static void test_define_key_only(void **state)
     RUN(&r, &t, t.path, "status", "links", "--json");
     assert_code(&r, 0);
     assert_json(t.db, r.out, "$.spec.up", "{\"sql\":{}}");
+    /* The status says a side of the key alone has no columns. */
+    RUN(&r, &t, t.path, "status", "links");
+    assert_code(&r, 0);
+    assert_contains(r.out, "tag_item(tag_id, item_id) columns: none, the "
+                           "key alone\n");
     RUN(&r, &t, t.path, "define", "no_up", "--old", "items", "--old-key",
         "id", "--new", "items_v2", "--new-key", "id");
     assert_code(&r, 2);
