@@ -616,7 +616,9 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *   MAP   {"sql":{"column":"expression",...}}: one member per target
  *         column, in the target side's column order; {"sql":{}} into a
  *         side of the key alone (read back, it stands for no mapping
- *         given, which is all such a side needs);
+ *         given, which is all such a side needs; into a side with model
+ *         columns it maps none of them, and dw_open_json() refuses it with
+ *         DW_EMISUSE, the down mapping as the up one);
  *         {"callback":"map_version"}: a C mapping callback, with the
  *         options' map_version (null for a NULL one; up and down name the
  *         same);

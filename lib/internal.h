@@ -150,6 +150,9 @@ typedef struct dw_map_def {
     /* None was given and the target is its key alone: validation made an
      * SQL mapping of no expressions (undone with the validation). */
     int implied;
+    /* A JSON spec gave {"sql":{}}: no mapping, and a refusal unless the
+     * target is its key alone. */
+    int none_given;
 } dw_map_def;
 
 typedef struct dw_spec {
@@ -497,6 +500,9 @@ const char *dw__side_word(int side);
 
 /* ---- spec ---------------------------------------------------------------------- */
 
+/* A mapping of no expressions, {"sql":{}} in a JSON spec: dw_options'
+ * up or down (count 0) from dw_open_json() only. */
+extern const dw_column_map dw__no_expressions[1];
 int dw__spec_copy(dw_migration *h, const dw_options *o);
 void dw__spec_free(dw_spec *s);
 /* Drops what validation derived from the schema (the mappings aligned with

@@ -83,7 +83,7 @@ static int check_mapping(dw_migration *h, const char *which,
     if (!map && n != 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s mapping: a count without expressions", which);
-    if (map && n <= 0)
+    if (map && n <= 0 && map != dw__no_expressions)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s mapping: no expressions", which);
     for (int i = 0; map && i < n; i++) {
@@ -117,9 +117,11 @@ static int copy_side(dw_side_def *d, const dw_side_spec *s)
     return rc;
 }
 
+const dw_column_map dw__no_expressions[1] = {{NULL, NULL}};
+
 static int copy_raw_map(dw_spec *s, int target, const dw_column_map *m, int n)
 {
-    if (!m)
+    if (!m || m == dw__no_expressions)
         return DW_OK;
     s->raw_map[target] = dw__calloc(sizeof(dw_column_map) * (size_t)n);
     if (!s->raw_map[target])
@@ -132,6 +134,14 @@ static int copy_raw_map(dw_spec *s, int target, const dw_column_map *m, int n)
             return DW_ENOMEM;
     }
     return DW_OK;
+}
+
+/* No expressions given is no mapping, remembered for validation. */
+static void set_map(dw_map_def *m, const dw_column_map *map, dw_map_fn fn)
+{
+    m->fn = fn;
+    m->none_given = map == dw__no_expressions;
+    m->present = (map && !m->none_given) || fn;
 }
 
 int dw__spec_copy(dw_migration *h, const dw_options *o)
@@ -184,10 +194,8 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
         copy_raw_map(s, DW_SIDE_NEW, o->up, o->nup) != DW_OK ||
         copy_raw_map(s, DW_SIDE_OLD, o->down, o->ndown) != DW_OK)
         goto nomem;
-    s->map[DW_SIDE_NEW].fn = o->up_fn;
-    s->map[DW_SIDE_NEW].present = o->up || o->up_fn;
-    s->map[DW_SIDE_OLD].fn = o->down_fn;
-    s->map[DW_SIDE_OLD].present = o->down || o->down_fn;
+    set_map(&s->map[DW_SIDE_NEW], o->up, o->up_fn);
+    set_map(&s->map[DW_SIDE_OLD], o->down, o->down_fn);
     s->map_payload = o->map_payload;
     if (o->map_version && !(s->map_version = dw__strdup(o->map_version)))
         goto nomem;

@@ -678,6 +678,18 @@ static int check_mapping(dw_migration *h, int target)
         map->present = map->implied = 1;
         return DW_OK;
     }
+    if (map->none_given)
+        return dw__error(h, DW_EMISUSE, target,
+                         "%s mapping: {\"sql\":{}} gives no expression, but "
+                         "the %s side has model columns besides the key "
+                         "(\"%s\"%s); %s",
+                         which, dw__side_word(target), d->cols[0],
+                         d->ncols > 1 ? ", ..." : "",
+                         target == DW_SIDE_NEW
+                             ? "an up mapping is required (expressions or "
+                               "callback)"
+                             : "give an expression for each, or null for no "
+                               "down mapping");
     if (!map->present && target == DW_SIDE_NEW)
         return dw__error(h, DW_EMISUSE, target,
                          "an up mapping is required (expressions or "

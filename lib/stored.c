@@ -567,12 +567,13 @@ static void side_options(const parse *p, int side, dw_side_spec *s)
 }
 
 /* {"sql":{}} maps into no column: what dw_open() stores for a side of the
- * key alone, which is given no mapping. */
+ * key alone, which is given no mapping (into a side with columns, it is
+ * refused). */
 static void map_options(const parse *p, int target, const dw_column_map **map,
                         int *n, dw_map_fn *fn)
 {
-    if (p->has_sql[target] && p->map[target].n) {
-        *map = p->map[target].v;
+    if (p->has_sql[target]) {
+        *map = p->map[target].n ? p->map[target].v : dw__no_expressions;
         *n = p->map[target].n;
     } else if (p->has_callback[target]) {
         *fn = dw__unbound_map;

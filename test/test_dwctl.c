@@ -1385,6 +1385,42 @@ static void test_strict_numbers(void **state)
     done_tables(&t);
 }
 
+/* A new model of the key alone (a link table) is defined from options with
+ * no --up: it needs no mapping, and the status shows it has no columns.
+ * Into a new model with columns, no --up is refused with the library's
+ * reason. */
+static void test_define_key_only(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    exec_ok(t.db, "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
+                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id));"
+                  "CREATE TABLE tag_item_v2(tag_id INTEGER NOT NULL, item_id "
+                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT "
+                  "ROWID;"
+                  "INSERT INTO tag_item VALUES(1, 10), (2, 10);");
+    run_result r;
+    RUN(&r, &t, t.path, "define", "links", "--old", "tag_item", "--old-key",
+        "tag_id,item_id", "--new", "tag_item_v2", "--new-key",
+        "tag_id,item_id");
+    assert_code(&r, 0);
+    assert_contains(r.out, "links: defined at OFF");
+    RUN(&r, &t, t.path, "status", "links", "--json");
+    assert_code(&r, 0);
+    assert_json(t.db, r.out, "$.spec.up", "{\"sql\":{}}");
+    /* The status says a side of the key alone has no columns. */
+    RUN(&r, &t, t.path, "status", "links");
+    assert_code(&r, 0);
+    assert_contains(r.out, "tag_item(tag_id, item_id) columns: none, the "
+                           "key alone\n");
+    RUN(&r, &t, t.path, "define", "no_up", "--old", "items", "--old-key",
+        "id", "--new", "items_v2", "--new-key", "id");
+    assert_code(&r, 2);
+    assert_contains(r.err, "an up mapping is required");
+    test_db_close(&t);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -1416,6 +1452,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_damaged_state),
         cmocka_unit_test(test_damaged_spec),
         cmocka_unit_test(test_strict_numbers),
+        cmocka_unit_test(test_define_key_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,10 @@
  * added position, and every stage, backfill, verify, repair, routing, the
  * contract and the restore work on it; presence is what is compared. Also a
  * key-only new side (a column dropped), the constraint a key-only upsert
- * must still report, and the one-table case that cannot be key-only. */
+ * must still report, and the one-table case that cannot be key-only. And a
+ * key-only new side with TEXT in its key, by SQL and by C callbacks, at
+ * every stage; promotion and a canary of the link table; a backfill into
+ * it resumed; {"sql":{}} refused into a side with columns. */
 #include "fault.h"
 
 #include <stdio.h>
@@ -19,16 +22,25 @@ static const dw_column_map link_up[] = {{"position", "0"}};
     "NULL, position INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(tag_id, "         \
     "item_id)) WITHOUT ROWID;"
 
-static dw_options link_opts(const char *name)
+/* A migration from table old to table new, both keyed by the two columns
+ * of key, with no mapping yet. */
+static dw_options two_key_opts(const char *name, const char *old,
+                               const char *new, const char *const key[2])
 {
     dw_options o = DW_OPTIONS_INIT;
     o.name = name;
-    o.old_side.table = "tag_item";
-    o.old_side.key_columns = link_key;
+    o.old_side.table = old;
+    o.old_side.key_columns = key;
     o.old_side.nkey_columns = 2;
-    o.new_side.table = "tag_item_v2";
-    o.new_side.key_columns = link_key;
+    o.new_side.table = new;
+    o.new_side.key_columns = key;
     o.new_side.nkey_columns = 2;
+    return o;
+}
+
+static dw_options link_opts(const char *name)
+{
+    dw_options o = two_key_opts(name, "tag_item", "tag_item_v2", link_key);
     o.up = link_up;
     o.nup = 1;
     return o;
@@ -413,6 +425,19 @@ static void test_key_only_upsert_reports_other_constraints(void **state)
     test_db_close(&t);
 }
 
+/* tag_item_v1(tag_id, item_id, note) becomes tag_item, the key alone. */
+#define DROP_NOTE_SCHEMA                                                       \
+    "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id INTEGER NOT "  \
+    "NULL, note TEXT, PRIMARY KEY(tag_id, item_id));"                         \
+    "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id INTEGER NOT "     \
+    "NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT ROWID;"
+
+/* Into the key alone: no up mapping given. */
+static dw_options drop_note_opts(const char *name)
+{
+    return two_key_opts(name, "tag_item_v1", "tag_item", link_key);
+}
+
 /* The new side can be the key alone too (a column dropped): no up mapping
  * is needed, and the down mapping fills the old column back. */
 static void test_key_only_new_side(void **state)
@@ -420,20 +445,10 @@ static void test_key_only_new_side(void **state)
     (void)state;
     test_db t;
     test_db_open(&t);
-    exec_ok(t.db, "CREATE TABLE tag_item_v1(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, note TEXT, PRIMARY KEY(tag_id, "
-                  "item_id));"
-                  "CREATE TABLE tag_item(tag_id INTEGER NOT NULL, item_id "
-                  "INTEGER NOT NULL, PRIMARY KEY(tag_id, item_id)) WITHOUT "
-                  "ROWID;"
-                  "INSERT INTO tag_item_v1 VALUES(1, 10, 'a'), (2, 20, "
-                  "'b');");
+    exec_ok(t.db, DROP_NOTE_SCHEMA "INSERT INTO tag_item_v1 VALUES(1, 10, "
+                                  "'a'), (2, 20, 'b');");
     static const dw_column_map down[] = {{"note", "'restored'"}};
-    dw_options o = link_opts("drop_note");
-    o.old_side.table = "tag_item_v1";
-    o.new_side.table = "tag_item";
-    o.up = NULL; /* into the key alone: none needed */
-    o.nup = 0;
+    dw_options o = drop_note_opts("drop_note");
     o.down = down;
     o.ndown = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -511,6 +526,23 @@ static void test_key_only_new_side(void **state)
     test_db_close(&t);
 }
 
+/* An open refused with DW_EMISUSE and a message holding `reason` (err
+ * freed), leaving nothing stored: not even the state tables. */
+static void assert_refused(sqlite3 *db, int rc, const dw_migration *h,
+                           char *err, const char *reason)
+{
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_null(h);
+    assert_non_null(err);
+    if (!strstr(err, reason))
+        print_error("%s\n", err);
+    assert_non_null(strstr(err, reason));
+    sqlite3_free(err);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_schema "
+                                   "WHERE name = 'dw_migrations'"),
+                     0);
+}
+
 /* Both sides one table: the row is shared, so a side of the key alone
  * would have nothing of its own. Refused, saying why. */
 static void test_one_table_side_needs_columns(void **state)
@@ -531,16 +563,10 @@ static void test_one_table_side_needs_columns(void **state)
     o.new_side.ncolumns = 1;
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_EMISUSE);
-    assert_null(h);
-    assert_non_null(err);
-    assert_non_null(strstr(err, "old side: no model columns besides the key"));
-    assert_non_null(strstr(err, "shares its rows"));
-    sqlite3_free(err);
-    /* Nothing stored: not even the state tables. */
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
-                                     "WHERE name = 'dw_migrations'"),
-                     0);
+    int rc = dw_open(&h, t.db, &o, &err);
+    assert_refused(t.db, rc, h, err,
+                   "old side: no model columns besides the key; both sides "
+                   "are table \"tag_item\", which shares its rows");
     test_db_close(&t);
 }
 
@@ -602,6 +628,466 @@ static void test_key_only_out_of_memory(void **state)
     test_db_close(&t);
 }
 
+/* ---- a key-only new side with TEXT keys, callbacks, routing, resume ---- */
+
+/* member_v1(org, user_id, role) becomes member(org, user_id): a rowid table
+ * whose key is a UNIQUE index, the role dropped; the down mapping fills it
+ * back. */
+#define MEMBER_SCHEMA                                                          \
+    "CREATE TABLE member_v1(org TEXT NOT NULL, user_id INTEGER NOT NULL, "    \
+    "role TEXT NOT NULL DEFAULT 'member', PRIMARY KEY(org, user_id)) "        \
+    "WITHOUT ROWID;"                                                          \
+    "CREATE TABLE member(org TEXT NOT NULL, user_id INTEGER NOT NULL, "       \
+    "UNIQUE(org, user_id));"                                                   \
+    "INSERT INTO member_v1 VALUES('acme', 1, 'owner'), ('acme', 2, "          \
+    "'member'), ('beta', 1, 'member');"
+
+static const char *const member_key[] = {"org", "user_id"};
+static const dw_column_map member_down[] = {{"role", "'member'"}};
+
+static dw_options member_opts(const char *name)
+{
+    dw_options o = two_key_opts(name, "member_v1", "member", member_key);
+    o.down = member_down;
+    o.ndown = 1;
+    return o;
+}
+
+static const dw_value *member(dw_value k[2], const char *org, int user)
+{
+    k[0] = dw_text(org);
+    k[1] = dw_int(user);
+    return k;
+}
+
+/* Runs the SQL in payload with the key bound to ?1, ?2. */
+static int sql_write(sqlite3 *db, const dw_value *key, int nkey, void *p)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, p, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, key[1].i);
+    (void)nkey;
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int member_count(sqlite3 *db, const char *table, const char *org,
+                        int user)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s WHERE org = '%s' AND user_id = %d",
+             table, org, user);
+    return (int)query_int(db, sql);
+}
+
+/* DUAL_WRITE to COMPLETE over the key-only member table: writes each way,
+ * a row on one side only at each trusted side through dw_read(),
+ * dw_compare(), dw_verify() and the repair, and the gates. */
+static void walk_member_stages(test_db *t, dw_migration *h)
+{
+    sqlite3 *db = t->db;
+    dw_value k[2];
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    assert_dw_ok(h, dw_write(h, member(k, "gamma", 5), 2, sql_write, NULL,
+                             "INSERT INTO member_v1(org, user_id) "
+                             "VALUES(?1, ?2)"));
+    assert_int_equal(member_count(db, "member", "gamma", 5), 1);
+    /* Written again: the key-only row stays. */
+    assert_dw_ok(h, dw_write(h, member(k, "gamma", 5), 2, sql_write, NULL,
+                             "UPDATE member_v1 SET role = 'x' WHERE org = ?1 "
+                             "AND user_id = ?2"));
+    assert_int_equal(member_count(db, "member", "gamma", 5), 1);
+    backfill_and_verify(h);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM member"), 4);
+    /* One side only, each way: verify, repair. */
+    exec_ok(db, "INSERT INTO member VALUES('zeta', 9);"
+                "DELETE FROM member WHERE org = 'beta';");
+    verify_counts(h, 1, 1, 0);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 2);
+    verify_counts(h, 0, 0, 0);
+    assert_int_equal(member_count(db, "member", "zeta", 9), 0);
+    assert_int_equal(member_count(db, "member", "beta", 1), 1);
+
+    stage_to(h, DW_STAGE_SHADOW);
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    exec_ok(db, "INSERT INTO member VALUES('zeta', 9);");
+    assert_dw(h, dw_read(row, h, member(k, "zeta", 9), 2, NULL, NULL, NULL),
+              DW_ENOTFOUND);
+    int equal = -1;
+    assert_dw_ok(h, dw_compare(&equal, h, member(k, "zeta", 9), 2));
+    assert_int_equal(equal, 0);
+    assert_dw_ok(h, dw_compare(&equal, h, member(k, "acme", 1), 2));
+    assert_int_equal(equal, 1);
+    exec_ok(db, "DELETE FROM member WHERE org = 'zeta';");
+    backfill_and_verify(h);
+
+    stage_to(h, DW_STAGE_LIVE);
+    assert_dw_ok(h, dw_write(h, member(k, "delta", 7), 2, NULL, sql_write,
+                             "INSERT INTO member VALUES(?1, ?2)"));
+    char buf[32];
+    assert_string_equal(query_text(db, "SELECT role FROM member_v1 WHERE org "
+                                       "= 'delta'",
+                                   buf, sizeof buf),
+                        "member");
+    /* Rewriting an existing key-only row keeps the old row (re-synced). */
+    assert_dw_ok(h, dw_mirror(h, member(k, "acme", 1), 2));
+    assert_int_equal(member_count(db, "member_v1", "acme", 1), 1);
+    assert_string_equal(query_text(db, "SELECT role FROM member_v1 WHERE org "
+                                       "= 'acme' AND user_id = 1",
+                                   buf, sizeof buf),
+                        "member");
+    assert_dw_ok(h, dw_write(h, member(k, "delta", 7), 2, NULL, sql_write,
+                             "DELETE FROM member WHERE org = ?1 AND user_id "
+                             "= ?2"));
+    assert_int_equal(member_count(db, "member_v1", "delta", 7), 0);
+    /* At LIVE the new side is trusted: reads answer from it. */
+    exec_ok(db, "INSERT INTO member VALUES('eta', 3);"
+                "INSERT INTO member_v1 VALUES('theta', 4, 'member');");
+    assert_dw_ok(h, dw_read(row, h, member(k, "eta", 3), 2, NULL, NULL,
+                            NULL));
+    assert_int_equal(dw_row_count(row), 2);
+    assert_dw(h, dw_read(row, h, member(k, "theta", 4), 2, NULL, NULL, NULL),
+              DW_ENOTFOUND);
+    verify_counts(h, 1, 1, 0);
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 2);
+    assert_int_equal(member_count(db, "member_v1", "eta", 3), 1);
+    assert_int_equal(member_count(db, "member_v1", "theta", 4), 0);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_RAMPDOWN);
+    stage_to(h, DW_STAGE_COMPLETE);
+    dw_row_free(row);
+}
+
+/* The contract drops member_v1 (which has the column); a write at COMPLETE
+ * reaches the key-only side alone; the spec's digest is the same reopened,
+ * opened from the store and restored; the backfill brings the role back. */
+static void contract_and_restore_members(test_db *t, dw_migration **hp,
+                                         const dw_options *o)
+{
+    dw_migration *h = *hp;
+    dw_value k[2];
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/member.backup", t->dir);
+    assert_dw_ok(h, dw_contract(h, backup, "drop roles"));
+    assert_dw_ok(h, dw_write(h, member(k, "iota", 1), 2, NULL, sql_write,
+                             "INSERT INTO member VALUES(?1, ?2)"));
+    char saved[80];
+    snprintf(saved, sizeof saved, "%s", dw_spec_digest(h));
+    dw_close(h);
+    h = open_ok(t->db, o);
+    assert_string_equal(dw_spec_digest(h), saved);
+    dw_migration *stored = NULL;
+    assert_int_equal(dw_open_stored(&stored, t->db, o->name, 0, NULL),
+                     DW_OK);
+    assert_string_equal(dw_spec_digest(stored), saved);
+    dw_close(stored);
+    assert_dw_ok(h, dw_restore(h, backup, "bring roles back"));
+    assert_string_equal(dw_spec_digest(h), saved);
+    backfill_and_verify(h);
+    assert_int_equal(member_count(t->db, "member_v1", "iota", 1), 1);
+    remove(backup);
+    *hp = h;
+}
+
+/* A new side of the key alone, TEXT in a composite key, a rowid table keyed
+ * by a UNIQUE index, mapped down by SQL. */
+static void test_key_only_new_side_every_stage(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, MEMBER_SCHEMA);
+    dw_options o = member_opts("members");
+    dw_migration *h = open_ok(t.db, &o);
+    /* Open twice: the same digest. */
+    dw_migration *again = open_ok(t.db, &o);
+    assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
+    dw_close(again);
+    walk_member_stages(&t, h);
+    contract_and_restore_members(&t, &h, &o);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* C callbacks into and out of the key-only side. */
+static int map_up_nothing(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)out;
+    (void)in;
+    (void)payload;
+    return DW_OK;
+}
+
+static int map_down_role(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)in;
+    (void)payload;
+    return dw_row_set_text(out, "role", "member");
+}
+
+/* C callback mappings: into the key-only side too, or only out of it (the
+ * up mapping then implied). The stored spec opens with the same digest;
+ * every stage, the contract and the restore. */
+static void test_key_only_side_callback_mappings(void **state)
+{
+    (void)state;
+    for (int up_callback = 0; up_callback <= 1; up_callback++) {
+        test_db t;
+        test_db_open(&t);
+        exec_ok(t.db, MEMBER_SCHEMA);
+        dw_options o = member_opts("members_cb");
+        o.down = NULL;
+        o.ndown = 0;
+        o.up_fn = up_callback ? map_up_nothing : NULL;
+        o.down_fn = map_down_role;
+        o.map_version = "v1";
+        dw_migration *h = open_ok(t.db, &o);
+        dw_migration *stored = NULL;
+        assert_int_equal(dw_open_stored(&stored, t.db, "members_cb", 0, NULL),
+                         DW_OK);
+        assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
+        dw_close(stored);
+        walk_member_stages(&t, h);
+        contract_and_restore_members(&t, &h, &o);
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
+/* Promotion on write and a canary of the link table. */
+static void test_link_table_promotion_and_canary(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, 11), "
+                              "(2, 10), (3, 12);");
+    dw_options o = link_opts("links");
+    dw_migration *h = open_ok(t.db, &o);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_SHADOW);
+    dw_routing r = DW_ROUTING_INIT;
+    r.promote_stage = DW_STAGE_LIVE;
+    assert_dw_ok(h, dw_routing_set(h, &r, "promote", 0));
+    /* Written at SHADOW, promoted to LIVE in the same write. */
+    write_link(t.db, h, DW_SIDE_OLD, 5, 50, ADD);
+    dw_value k[2];
+    int stage = -1, route = -1;
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, link(k, 5, 50), 2));
+    assert_int_equal(stage, DW_STAGE_LIVE);
+    write_link(t.db, h, DW_SIDE_NEW, 5, 50, DROP);
+    write_link(t.db, h, DW_SIDE_NEW, 5, 50, ADD);
+    assert_level(t.db);
+    /* A cohort canary at LIVE over the link table's key. */
+    r = (dw_routing)DW_ROUTING_INIT;
+    r.canary_cohort = "tag_id = 1";
+    r.canary_stage = DW_STAGE_LIVE;
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_routing_set(h, &r, "cohort", 0));
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, link(k, 1, 10), 2));
+    assert_int_equal(stage, DW_STAGE_LIVE);
+    write_link(t.db, h, DW_SIDE_NEW, 1, 10, DROP);
+    /* A new link joins the cohort by its write (no old row before). */
+    write_link(t.db, h, DW_SIDE_OLD, 1, 12, ADD);
+    assert_dw_ok(h, dw_key_stage(&stage, &route, h, link(k, 1, 12), 2));
+    assert_int_equal(stage, DW_STAGE_LIVE);
+    write_link(t.db, h, DW_SIDE_NEW, 1, 12, DROP);
+    r.canary_percent = 100;
+    r.canary_cohort = NULL;
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_routing_set(h, &r, "all", 0));
+    write_link(t.db, h, DW_SIDE_NEW, 2, 20, ADD);
+    assert_level(t.db);
+    verify_counts(h, 0, 0, 0);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* A backfill into the link table interrupted after some batches resumes and
+ * finishes with every link copied once. */
+static int stop_after_two(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    int *batches = payload;
+    return ++*batches >= 2 ? -1 : 0;
+}
+
+static void test_key_only_backfill_resumes(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, DROP_NOTE_SCHEMA "WITH RECURSIVE n(i) AS (SELECT 1 UNION "
+                                  "ALL SELECT i + 1 FROM n WHERE i < 50) "
+                                  "INSERT INTO tag_item_v1 SELECT i % 7, i, "
+                                  "'n' FROM n;");
+    dw_options o = drop_note_opts("resume");
+    dw_migration *h = open_ok(t.db, &o);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    /* Some are there already. */
+    exec_ok(t.db, "INSERT INTO tag_item SELECT tag_id, item_id FROM "
+                  "tag_item_v1 WHERE item_id % 3 = 0");
+    int batches = 0;
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.batch_rows = 5;
+    bo.batch_ms = -1;
+    bo.progress = stop_after_two;
+    bo.payload = &batches;
+    dw_backfill_progress p;
+    assert_dw(h, dw_backfill(&p, h, &bo), DW_MORE);
+    int64_t first = p.rows_written;
+    assert_true(first > 0 && first <= 10);
+    dw_close(h);
+    h = open_ok(t.db, &o);
+    bo.progress = NULL;
+    assert_dw_ok(h, dw_backfill(&p, h, &bo));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM tag_item"), 50);
+    assert_int_equal(p.rows_written, 50 - 16);
+    verify_counts(h, 0, 0, 0);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* {"sql":{}} in a JSON spec fits a side of the key alone only: into a side
+ * with model columns it maps none of them, and is refused saying so, the
+ * down mapping as the up one (never taken as no down mapping). Nothing is
+ * stored. */
+static void test_empty_sql_mapping_into_columns(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, LINK_SCHEMA);
+    static const char *const spec[] = {
+        /* down into tag_item_v2, which has position */
+        "{\"old\":{\"table\":\"tag_item_v2\",\"key\":[\"tag_id\","
+        "\"item_id\"]},\"new\":{\"table\":\"tag_item\",\"key\":"
+        "[\"tag_id\",\"item_id\"]},\"up\":{\"sql\":{}},\"down\":"
+        "{\"sql\":{}}}",
+        /* up into tag_item_v2 */
+        "{\"old\":{\"table\":\"tag_item\",\"key\":[\"tag_id\","
+        "\"item_id\"]},\"new\":{\"table\":\"tag_item_v2\",\"key\":"
+        "[\"tag_id\",\"item_id\"]},\"up\":{\"sql\":{}}}"};
+    static const char *const reason[] = {
+        "down mapping: {\"sql\":{}} gives no expression, but the old side "
+        "has model columns besides the key (\"position\")",
+        "up mapping: {\"sql\":{}} gives no expression, but the new side "
+        "has model columns besides the key (\"position\")"};
+    for (int i = 0; i < 2; i++) {
+        dw_migration *h = NULL;
+        char *err = NULL;
+        int rc = dw_open_json(&h, t.db, "empty", spec[i], 0, NULL, &err);
+        assert_refused(t.db, rc, h, err, reason[i]);
+    }
+    test_db_close(&t);
+}
+
+/* Both sides of the key alone (a link table moved to another table, both
+ * mappings implied), and an up C callback over the key-only old side:
+ * redefined alike, one-side-only rows repaired, a failed down mirror
+ * queued for repair and drained once the trigger refusing it is gone, the
+ * contract and the restore. */
+static int map_up_position(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)in;
+    (void)payload;
+    return dw_row_set_int(out, "position", 0);
+}
+
+/* At LIVE under DW_OPEN_REPAIR_QUEUE: a down mirror the link table refuses
+ * is queued, and drained once the trigger refusing it is gone. */
+static void queue_and_drain(sqlite3 *db, dw_migration *h)
+{
+    exec_ok(db, "CREATE TRIGGER no7 BEFORE INSERT ON tag_item WHEN "
+                "NEW.tag_id = 7 BEGIN SELECT RAISE(ABORT, 'no 7'); END;");
+    assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 7, 12, ADD));
+    int64_t queued = 0;
+    assert_dw_ok(h, dw_repair_count(&queued, h));
+    assert_int_equal(queued, 1);
+    assert_int_equal(has_row(db, "tag_item", 7, 12), 0);
+    exec_ok(db, "DROP TRIGGER no7;");
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_queue(&rr, h));
+    assert_int_equal(has_row(db, "tag_item", 7, 12), 1);
+    write_link(db, h, DW_SIDE_NEW, 7, 12, DROP);
+}
+
+/* The migration of o over the link table: its stages, repairs, the
+ * queue, the contract and the restore. */
+static void walk_link_stages(test_db *t, dw_options *o)
+{
+    o->flags = DW_OPEN_REPAIR_QUEUE;
+    dw_migration *h = open_ok(t->db, o);
+    /* Redefined with the same spec: the same digest. */
+    o->flags |= DW_OPEN_REDEFINE;
+    dw_migration *again = open_ok(t->db, o);
+    assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
+    dw_close(again);
+    stage_to(h, DW_STAGE_DUAL_WRITE);
+    write_link(t->db, h, DW_SIDE_OLD, 4, 13, ADD);
+    backfill_and_verify(h);
+    exec_ok(t->db, "INSERT INTO tag_item_v2(tag_id, item_id) VALUES(9, 9);"
+                   "DELETE FROM tag_item_v2 WHERE tag_id = 1 AND item_id = "
+                   "10;");
+    verify_counts(h, 1, 1, 0);
+    dw_repair_result rr;
+    assert_dw_ok(h, dw_repair_divergent(&rr, h));
+    assert_int_equal(rr.repaired, 2);
+    verify_counts(h, 0, 0, 0);
+    stage_to(h, DW_STAGE_SHADOW);
+    stage_to(h, DW_STAGE_LIVE);
+    queue_and_drain(t->db, h);
+    backfill_and_verify(h);
+    stage_to(h, DW_STAGE_RAMPDOWN);
+    stage_to(h, DW_STAGE_COMPLETE);
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/both.backup", t->dir);
+    assert_dw_ok(h, dw_contract(h, backup, "drop"));
+    assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 8, 8, ADD));
+    dw_close(h);
+    o->flags = 0;
+    h = open_ok(t->db, o);
+    assert_dw_ok(h, dw_restore(h, backup, "back"));
+    backfill_and_verify(h);
+    assert_int_equal(has_row(t->db, "tag_item", 8, 8), 1);
+    dw_close(h);
+    remove(backup);
+}
+
+static void test_key_only_old_side_variants(void **state)
+{
+    (void)state;
+    for (int up_callback = 0; up_callback <= 1; up_callback++) {
+        test_db t;
+        test_db_open(&t);
+        exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, "
+                                  "11), (2, 10), (3, 12);");
+        dw_options o = link_opts("links");
+        o.up = NULL;
+        o.nup = 0;
+        if (up_callback) {
+            o.up_fn = map_up_position;
+            o.map_version = "p0";
+        } else {
+            exec_ok(t.db, "DROP TABLE tag_item_v2; CREATE TABLE tag_item_v2("
+                          "tag_id INTEGER NOT NULL, item_id INTEGER NOT NULL, "
+                          "UNIQUE(tag_id, item_id));");
+        }
+        walk_link_stages(&t, &o);
+        test_db_close(&t);
+    }
+}
+
 int main(void)
 {
     /* Before any connection: the counting allocator, for the OOM walk. */
@@ -612,6 +1098,12 @@ int main(void)
         cmocka_unit_test(test_key_only_new_side),
         cmocka_unit_test(test_one_table_side_needs_columns),
         cmocka_unit_test(test_key_only_out_of_memory),
+        cmocka_unit_test(test_key_only_new_side_every_stage),
+        cmocka_unit_test(test_key_only_side_callback_mappings),
+        cmocka_unit_test(test_link_table_promotion_and_canary),
+        cmocka_unit_test(test_key_only_backfill_resumes),
+        cmocka_unit_test(test_empty_sql_mapping_into_columns),
+        cmocka_unit_test(test_key_only_old_side_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

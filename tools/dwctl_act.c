@@ -52,7 +52,9 @@ static void json_side_spec(sqlite3_str *out, const dwctl *c, const char *side)
     sqlite3_str_appendchar(out, 1, '}');
 }
 
-/* Every --up (or --down) COLUMN=EXPR as {"sql":{...}}; -1 after a bad one. */
+/* Every --up (or --down) COLUMN=EXPR as {"sql":{...}}; -1 after a bad one.
+ * No --up gives {"sql":{}}: all a new model of the key alone needs, and
+ * for one with columns the library says a mapping is required. */
 static int json_mapping(sqlite3_str *out, const dwctl *c, const char *dir)
 {
     sqlite3_str_appendf(out, ",\"%s\":{\"sql\":{", dir);
@@ -94,8 +96,8 @@ static int is_spec_option(const char *name)
 /* The spec the options describe, as the JSON dw_open_json() reads. */
 static char *spec_from_options(const dwctl *c)
 {
-    static const char *const needed[] = {"old", "old-key", "new", "new-key",
-                                         "up"};
+    static const char *const needed[] = {"old", "old-key", "new",
+                                         "new-key"};
     for (size_t i = 0; i < sizeof needed / sizeof *needed; i++)
         if (!opt_value(c, needed[i])) {
             say_error("define: --%s is missing (or give --file)", needed[i]);
@@ -114,7 +116,7 @@ static char *spec_from_options(const dwctl *c)
     json_side_spec(out, c, "old");
     sqlite3_str_appendchar(out, 1, ',');
     json_side_spec(out, c, "new");
-    int ok = json_mapping(out, c, "up") > 0;
+    int ok = json_mapping(out, c, "up") >= 0;
     if (ok && opt_given(c, "down"))
         ok = json_mapping(out, c, "down") > 0;
     if (ok && opt_value(c, "setup")) {

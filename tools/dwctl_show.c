@@ -395,7 +395,7 @@ static int json_mismatch(const dw_mismatch_entry *e, void *payload)
 }
 
 /* A side of the stored spec, "table(key) [columns]", through SQLite's JSON
- * functions. */
+ * functions; a side of the key alone says so. */
 static char *describe_side(sqlite3 *db, const char *spec, const char *side)
 {
     char *sql = sqlite3_mprintf(
@@ -403,7 +403,7 @@ static char *describe_side(sqlite3 *db, const char *spec, const char *side)
         "(SELECT group_concat(value, ', ') FROM json_each(?1, '$.%s.key')) "
         "|| ') columns: ' || "
         "coalesce((SELECT group_concat(value, ', ') FROM "
-        "json_each(?1, '$.%s.columns')), '')",
+        "json_each(?1, '$.%s.columns')), 'none, the key alone')",
         side, side, side);
     sqlite3_stmt *st = NULL;
     char *out = NULL;
