@@ -2409,6 +2409,12 @@ const fault_op fault_ops[] = {
     {.name = "dw_read mismatch@SHADOW", .flags = FAULT_OP_READS,
      .setup = setup_mismatch, .run = run_read_4,
      .authoritative = DW_SIDE_OLD, .check = check_logged_once},
+    /* Test mode: memory running out is DW_ENOMEM there too, never taken
+     * for a comparison that could not be made (DW_ENOCOMPARE). */
+    {.name = "dw_read test-mode mismatch@SHADOW", .flags = FAULT_OP_READS,
+     .open_flags = DW_OPEN_TEST_MODE, .ok_code = DW_EMISMATCH,
+     .setup = setup_mismatch, .run = run_read_4,
+     .authoritative = DW_SIDE_OLD, .check = check_logged_once},
     {.name = "dw_compare mismatch@SHADOW", .flags = FAULT_OP_READS,
      .setup = setup_mismatch, .run = run_compare_4,
      .authoritative = DW_SIDE_OLD, .check = check_logged_once},

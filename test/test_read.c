@@ -1149,6 +1149,50 @@ static void test_test_mode_other_read_fails(void **state)
     fx_close(&f);
 }
 
+/* In test mode, memory running out or a locked database while reading the
+ * other side says nothing about the models: the read fails as such
+ * (DW_ENOMEM or DW_EBUSY, the message naming the side, the row empty), as
+ * any call does when memory runs out, and may be retried; it is not
+ * DW_ENOCOMPARE. */
+static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.r.s[DW_SIDE_NEW].name = "old-val";
+    static const struct {
+        int returned, expected;
+    } cases[] = {{DW_ENOMEM, DW_ENOMEM},
+                 {SQLITE_NOMEM, DW_ENOMEM},
+                 {DW_EBUSY, DW_EBUSY},
+                 {SQLITE_BUSY, DW_EBUSY}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        f.r.s[DW_SIDE_NEW].rc = cases[i].returned;
+        assert_dw(f.h, fx_read(&f, 1), cases[i].expected);
+        assert_int_equal(dw_errside(f.h), DW_SIDE_NEW);
+        assert_non_null(strstr(dw_errmsg(f.h), "new side: the read callback"));
+        assert_int_equal(dw_row_count(f.out), 0);
+    }
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 4);
+    assert_int_equal((int)m.new_side.read_errors, 4);
+
+    /* at LIVE the old side is the other one */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    f.r.s[DW_SIDE_OLD].rc = DW_ENOMEM;
+    assert_dw(f.h, fx_read(&f, 2), DW_ENOMEM);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_int_equal(dw_row_count(f.out), 0);
+
+    /* once the other side reads, the read passes */
+    f.r.s[DW_SIDE_OLD].rc = DW_OK;
+    assert_dw_ok(f.h, fx_read(&f, 2));
+    assert_true(dw_row_get(f.out, "id")->i == 2);
+    fx_close(&f);
+}
+
 /* In test mode a normaliser that fails leaves the read uncompared: that
  * fails the read too, saying so, with the trusted row returned. */
 static void test_test_mode_normaliser_fails(void **state)
@@ -1698,6 +1742,7 @@ int main(void)
         cmocka_unit_test(test_test_mode),
         cmocka_unit_test(test_test_mode_other_read_fails),
         cmocka_unit_test(test_test_mode_normaliser_fails),
+        cmocka_unit_test(test_test_mode_memory_or_lock_failure_is_returned),
         cmocka_unit_test(test_time_budget_counts_time_outside_sqlite),
         cmocka_unit_test(test_trusted_read_failure_still_reads_other),
         cmocka_unit_test(test_read_misuse),
