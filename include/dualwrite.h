@@ -1027,7 +1027,10 @@ DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
  * mapped up against the new row. Sets *equal to 1 when they agree, 0 when
  * not; a disagreement is reported like a shadow read's (sink, log, stderr,
  * counters). The same mechanism as dw_read()'s comparison, for tests and
- * spot checks. DW_EMISUSE, DW_EBUSY, DW_ERROR, DW_ENOMEM.
+ * spot checks. A side's read, the up mapping or the normaliser failing is
+ * returned, in test mode or not: DW_EMISUSE, DW_EBUSY, DW_ECALLBACK (the
+ * up callback or the normaliser failed; dw_errmsg() says which),
+ * DW_ERROR, DW_ENOMEM.
  */
 DW_API int dw_compare(int *equal, dw_migration *h, const dw_value *key,
                       int nkey);

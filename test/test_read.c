@@ -1217,6 +1217,15 @@ static void test_test_mode_normaliser_fails(void **state)
     assert_int_equal((int)m.compare_errors, 1);
     assert_int_equal((int)m.comparisons, 0);
 
+    /* dw_compare() returns the failure, test mode or not, saying so */
+    exec_ok(f.t.db, "INSERT INTO r_old VALUES(1, 'a');"
+                    "INSERT INTO r_new VALUES(1, 'a');");
+    dw_value k = dw_int(1);
+    int equal = -1;
+    assert_dw(f.h, dw_compare(&equal, f.h, &k, 1), DW_ECALLBACK);
+    assert_non_null(strstr(dw_errmsg(f.h), "normaliser failed on the old row"));
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+
     c.normalize_fail = 0;
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_int_equal((int)metrics(f.h).matches, 1);
