@@ -1091,6 +1091,14 @@ static void test_test_mode(void **state)
     fx_close(&f);
 }
 
+/* Opens the fixture in test mode at SHADOW, the sides agreeing. */
+static void fx_open_test_mode_agreeing(fx *f)
+{
+    fx_open(f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f->h, set_stage(f->h, DW_STAGE_SHADOW));
+    f->r.s[DW_SIDE_NEW].name = "old-val";
+}
+
 /* In test mode a read whose other side fails cannot be compared, and a
  * test of a new model whose reads are broken must fail as a disagreement
  * does: DW_ENOCOMPARE, naming the side and why, with the trusted row still
@@ -1099,9 +1107,7 @@ static void test_test_mode_other_read_fails(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_NEW].name = "old-val";
+    fx_open_test_mode_agreeing(&f);
     f.r.s[DW_SIDE_NEW].rc = 1234;
     assert_dw(f.h, fx_read(&f, 1), DW_ENOCOMPARE);
     assert_string_equal(out_text(f.out, "name"), "old-val");
@@ -1158,9 +1164,7 @@ static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_NEW].name = "old-val";
+    fx_open_test_mode_agreeing(&f);
     static const struct {
         int returned, expected;
     } cases[] = {{DW_ENOMEM, DW_ENOMEM},
@@ -1199,9 +1203,7 @@ static void test_test_mode_normaliser_fails(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_NEW].name = "old-val";
+    fx_open_test_mode_agreeing(&f);
     cmp_ctx c;
     memset(&c, 0, sizeof c);
     c.normalize_fail = 1;
