@@ -199,7 +199,8 @@ typedef enum dw_result {
      *  side's read failed or ran over the time budget, the old row did not
      *  map up, or the normaliser failed. dw_errmsg() says why and
      *  dw_errside() names the side; the authoritative row was still
-     *  returned, as with DW_EMISMATCH. */
+     *  returned, as with DW_EMISMATCH. (A locked database or memory
+     *  running out is returned as DW_EBUSY or DW_ENOMEM instead.) */
     DW_ENOCOMPARE = -14,
     /** Not an error: a long operation (dw_backfill()) stopped before the
      *  end because its time limit ran out or a callback asked it to stop.
@@ -1052,7 +1053,10 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  * disagreement returns DW_EMISMATCH and a comparison that could not be
  * made (the other read failed or ran over budget, the old row did not map
  * up, the normaliser failed) returns DW_ENOCOMPARE, saying why, both with
- * `out` filled as without test mode. When the authoritative read fails,
+ * `out` filled as without test mode. A comparison left undone by a locked
+ * database or by memory running out says nothing about the models: test
+ * mode returns that DW_EBUSY or DW_ENOMEM, `out` empty, as for a failed
+ * read (the call may be retried). When the authoritative read fails,
  * the other side is still read, for its counters and its time (as
  * Scientist and LaunchDarkly's Migrator do), nothing is compared, and the
  * authoritative failure is returned unchanged, its message and side
@@ -1075,7 +1079,8 @@ DW_API int dw_set_read_options(dw_migration *h, const dw_read_options *opts);
  *         (inside the caller's transaction, which the database rolled back
  *         meanwhile, perhaps on the compared side's read or the mismatch
  *         log's write; `out` is empty); DW_ECALLBACK, DW_ERROR, DW_ENOMEM
- *         for a failure of the authoritative read.
+ *         for a failure of the authoritative read (and DW_EBUSY, DW_ENOMEM
+ *         in test mode for one of the other read or the comparison).
  */
 DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
                    int nkey, dw_read_fn read_old, dw_read_fn read_new,
@@ -1086,8 +1091,11 @@ DW_API int dw_read(dw_row *out, dw_migration *h, const dw_value *key,
  * mapped up against the new row. Sets *equal to 1 when they agree, 0 when
  * not; a disagreement is reported like a shadow read's (sink, log, stderr,
  * counters). The same mechanism as dw_read()'s comparison, for tests and
- * spot checks. DW_EMISUSE, DW_EBUSY, DW_ESPEC (redefined since the handle
- * was opened: nothing compared, reopen), DW_ERROR, DW_ENOMEM.
+ * spot checks. A side's read, the up mapping or the normaliser failing is
+ * returned, in test mode or not: DW_EMISUSE, DW_EBUSY, DW_ESPEC (redefined
+ * since the handle was opened: nothing compared, reopen), DW_ECALLBACK (the
+ * up callback or the normaliser failed; dw_errmsg() says which), DW_ERROR,
+ * DW_ENOMEM.
  */
 DW_API int dw_compare(int *equal, dw_migration *h, const dw_value *key,
                       int nkey);

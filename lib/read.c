@@ -234,14 +234,18 @@ static dw_row *scratch(dw_migration *h, int i)
     return h->scratch[i];
 }
 
+/* A locked database or memory running out: a failure of the moment, not
+ * of a side's read, which says nothing about the models. */
+static int locked_or_no_memory(int rc)
+{
+    return rc == DW_EBUSY || rc == DW_ENOMEM;
+}
+
 /* After a failed authoritative read the other side is still read, for its
  * counters and its time, as Scientist and LaunchDarkly's Migrator do --
  * unless the database is locked or memory ran out, which would only fail
  * it too (and make the caller wait twice). */
-static int reads_other_after(int rc)
-{
-    return rc != DW_EBUSY && rc != DW_ENOMEM;
-}
+static int reads_other_after(int rc) { return !locked_or_no_memory(rc); }
 
 /* Runs a plan's reads: the authoritative one into out, and when it
  * compares, the other side (and the reshaped authoritative row) into the
@@ -358,14 +362,21 @@ static int compare_done(dw_migration *h, const read_ctx *c,
 
 /* Test mode fails a compared read whose sides disagree or could not be
  * compared -- a new model whose reads fail must not pass a test -- with
- * the authoritative row left in place. */
-static int test_mode_rc(dw_migration *h, int verdict, const read_done *d,
-                        int rc)
+ * the authoritative row left in place. A locked database or memory
+ * running out fails it as such, as it fails any call: with its own code
+ * and message and an empty row, to be retried. */
+static int test_mode_rc(dw_migration *h, int verdict, read_done *d, int rc,
+                        dw_row *out)
 {
     if (verdict == SIDES_DIFFER)
         return dw__error(h, DW_EMISMATCH, DW_SIDE_NONE,
                          "test mode: the old and new models disagree at "
                          "this key (see the mismatch log)");
+    if (verdict == SIDES_UNCOMPARED && locked_or_no_memory(d->why.code)) {
+        dw_row_clear(out);
+        dw__error_unstash(h, &d->why);
+        return h->errcode;
+    }
     if (verdict == SIDES_UNCOMPARED)
         return dw__error(h, DW_ENOCOMPARE, d->why.side,
                          "test mode: the old and new models could not be "
@@ -458,7 +469,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     if (p.compare) {
         int verdict = compare_done(h, &c, &p, &d, out);
         if (h->flags & DW_OPEN_TEST_MODE)
-            rc = test_mode_rc(h, verdict, &d, rc);
+            rc = test_mode_rc(h, verdict, &d, rc, out);
     }
     forget_why(&d);
     /* The mismatch log's own transaction may be what was left open, or

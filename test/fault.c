@@ -1826,6 +1826,59 @@ static int run_read(fault_ctx *c, int64_t id, int64_t qty)
 static int run_read_3(fault_ctx *c) { return run_read(c, 3, 3); }
 static int run_read_4(fault_ctx *c) { return run_read(c, 4, 4); }
 
+/* The application's read of the old model, failing. */
+static int read_old_fails(dw_row *out, sqlite3 *db, const dw_value *key,
+                          int nkey, void *payload)
+{
+    (void)out;
+    (void)db;
+    (void)key;
+    (void)nkey;
+    (void)payload;
+    return SQLITE_ERROR;
+}
+
+/* The application's read of the new model. */
+static int read_new_items(dw_row *out, sqlite3 *db, const dw_value *key,
+                          int nkey, void *payload)
+{
+    (void)nkey;
+    (void)payload;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT id, label AS name, qty FROM items_v2 WHERE id = ?1", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, key[0].i);
+    rc = sqlite3_step(st);
+    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
+                 : rc == SQLITE_DONE ? DW_ENOTFOUND
+                                     : rc;
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* The trusted read of key 3 fails; the other side is still read, and the
+ * trusted failure is what comes back. */
+static int run_read_trusted_fails(fault_ctx *c)
+{
+    dw_value key = dw_int(3);
+    return dw_read(c->row, c->h, &key, 1, read_old_fails, read_new_items,
+                   NULL);
+}
+
+/* Whatever the other read met, the failure returned is the trusted
+ * side's. */
+static void check_old_side_failure(fault_ctx *c, sqlite3 *fresh,
+                                   const char *where, int rc)
+{
+    (void)fresh;
+    if (rc == DW_ECALLBACK && c->h && dw_errside(c->h) != DW_SIDE_OLD)
+        rule_broken("%s: DW_ECALLBACK names side %d, not the old side: %s\n",
+                    where, dw_errside(c->h), dw_errmsg(c->h));
+}
+
 /* Key 4 disagrees: dw_compare() says so (and logs it). */
 static int run_compare_4(fault_ctx *c)
 {
@@ -2407,6 +2460,17 @@ const fault_op fault_ops[] = {
      .run = run_read_3, .authoritative = DW_SIDE_NEW},
     /* The mismatch is logged in a transaction of its own. */
     {.name = "dw_read mismatch@SHADOW", .flags = FAULT_OP_READS,
+     .setup = setup_mismatch, .run = run_read_4,
+     .authoritative = DW_SIDE_OLD, .check = check_logged_once},
+    /* After the trusted read fails the other side is read, and forgotten. */
+    {.name = "dw_read trusted read fails@SHADOW", .flags = READ,
+     .ok_code = DW_ECALLBACK, .setup = setup_shadow_open,
+     .run = run_read_trusted_fails, .authoritative = DW_SIDE_OLD,
+     .check = check_old_side_failure},
+    /* Test mode: memory running out is DW_ENOMEM there too, never taken
+     * for a comparison that could not be made (DW_ENOCOMPARE). */
+    {.name = "dw_read test-mode mismatch@SHADOW", .flags = FAULT_OP_READS,
+     .open_flags = DW_OPEN_TEST_MODE, .ok_code = DW_EMISMATCH,
      .setup = setup_mismatch, .run = run_read_4,
      .authoritative = DW_SIDE_OLD, .check = check_logged_once},
     {.name = "dw_compare mismatch@SHADOW", .flags = FAULT_OP_READS,

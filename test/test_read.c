@@ -1091,6 +1091,14 @@ static void test_test_mode(void **state)
     fx_close(&f);
 }
 
+/* Opens the fixture in test mode at SHADOW, the sides agreeing. */
+static void fx_open_test_mode_agreeing(fx *f)
+{
+    fx_open(f, DW_OPEN_TEST_MODE);
+    assert_dw_ok(f->h, set_stage(f->h, DW_STAGE_SHADOW));
+    f->r.s[DW_SIDE_NEW].name = "old-val";
+}
+
 /* In test mode a read whose other side fails cannot be compared, and a
  * test of a new model whose reads are broken must fail as a disagreement
  * does: DW_ENOCOMPARE, naming the side and why, with the trusted row still
@@ -1099,9 +1107,7 @@ static void test_test_mode_other_read_fails(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_NEW].name = "old-val";
+    fx_open_test_mode_agreeing(&f);
     f.r.s[DW_SIDE_NEW].rc = 1234;
     assert_dw(f.h, fx_read(&f, 1), DW_ENOCOMPARE);
     assert_string_equal(out_text(f.out, "name"), "old-val");
@@ -1149,15 +1155,55 @@ static void test_test_mode_other_read_fails(void **state)
     fx_close(&f);
 }
 
+/* In test mode, memory running out or a locked database while reading the
+ * other side says nothing about the models: the read fails as such
+ * (DW_ENOMEM or DW_EBUSY, the message naming the side, the row empty), as
+ * any call does when memory runs out, and may be retried; it is not
+ * DW_ENOCOMPARE. */
+static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open_test_mode_agreeing(&f);
+    static const struct {
+        int returned, expected;
+    } cases[] = {{DW_ENOMEM, DW_ENOMEM},
+                 {SQLITE_NOMEM, DW_ENOMEM},
+                 {DW_EBUSY, DW_EBUSY},
+                 {SQLITE_BUSY, DW_EBUSY}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        f.r.s[DW_SIDE_NEW].rc = cases[i].returned;
+        assert_dw(f.h, fx_read(&f, 1), cases[i].expected);
+        assert_int_equal(dw_errside(f.h), DW_SIDE_NEW);
+        assert_non_null(strstr(dw_errmsg(f.h), "new side: the read callback"));
+        assert_int_equal(dw_row_count(f.out), 0);
+    }
+    dw_metrics m = metrics(f.h);
+    assert_int_equal((int)m.compare_errors, 4);
+    assert_int_equal((int)m.new_side.read_errors, 4);
+
+    /* at LIVE the old side is the other one */
+    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    f.r.s[DW_SIDE_NEW].rc = DW_OK;
+    f.r.s[DW_SIDE_OLD].rc = DW_ENOMEM;
+    assert_dw(f.h, fx_read(&f, 2), DW_ENOMEM);
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
+    assert_int_equal(dw_row_count(f.out), 0);
+
+    /* once the other side reads, the read passes */
+    f.r.s[DW_SIDE_OLD].rc = DW_OK;
+    assert_dw_ok(f.h, fx_read(&f, 2));
+    assert_true(dw_row_get(f.out, "id")->i == 2);
+    fx_close(&f);
+}
+
 /* In test mode a normaliser that fails leaves the read uncompared: that
  * fails the read too, saying so, with the trusted row returned. */
 static void test_test_mode_normaliser_fails(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
-    f.r.s[DW_SIDE_NEW].name = "old-val";
+    fx_open_test_mode_agreeing(&f);
     cmp_ctx c;
     memset(&c, 0, sizeof c);
     c.normalize_fail = 1;
@@ -1172,6 +1218,15 @@ static void test_test_mode_normaliser_fails(void **state)
     dw_metrics m = metrics(f.h);
     assert_int_equal((int)m.compare_errors, 1);
     assert_int_equal((int)m.comparisons, 0);
+
+    /* dw_compare() returns the failure, test mode or not, saying so */
+    exec_ok(f.t.db, "INSERT INTO r_old VALUES(1, 'a');"
+                    "INSERT INTO r_new VALUES(1, 'a');");
+    dw_value k = dw_int(1);
+    int equal = -1;
+    assert_dw(f.h, dw_compare(&equal, f.h, &k, 1), DW_ECALLBACK);
+    assert_non_null(strstr(dw_errmsg(f.h), "normaliser failed on the old row"));
+    assert_int_equal(dw_errside(f.h), DW_SIDE_OLD);
 
     c.normalize_fail = 0;
     assert_dw_ok(f.h, fx_read(&f, 1));
@@ -1698,6 +1753,7 @@ int main(void)
         cmocka_unit_test(test_test_mode),
         cmocka_unit_test(test_test_mode_other_read_fails),
         cmocka_unit_test(test_test_mode_normaliser_fails),
+        cmocka_unit_test(test_test_mode_memory_or_lock_failure_is_returned),
         cmocka_unit_test(test_time_budget_counts_time_outside_sqlite),
         cmocka_unit_test(test_trusted_read_failure_still_reads_other),
         cmocka_unit_test(test_read_misuse),

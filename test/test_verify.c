@@ -1588,6 +1588,7 @@ static void test_read_options_apply(void **state)
     /* a failing normaliser fails the verification */
     nc.fail = 1;
     assert_dw(h, dw_verify(&r, h, NULL), DW_ECALLBACK);
+    assert_non_null(strstr(dw_errmsg(h), "normaliser failed"));
     nc.fail = 0;
 
     /* the defaults again: everything differs */
