@@ -1457,9 +1457,11 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * transaction: when the stage it leaves trusts one side and the stage it
  * enters writes the other, that other side is made equal to the trusted
  * row mapped (or deleted when that row is gone), exactly as a dual write
- * would. This needs a mapping in that direction (up, or down), else the
- * move is refused with DW_EMISUSE: moves use the spec's mappings, never the
- * application's write callbacks. The rule is applied as stated even when
+ * would. Carrying a row needs a mapping in that direction (up, or down),
+ * else the move is refused with DW_EMISUSE: moves use the spec's mappings,
+ * never the application's write callbacks. A key whose trusted row is gone
+ * (a delete took it out of the cohort, say) has nothing to carry and moves
+ * without one. The rule is applied as stated even when
  * the other side was written at the stage left too (LIVE to RAMPDOWN
  * re-copies the old row), so a write queued for repair is not lost. So
  * swapping a key back to OFF carries its latest data, as the trusted side

@@ -195,14 +195,31 @@ static int sync_callback(dw_migration *h, int target, const dw_value *key)
     return rc;
 }
 
+/* A sync in a direction the spec has no mapping for: only a row to carry
+ * needs one; with the source row gone (a delete, say) the sync is the
+ * target row's delete. */
+static int sync_unmapped(dw_migration *h, int target, const dw_value *key)
+{
+    dw_row *row = NULL;
+    if (dw_row_new(&row) != DW_OK)
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    int rc = h->ops->read_side(h, dw__other_side(target), key, row);
+    dw_row_free(row);
+    if (rc == DW_ENOTFOUND)
+        return h->ops->delete_row(h, target, key);
+    if (rc != DW_OK)
+        return rc;
+    return dw__error(h, DW_EMISUSE, target,
+                     "copying a row into the %s model needs the %s mapping, "
+                     "which the spec of %s does not have",
+                     dw__side_word(target),
+                     target == DW_SIDE_NEW ? "up" : "down", h->spec.name);
+}
+
 int dw__sync(dw_migration *h, int target, const dw_value *key)
 {
     if (!dw__has_mapping(h, target))
-        return dw__error(h, DW_EMISUSE, target,
-                         "copying a row into the %s model needs the %s "
-                         "mapping, which the spec of %s does not have",
-                         dw__side_word(target),
-                         target == DW_SIDE_NEW ? "up" : "down", h->spec.name);
+        return sync_unmapped(h, target, key);
     if (!h->spec.map[target].exprs)
         return sync_callback(h, target, key);
     int found = 0;
