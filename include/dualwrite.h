@@ -439,9 +439,14 @@ typedef struct dw_options {
      *  It runs again whenever a backfill starts over, so it must be safe to
      *  repeat (INSERT ... ON CONFLICT DO
      *  NOTHING, not a plain INSERT). Part of the spec and its digest. Each
-     *  statement is prepared at dw_open(), so it must name existing tables
-     *  (DML, not DDL); double-quoted string literals are off, as for
-     *  mappings. NULL or "" for none. */
+     *  statement is prepared at dw_open(), so it must name existing tables;
+     *  each must be an INSERT (or REPLACE), UPDATE or DELETE, with or
+     *  without a WITH clause: anything else (CREATE, DROP, ALTER, PRAGMA,
+     *  ATTACH, VACUUM, BEGIN, COMMIT, SAVEPOINT, a SELECT...) is refused
+     *  with DW_EMISUSE naming the statement, and nothing is stored; a
+     *  stored spec with such setup SQL no longer opens until redefined.
+     *  Double-quoted string literals are off, as for mappings. NULL or ""
+     *  for none. */
     const char *setup_sql;
 } dw_options;
 

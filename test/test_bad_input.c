@@ -1305,7 +1305,7 @@ static void test_mapping_expression_escape(void **state)
  * only when its first word was one (BEGIN, COMMIT...); a leading comment
  * hid it, "/ * * / COMMIT" passed dw_open(), and dw_stage_set() out of OFF
  * then returned DW_ERROR ("nothing was applied") with the new stage
- * committed. Refused at open (DW_ESCHEMA) as plain "COMMIT" is. */
+ * committed. Refused at open (DW_EMISUSE) as plain "COMMIT" is. */
 static void test_setup_sql_hidden_commit(void **state)
 {
     (void)state;
@@ -1339,7 +1339,7 @@ static void test_setup_sql_hidden_commit(void **state)
         }
         dw_close(h);
         close_db(db);
-        assert_int_equal(rc, DW_ESCHEMA);
+        assert_int_equal(rc, DW_EMISUSE);
     }
 }
 
@@ -1360,16 +1360,107 @@ static void test_setup_sql_transaction_control(void **state)
         dw_migration *h = (dw_migration *)&o;
         char *err = NULL;
         int rc = dw_open(&h, db, &o, &err);
-        if (rc != DW_ESCHEMA)
+        if (rc != DW_EMISUSE)
             print_error("setup \"%s\": %d %s\n", control[i], rc,
                         err ? err : "");
-        assert_int_equal(rc, DW_ESCHEMA);
+        assert_int_equal(rc, DW_EMISUSE);
         assert_null(h);
         assert_non_null(err);
         sqlite3_free(err);
         assert_int_equal(state_tables(db), 0);
         close_db(db);
     }
+}
+
+/* Was a defect: the header says setup SQL is "DML, not DDL", yet any
+ * statement that prepared was accepted and stored, and ran at the next
+ * stage move ("DROP TABLE precious" dropped the table). Every statement
+ * but a row change is refused at open with DW_EMISUSE naming it, and
+ * nothing is stored. */
+static void test_setup_sql_only_changes_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql, *named;
+    } refused[] = {
+        {"DROP TABLE precious", "statement 1 (DROP TABLE precious)"},
+        {"INSERT INTO t_new(id, w) VALUES(1, 'a');\n  drop table precious;  ",
+         "statement 2 (drop table precious)"},
+        {"-- tidy up\nDROP TABLE precious", "DROP TABLE precious"},
+        {"CREATE TABLE extra(a)", "CREATE TABLE extra(a)"},
+        {"CREATE INDEX t_new_w ON t_new(w)", "CREATE INDEX"},
+        {"CREATE TRIGGER tr AFTER INSERT ON t_new BEGIN DELETE FROM precious; "
+         "END",
+         "CREATE TRIGGER"},
+        {"CREATE VIEW v AS SELECT 1", "CREATE VIEW"},
+        {"ALTER TABLE precious ADD COLUMN b", "ALTER TABLE"},
+        {"PRAGMA user_version = 7", "PRAGMA user_version"},
+        {"PRAGMA foreign_keys", "PRAGMA foreign_keys"},
+        {"ATTACH ':memory:' AS other", "ATTACH"},
+        {"VACUUM", "VACUUM"},
+        {"ANALYZE", "ANALYZE"},
+        {"REINDEX", "REINDEX"},
+        {"BEGIN", "BEGIN"},
+        {"COMMIT", "COMMIT"},
+        {"SAVEPOINT s", "SAVEPOINT s"},
+        {"RELEASE s", "RELEASE s"},
+        {"SELECT count(*) FROM precious", "SELECT count(*)"},
+        {"WITH c AS (SELECT 1) SELECT * FROM c", "WITH c AS"},
+        {"VALUES(1)", "VALUES(1)"},
+        {"EXPLAIN DELETE FROM precious", "EXPLAIN DELETE"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        sqlite3 *db = mem_db();
+        exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                    "CREATE TABLE precious(a); INSERT INTO precious VALUES(1);");
+        uint64_t before = db_digest(db);
+        dw_options o;
+        plain_options(&o);
+        o.setup_sql = refused[i].sql;
+        dw_migration *h = NULL;
+        char *err = NULL;
+        int rc = dw_open(&h, db, &o, &err);
+        if (rc != DW_EMISUSE || !err || !strstr(err, refused[i].named))
+            print_error("setup \"%s\": %d %s\n", refused[i].sql, rc,
+                        err ? err : "");
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_null(h);
+        assert_non_null(strstr(err, refused[i].named));
+        assert_non_null(strstr(err, "INSERT, UPDATE or DELETE"));
+        sqlite3_free(err);
+        assert_true(db_digest(db) == before);
+        assert_int_equal(state_tables(db), 0);
+        close_db(db);
+    }
+
+    /* Row changes, their WITH forms and REPLACE are taken, several in one
+     * string, and run when the migration leaves OFF. */
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                "CREATE TABLE precious(a); INSERT INTO precious VALUES(1);");
+    dw_options o;
+    plain_options(&o);
+    o.setup_sql = "INSERT INTO precious VALUES(2);\n"
+                  "WITH c(x) AS (SELECT 3) INSERT INTO precious SELECT x "
+                  "FROM c;\n"
+                  "UPDATE precious SET a = a * 10 WHERE a = 1;\n"
+                  "/* gone */ DELETE FROM precious WHERE a = 2;\n"
+                  "REPLACE INTO precious VALUES(4);\n"
+                  "WITH d AS (SELECT 3 AS x) DELETE FROM precious WHERE a IN "
+                  "(SELECT x FROM d);\n";
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "setup runs", 0));
+    char buf[32];
+    assert_string_equal(query_text(db,
+                                   "SELECT group_concat(a, ',') FROM (SELECT "
+                                   "a FROM precious ORDER BY a)",
+                                   buf, sizeof buf),
+                        "4,10");
+    dw_close(h);
+    close_db(db);
 }
 
 /* Was a defect: dw_open() checks a side's table in main.sqlite_schema, but
@@ -3317,6 +3408,7 @@ int main(void)
         cmocka_unit_test(test_hostile_backup_paths),
         cmocka_unit_test(test_hostile_cohort),
         cmocka_unit_test(test_setup_sql_transaction_control),
+        cmocka_unit_test(test_setup_sql_only_changes_rows),
         cmocka_unit_test(test_text_key_with_nul),
         cmocka_unit_test(test_hostile_keys),
         cmocka_unit_test(test_contract_uri_path_overwrites),

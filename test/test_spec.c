@@ -1011,7 +1011,7 @@ static void test_setup_sql_cannot_end_transactions(void **state)
         make_items(t.db);
         dw_options o = items_opts("setup");
         o.setup_sql = bad[i];
-        open_fails(t.db, &o, DW_ESCHEMA, "setup SQL");
+        open_fails(t.db, &o, DW_EMISUSE, "setup SQL");
         test_db_close(&t);
     }
 }
