@@ -318,6 +318,11 @@ DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
  * of a UNIQUE index (not partial), INTEGER or TEXT, on rowid and WITHOUT
  * ROWID tables alike. Both sides name their key columns in the same order and
  * hold the same key values: old key column i corresponds to new key column i.
+ * A TEXT key value must not hold a NUL byte (SQLite reads text up to one, so
+ * such a key could not be paged through): every call that takes a key
+ * refuses one with DW_EMISUSE, writing nothing, and dw_backfill() and
+ * dw_verify() refuse a table whose rows hold one, naming the first such
+ * key, before their first batch.
  *
  * `columns` lists this side's non-key columns. NULL means: for the new side
  * with an SQL up mapping, the columns the mapping names; otherwise every
@@ -1591,7 +1596,7 @@ typedef struct dw_routing {
 /**
  * The bucket of a key (see "Buckets" above) into *out. Needs no handle: any
  * program can compute it. A pure function: safe from any thread. DW_OK; DW_EMISUSE (NULL out or key, nkey < 1, a
- * value that is not INTEGER or TEXT); DW_ENOMEM.
+ * value that is not INTEGER or TEXT, a TEXT holding a NUL byte); DW_ENOMEM.
  */
 DW_API int dw_key_bucket(int *out, const dw_value *key, int nkey);
 

@@ -118,7 +118,7 @@ static void fill_progress(run *r, int finished)
         p->seconds_left = 0;
 }
 
-int dw__no_null_keys(dw_migration *h, int side, const char *what)
+int dw__keys_pageable(dw_migration *h, int side, const char *what)
 {
     int64_t nulls = 0;
     int rc = h->ops->null_keys(h, side, &nulls);
@@ -129,12 +129,26 @@ int dw__no_null_keys(dw_migration *h, int side, const char *what)
                          "not run",
                          dw__side_word(side), (long long)nulls,
                          h->spec.side[side].table, what);
+    /* Found before the first batch, not where a page boundary happens to
+     * fall on it. */
+    char *key = NULL;
+    if (rc == DW_OK)
+        rc = h->ops->unpaged_key(h, side, &key);
+    if (rc == DW_OK && key)
+        rc = dw__error(h, DW_EMISUSE, side,
+                       "%s side: table \"%s\" has a row with key %s, which "
+                       "cannot be paged through (a TEXT holding a NUL byte, "
+                       "or an infinite REAL); change or delete that row, "
+                       "%s will not run",
+                       dw__side_word(side), h->spec.side[side].table, key,
+                       what);
+    dw__free(key);
     return rc;
 }
 
-static int null_key_check(dw_migration *h, int side)
+static int pageable_check(dw_migration *h, int side)
 {
-    return dw__no_null_keys(h, side, "the backfill");
+    return dw__keys_pageable(h, side, "the backfill");
 }
 
 static int routed_elsewhere(const dw_migration *h, int source);
@@ -166,7 +180,7 @@ static int survey(dw_migration *h, void *arg)
                r->st.state == DW_BF_NONE || r->st.state == DW_BF_STALE;
     if (!r->fresh)
         return DW_OK;
-    rc = null_key_check(h, source);
+    rc = pageable_check(h, source);
     if (rc == DW_OK)
         rc = h->ops->range_count(h, source, NULL, NULL, &r->counted);
     return rc;
@@ -275,7 +289,7 @@ static int batch(dw_migration *h, run *r, int *finished)
         /* Start (over): the end is the largest key now; later keys are
          * written to both sides by the application. Went stale since the
          * survey: look for NULL keys here. */
-        if (!r->fresh && (rc = null_key_check(h, source)) != DW_OK)
+        if (!r->fresh && (rc = pageable_check(h, source)) != DW_OK)
             return rc;
         dw__backfill_state_free(st);
         st->state = DW_BF_RUNNING;

@@ -88,6 +88,10 @@ void dw_sha256_value(dw_sha256 *s, const dw_value *v);
 /* ---- values and rows --------------------------------------------------------- */
 
 int dw__value_valid(const dw_value *v);
+/* Why a value cannot be (part of) a key -- "is not INTEGER or TEXT", "is
+ * malformed", a TEXT holding a NUL -- or NULL when it can: the one check
+ * of every key a caller passes in. */
+const char *dw__key_value_problem(const dw_value *v);
 /* Byte length of a text or blob value, resolving n == -1. */
 int dw__value_len(const dw_value *v);
 /* Appends the key as JSON-style text: [42] or ["org-7",3]. */
@@ -296,6 +300,9 @@ typedef struct dw_backend_ops {
                        const char *hi, int64_t *n);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
+    /* The text of the first key of `side` that cannot be paged through (a
+     * TEXT holding a NUL byte, an infinite REAL), or *key = NULL. */
+    int (*unpaged_key)(dw_migration *h, int side, char **key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
      * never OR IGNORE or REPLACE; *written counts rows changed. */
     int (*range_copy)(dw_migration *h, int target, const char *lo,
@@ -547,8 +554,9 @@ int dw__need_autocommit(dw_migration *h, const char *what);
 /* DW_EMISUSE when the stage has no second model to work on, or the old
  * model was dropped. Call inside the operation's transaction. */
 int dw__need_two_models(dw_migration *h, int stage, const char *what);
-/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key. */
-int dw__no_null_keys(dw_migration *h, int side, const char *what);
+/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key or one
+ * that cannot be paged through (the first such is named). */
+int dw__keys_pageable(dw_migration *h, int side, const char *what);
 /* The side the stage trusts. */
 int dw__authoritative(int stage);
 /* The other of DW_SIDE_OLD and DW_SIDE_NEW. */

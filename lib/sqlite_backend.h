@@ -60,6 +60,7 @@ enum range_kind {
     RK_LAST,
     RK_COUNT,
     RK_NULLS,
+    RK_UNPAGED, /* the first key holding a NUL text or an infinite real */
     RK_COPY,
     RK_DELETE,
     RK_KEYS,
@@ -198,6 +199,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
 int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
                            const char *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
+int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key);
 int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
                           const char *hi, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,

@@ -53,6 +53,22 @@ int dw__value_valid(const dw_value *v)
     return 1;
 }
 
+const char *dw__key_value_problem(const dw_value *v)
+{
+    if (v->type != DW_TYPE_INTEGER && v->type != DW_TYPE_TEXT)
+        return "is not INTEGER or TEXT";
+    if (!dw__value_valid(v))
+        return "is malformed";
+    /* SQLite's text functions stop at a NUL, so the key could not be
+     * paged through by the backfill or verification. */
+    if (v->type == DW_TYPE_TEXT && v->p &&
+        memchr(v->p, 0, (size_t)dw__value_len(v)))
+        return "is TEXT holding a NUL byte, which keys cannot hold (SQLite "
+               "reads text up to a NUL, so the key could not be paged "
+               "through)";
+    return NULL;
+}
+
 int dw__value_len(const dw_value *v)
 {
     if (v->type != DW_TYPE_TEXT && v->type != DW_TYPE_BLOB)

@@ -47,12 +47,10 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
                          "columns",
                          nkey, h->spec.name, want);
     for (int i = 0; i < nkey; i++) {
-        if (key[i].type != DW_TYPE_INTEGER && key[i].type != DW_TYPE_TEXT)
-            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                             "key value %d is not INTEGER or TEXT", i);
-        if (!dw__value_valid(&key[i]))
-            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                             "key value %d is malformed", i);
+        const char *why = dw__key_value_problem(&key[i]);
+        if (why)
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "key value %d %s",
+                             i, why);
         /* The column's affinity would convert the value, so the row found
          * would not be the key given: one key, two texts ([1], ["1"]) in
          * overrides, buckets, queues and logs. */

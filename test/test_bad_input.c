@@ -1463,6 +1463,135 @@ static void test_setup_sql_only_changes_rows(void **state)
     close_db(db);
 }
 
+/* A migration of TEXT keys at DUAL_WRITE, rows "a" and "b" on both sides. */
+static dw_migration *text_keys_open(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id TEXT PRIMARY KEY, w TEXT);"
+                "INSERT INTO t_old VALUES('a', 'x'), ('b', 'y');"
+                "INSERT INTO t_new VALUES('a', 'X'), ('b', 'Y');");
+    dw_options o;
+    plain_options(&o);
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    return h;
+}
+
+static int never_writes(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    (void)db;
+    (void)key;
+    (void)nkey;
+    *(int *)payload = 1;
+    return 0;
+}
+
+static void assert_nul_key_refused(dw_migration *h, int rc, const char *call)
+{
+    if (rc != DW_EMISUSE ||
+        !strstr(dw_errmsg(h), "key value 0 is TEXT holding a NUL"))
+        print_error("%s: %d %s\n", call, rc, dw_errmsg(h));
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "key value 0 is TEXT holding a NUL"));
+}
+
+/* Was a defect: a TEXT key holding a NUL byte was accepted, mirrored and
+ * overridden, and later broke paging (a backfill or verification failed,
+ * or not, depending on where a page boundary fell). Every call that takes
+ * a key refuses it with DW_EMISUSE, and nothing is written. */
+static void test_key_with_nul_refused(void **state)
+{
+    (void)state;
+    sqlite3 *db = mem_db();
+    dw_migration *h = text_keys_open(db);
+    uint64_t before = db_digest(db);
+    dw_value bad = dw_text_n("a\0b", 3);
+    int called = 0, rc;
+    rc = dw_write(h, &bad, 1, never_writes, never_writes, &called);
+    assert_nul_key_refused(h, rc, "dw_write");
+    assert_int_equal(called, 0);
+    assert_nul_key_refused(h, dw_mirror(h, &bad, 1), "dw_mirror");
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_nul_key_refused(h, dw_read(row, h, &bad, 1, NULL, NULL, NULL),
+                           "dw_read");
+    dw_row_free(row);
+    int equal = -1;
+    assert_nul_key_refused(h, dw_compare(&equal, h, &bad, 1), "dw_compare");
+    assert_nul_key_refused(h, dw_repair_keys(NULL, h, &bad, 1, 1),
+                           "dw_repair_keys");
+    int stage = -1;
+    assert_nul_key_refused(h, dw_key_stage(&stage, NULL, h, &bad, 1),
+                           "dw_key_stage");
+    assert_nul_key_refused(h, dw_override_set(h, &bad, 1, 1, DW_STAGE_LIVE,
+                                              "test"),
+                           "dw_override_set");
+    assert_nul_key_refused(h, dw_override_clear(NULL, h, &bad, 1, 1, "test"),
+                           "dw_override_clear");
+    /* The second of several keys is checked too, and the first not
+     * applied. */
+    dw_value two[2] = {dw_text("a"), dw_text_n("c\0", 2)};
+    rc = dw_override_set(h, two, 1, 2, DW_STAGE_LIVE, "test");
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "NUL"));
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.from = &bad;
+    vo.nfrom = 1;
+    dw_verify_result vr;
+    assert_nul_key_refused(h, dw_verify(&vr, h, &vo), "dw_verify from");
+    vo.from = NULL;
+    vo.nfrom = 0;
+    vo.to = &bad;
+    vo.nto = 1;
+    assert_nul_key_refused(h, dw_verify(&vr, h, &vo), "dw_verify to");
+    int bucket = -1;
+    assert_int_equal(dw_key_bucket(&bucket, &bad, 1), DW_EMISUSE);
+    assert_int_equal(bucket, -1);
+    assert_true(db_digest(db) == before);
+
+    /* The same bytes without the NUL are a key like any other. */
+    dw_value good = dw_text_n("a\0b", 1);
+    assert_dw_ok(h, dw_key_stage(&stage, NULL, h, &good, 1));
+    assert_int_equal(dw_key_bucket(&bucket, &good, 1), DW_OK);
+    dw_close(h);
+    close_db(db);
+}
+
+/* Was a defect: a row whose key holds a NUL (written by SQL directly) was
+ * copied silently when it fell inside a batch and refused only when it
+ * fell on a batch's boundary. The backfill and verification now refuse it
+ * before the first batch, naming the key, whatever the batch size. */
+static void test_table_key_with_nul_refused(void **state)
+{
+    (void)state;
+    for (int rows = 1; rows <= 1000; rows *= 1000) {
+        sqlite3 *db = mem_db();
+        dw_migration *h = text_keys_open(db);
+        exec_ok(db, "INSERT INTO t_old VALUES(CAST(x'610062' AS TEXT), 'z')");
+        uint64_t before = db_digest(db);
+        dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+        bo.batch_rows = rows;
+        int rc = dw_backfill(NULL, h, &bo);
+        if (rc != DW_EMISUSE || !strstr(dw_errmsg(h), "a\\u0000b"))
+            print_error("batch_rows %d: %d %s\n", rows, rc, dw_errmsg(h));
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "key [\"a\\u0000b\"]"));
+        assert_non_null(strstr(dw_errmsg(h), "table \"t_old\""));
+        assert_true(db_digest(db) == before);
+        dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+        vo.chunk_rows = rows;
+        dw_verify_result vr;
+        rc = dw_verify(&vr, h, &vo);
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "key [\"a\\u0000b\"]"));
+        assert_non_null(strstr(dw_errmsg(h), "verification will not run"));
+        dw_close(h);
+        close_db(db);
+    }
+}
+
 /* Was a defect: dw_open() checks a side's table in main.sqlite_schema, but
  * the statements named it unqualified, which SQLite resolves to a TEMP
  * table of the same name first: dw_write() synced into temp.t_new, never
@@ -1766,85 +1895,6 @@ static void test_hostile_cohort(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(route, DW_ROUTE_MIGRATION);
     plain_close(&p);
-}
-
-/* Text keys with a NUL byte, given by length: written, read, compared and
- * kept apart from the key that stops at the NUL. */
-static int write_text_key(sqlite3 *db, const dw_value *key, int nkey,
-                          void *payload)
-{
-    (void)payload;
-    (void)nkey;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "INSERT INTO k_old(k, v) VALUES(?1, ?1)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static void test_text_key_with_nul(void **state)
-{
-    (void)state;
-    sqlite3 *db = mem_db();
-    exec_ok(db, "CREATE TABLE k_old(k TEXT PRIMARY KEY, v TEXT);"
-                "CREATE TABLE k_new(k TEXT PRIMARY KEY, w TEXT);");
-    static const char *const key_col[] = {"k"};
-    static const dw_column_map up[] = {{"w", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "nul";
-    o.old_side.table = "k_old";
-    o.old_side.key_columns = key_col;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "k_new";
-    o.new_side.key_columns = key_col;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    dw_migration *h = NULL;
-    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    dw_value full = dw_text_n("a\0b", 3), cut = dw_text("a");
-    assert_dw_ok(h, dw_write(h, &full, 1, write_text_key, NULL, NULL));
-    assert_dw_ok(h, dw_write(h, &cut, 1, write_text_key, NULL, NULL));
-    assert_int_equal(query_int(db, "SELECT count(*) FROM k_new"), 2);
-    assert_int_equal(query_int(db, "SELECT length(CAST(k AS BLOB)) FROM k_new "
-                                   "WHERE k = CAST(x'610062' AS TEXT)"),
-                     3);
-    int b1 = -1, b2 = -1;
-    assert_int_equal(dw_key_bucket(&b1, &full, 1), DW_OK);
-    assert_int_equal(dw_key_bucket(&b2, &cut, 1), DW_OK);
-    assert_int_not_equal(b1, b2); /* ["a\u0000b"] is not ["a"] */
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    dw_row *out = NULL;
-    assert_int_equal(dw_row_new(&out), DW_OK);
-    assert_dw_ok(h, dw_read(out, h, &full, 1, NULL, NULL, NULL));
-    const dw_value *v = dw_row_get(out, "v");
-    assert_int_equal(v->n, 3);
-    assert_memory_equal(v->p, "a\0b", 3);
-    dw_metrics m = {0};
-    assert_int_equal(dw_metrics_get(&m, h), DW_OK);
-    assert_int_equal(m.matches, 1);
-    int equal = -1;
-    assert_dw_ok(h, dw_compare(&equal, h, &full, 1));
-    assert_int_equal(equal, 1);
-    /* Verification either refuses such a key (it cannot be paged through)
-     * or compares it correctly. */
-    dw_verify_result r;
-    int rc = dw_verify(&r, h, NULL);
-    if (rc == DW_OK) {
-        assert_int_equal(r.keys, 2);
-        assert_true(r.clean);
-    } else {
-        assert_int_equal(rc, DW_EMISUSE);
-        assert_message(h);
-    }
-    dw_row_free(out);
-    dw_close(h);
-    close_db(db);
 }
 
 /* Keys are values too: extreme integers (past 2^53, which a JSON reader
@@ -3409,7 +3459,8 @@ int main(void)
         cmocka_unit_test(test_hostile_cohort),
         cmocka_unit_test(test_setup_sql_transaction_control),
         cmocka_unit_test(test_setup_sql_only_changes_rows),
-        cmocka_unit_test(test_text_key_with_nul),
+        cmocka_unit_test(test_key_with_nul_refused),
+        cmocka_unit_test(test_table_key_with_nul_refused),
         cmocka_unit_test(test_hostile_keys),
         cmocka_unit_test(test_contract_uri_path_overwrites),
         cmocka_unit_test(test_mapping_expression_escape),
