@@ -443,7 +443,10 @@ typedef struct dw_options {
      *  first batch, before copying any row (rows added since are covered).
      *  It runs again whenever a backfill starts over, so it must be safe to
      *  repeat (INSERT ... ON CONFLICT DO
-     *  NOTHING, not a plain INSERT). Part of the spec and its digest. Each
+     *  NOTHING, not a plain INSERT). Part of the spec and its digest,
+     *  without its trailing white space (so "...;\n" and "...;" are one
+     *  spec; a spec stored by 0.3 with that white space in its digest still
+     *  opens, either way, and keeps its stored digest). Each
      *  statement is prepared at dw_open(), so it must name existing tables;
      *  each must be an INSERT (or REPLACE), UPDATE or DELETE, with or
      *  without a WITH clause: anything else (CREATE, DROP, ALTER, PRAGMA,
@@ -478,7 +481,9 @@ typedef struct dw_migration dw_migration;
  * expression prepares -- with double-quoted string literals disabled, so a
  * misspelled column is an error rather than a string. The spec's digest is
  * then compared with the stored one: a new name stores the spec at stage OFF;
- * the same spec opens it; a different spec fails with DW_ESPEC unless
+ * the same spec opens it; a different spec fails with DW_ESPEC, the message
+ * saying which parts differ (a side's table, key or columns, a mapping or
+ * one of its columns, the map_version, the setup SQL), unless
  * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
  * the redefinition in the history.
  *
@@ -555,7 +560,8 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *         options' map_version (null for a NULL one; up and down name the
  *         same);
  *         null: no mapping (down only).
- *   S     setup_sql; the member is left out when there is none.
+ *   S     setup_sql without its trailing white space; the member is left
+ *         out when there is none.
  *
  * dw_open_json() also reads a spec written by hand, in a looser form:
  * members in any order, white space anywhere; "format" may be left out (if

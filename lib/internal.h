@@ -481,6 +481,12 @@ void dw__spec_free(dw_spec *s);
 void dw__spec_unvalidate(dw_spec *s);
 /* Canonical text of a validated spec (for the digest and for storage). */
 char *dw__spec_text(const dw_spec *s);
+/* The same with `setup` (NULL: none) for its setup SQL. */
+char *dw__spec_text_with_setup(const dw_spec *s, const char *setup);
+/* SHA-256 of a spec's text, as dw_spec_digest() gives it. */
+void dw__text_digest(const char *text, char hex[65]);
+/* The length of setup SQL without its trailing white space. */
+size_t dw__setup_len(const char *sql);
 
 /* Runs fn(h, arg) inside a read (write = 0) or write scope: the caller's
  * transaction, or one of our own, committed when fn succeeds. */
