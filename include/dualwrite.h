@@ -306,6 +306,25 @@ DW_API int dw_row_set_null(dw_row *row, const char *name);
  *  DW_ENOMEM. */
 DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
 
+/**
+ * Binds n values to a statement's parameters first, first + 1, ...,
+ * first + n - 1 (1-based, as sqlite3_bind_*()), each by its type: INTEGER
+ * with sqlite3_bind_int64(), FLOAT with sqlite3_bind_double(), TEXT and
+ * BLOB by their bytes (n counts them; a TEXT with n = -1 up to its NUL),
+ * NULL as NULL. The bytes are copied (SQLITE_TRANSIENT): the values may
+ * go away before the statement runs. The usual way for a write callback
+ * to bind its key, e.g. `dw_bind_values(st, 1, key, nkey)`.
+ *
+ * @return DW_OK; DW_EMISUSE (NULL stmt, NULL v with n > 0, n < 0,
+ *         first < 1, a value that is not a well-formed dw_value, a
+ *         parameter index past the statement's last, or a statement that
+ *         is running); DW_ENOMEM; DW_ERROR (a value too big for SQLite).
+ *         On failure the parameters bound before the failing one stay
+ *         bound (sqlite3_clear_bindings() clears them).
+ */
+DW_API int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
+                          int n);
+
 /* ------------------------------------------------------------------------ */
 /* Migration spec                                                            */
 /* ------------------------------------------------------------------------ */
@@ -1773,6 +1792,14 @@ typedef struct dw_metrics {
     dw_side_metrics old_side;
     dw_side_metrics new_side;
 } dw_metrics;
+
+/** Every counter zero and the version set: `dw_metrics m = DW_METRICS_INIT;`
+ *  before dw_metrics_get(). */
+#define DW_METRICS_INIT                                                        \
+    {                                                                          \
+        DW_METRICS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                      \
+            {0, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 0, 0, 0}                 \
+    }
 
 /** Copies the counters into *out (whose version must be
  *  DW_METRICS_VERSION or 0). */
