@@ -456,6 +456,18 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
     return DW_OK;
 }
 
+/* The key as key text (a NUL escaped as \u0000) into *text. */
+static int key_text(dw_migration *h, const dw_value *key, int n, int side,
+                    char **text)
+{
+    dw_buf b;
+    dw_buf_init(&b);
+    dw__key_text(&b, key, n);
+    if (!(*text = dw_buf_take(&b)))
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    return DW_OK;
+}
+
 int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                       int side, char **text)
 {
@@ -477,12 +489,7 @@ int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                              "with a NUL byte, or an infinite or NaN real)",
                              dw__side_word(side), h->spec.side[side].table,
                              h->spec.side[side].key[i]);
-    dw_buf b;
-    dw_buf_init(&b);
-    dw__key_text(&b, key, n);
-    if (!(*text = dw_buf_take(&b)))
-        return dw__error(h, DW_ENOMEM, side, "out of memory");
-    return DW_OK;
+    return key_text(h, key, n, side, text);
 }
 
 /* Steps a statement that yields at most one key; *key gets its text, or
@@ -568,23 +575,6 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
               : h->errcode;
 }
 
-/* The key of the statement's row as key text (a NUL escaped as \u0000). */
-static int row_key_text(dw_migration *h, sqlite3_stmt *st, int side,
-                        char **key)
-{
-    int nkey = h->spec.side[side].nkey;
-    dw_value k[64];
-    int rc = dw__stmt_key(h, st, 0, nkey, k, side);
-    if (rc != DW_OK)
-        return rc;
-    dw_buf b;
-    dw_buf_init(&b);
-    dw__key_text(&b, k, nkey);
-    if (!(*key = dw_buf_take(&b)))
-        return dw__error(h, DW_ENOMEM, side, "out of memory");
-    return DW_OK;
-}
-
 int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key)
 {
     *key = NULL;
@@ -593,7 +583,11 @@ int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key)
         return h->errcode;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        int r = row_key_text(h, st, side, key);
+        int nkey = h->spec.side[side].nkey;
+        dw_value k[64];
+        int r = dw__stmt_key(h, st, 0, nkey, k, side);
+        if (r == DW_OK)
+            r = key_text(h, k, nkey, side, key);
         if (r != DW_OK) {
             sqlite3_reset(st);
             return r;

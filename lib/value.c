@@ -1,4 +1,5 @@
 /* Typed values: constructors, equality, key text and log descriptions. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,7 +213,8 @@ int dw__bind_value(void *stmt, int idx, const dw_value *v)
 
 int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v, int n)
 {
-    if (!stmt || (!v && n > 0) || n < 0 || first < 1)
+    if (!stmt || (!v && n > 0) || n < 0 || first < 1 ||
+        first - 1 > INT_MAX - n)
         return DW_EMISUSE;
     for (int i = 0; i < n; i++) {
         if (!dw__value_valid(&v[i]))

@@ -2217,6 +2217,16 @@ static void test_null_rows(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(dw_row_set_columns(NULL, st), DW_EMISUSE);
     sqlite3_finalize(st);
+    dw_value v1 = dw_int(1), two[2] = {dw_int(1), dw_int(2)};
+    assert_int_equal(C(dw_bind_values)(NULL, 1, &v1, 1), DW_EMISUSE);
+    assert_int_equal(sqlite3_prepare_v2(np.db, "SELECT ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(dw_bind_values(st, 1, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 2, &v1, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, INT32_MAX, &v1, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, &v1, INT32_MIN), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, INT32_MAX, two, 2), DW_EMISUSE);
+    sqlite3_finalize(st);
     assert_int_equal(dw_row_count(row), 4);
     dw_row_clear(row);
     assert_int_equal(dw_row_count(row), 0);

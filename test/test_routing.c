@@ -646,14 +646,15 @@ static void test_override_needs_mapping(void **state)
 }
 
 /* Deletes of the key on each side, for moves that have no row to carry. */
-static int delete_where_id(sqlite3 *db, const char *sql, int64_t id)
+static int delete_by_key(sqlite3 *db, const char *sql, const dw_value *key)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
+    rc = dw_bind_values(st, 1, key, 1);
+    if (rc == DW_OK)
+        rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : rc;
 }
@@ -662,15 +663,14 @@ static int del_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     (void)payload;
-    return delete_where_id(db, "DELETE FROM items WHERE id = ?1", key[0].i);
+    return delete_by_key(db, "DELETE FROM items WHERE id = ?1", key);
 }
 
 static int del_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     (void)payload;
-    return delete_where_id(db, "DELETE FROM items_v2 WHERE id = ?1",
-                           key[0].i);
+    return delete_by_key(db, "DELETE FROM items_v2 WHERE id = ?1", key);
 }
 
 static int delete_key(dw_migration *h, int64_t id)
@@ -695,22 +695,22 @@ static dw_migration *start_up_only(fixture *f)
     return f->h;
 }
 
-/* A delete takes a key out of a LIVE cohort; the move to the migration's
- * DUAL_WRITE would copy new into old, but the row is gone: nothing to
- * carry, so no down mapping is needed. A row that exists still needs it. */
-static void test_cohort_delete_needs_no_mapping(void **state)
+/* A cohort at LIVE, promoting on write to `promote`: deleting key 6 moves
+ * it to `stage` by `route`, a move that would copy new into old -- but the
+ * row is gone: nothing to carry, so no down mapping is needed. Writing key
+ * 3 keeps a row to carry: refused, rolled back. */
+static void delete_moves_without_mapping(fixture *f, int promote, int stage,
+                                         int route)
 {
-    fixture *f = *state;
     dw_migration *h = start_up_only(f);
-    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE,
-                               DW_PROMOTE_NONE, 0, NULL));
+    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE, promote,
+                               0, NULL));
     assert_key_stage(h, 6, DW_STAGE_LIVE, DW_ROUTE_CANARY);
     assert_dw_ok(h, delete_key(h, 6));
     assert_false(old_has(f->t.db, 6));
     assert_false(new_has(f->t.db, 6));
-    assert_key_stage(h, 6, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+    assert_key_stage(h, 6, stage, route);
 
-    /* Key 3 written out of the cohort keeps a row: refused, rolled back. */
     rec r = make_rec("org-1", "moved out", 33);
     assert_dw(h, write_key(h, 3, &r), DW_EMISUSE);
     assert_msg_has(h, "down mapping");
@@ -718,22 +718,18 @@ static void test_cohort_delete_needs_no_mapping(void **state)
     assert_key_stage(h, 3, DW_STAGE_LIVE, DW_ROUTE_CANARY);
 }
 
-/* Promotion on write from a LIVE cohort to RAMPDOWN copies new into old;
- * a delete leaves no row to copy. */
+/* Out of the cohort, back to the migration's DUAL_WRITE. */
+static void test_cohort_delete_needs_no_mapping(void **state)
+{
+    delete_moves_without_mapping(*state, DW_PROMOTE_NONE,
+                                 DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+}
+
+/* Promoted on write from LIVE to RAMPDOWN. */
 static void test_promote_delete_needs_no_mapping(void **state)
 {
-    fixture *f = *state;
-    dw_migration *h = start_up_only(f);
-    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE,
-                               DW_STAGE_RAMPDOWN, 0, NULL));
-    assert_dw_ok(h, delete_key(h, 3));
-    assert_false(old_has(f->t.db, 3));
-    assert_false(new_has(f->t.db, 3));
-    assert_key_stage(h, 3, DW_STAGE_RAMPDOWN, DW_ROUTE_OVERRIDE);
-    rec r = make_rec("org-7", "kept", 66);
-    assert_dw(h, write_key(h, 6, &r), DW_EMISUSE);
-    assert_msg_has(h, "down mapping");
-    assert_key_stage(h, 6, DW_STAGE_LIVE, DW_ROUTE_CANARY);
+    delete_moves_without_mapping(*state, DW_STAGE_RAMPDOWN,
+                                 DW_STAGE_RAMPDOWN, DW_ROUTE_OVERRIDE);
 }
 
 /* Overrides set and cleared for a key whose rows were deleted move it
