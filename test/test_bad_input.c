@@ -1434,6 +1434,26 @@ static void test_setup_sql_only_changes_rows(void **state)
         close_db(db);
     }
 
+    /* A spec as JSON is refused the same way. */
+    sqlite3 *jdb = mem_db();
+    exec_ok(jdb, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                 "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
+    dw_migration *jh = NULL;
+    char *jerr = NULL;
+    assert_int_equal(
+        dw_open_json(&jh, jdb, "plain",
+                     "{\"old\":{\"table\":\"t_old\",\"key\":[\"id\"]},"
+                     "\"new\":{\"table\":\"t_new\",\"key\":[\"id\"]},"
+                     "\"up\":{\"sql\":{\"w\":\"v\"}},"
+                     "\"setup\":\"PRAGMA writable_schema = 1\"}",
+                     0, NULL, &jerr),
+        DW_EMISUSE);
+    assert_null(jh);
+    assert_non_null(strstr(jerr, "statement 1 (PRAGMA writable_schema = 1)"));
+    sqlite3_free(jerr);
+    assert_int_equal(state_tables(jdb), 0);
+    close_db(jdb);
+
     /* Row changes, their WITH forms and REPLACE are taken, several in one
      * string, and run when the migration leaves OFF. */
     sqlite3 *db = mem_db();
