@@ -430,9 +430,7 @@ typedef struct dw_options {
     dw_map_fn up_fn;
     /** The optional down mapping (new row to old row), same rules; needed
      *  to mirror writes to the old side at LIVE and RAMPDOWN when no
-     *  old-side write callback is given, and to move a key that has a row
-     *  from a stage trusting the new model to one writing the old (see
-     *  "Key routing"; a key whose row is gone moves without it). */
+     *  old-side write callback is given. */
     const dw_column_map *down;
     int ndown;
     dw_map_fn down_fn;

@@ -1353,14 +1353,14 @@ int main(void)
         cmocka_unit_test(test_keys_must_compare_alike),
         cmocka_unit_test(test_mapping_is_one_column),
         cmocka_unit_test(test_setup_sql_cannot_end_transactions),
-        cmocka_unit_test(test_redefinition_names_the_difference),
-        cmocka_unit_test(test_setup_trailing_space_same_spec),
         cmocka_unit_test(test_no_model_columns),
         cmocka_unit_test(test_side_is_a_view),
         cmocka_unit_test(test_column_listed_twice),
         cmocka_unit_test(test_generated_column_not_a_target),
         cmocka_unit_test(test_mapping_columns_must_align),
         cmocka_unit_test(test_same_table_different_keys),
+        cmocka_unit_test(test_redefinition_names_the_difference),
+        cmocka_unit_test(test_setup_trailing_space_same_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
