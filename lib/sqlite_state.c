@@ -119,8 +119,8 @@ static void describe_path(dw_buf *b, const char *path)
         {"$.new.columns", "the new model's columns"},
         {"$.up.sql.", "the up mapping of column "},
         {"$.down.sql.", "the down mapping of column "},
-        {"$.up.callback", "the map_version"},
-        {"$.down.callback", "the map_version"},
+        {"$.up.callback", "the up callback's map_version"},
+        {"$.down.callback", "the down callback's map_version"},
         {"$.up", "the up mapping"},
         {"$.down", "the down mapping"},
         {"$.setup", "the setup SQL"},
@@ -204,7 +204,7 @@ static int compare_stored(dw_migration *h, const char *digest,
     if (rc == DW_OK && *same)
         memcpy(h->digest, digest, sizeof h->digest);
     if (rc == DW_OK && !*same && !redefine) {
-        char *diff = spec_difference(h, text, spec_text);
+        char *diff = text ? spec_difference(h, text, spec_text) : NULL;
         rc = dw__error(h, DW_ESPEC, DW_SIDE_NONE,
                        "migration \"%s\" is stored with a different spec "
                        "(stored digest %.12s, this spec %.12s)%s%s; %s",
