@@ -118,7 +118,7 @@ static void fill_progress(run *r, int finished)
         p->seconds_left = 0;
 }
 
-int dw__keys_pageable(dw_migration *h, int side, const char *what)
+int dw__no_null_keys(dw_migration *h, int side, const char *what)
 {
     int64_t nulls = 0;
     int rc = h->ops->null_keys(h, side, &nulls);
@@ -146,9 +146,9 @@ int dw__keys_pageable(dw_migration *h, int side, const char *what)
     return rc;
 }
 
-static int pageable_check(dw_migration *h, int side)
+static int null_key_check(dw_migration *h, int side)
 {
-    return dw__keys_pageable(h, side, "the backfill");
+    return dw__no_null_keys(h, side, "the backfill");
 }
 
 static int routed_elsewhere(const dw_migration *h, int source);
@@ -180,7 +180,7 @@ static int survey(dw_migration *h, void *arg)
                r->st.state == DW_BF_NONE || r->st.state == DW_BF_STALE;
     if (!r->fresh)
         return DW_OK;
-    rc = pageable_check(h, source);
+    rc = null_key_check(h, source);
     if (rc == DW_OK)
         rc = h->ops->range_count(h, source, NULL, NULL, &r->counted);
     return rc;
@@ -289,7 +289,7 @@ static int batch(dw_migration *h, run *r, int *finished)
         /* Start (over): the end is the largest key now; later keys are
          * written to both sides by the application. Went stale since the
          * survey: look for NULL keys here. */
-        if (!r->fresh && (rc = pageable_check(h, source)) != DW_OK)
+        if (!r->fresh && (rc = null_key_check(h, source)) != DW_OK)
             return rc;
         dw__backfill_state_free(st);
         st->state = DW_BF_RUNNING;

@@ -560,9 +560,9 @@ int dw__need_autocommit(dw_migration *h, const char *what);
 /* DW_EMISUSE when the stage has no second model to work on, or the old
  * model was dropped. Call inside the operation's transaction. */
 int dw__need_two_models(dw_migration *h, int stage, const char *what);
-/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key or one
- * that cannot be paged through (the first such is named). */
-int dw__keys_pageable(dw_migration *h, int side, const char *what);
+/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key, or a
+ * key that cannot be paged through (the first such is named). */
+int dw__no_null_keys(dw_migration *h, int side, const char *what);
 /* The side the stage trusts. */
 int dw__authoritative(int stage);
 /* The other of DW_SIDE_OLD and DW_SIDE_NEW. */

@@ -265,9 +265,9 @@ static int start_run(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = h->ops->spec_current(h);
     if (rc == DW_OK)
-        rc = dw__keys_pageable(h, DW_SIDE_OLD, "verification");
+        rc = dw__no_null_keys(h, DW_SIDE_OLD, "verification");
     if (rc == DW_OK)
-        rc = dw__keys_pageable(h, DW_SIDE_NEW, "verification");
+        rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
     if (rc == DW_OK)
         rc = h->ops->verify_start(h, !v->from && !v->to, v->from, v->to,
                                   &v->r);
