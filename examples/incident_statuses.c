@@ -209,8 +209,9 @@ static int read_row(dw_row *out, sqlite3 *db, const char *sql,
     int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_int64(stmt, 1, key[0].i);
-    rc = sqlite3_step(stmt);
+    rc = dw_bind_values(stmt, 1, key, 1);
+    if (rc == DW_OK)
+        rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         rc = dw_row_set_columns(out, stmt);
     else if (rc == SQLITE_DONE)

@@ -361,6 +361,25 @@ DW_API int dw_row_set_null(dw_row *row, const char *name);
  *  DW_ENOMEM. */
 DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
 
+/**
+ * Binds n values to a statement's parameters first, first + 1, ...,
+ * first + n - 1 (1-based, as sqlite3_bind_*()), each by its type: INTEGER
+ * with sqlite3_bind_int64(), FLOAT with sqlite3_bind_double(), TEXT and
+ * BLOB by their bytes (n counts them; a TEXT with n = -1 up to its NUL),
+ * NULL as NULL. The bytes are copied (SQLITE_TRANSIENT): the values may
+ * go away before the statement runs. The usual way for a write callback
+ * to bind its key, e.g. `dw_bind_values(st, 1, key, nkey)`.
+ *
+ * @return DW_OK; DW_EMISUSE (NULL stmt, NULL v with n > 0, n < 0,
+ *         first < 1, a value that is not a well-formed dw_value, a
+ *         parameter index past the statement's last, or a statement that
+ *         is running); DW_ENOMEM; DW_ERROR (a value too big for SQLite).
+ *         On failure the parameters bound before the failing one stay
+ *         bound (sqlite3_clear_bindings() clears them).
+ */
+DW_API int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
+                          int n);
+
 /* ------------------------------------------------------------------------ */
 /* Migration spec                                                            */
 /* ------------------------------------------------------------------------ */
@@ -373,6 +392,11 @@ DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
  * of a UNIQUE index (not partial), INTEGER or TEXT, on rowid and WITHOUT
  * ROWID tables alike. Both sides name their key columns in the same order and
  * hold the same key values: old key column i corresponds to new key column i.
+ * A TEXT key value must not hold a NUL byte (SQLite reads text up to one, so
+ * such a key could not be paged through): every call that takes a key
+ * refuses one with DW_EMISUSE, writing nothing, and dw_backfill() and
+ * dw_verify() refuse a table whose rows hold one, naming the first such
+ * key, before their first batch.
  *
  * `columns` lists this side's non-key columns. NULL means: for the new side
  * with an SQL up mapping, the columns the mapping names; otherwise every
@@ -510,10 +534,18 @@ typedef struct dw_options {
      *  first batch, before copying any row (rows added since are covered).
      *  It runs again whenever a backfill starts over, so it must be safe to
      *  repeat (INSERT ... ON CONFLICT DO
-     *  NOTHING, not a plain INSERT). Part of the spec and its digest. Each
-     *  statement is prepared at dw_open(), so it must name existing tables
-     *  (DML, not DDL); double-quoted string literals are off, as for
-     *  mappings. NULL or "" for none. */
+     *  NOTHING, not a plain INSERT). Part of the spec and its digest,
+     *  without its trailing white space (so "...;\n" and "...;" are one
+     *  spec; a spec stored by 0.3 with that white space in its digest still
+     *  opens, either way, and keeps its stored digest). Each
+     *  statement is prepared at dw_open(), so it must name existing tables;
+     *  each must be an INSERT (or REPLACE), UPDATE or DELETE, with or
+     *  without a WITH clause: anything else (CREATE, DROP, ALTER, PRAGMA,
+     *  ATTACH, VACUUM, BEGIN, COMMIT, SAVEPOINT, a SELECT...) is refused
+     *  with DW_EMISUSE naming the statement, and nothing is stored; a
+     *  stored spec with such setup SQL no longer opens until redefined.
+     *  Double-quoted string literals are off, as for mappings. NULL or ""
+     *  for none. */
     const char *setup_sql;
 } dw_options;
 
@@ -540,7 +572,9 @@ typedef struct dw_migration dw_migration;
  * expression prepares -- with double-quoted string literals disabled, so a
  * misspelled column is an error rather than a string. The spec's digest is
  * then compared with the stored one: a new name stores the spec at stage OFF;
- * the same spec opens it; a different spec fails with DW_ESPEC unless
+ * the same spec opens it; a different spec fails with DW_ESPEC, the message
+ * saying which parts differ (a side's table, key or columns, a mapping or
+ * one of its columns, the map_version, the setup SQL), unless
  * DW_OPEN_REDEFINE is set, which replaces it (keeping the stage) and records
  * the redefinition in the history. Handles opened earlier, on any
  * connection, then refuse with DW_ESPEC (see there): the check travels with
@@ -624,7 +658,8 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *         options' map_version (null for a NULL one; up and down name the
  *         same);
  *         null: no mapping (down only).
- *   S     setup_sql; the member is left out when there is none.
+ *   S     setup_sql without its trailing white space; the member is left
+ *         out when there is none.
  *
  * dw_open_json() also reads a spec written by hand, in a looser form:
  * members in any order, white space anywhere; "format" may be left out (if
@@ -1609,9 +1644,11 @@ DW_API int dw_restore(dw_migration *h, const char *backup_path,
  * transaction: when the stage it leaves trusts one side and the stage it
  * enters writes the other, that other side is made equal to the trusted
  * row mapped (or deleted when that row is gone), exactly as a dual write
- * would. This needs a mapping in that direction (up, or down), else the
- * move is refused with DW_EMISUSE: moves use the spec's mappings, never the
- * application's write callbacks. The rule is applied as stated even when
+ * would. Carrying a row needs a mapping in that direction (up, or down),
+ * else the move is refused with DW_EMISUSE: moves use the spec's mappings,
+ * never the application's write callbacks. A key whose trusted row is gone
+ * (a delete took it out of the cohort, say) has nothing to carry and moves
+ * without one. The rule is applied as stated even when
  * the other side was written at the stage left too (LIVE to RAMPDOWN
  * re-copies the old row), so a write queued for repair is not lost. So
  * swapping a key back to OFF carries its latest data, as the trusted side
@@ -1740,7 +1777,7 @@ typedef struct dw_routing {
 /**
  * The bucket of a key (see "Buckets" above) into *out. Needs no handle: any
  * program can compute it. A pure function: safe from any thread. DW_OK; DW_EMISUSE (NULL out or key, nkey < 1, a
- * value that is not INTEGER or TEXT); DW_ENOMEM.
+ * value that is not INTEGER or TEXT, a TEXT holding a NUL byte); DW_ENOMEM.
  */
 DW_API int dw_key_bucket(int *out, const dw_value *key, int nkey);
 
@@ -1916,6 +1953,14 @@ typedef struct dw_metrics {
     dw_side_metrics old_side;
     dw_side_metrics new_side;
 } dw_metrics;
+
+/** Every counter zero and the version set: `dw_metrics m = DW_METRICS_INIT;`
+ *  before dw_metrics_get(). */
+#define DW_METRICS_INIT                                                        \
+    {                                                                          \
+        DW_METRICS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                      \
+            {0, 0, 0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 0, 0, 0}                 \
+    }
 
 /** Copies the counters into *out (whose version must be
  *  DW_METRICS_VERSION or 0). */

@@ -129,6 +129,20 @@ int dw__no_null_keys(dw_migration *h, int side, const char *what)
                          "not run",
                          dw__side_word(side), (long long)nulls,
                          h->spec.side[side].table, what);
+    /* Found before the first batch, not where a page boundary happens to
+     * fall on it. */
+    char *key = NULL;
+    if (rc == DW_OK)
+        rc = h->ops->unpaged_key(h, side, &key);
+    if (rc == DW_OK && key)
+        rc = dw__error(h, DW_EMISUSE, side,
+                       "%s side: table \"%s\" has a row with key %s, which "
+                       "cannot be paged through (a TEXT holding a NUL byte, "
+                       "or an infinite REAL); change or delete that row, "
+                       "%s will not run",
+                       dw__side_word(side), h->spec.side[side].table, key,
+                       what);
+    dw__free(key);
     return rc;
 }
 

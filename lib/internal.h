@@ -100,6 +100,10 @@ void dw_sha256_value(dw_sha256 *s, const dw_value *v);
 /* ---- values and rows --------------------------------------------------------- */
 
 int dw__value_valid(const dw_value *v);
+/* Why a value cannot be (part of) a key -- "is not INTEGER or TEXT", "is
+ * malformed", a TEXT holding a NUL -- or NULL when it can: the one check
+ * of every key a caller passes in. */
+const char *dw__key_value_problem(const dw_value *v);
 /* Byte length of a text or blob value, resolving n == -1. */
 int dw__value_len(const dw_value *v);
 /* Appends the key as JSON-style text: [42] or ["org-7",3]. */
@@ -315,6 +319,9 @@ typedef struct dw_backend_ops {
                        const char *hi, int64_t *n);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
+    /* The text of the first key of `side` that cannot be paged through (a
+     * TEXT holding a NUL byte, an infinite REAL), or *key = NULL. */
+    int (*unpaged_key)(dw_migration *h, int side, char **key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
      * never OR IGNORE or REPLACE; *written counts rows changed. */
     int (*range_copy)(dw_migration *h, int target, const char *lo,
@@ -511,6 +518,12 @@ void dw__spec_free(dw_spec *s);
 void dw__spec_unvalidate(dw_spec *s);
 /* Canonical text of a validated spec (for the digest and for storage). */
 char *dw__spec_text(const dw_spec *s);
+/* The same with `setup` (NULL: none) for its setup SQL. */
+char *dw__spec_text_with_setup(const dw_spec *s, const char *setup);
+/* SHA-256 of a spec's text, as dw_spec_digest() gives it. */
+void dw__text_digest(const char *text, char hex[65]);
+/* The length of setup SQL without its trailing white space. */
+size_t dw__setup_len(const char *sql);
 
 /* Runs fn(h, arg) inside a read (write = 0) or write scope: the caller's
  * transaction, or one of our own, committed when fn succeeds. */
@@ -588,7 +601,8 @@ int dw__need_autocommit(dw_migration *h, const char *what);
 /* DW_EMISUSE when the stage has no second model to work on, or the old
  * model was dropped. Call inside the operation's transaction. */
 int dw__need_two_models(dw_migration *h, int stage, const char *what);
-/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key. */
+/* DW_EMISUSE, naming `what`, when rows of the side have a NULL key, or a
+ * key that cannot be paged through (the first such is named). */
 int dw__no_null_keys(dw_migration *h, int side, const char *what);
 /* The side the stage trusts. */
 int dw__authoritative(int stage);

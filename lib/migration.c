@@ -95,12 +95,7 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
                 rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         }
         if (rc == DW_OK) {
-            dw_sha256 s;
-            unsigned char d[32];
-            dw_sha256_init(&s);
-            dw_sha256_update(&s, text, strlen(text));
-            dw_sha256_final(&s, d);
-            dw_hex(h->digest, d, 32);
+            dw__text_digest(text, h->digest);
             rc = h->ops->migration_load(h, text, h->digest,
                                         (h->flags & DW_OPEN_REDEFINE) != 0,
                                         bound && !stored_only, opts->reason);

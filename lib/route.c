@@ -71,8 +71,7 @@ static int bucket_of(const char *text, size_t n)
 static int key_values_ok(const dw_value *key, int nkey)
 {
     for (int i = 0; i < nkey; i++)
-        if ((key[i].type != DW_TYPE_INTEGER && key[i].type != DW_TYPE_TEXT) ||
-            !dw__value_valid(&key[i]))
+        if (dw__key_value_problem(&key[i]))
             return 0;
     return 1;
 }

@@ -200,9 +200,11 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
     if (o->map_version && !(s->map_version = dw__strdup(o->map_version)))
         goto nomem;
     s->same_table = sqlite3_stricmp(o->old_side.table, o->new_side.table) == 0;
-    /* Version 1 structs end before setup_sql. */
-    if (o->version >= 2 && o->setup_sql && o->setup_sql[0] &&
-        !(s->setup_sql = dw__strdup(o->setup_sql)))
+    /* Version 1 structs end before setup_sql. Trailing white space is
+     * not part of it: "...;\n" and "...;" are one spec. */
+    if (o->version >= 2 && o->setup_sql && dw__setup_len(o->setup_sql) &&
+        !(s->setup_sql = dw__strndup(o->setup_sql,
+                                     dw__setup_len(o->setup_sql))))
         goto nomem;
     for (int i = 0; o->redact_columns && i < o->nredact_columns; i++)
         if (dw_name_set_add(&h->redact, o->redact_columns[i]) != DW_OK)
@@ -299,7 +301,30 @@ static void json_map(dw_buf *b, const dw_spec *s, int target)
     }
 }
 
+size_t dw__setup_len(const char *sql)
+{
+    size_t n = strlen(sql);
+    while (n > 0 && strchr(" \t\n\r\f\v", sql[n - 1]))
+        n--;
+    return n;
+}
+
 char *dw__spec_text(const dw_spec *s)
+{
+    return dw__spec_text_with_setup(s, s->setup_sql);
+}
+
+void dw__text_digest(const char *text, char hex[65])
+{
+    dw_sha256 sha;
+    unsigned char d[32];
+    dw_sha256_init(&sha);
+    dw_sha256_update(&sha, text, strlen(text));
+    dw_sha256_final(&sha, d);
+    dw_hex(hex, d, 32);
+}
+
+char *dw__spec_text_with_setup(const dw_spec *s, const char *setup)
 {
     dw_buf b;
     dw_buf_init(&b);
@@ -312,9 +337,9 @@ char *dw__spec_text(const dw_spec *s)
     dw_buf_puts(&b, ",\"down\":");
     json_map(&b, s, DW_SIDE_OLD);
     /* Only when present, so specs without it keep their 0.1 digests. */
-    if (s->setup_sql) {
+    if (setup) {
         dw_buf_puts(&b, ",\"setup\":");
-        dw_buf_json(&b, s->setup_sql, strlen(s->setup_sql));
+        dw_buf_json(&b, setup, strlen(setup));
     }
     dw_buf_puts(&b, "}");
     return dw_buf_take(&b);

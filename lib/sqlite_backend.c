@@ -694,6 +694,7 @@ const dw_backend_ops dw__sqlite_backend = {
     dw__sqlite_range_last,
     dw__sqlite_range_count,
     dw__sqlite_null_keys,
+    dw__sqlite_unpaged_key,
     dw__sqlite_range_copy,
     dw__sqlite_range_delete_orphans,
     dw__sqlite_range_keys,

@@ -60,6 +60,7 @@ enum range_kind {
     RK_LAST,
     RK_COUNT,
     RK_NULLS,
+    RK_UNPAGED, /* the first key holding a NUL text or an infinite real */
     RK_COPY,
     RK_DELETE,
     RK_KEYS,
@@ -231,6 +232,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
 int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
                            const char *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
+int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key);
 int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
                           const char *hi, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
@@ -293,5 +295,12 @@ int dw__sqlite_covered(dw_migration *h, int64_t *n);
 /* sqlite_contract.c */
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
 int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
+
+/* sqlite_respec.c: the stored spec's digest is not this handle's (digest
+ * is the stored one). *same when they differ only by the trailing white
+ * space of a setup SQL stored by 0.3 (the handle then takes the stored
+ * digest); else DW_ESPEC saying what differs, unless `redefine`. */
+int dw__sqlite_compare_stored(dw_migration *h, const char *digest,
+                              const char *spec_text, int redefine, int *same);
 
 #endif

@@ -253,6 +253,24 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
             dw_buf_puts(b, " IS NULL");
         }
         break;
+    case RK_UNPAGED:
+        dw_buf_puts(b, "SELECT ");
+        dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
+        dw_buf_puts(b, " FROM ");
+        dw_buf_table(b, d->table);
+        dw_buf_puts(b, " WHERE ");
+        for (int i = 0; i < d->nkey; i++) {
+            dw_buf_puts(b, i ? " OR " : "");
+            dw_buf_puts(b, "CASE typeof(");
+            dw_buf_ident(b, d->key[i]);
+            dw_buf_puts(b, ") WHEN 'text' THEN instr(CAST(");
+            dw_buf_ident(b, d->key[i]);
+            dw_buf_puts(b, " AS BLOB), x'00') > 0 WHEN 'real' THEN abs(");
+            dw_buf_ident(b, d->key[i]);
+            dw_buf_puts(b, ") > 1.7976931348623157e308 ELSE 0 END");
+        }
+        dw_buf_puts(b, " LIMIT 1");
+        break;
     case RK_COPY:
         build_copy(b, s, side, bounds);
         break;
@@ -481,6 +499,18 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
     return DW_OK;
 }
 
+/* The key as key text (a NUL escaped as \u0000) into *text. */
+static int key_text(dw_migration *h, const dw_value *key, int n, int side,
+                    char **text)
+{
+    dw_buf b;
+    dw_buf_init(&b);
+    dw__key_text(&b, key, n);
+    if (!(*text = dw_buf_take(&b)))
+        return dw__error(h, DW_ENOMEM, side, "out of memory");
+    return DW_OK;
+}
+
 int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                       int side, char **text)
 {
@@ -502,12 +532,7 @@ int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                              "with a NUL byte, or an infinite or NaN real)",
                              dw__side_word(side), h->spec.side[side].table,
                              h->spec.side[side].key[i]);
-    dw_buf b;
-    dw_buf_init(&b);
-    dw__key_text(&b, key, n);
-    if (!(*text = dw_buf_take(&b)))
-        return dw__error(h, DW_ENOMEM, side, "out of memory");
-    return DW_OK;
+    return key_text(h, key, n, side, text);
 }
 
 /* Steps a statement that yields at most one key; *key gets its text, or
@@ -591,6 +616,28 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
     sqlite3_stmt *st = range_stmt(h, RK_NULLS, side, NULL, 0, NULL);
     return st ? count_stmt(h, st, side, n, "looking for NULL keys")
               : h->errcode;
+}
+
+int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key)
+{
+    *key = NULL;
+    sqlite3_stmt *st = range_stmt(h, RK_UNPAGED, side, NULL, 0, NULL);
+    if (!st)
+        return h->errcode;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int nkey = h->spec.side[side].nkey;
+        dw_value k[64];
+        int r = dw__stmt_key(h, st, 0, nkey, k, side);
+        if (r == DW_OK)
+            r = key_text(h, k, nkey, side, key);
+        if (r != DW_OK) {
+            sqlite3_reset(st);
+            return r;
+        }
+        rc = SQLITE_DONE;
+    }
+    return finish(h, st, rc, side, "looking for keys that cannot be paged");
 }
 
 static int run_changes(dw_migration *h, sqlite3_stmt *st, int side,

@@ -1,6 +1,7 @@
 /* The SQLite backend's schema work: the library's state tables, and checking
  * a spec against the application's schema. Every name is looked up with
  * bound parameters (pragma table-valued functions) and quoted when used. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -626,33 +627,55 @@ static int old_side_from_store(dw_migration *h)
     return DW_OK;
 }
 
+/* Whether a prepared setup statement only changes rows. Prepared, its
+ * first word is its kind; WITH leads only SELECT or the row changes, and
+ * of those only a SELECT is read-only. (An authorizer would see each
+ * action, but the connection is the application's: installing one would
+ * drop the application's own.) */
+static int setup_is_dml(sqlite3_stmt *st, const char *text)
+{
+    static const char *const dml[] = {"INSERT", "REPLACE", "UPDATE",
+                                      "DELETE", "WITH"};
+    for (size_t i = 0; i < sizeof dml / sizeof *dml; i++) {
+        int n = (int)strlen(dml[i]);
+        if (sqlite3_strnicmp(text, dml[i], n) == 0 &&
+            !(isalnum((unsigned char)text[n]) || text[n] == '_'))
+            return !sqlite3_stmt_readonly(st);
+    }
+    return 0;
+}
+
 /* Prepares each statement of the spec's setup SQL, so a typo shows at
- * open rather than at the first backfill. */
+ * open rather than at the first backfill, and refuses all but row
+ * changes: it runs at stage moves, inside the library's transaction. */
 static int check_setup(dw_migration *h)
 {
     const char *sql = h->spec.setup_sql;
-    while (sql && *sql) {
+    for (int n = 1; sql && *sql; n++) {
         sqlite3_stmt *st = NULL;
         const char *tail = NULL;
         int rc = dw__prepare_strict(h, sql, &st, &tail);
-        sqlite3_finalize(st);
         if (rc == SQLITE_NOMEM)
             return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         if (rc != SQLITE_OK)
             return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE, "setup SQL: %s",
                              sqlite3_errmsg(h->db));
-        /* It runs inside the library's transactions: it must not end
-         * them. */
-        const char *word = dw_sql_skip_space(sql);
-        static const char *const control[] = {"BEGIN",    "COMMIT",  "END",
-                                              "ROLLBACK", "RELEASE", "SAVEPOINT"};
-        for (size_t i = 0; i < sizeof control / sizeof *control; i++)
-            if (sqlite3_strnicmp(word, control[i], (int)strlen(control[i])) ==
-                0)
-                return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE,
-                                 "setup SQL: %s is not allowed; the setup "
-                                 "runs inside the library's transaction",
-                                 control[i]);
+        const char *text = dw_sql_skip_space(sql);
+        int dml = !st || setup_is_dml(st, text);
+        sqlite3_finalize(st);
+        if (!dml) {
+            int len = (int)((tail ? tail : text + strlen(text)) - text);
+            while (len > 0 && (isspace((unsigned char)text[len - 1]) ||
+                               text[len - 1] == ';'))
+                len--;
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                             "setup SQL statement %d (%.*s%s) is not an "
+                             "INSERT, UPDATE or DELETE: the setup only "
+                             "changes rows, never the schema, the "
+                             "connection or the transaction",
+                             n, len > 80 ? 80 : len, text,
+                             len > 80 ? "..." : "");
+        }
         if (!tail || tail == sql)
             break;
         sql = tail;

@@ -121,18 +121,11 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
         sqlite3_reset(st);
         if (strcmp(stored, digest) == 0)
             return DW_OK;
-        if (!redefine)
-            return dw__error(h, DW_ESPEC, DW_SIDE_NONE,
-                             "migration \"%s\" is stored with a different "
-                             "spec (stored digest %.12s, this spec %.12s); "
-                             "%s",
-                             h->spec.name, stored, digest,
-                             dw__unbound(h, DW_SIDE_NONE)
-                                 ? "its mappings are C callbacks: the "
-                                   "application that has them redefines "
-                                   "it, with dw_open()"
-                                 : "open with DW_OPEN_REDEFINE to replace "
-                                   "it");
+        int same = 0;
+        rc = dw__sqlite_compare_stored(h, stored, spec_text, redefine,
+                                       &same);
+        if (rc != DW_OK || same)
+            return rc;
         /* dw_open()'s read-only attempt stores nothing. */
         if (!BK(h)->write)
             return DW__NEED_WRITE;

@@ -1,4 +1,5 @@
 /* Typed values: constructors, equality, key text and log descriptions. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +52,22 @@ int dw__value_valid(const dw_value *v)
     if (v->type == DW_TYPE_TEXT && v->n < -1)
         return 0;
     return 1;
+}
+
+const char *dw__key_value_problem(const dw_value *v)
+{
+    if (v->type != DW_TYPE_INTEGER && v->type != DW_TYPE_TEXT)
+        return "is not INTEGER or TEXT";
+    if (!dw__value_valid(v))
+        return "is malformed";
+    /* SQLite's text functions stop at a NUL, so the key could not be
+     * paged through by the backfill or verification. */
+    if (v->type == DW_TYPE_TEXT && v->p &&
+        memchr(v->p, 0, (size_t)dw__value_len(v)))
+        return "is TEXT holding a NUL byte, which keys cannot hold (SQLite "
+               "reads text up to a NUL, so the key could not be paged "
+               "through)";
+    return NULL;
 }
 
 int dw__value_len(const dw_value *v)
@@ -173,18 +190,42 @@ void dw__value_desc_raw(dw_buf *b, const dw_value *v)
     }
 }
 
-int dw__bind_value(void *stmt_, int idx, const dw_value *v)
+static int bind_one(sqlite3_stmt *stmt, int idx, const dw_value *v,
+                    sqlite3_destructor_type bytes)
 {
-    sqlite3_stmt *stmt = stmt_;
     switch (v->type) {
     case DW_TYPE_INTEGER: return sqlite3_bind_int64(stmt, idx, v->i);
     case DW_TYPE_FLOAT: return sqlite3_bind_double(stmt, idx, v->f);
     case DW_TYPE_TEXT:
         return sqlite3_bind_text(stmt, idx, v->p ? (const char *)v->p : "",
-                                 dw__value_len(v), SQLITE_STATIC);
+                                 dw__value_len(v), bytes);
     case DW_TYPE_BLOB:
         return sqlite3_bind_blob(stmt, idx, v->p ? v->p : "", dw__value_len(v),
-                                 SQLITE_STATIC);
+                                 bytes);
     default: return sqlite3_bind_null(stmt, idx);
     }
+}
+
+int dw__bind_value(void *stmt, int idx, const dw_value *v)
+{
+    return bind_one(stmt, idx, v, SQLITE_STATIC);
+}
+
+int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v, int n)
+{
+    if (!stmt || (!v && n > 0) || n < 0 || first < 1 ||
+        first - 1 > INT_MAX - n)
+        return DW_EMISUSE;
+    for (int i = 0; i < n; i++) {
+        if (!dw__value_valid(&v[i]))
+            return DW_EMISUSE;
+        switch (bind_one(stmt, first + i, &v[i], SQLITE_TRANSIENT)) {
+        case SQLITE_OK: break;
+        case SQLITE_NOMEM: return DW_ENOMEM;
+        case SQLITE_RANGE:
+        case SQLITE_MISUSE: return DW_EMISUSE;
+        default: return DW_ERROR;
+        }
+    }
+    return DW_OK;
 }

@@ -47,12 +47,10 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
                          "columns",
                          nkey, h->spec.name, want);
     for (int i = 0; i < nkey; i++) {
-        if (key[i].type != DW_TYPE_INTEGER && key[i].type != DW_TYPE_TEXT)
-            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                             "key value %d is not INTEGER or TEXT", i);
-        if (!dw__value_valid(&key[i]))
-            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                             "key value %d is malformed", i);
+        const char *why = dw__key_value_problem(&key[i]);
+        if (why)
+            return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "key value %d %s",
+                             i, why);
         /* The column's affinity would convert the value, so the row found
          * would not be the key given: one key, two texts ([1], ["1"]) in
          * overrides, buckets, queues and logs. */
@@ -195,14 +193,31 @@ static int sync_callback(dw_migration *h, int target, const dw_value *key)
     return rc;
 }
 
+/* A sync in a direction the spec has no mapping for: only a row to carry
+ * needs one; with the source row gone (a delete, say) the sync is the
+ * target row's delete. */
+static int sync_unmapped(dw_migration *h, int target, const dw_value *key)
+{
+    dw_row *row = NULL;
+    if (dw_row_new(&row) != DW_OK)
+        return dw__error(h, DW_ENOMEM, target, "out of memory");
+    int rc = h->ops->read_side(h, dw__other_side(target), key, row);
+    dw_row_free(row);
+    if (rc == DW_ENOTFOUND)
+        return h->ops->delete_row(h, target, key);
+    if (rc != DW_OK)
+        return rc;
+    return dw__error(h, DW_EMISUSE, target,
+                     "copying a row into the %s model needs the %s mapping, "
+                     "which the spec of %s does not have",
+                     dw__side_word(target),
+                     target == DW_SIDE_NEW ? "up" : "down", h->spec.name);
+}
+
 int dw__sync(dw_migration *h, int target, const dw_value *key)
 {
     if (!dw__has_mapping(h, target))
-        return dw__error(h, DW_EMISUSE, target,
-                         "copying a row into the %s model needs the %s "
-                         "mapping, which the spec of %s does not have",
-                         dw__side_word(target),
-                         target == DW_SIDE_NEW ? "up" : "down", h->spec.name);
+        return sync_unmapped(h, target, key);
     if (!h->spec.map[target].exprs)
         return sync_callback(h, target, key);
     int found = 0;

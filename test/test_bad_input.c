@@ -1305,7 +1305,7 @@ static void test_mapping_expression_escape(void **state)
  * only when its first word was one (BEGIN, COMMIT...); a leading comment
  * hid it, "/ * * / COMMIT" passed dw_open(), and dw_stage_set() out of OFF
  * then returned DW_ERROR ("nothing was applied") with the new stage
- * committed. Refused at open (DW_ESCHEMA) as plain "COMMIT" is. */
+ * committed. Refused at open (DW_EMISUSE) as plain "COMMIT" is. */
 static void test_setup_sql_hidden_commit(void **state)
 {
     (void)state;
@@ -1339,7 +1339,7 @@ static void test_setup_sql_hidden_commit(void **state)
         }
         dw_close(h);
         close_db(db);
-        assert_int_equal(rc, DW_ESCHEMA);
+        assert_int_equal(rc, DW_EMISUSE);
     }
 }
 
@@ -1360,14 +1360,258 @@ static void test_setup_sql_transaction_control(void **state)
         dw_migration *h = (dw_migration *)&o;
         char *err = NULL;
         int rc = dw_open(&h, db, &o, &err);
-        if (rc != DW_ESCHEMA)
+        if (rc != DW_EMISUSE)
             print_error("setup \"%s\": %d %s\n", control[i], rc,
                         err ? err : "");
-        assert_int_equal(rc, DW_ESCHEMA);
+        assert_int_equal(rc, DW_EMISUSE);
         assert_null(h);
         assert_non_null(err);
         sqlite3_free(err);
         assert_int_equal(state_tables(db), 0);
+        close_db(db);
+    }
+}
+
+/* An open refused for its setup SQL: DW_EMISUSE, no handle, a message
+ * naming the statement (freed here), no state tables. */
+static void setup_refused(sqlite3 *db, int rc, dw_migration *h, char *err,
+                          const char *named)
+{
+    if (rc != DW_EMISUSE || !err || !strstr(err, named))
+        print_error("setup refused? %d %s (wanted \"%s\")\n", rc,
+                    err ? err : "", named);
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_null(h);
+    assert_non_null(strstr(err, named));
+    assert_non_null(strstr(err, "INSERT, UPDATE or DELETE"));
+    sqlite3_free(err);
+    assert_int_equal(state_tables(db), 0);
+}
+
+/* Was a defect: the header says setup SQL is "DML, not DDL", yet any
+ * statement that prepared was accepted and stored, and ran at the next
+ * stage move ("DROP TABLE precious" dropped the table). Every statement
+ * but a row change is refused at open with DW_EMISUSE naming it, and
+ * nothing is stored. */
+static void test_setup_sql_only_changes_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql, *named;
+    } refused[] = {
+        {"DROP TABLE precious", "statement 1 (DROP TABLE precious)"},
+        {"INSERT INTO t_new(id, w) VALUES(1, 'a');\n  drop table precious;  ",
+         "statement 2 (drop table precious)"},
+        {"-- tidy up\nDROP TABLE precious", "DROP TABLE precious"},
+        {"CREATE TABLE extra(a)", "CREATE TABLE extra(a)"},
+        {"CREATE INDEX t_new_w ON t_new(w)", "CREATE INDEX"},
+        {"CREATE TRIGGER tr AFTER INSERT ON t_new BEGIN DELETE FROM precious; "
+         "END",
+         "CREATE TRIGGER"},
+        {"CREATE VIEW v AS SELECT 1", "CREATE VIEW"},
+        {"ALTER TABLE precious ADD COLUMN b", "ALTER TABLE"},
+        {"PRAGMA user_version = 7", "PRAGMA user_version"},
+        {"PRAGMA foreign_keys", "PRAGMA foreign_keys"},
+        {"ATTACH ':memory:' AS other", "ATTACH"},
+        {"VACUUM", "VACUUM"},
+        {"ANALYZE", "ANALYZE"},
+        {"REINDEX", "REINDEX"},
+        {"BEGIN", "BEGIN"},
+        {"COMMIT", "COMMIT"},
+        {"SAVEPOINT s", "SAVEPOINT s"},
+        {"RELEASE s", "RELEASE s"},
+        {"SELECT count(*) FROM precious", "SELECT count(*)"},
+        {"WITH c AS (SELECT 1) SELECT * FROM c", "WITH c AS"},
+        {"VALUES(1)", "VALUES(1)"},
+        {"EXPLAIN DELETE FROM precious", "EXPLAIN DELETE"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        sqlite3 *db = mem_db();
+        exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                    "CREATE TABLE precious(a); INSERT INTO precious VALUES(1);");
+        uint64_t before = db_digest(db);
+        dw_options o;
+        plain_options(&o);
+        o.setup_sql = refused[i].sql;
+        dw_migration *h = NULL;
+        char *err = NULL;
+        int rc = dw_open(&h, db, &o, &err);
+        setup_refused(db, rc, h, err, refused[i].named);
+        assert_true(db_digest(db) == before);
+        close_db(db);
+    }
+
+    /* A spec as JSON is refused the same way. */
+    sqlite3 *jdb = mem_db();
+    exec_ok(jdb, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                 "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);");
+    dw_migration *jh = NULL;
+    char *jerr = NULL;
+    int jrc = dw_open_json(&jh, jdb, "plain",
+                           "{\"old\":{\"table\":\"t_old\",\"key\":[\"id\"]},"
+                           "\"new\":{\"table\":\"t_new\",\"key\":[\"id\"]},"
+                           "\"up\":{\"sql\":{\"w\":\"v\"}},"
+                           "\"setup\":\"PRAGMA writable_schema = 1\"}",
+                           0, NULL, &jerr);
+    setup_refused(jdb, jrc, jh, jerr,
+                  "statement 1 (PRAGMA writable_schema = 1)");
+    close_db(jdb);
+
+    /* Row changes, their WITH forms and REPLACE are taken, several in one
+     * string, and run when the migration leaves OFF. */
+    sqlite3 *db = mem_db();
+    exec_ok(db, "CREATE TABLE t_old(id INTEGER PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id INTEGER PRIMARY KEY, w TEXT);"
+                "CREATE TABLE precious(a); INSERT INTO precious VALUES(1);");
+    dw_options o;
+    plain_options(&o);
+    o.setup_sql = "INSERT INTO precious VALUES(2);\n"
+                  "WITH c(x) AS (SELECT 3) INSERT INTO precious SELECT x "
+                  "FROM c;\n"
+                  "UPDATE precious SET a = a * 10 WHERE a = 1;\n"
+                  "/* gone */ DELETE FROM precious WHERE a = 2;\n"
+                  "REPLACE INTO precious VALUES(4);\n"
+                  "WITH d AS (SELECT 3 AS x) DELETE FROM precious WHERE a IN "
+                  "(SELECT x FROM d);\n";
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "setup runs", 0));
+    char buf[32];
+    assert_string_equal(query_text(db,
+                                   "SELECT group_concat(a, ',') FROM (SELECT "
+                                   "a FROM precious ORDER BY a)",
+                                   buf, sizeof buf),
+                        "4,10");
+    dw_close(h);
+    close_db(db);
+}
+
+/* A migration of TEXT keys at DUAL_WRITE, rows "a" and "b" on both sides. */
+static dw_migration *text_keys_open(sqlite3 *db)
+{
+    exec_ok(db, "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT);"
+                "CREATE TABLE t_new(id TEXT PRIMARY KEY, w TEXT);"
+                "INSERT INTO t_old VALUES('a', 'x'), ('b', 'y');"
+                "INSERT INTO t_new VALUES('a', 'X'), ('b', 'Y');");
+    dw_options o;
+    plain_options(&o);
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    return h;
+}
+
+static int never_writes(sqlite3 *db, const dw_value *key, int nkey,
+                        void *payload)
+{
+    (void)db;
+    (void)key;
+    (void)nkey;
+    *(int *)payload = 1;
+    return 0;
+}
+
+static void assert_nul_key_refused(dw_migration *h, int rc, const char *call)
+{
+    if (rc != DW_EMISUSE ||
+        !strstr(dw_errmsg(h), "key value 0 is TEXT holding a NUL"))
+        print_error("%s: %d %s\n", call, rc, dw_errmsg(h));
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "key value 0 is TEXT holding a NUL"));
+}
+
+/* Was a defect: a TEXT key holding a NUL byte was accepted, mirrored and
+ * overridden, and later broke paging (a backfill or verification failed,
+ * or not, depending on where a page boundary fell). Every call that takes
+ * a key refuses it with DW_EMISUSE, and nothing is written. */
+static void test_key_with_nul_refused(void **state)
+{
+    (void)state;
+    sqlite3 *db = mem_db();
+    dw_migration *h = text_keys_open(db);
+    uint64_t before = db_digest(db);
+    dw_value bad = dw_text_n("a\0b", 3);
+    int called = 0, rc;
+    rc = dw_write(h, &bad, 1, never_writes, never_writes, &called);
+    assert_nul_key_refused(h, rc, "dw_write");
+    assert_int_equal(called, 0);
+    assert_nul_key_refused(h, dw_mirror(h, &bad, 1), "dw_mirror");
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_nul_key_refused(h, dw_read(row, h, &bad, 1, NULL, NULL, NULL),
+                           "dw_read");
+    dw_row_free(row);
+    int equal = -1;
+    assert_nul_key_refused(h, dw_compare(&equal, h, &bad, 1), "dw_compare");
+    assert_nul_key_refused(h, dw_repair_keys(NULL, h, &bad, 1, 1),
+                           "dw_repair_keys");
+    int stage = -1;
+    assert_nul_key_refused(h, dw_key_stage(&stage, NULL, h, &bad, 1),
+                           "dw_key_stage");
+    assert_nul_key_refused(h, dw_override_set(h, &bad, 1, 1, DW_STAGE_LIVE,
+                                              "test"),
+                           "dw_override_set");
+    assert_nul_key_refused(h, dw_override_clear(NULL, h, &bad, 1, 1, "test"),
+                           "dw_override_clear");
+    /* The second of several keys is checked too, and the first not
+     * applied. */
+    dw_value two[2] = {dw_text("a"), dw_text_n("c\0", 2)};
+    rc = dw_override_set(h, two, 1, 2, DW_STAGE_LIVE, "test");
+    assert_int_equal(rc, DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(h), "NUL"));
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.from = &bad;
+    vo.nfrom = 1;
+    dw_verify_result vr;
+    assert_nul_key_refused(h, dw_verify(&vr, h, &vo), "dw_verify from");
+    vo.from = NULL;
+    vo.nfrom = 0;
+    vo.to = &bad;
+    vo.nto = 1;
+    assert_nul_key_refused(h, dw_verify(&vr, h, &vo), "dw_verify to");
+    int bucket = -1;
+    assert_int_equal(dw_key_bucket(&bucket, &bad, 1), DW_EMISUSE);
+    assert_int_equal(bucket, -1);
+    assert_true(db_digest(db) == before);
+
+    /* The same bytes without the NUL are a key like any other. */
+    dw_value good = dw_text_n("a\0b", 1);
+    assert_dw_ok(h, dw_key_stage(&stage, NULL, h, &good, 1));
+    assert_int_equal(dw_key_bucket(&bucket, &good, 1), DW_OK);
+    dw_close(h);
+    close_db(db);
+}
+
+/* Was a defect: a row whose key holds a NUL (written by SQL directly) was
+ * copied silently when it fell inside a batch and refused only when it
+ * fell on a batch's boundary. The backfill and verification now refuse it
+ * before the first batch, naming the key, whatever the batch size. */
+static void test_table_key_with_nul_refused(void **state)
+{
+    (void)state;
+    for (int rows = 1; rows <= 1000; rows *= 1000) {
+        sqlite3 *db = mem_db();
+        dw_migration *h = text_keys_open(db);
+        exec_ok(db, "INSERT INTO t_old VALUES(CAST(x'610062' AS TEXT), 'z')");
+        uint64_t before = db_digest(db);
+        dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+        bo.batch_rows = rows;
+        int rc = dw_backfill(NULL, h, &bo);
+        if (rc != DW_EMISUSE || !strstr(dw_errmsg(h), "a\\u0000b"))
+            print_error("batch_rows %d: %d %s\n", rows, rc, dw_errmsg(h));
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "key [\"a\\u0000b\"]"));
+        assert_non_null(strstr(dw_errmsg(h), "table \"t_old\""));
+        assert_true(db_digest(db) == before);
+        dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+        vo.chunk_rows = rows;
+        dw_verify_result vr;
+        rc = dw_verify(&vr, h, &vo);
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "key [\"a\\u0000b\"]"));
+        assert_non_null(strstr(dw_errmsg(h), "verification will not run"));
+        dw_close(h);
         close_db(db);
     }
 }
@@ -1675,85 +1919,6 @@ static void test_hostile_cohort(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(route, DW_ROUTE_MIGRATION);
     plain_close(&p);
-}
-
-/* Text keys with a NUL byte, given by length: written, read, compared and
- * kept apart from the key that stops at the NUL. */
-static int write_text_key(sqlite3 *db, const dw_value *key, int nkey,
-                          void *payload)
-{
-    (void)payload;
-    (void)nkey;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "INSERT INTO k_old(k, v) VALUES(?1, ?1)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static void test_text_key_with_nul(void **state)
-{
-    (void)state;
-    sqlite3 *db = mem_db();
-    exec_ok(db, "CREATE TABLE k_old(k TEXT PRIMARY KEY, v TEXT);"
-                "CREATE TABLE k_new(k TEXT PRIMARY KEY, w TEXT);");
-    static const char *const key_col[] = {"k"};
-    static const dw_column_map up[] = {{"w", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "nul";
-    o.old_side.table = "k_old";
-    o.old_side.key_columns = key_col;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "k_new";
-    o.new_side.key_columns = key_col;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    dw_migration *h = NULL;
-    assert_dw_ok(NULL, dw_open(&h, db, &o, NULL));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    dw_value full = dw_text_n("a\0b", 3), cut = dw_text("a");
-    assert_dw_ok(h, dw_write(h, &full, 1, write_text_key, NULL, NULL));
-    assert_dw_ok(h, dw_write(h, &cut, 1, write_text_key, NULL, NULL));
-    assert_int_equal(query_int(db, "SELECT count(*) FROM k_new"), 2);
-    assert_int_equal(query_int(db, "SELECT length(CAST(k AS BLOB)) FROM k_new "
-                                   "WHERE k = CAST(x'610062' AS TEXT)"),
-                     3);
-    int b1 = -1, b2 = -1;
-    assert_int_equal(dw_key_bucket(&b1, &full, 1), DW_OK);
-    assert_int_equal(dw_key_bucket(&b2, &cut, 1), DW_OK);
-    assert_int_not_equal(b1, b2); /* ["a\u0000b"] is not ["a"] */
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    dw_row *out = NULL;
-    assert_int_equal(dw_row_new(&out), DW_OK);
-    assert_dw_ok(h, dw_read(out, h, &full, 1, NULL, NULL, NULL));
-    const dw_value *v = dw_row_get(out, "v");
-    assert_int_equal(v->n, 3);
-    assert_memory_equal(v->p, "a\0b", 3);
-    dw_metrics m = {0};
-    assert_int_equal(dw_metrics_get(&m, h), DW_OK);
-    assert_int_equal(m.matches, 1);
-    int equal = -1;
-    assert_dw_ok(h, dw_compare(&equal, h, &full, 1));
-    assert_int_equal(equal, 1);
-    /* Verification either refuses such a key (it cannot be paged through)
-     * or compares it correctly. */
-    dw_verify_result r;
-    int rc = dw_verify(&r, h, NULL);
-    if (rc == DW_OK) {
-        assert_int_equal(r.keys, 2);
-        assert_true(r.clean);
-    } else {
-        assert_int_equal(rc, DW_EMISUSE);
-        assert_message(h);
-    }
-    dw_row_free(out);
-    dw_close(h);
-    close_db(db);
 }
 
 /* Keys are values too: extreme integers (past 2^53, which a JSON reader
@@ -2076,6 +2241,16 @@ static void test_null_rows(void **state)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(dw_row_set_columns(NULL, st), DW_EMISUSE);
+    sqlite3_finalize(st);
+    dw_value v1 = dw_int(1), two[2] = {dw_int(1), dw_int(2)};
+    assert_int_equal(C(dw_bind_values)(NULL, 1, &v1, 1), DW_EMISUSE);
+    assert_int_equal(sqlite3_prepare_v2(np.db, "SELECT ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(dw_bind_values(st, 1, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 2, &v1, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, INT32_MAX, &v1, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, &v1, INT32_MIN), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, INT32_MAX, two, 2), DW_EMISUSE);
     sqlite3_finalize(st);
     assert_int_equal(dw_row_count(row), 4);
     dw_row_clear(row);
@@ -3318,7 +3493,9 @@ int main(void)
         cmocka_unit_test(test_hostile_backup_paths),
         cmocka_unit_test(test_hostile_cohort),
         cmocka_unit_test(test_setup_sql_transaction_control),
-        cmocka_unit_test(test_text_key_with_nul),
+        cmocka_unit_test(test_setup_sql_only_changes_rows),
+        cmocka_unit_test(test_key_with_nul_refused),
+        cmocka_unit_test(test_table_key_with_nul_refused),
         cmocka_unit_test(test_hostile_keys),
         cmocka_unit_test(test_contract_uri_path_overwrites),
         cmocka_unit_test(test_mapping_expression_escape),

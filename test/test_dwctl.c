@@ -485,6 +485,31 @@ static void test_define_and_list(void **state)
     done_tables(&t);
 }
 
+/* Setup SQL that is not a row change is refused at define (exit 2), with
+ * the statement named; nothing is stored and the table survives. */
+static void test_define_refuses_ddl_setup(void **state)
+{
+    (void)state;
+    test_db t;
+    make_tables(&t);
+    exec_ok(t.db, "CREATE TABLE precious(a); INSERT INTO precious VALUES(1)");
+    run_result r;
+    RUN(&r, &t, t.path, "define", "items", "--old", "items", "--old-key",
+        "id", "--new", "items_v2", "--new-key", "id", "--up",
+        "label=name", "--up", "tenths=qty", "--setup",
+        "INSERT INTO precious VALUES(2); DROP TABLE precious");
+    assert_code(&r, 2);
+    assert_contains(r.err, "DROP TABLE precious");
+    RUN(&r, &t, t.path, "list");
+    assert_code(&r, 0);
+    assert_contains(r.out, "no migrations");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM precious"), 1);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
+                                     "WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
+                     0);
+    done_tables(&t);
+}
+
 /* ---- a whole migration --------------------------------------------------- */
 
 static void test_whole_migration(void **state)
@@ -1438,6 +1463,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_define_and_list),
+        cmocka_unit_test(test_define_refuses_ddl_setup),
         cmocka_unit_test(test_whole_migration),
         cmocka_unit_test(test_backfill_interrupted_and_resumed),
         cmocka_unit_test(test_backfill_signals),

@@ -645,6 +645,114 @@ static void test_override_needs_mapping(void **state)
     assert_key_stage(h, 1, DW_STAGE_COMPLETE, DW_ROUTE_OVERRIDE);
 }
 
+/* Deletes of the key on each side, for moves that have no row to carry. */
+static int delete_by_key(sqlite3 *db, const char *sql, const dw_value *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = dw_bind_values(st, 1, key, 1);
+    if (rc == DW_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int del_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)nkey;
+    (void)payload;
+    return delete_by_key(db, "DELETE FROM items WHERE id = ?1", key);
+}
+
+static int del_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+{
+    (void)nkey;
+    (void)payload;
+    return delete_by_key(db, "DELETE FROM items_v2 WHERE id = ?1", key);
+}
+
+static int delete_key(dw_migration *h, int64_t id)
+{
+    dw_value k = dw_int(id);
+    return dw_write(h, &k, 1, del_old, del_new, NULL);
+}
+
+/* Rows 1..6 backfilled and verified at DUAL_WRITE, with no down mapping. */
+static dw_migration *start_up_only(fixture *f)
+{
+    create_items(f->t.db);
+    seed_old(f->t.db, 6);
+    char *err = NULL;
+    int rc = open_items_as(&f->h, f->t.db, "items_up_only", 0, 0, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    assert_int_equal(rc, DW_OK);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    backfill_and_verify(f->h);
+    return f->h;
+}
+
+/* A cohort at LIVE, promoting on write to `promote`: deleting key 6 moves
+ * it to `stage` by `route`, a move that would copy new into old -- but the
+ * row is gone: nothing to carry, so no down mapping is needed. Writing key
+ * 3 keeps a row to carry: refused, rolled back. */
+static void delete_moves_without_mapping(fixture *f, int promote, int stage,
+                                         int route)
+{
+    dw_migration *h = start_up_only(f);
+    assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE, promote,
+                               0, NULL));
+    assert_key_stage(h, 6, DW_STAGE_LIVE, DW_ROUTE_CANARY);
+    assert_dw_ok(h, delete_key(h, 6));
+    assert_false(old_has(f->t.db, 6));
+    assert_false(new_has(f->t.db, 6));
+    assert_key_stage(h, 6, stage, route);
+
+    rec r = make_rec("org-1", "moved out", 33);
+    assert_dw(h, write_key(h, 3, &r), DW_EMISUSE);
+    assert_msg_has(h, "down mapping");
+    assert_string_equal(OLD_CELL(f->t.db, "org", 3), "org-7");
+    assert_key_stage(h, 3, DW_STAGE_LIVE, DW_ROUTE_CANARY);
+}
+
+/* Out of the cohort, back to the migration's DUAL_WRITE. */
+static void test_cohort_delete_needs_no_mapping(void **state)
+{
+    delete_moves_without_mapping(*state, DW_PROMOTE_NONE,
+                                 DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+}
+
+/* Promoted on write from LIVE to RAMPDOWN. */
+static void test_promote_delete_needs_no_mapping(void **state)
+{
+    delete_moves_without_mapping(*state, DW_STAGE_RAMPDOWN,
+                                 DW_STAGE_RAMPDOWN, DW_ROUTE_OVERRIDE);
+}
+
+/* Overrides set and cleared for a key whose rows were deleted move it
+ * back from LIVE without a down mapping. */
+static void test_override_of_deleted_key_needs_no_mapping(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start_up_only(f);
+    dw_value k1 = dw_int(1), k2 = dw_int(2);
+    override1(h, 1, DW_STAGE_LIVE);
+    override1(h, 2, DW_STAGE_LIVE);
+    assert_dw_ok(h, delete_key(h, 1));
+    assert_dw_ok(h, delete_key(h, 2));
+    assert_dw_ok(h, dw_override_set(h, &k1, 1, 1, DW_STAGE_OFF, NULL));
+    assert_key_stage(h, 1, DW_STAGE_OFF, DW_ROUTE_OVERRIDE);
+    assert_false(old_has(f->t.db, 1));
+    int cleared = 0;
+    assert_dw_ok(h, dw_override_clear(&cleared, h, &k2, 1, 1, NULL));
+    assert_int_equal(cleared, 1);
+    assert_key_stage(h, 2, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
+    assert_false(old_has(f->t.db, 2));
+}
+
 /* A key is its values: one given as TEXT for an INTEGER key column either
  * is refused or means the same row as the INTEGER. Otherwise the override
  * syncs row 1 but is stored as ["1"], which no write of key 1 ever
@@ -2541,6 +2649,9 @@ int main(void)
         T(test_override_history_and_replace),
         T(test_override_set_is_atomic),
         T(test_override_needs_mapping),
+        T(test_cohort_delete_needs_no_mapping),
+        T(test_promote_delete_needs_no_mapping),
+        T(test_override_of_deleted_key_needs_no_mapping),
         T(test_override_key_of_other_type),
         T(test_routing_set_in_caller_transaction),
         T(test_other_connection_changes_seen),

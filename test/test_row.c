@@ -355,6 +355,59 @@ static void test_row_set_columns_from_stmt(void **state)
     test_db_close(&t);
 }
 
+/* dw_bind_values() binds each value by its type from parameter `first`
+ * on, copying the bytes; bad arguments are DW_EMISUSE and an index past
+ * the last parameter too. */
+static void test_bind_values(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT ?1, typeof(?2), ?2, ?3, "
+                                        "hex(?4), length(CAST(?4 AS BLOB)), "
+                                        "typeof(?5), ?6",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    char text[] = "temporary";
+    dw_value v[5] = {dw_float(2.5), dw_text_n(text, 4), dw_blob("a\0b", 3),
+                     dw_null(), dw_text(text)};
+    dw_value first = dw_int(-7);
+    assert_int_equal(dw_bind_values(st, 1, &first, 1), DW_OK);
+    assert_int_equal(dw_bind_values(st, 2, v, 5), DW_OK);
+    assert_int_equal(dw_bind_values(st, 3, v, 0), DW_OK); /* nothing */
+    memset(text, 'x', sizeof text - 1); /* copied: the bind keeps "temp" */
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), -7);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "real");
+    assert_true(sqlite3_column_double(st, 2) == 2.5);
+    assert_string_equal((const char *)sqlite3_column_text(st, 3), "temp");
+    assert_string_equal((const char *)sqlite3_column_text(st, 4), "610062");
+    assert_int_equal(sqlite3_column_int(st, 5), 3);
+    assert_string_equal((const char *)sqlite3_column_text(st, 6), "null");
+    assert_string_equal((const char *)sqlite3_column_text(st, 7),
+                        "temporary");
+    /* A running statement is not rebound. */
+    assert_int_equal(dw_bind_values(st, 1, &first, 1), DW_EMISUSE);
+    sqlite3_reset(st);
+
+    dw_value bad = dw_int(1);
+    bad.type = (dw_type)42;
+    dw_value null_text = {DW_TYPE_TEXT, 0, 0.0, NULL, 5};
+    assert_int_equal(dw_bind_values(NULL, 1, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, NULL, 0), DW_OK);
+    assert_int_equal(dw_bind_values(st, 1, &first, -1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 0, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, &bad, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 1, &null_text, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 8, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_bind_values(st, 4, v, 5), DW_EMISUSE); /* ?4..?8 */
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 static void test_row_misuse(void **state)
 {
     (void)state;
@@ -584,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_row_clear_and_reuse),
         cmocka_unit_test(test_row_reuse_keeps_storage),
         cmocka_unit_test(test_row_set_columns_from_stmt),
+        cmocka_unit_test(test_bind_values),
         cmocka_unit_test(test_row_misuse),
         cmocka_unit_test(test_row_blob_negative_length),
         cmocka_unit_test(test_value_constructors),

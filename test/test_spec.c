@@ -1011,9 +1011,130 @@ static void test_setup_sql_cannot_end_transactions(void **state)
         make_items(t.db);
         dw_options o = items_opts("setup");
         o.setup_sql = bad[i];
-        open_fails(t.db, &o, DW_ESCHEMA, "setup SQL");
+        open_fails(t.db, &o, DW_EMISUSE, "setup SQL");
         test_db_close(&t);
     }
+}
+
+/* dw_open() refused with DW_ESPEC, the message naming what differs. */
+static void redefinition_says(sqlite3 *db, const dw_options *o,
+                              const char *needle)
+{
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_open(&h, db, o, &err);
+    if (rc != DW_ESPEC || !err || !strstr(err, needle))
+        print_error("dw_open returned %d: %s (wanted \"%s\")\n", rc,
+                    err ? err : "(no message)", needle);
+    assert_int_equal(rc, DW_ESPEC);
+    assert_null(h);
+    assert_non_null(strstr(err, needle));
+    assert_non_null(strstr(err, "DW_OPEN_REDEFINE"));
+    sqlite3_free(err);
+}
+
+/* A spec refused as different from the stored one says which part
+ * differs, not only the two digests. */
+static void test_redefinition_names_the_difference(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    dw_options o = items_opts("diff");
+    dw_close(open_ok(t.db, &o));
+
+    static const dw_column_map cents_x10[] = {{"title", "name"},
+                                              {"cents", "price * 10"}};
+    dw_options up = o;
+    up.up = cents_x10;
+    redefinition_says(t.db, &up, "they differ in the up mapping of column "
+                                 "cents;");
+    static const char *const name_only[] = {"name"};
+    static const dw_column_map title_only[] = {{"title", "name"}};
+    static const char *const title_col[] = {"title"};
+    dw_options cols = o;
+    cols.old_side.columns = name_only;
+    cols.old_side.ncolumns = 1;
+    cols.new_side.columns = title_col;
+    cols.new_side.ncolumns = 1;
+    cols.up = title_only;
+    cols.nup = 1;
+    redefinition_says(t.db, &cols, "the old model's columns, the new "
+                                   "model's columns, the up mapping of "
+                                   "column cents");
+    static const dw_column_map down[] = {{"name", "title"},
+                                         {"price", "cents / 100"}};
+    dw_options with_down = o;
+    with_down.down = down;
+    with_down.ndown = 2;
+    redefinition_says(t.db, &with_down, "they differ in the down mapping;");
+    dw_options setup = o;
+    setup.setup_sql = "DELETE FROM items_new WHERE id < 0";
+    redefinition_says(t.db, &setup, "they differ in the setup SQL;");
+    test_db_close(&t);
+}
+
+/* Setup SQL with or without trailing white space is one spec; a spec
+ * stored by 0.3, whose text and digest kept that white space, still opens
+ * (and keeps its digest) whichever way the application spells it. */
+static void test_setup_trailing_space_same_spec(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    make_items(t.db);
+    static const char setup[] = "INSERT INTO items_new(id, title, cents) "
+                                "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;";
+    dw_options o = items_opts("ws");
+    o.setup_sql = setup;
+    dw_migration *h = open_ok(t.db, &o);
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", dw_spec_digest(h));
+    dw_close(h);
+    o.setup_sql = "INSERT INTO items_new(id, title, cents) VALUES(9, 'x', 1) "
+                  "ON CONFLICT DO NOTHING;\n \t\r\n";
+    h = open_ok(t.db, &o);
+    assert_string_equal(dw_spec_digest(h), digest);
+    dw_close(h);
+
+    /* As 0.3 stored it: the newline escaped in the text and digested. */
+    exec_ok(t.db,
+            "UPDATE dw_migrations SET spec = '{\"format\":1,\"old\":{\"table\""
+            ":\"items_old\",\"key\":[\"id\"],\"columns\":[\"name\",\"price\"]}"
+            ",\"new\":{\"table\":\"items_new\",\"key\":[\"id\"],\"columns\":"
+            "[\"title\",\"cents\"]},\"up\":{\"sql\":{\"title\":\"name\","
+            "\"cents\":\"price * 100\"}},\"down\":null,\"setup\":\"INSERT "
+            "INTO items_new(id, title, cents) VALUES(9, ''x'', 1) ON "
+            "CONFLICT DO NOTHING;\\u000a\"}', spec_digest = "
+            "'c0eaadcda1f4a45af6a604b352792ee5c2098fde16c0525f3feffb841ec69b31'"
+            " WHERE name = 'ws'");
+    static const char old_digest[] =
+        "c0eaadcda1f4a45af6a604b352792ee5c2098fde16c0525f3feffb841ec69b31";
+    for (int spelled = 0; spelled < 2; spelled++) {
+        o.setup_sql = spelled ? setup
+                              : "INSERT INTO items_new(id, title, cents) "
+                                "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;\n";
+        h = open_ok(t.db, &o);
+        assert_string_equal(dw_spec_digest(h), old_digest);
+        /* The stored spec is current for this handle: it can work. */
+        assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "ws", 0));
+        assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "ws", 0));
+        dw_close(h);
+    }
+    h = NULL;
+    char *err = NULL;
+    assert_int_equal(dw_open_stored(&h, t.db, "ws", 0, &err), DW_OK);
+    assert_string_equal(dw_spec_digest(h), old_digest);
+    dw_close(h);
+    /* Other setup SQL is still another spec. */
+    o.setup_sql = "INSERT INTO items_new(id, title, cents) VALUES(8, 'x', 1) "
+                  "ON CONFLICT DO NOTHING;\n";
+    redefinition_says(t.db, &o, "the setup SQL");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations "
+                                     "WHERE spec_digest = '" "c0eaadcda1f4a45af6a604b352792ee5c2098fde16c0525f3feffb841ec69b31" "'"),
+                     1);
+    test_db_close(&t);
 }
 
 /* ---- model column lists ------------------------------------------------------------------- */
@@ -1246,6 +1367,8 @@ int main(void)
         cmocka_unit_test(test_generated_column_not_a_target),
         cmocka_unit_test(test_mapping_columns_must_align),
         cmocka_unit_test(test_same_table_different_keys),
+        cmocka_unit_test(test_redefinition_names_the_difference),
+        cmocka_unit_test(test_setup_trailing_space_same_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
