@@ -46,7 +46,10 @@
  *     repairs, overrides and routing, stage moves, dw_open()) then
  *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
  *     names the error that caused it. The connection is then outside any
- *     transaction and all the transaction did is gone: do not go on with
+ *     transaction and all the transaction did is gone (unless SQL a
+ *     callback ran ended it with a COMMIT: what it did up to there is then
+ *     committed, this call's work perhaps only in part; the library cannot
+ *     tell the two apart, and dw_errmsg() says so): do not go on with
  *     it -- every statement run now would commit on its own, and your
  *     COMMIT would fail with "no transaction is active" --, but start it
  *     over from BEGIN, or give it up. As a guard for code that goes on
