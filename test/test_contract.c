@@ -2413,6 +2413,88 @@ static void test_contract_table_named_by_other_mapping(void **state)
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }
 
+
+/* One-table migrations sharing one old column of two: kept for the one
+ * with only the shared column, the other column would stay for good, and
+ * the restore would meet it. Refused, naming the one to contract first;
+ * that one keeps its column for this one, whose contract drops both. */
+static void test_contract_partial_column_overlap(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = tickets_complete(f);
+    exec_ok(f->t.db, "ALTER TABLE tickets ADD COLUMN urgency INTEGER");
+    static const char *const U_OLD[] = {"prio"};
+    static const char *const U_NEW[] = {"urgency"};
+    static const dw_column_map U_UP[] = {{"urgency", "prio"}};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "urgency", KEY,
+                               (side_spec){"tickets", U_OLD, 1},
+                               (side_spec){"tickets", U_NEW, 1}, U_UP, 1, 0),
+                     DW_OK);
+    dw_migration *b = f->h2;
+    reach_complete(b);
+    char path_a[400], path_b[400], before[1024], buf[1024];
+    in_dir(f, "a.bak", path_a, sizeof path_a);
+    in_dir(f, "b.bak", path_b, sizeof path_b);
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
+    assert_msg_has(a, "\"urgency\"");
+    assert_msg_has(a, "prio");
+    assert_msg_has(a, "first");
+    assert_false(file_exists(path_a));
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+
+    assert_dw_ok(b, dw_contract(b, path_b, NULL)); /* kept for a */
+    assert_dw_ok(a, dw_contract(a, path_a, NULL));
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                        "pragma_table_xinfo('tickets') WHERE "
+                                        "name IN ('status', 'prio')"),
+                     0);
+    /* Either restores first: here the one whose column the other's
+     * restore then finds in place, as backed up, and keeps. */
+    assert_dw_ok(b, dw_restore(b, path_b, NULL));
+    /* Written since, the column is not as backed up: refused, and the
+     * write is not undone. */
+    exec_ok(f->t.db, "UPDATE tickets SET prio = 9 WHERE id = 1");
+    assert_dw(a, dw_restore(a, path_a, NULL), DW_ERROR);
+    assert_msg_has(a, "do not match the backup");
+    assert_int_equal(query_int(f->t.db, "SELECT prio FROM tickets WHERE "
+                                        "id = 1"),
+                     9);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                        "pragma_table_xinfo('tickets') WHERE "
+                                        "name = 'status'"),
+                     0);
+    exec_ok(f->t.db, "UPDATE tickets SET prio = 1 WHERE id = 1");
+    assert_dw_ok(a, dw_restore(a, path_a, NULL));
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                        "pragma_table_xinfo('tickets') WHERE "
+                                        "name IN ('status', 'prio')"),
+                     2);
+}
+
+/* Another stored migration whose spec is damaged: the contract refuses
+ * with a clear message rather than crash. */
+static void test_contract_other_spec_damaged(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    f->h2 = open_items_copy(f->t.db);
+    exec_ok(f->t.db, "UPDATE dw_migrations SET spec = '{\"old\": ' WHERE "
+                     "name = 'items_copy'");
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+    assert_dw(a, dw_contract(a, path, NULL), DW_ERROR);
+    assert_msg_has(a, "other migrations");
+    assert_false(file_exists(path));
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_int_equal(stage_of(a), DW_STAGE_COMPLETE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2467,6 +2549,10 @@ int main(void)
             test_contract_shared_new_side_and_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_table_named_by_other_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_partial_column_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_other_spec_damaged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
