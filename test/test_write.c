@@ -1563,6 +1563,41 @@ static void test_callback_commits_caller_transaction(void **state)
     assert_non_null(strstr(dw_errmsg(f->h), "in part"));
 }
 
+/* Busy inside the caller's transaction: SQLite keeps the transaction, so
+ * the write is DW_EBUSY, not DW_EROLLEDBACK, what the caller did stays,
+ * and the handle's next call outside a transaction is not refused. */
+static void test_busy_in_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    sqlite3 *db = f->t.db;
+    sqlite3_busy_timeout(db, 20);
+    f->db2 = test_db_connect(&f->t);
+    wctx c = {"apple", 1, "APPLE", 1, 0, 0};
+    dw_value k = dw_int(1);
+    exec_ok(db, "BEGIN");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
+    exec_ok(f->db2, "BEGIN IMMEDIATE");
+    assert_dw(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c), DW_EBUSY);
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    exec_ok(f->db2, "COMMIT");
+    exec_ok(db, "COMMIT");
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
+
+    /* The caller's write lock taken, another connection reading: the
+     * write goes through inside the transaction. */
+    exec_ok(db, "BEGIN IMMEDIATE");
+    exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
+    exec_ok(f->db2, "BEGIN");
+    assert_int_equal(query_int(f->db2, "SELECT count(*) FROM items"), 1);
+    dw_value k2 = dw_int(2);
+    wctx c2 = {"pear", 2, "PEAR", 2, 0, 0};
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2));
+    exec_ok(f->db2, "COMMIT");
+    exec_ok(db, "COMMIT");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1587,6 +1622,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callback_result_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_ends_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_commits_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_in_caller_transaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
