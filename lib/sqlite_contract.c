@@ -497,6 +497,19 @@ static int meta_get(dw_migration *h, sqlite3 *db, const char *key,
 }
 
 /* Names from a JSON array, through db. */
+/* Steps st to the end, pushing its first column's texts: SQLITE_DONE, or
+ * the error. */
+static int step_names(sqlite3_stmt *st, char ***out, int *n)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (!v || push(out, n, v) != DW_OK)
+            return SQLITE_NOMEM;
+    }
+    return rc;
+}
+
 static int json_names(dw_migration *h, sqlite3 *db, const char *json,
                       char ***out, int *n, const char *path)
 {
@@ -505,13 +518,7 @@ static int json_names(dw_migration *h, sqlite3 *db, const char *json,
                                 &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *v = (const char *)sqlite3_column_text(st, 0);
-            if (!v || push(out, n, v) != DW_OK) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
+        rc = step_names(st, out, n);
     }
     int result = rc == SQLITE_DONE
                      ? DW_OK
@@ -1144,13 +1151,7 @@ static int shared_in_place(dw_migration *h, const model *m, char ***names,
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, h->id);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *v = (const char *)sqlite3_column_text(st, 0);
-            if (!v || push(names, n, v) != DW_OK) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
+        rc = step_names(st, names, n);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? DW_OK

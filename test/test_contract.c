@@ -1288,6 +1288,13 @@ static dw_migration *open_tickets(sqlite3 *db)
     return h;
 }
 
+/* How many of the tickets table's old columns (status, prio) exist. */
+static int64_t old_ticket_columns(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM pragma_table_xinfo('tickets') "
+                         "WHERE name IN ('status', 'prio')");
+}
+
 /* Creates the tickets table, opens f->h on it and takes it to COMPLETE. */
 static dw_migration *tickets_complete(fixture *f)
 {
@@ -1483,9 +1490,7 @@ static void test_contract_one_table_drop_refused(void **state)
         exec_ok(f->t.db, blockers[i][1]);
     }
     assert_dw_ok(h, dw_contract(h, path, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name IN ('status', 'prio')"),
+    assert_int_equal(old_ticket_columns(f->t.db),
                      0);
 }
 
@@ -2446,9 +2451,7 @@ static void test_contract_partial_column_overlap(void **state)
 
     assert_dw_ok(b, dw_contract(b, path_b, NULL)); /* kept for a */
     assert_dw_ok(a, dw_contract(a, path_a, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name IN ('status', 'prio')"),
+    assert_int_equal(old_ticket_columns(f->t.db),
                      0);
     /* Either restores first: here the one whose column the other's
      * restore then finds in place, as backed up, and keeps. */
@@ -2469,9 +2472,7 @@ static void test_contract_partial_column_overlap(void **state)
     assert_dw_ok(a, dw_restore(a, path_a, NULL));
     assert_string_equal(
         query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name IN ('status', 'prio')"),
+    assert_int_equal(old_ticket_columns(f->t.db),
                      2);
 }
 
