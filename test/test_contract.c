@@ -1926,7 +1926,7 @@ static void test_restore_expression_default(void **state)
  * between is simulated from a trace hook on the contract's connection:
  * just before the last step's BEGIN IMMEDIATE (the second one of the
  * call), another handle on another connection acts. */
-enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW };
+enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW, RACE_DEFINE };
 
 typedef struct race {
     fixture *f;
@@ -1935,6 +1935,8 @@ typedef struct race {
     int acted;
     char other_path[400];
 } race;
+
+static dw_migration *open_items_copy(sqlite3 *db);
 
 static int race_trace(unsigned type, void *ctx, void *p, void *x)
 {
@@ -1952,6 +1954,10 @@ static int race_trace(unsigned type, void *ctx, void *p, void *x)
     case RACE_LEAVE_COMPLETE:
         assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_RAMPDOWN, "trouble",
                                       DW_STAGE_FORCE));
+        break;
+    case RACE_DEFINE:
+        /* Another migration of the old table, defined meanwhile. */
+        dw_close(open_items_copy(r->f->db2));
         break;
     default:
         exec_ok(r->f->db2, "UPDATE items SET note = 'late' WHERE id = 1");
@@ -2496,6 +2502,29 @@ static void test_contract_other_spec_damaged(void **state)
     assert_int_equal(stage_of(a), DW_STAGE_COMPLETE);
 }
 
+
+/* Another connection defines a migration of the old table between the
+ * contract's first check and its drop: the check under the write lock
+ * sees it, and nothing is dropped. */
+static void test_contract_race_other_defined(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_DEFINE);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
+    assert_msg_has(f->h, "\"items_copy\"");
+    assert_msg_has(f->h, "nothing was dropped");
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+    hist hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.ncontract, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2554,6 +2583,8 @@ int main(void)
             test_contract_partial_column_overlap, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_other_spec_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_race_other_defined, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
