@@ -2248,19 +2248,24 @@ static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
 }
 
 /* A second migration of the items table: items -> items_v3. */
-static dw_migration *open_items_copy(sqlite3 *db)
+static dw_migration *open_items_copy_as(sqlite3 *db, const char *name,
+                                        const char *table)
 {
     static const char *const OLD[] = {"name", "qty"};
     static const char *const NEW[] = {"label", "amount"};
     static const dw_column_map COPY_UP[] = {{"label", "name"},
                                             {"amount", "qty"}};
     dw_migration *h = NULL;
-    assert_int_equal(pair_open(&h, db, "items_copy", KEY,
+    assert_int_equal(pair_open(&h, db, name, KEY,
                                (side_spec){"items", OLD, 2},
-                               (side_spec){"items_v3", NEW, 2}, COPY_UP, 2,
-                               0),
+                               (side_spec){table, NEW, 2}, COPY_UP, 2, 0),
                      DW_OK);
     return h;
+}
+
+static dw_migration *open_items_copy(sqlite3 *db)
+{
+    return open_items_copy_as(db, "items_copy", "items_v3");
 }
 
 /* The contract refuses while another migration still uses its old table
@@ -2525,6 +2530,44 @@ static void test_contract_race_other_defined(void **state)
     assert_int_equal(hs.ncontract, 0);
 }
 
+
+/* Three migrations of one old table: refused while the third is below
+ * COMPLETE, naming it; then each contract but the last keeps the table,
+ * and the last drops it. */
+static void test_contract_three_of_one_table(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount);"
+                     "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    dw_migration *b = f->h2 = open_items_copy(f->t.db);
+    dw_migration *c = open_items_copy_as(f->t.db, "items_copy2", "items_v4");
+    reach_complete(b);
+    assert_dw_ok(c, dw_stage_set(c, DW_STAGE_DUAL_WRITE, NULL, 0));
+    char pa[400], pb[400], pc[400];
+    in_dir(f, "a.bak", pa, sizeof pa);
+    in_dir(f, "b.bak", pb, sizeof pb);
+    in_dir(f, "c.bak", pc, sizeof pc);
+    assert_dw(a, dw_contract(a, pa, NULL), DW_EGATE);
+    assert_msg_has(a, "\"items_copy2\"");
+    assert_msg_has(a, "DUAL_WRITE");
+    assert_dw(b, dw_contract(b, pb, NULL), DW_EGATE);
+    assert_msg_has(b, "\"items_copy2\"");
+    assert_false(file_exists(pa));
+    assert_false(file_exists(pb));
+
+    assert_dw_ok(c, dw_stage_set(c, DW_STAGE_OFF, NULL, 0));
+    reach_complete(c);
+    assert_dw_ok(a, dw_contract(a, pa, NULL));
+    assert_dw_ok(b, dw_contract(b, pb, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_dw_ok(c, dw_contract(c, pc, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    dw_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2585,6 +2628,8 @@ int main(void)
             test_contract_other_spec_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_race_other_defined, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_three_of_one_table, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
