@@ -1154,9 +1154,11 @@ static int shared_in_place(dw_migration *h, const model *m, char ***names,
         rc = step_names(st, names, n);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? DW_OK
-                             : dw__sqlite_error(h, rc, DW_SIDE_OLD,
-                                                "reading the schema");
+    return rc == SQLITE_DONE
+               ? DW_OK
+               : dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                  "looking for other migrations of the old "
+                                  "model");
 }
 
 static int listed(const char *name, char *const *names, int n)
