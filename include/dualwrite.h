@@ -51,7 +51,10 @@
  *     repairs, overrides and routing, stage moves, dw_open()) then
  *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
  *     names the error that caused it. The connection is then outside any
- *     transaction and all the transaction did is gone: do not go on with
+ *     transaction and all the transaction did is gone (unless SQL a
+ *     callback ran ended it with a COMMIT: what it did up to there is then
+ *     committed, this call's work perhaps only in part; the library cannot
+ *     tell the two apart, and dw_errmsg() says so): do not go on with
  *     it -- every statement run now would commit on its own, and your
  *     COMMIT would fail with "no transaction is active" --, but start it
  *     over from BEGIN, or give it up. As a guard for code that goes on
@@ -1545,7 +1548,10 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *     there: it no longer reads or writes the old model, but its own
  *     contract will back it up. The contract goes on, with its backup, and
  *     keeps the old model in place for that migration (the history entry
- *     says so); that migration's contract, the last, drops it.
+ *     says so); that migration's contract, the last, drops it. With one
+ *     table, when that migration has only some of the old columns: refused
+ *     (DW_EGATE), as its contract would leave the others behind; contract
+ *     that one first, which keeps them for this one.
  *   - with two tables, one of other tables whose mapping expressions, setup
  *     SQL or cohort (not contracted) name the old table (a subquery):
  *     refused (DW_EGATE), as they would no longer prepare; redefine it
@@ -1600,9 +1606,12 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  * the contract kept it for another migration, or the restore of another
  * migration of the same old model put it back --, it is taken as it is and
  * nothing is copied (the history entry says so); there in any other form,
- * the restore is refused. So of two migrations of one old model, contracted
- * in turn, either is restored first (from its own backup), and the other
- * then too while nothing has written the old model since.
+ * the restore is refused. With one table, old columns that another
+ * migration, not contracted, has among its own old columns (its restore put
+ * them back) are left as they are, and the restore is refused unless they
+ * hold the backup's values. So of two migrations of one old model,
+ * contracted in turn, either is restored first (from its own backup), and
+ * the other then too while nothing has written the old model since.
  *
  * The restored rows are those of the contract; writes since went to the new
  * model only. At RAMPDOWN dw_backfill() copies new to old, so run it and

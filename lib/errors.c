@@ -141,20 +141,30 @@ int dw__rollback(dw_migration *h, int scope, int rc)
 int dw__txn_lost(dw_migration *h)
 {
     static const char lost[] = "the database rolled back your transaction";
-    static const char rest[] =
+    static const char why[] =
         " (SQLite does on an I/O error, a full disk, running out of memory, "
-        "and some interrupts): what it did before this call is gone too, "
-        "and the connection is outside any transaction. Do not go on with "
-        "it -- statements run now commit on their own --: start it over "
-        "with BEGIN, or give it up";
+        "and some interrupts)";
+    static const char rest[] =
+        "the connection is outside any transaction. Do not go on with it "
+        "-- statements run now commit on their own --: start it over with "
+        "BEGIN, or give it up";
     int side = h->errcode != DW_OK ? h->errside : DW_SIDE_NONE;
     char *cause = h->errcode != DW_OK ? dw__strdup(dw_errmsg(h)) : NULL;
+    /* With no error of ours, SQL a callback ran may have ended it, by a
+     * COMMIT as well: then what it did is kept, this call's work in part. */
     if (cause)
-        dw__error(h, DW_EROLLEDBACK, side, "%s; %s with it%s", cause, lost,
-                  rest);
+        dw__error(h, DW_EROLLEDBACK, side,
+                  "%s; %s with it%s: what it did before this call is gone "
+                  "too, and %s",
+                  cause, lost, why, rest);
     else
-        dw__error(h, DW_EROLLEDBACK, side, "%s during this call%s", lost,
-                  rest);
+        dw__error(h, DW_EROLLEDBACK, side,
+                  "your transaction ended during this call, on no error of "
+                  "the library's: %s%s, and what it did is gone; or SQL a "
+                  "callback ran rolled it back, or committed it (what it "
+                  "did is then kept, this call's work perhaps in part). "
+                  "Either way %s",
+                  lost, why, rest);
     dw__free(cause);
     h->txn_lost = 1;
     return DW_EROLLEDBACK;

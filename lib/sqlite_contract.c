@@ -497,6 +497,19 @@ static int meta_get(dw_migration *h, sqlite3 *db, const char *key,
 }
 
 /* Names from a JSON array, through db. */
+/* Steps st to the end, pushing its first column's texts: SQLITE_DONE, or
+ * the error. */
+static int step_names(sqlite3_stmt *st, char ***out, int *n)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (!v || push(out, n, v) != DW_OK)
+            return SQLITE_NOMEM;
+    }
+    return rc;
+}
+
 static int json_names(dw_migration *h, sqlite3 *db, const char *json,
                       char ***out, int *n, const char *path)
 {
@@ -505,13 +518,7 @@ static int json_names(dw_migration *h, sqlite3 *db, const char *json,
                                 &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *v = (const char *)sqlite3_column_text(st, 0);
-            if (!v || push(out, n, v) != DW_OK) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-        }
+        rc = step_names(st, out, n);
     }
     int result = rc == SQLITE_DONE
                      ? DW_OK
@@ -665,7 +672,9 @@ static int no_references(dw_migration *h, const char *table)
  * that has it as its old side. Such a use at COMPLETE with every key
  * there no longer reads or writes it, so the contract keeps the old model
  * for that migration's own contract (*kept_for, its name; dw__free), which
- * drops it in turn; any other use refuses the contract (DW_EGATE). */
+ * drops it in turn -- unless it has only some of the old columns, which
+ * its contract would leave behind; any other use refuses the contract
+ * (DW_EGATE). */
 static int other_users(dw_migration *h, char **kept_for)
 {
     static const char sql[] =
@@ -678,13 +687,16 @@ static int other_users(dw_migration *h, char **kept_for)
         "s.side = 'old' AND m.stage = ?4 AND ((m.canary_buckets = 0 AND "
         "m.canary_cohort IS NULL) OR m.canary_stage = ?4) AND NOT EXISTS "
         "(SELECT 1 FROM dw_overrides AS o WHERE o.migration_id = m.id AND "
-        "o.stage < ?4) AS done FROM dw_migrations AS m, (SELECT 'old' AS side "
+        "o.stage < ?4) AS done, (SELECT count(*) FROM json_each(m.spec, '$.' "
+        "|| s.side || '.columns') AS c WHERE lower(c.value) IN dropped) < "
+        "(SELECT count(*) FROM dropped) AS partial FROM dw_migrations AS m, "
+        "(SELECT 'old' AS side "
         "UNION ALL SELECT 'new') AS s WHERE m.id <> ?1 AND (s.side = 'new' "
         "OR m.contracted = 0) AND json_extract(m.spec, '$.' || s.side || "
         "'.table') = ?2 COLLATE NOCASE) "
-        "SELECT name, side, stage, done, coalesce(keys || ', ' || cols, keys, "
-        "cols) FROM uses WHERE ?3 IS NULL OR keys IS NOT NULL OR cols IS NOT "
-        "NULL ORDER BY done, name LIMIT 1";
+        "SELECT name, side, stage, done AND NOT partial, coalesce(keys || ', ' "
+        "|| cols, keys, cols), done FROM uses WHERE ?3 IS NULL OR keys IS NOT "
+        "NULL OR cols IS NOT NULL ORDER BY done AND NOT partial, name LIMIT 1";
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
     char *cols = NULL;
     *kept_for = NULL;
@@ -710,6 +722,17 @@ static int other_users(dw_migration *h, char **kept_for)
             result = nomem(h);
         else if (sqlite3_column_int(st, 3))
             result = (*kept_for = dw__strdup(name)) ? DW_OK : nomem(h);
+        else if (sqlite3_column_int(st, 5))
+            /* Kept for it, the columns it does not use would stay for
+             * good: its contract drops only its own. */
+            result = dw__error(
+                h, DW_EGATE, DW_SIDE_OLD,
+                "migration \"%s\" at COMPLETE still has columns %s of table "
+                "\"%s\" as its old side, not all of those this contract "
+                "drops; nothing was dropped: contract \"%s\" first (it "
+                "keeps them for this migration, whose contract then drops "
+                "them all)",
+                name, used, o->table, name);
         else
             result = dw__error(
                 h, DW_EGATE, DW_SIDE_OLD,
@@ -1105,7 +1128,58 @@ static int restore_table(dw_migration *h, const model *m, const char *path,
     return rc;
 }
 
-static int restore_columns(dw_migration *h, const model *m, const char *path)
+/* The old columns in place that another stored migration, not contracted,
+ * has as old columns too: put back by its restore (or kept for it by a
+ * contract). A restore leaves them as they are -- re-adding would fail,
+ * copying over would undo its writes -- and its final check finds whether
+ * they still hold what the backup does. Fills *names (n of them; each and
+ * the array dw__free). */
+static int shared_in_place(dw_migration *h, const model *m, char ***names,
+                           int *n)
+{
+    *names = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(
+        h,
+        "SELECT x.name FROM pragma_table_xinfo(?1, 'main') AS x WHERE "
+        "EXISTS (SELECT 1 FROM dw_migrations AS m, json_each(m.spec, "
+        "'$.old.columns') AS c WHERE m.id <> ?2 AND m.contracted = 0 AND "
+        "json_extract(m.spec, '$.old.table') = ?1 COLLATE NOCASE AND "
+        "c.value = x.name COLLATE NOCASE)",
+        &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, m->table, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, h->id);
+        rc = step_names(st, names, n);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE
+               ? DW_OK
+               : dw__sqlite_error(h, rc, DW_SIDE_OLD,
+                                  "looking for other migrations of the old "
+                                  "model");
+}
+
+static int listed(const char *name, char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (sqlite3_stricmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        dw__free(names[i]);
+    dw__free(names);
+}
+
+/* Re-adds the old columns but those in `kept`, copies the backup's values
+ * into them, and checks all of them against the backup. */
+static int readd_columns(dw_migration *h, const model *m, char *const *kept,
+                         int nkept, const char *path)
 {
     /* Re-add each old column as declared; ALTER TABLE cannot re-add NOT
      * NULL without a default, so that constraint is left off. */
@@ -1128,6 +1202,8 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
             const char *name = (const char *)sqlite3_column_text(st, 0);
             const char *type = (const char *)sqlite3_column_text(st, 1);
             const char *dflt = (const char *)sqlite3_column_text(st, 2);
+            if (name && listed(name, kept, nkept))
+                continue;
             dw_buf b;
             dw_buf_init(&b);
             dw_buf_puts(&b, "ALTER TABLE main.");
@@ -1170,8 +1246,11 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
     dw_buf_puts(&b, "UPDATE main.");
     dw_buf_ident(&b, m->table);
     dw_buf_puts(&b, " AS dw_t SET ");
+    int set = 0;
     for (int i = m->nkey; i < m->ncols; i++) {
-        dw_buf_puts(&b, i > m->nkey ? ", " : "");
+        if (listed(m->cols[i], kept, nkept))
+            continue;
+        dw_buf_puts(&b, set++ ? ", " : "");
         dw_buf_ident(&b, m->cols[i]);
         dw_buf_puts(&b, " = dw_b.");
         dw_buf_ident(&b, m->cols[i]);
@@ -1181,8 +1260,10 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
     dw_buf_puts(&b, " AS dw_b WHERE ");
     dw_buf_add(&b, join.p ? join.p : "", join.len);
     result = join.oom ? nomem(h)
-                      : exec_buf(h, h->db, &b, "copying the columns back",
-                                 path);
+             : set    ? exec_buf(h, h->db, &b, "copying the columns back",
+                                 path)
+                      : DW_OK;
+    dw_buf_free(&b); /* when not run: exec_buf() frees what it runs */
     if (result == DW_OK) {
         dw_buf_init(&b);
         dw_buf_puts(&b, "SELECT count(*), coalesce(sum(");
@@ -1215,6 +1296,17 @@ static int restore_columns(dw_migration *h, const model *m, const char *path)
         dw_buf_free(&b);
     }
     dw_buf_free(&join);
+    return result;
+}
+
+static int restore_columns(dw_migration *h, const model *m, const char *path)
+{
+    char **kept = NULL;
+    int nkept = 0;
+    int result = shared_in_place(h, m, &kept, &nkept);
+    if (result == DW_OK)
+        result = readd_columns(h, m, kept, nkept, path);
+    free_names(kept, nkept);
     return result;
 }
 

@@ -1288,6 +1288,13 @@ static dw_migration *open_tickets(sqlite3 *db)
     return h;
 }
 
+/* How many of the tickets table's old columns (status, prio) exist. */
+static int64_t old_ticket_columns(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM pragma_table_xinfo('tickets') "
+                         "WHERE name IN ('status', 'prio')");
+}
+
 /* Creates the tickets table, opens f->h on it and takes it to COMPLETE. */
 static dw_migration *tickets_complete(fixture *f)
 {
@@ -1483,9 +1490,7 @@ static void test_contract_one_table_drop_refused(void **state)
         exec_ok(f->t.db, blockers[i][1]);
     }
     assert_dw_ok(h, dw_contract(h, path, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name IN ('status', 'prio')"),
+    assert_int_equal(old_ticket_columns(f->t.db),
                      0);
 }
 
@@ -1921,7 +1926,7 @@ static void test_restore_expression_default(void **state)
  * between is simulated from a trace hook on the contract's connection:
  * just before the last step's BEGIN IMMEDIATE (the second one of the
  * call), another handle on another connection acts. */
-enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW };
+enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW, RACE_DEFINE };
 
 typedef struct race {
     fixture *f;
@@ -1930,6 +1935,8 @@ typedef struct race {
     int acted;
     char other_path[400];
 } race;
+
+static dw_migration *open_items_copy(sqlite3 *db);
 
 static int race_trace(unsigned type, void *ctx, void *p, void *x)
 {
@@ -1947,6 +1954,10 @@ static int race_trace(unsigned type, void *ctx, void *p, void *x)
     case RACE_LEAVE_COMPLETE:
         assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_RAMPDOWN, "trouble",
                                       DW_STAGE_FORCE));
+        break;
+    case RACE_DEFINE:
+        /* Another migration of the old table, defined meanwhile. */
+        dw_close(open_items_copy(r->f->db2));
         break;
     default:
         exec_ok(r->f->db2, "UPDATE items SET note = 'late' WHERE id = 1");
@@ -2237,19 +2248,24 @@ static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
 }
 
 /* A second migration of the items table: items -> items_v3. */
-static dw_migration *open_items_copy(sqlite3 *db)
+static dw_migration *open_items_copy_as(sqlite3 *db, const char *name,
+                                        const char *table)
 {
     static const char *const OLD[] = {"name", "qty"};
     static const char *const NEW[] = {"label", "amount"};
     static const dw_column_map COPY_UP[] = {{"label", "name"},
                                             {"amount", "qty"}};
     dw_migration *h = NULL;
-    assert_int_equal(pair_open(&h, db, "items_copy", KEY,
+    assert_int_equal(pair_open(&h, db, name, KEY,
                                (side_spec){"items", OLD, 2},
-                               (side_spec){"items_v3", NEW, 2}, COPY_UP, 2,
-                               0),
+                               (side_spec){table, NEW, 2}, COPY_UP, 2, 0),
                      DW_OK);
     return h;
+}
+
+static dw_migration *open_items_copy(sqlite3 *db)
+{
+    return open_items_copy_as(db, "items_copy", "items_v3");
 }
 
 /* The contract refuses while another migration still uses its old table
@@ -2413,6 +2429,145 @@ static void test_contract_table_named_by_other_mapping(void **state)
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }
 
+
+/* One-table migrations sharing one old column of two: kept for the one
+ * with only the shared column, the other column would stay for good, and
+ * the restore would meet it. Refused, naming the one to contract first;
+ * that one keeps its column for this one, whose contract drops both. */
+static void test_contract_partial_column_overlap(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = tickets_complete(f);
+    exec_ok(f->t.db, "ALTER TABLE tickets ADD COLUMN urgency INTEGER");
+    static const char *const U_OLD[] = {"prio"};
+    static const char *const U_NEW[] = {"urgency"};
+    static const dw_column_map U_UP[] = {{"urgency", "prio"}};
+    assert_int_equal(pair_open(&f->h2, f->t.db, "urgency", KEY,
+                               (side_spec){"tickets", U_OLD, 1},
+                               (side_spec){"tickets", U_NEW, 1}, U_UP, 1, 0),
+                     DW_OK);
+    dw_migration *b = f->h2;
+    reach_complete(b);
+    char path_a[400], path_b[400], before[1024], buf[1024];
+    in_dir(f, "a.bak", path_a, sizeof path_a);
+    in_dir(f, "b.bak", path_b, sizeof path_b);
+    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
+    assert_msg_has(a, "\"urgency\"");
+    assert_msg_has(a, "prio");
+    assert_msg_has(a, "first");
+    assert_false(file_exists(path_a));
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+
+    assert_dw_ok(b, dw_contract(b, path_b, NULL)); /* kept for a */
+    assert_dw_ok(a, dw_contract(a, path_a, NULL));
+    assert_int_equal(old_ticket_columns(f->t.db),
+                     0);
+    /* Either restores first: here the one whose column the other's
+     * restore then finds in place, as backed up, and keeps. */
+    assert_dw_ok(b, dw_restore(b, path_b, NULL));
+    /* Written since, the column is not as backed up: refused, and the
+     * write is not undone. */
+    exec_ok(f->t.db, "UPDATE tickets SET prio = 9 WHERE id = 1");
+    assert_dw(a, dw_restore(a, path_a, NULL), DW_ERROR);
+    assert_msg_has(a, "do not match the backup");
+    assert_int_equal(query_int(f->t.db, "SELECT prio FROM tickets WHERE "
+                                        "id = 1"),
+                     9);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                        "pragma_table_xinfo('tickets') WHERE "
+                                        "name = 'status'"),
+                     0);
+    exec_ok(f->t.db, "UPDATE tickets SET prio = 1 WHERE id = 1");
+    assert_dw_ok(a, dw_restore(a, path_a, NULL));
+    assert_string_equal(
+        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_int_equal(old_ticket_columns(f->t.db),
+                     2);
+}
+
+/* Another stored migration whose spec is damaged: the contract refuses
+ * with a clear message rather than crash. */
+static void test_contract_other_spec_damaged(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    f->h2 = open_items_copy(f->t.db);
+    exec_ok(f->t.db, "UPDATE dw_migrations SET spec = '{\"old\": ' WHERE "
+                     "name = 'items_copy'");
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+    assert_dw(a, dw_contract(a, path, NULL), DW_ERROR);
+    assert_msg_has(a, "other migrations");
+    assert_false(file_exists(path));
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_int_equal(stage_of(a), DW_STAGE_COMPLETE);
+}
+
+
+/* Another connection defines a migration of the old table between the
+ * contract's first check and its drop: the check under the write lock
+ * sees it, and nothing is dropped. */
+static void test_contract_race_other_defined(void **state)
+{
+    fixture *f = *state;
+    race r;
+    race_setup(f, &r, RACE_DEFINE);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    char path[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
+    assert_msg_has(f->h, "\"items_copy\"");
+    assert_msg_has(f->h, "nothing was dropped");
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+    hist hs;
+    get_history(&hs, f->h);
+    assert_int_equal(hs.ncontract, 0);
+}
+
+
+/* Three migrations of one old table: refused while the third is below
+ * COMPLETE, naming it; then each contract but the last keeps the table,
+ * and the last drops it. */
+static void test_contract_three_of_one_table(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount);"
+                     "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    dw_migration *b = f->h2 = open_items_copy(f->t.db);
+    dw_migration *c = open_items_copy_as(f->t.db, "items_copy2", "items_v4");
+    reach_complete(b);
+    assert_dw_ok(c, dw_stage_set(c, DW_STAGE_DUAL_WRITE, NULL, 0));
+    char pa[400], pb[400], pc[400];
+    in_dir(f, "a.bak", pa, sizeof pa);
+    in_dir(f, "b.bak", pb, sizeof pb);
+    in_dir(f, "c.bak", pc, sizeof pc);
+    assert_dw(a, dw_contract(a, pa, NULL), DW_EGATE);
+    assert_msg_has(a, "\"items_copy2\"");
+    assert_msg_has(a, "DUAL_WRITE");
+    assert_dw(b, dw_contract(b, pb, NULL), DW_EGATE);
+    assert_msg_has(b, "\"items_copy2\"");
+    assert_false(file_exists(pa));
+    assert_false(file_exists(pb));
+
+    assert_dw_ok(c, dw_stage_set(c, DW_STAGE_OFF, NULL, 0));
+    reach_complete(c);
+    assert_dw_ok(a, dw_contract(a, pa, NULL));
+    assert_dw_ok(b, dw_contract(b, pb, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_dw_ok(c, dw_contract(c, pc, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+    dw_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2467,6 +2622,14 @@ int main(void)
             test_contract_shared_new_side_and_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_table_named_by_other_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_partial_column_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_other_spec_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_race_other_defined, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_three_of_one_table, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -202,6 +202,42 @@ static void test_refusal_once(void **state)
                      50);
 }
 
+
+static int op_repair(fixture *f)
+{
+    dw_value k = dw_int(2);
+    return dw_repair_keys(NULL, f->h, &k, 1, 1);
+}
+
+static void test_repair_io_error(void **state)
+{
+    lost_in(*state, SQLITE_IOERR, op_repair, "dw_repair_keys");
+}
+
+/* dw_open() defining a migration inside the caller's transaction: the
+ * error says the transaction was rolled back, and no handle is made. */
+static void test_open_io_error(void **state)
+{
+    fixture *f = *state;
+    exec_ok(f->db, "BEGIN");
+    exec_ok(f->db, CALLER_SQL);
+    dw_options o;
+    world_options(&o);
+    o.name = "second";
+    dw_migration *h = NULL;
+    char *err = NULL;
+    fault_vfs_arm(FAULT_WRITE, 1, 0, SQLITE_IOERR);
+    int rc = dw_open(&h, f->db, &o, &err);
+    int failed = fault_vfs_disarm();
+    assert_int_equal(failed, 1);
+    assert_int_equal(rc, DW_EROLLEDBACK);
+    assert_int_equal(sqlite3_get_autocommit(f->db), 1);
+    assert_null(h);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "rolled back your transaction"));
+    sqlite3_free(err);
+}
+
 int main(void)
 {
     fault_vfs_register();
@@ -214,6 +250,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_override_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_log_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_log_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

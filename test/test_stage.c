@@ -1226,6 +1226,37 @@ static void test_redefined_by_other_handle_refuses(void **state)
                         "thing");
 }
 
+
+/* Redefined by another handle inside the caller's transaction: the stale
+ * handle refuses inside it; rolled back, the spec is its own again and it
+ * writes; committed, it refuses outside any transaction, with its stage
+ * cached from before. */
+static void test_redefined_in_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    shadow_with_row(f);
+    dw_value k = dw_int(7);
+    int stage = -1;
+    char *err = NULL;
+    for (int commit = 0; commit < 2; commit++) {
+        assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
+        exec_ok(f->t.db, "BEGIN");
+        assert_int_equal(open_items(&f->h2, f->t.db, "m", "lower(name)",
+                                    DW_OPEN_REDEFINE, NULL, &err),
+                         DW_OK);
+        assert_dw(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL),
+                  DW_ESPEC);
+        assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
+        dw_close(f->h2);
+        f->h2 = NULL;
+        exec_ok(f->t.db, commit ? "COMMIT" : "ROLLBACK");
+    }
+    /* Committed: refused with nothing in between but the COMMIT. */
+    assert_dw(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL), DW_ESPEC);
+    assert_dw(f->h, dw_stage_get(&stage, f->h), DW_ESPEC);
+    outdated_handle_refuses(f->t.db, f->h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1254,6 +1285,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_redone_after_other_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redefined_by_other_connection_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redefined_by_other_handle_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_in_caller_transaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1512,7 +1512,8 @@ static void test_callback_ends_transaction(void **state)
     exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
     assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_rollback_ignored, &c),
               DW_EROLLEDBACK);
-    assert_non_null(strstr(dw_errmsg(f->h), "rolled back your transaction"));
+    assert_non_null(strstr(dw_errmsg(f->h), "your transaction ended"));
+    assert_non_null(strstr(dw_errmsg(f->h), "rolled back"));
     assert_int_equal(sqlite3_get_autocommit(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     assert_string_equal(dump_new(db, n1, sizeof n1), n0);
@@ -1525,6 +1526,76 @@ static void test_callback_ends_transaction(void **state)
     assert_dw_ok(f->h, dw_write(f->h, &k7, 1, w_old, NULL, &ok));
     assert_int_equal(query_int(db, "SELECT count(*) FROM items_v2 WHERE id=7"),
                      1);
+}
+
+
+/* A new-side callback that commits the caller's transaction. */
+static int w_new_commits(sqlite3 *db, const dw_value *key, int nkey,
+                         void *payload)
+{
+    (void)payload;
+    (void)key;
+    log_call('n');
+    if (nkey != 1)
+        return 99;
+    return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+}
+
+/* A callback that commits the caller's transaction: DW_EROLLEDBACK all
+ * the same (the transaction is gone), but the message must not claim that
+ * everything it did was rolled back: the old side's write was committed. */
+static void test_callback_commits_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    sqlite3 *db = f->t.db;
+    wctx c = {"pear", 2, NULL, 0, 0, 0};
+    dw_value k5 = dw_int(5);
+    exec_ok(db, "BEGIN");
+    exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
+    assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_commits, &c),
+              DW_EROLLEDBACK);
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    /* Committed, the old side's write with it: the message says it may be
+     * so, not that all is gone. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 2);
+    assert_non_null(strstr(dw_errmsg(f->h), "committed it"));
+    assert_non_null(strstr(dw_errmsg(f->h), "in part"));
+}
+
+/* Busy inside the caller's transaction: SQLite keeps the transaction, so
+ * the write is DW_EBUSY, not DW_EROLLEDBACK, what the caller did stays,
+ * and the handle's next call outside a transaction is not refused. */
+static void test_busy_in_caller_transaction(void **state)
+{
+    fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    sqlite3 *db = f->t.db;
+    sqlite3_busy_timeout(db, 20);
+    f->db2 = test_db_connect(&f->t);
+    wctx c = {"apple", 1, "APPLE", 1, 0, 0};
+    dw_value k = dw_int(1);
+    exec_ok(db, "BEGIN");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
+    exec_ok(f->db2, "BEGIN IMMEDIATE");
+    assert_dw(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c), DW_EBUSY);
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    exec_ok(f->db2, "COMMIT");
+    exec_ok(db, "COMMIT");
+    assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
+
+    /* The caller's write lock taken, another connection reading: the
+     * write goes through inside the transaction. */
+    exec_ok(db, "BEGIN IMMEDIATE");
+    exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
+    exec_ok(f->db2, "BEGIN");
+    assert_int_equal(query_int(f->db2, "SELECT count(*) FROM items"), 1);
+    dw_value k2 = dw_int(2);
+    wctx c2 = {"pear", 2, "PEAR", 2, 0, 0};
+    assert_dw_ok(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2));
+    exec_ok(f->db2, "COMMIT");
+    exec_ok(db, "COMMIT");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 3);
 }
 
 int main(void)
@@ -1550,6 +1621,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_result_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_ends_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_commits_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_in_caller_transaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
