@@ -133,9 +133,12 @@ static const char exit_codes_help[] =
     "  1    the database or the library failed (the message says why)\n"
     "  2    bad usage: an unknown command or option, a missing or malformed\n"
     "       argument, or a request refused as given (a stage jump without\n"
-    "       --force, a backfill at OFF, a malformed spec)\n"
+    "       --force, a backfill at OFF, a malformed spec, a spec the schema\n"
+    "       does not fit, a name defined with another spec, a removal that\n"
+    "       would leave data half-moved)\n"
     "  3    a gate refused the move (stage, canary, contract)\n"
     "  4    divergence: verify found differences, or mismatches are logged\n"
+    "       (and were not cleared)\n"
     "  5    the database stayed locked (busy); nothing was applied, retry\n"
     "  6    no migration by that name in the database\n"
     "  130  backfill interrupted after a committed batch; run it again\n";
@@ -241,8 +244,11 @@ int fail(int rc, const char *msg)
     case DW_ENOTFOUND:
         return EXIT_NOT_FOUND;
     case DW_EMISUSE:
+    case DW_ESCHEMA:
+    case DW_ESPEC:
         /* The request as given is refused: a jump without --force, a
-         * backfill at OFF, a malformed spec. */
+         * backfill at OFF, a malformed spec, a spec the schema does not
+         * fit, a name already defined otherwise. */
         return EXIT_USAGE;
     default:
         return EXIT_ERROR;

@@ -14,7 +14,8 @@
 enum {
     EXIT_DONE = 0,
     EXIT_ERROR = 1,      /* the database or the library failed */
-    EXIT_USAGE = 2,      /* a bad command line */
+    EXIT_USAGE = 2,      /* a bad command line, or a request refused as
+                            given (a spec the schema does not fit, ...) */
     EXIT_GATE = 3,       /* a gate refused the move */
     EXIT_DIVERGED = 4,   /* the models disagree */
     EXIT_BUSY = 5,       /* the database stayed locked; retry */

@@ -170,8 +170,10 @@ static int list_one(const dw_stored_migration *m, void *payload)
         char *msg = sqlite3_mprintf("%s: %s", m->name,
                                     err ? err : dw_errmsg(h));
         int code = fail(rc, msg);
+        /* The listing itself was not refused: a stored spec the schema no
+         * longer fits is a failure here, not a refusal. */
         if (ls->code == EXIT_DONE)
-            ls->code = code;
+            ls->code = code == EXIT_USAGE ? EXIT_ERROR : code;
         line = sqlite3_mprintf("cannot open: %s", err ? err : dw_errmsg(h));
         sqlite3_free(msg);
         standing_free(&s);
@@ -739,6 +741,7 @@ int cmd_mismatches(dwctl *c)
         return code;
     int64_t entries = 0, dropped = 0;
     int rc = dw_mismatch_log_count(&entries, &dropped, h);
+    int clear = opt_given(c, "clear");
     if (rc == DW_OK && c->json) {
         json_out j;
         json_start(&j);
@@ -756,14 +759,15 @@ int cmd_mismatches(dwctl *c)
                dw_name(h), (long long)entries, (long long)dropped);
         rc = dw_mismatch_log(h, limit, print_mismatch_line, NULL);
     }
-    if (rc == DW_OK && opt_given(c, "clear")) {
+    if (rc == DW_OK && clear) {
         rc = dw_mismatch_log_clear(h);
         if (rc == DW_OK && !c->json)
             printf("%s: the mismatch log is cleared\n", dw_name(h));
     }
     code = fail_h(rc, h);
     dw_close(h);
-    if (code == EXIT_DONE && entries > 0)
+    /* Cleared as asked: nothing is left logged to report. */
+    if (code == EXIT_DONE && entries > 0 && !clear)
         code = EXIT_DIVERGED;
     return code;
 }
