@@ -88,7 +88,7 @@ const command dwctl_commands[] = {
      "mismatches NAME [--limit N] [--clear]",
      "Lists the mismatch log, most recently seen first (default limit\n"
      "20; 0 for all). Exits with 4 when the log holds entries. --clear\n"
-     "empties the log after showing it.\n"},
+     "empties the log after showing it (and exits with 0).\n"},
     {"history", cmd_history, 1, 1, "limit=", 1, "history NAME [--limit N]",
      "Lists the migration's history, oldest first: definitions, stage\n"
      "moves (forced ones with the gate they passed), backfills, routing\n"
