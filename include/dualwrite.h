@@ -1071,7 +1071,9 @@ typedef struct dw_backfill_progress {
     int source;
     int target;
     /** Source keys passed so far, and the estimated total: the source's
-     *  row count when the backfill started (never less than rows_done). */
+     *  row count when the backfill started (never less than rows_done);
+     *  once finished, exactly rows_done (rows deleted while it ran are not
+     *  counted). */
     int64_t rows_done;
     int64_t rows_total;
     /** Target rows inserted or changed, and target rows deleted because

@@ -363,6 +363,10 @@ static int batch(dw_migration *h, run *r, int *finished)
         dw__free(hi);
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
+    /* The total was counted at the start; at the end the rows passed are
+     * the true count (rows deleted meanwhile are not in it). */
+    if (last)
+        st->rows_total = st->rows_done;
     st->rows_written += written;
     st->rows_deleted += deleted;
     st->batches++;

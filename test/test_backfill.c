@@ -2402,7 +2402,12 @@ static void test_throttle_zero_goes_on(void **state)
 
 /* What another connection does between two batches, from the progress
  * callback (which runs between them, outside any transaction). */
-enum { BETWEEN_STAGE_OFF, BETWEEN_FINISH, BETWEEN_STALE_NULL_KEY };
+enum {
+    BETWEEN_STAGE_OFF,
+    BETWEEN_FINISH,
+    BETWEEN_STALE_NULL_KEY,
+    BETWEEN_DELETE_AHEAD
+};
 
 typedef struct between_ctx {
     fixture *f;
@@ -2427,6 +2432,11 @@ static int act_between_batches(const dw_backfill_progress *p, void *payload)
         assert_true(p2.finished);
         break;
     }
+    case BETWEEN_DELETE_AHEAD:
+        /* The application deletes rows the backfill has not reached (they
+         * have no new row yet: the old one is all there is). */
+        exec_ok(c->f->db2, "DELETE FROM users WHERE id > 6");
+        break;
     default:
         /* Through OFF and back (the backfill goes stale), and a row the
          * backfill cannot address appears. */
@@ -2490,6 +2500,30 @@ static void test_finished_elsewhere_between_batches(void **state)
     assert_int_equal(history_of(f->h).backfills, 1);
     assert_users_match(f->t.db);
     verify_clean(f->h, 10);
+}
+
+/* Rows deleted during the backfill: the total counted at the start was
+ * too high, and a finished backfill reports the rows it passed as its
+ * total ("6 of 6", not "6 of 10"), returned, stored and in the history. */
+static void test_total_right_after_deletes(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
+    open_users_second(f, 0);
+    int calls = 0;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, backfill_acting_between(f, BETWEEN_DELETE_AHEAD, 3, &p,
+                                               &calls));
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, 6);
+    assert_int_equal(p.rows_total, 6);
+    dw_backfill_progress s = status_of(f->h);
+    assert_true(s.finished);
+    assert_int_equal(s.rows_done, 6);
+    assert_int_equal(s.rows_total, 6);
+    assert_true(contains(history_of(f->h).detail, ": 6 keys"));
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 6);
 }
 
 /* The backfill went stale between two batches (the stage passed through
@@ -2702,6 +2736,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_total_right_after_deletes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, setup, teardown),
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_blob_keys_refused),
