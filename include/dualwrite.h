@@ -1062,6 +1062,36 @@ enum {
     DW_BACKFILL_RESTART = 1u << 0
 };
 
+/** What is known of the process that runs a backfill begun and not
+ *  finished (dw_backfill_progress.activity). */
+enum {
+    /** Nothing is under way: never started, finished, or stale. */
+    DW_BACKFILL_IDLE = 0,
+    /** Its last batch committed less than DW_BACKFILL_SILENT_SECONDS ago,
+     *  and its process is not known to be gone. */
+    DW_BACKFILL_RUNNING = 1,
+    /** Stopped: its process is gone (checked when it ran on this host, by
+     *  name) -- killed, crashed, or ended after DW_MORE --; run
+     *  dw_backfill() again to resume. */
+    DW_BACKFILL_STOPPED = 2,
+    /** Silent: no batch for longer than DW_BACKFILL_SILENT_SECONDS, and its
+     *  process cannot be checked (another host) or lives on without
+     *  backfilling (a long throttle or pause, or it stopped calling). */
+    DW_BACKFILL_SILENT = 3
+};
+
+/** How long a backfill's runner may go without committing a batch before
+ *  it counts as DW_BACKFILL_SILENT. */
+#define DW_BACKFILL_SILENT_SECONDS 60
+
+/** The layout of dw_backfill_progress, for code that must build against
+ *  several versions of this header: version 2 (0.4) added the fields from
+ *  runner_pid on. Fields are only ever added at the end; the library fills
+ *  the whole struct of its own version, so a program runs with the
+ *  library whose header it was built with (the shared library's soname
+ *  changes when a layout does, once past 0.x). */
+#define DW_BACKFILL_PROGRESS_VERSION 2
+
 /** Where a backfill stands: given to the progress callback after each batch
  *  and returned by dw_backfill() and dw_backfill_status(). Counts cover the
  *  whole backfill since it (re)started, across calls and processes. */
@@ -1082,8 +1112,11 @@ typedef struct dw_backfill_progress {
     int64_t rows_deleted;
     /** Batches committed. */
     int64_t batches;
-    /** Rate of this call in source keys per second, and the estimated
-     *  seconds left at that rate; both 0 when not known yet. */
+    /** Rate of this call in source keys per second, averaged from the end
+     *  of its first batch (which carries one-time costs), and the
+     *  estimated seconds left at that rate; both 0 until a second has
+     *  passed since that batch (an estimate from one batch would be a
+     *  guess). */
     double rows_per_second;
     double seconds_left;
     /** How long the last batch held the write lock and the longest of
@@ -1102,6 +1135,20 @@ typedef struct dw_backfill_progress {
     /** 1 when the stage left the backfill's range since: it must start
      *  over (the next dw_backfill() does so by itself). */
     int stale;
+    /* Version 2. */
+    /** Who committed the last batch: its process id and its host's name
+     *  (gethostname(), cut to 63 bytes); 0 and "" when not known (no batch
+     *  yet, or the last one was run by a library before 0.4). Stored with
+     *  each batch's cursor, in its transaction. */
+    int64_t runner_pid;
+    char runner_host[64];
+    /** Seconds since the Unix epoch when the stored state last changed:
+     *  the last batch's commit (or the moment the backfill went stale);
+     *  0 when nothing is stored. */
+    double last_progress;
+    /** A DW_BACKFILL_IDLE, _RUNNING, _STOPPED or _SILENT, judged from the
+     *  above when the struct is filled. */
+    int activity;
 } dw_backfill_progress;
 
 /** Called after each committed batch. Return 0 to go on, non-zero to stop
@@ -1204,8 +1251,9 @@ DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
                        const dw_backfill_options *opts);
 
 /** Reads where the stored backfill stands into *out, without doing any
- *  work (rate fields 0). DW_EMISUSE for NULL arguments; DW_EBUSY;
- *  DW_ERROR. */
+ *  work (rate fields 0), with who ran it last and whether that process
+ *  still runs it (activity). A tool tells a live backfill from a dead one
+ *  this way. DW_EMISUSE for NULL arguments; DW_EBUSY; DW_ERROR. */
 DW_API int dw_backfill_status(dw_backfill_progress *out, dw_migration *h);
 
 /* ------------------------------------------------------------------------ */

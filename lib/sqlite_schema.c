@@ -7,13 +7,21 @@
 #include "sqlite_backend.h"
 
 /* Version 2 (0.2) added the backfill, verification and contract state;
- * version 3 (0.3) the key routing. */
-#define STATE_SCHEMA_VERSION 3
+ * version 3 (0.3) the key routing; version 4 (0.4) who runs a backfill. */
+#define STATE_SCHEMA_VERSION 4
 
-/* The tables version 2 added; created by the upgrade from version 1 too.
- * Keys are stored as key text ([42], ["org-7",3]) and read back typed with
- * json_each(). */
-#define STATE_DDL_V2_TABLES                                                    \
+/* The columns version 4 added to dw_backfill: the process that stored the
+ * last batch. */
+#define STATE_RUNNER_COLUMNS                                                   \
+    ",  runner_pid INTEGER NOT NULL DEFAULT 0,"                                \
+    "  runner_host TEXT NOT NULL DEFAULT ''"
+
+/* The tables version 2 added; created by the upgrade from version 1 too
+ * (as version 2 had them: later columns come with later upgrades, and with
+ * a fresh creation). Keys are stored as key text ([42], ["org-7",3]) and
+ * read back typed with json_each(). */
+#define STATE_DDL_V2_TABLES STATE_DDL_V2_TABLES_WITH("")
+#define STATE_DDL_V2_TABLES_WITH(backfill_columns)                             \
     "CREATE TABLE IF NOT EXISTS dw_backfill("                                  \
     "  migration_id INTEGER PRIMARY KEY REFERENCES dw_migrations(id),"         \
     "  source INTEGER NOT NULL,"                                               \
@@ -28,7 +36,7 @@
     "  started REAL NOT NULL,"                                                 \
     "  updated REAL NOT NULL,"                                                 \
     "  finished REAL,"                                                         \
-    "  verify_after INTEGER NOT NULL DEFAULT 0);"                              \
+    "  verify_after INTEGER NOT NULL DEFAULT 0" backfill_columns ");"          \
     "CREATE TABLE IF NOT EXISTS dw_verify_runs("                               \
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                  \
     "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"            \
@@ -91,10 +99,18 @@ static const char state_upgrade_v2[] =
     "  DEFAULT 0;" STATE_DDL_V3_TABLES
     "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version';";
 
+/* From version 3 (0.3): who runs a backfill. */
+static const char state_upgrade_v3[] =
+    "ALTER TABLE dw_backfill ADD COLUMN runner_pid INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE dw_backfill ADD COLUMN runner_host TEXT NOT NULL "
+    "  DEFAULT '';"
+    "UPDATE dw_meta SET value = 4 WHERE key = 'schema_version';";
+
 static const char state_ddl[] =
     "CREATE TABLE IF NOT EXISTS dw_meta("
     "  key TEXT PRIMARY KEY, value NOT NULL);"
-    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 3)"
+    "INSERT INTO dw_meta(key, value) VALUES('schema_version', 4)"
     "  ON CONFLICT(key) DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS dw_migrations("
     "  id INTEGER PRIMARY KEY,"
@@ -139,7 +155,7 @@ static const char state_ddl[] =
     "  PRIMARY KEY (migration_id, key, digest)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS dw_mismatch_log_by_time"
     "  ON dw_mismatch_log(migration_id, last_seen);"
-    STATE_DDL_V2_TABLES STATE_DDL_V3_TABLES;
+    STATE_DDL_V2_TABLES_WITH(STATE_RUNNER_COLUMNS) STATE_DDL_V3_TABLES;
 
 static const char *const state_tables[] = {
     "dw_meta",        "dw_migrations", "dw_history",     "dw_repair_queue",
@@ -194,7 +210,8 @@ int dw__sqlite_state_init(dw_migration *h)
      * transaction (dw_open's write attempt holds one), so a failure keeps
      * the old version. */
     static const char *const upgrades[] = {NULL, state_upgrade_v1,
-                                           state_upgrade_v2};
+                                           state_upgrade_v2,
+                                           state_upgrade_v3};
     int version = 0;
     for (;;) {
         st = dw__stmt(h, ST_SCHEMA_VERSION);

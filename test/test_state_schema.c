@@ -4,6 +4,10 @@
 #include "support.h"
 
 #include <string.h>
+#include <unistd.h>
+
+/* The state schema version this library writes. */
+enum { CURRENT_VERSION = 4 };
 
 static const char *const key_cols[] = {"id"};
 static const dw_column_map up[] = {{"title", "upper(name)"}};
@@ -23,9 +27,18 @@ static int open_items(dw_migration **h, sqlite3 *db)
     return dw_open(h, db, &o, NULL);
 }
 
+/* Turns the state tables back into what 0.3 created. */
+static void downgrade_to_v3(sqlite3 *db)
+{
+    exec_ok(db, "ALTER TABLE dw_backfill DROP COLUMN runner_pid;"
+                "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
+                "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
+}
+
 /* Turns the state tables back into what 0.2 created. */
 static void downgrade_to_v2(sqlite3 *db)
 {
+    downgrade_to_v3(db);
     exec_ok(db, "DROP TABLE dw_overrides;"
                 "ALTER TABLE dw_migrations DROP COLUMN canary_buckets;"
                 "ALTER TABLE dw_migrations DROP COLUMN canary_stage;"
@@ -70,7 +83,7 @@ static void test_version_1_is_upgraded(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
                                      "'schema_version'"),
-                     3);
+                     CURRENT_VERSION);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history"), 2);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history WHERE "
                                      "detail IS NULL"),
@@ -103,7 +116,7 @@ static void test_version_2_is_upgraded(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
                                      "'schema_version'"),
-                     3);
+                     CURRENT_VERSION);
     /* No routing after the upgrade; the backfill done before still counts
      * and overrides work on the new table. */
     dw_routing r;
@@ -119,6 +132,66 @@ static void test_version_2_is_upgraded(void **state)
     assert_dw_ok(h, dw_key_stage(&stage, &route, h, &key, 1));
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(route, DW_ROUTE_OVERRIDE);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+static int stop_after_one(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+/* A backfill half done by 0.3, which stored no runner: after the upgrade it
+ * reads back with its counts and no runner, resumes, and from then on each
+ * batch stores who ran it. */
+static void test_version_3_is_upgraded(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk'),"
+                  " (3, 'rug');");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 1;
+    o.batch_ms = -1;
+    o.progress = stop_after_one;
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_MORE);
+    dw_close(h);
+    downgrade_to_v3(t.db);
+
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
+                                     "'schema_version'"),
+                     CURRENT_VERSION);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.rows_done, 1);
+    assert_int_equal(p.batches, 1);
+    assert_int_equal(p.runner_pid, 0);
+    assert_string_equal(p.runner_host, "");
+    assert_true(p.last_progress > 0);
+    /* Nobody known to be gone, and a batch a moment ago. */
+    assert_int_equal(p.activity, DW_BACKFILL_RUNNING);
+
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_MORE);
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.rows_done, 2);
+    assert_int_equal(p.runner_pid, (int64_t)getpid());
+    char host[64];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
+    assert_string_equal(p.runner_host, host);
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_true(p.finished);
+    assert_int_equal(p.activity, DW_BACKFILL_IDLE);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 3);
     dw_close(h);
     test_db_close(&t);
 }
@@ -152,7 +225,7 @@ static void test_future_version_is_refused(void **state)
     dw_migration *h = NULL;
     assert_int_equal(open_items(&h, t.db), DW_OK);
     dw_close(h);
-    exec_ok(t.db, "UPDATE dw_meta SET value = 4 WHERE key = "
+    exec_ok(t.db, "UPDATE dw_meta SET value = 5 WHERE key = "
                   "'schema_version'");
     char *err = NULL;
     dw_options o = DW_OPTIONS_INIT;
@@ -168,7 +241,7 @@ static void test_future_version_is_refused(void **state)
     assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);
     assert_null(h);
     assert_non_null(err);
-    assert_non_null(strstr(err, "version 4"));
+    assert_non_null(strstr(err, "version 5"));
     sqlite3_free(err);
     test_db_close(&t);
 }
@@ -227,7 +300,7 @@ static void test_state_work_takes_the_write_lock(void **state)
         print_error("dw_open_stored: %s\n", err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);
     dw_close(h);
-    assert_int_equal(schema_version(t.db), 3);
+    assert_int_equal(schema_version(t.db), CURRENT_VERSION);
     assert_int_equal(query_int(t.db, count_state), tables);
 
     /* A table dropped by hand is put back under the lock too. */
@@ -254,6 +327,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_1_is_upgraded),
         cmocka_unit_test(test_version_2_is_upgraded),
+        cmocka_unit_test(test_version_3_is_upgraded),
         cmocka_unit_test(test_missing_table_is_put_back),
         cmocka_unit_test(test_future_version_is_refused),
         cmocka_unit_test(test_state_work_takes_the_write_lock),
