@@ -649,6 +649,11 @@ static void test_backfill_interrupted_and_resumed(void **state)
     char line[512];
     first_line(fd, line, sizeof line);
     assert_contains(line, "backfill items: 50/3000 rows");
+    /* Under way: status names the live process that runs it. */
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.backfill.state", "running");
+    assert_json(t.db, r.out, "$.backfill.runner.activity", "running");
+    assert_int_equal(json_int_at(t.db, r.out, "$.backfill.runner.pid"), pid);
     assert_int_equal(kill(pid, SIGINT), 0);
     read_all(fd, r.out, sizeof r.out);
     close(fd);
@@ -661,12 +666,20 @@ static void test_backfill_interrupted_and_resumed(void **state)
     int64_t copied = query_int(t.db, "SELECT count(*) FROM items_v2");
     assert_true(copied >= 50 && copied < 3000);
     assert_int_equal(copied % 50, 0);
+    /* Its process is gone: the backfill is stopped, not running. */
     RUN(&r, &t, t.path, "status", "items", "--json");
-    assert_json(t.db, r.out, "$.backfill.state", "running");
+    assert_json(t.db, r.out, "$.backfill.state", "stopped");
+    assert_json(t.db, r.out, "$.backfill.runner.activity", "stopped");
+    assert_int_equal(json_int_at(t.db, r.out, "$.backfill.runner.pid"), pid);
     assert_int_equal(json_int_at(t.db, r.out, "$.backfill.rows_done"),
                      copied);
+    RUN(&r, &t, t.path, "status", "items");
+    assert_contains(r.out, "backfill    stopped ");
+    assert_contains(r.out, " s ago (process ");
+    assert_contains(r.out, " is gone)");
     RUN(&r, &t, t.path, "list");
     assert_contains(r.out, "backfill at ");
+    assert_contains(r.out, ", stopped ");
 
     /* Again: it resumes after the last batch, and finishes. */
     RUN(&r, &t, t.path, "backfill", "items", "--json");
