@@ -691,6 +691,47 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
 DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                           unsigned int flags, char **errmsg);
 
+/**
+ * Removes a stored migration, such as one defined by mistake: every state
+ * row of it -- the stage and spec, the history, the backfill, verification
+ * runs, overrides, the mismatch log and the repair queue -- in one
+ * transaction of its own (BEGIN IMMEDIATE), or a savepoint in the
+ * caller's. A later definition under the same name starts clean, at OFF;
+ * its first history entry ("define") notes what was removed before it
+ * (when, at which stage, the spec digest, the reason). The application's
+ * tables are not touched.
+ *
+ * Refused (DW_EMISUSE, the message naming why and what to do first) while
+ * removing would leave data half-moved. Removable are:
+ *   - a migration at OFF with no key routed to another stage (no override
+ *     above OFF, no canary running keys elsewhere): every key trusts the
+ *     old model, which was written all along;
+ *   - a migration contracted at COMPLETE: the old model is gone, so an
+ *     application still opening the old spec fails (DW_ESCHEMA) instead of
+ *     trusting it.
+ * Any other stage is refused, COMPLETE before its contract included: an
+ * application opening the migration again would define it anew at OFF and
+ * read the old model, no longer written.
+ *
+ * A handle open on the migration (any connection, any process) fails its
+ * next call that reads the stage: the migration is no longer stored.
+ *
+ * @param db     the connection; borrowed. Must not be NULL.
+ * @param name   the stored migration's name (matched exactly); must not be
+ *               NULL.
+ * @param flags  0 (none defined yet).
+ * @param reason why; kept in the note the next definition reads. May be
+ *               NULL.
+ * @param errmsg as for dw_list().
+ * @return DW_OK; DW_ENOTFOUND (no migration of that name); DW_EMISUSE (a
+ *         NULL argument, unknown flags, a removal refused as above, state
+ *         tables of an older library: open a migration once to upgrade
+ *         them); DW_EBUSY (locked; nothing removed, retry); DW_ERROR;
+ *         DW_ENOMEM. On failure nothing is removed.
+ */
+DW_API int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
+                     const char *reason, char **errmsg);
+
 /* ------------------------------------------------------------------------ */
 /* Stage                                                                     */
 /* ------------------------------------------------------------------------ */

@@ -172,6 +172,9 @@ typedef struct dw_backfill_state {
 
 void dw__backfill_state_free(dw_backfill_state *s);
 
+/* The version of the state tables this library writes. */
+int dw__state_schema_version(void);
+
 /* This process: its id and host name (cut to size). */
 void dw__runner_self(int64_t *pid, char *host, size_t size);
 /* A DW_BACKFILL_RUNNING, _STOPPED or _SILENT for a backfill under way,

@@ -253,6 +253,8 @@ int dw__sqlite_state_init(dw_migration *h)
     return DW_OK;
 }
 
+int dw__state_schema_version(void) { return STATE_SCHEMA_VERSION; }
+
 /* ---- the application's schema ------------------------------------------------ */
 
 typedef struct table_info {
