@@ -308,7 +308,8 @@ static void test_help_and_usage(void **state)
     assert_code(&r, 0);
     static const char *const commands[] = {
         "list",   "status", "define",   "stage",      "backfill", "verify",
-        "repair", "canary", "contract", "restore",    "history",  "mismatches"};
+        "repair", "canary", "contract", "restore",    "history",  "mismatches",
+        "remove"};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         assert_contains(r.out, commands[i]);
     assert_contains(r.out, "Exit codes:");
@@ -794,6 +795,54 @@ static void test_progress_bar_on_a_terminal(void **state)
         redraws++;
     assert_true(redraws >= 2);
     assert_null(strstr(out, "backfill items: 100/3000"));
+    done_tables(&t);
+}
+
+/* ---- remove --------------------------------------------------------------- */
+
+/* A migration is removed only where no data is half-moved; the name
+ * defined again starts clean, its history noting the removal. */
+static void test_remove(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 1);
+    run_result r;
+    RUN(&r, &t, t.path, "remove", "items", "--reason", "mistake");
+    assert_code(&r, 2);
+    assert_contains(r.err, "DUAL_WRITE");
+    assert_contains(r.err, "half-moved");
+    RUN(&r, &t, t.path, "remove", "items");
+    assert_code(&r, 2);
+    assert_contains(r.err, "--reason");
+    RUN(&r, &t, t.path, "remove", "itmes", "--reason", "mistake");
+    assert_code(&r, 6);
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 0);
+
+    RUN(&r, &t, t.path, "stage", "items", "OFF", "--reason", "back");
+    assert_code(&r, 0);
+    RUN(&r, &t, t.path, "remove", "items", "--reason", "wrong mapping");
+    assert_code(&r, 0);
+    assert_contains(r.out, "items: removed");
+    RUN(&r, &t, t.path, "status", "items");
+    assert_code(&r, 6);
+    RUN(&r, &t, t.path, "list");
+    assert_contains(r.out, "no migrations");
+    /* The rows copied stay: the tables are the application's. */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 3000);
+
+    define_items(&t);
+    RUN(&r, &t, t.path, "history", "items", "--json");
+    assert_code(&r, 0);
+    assert_int_equal(json_len_at(t.db, r.out, "$.history"), 1);
+    char detail[512];
+    json_at(t.db, r.out, "$.history[0].detail", detail, sizeof detail);
+    assert_contains(detail, "defined again");
+    assert_contains(detail, ": wrong mapping");
+    RUN(&r, &t, t.path, "status", "items", "--json");
+    assert_json(t.db, r.out, "$.backfill.state", "not started");
+    assert_json(t.db, r.out, "$.verify", "");
     done_tables(&t);
 }
 
@@ -1292,6 +1341,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backfill_interrupted_and_resumed),
         cmocka_unit_test(test_backfill_signals),
         cmocka_unit_test(test_progress_bar_on_a_terminal),
+        cmocka_unit_test(test_remove),
         cmocka_unit_test(test_divergence_found_and_repaired),
         cmocka_unit_test(test_canary),
         cmocka_unit_test(test_callback_migration),

@@ -56,6 +56,16 @@ const command dwctl_commands[] = {
      "Defining an existing migration with the same spec changes nothing;\n"
      "a different spec is refused unless --redefine is given (the stage is\n"
      "kept and the change recorded in the history).\n"},
+    {"remove", cmd_remove, 1, 1, "reason=", 0,
+     "remove NAME --reason TEXT",
+     "Removes a stored migration, such as one defined by mistake, with\n"
+     "all of its state: stage, spec, history, backfill, verifications,\n"
+     "overrides, mismatch log and repair queue. The tables are not\n"
+     "touched. Refused (exit 2) while it would leave data half-moved: only\n"
+     "a migration at OFF with no keys routed to another stage (overrides,\n"
+     "canary), or one contracted at COMPLETE, can be removed. Defining the\n"
+     "name again starts clean; its history notes the removal and the\n"
+     "reason.\n"},
     {"stage", cmd_stage, 2, 2, "reason= force check", 0,
      "stage NAME STAGE --reason TEXT [--force] [--check]",
      "Moves the migration to STAGE (OFF, DUAL_WRITE, SHADOW, LIVE,\n"

@@ -147,6 +147,7 @@ int cmd_status(dwctl *c);
 int cmd_history(dwctl *c);
 int cmd_mismatches(dwctl *c);
 int cmd_define(dwctl *c);
+int cmd_remove(dwctl *c);
 int cmd_stage(dwctl *c);
 int cmd_backfill(dwctl *c);
 int cmd_verify(dwctl *c);

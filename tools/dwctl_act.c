@@ -1,6 +1,6 @@
-/* dwctl's commands that change something: define, stage, backfill, verify,
- * repair, canary, contract and restore. Each is one or two library calls;
- * the library does the checking. */
+/* dwctl's commands that change something: define, remove, stage, backfill,
+ * verify, repair, canary, contract and restore. Each is one or two library
+ * calls; the library does the checking. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -225,6 +225,25 @@ int cmd_define(dwctl *c)
                dw_stage_name(stage), dw_spec_digest(h));
     int code = fail_h(rc, h);
     dw_close(h);
+    return code;
+}
+
+/* ---- remove -------------------------------------------------------------- */
+
+int cmd_remove(dwctl *c)
+{
+    const char *reason = opt_value(c, "reason");
+    if (!reason || !reason[0]) {
+        say_error("remove: say why with --reason TEXT (the next definition "
+                  "of the name records it)");
+        return EXIT_USAGE;
+    }
+    char *err = NULL;
+    int rc = dw_remove(c->db, c->args[0], 0, reason, &err);
+    if (rc == DW_OK)
+        printf("%s: removed, with all of its state\n", c->args[0]);
+    int code = fail(rc, err);
+    sqlite3_free(err);
     return code;
 }
 
