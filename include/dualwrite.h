@@ -1301,7 +1301,33 @@ DW_API int dw_backfill_status(dw_backfill_progress *out, dw_migration *h);
 /* Verification                                                              */
 /* ------------------------------------------------------------------------ */
 
-#define DW_VERIFY_OPTIONS_VERSION 1
+/** Where a verification run stands: given to the progress callback after
+ *  each chunk of keys. */
+typedef struct dw_verify_progress {
+    /** Keys compared so far (distinct keys of either side), and the
+     *  estimated total: the larger side's row count when the run began
+     *  (never less than keys; exactly keys once finished). */
+    int64_t keys;
+    int64_t keys_total;
+    /** Divergent keys found so far (missing, extra and different). */
+    int64_t divergent;
+    /** Keys per second, averaged from the end of the first chunk, and the
+     *  estimated seconds left at that rate; both 0 until a second has
+     *  passed since that chunk. */
+    double keys_per_second;
+    double seconds_left;
+    /** 1 on the call after the last chunk. */
+    int finished;
+} dw_verify_progress;
+
+/** Called after each chunk, outside any transaction; it must not call the
+ *  handle. */
+typedef void (*dw_verify_progress_fn)(const dw_verify_progress *progress,
+                                      void *payload);
+
+/** Version 2 added `progress` and `progress_payload`. A version 1 struct
+ *  (without them) is still accepted. */
+#define DW_VERIFY_OPTIONS_VERSION 2
 
 typedef struct dw_verify_options {
     unsigned int version;
@@ -1325,11 +1351,18 @@ typedef struct dw_verify_options {
      *  has ended -- so it may write on the connection. May be NULL. */
     dw_mismatch_fn fn;
     void *payload;
+    /** Version 2: called after each chunk with where the run stands, for
+     *  a progress display; may be NULL. When set, the run begins by
+     *  counting both sides' rows (a scan of each key index, in a read
+     *  transaction) for the estimated total. */
+    dw_verify_progress_fn progress;
+    void *progress_payload;
 } dw_verify_options;
 
 #define DW_VERIFY_OPTIONS_INIT                                                 \
     {                                                                          \
-        DW_VERIFY_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, NULL, NULL          \
+        DW_VERIFY_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL,   \
+            NULL                                                               \
     }
 
 /** The outcome of one verification run. */

@@ -303,75 +303,17 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
-typedef struct progress_state {
-    const char *name;
-    /* Where progress goes: stdout, or stderr when stdout carries JSON;
-     * NULL for nowhere (JSON, and stderr is no terminal). */
-    FILE *out;
-    int tty;
-    double last_print;
-    int drawn;
-} progress_state;
-
-static double now_seconds(void)
+static progress_view backfill_view(const dw_backfill_progress *p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void draw_bar(FILE *f, const dw_backfill_progress *p)
-{
-    enum { WIDTH = 30 };
-    double share = p->rows_total > 0
-                       ? (double)p->rows_done / (double)p->rows_total
-                       : 0.0;
-    if (share > 1.0)
-        share = 1.0;
-    int full = (int)(share * WIDTH + 0.5);
-    char bar[WIDTH + 1];
-    memset(bar, '#', (size_t)full);
-    memset(bar + full, '.', (size_t)(WIDTH - full));
-    bar[WIDTH] = '\0';
-    /* \r and erase-line: the bar is redrawn in place. */
-    fprintf(f, "\r\033[K[%s] %5.1f%%  %lld/%lld rows  %.0f rows/s  ", bar,
-            share * 100.0, (long long)p->rows_done, (long long)p->rows_total,
-            p->rows_per_second);
-    if (p->seconds_left > 0)
-        fprintf(f, "%.0fs left", p->seconds_left);
-    else
-        fprintf(f, "--s left");
-    fflush(f);
-}
-
-static void print_line(FILE *f, const char *name,
-                       const dw_backfill_progress *p)
-{
-    fprintf(f, "backfill %s: %lld/%lld rows (%.1f%%), %.0f rows/s, %.0f s "
-               "left\n",
-            name, (long long)p->rows_done, (long long)p->rows_total,
-            p->rows_total > 0
-                ? 100.0 * (double)p->rows_done / (double)p->rows_total
-                : 100.0,
-            p->rows_per_second, p->seconds_left);
-    fflush(f);
+    progress_view v = {p->rows_done, p->rows_total, p->rows_per_second,
+                       p->seconds_left, p->finished};
+    return v;
 }
 
 static int on_progress(const dw_backfill_progress *p, void *payload)
 {
-    progress_state *ps = payload;
-    double t = now_seconds();
-    /* A bar redrawn ten times a second, a line about once a second (and
-     * always the first batch's, so a log shows the run began). */
-    double every = ps->tty ? 0.1 : 1.0;
-    if (!ps->drawn || t - ps->last_print >= every || p->finished) {
-        if (ps->out && ps->tty)
-            draw_bar(ps->out, p);
-        else if (ps->out)
-            print_line(ps->out, ps->name, p);
-        ps->last_print = t;
-        ps->drawn = 1;
-    }
+    progress_view v = backfill_view(p);
+    progress_show(payload, &v);
     return interrupted;
 }
 
@@ -439,13 +381,8 @@ int cmd_backfill(dwctl *c)
     int code = open_migration(&h, c);
     if (code != EXIT_DONE)
         return code;
-    progress_state ps;
-    memset(&ps, 0, sizeof ps);
-    ps.name = dw_name(h);
-    ps.out = c->json ? stderr : stdout;
-    ps.tty = isatty(fileno(ps.out));
-    if (c->json && !ps.tty)
-        ps.out = NULL;
+    progress ps;
+    progress_start(&ps, c, "backfill", dw_name(h), "rows");
     o.progress = on_progress;
     o.throttle = on_throttle;
     o.payload = &ps;
@@ -455,11 +392,8 @@ int cmd_backfill(dwctl *c)
     memset(&p, 0, sizeof p);
     int rc = dw_backfill(&p, h, &o);
     restore_interrupts(old);
-    if (ps.out && ps.tty && ps.drawn) {
-        if (rc == DW_OK)
-            draw_bar(ps.out, &p);
-        fputc('\n', ps.out);
-    }
+    progress_view end = backfill_view(&p);
+    progress_end(&ps, rc == DW_OK ? &end : NULL);
     const char *name = dw_name(h);
     /* No batch ran: it had finished before (a backfill is done once). */
     int before = rc == DW_OK && !ps.drawn;
