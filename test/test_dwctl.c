@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -738,23 +739,25 @@ static void test_backfill_signals(void **state)
 
 /* ---- the progress bar on a terminal -------------------------------------- */
 
-static void test_progress_bar_on_a_terminal(void **state)
+/* Runs dwctl with argv on a pseudo-terminal `columns` wide; its output (all
+ * of it, stdout and stderr) into out. Returns the exit code. */
+static int run_on_terminal(const char *const *argv, int columns, char *out,
+                           size_t size)
 {
-    (void)state;
-    test_db t;
-    items_at_dual_write(&t, 0);
-
     int master = posix_openpt(O_RDWR | O_NOCTTY);
     assert_true(master >= 0);
     assert_int_equal(grantpt(master), 0);
     assert_int_equal(unlockpt(master), 0);
+    struct winsize ws;
+    memset(&ws, 0, sizeof ws);
+    ws.ws_row = 24;
+    ws.ws_col = (unsigned short)columns;
+    assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0);
     char slave_name[256];
     snprintf(slave_name, sizeof slave_name, "%s", ptsname(master));
     const char *args[64];
     char words[512];
-    tool_argv(args, words, sizeof words,
-              (const char *[]){t.path, "backfill", "items", "--batch", "100",
-                               "--batch-ms", "-1", "--pause-ms", "15", NULL});
+    tool_argv(args, words, sizeof words, argv);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -763,26 +766,68 @@ static void test_progress_bar_on_a_terminal(void **state)
         dup2(slave, 1);
         dup2(slave, 2);
         close(master);
+        /* The terminal's own width is what counts, not an inherited one. */
+        unsetenv("COLUMNS");
         execvp(args[0], (char *const *)args);
         _exit(127);
     }
     /* Read until the child is gone (EIO on Linux once the slave closes). */
-    char out[65536];
     size_t used = 0;
     for (;;) {
         struct pollfd p = {master, POLLIN, 0};
         int ready = poll(&p, 1, 10000);
         assert_true(ready > 0);
-        ssize_t n = read(master, out + used, sizeof out - 1 - used);
+        ssize_t n = read(master, out + used, size - 1 - used);
         if (n <= 0)
             break;
         used += (size_t)n;
-        if (used == sizeof out - 1)
+        if (used == size - 1)
             break;
     }
     out[used] = '\0';
     close(master);
-    assert_int_equal(wait_code(pid), 0);
+    return wait_code(pid);
+}
+
+/* Every redraw of the bar fits in fewer columns than the terminal has: none
+ * wraps and leaves a line behind. Returns how many there were. */
+static int assert_fits(const char *out, int columns)
+{
+    int redraws = 0;
+    for (const char *p = out; (p = strstr(p, "\r\033[K")); redraws++) {
+        p += 4;
+        size_t n = strcspn(p, "\r\n");
+        if (n >= (size_t)columns)
+            print_error("%zu columns on a terminal %d wide: \"%.*s\"\n", n,
+                        columns, (int)n, p);
+        assert_true(n < (size_t)columns);
+    }
+    return redraws;
+}
+
+static void test_progress_bar_on_a_terminal(void **state)
+{
+    (void)state;
+    test_db t;
+    items_at_dual_write(&t, 0);
+    static char out[65536];
+    /* A narrow terminal: the bar shrinks, then goes, the numbers stay. */
+    const char *const narrow[] = {t.path,    "backfill", "items",
+                                  "--batch", "300",      "--batch-ms",
+                                  "-1",      "--restart", NULL};
+    assert_int_equal(run_on_terminal(narrow, 60, out, sizeof out), 0);
+    assert_contains(out, "\r\033[K[");
+    assert_true(assert_fits(out, 60) >= 2);
+    assert_int_equal(run_on_terminal(narrow, 40, out, sizeof out), 0);
+    assert_true(assert_fits(out, 40) >= 2);
+    assert_contains(out, "3000/3000 rows");
+
+    /* 30 batches, 40 ms apart: over a second, so an estimate is told. */
+    const char *const backfill[] = {t.path,       "backfill",   "items",
+                                    "--batch",    "100",        "--batch-ms",
+                                    "-1",         "--pause-ms", "40",
+                                    "--restart",  NULL};
+    assert_int_equal(run_on_terminal(backfill, 80, out, sizeof out), 0);
     /* The bar is redrawn in place, with rows, rate and time left. */
     assert_contains(out, "\r\033[K[");
     assert_contains(out, "##");
@@ -790,11 +835,34 @@ static void test_progress_bar_on_a_terminal(void **state)
     assert_contains(out, "s left");
     assert_contains(out, "100.0%  3000/3000 rows");
     assert_contains(out, "finished, 3000 rows");
-    int redraws = 0;
-    for (const char *p = out; (p = strstr(p, "\r\033[K")); p++)
-        redraws++;
-    assert_true(redraws >= 2);
+    assert_true(assert_fits(out, 80) >= 2);
     assert_null(strstr(out, "backfill items: 100/3000"));
+    /* The first batch tells no time left: one batch is no estimate. */
+    const char *first = strstr(out, "\r\033[K[");
+    size_t first_len = strcspn(first + 4, "\r");
+    char first_bar[256];
+    snprintf(first_bar, sizeof first_bar, "%.*s", (int)first_len, first + 4);
+    assert_contains(first_bar, "-- rows/s  -- left");
+    /* Later, an estimate: digits before "s left". */
+    const char *told = strstr(out, "rows/s  ");
+    while (told && strncmp(told + 8, "--", 2) == 0)
+        told = strstr(told + 1, "rows/s  ");
+    assert_non_null(told);
+
+    /* verify shows its progress too, in keys. */
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    assert_code(&r, 0);
+    const char *const verify[] = {t.path, "verify", "items", NULL};
+    assert_int_equal(run_on_terminal(verify, 80, out, sizeof out), 0);
+    assert_contains(out, "\r\033[K[");
+    assert_contains(out, "100.0%  3000/3000 keys");
+    assert_contains(out, "clean");
+    assert_true(assert_fits(out, 80) >= 2);
+    /* Without a terminal, a line now and then. */
+    RUN(&r, &t, t.path, "verify", "items");
+    assert_code(&r, 0);
+    assert_contains(r.out, "verify items: 1000/3000 keys (33.3%)");
     done_tables(&t);
 }
 

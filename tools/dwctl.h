@@ -164,6 +164,8 @@ void progress_start(progress *p, const dwctl *c, const char *verb,
                     const char *name, const char *unit);
 /* After each step; draws when its time has come (always when finished). */
 void progress_show(progress *p, const progress_view *v);
+/* Erases a bar before other output on its terminal line. */
+void progress_clear(progress *p);
 /* Ends a bar that was drawn (drawn once more from v when not NULL). */
 void progress_end(progress *p, const progress_view *v);
 /* The bar's text for a terminal `columns` wide: at most columns - 1

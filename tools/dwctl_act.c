@@ -441,12 +441,14 @@ typedef struct verify_report {
     int json;
     sqlite3_str *json_items;
     int n;
+    progress *bar;
 } verify_report;
 
 static void on_divergence(const dw_mismatch *m, void *payload)
 {
     verify_report *r = payload;
     if (!r->json) {
+        progress_clear(r->bar);
         printf("  %s %s", m->key, kind_words(m->kind));
         for (int i = 0; i < m->ndiffs; i++)
             printf("%s %s: %s -> %s", i ? "," : ":", m->diffs[i].column,
@@ -473,6 +475,13 @@ static void on_divergence(const dw_mismatch *m, void *payload)
     sqlite3_str_appendall(o, "]}");
 }
 
+static void on_verify_progress(const dw_verify_progress *p, void *payload)
+{
+    progress_view v = {p->keys, p->keys_total, p->keys_per_second,
+                       p->seconds_left, p->finished};
+    progress_show(payload, &v);
+}
+
 int cmd_verify(dwctl *c)
 {
     dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
@@ -480,7 +489,8 @@ int cmd_verify(dwctl *c)
     if (opt_int(c, "report", 0, 1000000, &report) != 0)
         return EXIT_USAGE;
     o.report_limit = report > 0 ? report : -1;
-    verify_report r = {c->json, sqlite3_str_new(NULL), 0};
+    progress ps;
+    verify_report r = {c->json, sqlite3_str_new(NULL), 0, &ps};
     o.fn = on_divergence;
     o.payload = &r;
     dw_migration *h = NULL;
@@ -489,9 +499,13 @@ int cmd_verify(dwctl *c)
         sqlite3_free(sqlite3_str_finish(r.json_items));
         return code;
     }
+    progress_start(&ps, c, "verify", dw_name(h), "keys");
+    o.progress = on_verify_progress;
+    o.progress_payload = &ps;
     dw_verify_result v;
     memset(&v, 0, sizeof v);
     int rc = dw_verify(&v, h, &o);
+    progress_end(&ps, NULL);
     char *items = sqlite3_str_finish(r.json_items);
     if (rc == DW_OK && c->json) {
         json_out j;

@@ -133,6 +133,15 @@ void progress_show(progress *p, const progress_view *v)
     p->drawn = 1;
 }
 
+void progress_clear(progress *p)
+{
+    if (!p->out || !p->tty || !p->drawn)
+        return;
+    fputs("\r\033[K", p->out);
+    fflush(p->out);
+    p->last_print = 0; /* drawn again at the next step */
+}
+
 void progress_end(progress *p, const progress_view *v)
 {
     if (!p->out || !p->tty || !p->drawn)
