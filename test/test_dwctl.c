@@ -866,6 +866,229 @@ static void test_progress_bar_on_a_terminal(void **state)
     done_tables(&t);
 }
 
+/* ---- the --json member names, against the man page ----------------------- */
+
+/* One section of the man page's JSON OUTPUT: the member names it documents
+ * and the objects its members are (an "X object" section each). */
+typedef struct doc_section {
+    char title[32];
+    char names[48][32];
+    int nnames;
+    char refs[8][32];
+    int nrefs;
+} doc_section;
+
+typedef struct json_docs {
+    doc_section s[24];
+    int n;
+} json_docs;
+
+/* tools/dwctl.1, looked for upwards from the tool (BUILD/tools/dwctl,
+ * whatever BUILD is). */
+static FILE *open_man_page(void)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s", dwctl_path);
+    for (int up = 0; up < 6; up++) {
+        char *slash = strrchr(path, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        char man[4500];
+        snprintf(man, sizeof man, "%s/tools/dwctl.1", path);
+        FILE *f = fopen(man, "r");
+        if (f)
+            return f;
+    }
+    fail_msg("tools/dwctl.1 not found above %s", dwctl_path);
+    return NULL;
+}
+
+/* Reads the sections of JSON OUTPUT: each ".TP" then ".B name" is a
+ * member; "\fIX\fR object" on the line after it names the object it is. */
+static void read_json_docs(json_docs *d)
+{
+    memset(d, 0, sizeof *d);
+    FILE *f = open_man_page();
+    char line[512];
+    int in_json = 0, tag = 0, described = 0;
+    doc_section *cur = NULL;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, ".SH ", 4) == 0) {
+            in_json = strcmp(line, ".SH JSON OUTPUT") == 0;
+            cur = NULL;
+            continue;
+        }
+        if (!in_json)
+            continue;
+        if (strncmp(line, ".SS ", 4) == 0) {
+            assert_true(d->n < 24);
+            cur = &d->s[d->n++];
+            const char *t = line + 4;
+            snprintf(cur->title, sizeof cur->title, "%.*s",
+                     (int)strcspn(t + (*t == '"'), "\""), t + (*t == '"'));
+            continue;
+        }
+        if (strcmp(line, ".TP") == 0) {
+            tag = 1;
+            continue;
+        }
+        if (cur && tag && strncmp(line, ".B ", 3) == 0) {
+            assert_true(cur->nnames < 48);
+            snprintf(cur->names[cur->nnames++], 32, "%.31s", line + 3);
+            tag = 0;
+            described = 1;
+            continue;
+        }
+        tag = 0;
+        const char *ref = described ? strstr(line, "\\fI") : NULL;
+        if (cur && ref && strstr(ref, "\\fR object")) {
+            assert_true(cur->nrefs < 8);
+            snprintf(cur->refs[cur->nrefs++], 32, "%.*s object",
+                     (int)strcspn(ref + 3, "\\"), ref + 3);
+        }
+        described = 0;
+    }
+    fclose(f);
+}
+
+static const doc_section *doc_find(const json_docs *d, const char *title)
+{
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->s[i].title, title) == 0)
+            return &d->s[i];
+    fail_msg("the man page documents no JSON for \"%s\"", title);
+    return NULL;
+}
+
+/* Whether `name` is documented for the section, or an object it names. */
+static int doc_has(const json_docs *d, const doc_section *s, const char *name,
+                   int depth)
+{
+    for (int i = 0; i < s->nnames; i++)
+        if (strcmp(s->names[i], name) == 0)
+            return 1;
+    for (int i = 0; depth < 3 && i < s->nrefs; i++)
+        if (doc_has(d, doc_find(d, s->refs[i]), name, depth + 1))
+            return 1;
+    return 0;
+}
+
+/* The member names of a document (the stored spec's own left out: its
+ * format is define's), each checked against the command's section and
+ * added to `seen`. */
+static void check_json_names(sqlite3 *db, const json_docs *d,
+                             const char *command, const char *doc,
+                             sqlite3_str *seen)
+{
+    const doc_section *s = doc_find(d, command);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT DISTINCT key FROM json_tree(?1) "
+                                        "WHERE typeof(key) = 'text' AND "
+                                        "path NOT LIKE '$.spec%'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!doc_has(d, s, name, 0))
+            print_error("dwctl %s --json prints \"%s\", which the man page "
+                        "does not document\n",
+                        command, name);
+        assert_true(doc_has(d, s, name, 0));
+        sqlite3_str_appendf(seen, "|%s|", name);
+    }
+    sqlite3_finalize(st);
+}
+
+/* Every name documented for the command was printed by one of its runs. */
+static void check_all_printed(const json_docs *d, const char *command,
+                              const char *seen, int depth)
+{
+    const doc_section *s = doc_find(d, command);
+    for (int i = 0; i < s->nnames; i++) {
+        char want[40];
+        snprintf(want, sizeof want, "|%s|", s->names[i]);
+        if (!strstr(seen, want))
+            print_error("the man page documents \"%s\" for %s, which dwctl "
+                        "%s --json did not print\n",
+                        s->names[i], command, command);
+        assert_non_null(strstr(seen, want));
+    }
+    for (int i = 0; depth < 3 && i < s->nrefs; i++)
+        check_all_printed(d, s->refs[i], seen, depth + 1);
+}
+
+/* The --json member names of every command are the man page's: each name
+ * printed is documented, each documented name is printed. */
+static void test_json_names_documented(void **state)
+{
+    (void)state;
+    json_docs d;
+    read_json_docs(&d);
+    test_db t;
+    make_tables(&t);
+    define_items(&t);
+    run_result r;
+    RUN(&r, &t, t.path, "stage", "items", "DUAL_WRITE", "--reason", "x");
+    static const char *const commands[] = {
+        "backfill", "verify", "mismatches", "status", "list",
+        "history",  "canary", "repair"};
+    enum { NCOMMANDS = sizeof commands / sizeof *commands };
+    sqlite3_str *seen[NCOMMANDS];
+    for (int i = 0; i < NCOMMANDS; i++)
+        seen[i] = sqlite3_str_new(NULL);
+
+    /* Something in every part: a backfill, divergences with differing
+     * columns, a logged mismatch, an override. */
+    RUN(&r, &t, t.path, "backfill", "items", "--json");
+    assert_code(&r, 0);
+    check_json_names(t.db, &d, "backfill", r.out, seen[0]);
+    RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
+    exec_ok(t.db, "UPDATE items_v2 SET tenths = -1 WHERE id = 7;"
+                  "DELETE FROM items_v2 WHERE id = 8;");
+    RUN(&r, &t, t.path, "verify", "items", "--json");
+    assert_code(&r, 4);
+    check_json_names(t.db, &d, "verify", r.out, seen[1]);
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open_stored(&h, t.db, "items", 0, NULL), DW_OK);
+    int equal = 1;
+    dw_value key = dw_int(7);
+    assert_dw_ok(h, dw_compare(&equal, h, &key, 1));
+    dw_close(h);
+    char keys[400];
+    write_file(&t, "keys.txt", "5\n", keys, sizeof keys);
+    RUN(&r, &t, t.path, "canary", "items", "--add-keys", keys, "--stage",
+        "DUAL_WRITE", "--json");
+    assert_code(&r, 0);
+    check_json_names(t.db, &d, "canary", r.out, seen[6]);
+    const char *const reads[] = {"mismatches", "status", "list", "history",
+                                 "canary"};
+    for (int i = 0; i < 5; i++) {
+        if (strcmp(reads[i], "list") == 0)
+            RUN(&r, &t, t.path, "list", "--json");
+        else
+            RUN(&r, &t, t.path, reads[i], "items", "--json");
+        int c = 0;
+        while (strcmp(commands[c], reads[i]) != 0)
+            c++;
+        check_json_names(t.db, &d, reads[i], r.out, seen[c]);
+    }
+    RUN(&r, &t, t.path, "repair", "items", "--json");
+    assert_code(&r, 0);
+    check_json_names(t.db, &d, "repair", r.out, seen[7]);
+
+    for (int i = 0; i < NCOMMANDS; i++) {
+        char *text = sqlite3_str_finish(seen[i]);
+        assert_non_null(text);
+        check_all_printed(&d, commands[i], text, 0);
+        sqlite3_free(text);
+    }
+    done_tables(&t);
+}
+
 /* ---- remove --------------------------------------------------------------- */
 
 /* A migration is removed only where no data is half-moved; the name
@@ -1410,6 +1633,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backfill_signals),
         cmocka_unit_test(test_progress_bar_on_a_terminal),
         cmocka_unit_test(test_remove),
+        cmocka_unit_test(test_json_names_documented),
         cmocka_unit_test(test_divergence_found_and_repaired),
         cmocka_unit_test(test_canary),
         cmocka_unit_test(test_callback_migration),

@@ -170,7 +170,8 @@ static void usage(FILE *f)
           "  --busy-timeout MS  wait this long for a locked database\n"
           "                     (default 5000)\n\n"
           "Text in --json output is UTF-8; a byte that is not (key text and\n"
-          "reasons are stored as given) appears as \\u00XX.\n\n",
+          "reasons are stored as given) appears as \\u00XX. The member names\n"
+          "are listed in dwctl(1), under JSON OUTPUT, and kept stable.\n\n",
           f);
     fputs(exit_codes_help, f);
     fputs("\nMigrations whose mappings are C callbacks are listed and their\n"
