@@ -727,7 +727,9 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  *         NULL argument, unknown flags, a removal refused as above, state
  *         tables of an older library: open a migration once to upgrade
  *         them); DW_EBUSY (locked; nothing removed, retry); DW_ERROR;
- *         DW_ENOMEM. On failure nothing is removed.
+ *         DW_ENOMEM. On failure nothing is removed. When even the rollback
+ *         lacked memory, the message says that the transaction (or the
+ *         savepoint in yours) is still open: run ROLLBACK.
  */
 DW_API int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
                      const char *reason, char **errmsg);

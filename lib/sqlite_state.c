@@ -60,8 +60,11 @@ static int take_removal_note(dw_migration *h, char **detail)
     *detail = NULL;
     sqlite3_stmt *st = NULL;
     int rc = dw__prepare(h,
-                         "SELECT value FROM dw_meta WHERE key = "
-                         "'removed:' || ?1",
+                         "SELECT 'removed' || coalesce(' ' || strftime("
+                         "'%Y-%m-%d %H:%M:%S UTC', t.value, 'unixepoch'), '') "
+                         "|| ' ' || n.value "
+                         "FROM dw_meta n LEFT JOIN dw_meta t ON t.key = "
+                         "'removed_at:' || ?1 WHERE n.key = 'removed:' || ?1",
                          &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
@@ -78,7 +81,9 @@ static int take_removal_note(dw_migration *h, char **detail)
     sqlite3_finalize(st);
     st = NULL;
     if (rc == SQLITE_DONE && *detail &&
-        (rc = dw__prepare(h, "DELETE FROM dw_meta WHERE key = 'removed:' || ?1",
+        (rc = dw__prepare(h,
+                          "DELETE FROM dw_meta WHERE key IN ('removed:' || "
+                          "?1, 'removed_at:' || ?1)",
                           &st, NULL)) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);

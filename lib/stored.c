@@ -719,6 +719,28 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
     return rc;
 }
 
+/* Rolls back what the library began (`sql`: a ROLLBACK, or a ROLLBACK TO
+ * and RELEASE of its savepoint) after a failure rc. When even that lacks
+ * memory and the transaction stays open, the message says so (see the
+ * header's conventions) and the result is DW_ENOMEM. */
+static int roll_back(sqlite3 *db, const char *sql, int own, int rc,
+                     char **errmsg)
+{
+    /* SQLite may have ended the transaction itself. */
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ||
+        sqlite3_get_autocommit(db))
+        return rc;
+    if (errmsg) {
+        sqlite3_free(*errmsg);
+        *errmsg = NULL;
+    }
+    return say(errmsg, DW_ENOMEM,
+               own ? "out of memory; the library's transaction is still "
+                     "open: run ROLLBACK"
+                   : "out of memory; the library's savepoint is still open "
+                     "in your transaction: run ROLLBACK");
+}
+
 /* Ends the listing's own read transaction (COMMIT prepared before BEGIN,
  * so ending needs no allocation); DW_OK, or DW_ENOMEM when it stays open. */
 static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
@@ -734,16 +756,7 @@ static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
         rc = say_sqlite(errmsg, db, end,
                         "dw_list: committing (what the callback wrote is "
                         "rolled back)");
-    if (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ||
-        sqlite3_get_autocommit(db))
-        return rc;
-    if (errmsg) {
-        sqlite3_free(*errmsg);
-        *errmsg = NULL;
-    }
-    return say(errmsg, DW_ENOMEM,
-               "out of memory; the library's read transaction is still "
-               "open: run ROLLBACK");
+    return roll_back(db, "ROLLBACK", 1, rc, errmsg);
 }
 
 /* A callback mapping names itself in the spec, as "callback" (no
@@ -937,13 +950,15 @@ static int remove_rows(sqlite3 *db, const removal *r, const char *reason,
         rc = removal_step(db, deletes[i], r->id, NULL, 0, errmsg);
     const char *const texts[] = {r->name, dw_stage_name(r->stage), r->digest,
                                  reason};
+    /* The note, and apart from it the time (a number, as every time the
+     * library stores). */
     if (rc == DW_OK)
         rc = removal_step(
             db,
             "INSERT INTO dw_meta(key, value) VALUES('removed:' || ?2, "
-            "'removed ' || strftime('%Y-%m-%d %H:%M:%S UTC', 'now') || "
-            "' at ' || ?3 || ' (spec ' || substr(?4, 1, 12) || ')' || "
-            "coalesce(': ' || ?5, '')) "
+            "'at ' || ?3 || ' (spec ' || substr(?4, 1, 12) || ')' || "
+            "coalesce(': ' || ?5, '')), ('removed_at:' || ?2, "
+            "(julianday('now') - 2440587.5) * 86400.0) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             r->id, texts, 4, errmsg);
     return rc;
@@ -1009,12 +1024,13 @@ int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
     int own = sqlite3_get_autocommit(db);
     int rc = sqlite3_exec(db, own ? "BEGIN IMMEDIATE" : "SAVEPOINT dw_remove",
                           NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        int code = say_sqlite(errmsg, db, rc, "dw_remove: beginning");
-        if (own && !sqlite3_get_autocommit(db))
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return code;
-    }
+    /* A BEGIN can fail after opening the transaction. */
+    if (rc != SQLITE_OK)
+        return own ? roll_back(db, "ROLLBACK", 1,
+                               say_sqlite(errmsg, db, rc,
+                                          "dw_remove: beginning"),
+                               errmsg)
+                   : say_sqlite(errmsg, db, rc, "dw_remove: beginning");
     removal r;
     memset(&r, 0, sizeof r);
     r.name = name;
@@ -1026,10 +1042,8 @@ int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
             return DW_OK;
         result = say_sqlite(errmsg, db, rc, "dw_remove: committing");
     }
-    if (own)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    else if (sqlite3_exec(db, "ROLLBACK TO dw_remove", NULL, NULL, NULL) ==
-             SQLITE_OK)
-        sqlite3_exec(db, "RELEASE dw_remove", NULL, NULL, NULL);
-    return result;
+    return roll_back(db,
+                     own ? "ROLLBACK"
+                         : "ROLLBACK TO dw_remove; RELEASE dw_remove",
+                     own, result, errmsg);
 }
