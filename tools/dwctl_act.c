@@ -500,7 +500,8 @@ int cmd_verify(dwctl *c)
         return code;
     }
     progress_start(&ps, c, "verify", dw_name(h), "keys");
-    o.progress = on_verify_progress;
+    /* Asked for only when shown: it costs a count of both sides. */
+    o.progress = ps.out ? on_verify_progress : NULL;
     o.progress_payload = &ps;
     dw_verify_result v;
     memset(&v, 0, sizeof v);

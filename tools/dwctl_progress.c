@@ -31,10 +31,13 @@ static int terminal_columns(FILE *f)
 }
 
 /* "42s", "3m05s", "2h07m"; "--" when not known yet. */
-static void time_left(char *buf, size_t size, double seconds)
+static void time_left(char *buf, size_t size, const progress_view *v)
 {
+    double seconds = v->seconds_left;
     long s = (long)(seconds + 0.5);
-    if (!(seconds > 0))
+    if (v->finished)
+        snprintf(buf, size, "0s");
+    else if (!(seconds > 0))
         snprintf(buf, size, "--");
     else if (s < 60)
         snprintf(buf, size, "%lds", s);
@@ -42,6 +45,16 @@ static void time_left(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
     else
         snprintf(buf, size, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+}
+
+/* "1234 rows/s", or "-- rows/s" when not known yet. */
+static void rate_text(char *buf, size_t size, const progress_view *v,
+                      const char *unit)
+{
+    if (v->per_second > 0)
+        snprintf(buf, size, "%.0f %s/s", v->per_second, unit);
+    else
+        snprintf(buf, size, "-- %s/s", unit);
 }
 
 static double share_done(const progress_view *v)
@@ -56,11 +69,8 @@ void progress_bar_text(char *buf, size_t size, int columns,
 {
     double share = share_done(v);
     char left[32], rate[48], tail[160];
-    time_left(left, sizeof left, v->seconds_left);
-    if (v->per_second > 0)
-        snprintf(rate, sizeof rate, "%.0f %s/s", v->per_second, unit);
-    else
-        snprintf(rate, sizeof rate, "-- %s/s", unit);
+    time_left(left, sizeof left, v);
+    rate_text(rate, sizeof rate, v, unit);
     snprintf(tail, sizeof tail, " %5.1f%%  %lld/%lld %s  %s  %s left",
              share * 100.0, (long long)v->done, (long long)v->total, unit,
              rate, left);
@@ -94,11 +104,12 @@ static void draw_bar(progress *p, const progress_view *v)
 
 static void print_line(progress *p, const progress_view *v)
 {
-    char left[32];
-    time_left(left, sizeof left, v->seconds_left);
-    fprintf(p->out, "%s %s: %lld/%lld %s (%.1f%%), %.0f %s/s, %s left\n",
-            p->verb, p->name, (long long)v->done, (long long)v->total,
-            p->unit, share_done(v) * 100.0, v->per_second, p->unit, left);
+    char left[32], rate[48];
+    time_left(left, sizeof left, v);
+    rate_text(rate, sizeof rate, v, p->unit);
+    fprintf(p->out, "%s %s: %lld/%lld %s (%.1f%%), %s, %s left\n", p->verb,
+            p->name, (long long)v->done, (long long)v->total, p->unit,
+            share_done(v) * 100.0, rate, left);
     fflush(p->out);
 }
 
