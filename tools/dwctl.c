@@ -30,8 +30,9 @@ const command dwctl_commands[] = {
      "exit code is 1.\n"},
     {"status", cmd_status, 1, 1, "", 1, "status NAME",
      "Shows where one migration stands: stage, spec, canary and overrides,\n"
-     "backfill progress, the last verification, the mismatch log and the\n"
-     "repair queue, and the next step with whether its gate is open.\n"},
+     "backfill progress (running, with its process, or stopped, with how\n"
+     "long ago), the last verification, the mismatch log and the repair\n"
+     "queue, and the next step with whether its gate is open.\n"},
     {"define", cmd_define, 1, 1,
      "file= old= old-key= old-columns= new= new-key= new-columns= up= down= "
      "setup= reason= redefine",
@@ -80,7 +81,8 @@ const command dwctl_commands[] = {
      "backfill NAME [--batch N] [--batch-ms N] [--pause-ms N] [--restart]",
      "Copies the existing rows from the trusted model to the other, in\n"
      "short batches. On a terminal it shows a progress bar (rows, rate,\n"
-     "time left); otherwise it prints a progress line about once a second.\n"
+     "time left) as wide as the terminal; otherwise it prints a progress\n"
+     "line about once a second.\n"
      "Ctrl-C stops it after the current batch (exit 130); running it again\n"
      "resumes where it stopped. --batch sets the first batch's rows;\n"
      "--batch-ms the batch time aimed at (default 20; -1 keeps --batch\n"
@@ -88,8 +90,9 @@ const command dwctl_commands[] = {
     {"verify", cmd_verify, 1, 1, "report=", 1,
      "verify NAME [--report N]",
      "Compares every key of both models and stores the run; a clean run\n"
-     "opens the gates into LIVE and COMPLETE. Exits with 4 when the models\n"
-     "differ. --report sets how many divergent keys are shown (default 10).\n"},
+     "opens the gates into LIVE and COMPLETE, showing its progress as the\n"
+     "backfill does. Exits with 4 when the models differ. --report sets\n"
+     "how many divergent keys are shown (default 10).\n"},
     {"repair", cmd_repair, 1, 1, "", 1, "repair NAME",
      "Re-syncs, from the trusted model, every key the last verification\n"
      "found divergent and every key in the repair queue. Verify again\n"
