@@ -64,9 +64,9 @@
  *   A dw_migration handle and every dw_row are used by one thread at a time,
  *   exactly as the sqlite3 connection they sit on (SQLite's "multi-thread"
  *   mode). Different handles, on different connections, may be used from
- *   different threads at once. dw_open(), dw_open_json(), dw_open_stored()
- *   and dw_list() use the connection they are given as any call on it does:
- *   one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
+ *   different threads at once. dw_open(), dw_open_json(), dw_open_stored(),
+ *   dw_list() and dw_remove() use the connection they are given as any call
+ *   on it does: one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
  *   dw_stage_name(), dw_stage_parse() and the dw_value constructors are safe
  *   from any thread.
  *
