@@ -651,12 +651,15 @@ static void test_backfill_interrupted_and_resumed(void **state)
     char line[512];
     first_line(fd, line, sizeof line);
     assert_contains(line, "backfill items: 50/3000 rows");
-    /* Under way: status names the live process that runs it. */
+    /* Under way (held still, so it cannot finish first on a slow run):
+     * status names the live process that runs it. */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
     RUN(&r, &t, t.path, "status", "items", "--json");
     assert_json(t.db, r.out, "$.backfill.state", "running");
     assert_json(t.db, r.out, "$.backfill.runner.activity", "running");
     assert_int_equal(json_int_at(t.db, r.out, "$.backfill.runner.pid"), pid);
     assert_int_equal(kill(pid, SIGINT), 0);
+    assert_int_equal(kill(pid, SIGCONT), 0);
     read_all(fd, r.out, sizeof r.out);
     close(fd);
     assert_int_equal(wait_code(pid), 130);
