@@ -90,9 +90,9 @@
  *   A dw_migration handle and every dw_row are used by one thread at a time,
  *   exactly as the sqlite3 connection they sit on (SQLite's "multi-thread"
  *   mode). Different handles, on different connections, may be used from
- *   different threads at once. dw_open(), dw_open_json(), dw_open_stored()
- *   and dw_list() use the connection they are given as any call on it does:
- *   one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
+ *   different threads at once. dw_open(), dw_open_json(), dw_open_stored(),
+ *   dw_list() and dw_remove() use the connection they are given as any call
+ *   on it does: one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
  *   dw_stage_name(), dw_stage_parse() and the dw_value constructors are safe
  *   from any thread.
  *
@@ -812,6 +812,49 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
 DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
                           unsigned int flags, char **errmsg);
 
+/**
+ * Removes a stored migration, such as one defined by mistake: every state
+ * row of it -- the stage and spec, the history, the backfill, verification
+ * runs, overrides, the mismatch log and the repair queue -- in one
+ * transaction of its own (BEGIN IMMEDIATE), or a savepoint in the
+ * caller's. A later definition under the same name starts clean, at OFF;
+ * its first history entry ("define") notes what was removed before it
+ * (when, at which stage, the spec digest, the reason). The application's
+ * tables are not touched.
+ *
+ * Refused (DW_EMISUSE, the message naming why and what to do first) while
+ * removing would leave data half-moved. Removable are:
+ *   - a migration at OFF with no key routed to another stage (no override
+ *     above OFF, no canary running keys elsewhere): every key trusts the
+ *     old model, which was written all along;
+ *   - a migration contracted at COMPLETE: the old model is gone, so an
+ *     application still opening the old spec fails (DW_ESCHEMA) instead of
+ *     trusting it.
+ * Any other stage is refused, COMPLETE before its contract included: an
+ * application opening the migration again would define it anew at OFF and
+ * read the old model, no longer written.
+ *
+ * A handle open on the migration (any connection, any process) fails its
+ * next call that reads the stage: the migration is no longer stored.
+ *
+ * @param db     the connection; borrowed. Must not be NULL.
+ * @param name   the stored migration's name (matched exactly); must not be
+ *               NULL.
+ * @param flags  0 (none defined yet).
+ * @param reason why; kept in the note the next definition reads. May be
+ *               NULL.
+ * @param errmsg as for dw_list().
+ * @return DW_OK; DW_ENOTFOUND (no migration of that name); DW_EMISUSE (a
+ *         NULL argument, unknown flags, a removal refused as above, state
+ *         tables of an older library: open a migration once to upgrade
+ *         them); DW_EBUSY (locked; nothing removed, retry); DW_ERROR;
+ *         DW_ENOMEM. On failure nothing is removed. When even the rollback
+ *         lacked memory, the message says that the transaction (or the
+ *         savepoint in yours) is still open: run ROLLBACK.
+ */
+DW_API int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
+                     const char *reason, char **errmsg);
+
 /* ------------------------------------------------------------------------ */
 /* Stage                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -1219,6 +1262,36 @@ enum {
     DW_BACKFILL_RESTART = 1u << 0
 };
 
+/** What is known of the process that runs a backfill begun and not
+ *  finished (dw_backfill_progress.activity). */
+enum {
+    /** Nothing is under way: never started, finished, or stale. */
+    DW_BACKFILL_IDLE = 0,
+    /** Its last batch committed less than DW_BACKFILL_SILENT_SECONDS ago,
+     *  and its process is not known to be gone. */
+    DW_BACKFILL_RUNNING = 1,
+    /** Stopped: its process is gone (checked when it ran on this host, by
+     *  name) -- killed, crashed, or ended after DW_MORE --; run
+     *  dw_backfill() again to resume. */
+    DW_BACKFILL_STOPPED = 2,
+    /** Silent: no batch for longer than DW_BACKFILL_SILENT_SECONDS, and its
+     *  process cannot be checked (another host) or lives on without
+     *  backfilling (a long throttle or pause, or it stopped calling). */
+    DW_BACKFILL_SILENT = 3
+};
+
+/** How long a backfill's runner may go without committing a batch before
+ *  it counts as DW_BACKFILL_SILENT. */
+#define DW_BACKFILL_SILENT_SECONDS 60
+
+/** The layout of dw_backfill_progress, for code that must build against
+ *  several versions of this header: version 2 (0.4) added the fields from
+ *  runner_pid on. Fields are only ever added at the end; the library fills
+ *  the whole struct of its own version, so a program runs with the
+ *  library whose header it was built with (the shared library's soname
+ *  changes when a layout does, once past 0.x). */
+#define DW_BACKFILL_PROGRESS_VERSION 2
+
 /** Where a backfill stands: given to the progress callback after each batch
  *  and returned by dw_backfill() and dw_backfill_status(). Counts cover the
  *  whole backfill since it (re)started, across calls and processes. */
@@ -1228,7 +1301,9 @@ typedef struct dw_backfill_progress {
     int source;
     int target;
     /** Source keys passed so far, and the estimated total: the source's
-     *  row count when the backfill started (never less than rows_done). */
+     *  row count when the backfill started (never less than rows_done);
+     *  once finished, exactly rows_done (rows deleted while it ran are not
+     *  counted). */
     int64_t rows_done;
     int64_t rows_total;
     /** Target rows inserted or changed, and target rows deleted because
@@ -1237,8 +1312,11 @@ typedef struct dw_backfill_progress {
     int64_t rows_deleted;
     /** Batches committed. */
     int64_t batches;
-    /** Rate of this call in source keys per second, and the estimated
-     *  seconds left at that rate; both 0 when not known yet. */
+    /** Rate of this call in source keys per second, averaged from the end
+     *  of its first batch (which carries one-time costs), and the
+     *  estimated seconds left at that rate; both 0 until a second has
+     *  passed since that batch (an estimate from one batch would be a
+     *  guess). */
     double rows_per_second;
     double seconds_left;
     /** How long the last batch held the write lock and the longest of
@@ -1257,6 +1335,20 @@ typedef struct dw_backfill_progress {
     /** 1 when the stage left the backfill's range since: it must start
      *  over (the next dw_backfill() does so by itself). */
     int stale;
+    /* Version 2. */
+    /** Who committed the last batch: its process id and its host's name
+     *  (gethostname(), cut to 63 bytes); 0 and "" when not known (no batch
+     *  yet, or the last one was run by a library before 0.4). Stored with
+     *  each batch's cursor, in its transaction. */
+    int64_t runner_pid;
+    char runner_host[64];
+    /** Seconds since the Unix epoch when the stored state last changed:
+     *  the last batch's commit (or the moment the backfill went stale);
+     *  0 when nothing is stored. */
+    double last_progress;
+    /** A DW_BACKFILL_IDLE, _RUNNING, _STOPPED or _SILENT, judged from the
+     *  above when the struct is filled. */
+    int activity;
 } dw_backfill_progress;
 
 /** Called after each committed batch. Return 0 to go on, non-zero to stop
@@ -1359,15 +1451,42 @@ DW_API int dw_backfill(dw_backfill_progress *out, dw_migration *h,
                        const dw_backfill_options *opts);
 
 /** Reads where the stored backfill stands into *out, without doing any
- *  work (rate fields 0). DW_EMISUSE for NULL arguments; DW_EBUSY;
- *  DW_ERROR. */
+ *  work (rate fields 0), with who ran it last and whether that process
+ *  still runs it (activity). A tool tells a live backfill from a dead one
+ *  this way. DW_EMISUSE for NULL arguments; DW_EBUSY; DW_ERROR. */
 DW_API int dw_backfill_status(dw_backfill_progress *out, dw_migration *h);
 
 /* ------------------------------------------------------------------------ */
 /* Verification                                                              */
 /* ------------------------------------------------------------------------ */
 
-#define DW_VERIFY_OPTIONS_VERSION 1
+/** Where a verification run stands: given to the progress callback after
+ *  each chunk of keys. */
+typedef struct dw_verify_progress {
+    /** Keys compared so far (distinct keys of either side), and the
+     *  estimated total: the larger side's row count when the run began
+     *  (never less than keys; exactly keys once finished). */
+    int64_t keys;
+    int64_t keys_total;
+    /** Divergent keys found so far (missing, extra and different). */
+    int64_t divergent;
+    /** Keys per second, averaged from the end of the first chunk, and the
+     *  estimated seconds left at that rate; both 0 until a second has
+     *  passed since that chunk. */
+    double keys_per_second;
+    double seconds_left;
+    /** 1 on the call after the last chunk. */
+    int finished;
+} dw_verify_progress;
+
+/** Called after each chunk, outside any transaction; it must not call the
+ *  handle. */
+typedef void (*dw_verify_progress_fn)(const dw_verify_progress *progress,
+                                      void *payload);
+
+/** Version 2 added `progress` and `progress_payload`. A version 1 struct
+ *  (without them) is still accepted. */
+#define DW_VERIFY_OPTIONS_VERSION 2
 
 typedef struct dw_verify_options {
     unsigned int version;
@@ -1391,11 +1510,18 @@ typedef struct dw_verify_options {
      *  has ended -- so it may write on the connection. May be NULL. */
     dw_mismatch_fn fn;
     void *payload;
+    /** Version 2: called after each chunk with where the run stands, for
+     *  a progress display; may be NULL. When set, the run begins by
+     *  counting both sides' rows (a scan of each key index, in a read
+     *  transaction) for the estimated total. */
+    dw_verify_progress_fn progress;
+    void *progress_payload;
 } dw_verify_options;
 
 #define DW_VERIFY_OPTIONS_INIT                                                 \
     {                                                                          \
-        DW_VERIFY_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, NULL, NULL          \
+        DW_VERIFY_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL,   \
+            NULL                                                               \
     }
 
 /** The outcome of one verification run. */

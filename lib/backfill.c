@@ -2,6 +2,7 @@
  * other, each one short write transaction that commits its rows and its
  * cursor together. The batch size adapts towards a target time, so no
  * batch holds the write lock for long. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -58,7 +59,7 @@ typedef struct run {
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
     uint64_t t0;
-    int64_t rows_at_t0;
+    dw_rate rate;
 } run;
 
 static int check_options(dw_migration *h, const dw_backfill_options *in,
@@ -107,15 +108,17 @@ static void fill_progress(run *r, int finished)
     p->finished = finished || st->state == DW_BF_DONE;
     p->stale = st->state == DW_BF_STALE;
     p->next_batch_rows = r->batch_rows;
-    double secs = (double)(dw__now_ns() - r->t0) / 1e9;
-    int64_t done = st->rows_done - r->rows_at_t0;
-    p->rows_per_second = secs > 0 && done > 0 ? (double)done / secs : 0;
-    p->seconds_left =
-        p->rows_per_second > 0
-            ? (double)(p->rows_total - p->rows_done) / p->rows_per_second
-            : 0;
+    dw__rate_get(&r->rate, p->rows_done, p->rows_total, &p->rows_per_second,
+                 &p->seconds_left);
     if (p->finished)
         p->seconds_left = 0;
+    p->runner_pid = st->runner_pid;
+    snprintf(p->runner_host, sizeof p->runner_host, "%s", st->runner_host);
+    p->last_progress = st->updated;
+    p->activity = st->state == DW_BF_RUNNING && !p->finished
+                      ? dw__runner_activity(st->runner_pid, st->runner_host,
+                                            st->updated, dw__wall_time())
+                      : DW_BACKFILL_IDLE;
 }
 
 int dw__no_null_keys(dw_migration *h, int side, const char *what)
@@ -375,9 +378,18 @@ static int batch(dw_migration *h, run *r, int *finished)
         dw__free(hi);
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
+    /* The total was counted at the start; at the end the rows passed are
+     * the true count (rows deleted meanwhile are not in it). */
+    if (last)
+        st->rows_total = st->rows_done;
     st->rows_written += written;
     st->rows_deleted += deleted;
     st->batches++;
+    /* Who made this progress and when, committed with the cursor: a
+     * reader tells a live backfill from a dead one by them. */
+    st->updated = dw__wall_time();
+    dw__runner_self(&st->runner_pid, st->runner_host,
+                    sizeof st->runner_host);
     rc = h->ops->backfill_store(h, st);
     if (rc == DW_OK && last) {
         char *detail = sqlite3_mprintf(
@@ -487,7 +499,6 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
     r.batch_rows = r.o.batch_rows;
     r.t0 = dw__now_ns();
     rc = dw__in_scope(h, 0, survey, &r);
-    r.rows_at_t0 = r.fresh ? 0 : r.st.rows_done;
     int finished = rc == DW_OK && !r.fresh && r.st.state == DW_BF_DONE;
     if (rc == DW_OK && !finished)
         h->ops->checkpoint_hold(h, 1);
@@ -504,6 +515,7 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
         if (ms > r.p.max_batch_ms)
             r.p.max_batch_ms = ms;
         adapt(&r, ms);
+        dw__rate_step(&r.rate, r.st.rows_done);
         fill_progress(&r, finished);
         if (r.o.progress && r.o.progress(&r.p, r.o.payload) && !finished)
             rc = DW_MORE;
@@ -533,7 +545,6 @@ int dw_backfill_status(dw_backfill_progress *out, dw_migration *h)
     memset(&r, 0, sizeof r);
     r.t0 = dw__now_ns();
     int rc = dw__in_scope(h, 0, load_status, &r.st);
-    r.rows_at_t0 = r.st.rows_done;
     fill_progress(&r, 0);
     *out = r.p;
     dw__backfill_state_free(&r.st);

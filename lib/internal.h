@@ -177,6 +177,8 @@ typedef struct dw_spec {
 enum { DW_BF_NONE = 0, DW_BF_RUNNING = 1, DW_BF_DONE = 2, DW_BF_STALE = 3 };
 
 /* The stored backfill. Keys are key text ([42], ["a",3]), owned. */
+#define DW__HOST_SIZE 64
+
 typedef struct dw_backfill_state {
     int state;     /* DW_BF_... */
     int source;
@@ -184,9 +186,23 @@ typedef struct dw_backfill_state {
     char *end_key; /* largest source key at the start; NULL: source empty */
     int64_t rows_done, rows_total, rows_written, rows_deleted, batches;
     double started;
+    double updated; /* when stored last (wall time) */
+    /* The process that stored it last; 0 and "" when not known. */
+    int64_t runner_pid;
+    char runner_host[DW__HOST_SIZE];
 } dw_backfill_state;
 
 void dw__backfill_state_free(dw_backfill_state *s);
+
+/* The version of the state tables this library writes. */
+int dw__state_schema_version(void);
+
+/* This process: its id and host name (cut to size). */
+void dw__runner_self(int64_t *pid, char *host, size_t size);
+/* A DW_BACKFILL_RUNNING, _STOPPED or _SILENT for a backfill under way,
+ * last stored by pid on host at last_progress. */
+int dw__runner_activity(int64_t pid, const char *host, double last_progress,
+                        double now);
 
 /* What the LIVE and COMPLETE gates look at. */
 typedef struct dw_gate_facts {
@@ -649,6 +665,22 @@ uint64_t dw__now_ns(void);
  * are a measurable share of a read served from the page cache). */
 #define DW_TIME_EVERY 16
 double dw__wall_time(void);
+
+/* The rate of work done in steps (batches, chunks), for progress: measured
+ * from the end of the first step, which carries the one-time costs
+ * (counting, preparing), and told only once DW__RATE_WARMUP_S have passed
+ * since, so the first estimate is not a wild guess from one step. */
+#define DW__RATE_WARMUP_S 1.0
+typedef struct dw_rate {
+    uint64_t t0;
+    int64_t done0;
+    int started;
+} dw_rate;
+/* After each step, with the work done so far. */
+void dw__rate_step(dw_rate *r, int64_t done);
+/* Units per second and seconds left to `total`; both 0 when not known. */
+void dw__rate_get(const dw_rate *r, int64_t done, int64_t total,
+                  double *per_second, double *seconds_left);
 void dw__side_latency(dw_side_metrics *m, uint64_t ns);
 dw_side_metrics *dw__side_metrics(dw_migration *h, int side);
 uint64_t dw__random(dw_migration *h);

@@ -19,6 +19,28 @@ double dw__wall_time(void)
     return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
 }
 
+void dw__rate_step(dw_rate *r, int64_t done)
+{
+    if (r->started)
+        return;
+    r->t0 = dw__now_ns();
+    r->done0 = done;
+    r->started = 1;
+}
+
+void dw__rate_get(const dw_rate *r, int64_t done, int64_t total,
+                  double *per_second, double *seconds_left)
+{
+    *per_second = 0;
+    *seconds_left = 0;
+    double secs = r->started ? (double)(dw__now_ns() - r->t0) / 1e9 : 0;
+    if (secs < DW__RATE_WARMUP_S || done <= r->done0)
+        return;
+    *per_second = (double)(done - r->done0) / secs;
+    if (total > done)
+        *seconds_left = (double)(total - done) / *per_second;
+}
+
 void dw__side_latency(dw_side_metrics *m, uint64_t ns)
 {
     m->latency_count++;

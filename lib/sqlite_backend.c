@@ -98,16 +98,17 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_KEY_PARSE] = "SELECT type, value FROM json_each(?1) ORDER BY key",
     [ST_BACKFILL_LOAD] =
         "SELECT state, source, cursor, end_key, rows_done, rows_total, "
-        "rows_written, rows_deleted, batches, started FROM dw_backfill "
-        "WHERE migration_id = ?1",
+        "rows_written, rows_deleted, batches, started, updated, runner_pid, "
+        "runner_host FROM dw_backfill WHERE migration_id = ?1",
     [ST_BACKFILL_STORE] =
         "INSERT INTO dw_backfill(migration_id, source, state, cursor, "
         "end_key, rows_done, rows_total, rows_written, rows_deleted, "
-        "batches, started, updated, finished, verify_after) "
+        "batches, started, updated, finished, verify_after, runner_pid, "
+        "runner_host) "
         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
         "CASE WHEN ?3 = 'done' THEN ?12 END, "
         "CASE WHEN ?3 = 'done' THEN (SELECT coalesce(max(id), 0) FROM "
-        "dw_verify_runs WHERE migration_id = ?1) ELSE 0 END) "
+        "dw_verify_runs WHERE migration_id = ?1) ELSE 0 END, ?13, ?14) "
         "ON CONFLICT(migration_id) DO UPDATE SET source = excluded.source, "
         "state = excluded.state, cursor = excluded.cursor, "
         "end_key = excluded.end_key, rows_done = excluded.rows_done, "
@@ -115,7 +116,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "rows_written = excluded.rows_written, "
         "rows_deleted = excluded.rows_deleted, batches = excluded.batches, "
         "started = excluded.started, updated = excluded.updated, "
-        "finished = excluded.finished, verify_after = excluded.verify_after",
+        "finished = excluded.finished, verify_after = excluded.verify_after, "
+        "runner_pid = excluded.runner_pid, runner_host = excluded.runner_host",
 };
 
 void dw__dqs_off(sqlite3 *db, dqs_saved *saved)

@@ -1,6 +1,7 @@
 /* The SQLite backend's record of the longer operations: the backfill's
  * cursor and counts, verification runs and their divergent keys, what the
  * gates look at, and the lists repairs work through. */
+#include <stdio.h>
 #include <string.h>
 
 #include "sqlite_backend.h"
@@ -150,6 +151,11 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
         s->rows_deleted = sqlite3_column_int64(st, 7);
         s->batches = sqlite3_column_int64(st, 8);
         s->started = sqlite3_column_double(st, 9);
+        s->updated = sqlite3_column_double(st, 10);
+        s->runner_pid = sqlite3_column_int64(st, 11);
+        const char *host = (const char *)sqlite3_column_text(st, 12);
+        snprintf(s->runner_host, sizeof s->runner_host, "%s",
+                 host ? host : "");
         rc = SQLITE_DONE;
     }
     if (rc != SQLITE_DONE)
@@ -184,7 +190,9 @@ int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *s)
     sqlite3_bind_int64(st, 9, s->rows_deleted);
     sqlite3_bind_int64(st, 10, s->batches);
     sqlite3_bind_double(st, 11, s->started);
-    sqlite3_bind_double(st, 12, dw__wall_time());
+    sqlite3_bind_double(st, 12, s->updated);
+    sqlite3_bind_int64(st, 13, s->runner_pid);
+    sqlite3_bind_text(st, 14, s->runner_host, -1, SQLITE_STATIC);
     return dw__run(h, st, DW_SIDE_NONE, "storing the backfill state") ==
                    SQLITE_OK
                ? DW_OK

@@ -9,13 +9,21 @@
 
 /* Version 2 (0.2) added the backfill, verification and contract state;
  * version 3 (0.3) the key routing; version 4 the mismatch log's entry
- * count. */
+ * count and who runs a backfill. */
 #define STATE_SCHEMA_VERSION 4
 
-/* The tables version 2 added; created by the upgrade from version 1 too.
- * Keys are stored as key text ([42], ["org-7",3]) and read back typed with
- * json_each(). */
-#define STATE_DDL_V2_TABLES                                                    \
+/* The columns version 4 added to dw_backfill: the process that stored the
+ * last batch. */
+#define STATE_RUNNER_COLUMNS                                                   \
+    ",  runner_pid INTEGER NOT NULL DEFAULT 0,"                                \
+    "  runner_host TEXT NOT NULL DEFAULT ''"
+
+/* The tables version 2 added; created by the upgrade from version 1 too
+ * (as version 2 had them: later columns come with later upgrades, and with
+ * a fresh creation). Keys are stored as key text ([42], ["org-7",3]) and
+ * read back typed with json_each(). */
+#define STATE_DDL_V2_TABLES STATE_DDL_V2_TABLES_WITH("")
+#define STATE_DDL_V2_TABLES_WITH(backfill_columns)                             \
     "CREATE TABLE IF NOT EXISTS dw_backfill("                                  \
     "  migration_id INTEGER PRIMARY KEY REFERENCES dw_migrations(id),"         \
     "  source INTEGER NOT NULL,"                                               \
@@ -30,7 +38,7 @@
     "  started REAL NOT NULL,"                                                 \
     "  updated REAL NOT NULL,"                                                 \
     "  finished REAL,"                                                         \
-    "  verify_after INTEGER NOT NULL DEFAULT 0);"                              \
+    "  verify_after INTEGER NOT NULL DEFAULT 0" backfill_columns ");"          \
     "CREATE TABLE IF NOT EXISTS dw_verify_runs("                               \
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                  \
     "  migration_id INTEGER NOT NULL REFERENCES dw_migrations(id),"            \
@@ -94,12 +102,17 @@ static const char state_upgrade_v2[] =
     "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version';";
 
 /* From version 3 (0.3): the log's entry count, kept with each insert and
- * clear, so that the cap is checked without counting the log. */
+ * clear, so that the cap is checked without counting the log; and who runs
+ * a backfill. */
 static const char state_upgrade_v3[] =
     "ALTER TABLE dw_migrations ADD COLUMN mismatch_entries INTEGER NOT NULL "
     "  DEFAULT 0;"
     "UPDATE dw_migrations SET mismatch_entries = (SELECT count(*) FROM "
     "  dw_mismatch_log WHERE migration_id = dw_migrations.id);"
+    "ALTER TABLE dw_backfill ADD COLUMN runner_pid INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE dw_backfill ADD COLUMN runner_host TEXT NOT NULL "
+    "  DEFAULT '';"
     "UPDATE dw_meta SET value = 4 WHERE key = 'schema_version';";
 
 static const char state_ddl[] =
@@ -151,7 +164,7 @@ static const char state_ddl[] =
     "  PRIMARY KEY (migration_id, key, digest)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS dw_mismatch_log_by_time"
     "  ON dw_mismatch_log(migration_id, last_seen);"
-    STATE_DDL_V2_TABLES STATE_DDL_V3_TABLES;
+    STATE_DDL_V2_TABLES_WITH(STATE_RUNNER_COLUMNS) STATE_DDL_V3_TABLES;
 
 static const char *const state_tables[] = {
     "dw_meta",        "dw_migrations", "dw_history",     "dw_repair_queue",
@@ -247,6 +260,8 @@ int dw__sqlite_state_init(dw_migration *h)
                          version, DW_VERSION, STATE_SCHEMA_VERSION);
     return DW_OK;
 }
+
+int dw__state_schema_version(void) { return STATE_SCHEMA_VERSION; }
 
 /* ---- the application's schema ------------------------------------------------ */
 

@@ -96,6 +96,51 @@ static int found_row_checked(dw_migration *h, sqlite3_stmt *st)
     return rc;
 }
 
+/* dw_remove() leaves a note in dw_meta of the migration it removed; a new
+ * definition under that name takes it into its first history entry, so
+ * the history says what came before. *detail is NULL when there is none. */
+static int take_removal_note(dw_migration *h, char **detail)
+{
+    *detail = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT 'removed' || coalesce(' ' || strftime("
+                         "'%Y-%m-%d %H:%M:%S UTC', t.value, 'unixepoch'), '') "
+                         "|| ' ' || n.value "
+                         "FROM dw_meta n LEFT JOIN dw_meta t ON t.key = "
+                         "'removed_at:' || ?1 WHERE n.key = 'removed:' || ?1",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    if (rc == SQLITE_ROW) {
+        const char *note = (const char *)sqlite3_column_text(st, 0);
+        *detail = note ? sqlite3_mprintf("defined again; the migration of "
+                                         "this name before was %s",
+                                         note)
+                       : NULL;
+        rc = *detail ? SQLITE_DONE : SQLITE_NOMEM;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_DONE && *detail &&
+        (rc = dw__prepare(h,
+                          "DELETE FROM dw_meta WHERE key IN ('removed:' || "
+                          "?1, 'removed_at:' || ?1)",
+                          &st, NULL)) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return DW_OK;
+    sqlite3_free(*detail);
+    *detail = NULL;
+    return dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                            "reading the note of a removed migration");
+}
+
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *digest, int redefine, int define,
                               const char *reason)
@@ -165,8 +210,13 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
     h->stage = DW_STAGE_OFF;
     if (forget_orphans(h) != DW_OK)
         return h->errcode;
-    return dw__sqlite_history_add(h, "define", DW_STAGE_OFF, DW_STAGE_OFF, 0,
-                                  reason, NULL);
+    char *detail = NULL;
+    int result = take_removal_note(h, &detail);
+    if (result == DW_OK)
+        result = dw__sqlite_history_add(h, "define", DW_STAGE_OFF,
+                                        DW_STAGE_OFF, 0, reason, detail);
+    sqlite3_free(detail);
+    return result;
 }
 
 /* The stored override count is a fast path that every override change

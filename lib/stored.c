@@ -4,6 +4,7 @@
  * by SQLite's own JSON functions, on the caller's connection; the options
  * built from it go to dw_open(), the one place a spec is checked and
  * stored. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -749,6 +750,28 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
     return rc;
 }
 
+/* Rolls back what the library began (`sql`: a ROLLBACK, or a ROLLBACK TO
+ * and RELEASE of its savepoint) after a failure rc. When even that lacks
+ * memory and the transaction stays open, the message says so (see the
+ * header's conventions) and the result is DW_ENOMEM. */
+static int roll_back(sqlite3 *db, const char *sql, int own, int rc,
+                     char **errmsg)
+{
+    /* SQLite may have ended the transaction itself. */
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ||
+        sqlite3_get_autocommit(db))
+        return rc;
+    if (errmsg) {
+        sqlite3_free(*errmsg);
+        *errmsg = NULL;
+    }
+    return say(errmsg, DW_ENOMEM,
+               own ? "out of memory; the library's transaction is still "
+                     "open: run ROLLBACK"
+                   : "out of memory; the library's savepoint is still open "
+                     "in your transaction: run ROLLBACK");
+}
+
 /* Ends the listing's own read transaction (COMMIT prepared before BEGIN,
  * so ending needs no allocation); DW_OK, or DW_ENOMEM when it stays open. */
 static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
@@ -764,16 +787,7 @@ static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
         rc = say_sqlite(errmsg, db, end,
                         "dw_list: committing (what the callback wrote is "
                         "rolled back)");
-    if (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ||
-        sqlite3_get_autocommit(db))
-        return rc;
-    if (errmsg) {
-        sqlite3_free(*errmsg);
-        *errmsg = NULL;
-    }
-    return say(errmsg, DW_ENOMEM,
-               "out of memory; the library's read transaction is still "
-               "open: run ROLLBACK");
+    return roll_back(db, "ROLLBACK", 1, rc, errmsg);
 }
 
 /* A callback mapping names itself in the spec, as "callback"; NULL when
@@ -842,4 +856,228 @@ int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg)
         result = end_read(db, commit, result, errmsg);
     sqlite3_finalize(commit);
     return result;
+}
+
+/* ---- removing a stored migration ---------------------------------------- */
+
+/* What a removal needs to know of the stored migration. */
+typedef struct removal {
+    const char *name;
+    int64_t id;
+    int stage;
+    int contracted;
+    int canary;       /* a canary whose keys run at another stage than OFF */
+    int canary_stage;
+    int64_t routed;   /* overrides at another stage than OFF */
+    char digest[65];
+} removal;
+
+/* Runs one statement of the removal with ?1 bound to the migration's id
+ * and ?2 on to the texts given (NULL ones bound as NULL). */
+static int removal_step(sqlite3 *db, const char *sql, int64_t id,
+                        const char *const *texts, int ntexts, char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db, sql, &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        for (int i = 0; i < ntexts; i++)
+            sqlite3_bind_text(st, 2 + i, texts[i], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DW_OK
+                             : say_sqlite(errmsg, db, rc, "dw_remove");
+}
+
+static int read_removal(sqlite3 *db, removal *r, char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT id, stage, contracted, spec_digest, "
+                     "(canary_buckets > 0 OR canary_cohort IS NOT NULL) AND "
+                     "canary_stage <> 0, canary_stage, (SELECT count(*) FROM "
+                     "dw_overrides o WHERE o.migration_id = m.id AND "
+                     "o.stage <> 0) FROM main.dw_migrations m WHERE name = ?1",
+                     &st);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    int result = DW_OK;
+    if (rc == SQLITE_ROW) {
+        r->id = sqlite3_column_int64(st, 0);
+        r->stage = sqlite3_column_int(st, 1);
+        r->contracted = sqlite3_column_int(st, 2);
+        const char *digest = (const char *)sqlite3_column_text(st, 3);
+        snprintf(r->digest, sizeof r->digest, "%s", digest ? digest : "");
+        r->canary = sqlite3_column_int(st, 4);
+        r->canary_stage = sqlite3_column_int(st, 5);
+        r->routed = sqlite3_column_int64(st, 6);
+    } else if (rc == SQLITE_DONE) {
+        result = say(errmsg, DW_ENOTFOUND,
+                     "no migration named \"%s\" in this database", r->name);
+    } else {
+        result = say_sqlite(errmsg, db, rc, "dw_remove: reading the migration");
+    }
+    sqlite3_finalize(st);
+    return result;
+}
+
+/* Whether removing now would leave data half-moved: the message says why
+ * and what to do first. Removable are a migration at OFF with no key
+ * routed elsewhere (every key trusts the old model, written all along),
+ * and one contracted at COMPLETE (the old model is gone: an application
+ * still opening it fails instead of trusting it). */
+static int removal_refused(const removal *r, char **errmsg)
+{
+    if (r->stage == DW_STAGE_COMPLETE && r->contracted)
+        return DW_OK;
+    if (r->stage == DW_STAGE_COMPLETE)
+        return say(errmsg, DW_EMISUSE,
+                   "dw_remove: migration \"%s\" is at COMPLETE, where the "
+                   "old model is no longer written: removed, an application "
+                   "that opens it again would define it anew at OFF and "
+                   "trust that stale model; contract it first (backup and "
+                   "drop of the old model)",
+                   r->name);
+    if (r->stage != DW_STAGE_OFF)
+        return say(errmsg, DW_EMISUSE,
+                   "dw_remove: migration \"%s\" is at %s, with its data "
+                   "half-moved between the models; move it back to OFF "
+                   "first, or finish it (COMPLETE and contract)",
+                   r->name, dw_stage_name(r->stage));
+    if (r->routed)
+        return say(errmsg, DW_EMISUSE,
+                   "dw_remove: migration \"%s\" is at OFF, but %lld keys "
+                   "have overrides at other stages (their data is "
+                   "half-moved); remove their overrides first",
+                   r->name, (long long)r->routed);
+    if (r->canary)
+        return say(errmsg, DW_EMISUSE,
+                   "dw_remove: migration \"%s\" is at OFF, but its canary "
+                   "runs keys at %s (their data is half-moved); clear the "
+                   "canary first",
+                   r->name, dw_stage_name(r->canary_stage));
+    return DW_OK;
+}
+
+/* Every state row of the migration goes, so a later definition under the
+ * same name starts clean; what was removed is noted in dw_meta, where the
+ * next definition of the name finds it for its history. */
+static int remove_rows(sqlite3 *db, const removal *r, const char *reason,
+                       char **errmsg)
+{
+    static const char *const deletes[] = {
+        "DELETE FROM dw_verify_keys WHERE run_id IN (SELECT id FROM "
+        "dw_verify_runs WHERE migration_id = ?1)",
+        "DELETE FROM dw_verify_runs WHERE migration_id = ?1",
+        "DELETE FROM dw_backfill WHERE migration_id = ?1",
+        "DELETE FROM dw_overrides WHERE migration_id = ?1",
+        "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
+        "DELETE FROM dw_repair_queue WHERE migration_id = ?1",
+        "DELETE FROM dw_history WHERE migration_id = ?1",
+        "DELETE FROM dw_migrations WHERE id = ?1"};
+    int rc = DW_OK;
+    for (size_t i = 0; rc == DW_OK && i < sizeof deletes / sizeof *deletes;
+         i++)
+        rc = removal_step(db, deletes[i], r->id, NULL, 0, errmsg);
+    const char *const texts[] = {r->name, dw_stage_name(r->stage), r->digest,
+                                 reason};
+    /* The note, and apart from it the time (a number, as every time the
+     * library stores). */
+    if (rc == DW_OK)
+        rc = removal_step(
+            db,
+            "INSERT INTO dw_meta(key, value) VALUES('removed:' || ?2, "
+            "'at ' || ?3 || ' (spec ' || substr(?4, 1, 12) || ')' || "
+            "coalesce(': ' || ?5, '')), ('removed_at:' || ?2, "
+            "(julianday('now') - 2440587.5) * 86400.0) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            r->id, texts, 4, errmsg);
+    return rc;
+}
+
+/* The state tables as this library writes them, or a message saying how
+ * to get there: the removal touches every one of them. */
+static int state_current(sqlite3 *db, char **errmsg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(db,
+                     "SELECT value FROM main.dw_meta WHERE key = "
+                     "'schema_version'",
+                     &st);
+    int version = 0;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return say_sqlite(errmsg, db, rc, "dw_remove: reading the state "
+                                          "schema version");
+    if (version != dw__state_schema_version())
+        return say(errmsg, DW_EMISUSE,
+                   "dw_remove: the state tables are at version %d, this "
+                   "library (%s) writes version %d; open a migration of "
+                   "this database once (dw_open_stored()) to upgrade them",
+                   version, DW_VERSION, dw__state_schema_version());
+    return DW_OK;
+}
+
+static int remove_in_transaction(sqlite3 *db, removal *r, const char *reason,
+                                 char **errmsg)
+{
+    int have = 0;
+    int rc = have_migrations(db, &have, errmsg);
+    if (rc == DW_OK && !have)
+        rc = say(errmsg, DW_ENOTFOUND,
+                 "no migration named \"%s\" in this database", r->name);
+    if (rc == DW_OK)
+        rc = state_current(db, errmsg);
+    if (rc == DW_OK)
+        rc = read_removal(db, r, errmsg);
+    if (rc == DW_OK)
+        rc = removal_refused(r, errmsg);
+    if (rc == DW_OK)
+        rc = remove_rows(db, r, reason, errmsg);
+    return rc;
+}
+
+int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
+              const char *reason, char **errmsg)
+{
+    if (errmsg)
+        *errmsg = NULL;
+    if (!db || !name)
+        return say(errmsg, DW_EMISUSE, "dw_remove: %s is NULL",
+                   !db ? "the connection" : "the name");
+    if (flags)
+        return say(errmsg, DW_EMISUSE, "dw_remove: unknown flags 0x%x",
+                   flags);
+    /* Its own write transaction, or a savepoint in the caller's: the
+     * check and the removal see the same state, and go whole or not. */
+    int own = sqlite3_get_autocommit(db);
+    int rc = sqlite3_exec(db, own ? "BEGIN IMMEDIATE" : "SAVEPOINT dw_remove",
+                          NULL, NULL, NULL);
+    /* A BEGIN can fail after opening the transaction. */
+    if (rc != SQLITE_OK)
+        return own ? roll_back(db, "ROLLBACK", 1,
+                               say_sqlite(errmsg, db, rc,
+                                          "dw_remove: beginning"),
+                               errmsg)
+                   : say_sqlite(errmsg, db, rc, "dw_remove: beginning");
+    removal r;
+    memset(&r, 0, sizeof r);
+    r.name = name;
+    int result = remove_in_transaction(db, &r, reason, errmsg);
+    if (result == DW_OK) {
+        rc = sqlite3_exec(db, own ? "COMMIT" : "RELEASE dw_remove", NULL,
+                          NULL, NULL);
+        if (rc == SQLITE_OK)
+            return DW_OK;
+        result = say_sqlite(errmsg, db, rc, "dw_remove: committing");
+    }
+    return roll_back(db,
+                     own ? "ROLLBACK"
+                         : "ROLLBACK TO dw_remove; RELEASE dw_remove",
+                     own, result, errmsg);
 }

@@ -2,6 +2,7 @@
  * chunk by chunk, each chunk one short read transaction in which SQLite
  * joins the two sides; divergences are counted, the first few described,
  * and every divergent key stored for repair. */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -33,6 +34,9 @@ typedef struct verify_run {
     /* The chunk being compared. */
     const char *lo, *hi;
     int lo_incl;
+    /* For the progress callback: the estimated total and the rate. */
+    int64_t total;
+    dw_rate rate;
 } verify_run;
 
 static void pending_clear(verify_run *v)
@@ -75,12 +79,17 @@ static int check_options(dw_migration *h, const dw_verify_options *in,
                          verify_run *v)
 {
     dw_verify_options defaults = DW_VERIFY_OPTIONS_INIT;
-    v->o = in ? *in : defaults;
-    if (v->o.version != DW_VERIFY_OPTIONS_VERSION)
+    v->o = defaults;
+    if (in && in->version != 1 && in->version != DW_VERIFY_OPTIONS_VERSION)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "verify options version %u is not %d (use "
+                         "verify options version %u is not 1 or %d (use "
                          "DW_VERIFY_OPTIONS_INIT)",
-                         v->o.version, DW_VERIFY_OPTIONS_VERSION);
+                         in->version, DW_VERIFY_OPTIONS_VERSION);
+    /* A version 1 struct ends before `progress`: only that much is read. */
+    if (in)
+        memcpy(&v->o, in,
+               in->version == 1 ? offsetof(dw_verify_options, progress)
+                                : sizeof *in);
     if (v->o.chunk_rows < 0)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "verify options: chunk_rows is negative");
@@ -269,6 +278,32 @@ static int start_run(dw_migration *h, void *arg)
     return rc;
 }
 
+/* The estimated total for progress: the larger side's keys in range. */
+static int count_keys(dw_migration *h, void *arg)
+{
+    verify_run *v = arg;
+    int64_t n[2] = {0, 0};
+    int rc = h->ops->range_count(h, DW_SIDE_OLD, v->from, v->to, &n[0]);
+    if (rc == DW_OK)
+        rc = h->ops->range_count(h, DW_SIDE_NEW, v->from, v->to, &n[1]);
+    v->total = n[0] > n[1] ? n[0] : n[1];
+    return rc;
+}
+
+static void report_progress(verify_run *v, int finished)
+{
+    dw_verify_progress p;
+    memset(&p, 0, sizeof p);
+    p.keys = v->r.keys;
+    p.keys_total = finished || v->total < p.keys ? p.keys : v->total;
+    p.divergent = v->r.missing + v->r.extra + v->r.different;
+    p.finished = finished;
+    dw__rate_step(&v->rate, p.keys);
+    dw__rate_get(&v->rate, p.keys, p.keys_total, &p.keys_per_second,
+                 &p.seconds_left);
+    v->o.progress(&p, v->o.progress_payload);
+}
+
 static int finish_run(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
@@ -303,6 +338,8 @@ static int run_chunks(dw_migration *h, verify_run *v)
         dw__free(lo);
         lo = (char *)v->hi;
         v->hi = NULL;
+        if (rc == DW_OK && v->o.progress)
+            report_progress(v, !lo);
         if (rc != DW_OK || !lo)
             break;
         v->lo_incl = 0;
@@ -337,6 +374,9 @@ int dw_verify(dw_verify_result *out, dw_migration *h,
     uint64_t t0 = dw__now_ns();
     if (rc == DW_OK)
         rc = dw__in_scope(h, 1, start_run, &v);
+    /* Counted after the checks of the start, in a read transaction. */
+    if (rc == DW_OK && v.o.progress)
+        rc = dw__in_scope(h, 0, count_keys, &v);
     if (rc == DW_OK)
         rc = run_chunks(h, &v);
     if (rc == DW_OK) {

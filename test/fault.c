@@ -973,6 +973,12 @@ static char *row_text(sqlite3_stmt *st, int state)
             }
             break;
         }
+        /* The process that ran a backfill's batch differs from run to run
+         * as a time does. */
+        if (state && strcmp(sqlite3_column_name(st, i), "runner_pid") == 0) {
+            v = "P";
+            n = 1;
+        }
         if (len + n + 8 > cap) {
             while (len + n + 8 > cap)
                 cap *= 2;

@@ -884,6 +884,91 @@ static void test_kill_between_batches(void **state)
     }
 }
 
+/* The progress callback reads the state from another connection: while
+ * the batches run, this process is their live runner. */
+typedef struct runner_ctx {
+    dw_migration *h2;
+    int calls;
+    int bad;
+} runner_ctx;
+
+static int runner_progress(const dw_backfill_progress *p, void *payload)
+{
+    runner_ctx *c = payload;
+    c->calls++;
+    dw_backfill_progress s;
+    if (dw_backfill_status(&s, c->h2) != DW_OK ||
+        s.runner_pid != (int64_t)getpid() ||
+        strcmp(s.runner_host, p->runner_host) != 0 ||
+        s.activity != (p->finished ? DW_BACKFILL_IDLE : DW_BACKFILL_RUNNING))
+        c->bad++;
+    return c->calls == 2;
+}
+
+static void this_host(char *host, size_t size)
+{
+    assert_int_equal(gethostname(host, size), 0);
+    host[size - 1] = '\0';
+}
+
+/* Who runs a backfill is stored with each batch: a live runner reads as
+ * running, a killed one as stopped, a silent one as silent; a runner on
+ * another host cannot be looked for, so only its silence tells. */
+static void test_runner_alive_killed_or_silent(void **state)
+{
+    fixture *f = *state;
+    kill_fixture(f);
+    open_users_second(f, U_PROBE);
+    char host[64];
+    this_host(host, sizeof host);
+    double before = (double)time(NULL) - 1;
+
+    /* Killed between batches: its process is gone. */
+    char *args[] = {test_self, (char *)CHILD_FLAG, (char *)"kill-after",
+                    f->t.path, (char *)"2", (char *)"100", NULL};
+    pid_t child = spawn_child(args);
+    assert_killed(wait_child(child));
+    dw_backfill_progress s = status_of(f->h);
+    assert_int_equal(s.rows_done, 200);
+    assert_int_equal(s.runner_pid, (int64_t)child);
+    assert_string_equal(s.runner_host, host);
+    assert_true(s.last_progress >= before && s.last_progress <= before + 62);
+    assert_int_equal(s.activity, DW_BACKFILL_STOPPED);
+
+    /* Resumed here: this process is the runner while its batches run. */
+    runner_ctx c = {f->h2, 0, 0};
+    dw_backfill_options o = fixed_batches(KILL_B);
+    o.progress = runner_progress;
+    o.payload = &c;
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_MORE);
+    assert_int_equal(c.calls, 2);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(p.runner_pid, (int64_t)getpid());
+    assert_string_equal(p.runner_host, host);
+
+    /* No batch for an hour: silent, though the process lives. */
+    exec_ok(f->t.db, "UPDATE dw_backfill SET updated = updated - 3600");
+    assert_int_equal(status_of(f->h).activity, DW_BACKFILL_SILENT);
+    /* A dead process on another host cannot be looked for: running while
+     * it is recent, silent once it is not. */
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "UPDATE dw_backfill SET runner_pid = %lld, runner_host = "
+             "'elsewhere.example'",
+             (long long)child);
+    exec_ok(f->t.db, sql);
+    assert_int_equal(status_of(f->h).activity, DW_BACKFILL_SILENT);
+    exec_ok(f->t.db, "UPDATE dw_backfill SET updated = updated + 3600");
+    assert_int_equal(status_of(f->h).activity, DW_BACKFILL_RUNNING);
+
+    /* Finished: nothing under way. */
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(p.activity, DW_BACKFILL_IDLE);
+    assert_int_equal(status_of(f->h).activity, DW_BACKFILL_IDLE);
+    assert_int_equal(status_of(f->h).runner_pid, (int64_t)getpid());
+}
+
 /* Kills in a row, each child resuming where the last one died. */
 static void test_kill_chain(void **state)
 {
@@ -2402,7 +2487,12 @@ static void test_throttle_zero_goes_on(void **state)
 
 /* What another connection does between two batches, from the progress
  * callback (which runs between them, outside any transaction). */
-enum { BETWEEN_STAGE_OFF, BETWEEN_FINISH, BETWEEN_STALE_NULL_KEY };
+enum {
+    BETWEEN_STAGE_OFF,
+    BETWEEN_FINISH,
+    BETWEEN_STALE_NULL_KEY,
+    BETWEEN_DELETE_AHEAD
+};
 
 typedef struct between_ctx {
     fixture *f;
@@ -2427,6 +2517,11 @@ static int act_between_batches(const dw_backfill_progress *p, void *payload)
         assert_true(p2.finished);
         break;
     }
+    case BETWEEN_DELETE_AHEAD:
+        /* The application deletes rows the backfill has not reached (they
+         * have no new row yet: the old one is all there is). */
+        exec_ok(c->f->db2, "DELETE FROM users WHERE id > 6");
+        break;
     default:
         /* Through OFF and back (the backfill goes stale), and a row the
          * backfill cannot address appears. */
@@ -2490,6 +2585,30 @@ static void test_finished_elsewhere_between_batches(void **state)
     assert_int_equal(history_of(f->h).backfills, 1);
     assert_users_match(f->t.db);
     verify_clean(f->h, 10);
+}
+
+/* Rows deleted during the backfill: the total counted at the start was
+ * too high, and a finished backfill reports the rows it passed as its
+ * total ("6 of 6", not "6 of 10"), returned, stored and in the history. */
+static void test_total_right_after_deletes(void **state)
+{
+    fixture *f = *state;
+    users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
+    open_users_second(f, 0);
+    int calls = 0;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, backfill_acting_between(f, BETWEEN_DELETE_AHEAD, 3, &p,
+                                               &calls));
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, 6);
+    assert_int_equal(p.rows_total, 6);
+    dw_backfill_progress s = status_of(f->h);
+    assert_true(s.finished);
+    assert_int_equal(s.rows_done, 6);
+    assert_int_equal(s.rows_total, 6);
+    assert_true(contains(history_of(f->h).detail, ": 6 keys"));
+    assert_users_match(f->t.db);
+    verify_clean(f->h, 6);
 }
 
 /* The backfill went stale between two batches (the stage passed through
@@ -2702,6 +2821,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runner_alive_killed_or_silent,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_total_right_after_deletes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, setup, teardown),
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_blob_keys_refused),

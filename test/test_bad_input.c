@@ -2429,8 +2429,9 @@ static int list_noop(const dw_stored_migration *m, void *payload)
     return 0;
 }
 
-/* dw_list(), dw_open_json() and dw_open_stored(): NULL arguments refused,
- * with a message, *out set to NULL, and nothing created. */
+/* dw_list(), dw_open_json(), dw_open_stored() and dw_remove(): NULL
+ * arguments refused, with a message, *out set to NULL, and nothing
+ * created. */
 static void test_null_stored(void **state)
 {
     (void)state;
@@ -2472,6 +2473,16 @@ static void test_null_stored(void **state)
         assert_non_null(err);
         sqlite3_free(err);
     }
+    /* dw_remove(): no connection, no name, unknown flags. */
+    for (int c = 0; c < 3; c++) {
+        err = NULL;
+        int rc = C(dw_remove)(c == 0 ? NULL : db, c == 1 ? NULL : "x",
+                              c == 2 ? 4u : 0u, NULL, &err);
+        assert_int_equal(rc, DW_EMISUSE);
+        assert_non_null(err);
+        sqlite3_free(err);
+    }
+    assert_int_equal(dw_remove(NULL, NULL, 0, NULL, NULL), DW_EMISUSE);
     assert_int_equal(state_tables(db), 0);
     close_db(db);
 }

@@ -56,7 +56,16 @@ static int run_list(fault_ctx *c)
     return rc;
 }
 
+/* dw_remove() of the world's stored migration (at OFF, nothing routed):
+ * every state row of it in one transaction, or nothing. */
+static int run_remove(fault_ctx *c)
+{
+    return dw_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
+}
+
 static const fault_op stored_ops[] = {
+    {.name = "dw_remove", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_remove, .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_stored, .authoritative = DW_SIDE_OLD},
     {.name = "dw_list", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static const char *const key_cols[] = {"id"};
 static const dw_column_map up[] = {{"title", "upper(name)"}};
@@ -33,6 +34,8 @@ static int open_items(dw_migration **h, sqlite3 *db)
 static void downgrade_to_v3(sqlite3 *db)
 {
     exec_ok(db, "ALTER TABLE dw_migrations DROP COLUMN mismatch_entries;"
+                "ALTER TABLE dw_backfill DROP COLUMN runner_pid;"
+                "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
                 "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
 }
 
@@ -186,6 +189,66 @@ static void test_version_3_is_upgraded(void **state)
     test_db_close(&t);
 }
 
+static int stop_after_one(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+/* A backfill half done by 0.3, which stored no runner: after the upgrade it
+ * reads back with its counts and no runner, resumes, and from then on each
+ * batch stores who ran it. */
+static void test_version_3_backfill_is_upgraded(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk'),"
+                  " (3, 'rug');");
+    dw_migration *h = NULL;
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 1;
+    o.batch_ms = -1;
+    o.progress = stop_after_one;
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_MORE);
+    dw_close(h);
+    downgrade_to_v3(t.db);
+
+    assert_int_equal(open_items(&h, t.db), DW_OK);
+    assert_int_equal(query_int(t.db, "SELECT value FROM dw_meta WHERE key = "
+                                     "'schema_version'"),
+                     4);
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.rows_done, 1);
+    assert_int_equal(p.batches, 1);
+    assert_int_equal(p.runner_pid, 0);
+    assert_string_equal(p.runner_host, "");
+    assert_true(p.last_progress > 0);
+    /* Nobody known to be gone, and a batch a moment ago. */
+    assert_int_equal(p.activity, DW_BACKFILL_RUNNING);
+
+    assert_dw(h, dw_backfill(NULL, h, &o), DW_MORE);
+    assert_dw_ok(h, dw_backfill_status(&p, h));
+    assert_int_equal(p.rows_done, 2);
+    assert_int_equal(p.runner_pid, (int64_t)getpid());
+    char host[64];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
+    assert_string_equal(p.runner_host, host);
+    assert_dw_ok(h, dw_backfill(&p, h, NULL));
+    assert_true(p.finished);
+    assert_int_equal(p.activity, DW_BACKFILL_IDLE);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 3);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 static void test_missing_table_is_put_back(void **state)
 {
     (void)state;
@@ -312,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_version_1_is_upgraded),
         cmocka_unit_test(test_version_2_is_upgraded),
         cmocka_unit_test(test_version_3_is_upgraded),
+        cmocka_unit_test(test_version_3_backfill_is_upgraded),
         cmocka_unit_test(test_missing_table_is_put_back),
         cmocka_unit_test(test_future_version_is_refused),
         cmocka_unit_test(test_state_work_takes_the_write_lock),

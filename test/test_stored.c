@@ -1354,6 +1354,230 @@ static void test_open_stored_misuse(void **state)
     test_db_close(&t);
 }
 
+/* ---- dw_remove() ------------------------------------------------------------ */
+
+static const char items_spec[] =
+    "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
+    "\"columns\": [\"name\"]}, \"new\": {\"table\": \"items_v2\", "
+    "\"key\": [\"id\"]}, \"up\": {\"sql\": {\"title\": \"upper(name)\"}}, "
+    "\"down\": {\"sql\": {\"name\": \"lower(title)\"}}}";
+
+static void remove_refused(sqlite3 *db, const char *name, unsigned flags,
+                           int code, const char *needle)
+{
+    char *err = NULL;
+    int rc = dw_remove(db, name, flags, "test", &err);
+    refused(rc, NULL, err, code, needle);
+}
+
+static void remove_ok(sqlite3 *db, const char *name, const char *reason)
+{
+    char *err = NULL;
+    int rc = dw_remove(db, name, 0, reason, &err);
+    if (rc != DW_OK)
+        print_error("dw_remove(%s): %d %s\n", name, rc, err ? err : "");
+    assert_int_equal(rc, DW_OK);
+    assert_null(err);
+}
+
+/* Rows of every state table that belong to migration id. */
+static int64_t state_rows(sqlite3 *db, int64_t id)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM dw_migrations WHERE id = %1$lld)"
+             " + (SELECT count(*) FROM dw_history WHERE migration_id = %1$lld)"
+             " + (SELECT count(*) FROM dw_backfill WHERE migration_id = %1$lld)"
+             " + (SELECT count(*) FROM dw_verify_runs WHERE migration_id = "
+             "%1$lld) + (SELECT count(*) FROM dw_verify_keys WHERE run_id IN "
+             "(SELECT id FROM dw_verify_runs WHERE migration_id = %1$lld))"
+             " + (SELECT count(*) FROM dw_overrides WHERE migration_id = "
+             "%1$lld) + (SELECT count(*) FROM dw_mismatch_log WHERE "
+             "migration_id = %1$lld) + (SELECT count(*) FROM dw_repair_queue "
+             "WHERE migration_id = %1$lld)",
+             (long long)id);
+    return query_int(db, sql);
+}
+
+static int64_t items_id(sqlite3 *db)
+{
+    return query_int(db, "SELECT id FROM dw_migrations WHERE name = 'items'");
+}
+
+typedef struct first_history {
+    int n;
+    char event[32];
+    char detail[512];
+} first_history;
+
+static int keep_first(const dw_history_entry *e, void *payload)
+{
+    first_history *f = payload;
+    if (f->n++ == 0) {
+        snprintf(f->event, sizeof f->event, "%s", e->event);
+        snprintf(f->detail, sizeof f->detail, "%s",
+                 e->detail ? e->detail : "");
+    }
+    return 0;
+}
+
+/* A migration is removed only where no data is half-moved: each refusal
+ * says why and changes nothing; a removal takes every state row, an open
+ * handle notices, and the name defined again starts clean, its history
+ * noting what was removed. */
+static void test_remove(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
+                  "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk'), "
+                  "(3, 'rug');");
+    /* Nothing stored yet, no state tables: not found, nothing created. */
+    remove_refused(t.db, "items", 0, DW_ENOTFOUND, "\"items\"");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
+                                     "WHERE name LIKE 'dw_%'"),
+                     0);
+    dw_migration *h = json_ok(t.db, "items", items_spec, 0);
+    remove_refused(t.db, "itemz", 0, DW_ENOTFOUND, "\"itemz\"");
+    remove_refused(NULL, "items", 0, DW_EMISUSE, "connection");
+    remove_refused(t.db, NULL, 0, DW_EMISUSE, "name");
+    remove_refused(t.db, "items", 1, DW_EMISUSE, "flags");
+
+    /* Work at DUAL_WRITE and SHADOW: state in every table. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, "read", 0));
+    exec_ok(t.db, "UPDATE items_v2 SET title = 'X' WHERE id = 2");
+    dw_verify_result v;
+    assert_dw_ok(h, dw_verify(&v, h, NULL));
+    assert_false(v.clean);
+    int equal = 1;
+    dw_value key = dw_int(2);
+    assert_dw_ok(h, dw_compare(&equal, h, &key, 1));
+    int64_t id = items_id(t.db);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO dw_repair_queue VALUES(%lld, '[3]', 2, 'x', 1, 0, "
+             "0)",
+             (long long)id);
+    exec_ok(t.db, sql);
+    int64_t rows = state_rows(t.db, id);
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "at SHADOW");
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "half-moved");
+
+    /* Back at OFF, keys routed elsewhere still hold it. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_OFF, "back", 0));
+    dw_value one = dw_int(1);
+    assert_dw_ok(h, dw_override_set(h, &one, 1, 1, DW_STAGE_DUAL_WRITE, "k"));
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "1 keys have overrides");
+    assert_dw_ok(h, dw_override_clear(NULL, h, &one, 1, 1, "k"));
+    dw_routing r = DW_ROUTING_INIT;
+    r.canary_percent = 50;
+    r.canary_stage = DW_STAGE_DUAL_WRITE;
+    assert_dw_ok(h, dw_routing_set(h, &r, "canary", 0));
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "canary runs keys at "
+                                                 "DUAL_WRITE");
+    assert_dw_ok(h, dw_routing_set(h, NULL, "none", 0));
+    /* Refusals changed nothing (the routing calls added history). */
+    assert_true(state_rows(t.db, id) > rows);
+    rows = state_rows(t.db, id);
+
+    /* Inside the caller's transaction, it goes with it. */
+    exec_ok(t.db, "BEGIN");
+    remove_ok(t.db, "items", "not yet");
+    exec_ok(t.db, "ROLLBACK");
+    assert_int_equal(state_rows(t.db, id), rows);
+
+    remove_ok(t.db, "items", "defined by mistake");
+    assert_int_equal(state_rows(t.db, id), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_meta WHERE "
+                                     "key = 'removed:items'"),
+                     1);
+    /* The application's tables are left alone. */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_v2"), 3);
+    /* The handle open on it finds it gone. */
+    int stage = -1;
+    assert_int_equal(dw_stage_get(&stage, h), DW_ERROR);
+    assert_non_null(strstr(dw_errmsg(h), "no longer stored"));
+    dw_close(h);
+    remove_refused(t.db, "items", 0, DW_ENOTFOUND, "\"items\"");
+
+    /* Defined again (another spec, no DW_OPEN_REDEFINE needed): clean. */
+    h = json_ok(t.db, "items",
+                "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
+                "\"columns\": [\"name\"]}, \"new\": {\"table\": "
+                "\"items_v2\", \"key\": [\"id\"]}, \"up\": {\"sql\": "
+                "{\"title\": \"name\"}}}",
+                0);
+    assert_dw_ok(h, dw_stage_get(&stage, h));
+    assert_int_equal(stage, DW_STAGE_OFF);
+    dw_backfill_progress bp;
+    assert_dw_ok(h, dw_backfill_status(&bp, h));
+    assert_int_equal(bp.source, DW_SIDE_NONE);
+    assert_dw_ok(h, dw_verify_last(&v, h));
+    assert_int_equal(v.run_id, 0);
+    int64_t entries = -1, queued = -1;
+    assert_dw_ok(h, dw_mismatch_log_count(&entries, NULL, h));
+    assert_int_equal(entries, 0);
+    assert_dw_ok(h, dw_repair_count(&queued, h));
+    assert_int_equal(queued, 0);
+    first_history fh;
+    memset(&fh, 0, sizeof fh);
+    assert_dw_ok(h, dw_history(h, keep_first, &fh));
+    assert_int_equal(fh.n, 1);
+    assert_string_equal(fh.event, "define");
+    assert_non_null(strstr(fh.detail, "defined again"));
+    assert_non_null(strstr(fh.detail, " at OFF (spec "));
+    assert_non_null(strstr(fh.detail, ": defined by mistake"));
+    /* The note went into that history. */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_meta WHERE "
+                                     "key = 'removed:items'"),
+                     0);
+
+    /* COMPLETE before the contract: refused; contracted: removed. */
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "go", 0));
+    backfill_and_verify(h);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, "go", 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "go", 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "go", 0));
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "go", 0));
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "contract it first");
+    char backup[400];
+    snprintf(backup, sizeof backup, "%s/backup.db", t.dir);
+    assert_dw_ok(h, dw_contract(h, backup, "done"));
+    dw_close(h);
+    remove_ok(t.db, "items", NULL);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
+                     0);
+    unlink(backup);
+    test_db_close(&t);
+}
+
+/* A database whose state tables an older library wrote: dw_remove() says
+ * how to upgrade them, and removes nothing. */
+static void test_remove_old_state(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
+    dw_close(json_ok(t.db, "items", items_spec, 0));
+    exec_ok(t.db, "ALTER TABLE dw_backfill DROP COLUMN runner_pid;"
+                  "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
+                  "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "dw_open_stored()");
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
+                     1);
+    dw_close(stored_ok(t.db, "items", 0));
+    remove_ok(t.db, "items", NULL);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
+                     0);
+    test_db_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1373,6 +1597,8 @@ int main(void)
         cmocka_unit_test(test_open_stored_races),
         cmocka_unit_test(test_list_callback_write_lost_is_reported),
         cmocka_unit_test(test_open_stored_schema_respelled),
+        cmocka_unit_test(test_remove),
+        cmocka_unit_test(test_remove_old_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

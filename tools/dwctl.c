@@ -30,8 +30,9 @@ const command dwctl_commands[] = {
      "exit code is 1.\n"},
     {"status", cmd_status, 1, 1, "", 1, "status NAME",
      "Shows where one migration stands: stage, spec, canary and overrides,\n"
-     "backfill progress, the last verification, the mismatch log and the\n"
-     "repair queue, and the next step with whether its gate is open.\n"},
+     "backfill progress (running, with its process, or stopped, with how\n"
+     "long ago), the last verification, the mismatch log and the repair\n"
+     "queue, and the next step with whether its gate is open.\n"},
     {"define", cmd_define, 1, 1,
      "file= old= old-key= old-columns= new= new-key= new-columns= up= down= "
      "setup= reason= redefine",
@@ -58,6 +59,16 @@ const command dwctl_commands[] = {
      "Defining an existing migration with the same spec changes nothing;\n"
      "a different spec is refused unless --redefine is given (the stage is\n"
      "kept and the change recorded in the history).\n"},
+    {"remove", cmd_remove, 1, 1, "reason=", 0,
+     "remove NAME --reason TEXT",
+     "Removes a stored migration, such as one defined by mistake, with\n"
+     "all of its state: stage, spec, history, backfill, verifications,\n"
+     "overrides, mismatch log and repair queue. The tables are not\n"
+     "touched. Refused (exit 2) while it would leave data half-moved: only\n"
+     "a migration at OFF with no keys routed to another stage (overrides,\n"
+     "canary), or one contracted at COMPLETE, can be removed. Defining the\n"
+     "name again starts clean; its history notes the removal and the\n"
+     "reason.\n"},
     {"stage", cmd_stage, 2, 2, "reason= force check", 0,
      "stage NAME STAGE --reason TEXT [--force] [--check]",
      "Moves the migration to STAGE (OFF, DUAL_WRITE, SHADOW, LIVE,\n"
@@ -72,7 +83,8 @@ const command dwctl_commands[] = {
      "backfill NAME [--batch N] [--batch-ms N] [--pause-ms N] [--restart]",
      "Copies the existing rows from the trusted model to the other, in\n"
      "short batches. On a terminal it shows a progress bar (rows, rate,\n"
-     "time left); otherwise it prints a progress line about once a second.\n"
+     "time left) as wide as the terminal; otherwise it prints a progress\n"
+     "line about once a second.\n"
      "Ctrl-C stops it after the current batch (exit 130); running it again\n"
      "resumes where it stopped. --batch sets the first batch's rows;\n"
      "--batch-ms the batch time aimed at (default 20; -1 keeps --batch\n"
@@ -80,8 +92,9 @@ const command dwctl_commands[] = {
     {"verify", cmd_verify, 1, 1, "report=", 1,
      "verify NAME [--report N]",
      "Compares every key of both models and stores the run; a clean run\n"
-     "opens the gates into LIVE and COMPLETE. Exits with 4 when the models\n"
-     "differ. --report sets how many divergent keys are shown (default 10).\n"},
+     "opens the gates into LIVE and COMPLETE, showing its progress as the\n"
+     "backfill does. Exits with 4 when the models differ. --report sets\n"
+     "how many divergent keys are shown (default 10).\n"},
     {"repair", cmd_repair, 1, 1, "", 1, "repair NAME",
      "Re-syncs, from the trusted model, every key the last verification\n"
      "found divergent and every key in the repair queue. Verify again\n"
@@ -90,7 +103,7 @@ const command dwctl_commands[] = {
      "mismatches NAME [--limit N] [--clear]",
      "Lists the mismatch log, most recently seen first (default limit\n"
      "20; 0 for all). Exits with 4 when the log holds entries. --clear\n"
-     "empties the log after showing it.\n"},
+     "empties the log after showing it (and exits with 0).\n"},
     {"history", cmd_history, 1, 1, "limit=", 1, "history NAME [--limit N]",
      "Lists the migration's history, oldest first: definitions, stage\n"
      "moves (forced ones with the gate they passed), backfills, routing\n"
@@ -135,9 +148,12 @@ static const char exit_codes_help[] =
     "  1    the database or the library failed (the message says why)\n"
     "  2    bad usage: an unknown command or option, a missing or malformed\n"
     "       argument, or a request refused as given (a stage jump without\n"
-    "       --force, a backfill at OFF, a malformed spec)\n"
+    "       --force, a backfill at OFF, a malformed spec, a spec the schema\n"
+    "       does not fit, a name defined with another spec, a removal that\n"
+    "       would leave data half-moved)\n"
     "  3    a gate refused the move (stage, canary, contract)\n"
     "  4    divergence: verify found differences, or mismatches are logged\n"
+    "       (and were not cleared)\n"
     "  5    the database stayed locked (busy); nothing was applied, retry\n"
     "  6    no migration by that name in the database\n"
     "  7    the stored state is damaged (the message names the table and\n"
@@ -161,7 +177,8 @@ static void usage(FILE *f)
           "  --busy-timeout MS  wait this long for a locked database\n"
           "                     (default 5000)\n\n"
           "Text in --json output is UTF-8; a byte that is not (key text and\n"
-          "reasons are stored as given) appears as \\u00XX.\n\n",
+          "reasons are stored as given) appears as \\u00XX. The member names\n"
+          "are listed in dwctl(1), under JSON OUTPUT, and kept stable.\n\n",
           f);
     fputs(exit_codes_help, f);
     fputs("\nMigrations whose mappings are C callbacks are listed and their\n"
@@ -247,8 +264,11 @@ int fail(int rc, const char *msg)
     case DW_ECORRUPT:
         return EXIT_DAMAGED;
     case DW_EMISUSE:
+    case DW_ESCHEMA:
+    case DW_ESPEC:
         /* The request as given is refused: a jump without --force, a
-         * backfill at OFF, a malformed spec. */
+         * backfill at OFF, a malformed spec, a spec the schema does not
+         * fit, a name already defined otherwise. */
         return EXIT_USAGE;
     default:
         return EXIT_ERROR;

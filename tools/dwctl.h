@@ -14,7 +14,8 @@
 enum {
     EXIT_DONE = 0,
     EXIT_ERROR = 1,      /* the database or the library failed */
-    EXIT_USAGE = 2,      /* a bad command line */
+    EXIT_USAGE = 2,      /* a bad command line, or a request refused as
+                            given (a spec the schema does not fit, ...) */
     EXIT_GATE = 3,       /* a gate refused the move */
     EXIT_DIVERGED = 4,   /* the models disagree */
     EXIT_BUSY = 5,       /* the database stayed locked; retry */
@@ -146,6 +147,41 @@ int utf8_valid(const char *s);
  * are not UTF-8 as \u00XX, so the document stays valid JSON). */
 void json_quote(sqlite3_str *out, const char *s);
 
+/* Progress of a long command (backfill, verify): what it has done. */
+typedef struct progress_view {
+    int64_t done;
+    int64_t total;
+    double per_second;   /* 0 while not known */
+    double seconds_left; /* 0 while not known */
+    int finished;
+} progress_view;
+
+/* A progress display: on a terminal a bar redrawn in place, fitted to its
+ * width (the terminal's, else $COLUMNS, else 80); otherwise a line about
+ * once a second; with --json only on a terminal (stderr). */
+typedef struct progress {
+    const char *verb; /* "backfill" */
+    const char *name; /* the migration */
+    const char *unit; /* "rows" */
+    FILE *out;        /* NULL: shown nowhere */
+    int tty;
+    double last_print;
+    int drawn;
+} progress;
+
+void progress_start(progress *p, const dwctl *c, const char *verb,
+                    const char *name, const char *unit);
+/* After each step; draws when its time has come (always when finished). */
+void progress_show(progress *p, const progress_view *v);
+/* Erases a bar before other output on its terminal line. */
+void progress_clear(progress *p);
+/* Ends a bar that was drawn (drawn once more from v when not NULL). */
+void progress_end(progress *p, const progress_view *v);
+/* The bar's text for a terminal `columns` wide: at most columns - 1
+ * characters, the bar dropped when too narrow. */
+void progress_bar_text(char *buf, size_t size, int columns,
+                       const progress_view *v, const char *unit);
+
 /* The canary settings and overrides (canary without options). */
 int show_canary(dwctl *c, dw_migration *h);
 
@@ -155,6 +191,7 @@ int cmd_status(dwctl *c);
 int cmd_history(dwctl *c);
 int cmd_mismatches(dwctl *c);
 int cmd_define(dwctl *c);
+int cmd_remove(dwctl *c);
 int cmd_stage(dwctl *c);
 int cmd_backfill(dwctl *c);
 int cmd_verify(dwctl *c);

@@ -1,6 +1,6 @@
-/* dwctl's commands that change something: define, stage, backfill, verify,
- * repair, canary, contract and restore. Each is one or two library calls;
- * the library does the checking. */
+/* dwctl's commands that change something: define, remove, stage, backfill,
+ * verify, repair, canary, contract and restore. Each is one or two library
+ * calls; the library does the checking. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -230,6 +230,25 @@ int cmd_define(dwctl *c)
     return code;
 }
 
+/* ---- remove -------------------------------------------------------------- */
+
+int cmd_remove(dwctl *c)
+{
+    const char *reason = opt_value(c, "reason");
+    if (!reason || !reason[0]) {
+        say_error("remove: say why with --reason TEXT (the next definition "
+                  "of the name records it)");
+        return EXIT_USAGE;
+    }
+    char *err = NULL;
+    int rc = dw_remove(c->db, c->args[0], 0, reason, &err);
+    if (rc == DW_OK)
+        printf("%s: removed, with all of its state\n", c->args[0]);
+    int code = fail(rc, err);
+    sqlite3_free(err);
+    return code;
+}
+
 /* ---- stage --------------------------------------------------------------- */
 
 int cmd_stage(dwctl *c)
@@ -286,75 +305,17 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
-typedef struct progress_state {
-    const char *name;
-    /* Where progress goes: stdout, or stderr when stdout carries JSON;
-     * NULL for nowhere (JSON, and stderr is no terminal). */
-    FILE *out;
-    int tty;
-    double last_print;
-    int drawn;
-} progress_state;
-
-static double now_seconds(void)
+static progress_view backfill_view(const dw_backfill_progress *p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void draw_bar(FILE *f, const dw_backfill_progress *p)
-{
-    enum { WIDTH = 30 };
-    double share = p->rows_total > 0
-                       ? (double)p->rows_done / (double)p->rows_total
-                       : 0.0;
-    if (share > 1.0)
-        share = 1.0;
-    int full = (int)(share * WIDTH + 0.5);
-    char bar[WIDTH + 1];
-    memset(bar, '#', (size_t)full);
-    memset(bar + full, '.', (size_t)(WIDTH - full));
-    bar[WIDTH] = '\0';
-    /* \r and erase-line: the bar is redrawn in place. */
-    fprintf(f, "\r\033[K[%s] %5.1f%%  %lld/%lld rows  %.0f rows/s  ", bar,
-            share * 100.0, (long long)p->rows_done, (long long)p->rows_total,
-            p->rows_per_second);
-    if (p->seconds_left > 0)
-        fprintf(f, "%.0fs left", p->seconds_left);
-    else
-        fprintf(f, "--s left");
-    fflush(f);
-}
-
-static void print_line(FILE *f, const char *name,
-                       const dw_backfill_progress *p)
-{
-    fprintf(f, "backfill %s: %lld/%lld rows (%.1f%%), %.0f rows/s, %.0f s "
-               "left\n",
-            name, (long long)p->rows_done, (long long)p->rows_total,
-            p->rows_total > 0
-                ? 100.0 * (double)p->rows_done / (double)p->rows_total
-                : 100.0,
-            p->rows_per_second, p->seconds_left);
-    fflush(f);
+    progress_view v = {p->rows_done, p->rows_total, p->rows_per_second,
+                       p->seconds_left, p->finished};
+    return v;
 }
 
 static int on_progress(const dw_backfill_progress *p, void *payload)
 {
-    progress_state *ps = payload;
-    double t = now_seconds();
-    /* A bar redrawn ten times a second, a line about once a second (and
-     * always the first batch's, so a log shows the run began). */
-    double every = ps->tty ? 0.1 : 1.0;
-    if (!ps->drawn || t - ps->last_print >= every || p->finished) {
-        if (ps->out && ps->tty)
-            draw_bar(ps->out, p);
-        else if (ps->out)
-            print_line(ps->out, ps->name, p);
-        ps->last_print = t;
-        ps->drawn = 1;
-    }
+    progress_view v = backfill_view(p);
+    progress_show(payload, &v);
     return interrupted;
 }
 
@@ -422,13 +383,8 @@ int cmd_backfill(dwctl *c)
     int code = open_migration(&h, c);
     if (code != EXIT_DONE)
         return code;
-    progress_state ps;
-    memset(&ps, 0, sizeof ps);
-    ps.name = dw_name(h);
-    ps.out = c->json ? stderr : stdout;
-    ps.tty = isatty(fileno(ps.out));
-    if (c->json && !ps.tty)
-        ps.out = NULL;
+    progress ps;
+    progress_start(&ps, c, "backfill", dw_name(h), "rows");
     o.progress = on_progress;
     o.throttle = on_throttle;
     o.payload = &ps;
@@ -438,11 +394,8 @@ int cmd_backfill(dwctl *c)
     memset(&p, 0, sizeof p);
     int rc = dw_backfill(&p, h, &o);
     restore_interrupts(old);
-    if (ps.out && ps.tty && ps.drawn) {
-        if (rc == DW_OK)
-            draw_bar(ps.out, &p);
-        fputc('\n', ps.out);
-    }
+    progress_view end = backfill_view(&p);
+    progress_end(&ps, rc == DW_OK ? &end : NULL);
     const char *name = dw_name(h);
     /* No batch ran: it had finished before (a backfill is done once). */
     int before = rc == DW_OK && !ps.drawn;
@@ -490,12 +443,14 @@ typedef struct verify_report {
     int json;
     sqlite3_str *json_items;
     int n;
+    progress *bar;
 } verify_report;
 
 static void on_divergence(const dw_mismatch *m, void *payload)
 {
     verify_report *r = payload;
     if (!r->json) {
+        progress_clear(r->bar);
         printf("  %s %s", m->key, kind_words(m->kind));
         for (int i = 0; i < m->ndiffs; i++)
             printf("%s %s: %s -> %s", i ? "," : ":", m->diffs[i].column,
@@ -522,6 +477,13 @@ static void on_divergence(const dw_mismatch *m, void *payload)
     sqlite3_str_appendall(o, "]}");
 }
 
+static void on_verify_progress(const dw_verify_progress *p, void *payload)
+{
+    progress_view v = {p->keys, p->keys_total, p->keys_per_second,
+                       p->seconds_left, p->finished};
+    progress_show(payload, &v);
+}
+
 int cmd_verify(dwctl *c)
 {
     dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
@@ -529,7 +491,8 @@ int cmd_verify(dwctl *c)
     if (opt_int(c, "report", 0, 1000000, &report) != 0)
         return EXIT_USAGE;
     o.report_limit = report > 0 ? report : -1;
-    verify_report r = {c->json, sqlite3_str_new(NULL), 0};
+    progress ps;
+    verify_report r = {c->json, sqlite3_str_new(NULL), 0, &ps};
     o.fn = on_divergence;
     o.payload = &r;
     dw_migration *h = NULL;
@@ -538,9 +501,14 @@ int cmd_verify(dwctl *c)
         sqlite3_free(sqlite3_str_finish(r.json_items));
         return code;
     }
+    progress_start(&ps, c, "verify", dw_name(h), "keys");
+    /* Asked for only when shown: it costs a count of both sides. */
+    o.progress = ps.out ? on_verify_progress : NULL;
+    o.progress_payload = &ps;
     dw_verify_result v;
     memset(&v, 0, sizeof v);
     int rc = dw_verify(&v, h, &o);
+    progress_end(&ps, NULL);
     char *items = sqlite3_str_finish(r.json_items);
     if (rc == DW_OK && c->json) {
         json_out j;

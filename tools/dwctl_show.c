@@ -1,8 +1,16 @@
 /* dwctl's reading commands: list, status, history, mismatches. Each prints
  * text for people or, with --json, one JSON document for scripts. */
 #include <string.h>
+#include <time.h>
 
 #include "dwctl.h"
+
+static double now_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* Where one migration stands, read once and shown by list and status. */
 typedef struct standing {
@@ -62,7 +70,57 @@ static const char *backfill_state(const dw_backfill_progress *b)
         return "not started";
     if (b->stale)
         return "stale";
-    return b->finished ? "finished" : "running";
+    if (b->finished)
+        return "finished";
+    return b->activity == DW_BACKFILL_RUNNING ? "running" : "stopped";
+}
+
+static const char *activity_name(int activity)
+{
+    return activity == DW_BACKFILL_RUNNING   ? "running"
+           : activity == DW_BACKFILL_STOPPED ? "stopped"
+           : activity == DW_BACKFILL_SILENT  ? "silent"
+                                             : "idle";
+}
+
+/* A span of seconds in words: "40 s", "12 min", "3.5 h", "2.0 days". */
+static char *span_text(double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    if (seconds < 120)
+        return sqlite3_mprintf("%.0f s", seconds);
+    if (seconds < 120 * 60)
+        return sqlite3_mprintf("%.0f min", seconds / 60);
+    if (seconds < 48 * 3600)
+        return sqlite3_mprintf("%.1f h", seconds / 3600);
+    return sqlite3_mprintf("%.1f days", seconds / 86400);
+}
+
+/* Who runs a backfill under way, and whether it still does: "stopped
+ * 5 min ago (process 123 on web1 is gone)"; NULL when none is under
+ * way. */
+static char *runner_text(const dw_backfill_progress *b)
+{
+    if (b->activity == DW_BACKFILL_IDLE || b->finished || b->stale)
+        return NULL;
+    char *ago = span_text(now_wall() - b->last_progress);
+    char *who = b->runner_pid
+                    ? sqlite3_mprintf("process %lld on %s",
+                                      (long long)b->runner_pid,
+                                      b->runner_host[0] ? b->runner_host
+                                                        : "an unnamed host")
+                    : sqlite3_mprintf("a process not recorded");
+    char *text = NULL;
+    if (ago && who && b->activity == DW_BACKFILL_STOPPED)
+        text = sqlite3_mprintf("stopped %s ago (%s is gone)", ago, who);
+    else if (ago && who && b->activity == DW_BACKFILL_SILENT)
+        text = sqlite3_mprintf("stopped: no batch for %s (%s)", ago, who);
+    else if (ago && who)
+        text = sqlite3_mprintf("running (%s; last batch %s ago)", who, ago);
+    sqlite3_free(ago);
+    sqlite3_free(who);
+    return text;
 }
 
 static double percent_done(const dw_backfill_progress *b)
@@ -92,8 +150,14 @@ static char *health(const standing *s)
     if (s->repair_queue)
         NOTE("%lld keys queued for repair", (long long)s->repair_queue);
     if (s->backfill.source != DW_SIDE_NONE && !s->backfill.finished &&
-        !s->backfill.stale)
-        NOTE("backfill at %.1f%%", percent_done(&s->backfill));
+        !s->backfill.stale) {
+        char *runner = s->backfill.activity == DW_BACKFILL_RUNNING
+                           ? NULL
+                           : runner_text(&s->backfill);
+        NOTE("backfill at %.1f%%%s%s", percent_done(&s->backfill),
+             runner ? ", " : "", runner ? runner : "");
+        sqlite3_free(runner);
+    }
     if (s->contracted)
         NOTE("old model dropped (contracted)");
     if (s->callbacks)
@@ -120,6 +184,15 @@ static void json_backfill(json_out *j, const dw_backfill_progress *b)
     json_int(j, "batches", b->batches);
     json_bool(j, "finished", b->finished);
     json_bool(j, "stale", b->stale);
+    json_object(j, "runner");
+    json_str(j, "activity", activity_name(b->activity));
+    if (b->runner_pid)
+        json_int(j, "pid", b->runner_pid);
+    else
+        json_null(j, "pid");
+    json_str(j, "host", b->runner_host[0] ? b->runner_host : NULL);
+    json_num(j, "last_progress", b->last_progress);
+    json_end(j, '}');
     json_end(j, '}');
 }
 
@@ -170,8 +243,10 @@ static int list_one(const dw_stored_migration *m, void *payload)
         char *msg = sqlite3_mprintf("%s: %s", m->name,
                                     err ? err : dw_errmsg(h));
         int code = fail(rc, msg);
+        /* The listing itself was not refused: a stored spec the schema no
+         * longer fits is a failure here, not a refusal. */
         if (ls->code == EXIT_DONE)
-            ls->code = code;
+            ls->code = code == EXIT_USAGE ? EXIT_ERROR : code;
         line = sqlite3_mprintf("cannot open: %s", err ? err : dw_errmsg(h));
         sqlite3_free(msg);
         standing_free(&s);
@@ -528,16 +603,19 @@ static int print_status(dwctl *c, dw_migration *h, const found_spec *f,
     sqlite3_free(new_side);
     print_routing(s);
     const dw_backfill_progress *b = &s->backfill;
+    char *runner = runner_text(b);
     if (b->source == DW_SIDE_NONE)
         printf("backfill    not started\n");
     else
         printf("backfill    %s, %s to %s: %lld of %lld rows (%.1f%%), %lld "
                "written, %lld deleted, %lld batches\n",
-               backfill_state(b), b->source == DW_SIDE_OLD ? "old" : "new",
+               runner ? runner : backfill_state(b),
+               b->source == DW_SIDE_OLD ? "old" : "new",
                b->target == DW_SIDE_OLD ? "old" : "new",
                (long long)b->rows_done, (long long)b->rows_total,
                percent_done(b), (long long)b->rows_written,
                (long long)b->rows_deleted, (long long)b->batches);
+    sqlite3_free(runner);
     const dw_verify_result *v = &s->verify;
     if (!v->run_id)
         printf("verify      never run\n");
@@ -739,6 +817,7 @@ int cmd_mismatches(dwctl *c)
         return code;
     int64_t entries = 0, dropped = 0;
     int rc = dw_mismatch_log_count(&entries, &dropped, h);
+    int clear = opt_given(c, "clear");
     if (rc == DW_OK && c->json) {
         json_out j;
         json_start(&j);
@@ -756,14 +835,15 @@ int cmd_mismatches(dwctl *c)
                dw_name(h), (long long)entries, (long long)dropped);
         rc = dw_mismatch_log(h, limit, print_mismatch_line, NULL);
     }
-    if (rc == DW_OK && opt_given(c, "clear")) {
+    if (rc == DW_OK && clear) {
         rc = dw_mismatch_log_clear(h);
         if (rc == DW_OK && !c->json)
             printf("%s: the mismatch log is cleared\n", dw_name(h));
     }
     code = fail_h(rc, h);
     dw_close(h);
-    if (code == EXIT_DONE && entries > 0)
+    /* Cleared as asked: nothing is left logged to report. */
+    if (code == EXIT_DONE && entries > 0 && !clear)
         code = EXIT_DIVERGED;
     return code;
 }
