@@ -1567,6 +1567,7 @@ static void test_remove_old_state(void **state)
     dw_close(json_ok(t.db, "items", items_spec, 0));
     exec_ok(t.db, "ALTER TABLE dw_backfill DROP COLUMN runner_pid;"
                   "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
+                  "ALTER TABLE dw_migrations DROP COLUMN mismatch_entries;"
                   "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
     remove_refused(t.db, "items", 0, DW_EMISUSE, "dw_open_stored()");
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
