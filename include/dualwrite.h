@@ -121,10 +121,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define DW_VERSION_MAJOR 0
-#define DW_VERSION_MINOR 3
+#define DW_VERSION_MINOR 4
 #define DW_VERSION_PATCH 0
 /** The version this header belongs to, as text. */
-#define DW_VERSION "0.3.0"
+#define DW_VERSION "0.4.0"
 /** MAJOR * 1000000 + MINOR * 1000 + PATCH. */
 #define DW_VERSION_NUMBER                                                      \
     (DW_VERSION_MAJOR * 1000000 + DW_VERSION_MINOR * 1000 + DW_VERSION_PATCH)
