@@ -1709,8 +1709,9 @@ typedef struct dw_routing {
      *  to a function SQLite does not know as deterministic (random(),
      *  randomblob(), changes(), last_insert_rowid(), CURRENT_TIMESTAMP, an
      *  application function registered without SQLITE_DETERMINISTIC) and
-     *  a date or time function given 'now', naming it. A key with no old
-     *  row is not in the cohort. */
+     *  a date or time function given 'now' or no time value (julianday(),
+     *  strftime('%s')), naming it. A key with no old row is not in the
+     *  cohort. */
     const char *canary_cohort;
     /** The effective stage of keys in the canary. */
     int canary_stage;

@@ -222,16 +222,20 @@ static int cohort_form_ok(dw_migration *h, const char *pred, int keyed)
     return result;
 }
 
-/* The date and time functions: deterministic unless given 'now'. */
-static int clock_function(const char *name, size_t n)
+/* Whether a call is to a date and time function reading the clock: given
+ * 'now', or no time value at all, which means now (strftime's first
+ * argument is its format). */
+static int reads_clock(const char *name, size_t n, const char *args)
 {
-    static const char *const names[] = {"date",      "time",     "datetime",
-                                        "julianday", "unixepoch", "strftime",
+    static const char *const names[] = {"strftime", "date",     "time",
+                                        "datetime", "julianday", "unixepoch",
                                         "timediff"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (n == strlen(names[i]) &&
-            sqlite3_strnicmp(name, names[i], (int)n) == 0)
-            return 1;
+            sqlite3_strnicmp(name, names[i], (int)n) == 0) {
+            int now, count = dw_sql_call_args(args, "now", &now);
+            return now || count < (i == 0 ? 2 : 1);
+        }
     return 0;
 }
 
@@ -244,8 +248,8 @@ typedef struct call_check {
 /* Refuses a call to a function that SQLite does not know as
  * deterministic (every overload of it): random(), changes(),
  * current_timestamp, an application function registered without
- * SQLITE_DETERMINISTIC; and a date or time function given 'now'. Names
- * that are no function (IN, CAST) pass. */
+ * SQLITE_DETERMINISTIC; and a date or time function given 'now' or no
+ * time value. Names that are no function (IN, CAST) pass. */
 static int deterministic_call(const char *name, size_t n, const char *args,
                               void *arg)
 {
@@ -264,12 +268,12 @@ static int deterministic_call(const char *name, size_t n, const char *args,
                           "deterministic; a cohort must depend on the old "
                           "row alone",
                           (int)n, name);
-    else if (clock_function(name, n) &&
-             sqlite3_strnicmp(dw_sql_skip_space(args), "'now'", 5) == 0)
+    else if (reads_clock(name, n, args))
         c->rc = dw__error(c->h, DW_EMISUSE, DW_SIDE_OLD,
-                          "the cohort predicate calls %.*s('now'), which "
-                          "is the time, not the row; a cohort must depend "
-                          "on the old row alone",
+                          "the cohort predicate calls %.*s('now') (given, "
+                          "or meant by a missing time value), which is the "
+                          "time, not the row; a cohort must depend on the "
+                          "old row alone",
                           (int)n, name);
     return c->rc != DW_OK;
 }

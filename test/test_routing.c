@@ -1880,6 +1880,60 @@ static void test_cohort_refuses_non_deterministic(void **state)
                                DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0, NULL));
 }
 
+/* Calls that read the clock or chance however they are spelled: no
+ * argument (the date functions then mean now), 'now' past the first
+ * argument, comments or quotes between the name and its '('. Columns and
+ * strings that merely say "random" or "now" pass. */
+static void test_cohort_refuses_hidden_clocks(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
+    int wrong = 0;
+    static const char *const refused[] = {
+        "julianday() > id",
+        "date() > org",
+        "time() <> org",
+        "datetime() > org",
+        "unixepoch() > id",
+        "strftime('%Y') > org",
+        "strftime('%s', 'now') > id",
+        "strftime('%s','NOW') > id",
+        "date(name, 'start of day') < date('2020-01-01') OR "
+        "datetime(  'Now', '+1 day') > org",
+        "random /* why not */ () > 0",
+        "random -- a comment\n () > 0",
+        "[random]() > 0",
+        "`random`() > 0",
+        "abs ( random ( ) ) % 2 = 0",
+        "id IN (SELECT random())",
+        "sum(id) OVER () > 3",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        int rc = set_canary(h, 0, refused[i], DW_STAGE_SHADOW,
+                            DW_PROMOTE_NONE, 0, "try");
+        if (rc != DW_EMISUSE)
+            print_error("not refused: %s\n", refused[i]);
+        wrong += rc != DW_EMISUSE;
+    }
+    assert_int_equal(wrong, 0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
+                                        "WHERE canary_cohort IS NOT NULL"),
+                     0);
+    static const char *const passed[] = {
+        "name <> 'random()' AND org <> 'now'",
+        "date(name) <> 'now' AND strftime('%Y', name) > '2000'",
+        "/* random() */ id > 2 -- date('now')\n",
+    };
+    for (size_t i = 0; i < sizeof passed / sizeof *passed; i++) {
+        int rc = set_canary(h, 0, passed[i], DW_STAGE_SHADOW,
+                            DW_PROMOTE_NONE, 0, "try");
+        if (rc != DW_OK)
+            print_error("refused: %s: %s\n", passed[i], dw_errmsg(h));
+        wrong += rc != DW_OK;
+    }
+    assert_int_equal(wrong, 0);
+}
+
 /* dw_routing_get() hands out the handle's own cohort string; passing the
  * struct back while the stored routing changes under it must not read
  * freed memory (ASan and valgrind watch this test). */
@@ -2569,6 +2623,7 @@ int main(void)
         T(test_canary_rollback_gated),
         T(test_get_modify_set),
         T(test_cohort_refuses_non_deterministic),
+        T(test_cohort_refuses_hidden_clocks),
         T(test_cohort_row_alone_and_mirror),
         T(test_setup_sql_before_routed_writes),
         T(test_routing_count),
