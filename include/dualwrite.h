@@ -1153,7 +1153,12 @@ DW_API int dw_mismatch_log(dw_migration *h, int limit,
                            dw_mismatch_entry_fn fn, void *payload);
 
 /** Counts of the log: distinct entries kept, and new entries dropped because
- *  the cap was reached. Either out pointer may be NULL. */
+ *  the cap was reached. Either out pointer may be NULL. DW_ECORRUPT when
+ *  the entry count the cap is checked against (kept in dw_migrations)
+ *  disagrees with the entries stored, or is below zero: edited by hand.
+ *  While it is, the cap still holds (a new entry is counted as dropped
+ *  when the kept count is not below the cap); dw_mismatch_log_clear()
+ *  repairs it. */
 DW_API int dw_mismatch_log_count(int64_t *entries, int64_t *dropped,
                                  dw_migration *h);
 
