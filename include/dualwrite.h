@@ -667,7 +667,8 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *  during the callback. */
 typedef struct dw_stored_migration {
     const char *name;
-    /** A dw_stage. */
+    /** A dw_stage; -1 when the stored stage is no stage (edited by
+     *  hand: dw_open_stored() on it says what is damaged). */
     int stage;
     /** The stored spec as JSON (the format dw_open_json() reads). */
     const char *spec;

@@ -358,6 +358,90 @@ static void test_forged_backfill_state_at_the_gate(void **state)
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
+/* The backfill's counters, below zero or not numbers, are not reported as
+ * progress. */
+static void test_forged_backfill_counters(void **state)
+{
+    fixture *f = *state;
+    backfill_first_batch(f);
+    static const struct {
+        const char *set, *shown;
+    } forged[] = {
+        {"rows_done = -3", "column rows_done holds -3"},
+        {"rows_total = 'many'", "column rows_total holds the text 'many'"},
+        {"batches = 1.5", "column batches holds the real 1.5"},
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_backfill SET %s", forged[i].set);
+        exec_ok(f->other, sql);
+        dw_backfill_progress p;
+        assert_damaged(f->h, dw_backfill_status(&p, f->h),
+                       "table dw_backfill, row with migration_id 1",
+                       forged[i].shown);
+        assert_damaged(f->h, dw_backfill(NULL, f->h, NULL),
+                       "table dw_backfill", forged[i].shown);
+        exec_ok(f->other, "UPDATE dw_backfill SET rows_done = 5, "
+                          "rows_total = 20, batches = 1");
+    }
+    assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
+}
+
+/* The gate counts verifications after the backfill's verify_after; one
+ * that is not a run id would let a verification older than the backfill
+ * open it. */
+static void test_forged_verify_after(void **state)
+{
+    fixture *f = *state;
+    backfill_and_verify(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "go", 0));
+    static const char *const forged[] = {"'x'", "-1", "0.5"};
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_backfill SET verify_after = %s",
+                 forged[i]);
+        exec_ok(f->other, sql);
+        assert_damaged(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0),
+                       "table dw_backfill, row with migration_id 1",
+                       "column verify_after holds");
+        int stage = -1;
+        assert_dw_ok(f->h, dw_stage_get(&stage, f->h));
+        assert_int_equal(stage, DW_STAGE_SHADOW);
+    }
+    exec_ok(f->other, "UPDATE dw_backfill SET verify_after = 0");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0));
+}
+
+/* dw_list() never hands out a damaged stage as a stage: -1. */
+static int note_stage(const dw_stored_migration *m, void *payload)
+{
+    *(int *)payload = m->stage;
+    return 0;
+}
+
+static void test_list_damaged_stage(void **state)
+{
+    fixture *f = *state;
+    static const char *const forged[] = {"'LIVE'", "2.5", "x'03'", "99",
+                                         "-4"};
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_migrations SET stage = %s",
+                 forged[i]);
+        exec_ok(f->other, sql);
+        int stage = 42;
+        char *err = NULL;
+        assert_int_equal(dw_list(f->t.db, note_stage, &stage, &err), DW_OK);
+        if (stage != -1)
+            print_error("stage %s listed as %d\n", forged[i], stage);
+        assert_int_equal(stage, -1);
+    }
+    exec_ok(f->other, "UPDATE dw_migrations SET stage = 2");
+    int stage = 42;
+    assert_int_equal(dw_list(f->t.db, note_stage, &stage, NULL), DW_OK);
+    assert_int_equal(stage, DW_STAGE_SHADOW);
+}
+
 /* ---- the stored spec ------------------------------------------------------------- */
 
 static int count_listed(const dw_stored_migration *m, void *payload)
@@ -406,6 +490,9 @@ int main(void)
         T(test_redefined_migration_starts_clean),
         T(test_forged_backfill_cursor),
         T(test_forged_backfill_state_at_the_gate),
+        T(test_forged_backfill_counters),
+        T(test_forged_verify_after),
+        T(test_list_damaged_stage),
         T(test_damaged_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
