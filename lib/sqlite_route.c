@@ -295,7 +295,9 @@ static int cohort_deterministic(dw_migration *h, const char *pred)
     return c.rc;
 }
 
-int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+/* The checks on the predicate's text, given or stored: one expression, no
+ * subquery, deterministic calls. */
+static int cohort_text_ok(dw_migration *h, const char *pred)
 {
     if (!dw_sql_balanced(pred))
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
@@ -308,14 +310,38 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
                          "the cohort predicate must depend on the old row "
                          "alone: no subqueries");
-    int rc = cohort_form_ok(h, pred, 0);
-    if (rc == DW_OK)
-        rc = cohort_form_ok(h, pred, 1);
-    return rc == DW_OK ? cohort_deterministic(h, pred) : rc;
+    return cohort_deterministic(h, pred);
 }
 
-/* The keyed cohort statement for the handle's predicate, rebuilt when the
- * stored predicate changed. */
+int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+{
+    int rc = cohort_text_ok(h, pred);
+    if (rc == DW_OK)
+        rc = cohort_form_ok(h, pred, 0);
+    return rc == DW_OK ? cohort_form_ok(h, pred, 1) : rc;
+}
+
+/* A stored predicate that dw_routing_set() refuses was written by a hand:
+ * h's refusal, told as damage. */
+static sqlite3_stmt *stored_cohort_refused(dw_migration *h)
+{
+    if (h->errcode != DW_EMISUSE)
+        return NULL;
+    char *why = sqlite3_mprintf("%s", dw_errmsg(h));
+    state_row at = {"dw_migrations", "id", h->id, NULL};
+    if (why)
+        dw__damaged(h, &at,
+                    "column canary_cohort holds a predicate dw_routing_set() "
+                    "refuses (%s)",
+                    why);
+    else
+        dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    sqlite3_free(why);
+    return NULL;
+}
+
+/* The keyed cohort statement for the handle's predicate, rebuilt (its text
+ * checked again) when the stored predicate changed. */
 static sqlite3_stmt *cohort_stmt(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
@@ -325,6 +351,9 @@ static sqlite3_stmt *cohort_stmt(dw_migration *h)
     sqlite3_finalize(bk->cohort);
     bk->cohort = NULL;
     dw__free(bk->cohort_pred);
+    bk->cohort_pred = NULL;
+    if (cohort_text_ok(h, pred) != DW_OK)
+        return stored_cohort_refused(h);
     bk->cohort_pred = dw__strdup(pred);
     char *sql = cohort_sql(h, pred, 1);
     if (!bk->cohort_pred || !sql) {

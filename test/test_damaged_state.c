@@ -185,6 +185,40 @@ static void test_forged_routing(void **state)
     }
 }
 
+/* A stored cohort that dw_routing_set() would refuse (a chance or clock
+ * call, a subquery, text that closes its parenthesis) is damage, not a
+ * cohort: keys would move without a write. */
+static void test_forged_cohort(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *cohort, *shown;
+    } forged[] = {
+        {"random() % 2 = 0", "random()"},
+        {"julianday() > id", "julianday('now')"},
+        {"id IN (SELECT id FROM items_v2)", "no subqueries"},
+        {"1\n) OR (1", "parentheses do not balance"},
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(f->other,
+                                            "UPDATE dw_migrations SET "
+                                            "canary_cohort = ?1, "
+                                            "canary_stage = 2",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, forged[i].cohort, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        assert_damaged(f->h, read_key(f->h, 1),
+                       "table dw_migrations, row with id 1",
+                       "column canary_cohort");
+        assert_msg_has(f->h, forged[i].shown);
+    }
+    exec_ok(f->other, "UPDATE dw_migrations SET canary_cohort = 'id = 1'");
+    assert_dw_ok(f->h, read_key(f->h, 1));
+}
+
 /* ---- overrides ------------------------------------------------------------------ */
 
 static int count_override(const dw_override_entry *e, void *payload)
@@ -485,6 +519,7 @@ int main(void)
         T(test_forged_stage),
         T(test_forged_history),
         T(test_forged_routing),
+        T(test_forged_cohort),
         T(test_forged_override),
         T(test_override_count_disagrees),
         T(test_redefined_migration_starts_clean),
