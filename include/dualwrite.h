@@ -178,7 +178,9 @@ typedef enum dw_result {
     DW_EGATE = -11,
     /** The library's stored state is damaged: a value no operation of the
      *  library writes (a stage outside 0 to 5 or not a number, a routing
-     *  setting out of range, an override count that disagrees with the
+     *  setting out of range, a cohort dw_routing_set() would refuse, a
+     *  mismatch log entry count that disagrees with the log (told by
+     *  dw_mismatch_log_count()), an override count that disagrees with the
      *  overrides stored, a backfill cursor that is not a key of the
      *  migration or lies past its end, a stored spec that does not parse or
      *  does not match its digest). dw_errmsg() names the table and the row.

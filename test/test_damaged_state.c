@@ -476,6 +476,38 @@ static void test_list_damaged_stage(void **state)
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
+/* A verification made under the spec before a redefinition does not open
+ * the gate for the new one: the redefinition marks the backfill stale, and
+ * the next backfill counts only verifications after it. */
+static void test_redefinition_forgets_verification(void **state)
+{
+    fixture *f = *state;
+    backfill_and_verify(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "go", 0));
+    dw_close(f->h);
+    f->h = NULL;
+    static const dw_column_map up2[] = {{"title", "lower(name)"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "items_v2";
+    o.old_side.table = "items";
+    o.old_side.key_columns = key_cols;
+    o.old_side.nkey_columns = 1;
+    o.new_side.table = "items_v2";
+    o.new_side.key_columns = key_cols;
+    o.new_side.nkey_columns = 1;
+    o.up = up2;
+    o.nup = 1;
+    o.down = down;
+    o.ndown = 1;
+    o.flags = DW_OPEN_REDEFINE;
+    o.reason = "lower case";
+    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
+    assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
+    assert_msg_has(f->h, "no verification");
+}
+
 /* ---- the stored spec ------------------------------------------------------------- */
 
 static int count_listed(const dw_stored_migration *m, void *payload)
@@ -527,6 +559,7 @@ int main(void)
         T(test_forged_backfill_state_at_the_gate),
         T(test_forged_backfill_counters),
         T(test_forged_verify_after),
+        T(test_redefinition_forgets_verification),
         T(test_list_damaged_stage),
         T(test_damaged_spec),
     };

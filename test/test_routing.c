@@ -1919,7 +1919,13 @@ static void test_cohort_refuses_hidden_clocks(void **state)
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
                                         "WHERE canary_cohort IS NOT NULL"),
                      0);
+    assert_int_equal(sqlite3_create_function(f->t.db, "app_same", 1,
+                                             SQLITE_UTF8 |
+                                                 SQLITE_DETERMINISTIC,
+                                             NULL, app_flip, NULL, NULL),
+                     SQLITE_OK);
     static const char *const passed[] = {
+        "app_same(id) = 1",
         "name <> 'random()' AND org <> 'now'",
         "date(name) <> 'now' AND strftime('%Y', name) > '2000'",
         "/* random() */ id > 2 -- date('now')\n",
