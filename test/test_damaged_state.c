@@ -18,9 +18,14 @@ typedef struct fixture {
     dw_migration *h;
 } fixture;
 
-static int open_items(dw_migration **h, sqlite3 *db, char **err)
+/* The migration with an up mapping and open flags. */
+static int open_items_with(dw_migration **h, sqlite3 *db,
+                           const dw_column_map *up_map, unsigned int flags,
+                           char **err)
 {
     dw_options o = DW_OPTIONS_INIT;
+    o.flags = flags;
+    o.reason = flags ? "redefined" : NULL;
     o.name = "items_v2";
     o.old_side.table = "items";
     o.old_side.key_columns = key_cols;
@@ -28,11 +33,16 @@ static int open_items(dw_migration **h, sqlite3 *db, char **err)
     o.new_side.table = "items_v2";
     o.new_side.key_columns = key_cols;
     o.new_side.nkey_columns = 1;
-    o.up = up;
+    o.up = up_map;
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
     return dw_open(h, db, &o, err);
+}
+
+static int open_items(dw_migration **h, sqlite3 *db, char **err)
+{
+    return open_items_with(h, db, up, 0, err);
 }
 
 static int setup(void **state)
@@ -487,21 +497,9 @@ static void test_redefinition_forgets_verification(void **state)
     dw_close(f->h);
     f->h = NULL;
     static const dw_column_map up2[] = {{"title", "lower(name)"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
-    o.up = up2;
-    o.nup = 1;
-    o.down = down;
-    o.ndown = 1;
-    o.flags = DW_OPEN_REDEFINE;
-    o.reason = "lower case";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    assert_int_equal(open_items_with(&f->h, f->t.db, up2, DW_OPEN_REDEFINE,
+                                     NULL),
+                     DW_OK);
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
     assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
