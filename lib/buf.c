@@ -258,6 +258,7 @@ static int literal_argument(const char *p, const char *word)
 int dw_sql_call_args(const char *args, const char *word, int *has_word)
 {
     const char *p = dw_sql_skip_space(args);
+    *has_word = 0;
     if (*p == ')')
         return 0;
     int count = 1, depth = 0;
