@@ -702,7 +702,8 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  * tables has no migrations: DW_OK without a call, and nothing is created.
  * Stops early (returning DW_OK) when fn returns non-zero. A migration whose
  * stored spec is damaged (not JSON) is listed all the same, with
- * `callbacks` 0; dw_open_stored() on it says what is damaged.
+ * `callbacks` 0, and one whose stored stage is no stage with `stage` -1;
+ * dw_open_stored() on it says what is damaged.
  *
  * @param db      the connection; borrowed. Must not be NULL.
  * @param fn      called for each migration; must not be NULL.
