@@ -181,7 +181,9 @@ typedef enum dw_result {
     DW_EGATE = -11,
     /** The library's stored state is damaged: a value no operation of the
      *  library writes (a stage outside 0 to 5 or not a number, a routing
-     *  setting out of range, an override count that disagrees with the
+     *  setting out of range, a cohort dw_routing_set() would refuse, a
+     *  mismatch log entry count that disagrees with the log (told by
+     *  dw_mismatch_log_count()), an override count that disagrees with the
      *  overrides stored, a backfill cursor that is not a key of the
      *  migration or lies past its end, a stored spec that does not parse or
      *  does not match its digest). dw_errmsg() names the table and the row.
@@ -708,7 +710,8 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *  during the callback. */
 typedef struct dw_stored_migration {
     const char *name;
-    /** A dw_stage. */
+    /** A dw_stage; -1 when the stored stage is no stage (edited by
+     *  hand: dw_open_stored() on it says what is damaged). */
     int stage;
     /** The stored spec as JSON (the format dw_open_json() reads). */
     const char *spec;
@@ -740,7 +743,8 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  * tables has no migrations: DW_OK without a call, and nothing is created.
  * Stops early (returning DW_OK) when fn returns non-zero. A migration whose
  * stored spec is damaged (not JSON) is listed all the same, with
- * `callbacks` 0; dw_open_stored() on it says what is damaged.
+ * `callbacks` 0, and one whose stored stage is no stage with `stage` -1;
+ * dw_open_stored() on it says what is damaged.
  *
  * @param db      the connection; borrowed. Must not be NULL.
  * @param fn      called for each migration; must not be NULL.
@@ -1244,7 +1248,12 @@ DW_API int dw_mismatch_log(dw_migration *h, int limit,
                            dw_mismatch_entry_fn fn, void *payload);
 
 /** Counts of the log: distinct entries kept, and new entries dropped because
- *  the cap was reached. Either out pointer may be NULL. */
+ *  the cap was reached. Either out pointer may be NULL. DW_ECORRUPT when
+ *  the entry count the cap is checked against (kept in dw_migrations)
+ *  disagrees with the entries stored, or is below zero: edited by hand.
+ *  While it is, the cap still holds (a new entry is counted as dropped
+ *  when the kept count is not below the cap); dw_mismatch_log_clear()
+ *  repairs it. */
 DW_API int dw_mismatch_log_count(int64_t *entries, int64_t *dropped,
                                  dw_migration *h);
 
@@ -1891,8 +1900,9 @@ typedef struct dw_routing {
      *  to a function SQLite does not know as deterministic (random(),
      *  randomblob(), changes(), last_insert_rowid(), CURRENT_TIMESTAMP, an
      *  application function registered without SQLITE_DETERMINISTIC) and
-     *  a date or time function given 'now', naming it. A key with no old
-     *  row is not in the cohort. */
+     *  a date or time function given 'now' or no time value (julianday(),
+     *  strftime('%s')), naming it. A key with no old row is not in the
+     *  cohort. */
     const char *canary_cohort;
     /** The effective stage of keys in the canary. */
     int canary_stage;

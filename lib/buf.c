@@ -240,6 +240,45 @@ int dw_sql_each_call(const char *sql, dw_call_fn fn, void *arg)
     return 0;
 }
 
+/* Whether a string literal equal to `word` (any case) starts at p and is
+ * a whole argument: a ',' or ')' follows it. */
+static int literal_argument(const char *p, const char *word)
+{
+    size_t n = strlen(word);
+    int closed;
+    if (*p != '\'')
+        return 0;
+    const char *q = span_end(p, &closed);
+    char next = *dw_sql_skip_space(q);
+    return closed && (size_t)(q - p) == n + 2 &&
+           sqlite3_strnicmp(p + 1, word, (int)n) == 0 &&
+           (next == ',' || next == ')');
+}
+
+int dw_sql_call_args(const char *args, const char *word, int *has_word)
+{
+    const char *p = dw_sql_skip_space(args);
+    *has_word = 0;
+    if (*p == ')')
+        return 0;
+    int count = 1, depth = 0;
+    *has_word = literal_argument(p, word);
+    while (*p && !(*p == ')' && depth == 0)) {
+        if (span_start(p)) {
+            int closed;
+            p = span_end(p, &closed);
+            continue;
+        }
+        depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+        if (*p++ == ',' && depth == 0) {
+            p = dw_sql_skip_space(p);
+            count++;
+            *has_word |= literal_argument(p, word);
+        }
+    }
+    return count;
+}
+
 int dw_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;

@@ -66,6 +66,10 @@ int dw_utf8_valid(const char *s, size_t n);
 typedef int (*dw_call_fn)(const char *name, size_t n, const char *args,
                           void *arg);
 int dw_sql_each_call(const char *sql, dw_call_fn fn, void *arg);
+/* The number of arguments of a call whose list starts at args (past its
+ * '('; up to the matching ')'), and in *has_word whether one of them is,
+ * whole, a string literal equal to word in any case ('now'). */
+int dw_sql_call_args(const char *args, const char *word, int *has_word);
 /* 1 when the keyword appears in SQL text outside quotes and comments. */
 int dw_sql_has_word(const char *sql, const char *word);
 /* 1 when the name appears in SQL text as an identifier, bare or quoted

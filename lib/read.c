@@ -426,6 +426,15 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     read_done d = {0};
     if (rc == DW_OK)
         rc = make_plan(h, &c, stage, sample, &p);
+    if (rc != DW_OK && guessed) {
+        /* The guess may be why: a stale routing (a cohort since repaired)
+         * would fail every read. Plan again from the stored state. */
+        guessed = 0;
+        h->stage_cached = 0;
+        dw__clear_error(h);
+        if ((rc = dw__stage_current(h, &stage)) == DW_OK)
+            rc = make_plan(h, &c, stage, sample, &p);
+    }
     if (rc != DW_OK)
         return dw__rollback(h, scope, rc);
     run_plan(h, &c, &p, out, &d);

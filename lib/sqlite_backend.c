@@ -57,8 +57,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_LOG_INSERT] =
         "INSERT INTO dw_mismatch_log(migration_id, key, digest, kind, detail, "
         "count, first_seen, last_seen) SELECT ?1, ?2, ?3, ?5, ?6, 1, ?4, ?4 "
-        "WHERE (SELECT mismatch_entries FROM dw_migrations WHERE id = ?1) "
-        "< ?7",
+        "WHERE (SELECT mismatch_entries BETWEEN 0 AND ?7 - 1 FROM "
+        "dw_migrations WHERE id = ?1)",
     [ST_LOG_ADDED] = "UPDATE dw_migrations SET mismatch_entries = "
                      "mismatch_entries + 1 WHERE id = ?1",
     [ST_LOG_DROPPED] = "UPDATE dw_migrations SET mismatch_dropped = "
@@ -69,7 +69,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
         "ORDER BY last_seen DESC, key LIMIT ?2",
     [ST_LOG_COUNT] =
         "SELECT (SELECT count(*) FROM dw_mismatch_log WHERE migration_id = "
-        "?1), mismatch_dropped FROM dw_migrations WHERE id = ?1",
+        "?1), mismatch_dropped, mismatch_entries FROM dw_migrations "
+        "WHERE id = ?1",
     [ST_LOG_CLEAR] = "DELETE FROM dw_mismatch_log WHERE migration_id = ?1",
     [ST_LOG_CLEAR_DROPPED] =
         "UPDATE dw_migrations SET mismatch_dropped = 0, mismatch_entries = 0 "

@@ -222,16 +222,20 @@ static int cohort_form_ok(dw_migration *h, const char *pred, int keyed)
     return result;
 }
 
-/* The date and time functions: deterministic unless given 'now'. */
-static int clock_function(const char *name, size_t n)
+/* Whether a call is to a date and time function reading the clock: given
+ * 'now', or no time value at all, which means now (strftime's first
+ * argument is its format). */
+static int reads_clock(const char *name, size_t n, const char *args)
 {
-    static const char *const names[] = {"date",      "time",     "datetime",
-                                        "julianday", "unixepoch", "strftime",
+    static const char *const names[] = {"strftime", "date",     "time",
+                                        "datetime", "julianday", "unixepoch",
                                         "timediff"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (n == strlen(names[i]) &&
-            sqlite3_strnicmp(name, names[i], (int)n) == 0)
-            return 1;
+            sqlite3_strnicmp(name, names[i], (int)n) == 0) {
+            int now, count = dw_sql_call_args(args, "now", &now);
+            return now || count < (i == 0 ? 2 : 1);
+        }
     return 0;
 }
 
@@ -244,8 +248,8 @@ typedef struct call_check {
 /* Refuses a call to a function that SQLite does not know as
  * deterministic (every overload of it): random(), changes(),
  * current_timestamp, an application function registered without
- * SQLITE_DETERMINISTIC; and a date or time function given 'now'. Names
- * that are no function (IN, CAST) pass. */
+ * SQLITE_DETERMINISTIC; and a date or time function given 'now' or no
+ * time value. Names that are no function (IN, CAST) pass. */
 static int deterministic_call(const char *name, size_t n, const char *args,
                               void *arg)
 {
@@ -264,12 +268,12 @@ static int deterministic_call(const char *name, size_t n, const char *args,
                           "deterministic; a cohort must depend on the old "
                           "row alone",
                           (int)n, name);
-    else if (clock_function(name, n) &&
-             sqlite3_strnicmp(dw_sql_skip_space(args), "'now'", 5) == 0)
+    else if (reads_clock(name, n, args))
         c->rc = dw__error(c->h, DW_EMISUSE, DW_SIDE_OLD,
-                          "the cohort predicate calls %.*s('now'), which "
-                          "is the time, not the row; a cohort must depend "
-                          "on the old row alone",
+                          "the cohort predicate calls %.*s('now') (given, "
+                          "or meant by a missing time value), which is the "
+                          "time, not the row; a cohort must depend on the "
+                          "old row alone",
                           (int)n, name);
     return c->rc != DW_OK;
 }
@@ -291,7 +295,9 @@ static int cohort_deterministic(dw_migration *h, const char *pred)
     return c.rc;
 }
 
-int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+/* The checks on the predicate's text, given or stored: one expression, no
+ * subquery, deterministic calls. */
+static int cohort_text_ok(dw_migration *h, const char *pred)
 {
     if (!dw_sql_balanced(pred))
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
@@ -304,14 +310,38 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
         return dw__error(h, DW_EMISUSE, DW_SIDE_OLD,
                          "the cohort predicate must depend on the old row "
                          "alone: no subqueries");
-    int rc = cohort_form_ok(h, pred, 0);
-    if (rc == DW_OK)
-        rc = cohort_form_ok(h, pred, 1);
-    return rc == DW_OK ? cohort_deterministic(h, pred) : rc;
+    return cohort_deterministic(h, pred);
 }
 
-/* The keyed cohort statement for the handle's predicate, rebuilt when the
- * stored predicate changed. */
+int dw__sqlite_cohort_check(dw_migration *h, const char *pred)
+{
+    int rc = cohort_text_ok(h, pred);
+    if (rc == DW_OK)
+        rc = cohort_form_ok(h, pred, 0);
+    return rc == DW_OK ? cohort_form_ok(h, pred, 1) : rc;
+}
+
+/* A stored predicate that dw_routing_set() refuses was written by a hand:
+ * h's refusal, told as damage. */
+static sqlite3_stmt *stored_cohort_refused(dw_migration *h)
+{
+    if (h->errcode != DW_EMISUSE)
+        return NULL;
+    char *why = sqlite3_mprintf("%s", dw_errmsg(h));
+    state_row at = {"dw_migrations", "id", h->id, NULL};
+    if (why)
+        dw__damaged(h, &at,
+                    "column canary_cohort holds a predicate dw_routing_set() "
+                    "refuses (%s)",
+                    why);
+    else
+        dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    sqlite3_free(why);
+    return NULL;
+}
+
+/* The keyed cohort statement for the handle's predicate, rebuilt (its text
+ * checked again) when the stored predicate changed. */
 static sqlite3_stmt *cohort_stmt(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
@@ -321,6 +351,9 @@ static sqlite3_stmt *cohort_stmt(dw_migration *h)
     sqlite3_finalize(bk->cohort);
     bk->cohort = NULL;
     dw__free(bk->cohort_pred);
+    bk->cohort_pred = NULL;
+    if (cohort_text_ok(h, pred) != DW_OK)
+        return stored_cohort_refused(h);
     bk->cohort_pred = dw__strdup(pred);
     char *sql = cohort_sql(h, pred, 1);
     if (!bk->cohort_pred || !sql) {

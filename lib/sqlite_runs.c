@@ -130,6 +130,21 @@ static int cursor_ok(dw_migration *h, const dw_backfill_state *s)
     return rc;
 }
 
+/* The backfill's counters (columns 4 to 8), each a count: below zero or
+ * not a number is damage, not progress. */
+static int counters_loaded(dw_migration *h, sqlite3_stmt *st,
+                           dw_backfill_state *s)
+{
+    int64_t *const counters[] = {&s->rows_done, &s->rows_total,
+                                 &s->rows_written, &s->rows_deleted,
+                                 &s->batches};
+    state_row at = {"dw_backfill", "migration_id", h->id, NULL};
+    int rc = DW_OK;
+    for (int i = 0; rc == DW_OK && i < 5; i++)
+        rc = dw__column_int_in(h, st, 4 + i, 0, INT64_MAX, counters[i], &at);
+    return rc;
+}
+
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
 {
     memset(s, 0, sizeof *s);
@@ -145,11 +160,8 @@ int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *s)
         s->source = sqlite3_column_int(st, 1);
         s->cursor = column_dup(st, 2, &oom);
         s->end_key = column_dup(st, 3, &oom);
-        s->rows_done = sqlite3_column_int64(st, 4);
-        s->rows_total = sqlite3_column_int64(st, 5);
-        s->rows_written = sqlite3_column_int64(st, 6);
-        s->rows_deleted = sqlite3_column_int64(st, 7);
-        s->batches = sqlite3_column_int64(st, 8);
+        if (result == DW_OK)
+            result = counters_loaded(h, st, s);
         s->started = sqlite3_column_double(st, 9);
         s->updated = sqlite3_column_double(st, 10);
         s->runner_pid = sqlite3_column_int64(st, 11);
@@ -290,8 +302,10 @@ int dw__sqlite_gate_facts(dw_migration *h, dw_gate_facts *g)
     rc = sqlite3_step(st);
     int result = DW_OK;
     if (rc == SQLITE_ROW) {
+        state_row at = {"dw_backfill", "migration_id", h->id, NULL};
         result = bf_state_of(h, st, 0, &g->backfill);
-        after = sqlite3_column_int64(st, 1);
+        if (result == DW_OK)
+            result = dw__column_int_in(h, st, 1, 0, INT64_MAX, &after, &at);
         rc = SQLITE_DONE;
     }
     if (rc != SQLITE_DONE)

@@ -494,10 +494,42 @@ int dw__sqlite_log_list(dw_migration *h, int limit, dw_mismatch_entry_fn fn,
     return dw__end_listing(h, st, rc, "reading the mismatch log");
 }
 
+/* The log's counts from a row of ST_LOG_COUNT. The kept entry count that
+ * the cap reads must be the number of entries: one forged short would let
+ * the log pass its cap, one forged long drops what it has room for. */
+static int log_counts_checked(dw_migration *h, sqlite3_stmt *st,
+                              int64_t *entries, int64_t *dropped)
+{
+    state_row at = {"dw_migrations", "id", h->id, NULL};
+    int64_t kept;
+    *entries = sqlite3_column_int64(st, 0);
+    int rc = dw__column_int_in(h, st, 1, 0, INT64_MAX, dropped, &at);
+    if (rc == DW_OK)
+        rc = dw__column_int_in(h, st, 2, 0, INT64_MAX, &kept, &at);
+    if (rc == DW_OK && kept != *entries)
+        rc = dw__damaged(h, &at,
+                         "column mismatch_entries holds %lld, but table "
+                         "dw_mismatch_log holds %lld entries for it (clear "
+                         "the log to repair it)",
+                         (long long)kept, (long long)*entries);
+    return rc;
+}
+
 int dw__sqlite_log_count(dw_migration *h, int64_t *entries, int64_t *dropped)
 {
-    return query_ints(h, ST_LOG_COUNT, entries, dropped,
-                      "counting the mismatch log");
+    sqlite3_stmt *st = dw__stmt(h, ST_LOG_COUNT);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    int rc = sqlite3_step(st);
+    int result = rc == SQLITE_ROW
+                     ? log_counts_checked(h, st, entries, dropped)
+                     : dw__sqlite_error(h,
+                                        rc == SQLITE_DONE ? SQLITE_ERROR : rc,
+                                        DW_SIDE_NONE,
+                                        "counting the mismatch log");
+    sqlite3_reset(st);
+    return result;
 }
 
 int dw__sqlite_log_clear(dw_migration *h)

@@ -790,6 +790,16 @@ static int end_read(sqlite3 *db, sqlite3_stmt *commit, int rc, char **errmsg)
     return roll_back(db, "ROLLBACK", 1, rc, errmsg);
 }
 
+/* Column c as a stage, or -1 when it holds no stage (edited by hand). */
+static int stored_stage(sqlite3_stmt *st, int c)
+{
+    int64_t v = sqlite3_column_int64(st, c);
+    return sqlite3_column_type(st, c) == SQLITE_INTEGER &&
+                   v >= DW_STAGE_OFF && v <= DW_STAGE_COMPLETE
+               ? (int)v
+               : -1;
+}
+
 /* A callback mapping names itself in the spec, as "callback"; NULL when
  * the spec is not JSON -- damaged, or json_valid() ran out of memory,
  * which an intact spec then tells. */
@@ -831,7 +841,7 @@ int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg)
         while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             dw_stored_migration m;
             m.name = (const char *)sqlite3_column_text(st, 0);
-            m.stage = sqlite3_column_int(st, 1);
+            m.stage = stored_stage(st, 1);
             m.spec = (const char *)sqlite3_column_text(st, 2);
             m.spec_digest = (const char *)sqlite3_column_text(st, 3);
             m.callbacks = sqlite3_column_int(st, 4) != 0;

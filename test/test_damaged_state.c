@@ -18,9 +18,14 @@ typedef struct fixture {
     dw_migration *h;
 } fixture;
 
-static int open_items(dw_migration **h, sqlite3 *db, char **err)
+/* The migration with an up mapping and open flags. */
+static int open_items_with(dw_migration **h, sqlite3 *db,
+                           const dw_column_map *up_map, unsigned int flags,
+                           char **err)
 {
     dw_options o = DW_OPTIONS_INIT;
+    o.flags = flags;
+    o.reason = flags ? "redefined" : NULL;
     o.name = "items_v2";
     o.old_side.table = "items";
     o.old_side.key_columns = key_cols;
@@ -28,11 +33,16 @@ static int open_items(dw_migration **h, sqlite3 *db, char **err)
     o.new_side.table = "items_v2";
     o.new_side.key_columns = key_cols;
     o.new_side.nkey_columns = 1;
-    o.up = up;
+    o.up = up_map;
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
     return dw_open(h, db, &o, err);
+}
+
+static int open_items(dw_migration **h, sqlite3 *db, char **err)
+{
+    return open_items_with(h, db, up, 0, err);
 }
 
 static int setup(void **state)
@@ -183,6 +193,40 @@ static void test_forged_routing(void **state)
                           "canary_cohort = NULL");
         assert_dw_ok(f->h, dw_routing_get(&r, f->h));
     }
+}
+
+/* A stored cohort that dw_routing_set() would refuse (a chance or clock
+ * call, a subquery, text that closes its parenthesis) is damage, not a
+ * cohort: keys would move without a write. */
+static void test_forged_cohort(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *cohort, *shown;
+    } forged[] = {
+        {"random() % 2 = 0", "random()"},
+        {"julianday() > id", "julianday('now')"},
+        {"id IN (SELECT id FROM items_v2)", "no subqueries"},
+        {"1\n) OR (1", "parentheses do not balance"},
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(f->other,
+                                            "UPDATE dw_migrations SET "
+                                            "canary_cohort = ?1, "
+                                            "canary_stage = 2",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, forged[i].cohort, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        assert_damaged(f->h, read_key(f->h, 1),
+                       "table dw_migrations, row with id 1",
+                       "column canary_cohort");
+        assert_msg_has(f->h, forged[i].shown);
+    }
+    exec_ok(f->other, "UPDATE dw_migrations SET canary_cohort = 'id = 1'");
+    assert_dw_ok(f->h, read_key(f->h, 1));
 }
 
 /* ---- overrides ------------------------------------------------------------------ */
@@ -358,6 +402,110 @@ static void test_forged_backfill_state_at_the_gate(void **state)
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
+/* The backfill's counters, below zero or not numbers, are not reported as
+ * progress. */
+static void test_forged_backfill_counters(void **state)
+{
+    fixture *f = *state;
+    backfill_first_batch(f);
+    static const struct {
+        const char *set, *shown;
+    } forged[] = {
+        {"rows_done = -3", "column rows_done holds -3"},
+        {"rows_total = 'many'", "column rows_total holds the text 'many'"},
+        {"batches = 1.5", "column batches holds the real 1.5"},
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_backfill SET %s", forged[i].set);
+        exec_ok(f->other, sql);
+        dw_backfill_progress p;
+        assert_damaged(f->h, dw_backfill_status(&p, f->h),
+                       "table dw_backfill, row with migration_id 1",
+                       forged[i].shown);
+        assert_damaged(f->h, dw_backfill(NULL, f->h, NULL),
+                       "table dw_backfill", forged[i].shown);
+        exec_ok(f->other, "UPDATE dw_backfill SET rows_done = 5, "
+                          "rows_total = 20, batches = 1");
+    }
+    assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
+}
+
+/* The gate counts verifications after the backfill's verify_after; one
+ * that is not a run id would let a verification older than the backfill
+ * open it. */
+static void test_forged_verify_after(void **state)
+{
+    fixture *f = *state;
+    backfill_and_verify(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "go", 0));
+    static const char *const forged[] = {"'x'", "-1", "0.5"};
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_backfill SET verify_after = %s",
+                 forged[i]);
+        exec_ok(f->other, sql);
+        assert_damaged(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0),
+                       "table dw_backfill, row with migration_id 1",
+                       "column verify_after holds");
+        int stage = -1;
+        assert_dw_ok(f->h, dw_stage_get(&stage, f->h));
+        assert_int_equal(stage, DW_STAGE_SHADOW);
+    }
+    exec_ok(f->other, "UPDATE dw_backfill SET verify_after = 0");
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0));
+}
+
+/* dw_list() never hands out a damaged stage as a stage: -1. */
+static int note_stage(const dw_stored_migration *m, void *payload)
+{
+    *(int *)payload = m->stage;
+    return 0;
+}
+
+static void test_list_damaged_stage(void **state)
+{
+    fixture *f = *state;
+    static const char *const forged[] = {"'LIVE'", "2.5", "x'03'", "99",
+                                         "-4"};
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_migrations SET stage = %s",
+                 forged[i]);
+        exec_ok(f->other, sql);
+        int stage = 42;
+        char *err = NULL;
+        assert_int_equal(dw_list(f->t.db, note_stage, &stage, &err), DW_OK);
+        if (stage != -1)
+            print_error("stage %s listed as %d\n", forged[i], stage);
+        assert_int_equal(stage, -1);
+    }
+    exec_ok(f->other, "UPDATE dw_migrations SET stage = 2");
+    int stage = 42;
+    assert_int_equal(dw_list(f->t.db, note_stage, &stage, NULL), DW_OK);
+    assert_int_equal(stage, DW_STAGE_SHADOW);
+}
+
+/* A verification made under the spec before a redefinition does not open
+ * the gate for the new one: the redefinition marks the backfill stale, and
+ * the next backfill counts only verifications after it. */
+static void test_redefinition_forgets_verification(void **state)
+{
+    fixture *f = *state;
+    backfill_and_verify(f->h);
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, "go", 0));
+    dw_close(f->h);
+    f->h = NULL;
+    static const dw_column_map up2[] = {{"title", "lower(name)"}};
+    assert_int_equal(open_items_with(&f->h, f->t.db, up2, DW_OPEN_REDEFINE,
+                                     NULL),
+                     DW_OK);
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
+    assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
+    assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0), DW_EGATE);
+    assert_msg_has(f->h, "no verification");
+}
+
 /* ---- the stored spec ------------------------------------------------------------- */
 
 static int count_listed(const dw_stored_migration *m, void *payload)
@@ -401,11 +549,16 @@ int main(void)
         T(test_forged_stage),
         T(test_forged_history),
         T(test_forged_routing),
+        T(test_forged_cohort),
         T(test_forged_override),
         T(test_override_count_disagrees),
         T(test_redefined_migration_starts_clean),
         T(test_forged_backfill_cursor),
         T(test_forged_backfill_state_at_the_gate),
+        T(test_forged_backfill_counters),
+        T(test_forged_verify_after),
+        T(test_redefinition_forgets_verification),
+        T(test_list_damaged_stage),
         T(test_damaged_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -581,6 +581,54 @@ static void test_log_cost_flat(void **state)
     mfx_close(&f);
 }
 
+/* The log's kept entry count forged (below zero, past the cap, or short
+ * of the entries) is not taken at face value: the cap still holds, what
+ * is not stored is counted as dropped, and dw_mismatch_log_count() tells
+ * the damage. Clearing the log repairs it. A caller's rollback takes the
+ * count back with the entry. */
+static void test_log_entry_count_forged(void **state)
+{
+    (void)state;
+    mfx f;
+    mfx_open(&f, "mm_forged", 0, 3, 0);
+    diverge_keys(f.t.db, 1, 9);
+    int64_t entries, dropped;
+    exec_ok(f.t.db, "UPDATE dw_migrations SET mismatch_entries = -5");
+    for (int id = 1; id <= 5; id++)
+        assert_dw_ok(f.h, mfx_read(&f, id));
+    assert_in_range(query_int(f.t.db, "SELECT count(*) FROM dw_mismatch_log"),
+                    0, 3);
+    assert_dw(f.h, dw_mismatch_log_count(&entries, &dropped, f.h),
+              DW_ECORRUPT);
+    assert_non_null(
+        strstr(dw_errmsg(f.h), "table dw_migrations, row with id 1"));
+    assert_non_null(strstr(dw_errmsg(f.h), "mismatch_entries"));
+
+    assert_dw_ok(f.h, dw_mismatch_log_clear(f.h));
+    exec_ok(f.t.db, "UPDATE dw_migrations SET mismatch_entries = 1000000");
+    assert_dw_ok(f.h, mfx_read(&f, 6));
+    assert_dw(f.h, dw_mismatch_log_count(&entries, &dropped, f.h),
+              DW_ECORRUPT);
+    assert_non_null(strstr(dw_errmsg(f.h), "1000000"));
+    assert_int_equal(query_int(f.t.db, "SELECT mismatch_dropped FROM "
+                                       "dw_migrations"),
+                     1);
+    assert_dw_ok(f.h, dw_mismatch_log_clear(f.h));
+    log_counts(f.h, &entries, &dropped);
+    assert_int_equal((int)entries, 0);
+
+    exec_ok(f.t.db, "BEGIN");
+    assert_dw_ok(f.h, mfx_read(&f, 7));
+    exec_ok(f.t.db, "ROLLBACK");
+    assert_dw_ok(f.h, mfx_read(&f, 8));
+    log_counts(f.h, &entries, &dropped);
+    assert_int_equal((int)entries, 1);
+    assert_int_equal(query_int(f.t.db, "SELECT mismatch_entries FROM "
+                                       "dw_migrations"),
+                     1);
+    mfx_close(&f);
+}
+
 static void test_log_cap(void **state)
 {
     (void)state;
@@ -906,6 +954,7 @@ int main(void)
         cmocka_unit_test(test_log_dedup),
         cmocka_unit_test(test_log_cap),
         cmocka_unit_test(test_log_cost_flat),
+        cmocka_unit_test(test_log_entry_count_forged),
         cmocka_unit_test(test_log_redaction),
         cmocka_unit_test(test_no_log_table),
         cmocka_unit_test(test_log_clear),

@@ -1988,6 +1988,75 @@ static void test_cohort_refuses_non_deterministic(void **state)
                                DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0, NULL));
 }
 
+/* How many of the cohorts dw_routing_set() does not answer with `want`,
+ * each printed. */
+static int cohorts_not_answered(dw_migration *h, const char *const *cohorts,
+                                size_t n, int want)
+{
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = set_canary(h, 0, cohorts[i], DW_STAGE_SHADOW,
+                            DW_PROMOTE_NONE, 0, "try");
+        if (rc != want)
+            print_error("%s: %s (%s)\n", cohorts[i], dw_errstr(rc),
+                        dw_errmsg(h));
+        wrong += rc != want;
+    }
+    return wrong;
+}
+
+/* Calls that read the clock or chance however they are spelled: no
+ * argument (the date functions then mean now), 'now' past the first
+ * argument, comments or quotes between the name and its '('. Columns and
+ * strings that merely say "random" or "now" pass, and so does an
+ * application function registered as deterministic. */
+static void test_cohort_refuses_hidden_clocks(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
+    static const char *const refused[] = {
+        "julianday() > id",
+        "date() > org",
+        "time() <> org",
+        "datetime() > org",
+        "unixepoch() > id",
+        "strftime('%Y') > org",
+        "strftime('%s', 'now') > id",
+        "strftime('%s','NOW') > id",
+        "date(name, 'start of day') < date('2020-01-01') OR "
+        "datetime(  'Now', '+1 day') > org",
+        "random /* why not */ () > 0",
+        "random -- a comment\n () > 0",
+        "[random]() > 0",
+        "`random`() > 0",
+        "abs ( random ( ) ) % 2 = 0",
+        "id IN (SELECT random())",
+        "sum(id) OVER () > 3",
+    };
+    assert_int_equal(cohorts_not_answered(h, refused,
+                                          sizeof refused / sizeof *refused,
+                                          DW_EMISUSE),
+                     0);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
+                                        "WHERE canary_cohort IS NOT NULL"),
+                     0);
+    assert_int_equal(sqlite3_create_function(f->t.db, "app_same", 1,
+                                             SQLITE_UTF8 |
+                                                 SQLITE_DETERMINISTIC,
+                                             NULL, app_flip, NULL, NULL),
+                     SQLITE_OK);
+    static const char *const passed[] = {
+        "app_same(id) = 1",
+        "name <> 'random()' AND org <> 'now'",
+        "date(name) <> 'now' AND strftime('%Y', name) > '2000'",
+        "/* random() */ id > 2 -- date('now')\n",
+    };
+    assert_int_equal(cohorts_not_answered(h, passed,
+                                          sizeof passed / sizeof *passed,
+                                          DW_OK),
+                     0);
+}
+
 /* dw_routing_get() hands out the handle's own cohort string; passing the
  * struct back while the stored routing changes under it must not read
  * freed memory (ASan and valgrind watch this test). */
@@ -2680,6 +2749,7 @@ int main(void)
         T(test_canary_rollback_gated),
         T(test_get_modify_set),
         T(test_cohort_refuses_non_deterministic),
+        T(test_cohort_refuses_hidden_clocks),
         T(test_cohort_row_alone_and_mirror),
         T(test_setup_sql_before_routed_writes),
         T(test_routing_count),
