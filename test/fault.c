@@ -1850,19 +1850,9 @@ static int read_new_items(dw_row *out, sqlite3 *db, const dw_value *key,
 {
     (void)nkey;
     (void)payload;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db, "SELECT id, label AS name, qty FROM items_v2 WHERE id = ?1", -1,
-        &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    rc = sqlite3_step(st);
-    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
-                 : rc == SQLITE_DONE ? DW_ENOTFOUND
-                                     : rc;
-    sqlite3_finalize(st);
-    return result;
+    return read_row_by_id(
+        out, db, "SELECT id, label AS name, qty FROM items_v2 WHERE id = ?1",
+        key[0].i);
 }
 
 /* The trusted read of key 3 fails; the other side is still read, and the

@@ -148,3 +148,18 @@ void test_self_init(const char *argv0)
     else
         snprintf(test_self, sizeof test_self, "%s", argv0);
 }
+
+int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
+                 : rc == SQLITE_DONE ? DW_ENOTFOUND
+                                     : rc;
+    sqlite3_finalize(st);
+    return result;
+}

@@ -37,6 +37,10 @@ int exec_err(sqlite3 *db, const char *sql);
 int64_t query_int(sqlite3 *db, const char *sql);
 /* The same as text, copied into buf (empty string when NULL or no row). */
 const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
+/* A read callback's body: the row that `sql` (with ?1 bound to id) returns,
+ * into out. DW_ENOTFOUND when there is none, SQLite's own code when the
+ * statement fails (so that an out-of-memory walk sees SQLITE_NOMEM). */
+int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id);
 
 /* Asserts a dw_ call's result, printing dw_errmsg() when it differs. */
 #define assert_dw(h, call, expected)                                           \

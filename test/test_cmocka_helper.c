@@ -134,19 +134,9 @@ static int read_old_items(dw_row *out, sqlite3 *db, const dw_value *key,
 {
     (void)nkey;
     (void)payload;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db, "SELECT id, upper(name) AS title FROM items WHERE id = ?1", -1,
-        &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    rc = sqlite3_step(st);
-    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
-                 : rc == SQLITE_DONE ? DW_ENOTFOUND
-                                     : rc;
-    sqlite3_finalize(st);
-    return result;
+    return read_row_by_id(
+        out, db, "SELECT id, upper(name) AS title FROM items WHERE id = ?1",
+        key[0].i);
 }
 
 /* The application's read of a new model that is broken. */

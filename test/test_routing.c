@@ -409,31 +409,15 @@ static int put_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                   key[0].i, r, 1);
 }
 
-/* Reads in one comparison shape (the new model's). */
-static int read_row(dw_row *out, sqlite3 *db, const char *sql, int64_t id)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return DW_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st), result;
-    if (rc == SQLITE_ROW)
-        result = dw_row_set_columns(out, st);
-    else
-        result = rc == SQLITE_DONE ? DW_ENOTFOUND : DW_ERROR;
-    sqlite3_finalize(st);
-    return result;
-}
-
 static int get_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
                    void *payload)
 {
     (void)nkey;
     log_char(payload, 'o');
-    return read_row(out, db,
-                    "SELECT id, org, name AS title, qty AS quantity, "
-                    "'none' AS note FROM items WHERE id = ?1",
-                    key[0].i);
+    return read_row_by_id(out, db,
+                          "SELECT id, org, name AS title, qty AS quantity, "
+                          "'none' AS note FROM items WHERE id = ?1",
+                          key[0].i);
 }
 
 static int get_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
@@ -441,10 +425,10 @@ static int get_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
 {
     (void)nkey;
     log_char(payload, 'n');
-    return read_row(out, db,
-                    "SELECT id, org, title, quantity, note FROM items_v2 "
-                    "WHERE id = ?1",
-                    key[0].i);
+    return read_row_by_id(out, db,
+                          "SELECT id, org, title, quantity, note FROM items_v2 "
+                          "WHERE id = ?1",
+                          key[0].i);
 }
 
 static int write_key(dw_migration *h, int64_t id, rec *r)

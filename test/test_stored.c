@@ -622,31 +622,15 @@ static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                       key, payload);
 }
 
-/* One row by id through `sql`, into out. */
-static int read_by_id(dw_row *out, sqlite3 *db, const char *sql,
-                      const dw_value *key)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return DW_ERROR;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    int rc = sqlite3_step(st);
-    int r = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
-            : rc == SQLITE_DONE ? DW_ENOTFOUND
-                                : DW_ERROR;
-    sqlite3_finalize(st);
-    return r;
-}
-
 static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
                     void *payload)
 {
     (void)nkey;
     (void)payload;
-    return read_by_id(out, db,
-                      "SELECT upper(name) AS title, price * 100 AS cents "
-                      "FROM items_old WHERE id = ?1",
-                      key);
+    return read_row_by_id(out, db,
+                          "SELECT upper(name) AS title, price * 100 AS cents "
+                          "FROM items_old WHERE id = ?1",
+                          key[0].i);
 }
 
 static int read_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
@@ -654,8 +638,9 @@ static int read_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
 {
     (void)nkey;
     (void)payload;
-    return read_by_id(out, db,
-                      "SELECT title, cents FROM items_new WHERE id = ?1", key);
+    return read_row_by_id(out, db,
+                          "SELECT title, cents FROM items_new WHERE id = ?1",
+                          key[0].i);
 }
 
 static dw_options callback_opts(const char *name)
