@@ -48,7 +48,8 @@
  *     (the compared side's read, a mismatch-log write), and SQL a callback
  *     runs may end the transaction too. Every call that can run inside
  *     the caller's transaction (writes, mirrors, reads and comparisons,
- *     repairs, overrides and routing, stage moves, dw_open()) then
+ *     repairs, overrides and routing, stage moves, dw_open(),
+ *     dw_remove()) then
  *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
  *     names the error that caused it. The connection is then outside any
  *     transaction and all the transaction did is gone (unless SQL a
@@ -604,7 +605,9 @@ typedef struct dw_migration dw_migration;
  *              to be freed with sqlite3_free() -- there is no handle yet to
  *              ask.
  * @return DW_OK; DW_EMISUSE (bad options), DW_ESCHEMA, DW_ESPEC, DW_EBUSY,
- *         DW_ENOMEM, DW_ERROR. On failure nothing is stored.
+ *         DW_ENOMEM, DW_ERROR; DW_EROLLEDBACK (inside the caller's
+ *         transaction, which the database rolled back meanwhile: see the
+ *         conventions at the top). On failure nothing is stored.
  */
 DW_API int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
                    char **errmsg);
@@ -836,10 +839,14 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  *     trusting it.
  * Any other stage is refused, COMPLETE before its contract included: an
  * application opening the migration again would define it anew at OFF and
- * read the old model, no longer written.
+ * read the old model, no longer written. A stored stage, contract flag or
+ * canary stage that is no value the library writes is DW_ECORRUPT, not
+ * taken for OFF: whether data is half-moved cannot be told.
  *
  * A handle open on the migration (any connection, any process) fails its
- * next call that reads the stage: the migration is no longer stored.
+ * next call that reads the stage: the migration is no longer stored. Its
+ * id is never given to a later migration, so such a handle never finds
+ * another migration's state.
  *
  * @param db     the connection; borrowed. Must not be NULL.
  * @param name   the stored migration's name (matched exactly); must not be
@@ -852,7 +859,9 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  *         NULL argument, unknown flags, a removal refused as above, state
  *         tables of an older library: open a migration once to upgrade
  *         them); DW_EBUSY (locked; nothing removed, retry); DW_ERROR;
- *         DW_ENOMEM. On failure nothing is removed. When even the rollback
+ *         DW_ENOMEM; DW_EROLLEDBACK (inside the caller's transaction,
+ *         which the database rolled back meanwhile: see the conventions at
+ *         the top). On failure nothing is removed. When even the rollback
  *         lacked memory, the message says that the transaction (or the
  *         savepoint in yours) is still open: run ROLLBACK.
  */
@@ -917,7 +926,11 @@ enum {
  * @param flags  0, or DW_STAGE_FORCE and DW_STAGE_CHECK, alone or together.
  * @return DW_OK; DW_EGATE (a gate is closed); DW_EMISUSE (NULL handle, not a
  *         stage, a jump without DW_STAGE_FORCE, forcing a gate without a
- *         reason, leaving COMPLETE after the contract); DW_EBUSY; DW_ERROR.
+ *         reason, leaving COMPLETE after the contract); DW_EBUSY; DW_ERROR;
+ *         DW_ESPEC (the migration was redefined since the handle was
+ *         opened: nothing moved, reopen); DW_EROLLEDBACK (inside the
+ *         caller's transaction, which the database rolled back meanwhile:
+ *         see the conventions at the top).
  */
 DW_API int dw_stage_set(dw_migration *h, int stage, const char *reason,
                         unsigned int flags);
@@ -1612,7 +1625,10 @@ typedef struct dw_repair_result {
  * @param out if not NULL, receives the counts.
  * @return DW_OK; DW_EMISUSE (bad keys, a stage without two models, the old
  *         model dropped); DW_EBUSY; DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR,
- *         DW_ENOMEM (nothing applied; the message names the key).
+ *         DW_ENOMEM (nothing applied; the message names the key); DW_ESPEC
+ *         (redefined since the handle was opened); DW_EROLLEDBACK (inside
+ *         the caller's transaction, which the database rolled back
+ *         meanwhile: see the conventions at the top).
  */
 DW_API int dw_repair_keys(dw_repair_result *out, dw_migration *h,
                           const dw_value *keys, int nkey, int count);
@@ -1694,7 +1710,9 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *     an identifier, bare or quoted; with one table, such texts are not
  *     searched for the old columns.)
  * So two migrations of one old model are contracted in turn once both are
- * at COMPLETE.
+ * at COMPLETE. Another migration whose stored spec does not parse cannot
+ * be told to use the old model or not: DW_ECORRUPT naming it (dw_restore()
+ * too), nothing dropped.
  *
  * @param backup_path a new file; never overwritten. An existing file there
  *                    is used only when it is a complete backup of this
@@ -1947,7 +1965,10 @@ DW_API int dw_key_stage(int *stage, int *route, dw_migration *h,
  * @return DW_OK; DW_EMISUSE (NULL handle or keys, count < 1, a bad key, not
  *         a stage, no mapping for a sync the move needs, the old model
  *         dropped); DW_EBUSY; DW_ECONSTRAINT, DW_ECALLBACK, DW_ERROR,
- *         DW_ENOMEM (nothing applied; the message names the key).
+ *         DW_ENOMEM (nothing applied; the message names the key); DW_ESPEC
+ *         (redefined since the handle was opened); DW_EROLLEDBACK (inside
+ *         the caller's transaction, which the database rolled back
+ *         meanwhile: see the conventions at the top).
  */
 DW_API int dw_override_set(dw_migration *h, const dw_value *keys, int nkey,
                            int count, int stage, const char *reason);
@@ -2000,7 +2021,10 @@ DW_API int dw_override_list(dw_migration *h, dw_override_fn fn,
  *         table or that calls a non-deterministic function, a move that
  *         would trust a side not written for the keys,
  *         forcing without a reason, the old model dropped); DW_EBUSY;
- *         DW_ERROR; DW_ENOMEM.
+ *         DW_ERROR; DW_ENOMEM; DW_ESPEC (redefined since the handle was
+ *         opened); DW_EROLLEDBACK (inside the caller's transaction, which
+ *         the database rolled back meanwhile: see the conventions at the
+ *         top).
  */
 DW_API int dw_routing_set(dw_migration *h, const dw_routing *r,
                           const char *reason, unsigned int flags);

@@ -138,25 +138,30 @@ int dw__rollback(dw_migration *h, int scope, int rc)
     return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
 }
 
+static const char lost[] = "the database rolled back your transaction";
+static const char why[] =
+    " (SQLite does on an I/O error, a full disk, running out of memory, "
+    "and some interrupts)";
+static const char rest[] =
+    "the connection is outside any transaction. Do not go on with it "
+    "-- statements run now commit on their own --: start it over with "
+    "BEGIN, or give it up";
+
+char *dw__txn_lost_text(const char *cause)
+{
+    return sqlite3_mprintf("%s; %s with it%s: what it did before this call "
+                           "is gone too, and %s",
+                           cause, lost, why, rest);
+}
+
 int dw__txn_lost(dw_migration *h)
 {
-    static const char lost[] = "the database rolled back your transaction";
-    static const char why[] =
-        " (SQLite does on an I/O error, a full disk, running out of memory, "
-        "and some interrupts)";
-    static const char rest[] =
-        "the connection is outside any transaction. Do not go on with it "
-        "-- statements run now commit on their own --: start it over with "
-        "BEGIN, or give it up";
     int side = h->errcode != DW_OK ? h->errside : DW_SIDE_NONE;
-    char *cause = h->errcode != DW_OK ? dw__strdup(dw_errmsg(h)) : NULL;
+    char *text = h->errcode != DW_OK ? dw__txn_lost_text(dw_errmsg(h)) : NULL;
     /* With no error of ours, SQL a callback ran may have ended it, by a
      * COMMIT as well: then what it did is kept, this call's work in part. */
-    if (cause)
-        dw__error(h, DW_EROLLEDBACK, side,
-                  "%s; %s with it%s: what it did before this call is gone "
-                  "too, and %s",
-                  cause, lost, why, rest);
+    if (h->errcode != DW_OK)
+        dw__error(h, DW_EROLLEDBACK, side, "%s", text ? text : lost);
     else
         dw__error(h, DW_EROLLEDBACK, side,
                   "your transaction ended during this call, on no error of "
@@ -165,7 +170,7 @@ int dw__txn_lost(dw_migration *h)
                   "did is then kept, this call's work perhaps in part). "
                   "Either way %s",
                   lost, why, rest);
-    dw__free(cause);
+    sqlite3_free(text);
     h->txn_lost = 1;
     return DW_EROLLEDBACK;
 }

@@ -515,6 +515,9 @@ int dw__left_open_rc(dw_migration *h, int rc);
  * gone after it: sets DW_EROLLEDBACK, its message after the error that
  * caused it (if any), and h->txn_lost. */
 int dw__txn_lost(dw_migration *h);
+/* DW_EROLLEDBACK's message after the error `cause` (sqlite3_free() it);
+ * NULL when memory ran out. Also for dw_remove(), which has no handle. */
+char *dw__txn_lost_text(const char *cause);
 /* rc, or DW_EROLLEDBACK when this call lost the caller's transaction. */
 int dw__txn_lost_rc(dw_migration *h, int rc);
 /* DW_EROLLEDBACK, once, for the first call after one that lost the

@@ -21,9 +21,14 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_MIGRATION_FIND] =
         "SELECT id, stage, spec_digest, contracted FROM dw_migrations "
         "WHERE name = ?1",
+    /* Past every id in use and every id dw_remove() took away: a handle
+     * still open on a removed migration finds no other's state. */
     [ST_MIGRATION_INSERT] =
-        "INSERT INTO dw_migrations(name, stage, spec, spec_digest, created, "
-        "updated) VALUES(?1, 0, ?2, ?3, ?4, ?4)",
+        "INSERT INTO dw_migrations(id, name, stage, spec, spec_digest, "
+        "created, updated) SELECT max(coalesce(max(id), 0), coalesce(("
+        "SELECT CAST(value AS INTEGER) FROM dw_meta WHERE key = "
+        "'removed_max_id'), 0)) + 1, ?1, 0, ?2, ?3, ?4, ?4 "
+        "FROM dw_migrations",
     [ST_MIGRATION_REDEFINE] =
         "UPDATE dw_migrations SET spec = ?2, spec_digest = ?3, updated = ?4 "
         "WHERE id = ?1",

@@ -806,12 +806,45 @@ static int named_by_others(dw_migration *h)
     return result;
 }
 
+/* Every other migration's stored spec parses: one that does not would
+ * only fail the searches through the specs (DW_ERROR), and could not be
+ * told to use the old model or not. DW_ECORRUPT naming it. */
+static int others_intact(dw_migration *h, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(h,
+                         "SELECT name, id FROM dw_migrations WHERE id <> ?1 "
+                         "AND NOT json_valid(spec) ORDER BY name LIMIT 1",
+                         &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, h->id);
+        rc = sqlite3_step(st);
+    }
+    int result = DW_OK;
+    if (rc == SQLITE_ROW)
+        result = dw__error(h, DW_ECORRUPT, DW_SIDE_NONE,
+                           "the stored spec of migration \"%s\" is damaged "
+                           "(table dw_migrations, row with id %lld: it does "
+                           "not parse as JSON), so whether it uses the old "
+                           "model cannot be told; nothing was %s",
+                           (const char *)sqlite3_column_text(st, 0),
+                           (long long)sqlite3_column_int64(st, 1), what);
+    else if (rc != SQLITE_DONE)
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking for other migrations of the old "
+                                  "model");
+    sqlite3_finalize(st);
+    return result;
+}
+
 /* What other migrations allow: DW_EGATE, or the old model dropped, or kept
  * for the one in *kept_for. */
 static int others_allow_drop(dw_migration *h, char **kept_for)
 {
     *kept_for = NULL;
-    int rc = named_by_others(h);
+    int rc = others_intact(h, "dropped");
+    if (rc == DW_OK)
+        rc = named_by_others(h);
     return rc == DW_OK ? other_users(h, kept_for) : rc;
 }
 
@@ -1139,6 +1172,9 @@ static int shared_in_place(dw_migration *h, const model *m, char ***names,
 {
     *names = NULL;
     *n = 0;
+    int intact = others_intact(h, "restored");
+    if (intact != DW_OK)
+        return intact;
     sqlite3_stmt *st = NULL;
     int rc = dw__prepare(
         h,

@@ -879,6 +879,7 @@ typedef struct removal {
     int canary;       /* a canary whose keys run at another stage than OFF */
     int canary_stage;
     int64_t routed;   /* overrides at another stage than OFF */
+    int intact;       /* stage, contracted and canary_stage as written */
     char digest[65];
 } removal;
 
@@ -908,7 +909,11 @@ static int read_removal(sqlite3 *db, removal *r, char **errmsg)
                      "(canary_buckets > 0 OR canary_cohort IS NOT NULL) AND "
                      "canary_stage <> 0, canary_stage, (SELECT count(*) FROM "
                      "dw_overrides o WHERE o.migration_id = m.id AND "
-                     "o.stage <> 0) FROM main.dw_migrations m WHERE name = ?1",
+                     "o.stage <> 0), typeof(stage) = 'integer' AND stage "
+                     "BETWEEN 0 AND 5 AND typeof(contracted) = 'integer' AND "
+                     "contracted IN (0, 1) AND typeof(canary_stage) = "
+                     "'integer' AND canary_stage BETWEEN 0 AND 5 "
+                     "FROM main.dw_migrations m WHERE name = ?1",
                      &st);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
@@ -924,6 +929,7 @@ static int read_removal(sqlite3 *db, removal *r, char **errmsg)
         r->canary = sqlite3_column_int(st, 4);
         r->canary_stage = sqlite3_column_int(st, 5);
         r->routed = sqlite3_column_int64(st, 6);
+        r->intact = sqlite3_column_int(st, 7);
     } else if (rc == SQLITE_DONE) {
         result = say(errmsg, DW_ENOTFOUND,
                      "no migration named \"%s\" in this database", r->name);
@@ -941,6 +947,16 @@ static int read_removal(sqlite3 *db, removal *r, char **errmsg)
  * still opening it fails instead of trusting it). */
 static int removal_refused(const removal *r, char **errmsg)
 {
+    /* A forged stage must not read as OFF (or as any stage). */
+    if (!r->intact)
+        return say(errmsg, DW_ECORRUPT,
+                   "dw_remove: the stored state of migration \"%s\" is "
+                   "damaged: table dw_migrations, row with id %lld: column "
+                   "stage, contracted or canary_stage holds a value no "
+                   "operation writes, so whether its data is half-moved "
+                   "cannot be told; nothing was removed: repair the row by "
+                   "hand first",
+                   r->name, (long long)r->id);
     if (r->stage == DW_STAGE_COMPLETE && r->contracted)
         return DW_OK;
     if (r->stage == DW_STAGE_COMPLETE)
@@ -1005,6 +1021,16 @@ static int remove_rows(sqlite3 *db, const removal *r, const char *reason,
             "(julianday('now') - 2440587.5) * 86400.0) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             r->id, texts, 4, errmsg);
+    /* The id is never given again (see ST_MIGRATION_INSERT): a handle
+     * still open on the removed migration must not find another's state
+     * under it. */
+    if (rc == DW_OK)
+        rc = removal_step(db,
+                          "INSERT INTO dw_meta(key, value) VALUES("
+                          "'removed_max_id', ?1) ON CONFLICT(key) DO UPDATE "
+                          "SET value = max(CAST(value AS INTEGER), "
+                          "excluded.value)",
+                          r->id, NULL, 0, errmsg);
     return rc;
 }
 
@@ -1052,6 +1078,22 @@ static int remove_in_transaction(sqlite3 *db, removal *r, const char *reason,
     return rc;
 }
 
+/* rc, or DW_EROLLEDBACK when the database rolled back the caller's whole
+ * transaction on the failure (see the header's conventions), the message
+ * then naming the failure. */
+static int caller_txn_kept(sqlite3 *db, int rc, char **errmsg)
+{
+    if (!sqlite3_get_autocommit(db))
+        return rc;
+    if (errmsg) {
+        char *text =
+            dw__txn_lost_text(*errmsg ? *errmsg : dw_errstr(rc));
+        sqlite3_free(*errmsg);
+        *errmsg = text;
+    }
+    return DW_EROLLEDBACK;
+}
+
 int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
               const char *reason, char **errmsg)
 {
@@ -1086,8 +1128,9 @@ int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
             return DW_OK;
         result = say_sqlite(errmsg, db, rc, "dw_remove: committing");
     }
-    return roll_back(db,
-                     own ? "ROLLBACK"
-                         : "ROLLBACK TO dw_remove; RELEASE dw_remove",
-                     own, result, errmsg);
+    result = roll_back(db,
+                       own ? "ROLLBACK"
+                           : "ROLLBACK TO dw_remove; RELEASE dw_remove",
+                       own, result, errmsg);
+    return own ? result : caller_txn_kept(db, result, errmsg);
 }

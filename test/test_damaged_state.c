@@ -486,6 +486,39 @@ static void test_list_damaged_stage(void **state)
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
+/* dw_remove() goes by the stage, the contract flag and the canary's stage:
+ * forged, none of them reads as one that lets the migration go (a text
+ * stage reads as 0, OFF; a flag of 1.5 as contracted). Nothing is removed. */
+static void test_remove_damaged_stage(void **state)
+{
+    fixture *f = *state;
+    static const char *const forged[] = {
+        "stage = 'LIVE'", "stage = 5, contracted = 1.5",
+        "stage = 0, canary_buckets = 10, canary_stage = 'x'",
+        "stage = 0, canary_stage = 9"};
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE dw_migrations SET %s", forged[i]);
+        exec_ok(f->other, sql);
+        char *err = NULL;
+        int rc = dw_remove(f->other, "items_v2", 0, "x", &err);
+        if (rc != DW_ECORRUPT)
+            print_error("%s: %d %s\n", forged[i], rc, err ? err : "");
+        assert_int_equal(rc, DW_ECORRUPT);
+        assert_non_null(strstr(err, "\"items_v2\" is damaged: table "
+                                    "dw_migrations"));
+        sqlite3_free(err);
+        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
+                                            "dw_migrations"),
+                         1);
+        exec_ok(f->other, "UPDATE dw_migrations SET stage = 1, "
+                          "contracted = 0, canary_buckets = 0, "
+                          "canary_stage = 0");
+    }
+    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back", 0));
+    assert_int_equal(dw_remove(f->other, "items_v2", 0, "x", NULL), DW_OK);
+}
+
 /* A verification made under the spec before a redefinition does not open
  * the gate for the new one: the redefinition marks the backfill stale, and
  * the next backfill counts only verifications after it. */
@@ -560,6 +593,7 @@ int main(void)
         T(test_redefinition_forgets_verification),
         T(test_list_damaged_stage),
         T(test_damaged_spec),
+        T(test_remove_damaged_stage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

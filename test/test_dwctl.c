@@ -1679,6 +1679,10 @@ static void test_damaged_state(void **state)
     RUN(&r, &t, t.path, "stage", "items", "SHADOW", "--reason", "x");
     assert_code(&r, 7);
     assert_true(strstr(r.out, "(null)") == NULL);
+    RUN(&r, &t, t.path, "remove", "items", "--reason", "x");
+    assert_code(&r, 7);
+    assert_contains(r.err, "table dw_migrations, row with id 1");
+    assert_true(strstr(r.err, "(null)") == NULL);
     RUN(&r, &t, t.path, "list");
     assert_code(&r, 7);
     assert_contains(r.out, "(not a stage)");

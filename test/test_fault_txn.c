@@ -238,6 +238,37 @@ static void test_open_io_error(void **state)
     sqlite3_free(err);
 }
 
+/* dw_remove() inside the caller's transaction: the error says the
+ * transaction was rolled back, and the migration is still stored. */
+static void test_remove_io_error(void **state)
+{
+    fixture *f = *state;
+    dw_options o;
+    world_options(&o);
+    o.name = "second";
+    dw_migration *h = NULL;
+    assert_int_equal(dw_open(&h, f->db, &o, NULL), DW_OK);
+    dw_close(h);
+    exec_ok(f->db, "BEGIN");
+    exec_ok(f->db, CALLER_SQL);
+    char *err = NULL;
+    fault_vfs_arm(FAULT_WRITE, 1, 0, SQLITE_IOERR);
+    int rc = dw_remove(f->db, "second", 0, "test", &err);
+    int failed = fault_vfs_disarm();
+    if (rc != DW_EROLLEDBACK)
+        print_error("dw_remove: %d: %s\n", rc, err ? err : "");
+    assert_int_equal(failed, 1);
+    assert_int_equal(rc, DW_EROLLEDBACK);
+    assert_int_equal(sqlite3_get_autocommit(f->db), 1);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "rolled back your transaction"));
+    assert_non_null(strstr(err, "I/O"));
+    sqlite3_free(err);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
+                                        "WHERE name = 'second'"),
+                     1);
+}
+
 int main(void)
 {
     fault_vfs_register();
@@ -252,6 +283,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compare_log_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_io_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusal_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

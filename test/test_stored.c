@@ -1540,6 +1540,55 @@ static void test_remove(void **state)
     test_db_close(&t);
 }
 
+/* A handle open on a removed migration finds it gone even after another
+ * migration is defined: the removed id is not given again, so the handle
+ * neither takes the other's row for a redefinition of its own nor reads or
+ * clears the other's state. */
+static void test_remove_id_not_reused(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+                  "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
+    dw_migration *h = json_ok(t.db, "items", items_spec, 0);
+    int64_t removed = items_id(t.db);
+    remove_ok(t.db, "items", "by mistake");
+    dw_close(json_ok(t.db, "other", items_spec, 0));
+    int64_t other = query_int(t.db, "SELECT id FROM dw_migrations WHERE "
+                                    "name = 'other'");
+    assert_true(other > removed);
+    /* The other migration's log holds an entry (as a comparison logs). */
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO dw_mismatch_log VALUES(%lld, '[1]', 'd', 3, 'x', "
+             "1, 0, 0); UPDATE dw_migrations SET mismatch_entries = 1 "
+             "WHERE id = %lld",
+             (long long)other, (long long)other);
+    exec_ok(t.db, sql);
+
+    int stage = -1;
+    assert_int_equal(dw_stage_get(&stage, h), DW_ERROR);
+    assert_non_null(strstr(dw_errmsg(h), "no longer stored"));
+    first_history fh;
+    memset(&fh, 0, sizeof fh);
+    assert_dw_ok(h, dw_history(h, keep_first, &fh));
+    assert_int_equal(fh.n, 0);
+    assert_dw_ok(h, dw_mismatch_log_clear(h));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_mismatch_log"),
+                     1);
+    dw_close(h);
+    /* The name defined again gets a new id too, and starts clean. */
+    h = json_ok(t.db, "items", items_spec, 0);
+    assert_true(items_id(t.db) > other);
+    memset(&fh, 0, sizeof fh);
+    assert_dw_ok(h, dw_history(h, keep_first, &fh));
+    assert_int_equal(fh.n, 1);
+    assert_non_null(strstr(fh.detail, ": by mistake"));
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* A database whose state tables an older library wrote: dw_remove() says
  * how to upgrade them, and removes nothing. */
 static void test_remove_old_state(void **state)
@@ -1585,6 +1634,7 @@ int main(void)
         cmocka_unit_test(test_open_stored_schema_respelled),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_remove_old_state),
+        cmocka_unit_test(test_remove_id_not_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
