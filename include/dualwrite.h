@@ -858,8 +858,9 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  * @return DW_OK; DW_ENOTFOUND (no migration of that name); DW_EMISUSE (a
  *         NULL argument, unknown flags, a removal refused as above, state
  *         tables of an older library: open a migration once to upgrade
- *         them); DW_EBUSY (locked; nothing removed, retry); DW_ERROR;
- *         DW_ENOMEM; DW_EROLLEDBACK (inside the caller's transaction,
+ *         them); DW_ECORRUPT (the stored stage, contract flag or canary
+ *         stage is damaged); DW_EBUSY (locked; nothing removed, retry);
+ *         DW_ERROR; DW_ENOMEM; DW_EROLLEDBACK (inside the caller's transaction,
  *         which the database rolled back meanwhile: see the conventions at
  *         the top). On failure nothing is removed. When even the rollback
  *         lacked memory, the message says that the transaction (or the
