@@ -44,7 +44,8 @@ DYLIB_REAL = $(LIB_NAME).so.$(VERSION)
 DYLIB = $(LIB_NAME).so
 PC_FILE = dualwrite.pc
 
-LIB_SRC = $(wildcard lib/*.c)
+# The core in lib/, each backend in a folder of its own.
+LIB_SRC = $(wildcard lib/*.c) $(wildcard lib/sqlite/*.c)
 LIB_OBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRC))
@@ -82,7 +83,7 @@ $(DEPS_TEST_STAMP): scripts/ensure-deps.sh
 	@$(ENSURE_DEPS) test
 	@touch $@
 
-$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h lib/*/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
 
@@ -186,7 +187,7 @@ valgrind: $(TEST_BIN)
 # Line and branch coverage of lib/ over the whole test suite, from its own
 # build tree (gcov comes with gcc).
 coverage:
-	@rm -f build/coverage/lib/*.gcda build/coverage/test/*.gcda
+	@rm -f build/coverage/lib/*.gcda build/coverage/lib/*/*.gcda build/coverage/test/*.gcda
 	@$(MAKE) --no-print-directory run-tests BUILD=build/coverage OPTIMIZATION=-O0 SAN_FLAGS=--coverage
 	@sh scripts/coverage.sh build/coverage
 

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 /* Version 2 (0.2) added the backfill, verification and contract state;
  * version 3 (0.3) the key routing; version 4 the mismatch log's entry

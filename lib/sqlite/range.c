@@ -6,7 +6,7 @@
  * journal for every batch that writes. */
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 /* "alias"."k" or ("alias"."k1", "alias"."k2"); alias may be NULL. */
 static void add_key_tuple(dw_buf *b, const dw_side_def *d, const char *alias)

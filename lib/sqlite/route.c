@@ -2,7 +2,7 @@
  * and the cohort predicate, tested against one key's old row. */
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
                             int *promoted)

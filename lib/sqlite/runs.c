@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 static const char *const bf_state_names[] = {NULL, "running", "done",
                                              "stale"};

@@ -3,7 +3,7 @@
  * different one, refused with a message saying what differs. */
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 /* The stored spec's text, and its setup SQL as stored (NULL when it has
  * none, or the text is not JSON). */

@@ -1,9 +1,9 @@
 /* The SQLite backend's private state and helpers, shared by the
- * sqlite_*.c files. Nothing outside them includes this. */
+ * files of lib/sqlite/. Nothing outside them includes this. */
 #ifndef DW_SQLITE_BACKEND_H
 #define DW_SQLITE_BACKEND_H
 
-#include "internal.h"
+#include "../internal.h"
 
 /* Every statement the backend runs, prepared once per handle on first use. */
 enum stmt_id {
@@ -187,7 +187,7 @@ void dw__dqs_off(sqlite3 *db, dqs_saved *saved);
 void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
 
 
-/* Entry points of the sqlite_*.c files, gathered into the ops table. */
+/* Entry points of the files of lib/sqlite/, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);
 /* The backend's settle operation (see dw_backend_ops). */
 int dw__sqlite_settle(dw_migration *h);
@@ -222,7 +222,7 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
                            int to, int forced, const char *reason,
                            const char *detail);
 
-/* sqlite_range.c */
+/* range.c */
 int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
                             int lo_incl, const char *hi, int offset,
                             char **key);
@@ -256,7 +256,7 @@ void dw__range_finalize(sqlite_backend *bk);
  * (valid until it steps again); DW_ENOMEM when SQLite could not convert. */
 int dw__column_value(sqlite3_stmt *st, int c, dw_value *v);
 
-/* sqlite_runs.c */
+/* runs.c */
 int dw__sqlite_backfill_load(dw_migration *h, dw_backfill_state *st);
 int dw__sqlite_backfill_store(dw_migration *h, const dw_backfill_state *st);
 int dw__sqlite_backfill_stale(dw_migration *h);
@@ -274,7 +274,7 @@ int dw__sqlite_queue_list(dw_migration *h, const char *after, int limit,
                           dw_keytext_fn fn, void *arg);
 int dw__sqlite_queue_remove(dw_migration *h, const char *key);
 
-/* sqlite_route.c */
+/* route.c */
 int dw__sqlite_override_get(dw_migration *h, const char *key, int *stage,
                             int *promoted);
 int dw__sqlite_override_put(dw_migration *h, const char *key, int stage,
@@ -292,11 +292,11 @@ int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
                              int *member);
 int dw__sqlite_covered(dw_migration *h, int64_t *n);
 
-/* sqlite_contract.c */
+/* contract.c */
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
 int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
 
-/* sqlite_respec.c: the stored spec's digest is not this handle's (digest
+/* respec.c: the stored spec's digest is not this handle's (digest
  * is the stored one). *same when they differ only by the trailing white
  * space of a setup SQL stored by 0.3 (the handle then takes the stored
  * digest); else DW_ESPEC saying what differs, unless `redefine`. */

@@ -4,7 +4,7 @@
  * every value bound. */
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 static void add_where_key(dw_buf *b, const dw_side_def *d)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 #define BACKUP_FORMAT 1
 #define BACKUP_SCHEMA "dw_backup"

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sqlite_backend.h"
+#include "backend.h"
 
 int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
                            int to, int forced, const char *reason,
