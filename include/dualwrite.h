@@ -35,10 +35,12 @@
  *   - The library borrows the caller's sqlite3 connection: it never closes it,
  *     never calls sqlite3_config(), and puts back any per-connection setting
  *     it changes while it works.
- *   - All memory the library allocates comes from sqlite3_malloc64() and is
- *     released with sqlite3_free(), so an allocator installed with
- *     sqlite3_config(SQLITE_CONFIG_MALLOC) governs SQLite and the library
- *     together.
+ *   - All memory the library allocates comes from its own allocator:
+ *     malloc(), realloc() and free() unless the application installs
+ *     another with dw_set_allocator(). Memory the library hands out (the
+ *     errmsg of dw_open() and its kin) is freed with dw_free(). SQLite's
+ *     own allocations stay SQLite's: an allocator installed with
+ *     sqlite3_config(SQLITE_CONFIG_MALLOC) governs SQLite alone.
  *   - A failed call leaves the connection as it found it: outside a
  *     transaction, or inside the caller's with the library's savepoint
  *     rolled back -- unless the database itself rolled back the caller's
@@ -94,8 +96,9 @@
  *   different threads at once. dw_open(), dw_open_json(), dw_open_stored(),
  *   dw_list() and dw_remove() use the connection they are given as any call
  *   on it does: one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
- *   dw_stage_name(), dw_stage_parse() and the dw_value constructors are safe
- *   from any thread.
+ *   dw_stage_name(), dw_stage_parse(), dw_free() and the dw_value
+ *   constructors are safe from any thread; dw_set_allocator() is not (see
+ *   there).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -217,6 +220,50 @@ typedef enum dw_result {
 /** A fixed English text for a result code (DW_MORE included); "unknown
  *  error" for other values. Never NULL, static storage. */
 DW_API const char *dw_errstr(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** The library's allocator: three functions, each given `payload` last.
+ *  realloc is never called with a NULL pointer, and no size is ever 0. */
+typedef struct dw_allocator {
+    unsigned int version; /* DW_ALLOCATOR_VERSION */
+    void *(*malloc)(size_t n, void *payload);
+    void *(*realloc)(void *p, size_t n, void *payload);
+    void (*free)(void *p, void *payload);
+    void *payload;
+} dw_allocator;
+
+#define DW_ALLOCATOR_VERSION 1
+/** Version set, functions NULL: fill in all three. */
+#define DW_ALLOCATOR_INIT {DW_ALLOCATOR_VERSION, NULL, NULL, NULL, NULL}
+
+/**
+ * Replaces the allocator every allocation of the library goes through
+ * (SQLite's are not: see sqlite3_config(SQLITE_CONFIG_MALLOC)). The struct
+ * is copied. NULL puts the default back: malloc(), realloc(), free().
+ *
+ * Call it before any other call of the library, and never while another
+ * thread makes one (the allocator in use is read without a lock: a
+ * concurrent call may use either allocator, and memory may be freed by the
+ * one that did not make it). The library counts the memory it holds and
+ * refuses to switch while it holds any -- an open handle, a dw_row, a
+ * message not yet given to dw_free() -- so what one allocator made is
+ * never given to another.
+ *
+ * @param a    the allocator, or NULL for the default.
+ * @param why  if not NULL, receives NULL on success, else a static text
+ *             saying why the allocator was refused (never freed).
+ * @return DW_OK; DW_EMISUSE for an unknown version, a NULL function, or
+ *         memory of the library still held (nothing is changed).
+ */
+DW_API int dw_set_allocator(const dw_allocator *a, const char **why);
+
+/** Frees memory the library handed out (the errmsg of dw_open(),
+ *  dw_open_json(), dw_open_stored(), dw_list(), dw_remove()), through the
+ *  allocator it came from. NULL is a harmless no-op. */
+DW_API void dw_free(void *p);
 
 /* ------------------------------------------------------------------------ */
 /* Stages                                                                    */
@@ -602,7 +649,7 @@ typedef struct dw_migration dw_migration;
  *              outlive the handle.
  * @param opts  the spec and policies; must not be NULL.
  * @param errmsg if not NULL, receives a message on failure (NULL on success),
- *              to be freed with sqlite3_free() -- there is no handle yet to
+ *              to be freed with dw_free() -- there is no handle yet to
  *              ask.
  * @return DW_OK; DW_EMISUSE (bad options), DW_ESCHEMA, DW_ESPEC, DW_EBUSY,
  *         DW_ENOMEM, DW_ERROR; DW_EROLLEDBACK (inside the caller's
@@ -753,7 +800,7 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  * @param fn      called for each migration; must not be NULL.
  * @param payload passed to fn.
  * @param errmsg  if not NULL, receives a message on failure (NULL on
- *                success), to be freed with sqlite3_free().
+ *                success), to be freed with dw_free().
  * @return DW_OK; DW_EMISUSE (NULL db or fn); DW_EBUSY (the database is
  *         locked; retry); DW_ERROR; DW_ENOMEM. When even ending its read
  *         transaction lacked memory, the message says that it is still

@@ -2,8 +2,10 @@
  * other, each one short write transaction that commits its rows and its
  * cursor together. The batch size adapts towards a target time, so no
  * batch holds the write lock for long. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -21,7 +23,7 @@ int dw__need_autocommit(dw_migration *h, const char *what)
     int rc = h->ops->settle(h);
     if (rc != DW_OK)
         return rc;
-    if (!sqlite3_get_autocommit(h->db))
+    if (h->ops->in_transaction(h))
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "%s runs short transactions of its own; call it "
                          "outside a transaction",
@@ -47,8 +49,12 @@ int dw__need_two_models(dw_migration *h, int stage, const char *what)
 
 void dw__sleep_ms(int ms)
 {
-    if (ms > 0)
-        sqlite3_sleep(ms);
+    if (ms <= 0)
+        return;
+    struct timespec left = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    /* A signal cuts the sleep short: sleep the rest. */
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
 }
 
 typedef struct run {
@@ -392,7 +398,7 @@ static int batch(dw_migration *h, run *r, int *finished)
                     sizeof st->runner_host);
     rc = h->ops->backfill_store(h, st);
     if (rc == DW_OK && last) {
-        char *detail = sqlite3_mprintf(
+        char *detail = dw__mprintf(
             "%s to %s%s: %lld keys, %lld rows written, %lld deleted, %lld "
             "batches",
             dw__side_word(source), dw__side_word(target),
@@ -402,7 +408,7 @@ static int batch(dw_migration *h, run *r, int *finished)
         rc = detail ? h->ops->history_add(h, "backfill", stage, stage, 0,
                                           NULL, detail)
                     : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        sqlite3_free(detail);
+        dw__free(detail);
     }
     *finished = last;
     return rc;

@@ -1,6 +1,7 @@
 /* Growable strings for SQL text, keys, specs and log lines. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
@@ -51,18 +52,77 @@ void dw_buf_add(dw_buf *b, const char *s, size_t n)
 
 void dw_buf_puts(dw_buf *b, const char *s) { dw_buf_add(b, s, strlen(s)); }
 
+void dw_buf_vprintf(dw_buf *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    if (n < 0 || !grow(b, (size_t)n)) {
+        b->oom = 1;
+        va_end(again);
+        return;
+    }
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, again);
+    va_end(again);
+    b->len += (size_t)n;
+}
+
 void dw_buf_printf(dw_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = sqlite3_vmprintf(fmt, ap);
+    dw_buf_vprintf(b, fmt, ap);
     va_end(ap);
-    if (!s) {
-        b->oom = 1;
-        return;
+}
+
+char *dw__vmprintf(const char *fmt, va_list ap)
+{
+    dw_buf b;
+    dw_buf_init(&b);
+    dw_buf_vprintf(&b, fmt, ap);
+    return dw_buf_take(&b);
+}
+
+char *dw__mprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = dw__vmprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void dw_buf_quoted(dw_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && s[i]; i++) {
+        if (s[i] == '\'')
+            dw_buf_add(b, "'", 1);
+        dw_buf_add(b, s + i, 1);
     }
-    dw_buf_puts(b, s);
-    sqlite3_free(s);
+}
+
+/* SQLite's folding: ASCII letters only, whatever the locale. */
+static int ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+int dw__strnicmp(const char *a, const char *b, size_t n)
+{
+    for (; n > 0; n--, a++, b++) {
+        int ca = ascii_lower((unsigned char)*a);
+        int cb = ascii_lower((unsigned char)*b);
+        if (ca != cb || !ca)
+            return ca - cb;
+    }
+    return 0;
+}
+
+int dw__stricmp(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a ? 1 : b ? -1 : 0; /* NULL first, as SQLite's compare */
+    return dw__strnicmp(a, b, SIZE_MAX);
 }
 
 /* Backticks, not double quotes: SQLite never reads a backtick-quoted token
@@ -159,14 +219,14 @@ static int find_word(const char *sql, const char *word, int quoted)
             const char *q = span_end(p, &closed);
             if (quoted && (*p == '"' || *p == '`' || *p == '[') && closed &&
                 (size_t)(q - p) == n + 2 &&
-                sqlite3_strnicmp(p + 1, word, (int)n) == 0)
+                dw__strnicmp(p + 1, word, n) == 0)
                 return 1;
             p = q;
             continue;
         }
         int starts = p == sql || !(isalnum((unsigned char)p[-1]) ||
                                    p[-1] == '_' || p[-1] == '$');
-        if (starts && sqlite3_strnicmp(p, word, (int)n) == 0 &&
+        if (starts && dw__strnicmp(p, word, n) == 0 &&
             !(isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '$'))
             return 1;
         p++;
@@ -218,7 +278,7 @@ static const char *call_at(const char *p, const char **name, size_t *n,
         *n = (size_t)(end - p);
         for (size_t i = 0; i < 3; i++)
             if (*n == strlen(clock_words[i]) &&
-                sqlite3_strnicmp(p, clock_words[i], (int)*n) == 0)
+                dw__strnicmp(p, clock_words[i], *n) == 0)
                 return end;
     }
     *args = dw_sql_skip_space(end) + 1;
@@ -251,7 +311,7 @@ static int literal_argument(const char *p, const char *word)
     const char *q = span_end(p, &closed);
     char next = *dw_sql_skip_space(q);
     return closed && (size_t)(q - p) == n + 2 &&
-           sqlite3_strnicmp(p + 1, word, (int)n) == 0 &&
+           dw__strnicmp(p + 1, word, n) == 0 &&
            (next == ',' || next == ')');
 }
 

@@ -32,28 +32,13 @@ const char *dw__side_word(int side)
     return side == DW_SIDE_OLD ? "old" : side == DW_SIDE_NEW ? "new" : "no";
 }
 
-int dw__from_sqlite(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_ROW:
-    case SQLITE_DONE: return DW_OK;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return DW_EBUSY;
-    case SQLITE_NOMEM: return DW_ENOMEM;
-    case SQLITE_CONSTRAINT: return DW_ECONSTRAINT;
-    case SQLITE_MISUSE: return DW_EMISUSE;
-    default: return DW_ERROR;
-    }
-}
-
 int dw__error(dw_migration *h, int code, int side, const char *fmt, ...)
 {
     if (!h)
         return code;
     va_list ap;
     va_start(ap, fmt);
-    char *msg = sqlite3_vmprintf(fmt, ap);
+    char *msg = dw__vmprintf(fmt, ap);
     va_end(ap);
     dw__free(h->errmsg);
     /* When even the message cannot be allocated, the code still stands. */
@@ -113,14 +98,17 @@ void dw__error_unstash(dw_migration *h, dw_error_stash *saved)
     saved->msg = NULL;
 }
 
-void dw__error_append(dw_migration *h, const char *fmt, const char *arg)
+void dw__error_append(dw_migration *h, const char *fmt, ...)
 {
     char *msg = dw__strdup(dw_errmsg(h));
-    char *more = sqlite3_mprintf(fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    char *more = dw__vmprintf(fmt, ap);
+    va_end(ap);
     if (msg && more)
         dw__error(h, h->errcode, h->errside, "%s%s", msg, more);
     dw__free(msg);
-    sqlite3_free(more);
+    dw__free(more);
 }
 
 int dw__left_open_rc(dw_migration *h, int rc)
@@ -149,7 +137,7 @@ static const char rest[] =
 
 char *dw__txn_lost_text(const char *cause)
 {
-    return sqlite3_mprintf("%s; %s with it%s: what it did before this call "
+    return dw__mprintf("%s; %s with it%s: what it did before this call "
                            "is gone too, and %s",
                            cause, lost, why, rest);
 }
@@ -170,7 +158,7 @@ int dw__txn_lost(dw_migration *h)
                   "did is then kept, this call's work perhaps in part). "
                   "Either way %s",
                   lost, why, rest);
-    sqlite3_free(text);
+    dw__free(text);
     h->txn_lost = 1;
     return DW_EROLLEDBACK;
 }

@@ -1,4 +1,4 @@
-/* uthash, configured for the library: allocations through the sqlite3_malloc
+/* uthash, configured for the library: allocations through the library's
  * family, and an allocation failure reported instead of exiting. */
 #ifndef DW_HASH_H
 #define DW_HASH_H
@@ -16,7 +16,8 @@ extern _Thread_local int dw__hash_oom;
 unsigned dw__hash_nocase(const void *key, unsigned len);
 #define HASH_FUNCTION(keyptr, keylen, hashv)                                   \
     ((hashv) = dw__hash_nocase((keyptr), (unsigned)(keylen)))
-#define HASH_KEYCMP(a, b, n) sqlite3_strnicmp((const char *)(a), (const char *)(b), (int)(n))
+#define HASH_KEYCMP(a, b, n)                                                   \
+    dw__strnicmp((const char *)(a), (const char *)(b), (size_t)(n))
 
 #include <uthash.h>
 

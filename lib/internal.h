@@ -8,7 +8,7 @@
 
 #include "dualwrite.h"
 
-/* ---- memory: everything goes through the sqlite3_malloc family ---------- */
+/* ---- memory: everything goes through the allocator of dw_set_allocator() - */
 
 void *dw__malloc(size_t n);
 void *dw__calloc(size_t n);
@@ -31,8 +31,28 @@ void dw_buf_free(dw_buf *b);
 void dw_buf_reset(dw_buf *b);
 void dw_buf_add(dw_buf *b, const char *s, size_t n);
 void dw_buf_puts(dw_buf *b, const char *s);
-/* sqlite3_mprintf() formats, so %q and %!g work (hence no printf check). */
-void dw_buf_printf(dw_buf *b, const char *fmt, ...);
+/* C's printf formats (vsnprintf), checked by the compiler. */
+void dw_buf_printf(dw_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void dw_buf_vprintf(dw_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* A formatted text in library memory (dw__free() it); NULL when memory ran
+ * out. */
+char *dw__mprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *dw__vmprintf(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
+/* Up to n bytes of s (fewer at a NUL), each single quote doubled: the
+ * inside of an SQL string literal. */
+void dw_buf_quoted(dw_buf *b, const char *s, size_t n);
+/* A double as SQLite's "%!.17g" shows it: 17 significant digits, at least
+ * one after the point (1.0, 1.0e+300), Inf, -Inf, NaN; -0.0 as 0.0. out
+ * holds DW__DOUBLE_TEXT bytes. */
+#define DW__DOUBLE_TEXT 40
+void dw__format_double(char out[DW__DOUBLE_TEXT], double v);
+/* Case-insensitive compares folding ASCII letters only (as SQLite folds
+ * names): <0, 0 or >0; the first stops after n bytes. */
+int dw__strnicmp(const char *a, const char *b, size_t n);
+int dw__stricmp(const char *a, const char *b);
 /* An SQL identifier in backticks, embedded backticks doubled. */
 void dw_buf_ident(dw_buf *b, const char *name);
 /* A side's table, in the main schema that dw_open() checked it in: a TEMP
@@ -116,15 +136,10 @@ void dw__key_text(dw_buf *b, const dw_value *key, int nkey);
 void dw__value_desc_digest(dw_buf *b, const dw_value *v);
 /* The value itself, SQL-literal style, long values shortened. */
 void dw__value_desc_raw(dw_buf *b, const dw_value *v);
-/* Binds a value to a statement parameter. */
-int dw__bind_value(void *stmt, int idx, const dw_value *v);
 /* Deep copy of a row into an empty row. */
 int dw__row_copy(dw_row *dst, const dw_row *src);
-/* The value SQLite holds in cv, as a dw_value pointing into it (valid until
- * the statement moves on). Call with the connection's mutex held: cv comes
- * from sqlite3_column_value(). DW_ENOMEM when SQLite could not make the
- * text or blob. */
-int dw__value_of(dw_value *out, sqlite3_value *cv);
+/* dw_row_set() for a value known to be valid (a backend's row reader). */
+int dw__row_put(dw_row *row, const char *name, const dw_value *v);
 
 /* ---- name sets (uthash) ------------------------------------------------------ */
 
@@ -269,6 +284,9 @@ typedef struct dw_backend_ops {
     /* A nested savepoint around one side's write (repair-queue policy). */
     int (*side_savepoint)(dw_migration *h);
     int (*side_release)(dw_migration *h, int rollback);
+    /* 1 when a transaction is open on the connection (the caller's, or
+     * one of ours), 0 outside any. */
+    int (*in_transaction)(dw_migration *h);
     /* Cheap check that nothing was committed since the stage was cached. */
     int (*state_unchanged)(dw_migration *h);
     /* Outside any transaction: 1 when no transaction is open on the
@@ -417,6 +435,12 @@ typedef struct dw_backend_ops {
      * after the lock is released, is not part of that. */
     void (*checkpoint_hold)(dw_migration *h, int hold);
     void (*checkpoint_run)(dw_migration *h);
+    /* A write callback returned cbrc > 0, a code of the backend's (an
+     * SQLite result code): returns the DW_ code it stands for (DW_EBUSY,
+     * DW_ECONSTRAINT, DW_ENOMEM, else DW_ECALLBACK), and in *detail a text
+     * saying what failed, owned by the connection or static (valid until
+     * the next call on the connection). */
+    int (*callback_error)(dw_migration *h, int cbrc, const char **detail);
 } dw_backend_ops;
 
 extern const dw_backend_ops dw__sqlite_backend;
@@ -424,7 +448,9 @@ extern const dw_backend_ops dw__sqlite_backend;
 /* ---- the handle ------------------------------------------------------------------ */
 
 struct dw_migration {
-    sqlite3 *db;
+    /* The backend's native connection: for lib/sqlite/, the caller's SQLite
+     * connection. */
+    void *db;
     const dw_backend_ops *ops;
     void *backend;
 
@@ -503,9 +529,9 @@ typedef struct dw_error_stash {
 } dw_error_stash;
 void dw__error_stash(dw_migration *h, dw_error_stash *saved);
 void dw__error_unstash(dw_migration *h, dw_error_stash *saved);
-/* Appends to the handle's message (fmt has one %s for arg), keeping its
- * code and side. */
-void dw__error_append(dw_migration *h, const char *fmt, const char *arg);
+/* Appends to the handle's message, keeping its code and side. */
+void dw__error_append(dw_migration *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Rolls back the scope begun for a failed call; returns rc, or DW_ENOMEM
  * when the rollback itself lacked memory and left it open. */
 int dw__rollback(dw_migration *h, int scope, int rc);
@@ -515,7 +541,7 @@ int dw__left_open_rc(dw_migration *h, int rc);
  * gone after it: sets DW_EROLLEDBACK, its message after the error that
  * caused it (if any), and h->txn_lost. */
 int dw__txn_lost(dw_migration *h);
-/* DW_EROLLEDBACK's message after the error `cause` (sqlite3_free() it);
+/* DW_EROLLEDBACK's message after the error `cause` (dw__free() it);
  * NULL when memory ran out. Also for dw_remove(), which has no handle. */
 char *dw__txn_lost_text(const char *cause);
 /* rc, or DW_EROLLEDBACK when this call lost the caller's transaction. */
@@ -524,7 +550,9 @@ int dw__txn_lost_rc(dw_migration *h, int rc);
  * caller's transaction when it runs outside any transaction (`own`: it
  * would begin its own); clears the mark. */
 int dw__txn_lost_refuse(dw_migration *h, int own);
-/* Maps an SQLite result code to a DW_ code. */
+/* Maps an SQLite result code to a DW_ code. Defined by the SQLite backend
+ * (lib/sqlite/values.c); declared here for lib/stored.c, whose SQLite part
+ * has not moved into the backend yet. */
 int dw__from_sqlite(int rc);
 const char *dw__side_word(int side);
 
@@ -657,7 +685,7 @@ int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
  * the contract's transactions). */
 int dw__route_allows_contract(dw_migration *h);
 /* Whether the gates into LIVE and COMPLETE are open; when closed, *why
- * says what is missing (sqlite3_free). */
+ * says what is missing (dw__free). */
 int dw__gate_open(dw_migration *h, int *open, char **why);
 /* Stores loaded routing settings in the handle (copies cohort). */
 int dw__route_loaded(dw_migration *h, int buckets, int canary_stage,
@@ -690,6 +718,9 @@ void dw__rate_get(const dw_rate *r, int64_t done, int64_t total,
                   double *per_second, double *seconds_left);
 void dw__side_latency(dw_side_metrics *m, uint64_t ns);
 dw_side_metrics *dw__side_metrics(dw_migration *h, int side);
+/* A seed for dw__random(), different for every call (where: an address of
+ * the caller's, e.g. the handle); never 0. */
+uint64_t dw__random_seed(const void *where);
 uint64_t dw__random(dw_migration *h);
 
 #endif

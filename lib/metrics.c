@@ -1,6 +1,8 @@
 /* Counters, clocks and the per-handle random numbers. */
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -52,6 +54,34 @@ void dw__side_latency(dw_side_metrics *m, uint64_t ns)
 dw_side_metrics *dw__side_metrics(dw_migration *h, int side)
 {
     return side == DW_SIDE_OLD ? &h->metrics.old_side : &h->metrics.new_side;
+}
+
+/* splitmix64's finaliser: spreads every input bit over the output. */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t dw__random_seed(const void *where)
+{
+    /* The kernel's randomness when it can be read; else the clocks, the
+     * process id and addresses (which ASLR varies), mixed: the seed only
+     * keeps handles opened together from sampling the same reads, so it
+     * must differ between handles, not be secret. */
+    uint64_t seed = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &seed, sizeof seed) != (ssize_t)sizeof seed)
+            seed = 0;
+        close(fd);
+    }
+    static _Atomic uint64_t calls;
+    seed ^= mix64(dw__now_ns() ^ mix64((uint64_t)(uintptr_t)where) ^
+                  mix64((uint64_t)getpid() ^ (uint64_t)(uintptr_t)&calls) ^
+                  ((uint64_t)time(NULL) << 20) ^ mix64(++calls));
+    return seed | 1; /* xorshift never leaves 0 */
 }
 
 uint64_t dw__random(dw_migration *h)

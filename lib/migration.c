@@ -9,7 +9,7 @@ static void set_errmsg(char **errmsg, const dw_migration *h, int rc)
 {
     if (!errmsg)
         return;
-    *errmsg = sqlite3_mprintf("%s", h ? dw_errmsg(h) : dw_errstr(rc));
+    *errmsg = dw__mprintf("%s", h ? dw_errmsg(h) : dw_errstr(rc));
 }
 
 int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
@@ -30,7 +30,7 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     *out = NULL;
     if (!db || !opts) {
         if (errmsg)
-            *errmsg = sqlite3_mprintf("dw_open: %s is NULL",
+            *errmsg = dw__mprintf("dw_open: %s is NULL",
                                       !db ? "the connection" : "the options");
         return DW_EMISUSE;
     }
@@ -49,8 +49,7 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     h->ropts = defaults;
     h->metrics.version = DW_METRICS_VERSION;
     h->route.promote_stage = DW_PROMOTE_NONE;
-    sqlite3_randomness(sizeof h->rng, &h->rng);
-    h->rng |= 1;
+    h->rng = dw__random_seed(h);
 
     int rc = dw__spec_copy(h, opts);
     /* A spec read as JSON whose mappings are C callbacks (dw_open_json())

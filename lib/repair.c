@@ -159,7 +159,7 @@ static int repair_listed(dw_migration *h, list_run *l, int stage,
     }
     /* Busy, SQLite gave up the whole transaction, or the failed sync could
      * not be undone (the batch must go whole): stop here. */
-    if (rc == DW_EBUSY || kept || sqlite3_get_autocommit(h->db))
+    if (rc == DW_EBUSY || kept || !h->ops->in_transaction(h))
         return rc;
     dw__error_append(h, " (repairing key %s)", text);
     l->res.failed++;

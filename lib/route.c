@@ -162,11 +162,9 @@ static int move_key(dw_migration *h, const dw_value *key, int from, int to)
         dw_buf b;
         dw_buf_init(&b);
         dw__key_text(&b, key, h->spec.side[DW_SIDE_OLD].nkey);
-        char what[64];
-        sqlite3_snprintf(sizeof what, what, " (moving key %%s from %s to %s)",
-                         dw_stage_name(from), dw_stage_name(to));
         if (!b.oom)
-            dw__error_append(h, what, b.p);
+            dw__error_append(h, " (moving key %s from %s to %s)", b.p,
+                             dw_stage_name(from), dw_stage_name(to));
         dw_buf_free(&b);
     }
     return rc;
@@ -298,15 +296,15 @@ static int override_all(dw_migration *h, void *arg)
     if (rc != DW_OK || !a->changed)
         return rc;
     const char *s = a->changed == 1 ? "" : "s";
-    char *detail = a->clear ? sqlite3_mprintf("%d override%s cleared",
+    char *detail = a->clear ? dw__mprintf("%d override%s cleared",
                                               a->changed, s)
-                            : sqlite3_mprintf("%d key%s to %s", a->changed,
+                            : dw__mprintf("%d key%s to %s", a->changed,
                                               s, dw_stage_name(a->stage));
     if (!detail)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     rc = h->ops->history_add(h, "override", stage, stage, 0, a->reason,
                              detail);
-    sqlite3_free(detail);
+    dw__free(detail);
     return rc;
 }
 
@@ -533,11 +531,11 @@ static int apply_routing(dw_migration *h, void *arg)
                            "trust different models, and the gate of %s is "
                            "closed: %s; or pass DW_STAGE_FORCE with a reason",
                            h->spec.name, why);
-            sqlite3_free(why);
+            dw__free(why);
             return rc;
         }
         if (!open && (!a->reason || !a->reason[0])) {
-            sqlite3_free(why);
+            dw__free(why);
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                              "forcing a canary change past a closed gate "
                              "needs a reason");
@@ -546,10 +544,10 @@ static int apply_routing(dw_migration *h, void *arg)
     }
     char *settings = describe(want);
     if (settings)
-        detail = forced ? sqlite3_mprintf("%s; gate forced: %s", settings, why)
-                        : sqlite3_mprintf("%s", settings);
+        detail = forced ? dw__mprintf("%s; gate forced: %s", settings, why)
+                        : dw__mprintf("%s", settings);
     dw__free(settings);
-    sqlite3_free(why);
+    dw__free(why);
     if (!detail)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     rc = h->ops->routing_store(h, want);
@@ -560,7 +558,7 @@ static int apply_routing(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = h->ops->history_add(h, "routing", stage, stage, forced,
                                  a->reason, detail);
-    sqlite3_free(detail);
+    dw__free(detail);
     if (rc == DW_OK)
         rc = dw__route_loaded(h, want->buckets, want->canary_stage,
                               want->cohort, want->promote_stage,

@@ -116,8 +116,7 @@ static int slot_store(dw_column *c, const dw_value *v)
     return DW_OK;
 }
 
-/* dw_row_set() for a value known to be valid. */
-static int row_put(dw_row *row, const char *name, const dw_value *v)
+int dw__row_put(dw_row *row, const char *name, const dw_value *v)
 {
     int i = dw_row_find(row, name);
     if (i >= 0)
@@ -163,7 +162,7 @@ int dw_row_set(dw_row *row, const char *name, const dw_value *v)
         v = &null_value;
     if (!dw__value_valid(v))
         return DW_EMISUSE;
-    return row_put(row, name, v);
+    return dw__row_put(row, name, v);
 }
 
 int dw_row_set_int(dw_row *row, const char *name, int64_t v)
@@ -196,57 +195,6 @@ int dw_row_set_null(dw_row *row, const char *name)
 {
     dw_value x = dw_null();
     return dw_row_set(row, name, &x);
-}
-
-int dw__value_of(dw_value *out, sqlite3_value *cv)
-{
-    switch (sqlite3_value_type(cv)) {
-    case SQLITE_INTEGER: *out = dw_int(sqlite3_value_int64(cv)); break;
-    case SQLITE_FLOAT: *out = dw_float(sqlite3_value_double(cv)); break;
-    case SQLITE_TEXT: {
-        const char *t = (const char *)sqlite3_value_text(cv);
-        if (!t)
-            return DW_ENOMEM;
-        *out = dw_text_n(t, sqlite3_value_bytes(cv));
-        break;
-    }
-    case SQLITE_BLOB: {
-        const void *p = sqlite3_value_blob(cv);
-        int n = sqlite3_value_bytes(cv);
-        if (!p && n > 0)
-            return DW_ENOMEM;
-        *out = dw_blob(p, n);
-        break;
-    }
-    default: *out = dw_null(); break;
-    }
-    return DW_OK;
-}
-
-int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt)
-{
-    if (!row || !stmt)
-        return DW_EMISUSE;
-    /* The connection's mutex once for the whole row (NULL, a no-op, when
-     * SQLite runs without): under it the values sqlite3_column_value()
-     * returns are as safe to read as sqlite3_column_text()'s, and each
-     * column takes two calls that lock instead of four. */
-    sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(stmt));
-    sqlite3_mutex_enter(mutex);
-    int n = sqlite3_column_count(stmt), rc = DW_OK;
-    for (int i = 0; rc == DW_OK && i < n; i++) {
-        const char *name = sqlite3_column_name(stmt, i);
-        sqlite3_value *cv = sqlite3_column_value(stmt, i);
-        dw_value v;
-        if (!name || !cv)
-            rc = DW_ENOMEM;
-        else if (!*name) /* dw_row_set() refuses an empty name */
-            rc = DW_EMISUSE;
-        else if ((rc = dw__value_of(&v, cv)) == DW_OK)
-            rc = row_put(row, name, &v);
-    }
-    sqlite3_mutex_leave(mutex);
-    return rc;
 }
 
 int dw__row_copy(dw_row *dst, const dw_row *src)

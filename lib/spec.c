@@ -199,7 +199,7 @@ int dw__spec_copy(dw_migration *h, const dw_options *o)
     s->map_payload = o->map_payload;
     if (o->map_version && !(s->map_version = dw__strdup(o->map_version)))
         goto nomem;
-    s->same_table = sqlite3_stricmp(o->old_side.table, o->new_side.table) == 0;
+    s->same_table = dw__stricmp(o->old_side.table, o->new_side.table) == 0;
     /* Version 1 structs end before setup_sql. Trailing white space is
      * not part of it: "...;\n" and "...;" are one spec. */
     if (o->version >= 2 && o->setup_sql && dw__setup_len(o->setup_sql) &&

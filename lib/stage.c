@@ -17,7 +17,7 @@ int dw_stage_parse(int *out, const char *name)
     if (!out || !name)
         return DW_EMISUSE;
     for (int i = DW_STAGE_OFF; i <= DW_STAGE_COMPLETE; i++)
-        if (sqlite3_stricmp(name, stage_names[i]) == 0) {
+        if (dw__stricmp(name, stage_names[i]) == 0) {
             *out = i;
             return DW_OK;
         }
@@ -80,17 +80,17 @@ int dw__gate_open(dw_migration *h, int *open, char **why)
         return DW_OK;
     }
     if (g.backfill == DW_BF_NONE)
-        *why = sqlite3_mprintf("no backfill has run (dw_backfill)");
+        *why = dw__mprintf("no backfill has run (dw_backfill)");
     else if (g.backfill == DW_BF_RUNNING)
-        *why = sqlite3_mprintf("the backfill has not finished");
+        *why = dw__mprintf("the backfill has not finished");
     else if (g.backfill == DW_BF_STALE)
-        *why = sqlite3_mprintf("the backfill went stale when the stage "
+        *why = dw__mprintf("the backfill went stale when the stage "
                                "entered OFF or COMPLETE; run it again");
     else if (!g.last.run_id)
-        *why = sqlite3_mprintf("no verification of every key since the "
+        *why = dw__mprintf("no verification of every key since the "
                                "backfill finished (dw_verify)");
     else
-        *why = sqlite3_mprintf("the last verification since the backfill "
+        *why = dw__mprintf("the last verification since the backfill "
                                "(run %lld) found %lld missing, %lld extra "
                                "and %lld different keys",
                                (long long)g.last.run_id,
@@ -115,7 +115,7 @@ static int old_model_gate(dw_migration *h, int *open, char **why)
     *open = !g.old_behind;
     if (*open)
         return DW_OK;
-    *why = sqlite3_mprintf("the old model missed the writes made at "
+    *why = dw__mprintf("the old model missed the writes made at "
                            "COMPLETE and no backfill has finished since "
                            "(at RAMPDOWN or LIVE, dw_backfill copies from "
                            "the new model)");
@@ -163,11 +163,11 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
                        "the gate into %s is closed for %s: %s; or pass "
                        "DW_STAGE_FORCE with a reason",
                        dw_stage_name(stage), h->spec.name, why);
-        sqlite3_free(why);
+        dw__free(why);
         return rc;
     }
     if (!open && (!reason || !reason[0])) {
-        sqlite3_free(why);
+        dw__free(why);
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "forcing %s into %s past a closed gate needs a "
                          "reason",
@@ -175,24 +175,24 @@ static int move_stage(dw_migration *h, int stage, const char *reason,
     }
     if (!open) {
         forced = 1;
-        detail = sqlite3_mprintf("gate forced: %s", why);
-        sqlite3_free(why);
+        detail = dw__mprintf("gate forced: %s", why);
+        dw__free(why);
         if (!detail)
             return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     if (flags & DW_STAGE_CHECK) {
-        sqlite3_free(detail);
+        dw__free(detail);
         return DW_OK;
     }
     /* Dependent data first, then dual writes (DESIGN: the new model's
      * writes may need it from the first one). */
     if (from == DW_STAGE_OFF && stage != DW_STAGE_OFF &&
         (rc = h->ops->run_setup(h)) != DW_OK) {
-        sqlite3_free(detail);
+        dw__free(detail);
         return rc;
     }
     rc = h->ops->stage_store(h, from, stage, reason, forced, detail);
-    sqlite3_free(detail);
+    dw__free(detail);
     if (rc == DW_OK) {
         h->stage = stage;
         h->ops->state_remember(h);

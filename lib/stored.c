@@ -32,7 +32,7 @@ static int list_push(list *l, size_t size, const void *item)
 }
 
 /* Sets *errmsg (when asked for) to a message the caller frees with
- * sqlite3_free(), as dw_open() does; returns code. */
+ * dw_free(), as dw_open() does; returns code. */
 static int say(char **errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int say(char **errmsg, int code, const char *fmt, ...)
@@ -40,7 +40,7 @@ static int say(char **errmsg, int code, const char *fmt, ...)
     if (errmsg) {
         va_list ap;
         va_start(ap, fmt);
-        *errmsg = sqlite3_vmprintf(fmt, ap);
+        *errmsg = dw__vmprintf(fmt, ap);
         va_end(ap);
     }
     return code;
@@ -140,7 +140,7 @@ static int fail(parse *p, int code, const char *fmt, ...)
         return p->rc;
     va_list ap;
     va_start(ap, fmt);
-    p->msg = sqlite3_vmprintf(fmt, ap);
+    p->msg = dw__vmprintf(fmt, ap);
     va_end(ap);
     p->rc = code;
     return code;
@@ -550,7 +550,7 @@ static void parse_free(parse *p)
         dw__free(p->cols[s].v);
         dw__free(p->map[s].v);
     }
-    sqlite3_free(p->msg);
+    dw__free(p->msg);
 }
 
 /* An empty list given as [] is a list, not an absent one. */
@@ -722,7 +722,7 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
     int rc = DW_ESPEC, attempt;
     for (attempt = 0; rc == DW_ESPEC && attempt < 3; attempt++) {
         if (errmsg) {
-            sqlite3_free(*errmsg);
+            dw__free(*errmsg);
             *errmsg = NULL;
         }
         char *spec = NULL;
@@ -741,7 +741,7 @@ int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
     dw__free(last);
     if (rc == DW_ESPEC) {
         if (errmsg)
-            sqlite3_free(*errmsg);
+            dw__free(*errmsg);
         rc = say(errmsg, DW_ESPEC,
                  "migration \"%s\" was redefined by another connection "
                  "each of the %d times it was read; try again",
@@ -762,7 +762,7 @@ static int roll_back(sqlite3 *db, const char *sql, int own, int rc,
         sqlite3_get_autocommit(db))
         return rc;
     if (errmsg) {
-        sqlite3_free(*errmsg);
+        dw__free(*errmsg);
         *errmsg = NULL;
     }
     return say(errmsg, DW_ENOMEM,
@@ -1088,7 +1088,7 @@ static int caller_txn_kept(sqlite3 *db, int rc, char **errmsg)
     if (errmsg) {
         char *text =
             dw__txn_lost_text(*errmsg ? *errmsg : dw_errstr(rc));
-        sqlite3_free(*errmsg);
+        dw__free(*errmsg);
         *errmsg = text;
     }
     return DW_EROLLEDBACK;

@@ -110,6 +110,112 @@ int dw_value_equal(const dw_value *a, const dw_value *b)
     }
 }
 
+/* Digits drawn one at a time from a long double scaled into [1, 10), as
+ * SQLite's printf draws them for "%!.17g": the texts keys and values were
+ * shown as before stay the same, digit for digit. At most 26 digits are
+ * drawn from the value, the rest are '0'. */
+typedef struct digit_source {
+    long double x;
+    int left;
+} digit_source;
+
+static char next_digit(digit_source *d)
+{
+    if (d->left <= 0)
+        return '0';
+    d->left--;
+    int digit = (int)d->x;
+    d->x = (d->x - digit) * 10.0;
+    return (char)('0' + digit);
+}
+
+/* Scales x (> 0) into [1, 10), its power of ten into *exp (past 350:
+ * infinite). */
+static long double scale_down(long double x, int *exp)
+{
+    long double scale = 1.0;
+    while (x >= 1e100 * scale && *exp <= 350) {
+        scale *= 1e100;
+        *exp += 100;
+    }
+    while (x >= 1e10 * scale && *exp <= 350) {
+        scale *= 1e10;
+        *exp += 10;
+    }
+    while (x >= 10.0 * scale && *exp <= 350) {
+        scale *= 10.0;
+        (*exp)++;
+    }
+    x /= scale;
+    while (x < 1e-8) {
+        x *= 1e8;
+        *exp -= 8;
+    }
+    while (x < 1.0) {
+        x *= 10.0;
+        (*exp)--;
+    }
+    return x;
+}
+
+/* Digits after the first of the 17 significant ones. */
+#define MORE_DIGITS 16
+
+void dw__format_double(char out[DW__DOUBLE_TEXT], double v)
+{
+    char *o = out;
+    if (isnan(v)) {
+        strcpy(out, "NaN");
+        return;
+    }
+    long double x = v;
+    if (x < 0) {
+        *o++ = '-';
+        x = -x;
+    }
+    int exp = 0;
+    if (x > 0)
+        x = scale_down(x, &exp);
+    if (exp > 350) {
+        strcpy(o, "Inf");
+        return;
+    }
+    long double half = 5.0e-7; /* half a unit of the last digit shown */
+    half *= 1.0e-10;
+    x += half;
+    if (x >= 10.0) {
+        x *= 0.1;
+        exp++;
+    }
+    int scientific = exp < -4 || exp > MORE_DIGITS;
+    int after = scientific ? MORE_DIGITS : MORE_DIGITS - exp;
+    int before = scientific ? 0 : exp;
+    digit_source d = {x, 26};
+    if (before < 0)
+        *o++ = '0';
+    for (; before >= 0; before--)
+        *o++ = next_digit(&d);
+    *o++ = '.';
+    for (before++; before < 0; before++, after--)
+        *o++ = '0';
+    for (; after > 0; after--)
+        *o++ = next_digit(&d);
+    while (o[-1] == '0')
+        o--;
+    if (o[-1] == '.')
+        *o++ = '0';
+    if (scientific)
+        o += sprintf(o, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    *o = '\0';
+}
+
+static void buf_double(dw_buf *b, double v)
+{
+    char text[DW__DOUBLE_TEXT];
+    dw__format_double(text, v);
+    dw_buf_puts(b, text);
+}
+
 void dw__key_text(dw_buf *b, const dw_value *key, int nkey)
 {
     dw_buf_add(b, "[", 1);
@@ -122,7 +228,7 @@ void dw__key_text(dw_buf *b, const dw_value *key, int nkey)
         else if (v->type == DW_TYPE_TEXT)
             dw_buf_json(b, (const char *)v->p, (size_t)dw__value_len(v));
         else if (v->type == DW_TYPE_FLOAT)
-            dw_buf_printf(b, "%!.17g", v->f);
+            buf_double(b, v->f);
         else
             dw_buf_puts(b, "null");
     }
@@ -167,11 +273,13 @@ void dw__value_desc_raw(dw_buf *b, const dw_value *v)
     switch (v->type) {
     case DW_TYPE_NULL: dw_buf_puts(b, "NULL"); break;
     case DW_TYPE_INTEGER: dw_buf_printf(b, "%lld", (long long)v->i); break;
-    case DW_TYPE_FLOAT: dw_buf_printf(b, "%!.17g", v->f); break;
+    case DW_TYPE_FLOAT: buf_double(b, v->f); break;
     case DW_TYPE_TEXT: {
         int n = dw__value_len(v);
         int shown = n > RAW_LIMIT ? RAW_LIMIT : n;
-        dw_buf_printf(b, "'%.*q'", shown, (const char *)v->p);
+        dw_buf_add(b, "'", 1);
+        dw_buf_quoted(b, (const char *)v->p, (size_t)shown);
+        dw_buf_add(b, "'", 1);
         if (shown < n)
             dw_buf_printf(b, "...(%d bytes)", n);
         break;
@@ -188,44 +296,4 @@ void dw__value_desc_raw(dw_buf *b, const dw_value *v)
     }
     default: dw_buf_puts(b, "?"); break;
     }
-}
-
-static int bind_one(sqlite3_stmt *stmt, int idx, const dw_value *v,
-                    sqlite3_destructor_type bytes)
-{
-    switch (v->type) {
-    case DW_TYPE_INTEGER: return sqlite3_bind_int64(stmt, idx, v->i);
-    case DW_TYPE_FLOAT: return sqlite3_bind_double(stmt, idx, v->f);
-    case DW_TYPE_TEXT:
-        return sqlite3_bind_text(stmt, idx, v->p ? (const char *)v->p : "",
-                                 dw__value_len(v), bytes);
-    case DW_TYPE_BLOB:
-        return sqlite3_bind_blob(stmt, idx, v->p ? v->p : "", dw__value_len(v),
-                                 bytes);
-    default: return sqlite3_bind_null(stmt, idx);
-    }
-}
-
-int dw__bind_value(void *stmt, int idx, const dw_value *v)
-{
-    return bind_one(stmt, idx, v, SQLITE_STATIC);
-}
-
-int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v, int n)
-{
-    if (!stmt || (!v && n > 0) || n < 0 || first < 1 ||
-        first - 1 > INT_MAX - n)
-        return DW_EMISUSE;
-    for (int i = 0; i < n; i++) {
-        if (!dw__value_valid(&v[i]))
-            return DW_EMISUSE;
-        switch (bind_one(stmt, first + i, &v[i], SQLITE_TRANSIENT)) {
-        case SQLITE_OK: break;
-        case SQLITE_NOMEM: return DW_ENOMEM;
-        case SQLITE_RANGE:
-        case SQLITE_MISUSE: return DW_EMISUSE;
-        default: return DW_ERROR;
-        }
-    }
-    return DW_OK;
 }

@@ -240,18 +240,7 @@ int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc)
                    : DW_ECALLBACK;
         detail = dw_errstr(cbrc);
     } else if (cbrc > 0) {
-        switch (cbrc & 0xff) {
-        case SQLITE_CONSTRAINT: code = DW_ECONSTRAINT; break;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED: code = DW_EBUSY; break;
-        case SQLITE_NOMEM: code = DW_ENOMEM; break;
-        default: code = DW_ECALLBACK; break;
-        }
-        /* The connection's message belongs to this failure only when it
-         * carries the same code. */
-        detail = (sqlite3_errcode(h->db) & 0xff) == (cbrc & 0xff)
-                     ? sqlite3_errmsg(h->db)
-                     : sqlite3_errstr(cbrc);
+        code = h->ops->callback_error(h, cbrc, &detail);
     } else {
         code = DW_ECALLBACK;
         detail = "callback failed";

@@ -509,6 +509,11 @@ static int be_state_unchanged(dw_migration *h)
     return 1;
 }
 
+static int be_in_transaction(dw_migration *h)
+{
+    return !sqlite3_get_autocommit(h->db);
+}
+
 static int be_idle(dw_migration *h)
 {
     return h->stage_cached && BK(h)->version_valid && !h->left_open &&
@@ -640,6 +645,24 @@ static int be_budget_stop(dw_migration *h)
 
 /* ---- attach and detach ------------------------------------------------------ */
 
+/* A write callback's nonzero return, read as an SQLite result code (until
+ * the callbacks speak DW_ codes). */
+static int be_callback_error(dw_migration *h, int cbrc, const char **detail)
+{
+    /* The connection's message belongs to this failure only when it
+     * carries the same code. */
+    *detail = (sqlite3_errcode(h->db) & 0xff) == (cbrc & 0xff)
+                  ? sqlite3_errmsg(h->db)
+                  : sqlite3_errstr(cbrc);
+    switch (cbrc & 0xff) {
+    case SQLITE_CONSTRAINT: return DW_ECONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return DW_EBUSY;
+    case SQLITE_NOMEM: return DW_ENOMEM;
+    default: return DW_ECALLBACK;
+    }
+}
+
 static int be_attach(dw_migration *h)
 {
     h->backend = dw__calloc(sizeof(sqlite_backend));
@@ -682,6 +705,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .rollback = be_rollback,
     .side_savepoint = be_side_savepoint,
     .side_release = be_side_release,
+    .in_transaction = be_in_transaction,
     /* Stage cache */
     .state_unchanged = be_state_unchanged,
     .idle = be_idle,
@@ -751,4 +775,6 @@ const dw_backend_ops dw__sqlite_backend = {
     .budget_stop = be_budget_stop,
     .checkpoint_hold = be_checkpoint_hold,
     .checkpoint_run = be_checkpoint_run,
+    /* Application callbacks */
+    .callback_error = be_callback_error,
 };

@@ -292,6 +292,16 @@ int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
                              int *member);
 int dw__sqlite_covered(dw_migration *h, int64_t *n);
 
+/* values.c */
+/* Binds a value to a statement parameter (its bytes borrowed, not copied:
+ * they must outlive the binding); returns an SQLite code. */
+int dw__bind_value(sqlite3_stmt *stmt, int idx, const dw_value *v);
+/* The value SQLite holds in cv, as a dw_value pointing into it (valid until
+ * the statement moves on). Call with the connection's mutex held: cv comes
+ * from sqlite3_column_value(). DW_ENOMEM when SQLite could not make the
+ * text or blob. */
+int dw__value_of(dw_value *out, sqlite3_value *cv);
+
 /* contract.c */
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
 int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
