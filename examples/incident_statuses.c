@@ -505,7 +505,7 @@ static dw_migration *open_migration(sqlite3 *db)
     if (rc != DW_OK) {
         fprintf(stderr, "incident_statuses: dw_open: %s: %s\n", dw_errstr(rc),
                 err ? err : "(no message)");
-        sqlite3_free(err);
+        dw_free(err);
         exit(EXIT_FAILURE);
     }
     return h;

@@ -516,7 +516,7 @@ static dw_migration *open_migration(sqlite3 *db, alerts *a)
     if (rc != DW_OK) {
         fprintf(stderr, "lazy_inventory: dw_open: %s: %s\n", dw_errstr(rc),
                 err ? err : "(no message)");
-        sqlite3_free(err);
+        dw_free(err);
         exit(EXIT_FAILURE);
     }
     ro.ignore_columns = ignored;

@@ -966,7 +966,7 @@ static void fuzz_op(fz *f, dw_migration **hp)
             dw_close(h);
             *hp = h2;
         }
-        sqlite3_free(err);
+        dw_free(err);
         break;
     }
     }
@@ -1107,7 +1107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < 24 && f->n > 0; i++)
             fuzz_op(f, &h);
     }
-    sqlite3_free(err);
+    dw_free(err);
     dw_close(h);
     fz_digest_free(&f->digest);
     if (sqlite3_close(f->db) != SQLITE_OK)

@@ -1,5 +1,6 @@
 #include "fault.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,26 @@ static int mem_roundup(int n) { return g_real_mem.xRoundup(n); }
 static int mem_init(void *a) { return g_real_mem.xInit(a); }
 static void mem_shutdown(void *a) { g_real_mem.xShutdown(a); }
 
+/* The library's allocator: the same counter, the same live table and
+ * SQLite's underlying allocator, so one walk fails both alike. */
+static void *lib_malloc(size_t n, void *payload)
+{
+    (void)payload;
+    return n > INT_MAX ? NULL : mem_malloc((int)n);
+}
+
+static void *lib_realloc(void *p, size_t n, void *payload)
+{
+    (void)payload;
+    return n > INT_MAX ? NULL : mem_realloc(p, (int)n);
+}
+
+static void lib_free(void *p, void *payload)
+{
+    (void)payload;
+    mem_free(p);
+}
+
 void fault_mem_install(void)
 {
     if (g_mem_installed)
@@ -174,6 +195,11 @@ void fault_mem_install(void)
      * their failure points. */
     assert_int_equal(sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0), SQLITE_OK);
     assert_int_equal(sqlite3_initialize(), SQLITE_OK);
+    dw_allocator lib = {DW_ALLOCATOR_VERSION, lib_malloc, lib_realloc,
+                        lib_free, NULL};
+    const char *why = NULL;
+    if (dw_set_allocator(&lib, &why) != DW_OK)
+        fail_msg("dw_set_allocator: %s", why);
     atexit(live_free);
     g_mem_installed = 1;
 }
@@ -649,7 +675,7 @@ dw_migration *world_open_ok(sqlite3 *db)
     int rc = world_open(&h, db, &err);
     if (rc != DW_OK)
         print_error("world_open: %s: %s\n", dw_errstr(rc), err ? err : "?");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -1123,7 +1149,7 @@ static dw_migration *open_flags_ok(sqlite3 *db, unsigned flags)
     int rc = world_open_flags(&h, db, flags, &err);
     if (rc != DW_OK)
         print_error("world_open: %s: %s\n", dw_errstr(rc), err ? err : "?");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -1263,7 +1289,7 @@ fault_world *fault_world_build(const fault_op *op, int wal)
         op->finish(&c, where);
     dw_close(c.h);
     dw_row_free(c.row);
-    sqlite3_free(c.open_err);
+    dw_free(c.open_err);
     close_db(c.db);
     if (fault_mem_outstanding() != base)
         print_error("%s: the faultless run leaked %lld allocations\n",
@@ -1616,7 +1642,7 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
                 c.h = open_flags_ok(c.db, op->open_flags);
         }
         if (rc != op->ok_code) {
-            sqlite3_free(c.open_err);
+            dw_free(c.open_err);
             c.open_err = NULL;
             dw_row_clear(c.row);
             c.rerun = 1;
@@ -1655,7 +1681,7 @@ static int walk_point(fault_world *w, const fault_plan *p, int n)
     /* Rule 4. */
     dw_close(c.h);
     dw_row_free(c.row);
-    sqlite3_free(c.open_err);
+    dw_free(c.open_err);
     free(c.msg);
     close_db(c.db);
     int64_t left = fault_mem_outstanding() - base;

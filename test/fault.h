@@ -1,8 +1,8 @@
 /* The fault harness's tools, shared by the fault test programs:
  *
- *   - a failing allocator, installed under SQLite with SQLITE_CONFIG_MALLOC,
- *     so that SQLite's allocations and the library's (which all go through
- *     sqlite3_malloc) fail alike;
+ *   - a failing allocator, installed under SQLite with SQLITE_CONFIG_MALLOC
+ *     and under the library with dw_set_allocator(), one counter for both,
+ *     so that SQLite's allocations and the library's fail alike;
  *   - a pass-through VFS that fails the Nth xWrite, xSync or xTruncate with an
  *     I/O error or "disk full", or ends the process at the Nth sync (a crash);
  *   - a small "world": a two-table migration with known contents, and the
@@ -209,7 +209,7 @@ char *fault_db_dump(sqlite3 *db);
 typedef struct fault_ctx {
     sqlite3 *db;      /* the connection the operation runs on */
     dw_migration *h;  /* its handle; NULL before a FAULT_OP_OPENS run */
-    char *open_err;   /* dw_open's message (FAULT_OP_OPENS), sqlite3_free'd */
+    char *open_err;   /* dw_open's message (FAULT_OP_OPENS), dw_free'd */
     const char *dir;  /* the world's private directory (backups go there) */
     const struct fault_op *op;
     dw_row *row;      /* an empty row for reads, made before the fault */

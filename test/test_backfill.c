@@ -207,7 +207,7 @@ static dw_migration *open_spec(sqlite3 *db, const dw_options *o)
     int rc = dw_open(&h, db, o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_non_null(h);
     return h;
@@ -2095,7 +2095,7 @@ static void test_setup_sql_missing_table(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_true(contains(err, "nosuch"));
-    sqlite3_free(err);
+    dw_free(err);
     /* Nothing was stored: the same name opens with another spec, as a new
      * definition. */
     fill_ticket_options(&o, TICKET_SETUP);

@@ -520,7 +520,7 @@ static void world_works(int slot, const char *hostile_name)
     if (rc != DW_OK)
         print_error("dw_open with a hostile %s failed: %d %s\n",
                     slot_names[slot], rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_memory_equal(dw_name(h), w.name, strlen(w.name) + 1);
     if (w.nignore) {
@@ -662,7 +662,7 @@ static void world_refused(int slot, const char *hostile_name, int expected,
     assert_true(err[0] != '\0');
     if (hostile_name[0] && expected == DW_ESCHEMA && !strstr(err, hostile_name))
         fail_msg("the message does not name \"%s\": %s", hostile_name, err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(state_tables(db), tables);
     assert_true(db_digest(db) == before);
     close_db(db);
@@ -1293,7 +1293,7 @@ static void test_mapping_expression_escape(void **state)
         if (rc != DW_ESCHEMA)
             print_error("up expression \"%s\": %d %s\n", escapes[i], rc,
                         err ? err : "");
-        sqlite3_free(err);
+        dw_free(err);
         dw_close(h);
         assert_int_equal(rc, DW_ESCHEMA);
         assert_true(db_digest(db) == before);
@@ -1366,7 +1366,7 @@ static void test_setup_sql_transaction_control(void **state)
         assert_int_equal(rc, DW_EMISUSE);
         assert_null(h);
         assert_non_null(err);
-        sqlite3_free(err);
+        dw_free(err);
         assert_int_equal(state_tables(db), 0);
         close_db(db);
     }
@@ -1384,7 +1384,7 @@ static void setup_refused(sqlite3 *db, int rc, dw_migration *h, char *err,
     assert_null(h);
     assert_non_null(strstr(err, named));
     assert_non_null(strstr(err, "INSERT, UPDATE or DELETE"));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(state_tables(db), 0);
 }
 
@@ -1727,7 +1727,7 @@ static void test_mapping_expression_parameters(void **state)
             if (rc != DW_ESCHEMA && rc != DW_EMISUSE)
                 print_error("%s mapping \"%s\": %d %s\n", down ? "down" : "up",
                             exprs[i], rc, err ? err : "");
-            sqlite3_free(err);
+            dw_free(err);
             dw_close(h);
             assert_true(rc == DW_ESCHEMA || rc == DW_EMISUSE);
             assert_true(db_digest(db) == before);
@@ -2275,7 +2275,7 @@ static void open_refused(sqlite3 *db, const dw_options *o, int expected,
     assert_null(h);
     if (!err || !err[0])
         fail_msg("dw_open with %s: no message", what);
-    sqlite3_free(err);
+    dw_free(err);
     /* And the same without an errmsg pointer. */
     h = (dw_migration *)&before;
     assert_int_equal(dw_open(&h, db, o, NULL), expected);
@@ -2307,19 +2307,19 @@ static void test_null_open(void **state)
     assert_int_equal(dw_open(NULL, db, &good, &err), DW_EMISUSE);
     assert_non_null(err);
     assert_true(err[0] != '\0');
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
     h = (dw_migration *)&good;
     assert_int_equal(dw_open(&h, NULL, &good, &err), DW_EMISUSE);
     assert_null(h);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
     h = (dw_migration *)&good;
     assert_int_equal(dw_open(&h, db, NULL, &err), DW_EMISUSE);
     assert_null(h);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(state_tables(db), 0);
 
     static const char *const null_entry[] = {NULL};
@@ -2440,10 +2440,10 @@ static void test_null_stored(void **state)
     dw_migration *h = NULL;
     assert_int_equal(C(dw_list)(NULL, list_noop, NULL, &err), DW_EMISUSE);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(dw_list(db, NULL, NULL, &err), DW_EMISUSE);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(dw_list(NULL, NULL, NULL, NULL), DW_EMISUSE);
 
     static const char spec[] =
@@ -2460,7 +2460,7 @@ static void test_null_stored(void **state)
         assert_int_equal(rc, DW_EMISUSE);
         assert_null(h);
         assert_non_null(err);
-        sqlite3_free(err);
+        dw_free(err);
     }
     assert_int_equal(C(dw_open_stored)(NULL, db, "x", 0, NULL), DW_EMISUSE);
     for (int c = 0; c < 3; c++) {
@@ -2471,7 +2471,7 @@ static void test_null_stored(void **state)
         assert_int_equal(rc, DW_EMISUSE);
         assert_null(h);
         assert_non_null(err);
-        sqlite3_free(err);
+        dw_free(err);
     }
     /* dw_remove(): no connection, no name, unknown flags. */
     for (int c = 0; c < 3; c++) {
@@ -2480,7 +2480,7 @@ static void test_null_stored(void **state)
                               c == 2 ? 4u : 0u, NULL, &err);
         assert_int_equal(rc, DW_EMISUSE);
         assert_non_null(err);
-        sqlite3_free(err);
+        dw_free(err);
     }
     assert_int_equal(dw_remove(NULL, NULL, 0, NULL, NULL), DW_EMISUSE);
     assert_int_equal(state_tables(db), 0);
@@ -2942,6 +2942,28 @@ static void test_null_metrics(void **state)
     assert_int_equal(m.reads, 0);
 }
 
+/* dw_free() of NULL is harmless; dw_set_allocator() refuses a bad struct,
+ * and any allocator while the library holds memory (np.h is open), each
+ * with its reason, and changes nothing. */
+static void test_null_allocator(void **state)
+{
+    (void)state;
+    C(dw_free)(NULL);
+    const char *why = NULL;
+    dw_allocator bad = DW_ALLOCATOR_INIT;
+    assert_int_equal(C(dw_set_allocator)(&bad, &why), DW_EMISUSE);
+    assert_string_equal(why, "dw_set_allocator: the malloc function is NULL");
+    bad.version = 99;
+    assert_int_equal(dw_set_allocator(&bad, NULL), DW_EMISUSE);
+    assert_int_equal(dw_set_allocator(&bad, &why), DW_EMISUSE);
+    assert_non_null(strstr(why, "unknown version"));
+    /* The default, while a handle is open: refused too. */
+    assert_int_equal(dw_set_allocator(NULL, &why), DW_EMISUSE);
+    assert_non_null(strstr(why, "still held"));
+    int stage;
+    assert_int_equal(dw_stage_get(&stage, np.h), DW_OK); /* still works */
+}
+
 /* Every DW_API function of the header was called by the tests above (run
  * last): a function added to the header must get its NULL cases here. */
 static void test_null_covers_every_function(void **state)
@@ -3286,7 +3308,7 @@ static void test_migration_name_malformed_utf8_forms(void **state)
         assert_null(h);
         assert_non_null(err);
         assert_non_null(strstr(err, "UTF-8"));
-        sqlite3_free(err);
+        dw_free(err);
         assert_int_equal(state_tables(db), 0);
         close_db(db);
     }
@@ -3536,6 +3558,7 @@ int main(void)
         cmocka_unit_test(test_null_contract),
         cmocka_unit_test(test_null_routing),
         cmocka_unit_test(test_null_metrics),
+        cmocka_unit_test(test_null_allocator),
         cmocka_unit_test(test_null_covers_every_function),
         cmocka_unit_test(test_large_values),
         cmocka_unit_test(test_mismatch_flood),

@@ -282,7 +282,7 @@ static dw_migration *open_items(sqlite3 *db)
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_non_null(h);
     return h;
@@ -1283,7 +1283,7 @@ static dw_migration *open_tickets(sqlite3 *db)
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -1647,7 +1647,7 @@ static dw_migration *open_tags(sqlite3 *db)
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -2142,7 +2142,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "contracted with old table \"items\""));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history"), n);
 
     /* Redefined: the note is no longer copied as it is. */
@@ -2243,7 +2243,7 @@ static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
     if (rc != DW_OK)
         print_error("dw_open %s: %d %s\n", name, rc,
                     err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     return rc;
 }
 

@@ -133,7 +133,7 @@ static void test_forged_stage(void **state)
         assert_int_equal(open_items(&h2, f->t.db, &err), DW_ECORRUPT);
         assert_null(h2);
         assert_non_null(strstr(err, forged[i].shown));
-        sqlite3_free(err);
+        dw_free(err);
         exec_ok(f->other, "UPDATE dw_migrations SET stage = 1");
         assert_dw_ok(f->h, dw_stage_get(&stage, f->h));
         assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
@@ -507,7 +507,7 @@ static void test_remove_damaged_stage(void **state)
         assert_int_equal(rc, DW_ECORRUPT);
         assert_non_null(strstr(err, "\"items_v2\" is damaged: table "
                                     "dw_migrations"));
-        sqlite3_free(err);
+        dw_free(err);
         assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
                                             "dw_migrations"),
                          1);
@@ -565,14 +565,14 @@ static void test_damaged_spec(void **state)
     assert_non_null(strstr(err, "migration \"items_v2\": its stored spec is "
                                 "damaged"));
     assert_non_null(strstr(err, "does not parse as JSON"));
-    sqlite3_free(err);
+    dw_free(err);
     exec_ok(f->other, "UPDATE dw_migrations SET spec = '{\"format\":1}'");
     err = NULL;
     assert_int_equal(dw_open_stored(&h2, f->t.db, "items_v2", 0, &err),
                      DW_ECORRUPT);
     assert_non_null(strstr(err, "parses as JSON, but was changed"));
     assert_null(strstr(err, "renamed"));
-    sqlite3_free(err);
+    dw_free(err);
 }
 
 int main(void)

@@ -271,14 +271,14 @@ static void child_open(child *c)
         char *err = NULL;
         int rc = dw_open(&c->h, c->db, &o, &err);
         if (rc == DW_EBUSY) {
-            sqlite3_free(err);
+            dw_free(err);
             sleep_ms(1);
             continue;
         }
         if (rc != DW_OK)
             child_fail(c, CHILD_OPEN, "dw_open: %d %s", rc,
                        err ? err : "(no message)");
-        sqlite3_free(err);
+        dw_free(err);
         break;
     }
     char path[512];
@@ -1351,7 +1351,7 @@ static void round_setup(round_state *rs, const params *p)
     int rc = dw_open(&rs->h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "?");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     move *m = add_move(rs);
     m->from = DW_STAGE_OFF;

@@ -235,7 +235,7 @@ static void test_open_io_error(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "rolled back your transaction"));
-    sqlite3_free(err);
+    dw_free(err);
 }
 
 /* dw_remove() inside the caller's transaction: the error says the
@@ -263,7 +263,7 @@ static void test_remove_io_error(void **state)
     assert_non_null(err);
     assert_non_null(strstr(err, "rolled back your transaction"));
     assert_non_null(strstr(err, "I/O"));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
                                         "WHERE name = 'second'"),
                      1);

@@ -53,7 +53,7 @@ static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
     int rc = dw_open(&h, db, o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : dw_errstr(rc));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -507,7 +507,7 @@ static void test_key_only_new_side(void **state)
                                   0, NULL, &err),
                      DW_EMISUSE);
     assert_non_null(strstr(err, "an up mapping is required"));
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
 
     /* Without a down mapping the old side has columns to fill: an up
@@ -522,7 +522,7 @@ static void test_key_only_new_side(void **state)
     assert_int_equal(dw_open(&h, t.db, &bad, &err), DW_EMISUSE);
     assert_non_null(err);
     assert_non_null(strstr(err, "an up mapping is required"));
-    sqlite3_free(err);
+    dw_free(err);
     test_db_close(&t);
 }
 
@@ -537,7 +537,7 @@ static void assert_refused(sqlite3 *db, int rc, const dw_migration *h,
     if (!strstr(err, reason))
         print_error("%s\n", err);
     assert_non_null(strstr(err, reason));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_schema "
                                    "WHERE name = 'dw_migrations'"),
                      0);

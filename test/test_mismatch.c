@@ -130,7 +130,7 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
     int rc = dw_open(&h, f->t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
     return h;
@@ -894,7 +894,7 @@ static void test_redact_and_ignore_case_insensitive(void **state)
     int rc = dw_open(&f.h, f.t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
     assert_int_equal(dw_row_new(&f.out), DW_OK);

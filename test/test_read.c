@@ -209,7 +209,7 @@ static void fx_open_sink(fx *f, unsigned int flags, dw_mismatch_fn fn,
     int rc = dw_open(&f->h, f->t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     f->sr.db = f->t.db;
     rd_init(&f->r);
@@ -564,7 +564,7 @@ static void sfx_open(sfx *f, unsigned int flags)
     int rc = dw_open(&f->h, f->t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_int_equal(dw_row_new(&f->out), DW_OK);
 }

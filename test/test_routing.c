@@ -134,7 +134,7 @@ static dw_migration *open_items_ok(sqlite3 *db)
     int rc = open_items(&h, db, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_non_null(h);
     return h;
@@ -672,7 +672,7 @@ static dw_migration *start_up_only(fixture *f)
     int rc = open_items_as(&f->h, f->t.db, "items_up_only", 0, 0, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
     backfill_and_verify(f->h);

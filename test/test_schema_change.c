@@ -25,7 +25,7 @@ static dw_migration *open_items(sqlite3 *db, unsigned int flags, int *rc)
     dw_migration *h = NULL;
     char *err = NULL;
     *rc = dw_open(&h, db, &o, &err);
-    sqlite3_free(err);
+    dw_free(err);
     return h;
 }
 

@@ -63,7 +63,7 @@ static void open_fails2(sqlite3 *db, const dw_options *o, int code1, int code2,
         print_error("message \"%s\" does not mention \"%s\"\n", err, needle);
     if (needle)
         assert_non_null(strstr(err, needle));
-    sqlite3_free(err);
+    dw_free(err);
     if (db && o && o->name)
         assert_int_equal(stored_count(db, o->name), 0);
 }
@@ -498,7 +498,7 @@ static void test_expression_smuggling(void **state)
         assert_true(rc < 0);
         assert_null(h);
         assert_non_null(err);
-        sqlite3_free(err);
+        dw_free(err);
         assert_int_equal(table_exists(t.db, "items_old"), 1);
         assert_int_equal(query_int(t.db, "SELECT count(*) FROM items_old"), 1);
         assert_int_equal(stored_count(t.db, name), 0);
@@ -563,7 +563,7 @@ static void test_open_misuse(void **state)
     o = items_opts("m_null_out");
     char *err = NULL;
     assert_int_equal(dw_open(NULL, t.db, &o, &err), DW_EMISUSE);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(stored_count(t.db, "m_null_out"), 0);
 
     o = items_opts("m_null_table");
@@ -873,7 +873,7 @@ static void test_up_fn_and_map_version(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_true(strlen(err) > 0);
-    sqlite3_free(err);
+    dw_free(err);
     /* ... and it was not stored: the stored spec is v1's, which still opens */
     assert_int_equal(stored_count(t.db, "cmap"), 1);
     query_text(t.db, "SELECT spec_digest FROM dw_migrations WHERE name = 'cmap'",
@@ -1030,7 +1030,7 @@ static void redefinition_says(sqlite3 *db, const dw_options *o,
     assert_null(h);
     assert_non_null(strstr(err, needle));
     assert_non_null(strstr(err, "DW_OPEN_REDEFINE"));
-    sqlite3_free(err);
+    dw_free(err);
 }
 
 /* A spec refused as different from the stored one says which part

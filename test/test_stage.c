@@ -83,7 +83,7 @@ static dw_migration *open_items_ok(sqlite3 *db, const char *name)
     int rc = open_items(&h, db, name, "upper(name)", 0, "initial", &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_non_null(h);
     return h;
@@ -389,7 +389,7 @@ static void test_history_events(void **state)
     assert_int_equal(open_items(&other, f->t.db, "other", "lower(name)", 0,
                                 NULL, &err),
                      DW_OK);
-    sqlite3_free(err);
+    dw_free(err);
     assert_dw_ok(other, dw_stage_set(other, DW_STAGE_DUAL_WRITE, "x", 0));
     assert_int_equal(history_len(f->h), 4);
     assert_int_equal(history_len(other), 2);
@@ -503,7 +503,7 @@ static void test_reopen_different_spec(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_true(strlen(err) > 0);
-    sqlite3_free(err);
+    dw_free(err);
 
     /* Nothing was stored by the failed open. */
     f->h = open_items_ok(f->t.db, "m");
@@ -541,7 +541,7 @@ static void test_reopen_different_spec(void **state)
     assert_int_equal(rc, DW_ESPEC);
     assert_null(h3);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
 
     /* And the new spec is used by writes: title = lower(name). */
     dw_value k = dw_int(7);
@@ -968,7 +968,7 @@ static void test_open_stored_spec_beside_writer(void **state)
     rc = open_items(&h, f->t.db, "m", "lower(name)", 0, NULL, &err);
     assert_int_equal(rc, DW_ESPEC);
     assert_null(h);
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
 
     /* Defining a new migration must write: busy, and nothing stored. */
@@ -977,7 +977,7 @@ static void test_open_stored_spec_beside_writer(void **state)
     assert_int_equal(rc, DW_EBUSY);
     assert_null(h);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
     assert_true(sqlite3_get_autocommit(f->t.db));
     /* So must a redefinition. */
@@ -986,7 +986,7 @@ static void test_open_stored_spec_beside_writer(void **state)
                     "lower", &err);
     assert_int_equal(rc, DW_EBUSY);
     assert_null(h);
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
     assert_true(sqlite3_get_autocommit(f->t.db));
 
@@ -1190,7 +1190,7 @@ static void test_redefined_by_other_connection_refuses(void **state)
                         "lower case titles", &err);
     if (rc != DW_OK)
         print_error("redefine: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     int equal = -1;
     assert_dw_ok(f->h2, dw_compare(&equal, f->h2, &k, 1));
@@ -1214,7 +1214,7 @@ static void test_redefined_by_other_handle_refuses(void **state)
     char *err = NULL;
     int rc = open_items(&f->h2, f->t.db, "m", "lower(name)",
                         DW_OPEN_REDEFINE, NULL, &err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     outdated_handle_refuses(f->t.db, f->h);
     /* The handle that redefined writes through the new mapping. */

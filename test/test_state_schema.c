@@ -295,7 +295,7 @@ static void test_future_version_is_refused(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "version 5"));
-    sqlite3_free(err);
+    dw_free(err);
     test_db_close(&t);
 }
 

@@ -20,7 +20,7 @@ static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
                     err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);
     assert_non_null(h);
-    sqlite3_free(err);
+    dw_free(err);
     return h;
 }
 
@@ -66,7 +66,7 @@ static void refused(int rc, dw_migration *out, char *err, int code,
     assert_null(out);
     assert_non_null(err);
     assert_non_null(strstr(err, needle));
-    sqlite3_free(err);
+    dw_free(err);
 }
 
 static void json_refused(sqlite3 *db, const char *name, const char *json,
@@ -1044,13 +1044,13 @@ static void test_list_busy(void **state)
     int rc = dw_list(t.db, collect, &l, &err);
     assert_int_equal(rc, DW_EBUSY);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(l.n, 0);
     assert_true(sqlite3_get_autocommit(t.db));
     dw_migration *h = (dw_migration *)(void *)&l;
     assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_EBUSY);
     assert_null(h);
-    sqlite3_free(err);
+    dw_free(err);
     exec_ok(other, "ROLLBACK");
     sqlite3_close(other);
     assert_int_equal(list_count(t.db), 1);
@@ -1175,7 +1175,7 @@ static void test_open_stored_races(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "no migration named \"m\""));
-    sqlite3_free(err);
+    dw_free(err);
     sqlite3_trace_v2(t.db, 0, NULL, NULL);
     assert_int_equal(list_count(t.db), 0);
     sqlite3_close(r.other);
@@ -1218,7 +1218,7 @@ static void test_list_callback_write_lost_is_reported(void **state)
     assert_int_equal(w.rc, DW_OK);
     assert_non_null(err);
     assert_non_null(strstr(err, "rolled back"));
-    sqlite3_free(err);
+    dw_free(err);
     assert_true(sqlite3_get_autocommit(t.db));
     exec_ok(other, "COMMIT");
     int stage = -1;
@@ -1252,7 +1252,7 @@ static void test_open_stored_schema_respelled(void **state)
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "no longer reads as its stored spec"));
-    sqlite3_free(err);
+    dw_free(err);
     test_db_close(&t);
 }
 
@@ -1305,7 +1305,7 @@ static void test_open_stored_misuse(void **state)
     assert_int_equal(dw_open_stored(NULL, t.db, "items", 0, &err),
                      DW_EMISUSE);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     /* Without errmsg. */
     assert_int_equal(dw_open_stored(NULL, t.db, "items", 0, NULL), DW_EMISUSE);
     assert_int_equal(dw_open_stored(&h, t.db, "nope", 0, NULL), DW_ENOTFOUND);
@@ -1324,15 +1324,15 @@ static void test_open_stored_misuse(void **state)
     /* dw_list and dw_open_json NULL arguments. */
     assert_int_equal(dw_list(NULL, never, NULL, &err), DW_EMISUSE);
     assert_non_null(strstr(err, "the connection is NULL"));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(dw_list(t.db, NULL, NULL, &err), DW_EMISUSE);
     assert_non_null(strstr(err, "the callback is NULL"));
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(dw_list(NULL, NULL, NULL, NULL), DW_EMISUSE);
     assert_int_equal(dw_open_json(NULL, t.db, "x", "{}", 0, NULL, &err),
                      DW_EMISUSE);
     assert_non_null(err);
-    sqlite3_free(err);
+    dw_free(err);
     h = (dw_migration *)(void *)&dummy;
     rc = dw_open_json(&h, NULL, "x", "{}", 0, NULL, &err);
     refused(rc, h, err, DW_EMISUSE, "the connection is NULL");

@@ -61,7 +61,7 @@ static dw_migration *open_two(sqlite3 *db, const char *name, const char *old_t,
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open(%s): %d %s\n", name, rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -1280,7 +1280,7 @@ static void test_c_mapping(void **state)
     int rc = dw_open(&h, t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
     vsink s;
@@ -1372,7 +1372,7 @@ static void test_mapping_order(void **state)
     int rc = dw_open(&h, t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     vsink s;
     memset(&s, 0, sizeof s);
@@ -1832,7 +1832,7 @@ static dw_migration *open_repair(sqlite3 *db, const char *name)
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -2380,7 +2380,7 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
     int rc = dw_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     return h;
 }
@@ -2598,7 +2598,7 @@ static void test_key_names_differ(void **state)
     int rc = dw_open(&h, t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
     vsink s;
@@ -2669,7 +2669,7 @@ static void test_awkward_identifiers(void **state)
     int rc = dw_open(&h, t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
     assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
     vsink s;

@@ -109,7 +109,7 @@ static int open_options(fixture *f, const dw_options *o)
     int rc = dw_open(&f->h, f->t.db, o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     return rc;
 }
 
@@ -905,7 +905,7 @@ static void test_same_table_new_columns(void **state)
     int rc = dw_open(&f->h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     assert_int_equal(rc, DW_OK);
 
     char buf[256];

@@ -308,7 +308,7 @@ int open_migration(dw_migration **out, dwctl *c)
     char *err = NULL;
     int rc = dw_open_stored(out, c->db, c->args[0], 0, &err);
     int code = fail(rc, err);
-    sqlite3_free(err);
+    dw_free(err);
     return code;
 }
 

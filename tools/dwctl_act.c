@@ -213,7 +213,7 @@ int cmd_define(dwctl *c)
     sqlite3_free(spec);
     if (rc != DW_OK) {
         int code = fail(rc, err);
-        sqlite3_free(err);
+        dw_free(err);
         return code;
     }
     const char *what = !before.digest[0] ? "defined"
@@ -245,7 +245,7 @@ int cmd_remove(dwctl *c)
     if (rc == DW_OK)
         printf("%s: removed, with all of its state\n", c->args[0]);
     int code = fail(rc, err);
-    sqlite3_free(err);
+    dw_free(err);
     return code;
 }
 

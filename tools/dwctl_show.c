@@ -257,7 +257,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
         s.contracted = m->contracted;
         line = health(&s);
     }
-    sqlite3_free(err);
+    dw_free(err);
     if (ls->c->json) {
         json_out *j = &ls->j;
         json_object(j, NULL);
@@ -303,7 +303,7 @@ int cmd_list(dwctl *c)
         if (c->json)
             json_drop(&ls.j);
         int code = fail(rc, err);
-        sqlite3_free(err);
+        dw_free(err);
         return code;
     }
     if (c->json) {
@@ -707,7 +707,7 @@ int cmd_status(dwctl *c)
                      : print_status(c, h, &f, &s, &n);
     code = err ? fail(rc, err) : fail_h(rc, h);
     standing_free(&s);
-    sqlite3_free(err);
+    dw_free(err);
     sqlite3_free(f.spec);
     sqlite3_free(n.why);
     dw_close(h);
