@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "support.h"
+#include "sqlite_memory.h"
 
 #include <limits.h>
 #include <math.h>
@@ -3516,6 +3517,7 @@ static void test_mapped_value_longer_than_length_limit(void **state)
 
 int main(void)
 {
+    library_memory_in_sqlite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_hostile_identifiers,
                                   teardown_scenario),

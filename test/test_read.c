@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "support.h"
+#include "sqlite_memory.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -1738,6 +1739,7 @@ static void test_ignore_column_named_twice(void **state)
 
 int main(void)
 {
+    library_memory_in_sqlite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_stage),
         cmocka_unit_test(test_read_transaction_and_sink_timing),

@@ -1,5 +1,6 @@
 /* Tests for dw_row, dw_value, dw_errstr and the version functions. */
 #include "support.h"
+#include "sqlite_memory.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -627,6 +628,7 @@ static void test_version(void **state)
 
 int main(void)
 {
+    library_memory_in_sqlite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_row_new_empty),
         cmocka_unit_test(test_row_set_get_find),

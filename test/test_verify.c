@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "support.h"
+#include "sqlite_memory.h"
 
 #include <stddef.h>
 
@@ -2930,6 +2931,7 @@ static void test_verify_callback_outside_transaction(void **state)
 
 int main(void)
 {
+    library_memory_in_sqlite();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds_of_divergence),
         cmocka_unit_test(test_mixed_divergences_one_run),
