@@ -138,8 +138,8 @@ static const char rest[] =
 char *dw__txn_lost_text(const char *cause)
 {
     return dw__mprintf("%s; %s with it%s: what it did before this call "
-                           "is gone too, and %s",
-                           cause, lost, why, rest);
+                       "is gone too, and %s",
+                       cause, lost, why, rest);
 }
 
 int dw__txn_lost(dw_migration *h)

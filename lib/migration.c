@@ -31,7 +31,7 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
     if (!db || !opts) {
         if (errmsg)
             *errmsg = dw__mprintf("dw_open: %s is NULL",
-                                      !db ? "the connection" : "the options");
+                                  !db ? "the connection" : "the options");
         return DW_EMISUSE;
     }
     dw_migration *h = dw__calloc(sizeof *h);

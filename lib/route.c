@@ -296,10 +296,10 @@ static int override_all(dw_migration *h, void *arg)
     if (rc != DW_OK || !a->changed)
         return rc;
     const char *s = a->changed == 1 ? "" : "s";
-    char *detail = a->clear ? dw__mprintf("%d override%s cleared",
-                                              a->changed, s)
-                            : dw__mprintf("%d key%s to %s", a->changed,
-                                              s, dw_stage_name(a->stage));
+    char *detail = a->clear
+                       ? dw__mprintf("%d override%s cleared", a->changed, s)
+                       : dw__mprintf("%d key%s to %s", a->changed, s,
+                                     dw_stage_name(a->stage));
     if (!detail)
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     rc = h->ops->history_add(h, "override", stage, stage, 0, a->reason,

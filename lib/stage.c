@@ -85,18 +85,17 @@ int dw__gate_open(dw_migration *h, int *open, char **why)
         *why = dw__mprintf("the backfill has not finished");
     else if (g.backfill == DW_BF_STALE)
         *why = dw__mprintf("the backfill went stale when the stage "
-                               "entered OFF or COMPLETE; run it again");
+                           "entered OFF or COMPLETE; run it again");
     else if (!g.last.run_id)
         *why = dw__mprintf("no verification of every key since the "
-                               "backfill finished (dw_verify)");
+                           "backfill finished (dw_verify)");
     else
-        *why = dw__mprintf("the last verification since the backfill "
-                               "(run %lld) found %lld missing, %lld extra "
-                               "and %lld different keys",
-                               (long long)g.last.run_id,
-                               (long long)g.last.missing,
-                               (long long)g.last.extra,
-                               (long long)g.last.different);
+        *why =
+            dw__mprintf("the last verification since the backfill "
+                        "(run %lld) found %lld missing, %lld extra "
+                        "and %lld different keys",
+                        (long long)g.last.run_id, (long long)g.last.missing,
+                        (long long)g.last.extra, (long long)g.last.different);
     return *why ? DW_OK : dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
                                     "out of memory");
 }
@@ -116,9 +115,9 @@ static int old_model_gate(dw_migration *h, int *open, char **why)
     if (*open)
         return DW_OK;
     *why = dw__mprintf("the old model missed the writes made at "
-                           "COMPLETE and no backfill has finished since "
-                           "(at RAMPDOWN or LIVE, dw_backfill copies from "
-                           "the new model)");
+                       "COMPLETE and no backfill has finished since "
+                       "(at RAMPDOWN or LIVE, dw_backfill copies from "
+                       "the new model)");
     return *why ? DW_OK : dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
                                     "out of memory");
 }
