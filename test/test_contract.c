@@ -1627,21 +1627,29 @@ static void create_tags(sqlite3 *db)
                 "CREATE TABLE tags_v2(tag TEXT PRIMARY KEY, colour TEXT);");
 }
 
-/* Both sides' columns left NULL: the defaults. */
+/* tags -> tags_v2, both ways; both sides' columns left NULL: the
+ * defaults. */
+static void tags_options(dw_options *o, const char *name)
+{
+    dw_options init = DW_OPTIONS_INIT;
+    *o = init;
+    o->name = name;
+    o->old_side.table = "tags";
+    o->old_side.key_columns = TAG_KEY;
+    o->old_side.nkey_columns = 1;
+    o->new_side.table = "tags_v2";
+    o->new_side.key_columns = TAG_KEY;
+    o->new_side.nkey_columns = 1;
+    o->up = TAG_UP;
+    o->nup = 1;
+    o->down = TAG_DOWN;
+    o->ndown = 1;
+}
+
 static dw_migration *open_tags(sqlite3 *db)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tag_colour";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = TAG_KEY;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = TAG_KEY;
-    o.new_side.nkey_columns = 1;
-    o.up = TAG_UP;
-    o.nup = 1;
-    o.down = TAG_DOWN;
-    o.ndown = 1;
+    dw_options o;
+    tags_options(&o, "tag_colour");
     dw_migration *h = NULL;
     char *err = NULL;
     int rc = dw_open(&h, db, &o, &err);
@@ -2218,25 +2226,34 @@ typedef struct side_spec {
 
 /* Opens (defining, or with `flags` redefining) migration `name` from
  * `old_s` to `new_s`, keyed by `key`, mapped up by `up` alone. */
+static void pair_options(dw_options *o, const char *name,
+                         const char *const *key, side_spec old_s,
+                         side_spec new_s, const dw_column_map *up, int nup)
+{
+    dw_options init = DW_OPTIONS_INIT;
+    *o = init;
+    o->name = name;
+    o->old_side.table = old_s.table;
+    o->old_side.key_columns = key;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = old_s.cols;
+    o->old_side.ncolumns = old_s.ncols;
+    o->new_side.table = new_s.table;
+    o->new_side.key_columns = key;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = new_s.cols;
+    o->new_side.ncolumns = new_s.ncols;
+    o->up = up;
+    o->nup = nup;
+}
+
 static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
                      const char *const *key, side_spec old_s,
                      side_spec new_s, const dw_column_map *up, int nup,
                      unsigned flags)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = old_s.table;
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = old_s.cols;
-    o.old_side.ncolumns = old_s.ncols;
-    o.new_side.table = new_s.table;
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = new_s.cols;
-    o.new_side.ncolumns = new_s.ncols;
-    o.up = up;
-    o.nup = nup;
+    dw_options o;
+    pair_options(&o, name, key, old_s, new_s, up, nup);
     o.flags = flags;
     char *err = NULL;
     int rc = dw_open(out, db, &o, &err);
@@ -2581,18 +2598,8 @@ static void test_contract_table_named_by_other_setup_and_cohort(void **state)
     char path[400];
     in_dir(f, "a.bak", path, sizeof path);
 
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tag_setup";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = TAG_KEY;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = TAG_KEY;
-    o.new_side.nkey_columns = 1;
-    o.up = TAG_UP;
-    o.nup = 1;
-    o.down = TAG_DOWN;
-    o.ndown = 1;
+    dw_options o;
+    tags_options(&o, "tag_setup");
     o.setup_sql = "INSERT INTO tags_v2(tag) SELECT name FROM \"items\"";
     char *err = NULL;
     int rc = dw_open(&f->h2, f->t.db, &o, &err);
@@ -2642,20 +2649,9 @@ static void test_contract_other_key_routed_below(void **state)
                                           {"amount", "qty"}};
     static const dw_column_map FROM_V3[] = {{"name", "label"},
                                             {"qty", "amount"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_copy";
-    o.old_side.table = "items";
-    o.old_side.key_columns = KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v3";
-    o.new_side.key_columns = KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW;
-    o.new_side.ncolumns = 2;
-    o.up = TO_V3;
-    o.nup = 2;
+    dw_options o;
+    pair_options(&o, "items_copy", KEY, (side_spec){"items", OLD, 2},
+                 (side_spec){"items_v3", NEW, 2}, TO_V3, 2);
     o.down = FROM_V3;
     o.ndown = 2;
     char *err = NULL;

@@ -774,7 +774,7 @@ static void free_names(char **names, int n)
 
 /* One side of another migration, from the row of st (see other_uses). */
 static int report_use(dw_migration *h, sqlite3_stmt *st, dw_table_use_fn fn,
-                      void *arg, int *stop)
+                      void *arg)
 {
     dw_table_use u;
     memset(&u, 0, sizeof u);
@@ -796,7 +796,7 @@ static int report_use(dw_migration *h, sqlite3_stmt *st, dw_table_use_fn fn,
     if (rc == DW_OK && cols)
         rc = json_names(h, h->db, cols, &u.cols, &u.ncols, NULL);
     if (rc == DW_OK)
-        *stop = rc = fn(h, &u, arg);
+        rc = fn(h, &u, arg);
     free_names(u.key, u.nkey);
     free_names(u.cols, u.ncols);
     return rc;
@@ -816,15 +816,14 @@ int dw__sqlite_other_uses(dw_migration *h, const char *table,
         "ORDER BY m.name, s.side";
     sqlite3_stmt *st = NULL;
     int rc = dw__prepare(h, sql, &st, NULL);
-    int result = DW_OK, stop = 0;
+    int result = DW_OK;
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, h->id);
         sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
-        while (result == DW_OK && !stop &&
-               (rc = sqlite3_step(st)) == SQLITE_ROW)
-            result = report_use(h, st, fn, arg, &stop);
+        while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            result = report_use(h, st, fn, arg);
     }
-    if (result == DW_OK && !stop && rc != SQLITE_DONE)
+    if (result == DW_OK && rc != SQLITE_DONE)
         result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
                                   "looking for other migrations of the old "
                                   "model");
@@ -978,16 +977,30 @@ static int readd_columns(dw_migration *h, const dw_old_model *m,
     return result;
 }
 
-/* dw_t.k1 = dw_b.k1 AND ...: a backed-up row and the table's by key. */
+/* `<alias>c <op> dw_b.c` for each of names[from..n-1] not kept,
+ * separated by sep; how many. */
+static int column_pairs(dw_buf *b, char *const *names, int from, int n,
+                        const char *alias, const char *op, const char *sep,
+                        char *const *kept, int nkept)
+{
+    int count = 0;
+    for (int i = from; i < n; i++) {
+        if (listed(names[i], kept, nkept))
+            continue;
+        dw_buf_puts(b, count++ ? sep : "");
+        dw_buf_puts(b, alias);
+        dw_buf_ident(b, names[i]);
+        dw_buf_puts(b, op);
+        dw_buf_puts(b, "dw_b.");
+        dw_buf_ident(b, names[i]);
+    }
+    return count;
+}
+
+/* A backed-up row and the table's, by key. */
 static void key_join(dw_buf *b, const dw_old_model *m)
 {
-    for (int i = 0; i < m->nkey; i++) {
-        dw_buf_puts(b, i ? " AND " : "");
-        dw_buf_puts(b, "dw_t.");
-        dw_buf_ident(b, m->key[i]);
-        dw_buf_puts(b, " = dw_b.");
-        dw_buf_ident(b, m->key[i]);
-    }
+    column_pairs(b, m->key, 0, m->nkey, "dw_t.", " = ", " AND ", NULL, 0);
 }
 
 /* The backup's values copied into the columns re-added, by key. */
@@ -999,15 +1012,8 @@ static int copy_columns_back(dw_migration *h, const dw_old_model *m,
     dw_buf_puts(&b, "UPDATE main.");
     dw_buf_ident(&b, m->table);
     dw_buf_puts(&b, " AS dw_t SET ");
-    int set = 0;
-    for (int i = m->nkey; i < m->ncols; i++) {
-        if (listed(m->cols[i], kept, nkept))
-            continue;
-        dw_buf_puts(&b, set++ ? ", " : "");
-        dw_buf_ident(&b, m->cols[i]);
-        dw_buf_puts(&b, " = dw_b.");
-        dw_buf_ident(&b, m->cols[i]);
-    }
+    int set = column_pairs(&b, m->cols, m->nkey, m->ncols, "", " = ", ", ",
+                           kept, nkept);
     dw_buf_puts(&b, " FROM " BACKUP_SCHEMA ".");
     dw_buf_ident(&b, m->table);
     dw_buf_puts(&b, " AS dw_b WHERE ");
@@ -1034,13 +1040,8 @@ int dw__sqlite_restored_columns_check(dw_migration *h, const dw_old_model *m,
     dw_buf b;
     dw_buf_init(&b);
     dw_buf_puts(&b, "SELECT count(*), coalesce(sum(");
-    for (int i = m->nkey; i < m->ncols; i++) {
-        dw_buf_puts(&b, i > m->nkey ? " AND " : "");
-        dw_buf_puts(&b, "dw_t.");
-        dw_buf_ident(&b, m->cols[i]);
-        dw_buf_puts(&b, " IS dw_b.");
-        dw_buf_ident(&b, m->cols[i]);
-    }
+    column_pairs(&b, m->cols, m->nkey, m->ncols, "dw_t.", " IS ", " AND ",
+                 NULL, 0);
     dw_buf_puts(&b, "), 0) FROM " BACKUP_SCHEMA ".");
     dw_buf_ident(&b, m->table);
     dw_buf_puts(&b, " AS dw_b JOIN main.");
