@@ -254,6 +254,65 @@ typedef struct dw_route_state {
     int64_t overrides; /* overrides stored */
 } dw_route_state;
 
+/* ---- the contract's facts, as the backend gives them --------------------------- */
+
+/* The old model as a contract backs it up and drops it: `cols` of `table`
+ * in rows ordered by `key`. A whole table (two tables), or the key and the
+ * old columns of the table both sides share (cols[nkey..] are dropped). */
+typedef struct dw_old_model {
+    char *table;
+    char **cols;
+    int ncols;
+    char **key;
+    int nkey;
+    int whole_table;
+    /* How the backend recreates it, in its own terms: the core only
+     * compares these and hands them back. NULL when not used. */
+    char *table_def;   /* whole table: its definition */
+    char *after_rows;  /* whole table: what is made after the rows */
+    char *column_defs; /* columns: their declarations */
+} dw_old_model;
+
+void dw__old_model_free(dw_old_model *m);
+
+/* What a backup records besides the model (owned when loaded: dw__free
+ * the texts). */
+typedef struct dw_backup_record {
+    char *migration;
+    char *spec_digest;
+    int64_t rows;
+    char sha256[65];
+} dw_backup_record;
+
+/* One side of another stored migration whose table is the old model's. */
+typedef struct dw_table_use {
+    const char *migration;
+    int side; /* DW_SIDE_OLD or DW_SIDE_NEW */
+    int stage;
+    int contracted;
+    int canary;          /* canary buckets or a cohort are set */
+    int canary_stage;
+    int lowest_override; /* lowest stage of a key override; INT_MAX: none */
+    char **key;          /* that side's key and columns as stored */
+    int nkey;
+    char **cols;
+    int ncols;
+} dw_table_use;
+typedef int (*dw_table_use_fn)(dw_migration *h, const dw_table_use *u,
+                               void *arg);
+
+/* SQL text another stored migration holds. */
+enum { DW_SQL_MAPPING, DW_SQL_SETUP, DW_SQL_COHORT };
+typedef struct dw_other_sql_text {
+    const char *migration;
+    const char *old_table, *new_table;
+    int contracted;
+    int kind; /* DW_SQL_... */
+    const char *text;
+} dw_other_sql_text;
+typedef int (*dw_other_sql_fn)(dw_migration *h, const dw_other_sql_text *t,
+                               void *arg);
+
 /* ---- the backend seam ------------------------------------------------------------
  * Every SQL statement and every database call of the library sits behind this
  * table, so that another database is an added file, not a rewrite. */
@@ -314,6 +373,9 @@ typedef struct dw_backend_ops {
      * marks a backfill stale. */
     int (*stage_store)(dw_migration *h, int from, int to, const char *reason,
                        int forced, const char *detail);
+    /* Stores the stage alone (no history entry, no backfill marked
+     * stale): for an operation that records its own entry (a restore). */
+    int (*stage_write)(dw_migration *h, int stage);
     int (*history_add)(dw_migration *h, const char *event, int from, int to,
                        int forced, const char *reason, const char *detail);
     int (*history)(dw_migration *h, dw_history_fn fn, void *payload);
@@ -423,9 +485,88 @@ typedef struct dw_backend_ops {
     int (*cohort_member)(dw_migration *h, const dw_value *key, int *member);
     /* Old rows whose key has a new row. */
     int (*covered)(dw_migration *h, int64_t *n);
-    /* Contract and restore, whole (see dw_contract()). */
-    int (*contract)(dw_migration *h, const char *path, const char *reason);
-    int (*restore)(dw_migration *h, const char *path, const char *reason);
+    /* ---- contract and restore: mechanism only (lib/contract.c decides).
+     * `target` names the backup as the backend knows it (SQLite: a file
+     * path). Every member sets the handle's error when it fails. */
+    /* Describes the old model from the catalog (call inside a scope): its
+     * table, or the old columns of the table both sides share. Fills *m
+     * (zeroed first; dw__old_model_free() it, also after a failure). */
+    int (*model_describe)(dw_migration *h, dw_old_model *m);
+    /* Row count and SHA-256 (hex) of the model's rows as they are now, in
+     * key order, values typed: equal for equal copies. */
+    int (*model_digest)(dw_migration *h, const dw_old_model *m, int64_t *rows,
+                        char hex[65]);
+    /* *present: the model's table (whole table) or every one of its
+     * columns is in the schema now. */
+    int (*model_present)(dw_migration *h, const dw_old_model *m,
+                         int *present);
+    /* *taken: something of the schema (table, index, view, trigger) has
+     * this name, in any case. */
+    int (*name_taken)(dw_migration *h, const char *name, int *taken);
+    /* The columns a table has now (none when there is no such table);
+     * *names and each name dw__free. */
+    int (*table_columns)(dw_migration *h, const char *table, char ***names,
+                         int *n);
+    /* *by: another table with a FOREIGN KEY to `table` (dw__free), NULL
+     * when none. */
+    int (*table_referenced)(dw_migration *h, const char *table, char **by);
+    /* Drops the model: the table, or its columns cols[nkey..]. */
+    int (*model_drop)(dw_migration *h, const dw_old_model *m);
+    /* *exists: something is at target already. */
+    int (*backup_exists)(dw_migration *h, const char *target, int *exists);
+    /* Creates an empty backup for m at target (where nothing is: see
+     * backup_exists). What it made stays until backup_discard(), which
+     * needs no memory to remove it. */
+    int (*backup_create)(dw_migration *h, const dw_old_model *m,
+                         const char *target);
+    /* Ends what backup_create() began: removes the backup when `remove`,
+     * and frees what the backend held for it. */
+    void (*backup_discard)(dw_migration *h, int remove);
+    /* Makes the backup at target reachable from the handle's connection
+     * for backup_copy(), backup_record() and the restores, until
+     * backup_detach() (which keeps the handle's error as it is). */
+    int (*backup_attach)(dw_migration *h, const char *target);
+    void (*backup_detach)(dw_migration *h);
+    /* Copies the model's rows into the attached backup (inside the
+     * caller's write scope) and digests the copy as model_digest() does. */
+    int (*backup_copy)(dw_migration *h, const dw_old_model *m,
+                       const char *target, int64_t *rows, char hex[65]);
+    /* Writes the attached backup's record: the model and r. */
+    int (*backup_record)(dw_migration *h, const dw_old_model *m,
+                         const char *target, const dw_backup_record *r);
+    /* Reads the backup at target through a connection of its own: its
+     * record into *r and *m (zeroed first; the caller frees both, also
+     * after a failure), and the count and digest of the rows it holds
+     * (*rows, hex). DW_ERROR when it is no backup the backend can read. */
+    int (*backup_load)(dw_migration *h, const char *target, dw_old_model *m,
+                       dw_backup_record *r, int64_t *rows, char hex[65]);
+    /* Recreates the model's table from the attached backup: its
+     * definition, its rows, then what follows them (indexes, triggers). */
+    int (*restore_table)(dw_migration *h, const dw_old_model *m,
+                         const char *target);
+    /* Re-adds the model's columns cols[nkey..] but those named in `kept`
+     * (any case), and copies the attached backup's values into them by
+     * key. */
+    int (*restore_columns)(dw_migration *h, const dw_old_model *m,
+                           const char *target, char *const *kept,
+                           int nkept);
+    /* Of the backup's rows whose key is in the table now: how many
+     * (*rows) and how many hold the backup's values in all of the
+     * model's columns (*same). */
+    int (*restored_columns_check)(dw_migration *h, const dw_old_model *m,
+                                  int64_t *rows, int64_t *same);
+    /* Other stored migrations (facts; the core decides what they mean):
+     * the first by name whose stored spec is damaged (*name dw__free,
+     * NULL when none; *id its row); fn for each side of one whose table
+     * is `table` (any case); fn for each SQL text of each (mapping
+     * expressions, setup SQL, cohort). fn's non-zero return stops the
+     * walk and is returned. */
+    int (*other_damaged)(dw_migration *h, char **name, int64_t *id);
+    int (*other_uses)(dw_migration *h, const char *table,
+                      dw_table_use_fn fn, void *arg);
+    int (*other_sql)(dw_migration *h, dw_other_sql_fn fn, void *arg);
+    /* Stores the migration's contracted flag. */
+    int (*contracted_store)(dw_migration *h, int contracted);
     /* Time budget on the connection for the non-authoritative read. */
     void (*budget_start)(dw_migration *h, int ms);
     int (*budget_stop)(dw_migration *h); /* 1 when the budget ran out */

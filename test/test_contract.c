@@ -1627,21 +1627,29 @@ static void create_tags(sqlite3 *db)
                 "CREATE TABLE tags_v2(tag TEXT PRIMARY KEY, colour TEXT);");
 }
 
-/* Both sides' columns left NULL: the defaults. */
+/* tags -> tags_v2, both ways; both sides' columns left NULL: the
+ * defaults. */
+static void tags_options(dw_options *o, const char *name)
+{
+    dw_options init = DW_OPTIONS_INIT;
+    *o = init;
+    o->name = name;
+    o->old_side.table = "tags";
+    o->old_side.key_columns = TAG_KEY;
+    o->old_side.nkey_columns = 1;
+    o->new_side.table = "tags_v2";
+    o->new_side.key_columns = TAG_KEY;
+    o->new_side.nkey_columns = 1;
+    o->up = TAG_UP;
+    o->nup = 1;
+    o->down = TAG_DOWN;
+    o->ndown = 1;
+}
+
 static dw_migration *open_tags(sqlite3 *db)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "tag_colour";
-    o.old_side.table = "tags";
-    o.old_side.key_columns = TAG_KEY;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = TAG_KEY;
-    o.new_side.nkey_columns = 1;
-    o.up = TAG_UP;
-    o.nup = 1;
-    o.down = TAG_DOWN;
-    o.ndown = 1;
+    dw_options o;
+    tags_options(&o, "tag_colour");
     dw_migration *h = NULL;
     char *err = NULL;
     int rc = dw_open(&h, db, &o, &err);
@@ -2218,25 +2226,34 @@ typedef struct side_spec {
 
 /* Opens (defining, or with `flags` redefining) migration `name` from
  * `old_s` to `new_s`, keyed by `key`, mapped up by `up` alone. */
+static void pair_options(dw_options *o, const char *name,
+                         const char *const *key, side_spec old_s,
+                         side_spec new_s, const dw_column_map *up, int nup)
+{
+    dw_options init = DW_OPTIONS_INIT;
+    *o = init;
+    o->name = name;
+    o->old_side.table = old_s.table;
+    o->old_side.key_columns = key;
+    o->old_side.nkey_columns = 1;
+    o->old_side.columns = old_s.cols;
+    o->old_side.ncolumns = old_s.ncols;
+    o->new_side.table = new_s.table;
+    o->new_side.key_columns = key;
+    o->new_side.nkey_columns = 1;
+    o->new_side.columns = new_s.cols;
+    o->new_side.ncolumns = new_s.ncols;
+    o->up = up;
+    o->nup = nup;
+}
+
 static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
                      const char *const *key, side_spec old_s,
                      side_spec new_s, const dw_column_map *up, int nup,
                      unsigned flags)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = old_s.table;
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = old_s.cols;
-    o.old_side.ncolumns = old_s.ncols;
-    o.new_side.table = new_s.table;
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = new_s.cols;
-    o.new_side.ncolumns = new_s.ncols;
-    o.up = up;
-    o.nup = nup;
+    dw_options o;
+    pair_options(&o, name, key, old_s, new_s, up, nup);
     o.flags = flags;
     char *err = NULL;
     int rc = dw_open(out, db, &o, &err);
@@ -2570,6 +2587,137 @@ static void test_contract_three_of_one_table(void **state)
     dw_close(c);
 }
 
+/* Another migration's setup SQL, and its cohort while not contracted, name
+ * the old table: each refuses the contract, named by what holds the name;
+ * a contracted migration's cohort no longer does. */
+static void test_contract_table_named_by_other_setup_and_cohort(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    create_tags(f->t.db);
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+
+    dw_options o;
+    tags_options(&o, "tag_setup");
+    o.setup_sql = "INSERT INTO tags_v2(tag) SELECT name FROM \"items\"";
+    char *err = NULL;
+    int rc = dw_open(&f->h2, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        print_error("dw_open: %s\n", err ? err : "(no message)");
+    sqlite3_free(err);
+    err = NULL;
+    assert_int_equal(rc, DW_OK);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "setup SQL of migration \"tag_setup\"");
+    assert_msg_has(a, "\"items\"");
+    assert_false(file_exists(path));
+    dw_close(f->h2);
+    f->h2 = NULL;
+    assert_int_equal(dw_remove(f->t.db, "tag_setup", 0, NULL, &err), DW_OK);
+
+    /* dw_routing_set() takes no subquery in a cohort; one stored before
+     * that rule, or by hand, is still looked at. */
+    f->h2 = open_tags(f->t.db);
+    exec_ok(f->t.db, "UPDATE dw_migrations SET canary_cohort = 'color IN "
+                     "(SELECT name FROM items)' WHERE name = 'tag_colour'");
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "cohort of migration \"tag_colour\"");
+    assert_int_equal(schema_count(f->t.db, "items"), 4);
+    assert_false(file_exists(path));
+
+    /* Contracted, its cohort is no longer used. */
+    exec_ok(f->t.db, "UPDATE dw_migrations SET contracted = 1 WHERE name = "
+                     "'tag_colour'");
+    assert_dw_ok(a, dw_contract(a, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 0);
+}
+
+/* Another migration of the old table at COMPLETE, but with a key
+ * overridden below it: it still uses the table, and the contract says so;
+ * with the override cleared, the table is kept for it. */
+static void test_contract_other_key_routed_below(void **state)
+{
+    fixture *f = *state;
+    dw_migration *a = items_complete(f);
+    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                     "label TEXT, amount)");
+    /* Both ways, so a key can be moved back below COMPLETE. */
+    static const char *const OLD[] = {"name", "qty"};
+    static const char *const NEW[] = {"label", "amount"};
+    static const dw_column_map TO_V3[] = {{"label", "name"},
+                                          {"amount", "qty"}};
+    static const dw_column_map FROM_V3[] = {{"name", "label"},
+                                            {"qty", "amount"}};
+    dw_options o;
+    pair_options(&o, "items_copy", KEY, (side_spec){"items", OLD, 2},
+                 (side_spec){"items_v3", NEW, 2}, TO_V3, 2);
+    o.down = FROM_V3;
+    o.ndown = 2;
+    char *err = NULL;
+    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    dw_migration *b = f->h2;
+    reach_complete(b);
+    dw_value k = dw_int(2);
+    assert_dw_ok(b, dw_override_set(b, &k, 1, 1, DW_STAGE_LIVE, "hold"));
+    char path[400];
+    in_dir(f, "a.bak", path, sizeof path);
+    assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
+    assert_msg_has(a, "\"items_copy\"");
+    assert_msg_has(a, "with keys routed below it");
+    assert_false(file_exists(path));
+    int cleared = 0;
+    assert_dw_ok(b, dw_override_clear(&cleared, b, &k, 1, 1, "release"));
+    assert_int_equal(cleared, 1);
+    assert_dw_ok(a, dw_contract(a, path, NULL));
+    assert_int_equal(schema_count(f->t.db, "items"), 4); /* kept for b */
+}
+
+/* A backup whose record was tampered with: refused before anything is
+ * touched, each with what is wrong. */
+static void test_restore_damaged_record(void **state)
+{
+    fixture *f = *state;
+    dw_migration *h = items_complete(f);
+    char path[400], copy[400];
+    in_dir(f, "items.bak", path, sizeof path);
+    in_dir(f, "tampered.bak", copy, sizeof copy);
+    assert_dw_ok(h, dw_contract(h, path, NULL));
+    static const struct {
+        const char *sql;
+        int code;
+        const char *says;
+    } cases[] = {
+        {"UPDATE dw_backup_meta SET value = '2' WHERE key = 'format'",
+         DW_ERROR, "not a libdualwrite backup this version can read"},
+        {"DELETE FROM dw_backup_meta WHERE key = 'sha256'", DW_ERROR,
+         "not a libdualwrite backup this version can read"},
+        {"DELETE FROM dw_backup_meta WHERE key = 'spec_digest'", DW_EMISUSE,
+         "was taken under spec (none)"},
+        {"DELETE FROM dw_backup_meta WHERE key = 'table_sql'", DW_ERROR,
+         "its metadata is incomplete"},
+        {"UPDATE dw_backup_meta SET value = '[\"nope\"]' WHERE key = "
+         "'columns'",
+         DW_ERROR, "reading the rows to check them"},
+        {"UPDATE dw_backup_meta SET value = 'DROP TABLE items' WHERE key = "
+         "'table_sql'",
+         DW_ERROR, "not a definition"},
+        {"UPDATE dw_backup_meta SET value = '7' WHERE key = 'rows'", DW_ERROR,
+         "its record says 7 rows"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_true(test_copy_file(path, copy));
+        sqlite3 *b = open_plain(copy, 1);
+        exec_ok(b, cases[i].sql);
+        assert_int_equal(sqlite3_close(b), SQLITE_OK);
+        assert_dw(h, dw_restore(h, copy, NULL), cases[i].code);
+        assert_msg_has(h, cases[i].says);
+        assert_still_contracted(f, h);
+        remove(copy);
+    }
+    assert_dw_ok(h, dw_restore(h, path, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2606,6 +2754,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_contract_race_contracted_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_table_named_by_other_setup_and_cohort, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_contract_other_key_routed_below,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_damaged_record, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_same_path, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_left_complete,

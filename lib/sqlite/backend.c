@@ -683,6 +683,7 @@ static void be_detach(dw_migration *h)
     dw__range_finalize(bk);
     sqlite3_finalize(bk->cohort);
     dw__free(bk->cohort_pred);
+    dw__sqlite_backup_discard(h, 0);
     dw__free(bk);
     h->backend = NULL;
 }
@@ -714,6 +715,7 @@ const dw_backend_ops dw__sqlite_backend = {
     /* Stage and history */
     .stage_load = dw__sqlite_stage_load,
     .stage_store = dw__sqlite_stage_store,
+    .stage_write = dw__sqlite_stage_write,
     .history_add = dw__sqlite_history_add,
     .history = dw__sqlite_history,
     /* Repair queue and mismatch log */
@@ -767,9 +769,30 @@ const dw_backend_ops dw__sqlite_backend = {
     .cohort_check = dw__sqlite_cohort_check,
     .cohort_member = dw__sqlite_cohort_member,
     .covered = dw__sqlite_covered,
-    /* Contract */
-    .contract = dw__sqlite_contract,
-    .restore = dw__sqlite_restore,
+    /* Contract and restore: the old model, its backup file, other
+     * migrations' use of it */
+    .model_describe = dw__sqlite_model_describe,
+    .model_digest = dw__sqlite_model_digest,
+    .model_present = dw__sqlite_model_present,
+    .name_taken = dw__sqlite_name_taken,
+    .table_columns = dw__sqlite_table_columns,
+    .table_referenced = dw__sqlite_table_referenced,
+    .model_drop = dw__sqlite_model_drop,
+    .backup_exists = dw__sqlite_backup_exists,
+    .backup_create = dw__sqlite_backup_create,
+    .backup_discard = dw__sqlite_backup_discard,
+    .backup_attach = dw__sqlite_backup_attach,
+    .backup_detach = dw__sqlite_backup_detach,
+    .backup_copy = dw__sqlite_backup_copy,
+    .backup_record = dw__sqlite_backup_record,
+    .backup_load = dw__sqlite_backup_load,
+    .restore_table = dw__sqlite_restore_table,
+    .restore_columns = dw__sqlite_restore_columns,
+    .restored_columns_check = dw__sqlite_restored_columns_check,
+    .other_damaged = dw__sqlite_other_damaged,
+    .other_uses = dw__sqlite_other_uses,
+    .other_sql = dw__sqlite_other_sql,
+    .contracted_store = dw__sqlite_contracted_store,
     /* Time budget and checkpoints */
     .budget_start = be_budget_start,
     .budget_stop = be_budget_stop,

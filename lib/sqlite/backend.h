@@ -106,6 +106,10 @@ typedef struct sqlite_backend {
      * (0 when not), and whether a commit since has reached it. */
     int ckpt_every;
     int ckpt_due;
+    /* The files of the backup being created (backup_create()): its file
+     * and the journals SQLite may leave beside it, named before anything
+     * is made, so removing them needs no memory. */
+    char *backup_file[4];
 } sqlite_backend;
 
 /* Virtual machine steps between two looks at the clock under a budget. */
@@ -198,6 +202,7 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
 int dw__sqlite_stage_load(dw_migration *h, int *stage);
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,
                            const char *reason, int forced, const char *detail);
+int dw__sqlite_stage_write(dw_migration *h, int stage);
 int dw__sqlite_history(dw_migration *h, dw_history_fn fn, void *payload);
 int dw__sqlite_repair_enqueue(dw_migration *h, const char *key, int side,
                               const char *error);
@@ -302,9 +307,44 @@ int dw__bind_value(sqlite3_stmt *stmt, int idx, const dw_value *v);
  * text or blob. */
 int dw__value_of(dw_value *out, sqlite3_value *cv);
 
-/* contract.c */
-int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
-int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
+/* contract.c: the ops members of the same names (see internal.h) */
+int dw__sqlite_model_describe(dw_migration *h, dw_old_model *m);
+int dw__sqlite_model_digest(dw_migration *h, const dw_old_model *m,
+                            int64_t *rows, char hex[65]);
+int dw__sqlite_model_present(dw_migration *h, const dw_old_model *m,
+                             int *present);
+int dw__sqlite_name_taken(dw_migration *h, const char *name, int *taken);
+int dw__sqlite_table_columns(dw_migration *h, const char *table,
+                             char ***names, int *n);
+int dw__sqlite_table_referenced(dw_migration *h, const char *table,
+                                char **by);
+int dw__sqlite_model_drop(dw_migration *h, const dw_old_model *m);
+int dw__sqlite_backup_exists(dw_migration *h, const char *target,
+                             int *exists);
+int dw__sqlite_backup_create(dw_migration *h, const dw_old_model *m,
+                             const char *target);
+void dw__sqlite_backup_discard(dw_migration *h, int remove);
+int dw__sqlite_backup_attach(dw_migration *h, const char *target);
+void dw__sqlite_backup_detach(dw_migration *h);
+int dw__sqlite_backup_copy(dw_migration *h, const dw_old_model *m,
+                           const char *target, int64_t *rows, char hex[65]);
+int dw__sqlite_backup_record(dw_migration *h, const dw_old_model *m,
+                             const char *target, const dw_backup_record *r);
+int dw__sqlite_backup_load(dw_migration *h, const char *target,
+                           dw_old_model *m, dw_backup_record *r,
+                           int64_t *rows, char hex[65]);
+int dw__sqlite_restore_table(dw_migration *h, const dw_old_model *m,
+                             const char *target);
+int dw__sqlite_restore_columns(dw_migration *h, const dw_old_model *m,
+                               const char *target, char *const *kept,
+                               int nkept);
+int dw__sqlite_restored_columns_check(dw_migration *h, const dw_old_model *m,
+                                      int64_t *rows, int64_t *same);
+int dw__sqlite_other_damaged(dw_migration *h, char **name, int64_t *id);
+int dw__sqlite_other_uses(dw_migration *h, const char *table,
+                          dw_table_use_fn fn, void *arg);
+int dw__sqlite_other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg);
+int dw__sqlite_contracted_store(dw_migration *h, int contracted);
 
 /* respec.c: the stored spec's digest is not this handle's (digest
  * is the stored one). *same when they differ only by the trailing white

@@ -307,16 +307,23 @@ int dw__sqlite_migration_peek(dw_migration *h, int *contracted)
                                   "looking up the migration");
 }
 
-int dw__sqlite_stage_store(dw_migration *h, int from, int to,
-                           const char *reason, int forced, const char *detail)
+int dw__sqlite_stage_write(dw_migration *h, int stage)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_STAGE_STORE);
     if (!st)
         return h->errcode;
     sqlite3_bind_int64(st, 1, h->id);
-    sqlite3_bind_int(st, 2, to);
+    sqlite3_bind_int(st, 2, stage);
     sqlite3_bind_double(st, 3, dw__wall_time());
-    if (dw__run(h, st, DW_SIDE_NONE, "storing the stage") != SQLITE_OK)
+    return dw__run(h, st, DW_SIDE_NONE, "storing the stage") == SQLITE_OK
+               ? DW_OK
+               : h->errcode;
+}
+
+int dw__sqlite_stage_store(dw_migration *h, int from, int to,
+                           const char *reason, int forced, const char *detail)
+{
+    if (dw__sqlite_stage_write(h, to) != DW_OK)
         return h->errcode;
     if ((to == DW_STAGE_OFF || to == DW_STAGE_COMPLETE) &&
         dw__sqlite_backfill_stale(h) != DW_OK)
