@@ -296,11 +296,4 @@ int dw__sqlite_covered(dw_migration *h, int64_t *n);
 int dw__sqlite_contract(dw_migration *h, const char *path, const char *reason);
 int dw__sqlite_restore(dw_migration *h, const char *path, const char *reason);
 
-/* respec.c: the stored spec's digest is not this handle's (digest
- * is the stored one). *same when they differ only by the trailing white
- * space of a setup SQL stored by 0.3 (the handle then takes the stored
- * digest); else DW_ESPEC saying what differs, unless `redefine`. */
-int dw__sqlite_compare_stored(dw_migration *h, const char *digest,
-                              const char *spec_text, int redefine, int *same);
-
 #endif
