@@ -104,6 +104,85 @@ void dw_buf_json(dw_buf *b, const char *s, size_t n);
 /* Hands the text over (caller frees with dw__free); NULL after OOM. */
 char *dw_buf_take(dw_buf *b);
 
+/* ---- JSON -------------------------------------------------------------------
+ * A strict RFC 8259 parser (lib/json.c) for the JSON the library owns: specs
+ * given as text and specs read back from the database. Invalid UTF-8, lone
+ * surrogate escapes, trailing text and nesting past the limit are refused;
+ * members stay in document order, duplicates included (dw_json_duplicate()
+ * finds them, for callers that refuse them with their own words). */
+
+typedef enum dw_json_type {
+    DW_JSON_NULL,
+    DW_JSON_FALSE,
+    DW_JSON_TRUE,
+    DW_JSON_NUMBER,
+    DW_JSON_STRING,
+    DW_JSON_ARRAY,
+    DW_JSON_OBJECT
+} dw_json_type;
+
+/* One value of a parsed text; everything lives in its dw_json_doc. */
+typedef struct dw_json dw_json;
+struct dw_json {
+    dw_json_type type;
+    /* A member of an object: its name, decoded (NUL-terminated; name_len
+     * bytes, which may hold a NUL), and where its quote opens. NULL for an
+     * array entry and the root. */
+    const char *name;
+    size_t name_len;
+    size_t name_offset;
+    /* A string: its text decoded from escapes (NUL-terminated; len bytes,
+     * which may hold a NUL). A number: its literal as written. Else NULL. */
+    const char *text;
+    size_t len;
+    /* An array's or object's entries, in document order, and their
+     * number. */
+    const dw_json *first;
+    const dw_json *next;
+    int count;
+    /* Where the value starts: byte offset, line and column (from 1,
+     * columns counted in bytes). */
+    size_t offset;
+    int line, column;
+};
+
+typedef struct dw_json_doc dw_json_doc;
+
+/* What was wrong: code DW_EMISUSE (the text is not JSON) or DW_ENOMEM;
+ * where (byte offset, line, column from 1); msg says what and where
+ * ("expected ':' after a member name at line 1, column 9"), or "out of
+ * memory". Filled without allocating. */
+typedef struct dw_json_error {
+    int code;
+    size_t offset;
+    int line, column;
+    char msg[128];
+} dw_json_error;
+
+/* Nesting of arrays and objects refused past this (max_depth 0). */
+#define DW_JSON_MAX_DEPTH 64
+
+/* Parses len bytes of text (no NUL needed) into *out, which the caller
+ * frees with dw_json_free(); returns DW_OK, or err's code with *out NULL.
+ * max_depth 0 means DW_JSON_MAX_DEPTH. */
+int dw_json_parse(const char *text, size_t len, int max_depth,
+                  dw_json_doc **out, dw_json_error *err);
+void dw_json_free(dw_json_doc *doc);
+/* The top value (never NULL for a parsed document). */
+const dw_json *dw_json_root(const dw_json_doc *doc);
+/* The first value (in document order) whose string text or member name
+ * holds a NUL character, or NULL. */
+const dw_json *dw_json_nul(const dw_json_doc *doc);
+/* The first member of the object named name, or NULL (also when object is
+ * not an object). */
+const dw_json *dw_json_get(const dw_json *object, const char *name);
+/* The first member of the object whose name an earlier member has, or
+ * NULL. */
+const dw_json *dw_json_duplicate(const dw_json *object);
+/* 1 with *out set when v is a number written as an integer (no fraction,
+ * no exponent) that fits 64 bits; else 0. */
+int dw_json_int64(const dw_json *v, int64_t *out);
+
 /* ---- digests --------------------------------------------------------------- */
 
 typedef struct dw_sha256 {
@@ -586,6 +665,109 @@ typedef struct dw_backend_ops {
 
 extern const dw_backend_ops dw__sqlite_backend;
 
+/* ---- the connection-level driver ------------------------------------------------
+ * What the operations without a handle -- dw_list(), dw_open_json(),
+ * dw_open_stored(), dw_remove() -- need of a database, given only its
+ * connection (`conn`, borrowed). Every member returns a DW_ code; on a
+ * failure other than DW_ENOMEM and DW_ENOTFOUND, native_error() says what
+ * the database said. The checks and messages stay in the core
+ * (lib/stored.c); the driver only reads and writes. */
+
+/* The scope a handle-less operation runs in. */
+enum {
+    DW_SCOPE_READ,   /* a read transaction of its own */
+    DW_SCOPE_WRITE,  /* a write transaction of its own, locked at once */
+    DW_SCOPE_NESTED  /* a savepoint inside the caller's transaction */
+};
+
+/* A row of the stored migrations as dw_list() reads it; strings valid only
+ * during the callback. */
+typedef struct dw_stored_row {
+    const char *name;
+    const char *spec;
+    const char *spec_digest;
+    int64_t stage;
+    int stage_integer; /* the stored stage is an integer at all */
+    int contracted;    /* 0 in state tables that predate the column */
+    double created, updated;
+} dw_stored_row;
+
+/* Return non-zero to stop the listing. */
+typedef int (*dw_stored_row_fn)(const dw_stored_row *row, void *arg);
+
+/* What dw_remove() decides on, read from the stored migration. */
+typedef struct dw_removal {
+    int64_t id;
+    int stage;        /* as stored, meaningful only when intact */
+    int contracted;
+    int canary;       /* a canary whose keys run at another stage than OFF */
+    int canary_stage;
+    int64_t routed;   /* keys with overrides at another stage than OFF */
+    /* stage, contracted and canary_stage hold values operations write */
+    int intact;
+    char digest[65];  /* the stored spec's digest ("" when none) */
+} dw_removal;
+
+typedef struct dw_driver {
+    const char *name;
+    /* The handle's operations, for what dw__open() opens on conn. */
+    const dw_backend_ops *ops;
+    /* 1 when a transaction is open on the connection (the caller's, or
+     * one a failed call left open), else 0. */
+    int (*in_transaction)(void *conn);
+    /* The database's message for the connection's last failure; owned by
+     * the connection, valid until its next call. */
+    const char *(*native_error)(void *conn);
+    /* Begins a scope of kind DW_SCOPE_*; *scope receives the driver's
+     * record of it, ended by scope_end() (which frees it), and made so
+     * that ending it needs no memory. On failure returns the code with
+     * *scope NULL when nothing stayed open, or set when a transaction the
+     * begin opened must still be rolled back with scope_end(). */
+    int (*scope_begin)(void *conn, int kind, void **scope);
+    /* commit: commits (or releases the savepoint); DW_OK, also when the
+     * transaction ended already; on failure the scope stays open and
+     * valid, for a rollback. !commit: rolls back (to and releasing the
+     * savepoint) and frees the scope; DW_OK when nothing of the scope is
+     * left open (rolled back, or the database ended the transaction),
+     * else a code: the scope stayed open on the connection. */
+    int (*scope_end)(void *conn, void *scope, int commit);
+    /* Calls fn for each stored migration in name order (bytewise) until
+     * fn returns non-zero; DW_OK then too, and without a call when the
+     * database has no table of migrations (nothing is created). */
+    int (*list)(void *conn, dw_stored_row_fn fn, void *arg);
+    /* The spec text and digest stored under name, as copies the caller
+     * frees with dw__free(); DW_ENOTFOUND (both NULL, no message) when the
+     * database has no table of migrations or none of that name. */
+    int (*stored_spec)(void *conn, const char *name, char **spec,
+                       char **digest);
+    /* The version of the state tables (0 when they carry none), or -1 when
+     * the database has no table of migrations. */
+    int (*state_version)(void *conn, int *version);
+    /* Fills *r from the migration stored under name; DW_ENOTFOUND (no
+     * message) when there is none. */
+    int (*removal_read)(void *conn, const char *name, dw_removal *r);
+    /* Deletes every state row of migration id, notes `note` (the text a
+     * later definition of the name takes into its history) and the time
+     * under the name, and keeps id from being given again. */
+    int (*removal_apply)(void *conn, int64_t id, const char *name,
+                         const char *note);
+} dw_driver;
+
+extern const dw_driver dw__sqlite_driver;
+
+/* The handle-less operations, on any driver's connection (lib/stored.c);
+ * the public functions of lib/sqlite/api.c pass &dw__sqlite_driver.
+ * Messages in *errmsg are freed with dw__free(). */
+int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
+             char **errmsg);
+int dw__open_json(dw_migration **out, const dw_driver *drv, void *conn,
+                  const char *name, const char *spec_json, unsigned int flags,
+                  const char *reason, char **errmsg);
+int dw__open_stored(dw_migration **out, const dw_driver *drv, void *conn,
+                    const char *name, unsigned int flags, char **errmsg);
+int dw__remove(const dw_driver *drv, void *conn, const char *name,
+               unsigned int flags, const char *reason, char **errmsg);
+
 /* ---- the handle ------------------------------------------------------------------ */
 
 struct dw_migration {
@@ -714,6 +896,14 @@ char *dw__spec_text(const dw_spec *s);
 char *dw__spec_text_with_setup(const dw_spec *s, const char *setup);
 /* SHA-256 of a spec's text, as dw_spec_digest() gives it. */
 void dw__text_digest(const char *text, char hex[65]);
+/* The stored spec (stored_text, with digest) differs from the handle's
+ * (spec_text) by its digest (lib/respec.c): *same when only by the
+ * trailing white space of a setup SQL stored by 0.3 (the handle then
+ * takes the stored digest); else DW_ESPEC saying which parts differ,
+ * unless `redefine`. */
+int dw__compare_stored(dw_migration *h, const char *digest,
+                       const char *stored_text, const char *spec_text,
+                       int redefine, int *same);
 /* The length of setup SQL without its trailing white space. */
 size_t dw__setup_len(const char *sql);
 
@@ -745,8 +935,8 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out);
 /* dw_open(), and for dw_open_stored() with `stored_only`: then a name
  * not stored (any more) is DW_ENOTFOUND instead of a definition. */
-int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
-             int stored_only, char **errmsg);
+int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
+             const dw_options *opts, int stored_only, char **errmsg);
 /* Stands in for the C mapping callbacks of a spec read as JSON
  * (dw_open_json(), dw_open_stored()): it keeps the digest, and is never
  * called -- dw__map_callback_row() refuses first. */

@@ -12,14 +12,8 @@ static void set_errmsg(char **errmsg, const dw_migration *h, int rc)
     *errmsg = dw__mprintf("%s", h ? dw_errmsg(h) : dw_errstr(rc));
 }
 
-int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
-            char **errmsg)
-{
-    return dw__open(out, db, opts, 0, errmsg);
-}
-
-int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
-             int stored_only, char **errmsg)
+int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
+             const dw_options *opts, int stored_only, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -28,10 +22,10 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
         return DW_EMISUSE;
     }
     *out = NULL;
-    if (!db || !opts) {
+    if (!conn || !opts) {
         if (errmsg)
             *errmsg = dw__mprintf("dw_open: %s is NULL",
-                                  !db ? "the connection" : "the options");
+                                  !conn ? "the connection" : "the options");
         return DW_EMISUSE;
     }
     dw_migration *h = dw__calloc(sizeof *h);
@@ -39,8 +33,8 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
         set_errmsg(errmsg, NULL, DW_ENOMEM);
         return DW_ENOMEM;
     }
-    h->db = db;
-    h->ops = &dw__sqlite_backend;
+    h->db = conn;
+    h->ops = drv->ops;
     h->flags = opts->flags;
     h->log_cap = opts->log_cap > 0 ? opts->log_cap : DEFAULT_LOG_CAP;
     h->mismatch_fn = opts->mismatch_fn;
@@ -158,8 +152,6 @@ void dw_close(dw_migration *h)
 }
 
 const char *dw_name(const dw_migration *h) { return h ? h->spec.name : NULL; }
-
-sqlite3 *dw_db(const dw_migration *h) { return h ? h->db : NULL; }
 
 const char *dw_spec_digest(const dw_migration *h)
 {

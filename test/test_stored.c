@@ -426,6 +426,14 @@ static void test_json_malformed(void **state)
         {"not json", "spec: not valid JSON"},
         {"{" OLD "," NEW "," UP "} trailing", "spec: not valid JSON"},
         {"{old:{}}", "spec: not valid JSON"},
+        /* The parser's message says what and where. */
+        {"{\n  \"old\": {},\n  \"new\" {}}",
+         "spec: not valid JSON: expected ':' after a member name at line 3, "
+         "column 9"},
+        {"{" OLD "," NEW ",\"up\":{\"sql\":{\"title\":\"\xff\"}}}",
+         "spec: not valid JSON: invalid UTF-8 in a string"},
+        {"{" OLD "," NEW ",\"up\":{\"sql\":{\"title\":\"\\ud800\"}}}",
+         "spec: not valid JSON: a high surrogate escape without a low one"},
         {"", "spec: not valid JSON"},
         {"[1,2]", "spec: must be a JSON object, not an array"},
         {"42", "spec: must be a JSON object"},

@@ -19,8 +19,8 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_SCHEMA_VERSION] =
         "SELECT value FROM dw_meta WHERE key = 'schema_version'",
     [ST_MIGRATION_FIND] =
-        "SELECT id, stage, spec_digest, contracted FROM dw_migrations "
-        "WHERE name = ?1",
+        "SELECT id, stage, spec_digest, contracted, spec FROM "
+        "dw_migrations WHERE name = ?1",
     /* Past every id in use and every id dw_remove() took away: a handle
      * still open on a removed migration finds no other's state. */
     [ST_MIGRATION_INSERT] =

@@ -346,11 +346,4 @@ int dw__sqlite_other_uses(dw_migration *h, const char *table,
 int dw__sqlite_other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg);
 int dw__sqlite_contracted_store(dw_migration *h, int contracted);
 
-/* respec.c: the stored spec's digest is not this handle's (digest
- * is the stored one). *same when they differ only by the trailing white
- * space of a setup SQL stored by 0.3 (the handle then takes the stored
- * digest); else DW_ESPEC saying what differs, unless `redefine`. */
-int dw__sqlite_compare_stored(dw_migration *h, const char *digest,
-                              const char *spec_text, int redefine, int *same);
-
 #endif

@@ -163,12 +163,23 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
             return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         }
         snprintf(stored, sizeof stored, "%s", text);
-        sqlite3_reset(st);
-        if (strcmp(stored, digest) == 0)
+        if (strcmp(stored, digest) == 0) {
+            sqlite3_reset(st);
             return DW_OK;
+        }
+        /* The core says whether, and how, the specs differ. */
+        const char *stored_spec = (const char *)sqlite3_column_text(st, 4);
+        char *stored_text =
+            stored_spec || sqlite3_column_type(st, 4) == SQLITE_NULL
+                ? dw__strdup(stored_spec ? stored_spec : "")
+                : NULL;
+        sqlite3_reset(st);
+        if (!stored_text)
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         int same = 0;
-        rc = dw__sqlite_compare_stored(h, stored, spec_text, redefine,
-                                       &same);
+        rc = dw__compare_stored(h, stored, stored_text, spec_text, redefine,
+                                &same);
+        dw__free(stored_text);
         if (rc != DW_OK || same)
             return rc;
         /* dw_open()'s read-only attempt stores nothing. */
