@@ -361,8 +361,7 @@ dw_options options_for(const char *name, dw_side_spec old_side,
     return o;
 }
 
-/* Fails the test unless an open returned DW_OK, a handle and no message. */
-static dw_migration *opened_ok(const char *what, int rc, dw_migration *h,
+dw_migration *opened_ok(const char *what, int rc, dw_migration *h,
                                char *err)
 {
     if (rc != DW_OK)

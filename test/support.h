@@ -117,6 +117,10 @@ dw_options options_for(const char *name, dw_side_spec old_side,
 /* dw_open(), printing the error message when the result is not DW_OK (the
  * message is freed here); returns dw_open()'s result. */
 int open_migration(dw_migration **out, sqlite3 *db, const dw_options *o);
+/* The handle an open (`what`: dw_open, dw_open_stored...) gave with result
+ * rc and message err, failing the test, printing them, unless it returned
+ * DW_OK, a handle and no message. */
+dw_migration *opened_ok(const char *what, int rc, dw_migration *h, char *err);
 /* dw_open(), dw_open_stored() and dw_open_json() that must succeed (and say
  * nothing): the handle, or the test fails printing the message.
  * open_json_ok() records the reason "by hand". */
