@@ -110,6 +110,11 @@ const char *fixture_text(test_fixture *f, const char *sql, char *buf,
     ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)),      \
                     (cols), (int)(sizeof(cols) / sizeof *(cols))})
 
+/* One side whose columns are not listed (NULL: the library finds them). */
+#define TEST_SIDE_UNLISTED(table, key)                                         \
+    ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)),      \
+                    NULL, 0})
+
 /* DW_OPTIONS_INIT with the migration's name and two sides, no mapping. */
 dw_options options_for(const char *name, dw_side_spec old_side,
                        dw_side_spec new_side);
@@ -142,8 +147,10 @@ int stage_of(dw_migration *h);
 
 /* A write callback's body: runs `sql` to its end, binding the arguments
  * after `types` in order, one letter each: 'i' an int64_t, 't' a const
- * char * (NULL binds NULL), 'v' a const dw_value * (by its type). Returns 0, or the backend's own code when the
- * statement fails (SQLite's, as callbacks return today). */
+ * char * (NULL binds NULL), 'v' a const dw_value * (by its type). Arguments
+ * past the statement's parameters are not bound, so one call serves an upsert
+ * and a delete. Returns 0, or the backend's own code when the statement fails
+ * (SQLite's, as callbacks return today). */
 int callback_exec(sqlite3 *db, const char *sql, const char *types, ...);
 
 /* Copies file `from` over `to` (removed first); returns 0, leaving no `to`,

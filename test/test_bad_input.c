@@ -1952,14 +1952,8 @@ static void keys_round_trip(sqlite3 *db, const char *type, const dw_value *keys,
     sqlite3_finalize(st);
     static const char *const k[] = {"k"};
     static const dw_column_map up[] = {{"w", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "keys";
-    o.old_side.table = "t_old";
-    o.old_side.key_columns = k;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "t_new";
-    o.new_side.key_columns = k;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("keys", TEST_SIDE_UNLISTED("t_old", k),
+        TEST_SIDE_UNLISTED("t_new", k));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;
@@ -3050,14 +3044,8 @@ static void test_large_values(void **state)
     exec_ok(db, "CREATE TABLE big_old(id INTEGER PRIMARY KEY, t TEXT, b BLOB);"
                 "CREATE TABLE big_new(id INTEGER PRIMARY KEY, t TEXT, b BLOB);");
     static const dw_column_map up[] = {{"t", "t"}, {"b", "b"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "big";
-    o.old_side.table = "big_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "big_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("big", TEST_SIDE_UNLISTED("big_old", k_id),
+        TEST_SIDE_UNLISTED("big_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;

@@ -82,15 +82,8 @@ static int write_row(sqlite3 *db, const dw_value *key, int nkey, void *p)
              w->insert ? "INSERT INTO %s(tag_id, item_id) VALUES(?1, ?2)"
                        : "DELETE FROM %s WHERE tag_id = ?1 AND item_id = ?2",
              w->table);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_int64(st, 2, key[1].i);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, sql,
+                         "ii", key[0].i, key[1].i);
 }
 
 enum { DROP = 0, ADD = 1 };

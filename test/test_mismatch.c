@@ -14,11 +14,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
-}
-
 static int is_hex16(const char *s)
 {
     if (!s || strlen(s) != 16)
@@ -107,14 +102,8 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
 {
     static const dw_column_map up[] = {{"nickname", "nickname"},
                                        {"secret", "secret"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "m_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "m_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("m_old", k_id),
+        TEST_SIDE_UNLISTED("m_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -132,7 +121,7 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
         print_error("dw_open: %d %s\n", rc, err ? err : "");
     sqlite3_free(err);
     assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     return h;
 }
 
@@ -286,21 +275,15 @@ static void test_sink_composite_text_key(void **state)
     static const dw_column_map up[] = {{"v", "v"}};
     msink s;
     memset(&s, 0, sizeof s);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "composite";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 2;
+    dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
+        TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
     o.mismatch_fn = sink;
     o.mismatch_payload = &s;
     dw_migration *h = NULL;
     assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_row *out = NULL;
     assert_int_equal(dw_row_new(&out), DW_OK);
     dw_value k[2] = {dw_text("org-7"), dw_int(3)};
@@ -875,14 +858,8 @@ static void test_redact_and_ignore_case_insensitive(void **state)
     static const dw_column_map up[] = {{"nickname", "nickname"},
                                        {"full", "full"}};
     static const char *const redact_upper[] = {"FULL"};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "mm_case";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("mm_case", TEST_SIDE_UNLISTED("c_old", k_id),
+        TEST_SIDE_UNLISTED("c_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;
@@ -896,7 +873,7 @@ static void test_redact_and_ignore_case_insensitive(void **state)
         print_error("dw_open: %d %s\n", rc, err ? err : "");
     sqlite3_free(err);
     assert_int_equal(rc, DW_OK);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     assert_int_equal(dw_row_new(&f.out), DW_OK);
 
     /* Redaction: "full" is never shown raw, "nickname" is. */

@@ -2455,14 +2455,8 @@ static dw_migration *tags_at_dual_write(test_fixture *f, const char *name,
     static const char *const key[] = {"name"};
     static const dw_column_map up[] = {{"hex", "colour"}};
     static const dw_column_map down[] = {{"colour", "hex"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "tags";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("tags", key),
+        TEST_SIDE_UNLISTED("tags_v2", key));
     o.up = up;
     o.nup = 1;
     if (with_down) {

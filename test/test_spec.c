@@ -102,22 +102,11 @@ static const dw_column_map items_up[] = {{"title", "name"},
 
 static dw_options items_opts(const char *name)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "items_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("items_old", k_id),
+        TEST_SIDE_UNLISTED("items_new", k_id));
     o.up = items_up;
     o.nup = 2;
     return o;
-}
-
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
 }
 
 /* ---- a plain spec opens ------------------------------------------------------------ */
@@ -310,14 +299,8 @@ static void test_composite_key_without_rowid(void **state)
             "INSERT INTO c_new VALUES('org-7', 3, 'HELLO');");
     static const char *const key[] = {"org", "num"};
     static const dw_column_map up[] = {{"body2", "upper(body)"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "composite";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 2;
+    dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
+        TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -361,18 +344,8 @@ static void test_key_unique_index(void **state)
     static const char *const oldc[] = {"v"};
     static const char *const newc[] = {"w"};
     static const dw_column_map up[] = {{"w", "v || '!'"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "unique_index";
-    o.old_side.table = "u_old";
-    o.old_side.key_columns = kcode;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "u_new";
-    o.new_side.key_columns = kcode;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("unique_index", TEST_SIDE("u_old", kcode, oldc),
+        TEST_SIDE("u_new", kcode, newc));
     o.up = up;
     o.nup = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -603,24 +576,12 @@ static int hostile_write_old(sqlite3 *db, const dw_value *key, int nkey,
                              void *payload)
 {
     const hostile_row *r = payload;
-    sqlite3_stmt *st = NULL;
     assert_int_equal(nkey, 1);
-    int rc = sqlite3_prepare_v2(
-        db,
-        "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
+    return callback_exec(db, "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
         "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL ") DO UPDATE "
         "SET \"select\" = excluded.\"select\", \"or\"\"der\" = "
         "excluded.\"or\"\"der\", \"größe\" = excluded.\"größe\"",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, r->sel, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, r->ord, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, r->size);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+                         "itti", key[0].i, r->sel, r->ord, r->size);
 }
 
 typedef struct sink_rec {
@@ -680,7 +641,7 @@ static void test_hostile_identifiers(void **state)
     assert_int_equal(stored_count(t.db, mname), 1);
     assert_string_equal(dw_name(h), mname);
 
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
     dw_value k = dw_int(1);
     hostile_row r = {"sel 'one'", "ord \"1\"", 21};
     assert_dw_ok(h, dw_write(h, &k, 1, hostile_write_old, NULL, &r));
@@ -704,7 +665,7 @@ static void test_hostile_identifiers(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM " H_NEW_SQL), 1);
 
     /* reads through the spec compare correctly */
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_row *out = NULL;
     assert_int_equal(dw_row_new(&out), DW_OK);
     dw_metrics_reset(h);
@@ -796,21 +757,11 @@ static int items_write_old(sqlite3 *db, const dw_value *key, int nkey,
                            void *payload)
 {
     const item *it = payload;
-    sqlite3_stmt *st = NULL;
     (void)nkey;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
+    return callback_exec(db, "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
                                 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
                                 "price = excluded.price",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, it->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, it->price);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+                         "iti", key[0].i, it->name, it->price);
 }
 
 static void test_up_fn_and_map_version(void **state)
@@ -828,7 +779,7 @@ static void test_up_fn_and_map_version(void **state)
     o.map_payload = &ctx;
     o.map_version = "v1";
     dw_migration *h = open_ok(t.db, &o);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
 
     dw_value k = dw_int(2);
     item it = {"gadget", 7};
@@ -900,18 +851,8 @@ static void test_same_table_overlap(void **state)
     static const char *const newc[] = {"full_name"};
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "same_overlap";
-    o.old_side.table = "people";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = both;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "people";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("same_overlap", TEST_SIDE("people", k_id, both),
+        TEST_SIDE("people", k_id, newc));
     o.up = up;
     o.nup = 1;
     open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
@@ -1323,18 +1264,8 @@ static void test_same_table_different_keys(void **state)
     static const char *const newc[] = {"full_name"};
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "same_keys";
-    o.old_side.table = "people";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "people";
-    o.new_side.key_columns = code_key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("same_keys", TEST_SIDE("people", k_id, oldc),
+        TEST_SIDE("people", code_key, newc));
     o.up = up;
     o.nup = 1;
     open_fails(t.db, &o, DW_EMISUSE, "name different key columns");

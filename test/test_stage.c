@@ -105,18 +105,9 @@ static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     assert_int_equal(nkey, 1);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db,
-        "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
+    return callback_exec(db, "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
         " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = excluded.qty",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+                         "i", key[0].i);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -795,18 +786,8 @@ static void test_setup_sql_runs_when_leaving_off(void **state)
     fixture_exec(f, "CREATE TABLE units(name TEXT PRIMARY KEY);"
                      "INSERT INTO items VALUES(1, 'a', 1)");
     dw_column_map up[2] = {{"title", "upper(name)"}, {"quantity", "qty"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "m";
-    o.old_side.table = "items";
-    o.old_side.key_columns = ITEM_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = ITEM_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for("m", TEST_SIDE("items", ITEM_KEY, OLD_COLS),
+        TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
     o.up = up;
     o.nup = 2;
     o.setup_sql = "INSERT INTO units VALUES('each') ON CONFLICT DO NOTHING";
@@ -1045,14 +1026,8 @@ static void test_open_redone_after_other_commit(void **state)
     /* Another connection adds a column meanwhile: with default columns
      * the spec stored is checked against the schema of the write. */
     static const char *const key[] = {"id"};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "defaults";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("defaults", TEST_SIDE_UNLISTED("items", key),
+        TEST_SIDE_UNLISTED("items_v2", key));
     dw_column_map up[2] = {{"title", "name"}, {"quantity", "qty"}};
     o.up = up;
     o.nup = 2;

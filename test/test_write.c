@@ -1106,14 +1106,8 @@ static void test_numeric_text_keys_follow_sqlite(void **state)
                      "CREATE TABLE probe(k NUMERIC);");
     static const char *const CODE[] = {"code"};
     static const dw_column_map UPV[] = {{"v", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "codes";
-    o.old_side.table = "codes";
-    o.old_side.key_columns = CODE;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "codes_v2";
-    o.new_side.key_columns = CODE;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("codes", TEST_SIDE_UNLISTED("codes", CODE),
+        TEST_SIDE_UNLISTED("codes_v2", CODE));
     o.up = UPV;
     o.nup = 1;
     char *err = NULL;
