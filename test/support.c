@@ -361,8 +361,7 @@ dw_options options_for(const char *name, dw_side_spec old_side,
     return o;
 }
 
-dw_migration *opened_ok(const char *what, int rc, dw_migration *h,
-                               char *err)
+dw_migration *opened_ok(const char *what, int rc, dw_migration *h, char *err)
 {
     if (rc != DW_OK)
         print_error("%s returned %d (%s): %s\n", what, rc, dw_errstr(rc),

@@ -107,13 +107,13 @@ const char *fixture_text(test_fixture *f, const char *sql, char *buf,
  * columns of the array `cols` (both arrays, not pointers: their lengths are
  * counted here). */
 #define TEST_SIDE(table, key, cols)                                            \
-    ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)),      \
+    ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)),        \
                     (cols), (int)(sizeof(cols) / sizeof *(cols))})
 
 /* One side whose columns are not listed (NULL: the library finds them). */
 #define TEST_SIDE_UNLISTED(table, key)                                         \
-    ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)),      \
-                    NULL, 0})
+    ((dw_side_spec){(table), (key), (int)(sizeof(key) / sizeof *(key)), NULL,  \
+                    0})
 
 /* DW_OPTIONS_INIT with the migration's name and two sides, no mapping. */
 dw_options options_for(const char *name, dw_side_spec old_side,

@@ -708,8 +708,8 @@ static void assert_killed_state(test_fixture *f, int64_t committed)
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"),
                      committed);
     assert_int_equal(fixture_int(f, "SELECT count(DISTINCT id) FROM"
-                                        " users_v2 WHERE id BETWEEN 1 AND"
-                                        " 1000"),
+                                    " users_v2 WHERE id BETWEEN 1 AND"
+                                    " 1000"),
                      committed);
     if (committed)
         assert_int_equal(fixture_int(f, "SELECT max(id) FROM users_v2"),
@@ -729,10 +729,9 @@ static void resume_and_check(test_fixture *f)
     assert_int_equal(p.batches, KILL_N / KILL_B);
     assert_int_equal(p.rows_written, KILL_N);
     assert_int_equal(p.rows_deleted, 0);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"),
-                     KILL_N);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), KILL_N);
     assert_int_equal(fixture_int(f, "SELECT count(DISTINCT id) FROM"
-                                        " users_v2"),
+                                    " users_v2"),
                      KILL_N);
     assert_users_match(f->t.db);
     verify_clean(f->h, KILL_N);
@@ -967,7 +966,7 @@ static void test_writes_during_backfill(void **state)
      * updated ahead were not overwritten with older values, rows
      * inserted past the end were kept. */
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id > 100000"),
+                                    " id > 100000"),
                      c.calls - 1);
     assert_users_match(f->t.db);
     verify_clean(f->h, -1);
@@ -1111,8 +1110,8 @@ static int stream_progress(const dw_backfill_progress *p, void *payload)
         int64_t id = s->next_id++;
         char name[32];
         snprintf(name, sizeof name, "stream%lld", (long long)id);
-        rc = callback_exec(s->db2, OLD_UPSERT, "itt", id, name,
-                           "s@example.com");
+        rc =
+            callback_exec(s->db2, OLD_UPSERT, "itt", id, name, "s@example.com");
         if (rc == SQLITE_OK) {
             dw_value k = dw_int(id);
             int drc = dw_mirror(s->h2, &k, 1);
@@ -1181,8 +1180,8 @@ static void test_unique_violation(void **state)
     /* 7 shares 3's email (across batches: 3 is copied before); 23 shares
      * 21's (inside one batch). */
     fixture_exec(f, "UPDATE users SET email = 'u3@example.com' WHERE id = 7;"
-                     "UPDATE users SET email = 'u21@example.com' WHERE"
-                     " id = 23;");
+                    "UPDATE users SET email = 'u21@example.com' WHERE"
+                    " id = 23;");
     open_users(f, 0);
     stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     dw_backfill_options o = fixed_batches(B);
@@ -1206,18 +1205,18 @@ static void test_unique_violation(void **state)
      * the duplicate, and the new row of 3 is intact. */
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), N);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users WHERE"
-                                        " id = 7 AND email ="
-                                        " 'u3@example.com'"),
+                                    " id = 7 AND email ="
+                                    " 'u3@example.com'"),
                      1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id = 3 AND display = 'USER3' AND"
-                                        " email = 'u3@example.com'"),
+                                    " id = 3 AND display = 'USER3' AND"
+                                    " email = 'u3@example.com'"),
                      1);
 
     /* Fix 7 (not mirrored: it has no new row yet); the next stop is 23,
      * named although the set-based copy failed on the batch as a whole. */
     fixture_exec(f, "UPDATE users SET email = 'seven@example.com' WHERE"
-                     " id = 7");
+                    " id = 7");
     assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECONSTRAINT);
     msg = dw_errmsg(f->h);
     assert_true(contains(msg, "UNIQUE constraint failed"));
@@ -1228,7 +1227,7 @@ static void test_unique_violation(void **state)
     assert_int_equal(s.batches, 4);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 20);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id BETWEEN 21 AND 25"),
+                                    " id BETWEEN 21 AND 25"),
                      0);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), N);
 
@@ -1257,7 +1256,7 @@ static void test_orphan_holding_unique_value(void **state)
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "rollback", 0));
     /* At OFF writes reach the old side only. */
     fixture_exec(f, "DELETE FROM users WHERE id = 4;"
-                     "UPDATE users SET email = 'u4@example.com' WHERE id = 5;");
+                    "UPDATE users SET email = 'u4@example.com' WHERE id = 5;");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "again", 0));
     dw_backfill_options o = fixed_batches(100);
     dw_backfill_progress p;
@@ -1294,7 +1293,7 @@ static void test_busy(void **state)
     /* The stage move's run and the other connection's row; the backfill's
      * setup did not run. */
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM setup_runs"
-                                        " WHERE at = 1"),
+                                    " WHERE at = 1"),
                      1);
 
     /* Midway: busy leaves the cursor and counts as they were. */
@@ -1306,8 +1305,7 @@ static void test_busy(void **state)
     assert_int_equal(s.rows_done, 2 * B);
     assert_int_equal(s.batches, 2);
     assert_int_equal(s.finished, 0);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"),
-                     2 * B);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 2 * B);
     exec_ok(other, "COMMIT");
     assert_int_equal(sqlite3_close(other), SQLITE_OK);
 
@@ -1319,7 +1317,7 @@ static void test_busy(void **state)
     assert_int_equal(p.rows_written, N);
     /* Setup ran once more, with the first committed batch. */
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM setup_runs"
-                                        " WHERE at = 1"),
+                                    " WHERE at = 1"),
                      2);
     assert_users_match(f->t.db);
     verify_clean(f->h, N);
@@ -1358,8 +1356,9 @@ static void test_composite_key(void **state)
             "INSERT INTO lines_v2 VALUES('a', 5, 0), ('b', 20000, 1),"
             " ('aa', 1, 1), ('b', 9007199254740992, 1);");
     const int64_t total = 10 * 37 + 4;
-    dw_options o = options_for("lines_v2", TEST_SIDE("lines", LINE_KEY, LINE_OLD_COLS),
-        TEST_SIDE("lines_v2", LINE_KEY, LINE_NEW_COLS));
+    dw_options o =
+        options_for("lines_v2", TEST_SIDE("lines", LINE_KEY, LINE_OLD_COLS),
+                    TEST_SIDE("lines_v2", LINE_KEY, LINE_NEW_COLS));
     o.up = LINE_UP;
     o.nup = 1;
     o.down = LINE_DOWN;
@@ -1746,7 +1745,8 @@ static const dw_column_map ACCT_UP[] = {{"cents", "balance * 100"}};
 /* Opens the accounts migration (code key, balance to cents) on db. */
 static dw_migration *open_accounts(sqlite3 *db)
 {
-    dw_options o = options_for("accounts_v2", TEST_SIDE("accounts", CODE_KEY, ACCT_OLD_COLS),
+    dw_options o = options_for(
+        "accounts_v2", TEST_SIDE("accounts", CODE_KEY, ACCT_OLD_COLS),
         TEST_SIDE("accounts_v2", CODE_KEY, ACCT_NEW_COLS));
     o.up = ACCT_UP;
     o.nup = 1;
@@ -2101,7 +2101,7 @@ static void test_callback_mapping(void **state)
     memset(&g_map, 0, sizeof g_map);
     users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
     fixture_exec(f, "INSERT INTO users_v2 VALUES(5000, 'ORPHAN', 'o');"
-                     "INSERT INTO users_v2 VALUES(3, 'stale', 'x')");
+                    "INSERT INTO users_v2 VALUES(3, 'stale', 'x')");
     dw_backfill_options o = fixed_batches(B);
     dw_backfill_progress p;
 
@@ -2112,7 +2112,7 @@ static void test_callback_mapping(void **state)
     assert_true(contains(dw_errmsg(f->h), "[50]"));
     assert_int_equal(status_of(f->h).rows_done, 49);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id BETWEEN 1 AND 200"),
+                                    " id BETWEEN 1 AND 200"),
                      49);
 
     g_map.fail_id = 0;
@@ -2160,8 +2160,9 @@ static void one_table(test_fixture *f, int with_callback)
                 " CASE WHEN i <= 10 THEN 9 END FROM c;");
     int64_t sum_before = query_int(db, "SELECT sum(length(owner) * id +"
                                        " length(status)) FROM tickets");
-    dw_options o = options_for("status_codes", TEST_SIDE("tickets", ID_KEY, TK_OLD_COLS),
-        TEST_SIDE("tickets", ID_KEY, TK_NEW_COLS));
+    dw_options o =
+        options_for("status_codes", TEST_SIDE("tickets", ID_KEY, TK_OLD_COLS),
+                    TEST_SIDE("tickets", ID_KEY, TK_NEW_COLS));
     if (with_callback) {
         o.up_fn = tk_up_fn;
         o.map_version = "tk_up_fn v1";
@@ -2212,7 +2213,7 @@ static dw_migration *open_codes(sqlite3 *db)
     static const char *const key[] = {"code"};
     static const dw_column_map up[] = {{"label", "upper(name)"}};
     dw_options o = options_for("codes", TEST_SIDE_UNLISTED("codes", key),
-        TEST_SIDE_UNLISTED("codes_v2", key));
+                               TEST_SIDE_UNLISTED("codes_v2", key));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;

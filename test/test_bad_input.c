@@ -1953,7 +1953,7 @@ static void keys_round_trip(sqlite3 *db, const char *type, const dw_value *keys,
     static const char *const k[] = {"k"};
     static const dw_column_map up[] = {{"w", "v"}};
     dw_options o = options_for("keys", TEST_SIDE_UNLISTED("t_old", k),
-        TEST_SIDE_UNLISTED("t_new", k));
+                               TEST_SIDE_UNLISTED("t_new", k));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;
@@ -3045,7 +3045,7 @@ static void test_large_values(void **state)
                 "CREATE TABLE big_new(id INTEGER PRIMARY KEY, t TEXT, b BLOB);");
     static const dw_column_map up[] = {{"t", "t"}, {"b", "b"}};
     dw_options o = options_for("big", TEST_SIDE_UNLISTED("big_old", k_id),
-        TEST_SIDE_UNLISTED("big_new", k_id));
+                               TEST_SIDE_UNLISTED("big_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;

@@ -31,8 +31,9 @@ static void open_fixture(fixture *f)
             "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
             "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk');"
             "INSERT INTO items_v2 VALUES(1, 'LAMP'), (2, 'DESK');");
-    dw_options o = options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
-        TEST_SIDE_UNLISTED("items_v2", key_cols));
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
@@ -95,8 +96,9 @@ static void test_divergence_is_counted_and_described(void **state)
 
     /* Another handle (another process, say) sees it through the log. */
     sqlite3 *db2 = test_db_connect(&f.t);
-    dw_options o = options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
-        TEST_SIDE_UNLISTED("items_v2", key_cols));
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     dw_migration *h2 = NULL;

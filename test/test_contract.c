@@ -427,8 +427,7 @@ static void test_gate_states(void **state)
         dw_value key = dw_int(i);
         assert_dw_ok(h, dw_write(h, &key, 1, write_item_old, NULL, &w));
     }
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), NITEMS);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
 
     /* No backfill at all, even with a clean full verification. */
@@ -463,8 +462,8 @@ static void test_gate_states(void **state)
     /* A dirty verification: one missing, one extra, one different; the
      * message gives the counts. */
     fixture_exec(f, "UPDATE items_v2 SET title = 'WRONG' WHERE id = 3;"
-                     "DELETE FROM items_v2 WHERE id = 4;"
-                     "INSERT INTO items_v2 VALUES(99, 'EXTRA', 1, NULL);");
+                    "DELETE FROM items_v2 WHERE id = 4;"
+                    "INSERT INTO items_v2 VALUES(99, 'EXTRA', 1, NULL);");
     verify_full(h, &r);
     assert_false(r.clean);
     assert_int_equal(r.missing, 1);
@@ -526,8 +525,7 @@ static void test_gate_states(void **state)
              (long long)r.run_id);
     assert_gate_closed(h, DW_STAGE_COMPLETE, want);
     assert_dw_ok(h, dw_repair_divergent(&rr, h));
-    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 5"),
-                     5);
+    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 5"), 5);
     verify_full(h, &r);
     assert_true(r.clean);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "done", 0));
@@ -662,12 +660,13 @@ static void test_gate_staleness(void **state)
     put_new(h, 50, "FIFTY", 50, NULL);
     delete_new(h, 3);
     char buf[64];
-    assert_string_equal(fixture_text(f, "SELECT name FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "item 2");
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
-                                        "id IN (3, 50)"),
+                                    "id IN (3, 50)"),
                      1);
 
     /* Back to RAMPDOWN (no gate), forward again: the gate is closed. */
@@ -680,17 +679,19 @@ static void test_gate_staleness(void **state)
     assert_int_equal(p.source, DW_SIDE_NEW);
     assert_int_equal(p.target, DW_SIDE_OLD);
     assert_int_equal(p.rows_deleted, 1);
-    assert_string_equal(fixture_text(f, "SELECT name || '/' || qty || "
-                                            "'/' || note FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty || "
+                                     "'/' || note FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "changed/7/n2");
-    assert_string_equal(fixture_text(f, "SELECT name || '/' || qty FROM "
-                                            "items WHERE id = 50",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty FROM "
+                                     "items WHERE id = 50",
+                                     buf, sizeof buf),
                         "fifty/50");
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
-                                        "id = 3"),
+                                    "id = 3"),
                      0);
     assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
     verify_full(h, &r);
@@ -709,9 +710,10 @@ static void test_gate_staleness(void **state)
     assert_gate_closed(h, DW_STAGE_OFF, "missed the writes made at COMPLETE");
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
     assert_int_equal(p.source, DW_SIDE_NEW);
-    assert_string_equal(fixture_text(f, "SELECT name FROM items WHERE "
-                                            "id = 4",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 4",
+                                     buf, sizeof buf),
                         "late");
     /* No verification is needed to go back: flipping back stays a plain
      * move once the old model has every row. */
@@ -740,8 +742,7 @@ static void assert_not_contracted(test_fixture *f, dw_migration *h,
     char buf[4096];
     assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
     assert_int_equal(attached_backups(f->t.db), 0);
     hist hs;
     get_history(&hs, h);
@@ -887,8 +888,7 @@ static void assert_contracted(test_fixture *f, dw_migration *h, int64_t id)
     char sql[128], buf[64];
     snprintf(sql, sizeof sql, "SELECT title FROM items_v2 WHERE id = %lld",
              (long long)id);
-    assert_string_equal(fixture_text(f, sql, buf, sizeof buf),
-                        "WRITTEN AFTER");
+    assert_string_equal(fixture_text(f, sql, buf, sizeof buf), "WRITTEN AFTER");
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 
     assert_dw(h, dw_backfill(NULL, h, NULL), DW_EMISUSE);
@@ -930,7 +930,7 @@ static void test_contract_two_tables(void **state)
     char snapshot[4096], table_sql[512], path[400], buf[4096];
     fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     fixture_text(f, "SELECT sql FROM sqlite_schema WHERE name = 'items'",
-               table_sql, sizeof table_sql);
+                 table_sql, sizeof table_sql);
     in_dir(f, "items.bak", path, sizeof path);
     int n = history_len(h);
 
@@ -938,8 +938,7 @@ static void test_contract_two_tables(void **state)
 
     /* The old table and its indexes are gone; the new one is whole. */
     assert_int_equal(schema_count(f->t.db, "items"), 0);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), NITEMS);
     assert_int_equal(attached_backups(f->t.db), 0);
     char journal[420];
     snprintf(journal, sizeof journal, "%s-journal", path);
@@ -1079,9 +1078,8 @@ static void test_contract_backup_does_not_check_out(void **state)
     corrupt_vfs_register();
     f->t.db = test_db_connect(&f->t);
     char name[64];
-    assert_string_equal(fixture_text(f, "PRAGMA journal_mode", name,
-                                   sizeof name),
-                        "wal");
+    assert_string_equal(
+        fixture_text(f, "PRAGMA journal_mode", name, sizeof name), "wal");
 
     dw_migration *h = items_complete(f);
     char snapshot[4096], schema[4096], path[400];
@@ -1101,8 +1099,7 @@ static void test_contract_backup_does_not_check_out(void **state)
     char buf[4096];
     assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
     assert_int_equal(attached_backups(f->t.db), 0);
     hist hs;
     get_history(&hs, h);
@@ -1129,11 +1126,11 @@ static void contract_refused_by_foreign_key(test_fixture *f, int deferred)
     create_items(f->t.db);
     fixture_exec(f, "PRAGMA foreign_keys = ON");
     fixture_exec(f, deferred
-                         ? "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
-                           "item_id INTEGER REFERENCES items(id) DEFERRABLE "
-                           "INITIALLY DEFERRED)"
-                         : "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
-                           "item_id INTEGER REFERENCES items(id))");
+                        ? "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                          "item_id INTEGER REFERENCES items(id) DEFERRABLE "
+                          "INITIALLY DEFERRED)"
+                        : "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                          "item_id INTEGER REFERENCES items(id))");
     fixture_exec(f, "INSERT INTO orders VALUES(1, 4), (2, 9)");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
@@ -1212,7 +1209,7 @@ static void create_tickets(sqlite3 *db)
 static dw_migration *open_tickets(sqlite3 *db)
 {
     dw_options o = options_for("ticket_codes", TEST_SIDE("tickets", KEY, T_OLD),
-        TEST_SIDE("tickets", KEY, T_NEW));
+                               TEST_SIDE("tickets", KEY, T_NEW));
     o.up = T_UP;
     o.nup = 2;
     o.down = T_DOWN;
@@ -1405,11 +1402,9 @@ static void test_contract_one_table_drop_refused(void **state)
             print_error("dw_contract returned %d: %s\n", rc, dw_errmsg(h));
         assert_int_equal(rc, DW_ERROR);
         assert_false(file_exists(path));
-        assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf,
-                                       sizeof buf),
+        assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                             cols);
-        assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf,
-                                       sizeof buf),
+        assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
                             before);
         assert_int_equal(outside_transaction(f->t.db), 1);
         assert_int_equal(attached_backups(f->t.db), 0);
@@ -1454,9 +1449,10 @@ static void test_one_table_reopen_and_restore(void **state)
     dw_verify_result r;
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
-    assert_string_equal(fixture_text(f, "SELECT status FROM tickets "
-                                            "WHERE id = 1",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT status FROM tickets "
+                                     "WHERE id = 1",
+                                     buf, sizeof buf),
                         "closed");
 }
 
@@ -1469,8 +1465,8 @@ static void test_restore_two_tables(void **state)
     /* A trigger belongs to the old table too: it comes back, and does not
      * fire on the rows the restore copies. */
     fixture_exec(f, "CREATE TABLE audit(id);"
-                     "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
-                     "INSERT INTO audit VALUES(new.id); END;");
+                    "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
+                    "INSERT INTO audit VALUES(new.id); END;");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     reach_complete(h);
@@ -1489,19 +1485,16 @@ static void test_restore_two_tables(void **state)
     assert_dw_ok(h, dw_restore(h, path, "roll back the contract"));
     /* The table as it was defined, its indexes, exactly the backed-up
      * rows. */
-    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
     assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items_audit'"),
+                                    "WHERE name = 'items_audit'"),
                      1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM audit"), 0);
-    assert_string_equal(fixture_text(f, "PRAGMA integrity_check", buf,
-                                   sizeof buf),
-                        "ok");
+    assert_string_equal(
+        fixture_text(f, "PRAGMA integrity_check", buf, sizeof buf), "ok");
     assert_int_equal(attached_backups(f->t.db), 0);
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
     hist hs;
@@ -1529,17 +1522,19 @@ static void test_restore_two_tables(void **state)
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
     assert_int_equal(p.source, DW_SIDE_NEW);
     assert_int_equal(p.finished, 1);
-    assert_string_equal(fixture_text(f, "SELECT name || '/' || qty || "
-                                            "'/' || note FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty || "
+                                     "'/' || note FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "renamed/40/changed");
-    assert_string_equal(fixture_text(f, "SELECT name FROM items WHERE "
-                                            "id = 100",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 100",
+                                     buf, sizeof buf),
                         "brand new");
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
-                                        "id = 3"),
+                                    "id = 3"),
                      0);
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
@@ -1562,8 +1557,9 @@ static void create_tags(sqlite3 *db)
 /* Both sides' columns left NULL: the defaults. */
 static dw_migration *open_tags(sqlite3 *db)
 {
-    dw_options o = options_for("tag_colour", TEST_SIDE_UNLISTED("tags", TAG_KEY),
-        TEST_SIDE_UNLISTED("tags_v2", TAG_KEY));
+    dw_options o =
+        options_for("tag_colour", TEST_SIDE_UNLISTED("tags", TAG_KEY),
+                    TEST_SIDE_UNLISTED("tags_v2", TAG_KEY));
     o.up = TAG_UP;
     o.nup = 1;
     o.down = TAG_DOWN;
@@ -1603,7 +1599,7 @@ static void test_restore_refusals(void **state)
     create_tags(f->t.db);
     f->h2 = open_tags(f->t.db);
     fixture_exec(f, "INSERT INTO tags VALUES('red', 'ff0000'), "
-                     "('green', '00ff00')");
+                    "('green', '00ff00')");
     reach_complete(f->h2);
     assert_dw_ok(f->h2, dw_contract(f->h2, other, NULL));
     assert_int_equal(schema_count(f->t.db, "tags"), 0);
@@ -1684,8 +1680,8 @@ static void test_restore_keeps_rowids(void **state)
     f->h = open_tags(f->t.db);
     dw_migration *h = f->h;
     fixture_exec(f, "INSERT INTO tags VALUES('a', '1'), ('b', '2'), "
-                     "('c', '3'), ('d', '4'), ('e', '5'), ('f', '6');"
-                     "DELETE FROM tags WHERE tag IN ('b', 'd');");
+                    "('c', '3'), ('d', '4'), ('e', '5'), ('f', '6');"
+                    "DELETE FROM tags WHERE tag IN ('b', 'd');");
     char before[256], buf[256], path[400];
     const char *rowids = "SELECT group_concat(rowid || tag, ',') FROM "
                          "(SELECT rowid, tag FROM tags ORDER BY rowid)";
@@ -1713,7 +1709,7 @@ static void test_reopen_default_columns_and_restore(void **state)
     test_fixture *f = *state;
     create_tags(f->t.db);
     fixture_exec(f, "INSERT INTO tags VALUES('red', 'ff0000'), "
-                     "('green', '00ff00'), ('blue', NULL)");
+                    "('green', '00ff00'), ('blue', NULL)");
     f->h = open_tags(f->t.db);
     char digest[65], path[400], buf[256];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
@@ -1739,7 +1735,7 @@ static void test_reopen_default_columns_and_restore(void **state)
     assert_msg_has(h, "contract");
     assert_dw(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0), DW_EMISUSE);
     fixture_exec(f, "UPDATE tags_v2 SET colour = '0000ff' WHERE tag = "
-                     "'blue'");
+                    "'blue'");
 
     assert_dw_ok(h, dw_restore(h, path, NULL));
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
@@ -1752,9 +1748,10 @@ static void test_reopen_default_columns_and_restore(void **state)
     assert_dw_ok(h, dw_backfill(NULL, h, NULL));
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
-    assert_string_equal(fixture_text(f, "SELECT color FROM tags WHERE "
-                                            "tag = 'blue'",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT color FROM tags WHERE "
+                                     "tag = 'blue'",
+                                     buf, sizeof buf),
                         "0000ff");
 }
 
@@ -1766,9 +1763,9 @@ static void test_contract_refuses_cascading_key(void **state)
     test_fixture *f = *state;
     create_items(f->t.db);
     fixture_exec(f, "CREATE TABLE notes(id INTEGER PRIMARY KEY, item_id "
-                     "INTEGER REFERENCES items(id) ON DELETE CASCADE);"
-                     "INSERT INTO notes VALUES(1, 4), (2, 9);"
-                     "PRAGMA foreign_keys = ON");
+                    "INTEGER REFERENCES items(id) ON DELETE CASCADE);"
+                    "INSERT INTO notes VALUES(1, 4), (2, 9);"
+                    "PRAGMA foreign_keys = ON");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     reach_complete(h);
@@ -1776,13 +1773,12 @@ static void test_contract_refuses_cascading_key(void **state)
     in_dir(f, "items.bak", path, sizeof path);
     for (int enforced = 1; enforced >= 0; enforced--) {
         fixture_exec(f, enforced ? "PRAGMA foreign_keys = ON"
-                                  : "PRAGMA foreign_keys = OFF");
+                                 : "PRAGMA foreign_keys = OFF");
         assert_dw(h, dw_contract(h, path, NULL), DW_ECONSTRAINT);
         assert_msg_has(h, "notes");
         assert_false(file_exists(path));
         assert_int_equal(fixture_int(f, "SELECT count(*) FROM notes"), 2);
-        assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"),
-                         NITEMS);
+        assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
     }
 }
 
@@ -1793,10 +1789,10 @@ static void test_restore_expression_default(void **state)
 {
     test_fixture *f = *state;
     fixture_exec(f, "CREATE TABLE events(id INTEGER PRIMARY KEY, created "
-                     "TEXT DEFAULT CURRENT_TIMESTAMP, size INTEGER DEFAULT 7,"
-                     " kind TEXT, kind_code INTEGER);"
-                     "INSERT INTO events(id, created, kind) VALUES"
-                     "(1, '2026-01-01', 'a'), (2, '2026-02-02', 'b');");
+                    "TEXT DEFAULT CURRENT_TIMESTAMP, size INTEGER DEFAULT 7,"
+                    " kind TEXT, kind_code INTEGER);"
+                    "INSERT INTO events(id, created, kind) VALUES"
+                    "(1, '2026-01-01', 'a'), (2, '2026-02-02', 'b');");
     static const char *const key[] = {"id"};
     static const char *const old_cols[] = {"created", "size", "kind"};
     static const char *const new_cols[] = {"kind_code"};
@@ -1931,8 +1927,7 @@ static void test_contract_race_contracted_elsewhere(void **state)
     assert_non_null(strstr(hs.last_contract.detail, r.other_path));
     /* The other's backup restores it. */
     assert_dw_ok(f->h, dw_restore(f->h, r.other_path, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
 }
 
 /* The same, the other contract to the same path: it finds this call's
@@ -1997,8 +1992,7 @@ static void test_contract_race_old_row_changed(void **state)
     assert_dw_ok(f->h, dw_contract(f->h, path, "again"));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
     assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
-    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, schema,
-                                   sizeof schema),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, schema, sizeof schema),
                         snapshot);
 }
 
@@ -2195,7 +2189,7 @@ static void test_contract_old_table_shared(void **state)
     test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+                    "label TEXT, amount)");
     dw_migration *b = f->h2 = open_items_copy(f->t.db);
     assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
     assert_dw_ok(b, dw_stage_set(b, DW_STAGE_SHADOW, NULL, 0));
@@ -2220,8 +2214,8 @@ static void test_contract_old_table_shared(void **state)
     item_write w = {"kept", 4, NULL, 0};
     dw_value k3 = dw_int(3);
     assert_dw_ok(b, dw_write(b, &k3, 1, write_item_old, NULL, &w));
-    assert_int_equal(
-        fixture_int(f, "SELECT amount FROM items_v3 WHERE id = 3"), 4);
+    assert_int_equal(fixture_int(f, "SELECT amount FROM items_v3 WHERE id = 3"),
+                     4);
 
     /* The other at COMPLETE: the first contract backs the table up and
      * keeps it, for the other's contract, which drops it. */
@@ -2278,7 +2272,7 @@ static void test_contract_shared_new_side_and_columns(void **state)
     test_fixture *f = *state;
     dw_migration *a = tickets_complete(f);
     fixture_exec(f, "CREATE TABLE ticket_log(id INTEGER PRIMARY KEY, "
-                     "state TEXT)");
+                    "state TEXT)");
     static const char *const LOG_OLD[] = {"status"};
     static const char *const LOG_NEW[] = {"state"};
     static const dw_column_map LOG_UP[] = {{"state", "status"}};
@@ -2376,8 +2370,8 @@ static void test_contract_partial_column_overlap(void **state)
     assert_msg_has(a, "prio");
     assert_msg_has(a, "first");
     assert_false(file_exists(path_a));
-    assert_string_equal(
-        fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        before);
 
     assert_dw_ok(b, dw_contract(b, path_b, NULL)); /* kept for a */
     assert_dw_ok(a, dw_contract(a, path_a, NULL));
@@ -2392,16 +2386,16 @@ static void test_contract_partial_column_overlap(void **state)
     assert_dw(a, dw_restore(a, path_a, NULL), DW_ERROR);
     assert_msg_has(a, "do not match the backup");
     assert_int_equal(fixture_int(f, "SELECT prio FROM tickets WHERE "
-                                        "id = 1"),
+                                    "id = 1"),
                      9);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name = 'status'"),
+                                    "pragma_table_xinfo('tickets') WHERE "
+                                    "name = 'status'"),
                      0);
     fixture_exec(f, "UPDATE tickets SET prio = 1 WHERE id = 1");
     assert_dw_ok(a, dw_restore(a, path_a, NULL));
-    assert_string_equal(
-        fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        before);
     assert_int_equal(old_ticket_columns(f->t.db),
                      2);
 }
@@ -2414,10 +2408,10 @@ static void test_contract_other_spec_damaged(void **state)
     test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+                    "label TEXT, amount)");
     f->h2 = open_items_copy(f->t.db);
     fixture_exec(f, "UPDATE dw_migrations SET spec = '{\"old\": ' WHERE "
-                     "name = 'items_copy'");
+                    "name = 'items_copy'");
     char path[400];
     in_dir(f, "a.bak", path, sizeof path);
     assert_dw(a, dw_contract(a, path, NULL), DW_ECORRUPT);
@@ -2438,7 +2432,7 @@ static void test_contract_race_other_defined(void **state)
     race r;
     race_setup(f, &r, RACE_DEFINE);
     fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+                    "label TEXT, amount)");
     char path[400];
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
@@ -2460,9 +2454,9 @@ static void test_contract_three_of_one_table(void **state)
     test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount);"
-                     "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+                    "label TEXT, amount);"
+                    "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount)");
     dw_migration *b = f->h2 = open_items_copy(f->t.db);
     dw_migration *c = open_items_copy_as(f->t.db, "items_copy2", "items_v4");
     reach_complete(b);

@@ -1366,7 +1366,7 @@ static void test_callback_migration(void **state)
     static const char *const old_cols[] = {"name", "qty"};
     static const char *const new_cols[] = {"label", "tenths"};
     dw_options o = options_for("in_app", TEST_SIDE("items", key, old_cols),
-        TEST_SIDE("items_v2", key, new_cols));
+                               TEST_SIDE("items_v2", key, new_cols));
     o.up_fn = up_callback;
     o.map_version = "labels v1";
     dw_migration *h = NULL;

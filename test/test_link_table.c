@@ -82,8 +82,7 @@ static int write_row(sqlite3 *db, const dw_value *key, int nkey, void *p)
              w->insert ? "INSERT INTO %s(tag_id, item_id) VALUES(?1, ?2)"
                        : "DELETE FROM %s WHERE tag_id = ?1 AND item_id = ?2",
              w->table);
-    return callback_exec(db, sql,
-                         "ii", key[0].i, key[1].i);
+    return callback_exec(db, sql, "ii", key[0].i, key[1].i);
 }
 
 enum { DROP = 0, ADD = 1 };

@@ -103,7 +103,7 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
     static const dw_column_map up[] = {{"nickname", "nickname"},
                                        {"secret", "secret"}};
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("m_old", k_id),
-        TEST_SIDE_UNLISTED("m_new", k_id));
+                               TEST_SIDE_UNLISTED("m_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -276,7 +276,7 @@ static void test_sink_composite_text_key(void **state)
     msink s;
     memset(&s, 0, sizeof s);
     dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
-        TEST_SIDE_UNLISTED("c_new", key));
+                               TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
     o.mismatch_fn = sink;
@@ -859,7 +859,7 @@ static void test_redact_and_ignore_case_insensitive(void **state)
                                        {"full", "full"}};
     static const char *const redact_upper[] = {"FULL"};
     dw_options o = options_for("mm_case", TEST_SIDE_UNLISTED("c_old", k_id),
-        TEST_SIDE_UNLISTED("c_new", k_id));
+                               TEST_SIDE_UNLISTED("c_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;

@@ -188,7 +188,7 @@ static void fx_open_sink(fx *f, unsigned int flags, dw_mismatch_fn fn,
             "CREATE TABLE r_new(id INTEGER PRIMARY KEY, name TEXT);");
     static const dw_column_map up[] = {{"name", "name"}};
     dw_options o = options_for("reads", TEST_SIDE_UNLISTED("r_old", k_id),
-        TEST_SIDE_UNLISTED("r_new", k_id));
+                               TEST_SIDE_UNLISTED("r_new", k_id));
     o.up = up;
     o.nup = 1;
     o.flags = flags;
@@ -522,7 +522,7 @@ static dw_options sfx_options(void)
     static const dw_column_map up[] = {{"title", "name"},
                                        {"cents", "price * 100"}};
     dw_options o = options_for("spec_reads", TEST_SIDE_UNLISTED("s_old", k_id),
-        TEST_SIDE_UNLISTED("s_new", k_id));
+                               TEST_SIDE_UNLISTED("s_new", k_id));
     o.up = up;
     o.nup = 2;
     return o;
@@ -1353,8 +1353,9 @@ static void test_compare_read_failures(void **state)
         {"colour", "json_extract(attrs, '$.colour')"}};
     sink_rec sr;
     memset(&sr, 0, sizeof sr);
-    dw_options o = options_for("compare_failures", TEST_SIDE_UNLISTED("c_old", k_id),
-        TEST_SIDE_UNLISTED("c_new", k_id));
+    dw_options o =
+        options_for("compare_failures", TEST_SIDE_UNLISTED("c_old", k_id),
+                    TEST_SIDE_UNLISTED("c_new", k_id));
     o.up = up;
     o.nup = 1;
     o.mismatch_fn = sink;
@@ -1644,7 +1645,7 @@ static void test_read_sees_stage_moved_by_another_connection(void **state)
         /* OFF reads alone; at SHADOW every read compares, in a
          * transaction that trusts the cached stage until it is checked. */
         assert_dw_ok(f.h, stage_force(f.h, compared ? DW_STAGE_SHADOW
-                                                   : DW_STAGE_DUAL_WRITE));
+                                                    : DW_STAGE_DUAL_WRITE));
         assert_read_follows_move(&f, h2);
         dw_close(h2);
         assert_int_equal(sqlite3_close(db2), SQLITE_OK);

@@ -601,8 +601,8 @@ static dw_migration *start_up_only(test_fixture *f)
  * it to `stage` by `route`, a move that would copy new into old -- but the
  * row is gone: nothing to carry, so no down mapping is needed. Writing key
  * 3 keeps a row to carry: refused, rolled back. */
-static void delete_moves_without_mapping(test_fixture *f, int promote, int stage,
-                                         int route)
+static void delete_moves_without_mapping(test_fixture *f, int promote,
+                                         int stage, int route)
 {
     dw_migration *h = start_up_only(f);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE, promote,
@@ -984,8 +984,7 @@ static void test_composite_and_text_keys(void **state)
     dw_value two[4] = {dw_text("org-7"), dw_int(4), dw_text("a\"b"),
                        dw_int(1)};
     assert_dw_ok(h, dw_override_set(h, two, 2, 2, DW_STAGE_DUAL_WRITE, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM members_v2"),
-                     2);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM members_v2"), 2);
     assert_int_equal(query_int(f->t.db,
                                "SELECT count(*) FROM members_v2 WHERE "
                                "org = 'a\"b' AND uid = 1 AND role_name = "
@@ -1494,7 +1493,7 @@ static void test_sides_per_key(void **state)
     /* Through the spec: B returns the new row, A and C the old. */
     char shape[64];
     fixture_exec(f, "UPDATE items_v2 SET title = 'B new' WHERE id = 20;"
-                     "UPDATE items_v2 SET title = 'C new' WHERE id = 30");
+                    "UPDATE items_v2 SET title = 'C new' WHERE id = 30");
     assert_dw_ok(h, read_shape(h, A, shape, sizeof shape));
     assert_string_equal(shape, "old:a");
     assert_dw_ok(h, read_shape(h, B, shape, sizeof shape));
@@ -1594,10 +1593,9 @@ static void test_backfill_many_routed_keys(void **state)
     assert_true(p.finished);
     assert_true(p.batches > 10);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), want);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"),
-                     want);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), want);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 "
-                                        "WHERE id > 3000"),
+                                    "WHERE id > 3000"),
                      0);
     assert_false(old_has(f->t.db, 21));
     assert_false(new_has(f->t.db, 21));
@@ -1617,7 +1615,7 @@ static void test_repair_respects_overrides(void **state)
     backfill_and_verify(h);
     override1(h, 4, DW_STAGE_LIVE);
     fixture_exec(f, "UPDATE items_v2 SET title = 'NEWER' WHERE id IN (1, 4);"
-                     "UPDATE items SET name = 'OLDER' WHERE id IN (1, 4)");
+                    "UPDATE items SET name = 'OLDER' WHERE id IN (1, 4)");
     dw_value ks[2] = {dw_int(1), dw_int(4)};
     dw_repair_result rr;
     assert_dw_ok(h, dw_repair_keys(&rr, h, ks, 1, 2));
@@ -1631,7 +1629,7 @@ static void test_repair_respects_overrides(void **state)
 
     /* The divergent-key repair does the same. */
     fixture_exec(f, "UPDATE items_v2 SET title = 'N4' WHERE id = 4;"
-                     "UPDATE items_v2 SET title = 'N2' WHERE id = 2");
+                    "UPDATE items_v2 SET title = 'N2' WHERE id = 2");
     dw_verify_result v;
     assert_dw_ok(h, dw_verify(&v, h, NULL));
     assert_int_equal(v.different, 2);
@@ -1657,8 +1655,8 @@ static void test_repair_queue_respects_overrides(void **state)
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     override1(h, 2, DW_STAGE_LIVE);
     fixture_exec(f, "CREATE TRIGGER no_boom BEFORE UPDATE ON items "
-                     "WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, "
-                     "'no boom'); END");
+                    "WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, "
+                    "'no boom'); END");
     rec r = make_rec("org-1", "boom", 22);
     assert_dw_ok(h, write_key(h, 2, &r));
     assert_string_equal(r.log, "NO");
@@ -1833,7 +1831,7 @@ static void test_cohort_row_alone_and_mirror(void **state)
     assert_dw(h, dw_mirror(h, &k, 1), DW_EMISUSE);
     assert_msg_has(h, "dw_mirror cannot tell");
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
-                                        "id = 1 AND name = 'mine'"),
+                                    "id = 1 AND name = 'mine'"),
                      1);
 }
 
@@ -1881,7 +1879,7 @@ static void test_cohort_refuses_non_deterministic(void **state)
         assert_msg_has(h, "old row alone");
     }
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations "
-                                        "WHERE canary_cohort IS NOT NULL"),
+                                    "WHERE canary_cohort IS NOT NULL"),
                      0);
     assert_dw_ok(h, set_canary(h, 0,
                                "abs(id) % 2 = 0 AND upper(org) LIKE 'ORG%' "
@@ -1940,7 +1938,7 @@ static void test_cohort_refuses_hidden_clocks(void **state)
                                           DW_EMISUSE),
                      0);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations "
-                                        "WHERE canary_cohort IS NOT NULL"),
+                                    "WHERE canary_cohort IS NOT NULL"),
                      0);
     assert_int_equal(sqlite3_create_function(f->t.db, "app_same", 1,
                                              SQLITE_UTF8 |
@@ -1995,9 +1993,8 @@ static int open_with_setup(dw_migration **out, sqlite3 *db)
         {"note", "(SELECT label FROM labels WHERE id = 1)"}};
     static const dw_column_map down[] = {
         {"org", "org"}, {"name", "title"}, {"qty", "quantity"}};
-    dw_options o =
-        options_for("items_setup", TEST_SIDE("items", KEY, OLD_COLS),
-                    TEST_SIDE("items_v2", KEY, NEW_COLS));
+    dw_options o = options_for("items_setup", TEST_SIDE("items", KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", KEY, NEW_COLS));
     o.up = up;
     o.nup = 4;
     o.down = down;
@@ -2014,8 +2011,8 @@ static void test_setup_sql_before_routed_writes(void **state)
     create_items(f->t.db);
     seed_old(f->t.db, 6);
     fixture_exec(f, "CREATE TABLE labels(id INTEGER PRIMARY KEY, label TEXT);"
-                     "CREATE TABLE setup_runs(n INTEGER);"
-                     "INSERT INTO setup_runs VALUES(0)");
+                    "CREATE TABLE setup_runs(n INTEGER);"
+                    "INSERT INTO setup_runs VALUES(0)");
     assert_int_equal(open_with_setup(&f->h, f->t.db), DW_OK);
     dw_migration *h = f->h;
     const char *runs = "SELECT n FROM setup_runs";
@@ -2062,7 +2059,7 @@ static void test_routing_count(void **state)
     override1(h, 100, DW_STAGE_COMPLETE); /* no rows at all */
     override1(h, 6, DW_STAGE_LIVE);
     fixture_exec(f, "DELETE FROM items WHERE id = 6;"
-                     "DELETE FROM items_v2 WHERE id = 6");
+                    "DELETE FROM items_v2 WHERE id = 6");
 
     /* Keys 1..5 and 9: 1 canary SHADOW, 2 RAMPDOWN, 3 OFF, 4 and 9
      * DUAL_WRITE, 5 promoted LIVE. */
@@ -2105,7 +2102,7 @@ static void test_routing_count_promoted_without_row(void **state)
     assert_dw_ok(h, write_key(h, 1, &r));
     assert_key_stage(h, 1, DW_STAGE_DUAL_WRITE, DW_ROUTE_OVERRIDE);
     fixture_exec(f, "DELETE FROM items WHERE id = 1;"
-                     "DELETE FROM items_v2 WHERE id = 1");
+                    "DELETE FROM items_v2 WHERE id = 1");
     dw_routing_progress p;
     assert_dw_ok(h, dw_routing_count(&p, h));
     assert_int_equal(p.keys, 2);
@@ -2139,7 +2136,7 @@ static void test_contract_and_routing(void **state)
     assert_msg_has(h, "canary");
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items'"),
+                                    "WHERE name = 'items'"),
                      1);
 
     /* Everything at COMPLETE: the contract goes through. */
@@ -2147,7 +2144,7 @@ static void test_contract_and_routing(void **state)
                                DW_PROMOTE_NONE, 0, NULL));
     assert_dw_ok(h, dw_contract(h, path, "retired"));
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items'"),
+                                    "WHERE name = 'items'"),
                      0);
 
     /* 15: with the old model dropped, routing is refused. */
@@ -2335,7 +2332,7 @@ static void test_cohort_fails_on_a_row(void **state)
                                DW_STAGE_FORCE, "gold customers first"));
     /* The application's own SQL stores an org that is not JSON. */
     fixture_exec(f, "INSERT INTO items(id, org, name, qty) "
-                     "VALUES(2, 'org-1', 'plain', 2)");
+                    "VALUES(2, 'org-1', 'plain', 2)");
 
     dw_value k2 = dw_int(2);
     int stage = -1;
@@ -2366,7 +2363,7 @@ static void test_cohort_fails_on_a_row(void **state)
 
     /* Fixed, the key follows the migration again. */
     fixture_exec(f, "UPDATE items SET org = '{\"tier\":\"silver\"}' "
-                     "WHERE id = 2");
+                    "WHERE id = 2");
     assert_key_stage(h, 2, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
     assert_dw_ok(h, dw_routing_count(&p, h));
     assert_int_equal(p.keys, 1);
@@ -2388,7 +2385,7 @@ static void test_stored_cohort_no_longer_compiles(void **state)
     test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_DUAL_WRITE);
     fixture_exec(f, "ALTER TABLE items ADD COLUMN tier TEXT;"
-                     "UPDATE items SET tier = 'gold' WHERE id = 3");
+                    "UPDATE items SET tier = 'gold' WHERE id = 3");
     assert_dw_ok(h, set_canary(h, 0, "tier = 'gold'", DW_STAGE_SHADOW,
                                DW_PROMOTE_NONE, 0, NULL));
     assert_key_stage(h, 3, DW_STAGE_SHADOW, DW_ROUTE_CANARY);
@@ -2456,7 +2453,7 @@ static dw_migration *tags_at_dual_write(test_fixture *f, const char *name,
     static const dw_column_map up[] = {{"hex", "colour"}};
     static const dw_column_map down[] = {{"colour", "hex"}};
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("tags", key),
-        TEST_SIDE_UNLISTED("tags_v2", key));
+                               TEST_SIDE_UNLISTED("tags_v2", key));
     o.up = up;
     o.nup = 1;
     if (with_down) {
@@ -2496,8 +2493,7 @@ static void test_routing_refused_for_folding_keys(void **state)
     dw_routing_progress p;
     assert_dw(h, dw_routing_count(&p, h), DW_EMISUSE);
     assert_msg_has(h, "collation other than BINARY");
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_overrides"),
-                     0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_overrides"), 0);
     dw_routing r;
     assert_dw_ok(h, dw_routing_get(&r, h));
     assert_true(r.canary_percent == 0.0);
@@ -2509,7 +2505,7 @@ static void test_routing_refused_for_folding_keys(void **state)
     assert_int_equal(route, DW_ROUTE_MIGRATION);
     assert_dw_ok(h, dw_mirror(h, &k, 1));
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags_v2 WHERE "
-                                        "hex = 'ff0000'"),
+                                    "hex = 'ff0000'"),
                      1);
 }
 
@@ -2566,7 +2562,7 @@ static void test_override_key_text_longer_than_length_limit(void **state)
 {
     test_fixture *f = *state;
     fixture_exec(f, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
-                     "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
+                    "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
     dw_migration *h = tags_at_dual_write(f, "tags_long_keys", 1);
     char text[151];
     memset(text, 'k', 150);
@@ -2596,7 +2592,8 @@ static void test_override_key_text_longer_than_length_limit(void **state)
 
 /* ---- main --------------------------------------------------------------- */
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+#define T(fn)                                                                  \
+    cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
 {

@@ -26,8 +26,9 @@ static int map_up(dw_row *out, const dw_row *in, void *payload)
 
 static dw_migration *open_one_table(sqlite3 *db, int with_callback)
 {
-    dw_options o = options_for("status_codes", TEST_SIDE("tickets", key_cols, old_cols),
-        TEST_SIDE("tickets", key_cols, new_cols));
+    dw_options o =
+        options_for("status_codes", TEST_SIDE("tickets", key_cols, old_cols),
+                    TEST_SIDE("tickets", key_cols, new_cols));
     if (with_callback) {
         o.up_fn = map_up;
         o.map_version = "map_up v1";

@@ -11,8 +11,9 @@ static const dw_column_map up[] = {{"title", "upper(name)"}};
 
 static dw_migration *open_items(sqlite3 *db, unsigned int flags, int *rc)
 {
-    dw_options o = options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
-        TEST_SIDE_UNLISTED("items_v2", key_cols));
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     o.flags = flags;
@@ -141,8 +142,9 @@ static void test_double_quoted_names_in_mappings(void **state)
                   "INSERT INTO items VALUES(1, 'lamp');");
     static const dw_column_map quoted[] = {
         {"title", "'say \"' || upper(\"name\") /* \"not\" */ || '\"'"}};
-    dw_options o = options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
-        TEST_SIDE_UNLISTED("items_v2", key_cols));
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = quoted;
     o.nup = 1;
     dw_migration *h = NULL;

@@ -103,7 +103,7 @@ static const dw_column_map items_up[] = {{"title", "name"},
 static dw_options items_opts(const char *name)
 {
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("items_old", k_id),
-        TEST_SIDE_UNLISTED("items_new", k_id));
+                               TEST_SIDE_UNLISTED("items_new", k_id));
     o.up = items_up;
     o.nup = 2;
     return o;
@@ -300,7 +300,7 @@ static void test_composite_key_without_rowid(void **state)
     static const char *const key[] = {"org", "num"};
     static const dw_column_map up[] = {{"body2", "upper(body)"}};
     dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
-        TEST_SIDE_UNLISTED("c_new", key));
+                               TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -345,7 +345,7 @@ static void test_key_unique_index(void **state)
     static const char *const newc[] = {"w"};
     static const dw_column_map up[] = {{"w", "v || '!'"}};
     dw_options o = options_for("unique_index", TEST_SIDE("u_old", kcode, oldc),
-        TEST_SIDE("u_new", kcode, newc));
+                               TEST_SIDE("u_new", kcode, newc));
     o.up = up;
     o.nup = 1;
     dw_migration *h = open_ok(t.db, &o);
@@ -577,11 +577,14 @@ static int hostile_write_old(sqlite3 *db, const dw_value *key, int nkey,
 {
     const hostile_row *r = payload;
     assert_int_equal(nkey, 1);
-    return callback_exec(db, "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
-        "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL ") DO UPDATE "
+    return callback_exec(
+        db,
+        "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
+        "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL
+        ") DO UPDATE "
         "SET \"select\" = excluded.\"select\", \"or\"\"der\" = "
         "excluded.\"or\"\"der\", \"größe\" = excluded.\"größe\"",
-                         "itti", key[0].i, r->sel, r->ord, r->size);
+        "itti", key[0].i, r->sel, r->ord, r->size);
 }
 
 typedef struct sink_rec {
@@ -758,10 +761,12 @@ static int items_write_old(sqlite3 *db, const dw_value *key, int nkey,
 {
     const item *it = payload;
     (void)nkey;
-    return callback_exec(db, "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
-                                "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
-                                "price = excluded.price",
-                         "iti", key[0].i, it->name, it->price);
+    return callback_exec(
+        db,
+        "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
+        "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+        "price = excluded.price",
+        "iti", key[0].i, it->name, it->price);
 }
 
 static void test_up_fn_and_map_version(void **state)
@@ -852,7 +857,7 @@ static void test_same_table_overlap(void **state)
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
     dw_options o = options_for("same_overlap", TEST_SIDE("people", k_id, both),
-        TEST_SIDE("people", k_id, newc));
+                               TEST_SIDE("people", k_id, newc));
     o.up = up;
     o.nup = 1;
     open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
@@ -1265,7 +1270,7 @@ static void test_same_table_different_keys(void **state)
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
     dw_options o = options_for("same_keys", TEST_SIDE("people", k_id, oldc),
-        TEST_SIDE("people", code_key, newc));
+                               TEST_SIDE("people", code_key, newc));
     o.up = up;
     o.nup = 1;
     open_fails(t.db, &o, DW_EMISUSE, "name different key columns");

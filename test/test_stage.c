@@ -105,9 +105,12 @@ static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     assert_int_equal(nkey, 1);
-    return callback_exec(db, "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
-        " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = excluded.qty",
-                         "i", key[0].i);
+    return callback_exec(
+        db,
+        "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
+        " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = "
+        "excluded.qty",
+        "i", key[0].i);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -371,28 +374,32 @@ static void test_stage_seen_by_other_connection(void **state)
     /* At OFF, B writes only the old side. */
     dw_value k1 = dw_int(1);
     assert_dw_ok(f->h2, dw_write(f->h2, &k1, 1, put_old, NULL, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=1"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=1"),
+                     1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
 
     /* A moves forward; B's very next operation (a write) follows. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "go", 0));
     dw_value k2 = dw_int(2);
     assert_dw_ok(f->h2, dw_write(f->h2, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"),
+                     1);
     char buf[64];
-    assert_string_equal(
-        fixture_text(f, "SELECT title FROM items_v2 WHERE id=2", buf,
-                   sizeof buf),
-        "THING");
-    assert_int_equal(fixture_int(f, "SELECT quantity FROM items_v2 WHERE id=2"), 4);
+    assert_string_equal(fixture_text(f, "SELECT title FROM items_v2 WHERE id=2",
+                                     buf, sizeof buf),
+                        "THING");
+    assert_int_equal(fixture_int(f, "SELECT quantity FROM items_v2 WHERE id=2"),
+                     4);
     assert_int_equal(stage_of(f->h2), DW_STAGE_DUAL_WRITE);
 
     /* A moves back; B's next write goes to the old side only again. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back", 0));
     dw_value k3 = dw_int(3);
     assert_dw_ok(f->h2, dw_write(f->h2, &k3, 1, put_old, NULL, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"), 1);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     0);
     assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
 
     /* And stage_get alone sees the change too. */
@@ -532,7 +539,7 @@ static void test_state_tables_exist(void **state)
     test_fixture *f = *state;
     create_items(f->t.db);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema"
-                                        " WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
+                                    " WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
                      0);
     f->h = open_items_ok(f->t.db, "m");
     static const char *const tables[] = {"dw_meta", "dw_migrations",
@@ -548,7 +555,7 @@ static void test_state_tables_exist(void **state)
             fail_msg("state table %s missing", tables[i]);
     }
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_meta"
-                                        " WHERE key='schema_version'"),
+                                    " WHERE key='schema_version'"),
                      1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
 
@@ -556,7 +563,7 @@ static void test_state_tables_exist(void **state)
     dw_close(f->h);
     f->h = open_items_ok(f->t.db, "m");
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_meta"
-                                        " WHERE key='schema_version'"),
+                                    " WHERE key='schema_version'"),
                      1);
 }
 
@@ -612,9 +619,8 @@ static void test_stage_cache_refreshed_after_other_calls(void **state)
     create_items(f->t.db);
     fixture_connect_second(f);
     char mode[16];
-    assert_string_equal(fixture_text(f, "PRAGMA journal_mode", mode,
-                                   sizeof mode),
-                        "wal");
+    assert_string_equal(
+        fixture_text(f, "PRAGMA journal_mode", mode, sizeof mode), "wal");
     f->h = open_items_ok(f->t.db, "cached");  /* connection A */
     f->h2 = open_items_ok(f->db2, "cached");  /* connection B */
 
@@ -665,12 +671,13 @@ static void test_stage_set_rolled_back_by_caller(void **state)
     fixture_exec(f, "ROLLBACK");
 
     assert_int_equal(fixture_int(f, "SELECT stage FROM dw_migrations"
-                                        " WHERE name='rb'"),
+                                    " WHERE name='rb'"),
                      DW_STAGE_OFF);
     /* The write comes first: nothing else may refresh the handle's view. */
     dw_value k2 = dw_int(2);
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"),
+                     1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
 }
@@ -696,14 +703,18 @@ static void test_stage_two_handles_one_transaction(void **state)
     assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_DUAL_WRITE, "go", 0));
     dw_value k2 = dw_int(3);
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"), 1);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     1);
     fixture_exec(f, "COMMIT");
 
     assert_int_equal(outside_transaction(f->t.db), 1);
     assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id<3"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id<3"),
+                     0);
 }
 
 /* A clean verification opens the LIVE gate; a later dirty one closes it
@@ -784,10 +795,10 @@ static void test_setup_sql_runs_when_leaving_off(void **state)
     test_fixture *f = *state;
     create_items(f->t.db);
     fixture_exec(f, "CREATE TABLE units(name TEXT PRIMARY KEY);"
-                     "INSERT INTO items VALUES(1, 'a', 1)");
+                    "INSERT INTO items VALUES(1, 'a', 1)");
     dw_column_map up[2] = {{"title", "upper(name)"}, {"quantity", "qty"}};
     dw_options o = options_for("m", TEST_SIDE("items", ITEM_KEY, OLD_COLS),
-        TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
+                               TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
     o.up = up;
     o.nup = 2;
     o.setup_sql = "INSERT INTO units VALUES('each') ON CONFLICT DO NOTHING";
@@ -808,8 +819,8 @@ static void test_setup_sql_runs_when_leaving_off(void **state)
     /* A failing setup refuses the move and leaves the stage at OFF. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, NULL, 0));
     fixture_exec(f, "CREATE TRIGGER no_units BEFORE INSERT ON units BEGIN "
-                     "SELECT RAISE(ABORT, 'units are frozen'); END;"
-                     "DELETE FROM units");
+                    "SELECT RAISE(ABORT, 'units are frozen'); END;"
+                    "DELETE FROM units");
     assert_int_not_equal(dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0),
                          DW_OK);
     assert_non_null(strstr(dw_errmsg(f->h), "units are frozen"));
@@ -844,9 +855,10 @@ static void test_redefine_makes_backfill_stale(void **state)
     /* The new one backfills and verifies, and the gate opens. */
     backfill_and_verify(h2);
     char buf[16];
-    assert_string_equal(fixture_text(f, "SELECT title FROM items_v2 "
-                                            "WHERE id = 1",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT title FROM items_v2 "
+                                     "WHERE id = 1",
+                                     buf, sizeof buf),
                         "a");
     assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_LIVE, NULL, 0));
     dw_close(h2);
@@ -922,10 +934,8 @@ static void test_open_stored_spec_beside_writer(void **state)
     assert_true(outside_transaction(f->t.db));
 
     exec_ok(f->db2, "COMMIT");
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"),
-                     1);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history"),
-                     events);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history"), events);
     char buf[80];
     assert_string_equal(query_text(f->t.db,
                                    "SELECT spec_digest FROM dw_migrations "
@@ -968,11 +978,9 @@ static void test_open_inside_caller_transaction(void **state)
     assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_READ);
     f->h2 = open_items_ok(f->t.db, "defined_inside");
     assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_WRITE);
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"),
-                     2);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 2);
     fixture_exec(f, "ROLLBACK");
-    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"),
-                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
 }
 
@@ -1016,18 +1024,18 @@ static void test_open_redone_after_other_commit(void **state)
     f->h = open_items_ok(f->t.db, "m");
     assert_true(m.calls > 0);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history "
-                                        "WHERE event = 'define' AND "
-                                        "reason = 'by the other'"),
+                                    "WHERE event = 'define' AND "
+                                    "reason = 'by the other'"),
                      1);
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history "
-                                        "WHERE event = 'define'"),
+                                    "WHERE event = 'define'"),
                      2); /* seed and m */
 
     /* Another connection adds a column meanwhile: with default columns
      * the spec stored is checked against the schema of the write. */
     static const char *const key[] = {"id"};
     dw_options o = options_for("defaults", TEST_SIDE_UNLISTED("items", key),
-        TEST_SIDE_UNLISTED("items_v2", key));
+                               TEST_SIDE_UNLISTED("items_v2", key));
     dw_column_map up[2] = {{"title", "name"}, {"quantity", "qty"}};
     o.up = up;
     o.nup = 2;

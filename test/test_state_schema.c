@@ -281,8 +281,9 @@ static void test_future_version_is_refused(void **state)
     exec_ok(t.db, "UPDATE dw_meta SET value = 5 WHERE key = "
                   "'schema_version'");
     char *err = NULL;
-    dw_options o = options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
-        TEST_SIDE_UNLISTED("items_v2", key_cols));
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);

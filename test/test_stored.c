@@ -123,8 +123,9 @@ static void make_orders(sqlite3 *db)
 
 static dw_options orders_opts(int with_down)
 {
-    dw_options o = options_for("orders", TEST_SIDE_UNLISTED("orders", order_key),
-        TEST_SIDE_UNLISTED("orders_v2", order_key));
+    dw_options o =
+        options_for("orders", TEST_SIDE_UNLISTED("orders", order_key),
+                    TEST_SIDE_UNLISTED("orders_v2", order_key));
     o.up = orders_up;
     o.nup = 2;
     if (with_down) {
@@ -227,7 +228,7 @@ static void test_round_trip_same_table(void **state)
     static const char *const newc[] = {"full_name"};
     static const dw_column_map up[] = {{"full_name", "name || '!'"}};
     dw_options o = options_for("people", TEST_SIDE("people", k_id, oldc),
-        TEST_SIDE("people", k_id, newc));
+                               TEST_SIDE("people", k_id, newc));
     o.up = up;
     o.nup = 1;
     dw_migration *app = open_migration_ok(t.db, &o);
@@ -267,7 +268,7 @@ static const dw_column_map items_up[] = {{"title", "name"},
 static dw_options items_opts(const char *name)
 {
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("items_old", k_id),
-        TEST_SIDE_UNLISTED("items_new", k_id));
+                               TEST_SIDE_UNLISTED("items_new", k_id));
     o.up = items_up;
     o.nup = 2;
     return o;
@@ -1412,11 +1413,11 @@ static void test_remove(void **state)
 
     /* Defined again (another spec, no DW_OPEN_REDEFINE needed): clean. */
     h = open_json_ok(t.db, "items",
-                "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
-                "\"columns\": [\"name\"]}, \"new\": {\"table\": "
-                "\"items_v2\", \"key\": [\"id\"]}, \"up\": {\"sql\": "
-                "{\"title\": \"name\"}}}",
-                0);
+                     "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
+                     "\"columns\": [\"name\"]}, \"new\": {\"table\": "
+                     "\"items_v2\", \"key\": [\"id\"]}, \"up\": {\"sql\": "
+                     "{\"title\": \"name\"}}}",
+                     0);
     assert_dw_ok(h, dw_stage_get(&stage, h));
     assert_int_equal(stage, DW_STAGE_OFF);
     dw_backfill_progress bp;

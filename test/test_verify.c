@@ -41,7 +41,7 @@ static dw_migration *open_two(sqlite3 *db, const char *name, const char *old_t,
                               int nup, unsigned int flags)
 {
     dw_options o = options_for(name, TEST_SIDE_UNLISTED(old_t, k_id),
-        TEST_SIDE_UNLISTED(new_t, k_id));
+                               TEST_SIDE_UNLISTED(new_t, k_id));
     o.up = up;
     o.nup = nup;
     o.flags = flags;
@@ -352,7 +352,7 @@ static void run_kind_case(const kind_case *c, int slow_path)
     vsink cs; /* what dw_compare() reports, through the handle's sink */
     memset(&cs, 0, sizeof cs);
     dw_options o = options_for("kinds", TEST_SIDE_UNLISTED("k_old", k_id),
-        TEST_SIDE_UNLISTED("k_new", k_id));
+                               TEST_SIDE_UNLISTED("k_new", k_id));
     o.up = up;
     o.nup = 2;
     o.mismatch_fn = vsink_fn;
@@ -507,7 +507,7 @@ static dw_migration *open_redact(sqlite3 *db, const char *name,
 {
     static const dw_column_map up[] = {{"nick", "nick"}, {"secret", "secret"}};
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("p_old", k_id),
-        TEST_SIDE_UNLISTED("p_new", k_id));
+                               TEST_SIDE_UNLISTED("p_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -1130,7 +1130,7 @@ static void test_composite_key(void **state)
             " (char(9) || 'tab', 2, 'y'), ('\xc3\xa9', 1, 's');");
     static const dw_column_map up[] = {{"v", "v"}};
     dw_options o = options_for("composite", TEST_SIDE_UNLISTED("o_old", k_comp),
-        TEST_SIDE_UNLISTED("o_new", k_comp));
+                               TEST_SIDE_UNLISTED("o_new", k_comp));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;
@@ -1236,7 +1236,7 @@ static void test_c_mapping(void **state)
             "INSERT INTO s_new VALUES(1, 1), (2, 1), (3, 1), (5, 2);");
     map_ctl ctl = {0, 0};
     dw_options o = options_for("c_map", TEST_SIDE_UNLISTED("s_old", k_id),
-        TEST_SIDE_UNLISTED("s_new", k_id));
+                               TEST_SIDE_UNLISTED("s_new", k_id));
     o.up_fn = status_up;
     o.map_payload = &ctl;
     o.map_version = "status_up v1";
@@ -1321,7 +1321,7 @@ static void test_mapping_order(void **state)
     static const char *const new_cols[] = {"b", "a"};
     static const dw_column_map up[] = {{"a", "upper(x)"}, {"b", "y"}};
     dw_options o = options_for("order", TEST_SIDE_UNLISTED("m_old", k_id),
-        TEST_SIDE("m_new", k_id, new_cols));
+                               TEST_SIDE("m_new", k_id, new_cols));
     o.up = up;
     o.nup = 2;
     dw_migration *h = NULL;
@@ -1428,8 +1428,9 @@ static void one_table(int with_callback)
         {"status_code",
          "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
     map_ctl ctl = {0, 0};
-    dw_options o = options_for("one_table", TEST_SIDE("tickets", k_id, status_cols),
-        TEST_SIDE("tickets", k_id, code_cols));
+    dw_options o =
+        options_for("one_table", TEST_SIDE("tickets", k_id, status_cols),
+                    TEST_SIDE("tickets", k_id, code_cols));
     if (with_callback) {
         o.up_fn = status_up;
         o.map_payload = &ctl;
@@ -1763,7 +1764,7 @@ static const dw_column_map lower_down[] = {{"a", "lower(a)"}};
 static dw_migration *open_repair(sqlite3 *db, const char *name)
 {
     dw_options o = options_for(name, TEST_SIDE_UNLISTED("r_old", k_id),
-        TEST_SIDE_UNLISTED("r_new", k_id));
+                               TEST_SIDE_UNLISTED("r_new", k_id));
     o.up = upper_up;
     o.nup = 1;
     o.down = lower_down;
@@ -2113,8 +2114,9 @@ static int write_q_old(sqlite3 *db, const dw_value *key, int nkey,
                        void *payload)
 {
     (void)nkey;
-    return callback_exec(db, "INSERT INTO q_old(id, a) VALUES(?1, ?2) ON "
-                                "CONFLICT(id) DO UPDATE SET a = excluded.a",
+    return callback_exec(db,
+                         "INSERT INTO q_old(id, a) VALUES(?1, ?2) ON "
+                         "CONFLICT(id) DO UPDATE SET a = excluded.a",
                          "it", key[0].i, (const char *)payload);
 }
 
@@ -2322,9 +2324,10 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
 static int write_pair_old(sqlite3 *db, const dw_value *key, int nkey,
                           void *payload)
 {
-    return callback_exec(db, "INSERT INTO p_old(org, id, a) VALUES('o', ?1,"
-                                " ?2) ON CONFLICT(org, id) DO UPDATE SET"
-                                " a = excluded.a",
+    return callback_exec(db,
+                         "INSERT INTO p_old(org, id, a) VALUES('o', ?1,"
+                         " ?2) ON CONFLICT(org, id) DO UPDATE SET"
+                         " a = excluded.a",
                          "it", key[nkey - 1].i, payload);
 }
 
@@ -2505,7 +2508,7 @@ static void test_key_names_differ(void **state)
     static const dw_column_map up[] = {{"full_name", "upper(name)"}};
     static const dw_column_map down[] = {{"name", "lower(full_name)"}};
     dw_options o = options_for("names", TEST_SIDE_UNLISTED("u_old", old_key),
-        TEST_SIDE_UNLISTED("u_new", new_key));
+                               TEST_SIDE_UNLISTED("u_new", new_key));
     o.up = up;
     o.nup = 1;
     o.down = down;
@@ -2571,8 +2574,9 @@ static void test_awkward_identifiers(void **state)
     static const char *const old_key[] = {"the id"};
     static const char *const new_key[] = {"key col"};
     static const dw_column_map up[] = {{"select", "upper(\"val`ue\")"}};
-    dw_options o = options_for("awkward \"names\"", TEST_SIDE_UNLISTED("odd \"old\"", old_key),
-        TEST_SIDE_UNLISTED("new`table", new_key));
+    dw_options o = options_for("awkward \"names\"",
+                               TEST_SIDE_UNLISTED("odd \"old\"", old_key),
+                               TEST_SIDE_UNLISTED("new`table", new_key));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;

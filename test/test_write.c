@@ -89,11 +89,12 @@ static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    int rc = callback_exec(db,
-                           "INSERT INTO items(id, name, qty) VALUES(?1, ?2, ?3)"
-                           " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
-                           " qty = excluded.qty",
-                           "iti", key[0].i, c->name, c->qty);
+    int rc =
+        callback_exec(db,
+                      "INSERT INTO items(id, name, qty) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+                      " qty = excluded.qty",
+                      "iti", key[0].i, c->name, c->qty);
     return rc ? rc : c->old_ret;
 }
 
@@ -103,11 +104,12 @@ static int w_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('n');
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    int rc = callback_exec(db,
-                           "INSERT INTO items_v2(id, title, quantity)"
-                           " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
-                           " title = excluded.title, quantity = excluded.quantity",
-                           "iti", key[0].i, c->title, c->quantity);
+    int rc =
+        callback_exec(db,
+                      "INSERT INTO items_v2(id, title, quantity)"
+                      " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
+                      " title = excluded.title, quantity = excluded.quantity",
+                      "iti", key[0].i, c->title, c->quantity);
     return rc ? rc : c->new_ret;
 }
 
@@ -126,7 +128,8 @@ static int d_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('n');
     if (nkey != 1)
         return 99;
-    return callback_exec(db, "DELETE FROM items_v2 WHERE id = ?1", "i", key[0].i);
+    return callback_exec(db, "DELETE FROM items_v2 WHERE id = ?1", "i",
+                         key[0].i);
 }
 
 /* Full table contents as one line of text. */
@@ -208,7 +211,7 @@ static void test_mirror_up(void **state)
         fixture_reset(f);
         items_at(f, s, 0, 1);
         fixture_exec(f, "INSERT INTO items VALUES(2, 'other', 1);"
-                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+                        "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
         char o[128], n[128];
         dw_value k = dw_int(1);
 
@@ -237,7 +240,7 @@ static void test_mirror_down(void **state)
         fixture_reset(f);
         items_at(f, s, 0, 1);
         fixture_exec(f, "INSERT INTO items VALUES(2, 'other', 1);"
-                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+                        "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
         char o[128], n[128];
         dw_value k = dw_int(1);
 
@@ -316,9 +319,9 @@ static void test_delete_mirrors(void **state)
     test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2),"
-                     " (3, 'c', 3);"
-                     "INSERT INTO items_v2 VALUES(1, 'A', 1), (2, 'B', 2),"
-                     " (3, 'C', 3);");
+                    " (3, 'c', 3);"
+                    "INSERT INTO items_v2 VALUES(1, 'A', 1), (2, 'B', 2),"
+                    " (3, 'C', 3);");
     char o[128], n[128];
     dw_value k1 = dw_int(1);
     log_reset();
@@ -365,7 +368,7 @@ static void test_dw_mirror(void **state)
     /* At OFF: a no-op, the stale new row stays. */
     stage_force_ok(f->h, DW_STAGE_OFF);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'Apple', 3);"
-                     "INSERT INTO items_v2 VALUES(1, 'STALE', 0);");
+                    "INSERT INTO items_v2 VALUES(1, 'STALE', 0);");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Apple',3");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
@@ -400,8 +403,8 @@ static void test_both_or_neither(void **state)
         "second-constraint", "second-plain", "first-constraint", "first-plain"};
     items_at(f, DW_STAGE_OFF, 0, 1);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1), (2, 'plum', 2);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1),"
-                     " (2, 'PLUM', 2);");
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1),"
+                    " (2, 'PLUM', 2);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
@@ -616,9 +619,8 @@ static void acct_at_dual_write(test_fixture *f, const char *name, int with_down)
 {
     static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
     static const dw_column_map down[] = {{"balance", "balance_cents / 100"}};
-    dw_options o =
-        options_for(name, TEST_SIDE("acct", ACCT_KEY, ACCT_OLD_COLS),
-                    TEST_SIDE("acct_v2", ACCT_KEY, ACCT_NEW_COLS));
+    dw_options o = options_for(name, TEST_SIDE("acct", ACCT_KEY, ACCT_OLD_COLS),
+                               TEST_SIDE("acct_v2", ACCT_KEY, ACCT_NEW_COLS));
     o.up = up;
     o.nup = 1;
     if (with_down) {
@@ -720,7 +722,8 @@ static int inc_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 1)
         return 99;
-    return callback_exec(db, "DELETE FROM incidents WHERE id = ?1", "i", key[0].i);
+    return callback_exec(db, "DELETE FROM incidents WHERE id = ?1", "i",
+                         key[0].i);
 }
 
 static const char *dump_incidents(sqlite3 *db, char *buf, size_t n)
@@ -744,9 +747,9 @@ static void test_same_table_new_columns(void **state)
     static const dw_column_map up[] = {
         {"status_code",
          "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
-    dw_options o = options_for("incident_codes",
-                               TEST_SIDE("incidents", key, oldc),
-                               TEST_SIDE("incidents", key, newc));
+    dw_options o =
+        options_for("incident_codes", TEST_SIDE("incidents", key, oldc),
+                    TEST_SIDE("incidents", key, newc));
     o.up = up;
     o.nup = 1;
     assert_int_equal(open_migration(&f->h, db, &o), DW_OK);
@@ -1102,12 +1105,12 @@ static void test_numeric_text_keys_follow_sqlite(void **state)
 {
     test_fixture *f = *state;
     fixture_exec(f, "CREATE TABLE codes(code NUMERIC PRIMARY KEY, v TEXT);"
-                     "CREATE TABLE codes_v2(code NUMERIC PRIMARY KEY, v TEXT);"
-                     "CREATE TABLE probe(k NUMERIC);");
+                    "CREATE TABLE codes_v2(code NUMERIC PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE probe(k NUMERIC);");
     static const char *const CODE[] = {"code"};
     static const dw_column_map UPV[] = {{"v", "v"}};
     dw_options o = options_for("codes", TEST_SIDE_UNLISTED("codes", CODE),
-        TEST_SIDE_UNLISTED("codes_v2", CODE));
+                               TEST_SIDE_UNLISTED("codes_v2", CODE));
     o.up = UPV;
     o.nup = 1;
     char *err = NULL;
@@ -1181,7 +1184,7 @@ static void test_mapping_callback_leaves_column_unset(void **state)
     int mode = 0;
     open_items_up_fn(f, &mode);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
@@ -1222,8 +1225,7 @@ static void test_mapping_callback_blob_and_null(void **state)
                                    "WHERE id = 2",
                                    buf, sizeof buf),
                         "blob:4849:null");
-    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 2"),
-                     3);
+    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 2"), 3);
 }
 
 /* ---- what a write callback returns -------------------------------------- */
@@ -1239,7 +1241,7 @@ static void test_callback_result_codes(void **state)
     test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
