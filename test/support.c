@@ -145,15 +145,30 @@ int exec_err(sqlite3 *db, const char *sql)
     return rc;
 }
 
-int64_t query_int(sqlite3 *db, const char *sql)
+/* The statement of sql, failing the test with SQLite's message when it does
+ * not prepare. */
+static sqlite3_stmt *prepare_ok(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         print_error("prepare failed: %s\n  in: %s\n", sqlite3_errmsg(db), sql);
     assert_int_equal(rc, SQLITE_OK);
+    return st;
+}
+
+int64_t query_int(sqlite3 *db, const char *sql)
+{
+    return query_int_with(db, sql, NULL);
+}
+
+int64_t query_int_with(sqlite3 *db, const char *sql, const char *text)
+{
+    sqlite3_stmt *st = prepare_ok(db, sql);
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
     int64_t v = -1;
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
     else
@@ -164,13 +179,9 @@ int64_t query_int(sqlite3 *db, const char *sql)
 
 const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        print_error("prepare failed: %s\n  in: %s\n", sqlite3_errmsg(db), sql);
-    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_stmt *st = prepare_ok(db, sql);
     buf[0] = '\0';
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
     else if (rc != SQLITE_ROW)
@@ -179,9 +190,24 @@ const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size)
     return buf;
 }
 
+int is_hex16(const char *s)
+{
+    if (!s || strlen(s) != 16)
+        return 0;
+    for (int i = 0; i < 16; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
 void backfill_and_verify(dw_migration *h)
 {
     assert_dw_ok(h, dw_backfill(NULL, h, NULL));
+    verify_clean(h);
+}
+
+dw_verify_result verify_clean(dw_migration *h)
+{
     dw_verify_result r;
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     if (!r.clean)
@@ -189,6 +215,7 @@ void backfill_and_verify(dw_migration *h)
                     (long long)r.missing, (long long)r.extra,
                     (long long)r.different);
     assert_true(r.clean);
+    return r;
 }
 
 int test_copy_file(const char *from, const char *to)

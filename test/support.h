@@ -48,6 +48,8 @@ int exec_err(sqlite3 *db, const char *sql);
 /* The first column of the first row of a query as an integer (-1 when no
  * row); fails the test on error. */
 int64_t query_int(sqlite3 *db, const char *sql);
+/* query_int() with ?1 bound to `text` (nothing bound when NULL). */
+int64_t query_int_with(sqlite3 *db, const char *sql, const char *text);
 /* The same as text, copied into buf (empty string when NULL or no row). */
 const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
 /* 1 when the connection has no transaction open (SQLite's autocommit). */
@@ -72,6 +74,12 @@ int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id);
 /* Runs the whole backfill and a verification of every key, and asserts the
  * verification is clean: what opens the gates into LIVE and COMPLETE. */
 void backfill_and_verify(dw_migration *h);
+/* A verification of every key, asserted clean (the counts printed when it
+ * is not); its result. */
+dw_verify_result verify_clean(dw_migration *h);
+
+/* 1 when s is 16 lower-case hex digits (a digest or fingerprint). */
+int is_hex16(const char *s);
 
 /* ---- the fixture ----------------------------------------------------------
  *

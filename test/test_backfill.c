@@ -204,15 +204,9 @@ static dw_backfill_progress status_of(dw_migration *h)
 }
 
 /* A verification of every key is clean and saw `keys` keys (-1: any). */
-static void verify_clean(dw_migration *h, int64_t keys)
+static void verify_all_clean(dw_migration *h, int64_t keys)
 {
-    dw_verify_result r;
-    assert_dw_ok(h, dw_verify(&r, h, NULL));
-    if (!r.clean)
-        print_error("verification: %lld missing, %lld extra, %lld different\n",
-                    (long long)r.missing, (long long)r.extra,
-                    (long long)r.different);
-    assert_true(r.clean);
+    dw_verify_result r = verify_clean(h);
     assert_true(r.full);
     assert_true(r.finished);
     if (keys >= 0)
@@ -672,7 +666,7 @@ static void test_basic(void **state)
                                    " display = 'ORPHAN' OR display = 'stale'"),
                      0);
     assert_users_match(db);
-    verify_clean(f->h, n);
+    verify_all_clean(f->h, n);
 
     /* A finished backfill is done: DW_OK at once, no batch, no write. */
     int total = sqlite3_total_changes(db);
@@ -734,7 +728,7 @@ static void resume_and_check(test_fixture *f)
                                     " users_v2"),
                      KILL_N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, KILL_N);
+    verify_all_clean(f->h, KILL_N);
     assert_int_equal(history_of(f->h).backfills, 1);
 }
 
@@ -969,7 +963,7 @@ static void test_writes_during_backfill(void **state)
                                     " id > 100000"),
                      c.calls - 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, -1);
+    verify_all_clean(f->h, -1);
 }
 
 /* A writer process doing dual writes while this one backfills. */
@@ -1076,7 +1070,7 @@ static void test_writer_process_during_backfill(void **state)
     assert_true(during >= c.calls); /* interleaved, batch after batch */
     assert_int_equal(p.finished, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, -1);
+    verify_all_clean(f->h, -1);
 }
 
 /* ===================================================================== */
@@ -1165,7 +1159,7 @@ static void test_insert_stream_terminates(void **state)
     assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"),
                      N + s.inserted);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N + s.inserted);
+    verify_all_clean(f->h, N + s.inserted);
 }
 
 /* ===================================================================== */
@@ -1239,7 +1233,7 @@ static void test_unique_violation(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(p.rows_done, N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* A new-side orphan holds a UNIQUE value that a source row of the same
@@ -1263,7 +1257,7 @@ static void test_orphan_holding_unique_value(void **state)
     assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
     assert_int_equal(p.rows_deleted, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 9);
+    verify_all_clean(f->h, 9);
 }
 
 /* ===================================================================== */
@@ -1320,7 +1314,7 @@ static void test_busy(void **state)
                                     " WHERE at = 1"),
                      2);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* ===================================================================== */
@@ -1394,7 +1388,7 @@ static void test_composite_key(void **state)
                                    " lines_v2 AS v USING(org, n) WHERE"
                                    " v.amount IS o.qty * 10"),
                      total);
-    verify_clean(f->h, total);
+    verify_all_clean(f->h, total);
 }
 
 /* ===================================================================== */
@@ -1449,7 +1443,7 @@ static void test_incremental(void **state)
      * valgrind, used up the time already). */
     assert_true(t.calls >= 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 
     /* A progress callback that always asks to stop: one batch per call,
      * and the last one still reports DW_OK. */
@@ -1488,7 +1482,7 @@ static void test_incremental(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(p.rows_done, N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* Without batch_ms < 0 the size adapts: batches far below the target time
@@ -1656,7 +1650,7 @@ static void test_batch_size_adapts(void **state)
     assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
     assert_int_equal(p.rows_done, 200);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 200);
+    verify_all_clean(f->h, 200);
 }
 
 static void test_bad_options(void **state)
@@ -1692,7 +1686,7 @@ static void test_bad_options(void **state)
     assert_int_equal(p.next_batch_rows, 7);
     assert_int_equal(p.batches, 8);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 50);
+    verify_all_clean(f->h, 50);
 }
 
 /* ===================================================================== */
@@ -1781,7 +1775,7 @@ static void test_null_key_refused(void **state)
                                    " n.cents = o.balance * 100"),
                      3);
     assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 3);
-    verify_clean(f->h, 3);
+    verify_all_clean(f->h, 3);
 }
 
 /* ===================================================================== */
@@ -1822,7 +1816,7 @@ static void test_restart_and_stale(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 3);
     assert_int_equal(history_of(f->h).backfills, 2);
     assert_users_match(db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 
     /* OFF makes it stale; writes at OFF reach the old side only. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "roll back", 0));
@@ -1857,7 +1851,7 @@ static void test_restart_and_stale(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 5);
     assert_users_match(db);
-    verify_clean(f->h, N + 20 - 3);
+    verify_all_clean(f->h, N + 20 - 3);
 }
 
 /* ===================================================================== */
@@ -1876,19 +1870,9 @@ static const char TICKET_SETUP[] =
 
 static void fill_ticket_options(dw_options *o, const char *setup_sql)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = "ticket_statuses";
-    o->old_side.table = "tickets";
-    o->old_side.key_columns = ID_KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = TICKET_OLD_COLS;
-    o->old_side.ncolumns = 2;
-    o->new_side.table = "tickets_v2";
-    o->new_side.key_columns = ID_KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = TICKET_NEW_COLS;
-    o->new_side.ncolumns = 2;
+    *o = options_for("ticket_statuses",
+                     TEST_SIDE("tickets", ID_KEY, TICKET_OLD_COLS),
+                     TEST_SIDE("tickets_v2", ID_KEY, TICKET_NEW_COLS));
     o->up = TICKET_UP;
     o->nup = 2;
     o->setup_sql = setup_sql;
@@ -1965,7 +1949,7 @@ static void test_setup_sql(void **state)
                                    " s.org = t.org AND s.name = t.status AND"
                                    " v.org = t.org"),
                      62);
-    verify_clean(f->h, 62);
+    verify_all_clean(f->h, 62);
 }
 
 static void test_setup_sql_missing_table(void **state)
@@ -2050,7 +2034,7 @@ static void test_direction_at_live(void **state)
     assert_true(contains(hs.detail, "new to old"));
     assert_users_match_down(db);
     assert_users_match(db);
-    verify_clean(f->h, N + 2);
+    verify_all_clean(f->h, N + 2);
 }
 
 static void test_direction_change_refused(void **state)
@@ -2087,7 +2071,7 @@ static void test_direction_change_refused(void **state)
     assert_int_equal(p.rows_written, 0); /* rows 1..100 agreed already */
     assert_int_equal(query_int(db, "SELECT count(*) FROM users"), 2 * B);
     assert_users_match_down(db);
-    verify_clean(f->h, 2 * B);
+    verify_all_clean(f->h, 2 * B);
 }
 
 /* ===================================================================== */
@@ -2123,7 +2107,7 @@ static void test_callback_mapping(void **state)
     assert_int_equal(p.batches, (N + B - 1) / B);
     assert_int_equal(p.rows_deleted, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 static const char *const TK_OLD_COLS[] = {"status"};
@@ -2190,7 +2174,7 @@ static void one_table(test_fixture *f, int with_callback)
     assert_int_equal(query_int(db, "SELECT sum(length(owner) * id +"
                                    " length(status)) FROM tickets"),
                      sum_before);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 static void test_one_table_sql(void **state)
@@ -2303,7 +2287,7 @@ static void test_batch_rows_above_max(void **state)
     }
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 50);
+    verify_all_clean(f->h, 50);
 }
 
 /* Batches far slower than batch_ms halve the next batch each time (at
@@ -2334,7 +2318,7 @@ static void test_slow_batches_shrink(void **state)
     assert_int_equal(p.next_batch_rows, 1);
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 8);
+    verify_all_clean(f->h, 8);
 }
 
 /* A throttle that answers 0 ("go on now") is asked before each later
@@ -2353,7 +2337,7 @@ static void test_throttle_zero_goes_on(void **state)
     assert_int_equal(p.batches, 5);
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 5);
+    verify_all_clean(f->h, 5);
 }
 
 /* What another connection does between two batches, from the progress
@@ -2455,7 +2439,7 @@ static void test_finished_elsewhere_between_batches(void **state)
     assert_int_equal(p.rows_done, 10);
     assert_int_equal(history_of(f->h).backfills, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 10);
+    verify_all_clean(f->h, 10);
 }
 
 /* Rows deleted during the backfill: the total counted at the start was
@@ -2479,7 +2463,7 @@ static void test_total_right_after_deletes(void **state)
     assert_int_equal(s.rows_total, 6);
     assert_true(contains(history_of(f->h).detail, ": 6 keys"));
     assert_users_match(f->t.db);
-    verify_clean(f->h, 6);
+    verify_all_clean(f->h, 6);
 }
 
 /* The backfill went stale between two batches (the stage passed through
@@ -2512,7 +2496,7 @@ static void test_stale_between_batches_null_key(void **state)
     assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
     assert_true(p.finished);
     assert_int_equal(p.rows_done, 4);
-    verify_clean(f->h, 4);
+    verify_all_clean(f->h, 4);
 }
 
 /* ===================================================================== */
@@ -2542,7 +2526,7 @@ static void test_real_keys(void **state)
                                      " codes_v2 AS n USING(code) WHERE"
                                      " n.label = upper(o.name)"),
                      6);
-    verify_clean(h, 6);
+    verify_all_clean(h, 6);
 
     /* A divergent REAL key is stored, and repaired from its text. */
     exec_ok(t.db, "UPDATE codes_v2 SET label = 'X' WHERE code = 2.25;"
@@ -2559,7 +2543,7 @@ static void test_real_keys(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2 WHERE"
                                      " code = 2.25 AND label = 'B'"),
                      1);
-    verify_clean(h, 6);
+    verify_all_clean(h, 6);
     dw_close(h);
     test_db_close(&t);
 }
@@ -2616,7 +2600,7 @@ static void test_blob_keys_refused(void **state)
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill(&p, h, &o));
     assert_true(p.finished);
-    verify_clean(h, 2);
+    verify_all_clean(h, 2);
     dw_close(h);
     test_db_close(&t);
 }

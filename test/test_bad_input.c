@@ -954,15 +954,8 @@ static void plain_options(dw_options *o)
 {
     static const dw_column_map up[] = {{"w", "upper(v)"}};
     static const dw_column_map down[] = {{"v", "lower(w)"}};
-    dw_options init = DW_OPTIONS_INIT;
-    *o = init;
-    o->name = "plain";
-    o->old_side.table = "t_old";
-    o->old_side.key_columns = k_id;
-    o->old_side.nkey_columns = 1;
-    o->new_side.table = "t_new";
-    o->new_side.key_columns = k_id;
-    o->new_side.nkey_columns = 1;
+    *o = options_for("plain", TEST_SIDE_UNLISTED("t_old", k_id),
+                     TEST_SIDE_UNLISTED("t_new", k_id));
     o->up = up;
     o->nup = 1;
     o->down = down;

@@ -210,19 +210,8 @@ static void create_items(sqlite3 *db)
 
 static void items_options(dw_options *o, const char *name)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = name;
-    o->old_side.table = "items";
-    o->old_side.key_columns = KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = OLD_COLS;
-    o->old_side.ncolumns = 3;
-    o->new_side.table = "items_v2";
-    o->new_side.key_columns = KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = NEW_COLS;
-    o->new_side.ncolumns = 3;
+    *o = options_for(name, TEST_SIDE("items", KEY, OLD_COLS),
+                     TEST_SIDE("items_v2", KEY, NEW_COLS));
     o->up = UP;
     o->nup = 3;
     o->down = DOWN;
@@ -246,38 +235,19 @@ typedef struct item_write {
     int remove;
 } item_write;
 
-static int run_item_sql(sqlite3 *db, const char *sql, const dw_value *key,
-                        const item_write *w)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    if (!w->remove) {
-        sqlite3_bind_text(st, 2, w->text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, w->qty);
-        if (w->note)
-            sqlite3_bind_text(st, 4, w->note, -1, SQLITE_STATIC);
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
-}
-
 static int write_item_new(sqlite3 *db, const dw_value *key, int nkey,
                           void *payload)
 {
     const item_write *w = payload;
     assert_int_equal(nkey, 1);
-    return run_item_sql(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM items_v2 WHERE id = ?1"
                   : "INSERT INTO items_v2(id, title, quantity, note) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "title = excluded.title, quantity = excluded.quantity, "
                     "note = excluded.note",
-        key, w);
+        "itit", key[0].i, w->text, w->qty, w->note);
 }
 
 static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
@@ -285,14 +255,14 @@ static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
 {
     const item_write *w = payload;
     assert_int_equal(nkey, 1);
-    return run_item_sql(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM items WHERE id = ?1"
                   : "INSERT INTO items(id, name, qty, note) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "name = excluded.name, qty = excluded.qty, "
                     "note = excluded.note",
-        key, w);
+        "itit", key[0].i, w->text, w->qty, w->note);
 }
 
 static void put_new(dw_migration *h, int64_t id, const char *title,
@@ -1245,26 +1215,14 @@ static int write_ticket_new(sqlite3 *db, const dw_value *key, int nkey,
 {
     const ticket_write *w = payload;
     assert_int_equal(nkey, 1);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM tickets WHERE id = ?1"
                   : "INSERT INTO tickets(id, owner, status_code, priority) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "status_code = excluded.status_code, "
                     "priority = excluded.priority",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    if (!w->remove) {
-        sqlite3_bind_text(st, 2, w->owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, w->code);
-        sqlite3_bind_int(st, 4, w->priority);
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "itii", key[0].i, w->owner, (int64_t)w->code, (int64_t)w->priority);
 }
 
 static void put_ticket(dw_migration *h, int64_t id, const char *owner,

@@ -14,16 +14,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int is_hex16(const char *s)
-{
-    if (!s || strlen(s) != 16)
-        return 0;
-    for (int i = 0; i < 16; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 typedef struct mdiff {
     char column[32];
     int has_old, has_new;
@@ -200,16 +190,9 @@ static int log_cb(const dw_mismatch_entry *e, void *payload)
 
 static int64_t log_rows_like(sqlite3 *db, const char *pattern)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM dw_mismatch_log WHERE detail LIKE ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, pattern, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_mismatch_log WHERE detail LIKE ?1",
+        pattern);
 }
 
 /* ---- the sink ------------------------------------------------------------------- */

@@ -16,31 +16,16 @@ static int64_t stored_count(sqlite3 *db, const char *name)
     if (query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
                       "AND name='dw_migrations'") == 0)
         return 0;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM dw_migrations WHERE name = ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_migrations WHERE name = ?1", name);
 }
 
 static int table_exists(sqlite3 *db, const char *name)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM sqlite_master WHERE type='table' "
-                         "AND name = ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return (int)query_int_with(db,
+                               "SELECT count(*) FROM sqlite_master WHERE "
+                               "type='table' AND name = ?1",
+                               name);
 }
 
 /* dw_open must fail with code1 (or code2 when not 0), set *out to NULL, give

@@ -19,16 +19,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int is_hex16(const char *s)
-{
-    if (!s || strlen(s) != 16)
-        return 0;
-    for (int i = 0; i < 16; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 static void db_open(test_db *t)
 {
     test_db_open(t);
@@ -247,27 +237,16 @@ static int64_t stored_keys(sqlite3 *db, int64_t run, const char *extra_where)
     return query_int(db, sql);
 }
 
-static int64_t count_where(sqlite3 *db, const char *sql_fmt, const char *arg)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql_fmt, -1, &st, NULL), SQLITE_OK);
-    if (arg)
-        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 /* The stored divergent key of the latest run whose key text is `key`:
  * its kind (-1 when absent). */
 static int stored_kind(sqlite3 *db, const char *key)
 {
-    return (int)count_where(db,
-                            "SELECT coalesce((SELECT kind FROM dw_verify_keys "
-                            "WHERE key = ?1 AND run_id = (SELECT max(id) FROM "
-                            "dw_verify_runs)), -1)",
-                            key);
+    return (int)query_int_with(
+        db,
+        "SELECT coalesce((SELECT kind FROM dw_verify_keys "
+        "WHERE key = ?1 AND run_id = (SELECT max(id) FROM "
+        "dw_verify_runs)), -1)",
+        key);
 }
 
 static void exec_fmt(sqlite3 *db, const char *fmt, ...)
@@ -522,9 +501,9 @@ static dw_migration *open_redact(sqlite3 *db, const char *name,
 
 static int64_t detail_like(sqlite3 *db, const char *pattern)
 {
-    return count_where(db,
-                       "SELECT count(*) FROM dw_verify_keys WHERE detail LIKE ?1",
-                       pattern);
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_verify_keys WHERE detail LIKE ?1",
+        pattern);
 }
 
 static void test_redaction(void **state)
@@ -2122,10 +2101,11 @@ static int write_q_old(sqlite3 *db, const dw_value *key, int nkey,
 
 static int64_t queue_attempts(sqlite3 *db, const char *key)
 {
-    return count_where(db,
-                       "SELECT coalesce((SELECT attempts FROM dw_repair_queue "
-                       "WHERE key = ?1), -1)",
-                       key);
+    return query_int_with(
+        db,
+        "SELECT coalesce((SELECT attempts FROM dw_repair_queue "
+        "WHERE key = ?1), -1)",
+        key);
 }
 
 static int64_t queue_count(dw_migration *h)
