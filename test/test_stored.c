@@ -522,26 +522,31 @@ typedef struct item {
     int64_t price;
 } item;
 
+/* Upserts the item through `sql` (?1 id, ?2 name, ?3 price). */
+static int write_item(sqlite3 *db, const char *sql, const dw_value *key,
+                      const item *it)
+{
+    return callback_exec(db, sql, "iti", key[0].i, it->name, it->price);
+}
+
 static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
-    const item *it = payload;
-    return callback_exec(db,
-                         "INSERT INTO items_old(id, name, price) VALUES(?1, "
-                         "?2, ?3) ON CONFLICT(id) DO UPDATE SET name = "
-                         "excluded.name, price = excluded.price",
-                         "iti", key[0].i, it->name, it->price);
+    return write_item(db,
+                      "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, "
+                      "?3) ON CONFLICT(id) DO UPDATE SET name = "
+                      "excluded.name, price = excluded.price",
+                      key, payload);
 }
 
 static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
-    const item *it = payload;
-    return callback_exec(db,
-                         "INSERT INTO items_new(id, title, cents) VALUES(?1, "
-                         "upper(?2), ?3 * 100) ON CONFLICT(id) DO UPDATE SET "
-                         "title = excluded.title, cents = excluded.cents",
-                         "iti", key[0].i, it->name, it->price);
+    return write_item(db,
+                      "INSERT INTO items_new(id, title, cents) VALUES(?1, "
+                      "upper(?2), ?3 * 100) ON CONFLICT(id) DO UPDATE SET "
+                      "title = excluded.title, cents = excluded.cents",
+                      key, payload);
 }
 
 static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,

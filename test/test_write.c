@@ -83,18 +83,24 @@ typedef struct wctx {
     int new_ret;
 } wctx;
 
+/* Upserts through `sql` (?1 id, ?2 text, ?3 number). */
+static int run_upsert(sqlite3 *db, const char *sql, int64_t id,
+                      const char *text, int64_t num)
+{
+    return callback_exec(db, sql, "iti", id, text, num);
+}
+
 static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     const wctx *c = payload;
     log_call('o');
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    int rc =
-        callback_exec(db,
-                      "INSERT INTO items(id, name, qty) VALUES(?1, ?2, ?3)"
-                      " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
-                      " qty = excluded.qty",
-                      "iti", key[0].i, c->name, c->qty);
+    int rc = run_upsert(db,
+                        "INSERT INTO items(id, name, qty) VALUES(?1, ?2, ?3)"
+                        " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+                        " qty = excluded.qty",
+                        key[0].i, c->name, c->qty);
     return rc ? rc : c->old_ret;
 }
 
@@ -104,12 +110,11 @@ static int w_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('n');
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    int rc =
-        callback_exec(db,
-                      "INSERT INTO items_v2(id, title, quantity)"
-                      " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
-                      " title = excluded.title, quantity = excluded.quantity",
-                      "iti", key[0].i, c->title, c->quantity);
+    int rc = run_upsert(db,
+                        "INSERT INTO items_v2(id, title, quantity)"
+                        " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
+                        " title = excluded.title, quantity = excluded.quantity",
+                        key[0].i, c->title, c->quantity);
     return rc ? rc : c->new_ret;
 }
 
