@@ -1531,8 +1531,7 @@ static void test_batch_needs_no_statement_journal(void **state)
     o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
     dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
     bo.batch_rows = 7000; /* three batches, each far past 64 KiB of pages */
@@ -2200,8 +2199,7 @@ static dw_migration *open_codes(sqlite3 *db)
                                TEST_SIDE_UNLISTED("codes_v2", key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     return h;
 }

@@ -1467,8 +1467,7 @@ static void test_setup_sql_only_changes_rows(void **state)
                   "REPLACE INTO precious VALUES(4);\n"
                   "WITH d AS (SELECT 3 AS x) DELETE FROM precious WHERE a IN "
                   "(SELECT x FROM d);\n";
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "setup runs", 0));
     char buf[32];
     assert_string_equal(query_text(db,
@@ -1489,8 +1488,7 @@ static dw_migration *text_keys_open(sqlite3 *db)
                 "INSERT INTO t_new VALUES('a', 'X'), ('b', 'Y');");
     dw_options o;
     plain_options(&o);
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
     return h;
 }

@@ -1767,7 +1767,7 @@ static void test_restore_expression_default(void **state)
     o.new_side.ncolumns = 1;
     o.up = up;
     o.nup = 1;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     dw_migration *h = f->h;
     reach_complete(h);
     char path[400], buf[256];
@@ -2023,7 +2023,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     o.up = up2;
     o.flags = DW_OPEN_REDEFINE;
     o.reason = "notes dropped";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_dw(f->h, dw_restore(f->h, path, NULL), DW_EMISUSE);
     assert_msg_has(f->h, "was taken under spec");
     assert_msg_has(f->h, "redefined since");
@@ -2033,7 +2033,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     items_options(&o, "items_rename");
     o.flags = DW_OPEN_REDEFINE;
     o.reason = "back to the contracted spec";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
     assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);

@@ -104,13 +104,7 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
     }
     o.mismatch_fn = sink;
     o.mismatch_payload = &f->s;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(f->t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     return h;
 }
@@ -264,8 +258,7 @@ static void test_sink_composite_text_key(void **state)
     o.nup = 1;
     o.mismatch_fn = sink;
     o.mismatch_payload = &s;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_row *out = NULL;
     assert_int_equal(dw_row_new(&out), DW_OK);
@@ -850,12 +843,7 @@ static void test_redact_and_ignore_case_insensitive(void **state)
     o.nredact_columns = 1;
     o.mismatch_fn = sink;
     o.mismatch_payload = &f.s;
-    char *err = NULL;
-    int rc = dw_open(&f.h, f.t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    f.h = open_migration_ok(f.t.db, &o);
     assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     assert_int_equal(dw_row_new(&f.out), DW_OK);
 

@@ -194,12 +194,7 @@ static void fx_open_sink(fx *f, unsigned int flags, dw_mismatch_fn fn,
     o.flags = flags;
     o.mismatch_fn = fn ? fn : sink;
     o.mismatch_payload = fn ? payload : &f->sr;
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     f->sr.db = f->t.db;
     rd_init(&f->r);
     assert_int_equal(dw_row_new(&f->out), DW_OK);
@@ -543,12 +538,7 @@ static void sfx_open(sfx *f, unsigned int flags)
     o.flags = flags;
     o.mismatch_fn = sink;
     o.mismatch_payload = &f->sr;
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_int_equal(dw_row_new(&f->out), DW_OK);
 }
 
@@ -1615,8 +1605,7 @@ static dw_migration *sfx_second_handle(sfx *f, sqlite3 **db2)
     if (db2)
         db = *db2 = test_db_connect(&f->t);
     dw_options o = sfx_options();
-    dw_migration *h2 = NULL;
-    assert_int_equal(dw_open(&h2, db, &o, NULL), DW_OK);
+    dw_migration *h2 = open_migration_ok(db, &o);
     return h2;
 }
 

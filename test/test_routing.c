@@ -964,7 +964,7 @@ static void test_composite_and_text_keys(void **state)
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     dw_migration *h = f->h;
     dw_value k73[2] = {dw_text("org-7"), dw_int(3)};
     int s, route;

@@ -38,8 +38,7 @@ static dw_migration *open_one_table(sqlite3 *db, int with_callback)
     }
     o.down = down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     return h;
 }
 

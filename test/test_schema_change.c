@@ -147,8 +147,7 @@ static void test_double_quoted_names_in_mappings(void **state)
                     TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = quoted;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     dw_value key = dw_int(1);
     assert_dw_ok(h, dw_mirror(h, &key, 1));

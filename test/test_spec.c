@@ -59,20 +59,6 @@ static void open_fails(sqlite3 *db, const dw_options *o, int code,
     open_fails2(db, o, code, 0, needle);
 }
 
-static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open returned %d (%s): %s\n", rc, dw_errstr(rc),
-                    err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    assert_null(err);
-    return h;
-}
-
 static void make_items(sqlite3 *db)
 {
     exec_ok(db,
@@ -103,7 +89,7 @@ static void test_open_rowid_integer_pk(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("items");
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_name(h), "items");
     assert_ptr_equal(dw_db(h), t.db);
     const char *d = dw_spec_digest(h);
@@ -118,7 +104,7 @@ static void test_open_rowid_integer_pk(void **state)
     dw_close(h);
     /* the same spec opens again, and a NULL errmsg is fine */
     h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    h = open_migration_ok(t.db, &o);
     assert_non_null(h);
     dw_close(h);
     assert_int_equal(stored_count(t.db, "items"), 1);
@@ -288,7 +274,7 @@ static void test_composite_key_without_rowid(void **state)
                                TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value kv[2] = {dw_text("org-7"), dw_int(3)};
     assert_dw_ok(h, dw_compare(&equal, h, kv, 2));
@@ -300,7 +286,7 @@ static void test_composite_key_without_rowid(void **state)
     o.name = "composite_rev";
     o.old_side.key_columns = rkey;
     o.new_side.key_columns = rkey;
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     dw_close(h);
 
     /* key counts that differ between the sides */
@@ -333,7 +319,7 @@ static void test_key_unique_index(void **state)
                                TEST_SIDE("u_new", kcode, newc));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value kv = dw_text("abc");
     assert_dw_ok(h, dw_compare(&equal, h, &kv, 1));
@@ -398,7 +384,7 @@ static void test_misspelled_expression(void **state)
         up[0].expr = "upper(\"name\")";
         o = items_opts(on ? "m_ok_on" : "m_ok_off");
         o.up = up;
-        dw_migration *h = open_ok(t.db, &o);
+        dw_migration *h = open_migration_ok(t.db, &o);
         assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
         assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL), on);
         int equal = -1;
@@ -539,7 +525,7 @@ static void test_open_misuse(void **state)
     memset(longname, 'n', 200);
     longname[200] = '\0';
     o = items_opts(longname);
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_name(h), longname);
     dw_close(h);
     test_db_close(&t);
@@ -625,7 +611,7 @@ static void test_hostile_identifiers(void **state)
     o.nup = 3;
     o.mismatch_fn = sink;
     o.mismatch_payload = &sr;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_int_equal(stored_count(t.db, mname), 1);
     assert_string_equal(dw_name(h), mname);
 
@@ -768,7 +754,7 @@ static void test_up_fn_and_map_version(void **state)
     o.up_fn = items_up_fn;
     o.map_payload = &ctx;
     o.map_version = "v1";
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
 
     dw_value k = dw_int(2);
@@ -799,7 +785,7 @@ static void test_up_fn_and_map_version(void **state)
     dw_close(h);
 
     /* same map_version reopens; another one is a different spec */
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     char digest_v1[65];
     snprintf(digest_v1, sizeof digest_v1, "%s", dw_spec_digest(h));
     dw_close(h);
@@ -821,7 +807,7 @@ static void test_up_fn_and_map_version(void **state)
                stored_after, sizeof stored_after);
     assert_string_equal(stored_before, stored_after);
     o.map_version = "v1";
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(h), digest_v1);
     dw_close(h);
     test_db_close(&t);
@@ -861,7 +847,7 @@ static void test_same_table_overlap(void **state)
     o.old_side.ncolumns = 1;
     o.new_side.columns = newc;
     o.new_side.ncolumns = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value k = dw_int(1);
     assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
@@ -908,7 +894,7 @@ static void test_keys_must_compare_alike(void **state)
                   "CREATE TABLE items_new(id BIGINT PRIMARY KEY, title TEXT,"
                   " cents INTEGER) WITHOUT ROWID;");
     dw_options o = items_opts("keys");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     test_db_close(&t);
 }
 
@@ -973,7 +959,7 @@ static void test_redefinition_names_the_difference(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("diff");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
 
     static const dw_column_map cents_x10[] = {{"title", "name"},
                                               {"cents", "price * 10"}};
@@ -1019,13 +1005,13 @@ static void test_setup_trailing_space_same_spec(void **state)
                                 "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;";
     dw_options o = items_opts("ws");
     o.setup_sql = setup;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     char digest[65];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(h));
     dw_close(h);
     o.setup_sql = "INSERT INTO items_new(id, title, cents) VALUES(9, 'x', 1) "
                   "ON CONFLICT DO NOTHING;\n \t\r\n";
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(h), digest);
     dw_close(h);
 
@@ -1046,7 +1032,7 @@ static void test_setup_trailing_space_same_spec(void **state)
         o.setup_sql = spelled ? setup
                               : "INSERT INTO items_new(id, title, cents) "
                                 "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;\n";
-        h = open_ok(t.db, &o);
+        h = open_migration_ok(t.db, &o);
         assert_string_equal(dw_spec_digest(h), old_digest);
         /* The stored spec is current for this handle: it can work. */
         assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "ws", 0));
@@ -1083,7 +1069,7 @@ static void test_key_only_sides(void **state)
     dw_options o = items_opts("m_empty_list");
     o.old_side.columns = none; /* a list, with no entries */
     o.old_side.ncolumns = 0;
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     assert_int_equal(query_int(t.db, "SELECT json_array_length(spec, "
                                      "'$.old.columns') FROM dw_migrations "
                                      "WHERE name = 'm_empty_list'"),
@@ -1095,7 +1081,7 @@ static void test_key_only_sides(void **state)
     static const dw_column_map up[] = {{"title", "'t' || id"},
                                        {"cents", "id"}};
     o.up = up;
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
 
     o = items_opts("m_nup_0");
     o.nup = 0;

@@ -35,14 +35,7 @@ static dw_migration *open_two(sqlite3 *db, const char *name, const char *old_t,
     o.up = up;
     o.nup = nup;
     o.flags = flags;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open(%s): %d %s\n", name, rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* What the verification callback saw: the first few mismatches in detail,
@@ -336,8 +329,7 @@ static void run_kind_case(const kind_case *c, int slow_path)
     o.nup = 2;
     o.mismatch_fn = vsink_fn;
     o.mismatch_payload = &cs;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     int ncompare = 0;
     if (slow_path) {
@@ -494,8 +486,7 @@ static dw_migration *open_redact(sqlite3 *db, const char *name,
         o.redact_columns = redact_secret;
         o.nredact_columns = 1;
     }
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     return h;
 }
 
@@ -1112,8 +1103,7 @@ static void test_composite_key(void **state)
                                TEST_SIDE_UNLISTED("o_new", k_comp));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
@@ -1219,13 +1209,7 @@ static void test_c_mapping(void **state)
     o.up_fn = status_up;
     o.map_payload = &ctl;
     o.map_version = "status_up v1";
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
@@ -1303,13 +1287,7 @@ static void test_mapping_order(void **state)
                                TEST_SIDE("m_new", k_id, new_cols));
     o.up = up;
     o.nup = 2;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     vsink s;
     memset(&s, 0, sizeof s);
     dw_verify_result r = verify_with(h, &s, 0, 100);
@@ -1418,8 +1396,7 @@ static void one_table(int with_callback)
         o.up = up;
         o.nup = 1;
     }
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
@@ -1748,14 +1725,7 @@ static dw_migration *open_repair(sqlite3 *db, const char *name)
     o.nup = 1;
     o.down = lower_down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* old 1..6 ('a'..'f'); new: 1 equal, 2 wrong, 3 wrong, 4 equal, 5 absent,
@@ -2289,14 +2259,7 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
     o.nup = 1;
     o.flags = DW_OPEN_REPAIR_QUEUE | flags;
     o.reason = composite ? "keyed on (org, id)" : "keyed on id";
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* Writes the old row (org 'o', the key's id, a) through dw_write(); the
@@ -2493,13 +2456,7 @@ static void test_key_names_differ(void **state)
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
@@ -2559,13 +2516,7 @@ static void test_awkward_identifiers(void **state)
                                TEST_SIDE_UNLISTED("new`table", new_key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    sqlite3_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
