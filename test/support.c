@@ -447,6 +447,15 @@ void stage_force_ok(dw_migration *h, int stage)
     assert_dw_ok(h, stage_force(h, stage));
 }
 
+void stage_walk_ok(dw_migration *h, int target)
+{
+    for (int next = stage_of(h) + 1; next <= target; next++) {
+        if (next == DW_STAGE_LIVE)
+            backfill_and_verify(h);
+        assert_dw_ok(h, dw_stage_set(h, next, NULL, 0));
+    }
+}
+
 int stage_of(dw_migration *h)
 {
     int s = -99;

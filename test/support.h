@@ -148,6 +148,10 @@ dw_migration *open_json_ok(sqlite3 *db, const char *name, const char *json,
  * result, or asserted DW_OK. */
 int stage_force(dw_migration *h, int stage);
 void stage_force_ok(dw_migration *h, int stage);
+/* Moves h up one stage at a time, unforced and with no reason, from where it
+ * is to `target`, running backfill_and_verify() just before the move into
+ * LIVE (whose gate it opens, and COMPLETE's); asserts every move. */
+void stage_walk_ok(dw_migration *h, int target);
 /* The stage h is at, asserting dw_stage_get() succeeds. */
 int stage_of(dw_migration *h);
 

@@ -40,8 +40,7 @@ static void open_fixture(test_fixture *f)
             "INSERT INTO items_v2 VALUES(1, 'LAMP'), (2, 'DESK');");
     dw_options o = items_options();
     f->h = open_migration_ok(f->t.db, &o);
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
 }
 
 static void test_agreeing_models_pass(void **state)

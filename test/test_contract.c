@@ -311,12 +311,7 @@ static int64_t attached_backups(sqlite3 *db)
 /* Moves through every stage to COMPLETE, opening the gates properly. */
 static void reach_complete(dw_migration *h)
 {
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    backfill_and_verify(h);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_COMPLETE);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
 }
 
@@ -510,8 +505,7 @@ static void test_gate_forced(void **state)
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     assert_last_move(h, DW_STAGE_DUAL_WRITE, DW_STAGE_SHADOW, 0, 0, NULL);
 
     int n = history_len(h);
@@ -587,8 +581,7 @@ static void test_gate_staleness(void **state)
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     backfill_and_verify(h);
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill_status(&p, h));
@@ -600,8 +593,7 @@ static void test_gate_staleness(void **state)
     assert_dw_ok(h, dw_backfill_status(&p, h));
     assert_int_equal(p.stale, 1);
     assert_int_equal(p.finished, 0);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     assert_gate_closed(h, DW_STAGE_LIVE, "stale");
     /* A verification alone does not help... */
     dw_verify_result r;
@@ -738,11 +730,7 @@ static void test_contract_refusals(void **state)
     assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
     assert_msg_has(h, "COMPLETE");
     assert_false(file_exists(path));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    backfill_and_verify(h);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_RAMPDOWN);
     assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
     assert_msg_has(h, "COMPLETE");
     assert_false(file_exists(path));
@@ -2149,8 +2137,7 @@ static void test_contract_old_table_shared(void **state)
     fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
                     "label TEXT, amount)");
     dw_migration *b = f->h2 = open_items_copy(f->t.db);
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(b, DW_STAGE_SHADOW);
     char path_a[400], path_b[400], buf[4096], before[4096];
     in_dir(f, "a.bak", path_a, sizeof path_a);
     in_dir(f, "b.bak", path_b, sizeof path_b);
@@ -2177,10 +2164,7 @@ static void test_contract_old_table_shared(void **state)
 
     /* The other at COMPLETE: the first contract backs the table up and
      * keeps it, for the other's contract, which drops it. */
-    backfill_and_verify(b);
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_RAMPDOWN, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_COMPLETE, NULL, 0));
+    stage_walk_ok(b, DW_STAGE_COMPLETE);
     fixture_text(f, ITEMS_SNAPSHOT, before, sizeof before);
     assert_dw_ok(a, dw_contract(a, path_a, "first"));
     assert_int_equal(schema_count(f->t.db, "items"), 4); /* and indexes */

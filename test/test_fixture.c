@@ -157,6 +157,33 @@ static void test_open_helpers(void **state)
     assert_string_equal(dw_name(f->h2), "m_json");
 }
 
+/* The walk moves unforced, so the gates into LIVE and COMPLETE open only
+ * because it backfills and verifies on the way; a target at or below the
+ * stage moves nothing. */
+static void test_stage_walk(void **state)
+{
+    test_fixture *f = *state;
+    fixture_exec(f, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT,"
+                    " qty INTEGER);"
+                    "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
+                    " title TEXT);"
+                    "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
+    static const dw_column_map up[] = {{"title", "upper(name)"}};
+    dw_options o = options_for("walk", TEST_SIDE("items", KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", KEY, NEW_COLS));
+    o.up = up;
+    o.nup = 1;
+    f->h = open_migration_ok(f->t.db, &o);
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
+    assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
+    stage_walk_ok(f->h, DW_STAGE_COMPLETE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 2);
+    stage_walk_ok(f->h, DW_STAGE_LIVE);
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+}
+
 /* ---- callback_exec() ------------------------------------------------------ */
 
 static void test_callback_exec_binds_each_type(void **state)
@@ -250,6 +277,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fixture_life_cycle),
         cmocka_unit_test(test_options_for_counts_sides),
         T(test_open_helpers),
+        T(test_stage_walk),
         T(test_callback_exec_binds_each_type),
         T(test_callback_exec_reports_failure),
         T(test_queries),

@@ -183,8 +183,7 @@ static void test_application_statement_survives_library_calls(void **state)
     int rc;
     dw_migration *h = open_items(t.db, 0, &rc);
     assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(t.db,
                                         "SELECT id FROM items WHERE id < 2 "

@@ -419,8 +419,7 @@ static void test_reopen_same_spec_keeps_stage(void **state)
     f->h = open_items_ok(f->t.db, "m");
     char digest[65];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     int n = history_len(f->h);
     dw_close(f->h);
     f->h = NULL;
@@ -725,8 +724,7 @@ static void test_later_dirty_verification_closes_gate(void **state)
     create_items(f->t.db);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     backfill_and_verify(f->h);
     fixture_exec(f, "UPDATE items_v2 SET title = 'drift' WHERE id = 2");
     dw_verify_result r;
@@ -761,8 +759,7 @@ static void test_stage_check_moves_nothing(void **state)
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, DW_STAGE_CHECK),
               DW_EMISUSE);
     assert_non_null(strstr(dw_errmsg(f->h), "skips a stage"));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, DW_STAGE_CHECK),
               DW_EGATE);
     assert_non_null(strstr(dw_errmsg(f->h), "no backfill has run"));
@@ -836,8 +833,7 @@ static void test_redefine_makes_backfill_stale(void **state)
     create_items(f->t.db);
     fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     backfill_and_verify(f->h);
     dw_migration *h2 = NULL;
     char *err = NULL;
@@ -1097,8 +1093,7 @@ static void shadow_with_row(test_fixture *f)
 {
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     dw_value k = dw_int(7);
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
 }
