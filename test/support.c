@@ -8,21 +8,22 @@
 
 /* ---- the backend -------------------------------------------------------- */
 
-/* How a backend makes, connects to and removes a test database. */
+/* How a backend makes a test database in t->dir (setting t->db), connects
+ * to it again, and closes a connection. test_db_close() removes t->dir. */
 typedef struct test_backend {
     const char *name;
     void (*open)(test_db *t);
     sqlite3 *(*connect)(const test_db *t);
-    void (*close)(test_db *t);
+    void (*disconnect)(sqlite3 *db);
 } test_backend;
 
 static void sqlite_open(test_db *t);
 static sqlite3 *sqlite_connect(const test_db *t);
-static void sqlite_close(test_db *t);
+static void sqlite_disconnect(sqlite3 *db);
 
 /* The backends the tests can run on; the first is the default. */
 static const test_backend BACKENDS[] = {
-    {"sqlite", sqlite_open, sqlite_connect, sqlite_close},
+    {"sqlite", sqlite_open, sqlite_connect, sqlite_disconnect},
 };
 #define NBACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
 
@@ -74,9 +75,18 @@ sqlite3 *test_db_connect(const test_db *t)
     return g_backend->connect(t);
 }
 
+void test_db_disconnect(sqlite3 *db)
+{
+    if (db)
+        g_backend->disconnect(db);
+}
+
+/* The whole directory: a failed multi-database commit leaves SQLite's
+ * super-journals (test.db-mj...) beside the database. */
 void test_db_close(test_db *t)
 {
-    g_backend->close(t);
+    test_db_disconnect(t->db);
+    t->db = NULL;
     test_remove_tree(t->dir);
 }
 
@@ -99,14 +109,9 @@ static sqlite3 *sqlite_connect(const test_db *t)
     return db;
 }
 
-/* The caller removes the whole directory: a failed multi-database commit
- * leaves SQLite's super-journals (test.db-mj...) beside the database. */
-static void sqlite_close(test_db *t)
+static void sqlite_disconnect(sqlite3 *db)
 {
-    if (t->db) {
-        assert_int_equal(sqlite3_close(t->db), SQLITE_OK);
-        t->db = NULL;
-    }
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
 void test_remove_tree(const char *path)
@@ -333,10 +338,8 @@ void fixture_close(test_fixture *f)
     f->h2 = NULL;
     dw_close(f->h);
     f->h = NULL;
-    if (f->db2) {
-        assert_int_equal(sqlite3_close(f->db2), SQLITE_OK);
-        f->db2 = NULL;
-    }
+    test_db_disconnect(f->db2);
+    f->db2 = NULL;
     test_db_close(&f->t);
 }
 

@@ -19,8 +19,12 @@
  * this file checks the setting before main() and stops at once, naming the
  * backends it knows, when the setting names another. A second backend is
  * one more entry in support.c's backend table (how a fresh database is
- * made, connected to and removed); tests that are not about SQLite reach
- * the database only through the fixture below and these helpers. */
+ * made, connected to and disconnected from) and its branch in the few
+ * helpers below that run statements (exec_ok, query_*, callback_exec,
+ * read_row_by_id, outside_transaction), all in support.c. They take the
+ * connection as the public API does today (sqlite3 *); when the API turns
+ * neutral, so do they. Tests that are not about SQLite reach the database
+ * only through the fixture and these helpers. */
 
 /* The name of the backend this program runs on. */
 const char *test_backend_name(void);
@@ -34,8 +38,12 @@ typedef struct test_db {
 } test_db;
 
 void test_db_open(test_db *t);
-/* Opens another connection on the same file (caller closes it). */
+/* Opens another connection on the same database (the caller closes it
+ * with test_db_disconnect()). */
 sqlite3 *test_db_connect(const test_db *t);
+/* Closes a connection (nothing when NULL); fails the test when it will not
+ * close. */
+void test_db_disconnect(sqlite3 *db);
 /* Closes the connection and removes the directory with all it holds. */
 void test_db_close(test_db *t);
 /* Removes a file, or a directory and everything under it. */
