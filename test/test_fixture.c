@@ -118,18 +118,27 @@ static void test_options_for_counts_sides(void **state)
     assert_int_equal(o.flags, init.flags);
 }
 
-static void test_open_helpers(void **state)
+/* items(id, name, qty) with rows 1 and 2, an empty items_v2(id, title),
+ * and the options of migration `name` between them. */
+static dw_options items_migration(test_fixture *f, const char *name)
 {
-    test_fixture *f = *state;
     fixture_exec(f, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT,"
                     " qty INTEGER);"
                     "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
-                    " title TEXT)");
+                    " title TEXT);"
+                    "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
     static const dw_column_map up[] = {{"title", "upper(name)"}};
-    dw_options o = options_for("m", TEST_SIDE("items", KEY, OLD_COLS),
+    dw_options o = options_for(name, TEST_SIDE("items", KEY, OLD_COLS),
                                TEST_SIDE("items_v2", KEY, NEW_COLS));
     o.up = up;
     o.nup = 1;
+    return o;
+}
+
+static void test_open_helpers(void **state)
+{
+    test_fixture *f = *state;
+    dw_options o = items_migration(f, "m");
 
     /* A refusal is returned, not asserted, and leaves no handle. */
     dw_options bad = o;
@@ -163,16 +172,7 @@ static void test_open_helpers(void **state)
 static void test_stage_walk(void **state)
 {
     test_fixture *f = *state;
-    fixture_exec(f, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT,"
-                    " qty INTEGER);"
-                    "CREATE TABLE items_v2(id INTEGER PRIMARY KEY,"
-                    " title TEXT);"
-                    "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
-    static const dw_column_map up[] = {{"title", "upper(name)"}};
-    dw_options o = options_for("walk", TEST_SIDE("items", KEY, OLD_COLS),
-                               TEST_SIDE("items_v2", KEY, NEW_COLS));
-    o.up = up;
-    o.nup = 1;
+    dw_options o = items_migration(f, "walk");
     f->h = open_migration_ok(f->t.db, &o);
     stage_walk_ok(f->h, DW_STAGE_SHADOW);
     assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
