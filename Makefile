@@ -50,6 +50,8 @@ LIB_OBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRC))
 TEST_SUPPORT_OBJ = $(BUILD)/test/support.o $(BUILD)/test/fault.o
+# Core and SQLite-only programs, and which of them DW_TEST_BACKEND runs.
+include test/backends.mk
 EXAMPLE_SRC = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
@@ -143,7 +145,7 @@ $(BUILD)/$(STLIB): $(LIB_OBJ)
 # TEST_WRAP runs each test program (valgrind uses it).
 TEST_WRAP ?=
 run-tests: $(TEST_BIN)
-	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_BIN)
+	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_RUN_BIN)
 
 test: run-tests check-header all
 	@$(MAKE) --no-print-directory check-symbols check-install check-deps check-walkthrough check-bench
@@ -182,7 +184,7 @@ valgrind: $(TEST_BIN)
 	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) \
 	  DW_TOOL_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
-	  sh test/run-tests.sh $(TEST_BIN)
+	  sh test/run-tests.sh $(TEST_RUN_BIN)
 
 # Line and branch coverage of lib/ over the whole test suite, from its own
 # build tree (gcov comes with gcc).

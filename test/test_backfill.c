@@ -45,52 +45,6 @@ static void sleep_ms(int ms)
         ;
 }
 
-/* ---- fixture ------------------------------------------------------------ */
-
-typedef struct fixture {
-    test_db t;
-    sqlite3 *db2;
-    dw_migration *h;
-    dw_migration *h2;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    test_db_open(&f->t);
-    *state = f;
-    return 0;
-}
-
-static void fixture_close(fixture *f)
-{
-    dw_close(f->h2);
-    f->h2 = NULL;
-    dw_close(f->h);
-    f->h = NULL;
-    if (f->db2) {
-        sqlite3_close(f->db2);
-        f->db2 = NULL;
-    }
-    test_db_close(&f->t);
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    fixture_close(f);
-    free(f);
-    return 0;
-}
-
-/* A fresh database for the next round of a loop. */
-static void fixture_reset(fixture *f)
-{
-    fixture_close(f);
-    test_db_open(&f->t);
-}
-
 /* ---- probe(x): identity, or SIGKILL on its K-th call --------------------- */
 
 /* The mapping expression of the U_PROBE spec calls probe() once per copied
@@ -172,19 +126,8 @@ static int users_up_fn(dw_row *out, const dw_row *in, void *payload)
 
 static void fill_users_options(dw_options *o, unsigned variant)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = "users_v2";
-    o->old_side.table = "users";
-    o->old_side.key_columns = ID_KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = USER_OLD_COLS;
-    o->old_side.ncolumns = 2;
-    o->new_side.table = "users_v2";
-    o->new_side.key_columns = ID_KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = USER_NEW_COLS;
-    o->new_side.ncolumns = 2;
+    *o = options_for("users_v2", TEST_SIDE("users", ID_KEY, USER_OLD_COLS),
+                     TEST_SIDE("users_v2", ID_KEY, USER_NEW_COLS));
     if (variant & U_FN) {
         o->up_fn = users_up_fn;
         o->map_payload = &g_map;
@@ -198,19 +141,6 @@ static void fill_users_options(dw_options *o, unsigned variant)
     if (variant & U_SETUP)
         o->setup_sql = USER_SETUP_SQL;
     o->reason = "test";
-}
-
-static dw_migration *open_spec(sqlite3 *db, const dw_options *o)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    return h;
 }
 
 /* users(id, name, email) with n rows, ids step, 2*step, ...; users_v2 empty;
@@ -231,34 +161,29 @@ static void create_users(sqlite3 *db, int n, int step, int unique_email)
     exec_ok(db, sql);
 }
 
-static void open_users(fixture *f, unsigned variant)
+static void open_users(test_fixture *f, unsigned variant)
 {
     dw_options o;
     fill_users_options(&o, variant);
     assert_int_equal(register_probe(f->t.db), SQLITE_OK);
-    f->h = open_spec(f->t.db, &o);
+    f->h = open_migration_ok(f->t.db, &o);
 }
 
 /* A second connection with its own handle on the same migration. */
-static void open_users_second(fixture *f, unsigned variant)
+static void open_users_second(test_fixture *f, unsigned variant)
 {
     dw_options o;
     fill_users_options(&o, variant);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     assert_int_equal(register_probe(f->db2), SQLITE_OK);
-    f->h2 = open_spec(f->db2, &o);
+    f->h2 = open_migration_ok(f->db2, &o);
 }
 
-static void set_stage(dw_migration *h, int stage)
-{
-    assert_dw_ok(h, dw_stage_set(h, stage, "test", DW_STAGE_FORCE));
-}
-
-static void users_at(fixture *f, int n, unsigned variant, int stage)
+static void users_at(test_fixture *f, int n, unsigned variant, int stage)
 {
     create_users(f->t.db, n, 1, 0);
     open_users(f, variant);
-    set_stage(f->h, stage);
+    stage_force_ok(f->h, stage);
 }
 
 /* Fixed-size batches: batch_ms < 0 keeps batch_rows. */
@@ -279,15 +204,9 @@ static dw_backfill_progress status_of(dw_migration *h)
 }
 
 /* A verification of every key is clean and saw `keys` keys (-1: any). */
-static void verify_clean(dw_migration *h, int64_t keys)
+static void verify_all_clean(dw_migration *h, int64_t keys)
 {
-    dw_verify_result r;
-    assert_dw_ok(h, dw_verify(&r, h, NULL));
-    if (!r.clean)
-        print_error("verification: %lld missing, %lld extra, %lld different\n",
-                    (long long)r.missing, (long long)r.extra,
-                    (long long)r.different);
-    assert_true(r.clean);
+    dw_verify_result r = verify_clean(h);
     assert_true(r.full);
     assert_true(r.finished);
     if (keys >= 0)
@@ -324,26 +243,6 @@ typedef struct uwrite {
     const char *email;
 } uwrite;
 
-/* Runs one statement with ?1 = id and optional texts ?2, ?3. 0 or the
- * SQLite code. */
-static int run_sql_key(sqlite3 *db, const char *sql, int64_t id,
-                       const char *t2, const char *t3)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_text(st, 2, t2, -1, SQLITE_TRANSIENT);
-    if (sqlite3_bind_parameter_count(st) >= 3)
-        sqlite3_bind_text(st, 3, t3, -1, SQLITE_TRANSIENT);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        ;
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
-}
-
 static const char OLD_UPSERT[] =
     "INSERT INTO users(id, name, email) VALUES(?1, ?2, ?3) ON CONFLICT(id)"
     " DO UPDATE SET name = excluded.name, email = excluded.email";
@@ -360,7 +259,7 @@ static int w_old_upsert(sqlite3 *db, const dw_value *key, int nkey,
     const uwrite *u = payload;
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    return run_sql_key(db, OLD_UPSERT, key[0].i, u->name, u->email);
+    return callback_exec(db, OLD_UPSERT, "itt", key[0].i, u->name, u->email);
 }
 
 static int w_new_upsert(sqlite3 *db, const dw_value *key, int nkey,
@@ -369,7 +268,7 @@ static int w_new_upsert(sqlite3 *db, const dw_value *key, int nkey,
     const uwrite *u = payload;
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    return run_sql_key(db, NEW_UPSERT, key[0].i, u->name, u->email);
+    return callback_exec(db, NEW_UPSERT, "itt", key[0].i, u->name, u->email);
 }
 
 static int w_old_delete(sqlite3 *db, const dw_value *key, int nkey,
@@ -378,7 +277,7 @@ static int w_old_delete(sqlite3 *db, const dw_value *key, int nkey,
     (void)payload;
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    return run_sql_key(db, OLD_DELETE, key[0].i, NULL, NULL);
+    return callback_exec(db, OLD_DELETE, "i", key[0].i);
 }
 
 static int w_new_delete(sqlite3 *db, const dw_value *key, int nkey,
@@ -387,14 +286,14 @@ static int w_new_delete(sqlite3 *db, const dw_value *key, int nkey,
     (void)payload;
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
         return 99;
-    return run_sql_key(db, NEW_DELETE, key[0].i, NULL, NULL);
+    return callback_exec(db, NEW_DELETE, "i", key[0].i);
 }
 
 /* The application's own SQL on the old side, then dw_mirror(). */
 static int sql_then_mirror(sqlite3 *db, dw_migration *h, const char *sql,
                            int64_t id, const char *name, const char *email)
 {
-    int rc = run_sql_key(db, sql, id, name, email);
+    int rc = callback_exec(db, sql, "itt", id, name, email);
     if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
         return DW_EBUSY;
     if (rc)
@@ -633,7 +532,7 @@ static void assert_killed(int status)
 }
 
 /* Runs a backfill child on the fixture's file and expects it killed. */
-static void run_killed_child(fixture *f, const char *mode, int arg,
+static void run_killed_child(test_fixture *f, const char *mode, int arg,
                              int batch_rows)
 {
     char a[32], b[32];
@@ -693,7 +592,7 @@ static int basic_progress(const dw_backfill_progress *p, void *payload)
 
 static void test_basic(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { B = 64 };
     sqlite3 *db = f->t.db;
     create_users(db, 3000, 1, 0);
@@ -712,7 +611,7 @@ static void test_basic(void **state)
                 " WHERE id BETWEEN 11 AND 20;");
     open_users(f, 0);
     open_users_second(f, 0);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 
     /* Nothing started yet. */
     dw_backfill_progress s = status_of(f->h);
@@ -767,7 +666,7 @@ static void test_basic(void **state)
                                    " display = 'ORPHAN' OR display = 'stale'"),
                      0);
     assert_users_match(db);
-    verify_clean(f->h, n);
+    verify_all_clean(f->h, n);
 
     /* A finished backfill is done: DW_OK at once, no batch, no write. */
     int total = sqlite3_total_changes(db);
@@ -791,7 +690,7 @@ enum { KILL_N = 1000, KILL_B = 100 };
 /* The stored state after a kill once `committed` rows were committed: the
  * cursor is after key `committed` (keys are 1..N), the new side holds
  * exactly those rows. */
-static void assert_killed_state(fixture *f, int64_t committed)
+static void assert_killed_state(test_fixture *f, int64_t committed)
 {
     dw_backfill_progress s = status_of(f->h);
     assert_int_equal(s.rows_done, committed);
@@ -800,20 +699,20 @@ static void assert_killed_state(fixture *f, int64_t committed)
     assert_int_equal(s.source, committed ? DW_SIDE_OLD : DW_SIDE_NONE);
     if (committed)
         assert_int_equal(s.rows_total, KILL_N);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"),
                      committed);
-    assert_int_equal(query_int(f->t.db, "SELECT count(DISTINCT id) FROM"
-                                        " users_v2 WHERE id BETWEEN 1 AND"
-                                        " 1000"),
+    assert_int_equal(fixture_int(f, "SELECT count(DISTINCT id) FROM"
+                                    " users_v2 WHERE id BETWEEN 1 AND"
+                                    " 1000"),
                      committed);
     if (committed)
-        assert_int_equal(query_int(f->t.db, "SELECT max(id) FROM users_v2"),
+        assert_int_equal(fixture_int(f, "SELECT max(id) FROM users_v2"),
                          committed);
 }
 
 /* The parent resumes and finishes: nothing missing, nothing twice, every
  * row written exactly once over the whole backfill. */
-static void resume_and_check(fixture *f)
+static void resume_and_check(test_fixture *f)
 {
     dw_backfill_options o = fixed_batches(KILL_B);
     dw_backfill_progress p;
@@ -824,17 +723,16 @@ static void resume_and_check(fixture *f)
     assert_int_equal(p.batches, KILL_N / KILL_B);
     assert_int_equal(p.rows_written, KILL_N);
     assert_int_equal(p.rows_deleted, 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
-                     KILL_N);
-    assert_int_equal(query_int(f->t.db, "SELECT count(DISTINCT id) FROM"
-                                        " users_v2"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), KILL_N);
+    assert_int_equal(fixture_int(f, "SELECT count(DISTINCT id) FROM"
+                                    " users_v2"),
                      KILL_N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, KILL_N);
+    verify_all_clean(f->h, KILL_N);
     assert_int_equal(history_of(f->h).backfills, 1);
 }
 
-static void kill_fixture(fixture *f)
+static void kill_fixture(test_fixture *f)
 {
     /* probe() is an identity here, so the spec prepares in the parent. */
     users_at(f, KILL_N, U_PROBE, DW_STAGE_DUAL_WRITE);
@@ -842,7 +740,7 @@ static void kill_fixture(fixture *f)
 
 static void test_kill_mid_batch(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     /* Calls of probe() = rows reached by the copy: first row, middle of the
      * first batch, its last row, first row of the second batch, middle of
      * a later one, the very last rows. */
@@ -860,7 +758,7 @@ static void test_kill_mid_batch(void **state)
 
 static void test_kill_between_batches(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     static const int ns[] = {1, 4, 9, 10};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         if (i)
@@ -916,7 +814,7 @@ static void this_host(char *host, size_t size)
  * another host cannot be looked for, so only its silence tells. */
 static void test_runner_alive_killed_or_silent(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     kill_fixture(f);
     open_users_second(f, U_PROBE);
     char host[64];
@@ -948,7 +846,7 @@ static void test_runner_alive_killed_or_silent(void **state)
     assert_string_equal(p.runner_host, host);
 
     /* No batch for an hour: silent, though the process lives. */
-    exec_ok(f->t.db, "UPDATE dw_backfill SET updated = updated - 3600");
+    fixture_exec(f, "UPDATE dw_backfill SET updated = updated - 3600");
     assert_int_equal(status_of(f->h).activity, DW_BACKFILL_SILENT);
     /* A dead process on another host cannot be looked for: running while
      * it is recent, silent once it is not. */
@@ -957,9 +855,9 @@ static void test_runner_alive_killed_or_silent(void **state)
              "UPDATE dw_backfill SET runner_pid = %lld, runner_host = "
              "'elsewhere.example'",
              (long long)child);
-    exec_ok(f->t.db, sql);
+    fixture_exec(f, sql);
     assert_int_equal(status_of(f->h).activity, DW_BACKFILL_SILENT);
-    exec_ok(f->t.db, "UPDATE dw_backfill SET updated = updated + 3600");
+    fixture_exec(f, "UPDATE dw_backfill SET updated = updated + 3600");
     assert_int_equal(status_of(f->h).activity, DW_BACKFILL_RUNNING);
 
     /* Finished: nothing under way. */
@@ -972,7 +870,7 @@ static void test_runner_alive_killed_or_silent(void **state)
 /* Kills in a row, each child resuming where the last one died. */
 static void test_kill_chain(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     kill_fixture(f);
     run_killed_child(f, "kill-copy", 250, KILL_B); /* dies in batch 3 */
     assert_killed_state(f, 200);
@@ -1035,12 +933,12 @@ static int live_progress(const dw_backfill_progress *p, void *payload)
 
 static void test_writes_during_backfill(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 1500, B = 50 };
     create_users(f->t.db, N, 2, 0);
     open_users(f, 0);
     open_users_second(f, 0);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 
     live_ctx c = {f->db2, f->h2, 0, 0, 0, ""};
     dw_backfill_options o = fixed_batches(B);
@@ -1061,11 +959,11 @@ static void test_writes_during_backfill(void **state)
     /* Rows deleted ahead of the cursor were not brought back, rows
      * updated ahead were not overwritten with older values, rows
      * inserted past the end were kept. */
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id > 100000"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
+                                    " id > 100000"),
                      c.calls - 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, -1);
+    verify_all_clean(f->h, -1);
 }
 
 /* A writer process doing dual writes while this one backfills. */
@@ -1114,7 +1012,7 @@ static void set_fd_flag(int fd, int getcmd, int setcmd, int flag)
 
 static void test_writer_process_during_backfill(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 2000, B = 40 };
     users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
 
@@ -1172,7 +1070,7 @@ static void test_writer_process_during_backfill(void **state)
     assert_true(during >= c.calls); /* interleaved, batch after batch */
     assert_int_equal(p.finished, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, -1);
+    verify_all_clean(f->h, -1);
 }
 
 /* ===================================================================== */
@@ -1206,7 +1104,8 @@ static int stream_progress(const dw_backfill_progress *p, void *payload)
         int64_t id = s->next_id++;
         char name[32];
         snprintf(name, sizeof name, "stream%lld", (long long)id);
-        rc = run_sql_key(s->db2, OLD_UPSERT, id, name, "s@example.com");
+        rc =
+            callback_exec(s->db2, OLD_UPSERT, "itt", id, name, "s@example.com");
         if (rc == SQLITE_OK) {
             dw_value k = dw_int(id);
             int drc = dw_mirror(s->h2, &k, 1);
@@ -1233,7 +1132,7 @@ static int stream_progress(const dw_backfill_progress *p, void *payload)
 
 static void test_insert_stream_terminates(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 600, B = 50, PER_CALL = 60 };
     users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
@@ -1257,10 +1156,10 @@ static void test_insert_stream_terminates(void **state)
     assert_int_equal(p.rows_done, N);
     assert_int_equal(p.finished, 1);
     assert_int_equal(s.inserted, (int64_t)PER_CALL * (N / B));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"),
                      N + s.inserted);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N + s.inserted);
+    verify_all_clean(f->h, N + s.inserted);
 }
 
 /* ===================================================================== */
@@ -1269,16 +1168,16 @@ static void test_insert_stream_terminates(void **state)
 
 static void test_unique_violation(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 40, B = 5 };
     create_users(f->t.db, N, 1, 1);
     /* 7 shares 3's email (across batches: 3 is copied before); 23 shares
      * 21's (inside one batch). */
-    exec_ok(f->t.db, "UPDATE users SET email = 'u3@example.com' WHERE id = 7;"
-                     "UPDATE users SET email = 'u21@example.com' WHERE"
-                     " id = 23;");
+    fixture_exec(f, "UPDATE users SET email = 'u3@example.com' WHERE id = 7;"
+                    "UPDATE users SET email = 'u21@example.com' WHERE"
+                    " id = 23;");
     open_users(f, 0);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     dw_backfill_options o = fixed_batches(B);
     dw_backfill_progress p;
 
@@ -1294,24 +1193,24 @@ static void test_unique_violation(void **state)
     assert_int_equal(s.rows_done, 5);
     assert_int_equal(s.batches, 1);
     assert_int_equal(s.finished, 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 5);
-    assert_int_equal(query_int(f->t.db, "SELECT max(id) FROM users_v2"), 5);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 5);
+    assert_int_equal(fixture_int(f, "SELECT max(id) FROM users_v2"), 5);
     /* Nothing dropped or replaced: the old side is whole, 7 still holds
      * the duplicate, and the new row of 3 is intact. */
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"), N);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users WHERE"
-                                        " id = 7 AND email ="
-                                        " 'u3@example.com'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), N);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users WHERE"
+                                    " id = 7 AND email ="
+                                    " 'u3@example.com'"),
                      1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id = 3 AND display = 'USER3' AND"
-                                        " email = 'u3@example.com'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
+                                    " id = 3 AND display = 'USER3' AND"
+                                    " email = 'u3@example.com'"),
                      1);
 
     /* Fix 7 (not mirrored: it has no new row yet); the next stop is 23,
      * named although the set-based copy failed on the batch as a whole. */
-    exec_ok(f->t.db, "UPDATE users SET email = 'seven@example.com' WHERE"
-                     " id = 7");
+    fixture_exec(f, "UPDATE users SET email = 'seven@example.com' WHERE"
+                    " id = 7");
     assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECONSTRAINT);
     msg = dw_errmsg(f->h);
     assert_true(contains(msg, "UNIQUE constraint failed"));
@@ -1320,11 +1219,11 @@ static void test_unique_violation(void **state)
     s = status_of(f->h);
     assert_int_equal(s.rows_done, 20);
     assert_int_equal(s.batches, 4);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 20);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id BETWEEN 21 AND 25"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 20);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
+                                    " id BETWEEN 21 AND 25"),
                      0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"), N);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), N);
 
     /* Fix 23 through a mirrored write; then it finishes. */
     uwrite u = {"user23", "twentythree@example.com"};
@@ -1334,7 +1233,7 @@ static void test_unique_violation(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(p.rows_done, N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* A new-side orphan holds a UNIQUE value that a source row of the same
@@ -1343,22 +1242,22 @@ static void test_unique_violation(void **state)
  * in which no two rows share an email: it must succeed. */
 static void test_orphan_holding_unique_value(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_users(f->t.db, 10, 1, 1);
     open_users(f, 0);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(f->h);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "rollback", 0));
     /* At OFF writes reach the old side only. */
-    exec_ok(f->t.db, "DELETE FROM users WHERE id = 4;"
-                     "UPDATE users SET email = 'u4@example.com' WHERE id = 5;");
+    fixture_exec(f, "DELETE FROM users WHERE id = 4;"
+                    "UPDATE users SET email = 'u4@example.com' WHERE id = 5;");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "again", 0));
     dw_backfill_options o = fixed_batches(100);
     dw_backfill_progress p;
     assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
     assert_int_equal(p.rows_deleted, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 9);
+    verify_all_clean(f->h, 9);
 }
 
 /* ===================================================================== */
@@ -1367,11 +1266,11 @@ static void test_orphan_holding_unique_value(void **state)
 
 static void test_busy(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 300, B = 50 };
     users_at(f, N, U_SETUP, DW_STAGE_DUAL_WRITE);
     /* Leaving OFF ran the setup once. */
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM setup_runs"), 1);
     sqlite3 *other = test_db_connect(&f->t);
     /* Keep the test fast: the library's connection gives up after 20 ms. */
     sqlite3_busy_timeout(f->t.db, 20);
@@ -1387,8 +1286,8 @@ static void test_busy(void **state)
     assert_int_equal(s.rows_done, 0);
     /* The stage move's run and the other connection's row; the backfill's
      * setup did not run. */
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"
-                                        " WHERE at = 1"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM setup_runs"
+                                    " WHERE at = 1"),
                      1);
 
     /* Midway: busy leaves the cursor and counts as they were. */
@@ -1400,8 +1299,7 @@ static void test_busy(void **state)
     assert_int_equal(s.rows_done, 2 * B);
     assert_int_equal(s.batches, 2);
     assert_int_equal(s.finished, 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
-                     2 * B);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 2 * B);
     exec_ok(other, "COMMIT");
     assert_int_equal(sqlite3_close(other), SQLITE_OK);
 
@@ -1412,11 +1310,11 @@ static void test_busy(void **state)
     assert_int_equal(p.batches, N / B);
     assert_int_equal(p.rows_written, N);
     /* Setup ran once more, with the first committed batch. */
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM setup_runs"
-                                        " WHERE at = 1"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM setup_runs"
+                                    " WHERE at = 1"),
                      2);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* ===================================================================== */
@@ -1431,7 +1329,7 @@ static const dw_column_map LINE_DOWN[] = {{"qty", "amount / 10"}};
 
 static void test_composite_key(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     /* Org names that need escaping as JSON or SQL, that look like numbers
      * (text order: '10' < '9'), and integers beyond 2^53. */
@@ -1452,24 +1350,15 @@ static void test_composite_key(void **state)
             "INSERT INTO lines_v2 VALUES('a', 5, 0), ('b', 20000, 1),"
             " ('aa', 1, 1), ('b', 9007199254740992, 1);");
     const int64_t total = 10 * 37 + 4;
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "lines_v2";
-    o.old_side.table = "lines";
-    o.old_side.key_columns = LINE_KEY;
-    o.old_side.nkey_columns = 2;
-    o.old_side.columns = LINE_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "lines_v2";
-    o.new_side.key_columns = LINE_KEY;
-    o.new_side.nkey_columns = 2;
-    o.new_side.columns = LINE_NEW_COLS;
-    o.new_side.ncolumns = 1;
+    dw_options o =
+        options_for("lines_v2", TEST_SIDE("lines", LINE_KEY, LINE_OLD_COLS),
+                    TEST_SIDE("lines_v2", LINE_KEY, LINE_NEW_COLS));
     o.up = LINE_UP;
     o.nup = 1;
     o.down = LINE_DOWN;
     o.ndown = 1;
-    f->h = open_spec(db, &o);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    f->h = open_migration_ok(db, &o);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 
     /* 10 rows a batch: boundaries fall inside each 37-row org. Stop after
      * one batch: exactly the first ten keys in key order were copied. */
@@ -1499,7 +1388,7 @@ static void test_composite_key(void **state)
                                    " lines_v2 AS v USING(org, n) WHERE"
                                    " v.amount IS o.qty * 10"),
                      total);
-    verify_clean(f->h, total);
+    verify_all_clean(f->h, total);
 }
 
 /* ===================================================================== */
@@ -1520,7 +1409,7 @@ static int throttle(void *payload)
 
 static void test_incremental(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 100, B = 10 };
     users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
     dw_backfill_progress p;
@@ -1539,7 +1428,7 @@ static void test_incremental(void **state)
         assert_int_equal(p.batches, calls);
         assert_int_equal(p.rows_done, calls * B);
         /* The work so far is committed. */
-        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"),
+        assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"),
                          calls * B);
         if (rc == DW_MORE) {
             assert_int_equal(p.finished, 0);
@@ -1554,7 +1443,7 @@ static void test_incremental(void **state)
      * valgrind, used up the time already). */
     assert_true(t.calls >= 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 
     /* A progress callback that always asks to stop: one batch per call,
      * and the last one still reports DW_OK. */
@@ -1593,7 +1482,7 @@ static void test_incremental(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(p.rows_done, N);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 /* Without batch_ms < 0 the size adapts: batches far below the target time
@@ -1642,8 +1531,7 @@ static void test_batch_needs_no_statement_journal(void **state)
     o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
     dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
     bo.batch_rows = 7000; /* three batches, each far past 64 KiB of pages */
@@ -1737,7 +1625,7 @@ static void test_checkpoints_after_batches(void **state)
 
 static void test_batch_size_adapts(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 200, 0, DW_STAGE_DUAL_WRITE);
     /* Batches of 1, 2, 4, 8, 16, 16, 16 rows. */
     static const int64_t want[] = {1, 3, 7, 15, 31, 47, 63};
@@ -1757,16 +1645,16 @@ static void test_batch_size_adapts(void **state)
         assert_int_equal(a.rows_done[i], want[i]);
         assert_int_equal(a.next[i], next[i]);
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 63);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 63);
     assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
     assert_int_equal(p.rows_done, 200);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 200);
+    verify_all_clean(f->h, 200);
 }
 
 static void test_bad_options(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 50, 0, DW_STAGE_DUAL_WRITE);
     dw_backfill_progress p;
     for (int i = 0; i < 7; i++) {
@@ -1790,14 +1678,14 @@ static void test_bad_options(void **state)
     dw_backfill_progress s = status_of(f->h);
     assert_int_equal(s.source, DW_SIDE_NONE);
     assert_int_equal(s.batches, 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 0);
     /* Negative batch_ms is not an error: it keeps the size fixed. */
     dw_backfill_options o = fixed_batches(7);
     assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
     assert_int_equal(p.next_batch_rows, 7);
     assert_int_equal(p.batches, 8);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 50);
+    verify_all_clean(f->h, 50);
 }
 
 /* ===================================================================== */
@@ -1806,30 +1694,30 @@ static void test_bad_options(void **state)
 
 static void test_refusals(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 30, 0, DW_STAGE_OFF);
     dw_backfill_progress p;
 
     /* OFF: the new model is not written yet. */
     assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
     assert_true(contains(dw_errmsg(f->h), "OFF"));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 0);
 
     /* Inside the caller's transaction: refused, the transaction kept. */
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
-    exec_ok(f->t.db, "BEGIN");
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+    fixture_exec(f, "BEGIN");
     assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
     assert_true(contains(dw_errmsg(f->h), "transaction"));
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
-    exec_ok(f->t.db, "ROLLBACK");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    assert_int_equal(outside_transaction(f->t.db), 0);
+    fixture_exec(f, "ROLLBACK");
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 0);
     assert_int_equal(status_of(f->h).source, DW_SIDE_NONE);
 
     /* COMPLETE: the old model is not written any more. */
-    set_stage(f->h, DW_STAGE_COMPLETE);
+    stage_force_ok(f->h, DW_STAGE_COMPLETE);
     assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
     assert_true(contains(dw_errmsg(f->h), "COMPLETE"));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 0);
 
     /* Back at DUAL_WRITE it works. (Nothing was written at COMPLETE, so
      * forcing the gate back to the old model loses nothing.) */
@@ -1850,26 +1738,17 @@ static const dw_column_map ACCT_UP[] = {{"cents", "balance * 100"}};
 /* Opens the accounts migration (code key, balance to cents) on db. */
 static dw_migration *open_accounts(sqlite3 *db)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "accounts_v2";
-    o.old_side.table = "accounts";
-    o.old_side.key_columns = CODE_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = ACCT_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "accounts_v2";
-    o.new_side.key_columns = CODE_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = ACCT_NEW_COLS;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for(
+        "accounts_v2", TEST_SIDE("accounts", CODE_KEY, ACCT_OLD_COLS),
+        TEST_SIDE("accounts_v2", CODE_KEY, ACCT_NEW_COLS));
     o.up = ACCT_UP;
     o.nup = 1;
-    return open_spec(db, &o);
+    return open_migration_ok(db, &o);
 }
 
 static void test_null_key_refused(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     /* A UNIQUE key column allows NULL, several times. */
     exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
@@ -1878,7 +1757,7 @@ static void test_null_key_refused(void **state)
                 "INSERT INTO accounts VALUES('a', 1), (NULL, 2), ('b', 3),"
                 " (NULL, 4), (NULL, 5), ('c', 6);");
     f->h = open_accounts(db);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 
     dw_backfill_progress p;
     assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
@@ -1895,7 +1774,7 @@ static void test_null_key_refused(void **state)
                                    " n.cents = o.balance * 100"),
                      3);
     assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 3);
-    verify_clean(f->h, 3);
+    verify_all_clean(f->h, 3);
 }
 
 /* ===================================================================== */
@@ -1904,7 +1783,7 @@ static void test_null_key_refused(void **state)
 
 static void test_restart_and_stale(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 500, B = 50 };
     sqlite3 *db = f->t.db;
     users_at(f, N, U_SETUP, DW_STAGE_DUAL_WRITE);
@@ -1936,7 +1815,7 @@ static void test_restart_and_stale(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 3);
     assert_int_equal(history_of(f->h).backfills, 2);
     assert_users_match(db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 
     /* OFF makes it stale; writes at OFF reach the old side only. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "roll back", 0));
@@ -1971,7 +1850,7 @@ static void test_restart_and_stale(void **state)
     assert_int_equal(p.finished, 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM setup_runs"), 5);
     assert_users_match(db);
-    verify_clean(f->h, N + 20 - 3);
+    verify_all_clean(f->h, N + 20 - 3);
 }
 
 /* ===================================================================== */
@@ -1990,19 +1869,9 @@ static const char TICKET_SETUP[] =
 
 static void fill_ticket_options(dw_options *o, const char *setup_sql)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = "ticket_statuses";
-    o->old_side.table = "tickets";
-    o->old_side.key_columns = ID_KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = TICKET_OLD_COLS;
-    o->old_side.ncolumns = 2;
-    o->new_side.table = "tickets_v2";
-    o->new_side.key_columns = ID_KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = TICKET_NEW_COLS;
-    o->new_side.ncolumns = 2;
+    *o = options_for("ticket_statuses",
+                     TEST_SIDE("tickets", ID_KEY, TICKET_OLD_COLS),
+                     TEST_SIDE("tickets_v2", ID_KEY, TICKET_NEW_COLS));
     o->up = TICKET_UP;
     o->nup = 2;
     o->setup_sql = setup_sql;
@@ -2024,7 +1893,7 @@ static void create_tickets(sqlite3 *db)
 
 static void test_setup_sql(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     create_tickets(db);
     const int64_t pairs = query_int(db, "SELECT count(*) FROM (SELECT DISTINCT"
@@ -2035,8 +1904,8 @@ static void test_setup_sql(void **state)
     exec_ok(db, "UPDATE tickets SET status = NULL WHERE id = 3");
     dw_options o;
     fill_ticket_options(&o, TICKET_SETUP);
-    f->h = open_spec(db, &o);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    f->h = open_migration_ok(db, &o);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     /* Leaving OFF ran the setup. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM statuses"), pairs);
     /* Rows added since (an import writing the old table only) need two
@@ -2079,12 +1948,12 @@ static void test_setup_sql(void **state)
                                    " s.org = t.org AND s.name = t.status AND"
                                    " v.org = t.org"),
                      62);
-    verify_clean(f->h, 62);
+    verify_all_clean(f->h, 62);
 }
 
 static void test_setup_sql_missing_table(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     create_tickets(db);
     dw_options o;
@@ -2099,9 +1968,9 @@ static void test_setup_sql_missing_table(void **state)
     /* Nothing was stored: the same name opens with another spec, as a new
      * definition. */
     fill_ticket_options(&o, TICKET_SETUP);
-    f->h = open_spec(db, &o);
+    f->h = open_migration_ok(db, &o);
     assert_int_equal(history_of(f->h).defines, 1);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(f->h);
     assert_int_equal(query_int(db, "SELECT count(*) FROM tickets_v2"), 60);
 }
@@ -2124,7 +1993,7 @@ static void assert_users_match_down(sqlite3 *db)
 
 static void test_direction_at_live(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 300 };
     sqlite3 *db = f->t.db;
     users_at(f, N, 0, DW_STAGE_DUAL_WRITE);
@@ -2164,12 +2033,12 @@ static void test_direction_at_live(void **state)
     assert_true(contains(hs.detail, "new to old"));
     assert_users_match_down(db);
     assert_users_match(db);
-    verify_clean(f->h, N + 2);
+    verify_all_clean(f->h, N + 2);
 }
 
 static void test_direction_change_refused(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 300, B = 50 };
     sqlite3 *db = f->t.db;
     users_at(f, N, 0, DW_STAGE_SHADOW);
@@ -2201,7 +2070,7 @@ static void test_direction_change_refused(void **state)
     assert_int_equal(p.rows_written, 0); /* rows 1..100 agreed already */
     assert_int_equal(query_int(db, "SELECT count(*) FROM users"), 2 * B);
     assert_users_match_down(db);
-    verify_clean(f->h, 2 * B);
+    verify_all_clean(f->h, 2 * B);
 }
 
 /* ===================================================================== */
@@ -2210,12 +2079,12 @@ static void test_direction_change_refused(void **state)
 
 static void test_callback_mapping(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { N = 200, B = 7 };
     memset(&g_map, 0, sizeof g_map);
     users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
-    exec_ok(f->t.db, "INSERT INTO users_v2 VALUES(5000, 'ORPHAN', 'o');"
-                     "INSERT INTO users_v2 VALUES(3, 'stale', 'x')");
+    fixture_exec(f, "INSERT INTO users_v2 VALUES(5000, 'ORPHAN', 'o');"
+                    "INSERT INTO users_v2 VALUES(3, 'stale', 'x')");
     dw_backfill_options o = fixed_batches(B);
     dw_backfill_progress p;
 
@@ -2225,8 +2094,8 @@ static void test_callback_mapping(void **state)
     assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECALLBACK);
     assert_true(contains(dw_errmsg(f->h), "[50]"));
     assert_int_equal(status_of(f->h).rows_done, 49);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2 WHERE"
-                                        " id BETWEEN 1 AND 200"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2 WHERE"
+                                    " id BETWEEN 1 AND 200"),
                      49);
 
     g_map.fail_id = 0;
@@ -2237,7 +2106,7 @@ static void test_callback_mapping(void **state)
     assert_int_equal(p.batches, (N + B - 1) / B);
     assert_int_equal(p.rows_deleted, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 static const char *const TK_OLD_COLS[] = {"status"};
@@ -2259,7 +2128,7 @@ static int tk_up_fn(dw_row *out, const dw_row *in, void *payload)
                                       : dw_row_set_null(out, "status_code");
 }
 
-static void one_table(fixture *f, int with_callback)
+static void one_table(test_fixture *f, int with_callback)
 {
     enum { N = 300 };
     sqlite3 *db = f->t.db;
@@ -2274,18 +2143,9 @@ static void one_table(fixture *f, int with_callback)
                 " CASE WHEN i <= 10 THEN 9 END FROM c;");
     int64_t sum_before = query_int(db, "SELECT sum(length(owner) * id +"
                                        " length(status)) FROM tickets");
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "status_codes";
-    o.old_side.table = "tickets";
-    o.old_side.key_columns = ID_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = TK_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "tickets";
-    o.new_side.key_columns = ID_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = TK_NEW_COLS;
-    o.new_side.ncolumns = 1;
+    dw_options o =
+        options_for("status_codes", TEST_SIDE("tickets", ID_KEY, TK_OLD_COLS),
+                    TEST_SIDE("tickets", ID_KEY, TK_NEW_COLS));
     if (with_callback) {
         o.up_fn = tk_up_fn;
         o.map_version = "tk_up_fn v1";
@@ -2295,8 +2155,8 @@ static void one_table(fixture *f, int with_callback)
     }
     o.down = TK_DOWN;
     o.ndown = 1;
-    f->h = open_spec(db, &o);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    f->h = open_migration_ok(db, &o);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     dw_backfill_options bo = fixed_batches(16);
     dw_backfill_progress p;
     assert_dw_ok(f->h, dw_backfill(&p, f->h, &bo));
@@ -2313,7 +2173,7 @@ static void one_table(fixture *f, int with_callback)
     assert_int_equal(query_int(db, "SELECT sum(length(owner) * id +"
                                    " length(status)) FROM tickets"),
                      sum_before);
-    verify_clean(f->h, N);
+    verify_all_clean(f->h, N);
 }
 
 static void test_one_table_sql(void **state)
@@ -2335,18 +2195,11 @@ static dw_migration *open_codes(sqlite3 *db)
 {
     static const char *const key[] = {"code"};
     static const dw_column_map up[] = {{"label", "upper(name)"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "codes";
-    o.old_side.table = "codes";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "codes_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("codes", TEST_SIDE_UNLISTED("codes", key),
+                               TEST_SIDE_UNLISTED("codes_v2", key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     return h;
 }
@@ -2413,7 +2266,7 @@ static void test_null_keys_refuse_verification(void **state)
  * figure, and growth stops there. */
 static void test_batch_rows_above_max(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 50, 0, DW_STAGE_DUAL_WRITE);
     adapt_log a;
     memset(&a, 0, sizeof a);
@@ -2432,14 +2285,14 @@ static void test_batch_rows_above_max(void **state)
     }
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 50);
+    verify_all_clean(f->h, 50);
 }
 
 /* Batches far slower than batch_ms halve the next batch each time (at
  * most), and never go below one row. */
 static void test_slow_batches_shrink(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 8, U_PROBE, DW_STAGE_DUAL_WRITE);
     adapt_log a;
     memset(&a, 0, sizeof a);
@@ -2463,14 +2316,14 @@ static void test_slow_batches_shrink(void **state)
     assert_int_equal(p.next_batch_rows, 1);
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 8);
+    verify_all_clean(f->h, 8);
 }
 
 /* A throttle that answers 0 ("go on now") is asked before each later
  * batch and holds nothing: the backfill runs to the end in one call. */
 static void test_throttle_zero_goes_on(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 5, 0, DW_STAGE_DUAL_WRITE);
     throttle_ctx t = {0, 0};
     dw_backfill_options o = fixed_batches(1);
@@ -2482,7 +2335,7 @@ static void test_throttle_zero_goes_on(void **state)
     assert_int_equal(p.batches, 5);
     assert_true(p.finished);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 5);
+    verify_all_clean(f->h, 5);
 }
 
 /* What another connection does between two batches, from the progress
@@ -2495,7 +2348,7 @@ enum {
 };
 
 typedef struct between_ctx {
-    fixture *f;
+    test_fixture *f;
     int action;
     int calls;
 } between_ctx;
@@ -2536,7 +2389,7 @@ static int act_between_batches(const dw_backfill_progress *p, void *payload)
 /* Backfills f->h in batches of rows, the second handle doing action after
  * the first batch; returns dw_backfill()'s result, and in *calls how many
  * times the progress callback ran. */
-static int backfill_acting_between(fixture *f, int action, int rows,
+static int backfill_acting_between(test_fixture *f, int action, int rows,
                                    dw_backfill_progress *p, int *calls)
 {
     between_ctx c = {f, action, 0};
@@ -2552,7 +2405,7 @@ static int backfill_acting_between(fixture *f, int action, int rows,
  * refuses, and what the first committed stays. */
 static void test_stage_moved_between_batches(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
     int calls = 0;
@@ -2562,8 +2415,8 @@ static void test_stage_moved_between_batches(void **state)
     assert_true(contains(dw_errmsg(f->h), "needs both models written"));
     assert_true(contains(dw_errmsg(f->h), "OFF"));
     assert_false(p.finished);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), 3);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), 3);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     /* Entering OFF made the stored backfill stale. */
     assert_true(status_of(f->h).stale);
 }
@@ -2573,7 +2426,7 @@ static void test_stage_moved_between_batches(void **state)
  * anything again. */
 static void test_finished_elsewhere_between_batches(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
     int calls = 0;
@@ -2584,7 +2437,7 @@ static void test_finished_elsewhere_between_batches(void **state)
     assert_int_equal(p.rows_done, 10);
     assert_int_equal(history_of(f->h).backfills, 1);
     assert_users_match(f->t.db);
-    verify_clean(f->h, 10);
+    verify_all_clean(f->h, 10);
 }
 
 /* Rows deleted during the backfill: the total counted at the start was
@@ -2592,7 +2445,7 @@ static void test_finished_elsewhere_between_batches(void **state)
  * total ("6 of 6", not "6 of 10"), returned, stored and in the history. */
 static void test_total_right_after_deletes(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     users_at(f, 10, 0, DW_STAGE_DUAL_WRITE);
     open_users_second(f, 0);
     int calls = 0;
@@ -2608,7 +2461,7 @@ static void test_total_right_after_deletes(void **state)
     assert_int_equal(s.rows_total, 6);
     assert_true(contains(history_of(f->h).detail, ": 6 keys"));
     assert_users_match(f->t.db);
-    verify_clean(f->h, 6);
+    verify_all_clean(f->h, 6);
 }
 
 /* The backfill went stale between two batches (the stage passed through
@@ -2616,7 +2469,7 @@ static void test_total_right_after_deletes(void **state)
  * looks for NULL keys again and refuses, as a fresh backfill would. */
 static void test_stale_between_batches_null_key(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     exec_ok(db, "CREATE TABLE accounts(code TEXT UNIQUE, balance INTEGER);"
                 "CREATE TABLE accounts_v2(code TEXT PRIMARY KEY,"
@@ -2624,8 +2477,8 @@ static void test_stale_between_batches_null_key(void **state)
                 "INSERT INTO accounts VALUES('a', 1), ('b', 2), ('c', 3),"
                 " ('d', 4);");
     f->h = open_accounts(db);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
-    f->db2 = test_db_connect(&f->t);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+    fixture_connect_second(f);
     f->h2 = open_accounts(f->db2);
     int calls = 0;
     dw_backfill_progress p;
@@ -2633,7 +2486,7 @@ static void test_stale_between_batches_null_key(void **state)
     assert_true(contains(dw_errmsg(f->h), "1 rows"));
     assert_true(contains(dw_errmsg(f->h), "NULL"));
     assert_int_equal(calls, 1);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     /* Nothing of the refused batch: only the first batch's two rows. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM accounts_v2"), 2);
 
@@ -2641,7 +2494,7 @@ static void test_stale_between_batches_null_key(void **state)
     assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
     assert_true(p.finished);
     assert_int_equal(p.rows_done, 4);
-    verify_clean(f->h, 4);
+    verify_all_clean(f->h, 4);
 }
 
 /* ===================================================================== */
@@ -2671,7 +2524,7 @@ static void test_real_keys(void **state)
                                      " codes_v2 AS n USING(code) WHERE"
                                      " n.label = upper(o.name)"),
                      6);
-    verify_clean(h, 6);
+    verify_all_clean(h, 6);
 
     /* A divergent REAL key is stored, and repaired from its text. */
     exec_ok(t.db, "UPDATE codes_v2 SET label = 'X' WHERE code = 2.25;"
@@ -2688,7 +2541,7 @@ static void test_real_keys(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2 WHERE"
                                      " code = 2.25 AND label = 'B'"),
                      1);
-    verify_clean(h, 6);
+    verify_all_clean(h, 6);
     dw_close(h);
     test_db_close(&t);
 }
@@ -2718,7 +2571,7 @@ static void test_blob_keys_refused(void **state)
     dw_verify_result r;
     assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "a BLOB"));
-    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+    assert_int_equal(outside_transaction(t.db), 1);
 
     /* Only the new side holds odd keys; an override makes the backfill
      * walk both sides' keys. */
@@ -2739,13 +2592,13 @@ static void test_blob_keys_refused(void **state)
     assert_dw(h, dw_backfill(NULL, h, &whole), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "NULL in key column 1"));
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
-    assert_int_equal(sqlite3_get_autocommit(t.db), 1);
+    assert_int_equal(outside_transaction(t.db), 1);
 
     exec_ok(t.db, "DELETE FROM codes_v2 WHERE code IS NULL");
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill(&p, h, &o));
     assert_true(p.finished);
-    verify_clean(h, 2);
+    verify_all_clean(h, 2);
     dw_close(h);
     test_db_close(&t);
 }
@@ -2788,44 +2641,44 @@ int main(int argc, char **argv)
     test_self_init(argv[0]);
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basic, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
         cmocka_unit_test(test_batch_needs_no_statement_journal),
         cmocka_unit_test(test_checkpoints_after_batches),
         cmocka_unit_test(test_null_keys_refuse_verification),
-        cmocka_unit_test_setup_teardown(test_kill_mid_batch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill_between_batches, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill_chain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_writes_during_backfill, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_writer_process_during_backfill, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_insert_stream_terminates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unique_violation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_orphan_holding_unique_value, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_composite_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_size_adapts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_null_key_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_and_stale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_setup_sql, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_setup_sql_missing_table, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_direction_at_live, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_direction_change_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callback_mapping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_table_sql, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_table_callback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_rows_above_max, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slow_batches_shrink, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_mid_batch, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_between_batches, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_chain, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_writes_during_backfill, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_writer_process_during_backfill, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_insert_stream_terminates, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unique_violation, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_holding_unique_value, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_busy, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_composite_key, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_incremental, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_size_adapts, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_options, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_null_key_refused, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_and_stale, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql_missing_table, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_direction_at_live, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_direction_change_refused, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_mapping, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_one_table_sql, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_one_table_callback, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_rows_above_max, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_batches_shrink, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_runner_alive_killed_or_silent,
-                                        setup, teardown),
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_total_right_after_deletes,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, setup, teardown),
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_blob_keys_refused),
         cmocka_unit_test(test_key_text_longer_than_length_limit),

@@ -955,15 +955,8 @@ static void plain_options(dw_options *o)
 {
     static const dw_column_map up[] = {{"w", "upper(v)"}};
     static const dw_column_map down[] = {{"v", "lower(w)"}};
-    dw_options init = DW_OPTIONS_INIT;
-    *o = init;
-    o->name = "plain";
-    o->old_side.table = "t_old";
-    o->old_side.key_columns = k_id;
-    o->old_side.nkey_columns = 1;
-    o->new_side.table = "t_new";
-    o->new_side.key_columns = k_id;
-    o->new_side.nkey_columns = 1;
+    *o = options_for("plain", TEST_SIDE_UNLISTED("t_old", k_id),
+                     TEST_SIDE_UNLISTED("t_new", k_id));
     o->up = up;
     o->nup = 1;
     o->down = down;
@@ -1475,8 +1468,7 @@ static void test_setup_sql_only_changes_rows(void **state)
                   "REPLACE INTO precious VALUES(4);\n"
                   "WITH d AS (SELECT 3 AS x) DELETE FROM precious WHERE a IN "
                   "(SELECT x FROM d);\n";
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "setup runs", 0));
     char buf[32];
     assert_string_equal(query_text(db,
@@ -1497,8 +1489,7 @@ static dw_migration *text_keys_open(sqlite3 *db)
                 "INSERT INTO t_new VALUES('a', 'X'), ('b', 'Y');");
     dw_options o;
     plain_options(&o);
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
     return h;
 }
@@ -1953,14 +1944,8 @@ static void keys_round_trip(sqlite3 *db, const char *type, const dw_value *keys,
     sqlite3_finalize(st);
     static const char *const k[] = {"k"};
     static const dw_column_map up[] = {{"w", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "keys";
-    o.old_side.table = "t_old";
-    o.old_side.key_columns = k;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "t_new";
-    o.new_side.key_columns = k;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("keys", TEST_SIDE_UNLISTED("t_old", k),
+                               TEST_SIDE_UNLISTED("t_new", k));
     o.up = up;
     o.nup = 1;
     dw_migration *h = NULL;
@@ -3073,14 +3058,8 @@ static void test_large_values(void **state)
     exec_ok(db, "CREATE TABLE big_old(id INTEGER PRIMARY KEY, t TEXT, b BLOB);"
                 "CREATE TABLE big_new(id INTEGER PRIMARY KEY, t TEXT, b BLOB);");
     static const dw_column_map up[] = {{"t", "t"}, {"b", "b"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "big";
-    o.old_side.table = "big_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "big_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("big", TEST_SIDE_UNLISTED("big_old", k_id),
+                               TEST_SIDE_UNLISTED("big_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;

@@ -15,47 +15,38 @@
 /* Run as a child process: the tests whose assertions must fail. */
 #define CHILD_FLAG "--child-broken-new-reads"
 
-typedef struct fixture {
-    test_db t;
-    dw_migration *h;
-} fixture;
-
 static const char *const key_cols[] = {"id"};
 static const dw_column_map up[] = {{"title", "upper(name)"}};
 
-static void open_fixture(fixture *f)
+static dw_options items_options(void)
 {
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
+    o.up = up;
+    o.nup = 1;
+    return o;
+}
+
+/* Two rows that agree on both sides, the migration at SHADOW. */
+static void open_fixture(test_fixture *f)
+{
+    memset(f, 0, sizeof *f);
     test_db_open(&f->t);
-    exec_ok(f->t.db,
+    fixture_exec(f,
             "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
             "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);"
             "INSERT INTO items VALUES(1, 'lamp'), (2, 'desk');"
             "INSERT INTO items_v2 VALUES(1, 'LAMP'), (2, 'DESK');");
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
-}
-
-static void close_fixture(fixture *f)
-{
-    dw_close(f->h);
-    test_db_close(&f->t);
+    dw_options o = items_options();
+    f->h = open_migration_ok(f->t.db, &o);
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
 }
 
 static void test_agreeing_models_pass(void **state)
 {
     (void)state;
-    fixture f;
+    test_fixture f;
     open_fixture(&f);
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);
@@ -67,13 +58,13 @@ static void test_agreeing_models_pass(void **state)
     assert_int_equal(dw_cmocka_divergence(f.h, NULL, 0), 0);
     assert_dw_no_divergence(f.h);
     dw_row_free(row);
-    close_fixture(&f);
+    fixture_close(&f);
 }
 
 static void test_divergence_is_counted_and_described(void **state)
 {
     (void)state;
-    fixture f;
+    test_fixture f;
     open_fixture(&f);
     exec_ok(f.t.db, "UPDATE items_v2 SET title = 'LAMPS' WHERE id = 1");
     dw_row *row = NULL;
@@ -100,19 +91,9 @@ static void test_divergence_is_counted_and_described(void **state)
     assert_int_equal(strlen(tiny), sizeof tiny - 1);
 
     /* Another handle (another process, say) sees it through the log. */
-    sqlite3 *db2 = test_db_connect(&f.t);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
-    o.up = up;
-    o.nup = 1;
-    dw_migration *h2 = NULL;
-    assert_int_equal(dw_open(&h2, db2, &o, NULL), DW_OK);
+    fixture_connect_second(&f);
+    dw_options o = items_options();
+    dw_migration *h2 = f.h2 = open_migration_ok(f.db2, &o);
     assert_int_equal(dw_cmocka_divergence(h2, NULL, 0), 1);
 
     /* Once repaired and the log cleared, both agree again. */
@@ -120,10 +101,8 @@ static void test_divergence_is_counted_and_described(void **state)
     assert_dw_ok(h2, dw_mismatch_log_clear(h2));
     assert_dw_key_agrees(h2, &key, 1);
     assert_dw_no_divergence(h2);
-    dw_close(h2);
-    sqlite3_close(db2);
     dw_row_free(row);
-    close_fixture(&f);
+    fixture_close(&f);
 }
 
 /* ---- a new model whose reads fail ----------------------------------------- */
@@ -151,7 +130,7 @@ static int read_new_broken(dw_row *out, sqlite3 *db, const dw_value *key,
     return 1;
 }
 
-static int read_with_broken_new(fixture *f, int64_t id, dw_row *row)
+static int read_with_broken_new(test_fixture *f, int64_t id, dw_row *row)
 {
     dw_value key = dw_int(id);
     return dw_read(row, f->h, &key, 1, read_old_items, read_new_broken,
@@ -165,7 +144,7 @@ static int read_with_broken_new(fixture *f, int64_t id, dw_row *row)
 static void test_broken_new_reads_count_as_divergence(void **state)
 {
     (void)state;
-    fixture f;
+    test_fixture f;
     open_fixture(&f);
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);
@@ -180,12 +159,12 @@ static void test_broken_new_reads_count_as_divergence(void **state)
     assert_dw(f.h, read_with_broken_new(&f, 1, row), DW_ECALLBACK);
     assert_int_equal(dw_cmocka_divergence(f.h, NULL, 0), 2);
     dw_row_free(row);
-    close_fixture(&f);
+    fixture_close(&f);
 }
 
 static int child_setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
+    test_fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     *state = f;
     open_fixture(f);
@@ -194,7 +173,7 @@ static int child_setup(void **state)
 
 static int child_teardown(void **state)
 {
-    close_fixture(*state);
+    fixture_close(*state);
     free(*state);
     return 0;
 }
@@ -203,7 +182,7 @@ static int child_teardown(void **state)
  * at what dw_read() returned, and trusts the helper. */
 static void child_shadow_reads(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);
     read_with_broken_new(f, 1, row);
@@ -213,7 +192,7 @@ static void child_shadow_reads(void **state)
 
 static void child_live_reads(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "test",
                                     DW_STAGE_FORCE));
     dw_row *row = NULL;

@@ -10,59 +10,23 @@
 
 /* ---- fixture ------------------------------------------------------------ */
 
-typedef struct fixture {
-    test_db t;
-    sqlite3 *db2;
-    dw_migration *h;
-    dw_migration *h2;
-    int vfs_registered;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    test_db_open(&f->t);
-    *state = f;
-    return 0;
-}
+/* The corrupting VFS is registered for the process; the tear-down takes it
+ * away again. */
+static int g_vfs_registered;
 
 static void corrupt_vfs_unregister(void);
 
-/* Closes everything, removes every file of the private directory (the
- * backups too), then the directory. */
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    dw_close(f->h);
-    dw_close(f->h2);
-    if (f->db2)
-        sqlite3_close(f->db2);
-    if (f->t.db) {
-        sqlite3_close(f->t.db);
-        f->t.db = NULL;
-    }
-    DIR *d = opendir(f->t.dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[600];
-            snprintf(p, sizeof p, "%s/%s", f->t.dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    test_db_close(&f->t);
-    if (f->vfs_registered)
+    fixture_teardown(state);
+    if (g_vfs_registered)
         corrupt_vfs_unregister();
-    free(f);
+    g_vfs_registered = 0;
     return 0;
 }
 
 /* A path inside the test database's private directory. */
-static const char *in_dir(const fixture *f, const char *name, char *buf,
+static const char *in_dir(const test_fixture *f, const char *name, char *buf,
                           size_t size)
 {
     snprintf(buf, size, "%s/%s", f->t.dir, name);
@@ -108,13 +72,6 @@ static void assert_msg_has(dw_migration *h, const char *needle)
     if (!m || !strstr(m, needle))
         fail_msg("message \"%s\" does not contain \"%s\"", m ? m : "(null)",
                  needle);
-}
-
-static int stage_of(dw_migration *h)
-{
-    int s = -99;
-    assert_dw_ok(h, dw_stage_get(&s, h));
-    return s;
 }
 
 /* ---- history ------------------------------------------------------------ */
@@ -253,19 +210,8 @@ static void create_items(sqlite3 *db)
 
 static void items_options(dw_options *o, const char *name)
 {
-    dw_options d = DW_OPTIONS_INIT;
-    *o = d;
-    o->name = name;
-    o->old_side.table = "items";
-    o->old_side.key_columns = KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = OLD_COLS;
-    o->old_side.ncolumns = 3;
-    o->new_side.table = "items_v2";
-    o->new_side.key_columns = KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = NEW_COLS;
-    o->new_side.ncolumns = 3;
+    *o = options_for(name, TEST_SIDE("items", KEY, OLD_COLS),
+                     TEST_SIDE("items_v2", KEY, NEW_COLS));
     o->up = UP;
     o->nup = 3;
     o->down = DOWN;
@@ -277,15 +223,7 @@ static dw_migration *open_items(sqlite3 *db)
 {
     dw_options o;
     items_options(&o, "items_rename");
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* A row of the new model written by the application at COMPLETE (or the
@@ -297,38 +235,19 @@ typedef struct item_write {
     int remove;
 } item_write;
 
-static int run_item_sql(sqlite3 *db, const char *sql, const dw_value *key,
-                        const item_write *w)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    if (!w->remove) {
-        sqlite3_bind_text(st, 2, w->text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, w->qty);
-        if (w->note)
-            sqlite3_bind_text(st, 4, w->note, -1, SQLITE_STATIC);
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
-}
-
 static int write_item_new(sqlite3 *db, const dw_value *key, int nkey,
                           void *payload)
 {
     const item_write *w = payload;
     assert_int_equal(nkey, 1);
-    return run_item_sql(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM items_v2 WHERE id = ?1"
                   : "INSERT INTO items_v2(id, title, quantity, note) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "title = excluded.title, quantity = excluded.quantity, "
                     "note = excluded.note",
-        key, w);
+        "itit", key[0].i, w->text, w->qty, w->note);
 }
 
 static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
@@ -336,14 +255,14 @@ static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
 {
     const item_write *w = payload;
     assert_int_equal(nkey, 1);
-    return run_item_sql(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM items WHERE id = ?1"
                   : "INSERT INTO items(id, name, qty, note) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "name = excluded.name, qty = excluded.qty, "
                     "note = excluded.note",
-        key, w);
+        "itit", key[0].i, w->text, w->qty, w->note);
 }
 
 static void put_new(dw_migration *h, int64_t id, const char *title,
@@ -392,17 +311,12 @@ static int64_t attached_backups(sqlite3 *db)
 /* Moves through every stage to COMPLETE, opening the gates properly. */
 static void reach_complete(dw_migration *h)
 {
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    backfill_and_verify(h);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_COMPLETE);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
 }
 
 /* Creates the items tables, opens f->h on them and takes it to COMPLETE. */
-static dw_migration *items_complete(fixture *f)
+static dw_migration *items_complete(test_fixture *f)
 {
     create_items(f->t.db);
     f->h = open_items(f->t.db);
@@ -463,9 +377,9 @@ static void verify_ranged(dw_migration *h, int64_t lo, int64_t hi,
  * clean full verification that began after it. */
 static void test_gate_states(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "DELETE FROM items");
+    fixture_exec(f, "DELETE FROM items");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
@@ -478,8 +392,7 @@ static void test_gate_states(void **state)
         dw_value key = dw_int(i);
         assert_dw_ok(h, dw_write(h, &key, 1, write_item_old, NULL, &w));
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), NITEMS);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
 
     /* No backfill at all, even with a clean full verification. */
@@ -513,9 +426,9 @@ static void test_gate_states(void **state)
 
     /* A dirty verification: one missing, one extra, one different; the
      * message gives the counts. */
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'WRONG' WHERE id = 3;"
-                     "DELETE FROM items_v2 WHERE id = 4;"
-                     "INSERT INTO items_v2 VALUES(99, 'EXTRA', 1, NULL);");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'WRONG' WHERE id = 3;"
+                    "DELETE FROM items_v2 WHERE id = 4;"
+                    "INSERT INTO items_v2 VALUES(99, 'EXTRA', 1, NULL);");
     verify_full(h, &r);
     assert_false(r.clean);
     assert_int_equal(r.missing, 1);
@@ -537,14 +450,14 @@ static void test_gate_states(void **state)
 
     /* The latest full verification decides: a dirty run after the clean
      * one closes the gate again, the next clean one reopens it. */
-    exec_ok(f->t.db, "UPDATE items_v2 SET quantity = -1 WHERE id IN (6, 8)");
+    fixture_exec(f, "UPDATE items_v2 SET quantity = -1 WHERE id IN (6, 8)");
     verify_full(h, &r);
     assert_int_equal(r.different, 2);
     snprintf(want, sizeof want,
              "(run %lld) found 0 missing, 0 extra and 2 different keys",
              (long long)r.run_id);
     assert_gate_closed(h, DW_STAGE_LIVE, want);
-    exec_ok(f->t.db, "UPDATE items_v2 SET quantity = id WHERE id IN (6, 8)");
+    fixture_exec(f, "UPDATE items_v2 SET quantity = id WHERE id IN (6, 8)");
     verify_full(h, &r);
     assert_true(r.clean);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, "gate open", 0));
@@ -567,7 +480,7 @@ static void test_gate_states(void **state)
     verify_ranged(h, 1, 1000, &r);
     assert_true(r.clean);
     assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
-    exec_ok(f->t.db, "UPDATE items SET qty = 1000 WHERE id = 5");
+    fixture_exec(f, "UPDATE items SET qty = 1000 WHERE id = 5");
     verify_full(h, &r);
     assert_int_equal(r.missing, 0);
     assert_int_equal(r.extra, 0);
@@ -577,8 +490,7 @@ static void test_gate_states(void **state)
              (long long)r.run_id);
     assert_gate_closed(h, DW_STAGE_COMPLETE, want);
     assert_dw_ok(h, dw_repair_divergent(&rr, h));
-    assert_int_equal(query_int(f->t.db, "SELECT qty FROM items WHERE id = 5"),
-                     5);
+    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 5"), 5);
     verify_full(h, &r);
     assert_true(r.clean);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "done", 0));
@@ -589,12 +501,11 @@ static void test_gate_states(void **state)
  * gate in the detail; a move through an open gate is not forced. */
 static void test_gate_forced(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     assert_last_move(h, DW_STAGE_DUAL_WRITE, DW_STAGE_SHADOW, 0, 0, NULL);
 
     int n = history_len(h);
@@ -666,12 +577,11 @@ static void test_gate_forced(void **state)
  * backward moves never need a gate. */
 static void test_gate_staleness(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     backfill_and_verify(h);
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill_status(&p, h));
@@ -683,8 +593,7 @@ static void test_gate_staleness(void **state)
     assert_dw_ok(h, dw_backfill_status(&p, h));
     assert_int_equal(p.stale, 1);
     assert_int_equal(p.finished, 0);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     assert_gate_closed(h, DW_STAGE_LIVE, "stale");
     /* A verification alone does not help... */
     dw_verify_result r;
@@ -713,12 +622,13 @@ static void test_gate_staleness(void **state)
     put_new(h, 50, "FIFTY", 50, NULL);
     delete_new(h, 3);
     char buf[64];
-    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "item 2");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
-                                        "id IN (3, 50)"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
+                                    "id IN (3, 50)"),
                      1);
 
     /* Back to RAMPDOWN (no gate), forward again: the gate is closed. */
@@ -731,17 +641,19 @@ static void test_gate_staleness(void **state)
     assert_int_equal(p.source, DW_SIDE_NEW);
     assert_int_equal(p.target, DW_SIDE_OLD);
     assert_int_equal(p.rows_deleted, 1);
-    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty || "
-                                            "'/' || note FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty || "
+                                     "'/' || note FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "changed/7/n2");
-    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty FROM "
-                                            "items WHERE id = 50",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty FROM "
+                                     "items WHERE id = 50",
+                                     buf, sizeof buf),
                         "fifty/50");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
-                                        "id = 3"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
+                                    "id = 3"),
                      0);
     assert_gate_closed(h, DW_STAGE_COMPLETE, "no verification of every key");
     verify_full(h, &r);
@@ -760,9 +672,10 @@ static void test_gate_staleness(void **state)
     assert_gate_closed(h, DW_STAGE_OFF, "missed the writes made at COMPLETE");
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
     assert_int_equal(p.source, DW_SIDE_NEW);
-    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
-                                            "id = 4",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 4",
+                                     buf, sizeof buf),
                         "late");
     /* No verification is needed to go back: flipping back stays a plain
      * move once the old model has every row. */
@@ -785,14 +698,13 @@ static void test_gate_staleness(void **state)
 /* ---- contract ------------------------------------------------------------- */
 
 /* The checks that a failed or refused contract left everything as it was. */
-static void assert_not_contracted(fixture *f, dw_migration *h,
+static void assert_not_contracted(test_fixture *f, dw_migration *h,
                                   const char *snapshot, const char *schema)
 {
     char buf[4096];
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
     assert_int_equal(attached_backups(f->t.db), 0);
     hist hs;
     get_history(&hs, h);
@@ -805,24 +717,20 @@ static void assert_not_contracted(fixture *f, dw_migration *h,
 
 static void test_contract_refusals(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     char snapshot[4096], schema[4096], path[400], other[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
 
     /* Before COMPLETE: at OFF, and at RAMPDOWN reached properly. */
     assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
     assert_msg_has(h, "COMPLETE");
     assert_false(file_exists(path));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
-    backfill_and_verify(h);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_RAMPDOWN);
     assert_dw(h, dw_contract(h, path, "too early"), DW_EGATE);
     assert_msg_has(h, "COMPLETE");
     assert_false(file_exists(path));
@@ -845,10 +753,10 @@ static void test_contract_refusals(void **state)
     assert_dw(h, dw_contract(h, "", NULL), DW_EMISUSE);
 
     /* Inside the caller's transaction. */
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw(h, dw_contract(h, path, NULL), DW_EMISUSE);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
-    exec_ok(f->t.db, "ROLLBACK");
+    assert_int_equal(outside_transaction(f->t.db), 0);
+    fixture_exec(f, "ROLLBACK");
     assert_false(file_exists(path));
 
     /* A backup that cannot be created (no such directory). */
@@ -879,11 +787,11 @@ static int fail_nth_commit(void *payload)
  * refuses it otherwise. */
 static void test_contract_failed_commit_keeps_backup(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = items_complete(f);
     char snapshot[4096], schema[4096], path[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
 
     /* Commit 1 writes the backup, commit 2 drops the old table. */
@@ -897,15 +805,15 @@ static void test_contract_failed_commit_keeps_backup(void **state)
     assert_int_equal(attached_backups(f->t.db), 0);
 
     /* The old model changed since: the file is not its backup. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'changed' WHERE id = 2");
+    fixture_exec(f, "UPDATE items SET name = 'changed' WHERE id = 2");
     assert_dw(h, dw_contract(h, path, "changed"), DW_EMISUSE);
     assert_msg_has(h, "not a backup of the old model as it is now");
     assert_true(file_exists(path));
     assert_int_not_equal(schema_count(f->t.db, "items"), 0);
 
     /* As it was: the kept backup is used, and the contract goes through. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'item 2' WHERE id = 2");
-    query_text(f->t.db, ITEMS_SNAPSHOT, schema, sizeof schema);
+    fixture_exec(f, "UPDATE items SET name = 'item 2' WHERE id = 2");
+    fixture_text(f, ITEMS_SNAPSHOT, schema, sizeof schema);
     assert_string_equal(schema, snapshot);
     assert_dw_ok(h, dw_contract(h, path, "second try"));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
@@ -913,13 +821,13 @@ static void test_contract_failed_commit_keeps_backup(void **state)
 
     /* And it restores. */
     assert_dw_ok(h, dw_restore(h, path, "back"));
-    query_text(f->t.db, ITEMS_SNAPSHOT, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, schema, sizeof schema);
     assert_string_equal(schema, snapshot);
 }
 
 /* The contracted migration, from any handle: reads and writes of the new
  * model work, everything that needs the old model says it was dropped. */
-static void assert_contracted(fixture *f, dw_migration *h, int64_t id)
+static void assert_contracted(test_fixture *f, dw_migration *h, int64_t id)
 {
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     assert_int_equal(schema_count(f->t.db, "items"), 0);
@@ -938,8 +846,7 @@ static void assert_contracted(fixture *f, dw_migration *h, int64_t id)
     char sql[128], buf[64];
     snprintf(sql, sizeof sql, "SELECT title FROM items_v2 WHERE id = %lld",
              (long long)id);
-    assert_string_equal(query_text(f->t.db, sql, buf, sizeof buf),
-                        "WRITTEN AFTER");
+    assert_string_equal(fixture_text(f, sql, buf, sizeof buf), "WRITTEN AFTER");
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 
     assert_dw(h, dw_backfill(NULL, h, NULL), DW_EMISUSE);
@@ -969,19 +876,19 @@ static void assert_contracted(fixture *f, dw_migration *h, int64_t id)
 
 static void test_contract_two_tables(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     /* A second connection's handle, opened before the contract. */
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h2 = open_items(f->db2);
     reach_complete(h);
 
     char snapshot[4096], table_sql[512], path[400], buf[4096];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, "SELECT sql FROM sqlite_schema WHERE name = 'items'",
-               table_sql, sizeof table_sql);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, "SELECT sql FROM sqlite_schema WHERE name = 'items'",
+                 table_sql, sizeof table_sql);
     in_dir(f, "items.bak", path, sizeof path);
     int n = history_len(h);
 
@@ -989,8 +896,7 @@ static void test_contract_two_tables(void **state)
 
     /* The old table and its indexes are gone; the new one is whole. */
     assert_int_equal(schema_count(f->t.db, "items"), 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), NITEMS);
     assert_int_equal(attached_backups(f->t.db), 0);
     char journal[420];
     snprintf(journal, sizeof journal, "%s-journal", path);
@@ -1105,12 +1011,12 @@ static void damage_markers(char *buf, int n, void *payload)
 
 /* The fault VFS, as the default one (so the attached backup and the
  * contract's own read-back go through it too), damaging the backup. */
-static void corrupt_vfs_register(fixture *f)
+static void corrupt_vfs_register(void)
 {
     damaged_writes = 0;
     fault_vfs_write_hook("corrupt.bak", damage_markers, NULL);
     fault_vfs_default(1);
-    f->vfs_registered = 1;
+    g_vfs_registered = 1;
 }
 
 static void corrupt_vfs_unregister(void)
@@ -1123,21 +1029,20 @@ static void corrupt_vfs_unregister(void)
  * fails, drops nothing and removes the file. */
 static void test_contract_backup_does_not_check_out(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     /* The test's connection is reopened through the damaging VFS, so the
      * backup (written through it, attached) is damaged too. */
     assert_int_equal(sqlite3_close(f->t.db), SQLITE_OK);
-    corrupt_vfs_register(f);
+    corrupt_vfs_register();
     f->t.db = test_db_connect(&f->t);
     char name[64];
-    assert_string_equal(query_text(f->t.db, "PRAGMA journal_mode", name,
-                                   sizeof name),
-                        "wal");
+    assert_string_equal(
+        fixture_text(f, "PRAGMA journal_mode", name, sizeof name), "wal");
 
     dw_migration *h = items_complete(f);
     char snapshot[4096], schema[4096], path[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items-corrupt.bak", path, sizeof path);
     assert_int_equal(damaged_writes, 0);
 
@@ -1150,10 +1055,9 @@ static void test_contract_backup_does_not_check_out(void **state)
 
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     char buf[4096];
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
     assert_int_equal(attached_backups(f->t.db), 0);
     hist hs;
     get_history(&hs, h);
@@ -1175,23 +1079,23 @@ static void test_contract_backup_does_not_check_out(void **state)
 
 /* ---- SQLite refuses the drop ----------------------------------------------- */
 
-static void contract_refused_by_foreign_key(fixture *f, int deferred)
+static void contract_refused_by_foreign_key(test_fixture *f, int deferred)
 {
     create_items(f->t.db);
-    exec_ok(f->t.db, "PRAGMA foreign_keys = ON");
-    exec_ok(f->t.db, deferred
-                         ? "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
-                           "item_id INTEGER REFERENCES items(id) DEFERRABLE "
-                           "INITIALLY DEFERRED)"
-                         : "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
-                           "item_id INTEGER REFERENCES items(id))");
-    exec_ok(f->t.db, "INSERT INTO orders VALUES(1, 4), (2, 9)");
+    fixture_exec(f, "PRAGMA foreign_keys = ON");
+    fixture_exec(f, deferred
+                        ? "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                          "item_id INTEGER REFERENCES items(id) DEFERRABLE "
+                          "INITIALLY DEFERRED)"
+                        : "CREATE TABLE orders(id INTEGER PRIMARY KEY, "
+                          "item_id INTEGER REFERENCES items(id))");
+    fixture_exec(f, "INSERT INTO orders VALUES(1, 4), (2, 9)");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     reach_complete(h);
     char snapshot[4096], schema[4096], path[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
 
     /* A foreign key to the old table refuses the contract (the drop could
@@ -1200,10 +1104,10 @@ static void contract_refused_by_foreign_key(fixture *f, int deferred)
     assert_msg_has(h, "FOREIGN KEY");
     assert_msg_has(h, "orders");
     assert_false(file_exists(path));
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
-    assert_int_equal(query_int(f->t.db, "PRAGMA foreign_keys"), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
+    assert_int_equal(fixture_int(f, "PRAGMA foreign_keys"), 1);
     assert_not_contracted(f, h, snapshot, schema);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM orders"), 2);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM orders"), 2);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, "not dropped", 0));
     backfill_and_verify(h);
@@ -1211,10 +1115,10 @@ static void contract_refused_by_foreign_key(fixture *f, int deferred)
 
     /* Even with no row referring to it, the declared key refuses. Without
      * the key the drop goes through. */
-    exec_ok(f->t.db, "DELETE FROM orders");
+    fixture_exec(f, "DELETE FROM orders");
     assert_dw(h, dw_contract(h, path, NULL), DW_ECONSTRAINT);
     assert_false(file_exists(path));
-    exec_ok(f->t.db, "DROP TABLE orders");
+    fixture_exec(f, "DROP TABLE orders");
     assert_dw_ok(h, dw_contract(h, path, NULL));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }
@@ -1262,30 +1166,13 @@ static void create_tickets(sqlite3 *db)
 
 static dw_migration *open_tickets(sqlite3 *db)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "ticket_codes";
-    o.old_side.table = "tickets";
-    o.old_side.key_columns = KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = T_OLD;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "tickets";
-    o.new_side.key_columns = KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = T_NEW;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for("ticket_codes", TEST_SIDE("tickets", KEY, T_OLD),
+                               TEST_SIDE("tickets", KEY, T_NEW));
     o.up = T_UP;
     o.nup = 2;
     o.down = T_DOWN;
     o.ndown = 2;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* How many of the tickets table's old columns (status, prio) exist. */
@@ -1296,7 +1183,7 @@ static int64_t old_ticket_columns(sqlite3 *db)
 }
 
 /* Creates the tickets table, opens f->h on it and takes it to COMPLETE. */
-static dw_migration *tickets_complete(fixture *f)
+static dw_migration *tickets_complete(test_fixture *f)
 {
     create_tickets(f->t.db);
     f->h = open_tickets(f->t.db);
@@ -1316,26 +1203,14 @@ static int write_ticket_new(sqlite3 *db, const dw_value *key, int nkey,
 {
     const ticket_write *w = payload;
     assert_int_equal(nkey, 1);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         w->remove ? "DELETE FROM tickets WHERE id = ?1"
                   : "INSERT INTO tickets(id, owner, status_code, priority) "
                     "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET "
                     "status_code = excluded.status_code, "
                     "priority = excluded.priority",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    if (!w->remove) {
-        sqlite3_bind_text(st, 2, w->owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, w->code);
-        sqlite3_bind_int(st, 4, w->priority);
-    }
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "itii", key[0].i, w->owner, (int64_t)w->code, (int64_t)w->priority);
 }
 
 static void put_ticket(dw_migration *h, int64_t id, const char *owner,
@@ -1354,10 +1229,10 @@ static void put_ticket(dw_migration *h, int64_t id, const char *owner,
 
 static void test_contract_one_table(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = tickets_complete(f);
     char before[1024], buf[1024], path[400];
-    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, TICKETS_SNAPSHOT, before, sizeof before);
     assert_string_equal(before,
                         "1:'ann':'open':1:1:1|2:'bob':'closed':2:2:2|"
                         "3:'cy':'open':NULL:1:NULL|4:'di':'closed':5:2:5|"
@@ -1367,7 +1242,7 @@ static void test_contract_one_table(void **state)
     assert_dw_ok(h, dw_contract(h, path, "drop the text status"));
     /* The old columns are gone; the key, the new columns, the column no
      * side owns and every row stay. */
-    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                         "id INTEGER 0 -|owner TEXT 1 -|status_code INTEGER 0 "
                         "-|priority INTEGER 0 -");
     assert_string_equal(
@@ -1418,12 +1293,12 @@ static void test_contract_one_table(void **state)
      * still there; the row added since gets the defaults. */
     assert_dw_ok(h, dw_restore(h, path, "put it back"));
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
-    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                         "id INTEGER 0 -|owner TEXT 1 -|status_code INTEGER 0 "
                         "-|priority INTEGER 0 -|status TEXT 0 'open'|"
                         "prio INTEGER 0 3");
     assert_string_equal(
-        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+        fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
         "1:'ann':'open':1:1:1|3:'cy':'open':NULL:2:8|4:'di':'closed':5:2:5|"
         "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4|7:'gus':'open':3:2:9");
     get_history(&hs, h);
@@ -1438,7 +1313,7 @@ static void test_contract_one_table(void **state)
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
     assert_int_equal(p.source, DW_SIDE_NEW);
     assert_string_equal(
-        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+        fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
         "1:'ann':'open':1:1:1|3:'cy':'closed':8:2:8|4:'di':'closed':5:2:5|"
         "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4|7:'gus':'closed':9:2:9");
     assert_dw_ok(h, dw_verify(&r, h, NULL));
@@ -1451,11 +1326,11 @@ static void test_contract_one_table(void **state)
  * first), and removes its backup. */
 static void test_contract_one_table_drop_refused(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = tickets_complete(f);
     char before[1024], cols[1024], buf[1024], path[400];
-    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
-    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    fixture_text(f, TICKETS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, TICKETS_COLUMNS, cols, sizeof cols);
     in_dir(f, "tickets.bak", path, sizeof path);
 
     static const char *const blockers[][2] = {
@@ -1467,19 +1342,17 @@ static void test_contract_one_table_drop_refused(void **state)
          "DROP VIEW open_tickets"},
     };
     for (size_t i = 0; i < sizeof blockers / sizeof blockers[0]; i++) {
-        exec_ok(f->t.db, blockers[i][0]);
+        fixture_exec(f, blockers[i][0]);
         int rc = dw_contract(h, path, NULL);
         if (rc != DW_ERROR)
             print_error("dw_contract returned %d: %s\n", rc, dw_errmsg(h));
         assert_int_equal(rc, DW_ERROR);
         assert_false(file_exists(path));
-        assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf,
-                                       sizeof buf),
+        assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                             cols);
-        assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf,
-                                       sizeof buf),
+        assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
                             before);
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(outside_transaction(f->t.db), 1);
         assert_int_equal(attached_backups(f->t.db), 0);
         hist hs;
         get_history(&hs, h);
@@ -1487,7 +1360,7 @@ static void test_contract_one_table_drop_refused(void **state)
         dw_verify_result r;
         assert_dw_ok(h, dw_verify(&r, h, NULL));
         assert_true(r.clean);
-        exec_ok(f->t.db, blockers[i][1]);
+        fixture_exec(f, blockers[i][1]);
     }
     assert_dw_ok(h, dw_contract(h, path, NULL));
     assert_int_equal(old_ticket_columns(f->t.db),
@@ -1498,10 +1371,10 @@ static void test_contract_one_table_drop_refused(void **state)
  * which then restores. */
 static void test_one_table_reopen_and_restore(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     tickets_complete(f);
     char before[1024], buf[1024], path[400];
-    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, TICKETS_SNAPSHOT, before, sizeof before);
     in_dir(f, "tickets.bak", path, sizeof path);
     assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
     dw_close(f->h);
@@ -1514,7 +1387,7 @@ static void test_one_table_reopen_and_restore(void **state)
     assert_dw_ok(h, dw_restore(h, path, NULL));
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
     /* Row 1's old columns are as backed up ('open'), before the backfill. */
-    assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
                         "1:'ann':'open':1:2:1|2:'bob':'closed':2:2:2|"
                         "3:'cy':'open':NULL:1:NULL|4:'di':'closed':5:2:5|"
                         "5:'ed':'open':3:1:3|6:'flo':'closed':4:2:4");
@@ -1522,9 +1395,10 @@ static void test_one_table_reopen_and_restore(void **state)
     dw_verify_result r;
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
-    assert_string_equal(query_text(f->t.db, "SELECT status FROM tickets "
-                                            "WHERE id = 1",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT status FROM tickets "
+                                     "WHERE id = 1",
+                                     buf, sizeof buf),
                         "closed");
 }
 
@@ -1532,19 +1406,19 @@ static void test_one_table_reopen_and_restore(void **state)
 
 static void test_restore_two_tables(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     /* A trigger belongs to the old table too: it comes back, and does not
      * fire on the rows the restore copies. */
-    exec_ok(f->t.db, "CREATE TABLE audit(id);"
-                     "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
-                     "INSERT INTO audit VALUES(new.id); END;");
+    fixture_exec(f, "CREATE TABLE audit(id);"
+                    "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
+                    "INSERT INTO audit VALUES(new.id); END;");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     reach_complete(h);
     char snapshot[4096], schema[4096], path[400], buf[4096];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw_ok(h, dw_contract(h, path, NULL));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
@@ -1557,19 +1431,16 @@ static void test_restore_two_tables(void **state)
     assert_dw_ok(h, dw_restore(h, path, "roll back the contract"));
     /* The table as it was defined, its indexes, exactly the backed-up
      * rows. */
-    assert_string_equal(query_text(f->t.db, ITEMS_SCHEMA, buf, sizeof buf),
-                        schema);
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SCHEMA, buf, sizeof buf), schema);
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
-                     NITEMS);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items_audit'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
+                                    "WHERE name = 'items_audit'"),
                      1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM audit"), 0);
-    assert_string_equal(query_text(f->t.db, "PRAGMA integrity_check", buf,
-                                   sizeof buf),
-                        "ok");
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM audit"), 0);
+    assert_string_equal(
+        fixture_text(f, "PRAGMA integrity_check", buf, sizeof buf), "ok");
     assert_int_equal(attached_backups(f->t.db), 0);
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
     hist hs;
@@ -1597,17 +1468,19 @@ static void test_restore_two_tables(void **state)
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
     assert_int_equal(p.source, DW_SIDE_NEW);
     assert_int_equal(p.finished, 1);
-    assert_string_equal(query_text(f->t.db, "SELECT name || '/' || qty || "
-                                            "'/' || note FROM items WHERE "
-                                            "id = 2",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name || '/' || qty || "
+                                     "'/' || note FROM items WHERE "
+                                     "id = 2",
+                                     buf, sizeof buf),
                         "renamed/40/changed");
-    assert_string_equal(query_text(f->t.db, "SELECT name FROM items WHERE "
-                                            "id = 100",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT name FROM items WHERE "
+                                     "id = 100",
+                                     buf, sizeof buf),
                         "brand new");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
-                                        "id = 3"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
+                                    "id = 3"),
                      0);
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
@@ -1648,26 +1521,24 @@ static void tags_options(dw_options *o, const char *name)
 
 static dw_migration *open_tags(sqlite3 *db)
 {
-    dw_options o;
-    tags_options(&o, "tag_colour");
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    dw_options o =
+        options_for("tag_colour", TEST_SIDE_UNLISTED("tags", TAG_KEY),
+                    TEST_SIDE_UNLISTED("tags_v2", TAG_KEY));
+    o.up = TAG_UP;
+    o.nup = 1;
+    o.down = TAG_DOWN;
+    o.ndown = 1;
+    return open_migration_ok(db, &o);
 }
 
 /* The migration is still contracted, and nothing of the old table came
  * back. */
-static void assert_still_contracted(fixture *f, dw_migration *h)
+static void assert_still_contracted(test_fixture *f, dw_migration *h)
 {
     assert_int_equal(schema_count(f->t.db, "items"), 0);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     assert_int_equal(attached_backups(f->t.db), 0);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     dw_verify_result r;
     assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
     assert_msg_has(h, "contract");
@@ -1679,7 +1550,7 @@ static void assert_still_contracted(fixture *f, dw_migration *h)
 
 static void test_restore_refusals(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
@@ -1691,23 +1562,23 @@ static void test_restore_refusals(void **state)
     /* Another migration, contracted to its own backup. */
     create_tags(f->t.db);
     f->h2 = open_tags(f->t.db);
-    exec_ok(f->t.db, "INSERT INTO tags VALUES('red', 'ff0000'), "
-                     "('green', '00ff00')");
+    fixture_exec(f, "INSERT INTO tags VALUES('red', 'ff0000'), "
+                    "('green', '00ff00')");
     reach_complete(f->h2);
     assert_dw_ok(f->h2, dw_contract(f->h2, other, NULL));
     assert_int_equal(schema_count(f->t.db, "tags"), 0);
 
     reach_complete(h);
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     assert_dw_ok(h, dw_contract(h, path, NULL));
     assert_true(test_copy_file(path, copy));
 
     /* NULL, empty, inside a transaction. */
     assert_dw(h, dw_restore(h, NULL, NULL), DW_EMISUSE);
     assert_dw(h, dw_restore(h, "", NULL), DW_EMISUSE);
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw(h, dw_restore(h, path, NULL), DW_EMISUSE);
-    exec_ok(f->t.db, "ROLLBACK");
+    fixture_exec(f, "ROLLBACK");
     assert_still_contracted(f, h);
 
     /* A missing file: an error, and no file is created. */
@@ -1732,24 +1603,24 @@ static void test_restore_refusals(void **state)
     assert_still_contracted(f, h);
     /* The old table made again by hand (in another case): the restore will
      * not replace it. */
-    exec_ok(f->t.db, "CREATE TABLE Items(x); INSERT INTO Items VALUES(42)");
+    fixture_exec(f, "CREATE TABLE Items(x); INSERT INTO Items VALUES(42)");
     assert_dw(h, dw_restore(h, copy, NULL), DW_EMISUSE);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT x FROM items"), 42);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), 1);
+    assert_int_equal(fixture_int(f, "SELECT x FROM items"), 42);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     assert_int_equal(attached_backups(f->t.db), 0);
-    exec_ok(f->t.db, "DROP TABLE Items");
+    fixture_exec(f, "DROP TABLE Items");
     assert_still_contracted(f, h);
 
     /* The untouched copy restores. */
     assert_dw_ok(h, dw_restore(h, copy, NULL));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
 
     /* Not contracted (any more): refused, nothing touched. */
     assert_dw(h, dw_restore(h, copy, NULL), DW_EMISUSE);
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
     hist hs;
@@ -1761,24 +1632,24 @@ static void test_restore_refusals(void **state)
     dw_verify_result r;
     assert_dw(f->h2, dw_verify(&r, f->h2, NULL), DW_EMISUSE);
     assert_dw_ok(f->h2, dw_restore(f->h2, other, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags"), 2);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags"), 2);
 }
 
 /* The header promises the backup keeps a rowid table's rowids; a restore
  * must give each row back its rowid, gaps included. */
 static void test_restore_keeps_rowids(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_tags(f->t.db);
     f->h = open_tags(f->t.db);
     dw_migration *h = f->h;
-    exec_ok(f->t.db, "INSERT INTO tags VALUES('a', '1'), ('b', '2'), "
-                     "('c', '3'), ('d', '4'), ('e', '5'), ('f', '6');"
-                     "DELETE FROM tags WHERE tag IN ('b', 'd');");
+    fixture_exec(f, "INSERT INTO tags VALUES('a', '1'), ('b', '2'), "
+                    "('c', '3'), ('d', '4'), ('e', '5'), ('f', '6');"
+                    "DELETE FROM tags WHERE tag IN ('b', 'd');");
     char before[256], buf[256], path[400];
     const char *rowids = "SELECT group_concat(rowid || tag, ',') FROM "
                          "(SELECT rowid, tag FROM tags ORDER BY rowid)";
-    query_text(f->t.db, rowids, before, sizeof before);
+    fixture_text(f, rowids, before, sizeof before);
     assert_string_equal(before, "1a,3c,5e,6f");
     reach_complete(h);
     in_dir(f, "tags.bak", path, sizeof path);
@@ -1791,7 +1662,7 @@ static void test_restore_keeps_rowids(void **state)
         print_error("backup rowids: %s, table had %s\n", buf, before);
 
     assert_dw_ok(h, dw_restore(h, path, NULL));
-    assert_string_equal(query_text(f->t.db, rowids, buf, sizeof buf), before);
+    assert_string_equal(fixture_text(f, rowids, buf, sizeof buf), before);
 }
 
 /* A migration with default column lists, contracted, opened again on a
@@ -1799,10 +1670,10 @@ static void test_restore_keeps_rowids(void **state)
  * restored through that handle. */
 static void test_reopen_default_columns_and_restore(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_tags(f->t.db);
-    exec_ok(f->t.db, "INSERT INTO tags VALUES('red', 'ff0000'), "
-                     "('green', '00ff00'), ('blue', NULL)");
+    fixture_exec(f, "INSERT INTO tags VALUES('red', 'ff0000'), "
+                    "('green', '00ff00'), ('blue', NULL)");
     f->h = open_tags(f->t.db);
     char digest[65], path[400], buf[256];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
@@ -1827,8 +1698,8 @@ static void test_reopen_default_columns_and_restore(void **state)
     assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
     assert_msg_has(h, "contract");
     assert_dw(h, dw_stage_set(h, DW_STAGE_RAMPDOWN, NULL, 0), DW_EMISUSE);
-    exec_ok(f->t.db, "UPDATE tags_v2 SET colour = '0000ff' WHERE tag = "
-                     "'blue'");
+    fixture_exec(f, "UPDATE tags_v2 SET colour = '0000ff' WHERE tag = "
+                    "'blue'");
 
     assert_dw_ok(h, dw_restore(h, path, NULL));
     assert_int_equal(stage_of(h), DW_STAGE_RAMPDOWN);
@@ -1841,9 +1712,10 @@ static void test_reopen_default_columns_and_restore(void **state)
     assert_dw_ok(h, dw_backfill(NULL, h, NULL));
     assert_dw_ok(h, dw_verify(&r, h, NULL));
     assert_true(r.clean);
-    assert_string_equal(query_text(f->t.db, "SELECT color FROM tags WHERE "
-                                            "tag = 'blue'",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT color FROM tags WHERE "
+                                     "tag = 'blue'",
+                                     buf, sizeof buf),
                         "0000ff");
 }
 
@@ -1852,26 +1724,25 @@ static void test_reopen_default_columns_and_restore(void **state)
  * whether or not foreign keys are enforced on the connection. */
 static void test_contract_refuses_cascading_key(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "CREATE TABLE notes(id INTEGER PRIMARY KEY, item_id "
-                     "INTEGER REFERENCES items(id) ON DELETE CASCADE);"
-                     "INSERT INTO notes VALUES(1, 4), (2, 9);"
-                     "PRAGMA foreign_keys = ON");
+    fixture_exec(f, "CREATE TABLE notes(id INTEGER PRIMARY KEY, item_id "
+                    "INTEGER REFERENCES items(id) ON DELETE CASCADE);"
+                    "INSERT INTO notes VALUES(1, 4), (2, 9);"
+                    "PRAGMA foreign_keys = ON");
     f->h = open_items(f->t.db);
     dw_migration *h = f->h;
     reach_complete(h);
     char path[400];
     in_dir(f, "items.bak", path, sizeof path);
     for (int enforced = 1; enforced >= 0; enforced--) {
-        exec_ok(f->t.db, enforced ? "PRAGMA foreign_keys = ON"
-                                  : "PRAGMA foreign_keys = OFF");
+        fixture_exec(f, enforced ? "PRAGMA foreign_keys = ON"
+                                 : "PRAGMA foreign_keys = OFF");
         assert_dw(h, dw_contract(h, path, NULL), DW_ECONSTRAINT);
         assert_msg_has(h, "notes");
         assert_false(file_exists(path));
-        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM notes"), 2);
-        assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
-                         NITEMS);
+        assert_int_equal(fixture_int(f, "SELECT count(*) FROM notes"), 2);
+        assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
     }
 }
 
@@ -1880,12 +1751,12 @@ static void test_contract_refuses_cascading_key(void **state)
  * it (documented) instead of failing for good. */
 static void test_restore_expression_default(void **state)
 {
-    fixture *f = *state;
-    exec_ok(f->t.db, "CREATE TABLE events(id INTEGER PRIMARY KEY, created "
-                     "TEXT DEFAULT CURRENT_TIMESTAMP, size INTEGER DEFAULT 7,"
-                     " kind TEXT, kind_code INTEGER);"
-                     "INSERT INTO events(id, created, kind) VALUES"
-                     "(1, '2026-01-01', 'a'), (2, '2026-02-02', 'b');");
+    test_fixture *f = *state;
+    fixture_exec(f, "CREATE TABLE events(id INTEGER PRIMARY KEY, created "
+                    "TEXT DEFAULT CURRENT_TIMESTAMP, size INTEGER DEFAULT 7,"
+                    " kind TEXT, kind_code INTEGER);"
+                    "INSERT INTO events(id, created, kind) VALUES"
+                    "(1, '2026-01-01', 'a'), (2, '2026-02-02', 'b');");
     static const char *const key[] = {"id"};
     static const char *const old_cols[] = {"created", "size", "kind"};
     static const char *const new_cols[] = {"kind_code"};
@@ -1902,7 +1773,7 @@ static void test_restore_expression_default(void **state)
     o.new_side.ncolumns = 1;
     o.up = up;
     o.nup = 1;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     dw_migration *h = f->h;
     reach_complete(h);
     char path[400], buf[256];
@@ -1937,7 +1808,7 @@ static void test_restore_expression_default(void **state)
 enum { RACE_CONTRACT, RACE_LEAVE_COMPLETE, RACE_OLD_ROW, RACE_DEFINE };
 
 typedef struct race {
-    fixture *f;
+    test_fixture *f;
     int action;
     int begins;
     int acted;
@@ -1975,7 +1846,7 @@ static int race_trace(unsigned type, void *ctx, void *p, void *x)
 }
 
 /* Runs the contract with the race; returns its result code. */
-static int contract_with_race(fixture *f, race *r, const char *path)
+static int contract_with_race(test_fixture *f, race *r, const char *path)
 {
     sqlite3_trace_v2(f->t.db, SQLITE_TRACE_STMT, race_trace, r);
     int rc = dw_contract(f->h, path, "race");
@@ -1984,10 +1855,10 @@ static int contract_with_race(fixture *f, race *r, const char *path)
     return rc;
 }
 
-static void race_setup(fixture *f, race *r, int action)
+static void race_setup(test_fixture *f, race *r, int action)
 {
     items_complete(f);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h2 = open_items(f->db2);
     memset(r, 0, sizeof *r);
     r->f = f;
@@ -1999,7 +1870,7 @@ static void race_setup(fixture *f, race *r, int action)
  * call's backup is removed, the other's stays, one contract is recorded. */
 static void test_contract_race_contracted_elsewhere(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     race r;
     race_setup(f, &r, RACE_CONTRACT);
     char path[400];
@@ -2013,15 +1884,14 @@ static void test_contract_race_contracted_elsewhere(void **state)
     assert_true(file_exists(r.other_path));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
     assert_int_equal(attached_backups(f->t.db), 0);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     hist hs;
     get_history(&hs, f->h);
     assert_int_equal(hs.ncontract, 1);
     assert_non_null(strstr(hs.last_contract.detail, r.other_path));
     /* The other's backup restores it. */
     assert_dw_ok(f->h, dw_restore(f->h, r.other_path, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"),
-                     NITEMS);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), NITEMS);
 }
 
 /* The same, the other contract to the same path: it finds this call's
@@ -2029,7 +1899,7 @@ static void test_contract_race_contracted_elsewhere(void **state)
  * backup of the dropped model: this call must not remove it. */
 static void test_contract_race_same_path(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     race r;
     race_setup(f, &r, RACE_CONTRACT);
     char path[400];
@@ -2047,18 +1917,18 @@ static void test_contract_race_same_path(void **state)
  * dropped, the backup removed. */
 static void test_contract_race_left_complete(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     race r;
     race_setup(f, &r, RACE_LEAVE_COMPLETE);
     char snapshot[4096], schema[4096], path[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
     assert_msg_has(f->h, "left COMPLETE while the backup was written");
     assert_false(file_exists(path));
     assert_int_equal(stage_of(f->h), DW_STAGE_RAMPDOWN);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     assert_not_contracted(f, f->h, snapshot, schema);
 }
 
@@ -2066,28 +1936,27 @@ static void test_contract_race_left_complete(void **state)
  * as it is, so nothing is dropped and the backup is removed. */
 static void test_contract_race_old_row_changed(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     race r;
     race_setup(f, &r, RACE_OLD_ROW);
     char schema[4096], path[400];
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw(f->h, contract_with_race(f, &r, path), DW_ERROR);
     assert_msg_has(f->h, "the old model changed while the backup was being "
                          "written");
     assert_msg_has(f->h, "nothing was dropped");
     assert_false(file_exists(path));
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     char snapshot[4096];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     assert_non_null(strstr(snapshot, "'late'"));
     assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
     /* Tried again, the contract goes through with the row as it is now. */
     assert_dw_ok(f->h, dw_contract(f->h, path, "again"));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
     assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, schema,
-                                   sizeof schema),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, schema, sizeof schema),
                         snapshot);
 }
 
@@ -2098,7 +1967,7 @@ static void test_contract_race_old_row_changed(void **state)
  * touching it, and uses it again once the definition is as it was. */
 static void test_contract_kept_backup_other_definition(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = items_complete(f);
     char path[400];
     in_dir(f, "items.bak", path, sizeof path);
@@ -2108,17 +1977,17 @@ static void test_contract_kept_backup_other_definition(void **state)
     sqlite3_commit_hook(f->t.db, NULL, NULL);
     assert_true(file_exists(path));
 
-    exec_ok(f->t.db, "CREATE INDEX items_note ON items(note)");
+    fixture_exec(f, "CREATE INDEX items_note ON items(note)");
     char schema[4096], snapshot[4096];
-    query_text(f->t.db, ITEMS_SCHEMA, schema, sizeof schema);
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SCHEMA, schema, sizeof schema);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     assert_dw(h, dw_contract(h, path, "index added"), DW_EMISUSE);
     assert_msg_has(h, "describes the old model otherwise than it is now");
     assert_msg_has(h, "never overwrites a file");
     assert_true(file_exists(path));
     assert_not_contracted(f, h, snapshot, schema);
 
-    exec_ok(f->t.db, "DROP INDEX items_note");
+    fixture_exec(f, "DROP INDEX items_note");
     assert_dw_ok(h, dw_contract(h, path, "as it was"));
     assert_int_equal(schema_count(f->t.db, "items"), 0);
 }
@@ -2131,15 +2000,15 @@ static void test_contract_kept_backup_other_definition(void **state)
  * refuses it; redefined back, the backup restores. */
 static void test_restore_needs_the_contracted_spec(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_complete(f);
     char snapshot[4096], buf[4096], path[400];
-    query_text(f->t.db, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
+    fixture_text(f, ITEMS_SNAPSHOT, snapshot, sizeof snapshot);
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
     dw_close(f->h);
     f->h = NULL;
-    int n = query_int(f->t.db, "SELECT count(*) FROM dw_history");
+    int n = fixture_int(f, "SELECT count(*) FROM dw_history");
 
     dw_options o;
     items_options(&o, "items_rename");
@@ -2151,7 +2020,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     assert_non_null(err);
     assert_non_null(strstr(err, "contracted with old table \"items\""));
     dw_free(err);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history"), n);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history"), n);
 
     /* Redefined: the note is no longer copied as it is. */
     static const dw_column_map up2[] = {
@@ -2160,7 +2029,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     o.up = up2;
     o.flags = DW_OPEN_REDEFINE;
     o.reason = "notes dropped";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_dw(f->h, dw_restore(f->h, path, NULL), DW_EMISUSE);
     assert_msg_has(f->h, "was taken under spec");
     assert_msg_has(f->h, "redefined since");
@@ -2170,9 +2039,9 @@ static void test_restore_needs_the_contracted_spec(void **state)
     items_options(&o, "items_rename");
     o.flags = DW_OPEN_REDEFINE;
     o.reason = "back to the contracted spec";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_dw_ok(f->h, dw_restore(f->h, path, NULL));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         snapshot);
 }
 
@@ -2184,23 +2053,23 @@ static void test_restore_needs_the_contracted_spec(void **state)
  * contracted; with the stray column gone it restores. */
 static void test_restore_column_exists_again(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = tickets_complete(f);
     char before[1024], buf[1024], cols[1024], path[400];
-    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, TICKETS_SNAPSHOT, before, sizeof before);
     in_dir(f, "tickets.bak", path, sizeof path);
     assert_dw_ok(h, dw_contract(h, path, NULL));
 
-    exec_ok(f->t.db, "ALTER TABLE tickets ADD COLUMN prio TEXT");
-    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    fixture_exec(f, "ALTER TABLE tickets ADD COLUMN prio TEXT");
+    fixture_text(f, TICKETS_COLUMNS, cols, sizeof cols);
     assert_dw(h, dw_restore(h, path, "put it back"), DW_ERROR);
     assert_msg_has(h, "re-adding an old column");
     assert_msg_has(h, "prio");
-    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                         cols);
     assert_int_equal(stage_of(h), DW_STAGE_COMPLETE);
     assert_int_equal(attached_backups(f->t.db), 0);
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     hist hs;
     get_history(&hs, h);
     assert_int_equal(hs.nrestore, 0);
@@ -2208,9 +2077,9 @@ static void test_restore_column_exists_again(void **state)
     assert_dw(h, dw_verify(&r, h, NULL), DW_EMISUSE);
     assert_msg_has(h, "contract");
 
-    exec_ok(f->t.db, "ALTER TABLE tickets DROP COLUMN prio");
+    fixture_exec(f, "ALTER TABLE tickets DROP COLUMN prio");
     assert_dw_ok(h, dw_restore(h, path, "put it back"));
-    assert_string_equal(query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
                         before);
 }
 
@@ -2290,20 +2159,19 @@ static dw_migration *open_items_copy(sqlite3 *db)
  * keeps the table for it, and the second drops it. Both restore. */
 static void test_contract_old_table_shared(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
-    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+    fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount)");
     dw_migration *b = f->h2 = open_items_copy(f->t.db);
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(b, DW_STAGE_SHADOW);
     char path_a[400], path_b[400], buf[4096], before[4096];
     in_dir(f, "a.bak", path_a, sizeof path_a);
     in_dir(f, "b.bak", path_b, sizeof path_b);
 
     /* Refused, naming the other migration and what it uses; nothing
      * dropped, no backup left. */
-    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, ITEMS_SNAPSHOT, before, sizeof before);
     int n = history_len(a);
     assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
     assert_msg_has(a, "\"items_copy\"");
@@ -2311,23 +2179,20 @@ static void test_contract_old_table_shared(void **state)
     assert_msg_has(a, "\"items\"");
     assert_msg_has(a, "SHADOW");
     assert_false(file_exists(path_a));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         before);
     assert_int_equal(history_len(a), n);
     /* The other still reads and writes its old table. */
     item_write w = {"kept", 4, NULL, 0};
     dw_value k3 = dw_int(3);
     assert_dw_ok(b, dw_write(b, &k3, 1, write_item_old, NULL, &w));
-    assert_int_equal(
-        query_int(f->t.db, "SELECT amount FROM items_v3 WHERE id = 3"), 4);
+    assert_int_equal(fixture_int(f, "SELECT amount FROM items_v3 WHERE id = 3"),
+                     4);
 
     /* The other at COMPLETE: the first contract backs the table up and
      * keeps it, for the other's contract, which drops it. */
-    backfill_and_verify(b);
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_LIVE, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_RAMPDOWN, NULL, 0));
-    assert_dw_ok(b, dw_stage_set(b, DW_STAGE_COMPLETE, NULL, 0));
-    query_text(f->t.db, ITEMS_SNAPSHOT, before, sizeof before);
+    stage_walk_ok(b, DW_STAGE_COMPLETE);
+    fixture_text(f, ITEMS_SNAPSHOT, before, sizeof before);
     assert_dw_ok(a, dw_contract(a, path_a, "first"));
     assert_int_equal(schema_count(f->t.db, "items"), 4); /* and indexes */
     hist hs;
@@ -2358,14 +2223,14 @@ static void test_contract_old_table_shared(void **state)
     /* Restore: the first recreates the table from its backup; the second
      * then finds it in place, as its backup holds it. */
     assert_dw_ok(a, dw_restore(a, path_a, "back"));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         before);
     assert_dw_ok(b, dw_restore(b, path_b, "back too"));
     assert_int_equal(stage_of(a), DW_STAGE_RAMPDOWN);
     assert_int_equal(stage_of(b), DW_STAGE_RAMPDOWN);
     get_history(&hs, b);
     assert_non_null(strstr(hs.last_restore.detail, "in place"));
-    assert_string_equal(query_text(f->t.db, ITEMS_SNAPSHOT, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, ITEMS_SNAPSHOT, buf, sizeof buf),
                         before);
 }
 
@@ -2373,10 +2238,10 @@ static void test_contract_old_table_shared(void **state)
  * columns another migration reads: refused while it is below COMPLETE. */
 static void test_contract_shared_new_side_and_columns(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = tickets_complete(f);
-    exec_ok(f->t.db, "CREATE TABLE ticket_log(id INTEGER PRIMARY KEY, "
-                     "state TEXT)");
+    fixture_exec(f, "CREATE TABLE ticket_log(id INTEGER PRIMARY KEY, "
+                    "state TEXT)");
     static const char *const LOG_OLD[] = {"status"};
     static const char *const LOG_NEW[] = {"state"};
     static const dw_column_map LOG_UP[] = {{"state", "status"}};
@@ -2387,12 +2252,12 @@ static void test_contract_shared_new_side_and_columns(void **state)
                      DW_OK);
     char path[400], cols[1024], buf[1024];
     in_dir(f, "t.bak", path, sizeof path);
-    query_text(f->t.db, TICKETS_COLUMNS, cols, sizeof cols);
+    fixture_text(f, TICKETS_COLUMNS, cols, sizeof cols);
     assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
     assert_msg_has(a, "\"ticket_log\"");
     assert_msg_has(a, "status");
     assert_msg_has(a, "OFF");
-    assert_string_equal(query_text(f->t.db, TICKETS_COLUMNS, buf, sizeof buf),
+    assert_string_equal(fixture_text(f, TICKETS_COLUMNS, buf, sizeof buf),
                         cols);
     assert_false(file_exists(path));
     dw_close(f->h2);
@@ -2400,7 +2265,7 @@ static void test_contract_shared_new_side_and_columns(void **state)
 
     /* A migration into the old columns (its new side): refused at any
      * stage, and named first. */
-    exec_ok(f->t.db, "CREATE TABLE legacy(id INTEGER PRIMARY KEY, st TEXT)");
+    fixture_exec(f, "CREATE TABLE legacy(id INTEGER PRIMARY KEY, st TEXT)");
     static const char *const IN_OLD[] = {"st"};
     static const dw_column_map IN_UP[] = {{"status", "st"}};
     assert_int_equal(pair_open(&f->h2, f->t.db, "into_tickets", KEY,
@@ -2419,7 +2284,7 @@ static void test_contract_shared_new_side_and_columns(void **state)
  * until that migration is redefined without it. */
 static void test_contract_table_named_by_other_mapping(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     create_tags(f->t.db);
     static const dw_column_map LOOKUP[] = {
@@ -2453,9 +2318,9 @@ static void test_contract_table_named_by_other_mapping(void **state)
  * that one keeps its column for this one, whose contract drops both. */
 static void test_contract_partial_column_overlap(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = tickets_complete(f);
-    exec_ok(f->t.db, "ALTER TABLE tickets ADD COLUMN urgency INTEGER");
+    fixture_exec(f, "ALTER TABLE tickets ADD COLUMN urgency INTEGER");
     static const char *const U_OLD[] = {"prio"};
     static const char *const U_NEW[] = {"urgency"};
     static const dw_column_map U_UP[] = {{"urgency", "prio"}};
@@ -2468,14 +2333,14 @@ static void test_contract_partial_column_overlap(void **state)
     char path_a[400], path_b[400], before[1024], buf[1024];
     in_dir(f, "a.bak", path_a, sizeof path_a);
     in_dir(f, "b.bak", path_b, sizeof path_b);
-    query_text(f->t.db, TICKETS_SNAPSHOT, before, sizeof before);
+    fixture_text(f, TICKETS_SNAPSHOT, before, sizeof before);
     assert_dw(a, dw_contract(a, path_a, NULL), DW_EGATE);
     assert_msg_has(a, "\"urgency\"");
     assert_msg_has(a, "prio");
     assert_msg_has(a, "first");
     assert_false(file_exists(path_a));
-    assert_string_equal(
-        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        before);
 
     assert_dw_ok(b, dw_contract(b, path_b, NULL)); /* kept for a */
     assert_dw_ok(a, dw_contract(a, path_a, NULL));
@@ -2486,20 +2351,20 @@ static void test_contract_partial_column_overlap(void **state)
     assert_dw_ok(b, dw_restore(b, path_b, NULL));
     /* Written since, the column is not as backed up: refused, and the
      * write is not undone. */
-    exec_ok(f->t.db, "UPDATE tickets SET prio = 9 WHERE id = 1");
+    fixture_exec(f, "UPDATE tickets SET prio = 9 WHERE id = 1");
     assert_dw(a, dw_restore(a, path_a, NULL), DW_ERROR);
     assert_msg_has(a, "do not match the backup");
-    assert_int_equal(query_int(f->t.db, "SELECT prio FROM tickets WHERE "
-                                        "id = 1"),
+    assert_int_equal(fixture_int(f, "SELECT prio FROM tickets WHERE "
+                                    "id = 1"),
                      9);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM "
-                                        "pragma_table_xinfo('tickets') WHERE "
-                                        "name = 'status'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM "
+                                    "pragma_table_xinfo('tickets') WHERE "
+                                    "name = 'status'"),
                      0);
-    exec_ok(f->t.db, "UPDATE tickets SET prio = 1 WHERE id = 1");
+    fixture_exec(f, "UPDATE tickets SET prio = 1 WHERE id = 1");
     assert_dw_ok(a, dw_restore(a, path_a, NULL));
-    assert_string_equal(
-        query_text(f->t.db, TICKETS_SNAPSHOT, buf, sizeof buf), before);
+    assert_string_equal(fixture_text(f, TICKETS_SNAPSHOT, buf, sizeof buf),
+                        before);
     assert_int_equal(old_ticket_columns(f->t.db),
                      2);
 }
@@ -2509,13 +2374,13 @@ static void test_contract_partial_column_overlap(void **state)
  * says of it), rather than crash or fail as a database error. */
 static void test_contract_other_spec_damaged(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
-    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+    fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount)");
     f->h2 = open_items_copy(f->t.db);
-    exec_ok(f->t.db, "UPDATE dw_migrations SET spec = '{\"old\": ' WHERE "
-                     "name = 'items_copy'");
+    fixture_exec(f, "UPDATE dw_migrations SET spec = '{\"old\": ' WHERE "
+                    "name = 'items_copy'");
     char path[400];
     in_dir(f, "a.bak", path, sizeof path);
     assert_dw(a, dw_contract(a, path, NULL), DW_ECORRUPT);
@@ -2532,11 +2397,11 @@ static void test_contract_other_spec_damaged(void **state)
  * sees it, and nothing is dropped. */
 static void test_contract_race_other_defined(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     race r;
     race_setup(f, &r, RACE_DEFINE);
-    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+    fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount)");
     char path[400];
     in_dir(f, "items.bak", path, sizeof path);
     assert_dw(f->h, contract_with_race(f, &r, path), DW_EGATE);
@@ -2555,12 +2420,12 @@ static void test_contract_race_other_defined(void **state)
  * and the last drops it. */
 static void test_contract_three_of_one_table(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
-    exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount);"
-                     "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
-                     "label TEXT, amount)");
+    fixture_exec(f, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount);"
+                    "CREATE TABLE items_v4(id INTEGER PRIMARY KEY, "
+                    "label TEXT, amount)");
     dw_migration *b = f->h2 = open_items_copy(f->t.db);
     dw_migration *c = open_items_copy_as(f->t.db, "items_copy2", "items_v4");
     reach_complete(b);
@@ -2605,7 +2470,7 @@ static void test_contract_table_named_by_other_setup_and_cohort(void **state)
     int rc = dw_open(&f->h2, f->t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "(no message)");
-    sqlite3_free(err);
+    dw_free(err);
     err = NULL;
     assert_int_equal(rc, DW_OK);
     assert_dw(a, dw_contract(a, path, NULL), DW_EGATE);
@@ -2721,72 +2586,73 @@ static void test_restore_damaged_record(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_gate_states, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_refuses_cascading_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restore_expression_default, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gate_forced, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gate_staleness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_states, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_refuses_cascading_key, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_expression_default, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_forced, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gate_staleness, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_failed_commit_keeps_backup,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_refusals, setup,
+                                        fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_refusals, fixture_setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_contract_two_tables, setup,
+        cmocka_unit_test_setup_teardown(test_contract_two_tables, fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_backup_does_not_check_out, setup, teardown),
+            test_contract_backup_does_not_check_out, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_drop_refused_foreign_key,
-                                        setup, teardown),
+                                        fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_drop_refused_deferred_foreign_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_one_table, setup,
+            test_contract_drop_refused_deferred_foreign_key, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_one_table, fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_one_table_drop_refused,
-                                        setup, teardown),
+                                        fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_table_reopen_and_restore,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restore_two_tables, setup,
+                                        fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_two_tables, fixture_setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_restore_refusals, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_reopen_default_columns_and_restore, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restore_keeps_rowids, setup,
+        cmocka_unit_test_setup_teardown(test_restore_refusals, fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_race_contracted_elsewhere, setup, teardown),
+            test_reopen_default_columns_and_restore, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_keeps_rowids, fixture_setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_table_named_by_other_setup_and_cohort, setup,
+            test_contract_race_contracted_elsewhere, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_contract_table_named_by_other_setup_and_cohort, fixture_setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_contract_other_key_routed_below,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restore_damaged_record, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_contract_race_same_path, setup,
+                                        fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_damaged_record,
+                                        fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_race_same_path,
+                                        fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_left_complete,
-                                        setup, teardown),
+                                        fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_contract_race_old_row_changed,
-                                        setup, teardown),
+                                        fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_kept_backup_other_definition, setup, teardown),
+            test_contract_kept_backup_other_definition, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_restore_needs_the_contracted_spec, setup, teardown),
+            test_restore_needs_the_contracted_spec, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_column_exists_again,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_contract_old_table_shared, setup,
+                                        fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_contract_old_table_shared, fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_shared_new_side_and_columns, setup, teardown),
+            test_contract_shared_new_side_and_columns, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_table_named_by_other_mapping, setup, teardown),
+            test_contract_table_named_by_other_mapping, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_partial_column_overlap, setup, teardown),
+            test_contract_partial_column_overlap, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_other_spec_damaged, setup, teardown),
+            test_contract_other_spec_damaged, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_race_other_defined, setup, teardown),
+            test_contract_race_other_defined, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_contract_three_of_one_table, setup, teardown),
+            test_contract_three_of_one_table, fixture_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,16 +23,11 @@ static int open_items_with(dw_migration **h, sqlite3 *db,
                            const dw_column_map *up_map, unsigned int flags,
                            char **err)
 {
-    dw_options o = DW_OPTIONS_INIT;
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.flags = flags;
     o.reason = flags ? "redefined" : NULL;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
     o.up = up_map;
     o.nup = 1;
     o.down = down;

@@ -1365,18 +1365,8 @@ static void test_callback_migration(void **state)
     static const char *const key[] = {"id"};
     static const char *const old_cols[] = {"name", "qty"};
     static const char *const new_cols[] = {"label", "tenths"};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "in_app";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = old_cols;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = new_cols;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for("in_app", TEST_SIDE("items", key, old_cols),
+                               TEST_SIDE("items_v2", key, new_cols));
     o.up_fn = up_callback;
     o.map_version = "labels v1";
     dw_migration *h = NULL;

@@ -246,8 +246,7 @@ static void test_remove_io_error(void **state)
     dw_options o;
     world_options(&o);
     o.name = "second";
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, f->db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(f->db, &o);
     dw_close(h);
     exec_ok(f->db, "BEGIN");
     exec_ok(f->db, CALLER_SQL);

@@ -46,18 +46,6 @@ static dw_options link_opts(const char *name)
     return o;
 }
 
-static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : dw_errstr(rc));
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
-}
-
 /* The key (tag_id, item_id) as two values in k. */
 static const dw_value *link(dw_value k[2], int tag, int item)
 {
@@ -82,15 +70,7 @@ static int write_row(sqlite3 *db, const dw_value *key, int nkey, void *p)
              w->insert ? "INSERT INTO %s(tag_id, item_id) VALUES(?1, ?2)"
                        : "DELETE FROM %s WHERE tag_id = ?1 AND item_id = ?2",
              w->table);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_int64(st, 2, key[1].i);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, sql, "ii", key[0].i, key[1].i);
 }
 
 enum { DROP = 0, ADD = 1 };
@@ -339,7 +319,7 @@ static void contract_and_restore(test_db *t, dw_migration *h)
     assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 5, 18, ADD));
     dw_close(h);
     dw_options o = link_opts("links");
-    h = open_ok(t->db, &o);
+    h = open_migration_ok(t->db, &o);
 
     assert_dw_ok(h, dw_restore(h, backup, "bring it back"));
     assert_int_equal(query_int(t->db, "SELECT count(*) FROM tag_item"), links);
@@ -366,7 +346,7 @@ static void test_link_table_lifecycle(void **state)
     dw_options o = link_opts("links");
     o.mismatch_fn = sink;
     o.mismatch_payload = &s;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     check_stored_spec(t.db);
     /* The stored spec opens as it was stored (same digest). */
     dw_migration *stored = NULL;
@@ -387,7 +367,7 @@ static void test_link_table_lifecycle(void **state)
 static dw_migration *open_at_live(sqlite3 *db)
 {
     dw_options o = link_opts("links");
-    dw_migration *h = open_ok(db, &o);
+    dw_migration *h = open_migration_ok(db, &o);
     stage_to(h, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     stage_to(h, DW_STAGE_SHADOW);
@@ -451,7 +431,7 @@ static void test_key_only_new_side(void **state)
     dw_options o = drop_note_opts("drop_note");
     o.down = down;
     o.ndown = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     char buf[512];
     query_text(t.db, "SELECT spec FROM dw_migrations WHERE name = "
                      "'drop_note'",
@@ -783,7 +763,7 @@ static void contract_and_restore_members(test_db *t, dw_migration **hp,
     char saved[80];
     snprintf(saved, sizeof saved, "%s", dw_spec_digest(h));
     dw_close(h);
-    h = open_ok(t->db, o);
+    h = open_migration_ok(t->db, o);
     assert_string_equal(dw_spec_digest(h), saved);
     dw_migration *stored = NULL;
     assert_int_equal(dw_open_stored(&stored, t->db, o->name, 0, NULL),
@@ -807,9 +787,9 @@ static void test_key_only_new_side_every_stage(void **state)
     test_db_open(&t);
     exec_ok(t.db, MEMBER_SCHEMA);
     dw_options o = member_opts("members");
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     /* Open twice: the same digest. */
-    dw_migration *again = open_ok(t.db, &o);
+    dw_migration *again = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
     dw_close(again);
     walk_member_stages(&t, h);
@@ -850,7 +830,7 @@ static void test_key_only_side_callback_mappings(void **state)
         o.up_fn = up_callback ? map_up_nothing : NULL;
         o.down_fn = map_down_role;
         o.map_version = "v1";
-        dw_migration *h = open_ok(t.db, &o);
+        dw_migration *h = open_migration_ok(t.db, &o);
         dw_migration *stored = NULL;
         assert_int_equal(dw_open_stored(&stored, t.db, "members_cb", 0, NULL),
                          DW_OK);
@@ -872,7 +852,7 @@ static void test_link_table_promotion_and_canary(void **state)
     exec_ok(t.db, LINK_SCHEMA "INSERT INTO tag_item VALUES(1, 10), (1, 11), "
                               "(2, 10), (3, 12);");
     dw_options o = link_opts("links");
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     stage_to(h, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     stage_to(h, DW_STAGE_SHADOW);
@@ -932,7 +912,7 @@ static void test_key_only_backfill_resumes(void **state)
                                   "INSERT INTO tag_item_v1 SELECT i % 7, i, "
                                   "'n' FROM n;");
     dw_options o = drop_note_opts("resume");
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     stage_to(h, DW_STAGE_DUAL_WRITE);
     /* Some are there already. */
     exec_ok(t.db, "INSERT INTO tag_item SELECT tag_id, item_id FROM "
@@ -948,7 +928,7 @@ static void test_key_only_backfill_resumes(void **state)
     int64_t first = p.rows_written;
     assert_true(first > 0 && first <= 10);
     dw_close(h);
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     bo.progress = NULL;
     assert_dw_ok(h, dw_backfill(&p, h, &bo));
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM tag_item"), 50);
@@ -1027,10 +1007,10 @@ static void queue_and_drain(sqlite3 *db, dw_migration *h)
 static void walk_link_stages(test_db *t, dw_options *o)
 {
     o->flags = DW_OPEN_REPAIR_QUEUE;
-    dw_migration *h = open_ok(t->db, o);
+    dw_migration *h = open_migration_ok(t->db, o);
     /* Redefined with the same spec: the same digest. */
     o->flags |= DW_OPEN_REDEFINE;
-    dw_migration *again = open_ok(t->db, o);
+    dw_migration *again = open_migration_ok(t->db, o);
     assert_string_equal(dw_spec_digest(again), dw_spec_digest(h));
     dw_close(again);
     stage_to(h, DW_STAGE_DUAL_WRITE);
@@ -1056,7 +1036,7 @@ static void walk_link_stages(test_db *t, dw_options *o)
     assert_dw_ok(h, write_through(h, DW_SIDE_NEW, 8, 8, ADD));
     dw_close(h);
     o->flags = 0;
-    h = open_ok(t->db, o);
+    h = open_migration_ok(t->db, o);
     assert_dw_ok(h, dw_restore(h, backup, "back"));
     backfill_and_verify(h);
     assert_int_equal(has_row(t->db, "tag_item", 8, 8), 1);

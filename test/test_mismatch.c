@@ -14,21 +14,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
-}
-
-static int is_hex16(const char *s)
-{
-    if (!s || strlen(s) != 16)
-        return 0;
-    for (int i = 0; i < 16; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 typedef struct mdiff {
     char column[32];
     int has_old, has_new;
@@ -107,14 +92,8 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
 {
     static const dw_column_map up[] = {{"nickname", "nickname"},
                                        {"secret", "secret"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "m_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "m_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("m_old", k_id),
+                               TEST_SIDE_UNLISTED("m_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -125,14 +104,8 @@ static dw_migration *mfx_migration(mfx *f, const char *name, unsigned int flags,
     }
     o.mismatch_fn = sink;
     o.mismatch_payload = &f->s;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(f->t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     return h;
 }
 
@@ -211,16 +184,9 @@ static int log_cb(const dw_mismatch_entry *e, void *payload)
 
 static int64_t log_rows_like(sqlite3 *db, const char *pattern)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM dw_mismatch_log WHERE detail LIKE ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, pattern, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_mismatch_log WHERE detail LIKE ?1",
+        pattern);
 }
 
 /* ---- the sink ------------------------------------------------------------------- */
@@ -286,21 +252,14 @@ static void test_sink_composite_text_key(void **state)
     static const dw_column_map up[] = {{"v", "v"}};
     msink s;
     memset(&s, 0, sizeof s);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "composite";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 2;
+    dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
+                               TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
     o.mismatch_fn = sink;
     o.mismatch_payload = &s;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_row *out = NULL;
     assert_int_equal(dw_row_new(&out), DW_OK);
     dw_value k[2] = {dw_text("org-7"), dw_int(3)};
@@ -875,14 +834,8 @@ static void test_redact_and_ignore_case_insensitive(void **state)
     static const dw_column_map up[] = {{"nickname", "nickname"},
                                        {"full", "full"}};
     static const char *const redact_upper[] = {"FULL"};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "mm_case";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("mm_case", TEST_SIDE_UNLISTED("c_old", k_id),
+                               TEST_SIDE_UNLISTED("c_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = DW_OPEN_LOG_RAW_VALUES;
@@ -890,13 +843,8 @@ static void test_redact_and_ignore_case_insensitive(void **state)
     o.nredact_columns = 1;
     o.mismatch_fn = sink;
     o.mismatch_payload = &f.s;
-    char *err = NULL;
-    int rc = dw_open(&f.h, f.t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    f.h = open_migration_ok(f.t.db, &o);
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     assert_int_equal(dw_row_new(&f.out), DW_OK);
 
     /* Redaction: "full" is never shown raw, "nickname" is. */

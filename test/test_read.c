@@ -15,11 +15,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
-}
-
 static dw_metrics metrics(dw_migration *h)
 {
     dw_metrics m;
@@ -193,25 +188,14 @@ static void fx_open_sink(fx *f, unsigned int flags, dw_mismatch_fn fn,
             "CREATE TABLE r_old(id INTEGER PRIMARY KEY, name TEXT);"
             "CREATE TABLE r_new(id INTEGER PRIMARY KEY, name TEXT);");
     static const dw_column_map up[] = {{"name", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "reads";
-    o.old_side.table = "r_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "r_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("reads", TEST_SIDE_UNLISTED("r_old", k_id),
+                               TEST_SIDE_UNLISTED("r_new", k_id));
     o.up = up;
     o.nup = 1;
     o.flags = flags;
     o.mismatch_fn = fn ? fn : sink;
     o.mismatch_payload = fn ? payload : &f->sr;
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     f->sr.db = f->t.db;
     rd_init(&f->r);
     assert_int_equal(dw_row_new(&f->out), DW_OK);
@@ -242,7 +226,7 @@ static void fx_open_same_names(fx *f, const char *old_updated,
                                const char *new_updated)
 {
     fx_open(f, 0);
-    assert_dw_ok(f->h, set_stage(f->h, DW_STAGE_SHADOW));
+    assert_dw_ok(f->h, stage_force(f->h, DW_STAGE_SHADOW));
     f->r.s[DW_SIDE_OLD].name = "same";
     f->r.s[DW_SIDE_NEW].name = "same";
     f->r.s[DW_SIDE_OLD].updated = old_updated;
@@ -304,7 +288,7 @@ static void test_every_stage(void **state)
     };
     for (int i = 0; i < 6; i++) {
         if (i > 0)
-            assert_dw_ok(f.h, set_stage(f.h, want[i].stage));
+            assert_dw_ok(f.h, stage_force(f.h, want[i].stage));
         int stage = -1;
         assert_dw_ok(f.h, dw_stage_get(&stage, f.h));
         assert_int_equal(stage, want[i].stage);
@@ -357,7 +341,7 @@ static void test_read_transaction_and_sink_timing(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     f.sr.autocommit = -1;
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(f.r.order, "ON");
@@ -385,7 +369,7 @@ static void test_other_side_failures(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
 
     /* the new read fails */
     dw_metrics_reset(f.h);
@@ -446,7 +430,7 @@ static void test_other_side_failures(void **state)
     assert_int_equal(f.sr.calls, 0);
 
     /* at LIVE, the old side is the other side */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 46));
     assert_string_equal(f.r.order, "NO");
@@ -477,7 +461,7 @@ static void test_trusted_read_failure_still_reads_other(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_metrics_reset(f.h);
     f.r.s[DW_SIDE_OLD].rc = 1234;
     assert_dw(f.h, fx_read(&f, 1), DW_ECALLBACK);
@@ -503,7 +487,7 @@ static void test_trusted_read_failure_still_reads_other(void **state)
     assert_int_equal((int)metrics(f.h).new_side.read_errors, 1);
 
     /* at LIVE the new side is trusted and the old one still read */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     dw_metrics_reset(f.h);
     f.r.s[DW_SIDE_OLD].rc = DW_OK;
     assert_dw(f.h, fx_read(&f, 1), DW_ECALLBACK);
@@ -533,14 +517,8 @@ static dw_options sfx_options(void)
 {
     static const dw_column_map up[] = {{"title", "name"},
                                        {"cents", "price * 100"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "spec_reads";
-    o.old_side.table = "s_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "s_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("spec_reads", TEST_SIDE_UNLISTED("s_old", k_id),
+                               TEST_SIDE_UNLISTED("s_new", k_id));
     o.up = up;
     o.nup = 2;
     return o;
@@ -561,12 +539,7 @@ static void sfx_open(sfx *f, unsigned int flags)
     o.flags = flags;
     o.mismatch_fn = sink;
     o.mismatch_payload = &f->sr;
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     assert_int_equal(dw_row_new(&f->out), DW_OK);
 }
 
@@ -582,7 +555,7 @@ static void test_read_through_spec(void **state)
     (void)state;
     sfx f;
     sfx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_value k = dw_int(1);
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_int_equal(dw_row_count(f.out), 3);
@@ -622,7 +595,7 @@ static void test_read_through_spec(void **state)
     assert_int_equal(f.sr.kind, DW_MISMATCH_MISSING_NEW);
 
     /* at LIVE the new row comes back, in the new shape */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_int_equal(dw_row_count(f.out), 3);
     assert_string_equal(out_text(f.out, "title"), "widget");
@@ -676,7 +649,7 @@ static void test_sampling(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_read_options ro = DW_READ_OPTIONS_INIT;
 
     ro.sample_ratio = 0.0;
@@ -749,7 +722,7 @@ static void test_random_order(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_read_options ro = DW_READ_OPTIONS_INIT;
     ro.order = DW_ORDER_RANDOM;
     assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
@@ -791,7 +764,7 @@ static void test_time_budget(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_read_options ro = DW_READ_OPTIONS_INIT;
     ro.budget_ms = 50;
     assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
@@ -842,7 +815,7 @@ static void test_time_budget_app_progress(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     app_progress_calls = 0;
     sqlite3_progress_handler(f.t.db, 1000, app_progress, &app_progress_calls);
     fx_set_budget_app_progress(&f, 50, app_progress, &app_progress_calls);
@@ -869,7 +842,7 @@ static void test_time_budget_counts_time_outside_sqlite(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_read_options ro = DW_READ_OPTIONS_INIT;
     ro.budget_ms = 50;
     assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
@@ -886,7 +859,7 @@ static void test_time_budget_counts_time_outside_sqlite(void **state)
     assert_true(m.new_side.latency_max_ns >= 200000000u);
 
     /* at LIVE the old side's read is the one with the budget */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 1));
     m = metrics(f.h);
@@ -1003,7 +976,7 @@ static void test_comparator_and_normaliser(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     cmp_ctx c;
     memset(&c, 0, sizeof c);
     f.r.s[DW_SIDE_OLD].name = "Widget";
@@ -1044,7 +1017,7 @@ static void test_comparator_and_normaliser(void **state)
     f.r.s[DW_SIDE_NEW].qty = 1;
 
     /* at LIVE the new row comes back, not normalised either */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     dw_metrics_reset(f.h);
     assert_dw_ok(f.h, fx_read(&f, 9));
     assert_string_equal(out_text(f.out, "name"), "WIDGET");
@@ -1075,7 +1048,7 @@ static void test_test_mode(void **state)
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(out_text(f.out, "name"), "old-val");
 
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     assert_dw(f.h, fx_read(&f, 1), DW_EMISMATCH);
     assert_string_equal(out_text(f.out, "name"), "old-val");
     assert_true(dw_row_get(f.out, "id")->i == 1);
@@ -1085,7 +1058,7 @@ static void test_test_mode(void **state)
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(out_text(f.out, "name"), "old-val");
 
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     f.r.s[DW_SIDE_NEW].name = "new-val";
     assert_dw(f.h, fx_read(&f, 1), DW_EMISMATCH);
     assert_string_equal(out_text(f.out, "name"), "new-val");
@@ -1096,7 +1069,7 @@ static void test_test_mode(void **state)
 static void fx_open_test_mode_agreeing(fx *f)
 {
     fx_open(f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f->h, set_stage(f->h, DW_STAGE_SHADOW));
+    assert_dw_ok(f->h, stage_force(f->h, DW_STAGE_SHADOW));
     f->r.s[DW_SIDE_NEW].name = "old-val";
 }
 
@@ -1122,7 +1095,7 @@ static void test_test_mode_other_read_fails(void **state)
     assert_string_not_equal(dw_errstr(DW_ENOCOMPARE), dw_errstr(DW_EMISMATCH));
 
     /* at LIVE the old side is the other one */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     f.r.s[DW_SIDE_NEW].rc = DW_OK;
     f.r.s[DW_SIDE_OLD].rc = 1234;
     assert_dw(f.h, fx_read(&f, 2), DW_ENOCOMPARE);
@@ -1184,7 +1157,7 @@ static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
     assert_int_equal((int)m.new_side.read_errors, 4);
 
     /* at LIVE the old side is the other one */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     f.r.s[DW_SIDE_NEW].rc = DW_OK;
     f.r.s[DW_SIDE_OLD].rc = DW_ENOMEM;
     assert_dw(f.h, fx_read(&f, 2), DW_ENOMEM);
@@ -1242,7 +1215,7 @@ static void test_read_misuse(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_value k = dw_int(1);
     dw_value k2[2] = {dw_int(1), dw_int(2)};
     assert_int_equal(dw_read(NULL, f.h, &k, 1, read_old, read_new, &f.r), DW_EMISUSE);
@@ -1294,7 +1267,7 @@ static void test_time_budget_notfound_is_timeout(void **state)
     (void)state;
     fx f;
     fx_open(&f, DW_OPEN_TEST_MODE);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     dw_read_options ro = DW_READ_OPTIONS_INIT;
     ro.budget_ms = 1;
     assert_dw_ok(f.h, dw_set_read_options(f.h, &ro));
@@ -1371,14 +1344,9 @@ static void test_compare_read_failures(void **state)
         {"colour", "json_extract(attrs, '$.colour')"}};
     sink_rec sr;
     memset(&sr, 0, sizeof sr);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "compare_failures";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o =
+        options_for("compare_failures", TEST_SIDE_UNLISTED("c_old", k_id),
+                    TEST_SIDE_UNLISTED("c_new", k_id));
     o.up = up;
     o.nup = 1;
     o.mismatch_fn = sink;
@@ -1443,7 +1411,7 @@ static void test_new_only_column_compares_against_null(void **state)
     assert_string_equal(f.sr.cols[0], "updated_at");
 
     /* The same at LIVE, where the new row is the one returned. */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_LIVE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_LIVE));
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(out_text(f.out, "updated_at"), "2024-02-02");
     assert_int_equal(f.sr.calls, 2);
@@ -1469,7 +1437,7 @@ static void test_app_progress_interrupts_other_read(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     int calls = 0;
     fx_set_budget_app_progress(&f, 60000, app_progress_stop, &calls);
     dw_metrics_reset(f.h);
@@ -1512,7 +1480,7 @@ static void test_uncompared_read_failure_returns_empty_row(void **state)
     (void)state;
     fx f;
     fx_open(&f, 0);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_DUAL_WRITE));
     dw_value k = dw_int(1);
     assert_dw(f.h, dw_read(f.out, f.h, &k, 1, fill_then_fail, read_new,
                            &f.r),
@@ -1565,7 +1533,7 @@ static void test_sink_may_read_through_the_handle(void **state)
     fx f;
     nested_sink n = {&f, 0, "", ""};
     fx_open_sink(&f, DW_OPEN_LOG_RAW_VALUES, sink_reading_again, &n);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_int_equal(n.depth, 2);
     /* What the sink was shown stayed put while it read again. */
@@ -1584,7 +1552,7 @@ static void test_uncompared_read_adds_no_transaction(void **state)
     /* Sides that agree: a logged mismatch commits, and the next read
      * checks the stage again. */
     f.r.s[DW_SIDE_NEW].name = "old-val";
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_DUAL_WRITE));
     /* The stage is cached by the move: the read is the application's alone,
      * as it would run without the library. */
     f.r.autocommit_in_read = 0;
@@ -1592,7 +1560,7 @@ static void test_uncompared_read_adds_no_transaction(void **state)
     assert_string_equal(f.r.order, "O");
     assert_int_equal(f.r.autocommit_in_read, 1);
     /* A read that compares runs both in one transaction of ours. */
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_SHADOW));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_SHADOW));
     f.r.autocommit_in_read = 0;
     assert_dw_ok(f.h, fx_read(&f, 1));
     assert_string_equal(f.r.order, "ON");
@@ -1638,8 +1606,7 @@ static dw_migration *sfx_second_handle(sfx *f, sqlite3 **db2)
     if (db2)
         db = *db2 = test_db_connect(&f->t);
     dw_options o = sfx_options();
-    dw_migration *h2 = NULL;
-    assert_int_equal(dw_open(&h2, db, &o, NULL), DW_OK);
+    dw_migration *h2 = open_migration_ok(db, &o);
     return h2;
 }
 
@@ -1650,7 +1617,7 @@ static void assert_read_follows_move(sfx *f, dw_migration *mover)
     dw_value k = dw_int(1);
     assert_dw_ok(f->h, dw_read(f->out, f->h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f->out, "name"), "widget");
-    assert_dw_ok(mover, set_stage(mover, DW_STAGE_LIVE));
+    assert_dw_ok(mover, stage_force(mover, DW_STAGE_LIVE));
     assert_dw_ok(f->h, dw_read(f->out, f->h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f->out, "title"), "widget");
     assert_true(dw_row_get(f->out, "cents")->i == 500);
@@ -1667,8 +1634,8 @@ static void test_read_sees_stage_moved_by_another_connection(void **state)
         dw_migration *h2 = sfx_second_handle(&f, &db2);
         /* OFF reads alone; at SHADOW every read compares, in a
          * transaction that trusts the cached stage until it is checked. */
-        assert_dw_ok(f.h, set_stage(f.h, compared ? DW_STAGE_SHADOW
-                                                   : DW_STAGE_DUAL_WRITE));
+        assert_dw_ok(f.h, stage_force(f.h, compared ? DW_STAGE_SHADOW
+                                                    : DW_STAGE_DUAL_WRITE));
         assert_read_follows_move(&f, h2);
         dw_close(h2);
         assert_int_equal(sqlite3_close(db2), SQLITE_OK);
@@ -1684,7 +1651,7 @@ static void test_read_sees_stage_moved_by_another_handle(void **state)
     sfx f;
     sfx_open(&f, 0);
     dw_migration *h2 = sfx_second_handle(&f, NULL);
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_DUAL_WRITE));
     assert_read_follows_move(&f, h2);
     dw_close(h2);
     sfx_close(&f);
@@ -1702,12 +1669,12 @@ static void test_read_sees_move_keeping_the_trusted_side(void **state)
     exec_ok(f.t.db, "UPDATE s_new SET cents = 500 WHERE id = 1;"
                     "DELETE FROM s_new WHERE id = 2;"
                     "INSERT INTO s_new VALUES(3, 'lonely', 100)");
-    assert_dw_ok(f.h, set_stage(f.h, DW_STAGE_RAMPDOWN));
+    assert_dw_ok(f.h, stage_force(f.h, DW_STAGE_RAMPDOWN));
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f.out, "title"), "widget");
     sqlite3 *db2 = NULL;
     dw_migration *h2 = sfx_second_handle(&f, &db2);
-    assert_dw_ok(h2, set_stage(h2, DW_STAGE_COMPLETE));
+    assert_dw_ok(h2, stage_force(h2, DW_STAGE_COMPLETE));
     assert_dw_ok(f.h, dw_read(f.out, f.h, &k, 1, NULL, NULL, NULL));
     assert_string_equal(out_text(f.out, "title"), "widget");
     int stage = -1;

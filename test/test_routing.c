@@ -4,7 +4,6 @@
  * routing"). */
 #include "support.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,52 +11,6 @@
 #include <unistd.h>
 
 /* ---- fixture ------------------------------------------------------------ */
-
-typedef struct fixture {
-    test_db t;
-    sqlite3 *db2;
-    dw_migration *h;
-    dw_migration *h2;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    test_db_open(&f->t);
-    *state = f;
-    return 0;
-}
-
-/* Closes everything and removes every file of the private directory (a
- * contract's backup too). */
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    dw_close(f->h);
-    dw_close(f->h2);
-    if (f->db2)
-        sqlite3_close(f->db2);
-    if (f->t.db) {
-        sqlite3_close(f->t.db);
-        f->t.db = NULL;
-    }
-    DIR *d = opendir(f->t.dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[600];
-            snprintf(p, sizeof p, "%s/%s", f->t.dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    test_db_close(&f->t);
-    free(f);
-    return 0;
-}
 
 /* The old model: items(org, name, qty). The new model renames name and qty
  * and adds `note`, which the old model cannot hold (the up mapping fills
@@ -99,18 +52,8 @@ static int open_items_as(dw_migration **out, sqlite3 *db, const char *name,
                                        {"note", "'none'"}};
     static const dw_column_map down[] = {
         {"org", "org"}, {"name", "title"}, {"qty", "quantity"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "items";
-    o.old_side.key_columns = KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 3;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 4;
+    dw_options o = options_for(name, TEST_SIDE("items", KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", KEY, NEW_COLS));
     o.up = up;
     o.nup = 4;
     if (with_down) {
@@ -132,16 +75,11 @@ static dw_migration *open_items_ok(sqlite3 *db)
     dw_migration *h = NULL;
     char *err = NULL;
     int rc = open_items(&h, db, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    return h;
+    return opened_ok("dw_open", rc, h, err);
 }
 
 /* The usual start: both tables, n old rows, the migration at `stage`. */
-static dw_migration *start(fixture *f, int n, int stage)
+static dw_migration *start(test_fixture *f, int n, int stage)
 {
     create_items(f->t.db);
     if (n > 0)
@@ -366,21 +304,12 @@ static void log_char(rec *r, char c)
 static int upsert(sqlite3 *db, const char *sql, int64_t id, const rec *r,
                   int with_note)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, r->org ? r->org : "org-1", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r->name ? r->name : "unnamed", -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, r->qty);
-    if (with_note)
-        sqlite3_bind_text(st, 5, r->note ? r->note : "none", -1,
-                          SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    const char *org = r->org ? r->org : "org-1";
+    const char *name = r->name ? r->name : "unnamed";
+    if (!with_note)
+        return callback_exec(db, sql, "itti", id, org, name, (int64_t)r->qty);
+    return callback_exec(db, sql, "ittit", id, org, name, (int64_t)r->qty,
+                         r->note ? r->note : "none");
 }
 
 static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -461,7 +390,7 @@ static int read_shape(dw_migration *h, int64_t id, char *shape, size_t size)
  * falls back to whichever of the two applies. */
 static void test_resolution_order(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
 
     /* No routing: every key follows the migration. */
@@ -520,7 +449,7 @@ static void test_resolution_order(void **state)
  * stage replaces its override. */
 static void test_override_history_and_replace(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
     dw_value ks[2] = {dw_int(1), dw_int(2)};
     assert_dw_ok(h, dw_override_set(h, ks, 1, 2, DW_STAGE_LIVE, "two keys"));
@@ -566,9 +495,9 @@ static void test_override_history_and_replace(void **state)
  * CHECK refuses its row) rolls back the keys before it too. */
 static void test_override_set_is_atomic(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_OFF);
-    exec_ok(f->t.db, "UPDATE items SET name = 'reject' WHERE id = 2");
+    fixture_exec(f, "UPDATE items SET name = 'reject' WHERE id = 2");
     last_event before, after;
     last_history(h, &before);
 
@@ -587,10 +516,10 @@ static void test_override_set_is_atomic(void **state)
 
     /* Inside the caller's transaction the call is a savepoint: rolled back
      * with it. */
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     override1(h, 1, DW_STAGE_LIVE);
     assert_true(new_has(f->t.db, 1));
-    exec_ok(f->t.db, "ROLLBACK");
+    fixture_exec(f, "ROLLBACK");
     assert_false(new_has(f->t.db, 1));
     assert_key_stage(h, 1, DW_STAGE_OFF, DW_ROUTE_MIGRATION);
     list_overrides(h, &ol);
@@ -601,7 +530,7 @@ static void test_override_set_is_atomic(void **state)
  * refused, and the key stays where it was. */
 static void test_override_needs_mapping(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     seed_old(f->t.db, 3);
     dw_migration *h = NULL;
@@ -632,15 +561,7 @@ static void test_override_needs_mapping(void **state)
 /* Deletes of the key on each side, for moves that have no row to carry. */
 static int delete_by_key(sqlite3 *db, const char *sql, const dw_value *key)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = dw_bind_values(st, 1, key, 1);
-    if (rc == DW_OK)
-        rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, sql, "v", key);
 }
 
 static int del_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -664,16 +585,13 @@ static int delete_key(dw_migration *h, int64_t id)
 }
 
 /* Rows 1..6 backfilled and verified at DUAL_WRITE, with no down mapping. */
-static dw_migration *start_up_only(fixture *f)
+static dw_migration *start_up_only(test_fixture *f)
 {
     create_items(f->t.db);
     seed_old(f->t.db, 6);
     char *err = NULL;
     int rc = open_items_as(&f->h, f->t.db, "items_up_only", 0, 0, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
+    opened_ok("dw_open", rc, f->h, err);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
     backfill_and_verify(f->h);
     return f->h;
@@ -683,8 +601,8 @@ static dw_migration *start_up_only(fixture *f)
  * it to `stage` by `route`, a move that would copy new into old -- but the
  * row is gone: nothing to carry, so no down mapping is needed. Writing key
  * 3 keeps a row to carry: refused, rolled back. */
-static void delete_moves_without_mapping(fixture *f, int promote, int stage,
-                                         int route)
+static void delete_moves_without_mapping(test_fixture *f, int promote,
+                                         int stage, int route)
 {
     dw_migration *h = start_up_only(f);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE, promote,
@@ -720,7 +638,7 @@ static void test_promote_delete_needs_no_mapping(void **state)
  * back from LIVE without a down mapping. */
 static void test_override_of_deleted_key_needs_no_mapping(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start_up_only(f);
     dw_value k1 = dw_int(1), k2 = dw_int(2);
     override1(h, 1, DW_STAGE_LIVE);
@@ -743,7 +661,7 @@ static void test_override_of_deleted_key_needs_no_mapping(void **state)
  * finds. */
 static void test_override_key_of_other_type(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_OFF);
     dw_value t1 = dw_text("1");
     int rc = dw_override_set(h, &t1, 1, 1, DW_STAGE_LIVE, NULL);
@@ -766,13 +684,13 @@ static void test_override_key_of_other_type(void **state)
 /* dw_routing_set inside the caller's transaction is part of it. */
 static void test_routing_set_in_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw_ok(h, set_canary(h, 100, NULL, DW_STAGE_SHADOW,
                                DW_STAGE_LIVE, 0, NULL));
     assert_key_stage(h, 1, DW_STAGE_SHADOW, DW_ROUTE_CANARY);
-    exec_ok(f->t.db, "ROLLBACK");
+    fixture_exec(f, "ROLLBACK");
     dw_routing got;
     assert_dw_ok(h, dw_routing_get(&got, h));
     assert_true(got.canary_percent == 0.0);
@@ -791,9 +709,9 @@ static void test_routing_set_in_caller_transaction(void **state)
  * connection's commits must be seen by its next call. */
 static void test_other_connection_changes_seen(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h2 = open_items_ok(f->db2);
     dw_migration *h2 = f->h2;
 
@@ -869,7 +787,7 @@ static void test_other_connection_changes_seen(void **state)
  * the other's next write (the commit is the handle's own connection's). */
 static void test_other_handle_same_connection(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_DUAL_WRITE);
     f->h2 = open_items_ok(f->t.db);
     rec r = make_rec("org-1", "warm", 1);
@@ -969,7 +887,7 @@ static int canary_members(dw_migration *h, double pct, unsigned char *in)
 /* Raising the percentage only adds keys; about P% of keys are in. */
 static void test_percent_monotonic(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 0, DW_STAGE_OFF);
     static unsigned char at5[NPCT_KEYS + 1], at10[NPCT_KEYS + 1],
         at50[NPCT_KEYS + 1], all[NPCT_KEYS + 1];
@@ -1002,7 +920,7 @@ static void test_percent_monotonic(void **state)
 /* The percentage is kept in steps of 0.01, rounded to the nearest. */
 static void test_percent_rounding(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 0, DW_STAGE_OFF);
     dw_routing got;
     assert_dw_ok(h, set_canary(h, 12.344, NULL, DW_STAGE_SHADOW,
@@ -1024,7 +942,7 @@ static void test_percent_rounding(void **state)
  * dw_override_set (count * nkey values). */
 static void test_composite_and_text_keys(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     exec_ok(f->t.db,
             "CREATE TABLE members(org TEXT NOT NULL, uid INTEGER NOT NULL,"
             " role TEXT, PRIMARY KEY(org, uid));"
@@ -1046,7 +964,7 @@ static void test_composite_and_text_keys(void **state)
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
+    f->h = open_migration_ok(f->t.db, &o);
     dw_migration *h = f->h;
     dw_value k73[2] = {dw_text("org-7"), dw_int(3)};
     int s, route;
@@ -1066,8 +984,7 @@ static void test_composite_and_text_keys(void **state)
     dw_value two[4] = {dw_text("org-7"), dw_int(4), dw_text("a\"b"),
                        dw_int(1)};
     assert_dw_ok(h, dw_override_set(h, two, 2, 2, DW_STAGE_DUAL_WRITE, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM members_v2"),
-                     2);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM members_v2"), 2);
     assert_int_equal(query_int(f->t.db,
                                "SELECT count(*) FROM members_v2 WHERE "
                                "org = 'a\"b' AND uid = 1 AND role_name = "
@@ -1111,7 +1028,7 @@ static void test_composite_and_text_keys(void **state)
  * row into the cohort syncs the key into the stage it enters. */
 static void test_cohort(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
     /* Double-quoted names are identifiers. */
     assert_dw_ok(h, set_canary(h, 0, "\"org\" = 'org-7'", DW_STAGE_SHADOW,
@@ -1166,7 +1083,7 @@ static void test_cohort(void **state)
  * trusted (new) into the old model, the one the migration's stage trusts. */
 static void test_cohort_leaving_live_syncs_old(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_LIVE,
@@ -1188,7 +1105,7 @@ static void test_cohort_leaving_live_syncs_old(void **state)
 /* Every bad predicate is refused with a message, and nothing is stored. */
 static void test_cohort_rejected(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_DUAL_WRITE,
                                DW_PROMOTE_NONE, 0, NULL));
@@ -1219,7 +1136,7 @@ static void test_cohort_rejected(void **state)
         assert_string_equal(stored_cohort(h, buf, sizeof buf),
                             "org = 'org-7'");
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"), 6);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), 6);
     last_history(h, &after);
     assert_int_equal(after.n, before.n);
 
@@ -1252,7 +1169,7 @@ static void test_cohort_rejected(void **state)
  * key's own old row (a key without one is never in the cohort). */
 static void test_cohort_break_out(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
     static const char *const tries[] = {
         "1) OR (1",
@@ -1289,7 +1206,7 @@ static void test_cohort_break_out(void **state)
                      tries[i], rc99, route99, rc1, route1, rcw);
         }
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"), 6);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), 6);
     if (failures[0])
         fail_msg("cohort predicates escape the key's row:%s", failures);
 }
@@ -1297,7 +1214,7 @@ static void test_cohort_break_out(void **state)
 /* Stages, percentages, versions and flags out of range. */
 static void test_routing_settings_rejected(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_OFF);
     dw_value k = dw_int(1);
     assert_dw(h, dw_override_set(h, &k, 1, 1, 6, NULL), DW_EMISUSE);
@@ -1355,7 +1272,7 @@ static void test_routing_settings_rejected(void **state)
 
 static void test_promote_on_write(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
     assert_dw_ok(h, set_canary(h, 0, NULL, DW_STAGE_OFF, DW_STAGE_LIVE, 0,
                                NULL));
@@ -1418,7 +1335,7 @@ static void test_promote_on_write(void **state)
     assert_int_equal(ol.n, 2); /* [1] and [3] */
 
     /* dw_mirror promotes too (the application wrote old itself). */
-    exec_ok(f->t.db, "UPDATE items SET name = 'mirrored' WHERE id = 6");
+    fixture_exec(f, "UPDATE items SET name = 'mirrored' WHERE id = 6");
     dw_value k6 = dw_int(6);
     assert_dw_ok(h, dw_mirror(h, &k6, 1));
     assert_string_equal(NEW_CELL(f->t.db, "title", 6), "mirrored");
@@ -1442,7 +1359,7 @@ static void test_promote_on_write(void **state)
 /* A canary key below the promotion stage is promoted by its write. */
 static void test_promote_from_canary(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_OFF);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_DUAL_WRITE,
                                DW_STAGE_LIVE, 0, NULL));
@@ -1457,7 +1374,7 @@ static void test_promote_from_canary(void **state)
 
 static void test_swap_back_to_off(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_DUAL_WRITE);
     dw_value ks[2] = {dw_int(1), dw_int(2)};
     assert_dw_ok(h, dw_override_set(h, ks, 1, 2, DW_STAGE_LIVE, "ahead"));
@@ -1471,7 +1388,7 @@ static void test_swap_back_to_off(void **state)
     assert_string_equal(OLD_CELL(f->t.db, "name", 1), "latest");
     /* The old row drifts (say a mirror was lost): the swap must carry the
      * trusted row, not keep the old one. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'drifted', qty = 0 WHERE id = 1");
+    fixture_exec(f, "UPDATE items SET name = 'drifted', qty = 0 WHERE id = 1");
 
     override1(h, 1, DW_STAGE_OFF);
     assert_string_equal(OLD_CELL(f->t.db, "name", 1), "latest");
@@ -1482,7 +1399,7 @@ static void test_swap_back_to_off(void **state)
     char shape[64];
     assert_dw_ok(h, read_shape(h, 1, shape, sizeof shape));
     assert_string_equal(shape, "old:latest");
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'new two' WHERE id = 2");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'new two' WHERE id = 2");
     assert_dw_ok(h, read_shape(h, 2, shape, sizeof shape));
     assert_string_equal(shape, "new:new two");
     assert_dw_ok(h, read_shape(h, 3, shape, sizeof shape));
@@ -1498,7 +1415,7 @@ static void test_swap_back_to_off(void **state)
  * equal to the new one mapped down. */
 static void test_swap_back_from_complete(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
     override1(h, 4, DW_STAGE_COMPLETE);
     assert_true(new_has(f->t.db, 4));
@@ -1516,7 +1433,7 @@ static void test_swap_back_from_complete(void **state)
     /* A key deleted while at COMPLETE is deleted from old on the way
      * back. */
     override1(h, 3, DW_STAGE_COMPLETE);
-    exec_ok(f->t.db, "DELETE FROM items_v2 WHERE id = 3");
+    fixture_exec(f, "DELETE FROM items_v2 WHERE id = 3");
     assert_true(old_has(f->t.db, 3));
     int cleared = clear1(h, 3); /* back to DUAL_WRITE, old written again */
     assert_int_equal(cleared, 1);
@@ -1527,7 +1444,7 @@ static void test_swap_back_from_complete(void **state)
 
 static void test_sides_per_key(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 0, DW_STAGE_DUAL_WRITE);
     /* A held at OFF, B ahead at LIVE, C follows DUAL_WRITE. */
     const int64_t A = 10, B = 20, C = 30;
@@ -1575,8 +1492,8 @@ static void test_sides_per_key(void **state)
 
     /* Through the spec: B returns the new row, A and C the old. */
     char shape[64];
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'B new' WHERE id = 20;"
-                     "UPDATE items_v2 SET title = 'C new' WHERE id = 30");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'B new' WHERE id = 20;"
+                    "UPDATE items_v2 SET title = 'C new' WHERE id = 30");
     assert_dw_ok(h, read_shape(h, A, shape, sizeof shape));
     assert_string_equal(shape, "old:a");
     assert_dw_ok(h, read_shape(h, B, shape, sizeof shape));
@@ -1589,7 +1506,7 @@ static void test_sides_per_key(void **state)
 
 static void test_backfill_respects_overrides(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 8, DW_STAGE_DUAL_WRITE);
     /* `note` exists only in the new model: verification leaves it out, so
      * a clobbered note shows only in the table. */
@@ -1606,14 +1523,14 @@ static void test_backfill_respects_overrides(void **state)
     assert_dw_ok(h, dw_write(h, &ks[0], 1, NULL, put_new, &r));
     assert_string_equal(NEW_CELL(f->t.db, "note", 2), "kept");
     /* Key 5's old row drifts; its new row is the truth. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'stale' WHERE id = 5");
+    fixture_exec(f, "UPDATE items SET name = 'stale' WHERE id = 5");
     /* A new-only row of a LIVE key must reach old, not be deleted. */
     dw_value k9 = dw_int(9);
     assert_dw_ok(h, dw_override_set(h, &k9, 1, 1, DW_STAGE_LIVE, NULL));
     r = make_rec("org-7", "nine", 9);
     r.note = "only new";
     assert_dw_ok(h, dw_write(h, &k9, 1, NULL, put_new, &r));
-    exec_ok(f->t.db, "DELETE FROM items WHERE id = 9");
+    fixture_exec(f, "DELETE FROM items WHERE id = 9");
 
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill(&p, h, NULL));
@@ -1629,7 +1546,7 @@ static void test_backfill_respects_overrides(void **state)
     /* Other keys were copied up as usual. */
     assert_string_equal(NEW_CELL(f->t.db, "title", 7), "item 7");
     assert_string_equal(NEW_CELL(f->t.db, "note", 7), "none");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 9);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 9);
 
     dw_verify_result v;
     assert_dw_ok(h, dw_verify(&v, h, NULL));
@@ -1646,7 +1563,7 @@ static void test_backfill_respects_overrides(void **state)
  * leave every key level with the side its stage trusts. */
 static void test_backfill_many_routed_keys(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3000, DW_STAGE_DUAL_WRITE);
     /* Every 7th key ahead at LIVE (one call, so one sync each). */
     static dw_value ks[3000 / 7];
@@ -1675,11 +1592,10 @@ static void test_backfill_many_routed_keys(void **state)
     assert_dw_ok(h, dw_backfill(&p, h, &o));
     assert_true(p.finished);
     assert_true(p.batches > 10);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items"), want);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"),
-                     want);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 "
-                                        "WHERE id > 3000"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items"), want);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), want);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 "
+                                    "WHERE id > 3000"),
                      0);
     assert_false(old_has(f->t.db, 21));
     assert_false(new_has(f->t.db, 21));
@@ -1694,12 +1610,12 @@ static void test_backfill_many_routed_keys(void **state)
 /* A repair syncs a key from the side its own stage trusts. */
 static void test_repair_respects_overrides(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     override1(h, 4, DW_STAGE_LIVE);
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'NEWER' WHERE id IN (1, 4);"
-                     "UPDATE items SET name = 'OLDER' WHERE id IN (1, 4)");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'NEWER' WHERE id IN (1, 4);"
+                    "UPDATE items SET name = 'OLDER' WHERE id IN (1, 4)");
     dw_value ks[2] = {dw_int(1), dw_int(4)};
     dw_repair_result rr;
     assert_dw_ok(h, dw_repair_keys(&rr, h, ks, 1, 2));
@@ -1712,8 +1628,8 @@ static void test_repair_respects_overrides(void **state)
     assert_string_equal(OLD_CELL(f->t.db, "name", 1), "OLDER");
 
     /* The divergent-key repair does the same. */
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'N4' WHERE id = 4;"
-                     "UPDATE items_v2 SET title = 'N2' WHERE id = 2");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'N4' WHERE id = 4;"
+                    "UPDATE items_v2 SET title = 'N2' WHERE id = 2");
     dw_verify_result v;
     assert_dw_ok(h, dw_verify(&v, h, NULL));
     assert_int_equal(v.different, 2);
@@ -1728,7 +1644,7 @@ static void test_repair_respects_overrides(void **state)
  * the write that succeeded. */
 static void test_repair_queue_respects_overrides(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     seed_old(f->t.db, 4);
     char *err = NULL;
@@ -1738,9 +1654,9 @@ static void test_repair_queue_respects_overrides(void **state)
     dw_migration *h = f->h;
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     override1(h, 2, DW_STAGE_LIVE);
-    exec_ok(f->t.db, "CREATE TRIGGER no_boom BEFORE UPDATE ON items "
-                     "WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, "
-                     "'no boom'); END");
+    fixture_exec(f, "CREATE TRIGGER no_boom BEFORE UPDATE ON items "
+                    "WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, "
+                    "'no boom'); END");
     rec r = make_rec("org-1", "boom", 22);
     assert_dw_ok(h, write_key(h, 2, &r));
     assert_string_equal(r.log, "NO");
@@ -1750,7 +1666,7 @@ static void test_repair_queue_respects_overrides(void **state)
     assert_dw_ok(h, dw_repair_count(&queued, h));
     assert_int_equal(queued, 1);
 
-    exec_ok(f->t.db, "DROP TRIGGER no_boom");
+    fixture_exec(f, "DROP TRIGGER no_boom");
     dw_repair_result rr;
     assert_dw_ok(h, dw_repair_queue(&rr, h));
     assert_int_equal(rr.repaired, 1);
@@ -1763,7 +1679,7 @@ static void test_repair_queue_respects_overrides(void **state)
 
 static void test_canary_checks(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 20, DW_STAGE_OFF);
 
     /* At OFF the new model is not written: no key may trust it. */
@@ -1829,7 +1745,7 @@ static void test_canary_checks(void **state)
  * finished backfill stale: the gates want a new one. */
 static void test_canary_makes_backfill_stale(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 20, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     dw_backfill_progress bp;
@@ -1859,13 +1775,13 @@ static void test_canary_makes_backfill_stale(void **state)
  * clean verification show it complete again. */
 static void test_canary_rollback_gated(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     assert_dw_ok(h, set_canary(h, 40, NULL, DW_STAGE_LIVE, DW_PROMOTE_NONE, 0,
                                NULL));
     /* A dirty verification closes the gate. */
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'drift' WHERE id = 1");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'drift' WHERE id = 1");
     dw_verify_result v;
     assert_dw_ok(h, dw_verify(&v, h, NULL));
     assert_false(v.clean);
@@ -1892,7 +1808,7 @@ static void test_canary_rollback_gated(void **state)
  * models it cannot tell apart. */
 static void test_cohort_row_alone_and_mirror(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
     assert_dw(h, set_canary(h, 0, "id IN (SELECT id FROM items_v2)",
                             DW_STAGE_SHADOW, DW_PROMOTE_NONE, 0, NULL),
@@ -1910,12 +1826,12 @@ static void test_cohort_row_alone_and_mirror(void **state)
                                DW_PROMOTE_NONE, 0, NULL));
     /* Now they differ: which side did the caller write? Refused, and the
      * caller's change is left as it was. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'mine' WHERE id = 1");
+    fixture_exec(f, "UPDATE items SET name = 'mine' WHERE id = 1");
     k = dw_int(1);
     assert_dw(h, dw_mirror(h, &k, 1), DW_EMISUSE);
     assert_msg_has(h, "dw_mirror cannot tell");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE "
-                                        "id = 1 AND name = 'mine'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE "
+                                    "id = 1 AND name = 'mine'"),
                      1);
 }
 
@@ -1933,7 +1849,7 @@ static void app_flip(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * calls pass. */
 static void test_cohort_refuses_non_deterministic(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
     assert_int_equal(sqlite3_create_function(f->t.db, "app_flip", 0,
                                              SQLITE_UTF8, NULL, app_flip,
@@ -1962,8 +1878,8 @@ static void test_cohort_refuses_non_deterministic(void **state)
         assert_msg_has(h, refused[i].named);
         assert_msg_has(h, "old row alone");
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
-                                        "WHERE canary_cohort IS NOT NULL"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations "
+                                    "WHERE canary_cohort IS NOT NULL"),
                      0);
     assert_dw_ok(h, set_canary(h, 0,
                                "abs(id) % 2 = 0 AND upper(org) LIKE 'ORG%' "
@@ -1996,7 +1912,7 @@ static int cohorts_not_answered(dw_migration *h, const char *const *cohorts,
  * application function registered as deterministic. */
 static void test_cohort_refuses_hidden_clocks(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_DUAL_WRITE);
     static const char *const refused[] = {
         "julianday() > id",
@@ -2021,8 +1937,8 @@ static void test_cohort_refuses_hidden_clocks(void **state)
                                           sizeof refused / sizeof *refused,
                                           DW_EMISUSE),
                      0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations "
-                                        "WHERE canary_cohort IS NOT NULL"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations "
+                                    "WHERE canary_cohort IS NOT NULL"),
                      0);
     assert_int_equal(sqlite3_create_function(f->t.db, "app_same", 1,
                                              SQLITE_UTF8 |
@@ -2046,7 +1962,7 @@ static void test_cohort_refuses_hidden_clocks(void **state)
  * freed memory (ASan and valgrind watch this test). */
 static void test_get_modify_set(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 10, DW_STAGE_OFF);
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_SHADOW,
                                DW_PROMOTE_NONE, 0, NULL));
@@ -2077,18 +1993,8 @@ static int open_with_setup(dw_migration **out, sqlite3 *db)
         {"note", "(SELECT label FROM labels WHERE id = 1)"}};
     static const dw_column_map down[] = {
         {"org", "org"}, {"name", "title"}, {"qty", "quantity"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_setup";
-    o.old_side.table = "items";
-    o.old_side.key_columns = KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 3;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 4;
+    dw_options o = options_for("items_setup", TEST_SIDE("items", KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", KEY, NEW_COLS));
     o.up = up;
     o.nup = 4;
     o.down = down;
@@ -2101,32 +2007,32 @@ static int open_with_setup(dw_migration **out, sqlite3 *db)
 
 static void test_setup_sql_before_routed_writes(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     seed_old(f->t.db, 6);
-    exec_ok(f->t.db, "CREATE TABLE labels(id INTEGER PRIMARY KEY, label TEXT);"
-                     "CREATE TABLE setup_runs(n INTEGER);"
-                     "INSERT INTO setup_runs VALUES(0)");
+    fixture_exec(f, "CREATE TABLE labels(id INTEGER PRIMARY KEY, label TEXT);"
+                    "CREATE TABLE setup_runs(n INTEGER);"
+                    "INSERT INTO setup_runs VALUES(0)");
     assert_int_equal(open_with_setup(&f->h, f->t.db), DW_OK);
     dw_migration *h = f->h;
     const char *runs = "SELECT n FROM setup_runs";
 
     /* An override that writes new: setup first, then the sync. */
     override1(h, 1, DW_STAGE_DUAL_WRITE);
-    assert_true(query_int(f->t.db, runs) >= 1);
+    assert_true(fixture_int(f, runs) >= 1);
     assert_string_equal(NEW_CELL(f->t.db, "note", 1), "from setup");
 
     /* A canary or a promotion stage that writes new runs it too. */
-    exec_ok(f->t.db, "DELETE FROM labels; UPDATE setup_runs SET n = 0");
+    fixture_exec(f, "DELETE FROM labels; UPDATE setup_runs SET n = 0");
     assert_dw_ok(h, set_canary(h, 0, "org = 'org-7'", DW_STAGE_SHADOW,
                                DW_PROMOTE_NONE, 0, NULL));
-    assert_true(query_int(f->t.db, runs) >= 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM labels"), 1);
-    exec_ok(f->t.db, "DELETE FROM labels; UPDATE setup_runs SET n = 0");
+    assert_true(fixture_int(f, runs) >= 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM labels"), 1);
+    fixture_exec(f, "DELETE FROM labels; UPDATE setup_runs SET n = 0");
     assert_dw_ok(h, dw_routing_set(h, NULL, NULL, 0));
     assert_dw_ok(h, set_canary(h, 0, NULL, DW_STAGE_OFF, DW_STAGE_LIVE, 0,
                                NULL));
-    assert_true(query_int(f->t.db, runs) >= 1);
+    assert_true(fixture_int(f, runs) >= 1);
     rec r = make_rec("org-1", "promoted", 4);
     assert_dw_ok(h, write_key(h, 4, &r));
     assert_string_equal(NEW_CELL(f->t.db, "note", 4), "from setup");
@@ -2136,7 +2042,7 @@ static void test_setup_sql_before_routed_writes(void **state)
 
 static void test_routing_count(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 6, DW_STAGE_DUAL_WRITE);
     exec_ok(f->t.db,
             "UPDATE items SET org = CASE WHEN id IN (1, 3) THEN 'org-7' "
@@ -2152,8 +2058,8 @@ static void test_routing_count(void **state)
     override1(h, 3, DW_STAGE_OFF);      /* out of the canary, no sync */
     override1(h, 100, DW_STAGE_COMPLETE); /* no rows at all */
     override1(h, 6, DW_STAGE_LIVE);
-    exec_ok(f->t.db, "DELETE FROM items WHERE id = 6;"
-                     "DELETE FROM items_v2 WHERE id = 6");
+    fixture_exec(f, "DELETE FROM items WHERE id = 6;"
+                    "DELETE FROM items_v2 WHERE id = 6");
 
     /* Keys 1..5 and 9: 1 canary SHADOW, 2 RAMPDOWN, 3 OFF, 4 and 9
      * DUAL_WRITE, 5 promoted LIVE. */
@@ -2176,11 +2082,11 @@ static void test_routing_count(void **state)
     assert_int_equal(p.new_rows, 3);
 
     /* Inside the caller's read transaction it sees what the caller sees. */
-    exec_ok(f->t.db, "BEGIN; DELETE FROM items WHERE id = 4");
+    fixture_exec(f, "BEGIN; DELETE FROM items WHERE id = 4");
     assert_dw_ok(h, dw_routing_count(&p, h));
     assert_int_equal(p.keys, 5);
     assert_int_equal(p.old_rows, 4);
-    exec_ok(f->t.db, "ROLLBACK");
+    fixture_exec(f, "ROLLBACK");
 }
 
 /* `promoted` counts keys present on a side ("those keys"), like
@@ -2188,15 +2094,15 @@ static void test_routing_count(void **state)
  * overrides without a row. */
 static void test_routing_count_promoted_without_row(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_OFF);
     assert_dw_ok(h, set_canary(h, 0, NULL, DW_STAGE_OFF, DW_STAGE_DUAL_WRITE,
                                0, NULL));
     rec r = make_rec("org-1", "one", 1);
     assert_dw_ok(h, write_key(h, 1, &r));
     assert_key_stage(h, 1, DW_STAGE_DUAL_WRITE, DW_ROUTE_OVERRIDE);
-    exec_ok(f->t.db, "DELETE FROM items WHERE id = 1;"
-                     "DELETE FROM items_v2 WHERE id = 1");
+    fixture_exec(f, "DELETE FROM items WHERE id = 1;"
+                    "DELETE FROM items_v2 WHERE id = 1");
     dw_routing_progress p;
     assert_dw_ok(h, dw_routing_count(&p, h));
     assert_int_equal(p.keys, 2);
@@ -2209,7 +2115,7 @@ static void test_routing_count_promoted_without_row(void **state)
 
 static void test_contract_and_routing(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
     backfill_and_verify(h);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_COMPLETE, "fast", DW_STAGE_FORCE));
@@ -2229,16 +2135,16 @@ static void test_contract_and_routing(void **state)
     assert_dw(h, dw_contract(h, path, NULL), DW_EGATE);
     assert_msg_has(h, "canary");
     assert_int_equal(access(path, F_OK), -1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
+                                    "WHERE name = 'items'"),
                      1);
 
     /* Everything at COMPLETE: the contract goes through. */
     assert_dw_ok(h, set_canary(h, 50, NULL, DW_STAGE_COMPLETE,
                                DW_PROMOTE_NONE, 0, NULL));
     assert_dw_ok(h, dw_contract(h, path, "retired"));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema "
-                                        "WHERE name = 'items'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema "
+                                    "WHERE name = 'items'"),
                      0);
 
     /* 15: with the old model dropped, routing is refused. */
@@ -2271,7 +2177,7 @@ static int never_called(const dw_override_entry *e, void *payload)
 
 static void test_misuse(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_value k = dw_int(1);
     int s = -1, route = -1, cleared = 77;
     dw_routing r = DW_ROUTING_INIT;
@@ -2358,7 +2264,7 @@ static int trace_stmt(unsigned type, void *ctx, void *p, void *x)
 
 /* The statements one dw_write runs, after a first write that warms the
  * stage cache. */
-static tracer traced_write(fixture *f, dw_migration *h, int64_t warm,
+static tracer traced_write(test_fixture *f, dw_migration *h, int64_t warm,
                            int64_t id)
 {
     rec r = make_rec("org-1", "traced", 1);
@@ -2374,7 +2280,7 @@ static tracer traced_write(fixture *f, dw_migration *h, int64_t warm,
 
 static void test_no_routing_no_extra_work(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 0, DW_STAGE_DUAL_WRITE);
     tracer base = traced_write(f, h, 1, 2);
     assert_true(base.statements > 0);
@@ -2400,7 +2306,7 @@ static void test_no_routing_no_extra_work(void **state)
     assert_int_equal(t.statements, base.statements);
 
     /* The same after an override set and cleared by another connection. */
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h2 = open_items_ok(f->db2);
     dw_value k = dw_int(9);
     assert_dw_ok(f->h2, dw_override_set(f->h2, &k, 1, 1, DW_STAGE_LIVE, NULL));
@@ -2419,14 +2325,14 @@ static void test_no_routing_no_extra_work(void **state)
  * a backfill that routes keys. Once the row is fixed, all of them work. */
 static void test_cohort_fails_on_a_row(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 0, DW_STAGE_DUAL_WRITE);
     assert_dw_ok(h, set_canary(h, 0, "json_extract(org, '$.tier') = 'gold'",
                                DW_STAGE_LIVE, DW_PROMOTE_NONE,
                                DW_STAGE_FORCE, "gold customers first"));
     /* The application's own SQL stores an org that is not JSON. */
-    exec_ok(f->t.db, "INSERT INTO items(id, org, name, qty) "
-                     "VALUES(2, 'org-1', 'plain', 2)");
+    fixture_exec(f, "INSERT INTO items(id, org, name, qty) "
+                    "VALUES(2, 'org-1', 'plain', 2)");
 
     dw_value k2 = dw_int(2);
     int stage = -1;
@@ -2444,7 +2350,7 @@ static void test_cohort_fails_on_a_row(void **state)
     assert_string_equal(r.log, ""); /* no callback ran */
     assert_string_equal(OLD_CELL(f->t.db, "name", 2), "plain");
     assert_false(new_has(f->t.db, 2));
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
 
     dw_routing_progress p;
     assert_dw(h, dw_routing_count(&p, h), DW_ERROR);
@@ -2453,11 +2359,11 @@ static void test_cohort_fails_on_a_row(void **state)
     dw_backfill_progress bp;
     assert_dw(h, dw_backfill(&bp, h, NULL), DW_ERROR);
     assert_msg_has(h, "malformed JSON");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
 
     /* Fixed, the key follows the migration again. */
-    exec_ok(f->t.db, "UPDATE items SET org = '{\"tier\":\"silver\"}' "
-                     "WHERE id = 2");
+    fixture_exec(f, "UPDATE items SET org = '{\"tier\":\"silver\"}' "
+                    "WHERE id = 2");
     assert_key_stage(h, 2, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
     assert_dw_ok(h, dw_routing_count(&p, h));
     assert_int_equal(p.keys, 1);
@@ -2476,22 +2382,22 @@ static void test_cohort_fails_on_a_row(void **state)
  * the routing settings is the way out. */
 static void test_stored_cohort_no_longer_compiles(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 3, DW_STAGE_DUAL_WRITE);
-    exec_ok(f->t.db, "ALTER TABLE items ADD COLUMN tier TEXT;"
-                     "UPDATE items SET tier = 'gold' WHERE id = 3");
+    fixture_exec(f, "ALTER TABLE items ADD COLUMN tier TEXT;"
+                    "UPDATE items SET tier = 'gold' WHERE id = 3");
     assert_dw_ok(h, set_canary(h, 0, "tier = 'gold'", DW_STAGE_SHADOW,
                                DW_PROMOTE_NONE, 0, NULL));
     assert_key_stage(h, 3, DW_STAGE_SHADOW, DW_ROUTE_CANARY);
     assert_key_stage(h, 1, DW_STAGE_DUAL_WRITE, DW_ROUTE_MIGRATION);
 
-    exec_ok(f->t.db, "ALTER TABLE items DROP COLUMN tier");
+    fixture_exec(f, "ALTER TABLE items DROP COLUMN tier");
     dw_value k1 = dw_int(1);
     int stage = -1;
     assert_dw(h, dw_key_stage(&stage, NULL, h, &k1, 1), DW_ERROR);
     assert_msg_has(h, "tier");
 
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h2 = open_items_ok(f->db2);
     assert_dw(f->h2, dw_key_stage(&stage, NULL, f->h2, &k1, 1), DW_ERROR);
     assert_msg_has(f->h2, "preparing the stored cohort predicate");
@@ -2517,7 +2423,7 @@ static void test_stored_cohort_no_longer_compiles(void **state)
  * override. */
 static void test_promote_not_below(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 2, DW_STAGE_SHADOW);
     for (int promote = DW_STAGE_DUAL_WRITE; promote <= DW_STAGE_SHADOW;
          promote++) {
@@ -2540,20 +2446,14 @@ static void test_promote_not_below(void **state)
 /* Opens f->h as migration name on the tables tags and tags_v2 (key name,
  * colour to hex, and hex back to colour when with_down) and moves it to
  * DUAL_WRITE. */
-static dw_migration *tags_at_dual_write(fixture *f, const char *name,
+static dw_migration *tags_at_dual_write(test_fixture *f, const char *name,
                                         int with_down)
 {
     static const char *const key[] = {"name"};
     static const dw_column_map up[] = {{"hex", "colour"}};
     static const dw_column_map down[] = {{"colour", "hex"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "tags";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "tags_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("tags", key),
+                               TEST_SIDE_UNLISTED("tags_v2", key));
     o.up = up;
     o.nup = 1;
     if (with_down) {
@@ -2571,7 +2471,7 @@ static dw_migration *tags_at_dual_write(fixture *f, const char *name,
  * reads without routing go on. */
 static void test_routing_refused_for_folding_keys(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     exec_ok(f->t.db,
             "CREATE TABLE tags(name TEXT PRIMARY KEY COLLATE NOCASE,"
             " colour TEXT);"
@@ -2593,8 +2493,7 @@ static void test_routing_refused_for_folding_keys(void **state)
     dw_routing_progress p;
     assert_dw(h, dw_routing_count(&p, h), DW_EMISUSE);
     assert_msg_has(h, "collation other than BINARY");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_overrides"),
-                     0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_overrides"), 0);
     dw_routing r;
     assert_dw_ok(h, dw_routing_get(&r, h));
     assert_true(r.canary_percent == 0.0);
@@ -2605,8 +2504,8 @@ static void test_routing_refused_for_folding_keys(void **state)
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     assert_int_equal(route, DW_ROUTE_MIGRATION);
     assert_dw_ok(h, dw_mirror(h, &k, 1));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags_v2 WHERE "
-                                        "hex = 'ff0000'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags_v2 WHERE "
+                                    "hex = 'ff0000'"),
                      1);
 }
 
@@ -2618,7 +2517,7 @@ static void test_routing_refused_for_folding_keys(void **state)
  * the key as divergent, as the header says. */
 static void test_backfill_leaves_key_held_at_off(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = start(f, 4, DW_STAGE_DUAL_WRITE);
     dw_backfill_progress bp;
     assert_dw_ok(h, dw_backfill(&bp, h, NULL));
@@ -2630,7 +2529,7 @@ static void test_backfill_leaves_key_held_at_off(void **state)
     assert_dw_ok(h, dw_write(h, &k2, 1, put_old, NULL, &r));
     assert_string_equal(r.log, "O");
     /* Key 3's old row drifts: LIVE trusts its new row. */
-    exec_ok(f->t.db, "UPDATE items SET name = 'stale' WHERE id = 3");
+    fixture_exec(f, "UPDATE items SET name = 'stale' WHERE id = 3");
 
     dw_backfill_options one_by_one = DW_BACKFILL_OPTIONS_INIT;
     one_by_one.batch_rows = 1;
@@ -2661,9 +2560,9 @@ static void test_backfill_leaves_key_held_at_off(void **state)
  * written. */
 static void test_override_key_text_longer_than_length_limit(void **state)
 {
-    fixture *f = *state;
-    exec_ok(f->t.db, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
-                     "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
+    test_fixture *f = *state;
+    fixture_exec(f, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
+                    "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);");
     dw_migration *h = tags_at_dual_write(f, "tags_long_keys", 1);
     char text[151];
     memset(text, 'k', 150);
@@ -2688,12 +2587,13 @@ static void test_override_key_text_longer_than_length_limit(void **state)
     assert_non_null(strstr(msg, "too big"));
     /* A write of that key fails too, before touching either side. */
     assert_int_equal(wrc, DW_ERROR);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM tags_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags_v2"), 0);
 }
 
 /* ---- main --------------------------------------------------------------- */
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn)                                                                  \
+    cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
 {

@@ -26,18 +26,9 @@ static int map_up(dw_row *out, const dw_row *in, void *payload)
 
 static dw_migration *open_one_table(sqlite3 *db, int with_callback)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "status_codes";
-    o.old_side.table = "tickets";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = old_cols;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "tickets";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = new_cols;
-    o.new_side.ncolumns = 1;
+    dw_options o =
+        options_for("status_codes", TEST_SIDE("tickets", key_cols, old_cols),
+                    TEST_SIDE("tickets", key_cols, new_cols));
     if (with_callback) {
         o.up_fn = map_up;
         o.map_version = "map_up v1";
@@ -47,8 +38,7 @@ static dw_migration *open_one_table(sqlite3 *db, int with_callback)
     }
     o.down = down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     return h;
 }
 

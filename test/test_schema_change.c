@@ -11,14 +11,9 @@ static const dw_column_map up[] = {{"title", "upper(name)"}};
 
 static dw_migration *open_items(sqlite3 *db, unsigned int flags, int *rc)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     o.flags = flags;
@@ -147,18 +142,12 @@ static void test_double_quoted_names_in_mappings(void **state)
                   "INSERT INTO items VALUES(1, 'lamp');");
     static const dw_column_map quoted[] = {
         {"title", "'say \"' || upper(\"name\") /* \"not\" */ || '\"'"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = quoted;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     dw_value key = dw_int(1);
     assert_dw_ok(h, dw_mirror(h, &key, 1));
@@ -194,8 +183,7 @@ static void test_application_statement_survives_library_calls(void **state)
     int rc;
     dw_migration *h = open_items(t.db, 0, &rc);
     assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(t.db,
                                         "SELECT id FROM items WHERE id < 2 "

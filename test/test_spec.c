@@ -16,31 +16,16 @@ static int64_t stored_count(sqlite3 *db, const char *name)
     if (query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
                       "AND name='dw_migrations'") == 0)
         return 0;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM dw_migrations WHERE name = ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_migrations WHERE name = ?1", name);
 }
 
 static int table_exists(sqlite3 *db, const char *name)
 {
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                         "SELECT count(*) FROM sqlite_master WHERE type='table' "
-                         "AND name = ?1",
-                         -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
+    return (int)query_int_with(db,
+                               "SELECT count(*) FROM sqlite_master WHERE "
+                               "type='table' AND name = ?1",
+                               name);
 }
 
 /* dw_open must fail with code1 (or code2 when not 0), set *out to NULL, give
@@ -74,20 +59,6 @@ static void open_fails(sqlite3 *db, const dw_options *o, int code,
     open_fails2(db, o, code, 0, needle);
 }
 
-static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open returned %d (%s): %s\n", rc, dw_errstr(rc),
-                    err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    assert_null(err);
-    return h;
-}
-
 static void make_items(sqlite3 *db)
 {
     exec_ok(db,
@@ -102,22 +73,11 @@ static const dw_column_map items_up[] = {{"title", "name"},
 
 static dw_options items_opts(const char *name)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "items_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("items_old", k_id),
+                               TEST_SIDE_UNLISTED("items_new", k_id));
     o.up = items_up;
     o.nup = 2;
     return o;
-}
-
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
 }
 
 /* ---- a plain spec opens ------------------------------------------------------------ */
@@ -129,7 +89,7 @@ static void test_open_rowid_integer_pk(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("items");
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_name(h), "items");
     assert_ptr_equal(dw_db(h), t.db);
     const char *d = dw_spec_digest(h);
@@ -144,7 +104,7 @@ static void test_open_rowid_integer_pk(void **state)
     dw_close(h);
     /* the same spec opens again, and a NULL errmsg is fine */
     h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
+    h = open_migration_ok(t.db, &o);
     assert_non_null(h);
     dw_close(h);
     assert_int_equal(stored_count(t.db, "items"), 1);
@@ -310,17 +270,11 @@ static void test_composite_key_without_rowid(void **state)
             "INSERT INTO c_new VALUES('org-7', 3, 'HELLO');");
     static const char *const key[] = {"org", "num"};
     static const dw_column_map up[] = {{"body2", "upper(body)"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "composite";
-    o.old_side.table = "c_old";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "c_new";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 2;
+    dw_options o = options_for("composite", TEST_SIDE_UNLISTED("c_old", key),
+                               TEST_SIDE_UNLISTED("c_new", key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value kv[2] = {dw_text("org-7"), dw_int(3)};
     assert_dw_ok(h, dw_compare(&equal, h, kv, 2));
@@ -332,7 +286,7 @@ static void test_composite_key_without_rowid(void **state)
     o.name = "composite_rev";
     o.old_side.key_columns = rkey;
     o.new_side.key_columns = rkey;
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     dw_close(h);
 
     /* key counts that differ between the sides */
@@ -361,21 +315,11 @@ static void test_key_unique_index(void **state)
     static const char *const oldc[] = {"v"};
     static const char *const newc[] = {"w"};
     static const dw_column_map up[] = {{"w", "v || '!'"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "unique_index";
-    o.old_side.table = "u_old";
-    o.old_side.key_columns = kcode;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "u_new";
-    o.new_side.key_columns = kcode;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("unique_index", TEST_SIDE("u_old", kcode, oldc),
+                               TEST_SIDE("u_new", kcode, newc));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value kv = dw_text("abc");
     assert_dw_ok(h, dw_compare(&equal, h, &kv, 1));
@@ -440,7 +384,7 @@ static void test_misspelled_expression(void **state)
         up[0].expr = "upper(\"name\")";
         o = items_opts(on ? "m_ok_on" : "m_ok_off");
         o.up = up;
-        dw_migration *h = open_ok(t.db, &o);
+        dw_migration *h = open_migration_ok(t.db, &o);
         assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DML), on);
         assert_int_equal(dqs_get(t.db, SQLITE_DBCONFIG_DQS_DDL), on);
         int equal = -1;
@@ -581,7 +525,7 @@ static void test_open_misuse(void **state)
     memset(longname, 'n', 200);
     longname[200] = '\0';
     o = items_opts(longname);
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_name(h), longname);
     dw_close(h);
     test_db_close(&t);
@@ -603,24 +547,15 @@ static int hostile_write_old(sqlite3 *db, const dw_value *key, int nkey,
                              void *payload)
 {
     const hostile_row *r = payload;
-    sqlite3_stmt *st = NULL;
     assert_int_equal(nkey, 1);
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         "INSERT INTO " H_OLD_SQL "(" H_KEY_SQL ", \"select\", \"or\"\"der\", "
-        "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL ") DO UPDATE "
+        "\"größe\") VALUES(?1, ?2, ?3, ?4) ON CONFLICT(" H_KEY_SQL
+        ") DO UPDATE "
         "SET \"select\" = excluded.\"select\", \"or\"\"der\" = "
         "excluded.\"or\"\"der\", \"größe\" = excluded.\"größe\"",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, r->sel, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, r->ord, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, r->size);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "itti", key[0].i, r->sel, r->ord, r->size);
 }
 
 typedef struct sink_rec {
@@ -676,11 +611,11 @@ static void test_hostile_identifiers(void **state)
     o.nup = 3;
     o.mismatch_fn = sink;
     o.mismatch_payload = &sr;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     assert_int_equal(stored_count(t.db, mname), 1);
     assert_string_equal(dw_name(h), mname);
 
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
     dw_value k = dw_int(1);
     hostile_row r = {"sel 'one'", "ord \"1\"", 21};
     assert_dw_ok(h, dw_write(h, &k, 1, hostile_write_old, NULL, &r));
@@ -704,7 +639,7 @@ static void test_hostile_identifiers(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM " H_NEW_SQL), 1);
 
     /* reads through the spec compare correctly */
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_row *out = NULL;
     assert_int_equal(dw_row_new(&out), DW_OK);
     dw_metrics_reset(h);
@@ -796,21 +731,13 @@ static int items_write_old(sqlite3 *db, const dw_value *key, int nkey,
                            void *payload)
 {
     const item *it = payload;
-    sqlite3_stmt *st = NULL;
     (void)nkey;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
-                                "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
-                                "price = excluded.price",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, it->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, it->price);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(
+        db,
+        "INSERT INTO items_old(id, name, price) VALUES(?1, ?2, ?3) "
+        "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+        "price = excluded.price",
+        "iti", key[0].i, it->name, it->price);
 }
 
 static void test_up_fn_and_map_version(void **state)
@@ -827,8 +754,8 @@ static void test_up_fn_and_map_version(void **state)
     o.up_fn = items_up_fn;
     o.map_payload = &ctx;
     o.map_version = "v1";
-    dw_migration *h = open_ok(t.db, &o);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
 
     dw_value k = dw_int(2);
     item it = {"gadget", 7};
@@ -858,7 +785,7 @@ static void test_up_fn_and_map_version(void **state)
     dw_close(h);
 
     /* same map_version reopens; another one is a different spec */
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     char digest_v1[65];
     snprintf(digest_v1, sizeof digest_v1, "%s", dw_spec_digest(h));
     dw_close(h);
@@ -880,7 +807,7 @@ static void test_up_fn_and_map_version(void **state)
                stored_after, sizeof stored_after);
     assert_string_equal(stored_before, stored_after);
     o.map_version = "v1";
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(h), digest_v1);
     dw_close(h);
     test_db_close(&t);
@@ -900,18 +827,8 @@ static void test_same_table_overlap(void **state)
     static const char *const newc[] = {"full_name"};
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "same_overlap";
-    o.old_side.table = "people";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = both;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "people";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("same_overlap", TEST_SIDE("people", k_id, both),
+                               TEST_SIDE("people", k_id, newc));
     o.up = up;
     o.nup = 1;
     open_fails2(t.db, &o, DW_EMISUSE, DW_ESCHEMA, NULL);
@@ -930,7 +847,7 @@ static void test_same_table_overlap(void **state)
     o.old_side.ncolumns = 1;
     o.new_side.columns = newc;
     o.new_side.ncolumns = 1;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     int equal = -1;
     dw_value k = dw_int(1);
     assert_dw_ok(h, dw_compare(&equal, h, &k, 1));
@@ -977,7 +894,7 @@ static void test_keys_must_compare_alike(void **state)
                   "CREATE TABLE items_new(id BIGINT PRIMARY KEY, title TEXT,"
                   " cents INTEGER) WITHOUT ROWID;");
     dw_options o = items_opts("keys");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     test_db_close(&t);
 }
 
@@ -1042,7 +959,7 @@ static void test_redefinition_names_the_difference(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("diff");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
 
     static const dw_column_map cents_x10[] = {{"title", "name"},
                                               {"cents", "price * 10"}};
@@ -1088,13 +1005,13 @@ static void test_setup_trailing_space_same_spec(void **state)
                                 "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;";
     dw_options o = items_opts("ws");
     o.setup_sql = setup;
-    dw_migration *h = open_ok(t.db, &o);
+    dw_migration *h = open_migration_ok(t.db, &o);
     char digest[65];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(h));
     dw_close(h);
     o.setup_sql = "INSERT INTO items_new(id, title, cents) VALUES(9, 'x', 1) "
                   "ON CONFLICT DO NOTHING;\n \t\r\n";
-    h = open_ok(t.db, &o);
+    h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(h), digest);
     dw_close(h);
 
@@ -1115,7 +1032,7 @@ static void test_setup_trailing_space_same_spec(void **state)
         o.setup_sql = spelled ? setup
                               : "INSERT INTO items_new(id, title, cents) "
                                 "VALUES(9, 'x', 1) ON CONFLICT DO NOTHING;\n";
-        h = open_ok(t.db, &o);
+        h = open_migration_ok(t.db, &o);
         assert_string_equal(dw_spec_digest(h), old_digest);
         /* The stored spec is current for this handle: it can work. */
         assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "ws", 0));
@@ -1152,7 +1069,7 @@ static void test_key_only_sides(void **state)
     dw_options o = items_opts("m_empty_list");
     o.old_side.columns = none; /* a list, with no entries */
     o.old_side.ncolumns = 0;
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     assert_int_equal(query_int(t.db, "SELECT json_array_length(spec, "
                                      "'$.old.columns') FROM dw_migrations "
                                      "WHERE name = 'm_empty_list'"),
@@ -1164,7 +1081,7 @@ static void test_key_only_sides(void **state)
     static const dw_column_map up[] = {{"title", "'t' || id"},
                                        {"cents", "id"}};
     o.up = up;
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
 
     o = items_opts("m_nup_0");
     o.nup = 0;
@@ -1323,18 +1240,8 @@ static void test_same_table_different_keys(void **state)
     static const char *const newc[] = {"full_name"};
     static const char *const oldc[] = {"name"};
     static const dw_column_map up[] = {{"full_name", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "same_keys";
-    o.old_side.table = "people";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "people";
-    o.new_side.key_columns = code_key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("same_keys", TEST_SIDE("people", k_id, oldc),
+                               TEST_SIDE("people", code_key, newc));
     o.up = up;
     o.nup = 1;
     open_fails(t.db, &o, DW_EMISUSE, "name different key columns");

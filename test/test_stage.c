@@ -10,34 +10,6 @@
 
 /* ---- fixture ------------------------------------------------------------ */
 
-typedef struct fixture {
-    test_db t;
-    sqlite3 *db2;
-    dw_migration *h;
-    dw_migration *h2;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    test_db_open(&f->t);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    dw_close(f->h);
-    dw_close(f->h2);
-    if (f->db2)
-        sqlite3_close(f->db2);
-    test_db_close(&f->t);
-    free(f);
-    return 0;
-}
-
 static const char *const ITEM_KEY[] = {"id"};
 static const char *const OLD_COLS[] = {"name", "qty"};
 static const char *const NEW_COLS[] = {"title", "quantity"};
@@ -57,18 +29,8 @@ static int open_items(dw_migration **out, sqlite3 *db, const char *name,
                       const char *reason, char **errmsg)
 {
     dw_column_map up[2] = {{"title", title_expr}, {"quantity", "qty"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "items";
-    o.old_side.key_columns = ITEM_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = ITEM_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for(name, TEST_SIDE("items", ITEM_KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -81,19 +43,7 @@ static dw_migration *open_items_ok(sqlite3 *db, const char *name)
     dw_migration *h = NULL;
     char *err = NULL;
     int rc = open_items(&h, db, name, "upper(name)", 0, "initial", &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    return h;
-}
-
-static int stage_of(dw_migration *h)
-{
-    int s = -99;
-    assert_dw_ok(h, dw_stage_get(&s, h));
-    return s;
+    return opened_ok("dw_open", rc, h, err);
 }
 
 /* ---- history collection ------------------------------------------------- */
@@ -155,25 +105,19 @@ static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     assert_int_equal(nkey, 1);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         "INSERT INTO items(id, name, qty) VALUES(?1, 'thing', 4)"
-        " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = excluded.qty",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        " ON CONFLICT(id) DO UPDATE SET name = excluded.name, qty = "
+        "excluded.qty",
+        "i", key[0].i);
 }
 
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_new_migration_starts_off(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "items_title");
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
@@ -225,7 +169,7 @@ static void test_stage_names_round_trip(void **state)
 
 static void test_stage_forward_one_step(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_COMPLETE; s++) {
@@ -249,7 +193,7 @@ static void test_stage_forward_one_step(void **state)
 
 static void test_stage_forward_jump_needs_force(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     int before = history_len(f->h);
@@ -282,7 +226,7 @@ static void test_stage_forward_jump_needs_force(void **state)
 
 static void test_stage_backward_any_distance(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_COMPLETE, "to the end",
@@ -319,7 +263,7 @@ static void test_stage_backward_any_distance(void **state)
 
 static void test_stage_set_current_records_nothing(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     int n = history_len(f->h);
@@ -338,7 +282,7 @@ static void test_stage_set_current_records_nothing(void **state)
 
 static void test_history_events(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     double now = (double)time(NULL);
     f->h = open_items_ok(f->t.db, "hist");
@@ -398,7 +342,7 @@ static void test_history_events(void **state)
 
 static void test_history_early_stop(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "a", 0));
@@ -420,9 +364,9 @@ static void test_history_early_stop(void **state)
 
 static void test_stage_seen_by_other_connection(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     f->h = open_items_ok(f->t.db, "shared");  /* connection A */
     f->h2 = open_items_ok(f->db2, "shared");  /* connection B */
     assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
@@ -430,28 +374,32 @@ static void test_stage_seen_by_other_connection(void **state)
     /* At OFF, B writes only the old side. */
     dw_value k1 = dw_int(1);
     assert_dw_ok(f->h2, dw_write(f->h2, &k1, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=1"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=1"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
 
     /* A moves forward; B's very next operation (a write) follows. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "go", 0));
     dw_value k2 = dw_int(2);
     assert_dw_ok(f->h2, dw_write(f->h2, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=2"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"),
+                     1);
     char buf[64];
-    assert_string_equal(
-        query_text(f->t.db, "SELECT title FROM items_v2 WHERE id=2", buf,
-                   sizeof buf),
-        "THING");
-    assert_int_equal(query_int(f->t.db, "SELECT quantity FROM items_v2 WHERE id=2"), 4);
+    assert_string_equal(fixture_text(f, "SELECT title FROM items_v2 WHERE id=2",
+                                     buf, sizeof buf),
+                        "THING");
+    assert_int_equal(fixture_int(f, "SELECT quantity FROM items_v2 WHERE id=2"),
+                     4);
     assert_int_equal(stage_of(f->h2), DW_STAGE_DUAL_WRITE);
 
     /* A moves back; B's next write goes to the old side only again. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back", 0));
     dw_value k3 = dw_int(3);
     assert_dw_ok(f->h2, dw_write(f->h2, &k3, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=3"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     0);
     assert_int_equal(stage_of(f->h2), DW_STAGE_OFF);
 
     /* And stage_get alone sees the change too. */
@@ -466,13 +414,12 @@ static void test_stage_seen_by_other_connection(void **state)
 
 static void test_reopen_same_spec_keeps_stage(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     char digest[65];
     snprintf(digest, sizeof digest, "%s", dw_spec_digest(f->h));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     int n = history_len(f->h);
     dw_close(f->h);
     f->h = NULL;
@@ -485,7 +432,7 @@ static void test_reopen_same_spec_keeps_stage(void **state)
 
 static void test_reopen_different_spec(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     char digest[65];
@@ -555,7 +502,7 @@ static void test_reopen_different_spec(void **state)
 
 static void test_misuse(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     int n = history_len(f->h);
@@ -588,10 +535,10 @@ static void test_misuse(void **state)
 
 static void test_state_tables_exist(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM sqlite_schema"
-                                        " WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM sqlite_schema"
+                                    " WHERE name LIKE 'dw\\_%' ESCAPE '\\'"),
                      0);
     f->h = open_items_ok(f->t.db, "m");
     static const char *const tables[] = {"dw_meta", "dw_migrations",
@@ -603,19 +550,19 @@ static void test_state_tables_exist(void **state)
                  "SELECT count(*) FROM sqlite_schema WHERE type='table'"
                  " AND name='%s'",
                  tables[i]);
-        if (query_int(f->t.db, sql) != 1)
+        if (fixture_int(f, sql) != 1)
             fail_msg("state table %s missing", tables[i]);
     }
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_meta"
-                                        " WHERE key='schema_version'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_meta"
+                                    " WHERE key='schema_version'"),
                      1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
 
     /* A second open (same or other migration) leaves one schema version. */
     dw_close(f->h);
     f->h = open_items_ok(f->t.db, "m");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_meta"
-                                        " WHERE key='schema_version'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_meta"
+                                    " WHERE key='schema_version'"),
                      1);
 }
 
@@ -667,13 +614,12 @@ static void run_other_call(dw_migration *h, other_call which)
  * write must write the new side too. */
 static void test_stage_cache_refreshed_after_other_calls(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     char mode[16];
-    assert_string_equal(query_text(f->t.db, "PRAGMA journal_mode", mode,
-                                   sizeof mode),
-                        "wal");
+    assert_string_equal(
+        fixture_text(f, "PRAGMA journal_mode", mode, sizeof mode), "wal");
     f->h = open_items_ok(f->t.db, "cached");  /* connection A */
     f->h2 = open_items_ok(f->db2, "cached");  /* connection B */
 
@@ -686,7 +632,7 @@ static void test_stage_cache_refreshed_after_other_calls(void **state)
         assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
         snprintf(sql, sizeof sql, "SELECT count(*) FROM items_v2 WHERE id=%lld",
                  (long long)(base + 1));
-        assert_int_equal(query_int(f->t.db, sql), 0);
+        assert_int_equal(fixture_int(f, sql), 0);
 
         /* B moves forward; A makes a non-stage call, then writes. */
         assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_DUAL_WRITE, "go", 0));
@@ -695,12 +641,12 @@ static void test_stage_cache_refreshed_after_other_calls(void **state)
         assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
         snprintf(sql, sizeof sql, "SELECT count(*) FROM items WHERE id=%lld",
                  (long long)(base + 2));
-        assert_int_equal(query_int(f->t.db, sql), 1);
+        assert_int_equal(fixture_int(f, sql), 1);
         snprintf(sql, sizeof sql, "SELECT count(*) FROM items_v2 WHERE id=%lld",
                  (long long)(base + 2));
-        if (query_int(f->t.db, sql) != 1)
+        if (fixture_int(f, sql) != 1)
             print_error("after call %d A still wrote at OFF\n", which);
-        assert_int_equal(query_int(f->t.db, sql), 1);
+        assert_int_equal(fixture_int(f, sql), 1);
         assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
 
         /* B moves back for the next round. */
@@ -712,25 +658,26 @@ static void test_stage_cache_refreshed_after_other_calls(void **state)
  * not the stage: the next write follows the stored stage (OFF). */
 static void test_stage_set_rolled_back_by_caller(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "rb");
 
     dw_value k1 = dw_int(1);
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
 
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "try", 0));
-    exec_ok(f->t.db, "ROLLBACK");
+    fixture_exec(f, "ROLLBACK");
 
-    assert_int_equal(query_int(f->t.db, "SELECT stage FROM dw_migrations"
-                                        " WHERE name='rb'"),
+    assert_int_equal(fixture_int(f, "SELECT stage FROM dw_migrations"
+                                    " WHERE name='rb'"),
                      DW_STAGE_OFF);
     /* The write comes first: nothing else may refresh the handle's view. */
     dw_value k2 = dw_int(2);
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=2"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=2"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
 }
 
@@ -739,7 +686,7 @@ static void test_stage_set_rolled_back_by_caller(void **state)
  * write both sides. */
 static void test_stage_two_handles_one_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "two");
     f->h2 = open_items_ok(f->t.db, "two");
@@ -747,36 +694,39 @@ static void test_stage_two_handles_one_transaction(void **state)
     /* A caches OFF, once before and once inside the transaction. */
     dw_value k0 = dw_int(1);
     assert_dw_ok(f->h, dw_write(f->h, &k0, 1, put_old, NULL, NULL));
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     dw_value k1 = dw_int(2);
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2"), 0);
 
     assert_dw_ok(f->h2, dw_stage_set(f->h2, DW_STAGE_DUAL_WRITE, "go", 0));
     dw_value k2 = dw_int(3);
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, put_old, NULL, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items WHERE id=3"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
-    exec_ok(f->t.db, "COMMIT");
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     1);
+    fixture_exec(f, "COMMIT");
 
-    assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+    assert_int_equal(outside_transaction(f->t.db), 1);
     assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id=3"), 1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2 WHERE id<3"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id=3"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM items_v2 WHERE id<3"),
+                     0);
 }
 
 /* A clean verification opens the LIVE gate; a later dirty one closes it
  * again, until the divergence is repaired and verified away. */
 static void test_later_dirty_verification_closes_gate(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     backfill_and_verify(f->h);
-    exec_ok(f->t.db, "UPDATE items_v2 SET title = 'drift' WHERE id = 2");
+    fixture_exec(f, "UPDATE items_v2 SET title = 'drift' WHERE id = 2");
     dw_verify_result r;
     assert_dw_ok(f->h, dw_verify(&r, f->h, NULL));
     assert_int_equal(r.different, 1);
@@ -797,9 +747,9 @@ static void test_later_dirty_verification_closes_gate(void **state)
  * no setup SQL. */
 static void test_stage_check_moves_nothing(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1)");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1)");
     f->h = open_items_ok(f->t.db, "m");
     int before = history_len(f->h);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL,
@@ -809,8 +759,7 @@ static void test_stage_check_moves_nothing(void **state)
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, DW_STAGE_CHECK),
               DW_EMISUSE);
     assert_non_null(strstr(dw_errmsg(f->h), "skips a stage"));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, DW_STAGE_CHECK),
               DW_EGATE);
     assert_non_null(strstr(dw_errmsg(f->h), "no backfill has run"));
@@ -827,11 +776,11 @@ static void test_stage_check_moves_nothing(void **state)
     assert_int_equal(stage_of(f->h), DW_STAGE_SHADOW);
     assert_int_equal(history_len(f->h), before);
     /* Inside the caller's transaction it writes nothing either. */
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL,
                                     DW_STAGE_CHECK));
     assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_READ);
-    exec_ok(f->t.db, "COMMIT");
+    fixture_exec(f, "COMMIT");
     assert_dw(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, NULL, 1u << 7),
               DW_EMISUSE);
 }
@@ -840,45 +789,35 @@ static void test_stage_check_moves_nothing(void **state)
  * spec's setup SQL in the same transaction as the move. */
 static void test_setup_sql_runs_when_leaving_off(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "CREATE TABLE units(name TEXT PRIMARY KEY);"
-                     "INSERT INTO items VALUES(1, 'a', 1)");
+    fixture_exec(f, "CREATE TABLE units(name TEXT PRIMARY KEY);"
+                    "INSERT INTO items VALUES(1, 'a', 1)");
     dw_column_map up[2] = {{"title", "upper(name)"}, {"quantity", "qty"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "m";
-    o.old_side.table = "items";
-    o.old_side.key_columns = ITEM_KEY;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = OLD_COLS;
-    o.old_side.ncolumns = 2;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = ITEM_KEY;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = NEW_COLS;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for("m", TEST_SIDE("items", ITEM_KEY, OLD_COLS),
+                               TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
     o.up = up;
     o.nup = 2;
     o.setup_sql = "INSERT INTO units VALUES('each') ON CONFLICT DO NOTHING";
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, NULL), DW_OK);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 0);
+    f->h = open_migration_ok(f->t.db, &o);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM units"), 0);
     /* Rolled back with the move when the caller rolls back. */
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
-    exec_ok(f->t.db, "ROLLBACK");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 0);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM units"), 1);
+    fixture_exec(f, "ROLLBACK");
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM units"), 0);
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM units"), 1);
     /* Idempotent: the backfill runs it again and nothing doubles. */
     assert_dw_ok(f->h, dw_backfill(NULL, f->h, NULL));
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM units"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM units"), 1);
     /* A failing setup refuses the move and leaves the stage at OFF. */
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, NULL, 0));
-    exec_ok(f->t.db, "CREATE TRIGGER no_units BEFORE INSERT ON units BEGIN "
-                     "SELECT RAISE(ABORT, 'units are frozen'); END;"
-                     "DELETE FROM units");
+    fixture_exec(f, "CREATE TRIGGER no_units BEFORE INSERT ON units BEGIN "
+                    "SELECT RAISE(ABORT, 'units are frozen'); END;"
+                    "DELETE FROM units");
     assert_int_not_equal(dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0),
                          DW_OK);
     assert_non_null(strstr(dw_errmsg(f->h), "units are frozen"));
@@ -890,12 +829,11 @@ static void test_setup_sql_runs_when_leaving_off(void **state)
  * a handle still holding the old spec is refused. */
 static void test_redefine_makes_backfill_stale(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2)");
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     backfill_and_verify(f->h);
     dw_migration *h2 = NULL;
     char *err = NULL;
@@ -913,9 +851,10 @@ static void test_redefine_makes_backfill_stale(void **state)
     /* The new one backfills and verifies, and the gate opens. */
     backfill_and_verify(h2);
     char buf[16];
-    assert_string_equal(query_text(f->t.db, "SELECT title FROM items_v2 "
-                                            "WHERE id = 1",
-                                   buf, sizeof buf),
+    assert_string_equal(fixture_text(f,
+                                     "SELECT title FROM items_v2 "
+                                     "WHERE id = 1",
+                                     buf, sizeof buf),
                         "a");
     assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_LIVE, NULL, 0));
     dw_close(h2);
@@ -929,7 +868,7 @@ static void test_redefine_makes_backfill_stale(void **state)
  * redefinition -- still takes the write lock: DW_EBUSY, nothing stored. */
 static void test_open_stored_spec_beside_writer(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, "go", 0));
@@ -939,7 +878,7 @@ static void test_open_stored_spec_beside_writer(void **state)
     dw_close(f->h);
     f->h = NULL;
 
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     exec_ok(f->db2, "BEGIN IMMEDIATE;"
                     "INSERT INTO items VALUES(100, 'pending', 1)");
     sqlite3_busy_timeout(f->t.db, 0);
@@ -952,7 +891,7 @@ static void test_open_stored_spec_beside_writer(void **state)
                     err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);
     assert_null(err);
-    assert_true(sqlite3_get_autocommit(f->t.db));
+    assert_true(outside_transaction(f->t.db));
     assert_string_equal(dw_spec_digest(f->h), digest);
     assert_int_equal(stage_of(f->h), DW_STAGE_DUAL_WRITE);
     assert_int_equal(history_len(f->h), events);
@@ -979,7 +918,7 @@ static void test_open_stored_spec_beside_writer(void **state)
     assert_non_null(err);
     dw_free(err);
     err = NULL;
-    assert_true(sqlite3_get_autocommit(f->t.db));
+    assert_true(outside_transaction(f->t.db));
     /* So must a redefinition. */
     h = (dw_migration *)&h;
     rc = open_items(&h, f->t.db, "m", "lower(name)", DW_OPEN_REDEFINE,
@@ -988,13 +927,11 @@ static void test_open_stored_spec_beside_writer(void **state)
     assert_null(h);
     dw_free(err);
     err = NULL;
-    assert_true(sqlite3_get_autocommit(f->t.db));
+    assert_true(outside_transaction(f->t.db));
 
     exec_ok(f->db2, "COMMIT");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
-                     1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history"),
-                     events);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history"), events);
     char buf[80];
     assert_string_equal(query_text(f->t.db,
                                    "SELECT spec_digest FROM dw_migrations "
@@ -1025,23 +962,21 @@ static void test_open_stored_spec_beside_writer(void **state)
  * only read, a definition is stored in it and goes with its rollback. */
 static void test_open_inside_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
     dw_close(f->h);
     f->h = NULL;
 
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     f->h = open_items_ok(f->t.db, "m");
-    assert_false(sqlite3_get_autocommit(f->t.db));
+    assert_false(outside_transaction(f->t.db));
     assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_READ);
     f->h2 = open_items_ok(f->t.db, "defined_inside");
     assert_int_equal(sqlite3_txn_state(f->t.db, "main"), SQLITE_TXN_WRITE);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
-                     2);
-    exec_ok(f->t.db, "ROLLBACK");
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_migrations"),
-                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 2);
+    fixture_exec(f, "ROLLBACK");
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_migrations"), 1);
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
 }
 
@@ -1066,9 +1001,9 @@ static int commit_meanwhile(void *payload, int count)
 
 static void test_open_redone_after_other_commit(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     create_items(f->t.db);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     meanwhile m = {f->db2, NULL, 0};
 
     /* Another connection defines the same migration meanwhile: it is
@@ -1084,37 +1019,26 @@ static void test_open_redone_after_other_commit(void **state)
     sqlite3_busy_handler(f->t.db, commit_meanwhile, &m);
     f->h = open_items_ok(f->t.db, "m");
     assert_true(m.calls > 0);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history "
-                                        "WHERE event = 'define' AND "
-                                        "reason = 'by the other'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history "
+                                    "WHERE event = 'define' AND "
+                                    "reason = 'by the other'"),
                      1);
-    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM dw_history "
-                                        "WHERE event = 'define'"),
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM dw_history "
+                                    "WHERE event = 'define'"),
                      2); /* seed and m */
 
     /* Another connection adds a column meanwhile: with default columns
      * the spec stored is checked against the schema of the write. */
     static const char *const key[] = {"id"};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "defaults";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("defaults", TEST_SIDE_UNLISTED("items", key),
+                               TEST_SIDE_UNLISTED("items_v2", key));
     dw_column_map up[2] = {{"title", "name"}, {"quantity", "qty"}};
     o.up = up;
     o.nup = 2;
     exec_ok(f->db2, "BEGIN IMMEDIATE");
     m.sql = "ALTER TABLE items ADD COLUMN colour TEXT; COMMIT";
     m.calls = 0;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, f->t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(f->t.db, &o);
     assert_true(m.calls > 0);
     char buf[400];
     query_text(f->t.db,
@@ -1165,12 +1089,11 @@ static void outdated_handle_refuses(sqlite3 *db, dw_migration *stale)
 }
 
 /* Migration "m" at SHADOW in f->h, with row 7 written through it. */
-static void shadow_with_row(fixture *f)
+static void shadow_with_row(test_fixture *f)
 {
     create_items(f->t.db);
     f->h = open_items_ok(f->t.db, "m");
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(f->h, DW_STAGE_SHADOW);
     dw_value k = dw_int(7);
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
 }
@@ -1180,11 +1103,11 @@ static void shadow_with_row(fixture *f)
  * are refused, while the stored spec's comparison finds the key changed. */
 static void test_redefined_by_other_connection_refuses(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     shadow_with_row(f);
     dw_value k = dw_int(7);
 
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     char *err = NULL;
     int rc = open_items(&f->h2, f->db2, "m", "lower(name)", DW_OPEN_REDEFINE,
                         "lower case titles", &err);
@@ -1195,19 +1118,19 @@ static void test_redefined_by_other_connection_refuses(void **state)
     int equal = -1;
     assert_dw_ok(f->h2, dw_compare(&equal, f->h2, &k, 1));
     assert_int_equal(equal, 0);
-    exec_ok(f->t.db, "DELETE FROM dw_mismatch_log");
+    fixture_exec(f, "DELETE FROM dw_mismatch_log");
 
     outdated_handle_refuses(f->t.db, f->h);
     /* Inside the caller's transaction too, where the stage is read. */
-    exec_ok(f->t.db, "BEGIN");
+    fixture_exec(f, "BEGIN");
     outdated_handle_refuses(f->t.db, f->h);
-    exec_ok(f->t.db, "COMMIT");
+    fixture_exec(f, "COMMIT");
 }
 
 /* The same with both handles on one connection. */
 static void test_redefined_by_other_handle_refuses(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     shadow_with_row(f);
     dw_value k = dw_int(7);
 
@@ -1233,23 +1156,23 @@ static void test_redefined_by_other_handle_refuses(void **state)
  * cached from before. */
 static void test_redefined_in_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     shadow_with_row(f);
     dw_value k = dw_int(7);
     int stage = -1;
     char *err = NULL;
     for (int commit = 0; commit < 2; commit++) {
         assert_dw_ok(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL));
-        exec_ok(f->t.db, "BEGIN");
+        fixture_exec(f, "BEGIN");
         assert_int_equal(open_items(&f->h2, f->t.db, "m", "lower(name)",
                                     DW_OPEN_REDEFINE, NULL, &err),
                          DW_OK);
         assert_dw(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL),
                   DW_ESPEC);
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 0);
+        assert_int_equal(outside_transaction(f->t.db), 0);
         dw_close(f->h2);
         f->h2 = NULL;
-        exec_ok(f->t.db, commit ? "COMMIT" : "ROLLBACK");
+        fixture_exec(f, commit ? "COMMIT" : "ROLLBACK");
     }
     /* Committed: refused with nothing in between but the COMMIT. */
     assert_dw(f->h, dw_write(f->h, &k, 1, put_old, NULL, NULL), DW_ESPEC);
@@ -1260,32 +1183,32 @@ static void test_redefined_in_caller_transaction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_new_migration_starts_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_migration_starts_off, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_stage_names_round_trip),
-        cmocka_unit_test_setup_teardown(test_stage_forward_one_step, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_forward_jump_needs_force, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_backward_any_distance, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_set_current_records_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_history_events, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_history_early_stop, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_seen_by_other_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_same_spec_keeps_stage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_different_spec, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_state_tables_exist, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_cache_refreshed_after_other_calls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_set_rolled_back_by_caller, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_later_dirty_verification_closes_gate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stage_check_moves_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redefine_makes_backfill_stale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_stored_spec_beside_writer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_inside_caller_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_redone_after_other_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redefined_by_other_connection_refuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redefined_by_other_handle_refuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redefined_in_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_forward_one_step, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_forward_jump_needs_force, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_backward_any_distance, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_set_current_records_nothing, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_history_events, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_history_early_stop, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_seen_by_other_connection, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_same_spec_keeps_stage, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_different_spec, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_state_tables_exist, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_cache_refreshed_after_other_calls, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_set_rolled_back_by_caller, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_two_handles_one_transaction, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_later_dirty_verification_closes_gate, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stage_check_moves_nothing, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_setup_sql_runs_when_leaving_off, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_redefine_makes_backfill_stale, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_open_stored_spec_beside_writer, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_open_inside_caller_transaction, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_open_redone_after_other_commit, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_by_other_connection_refuses, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_by_other_handle_refuses, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_redefined_in_caller_transaction, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,15 +11,10 @@ static const dw_column_map up[] = {{"title", "upper(name)"}};
 
 static int open_items_capped(dw_migration **h, sqlite3 *db, int log_cap)
 {
-    dw_options o = DW_OPTIONS_INIT;
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.log_cap = log_cap;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
     o.up = up;
     o.nup = 1;
     return dw_open(h, db, &o, NULL);
@@ -281,14 +276,9 @@ static void test_future_version_is_refused(void **state)
     exec_ok(t.db, "UPDATE dw_meta SET value = 5 WHERE key = "
                   "'schema_version'");
     char *err = NULL;
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "items_v2";
-    o.old_side.table = "items";
-    o.old_side.key_columns = key_cols;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_v2";
-    o.new_side.key_columns = key_cols;
-    o.new_side.nkey_columns = 1;
+    dw_options o =
+        options_for("items_v2", TEST_SIDE_UNLISTED("items", key_cols),
+                    TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
     assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);

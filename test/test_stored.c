@@ -10,49 +10,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static dw_migration *open_ok(sqlite3 *db, const dw_options *o)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open returned %d (%s): %s\n", rc, dw_errstr(rc),
-                    err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    dw_free(err);
-    return h;
-}
-
-static dw_migration *stored_ok(sqlite3 *db, const char *name, unsigned flags)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open_stored(&h, db, name, flags, &err);
-    if (rc != DW_OK)
-        print_error("dw_open_stored(%s) returned %d (%s): %s\n", name, rc,
-                    dw_errstr(rc), err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    assert_null(err);
-    return h;
-}
-
-static dw_migration *json_ok(sqlite3 *db, const char *name, const char *json,
-                             unsigned flags)
-{
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open_json(&h, db, name, json, flags, "by hand", &err);
-    if (rc != DW_OK)
-        print_error("dw_open_json(%s) returned %d (%s): %s\n", name, rc,
-                    dw_errstr(rc), err ? err : "(no message)");
-    assert_int_equal(rc, DW_OK);
-    assert_non_null(h);
-    assert_null(err);
-    return h;
-}
-
 /* Asserts a call that takes errmsg failed with `code`, left *out NULL and
  * said something containing `needle`. */
 static void refused(int rc, dw_migration *out, char *err, int code,
@@ -166,14 +123,9 @@ static void make_orders(sqlite3 *db)
 
 static dw_options orders_opts(int with_down)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "orders";
-    o.old_side.table = "orders";
-    o.old_side.key_columns = order_key;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "orders_v2";
-    o.new_side.key_columns = order_key;
-    o.new_side.nkey_columns = 2;
+    dw_options o =
+        options_for("orders", TEST_SIDE_UNLISTED("orders", order_key),
+                    TEST_SIDE_UNLISTED("orders_v2", order_key));
     o.up = orders_up;
     o.nup = 2;
     if (with_down) {
@@ -191,8 +143,8 @@ static void round_trip_orders(int with_down)
     test_db_open(&t);
     make_orders(t.db);
     dw_options o = orders_opts(with_down);
-    dw_migration *app = open_ok(t.db, &o);
-    dw_migration *h = stored_ok(t.db, "orders", 0);
+    dw_migration *app = open_migration_ok(t.db, &o);
+    dw_migration *h = open_stored_ok(t.db, "orders", 0);
     assert_string_equal(dw_name(h), "orders");
     assert_ptr_equal(dw_db(h), t.db);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
@@ -203,7 +155,7 @@ static void round_trip_orders(int with_down)
     stored_spec(t.db, "orders", spec, sizeof spec);
     assert_non_null(strstr(spec, with_down ? "\"down\":{\"sql\":"
                                            : "\"down\":null"));
-    dw_migration *j = json_ok(t.db, "orders", spec, 0);
+    dw_migration *j = open_json_ok(t.db, "orders", spec, 0);
     assert_string_equal(dw_spec_digest(j), dw_spec_digest(app));
     dw_close(j);
 
@@ -275,22 +227,12 @@ static void test_round_trip_same_table(void **state)
     static const char *const oldc[] = {"name"};
     static const char *const newc[] = {"full_name"};
     static const dw_column_map up[] = {{"full_name", "name || '!'"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "people";
-    o.old_side.table = "people";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "people";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for("people", TEST_SIDE("people", k_id, oldc),
+                               TEST_SIDE("people", k_id, newc));
     o.up = up;
     o.nup = 1;
-    dw_migration *app = open_ok(t.db, &o);
-    dw_migration *h = stored_ok(t.db, "people", 0);
+    dw_migration *app = open_migration_ok(t.db, &o);
+    dw_migration *h = open_stored_ok(t.db, "people", 0);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     backfill_and_verify(h);
@@ -325,14 +267,8 @@ static const dw_column_map items_up[] = {{"title", "name"},
 
 static dw_options items_opts(const char *name)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "items_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "items_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("items_old", k_id),
+                               TEST_SIDE_UNLISTED("items_new", k_id));
     o.up = items_up;
     o.nup = 2;
     return o;
@@ -353,7 +289,7 @@ static void test_json_defines(void **state)
         "  \"new\": {\"key\": [\"id\"], \"table\": \"items_new\"},\n"
         "  \"old\": {\"table\": \"items_old\", \"key\": [\"id\"], "
         "\"columns\": null}\n}\n";
-    dw_migration *h = json_ok(t.db, "items", hand, 0);
+    dw_migration *h = open_json_ok(t.db, "items", hand, 0);
     char spec[1024];
     assert_string_equal(
         stored_spec(t.db, "items", spec, sizeof spec),
@@ -363,7 +299,7 @@ static void test_json_defines(void **state)
         "{\"title\":\"name\",\"cents\":\"price * 100\"}},\"down\":null}");
     /* The equivalent options give the same digest: dw_open() opens it. */
     dw_options o = items_opts("items");
-    dw_migration *app = open_ok(t.db, &o);
+    dw_migration *app = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(app), dw_spec_digest(h));
     /* The definition is in the history, with the reason given. */
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_history WHERE "
@@ -382,13 +318,13 @@ static void test_json_defines(void **state)
         "\"setup\":\"INSERT INTO tags(id) VALUES(1) ON CONFLICT DO "
         "NOTHING\"}";
     json_refused(t.db, "items", more, 0, DW_ESPEC, "different spec");
-    h = json_ok(t.db, "items", more, DW_OPEN_REDEFINE);
+    h = open_json_ok(t.db, "items", more, DW_OPEN_REDEFINE);
     stored_spec(t.db, "items", spec, sizeof spec);
     assert_non_null(strstr(spec, ",\"setup\":\"INSERT INTO tags(id)"));
     o.down = (const dw_column_map[]){{"name", "title"}, {"price", "cents / 100"}};
     o.ndown = 2;
     o.setup_sql = "INSERT INTO tags(id) VALUES(1) ON CONFLICT DO NOTHING";
-    app = open_ok(t.db, &o);
+    app = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(app), dw_spec_digest(h));
     dw_close(app);
     dw_close(h);
@@ -400,7 +336,7 @@ static void test_json_defines(void **state)
         "\"new\":{\"table\":\"items_new\",\"key\":[\"id\"]},"
         "\"up\":{\"sql\":{\"title\":\"name || '\\\\u0000'\","
         "\"cents\":\"price\"}}}";
-    h = json_ok(t.db, "backslash", backslash, 0);
+    h = open_json_ok(t.db, "backslash", backslash, 0);
     assert_non_null(strstr(stored_spec(t.db, "backslash", spec, sizeof spec),
                            "\"name || '\\\\u0000'\""));
     dw_close(h);
@@ -511,7 +447,7 @@ static void test_json_malformed(void **state)
 #undef UP
     /* One migration stored already, to see that none is added. */
     dw_options o = items_opts("already");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     assert_int_equal(list_count(t.db), 1);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_refused(t.db, "bad", cases[i].json, 0, DW_EMISUSE,
@@ -598,16 +534,7 @@ typedef struct item {
 static int write_item(sqlite3 *db, const char *sql, const dw_value *key,
                       const item *it)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, it->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, it->price);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, sql, "iti", key[0].i, it->name, it->price);
 }
 
 static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -687,14 +614,14 @@ static void test_callbacks_unbound(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = callback_opts("cb");
-    dw_migration *app = open_ok(t.db, &o);
+    dw_migration *app = open_migration_ok(t.db, &o);
     assert_dw_ok(app, dw_stage_set(app, DW_STAGE_DUAL_WRITE, NULL, 0));
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM tags"), 1);
     dw_value k1 = dw_int(1);
     item it1 = {"widget", 5};
     assert_dw_ok(app, dw_write(app, &k1, 1, write_old, NULL, &it1));
 
-    dw_migration *h = stored_ok(t.db, "cb", DW_OPEN_REPAIR_QUEUE);
+    dw_migration *h = open_stored_ok(t.db, "cb", DW_OPEN_REPAIR_QUEUE);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
     int stage = -1;
     assert_dw_ok(h, dw_stage_get(&stage, h));
@@ -788,13 +715,13 @@ static void test_callbacks_not_defined(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = callback_opts("cb");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     char spec[1024];
     stored_spec(t.db, "cb", spec, sizeof spec);
     assert_non_null(strstr(spec, "\"up\":{\"callback\":\"v2\"},"
                                  "\"down\":{\"callback\":\"v2\"}"));
     /* The same spec opens what is stored... */
-    dw_close(json_ok(t.db, "cb", spec, 0));
+    dw_close(open_json_ok(t.db, "cb", spec, 0));
     /* ...but defines nothing under another name, */
     json_refused(t.db, "cb_other", spec, 0, DW_EMISUSE,
                  "must be defined by the application that has the callbacks");
@@ -821,10 +748,10 @@ static void test_callbacks_not_defined(void **state)
     /* A callback whose map_version is NULL is {"callback":null}. */
     o = callback_opts("cb_null");
     o.map_version = NULL;
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     stored_spec(t.db, "cb_null", spec, sizeof spec);
     assert_non_null(strstr(spec, "\"up\":{\"callback\":null}"));
-    dw_migration *h = stored_ok(t.db, "cb_null", 0);
+    dw_migration *h = open_stored_ok(t.db, "cb_null", 0);
     dw_value k = dw_int(1);
     dw_repair_result rr;
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
@@ -855,9 +782,9 @@ static void test_callback_down_only(void **state)
     dw_options o = items_opts("half");
     o.down_fn = down_fn;
     o.map_version = "v2";
-    dw_migration *app = open_ok(t.db, &o);
+    dw_migration *app = open_migration_ok(t.db, &o);
     dw_close(app);
-    dw_migration *h = stored_ok(t.db, "half", 0);
+    dw_migration *h = open_stored_ok(t.db, "half", 0);
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     /* Up to SHADOW the backfill and the verification map up, in SQL. */
     backfill_and_verify(h);
@@ -906,9 +833,9 @@ static void test_list(void **state)
     assert_true(sqlite3_get_autocommit(t.db));
 
     dw_options ob = items_opts("b_sql");
-    dw_migration *b = open_ok(t.db, &ob);
+    dw_migration *b = open_migration_ok(t.db, &ob);
     dw_options oa = callback_opts("a_callbacks");
-    dw_migration *a = open_ok(t.db, &oa);
+    dw_migration *a = open_migration_ok(t.db, &oa);
     /* Its own tables: the contract drops its old one. */
     exec_ok(t.db, "CREATE TABLE c_old(id INTEGER PRIMARY KEY, name TEXT,"
                   " price INTEGER);"
@@ -917,7 +844,7 @@ static void test_list(void **state)
     dw_options oc = items_opts("c_contracted");
     oc.old_side.table = "c_old";
     oc.new_side.table = "c_new";
-    dw_migration *c = open_ok(t.db, &oc);
+    dw_migration *c = open_migration_ok(t.db, &oc);
     assert_dw_ok(b, dw_stage_set(b, DW_STAGE_DUAL_WRITE, NULL, 0));
     assert_dw_ok(a, dw_stage_set(a, DW_STAGE_SHADOW, "jump", DW_STAGE_FORCE));
     assert_dw_ok(c, dw_stage_set(c, DW_STAGE_COMPLETE, "jump",
@@ -954,10 +881,10 @@ static void test_list(void **state)
     assert_true(l.m[1].updated > l.m[1].created); /* a stage move since */
 
     /* A listed spec opens (the contracted one too, on the new model). */
-    dw_migration *h = json_ok(t.db, l.m[1].name, l.m[1].spec, 0);
+    dw_migration *h = open_json_ok(t.db, l.m[1].name, l.m[1].spec, 0);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(b));
     dw_close(h);
-    h = stored_ok(t.db, "c_contracted", 0);
+    h = open_stored_ok(t.db, "c_contracted", 0);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(c));
     int stage = -1;
     assert_dw_ok(h, dw_stage_get(&stage, h));
@@ -1042,7 +969,7 @@ static void test_list_busy(void **state)
     exec_ok(t.db, "PRAGMA journal_mode=DELETE");
     make_items(t.db);
     dw_options o = items_opts("m");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     sqlite3 *other = test_db_connect(&t);
     exec_ok(other, "BEGIN EXCLUSIVE");
     sqlite3_busy_timeout(t.db, 0);
@@ -1076,10 +1003,10 @@ static void test_open_stored_beside_writer(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("items");
-    dw_migration *app = open_ok(t.db, &o);
+    dw_migration *app = open_migration_ok(t.db, &o);
     assert_dw_ok(app, dw_stage_set(app, DW_STAGE_DUAL_WRITE, "go", 0));
     dw_options c = callback_opts("with_callbacks");
-    dw_close(open_ok(t.db, &c));
+    dw_close(open_migration_ok(t.db, &c));
     char spec[1024];
     stored_spec(t.db, "items", spec, sizeof spec);
     int64_t events = query_int(t.db, "SELECT count(*) FROM dw_history");
@@ -1088,7 +1015,7 @@ static void test_open_stored_beside_writer(void **state)
     exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO tags DEFAULT VALUES");
     sqlite3_busy_timeout(t.db, 0);
 
-    dw_migration *h = stored_ok(t.db, "items", 0);
+    dw_migration *h = open_stored_ok(t.db, "items", 0);
     assert_true(sqlite3_get_autocommit(t.db));
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
     int stage = -1;
@@ -1097,11 +1024,11 @@ static void test_open_stored_beside_writer(void **state)
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill_status(&p, h));
     dw_close(h);
-    h = stored_ok(t.db, "with_callbacks", 0);
+    h = open_stored_ok(t.db, "with_callbacks", 0);
     assert_dw_ok(h, dw_stage_get(&stage, h));
     assert_int_equal(stage, DW_STAGE_OFF);
     dw_close(h);
-    h = json_ok(t.db, "items", spec, 0);
+    h = open_json_ok(t.db, "items", spec, 0);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
     dw_close(h);
     assert_int_equal(list_count(t.db), 2);
@@ -1147,7 +1074,7 @@ static int race_at_begin(unsigned type, void *ctx, void *p, void *x)
         dw_options o = items_opts("m");
         o.up = items_up_upper;
         o.flags = DW_OPEN_REDEFINE;
-        dw_close(open_ok(r->other, &o));
+        dw_close(open_migration_ok(r->other, &o));
     } else {
         exec_ok(r->other, "DELETE FROM dw_migrations WHERE name = 'm'");
     }
@@ -1161,11 +1088,11 @@ static void test_open_stored_races(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("m");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     race r = {test_db_connect(&t), 1, 0};
     /* Redefined in between: the new spec is read again and opened. */
     sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, race_at_begin, &r);
-    dw_migration *h = stored_ok(t.db, "m", 0);
+    dw_migration *h = open_stored_ok(t.db, "m", 0);
     assert_true(r.fired);
     char buf[80];
     assert_string_equal(dw_spec_digest(h),
@@ -1213,7 +1140,7 @@ static void test_list_callback_write_lost_is_reported(void **state)
     exec_ok(t.db, "PRAGMA journal_mode=DELETE");
     make_items(t.db);
     dw_options o = items_opts("m");
-    list_writer w = {open_ok(t.db, &o), -1};
+    list_writer w = {open_migration_ok(t.db, &o), -1};
     /* A reader elsewhere holds its lock: the listing's COMMIT is busy. */
     sqlite3 *other = test_db_connect(&t);
     exec_ok(other, "BEGIN");
@@ -1251,7 +1178,7 @@ static void test_open_stored_schema_respelled(void **state)
     test_db_open(&t);
     make_items(t.db);
     dw_options o = items_opts("m");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     exec_ok(t.db, "ALTER TABLE items_old RENAME COLUMN name TO tmp;"
                   "ALTER TABLE items_old RENAME COLUMN tmp TO NAME;");
     dw_migration *h = NULL;
@@ -1290,7 +1217,7 @@ static void test_open_stored_misuse(void **state)
     assert_int_equal(state_tables(t.db), 0);
 
     dw_options o = items_opts("items");
-    dw_close(open_ok(t.db, &o));
+    dw_close(open_migration_ok(t.db, &o));
     h = (dw_migration *)(void *)&dummy;
     rc = dw_open_stored(&h, t.db, "itemz", 0, &err);
     refused(rc, h, err, DW_ENOTFOUND,
@@ -1320,7 +1247,7 @@ static void test_open_stored_misuse(void **state)
     assert_null(h);
 
     /* Flags other than REDEFINE are the handle's. */
-    h = stored_ok(t.db, "items", DW_OPEN_TEST_MODE | DW_OPEN_NO_LOG_TABLE);
+    h = open_stored_ok(t.db, "items", DW_OPEN_TEST_MODE | DW_OPEN_NO_LOG_TABLE);
     dw_close(h);
 
     /* The schema changed since: the stored spec no longer fits. */
@@ -1432,7 +1359,7 @@ static void test_remove(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM sqlite_schema "
                                      "WHERE name LIKE 'dw_%'"),
                      0);
-    dw_migration *h = json_ok(t.db, "items", items_spec, 0);
+    dw_migration *h = open_json_ok(t.db, "items", items_spec, 0);
     remove_refused(t.db, "itemz", 0, DW_ENOTFOUND, "\"itemz\"");
     remove_refused(NULL, "items", 0, DW_EMISUSE, "connection");
     remove_refused(t.db, NULL, 0, DW_EMISUSE, "name");
@@ -1498,12 +1425,12 @@ static void test_remove(void **state)
     remove_refused(t.db, "items", 0, DW_ENOTFOUND, "\"items\"");
 
     /* Defined again (another spec, no DW_OPEN_REDEFINE needed): clean. */
-    h = json_ok(t.db, "items",
-                "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
-                "\"columns\": [\"name\"]}, \"new\": {\"table\": "
-                "\"items_v2\", \"key\": [\"id\"]}, \"up\": {\"sql\": "
-                "{\"title\": \"name\"}}}",
-                0);
+    h = open_json_ok(t.db, "items",
+                     "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
+                     "\"columns\": [\"name\"]}, \"new\": {\"table\": "
+                     "\"items_v2\", \"key\": [\"id\"]}, \"up\": {\"sql\": "
+                     "{\"title\": \"name\"}}}",
+                     0);
     assert_dw_ok(h, dw_stage_get(&stage, h));
     assert_int_equal(stage, DW_STAGE_OFF);
     dw_backfill_progress bp;
@@ -1559,10 +1486,10 @@ static void test_remove_id_not_reused(void **state)
     test_db_open(&t);
     exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
                   "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
-    dw_migration *h = json_ok(t.db, "items", items_spec, 0);
+    dw_migration *h = open_json_ok(t.db, "items", items_spec, 0);
     int64_t removed = items_id(t.db);
     remove_ok(t.db, "items", "by mistake");
-    dw_close(json_ok(t.db, "other", items_spec, 0));
+    dw_close(open_json_ok(t.db, "other", items_spec, 0));
     int64_t other = query_int(t.db, "SELECT id FROM dw_migrations WHERE "
                                     "name = 'other'");
     assert_true(other > removed);
@@ -1587,7 +1514,7 @@ static void test_remove_id_not_reused(void **state)
                      1);
     dw_close(h);
     /* The name defined again gets a new id too, and starts clean. */
-    h = json_ok(t.db, "items", items_spec, 0);
+    h = open_json_ok(t.db, "items", items_spec, 0);
     assert_true(items_id(t.db) > other);
     memset(&fh, 0, sizeof fh);
     assert_dw_ok(h, dw_history(h, keep_first, &fh));
@@ -1606,7 +1533,7 @@ static void test_remove_old_state(void **state)
     test_db_open(&t);
     exec_ok(t.db, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
                   "CREATE TABLE items_v2(id INTEGER PRIMARY KEY, title TEXT);");
-    dw_close(json_ok(t.db, "items", items_spec, 0));
+    dw_close(open_json_ok(t.db, "items", items_spec, 0));
     exec_ok(t.db, "ALTER TABLE dw_backfill DROP COLUMN runner_pid;"
                   "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
                   "ALTER TABLE dw_migrations DROP COLUMN mismatch_entries;"
@@ -1614,7 +1541,7 @@ static void test_remove_old_state(void **state)
     remove_refused(t.db, "items", 0, DW_EMISUSE, "dw_open_stored()");
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
                      1);
-    dw_close(stored_ok(t.db, "items", 0));
+    dw_close(open_stored_ok(t.db, "items", 0));
     remove_ok(t.db, "items", NULL);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
                      0);

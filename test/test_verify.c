@@ -20,21 +20,6 @@
 
 static const char *const k_id[] = {"id"};
 
-static int set_stage(dw_migration *h, int stage)
-{
-    return dw_stage_set(h, stage, "test", DW_STAGE_FORCE);
-}
-
-static int is_hex16(const char *s)
-{
-    if (!s || strlen(s) != 16)
-        return 0;
-    for (int i = 0; i < 16; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 static void db_open(test_db *t)
 {
     test_db_open(t);
@@ -46,25 +31,12 @@ static dw_migration *open_two(sqlite3 *db, const char *name, const char *old_t,
                               const char *new_t, const dw_column_map *up,
                               int nup, unsigned int flags)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = old_t;
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = new_t;
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED(old_t, k_id),
+                               TEST_SIDE_UNLISTED(new_t, k_id));
     o.up = up;
     o.nup = nup;
     o.flags = flags;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open(%s): %d %s\n", name, rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* What the verification callback saw: the first few mismatches in detail,
@@ -259,27 +231,16 @@ static int64_t stored_keys(sqlite3 *db, int64_t run, const char *extra_where)
     return query_int(db, sql);
 }
 
-static int64_t count_where(sqlite3 *db, const char *sql_fmt, const char *arg)
-{
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql_fmt, -1, &st, NULL), SQLITE_OK);
-    if (arg)
-        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 /* The stored divergent key of the latest run whose key text is `key`:
  * its kind (-1 when absent). */
 static int stored_kind(sqlite3 *db, const char *key)
 {
-    return (int)count_where(db,
-                            "SELECT coalesce((SELECT kind FROM dw_verify_keys "
-                            "WHERE key = ?1 AND run_id = (SELECT max(id) FROM "
-                            "dw_verify_runs)), -1)",
-                            key);
+    return (int)query_int_with(
+        db,
+        "SELECT coalesce((SELECT kind FROM dw_verify_keys "
+        "WHERE key = ?1 AND run_id = (SELECT max(id) FROM "
+        "dw_verify_runs)), -1)",
+        key);
 }
 
 static void exec_fmt(sqlite3 *db, const char *fmt, ...)
@@ -363,21 +324,14 @@ static void run_kind_case(const kind_case *c, int slow_path)
     static const dw_column_map up[] = {{"val", "val"}, {"b", "b"}};
     vsink cs; /* what dw_compare() reports, through the handle's sink */
     memset(&cs, 0, sizeof cs);
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "kinds";
-    o.old_side.table = "k_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "k_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("kinds", TEST_SIDE_UNLISTED("k_old", k_id),
+                               TEST_SIDE_UNLISTED("k_new", k_id));
     o.up = up;
     o.nup = 2;
     o.mismatch_fn = vsink_fn;
     o.mismatch_payload = &cs;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     int ncompare = 0;
     if (slow_path) {
         dw_read_options ro = DW_READ_OPTIONS_INIT;
@@ -524,14 +478,8 @@ static dw_migration *open_redact(sqlite3 *db, const char *name,
                                  unsigned int flags, int redact)
 {
     static const dw_column_map up[] = {{"nick", "nick"}, {"secret", "secret"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "p_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "p_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("p_old", k_id),
+                               TEST_SIDE_UNLISTED("p_new", k_id));
     o.up = up;
     o.nup = 2;
     o.flags = flags;
@@ -539,16 +487,15 @@ static dw_migration *open_redact(sqlite3 *db, const char *name,
         o.redact_columns = redact_secret;
         o.nredact_columns = 1;
     }
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_OK);
+    dw_migration *h = open_migration_ok(db, &o);
     return h;
 }
 
 static int64_t detail_like(sqlite3 *db, const char *pattern)
 {
-    return count_where(db,
-                       "SELECT count(*) FROM dw_verify_keys WHERE detail LIKE ?1",
-                       pattern);
+    return query_int_with(
+        db, "SELECT count(*) FROM dw_verify_keys WHERE detail LIKE ?1",
+        pattern);
 }
 
 static void test_redaction(void **state)
@@ -1153,19 +1100,12 @@ static void test_composite_key(void **state)
             " ('a', 10, 's'), ('b\"q', 3, 'y'), ('c\\d', 1, 's'),"
             " (char(9) || 'tab', 2, 'y'), ('\xc3\xa9', 1, 's');");
     static const dw_column_map up[] = {{"v", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "composite";
-    o.old_side.table = "o_old";
-    o.old_side.key_columns = k_comp;
-    o.old_side.nkey_columns = 2;
-    o.new_side.table = "o_new";
-    o.new_side.key_columns = k_comp;
-    o.new_side.nkey_columns = 2;
+    dw_options o = options_for("composite", TEST_SIDE_UNLISTED("o_old", k_comp),
+                               TEST_SIDE_UNLISTED("o_new", k_comp));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 2, 3, 0};
@@ -1265,25 +1205,13 @@ static void test_c_mapping(void **state)
             " (4, 'closed');"
             "INSERT INTO s_new VALUES(1, 1), (2, 1), (3, 1), (5, 2);");
     map_ctl ctl = {0, 0};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "c_map";
-    o.old_side.table = "s_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "s_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("c_map", TEST_SIDE_UNLISTED("s_old", k_id),
+                               TEST_SIDE_UNLISTED("s_new", k_id));
     o.up_fn = status_up;
     o.map_payload = &ctl;
     o.map_version = "status_up v1";
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 2, 0};
@@ -1356,25 +1284,11 @@ static void test_mapping_order(void **state)
                   " (2, 'P', 'Q', 'n2'), (3, 'q', 'q', 'n3');");
     static const char *const new_cols[] = {"b", "a"};
     static const dw_column_map up[] = {{"a", "upper(x)"}, {"b", "y"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "order";
-    o.old_side.table = "m_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "m_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = new_cols;
-    o.new_side.ncolumns = 2;
+    dw_options o = options_for("order", TEST_SIDE_UNLISTED("m_old", k_id),
+                               TEST_SIDE("m_new", k_id, new_cols));
     o.up = up;
     o.nup = 2;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
+    dw_migration *h = open_migration_ok(t.db, &o);
     vsink s;
     memset(&s, 0, sizeof s);
     dw_verify_result r = verify_with(h, &s, 0, 100);
@@ -1389,7 +1303,7 @@ static void test_mapping_order(void **state)
             assert_string_equal(s.m[i].d[0].column, "a");
         }
     }
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_repair_result rr;
     assert_dw_ok(h, dw_repair_divergent(&rr, h));
     assert_int_equal(rr.repaired, 2);
@@ -1427,7 +1341,7 @@ static void test_subquery_mapping(void **state)
         {"status_code",
          "(SELECT code FROM statuses WHERE statuses.name = s_old.status)"}};
     dw_migration *h = open_two(t.db, "lookup", "s_old", "s_new", up, 1, 0);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 2, 0};
@@ -1472,18 +1386,9 @@ static void one_table(int with_callback)
         {"status_code",
          "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
     map_ctl ctl = {0, 0};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "one_table";
-    o.old_side.table = "tickets";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = status_cols;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "tickets";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = code_cols;
-    o.new_side.ncolumns = 1;
+    dw_options o =
+        options_for("one_table", TEST_SIDE("tickets", k_id, status_cols),
+                    TEST_SIDE("tickets", k_id, code_cols));
     if (with_callback) {
         o.up_fn = status_up;
         o.map_payload = &ctl;
@@ -1492,9 +1397,8 @@ static void one_table(int with_callback)
         o.up = up;
         o.nup = 1;
     }
-    dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, NULL), DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 3, 0};
@@ -1800,7 +1704,7 @@ static void test_stored_runs(void **state)
                                  DW_STAGE_RAMPDOWN, DW_STAGE_COMPLETE};
     exec_ok(t.db, "UPDATE l_new SET a = 'changed' WHERE id = 2");
     for (int i = 0; i < 6; i++) {
-        assert_dw_ok(h, set_stage(h, stages[i]));
+        assert_dw_ok(h, stage_force(h, stages[i]));
         dw_verify_result rs = verify_with(h, NULL, 0, 0);
         assert_counts(&rs, 4, 0, 0, 1);
     }
@@ -1816,26 +1720,13 @@ static const dw_column_map lower_down[] = {{"a", "lower(a)"}};
 
 static dw_migration *open_repair(sqlite3 *db, const char *name)
 {
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "r_old";
-    o.old_side.key_columns = k_id;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "r_new";
-    o.new_side.key_columns = k_id;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("r_old", k_id),
+                               TEST_SIDE_UNLISTED("r_new", k_id));
     o.up = upper_up;
     o.nup = 1;
     o.down = lower_down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* old 1..6 ('a'..'f'); new: 1 equal, 2 wrong, 3 wrong, 4 equal, 5 absent,
@@ -1876,7 +1767,7 @@ static void test_repair_keys(void **state)
     assert_dw(h, dw_repair_keys(&rr, h, keys, 1, 3), DW_EMISUSE);
     assert_int_equal(rr.repaired, 0);
     assert_int_equal(rr.failed, 0);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
 
     /* bad arguments */
     dw_value fkey = dw_float(2.0), two[2] = {dw_int(2), dw_int(3)};
@@ -1947,7 +1838,7 @@ static void test_repair_keys(void **state)
                         "C");
 
     /* at LIVE the old side is repaired from the new one, through down */
-    assert_dw_ok(h, set_stage(h, DW_STAGE_LIVE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_LIVE));
     exec_ok(t.db, "UPDATE r_new SET a = 'ZZ' WHERE id = 4");
     dw_value k48[2] = {dw_int(4), dw_int(8)};
     assert_dw_ok(h, dw_repair_keys(&rr, h, k48, 1, 2));
@@ -1963,7 +1854,7 @@ static void test_repair_keys(void **state)
     assert_int_equal(rows_agree(t.db), 0);
 
     /* at COMPLETE, one model again: refused */
-    assert_dw_ok(h, set_stage(h, DW_STAGE_COMPLETE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_COMPLETE));
     assert_dw(h, dw_repair_keys(&rr, h, k48, 1, 2), DW_EMISUSE);
     dw_close(h);
     test_db_close(&t);
@@ -1979,7 +1870,7 @@ static void test_repair_keys_atomic(void **state)
     /* old 3 and old 4 map to the same new value: 'D' */
     exec_ok(t.db, "UPDATE r_old SET a = 'd' WHERE id = 3");
     dw_migration *h = open_repair(t.db, "repair_atomic");
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_value keys[3] = {dw_int(2), dw_int(3), dw_int(7)};
     dw_repair_result rr;
     memset(&rr, 0x5a, sizeof rr);
@@ -2008,7 +1899,7 @@ static void test_repair_divergent(void **state)
     dw_repair_result rr;
     /* at OFF: refused */
     assert_dw(h, dw_repair_divergent(&rr, h), DW_EMISUSE);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     assert_int_equal(dw_repair_divergent(&rr, NULL), DW_EMISUSE);
     /* before any verification: nothing listed */
     assert_dw_ok(h, dw_repair_divergent(&rr, h));
@@ -2025,7 +1916,7 @@ static void test_repair_divergent(void **state)
     static const dw_column_map xup[] = {{"a", "a"}};
     dw_migration *h2 = open_two(t.db, "repair_div_other", "x_old", "x_new",
                                 xup, 1, 0);
-    assert_dw_ok(h2, set_stage(h2, DW_STAGE_SHADOW));
+    assert_dw_ok(h2, stage_force(h2, DW_STAGE_SHADOW));
     dw_verify_result r2 = verify_with(h2, NULL, 0, 0);
     assert_counts(&r2, 1, 0, 0, 1);
     assert_int_equal(stored_keys(t.db, r.run_id, NULL), 5);
@@ -2092,7 +1983,7 @@ static void test_repair_divergent_many_live(void **state)
                   "UPDATE r_old SET a = 'bad' WHERE id % 5 = 0;"
                   "INSERT INTO r_old VALUES(1401, 'orphan'), (1402, 'orphan');");
     dw_migration *h = open_repair(t.db, "repair_live");
-    assert_dw_ok(h, set_stage(h, DW_STAGE_LIVE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_LIVE));
     dw_verify_result r = verify_with(h, NULL, 0, 0);
     int64_t sevens = 200, fives = 280 - 40; /* multiples of 5 not of 7 */
     assert_counts(&r, 1402, 2, sevens, fives);
@@ -2122,7 +2013,7 @@ static void test_repair_divergent_failure(void **state)
      * under a UNIQUE constraint: its repair must fail. */
     exec_ok(t.db, "UPDATE r_old SET a = 'd' WHERE id = 5");
     dw_migration *h = open_repair(t.db, "repair_fail");
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     dw_verify_result r = verify_with(h, NULL, 0, 0);
     assert_counts(&r, 8, 1, 2, 2);
 
@@ -2173,26 +2064,19 @@ static int write_q_old(sqlite3 *db, const dw_value *key, int nkey,
                        void *payload)
 {
     (void)nkey;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO q_old(id, a) VALUES(?1, ?2) ON "
-                                "CONFLICT(id) DO UPDATE SET a = excluded.a",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, (const char *)payload, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db,
+                         "INSERT INTO q_old(id, a) VALUES(?1, ?2) ON "
+                         "CONFLICT(id) DO UPDATE SET a = excluded.a",
+                         "it", key[0].i, (const char *)payload);
 }
 
 static int64_t queue_attempts(sqlite3 *db, const char *key)
 {
-    return count_where(db,
-                       "SELECT coalesce((SELECT attempts FROM dw_repair_queue "
-                       "WHERE key = ?1), -1)",
-                       key);
+    return query_int_with(
+        db,
+        "SELECT coalesce((SELECT attempts FROM dw_repair_queue "
+        "WHERE key = ?1), -1)",
+        key);
 }
 
 static int64_t queue_count(dw_migration *h)
@@ -2229,7 +2113,7 @@ static void test_repair_queue(void **state)
     db_open(&t);
     queue_schema(t.db);
     dw_migration *h = open_queue(t.db, DW_OPEN_REPAIR_QUEUE);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
     dw_repair_result rr;
     /* an empty queue */
     assert_int_equal(queue_count(h), 0);
@@ -2333,7 +2217,7 @@ static void test_repair_queue(void **state)
     assert_int_equal(queue_count(h), 0);
 
     /* at OFF there is nothing to repair into: refused */
-    assert_dw_ok(h, set_stage(h, DW_STAGE_OFF));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_OFF));
     assert_dw(h, dw_repair_queue(&rr, h), DW_EMISUSE);
     dw_close(h);
     test_db_close(&t);
@@ -2376,14 +2260,7 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
     o.nup = 1;
     o.flags = DW_OPEN_REPAIR_QUEUE | flags;
     o.reason = composite ? "keyed on (org, id)" : "keyed on id";
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    return h;
+    return open_migration_ok(db, &o);
 }
 
 /* Writes the old row (org 'o', the key's id, a) through dw_write(); the
@@ -2391,19 +2268,11 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
 static int write_pair_old(sqlite3 *db, const dw_value *key, int nkey,
                           void *payload)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO p_old(org, id, a) VALUES('o', ?1,"
-                                " ?2) ON CONFLICT(org, id) DO UPDATE SET"
-                                " a = excluded.a",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[nkey - 1].i);
-    sqlite3_bind_text(st, 2, payload, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db,
+                         "INSERT INTO p_old(org, id, a) VALUES('o', ?1,"
+                         " ?2) ON CONFLICT(org, id) DO UPDATE SET"
+                         " a = excluded.a",
+                         "it", key[nkey - 1].i, payload);
 }
 
 static void queue_bad_write(dw_migration *h, const dw_value *key, int nkey)
@@ -2426,7 +2295,7 @@ static void test_repair_queue_keys_of_another_spec(void **state)
     db_open(&t);
     pairs_schema(t.db);
     dw_migration *h = open_pairs(t.db, 1, 0);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
     dw_value k1[2] = {dw_text("o"), dw_int(1)};
     queue_bad_write(h, k1, 2);
     dw_close(h);
@@ -2486,7 +2355,7 @@ static void test_no_queue_without_flag(void **state)
     db_open(&t);
     queue_schema(t.db);
     dw_migration *h = open_queue(t.db, 0);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_DUAL_WRITE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_DUAL_WRITE));
     exec_ok(t.db, "INSERT INTO q_block VALUES(1)");
     dw_value k = dw_int(1);
     assert_dw(h, dw_write(h, &k, 1, write_q_old, NULL, (void *)"one"),
@@ -2582,26 +2451,14 @@ static void test_key_names_differ(void **state)
     static const char *const new_key[] = {"user_id"};
     static const dw_column_map up[] = {{"full_name", "upper(name)"}};
     static const dw_column_map down[] = {{"name", "lower(full_name)"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "names";
-    o.old_side.table = "u_old";
-    o.old_side.key_columns = old_key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "u_new";
-    o.new_side.key_columns = new_key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("names", TEST_SIDE_UNLISTED("u_old", old_key),
+                               TEST_SIDE_UNLISTED("u_new", new_key));
     o.up = up;
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 2, 0};
@@ -2655,24 +2512,13 @@ static void test_awkward_identifiers(void **state)
     static const char *const old_key[] = {"the id"};
     static const char *const new_key[] = {"key col"};
     static const dw_column_map up[] = {{"select", "upper(\"val`ue\")"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "awkward \"names\"";
-    o.old_side.table = "odd \"old\"";
-    o.old_side.key_columns = old_key;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "new`table";
-    o.new_side.key_columns = new_key;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("awkward \"names\"",
+                               TEST_SIDE_UNLISTED("odd \"old\"", old_key),
+                               TEST_SIDE_UNLISTED("new`table", new_key));
     o.up = up;
     o.nup = 1;
-    dw_migration *h = NULL;
-    char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
     static const int chunks[] = {1, 0};
@@ -2721,8 +2567,7 @@ static void test_ranged_run_opens_no_gate(void **state)
                   "INSERT INTO l_old VALUES(1, 'a'), (2, 'b'), (3, 'c');");
     static const dw_column_map up[] = {{"a", "a"}};
     dw_migration *h = open_two(t.db, "gate", "l_old", "l_new", up, 1, 0);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_SHADOW, NULL, 0));
+    stage_walk_ok(h, DW_STAGE_SHADOW);
     /* a clean run before the backfill does not count */
     exec_ok(t.db, "INSERT INTO l_new SELECT * FROM l_old");
     dw_verify_result r = verify_with(h, NULL, 0, 0);
@@ -2764,9 +2609,9 @@ static void test_after_contract(void **state)
     static const dw_column_map up[] = {{"a", "a"}};
     dw_migration *h = open_two(t.db, "contracted", "l_old", "l_new", up, 1,
                                DW_OPEN_REPAIR_QUEUE);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_SHADOW));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     backfill_and_verify(h);
-    assert_dw_ok(h, set_stage(h, DW_STAGE_COMPLETE));
+    assert_dw_ok(h, stage_force(h, DW_STAGE_COMPLETE));
     char path[400];
     snprintf(path, sizeof path, "%s/backup.db", t.dir);
     assert_dw_ok(h, dw_contract(h, path, "test"));

@@ -6,49 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- fixture ------------------------------------------------------------ */
-
-typedef struct fixture {
-    test_db t;
-    sqlite3 *db2;
-    dw_migration *h;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    test_db_open(&f->t);
-    *state = f;
-    return 0;
-}
-
-static void fixture_close(fixture *f)
-{
-    dw_close(f->h);
-    f->h = NULL;
-    if (f->db2) {
-        sqlite3_close(f->db2);
-        f->db2 = NULL;
-    }
-    test_db_close(&f->t);
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    fixture_close(f);
-    free(f);
-    return 0;
-}
-
-/* A fresh database for the next round of a loop. */
-static void fixture_reset(fixture *f)
-{
-    fixture_close(f);
-    test_db_open(&f->t);
-}
-
 /* ---- call log ----------------------------------------------------------- */
 
 static char g_log[64];
@@ -85,38 +42,16 @@ static void create_items(sqlite3 *db)
                 " title TEXT NOT NULL UNIQUE, quantity INTEGER);");
 }
 
-/* Sets *o to the items migration's two sides, with no mapping yet. */
-static void items_options(dw_options *o)
+/* The items migration's two sides, with no mapping yet. */
+static dw_options items_options(void)
 {
-    *o = (dw_options)DW_OPTIONS_INIT;
-    o->name = "items_v2";
-    o->old_side.table = "items";
-    o->old_side.key_columns = ITEM_KEY;
-    o->old_side.nkey_columns = 1;
-    o->old_side.columns = OLD_COLS;
-    o->old_side.ncolumns = 2;
-    o->new_side.table = "items_v2";
-    o->new_side.key_columns = ITEM_KEY;
-    o->new_side.nkey_columns = 1;
-    o->new_side.columns = NEW_COLS;
-    o->new_side.ncolumns = 2;
+    return options_for("items_v2", TEST_SIDE("items", ITEM_KEY, OLD_COLS),
+                       TEST_SIDE("items_v2", ITEM_KEY, NEW_COLS));
 }
 
-/* Opens f->h with *o, printing dw_open()'s message when it fails. */
-static int open_options(fixture *f, const dw_options *o)
+static int open_items(test_fixture *f, unsigned flags, int with_down)
 {
-    char *err = NULL;
-    int rc = dw_open(&f->h, f->t.db, o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %d %s\n", rc, err ? err : "(no message)");
-    dw_free(err);
-    return rc;
-}
-
-static int open_items(fixture *f, unsigned flags, int with_down)
-{
-    dw_options o;
-    items_options(&o);
+    dw_options o = items_options();
     o.up = UP;
     o.nup = 2;
     if (with_down) {
@@ -125,20 +60,15 @@ static int open_items(fixture *f, unsigned flags, int with_down)
     }
     o.flags = flags;
     o.reason = "test";
-    return open_options(f, &o);
+    return open_migration(&f->h, f->t.db, &o);
 }
 
 /* Creates the tables, opens the migration and moves it to `stage`. */
-static void items_at(fixture *f, int stage, unsigned flags, int with_down)
+static void items_at(test_fixture *f, int stage, unsigned flags, int with_down)
 {
     create_items(f->t.db);
     assert_int_equal(open_items(f, flags, with_down), DW_OK);
     assert_dw_ok(f->h, dw_stage_set(f->h, stage, "test", DW_STAGE_FORCE));
-}
-
-static void set_stage(dw_migration *h, int stage)
-{
-    assert_dw_ok(h, dw_stage_set(h, stage, "test", DW_STAGE_FORCE));
 }
 
 /* What the write callbacks write. A NULL name or title violates NOT NULL;
@@ -153,34 +83,11 @@ typedef struct wctx {
     int new_ret;
 } wctx;
 
+/* Upserts through `sql` (?1 id, ?2 text, ?3 number). */
 static int run_upsert(sqlite3 *db, const char *sql, int64_t id,
                       const char *text, int64_t num)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, id);
-    if (text)
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, num);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
-}
-
-static int run_delete(sqlite3 *db, const char *sql, int64_t id)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, sql, "iti", id, text, num);
 }
 
 static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -217,7 +124,7 @@ static int d_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 1)
         return 99;
-    return run_delete(db, "DELETE FROM items WHERE id = ?1", key[0].i);
+    return callback_exec(db, "DELETE FROM items WHERE id = ?1", "i", key[0].i);
 }
 
 static int d_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -226,7 +133,8 @@ static int d_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('n');
     if (nkey != 1)
         return 99;
-    return run_delete(db, "DELETE FROM items_v2 WHERE id = ?1", key[0].i);
+    return callback_exec(db, "DELETE FROM items_v2 WHERE id = ?1", "i",
+                         key[0].i);
 }
 
 /* Full table contents as one line of text. */
@@ -273,7 +181,7 @@ static int old_is_authoritative(int stage)
 /* Which callbacks run, in which order, at every stage. */
 static void test_order_every_stage(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     static const char *const order[] = {"o", "on", "on", "no", "no", "n"};
     for (int s = 0; s < 6; s++) {
         fixture_reset(f);
@@ -295,7 +203,7 @@ static void test_order_every_stage(void **state)
         if (rc != DW_OK)
             print_error("%s\n", dw_errmsg(f->h));
         assert_string_equal(got, want);
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(outside_transaction(f->t.db), 1);
         assert_int_equal(dw_errside(f->h), DW_SIDE_NONE);
     }
 }
@@ -303,12 +211,12 @@ static void test_order_every_stage(void **state)
 /* Old authoritative, write_new NULL: the new side follows through `up`. */
 static void test_mirror_up(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_SHADOW; s++) {
         fixture_reset(f);
         items_at(f, s, 0, 1);
-        exec_ok(f->t.db, "INSERT INTO items VALUES(2, 'other', 1);"
-                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+        fixture_exec(f, "INSERT INTO items VALUES(2, 'other', 1);"
+                        "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
         char o[128], n[128];
         dw_value k = dw_int(1);
 
@@ -332,12 +240,12 @@ static void test_mirror_up(void **state)
 /* New authoritative, write_old NULL: the old side follows through `down`. */
 static void test_mirror_down(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     for (int s = DW_STAGE_LIVE; s <= DW_STAGE_RAMPDOWN; s++) {
         fixture_reset(f);
         items_at(f, s, 0, 1);
-        exec_ok(f->t.db, "INSERT INTO items VALUES(2, 'other', 1);"
-                         "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
+        fixture_exec(f, "INSERT INTO items VALUES(2, 'other', 1);"
+                        "INSERT INTO items_v2 VALUES(2, 'ZZZ', 9);");
         char o[128], n[128];
         dw_value k = dw_int(1);
 
@@ -361,13 +269,13 @@ static void test_mirror_down(void **state)
  * mirror to the old side. */
 static void test_missing_callback_is_misuse(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_OFF, 0, 1);
     wctx c = {"Widget", 5, "WIDGET", 5, 0, 0};
     dw_value k = dw_int(1);
     char o[128], n[128];
     for (int s = 0; s < 6; s++) {
-        set_stage(f->h, s);
+        stage_force_ok(f->h, s);
         log_reset();
         int rc;
         if (old_is_authoritative(s))
@@ -380,7 +288,7 @@ static void test_missing_callback_is_misuse(void **state)
         assert_int_equal(dw_write(f->h, &k, 1, NULL, NULL, &c), DW_EMISUSE);
         assert_string_equal(dump_old(f->t.db, o, sizeof o), "");
         assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(outside_transaction(f->t.db), 1);
     }
     assert_int_equal(dw_write(NULL, &k, 1, w_old, w_new, &c), DW_EMISUSE);
 
@@ -388,22 +296,22 @@ static void test_missing_callback_is_misuse(void **state)
     fixture_reset(f);
     items_at(f, DW_STAGE_LIVE, 0, 0);
     for (int s = DW_STAGE_LIVE; s <= DW_STAGE_RAMPDOWN; s++) {
-        set_stage(f->h, s);
+        stage_force_ok(f->h, s);
         log_reset();
         assert_dw(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c), DW_EMISUSE);
         assert_string_equal(dump_old(f->t.db, o, sizeof o), "");
         assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(outside_transaction(f->t.db), 1);
     }
     /* ... but with both callbacks given it works. */
     log_reset();
-    set_stage(f->h, DW_STAGE_LIVE);
+    stage_force_ok(f->h, DW_STAGE_LIVE);
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
     assert_string_equal(g_log, "no");
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Widget',5");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'WIDGET',5");
     /* And at COMPLETE no down mapping is needed. */
-    set_stage(f->h, DW_STAGE_COMPLETE);
+    stage_force_ok(f->h, DW_STAGE_COMPLETE);
     wctx c2 = {NULL, 0, "DONE", 1, 0, 0};
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, NULL, w_new, &c2));
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'DONE',1");
@@ -413,12 +321,12 @@ static void test_missing_callback_is_misuse(void **state)
 /* Deletes mirror as deletes, in both directions. */
 static void test_delete_mirrors(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2),"
-                     " (3, 'c', 3);"
-                     "INSERT INTO items_v2 VALUES(1, 'A', 1), (2, 'B', 2),"
-                     " (3, 'C', 3);");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'a', 1), (2, 'b', 2),"
+                    " (3, 'c', 3);"
+                    "INSERT INTO items_v2 VALUES(1, 'A', 1), (2, 'B', 2),"
+                    " (3, 'C', 3);");
     char o[128], n[128];
     dw_value k1 = dw_int(1);
     log_reset();
@@ -427,7 +335,7 @@ static void test_delete_mirrors(void **state)
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "2,'b',2;3,'c',3");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "2,'B',2;3,'C',3");
 
-    set_stage(f->h, DW_STAGE_LIVE);
+    stage_force_ok(f->h, DW_STAGE_LIVE);
     dw_value k2 = dw_int(2);
     log_reset();
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, NULL, d_new, NULL));
@@ -438,7 +346,7 @@ static void test_delete_mirrors(void **state)
     /* Deleting a key absent on both sides is fine and changes nothing. */
     dw_value k9 = dw_int(9);
     assert_dw_ok(f->h, dw_write(f->h, &k9, 1, NULL, d_new, NULL));
-    set_stage(f->h, DW_STAGE_SHADOW);
+    stage_force_ok(f->h, DW_STAGE_SHADOW);
     assert_dw_ok(f->h, dw_write(f->h, &k9, 1, d_old, NULL, NULL));
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "3,'c',3");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "3,'C',3");
@@ -447,41 +355,41 @@ static void test_delete_mirrors(void **state)
 /* dw_mirror for code that wrote the authoritative side itself. */
 static void test_dw_mirror(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_SHADOW, 0, 1);
     char o[128], n[128];
     dw_value k = dw_int(1);
 
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'Apple', 3)");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'Apple', 3)");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'APPLE',3");
-    exec_ok(f->t.db, "UPDATE items SET name = 'Pear', qty = NULL WHERE id = 1");
+    fixture_exec(f, "UPDATE items SET name = 'Pear', qty = NULL WHERE id = 1");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'PEAR',NULL");
-    exec_ok(f->t.db, "DELETE FROM items WHERE id = 1");
+    fixture_exec(f, "DELETE FROM items WHERE id = 1");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "");
 
     /* At OFF: a no-op, the stale new row stays. */
-    set_stage(f->h, DW_STAGE_OFF);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'Apple', 3);"
-                     "INSERT INTO items_v2 VALUES(1, 'STALE', 0);");
+    stage_force_ok(f->h, DW_STAGE_OFF);
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'Apple', 3);"
+                    "INSERT INTO items_v2 VALUES(1, 'STALE', 0);");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'Apple',3");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
-    exec_ok(f->t.db, "DELETE FROM items");
+    fixture_exec(f, "DELETE FROM items");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
 
     /* At COMPLETE: a no-op as well, both sides untouched. */
-    set_stage(f->h, DW_STAGE_COMPLETE);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'old', 1)");
+    stage_force_ok(f->h, DW_STAGE_COMPLETE);
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'old', 1)");
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'old',1");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
 
     /* At LIVE it syncs the old side down. */
-    set_stage(f->h, DW_STAGE_LIVE);
+    stage_force_ok(f->h, DW_STAGE_LIVE);
     assert_dw_ok(f->h, dw_mirror(f->h, &k, 1));
     assert_string_equal(dump_old(f->t.db, o, sizeof o), "1,'stale',0");
     assert_string_equal(dump_new(f->t.db, n, sizeof n), "1,'STALE',0");
@@ -494,20 +402,20 @@ static void test_dw_mirror(void **state)
 /* Both writes or neither, at every stage that writes two sides. */
 static void test_both_or_neither(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     enum { SECOND_CONSTRAINT, SECOND_PLAIN, FIRST_CONSTRAINT, FIRST_PLAIN };
     static const char *const case_names[] = {
         "second-constraint", "second-plain", "first-constraint", "first-plain"};
     items_at(f, DW_STAGE_OFF, 0, 1);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1), (2, 'plum', 2);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1),"
-                     " (2, 'PLUM', 2);");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1), (2, 'plum', 2);"
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1),"
+                    " (2, 'PLUM', 2);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
 
     for (int s = DW_STAGE_DUAL_WRITE; s <= DW_STAGE_RAMPDOWN; s++) {
-        set_stage(f->h, s);
+        stage_force_ok(f->h, s);
         int old_first = old_is_authoritative(s);
         for (int cs = 0; cs < 4; cs++) {
             /* Updates of key 1 that would change both rows. */
@@ -542,7 +450,7 @@ static void test_both_or_neither(void **state)
                      dw_stage_name(s), case_names[cs], rc, dw_errside(f->h),
                      contains_ci(msg, fail_old ? "old" : "new"), g_log,
                      strcmp(o0, o1) == 0, strcmp(n0, n1) == 0,
-                     sqlite3_get_autocommit(f->t.db));
+                     outside_transaction(f->t.db));
             const char *calls = old_first ? (second_fails ? "on" : "o")
                                           : (second_fails ? "no" : "n");
             snprintf(want, sizeof want,
@@ -572,7 +480,7 @@ static void test_both_or_neither(void **state)
                      " old_same=%d new_same=%d autocommit=%d",
                      dw_stage_name(s), rc, dw_errside(f->h),
                      contains_ci(msg, "new"), strcmp(o0, o1) == 0,
-                     strcmp(n0, n1) == 0, sqlite3_get_autocommit(f->t.db));
+                     strcmp(n0, n1) == 0, outside_transaction(f->t.db));
             snprintf(want, sizeof want,
                      "%s mirror-unique rc=%d side=%d msg_names_side=1"
                      " old_same=1 new_same=1 autocommit=1",
@@ -585,7 +493,7 @@ static void test_both_or_neither(void **state)
 
     /* After all the failures a good write still works and resets the
      * error state. */
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     wctx ok = {"kiwi", 4, "KIWI", 4, 0, 0};
     dw_value k3 = dw_int(3);
     assert_dw_ok(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &ok));
@@ -596,7 +504,7 @@ static void test_both_or_neither(void **state)
 /* dw_write nests in the caller's transaction as a SAVEPOINT. */
 static void test_nesting_in_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     char o[128], n[128];
     sqlite3 *db = f->t.db;
@@ -605,7 +513,7 @@ static void test_nesting_in_caller_transaction(void **state)
     wctx c1 = {"one", 1, "ONE", 1, 0, 0};
     dw_value k1 = dw_int(1);
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c1));
-    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(outside_transaction(db), 0);
     assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
     exec_ok(db, "ROLLBACK");
     assert_string_equal(dump_old(db, o, sizeof o), "");
@@ -614,7 +522,7 @@ static void test_nesting_in_caller_transaction(void **state)
     /* Same with the mirror. */
     exec_ok(db, "BEGIN");
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, NULL, &c1));
-    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(outside_transaction(db), 0);
     exec_ok(db, "ROLLBACK");
     assert_string_equal(dump_old(db, o, sizeof o), "");
     assert_string_equal(dump_new(db, n, sizeof n), "");
@@ -625,12 +533,12 @@ static void test_nesting_in_caller_transaction(void **state)
     dw_value k2 = dw_int(2);
     assert_dw(f->h, dw_write(f->h, &k2, 1, w_old, w_new, &c2), DW_ECONSTRAINT);
     assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
-    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(outside_transaction(db), 0);
     /* A plain callback failure inside the transaction, too. */
     wctx c3 = {"three", 3, "THREE", 3, 0, 1};
     dw_value k3 = dw_int(3);
     assert_dw(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &c3), DW_ECALLBACK);
-    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(outside_transaction(db), 0);
     assert_string_equal(dump_old(db, o, sizeof o), "1,'one',1");
     assert_string_equal(dump_new(db, n, sizeof n), "1,'ONE',1");
     exec_ok(db, "COMMIT");
@@ -660,20 +568,11 @@ static int acct_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     if (nkey != 2 || key[0].type != DW_TYPE_TEXT ||
         key[1].type != DW_TYPE_INTEGER)
         return 99;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         "INSERT INTO acct(org, num, balance) VALUES(?1, ?2, ?3)"
         " ON CONFLICT(org, num) DO UPDATE SET balance = excluded.balance",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, key[1].i);
-    sqlite3_bind_int64(st, 3, *balance);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "vii", &key[0], key[1].i, *balance);
 }
 
 static int acct_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -682,16 +581,8 @@ static int acct_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 2)
         return 99;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "DELETE FROM acct WHERE org=?1 AND num=?2",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, key[1].i);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return callback_exec(db, "DELETE FROM acct WHERE org=?1 AND num=?2", "vi",
+                         &key[0], key[1].i);
 }
 
 static int acct_v2_put(sqlite3 *db, const dw_value *key, int nkey,
@@ -701,21 +592,12 @@ static int acct_v2_put(sqlite3 *db, const dw_value *key, int nkey,
     log_call('n');
     if (nkey != 2)
         return 99;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         "INSERT INTO acct_v2(org, num, balance_cents) VALUES(?1, ?2, ?3)"
         " ON CONFLICT(org, num) DO UPDATE SET"
         " balance_cents = excluded.balance_cents",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, key[1].i);
-    sqlite3_bind_int64(st, 3, *cents);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "vii", &key[0], key[1].i, *cents);
 }
 
 static const char *dump_acct(sqlite3 *db, const char *table, char *buf,
@@ -738,35 +620,25 @@ static const char *dump_acct(sqlite3 *db, const char *table, char *buf,
 /* Opens f->h as migration name on the acct tables (a composite text and
  * integer key, balance to cents), with the down mapping when with_down,
  * and moves it to DUAL_WRITE. */
-static void acct_at_dual_write(fixture *f, const char *name, int with_down)
+static void acct_at_dual_write(test_fixture *f, const char *name, int with_down)
 {
     static const dw_column_map up[] = {{"balance_cents", "balance * 100"}};
     static const dw_column_map down[] = {{"balance", "balance_cents / 100"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = name;
-    o.old_side.table = "acct";
-    o.old_side.key_columns = ACCT_KEY;
-    o.old_side.nkey_columns = 2;
-    o.old_side.columns = ACCT_OLD_COLS;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "acct_v2";
-    o.new_side.key_columns = ACCT_KEY;
-    o.new_side.nkey_columns = 2;
-    o.new_side.columns = ACCT_NEW_COLS;
-    o.new_side.ncolumns = 1;
+    dw_options o = options_for(name, TEST_SIDE("acct", ACCT_KEY, ACCT_OLD_COLS),
+                               TEST_SIDE("acct_v2", ACCT_KEY, ACCT_NEW_COLS));
     o.up = up;
     o.nup = 1;
     if (with_down) {
         o.down = down;
         o.ndown = 1;
     }
-    assert_int_equal(open_options(f, &o), DW_OK);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(open_migration(&f->h, f->t.db, &o), DW_OK);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 }
 
 static void test_composite_text_key(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     exec_ok(db, ACCT_TABLES
                 "INSERT INTO acct VALUES('org-7', 4, 1), ('org-8', 3, 2);"
@@ -818,7 +690,7 @@ static void test_composite_text_key(void **state)
                         "org-7,4,100;org-8,3,200");
 
     /* At LIVE the old side follows the new one down. */
-    set_stage(f->h, DW_STAGE_LIVE);
+    stage_force_ok(f->h, DW_STAGE_LIVE);
     dw_value k9[2] = {dw_text("org-9"), dw_int(1)};
     int64_t cents = 700;
     log_reset();
@@ -842,19 +714,11 @@ static int inc_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 1)
         return 99;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
+    return callback_exec(
         db,
         "INSERT INTO incidents(id, status) VALUES(?1, ?2)"
         " ON CONFLICT(id) DO UPDATE SET status = excluded.status",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, key[0].i);
-    sqlite3_bind_text(st, 2, in->status, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+        "it", key[0].i, in->status);
 }
 
 static int inc_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
@@ -863,7 +727,8 @@ static int inc_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     log_call('o');
     if (nkey != 1)
         return 99;
-    return run_delete(db, "DELETE FROM incidents WHERE id = ?1", key[0].i);
+    return callback_exec(db, "DELETE FROM incidents WHERE id = ?1", "i",
+                         key[0].i);
 }
 
 static const char *dump_incidents(sqlite3 *db, char *buf, size_t n)
@@ -877,7 +742,7 @@ static const char *dump_incidents(sqlite3 *db, char *buf, size_t n)
 
 static void test_same_table_new_columns(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     exec_ok(db, "CREATE TABLE incidents(id INTEGER PRIMARY KEY, status TEXT,"
                 " status_code INTEGER)");
@@ -887,26 +752,12 @@ static void test_same_table_new_columns(void **state)
     static const dw_column_map up[] = {
         {"status_code",
          "CASE status WHEN 'open' THEN 1 WHEN 'closed' THEN 2 END"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "incident_codes";
-    o.old_side.table = "incidents";
-    o.old_side.key_columns = key;
-    o.old_side.nkey_columns = 1;
-    o.old_side.columns = oldc;
-    o.old_side.ncolumns = 1;
-    o.new_side.table = "incidents";
-    o.new_side.key_columns = key;
-    o.new_side.nkey_columns = 1;
-    o.new_side.columns = newc;
-    o.new_side.ncolumns = 1;
+    dw_options o =
+        options_for("incident_codes", TEST_SIDE("incidents", key, oldc),
+                    TEST_SIDE("incidents", key, newc));
     o.up = up;
     o.nup = 1;
-    char *err = NULL;
-    int rc = dw_open(&f->h, db, &o, &err);
-    if (rc != DW_OK)
-        print_error("dw_open: %s\n", err ? err : "(no message)");
-    dw_free(err);
-    assert_int_equal(rc, DW_OK);
+    assert_int_equal(open_migration(&f->h, db, &o), DW_OK);
 
     char buf[256];
     incident open_ = {"open"}, closed = {"closed"};
@@ -916,7 +767,7 @@ static void test_same_table_new_columns(void **state)
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, inc_put, NULL, &open_));
     assert_string_equal(dump_incidents(db, buf, sizeof buf), "1,'open',NULL");
 
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     assert_dw_ok(f->h, dw_write(f->h, &k2, 1, inc_put, NULL, &open_));
     assert_string_equal(dump_incidents(db, buf, sizeof buf),
                         "1,'open',NULL;2,'open',1");
@@ -954,7 +805,7 @@ static int64_t repair_count(dw_migration *h)
 
 static void test_repair_queue(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, DW_OPEN_REPAIR_QUEUE, 1);
     sqlite3 *db = f->t.db;
     exec_ok(db, "INSERT INTO items VALUES(1, 'apple', 1);"
@@ -970,7 +821,7 @@ static void test_repair_queue(void **state)
     assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1;2,'pear',2");
     assert_string_equal(dump_new(db, n, sizeof n), n0);
     assert_int_equal(repair_count(f->h), 1);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     dw_metrics m;
     get_metrics(&m, f->h);
     assert_int_equal(m.mirror_failures, 1);
@@ -1005,7 +856,7 @@ static void test_repair_queue(void **state)
     assert_int_equal(repair_count(f->h), 2);
 
     /* At LIVE the old side is the one that may fail and be queued. */
-    set_stage(f->h, DW_STAGE_LIVE);
+    stage_force_ok(f->h, DW_STAGE_LIVE);
     wctx c5 = {NULL, 5, "KIWI", 5, 0, 0};
     dw_value k5 = dw_int(5);
     assert_dw_ok(f->h, dw_write(f->h, &k5, 1, w_old, w_new, &c5));
@@ -1033,11 +884,11 @@ static void test_repair_queue(void **state)
 
 static void test_busy(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     sqlite3 *db = f->t.db;
     sqlite3_busy_timeout(db, 50);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     exec_ok(f->db2, "BEGIN IMMEDIATE");
 
     char o[128], n[128];
@@ -1046,11 +897,11 @@ static void test_busy(void **state)
     log_reset();
     assert_dw(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c), DW_EBUSY);
     assert_string_equal(g_log, "");
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_dw(f->h, dw_write(f->h, &k, 1, w_old, NULL, &c), DW_EBUSY);
     assert_string_equal(g_log, "");
     assert_dw(f->h, dw_mirror(f->h, &k, 1), DW_EBUSY);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_string_equal(dump_old(db, o, sizeof o), "");
     assert_string_equal(dump_new(db, n, sizeof n), "");
 
@@ -1067,7 +918,7 @@ static void test_busy(void **state)
 
 static void test_metrics(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     dw_metrics m;
     wctx c = {"apple", 1, "APPLE", 1, 0, 0};
@@ -1090,7 +941,7 @@ static void test_metrics(void **state)
     assert_int_equal(m.mirror_failures, 0);
 
     /* OFF writes only the old side. */
-    set_stage(f->h, DW_STAGE_OFF);
+    stage_force_ok(f->h, DW_STAGE_OFF);
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c));
     get_metrics(&m, f->h);
     assert_int_equal(m.writes, 3);
@@ -1098,7 +949,7 @@ static void test_metrics(void **state)
     assert_int_equal(m.new_side.writes, 2);
 
     /* COMPLETE writes only the new side. */
-    set_stage(f->h, DW_STAGE_COMPLETE);
+    stage_force_ok(f->h, DW_STAGE_COMPLETE);
     assert_dw_ok(f->h, dw_write(f->h, &k1, 1, w_old, w_new, &c));
     get_metrics(&m, f->h);
     assert_int_equal(m.writes, 4);
@@ -1106,7 +957,7 @@ static void test_metrics(void **state)
     assert_int_equal(m.new_side.writes, 3);
 
     /* A failing new side at DUAL_WRITE. */
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     wctx bad_new = {"fig", 3, "FIG", 3, 0, 1};
     dw_value k3 = dw_int(3);
     assert_dw(f->h, dw_write(f->h, &k3, 1, w_old, w_new, &bad_new),
@@ -1162,10 +1013,10 @@ static int w_new_or_rollback(sqlite3 *db, const dw_value *key, int nkey,
     log_call('n');
     if (nkey != 1)
         return 99;
-    return run_upsert(db,
-                      "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
-                      " VALUES(?1, ?2, ?3)",
-                      key[0].i, "CLASH", 1);
+    return callback_exec(db,
+                         "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
+                         " VALUES(?1, ?2, ?3)",
+                         "iti", key[0].i, "CLASH", (int64_t)1);
 }
 
 /* With the repair-queue policy, a non-authoritative failure that SQLite
@@ -1173,7 +1024,7 @@ static int w_new_or_rollback(sqlite3 *db, const dw_value *key, int nkey,
  * write nor queue the key: the write fails, and nothing is left behind. */
 static void test_repair_queue_sqlite_rollback(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, DW_OPEN_REPAIR_QUEUE, 1);
     sqlite3 *db = f->t.db;
     exec_ok(db, "INSERT INTO items_v2 VALUES(5, 'PRE5', 0);"
@@ -1184,7 +1035,7 @@ static void test_repair_queue_sqlite_rollback(void **state)
     dw_value k5 = dw_int(5);
     int rc = dw_write(f->h, &k5, 1, w_old, w_new_or_rollback, &c);
     assert_int_not_equal(rc, DW_OK);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=5"), 0);
     assert_int_equal(repair_count(f->h), 0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM dw_repair_queue"), 0);
@@ -1196,7 +1047,7 @@ static void test_repair_queue_sqlite_rollback(void **state)
     dw_value k6 = dw_int(6);
     assert_dw(f->h, dw_write(f->h, &k6, 1, w_old, w_new_or_rollback, &c),
               DW_EROLLEDBACK);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     int64_t n = -1;
     assert_dw(f->h, dw_repair_count(&n, f->h), DW_EROLLEDBACK);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items WHERE id=6"), 0);
@@ -1215,7 +1066,7 @@ static void test_repair_queue_sqlite_rollback(void **state)
  * error, not a silent success. */
 static void test_mirror_bind_failure(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     sqlite3 *db = f->t.db;
     exec_ok(db, ACCT_TABLES);
     acct_at_dual_write(f, "acct_bind", 0);
@@ -1247,7 +1098,7 @@ static void test_mirror_bind_failure(void **state)
     assert_int_not_equal(rc, DW_OK);
     assert_string_not_equal(msg, "not an error");
     assert_true(msg[0] != '\0');
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM acct_v2"), 0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM acct"), 1);
 }
@@ -1257,20 +1108,14 @@ static void test_mirror_bind_failure(void **state)
  * SQLite itself, so the library's rule cannot drift from it. */
 static void test_numeric_text_keys_follow_sqlite(void **state)
 {
-    fixture *f = *state;
-    exec_ok(f->t.db, "CREATE TABLE codes(code NUMERIC PRIMARY KEY, v TEXT);"
-                     "CREATE TABLE codes_v2(code NUMERIC PRIMARY KEY, v TEXT);"
-                     "CREATE TABLE probe(k NUMERIC);");
+    test_fixture *f = *state;
+    fixture_exec(f, "CREATE TABLE codes(code NUMERIC PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE codes_v2(code NUMERIC PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE probe(k NUMERIC);");
     static const char *const CODE[] = {"code"};
     static const dw_column_map UPV[] = {{"v", "v"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "codes";
-    o.old_side.table = "codes";
-    o.old_side.key_columns = CODE;
-    o.old_side.nkey_columns = 1;
-    o.new_side.table = "codes_v2";
-    o.new_side.key_columns = CODE;
-    o.new_side.nkey_columns = 1;
+    dw_options o = options_for("codes", TEST_SIDE_UNLISTED("codes", CODE),
+                               TEST_SIDE_UNLISTED("codes_v2", CODE));
     o.up = UPV;
     o.nup = 1;
     char *err = NULL;
@@ -1324,16 +1169,15 @@ static int up_fn_modes(dw_row *out, const dw_row *in, void *payload)
     return rc != DW_OK ? rc : dw_row_set_null(out, "quantity");
 }
 
-static void open_items_up_fn(fixture *f, int *mode)
+static void open_items_up_fn(test_fixture *f, int *mode)
 {
     create_items(f->t.db);
-    dw_options o;
-    items_options(&o);
+    dw_options o = items_options();
     o.up_fn = up_fn_modes;
     o.map_payload = mode;
     o.map_version = "up_fn_modes v1";
-    assert_int_equal(open_options(f, &o), DW_OK);
-    set_stage(f->h, DW_STAGE_DUAL_WRITE);
+    assert_int_equal(open_migration(&f->h, f->t.db, &o), DW_OK);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
 }
 
 /* A mapping callback that leaves a new-model column unset fails the dual
@@ -1341,11 +1185,11 @@ static void open_items_up_fn(fixture *f, int *mode)
  * neither side keeps anything. */
 static void test_mapping_callback_leaves_column_unset(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     int mode = 0;
     open_items_up_fn(f, &mode);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1);"
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
@@ -1360,7 +1204,7 @@ static void test_mapping_callback_leaves_column_unset(void **state)
         assert_non_null(strstr(dw_errmsg(f->h), "\"quantity\""));
         assert_string_equal(dump_old(f->t.db, o1, sizeof o1), o0);
         assert_string_equal(dump_new(f->t.db, n1, sizeof n1), n0);
-        assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+        assert_int_equal(outside_transaction(f->t.db), 1);
     }
     /* dw_mirror() of the stored row fails the same way. */
     dw_value k1 = dw_int(1);
@@ -1373,7 +1217,7 @@ static void test_mapping_callback_leaves_column_unset(void **state)
  * NULL stays NULL. */
 static void test_mapping_callback_blob_and_null(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     int mode = 1;
     open_items_up_fn(f, &mode);
     wctx c = {"kiwi", 3, NULL, 0, 0, 0};
@@ -1386,8 +1230,7 @@ static void test_mapping_callback_blob_and_null(void **state)
                                    "WHERE id = 2",
                                    buf, sizeof buf),
                         "blob:4849:null");
-    assert_int_equal(query_int(f->t.db, "SELECT qty FROM items WHERE id = 2"),
-                     3);
+    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 2"), 3);
 }
 
 /* ---- what a write callback returns -------------------------------------- */
@@ -1400,10 +1243,10 @@ static void test_mapping_callback_blob_and_null(void **state)
  * nothing of the write is kept. */
 static void test_callback_result_codes(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
-    exec_ok(f->t.db, "INSERT INTO items VALUES(1, 'apple', 1);"
-                     "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1);"
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
     char o0[256], n0[256], o1[256], n1[256];
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
@@ -1456,7 +1299,7 @@ static void test_callback_result_codes(void **state)
                                                             : "\"items_v2\""));
             assert_string_equal(dump_old(f->t.db, o1, sizeof o1), o0);
             assert_string_equal(dump_new(f->t.db, n1, sizeof n1), n0);
-            assert_int_equal(sqlite3_get_autocommit(f->t.db), 1);
+            assert_int_equal(outside_transaction(f->t.db), 1);
         }
     }
 }
@@ -1474,10 +1317,10 @@ static int w_new_rollback_ignored(sqlite3 *db, const dw_value *key, int nkey,
     log_call('n');
     if (nkey != 1)
         return 99;
-    (void)run_upsert(db,
-                     "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
-                     " VALUES(?1, ?2, ?3)",
-                     key[0].i, "CLASH", 1);
+    (void)callback_exec(db,
+                        "INSERT OR ROLLBACK INTO items_v2(id, title, quantity)"
+                        " VALUES(?1, ?2, ?3)",
+                        "iti", key[0].i, "CLASH", (int64_t)1);
     return 0;
 }
 
@@ -1487,7 +1330,7 @@ static int w_new_rollback_ignored(sqlite3 *db, const dw_value *key, int nkey,
  * applied. */
 static void test_callback_ends_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     sqlite3 *db = f->t.db;
     exec_ok(db, "INSERT INTO items_v2 VALUES(5, 'PRE5', 0);");
@@ -1502,7 +1345,7 @@ static void test_callback_ends_transaction(void **state)
     assert_string_equal(g_log, "on");
     assert_non_null(strstr(dw_errmsg(f->h), "rolled back the transaction"));
     assert_non_null(strstr(dw_errmsg(f->h), "nothing was applied"));
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     assert_string_equal(dump_new(db, n1, sizeof n1), n0);
 
@@ -1514,7 +1357,7 @@ static void test_callback_ends_transaction(void **state)
               DW_EROLLEDBACK);
     assert_non_null(strstr(dw_errmsg(f->h), "your transaction ended"));
     assert_non_null(strstr(dw_errmsg(f->h), "rolled back"));
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     assert_string_equal(dump_new(db, n1, sizeof n1), n0);
     wctx ok = {"plum", 3, NULL, 0, 0, 0};
@@ -1546,7 +1389,7 @@ static int w_new_commits(sqlite3 *db, const dw_value *key, int nkey,
  * everything it did was rolled back: the old side's write was committed. */
 static void test_callback_commits_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     sqlite3 *db = f->t.db;
     wctx c = {"pear", 2, NULL, 0, 0, 0};
@@ -1555,7 +1398,7 @@ static void test_callback_commits_caller_transaction(void **state)
     exec_ok(db, "INSERT INTO items VALUES(100, 'caller', 1)");
     assert_dw(f->h, dw_write(f->h, &k5, 1, w_old, w_new_commits, &c),
               DW_EROLLEDBACK);
-    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(outside_transaction(db), 1);
     /* Committed, the old side's write with it: the message says it may be
      * so, not that all is gone. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 2);
@@ -1568,18 +1411,18 @@ static void test_callback_commits_caller_transaction(void **state)
  * and the handle's next call outside a transaction is not refused. */
 static void test_busy_in_caller_transaction(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
     sqlite3 *db = f->t.db;
     sqlite3_busy_timeout(db, 20);
-    f->db2 = test_db_connect(&f->t);
+    fixture_connect_second(f);
     wctx c = {"apple", 1, "APPLE", 1, 0, 0};
     dw_value k = dw_int(1);
     exec_ok(db, "BEGIN");
     assert_int_equal(query_int(db, "SELECT count(*) FROM items"), 0);
     exec_ok(f->db2, "BEGIN IMMEDIATE");
     assert_dw(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c), DW_EBUSY);
-    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(outside_transaction(db), 0);
     exec_ok(f->db2, "COMMIT");
     exec_ok(db, "COMMIT");
     assert_dw_ok(f->h, dw_write(f->h, &k, 1, w_old, w_new, &c));
@@ -1601,28 +1444,28 @@ static void test_busy_in_caller_transaction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_order_every_stage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mirror_up, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mirror_down, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_callback_is_misuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_mirrors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dw_mirror, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_both_or_neither, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nesting_in_caller_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_composite_text_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_same_table_new_columns, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_repair_queue, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mirror_bind_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_numeric_text_keys_follow_sqlite, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mapping_callback_leaves_column_unset, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callback_result_codes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callback_ends_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callback_commits_caller_transaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy_in_caller_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_every_stage, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_up, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_down, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_callback_is_misuse, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_mirrors, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_dw_mirror, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_both_or_neither, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_nesting_in_caller_transaction, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_composite_text_key, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_same_table_new_columns, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_queue, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_busy, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_bind_failure, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_numeric_text_keys_follow_sqlite, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_callback_leaves_column_unset, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_result_codes, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_ends_transaction, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_commits_caller_transaction, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_in_caller_transaction, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
