@@ -24,6 +24,7 @@ TEST_CORE = \
   test_cmocka_helper \
   test_fixture \
   test_fuzz_corpus \
+  test_json \
   test_link_table \
   test_mismatch \
   test_read \
@@ -68,6 +69,7 @@ TEST_CORE = \
 #                      a statement checking how a value converts.
 
 TEST_SQLITE_ONLY = \
+  test_alloc \
   test_contract \
   test_damaged_state \
   test_dwctl \
@@ -81,6 +83,9 @@ TEST_SQLITE_ONLY = \
   test_state_schema
 
 # Why each is SQLite-only:
+#   test_alloc              the core's formatting and case folding checked
+#                           against SQLite's; allocators counted beside
+#                           SQLite's own.
 #   test_contract           backup files, PRAGMA table_xinfo, a corrupting VFS.
 #   test_damaged_state      the state tables edited by hand, as SQLite holds
 #                           them.

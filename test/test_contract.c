@@ -2457,7 +2457,7 @@ static void test_contract_three_of_one_table(void **state)
  * a contracted migration's cohort no longer does. */
 static void test_contract_table_named_by_other_setup_and_cohort(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     create_tags(f->t.db);
     char path[400];
@@ -2503,7 +2503,7 @@ static void test_contract_table_named_by_other_setup_and_cohort(void **state)
  * with the override cleared, the table is kept for it. */
 static void test_contract_other_key_routed_below(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *a = items_complete(f);
     exec_ok(f->t.db, "CREATE TABLE items_v3(id INTEGER PRIMARY KEY, "
                      "label TEXT, amount)");
@@ -2542,7 +2542,7 @@ static void test_contract_other_key_routed_below(void **state)
  * touched, each with what is wrong. */
 static void test_restore_damaged_record(void **state)
 {
-    fixture *f = *state;
+    test_fixture *f = *state;
     dw_migration *h = items_complete(f);
     char path[400], copy[400];
     in_dir(f, "items.bak", path, sizeof path);
