@@ -738,6 +738,34 @@ static void kill_fixture(test_fixture *f)
     users_at(f, KILL_N, U_PROBE, DW_STAGE_DUAL_WRITE);
 }
 
+/* The operations that run short transactions of their own refuse to run
+ * inside the caller's (the backend's in_transaction), changing nothing. */
+static void test_refused_inside_a_transaction(void **state)
+{
+    test_fixture *f = *state;
+    sqlite3 *db = f->t.db;
+    create_users(db, 10, 1, 0);
+    open_users(f, 0);
+    assert_dw_ok(f->h, stage_force(f->h, DW_STAGE_DUAL_WRITE));
+    exec_ok(db, "BEGIN");
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, NULL), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(f->h), "dw_backfill runs short "
+                                            "transactions of its own; call "
+                                            "it outside a transaction"));
+    dw_verify_result r;
+    assert_dw(f->h, dw_verify(&r, f->h, NULL), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(f->h), "dw_verify runs short"));
+    dw_repair_result rr;
+    assert_dw(f->h, dw_repair_divergent(&rr, f->h), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(f->h), "outside a transaction"));
+    assert_int_equal(sqlite3_get_autocommit(db), 0); /* still the caller's */
+    exec_ok(db, "COMMIT");
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2"), 0);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM users_v2"), 10);
+}
+
 static void test_kill_mid_batch(void **state)
 {
     test_fixture *f = *state;
@@ -2642,6 +2670,8 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_inside_a_transaction,
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
         cmocka_unit_test(test_batch_needs_no_statement_journal),
         cmocka_unit_test(test_checkpoints_after_batches),

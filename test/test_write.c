@@ -1265,6 +1265,8 @@ static void test_callback_result_codes(void **state)
         {SQLITE_LOCKED, DW_EBUSY, "database table is locked"},
         {SQLITE_BUSY_SNAPSHOT, DW_EBUSY, "database is locked"},
         {SQLITE_NOMEM, DW_ENOMEM, "out of memory"},
+        {SQLITE_CONSTRAINT_CHECK, DW_ECONSTRAINT, "constraint"},
+        {SQLITE_IOERR, DW_ECALLBACK, "error"},
         {DW_EGATE, DW_ECALLBACK, "callback failed"},
         {-42, DW_ECALLBACK, "callback failed"},
         {INT32_MIN, DW_ECALLBACK, "callback failed"},
