@@ -87,7 +87,7 @@ int dw__open(dw_migration **out, sqlite3 *db, const dw_options *opts,
         if (rc == DW_OK)
             rc = h->ops->migration_peek(h, &h->contracted);
         if (rc == DW_OK)
-            rc = h->ops->validate(h);
+            rc = dw__validate(h);
         char *text = NULL;
         if (rc == DW_OK) {
             text = dw__spec_text(&h->spec);
