@@ -42,20 +42,29 @@ static int copy_text(sqlite3_stmt *st, int c, char **out)
     return t && !*out ? SQLITE_NOMEM : SQLITE_OK;
 }
 
+/* Prepares a query of one name (?1) and steps it once: SQLITE_ROW,
+ * SQLITE_DONE or an error; the caller finalizes *st. */
+static int first_row(dw_migration *h, const char *sql, const char *name,
+                     sqlite3_stmt **st)
+{
+    *st = NULL;
+    int rc = dw__prepare(h, sql, st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(*st, 1, name, -1, SQLITE_STATIC);
+    return sqlite3_step(*st);
+}
+
 /* The name as the schema spells it, and whether it is a view;
  * SQLITE_DONE when there is no such table or view. */
 static int find_table(dw_migration *h, const char *name, dw_table_desc *t)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h,
-                         "SELECT name, type = 'view' FROM main.sqlite_schema "
-                         "WHERE name = ?1 COLLATE NOCASE AND type IN "
-                         "('table', 'view')",
-                         &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-    }
+    sqlite3_stmt *st;
+    int rc = first_row(h,
+                       "SELECT name, type = 'view' FROM main.sqlite_schema "
+                       "WHERE name = ?1 COLLATE NOCASE AND type IN "
+                       "('table', 'view')",
+                       name, &st);
     if (rc == SQLITE_ROW) {
         t->view = sqlite3_column_int(st, 1);
         if (copy_text(st, 0, &t->name) != SQLITE_OK || !t->name)
@@ -353,16 +362,12 @@ int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
     *table = NULL;
     *cols = NULL;
     *ncols = 0;
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h,
-                         "SELECT json_extract(spec, '$.old.table'), "
-                         "json_extract(spec, '$.old.columns') FROM "
-                         "dw_migrations WHERE name = ?1",
-                         &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-    }
+    sqlite3_stmt *st;
+    int rc = first_row(h,
+                       "SELECT json_extract(spec, '$.old.table'), "
+                       "json_extract(spec, '$.old.columns') FROM "
+                       "dw_migrations WHERE name = ?1",
+                       h->spec.name, &st);
     const char *t = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
                                      : NULL;
     const char *c = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1)
