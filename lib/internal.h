@@ -328,7 +328,8 @@ typedef struct dw_backend_ops {
     /* Describes the table or view `name` (any case) of the schema dw_open()
      * works in into *desc (empty on entry; the caller frees it with
      * dw__table_desc_free() whatever the return). DW_OK, DW_ENOTFOUND with
-     * no message when there is none, or an error with the message set. */
+     * no message when there is none, or an error with the message set,
+     * naming `side`. */
     int (*describe_table)(dw_migration *h, int side, const char *name,
                           dw_table_desc *desc);
     /* Prepares, never runs, a mapping expression over one row of table
@@ -342,8 +343,9 @@ typedef struct dw_backend_ops {
     int (*check_statement)(dw_migration *h, const char *sql,
                            dw_sql_check *out, const char **tail);
     /* After the contract, the old side as the stored spec names it: table
-     * and columns, owned copies handed over (*table NULL: not readable).
-     * DW_OK, or an error with the message set. */
+     * and columns (*ncols of them), handed over to the caller, who frees
+     * each with dw__free(); *table NULL (and no columns) when the stored
+     * spec does not say. DW_OK, or an error with the message set. */
     int (*stored_old_side)(dw_migration *h, char **table, char ***cols,
                            int *ncols);
     /* Builds the row statements of the validated spec and (unless the old
