@@ -270,6 +270,75 @@ typedef struct dw_spec {
     char *setup_sql; /* NULL when none */
 } dw_spec;
 
+/* ---- a table as the database's catalog describes it ---------------------------
+ * Filled by the backend's describe_table(), read by the validation rules of
+ * lib/validate.c; every string is owned by the description. */
+
+/* How a column's values compare and convert, whatever the database calls
+ * it: numbers, text, or values kept as given. */
+enum { DW_CLASS_NUMERIC = 'N', DW_CLASS_TEXT = 'T', DW_CLASS_NONE = 'B' };
+
+typedef struct dw_col_desc {
+    char *name;      /* as the schema spells it */
+    char *type;      /* declared type as written, "" when none */
+    char type_class; /* DW_CLASS_... */
+    int not_null;
+    int generated;   /* hidden or computed: no statement writes it */
+    int pk;          /* position in the primary key from 1, 0 when not in it */
+} dw_col_desc;
+
+/* A unique index or constraint: its key columns in order. */
+typedef struct dw_unique_desc {
+    char **cols;  /* NULL where a column is an expression */
+    char **colls; /* each column's collation name */
+    int ncols;
+    int partial;
+} dw_unique_desc;
+
+typedef struct dw_fk_desc {
+    char **cols;      /* in this table */
+    char **ref_cols;  /* in ref_table, aligned with cols; NULL: its key */
+    int ncols;
+    char *ref_table;
+} dw_fk_desc;
+
+typedef struct dw_table_desc {
+    char *name; /* as the schema spells it */
+    int view;   /* a view, not a table (nothing else is described) */
+    dw_col_desc *cols;
+    int ncols;
+    dw_unique_desc *uniques;
+    int nuniques;
+    dw_fk_desc *fks;
+    int nfks;
+} dw_table_desc;
+
+void dw__table_desc_free(dw_table_desc *t);
+
+/* What the database said of SQL text from the spec it was asked to check
+ * (a mapping expression, one setup statement); errmsg is owned. */
+typedef struct dw_sql_check {
+    int prepared;  /* 0: refused, errmsg says why */
+    char *errmsg;  /* the database's words; NULL when prepared */
+    int aggregate; /* refused for an aggregate or window function */
+    int empty;     /* nothing but white space and comments */
+    int trailing;  /* text follows the one statement */
+    int readonly;  /* prepared, and it changes nothing */
+    int columns;   /* the columns it returns */
+    int params;    /* the parameters it has */
+} dw_sql_check;
+
+void dw__sql_check_free(dw_sql_check *c);
+
+/* Checks the spec against the schema (lib/validate.c): fills default column
+ * lists, respells names as the schema does, aligns SQL mappings with target
+ * columns, sets h->key_class and h->keys_fold, and has the backend build
+ * its row statements. May run again on the same handle (dw_open's second
+ * attempt): it starts over from the spec as given (dw__spec_unvalidate())
+ * and from no row statements, so what the first run derived neither leaks
+ * nor outlives a schema change. */
+int dw__validate(dw_migration *h);
+
 /* ---- stored state of the longer operations ----------------------------------- */
 
 enum { DW_BF_NONE = 0, DW_BF_RUNNING = 1, DW_BF_DONE = 2, DW_BF_STALE = 3 };
@@ -404,12 +473,40 @@ typedef struct dw_backend_ops {
      * read scope it writes nothing: DW__NEED_WRITE when it would create,
      * upgrade or put back a table. */
     int (*state_init)(dw_migration *h);
-    /* Checks the spec against the schema, filling default column lists and
-     * aligning SQL mappings with target columns. May run again on the same
-     * handle (dw_open's second attempt): it starts over from the spec as
-     * given (dw__spec_unvalidate()) and from no row statements, so what the
-     * first run derived neither leaks nor outlives a schema change. */
-    int (*validate)(dw_migration *h);
+    /* The catalog, for the validation rules of lib/validate.c. Table names
+     * no application table may have: those starting with reserved_prefix
+     * (the database's own), and the state tables (NULL-terminated). */
+    const char *reserved_prefix;
+    const char *const *state_tables;
+    /* Describes the table or view `name` (any case) of the schema dw_open()
+     * works in into *desc (empty on entry; the caller frees it with
+     * dw__table_desc_free() whatever the return). DW_OK, DW_ENOTFOUND with
+     * no message when there is none, or an error with the message set,
+     * naming `side`. */
+    int (*describe_table)(dw_migration *h, int side, const char *name,
+                          dw_table_desc *desc);
+    /* Prepares, never runs, a mapping expression over one row of table
+     * `source` (in the shape the row statements use it) with
+     * double-quoted string literals off, and says what came of it in *out
+     * (caller frees). DW_OK, or DW_ENOMEM with no message set. */
+    int (*check_expr)(dw_migration *h, const char *source, const char *expr,
+                      dw_sql_check *out);
+    /* The same for the first statement of setup SQL; *tail is where the
+     * next starts (NULL or sql itself: none). */
+    int (*check_statement)(dw_migration *h, const char *sql,
+                           dw_sql_check *out, const char **tail);
+    /* After the contract, the old side as the stored spec names it: table
+     * and columns (*ncols of them), handed over to the caller, who frees
+     * each with dw__free(); *table NULL (and no columns) when the stored
+     * spec does not say. DW_OK, or an error with the message set. */
+    int (*stored_old_side)(dw_migration *h, char **table, char ***cols,
+                           int *ncols);
+    /* Builds the row statements of the validated spec and (unless the old
+     * model was contracted) prepares every one, so a problem shows at
+     * open; DW_ESCHEMA with the database's message when one does not. */
+    int (*rows_prepare)(dw_migration *h);
+    /* Drops the row statements built so far (validation starts over). */
+    void (*rows_forget)(dw_migration *h);
     /* Transactions: begin a write (BEGIN IMMEDIATE or SAVEPOINT) or read
      * scope; *own says whether a top-level transaction was begun. */
     int (*begin)(dw_migration *h, int write, int *own);

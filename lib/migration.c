@@ -80,7 +80,7 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
         if (rc == DW_OK)
             rc = h->ops->migration_peek(h, &h->contracted);
         if (rc == DW_OK)
-            rc = h->ops->validate(h);
+            rc = dw__validate(h);
         char *text = NULL;
         if (rc == DW_OK) {
             text = dw__spec_text(&h->spec);

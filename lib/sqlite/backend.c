@@ -696,9 +696,17 @@ const dw_backend_ops dw__sqlite_backend = {
     .detach = be_detach,
     /* State tables and the spec */
     .state_init = dw__sqlite_state_init,
-    .validate = dw__sqlite_validate,
     .migration_load = dw__sqlite_migration_load,
     .migration_peek = dw__sqlite_migration_peek,
+    /* The catalog, for the validation rules */
+    .reserved_prefix = "sqlite_",
+    .state_tables = dw__sqlite_state_tables,
+    .describe_table = dw__sqlite_describe_table,
+    .check_expr = dw__sqlite_check_expr,
+    .check_statement = dw__sqlite_check_statement,
+    .stored_old_side = dw__sqlite_stored_old_side,
+    .rows_prepare = dw__sqlite_rows_prepare,
+    .rows_forget = dw__sqlite_rows_forget,
     /* Transactions */
     .begin = be_begin,
     .settle = dw__sqlite_settle,

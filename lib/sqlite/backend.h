@@ -195,7 +195,19 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
 int dw__sqlite_state_init(dw_migration *h);
 /* The backend's settle operation (see dw_backend_ops). */
 int dw__sqlite_settle(dw_migration *h);
-int dw__sqlite_validate(dw_migration *h);
+/* catalog.c: the catalog and the checks of lib/validate.c (see
+ * dw_backend_ops). */
+extern const char *const dw__sqlite_state_tables[];
+int dw__sqlite_describe_table(dw_migration *h, int side, const char *name,
+                              dw_table_desc *t);
+int dw__sqlite_check_expr(dw_migration *h, const char *source,
+                          const char *expr, dw_sql_check *out);
+int dw__sqlite_check_statement(dw_migration *h, const char *sql,
+                               dw_sql_check *out, const char **tail);
+int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
+                               int *ncols);
+int dw__sqlite_rows_prepare(dw_migration *h);
+void dw__sqlite_rows_forget(dw_migration *h);
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
                               const char *digest, int redefine, int define,
                               const char *reason);
