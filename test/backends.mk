@@ -70,6 +70,7 @@ TEST_CORE = \
 
 TEST_SQLITE_ONLY = \
   test_alloc \
+  test_catalog \
   test_contract \
   test_damaged_state \
   test_dwctl \
@@ -86,6 +87,8 @@ TEST_SQLITE_ONLY = \
 #   test_alloc              the core's formatting and case folding checked
 #                           against SQLite's; allocators counted beside
 #                           SQLite's own.
+#   test_catalog            the SQLite backend's description of its catalog
+#                           and its checks of SQL from the spec, op by op.
 #   test_contract           backup files, PRAGMA table_xinfo, a corrupting VFS.
 #   test_damaged_state      the state tables edited by hand, as SQLite holds
 #                           them.
