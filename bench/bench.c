@@ -53,7 +53,7 @@
 
 #include <sqlite3.h>
 
-#include <dualwrite.h>
+#include <dualwrite/sqlite.h>
 
 #define MAX_ROUNDS 51
 
@@ -233,7 +233,7 @@ static dw_migration *open_migration(sqlite3 *db)
     opts.ndown = 1;
     opts.setup_sql = default_statuses_sql;
     opts.reason = "benchmark";
-    if (dw_open(&h, db, &opts, &err) != DW_OK)
+    if (dw_sqlite_open(&h, db, &opts, &err) != DW_OK)
         die("dw_open", err ? err : "(no message)");
     return h;
 }
@@ -297,7 +297,7 @@ static const char *next_status(long long id)
 }
 
 /* The DAO's old-side write, as an application gives it to dw_write(). */
-static int write_status_old(sqlite3 *db, const dw_value *key, int nkey,
+static int write_status_old(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     bench *b = payload;
@@ -316,14 +316,14 @@ static int read_with(sqlite3_stmt *st, dw_row *out, const dw_value *key)
     sqlite3_bind_int64(st, 1, key[0].i);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        rc = dw_row_set_columns(out, st);
+        rc = dw_sqlite_row_set_columns(out, st);
     else if (rc == SQLITE_DONE)
         rc = DW_ENOTFOUND;
     sqlite3_reset(st);
     return rc;
 }
 
-static int read_incident_old(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_incident_old(dw_row *out, void *db, const dw_value *key,
                              int nkey, void *payload)
 {
     (void)db;
@@ -331,7 +331,7 @@ static int read_incident_old(dw_row *out, sqlite3 *db, const dw_value *key,
     return read_with(((bench *)payload)->read_old, out, key);
 }
 
-static int read_incident_new(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_incident_new(dw_row *out, void *db, const dw_value *key,
                              int nkey, void *payload)
 {
     (void)db;
@@ -701,7 +701,7 @@ static dw_migration *log_migration(sqlite3 *db, const char *name)
     opts.log_cap = 2000000;
     dw_migration *h = NULL;
     char *err = NULL;
-    if (dw_open(&h, db, &opts, &err) != DW_OK)
+    if (dw_sqlite_open(&h, db, &opts, &err) != DW_OK)
         die("dw_open", err ? err : "(no message)");
     check_dw(h, dw_stage_set(h, DW_STAGE_SHADOW, "bench", DW_STAGE_FORCE),
              "dw_stage_set");

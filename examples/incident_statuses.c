@@ -49,7 +49,7 @@
 
 #include <sqlite3.h>
 
-#include <dualwrite.h>
+#include <dualwrite/sqlite.h>
 
 /* ------------------------------------------------------------------------ */
 /* Failing loudly                                                            */
@@ -123,7 +123,7 @@ typedef struct set_status_args {
 } set_status_args;
 
 /* Old model: the status is text in incidents.status. */
-static int write_status_old(sqlite3 *db, const dw_value *key, int nkey,
+static int write_status_old(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     set_status_args *a = payload;
@@ -152,7 +152,7 @@ static int write_status_old(sqlite3 *db, const dw_value *key, int nkey,
 
 /* New model: incidents.incident_status_id points at the organisation's
  * status of that name. Refuses a name the organisation does not have. */
-static int write_status_new(sqlite3 *db, const dw_value *key, int nkey,
+static int write_status_new(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     set_status_args *a = payload;
@@ -202,25 +202,25 @@ static int dao_set_status(dao *d, long long incident_id, const char *status)
 }
 
 /* Both reads return one shape: the columns "title" and "status". */
-static int read_row(dw_row *out, sqlite3 *db, const char *sql,
+static int read_row(dw_row *out, void *db, const char *sql,
                     const dw_value *key)
 {
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return rc;
-    rc = dw_bind_values(stmt, 1, key, 1);
+    rc = dw_sqlite_bind_values(stmt, 1, key, 1);
     if (rc == DW_OK)
         rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
-        rc = dw_row_set_columns(out, stmt);
+        rc = dw_sqlite_row_set_columns(out, stmt);
     else if (rc == SQLITE_DONE)
         rc = DW_ENOTFOUND;
     sqlite3_finalize(stmt);
     return rc;
 }
 
-static int read_incident_old(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_incident_old(dw_row *out, void *db, const dw_value *key,
                              int nkey, void *payload)
 {
     (void)nkey;
@@ -229,7 +229,7 @@ static int read_incident_old(dw_row *out, sqlite3 *db, const dw_value *key,
                     "SELECT title, status FROM incidents WHERE id = ?1", key);
 }
 
-static int read_incident_new(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_incident_new(dw_row *out, void *db, const dw_value *key,
                              int nkey, void *payload)
 {
     (void)nkey;
@@ -501,7 +501,7 @@ static dw_migration *open_migration(sqlite3 *db)
     opts.ndown = 1;
     opts.setup_sql = default_statuses_sql;
     opts.reason = "customisable statuses per organisation";
-    rc = dw_open(&h, db, &opts, &err);
+    rc = dw_sqlite_open(&h, db, &opts, &err);
     if (rc != DW_OK) {
         fprintf(stderr, "incident_statuses: dw_open: %s: %s\n", dw_errstr(rc),
                 err ? err : "(no message)");

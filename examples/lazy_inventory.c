@@ -50,7 +50,7 @@
 
 #include <sqlite3.h>
 
-#include <dualwrite.h>
+#include <dualwrite/sqlite.h>
 
 /* ------------------------------------------------------------------------ */
 /* Failing loudly                                                            */
@@ -164,7 +164,7 @@ static int write_one_row(sqlite3_stmt *stmt, item_change *c, long long id,
  * is trusted every key has its row (the gate into LIVE, promotion and
  * overrides see to that), and a missing one would show in shadow reads and
  * dw_verify(). */
-static int adjust_qty_old(sqlite3 *db, const dw_value *key, int nkey,
+static int adjust_qty_old(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     item_change *c = payload;
@@ -179,7 +179,7 @@ static int adjust_qty_old(sqlite3 *db, const dw_value *key, int nkey,
     return write_one_row(stmt, c, key[0].i, "items", 0);
 }
 
-static int adjust_qty_new(sqlite3 *db, const dw_value *key, int nkey,
+static int adjust_qty_new(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     item_change *c = payload;
@@ -197,7 +197,7 @@ static int adjust_qty_new(sqlite3 *db, const dw_value *key, int nkey,
 
 /* An item moved to another bin: text in the old model, numbers in the
  * new. */
-static int move_item_old(sqlite3 *db, const dw_value *key, int nkey,
+static int move_item_old(void *db, const dw_value *key, int nkey,
                          void *payload)
 {
     item_change *c = payload;
@@ -216,7 +216,7 @@ static int move_item_old(sqlite3 *db, const dw_value *key, int nkey,
     return write_one_row(stmt, c, key[0].i, "items", 0);
 }
 
-static int move_item_new(sqlite3 *db, const dw_value *key, int nkey,
+static int move_item_new(void *db, const dw_value *key, int nkey,
                          void *payload)
 {
     item_change *c = payload;
@@ -234,7 +234,7 @@ static int move_item_new(sqlite3 *db, const dw_value *key, int nkey,
 }
 
 /* A new item received. */
-static int receive_item_old(sqlite3 *db, const dw_value *key, int nkey,
+static int receive_item_old(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     item_change *c = payload;
@@ -255,7 +255,7 @@ static int receive_item_old(sqlite3 *db, const dw_value *key, int nkey,
     return write_one_row(stmt, c, key[0].i, "items", 0);
 }
 
-static int receive_item_new(sqlite3 *db, const dw_value *key, int nkey,
+static int receive_item_new(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     item_change *c = payload;
@@ -327,7 +327,7 @@ static int dao_receive_item(dao *d, long long id, const char *sku,
  * served_by names the model that answered; it is left out of the
  * comparison (dw_read_options.ignore_columns).
  */
-static int read_row(dw_row *out, sqlite3 *db, const char *sql,
+static int read_row(dw_row *out, void *db, const char *sql,
                     const dw_value *key)
 {
     sqlite3_stmt *stmt;
@@ -337,14 +337,14 @@ static int read_row(dw_row *out, sqlite3 *db, const char *sql,
     sqlite3_bind_int64(stmt, 1, key[0].i);
     rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
-        rc = dw_row_set_columns(out, stmt);
+        rc = dw_sqlite_row_set_columns(out, stmt);
     else if (rc == SQLITE_DONE)
         rc = DW_ENOTFOUND;
     sqlite3_finalize(stmt);
     return rc;
 }
 
-static int read_item_old(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_item_old(dw_row *out, void *db, const dw_value *key,
                          int nkey, void *payload)
 {
     (void)nkey;
@@ -355,7 +355,7 @@ static int read_item_old(dw_row *out, sqlite3 *db, const dw_value *key,
                     key);
 }
 
-static int read_item_new(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_item_new(dw_row *out, void *db, const dw_value *key,
                          int nkey, void *payload)
 {
     (void)nkey;
@@ -512,7 +512,7 @@ static dw_migration *open_migration(sqlite3 *db, alerts *a)
     opts.mismatch_fn = mismatch_sink;
     opts.mismatch_payload = a;
     opts.reason = "locations as numbers: aisle and bin";
-    rc = dw_open(&h, db, &opts, &err);
+    rc = dw_sqlite_open(&h, db, &opts, &err);
     if (rc != DW_OK) {
         fprintf(stderr, "lazy_inventory: dw_open: %s: %s\n", dw_errstr(rc),
                 err ? err : "(no message)");

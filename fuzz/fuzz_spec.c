@@ -11,7 +11,7 @@
  * Any call may fail. What must hold (else abort(), which libFuzzer reports):
  *   - every result is a code the header lists for that call, and a failure
  *     leaves a non-empty message (a success leaves "not an error");
- *   - a failed dw_open() returns no handle, gives a message and stores
+ *   - a failed dw_sqlite_open() returns no handle, gives a message and stores
  *     nothing: the whole database is byte for byte what it was;
  *   - the calls that are atomic by contract (writes, stage moves, overrides,
  *     routing, repairs of given keys) change nothing when they fail;
@@ -31,7 +31,7 @@
 
 #include <sqlite3.h>
 
-#include "dualwrite.h"
+#include "dualwrite/sqlite.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -518,7 +518,7 @@ static int fuzz_bind_stmt(sqlite3 *db, const char *sql, const dw_value *key,
     return SQLITE_OK;
 }
 
-static int fuzz_write(sqlite3 *db, const dw_value *key, int nkey, int which)
+static int fuzz_write(void *db, const dw_value *key, int nkey, int which)
 {
     if (which < 0)
         return 7; /* an application failure */
@@ -534,19 +534,19 @@ static int fuzz_write(sqlite3 *db, const dw_value *key, int nkey, int which)
     return rc;
 }
 
-static int fuzz_write_old(sqlite3 *db, const dw_value *key, int nkey,
+static int fuzz_write_old(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     return fuzz_write(db, key, nkey, ((fz *)payload)->write_sql[DW_SIDE_OLD]);
 }
 
-static int fuzz_write_new(sqlite3 *db, const dw_value *key, int nkey,
+static int fuzz_write_new(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     return fuzz_write(db, key, nkey, ((fz *)payload)->write_sql[DW_SIDE_NEW]);
 }
 
-static int fuzz_read(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int fuzz_read(dw_row *out, void *db, const dw_value *key, int nkey,
                      int which, int fail)
 {
     if (fail)
@@ -556,7 +556,7 @@ static int fuzz_read(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
-            rc = dw_row_set_columns(out, st);
+            rc = dw_sqlite_row_set_columns(out, st);
         else
             rc = rc == SQLITE_DONE ? DW_ENOTFOUND : DW_ERROR;
     } else {
@@ -566,7 +566,7 @@ static int fuzz_read(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
     return rc;
 }
 
-static int fuzz_read_old(dw_row *out, sqlite3 *db, const dw_value *key,
+static int fuzz_read_old(dw_row *out, void *db, const dw_value *key,
                          int nkey, void *payload)
 {
     fz *f = payload;
@@ -574,7 +574,7 @@ static int fuzz_read_old(dw_row *out, sqlite3 *db, const dw_value *key,
                      f->read_fail == 1);
 }
 
-static int fuzz_read_new(dw_row *out, sqlite3 *db, const dw_value *key,
+static int fuzz_read_new(dw_row *out, void *db, const dw_value *key,
                          int nkey, void *payload)
 {
     fz *f = payload;
@@ -951,7 +951,7 @@ static void fuzz_op(fz *f, dw_migration **hp)
             o.up = NULL, o.nup = 0, o.up_fn = fuzz_map;
         dw_migration *h2 = NULL;
         char *err = NULL;
-        rc = dw_open(&h2, f->db, &o, &err);
+        rc = dw_sqlite_open(&h2, f->db, &o, &err);
         fuzz_trace("dw_open (again)", rc, (dw_migration *)NULL);
         if (!known_code(rc) || rc == DW_MORE)
             fuzz_fail("dw_open (again) returned %d", rc);
@@ -1009,7 +1009,7 @@ static void fz_store_migration(sqlite3 *db)
     o.nup = 3;
     dw_migration *h = NULL;
     dw_value key = dw_int(1);
-    if (dw_open(&h, db, &o, NULL) != DW_OK ||
+    if (dw_sqlite_open(&h, db, &o, NULL) != DW_OK ||
         dw_stage_set(h, DW_STAGE_DUAL_WRITE, "template", 0) != DW_OK ||
         dw_override_set(h, &key, 1, 1, DW_STAGE_SHADOW, "template") != DW_OK)
         fuzz_fail("cannot store the template migration: %s", dw_errmsg(h));
@@ -1076,7 +1076,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dw_migration *h = (dw_migration *)&before; /* must be reset */
     char *err = NULL;
     int want_err = fz_pick(f, 8) != 0;
-    int rc = dw_open(&h, f->db, &f->o, want_err ? &err : NULL);
+    int rc = dw_sqlite_open(&h, f->db, &f->o, want_err ? &err : NULL);
 #ifdef FUZZ_TRACE
     fprintf(stderr, "fuzz_spec: dw_open %s/%s -> %s: %d %s\n",
             f->o.old_side.table ? f->o.old_side.table : "(null)",
@@ -1101,8 +1101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       "message");
         if (!dw_name(h) || !f->o.name || strcmp(dw_name(h), f->o.name) != 0)
             fuzz_fail("dw_name() is not the name given");
-        if (dw_db(h) != f->db || !is_hex(dw_spec_digest(h), 64))
-            fuzz_fail("dw_db() or dw_spec_digest() is wrong");
+        if (dw_sqlite_db(h) != f->db || !is_hex(dw_spec_digest(h), 64))
+            fuzz_fail("dw_sqlite_db() or dw_spec_digest() is wrong");
         fuzz_check(f, h, "dw_open", rc, 0);
         for (int i = 0; i < 24 && f->n > 0; i++)
             fuzz_op(f, &h);

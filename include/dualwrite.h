@@ -38,7 +38,7 @@
  *   - All memory the library allocates comes from its own allocator:
  *     malloc(), realloc() and free() unless the application installs
  *     another with dw_set_allocator(). Memory the library hands out (the
- *     errmsg of dw_open() and its kin) is freed with dw_free(). SQLite's
+ *     errmsg of dw_sqlite_open() and its kin) is freed with dw_free(). SQLite's
  *     own allocations stay SQLite's: an allocator installed with
  *     sqlite3_config(SQLITE_CONFIG_MALLOC) governs SQLite alone.
  *   - A failed call leaves the connection as it found it: outside a
@@ -50,8 +50,8 @@
  *     (the compared side's read, a mismatch-log write), and SQL a callback
  *     runs may end the transaction too. Every call that can run inside
  *     the caller's transaction (writes, mirrors, reads and comparisons,
- *     repairs, overrides and routing, stage moves, dw_open(),
- *     dw_remove()) then
+ *     repairs, overrides and routing, stage moves, dw_sqlite_open(),
+ *     dw_sqlite_remove()) then
  *     returns DW_EROLLEDBACK, whatever else went wrong, and dw_errmsg()
  *     names the error that caused it. The connection is then outside any
  *     transaction and all the transaction did is gone (unless SQL a
@@ -79,9 +79,9 @@
  *     own: by its savepoint's name, or by the transaction's state (one of
  *     yours in the state the library's was left in -- not yet read, read,
  *     or written -- looks like it and would be rolled back). Safest: make a call on the handle, or run ROLLBACK,
- *     before anything else on the connection. dw_open() has no handle to
+ *     before anything else on the connection. dw_sqlite_open() has no handle to
  *     do this later and may lack the memory for a message: after
- *     DW_ENOMEM from dw_open(), check sqlite3_get_autocommit().
+ *     DW_ENOMEM from dw_sqlite_open(), check sqlite3_get_autocommit().
  *   - "Nothing applied" after a failure holds for the database as the
  *     connection sees it. When the final COMMIT itself fails with an I/O
  *     error (DW_ERROR naming it), its pages may already be in the WAL, and
@@ -93,8 +93,8 @@
  *   A dw_migration handle and every dw_row are used by one thread at a time,
  *   exactly as the sqlite3 connection they sit on (SQLite's "multi-thread"
  *   mode). Different handles, on different connections, may be used from
- *   different threads at once. dw_open(), dw_open_json(), dw_open_stored(),
- *   dw_list() and dw_remove() use the connection they are given as any call
+ *   different threads at once. dw_sqlite_open(), dw_sqlite_open_json(), dw_sqlite_open_stored(),
+ *   dw_sqlite_list() and dw_sqlite_remove() use the connection they are given as any call
  *   on it does: one thread at a time. dw_version(), dw_version_number(), dw_errstr(),
  *   dw_stage_name(), dw_stage_parse(), dw_free() and the dw_value
  *   constructors are safe from any thread; dw_set_allocator() is not (see
@@ -107,8 +107,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <sqlite3.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -124,11 +122,11 @@ extern "C" {
 /* Version                                                                   */
 /* ------------------------------------------------------------------------ */
 
-#define DW_VERSION_MAJOR 0
-#define DW_VERSION_MINOR 4
+#define DW_VERSION_MAJOR 1
+#define DW_VERSION_MINOR 0
 #define DW_VERSION_PATCH 0
 /** The version this header belongs to, as text. */
-#define DW_VERSION "0.4.0"
+#define DW_VERSION "1.0.0"
 /** MAJOR * 1000000 + MINOR * 1000 + PATCH. */
 #define DW_VERSION_NUMBER                                                      \
     (DW_VERSION_MAJOR * 1000000 + DW_VERSION_MINOR * 1000 + DW_VERSION_PATCH)
@@ -260,8 +258,8 @@ typedef struct dw_allocator {
  */
 DW_API int dw_set_allocator(const dw_allocator *a, const char **why);
 
-/** Frees memory the library handed out (the errmsg of dw_open(),
- *  dw_open_json(), dw_open_stored(), dw_list(), dw_remove()), through the
+/** Frees memory the library handed out (the errmsg of dw_sqlite_open(),
+ *  dw_sqlite_open_json(), dw_sqlite_open_stored(), dw_sqlite_list(), dw_sqlite_remove()), through the
  *  allocator it came from. NULL is a harmless no-op. */
 DW_API void dw_free(void *p);
 
@@ -407,31 +405,9 @@ DW_API int dw_row_set_text(dw_row *row, const char *name, const char *s);
 DW_API int dw_row_set_blob(dw_row *row, const char *name, const void *p,
                            int n);
 DW_API int dw_row_set_null(dw_row *row, const char *name);
-/** Appends every column of the statement's current result row, named by
- *  sqlite3_column_name(), with its value -- the usual way for a read
- *  callback to fill its row after sqlite3_step() returned SQLITE_ROW.
- *  DW_EMISUSE for a NULL argument or a column named "" (as dw_row_set());
- *  DW_ENOMEM. */
-DW_API int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt);
-
-/**
- * Binds n values to a statement's parameters first, first + 1, ...,
- * first + n - 1 (1-based, as sqlite3_bind_*()), each by its type: INTEGER
- * with sqlite3_bind_int64(), FLOAT with sqlite3_bind_double(), TEXT and
- * BLOB by their bytes (n counts them; a TEXT with n = -1 up to its NUL),
- * NULL as NULL. The bytes are copied (SQLITE_TRANSIENT): the values may
- * go away before the statement runs. The usual way for a write callback
- * to bind its key, e.g. `dw_bind_values(st, 1, key, nkey)`.
- *
- * @return DW_OK; DW_EMISUSE (NULL stmt, NULL v with n > 0, n < 0,
- *         first < 1, a value that is not a well-formed dw_value, a
- *         parameter index past the statement's last, or a statement that
- *         is running); DW_ENOMEM; DW_ERROR (a value too big for SQLite).
- *         On failure the parameters bound before the failing one stay
- *         bound (sqlite3_clear_bindings() clears them).
- */
-DW_API int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
-                          int n);
+/* Filling a row from an SQLite statement, and binding key values to one:
+ * dw_sqlite_row_set_columns() and dw_sqlite_bind_values() in
+ * dualwrite/sqlite.h. */
 
 /* ------------------------------------------------------------------------ */
 /* Migration spec                                                            */
@@ -466,7 +442,7 @@ DW_API int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
  * write with DW_ECONSTRAINT. Every stage, the backfill, repairs, routing,
  * dw_contract() and dw_restore() work on such a side. When both sides are
  * one table the row is shared, so a side of the key alone would have
- * nothing of its own: dw_open() refuses it with DW_EMISUSE.
+ * nothing of its own: dw_sqlite_open() refuses it with DW_EMISUSE.
  */
 typedef struct dw_side_spec {
     const char *table;
@@ -482,7 +458,7 @@ typedef struct dw_side_spec {
  *  name the source's columns (qualified with the table name where a subquery
  *  needs it), call functions and contain scalar subqueries. It must be one
  *  read-only expression over one row: no parameters, and no aggregate or
- *  window function outside a scalar subquery (dw_open() refuses them with
+ *  window function outside a scalar subquery (dw_sqlite_open() refuses them with
  *  DW_ESCHEMA). */
 typedef struct dw_column_map {
     const char *column;
@@ -535,8 +511,8 @@ typedef void (*dw_mismatch_fn)(const dw_mismatch *mismatch, void *payload);
 #define DW_OPTIONS_VERSION 2
 
 /**
- * Everything dw_open() needs. Start from DW_OPTIONS_INIT and set fields.
- * Every string and array is copied by dw_open(); none need outlive it.
+ * Everything dw_sqlite_open() needs. Start from DW_OPTIONS_INIT and set fields.
+ * Every string and array is copied by dw_sqlite_open(); none need outlive it.
  */
 typedef struct dw_options {
     /** DW_OPTIONS_VERSION (or 1, for a struct without setup_sql). */
@@ -591,7 +567,7 @@ typedef struct dw_options {
      *  without its trailing white space (so "...;\n" and "...;" are one
      *  spec; a spec stored by 0.3 with that white space in its digest still
      *  opens, either way, and keeps its stored digest). Each
-     *  statement is prepared at dw_open(), so it must name existing tables;
+     *  statement is prepared at dw_sqlite_open(), so it must name existing tables;
      *  each must be an INSERT (or REPLACE), UPDATE or DELETE, with or
      *  without a WITH clause: anything else (CREATE, DROP, ALTER, PRAGMA,
      *  ATTACH, VACUUM, BEGIN, COMMIT, SAVEPOINT, a SELECT...) is refused
@@ -616,8 +592,10 @@ typedef struct dw_options {
 /** A migration opened on a borrowed connection. */
 typedef struct dw_migration dw_migration;
 
-/**
- * Opens (and on first use defines) a migration on the caller's connection.
+/*
+ * Opening a migration. dw_sqlite_open() (in dualwrite/sqlite.h) -- each
+ * backend has its open function -- opens, and on first use defines, a
+ * migration on the caller's connection.
  *
  * Creates the library's state tables (named dw_*) on first use. Checks the
  * spec against the schema: both tables exist, every named column exists
@@ -656,8 +634,6 @@ typedef struct dw_migration dw_migration;
  *         transaction, which the database rolled back meanwhile: see the
  *         conventions at the top). On failure nothing is stored.
  */
-DW_API int dw_open(dw_migration **out, sqlite3 *db, const dw_options *opts,
-                   char **errmsg);
 
 /** Closes a handle, freeing everything it holds (not the connection, not the
  *  stored migration). A transaction a failed call left open (see the
@@ -677,9 +653,6 @@ DW_API int dw_errside(const dw_migration *h);
 /** The migration's name, owned by the handle. NULL for a NULL handle. */
 DW_API const char *dw_name(const dw_migration *h);
 
-/** The connection the handle borrows. NULL for a NULL handle. */
-DW_API sqlite3 *dw_db(const dw_migration *h);
-
 /** The spec's digest as 64 lower-case hex digits, owned by the handle. */
 DW_API const char *dw_spec_digest(const dw_migration *h);
 
@@ -690,24 +663,24 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
 /*
  * A database holds each migration's spec, as JSON, beside its stage. A
  * program without the application's dw_options -- an operator's tool, a
- * dashboard -- lists the migrations (dw_list()) and opens one from its
- * stored spec (dw_open_stored()), or from a spec written by hand
- * (dw_open_json()).
+ * dashboard -- lists the migrations (dw_sqlite_list()) and opens one from its
+ * stored spec (dw_sqlite_open_stored()), or from a spec written by hand
+ * (dw_sqlite_open_json()).
  *
- * The spec as JSON. dw_open() stores exactly this text, and its SHA-256 is
+ * The spec as JSON. dw_sqlite_open() stores exactly this text, and its SHA-256 is
  * dw_spec_digest(): no white space, the members in this order, every
  * string a JSON string escaped as key text escapes it (see "Key text"):
  *
  *   {"format":1,"old":SIDE,"new":SIDE,"up":MAP,"down":MAP,"setup":S}
  *
  *   SIDE  {"table":T,"key":[K,...],"columns":[C,...]}: the table, the key
- *         columns in order, and the model columns dw_open() settled on
+ *         columns in order, and the model columns dw_sqlite_open() settled on
  *         (those given, or the default), named as the schema spells them.
  *   MAP   {"sql":{"column":"expression",...}}: one member per target
  *         column, in the target side's column order; {"sql":{}} into a
  *         side of the key alone (read back, it stands for no mapping
  *         given, which is all such a side needs; into a side with model
- *         columns it maps none of them, and dw_open_json() refuses it with
+ *         columns it maps none of them, and dw_sqlite_open_json() refuses it with
  *         DW_EMISUSE, the down mapping as the up one);
  *         {"callback":"map_version"}: a C mapping callback, with the
  *         options' map_version (null for a NULL one; up and down name the
@@ -716,7 +689,7 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *   S     setup_sql without its trailing white space; the member is left
  *         out when there is none.
  *
- * dw_open_json() also reads a spec written by hand, in a looser form:
+ * dw_sqlite_open_json() also reads a spec written by hand, in a looser form:
  * members in any order, white space anywhere; "format" may be left out (if
  * present it must be the number 1); "columns" may be left out or null,
  * meaning what a NULL dw_side_spec.columns means; "down" and "setup" may
@@ -727,14 +700,14 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  * (`spec: "old.key" must be an array of strings`), a missing "old", "new",
  * table, key or "up", a mapping with both or neither of "sql" and
  * "callback", two callbacks naming different map_versions, a string with a
- * NUL character. What the JSON says is then checked by dw_open() as its
+ * NUL character. What the JSON says is then checked by dw_sqlite_open() as its
  * options are (the same rules, the same messages).
  *
  * Callback mappings. A mapping {"callback":...} is C code inside the
  * application and cannot run elsewhere. A handle opened from such a spec
  * opens only a migration already stored with exactly that spec (the same
  * digest), and refuses with DW_EMISUSE, and a message saying to open the
- * migration with dw_open() in the application that has the callbacks:
+ * migration with dw_sqlite_open() in the application that has the callbacks:
  *   - to define the migration (no migration of that name is stored) or to
  *     redefine it (DW_OPEN_REDEFINE); nothing is stored;
  *   - dw_write() and dw_mirror() at a stage where the other side is synced
@@ -750,20 +723,20 @@ DW_API const char *dw_spec_digest(const dw_migration *h);
  *   - dw_override_set(), dw_override_clear() and promotions on write whose
  *     sync of a key goes through a callback (the call is rolled back
  *     whole).
- * Everything else works as on a handle dw_open() gave: the stage, its
+ * Everything else works as on a handle dw_sqlite_open() gave: the stage, its
  * gates and history, dw_backfill_status(), dw_verify_last(), the mismatch
  * log, the routing settings and overrides, dw_contract(), dw_restore(), and
  * reads that compare nothing.
  */
 
-/** One migration stored in a database (dw_list()). Strings are valid only
+/** One migration stored in a database (dw_sqlite_list()). Strings are valid only
  *  during the callback. */
 typedef struct dw_stored_migration {
     const char *name;
     /** A dw_stage; -1 when the stored stage is no stage (edited by
-     *  hand: dw_open_stored() on it says what is damaged). */
+     *  hand: dw_sqlite_open_stored() on it says what is damaged). */
     int stage;
-    /** The stored spec as JSON (the format dw_open_json() reads). */
+    /** The stored spec as JSON (the format dw_sqlite_open_json() reads). */
     const char *spec;
     /** Its digest, 64 lower-case hex digits, as dw_spec_digest(). */
     const char *spec_digest;
@@ -782,11 +755,12 @@ typedef struct dw_stored_migration {
 /** Return non-zero to stop the iteration early. */
 typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
 
-/**
- * Calls fn for each migration stored in db's main database, in name order
+/*
+ * Listing stored migrations. dw_sqlite_list() (and each backend's list
+ * function) calls fn for each migration stored in the database, in name order
  * (bytewise), inside one read transaction of its own -- or the caller's
  * transaction, when one is open. fn may read on the connection; what it
- * writes joins that transaction, and in dw_list()'s own is committed at the
+ * writes joins that transaction, and in dw_sqlite_list()'s own is committed at the
  * end -- or, when that COMMIT fails (DW_EBUSY, DW_ERROR), rolled back with
  * it. fn must not commit or roll back. A
  * database without the library's state
@@ -794,7 +768,7 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  * Stops early (returning DW_OK) when fn returns non-zero. A migration whose
  * stored spec is damaged (not JSON) is listed all the same, with
  * `callbacks` 0, and one whose stored stage is no stage with `stage` -1;
- * dw_open_stored() on it says what is damaged.
+ * dw_sqlite_open_stored() on it says what is damaged.
  *
  * @param db      the connection; borrowed. Must not be NULL.
  * @param fn      called for each migration; must not be NULL.
@@ -806,12 +780,11 @@ typedef int (*dw_list_fn)(const dw_stored_migration *m, void *payload);
  *         transaction lacked memory, the message says that it is still
  *         open: run ROLLBACK (see the conventions at the top).
  */
-DW_API int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg);
 
-/**
- * Like dw_open(), with the spec given as JSON text (see "The spec as JSON"
- * above) instead of dw_options: the JSON is read with SQLite's JSON
- * functions on `db`, then dw_open() checks, stores or opens the migration
+/*
+ * Opening from JSON. dw_sqlite_open_json() (and each backend's) is like
+ * dw_sqlite_open(), with the spec given as JSON text (see "The spec as JSON"
+ * above) instead of dw_options: the library parses the JSON, then checks, stores or opens the migration
  * exactly as it would from the equivalent options. The options not in the
  * JSON are the defaults of DW_OPTIONS_INIT: no mismatch sink, redacted
  * logging, the default log cap, no mapping payload. A spec with callback
@@ -819,41 +792,39 @@ DW_API int dw_list(sqlite3 *db, dw_list_fn fn, void *payload, char **errmsg);
  *
  * @param out       receives the handle; set to NULL on failure. Must not be
  *                  NULL.
- * @param db        the caller's connection, as for dw_open(). Must not be
+ * @param db        the caller's connection, as for dw_sqlite_open(). Must not be
  *                  NULL.
  * @param name      the migration's name, as dw_options.name.
  * @param spec_json the spec, NUL-terminated; must not be NULL. Not kept.
  * @param flags     DW_OPEN_... flags, as dw_options.flags.
  * @param reason    why the spec is (re)defined, as dw_options.reason; may be
  *                  NULL.
- * @param errmsg    as for dw_open().
- * @return as dw_open(): DW_OK; DW_EMISUSE (a NULL argument, a malformed
+ * @param errmsg    as for dw_sqlite_open().
+ * @return as dw_sqlite_open(): DW_OK; DW_EMISUSE (a NULL argument, a malformed
  *         spec, bad options, defining or redefining with callback
  *         mappings); DW_ESCHEMA; DW_ESPEC; DW_EBUSY; DW_ENOMEM; DW_ERROR.
  *         On failure nothing is stored.
  */
-DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
-                        const char *spec_json, unsigned int flags,
-                        const char *reason, char **errmsg);
 
-/**
- * Opens a migration already stored in db, from its stored spec, without
+/*
+ * Opening a stored migration. dw_sqlite_open_stored() (and each backend's)
+ * opens a migration already stored in db, from its stored spec, without
  * the application's options: reads the spec stored under `name`, then
- * opens it as dw_open_json() does (the digest is then the stored one).
+ * opens it as dw_sqlite_open_json() does (the digest is then the stored one).
  * With callback mappings the handle has no callbacks to run: see
  * "Callback mappings" above for what it refuses. Never stores a spec: a
  * migration another connection removes between the read and the open is
  * DW_ENOTFOUND, and one it redefines meanwhile is read again (up to three
  * times, then DW_ESPEC). It does create or upgrade the state tables, as
- * dw_open() does, once there is a migration to open.
+ * dw_sqlite_open() does, once there is a migration to open.
  *
  * @param out    receives the handle; set to NULL on failure. Must not be
  *               NULL.
- * @param db     the caller's connection, as for dw_open(). Must not be NULL.
+ * @param db     the caller's connection, as for dw_sqlite_open(). Must not be NULL.
  * @param name   the stored migration's name (matched exactly); must not be
  *               NULL.
  * @param flags  DW_OPEN_... flags for this handle, except DW_OPEN_REDEFINE.
- * @param errmsg as for dw_open().
+ * @param errmsg as for dw_sqlite_open().
  * @return DW_OK; DW_ENOTFOUND (no migration of that name stored, or no
  *         state tables: `no migration named "x" in this database`);
  *         DW_EMISUSE (a NULL argument, DW_OPEN_REDEFINE, an unknown flag);
@@ -863,11 +834,10 @@ DW_API int dw_open_json(dw_migration **out, sqlite3 *db, const char *name,
  *         or edited by hand; the message says whether it parses as JSON);
  *         DW_EBUSY; DW_ENOMEM; DW_ERROR.
  */
-DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
-                          unsigned int flags, char **errmsg);
 
-/**
- * Removes a stored migration, such as one defined by mistake: every state
+/*
+ * Removing a stored migration. dw_sqlite_remove() (and each backend's)
+ * removes a stored migration, such as one defined by mistake: every state
  * row of it -- the stage and spec, the history, the backfill, verification
  * runs, overrides, the mismatch log and the repair queue -- in one
  * transaction of its own (BEGIN IMMEDIATE), or a savepoint in the
@@ -901,7 +871,7 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  * @param flags  0 (none defined yet).
  * @param reason why; kept in the note the next definition reads. May be
  *               NULL.
- * @param errmsg as for dw_list().
+ * @param errmsg as for dw_sqlite_list().
  * @return DW_OK; DW_ENOTFOUND (no migration of that name); DW_EMISUSE (a
  *         NULL argument, unknown flags, a removal refused as above, state
  *         tables of an older library: open a migration once to upgrade
@@ -913,8 +883,6 @@ DW_API int dw_open_stored(dw_migration **out, sqlite3 *db, const char *name,
  *         lacked memory, the message says that the transaction (or the
  *         savepoint in yours) is still open: run ROLLBACK.
  */
-DW_API int dw_remove(sqlite3 *db, const char *name, unsigned int flags,
-                     const char *reason, char **errmsg);
 
 /* ------------------------------------------------------------------------ */
 /* Stage                                                                     */
@@ -1017,12 +985,16 @@ DW_API int dw_history(dw_migration *h, dw_history_fn fn, void *payload);
 
 /**
  * An application write for one side: runs the SQL that writes (inserts,
- * updates or deletes) the row of `key` on that side, on `db`. Return 0 on
- * success; an SQLite result code (e.g. the one sqlite3_step() returned) or
- * any other non-zero value on failure. It must not commit, roll back or
- * release the library's savepoint.
+ * updates or deletes) the row of `key` on that side, on `db`, the
+ * handle's native connection (an sqlite3 * on SQLite). Return DW_OK on
+ * success, a DW_ code on failure: DW_ECONSTRAINT, DW_EBUSY and DW_ENOMEM
+ * are returned by dw_write() as they are; any other failure (DW_ERROR, or
+ * a value that is no DW_ code) becomes DW_ECALLBACK. Each backend header
+ * has a helper that maps its native error to a DW_ code and keeps its
+ * message for dw_errmsg() (dw_sqlite_result() on SQLite). It must not
+ * commit, roll back or release the library's savepoint.
  */
-typedef int (*dw_write_fn)(sqlite3 *db, const dw_value *key, int nkey,
+typedef int (*dw_write_fn)(void *db, const dw_value *key, int nkey,
                            void *payload);
 
 /**
@@ -1091,10 +1063,11 @@ DW_API int dw_repair_count(int64_t *out, dw_migration *h);
 /**
  * An application read for one side: fills `out` (an empty row) with the row
  * of `key` in the comparison shape -- both sides' read callbacks must name
- * the same columns for the same data. Return DW_OK when the row exists,
- * DW_ENOTFOUND when it does not, anything else on failure.
+ * the same columns for the same data. `db` is the handle's native
+ * connection, as for dw_write_fn. Return DW_OK when the row exists,
+ * DW_ENOTFOUND when it does not, a DW_ code on failure (as dw_write_fn).
  */
-typedef int (*dw_read_fn)(dw_row *out, sqlite3 *db, const dw_value *key,
+typedef int (*dw_read_fn)(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload);
 
 /** A custom comparator for one column: return 0 when the two values are
@@ -1109,9 +1082,6 @@ typedef int (*dw_compare_fn)(const char *column, const dw_value *old_value,
  *  never changes the row dw_read() returns. */
 typedef int (*dw_normalize_fn)(dw_row *row, int side, void *payload);
 
-/** Progress handler signature, as sqlite3_progress_handler(). */
-typedef int (*dw_progress_fn)(void *payload);
-
 /** Orders for dw_read_options.order. There is no concurrent order: both
  *  reads run on the caller's one connection, which runs one statement at a
  *  time, inside one read transaction so that both see the same snapshot
@@ -1125,7 +1095,9 @@ enum {
     DW_ORDER_RANDOM = 1
 };
 
-#define DW_READ_OPTIONS_VERSION 1
+/** Version 2 (1.0) dropped the progress-handler fields of version 1:
+ *  dw_sqlite_set_progress_handler() names the application's handler. */
+#define DW_READ_OPTIONS_VERSION 2
 
 /** How dw_read() compares; set per handle with dw_set_read_options(). */
 typedef struct dw_read_options {
@@ -1148,25 +1120,19 @@ typedef struct dw_read_options {
     int order;
     /** Time budget in milliseconds for the non-authoritative read; 0 means
      *  none. A read that took longer than its budget is counted in
-     *  read_timeouts and never compared. Only time spent in SQLite
-     *  statements can be interrupted (with SQLite's progress handler): a
-     *  read callback's time outside SQLite (sleeping, waiting on a lock or
-     *  a network, computing) runs to its end before it is found over
-     *  budget, so the caller waits for it. */
+     *  read_timeouts and never compared. Only time spent in the database's
+     *  statements can be interrupted (on SQLite with its progress handler:
+     *  see dw_sqlite_set_progress_handler()): a read callback's time
+     *  outside them (sleeping, waiting on a lock or a network, computing)
+     *  runs to its end before it is found over budget, so the caller waits
+     *  for it. */
     int budget_ms;
-    /** SQLite keeps no way to ask for a connection's progress handler. If
-     *  the application uses one on this connection, name it here: the
-     *  library calls it while the budget applies and puts it back after.
-     *  Otherwise the connection is left with no progress handler. */
-    dw_progress_fn app_progress;
-    void *app_progress_payload;
-    int app_progress_ops;
 } dw_read_options;
 
 #define DW_READ_OPTIONS_INIT                                                   \
     {                                                                          \
         DW_READ_OPTIONS_VERSION, NULL, 0, NULL, NULL, NULL, 1.0,               \
-            DW_ORDER_AUTHORITATIVE_FIRST, 0, NULL, NULL, 0                     \
+            DW_ORDER_AUTHORITATIVE_FIRST, 0                                    \
     }
 
 /** Sets how this handle's reads compare; the struct and its arrays are
@@ -1615,6 +1581,8 @@ typedef struct dw_verify_result {
     /** 1 when the run ran to the end (a stored run cut short by a failure
      *  or a crash has 0 and counts nothing). */
     int finished;
+    /** Room for fields a later 1.x adds, set to zero until then. */
+    int64_t reserved[6];
 } dw_verify_result;
 
 /**
@@ -1660,6 +1628,8 @@ typedef struct dw_repair_result {
     /** Keys whose sync failed; they stay listed (queue entries get another
      *  attempt and the new error). */
     int64_t failed;
+    /** Room for fields a later 1.x adds, set to zero until then. */
+    int64_t reserved[6];
 } dw_repair_result;
 
 /**
@@ -1711,7 +1681,10 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * Drops the old model once the migration is COMPLETE, after a backup that
  * was written and checked.
  *
- * 1. Writes the old model to a new SQLite file at `backup_path`: for two
+ * The backup target is the backend's: on SQLite a file path (below); on a
+ * server database it will name a place in that database.
+ *
+ * 1. Writes the old model to a new SQLite file at `backup_target`: for two
  *    tables, the whole old table (its definition, indexes and triggers and,
  *    for a rowid table whose rowid is not a column, its rowids); for one
  *    table, the key and the old model's columns. Also stores what dw_restore() needs: the definitions, the
@@ -1726,7 +1699,7 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *    in the history. If anything fails, nothing is dropped.
  *
  * Afterwards the migration stays at COMPLETE and works on the new model
- * alone; dw_open() still opens it (the old side's names come from the
+ * alone; dw_sqlite_open() still opens it (the old side's names come from the
  * stored spec), and operations that need the old model say it was dropped.
  *
  * Refused while routing keeps any key below COMPLETE: an override at an
@@ -1762,7 +1735,7 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  * be told to use the old model or not: DW_ECORRUPT naming it (dw_restore()
  * too), nothing dropped.
  *
- * @param backup_path a new file; never overwritten. An existing file there
+ * @param backup_target on SQLite a new file; never overwritten. An existing file there
  *                    is used only when it is a complete backup of this
  *                    migration's old model exactly as it is now (what a
  *                    contract whose commit failed leaves, see below); any
@@ -1789,7 +1762,7 @@ DW_API int dw_repair_queue(dw_repair_result *out, dw_migration *h);
  *         model contracted by another connection, whose contract may have
  *         used this very file.
  */
-DW_API int dw_contract(dw_migration *h, const char *backup_path,
+DW_API int dw_contract(dw_migration *h, const char *backup_target,
                        const char *reason);
 
 /**
@@ -1819,14 +1792,14 @@ DW_API int dw_contract(dw_migration *h, const char *backup_path,
  * dw_verify() before moving further back (dw_stage_set() refuses to trust
  * the old model again until a backfill has finished).
  *
- * @param backup_path the backup; a plain path, as for dw_contract().
+ * @param backup_target the backup, as for dw_contract().
  * @return DW_OK; DW_EMISUSE (NULL arguments, a "file:" or ":memory:" path,
  *         not contracted, called inside
  *         a transaction, a backup of another migration or of this one under
  *         a spec redefined since, the old table exists again); DW_ERROR (unreadable file, or its rows do not
  *         match its digest); DW_EBUSY; DW_ENOMEM.
  */
-DW_API int dw_restore(dw_migration *h, const char *backup_path,
+DW_API int dw_restore(dw_migration *h, const char *backup_target,
                       const char *reason);
 
 /* ------------------------------------------------------------------------ */
@@ -2104,6 +2077,8 @@ typedef struct dw_routing_progress {
     int64_t covered;
     /** Rows of the new model. */
     int64_t new_rows;
+    /** Room for fields a later 1.x adds, set to zero until then. */
+    int64_t reserved[6];
 } dw_routing_progress;
 
 /**

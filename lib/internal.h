@@ -752,12 +752,13 @@ typedef struct dw_backend_ops {
      * after the lock is released, is not part of that. */
     void (*checkpoint_hold)(dw_migration *h, int hold);
     void (*checkpoint_run)(dw_migration *h);
-    /* A write callback returned cbrc > 0, a code of the backend's (an
-     * SQLite result code): returns the DW_ code it stands for (DW_EBUSY,
-     * DW_ECONSTRAINT, DW_ENOMEM, else DW_ECALLBACK), and in *detail a text
-     * saying what failed, owned by the connection or static (valid until
-     * the next call on the connection). */
-    int (*callback_error)(dw_migration *h, int cbrc, const char **detail);
+    /* An application callback failed, returning cbrc (anything but DW_OK):
+     * the native message the backend's result helper kept for that
+     * failure on this thread (taken: asked once), or a hint when cbrc is
+     * no DW_ code but looks like a native one; NULL when there is
+     * neither. Static or owned by the backend, valid until its next
+     * call. The core decides the result code. */
+    const char *(*callback_detail)(dw_migration *h, int cbrc);
 } dw_backend_ops;
 
 extern const dw_backend_ops dw__sqlite_backend;

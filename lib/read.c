@@ -14,6 +14,12 @@ int dw_set_read_options(dw_migration *h, const dw_read_options *opts)
     dw_read_options defaults = DW_READ_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
+    if (opts->version == 1)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "read options version 1 is 0.x's, with the "
+                         "progress handler: rebuild with this header "
+                         "(DW_READ_OPTIONS_INIT) and name the handler with "
+                         "dw_sqlite_set_progress_handler()");
     if (opts->version != DW_READ_OPTIONS_VERSION)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "read options version %u is not %d (use "
@@ -33,9 +39,6 @@ int dw_set_read_options(dw_migration *h, const dw_read_options *opts)
         (opts->nignore_columns > 0 && !opts->ignore_columns))
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "bad list of ignored columns");
-    if (opts->app_progress && opts->app_progress_ops <= 0)
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "app_progress_ops must be positive");
 
     /* Build the new copy completely before replacing the old one. */
     dw_name_set ignore = {NULL};

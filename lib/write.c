@@ -228,23 +228,18 @@ int dw__sync(dw_migration *h, int target, const dw_value *key)
 }
 
 /* Maps what an application callback returned to a result code, with a
- * message naming the side. */
+ * message naming the side: the codes a caller can act on (retry when busy,
+ * a constraint, memory) pass through, every other failure is the
+ * callback's. The message quotes what the backend kept for the failure. */
 int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc)
 {
-    int code;
-    const char *detail;
-    if (cbrc < 0 && cbrc >= DW_ECALLBACK) {
-        code = cbrc == DW_ENOMEM || cbrc == DW_EBUSY ||
-                       cbrc == DW_ECONSTRAINT
+    int code = cbrc == DW_ENOMEM || cbrc == DW_EBUSY || cbrc == DW_ECONSTRAINT
                    ? cbrc
                    : DW_ECALLBACK;
-        detail = dw_errstr(cbrc);
-    } else if (cbrc > 0) {
-        code = h->ops->callback_error(h, cbrc, &detail);
-    } else {
-        code = DW_ECALLBACK;
-        detail = "callback failed";
-    }
+    const char *detail = h->ops->callback_detail(h, cbrc);
+    if (!detail)
+        detail = cbrc < 0 && cbrc >= DW_ENOCOMPARE ? dw_errstr(cbrc)
+                                                   : "callback failed";
     return dw__error(h, code, side,
                      "%s side: the %s callback failed (table \"%s\"): %s "
                      "(returned %d)",

@@ -55,7 +55,7 @@ TEST_CORE = \
 #   test_routing       cohort SQL calls application functions
 #                      (sqlite3_create_function); statements traced with
 #                      sqlite3_trace_v2; sqlite3_limit for a too-long key.
-#   test_row           dw_row_set_columns() takes a sqlite3_stmt in the
+#   test_row           dw_sqlite_row_set_columns() takes a sqlite3_stmt in the
 #                      public API.
 #   test_spec          the double-quoted-string setting (sqlite3_db_config)
 #                      and tables looked up in sqlite_master.

@@ -665,7 +665,7 @@ int world_open_flags(dw_migration **out, sqlite3 *db, unsigned flags,
     o.flags = flags;
     o.setup_sql = "INSERT INTO item_tags(tag) VALUES('default')"
                   "  ON CONFLICT(tag) DO NOTHING";
-    return dw_open(out, db, &o, errmsg);
+    return dw_sqlite_open(out, db, &o, errmsg);
 }
 
 dw_migration *world_open_ok(sqlite3 *db)
@@ -698,7 +698,7 @@ static int world_write(sqlite3 *db, const char *upsert, const char *del,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int world_write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+int world_write_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     assert_int_equal(nkey, 1);
     return world_write(db,
@@ -708,7 +708,7 @@ int world_write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                        "DELETE FROM items WHERE id = ?1", key, payload);
 }
 
-int world_write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+int world_write_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     assert_int_equal(nkey, 1);
     return world_write(db,
@@ -1820,7 +1820,7 @@ static void check_queue_3(fault_ctx *c, sqlite3 *fresh, const char *where,
     }
 }
 
-static int fail_write(sqlite3 *db, const dw_value *key, int nkey,
+static int fail_write(void *db, const dw_value *key, int nkey,
                       void *payload)
 {
     (void)db;
@@ -1859,7 +1859,7 @@ static int run_read_3(fault_ctx *c) { return run_read(c, 3, 3); }
 static int run_read_4(fault_ctx *c) { return run_read(c, 4, 4); }
 
 /* The application's read of the old model, failing. */
-static int read_old_fails(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_old_fails(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)out;
@@ -1871,7 +1871,7 @@ static int read_old_fails(dw_row *out, sqlite3 *db, const dw_value *key,
 }
 
 /* The application's read of the new model. */
-static int read_new_items(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_new_items(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)nkey;

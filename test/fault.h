@@ -125,8 +125,8 @@ typedef struct world_item {
 
 /* dw_write_fn callbacks writing a world_item (the payload) to the old or the
  * new side; return the SQLite result code. */
-int world_write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload);
-int world_write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload);
+int world_write_old(void *db, const dw_value *key, int nkey, void *payload);
+int world_write_new(void *db, const dw_value *key, int nkey, void *payload);
 
 /* What a check compares: the contents of one side, one row per line in key
  * order ("id|name|qty"), and the keys where old and new disagree (", "

@@ -11,7 +11,7 @@
 
 #include <sqlite3.h>
 
-#include "dualwrite.h"
+#include "dualwrite/sqlite.h"
 
 static void *via_sqlite_malloc(size_t n, void *payload)
 {

@@ -257,7 +257,7 @@ int outside_transaction(sqlite3 *db)
     return sqlite3_get_autocommit(db);
 }
 
-int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id)
+int read_row_by_id(dw_row *out, void *db, const char *sql, int64_t id)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -265,7 +265,7 @@ int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id)
         return rc;
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
-    int result = rc == SQLITE_ROW    ? dw_row_set_columns(out, st)
+    int result = rc == SQLITE_ROW    ? dw_sqlite_row_set_columns(out, st)
                  : rc == SQLITE_DONE ? DW_ENOTFOUND
                                      : rc;
     sqlite3_finalize(st);
@@ -405,7 +405,7 @@ dw_migration *opened_ok(const char *what, int rc, dw_migration *h, char *err)
 int open_migration(dw_migration **out, sqlite3 *db, const dw_options *o)
 {
     char *err = NULL;
-    int rc = dw_open(out, db, o, &err);
+    int rc = dw_sqlite_open(out, db, o, &err);
     if (rc != DW_OK)
         print_error("dw_open returned %d (%s): %s\n", rc, dw_errstr(rc),
                     err ? err : "(no message)");
@@ -417,7 +417,7 @@ dw_migration *open_migration_ok(sqlite3 *db, const dw_options *o)
 {
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
+    int rc = dw_sqlite_open(&h, db, o, &err);
     return opened_ok("dw_open", rc, h, err);
 }
 
@@ -425,7 +425,7 @@ dw_migration *open_stored_ok(sqlite3 *db, const char *name, unsigned flags)
 {
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open_stored(&h, db, name, flags, &err);
+    int rc = dw_sqlite_open_stored(&h, db, name, flags, &err);
     return opened_ok("dw_open_stored", rc, h, err);
 }
 
@@ -434,7 +434,7 @@ dw_migration *open_json_ok(sqlite3 *db, const char *name, const char *json,
 {
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open_json(&h, db, name, json, flags, "by hand", &err);
+    int rc = dw_sqlite_open_json(&h, db, name, json, flags, "by hand", &err);
     return opened_ok("dw_open_json", rc, h, err);
 }
 

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "dualwrite.h"
+#include "dualwrite/sqlite.h"
 
 /* ---- the backend --------------------------------------------------------
  *
@@ -65,7 +65,7 @@ int outside_transaction(sqlite3 *db);
 /* A read callback's body: the row that `sql` (with ?1 bound to id) returns,
  * into out. DW_ENOTFOUND when there is none, SQLite's own code when the
  * statement fails (so that an out-of-memory walk sees SQLITE_NOMEM). */
-int read_row_by_id(dw_row *out, sqlite3 *db, const char *sql, int64_t id);
+int read_row_by_id(dw_row *out, void *db, const char *sql, int64_t id);
 
 /* Asserts a dw_ call's result, printing dw_errmsg() when it differs. */
 #define assert_dw(h, call, expected)                                           \
@@ -135,14 +135,14 @@ const char *fixture_text(test_fixture *f, const char *sql, char *buf,
 dw_options options_for(const char *name, dw_side_spec old_side,
                        dw_side_spec new_side);
 
-/* dw_open(), printing the error message when the result is not DW_OK (the
- * message is freed here); returns dw_open()'s result. */
+/* dw_sqlite_open(), printing the error message when the result is not DW_OK (the
+ * message is freed here); returns dw_sqlite_open()'s result. */
 int open_migration(dw_migration **out, sqlite3 *db, const dw_options *o);
 /* The handle an open (`what`: dw_open, dw_open_stored...) gave with result
  * rc and message err, failing the test, printing them, unless it returned
  * DW_OK, a handle and no message. */
 dw_migration *opened_ok(const char *what, int rc, dw_migration *h, char *err);
-/* dw_open(), dw_open_stored() and dw_open_json() that must succeed (and say
+/* dw_sqlite_open(), dw_sqlite_open_stored() and dw_sqlite_open_json() that must succeed (and say
  * nothing): the handle, or the test fails printing the message.
  * open_json_ok() records the reason "by hand". */
 dw_migration *open_migration_ok(sqlite3 *db, const dw_options *o);

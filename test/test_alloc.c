@@ -107,7 +107,7 @@ static void test_counting_allocator_sees_the_library(void **state)
     items_options(&o);
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, db, &o, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open(&h, db, &o, &err), DW_OK);
     assert_null(err);
     assert_true(c.mallocs > 0);
     long opened = c.mallocs;
@@ -122,7 +122,7 @@ static void test_counting_allocator_sees_the_library(void **state)
 
     /* A refusal's message is library memory: dw_free() hands it back. */
     o.new_side.table = "no_such_table";
-    assert_int_equal(dw_open(&h, db, &o, &err), DW_ESCHEMA);
+    assert_int_equal(dw_sqlite_open(&h, db, &o, &err), DW_ESCHEMA);
     assert_non_null(err);
     assert_true(c.live > 0);
     long frees = c.frees;
@@ -148,7 +148,7 @@ static void test_failing_allocator(void **state)
     dw_options o;
     items_options(&o);
     dw_migration *h = NULL;
-    assert_int_equal(dw_open(&h, db, &o, NULL), DW_ENOMEM);
+    assert_int_equal(dw_sqlite_open(&h, db, &o, NULL), DW_ENOMEM);
     assert_null(h);
     assert_int_equal(c.live, 0);
     dw_row *row = NULL;

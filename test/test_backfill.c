@@ -253,7 +253,7 @@ static const char NEW_UPSERT[] =
 static const char OLD_DELETE[] = "DELETE FROM users WHERE id = ?1";
 static const char NEW_DELETE[] = "DELETE FROM users_v2 WHERE id = ?1";
 
-static int w_old_upsert(sqlite3 *db, const dw_value *key, int nkey,
+static int w_old_upsert(void *db, const dw_value *key, int nkey,
                         void *payload)
 {
     const uwrite *u = payload;
@@ -262,7 +262,7 @@ static int w_old_upsert(sqlite3 *db, const dw_value *key, int nkey,
     return callback_exec(db, OLD_UPSERT, "itt", key[0].i, u->name, u->email);
 }
 
-static int w_new_upsert(sqlite3 *db, const dw_value *key, int nkey,
+static int w_new_upsert(void *db, const dw_value *key, int nkey,
                         void *payload)
 {
     const uwrite *u = payload;
@@ -271,7 +271,7 @@ static int w_new_upsert(sqlite3 *db, const dw_value *key, int nkey,
     return callback_exec(db, NEW_UPSERT, "itt", key[0].i, u->name, u->email);
 }
 
-static int w_old_delete(sqlite3 *db, const dw_value *key, int nkey,
+static int w_old_delete(void *db, const dw_value *key, int nkey,
                         void *payload)
 {
     (void)payload;
@@ -280,7 +280,7 @@ static int w_old_delete(sqlite3 *db, const dw_value *key, int nkey,
     return callback_exec(db, OLD_DELETE, "i", key[0].i);
 }
 
-static int w_new_delete(sqlite3 *db, const dw_value *key, int nkey,
+static int w_new_delete(void *db, const dw_value *key, int nkey,
                         void *payload)
 {
     (void)payload;
@@ -468,7 +468,7 @@ static int child_main(int argc, char **argv)
     fill_users_options(&o, writer ? 0 : U_PROBE);
     dw_migration *h = NULL;
     char *err = NULL;
-    if (dw_open(&h, db, &o, &err) != DW_OK) {
+    if (dw_sqlite_open(&h, db, &o, &err) != DW_OK) {
         fprintf(stderr, "child: dw_open: %s\n", err ? err : "?");
         _exit(CHILD_DW_OPEN);
     }
@@ -1988,7 +1988,7 @@ static void test_setup_sql_missing_table(void **state)
     fill_ticket_options(&o, "INSERT INTO nosuch(x) VALUES(1)");
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, db, &o, &err), DW_ESCHEMA);
+    assert_int_equal(dw_sqlite_open(&h, db, &o, &err), DW_ESCHEMA);
     assert_null(h);
     assert_non_null(err);
     assert_true(contains(err, "nosuch"));

@@ -2,7 +2,7 @@
  * description of a table (columns, unique indexes with their collations,
  * foreign keys), a table that is not there or is a view, and what the
  * database says of a mapping expression, a setup statement and the stored
- * old side. The rules themselves are tested through dw_open() (test_spec,
+ * old side. The rules themselves are tested through dw_sqlite_open() (test_spec,
  * test_bad_input, ...). */
 #include "support.h"
 
@@ -52,7 +52,7 @@ static int setup(void **state)
     o.up = up;
     o.nup = 1;
     char *err = NULL;
-    int rc = dw_open(&f.h, f.t.db, &o, &err);
+    int rc = dw_sqlite_open(&f.h, f.t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : dw_errstr(rc));
     sqlite3_free(err);

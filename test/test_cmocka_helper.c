@@ -108,7 +108,7 @@ static void test_divergence_is_counted_and_described(void **state)
 /* ---- a new model whose reads fail ----------------------------------------- */
 
 /* The application's read of the old model, in the new model's shape. */
-static int read_old_items(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_old_items(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)nkey;
@@ -119,7 +119,7 @@ static int read_old_items(dw_row *out, sqlite3 *db, const dw_value *key,
 }
 
 /* The application's read of a new model that is broken. */
-static int read_new_broken(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_new_broken(dw_row *out, void *db, const dw_value *key,
                            int nkey, void *payload)
 {
     (void)out;

@@ -235,7 +235,7 @@ typedef struct item_write {
     int remove;
 } item_write;
 
-static int write_item_new(sqlite3 *db, const dw_value *key, int nkey,
+static int write_item_new(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     const item_write *w = payload;
@@ -250,7 +250,7 @@ static int write_item_new(sqlite3 *db, const dw_value *key, int nkey,
         "itit", key[0].i, w->text, w->qty, w->note);
 }
 
-static int write_item_old(sqlite3 *db, const dw_value *key, int nkey,
+static int write_item_old(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     const item_write *w = payload;
@@ -1198,7 +1198,7 @@ typedef struct ticket_write {
     int remove;
 } ticket_write;
 
-static int write_ticket_new(sqlite3 *db, const dw_value *key, int nkey,
+static int write_ticket_new(void *db, const dw_value *key, int nkey,
                             void *payload)
 {
     const ticket_write *w = payload;
@@ -2015,7 +2015,7 @@ static void test_restore_needs_the_contracted_spec(void **state)
     o.old_side.table = "items_gone";
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, f->t.db, &o, &err), DW_ESPEC);
+    assert_int_equal(dw_sqlite_open(&h, f->t.db, &o, &err), DW_ESPEC);
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "contracted with old table \"items\""));
@@ -2125,7 +2125,7 @@ static int pair_open(dw_migration **out, sqlite3 *db, const char *name,
     pair_options(&o, name, key, old_s, new_s, up, nup);
     o.flags = flags;
     char *err = NULL;
-    int rc = dw_open(out, db, &o, &err);
+    int rc = dw_sqlite_open(out, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open %s: %d %s\n", name, rc,
                     err ? err : "(no message)");
@@ -2213,9 +2213,9 @@ static void test_contract_old_table_shared(void **state)
     dw_close(f->h2);
     f->h = f->h2 = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open_stored(&f->h, f->t.db, "items_rename", 0, &err),
+    assert_int_equal(dw_sqlite_open_stored(&f->h, f->t.db, "items_rename", 0, &err),
                      DW_OK);
-    assert_int_equal(dw_open_stored(&f->h2, f->t.db, "items_copy", 0, &err),
+    assert_int_equal(dw_sqlite_open_stored(&f->h2, f->t.db, "items_copy", 0, &err),
                      DW_OK);
     a = f->h;
     b = f->h2;
@@ -2370,7 +2370,7 @@ static void test_contract_partial_column_overlap(void **state)
 }
 
 /* Another stored migration whose spec is damaged: the contract refuses
- * with DW_ECORRUPT naming it (damaged stored state, as dw_open_stored()
+ * with DW_ECORRUPT naming it (damaged stored state, as dw_sqlite_open_stored()
  * says of it), rather than crash or fail as a database error. */
 static void test_contract_other_spec_damaged(void **state)
 {
@@ -2467,7 +2467,7 @@ static void test_contract_table_named_by_other_setup_and_cohort(void **state)
     tags_options(&o, "tag_setup");
     o.setup_sql = "INSERT INTO tags_v2(tag) SELECT name FROM \"items\"";
     char *err = NULL;
-    int rc = dw_open(&f->h2, f->t.db, &o, &err);
+    int rc = dw_sqlite_open(&f->h2, f->t.db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "(no message)");
     dw_free(err);
@@ -2479,7 +2479,7 @@ static void test_contract_table_named_by_other_setup_and_cohort(void **state)
     assert_false(file_exists(path));
     dw_close(f->h2);
     f->h2 = NULL;
-    assert_int_equal(dw_remove(f->t.db, "tag_setup", 0, NULL, &err), DW_OK);
+    assert_int_equal(dw_sqlite_remove(f->t.db, "tag_setup", 0, NULL, &err), DW_OK);
 
     /* dw_routing_set() takes no subquery in a cohort; one stored before
      * that rule, or by hand, is still looked at. */
@@ -2520,7 +2520,7 @@ static void test_contract_other_key_routed_below(void **state)
     o.down = FROM_V3;
     o.ndown = 2;
     char *err = NULL;
-    assert_int_equal(dw_open(&f->h2, f->t.db, &o, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open(&f->h2, f->t.db, &o, &err), DW_OK);
     dw_migration *b = f->h2;
     reach_complete(b);
     dw_value k = dw_int(2);

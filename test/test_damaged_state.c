@@ -32,7 +32,7 @@ static int open_items_with(dw_migration **h, sqlite3 *db,
     o.nup = 1;
     o.down = down;
     o.ndown = 1;
-    return dw_open(h, db, &o, err);
+    return dw_sqlite_open(h, db, &o, err);
 }
 
 static int open_items(dw_migration **h, sqlite3 *db, char **err)
@@ -100,7 +100,7 @@ static int read_key(dw_migration *h, int64_t id)
 /* ---- the stage -------------------------------------------------------------- */
 
 /* A stage outside 0 to 5, or not a number, acts as no stage: the cached
- * check on the hot path, dw_stage_get() and dw_open() all refuse it. */
+ * check on the hot path, dw_stage_get() and dw_sqlite_open() all refuse it. */
 static void test_forged_stage(void **state)
 {
     fixture *f = *state;
@@ -451,7 +451,7 @@ static void test_forged_verify_after(void **state)
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_LIVE, "go", 0));
 }
 
-/* dw_list() never hands out a damaged stage as a stage: -1. */
+/* dw_sqlite_list() never hands out a damaged stage as a stage: -1. */
 static int note_stage(const dw_stored_migration *m, void *payload)
 {
     *(int *)payload = m->stage;
@@ -470,18 +470,18 @@ static void test_list_damaged_stage(void **state)
         exec_ok(f->other, sql);
         int stage = 42;
         char *err = NULL;
-        assert_int_equal(dw_list(f->t.db, note_stage, &stage, &err), DW_OK);
+        assert_int_equal(dw_sqlite_list(f->t.db, note_stage, &stage, &err), DW_OK);
         if (stage != -1)
             print_error("stage %s listed as %d\n", forged[i], stage);
         assert_int_equal(stage, -1);
     }
     exec_ok(f->other, "UPDATE dw_migrations SET stage = 2");
     int stage = 42;
-    assert_int_equal(dw_list(f->t.db, note_stage, &stage, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_list(f->t.db, note_stage, &stage, NULL), DW_OK);
     assert_int_equal(stage, DW_STAGE_SHADOW);
 }
 
-/* dw_remove() goes by the stage, the contract flag and the canary's stage:
+/* dw_sqlite_remove() goes by the stage, the contract flag and the canary's stage:
  * forged, none of them reads as one that lets the migration go (a text
  * stage reads as 0, OFF; a flag of 1.5 as contracted). Nothing is removed. */
 static void test_remove_damaged_stage(void **state)
@@ -496,7 +496,7 @@ static void test_remove_damaged_stage(void **state)
         snprintf(sql, sizeof sql, "UPDATE dw_migrations SET %s", forged[i]);
         exec_ok(f->other, sql);
         char *err = NULL;
-        int rc = dw_remove(f->other, "items_v2", 0, "x", &err);
+        int rc = dw_sqlite_remove(f->other, "items_v2", 0, "x", &err);
         if (rc != DW_ECORRUPT)
             print_error("%s: %d %s\n", forged[i], rc, err ? err : "");
         assert_int_equal(rc, DW_ECORRUPT);
@@ -511,7 +511,7 @@ static void test_remove_damaged_stage(void **state)
                           "canary_stage = 0");
     }
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_OFF, "back", 0));
-    assert_int_equal(dw_remove(f->other, "items_v2", 0, "x", NULL), DW_OK);
+    assert_int_equal(dw_sqlite_remove(f->other, "items_v2", 0, "x", NULL), DW_OK);
 }
 
 /* A verification made under the spec before a redefinition does not open
@@ -544,17 +544,17 @@ static int count_listed(const dw_stored_migration *m, void *payload)
 }
 
 /* A spec truncated or edited by hand is not taken for a schema change:
- * dw_open_stored() says it is damaged; dw_list() still lists it. */
+ * dw_sqlite_open_stored() says it is damaged; dw_sqlite_list() still lists it. */
 static void test_damaged_spec(void **state)
 {
     fixture *f = *state;
     exec_ok(f->other, "UPDATE dw_migrations SET spec = substr(spec, 1, 30)");
     int listed = 0;
     char *err = NULL;
-    assert_int_equal(dw_list(f->t.db, count_listed, &listed, &err), DW_OK);
+    assert_int_equal(dw_sqlite_list(f->t.db, count_listed, &listed, &err), DW_OK);
     assert_int_equal(listed, 1);
     dw_migration *h2 = NULL;
-    assert_int_equal(dw_open_stored(&h2, f->t.db, "items_v2", 0, &err),
+    assert_int_equal(dw_sqlite_open_stored(&h2, f->t.db, "items_v2", 0, &err),
                      DW_ECORRUPT);
     assert_null(h2);
     assert_non_null(strstr(err, "migration \"items_v2\": its stored spec is "
@@ -563,7 +563,7 @@ static void test_damaged_spec(void **state)
     dw_free(err);
     exec_ok(f->other, "UPDATE dw_migrations SET spec = '{\"format\":1}'");
     err = NULL;
-    assert_int_equal(dw_open_stored(&h2, f->t.db, "items_v2", 0, &err),
+    assert_int_equal(dw_sqlite_open_stored(&h2, f->t.db, "items_v2", 0, &err),
                      DW_ECORRUPT);
     assert_non_null(strstr(err, "parses as JSON, but was changed"));
     assert_null(strstr(err, "renamed"));

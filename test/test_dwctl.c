@@ -1081,7 +1081,7 @@ static void test_json_names_documented(void **state)
     assert_code(&r, 4);
     check_json_names(t.db, &d, "verify", r.out, seen[1]);
     dw_migration *h = NULL;
-    assert_int_equal(dw_open_stored(&h, t.db, "items", 0, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "items", 0, NULL), DW_OK);
     int equal = 1;
     dw_value key = dw_int(7);
     assert_dw_ok(h, dw_compare(&equal, h, &key, 1));
@@ -1202,7 +1202,7 @@ static void test_divergence_found_and_repaired(void **state)
     /* A shadow read in the application logs a mismatch. */
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open_stored(&h, t.db, "items", 0, &err);
+    int rc = dw_sqlite_open_stored(&h, t.db, "items", 0, &err);
     if (rc != DW_OK)
         print_error("%s\n", err);
     assert_int_equal(rc, DW_OK);
@@ -1371,7 +1371,7 @@ static void test_callback_migration(void **state)
     o.map_version = "labels v1";
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open(&h, t.db, &o, &err), DW_OK);
     dw_close(h);
 
     run_result r;

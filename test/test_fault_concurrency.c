@@ -269,7 +269,7 @@ static void child_open(child *c)
     fill_options(&o, on_mismatch, c);
     for (;;) {
         char *err = NULL;
-        int rc = dw_open(&c->h, c->db, &o, &err);
+        int rc = dw_sqlite_open(&c->h, c->db, &o, &err);
         if (rc == DW_EBUSY) {
             dw_free(err);
             sleep_ms(1);
@@ -445,7 +445,7 @@ static int stored_stage(sqlite3 *db)
     return stage;
 }
 
-static int side_write(sqlite3 *db, const dw_value *key, int nkey, wop *op,
+static int side_write(void *db, const dw_value *key, int nkey, wop *op,
                       int side)
 {
     if (nkey != 1 || key[0].type != DW_TYPE_INTEGER)
@@ -460,12 +460,12 @@ static int side_write(sqlite3 *db, const dw_value *key, int nkey, wop *op,
                   key[0].i, op);
 }
 
-static int cb_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int cb_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     return side_write(db, key, nkey, payload, DW_SIDE_OLD);
 }
 
-static int cb_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int cb_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     return side_write(db, key, nkey, payload, DW_SIDE_NEW);
 }
@@ -1348,7 +1348,7 @@ static void round_setup(round_state *rs, const params *p)
     dw_options o;
     fill_options(&o, NULL, NULL);
     char *err = NULL;
-    int rc = dw_open(&rs->h, db, &o, &err);
+    int rc = dw_sqlite_open(&rs->h, db, &o, &err);
     if (rc != DW_OK)
         print_error("dw_open: %s\n", err ? err : "?");
     dw_free(err);

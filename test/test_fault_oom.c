@@ -28,11 +28,11 @@ static slot slots[2 * 64];
 
 /* ---- walked here only: reading what the database stores ---------------- */
 
-/* dw_open_stored() of the world's stored migration: reads the spec, takes
- * the JSON apart through SQLite, then dw_open(). It stores nothing. */
+/* dw_sqlite_open_stored() of the world's stored migration: reads the spec, takes
+ * the JSON apart through SQLite, then dw_sqlite_open(). It stores nothing. */
 static int run_open_stored(fault_ctx *c)
 {
-    return dw_open_stored(&c->h, c->db, WORLD_NAME, c->op->open_flags,
+    return dw_sqlite_open_stored(&c->h, c->db, WORLD_NAME, c->op->open_flags,
                           &c->open_err);
 }
 
@@ -45,22 +45,22 @@ static int count_listed(const dw_stored_migration *m, void *payload)
     return 0;
 }
 
-/* dw_list() in its own read transaction; its message goes where dw_open's
+/* dw_sqlite_list() in its own read transaction; its message goes where dw_open's
  * does (no handle). */
 static int run_list(fault_ctx *c)
 {
     int n = 0;
-    int rc = dw_list(c->db, count_listed, &n, &c->open_err);
+    int rc = dw_sqlite_list(c->db, count_listed, &n, &c->open_err);
     if (rc == DW_OK)
         assert_int_equal(n, 1);
     return rc;
 }
 
-/* dw_remove() of the world's stored migration (at OFF, nothing routed):
+/* dw_sqlite_remove() of the world's stored migration (at OFF, nothing routed):
  * every state row of it in one transaction, or nothing. */
 static int run_remove(fault_ctx *c)
 {
-    return dw_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
+    return dw_sqlite_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
 }
 
 static const fault_op stored_ops[] = {

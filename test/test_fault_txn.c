@@ -214,7 +214,7 @@ static void test_repair_io_error(void **state)
     lost_in(*state, SQLITE_IOERR, op_repair, "dw_repair_keys");
 }
 
-/* dw_open() defining a migration inside the caller's transaction: the
+/* dw_sqlite_open() defining a migration inside the caller's transaction: the
  * error says the transaction was rolled back, and no handle is made. */
 static void test_open_io_error(void **state)
 {
@@ -227,7 +227,7 @@ static void test_open_io_error(void **state)
     dw_migration *h = NULL;
     char *err = NULL;
     fault_vfs_arm(FAULT_WRITE, 1, 0, SQLITE_IOERR);
-    int rc = dw_open(&h, f->db, &o, &err);
+    int rc = dw_sqlite_open(&h, f->db, &o, &err);
     int failed = fault_vfs_disarm();
     assert_int_equal(failed, 1);
     assert_int_equal(rc, DW_EROLLEDBACK);
@@ -238,7 +238,7 @@ static void test_open_io_error(void **state)
     dw_free(err);
 }
 
-/* dw_remove() inside the caller's transaction: the error says the
+/* dw_sqlite_remove() inside the caller's transaction: the error says the
  * transaction was rolled back, and the migration is still stored. */
 static void test_remove_io_error(void **state)
 {
@@ -252,7 +252,7 @@ static void test_remove_io_error(void **state)
     exec_ok(f->db, CALLER_SQL);
     char *err = NULL;
     fault_vfs_arm(FAULT_WRITE, 1, 0, SQLITE_IOERR);
-    int rc = dw_remove(f->db, "second", 0, "test", &err);
+    int rc = dw_sqlite_remove(f->db, "second", 0, "test", &err);
     int failed = fault_vfs_disarm();
     if (rc != DW_EROLLEDBACK)
         print_error("dw_remove: %d: %s\n", rc, err ? err : "");

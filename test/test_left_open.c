@@ -94,7 +94,7 @@ static void noop_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 /* A write callback that fails after expiring every prepared statement
  * (defining a function does that) and making every allocation fail from
  * now on: the library's ROLLBACK TO must be prepared again, and cannot. */
-static int expire_and_fail(sqlite3 *db, const dw_value *key, int nkey,
+static int expire_and_fail(void *db, const dw_value *key, int nkey,
                            void *payload)
 {
     int rc = world_write_old(db, key, nkey, payload);

@@ -61,7 +61,7 @@ typedef struct link_write {
     int insert; /* 1 insert, 0 delete */
 } link_write;
 
-static int write_row(sqlite3 *db, const dw_value *key, int nkey, void *p)
+static int write_row(void *db, const dw_value *key, int nkey, void *p)
 {
     const link_write *w = p;
     assert_int_equal(nkey, 2);
@@ -351,7 +351,7 @@ static void test_link_table_lifecycle(void **state)
     /* The stored spec opens as it was stored (same digest). */
     dw_migration *stored = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open_stored(&stored, t.db, "links", 0, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open_stored(&stored, t.db, "links", 0, &err), DW_OK);
     assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
     dw_close(stored);
 
@@ -438,7 +438,7 @@ static void test_key_only_new_side(void **state)
                buf, sizeof buf);
     assert_non_null(strstr(buf, "\"up\":{\"sql\":{}}"));
     dw_migration *stored = NULL;
-    assert_int_equal(dw_open_stored(&stored, t.db, "drop_note", 0, NULL),
+    assert_int_equal(dw_sqlite_open_stored(&stored, t.db, "drop_note", 0, NULL),
                      DW_OK);
     assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
     dw_close(stored);
@@ -468,7 +468,7 @@ static void test_key_only_new_side(void **state)
      * alone, and refused for a new side with columns. */
     char *err = NULL;
     h = NULL;
-    assert_int_equal(dw_open_json(&h, t.db, "by_hand",
+    assert_int_equal(dw_sqlite_open_json(&h, t.db, "by_hand",
                                   "{\"old\":{\"table\":\"tag_item_v1\","
                                   "\"key\":[\"tag_id\",\"item_id\"]},"
                                   "\"new\":{\"table\":\"tag_item\","
@@ -478,7 +478,7 @@ static void test_key_only_new_side(void **state)
                      DW_OK);
     dw_close(h);
     h = NULL;
-    assert_int_equal(dw_open_json(&h, t.db, "by_hand_bad",
+    assert_int_equal(dw_sqlite_open_json(&h, t.db, "by_hand_bad",
                                   "{\"old\":{\"table\":\"tag_item\","
                                   "\"key\":[\"tag_id\",\"item_id\"]},"
                                   "\"new\":{\"table\":\"tag_item_v1\","
@@ -499,7 +499,7 @@ static void test_key_only_new_side(void **state)
     bad.down = NULL;
     bad.ndown = 0;
     h = NULL;
-    assert_int_equal(dw_open(&h, t.db, &bad, &err), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_open(&h, t.db, &bad, &err), DW_EMISUSE);
     assert_non_null(err);
     assert_non_null(strstr(err, "an up mapping is required"));
     dw_free(err);
@@ -543,7 +543,7 @@ static void test_one_table_side_needs_columns(void **state)
     o.new_side.ncolumns = 1;
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open(&h, t.db, &o, &err);
+    int rc = dw_sqlite_open(&h, t.db, &o, &err);
     assert_refused(t.db, rc, h, err,
                    "old side: no model columns besides the key; both sides "
                    "are table \"tag_item\", which shares its rows");
@@ -552,11 +552,11 @@ static void test_one_table_side_needs_columns(void **state)
 
 /* Opens the link-table migration and mirrors `key` into the link table
  * twice (the second sync finds the row there). */
-static int open_and_mirror(sqlite3 *db, const dw_value *key, int *first)
+static int open_and_mirror(void *db, const dw_value *key, int *first)
 {
     dw_options o = link_opts("links");
     dw_migration *h = NULL;
-    int rc = dw_open(&h, db, &o, NULL);
+    int rc = dw_sqlite_open(&h, db, &o, NULL);
     *first = rc;
     if (rc == DW_OK)
         rc = *first = dw_mirror(h, key, 2);
@@ -641,7 +641,7 @@ static const dw_value *member(dw_value k[2], const char *org, int user)
 }
 
 /* Runs the SQL in payload with the key bound to ?1, ?2. */
-static int sql_write(sqlite3 *db, const dw_value *key, int nkey, void *p)
+static int sql_write(void *db, const dw_value *key, int nkey, void *p)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, p, -1, &st, NULL);
@@ -766,7 +766,7 @@ static void contract_and_restore_members(test_db *t, dw_migration **hp,
     h = open_migration_ok(t->db, o);
     assert_string_equal(dw_spec_digest(h), saved);
     dw_migration *stored = NULL;
-    assert_int_equal(dw_open_stored(&stored, t->db, o->name, 0, NULL),
+    assert_int_equal(dw_sqlite_open_stored(&stored, t->db, o->name, 0, NULL),
                      DW_OK);
     assert_string_equal(dw_spec_digest(stored), saved);
     dw_close(stored);
@@ -832,7 +832,7 @@ static void test_key_only_side_callback_mappings(void **state)
         o.map_version = "v1";
         dw_migration *h = open_migration_ok(t.db, &o);
         dw_migration *stored = NULL;
-        assert_int_equal(dw_open_stored(&stored, t.db, "members_cb", 0, NULL),
+        assert_int_equal(dw_sqlite_open_stored(&stored, t.db, "members_cb", 0, NULL),
                          DW_OK);
         assert_string_equal(dw_spec_digest(stored), dw_spec_digest(h));
         dw_close(stored);
@@ -966,7 +966,7 @@ static void test_empty_sql_mapping_into_columns(void **state)
     for (int i = 0; i < 2; i++) {
         dw_migration *h = NULL;
         char *err = NULL;
-        int rc = dw_open_json(&h, t.db, "empty", spec[i], 0, NULL, &err);
+        int rc = dw_sqlite_open_json(&h, t.db, "empty", spec[i], 0, NULL, &err);
         assert_refused(t.db, rc, h, err, reason[i]);
     }
     test_db_close(&t);

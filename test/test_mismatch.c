@@ -357,7 +357,7 @@ static void test_sink_raw_values_every_type(void **state)
 }
 
 /* Read callbacks whose rows have different columns. */
-static int read_old_extra(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_old_extra(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)db;
@@ -371,7 +371,7 @@ static int read_old_extra(dw_row *out, sqlite3 *db, const dw_value *key,
     return rc;
 }
 
-static int read_new_plain(dw_row *out, sqlite3 *db, const dw_value *key,
+static int read_new_plain(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)db;

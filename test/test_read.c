@@ -145,13 +145,13 @@ static int fill(rd *r, int side, dw_row *out, sqlite3 *db, const dw_value *key,
     return rc;
 }
 
-static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int read_old(dw_row *out, void *db, const dw_value *key, int nkey,
                     void *payload)
 {
     return fill(payload, DW_SIDE_OLD, out, db, key, nkey);
 }
 
-static int read_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int read_new(dw_row *out, void *db, const dw_value *key, int nkey,
                     void *payload)
 {
     return fill(payload, DW_SIDE_NEW, out, db, key, nkey);
@@ -242,17 +242,16 @@ static void fx_set_ignore(fx *f, const char *const *cols, int ncols)
     assert_dw_ok(f->h, dw_set_read_options(f->h, &ro));
 }
 
-/* Sets read options with a time budget and an application progress handler
- * called every 1000 operations. */
-static void fx_set_budget_app_progress(fx *f, int budget_ms, dw_progress_fn fn,
+/* Sets read options with a time budget, and names the application's
+ * progress handler, called every 1000 operations. */
+static void fx_set_budget_app_progress(fx *f, int budget_ms,
+                                       dw_sqlite_progress_fn fn,
                                        void *payload)
 {
     dw_read_options ro = DW_READ_OPTIONS_INIT;
     ro.budget_ms = budget_ms;
-    ro.app_progress = fn;
-    ro.app_progress_payload = payload;
-    ro.app_progress_ops = 1000;
     assert_dw_ok(f->h, dw_set_read_options(f->h, &ro));
+    assert_dw_ok(f->h, dw_sqlite_set_progress_handler(f->h, fn, payload, 1000));
 }
 
 /* Makes the new side's name differ and checks that a read reports it, as
@@ -1239,7 +1238,7 @@ static void test_read_misuse(void **state)
  * many applications) maps every step result other than SQLITE_ROW to "not
  * found": the read is over budget, so it is a timeout and never compared --
  * not a "missing on the new side" mismatch. */
-static int read_new_slow_notfound(dw_row *out, sqlite3 *db,
+static int read_new_slow_notfound(dw_row *out, void *db,
                                   const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
@@ -1257,7 +1256,7 @@ static int read_new_slow_notfound(dw_row *out, sqlite3 *db,
     rc = sqlite3_step(st);
     int result = DW_ENOTFOUND;
     if (rc == SQLITE_ROW)
-        result = dw_row_set_columns(out, st);
+        result = dw_sqlite_row_set_columns(out, st);
     sqlite3_finalize(st);
     return result;
 }
@@ -1352,7 +1351,7 @@ static void test_compare_read_failures(void **state)
     o.mismatch_fn = sink;
     o.mismatch_payload = &sr;
     dw_migration *h = NULL;
-    assert_dw_ok(NULL, dw_open(&h, t.db, &o, NULL));
+    assert_dw_ok(NULL, dw_sqlite_open(&h, t.db, &o, NULL));
 
     dw_value k1 = dw_int(1), k2 = dw_int(2);
     int equal = -1;
@@ -1464,7 +1463,7 @@ static void test_app_progress_interrupts_other_read(void **state)
  * ignored); naming one column twice, in two spellings, is accepted and
  * ignores it once. */
 /* A read callback that fills its row, then fails. */
-static int fill_then_fail(dw_row *out, sqlite3 *db, const dw_value *key,
+static int fill_then_fail(dw_row *out, void *db, const dw_value *key,
                           int nkey, void *payload)
 {
     (void)db;

@@ -62,7 +62,7 @@ static int open_items_as(dw_migration **out, sqlite3 *db, const char *name,
     }
     o.reason = "routing tests";
     o.flags = flags;
-    return dw_open(out, db, &o, err);
+    return dw_sqlite_open(out, db, &o, err);
 }
 
 static int open_items(dw_migration **out, sqlite3 *db, char **err)
@@ -312,7 +312,7 @@ static int upsert(sqlite3 *db, const char *sql, int64_t id, const rec *r,
                          r->note ? r->note : "none");
 }
 
-static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int put_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     rec *r = payload;
     assert_int_equal(nkey, 1);
@@ -325,7 +325,7 @@ static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     return rc ? rc : r->fail_old ? SQLITE_ERROR : 0;
 }
 
-static int put_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int put_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     rec *r = payload;
     assert_int_equal(nkey, 1);
@@ -338,7 +338,7 @@ static int put_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                   key[0].i, r, 1);
 }
 
-static int get_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int get_old(dw_row *out, void *db, const dw_value *key, int nkey,
                    void *payload)
 {
     (void)nkey;
@@ -349,7 +349,7 @@ static int get_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
                           key[0].i);
 }
 
-static int get_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int get_new(dw_row *out, void *db, const dw_value *key, int nkey,
                    void *payload)
 {
     (void)nkey;
@@ -564,14 +564,14 @@ static int delete_by_key(sqlite3 *db, const char *sql, const dw_value *key)
     return callback_exec(db, sql, "v", key);
 }
 
-static int del_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int del_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     (void)payload;
     return delete_by_key(db, "DELETE FROM items WHERE id = ?1", key);
 }
 
-static int del_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int del_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     (void)payload;
@@ -2002,7 +2002,7 @@ static int open_with_setup(dw_migration **out, sqlite3 *db)
     o.setup_sql = "INSERT INTO labels(id, label) VALUES(1, 'from setup') "
                   "ON CONFLICT(id) DO NOTHING;"
                   "UPDATE setup_runs SET n = n + 1";
-    return dw_open(out, db, &o, NULL);
+    return dw_sqlite_open(out, db, &o, NULL);
 }
 
 static void test_setup_sql_before_routed_writes(void **state)
@@ -2460,7 +2460,7 @@ static dw_migration *tags_at_dual_write(test_fixture *f, const char *name,
         o.down = down;
         o.ndown = 1;
     }
-    assert_dw_ok(NULL, dw_open(&f->h, f->t.db, &o, NULL));
+    assert_dw_ok(NULL, dw_sqlite_open(&f->h, f->t.db, &o, NULL));
     assert_dw_ok(f->h, dw_stage_set(f->h, DW_STAGE_DUAL_WRITE, NULL, 0));
     return f->h;
 }

@@ -310,7 +310,7 @@ static void test_row_set_columns_from_stmt(void **state)
     dw_row *row = NULL;
     assert_int_equal(dw_row_new(&row), DW_OK);
     assert_int_equal(dw_row_set_int(row, "pre", 1), DW_OK);
-    assert_int_equal(dw_row_set_columns(row, st), DW_OK);
+    assert_int_equal(dw_sqlite_row_set_columns(row, st), DW_OK);
     sqlite3_finalize(st); /* the row must not point into the statement */
 
     assert_int_equal(dw_row_count(row), 6);
@@ -339,7 +339,7 @@ static void test_row_set_columns_from_stmt(void **state)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     dw_row_clear(row);
-    assert_int_equal(dw_row_set_columns(row, st), DW_OK);
+    assert_int_equal(dw_sqlite_row_set_columns(row, st), DW_OK);
     sqlite3_finalize(st);
     assert_int_equal(dw_row_count(row), 5);
     assert_string_equal((const char *)dw_row_get(row, "t")->p, "txt");
@@ -350,13 +350,13 @@ static void test_row_set_columns_from_stmt(void **state)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     dw_row_clear(row);
-    assert_int_equal(dw_row_set_columns(row, st), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_row_set_columns(row, st), DW_EMISUSE);
     sqlite3_finalize(st);
     dw_row_free(row);
     test_db_close(&t);
 }
 
-/* dw_bind_values() binds each value by its type from parameter `first`
+/* dw_sqlite_bind_values() binds each value by its type from parameter `first`
  * on, copying the bytes; bad arguments are DW_EMISUSE and an index past
  * the last parameter too. */
 static void test_bind_values(void **state)
@@ -375,9 +375,9 @@ static void test_bind_values(void **state)
     dw_value v[5] = {dw_float(2.5), dw_text_n(text, 4), dw_blob("a\0b", 3),
                      dw_null(), dw_text(text)};
     dw_value first = dw_int(-7);
-    assert_int_equal(dw_bind_values(st, 1, &first, 1), DW_OK);
-    assert_int_equal(dw_bind_values(st, 2, v, 5), DW_OK);
-    assert_int_equal(dw_bind_values(st, 3, v, 0), DW_OK); /* nothing */
+    assert_int_equal(dw_sqlite_bind_values(st, 1, &first, 1), DW_OK);
+    assert_int_equal(dw_sqlite_bind_values(st, 2, v, 5), DW_OK);
+    assert_int_equal(dw_sqlite_bind_values(st, 3, v, 0), DW_OK); /* nothing */
     memset(text, 'x', sizeof text - 1); /* copied: the bind keeps "temp" */
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int64(st, 0), -7);
@@ -390,21 +390,21 @@ static void test_bind_values(void **state)
     assert_string_equal((const char *)sqlite3_column_text(st, 7),
                         "temporary");
     /* A running statement is not rebound. */
-    assert_int_equal(dw_bind_values(st, 1, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, &first, 1), DW_EMISUSE);
     sqlite3_reset(st);
 
     dw_value bad = dw_int(1);
     bad.type = (dw_type)42;
     dw_value null_text = {DW_TYPE_TEXT, 0, 0.0, NULL, 5};
-    assert_int_equal(dw_bind_values(NULL, 1, &first, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 1, NULL, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 1, NULL, 0), DW_OK);
-    assert_int_equal(dw_bind_values(st, 1, &first, -1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 0, &first, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 1, &bad, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 1, &null_text, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 8, &first, 1), DW_EMISUSE);
-    assert_int_equal(dw_bind_values(st, 4, v, 5), DW_EMISUSE); /* ?4..?8 */
+    assert_int_equal(dw_sqlite_bind_values(NULL, 1, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, NULL, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, NULL, 0), DW_OK);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, &first, -1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 0, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, &bad, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 1, &null_text, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 8, &first, 1), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_bind_values(st, 4, v, 5), DW_EMISUSE); /* ?4..?8 */
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }

@@ -19,7 +19,7 @@ static dw_migration *open_items(sqlite3 *db, unsigned int flags, int *rc)
     o.flags = flags;
     dw_migration *h = NULL;
     char *err = NULL;
-    *rc = dw_open(&h, db, &o, &err);
+    *rc = dw_sqlite_open(&h, db, &o, &err);
     dw_free(err);
     return h;
 }

@@ -1,4 +1,4 @@
-/* Tests for dw_open(): validation of the spec against the schema, misuse,
+/* Tests for dw_sqlite_open(): validation of the spec against the schema, misuse,
  * hostile identifiers, C mapping callbacks. */
 #include "support.h"
 
@@ -36,7 +36,7 @@ static void open_fails2(sqlite3 *db, const dw_options *o, int code1, int code2,
     int dummy = 0;
     dw_migration *h = (dw_migration *)(void *)&dummy;
     char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
+    int rc = dw_sqlite_open(&h, db, o, &err);
     if (rc != code1 && (code2 == 0 || rc != code2))
         print_error("dw_open returned %d (%s), expected %d/%d: %s\n", rc,
                     dw_errstr(rc), code1, code2, err ? err : "(no message)");
@@ -91,7 +91,7 @@ static void test_open_rowid_integer_pk(void **state)
     dw_options o = items_opts("items");
     dw_migration *h = open_migration_ok(t.db, &o);
     assert_string_equal(dw_name(h), "items");
-    assert_ptr_equal(dw_db(h), t.db);
+    assert_ptr_equal(dw_sqlite_db(h), t.db);
     const char *d = dw_spec_digest(h);
     assert_non_null(d);
     assert_int_equal((int)strlen(d), 64);
@@ -436,7 +436,7 @@ static void test_expression_smuggling(void **state)
         int dummy = 0;
         dw_migration *h = (dw_migration *)(void *)&dummy;
         char *err = NULL;
-        int rc = dw_open(&h, t.db, &o, &err);
+        int rc = dw_sqlite_open(&h, t.db, &o, &err);
         if (rc == DW_OK)
             print_error("expression accepted: %s\n", evil[i]);
         assert_true(rc < 0);
@@ -506,7 +506,7 @@ static void test_open_misuse(void **state)
 
     o = items_opts("m_null_out");
     char *err = NULL;
-    assert_int_equal(dw_open(NULL, t.db, &o, &err), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_open(NULL, t.db, &o, &err), DW_EMISUSE);
     dw_free(err);
     assert_int_equal(stored_count(t.db, "m_null_out"), 0);
 
@@ -543,7 +543,7 @@ typedef struct hostile_row {
     int64_t size;
 } hostile_row;
 
-static int hostile_write_old(sqlite3 *db, const dw_value *key, int nkey,
+static int hostile_write_old(void *db, const dw_value *key, int nkey,
                              void *payload)
 {
     const hostile_row *r = payload;
@@ -727,7 +727,7 @@ typedef struct item {
     int64_t price;
 } item;
 
-static int items_write_old(sqlite3 *db, const dw_value *key, int nkey,
+static int items_write_old(void *db, const dw_value *key, int nkey,
                            void *payload)
 {
     const item *it = payload;
@@ -796,7 +796,7 @@ static void test_up_fn_and_map_version(void **state)
     int dummy = 0;
     h = (dw_migration *)(void *)&dummy;
     char *err = NULL;
-    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ESPEC);
+    assert_int_equal(dw_sqlite_open(&h, t.db, &o, &err), DW_ESPEC);
     assert_null(h);
     assert_non_null(err);
     assert_true(strlen(err) > 0);
@@ -933,13 +933,13 @@ static void test_setup_sql_cannot_end_transactions(void **state)
     }
 }
 
-/* dw_open() refused with DW_ESPEC, the message naming what differs. */
+/* dw_sqlite_open() refused with DW_ESPEC, the message naming what differs. */
 static void redefinition_says(sqlite3 *db, const dw_options *o,
                               const char *needle)
 {
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_open(&h, db, o, &err);
+    int rc = dw_sqlite_open(&h, db, o, &err);
     if (rc != DW_ESPEC || !err || !strstr(err, needle))
         print_error("dw_open returned %d: %s (wanted \"%s\")\n", rc,
                     err ? err : "(no message)", needle);
@@ -1041,7 +1041,7 @@ static void test_setup_trailing_space_same_spec(void **state)
     }
     h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open_stored(&h, t.db, "ws", 0, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "ws", 0, &err), DW_OK);
     assert_string_equal(dw_spec_digest(h), old_digest);
     dw_close(h);
     /* Other setup SQL is still another spec. */

@@ -35,7 +35,7 @@ static int open_items(dw_migration **out, sqlite3 *db, const char *name,
     o.nup = 2;
     o.flags = flags;
     o.reason = reason;
-    return dw_open(out, db, &o, errmsg);
+    return dw_sqlite_open(out, db, &o, errmsg);
 }
 
 static dw_migration *open_items_ok(sqlite3 *db, const char *name)
@@ -101,7 +101,7 @@ static int history_len(dw_migration *h)
 
 /* ---- write callback used to observe a handle's stage -------------------- */
 
-static int put_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int put_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     assert_int_equal(nkey, 1);
@@ -122,7 +122,7 @@ static void test_new_migration_starts_off(void **state)
     f->h = open_items_ok(f->t.db, "items_title");
     assert_int_equal(stage_of(f->h), DW_STAGE_OFF);
     assert_string_equal(dw_name(f->h), "items_title");
-    assert_ptr_equal(dw_db(f->h), f->t.db);
+    assert_ptr_equal(dw_sqlite_db(f->h), f->t.db);
     const char *d = dw_spec_digest(f->h);
     assert_non_null(d);
     assert_int_equal(strlen(d), 64);
@@ -523,7 +523,7 @@ static void test_misuse(void **state)
     const char *m = dw_errmsg(NULL);
     assert_non_null(m);
     assert_null(dw_name(NULL));
-    assert_null(dw_db(NULL));
+    assert_null(dw_sqlite_db(NULL));
 
     /* After a success the message is "not an error". */
     assert_dw_ok(f->h, dw_stage_get(&s, f->h));

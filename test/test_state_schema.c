@@ -17,7 +17,7 @@ static int open_items_capped(dw_migration **h, sqlite3 *db, int log_cap)
     o.log_cap = log_cap;
     o.up = up;
     o.nup = 1;
-    return dw_open(h, db, &o, NULL);
+    return dw_sqlite_open(h, db, &o, NULL);
 }
 
 static int open_items(dw_migration **h, sqlite3 *db)
@@ -281,7 +281,7 @@ static void test_future_version_is_refused(void **state)
                     TEST_SIDE_UNLISTED("items_v2", key_cols));
     o.up = up;
     o.nup = 1;
-    assert_int_equal(dw_open(&h, t.db, &o, &err), DW_ERROR);
+    assert_int_equal(dw_sqlite_open(&h, t.db, &o, &err), DW_ERROR);
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "version 5"));
@@ -324,7 +324,7 @@ static void test_state_work_takes_the_write_lock(void **state)
     exec_ok(other, "BEGIN IMMEDIATE; INSERT INTO items VALUES(2, 'desk')");
     assert_int_equal(open_items(&h, t.db), DW_EBUSY);
     assert_null(h);
-    assert_int_equal(dw_open_stored(&h, t.db, "items_v2", 0, NULL), DW_EBUSY);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "items_v2", 0, NULL), DW_EBUSY);
     assert_null(h);
     assert_true(sqlite3_get_autocommit(t.db));
     assert_int_equal(schema_version(t.db), 2);
@@ -332,7 +332,7 @@ static void test_state_work_takes_the_write_lock(void **state)
     exec_ok(other, "COMMIT");
     h = NULL;
     char *err = NULL;
-    int rc = dw_open_stored(&h, t.db, "items_v2", 0, &err);
+    int rc = dw_sqlite_open_stored(&h, t.db, "items_v2", 0, &err);
     if (rc != DW_OK)
         print_error("dw_open_stored: %s\n", err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);

@@ -1,5 +1,5 @@
-/* Tests for stored migrations: dw_list(), dw_open_json() and
- * dw_open_stored() -- the spec read back from its JSON, hand-written specs
+/* Tests for stored migrations: dw_sqlite_list(), dw_sqlite_open_json() and
+ * dw_sqlite_open_stored() -- the spec read back from its JSON, hand-written specs
  * and their refusals, and handles whose C mapping callbacks live in
  * another program. */
 #include "support.h"
@@ -32,13 +32,13 @@ static void json_refused(sqlite3 *db, const char *name, const char *json,
     int dummy = 0;
     dw_migration *h = (dw_migration *)(void *)&dummy;
     char *err = NULL;
-    int rc = dw_open_json(&h, db, name, json, flags, NULL, &err);
+    int rc = dw_sqlite_open_json(&h, db, name, json, flags, NULL, &err);
     if (rc != code)
         print_error("spec: %s\n", json ? json : "(NULL)");
     refused(rc, h, err, code, needle);
 }
 
-/* What dw_list() reported, copied out of the callback. */
+/* What dw_sqlite_list() reported, copied out of the callback. */
 typedef struct seen {
     char name[64];
     int stage;
@@ -76,7 +76,7 @@ static int list_count(sqlite3 *db)
     listing l;
     memset(&l, 0, sizeof l);
     char *err = NULL;
-    int rc = dw_list(db, collect, &l, &err);
+    int rc = dw_sqlite_list(db, collect, &l, &err);
     if (rc != DW_OK)
         print_error("dw_list: %s\n", err ? err : "(no message)");
     assert_int_equal(rc, DW_OK);
@@ -146,10 +146,10 @@ static void round_trip_orders(int with_down)
     dw_migration *app = open_migration_ok(t.db, &o);
     dw_migration *h = open_stored_ok(t.db, "orders", 0);
     assert_string_equal(dw_name(h), "orders");
-    assert_ptr_equal(dw_db(h), t.db);
+    assert_ptr_equal(dw_sqlite_db(h), t.db);
     assert_string_equal(dw_spec_digest(h), dw_spec_digest(app));
 
-    /* The stored text read back is the canonical text: dw_open_json()
+    /* The stored text read back is the canonical text: dw_sqlite_open_json()
      * of it, under the same name, opens the same spec. */
     char spec[1024];
     stored_spec(t.db, "orders", spec, sizeof spec);
@@ -297,7 +297,7 @@ static void test_json_defines(void **state)
         "\"columns\":[\"name\",\"price\"]},\"new\":{\"table\":\"items_new\","
         "\"key\":[\"id\"],\"columns\":[\"title\",\"cents\"]},\"up\":{\"sql\":"
         "{\"title\":\"name\",\"cents\":\"price * 100\"}},\"down\":null}");
-    /* The equivalent options give the same digest: dw_open() opens it. */
+    /* The equivalent options give the same digest: dw_sqlite_open() opens it. */
     dw_options o = items_opts("items");
     dw_migration *app = open_migration_ok(t.db, &o);
     assert_string_equal(dw_spec_digest(app), dw_spec_digest(h));
@@ -461,7 +461,7 @@ static void test_json_malformed(void **state)
         "\"up\":{\"sql\":{\"title\":\"name\",\"cents\":\"price\"}}}";
     json_refused(t.db, NULL, good, 0, DW_EMISUSE, "needs a name");
     json_refused(t.db, "bad", NULL, 0, DW_EMISUSE, "the spec is NULL");
-    /* Well-formed JSON that dw_open() refuses, with its own message. */
+    /* Well-formed JSON that dw_sqlite_open() refuses, with its own message. */
     static const char misspelled[] =
         "{\"old\":{\"table\":\"items_old\",\"key\":[\"id\"]},"
         "\"new\":{\"table\":\"items_new\",\"key\":[\"id\"]},"
@@ -537,7 +537,7 @@ static int write_item(sqlite3 *db, const char *sql, const dw_value *key,
     return callback_exec(db, sql, "iti", key[0].i, it->name, it->price);
 }
 
-static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int write_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     return write_item(db,
@@ -547,7 +547,7 @@ static int write_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                       key, payload);
 }
 
-static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int write_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)nkey;
     return write_item(db,
@@ -557,7 +557,7 @@ static int write_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                       key, payload);
 }
 
-static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int read_old(dw_row *out, void *db, const dw_value *key, int nkey,
                     void *payload)
 {
     (void)nkey;
@@ -568,7 +568,7 @@ static int read_old(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
                           key[0].i);
 }
 
-static int read_new(dw_row *out, sqlite3 *db, const dw_value *key, int nkey,
+static int read_new(dw_row *out, void *db, const dw_value *key, int nkey,
                     void *payload)
 {
     (void)nkey;
@@ -598,7 +598,7 @@ static void unbound_refused(dw_migration *h, int rc)
     snprintf(want, sizeof want,
              "migration \"%s\" maps rows with C callbacks (map_version "
              "\"v2\"), which run inside the application: open it there "
-             "with dw_open() to write, compare, backfill, verify or repair",
+             "with dw_sqlite_open() to write, compare, backfill, verify or repair",
              dw_name(h));
     if (rc != DW_EMISUSE || strcmp(dw_errmsg(h), want) != 0)
         print_error("returned %d (%s): %s\n", rc, dw_errstr(rc),
@@ -707,7 +707,7 @@ static void test_callbacks_unbound(void **state)
     test_db_close(&t);
 }
 
-/* dw_open_json() never defines nor redefines a spec with callbacks. */
+/* dw_sqlite_open_json() never defines nor redefines a spec with callbacks. */
 static void test_callbacks_not_defined(void **state)
 {
     (void)state;
@@ -826,7 +826,7 @@ static void test_list(void **state)
     listing l;
     memset(&l, 0, sizeof l);
     char *err = NULL;
-    assert_int_equal(dw_list(t.db, collect, &l, &err), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, &err), DW_OK);
     assert_null(err);
     assert_int_equal(l.n, 0);
     assert_int_equal(state_tables(t.db), 0);
@@ -854,7 +854,7 @@ static void test_list(void **state)
     assert_dw_ok(c, dw_contract(c, backup, "done"));
 
     memset(&l, 0, sizeof l);
-    assert_int_equal(dw_list(t.db, collect, &l, &err), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, &err), DW_OK);
     assert_int_equal(l.n, 3);
     assert_string_equal(l.m[0].name, "a_callbacks");
     assert_string_equal(l.m[1].name, "b_sql");
@@ -894,7 +894,7 @@ static void test_list(void **state)
     /* Stopping early. */
     memset(&l, 0, sizeof l);
     l.stop_after = 2;
-    assert_int_equal(dw_list(t.db, collect, &l, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, NULL), DW_OK);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.m[1].name, "b_sql");
 
@@ -902,7 +902,7 @@ static void test_list(void **state)
     exec_ok(t.db, "BEGIN");
     exec_ok(t.db, "UPDATE dw_migrations SET stage = 4 WHERE name = 'b_sql'");
     memset(&l, 0, sizeof l);
-    assert_int_equal(dw_list(t.db, collect, &l, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, NULL), DW_OK);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.m[1].stage, DW_STAGE_RAMPDOWN);
     assert_false(sqlite3_get_autocommit(t.db));
@@ -914,7 +914,7 @@ static void test_list(void **state)
     sqlite3 *other = test_db_connect(&t);
     exec_ok(other, "BEGIN IMMEDIATE");
     memset(&l, 0, sizeof l);
-    assert_int_equal(dw_list(t.db, collect, &l, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, NULL), DW_OK);
     assert_int_equal(l.n, 3);
     exec_ok(other, "ROLLBACK");
     sqlite3_close(other);
@@ -927,7 +927,7 @@ static void test_list(void **state)
 }
 
 /* State tables of version 1 (0.1) have no column `contracted`: listed as
- * not contracted, and left as they are (dw_open() upgrades them). */
+ * not contracted, and left as they are (dw_sqlite_open() upgrades them). */
 static void test_list_version1_state(void **state)
 {
     (void)state;
@@ -947,7 +947,7 @@ static void test_list_version1_state(void **state)
                before, sizeof before);
     listing l;
     memset(&l, 0, sizeof l);
-    assert_int_equal(dw_list(t.db, collect, &l, NULL), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, collect, &l, NULL), DW_OK);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.m[0].name, "old_one");
     assert_int_equal(l.m[0].stage, DW_STAGE_SHADOW);
@@ -976,14 +976,14 @@ static void test_list_busy(void **state)
     listing l;
     memset(&l, 0, sizeof l);
     char *err = NULL;
-    int rc = dw_list(t.db, collect, &l, &err);
+    int rc = dw_sqlite_list(t.db, collect, &l, &err);
     assert_int_equal(rc, DW_EBUSY);
     assert_non_null(err);
     dw_free(err);
     assert_int_equal(l.n, 0);
     assert_true(sqlite3_get_autocommit(t.db));
     dw_migration *h = (dw_migration *)(void *)&l;
-    assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_EBUSY);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "m", 0, &err), DW_EBUSY);
     assert_null(h);
     dw_free(err);
     exec_ok(other, "ROLLBACK");
@@ -1035,7 +1035,7 @@ static void test_open_stored_beside_writer(void **state)
     /* Not stored: still not found, and nothing stored. */
     h = (dw_migration *)(void *)&stage;
     char *err = NULL;
-    int rc = dw_open_stored(&h, t.db, "nope", 0, &err);
+    int rc = dw_sqlite_open_stored(&h, t.db, "nope", 0, &err);
     refused(rc, h, err, DW_ENOTFOUND, "no migration named \"nope\"");
 
     exec_ok(other, "COMMIT");
@@ -1049,7 +1049,7 @@ static void test_open_stored_beside_writer(void **state)
 
 /* ---- dw_open_stored racing another connection ---------------------------- */
 
-/* Between dw_open_stored()'s read of the spec and the transaction that
+/* Between dw_sqlite_open_stored()'s read of the spec and the transaction that
  * opens it, another connection redefines or removes the migration: run
  * from a trace callback at that transaction's BEGIN. */
 typedef struct race {
@@ -1105,7 +1105,7 @@ static void test_open_stored_races(void **state)
     r.fired = 0;
     char *err = NULL;
     h = NULL;
-    assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_ENOTFOUND);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "m", 0, &err), DW_ENOTFOUND);
     assert_true(r.fired);
     assert_null(h);
     assert_non_null(err);
@@ -1117,8 +1117,8 @@ static void test_open_stored_races(void **state)
     test_db_close(&t);
 }
 
-/* What a dw_list() callback writes commits with the listing; when that
- * COMMIT fails, the write is rolled back and dw_list() says so. */
+/* What a dw_sqlite_list() callback writes commits with the listing; when that
+ * COMMIT fails, the write is rolled back and dw_sqlite_list() says so. */
 typedef struct list_writer {
     dw_migration *h;
     int rc;
@@ -1148,7 +1148,7 @@ static void test_list_callback_write_lost_is_reported(void **state)
                      1);
     sqlite3_busy_timeout(t.db, 0);
     char *err = NULL;
-    assert_int_equal(dw_list(t.db, move_stage_in_listing, &w, &err),
+    assert_int_equal(dw_sqlite_list(t.db, move_stage_in_listing, &w, &err),
                      DW_EBUSY);
     assert_int_equal(w.rc, DW_OK);
     assert_non_null(err);
@@ -1160,7 +1160,7 @@ static void test_list_callback_write_lost_is_reported(void **state)
     assert_dw_ok(w.h, dw_stage_get(&stage, w.h));
     assert_int_equal(stage, DW_STAGE_OFF);
     /* Unlocked, the same write commits with the listing. */
-    assert_int_equal(dw_list(t.db, move_stage_in_listing, &w, &err), DW_OK);
+    assert_int_equal(dw_sqlite_list(t.db, move_stage_in_listing, &w, &err), DW_OK);
     assert_dw_ok(w.h, dw_stage_get(&stage, w.h));
     assert_int_equal(stage, DW_STAGE_DUAL_WRITE);
     dw_close(w.h);
@@ -1183,7 +1183,7 @@ static void test_open_stored_schema_respelled(void **state)
                   "ALTER TABLE items_old RENAME COLUMN tmp TO NAME;");
     dw_migration *h = NULL;
     char *err = NULL;
-    assert_int_equal(dw_open_stored(&h, t.db, "m", 0, &err), DW_ESCHEMA);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "m", 0, &err), DW_ESCHEMA);
     assert_null(h);
     assert_non_null(err);
     assert_non_null(strstr(err, "no longer reads as its stored spec"));
@@ -1211,7 +1211,7 @@ static void test_open_stored_misuse(void **state)
     char *err = NULL;
 
     /* No state tables: not found, and nothing created. */
-    int rc = dw_open_stored(&h, t.db, "items", 0, &err);
+    int rc = dw_sqlite_open_stored(&h, t.db, "items", 0, &err);
     refused(rc, h, err, DW_ENOTFOUND,
             "no migration named \"items\" in this database");
     assert_int_equal(state_tables(t.db), 0);
@@ -1219,31 +1219,31 @@ static void test_open_stored_misuse(void **state)
     dw_options o = items_opts("items");
     dw_close(open_migration_ok(t.db, &o));
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, "itemz", 0, &err);
+    rc = dw_sqlite_open_stored(&h, t.db, "itemz", 0, &err);
     refused(rc, h, err, DW_ENOTFOUND,
             "no migration named \"itemz\" in this database");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, "ITEMS", 0, &err); /* matched exactly */
+    rc = dw_sqlite_open_stored(&h, t.db, "ITEMS", 0, &err); /* matched exactly */
     refused(rc, h, err, DW_ENOTFOUND, "no migration named \"ITEMS\"");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, "items", DW_OPEN_REDEFINE, &err);
+    rc = dw_sqlite_open_stored(&h, t.db, "items", DW_OPEN_REDEFINE, &err);
     refused(rc, h, err, DW_EMISUSE, "DW_OPEN_REDEFINE");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, "items", 1u << 20, &err);
+    rc = dw_sqlite_open_stored(&h, t.db, "items", 1u << 20, &err);
     refused(rc, h, err, DW_EMISUSE, "unknown flags");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, NULL, "items", 0, &err);
+    rc = dw_sqlite_open_stored(&h, NULL, "items", 0, &err);
     refused(rc, h, err, DW_EMISUSE, "the connection is NULL");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, NULL, 0, &err);
+    rc = dw_sqlite_open_stored(&h, t.db, NULL, 0, &err);
     refused(rc, h, err, DW_EMISUSE, "the name is NULL");
-    assert_int_equal(dw_open_stored(NULL, t.db, "items", 0, &err),
+    assert_int_equal(dw_sqlite_open_stored(NULL, t.db, "items", 0, &err),
                      DW_EMISUSE);
     assert_non_null(err);
     dw_free(err);
     /* Without errmsg. */
-    assert_int_equal(dw_open_stored(NULL, t.db, "items", 0, NULL), DW_EMISUSE);
-    assert_int_equal(dw_open_stored(&h, t.db, "nope", 0, NULL), DW_ENOTFOUND);
+    assert_int_equal(dw_sqlite_open_stored(NULL, t.db, "items", 0, NULL), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_open_stored(&h, t.db, "nope", 0, NULL), DW_ENOTFOUND);
     assert_null(h);
 
     /* Flags other than REDEFINE are the handle's. */
@@ -1253,28 +1253,28 @@ static void test_open_stored_misuse(void **state)
     /* The schema changed since: the stored spec no longer fits. */
     exec_ok(t.db, "ALTER TABLE items_new RENAME COLUMN cents TO pennies");
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_stored(&h, t.db, "items", 0, &err);
+    rc = dw_sqlite_open_stored(&h, t.db, "items", 0, &err);
     refused(rc, h, err, DW_ESCHEMA, "cents");
 
     /* dw_list and dw_open_json NULL arguments. */
-    assert_int_equal(dw_list(NULL, never, NULL, &err), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_list(NULL, never, NULL, &err), DW_EMISUSE);
     assert_non_null(strstr(err, "the connection is NULL"));
     dw_free(err);
-    assert_int_equal(dw_list(t.db, NULL, NULL, &err), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_list(t.db, NULL, NULL, &err), DW_EMISUSE);
     assert_non_null(strstr(err, "the callback is NULL"));
     dw_free(err);
-    assert_int_equal(dw_list(NULL, NULL, NULL, NULL), DW_EMISUSE);
-    assert_int_equal(dw_open_json(NULL, t.db, "x", "{}", 0, NULL, &err),
+    assert_int_equal(dw_sqlite_list(NULL, NULL, NULL, NULL), DW_EMISUSE);
+    assert_int_equal(dw_sqlite_open_json(NULL, t.db, "x", "{}", 0, NULL, &err),
                      DW_EMISUSE);
     assert_non_null(err);
     dw_free(err);
     h = (dw_migration *)(void *)&dummy;
-    rc = dw_open_json(&h, NULL, "x", "{}", 0, NULL, &err);
+    rc = dw_sqlite_open_json(&h, NULL, "x", "{}", 0, NULL, &err);
     refused(rc, h, err, DW_EMISUSE, "the connection is NULL");
     test_db_close(&t);
 }
 
-/* ---- dw_remove() ------------------------------------------------------------ */
+/* ---- dw_sqlite_remove() ------------------------------------------------------------ */
 
 static const char items_spec[] =
     "{\"old\": {\"table\": \"items\", \"key\": [\"id\"], "
@@ -1286,16 +1286,16 @@ static void remove_refused(sqlite3 *db, const char *name, unsigned flags,
                            int code, const char *needle)
 {
     char *err = NULL;
-    int rc = dw_remove(db, name, flags, "test", &err);
+    int rc = dw_sqlite_remove(db, name, flags, "test", &err);
     refused(rc, NULL, err, code, needle);
 }
 
 static void remove_ok(sqlite3 *db, const char *name, const char *reason)
 {
     char *err = NULL;
-    int rc = dw_remove(db, name, 0, reason, &err);
+    int rc = dw_sqlite_remove(db, name, 0, reason, &err);
     if (rc != DW_OK)
-        print_error("dw_remove(%s): %d %s\n", name, rc, err ? err : "");
+        print_error("dw_sqlite_remove(%s): %d %s\n", name, rc, err ? err : "");
     assert_int_equal(rc, DW_OK);
     assert_null(err);
 }
@@ -1524,7 +1524,7 @@ static void test_remove_id_not_reused(void **state)
     test_db_close(&t);
 }
 
-/* A database whose state tables an older library wrote: dw_remove() says
+/* A database whose state tables an older library wrote: dw_sqlite_remove() says
  * how to upgrade them, and removes nothing. */
 static void test_remove_old_state(void **state)
 {
@@ -1538,7 +1538,7 @@ static void test_remove_old_state(void **state)
                   "ALTER TABLE dw_backfill DROP COLUMN runner_host;"
                   "ALTER TABLE dw_migrations DROP COLUMN mismatch_entries;"
                   "UPDATE dw_meta SET value = 3 WHERE key = 'schema_version'");
-    remove_refused(t.db, "items", 0, DW_EMISUSE, "dw_open_stored()");
+    remove_refused(t.db, "items", 0, DW_EMISUSE, "dw_sqlite_open_stored()");
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM dw_migrations"),
                      1);
     dw_close(open_stored_ok(t.db, "items", 0));

@@ -2060,7 +2060,7 @@ static void test_repair_divergent_failure(void **state)
 
 /* ---- 11. repair queue ------------------------------------------------------- */
 
-static int write_q_old(sqlite3 *db, const dw_value *key, int nkey,
+static int write_q_old(void *db, const dw_value *key, int nkey,
                        void *payload)
 {
     (void)nkey;
@@ -2265,7 +2265,7 @@ static dw_migration *open_pairs(sqlite3 *db, int composite, unsigned flags)
 
 /* Writes the old row (org 'o', the key's id, a) through dw_write(); the
  * mirror runs through the mapping. */
-static int write_pair_old(sqlite3 *db, const dw_value *key, int nkey,
+static int write_pair_old(void *db, const dw_value *key, int nkey,
                           void *payload)
 {
     return callback_exec(db,

@@ -90,7 +90,7 @@ static int run_upsert(sqlite3 *db, const char *sql, int64_t id,
     return callback_exec(db, sql, "iti", id, text, num);
 }
 
-static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int w_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     const wctx *c = payload;
     log_call('o');
@@ -104,7 +104,7 @@ static int w_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     return rc ? rc : c->old_ret;
 }
 
-static int w_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int w_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     const wctx *c = payload;
     log_call('n');
@@ -118,7 +118,7 @@ static int w_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     return rc ? rc : c->new_ret;
 }
 
-static int d_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int d_old(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     log_call('o');
@@ -127,7 +127,7 @@ static int d_old(sqlite3 *db, const dw_value *key, int nkey, void *payload)
     return callback_exec(db, "DELETE FROM items WHERE id = ?1", "i", key[0].i);
 }
 
-static int d_new(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int d_new(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     log_call('n');
@@ -561,7 +561,7 @@ static const char *const ACCT_KEY[] = {"org", "num"};
 static const char *const ACCT_OLD_COLS[] = {"balance"};
 static const char *const ACCT_NEW_COLS[] = {"balance_cents"};
 
-static int acct_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int acct_put(void *db, const dw_value *key, int nkey, void *payload)
 {
     const int64_t *balance = payload;
     log_call('o');
@@ -575,7 +575,7 @@ static int acct_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
         "vii", &key[0], key[1].i, *balance);
 }
 
-static int acct_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int acct_del(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     log_call('o');
@@ -585,7 +585,7 @@ static int acct_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
                          &key[0], key[1].i);
 }
 
-static int acct_v2_put(sqlite3 *db, const dw_value *key, int nkey,
+static int acct_v2_put(void *db, const dw_value *key, int nkey,
                        void *payload)
 {
     const int64_t *cents = payload;
@@ -708,7 +708,7 @@ typedef struct incident {
     const char *status;
 } incident;
 
-static int inc_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int inc_put(void *db, const dw_value *key, int nkey, void *payload)
 {
     const incident *in = payload;
     log_call('o');
@@ -721,7 +721,7 @@ static int inc_put(sqlite3 *db, const dw_value *key, int nkey, void *payload)
         "it", key[0].i, in->status);
 }
 
-static int inc_del(sqlite3 *db, const dw_value *key, int nkey, void *payload)
+static int inc_del(void *db, const dw_value *key, int nkey, void *payload)
 {
     (void)payload;
     log_call('o');
@@ -1006,7 +1006,7 @@ static void test_metrics(void **state)
 
 /* A new-side write whose statement makes SQLite itself roll back the whole
  * transaction (INSERT OR ROLLBACK meeting a PRIMARY KEY conflict). */
-static int w_new_or_rollback(sqlite3 *db, const dw_value *key, int nkey,
+static int w_new_or_rollback(void *db, const dw_value *key, int nkey,
                              void *payload)
 {
     (void)payload;
@@ -1119,7 +1119,7 @@ static void test_numeric_text_keys_follow_sqlite(void **state)
     o.up = UPV;
     o.nup = 1;
     char *err = NULL;
-    assert_int_equal(dw_open(&f->h, f->t.db, &o, &err), DW_OK);
+    assert_int_equal(dw_sqlite_open(&f->h, f->t.db, &o, &err), DW_OK);
     static const char *const TEXTS[] = {
         "12",   " 12 ", "+4",   "-3",   "1.5",  ".5",   "5.",  "1e5",
         "1E+5", "2e-3", " -7.25e2 ", "1e",  "1e+", "e5",   "1.2.3", "abc",
@@ -1312,7 +1312,7 @@ static void test_callback_result_codes(void **state)
  * ROLLBACK meets the primary key, SQLite rolls back the whole transaction,
  * and the callback ignores the error and reports success -- which the
  * header forbids (a callback must not end the library's transaction). */
-static int w_new_rollback_ignored(sqlite3 *db, const dw_value *key, int nkey,
+static int w_new_rollback_ignored(void *db, const dw_value *key, int nkey,
                                   void *payload)
 {
     (void)payload;
@@ -1375,7 +1375,7 @@ static void test_callback_ends_transaction(void **state)
 
 
 /* A new-side callback that commits the caller's transaction. */
-static int w_new_commits(sqlite3 *db, const dw_value *key, int nkey,
+static int w_new_commits(void *db, const dw_value *key, int nkey,
                          void *payload)
 {
     (void)payload;

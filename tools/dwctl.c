@@ -306,7 +306,7 @@ int fail_h(int rc, dw_migration *h)
 int open_migration(dw_migration **out, dwctl *c)
 {
     char *err = NULL;
-    int rc = dw_open_stored(out, c->db, c->args[0], 0, &err);
+    int rc = dw_sqlite_open_stored(out, c->db, c->args[0], 0, &err);
     int code = fail(rc, err);
     dw_free(err);
     return code;

@@ -8,7 +8,7 @@
 
 #include <sqlite3.h>
 
-#include <dualwrite.h>
+#include <dualwrite/sqlite.h>
 
 /* Exit codes (the man page and `dwctl --help` list them). */
 enum {

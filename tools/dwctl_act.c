@@ -93,7 +93,7 @@ static int is_spec_option(const char *name)
     return 0;
 }
 
-/* The spec the options describe, as the JSON dw_open_json() reads. */
+/* The spec the options describe, as the JSON dw_sqlite_open_json() reads. */
 static char *spec_from_options(const dwctl *c)
 {
     static const char *const needed[] = {"old", "old-key", "new",
@@ -204,10 +204,10 @@ int cmd_define(dwctl *c)
     const char *name = c->args[0];
     stored_digest before = {name, ""};
     char *err = NULL;
-    int rc = dw_list(c->db, find_digest, &before, &err);
+    int rc = dw_sqlite_list(c->db, find_digest, &before, &err);
     dw_migration *h = NULL;
     if (rc == DW_OK)
-        rc = dw_open_json(&h, c->db, name, spec,
+        rc = dw_sqlite_open_json(&h, c->db, name, spec,
                           opt_given(c, "redefine") ? DW_OPEN_REDEFINE : 0,
                           opt_value(c, "reason"), &err);
     sqlite3_free(spec);
@@ -241,7 +241,7 @@ int cmd_remove(dwctl *c)
         return EXIT_USAGE;
     }
     char *err = NULL;
-    int rc = dw_remove(c->db, c->args[0], 0, reason, &err);
+    int rc = dw_sqlite_remove(c->db, c->args[0], 0, reason, &err);
     if (rc == DW_OK)
         printf("%s: removed, with all of its state\n", c->args[0]);
     int code = fail(rc, err);

@@ -232,7 +232,7 @@ static int list_one(const dw_stored_migration *m, void *payload)
     char *err = NULL;
     standing s;
     memset(&s, 0, sizeof s);
-    int rc = dw_open_stored(&h, ls->c->db, m->name, 0, &err);
+    int rc = dw_sqlite_open_stored(&h, ls->c->db, m->name, 0, &err);
     if (rc == DW_OK)
         rc = read_standing(&s, h);
     char *line;
@@ -298,7 +298,7 @@ int cmd_list(dwctl *c)
         json_array(&ls.j, "migrations");
     }
     char *err = NULL;
-    int rc = dw_list(c->db, list_one, &ls, &err);
+    int rc = dw_sqlite_list(c->db, list_one, &ls, &err);
     if (rc != DW_OK) {
         if (c->json)
             json_drop(&ls.j);
@@ -690,7 +690,7 @@ int cmd_status(dwctl *c)
     memset(&f, 0, sizeof f);
     f.name = c->args[0];
     char *err = NULL;
-    int rc = dw_list(c->db, find_spec, &f, &err);
+    int rc = dw_sqlite_list(c->db, find_spec, &f, &err);
     if (rc == DW_OK && !f.spec)
         rc = DW_ENOMEM;
     standing s;

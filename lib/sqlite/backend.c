@@ -622,9 +622,6 @@ static void be_budget_start(dw_migration *h, int ms)
     sqlite_backend *bk = BK(h);
     bk->expired = 0;
     bk->deadline_ns = dw__now_ns() + (uint64_t)ms * 1000000u;
-    bk->app_progress = h->ropts.app_progress;
-    bk->app_progress_payload = h->ropts.app_progress_payload;
-    bk->app_every = h->ropts.app_progress_ops;
     bk->app_calls = 0;
     sqlite3_progress_handler(h->db, BUDGET_OPS, budget_check, bk);
 }
@@ -633,11 +630,10 @@ static int be_budget_stop(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     /* SQLite cannot tell us the previous handler; put back the one the
-     * application declared, or none. */
-    if (h->ropts.app_progress)
-        sqlite3_progress_handler(h->db, h->ropts.app_progress_ops,
-                                 h->ropts.app_progress,
-                                 h->ropts.app_progress_payload);
+     * application named (dw_sqlite_set_progress_handler()), or none. */
+    if (bk->app_progress)
+        sqlite3_progress_handler(h->db, bk->app_every, bk->app_progress,
+                                 bk->app_progress_payload);
     else
         sqlite3_progress_handler(h->db, 0, NULL, NULL);
     return bk->expired;
@@ -645,22 +641,15 @@ static int be_budget_stop(dw_migration *h)
 
 /* ---- attach and detach ------------------------------------------------------ */
 
-/* A write callback's nonzero return, read as an SQLite result code (until
- * the callbacks speak DW_ codes). */
-static int be_callback_error(dw_migration *h, int cbrc, const char **detail)
+/* What a failing callback's return means here: the message
+ * dw_sqlite_result() kept for it, or a hint when the callback returned what
+ * looks like an SQLite code rather than a DW_ code. */
+static const char *be_callback_detail(dw_migration *h, int cbrc)
 {
-    /* The connection's message belongs to this failure only when it
-     * carries the same code. */
-    *detail = (sqlite3_errcode(h->db) & 0xff) == (cbrc & 0xff)
-                  ? sqlite3_errmsg(h->db)
-                  : sqlite3_errstr(cbrc);
-    switch (cbrc & 0xff) {
-    case SQLITE_CONSTRAINT: return DW_ECONSTRAINT;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return DW_EBUSY;
-    case SQLITE_NOMEM: return DW_ENOMEM;
-    default: return DW_ECALLBACK;
-    }
+    if (cbrc > 0)
+        return "not a DW_ result code (an SQLite code? map it with "
+               "dw_sqlite_result())";
+    return dw__sqlite_kept_message(h->db, cbrc);
 }
 
 static int be_attach(dw_migration *h)
@@ -807,5 +796,5 @@ const dw_backend_ops dw__sqlite_backend = {
     .checkpoint_hold = be_checkpoint_hold,
     .checkpoint_run = be_checkpoint_run,
     /* Application callbacks */
-    .callback_error = be_callback_error,
+    .callback_detail = be_callback_detail,
 };

@@ -3,7 +3,10 @@
 #ifndef DW_SQLITE_BACKEND_H
 #define DW_SQLITE_BACKEND_H
 
+#include <sqlite3.h>
+
 #include "../internal.h"
+#include "dualwrite/sqlite.h"
 
 /* Every statement the backend runs, prepared once per handle on first use. */
 enum stmt_id {
@@ -95,7 +98,7 @@ typedef struct sqlite_backend {
     /* Time budget. */
     uint64_t deadline_ns;
     int expired;
-    dw_progress_fn app_progress;
+    dw_sqlite_progress_fn app_progress;
     void *app_progress_payload;
     int app_every;
     int app_calls;
@@ -308,6 +311,10 @@ int dw__sqlite_cohort_check(dw_migration *h, const char *pred);
 int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
                              int *member);
 int dw__sqlite_covered(dw_migration *h, int64_t *n);
+
+/* api.c: the message dw_sqlite_result() kept on this thread for its last
+ * failure on db that gave `code`, taken (NULL when none). */
+const char *dw__sqlite_kept_message(sqlite3 *db, int code);
 
 /* values.c */
 /* Binds a value to a statement parameter (its bytes borrowed, not copied:

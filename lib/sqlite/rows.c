@@ -189,7 +189,7 @@ static int read_row(dw_migration *h, int id, int side, const dw_value *key,
         return bind_failed(h, st, rc, side);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        result = dw_row_set_columns(out, st);
+        result = dw_sqlite_row_set_columns(out, st);
         if (result != DW_OK)
             dw__error(h, result, side, "%s side: out of memory",
                       dw__side_word(side));

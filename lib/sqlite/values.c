@@ -41,7 +41,8 @@ int dw__bind_value(sqlite3_stmt *stmt, int idx, const dw_value *v)
     return bind_one(stmt, idx, v, SQLITE_STATIC);
 }
 
-int dw_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v, int n)
+int dw_sqlite_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
+                          int n)
 {
     if (!stmt || (!v && n > 0) || n < 0 || first < 1 ||
         first - 1 > INT_MAX - n)
@@ -85,7 +86,7 @@ int dw__value_of(dw_value *out, sqlite3_value *cv)
     return DW_OK;
 }
 
-int dw_row_set_columns(dw_row *row, sqlite3_stmt *stmt)
+int dw_sqlite_row_set_columns(dw_row *row, sqlite3_stmt *stmt)
 {
     if (!row || !stmt)
         return DW_EMISUSE;
