@@ -44,6 +44,7 @@ DYLIB_REAL = $(LIB_NAME).so.$(VERSION)
 DYLIB = $(LIB_NAME).so
 PC_FILE = dualwrite.pc
 
+PUBLIC_HEADERS = include/dualwrite.h include/dualwrite/sqlite.h
 # The core in lib/, each backend in a folder of its own.
 LIB_SRC = $(wildcard lib/*.c) $(wildcard lib/sqlite/*.c)
 LIB_OBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
@@ -85,7 +86,7 @@ $(DEPS_TEST_STAMP): scripts/ensure-deps.sh
 	@$(ENSURE_DEPS) test
 	@touch $@
 
-$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h lib/*/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP)
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h lib/*/*.h) $(PUBLIC_HEADERS) | $(DEPS_LIB_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
 
@@ -119,13 +120,13 @@ $(PC_FILE):
 
 # The command-line tool, linked with this tree's static library (so a
 # sanitizer build checks the tool too).
-$(DWCTL): $(DWCTL_SRC) tools/dwctl.h include/dualwrite.h $(BUILD)/$(STLIB)
+$(DWCTL): $(DWCTL_SRC) tools/dwctl.h $(PUBLIC_HEADERS) $(BUILD)/$(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $(DWCTL_SRC) $(BUILD)/$(STLIB) $(REAL_LDFLAGS) $(LIBS)
 
 # ---- tests -----------------------------------------------------------------
 
-$(BUILD)/test/%.o: test/%.c test/support.h test/fault.h include/dualwrite.h | $(DEPS_TEST_STAMP)
+$(BUILD)/test/%.o: test/%.c test/support.h test/fault.h $(PUBLIC_HEADERS) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -Ilib -c -o $@ $<
 
@@ -152,9 +153,16 @@ test: run-tests check-header all
 
 check-header:
 	@mkdir -p $(BUILD)
-	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c include/dualwrite.h
-	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_only.c
-	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c++ test/header_only.c
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -x c include/dualwrite.h
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -x c include/dualwrite/sqlite.h
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -x c test/header_only.c
+	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -x c++ test/header_only.c
+	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -DHEADER_ORDER=0 -x c test/header_sqlite.c
+	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -DHEADER_ORDER=0 -x c++ test/header_sqlite.c
+	for order in 1 2; do \
+	  $(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c test/header_sqlite.c && \
+	  $(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c++ test/header_sqlite.c || exit 1; \
+	done
 	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_cmocka.c
 
 check-symbols: $(DYLIB_SONAME)
@@ -217,7 +225,7 @@ demo: $(BUILD)/examples/incident_statuses $(BUILD)/examples/lazy_inventory
 BENCH_ARGS ?=
 BENCH_BIN = $(BUILD)/bench/bench
 
-$(BENCH_BIN): bench/bench.c include/dualwrite.h $(BUILD)/$(STLIB)
+$(BENCH_BIN): bench/bench.c $(PUBLIC_HEADERS) $(BUILD)/$(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $< $(BUILD)/$(STLIB) $(REAL_LDFLAGS) $(LIBS)
 
@@ -244,6 +252,8 @@ check-bench: $(BENCH_BIN)
 install: all
 	$(INSTALL) -d $(INSTALL_INCLUDE_PATH) $(INSTALL_LIBRARY_PATH) $(INSTALL_PKGCONF_PATH)
 	$(INSTALL) -m 644 include/dualwrite.h include/dualwrite_cmocka.h $(INSTALL_INCLUDE_PATH)
+	$(INSTALL) -d $(INSTALL_INCLUDE_PATH)/dualwrite
+	$(INSTALL) -m 644 include/dualwrite/sqlite.h $(INSTALL_INCLUDE_PATH)/dualwrite
 	$(INSTALL) -m 644 $(STLIB) $(INSTALL_LIBRARY_PATH)
 	$(INSTALL) -m 755 $(DYLIB_SONAME) $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL)
 	ln -sf $(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME)
@@ -256,10 +266,12 @@ install: all
 
 uninstall:
 	rm -f $(INSTALL_INCLUDE_PATH)/dualwrite.h $(INSTALL_INCLUDE_PATH)/dualwrite_cmocka.h \
+	      $(INSTALL_INCLUDE_PATH)/dualwrite/sqlite.h \
 	      $(INSTALL_LIBRARY_PATH)/$(STLIB) \
 	      $(INSTALL_LIBRARY_PATH)/$(DYLIB_REAL) $(INSTALL_LIBRARY_PATH)/$(DYLIB_SONAME) \
 	      $(INSTALL_LIBRARY_PATH)/$(DYLIB) $(INSTALL_PKGCONF_PATH)/$(PC_FILE) \
 	      $(INSTALL_BIN_PATH)/dwctl $(INSTALL_MAN_PATH)/dwctl.1
+	-rmdir $(INSTALL_INCLUDE_PATH)/dualwrite 2>/dev/null
 
 clean:
 	rm -rf build $(STLIB) $(DYLIB) $(DYLIB_SONAME) $(PC_FILE)

@@ -307,7 +307,7 @@ static int write_status_old(void *db, const dw_value *key, int nkey,
     int rc = sqlite3_step(b->set_status);
     sqlite3_reset(b->set_status);
     if (rc != SQLITE_DONE)
-        return rc;
+        return dw_sqlite_result(db, rc);
     return sqlite3_changes(db) == 1 ? 0 : -1;
 }
 

@@ -135,19 +135,19 @@ static int write_status_old(void *db, const dw_value *key, int nkey,
                             "UPDATE incidents SET status = ?1 WHERE id = ?2",
                             -1, &stmt, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_text(stmt, 1, a->status, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, key[0].i);
     rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);
     if (rc != SQLITE_DONE)
-        return rc;
+        return dw_sqlite_result(db, rc);
     if (sqlite3_changes(db) != 1) {
         snprintf(a->d->why, sizeof a->d->why, "no incident %lld",
                  (long long)key[0].i);
-        return -1;
+        return DW_ECALLBACK;
     }
-    return 0;
+    return DW_OK;
 }
 
 /* New model: incidents.incident_status_id points at the organisation's
@@ -172,20 +172,20 @@ static int write_status_new(void *db, const dw_value *key, int nkey,
         "     AND s.name = ?1)",
         -1, &stmt, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_text(stmt, 1, a->status, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, key[0].i);
     rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);
     if (rc != SQLITE_DONE)
-        return rc;
+        return dw_sqlite_result(db, rc);
     if (sqlite3_changes(db) != 1) {
         snprintf(a->d->why, sizeof a->d->why,
                  "incident %lld's organisation has no status '%s'",
                  (long long)key[0].i, a->status);
-        return -1;
+        return DW_ECALLBACK;
     }
-    return 0;
+    return DW_OK;
 }
 
 /* Sets an incident's status. The migration decides which model is written
@@ -208,14 +208,14 @@ static int read_row(dw_row *out, void *db, const char *sql,
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     rc = dw_sqlite_bind_values(stmt, 1, key, 1);
-    if (rc == DW_OK)
+    if (rc == DW_OK) {
         rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW)
-        rc = dw_sqlite_row_set_columns(out, stmt);
-    else if (rc == SQLITE_DONE)
-        rc = DW_ENOTFOUND;
+        rc = rc == SQLITE_ROW    ? dw_sqlite_row_set_columns(out, stmt)
+             : rc == SQLITE_DONE ? DW_ENOTFOUND
+                                 : dw_sqlite_result(db, rc);
+    }
     sqlite3_finalize(stmt);
     return rc;
 }

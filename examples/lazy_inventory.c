@@ -144,13 +144,13 @@ static int write_one_row(sqlite3_stmt *stmt, item_change *c, long long id,
     int rc = sqlite3_step(stmt);
     sqlite3_finalize(stmt);
     if (rc != SQLITE_DONE)
-        return rc;
+        return dw_sqlite_result(db, rc);
     if (sqlite3_changes(db) != 1 && !missing_ok) {
         snprintf(c->d->why, sizeof c->d->why, "no item %lld in %s", id,
                  table);
-        return -1;
+        return DW_ECALLBACK;
     }
-    return 0;
+    return DW_OK;
 }
 
 /* Stock taken or received. Each model keeps its own qty column.
@@ -173,7 +173,7 @@ static int adjust_qty_old(void *db, const dw_value *key, int nkey,
         db, "UPDATE items SET qty = qty + ?1 WHERE id = ?2", -1, &stmt, NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(stmt, 1, c->qty_delta);
     sqlite3_bind_int64(stmt, 2, key[0].i);
     return write_one_row(stmt, c, key[0].i, "items", 0);
@@ -189,7 +189,7 @@ static int adjust_qty_new(void *db, const dw_value *key, int nkey,
         NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(stmt, 1, c->qty_delta);
     sqlite3_bind_int64(stmt, 2, key[0].i);
     return write_one_row(stmt, c, key[0].i, "items_v2", 1);
@@ -209,7 +209,7 @@ static int move_item_old(void *db, const dw_value *key, int nkey,
                                 -1, &stmt, NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int(stmt, 1, c->aisle);
     sqlite3_bind_int(stmt, 2, c->bin);
     sqlite3_bind_int64(stmt, 3, key[0].i);
@@ -226,7 +226,7 @@ static int move_item_new(void *db, const dw_value *key, int nkey,
         &stmt, NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int(stmt, 1, c->aisle);
     sqlite3_bind_int(stmt, 2, c->bin);
     sqlite3_bind_int64(stmt, 3, key[0].i);
@@ -246,7 +246,7 @@ static int receive_item_old(void *db, const dw_value *key, int nkey,
                                 -1, &stmt, NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(stmt, 1, key[0].i);
     sqlite3_bind_text(stmt, 2, c->sku, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, c->qty);
@@ -266,7 +266,7 @@ static int receive_item_new(void *db, const dw_value *key, int nkey,
                                 -1, &stmt, NULL);
     (void)nkey;
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(stmt, 1, key[0].i);
     sqlite3_bind_text(stmt, 2, c->sku, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, c->qty);
@@ -333,13 +333,12 @@ static int read_row(dw_row *out, void *db, const char *sql,
     sqlite3_stmt *stmt;
     int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(stmt, 1, key[0].i);
     rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW)
-        rc = dw_sqlite_row_set_columns(out, stmt);
-    else if (rc == SQLITE_DONE)
-        rc = DW_ENOTFOUND;
+    rc = rc == SQLITE_ROW    ? dw_sqlite_row_set_columns(out, stmt)
+         : rc == SQLITE_DONE ? DW_ENOTFOUND
+                             : dw_sqlite_result(db, rc);
     sqlite3_finalize(stmt);
     return rc;
 }

@@ -37,7 +37,7 @@ $(FUZZ_DEPS_STAMP): fuzz/fuzz.mk scripts/ensure-deps.sh
 	@FUZZ_CC="$(FUZZ_CC)" sh scripts/ensure-deps.sh fuzz
 	@touch $@
 
-$(FUZZ_DIR)/lib/%.o: lib/%.c $(wildcard lib/*.h lib/*/*.h) include/dualwrite.h | $(DEPS_LIB_STAMP) $(FUZZ_DEPS_STAMP)
+$(FUZZ_DIR)/lib/%.o: lib/%.c $(wildcard lib/*.h lib/*/*.h) $(PUBLIC_HEADERS) | $(DEPS_LIB_STAMP) $(FUZZ_DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 

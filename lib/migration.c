@@ -54,9 +54,9 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
         rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                        "migration \"%s\": a spec whose mappings are C "
                        "callbacks is redefined by the application that has "
-                       "the callbacks, with dw_open() and "
+                       "the callbacks, with dw_%s_open() and "
                        "DW_OPEN_REDEFINE",
-                       h->spec.name);
+                       h->spec.name, h->ops->name);
     if (rc == DW_OK)
         rc = h->ops->attach(h);
     if (rc != DW_OK) {
@@ -102,8 +102,8 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
                                "database, and its spec maps rows with C "
                                "callbacks: it must be defined by the "
                                "application that has the callbacks, with "
-                               "dw_open()",
-                               h->spec.name);
+                               "dw_%s_open()",
+                               h->spec.name, h->ops->name);
         }
         dw__free(text);
         if (rc == DW__NEED_WRITE && write)

@@ -301,14 +301,16 @@ int dw__compare_stored(dw_migration *h, const char *digest,
         char *diff = spec_difference(stored_text, spec_text);
         rc = dw__error(h, DW_ESPEC, DW_SIDE_NONE,
                        "migration \"%s\" is stored with a different spec "
-                       "(stored digest %.12s, this spec %.12s)%s%s; %s",
+                       "(stored digest %.12s, this spec %.12s)%s%s; %s%s%s",
                        h->spec.name, digest, h->digest,
                        diff ? ": they differ in " : "", diff ? diff : "",
                        dw__unbound(h, DW_SIDE_NONE)
                            ? "its mappings are C callbacks: the "
                              "application that has them redefines it, "
-                             "with dw_open()"
-                           : "open with DW_OPEN_REDEFINE to replace it");
+                             "with dw_"
+                           : "open with DW_OPEN_REDEFINE to replace it",
+                       dw__unbound(h, DW_SIDE_NONE) ? h->ops->name : "",
+                       dw__unbound(h, DW_SIDE_NONE) ? "_open()" : "");
         dw__free(diff);
     }
     return rc;

@@ -37,8 +37,8 @@ int dw__stage_current(dw_migration *h, int *stage)
                        "was opened (the stored spec is no longer its spec "
                        "%.12s); nothing was done: close this handle and "
                        "open the migration again, with the new spec or "
-                       "with dw_open_stored()",
-                       h->spec.name, h->digest);
+                       "with dw_%s_open_stored()",
+                       h->spec.name, h->digest, h->ops->name);
     if (rc != DW_OK) {
         h->stage_cached = 0;
         return rc;

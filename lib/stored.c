@@ -770,8 +770,10 @@ static int state_current(const dw_driver *drv, void *conn, const char *name,
         return say(errmsg, DW_EMISUSE,
                    "dw_remove: the state tables are at version %d, this "
                    "library (%s) writes version %d; open a migration of "
-                   "this database once (dw_open_stored()) to upgrade them",
-                   version, DW_VERSION, dw__state_schema_version());
+                   "this database once (dw_%s_open_stored()) to upgrade "
+                   "them",
+                   version, DW_VERSION, dw__state_schema_version(),
+                   drv->name);
     return DW_OK;
 }
 

@@ -102,10 +102,10 @@ int dw__need_callback(dw_migration *h, int target)
     return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                      "migration \"%s\" maps rows with C callbacks "
                      "(map_version %s%s%s), which run inside the "
-                     "application: open it there with dw_open() to write, "
-                     "compare, backfill, verify or repair",
+                     "application: open it there with dw_%s_open() to "
+                     "write, compare, backfill, verify or repair",
                      h->spec.name, v ? "\"" : "", v ? v : "none",
-                     v ? "\"" : "");
+                     v ? "\"" : "", h->ops->name);
 }
 
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
@@ -238,8 +238,8 @@ int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc)
                    : DW_ECALLBACK;
     const char *detail = h->ops->callback_detail(h, cbrc);
     if (!detail)
-        detail = cbrc < 0 && cbrc >= DW_ENOCOMPARE ? dw_errstr(cbrc)
-                                                   : "callback failed";
+        detail = cbrc < 0 && cbrc >= DW_ECALLBACK ? dw_errstr(cbrc)
+                                                  : "callback failed";
     return dw__error(h, code, side,
                      "%s side: the %s callback failed (table \"%s\"): %s "
                      "(returned %d)",

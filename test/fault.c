@@ -687,7 +687,7 @@ static int world_write(sqlite3 *db, const char *upsert, const char *del,
     int rc = sqlite3_prepare_v2(db, it->delete_row ? del : upsert, -1, &st,
                                 NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(st, 1, key->i);
     if (!it->delete_row) {
         sqlite3_bind_text(st, 2, it->name, -1, SQLITE_STATIC);
@@ -695,7 +695,7 @@ static int world_write(sqlite3 *db, const char *upsert, const char *del,
     }
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return dw_sqlite_result(db, rc);
 }
 
 int world_write_old(void *db, const dw_value *key, int nkey, void *payload)

@@ -262,35 +262,14 @@ int read_row_by_id(dw_row *out, void *db, const char *sql, int64_t id)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
     int result = rc == SQLITE_ROW    ? dw_sqlite_row_set_columns(out, st)
                  : rc == SQLITE_DONE ? DW_ENOTFOUND
-                                     : rc;
+                                     : dw_sqlite_result(db, rc);
     sqlite3_finalize(st);
     return result;
-}
-
-/* Binds a library value as parameter i of st. */
-static void bind_value(sqlite3_stmt *st, int i, const dw_value *v)
-{
-    switch (v->type) {
-    case DW_TYPE_INTEGER:
-        sqlite3_bind_int64(st, i, v->i);
-        break;
-    case DW_TYPE_FLOAT:
-        sqlite3_bind_double(st, i, v->f);
-        break;
-    case DW_TYPE_TEXT:
-        sqlite3_bind_text(st, i, v->p, v->n, SQLITE_TRANSIENT);
-        break;
-    case DW_TYPE_BLOB:
-        sqlite3_bind_blob(st, i, v->p, v->n, SQLITE_TRANSIENT);
-        break;
-    default:
-        sqlite3_bind_null(st, i);
-    }
 }
 
 int callback_exec(sqlite3 *db, const char *sql, const char *types, ...)
@@ -298,14 +277,14 @@ int callback_exec(sqlite3 *db, const char *sql, const char *types, ...)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     va_list ap;
     va_start(ap, types);
     for (int i = 0; types[i]; i++) {
         if (types[i] == 'i') {
             sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
         } else if (types[i] == 'v') {
-            bind_value(st, i + 1, va_arg(ap, const dw_value *));
+            dw_sqlite_bind_values(st, i + 1, va_arg(ap, const dw_value *), 1);
         } else {
             const char *text = va_arg(ap, const char *);
             if (text)
@@ -318,7 +297,7 @@ int callback_exec(sqlite3 *db, const char *sql, const char *types, ...)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ;
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return dw_sqlite_result(db, rc);
 }
 
 /* ---- the fixture ---------------------------------------------------------- */

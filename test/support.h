@@ -63,8 +63,8 @@ const char *query_text(sqlite3 *db, const char *sql, char *buf, size_t size);
 /* 1 when the connection has no transaction open (SQLite's autocommit). */
 int outside_transaction(sqlite3 *db);
 /* A read callback's body: the row that `sql` (with ?1 bound to id) returns,
- * into out. DW_ENOTFOUND when there is none, SQLite's own code when the
- * statement fails (so that an out-of-memory walk sees SQLITE_NOMEM). */
+ * into out. DW_ENOTFOUND when there is none, the DW_ code of the failure
+ * when the statement fails (DW_ENOMEM in an out-of-memory walk). */
 int read_row_by_id(dw_row *out, void *db, const char *sql, int64_t id);
 
 /* Asserts a dw_ call's result, printing dw_errmsg() when it differs. */
@@ -169,8 +169,8 @@ int stage_of(dw_migration *h);
  * after `types` in order, one letter each: 'i' an int64_t, 't' a const
  * char * (NULL binds NULL), 'v' a const dw_value * (by its type). Arguments
  * past the statement's parameters are not bound, so one call serves an upsert
- * and a delete. Returns 0, or the backend's own code when the statement fails
- * (SQLite's, as callbacks return today). */
+ * and a delete. Returns DW_OK, or the DW_ code of the failure (the backend's
+ * result helper keeps its message for the library). */
 int callback_exec(sqlite3 *db, const char *sql, const char *types, ...);
 
 /* Copies file `from` over `to` (removed first); returns 0, leaving no `to`,

@@ -1404,7 +1404,7 @@ static void test_callback_migration(void **state)
                spec, sizeof spec);
     RUN(&r, &t, t.path, "define", "other", "--file", spec);
     assert_code(&r, 2);
-    assert_contains(r.err, "dw_open");
+    assert_contains(r.err, "dw_sqlite_open()");
     done_tables(&t);
 }
 

@@ -426,7 +426,7 @@ static int run_op(sqlite3 *db, const char *sql, int64_t id, const wop *op)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ;
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return dw_sqlite_result(db, rc);
 }
 
 /* The stage as stored, read with plain SQL on the connection (inside a

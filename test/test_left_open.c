@@ -99,7 +99,7 @@ static int expire_and_fail(void *db, const dw_value *key, int nkey,
 {
     int rc = world_write_old(db, key, nkey, payload);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     /* Redefining a function expires the statements (the first
      * definition may not). */
     for (int i = 0; i < 2; i++)

@@ -646,13 +646,13 @@ static int sql_write(void *db, const dw_value *key, int nkey, void *p)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, p, -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_text(st, 1, key[0].p, key[0].n, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, key[1].i);
     (void)nkey;
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return dw_sqlite_result(db, rc);
 }
 
 static int member_count(sqlite3 *db, const char *table, const char *org,

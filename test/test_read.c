@@ -1141,9 +1141,9 @@ static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
     static const struct {
         int returned, expected;
     } cases[] = {{DW_ENOMEM, DW_ENOMEM},
-                 {SQLITE_NOMEM, DW_ENOMEM},
+                 {dw_sqlite_result(NULL, SQLITE_NOMEM), DW_ENOMEM},
                  {DW_EBUSY, DW_EBUSY},
-                 {SQLITE_BUSY, DW_EBUSY}};
+                 {dw_sqlite_result(NULL, SQLITE_BUSY), DW_EBUSY}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         f.r.s[DW_SIDE_NEW].rc = cases[i].returned;
         assert_dw(f.h, fx_read(&f, 1), cases[i].expected);
@@ -1251,7 +1251,7 @@ static int read_new_slow_notfound(dw_row *out, void *db,
         " WHERE (" SLOW_SQL ") > 0",
         -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return rc;
+        return dw_sqlite_result(db, rc);
     sqlite3_bind_int64(st, 1, key[0].i);
     rc = sqlite3_step(st);
     int result = DW_ENOTFOUND;

@@ -83,6 +83,10 @@ typedef struct wctx {
     int new_ret;
 } wctx;
 
+/* When set, w_old and w_new return their ret as an SQLite code, through
+ * dw_sqlite_result(). */
+static int rets_native;
+
 /* Upserts through `sql` (?1 id, ?2 text, ?3 number). */
 static int run_upsert(sqlite3 *db, const char *sql, int64_t id,
                       const char *text, int64_t num)
@@ -101,7 +105,9 @@ static int w_old(void *db, const dw_value *key, int nkey, void *payload)
                         " ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
                         " qty = excluded.qty",
                         key[0].i, c->name, c->qty);
-    return rc ? rc : c->old_ret;
+    return rc            ? rc
+           : rets_native ? dw_sqlite_result(db, c->old_ret)
+                         : c->old_ret;
 }
 
 static int w_new(void *db, const dw_value *key, int nkey, void *payload)
@@ -115,7 +121,9 @@ static int w_new(void *db, const dw_value *key, int nkey, void *payload)
                         " VALUES(?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET"
                         " title = excluded.title, quantity = excluded.quantity",
                         key[0].i, c->title, c->quantity);
-    return rc ? rc : c->new_ret;
+    return rc            ? rc
+           : rets_native ? dw_sqlite_result(db, c->new_ret)
+                         : c->new_ret;
 }
 
 static int d_old(void *db, const dw_value *key, int nkey, void *payload)
@@ -1238,7 +1246,9 @@ static void test_mapping_callback_blob_and_null(void **state)
 /* Each kind of value a write callback may return, on either side: the
  * library's own failure codes keep their meaning when they have one
  * (busy, constraint, out of memory) and are a callback failure otherwise;
- * SQLite codes map the same way; any other value is a callback failure.
+ * SQLite codes mapped by dw_sqlite_result() likewise, with SQLite's
+ * message; any other value is a callback failure -- an SQLite code
+ * returned as it is with a hint to map it.
  * The message names the side, the table and what was returned, and
  * nothing of the write is kept. */
 static void test_callback_result_codes(void **state)
@@ -1251,29 +1261,32 @@ static void test_callback_result_codes(void **state)
     dump_old(f->t.db, o0, sizeof o0);
     dump_new(f->t.db, n0, sizeof n0);
     static const struct {
-        int ret, code;
+        int ret, native, code;
         const char *detail;
     } cases[] = {
-        {DW_EBUSY, DW_EBUSY, "database is busy"},
-        {DW_ECONSTRAINT, DW_ECONSTRAINT, "constraint violated"},
-        {DW_ENOMEM, DW_ENOMEM, "out of memory"},
-        {DW_ERROR, DW_ECALLBACK, "database error"},
-        {DW_EMISUSE, DW_ECALLBACK, "bad argument"},
-        {DW_ENOTFOUND, DW_ECALLBACK, "not found"},
-        {DW_ECALLBACK, DW_ECALLBACK, "an application callback failed"},
-        {SQLITE_BUSY, DW_EBUSY, "database is locked"},
-        {SQLITE_LOCKED, DW_EBUSY, "database table is locked"},
-        {SQLITE_BUSY_SNAPSHOT, DW_EBUSY, "database is locked"},
-        {SQLITE_NOMEM, DW_ENOMEM, "out of memory"},
-        {SQLITE_CONSTRAINT_CHECK, DW_ECONSTRAINT, "constraint"},
-        {SQLITE_IOERR, DW_ECALLBACK, "error"},
-        {DW_EGATE, DW_ECALLBACK, "callback failed"},
-        {-42, DW_ECALLBACK, "callback failed"},
-        {INT32_MIN, DW_ECALLBACK, "callback failed"},
+        {DW_EBUSY, 0, DW_EBUSY, "database is busy"},
+        {DW_ECONSTRAINT, 0, DW_ECONSTRAINT, "constraint violated"},
+        {DW_ENOMEM, 0, DW_ENOMEM, "out of memory"},
+        {DW_ERROR, 0, DW_ECALLBACK, "database error"},
+        {DW_EMISUSE, 0, DW_ECALLBACK, "bad argument"},
+        {DW_ENOTFOUND, 0, DW_ECALLBACK, "not found"},
+        {DW_ECALLBACK, 0, DW_ECALLBACK, "an application callback failed"},
+        {SQLITE_BUSY, 1, DW_EBUSY, "database is locked"},
+        {SQLITE_LOCKED, 1, DW_EBUSY, "database table is locked"},
+        {SQLITE_BUSY_SNAPSHOT, 1, DW_EBUSY, "database is locked"},
+        {SQLITE_NOMEM, 1, DW_ENOMEM, "out of memory"},
+        {SQLITE_CONSTRAINT_CHECK, 1, DW_ECONSTRAINT, "constraint"},
+        {SQLITE_IOERR, 1, DW_ECALLBACK, "disk I/O error"},
+        {SQLITE_BUSY, 0, DW_ECALLBACK, "map it with dw_sqlite_result()"},
+        {SQLITE_CONSTRAINT, 0, DW_ECALLBACK, "not a DW_ result code"},
+        {DW_EGATE, 0, DW_ECALLBACK, "callback failed"},
+        {-42, 0, DW_ECALLBACK, "callback failed"},
+        {INT32_MIN, 0, DW_ECALLBACK, "callback failed"},
     };
     for (int side = DW_SIDE_OLD; side <= DW_SIDE_NEW; side++) {
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
             wctx c = {"pear", 5, "PEAR", 5, 0, 0};
+            rets_native = cases[i].native;
             if (side == DW_SIDE_OLD)
                 c.old_ret = cases[i].ret;
             else
@@ -1283,7 +1296,8 @@ static void test_callback_result_codes(void **state)
             const char *msg = dw_errmsg(f->h);
             char returned[32];
             snprintf(returned, sizeof returned, "(returned %d)",
-                     cases[i].ret);
+                     cases[i].native ? dw_sqlite_result(NULL, cases[i].ret)
+                                     : cases[i].ret);
             if (rc != cases[i].code || !strstr(msg, cases[i].detail) ||
                 !strstr(msg, returned))
                 print_error("side %d, callback returned %d: dw_write gave %d "
@@ -1304,6 +1318,7 @@ static void test_callback_result_codes(void **state)
             assert_int_equal(outside_transaction(f->t.db), 1);
         }
     }
+    rets_native = 0;
 }
 
 /* ---- a callback that ends the library's transaction ---------------------- */
