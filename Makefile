@@ -67,7 +67,7 @@ ENSURE_DEPS = CC="$(CC)" sh scripts/ensure-deps.sh $(DEPS_INSTALL)
 
 .PHONY: all test run-tests demo sanitize valgrind install uninstall clean \
         check-header check-symbols check-install examples deps coverage bench \
-        check-bench check-walkthrough check-deps
+        check-bench check-walkthrough check-deps check-core
 
 DWCTL_SRC = $(wildcard tools/*.c)
 DWCTL = $(BUILD)/tools/dwctl
@@ -149,7 +149,7 @@ run-tests: $(TEST_BIN)
 	@BUILD=$(BUILD) TEST_WRAP="$(TEST_WRAP)" sh test/run-tests.sh $(TEST_RUN_BIN)
 
 test: run-tests check-header all
-	@$(MAKE) --no-print-directory check-symbols check-install check-deps check-walkthrough check-bench
+	@$(MAKE) --no-print-directory check-core check-symbols check-install check-deps check-walkthrough check-bench
 
 check-header:
 	@mkdir -p $(BUILD)
@@ -164,6 +164,10 @@ check-header:
 	  $(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c++ test/header_sqlite.c || exit 1; \
 	done
 	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_cmocka.c
+
+# The core names no SQLite symbol: everything SQLite's is in lib/sqlite/.
+check-core:
+	@sh test/check-core.sh
 
 check-symbols: $(DYLIB_SONAME)
 	@sh test/check-symbols.sh $(DYLIB_SONAME)

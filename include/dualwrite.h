@@ -1,7 +1,7 @@
 /*
  * dualwrite.h -- the public interface of libdualwrite.
  *
- * libdualwrite makes zero-downtime schema migrations routine on SQLite. An
+ * libdualwrite makes zero-downtime schema migrations routine. An
  * application keeps using its own SQL; it calls the library around each write
  * and read of the data being migrated:
  *
@@ -14,6 +14,11 @@
  *     disagreement, while always returning the trusted answer;
  *   - the stage (one of six, see dw_stage) is stored in the application's own
  *     database, so every connection and every process follows one switch.
+ *
+ * This header names no database: a migration is opened on a connection
+ * through a backend's header -- dualwrite/sqlite.h for SQLite, the embedded
+ * default, which is part of the library. Where this header says what
+ * SQLite does, that is the SQLite backend's behaviour.
  *
  * This header is the contract. For each function it states what each argument
  * means, what NULL means, the result codes, who owns returned memory and what
@@ -32,9 +37,10 @@
  *   - Output parameters come first, callbacks take `void *payload` last.
  *   - Options structs begin with a `version` field and have a ..._INIT macro;
  *     a NULL options pointer means the defaults.
- *   - The library borrows the caller's sqlite3 connection: it never closes it,
- *     never calls sqlite3_config(), and puts back any per-connection setting
- *     it changes while it works.
+ *   - The library borrows the caller's connection (on SQLite an sqlite3 *):
+ *     it never closes it, never changes the database library's global
+ *     configuration (sqlite3_config()), and puts back any per-connection
+ *     setting it changes while it works.
  *   - All memory the library allocates comes from its own allocator:
  *     malloc(), realloc() and free() unless the application installs
  *     another with dw_set_allocator(). Memory the library hands out (the

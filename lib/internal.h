@@ -761,8 +761,6 @@ typedef struct dw_backend_ops {
     const char *(*callback_detail)(dw_migration *h, int cbrc);
 } dw_backend_ops;
 
-extern const dw_backend_ops dw__sqlite_backend;
-
 /* ---- the connection-level driver ------------------------------------------------
  * What the operations without a handle -- dw_list(), dw_open_json(),
  * dw_open_stored(), dw_remove() -- need of a database, given only its
@@ -851,10 +849,8 @@ typedef struct dw_driver {
                          const char *note);
 } dw_driver;
 
-extern const dw_driver dw__sqlite_driver;
-
 /* The handle-less operations, on any driver's connection (lib/stored.c);
- * the public functions of lib/sqlite/api.c pass &dw__sqlite_driver.
+ * each backend's public functions pass its driver (lib/sqlite/api.c).
  * Messages in *errmsg are freed with dw__free(). */
 int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
              char **errmsg);

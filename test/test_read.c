@@ -1138,7 +1138,7 @@ static void test_test_mode_memory_or_lock_failure_is_returned(void **state)
     (void)state;
     fx f;
     fx_open_test_mode_agreeing(&f);
-    static const struct {
+    const struct {
         int returned, expected;
     } cases[] = {{DW_ENOMEM, DW_ENOMEM},
                  {dw_sqlite_result(NULL, SQLITE_NOMEM), DW_ENOMEM},

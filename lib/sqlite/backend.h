@@ -8,6 +8,10 @@
 #include "../internal.h"
 #include "dualwrite/sqlite.h"
 
+/* The backend's tables: per handle, and for the connection. */
+extern const dw_backend_ops dw__sqlite_backend;
+extern const dw_driver dw__sqlite_driver;
+
 /* Every statement the backend runs, prepared once per handle on first use. */
 enum stmt_id {
     ST_BEGIN_IMMEDIATE,
