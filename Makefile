@@ -161,6 +161,7 @@ check-header:
 	$(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Itest/poison -Iinclude -DHEADER_ORDER=0 -x c++ test/header_sqlite.c
 	for order in 1 2; do \
 	  $(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c test/header_sqlite.c && \
+	  $(CC) -std=c99 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c test/header_sqlite.c && \
 	  $(CXX) -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -DHEADER_ORDER=$$order -x c++ test/header_sqlite.c || exit 1; \
 	done
 	$(CC) -std=c11 -pedantic -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c test/header_cmocka.c

@@ -308,17 +308,16 @@ static int write_status_old(void *db, const dw_value *key, int nkey,
     sqlite3_reset(b->set_status);
     if (rc != SQLITE_DONE)
         return dw_sqlite_result(db, rc);
-    return sqlite3_changes(db) == 1 ? 0 : -1;
+    return sqlite3_changes(db) == 1 ? DW_OK : DW_ECALLBACK;
 }
 
 static int read_with(sqlite3_stmt *st, dw_row *out, const dw_value *key)
 {
     sqlite3_bind_int64(st, 1, key[0].i);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = dw_sqlite_row_set_columns(out, st);
-    else if (rc == SQLITE_DONE)
-        rc = DW_ENOTFOUND;
+    rc = rc == SQLITE_ROW    ? dw_sqlite_row_set_columns(out, st)
+         : rc == SQLITE_DONE ? DW_ENOTFOUND
+                             : dw_sqlite_result(sqlite3_db_handle(st), rc);
     sqlite3_reset(st);
     return rc;
 }

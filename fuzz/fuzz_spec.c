@@ -521,17 +521,15 @@ static int fuzz_bind_stmt(sqlite3 *db, const char *sql, const dw_value *key,
 static int fuzz_write(void *db, const dw_value *key, int nkey, int which)
 {
     if (which < 0)
-        return 7; /* an application failure */
+        return DW_ECALLBACK; /* an application failure */
     sqlite3_stmt *st = NULL;
     int rc = fuzz_bind_stmt(db, dict_writes[which], key, nkey, &st);
     if (rc == SQLITE_OK) {
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
             ;
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 static int fuzz_write_old(void *db, const dw_value *key, int nkey,

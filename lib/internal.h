@@ -759,6 +759,10 @@ typedef struct dw_backend_ops {
      * neither. Static or owned by the backend, valid until its next
      * call. The core decides the result code. */
     const char *(*callback_detail)(dw_migration *h, int cbrc);
+    /* Before each application callback: forgets what the backend's result
+     * helper kept for earlier failures on this thread, so a failure the
+     * callback returns without one is not told another's message. */
+    void (*callback_begin)(dw_migration *h);
 } dw_backend_ops;
 
 /* ---- the connection-level driver ------------------------------------------------

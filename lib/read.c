@@ -91,6 +91,7 @@ static int read_returned(dw_migration *h, const read_ctx *c, int side,
 {
     if (!c->fn[side])
         return h->ops->read_side(h, side, c->key, out);
+    h->ops->callback_begin(h);
     int r = c->fn[side](out, h->db, c->key, c->nkey, c->payload);
     if (r == DW_OK || r == DW_ENOTFOUND)
         return r;

@@ -256,6 +256,7 @@ static int write_side(dw_migration *h, int side, dw_write_fn fn,
     uint64_t t0 = dw__now_ns();
     int rc;
     if (fn) {
+        h->ops->callback_begin(h);
         int cbrc = fn(h->db, key, nkey, payload);
         rc = cbrc == 0 ? DW_OK : dw__callback_failed(h, side, "write", cbrc);
     } else {

@@ -32,8 +32,11 @@ ldconfig_calls() {
     cat "$tmp/ldconfig.calls" 2>/dev/null | wc -l
 }
 
+# The soname follows the header's major version.
+major=$(sed -n 's/^#define DW_VERSION_MAJOR \([0-9]*\)/\1/p' include/dualwrite.h)
+soname=libdualwrite.so.$major
 install_into PREFIX="$tmp/prefix"
-for f in include/dualwrite.h include/dualwrite_cmocka.h lib/libdualwrite.a lib/libdualwrite.so lib/libdualwrite.so.0 lib/pkgconfig/dualwrite.pc bin/dwctl share/man/man1/dwctl.1; do
+for f in include/dualwrite.h include/dualwrite/sqlite.h include/dualwrite_cmocka.h lib/libdualwrite.a lib/libdualwrite.so lib/$soname lib/pkgconfig/dualwrite.pc bin/dwctl share/man/man1/dwctl.1; do
     [ -e "$tmp/prefix/$f" ] || fail "$f not installed"
 done
 # Into a directory the loader searches: root refreshes its cache.
@@ -46,7 +49,7 @@ else
 fi
 # Staged for packaging, or where the loader does not look: no ldconfig.
 install_into PREFIX="$tmp/prefix" DESTDIR="$tmp/stage"
-[ -e "$tmp/stage$tmp/prefix/lib/libdualwrite.so.0" ] || fail "DESTDIR install missed the library"
+[ -e "$tmp/stage$tmp/prefix/lib/$soname" ] || fail "DESTDIR install missed the library"
 [ ! -s "$tmp/install.out" ] || { cat "$tmp/install.out"; fail "DESTDIR install said more than nothing"; }
 install_into PREFIX="$tmp/elsewhere"
 grep -q "LD_LIBRARY_PATH=$tmp/elsewhere/lib" "$tmp/install.out" || fail "install did not name LD_LIBRARY_PATH"
@@ -64,7 +67,7 @@ export LD_LIBRARY_PATH="$tmp/prefix/lib"
 (cd "$tmp/quick" && sh -c "$command") > "$tmp/quick/out" 2>&1 ||
     { cat "$tmp/quick/out"; fail "the quick start failed: $command"; }
 diff -u "$tmp/quick/expected" "$tmp/quick/out" || fail "the quick start printed something else than README.md says"
-ldd "$tmp/quick/a.out" | grep -q "$tmp/prefix/lib/libdualwrite.so.0" \
+ldd "$tmp/quick/a.out" | grep -q "$tmp/prefix/lib/$soname" \
     || fail "the quick start did not load the installed shared library"
 # The installed tool runs, and its man page is a man page.
 "$tmp/prefix/bin/dwctl" --version | grep -q "^dwctl " \

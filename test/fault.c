@@ -1827,7 +1827,7 @@ static int fail_write(void *db, const dw_value *key, int nkey,
     (void)key;
     (void)nkey;
     (void)payload;
-    return SQLITE_ERROR;
+    return DW_ERROR;
 }
 
 /* Key 3 written to the old side and queued: its new-side write failed. */
@@ -1867,7 +1867,7 @@ static int read_old_fails(dw_row *out, void *db, const dw_value *key,
     (void)key;
     (void)nkey;
     (void)payload;
-    return SQLITE_ERROR;
+    return DW_ERROR;
 }
 
 /* The application's read of the new model. */

@@ -9,8 +9,8 @@
 #include <sqlite3.h>
 #endif
 
-int dw_header_sqlite_check(sqlite3 *db, sqlite3_stmt *st);
-int dw_header_sqlite_check(sqlite3 *db, sqlite3_stmt *st)
+int dw_header_sqlite_check(struct sqlite3 *db, struct sqlite3_stmt *st);
+int dw_header_sqlite_check(struct sqlite3 *db, struct sqlite3_stmt *st)
 {
     dw_migration *h = NULL;
     dw_row *row = NULL;

@@ -403,10 +403,9 @@ static int write_old_hello(void *db, const dw_value *key, int nkey,
         sqlite3_bind_int64(st, 1, key[0].i);
         sqlite3_bind_text(st, 2, "hello", -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 /* The new side's value of a key, read with the world's quoted names. */
@@ -748,10 +747,10 @@ static int write_one_table(void *db, const dw_value *key, int nkey,
     int rc = sqlite3_prepare_v2(db, t->insert_old, -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, key[0].i);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 /* Whether the table has the column (names bound, not quoted). */
@@ -996,10 +995,10 @@ static int write_old_plain(void *db, const dw_value *key, int nkey,
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, key[0].i);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 /* redact_columns and ignore_columns match names as SQLite does: ASCII
@@ -1749,10 +1748,10 @@ static int delete_old_plain(void *db, const dw_value *key, int nkey,
                                 &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, key[0].i);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 static void test_mapping_expression_aggregate(void **state)
@@ -3036,10 +3035,10 @@ static int write_big(void *db, const dw_value *key, int nkey,
         sqlite3_bind_int64(st, 1, key[0].i);
         sqlite3_bind_text(st, 2, b->text, BIG_TEXT, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, b->blob, BIG_BLOB, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    return rc;
+    return dw_sqlite_result(db, rc);
 }
 
 typedef struct big_log {

@@ -108,7 +108,7 @@ static int expire_and_fail(void *db, const dw_value *key, int nkey,
                                                  NULL, NULL),
                          SQLITE_OK);
     fault_mem_arm(1, 1);
-    return SQLITE_ERROR;
+    return DW_ERROR;
 }
 
 /* At DUAL_WRITE, key 3 written through expire_and_fail -- inside a

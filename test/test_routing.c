@@ -322,7 +322,7 @@ static int put_old(void *db, const dw_value *key, int nkey, void *payload)
                     "?4) ON CONFLICT(id) DO UPDATE SET org = excluded.org, "
                     "name = excluded.name, qty = excluded.qty",
                     key[0].i, r, 0);
-    return rc ? rc : r->fail_old ? SQLITE_ERROR : 0;
+    return rc ? rc : r->fail_old ? DW_ERROR : DW_OK;
 }
 
 static int put_new(void *db, const dw_value *key, int nkey, void *payload)

@@ -1241,6 +1241,51 @@ static void test_mapping_callback_blob_and_null(void **state)
     assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 2"), 3);
 }
 
+/* A write that meets a UNIQUE failure, keeps SQLite's message with
+ * dw_sqlite_result(), handles it, and then succeeds. */
+static int w_old_handles_failure(void *db, const dw_value *key, int nkey,
+                                 void *payload)
+{
+    (void)nkey;
+    (void)payload;
+    int rc = callback_exec(db, "INSERT INTO items(id, name, qty) VALUES(1, "
+                               "'dup', 1)", "");
+    assert_int_equal(rc, DW_ECONSTRAINT); /* kept, then handled */
+    return callback_exec(db, "UPDATE items SET qty = qty + 1 WHERE id = ?1",
+                         "v", &key[0]);
+}
+
+/* Fails with DW_ECONSTRAINT of its own, without SQLite. */
+static int w_new_refuses(void *db, const dw_value *key, int nkey,
+                         void *payload)
+{
+    (void)db;
+    (void)key;
+    (void)nkey;
+    (void)payload;
+    return DW_ECONSTRAINT;
+}
+
+/* A message dw_sqlite_result() kept for a failure the callback handled is
+ * forgotten when the next callback starts: the new side's own refusal is
+ * not told the old side's UNIQUE failure. */
+static void test_kept_message_not_stale(void **state)
+{
+    test_fixture *f = *state;
+    items_at(f, DW_STAGE_DUAL_WRITE, 0, 1);
+    fixture_exec(f, "INSERT INTO items VALUES(1, 'apple', 1);"
+                    "INSERT INTO items_v2 VALUES(1, 'APPLE', 1);");
+    dw_value k = dw_int(1);
+    assert_dw(f->h,
+              dw_write(f->h, &k, 1, w_old_handles_failure, w_new_refuses,
+                       NULL),
+              DW_ECONSTRAINT);
+    assert_int_equal(dw_errside(f->h), DW_SIDE_NEW);
+    assert_null(strstr(dw_errmsg(f->h), "UNIQUE"));
+    assert_non_null(strstr(dw_errmsg(f->h), "constraint violated"));
+    assert_int_equal(fixture_int(f, "SELECT qty FROM items WHERE id = 1"), 1);
+}
+
 /* ---- what a write callback returns -------------------------------------- */
 
 /* Each kind of value a write callback may return, on either side: the
@@ -1480,6 +1525,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mapping_callback_leaves_column_unset, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_result_codes, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kept_message_not_stale,
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_ends_transaction, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_commits_caller_transaction, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_busy_in_caller_transaction, fixture_setup, fixture_teardown),

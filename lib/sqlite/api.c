@@ -82,6 +82,8 @@ static _Thread_local struct {
 
 int dw_sqlite_result(sqlite3 *db, int rc)
 {
+    if (rc < 0) /* a DW_ code already (SQLite's are never negative) */
+        return rc;
     int code = dw__from_sqlite(rc);
     if (code == DW_OK)
         return DW_OK;
@@ -101,3 +103,5 @@ const char *dw__sqlite_kept_message(sqlite3 *db, int code)
     kept.db = NULL; /* taken: a later failure without it quotes nothing old */
     return kept.msg;
 }
+
+void dw__sqlite_forget_message(void) { kept.db = NULL; }

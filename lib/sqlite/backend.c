@@ -652,6 +652,12 @@ static const char *be_callback_detail(dw_migration *h, int cbrc)
     return dw__sqlite_kept_message(h->db, cbrc);
 }
 
+static void be_callback_begin(dw_migration *h)
+{
+    (void)h;
+    dw__sqlite_forget_message();
+}
+
 static int be_attach(dw_migration *h)
 {
     h->backend = dw__calloc(sizeof(sqlite_backend));
@@ -797,4 +803,5 @@ const dw_backend_ops dw__sqlite_backend = {
     .checkpoint_run = be_checkpoint_run,
     /* Application callbacks */
     .callback_detail = be_callback_detail,
+    .callback_begin = be_callback_begin,
 };

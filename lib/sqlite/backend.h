@@ -319,6 +319,8 @@ int dw__sqlite_covered(dw_migration *h, int64_t *n);
 /* api.c: the message dw_sqlite_result() kept on this thread for its last
  * failure on db that gave `code`, taken (NULL when none). */
 const char *dw__sqlite_kept_message(sqlite3 *db, int code);
+/* Forgets it (before each application callback). */
+void dw__sqlite_forget_message(void);
 
 /* values.c */
 /* Binds a value to a statement parameter (its bytes borrowed, not copied:
