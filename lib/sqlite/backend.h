@@ -193,8 +193,6 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
 
 /* Entry points of the files of lib/sqlite/, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);
-/* The backend's settle operation (see dw_backend_ops). */
-int dw__sqlite_settle(dw_migration *h);
 /* catalog.c: the catalog and the checks of lib/validate.c (see
  * dw_backend_ops). */
 extern const char *const dw__sqlite_state_tables[];
@@ -208,10 +206,15 @@ int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
                                int *ncols);
 int dw__sqlite_rows_prepare(dw_migration *h);
 void dw__sqlite_rows_forget(dw_migration *h);
-int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
-                              const char *digest, int redefine, int define,
-                              const char *reason);
-int dw__sqlite_stage_load(dw_migration *h, int *stage);
+int dw__sqlite_migration_find(dw_migration *h, const char *digest,
+                              dw_stored_facts *f);
+int dw__sqlite_migration_define(dw_migration *h, const char *spec_text,
+                                const char *digest, const char *reason,
+                                int64_t *id);
+int dw__sqlite_migration_redefine(dw_migration *h, const char *spec_text,
+                                  const char *digest, const char *reason,
+                                  int stage);
+int dw__sqlite_stage_load(dw_migration *h, dw_stage_facts *f);
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,
                            const char *reason, int forced, const char *detail);
 int dw__sqlite_stage_write(dw_migration *h, int stage);

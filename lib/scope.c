@@ -1,0 +1,73 @@
+/* The transaction scope policy: what the facts a backend reports of its
+ * transactions mean for the call. The caller's transaction gone is
+ * DW_EROLLEDBACK (and the next call outside any transaction is refused
+ * once); a transaction or savepoint of ours that could not be rolled back
+ * is DW_ENOMEM, dw_errmsg() saying it is still open, until a later call
+ * ends it. */
+#include "internal.h"
+
+/* rc as the facts make it, the handle marked by them. */
+static int facts_rc(dw_migration *h, const dw_txn_facts *f, int rc)
+{
+    if (f->caller_gone)
+        dw__txn_lost(h);
+    if (f->left_open)
+        h->left_open = f->left_open;
+    return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
+}
+
+int dw__rollback(dw_migration *h, int scope, int rc)
+{
+    /* Keep the error that made us roll back. */
+    dw_error_stash saved;
+    dw__error_stash(h, &saved);
+    dw_txn_facts f = {0, 0};
+    h->ops->rollback(h, scope, &f);
+    dw__error_unstash(h, &saved);
+    return facts_rc(h, &f, rc);
+}
+
+int dw__settle(dw_migration *h)
+{
+    int left = h->left_open;
+    if (!left)
+        return DW_OK;
+    h->left_open = 0;
+    dw_error_stash saved;
+    dw__error_stash(h, &saved);
+    dw_txn_facts f = {0, 0};
+    h->ops->settle(h, left, &f);
+    dw__error_unstash(h, &saved);
+    return facts_rc(h, &f, DW_OK);
+}
+
+int dw__begin(dw_migration *h, int write, int *scope)
+{
+    *scope = 0;
+    int rc = dw__settle(h);
+    if (rc == DW_OK)
+        rc = dw__txn_lost_refuse(h, !h->ops->in_transaction(h));
+    if (rc != DW_OK)
+        return rc;
+    rc = h->ops->begin(h, write, scope);
+    if (rc != DW_OK && *scope)
+        rc = dw__rollback(h, *scope, rc);
+    if (rc != DW_OK)
+        *scope = 0;
+    return rc;
+}
+
+int dw__commit(dw_migration *h, int scope)
+{
+    dw_txn_facts f = {0, 0};
+    int rc = h->ops->commit(h, scope, &f);
+    if (f.caller_gone)
+        return dw__txn_lost(h);
+    return rc == DW_OK ? DW_OK : dw__rollback(h, scope, rc);
+}
+
+int dw__idle(dw_migration *h)
+{
+    return h->stage_cached && !h->left_open && !h->txn_lost &&
+           h->ops->idle(h);
+}
