@@ -720,8 +720,11 @@ typedef struct dw_backend_ops {
     /* DW_EMISUSE with a message unless pred is one read-only expression
      * over the old table. */
     int (*cohort_check)(dw_migration *h, const char *pred);
-    /* Whether the old row of key matches h->route.cohort (0 when absent). */
-    int (*cohort_member)(dw_migration *h, const dw_value *key, int *member);
+    /* Whether the old row of key matches the stored cohort predicate pred
+     * (0 when absent); DW_ECORRUPT naming the row when the stored
+     * predicate is one cohort_check() refuses. */
+    int (*cohort_member)(dw_migration *h, const char *pred,
+                         const dw_value *key, int *member);
     /* Old rows whose key has a new row. */
     int (*covered)(dw_migration *h, int64_t *n);
     /* ---- contract and restore: mechanism only (lib/contract.c decides).

@@ -176,7 +176,7 @@ int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
 int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
                           int *before);
 /* Builds the row statements' SQL from a validated spec. */
-int dw__build_row_sql(dw_migration *h);
+int dw__sqlite_build_row_sql(dw_migration *h);
 /* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for
  * side d; DO NOTHING for a side of the key alone. The target is the key
  * alone either way, so any other UNIQUE constraint still fails. */
@@ -308,8 +308,8 @@ int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
 int dw__sqlite_overrides_bump(dw_migration *h, int64_t delta);
 int dw__sqlite_routing_store(dw_migration *h, const dw_route_state *r);
 int dw__sqlite_cohort_check(dw_migration *h, const char *pred);
-int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
-                             int *member);
+int dw__sqlite_cohort_member(dw_migration *h, const char *pred,
+                             const dw_value *key, int *member);
 int dw__sqlite_covered(dw_migration *h, int64_t *n);
 
 /* values.c */
