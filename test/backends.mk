@@ -31,6 +31,7 @@ TEST_CORE = \
   test_routing \
   test_row \
   test_same_table \
+  test_scope \
   test_spec \
   test_stage \
   test_stored \
