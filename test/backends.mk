@@ -22,6 +22,7 @@ TEST_CORE = \
   test_backfill \
   test_bad_input \
   test_cmocka_helper \
+  test_facts \
   test_fixture \
   test_fuzz_corpus \
   test_json \
@@ -31,7 +32,6 @@ TEST_CORE = \
   test_routing \
   test_row \
   test_same_table \
-  test_scope \
   test_spec \
   test_stage \
   test_stored \

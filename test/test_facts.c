@@ -1,7 +1,9 @@
-/* The transaction scope policy of the core (lib/scope.c) on a scripted
- * backend: the facts a backend reports of its transactions -- the caller's
- * transaction gone, a scope of ours left open -- and the codes, messages
- * and refusals the core makes of them, with no database at all. */
+/* What the core makes of the facts a backend reports, on a scripted
+ * backend with no database at all: of its transactions (lib/scope.c) --
+ * the caller's transaction gone, a scope of ours left open -- the codes,
+ * messages and refusals; of the stored stage (lib/stage.c) -- the stage,
+ * the contract flag, the routing and a redefinition -- the handle's state
+ * and the refusal of a redefined migration. */
 #include "support.h"
 
 #include <string.h>
@@ -21,6 +23,10 @@ typedef struct script {
     int begins, commits, rollbacks, settles;
     int rolled_scope;      /* the scope rollback() was given */
     int settled_left;      /* the `left` settle() was given */
+    dw_stage_facts stage;  /* what stage_load() reads (cohort: static) */
+    int stage_rc;          /* stage_load()'s return */
+    int unchanged;         /* state_unchanged()'s answer */
+    int loads, remembered;
 } script;
 
 static script sc;
@@ -75,6 +81,31 @@ static int fake_idle(dw_migration *h)
     return sc.idle;
 }
 
+static int fake_stage_load(dw_migration *h, dw_stage_facts *f)
+{
+    sc.loads++;
+    *f = sc.stage;
+    /* The caller owns the cohort, as the backend hands it over. */
+    f->route.cohort = sc.stage.route.cohort
+                          ? dw__strdup(sc.stage.route.cohort)
+                          : NULL;
+    if (sc.stage_rc != DW_OK)
+        return dw__error(h, sc.stage_rc, DW_SIDE_NONE, "stage damaged");
+    return DW_OK;
+}
+
+static int fake_state_unchanged(dw_migration *h)
+{
+    (void)h;
+    return sc.unchanged;
+}
+
+static void fake_state_remember(dw_migration *h)
+{
+    (void)h;
+    sc.remembered++;
+}
+
 static const dw_backend_ops fake_ops = {
     .name = "scripted",
     .begin = fake_begin,
@@ -83,6 +114,9 @@ static const dw_backend_ops fake_ops = {
     .rollback = fake_rollback,
     .in_transaction = fake_in_transaction,
     .idle = fake_idle,
+    .stage_load = fake_stage_load,
+    .state_unchanged = fake_state_unchanged,
+    .state_remember = fake_state_remember,
 };
 
 static int setup(void **state)
@@ -92,6 +126,11 @@ static int setup(void **state)
     dw_migration *h = dw__calloc(sizeof *h);
     assert_non_null(h);
     h->ops = &fake_ops;
+    h->spec.name = "m";
+    memcpy(h->digest, "0123456789abcdef", 17);
+    h->route.promote_stage = DW_PROMOTE_NONE;
+    sc.stage.spec_same = 1;
+    sc.stage.route.promote_stage = DW_PROMOTE_NONE;
     *state = h;
     return 0;
 }
@@ -99,6 +138,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     dw_migration *h = *state;
+    dw__route_free(h);
     dw__free(h->errmsg);
     dw__free(h);
     return 0;
@@ -265,6 +305,76 @@ static void test_idle(void **state)
     assert_false(dw__idle(h));
 }
 
+/* The stored stage, the contract flag and the routing land in the handle
+ * and the cache; the next call takes the cache while the backend says
+ * nothing changed. */
+static void test_stage_loaded(void **state)
+{
+    dw_migration *h = *state;
+    sc.stage.stage = DW_STAGE_SHADOW;
+    sc.stage.contracted = 1;
+    sc.stage.route.buckets = 7;
+    sc.stage.route.canary_stage = DW_STAGE_LIVE;
+    sc.stage.route.cohort = "region = 'eu'";
+    sc.stage.route.promote_stage = DW_STAGE_LIVE;
+    sc.stage.route.overrides = 3;
+    int stage = -1;
+    assert_int_equal(dw__stage_current(h, &stage), DW_OK);
+    assert_int_equal(stage, DW_STAGE_SHADOW);
+    assert_int_equal(h->stage, DW_STAGE_SHADOW);
+    assert_true(h->contracted);
+    assert_false(h->redefined);
+    assert_true(h->stage_cached);
+    assert_int_equal(sc.remembered, 1);
+    assert_int_equal(h->route.buckets, 7);
+    assert_int_equal(h->route.canary_stage, DW_STAGE_LIVE);
+    assert_string_equal(h->route.cohort, "region = 'eu'");
+    assert_int_equal(h->route.promote_stage, DW_STAGE_LIVE);
+    assert_int_equal(h->route.overrides, 3);
+
+    sc.unchanged = 1;
+    sc.stage.stage = DW_STAGE_LIVE;
+    assert_int_equal(dw__stage_current(h, &stage), DW_OK);
+    assert_int_equal(stage, DW_STAGE_SHADOW);
+    assert_int_equal(sc.loads, 1);
+
+    /* Changed: read again; an empty cohort is none. */
+    sc.unchanged = 0;
+    sc.stage.route.cohort = "";
+    assert_int_equal(dw__stage_current(h, &stage), DW_OK);
+    assert_int_equal(stage, DW_STAGE_LIVE);
+    assert_null(h->route.cohort);
+}
+
+/* A stored spec that is no longer the handle's: DW_ESPEC, nothing cached,
+ * the message naming the migration and the way out. */
+static void test_stage_redefined(void **state)
+{
+    dw_migration *h = *state;
+    sc.stage.spec_same = 0;
+    int stage;
+    assert_int_equal(dw__stage_current(h, &stage), DW_ESPEC);
+    assert_true(h->redefined);
+    assert_false(h->stage_cached);
+    assert_int_equal(sc.remembered, 0);
+    assert_msg_has(h, "migration \"m\" was redefined since this handle");
+    assert_msg_has(h, "dw_open_stored()");
+}
+
+/* A load that fails (damage, no memory) keeps its message, caches
+ * nothing, and leaves no cohort behind. */
+static void test_stage_load_fails(void **state)
+{
+    dw_migration *h = *state;
+    sc.stage_rc = DW_ECORRUPT;
+    sc.stage.route.cohort = "x > 1";
+    int stage;
+    assert_int_equal(dw__stage_current(h, &stage), DW_ECORRUPT);
+    assert_msg_has(h, "stage damaged");
+    assert_false(h->stage_cached);
+    assert_null(h->route.cohort);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +392,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failures_rolled_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_redefined, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stage_load_fails, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
