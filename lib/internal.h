@@ -496,6 +496,10 @@ typedef struct dw_txn_facts {
      * lacked memory, every try) and this transaction or savepoint of ours
      * is still open on the connection; 0 when nothing of ours is. */
     int left_open;
+    /* At a commit: the database ended the scope the call began (it rolled
+     * our transaction back, or SQL a callback ran ended it), so nothing
+     * of it is left to commit. */
+    int scope_gone;
 } dw_txn_facts;
 
 typedef struct dw_backend_ops {
@@ -553,10 +557,11 @@ typedef struct dw_backend_ops {
      * (DW_LEFT_TXN or DW_LEFT_SAVEPOINT): nothing when the application
      * ended it meanwhile. f->left_open says what is still open. */
     void (*settle)(dw_migration *h, int left, dw_txn_facts *f);
-    /* Commits (or releases the savepoint of) scope. f->caller_gone, with
-     * DW_OK and nothing done, when the caller's transaction, open when the
-     * call began, is gone; else DW_OK or a code with the message set, the
-     * scope still open for a rollback. */
+    /* Commits (or releases the savepoint of) scope. With DW_OK and
+     * nothing done: f->caller_gone when the caller's transaction, open
+     * when the call began, is gone; f->scope_gone when the scope itself
+     * is. Else DW_OK, or a code with the message set and the scope still
+     * open for a rollback. */
     int (*commit)(dw_migration *h, int scope, dw_txn_facts *f);
     /* Rolls scope back, trying again when a try fails; sets no error of
      * its own (the handle's error is the core's to keep). f says whether
@@ -993,6 +998,8 @@ struct dw_migration {
      * call, which returned DW_EROLLEDBACK: the next call made outside any
      * transaction is refused (once), as it would commit on its own. */
     int txn_lost;
+    /* The scope dw__begin() began last is a write's. */
+    int scope_write;
 };
 
 enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };

@@ -21,7 +21,7 @@ int dw__rollback(dw_migration *h, int scope, int rc)
     /* Keep the error that made us roll back. */
     dw_error_stash saved;
     dw__error_stash(h, &saved);
-    dw_txn_facts f = {0, 0};
+    dw_txn_facts f = {0, 0, 0};
     h->ops->rollback(h, scope, &f);
     dw__error_unstash(h, &saved);
     return facts_rc(h, &f, rc);
@@ -35,7 +35,7 @@ int dw__settle(dw_migration *h)
     h->left_open = 0;
     dw_error_stash saved;
     dw__error_stash(h, &saved);
-    dw_txn_facts f = {0, 0};
+    dw_txn_facts f = {0, 0, 0};
     h->ops->settle(h, left, &f);
     dw__error_unstash(h, &saved);
     return facts_rc(h, &f, DW_OK);
@@ -49,6 +49,7 @@ int dw__begin(dw_migration *h, int write, int *scope)
         rc = dw__txn_lost_refuse(h, !h->ops->in_transaction(h));
     if (rc != DW_OK)
         return rc;
+    h->scope_write = write;
     rc = h->ops->begin(h, write, scope);
     if (rc != DW_OK && *scope)
         rc = dw__rollback(h, *scope, rc);
@@ -59,10 +60,17 @@ int dw__begin(dw_migration *h, int write, int *scope)
 
 int dw__commit(dw_migration *h, int scope)
 {
-    dw_txn_facts f = {0, 0};
+    dw_txn_facts f = {0, 0, 0};
     int rc = h->ops->commit(h, scope, &f);
     if (f.caller_gone)
         return dw__txn_lost(h);
+    /* A read keeps what it read; a write has nothing left to keep. */
+    if (f.scope_gone)
+        return !h->scope_write
+                   ? DW_OK
+                   : dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                               "the database rolled back the transaction "
+                               "during the operation; nothing was applied");
     return rc == DW_OK ? DW_OK : dw__rollback(h, scope, rc);
 }
 

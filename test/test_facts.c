@@ -18,6 +18,7 @@ typedef struct script {
     int begin_scope;       /* the scope begin() says it opened */
     int commit_rc;         /* commit()'s return */
     int commit_gone;       /* commit() finds the caller's transaction gone */
+    int scope_gone;        /* commit() finds its own scope gone */
     dw_txn_facts rolled;   /* what rollback() reports */
     dw_txn_facts settled;  /* what settle() reports */
     int begins, commits, rollbacks, settles;
@@ -46,6 +47,7 @@ static int fake_commit(dw_migration *h, int scope, dw_txn_facts *f)
     (void)scope;
     sc.commits++;
     f->caller_gone = sc.commit_gone;
+    f->scope_gone = sc.scope_gone;
     if (sc.commit_rc != DW_OK)
         return dw__error(h, sc.commit_rc, DW_SIDE_NONE, "commit failed");
     return DW_OK;
@@ -188,6 +190,24 @@ static void test_caller_gone_at_commit(void **state)
     dw__clear_error(h);
     assert_int_equal(dw__begin(h, 0, &scope), DW_OK);
     assert_int_equal(sc.begins, 2);
+}
+
+/* Our own scope gone at the commit (the database rolled it back): a read
+ * keeps what it read, a write fails saying nothing was applied; neither
+ * rolls back what is gone. */
+static void test_scope_gone_at_commit(void **state)
+{
+    dw_migration *h = *state;
+    sc.scope_gone = 1;
+    int scope;
+    assert_int_equal(dw__begin(h, 0, &scope), DW_OK);
+    assert_int_equal(dw__commit(h, scope), DW_OK);
+    assert_int_equal(dw__begin(h, 1, &scope), DW_OK);
+    assert_int_equal(dw__commit(h, scope), DW_ERROR);
+    assert_msg_has(h, "rolled back the transaction during the operation; "
+                      "nothing was applied");
+    assert_int_equal(sc.rollbacks, 0);
+    assert_false(h->txn_lost);
 }
 
 /* A transaction begun since the loss is the caller's start over: no
@@ -380,6 +400,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_plain_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_gone_at_commit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_scope_gone_at_commit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_caller_started_over, setup,
                                         teardown),

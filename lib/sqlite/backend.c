@@ -429,14 +429,10 @@ static int be_commit(dw_migration *h, int scope, dw_txn_facts *f)
     }
     if (scope != SCOPE_NONE && sqlite3_get_autocommit(h->db)) {
         /* SQLite itself rolled our transaction back (an interrupt, a full
-         * disk, or ROLLBACK in the application's SQL). A read keeps what it
-         * read; a write has nothing left to keep. */
+         * disk, or ROLLBACK in the application's SQL). */
         bk->version_valid = 0;
-        if (!bk->write)
-            return DW_OK;
-        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                         "SQLite rolled back the transaction during the "
-                         "operation; nothing was applied");
+        f->scope_gone = 1;
+        return DW_OK;
     }
     if (scope == SCOPE_OWN) {
         int rc = run_fixed(h, ST_COMMIT, "committing");
