@@ -6,25 +6,28 @@
  * ends it. */
 #include "internal.h"
 
-/* rc as the facts make it, the handle marked by them. */
-static int facts_rc(dw_migration *h, const dw_txn_facts *f, int rc)
+/* Runs the backend's rollback or settle (`end`) of scope or what was left
+ * (`what`), keeping the handle's error -- the one that made us roll back
+ * -- and makes rc what the facts it reports say. */
+static int ended(dw_migration *h,
+                 void (*end)(dw_migration *, int, dw_txn_facts *), int what,
+                 int rc)
 {
-    if (f->caller_gone)
+    dw_error_stash saved;
+    dw__error_stash(h, &saved);
+    dw_txn_facts f = {0, 0, 0};
+    end(h, what, &f);
+    dw__error_unstash(h, &saved);
+    if (f.caller_gone)
         dw__txn_lost(h);
-    if (f->left_open)
-        h->left_open = f->left_open;
+    if (f.left_open)
+        h->left_open = f.left_open;
     return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
 }
 
 int dw__rollback(dw_migration *h, int scope, int rc)
 {
-    /* Keep the error that made us roll back. */
-    dw_error_stash saved;
-    dw__error_stash(h, &saved);
-    dw_txn_facts f = {0, 0, 0};
-    h->ops->rollback(h, scope, &f);
-    dw__error_unstash(h, &saved);
-    return facts_rc(h, &f, rc);
+    return ended(h, h->ops->rollback, scope, rc);
 }
 
 int dw__settle(dw_migration *h)
@@ -33,12 +36,7 @@ int dw__settle(dw_migration *h)
     if (!left)
         return DW_OK;
     h->left_open = 0;
-    dw_error_stash saved;
-    dw__error_stash(h, &saved);
-    dw_txn_facts f = {0, 0, 0};
-    h->ops->settle(h, left, &f);
-    dw__error_unstash(h, &saved);
-    return facts_rc(h, &f, DW_OK);
+    return ended(h, h->ops->settle, left, DW_OK);
 }
 
 int dw__begin(dw_migration *h, int write, int *scope)
