@@ -20,7 +20,7 @@ int dw__authoritative(int stage)
 
 int dw__need_autocommit(dw_migration *h, const char *what)
 {
-    int rc = h->ops->settle(h);
+    int rc = dw__settle(h);
     if (rc != DW_OK)
         return rc;
     if (h->ops->in_transaction(h))
@@ -421,13 +421,13 @@ static int batch_in_transaction(dw_migration *h, run *r, int *finished,
                                 double *ms)
 {
     int scope;
-    int rc = h->ops->begin(h, 1, &scope);
+    int rc = dw__begin(h, 1, &scope);
     if (rc != DW_OK)
         return rc;
     uint64_t locked = dw__now_ns();
     rc = batch(h, r, finished);
     if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
+        rc = dw__commit(h, scope);
     else
         rc = dw__rollback(h, scope, rc);
     *ms = (double)(dw__now_ns() - locked) / 1e6;

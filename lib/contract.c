@@ -337,7 +337,7 @@ static int write_backup(dw_migration *h, const dw_old_model *m,
     if (rc != DW_OK)
         return rc;
     int scope;
-    rc = h->ops->begin(h, 1, &scope);
+    rc = dw__begin(h, 1, &scope);
     if (rc == DW_OK)
         rc = h->ops->model_digest(h, m, rows, hex);
     int64_t copy_rows = 0;
@@ -352,7 +352,7 @@ static int write_backup(dw_migration *h, const dw_old_model *m,
     if (rc == DW_OK)
         rc = h->ops->backup_record(h, m, target, &r);
     if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
+        rc = dw__commit(h, scope);
     else if (scope)
         rc = dw__rollback(h, scope, rc);
     h->ops->backup_detach(h);
@@ -536,13 +536,13 @@ static int drop_old(dw_migration *h, const step_args *a)
 static int drop_in_txn(dw_migration *h, const step_args *a, int *committing)
 {
     int scope;
-    int rc = h->ops->begin(h, 1, &scope);
+    int rc = dw__begin(h, 1, &scope);
     if (rc == DW_OK)
         rc = drop_old(h, a);
     if (rc != DW_OK)
         return scope ? dw__rollback(h, scope, rc) : rc;
     *committing = 1;
-    rc = h->ops->commit(h, scope);
+    rc = dw__commit(h, scope);
     if (rc == DW_OK)
         h->contracted = 1;
     return rc;

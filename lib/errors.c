@@ -120,12 +120,6 @@ int dw__left_open_rc(dw_migration *h, int rc)
     return DW_ENOMEM;
 }
 
-int dw__rollback(dw_migration *h, int scope, int rc)
-{
-    h->ops->rollback(h, scope);
-    return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));
-}
-
 static const char lost[] = "the database rolled back your transaction";
 static const char why[] =
     " (SQLite does on an I/O error, a full disk, running out of memory, "

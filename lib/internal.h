@@ -402,6 +402,27 @@ typedef struct dw_route_state {
     int64_t overrides; /* overrides stored */
 } dw_route_state;
 
+/* The stored migration as migration_find() reads it. */
+typedef struct dw_stored_facts {
+    int64_t id;
+    int stage;
+    int contracted;
+    char digest[65]; /* the stored spec's digest */
+    /* The stored spec text (dw__free it) when its digest is not the one
+     * asked about; NULL when it is. */
+    char *spec;
+} dw_stored_facts;
+
+/* The stored stage and what is loaded with it (stage_load()). */
+typedef struct dw_stage_facts {
+    int stage;
+    int contracted;
+    /* The stored spec's digest is still h->digest (else the migration was
+     * redefined since the handle was opened). */
+    int spec_same;
+    dw_route_state route; /* route.cohort owned by the caller */
+} dw_stage_facts;
+
 /* ---- the contract's facts, as the backend gives them --------------------------- */
 
 /* The old model as a contract backs it up and drops it: `cols` of `table`
@@ -465,6 +486,22 @@ typedef int (*dw_other_sql_fn)(dw_migration *h, const dw_other_sql_text *t,
  * Every SQL statement and every database call of the library sits behind this
  * table, so that another database is an added file, not a rewrite. */
 
+/* What a backend found of the transactions around begin, commit, rollback
+ * and settle: the core (lib/scope.c) decides what they mean for the call. */
+typedef struct dw_txn_facts {
+    /* The caller's transaction, open when the call began, is gone: the
+     * database rolled it back, or SQL a callback ran ended it. */
+    int caller_gone;
+    /* DW_LEFT_TXN or DW_LEFT_SAVEPOINT: our rollback could not run (it
+     * lacked memory, every try) and this transaction or savepoint of ours
+     * is still open on the connection; 0 when nothing of ours is. */
+    int left_open;
+    /* At a commit: the database ended the scope the call began (it rolled
+     * our transaction back, or SQL a callback ran ended it), so nothing
+     * of it is left to commit. */
+    int scope_gone;
+} dw_txn_facts;
+
 typedef struct dw_backend_ops {
     const char *name;
     int (*attach)(dw_migration *h);
@@ -507,15 +544,29 @@ typedef struct dw_backend_ops {
     int (*rows_prepare)(dw_migration *h);
     /* Drops the row statements built so far (validation starts over). */
     void (*rows_forget)(dw_migration *h);
-    /* Transactions: begin a write (BEGIN IMMEDIATE or SAVEPOINT) or read
-     * scope; *own says whether a top-level transaction was begun. */
-    int (*begin)(dw_migration *h, int write, int *own);
-    /* Ends a transaction or savepoint of ours that an earlier call could
-     * not roll back (h->left_open; begin does this first); DW_OK when none
-     * is left. */
-    int (*settle)(dw_migration *h);
-    int (*commit)(dw_migration *h, int own);
-    void (*rollback)(dw_migration *h, int own);
+    /* Transactions. The core calls them through lib/scope.c, which turns
+     * the facts they report (dw_txn_facts, zeroed by the caller) into
+     * codes and messages; a member sets the handle's error only for a
+     * statement of its own that failed.
+     * begin: begins a write (BEGIN IMMEDIATE or SAVEPOINT) or read scope;
+     * *scope says what was begun (0: nothing, inside the caller's
+     * transaction for a read). On failure *scope may still be set: then
+     * what the begin opened must be rolled back. */
+    int (*begin)(dw_migration *h, int write, int *scope);
+    /* Ends what an earlier call could not roll back, left open as `left`
+     * (DW_LEFT_TXN or DW_LEFT_SAVEPOINT): nothing when the application
+     * ended it meanwhile. f->left_open says what is still open. */
+    void (*settle)(dw_migration *h, int left, dw_txn_facts *f);
+    /* Commits (or releases the savepoint of) scope. With DW_OK and
+     * nothing done: f->caller_gone when the caller's transaction, open
+     * when the call began, is gone; f->scope_gone when the scope itself
+     * is. Else DW_OK, or a code with the message set and the scope still
+     * open for a rollback. */
+    int (*commit)(dw_migration *h, int scope, dw_txn_facts *f);
+    /* Rolls scope back, trying again when a try fails; sets no error of
+     * its own (the handle's error is the core's to keep). f says whether
+     * the caller's transaction is gone and what stayed open. */
+    void (*rollback)(dw_migration *h, int scope, dw_txn_facts *f);
     /* A nested savepoint around one side's write (repair-queue policy). */
     int (*side_savepoint)(dw_migration *h);
     int (*side_release)(dw_migration *h, int rollback);
@@ -525,26 +576,43 @@ typedef struct dw_backend_ops {
     /* Cheap check that nothing was committed since the stage was cached. */
     int (*state_unchanged)(dw_migration *h);
     /* Outside any transaction: 1 when no transaction is open on the
-     * connection (the caller's, or one left open) and the stage is cached,
-     * so one statement may run without a transaction of ours. */
+     * connection and nothing was committed since the stage was last
+     * remembered as cached (the core checks it is cached, and that no call
+     * left anything to settle), so one statement may run without a
+     * transaction of ours. */
     int (*idle)(dw_migration *h);
     /* After statements run outside any transaction: whether the snapshot
      * the last of them read still held the cached state. */
     int (*state_seen_unchanged)(dw_migration *h);
     void (*state_remember)(dw_migration *h);
-    /* The stored migration. Without `define`, a name not stored yet is
-     * DW_ENOTFOUND (nothing stored, no message) instead of a definition.
-     * In a read scope it stores nothing: DW__NEED_WRITE when it would
-     * define the migration or store a redefinition. */
-    int (*migration_load)(dw_migration *h, const char *spec_text,
-                          const char *digest, int redefine, int define,
-                          const char *reason);
+    /* The stored migration named h->spec.name, as stored (lib/migration.c
+     * decides what it means): *f filled, f->spec NULL unless the stored
+     * digest differs from `digest`. DW_OK, DW_ENOTFOUND (no message) when
+     * none is stored, DW_ECORRUPT naming the row when its stage or
+     * contracted flag is no value operations write, or an error. */
+    int (*migration_find)(dw_migration *h, const char *digest,
+                          dw_stored_facts *f);
+    /* Stores a new migration under h->spec.name with spec_text and digest,
+     * at stage OFF, clears what a deleted one of the same id left, and
+     * records the definition (with the note a removal left under the
+     * name); *id: its id. */
+    int (*migration_define)(dw_migration *h, const char *spec_text,
+                            const char *digest, const char *reason,
+                            int64_t *id);
+    /* Stores spec_text and digest as migration h->id's spec, marks its
+     * backfill stale and records the redefinition at `stage`. */
+    int (*migration_redefine)(dw_migration *h, const char *spec_text,
+                              const char *digest, const char *reason,
+                              int stage);
     /* Whether a stored migration of this name was contracted (before
      * validation, which then takes the old side from the stored spec). */
     int (*migration_peek)(dw_migration *h, int *contracted);
-    /* Loads stage, h->contracted, the routing settings and h->redefined,
-     * in one statement. */
-    int (*stage_load)(dw_migration *h, int *stage);
+    /* Reads the stage, the contracted flag, the routing settings and
+     * whether the stored spec is still h->digest, in one statement, into
+     * *f (f->route.cohort owned by the caller: dw__free it, also after a
+     * failure). DW_ECORRUPT naming the row when a value is none that
+     * operations write. */
+    int (*stage_load)(dw_migration *h, dw_stage_facts *f);
     /* Stores the stage and its history entry; entering OFF or COMPLETE
      * marks a backfill stale. */
     int (*stage_store)(dw_migration *h, int from, int to, const char *reason,
@@ -657,8 +725,11 @@ typedef struct dw_backend_ops {
     /* DW_EMISUSE with a message unless pred is one read-only expression
      * over the old table. */
     int (*cohort_check)(dw_migration *h, const char *pred);
-    /* Whether the old row of key matches h->route.cohort (0 when absent). */
-    int (*cohort_member)(dw_migration *h, const dw_value *key, int *member);
+    /* Whether the old row of key matches the stored cohort predicate pred
+     * (0 when absent); DW_ECORRUPT naming the row when the stored
+     * predicate is one cohort_check() refuses. */
+    int (*cohort_member)(dw_migration *h, const char *pred,
+                         const dw_value *key, int *member);
     /* Old rows whose key has a new row. */
     int (*covered)(dw_migration *h, int64_t *n);
     /* ---- contract and restore: mechanism only (lib/contract.c decides).
@@ -928,6 +999,8 @@ struct dw_migration {
      * call, which returned DW_EROLLEDBACK: the next call made outside any
      * transaction is refused (once), as it would commit on its own. */
     int txn_lost;
+    /* The scope dw__begin() began last is a write's. */
+    int scope_write;
 };
 
 enum { DW_LEFT_TXN = 1, DW_LEFT_SAVEPOINT = 2 };
@@ -953,9 +1026,24 @@ void dw__error_unstash(dw_migration *h, dw_error_stash *saved);
 /* Appends to the handle's message, keeping its code and side. */
 void dw__error_append(dw_migration *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The transaction scopes of the core's calls (lib/scope.c), around the
+ * backend's begin, commit, rollback and settle, whose facts they turn into
+ * codes and messages. dw__begin: ends what an earlier call left open,
+ * refuses once after a lost transaction, and begins a write or read scope
+ * (*scope: what was begun, 0 when nothing; nothing stays open when it
+ * fails). dw__commit: commits it, rolling it back when that fails. */
+int dw__begin(dw_migration *h, int write, int *scope);
+int dw__commit(dw_migration *h, int scope);
 /* Rolls back the scope begun for a failed call; returns rc, or DW_ENOMEM
- * when the rollback itself lacked memory and left it open. */
+ * when the rollback itself lacked memory and left it open, or
+ * DW_EROLLEDBACK when the caller's transaction is gone. */
 int dw__rollback(dw_migration *h, int scope, int rc);
+/* Ends what an earlier call left open (h->left_open); DW_OK when nothing
+ * is, DW_ENOMEM when it is still open. */
+int dw__settle(dw_migration *h);
+/* Outside any transaction, with the stage cached and nothing left open or
+ * lost: one statement may run without a transaction of ours. */
+int dw__idle(dw_migration *h);
 /* rc, or DW_ENOMEM (the handle's code too) while h->left_open. */
 int dw__left_open_rc(dw_migration *h, int rc);
 /* The backend found the caller's transaction, open when the call began,

@@ -12,6 +12,49 @@ static void set_errmsg(char **errmsg, const dw_migration *h, int rc)
     *errmsg = dw__mprintf("%s", h ? dw_errmsg(h) : dw_errstr(rc));
 }
 
+/* A stored spec other than the handle's: the core compares them, and
+ * stores the handle's when asked to redefine (in a write scope). */
+static int spec_kept(dw_migration *h, const dw_stored_facts *f,
+                     const char *text, int write, int redefine,
+                     const char *reason)
+{
+    if (!f->spec)
+        return DW_OK;
+    int same = 0;
+    int rc = dw__compare_stored(h, f->digest, f->spec, text, redefine, &same);
+    if (rc != DW_OK || same)
+        return rc;
+    /* dw_open()'s read-only attempt stores nothing. */
+    if (!write)
+        return DW__NEED_WRITE;
+    return h->ops->migration_redefine(h, text, h->digest, reason, h->stage);
+}
+
+/* The migration as stored, into the handle; without `define`, a name not
+ * stored yet is DW_ENOTFOUND (nothing stored, no message) instead of a
+ * definition. */
+static int migration_load(dw_migration *h, const char *text, int write,
+                          int redefine, int define, const char *reason)
+{
+    dw_stored_facts f = {0};
+    int rc = h->ops->migration_find(h, h->digest, &f);
+    if (rc == DW_OK) {
+        h->id = f.id;
+        h->stage = f.stage;
+        h->contracted = f.contracted;
+        rc = spec_kept(h, &f, text, write, redefine, reason);
+    } else if (rc == DW_ENOTFOUND && define && !write) {
+        rc = DW__NEED_WRITE;
+    } else if (rc == DW_ENOTFOUND && define) {
+        int64_t id = 0;
+        rc = h->ops->migration_define(h, text, h->digest, reason, &id);
+        h->id = id;
+        h->stage = DW_STAGE_OFF;
+    }
+    dw__free(f.spec);
+    return rc;
+}
+
 int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
              const dw_options *opts, int stored_only, char **errmsg)
 {
@@ -73,7 +116,7 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
      * whole open starts over in a write scope, on what is there then. */
     for (int write = 0; write <= 1; write++) {
         int scope;
-        rc = h->ops->begin(h, write, &scope);
+        rc = dw__begin(h, write, &scope);
         if (rc != DW_OK)
             break;
         rc = h->ops->state_init(h);
@@ -89,9 +132,9 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
         }
         if (rc == DW_OK) {
             dw__text_digest(text, h->digest);
-            rc = h->ops->migration_load(h, text, h->digest,
-                                        (h->flags & DW_OPEN_REDEFINE) != 0,
-                                        bound && !stored_only, opts->reason);
+            rc = migration_load(h, text, write,
+                                (h->flags & DW_OPEN_REDEFINE) != 0,
+                                bound && !stored_only, opts->reason);
             if (rc == DW_ENOTFOUND && stored_only)
                 rc = dw__error(h, DW_ENOTFOUND, DW_SIDE_NONE,
                                "no migration named \"%s\" in this database",
@@ -111,7 +154,7 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
                            "internal: a write scope asked for a write "
                            "scope");
         if (rc == DW_OK)
-            rc = h->ops->commit(h, scope);
+            rc = dw__commit(h, scope);
         else
             rc = dw__rollback(h, scope, rc);
         if (rc != DW__NEED_WRITE)
@@ -126,7 +169,7 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
 fail:
     /* The handle goes: what it left open is ended now, if it can be. */
     if (h->left_open)
-        h->ops->settle(h);
+        dw__settle(h);
     set_errmsg(errmsg, h, rc);
     dw_close(h);
     return rc;
@@ -136,8 +179,11 @@ void dw_close(dw_migration *h)
 {
     if (!h)
         return;
-    if (h->ops)
+    /* Nobody is left to end it later. */
+    if (h->ops) {
+        dw__settle(h);
         h->ops->detach(h);
+    }
     dw__spec_free(&h->spec);
     dw__route_free(h);
     dw_name_set_free(&h->redact);
@@ -162,12 +208,12 @@ int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
                  void *arg)
 {
     int scope;
-    int rc = h->ops->begin(h, write, &scope);
+    int rc = dw__begin(h, write, &scope);
     if (rc != DW_OK)
         return rc;
     rc = fn(h, arg);
     if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
+        rc = dw__commit(h, scope);
     else
         rc = dw__rollback(h, scope, rc);
     return rc;

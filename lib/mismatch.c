@@ -58,12 +58,12 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
         dw_error_stash saved;
         dw__error_stash(h, &saved);
         int scope;
-        int rc = h->ops->begin(h, 1, &scope);
+        int rc = dw__begin(h, 1, &scope);
         if (rc == DW_OK) {
             rc = h->ops->log_mismatch(h, key_text.p, o->digest, o->kind,
                                       detail.p);
             if (rc >= 0)
-                rc = h->ops->commit(h, scope);
+                rc = dw__commit(h, scope);
             else
                 rc = dw__rollback(h, scope, rc);
         }

@@ -295,7 +295,7 @@ static int read_alone(dw_migration *h, const read_ctx *c, int sample,
                       dw_row *out, int *auth, int *done)
 {
     *done = 0;
-    if (!h->ops->idle(h) || dw__route_active(h) ||
+    if (!dw__idle(h) || dw__route_active(h) ||
         (compares_at(h->stage) && sample))
         return DW_OK;
     *auth = dw__authoritative(h->stage);
@@ -417,7 +417,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         goto finish;
 
     int scope, stage;
-    rc = h->ops->begin(h, 0, &scope);
+    rc = dw__begin(h, 0, &scope);
     if (rc != DW_OK)
         return rc;
     /* A cached stage is taken on trust and checked once the reads have
@@ -462,7 +462,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     auth = p.auth;
     rc = d.rc;
     if (rc == DW_OK || rc == DW_ENOTFOUND) {
-        int end = h->ops->commit(h, scope);
+        int end = dw__commit(h, scope);
         if (end != DW_OK)
             rc = end;
     } else {
@@ -519,7 +519,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     }
     read_ctx c = {key, nkey, {NULL, NULL, NULL}, NULL};
     int scope, stage, rc_old = DW_OK, rc_new = DW_OK;
-    rc = h->ops->begin(h, 0, &scope);
+    rc = dw__begin(h, 0, &scope);
     /* Compared through this handle's mapping: only while it is the
      * stored one. */
     if (rc == DW_OK && (rc = dw__stage_current(h, &stage)) != DW_OK)
@@ -533,7 +533,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
         else if (rc_new != DW_OK && rc_new != DW_ENOTFOUND)
             rc = rc_new;
         if (rc == DW_OK)
-            rc = h->ops->commit(h, scope);
+            rc = dw__commit(h, scope);
         else
             rc = dw__rollback(h, scope, rc);
     }

@@ -114,7 +114,7 @@ static int base_route(dw_migration *h, const dw_value *key, int stage,
     int member = r->buckets > 0 &&
                  bucket_of(h->route_key.p, h->route_key.len) < r->buckets;
     if (!member && r->cohort) {
-        int rc = h->ops->cohort_member(h, key, &member);
+        int rc = h->ops->cohort_member(h, r->cohort, key, &member);
         if (rc != DW_OK)
             return rc;
     }

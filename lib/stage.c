@@ -24,13 +24,30 @@ int dw_stage_parse(int *out, const char *name)
     return DW_EMISUSE;
 }
 
+/* The stored stage and what comes with it, into the handle. */
+static int stage_load(dw_migration *h)
+{
+    dw_stage_facts f = {0};
+    int rc = h->ops->stage_load(h, &f);
+    if (rc == DW_OK) {
+        h->stage = f.stage;
+        h->contracted = f.contracted;
+        h->redefined = !f.spec_same;
+        rc = dw__route_loaded(h, f.route.buckets, f.route.canary_stage,
+                              f.route.cohort, f.route.promote_stage,
+                              f.route.overrides);
+    }
+    dw__free(f.route.cohort);
+    return rc;
+}
+
 int dw__stage_current(dw_migration *h, int *stage)
 {
     if (h->stage_cached && h->ops->state_unchanged(h)) {
         *stage = h->stage;
         return DW_OK;
     }
-    int rc = h->ops->stage_load(h, &h->stage);
+    int rc = stage_load(h);
     if (rc == DW_OK && h->redefined)
         rc = dw__error(h, DW_ESPEC, DW_SIDE_NONE,
                        "migration \"%s\" was redefined since this handle "
@@ -212,12 +229,12 @@ int dw_stage_set(dw_migration *h, int stage, const char *reason,
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "unknown flags 0x%x for dw_stage_set", flags);
     int scope;
-    int rc = h->ops->begin(h, !(flags & DW_STAGE_CHECK), &scope);
+    int rc = dw__begin(h, !(flags & DW_STAGE_CHECK), &scope);
     if (rc != DW_OK)
         return rc;
     rc = move_stage(h, stage, reason, flags);
     if (rc == DW_OK)
-        rc = h->ops->commit(h, scope);
+        rc = dw__commit(h, scope);
     else
         rc = dw__rollback(h, scope, rc);
     if (rc != DW_OK)

@@ -313,7 +313,7 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
     if (rc != DW_OK)
         return rc;
     int scope, stage;
-    rc = h->ops->begin(h, 1, &scope);
+    rc = dw__begin(h, 1, &scope);
     if (rc != DW_OK)
         return rc;
     rc = dw__stage_current(h, &stage);
@@ -388,7 +388,7 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
         (rc = dw__route_after_write(h, key, migration_stage, stage, route)) !=
             DW_OK)
         goto fail;
-    rc = h->ops->commit(h, scope);
+    rc = dw__commit(h, scope);
     if (rc == DW_OK)
         h->metrics.writes++;
     return rc;

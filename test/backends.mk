@@ -22,6 +22,7 @@ TEST_CORE = \
   test_backfill \
   test_bad_input \
   test_cmocka_helper \
+  test_facts \
   test_fixture \
   test_fuzz_corpus \
   test_json \

@@ -307,91 +307,13 @@ static int run_fixed(dw_migration *h, int id, const char *what)
     return rc == SQLITE_OK ? DW_OK : h->errcode;
 }
 
-static void be_rollback(dw_migration *h, int scope);
-
-/* Ends what an earlier call could not roll back, before anything else runs:
- * otherwise the open transaction would be taken for the caller's, and the
- * handle's writes would go into it and never commit. */
-int dw__sqlite_settle(dw_migration *h)
+/* Rolls scope back, a failed try tried again: what it leaves open would be
+ * taken for the caller's transaction later. Says what stayed open, and
+ * whether the caller's transaction (`caller`: open when the call began) is
+ * gone. */
+static void rollback_scope(dw_migration *h, int scope, int caller,
+                           dw_txn_facts *f)
 {
-    int left = h->left_open;
-    if (!BK(h) || !left)
-        return DW_OK;
-    h->left_open = 0;
-    /* Ended meanwhile by the application (a ROLLBACK of its own): the
-     * savepoint went with the transaction. */
-    if (sqlite3_get_autocommit(h->db))
-        return DW_OK;
-    if (left == DW_LEFT_TXN) {
-        /* A transaction in another state than ours was left in is one the
-         * application began since (after a ROLLBACK of its own). */
-        if (sqlite3_txn_state(h->db, "main") != BK(h)->left_state)
-            return DW_OK;
-        be_rollback(h, SCOPE_OWN);
-        return dw__left_open_rc(h, DW_OK);
-    }
-    /* The savepoint is ours by name: when the application rolled its
-     * transaction back (and began another), it is gone. */
-    sqlite3_stmt *st = dw__stmt(h, ST_ROLLBACK_TO);
-    if (st && sqlite3_step(st) != SQLITE_DONE &&
-        strstr(sqlite3_errmsg(h->db), "no such savepoint")) {
-        sqlite3_reset(st);
-        return DW_OK;
-    }
-    if (st)
-        sqlite3_reset(st);
-    be_rollback(h, SCOPE_SAVEPOINT);
-    return dw__left_open_rc(h, DW_OK);
-}
-
-static int be_begin(dw_migration *h, int write, int *scope)
-{
-    sqlite_backend *bk = BK(h);
-    *scope = SCOPE_NONE;
-    bk->scope = SCOPE_NONE;
-    bk->caller_txn = 0;
-    int settled = dw__sqlite_settle(h);
-    if (settled != DW_OK)
-        return settled;
-    bk->write = write;
-    bk->verified = 0;
-    int own = sqlite3_get_autocommit(h->db);
-    int refused = dw__txn_lost_refuse(h, own);
-    if (refused != DW_OK)
-        return refused;
-    bk->caller_txn = !own;
-    if (!own && !write)
-        return DW_OK;
-    /* The way out is prepared before the way in: a rollback that could not
-     * be prepared (out of memory) would leave the transaction open on the
-     * caller's connection. */
-    if ((own && !dw__stmt(h, ST_ROLLBACK)) ||
-        (!own && (!dw__stmt(h, ST_ROLLBACK_TO) || !dw__stmt(h, ST_RELEASE))))
-        return h->errcode;
-    if (own) {
-        /* IMMEDIATE takes the write lock first, so a busy database is met
-         * before anything is written. */
-        int rc = run_fixed(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
-                           "beginning a transaction");
-        if (rc == DW_OK)
-            *scope = bk->scope = SCOPE_OWN;
-        else /* a BEGIN can fail after opening the transaction */
-            rc = dw__rollback(h, SCOPE_OWN, rc);
-        return rc;
-    }
-    int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
-    if (rc == DW_OK)
-        *scope = bk->scope = SCOPE_SAVEPOINT;
-    return rc;
-}
-
-static void be_rollback(dw_migration *h, int scope)
-{
-    /* Keep the error that made us roll back. */
-    dw_error_stash saved;
-    dw__error_stash(h, &saved);
-    /* A rollback that fails (out of memory) is tried again: what it leaves
-     * open would be taken for the caller's transaction later. */
     for (int tries = 0; tries < 3 && scope == SCOPE_OWN &&
                         !sqlite3_get_autocommit(h->db);
          tries++)
@@ -412,18 +334,89 @@ static void be_rollback(dw_migration *h, int scope)
         released = released && rc == DW_OK;
     }
     BK(h)->version_valid = 0;
-    dw__error_unstash(h, &saved);
-    if (BK(h)->caller_txn && sqlite3_get_autocommit(h->db))
-        dw__txn_lost(h);
-    /* Still open: dw_errmsg() says so, and the next call ends it. */
-    if (scope != SCOPE_NONE && !sqlite3_get_autocommit(h->db) &&
-        (scope == SCOPE_OWN || !released)) {
-        h->left_open = scope == SCOPE_OWN ? DW_LEFT_TXN : DW_LEFT_SAVEPOINT;
+    int open = !sqlite3_get_autocommit(h->db);
+    f->caller_gone = caller && !open;
+    f->left_open = 0;
+    /* Still open: the next call ends it (settle). */
+    if (scope != SCOPE_NONE && open && (scope == SCOPE_OWN || !released)) {
+        f->left_open = scope == SCOPE_OWN ? DW_LEFT_TXN : DW_LEFT_SAVEPOINT;
         BK(h)->left_state = sqlite3_txn_state(h->db, "main");
     }
 }
 
-static int be_commit(dw_migration *h, int scope)
+/* Ends what an earlier call could not roll back, before anything else runs:
+ * otherwise the open transaction would be taken for the caller's, and the
+ * handle's writes would go into it and never commit. That call's
+ * transaction, not this one's, is what the rollback ends: the caller's is
+ * not this call's to lose. */
+static void be_settle(dw_migration *h, int left, dw_txn_facts *f)
+{
+    f->caller_gone = 0;
+    f->left_open = 0;
+    /* Ended meanwhile by the application (a ROLLBACK of its own): the
+     * savepoint went with the transaction. */
+    if (!BK(h) || !left || sqlite3_get_autocommit(h->db))
+        return;
+    if (left == DW_LEFT_TXN) {
+        /* A transaction in another state than ours was left in is one the
+         * application began since (after a ROLLBACK of its own). */
+        if (sqlite3_txn_state(h->db, "main") == BK(h)->left_state)
+            rollback_scope(h, SCOPE_OWN, 0, f);
+        return;
+    }
+    /* The savepoint is ours by name: when the application rolled its
+     * transaction back (and began another), it is gone. */
+    sqlite3_stmt *st = dw__stmt(h, ST_ROLLBACK_TO);
+    if (st && sqlite3_step(st) != SQLITE_DONE &&
+        strstr(sqlite3_errmsg(h->db), "no such savepoint")) {
+        sqlite3_reset(st);
+        return;
+    }
+    if (st)
+        sqlite3_reset(st);
+    rollback_scope(h, SCOPE_SAVEPOINT, 0, f);
+}
+
+static int be_begin(dw_migration *h, int write, int *scope)
+{
+    sqlite_backend *bk = BK(h);
+    *scope = SCOPE_NONE;
+    bk->scope = SCOPE_NONE;
+    bk->write = write;
+    bk->verified = 0;
+    int own = sqlite3_get_autocommit(h->db);
+    bk->caller_txn = !own;
+    if (!own && !write)
+        return DW_OK;
+    /* The way out is prepared before the way in: a rollback that could not
+     * be prepared (out of memory) would leave the transaction open on the
+     * caller's connection. */
+    if ((own && !dw__stmt(h, ST_ROLLBACK)) ||
+        (!own && (!dw__stmt(h, ST_ROLLBACK_TO) || !dw__stmt(h, ST_RELEASE))))
+        return h->errcode;
+    if (own) {
+        /* IMMEDIATE takes the write lock first, so a busy database is met
+         * before anything is written. A BEGIN can fail after opening the
+         * transaction: the scope is then said, for the rollback. */
+        int rc = run_fixed(h, write ? ST_BEGIN_IMMEDIATE : ST_BEGIN,
+                           "beginning a transaction");
+        *scope = SCOPE_OWN;
+        if (rc == DW_OK)
+            bk->scope = SCOPE_OWN;
+        return rc;
+    }
+    int rc = run_fixed(h, ST_SAVEPOINT, "opening a savepoint");
+    if (rc == DW_OK)
+        *scope = bk->scope = SCOPE_SAVEPOINT;
+    return rc;
+}
+
+static void be_rollback(dw_migration *h, int scope, dw_txn_facts *f)
+{
+    rollback_scope(h, scope, BK(h)->caller_txn, f);
+}
+
+static int be_commit(dw_migration *h, int scope, dw_txn_facts *f)
 {
     sqlite_backend *bk = BK(h);
     if (bk->caller_txn && sqlite3_get_autocommit(h->db)) {
@@ -431,23 +424,20 @@ static int be_commit(dw_migration *h, int scope)
          * SQLite rolled it back on an error the call tolerated (a read of
          * the other side), or a callback's SQL ended it. */
         bk->version_valid = 0;
-        return dw__txn_lost(h);
+        f->caller_gone = 1;
+        return DW_OK;
     }
     if (scope != SCOPE_NONE && sqlite3_get_autocommit(h->db)) {
         /* SQLite itself rolled our transaction back (an interrupt, a full
-         * disk, or ROLLBACK in the application's SQL). A read keeps what it
-         * read; a write has nothing left to keep. */
+         * disk, or ROLLBACK in the application's SQL). */
         bk->version_valid = 0;
-        if (!bk->write)
-            return DW_OK;
-        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                         "SQLite rolled back the transaction during the "
-                         "operation; nothing was applied");
+        f->scope_gone = 1;
+        return DW_OK;
     }
     if (scope == SCOPE_OWN) {
         int rc = run_fixed(h, ST_COMMIT, "committing");
         if (rc != DW_OK)
-            return dw__rollback(h, scope, rc);
+            return rc;
         /* When the stage was checked inside this transaction, our own commit
          * is the only change since (a write held the lock; a read commits
          * nothing), so the cache holds at the new data version. Otherwise
@@ -459,12 +449,10 @@ static int be_commit(dw_migration *h, int scope)
             bk->version_valid = 0;
         return DW_OK;
     }
-    if (scope == SCOPE_SAVEPOINT) {
-        /* Not released, the work stays in the caller's transaction: it
-         * goes, so that the failure leaves nothing. */
-        int rc = run_fixed(h, ST_RELEASE, "releasing the savepoint");
-        return rc == DW_OK ? DW_OK : dw__rollback(h, scope, rc);
-    }
+    /* Not released, the work stays in the caller's transaction: it goes
+     * (the core rolls it back), so that the failure leaves nothing. */
+    if (scope == SCOPE_SAVEPOINT)
+        return run_fixed(h, ST_RELEASE, "releasing the savepoint");
     return DW_OK;
 }
 
@@ -516,8 +504,7 @@ static int be_in_transaction(dw_migration *h)
 
 static int be_idle(dw_migration *h)
 {
-    return h->stage_cached && BK(h)->version_valid && !h->left_open &&
-           !h->txn_lost && sqlite3_get_autocommit(h->db);
+    return BK(h)->version_valid && sqlite3_get_autocommit(h->db);
 }
 
 /* Outside a transaction the pager's data version is the one its last read
@@ -669,8 +656,6 @@ static void be_detach(dw_migration *h)
     sqlite_backend *bk = BK(h);
     if (!bk)
         return;
-    /* Nobody is left to end it later. */
-    dw__sqlite_settle(h);
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(bk->st[i]);
         dw__free(bk->sql[i]);
@@ -691,7 +676,9 @@ const dw_backend_ops dw__sqlite_backend = {
     .detach = be_detach,
     /* State tables and the spec */
     .state_init = dw__sqlite_state_init,
-    .migration_load = dw__sqlite_migration_load,
+    .migration_find = dw__sqlite_migration_find,
+    .migration_define = dw__sqlite_migration_define,
+    .migration_redefine = dw__sqlite_migration_redefine,
     .migration_peek = dw__sqlite_migration_peek,
     /* The catalog, for the validation rules */
     .reserved_prefix = "sqlite_",
@@ -704,7 +691,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .rows_forget = dw__sqlite_rows_forget,
     /* Transactions */
     .begin = be_begin,
-    .settle = dw__sqlite_settle,
+    .settle = be_settle,
     .commit = be_commit,
     .rollback = be_rollback,
     .side_savepoint = be_side_savepoint,

@@ -183,7 +183,7 @@ int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
 int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
                           int *before);
 /* Builds the row statements' SQL from a validated spec. */
-int dw__build_row_sql(dw_migration *h);
+int dw__sqlite_build_row_sql(dw_migration *h);
 /* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for
  * side d; DO NOTHING for a side of the key alone. The target is the key
  * alone either way, so any other UNIQUE constraint still fails. */
@@ -200,8 +200,6 @@ void dw__dqs_restore(sqlite3 *db, const dqs_saved *saved);
 
 /* Entry points of the files of lib/sqlite/, gathered into the ops table. */
 int dw__sqlite_state_init(dw_migration *h);
-/* The backend's settle operation (see dw_backend_ops). */
-int dw__sqlite_settle(dw_migration *h);
 /* catalog.c: the catalog and the checks of lib/validate.c (see
  * dw_backend_ops). */
 extern const char *const dw__sqlite_state_tables[];
@@ -215,10 +213,15 @@ int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
                                int *ncols);
 int dw__sqlite_rows_prepare(dw_migration *h);
 void dw__sqlite_rows_forget(dw_migration *h);
-int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
-                              const char *digest, int redefine, int define,
-                              const char *reason);
-int dw__sqlite_stage_load(dw_migration *h, int *stage);
+int dw__sqlite_migration_find(dw_migration *h, const char *digest,
+                              dw_stored_facts *f);
+int dw__sqlite_migration_define(dw_migration *h, const char *spec_text,
+                                const char *digest, const char *reason,
+                                int64_t *id);
+int dw__sqlite_migration_redefine(dw_migration *h, const char *spec_text,
+                                  const char *digest, const char *reason,
+                                  int stage);
+int dw__sqlite_stage_load(dw_migration *h, dw_stage_facts *f);
 int dw__sqlite_stage_store(dw_migration *h, int from, int to,
                            const char *reason, int forced, const char *detail);
 int dw__sqlite_stage_write(dw_migration *h, int stage);
@@ -312,8 +315,8 @@ int dw__sqlite_override_stats(dw_migration *h, int64_t by_stage[6],
 int dw__sqlite_overrides_bump(dw_migration *h, int64_t delta);
 int dw__sqlite_routing_store(dw_migration *h, const dw_route_state *r);
 int dw__sqlite_cohort_check(dw_migration *h, const char *pred);
-int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
-                             int *member);
+int dw__sqlite_cohort_member(dw_migration *h, const char *pred,
+                             const dw_value *key, int *member);
 int dw__sqlite_covered(dw_migration *h, int64_t *n);
 
 /* api.c: the message dw_sqlite_result() kept on this thread for its last

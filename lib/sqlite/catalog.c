@@ -413,7 +413,7 @@ void dw__sqlite_rows_forget(dw_migration *h)
  * after the contract: most of them name the dropped old model). */
 int dw__sqlite_rows_prepare(dw_migration *h)
 {
-    int rc = dw__build_row_sql(h);
+    int rc = dw__sqlite_build_row_sql(h);
     for (int id = ST_READ_SIDE; rc == DW_OK && !h->contracted && id < ST_COUNT;
          id++)
         if (BK(h)->sql[id] && !dw__stmt(h, id))

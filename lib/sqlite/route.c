@@ -327,7 +327,8 @@ static sqlite3_stmt *stored_cohort_refused(dw_migration *h)
 {
     if (h->errcode != DW_EMISUSE)
         return NULL;
-    char *why = sqlite3_mprintf("%s", dw_errmsg(h));
+    /* Without its message, the refusal lacked memory. */
+    char *why = h->errmsg ? sqlite3_mprintf("%s", h->errmsg) : NULL;
     state_row at = {"dw_migrations", "id", h->id, NULL};
     if (why)
         dw__damaged(h, &at,
@@ -340,12 +341,11 @@ static sqlite3_stmt *stored_cohort_refused(dw_migration *h)
     return NULL;
 }
 
-/* The keyed cohort statement for the handle's predicate, rebuilt (its text
- * checked again) when the stored predicate changed. */
-static sqlite3_stmt *cohort_stmt(dw_migration *h)
+/* The keyed cohort statement for the stored predicate, rebuilt (its text
+ * checked again) when it changed. */
+static sqlite3_stmt *cohort_stmt(dw_migration *h, const char *pred)
 {
     sqlite_backend *bk = BK(h);
-    const char *pred = h->route.cohort;
     if (bk->cohort && bk->cohort_pred && strcmp(bk->cohort_pred, pred) == 0)
         return bk->cohort;
     sqlite3_finalize(bk->cohort);
@@ -372,10 +372,10 @@ static sqlite3_stmt *cohort_stmt(dw_migration *h)
     return bk->cohort;
 }
 
-int dw__sqlite_cohort_member(dw_migration *h, const dw_value *key,
-                             int *member)
+int dw__sqlite_cohort_member(dw_migration *h, const char *pred,
+                             const dw_value *key, int *member)
 {
-    sqlite3_stmt *st = cohort_stmt(h);
+    sqlite3_stmt *st = cohort_stmt(h, pred);
     if (!st)
         return h->errcode;
     int nkey = h->spec.side[DW_SIDE_OLD].nkey;

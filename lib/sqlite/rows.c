@@ -54,7 +54,7 @@ static int keep_sql(dw_migration *h, int id, dw_buf *b)
     return DW_OK;
 }
 
-int dw__build_row_sql(dw_migration *h)
+int dw__sqlite_build_row_sql(dw_migration *h)
 {
     const dw_spec *s = &h->spec;
     dw_buf b;

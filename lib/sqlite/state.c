@@ -5,14 +5,15 @@
 
 #include "backend.h"
 
-int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
-                           int to, int forced, const char *reason,
-                           const char *detail)
+/* A history entry of migration id (which the handle may not know yet). */
+static int history_insert(dw_migration *h, int64_t id, const char *event,
+                          int from, int to, int forced, const char *reason,
+                          const char *detail)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_HISTORY_ADD);
     if (!st)
         return h->errcode;
-    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_double(st, 2, dw__wall_time());
     sqlite3_bind_text(st, 3, event, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 4, from);
@@ -29,6 +30,13 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
     return dw__run(h, st, DW_SIDE_NONE, "recording the history") == SQLITE_OK
                ? DW_OK
                : h->errcode;
+}
+
+int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
+                           int to, int forced, const char *reason,
+                           const char *detail)
+{
+    return history_insert(h, h->id, event, from, to, forced, reason, detail);
 }
 
 /* A backfill done before no longer holds: the stage entered OFF or
@@ -55,7 +63,7 @@ int dw__sqlite_backfill_stale(dw_migration *h)
 /* A migration row deleted by hand leaves its state rows behind, and the
  * next definition may get its id back: a new migration starts with no
  * backfill, verification, overrides, queue, log or history of its own. */
-static int forget_orphans(dw_migration *h)
+static int forget_orphans(dw_migration *h, int64_t id)
 {
     static const char *const sql[] = {
         "DELETE FROM dw_verify_keys WHERE run_id IN (SELECT id FROM "
@@ -70,7 +78,7 @@ static int forget_orphans(dw_migration *h)
         sqlite3_stmt *st = NULL;
         int rc = dw__prepare(h, sql[i], &st, NULL);
         if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, h->id);
+            sqlite3_bind_int64(st, 1, id);
             rc = sqlite3_step(st);
             rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         }
@@ -84,15 +92,16 @@ static int forget_orphans(dw_migration *h)
 }
 
 /* The stage and contract flag of the migration's row (ST_MIGRATION_FIND). */
-static int found_row_checked(dw_migration *h, sqlite3_stmt *st)
+static int found_row_checked(dw_migration *h, sqlite3_stmt *st,
+                             dw_stored_facts *f)
 {
-    state_row at = {"dw_migrations", "id", h->id, NULL};
+    state_row at = {"dw_migrations", "id", f->id, NULL};
     int64_t contracted;
-    int rc = dw__column_stage(h, st, 1, &h->stage, &at);
+    int rc = dw__column_stage(h, st, 1, &f->stage, &at);
     if (rc == DW_OK)
         rc = dw__column_int_in(h, st, 3, 0, 1, &contracted, &at);
     if (rc == DW_OK)
-        h->contracted = (int)contracted;
+        f->contracted = (int)contracted;
     return rc;
 }
 
@@ -141,74 +150,72 @@ static int take_removal_note(dw_migration *h, char **detail)
                             "reading the note of a removed migration");
 }
 
-int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
-                              const char *digest, int redefine, int define,
-                              const char *reason)
+/* The digest of the found row, and its spec text when the digest is not
+ * `digest`. */
+static int found_spec(dw_migration *h, sqlite3_stmt *st, const char *digest,
+                      dw_stored_facts *f)
+{
+    const char *text = (const char *)sqlite3_column_text(st, 2);
+    if (!text)
+        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    snprintf(f->digest, sizeof f->digest, "%s", text);
+    if (strcmp(f->digest, digest) == 0)
+        return DW_OK;
+    const char *spec = (const char *)sqlite3_column_text(st, 4);
+    f->spec = spec || sqlite3_column_type(st, 4) == SQLITE_NULL
+                  ? dw__strdup(spec ? spec : "")
+                  : NULL;
+    return f->spec ? DW_OK
+                   : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+}
+
+int dw__sqlite_migration_find(dw_migration *h, const char *digest,
+                              dw_stored_facts *f)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_FIND);
     if (!st)
         return h->errcode;
     sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
+    int result = DW_ENOTFOUND;
     if (rc == SQLITE_ROW) {
-        h->id = sqlite3_column_int64(st, 0);
-        if (found_row_checked(h, st) != DW_OK) {
-            sqlite3_reset(st);
-            return h->errcode;
-        }
-        char stored[65];
-        const char *text = (const char *)sqlite3_column_text(st, 2);
-        if (!text) {
-            sqlite3_reset(st);
-            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        }
-        snprintf(stored, sizeof stored, "%s", text);
-        if (strcmp(stored, digest) == 0) {
-            sqlite3_reset(st);
-            return DW_OK;
-        }
-        /* The core says whether, and how, the specs differ. */
-        const char *stored_spec = (const char *)sqlite3_column_text(st, 4);
-        char *stored_text =
-            stored_spec || sqlite3_column_type(st, 4) == SQLITE_NULL
-                ? dw__strdup(stored_spec ? stored_spec : "")
-                : NULL;
-        sqlite3_reset(st);
-        if (!stored_text)
-            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        int same = 0;
-        rc = dw__compare_stored(h, stored, stored_text, spec_text, redefine,
-                                &same);
-        dw__free(stored_text);
-        if (rc != DW_OK || same)
-            return rc;
-        /* dw_open()'s read-only attempt stores nothing. */
-        if (!BK(h)->write)
-            return DW__NEED_WRITE;
-        st = dw__stmt(h, ST_MIGRATION_REDEFINE);
-        if (!st)
-            return h->errcode;
-        sqlite3_bind_int64(st, 1, h->id);
-        sqlite3_bind_text(st, 2, spec_text, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 4, dw__wall_time());
-        if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
-            return h->errcode;
-        /* What was copied and verified was under the old mapping. */
-        if (dw__sqlite_backfill_stale(h) != DW_OK)
-            return h->errcode;
-        return dw__sqlite_history_add(h, "redefine", h->stage, h->stage, 0,
-                                      reason, NULL);
+        f->id = sqlite3_column_int64(st, 0);
+        result = found_row_checked(h, st, f);
+        if (result == DW_OK)
+            result = found_spec(h, st, digest, f);
+    } else if (rc != SQLITE_DONE) {
+        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
+                                  "looking up the migration");
     }
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                "looking up the migration");
-    if (!define)
-        return DW_ENOTFOUND;
-    if (!BK(h)->write)
-        return DW__NEED_WRITE;
-    st = dw__stmt(h, ST_MIGRATION_INSERT);
+    return result;
+}
+
+int dw__sqlite_migration_redefine(dw_migration *h, const char *spec_text,
+                                  const char *digest, const char *reason,
+                                  int stage)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_REDEFINE);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_text(st, 2, spec_text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, dw__wall_time());
+    if (dw__run(h, st, DW_SIDE_NONE, "storing the new spec") != SQLITE_OK)
+        return h->errcode;
+    /* What was copied and verified was under the old mapping. */
+    if (dw__sqlite_backfill_stale(h) != DW_OK)
+        return h->errcode;
+    return dw__sqlite_history_add(h, "redefine", stage, stage, 0, reason,
+                                  NULL);
+}
+
+int dw__sqlite_migration_define(dw_migration *h, const char *spec_text,
+                                const char *digest, const char *reason,
+                                int64_t *id)
+{
+    sqlite3_stmt *st = dw__stmt(h, ST_MIGRATION_INSERT);
     if (!st)
         return h->errcode;
     sqlite3_bind_text(st, 1, h->spec.name, -1, SQLITE_STATIC);
@@ -217,15 +224,14 @@ int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
     sqlite3_bind_double(st, 4, dw__wall_time());
     if (dw__run(h, st, DW_SIDE_NONE, "storing the migration") != SQLITE_OK)
         return h->errcode;
-    h->id = sqlite3_last_insert_rowid(h->db);
-    h->stage = DW_STAGE_OFF;
-    if (forget_orphans(h) != DW_OK)
+    *id = sqlite3_last_insert_rowid(h->db);
+    if (forget_orphans(h, *id) != DW_OK)
         return h->errcode;
     char *detail = NULL;
     int result = take_removal_note(h, &detail);
     if (result == DW_OK)
-        result = dw__sqlite_history_add(h, "define", DW_STAGE_OFF,
-                                        DW_STAGE_OFF, 0, reason, detail);
+        result = history_insert(h, *id, "define", DW_STAGE_OFF, DW_STAGE_OFF,
+                                0, reason, detail);
     sqlite3_free(detail);
     return result;
 }
@@ -247,40 +253,42 @@ static int overrides_loaded(dw_migration *h, sqlite3_stmt *st, int64_t *n,
 
 /* The stage and routing row, each value checked: a forged stage must not
  * act as some stage. */
-static int stage_row_loaded(dw_migration *h, sqlite3_stmt *st, int *stage)
+static int stage_row_loaded(dw_migration *h, sqlite3_stmt *st,
+                            dw_stage_facts *f)
 {
     state_row at = {"dw_migrations", "id", h->id, NULL};
-    int64_t contracted, buckets, promote, overrides;
-    int canary;
+    int64_t contracted, buckets, promote;
     /* Column 8: whether the stored spec is still the one this handle
      * opened (see dw__stage_current). */
-    h->redefined = !sqlite3_column_int(st, 8);
-    int rc = dw__column_stage(h, st, 0, stage, &at);
+    f->spec_same = sqlite3_column_int(st, 8);
+    int rc = dw__column_stage(h, st, 0, &f->stage, &at);
     if (rc == DW_OK)
         rc = dw__column_int_in(h, st, 1, 0, 1, &contracted, &at);
     if (rc == DW_OK)
         rc = dw__column_int_in(h, st, 2, 0, DW_BUCKETS, &buckets, &at);
     if (rc == DW_OK)
-        rc = dw__column_stage(h, st, 3, &canary, &at);
+        rc = dw__column_stage(h, st, 3, &f->route.canary_stage, &at);
     if (rc == DW_OK)
         rc = dw__column_int_in(h, st, 5, DW_PROMOTE_NONE, DW_STAGE_COMPLETE,
                                &promote, &at);
     if (rc == DW_OK)
-        rc = overrides_loaded(h, st, &overrides, &at);
+        rc = overrides_loaded(h, st, &f->route.overrides, &at);
     int type = sqlite3_column_type(st, 4);
     if (rc == DW_OK && type != SQLITE_TEXT && type != SQLITE_NULL)
         rc = dw__damaged(h, &at, "column canary_cohort holds no text");
     if (rc != DW_OK)
         return rc;
     const char *cohort = (const char *)sqlite3_column_text(st, 4);
-    if (!cohort && type != SQLITE_NULL)
+    if ((!cohort && type != SQLITE_NULL) ||
+        (cohort && *cohort && !(f->route.cohort = dw__strdup(cohort))))
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-    h->contracted = (int)contracted;
-    return dw__route_loaded(h, (int)buckets, canary, cohort, (int)promote,
-                            overrides);
+    f->contracted = (int)contracted;
+    f->route.buckets = (int)buckets;
+    f->route.promote_stage = (int)promote;
+    return DW_OK;
 }
 
-int dw__sqlite_stage_load(dw_migration *h, int *stage)
+int dw__sqlite_stage_load(dw_migration *h, dw_stage_facts *f)
 {
     sqlite3_stmt *st = dw__stmt(h, ST_STAGE_LOAD);
     if (!st)
@@ -290,7 +298,7 @@ int dw__sqlite_stage_load(dw_migration *h, int *stage)
     int rc = sqlite3_step(st);
     int result = DW_OK;
     if (rc == SQLITE_ROW)
-        result = stage_row_loaded(h, st, stage);
+        result = stage_row_loaded(h, st, f);
     else if (rc == SQLITE_DONE)
         result = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                            "migration \"%s\" is no longer stored in this "
