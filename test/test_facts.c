@@ -378,7 +378,7 @@ static void test_stage_redefined(void **state)
     assert_false(h->stage_cached);
     assert_int_equal(sc.remembered, 0);
     assert_msg_has(h, "migration \"m\" was redefined since this handle");
-    assert_msg_has(h, "dw_open_stored()");
+    assert_msg_has(h, "dw_scripted_open_stored()");
 }
 
 /* A load that fails (damage, no memory) keeps its message, caches
