@@ -669,9 +669,11 @@ static int count_key(dw_migration *h, const dw_value *values, void *arg)
         a->p->in_canary += route == DW_ROUTE_CANARY;
         a->p->overridden += route == DW_ROUTE_OVERRIDE;
     }
-    /* The override found has its text made already. */
-    if (rc == DW_OK && route == DW_ROUTE_OVERRIDE)
-        rc = h->ops->override_get(h, key.text.p, &eff, &promoted);
+    /* An override was found by the key's text, made once for both. */
+    const char *text;
+    if (rc == DW_OK && route == DW_ROUTE_OVERRIDE &&
+        (rc = key_text_of(h, &key, &text)) == DW_OK)
+        rc = h->ops->override_get(h, text, &eff, &promoted);
     a->p->promoted += promoted;
     dw__key_free(&key);
     return rc;
