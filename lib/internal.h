@@ -1018,8 +1018,10 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey);
 
 /* A key on its way down (lib/key.c): checked once where it enters the
  * library, then passed down as this one value to routing (override lookups,
- * bucket, cohort), sync, the repair queue, the mismatch log and error
- * messages. Its text ([42], ["org-7",3]) is made the first time one of them
+ * bucket, cohort), the moves that sync it, the repair queue, the mismatch
+ * log and error messages; what binds only its values (dw__sync(), the
+ * backend's row reads and writes, the application's callbacks) is handed
+ * k->v. Its text ([42], ["org-7",3]) is made the first time one of them
  * needs it and kept: a write that routes nothing makes none. */
 typedef struct dw_key {
     const dw_value *v; /* n values, borrowed from whoever handed the key in */
@@ -1039,6 +1041,7 @@ int dw__key_take(dw_migration *h, dw_key *k, const dw_value *v, int n);
 const char *dw__key_str(dw_key *k);
 /* Frees the text; k can be used again (its text is made anew). */
 void dw__key_free(dw_key *k);
+
 /* Makes `target` equal map(source row), or deletes it when the source row
  * is gone: dual-write mirroring and, later, backfill and repair. */
 int dw__sync(dw_migration *h, int target, const dw_value *key);
