@@ -308,8 +308,9 @@ static int write_other_or_queue(dw_migration *h, int side, dw_write_fn fn,
 static int write_key(dw_migration *h, dw_key *key, dw_write_fn write_old,
                      dw_write_fn write_new, void *payload, int mirror_only)
 {
+    int rc;
     int scope, stage;
-    int rc = h->ops->begin(h, 1, &scope);
+    rc = h->ops->begin(h, 1, &scope);
     if (rc != DW_OK)
         return rc;
     rc = dw__stage_current(h, &stage);
