@@ -970,8 +970,6 @@ struct dw_migration {
     int keys_fold;
     /* Key routing, loaded with the stage. */
     dw_route_state route;
-    /* Key text of the key being routed, reused. */
-    dw_buf route_key;
 
     /* The rows a shadow read compares in, kept for the next read. */
     dw_row *scratch[2];
@@ -1106,6 +1104,33 @@ int dw__in_scope(dw_migration *h, int write, int (*fn)(dw_migration *, void *),
  * outdated mapping from writing or comparing. */
 int dw__stage_current(dw_migration *h, int *stage);
 int dw__check_key(dw_migration *h, const dw_value *key, int nkey);
+
+/* A key on its way down (lib/key.c): checked once where it enters the
+ * library, then passed down as this one value to routing (override lookups,
+ * bucket, cohort), the moves that sync it, the repair queue, the mismatch
+ * log and error messages; what binds only its values (dw__sync(), the
+ * backend's row reads and writes, the application's callbacks) is handed
+ * k->v. Its text ([42], ["org-7",3]) is made the first time one of them
+ * needs it and kept: a write that routes nothing makes none. */
+typedef struct dw_key {
+    const dw_value *v; /* n values, borrowed from whoever handed the key in */
+    int n;
+    dw_buf text;       /* empty until dw__key_str() made it */
+} dw_key;
+
+/* A key of n values already checked (or read from the database); owns
+ * nothing until its text is made. */
+void dw__key_init(dw_key *k, const dw_value *v, int n);
+/* The one check of a key a caller passes in (dw__check_key()), then
+ * dw__key_init(): what every public entry point taking a key starts with.
+ * DW_EMISUSE with the handle's message when the key is refused. */
+int dw__key_take(dw_migration *h, dw_key *k, const dw_value *v, int n);
+/* The key's text, made on first use and kept (owned by k); NULL when
+ * memory ran out, with the handle untouched: the caller says what failed. */
+const char *dw__key_str(dw_key *k);
+/* Frees the text; k can be used again (its text is made anew). */
+void dw__key_free(dw_key *k);
+
 /* Makes `target` equal map(source row), or deletes it when the source row
  * is gone: dual-write mirroring and, later, backfill and repair. */
 int dw__sync(dw_migration *h, int target, const dw_value *key);
@@ -1151,9 +1176,9 @@ typedef struct dw_outcome {
 int dw__compare_rows(dw_migration *h, dw_outcome *out, const dw_row *old_row,
                      int old_found, const dw_row *new_row, int new_found);
 void dw__outcome_free(dw_outcome *o);
-/* Sink, log table, stderr. */
-void dw__report(dw_migration *h, const dw_value *key, int nkey,
-                const dw_outcome *o);
+/* Sink, log table, stderr; a failure (the key's text lacking memory, the
+ * log's write) is counted in log_errors, never reported. */
+void dw__report(dw_migration *h, dw_key *key, const dw_outcome *o);
 
 /* One line describing an outcome's differences, as the log stores it. */
 void dw__detail_line(dw_buf *b, const dw_outcome *o);
@@ -1191,13 +1216,17 @@ void dw__sleep_ms(int ms);
 /* Whether any key may have a stage other than the migration's. */
 int dw__route_active(const dw_migration *h);
 /* The effective stage of key given the migration's stage (call inside the
- * operation's transaction, after dw__stage_current()); route may be NULL. */
+ * operation's transaction, after dw__stage_current()); route may be NULL.
+ * The key's text is made only for an override lookup or its bucket. */
+int dw__route(dw_migration *h, dw_key *key, int stage, int *eff, int *route);
+/* dw__route() for callers still holding bare values (backfill, repair):
+ * the key is made, and its text, for this one question. */
 int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
                   int *route);
 /* After a write at effective stage eff: promotion, or a move into or out
  * of the cohort, synced. */
-int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
-                          int eff, int route);
+int dw__route_after_write(dw_migration *h, dw_key *key, int stage, int eff,
+                          int route);
 /* DW_EGATE unless every key is at COMPLETE whatever its route (call inside
  * the contract's transactions). */
 int dw__route_allows_contract(dw_migration *h);

@@ -32,26 +32,24 @@ void dw__mismatch_view(dw_mismatch *m, const dw_migration *h,
     m->ndiffs = o->ndiffs;
 }
 
-void dw__report(dw_migration *h, const dw_value *key, int nkey,
-                const dw_outcome *o)
+void dw__report(dw_migration *h, dw_key *key, const dw_outcome *o)
 {
-    dw_buf key_text, detail;
-    dw_buf_init(&key_text);
+    dw_buf detail;
     dw_buf_init(&detail);
-    dw__key_text(&key_text, key, nkey);
+    const char *key_text = dw__key_str(key);
     dw__detail_line(&detail, o);
-    if (key_text.oom || detail.oom) {
+    if (!key_text || detail.oom) {
         h->metrics.log_errors++;
         goto done;
     }
     if (h->mismatch_fn) {
         dw_mismatch m;
-        dw__mismatch_view(&m, h, key_text.p, o);
+        dw__mismatch_view(&m, h, key_text, o);
         h->mismatch_fn(&m, h->mismatch_payload);
     }
     if (h->flags & DW_OPEN_LOG_STDERR)
         fprintf(stderr, "libdualwrite: mismatch in %s at key %s: %s\n",
-                h->spec.name, key_text.p, detail.p);
+                h->spec.name, key_text, detail.p);
     if (!(h->flags & DW_OPEN_NO_LOG_TABLE)) {
         /* The log write must never change what the read returned: a
          * failure here is counted, not reported. */
@@ -60,7 +58,7 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
         int scope;
         int rc = dw__begin(h, 1, &scope);
         if (rc == DW_OK) {
-            rc = h->ops->log_mismatch(h, key_text.p, o->digest, o->kind,
+            rc = h->ops->log_mismatch(h, key_text, o->digest, o->kind,
                                       detail.p);
             if (rc >= 0)
                 rc = dw__commit(h, scope);
@@ -77,7 +75,6 @@ void dw__report(dw_migration *h, const dw_value *key, int nkey,
             dw__error_unstash(h, &saved);
     }
 done:
-    dw_buf_free(&key_text);
     dw_buf_free(&detail);
 }
 

@@ -78,8 +78,7 @@ nomem:
 
 /* What one dw_read() is working with. */
 typedef struct read_ctx {
-    const dw_value *key;
-    int nkey;
+    dw_key key;
     dw_read_fn fn[3]; /* by side; NULL to read through the spec */
     void *payload;
 } read_ctx;
@@ -90,9 +89,9 @@ static int read_returned(dw_migration *h, const read_ctx *c, int side,
                          dw_row *out)
 {
     if (!c->fn[side])
-        return h->ops->read_side(h, side, c->key, out);
+        return h->ops->read_side(h, side, c->key.v, out);
     h->ops->callback_begin(h);
-    int r = c->fn[side](out, h->db, c->key, c->nkey, c->payload);
+    int r = c->fn[side](out, h->db, c->key.v, c->key.n, c->payload);
     if (r == DW_OK || r == DW_ENOTFOUND)
         return r;
     return dw__callback_failed(h, side, "read", r);
@@ -105,7 +104,7 @@ static int read_compared(dw_migration *h, const read_ctx *c, int side,
 {
     if (c->fn[side] || side == DW_SIDE_NEW)
         return read_returned(h, c, side, out);
-    return dw__map_old_up(h, c->key, out);
+    return dw__map_old_up(h, c->key.v, out);
 }
 
 static int read_ok(int rc) { return rc == DW_OK || rc == DW_ENOTFOUND; }
@@ -214,11 +213,11 @@ typedef struct read_plan {
     int skipped; /* the stage compares, but not this read (sampling) */
 } read_plan;
 
-static int make_plan(dw_migration *h, const read_ctx *c, int stage,
-                     int sample, read_plan *p)
+static int make_plan(dw_migration *h, read_ctx *c, int stage, int sample,
+                     read_plan *p)
 {
     /* Each key reads as its own stage says (override, canary). */
-    int rc = dw__key_route(h, c->key, stage, &stage, NULL);
+    int rc = dw__route(h, &c->key, stage, &stage, NULL);
     p->auth = dw__authoritative(stage);
     p->compare = compares_at(stage) && sample;
     p->skipped = compares_at(stage) && !sample;
@@ -323,8 +322,8 @@ enum { SIDES_AGREE, SIDES_DIFFER, SIDES_UNCOMPARED };
 
 /* Compares what a plan read and reports a disagreement; returns one of
  * SIDES_... (d->why says why when uncompared). */
-static int compare_done(dw_migration *h, const read_ctx *c,
-                        const read_plan *p, read_done *d, const dw_row *out)
+static int compare_done(dw_migration *h, read_ctx *c, const read_plan *p,
+                        read_done *d, const dw_row *out)
 {
     if (!read_ok(d->rc_other) || !read_ok(d->rc_cmp)) {
         h->metrics.compare_errors++;
@@ -352,7 +351,7 @@ static int compare_done(dw_migration *h, const read_ctx *c,
          * this handle gets rows of its own. */
         dw_row *kept[2] = {h->scratch[0], h->scratch[1]};
         h->scratch[0] = h->scratch[1] = NULL;
-        dw__report(h, c->key, c->nkey, &o);
+        dw__report(h, &c->key, &o);
         dw_row_free(h->scratch[0]);
         dw_row_free(h->scratch[1]);
         h->scratch[0] = kept[0];
@@ -389,30 +388,15 @@ static int test_mode_rc(dw_migration *h, int verdict, read_done *d, int rc,
     return rc;
 }
 
-int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
-            dw_read_fn read_old, dw_read_fn read_new, void *payload)
+/* dw_read() of a checked key. */
+static int read_key(dw_row *out, dw_migration *h, read_ctx *c)
 {
-    if (!h)
-        return DW_EMISUSE;
-    dw__clear_error(h);
-    if (!out)
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "dw_read: the result row is NULL");
-    if (!read_old != !read_new)
-        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
-                         "dw_read: give both read callbacks or neither; the "
-                         "comparison needs one shape");
-    int rc = dw__check_key(h, key, nkey);
-    if (rc != DW_OK)
-        return rc;
     dw_row_clear(out);
     h->metrics.reads++;
-
-    read_ctx c = {key, nkey, {NULL, read_old, read_new}, payload};
     /* Whether this read is in the compared share, decided once. */
     int sample = sampled(h);
     int done, auth;
-    rc = read_alone(h, &c, sample, out, &auth, &done);
+    int rc = read_alone(h, c, sample, out, &auth, &done);
     if (done)
         goto finish;
 
@@ -429,7 +413,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     read_plan p;
     read_done d = {0};
     if (rc == DW_OK)
-        rc = make_plan(h, &c, stage, sample, &p);
+        rc = make_plan(h, c, stage, sample, &p);
     if (rc != DW_OK && guessed) {
         /* The guess may be why: a stale routing (a cohort since repaired)
          * would fail every read. Plan again from the stored state. */
@@ -437,24 +421,24 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
         h->stage_cached = 0;
         dw__clear_error(h);
         if ((rc = dw__stage_current(h, &stage)) == DW_OK)
-            rc = make_plan(h, &c, stage, sample, &p);
+            rc = make_plan(h, c, stage, sample, &p);
     }
     if (rc != DW_OK)
         return dw__rollback(h, scope, rc);
-    run_plan(h, &c, &p, out, &d);
+    run_plan(h, c, &p, out, &d);
     /* Also after a failed read: the stage may be why it failed. */
     if (guessed && !h->ops->state_unchanged(h)) {
         read_plan now;
         rc = dw__stage_current(h, &stage);
         if (rc == DW_OK)
-            rc = make_plan(h, &c, stage, sample, &now);
+            rc = make_plan(h, c, stage, sample, &now);
         if (rc != DW_OK) {
             forget_why(&d);
             return dw__rollback(h, scope, rc);
         }
         if (now.auth != p.auth || now.compare != p.compare) {
             p = now;
-            run_plan(h, &c, &p, out, &d);
+            run_plan(h, c, &p, out, &d);
         }
     }
     if (p.skipped)
@@ -480,7 +464,7 @@ int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
     }
 
     if (p.compare) {
-        int verdict = compare_done(h, &c, &p, &d, out);
+        int verdict = compare_done(h, c, &p, &d, out);
         if (h->flags & DW_OPEN_TEST_MODE)
             rc = test_mode_rc(h, verdict, &d, rc, out);
     }
@@ -501,6 +485,28 @@ finish:
     return rc;
 }
 
+int dw_read(dw_row *out, dw_migration *h, const dw_value *key, int nkey,
+            dw_read_fn read_old, dw_read_fn read_new, void *payload)
+{
+    if (!h)
+        return DW_EMISUSE;
+    dw__clear_error(h);
+    if (!out)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_read: the result row is NULL");
+    if (!read_old != !read_new)
+        return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
+                         "dw_read: give both read callbacks or neither; the "
+                         "comparison needs one shape");
+    read_ctx c = {.fn = {NULL, read_old, read_new}, .payload = payload};
+    int rc = dw__key_take(h, &c.key, key, nkey);
+    if (rc != DW_OK)
+        return rc;
+    rc = read_key(out, h, &c);
+    dw__key_free(&c.key);
+    return rc;
+}
+
 int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
 {
     if (!h)
@@ -509,7 +515,8 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     if (!equal)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_compare: equal is NULL");
-    int rc = dw__check_key(h, key, nkey);
+    read_ctx c = {.payload = NULL};
+    int rc = dw__key_take(h, &c.key, key, nkey);
     if (rc != DW_OK)
         return rc;
     dw_row *old_row = NULL, *new_row = NULL;
@@ -517,7 +524,6 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
         dw_row_free(old_row);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    read_ctx c = {key, nkey, {NULL, NULL, NULL}, NULL};
     int scope, stage, rc_old = DW_OK, rc_new = DW_OK;
     rc = dw__begin(h, 0, &scope);
     /* Compared through this handle's mapping: only while it is the
@@ -546,7 +552,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
             *equal = o.kind == 0;
             if (o.kind) {
                 h->metrics.mismatches++;
-                dw__report(h, key, nkey, &o);
+                dw__report(h, &c.key, &o);
             } else {
                 h->metrics.matches++;
             }
@@ -555,6 +561,7 @@ int dw_compare(int *equal, dw_migration *h, const dw_value *key, int nkey)
     }
     dw_row_free(old_row);
     dw_row_free(new_row);
+    dw__key_free(&c.key);
     /* The mismatch log's own transaction may be what was left open, or
      * its write what lost the caller's. */
     return dw__left_open_rc(h, dw__txn_lost_rc(h, rc));

@@ -50,7 +50,6 @@ void dw__route_free(dw_migration *h)
 {
     dw__free(h->route.cohort);
     h->route.cohort = NULL;
-    dw_buf_free(&h->route_key);
 }
 
 /* ---- buckets --------------------------------------------------------------- */
@@ -94,37 +93,33 @@ int dw_key_bucket(int *out, const dw_value *key, int nkey)
 
 /* ---- the effective stage ------------------------------------------------------ */
 
-/* The key's text in h->route_key. */
-static int route_key_text(dw_migration *h, const dw_value *key)
+/* The key's text for an override or its bucket, or DW_ENOMEM. */
+static int key_text_of(dw_migration *h, dw_key *key, const char **text)
 {
-    dw_buf *b = &h->route_key;
-    dw_buf_reset(b);
-    dw__key_text(b, key, h->spec.side[DW_SIDE_OLD].nkey);
-    if (!b->oom)
-        return DW_OK;
-    dw_buf_free(b);
-    return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    *text = dw__key_str(key);
+    return *text ? DW_OK
+                 : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
 }
 
 /* The key's stage without its override: the canary's or the migration's. */
-static int base_route(dw_migration *h, const dw_value *key, int stage,
-                      int *eff, int *route)
+static int base_route(dw_migration *h, dw_key *key, int stage, int *eff,
+                      int *route)
 {
     const dw_route_state *r = &h->route;
-    int member = r->buckets > 0 &&
-                 bucket_of(h->route_key.p, h->route_key.len) < r->buckets;
-    if (!member && r->cohort) {
-        int rc = h->ops->cohort_member(h, r->cohort, key, &member);
-        if (rc != DW_OK)
-            return rc;
-    }
+    int member = 0, rc = DW_OK;
+    const char *text;
+    if (r->buckets > 0 && (rc = key_text_of(h, key, &text)) == DW_OK)
+        member = bucket_of(text, key->text.len) < r->buckets;
+    if (rc == DW_OK && !member && r->cohort)
+        rc = h->ops->cohort_member(h, r->cohort, key->v, &member);
+    if (rc != DW_OK)
+        return rc;
     *eff = member ? r->canary_stage : stage;
     *route = member ? DW_ROUTE_CANARY : DW_ROUTE_MIGRATION;
     return DW_OK;
 }
 
-int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
-                  int *route)
+int dw__route(dw_migration *h, dw_key *key, int stage, int *eff, int *route)
 {
     int ignored;
     if (!route)
@@ -133,11 +128,11 @@ int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
     *route = DW_ROUTE_MIGRATION;
     if (!dw__route_active(h))
         return DW_OK;
-    int rc = route_key_text(h, key);
-    if (rc != DW_OK)
-        return rc;
     if (h->route.overrides > 0) {
-        rc = h->ops->override_get(h, h->route_key.p, eff, NULL);
+        const char *text;
+        int rc = key_text_of(h, key, &text);
+        if (rc == DW_OK)
+            rc = h->ops->override_get(h, text, eff, NULL);
         if (rc == DW_OK) {
             *route = DW_ROUTE_OVERRIDE;
             return DW_OK;
@@ -150,23 +145,28 @@ int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
                                 : DW_OK;
 }
 
+int dw__key_route(dw_migration *h, const dw_value *key, int stage, int *eff,
+                  int *route)
+{
+    dw_key k;
+    dw__key_init(&k, key, h->spec.side[DW_SIDE_OLD].nkey);
+    int rc = dw__route(h, &k, stage, eff, route);
+    dw__key_free(&k);
+    return rc;
+}
+
 /* Moves a key from stage `from` to `to`: when `from` trusts one side and
  * `to` writes the other, that side is made equal to the trusted row. */
-static int move_key(dw_migration *h, const dw_value *key, int from, int to)
+static int move_key(dw_migration *h, dw_key *key, int from, int to)
 {
     int target = dw__other_side(dw__authoritative(from));
     if (from == to || !(written(to) & (1u << target)))
         return DW_OK;
-    int rc = dw__sync(h, target, key);
-    if (rc != DW_OK) {
-        dw_buf b;
-        dw_buf_init(&b);
-        dw__key_text(&b, key, h->spec.side[DW_SIDE_OLD].nkey);
-        if (!b.oom)
-            dw__error_append(h, " (moving key %s from %s to %s)", b.p,
-                             dw_stage_name(from), dw_stage_name(to));
-        dw_buf_free(&b);
-    }
+    int rc = dw__sync(h, target, key->v);
+    const char *text = rc != DW_OK ? dw__key_str(key) : NULL;
+    if (text)
+        dw__error_append(h, " (moving key %s from %s to %s)", text,
+                         dw_stage_name(from), dw_stage_name(to));
     return rc;
 }
 
@@ -183,25 +183,26 @@ static int bump_overrides(dw_migration *h, int64_t delta)
     return rc;
 }
 
-int dw__route_after_write(dw_migration *h, const dw_value *key, int stage,
-                          int eff, int route)
+int dw__route_after_write(dw_migration *h, dw_key *key, int stage, int eff,
+                          int route)
 {
     int promote = h->route.promote_stage;
     if (h->contracted || route == DW_ROUTE_OVERRIDE)
         return DW_OK;
     if (promote != DW_PROMOTE_NONE && eff < promote) {
-        int rc = route_key_text(h, key);
+        const char *text;
+        int rc = key_text_of(h, key, &text);
         if (rc == DW_OK)
             rc = move_key(h, key, eff, promote);
         if (rc == DW_OK)
-            rc = h->ops->override_put(h, h->route_key.p, promote, 1);
+            rc = h->ops->override_put(h, text, promote, 1);
         return rc == DW_OK ? bump_overrides(h, 1) : rc;
     }
     if (!h->route.cohort)
         return DW_OK;
     /* The write may have moved the old row into or out of the cohort. */
     int now;
-    int rc = dw__key_route(h, key, stage, &now, NULL);
+    int rc = dw__route(h, key, stage, &now, NULL);
     return rc == DW_OK ? move_key(h, key, eff, now) : rc;
 }
 
@@ -244,17 +245,18 @@ static int need_old_model(dw_migration *h, const char *what)
 }
 
 static int override_one(dw_migration *h, override_args *a, int stage,
-                        const dw_value *key)
+                        dw_key *key)
 {
     int from, to, route;
-    int rc = dw__key_route(h, key, stage, &from, &route);
-    if (rc != DW_OK)
+    const char *text;
+    int rc = dw__route(h, key, stage, &from, &route);
+    if (rc != DW_OK || (a->clear && route != DW_ROUTE_OVERRIDE))
+        return rc;
+    if ((rc = key_text_of(h, key, &text)) != DW_OK)
         return rc;
     if (a->clear) {
-        if (route != DW_ROUTE_OVERRIDE)
-            return DW_OK;
         int deleted = 0;
-        rc = h->ops->override_delete(h, h->route_key.p, &deleted);
+        rc = h->ops->override_delete(h, text, &deleted);
         if (rc != DW_OK)
             return rc;
         /* The key follows the canary or the migration again. */
@@ -270,9 +272,7 @@ static int override_one(dw_migration *h, override_args *a, int stage,
     to = a->stage;
     rc = move_key(h, key, from, to);
     if (rc == DW_OK)
-        rc = route_key_text(h, key);
-    if (rc == DW_OK)
-        rc = h->ops->override_put(h, h->route_key.p, to, 0);
+        rc = h->ops->override_put(h, text, to, 0);
     if (rc == DW_OK && route != DW_ROUTE_OVERRIDE)
         rc = bump_overrides(h, 1);
     if (rc == DW_OK)
@@ -290,9 +290,12 @@ static int override_all(dw_migration *h, void *arg)
                                         : "dw_override_set");
     if (rc == DW_OK && !a->clear)
         rc = setup_before_new_writes(h, stage, a->stage);
-    for (int i = 0; rc == DW_OK && i < a->count; i++)
-        rc = override_one(h, a, stage,
-                          a->keys + (size_t)i * (size_t)a->nkey);
+    for (int i = 0; rc == DW_OK && i < a->count; i++) {
+        dw_key key;
+        dw__key_init(&key, a->keys + (size_t)i * (size_t)a->nkey, a->nkey);
+        rc = override_one(h, a, stage, &key);
+        dw__key_free(&key);
+    }
     if (rc != DW_OK || !a->changed)
         return rc;
     const char *s = a->changed == 1 ? "" : "s";
@@ -386,7 +389,7 @@ int dw_override_list(dw_migration *h, dw_override_fn fn, void *payload)
 }
 
 typedef struct stage_args {
-    const dw_value *key;
+    dw_key key;
     int stage, route;
 } stage_args;
 
@@ -395,7 +398,7 @@ static int key_stage(dw_migration *h, void *arg)
     stage_args *a = arg;
     int stage;
     int rc = dw__stage_current(h, &stage);
-    return rc == DW_OK ? dw__key_route(h, a->key, stage, &a->stage, &a->route)
+    return rc == DW_OK ? dw__route(h, &a->key, stage, &a->stage, &a->route)
                        : rc;
 }
 
@@ -408,11 +411,12 @@ int dw_key_stage(int *stage, int *route, dw_migration *h, const dw_value *key,
     if (!stage)
         return dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                          "dw_key_stage: stage is NULL");
-    int rc = dw__check_key(h, key, nkey);
+    stage_args a = {.stage = 0};
+    int rc = dw__key_take(h, &a.key, key, nkey);
     if (rc != DW_OK)
         return rc;
-    stage_args a = {key, 0, 0};
     rc = dw__in_scope(h, 0, key_stage, &a);
+    dw__key_free(&a.key);
     if (rc == DW_OK) {
         *stage = a.stage;
         if (route)
@@ -651,23 +655,27 @@ typedef struct progress_args {
     int stage;
 } progress_args;
 
-static int count_key(dw_migration *h, const dw_value *key, void *arg)
+/* One key of the models, as the database handed it up. */
+static int count_key(dw_migration *h, const dw_value *values, void *arg)
 {
     progress_args *a = arg;
-    int eff, route;
-    int rc = dw__key_route(h, key, a->stage, &eff, &route);
-    if (rc != DW_OK)
-        return rc;
-    a->p->keys++;
-    a->p->by_stage[eff]++;
-    if (route == DW_ROUTE_CANARY)
-        a->p->in_canary++;
-    if (route != DW_ROUTE_OVERRIDE)
-        return DW_OK;
-    a->p->overridden++;
-    int promoted = 0;
-    rc = h->ops->override_get(h, h->route_key.p, &eff, &promoted);
+    int eff, route, promoted = 0;
+    dw_key key;
+    dw__key_init(&key, values, h->spec.side[DW_SIDE_OLD].nkey);
+    int rc = dw__route(h, &key, a->stage, &eff, &route);
+    if (rc == DW_OK) {
+        a->p->keys++;
+        a->p->by_stage[eff]++;
+        a->p->in_canary += route == DW_ROUTE_CANARY;
+        a->p->overridden += route == DW_ROUTE_OVERRIDE;
+    }
+    /* An override was found by the key's text, made once for both. */
+    const char *text;
+    if (rc == DW_OK && route == DW_ROUTE_OVERRIDE &&
+        (rc = key_text_of(h, &key, &text)) == DW_OK)
+        rc = h->ops->override_get(h, text, &eff, &promoted);
     a->p->promoted += promoted;
+    dw__key_free(&key);
     return rc;
 }
 

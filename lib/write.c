@@ -273,29 +273,25 @@ static int write_side(dw_migration *h, int side, dw_write_fn fn,
 /* Runs the non-authoritative side under the repair-queue policy: its own
  * savepoint, and on failure the key goes to the queue instead. */
 static int write_other_or_queue(dw_migration *h, int side, dw_write_fn fn,
-                                const dw_value *key, int nkey, void *payload)
+                                dw_key *key, void *payload)
 {
     int rc = h->ops->side_savepoint(h);
     if (rc != DW_OK)
         return rc;
-    rc = write_side(h, side, fn, key, nkey, payload);
+    rc = write_side(h, side, fn, key->v, key->n, payload);
     if (rc == DW_OK)
         return h->ops->side_release(h, 0);
     h->metrics.mirror_failures++;
     if (rc == DW_EBUSY || h->ops->side_release(h, 1) != DW_OK)
         return rc; /* nothing to keep: the whole write rolls back */
     char *error = dw__strdup(dw_errmsg(h));
-    dw_buf key_text;
-    dw_buf_init(&key_text);
-    dw__key_text(&key_text, key, nkey);
-    if (!error || key_text.oom) {
+    const char *key_text = dw__key_str(key);
+    if (!error || !key_text) {
         dw__free(error);
-        dw_buf_free(&key_text);
         return dw__error(h, DW_ENOMEM, side, "out of memory");
     }
-    rc = h->ops->repair_enqueue(h, key_text.p, side, error);
+    rc = h->ops->repair_enqueue(h, key_text, side, error);
     dw__free(error);
-    dw_buf_free(&key_text);
     if (rc == DW_OK) {
         h->metrics.repairs_queued++;
         dw__clear_error(h);
@@ -303,15 +299,12 @@ static int write_other_or_queue(dw_migration *h, int side, dw_write_fn fn,
     return rc;
 }
 
-/* The common body of dw_write() and dw_mirror(). With mirror_only the
- * authoritative side was written by the caller. */
-static int do_write(dw_migration *h, const dw_value *key, int nkey,
-                    dw_write_fn write_old, dw_write_fn write_new,
-                    void *payload, int mirror_only)
+/* The common body of dw_write() and dw_mirror(), for a checked key. With
+ * mirror_only the authoritative side was written by the caller. */
+static int write_key(dw_migration *h, dw_key *key, dw_write_fn write_old,
+                     dw_write_fn write_new, void *payload, int mirror_only)
 {
-    int rc = dw__check_key(h, key, nkey);
-    if (rc != DW_OK)
-        return rc;
+    int rc;
     int scope, stage;
     rc = dw__begin(h, 1, &scope);
     if (rc != DW_OK)
@@ -322,8 +315,7 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
     /* The key's own stage: its override, the canary's, or the
      * migration's (no database work when no key is routed). */
     int migration_stage = stage, route;
-    if ((rc = dw__key_route(h, key, migration_stage, &stage, &route)) !=
-        DW_OK)
+    if ((rc = dw__route(h, key, migration_stage, &stage, &route)) != DW_OK)
         goto fail;
 
     /* The cohort is tested on the old row the caller already changed, so
@@ -369,15 +361,15 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
     if (both && !other_fn && (rc = dw__need_callback(h, other)) != DW_OK)
         goto fail;
     if (!mirror_only) {
-        rc = write_side(h, auth, auth_fn, key, nkey, payload);
+        rc = write_side(h, auth, auth_fn, key->v, key->n, payload);
         if (rc != DW_OK)
             goto fail;
     }
     if (both) {
         if (h->flags & DW_OPEN_REPAIR_QUEUE) {
-            rc = write_other_or_queue(h, other, other_fn, key, nkey, payload);
+            rc = write_other_or_queue(h, other, other_fn, key, payload);
         } else {
-            rc = write_side(h, other, other_fn, key, nkey, payload);
+            rc = write_side(h, other, other_fn, key->v, key->n, payload);
             if (rc != DW_OK)
                 h->metrics.mirror_failures++;
         }
@@ -394,6 +386,19 @@ static int do_write(dw_migration *h, const dw_value *key, int nkey,
     return rc;
 fail:
     return dw__rollback(h, scope, rc);
+}
+
+static int do_write(dw_migration *h, const dw_value *values, int nkey,
+                    dw_write_fn write_old, dw_write_fn write_new,
+                    void *payload, int mirror_only)
+{
+    dw_key key;
+    int rc = dw__key_take(h, &key, values, nkey);
+    if (rc != DW_OK)
+        return rc;
+    rc = write_key(h, &key, write_old, write_new, payload, mirror_only);
+    dw__key_free(&key);
+    return rc;
 }
 
 int dw_write(dw_migration *h, const dw_value *key, int nkey,

@@ -1328,6 +1328,7 @@ static void test_promote_on_write(void **state)
     /* A promotion whose sync fails fails the write, which rolls back. */
     r = make_rec("org-1", "reject", 50);
     assert_dw(h, write_key(h, 5, &r), DW_ECONSTRAINT);
+    assert_msg_has(h, "(moving key [5] from OFF to LIVE)");
     assert_string_equal(OLD_CELL(f->t.db, "name", 5), "item 5");
     assert_false(new_has(f->t.db, 5));
     assert_key_stage(h, 5, DW_STAGE_OFF, DW_ROUTE_MIGRATION);

@@ -829,6 +829,14 @@ static void test_repair_queue(void **state)
     assert_string_equal(dump_old(db, o, sizeof o), "1,'apple',1;2,'pear',2");
     assert_string_equal(dump_new(db, n, sizeof n), n0);
     assert_int_equal(repair_count(f->h), 1);
+    /* Queued by its key text, with the side and what failed there. */
+    char q[256];
+    assert_string_equal(query_text(db,
+                                   "SELECT key || ' ' || side || ' ' || "
+                                   "(error LIKE 'new side: %') FROM "
+                                   "dw_repair_queue",
+                                   q, sizeof q),
+                        "[2] 2 1");
     assert_int_equal(outside_transaction(db), 1);
     dw_metrics m;
     get_metrics(&m, f->h);
