@@ -211,6 +211,20 @@ const char *dw__key_value_problem(const dw_value *v);
 int dw__value_len(const dw_value *v);
 /* Appends the key as JSON-style text: [42] or ["org-7",3]. */
 void dw__key_text(dw_buf *b, const dw_value *key, int nkey);
+/* Reads key text (len bytes) back into the nkey typed values it holds
+ * (lib/keytext.c, on the JSON parser): an integer literal is INTEGER (64
+ * bits), a number with a fraction or exponent a finite REAL, a string TEXT
+ * (holding no NUL, as keys cannot). *vals is one block, the values then
+ * their texts' bytes (NUL-terminated), freed with dw__free(). DW_OK;
+ * DW_ENOMEM; DW_ERROR when the text is no key of nkey values, with `why`
+ * ("it has 2 values, the key has 1") saying what is wrong. */
+int dw__key_parse(const char *text, size_t len, int nkey, dw_value **vals,
+                  char *why, size_t why_size);
+/* dw__key_parse() of key text the library stored, as a key of the
+ * handle's migration: DW_OK, or DW_ENOMEM or DW_ERROR ("stored key [\"o\",1]
+ * is not a key of migration \"pairs\" (why)") with the handle's error
+ * set. */
+int dw__stored_key(dw_migration *h, const char *text, dw_value **vals);
 /* "text(9):3f2a91c07b5d4e18" -- type, length and digest. */
 void dw__value_desc_digest(dw_buf *b, const dw_value *v);
 /* The value itself, SQL-literal style, long values shortened. */
@@ -636,9 +650,6 @@ typedef struct dw_backend_ops {
     int (*queue_list)(dw_migration *h, const char *after, int limit,
                       dw_keytext_fn fn, void *arg);
     int (*queue_remove)(dw_migration *h, const char *key);
-    /* Parses key text back into typed values (owned by *store). */
-    int (*key_parse)(dw_migration *h, const char *text, dw_value **key,
-                     void **store);
     /* Overrides: *stage of one key and whether a write promoted it
      * (promoted may be NULL; DW_ENOTFOUND when none), set, remove,
      * list, and counts by stage; overrides_bump keeps the count stored with

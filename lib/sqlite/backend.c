@@ -101,7 +101,6 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_ROUTING_STORE] =
         "UPDATE dw_migrations SET canary_buckets = ?2, canary_stage = ?3, "
         "canary_cohort = ?4, promote_stage = ?5, updated = ?6 WHERE id = ?1",
-    [ST_KEY_PARSE] = "SELECT type, value FROM json_each(?1) ORDER BY key",
     [ST_BACKFILL_LOAD] =
         "SELECT state, source, cursor, end_key, rows_done, rows_total, "
         "rows_written, rows_deleted, batches, started, updated, runner_pid, "
@@ -750,7 +749,6 @@ const dw_backend_ops dw__sqlite_backend = {
     .range_delete_orphans = dw__sqlite_range_delete_orphans,
     .range_keys = dw__sqlite_range_keys,
     .verify_range = dw__sqlite_verify_range,
-    .key_parse = dw__sqlite_key_parse,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,
     /* Backfill and verification runs */

@@ -42,7 +42,6 @@ enum stmt_id {
     ST_OVERRIDE_STATS,
     ST_OVERRIDES_BUMP,
     ST_ROUTING_STORE,
-    ST_KEY_PARSE,
     ST_BACKFILL_LOAD,
     ST_BACKFILL_STORE,
     /* Row statements, generated from the spec; [side] offsets. */
@@ -260,8 +259,6 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
 int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
                             const char *hi, dw_verify_row_fn fn, void *arg);
 int dw__sqlite_run_setup(dw_migration *h);
-int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
-                         void **store);
 /* Typed key values of columns first..first+n-1 of the current row, and
  * their key text; DW_EMISUSE for a NULL or BLOB key value. */
 int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,

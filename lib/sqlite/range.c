@@ -1,9 +1,9 @@
 /* The SQLite backend's work over key ranges: paging through a side in key
- * order, set-based backfill batches, the join that verification streams, and
- * key text read back into typed values. Bounds arrive as key text ([42],
- * ["org-7",3]) and are bound as the typed values they hold -- never through
- * a function in the statement, which would make SQLite keep a statement
- * journal for every batch that writes. */
+ * order, set-based backfill batches and the join that verification
+ * streams. Bounds arrive as key text ([42], ["org-7",3]), are read back by
+ * the core's dw__stored_key() and bound as the typed values they hold --
+ * never through a function in the statement, which would make SQLite keep
+ * a statement journal for every batch that writes. */
 #include <string.h>
 
 #include "backend.h"
@@ -332,8 +332,7 @@ static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
                       const char *text, int side)
 {
     dw_value *key;
-    void *store;
-    int rc = dw__sqlite_key_parse(h, text, &key, &store);
+    int rc = dw__stored_key(h, text, &key);
     if (rc != DW_OK)
         return rc;
     int nkey = h->spec.side[DW_SIDE_OLD].nkey, src = SQLITE_OK;
@@ -345,7 +344,7 @@ static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
         else
             src = dw__bind_value(st, first + i, v);
     }
-    dw__free(store);
+    dw__free(key);
     if (src == SQLITE_OK)
         return DW_OK;
     sqlite3_clear_bindings(st);
@@ -770,69 +769,4 @@ int dw__sqlite_run_setup(dw_migration *h)
               err ? err : sqlite3_errstr(rc));
     sqlite3_free(err);
     return h->errcode;
-}
-
-int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
-                         void **store)
-{
-    /* The statement owns nothing we return: copy the values into one block
-     * (values first, then their bytes). */
-    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
-    sqlite3_stmt *st = NULL;
-    *key = NULL;
-    *store = NULL;
-    if (!(st = dw__stmt(h, ST_KEY_PARSE)))
-        return h->errcode;
-    if (dw__bind_key_text(h, st, 1, text, DW_SIDE_NONE,
-                          "reading a stored key"))
-        return h->errcode;
-    int rc;
-    size_t bytes = sizeof(dw_value) * (size_t)nkey;
-    char *block = dw__malloc(bytes + strlen(text) + 1);
-    dw_value *vals = (dw_value *)block;
-    char *tail = block ? block + bytes : NULL;
-    int n = 0, result = block ? DW_OK : DW_ENOMEM;
-    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *type = (const char *)sqlite3_column_text(st, 0);
-        if (n == nkey || !type) {
-            result = type ? DW_ERROR : DW_ENOMEM;
-            break;
-        }
-        if (strcmp(type, "integer") == 0) {
-            vals[n++] = dw_int(sqlite3_column_int64(st, 1));
-        } else if (strcmp(type, "real") == 0) {
-            vals[n++] = dw_float(sqlite3_column_double(st, 1));
-        } else if (strcmp(type, "text") == 0) {
-            /* The unescaped text is never longer than its JSON form. */
-            int len = sqlite3_column_bytes(st, 1);
-            const char *p = (const char *)sqlite3_column_text(st, 1);
-            if (!p) {
-                result = DW_ENOMEM;
-                break;
-            }
-            memcpy(tail, p, (size_t)len);
-            tail[len] = '\0';
-            vals[n++] = dw_text_n(tail, len);
-            tail += len + 1;
-        } else {
-            result = DW_ERROR;
-        }
-    }
-    if (result == DW_OK && rc != SQLITE_DONE)
-        result = rc == SQLITE_NOMEM ? DW_ENOMEM : DW_ERROR;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (result == DW_OK && n != nkey)
-        result = DW_ERROR;
-    if (result != DW_OK) {
-        dw__free(block);
-        if (result == DW_ENOMEM)
-            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                         "stored key %s is not a key of migration \"%s\"",
-                         text, h->spec.name);
-    }
-    *key = vals;
-    *store = block;
-    return DW_OK;
 }

@@ -76,15 +76,13 @@ static int bf_state_of(dw_migration *h, sqlite3_stmt *st, int c, int *state)
  * affinity (which turns anything else into text). */
 static int stored_key_ok(dw_migration *h, const char *text, const char *name)
 {
-    dw_value *key;
-    void *store;
-    int rc = dw__sqlite_key_parse(h, text, &key, &store);
+    dw_value *key = NULL;
+    int rc = dw__stored_key(h, text, &key);
     int col = -1;
     for (int i = 0; rc == DW_OK && i < h->spec.side[DW_SIDE_OLD].nkey; i++)
         if (h->key_class[i] == 'T' && key[i].type != DW_TYPE_TEXT)
             col = col < 0 ? i : col;
-    if (rc == DW_OK)
-        dw__free(store);
+    dw__free(key);
     if ((rc == DW_OK && col < 0) || rc == DW_ENOMEM)
         return rc;
     state_row at = {"dw_backfill", "migration_id", h->id, NULL};
