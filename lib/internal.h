@@ -509,12 +509,11 @@ typedef struct dw_backend_ops {
      * next starts (NULL or sql itself: none). */
     int (*check_statement)(dw_migration *h, const char *sql,
                            dw_sql_check *out, const char **tail);
-    /* After the contract, the old side as the stored spec names it: table
-     * and columns (*ncols of them), handed over to the caller, who frees
-     * each with dw__free(); *table NULL (and no columns) when the stored
-     * spec does not say. DW_OK, or an error with the message set. */
-    int (*stored_old_side)(dw_migration *h, char **table, char ***cols,
-                           int *ncols);
+    /* The spec text stored for the handle's migration (h->spec.name), as
+     * a copy the caller frees with dw__free(); *spec NULL when none is
+     * stored. DW_OK, or an error with the message set. (After the
+     * contract the core reads the old side from it: lib/validate.c.) */
+    int (*stored_spec)(dw_migration *h, char **spec);
     /* Builds the row statements of the validated spec and (unless the old
      * model was contracted) prepares every one, so a problem shows at
      * open; DW_ESCHEMA with the database's message when one does not. */

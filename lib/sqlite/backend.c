@@ -703,7 +703,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .describe_table = dw__sqlite_describe_table,
     .check_expr = dw__sqlite_check_expr,
     .check_statement = dw__sqlite_check_statement,
-    .stored_old_side = dw__sqlite_stored_old_side,
+    .stored_spec = dw__sqlite_stored_spec,
     .rows_prepare = dw__sqlite_rows_prepare,
     .rows_forget = dw__sqlite_rows_forget,
     /* Transactions */

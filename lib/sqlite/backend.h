@@ -203,8 +203,7 @@ int dw__sqlite_check_expr(dw_migration *h, const char *source,
                           const char *expr, dw_sql_check *out);
 int dw__sqlite_check_statement(dw_migration *h, const char *sql,
                                dw_sql_check *out, const char **tail);
-int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
-                               int *ncols);
+int dw__sqlite_stored_spec(dw_migration *h, char **spec);
 int dw__sqlite_rows_prepare(dw_migration *h);
 void dw__sqlite_rows_forget(dw_migration *h);
 int dw__sqlite_migration_load(dw_migration *h, const char *spec_text,
