@@ -446,34 +446,22 @@ typedef struct dw_backup_record {
     char sha256[65];
 } dw_backup_record;
 
-/* One side of another stored migration whose table is the old model's. */
-typedef struct dw_table_use {
-    const char *migration;
-    int side; /* DW_SIDE_OLD or DW_SIDE_NEW */
+/* Another stored migration as the backend stores it (strings valid
+ * during the callback only): the core parses its spec and decides what its
+ * use of the old model means (lib/contract.c). */
+typedef struct dw_other_migration {
+    int64_t id;
+    const char *name;
+    const char *spec;    /* the stored spec text; NULL when none */
     int stage;
     int contracted;
     int canary;          /* canary buckets or a cohort are set */
     int canary_stage;
+    const char *cohort;  /* the canary cohort's predicate; NULL: none */
     int lowest_override; /* lowest stage of a key override; INT_MAX: none */
-    char **key;          /* that side's key and columns as stored */
-    int nkey;
-    char **cols;
-    int ncols;
-} dw_table_use;
-typedef int (*dw_table_use_fn)(dw_migration *h, const dw_table_use *u,
-                               void *arg);
-
-/* SQL text another stored migration holds. */
-enum { DW_SQL_MAPPING, DW_SQL_SETUP, DW_SQL_COHORT };
-typedef struct dw_other_sql_text {
-    const char *migration;
-    const char *old_table, *new_table;
-    int contracted;
-    int kind; /* DW_SQL_... */
-    const char *text;
-} dw_other_sql_text;
-typedef int (*dw_other_sql_fn)(dw_migration *h, const dw_other_sql_text *t,
-                               void *arg);
+} dw_other_migration;
+typedef int (*dw_other_fn)(dw_migration *h, const dw_other_migration *m,
+                           void *arg);
 
 /* ---- the backend seam ------------------------------------------------------------
  * Every SQL statement and every database call of the library sits behind this
@@ -741,16 +729,11 @@ typedef struct dw_backend_ops {
      * model's columns (*same). */
     int (*restored_columns_check)(dw_migration *h, const dw_old_model *m,
                                   int64_t *rows, int64_t *same);
-    /* Other stored migrations (facts; the core decides what they mean):
-     * the first by name whose stored spec is damaged (*name dw__free,
-     * NULL when none; *id its row); fn for each side of one whose table
-     * is `table` (any case); fn for each SQL text of each (mapping
-     * expressions, setup SQL, cohort). fn's non-zero return stops the
+    /* Other stored migrations (facts; the core parses their specs and
+     * decides what they mean): fn for each migration stored but the
+     * handle's, in name order (bytewise); fn's non-zero return stops the
      * walk and is returned. */
-    int (*other_damaged)(dw_migration *h, char **name, int64_t *id);
-    int (*other_uses)(dw_migration *h, const char *table,
-                      dw_table_use_fn fn, void *arg);
-    int (*other_sql)(dw_migration *h, dw_other_sql_fn fn, void *arg);
+    int (*others_list)(dw_migration *h, dw_other_fn fn, void *arg);
     /* Stores the migration's contracted flag. */
     int (*contracted_store)(dw_migration *h, int contracted);
     /* Time budget on the connection for the non-authoritative read. */

@@ -795,9 +795,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .restore_table = dw__sqlite_restore_table,
     .restore_columns = dw__sqlite_restore_columns,
     .restored_columns_check = dw__sqlite_restored_columns_check,
-    .other_damaged = dw__sqlite_other_damaged,
-    .other_uses = dw__sqlite_other_uses,
-    .other_sql = dw__sqlite_other_sql,
+    .others_list = dw__sqlite_others_list,
     .contracted_store = dw__sqlite_contracted_store,
     /* Time budget and checkpoints */
     .budget_start = be_budget_start,

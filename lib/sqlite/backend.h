@@ -348,10 +348,7 @@ int dw__sqlite_restore_columns(dw_migration *h, const dw_old_model *m,
                                int nkept);
 int dw__sqlite_restored_columns_check(dw_migration *h, const dw_old_model *m,
                                       int64_t *rows, int64_t *same);
-int dw__sqlite_other_damaged(dw_migration *h, char **name, int64_t *id);
-int dw__sqlite_other_uses(dw_migration *h, const char *table,
-                          dw_table_use_fn fn, void *arg);
-int dw__sqlite_other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg);
+int dw__sqlite_others_list(dw_migration *h, dw_other_fn fn, void *arg);
 int dw__sqlite_contracted_store(dw_migration *h, int contracted);
 
 #endif
