@@ -62,6 +62,21 @@ static const char *scalar(const dw_json *j, dw_value *out)
     return NULL;
 }
 
+/* Points the TEXT values of v at copies of their bytes made from tail on
+ * (each NUL-terminated). */
+static void own_texts(dw_value *v, int n, char *tail)
+{
+    for (int i = 0; i < n; i++) {
+        if (v[i].type != DW_TYPE_TEXT)
+            continue;
+        int len = dw__value_len(&v[i]);
+        memcpy(tail, v[i].p ? v[i].p : "", (size_t)len);
+        tail[len] = '\0';
+        v[i] = dw_text_n(tail, len);
+        tail += len + 1;
+    }
+}
+
 /* The key's values in *vals, their texts copied after them in the same
  * block. */
 static int take_values(const dw_json *root, int nkey, dw_value **vals,
@@ -83,16 +98,8 @@ static int take_values(const dw_json *root, int nkey, dw_value **vals,
     if (!block)
         return DW_ENOMEM;
     dw_value *v = (dw_value *)block;
-    char *tail = block + sizeof(dw_value) * (size_t)nkey;
-    for (i = 0; i < nkey; i++) {
-        v[i] = scratch[i];
-        if (v[i].type != DW_TYPE_TEXT)
-            continue;
-        memcpy(tail, v[i].p, (size_t)v[i].n);
-        tail[v[i].n] = '\0';
-        v[i].p = tail;
-        tail += v[i].n + 1;
-    }
+    memcpy(v, scratch, sizeof(dw_value) * (size_t)nkey);
+    own_texts(v, nkey, (char *)(v + nkey));
     *vals = v;
     return DW_OK;
 }
@@ -139,4 +146,44 @@ int dw__stored_key(dw_migration *h, const char *text, dw_value **vals)
                          "stored key %s is not a key of migration \"%s\" (%s)",
                          text, h->spec.name, why);
     return DW_OK;
+}
+
+void dw__key_clear(dw_key *k)
+{
+    dw__free(k->v);
+    dw__free(k->text);
+    k->v = NULL;
+    k->text = NULL;
+}
+
+int dw__key_set(dw_key *k, const dw_value *v, int nkey)
+{
+    dw__key_clear(k);
+    dw_buf b;
+    dw_buf_init(&b);
+    dw__key_text(&b, v, nkey);
+    size_t bytes = sizeof(dw_value) * (size_t)nkey;
+    for (int i = 0; i < nkey; i++)
+        if (v[i].type == DW_TYPE_TEXT)
+            bytes += (size_t)dw__value_len(&v[i]) + 1;
+    k->text = dw_buf_take(&b);
+    k->v = k->text ? dw__malloc(bytes) : NULL;
+    if (!k->v) {
+        dw__key_clear(k);
+        return DW_ENOMEM;
+    }
+    memcpy(k->v, v, sizeof(dw_value) * (size_t)nkey);
+    own_texts(k->v, nkey, (char *)(k->v + nkey));
+    return DW_OK;
+}
+
+int dw__key_read(dw_migration *h, dw_key *k, const char *text)
+{
+    dw__key_clear(k);
+    int rc = dw__stored_key(h, text, &k->v);
+    if (rc == DW_OK && !(k->text = dw__strdup(text))) {
+        dw__key_clear(k);
+        rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    return rc;
 }

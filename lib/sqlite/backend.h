@@ -170,10 +170,10 @@ int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
  * 'B') and the collation of a unique index over it. */
 int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
                           char coll[32]);
-/* Whether key text a comes before key text b in the old side's key order
- * (both keys of the migration). */
-int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
-                          int *before);
+/* Whether key a comes before key b in the old side's key order (both
+ * keys of the migration). */
+int dw__sqlite_key_before(dw_migration *h, const dw_value *a,
+                          const dw_value *b, int *before);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__build_row_sql(dw_migration *h);
 /* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for
@@ -238,32 +238,31 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
                            const char *detail);
 
 /* range.c */
-int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
-                            int lo_incl, const char *hi, int offset,
-                            char **key);
-int dw__sqlite_range_last(dw_migration *h, int side, char **key);
-int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
-                         const char *hi, int offset, char **key);
-int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
-                           const char *hi, int64_t *n);
+int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int offset,
+                            dw_key *key);
+int dw__sqlite_range_last(dw_migration *h, int side, dw_key *key);
+int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
+                         const dw_value *hi, int offset, dw_key *key);
+int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
+                           const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
-int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key);
-int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
-                          const char *hi, int64_t *written);
+int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_key *key);
+int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
+                          const dw_value *hi, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
-                                    const char *lo, const char *hi,
+                                    const dw_value *lo, const dw_value *hi,
                                     int64_t *deleted);
-int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
-                          const char *hi, dw_key_fn fn, void *arg);
-int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
-                            const char *hi, dw_verify_row_fn fn, void *arg);
+int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_key_fn fn, void *arg);
+int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi,
+                            dw_verify_row_fn fn, void *arg);
 int dw__sqlite_run_setup(dw_migration *h);
-/* Typed key values of columns first..first+n-1 of the current row, and
- * their key text; DW_EMISUSE for a NULL or BLOB key value. */
+/* Typed key values of columns first..first+n-1 of the current row;
+ * DW_EMISUSE for a NULL or BLOB key value. */
 int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
                  dw_value *out, int side);
-int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
-                      int side, char **text);
 void dw__range_finalize(sqlite_backend *bk);
 /* A column of the current row as a dw_value pointing into the statement
  * (valid until it steps again); DW_ENOMEM when SQLite could not convert. */
