@@ -1745,13 +1745,8 @@ static void test_reopen_stored_old_side_unreadable(void **state)
         "UPDATE dw_migrations SET spec = json_set(spec, '$.old.table', "
         "json('[1]'))",
     };
-    dw_options o =
-        options_for("tag_colour", TEST_SIDE_UNLISTED("tags", TAG_KEY),
-                    TEST_SIDE_UNLISTED("tags_v2", TAG_KEY));
-    o.up = TAG_UP;
-    o.nup = 1;
-    o.down = TAG_DOWN;
-    o.ndown = 1;
+    dw_options o;
+    tags_options(&o, "tag_colour");
     for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
         fixture_exec(f, damage[i]);
         dw_migration *h = NULL;
