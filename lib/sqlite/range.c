@@ -513,8 +513,9 @@ static int stmt_key_paged(dw_migration *h, sqlite3_stmt *st, int first,
     int rc = dw__stmt_key(h, st, first, n, key, side);
     if (rc != DW_OK)
         return rc;
-    /* A bound is read back and compared as the value it holds: a NUL
-     * inside a text or an infinite or NaN real would not be. */
+    /* A bound may be stored as key text (the backfill's cursor) and read
+     * back: a NUL inside a text or an infinite or NaN real would not read
+     * back as the same key. */
     for (int i = 0; i < n; i++)
         if ((key[i].type == DW_TYPE_TEXT &&
              memchr(key[i].p, 0, (size_t)key[i].n)) ||
