@@ -105,7 +105,8 @@ static int other_spec(dw_migration *h, const dw_other_migration *m,
     *doc = NULL;
     dw_json_error err;
     if (m->spec &&
-        dw_json_parse(m->spec, strlen(m->spec), 0, doc, &err) == DW_ENOMEM)
+        dw_json_parse_bytes(m->spec, strlen(m->spec), 0, doc, &err) ==
+            DW_ENOMEM)
         return nomem(h);
     return DW_OK;
 }

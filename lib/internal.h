@@ -167,6 +167,13 @@ typedef struct dw_json_error {
  * max_depth 0 means DW_JSON_MAX_DEPTH. */
 int dw_json_parse(const char *text, size_t len, int max_depth,
                   dw_json_doc **out, dw_json_error *err);
+/* The same, but bytes of 0x80 and over in strings are taken as they are,
+ * well-formed UTF-8 or not: for JSON the library wrote itself from bytes
+ * it does not check -- key text of TEXT keys, stored specs naming tables
+ * and columns as the catalog spells them -- which it must read back
+ * whole. */
+int dw_json_parse_bytes(const char *text, size_t len, int max_depth,
+                        dw_json_doc **out, dw_json_error *err);
 void dw_json_free(dw_json_doc *doc);
 /* The top value (never NULL for a parsed document). */
 const dw_json *dw_json_root(const dw_json_doc *doc);

@@ -115,7 +115,7 @@ int dw__key_parse(const char *text, size_t len, int nkey, dw_value **vals,
     }
     dw_json_doc *doc = NULL;
     dw_json_error err;
-    int rc = dw_json_parse(text, len, 2, &doc, &err);
+    int rc = dw_json_parse_bytes(text, len, 2, &doc, &err);
     if (rc != DW_OK) {
         if (rc != DW_ENOMEM)
             snprintf(why, why_size, "it is not JSON: %s", err.msg);

@@ -265,7 +265,7 @@ static int stored_old_names(const char *spec, char **table, char ***cols,
 {
     dw_json_doc *doc = NULL;
     dw_json_error err;
-    int rc = dw_json_parse(spec, strlen(spec), 0, &doc, &err);
+    int rc = dw_json_parse_bytes(spec, strlen(spec), 0, &doc, &err);
     const dw_json *old = dw_json_get(dw_json_root(doc), "old");
     const dw_json *t = dw_json_get(old, "table");
     const dw_json *c = dw_json_get(old, "columns");
