@@ -140,7 +140,7 @@ int dw__no_null_keys(dw_migration *h, int side, const char *what)
                          h->spec.side[side].table, what);
     /* Found before the first batch, not where a page boundary happens to
      * fall on it. */
-    dw_key key = {NULL, NULL};
+    dw_held_key key = {NULL, NULL};
     if (rc == DW_OK)
         rc = h->ops->unpaged_key(h, side, &key);
     if (rc == DW_OK && key.v)
@@ -151,7 +151,7 @@ int dw__no_null_keys(dw_migration *h, int side, const char *what)
                        "%s will not run",
                        dw__side_word(side), h->spec.side[side].table,
                        key.text, what);
-    dw__key_clear(&key);
+    dw__held_key_clear(&key);
     return rc;
 }
 
@@ -275,7 +275,7 @@ static int name_failing_key(dw_migration *h, int target, const dw_value *lo,
 
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
 typedef struct batch_keys {
-    dw_key lo, hi, end;
+    dw_held_key lo, hi, end;
 } batch_keys;
 
 /* One batch, inside its own write transaction. */
@@ -326,9 +326,9 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     /* The batch's range: after the cursor, up to the key batch_rows on,
      * or to the end. The stored keys are read back into their values. */
     if (st->end_key && !k->end.v)
-        rc = dw__key_read(h, &k->end, st->end_key);
+        rc = dw__held_key_read(h, &k->end, st->end_key);
     if (rc == DW_OK && st->cursor)
-        rc = dw__key_read(h, &k->lo, st->cursor);
+        rc = dw__held_key_read(h, &k->lo, st->cursor);
     if (rc != DW_OK)
         return rc;
     const char *lo_text = st->cursor;
@@ -428,9 +428,9 @@ static int batch(dw_migration *h, run *r, int *finished)
     batch_keys k;
     memset(&k, 0, sizeof k);
     int rc = batch_in(h, r, &k, finished);
-    dw__key_clear(&k.lo);
-    dw__key_clear(&k.hi);
-    dw__key_clear(&k.end);
+    dw__held_key_clear(&k.lo);
+    dw__held_key_clear(&k.hi);
+    dw__held_key_clear(&k.end);
     return rc;
 }
 

@@ -232,20 +232,21 @@ int dw__key_parse(const char *text, size_t len, int nkey, dw_value **vals,
  * is not a key of migration \"pairs\" (why)") with the handle's error
  * set. */
 int dw__stored_key(dw_migration *h, const char *text, dw_value **vals);
-/* A key the core holds: its typed values (one block with their texts'
+/* A key the core holds (read from a range or from stored state, unlike
+ * dw_key, which borrows the caller's values): its typed values (one block with their texts'
  * bytes) and its key text, both owned; v NULL when there is no key. The
  * range ops take the values as bounds and give keys back this way. */
-typedef struct dw_key {
+typedef struct dw_held_key {
     dw_value *v;
     char *text;
-} dw_key;
+} dw_held_key;
 /* Makes k (cleared first) a copy of the nkey values with their key text:
  * DW_OK or DW_ENOMEM (k then empty). */
-int dw__key_set(dw_key *k, const dw_value *v, int nkey);
+int dw__held_key_set(dw_held_key *k, const dw_value *v, int nkey);
 /* Makes k (cleared first) the key stored as `text` (dw__stored_key()): its
  * values, and a copy of the text; errors as there. */
-int dw__key_read(dw_migration *h, dw_key *k, const char *text);
-void dw__key_clear(dw_key *k);
+int dw__held_key_read(dw_migration *h, dw_held_key *k, const char *text);
+void dw__held_key_clear(dw_held_key *k);
 /* "text(9):3f2a91c07b5d4e18" -- type, length and digest. */
 void dw__value_desc_digest(dw_buf *b, const dw_value *v);
 /* The value itself, SQL-literal style, long values shortened. */
@@ -604,25 +605,25 @@ typedef struct dw_backend_ops {
     /* Key ranges, bounds as typed key values (as many as the key has
      * columns; NULL: open): after lo (from lo when lo_incl), up to and
      * including hi. A key found is given back in *key (cleared first, v
-     * NULL when none), made with dw__key_set(). */
+     * NULL when none), made with dw__held_key_set(). */
     /* The key `offset` rows into the range in key order. */
     int (*range_key_at)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int offset,
-                        dw_key *key);
+                        dw_held_key *key);
     /* The smaller of the keys `offset` rows into the range on each side
      * (so a chunk up to it holds at most offset + 1 keys of either), or
      * none when both sides have fewer. */
     int (*chunk_end)(dw_migration *h, const dw_value *lo, int lo_incl,
-                     const dw_value *hi, int offset, dw_key *key);
+                     const dw_value *hi, int offset, dw_held_key *key);
     /* The largest key of a side, or none when it is empty. */
-    int (*range_last)(dw_migration *h, int side, dw_key *key);
+    int (*range_last)(dw_migration *h, int side, dw_held_key *key);
     int (*range_count)(dw_migration *h, int side, const dw_value *lo,
                        const dw_value *hi, int64_t *n);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
     /* The first key of `side` that cannot be paged through (a TEXT holding
      * a NUL byte, an infinite REAL), or none. */
-    int (*unpaged_key)(dw_migration *h, int side, dw_key *key);
+    int (*unpaged_key)(dw_migration *h, int side, dw_held_key *key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
      * never OR IGNORE or REPLACE; *written counts rows changed. */
     int (*range_copy)(dw_migration *h, int target, const dw_value *lo,

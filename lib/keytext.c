@@ -148,7 +148,7 @@ int dw__stored_key(dw_migration *h, const char *text, dw_value **vals)
     return DW_OK;
 }
 
-void dw__key_clear(dw_key *k)
+void dw__held_key_clear(dw_held_key *k)
 {
     dw__free(k->v);
     dw__free(k->text);
@@ -156,9 +156,9 @@ void dw__key_clear(dw_key *k)
     k->text = NULL;
 }
 
-int dw__key_set(dw_key *k, const dw_value *v, int nkey)
+int dw__held_key_set(dw_held_key *k, const dw_value *v, int nkey)
 {
-    dw__key_clear(k);
+    dw__held_key_clear(k);
     dw_buf b;
     dw_buf_init(&b);
     dw__key_text(&b, v, nkey);
@@ -169,7 +169,7 @@ int dw__key_set(dw_key *k, const dw_value *v, int nkey)
     k->text = dw_buf_take(&b);
     k->v = k->text ? dw__malloc(bytes) : NULL;
     if (!k->v) {
-        dw__key_clear(k);
+        dw__held_key_clear(k);
         return DW_ENOMEM;
     }
     memcpy(k->v, v, sizeof(dw_value) * (size_t)nkey);
@@ -177,12 +177,12 @@ int dw__key_set(dw_key *k, const dw_value *v, int nkey)
     return DW_OK;
 }
 
-int dw__key_read(dw_migration *h, dw_key *k, const char *text)
+int dw__held_key_read(dw_migration *h, dw_held_key *k, const char *text)
 {
-    dw__key_clear(k);
+    dw__held_key_clear(k);
     int rc = dw__stored_key(h, text, &k->v);
     if (rc == DW_OK && !(k->text = dw__strdup(text))) {
-        dw__key_clear(k);
+        dw__held_key_clear(k);
         rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     return rc;

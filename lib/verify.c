@@ -24,7 +24,7 @@ typedef struct pending {
 typedef struct verify_run {
     dw_verify_options o;
     dw_verify_result r;
-    dw_key from, to;     /* the range's bounds (v NULL: open) */
+    dw_held_key from, to;     /* the range's bounds (v NULL: open) */
     int64_t reported;
     /* This chunk's divergent keys, written after its read transaction. */
     pending *pend;
@@ -32,7 +32,7 @@ typedef struct verify_run {
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
     /* The chunk being compared. */
-    dw_key lo, hi;
+    dw_held_key lo, hi;
     int lo_incl;
     /* For the progress callback: the estimated total and the rate. */
     int64_t total;
@@ -55,7 +55,7 @@ static void pending_clear(verify_run *v)
 }
 
 static int check_range_key(dw_migration *h, const dw_value *key, int nkey,
-                           const char *which, dw_key *out)
+                           const char *which, dw_held_key *out)
 {
     if (!key)
         return nkey == 0 ? DW_OK
@@ -64,7 +64,7 @@ static int check_range_key(dw_migration *h, const dw_value *key, int nkey,
                                      "count is %d",
                                      which, nkey);
     int rc = dw__check_key(h, key, nkey);
-    if (rc == DW_OK && dw__key_set(out, key, nkey) != DW_OK)
+    if (rc == DW_OK && dw__held_key_set(out, key, nkey) != DW_OK)
         rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     return rc;
 }
@@ -310,7 +310,7 @@ static int run_chunks(dw_migration *h, verify_run *v)
     v->lo_incl = v->lo.v != NULL;
     int rc = DW_OK;
     for (;;) {
-        dw__key_clear(&v->hi);
+        dw__held_key_clear(&v->hi);
         rc = dw__in_scope(h, 0, read_chunk, v);
         /* Outside any transaction of ours: the callback, then the keys. */
         for (int i = 0; rc == DW_OK && v->o.fn && i < v->npend; i++)
@@ -328,7 +328,7 @@ static int run_chunks(dw_migration *h, verify_run *v)
             rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                            "verification does not advance past key %s",
                            v->lo.text);
-        dw__key_clear(&v->lo);
+        dw__held_key_clear(&v->lo);
         v->lo = v->hi;
         memset(&v->hi, 0, sizeof v->hi);
         if (rc == DW_OK && v->o.progress)
@@ -337,7 +337,7 @@ static int run_chunks(dw_migration *h, verify_run *v)
             break;
         v->lo_incl = 0;
     }
-    dw__key_clear(&v->lo);
+    dw__held_key_clear(&v->lo);
     return rc;
 }
 
@@ -382,8 +382,8 @@ int dw_verify(dw_verify_result *out, dw_migration *h,
         *out = v.r;
     pending_clear(&v);
     dw__free(v.pend);
-    dw__key_clear(&v.from);
-    dw__key_clear(&v.to);
+    dw__held_key_clear(&v.from);
+    dw__held_key_clear(&v.to);
     dw_row_free(v.old_row);
     dw_row_free(v.new_row);
     dw_row_free(v.in_row);

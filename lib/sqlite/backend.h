@@ -240,14 +240,14 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
 /* range.c */
 int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int offset,
-                            dw_key *key);
-int dw__sqlite_range_last(dw_migration *h, int side, dw_key *key);
+                            dw_held_key *key);
+int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key);
 int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_key *key);
+                         const dw_value *hi, int offset, dw_held_key *key);
 int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
                            const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
-int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_key *key);
+int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key);
 int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
                           const dw_value *hi, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,

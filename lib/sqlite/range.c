@@ -495,9 +495,9 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
 
 /* The key as the core holds it, in *out. */
 static int key_out(dw_migration *h, const dw_value *key, int n, int side,
-                   dw_key *out)
+                   dw_held_key *out)
 {
-    return dw__key_set(out, key, n) == DW_OK
+    return dw__held_key_set(out, key, n) == DW_OK
                ? DW_OK
                : dw__error(h, DW_ENOMEM, side, "out of memory");
 }
@@ -506,10 +506,10 @@ static int key_out(dw_migration *h, const dw_value *key, int n, int side,
  * cleared first), for a bound: DW_EMISUSE too for one that cannot be
  * paged through. */
 static int stmt_key_paged(dw_migration *h, sqlite3_stmt *st, int first,
-                          int n, int side, dw_key *out)
+                          int n, int side, dw_held_key *out)
 {
     dw_value key[64];
-    dw__key_clear(out);
+    dw__held_key_clear(out);
     int rc = dw__stmt_key(h, st, first, n, key, side);
     if (rc != DW_OK)
         return rc;
@@ -531,10 +531,10 @@ static int stmt_key_paged(dw_migration *h, sqlite3_stmt *st, int first,
 }
 
 /* Steps a statement that yields at most one key; *key gets it, or none. */
-static int one_key(dw_migration *h, sqlite3_stmt *st, int side, dw_key *key,
+static int one_key(dw_migration *h, sqlite3_stmt *st, int side, dw_held_key *key,
                    const char *what)
 {
-    dw__key_clear(key);
+    dw__held_key_clear(key);
     if (!st)
         return h->errcode;
     int rc = sqlite3_step(st);
@@ -554,7 +554,7 @@ static int one_key(dw_migration *h, sqlite3_stmt *st, int side, dw_key *key,
 
 int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int offset,
-                            dw_key *key)
+                            dw_held_key *key)
 {
     sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
     if (st)
@@ -563,7 +563,7 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
 }
 
 int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_key *key)
+                         const dw_value *hi, int offset, dw_held_key *key)
 {
     sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
                                   hi);
@@ -572,7 +572,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
     return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
-int dw__sqlite_range_last(dw_migration *h, int side, dw_key *key)
+int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key)
 {
     return one_key(h, range_stmt(h, RK_LAST, side, NULL, 0, NULL), side, key,
                    "finding the last key");
@@ -611,9 +611,9 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
               : h->errcode;
 }
 
-int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_key *key)
+int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key)
 {
-    dw__key_clear(key);
+    dw__held_key_clear(key);
     sqlite3_stmt *st = range_stmt(h, RK_UNPAGED, side, NULL, 0, NULL);
     if (!st)
         return h->errcode;
