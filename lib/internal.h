@@ -232,10 +232,11 @@ int dw__key_parse(const char *text, size_t len, int nkey, dw_value **vals,
  * is not a key of migration \"pairs\" (why)") with the handle's error
  * set. */
 int dw__stored_key(dw_migration *h, const char *text, dw_value **vals);
-/* A key the core holds (read from a range or from stored state, unlike
- * dw_key, which borrows the caller's values): its typed values (one block with their texts'
- * bytes) and its key text, both owned; v NULL when there is no key. The
- * range ops take the values as bounds and give keys back this way. */
+/* A key the core holds, read from a range or from stored state (unlike
+ * dw_key, which borrows the caller's values): its typed values (one block
+ * with their texts' bytes) and its key text, both owned; v NULL when there
+ * is no key. The range ops take the values as bounds and give keys back
+ * this way. */
 typedef struct dw_held_key {
     dw_value *v;
     char *text;
