@@ -140,18 +140,18 @@ int dw__no_null_keys(dw_migration *h, int side, const char *what)
                          h->spec.side[side].table, what);
     /* Found before the first batch, not where a page boundary happens to
      * fall on it. */
-    char *key = NULL;
+    dw_held_key key = {NULL, NULL};
     if (rc == DW_OK)
         rc = h->ops->unpaged_key(h, side, &key);
-    if (rc == DW_OK && key)
+    if (rc == DW_OK && key.v)
         rc = dw__error(h, DW_EMISUSE, side,
                        "%s side: table \"%s\" has a row with key %s, which "
                        "cannot be paged through (a TEXT holding a NUL byte, "
                        "or an infinite REAL); change or delete that row, "
                        "%s will not run",
-                       dw__side_word(side), h->spec.side[side].table, key,
-                       what);
-    dw__free(key);
+                       dw__side_word(side), h->spec.side[side].table,
+                       key.text, what);
+    dw__held_key_clear(&key);
     return rc;
 }
 
@@ -255,8 +255,8 @@ static int routed_elsewhere(const dw_migration *h, int source)
 
 /* Names the key a set-based copy failed on: syncs the batch's keys one by
  * one, inside the doomed transaction, until one fails the same way. */
-static int name_failing_key(dw_migration *h, int target, const char *lo,
-                            const char *hi)
+static int name_failing_key(dw_migration *h, int target, const dw_value *lo,
+                            const dw_value *hi)
 {
     char *msg = dw__strdup(dw_errmsg(h));
     int code = h->errcode;
@@ -273,8 +273,13 @@ static int name_failing_key(dw_migration *h, int target, const char *lo,
     return rc;
 }
 
+/* A batch's keys: after the cursor (lo), up to hi, and the end. */
+typedef struct batch_keys {
+    dw_held_key lo, hi, end;
+} batch_keys;
+
 /* One batch, inside its own write transaction. */
-static int batch(dw_migration *h, run *r, int *finished)
+static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
 {
     int stage;
     int rc = dw__stage_current(h, &stage);
@@ -303,9 +308,11 @@ static int batch(dw_migration *h, run *r, int *finished)
         st->source = source;
         st->rows_total = r->counted;
         st->started = dw__wall_time();
-        if ((rc = h->ops->range_last(h, source, &st->end_key)) != DW_OK ||
+        if ((rc = h->ops->range_last(h, source, &k->end)) != DW_OK ||
             (rc = h->ops->run_setup(h)) != DW_OK)
             return rc;
+        if (k->end.v && !(st->end_key = dw__strdup(k->end.text)))
+            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     } else if (st->source != source) {
         return dw__error(h, DW_EMISUSE, target,
                          "this backfill copies from the %s side, but at "
@@ -317,30 +324,34 @@ static int batch(dw_migration *h, run *r, int *finished)
     }
 
     /* The batch's range: after the cursor, up to the key batch_rows on,
-     * or to the end. */
-    const char *lo = st->cursor;
-    char *hi = NULL;
+     * or to the end. The stored keys are read back into their values. */
+    if (st->end_key && !k->end.v)
+        rc = dw__held_key_read(h, &k->end, st->end_key);
+    if (rc == DW_OK && st->cursor)
+        rc = dw__held_key_read(h, &k->lo, st->cursor);
+    if (rc != DW_OK)
+        return rc;
+    const char *lo_text = st->cursor;
+    const dw_value *lo = k->lo.v;
     int last = 1;
-    if (st->end_key) {
-        rc = h->ops->range_key_at(h, source, lo, 0, st->end_key,
-                                  r->batch_rows - 1, &hi);
+    if (k->end.v) {
+        rc = h->ops->range_key_at(h, source, lo, 0, k->end.v,
+                                  r->batch_rows - 1, &k->hi);
         if (rc != DW_OK)
             return rc;
-        last = hi == NULL || strcmp(hi, st->end_key) == 0;
-        if (hi && lo && strcmp(hi, lo) == 0) {
-            dw__free(hi);
+        last = !k->hi.v || strcmp(k->hi.text, k->end.text) == 0;
+        if (k->hi.v && lo && strcmp(k->hi.text, lo_text) == 0)
             return dw__error(h, DW_ERROR, source,
                              "the backfill does not advance past key %s; "
                              "its text does not read back as the same key",
-                             lo);
-        }
+                             lo_text);
     }
-    const char *upper = last ? st->end_key : hi;
+    const dw_value *upper = last ? k->end.v : k->hi.v;
     int64_t passed = 0, written = 0, deleted = 0;
     /* The source keys this batch passes. */
-    if (st->end_key && last)
+    if (k->end.v && last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
-    else if (st->end_key)
+    else if (k->end.v)
         passed = r->batch_rows;
     int routed = routed_elsewhere(h, source);
     if (rc == DW_OK && routed) {
@@ -357,11 +368,11 @@ static int batch(dw_migration *h, run *r, int *finished)
          * next. */
         rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
                                           &deleted);
-        if (rc == DW_OK && st->end_key && h->spec.map[target].exprs) {
+        if (rc == DW_OK && k->end.v && h->spec.map[target].exprs) {
             rc = h->ops->range_copy(h, target, lo, upper, &written);
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
-        } else if (rc == DW_OK && st->end_key) {
+        } else if (rc == DW_OK && k->end.v) {
             sync_args a = {target, 0};
             rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
             written = a.synced;
@@ -373,15 +384,13 @@ static int batch(dw_migration *h, run *r, int *finished)
                             "this batch; its cursor stays after key %s"
                           : "; the backfill stopped and kept nothing of "
                             "this batch; its cursor stays at the start%s",
-                       lo ? lo : "");
-    if (rc != DW_OK) {
-        dw__free(hi);
+                       lo ? lo_text : "");
+    if (rc != DW_OK)
         return rc;
-    }
     dw__free(st->cursor);
-    st->cursor = last ? NULL : hi;
-    if (last)
-        dw__free(hi);
+    st->cursor = last ? NULL : k->hi.text;
+    if (!last)
+        k->hi.text = NULL; /* the cursor's now */
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
     /* The total was counted at the start; at the end the rows passed are
@@ -411,6 +420,17 @@ static int batch(dw_migration *h, run *r, int *finished)
         dw__free(detail);
     }
     *finished = last;
+    return rc;
+}
+
+static int batch(dw_migration *h, run *r, int *finished)
+{
+    batch_keys k;
+    memset(&k, 0, sizeof k);
+    int rc = batch_in(h, r, &k, finished);
+    dw__held_key_clear(&k.lo);
+    dw__held_key_clear(&k.hi);
+    dw__held_key_clear(&k.end);
     return rc;
 }
 

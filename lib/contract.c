@@ -93,22 +93,213 @@ static int check_call(dw_migration *h, const char *path, const char *what)
 
 /* ---- other migrations of the old model ---------------------------------------- */
 
-/* Every other migration's stored spec parses: one that does not could not
- * be told to use the old model or not. DW_ECORRUPT naming it. */
-static int others_intact(dw_migration *h, const char *what)
+/* The stored specs of the other migrations (ops->others_list) are parsed
+ * here: what each uses and names is read from its spec. */
+
+/* Another migration's spec parsed into *doc; *doc NULL when it has none
+ * or it does not parse (others_intact() refuses that first). DW_OK, or
+ * DW_ENOMEM with the error set. */
+static int other_spec(dw_migration *h, const dw_other_migration *m,
+                      dw_json_doc **doc)
 {
-    char *name = NULL;
-    int64_t id = 0;
-    int rc = h->ops->other_damaged(h, &name, &id);
-    if (rc == DW_OK && name)
+    *doc = NULL;
+    dw_json_error err;
+    if (m->spec &&
+        dw_json_parse_bytes(m->spec, strlen(m->spec), 0, doc, &err) ==
+            DW_ENOMEM)
+        return nomem(h);
+    return DW_OK;
+}
+
+static const char *json_string(const dw_json *object, const char *name)
+{
+    const dw_json *v = dw_json_get(object, name);
+    return v && v->type == DW_JSON_STRING ? v->text : NULL;
+}
+
+/* The strings of a JSON array as names (none when it is no array). DW_OK
+ * or DW_ENOMEM (nothing kept). */
+static int json_names(const dw_json *array, char ***names, int *n)
+{
+    *names = NULL;
+    *n = 0;
+    if (!array || array->type != DW_JSON_ARRAY || !array->count)
+        return DW_OK;
+    if (!(*names = dw__calloc(sizeof(char *) * (size_t)array->count)))
+        return DW_ENOMEM;
+    for (const dw_json *e = array->first; e; e = e->next) {
+        if (e->type != DW_JSON_STRING)
+            continue;
+        if (!((*names)[*n] = dw__strdup(e->text))) {
+            free_names(*names, *n);
+            *names = NULL;
+            *n = 0;
+            return DW_ENOMEM;
+        }
+        ++*n;
+    }
+    return DW_OK;
+}
+
+/* The first other migration by name whose stored spec does not parse:
+ * DW_ECORRUPT naming it (`arg`: what was not done). */
+static int refuse_damaged(dw_migration *h, const dw_other_migration *m,
+                          void *arg)
+{
+    dw_json_doc *doc = NULL;
+    int rc = other_spec(h, m, &doc);
+    if (rc == DW_OK && m->spec && !doc)
         rc = dw__error(h, DW_ECORRUPT, DW_SIDE_NONE,
                        "the stored spec of migration \"%s\" is damaged "
                        "(table dw_migrations, row with id %lld: it does not "
                        "parse as JSON), so whether it uses the old model "
                        "cannot be told; nothing was %s",
-                       name, (long long)id, what);
-    dw__free(name);
+                       m->name, (long long)m->id, (const char *)arg);
+    dw_json_free(doc);
     return rc;
+}
+
+/* Every other migration's stored spec parses: one that does not could not
+ * be told to use the old model or not. DW_ECORRUPT naming it. */
+static int others_intact(dw_migration *h, const char *what)
+{
+    return h->ops->others_list(h, refuse_damaged, (void *)what);
+}
+
+/* One side of another stored migration whose table is the old model's. */
+typedef struct dw_table_use {
+    const char *migration;
+    int side; /* DW_SIDE_OLD or DW_SIDE_NEW */
+    int stage;
+    int contracted;
+    int canary;          /* canary buckets or a cohort are set */
+    int canary_stage;
+    int lowest_override; /* lowest stage of a key override; INT_MAX: none */
+    char **key;          /* that side's key and columns as stored */
+    int nkey;
+    char **cols;
+    int ncols;
+} dw_table_use;
+typedef int (*dw_table_use_fn)(dw_migration *h, const dw_table_use *u,
+                               void *arg);
+
+typedef struct uses_walk {
+    const char *table;
+    dw_table_use_fn fn;
+    void *arg;
+} uses_walk;
+
+/* fn for the side of m its spec (root) gives `table` (any case). */
+static int side_use(dw_migration *h, const dw_other_migration *m,
+                    const dw_json *root, int side, const uses_walk *w)
+{
+    const dw_json *s = dw_json_get(root, side == DW_SIDE_OLD ? "old" : "new");
+    const char *table = json_string(s, "table");
+    if (!table || !same_name(table, w->table))
+        return DW_OK;
+    dw_table_use u = {m->name, side, m->stage, m->contracted, m->canary,
+                      m->canary_stage, m->lowest_override, NULL, 0, NULL, 0};
+    int rc = json_names(dw_json_get(s, "key"), &u.key, &u.nkey);
+    if (rc == DW_OK)
+        rc = json_names(dw_json_get(s, "columns"), &u.cols, &u.ncols);
+    rc = rc == DW_OK ? w->fn(h, &u, w->arg) : nomem(h);
+    free_names(u.key, u.nkey);
+    free_names(u.cols, u.ncols);
+    return rc;
+}
+
+static int each_use(dw_migration *h, const dw_other_migration *m, void *arg)
+{
+    dw_json_doc *doc = NULL;
+    int rc = other_spec(h, m, &doc);
+    if (rc == DW_OK && doc)
+        rc = side_use(h, m, dw_json_root(doc), DW_SIDE_NEW, arg);
+    if (rc == DW_OK && doc)
+        rc = side_use(h, m, dw_json_root(doc), DW_SIDE_OLD, arg);
+    dw_json_free(doc);
+    return rc;
+}
+
+/* fn for each side of another migration whose table is `table` (any
+ * case), by migration name, its new side first; fn's non-zero return stops
+ * the walk and is returned. */
+static int other_uses(dw_migration *h, const char *table, dw_table_use_fn fn,
+                      void *arg)
+{
+    uses_walk w = {table, fn, arg};
+    return h->ops->others_list(h, each_use, &w);
+}
+
+/* SQL text another stored migration holds. */
+enum { DW_SQL_MAPPING, DW_SQL_SETUP, DW_SQL_COHORT };
+typedef struct dw_other_sql_text {
+    const char *migration;
+    const char *old_table, *new_table;
+    int contracted;
+    int kind; /* DW_SQL_... */
+    const char *text;
+} dw_other_sql_text;
+typedef int (*dw_other_sql_fn)(dw_migration *h, const dw_other_sql_text *t,
+                               void *arg);
+
+typedef struct sql_walk {
+    dw_other_sql_fn fn;
+    void *arg;
+} sql_walk;
+
+/* fn for a mapping's expressions: a string, or the strings of an array or
+ * object. */
+static int mapping_sql(dw_migration *h, dw_other_sql_text *t,
+                       const dw_json *sql, const sql_walk *w)
+{
+    if (sql && sql->type == DW_JSON_STRING) {
+        t->text = sql->text;
+        return w->fn(h, t, w->arg);
+    }
+    int rc = DW_OK;
+    int entries = sql && (sql->type == DW_JSON_ARRAY ||
+                          sql->type == DW_JSON_OBJECT);
+    for (const dw_json *e = entries ? sql->first : NULL; rc == DW_OK && e;
+         e = e->next)
+        if (e->type == DW_JSON_STRING) {
+            t->text = e->text;
+            rc = w->fn(h, t, w->arg);
+        }
+    return rc;
+}
+
+static int each_sql(dw_migration *h, const dw_other_migration *m, void *arg)
+{
+    const sql_walk *w = arg;
+    dw_json_doc *doc = NULL;
+    int rc = other_spec(h, m, &doc);
+    const dw_json *root = dw_json_root(doc);
+    dw_other_sql_text t = {m->name,
+                           json_string(dw_json_get(root, "old"), "table"),
+                           json_string(dw_json_get(root, "new"), "table"),
+                           m->contracted, DW_SQL_MAPPING, NULL};
+    if (rc == DW_OK)
+        rc = mapping_sql(h, &t, dw_json_get(dw_json_get(root, "up"), "sql"),
+                         w);
+    if (rc == DW_OK)
+        rc = mapping_sql(h, &t,
+                         dw_json_get(dw_json_get(root, "down"), "sql"), w);
+    t.kind = DW_SQL_SETUP;
+    if (rc == DW_OK && (t.text = json_string(root, "setup")))
+        rc = w->fn(h, &t, w->arg);
+    t.kind = DW_SQL_COHORT;
+    if (rc == DW_OK && (t.text = m->cohort))
+        rc = w->fn(h, &t, w->arg);
+    dw_json_free(doc);
+    return rc;
+}
+
+/* fn for each SQL text of each other migration (mapping expressions,
+ * setup SQL, cohort), by migration name. */
+static int other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg)
+{
+    sql_walk w = {fn, arg};
+    return h->ops->others_list(h, each_sql, &w);
 }
 
 static const char *const sql_kind_words[] = {
@@ -142,7 +333,7 @@ static int named_by_others(dw_migration *h)
 {
     if (h->spec.same_table)
         return DW_OK;
-    return h->ops->other_sql(h, refuse_naming,
+    return other_sql(h, refuse_naming,
                              h->spec.side[DW_SIDE_OLD].table);
 }
 
@@ -274,7 +465,7 @@ static int other_users(dw_migration *h, char **kept_for)
         v.dropped = o->cols;
         v.ndropped = o->ncols;
     }
-    int rc = h->ops->other_uses(h, o->table, weigh_use, &v);
+    int rc = other_uses(h, o->table, weigh_use, &v);
     if (rc == DW_OK && v.found)
         rc = use_refusal(h, &v, kept_for);
     dw__free(v.name);
@@ -666,7 +857,7 @@ static int shared_in_place(dw_migration *h, const char *table, char ***names,
     if (rc == DW_OK && s.n && !(s.shared = dw__calloc(sizeof(int) * (size_t)s.n)))
         rc = nomem(h);
     if (rc == DW_OK && s.n)
-        rc = h->ops->other_uses(h, table, mark_shared, &s);
+        rc = other_uses(h, table, mark_shared, &s);
     /* The shared names move to the front; the rest are freed. */
     int kept = 0;
     for (int i = 0; rc == DW_OK && i < s.n; i++) {

@@ -167,6 +167,13 @@ typedef struct dw_json_error {
  * max_depth 0 means DW_JSON_MAX_DEPTH. */
 int dw_json_parse(const char *text, size_t len, int max_depth,
                   dw_json_doc **out, dw_json_error *err);
+/* The same, but bytes of 0x80 and over in strings are taken as they are,
+ * well-formed UTF-8 or not: for JSON the library wrote itself from bytes
+ * it does not check -- key text of TEXT keys, stored specs naming tables
+ * and columns as the catalog spells them -- which it must read back
+ * whole. */
+int dw_json_parse_bytes(const char *text, size_t len, int max_depth,
+                        dw_json_doc **out, dw_json_error *err);
 void dw_json_free(dw_json_doc *doc);
 /* The top value (never NULL for a parsed document). */
 const dw_json *dw_json_root(const dw_json_doc *doc);
@@ -211,6 +218,36 @@ const char *dw__key_value_problem(const dw_value *v);
 int dw__value_len(const dw_value *v);
 /* Appends the key as JSON-style text: [42] or ["org-7",3]. */
 void dw__key_text(dw_buf *b, const dw_value *key, int nkey);
+/* Reads key text (len bytes) back into the nkey typed values it holds
+ * (lib/keytext.c, on the JSON parser): an integer literal is INTEGER (64
+ * bits), a number with a fraction or exponent a finite REAL, a string TEXT
+ * (holding no NUL, as keys cannot). *vals is one block, the values then
+ * their texts' bytes (NUL-terminated), freed with dw__free(). DW_OK;
+ * DW_ENOMEM; DW_ERROR when the text is no key of nkey values, with `why`
+ * ("it has 2 values, the key has 1") saying what is wrong. */
+int dw__key_parse(const char *text, size_t len, int nkey, dw_value **vals,
+                  char *why, size_t why_size);
+/* dw__key_parse() of key text the library stored, as a key of the
+ * handle's migration: DW_OK, or DW_ENOMEM or DW_ERROR ("stored key [\"o\",1]
+ * is not a key of migration \"pairs\" (why)") with the handle's error
+ * set. */
+int dw__stored_key(dw_migration *h, const char *text, dw_value **vals);
+/* A key the core holds, read from a range or from stored state (unlike
+ * dw_key, which borrows the caller's values): its typed values (one block
+ * with their texts' bytes) and its key text, both owned; v NULL when there
+ * is no key. The range ops take the values as bounds and give keys back
+ * this way. */
+typedef struct dw_held_key {
+    dw_value *v;
+    char *text;
+} dw_held_key;
+/* Makes k (cleared first) a copy of the nkey values with their key text:
+ * DW_OK or DW_ENOMEM (k then empty). */
+int dw__held_key_set(dw_held_key *k, const dw_value *v, int nkey);
+/* Makes k (cleared first) the key stored as `text` (dw__stored_key()): its
+ * values, and a copy of the text; errors as there. */
+int dw__held_key_read(dw_migration *h, dw_held_key *k, const char *text);
+void dw__held_key_clear(dw_held_key *k);
 /* "text(9):3f2a91c07b5d4e18" -- type, length and digest. */
 void dw__value_desc_digest(dw_buf *b, const dw_value *v);
 /* The value itself, SQL-literal style, long values shortened. */
@@ -453,34 +490,22 @@ typedef struct dw_backup_record {
     char sha256[65];
 } dw_backup_record;
 
-/* One side of another stored migration whose table is the old model's. */
-typedef struct dw_table_use {
-    const char *migration;
-    int side; /* DW_SIDE_OLD or DW_SIDE_NEW */
+/* Another stored migration as the backend stores it (strings valid
+ * during the callback only): the core parses its spec and decides what its
+ * use of the old model means (lib/contract.c). */
+typedef struct dw_other_migration {
+    int64_t id;
+    const char *name;
+    const char *spec;    /* the stored spec text; NULL when none */
     int stage;
     int contracted;
     int canary;          /* canary buckets or a cohort are set */
     int canary_stage;
+    const char *cohort;  /* the canary cohort's predicate; NULL: none */
     int lowest_override; /* lowest stage of a key override; INT_MAX: none */
-    char **key;          /* that side's key and columns as stored */
-    int nkey;
-    char **cols;
-    int ncols;
-} dw_table_use;
-typedef int (*dw_table_use_fn)(dw_migration *h, const dw_table_use *u,
-                               void *arg);
-
-/* SQL text another stored migration holds. */
-enum { DW_SQL_MAPPING, DW_SQL_SETUP, DW_SQL_COHORT };
-typedef struct dw_other_sql_text {
-    const char *migration;
-    const char *old_table, *new_table;
-    int contracted;
-    int kind; /* DW_SQL_... */
-    const char *text;
-} dw_other_sql_text;
-typedef int (*dw_other_sql_fn)(dw_migration *h, const dw_other_sql_text *t,
-                               void *arg);
+} dw_other_migration;
+typedef int (*dw_other_fn)(dw_migration *h, const dw_other_migration *m,
+                           void *arg);
 
 /* ---- the backend seam ------------------------------------------------------------
  * Every SQL statement and every database call of the library sits behind this
@@ -532,12 +557,11 @@ typedef struct dw_backend_ops {
      * next starts (NULL or sql itself: none). */
     int (*check_statement)(dw_migration *h, const char *sql,
                            dw_sql_check *out, const char **tail);
-    /* After the contract, the old side as the stored spec names it: table
-     * and columns (*ncols of them), handed over to the caller, who frees
-     * each with dw__free(); *table NULL (and no columns) when the stored
-     * spec does not say. DW_OK, or an error with the message set. */
-    int (*stored_old_side)(dw_migration *h, char **table, char ***cols,
-                           int *ncols);
+    /* The spec text stored for the handle's migration (h->spec.name), as
+     * a copy the caller frees with dw__free(); *spec NULL when none is
+     * stored. DW_OK, or an error with the message set. (After the
+     * contract the core reads the old side from it: lib/validate.c.) */
+    int (*stored_spec)(dw_migration *h, char **spec);
     /* Builds the row statements of the validated spec and (unless the old
      * model was contracted) prepares every one, so a problem shows at
      * open; DW_ESCHEMA with the database's message when one does not. */
@@ -647,40 +671,44 @@ typedef struct dw_backend_ops {
     int (*upsert_row)(dw_migration *h, int side, const dw_value *key,
                       const dw_row *row);
     int (*delete_row)(dw_migration *h, int side, const dw_value *key);
-    /* Key ranges, bounds as key text (NULL: open): after lo (from lo when
-     * lo_incl), up to and including hi. */
-    /* The key `offset` rows into the range in key order, or *key = NULL. */
-    int (*range_key_at)(dw_migration *h, int side, const char *lo,
-                        int lo_incl, const char *hi, int offset, char **key);
+    /* Key ranges, bounds as typed key values (as many as the key has
+     * columns; NULL: open): after lo (from lo when lo_incl), up to and
+     * including hi. A key found is given back in *key (cleared first, v
+     * NULL when none), made with dw__held_key_set(). */
+    /* The key `offset` rows into the range in key order. */
+    int (*range_key_at)(dw_migration *h, int side, const dw_value *lo,
+                        int lo_incl, const dw_value *hi, int offset,
+                        dw_held_key *key);
     /* The smaller of the keys `offset` rows into the range on each side
      * (so a chunk up to it holds at most offset + 1 keys of either), or
-     * NULL when both sides have fewer. */
-    int (*chunk_end)(dw_migration *h, const char *lo, int lo_incl,
-                     const char *hi, int offset, char **key);
-    /* The largest key of a side, or NULL when it is empty. */
-    int (*range_last)(dw_migration *h, int side, char **key);
-    int (*range_count)(dw_migration *h, int side, const char *lo,
-                       const char *hi, int64_t *n);
+     * none when both sides have fewer. */
+    int (*chunk_end)(dw_migration *h, const dw_value *lo, int lo_incl,
+                     const dw_value *hi, int offset, dw_held_key *key);
+    /* The largest key of a side, or none when it is empty. */
+    int (*range_last)(dw_migration *h, int side, dw_held_key *key);
+    int (*range_count)(dw_migration *h, int side, const dw_value *lo,
+                       const dw_value *hi, int64_t *n);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
-    /* The text of the first key of `side` that cannot be paged through (a
-     * TEXT holding a NUL byte, an infinite REAL), or *key = NULL. */
-    int (*unpaged_key)(dw_migration *h, int side, char **key);
+    /* The first key of `side` that cannot be paged through (a TEXT holding
+     * a NUL byte, an infinite REAL), or none. */
+    int (*unpaged_key)(dw_migration *h, int side, dw_held_key *key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
      * never OR IGNORE or REPLACE; *written counts rows changed. */
-    int (*range_copy)(dw_migration *h, int target, const char *lo,
-                      const char *hi, int64_t *written);
+    int (*range_copy)(dw_migration *h, int target, const dw_value *lo,
+                      const dw_value *hi, int64_t *written);
     /* Deletes target rows in range whose source row is gone. */
-    int (*range_delete_orphans)(dw_migration *h, int target, const char *lo,
-                                const char *hi, int64_t *deleted);
+    int (*range_delete_orphans)(dw_migration *h, int target,
+                                const dw_value *lo, const dw_value *hi,
+                                int64_t *deleted);
     /* Calls fn for each key of the side in range, in key order;
      * DW_SIDE_NONE: the keys of either side. */
-    int (*range_keys)(dw_migration *h, int side, const char *lo,
-                      const char *hi, dw_key_fn fn, void *arg);
+    int (*range_keys)(dw_migration *h, int side, const dw_value *lo,
+                      const dw_value *hi, dw_key_fn fn, void *arg);
     /* Both sides of the range joined on the key, in the comparison shape:
      * fn for every key present on either side. */
-    int (*verify_range)(dw_migration *h, const char *lo, int lo_incl,
-                        const char *hi, dw_verify_row_fn fn, void *arg);
+    int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
+                        const dw_value *hi, dw_verify_row_fn fn, void *arg);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */
@@ -704,9 +732,6 @@ typedef struct dw_backend_ops {
     int (*queue_list)(dw_migration *h, const char *after, int limit,
                       dw_keytext_fn fn, void *arg);
     int (*queue_remove)(dw_migration *h, const char *key);
-    /* Parses key text back into typed values (owned by *store). */
-    int (*key_parse)(dw_migration *h, const char *text, dw_value **key,
-                     void **store);
     /* Overrides: *stage of one key and whether a write promoted it
      * (promoted may be NULL; DW_ENOTFOUND when none), set, remove,
      * list, and counts by stage; overrides_bump keeps the count stored with
@@ -802,16 +827,11 @@ typedef struct dw_backend_ops {
      * model's columns (*same). */
     int (*restored_columns_check)(dw_migration *h, const dw_old_model *m,
                                   int64_t *rows, int64_t *same);
-    /* Other stored migrations (facts; the core decides what they mean):
-     * the first by name whose stored spec is damaged (*name dw__free,
-     * NULL when none; *id its row); fn for each side of one whose table
-     * is `table` (any case); fn for each SQL text of each (mapping
-     * expressions, setup SQL, cohort). fn's non-zero return stops the
+    /* Other stored migrations (facts; the core parses their specs and
+     * decides what they mean): fn for each migration stored but the
+     * handle's, in name order (bytewise); fn's non-zero return stops the
      * walk and is returned. */
-    int (*other_damaged)(dw_migration *h, char **name, int64_t *id);
-    int (*other_uses)(dw_migration *h, const char *table,
-                      dw_table_use_fn fn, void *arg);
-    int (*other_sql)(dw_migration *h, dw_other_sql_fn fn, void *arg);
+    int (*others_list)(dw_migration *h, dw_other_fn fn, void *arg);
     /* Stores the migration's contracted flag. */
     int (*contracted_store)(dw_migration *h, int contracted);
     /* Time budget on the connection for the non-authoritative read. */

@@ -85,6 +85,8 @@ typedef struct parser {
     dw_json_doc *doc;
     dw_json_error *err;
     int failed;
+    /* Bytes of 0x80 and over in strings are taken as they are. */
+    int raw_bytes;
 } parser;
 
 static size_t offset_of(const parser *p, const unsigned char *at)
@@ -338,6 +340,8 @@ static int string(parser *p, const char **text, size_t *len)
             continue;
         }
         size_t k = c < 0x80 ? 1 : utf8_length(p);
+        if (!k && p->raw_bytes)
+            k = 1;
         if (!k)
             return fail(p, "invalid UTF-8 in a string");
         memcpy(out + n, p->at, k);
@@ -499,8 +503,8 @@ static int value(parser *p, dw_json **out)
     return number(p, v);
 }
 
-int dw_json_parse(const char *text, size_t len, int max_depth,
-                  dw_json_doc **out, dw_json_error *err)
+static int parse(const char *text, size_t len, int max_depth, int raw_bytes,
+                 dw_json_doc **out, dw_json_error *err)
 {
     memset(err, 0, sizeof *err);
     *out = NULL;
@@ -510,6 +514,7 @@ int dw_json_parse(const char *text, size_t len, int max_depth,
     p.end = p.s + len;
     p.line = 1;
     p.max_depth = max_depth > 0 ? max_depth : DW_JSON_MAX_DEPTH;
+    p.raw_bytes = raw_bytes;
     p.err = err;
     p.doc = dw__calloc(sizeof *p.doc);
     if (!p.doc) {
@@ -529,6 +534,18 @@ int dw_json_parse(const char *text, size_t len, int max_depth,
     p.doc->root = root;
     *out = p.doc;
     return DW_OK;
+}
+
+int dw_json_parse(const char *text, size_t len, int max_depth,
+                  dw_json_doc **out, dw_json_error *err)
+{
+    return parse(text, len, max_depth, 0, out, err);
+}
+
+int dw_json_parse_bytes(const char *text, size_t len, int max_depth,
+                        dw_json_doc **out, dw_json_error *err)
+{
+    return parse(text, len, max_depth, 1, out, err);
 }
 
 /* ---- reading the tree ------------------------------------------------------------ */

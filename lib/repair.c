@@ -143,15 +143,14 @@ static void drop_keys(list_run *l)
 static int repair_listed(dw_migration *h, list_run *l, int stage,
                          const char *text)
 {
-    dw_value *key;
-    void *store = NULL;
+    dw_value *key = NULL;
     int target = DW_SIDE_NONE, kept = 0;
-    int rc = h->ops->key_parse(h, text, &key, &store);
+    int rc = dw__stored_key(h, text, &key);
     if (rc == DW_OK)
         rc = repair_target(h, stage, key, &target);
     if (rc == DW_OK)
         rc = dw__sync_guarded(h, target, key, &kept);
-    dw__free(store);
+    dw__free(key);
     if (rc == DW_OK) {
         l->res.repaired++;
         return l->queue ? h->ops->queue_remove(h, text)

@@ -256,14 +256,53 @@ static int check_side(dw_migration *h, int side, dw_table_desc *t)
     return model_columns_ok(h, side, t);
 }
 
+/* The old side's table and columns as a stored spec names them: copies in
+ * *table and *cols (*ncols), or *table NULL when the spec does not say
+ * (not JSON, no "old" with a "table" string and a "columns" array of
+ * strings). DW_OK or DW_ENOMEM. */
+static int stored_old_names(const char *spec, char **table, char ***cols,
+                            int *ncols)
+{
+    dw_json_doc *doc = NULL;
+    dw_json_error err;
+    int rc = dw_json_parse_bytes(spec, strlen(spec), 0, &doc, &err);
+    const dw_json *old = dw_json_get(dw_json_root(doc), "old");
+    const dw_json *t = dw_json_get(old, "table");
+    const dw_json *c = dw_json_get(old, "columns");
+    int ok = rc == DW_OK && !dw_json_nul(doc) && t &&
+             t->type == DW_JSON_STRING && c && c->type == DW_JSON_ARRAY;
+    for (const dw_json *e = ok ? c->first : NULL; e; e = e->next)
+        ok = ok && e->type == DW_JSON_STRING;
+    if (ok && !(*cols = dw__calloc(sizeof(char *) * (size_t)(c->count + 1))))
+        rc = DW_ENOMEM;
+    for (const dw_json *e = ok ? c->first : NULL; rc == DW_OK && e;
+         e = e->next)
+        if (!((*cols)[(*ncols)++] = dw__strdup(e->text)))
+            rc = DW_ENOMEM;
+    if (ok && rc == DW_OK && !(*table = dw__strdup(t->text)))
+        rc = DW_ENOMEM;
+    dw_json_free(doc);
+    if (rc == DW_ENOMEM) {
+        free_names(*cols, *ncols);
+        *cols = NULL;
+        *ncols = 0;
+        return DW_ENOMEM;
+    }
+    return DW_OK;
+}
+
 /* After the contract the old table is gone: its side is taken from the
  * stored spec (names as the schema spelled them when it was defined). */
 static int old_side_from_store(dw_migration *h)
 {
     dw_side_def *d = &h->spec.side[DW_SIDE_OLD];
-    char *table, **cols;
-    int ncols;
-    int rc = h->ops->stored_old_side(h, &table, &cols, &ncols);
+    char *spec = NULL, *table = NULL, **cols = NULL;
+    int ncols = 0;
+    int rc = h->ops->stored_spec(h, &spec);
+    if (rc == DW_OK && spec &&
+        stored_old_names(spec, &table, &cols, &ncols) != DW_OK)
+        rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    dw__free(spec);
     if (rc != DW_OK)
         return rc;
     if (!table)

@@ -24,7 +24,7 @@ typedef struct pending {
 typedef struct verify_run {
     dw_verify_options o;
     dw_verify_result r;
-    char *from, *to;     /* key text of the range, or NULL */
+    dw_held_key from, to;     /* the range's bounds (v NULL: open) */
     int64_t reported;
     /* This chunk's divergent keys, written after its read transaction. */
     pending *pend;
@@ -32,7 +32,7 @@ typedef struct verify_run {
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
     /* The chunk being compared. */
-    const char *lo, *hi;
+    dw_held_key lo, hi;
     int lo_incl;
     /* For the progress callback: the estimated total and the rate. */
     int64_t total;
@@ -55,9 +55,8 @@ static void pending_clear(verify_run *v)
 }
 
 static int check_range_key(dw_migration *h, const dw_value *key, int nkey,
-                           const char *which, char **text)
+                           const char *which, dw_held_key *out)
 {
-    *text = NULL;
     if (!key)
         return nkey == 0 ? DW_OK
                          : dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
@@ -65,14 +64,9 @@ static int check_range_key(dw_migration *h, const dw_value *key, int nkey,
                                      "count is %d",
                                      which, nkey);
     int rc = dw__check_key(h, key, nkey);
-    if (rc != DW_OK)
-        return rc;
-    dw_buf b;
-    dw_buf_init(&b);
-    dw__key_text(&b, key, nkey);
-    if (!(*text = dw_buf_take(&b)))
-        return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-    return DW_OK;
+    if (rc == DW_OK && dw__held_key_set(out, key, nkey) != DW_OK)
+        rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    return rc;
 }
 
 static int check_options(dw_migration *h, const dw_verify_options *in,
@@ -239,13 +233,12 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
 static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
-    char **end = (char **)&v->hi;
-    int rc = h->ops->chunk_end(h, v->lo, v->lo_incl, v->to,
-                               v->o.chunk_rows - 1, end);
+    int rc = h->ops->chunk_end(h, v->lo.v, v->lo_incl, v->to.v,
+                               v->o.chunk_rows - 1, &v->hi);
     if (rc != DW_OK)
         return rc;
-    return h->ops->verify_range(h, v->lo, v->lo_incl, v->hi ? v->hi : v->to,
-                                compare_one, v);
+    return h->ops->verify_range(h, v->lo.v, v->lo_incl,
+                                v->hi.v ? v->hi.v : v->to.v, compare_one, v);
 }
 
 static int write_pending(dw_migration *h, void *arg)
@@ -273,8 +266,8 @@ static int start_run(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
     if (rc == DW_OK)
-        rc = h->ops->verify_start(h, !v->from && !v->to, v->from, v->to,
-                                  &v->r);
+        rc = h->ops->verify_start(h, !v->from.v && !v->to.v, v->from.text,
+                                  v->to.text, &v->r);
     return rc;
 }
 
@@ -283,9 +276,9 @@ static int count_keys(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
     int64_t n[2] = {0, 0};
-    int rc = h->ops->range_count(h, DW_SIDE_OLD, v->from, v->to, &n[0]);
+    int rc = h->ops->range_count(h, DW_SIDE_OLD, v->from.v, v->to.v, &n[0]);
     if (rc == DW_OK)
-        rc = h->ops->range_count(h, DW_SIDE_NEW, v->from, v->to, &n[1]);
+        rc = h->ops->range_count(h, DW_SIDE_NEW, v->from.v, v->to.v, &n[1]);
     v->total = n[0] > n[1] ? n[0] : n[1];
     return rc;
 }
@@ -312,13 +305,12 @@ static int finish_run(dw_migration *h, void *arg)
 
 static int run_chunks(dw_migration *h, verify_run *v)
 {
-    char *lo = v->from;
-    v->from = NULL; /* owned by lo from here */
-    v->lo_incl = lo != NULL;
+    v->lo = v->from;
+    memset(&v->from, 0, sizeof v->from); /* owned by lo from here */
+    v->lo_incl = v->lo.v != NULL;
     int rc = DW_OK;
     for (;;) {
-        v->lo = lo;
-        v->hi = NULL;
+        dw__held_key_clear(&v->hi);
         rc = dw__in_scope(h, 0, read_chunk, v);
         /* Outside any transaction of ours: the callback, then the keys. */
         for (int i = 0; rc == DW_OK && v->o.fn && i < v->npend; i++)
@@ -331,20 +323,21 @@ static int run_chunks(dw_migration *h, verify_run *v)
             rc = dw__in_scope(h, 1, write_pending, v);
         pending_clear(v);
         /* After an exclusive start, the end must lie beyond it. */
-        if (rc == DW_OK && !v->lo_incl && v->hi && lo &&
-            strcmp(v->hi, lo) == 0)
+        if (rc == DW_OK && !v->lo_incl && v->hi.v && v->lo.v &&
+            strcmp(v->hi.text, v->lo.text) == 0)
             rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                           "verification does not advance past key %s", lo);
-        dw__free(lo);
-        lo = (char *)v->hi;
-        v->hi = NULL;
+                           "verification does not advance past key %s",
+                           v->lo.text);
+        dw__held_key_clear(&v->lo);
+        v->lo = v->hi;
+        memset(&v->hi, 0, sizeof v->hi);
         if (rc == DW_OK && v->o.progress)
-            report_progress(v, !lo);
-        if (rc != DW_OK || !lo)
+            report_progress(v, !v->lo.v);
+        if (rc != DW_OK || !v->lo.v)
             break;
         v->lo_incl = 0;
     }
-    dw__free(lo);
+    dw__held_key_clear(&v->lo);
     return rc;
 }
 
@@ -389,8 +382,8 @@ int dw_verify(dw_verify_result *out, dw_migration *h,
         *out = v.r;
     pending_clear(&v);
     dw__free(v.pend);
-    dw__free(v.from);
-    dw__free(v.to);
+    dw__held_key_clear(&v.from);
+    dw__held_key_clear(&v.to);
     dw_row_free(v.old_row);
     dw_row_free(v.new_row);
     dw_row_free(v.in_row);

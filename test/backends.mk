@@ -26,6 +26,7 @@ TEST_CORE = \
   test_fixture \
   test_fuzz_corpus \
   test_json \
+  test_key_text \
   test_link_table \
   test_mismatch \
   test_read \

@@ -1719,6 +1719,60 @@ static void test_reopen_default_columns_and_restore(void **state)
                         "0000ff");
 }
 
+/* After the contract the old side is read from the stored spec: one whose
+ * old side does not say its table and columns (not JSON, no columns, a
+ * column that is no name) is refused at open, naming the migration, and
+ * nothing of the stored state changes. */
+static void test_reopen_stored_old_side_unreadable(void **state)
+{
+    test_fixture *f = *state;
+    create_tags(f->t.db);
+    fixture_exec(f, "INSERT INTO tags VALUES('red', 'ff0000')");
+    f->h = open_tags(f->t.db);
+    char path[400], buf[4096];
+    reach_complete(f->h);
+    in_dir(f, "tags.bak", path, sizeof path);
+    assert_dw_ok(f->h, dw_contract(f->h, path, NULL));
+    dw_close(f->h);
+    f->h = NULL;
+    char *spec = strdup(fixture_text(f, "SELECT spec FROM dw_migrations",
+                                     buf, sizeof buf));
+    static const char *const damage[] = {
+        "UPDATE dw_migrations SET spec = 'garbage'",
+        "UPDATE dw_migrations SET spec = json_remove(spec, '$.old.columns')",
+        "UPDATE dw_migrations SET spec = json_set(spec, '$.old.columns[0]', "
+        "7)",
+        "UPDATE dw_migrations SET spec = json_set(spec, '$.old.table', "
+        "json('[1]'))",
+    };
+    dw_options o;
+    tags_options(&o, "tag_colour");
+    for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+        fixture_exec(f, damage[i]);
+        dw_migration *h = NULL;
+        char *err = NULL;
+        assert_int_equal(dw_open(&h, f->t.db, &o, &err), DW_ERROR);
+        assert_null(h);
+        assert_non_null(err);
+        if (!strstr(err, "old side: the stored spec of \"tag_colour\" "
+                         "cannot be read"))
+            fail_msg("%s: %s", damage[i], err);
+        dw_free(err);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(f->t.db,
+                                            "UPDATE dw_migrations SET spec "
+                                            "= ?1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, spec, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+    }
+    free(spec);
+    f->h = open_tags(f->t.db);
+    assert_int_equal(stage_of(f->h), DW_STAGE_COMPLETE);
+}
+
 /* ON DELETE CASCADE from another table: dropping the old table would delete
  * that table's rows, which no backup holds -- refused, nothing changed,
  * whether or not foreign keys are enforced on the connection. */
@@ -2615,6 +2669,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_reopen_default_columns_and_restore, fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reopen_stored_old_side_unreadable, fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_keeps_rowids, fixture_setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

@@ -330,6 +330,32 @@ static void test_positions(void **state)
     dw_json_free(doc);
 }
 
+/* dw_json_parse_bytes() takes the bytes of strings as they are, UTF-8 or
+ * not (key text and stored specs hold what the database held), and refuses
+ * all else as dw_json_parse() does. */
+static void test_parse_bytes(void **state)
+{
+    (void)state;
+    const char text[] = "[\"a\xff\xc3\", \"\xed\xa0\x80\"]";
+    dw_json_doc *doc = NULL;
+    dw_json_error err;
+    assert_int_equal(dw_json_parse(text, strlen(text), 0, &doc, &err),
+                     DW_EMISUSE);
+    assert_non_null(strstr(err.msg, "invalid UTF-8"));
+    assert_int_equal(dw_json_parse_bytes(text, strlen(text), 0, &doc, &err),
+                     DW_OK);
+    const dw_json *a = dw_json_root(doc)->first;
+    assert_int_equal(a->len, 3);
+    assert_memory_equal(a->text, "a\xff\xc3", 4);
+    assert_string_equal(a->next->text, "\xed\xa0\x80");
+    dw_json_free(doc);
+    const char bad[] = "[\"\xff\x01\"]";
+    assert_int_equal(dw_json_parse_bytes(bad, strlen(bad), 0, &doc, &err),
+                     DW_EMISUSE);
+    assert_null(doc);
+    assert_non_null(strstr(err.msg, "a control character in a string"));
+}
+
 /* Every allocation the parser makes may fail: each failure is DW_ENOMEM,
  * "out of memory", with nothing returned and nothing left allocated. */
 static void test_out_of_memory(void **state)
@@ -385,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_parse_bytes),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

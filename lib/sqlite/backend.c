@@ -101,7 +101,6 @@ static const char *const fixed_sql[ST_READ_SIDE] = {
     [ST_ROUTING_STORE] =
         "UPDATE dw_migrations SET canary_buckets = ?2, canary_stage = ?3, "
         "canary_cohort = ?4, promote_stage = ?5, updated = ?6 WHERE id = ?1",
-    [ST_KEY_PARSE] = "SELECT type, value FROM json_each(?1) ORDER BY key",
     [ST_BACKFILL_LOAD] =
         "SELECT state, source, cursor, end_key, rows_done, rows_total, "
         "rows_written, rows_deleted, batches, started, updated, runner_pid, "
@@ -686,7 +685,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .describe_table = dw__sqlite_describe_table,
     .check_expr = dw__sqlite_check_expr,
     .check_statement = dw__sqlite_check_statement,
-    .stored_old_side = dw__sqlite_stored_old_side,
+    .stored_spec = dw__sqlite_stored_spec,
     .rows_prepare = dw__sqlite_rows_prepare,
     .rows_forget = dw__sqlite_rows_forget,
     /* Transactions */
@@ -732,7 +731,6 @@ const dw_backend_ops dw__sqlite_backend = {
     .range_delete_orphans = dw__sqlite_range_delete_orphans,
     .range_keys = dw__sqlite_range_keys,
     .verify_range = dw__sqlite_verify_range,
-    .key_parse = dw__sqlite_key_parse,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,
     /* Backfill and verification runs */
@@ -779,9 +777,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .restore_table = dw__sqlite_restore_table,
     .restore_columns = dw__sqlite_restore_columns,
     .restored_columns_check = dw__sqlite_restored_columns_check,
-    .other_damaged = dw__sqlite_other_damaged,
-    .other_uses = dw__sqlite_other_uses,
-    .other_sql = dw__sqlite_other_sql,
+    .others_list = dw__sqlite_others_list,
     .contracted_store = dw__sqlite_contracted_store,
     /* Time budget and checkpoints */
     .budget_start = be_budget_start,

@@ -49,7 +49,6 @@ enum stmt_id {
     ST_OVERRIDE_STATS,
     ST_OVERRIDES_BUMP,
     ST_ROUTING_STORE,
-    ST_KEY_PARSE,
     ST_BACKFILL_LOAD,
     ST_BACKFILL_STORE,
     /* Row statements, generated from the spec; [side] offsets. */
@@ -178,10 +177,10 @@ int dw__bind_key_text(dw_migration *h, sqlite3_stmt *st, int i,
  * 'B') and the collation of a unique index over it. */
 int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
                           char coll[32]);
-/* Whether key text a comes before key text b in the old side's key order
- * (both keys of the migration). */
-int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
-                          int *before);
+/* Whether key a comes before key b in the old side's key order (both
+ * keys of the migration). */
+int dw__sqlite_key_before(dw_migration *h, const dw_value *a,
+                          const dw_value *b, int *before);
 /* Builds the row statements' SQL from a validated spec. */
 int dw__sqlite_build_row_sql(dw_migration *h);
 /* An upsert's " ON CONFLICT(key) DO UPDATE SET c = excluded.c, ..." for
@@ -209,8 +208,7 @@ int dw__sqlite_check_expr(dw_migration *h, const char *source,
                           const char *expr, dw_sql_check *out);
 int dw__sqlite_check_statement(dw_migration *h, const char *sql,
                                dw_sql_check *out, const char **tail);
-int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
-                               int *ncols);
+int dw__sqlite_stored_spec(dw_migration *h, char **spec);
 int dw__sqlite_rows_prepare(dw_migration *h);
 void dw__sqlite_rows_forget(dw_migration *h);
 int dw__sqlite_migration_find(dw_migration *h, const char *digest,
@@ -250,34 +248,31 @@ int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
                            const char *detail);
 
 /* range.c */
-int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
-                            int lo_incl, const char *hi, int offset,
-                            char **key);
-int dw__sqlite_range_last(dw_migration *h, int side, char **key);
-int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
-                         const char *hi, int offset, char **key);
-int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
-                           const char *hi, int64_t *n);
+int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int offset,
+                            dw_held_key *key);
+int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key);
+int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
+                         const dw_value *hi, int offset, dw_held_key *key);
+int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
+                           const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
-int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key);
-int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
-                          const char *hi, int64_t *written);
+int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key);
+int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
+                          const dw_value *hi, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
-                                    const char *lo, const char *hi,
+                                    const dw_value *lo, const dw_value *hi,
                                     int64_t *deleted);
-int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
-                          const char *hi, dw_key_fn fn, void *arg);
-int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
-                            const char *hi, dw_verify_row_fn fn, void *arg);
+int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_key_fn fn, void *arg);
+int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi,
+                            dw_verify_row_fn fn, void *arg);
 int dw__sqlite_run_setup(dw_migration *h);
-int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
-                         void **store);
-/* Typed key values of columns first..first+n-1 of the current row, and
- * their key text; DW_EMISUSE for a NULL or BLOB key value. */
+/* Typed key values of columns first..first+n-1 of the current row;
+ * DW_EMISUSE for a NULL or BLOB key value. */
 int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
                  dw_value *out, int side);
-int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
-                      int side, char **text);
 void dw__range_finalize(sqlite_backend *bk);
 /* A column of the current row as a dw_value pointing into the statement
  * (valid until it steps again); DW_ENOMEM when SQLite could not convert. */
@@ -368,10 +363,7 @@ int dw__sqlite_restore_columns(dw_migration *h, const dw_old_model *m,
                                int nkept);
 int dw__sqlite_restored_columns_check(dw_migration *h, const dw_old_model *m,
                                       int64_t *rows, int64_t *same);
-int dw__sqlite_other_damaged(dw_migration *h, char **name, int64_t *id);
-int dw__sqlite_other_uses(dw_migration *h, const char *table,
-                          dw_table_use_fn fn, void *arg);
-int dw__sqlite_other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg);
+int dw__sqlite_others_list(dw_migration *h, dw_other_fn fn, void *arg);
 int dw__sqlite_contracted_store(dw_migration *h, int contracted);
 
 #endif

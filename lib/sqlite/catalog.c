@@ -334,59 +334,17 @@ int dw__sqlite_check_statement(dw_migration *h, const char *sql,
 
 /* ---- the stored spec after the contract ------------------------------------ */
 
-static int stored_names(dw_migration *h, const char *json, char ***cols,
-                        int *ncols)
+int dw__sqlite_stored_spec(dw_migration *h, char **spec)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h, "SELECT value FROM json_each(?1)", &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
-        *cols = dw__calloc(sizeof(char *) * (strlen(json) + 1));
-        if (!*cols)
-            rc = SQLITE_NOMEM;
-    }
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (!name || !((*cols)[*ncols] = dw__strdup(name)))
-            rc = SQLITE_NOMEM;
-        else
-            ++*ncols, rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-int dw__sqlite_stored_old_side(dw_migration *h, char **table, char ***cols,
-                               int *ncols)
-{
-    *table = NULL;
-    *cols = NULL;
-    *ncols = 0;
+    *spec = NULL;
     sqlite3_stmt *st;
-    int rc = first_row(h,
-                       "SELECT json_extract(spec, '$.old.table'), "
-                       "json_extract(spec, '$.old.columns') FROM "
-                       "dw_migrations WHERE name = ?1",
+    int rc = first_row(h, "SELECT spec FROM dw_migrations WHERE name = ?1",
                        h->spec.name, &st);
-    const char *t = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
-                                     : NULL;
-    const char *c = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1)
-                                     : NULL;
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-        rc = SQLITE_OK;
-    if (rc == SQLITE_OK && t && c) {
-        rc = stored_names(h, c, cols, ncols);
-        if (rc == SQLITE_OK && !(*table = dw__strdup(t)))
-            rc = SQLITE_NOMEM;
-    }
+    if (rc == SQLITE_ROW)
+        rc = copy_text(st, 0, spec);
     sqlite3_finalize(st);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK || rc == SQLITE_DONE)
         return DW_OK;
-    for (int i = 0; i < *ncols; i++)
-        dw__free((*cols)[i]);
-    dw__free(*cols);
-    *cols = NULL;
-    *ncols = 0;
     return dw__sqlite_error(h, rc, DW_SIDE_OLD, "reading the stored spec");
 }
 

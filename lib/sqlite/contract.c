@@ -739,32 +739,6 @@ int dw__sqlite_model_drop(dw_migration *h, const dw_old_model *m)
 
 /* ---- other stored migrations ------------------------------------------------------ */
 
-int dw__sqlite_other_damaged(dw_migration *h, char **name, int64_t *id)
-{
-    *name = NULL;
-    *id = 0;
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h,
-                         "SELECT name, id FROM dw_migrations WHERE id <> ?1 "
-                         "AND NOT json_valid(spec) ORDER BY name LIMIT 1",
-                         &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, h->id);
-        rc = sqlite3_step(st);
-    }
-    if (rc == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
-        *id = sqlite3_column_int64(st, 1);
-        rc = v && (*name = dw__strdup(v)) ? SQLITE_DONE : SQLITE_NOMEM;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE
-               ? DW_OK
-               : dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                  "looking for other migrations of the old "
-                                  "model");
-}
-
 static void free_names(char **names, int n)
 {
     for (int i = 0; i < n; i++)
@@ -772,99 +746,44 @@ static void free_names(char **names, int n)
     dw__free(names);
 }
 
-/* One side of another migration, from the row of st (see other_uses). */
-static int report_use(dw_migration *h, sqlite3_stmt *st, dw_table_use_fn fn,
-                      void *arg)
+/* One other migration from the row of st (see others_list). */
+static int report_other(dw_migration *h, sqlite3_stmt *st, dw_other_fn fn,
+                        void *arg)
 {
-    dw_table_use u;
-    memset(&u, 0, sizeof u);
-    const char *side = (const char *)sqlite3_column_text(st, 1);
-    u.migration = (const char *)sqlite3_column_text(st, 0);
-    u.side = side && strcmp(side, "new") == 0 ? DW_SIDE_NEW : DW_SIDE_OLD;
-    u.stage = sqlite3_column_int(st, 2);
-    u.contracted = sqlite3_column_int(st, 3);
-    u.canary = sqlite3_column_int(st, 4);
-    u.canary_stage = sqlite3_column_int(st, 5);
-    u.lowest_override = sqlite3_column_type(st, 6) == SQLITE_NULL
+    dw_other_migration m;
+    memset(&m, 0, sizeof m);
+    m.id = sqlite3_column_int64(st, 0);
+    m.name = (const char *)sqlite3_column_text(st, 1);
+    m.spec = (const char *)sqlite3_column_text(st, 2);
+    m.stage = sqlite3_column_int(st, 3);
+    m.contracted = sqlite3_column_int(st, 4);
+    m.canary = sqlite3_column_int(st, 5);
+    m.canary_stage = sqlite3_column_int(st, 6);
+    m.cohort = (const char *)sqlite3_column_text(st, 7);
+    m.lowest_override = sqlite3_column_type(st, 8) == SQLITE_NULL
                             ? INT_MAX
-                            : sqlite3_column_int(st, 6);
-    const char *key = (const char *)sqlite3_column_text(st, 7);
-    const char *cols = (const char *)sqlite3_column_text(st, 8);
-    int rc = !u.migration || !side ? nomem(h) : DW_OK;
-    if (rc == DW_OK && key)
-        rc = json_names(h, h->db, key, &u.key, &u.nkey, NULL);
-    if (rc == DW_OK && cols)
-        rc = json_names(h, h->db, cols, &u.cols, &u.ncols, NULL);
-    if (rc == DW_OK)
-        rc = fn(h, &u, arg);
-    free_names(u.key, u.nkey);
-    free_names(u.cols, u.ncols);
-    return rc;
+                            : sqlite3_column_int(st, 8);
+    if (!m.name || (!m.spec && sqlite3_column_type(st, 2) != SQLITE_NULL) ||
+        (!m.cohort && sqlite3_column_type(st, 7) != SQLITE_NULL))
+        return nomem(h);
+    return fn(h, &m, arg);
 }
 
-int dw__sqlite_other_uses(dw_migration *h, const char *table,
-                          dw_table_use_fn fn, void *arg)
+int dw__sqlite_others_list(dw_migration *h, dw_other_fn fn, void *arg)
 {
     static const char sql[] =
-        "SELECT m.name, s.side, m.stage, m.contracted, m.canary_buckets <> 0 "
-        "OR m.canary_cohort IS NOT NULL, m.canary_stage, (SELECT min(o.stage) "
-        "FROM dw_overrides AS o WHERE o.migration_id = m.id), "
-        "json_extract(m.spec, '$.' || s.side || '.key'), json_extract(m.spec, "
-        "'$.' || s.side || '.columns') FROM dw_migrations AS m, (SELECT 'old' "
-        "AS side UNION ALL SELECT 'new') AS s WHERE m.id <> ?1 AND "
-        "json_extract(m.spec, '$.' || s.side || '.table') = ?2 COLLATE NOCASE "
-        "ORDER BY m.name, s.side";
+        "SELECT m.id, m.name, m.spec, m.stage, m.contracted, "
+        "m.canary_buckets <> 0 OR m.canary_cohort IS NOT NULL, "
+        "m.canary_stage, m.canary_cohort, (SELECT min(o.stage) FROM "
+        "dw_overrides AS o WHERE o.migration_id = m.id) FROM dw_migrations "
+        "AS m WHERE m.id <> ?1 ORDER BY m.name";
     sqlite3_stmt *st = NULL;
     int rc = dw__prepare(h, sql, &st, NULL);
     int result = DW_OK;
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, h->id);
-        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
         while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            result = report_use(h, st, fn, arg);
-    }
-    if (result == DW_OK && rc != SQLITE_DONE)
-        result = dw__sqlite_error(h, rc, DW_SIDE_NONE,
-                                  "looking for other migrations of the old "
-                                  "model");
-    sqlite3_finalize(st);
-    return result;
-}
-
-int dw__sqlite_other_sql(dw_migration *h, dw_other_sql_fn fn, void *arg)
-{
-    static const char sql[] =
-        "WITH others AS (SELECT name, spec, contracted, canary_cohort, "
-        "json_extract(spec, '$.old.table') AS old_table, json_extract(spec, "
-        "'$.new.table') AS new_table FROM dw_migrations WHERE id <> ?1) "
-        "SELECT m.name, ?2, j.value, old_table, new_table, contracted FROM "
-        "others AS m, json_each(m.spec, '$.up.sql') AS j UNION ALL "
-        "SELECT m.name, ?2, j.value, old_table, new_table, contracted FROM "
-        "others AS m, json_each(m.spec, '$.down.sql') AS j UNION ALL "
-        "SELECT name, ?3, json_extract(spec, '$.setup'), old_table, "
-        "new_table, contracted FROM others UNION ALL SELECT name, ?4, "
-        "canary_cohort, old_table, new_table, contracted FROM others";
-    sqlite3_stmt *st = NULL;
-    int rc = dw__prepare(h, sql, &st, NULL);
-    int result = DW_OK;
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, h->id);
-        sqlite3_bind_int(st, 2, DW_SQL_MAPPING);
-        sqlite3_bind_int(st, 3, DW_SQL_SETUP);
-        sqlite3_bind_int(st, 4, DW_SQL_COHORT);
-    }
-    while (rc == SQLITE_OK && result == DW_OK &&
-           (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        dw_other_sql_text t;
-        t.migration = (const char *)sqlite3_column_text(st, 0);
-        t.kind = sqlite3_column_int(st, 1);
-        t.text = (const char *)sqlite3_column_text(st, 2);
-        t.old_table = (const char *)sqlite3_column_text(st, 3);
-        t.new_table = (const char *)sqlite3_column_text(st, 4);
-        t.contracted = sqlite3_column_int(st, 5);
-        if (t.migration && t.text)
-            result = fn(h, &t, arg);
+            result = report_other(h, st, fn, arg);
     }
     if (result == DW_OK && rc != SQLITE_DONE)
         result = dw__sqlite_error(h, rc, DW_SIDE_NONE,

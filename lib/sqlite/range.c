@@ -1,9 +1,8 @@
 /* The SQLite backend's work over key ranges: paging through a side in key
- * order, set-based backfill batches, the join that verification streams, and
- * key text read back into typed values. Bounds arrive as key text ([42],
- * ["org-7",3]) and are bound as the typed values they hold -- never through
- * a function in the statement, which would make SQLite keep a statement
- * journal for every batch that writes. */
+ * order, set-based backfill batches and the join that verification
+ * streams. Bounds arrive as typed key values and are bound as they are --
+ * never through a function in the statement, which would make SQLite keep
+ * a statement journal for every batch that writes. */
 #include <string.h>
 
 #include "backend.h"
@@ -325,17 +324,11 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     }
 }
 
-/* The statement for (kind, side, bounds), with the bounds bound. */
-/* Binds the values of key text `text` to ?first.. (copied: the parsed
- * values are freed here). On failure nothing stays bound. */
+/* Binds the key's values to ?first.. (copied: the caller's key may go
+ * before the statement runs). On failure nothing stays bound. */
 static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
-                      const char *text, int side)
+                      const dw_value *key, int side)
 {
-    dw_value *key;
-    void *store;
-    int rc = dw__sqlite_key_parse(h, text, &key, &store);
-    if (rc != DW_OK)
-        return rc;
     int nkey = h->spec.side[DW_SIDE_OLD].nkey, src = SQLITE_OK;
     for (int i = 0; src == SQLITE_OK && i < nkey; i++) {
         const dw_value *v = &key[i];
@@ -345,15 +338,16 @@ static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
         else
             src = dw__bind_value(st, first + i, v);
     }
-    dw__free(store);
     if (src == SQLITE_OK)
         return DW_OK;
     sqlite3_clear_bindings(st);
     return dw__sqlite_error(h, src, side, "binding a key range");
 }
 
+/* The statement for (kind, side, bounds), with the bounds bound. */
 static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
-                                const char *lo, int lo_incl, const char *hi)
+                                const dw_value *lo, int lo_incl,
+                                const dw_value *hi)
 {
     sqlite_backend *bk = BK(h);
     int bounds = (lo ? RB_LO | (lo_incl ? RB_LO_INCL : 0) : 0) |
@@ -408,8 +402,8 @@ static int key_before_sql(dw_migration *h, dw_buf *b)
                   : DW_OK;
 }
 
-int dw__sqlite_key_before(dw_migration *h, const char *a, const char *b,
-                          int *before)
+int dw__sqlite_key_before(dw_migration *h, const dw_value *a,
+                          const dw_value *b, int *before)
 {
     dw_buf sql;
     dw_buf_init(&sql);
@@ -499,28 +493,29 @@ int dw__stmt_key(dw_migration *h, sqlite3_stmt *st, int first, int n,
     return DW_OK;
 }
 
-/* The key as key text (a NUL escaped as \u0000) into *text. */
-static int key_text(dw_migration *h, const dw_value *key, int n, int side,
-                    char **text)
+/* The key as the core holds it, in *out. */
+static int key_out(dw_migration *h, const dw_value *key, int n, int side,
+                   dw_held_key *out)
 {
-    dw_buf b;
-    dw_buf_init(&b);
-    dw__key_text(&b, key, n);
-    if (!(*text = dw_buf_take(&b)))
-        return dw__error(h, DW_ENOMEM, side, "out of memory");
-    return DW_OK;
+    return dw__held_key_set(out, key, n) == DW_OK
+               ? DW_OK
+               : dw__error(h, DW_ENOMEM, side, "out of memory");
 }
 
-int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
-                      int side, char **text)
+/* Columns first.. of the current row as a key the core holds (*out,
+ * cleared first), for a bound: DW_EMISUSE too for one that cannot be
+ * paged through. */
+static int stmt_key_paged(dw_migration *h, sqlite3_stmt *st, int first,
+                          int n, int side, dw_held_key *out)
 {
     dw_value key[64];
-    *text = NULL;
+    dw__held_key_clear(out);
     int rc = dw__stmt_key(h, st, first, n, key, side);
     if (rc != DW_OK)
         return rc;
-    /* Bounds travel as key text and come back through json_extract(): a
-     * NUL inside a text or an infinite or NaN real would not. */
+    /* A bound may be stored as key text (the backfill's cursor) and read
+     * back: a NUL inside a text or an infinite or NaN real would not read
+     * back as the same key. */
     for (int i = 0; i < n; i++)
         if ((key[i].type == DW_TYPE_TEXT &&
              memchr(key[i].p, 0, (size_t)key[i].n)) ||
@@ -532,23 +527,21 @@ int dw__stmt_key_text(dw_migration *h, sqlite3_stmt *st, int first, int n,
                              "with a NUL byte, or an infinite or NaN real)",
                              dw__side_word(side), h->spec.side[side].table,
                              h->spec.side[side].key[i]);
-    return key_text(h, key, n, side, text);
+    return key_out(h, key, n, side, out);
 }
 
-/* Steps a statement that yields at most one key; *key gets its text, or
- * NULL when there is none. */
-static int one_key(dw_migration *h, sqlite3_stmt *st, int side, char **key,
+/* Steps a statement that yields at most one key; *key gets it, or none. */
+static int one_key(dw_migration *h, sqlite3_stmt *st, int side, dw_held_key *key,
                    const char *what)
 {
-    *key = NULL;
+    dw__held_key_clear(key);
     if (!st)
         return h->errcode;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         int nkey = h->spec.side[side == DW_SIDE_NONE ? DW_SIDE_OLD : side].nkey;
-        int r = dw__stmt_key_text(h, st, 0, nkey,
-                                  side == DW_SIDE_NONE ? DW_SIDE_OLD : side,
-                                  key);
+        int r = stmt_key_paged(h, st, 0, nkey,
+                               side == DW_SIDE_NONE ? DW_SIDE_OLD : side, key);
         if (r != DW_OK) {
             sqlite3_reset(st);
             sqlite3_clear_bindings(st);
@@ -559,9 +552,9 @@ static int one_key(dw_migration *h, sqlite3_stmt *st, int side, char **key,
     return finish(h, st, rc, side, what);
 }
 
-int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
-                            int lo_incl, const char *hi, int offset,
-                            char **key)
+int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int offset,
+                            dw_held_key *key)
 {
     sqlite3_stmt *st = range_stmt(h, RK_KEY_AT, side, lo, lo_incl, hi);
     if (st)
@@ -569,8 +562,8 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const char *lo,
     return one_key(h, st, side, key, "paging through the keys");
 }
 
-int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
-                         const char *hi, int offset, char **key)
+int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
+                         const dw_value *hi, int offset, dw_held_key *key)
 {
     sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
                                   hi);
@@ -579,7 +572,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const char *lo, int lo_incl,
     return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
-int dw__sqlite_range_last(dw_migration *h, int side, char **key)
+int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key)
 {
     return one_key(h, range_stmt(h, RK_LAST, side, NULL, 0, NULL), side, key,
                    "finding the last key");
@@ -596,8 +589,8 @@ static int count_stmt(dw_migration *h, sqlite3_stmt *st, int side,
     return finish(h, st, rc, side, what);
 }
 
-int dw__sqlite_range_count(dw_migration *h, int side, const char *lo,
-                           const char *hi, int64_t *n)
+int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
+                           const dw_value *hi, int64_t *n)
 {
     sqlite3_stmt *st = range_stmt(h, RK_COUNT, side, lo, 0, hi);
     return st ? count_stmt(h, st, side, n, "counting rows") : h->errcode;
@@ -618,9 +611,9 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
               : h->errcode;
 }
 
-int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key)
+int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key)
 {
-    *key = NULL;
+    dw__held_key_clear(key);
     sqlite3_stmt *st = range_stmt(h, RK_UNPAGED, side, NULL, 0, NULL);
     if (!st)
         return h->errcode;
@@ -630,7 +623,7 @@ int dw__sqlite_unpaged_key(dw_migration *h, int side, char **key)
         dw_value k[64];
         int r = dw__stmt_key(h, st, 0, nkey, k, side);
         if (r == DW_OK)
-            r = key_text(h, k, nkey, side, key);
+            r = key_out(h, k, nkey, side, key);
         if (r != DW_OK) {
             sqlite3_reset(st);
             return r;
@@ -651,8 +644,8 @@ static int run_changes(dw_migration *h, sqlite3_stmt *st, int side,
     return finish(h, st, rc, side, what);
 }
 
-int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
-                          const char *hi, int64_t *written)
+int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
+                          const dw_value *hi, int64_t *written)
 {
     sqlite3_stmt *st = range_stmt(h, RK_COPY, target, lo, 0, hi);
     return st ? run_changes(h, st, target, written,
@@ -661,7 +654,7 @@ int dw__sqlite_range_copy(dw_migration *h, int target, const char *lo,
 }
 
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
-                                    const char *lo, const char *hi,
+                                    const dw_value *lo, const dw_value *hi,
                                     int64_t *deleted)
 {
     *deleted = 0;
@@ -673,8 +666,8 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
               : h->errcode;
 }
 
-int dw__sqlite_range_keys(dw_migration *h, int side, const char *lo,
-                          const char *hi, dw_key_fn fn, void *arg)
+int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_key_fn fn, void *arg)
 {
     sqlite3_stmt *st = range_stmt(h, RK_KEYS, side, lo, 0, hi);
     if (!st)
@@ -704,8 +697,9 @@ int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
     return rc;
 }
 
-int dw__sqlite_verify_range(dw_migration *h, const char *lo, int lo_incl,
-                            const char *hi, dw_verify_row_fn fn, void *arg)
+int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi,
+                            dw_verify_row_fn fn, void *arg)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -770,69 +764,4 @@ int dw__sqlite_run_setup(dw_migration *h)
               err ? err : sqlite3_errstr(rc));
     sqlite3_free(err);
     return h->errcode;
-}
-
-int dw__sqlite_key_parse(dw_migration *h, const char *text, dw_value **key,
-                         void **store)
-{
-    /* The statement owns nothing we return: copy the values into one block
-     * (values first, then their bytes). */
-    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
-    sqlite3_stmt *st = NULL;
-    *key = NULL;
-    *store = NULL;
-    if (!(st = dw__stmt(h, ST_KEY_PARSE)))
-        return h->errcode;
-    if (dw__bind_key_text(h, st, 1, text, DW_SIDE_NONE,
-                          "reading a stored key"))
-        return h->errcode;
-    int rc;
-    size_t bytes = sizeof(dw_value) * (size_t)nkey;
-    char *block = dw__malloc(bytes + strlen(text) + 1);
-    dw_value *vals = (dw_value *)block;
-    char *tail = block ? block + bytes : NULL;
-    int n = 0, result = block ? DW_OK : DW_ENOMEM;
-    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *type = (const char *)sqlite3_column_text(st, 0);
-        if (n == nkey || !type) {
-            result = type ? DW_ERROR : DW_ENOMEM;
-            break;
-        }
-        if (strcmp(type, "integer") == 0) {
-            vals[n++] = dw_int(sqlite3_column_int64(st, 1));
-        } else if (strcmp(type, "real") == 0) {
-            vals[n++] = dw_float(sqlite3_column_double(st, 1));
-        } else if (strcmp(type, "text") == 0) {
-            /* The unescaped text is never longer than its JSON form. */
-            int len = sqlite3_column_bytes(st, 1);
-            const char *p = (const char *)sqlite3_column_text(st, 1);
-            if (!p) {
-                result = DW_ENOMEM;
-                break;
-            }
-            memcpy(tail, p, (size_t)len);
-            tail[len] = '\0';
-            vals[n++] = dw_text_n(tail, len);
-            tail += len + 1;
-        } else {
-            result = DW_ERROR;
-        }
-    }
-    if (result == DW_OK && rc != SQLITE_DONE)
-        result = rc == SQLITE_NOMEM ? DW_ENOMEM : DW_ERROR;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (result == DW_OK && n != nkey)
-        result = DW_ERROR;
-    if (result != DW_OK) {
-        dw__free(block);
-        if (result == DW_ENOMEM)
-            return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-        return dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                         "stored key %s is not a key of migration \"%s\"",
-                         text, h->spec.name);
-    }
-    *key = vals;
-    *store = block;
-    return DW_OK;
 }

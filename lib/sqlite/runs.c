@@ -74,17 +74,14 @@ static int bf_state_of(dw_migration *h, sqlite3_stmt *st, int c, int *state)
 /* A stored key of the backfill (column `name`) must be a key of the
  * migration: its number of values, and text where the key column has text
  * affinity (which turns anything else into text). */
-static int stored_key_ok(dw_migration *h, const char *text, const char *name)
+static int stored_key_ok(dw_migration *h, const char *text, const char *name,
+                         dw_value **key)
 {
-    dw_value *key;
-    void *store;
-    int rc = dw__sqlite_key_parse(h, text, &key, &store);
+    int rc = dw__stored_key(h, text, key);
     int col = -1;
     for (int i = 0; rc == DW_OK && i < h->spec.side[DW_SIDE_OLD].nkey; i++)
-        if (h->key_class[i] == 'T' && key[i].type != DW_TYPE_TEXT)
+        if (h->key_class[i] == 'T' && (*key)[i].type != DW_TYPE_TEXT)
             col = col < 0 ? i : col;
-    if (rc == DW_OK)
-        dw__free(store);
     if ((rc == DW_OK && col < 0) || rc == DW_ENOMEM)
         return rc;
     state_row at = {"dw_backfill", "migration_id", h->id, NULL};
@@ -110,23 +107,25 @@ static int cursor_ok(dw_migration *h, const dw_backfill_state *s)
     if (s->source != DW_SIDE_OLD && s->source != DW_SIDE_NEW)
         return dw__damaged(h, &at, "column source holds %d, not 1 or 2",
                            s->source);
-    int rc = s->end_key ? stored_key_ok(h, s->end_key, "end_key") : DW_OK;
-    if (rc != DW_OK || !s->cursor)
-        return rc;
-    if (!s->end_key)
-        return dw__damaged(h, &at,
-                           "column cursor holds %s, but end_key is NULL "
-                           "(the source was empty)",
-                           s->cursor);
-    int before = 0;
-    if ((rc = stored_key_ok(h, s->cursor, "cursor")) == DW_OK &&
-        (rc = dw__sqlite_key_before(h, s->cursor, s->end_key, &before)) ==
-            DW_OK &&
-        !before)
+    dw_value *end = NULL, *cursor = NULL;
+    int rc = s->end_key ? stored_key_ok(h, s->end_key, "end_key", &end)
+                        : DW_OK;
+    if (rc == DW_OK && s->cursor && !s->end_key)
+        rc = dw__damaged(h, &at,
+                         "column cursor holds %s, but end_key is NULL "
+                         "(the source was empty)",
+                         s->cursor);
+    int before = 1;
+    if (rc == DW_OK && s->cursor &&
+        (rc = stored_key_ok(h, s->cursor, "cursor", &cursor)) == DW_OK)
+        rc = dw__sqlite_key_before(h, cursor, end, &before);
+    if (rc == DW_OK && !before)
         rc = dw__damaged(h, &at,
                          "column cursor holds %s, which is not before the "
                          "end key %s",
                          s->cursor, s->end_key);
+    dw__free(end);
+    dw__free(cursor);
     return rc;
 }
 

@@ -19,7 +19,7 @@
 /* The tables version 2 added; created by the upgrade from version 1 too
  * (as version 2 had them: later columns come with later upgrades, and with
  * a fresh creation). Keys are stored as key text ([42], ["org-7",3]) and
- * read back typed with json_each(). */
+ * read back typed by the core (dw__key_parse(), lib/keytext.c). */
 #define STATE_DDL_V2_TABLES STATE_DDL_V2_TABLES_WITH("")
 #define STATE_DDL_V2_TABLES_WITH(backfill_columns)                             \
     "CREATE TABLE IF NOT EXISTS dw_backfill("                                  \
