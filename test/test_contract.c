@@ -1751,7 +1751,7 @@ static void test_reopen_stored_old_side_unreadable(void **state)
         fixture_exec(f, damage[i]);
         dw_migration *h = NULL;
         char *err = NULL;
-        assert_int_equal(dw_open(&h, f->t.db, &o, &err), DW_ERROR);
+        assert_int_equal(dw_sqlite_open(&h, f->t.db, &o, &err), DW_ERROR);
         assert_null(h);
         assert_non_null(err);
         if (!strstr(err, "old side: the stored spec of \"tag_colour\" "
