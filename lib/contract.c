@@ -492,7 +492,9 @@ static int backup_check(dw_migration *h, const char *target, dw_old_model *m,
                         int64_t *rows, char hex[65])
 {
     dw_backup_record r;
-    int rc = h->ops->backup_load(h, target, m, &r, rows, hex);
+    memset(m, 0, sizeof *m);
+    /* Whose backup it is, before any of its rows is read. */
+    int rc = h->ops->backup_read_record(h, target, &r);
     if (rc == DW_OK && strcmp(r.migration, h->spec.name) != 0)
         rc = dw__error(h, DW_EMISUSE, DW_SIDE_NONE,
                        "backup \"%s\" belongs to migration \"%s\", not "
@@ -505,6 +507,8 @@ static int backup_check(dw_migration *h, const char *target, dw_old_model *m,
                        "\"%s\" now has spec %.12s (redefined since)",
                        target, r.spec_digest ? r.spec_digest : "(none)",
                        h->spec.name, h->digest);
+    if (rc == DW_OK)
+        rc = h->ops->backup_read_model(h, target, m, rows, hex);
     if (rc == DW_OK && (r.rows != *rows || strcmp(r.sha256, hex) != 0))
         rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
                        "backup \"%s\" does not check out: it holds %lld rows "

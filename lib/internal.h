@@ -806,12 +806,18 @@ typedef struct dw_backend_ops {
     /* Writes the attached backup's record: the model and r. */
     int (*backup_record)(dw_migration *h, const dw_old_model *m,
                          const char *target, const dw_backup_record *r);
-    /* Reads the backup at target through a connection of its own: its
-     * record into *r and *m (zeroed first; the caller frees both, also
-     * after a failure), and the count and digest of the rows it holds
-     * (*rows, hex). DW_ERROR when it is no backup the backend can read. */
-    int (*backup_load)(dw_migration *h, const char *target, dw_old_model *m,
-                       dw_backup_record *r, int64_t *rows, char hex[65]);
+    /* Reads the record of the backup at target into *r (zeroed first; the
+     * caller frees it, also after a failure), through a connection of its
+     * own: what the core checks before reading any row. A digest that is
+     * not 64 characters is given as "" (it matches no rows). DW_ERROR
+     * when it is no backup the backend can read. */
+    int (*backup_read_record)(dw_migration *h, const char *target,
+                              dw_backup_record *r);
+    /* Reads the model the backup at target holds into *m (zeroed first;
+     * the caller frees it, also after a failure), and the count and
+     * digest of its rows (*rows, hex). */
+    int (*backup_read_model)(dw_migration *h, const char *target,
+                             dw_old_model *m, int64_t *rows, char hex[65]);
     /* Recreates the model's table from the attached backup: its
      * definition, its rows, then what follows them (indexes, triggers). */
     int (*restore_table)(dw_migration *h, const dw_old_model *m,

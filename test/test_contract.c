@@ -2623,6 +2623,14 @@ static void test_restore_damaged_record(void **state)
          DW_ERROR, "not a definition"},
         {"UPDATE dw_backup_meta SET value = '7' WHERE key = 'rows'", DW_ERROR,
          "its record says 7 rows"},
+        /* the right digest with more after it is no digest */
+        {"UPDATE dw_backup_meta SET value = value || 'ffff' WHERE key = "
+         "'sha256'",
+         DW_ERROR, "does not check out"},
+        /* whose backup it is comes first, before any damage further on */
+        {"UPDATE dw_backup_meta SET value = 'someone_else' WHERE key = "
+         "'migration'; DELETE FROM dw_backup_meta WHERE key = 'table_sql'",
+         DW_EMISUSE, "belongs to migration \"someone_else\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         assert_true(test_copy_file(path, copy));

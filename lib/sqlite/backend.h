@@ -353,9 +353,11 @@ int dw__sqlite_backup_copy(dw_migration *h, const dw_old_model *m,
                            const char *target, int64_t *rows, char hex[65]);
 int dw__sqlite_backup_record(dw_migration *h, const dw_old_model *m,
                              const char *target, const dw_backup_record *r);
-int dw__sqlite_backup_load(dw_migration *h, const char *target,
-                           dw_old_model *m, dw_backup_record *r,
-                           int64_t *rows, char hex[65]);
+int dw__sqlite_backup_read_record(dw_migration *h, const char *target,
+                                  dw_backup_record *r);
+int dw__sqlite_backup_read_model(dw_migration *h, const char *target,
+                                 dw_old_model *m, int64_t *rows,
+                                 char hex[65]);
 int dw__sqlite_restore_table(dw_migration *h, const dw_old_model *m,
                              const char *target);
 int dw__sqlite_restore_columns(dw_migration *h, const dw_old_model *m,

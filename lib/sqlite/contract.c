@@ -532,7 +532,9 @@ static int load_record(dw_migration *h, sqlite3 *db, const char *path,
         rc = meta_get(h, db, "spec_digest", &r->spec_digest, path);
     if (rc == DW_OK) {
         r->rows = strtoll(*count, NULL, 10);
-        snprintf(r->sha256, sizeof r->sha256, "%s", *sha);
+        /* Whole or not at all: a cut digest must not match. */
+        if (strlen(*sha) == sizeof r->sha256 - 1)
+            memcpy(r->sha256, *sha, sizeof r->sha256);
     }
     dw__free(format);
     return rc;
@@ -572,28 +574,47 @@ static int load_model(dw_migration *h, sqlite3 *db, const char *path,
 }
 
 /* Through a read-only connection of its own: the file alone. */
-int dw__sqlite_backup_load(dw_migration *h, const char *target,
-                           dw_old_model *m, dw_backup_record *r,
-                           int64_t *rows, char hex[65])
+/* The backup at target, opened read-only through a connection of its own
+ * (closed by the caller). */
+static int backup_open(dw_migration *h, const char *target, sqlite3 **db)
 {
-    memset(m, 0, sizeof *m);
+    *db = NULL;
+    int rc = sqlite3_open_v2(target, db, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK)
+        return DW_OK;
+    rc = db_error(h, *db, rc, "opening the backup", target);
+    sqlite3_close(*db);
+    *db = NULL;
+    return rc;
+}
+
+int dw__sqlite_backup_read_record(dw_migration *h, const char *target,
+                                  dw_backup_record *r)
+{
     memset(r, 0, sizeof *r);
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(target, &db, SQLITE_OPEN_READONLY, NULL);
-    if (rc != SQLITE_OK) {
-        rc = db_error(h, db, rc, "opening the backup", target);
-        sqlite3_close(db);
+    sqlite3 *db;
+    int rc = backup_open(h, target, &db);
+    if (rc != DW_OK)
         return rc;
-    }
     char *count = NULL, *sha = NULL;
     rc = load_record(h, db, target, r, &count, &sha);
+    sqlite3_close(db);
+    dw__free(count);
+    dw__free(sha);
+    return rc;
+}
+
+int dw__sqlite_backup_read_model(dw_migration *h, const char *target,
+                                 dw_old_model *m, int64_t *rows, char hex[65])
+{
+    memset(m, 0, sizeof *m);
+    sqlite3 *db;
+    int rc = backup_open(h, target, &db);
     if (rc == DW_OK)
         rc = load_model(h, db, target, m);
     if (rc == DW_OK)
         rc = digest(h, db, "main", m, rows, hex, target);
     sqlite3_close(db);
-    dw__free(count);
-    dw__free(sha);
     return rc;
 }
 
