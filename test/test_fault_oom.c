@@ -63,7 +63,26 @@ static int run_remove(fault_ctx *c)
     return dw_sqlite_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
 }
 
+/* dw_sqlite_open_json() of a spec written by hand, first definition: the
+ * core's JSON parser (escapes in strings and a reason among them), the
+ * validation, then the spec stored. */
+#define HAND_JSON                                                              \
+    "{\"old\": {\"table\": \"it\\u0065ms\", \"key\": [\"id\"]},\n"              \
+    " \"new\": {\"table\": \"items_v2\", \"key\": [\"\\u0069d\"]},\n"          \
+    " \"up\": {\"sql\": {\"label\": \"upper(name)\\t\", \"qty\": \"\\u0071ty\"}},\n"  \
+    " \"down\": {\"sql\": {\"name\": \"lower(label)\", \"qty\": \"qty\"}}}"
+
+static int run_open_json(fault_ctx *c)
+{
+    return dw_sqlite_open_json(&c->h, c->db, "by_hand", HAND_JSON,
+                               c->op->open_flags, "written \"by hand\"\t",
+                               &c->open_err);
+}
+
 static const fault_op stored_ops[] = {
+    {.name = "dw_open_json (by hand, escapes)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .run = run_open_json, .authoritative = DW_SIDE_OLD},
     {.name = "dw_remove", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_remove, .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
