@@ -2374,19 +2374,13 @@ static int run_restore(fault_ctx *c)
 
 /* ---- contract and restore while another migration shares the old table ---- */
 
-/* items -> items_copy, a plain copy: a second migration of the old table. */
-#define SHARING_NAME "items_copy"
 static const dw_column_map COPY_UP[] = {{"label", "name"}, {"qty", "qty"}};
 static const dw_column_map COPY_DOWN[] = {{"name", "label"}, {"qty", "qty"}};
 
-/* The second migration, at COMPLETE with every key there: it no longer uses
- * the old table, so the world's contract keeps the table for that
- * migration's own contract (the core's other-migration policy over the
- * backend's facts about the other migrations). */
-static void share_old_table(fault_ctx *c)
+void world_share_old_table(sqlite3 *db)
 {
-    exec_ok(c->db, "CREATE TABLE items_copy(id INTEGER PRIMARY KEY,"
-                   "  label TEXT NOT NULL, qty INTEGER NOT NULL)");
+    exec_ok(db, "CREATE TABLE items_copy(id INTEGER PRIMARY KEY,"
+                "  label TEXT NOT NULL, qty INTEGER NOT NULL)");
     dw_options o;
     world_options(&o);
     o.name = SHARING_NAME;
@@ -2395,7 +2389,7 @@ static void share_old_table(fault_ctx *c)
     o.down = COPY_DOWN;
     dw_migration *h = NULL;
     char *err = NULL;
-    int rc = dw_sqlite_open(&h, c->db, &o, &err);
+    int rc = dw_sqlite_open(&h, db, &o, &err);
     if (rc != DW_OK)
         print_error("open %s: %s\n", SHARING_NAME, err ? err : "?");
     dw_free(err);
@@ -2406,13 +2400,13 @@ static void share_old_table(fault_ctx *c)
 
 static void setup_complete_shared(fault_ctx *c)
 {
-    share_old_table(c);
+    world_share_old_table(c->db);
     to_stage(c, DW_STAGE_COMPLETE);
 }
 
 static void setup_contracted_shared(fault_ctx *c)
 {
-    share_old_table(c);
+    world_share_old_table(c->db);
     setup_contracted(c);
 }
 
@@ -2497,8 +2491,28 @@ static int run_mismatch_log(fault_ctx *c)
     return rc;
 }
 
-/* ---- the catalogue ---- */
+/* ---- removing a stored migration ---- */
 
+/* dw_sqlite_remove() of the world's stored migration: every state row of it
+ * in one transaction, or nothing. */
+static int run_remove(fault_ctx *c)
+{
+    return dw_sqlite_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
+}
+
+/* Back at OFF, with state rows in every table remove() empties: history,
+ * backfill, mismatches of keys 4 and 6 logged, a verification run with
+ * its keys, key 3 queued for repair (needs DW_OPEN_REPAIR_QUEUE). */
+static void setup_off_with_state(fault_ctx *c)
+{
+    setup_logged(c);
+    dw_verify_result r;
+    assert_dw_ok(c->h, dw_verify(&r, c->h, NULL));
+    assert_dw_ok(c->h, write_key(c, 3, world_write_old, fail_write, &CHANGED));
+    assert_dw_ok(c->h, dw_stage_set(c->h, DW_STAGE_OFF, "setup: back", 0));
+}
+
+/* ---- the catalogue ---- */
 
 #define ATOMIC_IO (FAULT_OP_ATOMIC | FAULT_OP_IO)
 #define STAGE_IO (FAULT_OP_ATOMIC | FAULT_OP_IO | FAULT_OP_STAGE)
@@ -2676,6 +2690,18 @@ const fault_op fault_ops[] = {
     {.name = "dw_restore (old table shared)", .flags = STAGE_IO,
      .setup = setup_contracted_shared, .run = run_restore,
      .authoritative = DW_SIDE_NEW, .finish = finish_stage},
+
+    /* At OFF, nothing routed: the old model was written all along. */
+    {.name = "dw_remove", .flags = FAULT_OP_OPENS | ATOMIC_IO,
+     .run = run_remove, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_remove@OFF (stored state)",
+     .flags = FAULT_OP_OPENS | ATOMIC_IO, .open_flags = DW_OPEN_REPAIR_QUEUE,
+     .setup = setup_off_with_state, .run = run_remove,
+     .authoritative = DW_SIDE_OLD},
+    /* Contracted at COMPLETE: the old model is gone. */
+    {.name = "dw_remove (contracted)", .flags = FAULT_OP_OPENS | ATOMIC_IO,
+     .setup = setup_contracted, .run = run_remove,
+     .authoritative = DW_SIDE_NEW},
 
     {.name = "dw_history", .flags = READ, .setup = setup_shadow,
      .run = run_history, .authoritative = DW_SIDE_OLD},

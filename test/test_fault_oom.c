@@ -26,7 +26,8 @@ typedef struct slot {
 
 static slot slots[2 * 64];
 
-/* ---- walked here only: reading what the database stores ---------------- */
+/* ---- walked here only: reading what the database stores, and a spec
+ * written by hand ---------------------------------------------------------- */
 
 /* dw_sqlite_open_stored() of the world's stored migration: reads the spec, takes
  * the JSON apart through SQLite, then dw_sqlite_open(). It stores nothing. */
@@ -56,13 +57,6 @@ static int run_list(fault_ctx *c)
     return rc;
 }
 
-/* dw_sqlite_remove() of the world's stored migration (at OFF, nothing routed):
- * every state row of it in one transaction, or nothing. */
-static int run_remove(fault_ctx *c)
-{
-    return dw_sqlite_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
-}
-
 /* dw_sqlite_open_json() of a spec written by hand, first definition: the
  * core's JSON parser (escapes in strings and a reason among them), the
  * validation, then the spec stored. */
@@ -83,8 +77,6 @@ static const fault_op stored_ops[] = {
     {.name = "dw_open_json (by hand, escapes)",
      .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
      .run = run_open_json, .authoritative = DW_SIDE_OLD},
-    {.name = "dw_remove", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
-     .run = run_remove, .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_stored, .authoritative = DW_SIDE_OLD},
     {.name = "dw_list", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
