@@ -73,10 +73,40 @@ static int run_open_json(fault_ctx *c)
                                &c->open_err);
 }
 
+/* Hand-written specs with a mistake: refused under memory faults as
+ * without them (or DW_ENOMEM), nothing stored. A trailing comma is the
+ * parser's error; a column the old table lacks, the validation's. */
+static int run_open_json_malformed(fault_ctx *c)
+{
+    return dw_sqlite_open_json(
+        &c->h, c->db, "by_hand",
+        "{\"old\": {\"table\": \"items\", \"key\": [\"id\"]},}",
+        c->op->open_flags, NULL, &c->open_err);
+}
+
+static int run_open_json_unknown_column(fault_ctx *c)
+{
+    return dw_sqlite_open_json(
+        &c->h, c->db, "by_hand",
+        "{\"old\": {\"table\": \"items\", \"key\": [\"id\"],"
+        "          \"columns\": [\"nme\", \"qty\"]},"
+        " \"new\": {\"table\": \"items_v2\", \"key\": [\"id\"]},"
+        " \"up\": {\"sql\": {\"label\": \"upper(nme)\", \"qty\": \"qty\"}}}",
+        c->op->open_flags, NULL, &c->open_err);
+}
+
 static const fault_op stored_ops[] = {
     {.name = "dw_open_json (by hand, escapes)",
      .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
      .run = run_open_json, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_open_json (malformed)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .run = run_open_json_malformed, .ok_code = DW_EMISUSE,
+     .authoritative = DW_SIDE_OLD},
+    {.name = "dw_open_json (unknown column)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .run = run_open_json_unknown_column, .ok_code = DW_ESCHEMA,
+     .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_stored, .authoritative = DW_SIDE_OLD},
     {.name = "dw_list", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
