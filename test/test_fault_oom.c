@@ -57,7 +57,8 @@ static int run_list(fault_ctx *c)
     return rc;
 }
 
-/* dw_sqlite_open_json() of a spec written by hand, first definition: the
+/* dw_sqlite_open_json() of a spec written by hand, defined beside the
+ * world's (the state tables' creation is walked by dw_open already): the
  * core's JSON parser (escapes in strings and a reason among them), the
  * validation, then the spec stored. */
 #define HAND_JSON                                                              \
@@ -97,14 +98,14 @@ static int run_open_json_unknown_column(fault_ctx *c)
 
 static const fault_op stored_ops[] = {
     {.name = "dw_open_json (by hand, escapes)",
-     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_json, .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_json (malformed)",
-     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_json_malformed, .ok_code = DW_EMISUSE,
      .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_json (unknown column)",
-     .flags = FAULT_OP_OPENS | FAULT_OP_BARE | FAULT_OP_ATOMIC,
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_json_unknown_column, .ok_code = DW_ESCHEMA,
      .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
