@@ -481,8 +481,13 @@ enum {
     T_BACKFILL,    /* BF_ROWS with gaps, strays and orphans, at DUAL_WRITE */
     T_BF_RESUMED,  /* the same with three batches of BF_BATCH done */
     T_GATE_CLOSED, /* 20 rows at DUAL_WRITE, backfilled, never verified */
-    T_CONTRACTED   /* 20 rows contracted, backup in tmpl_backup */
+    T_CONTRACTED,  /* 20 rows contracted, backup in tmpl_backup */
+    T_SHARED       /* 20 rows at COMPLETE, SHARING_NAME at COMPLETE too */
 };
+
+/* OP_CONTRACT's arg: the old table is shared with SHARING_NAME, whose use
+ * keeps it (see world_share_old_table). */
+enum { C_ALONE, C_SHARED };
 
 static void move_to(dw_migration *h, int stage)
 {
@@ -528,7 +533,7 @@ static void build_template(crash_fixture *fx, int kind, int stage)
         move_to(h, DW_STAGE_DUAL_WRITE);
         assert_dw_ok(h, dw_backfill(NULL, h, NULL));
     } else {
-        if (kind == T_CONTRACTED)
+        if (kind == T_CONTRACTED || kind == T_SHARED)
             stage = DW_STAGE_COMPLETE;
         for (int s = DW_STAGE_DUAL_WRITE; s <= stage; s++) {
             move_to(h, s);
@@ -537,6 +542,8 @@ static void build_template(crash_fixture *fx, int kind, int stage)
         }
         if (kind == T_CONTRACTED)
             assert_dw_ok(h, dw_contract(h, fx->tmpl_backup, "template"));
+        if (kind == T_SHARED)
+            world_share_old_table(db);
     }
     dw_close(h);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
@@ -943,8 +950,13 @@ static void check_point(walk *w, int n, int crashed)
         check_integrity(db, where);
         world_state_check(db, where);
     }
-    assert_int_equal(query_int(db, "SELECT contracted FROM dw_migrations"),
-                     !has_old);
+    /* Dropped exactly when contracted; kept for the migration sharing it. */
+    int contracted = (int)query_int(db, "SELECT contracted FROM dw_migrations"
+                                        " WHERE name = '" WORLD_NAME "'");
+    if (w->op == OP_CONTRACT && w->arg == C_SHARED)
+        assert_true(has_old);
+    else
+        assert_int_equal(contracted, !has_old);
     /* Then the whole picture: as before or as after (a backfill may also
      * stand between two batches). */
     int at = classify(w, db, where);
@@ -1049,7 +1061,10 @@ static void check_after_run(walk *w)
         }
         break;
     case OP_CONTRACT:
-        assert_false(w->after_has_old);
+        assert_int_equal(w->after_has_old, w->arg == C_SHARED);
+        assert_int_equal(query_int(db, "SELECT contracted FROM dw_migrations"
+                                       " WHERE name = '" WORLD_NAME "'"),
+                         1);
         break;
     case OP_RESTORE:
         assert_true(w->after_has_old);
@@ -1180,7 +1195,9 @@ static void test_contract_restore(void **state)
 {
     crash_fixture *fx = *state;
     build_template(fx, T_WORLD, DW_STAGE_COMPLETE);
-    walk_op(fx, "dw_contract with a backup", OP_CONTRACT, 0);
+    walk_op(fx, "dw_contract with a backup", OP_CONTRACT, C_ALONE);
+    build_template(fx, T_SHARED, 0);
+    walk_op(fx, "dw_contract, old table shared", OP_CONTRACT, C_SHARED);
     build_template(fx, T_CONTRACTED, 0);
     walk_op(fx, "dw_restore", OP_RESTORE, 0);
 }

@@ -26,7 +26,8 @@ typedef struct slot {
 
 static slot slots[2 * 64];
 
-/* ---- walked here only: reading what the database stores ---------------- */
+/* ---- walked here only: reading what the database stores, and a spec
+ * written by hand ---------------------------------------------------------- */
 
 /* dw_sqlite_open_stored() of the world's stored migration: reads the spec, takes
  * the JSON apart through SQLite, then dw_sqlite_open(). It stores nothing. */
@@ -56,16 +57,57 @@ static int run_list(fault_ctx *c)
     return rc;
 }
 
-/* dw_sqlite_remove() of the world's stored migration (at OFF, nothing routed):
- * every state row of it in one transaction, or nothing. */
-static int run_remove(fault_ctx *c)
+/* dw_sqlite_open_json() of a spec written by hand, defined beside the
+ * world's (the state tables' creation is walked by dw_open already): the
+ * core's JSON parser (escapes in strings and a reason among them), the
+ * validation, then the spec stored. */
+#define HAND_JSON                                                              \
+    "{\"old\": {\"table\": \"it\\u0065ms\", \"key\": [\"id\"]},\n"              \
+    " \"new\": {\"table\": \"items_v2\", \"key\": [\"\\u0069d\"]},\n"          \
+    " \"up\": {\"sql\": {\"label\": \"upper(name)\\t\", \"qty\": \"\\u0071ty\"}},\n"  \
+    " \"down\": {\"sql\": {\"name\": \"lower(label)\", \"qty\": \"qty\"}}}"
+
+static int run_open_json(fault_ctx *c)
 {
-    return dw_sqlite_remove(c->db, WORLD_NAME, 0, "fault", &c->open_err);
+    return dw_sqlite_open_json(&c->h, c->db, "by_hand", HAND_JSON,
+                               c->op->open_flags, "written \"by hand\"\t",
+                               &c->open_err);
+}
+
+/* Hand-written specs with a mistake: refused under memory faults as
+ * without them (or DW_ENOMEM), nothing stored. A trailing comma is the
+ * parser's error; a column the old table lacks, the validation's. */
+static int run_open_json_malformed(fault_ctx *c)
+{
+    return dw_sqlite_open_json(
+        &c->h, c->db, "by_hand",
+        "{\"old\": {\"table\": \"items\", \"key\": [\"id\"]},}",
+        c->op->open_flags, NULL, &c->open_err);
+}
+
+static int run_open_json_unknown_column(fault_ctx *c)
+{
+    return dw_sqlite_open_json(
+        &c->h, c->db, "by_hand",
+        "{\"old\": {\"table\": \"items\", \"key\": [\"id\"],"
+        "          \"columns\": [\"nme\", \"qty\"]},"
+        " \"new\": {\"table\": \"items_v2\", \"key\": [\"id\"]},"
+        " \"up\": {\"sql\": {\"label\": \"upper(nme)\", \"qty\": \"qty\"}}}",
+        c->op->open_flags, NULL, &c->open_err);
 }
 
 static const fault_op stored_ops[] = {
-    {.name = "dw_remove", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
-     .run = run_remove, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_open_json (by hand, escapes)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_open_json, .authoritative = DW_SIDE_OLD},
+    {.name = "dw_open_json (malformed)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_open_json_malformed, .ok_code = DW_EMISUSE,
+     .authoritative = DW_SIDE_OLD},
+    {.name = "dw_open_json (unknown column)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .run = run_open_json_unknown_column, .ok_code = DW_ESCHEMA,
+     .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_stored", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_stored, .authoritative = DW_SIDE_OLD},
     {.name = "dw_list", .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
