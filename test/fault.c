@@ -2676,17 +2676,13 @@ const fault_op fault_ops[] = {
      .run = run_restore, .authoritative = DW_SIDE_NEW,
      .finish = finish_stage},
     /* Another migration at COMPLETE shares the old table: kept for it.
-     * Known defect (lib/sqlite/contract.c, dw__sqlite_other_damaged):
-     * "NOT json_valid(spec)" is true when SQLite's JSON parser runs out of
-     * memory on the other migration's sound spec, so the contract returns
-     * DW_ECORRUPT ("the stored spec of migration \"items_copy\" is
-     * damaged ... does not parse as JSON") instead of DW_ENOMEM; nothing is
-     * dropped and the state is as before. The code check is excused until
-     * it is fixed. */
+     * (Found a defect: SQLite's json_valid() said a sound spec of the
+     * other migration was damaged when its parser ran out of memory;
+     * the core parses other migrations' specs itself now.) */
     {.name = "dw_contract (old table shared)", .flags = STAGE_IO,
      .setup = setup_complete_shared, .run = run_contract,
      .authoritative = DW_SIDE_NEW, .check = check_backup_kept,
-     .finish = finish_stage, .skip_mem = FAULT_SKIP_CODE},
+     .finish = finish_stage},
     {.name = "dw_restore (old table shared)", .flags = STAGE_IO,
      .setup = setup_contracted_shared, .run = run_restore,
      .authoritative = DW_SIDE_NEW, .finish = finish_stage},
