@@ -245,7 +245,8 @@ typedef struct dw_held_key {
  * DW_OK or DW_ENOMEM (k then empty). */
 int dw__held_key_set(dw_held_key *k, const dw_value *v, int nkey);
 /* Makes k (cleared first) the key stored as `text` (dw__stored_key()): its
- * values, and a copy of the text; errors as there. */
+ * values, and their key text as dw__key_text() writes it (whatever the
+ * stored spelling); errors as there. */
 int dw__held_key_read(dw_migration *h, dw_held_key *k, const char *text);
 void dw__held_key_clear(dw_held_key *k);
 /* "text(9):3f2a91c07b5d4e18" -- type, length and digest. */

@@ -180,10 +180,13 @@ int dw__held_key_set(dw_held_key *k, const dw_value *v, int nkey)
 int dw__held_key_read(dw_migration *h, dw_held_key *k, const char *text)
 {
     dw__held_key_clear(k);
-    int rc = dw__stored_key(h, text, &k->v);
-    if (rc == DW_OK && !(k->text = dw__strdup(text))) {
-        dw__held_key_clear(k);
+    dw_value *v = NULL;
+    int rc = dw__stored_key(h, text, &v);
+    /* The text written again from the values, not the stored spelling:
+     * keys are compared by their text ("[ 20 ]" is the key [20]). */
+    if (rc == DW_OK &&
+        dw__held_key_set(k, v, h->spec.side[DW_SIDE_OLD].nkey) != DW_OK)
         rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
-    }
+    dw__free(v);
     return rc;
 }

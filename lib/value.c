@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -216,6 +217,22 @@ static void buf_double(dw_buf *b, double v)
     dw_buf_puts(b, text);
 }
 
+/* A REAL in key text: the first of 15, 16 and 17 significant digits that
+ * reads back as the same double -- a stored backfill cursor must page on
+ * exactly the key it names -- with ".0" when it would read as an integer. */
+static void key_double(dw_buf *b, double v)
+{
+    char text[DW__DOUBLE_TEXT];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    if (!strpbrk(text, ".eEn")) /* n: inf, nan */
+        strcat(text, ".0");
+    dw_buf_puts(b, text);
+}
+
 void dw__key_text(dw_buf *b, const dw_value *key, int nkey)
 {
     dw_buf_add(b, "[", 1);
@@ -228,7 +245,7 @@ void dw__key_text(dw_buf *b, const dw_value *key, int nkey)
         else if (v->type == DW_TYPE_TEXT)
             dw_buf_json(b, (const char *)v->p, (size_t)dw__value_len(v));
         else if (v->type == DW_TYPE_FLOAT)
-            buf_double(b, v->f);
+            key_double(b, v->f);
         else
             dw_buf_puts(b, "null");
     }

@@ -2540,19 +2540,21 @@ static void test_real_keys(void **state)
                   "CREATE TABLE codes_v2(code REAL UNIQUE, label TEXT);"
                   "INSERT INTO codes VALUES(1.5, 'a'), (2.25, 'b'),"
                   " (-0.5, 'c'), (1e100, 'd'), (3, 'e'),"
-                  " (0.1, 'f');");
+                  " (0.1, 'f'), (1.5163051143870499e-05, 'g'),"
+                  /* the end key: its text must read back exactly */
+                  " (1.0700946103531657e+304, 'h');");
     dw_migration *h = open_codes(t.db);
     dw_backfill_options o = fixed_batches(2);
     dw_backfill_progress p;
     assert_dw_ok(h, dw_backfill(&p, h, &o));
     assert_true(p.finished);
-    assert_int_equal(p.rows_done, 6);
-    assert_int_equal(p.batches, 3);
+    assert_int_equal(p.rows_done, 8);
+    assert_int_equal(p.batches, 4);
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes AS o JOIN"
                                      " codes_v2 AS n USING(code) WHERE"
                                      " n.label = upper(o.name)"),
-                     6);
-    verify_all_clean(h, 6);
+                     8);
+    verify_all_clean(h, 8);
 
     /* A divergent REAL key is stored, and repaired from its text. */
     exec_ok(t.db, "UPDATE codes_v2 SET label = 'X' WHERE code = 2.25;"
@@ -2569,7 +2571,7 @@ static void test_real_keys(void **state)
     assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2 WHERE"
                                      " code = 2.25 AND label = 'B'"),
                      1);
-    verify_all_clean(h, 6);
+    verify_all_clean(h, 8);
     dw_close(h);
     test_db_close(&t);
 }

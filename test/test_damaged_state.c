@@ -382,6 +382,28 @@ static void test_forged_backfill_cursor(void **state)
     assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 20);
 }
 
+/* A stored key spelled otherwise -- "[ 20 ]" is the key [20] -- is that key:
+ * the backfill reaches its end and finishes. (Was a defect: the last batch
+ * was told by comparing texts, so the backfill stored the cursor [20],
+ * refused it the next time as not before the end key "[ 20 ]", and never
+ * finished.) */
+static void test_end_key_spelled_otherwise(void **state)
+{
+    fixture *f = *state;
+    backfill_first_batch(f);
+    exec_ok(f->other, "UPDATE dw_backfill SET end_key = '[ 20 ]', "
+                      "cursor = '[ 5 ]'");
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 5; /* the last batch ends on the end key itself */
+    o.batch_ms = -1;
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_true(p.finished);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM items_v2"), 20);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o)); /* and stays done */
+    assert_true(p.finished);
+}
+
 /* The gate reads the backfill's state word too. */
 static void test_forged_backfill_state_at_the_gate(void **state)
 {
@@ -582,6 +604,7 @@ int main(void)
         T(test_override_count_disagrees),
         T(test_redefined_migration_starts_clean),
         T(test_forged_backfill_cursor),
+        T(test_end_key_spelled_otherwise),
         T(test_forged_backfill_state_at_the_gate),
         T(test_forged_backfill_counters),
         T(test_forged_verify_after),
