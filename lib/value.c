@@ -1,5 +1,6 @@
 /* Typed values: constructors, equality, key text and log descriptions. */
 #include <limits.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,15 @@ static void key_double(dw_buf *b, double v)
         snprintf(text, sizeof text, "%.*g", digits, v);
         if (strtod(text, NULL) == v)
             break;
+    }
+    /* printf and strtod speak the locale's decimal point; key text is
+     * JSON's, as the reader (keytext.c) expects. */
+    const char *point = localeconv()->decimal_point;
+    size_t n = strlen(point);
+    char *at = n && strcmp(point, ".") != 0 ? strstr(text, point) : NULL;
+    if (at) {
+        *at = '.';
+        memmove(at + 1, at + n, strlen(at + n) + 1);
     }
     if (!strpbrk(text, ".eEn")) /* n: inf, nan */
         strcat(text, ".0");
