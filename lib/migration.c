@@ -67,7 +67,7 @@ int dw__open(dw_migration **out, const dw_driver *drv, void *conn,
     *out = NULL;
     if (!conn || !opts) {
         if (errmsg)
-            *errmsg = dw__mprintf("dw_open: %s is NULL",
+            *errmsg = dw__mprintf("dw_%s_open: %s is NULL", drv->name,
                                   !conn ? "the connection" : "the options");
         return DW_EMISUSE;
     }

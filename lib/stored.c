@@ -33,7 +33,7 @@ static int list_push(list *l, size_t size, const void *item)
 }
 
 /* Sets *errmsg (when asked for) to a message the caller frees with
- * dw_free(), as dw_open() does; returns code. */
+ * dw_free(), as the open functions do; returns code. */
 static int say(char **errmsg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int say(char **errmsg, int code, const char *fmt, ...)
@@ -47,13 +47,18 @@ static int say(char **errmsg, int code, const char *fmt, ...)
     return code;
 }
 
-/* A driver's failure code with what failed and the database's message. */
+/* A driver's failure code with what failed and the database's message;
+ * fn, when not NULL, names the public function (dw_<driver>_<fn>) the
+ * message starts with. */
 static int say_driver(char **errmsg, const dw_driver *drv, void *conn,
-                      int code, const char *what)
+                      int code, const char *fn, const char *what)
 {
     if (code == DW_ENOMEM)
         return say(errmsg, code, "out of memory");
-    return say(errmsg, code, "%s: %s", what, drv->native_error(conn));
+    if (!fn)
+        return say(errmsg, code, "%s: %s", what, drv->native_error(conn));
+    return say(errmsg, code, "dw_%s_%s: %s: %s", drv->name, fn, what,
+               drv->native_error(conn));
 }
 
 static int not_stored(char **errmsg, const char *name)
@@ -425,7 +430,7 @@ static void side_options(const parse *p, int side, dw_side_spec *s)
     }
 }
 
-/* {"sql":{}} maps into no column: what dw_open() stores for a side of the
+/* {"sql":{}} maps into no column: what opening stores for a side of the
  * key alone, which is given no mapping (into a side with columns, it is
  * refused). */
 static void map_options(const parse *p, int target, const dw_column_map **map,
@@ -482,10 +487,12 @@ int dw__open_json(dw_migration **out, const dw_driver *drv, void *conn,
     if (errmsg)
         *errmsg = NULL;
     if (!out)
-        return say(errmsg, DW_EMISUSE, "dw_open_json: out is NULL");
+        return say(errmsg, DW_EMISUSE, "dw_%s_open_json: out is NULL",
+                   drv->name);
     *out = NULL;
     if (!conn || !spec_json)
-        return say(errmsg, DW_EMISUSE, "dw_open_json: %s is NULL",
+        return say(errmsg, DW_EMISUSE, "dw_%s_open_json: %s is NULL",
+                   drv->name,
                    !conn ? "the connection" : "the spec");
     return open_json(out, drv, conn, name, spec_json, flags, reason, 0,
                      errmsg);
@@ -524,7 +531,8 @@ static int read_stored_spec(const dw_driver *drv, void *conn,
     if (rc == DW_ENOTFOUND)
         return not_stored(errmsg, name);
     if (rc != DW_OK)
-        return say_driver(errmsg, drv, conn, rc, "reading the stored spec");
+        return say_driver(errmsg, drv, conn, rc, NULL,
+                          "reading the stored spec");
     int parses = 0;
     if (!spec_intact(*spec, digest) &&
         (rc = parses_as_json(*spec, &parses)) == DW_OK)
@@ -552,15 +560,17 @@ int dw__open_stored(dw_migration **out, const dw_driver *drv, void *conn,
     if (errmsg)
         *errmsg = NULL;
     if (!out)
-        return say(errmsg, DW_EMISUSE, "dw_open_stored: out is NULL");
+        return say(errmsg, DW_EMISUSE, "dw_%s_open_stored: out is NULL",
+                   drv->name);
     *out = NULL;
     if (!conn || !name)
-        return say(errmsg, DW_EMISUSE, "dw_open_stored: %s is NULL",
+        return say(errmsg, DW_EMISUSE, "dw_%s_open_stored: %s is NULL",
+                   drv->name,
                    !conn ? "the connection" : "the name");
     if (flags & DW_OPEN_REDEFINE)
         return say(errmsg, DW_EMISUSE,
-                   "dw_open_stored: DW_OPEN_REDEFINE has nothing to "
-                   "redefine with: the spec is the stored one");
+                   "dw_%s_open_stored: DW_OPEN_REDEFINE has nothing to "
+                   "redefine with: the spec is the stored one", drv->name);
     /* The spec is read, then opened in a transaction of dw__open()'s: one
      * redefined in between is read again, one removed in between is not
      * found -- never defined again. The same text read twice that still
@@ -629,7 +639,7 @@ static int end_read(const dw_driver *drv, void *conn, void *scope, int rc,
     /* What fn wrote joined this transaction, and goes with it: say so. */
     if (rc == DW_OK)
         rc = say_driver(errmsg, drv, conn, end,
-                        "dw_list: committing (what the callback wrote is "
+                        "list", "committing (what the callback wrote is "
                         "rolled back)");
     return roll_back(drv, conn, scope, 1, rc, errmsg);
 }
@@ -682,7 +692,7 @@ int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
     if (errmsg)
         *errmsg = NULL;
     if (!conn || !fn)
-        return say(errmsg, DW_EMISUSE, "dw_list: %s is NULL",
+        return say(errmsg, DW_EMISUSE, "dw_%s_list: %s is NULL", drv->name,
                    !conn ? "the connection" : "the callback");
     /* The caller's transaction, or a read transaction of ours, so the
      * check for the table and the rows agree. */
@@ -690,7 +700,7 @@ int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
     int own = !drv->in_transaction(conn);
     int rc = own ? drv->scope_begin(conn, DW_SCOPE_READ, &scope) : DW_OK;
     if (rc != DW_OK) {
-        rc = say_driver(errmsg, drv, conn, rc, "dw_list: beginning a read");
+        rc = say_driver(errmsg, drv, conn, rc, "list", "beginning a read");
         return scope ? roll_back(drv, conn, scope, 1, rc, errmsg) : rc;
     }
     list_arg a = {fn, payload, DW_OK};
@@ -698,7 +708,7 @@ int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
     if (a.rc != DW_OK)
         rc = say(errmsg, a.rc, "out of memory");
     else if (rc != DW_OK)
-        rc = say_driver(errmsg, drv, conn, rc, "dw_list: reading migrations");
+        rc = say_driver(errmsg, drv, conn, rc, "list", "reading migrations");
     return own ? end_read(drv, conn, scope, rc, errmsg) : rc;
 }
 
@@ -709,46 +719,46 @@ int dw__list(const dw_driver *drv, void *conn, dw_list_fn fn, void *payload,
  * routed elsewhere (every key trusts the old model, written all along),
  * and one contracted at COMPLETE (the old model is gone: an application
  * still opening it fails instead of trusting it). */
-static int removal_refused(const char *name, const dw_removal *r,
-                           char **errmsg)
+static int removal_refused(const dw_driver *drv, const char *name,
+                           const dw_removal *r, char **errmsg)
 {
     /* A forged stage must not read as OFF (or as any stage). */
     if (!r->intact)
         return say(errmsg, DW_ECORRUPT,
-                   "dw_remove: the stored state of migration \"%s\" is "
+                   "dw_%s_remove: the stored state of migration \"%s\" is "
                    "damaged: table dw_migrations, row with id %lld: column "
                    "stage, contracted or canary_stage holds a value no "
                    "operation writes, so whether its data is half-moved "
                    "cannot be told; nothing was removed: repair the row by "
-                   "hand first",
+                   "hand first", drv->name,
                    name, (long long)r->id);
     if (r->stage == DW_STAGE_COMPLETE && r->contracted)
         return DW_OK;
     if (r->stage == DW_STAGE_COMPLETE)
         return say(errmsg, DW_EMISUSE,
-                   "dw_remove: migration \"%s\" is at COMPLETE, where the "
+                   "dw_%s_remove: migration \"%s\" is at COMPLETE, where the "
                    "old model is no longer written: removed, an application "
                    "that opens it again would define it anew at OFF and "
                    "trust that stale model; contract it first (backup and "
-                   "drop of the old model)",
+                   "drop of the old model)", drv->name,
                    name);
     if (r->stage != DW_STAGE_OFF)
         return say(errmsg, DW_EMISUSE,
-                   "dw_remove: migration \"%s\" is at %s, with its data "
+                   "dw_%s_remove: migration \"%s\" is at %s, with its data "
                    "half-moved between the models; move it back to OFF "
-                   "first, or finish it (COMPLETE and contract)",
+                   "first, or finish it (COMPLETE and contract)", drv->name,
                    name, dw_stage_name(r->stage));
     if (r->routed)
         return say(errmsg, DW_EMISUSE,
-                   "dw_remove: migration \"%s\" is at OFF, but %lld keys "
+                   "dw_%s_remove: migration \"%s\" is at OFF, but %lld keys "
                    "have overrides at other stages (their data is "
-                   "half-moved); remove their overrides first",
+                   "half-moved); remove their overrides first", drv->name,
                    name, (long long)r->routed);
     if (r->canary)
         return say(errmsg, DW_EMISUSE,
-                   "dw_remove: migration \"%s\" is at OFF, but its canary "
+                   "dw_%s_remove: migration \"%s\" is at OFF, but its canary "
                    "runs keys at %s (their data is half-moved); clear the "
-                   "canary first",
+                   "canary first", drv->name,
                    name, dw_stage_name(r->canary_stage));
     return DW_OK;
 }
@@ -763,15 +773,15 @@ static int state_current(const dw_driver *drv, void *conn, const char *name,
     int rc = drv->state_version(conn, &version);
     if (rc != DW_OK)
         return say_driver(errmsg, drv, conn, rc,
-                          "dw_remove: reading the state schema version");
+                          "remove", "reading the state schema version");
     if (version < 0)
         return not_stored(errmsg, name);
     if (version != dw__state_schema_version())
         return say(errmsg, DW_EMISUSE,
-                   "dw_remove: the state tables are at version %d, this "
+                   "dw_%s_remove: the state tables are at version %d, this "
                    "library (%s) writes version %d; open a migration of "
                    "this database once (dw_%s_open_stored()) to upgrade "
-                   "them",
+                   "them", drv->name,
                    version, DW_VERSION, dw__state_schema_version(),
                    drv->name);
     return DW_OK;
@@ -792,7 +802,8 @@ static int remove_rows(const dw_driver *drv, void *conn, const char *name,
     int rc = drv->removal_apply(conn, r->id, name, note);
     dw__free(note);
     return rc == DW_OK ? DW_OK
-                       : say_driver(errmsg, drv, conn, rc, "dw_remove");
+                       : say_driver(errmsg, drv, conn, rc, "remove",
+                                    "writing");
 }
 
 static int remove_in_scope(const dw_driver *drv, void *conn,
@@ -806,9 +817,9 @@ static int remove_in_scope(const dw_driver *drv, void *conn,
         rc = rc == DW_ENOTFOUND
                  ? not_stored(errmsg, name)
                  : say_driver(errmsg, drv, conn, rc,
-                              "dw_remove: reading the migration");
+                              "remove", "reading the migration");
     if (rc == DW_OK)
-        rc = removal_refused(name, &r, errmsg);
+        rc = removal_refused(drv, name, &r, errmsg);
     if (rc == DW_OK)
         rc = remove_rows(drv, conn, name, &r, reason, errmsg);
     return rc;
@@ -837,10 +848,11 @@ int dw__remove(const dw_driver *drv, void *conn, const char *name,
     if (errmsg)
         *errmsg = NULL;
     if (!conn || !name)
-        return say(errmsg, DW_EMISUSE, "dw_remove: %s is NULL",
+        return say(errmsg, DW_EMISUSE, "dw_%s_remove: %s is NULL", drv->name,
                    !conn ? "the connection" : "the name");
     if (flags)
-        return say(errmsg, DW_EMISUSE, "dw_remove: unknown flags 0x%x",
+        return say(errmsg, DW_EMISUSE, "dw_%s_remove: unknown flags 0x%x",
+                   drv->name,
                    flags);
     /* Its own write transaction, or a savepoint in the caller's: the
      * check and the removal see the same state, and go whole or not. */
@@ -849,7 +861,7 @@ int dw__remove(const dw_driver *drv, void *conn, const char *name,
     int rc = drv->scope_begin(conn, own ? DW_SCOPE_WRITE : DW_SCOPE_NESTED,
                               &scope);
     if (rc != DW_OK) {
-        rc = say_driver(errmsg, drv, conn, rc, "dw_remove: beginning");
+        rc = say_driver(errmsg, drv, conn, rc, "remove", "beginning");
         return scope ? roll_back(drv, conn, scope, own, rc, errmsg) : rc;
     }
     rc = remove_in_scope(drv, conn, name, reason, errmsg);
@@ -857,7 +869,7 @@ int dw__remove(const dw_driver *drv, void *conn, const char *name,
         int end = drv->scope_end(conn, scope, 1);
         if (end == DW_OK)
             return DW_OK;
-        rc = say_driver(errmsg, drv, conn, end, "dw_remove: committing");
+        rc = say_driver(errmsg, drv, conn, end, "remove", "committing");
     }
     rc = roll_back(drv, conn, scope, own, rc, errmsg);
     return own ? rc : caller_txn_kept(drv, conn, rc, errmsg);

@@ -3,9 +3,9 @@
  *
  *   dwctl [--busy-timeout MS] DATABASE COMMAND [ARGS] [OPTIONS]
  *
- * It opens the database file, opens each migration from the spec stored in
- * it (dw_open_stored) and calls the library, so every move goes through the
- * same rules and gates as an application's. This file reads the command
+ * It opens the database file, opens each migration from the spec stored
+ * in it (dw_sqlite_open_stored) and calls the library, so every move goes
+ * through the same rules and gates as an application's. This file reads the command
  * line, prints help and maps results to exit codes; dwctl_show.c holds the
  * commands that read, dwctl_act.c those that change something.
  *

@@ -152,7 +152,7 @@ int dw__column_stage(dw_migration *h, sqlite3_stmt *st, int c, int *out,
 int dw__prepare(dw_migration *h, const char *sql, sqlite3_stmt **out,
                 const char **tail);
 /* Prepares SQL from the spec, as written, with double-quoted string
- * literals off, so a misspelled "name" is an error: only while dw_open()
+ * literals off, so a misspelled "name" is an error: only while opening
  * checks the spec. */
 int dw__prepare_strict(dw_migration *h, const char *sql, sqlite3_stmt **out,
                        const char **tail);
