@@ -241,7 +241,10 @@ bench: $(BENCH_BIN)
 # builds, checks its own results and prints every figure.
 BENCH_FIGURES = off_write_ratio dual_write_ratio shadow_read_ratio \
                 shadow_read_sampled_ratio backfill_ratio backfill_max_batch_ms \
-                verify_ratio rss_growth_ratio mismatch_log_growth_ratio
+                verify_ratio rss_growth_ratio mismatch_log_growth_ratio \
+                verify_best_ratio dual_write_trigger_ratio \
+                backfill_routed_ratio backfill_callback_ratio \
+                verify_callback_ratio backfill_max_batch_ms_5m
 check-bench: $(BENCH_BIN)
 	@cd $(BUILD)/bench && rm -f smoke.db* && \
 	  if ! ./bench --rows 2000 --rounds 1 --ops 500 --db smoke.db >smoke.out 2>&1; then \
