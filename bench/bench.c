@@ -70,8 +70,8 @@
  *   backfill_max_batch_ms_5m  the longest any batch of one dw_backfill()
  *                    held the write lock, over a table of its own of
  *                    --big-rows rows (default five times rows: 5,000,000
- *                    by default, about 15 s more; 0 takes it from the main
- *                    table); _rows says how many; no hand-written side
+ *                    by default, 15 to 35 s more here; 0 takes it from the
+ *                    main table); _rows says how many; no hand-written side
  *
  * SPDX-License-Identifier: MIT
  */
