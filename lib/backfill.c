@@ -373,9 +373,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
         } else if (rc == DW_OK && k->end.v) {
-            sync_args a = {target, 0};
-            rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
-            written = a.synced;
+            rc = dw__copy_mapped_range(h, target, lo, upper, &written);
         }
     }
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)

@@ -427,6 +427,9 @@ typedef struct dw_verify_row {
 } dw_verify_row;
 
 typedef int (*dw_key_fn)(dw_migration *h, const dw_value *key, void *arg);
+/* One row of a side in a range: its key, and the row itself. */
+typedef int (*dw_range_row_fn)(dw_migration *h, const dw_value *key,
+                               const dw_row *row, void *arg);
 typedef int (*dw_keytext_fn)(dw_migration *h, const char *key, void *arg);
 typedef int (*dw_verify_row_fn)(dw_migration *h, const dw_verify_row *row,
                                 void *arg);
@@ -671,6 +674,12 @@ typedef struct dw_backend_ops {
                     int *found);
     int (*upsert_row)(dw_migration *h, int side, const dw_value *key,
                       const dw_row *row);
+    /* upsert_row() that leaves a row already equal alone, as range_copy()
+     * does (one table: the UPDATE changes only a row that differs);
+     * *changed is 1 when the row was written, 0 when it was equal. Its
+     * statement is prepared once per handle and side. */
+    int (*upsert_changed)(dw_migration *h, int side, const dw_value *key,
+                          const dw_row *row, int *changed);
     int (*delete_row)(dw_migration *h, int side, const dw_value *key);
     /* Key ranges, bounds as typed key values (as many as the key has
      * columns; NULL: open): after lo (from lo when lo_incl), up to and
@@ -706,6 +715,14 @@ typedef struct dw_backend_ops {
      * DW_SIDE_NONE: the keys of either side. */
     int (*range_keys)(dw_migration *h, int side, const dw_value *lo,
                       const dw_value *hi, dw_key_fn fn, void *arg);
+    /* Calls fn for each row of the side in range, in key order, in one
+     * statement: its key, and `row` (the caller's, cleared and filled
+     * again for each: key columns then the side's columns as stored,
+     * named as the side names them -- what read_side() gives), both
+     * valid during the call only. Returns fn's first failure. */
+    int (*range_rows)(dw_migration *h, int side, const dw_value *lo,
+                      const dw_value *hi, dw_row *row, dw_range_row_fn fn,
+                      void *arg);
     /* Both sides of the range joined on the key, in the comparison shape:
      * fn for every key present on either side. */
     int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
@@ -1000,6 +1017,9 @@ struct dw_migration {
 
     /* The rows a shadow read compares in, kept for the next read. */
     dw_row *scratch[2];
+    /* What a C mapping callback writes into, kept for the next row (taken
+     * off the handle while a callback runs). */
+    dw_row *mapped;
 
     /* Read options, deep-copied. */
     dw_read_options ropts;
@@ -1171,6 +1191,15 @@ int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
  * them) mapped into target's shape by the C mapping callback. */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out);
+/* A backfill batch through the C mapping into target (lib/mapstream.c):
+ * the source rows after lo (NULL: from the start) up to hi (NULL: to the
+ * end), each mapped and upserted, a row equal already left alone;
+ * *written counts the rows changed. A failing row names its key in the
+ * error; what was written stays for the caller to roll back. */
+int dw__copy_mapped_range(dw_migration *h, int target, const dw_value *lo,
+                          const dw_value *hi, int64_t *written);
+/* Appends " (at key [..])" to the handle's error. */
+void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey);
 /* dw_open(), and for dw_open_stored() with `stored_only`: then a name
  * not stored (any more) is DW_ENOTFOUND instead of a definition. */
 int dw__open(dw_migration **out, const dw_driver *drv, void *conn,

@@ -193,6 +193,7 @@ void dw_close(dw_migration *h)
     dw__free((void *)h->ropts.ignore_columns);
     dw_row_free(h->scratch[0]);
     dw_row_free(h->scratch[1]);
+    dw_row_free(h->mapped);
     dw__free(h->errmsg);
     dw__free(h);
 }

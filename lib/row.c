@@ -13,11 +13,14 @@ typedef struct dw_column {
     size_t bufcap;
 } dw_column;
 
+/* The kept slots' names are distinct, so a value set under the name of
+ * the slot at position n appends there without searching the row. */
 struct dw_row {
     dw_column *cols;
     int n;    /* columns present */
     int kept; /* slots holding a name, n <= kept <= cap */
     int cap;
+    int hint; /* where dw_row_find() looks first: after the last found */
 };
 
 /* A value buffer larger than this is freed by a clear, not kept. */
@@ -44,13 +47,14 @@ void dw_row_clear(dw_row *row)
         }
     }
     row->n = 0;
+    row->hint = 0;
 }
 
 void dw_row_free(dw_row *row)
 {
     if (!row)
         return;
-    for (int i = 0; i < row->kept; i++) {
+    for (int i = 0; i < row->cap; i++) {
         dw__free(row->cols[i].name);
         dw__free(row->cols[i].buf);
     }
@@ -69,10 +73,20 @@ int dw_row_find(const dw_row *row, const char *name)
 {
     if (!row || !name)
         return -1;
-    for (int i = 0; i < row->n; i++)
-        if (strcmp(row->cols[i].name, name) == 0)
-            return i;
-    return -1;
+    /* Names asked for in the order they were set (a mapping reading its
+     * input, a statement binding its columns) are found at the hint. */
+    int i = row->hint;
+    if (i >= row->n || strcmp(row->cols[i].name, name) != 0)
+        for (i = 0; i < row->n; i++)
+            if (strcmp(row->cols[i].name, name) == 0)
+                break;
+    if (i == row->n)
+        return -1;
+    /* A row is used by one thread at a time (dualwrite.h), and none is
+     * made const at its definition: the hint may change under a const
+     * view. */
+    ((dw_row *)row)->hint = i + 1;
+    return i;
 }
 
 const dw_value *dw_row_value(const dw_row *row, int i)
@@ -118,6 +132,14 @@ static int slot_store(dw_column *c, const dw_value *v)
 
 int dw__row_put(dw_row *row, const char *name, const dw_value *v)
 {
+    dw_column *next = row->n < row->kept ? &row->cols[row->n] : NULL;
+    if (next && strcmp(next->name, name) == 0) {
+        /* The kept name is not among the columns before it. */
+        if (slot_store(next, v) != DW_OK)
+            return DW_ENOMEM;
+        row->n++;
+        return DW_OK;
+    }
     int i = dw_row_find(row, name);
     if (i >= 0)
         return slot_store(&row->cols[i], v);
@@ -133,23 +155,20 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v)
         row->cap = cap;
     }
     dw_column *c = &row->cols[row->n];
-    if (row->n < row->kept && strcmp(c->name, name) == 0) {
-        if (slot_store(c, v) != DW_OK)
-            return DW_ENOMEM;
-        row->n++;
-        return DW_OK;
-    }
     char *name_copy = dw__strdup(name);
     if (!name_copy || slot_store(c, v) != DW_OK) {
         dw__free(name_copy);
         return DW_ENOMEM;
     }
-    if (row->n < row->kept)
-        dw__free(c->name);
-    else
-        row->kept++;
+    /* A new name here: the kept names after it go, one of them may be
+     * this name (kept names stay distinct). */
+    for (int k = row->n; k < row->kept; k++) {
+        dw__free(row->cols[k].name);
+        row->cols[k].name = NULL;
+    }
     c->name = name_copy;
     row->n++;
+    row->kept = row->n;
     return DW_OK;
 }
 

@@ -118,9 +118,14 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
         return rc;
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";
-    dw_row *mapped = NULL;
-    if (dw_row_new(&mapped) != DW_OK)
+    /* The handle's row, reused from row to row (its names kept): taken
+     * while the callback runs, so a mapping reached from inside it gets
+     * a row of its own. */
+    dw_row *mapped = h->mapped;
+    h->mapped = NULL;
+    if (!mapped && dw_row_new(&mapped) != DW_OK)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
+    dw_row_clear(mapped);
     int cb = h->spec.map[target].fn(mapped, in, h->spec.map_payload);
     if (cb != DW_OK) {
         rc = dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK, target,
@@ -143,7 +148,10 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
     if (rc == DW_ENOMEM)
         dw__error(h, DW_ENOMEM, target, "out of memory");
 done:
-    dw_row_free(mapped);
+    if (h->mapped)
+        dw_row_free(mapped); /* one was put back meanwhile */
+    else
+        h->mapped = mapped;
     return rc;
 }
 

@@ -44,7 +44,8 @@ TEST_CORE = \
 #   test_backfill      kill and writer children open their own connection;
 #                      probe() is an SQL function (sqlite3_create_function)
 #                      to die inside a batch; a WAL hook, busy timeouts and
-#                      sqlite3_limit for the busy and too-long cases.
+#                      sqlite3_limit for the busy and too-long cases; the
+#                      statements of a batch counted with sqlite3_trace_v2.
 #   test_bad_input     hostile names checked in sqlite_schema; quoting with
 #                      sqlite3_mprintf; sqlite3_limit and memory high-water
 #                      marks for the size limits.

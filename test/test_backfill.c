@@ -95,6 +95,7 @@ static const char USER_SETUP_SQL[] = "INSERT INTO setup_runs(at) VALUES(1)";
 typedef struct map_ctx {
     int calls;
     int64_t fail_id;
+    int64_t unset_id; /* this key's row is left without "email" */
 } map_ctx;
 
 static map_ctx g_map;
@@ -110,6 +111,8 @@ static int users_up_fn(dw_row *out, const dw_row *in, void *payload)
         return 77; /* the library must pass key and model columns */
     if (m->fail_id && id->type == DW_TYPE_INTEGER && id->i == m->fail_id)
         return 42;
+    if (m->unset_id && id->type == DW_TYPE_INTEGER && id->i == m->unset_id)
+        return dw_row_set_text(out, "display", "no email");
     int rc;
     if (name->type == DW_TYPE_TEXT) {
         char buf[256];
@@ -1194,9 +1197,8 @@ static void test_insert_stream_terminates(void **state)
 /* 5. A UNIQUE violation on the new side                                  */
 /* ===================================================================== */
 
-static void test_unique_violation(void **state)
+static void unique_violation(test_fixture *f, unsigned variant)
 {
-    test_fixture *f = *state;
     enum { N = 40, B = 5 };
     create_users(f->t.db, N, 1, 1);
     /* 7 shares 3's email (across batches: 3 is copied before); 23 shares
@@ -1204,7 +1206,7 @@ static void test_unique_violation(void **state)
     fixture_exec(f, "UPDATE users SET email = 'u3@example.com' WHERE id = 7;"
                     "UPDATE users SET email = 'u21@example.com' WHERE"
                     " id = 23;");
-    open_users(f, 0);
+    open_users(f, variant);
     stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
     dw_backfill_options o = fixed_batches(B);
     dw_backfill_progress p;
@@ -1262,6 +1264,18 @@ static void test_unique_violation(void **state)
     assert_int_equal(p.rows_done, N);
     assert_users_match(f->t.db);
     verify_all_clean(f->h, N);
+}
+
+static void test_unique_violation(void **state)
+{
+    unique_violation(*state, 0);
+}
+
+/* Through a C mapping the row that fails is named the same way. */
+static void test_unique_violation_callback(void **state)
+{
+    memset(&g_map, 0, sizeof g_map);
+    unique_violation(*state, U_FN);
 }
 
 /* A new-side orphan holds a UNIQUE value that a source row of the same
@@ -1355,9 +1369,20 @@ static const char *const LINE_NEW_COLS[] = {"amount"};
 static const dw_column_map LINE_UP[] = {{"amount", "qty * 10"}};
 static const dw_column_map LINE_DOWN[] = {{"qty", "amount / 10"}};
 
-static void test_composite_key(void **state)
+/* LINE_UP as a C mapping. */
+static int line_up_fn(dw_row *out, const dw_row *in, void *payload)
 {
-    test_fixture *f = *state;
+    (void)payload;
+    const dw_value *qty = dw_row_get(in, "qty");
+    if (!qty || !dw_row_get(in, "org") || !dw_row_get(in, "n"))
+        return 77;
+    if (qty->type != DW_TYPE_INTEGER)
+        return dw_row_set_null(out, "amount");
+    return dw_row_set_int(out, "amount", qty->i * 10);
+}
+
+static void composite_key(test_fixture *f, int with_callback)
+{
     sqlite3 *db = f->t.db;
     /* Org names that need escaping as JSON or SQL, that look like numbers
      * (text order: '10' < '9'), and integers beyond 2^53. */
@@ -1381,8 +1406,13 @@ static void test_composite_key(void **state)
     dw_options o =
         options_for("lines_v2", TEST_SIDE("lines", LINE_KEY, LINE_OLD_COLS),
                     TEST_SIDE("lines_v2", LINE_KEY, LINE_NEW_COLS));
-    o.up = LINE_UP;
-    o.nup = 1;
+    if (with_callback) {
+        o.up_fn = line_up_fn;
+        o.map_version = "line_up_fn v1";
+    } else {
+        o.up = LINE_UP;
+        o.nup = 1;
+    }
     o.down = LINE_DOWN;
     o.ndown = 1;
     f->h = open_migration_ok(db, &o);
@@ -1417,6 +1447,16 @@ static void test_composite_key(void **state)
                                    " v.amount IS o.qty * 10"),
                      total);
     verify_all_clean(f->h, total);
+}
+
+static void test_composite_key(void **state)
+{
+    composite_key(*state, 0);
+}
+
+static void test_composite_key_callback(void **state)
+{
+    composite_key(*state, 1);
 }
 
 /* ===================================================================== */
@@ -2214,6 +2254,204 @@ static void test_one_table_callback(void **state)
     one_table(*state, 1);
 }
 
+/* Rows written count the rows changed, through either kind of mapping: a
+ * new row equal already is not written, a stale one is, an orphan is
+ * deleted; a second pass writes nothing. */
+static void written_counts(test_fixture *f, unsigned variant)
+{
+    enum { N = 20 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, variant, DW_STAGE_DUAL_WRITE);
+    fixture_exec(f, "INSERT INTO users_v2 VALUES(4, 'USER4',"
+                    " 'u4@example.com'), (5, 'stale', 'u5@example.com'),"
+                    " (500, 'ORPHAN', 'o')");
+    dw_backfill_options o = fixed_batches(7);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.rows_written, N - 1);
+    assert_int_equal(p.rows_deleted, 1);
+    assert_users_match(f->t.db);
+    o.flags = DW_BACKFILL_RESTART;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_int_equal(p.rows_done, N);
+    assert_int_equal(p.rows_written, 0);
+    assert_int_equal(p.rows_deleted, 0);
+    verify_all_clean(f->h, N);
+}
+
+static void test_written_counts_sql(void **state)
+{
+    written_counts(*state, 0);
+}
+
+static void test_written_counts_callback(void **state)
+{
+    written_counts(*state, U_FN);
+}
+
+/* A callback that leaves a column of the new model unset fails the row,
+ * naming the column and the key; its batch keeps nothing. */
+static void test_callback_leaves_column_unset(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 30, B = 10 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
+    g_map.unset_id = 17;
+    dw_backfill_options o = fixed_batches(B);
+    dw_backfill_progress p;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_ECALLBACK);
+    const char *msg = dw_errmsg(f->h);
+    assert_true(contains(msg, "did not set column \"email\""));
+    assert_true(contains(msg, "[17]"));
+    assert_int_equal(status_of(f->h).rows_done, B);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users_v2"), B);
+    g_map.unset_id = 0;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &o));
+    assert_users_match(f->t.db);
+    verify_all_clean(f->h, N);
+}
+
+/* Statements traced: how many began to run, and how many were SELECTs. */
+typedef struct stmt_count {
+    int runs;
+    int selects;
+} stmt_count;
+
+static int count_stmt(unsigned type, void *ctx, void *p, void *x)
+{
+    stmt_count *c = ctx;
+    const char *sql = x;
+    (void)p;
+    if (type == SQLITE_TRACE_STMT && strncmp(sql, "--", 2) != 0) {
+        c->runs++;
+        c->selects += strncmp(sql, "SELECT", 6) == 0;
+    }
+    return 0;
+}
+
+/* A batch through a C mapping reads its source rows with one statement,
+ * not one per key: the SELECTs a batch runs do not grow with its rows. */
+static void test_callback_batch_reads_once(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 300 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
+    stmt_count c = {0, 0};
+    sqlite3_trace_v2(f->t.db, SQLITE_TRACE_STMT, count_stmt, &c);
+    dw_backfill_options o = fixed_batches(N);
+    dw_backfill_progress p;
+    int rc = dw_backfill(&p, f->h, &o);
+    sqlite3_trace_v2(f->t.db, 0, NULL, NULL);
+    assert_dw_ok(f->h, rc);
+    assert_int_equal(p.batches, 1);
+    assert_int_equal(g_map.calls, N);
+    /* One upsert per row, and a handful of statements per backfill. */
+    if (c.selects > 20 || c.runs > N + 40)
+        print_error("%d statements ran, %d of them SELECTs\n", c.runs,
+                    c.selects);
+    assert_true(c.selects <= 20);
+    assert_true(c.runs <= N + 40);
+    assert_users_match(f->t.db);
+}
+
+/* Allocations through the library's allocator. */
+typedef struct alloc_count {
+    long calls;
+} alloc_count;
+
+static void *count_malloc(size_t n, void *payload)
+{
+    ((alloc_count *)payload)->calls++;
+    return malloc(n);
+}
+
+static void *count_realloc(void *p, size_t n, void *payload)
+{
+    ((alloc_count *)payload)->calls++;
+    return realloc(p, n);
+}
+
+static void count_free(void *p, void *payload)
+{
+    (void)payload;
+    free(p);
+}
+
+/* Backfill and verification through a C mapping allocate per batch or
+ * chunk, never per row: ten times the rows, no more allocations. Between
+ * installing the counting allocator and putting the default back nothing
+ * may stop the test (a failed assert would leave the allocator for the
+ * tests after it): codes are kept and checked after. */
+static alloc_count g_allocs;
+
+static void test_callback_allocations_flat(void **state)
+{
+    (void)state;
+    dw_allocator a = DW_ALLOCATOR_INIT;
+    a.malloc = count_malloc;
+    a.realloc = count_realloc;
+    a.free = count_free;
+    a.payload = &g_allocs;
+    test_db t;
+    test_db_open(&t);
+    create_users(t.db, 100, 1, 0);
+    memset(&g_map, 0, sizeof g_map);
+    const char *why = NULL;
+    if (dw_set_allocator(&a, &why) != DW_OK)
+        fail_msg("dw_set_allocator: %s", why);
+    dw_options mo;
+    fill_users_options(&mo, U_FN);
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc[6] = {dw_sqlite_open(&h, t.db, &mo, &err)};
+    if (rc[0] == DW_OK)
+        rc[1] = dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0);
+    dw_backfill_options o = fixed_batches(100000);
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.chunk_rows = 100000;
+    dw_backfill_progress p;
+    dw_verify_result r[2];
+    memset(r, 0, sizeof r);
+    long backfill[2] = {0, 0}, verify[2] = {0, 0};
+    for (int i = 0; i < 2 && rc[0] == DW_OK && rc[1] == DW_OK; i++) {
+        long before = g_allocs.calls;
+        rc[2 + 2 * i] = dw_backfill(&p, h, &o);
+        backfill[i] = g_allocs.calls - before;
+        before = g_allocs.calls;
+        rc[3 + 2 * i] = dw_verify(&r[i], h, &vo);
+        verify[i] = g_allocs.calls - before;
+        /* Then ten times the rows, from the start. */
+        sqlite3_exec(t.db, "WITH RECURSIVE c(i) AS (SELECT 101 UNION ALL"
+                           " SELECT i + 1 FROM c WHERE i < 1000) INSERT INTO"
+                           " users SELECT i, 'user' || i, 'u' || i ||"
+                           " '@example.com' FROM c",
+                     NULL, NULL, NULL);
+        o.flags = DW_BACKFILL_RESTART;
+    }
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", h ? dw_errmsg(h) : err ? err : "");
+    dw_close(h);
+    dw_free(err);
+    if (dw_set_allocator(NULL, &why) != DW_OK)
+        fail_msg("dw_set_allocator(NULL): %s", why);
+    test_db_close(&t);
+    for (int i = 0; i < 6; i++)
+        if (rc[i] != DW_OK)
+            fail_msg("step %d returned %d: %s", i, rc[i], msg);
+    assert_true(r[0].clean && r[1].clean);
+    assert_int_equal(p.rows_done, 1000);
+    assert_int_equal(r[1].keys, 1000);
+    if (backfill[1] > backfill[0] + 16 || verify[1] > verify[0] + 16)
+        print_error("allocations: backfill %ld then %ld, verify %ld then "
+                    "%ld\n",
+                    backfill[0], backfill[1], verify[0], verify[1]);
+    assert_true(backfill[1] <= backfill[0] + 16);
+    assert_true(verify[1] <= verify[0] + 16);
+}
+
 /* ===================================================================== */
 
 /* Keys that cannot travel as key text, and NULL keys the ranges cannot
@@ -2685,9 +2923,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_writer_process_during_backfill, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_insert_stream_terminates, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_unique_violation, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unique_violation_callback, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_orphan_holding_unique_value, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_busy, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_composite_key, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_composite_key_callback, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_incremental, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_batch_size_adapts, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, fixture_setup, fixture_teardown),
@@ -2701,6 +2941,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_callback_mapping, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_one_table_sql, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_one_table_callback, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_written_counts_sql, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_written_counts_callback, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_leaves_column_unset, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_batch_reads_once, fixture_setup, fixture_teardown),
+        cmocka_unit_test(test_callback_allocations_flat),
         cmocka_unit_test_setup_teardown(test_batch_rows_above_max, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_batches_shrink, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, fixture_setup, fixture_teardown),

@@ -9,6 +9,7 @@
  * DW_FAULT_ONLY=text walks only the operations whose name contains it. */
 #include "fault.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,73 @@ static int run_open_json_unknown_column(fault_ctx *c)
         c->op->open_flags, NULL, &c->open_err);
 }
 
+/* The world's up mapping as a C callback: label = upper(name). */
+static int world_up_fn(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *name = dw_row_get(in, "name");
+    const dw_value *qty = dw_row_get(in, "qty");
+    if (!name || !qty || name->type != DW_TYPE_TEXT || name->n >= 64)
+        return 77;
+    char label[64];
+    for (int i = 0; i < name->n; i++)
+        label[i] = (char)toupper((unsigned char)((const char *)name->p)[i]);
+    label[name->n] = '\0';
+    int rc = dw_row_set_text(out, "label", label);
+    return rc != DW_OK ? rc : dw_row_set(out, "qty", qty);
+}
+
+static void callback_options(dw_options *o)
+{
+    world_options(o);
+    o->up = NULL;
+    o->nup = 0;
+    o->up_fn = world_up_fn;
+    o->map_version = "world_up_fn v1";
+}
+
+/* The world redefined with the callback, at DUAL_WRITE, its new side
+ * holding a row equal already (2), a stale one (3) and an orphan (100). */
+static void setup_callback_dual(fault_ctx *c)
+{
+    dw_options o;
+    callback_options(&o);
+    o.flags = DW_OPEN_REDEFINE;
+    dw_close(c->h); /* the world's handle, with the SQL mapping */
+    c->h = NULL;
+    dw_migration *h = NULL;
+    char *err = NULL;
+    int rc = dw_sqlite_open(&h, c->db, &o, &err);
+    if (rc != DW_OK)
+        fail_msg("open with the callback: %s", err ? err : "?");
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
+    dw_close(h);
+    exec_ok(c->db, "INSERT INTO items_v2 VALUES(2, 'ITEM2', 2),"
+                   " (3, 'stale', 3), (100, 'ORPHAN', 1)");
+}
+
+/* A backfill through the C mapping in one batch: the source rows read by
+ * one statement, each mapped into reused rows and upserted. The run opens
+ * its handle (the world's is the SQL mapping's); the repeat after a
+ * failed backfill uses the one it opened. */
+static int run_backfill_callback(fault_ctx *c)
+{
+    dw_options o;
+    callback_options(&o);
+    int rc = c->h ? DW_OK : dw_sqlite_open(&c->h, c->db, &o, &c->open_err);
+    if (rc != DW_OK)
+        return rc;
+    dw_backfill_options b = DW_BACKFILL_OPTIONS_INIT;
+    b.batch_rows = 100;
+    b.batch_ms = -1;
+    return dw_backfill(NULL, c->h, &b);
+}
+
 static const fault_op stored_ops[] = {
+    {.name = "dw_backfill (C mapping, one batch)",
+     .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
+     .setup = setup_callback_dual, .run = run_backfill_callback,
+     .authoritative = DW_SIDE_OLD},
     {.name = "dw_open_json (by hand, escapes)",
      .flags = FAULT_OP_OPENS | FAULT_OP_ATOMIC,
      .run = run_open_json, .authoritative = DW_SIDE_OLD},

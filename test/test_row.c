@@ -225,6 +225,53 @@ static void test_row_clear_and_reuse(void **state)
     dw_row_free(row);
 }
 
+/* A row refilled in another order: a name set again replaces its value
+ * instead of appending a second column of that name, wherever the names
+ * kept from the fill before stood; and names are found wherever asked. */
+static void test_row_refill_other_order(void **state)
+{
+    (void)state;
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "a", 1), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "b", 2), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "c", 3), DW_OK);
+    dw_row_clear(row);
+    /* "c" where "a" was, "b" where it was, "c" again: replaced. */
+    assert_int_equal(dw_row_set_int(row, "c", 30), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "b", 20), DW_OK);
+    assert_int_equal(dw_row_set_int(row, "c", 31), DW_OK);
+    assert_int_equal(dw_row_count(row), 2);
+    assert_true(dw_row_get(row, "c")->i == 31);
+    assert_true(dw_row_get(row, "b")->i == 20);
+    assert_null(dw_row_get(row, "a"));
+    /* The first order again, and one name more. */
+    dw_row_clear(row);
+    const char *names[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(dw_row_set_int(row, names[i], i), DW_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(dw_row_set_int(row, names[i], 10 + i), DW_OK);
+    assert_int_equal(dw_row_count(row), 4);
+    /* Found in order, backwards, skipping, and absent. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(dw_row_find(row, names[i]), i);
+    for (int i = 3; i >= 0; i--)
+        assert_int_equal(dw_row_find(row, names[i]), i);
+    assert_int_equal(dw_row_find(row, "c"), 2);
+    assert_int_equal(dw_row_find(row, "a"), 0);
+    assert_int_equal(dw_row_find(row, "e"), -1);
+    assert_int_equal(dw_row_find(row, "b"), 1);
+    assert_true(dw_row_get(row, "d")->i == 13);
+    /* Fewer columns after a clear: the rest are not found. */
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_int(row, "a", 5), DW_OK);
+    assert_int_equal(dw_row_find(row, "a"), 0);
+    assert_int_equal(dw_row_find(row, "b"), -1);
+    assert_int_equal(dw_row_count(row), 1);
+    dw_row_free(row);
+}
+
 /* Outstanding allocations through SQLite's allocator (the library's go
  * there too); resets the high-water mark when `reset`. */
 static sqlite3_int64 allocations(sqlite3_int64 *high, int reset)
@@ -638,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_row_blob_embedded_zeros_and_empty),
         cmocka_unit_test(test_row_clear_and_reuse),
         cmocka_unit_test(test_row_reuse_keeps_storage),
+        cmocka_unit_test(test_row_refill_other_order),
         cmocka_unit_test(test_row_set_columns_from_stmt),
         cmocka_unit_test(test_bind_values),
         cmocka_unit_test(test_row_misuse),

@@ -719,6 +719,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .read_mapped = dw__sqlite_read_mapped,
     .sync_sql = dw__sqlite_sync_sql,
     .upsert_row = dw__sqlite_upsert_row,
+    .upsert_changed = dw__sqlite_upsert_changed,
     .delete_row = dw__sqlite_delete_row,
     /* Key ranges */
     .range_key_at = dw__sqlite_range_key_at,
@@ -730,6 +731,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .range_copy = dw__sqlite_range_copy,
     .range_delete_orphans = dw__sqlite_range_delete_orphans,
     .range_keys = dw__sqlite_range_keys,
+    .range_rows = dw__sqlite_range_rows,
     .verify_range = dw__sqlite_verify_range,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,

@@ -57,7 +57,9 @@ enum stmt_id {
     ST_SYNC = ST_READ_MAPPED + 3,      /* + target: upsert from source */
     ST_UPSERT = ST_SYNC + 3,           /* + side: upsert bound values */
     ST_DELETE = ST_UPSERT + 3,         /* + side */
-    ST_COUNT = ST_DELETE + 3
+    /* + side: the upsert that leaves an equal row alone */
+    ST_UPSERT_CHANGED = ST_DELETE + 3,
+    ST_COUNT = ST_UPSERT_CHANGED + 3
 };
 
 /* Key-range statements, generated on first use per (kind, side, bounds). */
@@ -70,6 +72,7 @@ enum range_kind {
     RK_COPY,
     RK_DELETE,
     RK_KEYS,
+    RK_ROWS, /* key and columns of a side, in key order */
     RK_VERIFY,
     RK_CHUNK_END,
     RK_COVERED, /* old keys that have a new row */
@@ -187,6 +190,9 @@ int dw__sqlite_build_row_sql(dw_migration *h);
  * side d; DO NOTHING for a side of the key alone. The target is the key
  * alone either way, so any other UNIQUE constraint still fails. */
 void dw__add_conflict_update(dw_buf *b, const dw_side_def *d);
+/* After dw__add_conflict_update(): " WHERE t.c IS NOT excluded.c OR ...",
+ * so a row equal already is left alone (and not counted as changed). */
+void dw__add_changed_only(dw_buf *b, const dw_side_def *d);
 
 /* Double-quoted string literals off, and back, for our own SQL. */
 typedef struct dqs_saved {
@@ -241,6 +247,9 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
                         int *found);
 int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
                           const dw_row *row);
+int dw__sqlite_upsert_changed(dw_migration *h, int side,
+                              const dw_value *key, const dw_row *row,
+                              int *changed);
 int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key);
 int dw__sqlite_migration_peek(dw_migration *h, int *contracted);
 int dw__sqlite_history_add(dw_migration *h, const char *event, int from,
@@ -265,6 +274,9 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
                                     int64_t *deleted);
 int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
                           const dw_value *hi, dw_key_fn fn, void *arg);
+int dw__sqlite_range_rows(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_row *row,
+                          dw_range_row_fn fn, void *arg);
 int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
                             int lo_incl, const dw_value *hi,
                             dw_verify_row_fn fn, void *arg);

@@ -186,16 +186,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     dw_buf_table(b, src->table);
     add_range(b, src, src->table, bounds);
     dw__add_conflict_update(b, t);
-    if (t->ncols > 0)
-        dw_buf_puts(b, " WHERE ");
-    for (int i = 0; i < t->ncols; i++) {
-        dw_buf_puts(b, i ? " OR " : "");
-        dw_buf_ident(b, t->table);
-        dw_buf_puts(b, ".");
-        dw_buf_ident(b, t->cols[i]);
-        dw_buf_puts(b, " IS NOT excluded.");
-        dw_buf_ident(b, t->cols[i]);
-    }
+    dw__add_changed_only(b, t);
 }
 
 /* The keys of either side in range, each once, in key order. */
@@ -225,9 +216,12 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     switch (kind) {
     case RK_KEY_AT:
     case RK_KEYS:
+    case RK_ROWS:
     case RK_LAST:
         dw_buf_puts(b, "SELECT ");
         dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
+        if (kind == RK_ROWS)
+            dw_buf_ident_list(b, NULL, d->cols, d->ncols, 0);
         dw_buf_puts(b, " FROM ");
         dw_buf_table(b, d->table);
         add_range(b, d, NULL, bounds);
@@ -666,10 +660,12 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
               : h->errcode;
 }
 
-int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
-                          const dw_value *hi, dw_key_fn fn, void *arg)
+/* Steps a statement of keys (then, with a row, the side's columns):
+ * fn for each, until it fails. */
+static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
+                    dw_row *row, dw_range_row_fn fn, void *arg,
+                    const char *what)
 {
-    sqlite3_stmt *st = range_stmt(h, RK_KEYS, side, lo, 0, hi);
     if (!st)
         return h->errcode;
     int nkey = h->spec.side[side ? side : DW_SIDE_OLD].nkey, rc;
@@ -677,15 +673,49 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
     dw_value key[64];
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         result = dw__stmt_key(h, st, 0, nkey, key, side);
+        if (result == DW_OK && row) {
+            dw_row_clear(row);
+            if (dw_sqlite_row_set_columns(row, st) != DW_OK)
+                result = dw__error(h, DW_ENOMEM, side, "out of memory");
+        }
         if (result == DW_OK)
-            result = fn(h, key, arg);
+            result = fn(h, key, row, arg);
     }
     if (result != DW_OK) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return result;
     }
-    return finish(h, st, rc, side, "listing keys");
+    return finish(h, st, rc, side, what);
+}
+
+typedef struct key_visit {
+    dw_key_fn fn;
+    void *arg;
+} key_visit;
+
+static int visit_key(dw_migration *h, const dw_value *key, const dw_row *row,
+                     void *arg)
+{
+    const key_visit *k = arg;
+    (void)row;
+    return k->fn(h, key, k->arg);
+}
+
+int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_key_fn fn, void *arg)
+{
+    key_visit k = {fn, arg};
+    return each_row(h, range_stmt(h, RK_KEYS, side, lo, 0, hi), side, NULL,
+                    visit_key, &k, "listing keys");
+}
+
+int dw__sqlite_range_rows(dw_migration *h, int side, const dw_value *lo,
+                          const dw_value *hi, dw_row *row,
+                          dw_range_row_fn fn, void *arg)
+{
+    return each_row(h, range_stmt(h, RK_ROWS, side, lo, 0, hi), side, row,
+                    fn, arg, "reading the rows of a range");
 }
 
 int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)

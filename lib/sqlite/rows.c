@@ -35,6 +35,21 @@ void dw__add_conflict_update(dw_buf *b, const dw_side_def *d)
     }
 }
 
+void dw__add_changed_only(dw_buf *b, const dw_side_def *d)
+{
+    if (d->ncols == 0)
+        return; /* DO NOTHING: nothing to compare */
+    dw_buf_puts(b, " WHERE ");
+    for (int i = 0; i < d->ncols; i++) {
+        dw_buf_puts(b, i ? " OR " : "");
+        dw_buf_ident(b, d->table);
+        dw_buf_puts(b, ".");
+        dw_buf_ident(b, d->cols[i]);
+        dw_buf_puts(b, " IS NOT excluded.");
+        dw_buf_ident(b, d->cols[i]);
+    }
+}
+
 /* INSERT INTO "side"("k", ..., "c", ...  -- the caller closes the list. */
 static void add_insert_head(dw_buf *b, const dw_side_def *d)
 {
@@ -43,6 +58,44 @@ static void add_insert_head(dw_buf *b, const dw_side_def *d)
     dw_buf_puts(b, "(");
     dw_buf_ident_list(b, NULL, d->key, d->nkey, 1);
     dw_buf_ident_list(b, NULL, d->cols, d->ncols, 0);
+}
+
+/* Writes bound values: ?1.. the key, then the columns. When both sides
+ * are one table the row is shared and already exists whenever its source
+ * does, so it is an UPDATE of this side's columns (an INSERT would trip
+ * NOT NULL on the other side's columns). With changed_only a row equal
+ * already is left alone (and not counted as changed). */
+static void add_upsert(dw_buf *b, const dw_spec *s, int side,
+                       int changed_only)
+{
+    const dw_side_def *d = &s->side[side];
+    if (s->same_table) {
+        dw_buf_puts(b, "UPDATE ");
+        dw_buf_table(b, d->table);
+        dw_buf_puts(b, " SET ");
+        for (int i = 0; i < d->ncols; i++) {
+            dw_buf_puts(b, i ? ", " : "");
+            dw_buf_ident(b, d->cols[i]);
+            dw_buf_printf(b, " = ?%d", d->nkey + i + 1);
+        }
+        add_where_key(b, d);
+        for (int i = 0; changed_only && i < d->ncols; i++) {
+            dw_buf_puts(b, i ? " OR " : " AND (");
+            dw_buf_ident(b, d->cols[i]);
+            dw_buf_printf(b, " IS NOT ?%d", d->nkey + i + 1);
+        }
+        if (changed_only && d->ncols > 0)
+            dw_buf_puts(b, ")");
+        return;
+    }
+    add_insert_head(b, d);
+    dw_buf_puts(b, ") VALUES(");
+    for (int i = 0; i < d->nkey + d->ncols; i++)
+        dw_buf_printf(b, "%s?%d", i ? ", " : "", i + 1);
+    dw_buf_puts(b, ")");
+    dw__add_conflict_update(b, d);
+    if (changed_only)
+        dw__add_changed_only(b, d);
 }
 
 static int keep_sql(dw_migration *h, int id, dw_buf *b)
@@ -85,30 +138,13 @@ int dw__sqlite_build_row_sql(dw_migration *h)
         if (!s->map[side].present)
             continue; /* this side is never a mapping's target */
 
-        /* Write bound values: ?1.. the key, then the columns. When both
-         * sides are one table the row is shared and already exists whenever
-         * its source does, so it is an UPDATE of this side's columns (an
-         * INSERT would trip NOT NULL on the other side's columns). */
         dw_buf_init(&b);
-        if (s->same_table) {
-            dw_buf_puts(&b, "UPDATE ");
-            dw_buf_table(&b, d->table);
-            dw_buf_puts(&b, " SET ");
-            for (int i = 0; i < d->ncols; i++) {
-                dw_buf_puts(&b, i ? ", " : "");
-                dw_buf_ident(&b, d->cols[i]);
-                dw_buf_printf(&b, " = ?%d", d->nkey + i + 1);
-            }
-            add_where_key(&b, d);
-        } else {
-            add_insert_head(&b, d);
-            dw_buf_puts(&b, ") VALUES(");
-            for (int i = 0; i < d->nkey + d->ncols; i++)
-                dw_buf_printf(&b, "%s?%d", i ? ", " : "", i + 1);
-            dw_buf_puts(&b, ")");
-            dw__add_conflict_update(&b, d);
-        }
+        add_upsert(&b, s, side, 0);
         if ((rc = keep_sql(h, ST_UPSERT + side, &b)) != DW_OK)
+            break;
+        dw_buf_init(&b);
+        add_upsert(&b, s, side, 1);
+        if ((rc = keep_sql(h, ST_UPSERT_CHANGED + side, &b)) != DW_OK)
             break;
 
         char **exprs = s->map[side].exprs;
@@ -259,11 +295,13 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     return source_exists(h, target, key, found);
 }
 
-int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
-                          const dw_row *row)
+/* Runs upsert statement id with the key and the row's columns bound;
+ * *changed (when not NULL) says whether it changed a row. */
+static int write_row(dw_migration *h, int id, int side, const dw_value *key,
+                     const dw_row *row, int *changed)
 {
     const dw_side_def *d = &h->spec.side[side];
-    sqlite3_stmt *st = dw__stmt(h, ST_UPSERT + side);
+    sqlite3_stmt *st = dw__stmt(h, id);
     if (!st)
         return h->errcode;
     int rc = dw__bind_key(st, key, d->nkey);
@@ -275,7 +313,23 @@ int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
         rc = dw__run(h, st, side, "writing the mapped row");
     else
         bind_failed(h, st, rc, side);
+    if (rc == SQLITE_OK && changed)
+        *changed = sqlite3_changes(h->db) > 0;
     return rc == SQLITE_OK ? DW_OK : h->errcode;
+}
+
+int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
+                          const dw_row *row)
+{
+    return write_row(h, ST_UPSERT + side, side, key, row, NULL);
+}
+
+int dw__sqlite_upsert_changed(dw_migration *h, int side,
+                              const dw_value *key, const dw_row *row,
+                              int *changed)
+{
+    *changed = 0;
+    return write_row(h, ST_UPSERT_CHANGED + side, side, key, row, changed);
 }
 
 int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)
