@@ -160,7 +160,7 @@ static int null_key_check(dw_migration *h, int side)
     return dw__no_null_keys(h, side, "the backfill");
 }
 
-static int routed_elsewhere(const dw_migration *h, int source);
+static int mapped_elsewhere(dw_migration *h, int source, int *found);
 
 /* Before the batches: where the stored backfill stands, and for a fresh
  * start the row count (an estimate for progress) and the NULL-key check
@@ -173,12 +173,14 @@ static int survey(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = dw__need_two_models(h, stage, "the backfill");
     /* The mapping the batches would use (either one when routed keys
-     * trust the other side), before any state or setup SQL is touched. */
+     * trust the other side and write both models), before any state or
+     * setup SQL is touched. */
+    int both = 0;
+    if (rc == DW_OK)
+        rc = mapped_elsewhere(h, dw__authoritative(stage), &both);
     if (rc == DW_OK)
         rc = dw__need_callback(
-            h, routed_elsewhere(h, dw__authoritative(stage))
-                   ? DW_SIDE_NONE
-                   : dw__other_side(dw__authoritative(stage)));
+            h, both ? DW_SIDE_NONE : dw__other_side(dw__authoritative(stage)));
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
@@ -243,14 +245,144 @@ static int sync_routed(dw_migration *h, const dw_value *key, void *arg)
     return rc;
 }
 
-/* Whether some key may trust the side the backfill writes. */
-static int routed_elsewhere(const dw_migration *h, int source)
+/* The stages trusting the side other than source: all of them (OFF and
+ * COMPLETE included), or only those writing both models. */
+static void stages_elsewhere(int source, int both_written, int *first,
+                             int *last)
 {
+    if (source == DW_SIDE_OLD) {
+        *first = DW_STAGE_LIVE;
+        *last = both_written ? DW_STAGE_RAMPDOWN : DW_STAGE_COMPLETE;
+    } else {
+        *first = both_written ? DW_STAGE_DUAL_WRITE : DW_STAGE_OFF;
+        *last = DW_STAGE_SHADOW;
+    }
+}
+
+static int stop_at_first(dw_migration *h, const char *key, void *arg)
+{
+    (void)h;
+    (void)key;
+    *(int *)arg = 1;
+    return DW_MORE;
+}
+
+/* Whether some key may have a stage trusting the side the backfill writes
+ * while writing both models: such a key is synced from that side, through
+ * the mapping into the source. */
+static int mapped_elsewhere(dw_migration *h, int source, int *found)
+{
+    *found = 0;
     if (!dw__route_active(h))
-        return 0;
-    const dw_route_state *r = &h->route;
-    return r->overrides > 0 ||
-           dw__authoritative(r->canary_stage) != source;
+        return DW_OK;
+    int first, last;
+    stages_elsewhere(source, 1, &first, &last);
+    int canary = dw__route_canary_stage(h);
+    if (canary >= first && canary <= last) {
+        *found = 1;
+        return DW_OK;
+    }
+    if (h->route.overrides <= 0)
+        return DW_OK;
+    int rc = h->ops->override_keys(h, first, last, stop_at_first, found);
+    return rc == DW_MORE && *found ? DW_OK : rc;
+}
+
+/* How a batch treats the keys whose own stage trusts the side it
+ * writes. */
+enum {
+    ROUTED_NONE, /* there are none: every key set-based */
+    ROUTED_SKIP, /* set-based except the skip set, whose keys go one by one */
+    ROUTED_EACH  /* every key of the batch one by one */
+};
+
+typedef struct skip_args {
+    int stage, source;
+    int64_t n;     /* keys in the skip set */
+    int64_t limit; /* more than this many: ROUTED_EACH */
+} skip_args;
+
+/* Adds a key to the skip set (emptied before the first). */
+static int skip_add(dw_migration *h, skip_args *a, const dw_value *key)
+{
+    int rc = a->n == 0 ? h->ops->skip_reset(h) : DW_OK;
+    if (rc == DW_OK)
+        rc = h->ops->skip_add(h, key);
+    if (rc == DW_OK)
+        a->n++;
+    return rc;
+}
+
+/* An override key of a stage trusting the other side. */
+static int skip_override(dw_migration *h, const char *text, void *arg)
+{
+    skip_args *a = arg;
+    if (a->n >= a->limit) {
+        a->n = a->limit + 1;
+        return DW_MORE;
+    }
+    dw_held_key key = {NULL, NULL};
+    int rc = dw__held_key_read(h, &key, text);
+    if (rc == DW_ERROR) {
+        /* Stored text that is no key of this migration: no row's key
+         * looks it up, so no key follows it. */
+        dw__clear_error(h);
+        return DW_OK;
+    }
+    if (rc == DW_OK)
+        rc = skip_add(h, a, key.v);
+    dw__held_key_clear(&key);
+    return rc;
+}
+
+/* A key of the batch's range, when the canary's stage trusts the other
+ * side: skipped when its own route (override or canary) does too. */
+static int skip_routed(dw_migration *h, const dw_value *key, void *arg)
+{
+    skip_args *a = arg;
+    int eff;
+    int rc = dw__key_route(h, key, a->stage, &eff, NULL);
+    if (rc == DW_OK && dw__authoritative(eff) != a->source)
+        rc = skip_add(h, a, key);
+    return rc;
+}
+
+/* Which keys of the batch's range (lo, hi] have a stage of their own
+ * trusting the other side, in the skip set; *mode says how the batch goes
+ * on. Past `limit` such keys (overrides anywhere, counted without their
+ * range, which their stored text does not give), and for a C mapping,
+ * every key goes one by one: the set of keys to skip would cost more than
+ * it saves. */
+static int plan_routed(dw_migration *h, int stage, const dw_value *lo,
+                       const dw_value *hi, int64_t limit, int *mode)
+{
+    *mode = ROUTED_NONE;
+    if (!dw__route_active(h))
+        return DW_OK;
+    int source = dw__authoritative(stage);
+    int target = dw__other_side(source);
+    skip_args a = {stage, source, 0, h->spec.map[target].exprs ? limit : 0};
+    int canary = dw__route_canary_stage(h);
+    int rc = DW_OK;
+    if (canary >= 0 && dw__authoritative(canary) != source) {
+        /* Each key's route, overrides included. */
+        if (!a.limit) {
+            *mode = ROUTED_EACH;
+            return DW_OK;
+        }
+        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, hi, skip_routed, &a);
+    } else if (h->route.overrides > 0) {
+        int first, last;
+        stages_elsewhere(source, 0, &first, &last);
+        rc = h->ops->override_keys(h, first, last, skip_override, &a);
+        if (rc == DW_MORE && a.n > a.limit) {
+            *mode = ROUTED_EACH;
+            return DW_OK;
+        }
+    }
+    if (rc == DW_OK && a.n > 0)
+        *mode = ROUTED_SKIP;
+    return rc;
 }
 
 /* Names the key a set-based copy failed on: syncs the batch's keys one by
@@ -353,29 +485,40 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
     else if (k->end.v)
         passed = r->batch_rows;
-    int routed = routed_elsewhere(h, source);
-    if (rc == DW_OK && routed) {
+    /* Keys routed to a stage trusting the other side: in range, and past
+     * the end on the last batch (where orphans go too). */
+    const dw_value *routed_hi = last ? NULL : upper;
+    int routed = ROUTED_NONE;
+    if (rc == DW_OK)
+        rc = plan_routed(h, stage, lo, routed_hi, r->batch_rows, &routed);
+    if (rc == DW_OK && routed == ROUTED_EACH) {
         /* Every key of either side in range (and past the end on the last
          * batch), from the side its own stage trusts. */
         routed_args a = {stage, 0};
-        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, last ? NULL : upper,
-                                sync_routed, &a);
+        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, routed_hi, sync_routed,
+                                &a);
         written = a.synced;
     } else if (rc == DW_OK) {
         /* First the target's rows whose source is gone -- within the
          * batch's range, and past the end on the last batch -- so a value
          * they hold (a UNIQUE email, say) is free for the rows copied
-         * next. */
-        rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
+         * next. The skipped keys are left to their own stage. */
+        int skip = routed == ROUTED_SKIP;
+        rc = h->ops->range_delete_orphans(h, target, lo, routed_hi, skip,
                                           &deleted);
         if (rc == DW_OK && k->end.v && h->spec.map[target].exprs) {
-            rc = h->ops->range_copy(h, target, lo, upper, &written);
+            rc = h->ops->range_copy(h, target, lo, upper, skip, &written);
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
         } else if (rc == DW_OK && k->end.v) {
             sync_args a = {target, 0};
             rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
             written = a.synced;
+        }
+        if (rc == DW_OK && skip) {
+            routed_args a = {stage, 0};
+            rc = h->ops->skip_keys(h, lo, routed_hi, sync_routed, &a);
+            written += a.synced;
         }
     }
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)

@@ -2603,13 +2603,17 @@ static void test_blob_keys_refused(void **state)
     assert_true(contains(dw_errmsg(h), "a BLOB"));
     assert_int_equal(outside_transaction(t.db), 1);
 
-    /* Only the new side holds odd keys; an override makes the backfill
-     * walk both sides' keys. */
+    /* Only the new side holds odd keys; more keys overridden to a stage
+     * trusting the new side than a batch has rows make the backfill walk
+     * both sides' keys one by one. */
     exec_ok(t.db, "DELETE FROM codes WHERE typeof(code) = 'blob';"
                   "INSERT INTO codes_v2 VALUES(x'0102', 'B')");
-    dw_value k1 = dw_int(1);
-    assert_dw_ok(h, dw_override_set(h, &k1, 1, 1, DW_STAGE_SHADOW, NULL));
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    dw_value ks[101];
+    for (int i = 0; i < 101; i++)
+        ks[i] = dw_int(i + 1);
+    assert_dw_ok(h, dw_override_set(h, ks, 1, 101, DW_STAGE_COMPLETE, NULL));
+    /* Keys 1 and 3 moved to COMPLETE: copied up. */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 3);
     assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "either side"));
     assert_true(contains(dw_errmsg(h), "a BLOB in key column 1"));
@@ -2621,7 +2625,7 @@ static void test_blob_keys_refused(void **state)
     whole.flags = DW_BACKFILL_RESTART;
     assert_dw(h, dw_backfill(NULL, h, &whole), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "NULL in key column 1"));
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 3);
     assert_int_equal(outside_transaction(t.db), 1);
 
     exec_ok(t.db, "DELETE FROM codes_v2 WHERE code IS NULL");

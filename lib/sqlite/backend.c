@@ -730,6 +730,9 @@ const dw_backend_ops dw__sqlite_backend = {
     .range_copy = dw__sqlite_range_copy,
     .range_delete_orphans = dw__sqlite_range_delete_orphans,
     .range_keys = dw__sqlite_range_keys,
+    .skip_reset = dw__sqlite_skip_reset,
+    .skip_add = dw__sqlite_skip_add,
+    .skip_keys = dw__sqlite_skip_keys,
     .verify_range = dw__sqlite_verify_range,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,
@@ -751,6 +754,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .override_put = dw__sqlite_override_put,
     .override_delete = dw__sqlite_override_delete,
     .override_list = dw__sqlite_override_list,
+    .override_keys = dw__sqlite_override_keys,
     .override_stats = dw__sqlite_override_stats,
     .overrides_bump = dw__sqlite_overrides_bump,
     .routing_store = dw__sqlite_routing_store,
