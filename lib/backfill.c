@@ -64,9 +64,15 @@ typedef struct run {
     int fresh;        /* start over in the next batch */
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
+    /* Time per row of the last few batches (ms; 0: none yet), newest at
+     * cost[ncost % COST_WINDOW]. */
+    double cost[4];
+    int ncost;
     uint64_t t0;
     dw_rate rate;
 } run;
+
+#define COST_WINDOW 4
 
 static int check_options(dw_migration *h, const dw_backfill_options *in,
                          dw_backfill_options *o)
@@ -600,19 +606,38 @@ static int batch_in_transaction(dw_migration *h, run *r, int *finished,
     return rc;
 }
 
-/* The next batch's size: towards the target time, at most twice or half
- * the last. */
+/* The next batch's size: as many rows as fit a time below the target at
+ * the costliest per-row time of the last few batches -- one fast batch
+ * (a quiet moment of a busy machine) must not double the next past the
+ * target, and rows cost more as the table grows. It grows at most twice
+ * when far below the aim, a quarter near it, and shrinks at most to
+ * half. */
 static void adapt(run *r, double ms)
 {
     if (r->o.batch_ms < 0)
         return;
-    double want = r->o.batch_ms;
-    double factor = ms > 0 ? want / ms : 2.0;
-    if (factor > 2.0)
-        factor = 2.0;
-    if (factor < 0.5)
-        factor = 0.5;
-    double next = r->batch_rows * factor;
+    double aim = r->o.batch_ms * 0.7;
+    r->cost[r->ncost++ % COST_WINDOW] = ms / r->batch_rows;
+    /* The second costliest: one batch the machine stalled is no
+     * measure. */
+    double cost = 0, top = 0;
+    for (int i = 0; i < COST_WINDOW; i++) {
+        double c = r->cost[i];
+        if (c > top) {
+            cost = top;
+            top = c;
+        } else if (c > cost) {
+            cost = c;
+        }
+    }
+    if (r->ncost == 1)
+        cost = top;
+    double next = cost > 0 ? aim / cost : 2.0 * r->batch_rows;
+    double grow = ms < aim / 2 ? 2.0 : 1.25;
+    if (next > r->batch_rows * grow)
+        next = r->batch_rows * grow;
+    if (next < r->batch_rows * 0.5)
+        next = r->batch_rows * 0.5;
     if (next < 1)
         next = 1;
     if (next > r->o.max_batch_rows)

@@ -2347,6 +2347,37 @@ static void test_slow_batches_shrink(void **state)
     verify_all_clean(f->h, 8);
 }
 
+/* The next batch is sized for a time below the target, not at it: each
+ * row here takes at least 1 ms, so 20 ms fit no more than 20 rows, and
+ * the sizes stay well under that (the old rule, the target over the last
+ * time, asked for 19 or 20: any slower moment held the lock past the
+ * target). Slower rows than that only make the batches smaller. */
+static void test_batch_size_aims_below_target(void **state)
+{
+    test_fixture *f = *state;
+    users_at(f, 200, U_PROBE, DW_STAGE_DUAL_WRITE);
+    adapt_log a;
+    memset(&a, 0, sizeof a);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 10;
+    o.batch_ms = 20;
+    o.progress = on_adapt;
+    o.payload = &a;
+    dw_backfill_progress p;
+    g_probe_sleep_ms = 1;
+    int rc = dw_backfill(&p, f->h, &o);
+    g_probe_sleep_ms = 0;
+    assert_dw(f->h, rc, DW_MORE);
+    assert_int_equal(a.calls, 7);
+    for (int i = 0; i < 7; i++)
+        if (a.next[i] < 1 || a.next[i] > 15)
+            fail_msg("batch %d: next batch of %d rows for 20 ms at 1 ms or "
+                     "more a row",
+                     i + 1, a.next[i]);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_users_match(f->t.db);
+}
+
 /* A throttle that answers 0 ("go on now") is asked before each later
  * batch and holds nothing: the backfill runs to the end in one call. */
 static void test_throttle_zero_goes_on(void **state)
@@ -2707,6 +2738,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_one_table_callback, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_batch_rows_above_max, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_batches_shrink, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_size_aims_below_target, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, fixture_setup, fixture_teardown),

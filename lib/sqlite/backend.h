@@ -130,6 +130,8 @@ typedef struct sqlite_backend {
     sqlite3_stmt *skip_empty;
     sqlite3_stmt *skip_insert;
     sqlite3_stmt *override_keys;
+    /* Whether one key comes before another (range.c). */
+    sqlite3_stmt *key_before;
 } sqlite_backend;
 
 /* Virtual machine steps between two looks at the clock under a budget. */

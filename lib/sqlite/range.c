@@ -468,31 +468,32 @@ static int key_before_sql(dw_migration *h, dw_buf *b)
                   : DW_OK;
 }
 
+static sqlite3_stmt *cached_stmt(dw_migration *h, sqlite3_stmt **slot,
+                                 int (*build)(dw_migration *h, dw_buf *b),
+                                 const char *what);
+static int finish(dw_migration *h, sqlite3_stmt *st, int rc, int side,
+                  const char *what);
+
+/* Each batch checks its stored cursor with it: prepared once (the key's
+ * collations take a catalog query per column). */
 int dw__sqlite_key_before(dw_migration *h, const dw_value *a,
                           const dw_value *b, int *before)
 {
-    dw_buf sql;
-    dw_buf_init(&sql);
-    sqlite3_stmt *st = NULL;
-    int rc = key_before_sql(h, &sql);
-    if (rc == DW_OK && dw__prepare(h, sql.p, &st, NULL) != SQLITE_OK)
-        rc = dw__sqlite_error(h, sqlite3_errcode(h->db), DW_SIDE_NONE,
-                              "comparing stored keys");
-    dw_buf_free(&sql);
+    const char *what = "comparing stored keys";
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->key_before, key_before_sql,
+                                   what);
+    if (!st)
+        return h->errcode;
     int nkey = h->spec.side[DW_SIDE_OLD].nkey;
-    if (rc == DW_OK)
-        rc = bind_bound(h, st, P_LO, a, DW_SIDE_NONE);
+    int rc = bind_bound(h, st, P_LO, a, DW_SIDE_NONE);
     if (rc == DW_OK)
         rc = bind_bound(h, st, P_HI(nkey), b, DW_SIDE_NONE);
-    if (rc == DW_OK) {
-        int step = sqlite3_step(st);
-        *before = step == SQLITE_ROW && sqlite3_column_int(st, 0);
-        if (step != SQLITE_ROW)
-            rc = dw__sqlite_error(h, step, DW_SIDE_NONE,
-                                  "comparing stored keys");
-    }
-    sqlite3_finalize(st);
-    return rc;
+    if (rc != DW_OK)
+        return rc;
+    int step = sqlite3_step(st);
+    *before = step == SQLITE_ROW && sqlite3_column_int(st, 0);
+    return finish(h, st, step == SQLITE_ROW ? SQLITE_DONE : step,
+                  DW_SIDE_NONE, what);
 }
 
 void dw__range_finalize(sqlite_backend *bk)
@@ -505,6 +506,7 @@ void dw__range_finalize(sqlite_backend *bk)
     sqlite3_finalize(bk->skip_empty);
     sqlite3_finalize(bk->skip_insert);
     sqlite3_finalize(bk->override_keys);
+    sqlite3_finalize(bk->key_before);
 }
 
 
@@ -772,7 +774,7 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
 
 /* The statement in *slot, prepared from the SQL build() writes on first
  * use; NULL with the error set on failure. */
-static sqlite3_stmt *skip_stmt(dw_migration *h, sqlite3_stmt **slot,
+static sqlite3_stmt *cached_stmt(dw_migration *h, sqlite3_stmt **slot,
                                int (*build)(dw_migration *h, dw_buf *b),
                                const char *what)
 {
@@ -851,11 +853,11 @@ int dw__sqlite_skip_reset(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     const char *what = "making the backfill's set of keys to skip";
-    int rc = step_once(h, skip_stmt(h, &bk->skip_make, build_skip_make, what),
+    int rc = step_once(h, cached_stmt(h, &bk->skip_make, build_skip_make, what),
                        what);
     what = "emptying the backfill's set of keys to skip";
     return rc != DW_OK ? rc
-                       : step_once(h, skip_stmt(h, &bk->skip_empty,
+                       : step_once(h, cached_stmt(h, &bk->skip_empty,
                                                 build_skip_empty, what),
                                    what);
 }
@@ -863,7 +865,7 @@ int dw__sqlite_skip_reset(dw_migration *h)
 int dw__sqlite_skip_add(dw_migration *h, const dw_value *key)
 {
     const char *what = "adding a key to the backfill's set of keys to skip";
-    sqlite3_stmt *st = skip_stmt(h, &BK(h)->skip_insert, build_skip_insert,
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->skip_insert, build_skip_insert,
                                  what);
     if (!st)
         return h->errcode;
@@ -890,7 +892,7 @@ int dw__sqlite_override_keys(dw_migration *h, int first, int last,
                              dw_keytext_fn fn, void *arg)
 {
     const char *what = "listing the overrides";
-    sqlite3_stmt *st = skip_stmt(h, &BK(h)->override_keys,
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->override_keys,
                                  build_override_keys, what);
     if (!st)
         return h->errcode;
