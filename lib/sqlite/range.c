@@ -294,7 +294,10 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_COUNT:
         dw_buf_puts(b, "SELECT count(*) FROM ");
         dw_buf_table(b, d->table);
-        add_range(b, d, NULL, bounds);
+        /* A whole table without WHERE: SQLite counts its pages' cells
+         * without stepping through the rows. */
+        if (bounds)
+            add_range(b, d, NULL, bounds);
         break;
     case RK_NULLS:
         dw_buf_puts(b, "SELECT count(*) FROM ");
@@ -676,8 +679,52 @@ int dw__sqlite_covered(dw_migration *h, int64_t *n)
               : h->errcode;
 }
 
+/* Whether the side's key is its table's rowid (a lone INTEGER PRIMARY
+ * KEY of a rowid table, which has no index of origin 'pk'): it is never
+ * NULL and always an integer, so the scans for keys that cannot be
+ * addressed or paged through would read every row to find nothing. */
+static int rowid_key(dw_migration *h, int side, int *yes)
+{
+    const dw_side_def *d = &h->spec.side[side];
+    *yes = 0;
+    if (d->nkey != 1)
+        return DW_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(
+        h,
+        "SELECT (SELECT count(*) FROM pragma_table_info(?1, 'main') WHERE "
+        "pk > 0) = 1 AND EXISTS (SELECT 1 FROM pragma_table_info(?1, "
+        "'main') WHERE pk = 1 AND name = ?2 COLLATE NOCASE AND upper(type) "
+        "= 'INTEGER') AND NOT EXISTS (SELECT 1 FROM pragma_index_list(?1, "
+        "'main') WHERE origin = 'pk')",
+        &st, NULL);
+    if (rc == SQLITE_OK &&
+        (rc = sqlite3_bind_text(st, 1, d->table, -1, SQLITE_STATIC)) ==
+            SQLITE_OK &&
+        (rc = sqlite3_bind_text(st, 2, d->key[0], -1, SQLITE_STATIC)) ==
+            SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *yes = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    int result = rc == SQLITE_OK
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, side,
+                                        "reading whether the key is the "
+                                        "rowid");
+    sqlite3_finalize(st);
+    return result;
+}
+
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 {
+    int rowid;
+    int rc = rowid_key(h, side, &rowid);
+    if (rc != DW_OK || rowid) {
+        *n = 0;
+        return rc;
+    }
     sqlite3_stmt *st = range_stmt(h, RK_NULLS, side, NULL, 0, NULL);
     return st ? count_stmt(h, st, side, n, "looking for NULL keys")
               : h->errcode;
@@ -686,6 +733,10 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key)
 {
     dw__held_key_clear(key);
+    int rowid;
+    int rc0 = rowid_key(h, side, &rowid);
+    if (rc0 != DW_OK || rowid)
+        return rc0;
     sqlite3_stmt *st = range_stmt(h, RK_UNPAGED, side, NULL, 0, NULL);
     if (!st)
         return h->errcode;
