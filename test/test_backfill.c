@@ -2613,6 +2613,59 @@ static void test_real_keys(void **state)
  * walks the keys of both sides, names what it met on either side. (A NULL
  * key of the side not copied from lies outside every bounded range; only a
  * batch over all the keys meets it -- verification refuses it anyway.) */
+static int count_scan(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)p;
+    const char *sql = x;
+    if (type == SQLITE_TRACE_STMT && sql &&
+        (strstr(sql, "IS NULL") || strstr(sql, "typeof(")))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+/* A rowid key cannot hold NULL or anything but an integer: the backfill
+ * skips the two scans of every row that look for such keys. A key that
+ * only looks like one -- INTEGER PRIMARY KEY DESC, INT PRIMARY KEY, both
+ * a separate index in a rowid table, which lets NULL in -- is still
+ * checked. */
+static void test_rowid_key_needs_no_key_scans(void **state)
+{
+    (void)state;
+    static const char *const decl[] = {"INTEGER PRIMARY KEY",
+                                       "INTEGER PRIMARY KEY DESC",
+                                       "INT PRIMARY KEY"};
+    for (int i = 0; i < 3; i++) {
+        test_db t;
+        test_db_open(&t);
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE codes(code %s, name TEXT);"
+                 "CREATE TABLE codes_v2(code INTEGER UNIQUE, label TEXT);"
+                 "INSERT INTO codes VALUES(1, 'a'), (2, 'b');",
+                 decl[i]);
+        exec_ok(t.db, sql);
+        if (i > 0)
+            exec_ok(t.db, "INSERT INTO codes VALUES(NULL, 'n')");
+        dw_migration *h = open_codes(t.db);
+        int scans = 0;
+        sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, count_scan, &scans);
+        int rc = dw_backfill(NULL, h, NULL);
+        sqlite3_trace_v2(t.db, 0, NULL, NULL);
+        if (i == 0) {
+            assert_dw_ok(h, rc);
+            assert_int_equal(scans, 0);
+            verify_all_clean(h, 2);
+        } else {
+            assert_dw(h, rc, DW_EMISUSE);
+            assert_true(contains(dw_errmsg(h), "NULL in a key column"));
+            assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"),
+                             0);
+        }
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
 static void test_blob_keys_refused(void **state)
 {
     (void)state;
@@ -2749,6 +2802,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_blob_keys_refused),
+        cmocka_unit_test(test_rowid_key_needs_no_key_scans),
         cmocka_unit_test(test_key_text_longer_than_length_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
