@@ -64,6 +64,10 @@ typedef struct run {
     int fresh;        /* start over in the next batch */
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
+    /* Batches may end batch_rows integers on (see span_end()); sparse: the
+     * last such batch passed too few rows for that. */
+    int integer_keys;
+    int sparse;
     /* Time per row of the last few batches (ms; 0: none yet), newest at
      * cost[ncost % COST_WINDOW]. */
     double cost[4];
@@ -190,6 +194,9 @@ static int survey(dw_migration *h, void *arg)
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
+    if (rc == DW_OK)
+        rc = h->ops->integer_keys(h, dw__authoritative(stage),
+                                  &r->integer_keys);
     if (rc != DW_OK)
         return rc;
     int source = dw__authoritative(stage);
@@ -411,6 +418,21 @@ static int name_failing_key(dw_migration *h, int target, const dw_value *lo,
     return rc;
 }
 
+/* Whether the batch after lo may end batch_rows integers on, found
+ * without reading a key: the copy is one UPDATE over one table (whose
+ * count is the rows it passed), of keys that are integers holding one
+ * row each at most -- so the span holds batch_rows rows at most, and
+ * exactly that many where the keys are dense. Where they are sparse (the
+ * last such batch passed fewer than half) the batch end is found by
+ * counting keys instead. */
+static int span_batch(const dw_migration *h, const run *r, int target,
+                      const dw_value *lo, const dw_value *end)
+{
+    return r->integer_keys && !r->sparse && h->spec.same_table &&
+           h->spec.map[target].exprs && lo && lo->type == DW_TYPE_INTEGER &&
+           end->type == DW_TYPE_INTEGER;
+}
+
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
 typedef struct batch_keys {
     dw_held_key lo, hi, end;
@@ -472,7 +494,18 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     const char *lo_text = st->cursor;
     const dw_value *lo = k->lo.v;
     int last = 1;
-    if (k->end.v) {
+    int span = k->end.v && span_batch(h, r, target, lo, k->end.v);
+    if (span) {
+        int64_t from = lo->i, to = k->end.v->i;
+        /* (The difference taken unsigned: it may not fit an int64_t.) */
+        last = from >= to ||
+               (uint64_t)to - (uint64_t)from <= (uint64_t)r->batch_rows;
+        if (!last) {
+            dw_value hi = dw_int(from + r->batch_rows);
+            if (dw__held_key_set(&k->hi, &hi, 1) != DW_OK)
+                return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        }
+    } else if (k->end.v) {
         rc = h->ops->range_key_at(h, source, lo, 0, k->end.v,
                                   r->batch_rows - 1, &k->hi);
         if (rc != DW_OK)
@@ -489,7 +522,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     /* The source keys this batch passes. */
     if (k->end.v && last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
-    else if (k->end.v)
+    else if (k->end.v && !span)
         passed = r->batch_rows;
     /* Keys routed to a stage trusting the other side: in range, and past
      * the end on the last batch (where orphans go too). */
@@ -521,12 +554,28 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
             written = a.synced;
         }
+        /* A span's UPDATE passed every row in range but the skipped. */
+        if (rc == DW_OK && span && !last)
+            passed = written;
         if (rc == DW_OK && skip) {
             routed_args a = {stage, 0};
             rc = h->ops->skip_keys(h, lo, routed_hi, sync_routed, &a);
             written += a.synced;
         }
+        if (rc == DW_OK && span && !last && skip)
+            rc = h->ops->range_count(h, source, lo, upper, &passed);
     }
+    if (rc == DW_OK && span && !last && routed == ROUTED_EACH)
+        rc = h->ops->range_count(h, source, lo, upper, &passed);
+    /* How the next batch finds its end: a span again while its rows stay
+     * dense; after a counted end, a span again once the keys it passed
+     * span no more than twice as many integers. */
+    if (rc == DW_OK && !last && span)
+        r->sparse = passed < r->batch_rows / 2;
+    else if (rc == DW_OK && !last && lo && k->hi.v &&
+             lo->type == DW_TYPE_INTEGER && k->hi.v->type == DW_TYPE_INTEGER)
+        r->sparse = (uint64_t)k->hi.v->i - (uint64_t)lo->i >
+                    2 * (uint64_t)r->batch_rows;
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
         dw__error_append(h,
                        lo ? "; the backfill stopped and kept nothing of "

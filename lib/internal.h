@@ -689,14 +689,18 @@ typedef struct dw_backend_ops {
     int (*range_last)(dw_migration *h, int side, dw_held_key *key);
     int (*range_count)(dw_migration *h, int side, const dw_value *lo,
                        const dw_value *hi, int64_t *n);
+    /* Whether every key of `side` is an integer of one column, at most one
+     * row each (SQLite: the rowid), known from the schema alone. */
+    int (*integer_keys)(dw_migration *h, int side, int *yes);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
     /* The first key of `side` that cannot be paged through (a TEXT holding
      * a NUL byte, an infinite REAL), or none. */
     int (*unpaged_key)(dw_migration *h, int side, dw_held_key *key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
-     * never OR IGNORE or REPLACE; *written counts rows changed. skip: the
-     * keys of the skip set are left alone. */
+     * never OR IGNORE or REPLACE; *written counts rows changed -- for one
+     * table, an UPDATE of the range: every row in it. skip: the keys of
+     * the skip set are left alone. */
     int (*range_copy)(dw_migration *h, int target, const dw_value *lo,
                       const dw_value *hi, int skip, int64_t *written);
     /* Deletes target rows in range whose source row is gone (skip: except

@@ -1584,6 +1584,97 @@ static void test_batch_needs_no_statement_journal(void **state)
     fault_vfs_default(0);
 }
 
+static int count_offset(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)p;
+    const char *sql = x;
+    if (type == SQLITE_TRACE_STMT && sql && strstr(sql, "OFFSET"))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+typedef struct batch_rows_log {
+    int64_t done;
+    int64_t most; /* the most rows one batch passed */
+} batch_rows_log;
+
+static int on_batch_rows(const dw_backfill_progress *p, void *payload)
+{
+    batch_rows_log *l = payload;
+    if (p->rows_done - l->done > l->most)
+        l->most = p->rows_done - l->done;
+    l->done = p->rows_done;
+    return 0;
+}
+
+/* Integer rowid keys of one table: a batch ends batch_rows integers after
+ * the last, with no statement counting keys to find its end (OFFSET) --
+ * except the first batch, and where the keys turn sparse, until they are
+ * dense again. No batch passes more than batch_rows rows, the count of
+ * rows passed is exact, and keys at both ends of the integers are
+ * reached. */
+static void test_integer_key_batches_need_no_offset(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT,"
+            " name_v2 TEXT);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 20000)"
+            " INSERT INTO people(id, name) SELECT i, 'person ' || i FROM n;"
+            /* Sparse keys, then dense again, and both extremes. */
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 10)"
+            " INSERT INTO people(id, name) SELECT i * 100000, 'sparse' FROM n;"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 5000)"
+            " INSERT INTO people(id, name) SELECT 2000000 + i, 'late' FROM n;"
+            "INSERT INTO people(id, name) VALUES"
+            " (-9223372036854775807 - 1, 'min'), (-5, 'minus five'),"
+            " (9223372036854775806, 'max - 1'),"
+            " (9223372036854775807, 'max');");
+    const int64_t total = 20000 + 10 + 5000 + 4;
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"name"};
+    static const char *const new_cols[] = {"name_v2"};
+    static const dw_column_map up[] = {{"name_v2", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "people";
+    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
+    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    batch_rows_log l = {0, 0};
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.batch_rows = 1000;
+    bo.batch_ms = -1;
+    bo.progress = on_batch_rows;
+    bo.payload = &l;
+    int offsets = 0;
+    sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, count_offset, &offsets);
+    dw_backfill_progress p;
+    int rc = dw_backfill(&p, h, &bo);
+    sqlite3_trace_v2(t.db, 0, NULL, NULL);
+    assert_dw_ok(h, rc);
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, total);
+    assert_true(l.most <= 1000);
+    assert_true(p.batches >= 25);
+    if (offsets > 8)
+        fail_msg("%d statements with OFFSET in %lld batches", offsets,
+                 (long long)p.batches);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM people"
+                                     " WHERE name_v2 IS name"),
+                     total);
+    verify_all_clean(h, total);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* Frames in the WAL now, without checkpointing anything. */
 static int64_t wal_frames(sqlite3 *db)
 {
@@ -2764,6 +2855,7 @@ int main(int argc, char **argv)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
         cmocka_unit_test(test_batch_needs_no_statement_journal),
+        cmocka_unit_test(test_integer_key_batches_need_no_offset),
         cmocka_unit_test(test_checkpoints_after_batches),
         cmocka_unit_test(test_null_keys_refuse_verification),
         cmocka_unit_test_setup_teardown(test_kill_mid_batch, fixture_setup, fixture_teardown),

@@ -727,6 +727,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .range_count = dw__sqlite_range_count,
     .null_keys = dw__sqlite_null_keys,
     .unpaged_key = dw__sqlite_unpaged_key,
+    .integer_keys = dw__sqlite_integer_keys,
     .range_copy = dw__sqlite_range_copy,
     .range_delete_orphans = dw__sqlite_range_delete_orphans,
     .range_keys = dw__sqlite_range_keys,

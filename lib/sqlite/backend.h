@@ -273,6 +273,7 @@ int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
 int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
                            const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
+int dw__sqlite_integer_keys(dw_migration *h, int side, int *yes);
 int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key);
 int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
                           const dw_value *hi, int skip, int64_t *written);

@@ -717,6 +717,11 @@ static int rowid_key(dw_migration *h, int side, int *yes)
     return result;
 }
 
+int dw__sqlite_integer_keys(dw_migration *h, int side, int *yes)
+{
+    return rowid_key(h, side, yes);
+}
+
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 {
     int rowid;
