@@ -57,6 +57,9 @@ void dw__sleep_ms(int ms)
         ;
 }
 
+/* Batches whose per-row time sizes the next one. */
+#define COST_WINDOW 4
+
 typedef struct run {
     dw_backfill_options o;
     dw_backfill_progress p;
@@ -64,19 +67,17 @@ typedef struct run {
     int fresh;        /* start over in the next batch */
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
-    /* Batches may end batch_rows integers on (see span_end()); sparse: the
-     * last such batch passed too few rows for that. */
+    /* Batches may end batch_rows integers on (see span_batch()); sparse:
+     * the last such batch passed too few rows for that. */
     int integer_keys;
     int sparse;
-    /* Time per row of the last few batches (ms; 0: none yet), newest at
-     * cost[ncost % COST_WINDOW]. */
-    double cost[4];
+    /* Time per row of the last few batches (ms; 0: none yet), the newest
+     * at cost[(ncost - 1) % COST_WINDOW]. */
+    double cost[COST_WINDOW];
     int ncost;
     uint64_t t0;
     dw_rate rate;
 } run;
-
-#define COST_WINDOW 4
 
 static int check_options(dw_migration *h, const dw_backfill_options *in,
                          dw_backfill_options *o)
@@ -194,7 +195,7 @@ static int survey(dw_migration *h, void *arg)
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
-    if (rc == DW_OK)
+    if (rc == DW_OK && h->spec.same_table)
         rc = h->ops->integer_keys(h, dw__authoritative(stage),
                                   &r->integer_keys);
     if (rc != DW_OK)
@@ -554,18 +555,17 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
             written = a.synced;
         }
-        /* A span's UPDATE passed every row in range but the skipped. */
-        if (rc == DW_OK && span && !last)
-            passed = written;
         if (rc == DW_OK && skip) {
             routed_args a = {stage, 0};
             rc = h->ops->skip_keys(h, lo, routed_hi, sync_routed, &a);
             written += a.synced;
         }
-        if (rc == DW_OK && span && !last && skip)
-            rc = h->ops->range_count(h, source, lo, upper, &passed);
     }
-    if (rc == DW_OK && span && !last && routed == ROUTED_EACH)
+    /* A span's rows: its UPDATE's count, unless keys were left out of
+     * it. */
+    if (rc == DW_OK && span && !last && routed == ROUTED_NONE)
+        passed = written;
+    else if (rc == DW_OK && span && !last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
     /* How the next batch finds its end: a span again while its rows stay
      * dense; after a counted end, a span again once the keys it passed

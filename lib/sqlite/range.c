@@ -909,8 +909,8 @@ int dw__sqlite_skip_reset(dw_migration *h)
 {
     sqlite_backend *bk = BK(h);
     const char *what = "making the backfill's set of keys to skip";
-    int rc = step_once(h, cached_stmt(h, &bk->skip_make, build_skip_make, what),
-                       what);
+    int rc = step_once(
+        h, cached_stmt(h, &bk->skip_make, build_skip_make, what), what);
     what = "emptying the backfill's set of keys to skip";
     return rc != DW_OK ? rc
                        : step_once(h, cached_stmt(h, &bk->skip_empty,
