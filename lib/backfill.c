@@ -75,6 +75,7 @@ typedef struct run {
      * at cost[(ncost - 1) % COST_WINDOW]. */
     double cost[COST_WINDOW];
     int ncost;
+    int64_t passed; /* source keys the last batch passed */
     uint64_t t0;
     dw_rate rate;
 } run;
@@ -591,6 +592,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         k->hi.text = NULL; /* the cursor's now */
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
+    r->passed = passed;
     /* The total was counted at the start; at the end the rows passed are
      * the true count (rows deleted meanwhile are not in it). */
     if (last)
@@ -655,20 +657,23 @@ static int batch_in_transaction(dw_migration *h, run *r, int *finished,
     return rc;
 }
 
-/* The next batch's size: as many rows as fit a time below the target at
- * the costliest per-row time of the last few batches -- one fast batch
+/* The next batch's size: as many rows as fit 70% of the target at the
+ * second highest time per row (per row passed: a span over sparse keys
+ * passes fewer than its size) of the last four batches -- one fast batch
  * (a quiet moment of a busy machine) must not double the next past the
- * target, and rows cost more as the table grows. It grows at most twice
- * when far below the aim, a quarter near it, and shrinks at most to
- * half. */
+ * target, one stalled batch is no measure, and rows cost more as the
+ * table grows. It grows at most twice when far below the aim, a quarter
+ * near it, and shrinks at most to half. */
 static void adapt(run *r, double ms)
 {
     if (r->o.batch_ms < 0)
         return;
+    /* A batch that passed no row (keys sparse past a span) tells
+     * nothing. */
+    if (r->passed <= 0)
+        return;
     double aim = r->o.batch_ms * 0.7;
-    r->cost[r->ncost++ % COST_WINDOW] = ms / r->batch_rows;
-    /* The second costliest: one batch the machine stalled is no
-     * measure. */
+    r->cost[r->ncost++ % COST_WINDOW] = ms / (double)r->passed;
     double cost = 0, top = 0;
     for (int i = 0; i < COST_WINDOW; i++) {
         double c = r->cost[i];
