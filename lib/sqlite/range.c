@@ -330,6 +330,9 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_COPY:
         build_copy(b, s, side, bounds);
         break;
+    case RK_SKIPPED:
+        build_skipped(b, s, bounds);
+        break;
     case RK_DELETE: {
         const dw_side_def *src = &s->side[dw__other_side(side)];
         dw_buf_puts(b, "DELETE FROM ");
@@ -357,9 +360,6 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         dw_buf_puts(b, ")");
         break;
     }
-    case RK_SKIPPED:
-        build_skipped(b, s, bounds);
-        break;
     case RK_CHUNK_END:
         /* The smaller of the two sides' keys ?1 rows into the range. */
         for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
