@@ -1410,9 +1410,12 @@ typedef struct dw_backfill_options {
     /** Rows in the first batch; later batches adapt towards batch_ms.
      *  0 means the default, 1000. */
     int batch_rows;
-    /** The batch time aimed at, in milliseconds: the size grows or shrinks
-     *  (at most twofold per batch) so a batch holds the write lock about
-     *  this long. 0 means the default, 20; negative keeps batch_rows. */
+    /** The batch time not to exceed, in milliseconds: the size grows or
+     *  shrinks (at most twofold per batch, by a quarter near the aim) so a
+     *  batch holds the write lock for about 70% of this at the per-row
+     *  time of the recent batches (the second slowest of the last four),
+     *  leaving room for a slower moment. 0 means the default, 20;
+     *  negative keeps batch_rows. */
     int batch_ms;
     /** Upper bound for the adapted size; 0 means the default, 100000. */
     int max_batch_rows;
@@ -1438,13 +1441,17 @@ typedef struct dw_backfill_options {
 /**
  * Copies the existing rows from the authoritative side to the other through
  * the mapping (old to new up to SHADOW; new to old at LIVE and RAMPDOWN, to
- * rebuild the old model for a rollback). When keys are routed to stages of
- * their own (see "Key routing") such that some may trust the side the
- * backfill writes -- any override stored, or a canary whose stage trusts
- * the other side -- each key of either side in the batch's range is
- * instead synced on its own, from the side its own effective stage trusts
- * (slower: one sync per key), so a routed key's data is never overwritten
- * from the side it does not trust.
+ * rebuild the old model for a rollback). Keys routed to stages of their
+ * own (see "Key routing") whose stage trusts the same side are copied with
+ * the others. Keys whose effective stage trusts the side the backfill
+ * writes (an override at such a stage, or the canary's keys when its stage
+ * does) are left out of the set-based copy and delete, and each is synced
+ * on its own from the side its own stage trusts (one held at OFF or
+ * COMPLETE is left alone), so its data is never overwritten from the side
+ * it does not trust. When more such overrides are stored than the batch
+ * has rows, or the mapping is a C callback, every key of either side in
+ * the batch's range is synced on its own that way (slower: one sync per
+ * key).
  *
  * The source is read in key order, in pages of keys after a stored cursor.
  * Each batch is one short BEGIN IMMEDIATE transaction that makes the

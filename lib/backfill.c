@@ -57,6 +57,9 @@ void dw__sleep_ms(int ms)
         ;
 }
 
+/* Batches whose per-row time sizes the next one. */
+#define COST_WINDOW 4
+
 typedef struct run {
     dw_backfill_options o;
     dw_backfill_progress p;
@@ -64,6 +67,15 @@ typedef struct run {
     int fresh;        /* start over in the next batch */
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
+    /* Batches may end batch_rows integers on (see span_batch()); sparse:
+     * the last such batch passed too few rows for that. */
+    int integer_keys;
+    int sparse;
+    /* Time per row of the last few batches (ms; 0: none yet), the newest
+     * at cost[(ncost - 1) % COST_WINDOW]. */
+    double cost[COST_WINDOW];
+    int ncost;
+    int64_t passed; /* source keys the last batch passed */
     uint64_t t0;
     dw_rate rate;
 } run;
@@ -160,7 +172,7 @@ static int null_key_check(dw_migration *h, int side)
     return dw__no_null_keys(h, side, "the backfill");
 }
 
-static int routed_elsewhere(const dw_migration *h, int source);
+static int mapped_elsewhere(dw_migration *h, int source, int *found);
 
 /* Before the batches: where the stored backfill stands, and for a fresh
  * start the row count (an estimate for progress) and the NULL-key check
@@ -173,15 +185,20 @@ static int survey(dw_migration *h, void *arg)
     if (rc == DW_OK)
         rc = dw__need_two_models(h, stage, "the backfill");
     /* The mapping the batches would use (either one when routed keys
-     * trust the other side), before any state or setup SQL is touched. */
+     * trust the other side and write both models), before any state or
+     * setup SQL is touched. */
+    int both = 0;
+    if (rc == DW_OK)
+        rc = mapped_elsewhere(h, dw__authoritative(stage), &both);
     if (rc == DW_OK)
         rc = dw__need_callback(
-            h, routed_elsewhere(h, dw__authoritative(stage))
-                   ? DW_SIDE_NONE
-                   : dw__other_side(dw__authoritative(stage)));
+            h, both ? DW_SIDE_NONE : dw__other_side(dw__authoritative(stage)));
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
+    if (rc == DW_OK && h->spec.same_table)
+        rc = h->ops->integer_keys(h, dw__authoritative(stage),
+                                  &r->integer_keys);
     if (rc != DW_OK)
         return rc;
     int source = dw__authoritative(stage);
@@ -243,14 +260,144 @@ static int sync_routed(dw_migration *h, const dw_value *key, void *arg)
     return rc;
 }
 
-/* Whether some key may trust the side the backfill writes. */
-static int routed_elsewhere(const dw_migration *h, int source)
+/* The stages trusting the side other than source: all of them (OFF and
+ * COMPLETE included), or only those writing both models. */
+static void stages_elsewhere(int source, int both_written, int *first,
+                             int *last)
 {
+    if (source == DW_SIDE_OLD) {
+        *first = DW_STAGE_LIVE;
+        *last = both_written ? DW_STAGE_RAMPDOWN : DW_STAGE_COMPLETE;
+    } else {
+        *first = both_written ? DW_STAGE_DUAL_WRITE : DW_STAGE_OFF;
+        *last = DW_STAGE_SHADOW;
+    }
+}
+
+static int stop_at_first(dw_migration *h, const char *key, void *arg)
+{
+    (void)h;
+    (void)key;
+    *(int *)arg = 1;
+    return DW_MORE;
+}
+
+/* Whether some key may have a stage trusting the side the backfill writes
+ * while writing both models: such a key is synced from that side, through
+ * the mapping into the source. */
+static int mapped_elsewhere(dw_migration *h, int source, int *found)
+{
+    *found = 0;
     if (!dw__route_active(h))
-        return 0;
-    const dw_route_state *r = &h->route;
-    return r->overrides > 0 ||
-           dw__authoritative(r->canary_stage) != source;
+        return DW_OK;
+    int first, last;
+    stages_elsewhere(source, 1, &first, &last);
+    int canary = dw__route_canary_stage(h);
+    if (canary >= first && canary <= last) {
+        *found = 1;
+        return DW_OK;
+    }
+    if (h->route.overrides <= 0)
+        return DW_OK;
+    int rc = h->ops->override_keys(h, first, last, stop_at_first, found);
+    return rc == DW_MORE && *found ? DW_OK : rc;
+}
+
+/* How a batch treats the keys whose own stage trusts the side it
+ * writes. */
+enum {
+    ROUTED_NONE, /* there are none: every key set-based */
+    ROUTED_SKIP, /* set-based except the skip set, whose keys go one by one */
+    ROUTED_EACH  /* every key of the batch one by one */
+};
+
+typedef struct skip_args {
+    int stage, source;
+    int64_t n;     /* keys in the skip set */
+    int64_t limit; /* more than this many: ROUTED_EACH */
+} skip_args;
+
+/* Adds a key to the skip set (emptied before the first). */
+static int skip_add(dw_migration *h, skip_args *a, const dw_value *key)
+{
+    int rc = a->n == 0 ? h->ops->skip_reset(h) : DW_OK;
+    if (rc == DW_OK)
+        rc = h->ops->skip_add(h, key);
+    if (rc == DW_OK)
+        a->n++;
+    return rc;
+}
+
+/* An override key of a stage trusting the other side. */
+static int skip_override(dw_migration *h, const char *text, void *arg)
+{
+    skip_args *a = arg;
+    if (a->n >= a->limit) {
+        a->n = a->limit + 1;
+        return DW_MORE;
+    }
+    dw_held_key key = {NULL, NULL};
+    int rc = dw__held_key_read(h, &key, text);
+    if (rc == DW_ERROR) {
+        /* Stored text that is no key of this migration: no row's key
+         * looks it up, so no key follows it. */
+        dw__clear_error(h);
+        return DW_OK;
+    }
+    if (rc == DW_OK)
+        rc = skip_add(h, a, key.v);
+    dw__held_key_clear(&key);
+    return rc;
+}
+
+/* A key of the batch's range, when the canary's stage trusts the other
+ * side: skipped when its own route (override or canary) does too. */
+static int skip_routed(dw_migration *h, const dw_value *key, void *arg)
+{
+    skip_args *a = arg;
+    int eff;
+    int rc = dw__key_route(h, key, a->stage, &eff, NULL);
+    if (rc == DW_OK && dw__authoritative(eff) != a->source)
+        rc = skip_add(h, a, key);
+    return rc;
+}
+
+/* Which keys of the batch's range (lo, hi] have a stage of their own
+ * trusting the other side, in the skip set; *mode says how the batch goes
+ * on. Past `limit` such keys (overrides anywhere, counted without their
+ * range, which their stored text does not give), and for a C mapping,
+ * every key goes one by one: the set of keys to skip would cost more than
+ * it saves. */
+static int plan_routed(dw_migration *h, int stage, const dw_value *lo,
+                       const dw_value *hi, int64_t limit, int *mode)
+{
+    *mode = ROUTED_NONE;
+    if (!dw__route_active(h))
+        return DW_OK;
+    int source = dw__authoritative(stage);
+    int target = dw__other_side(source);
+    skip_args a = {stage, source, 0, h->spec.map[target].exprs ? limit : 0};
+    int canary = dw__route_canary_stage(h);
+    int rc = DW_OK;
+    if (canary >= 0 && dw__authoritative(canary) != source) {
+        /* Each key's route, overrides included. */
+        if (!a.limit) {
+            *mode = ROUTED_EACH;
+            return DW_OK;
+        }
+        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, hi, skip_routed, &a);
+    } else if (h->route.overrides > 0) {
+        int first, last;
+        stages_elsewhere(source, 0, &first, &last);
+        rc = h->ops->override_keys(h, first, last, skip_override, &a);
+        if (rc == DW_MORE && a.n > a.limit) {
+            *mode = ROUTED_EACH;
+            return DW_OK;
+        }
+    }
+    if (rc == DW_OK && a.n > 0)
+        *mode = ROUTED_SKIP;
+    return rc;
 }
 
 /* Names the key a set-based copy failed on: syncs the batch's keys one by
@@ -271,6 +418,21 @@ static int name_failing_key(dw_migration *h, int target, const dw_value *lo,
     }
     dw__free(msg);
     return rc;
+}
+
+/* Whether the batch after lo may end batch_rows integers on, found
+ * without reading a key: the copy is one UPDATE over one table (whose
+ * count is the rows it passed), of keys that are integers holding one
+ * row each at most -- so the span holds batch_rows rows at most, and
+ * exactly that many where the keys are dense. Where they are sparse (the
+ * last such batch passed fewer than half) the batch end is found by
+ * counting keys instead. */
+static int span_batch(const dw_migration *h, const run *r, int target,
+                      const dw_value *lo, const dw_value *end)
+{
+    return r->integer_keys && !r->sparse && h->spec.same_table &&
+           h->spec.map[target].exprs && lo && lo->type == DW_TYPE_INTEGER &&
+           end->type == DW_TYPE_INTEGER;
 }
 
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
@@ -334,7 +496,18 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     const char *lo_text = st->cursor;
     const dw_value *lo = k->lo.v;
     int last = 1;
-    if (k->end.v) {
+    int span = k->end.v && span_batch(h, r, target, lo, k->end.v);
+    if (span) {
+        int64_t from = lo->i, to = k->end.v->i;
+        /* (The difference taken unsigned: it may not fit an int64_t.) */
+        last = from >= to ||
+               (uint64_t)to - (uint64_t)from <= (uint64_t)r->batch_rows;
+        if (!last) {
+            dw_value hi = dw_int(from + r->batch_rows);
+            if (dw__held_key_set(&k->hi, &hi, 1) != DW_OK)
+                return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+        }
+    } else if (k->end.v) {
         rc = h->ops->range_key_at(h, source, lo, 0, k->end.v,
                                   r->batch_rows - 1, &k->hi);
         if (rc != DW_OK)
@@ -351,31 +524,57 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     /* The source keys this batch passes. */
     if (k->end.v && last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
-    else if (k->end.v)
+    else if (k->end.v && !span)
         passed = r->batch_rows;
-    int routed = routed_elsewhere(h, source);
-    if (rc == DW_OK && routed) {
+    /* Keys routed to a stage trusting the other side: in range, and past
+     * the end on the last batch (where orphans go too). */
+    const dw_value *routed_hi = last ? NULL : upper;
+    int routed = ROUTED_NONE;
+    if (rc == DW_OK)
+        rc = plan_routed(h, stage, lo, routed_hi, r->batch_rows, &routed);
+    if (rc == DW_OK && routed == ROUTED_EACH) {
         /* Every key of either side in range (and past the end on the last
          * batch), from the side its own stage trusts. */
         routed_args a = {stage, 0};
-        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, last ? NULL : upper,
-                                sync_routed, &a);
+        rc = h->ops->range_keys(h, DW_SIDE_NONE, lo, routed_hi, sync_routed,
+                                &a);
         written = a.synced;
     } else if (rc == DW_OK) {
         /* First the target's rows whose source is gone -- within the
          * batch's range, and past the end on the last batch -- so a value
          * they hold (a UNIQUE email, say) is free for the rows copied
-         * next. */
-        rc = h->ops->range_delete_orphans(h, target, lo, last ? NULL : upper,
+         * next. The skipped keys are left to their own stage. */
+        int skip = routed == ROUTED_SKIP;
+        rc = h->ops->range_delete_orphans(h, target, lo, routed_hi, skip,
                                           &deleted);
         if (rc == DW_OK && k->end.v && h->spec.map[target].exprs) {
-            rc = h->ops->range_copy(h, target, lo, upper, &written);
+            rc = h->ops->range_copy(h, target, lo, upper, skip, &written);
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
         } else if (rc == DW_OK && k->end.v) {
             rc = dw__copy_mapped_range(h, target, lo, upper, &written);
         }
+        if (rc == DW_OK && skip) {
+            routed_args a = {stage, 0};
+            rc = h->ops->skip_keys(h, lo, routed_hi, sync_routed, &a);
+            written += a.synced;
+        }
     }
+    /* A span's rows: its UPDATE's count, unless keys were left out of
+     * it. */
+    if (rc == DW_OK && span && !last && routed == ROUTED_NONE)
+        passed = written;
+    else if (rc == DW_OK && span && !last)
+        rc = h->ops->range_count(h, source, lo, upper, &passed);
+    /* How the next batch finds its end: a span again while its rows stay
+     * dense; after a counted end, a span again once the keys it passed
+     * span no more than twice as many integers. */
+    if (rc == DW_OK && !last && span)
+        r->sparse = passed < r->batch_rows / 2;
+    else if (rc == DW_OK && !last && lo && k->hi.v &&
+             lo->type == DW_TYPE_INTEGER && k->hi.v->type == DW_TYPE_INTEGER)
+        r->sparse = (uint64_t)k->hi.v->i - (uint64_t)lo->i >
+                    2 * (uint64_t)r->batch_rows;
     if (rc != DW_OK && rc != DW_EBUSY && rc != DW_ENOMEM)
         dw__error_append(h,
                        lo ? "; the backfill stopped and kept nothing of "
@@ -391,6 +590,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         k->hi.text = NULL; /* the cursor's now */
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
+    r->passed = passed;
     /* The total was counted at the start; at the end the rows passed are
      * the true count (rows deleted meanwhile are not in it). */
     if (last)
@@ -455,19 +655,41 @@ static int batch_in_transaction(dw_migration *h, run *r, int *finished,
     return rc;
 }
 
-/* The next batch's size: towards the target time, at most twice or half
- * the last. */
+/* The next batch's size: as many rows as fit 70% of the target at the
+ * second highest time per row (per row passed: a span over sparse keys
+ * passes fewer than its size) of the last four batches -- one fast batch
+ * (a quiet moment of a busy machine) must not double the next past the
+ * target, one stalled batch is no measure, and rows cost more as the
+ * table grows. It grows at most twice when far below the aim, a quarter
+ * near it, and shrinks at most to half. */
 static void adapt(run *r, double ms)
 {
     if (r->o.batch_ms < 0)
         return;
-    double want = r->o.batch_ms;
-    double factor = ms > 0 ? want / ms : 2.0;
-    if (factor > 2.0)
-        factor = 2.0;
-    if (factor < 0.5)
-        factor = 0.5;
-    double next = r->batch_rows * factor;
+    /* A batch that passed no row (keys sparse past a span) tells
+     * nothing. */
+    if (r->passed <= 0)
+        return;
+    double aim = r->o.batch_ms * 0.7;
+    r->cost[r->ncost++ % COST_WINDOW] = ms / (double)r->passed;
+    double cost = 0, top = 0;
+    for (int i = 0; i < COST_WINDOW; i++) {
+        double c = r->cost[i];
+        if (c > top) {
+            cost = top;
+            top = c;
+        } else if (c > cost) {
+            cost = c;
+        }
+    }
+    if (r->ncost == 1)
+        cost = top;
+    double next = cost > 0 ? aim / cost : 2.0 * r->batch_rows;
+    double grow = ms < aim / 2 ? 2.0 : 1.25;
+    if (next > r->batch_rows * grow)
+        next = r->batch_rows * grow;
+    if (next < r->batch_rows * 0.5)
+        next = r->batch_rows * 0.5;
     if (next < 1)
         next = 1;
     if (next > r->o.max_batch_rows)

@@ -698,19 +698,25 @@ typedef struct dw_backend_ops {
     int (*range_last)(dw_migration *h, int side, dw_held_key *key);
     int (*range_count)(dw_migration *h, int side, const dw_value *lo,
                        const dw_value *hi, int64_t *n);
+    /* Whether every key of `side` is an integer of one column, at most one
+     * row each (SQLite: the rowid), known from the schema alone. */
+    int (*integer_keys)(dw_migration *h, int side, int *yes);
     /* Rows of `side` whose key columns hold NULL (never addressable). */
     int (*null_keys)(dw_migration *h, int side, int64_t *n);
     /* The first key of `side` that cannot be paged through (a TEXT holding
      * a NUL byte, an infinite REAL), or none. */
     int (*unpaged_key)(dw_migration *h, int side, dw_held_key *key);
     /* Target rows in range := mapped source rows (SQL mapping, set-based),
-     * never OR IGNORE or REPLACE; *written counts rows changed. */
+     * never OR IGNORE or REPLACE; *written counts rows changed -- for one
+     * table, an UPDATE of the range: every row in it. skip: the keys of
+     * the skip set are left alone. */
     int (*range_copy)(dw_migration *h, int target, const dw_value *lo,
-                      const dw_value *hi, int64_t *written);
-    /* Deletes target rows in range whose source row is gone. */
+                      const dw_value *hi, int skip, int64_t *written);
+    /* Deletes target rows in range whose source row is gone (skip: except
+     * the keys of the skip set). */
     int (*range_delete_orphans)(dw_migration *h, int target,
                                 const dw_value *lo, const dw_value *hi,
-                                int64_t *deleted);
+                                int skip, int64_t *deleted);
     /* Calls fn for each key of the side in range, in key order;
      * DW_SIDE_NONE: the keys of either side. */
     int (*range_keys)(dw_migration *h, int side, const dw_value *lo,
@@ -723,6 +729,17 @@ typedef struct dw_backend_ops {
     int (*range_rows)(dw_migration *h, int side, const dw_value *lo,
                       const dw_value *hi, dw_row *row, dw_range_row_fn fn,
                       void *arg);
+    /* The skip set: keys a backfill batch syncs one by one, which its
+     * set-based statements (range_copy, range_delete_orphans with skip)
+     * must leave alone. It is written in the batch's transaction:
+     * skip_reset empties it (call it in the batch before the first
+     * skip_add); skip_add adds a key (one added twice is held once). */
+    int (*skip_reset)(dw_migration *h);
+    int (*skip_add)(dw_migration *h, const dw_value *key);
+    /* Calls fn for each key of the skip set in range that either side
+     * has a row of, in key order. */
+    int (*skip_keys)(dw_migration *h, const dw_value *lo, const dw_value *hi,
+                     dw_key_fn fn, void *arg);
     /* Both sides of the range joined on the key, in the comparison shape:
      * fn for every key present on either side. */
     int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
@@ -760,6 +777,11 @@ typedef struct dw_backend_ops {
                         int promoted);
     int (*override_delete)(dw_migration *h, const char *key, int *deleted);
     int (*override_list)(dw_migration *h, dw_override_fn fn, void *payload);
+    /* Calls fn with the stored key text of each override whose stage is
+     * first..last, in no order; a non-DW_OK return from fn stops the
+     * listing and is returned (no message added). */
+    int (*override_keys)(dw_migration *h, int first, int last,
+                         dw_keytext_fn fn, void *arg);
     int (*override_stats)(dw_migration *h, int64_t by_stage[6],
                           int64_t *promoted);
     int (*overrides_bump)(dw_migration *h, int64_t delta);
@@ -1271,6 +1293,8 @@ void dw__sleep_ms(int ms);
 
 /* Whether any key may have a stage other than the migration's. */
 int dw__route_active(const dw_migration *h);
+/* The canary's stage, or -1 when no canary is set. */
+int dw__route_canary_stage(const dw_migration *h);
 /* The effective stage of key given the migration's stage (call inside the
  * operation's transaction, after dw__stage_current()); route may be NULL.
  * The key's text is made only for an override lookup or its bucket. */

@@ -26,6 +26,11 @@ int dw__route_active(const dw_migration *h)
     return !h->contracted && (h->route.overrides > 0 || canary_on(&h->route));
 }
 
+int dw__route_canary_stage(const dw_migration *h)
+{
+    return canary_on(&h->route) ? h->route.canary_stage : -1;
+}
+
 int dw__route_loaded(dw_migration *h, int buckets, int canary_stage,
                      const char *cohort, int promote_stage, int64_t overrides)
 {

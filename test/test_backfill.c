@@ -1624,6 +1624,97 @@ static void test_batch_needs_no_statement_journal(void **state)
     fault_vfs_default(0);
 }
 
+static int count_offset(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)p;
+    const char *sql = x;
+    if (type == SQLITE_TRACE_STMT && sql && strstr(sql, "OFFSET"))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+typedef struct batch_rows_log {
+    int64_t done;
+    int64_t most; /* the most rows one batch passed */
+} batch_rows_log;
+
+static int on_batch_rows(const dw_backfill_progress *p, void *payload)
+{
+    batch_rows_log *l = payload;
+    if (p->rows_done - l->done > l->most)
+        l->most = p->rows_done - l->done;
+    l->done = p->rows_done;
+    return 0;
+}
+
+/* Integer rowid keys of one table: a batch ends batch_rows integers after
+ * the last, with no statement counting keys to find its end (OFFSET) --
+ * except the first batch, and where the keys turn sparse, until they are
+ * dense again. No batch passes more than batch_rows rows, the count of
+ * rows passed is exact, and keys at both ends of the integers are
+ * reached. */
+static void test_integer_key_batches_need_no_offset(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db,
+            "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT,"
+            " name_v2 TEXT);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 20000)"
+            " INSERT INTO people(id, name) SELECT i, 'person ' || i FROM n;"
+            /* Sparse keys, then dense again, and both extremes. */
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 10)"
+            " INSERT INTO people(id, name) SELECT i * 100000, 'sparse' FROM n;"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 5000)"
+            " INSERT INTO people(id, name) SELECT 2000000 + i, 'late' FROM n;"
+            "INSERT INTO people(id, name) VALUES"
+            " (-9223372036854775807 - 1, 'min'), (-5, 'minus five'),"
+            " (9223372036854775806, 'max - 1'),"
+            " (9223372036854775807, 'max');");
+    const int64_t total = 20000 + 10 + 5000 + 4;
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"name"};
+    static const char *const new_cols[] = {"name_v2"};
+    static const dw_column_map up[] = {{"name_v2", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "people";
+    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
+    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(t.db, &o);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    batch_rows_log l = {0, 0};
+    dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+    bo.batch_rows = 1000;
+    bo.batch_ms = -1;
+    bo.progress = on_batch_rows;
+    bo.payload = &l;
+    int offsets = 0;
+    sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, count_offset, &offsets);
+    dw_backfill_progress p;
+    int rc = dw_backfill(&p, h, &bo);
+    sqlite3_trace_v2(t.db, 0, NULL, NULL);
+    assert_dw_ok(h, rc);
+    assert_true(p.finished);
+    assert_int_equal(p.rows_done, total);
+    assert_true(l.most <= 1000);
+    assert_true(p.batches >= 25);
+    if (offsets > 8)
+        fail_msg("%d statements with OFFSET in %lld batches", offsets,
+                 (long long)p.batches);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM people"
+                                     " WHERE name_v2 IS name"),
+                     total);
+    verify_all_clean(h, total);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* Frames in the WAL now, without checkpointing anything. */
 static int64_t wal_frames(sqlite3 *db)
 {
@@ -2585,6 +2676,37 @@ static void test_slow_batches_shrink(void **state)
     verify_all_clean(f->h, 8);
 }
 
+/* The next batch is sized for a time below the target, not at it: each
+ * row here takes at least 1 ms, so 20 ms fit no more than 20 rows, and
+ * the sizes stay well under that (the old rule, the target over the last
+ * time, asked for 19 or 20: any slower moment held the lock past the
+ * target). Slower rows than that only make the batches smaller. */
+static void test_batch_size_aims_below_target(void **state)
+{
+    test_fixture *f = *state;
+    users_at(f, 200, U_PROBE, DW_STAGE_DUAL_WRITE);
+    adapt_log a;
+    memset(&a, 0, sizeof a);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.batch_rows = 10;
+    o.batch_ms = 20;
+    o.progress = on_adapt;
+    o.payload = &a;
+    dw_backfill_progress p;
+    g_probe_sleep_ms = 1;
+    int rc = dw_backfill(&p, f->h, &o);
+    g_probe_sleep_ms = 0;
+    assert_dw(f->h, rc, DW_MORE);
+    assert_int_equal(a.calls, 7);
+    for (int i = 0; i < 7; i++)
+        if (a.next[i] < 1 || a.next[i] > 15)
+            fail_msg("batch %d: next batch of %d rows for 20 ms at 1 ms or "
+                     "more a row",
+                     i + 1, a.next[i]);
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    assert_users_match(f->t.db);
+}
+
 /* A throttle that answers 0 ("go on now") is asked before each later
  * batch and holds nothing: the backfill runs to the end in one call. */
 static void test_throttle_zero_goes_on(void **state)
@@ -2820,6 +2942,59 @@ static void test_real_keys(void **state)
  * walks the keys of both sides, names what it met on either side. (A NULL
  * key of the side not copied from lies outside every bounded range; only a
  * batch over all the keys meets it -- verification refuses it anyway.) */
+static int count_scan(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)p;
+    const char *sql = x;
+    if (type == SQLITE_TRACE_STMT && sql &&
+        (strstr(sql, "IS NULL") || strstr(sql, "typeof(")))
+        (*(int *)ctx)++;
+    return 0;
+}
+
+/* A rowid key cannot hold NULL or anything but an integer: the backfill
+ * skips the two scans of every row that look for such keys. A key that
+ * only looks like one -- INTEGER PRIMARY KEY DESC, INT PRIMARY KEY, both
+ * a separate index in a rowid table, which lets NULL in -- is still
+ * checked. */
+static void test_rowid_key_needs_no_key_scans(void **state)
+{
+    (void)state;
+    static const char *const decl[] = {"INTEGER PRIMARY KEY",
+                                       "INTEGER PRIMARY KEY DESC",
+                                       "INT PRIMARY KEY"};
+    for (int i = 0; i < 3; i++) {
+        test_db t;
+        test_db_open(&t);
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE codes(code %s, name TEXT);"
+                 "CREATE TABLE codes_v2(code INTEGER UNIQUE, label TEXT);"
+                 "INSERT INTO codes VALUES(1, 'a'), (2, 'b');",
+                 decl[i]);
+        exec_ok(t.db, sql);
+        if (i > 0)
+            exec_ok(t.db, "INSERT INTO codes VALUES(NULL, 'n')");
+        dw_migration *h = open_codes(t.db);
+        int scans = 0;
+        sqlite3_trace_v2(t.db, SQLITE_TRACE_STMT, count_scan, &scans);
+        int rc = dw_backfill(NULL, h, NULL);
+        sqlite3_trace_v2(t.db, 0, NULL, NULL);
+        if (i == 0) {
+            assert_dw_ok(h, rc);
+            assert_int_equal(scans, 0);
+            verify_all_clean(h, 2);
+        } else {
+            assert_dw(h, rc, DW_EMISUSE);
+            assert_true(contains(dw_errmsg(h), "NULL in a key column"));
+            assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"),
+                             0);
+        }
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
 static void test_blob_keys_refused(void **state)
 {
     (void)state;
@@ -2841,13 +3016,17 @@ static void test_blob_keys_refused(void **state)
     assert_true(contains(dw_errmsg(h), "a BLOB"));
     assert_int_equal(outside_transaction(t.db), 1);
 
-    /* Only the new side holds odd keys; an override makes the backfill
-     * walk both sides' keys. */
+    /* Only the new side holds odd keys; more keys overridden to a stage
+     * trusting the new side than a batch has rows make the backfill walk
+     * both sides' keys one by one. */
     exec_ok(t.db, "DELETE FROM codes WHERE typeof(code) = 'blob';"
                   "INSERT INTO codes_v2 VALUES(x'0102', 'B')");
-    dw_value k1 = dw_int(1);
-    assert_dw_ok(h, dw_override_set(h, &k1, 1, 1, DW_STAGE_SHADOW, NULL));
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    dw_value ks[101];
+    for (int i = 0; i < 101; i++)
+        ks[i] = dw_int(i + 1);
+    assert_dw_ok(h, dw_override_set(h, ks, 1, 101, DW_STAGE_COMPLETE, NULL));
+    /* Keys 1 and 3 moved to COMPLETE: copied up. */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 3);
     assert_dw(h, dw_backfill(NULL, h, &o), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "either side"));
     assert_true(contains(dw_errmsg(h), "a BLOB in key column 1"));
@@ -2859,7 +3038,7 @@ static void test_blob_keys_refused(void **state)
     whole.flags = DW_BACKFILL_RESTART;
     assert_dw(h, dw_backfill(NULL, h, &whole), DW_EMISUSE);
     assert_true(contains(dw_errmsg(h), "NULL in key column 1"));
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 2);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM codes_v2"), 3);
     assert_int_equal(outside_transaction(t.db), 1);
 
     exec_ok(t.db, "DELETE FROM codes_v2 WHERE code IS NULL");
@@ -2914,6 +3093,7 @@ int main(int argc, char **argv)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test(test_unpageable_keys_refused),
         cmocka_unit_test(test_batch_needs_no_statement_journal),
+        cmocka_unit_test(test_integer_key_batches_need_no_offset),
         cmocka_unit_test(test_checkpoints_after_batches),
         cmocka_unit_test(test_null_keys_refuse_verification),
         cmocka_unit_test_setup_teardown(test_kill_mid_batch, fixture_setup, fixture_teardown),
@@ -2948,6 +3128,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_callback_allocations_flat),
         cmocka_unit_test_setup_teardown(test_batch_rows_above_max, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_slow_batches_shrink, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_size_aims_below_target, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_throttle_zero_goes_on, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_stage_moved_between_batches, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_finished_elsewhere_between_batches, fixture_setup, fixture_teardown),
@@ -2958,6 +3139,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_stale_between_batches_null_key, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_blob_keys_refused),
+        cmocka_unit_test(test_rowid_key_needs_no_key_scans),
         cmocka_unit_test(test_key_text_longer_than_length_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,10 +76,18 @@ enum range_kind {
     RK_VERIFY,
     RK_CHUNK_END,
     RK_COVERED, /* old keys that have a new row */
+    RK_SKIPPED, /* keys of the skip set in range that either side has */
     RK_KINDS
 };
-/* Bounds of a range statement: which of ?1 (lo) and ?2 (hi) it has. */
-enum { RB_LO = 1, RB_LO_INCL = 2, RB_HI = 4, RB_VARIANTS = 8 };
+/* Bounds of a range statement: which of ?1 (lo) and ?2 (hi) it has, and
+ * whether it leaves out the keys of the backfill's skip set. */
+enum {
+    RB_LO = 1,
+    RB_LO_INCL = 2,
+    RB_HI = 4,
+    RB_SKIP = 8,
+    RB_VARIANTS = 16
+};
 
 typedef struct sqlite_backend {
     sqlite3_stmt *st[ST_COUNT];
@@ -119,6 +127,14 @@ typedef struct sqlite_backend {
      * and the journals SQLite may leave beside it, named before anything
      * is made, so removing them needs no memory. */
     char *backup_file[4];
+    /* The backfill's skip set (range.c): making its TEMP table, emptying
+     * it, adding a key; and the override keys of a range of stages. */
+    sqlite3_stmt *skip_make;
+    sqlite3_stmt *skip_empty;
+    sqlite3_stmt *skip_insert;
+    sqlite3_stmt *override_keys;
+    /* Whether one key comes before another (range.c). */
+    sqlite3_stmt *key_before;
 } sqlite_backend;
 
 /* Virtual machine steps between two looks at the clock under a budget. */
@@ -266,17 +282,24 @@ int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
 int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
                            const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
+int dw__sqlite_integer_keys(dw_migration *h, int side, int *yes);
 int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key);
 int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
-                          const dw_value *hi, int64_t *written);
+                          const dw_value *hi, int skip, int64_t *written);
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
                                     const dw_value *lo, const dw_value *hi,
-                                    int64_t *deleted);
+                                    int skip, int64_t *deleted);
 int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
                           const dw_value *hi, dw_key_fn fn, void *arg);
 int dw__sqlite_range_rows(dw_migration *h, int side, const dw_value *lo,
                           const dw_value *hi, dw_row *row,
                           dw_range_row_fn fn, void *arg);
+int dw__sqlite_skip_reset(dw_migration *h);
+int dw__sqlite_skip_add(dw_migration *h, const dw_value *key);
+int dw__sqlite_skip_keys(dw_migration *h, const dw_value *lo,
+                         const dw_value *hi, dw_key_fn fn, void *arg);
+int dw__sqlite_override_keys(dw_migration *h, int first, int last,
+                             dw_keytext_fn fn, void *arg);
 int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
                             int lo_incl, const dw_value *hi,
                             dw_verify_row_fn fn, void *arg);

@@ -84,6 +84,58 @@ static void add_key_join(dw_buf *b, const dw_side_def *da, const char *a,
     }
 }
 
+/* The backfill's skip set: a TEMP table named for the migration, its
+ * columns the old side's key columns (with their collations). */
+static void add_skip_table(dw_buf *b, const dw_spec *s)
+{
+    dw_buf name;
+    dw_buf_init(&name);
+    dw_buf_printf(&name, "dw_backfill_skip_%s", s->name);
+    dw_buf_puts(b, "temp.");
+    dw_buf_ident(b, name.oom ? "" : name.p);
+    if (name.oom)
+        b->oom = 1;
+    dw_buf_free(&name);
+}
+
+/* " AND NOT EXISTS (<the key in the skip set>)" for rows of side d, named
+ * by alias (the table's name when NULL: the skip table's columns have the
+ * key's names too). */
+static void add_skip(dw_buf *b, const dw_spec *s, const dw_side_def *d,
+                     const char *alias, int bounds)
+{
+    if (!(bounds & RB_SKIP))
+        return;
+    dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+    add_skip_table(b, s);
+    dw_buf_puts(b, " AS dw_skip WHERE ");
+    add_key_join(b, &s->side[DW_SIDE_OLD], "dw_skip", d,
+                 alias ? alias : d->table);
+    dw_buf_puts(b, ")");
+}
+
+/* The skip set's keys in range that either side has, in key order. */
+static void build_skipped(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    dw_buf_puts(b, "SELECT ");
+    dw_buf_ident_list(b, "dw_skip", o->key, o->nkey, 1);
+    dw_buf_puts(b, " FROM ");
+    add_skip_table(b, s);
+    dw_buf_puts(b, " AS dw_skip");
+    add_range(b, o, "dw_skip", bounds & ~RB_SKIP);
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? " AND (EXISTS (SELECT 1 FROM "
+                                         : " OR EXISTS (SELECT 1 FROM ");
+        dw_buf_table(b, s->side[sd].table);
+        dw_buf_puts(b, " AS dw_row WHERE ");
+        add_key_join(b, o, "dw_skip", &s->side[sd], "dw_row");
+        dw_buf_puts(b, ")");
+    }
+    dw_buf_puts(b, ")");
+    add_order(b, o, "dw_skip", "");
+}
+
 /* The old side in the comparison shape: key, then the up mapping's
  * expressions (SQL) or the old columns as stored (a C mapping). */
 static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
@@ -171,6 +223,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
             dw_buf_sql_in(b, " = (", exprs[i], ")");
         }
         add_range(b, t, NULL, bounds);
+        add_skip(b, s, t, NULL, bounds);
         return;
     }
     dw_buf_puts(b, "INSERT INTO ");
@@ -185,6 +238,7 @@ static void build_copy(dw_buf *b, const dw_spec *s, int target, int bounds)
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, src->table);
     add_range(b, src, src->table, bounds);
+    add_skip(b, s, src, src->table, bounds);
     dw__add_conflict_update(b, t);
     dw__add_changed_only(b, t);
 }
@@ -234,7 +288,10 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_COUNT:
         dw_buf_puts(b, "SELECT count(*) FROM ");
         dw_buf_table(b, d->table);
-        add_range(b, d, NULL, bounds);
+        /* A whole table without WHERE: SQLite counts its pages' cells
+         * without stepping through the rows. */
+        if (bounds)
+            add_range(b, d, NULL, bounds);
         break;
     case RK_NULLS:
         dw_buf_puts(b, "SELECT count(*) FROM ");
@@ -267,11 +324,15 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_COPY:
         build_copy(b, s, side, bounds);
         break;
+    case RK_SKIPPED:
+        build_skipped(b, s, bounds);
+        break;
     case RK_DELETE: {
         const dw_side_def *src = &s->side[dw__other_side(side)];
         dw_buf_puts(b, "DELETE FROM ");
         dw_buf_table(b, d->table);
         add_range(b, d, d->table, bounds);
+        add_skip(b, s, d, d->table, bounds);
         dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
         dw_buf_table(b, src->table);
         dw_buf_puts(b, " AS dw_src WHERE ");
@@ -338,14 +399,15 @@ static int bind_bound(dw_migration *h, sqlite3_stmt *st, int first,
     return dw__sqlite_error(h, src, side, "binding a key range");
 }
 
-/* The statement for (kind, side, bounds), with the bounds bound. */
-static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
-                                const dw_value *lo, int lo_incl,
-                                const dw_value *hi)
+/* The statement for (kind, side, bounds), with the bounds bound; skip
+ * (RB_SKIP or 0): whether it leaves out the skip set's keys. */
+static sqlite3_stmt *range_stmt_skip(dw_migration *h, int kind, int side,
+                                     const dw_value *lo, int lo_incl,
+                                     const dw_value *hi, int skip)
 {
     sqlite_backend *bk = BK(h);
     int bounds = (lo ? RB_LO | (lo_incl ? RB_LO_INCL : 0) : 0) |
-                 (hi ? RB_HI : 0);
+                 (hi ? RB_HI : 0) | skip;
     sqlite3_stmt **slot = &bk->range[kind][side][bounds];
     if (!*slot) {
         dw_buf b;
@@ -373,6 +435,13 @@ static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
     return st;
 }
 
+static sqlite3_stmt *range_stmt(dw_migration *h, int kind, int side,
+                                const dw_value *lo, int lo_incl,
+                                const dw_value *hi)
+{
+    return range_stmt_skip(h, kind, side, lo, lo_incl, hi, 0);
+}
+
 /* SELECT (?2 COLLATE c1, ?3 COLLATE c2) < (?4, ?5): the tuples compared
  * with the key columns' collations (the affinities are the values' own:
  * both keys were checked against the key's types). */
@@ -396,31 +465,32 @@ static int key_before_sql(dw_migration *h, dw_buf *b)
                   : DW_OK;
 }
 
+static sqlite3_stmt *cached_stmt(dw_migration *h, sqlite3_stmt **slot,
+                                 int (*build)(dw_migration *h, dw_buf *b),
+                                 const char *what);
+static int finish(dw_migration *h, sqlite3_stmt *st, int rc, int side,
+                  const char *what);
+
+/* Each batch checks its stored cursor with it: prepared once (the key's
+ * collations take a catalog query per column). */
 int dw__sqlite_key_before(dw_migration *h, const dw_value *a,
                           const dw_value *b, int *before)
 {
-    dw_buf sql;
-    dw_buf_init(&sql);
-    sqlite3_stmt *st = NULL;
-    int rc = key_before_sql(h, &sql);
-    if (rc == DW_OK && dw__prepare(h, sql.p, &st, NULL) != SQLITE_OK)
-        rc = dw__sqlite_error(h, sqlite3_errcode(h->db), DW_SIDE_NONE,
-                              "comparing stored keys");
-    dw_buf_free(&sql);
+    const char *what = "comparing stored keys";
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->key_before, key_before_sql,
+                                   what);
+    if (!st)
+        return h->errcode;
     int nkey = h->spec.side[DW_SIDE_OLD].nkey;
-    if (rc == DW_OK)
-        rc = bind_bound(h, st, P_LO, a, DW_SIDE_NONE);
+    int rc = bind_bound(h, st, P_LO, a, DW_SIDE_NONE);
     if (rc == DW_OK)
         rc = bind_bound(h, st, P_HI(nkey), b, DW_SIDE_NONE);
-    if (rc == DW_OK) {
-        int step = sqlite3_step(st);
-        *before = step == SQLITE_ROW && sqlite3_column_int(st, 0);
-        if (step != SQLITE_ROW)
-            rc = dw__sqlite_error(h, step, DW_SIDE_NONE,
-                                  "comparing stored keys");
-    }
-    sqlite3_finalize(st);
-    return rc;
+    if (rc != DW_OK)
+        return rc;
+    int step = sqlite3_step(st);
+    *before = step == SQLITE_ROW && sqlite3_column_int(st, 0);
+    return finish(h, st, step == SQLITE_ROW ? SQLITE_DONE : step,
+                  DW_SIDE_NONE, what);
 }
 
 void dw__range_finalize(sqlite_backend *bk)
@@ -429,6 +499,11 @@ void dw__range_finalize(sqlite_backend *bk)
         for (int s = 0; s < 3; s++)
             for (int v = 0; v < RB_VARIANTS; v++)
                 sqlite3_finalize(bk->range[k][s][v]);
+    sqlite3_finalize(bk->skip_make);
+    sqlite3_finalize(bk->skip_empty);
+    sqlite3_finalize(bk->skip_insert);
+    sqlite3_finalize(bk->override_keys);
+    sqlite3_finalize(bk->key_before);
 }
 
 
@@ -598,8 +673,57 @@ int dw__sqlite_covered(dw_migration *h, int64_t *n)
               : h->errcode;
 }
 
+/* Whether the side's key is its table's rowid (a lone INTEGER PRIMARY
+ * KEY of a rowid table, which has no index of origin 'pk'): it is never
+ * NULL and always an integer, so the scans for keys that cannot be
+ * addressed or paged through would read every row to find nothing. */
+static int rowid_key(dw_migration *h, int side, int *yes)
+{
+    const dw_side_def *d = &h->spec.side[side];
+    *yes = 0;
+    if (d->nkey != 1)
+        return DW_OK;
+    sqlite3_stmt *st = NULL;
+    int rc = dw__prepare(
+        h,
+        "SELECT (SELECT count(*) FROM pragma_table_info(?1, 'main') WHERE "
+        "pk > 0) = 1 AND EXISTS (SELECT 1 FROM pragma_table_info(?1, "
+        "'main') WHERE pk = 1 AND name = ?2 COLLATE NOCASE AND upper(type) "
+        "= 'INTEGER') AND NOT EXISTS (SELECT 1 FROM pragma_index_list(?1, "
+        "'main') WHERE origin = 'pk')",
+        &st, NULL);
+    if (rc == SQLITE_OK &&
+        (rc = sqlite3_bind_text(st, 1, d->table, -1, SQLITE_STATIC)) ==
+            SQLITE_OK &&
+        (rc = sqlite3_bind_text(st, 2, d->key[0], -1, SQLITE_STATIC)) ==
+            SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *yes = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    int result = rc == SQLITE_OK
+                     ? DW_OK
+                     : dw__sqlite_error(h, rc, side,
+                                        "reading whether the key is the "
+                                        "rowid");
+    sqlite3_finalize(st);
+    return result;
+}
+
+int dw__sqlite_integer_keys(dw_migration *h, int side, int *yes)
+{
+    return rowid_key(h, side, yes);
+}
+
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 {
+    int rowid;
+    int rc = rowid_key(h, side, &rowid);
+    if (rc != DW_OK || rowid) {
+        *n = 0;
+        return rc;
+    }
     sqlite3_stmt *st = range_stmt(h, RK_NULLS, side, NULL, 0, NULL);
     return st ? count_stmt(h, st, side, n, "looking for NULL keys")
               : h->errcode;
@@ -608,6 +732,10 @@ int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n)
 int dw__sqlite_unpaged_key(dw_migration *h, int side, dw_held_key *key)
 {
     dw__held_key_clear(key);
+    int rowid;
+    int rc0 = rowid_key(h, side, &rowid);
+    if (rc0 != DW_OK || rowid)
+        return rc0;
     sqlite3_stmt *st = range_stmt(h, RK_UNPAGED, side, NULL, 0, NULL);
     if (!st)
         return h->errcode;
@@ -639,9 +767,10 @@ static int run_changes(dw_migration *h, sqlite3_stmt *st, int side,
 }
 
 int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
-                          const dw_value *hi, int64_t *written)
+                          const dw_value *hi, int skip, int64_t *written)
 {
-    sqlite3_stmt *st = range_stmt(h, RK_COPY, target, lo, 0, hi);
+    sqlite3_stmt *st = range_stmt_skip(h, RK_COPY, target, lo, 0, hi,
+                                       skip ? RB_SKIP : 0);
     return st ? run_changes(h, st, target, written,
                             "copying rows through the mapping")
               : h->errcode;
@@ -649,12 +778,13 @@ int dw__sqlite_range_copy(dw_migration *h, int target, const dw_value *lo,
 
 int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
                                     const dw_value *lo, const dw_value *hi,
-                                    int64_t *deleted)
+                                    int skip, int64_t *deleted)
 {
     *deleted = 0;
     if (h->spec.same_table)
         return DW_OK; /* one row holds both sides: nothing can be orphaned */
-    sqlite3_stmt *st = range_stmt(h, RK_DELETE, target, lo, 0, hi);
+    sqlite3_stmt *st = range_stmt_skip(h, RK_DELETE, target, lo, 0, hi,
+                                       skip ? RB_SKIP : 0);
     return st ? run_changes(h, st, target, deleted,
                             "deleting rows whose source is gone")
               : h->errcode;
@@ -716,6 +846,149 @@ int dw__sqlite_range_rows(dw_migration *h, int side, const dw_value *lo,
 {
     return each_row(h, range_stmt(h, RK_ROWS, side, lo, 0, hi), side, row,
                     fn, arg, "reading the rows of a range");
+}
+
+/* ---- the backfill's skip set ------------------------------------------- */
+
+/* The statement in *slot, prepared from the SQL build() writes on first
+ * use; NULL with the error set on failure. */
+static sqlite3_stmt *cached_stmt(dw_migration *h, sqlite3_stmt **slot,
+                               int (*build)(dw_migration *h, dw_buf *b),
+                               const char *what)
+{
+    if (*slot)
+        return *slot;
+    dw_buf b;
+    dw_buf_init(&b);
+    int rc = build(h, &b);
+    if (rc == DW_OK && b.oom)
+        rc = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    if (rc == DW_OK && dw__prepare(h, b.p, slot, NULL) != SQLITE_OK) {
+        dw__sqlite_error(h, sqlite3_errcode(h->db), DW_SIDE_NONE, what);
+        sqlite3_finalize(*slot);
+        *slot = NULL;
+    }
+    dw_buf_free(&b);
+    return *slot;
+}
+
+/* The TEMP table, keyed like the old side with its key's collations. A
+ * TEMP table changes the connection's temp schema, which makes every
+ * prepared statement prepare again: IF NOT EXISTS makes it once per
+ * connection (again only when the transaction that made it rolled
+ * back). */
+static int build_skip_make(dw_migration *h, dw_buf *b)
+{
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    dw_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
+    add_skip_table(b, &h->spec);
+    dw_buf_puts(b, "(");
+    for (int i = 0; i < o->nkey; i++) {
+        char cls[2], coll[32];
+        int rc = dw__sqlite_key_traits(h, DW_SIDE_OLD, i, cls, coll);
+        if (rc != DW_OK)
+            return rc;
+        dw_buf_puts(b, i ? ", " : "");
+        dw_buf_ident(b, o->key[i]);
+        dw_buf_puts(b, " COLLATE ");
+        dw_buf_ident(b, coll);
+    }
+    dw_buf_puts(b, ", PRIMARY KEY (");
+    dw_buf_ident_list(b, NULL, o->key, o->nkey, 1);
+    dw_buf_puts(b, ")) WITHOUT ROWID");
+    return DW_OK;
+}
+
+static int build_skip_empty(dw_migration *h, dw_buf *b)
+{
+    dw_buf_puts(b, "DELETE FROM ");
+    add_skip_table(b, &h->spec);
+    return DW_OK;
+}
+
+static int build_skip_insert(dw_migration *h, dw_buf *b)
+{
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    dw_buf_puts(b, "INSERT OR IGNORE INTO ");
+    add_skip_table(b, &h->spec);
+    dw_buf_puts(b, "(");
+    dw_buf_ident_list(b, NULL, o->key, o->nkey, 1);
+    dw_buf_puts(b, ") VALUES (");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, "%s?%d", i ? ", " : "", 1 + i);
+    dw_buf_puts(b, ")");
+    return DW_OK;
+}
+
+static int step_once(dw_migration *h, sqlite3_stmt *st, const char *what)
+{
+    if (!st)
+        return h->errcode;
+    return finish(h, st, sqlite3_step(st), DW_SIDE_NONE, what);
+}
+
+int dw__sqlite_skip_reset(dw_migration *h)
+{
+    sqlite_backend *bk = BK(h);
+    const char *what = "making the backfill's set of keys to skip";
+    int rc = step_once(
+        h, cached_stmt(h, &bk->skip_make, build_skip_make, what), what);
+    what = "emptying the backfill's set of keys to skip";
+    return rc != DW_OK ? rc
+                       : step_once(h, cached_stmt(h, &bk->skip_empty,
+                                                build_skip_empty, what),
+                                   what);
+}
+
+int dw__sqlite_skip_add(dw_migration *h, const dw_value *key)
+{
+    const char *what = "adding a key to the backfill's set of keys to skip";
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->skip_insert, build_skip_insert,
+                                 what);
+    if (!st)
+        return h->errcode;
+    int rc = bind_bound(h, st, 1, key, DW_SIDE_NONE);
+    return rc != DW_OK ? rc : step_once(h, st, what);
+}
+
+int dw__sqlite_skip_keys(dw_migration *h, const dw_value *lo,
+                         const dw_value *hi, dw_key_fn fn, void *arg)
+{
+    key_visit k = {fn, arg};
+    return each_row(h, range_stmt(h, RK_SKIPPED, DW_SIDE_OLD, lo, 0, hi),
+                    DW_SIDE_OLD, NULL, visit_key, &k, "listing skipped keys");
+}
+
+static int build_override_keys(dw_migration *h, dw_buf *b)
+{
+    (void)h;
+    dw_buf_puts(b, "SELECT key FROM main.dw_overrides WHERE migration_id "
+                   "= ?1 AND stage BETWEEN ?2 AND ?3");
+    return DW_OK;
+}
+
+int dw__sqlite_override_keys(dw_migration *h, int first, int last,
+                             dw_keytext_fn fn, void *arg)
+{
+    const char *what = "listing the overrides";
+    sqlite3_stmt *st = cached_stmt(h, &BK(h)->override_keys,
+                                 build_override_keys, what);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int64(st, 1, h->id);
+    sqlite3_bind_int(st, 2, first);
+    sqlite3_bind_int(st, 3, last);
+    int rc, result = DW_OK;
+    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        result = key ? fn(h, key, arg)
+                     : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    }
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        return result;
+    }
+    return finish(h, st, rc, DW_SIDE_NONE, what);
 }
 
 int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
