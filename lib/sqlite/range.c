@@ -84,13 +84,20 @@ static void add_key_join(dw_buf *b, const dw_side_def *da, const char *a,
     }
 }
 
+/* Columns of a verification row, by position: 1..nkey the key (what the
+ * chunk is ordered by), then the old side in the comparison shape, the
+ * new side's columns, and which sides hold the key. */
+
 /* The old side in the comparison shape: key, then the up mapping's
- * expressions (SQL) or the old columns as stored (a C mapping). */
+ * expressions (SQL) or the old columns as stored (a C mapping). One table
+ * holds both sides in a row: its new columns follow, and the key is on
+ * both sides. */
 static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    const dw_side_def *n = &s->side[DW_SIDE_NEW];
     char **exprs = s->map[DW_SIDE_NEW].exprs;
-    int na = exprs ? s->side[DW_SIDE_NEW].ncols : o->ncols;
+    int na = exprs ? n->ncols : o->ncols;
     dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++) {
         dw_buf_printf(b, "%s", i ? ", " : "");
@@ -106,27 +113,38 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
         }
         dw_buf_printf(b, " AS dw_a%d", i);
     }
+    if (s->same_table) {
+        for (int i = 0; i < n->ncols; i++) {
+            dw_buf_puts(b, ", ");
+            dw_buf_ident(b, n->cols[i]);
+            dw_buf_printf(b, " AS dw_b%d", i);
+        }
+        dw_buf_puts(b, ", 1 AS dw_in_old, 1 AS dw_in_new");
+    }
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, o->table);
     add_range(b, o, NULL, bounds);
 }
 
-static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
+/* Two tables: the keys on the old side (with the new row when there is
+ * one), then those only on the new side. */
+static void add_two_sides(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
     int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
-    /* Keys on the old side (with the new row when there is one)... */
-    dw_buf_puts(b, "SELECT 1, ");
-    dw_buf_ident(b, "dw_n");
-    dw_buf_puts(b, ".");
-    dw_buf_ident(b, n->key[0]);
-    dw_buf_puts(b, " IS NOT NULL");
+    dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++)
-        dw_buf_printf(b, ", dw_o.dw_k%d", i);
+        dw_buf_printf(b, "%sdw_o.dw_k%d", i ? ", " : "", i);
     for (int i = 0; i < na; i++)
         dw_buf_printf(b, ", dw_o.dw_a%d", i);
-    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
-    dw_buf_puts(b, " FROM (");
+    for (int i = 0; i < n->ncols; i++) {
+        dw_buf_puts(b, ", dw_n.");
+        dw_buf_ident(b, n->cols[i]);
+        dw_buf_printf(b, " AS dw_b%d", i);
+    }
+    dw_buf_puts(b, ", 1 AS dw_in_old, dw_n.");
+    dw_buf_ident(b, n->key[0]);
+    dw_buf_puts(b, " IS NOT NULL AS dw_in_new FROM (");
     add_old_shape(b, s, bounds);
     dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
     dw_buf_table(b, n->table);
@@ -137,13 +155,12 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_ident(b, n->key[i]);
         dw_buf_printf(b, " = dw_o.dw_k%d", i);
     }
-    /* ...then keys only on the new side. */
-    dw_buf_puts(b, " UNION ALL SELECT 0, 1");
-    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
+    dw_buf_puts(b, " UNION ALL SELECT ");
+    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 1);
     for (int i = 0; i < na; i++)
         dw_buf_puts(b, ", NULL");
     dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
-    dw_buf_puts(b, " FROM ");
+    dw_buf_puts(b, ", 0, 1 FROM ");
     dw_buf_table(b, n->table);
     dw_buf_puts(b, " AS dw_n");
     add_range(b, n, "dw_n", bounds);
@@ -152,6 +169,44 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
     dw_buf_puts(b, " AS dw_o WHERE ");
     add_key_join(b, o, "dw_o", n, "dw_n");
     dw_buf_puts(b, ")");
+}
+
+/* One chunk of verification: the first ?1 keys of either side in range,
+ * in key order. SQLite merges the sides' key-ordered scans and stops both
+ * at the LIMIT, so the chunk finds its own end (OFFSET 0 keeps the
+ * subquery whole: each mapping expression is computed once a row). The
+ * first column says the key's two rows are equal as dw_value_equal() has
+ * it -- with `same` and an SQL mapping; else 0: the caller compares. */
+static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    dw_buf_puts(b, "SELECT ");
+    if (same && s->map[DW_SIDE_NEW].exprs) {
+        /* IS compares NULLs too; unary + drops the columns' affinities and
+         * BINARY their collations: only the values themselves count. */
+        dw_buf_puts(b, "dw_in_old AND dw_in_new");
+        for (int i = 0; i < n->ncols; i++)
+            dw_buf_printf(b, " AND +dw_a%d IS +dw_b%d COLLATE BINARY", i,
+                          i);
+    } else
+        dw_buf_puts(b, "0");
+    dw_buf_puts(b, ", dw_in_old, dw_in_new");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, ", dw_k%d", i);
+    for (int i = 0; i < na; i++)
+        dw_buf_printf(b, ", dw_a%d", i);
+    for (int i = 0; i < n->ncols; i++)
+        dw_buf_printf(b, ", dw_b%d", i);
+    dw_buf_puts(b, " FROM (");
+    if (s->same_table)
+        add_old_shape(b, s, bounds);
+    else
+        add_two_sides(b, s, bounds);
+    dw_buf_puts(b, " ORDER BY ");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+    dw_buf_puts(b, " LIMIT ?1 OFFSET 0) AS dw_v");
 }
 
 /* Target rows in range := mapped source rows. Two tables: an upsert on the
@@ -286,7 +341,8 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         break;
     }
     case RK_VERIFY:
-        build_verify(b, s, bounds);
+    case RK_VERIFY_SAME:
+        build_verify(b, s, bounds, kind == RK_VERIFY_SAME);
         break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
@@ -299,28 +355,6 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         dw_buf_puts(b, ")");
         break;
     }
-    case RK_CHUNK_END:
-        /* The smaller of the two sides' keys ?1 rows into the range. */
-        for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
-            const dw_side_def *e = &s->side[sd];
-            dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
-                                             : " UNION ALL SELECT * FROM (SELECT ");
-            for (int i = 0; i < e->nkey; i++) {
-                dw_buf_puts(b, i ? ", " : "");
-                dw_buf_ident(b, e->key[i]);
-                dw_buf_printf(b, " AS dw_k%d", i);
-            }
-            dw_buf_puts(b, " FROM ");
-            dw_buf_table(b, e->table);
-            add_range(b, e, NULL, bounds);
-            add_order(b, e, NULL, "");
-            dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
-        }
-        dw_buf_puts(b, " ORDER BY ");
-        for (int i = 0; i < d->nkey; i++)
-            dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
-        dw_buf_puts(b, " LIMIT 1");
-        break;
     }
 }
 
@@ -562,16 +596,6 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
     return one_key(h, st, side, key, "paging through the keys");
 }
 
-int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_held_key *key)
-{
-    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
-                                  hi);
-    if (st)
-        sqlite3_bind_int(st, P_OFFSET, offset);
-    return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
-}
-
 int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key)
 {
     return one_key(h, range_stmt(h, RK_LAST, side, NULL, 0, NULL), side, key,
@@ -688,18 +712,31 @@ int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
     return finish(h, st, rc, side, "listing keys");
 }
 
-int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+/* Columns first.. of the current row as values pointing into the
+ * statement, under one hold of the connection's mutex. */
+static int column_values(sqlite3_stmt *st, int first, int n, dw_value *v)
 {
     sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    int rc = DW_OK;
     sqlite3_mutex_enter(mutex);
-    int rc = dw__value_of(v, sqlite3_column_value(st, c));
+    for (int i = 0; rc == DW_OK && i < n; i++)
+        rc = dw__value_of(&v[i], sqlite3_column_value(st, first + i));
     sqlite3_mutex_leave(mutex);
     return rc;
 }
 
+int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+{
+    return column_values(st, c, 1, v);
+}
+
+/* The columns of a verification row (build_verify()). */
+enum { V_SAME, V_IN_OLD, V_IN_NEW, V_KEY };
+
 int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
-                            int lo_incl, const dw_value *hi,
-                            dw_verify_row_fn fn, void *arg)
+                            int lo_incl, const dw_value *hi, int limit,
+                            int same_in_sql, dw_verify_row_fn fn, void *arg,
+                            int64_t *keys, dw_held_key *end)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -707,25 +744,39 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
                                        : s->side[DW_SIDE_OLD].ncols;
     int nb = s->side[DW_SIDE_NEW].ncols;
     int ncols = nkey + na + nb;
-    sqlite3_stmt *st = range_stmt(h, RK_VERIFY, DW_SIDE_NEW, lo, lo_incl, hi);
+    *keys = 0;
+    dw__held_key_clear(end);
+    sqlite3_stmt *st = range_stmt(h, same_in_sql ? RK_VERIFY_SAME : RK_VERIFY,
+                                  DW_SIDE_NEW, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
+    sqlite3_bind_int(st, P_OFFSET, limit); /* ?1: the chunk's keys */
     dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
     if (!vals) {
         sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
     int rc, result = DW_OK;
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* An equal row costs a flag, and its key only when it ends the
+         * chunk. */
+        int last = ++*keys == limit;
+        int same = sqlite3_column_int(st, V_SAME);
+        if (same && !last)
+            continue;
         dw_verify_row row;
-        row.in_old = sqlite3_column_int(st, 0);
-        row.in_new = sqlite3_column_int(st, 1);
+        row.in_old = sqlite3_column_int(st, V_IN_OLD);
+        row.in_new = sqlite3_column_int(st, V_IN_NEW);
         int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
-        result = dw__stmt_key(h, st, 2, nkey, vals, side);
-        for (int i = nkey; result == DW_OK && i < ncols; i++)
-            if (dw__column_value(st, 2 + i, &vals[i]) != DW_OK)
-                result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
-                                   "out of memory");
+        if (last)
+            result = stmt_key_paged(h, st, V_KEY, nkey, side, end);
+        if (result != DW_OK || same)
+            continue;
+        result = dw__stmt_key(h, st, V_KEY, nkey, vals, side);
+        if (result == DW_OK &&
+            column_values(st, V_KEY + nkey, na + nb, vals + nkey) != DW_OK)
+            result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         if (result != DW_OK)
             break;
         row.key = vals;
@@ -735,11 +786,15 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
     }
     dw__free(vals);
     if (result != DW_OK) {
+        dw__held_key_clear(end);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return result;
     }
-    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    if (result != DW_OK)
+        dw__held_key_clear(end);
+    return result;
 }
 
 int dw__sqlite_run_setup(dw_migration *h)
