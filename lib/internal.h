@@ -701,18 +701,19 @@ typedef struct dw_backend_ops {
      * DW_SIDE_NONE: the keys of either side. */
     int (*range_keys)(dw_migration *h, int side, const dw_value *lo,
                       const dw_value *hi, dw_key_fn fn, void *arg);
-    /* One chunk of verification, in one pass: the first `limit` keys in
-     * range present on either side, in key order, both sides joined on
-     * the key in the comparison shape; fn for each of them. With
-     * `same_in_sql` (an SQL mapping only) a key whose two rows are equal
-     * as dw_value_equal() has it, column by column, is only counted: fn
-     * never sees it. *keys counts every key read; *end gets the last of
-     * them when there were `limit` (the next chunk starts after it),
-     * none when the range ended first. */
-    int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
-                        const dw_value *hi, int limit, int same_in_sql,
-                        dw_verify_row_fn fn, void *arg, int64_t *keys,
-                        dw_held_key *end);
+    /* A verification pass in key order over the first `limit` keys in
+     * range of `side`: DW_SIDE_OLD the old side's keys, each joined with
+     * its new row (in the comparison shape); DW_SIDE_NEW the keys only on
+     * the new side (none with one table). fn for each -- but with
+     * `same_in_sql` (an SQL mapping only), an old key whose two rows are
+     * equal as dw_value_equal() has it, column by column, is only
+     * counted: fn never sees it. *keys counts every key read; *end gets
+     * the last of them when there were `limit` (the next pass starts
+     * after it), none when the range ended first. */
+    int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
+                        int lo_incl, const dw_value *hi, int limit,
+                        int same_in_sql, dw_verify_row_fn fn, void *arg,
+                        int64_t *keys, dw_held_key *end);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */

@@ -263,7 +263,7 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
                                     int64_t *deleted);
 int dw__sqlite_range_keys(dw_migration *h, int side, const dw_value *lo,
                           const dw_value *hi, dw_key_fn fn, void *arg);
-int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
+int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int limit,
                             int same_in_sql, dw_verify_row_fn fn, void *arg,
                             int64_t *keys, dw_held_key *end);

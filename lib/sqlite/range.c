@@ -84,10 +84,6 @@ static void add_key_join(dw_buf *b, const dw_side_def *da, const char *a,
     }
 }
 
-/* Columns of a verification row, by position: 1..nkey the key (what the
- * chunk is ordered by), then the old side in the comparison shape, the
- * new side's columns, and which sides hold the key. */
-
 /* The old side in the comparison shape: key, then the up mapping's
  * expressions (SQL) or the old columns as stored (a C mapping). One table
  * holds both sides in a row: its new columns follow, and the key is on
@@ -119,16 +115,16 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
             dw_buf_ident(b, n->cols[i]);
             dw_buf_printf(b, " AS dw_b%d", i);
         }
-        dw_buf_puts(b, ", 1 AS dw_in_old, 1 AS dw_in_new");
+        dw_buf_puts(b, ", 1 AS dw_in_new");
     }
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, o->table);
     add_range(b, o, NULL, bounds);
 }
 
-/* Two tables: the keys on the old side (with the new row when there is
- * one), then those only on the new side. */
-static void add_two_sides(dw_buf *b, const dw_spec *s, int bounds)
+/* Two tables: the old side's keys in range, each with its new row when
+ * there is one. */
+static void add_old_join(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
     int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
@@ -142,7 +138,7 @@ static void add_two_sides(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_ident(b, n->cols[i]);
         dw_buf_printf(b, " AS dw_b%d", i);
     }
-    dw_buf_puts(b, ", 1 AS dw_in_old, dw_n.");
+    dw_buf_puts(b, ", dw_n.");
     dw_buf_ident(b, n->key[0]);
     dw_buf_puts(b, " IS NOT NULL AS dw_in_new FROM (");
     add_old_shape(b, s, bounds);
@@ -155,28 +151,15 @@ static void add_two_sides(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_ident(b, n->key[i]);
         dw_buf_printf(b, " = dw_o.dw_k%d", i);
     }
-    dw_buf_puts(b, " UNION ALL SELECT ");
-    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 1);
-    for (int i = 0; i < na; i++)
-        dw_buf_puts(b, ", NULL");
-    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
-    dw_buf_puts(b, ", 0, 1 FROM ");
-    dw_buf_table(b, n->table);
-    dw_buf_puts(b, " AS dw_n");
-    add_range(b, n, "dw_n", bounds);
-    dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
-    dw_buf_table(b, o->table);
-    dw_buf_puts(b, " AS dw_o WHERE ");
-    add_key_join(b, o, "dw_o", n, "dw_n");
-    dw_buf_puts(b, ")");
 }
 
-/* One chunk of verification: the first ?1 keys of either side in range,
- * in key order. SQLite merges the sides' key-ordered scans and stops both
- * at the LIMIT, so the chunk finds its own end (OFFSET 0 keeps the
- * subquery whole: each mapping expression is computed once a row). The
- * first column says the key's two rows are equal as dw_value_equal() has
- * it -- with `same` and an SQL mapping; else 0: the caller compares. */
+/* A verification pass over the old side's keys: the first ?1 in range, in
+ * key order, each with its new row (one table: the same row, read once).
+ * The columns: whether the key's two rows are equal as dw_value_equal()
+ * has it (with `same` and an SQL mapping; else 0, the caller compares),
+ * whether it is on the old side and on the new, the key, the old row in
+ * the comparison shape, the new row. OFFSET 0 keeps the subquery whole,
+ * so each mapping expression is computed once a row. */
 static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
@@ -185,13 +168,13 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
     if (same && s->map[DW_SIDE_NEW].exprs) {
         /* IS compares NULLs too; unary + drops the columns' affinities and
          * BINARY their collations: only the values themselves count. */
-        dw_buf_puts(b, "dw_in_old AND dw_in_new");
+        dw_buf_puts(b, "dw_in_new");
         for (int i = 0; i < n->ncols; i++)
             dw_buf_printf(b, " AND +dw_a%d IS +dw_b%d COLLATE BINARY", i,
                           i);
     } else
         dw_buf_puts(b, "0");
-    dw_buf_puts(b, ", dw_in_old, dw_in_new");
+    dw_buf_puts(b, ", 1, dw_in_new");
     for (int i = 0; i < o->nkey; i++)
         dw_buf_printf(b, ", dw_k%d", i);
     for (int i = 0; i < na; i++)
@@ -202,11 +185,36 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
     if (s->same_table)
         add_old_shape(b, s, bounds);
     else
-        add_two_sides(b, s, bounds);
+        add_old_join(b, s, bounds);
     dw_buf_puts(b, " ORDER BY ");
     for (int i = 0; i < o->nkey; i++)
         dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
     dw_buf_puts(b, " LIMIT ?1 OFFSET 0) AS dw_v");
+}
+
+/* The other pass: the first ?1 keys in range only on the new side, in key
+ * order, in build_verify()'s columns. */
+static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    dw_buf_puts(b, "SELECT 0, 0, 1");
+    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
+    for (int i = 0; i < na; i++)
+        dw_buf_puts(b, ", NULL");
+    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
+    dw_buf_puts(b, " FROM ");
+    dw_buf_table(b, n->table);
+    dw_buf_puts(b, " AS dw_n LEFT JOIN ");
+    dw_buf_table(b, o->table);
+    dw_buf_puts(b, " AS dw_o ON ");
+    add_key_join(b, o, "dw_o", n, "dw_n");
+    add_range(b, n, "dw_n", bounds);
+    dw_buf_puts(b, " AND dw_o.");
+    dw_buf_ident(b, o->key[0]);
+    dw_buf_puts(b, " IS NULL");
+    add_order(b, n, "dw_n", "");
+    dw_buf_puts(b, " LIMIT ?1");
 }
 
 /* Target rows in range := mapped source rows. Two tables: an upsert on the
@@ -342,7 +350,10 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     }
     case RK_VERIFY:
     case RK_VERIFY_SAME:
-        build_verify(b, s, bounds, kind == RK_VERIFY_SAME);
+        if (side == DW_SIDE_OLD)
+            build_verify(b, s, bounds, kind == RK_VERIFY_SAME);
+        else
+            build_new_only(b, s, bounds);
         break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
@@ -733,7 +744,7 @@ int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
 /* The columns of a verification row (build_verify()). */
 enum { V_SAME, V_IN_OLD, V_IN_NEW, V_KEY };
 
-int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
+int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int limit,
                             int same_in_sql, dw_verify_row_fn fn, void *arg,
                             int64_t *keys, dw_held_key *end)
@@ -746,8 +757,10 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
     int ncols = nkey + na + nb;
     *keys = 0;
     dw__held_key_clear(end);
-    sqlite3_stmt *st = range_stmt(h, same_in_sql ? RK_VERIFY_SAME : RK_VERIFY,
-                                  DW_SIDE_NEW, lo, lo_incl, hi);
+    if (side == DW_SIDE_NEW && s->same_table)
+        return DW_OK; /* one row holds both sides: none is new only */
+    int kind = same_in_sql && side == DW_SIDE_OLD ? RK_VERIFY_SAME : RK_VERIFY;
+    sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
     sqlite3_bind_int(st, P_OFFSET, limit); /* ?1: the chunk's keys */
@@ -768,7 +781,6 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
         dw_verify_row row;
         row.in_old = sqlite3_column_int(st, V_IN_OLD);
         row.in_new = sqlite3_column_int(st, V_IN_NEW);
-        int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
         if (last)
             result = stmt_key_paged(h, st, V_KEY, nkey, side, end);
         if (result != DW_OK || same)
