@@ -708,8 +708,8 @@ typedef struct dw_backend_ops {
      * `same_in_sql` (an SQL mapping only), an old key whose two rows are
      * equal as dw_value_equal() has it, column by column, is only
      * counted: fn never sees it. *keys counts every key read; *end gets
-     * the last of them when there were `limit` (the next pass starts
-     * after it), none when the range ended first. */
+     * the last of them when the range holds more (the next pass starts
+     * after it), none when it holds no more. */
     int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int limit,
                         int same_in_sql, dw_verify_row_fn fn, void *arg,

@@ -859,6 +859,84 @@ static void log_progress(const dw_verify_progress *p, void *payload)
     l->calls++;
 }
 
+/* Keys compared per read transaction, from the progress callback: at
+ * most `most`, and every call some. */
+typedef struct chunk_log {
+    int64_t last, most;
+    int calls, bad;
+} chunk_log;
+
+static void log_chunk(const dw_verify_progress *p, void *payload)
+{
+    chunk_log *l = payload;
+    if (p->keys - l->last > l->most || (p->keys == l->last && l->calls))
+        l->bad++;
+    l->last = p->keys;
+    l->calls++;
+}
+
+static dw_verify_result verify_logged(dw_migration *h, vsink *s, int chunk,
+                                      chunk_log *l)
+{
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.chunk_rows = chunk;
+    o.report_limit = 1000;
+    o.fn = vsink_fn;
+    o.payload = s;
+    o.progress = log_chunk;
+    o.progress_payload = l;
+    vsink_reset(s);
+    memset(l, 0, sizeof *l);
+    l->most = 2 * (int64_t)chunk; /* a chunk's old keys, then new-only */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &o));
+    return r;
+}
+
+/* Keys only on the new side, all of them or interleaved with old keys:
+ * each compared once, and no read transaction takes more than a chunk of
+ * each side, however the keys fall. */
+static void test_chunks_new_only_bounded(void **state)
+{
+    (void)state;
+    test_db t;
+    dw_migration *h = open_chunks(&t, 0);
+    exec_ok(t.db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 "
+                  "FROM c WHERE x < 60) INSERT INTO c_new SELECT x, 'v' || x "
+                  "FROM c;");
+    vsink s;
+    memset(&s, 0, sizeof s);
+    chunk_log l;
+    static const int chunks[] = {1, 2, 3, 7, 60, 61, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        /* An empty old side. */
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 0, 60, 0);
+        assert_int_equal(s.nkeys, 60);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(l.bad, 0);
+        assert_true(l.calls >= (60 + chunks[ci] - 1) / chunks[ci]);
+    }
+    /* Old keys 5, 10, ..., 60 (three changed); the new side has every key
+     * but 20 and 40: new-only keys between every two old ones. */
+    exec_ok(t.db, "INSERT INTO c_old SELECT id, a FROM c_new WHERE id % 5 = 0;"
+                  "DELETE FROM c_new WHERE id IN (20, 40);"
+                  "UPDATE c_new SET a = 'X' WHERE id IN (5, 35, 60);");
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 2, 48, 3);
+        assert_int_equal(s.nkeys, 53);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(vsink_count_key(&s, "[20]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[1]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[59]"), 1);
+        assert_int_equal(l.bad, 0);
+    }
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* The progress callback: after each chunk, with the keys compared, the
  * estimated total (the larger side counted at the start) and the
  * divergences so far; exact on the last call. A version 1 options struct,
@@ -2964,6 +3042,7 @@ int main(void)
         cmocka_unit_test(test_report_limit),
         cmocka_unit_test(test_chunks_layout),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_chunks_new_only_bounded),
         cmocka_unit_test(test_chunks_random),
         cmocka_unit_test(test_chunks_mixed_key_types),
         cmocka_unit_test(test_range),

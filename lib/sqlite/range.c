@@ -763,17 +763,24 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
     sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
-    sqlite3_bind_int(st, P_OFFSET, limit); /* ?1: the chunk's keys */
+    /* ?1: the pass's keys, and one more that only says the range goes
+     * on (so no pass is run just to find nothing). */
+    sqlite3_bind_int64(st, P_OFFSET, (sqlite3_int64)limit + 1);
     dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
     if (!vals) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    int rc, result = DW_OK;
+    int rc, result = DW_OK, more = 0;
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*keys == limit) {
+            more = 1;
+            rc = SQLITE_DONE;
+            break;
+        }
         /* An equal row costs a flag, and its key only when it ends the
-         * chunk. */
+         * pass. */
         int last = ++*keys == limit;
         int same = sqlite3_column_int(st, V_SAME);
         if (same && !last)
@@ -804,7 +811,7 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
         return result;
     }
     result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
-    if (result != DW_OK)
+    if (result != DW_OK || !more)
         dw__held_key_clear(end);
     return result;
 }
