@@ -1724,6 +1724,62 @@ static void test_backfill_skip_only_where_skipped(void **state)
     verify_clean(h);
 }
 
+/* A migration of another key shape on a connection that still holds the
+ * skip set of an earlier backfill: `name` is the items migration's own
+ * name defined again with a TEXT key (DW_OPEN_REDEFINE), or a name SQLite
+ * would fold into it. Its routed backfill gets a skip set of its own
+ * shape; the earlier table made it fail with "no column named name". */
+static void routed_backfill_of_tags(test_fixture *f, const char *name,
+                                    unsigned int flags)
+{
+    dw_migration *h = start(f, 20, DW_STAGE_DUAL_WRITE);
+    override1(h, 5, DW_STAGE_LIVE);
+    backfill_counted(f, 10, NULL);
+    fixture_exec(f, "CREATE TABLE tags(name TEXT PRIMARY KEY, colour TEXT);"
+                    "CREATE TABLE tags_v2(name TEXT PRIMARY KEY, hex TEXT);"
+                    "INSERT INTO tags VALUES('red', 'ff0000'),"
+                    " ('blue', '0000ff')");
+    static const char *const key[] = {"name"};
+    static const dw_column_map up[] = {{"hex", "colour"}};
+    static const dw_column_map down[] = {{"colour", "hex"}};
+    dw_options o = options_for(name, TEST_SIDE_UNLISTED("tags", key),
+                               TEST_SIDE_UNLISTED("tags_v2", key));
+    o.up = up;
+    o.nup = 1;
+    o.down = down;
+    o.ndown = 1;
+    o.flags = flags;
+    o.reason = "another key";
+    char *err = NULL;
+    int rc = dw_sqlite_open(&f->h2, f->t.db, &o, &err);
+    if (rc != DW_OK)
+        fail_msg("opening %s: %d %s", name, rc, err ? err : "");
+    dw_migration *h2 = f->h2;
+    if (!(flags & DW_OPEN_REDEFINE))
+        assert_dw_ok(h2, dw_stage_set(h2, DW_STAGE_DUAL_WRITE, NULL, 0));
+    dw_value k = dw_text("red");
+    assert_dw_ok(h2, dw_override_set(h2, &k, 1, 1, DW_STAGE_LIVE, NULL));
+    fixture_exec(f, "UPDATE tags_v2 SET hex = 'truth' WHERE name = 'red'");
+    dw_backfill_progress p;
+    assert_dw_ok(h2, dw_backfill(&p, h2, NULL));
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags_v2 WHERE "
+                                    "name = 'blue' AND hex = '0000ff'"),
+                     1);
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM tags_v2 WHERE "
+                                    "name = 'red' AND hex = 'truth'"),
+                     1);
+}
+
+static void test_backfill_skip_set_redefined_key(void **state)
+{
+    routed_backfill_of_tags(*state, "items_routing", DW_OPEN_REDEFINE);
+}
+
+static void test_backfill_skip_set_folded_name(void **state)
+{
+    routed_backfill_of_tags(*state, "ITEMS_ROUTING", 0);
+}
+
 /* Keys routed to stages trusting new, while the backfill copies old to
  * new: the set-based copy and delete leave them alone, and each is synced
  * from the side its own stage trusts -- at a batch's first and last key,
@@ -2931,6 +2987,8 @@ int main(void)
         T(test_backfill_many_routed_keys),
         T(test_backfill_same_side_overrides_set_based),
         T(test_backfill_skip_only_where_skipped),
+        T(test_backfill_skip_set_redefined_key),
+        T(test_backfill_skip_set_folded_name),
         T(test_backfill_skips_keys_trusting_other_side),
         T(test_backfill_skips_canary_trusting_other_side),
         T(test_backfill_skips_composite_keys),

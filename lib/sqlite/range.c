@@ -84,18 +84,28 @@ static void add_key_join(dw_buf *b, const dw_side_def *da, const char *a,
     }
 }
 
-/* The backfill's skip set: a TEMP table named for the migration, its
- * columns the old side's key columns (with their collations). */
+/* The backfill's skip set: a TEMP table, its columns the old side's key
+ * columns. Its name carries a digest of the migration's name (exactly: two
+ * names SQLite would fold into one stay apart) and of its key columns, so
+ * a migration defined again with another key, on a connection that still
+ * holds the table of the earlier definition, makes a table of its own. */
 static void add_skip_table(dw_buf *b, const dw_spec *s)
 {
-    dw_buf name;
-    dw_buf_init(&name);
-    dw_buf_printf(&name, "dw_backfill_skip_%s", s->name);
-    dw_buf_puts(b, "temp.");
-    dw_buf_ident(b, name.oom ? "" : name.p);
-    if (name.oom)
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    dw_buf shape;
+    dw_buf_init(&shape);
+    dw_buf_printf(&shape, "%zu:%s", strlen(s->name), s->name);
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(&shape, ",%zu:%s", strlen(o->key[i]), o->key[i]);
+    char hex[65];
+    if (shape.oom) {
         b->oom = 1;
-    dw_buf_free(&name);
+        hex[0] = '\0';
+    } else {
+        dw__text_digest(shape.p, hex);
+    }
+    dw_buf_free(&shape);
+    dw_buf_printf(b, "temp.dw_backfill_skip_%.16s", hex);
 }
 
 /* " AND NOT EXISTS (<the key in the skip set>)" for rows of side d, named
@@ -915,8 +925,8 @@ static sqlite3_stmt *cached_stmt(dw_migration *h, sqlite3_stmt **slot,
 /* The TEMP table, keyed like the old side with its key's collations. A
  * TEMP table changes the connection's temp schema, which makes every
  * prepared statement prepare again: IF NOT EXISTS makes it once per
- * connection (again only when the transaction that made it rolled
- * back). */
+ * connection and key shape (again only when the transaction that made it
+ * rolled back); it stays until the connection closes. */
 static int build_skip_make(dw_migration *h, dw_buf *b)
 {
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
