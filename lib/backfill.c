@@ -570,8 +570,14 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             rc = h->ops->range_copy(h, target, lo, upper, skip, &written);
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
-        } else if (rc == DW_OK && k->end.v) {
+        } else if (rc == DW_OK && k->end.v && dw__has_mapping(h, target)) {
             rc = dw__copy_mapped_range(h, target, lo, upper, &written);
+        } else if (rc == DW_OK && k->end.v) {
+            /* No mapping into the target (LIVE without a down mapping):
+             * the first key with a row to carry says so, and names it. */
+            sync_args a = {target, 0};
+            rc = h->ops->range_keys(h, source, lo, upper, sync_one, &a);
+            written = a.synced;
         }
         if (rc == DW_OK && skip) {
             routed_args a = {stage, 0};

@@ -75,7 +75,8 @@ static int register_probe(sqlite3 *db)
 enum {
     U_PROBE = 1u << 0, /* display = upper(probe(name)) */
     U_SETUP = 1u << 1, /* setup SQL that counts its runs */
-    U_FN = 1u << 2     /* C mapping callback instead of SQL up */
+    U_FN = 1u << 2,    /* C mapping callback instead of SQL up */
+    U_NO_DOWN = 1u << 3 /* no down mapping */
 };
 
 static const char *const ID_KEY[] = {"id"};
@@ -139,8 +140,10 @@ static void fill_users_options(dw_options *o, unsigned variant)
         o->up = variant & U_PROBE ? USER_UP_PROBE : USER_UP;
         o->nup = 2;
     }
-    o->down = USER_DOWN;
-    o->ndown = 2;
+    if (!(variant & U_NO_DOWN)) {
+        o->down = USER_DOWN;
+        o->ndown = 2;
+    }
     if (variant & U_SETUP)
         o->setup_sql = USER_SETUP_SQL;
     o->reason = "test";
@@ -2381,6 +2384,24 @@ static void test_written_counts_callback(void **state)
     written_counts(*state, U_FN);
 }
 
+/* At LIVE the backfill copies new to old; a spec without a down mapping
+ * cannot, and says so, naming the first key with a row to carry -- it
+ * took the streaming path for C mappings and called a NULL callback. */
+static void test_backfill_without_down_mapping(void **state)
+{
+    test_fixture *f = *state;
+    users_at(f, 5, U_NO_DOWN, DW_STAGE_DUAL_WRITE);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, NULL));
+    stage_force_ok(f->h, DW_STAGE_LIVE);
+    dw_backfill_options o = DW_BACKFILL_OPTIONS_INIT;
+    o.flags = DW_BACKFILL_RESTART;
+    assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_EMISUSE);
+    assert_true(contains(dw_errmsg(f->h), "needs the down mapping"));
+    assert_true(contains(dw_errmsg(f->h), "[1]"));
+    assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), 5);
+}
+
 /* A callback that leaves a column of the new model unset fails the row,
  * naming the column and the key; its batch keeps nothing. */
 static void test_callback_leaves_column_unset(void **state)
@@ -3123,6 +3144,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_one_table_callback, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_written_counts_sql, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_written_counts_callback, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_backfill_without_down_mapping, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_leaves_column_unset, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_batch_reads_once, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_callback_allocations_flat),
