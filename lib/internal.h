@@ -674,10 +674,12 @@ typedef struct dw_backend_ops {
                     int *found);
     int (*upsert_row)(dw_migration *h, int side, const dw_value *key,
                       const dw_row *row);
-    /* upsert_row() that leaves a row already equal alone, as range_copy()
-     * does (one table: the UPDATE changes only a row that differs);
-     * *changed is 1 when the row was written, 0 when it was equal. Its
-     * statement is prepared once per handle and side. */
+    /* upsert_row() that leaves a row whose values are already the same
+     * bytes alone, as range_copy() does for two tables (one table: the
+     * UPDATE changes only a row that differs, where range_copy() rewrites
+     * and counts every row); *changed is 1 when the row was written, 0
+     * when it was equal. Its statement is prepared once per handle and
+     * side. */
     int (*upsert_changed)(dw_migration *h, int side, const dw_value *key,
                           const dw_row *row, int *changed);
     int (*delete_row)(dw_migration *h, int side, const dw_value *key);

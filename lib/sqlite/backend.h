@@ -206,8 +206,11 @@ int dw__sqlite_build_row_sql(dw_migration *h);
  * side d; DO NOTHING for a side of the key alone. The target is the key
  * alone either way, so any other UNIQUE constraint still fails. */
 void dw__add_conflict_update(dw_buf *b, const dw_side_def *d);
-/* After dw__add_conflict_update(): " WHERE t.c IS NOT excluded.c OR ...",
- * so a row equal already is left alone (and not counted as changed). */
+/* After dw__add_conflict_update(): " WHERE t.c IS NOT excluded.c COLLATE
+ * BINARY OR ...", so a row equal already is left alone (and not counted
+ * as changed). BINARY: under the column's NOCASE or RTRIM, 'abc' and
+ * 'ABC' would count as equal, and verification, comparing bytes, would
+ * find the row left different. */
 void dw__add_changed_only(dw_buf *b, const dw_side_def *d);
 
 /* Double-quoted string literals off, and back, for our own SQL. */

@@ -47,6 +47,7 @@ void dw__add_changed_only(dw_buf *b, const dw_side_def *d)
         dw_buf_ident(b, d->cols[i]);
         dw_buf_puts(b, " IS NOT excluded.");
         dw_buf_ident(b, d->cols[i]);
+        dw_buf_puts(b, " COLLATE BINARY");
     }
 }
 
@@ -82,7 +83,7 @@ static void add_upsert(dw_buf *b, const dw_spec *s, int side,
         for (int i = 0; changed_only && i < d->ncols; i++) {
             dw_buf_puts(b, i ? " OR " : " AND (");
             dw_buf_ident(b, d->cols[i]);
-            dw_buf_printf(b, " IS NOT ?%d", d->nkey + i + 1);
+            dw_buf_printf(b, " IS NOT ?%d COLLATE BINARY", d->nkey + i + 1);
         }
         if (changed_only && d->ncols > 0)
             dw_buf_puts(b, ")");
