@@ -1410,8 +1410,9 @@ typedef struct dw_backfill_options {
     /** Rows in the first batch; later batches adapt towards batch_ms.
      *  0 means the default, 1000. */
     int batch_rows;
-    /** The batch time not to exceed, in milliseconds: the size grows or
-     *  shrinks (at most twofold per batch, by a quarter near the aim) so a
+    /** The batch time not to exceed, in milliseconds: the size grows (at
+     *  most twofold per batch, by a quarter near the aim) or shrinks (at
+     *  most by half) so a
      *  batch holds the write lock for about 70% of this at the per-row
      *  time of the recent batches (the second slowest of the last four),
      *  leaving room for a slower moment. 0 means the default, 20;
@@ -1448,10 +1449,10 @@ typedef struct dw_backfill_options {
  * does) are left out of the set-based copy and delete, and each is synced
  * on its own from the side its own stage trusts (one held at OFF or
  * COMPLETE is left alone), so its data is never overwritten from the side
- * it does not trust. When more such overrides are stored than the batch
- * has rows, or the mapping is a C callback, every key of either side in
- * the batch's range is synced on its own that way (slower: one sync per
- * key).
+ * it does not trust. When more such overrides are stored than the
+ * batch's size in rows, or the mapping is a C callback and some key's
+ * stage trusts the side written, every key of either side in the batch's
+ * range is synced on its own that way (slower: one sync per key).
  *
  * The source is read in key order, in pages of keys after a stored cursor.
  * Each batch is one short BEGIN IMMEDIATE transaction that makes the
@@ -1471,8 +1472,10 @@ typedef struct dw_backfill_options {
  * cursor stays where it was. (A batch deletes its range's orphaned target
  * rows before copying, so a value they held is free again; a value held by a
  * target row of a later range, or two values swapped between keys, still
- * stops it: fix that row and call again.) With an SQL mapping a batch is a few set-based
- * statements; with a C mapping callback, one sync per key.
+ * stops it: fix that row and call again.) With an SQL mapping a batch is a
+ * few set-based statements; with a C mapping callback, one statement
+ * reading the batch's source rows and one prepared upsert per row, which
+ * leaves a row whose values are already the same bytes alone.
  *
  * A backfill that finished is done: calling again returns DW_OK at once,
  * unless DW_BACKFILL_RESTART is given or the stage moved to OFF or COMPLETE
