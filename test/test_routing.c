@@ -937,20 +937,16 @@ static void test_percent_rounding(void **state)
     assert_int_equal(got.version, DW_ROUTING_VERSION);
 }
 
-/* Keys of two columns, and texts that need escaping: the key text, the
- * bucket threshold, the cohort's key test and the keys layout of
- * dw_override_set (count * nkey values). */
-static void test_composite_and_text_keys(void **state)
+/* members(org, uid) -> members_v2, a key of two columns (one TEXT), with
+ * the rows `rows_sql` inserts; the migration opened as f->h, at OFF. */
+static dw_migration *open_members(test_fixture *f, const char *rows_sql)
 {
-    test_fixture *f = *state;
     exec_ok(f->t.db,
             "CREATE TABLE members(org TEXT NOT NULL, uid INTEGER NOT NULL,"
             " role TEXT, PRIMARY KEY(org, uid));"
             "CREATE TABLE members_v2(org TEXT NOT NULL, uid INTEGER NOT NULL,"
-            " role_name TEXT, PRIMARY KEY(org, uid));"
-            "INSERT INTO members VALUES('org-7', 3, 'admin'), "
-            "('org-7', 4, 'user'), ('a\"b', 1, 'user'), "
-            "('a' || char(10) || 'b', 1, 'admin')");
+            " role_name TEXT, PRIMARY KEY(org, uid));");
+    exec_ok(f->t.db, rows_sql);
     static const char *const keys[] = {"org", "uid"};
     static const char *const oc[] = {"role"};
     static const char *const nc[] = {"role_name"};
@@ -966,6 +962,19 @@ static void test_composite_and_text_keys(void **state)
     o.ndown = 1;
     f->h = open_migration_ok(f->t.db, &o);
     dw_migration *h = f->h;
+    return h;
+}
+
+/* Keys of two columns, and texts that need escaping: the key text, the
+ * bucket threshold, the cohort's key test and the keys layout of
+ * dw_override_set (count * nkey values). */
+static void test_composite_and_text_keys(void **state)
+{
+    test_fixture *f = *state;
+    dw_migration *h = open_members(
+        f, "INSERT INTO members VALUES('org-7', 3, 'admin'), "
+           "('org-7', 4, 'user'), ('a\"b', 1, 'user'), "
+           "('a' || char(10) || 'b', 1, 'admin')");
     dw_value k73[2] = {dw_text("org-7"), dw_int(3)};
     int s, route;
 
@@ -1882,29 +1891,10 @@ static void test_backfill_skips_canary_trusting_other_side(void **state)
 static void test_backfill_skips_composite_keys(void **state)
 {
     test_fixture *f = *state;
-    exec_ok(f->t.db,
-            "CREATE TABLE members(org TEXT NOT NULL, uid INTEGER NOT NULL,"
-            " role TEXT, PRIMARY KEY(org, uid));"
-            "CREATE TABLE members_v2(org TEXT NOT NULL, uid INTEGER NOT NULL,"
-            " role_name TEXT, PRIMARY KEY(org, uid));"
-            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
-            " WHERE i < 5) INSERT INTO members SELECT o, i, 'r' || i FROM c,"
-            " (SELECT 'a' AS o UNION ALL SELECT 'b' UNION ALL SELECT 'c')");
-    static const char *const keys[] = {"org", "uid"};
-    static const char *const oc[] = {"role"};
-    static const char *const nc[] = {"role_name"};
-    static const dw_column_map up[] = {{"role_name", "role"}};
-    static const dw_column_map down[] = {{"role", "role_name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "members";
-    o.old_side = (dw_side_spec){"members", keys, 2, oc, 1};
-    o.new_side = (dw_side_spec){"members_v2", keys, 2, nc, 1};
-    o.up = up;
-    o.nup = 1;
-    o.down = down;
-    o.ndown = 1;
-    f->h = open_migration_ok(f->t.db, &o);
-    dw_migration *h = f->h;
+    dw_migration *h = open_members(
+        f, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+           " WHERE i < 5) INSERT INTO members SELECT o, i, 'r' || i FROM c,"
+           " (SELECT 'a' AS o UNION ALL SELECT 'b' UNION ALL SELECT 'c')");
     assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, NULL, 0));
     backfill_and_verify(h);
     /* ["a",5] ends the first 5-row batch, ["b",1] starts the second; ["b",5]
