@@ -1572,6 +1572,25 @@ static int on_adapt(const dw_backfill_progress *p, void *payload)
     return ++a->calls == 7;
 }
 
+/* people.name -> people.name_v2, one table keyed by its rowid, opened at
+ * DUAL_WRITE (the table made by the caller). */
+static dw_migration *open_people(sqlite3 *db)
+{
+    static const char *const key[] = {"id"};
+    static const char *const old_cols[] = {"name"};
+    static const char *const new_cols[] = {"name_v2"};
+    static const dw_column_map up[] = {{"name_v2", "name"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "people";
+    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
+    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(db, &o);
+    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    return h;
+}
+
 /* A batch adds no statement journal of its own. SQLite keeps one for a
  * statement that writes many rows inside a transaction and may fail midway
  * -- a constraint on the target, or any SQL function (which may raise an
@@ -1592,18 +1611,7 @@ static void test_batch_needs_no_statement_journal(void **state)
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
             " WHERE i < 20000)"
             " INSERT INTO people(id, name) SELECT i, 'person ' || i FROM n");
-    static const char *const key[] = {"id"};
-    static const char *const old_cols[] = {"name"};
-    static const char *const new_cols[] = {"name_v2"};
-    static const dw_column_map up[] = {{"name_v2", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "people";
-    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
-    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
-    o.up = up;
-    o.nup = 1;
-    dw_migration *h = open_migration_ok(t.db, &o);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    dw_migration *h = open_people(t.db);
     dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
     bo.batch_rows = 7000; /* three batches, each far past 64 KiB of pages */
     bo.batch_ms = -1;
@@ -1679,18 +1687,7 @@ static void test_integer_key_batches_need_no_offset(void **state)
             " (9223372036854775806, 'max - 1'),"
             " (9223372036854775807, 'max');");
     const int64_t total = 20000 + 10 + 5000 + 4;
-    static const char *const key[] = {"id"};
-    static const char *const old_cols[] = {"name"};
-    static const char *const new_cols[] = {"name_v2"};
-    static const dw_column_map up[] = {{"name_v2", "name"}};
-    dw_options o = DW_OPTIONS_INIT;
-    o.name = "people";
-    o.old_side = (dw_side_spec){"people", key, 1, old_cols, 1};
-    o.new_side = (dw_side_spec){"people", key, 1, new_cols, 1};
-    o.up = up;
-    o.nup = 1;
-    dw_migration *h = open_migration_ok(t.db, &o);
-    assert_dw_ok(h, dw_stage_set(h, DW_STAGE_DUAL_WRITE, "test", 0));
+    dw_migration *h = open_people(t.db);
     batch_rows_log l = {0, 0};
     dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
     bo.batch_rows = 1000;
