@@ -225,12 +225,7 @@ static int sync_one(dw_migration *h, const dw_value *key, void *arg)
         a->synced++;
         return DW_OK;
     }
-    dw_buf text;
-    dw_buf_init(&text);
-    dw__key_text(&text, key, h->spec.side[a->target].nkey);
-    if (!text.oom)
-        dw__error_append(h, " (at key %s)", text.p);
-    dw_buf_free(&text);
+    dw__error_at_key(h, key, h->spec.side[a->target].nkey);
     return rc;
 }
 

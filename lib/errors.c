@@ -177,3 +177,13 @@ int dw__txn_lost_refuse(dw_migration *h, int own)
                      "transaction over with BEGIN; this refusal is given "
                      "once");
 }
+
+void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey)
+{
+    dw_buf text;
+    dw_buf_init(&text);
+    dw__key_text(&text, key, nkey);
+    if (!text.oom)
+        dw__error_append(h, " (at key %s)", text.p);
+    dw_buf_free(&text);
+}

@@ -1222,7 +1222,7 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
  * error; what was written stays for the caller to roll back. */
 int dw__copy_mapped_range(dw_migration *h, int target, const dw_value *lo,
                           const dw_value *hi, int64_t *written);
-/* Appends " (at key [..])" to the handle's error. */
+/* Appends " (at key [..])" to the handle's error (errors.c). */
 void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey);
 /* dw_open(), and for dw_open_stored() with `stored_only`: then a name
  * not stored (any more) is DW_ENOTFOUND instead of a definition. */

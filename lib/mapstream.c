@@ -10,16 +10,6 @@ typedef struct map_stream {
     int64_t written;  /* rows the upserts changed */
 } map_stream;
 
-void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey)
-{
-    dw_buf text;
-    dw_buf_init(&text);
-    dw__key_text(&text, key, nkey);
-    if (!text.oom)
-        dw__error_append(h, " (at key %s)", text.p);
-    dw_buf_free(&text);
-}
-
 static int map_one(dw_migration *h, const dw_value *key, const dw_row *in,
                    void *arg)
 {
