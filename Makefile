@@ -191,10 +191,12 @@ sanitize:
 	  SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
 # The fault walks are thinned to every 10th failure point under valgrind
-# (the whole walk would take about 45 minutes there).
+# (the whole walk would take about 45 minutes there). Each walk runs one
+# worker there, so VALGRIND_JOBS programs run at once instead.
+VALGRIND_JOBS ?= 2
 valgrind: $(TEST_BIN)
 	@sh scripts/ensure-deps.sh valgrind
-	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 BUILD=$(BUILD) \
+	@DW_FAULT_STRIDE=10 DW_FAULT_JOBS=1 TEST_JOBS=$(VALGRIND_JOBS) BUILD=$(BUILD) \
 	  DW_TOOL_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all" \
 	  sh test/run-tests.sh $(TEST_RUN_BIN)
