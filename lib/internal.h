@@ -1218,10 +1218,12 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
 /* A backfill batch through the C mapping into target (lib/mapstream.c):
  * the source rows after lo (NULL: from the start) up to hi (NULL: to the
  * end), each mapped and upserted, a row equal already left alone;
- * *written counts the rows changed. A failing row names its key in the
- * error; what was written stays for the caller to roll back. */
+ * *read counts the source rows, *written the rows changed. A failing row
+ * names its key in the error; what was written stays for the caller to
+ * roll back. */
 int dw__copy_mapped_range(dw_migration *h, int target, const dw_value *lo,
-                          const dw_value *hi, int64_t *written);
+                          const dw_value *hi, int64_t *read,
+                          int64_t *written);
 /* Appends " (at key [..])" to the handle's error (errors.c). */
 void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey);
 /* dw_open(), and for dw_open_stored() with `stored_only`: then a name
