@@ -16,8 +16,9 @@ static int map_one(dw_migration *h, const dw_value *key, const dw_row *in,
 {
     map_stream *s = arg;
     int changed = 0;
-    dw_row_clear(s->out);
-    int rc = dw__map_callback_row(h, s->target, key, in, s->out);
+    /* Written from the callback's own row: the upsert takes the key
+     * apart and finds the columns by name. */
+    int rc = dw__map_callback_into(h, s->target, in, s->out);
     if (rc == DW_OK)
         rc = h->ops->upsert_changed(h, s->target, key, s->out, &changed);
     if (rc != DW_OK) {

@@ -158,16 +158,23 @@ static inline int slot_store(dw_row *row, dw_column *c, const dw_value *v)
     return DW_OK;
 }
 
+int dw__row_put_next(dw_row *row, const dw_value *v)
+{
+    int n = row->n;
+    if (n >= row->kept)
+        return DW_EMISUSE;
+    if (slot_store(row, &row->cols[n], v) != DW_OK)
+        return DW_ENOMEM;
+    row->n = n + 1;
+    return DW_OK;
+}
+
 int dw__row_put(dw_row *row, const char *name, const dw_value *v)
 {
     int n = row->n;
-    if (n < row->kept && same_name(row->cols[n].name, name)) {
-        /* The kept name is not among the columns before it. */
-        if (slot_store(row, &row->cols[n], v) != DW_OK)
-            return DW_ENOMEM;
-        row->n = n + 1;
-        return DW_OK;
-    }
+    /* The kept name is not among the columns before it. */
+    if (n < row->kept && same_name(row->cols[n].name, name))
+        return dw__row_put_next(row, v);
     int i = dw_row_find(row, name);
     if (i >= 0)
         return slot_store(row, &row->cols[i], v);
