@@ -122,7 +122,8 @@ int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
     int cb = h->spec.map[target].fn(out, in, h->spec.map_payload);
     if (cb != DW_OK)
         return dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK,
-                         target, "%s side: the %s mapping callback failed (%d)",
+                         target,
+                         "%s side: the %s mapping callback failed (%d)",
                          dw__side_word(target), dir, cb);
     for (int i = 0; i < d->ncols; i++)
         if (dw_row_find(out, d->cols[i]) < 0)
