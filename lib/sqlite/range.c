@@ -848,8 +848,7 @@ static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
     if (!st)
         return h->errcode;
     int nkey = h->spec.side[side ? side : DW_SIDE_OLD].nkey, rc;
-    int ncols = row ? sqlite3_column_count(st) : 0;
-    int result = DW_OK, named = 0;
+    int result = DW_OK, named = 0, ncols = 0;
     dw_value key[64];
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (!row) {
@@ -857,6 +856,8 @@ static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
         } else if (fill_row(row, st, ncols, named) != DW_OK) {
             result = dw__error(h, DW_ENOMEM, side, "out of memory");
         } else {
+            /* Counted once the first step prepared the statement. */
+            ncols = named ? ncols : sqlite3_column_count(st);
             named = 1;
             result = row_key(h, st, row, nkey, key, side);
         }
