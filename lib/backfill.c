@@ -196,7 +196,11 @@ static int survey(dw_migration *h, void *arg)
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
-    if (rc == DW_OK && h->spec.same_table)
+    /* Spans need integer keys, and a copy that counts the rows it
+     * passes (see span_batch()). */
+    if (rc == DW_OK &&
+        (h->spec.same_table ||
+         !h->spec.map[dw__other_side(dw__authoritative(stage))].exprs))
         rc = h->ops->integer_keys(h, dw__authoritative(stage),
                                   &r->integer_keys);
     if (rc != DW_OK)
@@ -435,18 +439,19 @@ static int name_failing_key(dw_migration *h, int target, const dw_value *lo,
 }
 
 /* Whether the batch after lo may end batch_rows integers on, found
- * without reading a key: the copy is one UPDATE over one table (whose
- * count is the rows it passed), of keys that are integers holding one
- * row each at most -- so the span holds batch_rows rows at most, and
- * exactly that many where the keys are dense. Where they are sparse (the
- * last such batch passed fewer than half) the batch end is found by
- * counting keys instead. */
+ * without reading a key: the copy counts the rows it passed -- one UPDATE
+ * over one table (its count), or a C mapping's stream (the rows it read)
+ * -- of keys that are integers holding one row each at most -- so the
+ * span holds batch_rows rows at most, and exactly that many where the
+ * keys are dense. Where they are sparse (the last such batch passed fewer
+ * than half) the batch end is found by counting keys instead. */
 static int span_batch(const dw_migration *h, const run *r, int target,
                       const dw_value *lo, const dw_value *end)
 {
-    return r->integer_keys && !r->sparse && h->spec.same_table &&
-           h->spec.map[target].exprs && lo && lo->type == DW_TYPE_INTEGER &&
-           end->type == DW_TYPE_INTEGER;
+    int counted = h->spec.map[target].exprs ? h->spec.same_table
+                                            : dw__has_mapping(h, target);
+    return r->integer_keys && !r->sparse && counted && lo &&
+           lo->type == DW_TYPE_INTEGER && end->type == DW_TYPE_INTEGER;
 }
 
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
@@ -535,6 +540,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     }
     const dw_value *upper = last ? k->end.v : k->hi.v;
     int64_t passed = 0, written = 0, deleted = 0;
+    int64_t read = 0; /* source rows a C mapping's stream read */
     /* The source keys this batch passes. */
     if (k->end.v && last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
@@ -566,7 +572,8 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             if (rc == DW_ECONSTRAINT)
                 rc = name_failing_key(h, target, lo, upper);
         } else if (rc == DW_OK && k->end.v && dw__has_mapping(h, target)) {
-            rc = dw__copy_mapped_range(h, target, lo, upper, &written);
+            rc = dw__copy_mapped_range(h, target, lo, upper, &read,
+                                       &written);
         } else if (rc == DW_OK && k->end.v) {
             /* No mapping into the target (LIVE without a down mapping):
              * the first key with a row to carry says so, and names it. */
@@ -580,10 +587,10 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
             written += a.synced;
         }
     }
-    /* A span's rows: its UPDATE's count, unless keys were left out of
-     * it. */
+    /* A span's rows: its UPDATE's count, or the rows a C mapping read,
+     * unless keys were left out of it. */
     if (rc == DW_OK && span && !last && routed == ROUTED_NONE)
-        passed = written;
+        passed = h->spec.map[target].exprs ? written : read;
     else if (rc == DW_OK && span && !last)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
     /* How the next batch finds its end: a span again while its rows stay

@@ -257,6 +257,10 @@ void dw__value_desc_raw(dw_buf *b, const dw_value *v);
 int dw__row_copy(dw_row *dst, const dw_row *src);
 /* dw_row_set() for a value known to be valid (a backend's row reader). */
 int dw__row_put(dw_row *row, const char *name, const dw_value *v);
+/* Puts valid *v in the next slot under the name it kept from before the
+ * last clear: a row filled again in the same column order. DW_EMISUSE
+ * when it kept no name there. */
+int dw__row_put_next(dw_row *row, const dw_value *v);
 
 /* ---- name sets (uthash) ------------------------------------------------------ */
 
@@ -672,6 +676,8 @@ typedef struct dw_backend_ops {
      * *found says whether the source row existed. */
     int (*sync_sql)(dw_migration *h, int target, const dw_value *key,
                     int *found);
+    /* Writes side's row of `key`: the side's columns found in row by
+     * name (the key's, and any others, ignored). */
     int (*upsert_row)(dw_migration *h, int side, const dw_value *key,
                       const dw_row *row);
     /* upsert_row() that leaves a row whose values are already the same
@@ -1215,13 +1221,20 @@ int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
  * them) mapped into target's shape by the C mapping callback. */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
                          const dw_row *in, dw_row *out);
+/* The same, with out (cleared first) as the callback left it: target's
+ * columns in any order, without the key; every one of them is checked
+ * set (others the callback set are left in it). */
+int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
+                          dw_row *out);
 /* A backfill batch through the C mapping into target (lib/mapstream.c):
  * the source rows after lo (NULL: from the start) up to hi (NULL: to the
  * end), each mapped and upserted, a row equal already left alone;
- * *written counts the rows changed. A failing row names its key in the
- * error; what was written stays for the caller to roll back. */
+ * *read counts the source rows, *written the rows changed. A failing row
+ * names its key in the error; what was written stays for the caller to
+ * roll back. */
 int dw__copy_mapped_range(dw_migration *h, int target, const dw_value *lo,
-                          const dw_value *hi, int64_t *written);
+                          const dw_value *hi, int64_t *read,
+                          int64_t *written);
 /* Appends " (at key [..])" to the handle's error (errors.c). */
 void dw__error_at_key(dw_migration *h, const dw_value *key, int nkey);
 /* dw_open(), and for dw_open_stored() with `stored_only`: then a name

@@ -21,6 +21,7 @@ struct dw_row {
     int kept; /* slots holding a name, n <= kept <= cap */
     int cap;
     int hint; /* where dw_row_find() looks first: after the last found */
+    int big;  /* a slot may hold a buffer above KEEP_BYTES */
 };
 
 /* A value buffer larger than this is freed by a clear, not kept. */
@@ -38,7 +39,7 @@ void dw_row_clear(dw_row *row)
 {
     if (!row)
         return;
-    for (int i = 0; i < row->n; i++) {
+    for (int i = 0; row->big && i < row->cap; i++) {
         dw_column *c = &row->cols[i];
         if (c->bufcap > KEEP_BYTES) {
             dw__free(c->buf);
@@ -46,6 +47,7 @@ void dw_row_clear(dw_row *row)
             c->bufcap = 0;
         }
     }
+    row->big = 0;
     row->n = 0;
     row->hint = 0;
 }
@@ -69,24 +71,35 @@ const char *dw_row_name(const dw_row *row, int i)
     return row && i >= 0 && i < row->n ? row->cols[i].name : NULL;
 }
 
+/* Whether slot name a is name b; most names differ at their first byte,
+ * which settles it without a call. */
+static inline int same_name(const char *a, const char *b)
+{
+    return a[0] == b[0] && strcmp(a, b) == 0;
+}
+
 int dw_row_find(const dw_row *row, const char *name)
 {
     if (!row || !name)
         return -1;
     /* Names asked for in the order they were set (a mapping reading its
-     * input, a statement binding its columns) are found at the hint. */
-    int i = row->hint;
-    if (i >= row->n || strcmp(row->cols[i].name, name) != 0)
-        for (i = 0; i < row->n; i++)
-            if (strcmp(row->cols[i].name, name) == 0)
-                break;
-    if (i == row->n)
-        return -1;
-    /* A row is used by one thread at a time (dualwrite.h), and none is
-     * made const at its definition: the hint may change under a const
-     * view. */
-    ((dw_row *)row)->hint = i + 1;
-    return i;
+     * input, a statement binding its columns) are found at the hint, or
+     * soon after it when some columns are skipped (a mapping that reads
+     * no key): the search goes on from the hint, then wraps. */
+    int n = row->n, i = row->hint;
+    const dw_column *cols = row->cols;
+    for (int k = 0; k < n; k++, i++) {
+        if (i >= n)
+            i = 0;
+        if (same_name(cols[i].name, name)) {
+            /* A row is used by one thread at a time (dualwrite.h), and
+             * none is made const at its definition: the hint may change
+             * under a const view. */
+            ((dw_row *)row)->hint = i + 1;
+            return i;
+        }
+    }
+    return -1;
 }
 
 const dw_value *dw_row_value(const dw_row *row, int i)
@@ -99,50 +112,72 @@ const dw_value *dw_row_get(const dw_row *row, const char *name)
     return dw_row_value(row, dw_row_find(row, name));
 }
 
-/* Stores *v in slot c, its bytes copied into the slot's buffer (text gets a
- * terminating NUL). v may point into that same buffer. On DW_ENOMEM the
- * slot is unchanged. */
-static int slot_store(dw_column *c, const dw_value *v)
+/* Stores the bytes of TEXT or BLOB *v in slot c, copied into the slot's
+ * buffer (text gets a terminating NUL). v may point into that same
+ * buffer. On DW_ENOMEM the slot is unchanged. */
+static int slot_store_bytes(dw_column *c, const dw_value *v)
 {
     dw_value copy = *v;
-    if (v->type == DW_TYPE_TEXT || v->type == DW_TYPE_BLOB) {
-        size_t n = (size_t)dw__value_len(v);
-        if (n + 1 > c->bufcap) {
-            char *buf = dw__malloc(n + 1);
-            if (!buf)
-                return DW_ENOMEM;
-            if (n)
-                memcpy(buf, v->p, n);
-            dw__free(c->buf);
-            c->buf = buf;
-            c->bufcap = n + 1;
-        } else if (n) {
-            memmove(c->buf, v->p, n);
-        }
-        c->buf[n] = '\0';
-        copy.p = c->buf;
-        copy.n = (int)n;
-    } else {
-        copy.p = NULL;
-        copy.n = 0;
+    size_t n = (size_t)dw__value_len(v);
+    if (n + 1 > c->bufcap) {
+        char *buf = dw__malloc(n + 1);
+        if (!buf)
+            return DW_ENOMEM;
+        if (n)
+            memcpy(buf, v->p, n);
+        dw__free(c->buf);
+        c->buf = buf;
+        c->bufcap = n + 1;
+    } else if (n) {
+        memmove(c->buf, v->p, n);
     }
+    c->buf[n] = '\0';
+    copy.p = c->buf;
+    copy.n = (int)n;
     c->v = copy;
+    return DW_OK;
+}
+
+/* Stores *v in slot c of row. A number or NULL is stored in place, with no
+ * call: this runs for every value of every row read. */
+static inline int slot_store(dw_row *row, dw_column *c, const dw_value *v)
+{
+    if (v->type != DW_TYPE_TEXT && v->type != DW_TYPE_BLOB) {
+        c->v.type = v->type;
+        c->v.i = v->i;
+        c->v.f = v->f;
+        c->v.p = NULL;
+        c->v.n = 0;
+        return DW_OK;
+    }
+    if (slot_store_bytes(c, v) != DW_OK)
+        return DW_ENOMEM;
+    /* dw_row_clear() looks for big buffers only in a row that has one. */
+    if (c->bufcap > KEEP_BYTES)
+        row->big = 1;
+    return DW_OK;
+}
+
+int dw__row_put_next(dw_row *row, const dw_value *v)
+{
+    int n = row->n;
+    if (n >= row->kept)
+        return DW_EMISUSE;
+    if (slot_store(row, &row->cols[n], v) != DW_OK)
+        return DW_ENOMEM;
+    row->n = n + 1;
     return DW_OK;
 }
 
 int dw__row_put(dw_row *row, const char *name, const dw_value *v)
 {
-    dw_column *next = row->n < row->kept ? &row->cols[row->n] : NULL;
-    if (next && strcmp(next->name, name) == 0) {
-        /* The kept name is not among the columns before it. */
-        if (slot_store(next, v) != DW_OK)
-            return DW_ENOMEM;
-        row->n++;
-        return DW_OK;
-    }
+    int n = row->n;
+    /* The kept name is not among the columns before it. */
+    if (n < row->kept && same_name(row->cols[n].name, name))
+        return dw__row_put_next(row, v);
     int i = dw_row_find(row, name);
     if (i >= 0)
-        return slot_store(&row->cols[i], v);
+        return slot_store(row, &row->cols[i], v);
     /* Appending: the next slot, whose name is reused when it matches. */
     if (row->n == row->cap) {
         int cap = row->cap ? row->cap * 2 : 8;
@@ -156,7 +191,7 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v)
     }
     dw_column *c = &row->cols[row->n];
     char *name_copy = dw__strdup(name);
-    if (!name_copy || slot_store(c, v) != DW_OK) {
+    if (!name_copy || slot_store(row, c, v) != DW_OK) {
         dw__free(name_copy);
         return DW_ENOMEM;
     }

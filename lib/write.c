@@ -108,8 +108,8 @@ int dw__need_callback(dw_migration *h, int target)
                      v ? "\"" : "", h->ops->name);
 }
 
-int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
-                         const dw_row *in, dw_row *out)
+int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
+                          dw_row *out)
 {
     /* Every C mapping runs here: a handle opened from the stored spec has
      * none to run. */
@@ -118,6 +118,26 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
         return rc;
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";
+    dw_row_clear(out);
+    int cb = h->spec.map[target].fn(out, in, h->spec.map_payload);
+    if (cb != DW_OK)
+        return dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK,
+                         target,
+                         "%s side: the %s mapping callback failed (%d)",
+                         dw__side_word(target), dir, cb);
+    for (int i = 0; i < d->ncols; i++)
+        if (dw_row_find(out, d->cols[i]) < 0)
+            return dw__error(h, DW_ECALLBACK, target,
+                             "%s side: the %s mapping callback did not set "
+                             "column \"%s\"",
+                             dw__side_word(target), dir, d->cols[i]);
+    return DW_OK;
+}
+
+int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
+                         const dw_row *in, dw_row *out)
+{
+    const dw_side_def *d = &h->spec.side[target];
     /* The handle's row, reused from row to row (its names kept): taken
      * while the callback runs, so a mapping reached from inside it gets
      * a row of its own. */
@@ -125,29 +145,17 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
     h->mapped = NULL;
     if (!mapped && dw_row_new(&mapped) != DW_OK)
         return dw__error(h, DW_ENOMEM, target, "out of memory");
-    dw_row_clear(mapped);
-    int cb = h->spec.map[target].fn(mapped, in, h->spec.map_payload);
-    if (cb != DW_OK) {
-        rc = dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK, target,
-                       "%s side: the %s mapping callback failed (%d)",
-                       dw__side_word(target), dir, cb);
-        goto done;
-    }
-    for (int i = 0; rc == DW_OK && i < d->nkey; i++)
-        rc = dw_row_set(out, d->key[i], &key[i]);
-    for (int i = 0; rc == DW_OK && i < d->ncols; i++) {
-        const dw_value *v = dw_row_get(mapped, d->cols[i]);
-        if (!v)
-            rc = dw__error(h, DW_ECALLBACK, target,
-                           "%s side: the %s mapping callback did not set "
-                           "column \"%s\"",
-                           dw__side_word(target), dir, d->cols[i]);
-        else
-            rc = dw_row_set(out, d->cols[i], v);
-    }
-    if (rc == DW_ENOMEM)
-        dw__error(h, DW_ENOMEM, target, "out of memory");
-done:
+    int rc = dw__map_callback_into(h, target, in, mapped);
+    /* The key, then the columns in the spec's order: values a backend
+     * read, or the callback set through dw_row_set(), which checked
+     * them. */
+    int put = DW_OK;
+    for (int i = 0; rc == DW_OK && put == DW_OK && i < d->nkey; i++)
+        put = dw__row_put(out, d->key[i], &key[i]);
+    for (int i = 0; rc == DW_OK && put == DW_OK && i < d->ncols; i++)
+        put = dw__row_put(out, d->cols[i], dw_row_get(mapped, d->cols[i]));
+    if (put != DW_OK)
+        rc = dw__error(h, DW_ENOMEM, target, "out of memory");
     if (h->mapped)
         dw_row_free(mapped); /* one was put back meanwhile */
     else

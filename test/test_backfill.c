@@ -3136,6 +3136,88 @@ static void test_key_text_longer_than_length_limit(void **state)
     test_db_close(&t);
 }
 
+/* A C mapping's batches over integer rowid keys end batch_rows integers
+ * on too, counted by the rows the mapping read: no statement counts keys
+ * (OFFSET) after the first batch -- also when a second backfill finds
+ * every row equal already and changes none. */
+static void test_callback_integer_keys_need_no_offset(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 3000, BATCH = 100 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
+    for (int run = 0; run < 2; run++) {
+        batch_rows_log l = {0, 0};
+        dw_backfill_options o = fixed_batches(BATCH);
+        o.flags = run ? DW_BACKFILL_RESTART : 0;
+        o.progress = on_batch_rows;
+        o.payload = &l;
+        int offsets = 0;
+        sqlite3_trace_v2(f->t.db, SQLITE_TRACE_STMT, count_offset, &offsets);
+        dw_backfill_progress p;
+        int rc = dw_backfill(&p, f->h, &o);
+        sqlite3_trace_v2(f->t.db, 0, NULL, NULL);
+        assert_dw_ok(f->h, rc);
+        assert_true(p.finished);
+        assert_int_equal(p.rows_done, N);
+        assert_int_equal(p.rows_written, run ? 0 : N);
+        assert_int_equal(p.batches, N / BATCH);
+        assert_true(l.most <= BATCH);
+        if (offsets > 1)
+            fail_msg("run %d: %d statements with OFFSET in %lld batches",
+                     run, offsets, (long long)p.batches);
+        assert_users_match(f->t.db);
+    }
+    assert_int_equal(g_map.calls, 2 * N);
+}
+
+/* A C mapping that sets the new side's columns out of the spec's order,
+ * sets the key column to another value and a column the new side does
+ * not have: each row is written under its own key with the values the
+ * callback gave each column, and nothing else -- over several batches,
+ * whose rows after the first are read by position. Verification, which
+ * maps each row again, finds the models equal. */
+static int users_up_shuffled_fn(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *id = dw_row_get(in, "id");
+    const dw_value *name = dw_row_get(in, "name");
+    const dw_value *email = dw_row_get(in, "email");
+    if (!id || !name || !email || id->type != DW_TYPE_INTEGER)
+        return 77;
+    int rc = dw_row_set(out, "email", email);
+    if (rc == DW_OK)
+        rc = dw_row_set_int(out, "id", id->i + 1000000);
+    if (rc == DW_OK)
+        rc = dw_row_set_text(out, "no_such_column", "ignored");
+    return rc != DW_OK ? rc : dw_row_set(out, "display", name);
+}
+
+static void test_callback_columns_written_by_name(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 250 };
+    create_users(f->t.db, N, 1, 0);
+    dw_options o;
+    fill_users_options(&o, U_FN);
+    o.up_fn = users_up_shuffled_fn;
+    o.map_version = "users_up_shuffled_fn v1";
+    f->h = open_migration_ok(f->t.db, &o);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+    dw_backfill_options bo = fixed_batches(100);
+    dw_backfill_progress p;
+    assert_dw_ok(f->h, dw_backfill(&p, f->h, &bo));
+    assert_int_equal(p.batches, 3);
+    assert_int_equal(p.rows_written, N);
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users_v2"), N);
+    assert_int_equal(query_int(f->t.db,
+                               "SELECT count(*) FROM users u JOIN users_v2 v"
+                               " ON v.id = u.id WHERE v.display IS u.name"
+                               " AND v.email IS u.email"),
+                     N);
+    verify_all_clean(f->h, N);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], CHILD_FLAG) == 0)
@@ -3199,6 +3281,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_blob_keys_refused),
         cmocka_unit_test(test_rowid_key_needs_no_key_scans),
         cmocka_unit_test(test_key_text_longer_than_length_limit),
+        cmocka_unit_test_setup_teardown(test_callback_integer_keys_need_no_offset,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_columns_written_by_name,
+                                        fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -341,6 +341,81 @@ static void test_row_reuse_keeps_storage(void **state)
     dw_row_free(row);
 }
 
+/* Names are looked up from where the last one was found, on past the
+ * end and round to the start: every column is found in any order, a
+ * mapping that skips the key finds the next one, a missing name is
+ * missing however the search wraps. */
+static void test_row_find_wraps_from_hint(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"id", "organisation_id", "status",
+                                        "incident_status_id", "i"};
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    for (int round = 0; round < 2; round++) {
+        dw_row_clear(row);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(dw_row_set_int(row, names[i], 10 * round + i),
+                             DW_OK);
+        /* Every order of lookups, from every starting point. */
+        for (int start = 0; start < 5; start++)
+            for (int step = 1; step < 5; step++)
+                for (int k = 0, i = start; k < 5; k++, i = (i + step) % 5) {
+                    assert_int_equal(dw_row_find(row, names[i]), i);
+                    assert_true(dw_row_get(row, names[i])->i ==
+                                10 * round + i);
+                    assert_int_equal(dw_row_find(row, "in"), -1);
+                    assert_int_equal(dw_row_find(row, ""), -1);
+                }
+    }
+    /* A name sharing its first byte with every column but matching none. */
+    assert_null(dw_row_get(row, "id2"));
+    /* A clear leaves nothing to find, whatever the hint was. */
+    assert_int_equal(dw_row_find(row, "i"), 4);
+    dw_row_clear(row);
+    assert_int_equal(dw_row_find(row, "i"), -1);
+    assert_int_equal(dw_row_find(row, "id"), -1);
+    dw_row_free(row);
+}
+
+/* A number or NULL stored where a text was leaves no bytes behind it, a
+ * text stored after it has its own; a big text set again under a name
+ * already in the row is still given back by the clear. */
+static void test_row_slot_changes_kind(void **state)
+{
+    (void)state;
+    dw_row *row = NULL;
+    assert_int_equal(dw_row_new(&row), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "a", "some text"), DW_OK);
+    assert_int_equal(dw_row_set_float(row, "b", 2.5), DW_OK);
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_int(row, "a", -3), DW_OK);
+    assert_int_equal(dw_row_set_text(row, "b", "now text"), DW_OK);
+    const dw_value *a = dw_row_get(row, "a"), *b = dw_row_get(row, "b");
+    assert_int_equal(a->type, DW_TYPE_INTEGER);
+    assert_true(a->i == -3);
+    assert_null(a->p);
+    assert_int_equal(a->n, 0);
+    assert_int_equal(b->type, DW_TYPE_TEXT);
+    assert_string_equal((const char *)b->p, "now text");
+    assert_int_equal(b->n, 8);
+    dw_row_clear(row);
+    assert_int_equal(dw_row_set_float(row, "a", 0.25), DW_OK);
+    assert_int_equal(dw_row_set_null(row, "b"), DW_OK);
+    assert_true(dw_row_get(row, "a")->f == 0.25);
+    assert_null(dw_row_get(row, "b")->p);
+    assert_int_equal(dw_row_get(row, "b")->n, 0);
+
+    static char big[10000];
+    memset(big, 'y', sizeof big - 1);
+    assert_int_equal(dw_row_set_text(row, "a", big), DW_OK); /* in place */
+    assert_int_equal(dw_row_count(row), 2);
+    sqlite3_int64 with_big = sqlite3_memory_used();
+    dw_row_clear(row);
+    assert_true(sqlite3_memory_used() <= with_big - 9999);
+    dw_row_free(row);
+}
+
 static void test_row_set_columns_from_stmt(void **state)
 {
     (void)state;
@@ -685,6 +760,8 @@ int main(void)
         cmocka_unit_test(test_row_blob_embedded_zeros_and_empty),
         cmocka_unit_test(test_row_clear_and_reuse),
         cmocka_unit_test(test_row_reuse_keeps_storage),
+        cmocka_unit_test(test_row_find_wraps_from_hint),
+        cmocka_unit_test(test_row_slot_changes_kind),
         cmocka_unit_test(test_row_refill_other_order),
         cmocka_unit_test(test_row_set_columns_from_stmt),
         cmocka_unit_test(test_bind_values),

@@ -800,6 +800,45 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
               : h->errcode;
 }
 
+/* The statement's current row into row, cleared: by name the first time
+ * (`named` 0), then by position into the slots that read kept -- the
+ * columns do not change while the statement runs. */
+static int fill_row(dw_row *row, sqlite3_stmt *st, int ncols, int named)
+{
+    dw_row_clear(row);
+    if (!named)
+        return dw_sqlite_row_set_columns(row, st);
+    /* The connection's mutex once for the row (as in
+     * dw_sqlite_row_set_columns()). */
+    sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    sqlite3_mutex_enter(mutex);
+    int rc = DW_OK;
+    for (int i = 0; rc == DW_OK && i < ncols; i++) {
+        sqlite3_value *cv = sqlite3_column_value(st, i);
+        dw_value v;
+        if (!cv)
+            rc = DW_ENOMEM;
+        else if ((rc = dw__value_of(&v, cv)) == DW_OK)
+            rc = dw__row_put_next(row, &v);
+    }
+    sqlite3_mutex_leave(mutex);
+    return rc;
+}
+
+/* The key of a row read with it (its first columns), without reading
+ * the statement again; a type no key has: dw__stmt_key()'s refusal. */
+static int row_key(dw_migration *h, sqlite3_stmt *st, const dw_row *row,
+                   int nkey, dw_value *key, int side)
+{
+    for (int i = 0; i < nkey; i++) {
+        const dw_value *v = dw_row_value(row, i);
+        if (!v || v->type == DW_TYPE_NULL || v->type == DW_TYPE_BLOB)
+            return dw__stmt_key(h, st, 0, nkey, key, side);
+        key[i] = *v;
+    }
+    return DW_OK;
+}
+
 /* Steps a statement of keys (then, with a row, the side's columns):
  * fn for each, until it fails. */
 static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
@@ -809,14 +848,18 @@ static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
     if (!st)
         return h->errcode;
     int nkey = h->spec.side[side ? side : DW_SIDE_OLD].nkey, rc;
-    int result = DW_OK;
+    int result = DW_OK, named = 0, ncols = 0;
     dw_value key[64];
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        result = dw__stmt_key(h, st, 0, nkey, key, side);
-        if (result == DW_OK && row) {
-            dw_row_clear(row);
-            if (dw_sqlite_row_set_columns(row, st) != DW_OK)
-                result = dw__error(h, DW_ENOMEM, side, "out of memory");
+        if (!row) {
+            result = dw__stmt_key(h, st, 0, nkey, key, side);
+        } else if (fill_row(row, st, ncols, named) != DW_OK) {
+            result = dw__error(h, DW_ENOMEM, side, "out of memory");
+        } else {
+            /* Counted once the first step prepared the statement. */
+            ncols = named ? ncols : sqlite3_column_count(st);
+            named = 1;
+            result = row_key(h, st, row, nkey, key, side);
         }
         if (result == DW_OK)
             result = fn(h, key, row, arg);

@@ -296,6 +296,19 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     return source_exists(h, target, key, found);
 }
 
+/* The value of column i of side d in row: a mapped row holds the key
+ * then the columns in the spec's order (dw__map_callback_row() fills it
+ * so), where it is taken by position without a search. */
+static const dw_value *column_of(const dw_row *row, const dw_side_def *d,
+                                 int i)
+{
+    int at = d->nkey + i;
+    const char *name = dw_row_name(row, at);
+    if (name && strcmp(name, d->cols[i]) == 0)
+        return dw_row_value(row, at);
+    return dw_row_get(row, d->cols[i]);
+}
+
 /* Runs upsert statement id with the key and the row's columns bound;
  * *changed (when not NULL) says whether it changed a row. */
 static int write_row(dw_migration *h, int id, int side, const dw_value *key,
@@ -306,10 +319,8 @@ static int write_row(dw_migration *h, int id, int side, const dw_value *key,
     if (!st)
         return h->errcode;
     int rc = dw__bind_key(st, key, d->nkey);
-    for (int i = 0; rc == SQLITE_OK && i < d->ncols; i++) {
-        const dw_value *v = dw_row_get(row, d->cols[i]);
-        rc = dw__bind_value(st, d->nkey + i + 1, v);
-    }
+    for (int i = 0; rc == SQLITE_OK && i < d->ncols; i++)
+        rc = dw__bind_value(st, d->nkey + i + 1, column_of(row, d, i));
     if (rc == SQLITE_OK)
         rc = dw__run(h, st, side, "writing the mapped row");
     else
