@@ -691,11 +691,6 @@ typedef struct dw_backend_ops {
     int (*range_key_at)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int offset,
                         dw_held_key *key);
-    /* The smaller of the keys `offset` rows into the range on each side
-     * (so a chunk up to it holds at most offset + 1 keys of either), or
-     * none when both sides have fewer. */
-    int (*chunk_end)(dw_migration *h, const dw_value *lo, int lo_incl,
-                     const dw_value *hi, int offset, dw_held_key *key);
     /* The largest key of a side, or none when it is empty. */
     int (*range_last)(dw_migration *h, int side, dw_held_key *key);
     int (*range_count)(dw_migration *h, int side, const dw_value *lo,
@@ -742,10 +737,19 @@ typedef struct dw_backend_ops {
      * has a row of, in key order. */
     int (*skip_keys)(dw_migration *h, const dw_value *lo, const dw_value *hi,
                      dw_key_fn fn, void *arg);
-    /* Both sides of the range joined on the key, in the comparison shape:
-     * fn for every key present on either side. */
-    int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
-                        const dw_value *hi, dw_verify_row_fn fn, void *arg);
+    /* A verification pass in key order over the first `limit` keys in
+     * range of `side`: DW_SIDE_OLD the old side's keys, each joined with
+     * its new row (in the comparison shape); DW_SIDE_NEW the keys only on
+     * the new side (none with one table). fn for each -- but with
+     * `same_in_sql` (an SQL mapping only), an old key whose two rows are
+     * equal as dw_value_equal() has it, column by column, is only
+     * counted: fn never sees it. *keys counts every key read; *end gets
+     * the last of them when the range holds more (the next pass starts
+     * after it), none when it holds no more. */
+    int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
+                        int lo_incl, const dw_value *hi, int limit,
+                        int same_in_sql, dw_verify_row_fn fn, void *arg,
+                        int64_t *keys, dw_held_key *end);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */

@@ -31,9 +31,12 @@ typedef struct verify_run {
     int npend, cappend;
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
-    /* The chunk being compared. */
-    dw_held_key lo, hi;
-    int lo_incl;
+    /* The chunk being compared: the old side's keys after lo (from lo
+     * when lo_incl) up to hi, the last of them (none: to the range's end),
+     * then the keys up to hi only on the new side, in as many read
+     * transactions as they take: new_only while they go on after nlo. */
+    dw_held_key lo, hi, nlo, nhi;
+    int lo_incl, new_only;
     /* For the progress callback: the estimated total and the rate. */
     int64_t total;
     dw_rate rate;
@@ -167,15 +170,12 @@ static int shape_rows(dw_migration *h, verify_run *v, const dw_verify_row *vr)
                     (const char *const *)n->key, vr->a);
 }
 
-static int plainly_equal(const dw_migration *h, const dw_verify_row *vr)
+/* Whether the backend may settle equal rows itself: the rows compared
+ * as they are, by dw_value_equal(), so nothing in C needs to see them. */
+static int equal_rows_in_backend(const dw_migration *h)
 {
-    if (h->ropts.normalize || h->ropts.compare ||
-        !h->spec.map[DW_SIDE_NEW].exprs)
-        return 0;
-    for (int i = 0; i < h->spec.side[DW_SIDE_NEW].ncols; i++)
-        if (!dw_value_equal(&vr->a[i], &vr->b[i]))
-            return 0;
-    return 1;
+    return !h->ropts.normalize && !h->ropts.compare &&
+           h->spec.map[DW_SIDE_NEW].exprs;
 }
 
 /* Keeps a divergent key for after the chunk; a reported one takes over the
@@ -235,9 +235,6 @@ static int remember(dw_migration *h, verify_run *v, const dw_value *key,
 static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
 {
     verify_run *v = arg;
-    v->r.keys++;
-    if (vr->in_old && vr->in_new && plainly_equal(h, vr))
-        return DW_OK;
     int rc = shape_rows(h, v, vr);
     if (rc != DW_OK)
         return rc == SHAPED_EQUAL ? DW_OK : rc;
@@ -258,16 +255,28 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
     return rc;
 }
 
-/* One chunk: its end, then the joined rows, in one read transaction. */
+/* One read transaction: the chunk's old keys, then its keys only on the
+ * new side -- or, when those are too many for one, the next of them. */
 static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
-    int rc = h->ops->chunk_end(h, v->lo.v, v->lo_incl, v->to.v,
-                               v->o.chunk_rows - 1, &v->hi);
+    int same = equal_rows_in_backend(h), rc = DW_OK;
+    int64_t keys = 0;
+    if (!v->new_only) {
+        rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl,
+                                  v->to.v, v->o.chunk_rows, same,
+                                  compare_one, v, &keys, &v->hi);
+        v->r.keys += keys;
+    }
     if (rc != DW_OK)
         return rc;
-    return h->ops->verify_range(h, v->lo.v, v->lo_incl,
-                                v->hi.v ? v->hi.v : v->to.v, compare_one, v);
+    rc = h->ops->verify_range(h, DW_SIDE_NEW,
+                              v->new_only ? v->nlo.v : v->lo.v,
+                              !v->new_only && v->lo_incl,
+                              v->hi.v ? v->hi.v : v->to.v, v->o.chunk_rows,
+                              same, compare_one, v, &keys, &v->nhi);
+    v->r.keys += keys;
+    return rc;
 }
 
 static int write_pending(dw_migration *h, void *arg)
@@ -292,7 +301,9 @@ static int start_run(dw_migration *h, void *arg)
                        h->spec.name);
     if (rc == DW_OK)
         rc = dw__no_null_keys(h, DW_SIDE_OLD, "verification");
-    if (rc == DW_OK)
+    /* One table: the new side's keys are the same columns of the same
+     * rows, already read. */
+    if (rc == DW_OK && !h->spec.same_table)
         rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
     if (rc == DW_OK)
         rc = h->ops->verify_start(h, !v->from.v && !v->to.v, v->from.text,
@@ -332,6 +343,41 @@ static int finish_run(dw_migration *h, void *arg)
     return h->ops->verify_finish(h, &v->r);
 }
 
+/* A pass must end beyond an exclusive start, or it would never end. */
+static int check_advance(dw_migration *h, const dw_held_key *from,
+                         int from_incl, const dw_held_key *end)
+{
+    if (from_incl || !from->v || !end->v || strcmp(end->text, from->text))
+        return DW_OK;
+    return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                     "verification does not advance past key %s",
+                     from->text);
+}
+
+/* After a read transaction: the chunk's new-only keys go on after nhi,
+ * or the next chunk starts after hi (none: the range is done). */
+static int advance(dw_migration *h, verify_run *v)
+{
+    int rc;
+    if (v->nhi.v) {
+        rc = v->new_only ? check_advance(h, &v->nlo, 0, &v->nhi)
+                         : check_advance(h, &v->lo, v->lo_incl, &v->nhi);
+        dw__held_key_clear(&v->nlo);
+        v->nlo = v->nhi;
+        memset(&v->nhi, 0, sizeof v->nhi);
+        v->new_only = 1;
+        return rc;
+    }
+    rc = check_advance(h, &v->lo, v->lo_incl, &v->hi);
+    v->new_only = 0;
+    dw__held_key_clear(&v->nlo);
+    dw__held_key_clear(&v->lo);
+    v->lo = v->hi;
+    memset(&v->hi, 0, sizeof v->hi);
+    v->lo_incl = 0;
+    return rc;
+}
+
 static int run_chunks(dw_migration *h, verify_run *v)
 {
     v->lo = v->from;
@@ -339,7 +385,6 @@ static int run_chunks(dw_migration *h, verify_run *v)
     v->lo_incl = v->lo.v != NULL;
     int rc = DW_OK;
     for (;;) {
-        dw__held_key_clear(&v->hi);
         rc = dw__in_scope(h, 0, read_chunk, v);
         /* Outside any transaction of ours: the callback, then the keys. */
         for (int i = 0; rc == DW_OK && v->o.fn && i < v->npend; i++)
@@ -351,22 +396,18 @@ static int run_chunks(dw_migration *h, verify_run *v)
         if (rc == DW_OK && v->npend)
             rc = dw__in_scope(h, 1, write_pending, v);
         pending_clear(v);
-        /* After an exclusive start, the end must lie beyond it. */
-        if (rc == DW_OK && !v->lo_incl && v->hi.v && v->lo.v &&
-            strcmp(v->hi.text, v->lo.text) == 0)
-            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                           "verification does not advance past key %s",
-                           v->lo.text);
-        dw__held_key_clear(&v->lo);
-        v->lo = v->hi;
-        memset(&v->hi, 0, sizeof v->hi);
+        if (rc == DW_OK)
+            rc = advance(h, v);
+        int done = !v->new_only && !v->lo.v;
         if (rc == DW_OK && v->o.progress)
-            report_progress(v, !v->lo.v);
-        if (rc != DW_OK || !v->lo.v)
+            report_progress(v, done);
+        if (rc != DW_OK || done)
             break;
-        v->lo_incl = 0;
     }
     dw__held_key_clear(&v->lo);
+    dw__held_key_clear(&v->hi);
+    dw__held_key_clear(&v->nlo);
+    dw__held_key_clear(&v->nhi);
     return rc;
 }
 

@@ -9,6 +9,8 @@
 #include "support.h"
 #include "sqlite_memory.h"
 
+#include "internal.h" /* the ops table, watched by test_equal_rows_stay */
+
 #include <stddef.h>
 
 #include <stdio.h>
@@ -264,34 +266,62 @@ typedef struct kind_case {
     const char *new_a;
     int kind; /* 0: equal */
     const char *old_prefix, *new_prefix; /* redacted description prefixes */
+    const char *old_decl, *new_decl; /* column val's declaration; NULL: none */
 } kind_case;
 
 static const kind_case kind_cases[] = {
-    {"missing on new", "'x'", NULL, DW_MISMATCH_MISSING_NEW, NULL, NULL},
-    {"extra on new", NULL, "'x'", DW_MISMATCH_EXTRA_NEW, NULL, NULL},
-    {"changed text", "'x'", "'y'", DW_MISMATCH_DIFFERENT, "text(1):",
-     "text(1):"},
-    {"NULL vs empty text", "NULL", "''", DW_MISMATCH_DIFFERENT, NULL,
-     "text(0)"},
-    {"empty text vs NULL", "''", "NULL", DW_MISMATCH_DIFFERENT, "text(0)",
+    {"missing on new", "'x'", NULL, DW_MISMATCH_MISSING_NEW, NULL, NULL, NULL,
      NULL},
-    {"integer vs text", "5", "'5'", DW_MISMATCH_DIFFERENT, NULL, "text(1):"},
-    {"text vs integer", "'5'", "5", DW_MISMATCH_DIFFERENT, "text(1):", NULL},
-    {"blob bytes", "x'0102'", "x'0103'", DW_MISMATCH_DIFFERENT, "blob(2):",
-     "blob(2):"},
-    {"text vs blob, same bytes", "'ab'", "x'6162'", DW_MISMATCH_DIFFERENT,
-     "text(2):", "blob(2):"},
-    {"real 1.5 vs integer 1", "1.5", "1", DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"integer 2^53+1 vs real 2^53", "9007199254740993", "9007199254740992.0",
-     DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"integer max vs real 2^63", "9223372036854775807",
-     "9223372036854775808.0", DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"real 1.0 vs integer 1", "1.0", "1", 0, NULL, NULL},
-    {"integer 2^53 vs real 2^53", "9007199254740992", "9007199254740992.0", 0,
+    {"extra on new", NULL, "'x'", DW_MISMATCH_EXTRA_NEW, NULL, NULL, NULL,
+     NULL},
+    {"changed text", "'x'", "'y'", DW_MISMATCH_DIFFERENT, "text(1):",
+     "text(1):", NULL, NULL},
+    {"NULL vs empty text", "NULL", "''", DW_MISMATCH_DIFFERENT, NULL,
+     "text(0)", NULL, NULL},
+    {"empty text vs NULL", "''", "NULL", DW_MISMATCH_DIFFERENT, "text(0)",
+     NULL, NULL, NULL},
+    {"integer vs text", "5", "'5'", DW_MISMATCH_DIFFERENT, NULL, "text(1):",
      NULL, NULL},
-    {"integer 1 vs real 1.0", "1", "1.0", 0, NULL, NULL},
-    {"NULL vs NULL", "NULL", "NULL", 0, NULL, NULL},
-    {"same blob", "x'00ff'", "x'00ff'", 0, NULL, NULL},
+    {"text vs integer", "'5'", "5", DW_MISMATCH_DIFFERENT, "text(1):", NULL,
+     NULL, NULL},
+    {"blob bytes", "x'0102'", "x'0103'", DW_MISMATCH_DIFFERENT, "blob(2):",
+     "blob(2):", NULL, NULL},
+    {"text vs blob, same bytes", "'ab'", "x'6162'", DW_MISMATCH_DIFFERENT,
+     "text(2):", "blob(2):", NULL, NULL},
+    {"real 1.5 vs integer 1", "1.5", "1", DW_MISMATCH_DIFFERENT, NULL, NULL,
+     NULL, NULL},
+    {"integer 2^53+1 vs real 2^53", "9007199254740993", "9007199254740992.0",
+     DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"integer max vs real 2^63", "9223372036854775807",
+     "9223372036854775808.0", DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"real 1.0 vs integer 1", "1.0", "1", 0, NULL, NULL, NULL, NULL},
+    {"integer 2^53 vs real 2^53", "9007199254740992", "9007199254740992.0", 0,
+     NULL, NULL, NULL, NULL},
+    {"integer 1 vs real 1.0", "1", "1.0", 0, NULL, NULL, NULL, NULL},
+    {"NULL vs NULL", "NULL", "NULL", 0, NULL, NULL, NULL, NULL},
+    {"same blob", "x'00ff'", "x'00ff'", 0, NULL, NULL, NULL, NULL},
+    /* Equality decided in SQL must be dw_value_equal()'s: no column's
+     * collation or affinity may make two values equal. */
+    {"NULL vs 0", "NULL", "0", DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"-0.0 vs 0.0", "-0.0", "0.0", 0, NULL, NULL, NULL, NULL},
+    {"integer 0 vs real -0.0", "0", "-0.0", 0, NULL, NULL, NULL, NULL},
+    {"'a' vs 'A' in NOCASE columns", "'a'", "'A'", DW_MISMATCH_DIFFERENT,
+     "text(1):", "text(1):", "TEXT COLLATE NOCASE", "TEXT COLLATE NOCASE"},
+    {"'a' vs 'a' in NOCASE columns", "'a'", "'a'", 0, NULL, NULL,
+     "TEXT COLLATE NOCASE", "TEXT COLLATE NOCASE"},
+    {"text '5' vs integer 5 in a TEXT and an INTEGER column", "'5'", "5",
+     DW_MISMATCH_DIFFERENT, "text(1):", NULL, "TEXT", "INTEGER"},
+    {"integer 5 vs text '5' in an INTEGER and a TEXT column", "5", "'5'",
+     DW_MISMATCH_DIFFERENT, NULL, "text(1):", "INTEGER", "TEXT"},
+    {"real 1.0 vs integer 1 in a REAL and an INTEGER column", "1.5 - 0.5",
+     "1", 0, NULL, NULL, "REAL", "INTEGER"},
+    {"texts differing after a NUL byte", "CAST(x'610062' AS TEXT)",
+     "CAST(x'610063' AS TEXT)", DW_MISMATCH_DIFFERENT, "text(3):",
+     "text(3):", NULL, NULL},
+    {"same text holding a NUL byte", "CAST(x'610062' AS TEXT)",
+     "CAST(x'610062' AS TEXT)", 0, NULL, NULL, NULL, NULL},
+    {"blob vs text in BLOB columns", "x'6162'", "'ab'",
+     DW_MISMATCH_DIFFERENT, "blob(2):", "text(2):", "BLOB", "BLOB"},
 };
 
 /* A comparator that always defers to dw_value_equal(): forces the full
@@ -311,12 +341,14 @@ static void run_kind_case(const kind_case *c, int slow_path)
 {
     test_db t;
     db_open(&t);
-    /* Column val has no declared type: storage classes survive as
-     * written. */
-    exec_ok(t.db, "CREATE TABLE k_old(id INTEGER PRIMARY KEY, val, b TEXT);"
-                  "CREATE TABLE k_new(id INTEGER PRIMARY KEY, val, b TEXT);"
-                  "INSERT INTO k_old VALUES(1, 1, 'same'), (2, 'two', 'same');"
-                  "INSERT INTO k_new VALUES(1, 1, 'same'), (2, 'two', 'same');");
+    /* Column val has no declared type unless the case gives one: storage
+     * classes survive as written. */
+    exec_fmt(t.db,
+             "CREATE TABLE k_old(id INTEGER PRIMARY KEY, val %s, b TEXT);"
+             "CREATE TABLE k_new(id INTEGER PRIMARY KEY, val %s, b TEXT);"
+             "INSERT INTO k_old VALUES(1, 'one', 'same'), (2, 'two', 'same');"
+             "INSERT INTO k_new VALUES(1, 'one', 'same'), (2, 'two', 'same');",
+             c->old_decl ? c->old_decl : "", c->new_decl ? c->new_decl : "");
     if (c->old_a)
         exec_fmt(t.db, "INSERT INTO k_old VALUES(3, %s, 'same')", c->old_a);
     if (c->new_a)
@@ -825,6 +857,84 @@ static void log_progress(const dw_verify_progress *p, void *payload)
     l->finished_calls += p->finished;
     l->last = *p;
     l->calls++;
+}
+
+/* Keys compared per read transaction, from the progress callback: at
+ * most `most`, and every call some. */
+typedef struct chunk_log {
+    int64_t last, most;
+    int calls, bad;
+} chunk_log;
+
+static void log_chunk(const dw_verify_progress *p, void *payload)
+{
+    chunk_log *l = payload;
+    if (p->keys - l->last > l->most || (p->keys == l->last && l->calls))
+        l->bad++;
+    l->last = p->keys;
+    l->calls++;
+}
+
+static dw_verify_result verify_logged(dw_migration *h, vsink *s, int chunk,
+                                      chunk_log *l)
+{
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.chunk_rows = chunk;
+    o.report_limit = 1000;
+    o.fn = vsink_fn;
+    o.payload = s;
+    o.progress = log_chunk;
+    o.progress_payload = l;
+    vsink_reset(s);
+    memset(l, 0, sizeof *l);
+    l->most = 2 * (int64_t)chunk; /* a chunk's old keys, then new-only */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &o));
+    return r;
+}
+
+/* Keys only on the new side, all of them or interleaved with old keys:
+ * each compared once, and no read transaction takes more than a chunk of
+ * each side, however the keys fall. */
+static void test_chunks_new_only_bounded(void **state)
+{
+    (void)state;
+    test_db t;
+    dw_migration *h = open_chunks(&t, 0);
+    exec_ok(t.db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 "
+                  "FROM c WHERE x < 60) INSERT INTO c_new SELECT x, 'v' || x "
+                  "FROM c;");
+    vsink s;
+    memset(&s, 0, sizeof s);
+    chunk_log l;
+    static const int chunks[] = {1, 2, 3, 7, 60, 61, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        /* An empty old side. */
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 0, 60, 0);
+        assert_int_equal(s.nkeys, 60);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(l.bad, 0);
+        assert_true(l.calls >= (60 + chunks[ci] - 1) / chunks[ci]);
+    }
+    /* Old keys 5, 10, ..., 60 (three changed); the new side has every key
+     * but 20 and 40: new-only keys between every two old ones. */
+    exec_ok(t.db, "INSERT INTO c_old SELECT id, a FROM c_new WHERE id % 5 = 0;"
+                  "DELETE FROM c_new WHERE id IN (20, 40);"
+                  "UPDATE c_new SET a = 'X' WHERE id IN (5, 35, 60);");
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 2, 48, 3);
+        assert_int_equal(s.nkeys, 53);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(vsink_count_key(&s, "[20]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[1]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[59]"), 1);
+        assert_int_equal(l.bad, 0);
+    }
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
 }
 
 /* The progress callback: after each chunk, with the keys compared, the
@@ -1439,6 +1549,154 @@ static void test_one_table_callback(void **state)
 {
     (void)state;
     one_table(1);
+}
+
+/* ---- 7b. equal rows never reach the core -------------------------------- */
+
+/* The backend's verification passes, watched: which sides, whether the
+ * core let the backend settle equal rows, and how many rows it handed to
+ * the core's comparison. */
+typedef struct pass_spy {
+    const dw_backend_ops *real;
+    dw_backend_ops ops;
+    dw_verify_row_fn fn;
+    int passes[2], same_in_sql, rows;
+} pass_spy;
+
+static pass_spy spy;
+
+static int spy_row(dw_migration *h, const dw_verify_row *row, void *arg)
+{
+    spy.rows++;
+    return spy.fn(h, row, arg);
+}
+
+static int spy_verify_range(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int limit,
+                            int same_in_sql, dw_verify_row_fn fn, void *arg,
+                            int64_t *keys, dw_held_key *end)
+{
+    spy.passes[side == DW_SIDE_NEW]++;
+    spy.same_in_sql += same_in_sql;
+    spy.fn = fn;
+    return spy.real->verify_range(h, side, lo, lo_incl, hi, limit,
+                                  same_in_sql, spy_row, arg, keys, end);
+}
+
+static void spy_on(dw_migration *h)
+{
+    memset(&spy, 0, sizeof spy);
+    spy.real = h->ops;
+    spy.ops = *h->ops;
+    spy.ops.verify_range = spy_verify_range;
+    h->ops = &spy.ops;
+}
+
+static void spy_reset(void)
+{
+    memset(spy.passes, 0, sizeof spy.passes);
+    spy.same_in_sql = spy.rows = 0;
+}
+
+/* 200 keys: 190 equal, then 3 different, 4 only on the old side and 3
+ * only on the new, spread between them. */
+static void fill_mostly_equal(sqlite3 *db, const char *old_t,
+                              const char *new_t)
+{
+    exec_fmt(db,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < 200) INSERT INTO %s SELECT i, 'v' || i FROM n "
+             "WHERE i NOT IN (20, 90, 150)",
+             old_t);
+    exec_fmt(db,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < 200) INSERT INTO %s SELECT i, CASE WHEN i IN (7, 70, "
+             "170) THEN 'changed' ELSE 'v' || i END FROM n "
+             "WHERE i NOT IN (10, 60, 110, 199)",
+             new_t);
+}
+
+/* With an SQL mapping and nothing to normalise or compare in C, the
+ * backend settles equal rows itself: only divergent keys reach the
+ * core's comparison, while every key is still counted. A comparator (or
+ * normaliser) needs every row in C again. */
+static void test_equal_rows_stay_in_backend(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    exec_ok(t.db, "CREATE TABLE e_old(id INTEGER PRIMARY KEY, v TEXT);"
+                  "CREATE TABLE e_new(id INTEGER PRIMARY KEY, v TEXT);");
+    fill_mostly_equal(t.db, "e_old", "e_new");
+    static const dw_column_map up[] = {{"v", "v"}};
+    dw_migration *h = open_two(t.db, "eq_rows", "e_old", "e_new", up, 1, 0);
+    spy_on(h);
+    vsink s;
+    memset(&s, 0, sizeof s);
+    static const int chunks[] = {1, 2, 7, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        spy_reset();
+        dw_verify_result r = verify_with(h, &s, chunks[ci], 1000);
+        assert_counts(&r, 200, 4, 3, 3);
+        assert_int_equal(s.calls, 10);
+        assert_int_equal(spy.rows, 10);
+        assert_int_equal(spy.same_in_sql, spy.passes[0] + spy.passes[1]);
+        assert_true(spy.passes[0] > 0 && spy.passes[1] > 0);
+    }
+    /* A comparator: every key is compared in C, with the same outcome. */
+    int ncompare = 0;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.compare = defer_compare;
+    ro.compare_payload = &ncompare;
+    assert_dw_ok(h, dw_set_read_options(h, &ro));
+    spy_reset();
+    dw_verify_result r = verify_with(h, &s, 0, 1000);
+    assert_counts(&r, 200, 4, 3, 3);
+    assert_int_equal(spy.rows, 200);
+    assert_int_equal(spy.same_in_sql, 0);
+    h->ops = spy.real;
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* One table: the same, and no pass looks for keys only on the new side
+ * in SQL (a row holds both sides). */
+static void test_equal_rows_stay_in_backend_one_table(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    exec_ok(t.db, "CREATE TABLE e_one(id INTEGER PRIMARY KEY, v TEXT, "
+                  "w TEXT);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                  "FROM n WHERE i < 100) INSERT INTO e_one SELECT i, 'v' || i,"
+                  " CASE WHEN i % 25 = 3 THEN NULL ELSE upper('v' || i) END "
+                  "FROM n;");
+    static const char *const ocols[] = {"v"};
+    static const char *const ncols[] = {"w"};
+    dw_options o = options_for("eq_one", TEST_SIDE("e_one", k_id, ocols),
+                               TEST_SIDE("e_one", k_id, ncols));
+    static const dw_column_map up[] = {{"w", "upper(v)"}};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(t.db, &o);
+    spy_on(h);
+    vsink s;
+    memset(&s, 0, sizeof s);
+    static const int chunks[] = {1, 3, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        spy_reset();
+        dw_verify_result r = verify_with(h, &s, chunks[ci], 1000);
+        assert_counts(&r, 100, 0, 0, 4);
+        assert_int_equal(spy.rows, 4);
+        assert_int_equal(s.calls, 4);
+        assert_string_equal(s.keys[0], "[3]");
+    }
+    h->ops = spy.real;
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
 }
 
 /* ---- 8. read options -------------------------------------------------------- */
@@ -2784,6 +3042,7 @@ int main(void)
         cmocka_unit_test(test_report_limit),
         cmocka_unit_test(test_chunks_layout),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_chunks_new_only_bounded),
         cmocka_unit_test(test_chunks_random),
         cmocka_unit_test(test_chunks_mixed_key_types),
         cmocka_unit_test(test_range),
@@ -2793,6 +3052,8 @@ int main(void)
         cmocka_unit_test(test_mapping_order),
         cmocka_unit_test(test_one_table_sql),
         cmocka_unit_test(test_one_table_callback),
+        cmocka_unit_test(test_equal_rows_stay_in_backend),
+        cmocka_unit_test(test_equal_rows_stay_in_backend_one_table),
         cmocka_unit_test(test_read_options_apply),
         cmocka_unit_test(test_stored_runs),
         cmocka_unit_test(test_repair_keys),

@@ -723,7 +723,6 @@ const dw_backend_ops dw__sqlite_backend = {
     .delete_row = dw__sqlite_delete_row,
     /* Key ranges */
     .range_key_at = dw__sqlite_range_key_at,
-    .chunk_end = dw__sqlite_chunk_end,
     .range_last = dw__sqlite_range_last,
     .range_count = dw__sqlite_range_count,
     .null_keys = dw__sqlite_null_keys,

@@ -147,12 +147,15 @@ static void build_skipped(dw_buf *b, const dw_spec *s, int bounds)
 }
 
 /* The old side in the comparison shape: key, then the up mapping's
- * expressions (SQL) or the old columns as stored (a C mapping). */
+ * expressions (SQL) or the old columns as stored (a C mapping). One table
+ * holds both sides in a row: its new columns follow, and the key is on
+ * both sides. */
 static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    const dw_side_def *n = &s->side[DW_SIDE_NEW];
     char **exprs = s->map[DW_SIDE_NEW].exprs;
-    int na = exprs ? s->side[DW_SIDE_NEW].ncols : o->ncols;
+    int na = exprs ? n->ncols : o->ncols;
     dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++) {
         dw_buf_printf(b, "%s", i ? ", " : "");
@@ -168,27 +171,38 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
         }
         dw_buf_printf(b, " AS dw_a%d", i);
     }
+    if (s->same_table) {
+        for (int i = 0; i < n->ncols; i++) {
+            dw_buf_puts(b, ", ");
+            dw_buf_ident(b, n->cols[i]);
+            dw_buf_printf(b, " AS dw_b%d", i);
+        }
+        dw_buf_puts(b, ", 1 AS dw_in_new");
+    }
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, o->table);
     add_range(b, o, NULL, bounds);
 }
 
-static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
+/* Two tables: the old side's keys in range, each with its new row when
+ * there is one. */
+static void add_old_join(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
     int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
-    /* Keys on the old side (with the new row when there is one)... */
-    dw_buf_puts(b, "SELECT 1, ");
-    dw_buf_ident(b, "dw_n");
-    dw_buf_puts(b, ".");
-    dw_buf_ident(b, n->key[0]);
-    dw_buf_puts(b, " IS NOT NULL");
+    dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++)
-        dw_buf_printf(b, ", dw_o.dw_k%d", i);
+        dw_buf_printf(b, "%sdw_o.dw_k%d", i ? ", " : "", i);
     for (int i = 0; i < na; i++)
         dw_buf_printf(b, ", dw_o.dw_a%d", i);
-    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
-    dw_buf_puts(b, " FROM (");
+    for (int i = 0; i < n->ncols; i++) {
+        dw_buf_puts(b, ", dw_n.");
+        dw_buf_ident(b, n->cols[i]);
+        dw_buf_printf(b, " AS dw_b%d", i);
+    }
+    dw_buf_puts(b, ", dw_n.");
+    dw_buf_ident(b, n->key[0]);
+    dw_buf_puts(b, " IS NOT NULL AS dw_in_new FROM (");
     add_old_shape(b, s, bounds);
     dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
     dw_buf_table(b, n->table);
@@ -199,21 +213,75 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_ident(b, n->key[i]);
         dw_buf_printf(b, " = dw_o.dw_k%d", i);
     }
-    /* ...then keys only on the new side. */
-    dw_buf_puts(b, " UNION ALL SELECT 0, 1");
+}
+
+/* A verification pass over the old side's keys: the first ?1 in range, in
+ * key order, each with its new row (one table: the same row, read once).
+ * The columns: whether the key's two rows are equal as dw_value_equal()
+ * has it (with `same` and an SQL mapping; else 0, the caller compares),
+ * whether it is on the old side and on the new, the key, the old row in
+ * the comparison shape, the new row. OFFSET 0 keeps the subquery whole,
+ * so each mapping expression is computed once a row. */
+static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    dw_buf_puts(b, "SELECT ");
+    if (same && s->map[DW_SIDE_NEW].exprs) {
+        /* IS compares NULLs too; unary + drops the columns' affinities and
+         * BINARY their collations: only the values themselves count. An
+         * INTEGER against a REAL is left to the caller: SQLite compares
+         * those through a long double, which may round (under valgrind,
+         * 2^53 + 1 IS 2^53.0). */
+        dw_buf_puts(b, "dw_in_new");
+        for (int i = 0; i < n->ncols; i++)
+            dw_buf_printf(b,
+                          " AND +dw_a%d IS +dw_b%d COLLATE BINARY"
+                          " AND typeof(dw_a%d) = typeof(dw_b%d)",
+                          i, i, i, i);
+    } else
+        dw_buf_puts(b, "0");
+    dw_buf_puts(b, ", 1, dw_in_new");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, ", dw_k%d", i);
+    for (int i = 0; i < na; i++)
+        dw_buf_printf(b, ", dw_a%d", i);
+    for (int i = 0; i < n->ncols; i++)
+        dw_buf_printf(b, ", dw_b%d", i);
+    dw_buf_puts(b, " FROM (");
+    if (s->same_table)
+        add_old_shape(b, s, bounds);
+    else
+        add_old_join(b, s, bounds);
+    dw_buf_puts(b, " ORDER BY ");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+    dw_buf_puts(b, " LIMIT ?1 OFFSET 0) AS dw_v");
+}
+
+/* The other pass: the first ?1 keys in range only on the new side, in key
+ * order, in build_verify()'s columns. */
+static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    dw_buf_puts(b, "SELECT 0, 0, 1");
     dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
     for (int i = 0; i < na; i++)
         dw_buf_puts(b, ", NULL");
     dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, n->table);
-    dw_buf_puts(b, " AS dw_n");
-    add_range(b, n, "dw_n", bounds);
-    dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+    dw_buf_puts(b, " AS dw_n LEFT JOIN ");
     dw_buf_table(b, o->table);
-    dw_buf_puts(b, " AS dw_o WHERE ");
+    dw_buf_puts(b, " AS dw_o ON ");
     add_key_join(b, o, "dw_o", n, "dw_n");
-    dw_buf_puts(b, ")");
+    add_range(b, n, "dw_n", bounds);
+    dw_buf_puts(b, " AND dw_o.");
+    dw_buf_ident(b, o->key[0]);
+    dw_buf_puts(b, " IS NULL");
+    add_order(b, n, "dw_n", "");
+    dw_buf_puts(b, " LIMIT ?1");
 }
 
 /* Target rows in range := mapped source rows. Two tables: an upsert on the
@@ -351,7 +419,11 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         break;
     }
     case RK_VERIFY:
-        build_verify(b, s, bounds);
+    case RK_VERIFY_SAME:
+        if (side == DW_SIDE_OLD)
+            build_verify(b, s, bounds, kind == RK_VERIFY_SAME);
+        else
+            build_new_only(b, s, bounds);
         break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
@@ -364,28 +436,6 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         dw_buf_puts(b, ")");
         break;
     }
-    case RK_CHUNK_END:
-        /* The smaller of the two sides' keys ?1 rows into the range. */
-        for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
-            const dw_side_def *e = &s->side[sd];
-            dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
-                                             : " UNION ALL SELECT * FROM (SELECT ");
-            for (int i = 0; i < e->nkey; i++) {
-                dw_buf_puts(b, i ? ", " : "");
-                dw_buf_ident(b, e->key[i]);
-                dw_buf_printf(b, " AS dw_k%d", i);
-            }
-            dw_buf_puts(b, " FROM ");
-            dw_buf_table(b, e->table);
-            add_range(b, e, NULL, bounds);
-            add_order(b, e, NULL, "");
-            dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
-        }
-        dw_buf_puts(b, " ORDER BY ");
-        for (int i = 0; i < d->nkey; i++)
-            dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
-        dw_buf_puts(b, " LIMIT 1");
-        break;
     }
 }
 
@@ -639,16 +689,6 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
     if (st)
         sqlite3_bind_int(st, P_OFFSET, offset);
     return one_key(h, st, side, key, "paging through the keys");
-}
-
-int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_held_key *key)
-{
-    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
-                                  hi);
-    if (st)
-        sqlite3_bind_int(st, P_OFFSET, offset);
-    return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
 int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key)
@@ -1001,18 +1041,31 @@ int dw__sqlite_override_keys(dw_migration *h, int first, int last,
     return finish(h, st, rc, DW_SIDE_NONE, what);
 }
 
-int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+/* Columns first.. of the current row as values pointing into the
+ * statement, under one hold of the connection's mutex. */
+static int column_values(sqlite3_stmt *st, int first, int n, dw_value *v)
 {
     sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    int rc = DW_OK;
     sqlite3_mutex_enter(mutex);
-    int rc = dw__value_of(v, sqlite3_column_value(st, c));
+    for (int i = 0; rc == DW_OK && i < n; i++)
+        rc = dw__value_of(&v[i], sqlite3_column_value(st, first + i));
     sqlite3_mutex_leave(mutex);
     return rc;
 }
 
-int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
-                            int lo_incl, const dw_value *hi,
-                            dw_verify_row_fn fn, void *arg)
+int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+{
+    return column_values(st, c, 1, v);
+}
+
+/* The columns of a verification row (build_verify()). */
+enum { V_SAME, V_IN_OLD, V_IN_NEW, V_KEY };
+
+int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int limit,
+                            int same_in_sql, dw_verify_row_fn fn, void *arg,
+                            int64_t *keys, dw_held_key *end)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -1020,25 +1073,47 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
                                        : s->side[DW_SIDE_OLD].ncols;
     int nb = s->side[DW_SIDE_NEW].ncols;
     int ncols = nkey + na + nb;
-    sqlite3_stmt *st = range_stmt(h, RK_VERIFY, DW_SIDE_NEW, lo, lo_incl, hi);
+    *keys = 0;
+    dw__held_key_clear(end);
+    if (side == DW_SIDE_NEW && s->same_table)
+        return DW_OK; /* one row holds both sides: none is new only */
+    int kind = same_in_sql && side == DW_SIDE_OLD ? RK_VERIFY_SAME : RK_VERIFY;
+    sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
+    /* ?1: the pass's keys, and one more that only says the range goes
+     * on (so no pass is run just to find nothing). */
+    sqlite3_bind_int64(st, P_OFFSET, (sqlite3_int64)limit + 1);
     dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
     if (!vals) {
         sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    int rc, result = DW_OK;
+    int rc, result = DW_OK, more = 0;
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*keys == limit) {
+            more = 1;
+            rc = SQLITE_DONE;
+            break;
+        }
+        /* An equal row costs a flag, and its key only when it ends the
+         * pass. */
+        int last = ++*keys == limit;
+        int same = sqlite3_column_int(st, V_SAME);
+        if (same && !last)
+            continue;
         dw_verify_row row;
-        row.in_old = sqlite3_column_int(st, 0);
-        row.in_new = sqlite3_column_int(st, 1);
-        int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
-        result = dw__stmt_key(h, st, 2, nkey, vals, side);
-        for (int i = nkey; result == DW_OK && i < ncols; i++)
-            if (dw__column_value(st, 2 + i, &vals[i]) != DW_OK)
-                result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
-                                   "out of memory");
+        row.in_old = sqlite3_column_int(st, V_IN_OLD);
+        row.in_new = sqlite3_column_int(st, V_IN_NEW);
+        if (last)
+            result = stmt_key_paged(h, st, V_KEY, nkey, side, end);
+        if (result != DW_OK || same)
+            continue;
+        result = dw__stmt_key(h, st, V_KEY, nkey, vals, side);
+        if (result == DW_OK &&
+            column_values(st, V_KEY + nkey, na + nb, vals + nkey) != DW_OK)
+            result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         if (result != DW_OK)
             break;
         row.key = vals;
@@ -1048,11 +1123,15 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
     }
     dw__free(vals);
     if (result != DW_OK) {
+        dw__held_key_clear(end);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return result;
     }
-    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    if (result != DW_OK || !more)
+        dw__held_key_clear(end);
+    return result;
 }
 
 int dw__sqlite_run_setup(dw_migration *h)
