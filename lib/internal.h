@@ -433,6 +433,8 @@ typedef int (*dw_range_row_fn)(dw_migration *h, const dw_value *key,
 typedef int (*dw_keytext_fn)(dw_migration *h, const char *key, void *arg);
 typedef int (*dw_verify_row_fn)(dw_migration *h, const dw_verify_row *row,
                                 void *arg);
+/* verify_range()'s flags. */
+enum { DW_VR_SAME_IN_SQL = 1, DW_VR_KEYS_TYPED = 2 };
 
 /* The routing settings, loaded with the stage. */
 typedef struct dw_route_state {
@@ -737,19 +739,32 @@ typedef struct dw_backend_ops {
      * has a row of, in key order. */
     int (*skip_keys)(dw_migration *h, const dw_value *lo, const dw_value *hi,
                      dw_key_fn fn, void *arg);
-    /* A verification pass in key order over the first `limit` keys in
-     * range of `side`: DW_SIDE_OLD the old side's keys, each joined with
-     * its new row (in the comparison shape); DW_SIDE_NEW the keys only on
-     * the new side (none with one table). fn for each -- but with
-     * `same_in_sql` (an SQL mapping only), an old key whose two rows are
-     * equal as dw_value_equal() has it, column by column, is only
-     * counted: fn never sees it. *keys counts every key read; *end gets
-     * the last of them when the range holds more (the next pass starts
-     * after it), none when it holds no more. */
+    /* A verification chunk from lo (after it; from it when lo_incl) up to
+     * hi (NULL: the range's end), all of it read in one read transaction
+     * together with its two verify_range passes. *end: the chunk's last
+     * key -- the smaller of the keys `limit` keys into the range on each
+     * side (one table: of its one side), so the chunk holds at most
+     * `limit` keys of either side -- or none when both sides have fewer:
+     * the chunk is the rest of the range. The passes and the next chunk
+     * are bounded by *end inclusively, so a chunk ends between two keys,
+     * never inside a group that compares equal. *nold: the old side's
+     * keys in the chunk. */
+    int (*verify_chunk)(dw_migration *h, const dw_value *lo, int lo_incl,
+                        const dw_value *hi, int limit, dw_held_key *end,
+                        int64_t *nold);
+    /* A verification pass over the keys in range, in key order, calling fn
+     * for each (rows in the comparison shape): DW_SIDE_OLD the old side's
+     * keys, each joined with its new row; DW_SIDE_NEW the keys only on the
+     * new side (none with one table). flags DW_VR_SAME_IN_SQL (an SQL
+     * mapping only): an old key whose two rows are plainly equal -- each
+     * column equal as dw_value_equal() has it -- is left out, so fn sees
+     * only the keys that may differ, and those whose key is not INTEGER,
+     * REAL or TEXT (the key check of fn's caller refuses them) unless
+     * DW_VR_KEYS_TYPED says the schema rules such keys out
+     * (integer_keys). *rows: how many keys fn got. */
     int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
-                        int lo_incl, const dw_value *hi, int limit,
-                        int same_in_sql, dw_verify_row_fn fn, void *arg,
-                        int64_t *keys, dw_held_key *end);
+                        int lo_incl, const dw_value *hi, int flags,
+                        dw_verify_row_fn fn, void *arg, int64_t *rows);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */

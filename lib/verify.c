@@ -31,12 +31,12 @@ typedef struct verify_run {
     int npend, cappend;
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
-    /* The chunk being compared: the old side's keys after lo (from lo
-     * when lo_incl) up to hi, the last of them (none: to the range's end),
-     * then the keys up to hi only on the new side, in as many read
-     * transactions as they take: new_only while they go on after nlo. */
-    dw_held_key lo, hi, nlo, nhi;
-    int lo_incl, new_only;
+    /* The chunk being compared: the keys after lo (from lo when lo_incl)
+     * up to hi (none: to the range's end), in one read transaction. */
+    dw_held_key lo, hi;
+    int lo_incl;
+    /* verify_range()'s flags for the old pass. */
+    int flags;
     /* For the progress callback: the estimated total and the rate. */
     int64_t total;
     dw_rate rate;
@@ -255,27 +255,23 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
     return rc;
 }
 
-/* One read transaction: the chunk's old keys, then its keys only on the
- * new side -- or, when those are too many for one, the next of them. */
+/* One read transaction: where the chunk ends, its old keys, then its keys
+ * only on the new side -- each key of either side once, whatever writers
+ * do between chunks. */
 static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
-    int same = equal_rows_in_backend(h), rc = DW_OK;
-    int64_t keys = 0;
-    if (!v->new_only) {
-        rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl,
-                                  v->to.v, v->o.chunk_rows, same,
-                                  compare_one, v, &keys, &v->hi);
-        v->r.keys += keys;
-    }
-    if (rc != DW_OK)
-        return rc;
-    rc = h->ops->verify_range(h, DW_SIDE_NEW,
-                              v->new_only ? v->nlo.v : v->lo.v,
-                              !v->new_only && v->lo_incl,
-                              v->hi.v ? v->hi.v : v->to.v, v->o.chunk_rows,
-                              same, compare_one, v, &keys, &v->nhi);
-    v->r.keys += keys;
+    int64_t nold = 0, nnew = 0, shown = 0;
+    int rc = h->ops->verify_chunk(h, v->lo.v, v->lo_incl, v->to.v,
+                                  v->o.chunk_rows, &v->hi, &nold);
+    const dw_value *hi = v->hi.v ? v->hi.v : v->to.v;
+    if (rc == DW_OK)
+        rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl, hi,
+                                  v->flags, compare_one, v, &shown);
+    if (rc == DW_OK)
+        rc = h->ops->verify_range(h, DW_SIDE_NEW, v->lo.v, v->lo_incl, hi,
+                                  0, compare_one, v, &nnew);
+    v->r.keys += nold + nnew;
     return rc;
 }
 
@@ -305,6 +301,14 @@ static int start_run(dw_migration *h, void *arg)
      * rows, already read. */
     if (rc == DW_OK && !h->spec.same_table)
         rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
+    /* Equal rows left out in SQL must still have keys C would take: the
+     * SQL checks their types unless the schema does. */
+    int typed = 0;
+    if (rc == DW_OK && equal_rows_in_backend(h))
+        rc = h->ops->integer_keys(h, DW_SIDE_OLD, &typed);
+    v->flags = equal_rows_in_backend(h)
+                   ? DW_VR_SAME_IN_SQL | (typed ? DW_VR_KEYS_TYPED : 0)
+                   : 0;
     if (rc == DW_OK)
         rc = h->ops->verify_start(h, !v->from.v && !v->to.v, v->from.text,
                                   v->to.text, &v->r);
@@ -354,23 +358,11 @@ static int check_advance(dw_migration *h, const dw_held_key *from,
                      from->text);
 }
 
-/* After a read transaction: the chunk's new-only keys go on after nhi,
- * or the next chunk starts after hi (none: the range is done). */
+/* After a read transaction: the next chunk starts after hi (none: the
+ * range is done). */
 static int advance(dw_migration *h, verify_run *v)
 {
-    int rc;
-    if (v->nhi.v) {
-        rc = v->new_only ? check_advance(h, &v->nlo, 0, &v->nhi)
-                         : check_advance(h, &v->lo, v->lo_incl, &v->nhi);
-        dw__held_key_clear(&v->nlo);
-        v->nlo = v->nhi;
-        memset(&v->nhi, 0, sizeof v->nhi);
-        v->new_only = 1;
-        return rc;
-    }
-    rc = check_advance(h, &v->lo, v->lo_incl, &v->hi);
-    v->new_only = 0;
-    dw__held_key_clear(&v->nlo);
+    int rc = check_advance(h, &v->lo, v->lo_incl, &v->hi);
     dw__held_key_clear(&v->lo);
     v->lo = v->hi;
     memset(&v->hi, 0, sizeof v->hi);
@@ -398,7 +390,7 @@ static int run_chunks(dw_migration *h, verify_run *v)
         pending_clear(v);
         if (rc == DW_OK)
             rc = advance(h, v);
-        int done = !v->new_only && !v->lo.v;
+        int done = !v->lo.v;
         if (rc == DW_OK && v->o.progress)
             report_progress(v, done);
         if (rc != DW_OK || done)
@@ -406,8 +398,6 @@ static int run_chunks(dw_migration *h, verify_run *v)
     }
     dw__held_key_clear(&v->lo);
     dw__held_key_clear(&v->hi);
-    dw__held_key_clear(&v->nlo);
-    dw__held_key_clear(&v->nhi);
     return rc;
 }
 

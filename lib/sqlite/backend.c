@@ -735,6 +735,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .skip_reset = dw__sqlite_skip_reset,
     .skip_add = dw__sqlite_skip_add,
     .skip_keys = dw__sqlite_skip_keys,
+    .verify_chunk = dw__sqlite_verify_chunk,
     .verify_range = dw__sqlite_verify_range,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,

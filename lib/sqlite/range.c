@@ -215,58 +215,99 @@ static void add_old_join(dw_buf *b, const dw_spec *s, int bounds)
     }
 }
 
-/* A verification pass over the old side's keys: the first ?1 in range, in
- * key order, each with its new row (one table: the same row, read once).
- * The columns: whether the key's two rows are equal as dw_value_equal()
- * has it (with `same` and an SQL mapping; else 0, the caller compares),
- * whether it is on the old side and on the new, the key, the old row in
- * the comparison shape, the new row. OFFSET 0 keeps the subquery whole,
- * so each mapping expression is computed once a row. */
-static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int same)
+/* A value of the old pass's row: key column i (DW_SIDE_NONE), old value
+ * i in the comparison shape (DW_SIDE_OLD) or new column i (DW_SIDE_NEW).
+ * One table names the row's columns and the mapping's expressions; two
+ * name add_old_join()'s sides. */
+static void add_pass_value(dw_buf *b, const dw_spec *s, int which, int i)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
-    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
-    dw_buf_puts(b, "SELECT ");
-    if (same && s->map[DW_SIDE_NEW].exprs) {
-        /* IS compares NULLs too; unary + drops the columns' affinities and
-         * BINARY their collations: only the values themselves count. An
-         * INTEGER against a REAL is left to the caller: SQLite compares
-         * those through a long double, which may round (under valgrind,
-         * 2^53 + 1 IS 2^53.0). */
-        dw_buf_puts(b, "dw_in_new");
-        for (int i = 0; i < n->ncols; i++)
-            dw_buf_printf(b,
-                          " AND +dw_a%d IS +dw_b%d COLLATE BINARY"
-                          " AND typeof(dw_a%d) = typeof(dw_b%d)",
-                          i, i, i, i);
-    } else
-        dw_buf_puts(b, "0");
-    dw_buf_puts(b, ", 1, dw_in_new");
-    for (int i = 0; i < o->nkey; i++)
-        dw_buf_printf(b, ", dw_k%d", i);
-    for (int i = 0; i < na; i++)
-        dw_buf_printf(b, ", dw_a%d", i);
-    for (int i = 0; i < n->ncols; i++)
-        dw_buf_printf(b, ", dw_b%d", i);
-    dw_buf_puts(b, " FROM (");
-    if (s->same_table)
+    if (which == DW_SIDE_NONE && s->same_table)
+        dw_buf_ident(b, o->key[i]);
+    else if (which == DW_SIDE_NONE)
+        dw_buf_printf(b, "dw_o.dw_k%d", i);
+    else if (which == DW_SIDE_OLD && s->same_table)
+        dw_buf_sql_in(b, "(", s->map[DW_SIDE_NEW].exprs[i], ")");
+    else if (which == DW_SIDE_OLD)
+        dw_buf_printf(b, "dw_o.dw_a%d", i);
+    else {
+        if (!s->same_table)
+            dw_buf_puts(b, "dw_n.");
+        dw_buf_ident(b, n->cols[i]);
+    }
+}
+
+/* " AND (...)": the old pass's keys that may differ, for C to compare --
+ * those with no new row, a key C must refuse (not INTEGER, REAL or TEXT:
+ * NULL and BLOB sort outside [0-length text, empty blob), unless
+ * keys_typed), or a column whose values are not plainly equal. `IS NOT`
+ * with no affinity (unary +) and BINARY sees NULLs, types and bytes; it
+ * takes an INTEGER and a REAL for equal when their values are, as
+ * dw_value_equal() does, but SQLite may compare those through a long
+ * double that rounds beyond 2^53 (under valgrind, 2^53 + 1 IS 2^53.0), so
+ * a new number that large goes to C too. Each mapping expression is
+ * written once: SQLite computes it once a row (and again only for the
+ * rows returned). */
+static void add_candidates(dw_buf *b, const dw_spec *s, int keys_typed)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    dw_buf_puts(b, " AND (0");
+    if (!s->same_table) {
+        dw_buf_puts(b, " OR dw_n.");
+        dw_buf_ident(b, n->key[0]);
+        dw_buf_puts(b, " IS NULL");
+    }
+    for (int i = 0; !keys_typed && i < o->nkey; i++) {
+        dw_buf_puts(b, " OR ");
+        add_pass_value(b, s, DW_SIDE_NONE, i);
+        dw_buf_puts(b, " IS NULL OR +");
+        add_pass_value(b, s, DW_SIDE_NONE, i);
+        dw_buf_puts(b, " >= x''");
+    }
+    for (int i = 0; i < n->ncols; i++) {
+        dw_buf_puts(b, " OR +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " IS NOT +");
+        add_pass_value(b, s, DW_SIDE_OLD, i);
+        dw_buf_puts(b, " COLLATE BINARY OR ((+");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " <= -9007199254740992 OR +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " >= 9007199254740992) AND +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " < '')");
+    }
+    dw_buf_puts(b, ")");
+}
+
+/* The old pass: the old side's keys in range, in key order, each with its
+ * new row (one table: the same row, read once). Columns: the key, the old
+ * row in the comparison shape, the new row, whether there is one. RK_VERIFY
+ * returns every key, the others only those add_candidates() picks. */
+static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int kind)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    if (s->same_table) {
         add_old_shape(b, s, bounds);
-    else
+    } else {
         add_old_join(b, s, bounds);
+        dw_buf_puts(b, " WHERE 1");
+    }
+    if (kind != RK_VERIFY)
+        add_candidates(b, s, kind == RK_VERIFY_SAME_TYPED);
     dw_buf_puts(b, " ORDER BY ");
     for (int i = 0; i < o->nkey; i++)
         dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
-    dw_buf_puts(b, " LIMIT ?1 OFFSET 0) AS dw_v");
 }
 
-/* The other pass: the first ?1 keys in range only on the new side, in key
- * order, in build_verify()'s columns. */
+/* The other pass: the keys in range only on the new side, in key order,
+ * as build_verify() has them (the old row NULL, no flag). */
 static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
     int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
-    dw_buf_puts(b, "SELECT 0, 0, 1");
-    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
+    dw_buf_puts(b, "SELECT ");
+    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 1);
     for (int i = 0; i < na; i++)
         dw_buf_puts(b, ", NULL");
     dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
@@ -281,7 +322,59 @@ static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
     dw_buf_ident(b, o->key[0]);
     dw_buf_puts(b, " IS NULL");
     add_order(b, n, "dw_n", "");
-    dw_buf_puts(b, " LIMIT ?1");
+}
+
+/* Where a verification chunk ends. One table: its keys ?1 and ?1 + 1
+ * rows into the range (the second says the range goes on). Two: the
+ * smaller of the sides' keys ?1 rows into the range (a sort of two rows),
+ * then whether either side has a key after it in the range. */
+static void build_chunk_end(dw_buf *b, const dw_spec *s, int bounds)
+{
+    if (s->same_table) {
+        const dw_side_def *o = &s->side[DW_SIDE_OLD];
+        dw_buf_puts(b, "SELECT ");
+        dw_buf_ident_list(b, NULL, o->key, o->nkey, 1);
+        dw_buf_puts(b, " FROM ");
+        dw_buf_table(b, o->table);
+        add_range(b, o, NULL, bounds);
+        add_order(b, o, NULL, "");
+        dw_buf_puts(b, " LIMIT 2 OFFSET ?1");
+        return;
+    }
+    dw_buf_puts(b, "SELECT dw_e.*");
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        const dw_side_def *e = &s->side[sd];
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? ", EXISTS (SELECT 1 FROM "
+                                         : " OR EXISTS (SELECT 1 FROM ");
+        dw_buf_table(b, e->table);
+        add_range(b, e, NULL, bounds & RB_HI);
+        dw_buf_puts(b, " AND ");
+        add_key_tuple(b, e, NULL);
+        dw_buf_puts(b, e->nkey > 1 ? " > (" : " > ");
+        for (int i = 0; i < e->nkey; i++)
+            dw_buf_printf(b, "%sdw_e.dw_k%d", i ? ", " : "", i);
+        dw_buf_puts(b, e->nkey > 1 ? "))" : ")");
+    }
+    dw_buf_puts(b, " FROM (SELECT * FROM (");
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        const dw_side_def *e = &s->side[sd];
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
+                                         : " UNION ALL SELECT * FROM (SELECT ");
+        for (int i = 0; i < e->nkey; i++) {
+            dw_buf_puts(b, i ? ", " : "");
+            dw_buf_ident(b, e->key[i]);
+            dw_buf_printf(b, " AS dw_k%d", i);
+        }
+        dw_buf_puts(b, " FROM ");
+        dw_buf_table(b, e->table);
+        add_range(b, e, NULL, bounds);
+        add_order(b, e, NULL, "");
+        dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
+    }
+    dw_buf_puts(b, ") ORDER BY ");
+    for (int i = 0; i < s->side[DW_SIDE_OLD].nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+    dw_buf_puts(b, " LIMIT 1) AS dw_e");
 }
 
 /* Target rows in range := mapped source rows. Two tables: an upsert on the
@@ -420,10 +513,14 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     }
     case RK_VERIFY:
     case RK_VERIFY_SAME:
+    case RK_VERIFY_SAME_TYPED:
         if (side == DW_SIDE_OLD)
-            build_verify(b, s, bounds, kind == RK_VERIFY_SAME);
+            build_verify(b, s, bounds, kind);
         else
             build_new_only(b, s, bounds);
+        break;
+    case RK_CHUNK_END:
+        build_chunk_end(b, s, bounds);
         break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
@@ -1059,13 +1156,57 @@ int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
     return column_values(st, c, 1, v);
 }
 
-/* The columns of a verification row (build_verify()). */
-enum { V_SAME, V_IN_OLD, V_IN_NEW, V_KEY };
+int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int limit,
+                            dw_held_key *end, int64_t *nold)
+{
+    const char *what = "dividing the keys into chunks";
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    *nold = 0;
+    dw__held_key_clear(end);
+    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
+                                  hi);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int(st, P_OFFSET, limit - 1);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW, result = DW_OK;
+    /* The last key of the range needs no bound: the chunk is the rest,
+     * and no chunk after it is read to find nothing. */
+    if (found)
+        result = stmt_key_paged(h, st, 0, nkey, DW_SIDE_OLD, end);
+    if (result == DW_OK && found &&
+        !(h->spec.same_table ? (rc = sqlite3_step(st)) == SQLITE_ROW
+                             : sqlite3_column_int(st, nkey)))
+        dw__held_key_clear(end);
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return result;
+    }
+    result = finish(h, st, rc == SQLITE_ROW ? SQLITE_DONE : rc, DW_SIDE_NONE,
+                    what);
+    if (result != DW_OK) {
+        dw__held_key_clear(end);
+        return result;
+    }
+    /* One table: the key `limit` keys in was there, so the chunk holds
+     * that many. */
+    if (found && h->spec.same_table) {
+        *nold = limit;
+        return DW_OK;
+    }
+    st = range_stmt(h, RK_COUNT, DW_SIDE_OLD, lo, lo_incl,
+                    end->v ? end->v : hi);
+    result = st ? count_stmt(h, st, DW_SIDE_OLD, nold, "counting rows")
+                : h->errcode;
+    if (result != DW_OK)
+        dw__held_key_clear(end);
+    return result;
+}
 
 int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
-                            int lo_incl, const dw_value *hi, int limit,
-                            int same_in_sql, dw_verify_row_fn fn, void *arg,
-                            int64_t *keys, dw_held_key *end)
+                            int lo_incl, const dw_value *hi, int flags,
+                            dw_verify_row_fn fn, void *arg, int64_t *rows)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -1073,65 +1214,47 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                                        : s->side[DW_SIDE_OLD].ncols;
     int nb = s->side[DW_SIDE_NEW].ncols;
     int ncols = nkey + na + nb;
-    *keys = 0;
-    dw__held_key_clear(end);
+    *rows = 0;
     if (side == DW_SIDE_NEW && s->same_table)
         return DW_OK; /* one row holds both sides: none is new only */
-    int kind = same_in_sql && side == DW_SIDE_OLD ? RK_VERIFY_SAME : RK_VERIFY;
+    int kind = RK_VERIFY;
+    if (side == DW_SIDE_OLD && (flags & DW_VR_SAME_IN_SQL))
+        kind = flags & DW_VR_KEYS_TYPED ? RK_VERIFY_SAME_TYPED
+                                        : RK_VERIFY_SAME;
     sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
-    /* ?1: the pass's keys, and one more that only says the range goes
-     * on (so no pass is run just to find nothing). */
-    sqlite3_bind_int64(st, P_OFFSET, (sqlite3_int64)limit + 1);
     dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
     if (!vals) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    int rc, result = DW_OK, more = 0;
+    int rc, result = DW_OK;
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*keys == limit) {
-            more = 1;
-            rc = SQLITE_DONE;
-            break;
-        }
-        /* An equal row costs a flag, and its key only when it ends the
-         * pass. */
-        int last = ++*keys == limit;
-        int same = sqlite3_column_int(st, V_SAME);
-        if (same && !last)
-            continue;
         dw_verify_row row;
-        row.in_old = sqlite3_column_int(st, V_IN_OLD);
-        row.in_new = sqlite3_column_int(st, V_IN_NEW);
-        if (last)
-            result = stmt_key_paged(h, st, V_KEY, nkey, side, end);
-        if (result != DW_OK || same)
-            continue;
-        result = dw__stmt_key(h, st, V_KEY, nkey, vals, side);
+        row.in_old = side == DW_SIDE_OLD;
+        /* The old pass's last column: whether the key has a new row. */
+        row.in_new = side == DW_SIDE_NEW || sqlite3_column_int(st, ncols);
+        result = dw__stmt_key(h, st, 0, nkey, vals, side);
         if (result == DW_OK &&
-            column_values(st, V_KEY + nkey, na + nb, vals + nkey) != DW_OK)
+            column_values(st, nkey, na + nb, vals + nkey) != DW_OK)
             result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
         if (result != DW_OK)
             break;
         row.key = vals;
         row.a = vals + nkey;
         row.b = vals + nkey + na;
+        ++*rows;
         result = fn(h, &row, arg);
     }
     dw__free(vals);
     if (result != DW_OK) {
-        dw__held_key_clear(end);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return result;
     }
-    result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
-    if (result != DW_OK || !more)
-        dw__held_key_clear(end);
-    return result;
+    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
 }
 
 int dw__sqlite_run_setup(dw_migration *h)
