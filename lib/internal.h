@@ -745,11 +745,12 @@ typedef struct dw_backend_ops {
      * together with its two verify_range passes. *end: the chunk's last
      * key -- the smaller of the keys `limit` keys into the range on each
      * side (one table: of its one side), so the chunk holds at most
-     * `limit` keys of either side -- or none when both sides have fewer:
-     * the chunk is the rest of the range. The passes and the next chunk
-     * are bounded by *end inclusively, so a chunk ends between two keys,
-     * never inside a group that compares equal. *nold: the old side's
-     * keys in the chunk. */
+     * `limit` keys of either side -- or none when the chunk is the rest
+     * of the range (no key of either side after it). The passes and the
+     * next chunk are bounded by *end inclusively, so a chunk ends between
+     * two keys, never inside a group that compares equal, and a writer
+     * between chunks cannot make a key read twice or never. *nold: the
+     * old side's keys in the chunk. */
     int (*verify_chunk)(dw_migration *h, const dw_value *lo, int lo_incl,
                         const dw_value *hi, int limit, dw_held_key *end,
                         int64_t *nold);

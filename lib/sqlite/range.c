@@ -358,8 +358,8 @@ static void build_chunk_end(dw_buf *b, const dw_spec *s, int bounds)
     dw_buf_puts(b, " FROM (SELECT * FROM (");
     for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
         const dw_side_def *e = &s->side[sd];
-        dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
-                                         : " UNION ALL SELECT * FROM (SELECT ");
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? "" : " UNION ALL ");
+        dw_buf_puts(b, "SELECT * FROM (SELECT ");
         for (int i = 0; i < e->nkey; i++) {
             dw_buf_puts(b, i ? ", " : "");
             dw_buf_ident(b, e->key[i]);
