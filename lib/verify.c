@@ -261,13 +261,13 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
 static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
-    int64_t nold = 0, nnew = 0, shown = 0;
+    int64_t nold = 0, nnew = 0, candidates = 0;
     int rc = h->ops->verify_chunk(h, v->lo.v, v->lo_incl, v->to.v,
                                   v->o.chunk_rows, &v->hi, &nold);
     const dw_value *hi = v->hi.v ? v->hi.v : v->to.v;
     if (rc == DW_OK)
         rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl, hi,
-                                  v->flags, compare_one, v, &shown);
+                                  v->flags, compare_one, v, &candidates);
     if (rc == DW_OK)
         rc = h->ops->verify_range(h, DW_SIDE_NEW, v->lo.v, v->lo_incl, hi,
                                   0, compare_one, v, &nnew);
