@@ -100,7 +100,10 @@ static int check_options(dw_migration *h, const dw_verify_options *in,
     return rc;
 }
 
-/* Fills `row` with the key (named as the new side names it) and values. */
+/* Fills `row` with the key (named as the new side names it) and values:
+ * the backend's, valid as read, so stored without dw_row_set()'s checks;
+ * in the same order each time, so each goes into the slot the last row
+ * left under its name. */
 static int fill_row(dw_migration *h, dw_row *row, const dw_value *key,
                     char **names, int n, const char *const *keynames,
                     const dw_value *vals)
@@ -109,9 +112,9 @@ static int fill_row(dw_migration *h, dw_row *row, const dw_value *key,
     int rc = DW_OK;
     dw_row_clear(row);
     for (int i = 0; rc == DW_OK && i < nkey; i++)
-        rc = dw_row_set(row, keynames[i], &key[i]);
+        rc = dw__row_put(row, keynames[i], &key[i]);
     for (int i = 0; rc == DW_OK && i < n; i++)
-        rc = dw_row_set(row, names[i], &vals[i]);
+        rc = dw__row_put(row, names[i], &vals[i]);
     return rc == DW_OK ? DW_OK
                        : dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
 }

@@ -5,7 +5,9 @@
  * full scan), and the common key shapes need no sort. */
 #include "support.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const k_id[] = {"id"};
@@ -305,12 +307,166 @@ static void test_key_shapes_need_no_sort(void **state)
         run_shape(&shapes[i]);
 }
 
+/* SQLite's mutexes, wrapped to count how often the connection's own is
+ * taken from outside it (a take while held is a recursive one, cheap):
+ * installed in main(), before any connection. */
+typedef struct counted_mutex {
+    sqlite3_mutex *real;
+    int depth;
+} counted_mutex;
+
+static sqlite3_mutex_methods g_real_mutex;
+static counted_mutex g_static_mutex[32];
+static counted_mutex *g_counted; /* the connection's, while counting */
+static int64_t g_takes;
+
+static int cm_init(void) { return g_real_mutex.xMutexInit(); }
+static int cm_end(void) { return g_real_mutex.xMutexEnd(); }
+
+static sqlite3_mutex *cm_alloc(int type)
+{
+    sqlite3_mutex *real = g_real_mutex.xMutexAlloc(type);
+    if (!real)
+        return NULL;
+    counted_mutex *m;
+    if (type > SQLITE_MUTEX_RECURSIVE && type < 32) {
+        m = &g_static_mutex[type]; /* the same one each time */
+    } else if (!(m = calloc(1, sizeof *m))) {
+        g_real_mutex.xMutexFree(real);
+        return NULL;
+    }
+    m->real = real;
+    return (sqlite3_mutex *)m;
+}
+
+static void cm_free(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    g_real_mutex.xMutexFree(m->real);
+    if (m < g_static_mutex || m >= g_static_mutex + 32)
+        free(m);
+}
+
+static void cm_enter(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    g_real_mutex.xMutexEnter(m->real);
+    if (m->depth++ == 0 && m == g_counted)
+        g_takes++;
+}
+
+static int cm_try(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    int rc = g_real_mutex.xMutexTry(m->real);
+    if (rc == SQLITE_OK && m->depth++ == 0 && m == g_counted)
+        g_takes++;
+    return rc;
+}
+
+static void cm_leave(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    m->depth--;
+    g_real_mutex.xMutexLeave(m->real);
+}
+
+static int cm_held(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    return !m || (g_real_mutex.xMutexHeld ? g_real_mutex.xMutexHeld(m->real)
+                                          : m->depth > 0);
+}
+
+static int cm_notheld(sqlite3_mutex *p)
+{
+    counted_mutex *m = (counted_mutex *)p;
+    return !m ||
+           (g_real_mutex.xMutexNotheld ? g_real_mutex.xMutexNotheld(m->real)
+                                       : m->depth == 0);
+}
+
+static int install_counted_mutexes(void)
+{
+    static const sqlite3_mutex_methods counted = {
+        cm_init, cm_end,   cm_alloc, cm_free,   cm_enter,
+        cm_try,  cm_leave, cm_held,  cm_notheld};
+    /* SQLite fills in its methods when it starts: started and shut down
+     * to read them. */
+    return sqlite3_initialize() == SQLITE_OK &&
+           sqlite3_shutdown() == SQLITE_OK &&
+           sqlite3_config(SQLITE_CONFIG_GETMUTEX, &g_real_mutex) ==
+               SQLITE_OK &&
+           g_real_mutex.xMutexAlloc &&
+           sqlite3_config(SQLITE_CONFIG_MUTEX, &counted) == SQLITE_OK;
+}
+
+static int g_mutexes_counted;
+
+static int up_upper(dw_row *out, const dw_row *in, void *payload)
+{
+    (void)payload;
+    const dw_value *v = dw_row_get(in, "v");
+    if (!v || v->type != DW_TYPE_TEXT)
+        return dw_row_set_null(out, "w");
+    char buf[32];
+    int n = v->n < 31 ? v->n : 31;
+    for (int i = 0; i < n; i++)
+        buf[i] = (char)toupper(((const unsigned char *)v->p)[i]);
+    buf[n] = '\0';
+    return dw_row_set_text(out, "w", buf);
+}
+
+/* A C mapping sends every row of the table to C: the connection's mutex
+ * is taken once a row, for the step and all its values together -- each
+ * value read on its own would take it again (four times a row here). */
+static void test_callback_rows_lock_once(void **state)
+{
+    (void)state;
+    if (!g_mutexes_counted)
+        skip();
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE cb_t(id INTEGER PRIMARY KEY, v TEXT, "
+                  "w TEXT);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                  "FROM n WHERE i < 400) INSERT INTO cb_t SELECT i, 'v' || i,"
+                  " upper('v' || i) FROM n;"
+                  "UPDATE cb_t SET w = 'X' WHERE id IN (3, 300);");
+    static const char *const ocols[] = {"v"};
+    static const char *const ncols[] = {"w"};
+    dw_options o = options_for("cb", TEST_SIDE("cb_t", k_id, ocols),
+                               TEST_SIDE("cb_t", k_id, ncols));
+    o.up_fn = up_upper;
+    o.map_version = "upper 1";
+    dw_migration *h = open_migration_ok(t.db, &o);
+    g_counted = (counted_mutex *)sqlite3_db_mutex(t.db);
+    if (!g_counted) {
+        dw_close(h);
+        test_db_close(&t);
+        skip(); /* a build without mutexes */
+    }
+    g_takes = 0;
+    dw_verify_result r = verify_chunked(h, 1000);
+    int64_t takes = g_takes;
+    g_counted = NULL;
+    assert_int_equal(r.keys, NROWS);
+    assert_int_equal(r.different, 2);
+    print_message("  the connection's mutex taken %lld times for %d rows\n",
+                  (long long)takes, NROWS);
+    assert_true(takes <= NROWS + 100);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_table_read_once),
         cmocka_unit_test(test_two_tables_no_prescan),
         cmocka_unit_test(test_key_shapes_need_no_sort),
+        cmocka_unit_test(test_callback_rows_lock_once),
     };
+    g_mutexes_counted = install_counted_mutexes();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

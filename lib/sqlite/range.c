@@ -177,7 +177,6 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
             dw_buf_ident(b, n->cols[i]);
             dw_buf_printf(b, " AS dw_b%d", i);
         }
-        dw_buf_puts(b, ", 1 AS dw_in_new");
     }
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, o->table);
@@ -1204,6 +1203,34 @@ int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
     return result;
 }
 
+/* Steps a verification pass to its next row and reads the row's n
+ * columns into vals (pointing into the statement, valid until the next
+ * step), the connection's mutex held once for the step and all the
+ * reads (NULL, a no-op, when SQLite runs without): each
+ * sqlite3_column_*() call takes it, and taken from outside it costs a
+ * lock and an unlock per value. *key_ok: whether the first nkey columns
+ * are keys C takes (INTEGER, REAL or TEXT). SQLITE_ROW, SQLITE_DONE or
+ * the step's error; ROW_UNREAD when a value could not be read. */
+#define ROW_UNREAD (-1)
+
+static int step_row(sqlite3_stmt *st, int nkey, int n, dw_value *vals,
+                    int *key_ok)
+{
+    sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    sqlite3_mutex_enter(mutex);
+    int rc = sqlite3_step(st);
+    *key_ok = 1;
+    for (int i = 0; rc == SQLITE_ROW && i < n; i++) {
+        if (dw__value_of(&vals[i], sqlite3_column_value(st, i)) != DW_OK)
+            rc = ROW_UNREAD;
+        else if (i < nkey && (vals[i].type == DW_TYPE_NULL ||
+                              vals[i].type == DW_TYPE_BLOB))
+            *key_ok = 0;
+    }
+    sqlite3_mutex_leave(mutex);
+    return rc;
+}
+
 int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int flags,
                             dw_verify_row_fn fn, void *arg, int64_t *rows)
@@ -1224,30 +1251,36 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
     sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
-    dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
+    /* Two tables' old pass: its last column says whether the key has a
+     * new row (one table: always). */
+    int flagged = side == DW_SIDE_OLD && !s->same_table;
+    dw_value *vals =
+        dw__malloc(sizeof(dw_value) * (size_t)(ncols + flagged));
     if (!vals) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    int rc, result = DW_OK;
-    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        dw_verify_row row;
-        row.in_old = side == DW_SIDE_OLD;
-        /* The old pass's last column: whether the key has a new row. */
-        row.in_new = side == DW_SIDE_NEW || sqlite3_column_int(st, ncols);
-        result = dw__stmt_key(h, st, 0, nkey, vals, side);
-        if (result == DW_OK &&
-            column_values(st, nkey, na + nb, vals + nkey) != DW_OK)
-            result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
+    dw_verify_row row;
+    row.in_old = side == DW_SIDE_OLD;
+    row.key = vals;
+    row.a = vals + nkey;
+    row.b = vals + nkey + na;
+    int rc, key_ok, result = DW_OK;
+    while (result == DW_OK &&
+           (rc = step_row(st, nkey, ncols + flagged, vals, &key_ok)) ==
+               SQLITE_ROW) {
+        row.in_new = !flagged || vals[ncols].i;
+        /* A key C refuses: read again for the message saying why. */
+        if (!key_ok)
+            result = dw__stmt_key(h, st, 0, nkey, vals, side);
         if (result != DW_OK)
             break;
-        row.key = vals;
-        row.a = vals + nkey;
-        row.b = vals + nkey + na;
         ++*rows;
         result = fn(h, &row, arg);
     }
+    if (result == DW_OK && rc == ROW_UNREAD)
+        result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     dw__free(vals);
     if (result != DW_OK) {
         sqlite3_reset(st);
