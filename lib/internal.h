@@ -763,10 +763,16 @@ typedef struct dw_backend_ops {
      * only the keys that may differ, and those whose key is not INTEGER,
      * REAL or TEXT (the key check of fn's caller refuses them) unless
      * DW_VR_KEYS_TYPED says the schema rules such keys out
-     * (integer_keys). *rows: how many keys fn got. */
+     * (integer_keys). *rows: how many keys fn got. limit > 0 (the old
+     * pass without DW_VR_SAME_IN_SQL, so fn gets every key): the pass
+     * stops after `limit` keys, and *end gets the last of them when the
+     * range has keys after it (none otherwise) -- a chunk found by the
+     * pass itself, in its read transaction, with no verify_chunk before
+     * it; end is not touched when limit is 0. */
     int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int flags,
-                        dw_verify_row_fn fn, void *arg, int64_t *rows);
+                        int limit, dw_held_key *end, dw_verify_row_fn fn,
+                        void *arg, int64_t *rows);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */

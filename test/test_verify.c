@@ -1726,13 +1726,14 @@ static int spy_row(dw_migration *h, const dw_verify_row *row, void *arg)
 
 static int spy_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int flags,
-                            dw_verify_row_fn fn, void *arg, int64_t *rows)
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows)
 {
     spy.passes[side == DW_SIDE_NEW]++;
     spy.same_in_sql += (flags & DW_VR_SAME_IN_SQL) != 0;
     spy.fn = fn;
-    return spy.real->verify_range(h, side, lo, lo_incl, hi, flags, spy_row,
-                                  arg, rows);
+    return spy.real->verify_range(h, side, lo, lo_incl, hi, flags, limit,
+                                  end, spy_row, arg, rows);
 }
 
 static void spy_on(dw_migration *h)

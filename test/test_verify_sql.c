@@ -459,6 +459,64 @@ static void test_callback_rows_lock_once(void **state)
     test_db_close(&t);
 }
 
+/* Collects the keys a verification reports. */
+static void collect_key(const dw_mismatch *m, void *payload)
+{
+    char *keys = payload;
+    size_t n = strlen(keys);
+    snprintf(keys + n, 64 - n, "%s;", m->key);
+}
+
+/* One table whose every row goes to C: the comparison pass itself ends
+ * each chunk (it stops chunk_rows keys in), so the table is stepped
+ * through once -- a search for the chunk's end first would step through
+ * its keys again -- and each key is compared once whatever the chunk
+ * size, a chunk ending on the range's last key or not. */
+static void test_callback_one_table_one_pass(void **state)
+{
+    (void)state;
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE cb_t(id INTEGER PRIMARY KEY, v TEXT, "
+                  "w TEXT);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                  "FROM n WHERE i < 400) INSERT INTO cb_t SELECT i, 'v' || i,"
+                  " upper('v' || i) FROM n;"
+                  "UPDATE cb_t SET w = 'X' WHERE id IN (3, 300);");
+    static const char *const ocols[] = {"v"};
+    static const char *const ncols[] = {"w"};
+    dw_options o = options_for("cb", TEST_SIDE("cb_t", k_id, ocols),
+                               TEST_SIDE("cb_t", k_id, ncols));
+    o.up_fn = up_upper;
+    o.map_version = "upper 1";
+    dw_migration *h = open_migration_ok(t.db, &o);
+    trace_log l;
+    trace_start(t.db, &l, "cb_t", NULL);
+    dw_verify_result r = verify_chunked(h, 1000);
+    trace_stop(t.db);
+    assert_int_equal(r.keys, NROWS);
+    assert_int_equal(r.different, 2);
+    print_message("  full-scan steps: %lld for %d rows, %d statements\n",
+                  (long long)l.fullscan_steps, NROWS, l.nsql);
+    assert_true(l.fullscan_steps <= NROWS + 10);
+    assert_int_equal(l.nsql, 1);
+    trace_free(&l);
+    static const int chunks[] = {1, 2, 7, 399, 400, 401};
+    for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+        char keys[64] = "";
+        dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+        vo.chunk_rows = chunks[i];
+        vo.fn = collect_key;
+        vo.payload = keys;
+        assert_dw_ok(h, dw_verify(&r, h, &vo));
+        assert_int_equal(r.keys, NROWS);
+        assert_int_equal(r.different, 2);
+        assert_string_equal(keys, "[3];[300];");
+    }
+    dw_close(h);
+    test_db_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_two_tables_no_prescan),
         cmocka_unit_test(test_key_shapes_need_no_sort),
         cmocka_unit_test(test_callback_rows_lock_once),
+        cmocka_unit_test(test_callback_one_table_one_pass),
     };
     g_mutexes_counted = install_counted_mutexes();
     return cmocka_run_group_tests(tests, NULL, NULL);

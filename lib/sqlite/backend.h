@@ -77,6 +77,7 @@ enum range_kind {
     RK_VERIFY_SAME, /* verification that leaves out plainly equal rows */
     RK_VERIFY_SAME_TYPED, /* the same, the keys' types known */
     RK_CHUNK_END, /* where a verification chunk of two tables ends */
+    RK_VERIFY_LIMITED, /* RK_VERIFY's old pass, LIMIT ?1 keys */
     RK_COVERED, /* old keys that have a new row */
     RK_SKIPPED, /* keys of the skip set in range that either side has */
     RK_KINDS
@@ -308,7 +309,8 @@ int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
                             dw_held_key *end, int64_t *nold);
 int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int flags,
-                            dw_verify_row_fn fn, void *arg, int64_t *rows);
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows);
 int dw__sqlite_run_setup(dw_migration *h);
 /* Typed key values of columns first..first+n-1 of the current row;
  * DW_EMISUSE for a NULL or BLOB key value. */

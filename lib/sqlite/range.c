@@ -521,6 +521,10 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
     case RK_CHUNK_END:
         build_chunk_end(b, s, bounds);
         break;
+    case RK_VERIFY_LIMITED:
+        build_verify(b, s, bounds, RK_VERIFY);
+        dw_buf_puts(b, " LIMIT ?1");
+        break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
         dw_buf_puts(b, "SELECT count(*) FROM ");
@@ -1233,7 +1237,8 @@ static int step_row(sqlite3_stmt *st, int nkey, int n, dw_value *vals,
 
 int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int flags,
-                            dw_verify_row_fn fn, void *arg, int64_t *rows)
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -1248,9 +1253,16 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
     if (side == DW_SIDE_OLD && (flags & DW_VR_SAME_IN_SQL))
         kind = flags & DW_VR_KEYS_TYPED ? RK_VERIFY_SAME_TYPED
                                         : RK_VERIFY_SAME;
+    else if (limit > 0)
+        kind = RK_VERIFY_LIMITED;
+    if (kind == RK_VERIFY_LIMITED)
+        dw__held_key_clear(end);
     sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
+    /* One key more than the chunk's: whether the range goes on after it. */
+    if (kind == RK_VERIFY_LIMITED)
+        sqlite3_bind_int(st, P_OFFSET, limit + 1);
     /* Two tables' old pass: its last column says whether the key has a
      * new row (one table: always). */
     int flagged = side == DW_SIDE_OLD && !s->same_table;
@@ -1270,24 +1282,39 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
     while (result == DW_OK &&
            (rc = step_row(st, nkey, ncols + flagged, vals, &key_ok)) ==
                SQLITE_ROW) {
+        /* A key after the chunk's last: the range goes on. */
+        if (kind == RK_VERIFY_LIMITED && *rows == limit)
+            break;
         row.in_new = !flagged || vals[ncols].i;
         /* A key C refuses: read again for the message saying why. */
         if (!key_ok)
             result = dw__stmt_key(h, st, 0, nkey, vals, side);
+        /* The chunk's last key, held once a chunk. */
+        if (result == DW_OK && kind == RK_VERIFY_LIMITED &&
+            *rows == limit - 1)
+            result = stmt_key_paged(h, st, 0, nkey, DW_SIDE_OLD, end);
         if (result != DW_OK)
             break;
         ++*rows;
         result = fn(h, &row, arg);
     }
+    /* The range ends within the chunk: none after it. */
+    if (kind == RK_VERIFY_LIMITED && result == DW_OK && rc != SQLITE_ROW)
+        dw__held_key_clear(end);
+    if (result == DW_OK && rc == SQLITE_ROW)
+        rc = SQLITE_DONE;
     if (result == DW_OK && rc == ROW_UNREAD)
         result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     dw__free(vals);
-    if (result != DW_OK) {
+    if (result == DW_OK)
+        result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    else {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        return result;
     }
-    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    if (result != DW_OK && kind == RK_VERIFY_LIMITED)
+        dw__held_key_clear(end);
+    return result;
 }
 
 int dw__sqlite_run_setup(dw_migration *h)
