@@ -1217,10 +1217,9 @@ int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
  * the step's error; ROW_UNREAD when a value could not be read. */
 #define ROW_UNREAD (-1)
 
-static int step_row(sqlite3_stmt *st, int nkey, int n, dw_value *vals,
-                    int *key_ok)
+static int step_row(sqlite3_stmt *st, sqlite3_mutex *mutex, int nkey, int n,
+                    dw_value *vals, int *key_ok)
 {
-    sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
     sqlite3_mutex_enter(mutex);
     int rc = sqlite3_step(st);
     *key_ok = 1;
@@ -1278,9 +1277,10 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
     row.key = vals;
     row.a = vals + nkey;
     row.b = vals + nkey + na;
+    sqlite3_mutex *mutex = sqlite3_db_mutex(h->db);
     int rc, key_ok, result = DW_OK;
     while (result == DW_OK &&
-           (rc = step_row(st, nkey, ncols + flagged, vals, &key_ok)) ==
+           (rc = step_row(st, mutex, nkey, ncols + flagged, vals, &key_ok)) ==
                SQLITE_ROW) {
         /* A key after the chunk's last: the range goes on. */
         if (kind == RK_VERIFY_LIMITED && *rows == limit)
