@@ -281,8 +281,9 @@ static void add_candidates(dw_buf *b, const dw_spec *s, int keys_typed)
 
 /* The old pass: the old side's keys in range, in key order, each with its
  * new row (one table: the same row, read once). Columns: the key, the old
- * row in the comparison shape, the new row, whether there is one. RK_VERIFY
- * returns every key, the others only those add_candidates() picks. */
+ * row in the comparison shape, the new row, then (two tables) whether
+ * there is one. RK_VERIFY returns every key, the others only those
+ * add_candidates() picks. */
 static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int kind)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD];
