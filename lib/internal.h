@@ -327,6 +327,7 @@ typedef struct dw_col_desc {
     int not_null;
     int generated;   /* hidden or computed: no statement writes it */
     int pk;          /* position in the primary key from 1, 0 when not in it */
+    char *coll;      /* declared collation (BINARY by default); NULL: unknown */
 } dw_col_desc;
 
 /* A unique index or constraint: its key columns in order. */
@@ -437,6 +438,8 @@ typedef int (*dw_range_row_fn)(dw_migration *h, const dw_value *key,
 typedef int (*dw_keytext_fn)(dw_migration *h, const char *key, void *arg);
 typedef int (*dw_verify_row_fn)(dw_migration *h, const dw_verify_row *row,
                                 void *arg);
+/* verify_range()'s flags. */
+enum { DW_VR_SAME_IN_SQL = 1, DW_VR_KEYS_TYPED = 2 };
 
 /* The routing settings, loaded with the stage. */
 typedef struct dw_route_state {
@@ -697,11 +700,6 @@ typedef struct dw_backend_ops {
     int (*range_key_at)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int offset,
                         dw_held_key *key);
-    /* The smaller of the keys `offset` rows into the range on each side
-     * (so a chunk up to it holds at most offset + 1 keys of either), or
-     * none when both sides have fewer. */
-    int (*chunk_end)(dw_migration *h, const dw_value *lo, int lo_incl,
-                     const dw_value *hi, int offset, dw_held_key *key);
     /* The largest key of a side, or none when it is empty. */
     int (*range_last)(dw_migration *h, int side, dw_held_key *key);
     int (*range_count)(dw_migration *h, int side, const dw_value *lo,
@@ -748,10 +746,39 @@ typedef struct dw_backend_ops {
      * has a row of, in key order. */
     int (*skip_keys)(dw_migration *h, const dw_value *lo, const dw_value *hi,
                      dw_key_fn fn, void *arg);
-    /* Both sides of the range joined on the key, in the comparison shape:
-     * fn for every key present on either side. */
-    int (*verify_range)(dw_migration *h, const dw_value *lo, int lo_incl,
-                        const dw_value *hi, dw_verify_row_fn fn, void *arg);
+    /* A verification chunk from lo (after it; from it when lo_incl) up to
+     * hi (NULL: the range's end), all of it read in one read transaction
+     * together with its two verify_range passes. *end: the chunk's last
+     * key -- the smaller of the keys `limit` keys into the range on each
+     * side (one table: of its one side), so the chunk holds at most
+     * `limit` keys of either side -- or none when the chunk is the rest
+     * of the range (no key of either side after it). The passes and the
+     * next chunk are bounded by *end inclusively, so a chunk ends between
+     * two keys, never inside a group that compares equal, and a writer
+     * between chunks cannot make a key read twice or never. *nold: the
+     * old side's keys in the chunk. */
+    int (*verify_chunk)(dw_migration *h, const dw_value *lo, int lo_incl,
+                        const dw_value *hi, int limit, dw_held_key *end,
+                        int64_t *nold);
+    /* A verification pass over the keys in range, in key order, calling fn
+     * for each (rows in the comparison shape): DW_SIDE_OLD the old side's
+     * keys, each joined with its new row; DW_SIDE_NEW the keys only on the
+     * new side (none with one table). flags DW_VR_SAME_IN_SQL (an SQL
+     * mapping only): an old key whose two rows are plainly equal -- each
+     * column equal as dw_value_equal() has it -- is left out, so fn sees
+     * only the keys that may differ, and those whose key is not INTEGER,
+     * REAL or TEXT (the key check of fn's caller refuses them) unless
+     * DW_VR_KEYS_TYPED says the schema rules such keys out
+     * (integer_keys). *rows: how many keys fn got. limit > 0 (the old
+     * pass without DW_VR_SAME_IN_SQL, so fn gets every key): the pass
+     * stops after `limit` keys, and *end gets the last of them when the
+     * range has keys after it (none otherwise) -- a chunk found by the
+     * pass itself, in its read transaction, with no verify_chunk before
+     * it; end is not touched when limit is 0. */
+    int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
+                        int lo_incl, const dw_value *hi, int flags,
+                        int limit, dw_held_key *end, dw_verify_row_fn fn,
+                        void *arg, int64_t *rows);
     int (*run_setup)(dw_migration *h);
     /* Backfill state (state DW_BF_NONE when none is stored). Storing with
      * state DW_BF_DONE also remembers the last verification run so far. */

@@ -35,6 +35,7 @@ void dw__table_desc_free(dw_table_desc *t)
     for (int i = 0; i < t->ncols; i++) {
         dw__free(t->cols[i].name);
         dw__free(t->cols[i].type);
+        dw__free(t->cols[i].coll);
     }
     dw__free(t->cols);
     for (int i = 0; i < t->nuniques; i++) {
@@ -334,9 +335,10 @@ static int old_side_from_store(dw_migration *h)
 /* ---- keys ------------------------------------------------------------------------ */
 
 /* How key column i of a described side compares: its class, and the
- * collation of the first unique index over it (BINARY when none). */
-static void key_traits(const dw_table_desc *t, const char *key, char *cls,
-                       const char **coll)
+ * collation of the first unique index over it (BINARY when none); 1 when
+ * there is such an index. */
+static int key_traits(const dw_table_desc *t, const char *key, char *cls,
+                      const char **coll)
 {
     int c = find_col(t, key);
     *cls = c < 0 ? DW_CLASS_NONE : t->cols[c].type_class;
@@ -345,8 +347,34 @@ static void key_traits(const dw_table_desc *t, const char *key, char *cls,
         for (int j = 0; j < t->uniques[u].ncols; j++)
             if (t->uniques[u].cols[j] && same_name(t->uniques[u].cols[j], key)) {
                 *coll = t->uniques[u].colls[j];
-                return;
+                return 1;
             }
+    return 0;
+}
+
+/* Key ranges and their ORDER BY compare a key column with its own
+ * collation, the unique index tells keys apart (and the key's cursor is
+ * compared) with its: where the two differ, keys the index holds apart
+ * may compare equal in a range (a NOCASE column under a BINARY index:
+ * 'a' and 'A'), so a chunk or batch could end inside them, and keys
+ * would order one way in a range and another against a stored cursor. */
+static int key_collation_ok(dw_migration *h, int side,
+                            const dw_table_desc *t, const char *key)
+{
+    char cls;
+    const char *index_coll;
+    int c = find_col(t, key);
+    if (!key_traits(t, key, &cls, &index_coll) || c < 0 ||
+        !t->cols[c].coll || same_name(t->cols[c].coll, index_coll))
+        return DW_OK;
+    return dw__error(h, DW_ESCHEMA, side,
+                     "%s side: key column \"%s\" of table \"%s\" has "
+                     "collation %s but its unique index compares it with "
+                     "%s; keys would not order as they are told apart "
+                     "(declare the column and the index with one "
+                     "collation)",
+                     dw__side_word(side), t->cols[c].name, t->name,
+                     t->cols[c].coll, index_coll);
 }
 
 static const char *class_word(char cls)
@@ -368,6 +396,13 @@ static int key_classes(dw_migration *h, const dw_table_desc *t)
     for (int i = 0; i < o->nkey; i++) {
         char ca, cb;
         const char *la, *lb;
+        int rc = key_collation_ok(h, DW_SIDE_OLD, &t[DW_SIDE_OLD],
+                                  o->key[i]);
+        if (rc == DW_OK && two)
+            rc = key_collation_ok(h, DW_SIDE_NEW, &t[DW_SIDE_NEW],
+                                  n->key[i]);
+        if (rc != DW_OK)
+            return rc;
         key_traits(&t[DW_SIDE_OLD], o->key[i], &ca, &la);
         h->key_class[i] = ca;
         h->keys_fold |= !same_name(la, "BINARY");

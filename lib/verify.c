@@ -31,9 +31,12 @@ typedef struct verify_run {
     int npend, cappend;
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
-    /* The chunk being compared. */
+    /* The chunk being compared: the keys after lo (from lo when lo_incl)
+     * up to hi (none: to the range's end), in one read transaction. */
     dw_held_key lo, hi;
     int lo_incl;
+    /* verify_range()'s flags for the old pass. */
+    int flags;
     /* For the progress callback: the estimated total and the rate. */
     int64_t total;
     dw_rate rate;
@@ -97,10 +100,10 @@ static int check_options(dw_migration *h, const dw_verify_options *in,
     return rc;
 }
 
-/* Fills `row` with the key (named as the new side names it) and values.
- * The values come from the backend, valid already: put, not checked
- * again; the row keeps its slots from key to key, so the names are met
- * where the last key left them. */
+/* Fills `row` with the key (named as the new side names it) and values:
+ * the backend's, valid as read, so stored without dw_row_set()'s checks;
+ * in the same order each time, so each goes into the slot the last row
+ * left under its name. */
 static int fill_row(dw_migration *h, dw_row *row, const dw_value *key,
                     char **names, int n, const char *const *keynames,
                     const dw_value *vals)
@@ -170,15 +173,12 @@ static int shape_rows(dw_migration *h, verify_run *v, const dw_verify_row *vr)
                     (const char *const *)n->key, vr->a);
 }
 
-static int plainly_equal(const dw_migration *h, const dw_verify_row *vr)
+/* Whether the backend may settle equal rows itself: the rows compared
+ * as they are, by dw_value_equal(), so nothing in C needs to see them. */
+static int equal_rows_in_backend(const dw_migration *h)
 {
-    if (h->ropts.normalize || h->ropts.compare ||
-        !h->spec.map[DW_SIDE_NEW].exprs)
-        return 0;
-    for (int i = 0; i < h->spec.side[DW_SIDE_NEW].ncols; i++)
-        if (!dw_value_equal(&vr->a[i], &vr->b[i]))
-            return 0;
-    return 1;
+    return !h->ropts.normalize && !h->ropts.compare &&
+           h->spec.map[DW_SIDE_NEW].exprs;
 }
 
 /* Keeps a divergent key for after the chunk; a reported one takes over the
@@ -238,9 +238,6 @@ static int remember(dw_migration *h, verify_run *v, const dw_value *key,
 static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
 {
     verify_run *v = arg;
-    v->r.keys++;
-    if (vr->in_old && vr->in_new && plainly_equal(h, vr))
-        return DW_OK;
     int rc = shape_rows(h, v, vr);
     if (rc != DW_OK)
         return rc == SHAPED_EQUAL ? DW_OK : rc;
@@ -261,16 +258,35 @@ static int compare_one(dw_migration *h, const dw_verify_row *vr, void *arg)
     return rc;
 }
 
-/* One chunk: its end, then the joined rows, in one read transaction. */
+/* One read transaction: where the chunk ends, its old keys, then its keys
+ * only on the new side -- each key of either side once, whatever writers
+ * do between chunks. */
 static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
-    int rc = h->ops->chunk_end(h, v->lo.v, v->lo_incl, v->to.v,
-                               v->o.chunk_rows - 1, &v->hi);
-    if (rc != DW_OK)
+    int64_t nold = 0, nnew = 0, candidates = 0;
+    /* One table whose every row goes to C: its one pass stops chunk_rows
+     * keys in and says where, so nothing steps through the chunk's keys
+     * first to find its end. */
+    if (h->spec.same_table && !v->flags) {
+        int rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl,
+                                      v->to.v, 0, v->o.chunk_rows, &v->hi,
+                                      compare_one, v, &nold);
+        v->r.keys += nold;
         return rc;
-    return h->ops->verify_range(h, v->lo.v, v->lo_incl,
-                                v->hi.v ? v->hi.v : v->to.v, compare_one, v);
+    }
+    int rc = h->ops->verify_chunk(h, v->lo.v, v->lo_incl, v->to.v,
+                                  v->o.chunk_rows, &v->hi, &nold);
+    const dw_value *hi = v->hi.v ? v->hi.v : v->to.v;
+    if (rc == DW_OK)
+        rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl, hi,
+                                  v->flags, 0, NULL, compare_one, v,
+                                  &candidates);
+    if (rc == DW_OK)
+        rc = h->ops->verify_range(h, DW_SIDE_NEW, v->lo.v, v->lo_incl, hi,
+                                  0, 0, NULL, compare_one, v, &nnew);
+    v->r.keys += nold + nnew;
+    return rc;
 }
 
 static int write_pending(dw_migration *h, void *arg)
@@ -295,8 +311,18 @@ static int start_run(dw_migration *h, void *arg)
                        h->spec.name);
     if (rc == DW_OK)
         rc = dw__no_null_keys(h, DW_SIDE_OLD, "verification");
-    if (rc == DW_OK)
+    /* One table: the new side's keys are the same columns of the same
+     * rows, already read. */
+    if (rc == DW_OK && !h->spec.same_table)
         rc = dw__no_null_keys(h, DW_SIDE_NEW, "verification");
+    /* Equal rows left out in SQL must still have keys C would take: the
+     * SQL checks their types unless the schema does. */
+    int typed = 0;
+    if (rc == DW_OK && equal_rows_in_backend(h))
+        rc = h->ops->integer_keys(h, DW_SIDE_OLD, &typed);
+    v->flags = equal_rows_in_backend(h)
+                   ? DW_VR_SAME_IN_SQL | (typed ? DW_VR_KEYS_TYPED : 0)
+                   : 0;
     if (rc == DW_OK)
         rc = h->ops->verify_start(h, !v->from.v && !v->to.v, v->from.text,
                                   v->to.text, &v->r);
@@ -335,6 +361,29 @@ static int finish_run(dw_migration *h, void *arg)
     return h->ops->verify_finish(h, &v->r);
 }
 
+/* A pass must end beyond an exclusive start, or it would never end. */
+static int check_advance(dw_migration *h, const dw_held_key *from,
+                         int from_incl, const dw_held_key *end)
+{
+    if (from_incl || !from->v || !end->v || strcmp(end->text, from->text))
+        return DW_OK;
+    return dw__error(h, DW_ERROR, DW_SIDE_NONE,
+                     "verification does not advance past key %s",
+                     from->text);
+}
+
+/* After a read transaction: the next chunk starts after hi (none: the
+ * range is done). */
+static int advance(dw_migration *h, verify_run *v)
+{
+    int rc = check_advance(h, &v->lo, v->lo_incl, &v->hi);
+    dw__held_key_clear(&v->lo);
+    v->lo = v->hi;
+    memset(&v->hi, 0, sizeof v->hi);
+    v->lo_incl = 0;
+    return rc;
+}
+
 static int run_chunks(dw_migration *h, verify_run *v)
 {
     v->lo = v->from;
@@ -342,7 +391,6 @@ static int run_chunks(dw_migration *h, verify_run *v)
     v->lo_incl = v->lo.v != NULL;
     int rc = DW_OK;
     for (;;) {
-        dw__held_key_clear(&v->hi);
         rc = dw__in_scope(h, 0, read_chunk, v);
         /* Outside any transaction of ours: the callback, then the keys. */
         for (int i = 0; rc == DW_OK && v->o.fn && i < v->npend; i++)
@@ -354,22 +402,16 @@ static int run_chunks(dw_migration *h, verify_run *v)
         if (rc == DW_OK && v->npend)
             rc = dw__in_scope(h, 1, write_pending, v);
         pending_clear(v);
-        /* After an exclusive start, the end must lie beyond it. */
-        if (rc == DW_OK && !v->lo_incl && v->hi.v && v->lo.v &&
-            strcmp(v->hi.text, v->lo.text) == 0)
-            rc = dw__error(h, DW_ERROR, DW_SIDE_NONE,
-                           "verification does not advance past key %s",
-                           v->lo.text);
-        dw__held_key_clear(&v->lo);
-        v->lo = v->hi;
-        memset(&v->hi, 0, sizeof v->hi);
+        if (rc == DW_OK)
+            rc = advance(h, v);
+        int done = !v->lo.v;
         if (rc == DW_OK && v->o.progress)
-            report_progress(v, !v->lo.v);
-        if (rc != DW_OK || !v->lo.v)
+            report_progress(v, done);
+        if (rc != DW_OK || done)
             break;
-        v->lo_incl = 0;
     }
     dw__held_key_clear(&v->lo);
+    dw__held_key_clear(&v->hi);
     return rc;
 }
 

@@ -84,7 +84,8 @@ TEST_SQLITE_ONLY = \
   test_fault_txn \
   test_left_open \
   test_schema_change \
-  test_state_schema
+  test_state_schema \
+  test_verify_sql
 
 # Why each is SQLite-only:
 #   test_alloc              the core's formatting and case folding checked
@@ -102,6 +103,8 @@ TEST_SQLITE_ONLY = \
 #   test_schema_change      SQLite re-preparing statements after a schema
 #                           change, and its double-quoted-string setting.
 #   test_state_schema       the state tables' SQLite schema and upgrades.
+#   test_verify_sql         verification's statements as SQLite runs them:
+#                           traced, full-scan steps, query plans.
 
 DW_TEST_BACKEND ?= sqlite
 export DW_TEST_BACKEND

@@ -9,6 +9,8 @@
 #include "support.h"
 #include "sqlite_memory.h"
 
+#include "internal.h" /* the ops table, watched by test_equal_rows_stay */
+
 #include <stddef.h>
 
 #include <stdio.h>
@@ -264,34 +266,62 @@ typedef struct kind_case {
     const char *new_a;
     int kind; /* 0: equal */
     const char *old_prefix, *new_prefix; /* redacted description prefixes */
+    const char *old_decl, *new_decl; /* column val's declaration; NULL: none */
 } kind_case;
 
 static const kind_case kind_cases[] = {
-    {"missing on new", "'x'", NULL, DW_MISMATCH_MISSING_NEW, NULL, NULL},
-    {"extra on new", NULL, "'x'", DW_MISMATCH_EXTRA_NEW, NULL, NULL},
-    {"changed text", "'x'", "'y'", DW_MISMATCH_DIFFERENT, "text(1):",
-     "text(1):"},
-    {"NULL vs empty text", "NULL", "''", DW_MISMATCH_DIFFERENT, NULL,
-     "text(0)"},
-    {"empty text vs NULL", "''", "NULL", DW_MISMATCH_DIFFERENT, "text(0)",
+    {"missing on new", "'x'", NULL, DW_MISMATCH_MISSING_NEW, NULL, NULL, NULL,
      NULL},
-    {"integer vs text", "5", "'5'", DW_MISMATCH_DIFFERENT, NULL, "text(1):"},
-    {"text vs integer", "'5'", "5", DW_MISMATCH_DIFFERENT, "text(1):", NULL},
-    {"blob bytes", "x'0102'", "x'0103'", DW_MISMATCH_DIFFERENT, "blob(2):",
-     "blob(2):"},
-    {"text vs blob, same bytes", "'ab'", "x'6162'", DW_MISMATCH_DIFFERENT,
-     "text(2):", "blob(2):"},
-    {"real 1.5 vs integer 1", "1.5", "1", DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"integer 2^53+1 vs real 2^53", "9007199254740993", "9007199254740992.0",
-     DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"integer max vs real 2^63", "9223372036854775807",
-     "9223372036854775808.0", DW_MISMATCH_DIFFERENT, NULL, NULL},
-    {"real 1.0 vs integer 1", "1.0", "1", 0, NULL, NULL},
-    {"integer 2^53 vs real 2^53", "9007199254740992", "9007199254740992.0", 0,
+    {"extra on new", NULL, "'x'", DW_MISMATCH_EXTRA_NEW, NULL, NULL, NULL,
+     NULL},
+    {"changed text", "'x'", "'y'", DW_MISMATCH_DIFFERENT, "text(1):",
+     "text(1):", NULL, NULL},
+    {"NULL vs empty text", "NULL", "''", DW_MISMATCH_DIFFERENT, NULL,
+     "text(0)", NULL, NULL},
+    {"empty text vs NULL", "''", "NULL", DW_MISMATCH_DIFFERENT, "text(0)",
+     NULL, NULL, NULL},
+    {"integer vs text", "5", "'5'", DW_MISMATCH_DIFFERENT, NULL, "text(1):",
      NULL, NULL},
-    {"integer 1 vs real 1.0", "1", "1.0", 0, NULL, NULL},
-    {"NULL vs NULL", "NULL", "NULL", 0, NULL, NULL},
-    {"same blob", "x'00ff'", "x'00ff'", 0, NULL, NULL},
+    {"text vs integer", "'5'", "5", DW_MISMATCH_DIFFERENT, "text(1):", NULL,
+     NULL, NULL},
+    {"blob bytes", "x'0102'", "x'0103'", DW_MISMATCH_DIFFERENT, "blob(2):",
+     "blob(2):", NULL, NULL},
+    {"text vs blob, same bytes", "'ab'", "x'6162'", DW_MISMATCH_DIFFERENT,
+     "text(2):", "blob(2):", NULL, NULL},
+    {"real 1.5 vs integer 1", "1.5", "1", DW_MISMATCH_DIFFERENT, NULL, NULL,
+     NULL, NULL},
+    {"integer 2^53+1 vs real 2^53", "9007199254740993", "9007199254740992.0",
+     DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"integer max vs real 2^63", "9223372036854775807",
+     "9223372036854775808.0", DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"real 1.0 vs integer 1", "1.0", "1", 0, NULL, NULL, NULL, NULL},
+    {"integer 2^53 vs real 2^53", "9007199254740992", "9007199254740992.0", 0,
+     NULL, NULL, NULL, NULL},
+    {"integer 1 vs real 1.0", "1", "1.0", 0, NULL, NULL, NULL, NULL},
+    {"NULL vs NULL", "NULL", "NULL", 0, NULL, NULL, NULL, NULL},
+    {"same blob", "x'00ff'", "x'00ff'", 0, NULL, NULL, NULL, NULL},
+    /* Equality decided in SQL must be dw_value_equal()'s: no column's
+     * collation or affinity may make two values equal. */
+    {"NULL vs 0", "NULL", "0", DW_MISMATCH_DIFFERENT, NULL, NULL, NULL, NULL},
+    {"-0.0 vs 0.0", "-0.0", "0.0", 0, NULL, NULL, NULL, NULL},
+    {"integer 0 vs real -0.0", "0", "-0.0", 0, NULL, NULL, NULL, NULL},
+    {"'a' vs 'A' in NOCASE columns", "'a'", "'A'", DW_MISMATCH_DIFFERENT,
+     "text(1):", "text(1):", "TEXT COLLATE NOCASE", "TEXT COLLATE NOCASE"},
+    {"'a' vs 'a' in NOCASE columns", "'a'", "'a'", 0, NULL, NULL,
+     "TEXT COLLATE NOCASE", "TEXT COLLATE NOCASE"},
+    {"text '5' vs integer 5 in a TEXT and an INTEGER column", "'5'", "5",
+     DW_MISMATCH_DIFFERENT, "text(1):", NULL, "TEXT", "INTEGER"},
+    {"integer 5 vs text '5' in an INTEGER and a TEXT column", "5", "'5'",
+     DW_MISMATCH_DIFFERENT, NULL, "text(1):", "INTEGER", "TEXT"},
+    {"real 1.0 vs integer 1 in a REAL and an INTEGER column", "1.5 - 0.5",
+     "1", 0, NULL, NULL, "REAL", "INTEGER"},
+    {"texts differing after a NUL byte", "CAST(x'610062' AS TEXT)",
+     "CAST(x'610063' AS TEXT)", DW_MISMATCH_DIFFERENT, "text(3):",
+     "text(3):", NULL, NULL},
+    {"same text holding a NUL byte", "CAST(x'610062' AS TEXT)",
+     "CAST(x'610062' AS TEXT)", 0, NULL, NULL, NULL, NULL},
+    {"blob vs text in BLOB columns", "x'6162'", "'ab'",
+     DW_MISMATCH_DIFFERENT, "blob(2):", "text(2):", "BLOB", "BLOB"},
 };
 
 /* A comparator that always defers to dw_value_equal(): forces the full
@@ -311,12 +341,14 @@ static void run_kind_case(const kind_case *c, int slow_path)
 {
     test_db t;
     db_open(&t);
-    /* Column val has no declared type: storage classes survive as
-     * written. */
-    exec_ok(t.db, "CREATE TABLE k_old(id INTEGER PRIMARY KEY, val, b TEXT);"
-                  "CREATE TABLE k_new(id INTEGER PRIMARY KEY, val, b TEXT);"
-                  "INSERT INTO k_old VALUES(1, 1, 'same'), (2, 'two', 'same');"
-                  "INSERT INTO k_new VALUES(1, 1, 'same'), (2, 'two', 'same');");
+    /* Column val has no declared type unless the case gives one: storage
+     * classes survive as written. */
+    exec_fmt(t.db,
+             "CREATE TABLE k_old(id INTEGER PRIMARY KEY, val %s, b TEXT);"
+             "CREATE TABLE k_new(id INTEGER PRIMARY KEY, val %s, b TEXT);"
+             "INSERT INTO k_old VALUES(1, 'one', 'same'), (2, 'two', 'same');"
+             "INSERT INTO k_new VALUES(1, 'one', 'same'), (2, 'two', 'same');",
+             c->old_decl ? c->old_decl : "", c->new_decl ? c->new_decl : "");
     if (c->old_a)
         exec_fmt(t.db, "INSERT INTO k_old VALUES(3, %s, 'same')", c->old_a);
     if (c->new_a)
@@ -827,6 +859,84 @@ static void log_progress(const dw_verify_progress *p, void *payload)
     l->calls++;
 }
 
+/* Keys compared per read transaction, from the progress callback: at
+ * most `most`, and every call some. */
+typedef struct chunk_log {
+    int64_t last, most;
+    int calls, bad;
+} chunk_log;
+
+static void log_chunk(const dw_verify_progress *p, void *payload)
+{
+    chunk_log *l = payload;
+    if (p->keys - l->last > l->most || (p->keys == l->last && l->calls))
+        l->bad++;
+    l->last = p->keys;
+    l->calls++;
+}
+
+static dw_verify_result verify_logged(dw_migration *h, vsink *s, int chunk,
+                                      chunk_log *l)
+{
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.chunk_rows = chunk;
+    o.report_limit = 1000;
+    o.fn = vsink_fn;
+    o.payload = s;
+    o.progress = log_chunk;
+    o.progress_payload = l;
+    vsink_reset(s);
+    memset(l, 0, sizeof *l);
+    l->most = 2 * (int64_t)chunk; /* a chunk's old keys, then new-only */
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &o));
+    return r;
+}
+
+/* Keys only on the new side, all of them or interleaved with old keys:
+ * each compared once, and no read transaction takes more than a chunk of
+ * each side, however the keys fall. */
+static void test_chunks_new_only_bounded(void **state)
+{
+    (void)state;
+    test_db t;
+    dw_migration *h = open_chunks(&t, 0);
+    exec_ok(t.db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 "
+                  "FROM c WHERE x < 60) INSERT INTO c_new SELECT x, 'v' || x "
+                  "FROM c;");
+    vsink s;
+    memset(&s, 0, sizeof s);
+    chunk_log l;
+    static const int chunks[] = {1, 2, 3, 7, 60, 61, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        /* An empty old side. */
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 0, 60, 0);
+        assert_int_equal(s.nkeys, 60);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(l.bad, 0);
+        assert_true(l.calls >= (60 + chunks[ci] - 1) / chunks[ci]);
+    }
+    /* Old keys 5, 10, ..., 60 (three changed); the new side has every key
+     * but 20 and 40: new-only keys between every two old ones. */
+    exec_ok(t.db, "INSERT INTO c_old SELECT id, a FROM c_new WHERE id % 5 = 0;"
+                  "DELETE FROM c_new WHERE id IN (20, 40);"
+                  "UPDATE c_new SET a = 'X' WHERE id IN (5, 35, 60);");
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        dw_verify_result r = verify_logged(h, &s, chunks[ci], &l);
+        assert_counts(&r, 60, 2, 48, 3);
+        assert_int_equal(s.nkeys, 53);
+        assert_false(vsink_has_dup(&s));
+        assert_int_equal(vsink_count_key(&s, "[20]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[1]"), 1);
+        assert_int_equal(vsink_count_key(&s, "[59]"), 1);
+        assert_int_equal(l.bad, 0);
+    }
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* The progress callback: after each chunk, with the keys compared, the
  * estimated total (the larger side counted at the start) and the
  * divergences so far; exact on the last call. A version 1 options struct,
@@ -887,6 +997,159 @@ static uint32_t lcg(uint32_t *seed)
 {
     *seed = *seed * 1103515245u + 12345u;
     return (*seed >> 16) & 0x7fff;
+}
+
+/* A writer between chunks (here the progress callback, outside the
+ * read transactions) deletes an old key the new side also has and adds
+ * one: every key of the sides is still compared once -- the first chunk
+ * ends at the smaller of the sides' chunk_rows-th keys and its passes end
+ * there, so nothing it read is read again and nothing after it is left
+ * behind. */
+typedef struct chunk_writer {
+    sqlite3 *db;
+    int calls;
+} chunk_writer;
+
+static void write_between_chunks(const dw_verify_progress *p, void *payload)
+{
+    (void)p;
+    chunk_writer *w = payload;
+    if (w->calls++ == 0)
+        exec_ok(w->db, "DELETE FROM c_old WHERE id = 10;"
+                       "INSERT INTO c_old VALUES(5, 'v5');");
+}
+
+static void test_chunks_writer_between(void **state)
+{
+    (void)state;
+    test_db t;
+    dw_migration *h = open_chunks(&t, 0);
+    /* Old: 1 and 10; new: 1 to 10. */
+    exec_ok(t.db, "INSERT INTO c_old VALUES(1, 'v1'), (10, 'v10');"
+                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 "
+                  "FROM c WHERE x < 10) INSERT INTO c_new SELECT x, 'v' || x "
+                  "FROM c;");
+    vsink s;
+    memset(&s, 0, sizeof s);
+    chunk_writer w = {t.db, 0};
+    dw_verify_options o = DW_VERIFY_OPTIONS_INIT;
+    o.chunk_rows = 2;
+    o.report_limit = 1000;
+    o.fn = vsink_fn;
+    o.payload = &s;
+    o.progress = write_between_chunks;
+    o.progress_payload = &w;
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &o));
+    assert_true(w.calls > 1);
+    /* Keys 2 to 10 but 5 only on the new side when compared. */
+    assert_counts(&r, 10, 0, 8, 0);
+    assert_false(vsink_has_dup(&s));
+    assert_int_equal(vsink_count_key(&s, "[10]"), 1);
+    assert_int_equal(vsink_count_key(&s, "[5]"), 0);
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* A key that is not INTEGER, REAL or TEXT on a row whose two sides are
+ * equal is refused as on any other row: the SQL that leaves equal rows
+ * out of C checks the key's type too, so the run never comes out clean. */
+static void test_blob_key_on_equal_row(void **state)
+{
+    (void)state;
+    for (int one = 0; one <= 1; one++) {
+        test_db t;
+        db_open(&t);
+        dw_migration *h;
+        if (one) {
+            exec_ok(t.db, "CREATE TABLE b_one(k PRIMARY KEY, v TEXT, w TEXT);"
+                          "INSERT INTO b_one VALUES(1, 'a', 'a'),"
+                          " (x'01', 'b', 'b'), (3, 'c', 'c');");
+            static const char *const key[] = {"k"};
+            static const char *const ocols[] = {"v"};
+            static const char *const ncols[] = {"w"};
+            dw_options o = options_for("blob_one",
+                                       TEST_SIDE("b_one", key, ocols),
+                                       TEST_SIDE("b_one", key, ncols));
+            static const dw_column_map up[] = {{"w", "v"}};
+            o.up = up;
+            o.nup = 1;
+            h = open_migration_ok(t.db, &o);
+        } else {
+            exec_ok(t.db, "CREATE TABLE b_old(k PRIMARY KEY, v TEXT);"
+                          "CREATE TABLE b_new(k PRIMARY KEY, v TEXT);"
+                          "INSERT INTO b_old VALUES(1, 'a'), (x'01', 'b'),"
+                          " (3, 'c');"
+                          "INSERT INTO b_new SELECT * FROM b_old;");
+            static const char *const key[] = {"k"};
+            dw_options o = options_for("blob_two",
+                                       TEST_SIDE_UNLISTED("b_old", key),
+                                       TEST_SIDE_UNLISTED("b_new", key));
+            static const dw_column_map up[] = {{"v", "v"}};
+            o.up = up;
+            o.nup = 1;
+            h = open_migration_ok(t.db, &o);
+        }
+        dw_verify_result r;
+        assert_int_equal(dw_verify(&r, h, NULL), DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "BLOB"));
+        assert_false(r.finished);
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
+/* A key column whose collation is not its unique index's is refused when
+ * the migration opens: ranges would compare the keys one way and the
+ * index tell them apart another (a NOCASE column under a BINARY index
+ * holds 'a' and 'A', which a range cannot divide), either way round. */
+static void test_key_collation_not_the_index(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *col, *index;
+    } cases[] = {
+        {"TEXT COLLATE NOCASE", "k COLLATE BINARY"},
+        {"TEXT", "k COLLATE NOCASE"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int one = 0; one <= 1; one++) {
+            test_db t;
+            db_open(&t);
+            exec_fmt(t.db,
+                     "CREATE TABLE l_old(k %s NOT NULL, v TEXT, w TEXT);"
+                     "CREATE UNIQUE INDEX l_old_k ON l_old(%s);"
+                     "CREATE TABLE l_new(k %s NOT NULL, v TEXT);"
+                     "CREATE UNIQUE INDEX l_new_k ON l_new(%s);",
+                     cases[i].col, cases[i].index, cases[i].col,
+                     cases[i].index);
+            static const char *const key[] = {"k"};
+            static const char *const vcol[] = {"v"};
+            static const char *const wcol[] = {"w"};
+            dw_options o = options_for(
+                "coll", TEST_SIDE("l_old", key, vcol),
+                one ? TEST_SIDE("l_old", key, wcol)
+                    : TEST_SIDE("l_new", key, vcol));
+            static const dw_column_map up_v[] = {{"v", "v"}};
+            static const dw_column_map up_w[] = {{"w", "v"}};
+            o.up = one ? up_w : up_v;
+            o.nup = 1;
+            dw_migration *h = NULL;
+            char *err = NULL;
+            int rc = dw_sqlite_open(&h, t.db, &o, &err);
+            if (rc != DW_ESCHEMA)
+                print_error("%s / %s, %s: %d %s\n", cases[i].col,
+                            cases[i].index, one ? "one table" : "two",
+                            rc, err ? err : "");
+            assert_int_equal(rc, DW_ESCHEMA);
+            assert_null(h);
+            assert_non_null(err);
+            assert_non_null(strstr(err, "collation"));
+            assert_non_null(strstr(err, "l_old"));
+            dw_free(err);
+            test_db_close(&t);
+        }
 }
 
 static void test_chunks_random(void **state)
@@ -1439,6 +1702,154 @@ static void test_one_table_callback(void **state)
 {
     (void)state;
     one_table(1);
+}
+
+/* ---- 7b. equal rows never reach the core -------------------------------- */
+
+/* The backend's verification passes, watched: which sides, whether the
+ * core let the backend settle equal rows, and how many rows it handed to
+ * the core's comparison. */
+typedef struct pass_spy {
+    const dw_backend_ops *real;
+    dw_backend_ops ops;
+    dw_verify_row_fn fn;
+    int passes[2], same_in_sql, rows;
+} pass_spy;
+
+static pass_spy spy;
+
+static int spy_row(dw_migration *h, const dw_verify_row *row, void *arg)
+{
+    spy.rows++;
+    return spy.fn(h, row, arg);
+}
+
+static int spy_verify_range(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int flags,
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows)
+{
+    spy.passes[side == DW_SIDE_NEW]++;
+    spy.same_in_sql += (flags & DW_VR_SAME_IN_SQL) != 0;
+    spy.fn = fn;
+    return spy.real->verify_range(h, side, lo, lo_incl, hi, flags, limit,
+                                  end, spy_row, arg, rows);
+}
+
+static void spy_on(dw_migration *h)
+{
+    memset(&spy, 0, sizeof spy);
+    spy.real = h->ops;
+    spy.ops = *h->ops;
+    spy.ops.verify_range = spy_verify_range;
+    h->ops = &spy.ops;
+}
+
+static void spy_reset(void)
+{
+    memset(spy.passes, 0, sizeof spy.passes);
+    spy.same_in_sql = spy.rows = 0;
+}
+
+/* 200 keys: 190 equal, then 3 different, 4 only on the old side and 3
+ * only on the new, spread between them. */
+static void fill_mostly_equal(sqlite3 *db, const char *old_t,
+                              const char *new_t)
+{
+    exec_fmt(db,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < 200) INSERT INTO %s SELECT i, 'v' || i FROM n "
+             "WHERE i NOT IN (20, 90, 150)",
+             old_t);
+    exec_fmt(db,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < 200) INSERT INTO %s SELECT i, CASE WHEN i IN (7, 70, "
+             "170) THEN 'changed' ELSE 'v' || i END FROM n "
+             "WHERE i NOT IN (10, 60, 110, 199)",
+             new_t);
+}
+
+/* With an SQL mapping and nothing to normalise or compare in C, the
+ * backend settles equal rows itself: only divergent keys reach the
+ * core's comparison, while every key is still counted. A comparator (or
+ * normaliser) needs every row in C again. */
+static void test_equal_rows_stay_in_backend(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    exec_ok(t.db, "CREATE TABLE e_old(id INTEGER PRIMARY KEY, v TEXT);"
+                  "CREATE TABLE e_new(id INTEGER PRIMARY KEY, v TEXT);");
+    fill_mostly_equal(t.db, "e_old", "e_new");
+    static const dw_column_map up[] = {{"v", "v"}};
+    dw_migration *h = open_two(t.db, "eq_rows", "e_old", "e_new", up, 1, 0);
+    spy_on(h);
+    vsink s;
+    memset(&s, 0, sizeof s);
+    static const int chunks[] = {1, 2, 7, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        spy_reset();
+        dw_verify_result r = verify_with(h, &s, chunks[ci], 1000);
+        assert_counts(&r, 200, 4, 3, 3);
+        assert_int_equal(s.calls, 10);
+        assert_int_equal(spy.rows, 10);
+        assert_int_equal(spy.same_in_sql, spy.passes[0]);
+        assert_true(spy.passes[0] > 0 && spy.passes[1] > 0);
+    }
+    /* A comparator: every key is compared in C, with the same outcome. */
+    int ncompare = 0;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.compare = defer_compare;
+    ro.compare_payload = &ncompare;
+    assert_dw_ok(h, dw_set_read_options(h, &ro));
+    spy_reset();
+    dw_verify_result r = verify_with(h, &s, 0, 1000);
+    assert_counts(&r, 200, 4, 3, 3);
+    assert_int_equal(spy.rows, 200);
+    assert_int_equal(spy.same_in_sql, 0);
+    h->ops = spy.real;
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
+}
+
+/* One table: the same, and no pass looks for keys only on the new side
+ * in SQL (a row holds both sides). */
+static void test_equal_rows_stay_in_backend_one_table(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    exec_ok(t.db, "CREATE TABLE e_one(id INTEGER PRIMARY KEY, v TEXT, "
+                  "w TEXT);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                  "FROM n WHERE i < 100) INSERT INTO e_one SELECT i, 'v' || i,"
+                  " CASE WHEN i % 25 = 3 THEN NULL ELSE upper('v' || i) END "
+                  "FROM n;");
+    static const char *const ocols[] = {"v"};
+    static const char *const ncols[] = {"w"};
+    dw_options o = options_for("eq_one", TEST_SIDE("e_one", k_id, ocols),
+                               TEST_SIDE("e_one", k_id, ncols));
+    static const dw_column_map up[] = {{"w", "upper(v)"}};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(t.db, &o);
+    spy_on(h);
+    vsink s;
+    memset(&s, 0, sizeof s);
+    static const int chunks[] = {1, 3, 1000};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+        spy_reset();
+        dw_verify_result r = verify_with(h, &s, chunks[ci], 1000);
+        assert_counts(&r, 100, 0, 0, 4);
+        assert_int_equal(spy.rows, 4);
+        assert_int_equal(s.calls, 4);
+        assert_string_equal(s.keys[0], "[3]");
+    }
+    h->ops = spy.real;
+    vsink_reset(&s);
+    dw_close(h);
+    test_db_close(&t);
 }
 
 /* ---- 8. read options -------------------------------------------------------- */
@@ -2784,6 +3195,10 @@ int main(void)
         cmocka_unit_test(test_report_limit),
         cmocka_unit_test(test_chunks_layout),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_chunks_new_only_bounded),
+        cmocka_unit_test(test_chunks_writer_between),
+        cmocka_unit_test(test_blob_key_on_equal_row),
+        cmocka_unit_test(test_key_collation_not_the_index),
         cmocka_unit_test(test_chunks_random),
         cmocka_unit_test(test_chunks_mixed_key_types),
         cmocka_unit_test(test_range),
@@ -2793,6 +3208,8 @@ int main(void)
         cmocka_unit_test(test_mapping_order),
         cmocka_unit_test(test_one_table_sql),
         cmocka_unit_test(test_one_table_callback),
+        cmocka_unit_test(test_equal_rows_stay_in_backend),
+        cmocka_unit_test(test_equal_rows_stay_in_backend_one_table),
         cmocka_unit_test(test_read_options_apply),
         cmocka_unit_test(test_stored_runs),
         cmocka_unit_test(test_repair_keys),

@@ -723,7 +723,6 @@ const dw_backend_ops dw__sqlite_backend = {
     .delete_row = dw__sqlite_delete_row,
     /* Key ranges */
     .range_key_at = dw__sqlite_range_key_at,
-    .chunk_end = dw__sqlite_chunk_end,
     .range_last = dw__sqlite_range_last,
     .range_count = dw__sqlite_range_count,
     .null_keys = dw__sqlite_null_keys,
@@ -736,6 +735,7 @@ const dw_backend_ops dw__sqlite_backend = {
     .skip_reset = dw__sqlite_skip_reset,
     .skip_add = dw__sqlite_skip_add,
     .skip_keys = dw__sqlite_skip_keys,
+    .verify_chunk = dw__sqlite_verify_chunk,
     .verify_range = dw__sqlite_verify_range,
     /* Setup SQL */
     .run_setup = dw__sqlite_run_setup,

@@ -74,7 +74,10 @@ enum range_kind {
     RK_KEYS,
     RK_ROWS, /* key and columns of a side, in key order */
     RK_VERIFY,
-    RK_CHUNK_END,
+    RK_VERIFY_SAME, /* verification that leaves out plainly equal rows */
+    RK_VERIFY_SAME_TYPED, /* the same, the keys' types known */
+    RK_CHUNK_END, /* where a verification chunk of two tables ends */
+    RK_VERIFY_LIMITED, /* RK_VERIFY's old pass, LIMIT ?1 keys */
     RK_COVERED, /* old keys that have a new row */
     RK_SKIPPED, /* keys of the skip set in range that either side has */
     RK_KINDS
@@ -280,8 +283,6 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
                             int lo_incl, const dw_value *hi, int offset,
                             dw_held_key *key);
 int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key);
-int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_held_key *key);
 int dw__sqlite_range_count(dw_migration *h, int side, const dw_value *lo,
                            const dw_value *hi, int64_t *n);
 int dw__sqlite_null_keys(dw_migration *h, int side, int64_t *n);
@@ -303,9 +304,13 @@ int dw__sqlite_skip_keys(dw_migration *h, const dw_value *lo,
                          const dw_value *hi, dw_key_fn fn, void *arg);
 int dw__sqlite_override_keys(dw_migration *h, int first, int last,
                              dw_keytext_fn fn, void *arg);
-int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
-                            int lo_incl, const dw_value *hi,
-                            dw_verify_row_fn fn, void *arg);
+int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int limit,
+                            dw_held_key *end, int64_t *nold);
+int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int flags,
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows);
 int dw__sqlite_run_setup(dw_migration *h);
 /* Typed key values of columns first..first+n-1 of the current row;
  * DW_EMISUSE for a NULL or BLOB key value. */

@@ -74,6 +74,23 @@ static int find_table(dw_migration *h, const char *name, dw_table_desc *t)
     return rc;
 }
 
+/* The column's declared collation, as SQLite compares it in ranges and
+ * ORDER BY; left unknown (NULL) where SQLite does not say (a hidden
+ * column). */
+static int column_collation(dw_migration *h, const char *table,
+                            dw_col_desc *c)
+{
+    const char *coll = NULL;
+    int rc = sqlite3_table_column_metadata(h->db, "main", table, c->name,
+                                           NULL, &coll, NULL, NULL, NULL);
+    if (rc == SQLITE_NOMEM)
+        return rc;
+    if (rc != SQLITE_OK || !coll)
+        return SQLITE_OK;
+    c->coll = dw__strdup(coll);
+    return c->coll ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static int read_columns(dw_migration *h, dw_table_desc *t)
 {
     sqlite3_stmt *st = NULL;
@@ -103,6 +120,7 @@ static int read_columns(dw_migration *h, dw_table_desc *t)
         c->not_null = sqlite3_column_int(st, 2);
         c->pk = sqlite3_column_int(st, 3);
         c->generated = sqlite3_column_int(st, 4) != 0;
+        rc = column_collation(h, t->name, c);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;

@@ -147,12 +147,15 @@ static void build_skipped(dw_buf *b, const dw_spec *s, int bounds)
 }
 
 /* The old side in the comparison shape: key, then the up mapping's
- * expressions (SQL) or the old columns as stored (a C mapping). */
+ * expressions (SQL) or the old columns as stored (a C mapping). One table
+ * holds both sides in a row: its new columns follow, and the key is on
+ * both sides. */
 static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    const dw_side_def *n = &s->side[DW_SIDE_NEW];
     char **exprs = s->map[DW_SIDE_NEW].exprs;
-    int na = exprs ? s->side[DW_SIDE_NEW].ncols : o->ncols;
+    int na = exprs ? n->ncols : o->ncols;
     dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++) {
         dw_buf_printf(b, "%s", i ? ", " : "");
@@ -168,27 +171,37 @@ static void add_old_shape(dw_buf *b, const dw_spec *s, int bounds)
         }
         dw_buf_printf(b, " AS dw_a%d", i);
     }
+    if (s->same_table) {
+        for (int i = 0; i < n->ncols; i++) {
+            dw_buf_puts(b, ", ");
+            dw_buf_ident(b, n->cols[i]);
+            dw_buf_printf(b, " AS dw_b%d", i);
+        }
+    }
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, o->table);
     add_range(b, o, NULL, bounds);
 }
 
-static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
+/* Two tables: the old side's keys in range, each with its new row when
+ * there is one. */
+static void add_old_join(dw_buf *b, const dw_spec *s, int bounds)
 {
     const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
     int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
-    /* Keys on the old side (with the new row when there is one)... */
-    dw_buf_puts(b, "SELECT 1, ");
-    dw_buf_ident(b, "dw_n");
-    dw_buf_puts(b, ".");
-    dw_buf_ident(b, n->key[0]);
-    dw_buf_puts(b, " IS NOT NULL");
+    dw_buf_puts(b, "SELECT ");
     for (int i = 0; i < o->nkey; i++)
-        dw_buf_printf(b, ", dw_o.dw_k%d", i);
+        dw_buf_printf(b, "%sdw_o.dw_k%d", i ? ", " : "", i);
     for (int i = 0; i < na; i++)
         dw_buf_printf(b, ", dw_o.dw_a%d", i);
-    dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
-    dw_buf_puts(b, " FROM (");
+    for (int i = 0; i < n->ncols; i++) {
+        dw_buf_puts(b, ", dw_n.");
+        dw_buf_ident(b, n->cols[i]);
+        dw_buf_printf(b, " AS dw_b%d", i);
+    }
+    dw_buf_puts(b, ", dw_n.");
+    dw_buf_ident(b, n->key[0]);
+    dw_buf_puts(b, " IS NOT NULL AS dw_in_new FROM (");
     add_old_shape(b, s, bounds);
     dw_buf_puts(b, ") AS dw_o LEFT JOIN ");
     dw_buf_table(b, n->table);
@@ -199,21 +212,169 @@ static void build_verify(dw_buf *b, const dw_spec *s, int bounds)
         dw_buf_ident(b, n->key[i]);
         dw_buf_printf(b, " = dw_o.dw_k%d", i);
     }
-    /* ...then keys only on the new side. */
-    dw_buf_puts(b, " UNION ALL SELECT 0, 1");
-    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 0);
+}
+
+/* A value of the old pass's row: key column i (DW_SIDE_NONE), old value
+ * i in the comparison shape (DW_SIDE_OLD) or new column i (DW_SIDE_NEW).
+ * One table names the row's columns and the mapping's expressions; two
+ * name add_old_join()'s sides. */
+static void add_pass_value(dw_buf *b, const dw_spec *s, int which, int i)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    if (which == DW_SIDE_NONE && s->same_table)
+        dw_buf_ident(b, o->key[i]);
+    else if (which == DW_SIDE_NONE)
+        dw_buf_printf(b, "dw_o.dw_k%d", i);
+    else if (which == DW_SIDE_OLD && s->same_table)
+        dw_buf_sql_in(b, "(", s->map[DW_SIDE_NEW].exprs[i], ")");
+    else if (which == DW_SIDE_OLD)
+        dw_buf_printf(b, "dw_o.dw_a%d", i);
+    else {
+        if (!s->same_table)
+            dw_buf_puts(b, "dw_n.");
+        dw_buf_ident(b, n->cols[i]);
+    }
+}
+
+/* " AND (...)": the old pass's keys that may differ, for C to compare --
+ * those with no new row, a key C must refuse (not INTEGER, REAL or TEXT:
+ * NULL and BLOB sort outside [0-length text, empty blob), unless
+ * keys_typed), or a column whose values are not plainly equal. `IS NOT`
+ * with no affinity (unary +) and BINARY sees NULLs, types and bytes; it
+ * takes an INTEGER and a REAL for equal when their values are, as
+ * dw_value_equal() does, but SQLite may compare those through a long
+ * double that rounds beyond 2^53 (under valgrind, 2^53 + 1 IS 2^53.0), so
+ * a new number that large goes to C too. Each mapping expression is
+ * written once: SQLite computes it once a row (and again only for the
+ * rows returned). */
+static void add_candidates(dw_buf *b, const dw_spec *s, int keys_typed)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    dw_buf_puts(b, " AND (0");
+    if (!s->same_table) {
+        dw_buf_puts(b, " OR dw_n.");
+        dw_buf_ident(b, n->key[0]);
+        dw_buf_puts(b, " IS NULL");
+    }
+    for (int i = 0; !keys_typed && i < o->nkey; i++) {
+        dw_buf_puts(b, " OR ");
+        add_pass_value(b, s, DW_SIDE_NONE, i);
+        dw_buf_puts(b, " IS NULL OR +");
+        add_pass_value(b, s, DW_SIDE_NONE, i);
+        dw_buf_puts(b, " >= x''");
+    }
+    for (int i = 0; i < n->ncols; i++) {
+        dw_buf_puts(b, " OR +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " IS NOT +");
+        add_pass_value(b, s, DW_SIDE_OLD, i);
+        dw_buf_puts(b, " COLLATE BINARY OR ((+");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " <= -9007199254740992 OR +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " >= 9007199254740992) AND +");
+        add_pass_value(b, s, DW_SIDE_NEW, i);
+        dw_buf_puts(b, " < '')");
+    }
+    dw_buf_puts(b, ")");
+}
+
+/* The old pass: the old side's keys in range, in key order, each with its
+ * new row (one table: the same row, read once). Columns: the key, the old
+ * row in the comparison shape, the new row, then (two tables) whether
+ * there is one. RK_VERIFY returns every key, the others only those
+ * add_candidates() picks. */
+static void build_verify(dw_buf *b, const dw_spec *s, int bounds, int kind)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD];
+    if (s->same_table) {
+        add_old_shape(b, s, bounds);
+    } else {
+        add_old_join(b, s, bounds);
+        dw_buf_puts(b, " WHERE 1");
+    }
+    if (kind != RK_VERIFY)
+        add_candidates(b, s, kind == RK_VERIFY_SAME_TYPED);
+    dw_buf_puts(b, " ORDER BY ");
+    for (int i = 0; i < o->nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+}
+
+/* The other pass: the keys in range only on the new side, in key order,
+ * as build_verify() has them (the old row NULL, no flag). */
+static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
+{
+    const dw_side_def *o = &s->side[DW_SIDE_OLD], *n = &s->side[DW_SIDE_NEW];
+    int na = s->map[DW_SIDE_NEW].exprs ? n->ncols : o->ncols;
+    dw_buf_puts(b, "SELECT ");
+    dw_buf_ident_list(b, "dw_n", n->key, n->nkey, 1);
     for (int i = 0; i < na; i++)
         dw_buf_puts(b, ", NULL");
     dw_buf_ident_list(b, "dw_n", n->cols, n->ncols, 0);
     dw_buf_puts(b, " FROM ");
     dw_buf_table(b, n->table);
-    dw_buf_puts(b, " AS dw_n");
-    add_range(b, n, "dw_n", bounds);
-    dw_buf_puts(b, " AND NOT EXISTS (SELECT 1 FROM ");
+    dw_buf_puts(b, " AS dw_n LEFT JOIN ");
     dw_buf_table(b, o->table);
-    dw_buf_puts(b, " AS dw_o WHERE ");
+    dw_buf_puts(b, " AS dw_o ON ");
     add_key_join(b, o, "dw_o", n, "dw_n");
-    dw_buf_puts(b, ")");
+    add_range(b, n, "dw_n", bounds);
+    dw_buf_puts(b, " AND dw_o.");
+    dw_buf_ident(b, o->key[0]);
+    dw_buf_puts(b, " IS NULL");
+    add_order(b, n, "dw_n", "");
+}
+
+/* Where a verification chunk ends. One table: its keys ?1 and ?1 + 1
+ * rows into the range (the second says the range goes on). Two: the
+ * smaller of the sides' keys ?1 rows into the range (a sort of two rows),
+ * then whether either side has a key after it in the range. */
+static void build_chunk_end(dw_buf *b, const dw_spec *s, int bounds)
+{
+    if (s->same_table) {
+        const dw_side_def *o = &s->side[DW_SIDE_OLD];
+        dw_buf_puts(b, "SELECT ");
+        dw_buf_ident_list(b, NULL, o->key, o->nkey, 1);
+        dw_buf_puts(b, " FROM ");
+        dw_buf_table(b, o->table);
+        add_range(b, o, NULL, bounds);
+        add_order(b, o, NULL, "");
+        dw_buf_puts(b, " LIMIT 2 OFFSET ?1");
+        return;
+    }
+    dw_buf_puts(b, "SELECT dw_e.*");
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        const dw_side_def *e = &s->side[sd];
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? ", EXISTS (SELECT 1 FROM "
+                                         : " OR EXISTS (SELECT 1 FROM ");
+        dw_buf_table(b, e->table);
+        add_range(b, e, NULL, bounds & RB_HI);
+        dw_buf_puts(b, " AND ");
+        add_key_tuple(b, e, NULL);
+        dw_buf_puts(b, e->nkey > 1 ? " > (" : " > ");
+        for (int i = 0; i < e->nkey; i++)
+            dw_buf_printf(b, "%sdw_e.dw_k%d", i ? ", " : "", i);
+        dw_buf_puts(b, e->nkey > 1 ? "))" : ")");
+    }
+    dw_buf_puts(b, " FROM (SELECT * FROM (");
+    for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
+        const dw_side_def *e = &s->side[sd];
+        dw_buf_puts(b, sd == DW_SIDE_OLD ? "" : " UNION ALL ");
+        dw_buf_puts(b, "SELECT * FROM (SELECT ");
+        for (int i = 0; i < e->nkey; i++) {
+            dw_buf_puts(b, i ? ", " : "");
+            dw_buf_ident(b, e->key[i]);
+            dw_buf_printf(b, " AS dw_k%d", i);
+        }
+        dw_buf_puts(b, " FROM ");
+        dw_buf_table(b, e->table);
+        add_range(b, e, NULL, bounds);
+        add_order(b, e, NULL, "");
+        dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
+    }
+    dw_buf_puts(b, ") ORDER BY ");
+    for (int i = 0; i < s->side[DW_SIDE_OLD].nkey; i++)
+        dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
+    dw_buf_puts(b, " LIMIT 1) AS dw_e");
 }
 
 /* Target rows in range := mapped source rows. Two tables: an upsert on the
@@ -351,7 +512,19 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         break;
     }
     case RK_VERIFY:
-        build_verify(b, s, bounds);
+    case RK_VERIFY_SAME:
+    case RK_VERIFY_SAME_TYPED:
+        if (side == DW_SIDE_OLD)
+            build_verify(b, s, bounds, kind);
+        else
+            build_new_only(b, s, bounds);
+        break;
+    case RK_CHUNK_END:
+        build_chunk_end(b, s, bounds);
+        break;
+    case RK_VERIFY_LIMITED:
+        build_verify(b, s, bounds, RK_VERIFY);
+        dw_buf_puts(b, " LIMIT ?1");
         break;
     case RK_COVERED: {
         const dw_side_def *n = &s->side[DW_SIDE_NEW];
@@ -364,28 +537,6 @@ static void build_sql(dw_buf *b, const dw_spec *s, int kind, int side,
         dw_buf_puts(b, ")");
         break;
     }
-    case RK_CHUNK_END:
-        /* The smaller of the two sides' keys ?1 rows into the range. */
-        for (int sd = DW_SIDE_OLD; sd <= DW_SIDE_NEW; sd++) {
-            const dw_side_def *e = &s->side[sd];
-            dw_buf_puts(b, sd == DW_SIDE_OLD ? "SELECT * FROM (SELECT "
-                                             : " UNION ALL SELECT * FROM (SELECT ");
-            for (int i = 0; i < e->nkey; i++) {
-                dw_buf_puts(b, i ? ", " : "");
-                dw_buf_ident(b, e->key[i]);
-                dw_buf_printf(b, " AS dw_k%d", i);
-            }
-            dw_buf_puts(b, " FROM ");
-            dw_buf_table(b, e->table);
-            add_range(b, e, NULL, bounds);
-            add_order(b, e, NULL, "");
-            dw_buf_puts(b, " LIMIT 1 OFFSET ?1)");
-        }
-        dw_buf_puts(b, " ORDER BY ");
-        for (int i = 0; i < d->nkey; i++)
-            dw_buf_printf(b, "%s%d", i ? ", " : "", i + 1);
-        dw_buf_puts(b, " LIMIT 1");
-        break;
     }
 }
 
@@ -639,16 +790,6 @@ int dw__sqlite_range_key_at(dw_migration *h, int side, const dw_value *lo,
     if (st)
         sqlite3_bind_int(st, P_OFFSET, offset);
     return one_key(h, st, side, key, "paging through the keys");
-}
-
-int dw__sqlite_chunk_end(dw_migration *h, const dw_value *lo, int lo_incl,
-                         const dw_value *hi, int offset, dw_held_key *key)
-{
-    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
-                                  hi);
-    if (st)
-        sqlite3_bind_int(st, P_OFFSET, offset);
-    return one_key(h, st, DW_SIDE_NONE, key, "dividing the keys into chunks");
 }
 
 int dw__sqlite_range_last(dw_migration *h, int side, dw_held_key *key)
@@ -1044,18 +1185,103 @@ int dw__sqlite_override_keys(dw_migration *h, int first, int last,
     return finish(h, st, rc, DW_SIDE_NONE, what);
 }
 
-int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+/* Columns first.. of the current row as values pointing into the
+ * statement, under one hold of the connection's mutex. */
+static int column_values(sqlite3_stmt *st, int first, int n, dw_value *v)
 {
     sqlite3_mutex *mutex = sqlite3_db_mutex(sqlite3_db_handle(st));
+    int rc = DW_OK;
     sqlite3_mutex_enter(mutex);
-    int rc = dw__value_of(v, sqlite3_column_value(st, c));
+    for (int i = 0; rc == DW_OK && i < n; i++)
+        rc = dw__value_of(&v[i], sqlite3_column_value(st, first + i));
     sqlite3_mutex_leave(mutex);
     return rc;
 }
 
-int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
-                            int lo_incl, const dw_value *hi,
-                            dw_verify_row_fn fn, void *arg)
+int dw__column_value(sqlite3_stmt *st, int c, dw_value *v)
+{
+    return column_values(st, c, 1, v);
+}
+
+int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int limit,
+                            dw_held_key *end, int64_t *nold)
+{
+    const char *what = "dividing the keys into chunks";
+    int nkey = h->spec.side[DW_SIDE_OLD].nkey;
+    *nold = 0;
+    dw__held_key_clear(end);
+    sqlite3_stmt *st = range_stmt(h, RK_CHUNK_END, DW_SIDE_OLD, lo, lo_incl,
+                                  hi);
+    if (!st)
+        return h->errcode;
+    sqlite3_bind_int(st, P_OFFSET, limit - 1);
+    int rc = sqlite3_step(st), found = rc == SQLITE_ROW, result = DW_OK;
+    /* The last key of the range needs no bound: the chunk is the rest,
+     * and no chunk after it is read to find nothing. */
+    if (found)
+        result = stmt_key_paged(h, st, 0, nkey, DW_SIDE_OLD, end);
+    if (result == DW_OK && found &&
+        !(h->spec.same_table ? (rc = sqlite3_step(st)) == SQLITE_ROW
+                             : sqlite3_column_int(st, nkey)))
+        dw__held_key_clear(end);
+    if (result != DW_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return result;
+    }
+    result = finish(h, st, rc == SQLITE_ROW ? SQLITE_DONE : rc, DW_SIDE_NONE,
+                    what);
+    if (result != DW_OK) {
+        dw__held_key_clear(end);
+        return result;
+    }
+    /* One table: the key `limit` keys in was there, so the chunk holds
+     * that many. */
+    if (found && h->spec.same_table) {
+        *nold = limit;
+        return DW_OK;
+    }
+    st = range_stmt(h, RK_COUNT, DW_SIDE_OLD, lo, lo_incl,
+                    end->v ? end->v : hi);
+    result = st ? count_stmt(h, st, DW_SIDE_OLD, nold, "counting rows")
+                : h->errcode;
+    if (result != DW_OK)
+        dw__held_key_clear(end);
+    return result;
+}
+
+/* Steps a verification pass to its next row and reads the row's n
+ * columns into vals (pointing into the statement, valid until the next
+ * step), the connection's mutex held once for the step and all the
+ * reads (NULL, a no-op, when SQLite runs without): each
+ * sqlite3_column_*() call takes it, and taken from outside it costs a
+ * lock and an unlock per value. *key_ok: whether the first nkey columns
+ * are keys C takes (INTEGER, REAL or TEXT). SQLITE_ROW, SQLITE_DONE or
+ * the step's error; ROW_UNREAD when a value could not be read. */
+#define ROW_UNREAD (-1)
+
+static int step_row(sqlite3_stmt *st, sqlite3_mutex *mutex, int nkey, int n,
+                    dw_value *vals, int *key_ok)
+{
+    sqlite3_mutex_enter(mutex);
+    int rc = sqlite3_step(st);
+    *key_ok = 1;
+    for (int i = 0; rc == SQLITE_ROW && i < n; i++) {
+        if (dw__value_of(&vals[i], sqlite3_column_value(st, i)) != DW_OK)
+            rc = ROW_UNREAD;
+        else if (i < nkey && (vals[i].type == DW_TYPE_NULL ||
+                              vals[i].type == DW_TYPE_BLOB))
+            *key_ok = 0;
+    }
+    sqlite3_mutex_leave(mutex);
+    return rc;
+}
+
+int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
+                            int lo_incl, const dw_value *hi, int flags,
+                            int limit, dw_held_key *end, dw_verify_row_fn fn,
+                            void *arg, int64_t *rows)
 {
     const dw_spec *s = &h->spec;
     int nkey = s->side[DW_SIDE_OLD].nkey;
@@ -1063,39 +1289,76 @@ int dw__sqlite_verify_range(dw_migration *h, const dw_value *lo,
                                        : s->side[DW_SIDE_OLD].ncols;
     int nb = s->side[DW_SIDE_NEW].ncols;
     int ncols = nkey + na + nb;
-    sqlite3_stmt *st = range_stmt(h, RK_VERIFY, DW_SIDE_NEW, lo, lo_incl, hi);
+    *rows = 0;
+    if (side == DW_SIDE_NEW && s->same_table)
+        return DW_OK; /* one row holds both sides: none is new only */
+    int kind = RK_VERIFY;
+    if (side == DW_SIDE_OLD && (flags & DW_VR_SAME_IN_SQL))
+        kind = flags & DW_VR_KEYS_TYPED ? RK_VERIFY_SAME_TYPED
+                                        : RK_VERIFY_SAME;
+    else if (limit > 0)
+        kind = RK_VERIFY_LIMITED;
+    if (kind == RK_VERIFY_LIMITED)
+        dw__held_key_clear(end);
+    sqlite3_stmt *st = range_stmt(h, kind, side, lo, lo_incl, hi);
     if (!st)
         return h->errcode;
-    dw_value *vals = dw__malloc(sizeof(dw_value) * (size_t)ncols);
+    /* One key more than the chunk's: whether the range goes on after it. */
+    if (kind == RK_VERIFY_LIMITED)
+        sqlite3_bind_int(st, P_OFFSET, limit + 1);
+    /* Two tables' old pass: its last column says whether the key has a
+     * new row (one table: always). */
+    int flagged = side == DW_SIDE_OLD && !s->same_table;
+    dw_value *vals =
+        dw__malloc(sizeof(dw_value) * (size_t)(ncols + flagged));
     if (!vals) {
         sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
         return dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     }
-    int rc, result = DW_OK;
-    while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        dw_verify_row row;
-        row.in_old = sqlite3_column_int(st, 0);
-        row.in_new = sqlite3_column_int(st, 1);
-        int side = row.in_old ? DW_SIDE_OLD : DW_SIDE_NEW;
-        result = dw__stmt_key(h, st, 2, nkey, vals, side);
-        for (int i = nkey; result == DW_OK && i < ncols; i++)
-            if (dw__column_value(st, 2 + i, &vals[i]) != DW_OK)
-                result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE,
-                                   "out of memory");
+    dw_verify_row row;
+    row.in_old = side == DW_SIDE_OLD;
+    row.key = vals;
+    row.a = vals + nkey;
+    row.b = vals + nkey + na;
+    sqlite3_mutex *mutex = sqlite3_db_mutex(h->db);
+    int rc, key_ok, result = DW_OK;
+    while (result == DW_OK &&
+           (rc = step_row(st, mutex, nkey, ncols + flagged, vals, &key_ok)) ==
+               SQLITE_ROW) {
+        /* A key after the chunk's last: the range goes on. */
+        if (kind == RK_VERIFY_LIMITED && *rows == limit)
+            break;
+        row.in_new = !flagged || vals[ncols].i;
+        /* A key C refuses: read again for the message saying why. */
+        if (!key_ok)
+            result = dw__stmt_key(h, st, 0, nkey, vals, side);
+        /* The chunk's last key, held once a chunk. */
+        if (result == DW_OK && kind == RK_VERIFY_LIMITED &&
+            *rows == limit - 1)
+            result = stmt_key_paged(h, st, 0, nkey, DW_SIDE_OLD, end);
         if (result != DW_OK)
             break;
-        row.key = vals;
-        row.a = vals + nkey;
-        row.b = vals + nkey + na;
+        ++*rows;
         result = fn(h, &row, arg);
     }
+    /* The range ends within the chunk: none after it. */
+    if (kind == RK_VERIFY_LIMITED && result == DW_OK && rc != SQLITE_ROW)
+        dw__held_key_clear(end);
+    if (result == DW_OK && rc == SQLITE_ROW)
+        rc = SQLITE_DONE;
+    if (result == DW_OK && rc == ROW_UNREAD)
+        result = dw__error(h, DW_ENOMEM, DW_SIDE_NONE, "out of memory");
     dw__free(vals);
-    if (result != DW_OK) {
+    if (result == DW_OK)
+        result = finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    else {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        return result;
     }
-    return finish(h, st, rc, DW_SIDE_NONE, "comparing the two sides");
+    if (result != DW_OK && kind == RK_VERIFY_LIMITED)
+        dw__held_key_clear(end);
+    return result;
 }
 
 int dw__sqlite_run_setup(dw_migration *h)
