@@ -291,8 +291,18 @@ static void test_stored_spec(void **state)
 
 /* ---- which unique index a key's collation is checked against ------------ */
 
-/* Keys that order one way under BINARY and another under NOCASE. */
-#define MIXED_CASE_KEYS "('a'), ('B'), ('c'), ('D'), ('e'), ('F'), ('g')"
+/* Keys that order one way under BINARY and another under NOCASE ('Z'
+ * comes before 'g' in one, after it in the other). */
+#define MIXED_CASE_KEYS                                                        \
+    "('a'), ('B'), ('c'), ('D'), ('e'), ('F'), ('g'), ('Z')"
+
+static int stop_after_batch(const dw_backfill_progress *progress,
+                            void *payload)
+{
+    (void)progress;
+    ++*(int *)payload;
+    return 1;
+}
 
 /* Migration "keycoll" of key id from t_old (value v) to t_new, or within
  * t_old from v to w; 0 or the code dw_sqlite_open() returned (*err set). */
@@ -317,8 +327,9 @@ static int open_keycoll(dw_migration **h, sqlite3 *db, int one_table,
 }
 
 /* A schema with other unique indexes beside the key's opens, and opens
- * again once stored; the backfill in batches of two copies every key and
- * a verification in chunks of two counts each once: ranges, ORDER BY and
+ * again once stored; the backfill, a row a call (each call checks the
+ * stored cursor is before the end key), copies every key and a
+ * verification in chunks of two counts each once: ranges, ORDER BY and
  * the cursors compared in C agree on the column's collation. */
 static void key_schema_works(const char *schema, int one_table,
                              int64_t nkeys)
@@ -338,10 +349,16 @@ static void key_schema_works(const char *schema, int one_table,
         assert_int_equal(rc, DW_OK);
         if (pass == 0) {
             dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
-            bo.batch_rows = 2;
+            int batches = 0;
+            bo.batch_rows = 1;
             bo.batch_ms = -1;
+            bo.progress = stop_after_batch;
+            bo.payload = &batches;
             stage_force_ok(h, DW_STAGE_DUAL_WRITE);
-            assert_dw_ok(h, dw_backfill(NULL, h, &bo));
+            while ((rc = dw_backfill(NULL, h, &bo)) == DW_MORE)
+                assert_true(batches <= nkeys);
+            assert_dw(h, rc, DW_OK);
+            assert_true(batches >= nkeys);
         }
         dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
         vo.chunk_rows = 2;
@@ -375,7 +392,7 @@ static void test_key_collation_other_indexes(void **state)
         "CREATE TABLE t_new(id TEXT PRIMARY KEY, v TEXT);"
         "CREATE UNIQUE INDEX t_new_ci ON t_new(id COLLATE NOCASE);"
         "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ";",
-        0, 7);
+        0, 8);
     /* A partial NOCASE one: 'a' and 'A' are both keys. */
     key_schema_works(
         "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT, w TEXT);"
@@ -383,13 +400,13 @@ static void test_key_collation_other_indexes(void **state)
         "  WHERE v = 'x';"
         "CREATE TABLE t_new(id TEXT PRIMARY KEY, v TEXT);"
         "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ", ('A'), ('b');",
-        0, 9);
+        0, 10);
     /* One table, a unique index over another column and the key. */
     key_schema_works(
         "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT, w TEXT);"
         "CREATE UNIQUE INDEX t_old_wid ON t_old(w, id COLLATE NOCASE);"
         "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ", ('A'), ('b');",
-        1, 9);
+        1, 10);
     /* A NOCASE primary key beside a BINARY index over more columns. */
     key_schema_works(
         "CREATE TABLE t_old(id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT, "
@@ -397,7 +414,7 @@ static void test_key_collation_other_indexes(void **state)
         "CREATE UNIQUE INDEX t_old_vid ON t_old(v, id COLLATE BINARY);"
         "CREATE TABLE t_new(id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT);"
         "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ";",
-        0, 7);
+        0, 8);
 }
 
 /* A NOCASE key column whose only unique index compares it with BINARY
