@@ -293,7 +293,7 @@ static void test_stored_spec(void **state)
 
 /* Keys that order one way under BINARY and another under NOCASE ('Z'
  * comes before 'g' in one, after it in the other). */
-#define MIXED_CASE_KEYS                                                        \
+#define MIXED_CASE_KEYS \
     "('a'), ('B'), ('c'), ('D'), ('e'), ('F'), ('g'), ('Z')"
 
 static int stop_after_batch(const dw_backfill_progress *progress,
