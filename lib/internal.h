@@ -336,6 +336,8 @@ typedef struct dw_unique_desc {
     char **colls; /* each column's collation name */
     int ncols;
     int partial;
+    char *name;   /* the index's name, for messages */
+    int primary;  /* the PRIMARY KEY's index */
 } dw_unique_desc;
 
 typedef struct dw_fk_desc {

@@ -41,6 +41,7 @@ void dw__table_desc_free(dw_table_desc *t)
     for (int i = 0; i < t->nuniques; i++) {
         free_names(t->uniques[i].cols, t->uniques[i].ncols);
         free_names(t->uniques[i].colls, t->uniques[i].ncols);
+        dw__free(t->uniques[i].name);
     }
     dw__free(t->uniques);
     for (int i = 0; i < t->nfks; i++) {
@@ -334,47 +335,82 @@ static int old_side_from_store(dw_migration *h)
 
 /* ---- keys ------------------------------------------------------------------------ */
 
-/* How key column i of a described side compares: its class, and the
- * collation of the first unique index over it (BINARY when none); 1 when
- * there is such an index. */
-static int key_traits(const dw_table_desc *t, const char *key, char *cls,
-                      const char **coll)
+/* Whether unique index u tells the side's keys apart: it is over exactly
+ * the key columns (in any order) and not partial. */
+static int is_key_index(const dw_side_def *d, const dw_unique_desc *u)
 {
-    int c = find_col(t, key);
-    *cls = c < 0 ? DW_CLASS_NONE : t->cols[c].type_class;
-    *coll = "BINARY";
+    return !u->partial && same_set(d->key, d->nkey, u->cols, u->ncols);
+}
+
+/* The first column of index u that it compares with a collation other
+ * than the one the column declares; -1 when there is none. */
+static int collation_differs(const dw_table_desc *t, const dw_unique_desc *u)
+{
+    for (int j = 0; j < u->ncols; j++) {
+        int c = find_col(t, u->cols[j]);
+        if (c >= 0 && t->cols[c].coll &&
+            !same_name(t->cols[c].coll, u->colls[j]))
+            return j;
+    }
+    return -1;
+}
+
+/* The unique index that tells the side's keys apart: of those over exactly
+ * the key, one comparing each column as the column declares (other unique
+ * indexes, a NOCASE one beside a BINARY primary key, are the schema's
+ * business), else the first; NULL when the key is the rowid. */
+static const dw_unique_desc *key_index(const dw_side_def *d,
+                                       const dw_table_desc *t)
+{
+    const dw_unique_desc *found = NULL;
     for (int u = 0; u < t->nuniques; u++)
-        for (int j = 0; j < t->uniques[u].ncols; j++)
-            if (t->uniques[u].cols[j] && same_name(t->uniques[u].cols[j], key)) {
-                *coll = t->uniques[u].colls[j];
-                return 1;
-            }
-    return 0;
+        if (is_key_index(d, &t->uniques[u])) {
+            if (collation_differs(t, &t->uniques[u]) < 0)
+                return &t->uniques[u];
+            if (!found)
+                found = &t->uniques[u];
+        }
+    return found;
+}
+
+/* How key column i of a described side compares: its class, and the
+ * collation its ranges and ORDER BY use, the column's (which
+ * key_collation_ok() checked its key index shares). A rowid key holds
+ * integers alone: BINARY whatever it declares. */
+static void key_traits(const dw_side_def *d, const dw_table_desc *t, int i,
+                       char *cls, const char **coll)
+{
+    int c = find_col(t, d->key[i]);
+    *cls = c < 0 ? DW_CLASS_NONE : t->cols[c].type_class;
+    *coll = c >= 0 && t->cols[c].coll && key_index(d, t) ? t->cols[c].coll
+                                                          : "BINARY";
 }
 
 /* Key ranges and their ORDER BY compare a key column with its own
- * collation, the unique index tells keys apart (and the key's cursor is
- * compared) with its: where the two differ, keys the index holds apart
- * may compare equal in a range (a NOCASE column under a BINARY index:
- * 'a' and 'A'), so a chunk or batch could end inside them, and keys
- * would order one way in a range and another against a stored cursor. */
+ * collation, the unique index tells keys apart with its: where the two
+ * differ, keys the index holds apart may compare equal in a range (a
+ * NOCASE column under a BINARY index: 'a' and 'A'), so a chunk or batch
+ * could end inside them and skip keys. */
 static int key_collation_ok(dw_migration *h, int side,
-                            const dw_table_desc *t, const char *key)
+                            const dw_table_desc *t)
 {
-    char cls;
-    const char *index_coll;
-    int c = find_col(t, key);
-    if (!key_traits(t, key, &cls, &index_coll) || c < 0 ||
-        !t->cols[c].coll || same_name(t->cols[c].coll, index_coll))
+    const dw_side_def *d = &h->spec.side[side];
+    const dw_unique_desc *u = key_index(d, t);
+    int j = u ? collation_differs(t, u) : -1;
+    if (j < 0)
         return DW_OK;
+    const dw_col_desc *c = &t->cols[find_col(t, u->cols[j])];
     return dw__error(h, DW_ESCHEMA, side,
                      "%s side: key column \"%s\" of table \"%s\" has "
-                     "collation %s but its unique index compares it with "
-                     "%s; keys would not order as they are told apart "
-                     "(declare the column and the index with one "
-                     "collation)",
-                     dw__side_word(side), t->cols[c].name, t->name,
-                     t->cols[c].coll, index_coll);
+                     "collation %s but %s%s%s, the unique index over the "
+                     "key, compares it with %s; keys would not order as "
+                     "they are told apart (declare the column COLLATE %s, "
+                     "or make a unique index over the key with the "
+                     "column's collation)",
+                     dw__side_word(side), c->name, t->name, c->coll,
+                     u->primary ? "the PRIMARY KEY (index \"" : "index \"",
+                     u->name ? u->name : "?", u->primary ? "\")" : "\"",
+                     u->colls[j], u->colls[j]);
 }
 
 static const char *class_word(char cls)
@@ -393,22 +429,20 @@ static int key_classes(dw_migration *h, const dw_table_desc *t)
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
     const dw_side_def *n = &h->spec.side[DW_SIDE_NEW];
     int two = !h->spec.same_table;
+    int rc = key_collation_ok(h, DW_SIDE_OLD, &t[DW_SIDE_OLD]);
+    if (rc == DW_OK && two)
+        rc = key_collation_ok(h, DW_SIDE_NEW, &t[DW_SIDE_NEW]);
+    if (rc != DW_OK)
+        return rc;
     for (int i = 0; i < o->nkey; i++) {
         char ca, cb;
         const char *la, *lb;
-        int rc = key_collation_ok(h, DW_SIDE_OLD, &t[DW_SIDE_OLD],
-                                  o->key[i]);
-        if (rc == DW_OK && two)
-            rc = key_collation_ok(h, DW_SIDE_NEW, &t[DW_SIDE_NEW],
-                                  n->key[i]);
-        if (rc != DW_OK)
-            return rc;
-        key_traits(&t[DW_SIDE_OLD], o->key[i], &ca, &la);
+        key_traits(o, &t[DW_SIDE_OLD], i, &ca, &la);
         h->key_class[i] = ca;
         h->keys_fold |= !same_name(la, "BINARY");
         if (!two)
             continue;
-        key_traits(&t[DW_SIDE_NEW], n->key[i], &cb, &lb);
+        key_traits(n, &t[DW_SIDE_NEW], i, &cb, &lb);
         if (ca != cb || !same_name(la, lb))
             return dw__error(h, DW_ESCHEMA, DW_SIDE_NONE,
                              "key column %d compares differently on the two "

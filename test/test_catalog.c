@@ -289,6 +289,167 @@ static void test_stored_spec(void **state)
     assert_null(spec);
 }
 
+/* ---- which unique index a key's collation is checked against ------------ */
+
+/* Keys that order one way under BINARY and another under NOCASE ('Z'
+ * comes before 'g' in one, after it in the other). */
+#define MIXED_CASE_KEYS \
+    "('a'), ('B'), ('c'), ('D'), ('e'), ('F'), ('g'), ('Z')"
+
+static int stop_after_batch(const dw_backfill_progress *progress,
+                            void *payload)
+{
+    (void)progress;
+    ++*(int *)payload;
+    return 1;
+}
+
+/* Migration "keycoll" of key id from t_old (value v) to t_new, or within
+ * t_old from v to w; 0 or the code dw_sqlite_open() returned (*err set). */
+static int open_keycoll(dw_migration **h, sqlite3 *db, int one_table,
+                        char **err)
+{
+    static const char *const key[] = {"id"};
+    static const char *const vcol[] = {"v"};
+    static const char *const wcol[] = {"w"};
+    static const dw_column_map up_v[] = {{"v", "v"}};
+    static const dw_column_map up_w[] = {{"w", "v"}};
+    dw_options o = DW_OPTIONS_INIT;
+    o.name = "keycoll";
+    o.old_side = (dw_side_spec){"t_old", key, 1, vcol, 1};
+    o.new_side = one_table ? (dw_side_spec){"t_old", key, 1, wcol, 1}
+                           : (dw_side_spec){"t_new", key, 1, vcol, 1};
+    o.up = one_table ? up_w : up_v;
+    o.nup = 1;
+    *h = NULL;
+    *err = NULL;
+    return dw_sqlite_open(h, db, &o, err);
+}
+
+/* A schema with other unique indexes beside the key's opens, and opens
+ * again once stored; the backfill, a row a call (each call checks the
+ * stored cursor is before the end key), copies every key and a
+ * verification in chunks of two counts each once: ranges, ORDER BY and
+ * the cursors compared in C agree on the column's collation. */
+static void key_schema_works(const char *schema, int one_table,
+                             int64_t nkeys)
+{
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, schema);
+    exec_ok(t.db, "UPDATE t_old SET v = 'v' || id");
+    for (int pass = 0; pass < 2; pass++) {
+        dw_migration *h;
+        char *err;
+        int rc = open_keycoll(&h, t.db, one_table, &err);
+        if (rc != DW_OK)
+            print_error("%s\n%s: %s\n", schema, pass ? "reopen" : "open",
+                        err ? err : dw_errstr(rc));
+        dw_free(err);
+        assert_int_equal(rc, DW_OK);
+        if (pass == 0) {
+            dw_backfill_options bo = DW_BACKFILL_OPTIONS_INIT;
+            int batches = 0;
+            bo.batch_rows = 1;
+            bo.batch_ms = -1;
+            bo.progress = stop_after_batch;
+            bo.payload = &batches;
+            stage_force_ok(h, DW_STAGE_DUAL_WRITE);
+            while ((rc = dw_backfill(NULL, h, &bo)) == DW_MORE)
+                assert_true(batches <= nkeys);
+            assert_dw(h, rc, DW_OK);
+            assert_true(batches >= nkeys);
+        }
+        dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+        vo.chunk_rows = 2;
+        dw_verify_result r;
+        assert_dw_ok(h, dw_verify(&r, h, &vo));
+        if (!r.clean || r.keys != nkeys)
+            print_error("%s\n%lld keys, %lld missing, %lld extra, %lld "
+                        "different\n",
+                        schema, (long long)r.keys, (long long)r.missing,
+                        (long long)r.extra, (long long)r.different);
+        assert_true(r.clean);
+        assert_int_equal(r.keys, nkeys);
+        assert_int_equal(query_int(t.db, one_table
+                                             ? "SELECT count(*) FROM t_old "
+                                               "WHERE w IS v"
+                                             : "SELECT count(*) FROM t_new"),
+                         nkeys);
+        dw_close(h);
+    }
+    test_db_close(&t);
+}
+
+static void test_key_collation_other_indexes(void **state)
+{
+    (void)state;
+    /* A BINARY primary key beside a NOCASE unique index on it (one
+     * address per mailbox whatever its case). */
+    key_schema_works(
+        "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT, w TEXT);"
+        "CREATE UNIQUE INDEX t_old_ci ON t_old(id COLLATE NOCASE);"
+        "CREATE TABLE t_new(id TEXT PRIMARY KEY, v TEXT);"
+        "CREATE UNIQUE INDEX t_new_ci ON t_new(id COLLATE NOCASE);"
+        "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ";",
+        0, 8);
+    /* A partial NOCASE one: 'a' and 'A' are both keys. */
+    key_schema_works(
+        "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT, w TEXT);"
+        "CREATE UNIQUE INDEX t_old_ci ON t_old(id COLLATE NOCASE) "
+        "  WHERE v = 'x';"
+        "CREATE TABLE t_new(id TEXT PRIMARY KEY, v TEXT);"
+        "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ", ('A'), ('b');",
+        0, 10);
+    /* One table, a unique index over another column and the key. */
+    key_schema_works(
+        "CREATE TABLE t_old(id TEXT PRIMARY KEY, v TEXT, w TEXT);"
+        "CREATE UNIQUE INDEX t_old_wid ON t_old(w, id COLLATE NOCASE);"
+        "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ", ('A'), ('b');",
+        1, 10);
+    /* A NOCASE primary key beside a BINARY index over more columns. */
+    key_schema_works(
+        "CREATE TABLE t_old(id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT, "
+        "  w TEXT);"
+        "CREATE UNIQUE INDEX t_old_vid ON t_old(v, id COLLATE BINARY);"
+        "CREATE TABLE t_new(id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT);"
+        "INSERT INTO t_old(id) VALUES " MIXED_CASE_KEYS ";",
+        0, 8);
+}
+
+/* A NOCASE key column whose only unique index compares it with BINARY
+ * holds 'a' and 'A' apart but ranges it with NOCASE: refused, naming the
+ * index and the collations. */
+static void test_key_collation_mismatch_named(void **state)
+{
+    (void)state;
+    for (int one_table = 0; one_table <= 1; one_table++) {
+        test_db t;
+        test_db_open(&t);
+        exec_ok(t.db,
+                "CREATE TABLE t_old(id TEXT COLLATE NOCASE NOT NULL, v TEXT, "
+                "  w TEXT);"
+                "CREATE UNIQUE INDEX t_old_bin ON t_old(id COLLATE BINARY);"
+                "CREATE UNIQUE INDEX t_old_part ON t_old(id) WHERE v = 'x';"
+                "CREATE TABLE t_new(id TEXT COLLATE NOCASE NOT NULL, v TEXT);"
+                "CREATE UNIQUE INDEX t_new_k ON t_new(id);");
+        dw_migration *h;
+        char *err;
+        int rc = open_keycoll(&h, t.db, one_table, &err);
+        if (rc != DW_ESCHEMA)
+            print_error("%d: %s\n", rc, err ? err : "");
+        assert_int_equal(rc, DW_ESCHEMA);
+        assert_null(h);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "\"t_old_bin\""));
+        assert_non_null(strstr(err, "NOCASE"));
+        assert_non_null(strstr(err, "BINARY"));
+        assert_null(strstr(err, "t_old_part"));
+        dw_free(err);
+        test_db_close(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +465,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_statement, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stored_spec, setup, teardown),
+        cmocka_unit_test(test_key_collation_other_indexes),
+        cmocka_unit_test(test_key_collation_mismatch_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,19 +74,26 @@ static int find_table(dw_migration *h, const char *name, dw_table_desc *t)
     return rc;
 }
 
-/* The column's declared collation, as SQLite compares it in ranges and
- * ORDER BY; left unknown (NULL) where SQLite does not say (a hidden
- * column). */
+/* A column's declared collation (BINARY when none), as SQLite compares
+ * it in ranges and ORDER BY; *coll is SQLite's, valid until the schema
+ * changes. Needs SQLite built with SQLITE_ENABLE_COLUMN_METADATA. */
+static int declared_collation(dw_migration *h, const char *table,
+                              const char *column, const char **coll)
+{
+    *coll = NULL;
+    return sqlite3_table_column_metadata(h->db, "main", table, column, NULL,
+                                         coll, NULL, NULL, NULL);
+}
+
+/* Left unknown (NULL) only where SQLite names no collation; a failure
+ * (a locked schema, memory) is an error, not a skipped check. */
 static int column_collation(dw_migration *h, const char *table,
                             dw_col_desc *c)
 {
-    const char *coll = NULL;
-    int rc = sqlite3_table_column_metadata(h->db, "main", table, c->name,
-                                           NULL, &coll, NULL, NULL, NULL);
-    if (rc == SQLITE_NOMEM)
-        return rc;
+    const char *coll;
+    int rc = declared_collation(h, table, c->name, &coll);
     if (rc != SQLITE_OK || !coll)
-        return SQLITE_OK;
+        return rc;
     c->coll = dw__strdup(coll);
     return c->coll ? SQLITE_OK : SQLITE_NOMEM;
 }
@@ -154,8 +161,8 @@ static int read_uniques(dw_migration *h, dw_table_desc *t)
 {
     sqlite3_stmt *list = NULL, *info = NULL;
     int rc = dw__prepare(h,
-                         "SELECT name, partial FROM pragma_index_list(?1) "
-                         "WHERE `unique`",
+                         "SELECT name, partial, origin = 'pk' FROM "
+                         "pragma_index_list(?1) WHERE `unique`",
                          &list, NULL);
     if (rc == SQLITE_OK)
         rc = dw__prepare(h,
@@ -174,8 +181,12 @@ static int read_uniques(dw_migration *h, dw_table_desc *t)
         u = &u[t->nuniques++];
         memset(u, 0, sizeof *u);
         u->partial = sqlite3_column_int(list, 1);
-        sqlite3_bind_text(info, 1, (const char *)sqlite3_column_text(list, 0),
-                          -1, SQLITE_TRANSIENT);
+        u->primary = sqlite3_column_int(list, 2);
+        if ((rc = copy_text(list, 0, &u->name)) == SQLITE_OK && !u->name)
+            rc = SQLITE_NOMEM;
+        if (rc != SQLITE_OK)
+            break;
+        sqlite3_bind_text(info, 1, u->name, -1, SQLITE_STATIC);
         rc = read_index(info, u);
         sqlite3_reset(info);
     }
@@ -250,37 +261,36 @@ int dw__sqlite_describe_table(dw_migration *h, int side, const char *name,
     return DW_OK;
 }
 
-/* How key column i of a side compares: its affinity class and the
- * collation of a unique index over it (for the SQL of key ranges). */
+/* How key column i of a side compares: its affinity class and its
+ * declared collation, the one its ranges and ORDER BY use (validation
+ * refused a key whose unique indexes all compare it otherwise). A column
+ * that is not there (the old side after the contract) is BINARY. */
 int dw__sqlite_key_traits(dw_migration *h, int side, int i, char cls[2],
                           char coll[32])
 {
     const dw_side_def *d = &h->spec.side[side];
     sqlite3_stmt *st = NULL;
+    const char *c = "BINARY", *type = "";
     int rc = dw__prepare(h,
-                         "SELECT coalesce((SELECT type FROM "
-                         "pragma_table_xinfo(?1) WHERE name = ?2), ''), "
-                         "coalesce((SELECT x.coll FROM pragma_index_list(?1) "
-                         "AS l, pragma_index_xinfo(l.name) AS x WHERE "
-                         "l.`unique` AND x.name = ?2 AND x.key LIMIT 1), "
-                         "'BINARY')",
+                         "SELECT coalesce(type, '') FROM "
+                         "pragma_table_xinfo(?1) WHERE name = ?2",
                          &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, d->table, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->key[i], -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
     }
-    if (rc == SQLITE_ROW) {
-        const char *type = (const char *)sqlite3_column_text(st, 0);
-        const char *c = (const char *)sqlite3_column_text(st, 1);
-        if (!type || !c) {
-            rc = SQLITE_NOMEM;
-        } else {
-            cls[0] = type_class(type);
-            cls[1] = '\0';
-            sqlite3_snprintf(32, coll, "%s", c);
-            rc = SQLITE_OK;
-        }
+    if (rc == SQLITE_ROW && !(type = (const char *)sqlite3_column_text(st, 0)))
+        rc = SQLITE_NOMEM;
+    if (rc == SQLITE_ROW &&
+        (rc = declared_collation(h, d->table, d->key[i], &c)) == SQLITE_OK &&
+        !c)
+        c = "BINARY";
+    if (rc == SQLITE_OK || rc == SQLITE_DONE) {
+        cls[0] = type_class(rc == SQLITE_OK ? type : "");
+        cls[1] = '\0';
+        sqlite3_snprintf(32, coll, "%s", c);
+        rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
     return rc == SQLITE_OK ? DW_OK
