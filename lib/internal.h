@@ -327,7 +327,7 @@ typedef struct dw_col_desc {
     int not_null;
     int generated;   /* hidden or computed: no statement writes it */
     int pk;          /* position in the primary key from 1, 0 when not in it */
-    char *coll;      /* declared collation (BINARY by default); NULL: unknown */
+    char *coll; /* declared collation (BINARY by default); NULL: unknown */
 } dw_col_desc;
 
 /* A unique index or constraint: its key columns in order. */

@@ -265,10 +265,13 @@ static int read_chunk(dw_migration *h, void *arg)
 {
     verify_run *v = arg;
     int64_t nold = 0, nnew = 0, candidates = 0;
+    /* Read options set since the start (from a progress callback) that
+     * need every row in C take effect from this chunk on. */
+    int flags = equal_rows_in_backend(h) ? v->flags : 0;
     /* One table whose every row goes to C: its one pass stops chunk_rows
      * keys in and says where, so nothing steps through the chunk's keys
      * first to find its end. */
-    if (h->spec.same_table && !v->flags) {
+    if (h->spec.same_table && !flags) {
         int rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl,
                                       v->to.v, 0, v->o.chunk_rows, &v->hi,
                                       compare_one, v, &nold);
@@ -280,7 +283,7 @@ static int read_chunk(dw_migration *h, void *arg)
     const dw_value *hi = v->hi.v ? v->hi.v : v->to.v;
     if (rc == DW_OK)
         rc = h->ops->verify_range(h, DW_SIDE_OLD, v->lo.v, v->lo_incl, hi,
-                                  v->flags, 0, NULL, compare_one, v,
+                                  flags, 0, NULL, compare_one, v,
                                   &candidates);
     if (rc == DW_OK)
         rc = h->ops->verify_range(h, DW_SIDE_NEW, v->lo.v, v->lo_incl, hi,

@@ -1100,6 +1100,93 @@ static void test_blob_key_on_equal_row(void **state)
     }
 }
 
+/* A BLOB key only the new side holds is refused naming that side and its
+ * table, whichever pass meets it first -- with one key a chunk, the end of
+ * the first chunk is that key. */
+static void test_blob_key_new_side_named(void **state)
+{
+    (void)state;
+    static const int chunk_rows[] = {1, 1000};
+    for (size_t i = 0; i < sizeof chunk_rows / sizeof *chunk_rows; i++) {
+        test_db t;
+        db_open(&t);
+        exec_ok(t.db, "CREATE TABLE n_old(k PRIMARY KEY, v TEXT);"
+                      "CREATE TABLE n_new(k PRIMARY KEY, v TEXT);"
+                      "INSERT INTO n_old VALUES(1, 'a'), (2, 'b'), (3, 'c');"
+                      "INSERT INTO n_new VALUES(1, 'a'), (x'01', 'b'),"
+                      " (3, 'c');");
+        static const char *const key[] = {"k"};
+        dw_options o = options_for("blob_new",
+                                   TEST_SIDE_UNLISTED("n_old", key),
+                                   TEST_SIDE_UNLISTED("n_new", key));
+        static const dw_column_map up[] = {{"v", "v"}};
+        o.up = up;
+        o.nup = 1;
+        dw_migration *h = open_migration_ok(t.db, &o);
+        dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+        vo.chunk_rows = chunk_rows[i];
+        dw_verify_result r;
+        assert_int_equal(dw_verify(&r, h, &vo), DW_EMISUSE);
+        assert_non_null(strstr(dw_errmsg(h), "new side"));
+        assert_non_null(strstr(dw_errmsg(h), "n_new"));
+        assert_non_null(strstr(dw_errmsg(h), "BLOB"));
+        dw_close(h);
+        test_db_close(&t);
+    }
+}
+
+static int every_value_differs(const char *column, const dw_value *a,
+                               const dw_value *b, void *payload)
+{
+    (void)column;
+    (void)a;
+    (void)b;
+    (void)payload;
+    return 1;
+}
+
+/* Read options set from the progress callback after the first chunk: a
+ * comparator needs every row in C, so the SQL that leaves equal rows out
+ * stops doing so from the next chunk on. */
+static void set_comparator_after_first(const dw_verify_progress *p,
+                                       void *payload)
+{
+    dw_migration *h = payload;
+    if (p->keys != 1)
+        return;
+    dw_read_options ro = DW_READ_OPTIONS_INIT;
+    ro.compare = every_value_differs;
+    assert_int_equal(dw_set_read_options(h, &ro), DW_OK);
+}
+
+static void test_read_options_set_mid_run(void **state)
+{
+    (void)state;
+    test_db t;
+    db_open(&t);
+    exec_ok(t.db, "CREATE TABLE m_old(id INTEGER PRIMARY KEY, v TEXT);"
+                  "CREATE TABLE m_new(id INTEGER PRIMARY KEY, v TEXT);"
+                  "INSERT INTO m_old VALUES(1, 'a'), (2, 'b'), (3, 'c');"
+                  "INSERT INTO m_new SELECT * FROM m_old;");
+    static const char *const key[] = {"id"};
+    static const char *const cols[] = {"v"};
+    dw_options o = options_for("mid_run", TEST_SIDE("m_old", key, cols),
+                               TEST_SIDE("m_new", key, cols));
+    static const dw_column_map up[] = {{"v", "v"}};
+    o.up = up;
+    o.nup = 1;
+    dw_migration *h = open_migration_ok(t.db, &o);
+    dw_verify_options vo = DW_VERIFY_OPTIONS_INIT;
+    vo.chunk_rows = 1;
+    vo.progress = set_comparator_after_first;
+    vo.progress_payload = h;
+    dw_verify_result r;
+    assert_dw_ok(h, dw_verify(&r, h, &vo));
+    assert_counts(&r, 3, 0, 0, 2);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* A key column whose collation is not its unique index's is refused when
  * the migration opens: ranges would compare the keys one way and the
  * index tell them apart another (a NOCASE column under a BINARY index
@@ -3198,6 +3285,8 @@ int main(void)
         cmocka_unit_test(test_chunks_new_only_bounded),
         cmocka_unit_test(test_chunks_writer_between),
         cmocka_unit_test(test_blob_key_on_equal_row),
+        cmocka_unit_test(test_blob_key_new_side_named),
+        cmocka_unit_test(test_read_options_set_mid_run),
         cmocka_unit_test(test_key_collation_not_the_index),
         cmocka_unit_test(test_chunks_random),
         cmocka_unit_test(test_chunks_mixed_key_types),

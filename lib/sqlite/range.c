@@ -327,7 +327,8 @@ static void build_new_only(dw_buf *b, const dw_spec *s, int bounds)
 /* Where a verification chunk ends. One table: its keys ?1 and ?1 + 1
  * rows into the range (the second says the range goes on). Two: the
  * smaller of the sides' keys ?1 rows into the range (a sort of two rows),
- * then whether either side has a key after it in the range. */
+ * the side it comes from (an error about it names that side), then
+ * whether either side has a key after it in the range. */
 static void build_chunk_end(dw_buf *b, const dw_spec *s, int bounds)
 {
     if (s->same_table) {
@@ -365,7 +366,7 @@ static void build_chunk_end(dw_buf *b, const dw_spec *s, int bounds)
             dw_buf_ident(b, e->key[i]);
             dw_buf_printf(b, " AS dw_k%d", i);
         }
-        dw_buf_puts(b, " FROM ");
+        dw_buf_printf(b, ", %d AS dw_side FROM ", sd);
         dw_buf_table(b, e->table);
         add_range(b, e, NULL, bounds);
         add_order(b, e, NULL, "");
@@ -1220,10 +1221,14 @@ int dw__sqlite_verify_chunk(dw_migration *h, const dw_value *lo,
     /* The last key of the range needs no bound: the chunk is the rest,
      * and no chunk after it is read to find nothing. */
     if (found)
-        result = stmt_key_paged(h, st, 0, nkey, DW_SIDE_OLD, end);
+        result = stmt_key_paged(h, st, 0, nkey,
+                                h->spec.same_table
+                                    ? DW_SIDE_OLD
+                                    : sqlite3_column_int(st, nkey),
+                                end);
     if (result == DW_OK && found &&
         !(h->spec.same_table ? (rc = sqlite3_step(st)) == SQLITE_ROW
-                             : sqlite3_column_int(st, nkey)))
+                             : sqlite3_column_int(st, nkey + 1)))
         dw__held_key_clear(end);
     if (result != DW_OK) {
         sqlite3_reset(st);
