@@ -776,7 +776,8 @@ typedef struct dw_backend_ops {
      * stops after `limit` keys, and *end gets the last of them when the
      * range has keys after it (none otherwise) -- a chunk found by the
      * pass itself, in its read transaction, with no verify_chunk before
-     * it; end is not touched when limit is 0. */
+     * it; end is not touched when limit is 0, and limit must be 0 in
+     * every other pass. */
     int (*verify_range)(dw_migration *h, int side, const dw_value *lo,
                         int lo_incl, const dw_value *hi, int flags,
                         int limit, dw_held_key *end, dw_verify_row_fn fn,

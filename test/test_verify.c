@@ -11,6 +11,7 @@
 
 #include "internal.h" /* the ops table, watched by test_equal_rows_stay */
 
+#include <limits.h>
 #include <stddef.h>
 
 #include <stdio.h>
@@ -1751,8 +1752,10 @@ static void one_table(int with_callback)
     assert_dw_ok(h, stage_force(h, DW_STAGE_SHADOW));
     vsink s;
     memset(&s, 0, sizeof s);
-    static const int chunks[] = {1, 3, 0};
-    for (int ci = 0; ci < 3; ci++) {
+    /* INT_MAX: a chunk of every key, its one more key past the end
+     * counted without overflow. */
+    static const int chunks[] = {1, 3, 0, INT_MAX};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
         dw_verify_result r = verify_with(h, &s, chunks[ci], 100);
         assert_counts(&r, 4, 0, 0, 2);
         assert_int_equal(s.calls, 2);

@@ -1310,7 +1310,7 @@ int dw__sqlite_verify_range(dw_migration *h, int side, const dw_value *lo,
         return h->errcode;
     /* One key more than the chunk's: whether the range goes on after it. */
     if (kind == RK_VERIFY_LIMITED)
-        sqlite3_bind_int(st, P_OFFSET, limit + 1);
+        sqlite3_bind_int64(st, P_OFFSET, (sqlite3_int64)limit + 1);
     /* Two tables' old pass: its last column says whether the key has a
      * new row (one table: always). */
     int flagged = side == DW_SIDE_OLD && !s->same_table;
