@@ -68,7 +68,7 @@ typedef struct run {
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
     /* Batches may end batch_rows integers on (see span_batch()); sparse:
-     * the last such batch passed too few rows for that. */
+     * the last batch passed too few rows for that, or none has yet. */
     int integer_keys;
     int sparse;
     /* Time per row of the last few batches (ms; 0: none yet), the newest
@@ -595,9 +595,13 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         rc = h->ops->range_count(h, source, lo, upper, &passed);
     /* How the next batch finds its end: a span again while its rows stay
      * dense; after a counted end, a span again once the keys it passed
-     * span no more than twice as many integers. */
+     * span no more than twice as many integers (from the very start, with
+     * no first key to measure from, a span is tried: one passing too few
+     * rows turns back to counting). */
     if (rc == DW_OK && !last && span)
-        r->sparse = passed < r->batch_rows / 2;
+        r->sparse = 2 * passed < r->batch_rows;
+    else if (rc == DW_OK && !last && !lo)
+        r->sparse = 0;
     else if (rc == DW_OK && !last && lo && k->hi.v &&
              lo->type == DW_TYPE_INTEGER && k->hi.v->type == DW_TYPE_INTEGER)
         r->sparse = (uint64_t)k->hi.v->i - (uint64_t)lo->i >
@@ -770,6 +774,12 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
     if (rc != DW_OK)
         return rc;
     r.batch_rows = r.o.batch_rows;
+    /* Whether the keys ahead are dense is not stored with the cursor: the
+     * first batch of each call finds its end by counting, and only what
+     * it passed lets the next span (a call a batch, as an event loop or a
+     * time limit makes them, would otherwise span over any gap batch_rows
+     * integers at a time). */
+    r.sparse = 1;
     r.t0 = dw__now_ns();
     rc = dw__in_scope(h, 0, survey, &r);
     int finished = rc == DW_OK && !r.fresh && r.st.state == DW_BF_DONE;

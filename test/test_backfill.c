@@ -3171,6 +3171,55 @@ static void test_callback_integer_keys_need_no_offset(void **state)
     assert_int_equal(g_map.calls, 2 * N);
 }
 
+/* Integer keys with a gap of almost 2^63 between two runs of dense keys
+ * (and keys near both ends of the range): batches stay bounded by the
+ * rows, not the integers, when every call runs one batch and stops (the
+ * first batch of a call counts its end: density is not stored with the
+ * cursor) and at one row a batch (where half of batch_rows is 0). */
+static int stop_after_batch(const dw_backfill_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+static void test_callback_integer_keys_with_gaps(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 200 };
+    memset(&g_map, 0, sizeof g_map);
+    users_at(f, N, U_FN, DW_STAGE_DUAL_WRITE);
+    exec_ok(f->t.db, "UPDATE users SET id = id + 4611686018427387904"
+                     " WHERE id > 100;"
+                     "UPDATE users SET id = -9223372036854775807"
+                     " WHERE id = 1;"
+                     "UPDATE users SET id = 9223372036854775807"
+                     " WHERE id = 4611686018427388104;");
+    for (int mode = 0; mode < 2; mode++) {
+        dw_backfill_options o = fixed_batches(mode ? 1 : 7);
+        o.flags = DW_BACKFILL_RESTART;
+        if (!mode)
+            o.progress = stop_after_batch;
+        dw_backfill_progress p;
+        int rc, calls = 0;
+        do {
+            rc = dw_backfill(&p, f->h, &o);
+            o.flags = 0;
+            calls++;
+        } while (rc == DW_MORE && calls < 10 * N);
+        assert_dw_ok(f->h, rc);
+        assert_true(p.finished);
+        int batches = (int)p.batches; /* the run's, over its calls */
+        /* A batch more than the rows ask, at most, for each batch_rows
+         * integers up to a gap. */
+        int most = mode ? 2 * N + 4 : 2 * (N / 7) + 6;
+        if (batches > most)
+            fail_msg("mode %d: %d batches (%d calls) for %d rows", mode,
+                     batches, calls, N);
+        assert_users_match(f->t.db);
+    }
+}
+
 /* A C mapping that sets the new side's columns out of the spec's order,
  * sets the key column to another value and a column the new side does
  * not have: each row is written under its own key with the values the
@@ -3282,6 +3331,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rowid_key_needs_no_key_scans),
         cmocka_unit_test(test_key_text_longer_than_length_limit),
         cmocka_unit_test_setup_teardown(test_callback_integer_keys_need_no_offset,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_callback_integer_keys_with_gaps,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_columns_written_by_name,
                                         fixture_setup, fixture_teardown),
