@@ -417,6 +417,26 @@ static int up_upper(dw_row *out, const dw_row *in, void *payload)
     return dw_row_set_text(out, "w", buf);
 }
 
+/* One table of 400 rows whose column w is v in upper case through a C
+ * mapping, but for keys 3 and 300. */
+static dw_migration *open_upper_table(test_db *t)
+{
+    test_db_open(t);
+    exec_ok(t->db, "CREATE TABLE cb_t(id INTEGER PRIMARY KEY, v TEXT, "
+                   "w TEXT);"
+                   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                   "FROM n WHERE i < 400) INSERT INTO cb_t SELECT i, "
+                   "'v' || i, upper('v' || i) FROM n;"
+                   "UPDATE cb_t SET w = 'X' WHERE id IN (3, 300);");
+    static const char *const ocols[] = {"v"};
+    static const char *const ncols[] = {"w"};
+    dw_options o = options_for("cb", TEST_SIDE("cb_t", k_id, ocols),
+                               TEST_SIDE("cb_t", k_id, ncols));
+    o.up_fn = up_upper;
+    o.map_version = "upper 1";
+    return open_migration_ok(t->db, &o);
+}
+
 /* A C mapping sends every row of the table to C: the connection's mutex
  * is taken once a row, for the step and all its values together -- each
  * value read on its own would take it again (four times a row here). */
@@ -426,20 +446,7 @@ static void test_callback_rows_lock_once(void **state)
     if (!g_mutexes_counted)
         skip();
     test_db t;
-    test_db_open(&t);
-    exec_ok(t.db, "CREATE TABLE cb_t(id INTEGER PRIMARY KEY, v TEXT, "
-                  "w TEXT);"
-                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
-                  "FROM n WHERE i < 400) INSERT INTO cb_t SELECT i, 'v' || i,"
-                  " upper('v' || i) FROM n;"
-                  "UPDATE cb_t SET w = 'X' WHERE id IN (3, 300);");
-    static const char *const ocols[] = {"v"};
-    static const char *const ncols[] = {"w"};
-    dw_options o = options_for("cb", TEST_SIDE("cb_t", k_id, ocols),
-                               TEST_SIDE("cb_t", k_id, ncols));
-    o.up_fn = up_upper;
-    o.map_version = "upper 1";
-    dw_migration *h = open_migration_ok(t.db, &o);
+    dw_migration *h = open_upper_table(&t);
     g_counted = (counted_mutex *)sqlite3_db_mutex(t.db);
     if (!g_counted) {
         dw_close(h);
@@ -476,20 +483,7 @@ static void test_callback_one_table_one_pass(void **state)
 {
     (void)state;
     test_db t;
-    test_db_open(&t);
-    exec_ok(t.db, "CREATE TABLE cb_t(id INTEGER PRIMARY KEY, v TEXT, "
-                  "w TEXT);"
-                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
-                  "FROM n WHERE i < 400) INSERT INTO cb_t SELECT i, 'v' || i,"
-                  " upper('v' || i) FROM n;"
-                  "UPDATE cb_t SET w = 'X' WHERE id IN (3, 300);");
-    static const char *const ocols[] = {"v"};
-    static const char *const ncols[] = {"w"};
-    dw_options o = options_for("cb", TEST_SIDE("cb_t", k_id, ocols),
-                               TEST_SIDE("cb_t", k_id, ncols));
-    o.up_fn = up_upper;
-    o.map_version = "upper 1";
-    dw_migration *h = open_migration_ok(t.db, &o);
+    dw_migration *h = open_upper_table(&t);
     trace_log l;
     trace_start(t.db, &l, "cb_t", NULL);
     dw_verify_result r = verify_chunked(h, 1000);
