@@ -993,10 +993,19 @@ static int each_row(dw_migration *h, sqlite3_stmt *st, int side,
     int result = DW_OK, named = 0, ncols = 0;
     dw_value key[64];
     while (result == DW_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int filled = row ? fill_row(row, st, ncols, named) : DW_OK;
         if (!row) {
             result = dw__stmt_key(h, st, 0, nkey, key, side);
-        } else if (fill_row(row, st, ncols, named) != DW_OK) {
+        } else if (filled == DW_ENOMEM) {
             result = dw__error(h, DW_ENOMEM, side, "out of memory");
+        } else if (filled != DW_OK) {
+            /* Rows after the first fill the slots the first one named:
+             * a statement whose columns share a name has fewer. */
+            result = dw__error(h, DW_ERROR, side,
+                               "%s: a row has more columns than the slots "
+                               "its first row named (two columns of one "
+                               "name?)",
+                               what);
         } else {
             /* Counted once the first step prepared the statement. */
             ncols = named ? ncols : sqlite3_column_count(st);

@@ -296,9 +296,11 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     return source_exists(h, target, key, found);
 }
 
-/* The value of column i of side d in row: a mapped row holds the key
- * then the columns in the spec's order (dw__map_callback_row() fills it
- * so), where it is taken by position without a search. */
+/* The value of column i of side d in row: taken by position where the
+ * row holds the key then the columns in the spec's order (as
+ * dw__map_callback_row() fills it), found by name otherwise (the
+ * backfill's stream hands over the callback's own row, in whatever order
+ * it set its columns). */
 static const dw_value *column_of(const dw_row *row, const dw_side_def *d,
                                  int i)
 {
