@@ -1412,11 +1412,10 @@ typedef struct dw_backfill_options {
     int batch_rows;
     /** The batch time not to exceed, in milliseconds: the size grows (at
      *  most twofold per batch, by a quarter near the aim) or shrinks (at
-     *  most by half) so a
-     *  batch holds the write lock for about 70% of this at the per-row
-     *  time of the recent batches (the second slowest of the last four),
-     *  leaving room for a slower moment. 0 means the default, 20;
-     *  negative keeps batch_rows. */
+     *  most by half) so a batch holds the write lock for about 70% of this
+     *  at the per-row time of the recent batches (the second slowest of
+     *  the last four), leaving room for a slower moment. 0 means the
+     *  default, 20; negative keeps batch_rows. */
     int batch_ms;
     /** Upper bound for the adapted size; 0 means the default, 100000. */
     int max_batch_rows;
