@@ -261,6 +261,28 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v);
  * last clear: a row filled again in the same column order. DW_EMISUSE
  * when it kept no name there. */
 int dw__row_put_next(dw_row *row, const dw_value *v);
+/* dw__row_put_next() without copying: a TEXT or BLOB value's bytes stay
+ * the caller's, who keeps them alive until the row is cleared, refilled
+ * or freed (a statement's current row, read by a callback). */
+int dw__row_ref_next(dw_row *row, const dw_value *v);
+/* The row cleared, then a[0..na-1] and b[0..nb-1] put by position as
+ * dw__row_ref_next() puts them. DW_EMISUSE when it kept fewer names. */
+int dw__row_ref_fill(dw_row *row, const dw_value *a, int na,
+                     const dw_value *b, int nb);
+/* Changes whenever one of the row's slot names does: rows filled by
+ * position check that their names are still those they named. */
+unsigned dw__row_names_gen(const dw_row *row);
+/* How many times a slot was looked for by name in row (dw_row_get(),
+ * dw_row_find(), a put by name), since it was made: tests check that
+ * rows filled by position, and columns found once, stay so. */
+uint64_t dw__row_lookups(const dw_row *row);
+/* *slots: the slot of each of names[0..n-1] in row, found by name the
+ * first time and remembered while the row's names stay as they were
+ * (names: an array that lives as long as the row's use, such as the
+ * spec's). DW_ERROR with *missing the first name the row does not hold;
+ * DW_ENOMEM. Valid until the row's next change. */
+int dw__row_slots(dw_row *row, char *const *names, int n, const int **slots,
+                  int *missing);
 
 /* ---- name sets (uthash) ------------------------------------------------------ */
 
@@ -689,10 +711,11 @@ typedef struct dw_backend_ops {
      * bytes alone, as range_copy() does for two tables (one table: the
      * UPDATE changes only a row that differs, where range_copy() rewrites
      * and counts every row); *changed is 1 when the row was written, 0
-     * when it was equal. Its statement is prepared once per handle and
-     * side. */
+     * when it was equal. The side's column i is row's value at slots[i]
+     * (a C mapping's row, as dw__map_callback_into() leaves it). Its
+     * statement is prepared once per handle and side. */
     int (*upsert_changed)(dw_migration *h, int side, const dw_value *key,
-                          const dw_row *row, int *changed);
+                          const dw_row *row, const int *slots, int *changed);
     int (*delete_row)(dw_migration *h, int side, const dw_value *key);
     /* Key ranges, bounds as typed key values (as many as the key has
      * columns; NULL: open): after lo (from lo when lo_incl), up to and
@@ -1248,14 +1271,21 @@ int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc);
 /* The old row mapped up into the new model's shape (SQL or callback). */
 int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
 /* A source row already read (`in`: key and columns as the source names
- * them) mapped into target's shape by the C mapping callback. */
+ * them) mapped into target's shape by the C mapping callback, into out
+ * (cleared first). With
+ * `want` (target's column values, in the spec's order), *equal says
+ * whether the mapped values are those, and out is left alone when they
+ * are; want and equal may be NULL. */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
-                         const dw_row *in, dw_row *out);
+                         const dw_row *in, dw_row *out, const dw_value *want,
+                         int *equal);
 /* The same, with out (cleared first) as the callback left it: target's
  * columns in any order, without the key; every one of them is checked
- * set (others the callback set are left in it). */
+ * set (others the callback set are left in it). *slots (when slots is
+ * not NULL): the slot in out of each of target's columns, in the spec's
+ * order, valid until out changes. */
 int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
-                          dw_row *out);
+                          dw_row *out, const int **slots);
 /* A backfill batch through the C mapping into target (lib/mapstream.c):
  * the source rows after lo (NULL: from the start) up to hi (NULL: to the
  * end), each mapped and upserted, a row equal already left alone;

@@ -16,11 +16,13 @@ static int map_one(dw_migration *h, const dw_value *key, const dw_row *in,
 {
     map_stream *s = arg;
     int changed = 0;
-    /* Written from the callback's own row: the upsert takes the key
-     * apart and finds the columns by name. */
-    int rc = dw__map_callback_into(h, s->target, in, s->out);
+    const int *slots = NULL;
+    /* Written from the callback's own row, its columns where the
+     * callback set them. */
+    int rc = dw__map_callback_into(h, s->target, in, s->out, &slots);
     if (rc == DW_OK)
-        rc = h->ops->upsert_changed(h, s->target, key, s->out, &changed);
+        rc = h->ops->upsert_changed(h, s->target, key, s->out, slots,
+                                    &changed);
     if (rc != DW_OK) {
         dw__error_at_key(h, key, h->spec.side[s->target].nkey);
         return rc;

@@ -22,6 +22,14 @@ struct dw_row {
     int cap;
     int hint; /* where dw_row_find() looks first: after the last found */
     int big;  /* a slot may hold a buffer above KEEP_BYTES */
+    unsigned gen; /* changes whenever a slot's name does */
+    uint64_t lookups; /* names compared to find a slot (for tests) */
+    /* dw__row_slots()'s last answer: the slots of memo_for's names, valid
+     * while gen is memo_gen. */
+    char *const *memo_for;
+    int memo_n;
+    unsigned memo_gen;
+    int *memo;
 };
 
 /* A value buffer larger than this is freed by a clear, not kept. */
@@ -61,6 +69,7 @@ void dw_row_free(dw_row *row)
         dw__free(row->cols[i].buf);
     }
     dw__free(row->cols);
+    dw__free(row->memo);
     dw__free(row);
 }
 
@@ -78,14 +87,15 @@ static inline int same_name(const char *a, const char *b)
     return a[0] == b[0] && strcmp(a, b) == 0;
 }
 
-int dw_row_find(const dw_row *row, const char *name)
+/* The slot of name, or -1. Names asked for in the order they were set
+ * (a mapping reading its input, a statement binding its columns) are
+ * found at the hint, or soon after it when some columns are skipped (a
+ * mapping that reads no key): the search goes on from the hint, then
+ * wraps. */
+static inline int find_slot(const dw_row *row, const char *name)
 {
-    if (!row || !name)
-        return -1;
-    /* Names asked for in the order they were set (a mapping reading its
-     * input, a statement binding its columns) are found at the hint, or
-     * soon after it when some columns are skipped (a mapping that reads
-     * no key): the search goes on from the hint, then wraps. */
+    /* One thread at a time, as for the hint below. */
+    ((dw_row *)row)->lookups++;
     int n = row->n, i = row->hint;
     const dw_column *cols = row->cols;
     for (int k = 0; k < n; k++, i++) {
@@ -102,6 +112,11 @@ int dw_row_find(const dw_row *row, const char *name)
     return -1;
 }
 
+int dw_row_find(const dw_row *row, const char *name)
+{
+    return row && name ? find_slot(row, name) : -1;
+}
+
 const dw_value *dw_row_value(const dw_row *row, int i)
 {
     return row && i >= 0 && i < row->n ? &row->cols[i].v : NULL;
@@ -109,7 +124,10 @@ const dw_value *dw_row_value(const dw_row *row, int i)
 
 const dw_value *dw_row_get(const dw_row *row, const char *name)
 {
-    return dw_row_value(row, dw_row_find(row, name));
+    if (!row || !name)
+        return NULL;
+    int i = find_slot(row, name);
+    return i >= 0 ? &row->cols[i].v : NULL;
 }
 
 /* Stores the bytes of TEXT or BLOB *v in slot c, copied into the slot's
@@ -169,9 +187,72 @@ int dw__row_put_next(dw_row *row, const dw_value *v)
     return DW_OK;
 }
 
+int dw__row_ref_next(dw_row *row, const dw_value *v)
+{
+    int n = row->n;
+    if (n >= row->kept)
+        return DW_EMISUSE;
+    row->cols[n].v = *v;
+    row->n = n + 1;
+    return DW_OK;
+}
+
+int dw__row_ref_fill(dw_row *row, const dw_value *a, int na,
+                     const dw_value *b, int nb)
+{
+    dw_row_clear(row);
+    if (na + nb > row->kept)
+        return DW_EMISUSE;
+    dw_column *cols = row->cols;
+    for (int i = 0; i < na; i++)
+        cols[i].v = a[i];
+    for (int i = 0; i < nb; i++)
+        cols[na + i].v = b[i];
+    row->n = na + nb;
+    return DW_OK;
+}
+
+unsigned dw__row_names_gen(const dw_row *row) { return row->gen; }
+
+uint64_t dw__row_lookups(const dw_row *row) { return row->lookups; }
+
+int dw__row_slots(dw_row *row, char *const *names, int n, const int **slots,
+                  int *missing)
+{
+    int *memo = row->memo;
+    if (row->memo_for != names || row->memo_n != n ||
+        row->memo_gen != row->gen) {
+        if (n > row->memo_n || !memo) {
+            memo = dw__realloc(row->memo, sizeof(int) * (size_t)(n ? n : 1));
+            if (!memo)
+                return DW_ENOMEM;
+            row->memo = memo;
+        }
+        row->memo_for = NULL;
+        for (int i = 0; i < n; i++)
+            memo[i] = dw_row_find(row, names[i]);
+        row->memo_for = names;
+        row->memo_n = n;
+        row->memo_gen = row->gen;
+    }
+    /* A column the row does not hold is missing: its slot kept past n
+     * (it stays there), or not found among the columns present (it may
+     * be set into a kept slot next time: looked for again then). */
+    for (int i = 0; i < n; i++)
+        if (memo[i] < 0 || memo[i] >= row->n) {
+            if (memo[i] < 0)
+                row->memo_for = NULL;
+            *missing = i;
+            return DW_ERROR;
+        }
+    *slots = memo;
+    return DW_OK;
+}
+
 int dw__row_put(dw_row *row, const char *name, const dw_value *v)
 {
     int n = row->n;
+    row->lookups++;
     /* The kept name is not among the columns before it. */
     if (n < row->kept && same_name(row->cols[n].name, name))
         return dw__row_put_next(row, v);
@@ -204,6 +285,7 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v)
     c->name = name_copy;
     row->n++;
     row->kept = row->n;
+    row->gen++;
     return DW_OK;
 }
 
@@ -219,16 +301,25 @@ int dw_row_set(dw_row *row, const char *name, const dw_value *v)
     return dw__row_put(row, name, v);
 }
 
+/* A number or NULL is valid whatever its value: only the row and the
+ * name are checked. */
+static int put_number(dw_row *row, const char *name, const dw_value *v)
+{
+    if (!row || !name || !*name)
+        return DW_EMISUSE;
+    return dw__row_put(row, name, v);
+}
+
 int dw_row_set_int(dw_row *row, const char *name, int64_t v)
 {
     dw_value x = dw_int(v);
-    return dw_row_set(row, name, &x);
+    return put_number(row, name, &x);
 }
 
 int dw_row_set_float(dw_row *row, const char *name, double v)
 {
     dw_value x = dw_float(v);
-    return dw_row_set(row, name, &x);
+    return put_number(row, name, &x);
 }
 
 int dw_row_set_text(dw_row *row, const char *name, const char *s)
@@ -248,7 +339,7 @@ int dw_row_set_blob(dw_row *row, const char *name, const void *p, int n)
 int dw_row_set_null(dw_row *row, const char *name)
 {
     dw_value x = dw_null();
-    return dw_row_set(row, name, &x);
+    return put_number(row, name, &x);
 }
 
 int dw__row_copy(dw_row *dst, const dw_row *src)

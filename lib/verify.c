@@ -31,6 +31,10 @@ typedef struct verify_run {
     int npend, cappend;
     /* Rows reused from key to key. */
     dw_row *old_row, *new_row, *in_row;
+    /* in_row was named (by fill_row()) and its names are still in_gen's:
+     * it is filled by position. */
+    int in_named;
+    unsigned in_gen;
     /* The chunk being compared: the keys after lo (from lo when lo_incl)
      * up to hi (none: to the range's end), in one read transaction. */
     dw_held_key lo, hi;
@@ -122,34 +126,38 @@ static int fill_row(dw_migration *h, dw_row *row, const dw_value *key,
 /* shape_rows(): the rows are equal already, nothing to compare. */
 #define SHAPED_EQUAL 2
 
-/* A C mapping: the old row as stored (in the reused in_row), then
- * through the callback into old_row -- key columns then the new side's,
- * in the spec's order. With the new row present and no options that
- * change what is equal, *equal says whether the mapped values are the
- * new side's, compared by index. */
+/* The callback's input: the old row as stored, by name the first time,
+ * then by position while its names stay those, the values borrowed from
+ * the pass's statement (valid until its next step, after the callback
+ * has returned). */
+static int fill_in_row(dw_migration *h, verify_run *v, const dw_verify_row *vr)
+{
+    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
+    dw_row *row = v->in_row;
+    if (v->in_named && dw__row_names_gen(row) == v->in_gen &&
+        dw__row_ref_fill(row, vr->key, o->nkey, vr->a, o->ncols) == DW_OK)
+        return DW_OK;
+    int rc = fill_row(h, row, vr->key, o->cols, o->ncols,
+                      (const char *const *)o->key, vr->a);
+    v->in_named = rc == DW_OK;
+    v->in_gen = dw__row_names_gen(row);
+    return rc;
+}
+
+/* A C mapping: the old row through the callback into old_row -- key
+ * columns then the new side's, in the spec's order -- unless, with the
+ * new row present and no options that change what is equal, the mapped
+ * values are the new side's (*equal). */
 static int map_old(dw_migration *h, verify_run *v, const dw_verify_row *vr,
                    int *equal)
 {
-    const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
-    int nkey = h->spec.side[DW_SIDE_NEW].nkey;
-    int ncols = h->spec.side[DW_SIDE_NEW].ncols;
     *equal = 0;
-    int rc = fill_row(h, v->in_row, vr->key, o->cols, o->ncols,
-                      (const char *const *)o->key, vr->a);
-    if (rc == DW_OK) {
-        dw_row_clear(v->old_row);
-        rc = dw__map_callback_row(h, DW_SIDE_NEW, vr->key, v->in_row,
-                                  v->old_row);
-    }
-    if (rc != DW_OK || !vr->in_new || h->ropts.normalize ||
-        h->ropts.compare || dw_row_count(v->old_row) != nkey + ncols)
+    int rc = fill_in_row(h, v, vr);
+    if (rc != DW_OK)
         return rc;
-    int i = 0;
-    while (i < ncols &&
-           dw_value_equal(dw_row_value(v->old_row, nkey + i), &vr->b[i]))
-        i++;
-    *equal = i == ncols;
-    return DW_OK;
+    int plain = vr->in_new && !h->ropts.normalize && !h->ropts.compare;
+    return dw__map_callback_row(h, DW_SIDE_NEW, vr->key, v->in_row,
+                                v->old_row, plain ? vr->b : NULL, equal);
 }
 
 /* Both rows of one key in the comparison shape; SHAPED_EQUAL when a

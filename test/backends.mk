@@ -20,6 +20,7 @@
 
 TEST_CORE = \
   test_backfill \
+  test_callback_rows \
   test_bad_input \
   test_cmocka_helper \
   test_facts \

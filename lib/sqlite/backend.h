@@ -271,7 +271,7 @@ int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
                           const dw_row *row);
 int dw__sqlite_upsert_changed(dw_migration *h, int side,
                               const dw_value *key, const dw_row *row,
-                              int *changed);
+                              const int *slots, int *changed);
 int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key);
 int dw__sqlite_migration_peek(dw_migration *h, int *contracted);
 int dw__sqlite_history_add(dw_migration *h, const char *event, int from,

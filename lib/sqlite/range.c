@@ -944,7 +944,9 @@ int dw__sqlite_range_delete_orphans(dw_migration *h, int target,
 
 /* The statement's current row into row, cleared: by name the first time
  * (`named` 0), then by position into the slots that read kept -- the
- * columns do not change while the statement runs. */
+ * columns do not change while the statement runs -- the values borrowed
+ * from the statement: the row is read (by the callback, the upsert)
+ * before the next step. */
 static int fill_row(dw_row *row, sqlite3_stmt *st, int ncols, int named)
 {
     dw_row_clear(row);
@@ -961,7 +963,7 @@ static int fill_row(dw_row *row, sqlite3_stmt *st, int ncols, int named)
         if (!cv)
             rc = DW_ENOMEM;
         else if ((rc = dw__value_of(&v, cv)) == DW_OK)
-            rc = dw__row_put_next(row, &v);
+            rc = dw__row_ref_next(row, &v);
     }
     sqlite3_mutex_leave(mutex);
     return rc;

@@ -296,14 +296,15 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
     return source_exists(h, target, key, found);
 }
 
-/* The value of column i of side d in row: taken by position where the
- * row holds the key then the columns in the spec's order (as
- * dw__map_callback_row() fills it), found by name otherwise (the
- * backfill's stream hands over the callback's own row, in whatever order
- * it set its columns). */
-static const dw_value *column_of(const dw_row *row, const dw_side_def *d,
-                                 int i)
+/* The value of column i of side d in row: its slot when slots says
+ * (a C mapping's row), else taken by position where the row holds the
+ * key then the columns in the spec's order (as dw__map_callback_row()
+ * fills it), found by name otherwise. */
+static const dw_value *column_of(const dw_row *row, const int *slots,
+                                 const dw_side_def *d, int i)
 {
+    if (slots)
+        return dw_row_value(row, slots[i]);
     int at = d->nkey + i;
     const char *name = dw_row_name(row, at);
     if (name && strcmp(name, d->cols[i]) == 0)
@@ -314,7 +315,7 @@ static const dw_value *column_of(const dw_row *row, const dw_side_def *d,
 /* Runs upsert statement id with the key and the row's columns bound;
  * *changed (when not NULL) says whether it changed a row. */
 static int write_row(dw_migration *h, int id, int side, const dw_value *key,
-                     const dw_row *row, int *changed)
+                     const dw_row *row, const int *slots, int *changed)
 {
     const dw_side_def *d = &h->spec.side[side];
     sqlite3_stmt *st = dw__stmt(h, id);
@@ -322,7 +323,7 @@ static int write_row(dw_migration *h, int id, int side, const dw_value *key,
         return h->errcode;
     int rc = dw__bind_key(st, key, d->nkey);
     for (int i = 0; rc == SQLITE_OK && i < d->ncols; i++)
-        rc = dw__bind_value(st, d->nkey + i + 1, column_of(row, d, i));
+        rc = dw__bind_value(st, d->nkey + i + 1, column_of(row, slots, d, i));
     if (rc == SQLITE_OK)
         rc = dw__run(h, st, side, "writing the mapped row");
     else
@@ -335,15 +336,16 @@ static int write_row(dw_migration *h, int id, int side, const dw_value *key,
 int dw__sqlite_upsert_row(dw_migration *h, int side, const dw_value *key,
                           const dw_row *row)
 {
-    return write_row(h, ST_UPSERT + side, side, key, row, NULL);
+    return write_row(h, ST_UPSERT + side, side, key, row, NULL, NULL);
 }
 
 int dw__sqlite_upsert_changed(dw_migration *h, int side,
                               const dw_value *key, const dw_row *row,
-                              int *changed)
+                              const int *slots, int *changed)
 {
     *changed = 0;
-    return write_row(h, ST_UPSERT_CHANGED + side, side, key, row, changed);
+    return write_row(h, ST_UPSERT_CHANGED + side, side, key, row, slots,
+                     changed);
 }
 
 int dw__sqlite_delete_row(dw_migration *h, int side, const dw_value *key)

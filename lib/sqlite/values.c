@@ -63,14 +63,28 @@ int dw_sqlite_bind_values(sqlite3_stmt *stmt, int first, const dw_value *v,
 
 int dw__value_of(dw_value *out, sqlite3_value *cv)
 {
+    /* Filled field by field: this runs for every value of every row read,
+     * and the constructors are calls into the library. */
+    out->i = 0;
+    out->f = 0.0;
+    out->p = NULL;
+    out->n = 0;
     switch (sqlite3_value_type(cv)) {
-    case SQLITE_INTEGER: *out = dw_int(sqlite3_value_int64(cv)); break;
-    case SQLITE_FLOAT: *out = dw_float(sqlite3_value_double(cv)); break;
+    case SQLITE_INTEGER:
+        out->type = DW_TYPE_INTEGER;
+        out->i = sqlite3_value_int64(cv);
+        break;
+    case SQLITE_FLOAT:
+        out->type = DW_TYPE_FLOAT;
+        out->f = sqlite3_value_double(cv);
+        break;
     case SQLITE_TEXT: {
         const char *t = (const char *)sqlite3_value_text(cv);
         if (!t)
             return DW_ENOMEM;
-        *out = dw_text_n(t, sqlite3_value_bytes(cv));
+        out->type = DW_TYPE_TEXT;
+        out->p = t;
+        out->n = sqlite3_value_bytes(cv);
         break;
     }
     case SQLITE_BLOB: {
@@ -78,10 +92,12 @@ int dw__value_of(dw_value *out, sqlite3_value *cv)
         int n = sqlite3_value_bytes(cv);
         if (!p && n > 0)
             return DW_ENOMEM;
-        *out = dw_blob(p, n);
+        out->type = DW_TYPE_BLOB;
+        out->p = p;
+        out->n = p ? n : 0;
         break;
     }
-    default: *out = dw_null(); break;
+    default: out->type = DW_TYPE_NULL; break;
     }
     return DW_OK;
 }
