@@ -473,10 +473,13 @@ typedef struct dw_column_map {
 
 /**
  * A C mapping callback, for transforms SQL cannot express. `in` holds the
- * source side's key columns and model columns; the callback sets every
- * target model column in `out` (an empty row it does not own). Key columns
- * it leaves out are copied by the library. Return DW_OK, or any other value
- * to fail the operation (reported as DW_ECALLBACK).
+ * source side's key columns and model columns, in the spec's order (key
+ * columns first, so dw_row_value(in, i) reads them by position); the
+ * callback sets every target model column in `out` (an empty row it does
+ * not own). Key columns it leaves out are copied by the library. Both
+ * rows, and the bytes of their values, are valid only during the call:
+ * the library reuses them for the next row. Return DW_OK, or any other
+ * value to fail the operation (reported as DW_ECALLBACK).
  */
 typedef int (*dw_map_fn)(dw_row *out, const dw_row *in, void *payload);
 

@@ -137,6 +137,15 @@ static void test_rows_by_position(void **state)
                                      "x = length('v' || id)"),
                      NROWS);
 
+    /* A dual write's sync reads the source row into `in` in the same
+     * order: key, then columns. */
+    exec_ok(t.db, "UPDATE cb_old SET v = 'zz' WHERE id = 9");
+    dw_value k9 = dw_int(9);
+    assert_dw_ok(h, dw_mirror(h, &k9, 1));
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM cb_new WHERE "
+                                     "id = 9 AND w = 'ZZ' AND x = 2"),
+                     1);
+
     exec_ok(t.db, "UPDATE cb_new SET x = 0 WHERE id IN (7, 300)");
     seen_reset(0, 0);
     dw_verify_result r = verify_all(h);
