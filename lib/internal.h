@@ -265,10 +265,6 @@ int dw__row_put_next(dw_row *row, const dw_value *v);
  * the caller's, who keeps them alive until the row is cleared, refilled
  * or freed (a statement's current row, read by a callback). */
 int dw__row_ref_next(dw_row *row, const dw_value *v);
-/* The row cleared, then a[0..na-1] and b[0..nb-1] put by position as
- * dw__row_ref_next() puts them. DW_EMISUSE when it kept fewer names. */
-int dw__row_ref_fill(dw_row *row, const dw_value *a, int na,
-                     const dw_value *b, int nb);
 /* Changes whenever one of the row's slot names does: rows filled by
  * position check that their names are still those they named. */
 unsigned dw__row_names_gen(const dw_row *row);
@@ -276,13 +272,6 @@ unsigned dw__row_names_gen(const dw_row *row);
  * dw_row_find(), a put by name), since it was made: tests check that
  * rows filled by position, and columns found once, stay so. */
 uint64_t dw__row_lookups(const dw_row *row);
-/* *slots: the slot of each of names[0..n-1] in row, found by name the
- * first time and remembered while the row's names stay as they were
- * (names: an array that lives as long as the row's use, such as the
- * spec's). DW_ERROR with *missing the first name the row does not hold;
- * DW_ENOMEM. Valid until the row's next change. */
-int dw__row_slots(dw_row *row, char *const *names, int n, const int **slots,
-                  int *missing);
 
 /* ---- name sets (uthash) ------------------------------------------------------ */
 
@@ -1272,20 +1261,20 @@ int dw__callback_failed(dw_migration *h, int side, const char *what, int cbrc);
 int dw__map_old_up(dw_migration *h, const dw_value *key, dw_row *out);
 /* A source row already read (`in`: key and columns as the source names
  * them) mapped into target's shape by the C mapping callback, into out
- * (cleared first). With
- * `want` (target's column values, in the spec's order), *equal says
- * whether the mapped values are those, and out is left alone when they
- * are; want and equal may be NULL. */
+ * (cleared first). */
 int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
-                         const dw_row *in, dw_row *out, const dw_value *want,
-                         int *equal);
-/* The same, with out (cleared first) as the callback left it: target's
- * columns in any order, without the key; every one of them is checked
- * set (others the callback set are left in it). *slots (when slots is
- * not NULL): the slot in out of each of target's columns, in the spec's
- * order, valid until out changes. */
+                         const dw_row *in, dw_row *out);
+/* The same, in two steps. The first: out (emptied first) as the callback
+ * left it: target's columns in any order, without the key; every one of
+ * them is checked set (others the callback set are left in it). *slots
+ * (when slots is not NULL): the slot in out of each of target's columns,
+ * in the spec's order, valid until out changes. */
 int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
                           dw_row *out, const int **slots);
+/* The second: out cleared, then key's columns and the mapped columns at
+ * slots, named and ordered as target's spec has them. */
+int dw__mapped_shape(dw_migration *h, int target, const dw_value *key,
+                     const dw_row *mapped, const int *slots, dw_row *out);
 /* A backfill batch through the C mapping into target (lib/mapstream.c):
  * the source rows after lo (NULL: from the start) up to hi (NULL: to the
  * end), each mapped and upserted, a row equal already left alone;

@@ -2,38 +2,7 @@
 #include <string.h>
 
 #include "internal.h"
-
-/* A row keeps its slots after dw_row_clear(): names and value buffers are
- * reused by the next values set in the same order, so a row read again and
- * again (a DAO's result row, the library's scratch rows) allocates nothing. */
-typedef struct dw_column {
-    char *name;
-    dw_value v;    /* for TEXT and BLOB, v.p points into buf */
-    char *buf;     /* owned; kept across clears up to KEEP_BYTES */
-    size_t bufcap;
-} dw_column;
-
-/* The kept slots' names are distinct, so a value set under the name of
- * the slot at position n appends there without searching the row. */
-struct dw_row {
-    dw_column *cols;
-    int n;    /* columns present */
-    int kept; /* slots holding a name, n <= kept <= cap */
-    int cap;
-    int hint; /* where dw_row_find() looks first: after the last found */
-    int big;  /* a slot may hold a buffer above KEEP_BYTES */
-    unsigned gen; /* changes whenever a slot's name does */
-    uint64_t lookups; /* names compared to find a slot (for tests) */
-    /* dw__row_slots()'s last answer: the slots of memo_for's names, valid
-     * while gen is memo_gen. */
-    char *const *memo_for;
-    int memo_n;
-    unsigned memo_gen;
-    int *memo;
-};
-
-/* A value buffer larger than this is freed by a clear, not kept. */
-#define KEEP_BYTES 4096
+#include "row.h"
 
 int dw_row_new(dw_row **out)
 {
@@ -197,27 +166,12 @@ int dw__row_ref_next(dw_row *row, const dw_value *v)
     return DW_OK;
 }
 
-int dw__row_ref_fill(dw_row *row, const dw_value *a, int na,
-                     const dw_value *b, int nb)
-{
-    dw_row_clear(row);
-    if (na + nb > row->kept)
-        return DW_EMISUSE;
-    dw_column *cols = row->cols;
-    for (int i = 0; i < na; i++)
-        cols[i].v = a[i];
-    for (int i = 0; i < nb; i++)
-        cols[na + i].v = b[i];
-    row->n = na + nb;
-    return DW_OK;
-}
-
 unsigned dw__row_names_gen(const dw_row *row) { return row->gen; }
 
 uint64_t dw__row_lookups(const dw_row *row) { return row->lookups; }
 
-int dw__row_slots(dw_row *row, char *const *names, int n, const int **slots,
-                  int *missing)
+int dw__row_slots_find(dw_row *row, char *const *names, int n,
+                       const int **slots, int *missing)
 {
     int *memo = row->memo;
     if (row->memo_for != names || row->memo_n != n ||

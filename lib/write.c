@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "row.h"
 
 /* Whether numeric affinity would turn this text into a number: a decimal
  * literal, spaces around it allowed. */
@@ -119,7 +120,7 @@ int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
         return rc;
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";
-    dw_row_clear(out);
+    dw__row_reset(out);
     int cb = h->spec.map[target].fn(out, in, h->spec.map_payload);
     if (cb != DW_OK)
         return dw__error(h, cb == DW_ENOMEM ? DW_ENOMEM : DW_ECALLBACK,
@@ -142,13 +143,26 @@ int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
     return DW_OK;
 }
 
-int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
-                         const dw_row *in, dw_row *out, const dw_value *want,
-                         int *equal)
+int dw__mapped_shape(dw_migration *h, int target, const dw_value *key,
+                     const dw_row *mapped, const int *slots, dw_row *out)
 {
+    /* The key, then the columns in the spec's order: values a backend
+     * read, or the callback set through dw_row_set(), which checked
+     * them. */
     const dw_side_def *d = &h->spec.side[target];
-    if (equal)
-        *equal = 0;
+    int put = DW_OK;
+    dw_row_clear(out);
+    for (int i = 0; put == DW_OK && i < d->nkey; i++)
+        put = dw__row_put(out, d->key[i], &key[i]);
+    for (int i = 0; put == DW_OK && i < d->ncols; i++)
+        put = dw__row_put(out, d->cols[i], dw__row_at(mapped, slots[i]));
+    return put == DW_OK ? DW_OK
+                        : dw__error(h, DW_ENOMEM, target, "out of memory");
+}
+
+int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
+                         const dw_row *in, dw_row *out)
+{
     /* The handle's row, reused from row to row (its names kept): taken
      * while the callback runs, so a mapping reached from inside it gets
      * a row of its own. */
@@ -158,33 +172,8 @@ int dw__map_callback_row(dw_migration *h, int target, const dw_value *key,
         return dw__error(h, DW_ENOMEM, target, "out of memory");
     const int *slots = NULL;
     int rc = dw__map_callback_into(h, target, in, mapped, &slots);
-    /* Mapped values that are `want` already: out is left alone. Two
-     * integers, the common case, compare here without a call. */
-    int i = 0;
-    while (rc == DW_OK && want && i < d->ncols) {
-        const dw_value *a = dw_row_value(mapped, slots[i]), *b = &want[i];
-        if (a->type == DW_TYPE_INTEGER && b->type == DW_TYPE_INTEGER
-                ? a->i != b->i
-                : !dw_value_equal(a, b))
-            break;
-        i++;
-    }
-    if (rc == DW_OK && want && i == d->ncols) {
-        *equal = 1;
-    } else if (rc == DW_OK) {
-        /* The key, then the columns in the spec's order: values a backend
-         * read, or the callback set through dw_row_set(), which checked
-         * them. */
-        int put = DW_OK;
-        dw_row_clear(out);
-        for (i = 0; put == DW_OK && i < d->nkey; i++)
-            put = dw__row_put(out, d->key[i], &key[i]);
-        for (i = 0; put == DW_OK && i < d->ncols; i++)
-            put = dw__row_put(out, d->cols[i],
-                              dw_row_value(mapped, slots[i]));
-        if (put != DW_OK)
-            rc = dw__error(h, DW_ENOMEM, target, "out of memory");
-    }
+    if (rc == DW_OK)
+        rc = dw__mapped_shape(h, target, key, mapped, slots, out);
     if (h->mapped)
         dw_row_free(mapped); /* one was put back meanwhile */
     else
@@ -202,7 +191,7 @@ static int map_callback(dw_migration *h, int target, const dw_value *key,
         return dw__error(h, DW_ENOMEM, target, "out of memory");
     int rc = h->ops->read_side(h, dw__other_side(target), key, in);
     if (rc == DW_OK)
-        rc = dw__map_callback_row(h, target, key, in, out, NULL, NULL);
+        rc = dw__map_callback_row(h, target, key, in, out);
     dw_row_free(in);
     return rc;
 }
