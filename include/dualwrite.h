@@ -1345,10 +1345,13 @@ typedef struct dw_backfill_progress {
      *  the side written; DW_SIDE_NONE when no backfill was ever started. */
     int source;
     int target;
-    /** Source keys passed so far, and the estimated total: the source's
-     *  row count when the backfill started (never less than rows_done);
-     *  once finished, exactly rows_done (rows deleted while it ran are not
-     *  counted). */
+    /** Source keys passed so far, and the estimated total (never less
+     *  than rows_done). A rowid key (a lone INTEGER PRIMARY KEY): rows_done
+     *  and the integers after the last batch up to the largest key when
+     *  the backfill started -- an upper bound, exact where the keys are
+     *  dense, narrowed by each batch. Other keys: the source's row count
+     *  when it started. Once finished, exactly rows_done (rows deleted
+     *  while it ran are not counted). */
     int64_t rows_done;
     int64_t rows_total;
     /** Target rows inserted or changed, and target rows deleted because

@@ -67,8 +67,10 @@ typedef struct run {
     int fresh;        /* start over in the next batch */
     int64_t counted;  /* the source's rows, counted before a fresh start */
     int batch_rows;
-    /* Batches may end batch_rows integers on (see span_batch()); sparse:
-     * the last batch passed too few rows for that, or none has yet. */
+    /* The source's keys are integers holding one row each at most: the
+     * total is estimated from them (see integer_total()), and batches may
+     * end batch_rows integers on (see span_batch()); sparse: the last
+     * batch passed too few rows for that, or none has yet. */
     int integer_keys;
     int sparse;
     /* Time per row of the last few batches (ms; 0: none yet), the newest
@@ -175,8 +177,9 @@ static int null_key_check(dw_migration *h, int side)
 static int mapped_elsewhere(dw_migration *h, int source, int *found);
 
 /* Before the batches: where the stored backfill stands, and for a fresh
- * start the row count (an estimate for progress) and the NULL-key check
- * -- scans that must not hold the write lock. */
+ * start the NULL-key check and, unless the keys are integers holding one
+ * row each, the row count (the total for progress) -- scans that must not
+ * hold the write lock. */
 static int survey(dw_migration *h, void *arg)
 {
     run *r = arg;
@@ -196,11 +199,7 @@ static int survey(dw_migration *h, void *arg)
     dw__backfill_state_free(&r->st);
     if (rc == DW_OK)
         rc = h->ops->backfill_load(h, &r->st);
-    /* Spans need integer keys, and a copy that counts the rows it
-     * passes (see span_batch()). */
-    if (rc == DW_OK &&
-        (h->spec.same_table ||
-         !h->spec.map[dw__other_side(dw__authoritative(stage))].exprs))
+    if (rc == DW_OK)
         rc = h->ops->integer_keys(h, dw__authoritative(stage),
                                   &r->integer_keys);
     if (rc != DW_OK)
@@ -211,7 +210,9 @@ static int survey(dw_migration *h, void *arg)
     if (!r->fresh)
         return DW_OK;
     rc = null_key_check(h, source);
-    if (rc == DW_OK)
+    /* Integer keys give the total from the batches' keys (see
+     * integer_total()): a count would read the whole table. */
+    if (rc == DW_OK && !r->integer_keys)
         rc = h->ops->range_count(h, source, NULL, NULL, &r->counted);
     return rc;
 }
@@ -454,6 +455,23 @@ static int span_batch(const dw_migration *h, const run *r, int target,
            lo->type == DW_TYPE_INTEGER && end->type == DW_TYPE_INTEGER;
 }
 
+/* The total for progress over integer keys holding one row each, set by
+ * each batch but the last (which makes it rows_done; none is stored
+ * before a batch): the rows done, and one more for each integer after the
+ * cursor up to the end -- never fewer than the rows still ahead, exactly
+ * them where the keys are dense. Saturated at INT64_MAX (keys near both
+ * of INT64's ends). */
+static int64_t integer_total(int64_t done, int64_t cursor, int64_t end)
+{
+    if (cursor >= end)
+        return done;
+    /* (The difference taken unsigned: it may not fit an int64_t.) */
+    uint64_t ahead = (uint64_t)end - (uint64_t)cursor;
+    return ahead >= (uint64_t)INT64_MAX - (uint64_t)done
+               ? INT64_MAX
+               : done + (int64_t)ahead;
+}
+
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
 typedef struct batch_keys {
     dw_held_key lo, hi, end;
@@ -487,7 +505,7 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         dw__backfill_state_free(st);
         st->state = DW_BF_RUNNING;
         st->source = source;
-        st->rows_total = r->counted;
+        st->rows_total = r->counted; /* integer keys: set by the batch */
         st->started = dw__wall_time();
         if ((rc = h->ops->range_last(h, source, &k->end)) != DW_OK ||
             (rc = h->ops->run_setup(h)) != DW_OK)
@@ -622,10 +640,15 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
     r->passed = passed;
-    /* The total was counted at the start; at the end the rows passed are
-     * the true count (rows deleted meanwhile are not in it). */
+    /* With integer keys the total narrows to the integers left after the
+     * cursor; at the end the rows passed are the true count (rows deleted
+     * meanwhile are not in it). */
     if (last)
         st->rows_total = st->rows_done;
+    else if (r->integer_keys && k->hi.v->type == DW_TYPE_INTEGER &&
+             k->end.v->type == DW_TYPE_INTEGER)
+        st->rows_total =
+            integer_total(st->rows_done, k->hi.v->i, k->end.v->i);
     st->rows_written += written;
     st->rows_deleted += deleted;
     st->batches++;

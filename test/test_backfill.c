@@ -561,6 +561,12 @@ typedef struct basic_ctx {
     char why[256];
 } basic_ctx;
 
+/* test_basic's keys: 1..2999 without the multiples of 100. */
+static int64_t basic_key(int64_t row)
+{
+    return row + (row - 1) / 99;
+}
+
 static int basic_progress(const dw_backfill_progress *p, void *payload)
 {
     basic_ctx *c = payload;
@@ -568,12 +574,16 @@ static int basic_progress(const dw_backfill_progress *p, void *payload)
     int64_t want = c->calls * c->batch_rows < c->total
                        ? c->calls * c->batch_rows
                        : c->total;
+    /* Integer keys: the rows done and the integers after the cursor up to
+     * the last key (the gaps in them too), until the end. */
+    int64_t total =
+        want == c->total ? c->total : want + 2999 - basic_key(want);
     dw_backfill_progress s;
     int src = dw_backfill_status(&s, c->h2);
     if (c->bad)
         return 0;
     if (p->rows_done != want || p->batches != c->calls ||
-        p->rows_total != c->total || p->next_batch_rows != c->batch_rows ||
+        p->rows_total != total || p->next_batch_rows != c->batch_rows ||
         p->source != DW_SIDE_OLD || p->target != DW_SIDE_NEW ||
         p->finished != (want == c->total) || p->stale)
         snprintf(c->why, sizeof c->why,
@@ -2883,7 +2893,7 @@ static void test_finished_elsewhere_between_batches(void **state)
     verify_all_clean(f->h, 10);
 }
 
-/* Rows deleted during the backfill: the total counted at the start was
+/* Rows deleted during the backfill: the total taken at the start was
  * too high, and a finished backfill reports the rows it passed as its
  * total ("6 of 6", not "6 of 10"), returned, stored and in the history. */
 static void test_total_right_after_deletes(void **state)
@@ -3220,6 +3230,171 @@ static void test_callback_integer_keys_with_gaps(void **state)
     }
 }
 
+/* Pages the connection fetched, from its cache or the file, since the
+ * last call. */
+static int64_t pages_fetched(sqlite3 *db)
+{
+    int hit = 0, miss = 0, high;
+    sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_HIT, &hit, &high, 1);
+    sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_MISS, &miss, &high, 1);
+    return (int64_t)hit + miss;
+}
+
+/* A fresh backfill over integer keys takes its total from the keys, not
+ * from a count of the source (which reads every page of it): stopped
+ * after its first batch, it has fetched a few pages, not as many as a
+ * count -- with an SQL mapping or a C one. Dense keys: the total is the
+ * rows. */
+static void test_fresh_start_counts_no_rows(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 50000, BATCH = 20 };
+    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
+        if (variant) {
+            fixture_close(f);
+            test_db_open(&f->t);
+        }
+        memset(&g_map, 0, sizeof g_map);
+        users_at(f, N, variant, DW_STAGE_DUAL_WRITE);
+        pages_fetched(f->t.db);
+        assert_int_equal(fixture_int(f, "SELECT count(*) FROM users"), N);
+        int64_t count_pages = pages_fetched(f->t.db);
+        dw_backfill_options o = fixed_batches(BATCH);
+        o.progress = stop_after_batch;
+        dw_backfill_progress p;
+        assert_dw(f->h, dw_backfill(&p, f->h, &o), DW_MORE);
+        int64_t fetched = pages_fetched(f->t.db);
+        assert_int_equal(p.batches, 1);
+        assert_int_equal(p.rows_done, BATCH);
+        assert_int_equal(p.rows_total, N);
+        assert_int_equal(status_of(f->h).rows_total, N);
+        if (fetched * 4 > count_pages)
+            fail_msg("variant %u: the first batch fetched %lld pages; a "
+                     "count of the source fetches %lld",
+                     variant, (long long)fetched, (long long)count_pages);
+    }
+}
+
+/* rows_done and rows_total after each batch of a backfill. */
+typedef struct totals_log {
+    int n;
+    int64_t done[8], total[8];
+} totals_log;
+
+static int log_totals(const dw_backfill_progress *p, void *payload)
+{
+    totals_log *l = payload;
+    if (l->n < 8) {
+        l->done[l->n] = p->rows_done;
+        l->total[l->n] = p->rows_total;
+    }
+    l->n++;
+    return 0;
+}
+
+/* Backfills h in batches of `rows` to the end and checks rows_done and
+ * rows_total after each batch against the n expected (ending with -1),
+ * and the stored total after the last. */
+static void expect_totals(dw_migration *h, int rows, const int64_t *done,
+                          const int64_t *total)
+{
+    totals_log l;
+    memset(&l, 0, sizeof l);
+    dw_backfill_options o = fixed_batches(rows);
+    o.progress = log_totals;
+    o.payload = &l;
+    dw_backfill_progress p;
+    assert_dw_ok(h, dw_backfill(&p, h, &o));
+    int n = 0;
+    while (done[n] >= 0)
+        n++;
+    for (int i = 0; i < l.n && i < 8; i++)
+        if (i >= n || l.done[i] != done[i] || l.total[i] != total[i])
+            fail_msg("after batch %d of %d: %lld of %lld rows, expected "
+                     "%lld of %lld",
+                     i + 1, l.n, (long long)l.done[i],
+                     (long long)l.total[i], i < n ? (long long)done[i] : -1,
+                     i < n ? (long long)total[i] : -1);
+    assert_int_equal(l.n, n);
+    assert_true(p.finished);
+    assert_int_equal(status_of(h).rows_total, done[n - 1]);
+}
+
+/* Integer keys with gaps (1..50, 1001..1150): the total is the rows done
+ * and the integers after the cursor up to the last key -- an upper bound
+ * of the rows, narrowed by each batch, exact once the gap is passed and
+ * at the end. A C mapping's span over the gap passes no row and narrows
+ * it too. */
+static void test_total_of_integer_keys_with_gaps(void **state)
+{
+    test_fixture *f = *state;
+    static const int64_t sql_done[] = {50, 100, 150, 200, -1},
+                         sql_total[] = {1150, 200, 200, 200},
+                         fn_done[] = {50, 50, 100, 150, 200, -1},
+                         fn_total[] = {1150, 1100, 200, 200, 200};
+    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
+        if (variant) {
+            fixture_close(f);
+            test_db_open(&f->t);
+        }
+        memset(&g_map, 0, sizeof g_map);
+        create_users(f->t.db, 200, 1, 0);
+        exec_ok(f->t.db, "UPDATE users SET id = id + 950 WHERE id > 50");
+        open_users(f, variant);
+        stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+        if (variant)
+            expect_totals(f->h, 50, fn_done, fn_total);
+        else
+            expect_totals(f->h, 50, sql_done, sql_total);
+        verify_all_clean(f->h, 200);
+    }
+}
+
+/* Integer keys at both ends of INT64: the integers after the cursor do
+ * not fit an int64_t, and with the rows done they may overflow it; the
+ * total stays at INT64_MAX until they fit. */
+static void test_total_of_integer_keys_at_int64_ends(void **state)
+{
+    test_fixture *f = *state;
+    static const int64_t done[] = {1, 2, 3, 4, 5, -1},
+                         total[] = {INT64_MAX, INT64_MAX, INT64_MAX, 5, 5};
+    create_users(f->t.db, 5, 1, 0);
+    exec_ok(f->t.db, "UPDATE users SET id = -9223372036854775807 - 1"
+                     " WHERE id = 1;"
+                     "UPDATE users SET id = -9223372036854775807"
+                     " WHERE id = 2;"
+                     "UPDATE users SET id = 0 WHERE id = 3;"
+                     "UPDATE users SET id = 9223372036854775806"
+                     " WHERE id = 4;"
+                     "UPDATE users SET id = 9223372036854775807"
+                     " WHERE id = 5;");
+    open_users(f, 0);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+    expect_totals(f->h, 1, done, total);
+    verify_all_clean(f->h, 5);
+}
+
+/* Keys that are not integers holding one row each: the total is the rows
+ * counted at the start. */
+static void test_total_of_text_keys_counted(void **state)
+{
+    (void)state;
+    static const int64_t done[] = {3, 6, 9, 10, -1},
+                         total[] = {10, 10, 10, 10};
+    test_db t;
+    test_db_open(&t);
+    exec_ok(t.db, "CREATE TABLE codes(code TEXT UNIQUE, name TEXT);"
+                  "CREATE TABLE codes_v2(code TEXT UNIQUE, label TEXT);"
+                  "INSERT INTO codes VALUES('a', 'a'), ('b', 'b'),"
+                  " ('c', 'c'), ('d', 'd'), ('e', 'e'), ('f', 'f'),"
+                  " ('x', 'x'), ('y', 'y'), ('yy', 'yy'), ('z', 'z');");
+    dw_migration *h = open_codes(t.db);
+    expect_totals(h, 3, done, total);
+    verify_all_clean(h, 10);
+    dw_close(h);
+    test_db_close(&t);
+}
+
 /* A C mapping that sets the new side's columns out of the spec's order,
  * sets the key column to another value and a column the new side does
  * not have: each row is written under its own key with the values the
@@ -3336,6 +3511,13 @@ int main(int argc, char **argv)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_columns_written_by_name,
                                         fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_start_counts_no_rows,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_total_of_integer_keys_with_gaps,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_total_of_integer_keys_at_int64_ends,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test(test_total_of_text_keys_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
