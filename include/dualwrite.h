@@ -392,8 +392,9 @@ DW_API const char *dw_row_name(const dw_row *row, int i);
  *  NULL. */
 DW_API int dw_row_find(const dw_row *row, const char *name);
 /** Value of column i, or NULL when out of range. The value and its bytes are
- *  owned by the row, valid until the row is changed or freed. Text values
- *  are NUL-terminated (n does not count the terminator). */
+ *  owned by the row (a mapping callback's `in` excepted: see dw_map_fn),
+ *  valid until the row is changed or freed. Text values are NUL-terminated
+ *  (n does not count the terminator). */
 DW_API const dw_value *dw_row_value(const dw_row *row, int i);
 /** Value of the column named `name`, or NULL when absent. Same lifetime as
  *  dw_row_value(). */
@@ -1346,12 +1347,16 @@ typedef struct dw_backfill_progress {
     int source;
     int target;
     /** Source keys passed so far, and the estimated total (never less
-     *  than rows_done). A rowid key (a lone INTEGER PRIMARY KEY): rows_done
-     *  and the integers after the last batch up to the largest key when
-     *  the backfill started -- an upper bound, exact where the keys are
-     *  dense, narrowed by each batch. Other keys: the source's row count
-     *  when it started. Once finished, exactly rows_done (rows deleted
-     *  while it ran are not counted). */
+     *  than rows_done). A rowid key (a lone INTEGER PRIMARY KEY), read
+     *  without counting the table first: rows_done plus the integers after
+     *  the last batch up to the largest key when the backfill started,
+     *  times the share of the integers passed that held a row (the last
+     *  batch's or the call's, the larger) -- exact where keys are dense
+     *  or evenly spread; all of them (an upper bound) after a call's first
+     *  batch from the start or one that passed no row. Other keys: the
+     *  source's row count when it started. 0 until a first batch has
+     *  committed over a rowid key. Once finished, exactly rows_done (rows
+     *  deleted while it ran are not counted). */
     int64_t rows_done;
     int64_t rows_total;
     /** Target rows inserted or changed, and target rows deleted because

@@ -65,7 +65,9 @@ typedef struct run {
     dw_backfill_progress p;
     dw_backfill_state st;
     int fresh;        /* start over in the next batch */
-    int64_t counted;  /* the source's rows, counted before a fresh start */
+    /* The source's rows, counted before a fresh start (or, see
+     * count_rest(), after its first batch). */
+    int64_t counted;
     int batch_rows;
     /* The source's keys are integers holding one row each at most: the
      * total is estimated from them (see integer_total()), and batches may
@@ -73,6 +75,15 @@ typedef struct run {
      * batch passed too few rows for that, or none has yet. */
     int integer_keys;
     int sparse;
+    /* The source side the survey looked at (its integer_keys and count). */
+    int surveyed;
+    /* Where integer_share() measures this call's share from: the first
+     * key a batch of it started after, and rows_done then. */
+    int est_set;
+    int64_t est_key, est_done;
+    /* The stage moved the source since the survey, to keys that are not
+     * integers: the rows ahead are counted after the next batch. */
+    int count_rest;
     /* Time per row of the last few batches (ms; 0: none yet), the newest
      * at cost[(ncost - 1) % COST_WINDOW]. */
     double cost[COST_WINDOW];
@@ -205,6 +216,7 @@ static int survey(dw_migration *h, void *arg)
     if (rc != DW_OK)
         return rc;
     int source = dw__authoritative(stage);
+    r->surveyed = source;
     r->fresh = (r->o.flags & DW_BACKFILL_RESTART) ||
                r->st.state == DW_BF_NONE || r->st.state == DW_BF_STALE;
     if (!r->fresh)
@@ -457,19 +469,47 @@ static int span_batch(const dw_migration *h, const run *r, int target,
 
 /* The total for progress over integer keys holding one row each, set by
  * each batch but the last (which makes it rows_done; none is stored
- * before a batch): the rows done, and one more for each integer after the
- * cursor up to the end -- never fewer than the rows still ahead, exactly
- * them where the keys are dense. Saturated at INT64_MAX (keys near both
- * of INT64's ends). */
-static int64_t integer_total(int64_t done, int64_t cursor, int64_t end)
+ * before a batch), without a count reading the whole table: the rows
+ * done, and the integers after the cursor up to the end times `share`,
+ * the part of the integers passed that held a row (at least one row: the
+ * end key's). With no share measured (<= 0), every integer counts: an
+ * upper bound. Saturated at INT64_MAX (keys near both of INT64's ends). */
+static int64_t integer_total(int64_t done, int64_t cursor, int64_t end,
+                             double share)
 {
     if (cursor >= end)
         return done;
-    /* (The difference taken unsigned: it may not fit an int64_t.) */
+    /* (Differences taken unsigned: they may not fit an int64_t.) */
     uint64_t ahead = (uint64_t)end - (uint64_t)cursor;
+    if (share > 0.0 && share < 1.0) {
+        double rows = (double)ahead * share + 0.5;
+        ahead = rows < 1.0    ? 1
+                : rows < 9e18 ? (uint64_t)rows
+                              : ahead;
+    }
     return ahead >= (uint64_t)INT64_MAX - (uint64_t)done
                ? INT64_MAX
                : done + (int64_t)ahead;
+}
+
+/* The part of the integers passed that held a row: the larger of this
+ * batch's and this call's since its first batch started after a key --
+ * the batch's follows a change of density at once, the call's keeps a
+ * batch over a gap from taking it for the rest; 0 when unknown. */
+static double integer_share(const run *r, const dw_value *lo, int64_t hi,
+                            int64_t passed, int64_t done)
+{
+    double share = 0.0;
+    if (r->est_set && hi > r->est_key)
+        share = (double)(done - r->est_done) /
+                (double)((uint64_t)hi - (uint64_t)r->est_key);
+    if (lo && lo->type == DW_TYPE_INTEGER && hi > lo->i) {
+        double batch = (double)passed /
+                       (double)((uint64_t)hi - (uint64_t)lo->i);
+        if (batch > share)
+            share = batch;
+    }
+    return share;
 }
 
 /* A batch's keys: after the cursor (lo), up to hi, and the end. */
@@ -507,6 +547,16 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         st->source = source;
         st->rows_total = r->counted; /* integer keys: set by the batch */
         st->started = dw__wall_time();
+        /* The stage moved the source since the survey: its keys decide
+         * how the total is found (counted, not here: under the write
+         * lock, but once this batch has committed). */
+        if (source != r->surveyed) {
+            rc = h->ops->integer_keys(h, source, &r->integer_keys);
+            if (rc != DW_OK)
+                return rc;
+            r->surveyed = source;
+            r->count_rest = !r->integer_keys;
+        }
         if ((rc = h->ops->range_last(h, source, &k->end)) != DW_OK ||
             (rc = h->ops->run_setup(h)) != DW_OK)
             return rc;
@@ -533,6 +583,11 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     const char *lo_text = st->cursor;
     const dw_value *lo = k->lo.v;
     int last = 1;
+    if (!r->est_set && r->integer_keys && lo && lo->type == DW_TYPE_INTEGER) {
+        r->est_set = 1;
+        r->est_key = lo->i;
+        r->est_done = st->rows_done;
+    }
     int span = k->end.v && span_batch(h, r, target, lo, k->end.v);
     if (span) {
         int64_t from = lo->i, to = k->end.v->i;
@@ -640,15 +695,18 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
     st->state = last ? DW_BF_DONE : DW_BF_RUNNING;
     st->rows_done += passed;
     r->passed = passed;
-    /* With integer keys the total narrows to the integers left after the
-     * cursor; at the end the rows passed are the true count (rows deleted
-     * meanwhile are not in it). */
+    /* With integer keys the total is estimated again from the integers
+     * left after the cursor; at the end the rows passed are the true
+     * count (rows deleted meanwhile are not in it). */
     if (last)
         st->rows_total = st->rows_done;
     else if (r->integer_keys && k->hi.v->type == DW_TYPE_INTEGER &&
              k->end.v->type == DW_TYPE_INTEGER)
-        st->rows_total =
-            integer_total(st->rows_done, k->hi.v->i, k->end.v->i);
+        st->rows_total = integer_total(
+            st->rows_done, k->hi.v->i, k->end.v->i,
+            integer_share(r, lo, k->hi.v->i, passed, st->rows_done));
+    else if (r->counted > st->rows_total)
+        st->rows_total = r->counted; /* counted after the first batch */
     st->rows_written += written;
     st->rows_deleted += deleted;
     st->batches++;
@@ -672,6 +730,26 @@ static int batch_in(dw_migration *h, run *r, batch_keys *k, int *finished)
         dw__free(detail);
     }
     *finished = last;
+    return rc;
+}
+
+/* After a batch, when the source moved to keys that are not integers:
+ * the rows after the cursor counted, in a read transaction of its own,
+ * for the total (stored with the next batch). */
+static int count_rest(dw_migration *h, void *arg)
+{
+    run *r = arg;
+    dw_held_key cursor;
+    memset(&cursor, 0, sizeof cursor);
+    int64_t ahead = 0;
+    int rc = r->st.cursor ? dw__held_key_read(h, &cursor, r->st.cursor)
+                          : DW_OK;
+    if (rc == DW_OK)
+        rc = h->ops->range_count(h, r->st.source, cursor.v, NULL, &ahead);
+    /* Stored with the next batch (batch_in() takes it up). */
+    if (rc == DW_OK)
+        r->st.rows_total = r->counted = r->st.rows_done + ahead;
+    dw__held_key_clear(&cursor);
     return rc;
 }
 
@@ -815,6 +893,10 @@ int dw_backfill(dw_backfill_progress *out, dw_migration *h,
         }
         double ms;
         rc = batch_in_transaction(h, &r, &finished, &ms);
+        if (rc == DW_OK && r.count_rest && !finished) {
+            r.count_rest = 0;
+            rc = dw__in_scope(h, 0, count_rest, &r);
+        }
         if (rc != DW_OK)
             break;
         r.p.last_batch_ms = ms;

@@ -265,9 +265,6 @@ int dw__row_put_next(dw_row *row, const dw_value *v);
  * the caller's, who keeps them alive until the row is cleared, refilled
  * or freed (a statement's current row, read by a callback). */
 int dw__row_ref_next(dw_row *row, const dw_value *v);
-/* Changes whenever one of the row's slot names does: rows filled by
- * position check that their names are still those they named. */
-unsigned dw__row_names_gen(const dw_row *row);
 /* How many times a slot was looked for by name in row (dw_row_get(),
  * dw_row_find(), a put by name), since it was made: tests check that
  * rows filled by position, and columns found once, stay so. */

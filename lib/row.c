@@ -145,15 +145,18 @@ static inline int slot_store(dw_row *row, dw_column *c, const dw_value *v)
     return DW_OK;
 }
 
+/* *v into slot n, the next one, whose kept name is v's. */
+static inline int put_at_n(dw_row *row, const dw_value *v)
+{
+    if (slot_store(row, &row->cols[row->n], v) != DW_OK)
+        return DW_ENOMEM;
+    row->n++;
+    return DW_OK;
+}
+
 int dw__row_put_next(dw_row *row, const dw_value *v)
 {
-    int n = row->n;
-    if (n >= row->kept)
-        return DW_EMISUSE;
-    if (slot_store(row, &row->cols[n], v) != DW_OK)
-        return DW_ENOMEM;
-    row->n = n + 1;
-    return DW_OK;
+    return row->n < row->kept ? put_at_n(row, v) : DW_EMISUSE;
 }
 
 int dw__row_ref_next(dw_row *row, const dw_value *v)
@@ -166,8 +169,6 @@ int dw__row_ref_next(dw_row *row, const dw_value *v)
     return DW_OK;
 }
 
-unsigned dw__row_names_gen(const dw_row *row) { return row->gen; }
-
 uint64_t dw__row_lookups(const dw_row *row) { return row->lookups; }
 
 int dw__row_slots_find(dw_row *row, char *const *names, int n,
@@ -176,11 +177,12 @@ int dw__row_slots_find(dw_row *row, char *const *names, int n,
     int *memo = row->memo;
     if (row->memo_for != names || row->memo_n != n ||
         row->memo_gen != row->gen) {
-        if (n > row->memo_n || !memo) {
+        if (n > row->memo_cap || !memo) {
             memo = dw__realloc(row->memo, sizeof(int) * (size_t)(n ? n : 1));
             if (!memo)
                 return DW_ENOMEM;
             row->memo = memo;
+            row->memo_cap = n ? n : 1;
         }
         row->memo_for = NULL;
         for (int i = 0; i < n; i++)
@@ -209,7 +211,7 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v)
     row->lookups++;
     /* The kept name is not among the columns before it. */
     if (n < row->kept && same_name(row->cols[n].name, name))
-        return dw__row_put_next(row, v);
+        return put_at_n(row, v);
     int i = dw_row_find(row, name);
     if (i >= 0)
         return slot_store(row, &row->cols[i], v);
@@ -243,37 +245,33 @@ int dw__row_put(dw_row *row, const char *name, const dw_value *v)
     return DW_OK;
 }
 
-int dw_row_set(dw_row *row, const char *name, const dw_value *v)
+/* dw_row_set() of a value known valid: only the row and the name are
+ * checked (a number or NULL is valid whatever its value). */
+static int put_checked(dw_row *row, const char *name, const dw_value *v)
 {
-    dw_value null_value = dw_null();
     if (!row || !name || !*name)
-        return DW_EMISUSE;
-    if (!v)
-        v = &null_value;
-    if (!dw__value_valid(v))
         return DW_EMISUSE;
     return dw__row_put(row, name, v);
 }
 
-/* A number or NULL is valid whatever its value: only the row and the
- * name are checked. */
-static int put_number(dw_row *row, const char *name, const dw_value *v)
+int dw_row_set(dw_row *row, const char *name, const dw_value *v)
 {
-    if (!row || !name || !*name)
+    dw_value null_value = dw_null();
+    if (v && !dw__value_valid(v))
         return DW_EMISUSE;
-    return dw__row_put(row, name, v);
+    return put_checked(row, name, v ? v : &null_value);
 }
 
 int dw_row_set_int(dw_row *row, const char *name, int64_t v)
 {
     dw_value x = dw_int(v);
-    return put_number(row, name, &x);
+    return put_checked(row, name, &x);
 }
 
 int dw_row_set_float(dw_row *row, const char *name, double v)
 {
     dw_value x = dw_float(v);
-    return put_number(row, name, &x);
+    return put_checked(row, name, &x);
 }
 
 int dw_row_set_text(dw_row *row, const char *name, const char *s)
@@ -293,7 +291,7 @@ int dw_row_set_blob(dw_row *row, const char *name, const void *p, int n)
 int dw_row_set_null(dw_row *row, const char *name)
 {
     dw_value x = dw_null();
-    return put_number(row, name, &x);
+    return put_checked(row, name, &x);
 }
 
 int dw__row_copy(dw_row *dst, const dw_row *src)

@@ -11,7 +11,8 @@
  * again (a DAO's result row, the library's scratch rows) allocates nothing. */
 typedef struct dw_column {
     char *name;
-    dw_value v;    /* for TEXT and BLOB, v.p points into buf */
+    dw_value v;    /* for TEXT and BLOB, v.p points into buf (or, put by
+                      reference, at the caller's bytes) */
     char *buf;     /* owned; kept across clears up to KEEP_BYTES */
     size_t bufcap;
 } dw_column;
@@ -30,7 +31,7 @@ struct dw_row {
     /* dw__row_slots()'s last answer: the slots of memo_for's names, valid
      * while gen is memo_gen. */
     char *const *memo_for;
-    int memo_n;
+    int memo_n, memo_cap;
     unsigned memo_gen;
     int *memo;
 };
@@ -57,8 +58,8 @@ static inline const dw_value *dw__row_at(const dw_row *row, int i)
 }
 
 /* The row emptied, then a[0..na-1] and b[0..nb-1] put by position as
- * dw__row_ref_next() puts them (bytes borrowed). DW_EMISUSE when it kept
- * fewer names. */
+ * dw__row_ref_next() puts them (bytes borrowed). DW_EMISUSE, the row left
+ * empty, when it kept fewer names. */
 static inline int dw__row_ref_fill(dw_row *row, const dw_value *a, int na,
                                    const dw_value *b, int nb)
 {

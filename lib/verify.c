@@ -135,13 +135,13 @@ static int fill_in_row(dw_migration *h, verify_run *v, const dw_verify_row *vr)
 {
     const dw_side_def *o = &h->spec.side[DW_SIDE_OLD];
     dw_row *row = v->in_row;
-    if (v->in_named && dw__row_names_gen(row) == v->in_gen &&
+    if (v->in_named && row->gen == v->in_gen &&
         dw__row_ref_fill(row, vr->key, o->nkey, vr->a, o->ncols) == DW_OK)
         return DW_OK;
     int rc = fill_row(h, row, vr->key, o->cols, o->ncols,
                       (const char *const *)o->key, vr->a);
     v->in_named = rc == DW_OK;
-    v->in_gen = dw__row_names_gen(row);
+    v->in_gen = row->gen;
     return rc;
 }
 

@@ -115,8 +115,7 @@ int dw__map_callback_into(dw_migration *h, int target, const dw_row *in,
     /* Every C mapping runs here: a handle opened from the stored spec has
      * none to run. */
     int rc = DW_OK;
-    if (h->spec.map[target].fn == dw__unbound_map &&
-        (rc = dw__need_callback(h, target)) != DW_OK)
+    if (dw__unbound(h, target) && (rc = dw__need_callback(h, target)) != DW_OK)
         return rc;
     const dw_side_def *d = &h->spec.side[target];
     const char *dir = target == DW_SIDE_NEW ? "up" : "down";

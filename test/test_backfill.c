@@ -574,10 +574,17 @@ static int basic_progress(const dw_backfill_progress *p, void *payload)
     int64_t want = c->calls * c->batch_rows < c->total
                        ? c->calls * c->batch_rows
                        : c->total;
-    /* Integer keys: the rows done and the integers after the cursor up to
-     * the last key (the gaps in them too), until the end. */
+    /* Integer keys: after the first batch (from the start: no share of
+     * integers holding a row measured yet) the rows done and the
+     * integers after the cursor up to the last key, gaps included; then
+     * those integers times the share measured, one in a hundred missing
+     * here: within 1% of the rows; at the end the rows. */
     int64_t total =
         want == c->total ? c->total : want + 2999 - basic_key(want);
+    if (c->calls > 1 && p->rows_total != total && want != c->total &&
+        p->rows_total > want && p->rows_total >= c->total - c->total / 100 &&
+        p->rows_total <= c->total + c->total / 100)
+        total = p->rows_total;
     dw_backfill_progress s;
     int src = dw_backfill_status(&s, c->h2);
     if (c->bad)
@@ -3320,18 +3327,20 @@ static void expect_totals(dw_migration *h, int rows, const int64_t *done,
     assert_int_equal(status_of(h).rows_total, done[n - 1]);
 }
 
-/* Integer keys with gaps (1..50, 1001..1150): the total is the rows done
- * and the integers after the cursor up to the last key -- an upper bound
- * of the rows, narrowed by each batch, exact once the gap is passed and
- * at the end. A C mapping's span over the gap passes no row and narrows
- * it too. */
+/* Integer keys with gaps (1..50, 1001..1150): after the first batch the
+ * total is the rows done and every integer up to the last key (nothing
+ * measured yet: an upper bound); then the integers left times the larger
+ * share of them holding a row, this batch's or the call's: low just past
+ * the gap (105), right once a batch passes dense keys, exact at the end.
+ * A C mapping's span over the gap passes no row: nothing measured, the
+ * upper bound again. */
 static void test_total_of_integer_keys_with_gaps(void **state)
 {
     test_fixture *f = *state;
     static const int64_t sql_done[] = {50, 100, 150, 200, -1},
-                         sql_total[] = {1150, 200, 200, 200},
+                         sql_total[] = {1150, 105, 200, 200},
                          fn_done[] = {50, 50, 100, 150, 200, -1},
-                         fn_total[] = {1150, 1100, 200, 200, 200};
+                         fn_total[] = {1150, 1100, 105, 200, 200};
     for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
         if (variant) {
             fixture_close(f);
@@ -3350,14 +3359,112 @@ static void test_total_of_integer_keys_with_gaps(void **state)
     }
 }
 
+/* The stage moves the source between the survey (old side: rowid keys,
+ * no count) and the first batch (new side: an integer key that is not
+ * the rowid, so its keys are counted): the rows ahead are counted after
+ * that batch, in a read transaction of their own, and the totals are the
+ * rows. The move is made by a second handle when the first batch's BEGIN
+ * IMMEDIATE starts. */
+typedef struct flip_ctx {
+    dw_migration *h2;
+    int flipped;
+} flip_ctx;
+
+static int flip_at_begin(unsigned type, void *payload, void *p, void *x)
+{
+    (void)type;
+    (void)x;
+    flip_ctx *c = payload;
+    const char *sql = sqlite3_sql(p);
+    if (!c->flipped && sql && strncmp(sql, "BEGIN IMMEDIATE", 15) == 0) {
+        c->flipped = 1;
+        assert_dw_ok(c->h2, stage_force(c->h2, DW_STAGE_LIVE));
+    }
+    return 0;
+}
+
+static void test_total_after_source_moved(void **state)
+{
+    test_fixture *f = *state;
+    enum { N = 300 };
+    exec_ok(f->t.db,
+            "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT,"
+            " email TEXT);"
+            "CREATE TABLE users_v2(id INTEGER NOT NULL UNIQUE, display TEXT,"
+            " email TEXT);"
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+            " WHERE i < 300) INSERT INTO users_v2 SELECT i * 7,"
+            " 'USER' || (i * 7), 'u' || (i * 7) || '@example.com' FROM c;");
+    open_users(f, 0);
+    open_users_second(f, 0);
+    stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+    flip_ctx c = {f->h2, 0};
+    totals_log l;
+    memset(&l, 0, sizeof l);
+    dw_backfill_options o = fixed_batches(100);
+    o.progress = log_totals;
+    o.payload = &l;
+    sqlite3_trace_v2(f->t.db, SQLITE_TRACE_STMT, flip_at_begin, &c);
+    dw_backfill_progress p;
+    int rc = dw_backfill(&p, f->h, &o);
+    sqlite3_trace_v2(f->t.db, 0, NULL, NULL);
+    assert_dw_ok(f->h, rc);
+    assert_true(c.flipped);
+    assert_int_equal(p.source, DW_SIDE_NEW);
+    assert_true(p.finished);
+    assert_int_equal(l.n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(l.done[i], 100 * (i + 1));
+        assert_int_equal(l.total[i], N);
+    }
+    assert_int_equal(query_int(f->t.db, "SELECT count(*) FROM users"), N);
+}
+
+/* Integer keys spread evenly and far apart (a billion between two): from
+ * the first batch that passes rows after a key on, the share of integers
+ * holding a row gives the rows exactly -- every integer counted would
+ * make them 900 billion. (A C mapping's second batch spans 100 integers
+ * and passes no row.) */
+static void test_total_of_sparse_integer_keys(void **state)
+{
+    test_fixture *f = *state;
+    static const int64_t sql_done[] = {100, 200, 300, 400,  500, 600,
+                                       700, 800, 900, 1000, -1},
+                         sql_total[] = {900000000100, 1000, 1000, 1000,
+                                        1000,         1000, 1000, 1000},
+                         fn_done[] = {100, 100, 200, 300, 400,  500,
+                                      600, 700, 800, 900, 1000, -1},
+                         fn_total[] = {900000000100, 900000000000, 1000,
+                                       1000,         1000,         1000,
+                                       1000,         1000};
+    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
+        if (variant) {
+            fixture_close(f);
+            test_db_open(&f->t);
+        }
+        memset(&g_map, 0, sizeof g_map);
+        create_users(f->t.db, 1000, 1, 0);
+        exec_ok(f->t.db, "UPDATE users SET id = id * 1000000000");
+        open_users(f, variant);
+        stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+        if (variant)
+            expect_totals(f->h, 100, fn_done, fn_total);
+        else
+            expect_totals(f->h, 100, sql_done, sql_total);
+        verify_all_clean(f->h, 1000);
+    }
+}
+
 /* Integer keys at both ends of INT64: the integers after the cursor do
  * not fit an int64_t, and with the rows done they may overflow it; the
- * total stays at INT64_MAX until they fit. */
+ * total stays at INT64_MAX while every integer counts (no share measured,
+ * or all of them held a row), then the share measured over 2^63 integers
+ * gives the two rows left, and at least the end key's row is left. */
 static void test_total_of_integer_keys_at_int64_ends(void **state)
 {
     test_fixture *f = *state;
     static const int64_t done[] = {1, 2, 3, 4, 5, -1},
-                         total[] = {INT64_MAX, INT64_MAX, INT64_MAX, 5, 5};
+                         total[] = {INT64_MAX, INT64_MAX, 5, 5, 5};
     create_users(f->t.db, 5, 1, 0);
     exec_ok(f->t.db, "UPDATE users SET id = -9223372036854775807 - 1"
                      " WHERE id = 1;"
@@ -3514,6 +3621,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fresh_start_counts_no_rows,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_total_of_integer_keys_with_gaps,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_total_after_source_moved,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_total_of_sparse_integer_keys,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_total_of_integer_keys_at_int64_ends,
                                         fixture_setup, fixture_teardown),

@@ -30,14 +30,17 @@ static int terminal_columns(FILE *f)
     return n > 0 ? n : DEFAULT_COLUMNS;
 }
 
-/* "42s", "3m05s", "2h07m"; "--" when not known yet. */
+/* "42s", "3m05s", "2h07m"; "--" when not known yet, or beyond a year (an
+ * estimate from a total far too high: keys spread over a huge range). */
+#define YEAR_S (365.0 * 24 * 3600)
+
 static void time_left(char *buf, size_t size, const progress_view *v)
 {
     double seconds = v->seconds_left;
-    long s = (long)(seconds + 0.5);
+    long s = seconds > 0 && seconds < YEAR_S ? (long)(seconds + 0.5) : 0;
     if (v->finished)
         snprintf(buf, size, "0s");
-    else if (!(seconds > 0))
+    else if (!(seconds > 0) || seconds >= YEAR_S)
         snprintf(buf, size, "--");
     else if (s < 60)
         snprintf(buf, size, "%lds", s);

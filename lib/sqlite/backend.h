@@ -371,7 +371,46 @@ int dw__bind_value(sqlite3_stmt *stmt, int idx, const dw_value *v);
  * the statement moves on). Call with the connection's mutex held: cv comes
  * from sqlite3_column_value(). DW_ENOMEM when SQLite could not make the
  * text or blob. */
-int dw__value_of(dw_value *out, sqlite3_value *cv);
+static inline int dw__value_of(dw_value *out, sqlite3_value *cv)
+{
+    /* Inline, and filled field by field: this runs for every value of
+     * every row read, and the constructors are calls into the library. */
+    out->i = 0;
+    out->f = 0.0;
+    out->p = NULL;
+    out->n = 0;
+    switch (sqlite3_value_type(cv)) {
+    case SQLITE_INTEGER:
+        out->type = DW_TYPE_INTEGER;
+        out->i = sqlite3_value_int64(cv);
+        break;
+    case SQLITE_FLOAT:
+        out->type = DW_TYPE_FLOAT;
+        out->f = sqlite3_value_double(cv);
+        break;
+    case SQLITE_TEXT: {
+        const char *t = (const char *)sqlite3_value_text(cv);
+        if (!t)
+            return DW_ENOMEM;
+        out->type = DW_TYPE_TEXT;
+        out->p = t;
+        out->n = sqlite3_value_bytes(cv);
+        break;
+    }
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_value_blob(cv);
+        int n = sqlite3_value_bytes(cv);
+        if (!p && n > 0)
+            return DW_ENOMEM;
+        out->type = DW_TYPE_BLOB;
+        out->p = p;
+        out->n = p ? n : 0;
+        break;
+    }
+    default: out->type = DW_TYPE_NULL; break;
+    }
+    return DW_OK;
+}
 
 /* contract.c: the ops members of the same names (see internal.h) */
 int dw__sqlite_model_describe(dw_migration *h, dw_old_model *m);

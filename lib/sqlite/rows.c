@@ -297,9 +297,9 @@ int dw__sqlite_sync_sql(dw_migration *h, int target, const dw_value *key,
 }
 
 /* The value of column i of side d in row: its slot when slots says
- * (a C mapping's row), else taken by position where the row holds the
- * key then the columns in the spec's order (as dw__map_callback_row()
- * fills it), found by name otherwise. */
+ * (a C mapping's row, as the callback left it), else taken by position
+ * where the row holds the key then the columns in the spec's order (as
+ * dw__mapped_shape() fills it); a row in another order is read by name. */
 static const dw_value *column_of(const dw_row *row, const int *slots,
                                  const dw_side_def *d, int i)
 {
