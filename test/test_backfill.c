@@ -3327,6 +3327,31 @@ static void expect_totals(dw_migration *h, int rows, const int64_t *done,
     assert_int_equal(status_of(h).rows_total, done[n - 1]);
 }
 
+/* users of n rows rekeyed by `rekey` and backfilled in batches of
+ * `rows`, through the SQL mapping then (on a fresh database) the C one,
+ * with the totals expected of each (see expect_totals()). */
+static void totals_both(test_fixture *f, int n, const char *rekey, int rows,
+                        const int64_t *sql_done, const int64_t *sql_total,
+                        const int64_t *fn_done, const int64_t *fn_total)
+{
+    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
+        if (variant) {
+            fixture_close(f);
+            test_db_open(&f->t);
+        }
+        memset(&g_map, 0, sizeof g_map);
+        create_users(f->t.db, n, 1, 0);
+        exec_ok(f->t.db, rekey);
+        open_users(f, variant);
+        stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
+        if (variant)
+            expect_totals(f->h, rows, fn_done, fn_total);
+        else
+            expect_totals(f->h, rows, sql_done, sql_total);
+        verify_all_clean(f->h, n);
+    }
+}
+
 /* Integer keys with gaps (1..50, 1001..1150): after the first batch the
  * total is the rows done and every integer up to the last key (nothing
  * measured yet: an upper bound); then the integers left times the larger
@@ -3341,22 +3366,8 @@ static void test_total_of_integer_keys_with_gaps(void **state)
                          sql_total[] = {1150, 105, 200, 200},
                          fn_done[] = {50, 50, 100, 150, 200, -1},
                          fn_total[] = {1150, 1100, 105, 200, 200};
-    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
-        if (variant) {
-            fixture_close(f);
-            test_db_open(&f->t);
-        }
-        memset(&g_map, 0, sizeof g_map);
-        create_users(f->t.db, 200, 1, 0);
-        exec_ok(f->t.db, "UPDATE users SET id = id + 950 WHERE id > 50");
-        open_users(f, variant);
-        stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
-        if (variant)
-            expect_totals(f->h, 50, fn_done, fn_total);
-        else
-            expect_totals(f->h, 50, sql_done, sql_total);
-        verify_all_clean(f->h, 200);
-    }
+    totals_both(f, 200, "UPDATE users SET id = id + 950 WHERE id > 50", 50,
+                sql_done, sql_total, fn_done, fn_total);
 }
 
 /* The stage moves the source between the survey (old side: rowid keys,
@@ -3437,22 +3448,8 @@ static void test_total_of_sparse_integer_keys(void **state)
                          fn_total[] = {900000000100, 900000000000, 1000,
                                        1000,         1000,         1000,
                                        1000,         1000};
-    for (unsigned variant = 0; variant <= U_FN; variant += U_FN) {
-        if (variant) {
-            fixture_close(f);
-            test_db_open(&f->t);
-        }
-        memset(&g_map, 0, sizeof g_map);
-        create_users(f->t.db, 1000, 1, 0);
-        exec_ok(f->t.db, "UPDATE users SET id = id * 1000000000");
-        open_users(f, variant);
-        stage_force_ok(f->h, DW_STAGE_DUAL_WRITE);
-        if (variant)
-            expect_totals(f->h, 100, fn_done, fn_total);
-        else
-            expect_totals(f->h, 100, sql_done, sql_total);
-        verify_all_clean(f->h, 1000);
-    }
+    totals_both(f, 1000, "UPDATE users SET id = id * 1000000000", 100,
+                sql_done, sql_total, fn_done, fn_total);
 }
 
 /* Integer keys at both ends of INT64: the integers after the cursor do

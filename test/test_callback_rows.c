@@ -85,6 +85,13 @@ static void assert_found_once(void)
                      2 * (uint64_t)(s->calls - 2));
 }
 
+/* cb_new's rows holding what up_wx maps their cb_old rows to. */
+static int64_t rows_mapped_right(sqlite3 *db)
+{
+    return query_int(db, "SELECT count(*) FROM cb_new WHERE w = upper('v' "
+                         "|| id) AND x = length('v' || id)");
+}
+
 /* cb_old(id, v) into cb_new(id, w, x) through up_wx, at DUAL_WRITE. */
 static dw_migration *open_two_tables(test_db *t)
 {
@@ -132,10 +139,7 @@ static void test_rows_by_position(void **state)
     seen_reset(0, 0);
     backfill_all(h);
     assert_found_once();
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM cb_new WHERE "
-                                     "w = upper('v' || id) AND "
-                                     "x = length('v' || id)"),
-                     NROWS);
+    assert_int_equal(rows_mapped_right(t.db), NROWS);
 
     /* A dual write's sync reads the source row into `in` in the same
      * order: key, then columns. */
@@ -186,10 +190,7 @@ static void test_columns_in_any_order(void **state)
     dw_migration *h = open_two_tables(&t);
     seen_reset(1, 0);
     backfill_all(h);
-    assert_int_equal(query_int(t.db, "SELECT count(*) FROM cb_new WHERE "
-                                     "w = upper('v' || id) AND "
-                                     "x = length('v' || id)"),
-                     NROWS);
+    assert_int_equal(rows_mapped_right(t.db), NROWS);
     seen_reset(1, 0);
     dw_verify_result r = verify_all(h);
     assert_int_equal(r.keys, NROWS);
