@@ -48,6 +48,10 @@ int dw__check_key(dw_migration *h, const dw_value *key, int nkey)
                          "columns",
                          nkey, h->spec.name, want);
     for (int i = 0; i < nkey; i++) {
+        /* An INTEGER is a valid key value whatever it holds; only a TEXT
+         * column's affinity would convert it (checked below). */
+        if (key[i].type == DW_TYPE_INTEGER && h->key_class[i] != 'T')
+            continue;
         const char *why = dw__key_value_problem(&key[i]);
         if (why)
             return dw__error(h, DW_EMISUSE, DW_SIDE_NONE, "key value %d %s",
