@@ -1171,6 +1171,32 @@ static void test_numeric_text_keys_follow_sqlite(void **state)
     assert_true(refused <= (int)(sizeof TEXTS / sizeof *TEXTS) - 8);
 }
 
+/* An INTEGER key on a TEXT key column would be converted to text, naming
+ * another key than the one given ([1], not ["1"]): refused, saying what to
+ * pass, while a TEXT key and an INTEGER key on an INTEGER column pass. */
+static void test_integer_key_on_text_column(void **state)
+{
+    test_fixture *f = *state;
+    fixture_exec(f, "CREATE TABLE tags(tag TEXT PRIMARY KEY, v TEXT);"
+                    "CREATE TABLE tags_v2(tag TEXT PRIMARY KEY, v TEXT);"
+                    "INSERT INTO tags VALUES('1', 'one');");
+    static const char *const TAG[] = {"tag"};
+    static const dw_column_map UPV[] = {{"v", "v"}};
+    dw_options o = options_for("tags", TEST_SIDE_UNLISTED("tags", TAG),
+                               TEST_SIDE_UNLISTED("tags_v2", TAG));
+    o.up = UPV;
+    o.nup = 1;
+    char *err = NULL;
+    assert_int_equal(dw_sqlite_open(&f->h, f->t.db, &o, &err), DW_OK);
+    int stage, route;
+    dw_value k = dw_int(1);
+    assert_int_equal(dw_key_stage(&stage, &route, f->h, &k, 1), DW_EMISUSE);
+    assert_non_null(strstr(dw_errmsg(f->h), "text affinity"));
+    assert_non_null(strstr(dw_errmsg(f->h), "pass a TEXT"));
+    k = dw_text("1");
+    assert_dw_ok(f->h, dw_key_stage(&stage, &route, f->h, &k, 1));
+}
+
 /* ---- C mapping callbacks ------------------------------------------------ */
 
 /* An up mapping callback: in mode 0 it forgets to set "quantity"; in mode 1
@@ -1530,6 +1556,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_queue_sqlite_rollback, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mirror_bind_failure, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_numeric_text_keys_follow_sqlite, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_integer_key_on_text_column,
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mapping_callback_leaves_column_unset, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mapping_callback_blob_and_null, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_callback_result_codes, fixture_setup, fixture_teardown),
